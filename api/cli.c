@@ -1,0 +1,111 @@
+/* The nanovl command line. Only this file prints; libraries log through nvl_log.
+ *
+ * Exit codes: 0 success; 1 the work failed (bad input, unusable checkpoint); 2 usage error.
+ * Subcommands live in one table below; each is a function taking (argc, argv) after its name.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "backend.h"
+#include "base/status.h"
+#include "media.h"
+
+#define EXIT_USAGE 2
+
+static const char *k_usage =
+    "nanovl %s: answers questions about PDFs, images and videos with NVIDIA Nemotron Nano V2 VL\n"
+    "\n"
+    "usage: nanovl <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  inspect DIR        describe a checkpoint (architecture, layers, sizes, dtypes,\n"
+    "                     quantization) and list every problem; exit 1 if unusable\n"
+    "  version            print the version and what this build supports\n"
+    "  help               this text\n"
+    "\n"
+    "options:\n"
+    "  -h, --help         this text\n"
+    "  -V, --version      version and build features\n"
+    "\n"
+    "examples:\n"
+    "  nanovl inspect ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16\n"
+    "  nanovl inspect tests/data/tiny_nemotron_h\n"
+    "  NVL_BACKEND=cpu nanovl inspect model.safetensors\n"
+    "\n"
+    "environment:\n"
+    "  NVL_BACKEND=cpu|cuda|auto   compute backend (default auto: CUDA when a device exists)\n"
+    "  NVL_THREADS=N               CPU threads (default: all cores)\n"
+    "  NVL_LOG_LEVEL=error|warn|info|debug\n";
+
+static int cmd_help(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf(k_usage, NANOVL_VERSION);
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    const char *why = NULL;
+    int ndev = kern_cuda_device_count(&why);
+    printf("nanovl %s\n", NANOVL_VERSION);
+    printf("backends: cpu%s\n", kern_cuda_built() ? ", cuda (built)" : " (cuda not built)");
+    if (kern_cuda_built())
+        printf("cuda devices: %d%s%s%s\n", ndev, ndev ? "" : " (", ndev ? "" : (why ? why : "none"),
+               ndev ? "" : ")");
+    printf("media: jpeg %s, png %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
+           media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
+           media_supports(MEDIA_KIND_PDF) ? "yes" : "no",
+           media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
+    return 0;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    if (argc != 1 || argv[0][0] == '-') {
+        fprintf(stderr, "usage: nanovl inspect DIR\n");
+        return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    int usable = 0;
+    nvl_status st = api_inspect(argv[0], stdout, &usable, &err);
+    if (st != NVL_OK) {
+        fprintf(stderr, "nanovl inspect: %s: %s\n", nvl_status_str(st), err.msg);
+        return 1;
+    }
+    if (!usable) {
+        fprintf(stderr, "nanovl inspect: %s: checkpoint is not usable (see problems above)\n",
+                argv[0]);
+        return 1;
+    }
+    return 0;
+}
+
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} k_commands[] = {
+    {"inspect", cmd_inspect},
+    {"version", cmd_version},
+    {"help", cmd_help},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, k_usage, NANOVL_VERSION);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
+    for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
+        if (!strcmp(cmd, k_commands[i].name)) {
+            for (int a = 2; a < argc; a++)
+                if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
+            return k_commands[i].fn(argc - 2, argv + 2);
+        }
+    fprintf(stderr, "nanovl: unknown command '%s' (try 'nanovl --help')\n", cmd);
+    return EXIT_USAGE;
+}

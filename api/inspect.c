@@ -1,0 +1,166 @@
+/* `nanovl inspect`: what a checkpoint is, and what is wrong with it. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "base/safetensors.h"
+#include "llm.h"
+#include "vision.h"
+
+typedef struct problems {
+    FILE *out;
+    int n;
+} problems;
+
+static void on_problem(void *user, nvl_status code, const char *msg) {
+    problems *p = user;
+    fprintf(p->out, "  problem: %s [%s]\n", msg, nvl_status_name(code));
+    p->n++;
+}
+
+static void human_bytes(char *buf, size_t cap, double b) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024.0 && i < 4) {
+        b /= 1024.0;
+        i++;
+    }
+    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+static char *config_path_for(const char *path) {
+    struct stat s;
+    char buf[4096];
+    if (stat(path, &s) == 0 && S_ISDIR(s.st_mode))
+        snprintf(buf, sizeof buf, "%s/config.json", path);
+    else {
+        const char *slash = strrchr(path, '/');
+        if (slash)
+            snprintf(buf, sizeof buf, "%.*s/config.json", (int)(slash - path), path);
+        else
+            snprintf(buf, sizeof buf, "config.json");
+    }
+    return nvl_strdup(buf);
+}
+
+static void print_quant(FILE *out, const cJSON *root) {
+    const cJSON *q = nvl_json_obj(root, "quantization_config");
+    if (!q) {
+        fprintf(out, "quantization: none\n");
+        return;
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(q, "quant_algo");
+    fprintf(out, "quantization: %s%s%s\n", cJSON_IsString(m) ? m->valuestring : "unknown method",
+            cJSON_IsString(a) ? " " : "", cJSON_IsString(a) ? a->valuestring : "");
+}
+
+nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
+    *usable = 0;
+    nvl_checkpoint *ck = NULL;
+    cJSON *root = NULL;
+    char *cfg_path = config_path_for(path);
+    if (!cfg_path) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+    nvl_status st = nvl_checkpoint_open(&ck, path, err);
+    if (st != NVL_OK) goto done;
+    st = nvl_json_load_file(&root, cfg_path, NVL_JSON_MAX_BYTES, err);
+    if (st != NVL_OK) goto done;
+
+    problems pr = {out, 0};
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
+    fprintf(out, "checkpoint: %s\n", path);
+    fprintf(out, "architecture: %s (model_type %s)\n",
+            cJSON_IsString(a0) ? a0->valuestring : "unknown",
+            cJSON_IsString(mt) ? mt->valuestring : "unknown");
+    /* bytes by dtype */
+    uint64_t by_dtype[NVL_DTYPE_COUNT] = {0};
+    int64_t count_dtype[NVL_DTYPE_COUNT] = {0};
+    for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
+        const nvl_st_entry *e = nvl_checkpoint_entry(ck, i);
+        by_dtype[e->dtype] += e->end - e->begin;
+        count_dtype[e->dtype]++;
+    }
+    char hb[64];
+    human_bytes(hb, sizeof hb, (double)nvl_checkpoint_data_bytes(ck));
+    fprintf(out, "files: %d safetensors shard%s, %lld tensors, %s of tensor data\n",
+            nvl_checkpoint_n_shards(ck), nvl_checkpoint_n_shards(ck) == 1 ? "" : "s",
+            (long long)nvl_checkpoint_count(ck), hb);
+    fprintf(out, "bytes by dtype:");
+    for (int t = 1; t < NVL_DTYPE_COUNT; t++)
+        if (count_dtype[t]) {
+            human_bytes(hb, sizeof hb, (double)by_dtype[t]);
+            fprintf(out, " %s %s (%lld tensors);", nvl_dtype_name((nvl_dtype)t), hb,
+                    (long long)count_dtype[t]);
+        }
+    fprintf(out, "\n");
+    print_quant(out, root);
+
+    /* Language model */
+    llm_hparams hp;
+    nvl_err e2 = {0};
+    int lm_ok = 0;
+    fprintf(out, "language model:\n");
+    if (llm_hparams_from_json(&hp, root, cfg_path, &e2) != NVL_OK) {
+        on_problem(&pr, e2.code, e2.msg);
+    } else {
+        fprintf(out, "  layers: %lld (%d Mamba-2, %d attention, %d MLP)\n", (long long)hp.n_layer,
+                hp.n_mamba, hp.n_attn, hp.n_mlp);
+        fprintf(out, "  pattern: %s\n", hp.pattern);
+        fprintf(out, "  hidden %lld, vocab %lld, ffn %lld, eps %g, tied embeddings %s\n",
+                (long long)hp.n_embd, (long long)hp.n_vocab, (long long)hp.n_ff, hp.eps,
+                hp.tie_embeddings ? "yes" : "no");
+        fprintf(out, "  attention: %lld heads, %lld kv heads, head_dim %lld, no positional encoding\n",
+                (long long)hp.n_head, (long long)hp.n_head_kv, (long long)hp.head_dim);
+        fprintf(out, "  mamba-2: %lld heads x %lld, state %lld, groups %lld, conv %lld, chunk %lld\n",
+                (long long)hp.ssm_n_head, (long long)hp.ssm_head_dim, (long long)hp.d_state,
+                (long long)hp.n_group, (long long)hp.d_conv, (long long)hp.chunk_size);
+        int64_t n_exp = 0, n_bound = 0;
+        nvl_status cs = llm_check_tensors(ck, &hp, on_problem, &pr, &n_exp, &n_bound, NULL);
+        fprintf(out, "  tensors: expected %lld, bound %lld\n", (long long)n_exp, (long long)n_bound);
+        lm_ok = cs == NVL_OK;
+    }
+
+    /* Vision tower: declared by a vision_config or by vision tensors */
+    int has_vision = nvl_json_obj(root, "vision_config") != NULL;
+    for (int64_t i = 0; !has_vision && i < nvl_checkpoint_count(ck); i++)
+        has_vision = !strncmp(nvl_checkpoint_entry(ck, i)->name, "vision_model.", 13);
+    int vis_ok = 1;
+    if (has_vision) {
+        vision_vl_config vc;
+        fprintf(out, "vision:\n");
+        nvl_err e3 = {0};
+        if (vision_vl_config_from_json(&vc, root, cfg_path, &e3) != NVL_OK ||
+            vision_vit_shape_from_checkpoint(&vc, ck, &e3) != NVL_OK) {
+            on_problem(&pr, e3.code, e3.msg);
+            vis_ok = 0;
+        } else {
+            fprintf(out, "  RADIO ViT: width %lld, depth %lld, mlp %lld, %lld prefix tokens, "
+                         "position grid %lldx%lld\n",
+                    (long long)vc.vit_width, (long long)vc.vit_depth, (long long)vc.vit_mlp_dim,
+                    (long long)vc.vit_num_prefix, (long long)vc.vit_pos_grid,
+                    (long long)vc.vit_pos_grid);
+            fprintf(out, "  tiles: %lldx%lld px, patch %lld, up to %lld tiles%s, pixel shuffle %s "
+                         "(ratio %g), EVS rate %g\n",
+                    (long long)vc.image_size, (long long)vc.image_size, (long long)vc.patch_size,
+                    (long long)vc.max_num_tiles, vc.use_thumbnail ? " + thumbnail" : "",
+                    vc.ps_version, vc.downsample_ratio, vc.video_pruning_rate);
+        }
+    } else {
+        fprintf(out, "vision: none (text-only checkpoint)\n");
+    }
+    if (pr.n == 0) fprintf(out, "problems: none\n");
+    else fprintf(out, "problems: %d\n", pr.n);
+    *usable = lm_ok && vis_ok;
+    st = NVL_OK;
+done:
+    cJSON_Delete(root);
+    nvl_checkpoint_close(ck);
+    nvl_free(cfg_path);
+    return st;
+}

@@ -1,0 +1,12 @@
+# Configure summary: one line per backend and optional dependency.
+message(STATUS "nanovl ${PROJECT_VERSION} configuration:")
+message(STATUS "  CUDA backend ......... ${NANOVL_WHY_CUDA}")
+message(STATUS "  OpenMP threads ....... ${NANOVL_WHY_OPENMP}")
+message(STATUS "  PDF (poppler-glib) ... ${NANOVL_WHY_PDF}")
+message(STATUS "  JPEG (libturbojpeg) .. ${NANOVL_WHY_JPEG}")
+message(STATUS "  PNG (libpng) ......... ${NANOVL_WHY_PNG}")
+message(STATUS "  video (FFmpeg) ....... ${NANOVL_WHY_VIDEO}")
+message(STATUS "  JSON (cJSON) ......... ON (required)")
+message(STATUS "  regex (Oniguruma) .... ON (required)")
+message(STATUS "  sanitizers ........... ${NANOVL_SANITIZE}")
+message(STATUS "  tests ................ ${NANOVL_BUILD_TESTS}")

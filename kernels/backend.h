@@ -1,0 +1,81 @@
+/* Compute backends: the op-level interface that vision/, tokenreduce/ and llm/ call.
+ *
+ * A backend owns its device, streams and library handles. The CPU backend is always built and
+ * is the reference and the fallback; the CUDA backend is built when nvcc is found and is chosen
+ * at run time when a device exists. Selection: kern_backend_init(&be, NULL, &err) reads
+ * NVL_BACKEND (cpu | cuda | auto, default auto): auto tries CUDA, then CPU.
+ *
+ *   kern_backend *be = NULL;
+ *   if (kern_backend_init(&be, "auto", &err) != NVL_OK) ...;
+ *   kern_matmul(be, y, x, &w, M, &err);     // y[M,N] = x[M,K] @ w[N,K]^T
+ *   kern_backend_free(be);
+ *
+ * Pointers handed to ops live in the backend's memory space: host memory for the CPU backend,
+ * device memory (kern_buffer_alloc) for CUDA. Weight tensors carry their dtype; activations are
+ * f32 unless an op says otherwise.
+ * Dimension letters: M = rows (tokens), K = input features, N = output features.
+ */
+#ifndef KERNELS_BACKEND_H
+#define KERNELS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "base/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kern_backend kern_backend;
+
+enum kern_backend_kind { KERN_BACKEND_KIND_CPU = 0, KERN_BACKEND_KIND_CUDA = 1 };
+
+/* Ops a backend may or may not implement for a given weight dtype. */
+enum kern_op {
+    KERN_OP_MATMUL = 0,
+    KERN_OP_RMSNORM,
+    KERN_OP_COUNT
+};
+
+/* name: "cpu", "cuda", "auto" or NULL (= NVL_BACKEND env, default auto).
+ * @return NVL_OK; NVL_ERR_NO_DEVICE when "cuda" was asked and no device (or no CUDA build) is
+ * there; NVL_ERR_INVALID_ARG for an unknown name. */
+nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err);
+void kern_backend_free(kern_backend *be); /* NULL-tolerant */
+enum kern_backend_kind kern_backend_kind_of(const kern_backend *be);
+const char *kern_backend_name(const kern_backend *be);
+/* One line: "CPU: 2 threads, avx512_bf16" / "CUDA: NVIDIA H100 80GB HBM3, sm_90, 79 GiB". */
+const char *kern_backend_description(const kern_backend *be);
+int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype weight_dtype);
+
+/* Whether this binary has the CUDA backend compiled in. */
+int kern_cuda_built(void);
+/* Number of CUDA devices visible (0 without a driver/device or without a CUDA build). Any
+ * error from device discovery counts as no device; *why (may be NULL) gets the reason. */
+int kern_cuda_device_count(const char **why);
+
+/* Memory in the backend's space. */
+nvl_status kern_buffer_alloc(kern_backend *be, size_t bytes, void **out, nvl_err *err);
+void kern_buffer_free(kern_backend *be, void *p);
+nvl_status kern_copy_to_backend(kern_backend *be, void *dst, const void *host_src, size_t bytes,
+                                nvl_err *err);
+nvl_status kern_copy_to_host(kern_backend *be, void *host_dst, const void *src, size_t bytes,
+                             nvl_err *err);
+nvl_status kern_synchronize(kern_backend *be, nvl_err *err);
+
+/* y[M,N] = x[M,K] @ w[N,K]^T ; w is 2-D (N, K) of dtype F32, BF16 or F16; x, y f32.
+ * Accumulation in f32. y must not alias x. */
+nvl_status kern_matmul(kern_backend *be, float *y, const float *x, const nvl_tensor *w, int64_t M,
+                       nvl_err *err);
+/* y[r,:] = w * (x[r,:] * rsqrt(mean(x[r,:]^2) + eps)) over rows x cols; w (cols) any float
+ * dtype. In place (y == x) is allowed. */
+nvl_status kern_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
+                        int64_t rows, int64_t cols, float eps, nvl_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // KERNELS_BACKEND_H

@@ -1,0 +1,121 @@
+/* Accounted host allocation with failure injection.
+ *
+ * Each block carries a small header just before the user pointer holding the requested size
+ * and the offset back to the real malloc'ed start, so nvl_free needs no size and aligned blocks
+ * are freed the same way (aligned requests over-allocate by the alignment and round up).
+ */
+#include "alloc.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HDR_SIZE 32 /* bytes before the user pointer: keeps 16-byte alignment of malloc */
+#define HDR_MAGIC 0x6e766c6dU /* "nvlm" */
+
+typedef struct hdr {
+    size_t size;     /* user bytes */
+    size_t offset;   /* user pointer - raw pointer */
+    uint32_t magic;
+} hdr;
+
+static atomic_llong g_bytes;
+static atomic_llong g_peak;
+static atomic_llong g_count;
+static atomic_llong g_fail_after = -2; /* -2: env not read yet; -1: disabled */
+
+static int should_fail(void) {
+    long long v = atomic_load(&g_fail_after);
+    if (v == -2) {
+        const char *s = getenv("NVL_FAIL_ALLOC_AFTER");
+        long long want = s ? atoll(s) : -1;
+        long long expected = -2;
+        atomic_compare_exchange_strong(&g_fail_after, &expected, want);
+        v = atomic_load(&g_fail_after);
+    }
+    if (v < 0) return 0;
+    for (;;) {
+        if (v == 0) return 1;
+        if (atomic_compare_exchange_weak(&g_fail_after, &v, v - 1)) return 0;
+        if (v < 0) return 0;
+    }
+}
+
+static void account(long long delta) {
+    long long now = atomic_fetch_add(&g_bytes, delta) + delta;
+    atomic_fetch_add(&g_count, delta > 0 ? 1 : -1);
+    long long peak = atomic_load(&g_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&g_peak, &peak, now)) {
+    }
+}
+
+static void *alloc_impl(size_t alignment, size_t n) {
+    if (should_fail()) return NULL;
+    if (alignment < 16) alignment = 16;
+    if (n > SIZE_MAX - HDR_SIZE - alignment) return NULL;
+    unsigned char *raw = malloc(n + HDR_SIZE + alignment);
+    if (!raw) return NULL;
+    uintptr_t user = (uintptr_t)(raw + HDR_SIZE);
+    user = (user + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    hdr *h = (hdr *)(user - sizeof(hdr));
+    h->size = n;
+    h->offset = (size_t)(user - (uintptr_t)raw);
+    h->magic = HDR_MAGIC;
+    account((long long)n);
+    return (void *)user;
+}
+
+void *nvl_malloc(size_t n) { return alloc_impl(16, n); }
+
+void *nvl_aligned_alloc(size_t alignment, size_t n) {
+    if (alignment == 0 || (alignment & (alignment - 1))) return NULL;
+    return alloc_impl(alignment, n);
+}
+
+void *nvl_calloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return NULL;
+    void *p = nvl_malloc(count * size);
+    if (p) memset(p, 0, count * size);
+    return p;
+}
+
+void nvl_free(void *p) {
+    if (!p) return;
+    hdr *h = (hdr *)((unsigned char *)p - sizeof(hdr));
+    if (h->magic != HDR_MAGIC) abort(); /* not ours or double free: fail loudly */
+    h->magic = 0;
+    account(-(long long)h->size);
+    free((unsigned char *)p - h->offset);
+}
+
+void *nvl_realloc(void *p, size_t n) {
+    if (!p) return nvl_malloc(n);
+    hdr *h = (hdr *)((unsigned char *)p - sizeof(hdr));
+    void *q = nvl_malloc(n);
+    if (!q) return NULL;
+    memcpy(q, p, h->size < n ? h->size : n);
+    nvl_free(p);
+    return q;
+}
+
+char *nvl_strndup(const char *s, size_t n) {
+    size_t len = strnlen(s, n);
+    char *d = nvl_malloc(len + 1);
+    if (!d) return NULL;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+char *nvl_strdup(const char *s) { return nvl_strndup(s, SIZE_MAX); }
+
+void nvl_freep(void *pp) {
+    void **p = (void **)pp;
+    nvl_free(*p);
+    *p = NULL;
+}
+
+int64_t nvl_alloc_bytes(void) { return atomic_load(&g_bytes); }
+int64_t nvl_alloc_peak_bytes(void) { return atomic_load(&g_peak); }
+int64_t nvl_alloc_count(void) { return atomic_load(&g_count); }
+void nvl_alloc_fail_after(int64_t n) { atomic_store(&g_fail_after, n < 0 ? -1 : (long long)n); }

@@ -1,0 +1,186 @@
+/* cJSON wrappers: parsing with Python's Infinity/NaN literals, typed getters with messages. */
+#include "json_util.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "mapped_file.h"
+
+/* Copies text, replacing the bare literals Infinity / NaN (outside strings) with values cJSON
+ * understands: 1e999 (strtod gives +inf) and null (read back as NaN by the array getter).
+ * "NaN" (3 bytes) grows to "null" (4), so the buffer is sized at twice the input. */
+static char *rewrite_python_literals(const char *s, size_t len) {
+    char *out = nvl_malloc(len * 2 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            out[o++] = c;
+            if (c == '\\' && i + 1 < len) out[o++] = s[++i];
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+            out[o++] = c;
+        } else if (c == 'I' && len - i >= 8 && !memcmp(s + i, "Infinity", 8)) {
+            memcpy(out + o, "1e999", 5);
+            o += 5;
+            i += 7;
+        } else if (c == 'N' && len - i >= 3 && !memcmp(s + i, "NaN", 3)) {
+            memcpy(out + o, "null", 4);
+            o += 4;
+            i += 2;
+        } else {
+            out[o++] = c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char *what,
+                          nvl_err *err) {
+    *out = NULL;
+    char *buf = rewrite_python_literals(text, len);
+    if (!buf) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory parsing JSON", what);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(buf, &end, 0);
+    if (!j) {
+        size_t off = end ? (size_t)(end - buf) : 0;
+        nvl_free(buf);
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
+    }
+    nvl_free(buf);
+    *out = j;
+    return NVL_OK;
+}
+
+nvl_status nvl_json_load_file(cJSON **out, const char *path, size_t max_bytes, nvl_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    nvl_status st = nvl_read_file(path, max_bytes, &text, &len, err);
+    if (st != NVL_OK) return st;
+    st = nvl_json_parse(out, text, len, path, err);
+    nvl_free(text);
+    return st;
+}
+
+static const char *type_name(const cJSON *v) {
+    if (!v) return "missing";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "invalid";
+}
+
+static nvl_status bad(const char *what, const char *key, const cJSON *v, const char *expected,
+                      nvl_err *err) {
+    if (!v)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: missing key '%s' (expected %s)", what, key,
+                           expected);
+    return nvl_err_set(err, NVL_ERR_CONFIG, "%s: key '%s' is %s, expected %s", what, key,
+                       type_name(v), expected);
+}
+
+static const cJSON *item(const cJSON *obj, const char *key) {
+    return (obj && cJSON_IsObject(obj)) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+}
+
+nvl_status nvl_json_get_int(const cJSON *obj, const char *key, int64_t *out, const char *what,
+                            nvl_err *err) {
+    const cJSON *v = item(obj, key);
+    if (!v || !cJSON_IsNumber(v)) return bad(what, key, v, "an integer", err);
+    double d = v->valuedouble;
+    if (!(d == floor(d)) || fabs(d) > 9.0e15)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: key '%s' is %g, expected an integer", what,
+                           key, d);
+    *out = (int64_t)d;
+    return NVL_OK;
+}
+
+nvl_status nvl_json_get_double(const cJSON *obj, const char *key, double *out, const char *what,
+                               nvl_err *err) {
+    const cJSON *v = item(obj, key);
+    if (!v || !cJSON_IsNumber(v)) return bad(what, key, v, "a number", err);
+    *out = v->valuedouble;
+    return NVL_OK;
+}
+
+nvl_status nvl_json_get_bool(const cJSON *obj, const char *key, int *out, const char *what,
+                             nvl_err *err) {
+    const cJSON *v = item(obj, key);
+    if (!v || !cJSON_IsBool(v)) return bad(what, key, v, "true or false", err);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return NVL_OK;
+}
+
+nvl_status nvl_json_get_string(const cJSON *obj, const char *key, const char **out,
+                               const char *what, nvl_err *err) {
+    const cJSON *v = item(obj, key);
+    if (!v || !cJSON_IsString(v)) return bad(what, key, v, "a string", err);
+    *out = v->valuestring;
+    return NVL_OK;
+}
+
+#define OPT_BODY(getter)                                 \
+    const cJSON *v = item(obj, key);                     \
+    if (!v || cJSON_IsNull(v)) {                         \
+        *out = def;                                      \
+        return NVL_OK;                                   \
+    }                                                    \
+    return getter(obj, key, out, what, err);
+
+nvl_status nvl_json_opt_int(const cJSON *obj, const char *key, int64_t def, int64_t *out,
+                            const char *what, nvl_err *err) {
+    OPT_BODY(nvl_json_get_int)
+}
+nvl_status nvl_json_opt_double(const cJSON *obj, const char *key, double def, double *out,
+                               const char *what, nvl_err *err) {
+    OPT_BODY(nvl_json_get_double)
+}
+nvl_status nvl_json_opt_bool(const cJSON *obj, const char *key, int def, int *out,
+                             const char *what, nvl_err *err) {
+    OPT_BODY(nvl_json_get_bool)
+}
+nvl_status nvl_json_opt_string(const cJSON *obj, const char *key, const char *def,
+                               const char **out, const char *what, nvl_err *err) {
+    OPT_BODY(nvl_json_get_string)
+}
+
+nvl_status nvl_json_get_double_array(const cJSON *obj, const char *key, double *out, int cap,
+                                     int *n, const char *what, nvl_err *err) {
+    const cJSON *v = item(obj, key);
+    if (!v || !cJSON_IsArray(v)) return bad(what, key, v, "an array of numbers", err);
+    int len = cJSON_GetArraySize(v);
+    if (len > cap)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: key '%s' has %d elements, expected at most %d",
+                           what, key, len, cap);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (cJSON_IsNull(e)) {
+            out[i++] = NAN;
+            continue;
+        }
+        if (!cJSON_IsNumber(e))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: key '%s'[%d] is %s, expected a number",
+                               what, key, i, type_name(e));
+        out[i++] = e->valuedouble;
+    }
+    *n = len;
+    return NVL_OK;
+}
+
+const cJSON *nvl_json_obj(const cJSON *obj, const char *key) {
+    const cJSON *v = item(obj, key);
+    return (v && cJSON_IsObject(v)) ? v : NULL;
+}

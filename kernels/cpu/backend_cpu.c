@@ -1,0 +1,111 @@
+/* The CPU backend: host memory, OpenMP threads, ops from the kernels/cpu sources. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../backend_impl.h"
+#include "../base/alloc.h"
+#include "cpu_ops.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int kern_cpu_n_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int kern_cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+int kern_cpu_has_avx2(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+const char *kern_cpu_features(void) {
+    static char buf[128];
+    if (buf[0]) return buf;
+    snprintf(buf, sizeof buf, "%s%s", kern_cpu_has_avx512_bf16() ? "avx512_bf16 " : "",
+             kern_cpu_has_avx2() ? "avx2 fma" : "scalar");
+    return buf;
+}
+
+static void cpu_free(kern_backend *be) { nvl_free(be); }
+
+static int cpu_supports(const kern_backend *be, enum kern_op op, nvl_dtype dt) {
+    (void)be;
+    switch (op) {
+    case KERN_OP_MATMUL:
+        return dt == NVL_DTYPE_F32 || dt == NVL_DTYPE_BF16 || dt == NVL_DTYPE_F16;
+    case KERN_OP_RMSNORM: return nvl_dtype_is_float(dt);
+    default: return 0;
+    }
+}
+
+static nvl_status cpu_alloc(kern_backend *be, size_t n, void **out, nvl_err *err) {
+    (void)be;
+    *out = nvl_aligned_alloc(64, n ? n : 1);
+    if (!*out) return nvl_err_set(err, NVL_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes", n);
+    return NVL_OK;
+}
+static void cpu_buf_free(kern_backend *be, void *p) {
+    (void)be;
+    nvl_free(p);
+}
+static nvl_status cpu_copy(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
+    (void)be;
+    (void)err;
+    if (n) memmove(dst, src, n);
+    return NVL_OK;
+}
+static nvl_status cpu_matmul(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
+                             int64_t M, nvl_err *err) {
+    (void)be;
+    return kern_cpu_matmul(y, x, w, M, err);
+}
+static nvl_status cpu_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
+                              int64_t rows, int64_t cols, float eps, nvl_err *err) {
+    (void)be;
+    return kern_cpu_rmsnorm(y, x, w, rows, cols, eps, err);
+}
+
+static const struct kern_backend_i g_cpu_iface = {
+    .name = "cpu",
+    .kind = KERN_BACKEND_KIND_CPU,
+    .free = cpu_free,
+    .supports = cpu_supports,
+    .buffer_alloc = cpu_alloc,
+    .buffer_free = cpu_buf_free,
+    .copy_to_backend = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .synchronize = NULL,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+};
+
+nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
+    kern_backend *be = nvl_calloc(1, sizeof *be);
+    if (!be) return nvl_err_set(err, NVL_ERR_NOMEM, "cpu backend: out of memory");
+    be->iface = &g_cpu_iface;
+#ifdef _OPENMP
+    const char *nt = getenv("NVL_THREADS");
+    if (nt && atoi(nt) > 0) omp_set_num_threads(atoi(nt));
+#endif
+    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s", kern_cpu_n_threads(),
+             kern_cpu_features());
+    *out = be;
+    return NVL_OK;
+}

@@ -1,0 +1,64 @@
+/* Format detection from magic bytes, and which formats this build decodes. */
+#include <string.h>
+
+#include "media.h"
+
+enum media_kind media_sniff(const uint8_t *b, size_t n) {
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return MEDIA_KIND_JPEG;
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return MEDIA_KIND_PNG;
+    /* PDF: "%PDF-" within the first 1024 bytes (readers tolerate leading junk) */
+    for (size_t i = 0; i + 5 <= n && i < 1024; i++)
+        if (b[i] == '%' && !memcmp(b + i, "%PDF-", 5)) return MEDIA_KIND_PDF;
+    if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return MEDIA_KIND_GIF;
+    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return MEDIA_KIND_WEBP;
+    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "AVI ", 4)) return MEDIA_KIND_VIDEO;
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M') return MEDIA_KIND_BMP;
+    if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return MEDIA_KIND_TIFF;
+    if (n >= 8 && !memcmp(b + 4, "ftyp", 4)) return MEDIA_KIND_VIDEO;            /* MP4/MOV/3GP */
+    if (n >= 8 && (!memcmp(b + 4, "moov", 4) || !memcmp(b + 4, "mdat", 4) ||
+                   !memcmp(b + 4, "free", 4) || !memcmp(b + 4, "wide", 4)))
+        return MEDIA_KIND_VIDEO;                                                  /* QuickTime */
+    if (n >= 4 && b[0] == 0x1A && b[1] == 0x45 && b[2] == 0xDF && b[3] == 0xA3)
+        return MEDIA_KIND_VIDEO;                                                  /* Matroska/WebM */
+    if (n >= 189 && b[0] == 0x47 && b[188] == 0x47) return MEDIA_KIND_VIDEO;      /* MPEG-TS */
+    if (n >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 1 && (b[3] == 0xBA || b[3] == 0xB3))
+        return MEDIA_KIND_VIDEO;                                                  /* MPEG-PS */
+    if (n >= 4 && !memcmp(b, "OggS", 4)) return MEDIA_KIND_VIDEO;
+    return MEDIA_KIND_UNKNOWN;
+}
+
+const char *media_kind_name(enum media_kind k) {
+    switch (k) {
+    case MEDIA_KIND_JPEG: return "jpeg";
+    case MEDIA_KIND_PNG: return "png";
+    case MEDIA_KIND_PDF: return "pdf";
+    case MEDIA_KIND_GIF: return "gif";
+    case MEDIA_KIND_WEBP: return "webp";
+    case MEDIA_KIND_BMP: return "bmp";
+    case MEDIA_KIND_TIFF: return "tiff";
+    case MEDIA_KIND_VIDEO: return "video";
+    default: return "unknown";
+    }
+}
+
+int media_supports(enum media_kind k) {
+    switch (k) {
+#ifdef NVL_HAVE_JPEG
+    case MEDIA_KIND_JPEG: return 1;
+#endif
+#ifdef NVL_HAVE_PNG
+    case MEDIA_KIND_PNG: return 1;
+#endif
+#ifdef NVL_HAVE_PDF
+    case MEDIA_KIND_PDF: return 1;
+#endif
+#ifdef NVL_HAVE_VIDEO
+    case MEDIA_KIND_GIF:
+    case MEDIA_KIND_WEBP:
+    case MEDIA_KIND_BMP:
+    case MEDIA_KIND_TIFF:
+    case MEDIA_KIND_VIDEO: return 1;
+#endif
+    default: return 0;
+    }
+}

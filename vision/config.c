@@ -1,0 +1,143 @@
+/* VL configuration (top-level config.json of NemotronH_Nano_VL_V2) and ViT sizes from tensors.
+ * Values and their sources: model.md §3, §4, §5.1, §12.5. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/json_util.h"
+#include "vision.h"
+
+#define CHECK(expr)                    \
+    do {                               \
+        nvl_status st_ = (expr);       \
+        if (st_ != NVL_OK) return st_; \
+    } while (0)
+
+static const float k_clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float k_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+static nvl_status copy_str(char *dst, size_t cap, const cJSON *c, const char *key,
+                           const char *def, const char *what, nvl_err *err) {
+    const char *s = NULL;
+    CHECK(nvl_json_opt_string(c, key, def, &s, what, err));
+    if (strlen(s) >= cap)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s '%s' is too long", what, key, s);
+    snprintf(dst, cap, "%s", s);
+    return NVL_OK;
+}
+
+static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, const float def[3],
+                               const char *what, nvl_err *err) {
+    if (!cJSON_GetObjectItemCaseSensitive(c, key)) {
+        memcpy(out, def, 3 * sizeof(float));
+        return NVL_OK;
+    }
+    double v[3];
+    int n = 0;
+    CHECK(nvl_json_get_double_array(c, key, v, 3, &n, what, err));
+    if (n != 3)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s has %d values, expected 3", what, key, n);
+    for (int i = 0; i < 3; i++) out[i] = (float)v[i];
+    return NVL_OK;
+}
+
+nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, const char *what,
+                                      nvl_err *err) {
+    memset(vc, 0, sizeof *vc);
+    CHECK(nvl_json_opt_int(root, "force_image_size", 512, &vc->image_size, what, err));
+    CHECK(nvl_json_opt_int(root, "patch_size", 16, &vc->patch_size, what, err));
+    CHECK(nvl_json_opt_double(root, "downsample_ratio", 0.5, &vc->downsample_ratio, what, err));
+    CHECK(copy_str(vc->ps_version, sizeof vc->ps_version, root, "ps_version", "v2", what, err));
+    CHECK(nvl_json_opt_bool(root, "use_thumbnail", 1, &vc->use_thumbnail, what, err));
+    CHECK(nvl_json_opt_int(root, "max_num_tiles", 12, &vc->max_num_tiles, what, err));
+    CHECK(read_triplet(vc->norm_mean, root, "norm_mean", k_clip_mean, what, err));
+    CHECK(read_triplet(vc->norm_std, root, "norm_std", k_clip_std, what, err));
+    CHECK(nvl_json_opt_double(root, "video_pruning_rate", 0.0, &vc->video_pruning_rate, what, err));
+    CHECK(nvl_json_opt_int(root, "vit_hidden_size", 0, &vc->vit_hidden_size, what, err));
+    CHECK(nvl_json_opt_int(root, "projector_hidden_size", 0, &vc->projector_hidden_size, what, err));
+    CHECK(copy_str(vc->img_context_token, sizeof vc->img_context_token, root, "img_context_token",
+                   "<image>", what, err));
+    CHECK(copy_str(vc->img_start_token, sizeof vc->img_start_token, root, "img_start_token",
+                   "<img>", what, err));
+    CHECK(copy_str(vc->img_end_token, sizeof vc->img_end_token, root, "img_end_token", "</img>",
+                   what, err));
+
+    if (strcmp(vc->ps_version, "v2"))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: ps_version is '%s', expected 'v2'", what,
+                           vc->ps_version);
+    if (vc->patch_size <= 0 || vc->image_size <= 0 || vc->image_size % vc->patch_size)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "%s: force_image_size %lld is not a positive multiple of patch_size %lld",
+                           what, (long long)vc->image_size, (long long)vc->patch_size);
+    if (fabs(vc->downsample_ratio - 0.5) > 1e-9)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: downsample_ratio is %g, expected 0.5", what,
+                           vc->downsample_ratio);
+    if (vc->max_num_tiles < 1 || vc->max_num_tiles > 64)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: max_num_tiles is %lld, expected 1..64", what,
+                           (long long)vc->max_num_tiles);
+    if (!(vc->video_pruning_rate >= 0.0 && vc->video_pruning_rate < 1.0))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: video_pruning_rate is %g, expected [0, 1)",
+                           what, vc->video_pruning_rate);
+    for (int i = 0; i < 3; i++)
+        if (!(vc->norm_std[i] > 0))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: norm_std[%d] is %g, expected > 0", what, i,
+                               (double)vc->norm_std[i]);
+    return NVL_OK;
+}
+
+#define VIT "vision_model.radio_model.model."
+
+static nvl_status need(const nvl_checkpoint *ck, const char *name, int n_dims,
+                       const nvl_st_entry **out, nvl_err *err) {
+    const nvl_st_entry *e = nvl_checkpoint_find(ck, name);
+    if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing vision tensor '%s'", name);
+    if (e->n_dims != n_dims)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "vision tensor '%s' has %d dimensions, expected %d",
+                           name, e->n_dims, n_dims);
+    *out = e;
+    return NVL_OK;
+}
+
+nvl_status vision_vit_shape_from_checkpoint(vision_vl_config *vc, const nvl_checkpoint *ck,
+                                            nvl_err *err) {
+    const nvl_st_entry *emb = NULL, *cls = NULL, *pos = NULL, *fc1 = NULL;
+    CHECK(need(ck, VIT "patch_generator.embedder.weight", 2, &emb, err));
+    int64_t p = vc->patch_size;
+    if (emb->shape[1] != 3 * p * p)
+        return nvl_err_set(err, NVL_ERR_SHAPE,
+                           "vision tensor '" VIT "patch_generator.embedder.weight' has %lld input "
+                           "features, expected 3 x %lld x %lld = %lld",
+                           (long long)emb->shape[1], (long long)p, (long long)p,
+                           (long long)(3 * p * p));
+    vc->vit_width = emb->shape[0];
+    if (vc->vit_hidden_size && vc->vit_hidden_size != vc->vit_width)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "config vit_hidden_size is %lld but the patch embedder has width %lld",
+                           (long long)vc->vit_hidden_size, (long long)vc->vit_width);
+    CHECK(need(ck, VIT "patch_generator.cls_token.token", 2, &cls, err));
+    if (cls->shape[1] != vc->vit_width)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "vision cls_token.token has width %lld, expected %lld",
+                           (long long)cls->shape[1], (long long)vc->vit_width);
+    vc->vit_num_prefix = cls->shape[0];
+    CHECK(need(ck, VIT "patch_generator.pos_embed", 3, &pos, err));
+    int64_t g = (int64_t)llround(sqrt((double)pos->shape[1]));
+    if (pos->shape[0] != 1 || g * g != pos->shape[1] || pos->shape[2] != vc->vit_width)
+        return nvl_err_set(err, NVL_ERR_SHAPE,
+                           "vision pos_embed has shape [%lld, %lld, %lld], expected [1, S*S, %lld]",
+                           (long long)pos->shape[0], (long long)pos->shape[1],
+                           (long long)pos->shape[2], (long long)vc->vit_width);
+    vc->vit_pos_grid = g;
+    int64_t depth = 0;
+    char name[160];
+    for (;; depth++) {
+        snprintf(name, sizeof name, VIT "blocks.%lld.attn.qkv.weight", (long long)depth);
+        if (!nvl_checkpoint_find(ck, name)) break;
+    }
+    if (depth == 0)
+        return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing vision tensor '" VIT "blocks.0.attn.qkv.weight'");
+    vc->vit_depth = depth;
+    CHECK(need(ck, VIT "blocks.0.mlp.fc1.weight", 2, &fc1, err));
+    vc->vit_mlp_dim = fc1->shape[0];
+    return NVL_OK;
+}
