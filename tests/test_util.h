@@ -1,0 +1,161 @@
+/* Test helpers shared by every ctest executable (header-only).
+ *
+ *   TEST_CHECK(x == 3, "x is %d", x);           // counts a pass or a fail, prints the failure
+ *   test_compare_f32("logits", got, ref, n, atol, rtol, max_nmse);  // NMSE + atol/rtol
+ *   return test_report();                        // prints "N passed, N failed", exit code
+ *
+ * Paths: test_data_path("llm/cfgA/golden.safetensors") under tests/data;
+ * test_shared_path("media/image/tokyo.jpg") under ../shared, or NULL when ../shared is absent
+ * (callers then skip with a reason). test_skip("why") prints the reason and exits 77.
+ */
+#ifndef TESTS_TEST_UTIL_H
+#define TESTS_TEST_UTIL_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int g_test_pass = 0, g_test_fail = 0;
+
+#define TEST_CHECK(cond, ...)                                                  \
+    do {                                                                       \
+        if (cond) {                                                            \
+            g_test_pass++;                                                     \
+        } else {                                                               \
+            g_test_fail++;                                                     \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+        }                                                                      \
+    } while (0)
+
+#define TEST_EQ_INT(a, b)                                                                   \
+    TEST_CHECK((long long)(a) == (long long)(b), "%s = %lld, expected %s = %lld", #a,       \
+               (long long)(a), #b, (long long)(b))
+
+#define TEST_EQ_STR(a, b)                                                                   \
+    TEST_CHECK(strcmp((a), (b)) == 0, "%s = \"%s\", expected \"%s\"", #a, (a), (b))
+
+/* Message contains a substring. */
+#define TEST_CONTAINS(hay, needle)                                                          \
+    TEST_CHECK(strstr((hay), (needle)) != NULL, "\"%s\" does not contain \"%s\"", (hay), (needle))
+
+static inline int test_report(void) {
+    printf("%d passed, %d failed\n", g_test_pass, g_test_fail);
+    return g_test_fail ? 1 : 0;
+}
+
+static inline void test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("SKIP: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    exit(77);
+}
+
+static inline const char *test_data_path(const char *rel) {
+    static char buf[8][4096];
+    static int k = 0;
+    char *b = buf[k++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", NVL_TEST_DATA, rel);
+    return b;
+}
+
+/* NULL when ../shared (or the file in it) is absent. */
+static inline const char *test_shared_path(const char *rel) {
+    static char buf[8][4096];
+    static int k = 0;
+    const char *root = getenv("NVL_SHARED_DIR");
+    if (!root) root = NVL_SHARED_DIR;
+    char *b = buf[k++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", root, rel);
+    struct stat s;
+    return stat(b, &s) == 0 ? b : NULL;
+}
+
+/* A fresh temporary directory (removed by the OS' tmp cleaning; tests delete what they write). */
+static inline const char *test_tmpdir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/nvltest.XXXXXX", t ? t : "/tmp");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            exit(1);
+        }
+    }
+    return dir;
+}
+
+static inline int test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t w = fwrite(data, 1, n, f);
+    fclose(f);
+    return w == n;
+}
+
+/* Compares got against ref with both metrics (architecture rule 37):
+ *   NMSE = sum((a-b)^2) / sum(b^2) <= max_nmse   and   |a-b| <= atol + rtol*|b| for every element.
+ * Prints the first 5 violations, the worst element and the NMSE; checks NaN/inf. Counts one
+ * pass or fail. Returns 1 when both hold. */
+static inline int test_compare_f32(const char *what, const float *got, const float *ref, size_t n,
+                                   double atol, double rtol, double max_nmse) {
+    double num = 0, den = 0, worst = -1;
+    size_t worst_i = 0, n_bad = 0, n_nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = got[i], b = ref[i];
+        if (!isfinite(a) && isfinite(b)) {
+            n_nonfinite++;
+            continue;
+        }
+        double d = fabs(a - b);
+        num += d * d;
+        den += b * b;
+        double excess = d - (atol + rtol * fabs(b));
+        if (excess > 0) {
+            if (n_bad < 5)
+                fprintf(stderr, "  %s[%zu]: got %.9g, expected %.9g (|diff| %.3g > %.3g)\n", what,
+                        i, a, b, d, atol + rtol * fabs(b));
+            n_bad++;
+        }
+        if (d > worst) {
+            worst = d;
+            worst_i = i;
+        }
+    }
+    double nmse = den > 0 ? num / den : num;
+    int ok = n_bad == 0 && n_nonfinite == 0 && nmse <= max_nmse;
+    if (!ok || getenv("NVL_TEST_VERBOSE"))
+        fprintf(stderr,
+                "%s %s: n=%zu nmse=%.3g (max %.3g) worst |diff| %.3g at [%zu] (got %.9g ref %.9g), "
+                "%zu outside atol %.3g + rtol %.3g, %zu non-finite\n",
+                ok ? "ok" : "FAIL", what, n, nmse, max_nmse, worst < 0 ? 0 : worst, worst_i,
+                n ? got[worst_i] : 0.0, n ? ref[worst_i] : 0.0, n_bad, atol, rtol, n_nonfinite);
+    if (ok)
+        g_test_pass++;
+    else
+        g_test_fail++;
+    return ok;
+}
+
+/* Deterministic xorshift RNG for test inputs. */
+static inline uint64_t test_rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+static inline float test_rng_uniform(uint64_t *s) { /* [-1, 1) */
+    return (float)((double)(test_rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+#endif // TESTS_TEST_UTIL_H
