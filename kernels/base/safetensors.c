@@ -207,7 +207,12 @@ static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
 
     cJSON *root = NULL;
     nvl_status st = nvl_json_parse(&root, (const char *)f->bytes + 8, (size_t)hlen, w, err);
-    if (st != NVL_OK) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: header is not valid JSON", w);
+    if (st == NVL_ERR_FORMAT) {
+        char detail[NVL_ERR_MSG_MAX] = "";
+        if (err) snprintf(detail, sizeof detail, "%s", err->msg);
+        return nvl_err_set(err, NVL_ERR_FORMAT, "header is not valid JSON (%s)", detail);
+    }
+    if (st != NVL_OK) return st;
     nvl_st_entry **sorted = NULL;
     if (!cJSON_IsObject(root)) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: header is not a JSON object", w);
@@ -481,7 +486,11 @@ static nvl_status open_index(nvl_checkpoint *ck, const char *index_path, nvl_err
     cJSON_ArrayForEach(it, wm) {
         const nvl_st_entry *e = nvl_checkpoint_find(ck, it->string);
         char *p = path_join(ck->dir, it->valuestring);
-        int want = p ? shard_of(ck, p) : -1;
+        if (!p) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        int want = shard_of(ck, p);
         nvl_free(p);
         if (!e) {
             st = nvl_err_set(err, NVL_ERR_NOT_FOUND,
@@ -512,13 +521,15 @@ nvl_status nvl_checkpoint_open(nvl_checkpoint **out, const char *path, nvl_err *
         ck->dir = nvl_strdup(path);
         if (!ck->dir) { st = nvl_err_set(err, NVL_ERR_NOMEM, "out of memory"); goto fail; }
         tmp = path_join(path, "model.safetensors.index.json");
-        if (tmp && is_file(tmp)) {
+        if (!tmp) { st = nvl_err_set(err, NVL_ERR_NOMEM, "out of memory"); goto fail; }
+        if (is_file(tmp)) {
             st = open_index(ck, tmp, err);
             goto done;
         }
         nvl_freep(&tmp);
         tmp = path_join(path, "model.safetensors");
-        if (tmp && is_file(tmp)) {
+        if (!tmp) { st = nvl_err_set(err, NVL_ERR_NOMEM, "out of memory"); goto fail; }
+        if (is_file(tmp)) {
             st = add_shard(ck, tmp, err);
             if (st == NVL_OK) st = build_table(ck, err);
             goto done;
@@ -531,18 +542,20 @@ nvl_status nvl_checkpoint_open(nvl_checkpoint **out, const char *path, nvl_err *
             goto fail;
         }
         char *found = NULL, *found_index = NULL;
-        int n_found = 0;
+        int n_found = 0, oom = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
             if (ends_with(de->d_name, ".safetensors")) {
                 n_found++;
-                if (!found) found = nvl_strdup(de->d_name);
+                if (!found && !(found = nvl_strdup(de->d_name))) oom = 1;
             } else if (ends_with(de->d_name, ".safetensors.index.json") && !found_index) {
-                found_index = nvl_strdup(de->d_name);
+                if (!(found_index = nvl_strdup(de->d_name))) oom = 1;
             }
         }
         closedir(d);
-        if (found_index) {
+        if (oom) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+        } else if (found_index) {
             tmp = path_join(path, found_index);
             st = tmp ? open_index(ck, tmp, err) : nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
         } else if (n_found == 1) {

@@ -1,0 +1,278 @@
+/* kernels/base: status table, errors, logging, allocation accounting and failure injection,
+ * arena, dtypes and conversions, JSON getters, mapped files. */
+#include <cjson/cJSON.h>
+#include <math.h>
+
+#include "base/alloc.h"
+#include "base/arena.h"
+#include "base/json_util.h"
+#include "base/log.h"
+#include "base/mapped_file.h"
+#include "base/status.h"
+#include "base/tensor.h"
+#include "test_util.h"
+
+static void test_status(void) {
+    /* every code has a distinct non-empty description and name */
+    const nvl_status codes[] = {
+#define X_(name, value, desc) name,
+        NVL_STATUS_TABLE(X_)
+#undef X_
+    };
+    size_t n = sizeof codes / sizeof codes[0];
+    TEST_CHECK(n >= 19, "only %zu codes", n);
+    for (size_t i = 0; i < n; i++) {
+        TEST_CHECK(strlen(nvl_status_str(codes[i])) > 0, "empty description for %d", codes[i]);
+        TEST_CHECK(strcmp(nvl_status_str(codes[i]), "unknown status") != 0, "code %d not in table",
+                   codes[i]);
+        for (size_t j = 0; j < i; j++)
+            TEST_CHECK(strcmp(nvl_status_name(codes[i]), nvl_status_name(codes[j])) != 0,
+                       "duplicate name %s", nvl_status_name(codes[i]));
+    }
+    TEST_EQ_STR(nvl_status_str(NVL_OK), "ok");
+    TEST_EQ_STR(nvl_status_str(NVL_ERR_NOMEM), "out of memory");
+    TEST_EQ_STR(nvl_status_name(NVL_ERR_ENCRYPTED), "NVL_ERR_ENCRYPTED");
+    TEST_EQ_STR(nvl_status_str((nvl_status)-999), "unknown status");
+
+    nvl_err err = {0};
+    nvl_status st = nvl_err_set(&err, NVL_ERR_SHAPE, "%s: tensor '%s' has %d dims", "f", "w", 3);
+    TEST_EQ_INT(st, NVL_ERR_SHAPE);
+    TEST_EQ_INT(err.code, NVL_ERR_SHAPE);
+    TEST_EQ_STR(err.msg, "f: tensor 'w' has 3 dims");
+    nvl_err_prefix(&err, "model.safetensors");
+    TEST_EQ_STR(err.msg, "model.safetensors: f: tensor 'w' has 3 dims");
+    TEST_EQ_INT(nvl_err_set(NULL, NVL_ERR_IO, "ignored %d", 1), NVL_ERR_IO); /* NULL allowed */
+    nvl_err_prefix(NULL, "x");
+    /* long messages are truncated, never overflow */
+    char big[3000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    nvl_err_set(&err, NVL_ERR_FORMAT, "%s", big);
+    TEST_EQ_INT(strlen(err.msg), NVL_ERR_MSG_MAX - 1);
+    nvl_err_prefix(&err, "%s", big);
+    TEST_EQ_INT(strlen(err.msg), NVL_ERR_MSG_MAX - 1);
+    nvl_err_clear(&err);
+    TEST_EQ_INT(err.code, NVL_OK);
+    TEST_EQ_STR(err.msg, "");
+}
+
+static char g_logged[256];
+static int g_log_level = -1;
+static void capture(enum nvl_log_level level, const char *msg, void *user) {
+    (void)user;
+    g_log_level = (int)level;
+    snprintf(g_logged, sizeof g_logged, "%s", msg);
+}
+
+static void test_log(void) {
+    nvl_log_set(capture, NULL);
+    NVL_LOG_WARN("falling back for %s\n", "matmul");
+    TEST_EQ_STR(g_logged, "falling back for matmul\n");
+    TEST_EQ_INT(g_log_level, NVL_LOG_LEVEL_WARN);
+    nvl_log_set(NULL, NULL);
+    nvl_log_set_level(NVL_LOG_LEVEL_ERROR);
+    TEST_EQ_INT(nvl_log_get_level(), NVL_LOG_LEVEL_ERROR);
+    NVL_LOG_INFO("this goes nowhere\n"); /* filtered by the default sink */
+    nvl_log_set_level(NVL_LOG_LEVEL_WARN);
+}
+
+static void test_alloc(void) {
+    int64_t b0 = nvl_alloc_bytes(), c0 = nvl_alloc_count();
+    char *p = nvl_malloc(1000);
+    TEST_CHECK(p != NULL, "malloc failed");
+    TEST_EQ_INT(nvl_alloc_bytes() - b0, 1000);
+    TEST_EQ_INT(nvl_alloc_count() - c0, 1);
+    TEST_CHECK(nvl_alloc_peak_bytes() >= b0 + 1000, "peak not updated");
+    p = nvl_realloc(p, 5000);
+    TEST_CHECK(p != NULL, "realloc failed");
+    TEST_EQ_INT(nvl_alloc_bytes() - b0, 5000);
+    void *a = nvl_aligned_alloc(4096, 100);
+    TEST_CHECK(a && ((uintptr_t)a % 4096) == 0, "aligned_alloc not aligned: %p", a);
+    TEST_CHECK(nvl_aligned_alloc(3, 10) == NULL, "alignment 3 accepted");
+    TEST_CHECK(nvl_calloc(SIZE_MAX / 2, 4) == NULL, "calloc overflow not caught");
+    char *s = nvl_strndup("abcdef", 3);
+    TEST_EQ_STR(s, "abc");
+    nvl_free(s);
+    nvl_free(a);
+    nvl_freep(&p);
+    TEST_CHECK(p == NULL, "freep did not clear");
+    nvl_free(NULL);
+    TEST_EQ_INT(nvl_alloc_bytes(), b0);
+    TEST_EQ_INT(nvl_alloc_count(), c0);
+
+    /* failure injection: 2 more succeed, then all fail */
+    nvl_alloc_fail_after(2);
+    void *x1 = nvl_malloc(8), *x2 = nvl_malloc(8), *x3 = nvl_malloc(8), *x4 = nvl_calloc(1, 8);
+    nvl_alloc_fail_after(-1);
+    TEST_CHECK(x1 && x2, "first two allocations should succeed");
+    TEST_CHECK(!x3 && !x4, "allocations after the budget should fail");
+    nvl_free(x1);
+    nvl_free(x2);
+    void *x5 = nvl_malloc(8);
+    TEST_CHECK(x5 != NULL, "injection not disabled");
+    nvl_free(x5);
+}
+
+static void test_arena(void) {
+    nvl_arena a;
+    nvl_err err = {0};
+    TEST_EQ_INT(nvl_arena_init(&a, 1024, 64, &err), NVL_OK);
+    void *p1 = nvl_arena_alloc(&a, 10);
+    void *p2 = nvl_arena_alloc(&a, 10);
+    TEST_CHECK(p1 && p2 && ((uintptr_t)p1 % 64) == 0 && ((uintptr_t)p2 % 64) == 0, "alignment");
+    TEST_EQ_INT((char *)p2 - (char *)p1, 64);
+    size_t m = nvl_arena_mark(&a);
+    TEST_CHECK(nvl_arena_alloc(&a, 2000) == NULL, "over-capacity alloc succeeded");
+    void *p3 = nvl_arena_alloc(&a, 100);
+    nvl_arena_rewind(&a, m);
+    void *p4 = nvl_arena_alloc(&a, 100);
+    TEST_CHECK(p3 == p4, "rewind did not reuse memory");
+    nvl_arena_reset(&a);
+    TEST_CHECK(nvl_arena_alloc(&a, 10) == p1, "reset did not restart");
+    unsigned char *z = nvl_arena_calloc(&a, 64);
+    int zero = 1;
+    for (int i = 0; i < 64; i++) zero &= z[i] == 0;
+    TEST_CHECK(zero, "calloc not zeroed");
+    nvl_arena_free(&a);
+    nvl_arena_free(&a); /* second free is a no-op */
+
+    nvl_arena meas;
+    nvl_arena_init_measure(&meas, 32);
+    TEST_CHECK(nvl_arena_alloc(&meas, 10) == NULL, "measure mode returns NULL");
+    nvl_arena_alloc(&meas, 10);
+    TEST_EQ_INT(meas.high, 42); /* 10 -> pad to 32 -> +10 */
+    TEST_EQ_INT(nvl_arena_init(&a, 16, 3, &err), NVL_ERR_INVALID_ARG);
+}
+
+static void test_tensor(void) {
+    const char *names[] = {"F32", "F16", "BF16", "F8_E4M3", "U8", "I8", "I32", "I64", "BOOL"};
+    const size_t sizes[] = {4, 2, 2, 1, 1, 1, 4, 8, 1};
+    for (int i = 0; i < 9; i++) {
+        nvl_dtype t = nvl_dtype_from_name(names[i]);
+        TEST_CHECK(t != NVL_DTYPE_INVALID, "%s unknown", names[i]);
+        TEST_EQ_STR(nvl_dtype_name(t), names[i]);
+        TEST_EQ_INT(nvl_dtype_size(t), sizes[i]);
+    }
+    TEST_EQ_INT(nvl_dtype_from_name("F64"), NVL_DTYPE_INVALID);
+    TEST_EQ_INT(nvl_dtype_from_name("bf16"), NVL_DTYPE_INVALID); /* case matters */
+
+    /* bf16: round to nearest even */
+    TEST_EQ_INT(nvl_f32_to_bf16(1.0f), 0x3f80);
+    union { uint32_t u; float f; } v;
+    v.u = 0x3f808000u; /* halfway between 0x3f80 and 0x3f81: ties to even (0x3f80) */
+    TEST_EQ_INT(nvl_f32_to_bf16(v.f), 0x3f80);
+    v.u = 0x3f818000u; /* halfway, odd below: rounds up to 0x3f82 */
+    TEST_EQ_INT(nvl_f32_to_bf16(v.f), 0x3f82);
+    v.u = 0x3f808001u;
+    TEST_EQ_INT(nvl_f32_to_bf16(v.f), 0x3f81);
+    TEST_CHECK(isnan(nvl_bf16_to_f32(nvl_f32_to_bf16(NAN))), "NaN lost");
+    TEST_CHECK(nvl_bf16_to_f32(0xc040) == -3.0f, "bf16 -3");
+
+    /* f16: every finite value round-trips exactly */
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00) continue;
+        if (nvl_f32_to_f16(nvl_f16_to_f32((uint16_t)h)) != h) bad++;
+    }
+    TEST_EQ_INT(bad, 0);
+    TEST_CHECK(nvl_f16_to_f32(0x3c00) == 1.0f && nvl_f16_to_f32(0x0001) == 5.9604644775390625e-08f,
+               "f16 values");
+    TEST_EQ_INT(nvl_f32_to_f16(1e6f), 0x7c00);
+    /* f8 e4m3fn */
+    TEST_CHECK(nvl_f8e4m3_to_f32(0x38) == 1.0f, "e4m3 1.0");
+    TEST_CHECK(nvl_f8e4m3_to_f32(0x7e) == 448.0f, "e4m3 448");
+    TEST_CHECK(nvl_f8e4m3_to_f32(0x01) == 0.001953125f, "e4m3 min subnormal");
+    TEST_CHECK(nvl_f8e4m3_to_f32(0xb8) == -1.0f, "e4m3 -1");
+    TEST_CHECK(isnan(nvl_f8e4m3_to_f32(0x7f)), "e4m3 NaN");
+
+    float data[6] = {1, 2, 3, 4, 5, 6};
+    nvl_tensor t = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){2, 3}, data);
+    TEST_EQ_INT(nvl_tensor_numel(&t), 6);
+    TEST_EQ_INT(nvl_tensor_nbytes(&t), 24);
+    TEST_EQ_INT(t.stride[0], 3);
+    TEST_CHECK(nvl_tensor_is_contiguous(&t), "contiguous");
+    TEST_CHECK(nvl_tensor_get_f32(&t, 4) == 5.0f, "get");
+    nvl_err err = {0};
+    TEST_EQ_INT(nvl_tensor_check_shape(&t, 2, (int64_t[]){2, 3}, "w", &err), NVL_OK);
+    TEST_EQ_INT(nvl_tensor_check_shape(&t, 2, (int64_t[]){3, 2}, "w", &err), NVL_ERR_SHAPE);
+    TEST_EQ_STR(err.msg, "w has shape [2, 3], expected [3, 2]");
+}
+
+static void test_json(void) {
+    nvl_err err = {0};
+    cJSON *j = NULL;
+    const char *txt = "{\"a\": 3, \"b\": 2.5, \"s\": \"x\", \"t\": true, "
+                      "\"lim\": [0.0, Infinity], \"neg\": -Infinity, \"n\": NaN, "
+                      "\"str\": \"Infinity NaN\", \"o\": {\"k\": 1}}";
+    TEST_EQ_INT(nvl_json_parse(&j, txt, strlen(txt), "cfg", &err), NVL_OK);
+    int64_t i = 0;
+    double d = 0;
+    int b = 0;
+    const char *s = NULL;
+    TEST_EQ_INT(nvl_json_get_int(j, "a", &i, "cfg", &err), NVL_OK);
+    TEST_EQ_INT(i, 3);
+    TEST_EQ_INT(nvl_json_get_int(j, "b", &i, "cfg", &err), NVL_ERR_CONFIG);
+    TEST_EQ_STR(err.msg, "cfg: key 'b' is 2.5, expected an integer");
+    TEST_EQ_INT(nvl_json_get_int(j, "zz", &i, "cfg", &err), NVL_ERR_CONFIG);
+    TEST_EQ_STR(err.msg, "cfg: missing key 'zz' (expected an integer)");
+    TEST_EQ_INT(nvl_json_get_string(j, "a", &s, "cfg", &err), NVL_ERR_CONFIG);
+    TEST_EQ_STR(err.msg, "cfg: key 'a' is a number, expected a string");
+    TEST_EQ_INT(nvl_json_get_double(j, "neg", &d, "cfg", &err), NVL_OK);
+    TEST_CHECK(isinf(d) && d < 0, "-Infinity parsed as %g", d);
+    TEST_EQ_INT(nvl_json_get_bool(j, "t", &b, "cfg", &err), NVL_OK);
+    TEST_EQ_INT(b, 1);
+    TEST_EQ_INT(nvl_json_get_string(j, "str", &s, "cfg", &err), NVL_OK);
+    TEST_EQ_STR(s, "Infinity NaN"); /* literals inside strings untouched */
+    double lim[2];
+    int n = 0;
+    TEST_EQ_INT(nvl_json_get_double_array(j, "lim", lim, 2, &n, "cfg", &err), NVL_OK);
+    TEST_CHECK(n == 2 && lim[0] == 0.0 && isinf(lim[1]), "time_step_limit parse");
+    TEST_EQ_INT(nvl_json_opt_int(j, "missing", 7, &i, "cfg", &err), NVL_OK);
+    TEST_EQ_INT(i, 7);
+    TEST_EQ_INT(nvl_json_opt_int(j, "s", 7, &i, "cfg", &err), NVL_ERR_CONFIG);
+    TEST_CHECK(nvl_json_obj(j, "o") != NULL && nvl_json_obj(j, "a") == NULL, "obj getter");
+    cJSON_Delete(j);
+    const char *bad = "{\"a\": [1, 2}";
+    TEST_EQ_INT(nvl_json_parse(&j, bad, strlen(bad), "bad.json", &err), NVL_ERR_FORMAT);
+    TEST_CONTAINS(err.msg, "bad.json: invalid JSON near byte");
+}
+
+static void test_mapped_file(void) {
+    nvl_err err = {0};
+    nvl_mapped_file *f = NULL;
+    TEST_EQ_INT(nvl_mapped_file_open(&f, "/nonexistent/nanovl/file", &err), NVL_ERR_NOT_FOUND);
+    TEST_CONTAINS(err.msg, "/nonexistent/nanovl/file");
+    char path[512];
+    snprintf(path, sizeof path, "%s/empty", test_tmpdir());
+    test_write_file(path, "", 0);
+    TEST_EQ_INT(nvl_mapped_file_open(&f, path, &err), NVL_OK);
+    TEST_EQ_INT(nvl_mapped_file_size(f), 0);
+    nvl_mapped_file_close(f);
+    snprintf(path, sizeof path, "%s/hello", test_tmpdir());
+    test_write_file(path, "hello world", 11);
+    TEST_EQ_INT(nvl_mapped_file_open(&f, path, &err), NVL_OK);
+    TEST_CHECK(nvl_mapped_file_size(f) == 11 && !memcmp(nvl_mapped_file_data(f), "hello world", 11),
+               "mapped content");
+    nvl_mapped_file_close(f);
+    TEST_EQ_INT(nvl_mapped_file_open(&f, test_tmpdir(), &err), NVL_ERR_IO); /* a directory */
+    char *txt = NULL;
+    size_t len = 0;
+    TEST_EQ_INT(nvl_read_file(path, 5, &txt, &len, &err), NVL_ERR_LIMIT);
+    TEST_EQ_INT(nvl_read_file(path, 100, &txt, &len, &err), NVL_OK);
+    TEST_CHECK(len == 11 && !strcmp(txt, "hello world"), "read_file content");
+    nvl_free(txt);
+    nvl_mapped_file_close(NULL);
+}
+
+int main(void) {
+    int64_t live0 = nvl_alloc_count();
+    test_status();
+    test_log();
+    test_alloc();
+    test_arena();
+    test_tensor();
+    test_json();
+    test_mapped_file();
+    TEST_EQ_INT(nvl_alloc_count(), live0); /* nothing leaked through nvl_malloc */
+    return test_report();
+}

@@ -1,0 +1,188 @@
+/* `nanovl inspect` through api_inspect: synthetic NemotronH checkpoints written here from the
+ * model's own tensor table (bare and VL layouts), and damaged variants (missing tensor, wrong
+ * shape, wrong dtype, inconsistent pattern), each reported with a message that names it; plus
+ * the committed tiny transformers checkpoint. */
+#include "api.h"
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "llm.h"
+#include "st_writer.h"
+#include "test_util.h"
+
+#include <cjson/cJSON.h>
+
+static const char *k_cfg_fmt =
+    "{%s\"model_type\": \"nemotron_h\", \"architectures\": [\"NemotronHForCausalLM\"], "
+    "\"vocab_size\": 64, \"hidden_size\": 16, \"num_hidden_layers\": %d, "
+    "\"hybrid_override_pattern\": \"%s\", \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+    "\"head_dim\": 4, \"intermediate_size\": 32, \"mamba_num_heads\": 4, \"mamba_head_dim\": 8, "
+    "\"ssm_state_size\": 8, \"n_groups\": 2, \"conv_kernel\": 4, \"use_conv_bias\": true, "
+    "\"chunk_size\": 8, \"layer_norm_epsilon\": 1e-5, \"time_step_limit\": [0.0, Infinity], "
+    "\"tie_word_embeddings\": false%s}";
+
+enum damage { DMG_NONE, DMG_MISSING, DMG_SHAPE, DMG_DTYPE };
+
+/* Writes config.json + model.safetensors for pattern; vl wraps the LM in a VL config. */
+static void write_ckpt(const char *dir, const char *pattern, int n_layers_cfg, int vl,
+                       enum damage dmg, const char *damaged_name) {
+    mkdir(dir, 0755);
+    char cfg[4096], inner[2048], path[1024];
+    if (vl) {
+        snprintf(inner, sizeof inner, k_cfg_fmt, "", n_layers_cfg, pattern, "");
+        snprintf(cfg, sizeof cfg,
+                 "{\"architectures\": [\"NemotronH_Nano_VL_V2\"], \"model_type\": "
+                 "\"NemotronH_Nano_VL_V2\", \"llm_config\": %s}",
+                 inner);
+    } else {
+        snprintf(cfg, sizeof cfg, k_cfg_fmt, "", n_layers_cfg, pattern, "");
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    test_write_file(path, cfg, strlen(cfg));
+
+    /* tensors from the table of a consistent config with the same pattern */
+    char good[4096];
+    snprintf(good, sizeof good, k_cfg_fmt, "", (int)strlen(pattern), pattern, "");
+    cJSON *root = NULL;
+    llm_hparams hp;
+    nvl_err err = {0};
+    if (nvl_json_parse(&root, good, strlen(good), "cfg", &err) != NVL_OK ||
+        llm_hparams_from_json(&hp, root, "cfg", &err) != NVL_OK) {
+        fprintf(stderr, "config: %s\n", err.msg);
+        exit(1);
+    }
+    cJSON_Delete(root);
+    const char *prefix = vl ? "language_model.backbone." : "backbone.";
+    const char *head = vl ? "language_model." : "";
+    int64_t n = llm_tensor_table(&hp, prefix, head, NULL, 0);
+    llm_tensor_spec *specs = malloc((size_t)n * sizeof *specs);
+    llm_tensor_table(&hp, prefix, head, specs, n);
+    st_writer w;
+    st_writer_init(&w);
+    for (int64_t i = 0; i < n; i++) {
+        llm_tensor_spec s = specs[i];
+        int hit = damaged_name && !strcmp(s.name, damaged_name);
+        if (hit && dmg == DMG_MISSING) continue;
+        if (hit && dmg == DMG_SHAPE) s.shape[0] += 1;
+        int64_t numel = 1;
+        for (int d = 0; d < s.n_dims; d++) numel *= s.shape[d];
+        const char *dt = (hit && dmg == DMG_DTYPE) ? "I32" : "BF16";
+        size_t bytes = (size_t)numel * (strcmp(dt, "I32") ? 2 : 4);
+        void *buf = calloc(1, bytes);
+        st_writer_add(&w, s.name, dt, s.n_dims, s.shape, buf, bytes);
+        free(buf);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_writer_save(&w, path, NULL);
+    st_writer_free(&w);
+    free(specs);
+}
+
+/* Runs api_inspect and returns its text (malloc'ed). */
+static char *inspect(const char *dir, int *usable, nvl_status *st) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    nvl_err err = {0};
+    *st = api_inspect(dir, f, usable, &err);
+    fclose(f);
+    if (*st != NVL_OK) fprintf(stderr, "inspect %s: %s\n", dir, err.msg);
+    return buf;
+}
+
+static void test_synthetic(void) {
+    char dir[600];
+    int usable = 0;
+    nvl_status st;
+    snprintf(dir, sizeof dir, "%s/ok", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_NONE, NULL);
+    char *out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(st, NVL_OK);
+    TEST_EQ_INT(usable, 1);
+    TEST_CONTAINS(out, "layers: 5 (2 Mamba-2, 1 attention, 2 MLP)");
+    TEST_CONTAINS(out, "pattern: M-*-M");
+    TEST_CONTAINS(out, "hidden 16, vocab 64, ffn 32");
+    TEST_CONTAINS(out, "mamba-2: 4 heads x 8, state 8, groups 2, conv 4, chunk 8");
+    TEST_CONTAINS(out, "tensors: expected 32, bound 32");
+    TEST_CONTAINS(out, "bytes by dtype: BF16");
+    TEST_CONTAINS(out, "quantization: none");
+    TEST_CONTAINS(out, "problems: none");
+    free(out);
+
+    snprintf(dir, sizeof dir, "%s/vl", test_tmpdir());
+    write_ckpt(dir, "M*-", 3, 1, DMG_NONE, NULL);
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 1);
+    TEST_CONTAINS(out, "architecture: NemotronH_Nano_VL_V2");
+    TEST_CONTAINS(out, "layers: 3 (1 Mamba-2, 1 attention, 1 MLP)");
+    free(out);
+
+    snprintf(dir, sizeof dir, "%s/missing", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_MISSING, "backbone.layers.2.mixer.q_proj.weight");
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(st, NVL_OK);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "problem: missing tensor 'backbone.layers.2.mixer.q_proj.weight' [NVL_ERR_NOT_FOUND]");
+    TEST_CONTAINS(out, "tensors: expected 32, bound 31");
+    free(out);
+
+    snprintf(dir, sizeof dir, "%s/shape", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_SHAPE, "backbone.layers.0.mixer.in_proj.weight");
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    /* d_in_proj = 2*32 + 2*2*8 + 4 = 100 (here 101) */
+    TEST_CONTAINS(out, "tensor 'backbone.layers.0.mixer.in_proj.weight' has shape [101, 16], expected [100, 16]");
+    free(out);
+
+    snprintf(dir, sizeof dir, "%s/dtype", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_DTYPE, "backbone.norm_f.weight");
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "tensor 'backbone.norm_f.weight' has dtype I32");
+    free(out);
+
+    snprintf(dir, sizeof dir, "%s/pattern", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 4, 0, DMG_NONE, NULL);
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "num_hidden_layers is 4 but the layer pattern has 5 layers");
+    free(out);
+
+    /* damaged safetensors: inspect itself fails with the file's error */
+    snprintf(dir, sizeof dir, "%s/trunc", test_tmpdir());
+    mkdir(dir, 0755);
+    char p[700];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    test_write_file(p, "\x01\x00", 2);
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(st, NVL_ERR_TRUNCATED);
+    free(out);
+}
+
+static void test_tiny_transformers(void) {
+    const char *dir = test_data_path("tiny_nemotron_h");
+    struct stat s;
+    if (stat(dir, &s) != 0) {
+        printf("tiny_nemotron_h not present in tests/data: case skipped\n");
+        return;
+    }
+    int usable = 0;
+    nvl_status st;
+    char *out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(st, NVL_OK);
+    TEST_EQ_INT(usable, 1);
+    TEST_CONTAINS(out, "architecture: NemotronHForCausalLM");
+    TEST_CONTAINS(out, "problems: none");
+    TEST_CHECK(strstr(out, "2 safetensors shards") || strstr(out, "3 safetensors shards") ||
+                   strstr(out, "4 safetensors shards"),
+               "tiny checkpoint is not sharded: %s", out);
+    fputs(out, stdout);
+    free(out);
+}
+
+int main(void) {
+    int64_t live0 = nvl_alloc_count();
+    test_synthetic();
+    test_tiny_transformers();
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    return test_report();
+}

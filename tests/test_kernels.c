@@ -1,0 +1,202 @@
+/* Kernel tests: a case table run on a backend against the CPU oracles, with NMSE + atol/rtol,
+ * NaN/inf checks and a sentinel after every output.
+ *
+ *   test_kernels                   CPU backend
+ *   test_kernels --backend cuda    CUDA backend; exits 77 (skipped) without a device
+ *
+ * Tolerances: fast paths accumulate in f32 against a double-accumulating oracle; with K up to
+ * 1000 the expected relative error is ~sqrt(K)*2^-24 ≈ 2e-6 per dot product, so rtol 8*FLT_EPSILON
+ * on top of atol 1e-5 (absolute, for outputs near zero from cancellation) and NMSE <= 1e-10. */
+#include <float.h>
+
+#include "backend.h"
+#include "base/alloc.h"
+#include "cpu/cpu_ops.h"
+#include "test_util.h"
+
+#define SENTINEL_N 1024
+#define SENTINEL_V 12345.678f
+
+static kern_backend *g_be;
+
+/* Backend buffer of n floats followed by a sentinel block (host-visible copy checked after). */
+static float *be_alloc(size_t n) {
+    void *p = NULL;
+    nvl_err err = {0};
+    if (kern_buffer_alloc(g_be, (n + SENTINEL_N) * sizeof(float), &p, &err) != NVL_OK) {
+        fprintf(stderr, "buffer alloc: %s\n", err.msg);
+        exit(1);
+    }
+    float *host = malloc((n + SENTINEL_N) * sizeof(float));
+    for (size_t i = 0; i < n + SENTINEL_N; i++) host[i] = i < n ? 0.0f : SENTINEL_V;
+    kern_copy_to_backend(g_be, p, host, (n + SENTINEL_N) * sizeof(float), &err);
+    free(host);
+    return p;
+}
+
+static void *be_upload(const void *src, size_t bytes) {
+    void *p = NULL;
+    nvl_err err = {0};
+    if (kern_buffer_alloc(g_be, bytes, &p, &err) != NVL_OK ||
+        kern_copy_to_backend(g_be, p, src, bytes, &err) != NVL_OK) {
+        fprintf(stderr, "upload: %s\n", err.msg);
+        exit(1);
+    }
+    return p;
+}
+
+/* Copies n outputs back and checks the sentinel. */
+static float *be_download(const float *dev, size_t n, const char *what) {
+    float *host = malloc((n + SENTINEL_N) * sizeof(float));
+    nvl_err err = {0};
+    kern_copy_to_host(g_be, host, dev, (n + SENTINEL_N) * sizeof(float), &err);
+    int intact = 1;
+    for (size_t i = n; i < n + SENTINEL_N; i++) intact &= host[i] == SENTINEL_V;
+    TEST_CHECK(intact, "%s wrote past its output", what);
+    return host;
+}
+
+static void fill(float *x, size_t n, uint64_t *rng, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * test_rng_uniform(rng);
+}
+
+/* Weights of dtype dt with values representable in dt (so the oracle sees the same numbers). */
+static void *make_weight(nvl_dtype dt, size_t n, uint64_t *rng) {
+    void *w = malloc(n * nvl_dtype_size(dt));
+    for (size_t i = 0; i < n; i++) {
+        float v = 0.5f * test_rng_uniform(rng);
+        if (dt == NVL_DTYPE_F32) ((float *)w)[i] = v;
+        else if (dt == NVL_DTYPE_BF16) ((uint16_t *)w)[i] = nvl_f32_to_bf16(v);
+        else ((uint16_t *)w)[i] = nvl_f32_to_f16(v);
+    }
+    return w;
+}
+
+static const struct matmul_case {
+    int64_t M, N, K;
+    nvl_dtype dt;
+} k_matmul[] = {
+    {1, 64, 64, NVL_DTYPE_F32},   {1, 17, 33, NVL_DTYPE_BF16}, {7, 100, 257, NVL_DTYPE_BF16},
+    {3, 31, 1000, NVL_DTYPE_F16}, {16, 48, 96, NVL_DTYPE_F32}, {5, 1, 5, NVL_DTYPE_BF16},
+    {33, 130, 129, NVL_DTYPE_BF16},
+};
+
+static void test_matmul(void) {
+    uint64_t rng = 0x1234;
+    for (size_t c = 0; c < sizeof k_matmul / sizeof k_matmul[0]; c++) {
+        const struct matmul_case *k = &k_matmul[c];
+        if (!kern_backend_supports(g_be, KERN_OP_MATMUL, k->dt)) {
+            printf("matmul %s: not supported by backend '%s', case skipped\n",
+                   nvl_dtype_name(k->dt), kern_backend_name(g_be));
+            continue;
+        }
+        size_t nx = (size_t)(k->M * k->K), nw = (size_t)(k->N * k->K), ny = (size_t)(k->M * k->N);
+        float *x = malloc(nx * sizeof(float));
+        fill(x, nx, &rng, 1.0f);
+        void *w = make_weight(k->dt, nw, &rng);
+        nvl_tensor wh = nvl_tensor_make(k->dt, 2, (int64_t[]){k->N, k->K}, w);
+        float *ref = malloc(ny * sizeof(float));
+        kern_cpu_matmul_ref(ref, x, &wh, k->M);
+
+        float *dx = be_upload(x, nx * sizeof(float));
+        nvl_tensor wd = wh;
+        wd.data = be_upload(w, nw * nvl_dtype_size(k->dt));
+        float *dy = be_alloc(ny);
+        nvl_err err = {0};
+        nvl_status st = kern_matmul(g_be, dy, dx, &wd, k->M, &err);
+        TEST_CHECK(st == NVL_OK, "matmul: %s", err.msg);
+        float *y = be_download(dy, ny, "matmul");
+        char what[96];
+        snprintf(what, sizeof what, "matmul M=%lld N=%lld K=%lld %s", (long long)k->M,
+                 (long long)k->N, (long long)k->K, nvl_dtype_name(k->dt));
+        test_compare_f32(what, y, ref, ny, 1e-5, 8 * FLT_EPSILON, 1e-10);
+        kern_buffer_free(g_be, dx);
+        kern_buffer_free(g_be, wd.data);
+        kern_buffer_free(g_be, dy);
+        free(x);
+        free(w);
+        free(ref);
+        free(y);
+    }
+}
+
+static void test_rmsnorm(void) {
+    uint64_t rng = 0x777;
+    const struct {
+        int64_t rows, cols;
+        nvl_dtype dt;
+    } cases[] = {{1, 64, NVL_DTYPE_BF16}, {5, 1000, NVL_DTYPE_BF16}, {3, 37, NVL_DTYPE_F32},
+                 {2, 5120, NVL_DTYPE_F16}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (!kern_backend_supports(g_be, KERN_OP_RMSNORM, cases[c].dt)) {
+            printf("rmsnorm %s: not supported by backend '%s', case skipped\n",
+                   nvl_dtype_name(cases[c].dt), kern_backend_name(g_be));
+            continue;
+        }
+        size_t n = (size_t)(cases[c].rows * cases[c].cols);
+        float *x = malloc(n * sizeof(float));
+        fill(x, n, &rng, 3.0f);
+        void *w = make_weight(cases[c].dt, (size_t)cases[c].cols, &rng);
+        nvl_tensor wh = nvl_tensor_make(cases[c].dt, 1, (int64_t[]){cases[c].cols}, w);
+        float *ref = malloc(n * sizeof(float));
+        kern_cpu_rmsnorm_ref(ref, x, &wh, cases[c].rows, cases[c].cols, 1e-5f);
+        float *dx = be_upload(x, n * sizeof(float));
+        nvl_tensor wd = wh;
+        wd.data = be_upload(w, (size_t)cases[c].cols * nvl_dtype_size(cases[c].dt));
+        float *dy = be_alloc(n);
+        nvl_err err = {0};
+        TEST_CHECK(kern_rmsnorm(g_be, dy, dx, &wd, cases[c].rows, cases[c].cols, 1e-5f, &err) ==
+                       NVL_OK,
+                   "rmsnorm: %s", err.msg);
+        float *y = be_download(dy, n, "rmsnorm");
+        char what[64];
+        snprintf(what, sizeof what, "rmsnorm %lldx%lld %s", (long long)cases[c].rows,
+                 (long long)cases[c].cols, nvl_dtype_name(cases[c].dt));
+        test_compare_f32(what, y, ref, n, 1e-6, 8 * FLT_EPSILON, 1e-12);
+        kern_buffer_free(g_be, dx);
+        kern_buffer_free(g_be, wd.data);
+        kern_buffer_free(g_be, dy);
+        free(x);
+        free(w);
+        free(ref);
+        free(y);
+    }
+}
+
+static void test_errors(void) {
+    nvl_err err = {0};
+    float x[4] = {0}, y[4];
+    int64_t sh3[3] = {1, 2, 2};
+    nvl_tensor w3 = nvl_tensor_make(NVL_DTYPE_F32, 3, sh3, x);
+    TEST_EQ_INT(kern_matmul(g_be, y, x, &w3, 1, &err), NVL_ERR_INVALID_ARG);
+    nvl_tensor wi = nvl_tensor_make(NVL_DTYPE_I32, 2, (int64_t[]){2, 2}, x);
+    TEST_CHECK(kern_matmul(g_be, y, x, &wi, 1, &err) != NVL_OK, "I32 weights accepted");
+    nvl_tensor wn = nvl_tensor_make(NVL_DTYPE_F32, 1, (int64_t[]){3}, x);
+    TEST_EQ_INT(kern_rmsnorm(g_be, y, x, &wn, 1, 4, 1e-5f, &err), NVL_ERR_SHAPE);
+    kern_backend *bad = NULL;
+    TEST_EQ_INT(kern_backend_init(&bad, "tpu", &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "unknown backend 'tpu'");
+}
+
+int main(int argc, char **argv) {
+    const char *name = "cpu";
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) name = argv[++i];
+    nvl_err err = {0};
+    if (!strcmp(name, "cuda")) {
+        const char *why = NULL;
+        if (kern_cuda_device_count(&why) == 0) test_skip("no CUDA device: %s", why ? why : "none");
+    }
+    nvl_status st = kern_backend_init(&g_be, name, &err);
+    if (st == NVL_ERR_NO_DEVICE) test_skip("%s", err.msg);
+    if (st != NVL_OK) {
+        fprintf(stderr, "backend '%s': %s\n", name, err.msg);
+        return 1;
+    }
+    printf("backend: %s\n", kern_backend_description(g_be));
+    test_matmul();
+    test_rmsnorm();
+    if (!strcmp(name, "cpu")) test_errors();
+    kern_backend_free(g_be);
+    return test_report();
+}
