@@ -176,6 +176,24 @@ static void test_errors(void) {
     kern_backend *bad = NULL;
     TEST_EQ_INT(kern_backend_init(&bad, "tpu", &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "unknown backend 'tpu'");
+    /* selection through NVL_BACKEND */
+    kern_backend *be = NULL;
+    setenv("NVL_BACKEND", "cpu", 1);
+    TEST_EQ_INT(kern_backend_init(&be, NULL, &err), NVL_OK);
+    TEST_CHECK(be && kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU, "NVL_BACKEND=cpu");
+    kern_backend_free(be);
+    be = NULL;
+    if (kern_cuda_device_count(NULL) == 0) {
+        setenv("NVL_BACKEND", "cuda", 1);
+        TEST_EQ_INT(kern_backend_init(&be, NULL, &err), NVL_ERR_NO_DEVICE);
+        TEST_CONTAINS(err.msg, "no CUDA device");
+        TEST_CHECK(be == NULL, "backend returned without a device");
+        setenv("NVL_BACKEND", "auto", 1); /* auto falls back to the CPU */
+        TEST_EQ_INT(kern_backend_init(&be, NULL, &err), NVL_OK);
+        TEST_CHECK(be && kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU, "auto -> cpu");
+        kern_backend_free(be);
+    }
+    unsetenv("NVL_BACKEND");
 }
 
 int main(int argc, char **argv) {
