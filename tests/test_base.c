@@ -203,7 +203,8 @@ static void test_json(void) {
     cJSON *j = NULL;
     const char *txt = "{\"a\": 3, \"b\": 2.5, \"s\": \"x\", \"t\": true, "
                       "\"lim\": [0.0, Infinity], \"neg\": -Infinity, \"n\": NaN, "
-                      "\"str\": \"Infinity NaN\", \"o\": {\"k\": 1}}";
+                      "\"str\": \"Infinity NaN\", \"o\": {\"k\": 1}, "
+                      "\"tf\": [0.0, {\"__float__\": \"Infinity\"}], \"bad\": [{\"x\": 1}]}";
     TEST_EQ_INT(nvl_json_parse(&j, txt, strlen(txt), "cfg", &err), NVL_OK);
     int64_t i = 0;
     double d = 0;
@@ -227,6 +228,10 @@ static void test_json(void) {
     int n = 0;
     TEST_EQ_INT(nvl_json_get_double_array(j, "lim", lim, 2, &n, "cfg", &err), NVL_OK);
     TEST_CHECK(n == 2 && lim[0] == 0.0 && isinf(lim[1]), "time_step_limit parse");
+    TEST_EQ_INT(nvl_json_get_double_array(j, "tf", lim, 2, &n, "cfg", &err), NVL_OK);
+    TEST_CHECK(n == 2 && lim[0] == 0.0 && isinf(lim[1]) && lim[1] > 0, "__float__ Infinity");
+    TEST_EQ_INT(nvl_json_get_double_array(j, "bad", lim, 2, &n, "cfg", &err), NVL_ERR_CONFIG);
+    TEST_EQ_STR(err.msg, "cfg: key 'bad'[0] is an object, expected a number");
     TEST_EQ_INT(nvl_json_opt_int(j, "missing", 7, &i, "cfg", &err), NVL_OK);
     TEST_EQ_INT(i, 7);
     TEST_EQ_INT(nvl_json_opt_int(j, "s", 7, &i, "cfg", &err), NVL_ERR_CONFIG);

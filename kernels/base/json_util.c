@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -71,6 +72,30 @@ nvl_status nvl_json_load_file(cJSON **out, const char *path, size_t max_bytes, n
     return st;
 }
 
+/* A number, or transformers 5's encoding of non-finite floats: {"__float__": "Infinity"}
+ * (also "-Infinity", "NaN", or a decimal string). */
+static int json_number(const cJSON *v, double *out) {
+    if (cJSON_IsNumber(v)) {
+        *out = v->valuedouble;
+        return 1;
+    }
+    if (cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(v, "__float__");
+        if (!cJSON_IsString(f)) return 0;
+        const char *s = f->valuestring;
+        if (!strcmp(s, "Infinity") || !strcmp(s, "inf")) *out = INFINITY;
+        else if (!strcmp(s, "-Infinity") || !strcmp(s, "-inf")) *out = -INFINITY;
+        else if (!strcmp(s, "NaN") || !strcmp(s, "nan")) *out = NAN;
+        else {
+            char *end = NULL;
+            *out = strtod(s, &end);
+            if (!end || *end || end == s) return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static const char *type_name(const cJSON *v) {
     if (!v) return "missing";
     if (cJSON_IsNull(v)) return "null";
@@ -110,8 +135,7 @@ nvl_status nvl_json_get_int(const cJSON *obj, const char *key, int64_t *out, con
 nvl_status nvl_json_get_double(const cJSON *obj, const char *key, double *out, const char *what,
                                nvl_err *err) {
     const cJSON *v = item(obj, key);
-    if (!v || !cJSON_IsNumber(v)) return bad(what, key, v, "a number", err);
-    *out = v->valuedouble;
+    if (!v || !json_number(v, out)) return bad(what, key, v, "a number", err);
     return NVL_OK;
 }
 
@@ -171,10 +195,10 @@ nvl_status nvl_json_get_double_array(const cJSON *obj, const char *key, double *
             out[i++] = NAN;
             continue;
         }
-        if (!cJSON_IsNumber(e))
+        if (!json_number(e, &out[i]))
             return nvl_err_set(err, NVL_ERR_CONFIG, "%s: key '%s'[%d] is %s, expected a number",
                                what, key, i, type_name(e));
-        out[i++] = e->valuedouble;
+        i++;
     }
     *n = len;
     return NVL_OK;

@@ -8,7 +8,8 @@
  *   cJSON_Delete(cfg);
  *
  * The parser accepts the non-JSON literals Infinity, -Infinity and NaN that Python's json
- * module writes (NVIDIA's Nemotron-H configs carry `"time_step_limit": [0.0, Infinity]`).
+ * module writes (NVIDIA's Nemotron-H configs carry `"time_step_limit": [0.0, Infinity]`), and
+ * the number getters accept transformers 5's `{"__float__": "Infinity"}` encoding.
  */
 #ifndef KERNELS_BASE_JSON_UTIL_H
 #define KERNELS_BASE_JSON_UTIL_H
