@@ -99,6 +99,130 @@ nvl_status llm_check_tensors(const nvl_checkpoint *ck, const llm_hparams *hp, ll
 int64_t llm_tensor_table(const llm_hparams *hp, const char *prefix, const char *head_prefix,
                          llm_tensor_spec *specs, int64_t cap);
 
+// ---------------------------------------------------------------------------
+// Model, per-sequence context, generation
+//
+//   llm_model *m = NULL;
+//   st = llm_model_init(&m, "ckpt/", NULL, &err);            // mmaps weights, binds the table
+//   llm_context *ctx = NULL;
+//   llm_context_params cp = llm_context_params_default();   // n_ctx, n_chunk
+//   st = llm_context_init(&ctx, m, &cp, &err);
+//   st = llm_prefill(ctx, ids, n, NULL, &err);               // chunked, state carried
+//   const float *logits = llm_logits(ctx);                   // last position, n_vocab floats
+//   st = llm_decode(ctx, next_id, &err);                     // one token, recurrent path
+//   llm_context_free(ctx); llm_model_free(m);
+//
+// Thread-safety: an llm_model is immutable after init and may be shared by contexts in several
+// threads; one llm_context is used by one thread at a time.
+
+typedef struct llm_model llm_model;
+typedef struct llm_context llm_context;
+typedef struct llm_state llm_state;
+
+typedef struct llm_model_params {
+    /* Reproduce the bf16 rounding points of the PyTorch reference (activations rounded to bf16
+     * where transformers keeps them in the model dtype). -1: when the embedding table is BF16;
+     * 0: off (all activations f32); 1: on. */
+    int emulate_bf16;
+} llm_model_params;
+llm_model_params llm_model_params_default(void);
+
+/* dir: a bare NemotronH checkpoint or a VL checkpoint directory (config.json + safetensors).
+ * Refuses missing tensors, wrong shapes, unsupported dtypes and inconsistent configs with a
+ * message naming the tensor or key. */
+nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_params *params,
+                          nvl_err *err);
+void llm_model_free(llm_model *m);
+const llm_hparams *llm_model_hparams(const llm_model *m);
+/* Stop token ids from generation_config.json (eos_token_id, int or list) and config.json;
+ * returns the count written (at most cap). */
+int llm_model_stop_ids(const llm_model *m, int32_t *ids, int cap);
+
+enum llm_ssm_mode {
+    LLM_SSM_MODE_AUTO = 0,      /* chunked SSD for prefill chunks of > 1 token, recurrence for 1 */
+    LLM_SSM_MODE_RECURRENT = 1, /* always the token-by-token recurrence */
+    LLM_SSM_MODE_CHUNKED = 2,   /* always chunked SSD */
+};
+
+typedef struct llm_context_params {
+    int64_t n_ctx;      /* maximum tokens held (KV cache capacity) */
+    int64_t n_chunk;    /* prefill processes at most this many tokens per forward pass */
+    int logits_all;     /* keep logits of every position of the last llm_prefill call */
+    enum llm_ssm_mode ssm_mode;
+} llm_context_params;
+llm_context_params llm_context_params_default(void);
+
+nvl_status llm_context_init(llm_context **out, const llm_model *m, const llm_context_params *p,
+                            nvl_err *err);
+void llm_context_free(llm_context *ctx);
+void llm_context_reset(llm_context *ctx); /* empty sequence: zero states, no tokens */
+int64_t llm_context_n_past(const llm_context *ctx);
+
+/* Feeds n tokens. embd (n, n_embd) f32 may be NULL; where embd_mask[i] != 0 row i of embd
+ * replaces the embedding of tokens[i] (the vision path's rows at <image> positions).
+ * @return NVL_OK; NVL_ERR_LIMIT when the context is full; NVL_ERR_INVALID_ARG for a token id
+ * outside the vocabulary. */
+nvl_status llm_prefill(llm_context *ctx, const int32_t *tokens, int64_t n, const float *embd,
+                       const uint8_t *embd_mask, nvl_err *err);
+/* One token through the decode path (equal to llm_prefill of one token). */
+nvl_status llm_decode(llm_context *ctx, int32_t token, nvl_err *err);
+/* Logits (n_vocab) of the last position fed. Valid until the next prefill/decode/free. */
+const float *llm_logits(const llm_context *ctx);
+/* With logits_all: logits (n, n_vocab) of every position of the last llm_prefill call. */
+const float *llm_logits_all(const llm_context *ctx, int64_t *n_rows);
+/* Mamba state views for layer il (a Mamba layer): conv (conv_dim, d_conv) last inputs oldest
+ * first; ssm (H, P, N). NULL for other layers. Valid while ctx lives. */
+const float *llm_context_conv_state(const llm_context *ctx, int il);
+const float *llm_context_ssm_state(const llm_context *ctx, int il);
+
+/* Whole-sequence state (KV cache up to n_past, conv and SSM states, last logits) so many
+ * questions about one document reuse its prefill. *out is freed with llm_state_free(). */
+nvl_status llm_state_snapshot(const llm_context *ctx, llm_state **out, nvl_err *err);
+nvl_status llm_state_restore(llm_context *ctx, const llm_state *s, nvl_err *err);
+void llm_state_free(llm_state *s);
+size_t llm_state_bytes(const llm_state *s);
+
+// Sampling ------------------------------------------------------------------
+
+typedef struct llm_sampler_params {
+    float temperature; /* 0 = greedy */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    float min_p;       /* 0 = off: drop tokens with p < min_p * p_max */
+    uint64_t seed;
+} llm_sampler_params;
+llm_sampler_params llm_sampler_params_default(void);
+
+typedef struct llm_sampler llm_sampler;
+nvl_status llm_sampler_init(llm_sampler **out, int64_t n_vocab, const llm_sampler_params *p,
+                            nvl_err *err);
+void llm_sampler_free(llm_sampler *s);
+/* Picks a token from logits (n_vocab). Deterministic for a given seed and call sequence. */
+int32_t llm_sampler_sample(llm_sampler *s, const float *logits);
+
+// Generation ----------------------------------------------------------------
+
+/* Called for every generated token; return non-zero to stop (cancellation between steps). */
+typedef int (*llm_token_fn)(int32_t token, const float *logits, void *user);
+
+typedef struct llm_generate_params {
+    int64_t max_tokens;
+    const int32_t *stop_ids; /* generation stops after emitting one of these */
+    int n_stop;
+    llm_sampler_params sampler;
+    llm_token_fn on_token;   /* may be NULL */
+    void *user;
+    volatile int *cancel;    /* may be NULL; checked between steps */
+} llm_generate_params;
+llm_generate_params llm_generate_params_default(void);
+
+/* Prefills prompt (may be empty when the context already holds it) and generates up to
+ * max_tokens tokens into out (capacity cap). *n_out gets the count. Stops at a stop id
+ * (included in out), max_tokens, or cancellation (NVL_ERR_CANCELLED). */
+nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
+                        const llm_generate_params *p, int32_t *out, int64_t cap, int64_t *n_out,
+                        nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif

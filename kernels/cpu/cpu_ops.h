@@ -34,6 +34,38 @@ nvl_status kern_cpu_rmsnorm(float *y, const float *x, const nvl_tensor *w, int64
 void kern_cpu_rmsnorm_ref(float *y, const float *x, const nvl_tensor *w, int64_t rows,
                           int64_t cols, float eps);
 
+// ---------------------------------------------------------------------------
+// LLM ops: Mamba-2 selective scan (two references that must agree), causal depthwise conv.
+// Dimension letters: T tokens, H heads, P head_dim, N d_state, G groups (head h reads group
+// h / (H/G)), K conv kernel, Cc conv channels.
+
+/* Recurrence, token by token (the definition; also the decode path):
+ *   dA = exp(dt[t,h] * A[h]);  S[h] = dA * S[h] + dt[t,h] * x[t,h,:] (outer) B[t,g,:]
+ *   y[t,h,p] = sum_n S[h,p,n] * C[t,g,n] + D[h] * x[t,h,p]
+ * x, y (T,H,P); dt (T,H) after softplus; A, D (H); B, C (T,G,N); state (H,P,N) f32 in/out.
+ * round_bf16 != 0 reproduces the bf16 rounding points of transformers' decode step
+ * (selective_state_update on bf16 tensors): dt*B, (dt*B)*x, the S.C product, x*D and the sum
+ * are rounded to bf16; the state stays f32. */
+void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const float *dt,
+                                 const float *A, const float *B, const float *C, const float *D,
+                                 int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
+                                 int round_bf16);
+/* Chunked SSD form (prefill): the same result as the recurrence up to f32 rounding, computed
+ * per chunk of `chunk` tokens with intra-chunk (C.B) decay-weighted sums and an inter-chunk
+ * state pass (model.md §2.5). Same arguments; state in/out. */
+void kern_cpu_ssm_scan_chunked(float *y, float *state, const float *x, const float *dt,
+                               const float *A, const float *B, const float *C, const float *D,
+                               int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
+                               int64_t chunk);
+/* Causal depthwise conv1d over time with carried state, then SiLU:
+ *   u[t,c] = bias[c] + sum_k w[c,k] * in[t-(K-1)+k, c];  out = silu(u)
+ * in/out (T, Cc) (out may not alias in); w (Cc, K) f32; bias (Cc) or NULL;
+ * state (Cc, K): the last K inputs, oldest first (transformers' conv_state layout); updated.
+ * round_bf16 rounds u and silu(u) to bf16. */
+void kern_cpu_conv1d_causal_silu(float *out, float *state, const float *in, const float *w,
+                                 const float *bias, int64_t T, int64_t Cc, int64_t K,
+                                 int round_bf16);
+
 #ifdef __cplusplus
 }
 #endif

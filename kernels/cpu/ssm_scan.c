@@ -1,0 +1,124 @@
+/* Mamba-2 selective scan on the CPU: the token-by-token recurrence (oracle and decode path) and
+ * the chunked SSD form (prefill), which must agree. State is f32 (H, P, N). */
+#include <math.h>
+#include <string.h>
+
+#include "../base/tensor.h"
+#include "cpu_ops.h"
+
+#define SSD_MAX_CHUNK 256 /* longest chunk handled at once; longer requests are split */
+
+static inline float rb(float v, int on) { return on ? nvl_round_bf16(v) : v; }
+
+void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const float *dt,
+                                 const float *A, const float *B, const float *C, const float *D,
+                                 int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
+                                 int round_bf16) {
+    const int64_t hpg = H / G; /* heads per group */
+#pragma omp parallel for schedule(static) if (H * P * N > 32768)
+    for (int64_t h = 0; h < H; h++) {
+        const int64_t g = h / hpg;
+        float *S = state + h * P * N;
+        for (int64_t t = 0; t < T; t++) {
+            const float d = dt[t * H + h];
+            const float dA = expf(d * A[h]);
+            const float *Bt = B + (t * G + g) * N, *Ct = C + (t * G + g) * N;
+            const float *xt = x + (t * H + h) * P;
+            float *yt = y + (t * H + h) * P;
+            for (int64_t p = 0; p < P; p++) {
+                float *Sp = S + p * N;
+                float acc = 0.0f;
+                for (int64_t n = 0; n < N; n++) {
+                    float dBx = round_bf16 ? rb(rb(d * Bt[n], 1) * xt[p], 1) : d * Bt[n] * xt[p];
+                    Sp[n] = Sp[n] * dA + dBx;
+                    acc += rb(Sp[n], round_bf16) * Ct[n];
+                }
+                if (round_bf16)
+                    yt[p] = rb(rb(acc, 1) + rb(xt[p] * D[h], 1), 1);
+                else
+                    yt[p] = acc + D[h] * xt[p];
+            }
+        }
+    }
+}
+
+void kern_cpu_ssm_scan_chunked(float *y, float *state, const float *x, const float *dt,
+                               const float *A, const float *B, const float *C, const float *D,
+                               int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
+                               int64_t chunk) {
+    const int64_t hpg = H / G;
+    /* The chunk length only changes f32 rounding, never the result; capping it keeps the
+     * per-chunk cumsum on the stack. */
+    if (chunk <= 0 || chunk > SSD_MAX_CHUNK) chunk = SSD_MAX_CHUNK;
+    float lam_stack[SSD_MAX_CHUNK];
+#pragma omp parallel for schedule(static) private(lam_stack) if (H * T > 256)
+    for (int64_t h = 0; h < H; h++) {
+        const int64_t g = h / hpg;
+        float *S = state + h * P * N;
+        for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+            const int64_t Q = (T - t0) < chunk ? (T - t0) : chunk;
+            /* inclusive cumsum of a_s = dt_s * A within the chunk */
+            float *lam = lam_stack;
+            float run = 0.0f;
+            for (int64_t i = 0; i < Q; i++) {
+                run += dt[(t0 + i) * H + h] * A[h];
+                lam[i] = run;
+            }
+            for (int64_t i = 0; i < Q; i++) {
+                const int64_t t = t0 + i;
+                const float *Ct = C + (t * G + g) * N;
+                float *yt = y + (t * H + h) * P;
+                const float *xt = x + (t * H + h) * P;
+                /* Y_off: exp(lam_i) * (S_in . C_t) */
+                const float eo = expf(lam[i]);
+                for (int64_t p = 0; p < P; p++) {
+                    float acc = 0.0f;
+                    for (int64_t n = 0; n < N; n++) acc += S[p * N + n] * Ct[n];
+                    yt[p] = eo * acc + D[h] * xt[p];
+                }
+                /* Y_diag: sum_{s<=i} (C_t . B_s) exp(lam_i - lam_s) dt_s x_s */
+                for (int64_t j = 0; j <= i; j++) {
+                    const int64_t s = t0 + j;
+                    const float *Bs = B + (s * G + g) * N;
+                    float cb = 0.0f;
+                    for (int64_t n = 0; n < N; n++) cb += Ct[n] * Bs[n];
+                    const float w = cb * expf(lam[i] - lam[j]) * dt[s * H + h];
+                    const float *xs = x + (s * H + h) * P;
+                    for (int64_t p = 0; p < P; p++) yt[p] += w * xs[p];
+                }
+            }
+            /* state pass: S = exp(lam_last) S + sum_s exp(lam_last - lam_s) dt_s x_s (outer) B_s */
+            const float el = expf(lam[Q - 1]);
+            for (int64_t k = 0; k < P * N; k++) S[k] *= el;
+            for (int64_t j = 0; j < Q; j++) {
+                const int64_t s = t0 + j;
+                const float w = expf(lam[Q - 1] - lam[j]) * dt[s * H + h];
+                const float *Bs = B + (s * G + g) * N;
+                const float *xs = x + (s * H + h) * P;
+                for (int64_t p = 0; p < P; p++) {
+                    const float wx = w * xs[p];
+                    for (int64_t n = 0; n < N; n++) S[p * N + n] += wx * Bs[n];
+                }
+            }
+        }
+    }
+}
+
+void kern_cpu_conv1d_causal_silu(float *out, float *state, const float *in, const float *w,
+                                 const float *bias, int64_t T, int64_t Cc, int64_t K,
+                                 int round_bf16) {
+#pragma omp parallel for schedule(static) if (T * Cc > 65536)
+    for (int64_t c = 0; c < Cc; c++) {
+        float *st = state + c * K; /* st[0] oldest ... st[K-1] newest */
+        const float *wc = w + c * K;
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t k = 0; k + 1 < K; k++) st[k] = st[k + 1];
+            st[K - 1] = in[t * Cc + c];
+            float u = bias ? bias[c] : 0.0f;
+            for (int64_t k = 0; k < K; k++) u += wc[k] * st[k];
+            u = rb(u, round_bf16);
+            float s = u / (1.0f + expf(-u));
+            out[t * Cc + c] = rb(s, round_bf16);
+        }
+    }
+}

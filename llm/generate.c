@@ -1,0 +1,43 @@
+/* The generation loop: prefill, then sample / stop check / callback / decode, with
+ * cancellation checked between steps. */
+#include "base/alloc.h"
+#include "llm_impl.h"
+
+llm_generate_params llm_generate_params_default(void) {
+    llm_generate_params p = {0};
+    p.max_tokens = 256;
+    p.sampler = llm_sampler_params_default();
+    return p;
+}
+
+nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
+                        const llm_generate_params *p, int32_t *out, int64_t cap, int64_t *n_out,
+                        nvl_err *err) {
+    *n_out = 0;
+    if (n_prompt == 0 && ctx->n_past == 0)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: empty prompt and empty context", __func__);
+    nvl_status st = llm_prefill(ctx, prompt, n_prompt, NULL, NULL, err);
+    if (st != NVL_OK) return st;
+    llm_sampler *smp = NULL;
+    if ((st = llm_sampler_init(&smp, ctx->m->hp.n_vocab, &p->sampler, err)) != NVL_OK) return st;
+    for (int64_t k = 0; k < p->max_tokens && k < cap; k++) {
+        if (p->cancel && *p->cancel) {
+            st = nvl_err_set(err, NVL_ERR_CANCELLED, "generation cancelled after %lld tokens",
+                             (long long)k);
+            break;
+        }
+        const int32_t tok = llm_sampler_sample(smp, ctx->logits);
+        out[(*n_out)++] = tok;
+        if (p->on_token && p->on_token(tok, ctx->logits, p->user)) {
+            st = nvl_err_set(err, NVL_ERR_CANCELLED, "generation stopped by the caller after %lld tokens",
+                             (long long)(k + 1));
+            break;
+        }
+        int stop = 0;
+        for (int i = 0; i < p->n_stop; i++) stop |= p->stop_ids[i] == tok;
+        if (stop || k + 1 == p->max_tokens || k + 1 == cap) break;
+        if ((st = llm_decode(ctx, tok, err)) != NVL_OK) break;
+    }
+    llm_sampler_free(smp);
+    return st;
+}
