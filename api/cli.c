@@ -8,11 +8,11 @@
 #include <string.h>
 
 #include "api.h"
+#include "commands.h"
 #include "backend.h"
 #include "base/status.h"
 #include "media.h"
 
-#define EXIT_USAGE 2
 
 static const char *k_usage =
     "nanovl %s: answers questions about PDFs, images and videos with NVIDIA Nemotron Nano V2 VL\n"
@@ -22,6 +22,9 @@ static const char *k_usage =
     "commands:\n"
     "  inspect DIR        describe a checkpoint (architecture, layers, sizes, dtypes,\n"
     "                     quantization) and list every problem; exit 1 if unusable\n"
+    "  generate --model DIR --ids \"1 2 3\"\n"
+    "                     text-only generation with the language model (greedy or sampled);\n"
+    "                     --print-ids, --dump-logits FILE, --temperature/--top-k/--top-p/--min-p/--seed\n"
     "  version            print the version and what this build supports\n"
     "  help               this text\n"
     "\n"
@@ -32,11 +35,15 @@ static const char *k_usage =
     "examples:\n"
     "  nanovl inspect ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16\n"
     "  nanovl inspect tests/data/tiny_nemotron_h\n"
+    "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
+    "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
     "  NVL_BACKEND=cpu nanovl inspect model.safetensors\n"
     "\n"
     "environment:\n"
     "  NVL_BACKEND=cpu|cuda|auto   compute backend (default auto: CUDA when a device exists)\n"
     "  NVL_THREADS=N               CPU threads (default: all cores)\n"
+    "  NANOVL_MODEL=DIR            default for --model\n"
+    "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";
 
 static int cmd_help(int argc, char **argv) {
@@ -88,6 +95,7 @@ static const struct command {
     int (*fn)(int argc, char **argv);
 } k_commands[] = {
     {"inspect", cmd_inspect},
+    {"generate", cmd_generate},
     {"version", cmd_version},
     {"help", cmd_help},
 };

@@ -38,8 +38,12 @@ int kern_cpu_has_avx2(void) {
 const char *kern_cpu_features(void) {
     static char buf[128];
     if (buf[0]) return buf;
-    snprintf(buf, sizeof buf, "%s%s", kern_cpu_has_avx512_bf16() ? "avx512_bf16 " : "",
-             kern_cpu_has_avx2() ? "avx2 fma" : "scalar");
+    int avx512 = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    avx512 = __builtin_cpu_supports("avx512f");
+#endif
+    snprintf(buf, sizeof buf, "%s%s%s", kern_cpu_has_avx512_bf16() ? "avx512_bf16 " : "",
+             avx512 ? "avx512f " : "", kern_cpu_has_avx2() ? "avx2 fma" : "scalar");
     return buf;
 }
 
@@ -104,8 +108,8 @@ nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
     const char *nt = getenv("NVL_THREADS");
     if (nt && atoi(nt) > 0) omp_set_num_threads(atoi(nt));
 #endif
-    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s", kern_cpu_n_threads(),
-             kern_cpu_features());
+    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s, matmul %s",
+             kern_cpu_n_threads(), kern_cpu_features(), kern_cpu_matmul_kernel());
     *out = be;
     return NVL_OK;
 }

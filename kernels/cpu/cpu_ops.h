@@ -20,6 +20,8 @@ extern "C" {
 int kern_cpu_n_threads(void);
 /* "avx512_bf16 avx512f avx2 fma" style list of the features the dispatch found. */
 const char *kern_cpu_features(void);
+/* Which matmul kernel the dispatch picked: "avx512f", "avx2+fma" or "scalar". */
+const char *kern_cpu_matmul_kernel(void);
 int kern_cpu_has_avx512_bf16(void);
 int kern_cpu_has_avx2(void);
 

@@ -1,11 +1,15 @@
 /* Matrix multiply on the CPU: y[M,N] = x[M,K] @ w[N,K]^T with f32 activations and F32/BF16/F16
  * weights used as stored (never a full f32 copy of a weight matrix).
  *
- * Fast path: threads split N into blocks of MM_BLOCK_N weight rows; each block is widened to
- * f32 once into a per-thread buffer and then dotted with every row of x, so the weights are
- * read from memory exactly once per call (decode, M = 1, is bandwidth-bound on the weights).
+ * Fast path (dispatched at run time on what the CPU has: AVX-512F, else AVX2+FMA+F16C): threads
+ * split the N weight rows into tiles of 4; a tile is streamed from memory once, widened to f32
+ * in registers, and reused from cache by every row of x. Decode (M = 1) is bandwidth-bound on the weights, which this reads exactly once.
+ * Activations stay f32: the AVX-512 BF16 dot instruction would round x to bf16 and change the
+ * numerics the goldens pin down, so it is not used.
+ * Portable path: blocks of MM_BLOCK_N rows widened into a per-thread f32 buffer.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../base/alloc.h"
@@ -46,7 +50,8 @@ static float dot_f32(const float *a, const float *b, int64_t K) {
     return s;
 }
 
-nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err) {
+/* Portable path: widen MM_BLOCK_N weight rows to f32, dot with every x row. */
+static nvl_status matmul_blocked(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err) {
     if (w->n_dims != 2)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight must be 2-D", __func__);
     if (w->dtype != NVL_DTYPE_F32 && w->dtype != NVL_DTYPE_BF16 && w->dtype != NVL_DTYPE_F16)
@@ -86,4 +91,200 @@ nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_
     }
     if (failed) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for weight tiles", __func__);
     return NVL_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Vectorised tile kernels: 4 weight rows x every row of x, one x load feeding four FMAs.
+// Weights are widened in registers (bf16: shift left 16; f16: vcvtph2ps); x stays f32,
+// accumulation f32.
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_X86_KERNELS 1
+
+__attribute__((target("avx512f"))) static inline __m512 load16_avx512(const void *w, nvl_dtype dt,
+                                                                       int64_t k) {
+    if (dt == NVL_DTYPE_F32) return _mm512_loadu_ps((const float *)w + k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + k));
+    if (dt == NVL_DTYPE_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/* Tail of one dot product past the last full vector. */
+static inline float dot_tail(const void *wrow, nvl_dtype dt, const float *x, int64_t k, int64_t K) {
+    float s = 0.0f;
+    for (; k < K; k++) {
+        float wv = dt == NVL_DTYPE_F32    ? ((const float *)wrow)[k]
+                   : dt == NVL_DTYPE_BF16 ? nvl_bf16_to_f32(((const uint16_t *)wrow)[k])
+                                          : nvl_f16_to_f32(((const uint16_t *)wrow)[k]);
+        s += wv * x[k];
+    }
+    return s;
+}
+
+/* y[m*ldy + r] for r < 4 weight rows (row stride wstride bytes) and m < M rows of x: the four
+ * accumulators stay in registers and every x vector is loaded once for four weight rows. */
+__attribute__((target("avx512f"))) static void tile4_avx512(float *y, int64_t ldy, const float *x,
+                                                             const unsigned char *w, size_t wstride,
+                                                             nvl_dtype dt, int64_t K, int64_t M) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+               a3 = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            const __m512 xv = _mm512_loadu_ps(xm + k);
+            a0 = _mm512_fmadd_ps(load16_avx512(w, dt, k), xv, a0);
+            a1 = _mm512_fmadd_ps(load16_avx512(w + wstride, dt, k), xv, a1);
+            a2 = _mm512_fmadd_ps(load16_avx512(w + 2 * wstride, dt, k), xv, a2);
+            a3 = _mm512_fmadd_ps(load16_avx512(w + 3 * wstride, dt, k), xv, a3);
+        }
+        float *ym = y + m * ldy;
+        ym[0] = _mm512_reduce_add_ps(a0) + dot_tail(w, dt, xm, k, K);
+        ym[1] = _mm512_reduce_add_ps(a1) + dot_tail(w + wstride, dt, xm, k, K);
+        ym[2] = _mm512_reduce_add_ps(a2) + dot_tail(w + 2 * wstride, dt, xm, k, K);
+        ym[3] = _mm512_reduce_add_ps(a3) + dot_tail(w + 3 * wstride, dt, xm, k, K);
+    }
+}
+
+__attribute__((target("avx512f"))) static void tile1_avx512(float *y, int64_t ldy, const float *x,
+                                                             const unsigned char *w, size_t wstride,
+                                                             nvl_dtype dt, int64_t K, int64_t M) {
+    (void)wstride;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 32 <= K; k += 32) {
+            a0 = _mm512_fmadd_ps(load16_avx512(w, dt, k), _mm512_loadu_ps(xm + k), a0);
+            a1 = _mm512_fmadd_ps(load16_avx512(w, dt, k + 16), _mm512_loadu_ps(xm + k + 16), a1);
+        }
+        for (; k + 16 <= K; k += 16)
+            a0 = _mm512_fmadd_ps(load16_avx512(w, dt, k), _mm512_loadu_ps(xm + k), a0);
+        y[m * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + dot_tail(w, dt, xm, k, K);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_avx2(const void *w, nvl_dtype dt,
+                                                                         int64_t k) {
+    if (dt == NVL_DTYPE_F32) return _mm256_loadu_ps((const float *)w + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    if (dt == NVL_DTYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum_avx2(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void tile4_avx2(float *y, int64_t ldy, const float *x,
+                                                                const unsigned char *w, size_t wstride,
+                                                                nvl_dtype dt, int64_t K, int64_t M) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            const __m256 xv = _mm256_loadu_ps(xm + k);
+            a0 = _mm256_fmadd_ps(load8_avx2(w, dt, k), xv, a0);
+            a1 = _mm256_fmadd_ps(load8_avx2(w + wstride, dt, k), xv, a1);
+            a2 = _mm256_fmadd_ps(load8_avx2(w + 2 * wstride, dt, k), xv, a2);
+            a3 = _mm256_fmadd_ps(load8_avx2(w + 3 * wstride, dt, k), xv, a3);
+        }
+        float *ym = y + m * ldy;
+        ym[0] = hsum_avx2(a0) + dot_tail(w, dt, xm, k, K);
+        ym[1] = hsum_avx2(a1) + dot_tail(w + wstride, dt, xm, k, K);
+        ym[2] = hsum_avx2(a2) + dot_tail(w + 2 * wstride, dt, xm, k, K);
+        ym[3] = hsum_avx2(a3) + dot_tail(w + 3 * wstride, dt, xm, k, K);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void tile1_avx2(float *y, int64_t ldy, const float *x,
+                                                                const unsigned char *w, size_t wstride,
+                                                                nvl_dtype dt, int64_t K, int64_t M) {
+    (void)wstride;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        __m256 a0 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(load8_avx2(w, dt, k), _mm256_loadu_ps(xm + k), a0);
+        y[m * ldy] = hsum_avx2(a0) + dot_tail(w, dt, xm, k, K);
+    }
+}
+#endif
+
+typedef void (*tile_fn)(float *y, int64_t ldy, const float *x, const unsigned char *w,
+                        size_t wstride, nvl_dtype dt, int64_t K, int64_t M);
+typedef struct tile_kernels {
+    tile_fn t4, t1;
+    const char *name;
+} tile_kernels;
+
+/* Picks the widest kernel the CPU has (NVL_CPU_KERNEL=scalar|avx2|avx512 overrides, for tests
+ * and benchmarks); t4 == NULL means the portable blocked path. */
+static tile_kernels pick_kernels(void) {
+    tile_kernels k = {NULL, NULL, "scalar"};
+#ifdef HAVE_X86_KERNELS
+    const char *force = getenv("NVL_CPU_KERNEL");
+    if (force && !strcmp(force, "scalar")) return k;
+    if ((!force || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
+        k.t4 = tile4_avx512;
+        k.t1 = tile1_avx512;
+        k.name = "avx512f";
+        return k;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        k.t4 = tile4_avx2;
+        k.t1 = tile1_avx2;
+        k.name = "avx2+fma";
+    }
+#endif
+    return k;
+}
+
+static tile_kernels g_kernels;
+static int g_kernels_picked = 0;
+static tile_kernels kernels(void) {
+    if (!g_kernels_picked) { /* benign race: every thread computes the same answer */
+        g_kernels = pick_kernels();
+        g_kernels_picked = 1;
+    }
+    return g_kernels;
+}
+
+const char *kern_cpu_matmul_kernel(void) { return kernels().name; }
+
+nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err) {
+    if (w->n_dims != 2)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight must be 2-D", __func__);
+    if (w->dtype != NVL_DTYPE_F32 && w->dtype != NVL_DTYPE_BF16 && w->dtype != NVL_DTYPE_F16)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s is not F32, BF16 or F16",
+                           __func__, nvl_dtype_name(w->dtype));
+    const tile_kernels kk = kernels();
+    if (kk.t4) {
+        const int64_t N = w->shape[0], K = w->shape[1];
+        const size_t rs = (size_t)K * nvl_dtype_size(w->dtype); /* bytes per weight row */
+        const unsigned char *wb = w->data;
+        const int64_t n_tiles = (N + 3) / 4;
+        /* threads split the weight rows in tiles of 4; each tile is streamed from memory once
+         * and stays in L1/L2 while every row of x passes over it */
+#pragma omp parallel for schedule(static) if (N * K > 32768)
+        for (int64_t t = 0; t < n_tiles; t++) {
+            const int64_t n = t * 4;
+            if (n + 4 <= N)
+                kk.t4(y + n, N, x, wb + (size_t)n * rs, rs, w->dtype, K, M);
+            else
+                for (int64_t r = n; r < N; r++) kk.t1(y + r, N, x, wb + (size_t)r * rs, rs, w->dtype, K, M);
+        }
+        return NVL_OK;
+    }
+    return matmul_blocked(y, x, w, M, err);
 }

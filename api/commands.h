@@ -1,0 +1,11 @@
+/* Internal header: included only by api/cli.c and the api/cmd_*.c subcommand files.
+ * Each subcommand takes the arguments after its name and returns the process exit code
+ * (0 success, 1 failure, 2 usage error). */
+#ifndef API_COMMANDS_H
+#define API_COMMANDS_H
+
+#define EXIT_USAGE 2
+
+int cmd_generate(int argc, char **argv);
+
+#endif // API_COMMANDS_H
