@@ -1,0 +1,909 @@
+/* Byte-level BPE tokenizer reading Hugging Face tokenizer.json (see tokenizer.h for what is
+ * supported). Pipeline per encode: added-token split -> normalizer -> pre-tokenizers (Oniguruma
+ * regex splits, ByteLevel) -> BPE merges by rank -> ids. */
+#include <cjson/cJSON.h>
+#include <oniguruma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "tokenizer.h"
+#include "unicode_impl.h"
+
+#define MAX_PRETOK 8
+
+// ---------------------------------------------------------------------------
+// String -> id and pair -> (rank, id) hash maps (open addressing)
+
+typedef struct str_map {
+    int32_t *slots; /* -1 empty, else id */
+    size_t cap;
+} str_map;
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+typedef struct pair_slot {
+    uint64_t key; /* (a << 32) | b, UINT64_MAX empty */
+    int32_t rank, id;
+} pair_slot;
+
+typedef struct added_token {
+    char *content;
+    size_t len;
+    int32_t id;
+    int special, lstrip, rstrip, single_word, normalized;
+} added_token;
+
+enum split_behavior { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
+
+typedef struct pretok {
+    enum { PRETOK_SPLIT, PRETOK_BYTELEVEL } kind;
+    regex_t *re;            /* Split, or ByteLevel with use_regex */
+    char *literal;          /* Split with a String pattern */
+    enum split_behavior behavior;
+    int invert;
+    int add_prefix_space;
+} pretok;
+
+struct llm_tokenizer {
+    char **tokens;          /* id -> string (vocab form) */
+    uint32_t *tok_len;      /* id -> strlen(tokens[id]) */
+    int64_t n_tokens;       /* max id + 1 */
+    str_map vocab;          /* string -> id, vocab and added tokens */
+    pair_slot *merges;
+    size_t merges_cap;
+    added_token *added;
+    int n_added;
+    uint8_t *is_added;      /* per id */
+    int nfc;                /* normalizer */
+    pretok pre[MAX_PRETOK];
+    int n_pre;
+    int byte_level;         /* symbols are bytes_to_unicode chars */
+    int ignore_merges;
+    int byte_fallback;
+    int32_t unk_id;
+    int32_t byte_tok[256];  /* byte-level: id of each byte's mapped char; fallback: <0xXX> */
+    uint32_t byte2cp[256];  /* GPT-2 bytes_to_unicode */
+    int16_t cp2byte[512];   /* inverse for code points < 512, -1 otherwise */
+};
+
+static nvl_status str_map_init(str_map *m, size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2 + 1) cap <<= 1;
+    m->slots = nvl_malloc(cap * sizeof *m->slots);
+    if (!m->slots) return NVL_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++) m->slots[i] = -1;
+    m->cap = cap;
+    return NVL_OK;
+}
+
+static int32_t str_map_get(const llm_tokenizer *t, const char *s, size_t n) {
+    const str_map *m = &t->vocab;
+    size_t h = (size_t)hash_bytes(s, n) & (m->cap - 1);
+    while (m->slots[h] >= 0) {
+        const int32_t id = m->slots[h];
+        if (t->tok_len[id] == n && !memcmp(t->tokens[id], s, n)) return id;
+        h = (h + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+static void str_map_put(llm_tokenizer *t, int32_t id) {
+    str_map *m = &t->vocab;
+    const char *s = t->tokens[id];
+    size_t n = t->tok_len[id] = (uint32_t)strlen(s), h = (size_t)hash_bytes(s, n) & (m->cap - 1);
+    while (m->slots[h] >= 0) {
+        if (t->tok_len[m->slots[h]] == n && !memcmp(t->tokens[m->slots[h]], s, n)) {
+            m->slots[h] = id; /* later definition wins (added tokens override) */
+            return;
+        }
+        h = (h + 1) & (m->cap - 1);
+    }
+    m->slots[h] = id;
+}
+
+static size_t pair_hash(uint64_t k) { return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 17); }
+
+static void merge_put(llm_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id) {
+    uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t h = pair_hash(k) & (t->merges_cap - 1);
+    while (t->merges[h].key != UINT64_MAX) {
+        if (t->merges[h].key == k) return; /* first (lowest rank) wins */
+        h = (h + 1) & (t->merges_cap - 1);
+    }
+    t->merges[h].key = k;
+    t->merges[h].rank = rank;
+    t->merges[h].id = id;
+}
+
+static const pair_slot *merge_get(const llm_tokenizer *t, int32_t a, int32_t b) {
+    uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t h = pair_hash(k) & (t->merges_cap - 1);
+    while (t->merges[h].key != UINT64_MAX) {
+        if (t->merges[h].key == k) return &t->merges[h];
+        h = (h + 1) & (t->merges_cap - 1);
+    }
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+static void bytes_to_unicode(llm_tokenizer *t) {
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        t->byte2cp[b] = printable ? (uint32_t)b : (uint32_t)(256 + n++);
+    }
+    for (int i = 0; i < 512; i++) t->cp2byte[i] = -1;
+    for (int b = 0; b < 256; b++) t->cp2byte[t->byte2cp[b]] = (int16_t)b;
+}
+
+static nvl_status compile_regex(regex_t **re, const char *pat, const char *what, nvl_err *err) {
+    OnigErrorInfo einfo;
+    int r = onig_new(re, (const UChar *)pat, (const UChar *)pat + strlen(pat), ONIG_OPTION_NONE,
+                     ONIG_ENCODING_UTF8, ONIG_SYNTAX_DEFAULT, &einfo);
+    if (r != ONIG_NORMAL) {
+        UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+        onig_error_code_to_str(msg, r, &einfo);
+        *re = NULL;
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: regex does not compile: %s", what, (char *)msg);
+    }
+    return NVL_OK;
+}
+
+static nvl_status add_pretok(llm_tokenizer *t, const cJSON *p, const char *what, nvl_err *err) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(p, "type");
+    if (!cJSON_IsString(ty))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: pre_tokenizer has no 'type'", what);
+    if (!strcmp(ty->valuestring, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
+        if (!cJSON_IsArray(list))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: pre_tokenizer Sequence has no 'pretokenizers' list", what);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, list) {
+            nvl_status st = add_pretok(t, it, what, err);
+            if (st != NVL_OK) return st;
+        }
+        return NVL_OK;
+    }
+    if (t->n_pre == MAX_PRETOK)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizers", what, MAX_PRETOK);
+    pretok *pt = &t->pre[t->n_pre];
+    memset(pt, 0, sizeof *pt);
+    if (!strcmp(ty->valuestring, "Split")) {
+        pt->kind = PRETOK_SPLIT;
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
+        const cJSON *rx = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+        const cJSON *lit = cJSON_GetObjectItemCaseSensitive(pat, "String");
+        if (cJSON_IsString(rx)) {
+            nvl_status st = compile_regex(&pt->re, rx->valuestring, what, err);
+            if (st != NVL_OK) return st;
+        } else if (cJSON_IsString(lit)) {
+            if (!(pt->literal = nvl_strdup(lit->valuestring))) return NVL_ERR_NOMEM;
+        } else {
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: Split pre_tokenizer needs 'pattern' with 'Regex' or 'String'", what);
+        }
+        const char *b = NULL;
+        nvl_status st = nvl_json_get_string(p, "behavior", &b, what, err);
+        if (st != NVL_OK) return st;
+        if (!strcmp(b, "Isolated")) pt->behavior = SPLIT_ISOLATED;
+        else if (!strcmp(b, "Removed")) pt->behavior = SPLIT_REMOVED;
+        else if (!strcmp(b, "MergedWithPrevious")) pt->behavior = SPLIT_MERGED_PREV;
+        else if (!strcmp(b, "MergedWithNext")) pt->behavior = SPLIT_MERGED_NEXT;
+        else if (!strcmp(b, "Contiguous")) pt->behavior = SPLIT_CONTIGUOUS;
+        else return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unknown Split behavior '%s'", what, b);
+        if ((st = nvl_json_opt_bool(p, "invert", 0, &pt->invert, what, err)) != NVL_OK) return st;
+    } else if (!strcmp(ty->valuestring, "ByteLevel")) {
+        pt->kind = PRETOK_BYTELEVEL;
+        int use_regex = 1;
+        nvl_status st = nvl_json_opt_bool(p, "use_regex", 1, &use_regex, what, err);
+        if (st == NVL_OK) st = nvl_json_opt_bool(p, "add_prefix_space", 0, &pt->add_prefix_space, what, err);
+        if (st != NVL_OK) return st;
+        if (use_regex) {
+            const char *gpt2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+            if ((st = compile_regex(&pt->re, gpt2, what, err)) != NVL_OK) return st;
+            pt->behavior = SPLIT_ISOLATED;
+        }
+        t->byte_level = 1;
+    } else {
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: pre_tokenizer type '%s' is not supported (Split, ByteLevel, Sequence)",
+                           what, ty->valuestring);
+    }
+    t->n_pre++;
+    return NVL_OK;
+}
+
+static nvl_status read_normalizer(llm_tokenizer *t, const cJSON *n, const char *what, nvl_err *err) {
+    if (!n || cJSON_IsNull(n)) return NVL_OK;
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(n, "type");
+    if (!cJSON_IsString(ty)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: normalizer has no 'type'", what);
+    if (!strcmp(ty->valuestring, "NFC")) {
+        t->nfc = 1;
+        return NVL_OK;
+    }
+    if (!strcmp(ty->valuestring, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers"), *it;
+        if (!cJSON_IsArray(list))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: normalizer Sequence has no 'normalizers' list", what);
+        cJSON_ArrayForEach(it, list) {
+            nvl_status st = read_normalizer(t, it, what, err);
+            if (st != NVL_OK) return st;
+        }
+        return NVL_OK;
+    }
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                       "%s: normalizer type '%s' is not supported (NFC, Sequence, null)", what,
+                       ty->valuestring);
+}
+
+static nvl_status read_decoder(llm_tokenizer *t, const cJSON *d, const char *what, nvl_err *err) {
+    if (!d || cJSON_IsNull(d)) return NVL_OK;
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(d, "type");
+    if (!cJSON_IsString(ty)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: decoder has no 'type'", what);
+    if (!strcmp(ty->valuestring, "ByteLevel")) {
+        t->byte_level = 1;
+        return NVL_OK;
+    }
+    if (!strcmp(ty->valuestring, "ByteFallback") || !strcmp(ty->valuestring, "Fuse")) return NVL_OK;
+    if (!strcmp(ty->valuestring, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(d, "decoders"), *it;
+        if (!cJSON_IsArray(list))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: decoder Sequence has no 'decoders' list", what);
+        cJSON_ArrayForEach(it, list) {
+            nvl_status st = read_decoder(t, it, what, err);
+            if (st != NVL_OK) return st;
+        }
+        return NVL_OK;
+    }
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                       "%s: decoder type '%s' is not supported (ByteLevel, ByteFallback, Fuse, Sequence)",
+                       what, ty->valuestring);
+}
+
+void llm_tokenizer_free(llm_tokenizer *t) {
+    if (!t) return;
+    if (t->tokens) {
+        for (int64_t i = 0; i < t->n_tokens; i++) nvl_free(t->tokens[i]);
+        nvl_free(t->tokens);
+    }
+    nvl_free(t->vocab.slots);
+    nvl_free(t->merges);
+    for (int i = 0; i < t->n_added; i++) nvl_free(t->added[i].content);
+    nvl_free(t->added);
+    nvl_free(t->is_added);
+    nvl_free(t->tok_len);
+    for (int i = 0; i < t->n_pre; i++) {
+        if (t->pre[i].re) onig_free(t->pre[i].re);
+        nvl_free(t->pre[i].literal);
+    }
+    nvl_free(t);
+}
+
+static int cmp_added_len(const void *a, const void *b) {
+    const added_token *x = a, *y = b;
+    return x->len < y->len ? 1 : (x->len > y->len ? -1 : 0);
+}
+
+static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *what, nvl_err *err) {
+    nvl_status st;
+    const cJSON *model = nvl_json_obj(root, "model");
+    if (!model) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: missing field 'model'", what);
+    const char *type = NULL;
+    if ((st = nvl_json_opt_string(model, "type", "BPE", &type, what, err)) != NVL_OK) return st;
+    if (strcmp(type, "BPE"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unknown model type '%s' (nanovl reads BPE tokenizers)", what, type);
+    const cJSON *vocab = nvl_json_obj(model, "vocab");
+    if (!vocab) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: missing field 'model.vocab'", what);
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsArray(merges)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: missing field 'model.merges'", what);
+    if ((st = nvl_json_opt_bool(model, "ignore_merges", 0, &t->ignore_merges, what, err)) != NVL_OK) return st;
+    if ((st = nvl_json_opt_bool(model, "byte_fallback", 0, &t->byte_fallback, what, err)) != NVL_OK) return st;
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+
+    /* id space */
+    int64_t max_id = -1, n_vocab = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8)
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: model.vocab['%s'] is not a valid id", what, it->string);
+        if ((int64_t)it->valuedouble > max_id) max_id = (int64_t)it->valuedouble;
+        n_vocab++;
+    }
+    if (cJSON_IsArray(added))
+        cJSON_ArrayForEach(it, added) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+            if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8)
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s: an added_tokens entry has no valid 'id'", what);
+            if ((int64_t)id->valuedouble > max_id) max_id = (int64_t)id->valuedouble;
+        }
+    t->n_tokens = max_id + 1;
+    t->tokens = nvl_calloc((size_t)t->n_tokens + 1, sizeof *t->tokens);
+    t->is_added = nvl_calloc((size_t)t->n_tokens + 1, 1);
+    t->tok_len = nvl_calloc((size_t)t->n_tokens + 1, sizeof *t->tok_len);
+    if (!t->tokens || !t->is_added || !t->tok_len || str_map_init(&t->vocab, (size_t)t->n_tokens) != NVL_OK)
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    cJSON_ArrayForEach(it, vocab) {
+        int32_t id = (int32_t)it->valuedouble;
+        nvl_free(t->tokens[id]);
+        if (!(t->tokens[id] = nvl_strdup(it->string))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+        str_map_put(t, id);
+    }
+    /* added tokens */
+    if (cJSON_IsArray(added)) {
+        int n = cJSON_GetArraySize(added);
+        t->added = nvl_calloc((size_t)(n ? n : 1), sizeof *t->added);
+        if (!t->added) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+        cJSON_ArrayForEach(it, added) {
+            added_token *a = &t->added[t->n_added];
+            const char *content = NULL;
+            if ((st = nvl_json_get_string(it, "content", &content, "tokenizer.json added_tokens", err)) != NVL_OK) return st;
+            a->id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
+            if (!(a->content = nvl_strdup(content))) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+            a->len = strlen(content);
+            t->n_added++;
+            if ((st = nvl_json_opt_bool(it, "special", 0, &a->special, what, err)) != NVL_OK ||
+                (st = nvl_json_opt_bool(it, "lstrip", 0, &a->lstrip, what, err)) != NVL_OK ||
+                (st = nvl_json_opt_bool(it, "rstrip", 0, &a->rstrip, what, err)) != NVL_OK ||
+                (st = nvl_json_opt_bool(it, "single_word", 0, &a->single_word, what, err)) != NVL_OK ||
+                (st = nvl_json_opt_bool(it, "normalized", 0, &a->normalized, what, err)) != NVL_OK)
+                return st;
+            if (!a->len) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: added token %d is empty", what, a->id);
+            nvl_free(t->tokens[a->id]);
+            if (!(t->tokens[a->id] = nvl_strdup(content))) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+            t->is_added[a->id] = 1;
+            str_map_put(t, a->id);
+        }
+        qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added_len); /* longest first */
+    }
+    for (int64_t i = 0; i < t->n_tokens; i++)
+        if (!t->tokens[i] && !(t->tokens[i] = nvl_strdup(""))) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+    /* gaps in the id space hold "" and are not in the map */
+    /* merges: "a b" strings or ["a", "b"] pairs */
+    size_t nm = 0, cap = 16;
+    cJSON_ArrayForEach(it, merges) nm++;
+    while (cap < nm * 2 + 1) cap <<= 1;
+    t->merges = nvl_malloc(cap * sizeof *t->merges);
+    if (!t->merges) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    t->merges_cap = cap;
+    for (size_t i = 0; i < cap; i++) t->merges[i].key = UINT64_MAX;
+    int32_t rank = 0;
+    char buf[1024];
+    cJSON_ArrayForEach(it, merges) {
+        const char *a, *b;
+        size_t la, lb;
+        if (cJSON_IsString(it)) {
+            const char *s = it->valuestring, *sp = strchr(s, ' ');
+            if (!sp) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d '%s' has no space", what, rank, s);
+            a = s, la = (size_t)(sp - s), b = sp + 1, lb = strlen(sp + 1);
+        } else if (cJSON_IsArray(it) && it->child && it->child->next && !it->child->next->next &&
+                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+            a = it->child->valuestring, la = strlen(a);
+            b = it->child->next->valuestring, lb = strlen(b);
+        } else {
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", what, rank);
+        }
+        if (la + lb >= sizeof buf) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d too long", what, rank);
+        int32_t ia = str_map_get(t, a, la), ib = str_map_get(t, b, lb);
+        memcpy(buf, a, la);
+        memcpy(buf + la, b, lb);
+        int32_t ic = str_map_get(t, buf, la + lb);
+        if (ia < 0 || ib < 0 || ic < 0)
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d ('%.*s' + '%.*s') uses a token not in the vocab",
+                               what, rank, (int)la, a, (int)lb, b);
+        merge_put(t, ia, ib, rank, ic);
+        rank++;
+    }
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    t->unk_id = cJSON_IsString(unk) ? str_map_get(t, unk->valuestring, strlen(unk->valuestring)) : -1;
+    if ((st = read_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), what, err)) != NVL_OK) return st;
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (pre && !cJSON_IsNull(pre) && (st = add_pretok(t, pre, what, err)) != NVL_OK) return st;
+    if ((st = read_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), what, err)) != NVL_OK) return st;
+    const cJSON *post = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (post && !cJSON_IsNull(post)) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(post, "type");
+        /* encode() here is add_special_tokens=False, where ByteLevel/TemplateProcessing/
+         * RobertaProcessing/Sequence add nothing; the type is still checked */
+        if (!cJSON_IsString(ty) || (strcmp(ty->valuestring, "ByteLevel") && strcmp(ty->valuestring, "TemplateProcessing") &&
+                                    strcmp(ty->valuestring, "Sequence")))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", what,
+                               cJSON_IsString(ty) ? ty->valuestring : "?");
+    }
+    /* per-byte symbols */
+    bytes_to_unicode(t);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        if (t->byte_level) {
+            int l = nvl_utf8_put(t->byte2cp[b], s);
+            t->byte_tok[b] = str_map_get(t, s, (size_t)l);
+        } else {
+            snprintf(s, sizeof s, "<0x%02X>", b);
+            t->byte_tok[b] = str_map_get(t, s, strlen(s));
+        }
+    }
+    if (t->byte_level)
+        for (int b = 0; b < 256; b++)
+            if (t->byte_tok[b] < 0)
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s: byte-level vocab lacks the symbol of byte 0x%02X", what, b);
+    return NVL_OK;
+}
+
+nvl_status llm_tokenizer_load(llm_tokenizer **out, const char *path, nvl_err *err) {
+    *out = NULL;
+    char file[4096];
+    struct stat s;
+    if (stat(path, &s) == 0 && S_ISDIR(s.st_mode))
+        snprintf(file, sizeof file, "%s/tokenizer.json", path);
+    else
+        snprintf(file, sizeof file, "%s", path);
+    static int onig_ready = 0;
+    if (!onig_ready) {
+        OnigEncoding enc = ONIG_ENCODING_UTF8;
+        onig_initialize(&enc, 1);
+        onig_ready = 1;
+    }
+    cJSON *root = NULL;
+    nvl_status st = nvl_json_load_file(&root, file, (size_t)256 << 20, err);
+    if (st != NVL_OK) return st;
+    llm_tokenizer *t = nvl_calloc(1, sizeof *t);
+    if (!t) {
+        cJSON_Delete(root);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    st = load_json(t, root, file, err);
+    cJSON_Delete(root);
+    if (st != NVL_OK) {
+        if (st == NVL_ERR_NOMEM && err && !err->msg[0]) nvl_err_set(err, st, "%s: out of memory", file);
+        llm_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return NVL_OK;
+}
+
+int64_t llm_tokenizer_vocab_size(const llm_tokenizer *t) { return t->n_tokens; }
+int32_t llm_tokenizer_token_id(const llm_tokenizer *t, const char *s) { return str_map_get(t, s, strlen(s)); }
+const char *llm_tokenizer_token_str(const llm_tokenizer *t, int32_t id) {
+    return (id >= 0 && id < t->n_tokens) ? t->tokens[id] : NULL;
+}
+int llm_tokenizer_is_special(const llm_tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->n_tokens || !t->is_added[id]) return 0;
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].id == id) return t->added[i].special;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+typedef struct ids_buf {
+    int32_t **ids;
+    int64_t *n, *cap;
+} ids_buf;
+
+static int push_id(ids_buf *b, int32_t id) {
+    if (*b->n == *b->cap) {
+        int64_t nc = *b->cap ? *b->cap * 2 : 256;
+        int32_t *p = nvl_realloc(*b->ids, (size_t)nc * sizeof *p);
+        if (!p) return 0;
+        *b->ids = p;
+        *b->cap = nc;
+    }
+    (*b->ids)[(*b->n)++] = id;
+    return 1;
+}
+
+typedef struct piece {
+    size_t off, len;
+} piece;
+
+typedef struct pieces {
+    piece *p;
+    size_t n, cap;
+} pieces;
+
+static int pieces_push(pieces *ps, size_t off, size_t len) {
+    if (!len) return 1;
+    if (ps->n == ps->cap) {
+        size_t nc = ps->cap ? ps->cap * 2 : 64;
+        piece *np = nvl_realloc(ps->p, nc * sizeof *np);
+        if (!np) return 0;
+        ps->p = np;
+        ps->cap = nc;
+    }
+    ps->p[ps->n].off = off;
+    ps->p[ps->n].len = len;
+    ps->n++;
+    return 1;
+}
+
+/* Splits one piece by a pre-tokenizer into out (offsets into text). */
+static int split_piece(const pretok *pt, const char *text, piece in, pieces *out, OnigRegion *reg) {
+    /* collect (start, end, is_match) spans covering the piece */
+    size_t pos = in.off, end = in.off + in.len;
+    const UChar *base = (const UChar *)text;
+    typedef struct span {
+        size_t a, b;
+        int m;
+    } span;
+    span stack_spans[64];
+    span *spans = stack_spans;
+    size_t n_sp = 0, cap_sp = 64;
+    int ok = 1;
+#define ADD_SPAN(A, B, M)                                                     \
+    do {                                                                      \
+        if ((B) > (A)) {                                                      \
+            if (n_sp == cap_sp) {                                             \
+                size_t nc = cap_sp * 2;                                       \
+                span *ns = nvl_malloc(nc * sizeof *ns);                       \
+                if (!ns) { ok = 0; goto done; }                               \
+                memcpy(ns, spans, n_sp * sizeof *ns);                         \
+                if (spans != stack_spans) nvl_free(spans);                    \
+                spans = ns;                                                   \
+                cap_sp = nc;                                                  \
+            }                                                                 \
+            spans[n_sp].a = (A);                                              \
+            spans[n_sp].b = (B);                                              \
+            spans[n_sp].m = (M);                                              \
+            n_sp++;                                                           \
+        }                                                                     \
+    } while (0)
+    while (pos < end) {
+        size_t ms, me;
+        if (pt->re) {
+            int r = onig_search(pt->re, base + in.off, base + end, base + pos, base + end, reg, ONIG_OPTION_NONE);
+            if (r < 0) break;
+            ms = in.off + (size_t)reg->beg[0];
+            me = in.off + (size_t)reg->end[0];
+        } else {
+            const char *f = NULL;
+            size_t ll = strlen(pt->literal);
+            for (size_t i = pos; ll && i + ll <= end; i++)
+                if (!memcmp(text + i, pt->literal, ll)) {
+                    f = text + i;
+                    break;
+                }
+            if (!f) break;
+            ms = (size_t)(f - text);
+            me = ms + ll;
+        }
+        if (me == ms) { /* empty match: step one character */
+            uint32_t cp;
+            int bad;
+            int l = nvl_utf8_next((const unsigned char *)text + ms, end - ms, &cp, &bad);
+            ADD_SPAN(pos, ms, 0);
+            pos = ms + (size_t)(l ? l : bad);
+            ADD_SPAN(ms, pos, 0);
+            continue;
+        }
+        ADD_SPAN(pos, ms, 0);
+        ADD_SPAN(ms, me, 1);
+        pos = me;
+    }
+    ADD_SPAN(pos, end, 0);
+    for (size_t i = 0; i < n_sp; i++) {
+        if (pt->invert) spans[i].m = !spans[i].m;
+    }
+    switch (pt->behavior) {
+    case SPLIT_ISOLATED:
+        for (size_t i = 0; i < n_sp && ok; i++) ok = pieces_push(out, spans[i].a, spans[i].b - spans[i].a);
+        break;
+    case SPLIT_REMOVED:
+        for (size_t i = 0; i < n_sp && ok; i++)
+            if (!spans[i].m) ok = pieces_push(out, spans[i].a, spans[i].b - spans[i].a);
+        break;
+    case SPLIT_MERGED_PREV: { /* a match joins the piece before it */
+        size_t a = spans[0].a, b = spans[0].b;
+        for (size_t i = 1; i < n_sp && ok; i++) {
+            if (spans[i].m) b = spans[i].b;
+            else {
+                ok = pieces_push(out, a, b - a);
+                a = spans[i].a, b = spans[i].b;
+            }
+        }
+        if (ok && n_sp) ok = pieces_push(out, a, b - a);
+        break;
+    }
+    case SPLIT_MERGED_NEXT: { /* a match starts the piece after it */
+        size_t a = n_sp ? spans[0].a : 0, b = n_sp ? spans[0].b : 0;
+        for (size_t i = 1; i < n_sp && ok; i++) {
+            if (spans[i - 1].m && !spans[i].m) b = spans[i].b;
+            else {
+                ok = pieces_push(out, a, b - a);
+                a = spans[i].a, b = spans[i].b;
+            }
+        }
+        if (ok && n_sp) ok = pieces_push(out, a, b - a);
+        break;
+    }
+    case SPLIT_CONTIGUOUS: { /* consecutive matches merge */
+        size_t a = n_sp ? spans[0].a : 0, b = n_sp ? spans[0].b : 0;
+        for (size_t i = 1; i < n_sp && ok; i++) {
+            if (spans[i].m && spans[i - 1].m) b = spans[i].b;
+            else {
+                ok = pieces_push(out, a, b - a);
+                a = spans[i].a, b = spans[i].b;
+            }
+        }
+        if (ok && n_sp) ok = pieces_push(out, a, b - a);
+        break;
+    }
+    }
+done:
+    if (spans != stack_spans) nvl_free(spans);
+    return ok;
+#undef ADD_SPAN
+}
+
+/* BPE over one pre-token (raw bytes): initial symbols, then repeatedly merge the adjacent pair
+ * of lowest rank. */
+static int bpe_word(const llm_tokenizer *t, const char *w, size_t n, ids_buf *out) {
+    int32_t stack_sym[256];
+    int32_t *sym = n <= 256 ? stack_sym : nvl_malloc(n * sizeof *sym);
+    if (!sym) return 0;
+    size_t ns = 0;
+    if (t->byte_level) {
+        /* ignore_merges: a pre-token that is itself a vocab entry is emitted whole */
+        if (t->ignore_merges) {
+            char tmp[1024];
+            size_t k = 0;
+            for (size_t i = 0; i < n && k + 4 < sizeof tmp; i++) k += (size_t)nvl_utf8_put(t->byte2cp[(uint8_t)w[i]], tmp + k);
+            int32_t id = k + 4 < sizeof tmp ? str_map_get(t, tmp, k) : -1;
+            if (id >= 0) {
+                if (sym != stack_sym) nvl_free(sym);
+                return push_id(out, id);
+            }
+        }
+        for (size_t i = 0; i < n; i++) sym[ns++] = t->byte_tok[(uint8_t)w[i]];
+    } else {
+        for (size_t i = 0; i < n;) {
+            uint32_t cp;
+            int bad;
+            int l = nvl_utf8_next((const unsigned char *)w + i, n - i, &cp, &bad);
+            if (!l) l = bad;
+            int32_t id = str_map_get(t, w + i, (size_t)l);
+            if (id >= 0) sym[ns++] = id;
+            else if (t->byte_fallback) {
+                for (int k = 0; k < l; k++) sym[ns++] = t->byte_tok[(uint8_t)w[i + k]];
+            } else if (t->unk_id >= 0) {
+                sym[ns++] = t->unk_id;
+            }
+            i += (size_t)l;
+        }
+    }
+    while (ns > 1) {
+        int32_t best_rank = INT32_MAX, best_id = -1;
+        size_t best_i = 0;
+        for (size_t i = 0; i + 1 < ns; i++) {
+            const pair_slot *p = merge_get(t, sym[i], sym[i + 1]);
+            if (p && p->rank < best_rank) {
+                best_rank = p->rank;
+                best_id = p->id;
+                best_i = i;
+            }
+        }
+        if (best_id < 0) break;
+        sym[best_i] = best_id;
+        memmove(sym + best_i + 1, sym + best_i + 2, (ns - best_i - 2) * sizeof *sym);
+        ns--;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < ns && ok; i++) ok = sym[i] >= 0 ? push_id(out, sym[i]) : 1;
+    if (sym != stack_sym) nvl_free(sym);
+    return ok;
+}
+
+/* Encodes a stretch of text that holds no added token. */
+static nvl_status encode_plain(const llm_tokenizer *t, const char *s, size_t n, ids_buf *out) {
+    char *norm = NULL;
+    size_t nn = 0;
+    nvl_status st = NVL_OK;
+    if (t->nfc) {
+        if ((st = llm_utf8_nfc(s, n, &norm, &nn)) != NVL_OK) return st;
+    } else {
+        if (!(norm = nvl_strndup(s, n))) return NVL_ERR_NOMEM;
+        nn = n;
+    }
+    /* ByteLevel add_prefix_space */
+    for (int i = 0; i < t->n_pre; i++)
+        if (t->pre[i].kind == PRETOK_BYTELEVEL && t->pre[i].add_prefix_space && nn && norm[0] != ' ') {
+            char *p2 = nvl_malloc(nn + 2);
+            if (!p2) {
+                nvl_free(norm);
+                return NVL_ERR_NOMEM;
+            }
+            p2[0] = ' ';
+            memcpy(p2 + 1, norm, nn + 1);
+            nvl_free(norm);
+            norm = p2;
+            nn++;
+            break;
+        }
+    pieces cur = {0}, next = {0};
+    OnigRegion *reg = onig_region_new();
+    int ok = reg && pieces_push(&cur, 0, nn);
+    for (int i = 0; ok && i < t->n_pre; i++) {
+        const pretok *pt = &t->pre[i];
+        if (pt->kind == PRETOK_BYTELEVEL && !pt->re) continue; /* mapping happens in BPE */
+        next.n = 0;
+        for (size_t k = 0; ok && k < cur.n; k++) ok = split_piece(pt, norm, cur.p[k], &next, reg);
+        pieces tmp = cur;
+        cur = next;
+        next = tmp;
+    }
+    for (size_t k = 0; ok && k < cur.n; k++) ok = bpe_word(t, norm + cur.p[k].off, cur.p[k].len, out);
+    if (reg) onig_region_free(reg, 1);
+    nvl_free(cur.p);
+    nvl_free(next.p);
+    nvl_free(norm);
+    return ok ? NVL_OK : NVL_ERR_NOMEM;
+}
+
+static int is_word_char(unsigned char c) { return c == '_' || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80; }
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Finds the first added token at or after from; returns its index or -1, with the match
+ * [*ms, *me) extended by lstrip/rstrip. */
+static int find_added(const llm_tokenizer *t, const char *s, size_t n, size_t from, size_t *ms, size_t *me) {
+    for (size_t i = from; i < n; i++) {
+        for (int k = 0; k < t->n_added; k++) {
+            const added_token *a = &t->added[k];
+            if ((unsigned char)a->content[0] != (unsigned char)s[i] || a->len > n - i) continue;
+            if (memcmp(s + i, a->content, a->len)) continue;
+            if (a->single_word && ((i > 0 && is_word_char((unsigned char)s[i - 1])) ||
+                                   (i + a->len < n && is_word_char((unsigned char)s[i + a->len]))))
+                continue;
+            size_t b = i, e = i + a->len;
+            if (a->lstrip)
+                while (b > from && is_space((unsigned char)s[b - 1])) b--;
+            if (a->rstrip)
+                while (e < n && is_space((unsigned char)s[e])) e++;
+            *ms = b;
+            *me = e;
+            return k;
+        }
+    }
+    return -1;
+}
+
+nvl_status llm_tokenizer_encode_append(const llm_tokenizer *t, const char *text, size_t len,
+                                       int32_t **ids, int64_t *n, int64_t *cap, nvl_err *err) {
+    char *clean = NULL;
+    size_t cl = 0;
+    if (llm_utf8_sanitize(text, len, &clean, &cl) != NVL_OK)
+        return nvl_err_set(err, NVL_ERR_NOMEM, "tokenizer: out of memory");
+    ids_buf out = {ids, n, cap};
+    size_t pos = 0;
+    nvl_status st = NVL_OK;
+    while (pos < cl && st == NVL_OK) {
+        size_t ms = cl, me = cl;
+        int k = t->n_added ? find_added(t, clean, cl, pos, &ms, &me) : -1;
+        if (k < 0) ms = me = cl;
+        if (ms > pos) st = encode_plain(t, clean + pos, ms - pos, &out);
+        if (st == NVL_OK && k >= 0 && !push_id(&out, t->added[k].id)) st = NVL_ERR_NOMEM;
+        pos = me;
+        if (k < 0) break;
+    }
+    nvl_free(clean);
+    if (st != NVL_OK) return nvl_err_set(err, st, "tokenizer: out of memory while encoding");
+    return NVL_OK;
+}
+
+nvl_status llm_tokenizer_encode(const llm_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                                int64_t *n, nvl_err *err) {
+    *ids = NULL;
+    *n = 0;
+    int64_t cap = 0;
+    nvl_status st = llm_tokenizer_encode_append(t, text, len, ids, n, &cap, err);
+    if (st != NVL_OK) nvl_freep(ids);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+/* Raw bytes of one token: added tokens verbatim, byte-level tokens unmapped, <0xXX> bytes. */
+static size_t token_bytes(const llm_tokenizer *t, int32_t id, char *out, size_t cap) {
+    if (id < 0 || id >= t->n_tokens) return 0;
+    const char *s = t->tokens[id];
+    size_t n = strlen(s);
+    if (t->is_added[id] || !t->byte_level) {
+        if (!t->byte_level && n == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>') {
+            unsigned v = 0;
+            if (sscanf(s + 3, "%2x", &v) == 1 && cap) {
+                out[0] = (char)v;
+                return 1;
+            }
+        }
+        if (n > cap) n = cap;
+        memcpy(out, s, n);
+        return n;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < cap;) {
+        uint32_t cp;
+        int bad;
+        int l = nvl_utf8_next((const unsigned char *)s + i, n - i, &cp, &bad);
+        if (!l) l = bad;
+        if (l && cp < 512 && t->cp2byte[cp] >= 0) out[k++] = (char)t->cp2byte[cp];
+        else {
+            size_t c = (size_t)l < cap - k ? (size_t)l : cap - k;
+            memcpy(out + k, s + i, c);
+            k += c;
+        }
+        i += (size_t)l;
+    }
+    return k;
+}
+
+nvl_status llm_tokenizer_decode(const llm_tokenizer *t, const int32_t *ids, int64_t n, char **out,
+                                size_t *len, nvl_err *err) {
+    size_t cap = 64, k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < t->n_tokens) cap += strlen(t->tokens[ids[i]]);
+    char *o = nvl_malloc(cap + 1);
+    if (!o) return nvl_err_set(err, NVL_ERR_NOMEM, "tokenizer: out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_tokens) {
+            nvl_free(o);
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "tokenizer: id %d outside the vocabulary of %lld",
+                               ids[i], (long long)t->n_tokens);
+        }
+        k += token_bytes(t, ids[i], o + k, cap - k);
+    }
+    o[k] = 0;
+    *out = o;
+    if (len) *len = k;
+    return NVL_OK;
+}
+
+void llm_detok_init(llm_detok *d, const llm_tokenizer *tok) {
+    memset(d, 0, sizeof *d);
+    d->tok = tok;
+}
+
+size_t llm_detok_feed(llm_detok *d, int32_t id, char *out, size_t cap) {
+    char buf[2048];
+    size_t n = token_bytes(d->tok, id, buf, sizeof buf);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        d->pending[d->n_pending++] = (unsigned char)buf[i];
+        /* emit every complete (or definitely invalid) prefix */
+        for (;;) {
+            if (!d->n_pending) break;
+            uint32_t cp;
+            int bad;
+            int l = nvl_utf8_next(d->pending, (size_t)d->n_pending, &cp, &bad);
+            if (l) {
+                if (k + (size_t)l <= cap) memcpy(out + k, d->pending, (size_t)l), k += (size_t)l;
+            } else if (bad < d->n_pending ||
+                       (bad == 1 && (d->pending[0] < 0xC2 || d->pending[0] > 0xF4))) {
+                /* invalid for sure (not just incomplete): replace */
+                if (k + 3 <= cap) k += (size_t)nvl_utf8_put(0xFFFD, out + k);
+                l = bad;
+            } else {
+                break; /* incomplete: hold */
+            }
+            memmove(d->pending, d->pending + l, (size_t)(d->n_pending - l));
+            d->n_pending -= l;
+        }
+    }
+    return k;
+}
+
+size_t llm_detok_flush(llm_detok *d, char *out, size_t cap) {
+    size_t k = 0;
+    if (d->n_pending && cap >= 3) k = (size_t)nvl_utf8_put(0xFFFD, out);
+    d->n_pending = 0;
+    return k;
+}
