@@ -1,0 +1,325 @@
+/* Chat rendering in the Nano V2 format and prompt tokenization with media expansion (see
+ * chat.h for the exact layout and its sources). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "chat.h"
+
+llm_chat_options llm_chat_options_default(void) {
+    llm_chat_options o = {.add_generation_prompt = 1, .think = -1};
+    return o;
+}
+
+// ---------------------------------------------------------------------------
+// A growing string
+
+typedef struct sbuf {
+    char *s;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->n + n + 1) nc *= 2;
+        char *p = nvl_realloc(b->s, nc);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = nc;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+/* The message text as the template sees it: media markers and text parts in order. */
+static void message_text(const llm_chat_message *m, sbuf *b) {
+    for (int i = 0; i < m->n_parts; i++) {
+        const llm_chat_part *p = &m->parts[i];
+        if (p->kind == LLM_PART_IMAGE) sb_str(b, "<image>\n");
+        else if (p->kind == LLM_PART_VIDEO) sb_str(b, "<video>\n");
+        else if (p->text) sb_str(b, p->text);
+    }
+}
+
+/* Python's str.replace for the two reasoning switches, then str.strip() (ASCII whitespace). */
+static void clean_append(sbuf *out, const char *s, size_t n) {
+    sbuf t = {0};
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 9 && !memcmp(s + i, "/no_think", 9)) i += 9;
+        else {
+            sb_add(&t, s + i, 1);
+            i++;
+        }
+    }
+    sbuf u = {0};
+    for (size_t i = 0; i < t.n;) {
+        if (t.n - i >= 6 && !memcmp(t.s + i, "/think", 6)) i += 6;
+        else {
+            sb_add(&u, t.s + i, 1);
+            i++;
+        }
+    }
+    size_t a = 0, e = u.n;
+    while (a < e && strchr(" \t\n\r\v\f", u.s[a])) a++;
+    while (e > a && strchr(" \t\n\r\v\f", u.s[e - 1])) e--;
+    sb_add(out, u.s ? u.s + a : "", e - a);
+    out->oom |= t.oom | u.oom;
+    nvl_free(t.s);
+    nvl_free(u.s);
+}
+
+nvl_status llm_chat_render(const llm_chat_message *msgs, int n, const llm_chat_options *opts,
+                           char **out, size_t *len, nvl_err *err) {
+    llm_chat_options o = opts ? *opts : llm_chat_options_default();
+    int think = 1;
+    const llm_chat_message *sys = NULL;
+    for (int i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                               "chat: message %d has role '%s' (expected system, user or assistant)", i, r);
+        if (!strcmp(r, "system") || !strcmp(r, "user")) {
+            sbuf t = {0};
+            message_text(&msgs[i], &t);
+            if (t.s && strstr(t.s, "/no_think")) think = 0;
+            else if (t.s && strstr(t.s, "/think")) think = 1;
+            nvl_free(t.s);
+        }
+        if (!strcmp(r, "system")) sys = &msgs[i];
+    }
+    if (o.think >= 0) think = o.think;
+    sbuf b = {0};
+    sb_str(&b, "<s><SPECIAL_10>System\n");
+    if (sys) {
+        sbuf t = {0};
+        message_text(sys, &t);
+        clean_append(&b, t.s ? t.s : "", t.n);
+        b.oom |= t.oom;
+        nvl_free(t.s);
+    }
+    sb_str(&b, "\n");
+    for (int i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        sbuf t = {0};
+        message_text(&msgs[i], &t);
+        const char *s = t.s ? t.s : "";
+        size_t sl = t.n;
+        if (!strcmp(r, "user")) {
+            sb_str(&b, "<SPECIAL_11>User\n");
+            clean_append(&b, s, sl);
+            sb_str(&b, "\n");
+        } else if (!strcmp(r, "assistant")) {
+            /* keep what follows the last </think>, then strip */
+            const char *p = s, *q;
+            while ((q = strstr(p, "</think>"))) p = q + 8;
+            size_t a = 0, e = strlen(p);
+            while (a < e && strchr(" \t\n\r\v\f", p[a])) a++;
+            while (e > a && strchr(" \t\n\r\v\f", p[e - 1])) e--;
+            sb_str(&b, "<SPECIAL_11>Assistant\n");
+            sb_add(&b, p + a, e - a);
+            sb_str(&b, "\n<SPECIAL_12>\n");
+        }
+        b.oom |= t.oom;
+        nvl_free(t.s);
+    }
+    if (o.add_generation_prompt)
+        sb_str(&b, think ? "<SPECIAL_11>Assistant\n<think>\n" : "<SPECIAL_11>Assistant\n<think></think>");
+    if (b.oom) {
+        nvl_free(b.s);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    }
+    *out = b.s;
+    *len = b.n;
+    return NVL_OK;
+}
+
+// ---------------------------------------------------------------------------
+// JSON messages
+
+void llm_chat_messages_free(llm_chat_message *msgs, int n) {
+    if (!msgs) return;
+    for (int i = 0; i < n; i++) nvl_free((void *)msgs[i].parts);
+    nvl_free(msgs);
+}
+
+nvl_status llm_chat_messages_from_json(const cJSON *root, llm_chat_message **out, int *n_out,
+                                       nvl_err *err) {
+    *out = NULL;
+    *n_out = 0;
+    if (!cJSON_IsArray(root)) return nvl_err_set(err, NVL_ERR_FORMAT, "chat: messages must be a JSON array");
+    int n = cJSON_GetArraySize(root), i = 0;
+    llm_chat_message *m = nvl_calloc((size_t)(n ? n : 1), sizeof *m);
+    if (!m) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    const cJSON *it;
+    nvl_status st = NVL_OK;
+    cJSON_ArrayForEach(it, root) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cJSON_IsString(role)) {
+            st = nvl_err_set(err, NVL_ERR_FORMAT, "chat: message %d has no string 'role'", i);
+            break;
+        }
+        m[i].role = role->valuestring;
+        if (cJSON_IsString(content)) {
+            llm_chat_part *p = nvl_calloc(1, sizeof *p);
+            if (!p) { st = nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory"); break; }
+            p->kind = LLM_PART_TEXT;
+            p->text = content->valuestring;
+            m[i].parts = p;
+            m[i].n_parts = 1;
+        } else if (cJSON_IsArray(content)) {
+            int np = cJSON_GetArraySize(content), k = 0;
+            llm_chat_part *p = nvl_calloc((size_t)(np ? np : 1), sizeof *p);
+            if (!p) { st = nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory"); break; }
+            m[i].parts = p;
+            const cJSON *c;
+            cJSON_ArrayForEach(c, content) {
+                const cJSON *ty = cJSON_GetObjectItemCaseSensitive(c, "type");
+                const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
+                if (!strcmp(t, "text")) {
+                    const cJSON *tx = cJSON_GetObjectItemCaseSensitive(c, "text");
+                    if (!cJSON_IsString(tx)) {
+                        st = nvl_err_set(err, NVL_ERR_FORMAT, "chat: message %d part %d has no string 'text'", i, k);
+                        break;
+                    }
+                    p[k].kind = LLM_PART_TEXT;
+                    p[k].text = tx->valuestring;
+                } else if (!strcmp(t, "image")) {
+                    p[k].kind = LLM_PART_IMAGE;
+                } else if (!strcmp(t, "video")) {
+                    p[k].kind = LLM_PART_VIDEO;
+                } else {
+                    st = nvl_err_set(err, NVL_ERR_FORMAT,
+                                     "chat: message %d part %d has type '%s' (expected text, image or video)", i, k, t);
+                    break;
+                }
+                k++;
+            }
+            m[i].n_parts = k;
+            if (st != NVL_OK) break;
+        } else {
+            st = nvl_err_set(err, NVL_ERR_FORMAT, "chat: message %d content must be a string or a list of parts", i);
+            break;
+        }
+        i++;
+    }
+    if (st != NVL_OK) {
+        llm_chat_messages_free(m, n);
+        return st;
+    }
+    *out = m;
+    *n_out = n;
+    return NVL_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Tokenization with media expansion
+
+void llm_prompt_free(llm_prompt *p) {
+    if (!p) return;
+    nvl_free(p->ids);
+    nvl_free(p->spans);
+    memset(p, 0, sizeof *p);
+}
+
+static int push(llm_prompt *p, int64_t *cap, int32_t id, int64_t count) {
+    if (p->n + count > *cap) {
+        int64_t nc = *cap ? *cap : 256;
+        while (nc < p->n + count) nc *= 2;
+        int32_t *q = nvl_realloc(p->ids, (size_t)nc * sizeof *q);
+        if (!q) return 0;
+        p->ids = q;
+        *cap = nc;
+    }
+    for (int64_t i = 0; i < count; i++) p->ids[p->n++] = id;
+    return 1;
+}
+
+static int add_span(llm_prompt *p, int media, int frame, int64_t start, int64_t count) {
+    llm_media_span *s = nvl_realloc(p->spans, (size_t)(p->n_spans + 1) * sizeof *s);
+    if (!s) return 0;
+    p->spans = s;
+    s[p->n_spans].media = media;
+    s[p->n_spans].frame = frame;
+    s[p->n_spans].start = start;
+    s[p->n_spans].count = count;
+    p->n_spans++;
+    return 1;
+}
+
+nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t len,
+                             const llm_media_layout *media, int n_media, int per_tile,
+                             llm_prompt *out, nvl_err *err) {
+    memset(out, 0, sizeof *out);
+    const int32_t id_image = llm_tokenizer_token_id(tok, "<image>");
+    const int32_t id_start = llm_tokenizer_token_id(tok, "<img>");
+    const int32_t id_end = llm_tokenizer_token_id(tok, "</img>");
+    const char *missing = id_image < 0 ? "<image>" : id_start < 0 ? "<img>" : id_end < 0 ? "</img>" : NULL;
+    int64_t cap = 0;
+    int k = 0; /* next media item */
+    size_t pos = 0;
+    nvl_status st = NVL_OK;
+    while (pos <= len && st == NVL_OK) {
+        /* next marker */
+        const char *img = NULL, *vid = NULL;
+        for (size_t i = pos; i + 7 <= len; i++)
+            if (text[i] == '<' && (!memcmp(text + i, "<image>", 7) || !memcmp(text + i, "<video>", 7))) {
+                if (text[i + 1] == 'i') img = text + i;
+                else vid = text + i;
+                break;
+            }
+        const char *mk = img ? img : vid;
+        size_t seg_end = mk ? (size_t)(mk - text) : len;
+        if (seg_end > pos)
+            st = llm_tokenizer_encode_append(tok, text + pos, seg_end - pos, &out->ids, &out->n, &cap, err);
+        if (st != NVL_OK || !mk) break;
+        if (missing) {
+            st = nvl_err_set(err, NVL_ERR_CONFIG, "chat: the tokenizer has no '%s' token", missing);
+            break;
+        }
+        if (k >= n_media) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "chat: the prompt has more media markers than the %d media given", n_media);
+            break;
+        }
+        const llm_media_layout *m = &media[k];
+        if ((img && m->kind != LLM_MEDIA_IMAGE) || (vid && m->kind != LLM_MEDIA_VIDEO)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "chat: media %d is a%s but the prompt has %s there", k,
+                             m->kind == LLM_MEDIA_IMAGE ? "n image" : " video", img ? "<image>" : "<video>");
+            break;
+        }
+        if (img) {
+            int64_t cnt = (int64_t)per_tile * m->n_tiles;
+            if (!push(out, &cap, id_start, 1) || !add_span(out, k, 0, out->n, cnt) ||
+                !push(out, &cap, id_image, cnt) || !push(out, &cap, id_end, 1))
+                st = nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+        } else {
+            for (int f = 0; f < m->n_frames && st == NVL_OK; f++) {
+                char sep[96];
+                if (m->ts)
+                    snprintf(sep, sizeof sep, "%sFrame %d sampled at %.2f seconds: ", f ? "\n" : "", f + 1, m->ts[f]);
+                else
+                    snprintf(sep, sizeof sep, "%sFrame %d: ", f ? "\n" : "", f + 1);
+                st = llm_tokenizer_encode_append(tok, sep, strlen(sep), &out->ids, &out->n, &cap, err);
+                int64_t cnt = m->kept ? m->kept[f] : per_tile;
+                if (st == NVL_OK && (!push(out, &cap, id_start, 1) || !add_span(out, k, f, out->n, cnt) ||
+                                     !push(out, &cap, id_image, cnt) || !push(out, &cap, id_end, 1)))
+                    st = nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+            }
+        }
+        k++;
+        pos = seg_end + 7;
+    }
+    if (st == NVL_OK && k != n_media)
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "chat: %d media given but the prompt has %d markers", n_media, k);
+    if (st != NVL_OK) llm_prompt_free(out);
+    return st;
+}

@@ -1,0 +1,107 @@
+/* Prompt builder for Nemotron Nano V2 VL: chat rendering and media expansion.
+ *
+ *   llm_chat_message msgs[...];                 // or llm_chat_messages_from_json()
+ *   char *text; size_t len;
+ *   st = llm_chat_render(msgs, n, &opts, &text, &len, &err);     // the Nano V2 chat format
+ *   llm_media_layout media[] = {{LLM_MEDIA_IMAGE, .n_tiles = 13}, ...};
+ *   llm_prompt p;
+ *   st = llm_chat_tokenize(tok, text, len, media, n_media, 256, &p, &err);
+ *   ... p.ids, p.spans[i].start / .count: where each image's (or frame's) rows go ...
+ *   llm_prompt_free(&p);
+ *
+ * Rendering (model.md §7.2; byte-identical to transformers' apply_chat_template with
+ * tests/reference/nano_v2_chat_template.jinja):
+ *   <s><SPECIAL_10>System\n{system}\n
+ *   <SPECIAL_11>User\n{media markers and text}\n
+ *   <SPECIAL_11>Assistant\n{answer without its <think> part}\n<SPECIAL_12>\n
+ *   generation prompt: <SPECIAL_11>Assistant\n<think>\n (reasoning on, the default) or
+ *                      <SPECIAL_11>Assistant\n<think></think> (off)
+ * A system or user message containing /no_think switches reasoning off, /think on; the last
+ * one wins; both markers are removed from the text. Image parts render as "<image>\n", video
+ * parts as "<video>\n", where they stand in the message.
+ * Media expansion (§5.4, §6.3): each <image> marker becomes <img> <image> x (per_tile x tiles)
+ * </img>; each <video> marker becomes, per frame i, the separator
+ * ("\n" if i > 0) + "Frame {i+1} sampled at {t:.2f} seconds: " (tokenized on its own) then
+ * <img> <image> x kept_i </img>.
+ */
+#ifndef LLM_CHAT_H
+#define LLM_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct cJSON;
+
+enum llm_part_kind { LLM_PART_TEXT = 0, LLM_PART_IMAGE = 1, LLM_PART_VIDEO = 2 };
+
+typedef struct llm_chat_part {
+    enum llm_part_kind kind;
+    const char *text; /* LLM_PART_TEXT */
+} llm_chat_part;
+
+typedef struct llm_chat_message {
+    const char *role; /* "system", "user", "assistant" */
+    const llm_chat_part *parts;
+    int n_parts;
+} llm_chat_message;
+
+typedef struct llm_chat_options {
+    int add_generation_prompt; /* 1 by default */
+    int think;                 /* -1: from /think and /no_think (default on); 0 off; 1 on */
+} llm_chat_options;
+llm_chat_options llm_chat_options_default(void);
+
+/* Renders the conversation. *out nvl_malloc'ed, NUL-terminated. */
+nvl_status llm_chat_render(const llm_chat_message *msgs, int n, const llm_chat_options *opts,
+                           char **out, size_t *len, nvl_err *err);
+
+/* Parsed messages from a JSON array ([{"role":..., "content": "text" | [{"type":"text","text":...},
+ * {"type":"image"}, {"type":"video"}]}]). Strings point into root; free with
+ * llm_chat_messages_free(). */
+nvl_status llm_chat_messages_from_json(const struct cJSON *root, llm_chat_message **msgs, int *n,
+                                       nvl_err *err);
+void llm_chat_messages_free(llm_chat_message *msgs, int n);
+
+enum llm_media_kind { LLM_MEDIA_IMAGE = 0, LLM_MEDIA_VIDEO = 1 };
+
+typedef struct llm_media_layout {
+    enum llm_media_kind kind;
+    int n_tiles;           /* image: tiles incl. thumbnail */
+    int n_frames;          /* video */
+    const double *ts;      /* video: per-frame timestamps in seconds, or NULL ("Frame i: ") */
+    const int *kept;       /* video: <image> tokens per frame (EVS), or NULL = per_tile each */
+} llm_media_layout;
+
+typedef struct llm_media_span {
+    int media;     /* index into the layout array */
+    int frame;     /* frame within a video, 0 for images */
+    int64_t start; /* index of the first <image> token in ids */
+    int64_t count; /* number of <image> tokens */
+} llm_media_span;
+
+typedef struct llm_prompt {
+    int32_t *ids;
+    int64_t n;
+    llm_media_span *spans;
+    int n_spans;
+} llm_prompt;
+
+/* Tokenizes rendered text, expanding the i-th <image>/<video> marker with media[i] (kinds must
+ * match, counts must agree). Requires <image>, <img>, </img> in the tokenizer. */
+nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t len,
+                             const llm_media_layout *media, int n_media, int per_tile,
+                             llm_prompt *out, nvl_err *err);
+void llm_prompt_free(llm_prompt *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // LLM_CHAT_H

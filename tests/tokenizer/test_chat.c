@@ -1,0 +1,104 @@
+/* Chat rendering byte-identical to transformers' apply_chat_template (with the Nano V2 template,
+ * tests/reference/gen_chat_goldens.py) for single/multi-turn, think on/off, image and video
+ * messages, with and without the generation prompt; media expansion layout and spans. */
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "chat.h"
+#include "test_util.h"
+
+static llm_tokenizer *g_tok;
+
+static void test_goldens(void) {
+    cJSON *root = NULL;
+    nvl_err err = {0};
+    if (nvl_json_load_file(&root, test_data_path("tokenizer/chat_goldens.json"), 1 << 22, &err) != NVL_OK) {
+        TEST_CHECK(0, "%s", err.msg);
+        return;
+    }
+    const cJSON *c;
+    int n = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        llm_chat_message *msgs = NULL;
+        int nm = 0;
+        TEST_EQ_INT(llm_chat_messages_from_json(cJSON_GetObjectItemCaseSensitive(c, "messages"), &msgs, &nm, &err), NVL_OK);
+        llm_chat_options o = llm_chat_options_default();
+        o.add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
+        char *text = NULL;
+        size_t len = 0;
+        TEST_EQ_INT(llm_chat_render(msgs, nm, &o, &text, &len, &err), NVL_OK);
+        const char *ref = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
+        TEST_CHECK(text && !strcmp(text, ref), "rendering %d differs:\n--- got\n%s\n--- expected\n%s", n, text, ref);
+        int32_t *ids = NULL;
+        int64_t n_ids = 0;
+        llm_tokenizer_encode(g_tok, text, len, &ids, &n_ids, &err);
+        const cJSON *rids = cJSON_GetObjectItemCaseSensitive(c, "ids");
+        int same = n_ids == cJSON_GetArraySize(rids);
+        for (int64_t i = 0; same && i < n_ids; i++) same = ids[i] == (int32_t)cJSON_GetArrayItem(rids, (int)i)->valuedouble;
+        TEST_CHECK(same, "ids of rendering %d differ", n);
+        nvl_free(ids);
+        nvl_free(text);
+        llm_chat_messages_free(msgs, nm);
+        n++;
+    }
+    TEST_CHECK(n >= 16, "only %d renderings", n);
+    cJSON_Delete(root);
+}
+
+static void test_media_expansion(void) {
+    nvl_err err = {0};
+    const char *text = "<s>A<image>\nB<video>\nC";
+    const double ts[2] = {0.0, 0.5};
+    const int kept[2] = {3, 0}; /* EVS may keep nothing of a frame */
+    llm_media_layout media[2] = {{.kind = LLM_MEDIA_IMAGE, .n_tiles = 2},
+                                 {.kind = LLM_MEDIA_VIDEO, .n_frames = 2, .ts = ts, .kept = kept}};
+    llm_prompt p;
+    TEST_EQ_INT(llm_chat_tokenize(g_tok, text, strlen(text), media, 2, 4, &p, &err), NVL_OK);
+    const int32_t img = llm_tokenizer_token_id(g_tok, "<image>"), s = llm_tokenizer_token_id(g_tok, "<img>"),
+                  e = llm_tokenizer_token_id(g_tok, "</img>");
+    TEST_EQ_INT(p.n_spans, 3);
+    if (p.n_spans == 3) {
+        TEST_EQ_INT(p.spans[0].count, 8); /* 2 tiles x 4 */
+        TEST_EQ_INT(p.ids[p.spans[0].start - 1], s);
+        TEST_EQ_INT(p.ids[p.spans[0].start + 8], e);
+        int all = 1;
+        for (int64_t i = 0; i < 8; i++) all &= p.ids[p.spans[0].start + i] == img;
+        TEST_CHECK(all, "image span holds <image> tokens");
+        TEST_EQ_INT(p.spans[1].frame, 0);
+        TEST_EQ_INT(p.spans[1].count, 3);
+        TEST_EQ_INT(p.spans[2].frame, 1);
+        TEST_EQ_INT(p.spans[2].count, 0);
+        TEST_EQ_INT(p.ids[p.spans[2].start - 1], s); /* "<img></img>" for an empty frame */
+        TEST_EQ_INT(p.ids[p.spans[2].start], e);
+        /* the separators are tokenized on their own */
+        int32_t *sep = NULL;
+        int64_t ns = 0;
+        const char *s1 = "\nFrame 2 sampled at 0.50 seconds: ";
+        llm_tokenizer_encode(g_tok, s1, strlen(s1), &sep, &ns, &err);
+        int same = 1;
+        for (int64_t i = 0; i < ns; i++) same &= p.ids[p.spans[2].start - 1 - ns + i] == sep[i];
+        TEST_CHECK(same, "frame 2 separator tokens");
+        nvl_free(sep);
+    }
+    llm_prompt_free(&p);
+    TEST_EQ_INT(llm_chat_tokenize(g_tok, text, strlen(text), media, 1, 4, &p, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "more media markers");
+    llm_media_layout wrong[2] = {media[1], media[0]};
+    TEST_EQ_INT(llm_chat_tokenize(g_tok, text, strlen(text), wrong, 2, 4, &p, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(llm_chat_tokenize(g_tok, "no media", 8, media, 2, 4, &p, &err), NVL_ERR_INVALID_ARG);
+}
+
+int main(void) {
+    nvl_err err = {0};
+    if (llm_tokenizer_load(&g_tok, test_data_path("tokenizer/nemotron_tiny"), &err) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    int64_t live0 = nvl_alloc_count();
+    test_goldens();
+    test_media_expansion();
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    llm_tokenizer_free(g_tok);
+    return test_report();
+}
