@@ -25,6 +25,9 @@ static const char *k_usage =
     "  generate --model DIR --ids \"1 2 3\"\n"
     "                     text-only generation with the language model (greedy or sampled);\n"
     "                     --print-ids, --dump-logits FILE, --temperature/--top-k/--top-p/--min-p/--seed\n"
+    "  tokenize --model DIR [--decode | --chat]\n"
+    "                     text on stdin -> ids; --decode ids -> text; --chat JSON messages\n"
+    "                     -> the rendered prompt (debug prompts)\n"
     "  version            print the version and what this build supports\n"
     "  help               this text\n"
     "\n"
@@ -36,7 +39,11 @@ static const char *k_usage =
     "  nanovl inspect ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16\n"
     "  nanovl inspect tests/data/tiny_nemotron_h\n"
     "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
+    "  echo 'What is the total?' | nanovl tokenize --tokenizer tests/data/tokenizer/nemotron_tiny\n"
+    "  echo '[{\"role\":\"user\",\"content\":\"Hi\"}]' | nanovl tokenize --model DIR --chat\n"
     "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
+    "  echo 'What is the total?' | nanovl tokenize --tokenizer tests/data/tokenizer/nemotron_tiny\n"
+    "  echo '[{\"role\":\"user\",\"content\":\"Hi\"}]' | nanovl tokenize --model DIR --chat\n"
     "  NVL_BACKEND=cpu nanovl inspect model.safetensors\n"
     "\n"
     "environment:\n"
@@ -96,6 +103,7 @@ static const struct command {
 } k_commands[] = {
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
+    {"tokenize", cmd_tokenize},
     {"version", cmd_version},
     {"help", cmd_help},
 };

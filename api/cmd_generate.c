@@ -7,82 +7,54 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "chat.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "llm.h"
+#include "tokenizer.h"
 
 static const char *k_usage =
-    "usage: nanovl generate --model DIR (--ids \"1 2 3\" | --ids -) [options]\n"
+    "usage: nanovl generate --model DIR [--prompt TEXT | --ids \"1 2 3\" | --ids -] [options]\n"
+    "  --prompt TEXT       the user's text; without --prompt and --ids the text is read from stdin\n"
+    "  --raw               feed the text as is (default: through the chat template as a user turn)\n"
+    "  --system TEXT       a system message; --think / --no-think force reasoning on or off\n"
+    "  --tokenizer PATH    tokenizer.json (default: the one in the model directory)\n"
     "  --ids LIST|-        prompt token ids, space or comma separated; - reads them from stdin\n"
     "  --max-tokens N      tokens to generate (default 64)\n"
     "  --temperature T     0 = greedy (default 0)\n"
     "  --top-k K --top-p P --min-p P --seed S\n"
-    "  --print-ids         print generated ids (default when no tokenizer is available)\n"
+    "  --print-ids         print generated ids instead of the streamed text (the default\n"
+    "                      with --ids when the checkpoint has no tokenizer.json)\n"
     "  --dump-logits FILE  write the logits of the prefill's last position and of every\n"
     "                      generated step as little-endian float32 rows of n_vocab\n"
     "  --ctx N             context capacity in tokens (default prompt + max-tokens)\n"
-    "Text prompts need the tokenizer, which this build does not have yet: pass --ids.\n";
+    "Text is streamed as it is generated; generation stops at the checkpoint's stop tokens\n"
+    "(generation_config.json eos ids, <SPECIAL_12> and </s>) or --max-tokens.\n";
 
 typedef struct dump_ctx {
     FILE *f;
     int64_t n_vocab;
     int failed;
+    llm_detok *detok; /* streams text when set */
 } dump_ctx;
 
 static int on_token(int32_t tok, const float *logits, void *user) {
     dump_ctx *d = user;
-    (void)tok;
     if (d->f && fwrite(logits, sizeof(float), (size_t)d->n_vocab, d->f) != (size_t)d->n_vocab) d->failed = 1;
+    if (d->detok) {
+        char buf[4096];
+        size_t n = llm_detok_feed(d->detok, tok, buf, sizeof buf);
+        fwrite(buf, 1, n, stdout);
+        fflush(stdout);
+    }
     return 0;
 }
 
-/* Parses "1 2, 3" into a growing array. */
-static int parse_ids(const char *s, int32_t **ids, int64_t *n) {
-    int64_t cap = 64;
-    *n = 0;
-    *ids = nvl_malloc((size_t)cap * sizeof **ids);
-    if (!*ids) return 0;
-    while (*s) {
-        while (*s == ' ' || *s == ',' || *s == '\n' || *s == '\t' || *s == '\r') s++;
-        if (!*s) break;
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > INT32_MAX) return 0;
-        if (*n == cap) {
-            cap *= 2;
-            int32_t *nb = nvl_realloc(*ids, (size_t)cap * sizeof **ids);
-            if (!nb) return 0;
-            *ids = nb;
-        }
-        (*ids)[(*n)++] = (int32_t)v;
-        s = end;
-    }
-    return *n > 0;
-}
-
-static char *read_stdin(void) {
-    size_t cap = 4096, n = 0;
-    char *b = nvl_malloc(cap);
-    if (!b) return NULL;
-    size_t r;
-    while ((r = fread(b + n, 1, cap - n - 1, stdin)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *nb = nvl_realloc(b, cap * 2);
-            if (!nb) {
-                nvl_free(b);
-                return NULL;
-            }
-            b = nb;
-            cap *= 2;
-        }
-    }
-    b[n] = 0;
-    return b;
-}
-
 int cmd_generate(int argc, char **argv) {
-    const char *model = getenv("NANOVL_MODEL"), *ids_arg = NULL, *dump = NULL;
+    const char *model = getenv("NANOVL_MODEL"), *ids_arg = NULL, *dump = NULL, *prompt = NULL;
+    const char *system = NULL, *tok_path = NULL;
+    int raw = 0, print_ids = 0;
+    llm_chat_options co = llm_chat_options_default();
     llm_generate_params gp = llm_generate_params_default();
     gp.max_tokens = 64;
     int64_t n_ctx = 0;
@@ -107,34 +79,78 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { NEED_VALUE(); gp.sampler.seed = strtoull(v, NULL, 10); }
         else if (!strcmp(a, "--dump-logits")) { NEED_VALUE(); dump = v; }
         else if (!strcmp(a, "--ctx")) { NEED_VALUE(); n_ctx = atoll(v); }
-        else if (!strcmp(a, "--print-ids")) { /* the only output form for now */ }
+        else if (!strcmp(a, "--print-ids")) print_ids = 1;
+        else if (!strcmp(a, "--prompt")) { NEED_VALUE(); prompt = v; }
+        else if (!strcmp(a, "--system")) { NEED_VALUE(); system = v; }
+        else if (!strcmp(a, "--tokenizer")) { NEED_VALUE(); tok_path = v; }
+        else if (!strcmp(a, "--raw")) raw = 1;
+        else if (!strcmp(a, "--think")) co.think = 1;
+        else if (!strcmp(a, "--no-think")) co.think = 0;
         else {
             fprintf(stderr, "nanovl generate: unknown or unsupported argument '%s'\n%s", a, k_usage);
             return EXIT_USAGE;
         }
 #undef NEED_VALUE
     }
-    if (!model || !ids_arg || gp.max_tokens <= 0) {
+    if (!model || gp.max_tokens <= 0 || (ids_arg && prompt)) {
         fputs(k_usage, stderr);
         return EXIT_USAGE;
     }
-    char *text = NULL;
-    if (!strcmp(ids_arg, "-")) {
-        text = read_stdin();
-        ids_arg = text ? text : "";
-    }
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    int ok = parse_ids(ids_arg, &ids, &n_ids);
-    nvl_free(text);
-    if (!ok) {
-        fprintf(stderr, "nanovl generate: --ids must be non-negative integers separated by spaces or commas\n");
-        nvl_free(ids);
-        return EXIT_USAGE;
+    llm_tokenizer *tok = NULL;
+    nvl_err err = {0};
+    if (ids_arg) {
+        char *text = NULL;
+        if (!strcmp(ids_arg, "-")) {
+            text = cli_read_stdin(NULL);
+            ids_arg = text ? text : "";
+        }
+        int ok = cli_parse_ids(ids_arg, &ids, &n_ids) && n_ids > 0;
+        nvl_free(text);
+        if (!ok) {
+            fprintf(stderr, "nanovl generate: --ids must be non-negative integers separated by spaces or commas\n");
+            nvl_free(ids);
+            return EXIT_USAGE;
+        }
+    }
+    if (!ids_arg || !print_ids) {
+        nvl_status ts = llm_tokenizer_load(&tok, tok_path ? tok_path : model, &err);
+        if (ts == NVL_ERR_NOT_FOUND && ids_arg && !tok_path) {
+            print_ids = 1; /* ids in, no tokenizer in the checkpoint: ids out */
+        } else if (ts != NVL_OK) {
+            fprintf(stderr, "nanovl generate: %s\n", err.msg);
+            nvl_free(ids);
+            return 1;
+        }
+    }
+    if (!ids_arg) {
+        size_t len = 0;
+        char *in = prompt ? NULL : cli_read_stdin(&len);
+        const char *user_text = prompt ? prompt : (in ? in : "");
+        char *rendered = NULL;
+        size_t rl = 0;
+        nvl_status st;
+        if (raw) {
+            st = llm_tokenizer_encode(tok, user_text, strlen(user_text), &ids, &n_ids, &err);
+        } else {
+            llm_chat_part sp = {LLM_PART_TEXT, system}, up = {LLM_PART_TEXT, user_text};
+            llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", &up, 1}};
+            st = llm_chat_render(system ? msgs : msgs + 1, system ? 2 : 1, &co, &rendered, &rl, &err);
+            if (st == NVL_OK) st = llm_tokenizer_encode(tok, rendered, rl, &ids, &n_ids, &err);
+        }
+        nvl_free(rendered);
+        nvl_free(in);
+        if (st != NVL_OK || n_ids == 0) {
+            fprintf(stderr, "nanovl generate: %s\n", st != NVL_OK ? err.msg : "empty prompt");
+            nvl_free(ids);
+            llm_tokenizer_free(tok);
+            return st != NVL_OK ? 1 : EXIT_USAGE;
+        }
     }
     int rc = 1;
-    nvl_err err = {0};
     llm_model *m = NULL;
+    llm_detok detok;
     llm_context *ctx = NULL;
     int32_t *out = NULL;
     dump_ctx dc = {0};
@@ -148,8 +164,21 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "nanovl generate: %s\n", err.msg);
         goto done;
     }
-    int32_t stop[16];
+    int32_t stop[18];
     gp.n_stop = llm_model_stop_ids(m, stop, 16);
+    if (tok) { /* the chat format ends turns with <SPECIAL_12>; </s> also ends generation */
+        const char *names[] = {"<SPECIAL_12>", "</s>"};
+        for (int k = 0; k < 2; k++) {
+            int32_t id = llm_tokenizer_token_id(tok, names[k]);
+            int dup = id < 0;
+            for (int j = 0; j < gp.n_stop && !dup; j++) dup = stop[j] == id;
+            if (!dup) stop[gp.n_stop++] = id;
+        }
+        if (!print_ids) {
+            llm_detok_init(&detok, tok);
+            dc.detok = &detok;
+        }
+    }
     gp.stop_ids = stop;
     dc.n_vocab = llm_model_hparams(m)->n_vocab;
     if (dump && !(dc.f = fopen(dump, "wb"))) {
@@ -162,7 +191,12 @@ int cmd_generate(int argc, char **argv) {
     int64_t n_out = 0;
     if (!out) goto done;
     nvl_status st = llm_generate(ctx, ids, n_ids, &gp, out, gp.max_tokens, &n_out, &err);
-    for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? " " : "", out[i]);
+    if (dc.detok) {
+        char tail[16];
+        fwrite(tail, 1, llm_detok_flush(dc.detok, tail, sizeof tail), stdout);
+    } else {
+        for (int64_t i = 0; i < n_out; i++) printf("%s%d", i ? " " : "", out[i]);
+    }
     printf("\n");
     if (st != NVL_OK) {
         fprintf(stderr, "nanovl generate: %s\n", err.msg);
@@ -179,5 +213,6 @@ done:
     nvl_free(ids);
     llm_context_free(ctx);
     llm_model_free(m);
+    llm_tokenizer_free(tok);
     return rc;
 }

@@ -7,5 +7,6 @@
 #define EXIT_USAGE 2
 
 int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif // API_COMMANDS_H

@@ -1,0 +1,113 @@
+/* `nanovl tokenize`: debug prompts with the tokenizer of a checkpoint.
+ *   text on stdin -> ids;  --decode: ids on stdin -> text;  --chat: JSON messages -> prompt */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "chat.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "tokenizer.h"
+
+static const char *k_usage =
+    "usage: nanovl tokenize (--model DIR | --tokenizer FILE) [--decode | --chat [--ids]] < input\n"
+    "  (default)          text on stdin -> token ids, one line, space-separated\n"
+    "  --decode           ids on stdin -> text (special tokens included)\n"
+    "  --chat             a JSON messages array on stdin -> the rendered prompt\n"
+    "                     ([{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, {\"type\": \"text\", \"text\": \"...\"}]}])\n"
+    "    --ids            print the rendered prompt's ids instead of its text\n"
+    "    --no-generation-prompt, --think, --no-think\n";
+
+static void print_ids(const int32_t *ids, int64_t n) {
+    for (int64_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+    printf("\n");
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *path = getenv("NANOVL_MODEL");
+    int decode = 0, chat = 0, want_ids = 0;
+    llm_chat_options co = llm_chat_options_default();
+    for (int i = 0; i < argc; i++) {
+        if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--chat")) chat = 1;
+        else if (!strcmp(argv[i], "--ids")) want_ids = 1;
+        else if (!strcmp(argv[i], "--no-generation-prompt")) co.add_generation_prompt = 0;
+        else if (!strcmp(argv[i], "--think")) co.think = 1;
+        else if (!strcmp(argv[i], "--no-think")) co.think = 0;
+        else {
+            fprintf(stderr, "nanovl tokenize: unknown argument '%s'\n%s", argv[i], k_usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || (decode && chat)) {
+        fputs(k_usage, stderr);
+        return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    llm_tokenizer *tok = NULL;
+    if (llm_tokenizer_load(&tok, path, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl tokenize: %s\n", err.msg);
+        return 1;
+    }
+    size_t len = 0;
+    char *in = cli_read_stdin(&len);
+    int rc = 1;
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    char *text = NULL;
+    cJSON *root = NULL;
+    llm_chat_message *msgs = NULL;
+    int nm = 0;
+    if (!in) goto done;
+    if (decode) {
+        if (!cli_parse_ids(in, &ids, &n)) {
+            fprintf(stderr, "nanovl tokenize --decode: stdin must hold non-negative integer ids\n");
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        size_t tl = 0;
+        if (llm_tokenizer_decode(tok, ids, n, &text, &tl, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize: %s\n", err.msg);
+            goto done;
+        }
+        fwrite(text, 1, tl, stdout);
+        rc = 0;
+    } else if (chat) {
+        if (nvl_json_parse(&root, in, len, "stdin", &err) != NVL_OK ||
+            llm_chat_messages_from_json(root, &msgs, &nm, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+            goto done;
+        }
+        size_t tl = 0;
+        if (llm_chat_render(msgs, nm, &co, &text, &tl, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+            goto done;
+        }
+        if (want_ids) {
+            if (llm_tokenizer_encode(tok, text, tl, &ids, &n, &err) != NVL_OK) goto done;
+            print_ids(ids, n);
+        } else {
+            fwrite(text, 1, tl, stdout);
+        }
+        rc = 0;
+    } else {
+        if (llm_tokenizer_encode(tok, in, len, &ids, &n, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize: %s\n", err.msg);
+            goto done;
+        }
+        print_ids(ids, n);
+        rc = 0;
+    }
+done:
+    llm_chat_messages_free(msgs, nm);
+    cJSON_Delete(root);
+    nvl_free(text);
+    nvl_free(ids);
+    nvl_free(in);
+    llm_tokenizer_free(tok);
+    return rc;
+}
