@@ -483,6 +483,17 @@ int llm_tokenizer_is_special(const llm_tokenizer *t, int32_t id) {
     return 0;
 }
 
+nvl_status llm_tokenizer_check_vl(const llm_tokenizer *t, nvl_err *err) {
+    static const char *need[] = {"<image>", "<img>", "</img>", "<SPECIAL_10>", "<SPECIAL_11>",
+                                 "<SPECIAL_12>", "<think>", "</think>", "</s>"};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (llm_tokenizer_token_id(t, need[i]) < 0)
+            return nvl_err_set(err, NVL_ERR_CONFIG,
+                               "tokenizer has no '%s' token, which the Nemotron Nano V2 VL prompt "
+                               "format needs", need[i]);
+    return NVL_OK;
+}
+
 // ---------------------------------------------------------------------------
 // Encoding
 

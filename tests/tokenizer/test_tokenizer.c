@@ -108,6 +108,8 @@ static void test_special_tokens(void) {
         TEST_EQ_STR(llm_tokenizer_token_str(t, id), names[i]);
     }
     TEST_EQ_INT(llm_tokenizer_token_id(t, "<no such token>"), -1);
+    nvl_err e2 = {0};
+    TEST_EQ_INT(llm_tokenizer_check_vl(t, &e2), NVL_OK);
     /* streaming: a 4-byte emoji split over byte tokens is held until complete */
     int32_t *ids = NULL;
     int64_t n = 0;
@@ -182,6 +184,13 @@ static void test_load_errors(void) {
     }
     nvl_free(full);
     TEST_EQ_INT(llm_tokenizer_load(&t, "/nonexistent/tokenizer.json", &err), NVL_ERR_NOT_FOUND);
+    /* a real tokenizer without the VL tokens is refused for the VL prompt format, by name */
+    const char *q = test_shared_path("tokenizers/qwen3/tokenizer.json");
+    if (q && llm_tokenizer_load(&t, q, &err) == NVL_OK) {
+        TEST_EQ_INT(llm_tokenizer_check_vl(t, &err), NVL_ERR_CONFIG);
+        TEST_CONTAINS(err.msg, "tokenizer has no '<image>' token");
+        llm_tokenizer_free(t);
+    }
 }
 
 int main(void) {
