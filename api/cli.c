@@ -28,6 +28,9 @@ static const char *k_usage =
     "  tokenize --model DIR [--decode | --chat]\n"
     "                     text on stdin -> ids; --decode ids -> text; --chat JSON messages\n"
     "                     -> the rendered prompt (debug prompts)\n"
+    "  media-info FILE    format, pages (sizes, labels, text layer), video frames, image size\n"
+    "  render FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N]\n"
+    "                     PNGs of what the model will see (pages, image, sampled frames)\n"
     "  version            print the version and what this build supports\n"
     "  help               this text\n"
     "\n"
@@ -45,6 +48,8 @@ static const char *k_usage =
     "  echo 'What is the total?' | nanovl tokenize --tokenizer tests/data/tokenizer/nemotron_tiny\n"
     "  echo '[{\"role\":\"user\",\"content\":\"Hi\"}]' | nanovl tokenize --model DIR --chat\n"
     "  NVL_BACKEND=cpu nanovl inspect model.safetensors\n"
+    "  nanovl media-info report.pdf\n"
+    "  nanovl render report.pdf --pages 2 -o out/\n"
     "\n"
     "environment:\n"
     "  NVL_BACKEND=cpu|cuda|auto   compute backend (default auto: CUDA when a device exists)\n"
@@ -104,6 +109,8 @@ static const struct command {
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},
+    {"media-info", cmd_media_info},
+    {"render", cmd_render},
     {"version", cmd_version},
     {"help", cmd_help},
 };

@@ -3,8 +3,15 @@
  *   enum media_kind k = media_sniff(buf, len);        // from the bytes, never the file name
  *   if (!media_supports(k)) ... NVL_ERR_UNSUPPORTED ...
  *
- * Decoders (PDF, JPEG, PNG, video) are added by the media work; each optional library can be
- * compiled out, and media_supports() tells at run time what this build can decode.
+ *   media_image *img = NULL;
+ *   st = media_decode_image(buf, len, "photo.jpg", NULL, &img, &err);   // RGB8
+ *   media_pdf *pdf; media_pdf_open(&pdf, "report.pdf", NULL, NULL, &err);
+ *   media_pdf_render(pdf, 0, 0, 0, &img, &err);                          // default size
+ *   media_frames *f; media_video_sample("clip.mp4", NULL, NULL, &f, &err);
+ *
+ * Each optional library can be compiled out; media_supports() tells at run time what this
+ * build decodes, and the functions of a missing library return NVL_ERR_UNSUPPORTED. Library
+ * errors are translated here into nvl_status codes with messages that name the input.
  */
 #ifndef MEDIA_MEDIA_H
 #define MEDIA_MEDIA_H
@@ -35,6 +42,104 @@ enum media_kind media_sniff(const uint8_t *buf, size_t len);
 const char *media_kind_name(enum media_kind k); /* "jpeg", "png", "pdf", ... "unknown" */
 /* Whether this build can decode k (its library was found at configure time). */
 int media_supports(enum media_kind k);
+
+// ---------------------------------------------------------------------------
+// Images and limits
+
+/* An RGB8 image, rows top to bottom, pixels R G B. */
+typedef struct media_image {
+    int width, height;
+    size_t stride;       /* bytes per row (>= 3 * width) */
+    uint8_t *rgb;        /* owned */
+    double timestamp;    /* seconds (video frames), 0 otherwise */
+    int64_t index;       /* source frame index or 0-based page */
+} media_image;
+
+/* Allocates a zeroed image. *out is freed with media_image_free(). */
+nvl_status media_image_new(media_image **out, int width, int height, nvl_err *err);
+void media_image_free(media_image *img); /* NULL-tolerant */
+
+/* Caps applied to every input; each exceeded cap is NVL_ERR_LIMIT naming the input. */
+typedef struct media_limits {
+    size_t max_file_bytes;  /* default 1 GiB */
+    int64_t max_pixels;     /* per decoded image or rendered page, default 100 M */
+    int max_pages;          /* pages rendered from one PDF per request, default 500 */
+    int max_frames;         /* frames kept from one video, default 128 */
+} media_limits;
+media_limits media_limits_default(void);
+
+/* Reads a file into memory under lim->max_file_bytes. *buf freed with nvl_free(). */
+nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **buf, size_t *len,
+                           nvl_err *err);
+
+/* Decodes a still image (JPEG, PNG; GIF first frame, WebP, BMP, TIFF through FFmpeg), format
+ * sniffed from the bytes. EXIF orientation is applied to JPEG; alpha is composited on white;
+ * 16-bit samples keep their high byte; gray, palette and CMYK become RGB. name labels errors.
+ * @return NVL_OK; NVL_ERR_FORMAT / NVL_ERR_TRUNCATED for damaged data; NVL_ERR_UNSUPPORTED for
+ * an unknown format, a compiled-out library or 12-bit JPEG; NVL_ERR_LIMIT. */
+nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
+                              const media_limits *lim, media_image **out, nvl_err *err);
+
+/* Writes img as an 8-bit RGB PNG (libpng). */
+nvl_status media_image_write_png(const media_image *img, const char *path, nvl_err *err);
+
+// ---------------------------------------------------------------------------
+// PDF (Poppler glib + cairo)
+
+typedef struct media_pdf media_pdf;
+
+/* Default render size: the long side of a page becomes MEDIA_PDF_DEFAULT_LONG_SIDE pixels.
+ * 2048 = 4 tiles of 512: a portrait letter/A4 page (aspect ~0.71-0.77) then lands on the 3x4
+ * grid, the largest (12 tiles + thumbnail) the model uses, without upscaling the tiles. */
+#define MEDIA_PDF_DEFAULT_LONG_SIDE 2048
+
+/* password may be NULL. @return NVL_ERR_ENCRYPTED when a password is needed or wrong;
+ * NVL_ERR_FORMAT for a damaged file or one without pages. */
+nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
+                          const media_limits *lim, nvl_err *err);
+void media_pdf_close(media_pdf *pdf);
+int media_pdf_page_count(const media_pdf *pdf);
+/* Page size in points after /Rotate. */
+nvl_status media_pdf_page_size(const media_pdf *pdf, int page, double *w_pt, double *h_pt,
+                               nvl_err *err);
+/* Page label ("iii", "7") or NULL; nvl_malloc'ed. */
+char *media_pdf_page_label(const media_pdf *pdf, int page);
+/* Renders 0-based page at dpi (> 0) or to long_side pixels (when dpi <= 0; 0 = default),
+ * white background. */
+nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long_side,
+                            media_image **out, nvl_err *err);
+/* The page's text layer (UTF-8, possibly empty). *text nvl_malloc'ed. */
+nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_err *err);
+
+/* "1-3,7,10-" (1-based, ascending or not, duplicates removed in order of appearance) over
+ * n_pages pages into 0-based *pages (nvl_malloc'ed). NULL or "" = all pages. */
+nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, int *n, nvl_err *err);
+
+// ---------------------------------------------------------------------------
+// Video (libavformat / libavcodec / libswscale)
+
+typedef struct media_video_params {
+    double fps;       /* sampling rate, default 2 */
+    int max_frames;   /* default 128 (also capped by media_limits.max_frames) */
+    double start, end;/* seconds; end <= 0 = to the end */
+} media_video_params;
+media_video_params media_video_params_default(void);
+
+typedef struct media_frames {
+    media_image **frames;   /* n frames, each with timestamp (seconds) and source index */
+    int n;
+    double native_fps;      /* average frame rate of the stream */
+    int64_t total_frames;   /* frames in the stream (counted when the container does not say) */
+    double duration;        /* seconds */
+    int width, height;      /* display size (after rotation) */
+} media_frames;
+
+/* Samples frames as model.md §6.1 (vLLM's loader): n = max(1, min(max_frames, total,
+ * floor(duration * fps))) frames at idx = linspace(0, total-1, n) truncated, restricted to
+ * [start, end). Rotation side data is honoured. Memory is bounded by the kept frames. */
+nvl_status media_video_sample(const char *path, const media_video_params *p,
+                              const media_limits *lim, media_frames **out, nvl_err *err);
+void media_frames_free(media_frames *f);
 
 #ifdef __cplusplus
 }

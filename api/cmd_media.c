@@ -1,0 +1,191 @@
+/* `nanovl media-info FILE` and `nanovl render FILE [--pages R] [--dpi D | --long-side N] -o DIR`:
+ * what the model will see. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/alloc.h"
+#include "commands.h"
+#include "media.h"
+
+static enum media_kind sniff_file(const char *path, nvl_err *err, nvl_status *st) {
+    uint8_t head[1024];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *st = nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
+                          strerror(errno));
+        return MEDIA_KIND_UNKNOWN;
+    }
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    *st = NVL_OK;
+    return media_sniff(head, n);
+}
+
+int cmd_media_info(int argc, char **argv) {
+    const char *path = NULL, *password = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
+        else if (!path && argv[i][0] != '-') path = argv[i];
+        else {
+            fprintf(stderr, "usage: nanovl media-info FILE [--password PW]\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: nanovl media-info FILE [--password PW]\n");
+        return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    nvl_status st;
+    enum media_kind k = sniff_file(path, &err, &st);
+    if (st != NVL_OK) {
+        fprintf(stderr, "nanovl media-info: %s\n", err.msg);
+        return 1;
+    }
+    printf("file: %s\nformat: %s\n", path, media_kind_name(k));
+    if (k == MEDIA_KIND_PDF) {
+        media_pdf *pdf = NULL;
+        if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl media-info: %s\n", err.msg);
+            return 1;
+        }
+        int n = media_pdf_page_count(pdf);
+        printf("pages: %d\n", n);
+        for (int i = 0; i < n; i++) {
+            double w = 0, h = 0;
+            char *label = media_pdf_page_label(pdf, i);
+            if (media_pdf_page_size(pdf, i, &w, &h, &err) != NVL_OK) printf("page %d: %s\n", i + 1, err.msg);
+            else {
+                char *text = NULL;
+                media_pdf_page_text(pdf, i, &text, NULL);
+                printf("page %d: %.2f x %.2f pt, label %s, text layer %s\n", i + 1, w, h, label ? label : "-",
+                       text && text[strspn(text, " \t\r\n\f")] ? "yes" : "no");
+                nvl_free(text);
+            }
+            nvl_free(label);
+        }
+        media_pdf_close(pdf);
+        return 0;
+    }
+    if (k == MEDIA_KIND_VIDEO) {
+        media_frames *f = NULL;
+        media_video_params p = media_video_params_default();
+        if (media_video_sample(path, &p, NULL, &f, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl media-info: %s\n", err.msg);
+            return 1;
+        }
+        printf("video: %dx%d, %lld frames, %.3f fps, %.3f s\n", f->width, f->height, (long long)f->total_frames,
+               f->native_fps, f->duration);
+        printf("sampled at %.1f fps: %d frames:", p.fps, f->n);
+        for (int i = 0; i < f->n; i++) printf(" %lld@%.3fs", (long long)f->frames[i]->index, f->frames[i]->timestamp);
+        printf("\n");
+        media_frames_free(f);
+        return 0;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    media_image *img = NULL;
+    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK ||
+        media_decode_image(buf, len, path, NULL, &img, &err) != NVL_OK) {
+        nvl_free(buf);
+        fprintf(stderr, "nanovl media-info: %s\n", err.msg);
+        return 1;
+    }
+    printf("image: %dx%d (after EXIF orientation)\n", img->width, img->height);
+    media_image_free(img);
+    nvl_free(buf);
+    return 0;
+}
+
+int cmd_render(int argc, char **argv) {
+    const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;
+    double dpi = 0;
+    int long_side = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) outdir = argv[++i];
+        else if (!strcmp(a, "--pages") && i + 1 < argc) pages = argv[++i];
+        else if (!strcmp(a, "--dpi") && i + 1 < argc) dpi = atof(argv[++i]);
+        else if (!strcmp(a, "--long-side") && i + 1 < argc) long_side = atoi(argv[++i]);
+        else if (!strcmp(a, "--password") && i + 1 < argc) password = argv[++i];
+        else if (!path && a[0] != '-') path = a;
+        else path = NULL, i = argc;
+    }
+    if (!path || !outdir) {
+        fprintf(stderr, "usage: nanovl render FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW]\n"
+                        "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
+                        "  DIR/frame-I.png for the sampled frames of a video\n", MEDIA_PDF_DEFAULT_LONG_SIDE);
+        return EXIT_USAGE;
+    }
+    mkdir(outdir, 0755);
+    nvl_err err = {0};
+    nvl_status st;
+    enum media_kind k = sniff_file(path, &err, &st);
+    char out[4096];
+    int rc = 0;
+    if (st != NVL_OK) {
+        fprintf(stderr, "nanovl render: %s\n", err.msg);
+        return 1;
+    }
+    if (k == MEDIA_KIND_PDF) {
+        media_pdf *pdf = NULL;
+        int *list = NULL, n = 0;
+        if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK ||
+            media_parse_page_range(pages, media_pdf_page_count(pdf), &list, &n, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl render: %s\n", err.msg);
+            media_pdf_close(pdf);
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            media_image *img = NULL;
+            snprintf(out, sizeof out, "%s/page-%d.png", outdir, list[i] + 1);
+            if (media_pdf_render(pdf, list[i], dpi, long_side, &img, &err) != NVL_OK ||
+                media_image_write_png(img, out, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl render: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("%s %dx%d\n", out, img->width, img->height);
+            }
+            media_image_free(img);
+        }
+        nvl_free(list);
+        media_pdf_close(pdf);
+        return rc;
+    }
+    if (k == MEDIA_KIND_VIDEO) {
+        media_frames *f = NULL;
+        if (media_video_sample(path, NULL, NULL, &f, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl render: %s\n", err.msg);
+            return 1;
+        }
+        for (int i = 0; i < f->n && rc == 0; i++) {
+            snprintf(out, sizeof out, "%s/frame-%lld.png", outdir, (long long)f->frames[i]->index);
+            if (media_image_write_png(f->frames[i], out, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl render: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("%s %.3fs\n", out, f->frames[i]->timestamp);
+            }
+        }
+        media_frames_free(f);
+        return rc;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    media_image *img = NULL;
+    snprintf(out, sizeof out, "%s/image.png", outdir);
+    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK ||
+        media_decode_image(buf, len, path, NULL, &img, &err) != NVL_OK ||
+        media_image_write_png(img, out, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl render: %s\n", err.msg);
+        rc = 1;
+    } else {
+        printf("%s %dx%d\n", out, img->width, img->height);
+    }
+    media_image_free(img);
+    nvl_free(buf);
+    return rc;
+}

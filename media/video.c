@@ -1,0 +1,371 @@
+/* Video and other still formats through FFmpeg (libavformat/libavcodec/libswscale).
+ * Frame sampling follows model.md §6.1 (vLLM's opencv loader): n = max(1, min(max_frames,
+ * total, floor(duration * fps))) frames at indices linspace(0, total - 1, n) truncated, the same
+ * arithmetic as numpy. A frame's index is derived from its presentation timestamp, so frames
+ * come out in presentation order whatever the codec's reordering; when the next wanted frame is
+ * far ahead (SEEK_MIN_GAP frames) the demuxer seeks to the keyframe before it instead of
+ * decoding everything in between. Only kept frames are converted and held (bounded memory).
+ * AVERROR codes become nvl_status: AVERROR_INVALIDDATA -> NVL_ERR_FORMAT, ENOMEM -> NVL_ERR_NOMEM,
+ * ENOENT -> NVL_ERR_NOT_FOUND, AVERROR_DECODER_NOT_FOUND -> NVL_ERR_UNSUPPORTED. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "media_impl.h"
+
+media_video_params media_video_params_default(void) {
+    media_video_params p = {.fps = 2.0, .max_frames = 128, .start = 0.0, .end = 0.0};
+    return p;
+}
+
+void media_frames_free(media_frames *f) {
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) media_image_free(f->frames[i]);
+    nvl_free(f->frames);
+    nvl_free(f);
+}
+
+#ifdef NVL_HAVE_VIDEO
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+
+#define SEEK_MIN_GAP 300 /* frames: below this, decoding through is cheaper than a seek */
+
+static nvl_status av_status(int e) {
+    if (e == AVERROR(ENOMEM)) return NVL_ERR_NOMEM;
+    if (e == AVERROR(ENOENT)) return NVL_ERR_NOT_FOUND;
+    if (e == AVERROR_DECODER_NOT_FOUND || e == AVERROR_DEMUXER_NOT_FOUND || e == AVERROR_PATCHWELCOME)
+        return NVL_ERR_UNSUPPORTED;
+    if (e == AVERROR(EIO) || e == AVERROR(EACCES)) return NVL_ERR_IO;
+    return NVL_ERR_FORMAT;
+}
+
+static nvl_status av_fail(nvl_err *err, const char *name, const char *what, int e) {
+    char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
+    av_strerror(e, buf, sizeof buf);
+    return nvl_err_set(err, av_status(e), "%s: %s: %s", name, what, buf);
+}
+
+typedef struct av_in {
+    AVFormatContext *fmt;
+    AVCodecContext *dec;
+    AVStream *st;
+    int stream;
+    struct SwsContext *sws;
+    AVFrame *frame;
+    AVPacket *pkt;
+    AVIOContext *avio;
+    const uint8_t *mem;
+    size_t mem_len, mem_pos;
+} av_in;
+
+static void av_in_close(av_in *in) {
+    sws_freeContext(in->sws);
+    av_frame_free(&in->frame);
+    av_packet_free(&in->pkt);
+    avcodec_free_context(&in->dec);
+    avformat_close_input(&in->fmt);
+    if (in->avio) {
+        av_freep(&in->avio->buffer);
+        avio_context_free(&in->avio);
+    }
+}
+
+static int mem_read(void *opaque, uint8_t *buf, int n) {
+    av_in *in = opaque;
+    size_t left = in->mem_len - in->mem_pos;
+    if (!left) return AVERROR_EOF;
+    if ((size_t)n > left) n = (int)left;
+    memcpy(buf, in->mem + in->mem_pos, (size_t)n);
+    in->mem_pos += (size_t)n;
+    return n;
+}
+static int64_t mem_seek(void *opaque, int64_t off, int whence) {
+    av_in *in = opaque;
+    if (whence == AVSEEK_SIZE) return (int64_t)in->mem_len;
+    int64_t base = whence == SEEK_CUR ? (int64_t)in->mem_pos : whence == SEEK_END ? (int64_t)in->mem_len : 0;
+    int64_t p = base + off;
+    if (p < 0 || p > (int64_t)in->mem_len) return AVERROR(EINVAL);
+    in->mem_pos = (size_t)p;
+    return p;
+}
+
+/* Opens a file (path) or a memory buffer (mem) and its best video stream's decoder. */
+static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
+                             nvl_err *err) {
+    memset(in, 0, sizeof *in);
+    av_log_set_level(AV_LOG_QUIET);
+    int e;
+    if (mem) {
+        in->mem = mem;
+        in->mem_len = len;
+        uint8_t *b = av_malloc(65536);
+        in->fmt = avformat_alloc_context();
+        in->avio = b ? avio_alloc_context(b, 65536, 0, in, mem_read, NULL, mem_seek) : NULL;
+        if (!in->fmt || !in->avio) {
+            if (!in->avio) av_free(b);
+            return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+        }
+        in->fmt->pb = in->avio;
+        in->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    }
+    if ((e = avformat_open_input(&in->fmt, path, NULL, NULL)) < 0) return av_fail(err, name, "cannot open", e);
+    if ((e = avformat_find_stream_info(in->fmt, NULL)) < 0) return av_fail(err, name, "cannot read stream info", e);
+    const AVCodec *codec = NULL;
+    in->stream = av_find_best_stream(in->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (in->stream == AVERROR_STREAM_NOT_FOUND)
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no video stream (the container has %u stream%s)", name,
+                           in->fmt->nb_streams, in->fmt->nb_streams == 1 ? "" : "s");
+    if (in->stream < 0 || !codec) {
+        const AVStream *s0 = in->stream >= 0 ? in->fmt->streams[in->stream] : NULL;
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: no decoder for the video codec%s%s", name,
+                           s0 ? " " : "", s0 ? avcodec_get_name(s0->codecpar->codec_id) : "");
+    }
+    in->st = in->fmt->streams[in->stream];
+    in->dec = avcodec_alloc_context3(codec);
+    in->frame = av_frame_alloc();
+    in->pkt = av_packet_alloc();
+    if (!in->dec || !in->frame || !in->pkt) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    if ((e = avcodec_parameters_to_context(in->dec, in->st->codecpar)) < 0) return av_fail(err, name, "decoder setup", e);
+    in->dec->thread_count = 0;
+    if ((e = avcodec_open2(in->dec, codec, NULL)) < 0) return av_fail(err, name, "cannot open the decoder", e);
+    return NVL_OK;
+}
+
+/* Converts the current frame to RGB (alpha composited on white), applying rotation. */
+static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const media_limits *lim,
+                               media_image **out, nvl_err *err) {
+    AVFrame *f = in->frame;
+    nvl_status st = media_check_pixels(name, f->width, f->height, lim, err);
+    if (st != NVL_OK) return st;
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
+    const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA);
+    in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
+                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_POINT, NULL, NULL, NULL);
+    if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
+                                     av_get_pix_fmt_name(f->format));
+    /* colour matrix: the stream's, else BT.601 below 720 lines and BT.709 from 720 up */
+    int cs = f->colorspace;
+    if (cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RESERVED) cs = f->height >= 720 ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M;
+    const int *coef = sws_getCoefficients(cs);
+    sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG, sws_getCoefficients(SWS_CS_DEFAULT), 1,
+                             0, 1 << 16, 1 << 16);
+    const int ch = has_alpha ? 4 : 3;
+    uint8_t *tmp = nvl_malloc((size_t)f->width * (size_t)f->height * (size_t)ch);
+    if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    uint8_t *dst[4] = {tmp, NULL, NULL, NULL};
+    int dst_ls[4] = {f->width * ch, 0, 0, 0};
+    sws_scale(in->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_ls);
+    const int W = f->width, H = f->height, swap = rotate == 90 || rotate == 270;
+    media_image *img = NULL;
+    if ((st = media_image_new(&img, swap ? H : W, swap ? W : H, err)) != NVL_OK) {
+        nvl_free(tmp);
+        return st;
+    }
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            const uint8_t *s = tmp + ((size_t)y * (size_t)W + (size_t)x) * (size_t)ch;
+            int dx = x, dy = y;
+            if (rotate == 90) dx = H - 1 - y, dy = x;
+            else if (rotate == 180) dx = W - 1 - x, dy = H - 1 - y;
+            else if (rotate == 270) dx = y, dy = W - 1 - x;
+            uint8_t *d = img->rgb + (size_t)dy * img->stride + (size_t)dx * 3;
+            if (ch == 3) memcpy(d, s, 3);
+            else
+                for (int c = 0; c < 3; c++) d[c] = (uint8_t)((s[c] * s[3] + 255u * (255u - s[3]) + 127u) / 255u);
+        }
+    nvl_free(tmp);
+    *out = img;
+    return NVL_OK;
+}
+
+/* Clockwise display rotation in degrees (0, 90, 180, 270) from the stream's display matrix. */
+static int stream_rotation(const AVStream *st) {
+    const uint8_t *m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, NULL);
+    if (!m) return 0;
+    double r = -av_display_rotation_get((const int32_t *)m); /* counter-clockwise -> clockwise */
+    int d = (int)lround(r / 90.0) * 90;
+    d = ((d % 360) + 360) % 360;
+    return d;
+}
+
+/* Feeds packets until the decoder yields a frame (0), or the stream ends (AVERROR_EOF). */
+static int next_frame(av_in *in, int *draining) {
+    for (;;) {
+        int r = avcodec_receive_frame(in->dec, in->frame);
+        if (r != AVERROR(EAGAIN)) return r;
+        if (*draining) return AVERROR_EOF;
+        r = av_read_frame(in->fmt, in->pkt);
+        if (r < 0) {
+            *draining = 1;
+            avcodec_send_packet(in->dec, NULL);
+            continue;
+        }
+        if (in->pkt->stream_index == in->stream) {
+            int s = avcodec_send_packet(in->dec, in->pkt);
+            if (s < 0 && s != AVERROR(EAGAIN) && s != AVERROR_INVALIDDATA) {
+                av_packet_unref(in->pkt);
+                return s;
+            }
+        }
+        av_packet_unref(in->pkt);
+    }
+}
+
+nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
+                                     const media_limits *lim, media_image **out, nvl_err *err) {
+    *out = NULL;
+    av_in in;
+    nvl_status st = av_in_open(&in, NULL, buf, len, name, err);
+    if (st == NVL_OK) {
+        int draining = 0, r = next_frame(&in, &draining);
+        if (r < 0) st = r == AVERROR_EOF ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: no image in the file", name)
+                                         : av_fail(err, name, "cannot decode", r);
+        else st = frame_to_rgb(&in, stream_rotation(in.st), name, lim, out, err);
+    }
+    av_in_close(&in);
+    return st;
+}
+
+/* Frames in the stream: the container's count, else packets counted without decoding. */
+static int64_t count_frames(av_in *in) {
+    if (in->st->nb_frames > 0) return in->st->nb_frames;
+    int64_t n = 0;
+    while (av_read_frame(in->fmt, in->pkt) >= 0) {
+        if (in->pkt->stream_index == in->stream) n++;
+        av_packet_unref(in->pkt);
+    }
+    av_seek_frame(in->fmt, in->stream, in->st->start_time != AV_NOPTS_VALUE ? in->st->start_time : 0, AVSEEK_FLAG_BACKWARD);
+    return n;
+}
+
+nvl_status media_video_sample(const char *path, const media_video_params *params,
+                              const media_limits *lim, media_frames **out, nvl_err *err) {
+    *out = NULL;
+    media_video_params p = params ? *params : media_video_params_default();
+    media_limits dl = media_limits_default();
+    if (!lim) lim = &dl;
+    if (!(p.fps > 0) || p.max_frames < 1)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: fps %g and max_frames %d must be positive", path, p.fps, p.max_frames);
+    if (p.max_frames > lim->max_frames) p.max_frames = lim->max_frames;
+    uint8_t *probe = NULL;
+    size_t plen = 0;
+    nvl_status st = media_read_file(path, lim, &probe, &plen, err); /* size cap, readable */
+    nvl_free(probe);
+    if (st != NVL_OK) return st;
+    av_in in;
+    media_frames *f = NULL;
+    int64_t *want = NULL;
+    if ((st = av_in_open(&in, path, NULL, 0, path, err)) != NVL_OK) goto done;
+    AVRational fr = av_guess_frame_rate(in.fmt, in.st, NULL);
+    double native = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
+    if (!(native > 0)) {
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frame rate", path);
+        goto done;
+    }
+    int64_t total = count_frames(&in);
+    if (total <= 0) {
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);
+        goto done;
+    }
+    f = nvl_calloc(1, sizeof *f);
+    if (!f) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    f->native_fps = native;
+    f->total_frames = total;
+    f->duration = (double)total / native;
+    /* window [start, end) in frame indices */
+    int64_t first = p.start > 0 ? (int64_t)ceil(p.start * native - 1e-9) : 0;
+    int64_t last = p.end > 0 ? (int64_t)ceil(p.end * native - 1e-9) - 1 : total - 1;
+    if (last > total - 1) last = total - 1;
+    if (first > last) {
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: the window %g-%g s holds no frame (the video lasts %.3f s)",
+                         path, p.start, p.end, f->duration);
+        goto done;
+    }
+    const int64_t span = last - first + 1;
+    int64_t n = (int64_t)floor((double)span / native * p.fps);
+    if (n > p.max_frames) n = p.max_frames;
+    if (n > span) n = span;
+    if (n < 1) n = 1;
+    want = nvl_malloc((size_t)n * sizeof *want);
+    f->frames = nvl_calloc((size_t)n, sizeof *f->frames);
+    if (!want || !f->frames) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (n == 1) want[0] = first;
+    else {
+        const double step = (double)(span - 1) / (double)(n - 1); /* numpy.linspace */
+        for (int64_t i = 0; i < n; i++) want[i] = first + (int64_t)((double)i * step);
+        want[n - 1] = last;
+    }
+    const int rotate = stream_rotation(in.st);
+    const double tb = av_q2d(in.st->time_base);
+    const int64_t t0 = in.st->start_time != AV_NOPTS_VALUE ? in.st->start_time : 0;
+    int draining = 0;
+    int64_t k = 0, cur = -1;
+    while (k < n) {
+        if (want[k] - cur > SEEK_MIN_GAP && cur >= 0) {
+            int64_t ts = t0 + (int64_t)floor((double)want[k] / native / tb);
+            if (av_seek_frame(in.fmt, in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
+                avcodec_flush_buffers(in.dec);
+                draining = 0;
+            }
+        }
+        int r = next_frame(&in, &draining);
+        if (r == AVERROR_EOF) break;
+        if (r < 0) {
+            st = av_fail(err, path, "cannot decode", r);
+            goto done;
+        }
+        int64_t pts = in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? in.frame->best_effort_timestamp : in.frame->pts;
+        cur = pts != AV_NOPTS_VALUE ? (int64_t)llround((double)(pts - t0) * tb * native) : cur + 1;
+        while (k < n && want[k] < cur) k++; /* a wanted index with no frame of its own: skip */
+        if (k < n && want[k] == cur) {
+            media_image *img = NULL;
+            if ((st = frame_to_rgb(&in, rotate, path, lim, &img, err)) != NVL_OK) goto done;
+            img->index = cur;
+            img->timestamp = pts != AV_NOPTS_VALUE ? (double)(pts - t0) * tb : (double)cur / native;
+            f->frames[f->n++] = img;
+            k++;
+            while (k < n && want[k] == cur) k++;
+        }
+        av_frame_unref(in.frame);
+    }
+    if (f->n == 0) {
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frame could be decoded", path);
+        goto done;
+    }
+    f->width = f->frames[0]->width;
+    f->height = f->frames[0]->height;
+    *out = f;
+    f = NULL;
+done:
+    nvl_free(want);
+    media_frames_free(f);
+    av_in_close(&in);
+    return st;
+}
+
+#else
+nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
+                                     const media_limits *lim, media_image **out, nvl_err *err) {
+    (void)buf, (void)len, (void)lim;
+    *out = NULL;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: this format needs FFmpeg, which is not built into this nanovl", name);
+}
+nvl_status media_video_sample(const char *path, const media_video_params *p, const media_limits *lim,
+                              media_frames **out, nvl_err *err) {
+    (void)p, (void)lim;
+    *out = NULL;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: video support is not built into this nanovl", path);
+}
+#endif
