@@ -149,9 +149,10 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
                                    has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_POINT, NULL, NULL, NULL);
     if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
                                      av_get_pix_fmt_name(f->format));
-    /* colour matrix: the stream's, else BT.601 below 720 lines and BT.709 from 720 up */
+    /* colour matrix: the stream's; when unspecified swscale's default (BT.601), which is what
+     * OpenCV and PyAV decode with, i.e. what the model's reference pipelines fed it */
     int cs = f->colorspace;
-    if (cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RESERVED) cs = f->height >= 720 ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M;
+    if (cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RESERVED) cs = SWS_CS_DEFAULT;
     const int *coef = sws_getCoefficients(cs);
     sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG, sws_getCoefficients(SWS_CS_DEFAULT), 1,
                              0, 1 << 16, 1 << 16);

@@ -141,6 +141,27 @@ static nvl_status try_video(const char *path, const char *rel, int check_gold) {
         TEST_CHECK(ok_t, "%s: sampled frame timestamps differ from ffprobe's", rel);
         TEST_CHECK(f->frames[0]->width == gnum(g, "width") && f->frames[0]->height == gnum(g, "height"),
                    "%s: frame %dx%d", rel, f->frames[0]->width, f->frames[0]->height);
+        /* pixels against PyAV (rgb24): 16x16 block means per channel. Both convert with
+         * swscale and the same matrix (observed: equal to 5e-4); the 2.0-level tolerance leaves
+         * room for other FFmpeg builds' chroma upsampling, averaged by the block means. */
+        const cJSON *bm = cJSON_GetObjectItemCaseSensitive(g, "pyav_block_means");
+        for (int i = 0; bm && i < f->n && i < cJSON_GetArraySize(bm); i++) {
+            const media_image *im = f->frames[i];
+            const int H = im->height / 16 * 16, W = im->width / 16 * 16, bh = H / 16, bw = W / 16;
+            float mine[768], ref[768];
+            for (int by = 0; by < 16; by++)
+                for (int bx = 0; bx < 16; bx++)
+                    for (int c = 0; c < 3; c++) {
+                        double sum = 0;
+                        for (int y = by * bh; y < (by + 1) * bh; y++)
+                            for (int x = bx * bw; x < (bx + 1) * bw; x++) sum += im->rgb[(size_t)y * im->stride + (size_t)x * 3 + (size_t)c];
+                        mine[(by * 16 + bx) * 3 + c] = (float)(sum / (bh * bw));
+                        ref[(by * 16 + bx) * 3 + c] = (float)cJSON_GetArrayItem(cJSON_GetArrayItem(bm, i), (by * 16 + bx) * 3 + c)->valuedouble;
+                    }
+            char what[300];
+            snprintf(what, sizeof what, "%s frame %lld vs PyAV", rel, (long long)im->index);
+            test_compare_f32(what, mine, ref, 768, 2.0, 0.0, 1e-3);
+        }
     }
     media_frames_free(f);
     return NVL_OK;

@@ -6,7 +6,8 @@
 - PDFs: pdfinfo page count and page sizes (pt, after rotation), pdftocairo -r 50 page 1 size
   and the sha256 of its pixels;
 - videos: ffprobe -count_frames frame count and rate, the sampled indices by the model.md §6.1
-  rule computed with numpy.linspace, and those frames' timestamps from ffprobe.
+  rule computed with numpy.linspace, those frames' timestamps from ffprobe, and (short videos)
+  PyAV's rgb24 pixels of those frames as 16x16 block means per channel.
 
     tests/reference/.venv/bin/python tests/reference/gen_media_goldens.py
 """
@@ -114,8 +115,20 @@ def video_golden(path, fps=2.0, max_frames=128):
     ts = [float(x.strip(",")) for x in t.stdout.split() if x.strip(",")]
     ts.sort()
     t0 = ts[0] if ts else 0.0
-    return {"total": total, "fps": native, "width": s["width"], "height": s["height"], "indices": idx,
-            "timestamps": [round(ts[i] - t0, 6) for i in idx]}
+    g = {"total": total, "fps": native, "width": s["width"], "height": s["height"], "indices": idx,
+         "timestamps": [round(ts[i] - t0, 6) for i in idx]}
+    if total <= 1000 and s["width"] >= 16 and s["height"] >= 16:  # PyAV pixels of the sampled frames, as 16x16 block means per channel
+        import av
+        want, thumbs = set(idx), {}
+        with av.open(path) as c:
+            for k, fr in enumerate(c.decode(video=0)):
+                if k in want:
+                    a = fr.to_ndarray(format="rgb24").astype(np.float64)
+                    H, W = a.shape[0] // 16 * 16, a.shape[1] // 16 * 16
+                    b = a[:H, :W].reshape(16, H // 16, 16, W // 16, 3).mean(axis=(1, 3))
+                    thumbs[k] = np.round(b, 3).reshape(-1).tolist()
+        g["pyav_block_means"] = [thumbs[i] for i in idx if i in thumbs]
+    return g
 
 
 def main():
