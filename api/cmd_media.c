@@ -134,7 +134,7 @@ int cmd_render(int argc, char **argv) {
         media_pdf *pdf = NULL;
         int *list = NULL, n = 0;
         if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK ||
-            media_parse_page_range(pages, media_pdf_page_count(pdf), &list, &n, &err) != NVL_OK) {
+            media_pdf_select_pages(pdf, pages, &list, &n, &err) != NVL_OK) {
             fprintf(stderr, "nanovl render: %s\n", err.msg);
             media_pdf_close(pdf);
             return 1;

@@ -111,6 +111,11 @@ nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long
 /* The page's text layer (UTF-8, possibly empty). *text nvl_malloc'ed. */
 nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_err *err);
 
+/* Pages of pdf selected by spec (see media_parse_page_range), refused with NVL_ERR_LIMIT when
+ * more than the open's media_limits.max_pages. */
+nvl_status media_pdf_select_pages(const media_pdf *pdf, const char *spec, int **pages, int *n,
+                                  nvl_err *err);
+
 /* "1-3,7,10-" (1-based, ascending or not, duplicates removed in order of appearance) over
  * n_pages pages into 0-based *pages (nvl_malloc'ed). NULL or "" = all pages. */
 nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, int *n, nvl_err *err);

@@ -166,6 +166,19 @@ nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long
     return st;
 }
 
+nvl_status media_pdf_select_pages(const media_pdf *pdf, const char *spec, int **pages, int *n,
+                                  nvl_err *err) {
+    nvl_status st = media_parse_page_range(spec, pdf->n_pages, pages, n, err);
+    if (st == NVL_OK && *n > pdf->lim.max_pages) {
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %d pages selected, above the limit of %d (choose pages with a range)",
+                         pdf->name, *n, pdf->lim.max_pages);
+        nvl_freep(pages);
+        *n = 0;
+    }
+    if (st == NVL_ERR_INVALID_ARG && err) nvl_err_prefix(err, "%s", pdf->name);
+    return st;
+}
+
 nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_err *err) {
     *text = NULL;
     PopplerPage *p = NULL;
@@ -195,6 +208,12 @@ nvl_status media_pdf_page_size(const media_pdf *pdf, int page, double *w, double
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "PDF support is not built into this nanovl");
 }
 char *media_pdf_page_label(const media_pdf *pdf, int page) { (void)pdf, (void)page; return NULL; }
+nvl_status media_pdf_select_pages(const media_pdf *pdf, const char *spec, int **pages, int *n, nvl_err *err) {
+    (void)pdf, (void)spec;
+    *pages = NULL;
+    *n = 0;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "PDF support is not built into this nanovl");
+}
 nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long_side,
                             media_image **out, nvl_err *err) {
     (void)pdf, (void)page, (void)dpi, (void)long_side;

@@ -275,6 +275,21 @@ static void test_limits(void) {
     TEST_CHECK(f && f->n == 3, "max_frames cap: %d frames", f ? f->n : -1);
     media_frames_free(f);
     TEST_EQ_INT(media_video_sample("/nonexistent/v.mp4", NULL, NULL, &f, &err), NVL_ERR_NOT_FOUND);
+    /* page cap */
+    const char *mp = test_shared_path("media/pdf/multi_page.pdf");
+    if (mp) {
+        lim = media_limits_default();
+        lim.max_pages = 2;
+        media_pdf *pdf = NULL;
+        int *pages = NULL, n = 0;
+        TEST_EQ_INT(media_pdf_open(&pdf, mp, NULL, &lim, &err), NVL_OK);
+        TEST_EQ_INT(media_pdf_select_pages(pdf, NULL, &pages, &n, &err), NVL_ERR_LIMIT);
+        TEST_CONTAINS(err.msg, "5 pages selected, above the limit of 2");
+        TEST_EQ_INT(media_pdf_select_pages(pdf, "2,4", &pages, &n, &err), NVL_OK);
+        TEST_EQ_INT(n, 2);
+        nvl_free(pages);
+        media_pdf_close(pdf);
+    }
     TEST_EQ_INT(media_decode_image((const uint8_t *)"hello", 5, "text.txt", NULL, &img, &err), NVL_ERR_UNSUPPORTED);
     TEST_CONTAINS(err.msg, "text.txt: not a recognised image format");
 }
