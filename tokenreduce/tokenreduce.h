@@ -8,7 +8,9 @@
 
 #include <stdint.h>
 
+#include "base/safetensors.h"
 #include "base/status.h"
+#include "base/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,6 +21,37 @@ extern "C" {
  * X (n, g, g, c), out (n, g/2, g/2, 4c). g must be even. out must not alias X. */
 nvl_status tokred_pixel_shuffle_f32(float *out, const float *x, int64_t n, int64_t g, int64_t c,
                                     nvl_err *err);
+
+// ---------------------------------------------------------------------------
+// mlp1 projector (model.md §4.2): RMSNorm (eps 1e-5, weight multiplied in f32), Linear,
+// squared ReLU, Linear. Weights `mlp1.0.weight` (4C), `mlp1.1.weight` (hidden, 4C),
+// `mlp1.3.weight` (n_embd, hidden), used as stored.
+
+typedef struct tokred_projector {
+    nvl_tensor norm;   /* (in) */
+    nvl_tensor fc1;    /* (hidden, in) */
+    nvl_tensor fc2;    /* (out, hidden) */
+    int64_t in, hidden, out;
+    float eps;
+} tokred_projector;
+
+/* Binds the projector from a checkpoint (prefix "mlp1."), checking shapes against each other
+ * and against in_expected (4 x ViT width; 0 = do not check) and out_expected (the LM's n_embd;
+ * 0 = do not check). Views stay valid while ck is open. */
+nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, int64_t in_expected,
+                                 int64_t out_expected, nvl_err *err);
+/* y (n, out) = mlp1(x (n, in)); scratch of n * hidden floats is allocated per call. */
+nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n,
+                                nvl_err *err);
+
+// ---------------------------------------------------------------------------
+// EVS: efficient video sampling (model.md §6.4). E (F, T, D): F frames of T tokens of the
+// projector output. dis[f, t] = 1 - cos(E[f, t], E[f-1, t]) for f >= 1, 255 for frame 0;
+// keep_n = max(T, (int)(T * F * (1 - q))); the keep_n largest dis (stable: ties to the lower
+// flat index) are kept, in original order. With round_bf16 the cosine and 1 - cos are rounded
+// to bf16 as torch does for bf16 embeddings. keep (F*T) gets 1/0, kept_per_frame (F) counts.
+nvl_status tokred_evs_mask(const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
+                           uint8_t *keep, int *kept_per_frame, nvl_err *err);
 
 #ifdef __cplusplus
 }
