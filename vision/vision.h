@@ -51,6 +51,28 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const struct cJSON *
 nvl_status vision_vit_shape_from_checkpoint(vision_vl_config *vc, const nvl_checkpoint *ck,
                                             nvl_err *err);
 
+// ---------------------------------------------------------------------------
+// Preprocessing (model.md §5.2-§5.3)
+
+/* The tile grid of an image: cols x rows tiles (cols across the width), chosen among
+ * 1 <= cols * rows <= max_tiles by closest aspect ratio, ties by the InternVL area rule. */
+void vision_tile_grid(int width, int height, int max_tiles, int tile_size, int *cols, int *rows);
+
+/* Resizes RGB8 src (sw x sh, stride sstride) to dst (dw x dh, tightly packed) with
+ * antialiased bicubic (a = -0.5, align_corners=False) as torch.nn.functional.interpolate(...,
+ * mode="bicubic", antialias=True) does on uint8: separable, horizontal pass first, fixed-point
+ * weights, each pass rounded and clamped to uint8 (bit-exact against torch in the tests). */
+nvl_status vision_resize_bicubic_aa(const uint8_t *src, int sw, int sh, size_t sstride, uint8_t *dst,
+                                    int dw, int dh, nvl_err *err);
+
+/* Cuts an RGB8 image into the model's tiles: resize to (tile*cols) x (tile*rows), tiles in
+ * row-major order, plus a tile_size^2 thumbnail of the whole image last when use_thumbnail and
+ * more than one tile; each tile normalised ((x/255 - mean) / std) into CHW f32.
+ * *tiles (n, 3, tile, tile) is nvl_malloc'ed; *n_tiles counts the thumbnail. */
+nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t stride,
+                             const vision_vl_config *vc, int max_tiles, float **tiles, int *n_tiles,
+                             int *cols, int *rows, nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif
