@@ -73,6 +73,28 @@ nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t s
                              const vision_vl_config *vc, int max_tiles, float **tiles, int *n_tiles,
                              int *cols, int *rows, nvl_err *err);
 
+// ---------------------------------------------------------------------------
+// RADIO ViT forward (model.md §3): patch embedding (no bias) + position table resized
+// bilinearly (align_corners=False) to the tile's patch grid, prefix (cls + register) tokens,
+// pre-norm blocks (LayerNorm, fused qkv with bias, softmax attention without mask, exact-erf
+// GELU MLP), no final norm; prefix tokens dropped at the end.
+
+typedef struct vision_model vision_model;
+
+/* dir: a VL checkpoint directory (config.json + safetensors with vision_model.radio_model.*).
+ * The head count comes from vision_config.num_attention_heads, else from the timm model name
+ * in vision_config.args.model (vit_huge / vit_large -> 16, vit_base -> 12). Every tensor of
+ * every block is checked (presence, shape, float dtype) and refused by name. */
+nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err);
+void vision_model_free(vision_model *m);
+const vision_vl_config *vision_model_config(const vision_model *m);
+/* Patch-grid side of one tile (image_size / patch_size) and ViT width. */
+int64_t vision_model_grid(const vision_model *m);
+int64_t vision_model_width(const vision_model *m);
+
+/* tiles (n, 3, S, S) normalised -> features (n, G*G, width), row-major patch order. */
+nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,84 @@
+/* RADIO ViT forward against transformers' RadioModel (tests/reference/gen_vision_goldens.py):
+ * features of three 64x64 tiles through 3 blocks, with the 16x16 position table resized to the
+ * 4x4 grid and 8 prefix tokens dropped. Tolerance: f32 on both sides, different summation orders
+ * (BLAS, SDPA vs our loops) over 768-wide patch projections and 3 blocks: atol 1e-4, rtol 1e-3,
+ * NMSE <= 1e-9. Broken checkpoints (missing tensor, wrong shape) are refused by name. */
+#include "base/alloc.h"
+#include "base/mapped_file.h"
+#include "base/safetensors.h"
+#include "st_writer.h"
+#include "vision.h"
+#include "test_util.h"
+
+/* Copies tiny_radio into dir, dropping `drop` or growing the first dimension of `grow`. */
+static void write_variant(const char *dir, const char *drop, const char *grow) {
+    mkdir(dir, 0755);
+    char p[700], *cfg = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof p, "%s/config.json", test_data_path("vision/tiny_radio"));
+    nvl_read_file(p, 1 << 20, &cfg, &len, NULL);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    test_write_file(p, cfg, len);
+    nvl_free(cfg);
+    nvl_checkpoint *ck = NULL;
+    nvl_checkpoint_open(&ck, test_data_path("vision/tiny_radio"), NULL);
+    st_writer w;
+    st_writer_init(&w);
+    for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
+        const nvl_st_entry *e = nvl_checkpoint_entry(ck, i);
+        if (drop && !strcmp(e->name, drop)) continue;
+        int64_t shape[8];
+        memcpy(shape, e->shape, sizeof shape);
+        size_t bytes = e->end - e->begin;
+        void *buf = calloc(1, bytes * 2 + 8);
+        memcpy(buf, e->data, bytes);
+        if (grow && !strcmp(e->name, grow)) {
+            bytes = bytes / (size_t)shape[0] * (size_t)(shape[0] + 1);
+            shape[0]++;
+        }
+        st_writer_add(&w, e->name, nvl_dtype_name(e->dtype), e->n_dims, shape, buf, bytes);
+        free(buf);
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    st_writer_save(&w, p, NULL);
+    st_writer_free(&w);
+    nvl_checkpoint_close(ck);
+}
+
+int main(void) {
+    nvl_err err = {0};
+    nvl_checkpoint *g = NULL;
+    if (nvl_checkpoint_open(&g, test_data_path("vision/vit_golden.safetensors"), &err) != NVL_OK) test_skip("%s", err.msg);
+    int64_t live0 = nvl_alloc_count();
+    vision_model *m = NULL;
+    TEST_EQ_INT(vision_model_init(&m, test_data_path("vision/tiny_radio"), &err), NVL_OK);
+    if (!m) {
+        fprintf(stderr, "%s\n", err.msg);
+        return test_report();
+    }
+    TEST_EQ_INT(vision_model_grid(m), 4);
+    TEST_EQ_INT(vision_model_width(m), 64);
+    TEST_EQ_INT(vision_model_config(m)->vit_num_prefix, 8);
+    nvl_tensor tiles, feats;
+    nvl_checkpoint_get(g, "tiles", &tiles, &err);
+    nvl_checkpoint_get(g, "features", &feats, &err);
+    float *out = malloc(3 * 16 * 64 * sizeof(float));
+    TEST_EQ_INT(vision_encode(m, tiles.data, 3, out, &err), NVL_OK);
+    test_compare_f32("ViT features vs RadioModel", out, feats.data, 3 * 16 * 64, 1e-4, 1e-3, 1e-9);
+    free(out);
+    vision_model_free(m);
+
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/missing", test_tmpdir());
+    write_variant(dir, "vision_model.radio_model.model.blocks.1.mlp.fc2.bias", NULL);
+    TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_NOT_FOUND);
+    TEST_CONTAINS(err.msg, "missing vision tensor 'vision_model.radio_model.model.blocks.1.mlp.fc2.bias'");
+    snprintf(dir, sizeof dir, "%s/shape", test_tmpdir());
+    write_variant(dir, NULL, "vision_model.radio_model.model.blocks.2.attn.qkv.weight");
+    TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_SHAPE);
+    TEST_CONTAINS(err.msg, "blocks.2.attn.qkv.weight' has shape [193, 64], expected [192, 64]");
+    TEST_CHECK(m == NULL, "model returned on failure");
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    nvl_checkpoint_close(g);
+    return test_report();
+}
