@@ -31,6 +31,9 @@ static const char *k_usage =
     "  media-info FILE    format, pages (sizes, labels, text layer), video frames, image size\n"
     "  render FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N]\n"
     "                     PNGs of what the model will see (pages, image, sampled frames)\n"
+    "  embed --model DIR FILE [-o DIR] [--max-tiles N] [--evs Q]\n"
+    "                     run only the vision path; write tiles, ViT, pixel-shuffle, projector\n"
+    "                     (and EVS mask) outputs with an index.json\n"
     "  version            print the version and what this build supports\n"
     "  help               this text\n"
     "\n"
@@ -111,6 +114,7 @@ static const struct command {
     {"tokenize", cmd_tokenize},
     {"media-info", cmd_media_info},
     {"render", cmd_render},
+    {"embed", cmd_embed},
     {"version", cmd_version},
     {"help", cmd_help},
 };

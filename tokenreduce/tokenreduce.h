@@ -11,6 +11,7 @@
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "base/tensor.h"
+#include "vision.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,6 +53,15 @@ nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float
 // to bf16 as torch does for bf16 embeddings. keep (F*T) gets 1/0, kept_per_frame (F) counts.
 nvl_status tokred_evs_mask(const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
                            uint8_t *keep, int *kept_per_frame, nvl_err *err);
+
+// ---------------------------------------------------------------------------
+// The vision path for a batch of tiles: ViT -> pixel shuffle -> mlp1.
+
+/* tiles (n, 3, S, S) normalised -> out (n * (G/2)^2, pr->out) LLM-space rows, tiles in order.
+ * With NANOVL_DUMP_DIR set, writes tiles, vit_features, pixel_shuffle and projector
+ * (kernels/base/dump.h). */
+nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr, const float *tiles, int n,
+                              float *out, nvl_err *err);
 
 #ifdef __cplusplus
 }

@@ -161,6 +161,23 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
     nvl_free(table);
     if (pe.dtype == NVL_DTYPE_BF16) /* the reference casts the resized table to the model dtype */
         for (int64_t i = 0; i < m->G * m->G * W; i++) m->pos[i] = nvl_round_bf16(m->pos[i]);
+    /* the checkpoint's own normalisation buffers must agree with the config the preprocessor uses */
+    for (int k = 0; k < 2; k++) {
+        const char *bn = k ? "vision_model.radio_model.input_conditioner.norm_std" : "vision_model.radio_model.input_conditioner.norm_mean";
+        const float *cfgv = k ? m->vc.norm_std : m->vc.norm_mean;
+        nvl_tensor bt;
+        if (nvl_checkpoint_get(m->ck, bn, &bt, NULL) != NVL_OK) continue;
+        if (nvl_tensor_numel(&bt) != 3) {
+            st = nvl_err_set(err, NVL_ERR_SHAPE, "vision tensor '%s' has %lld elements, expected 3", bn, (long long)nvl_tensor_numel(&bt));
+            goto fail;
+        }
+        for (int c = 0; c < 3; c++)
+            if (fabsf(nvl_tensor_get_f32(&bt, c) - cfgv[c]) > 1e-5f * fabsf(cfgv[c]) + 1e-6f) {
+                st = nvl_err_set(err, NVL_ERR_CONFIG, "%s[%d] is %.8g but config.json says %.8g", bn, c,
+                                 (double)nvl_tensor_get_f32(&bt, c), (double)cfgv[c]);
+                goto fail;
+            }
+    }
     cJSON_Delete(root);
     *out = m;
     return NVL_OK;

@@ -3,10 +3,11 @@
 bilinear resize runs, exact-erf GELU, LayerNorm eps 1e-6, qkv with bias, no final norm), saved
 under the published V2 names (model.md §3.4, §12.3) with a VL config.json.
 
-Writes tests/data/vision/tiny_radio/{config.json, model.safetensors} and
+Writes tests/data/vision/tiny_radio/{config.json, model.safetensors (+ a random mlp1)} and
 tests/data/vision/vit_golden.safetensors: tiles (3, 3, 64, 64) normalised input, features
-(3, 16, 64) = last_hidden_state without the 8 prefix tokens, and hidden.{i} (3, 24, 64) after
-block i.
+(3, 16, 64) = last_hidden_state without the 8 prefix tokens, hidden.{i} (3, 24, 64) after
+block i, and embeddings (3, 4, 96) = Omni pixel_shuffle + projector (this checkpoint's mlp1) of
+the features.
 
     tests/reference/.venv/bin/python tests/reference/gen_vision_goldens.py
 """
@@ -69,7 +70,13 @@ def main():
         out = model(tiles, output_hidden_states=True)
     d = os.path.join(OUT, "tiny_radio")
     os.makedirs(d, exist_ok=True)
-    save_file(to_published(dict(model.state_dict()), 3), os.path.join(d, "model.safetensors"))
+    tensors = to_published(dict(model.state_dict()), 3)
+    # an mlp1 projector (random) so the whole vision path runs on this checkpoint:
+    # 4 x 64 -> 128 -> 96 (the width of a future tiny VL language model)
+    tensors["mlp1.0.weight"] = (1 + 0.2 * torch.randn(256, generator=g)).contiguous()
+    tensors["mlp1.1.weight"] = (0.1 * torch.randn(128, 256, generator=g)).contiguous()
+    tensors["mlp1.3.weight"] = (0.1 * torch.randn(96, 128, generator=g)).contiguous()
+    save_file(tensors, os.path.join(d, "model.safetensors"))
     config = {"architectures": ["NemotronH_Nano_VL_V2"], "model_type": "NemotronH_Nano_VL_V2",
               "force_image_size": 64, "patch_size": 16, "downsample_ratio": 0.5, "ps_version": "v2",
               "use_thumbnail": True, "norm_mean": MEAN, "norm_std": STD, "vit_hidden_size": 64,
@@ -77,6 +84,17 @@ def main():
                                 "num_hidden_layers": 3, "patch_size": 16, "layer_norm_eps": 1e-6}}
     json.dump(config, open(os.path.join(d, "config.json"), "w"), indent=2)
     gold = {"tiles": tiles.contiguous(), "features": out.features.contiguous()}
+    # the whole vision path: pixel shuffle + projector of transformers' Nemotron Omni code on
+    # RadioModel's features, with this checkpoint's mlp1
+    from transformers.models.nemotron_h_omni.modeling_nemotron_h_omni import (
+        NemotronH_Omni_Reasoning_V3, NemotronH_Omni_Reasoning_V3MultiModalProjector)
+    proj = NemotronH_Omni_Reasoning_V3MultiModalProjector(256, 128, 96, bias=False, eps=1e-5).eval()
+    with torch.no_grad():
+        proj.layer_norm.weight.copy_(tensors["mlp1.0.weight"])
+        proj.linear_1.weight.copy_(tensors["mlp1.1.weight"])
+        proj.linear_2.weight.copy_(tensors["mlp1.3.weight"])
+        shuffled = NemotronH_Omni_Reasoning_V3.pixel_shuffle(None, out.features.reshape(3, 4, 4, 64), 0.5)
+        gold["embeddings"] = proj(shuffled.reshape(3, 4, 256)).contiguous()
     for i, h in enumerate(out.hidden_states[1:]):
         gold[f"hidden.{i}"] = h.contiguous()
     save_file(gold, os.path.join(OUT, "vit_golden.safetensors"))

@@ -7,6 +7,8 @@
 #include "base/mapped_file.h"
 #include "base/safetensors.h"
 #include "st_writer.h"
+#include "base/dump.h"
+#include "tokenreduce.h"
 #include "vision.h"
 #include "test_util.h"
 
@@ -66,6 +68,35 @@ int main(void) {
     TEST_EQ_INT(vision_encode(m, tiles.data, 3, out, &err), NVL_OK);
     test_compare_f32("ViT features vs RadioModel", out, feats.data, 3 * 16 * 64, 1e-4, 1e-3, 1e-9);
     free(out);
+    /* the whole path (ViT -> pixel shuffle -> mlp1) against the reference composition, with the
+     * intermediates dumped and indexed */
+    nvl_checkpoint *ck = NULL;
+    tokred_projector pr;
+    TEST_EQ_INT(nvl_checkpoint_open(&ck, test_data_path("vision/tiny_radio"), &err), NVL_OK);
+    TEST_EQ_INT(tokred_projector_bind(&pr, ck, 256, 96, &err), NVL_OK);
+    nvl_tensor emb;
+    TEST_EQ_INT(nvl_checkpoint_get(g, "embeddings", &emb, &err), NVL_OK);
+    char dump[600];
+    snprintf(dump, sizeof dump, "%s/dump", test_tmpdir());
+    nvl_dump_set_dir(dump);
+    float *e = malloc(3 * 4 * 96 * sizeof(float));
+    TEST_EQ_INT(tokred_embed_tiles(m, &pr, tiles.data, 3, e, &err), NVL_OK);
+    test_compare_f32("vision path embeddings vs reference", e, emb.data, 3 * 4 * 96, 1e-4, 1e-3, 1e-9);
+    nvl_dump_set_dir(NULL);
+    char p[700], *idx = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof p, "%s/index.json", dump);
+    TEST_EQ_INT(nvl_read_file(p, 1 << 20, &idx, &len, &err), NVL_OK);
+    if (idx) {
+        TEST_CONTAINS(idx, "\"name\": \"vit_features\", \"file\": \"vit_features.bin\", \"dtype\": \"F32\", \"shape\": [3, 16, 64]");
+        TEST_CONTAINS(idx, "\"name\": \"projector\"");
+    }
+    nvl_free(idx);
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/pixel_shuffle.bin", dump);
+    TEST_CHECK(stat(p, &sb) == 0 && sb.st_size == 3 * 4 * 256 * 4, "pixel_shuffle.bin size");
+    free(e);
+    nvl_checkpoint_close(ck);
     vision_model_free(m);
 
     char dir[600];

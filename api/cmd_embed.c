@@ -1,0 +1,147 @@
+/* `nanovl embed --model DIR FILE`: runs only the vision path (media -> tiles -> RADIO -> pixel
+ * shuffle -> mlp1, and EVS for videos) and writes every intermediate with an index.json, so a
+ * run can be diffed against a reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/dump.h"
+#include "commands.h"
+#include "media.h"
+#include "tokenreduce.h"
+#include "vision.h"
+
+static const char *k_usage =
+    "usage: nanovl embed --model DIR FILE [-o DIR] [--max-tiles N] [--page P] [--fps F] [--max-frames N] [--evs Q]\n"
+    "  writes tiles, vit_features, pixel_shuffle, projector (and evs_keep for videos) as raw\n"
+    "  little-endian files with index.json into -o DIR (default: $NANOVL_DUMP_DIR, else ./nanovl-embed)\n";
+
+int cmd_embed(int argc, char **argv) {
+    const char *model = getenv("NANOVL_MODEL"), *file = NULL, *outdir = NULL;
+    int max_tiles = 0, page = 1;
+    double evs = -1;
+    media_video_params vp = media_video_params_default();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) outdir = argv[++i];
+        else if (!strcmp(a, "--max-tiles") && v) max_tiles = atoi(argv[++i]);
+        else if (!strcmp(a, "--page") && v) page = atoi(argv[++i]);
+        else if (!strcmp(a, "--fps") && v) vp.fps = atof(argv[++i]);
+        else if (!strcmp(a, "--max-frames") && v) vp.max_frames = atoi(argv[++i]);
+        else if (!strcmp(a, "--evs") && v) evs = atof(argv[++i]);
+        else if (!file && a[0] != '-') file = a;
+        else {
+            fprintf(stderr, "nanovl embed: unknown argument '%s'\n%s", a, k_usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || !file) {
+        fputs(k_usage, stderr);
+        return EXIT_USAGE;
+    }
+    nvl_dump_set_dir(outdir ? outdir : nvl_dump_dir() ? nvl_dump_dir() : "nanovl-embed");
+    nvl_err err = {0};
+    vision_model *vm = NULL;
+    nvl_checkpoint *ck = NULL;
+    tokred_projector pr;
+    media_image *img = NULL;
+    media_frames *frames = NULL;
+    float *tiles = NULL, *emb = NULL;
+    int rc = 1, n = 0;
+    if (vision_model_init(&vm, model, &err) != NVL_OK || nvl_checkpoint_open(&ck, model, &err) != NVL_OK ||
+        tokred_projector_bind(&pr, ck, 4 * vision_model_width(vm), 0, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl embed: %s: %s\n", model, err.msg);
+        goto done;
+    }
+    const vision_vl_config *vc = vision_model_config(vm);
+    if (max_tiles <= 0) max_tiles = (int)vc->max_num_tiles;
+    uint8_t head[1024];
+    FILE *f = fopen(file, "rb");
+    size_t hn = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    enum media_kind kind = media_sniff(head, hn);
+    const int64_t S = vc->image_size, G = vision_model_grid(vm), Q = (G / 2) * (G / 2);
+    if (kind == MEDIA_KIND_VIDEO) {
+        if (media_video_sample(file, &vp, NULL, &frames, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl embed: %s\n", err.msg);
+            goto done;
+        }
+        n = frames->n;
+        tiles = nvl_malloc((size_t)n * 3 * (size_t)(S * S) * sizeof(float));
+        if (!tiles) goto done;
+        for (int i = 0; i < n; i++) { /* one tile per frame, no thumbnail (model.md §6.2) */
+            float *t = NULL;
+            int nt = 0;
+            if (vision_make_tiles(frames->frames[i]->rgb, frames->frames[i]->width, frames->frames[i]->height,
+                                  frames->frames[i]->stride, vc, 1, &t, &nt, NULL, NULL, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl embed: %s\n", err.msg);
+                goto done;
+            }
+            memcpy(tiles + (size_t)i * 3 * S * S, t, (size_t)(3 * S * S) * sizeof(float));
+            nvl_free(t);
+        }
+    } else {
+        if (kind == MEDIA_KIND_PDF) {
+            media_pdf *pdf = NULL;
+            if (media_pdf_open(&pdf, file, NULL, NULL, &err) != NVL_OK ||
+                media_pdf_render(pdf, page - 1, 0, 0, &img, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl embed: %s\n", err.msg);
+                media_pdf_close(pdf);
+                goto done;
+            }
+            media_pdf_close(pdf);
+        } else {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            nvl_status st = media_read_file(file, NULL, &buf, &len, &err);
+            if (st == NVL_OK) st = media_decode_image(buf, len, file, NULL, &img, &err);
+            nvl_free(buf);
+            if (st != NVL_OK) {
+                fprintf(stderr, "nanovl embed: %s\n", err.msg);
+                goto done;
+            }
+        }
+        int cols = 0, rows = 0;
+        if (vision_make_tiles(img->rgb, img->width, img->height, img->stride, vc, max_tiles, &tiles, &n, &cols, &rows, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl embed: %s\n", err.msg);
+            goto done;
+        }
+        printf("image %dx%d -> grid %dx%d%s = %d tiles\n", img->width, img->height, cols, rows,
+               n > cols * rows ? " + thumbnail" : "", n);
+    }
+    emb = nvl_malloc((size_t)(n * Q * pr.out) * sizeof(float));
+    if (!emb || tokred_embed_tiles(vm, &pr, tiles, n, emb, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl embed: %s\n", err.msg[0] ? err.msg : "out of memory");
+        goto done;
+    }
+    printf("%d %s -> %lld tokens of width %lld\n", n, frames ? "frames" : "tiles", (long long)(n * Q), (long long)pr.out);
+    if (frames) {
+        const double q = evs >= 0 ? evs : vc->video_pruning_rate;
+        uint8_t *keep = nvl_malloc((size_t)(n * Q));
+        int *per = nvl_malloc((size_t)n * sizeof *per);
+        if (!keep || !per || tokred_evs_mask(emb, n, Q, pr.out, q, 0, keep, per, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl embed: EVS: %s\n", err.msg);
+            nvl_free(keep);
+            nvl_free(per);
+            goto done;
+        }
+        nvl_dump("evs_keep", NVL_DTYPE_U8, 2, (int64_t[]){n, Q}, keep);
+        printf("EVS q=%.2f kept per frame:", q);
+        for (int i = 0; i < n; i++) printf(" %d", per[i]);
+        printf("\n");
+        nvl_free(keep);
+        nvl_free(per);
+    }
+    printf("intermediates: %s/index.json\n", nvl_dump_dir());
+    rc = 0;
+done:
+    nvl_free(tiles);
+    nvl_free(emb);
+    media_image_free(img);
+    media_frames_free(frames);
+    nvl_checkpoint_close(ck);
+    vision_model_free(vm);
+    return rc;
+}

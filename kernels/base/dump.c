@@ -1,0 +1,68 @@
+/* NANOVL_DUMP_DIR intermediates: raw files and a JSON index rewritten after every tensor. */
+#include "dump.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+#define DUMP_MAX 256
+
+static char g_dir[1024];
+static int g_dir_set = 0;
+static struct {
+    char name[128];
+    nvl_dtype dtype;
+    int n_dims;
+    int64_t shape[NVL_MAX_DIMS];
+} g_index[DUMP_MAX];
+static int g_n = 0;
+
+void nvl_dump_set_dir(const char *dir) {
+    if (dir) snprintf(g_dir, sizeof g_dir, "%s", dir);
+    g_dir_set = dir != NULL;
+    g_n = 0;
+}
+
+const char *nvl_dump_dir(void) {
+    if (g_dir_set) return g_dir;
+    const char *e = getenv("NANOVL_DUMP_DIR");
+    return e && *e ? e : NULL;
+}
+
+void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shape, const void *data) {
+    const char *dir = nvl_dump_dir();
+    if (!dir) return;
+    mkdir(dir, 0755);
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    size_t n = nvl_dtype_size(dtype);
+    for (int i = 0; i < n_dims; i++) n *= (size_t)shape[i];
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) NVL_LOG_WARN("dump: cannot write %s\n", path);
+    if (f) fclose(f);
+    int k = 0;
+    while (k < g_n && strcmp(g_index[k].name, name)) k++;
+    if (k == g_n) {
+        if (g_n == DUMP_MAX) return;
+        g_n++;
+    }
+    snprintf(g_index[k].name, sizeof g_index[k].name, "%s", name);
+    g_index[k].dtype = dtype;
+    g_index[k].n_dims = n_dims;
+    for (int i = 0; i < n_dims && i < NVL_MAX_DIMS; i++) g_index[k].shape[i] = shape[i];
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "{\"byte_order\": \"little\", \"tensors\": [\n");
+    for (int i = 0; i < g_n; i++) {
+        fprintf(f, "  {\"name\": \"%s\", \"file\": \"%s.bin\", \"dtype\": \"%s\", \"shape\": [", g_index[i].name,
+                g_index[i].name, nvl_dtype_name(g_index[i].dtype));
+        for (int d = 0; d < g_index[i].n_dims; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)g_index[i].shape[d]);
+        fprintf(f, "]}%s\n", i + 1 < g_n ? "," : "");
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+}

@@ -1,0 +1,32 @@
+/* The vision path for tiles: RADIO features -> pixel shuffle (v2) -> mlp1, with intermediates
+ * dumped on request. */
+#include "base/alloc.h"
+#include "base/dump.h"
+#include "tokenreduce.h"
+
+nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr, const float *tiles, int n,
+                              float *out, nvl_err *err) {
+    const int64_t G = vision_model_grid(vm), W = vision_model_width(vm), S = vision_model_config(vm)->image_size;
+    const int64_t P = G * G, Q = (G / 2) * (G / 2);
+    if (pr->in != 4 * W)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "projector input %lld does not match 4 x ViT width %lld", (long long)pr->in,
+                           (long long)W);
+    float *feat = nvl_malloc((size_t)(n * P * W) * sizeof(float));
+    float *shuf = nvl_malloc((size_t)(n * P * W) * sizeof(float));
+    nvl_status st = NVL_OK;
+    if (!feat || !shuf) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "vision path: out of memory for %d tiles", n);
+        goto done;
+    }
+    nvl_dump("tiles", NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, tiles);
+    if ((st = vision_encode(vm, tiles, n, feat, err)) != NVL_OK) goto done;
+    nvl_dump("vit_features", NVL_DTYPE_F32, 3, (int64_t[]){n, P, W}, feat);
+    if ((st = tokred_pixel_shuffle_f32(shuf, feat, n, G, W, err)) != NVL_OK) goto done;
+    nvl_dump("pixel_shuffle", NVL_DTYPE_F32, 3, (int64_t[]){n, Q, 4 * W}, shuf);
+    if ((st = tokred_projector_run(pr, out, shuf, n * Q, err)) != NVL_OK) goto done;
+    nvl_dump("projector", NVL_DTYPE_F32, 3, (int64_t[]){n, Q, pr->out}, out);
+done:
+    nvl_free(feat);
+    nvl_free(shuf);
+    return st;
+}
