@@ -194,6 +194,7 @@ static void add_bias(float *y, const nvl_tensor *b, int64_t rows, int64_t cols) 
 
 static void layernorm(float *y, const float *x, const nvl_tensor *w, const nvl_tensor *b, int64_t rows, int64_t C,
                       float eps) {
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * C;
         double mean = 0, var = 0;
@@ -212,9 +213,11 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
     float *x = nvl_malloc((size_t)(T * W) * sizeof(float));
     float *h = nvl_malloc((size_t)(T * (F > 3 * W ? F : 3 * W)) * sizeof(float));
     float *a = nvl_malloc((size_t)(T * (pp > W ? pp : W)) * sizeof(float));
-    float *sc = nvl_malloc((size_t)T * sizeof(float));
+    float *sc = nvl_malloc((size_t)(T * T) * sizeof(float));
+    float *qh = nvl_malloc((size_t)(T * D) * sizeof(float)), *kh = nvl_malloc((size_t)(T * D) * sizeof(float));
+    float *vt = nvl_malloc((size_t)(T * D) * sizeof(float)), *oh = nvl_malloc((size_t)(T * D) * sizeof(float));
     nvl_status st = NVL_OK;
-    if (!x || !h || !a || !sc) {
+    if (!x || !h || !a || !sc || !qh || !kh || !vt || !oh) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory for a tile of %lld tokens", (long long)T);
         goto done;
     }
@@ -236,33 +239,37 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
             layernorm(a, x, &b->n1w, &b->n1b, T, W, 1e-6f);
             if ((st = kern_cpu_matmul(h, a, &b->qkv_w, T, err)) != NVL_OK) goto done;
             add_bias(h, &b->qkv_b, T, 3 * W);
-            /* attention, all tokens see all tokens of the tile; output into a */
-            for (int64_t hh = 0; hh < H; hh++)
+            /* attention, all tokens see all tokens of the tile, per head as two GEMMs on the
+             * CPU matmul kernels: scores = q k^T (k as the "weight"), out = softmax(scores) v
+             * (v^T as the "weight"); output into a */
+            for (int64_t hh = 0; hh < H; hh++) {
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t d = 0; d < D; d++) {
+                        qh[i * D + d] = h[i * 3 * W + hh * D + d] * scale;
+                        kh[i * D + d] = h[i * 3 * W + W + hh * D + d];
+                        vt[d * T + i] = h[i * 3 * W + 2 * W + hh * D + d];
+                    }
+                nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
+                nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
+                if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) goto done;
+#pragma omp parallel for schedule(static)
                 for (int64_t i = 0; i < T; i++) {
-                    const float *q = h + i * 3 * W + hh * D;
-                    float mx = -INFINITY;
-                    for (int64_t j = 0; j < T; j++) {
-                        const float *k = h + j * 3 * W + W + hh * D;
-                        float s = 0;
-                        for (int64_t d = 0; d < D; d++) s += q[d] * k[d];
-                        sc[j] = s * scale;
-                        if (sc[j] > mx) mx = sc[j];
-                    }
-                    float sum = 0;
-                    for (int64_t j = 0; j < T; j++) sum += (sc[j] = expf(sc[j] - mx));
-                    float *o = a + i * W + hh * D;
-                    for (int64_t d = 0; d < D; d++) o[d] = 0;
-                    for (int64_t j = 0; j < T; j++) {
-                        const float *v = h + j * 3 * W + 2 * W + hh * D, pj = sc[j] / sum;
-                        for (int64_t d = 0; d < D; d++) o[d] += pj * v[d];
-                    }
+                    float *row = sc + i * T, mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
+                    for (int64_t j = 0; j < T; j++) sum += (row[j] = expf(row[j] - mx));
+                    const float inv = 1.0f / sum;
+                    for (int64_t j = 0; j < T; j++) row[j] *= inv;
                 }
+                if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) goto done;
+                for (int64_t i = 0; i < T; i++) memcpy(a + i * W + hh * D, oh + i * D, (size_t)D * sizeof(float));
+            }
             if ((st = kern_cpu_matmul(h, a, &b->proj_w, T, err)) != NVL_OK) goto done;
             add_bias(h, &b->proj_b, T, W);
             for (int64_t i = 0; i < T * W; i++) x[i] += h[i];
             layernorm(a, x, &b->n2w, &b->n2b, T, W, 1e-6f);
             if ((st = kern_cpu_matmul(h, a, &b->fc1_w, T, err)) != NVL_OK) goto done;
             add_bias(h, &b->fc1_b, T, F);
+#pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < T * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
             if ((st = kern_cpu_matmul(a, h, &b->fc2_w, T, err)) != NVL_OK) goto done;
             add_bias(a, &b->fc2_b, T, W);
@@ -275,5 +282,9 @@ done:
     nvl_free(h);
     nvl_free(a);
     nvl_free(sc);
+    nvl_free(qh);
+    nvl_free(kh);
+    nvl_free(vt);
+    nvl_free(oh);
     return st;
 }

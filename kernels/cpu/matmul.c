@@ -19,7 +19,8 @@
 #include <omp.h>
 #endif
 
-#define MM_BLOCK_N 16 /* weight rows widened per step: 16 x K floats stay in L2 for K <= 16K */
+#define MM_BLOCK_N 16
+#define MM_ROWS 32 /* x rows per block: 32 x 5120 floats = 640 KB, about one core's L2 */ /* weight rows widened per step: 16 x K floats stay in L2 for K <= 16K */
 
 void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t M) {
     const int64_t N = w->shape[0], K = w->shape[1];
@@ -274,15 +275,20 @@ nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_
         const size_t rs = (size_t)K * nvl_dtype_size(w->dtype); /* bytes per weight row */
         const unsigned char *wb = w->data;
         const int64_t n_tiles = (N + 3) / 4;
-        /* threads split the weight rows in tiles of 4; each tile is streamed from memory once
-         * and stays in L1/L2 while every row of x passes over it */
+        /* rows of x in blocks that stay in L2 (MM_ROWS x K floats); inside a block, threads split
+         * the weight rows in tiles of 4, each streamed once per block. Decode (M = 1) reads the
+         * weights exactly once. */
+        for (int64_t m0 = 0; m0 < M; m0 += MM_ROWS) {
+            const int64_t mb = (M - m0) < MM_ROWS ? (M - m0) : MM_ROWS;
 #pragma omp parallel for schedule(static) if (N * K > 32768)
-        for (int64_t t = 0; t < n_tiles; t++) {
-            const int64_t n = t * 4;
-            if (n + 4 <= N)
-                kk.t4(y + n, N, x, wb + (size_t)n * rs, rs, w->dtype, K, M);
-            else
-                for (int64_t r = n; r < N; r++) kk.t1(y + r, N, x, wb + (size_t)r * rs, rs, w->dtype, K, M);
+            for (int64_t t = 0; t < n_tiles; t++) {
+                const int64_t n = t * 4;
+                if (n + 4 <= N)
+                    kk.t4(y + m0 * N + n, N, x + m0 * K, wb + (size_t)n * rs, rs, w->dtype, K, mb);
+                else
+                    for (int64_t r = n; r < N; r++)
+                        kk.t1(y + m0 * N + r, N, x + m0 * K, wb + (size_t)r * rs, rs, w->dtype, K, mb);
+            }
         }
         return NVL_OK;
     }
