@@ -26,6 +26,13 @@ typedef struct tol {
     double state_atol, state_rtol, state_nmse;
 } tol;
 
+static int count_and_stop_at_3(int32_t tok, const float *logits, void *user) {
+    struct cb_state { int n; int32_t seen[8]; } *c = user;
+    (void)logits;
+    c->seen[c->n++] = tok;
+    return c->n == 3;
+}
+
 static const float *gold(nvl_checkpoint *g, const char *name, int64_t *n) {
     nvl_tensor t;
     if (nvl_checkpoint_get(g, name, &t, NULL) != NVL_OK) return NULL;
@@ -174,6 +181,29 @@ static void run_config(const char *name, const tol *tl, int strict_greedy) {
     int same = 1;
     for (int64_t i = 0; i < n_out && strict_greedy; i++) same &= outk[i] == greedy[i];
     TEST_CHECK(same, "%s: llm_generate greedy differs from the reference", name);
+    /* streaming callback sees every token; a non-zero return stops; cancel flag stops */
+    TEST_EQ_INT(llm_state_restore(ctx, snap, &err), NVL_OK);
+    struct cb_state { int n; int32_t seen[8]; } cbs = {0};
+    gp.on_token = count_and_stop_at_3;
+    gp.user = &cbs;
+    TEST_EQ_INT(llm_generate(ctx, NULL, 0, &gp, outk, 8, &n_out, &err), NVL_ERR_CANCELLED);
+    TEST_EQ_INT(n_out, 3);
+    TEST_EQ_INT(cbs.n, 3);
+    TEST_CHECK(!strict_greedy || (cbs.seen[0] == greedy[0] && cbs.seen[2] == greedy[2]), "%s: streamed tokens", name);
+    TEST_EQ_INT(llm_state_restore(ctx, snap, &err), NVL_OK);
+    volatile int cancel = 1;
+    gp.on_token = NULL;
+    gp.cancel = &cancel;
+    TEST_EQ_INT(llm_generate(ctx, NULL, 0, &gp, outk, 8, &n_out, &err), NVL_ERR_CANCELLED);
+    TEST_EQ_INT(n_out, 0);
+    gp.cancel = NULL;
+    /* a stop id ends generation after emitting it */
+    TEST_EQ_INT(llm_state_restore(ctx, snap, &err), NVL_OK);
+    const int32_t stop1 = (int32_t)greedy[1];
+    gp.stop_ids = &stop1;
+    gp.n_stop = 1;
+    TEST_EQ_INT(llm_generate(ctx, NULL, 0, &gp, outk, 8, &n_out, &err), NVL_OK);
+    if (strict_greedy) TEST_CHECK(n_out == 2 && outk[1] == stop1, "%s: stop id: %lld tokens", name, (long long)n_out);
     /* context limit */
     TEST_EQ_INT(llm_prefill(ctx, prompt, 60, NULL, NULL, &err), NVL_ERR_LIMIT);
     TEST_CONTAINS(err.msg, "context full");
