@@ -14,6 +14,7 @@
 
 #define VIT_PREFIX "vision_model.radio_model.model."
 #define VIT_MAX_BLOCKS 64
+#define VIT_TILE_BATCH 4 /* tiles per GEMM pass: RADIO-H activations ~0.4 GB at 4 tiles */
 
 typedef struct vit_block {
     nvl_tensor n1w, n1b, n2w, n2b; /* (W) */
@@ -210,72 +211,82 @@ static void layernorm(float *y, const float *x, const nvl_tensor *w, const nvl_t
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
     const int64_t W = m->W, F = m->F, H = m->H, D = W / H, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
-    float *x = nvl_malloc((size_t)(T * W) * sizeof(float));
-    float *h = nvl_malloc((size_t)(T * (F > 3 * W ? F : 3 * W)) * sizeof(float));
-    float *a = nvl_malloc((size_t)(T * (pp > W ? pp : W)) * sizeof(float));
+    const int64_t B = n < VIT_TILE_BATCH ? n : VIT_TILE_BATCH; /* tiles per pass */
+    const int64_t R = B * T;                                   /* token rows per pass */
+    float *x = nvl_malloc((size_t)(R * W) * sizeof(float));
+    float *h = nvl_malloc((size_t)(R * (F > 3 * W ? F : 3 * W)) * sizeof(float));
+    float *a = nvl_malloc((size_t)(R * (pp > W ? pp : W)) * sizeof(float));
     float *sc = nvl_malloc((size_t)(T * T) * sizeof(float));
     float *qh = nvl_malloc((size_t)(T * D) * sizeof(float)), *kh = nvl_malloc((size_t)(T * D) * sizeof(float));
     float *vt = nvl_malloc((size_t)(T * D) * sizeof(float)), *oh = nvl_malloc((size_t)(T * D) * sizeof(float));
     nvl_status st = NVL_OK;
     if (!x || !h || !a || !sc || !qh || !kh || !vt || !oh) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory for a tile of %lld tokens", (long long)T);
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory for %lld tiles of %lld tokens", (long long)B, (long long)T);
         goto done;
     }
     const float scale = 1.0f / sqrtf((float)D);
-    for (int t = 0; t < n; t++) {
-        const float *img = tiles + (size_t)t * 3 * S * S;
-        /* patchify: token py*G+px, feature c*p*p + yy*p + xx */
-        for (int64_t py = 0; py < G; py++)
-            for (int64_t px = 0; px < G; px++)
-                for (int64_t c = 0; c < 3; c++)
-                    for (int64_t yy = 0; yy < p; yy++)
-                        memcpy(a + (py * G + px) * pp + c * p * p + yy * p, img + (c * S + py * p + yy) * S + px * p,
-                               (size_t)p * sizeof(float));
-        if ((st = kern_cpu_matmul(x + K * W, a, &m->embed, P, err)) != NVL_OK) goto done;
-        for (int64_t i = 0; i < P * W; i++) x[K * W + i] += m->pos[i];
-        nvl_convert_to_f32(x, m->prefix.data, m->prefix.dtype, (size_t)(K * W));
+    for (int64_t t0 = 0; t0 < n; t0 += B) {
+        const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
+        /* patchify every tile of the pass: token py*G+px, feature c*p*p + yy*p + xx */
+        for (int64_t t = 0; t < nb; t++) {
+            const float *img = tiles + (size_t)(t0 + t) * 3 * S * S;
+            for (int64_t py = 0; py < G; py++)
+                for (int64_t px = 0; px < G; px++)
+                    for (int64_t c = 0; c < 3; c++)
+                        for (int64_t yy = 0; yy < p; yy++)
+                            memcpy(a + (t * P + py * G + px) * pp + c * p * p + yy * p,
+                                   img + (c * S + py * p + yy) * S + px * p, (size_t)p * sizeof(float));
+        }
+        if ((st = kern_cpu_matmul(h, a, &m->embed, nb * P, err)) != NVL_OK) goto done; /* (nb*P, W) */
+        for (int64_t t = 0; t < nb; t++) {
+            float *xt = x + t * T * W;
+            nvl_convert_to_f32(xt, m->prefix.data, m->prefix.dtype, (size_t)(K * W));
+            for (int64_t i = 0; i < P * W; i++) xt[K * W + i] = h[t * P * W + i] + m->pos[i];
+        }
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
-            layernorm(a, x, &b->n1w, &b->n1b, T, W, 1e-6f);
-            if ((st = kern_cpu_matmul(h, a, &b->qkv_w, T, err)) != NVL_OK) goto done;
-            add_bias(h, &b->qkv_b, T, 3 * W);
-            /* attention, all tokens see all tokens of the tile, per head as two GEMMs on the
-             * CPU matmul kernels: scores = q k^T (k as the "weight"), out = softmax(scores) v
-             * (v^T as the "weight"); output into a */
-            for (int64_t hh = 0; hh < H; hh++) {
-                for (int64_t i = 0; i < T; i++)
-                    for (int64_t d = 0; d < D; d++) {
-                        qh[i * D + d] = h[i * 3 * W + hh * D + d] * scale;
-                        kh[i * D + d] = h[i * 3 * W + W + hh * D + d];
-                        vt[d * T + i] = h[i * 3 * W + 2 * W + hh * D + d];
+            layernorm(a, x, &b->n1w, &b->n1b, rows, W, 1e-6f);
+            if ((st = kern_cpu_matmul(h, a, &b->qkv_w, rows, err)) != NVL_OK) goto done;
+            add_bias(h, &b->qkv_b, rows, 3 * W);
+            /* attention within each tile, per head as two GEMMs on the CPU matmul kernels:
+             * scores = q k^T (k as the "weight"), out = softmax(scores) v (v^T as the "weight") */
+            for (int64_t t = 0; t < nb; t++)
+                for (int64_t hh = 0; hh < H; hh++) {
+                    const float *ht = h + t * T * 3 * W;
+                    for (int64_t i = 0; i < T; i++)
+                        for (int64_t d = 0; d < D; d++) {
+                            qh[i * D + d] = ht[i * 3 * W + hh * D + d] * scale;
+                            kh[i * D + d] = ht[i * 3 * W + W + hh * D + d];
+                            vt[d * T + i] = ht[i * 3 * W + 2 * W + hh * D + d];
+                        }
+                    nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
+                    nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
+                    if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) goto done;
+#pragma omp parallel for schedule(static)
+                    for (int64_t i = 0; i < T; i++) {
+                        float *row = sc + i * T, mx = -INFINITY, sum = 0;
+                        for (int64_t j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
+                        for (int64_t j = 0; j < T; j++) sum += (row[j] = expf(row[j] - mx));
+                        const float inv = 1.0f / sum;
+                        for (int64_t j = 0; j < T; j++) row[j] *= inv;
                     }
-                nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
-                nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
-                if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) goto done;
-#pragma omp parallel for schedule(static)
-                for (int64_t i = 0; i < T; i++) {
-                    float *row = sc + i * T, mx = -INFINITY, sum = 0;
-                    for (int64_t j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-                    for (int64_t j = 0; j < T; j++) sum += (row[j] = expf(row[j] - mx));
-                    const float inv = 1.0f / sum;
-                    for (int64_t j = 0; j < T; j++) row[j] *= inv;
+                    if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) goto done;
+                    for (int64_t i = 0; i < T; i++) memcpy(a + (t * T + i) * W + hh * D, oh + i * D, (size_t)D * sizeof(float));
                 }
-                if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) goto done;
-                for (int64_t i = 0; i < T; i++) memcpy(a + i * W + hh * D, oh + i * D, (size_t)D * sizeof(float));
-            }
-            if ((st = kern_cpu_matmul(h, a, &b->proj_w, T, err)) != NVL_OK) goto done;
-            add_bias(h, &b->proj_b, T, W);
-            for (int64_t i = 0; i < T * W; i++) x[i] += h[i];
-            layernorm(a, x, &b->n2w, &b->n2b, T, W, 1e-6f);
-            if ((st = kern_cpu_matmul(h, a, &b->fc1_w, T, err)) != NVL_OK) goto done;
-            add_bias(h, &b->fc1_b, T, F);
+            if ((st = kern_cpu_matmul(h, a, &b->proj_w, rows, err)) != NVL_OK) goto done;
+            add_bias(h, &b->proj_b, rows, W);
+            for (int64_t i = 0; i < rows * W; i++) x[i] += h[i];
+            layernorm(a, x, &b->n2w, &b->n2b, rows, W, 1e-6f);
+            if ((st = kern_cpu_matmul(h, a, &b->fc1_w, rows, err)) != NVL_OK) goto done;
+            add_bias(h, &b->fc1_b, rows, F);
 #pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < T * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
-            if ((st = kern_cpu_matmul(a, h, &b->fc2_w, T, err)) != NVL_OK) goto done;
-            add_bias(a, &b->fc2_b, T, W);
-            for (int64_t i = 0; i < T * W; i++) x[i] += a[i];
+            for (int64_t i = 0; i < rows * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
+            if ((st = kern_cpu_matmul(a, h, &b->fc2_w, rows, err)) != NVL_OK) goto done;
+            add_bias(a, &b->fc2_b, rows, W);
+            for (int64_t i = 0; i < rows * W; i++) x[i] += a[i];
         }
-        memcpy(features + (size_t)t * P * W, x + K * W, (size_t)(P * W) * sizeof(float));
+        for (int64_t t = 0; t < nb; t++)
+            memcpy(features + (size_t)(t0 + t) * P * W, x + (t * T + K) * W, (size_t)(P * W) * sizeof(float));
     }
 done:
     nvl_free(x);
