@@ -9,6 +9,7 @@
  * fraction of the measured bandwidth, plus peak RSS. Excluded: tokenization, sampling (greedy
  * argmax only), file writing. Random weights run exactly as fast as real ones (dense model).
  */
+#include "bench_util.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +43,6 @@ static const shape k_shapes[] = {
      128, 20480, 128, 80, 128, 8},
 };
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- synthetic checkpoint ---------------------------------------------------------------- */
 
@@ -156,7 +152,7 @@ static double read_bandwidth_gbs(void) {
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
     double best = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = now(), sum = 0;
+        double t0 = bench_now(), sum = 0;
         /* 16 independent accumulators per thread so the loop vectorises and is bound by memory,
          * not by the latency of one add chain */
 #pragma omp parallel for reduction(+ : sum) schedule(static)
@@ -167,7 +163,7 @@ static double read_bandwidth_gbs(void) {
                 for (int j = 0; j < 16; j++) acc[j] += p[i + j];
             for (int j = 0; j < 16; j++) sum += acc[j];
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (sum < 0) printf("impossible\n");
         double gbs = (double)(n * sizeof *a) / dt / 1e9;
         if (gbs > best) best = gbs;
@@ -253,18 +249,18 @@ int main(int argc, char **argv) {
     /* warm the page cache / mapping with one token, then measure */
     llm_decode(ctx, 1, &err);
     llm_context_reset(ctx);
-    double t0 = now();
+    double t0 = bench_now();
     if (llm_prefill(ctx, prompt, n_prompt, NULL, NULL, &err) != NVL_OK) {
         fprintf(stderr, "prefill: %s\n", err.msg);
         return 1;
     }
-    double t_prefill = now() - t0;
+    double t_prefill = bench_now() - t0;
     int tok = argmax(llm_logits(ctx), hp->n_vocab);
     double *step = malloc((size_t)n_decode * sizeof *step);
     for (int i = 0; i < n_decode; i++) {
-        double a = now();
+        double a = bench_now();
         llm_decode(ctx, tok, &err);
-        step[i] = now() - a;
+        step[i] = bench_now() - a;
         tok = argmax(llm_logits(ctx), hp->n_vocab);
     }
     /* median step time */

@@ -5,6 +5,7 @@
  *                                    ../shared/media/video/long_180p_av1.mp4)
  * Reports wall time of open + render of every page (median of 3), and of one full sampling
  * call (median of 3), plus peak RSS. */
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -12,15 +13,6 @@
 
 #include "media.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     if (argc != 3) {
@@ -31,7 +23,7 @@ int main(int argc, char **argv) {
     double tp[3], tv[3];
     int pages = 0, frames = 0, w = 0, h = 0;
     for (int r = 0; r < 3; r++) {
-        double a = now();
+        double a = bench_now();
         media_pdf *pdf = NULL;
         if (media_pdf_open(&pdf, argv[1], NULL, NULL, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
@@ -48,8 +40,8 @@ int main(int argc, char **argv) {
             media_image_free(img);
         }
         media_pdf_close(pdf);
-        tp[r] = now() - a;
-        a = now();
+        tp[r] = bench_now() - a;
+        a = bench_now();
         media_frames *f = NULL;
         if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
@@ -57,10 +49,10 @@ int main(int argc, char **argv) {
         }
         frames = f->n;
         media_frames_free(f);
-        tv[r] = now() - a;
+        tv[r] = bench_now() - a;
     }
-    qsort(tp, 3, sizeof *tp, cmpd);
-    qsort(tv, 3, sizeof *tv, cmpd);
+    qsort(tp, 3, sizeof *tp, bench_cmp_double);
+    qsort(tv, 3, sizeof *tv, bench_cmp_double);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("| PDF %s: %d pages at %dx%d (default long side %d) | %.3f s | %.1f pages/s |\n", argv[1], pages, w, h,

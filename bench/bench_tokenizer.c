@@ -5,6 +5,7 @@
  * Without TEXT_FILE the text is mixed prose generated
  * here deterministically (English, code, numbers, CJK, emoji), repeated to 1 MiB. Reports the
  * median of 3 runs each. Excluded: nothing (load includes reading and parsing the file). */
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,7 @@
 #include "base/mapped_file.h"
 #include "tokenizer.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -58,21 +50,21 @@ int main(int argc, char **argv) {
     int64_t n_ids = 0;
     for (int r = 0; r < 3; r++) {
         llm_tokenizer *t = NULL;
-        double a = now();
+        double a = bench_now();
         if (llm_tokenizer_load(&t, argv[1], &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        tl[r] = now() - a;
+        tl[r] = bench_now() - a;
         int32_t *ids = NULL;
-        a = now();
+        a = bench_now();
         llm_tokenizer_encode(t, text, len, &ids, &n_ids, &err);
-        te[r] = now() - a;
+        te[r] = bench_now() - a;
         nvl_free(ids);
         llm_tokenizer_free(t);
     }
-    qsort(tl, 3, sizeof *tl, cmpd);
-    qsort(te, 3, sizeof *te, cmpd);
+    qsort(tl, 3, sizeof *tl, bench_cmp_double);
+    qsort(te, 3, sizeof *te, bench_cmp_double);
     printf("| %s | %.3f s | %.2f MiB | %.3f s | %.1f MiB/s | %lld tokens |\n", argv[1], tl[1],
            (double)len / (1 << 20), te[1], (double)len / (1 << 20) / te[1], (long long)n_ids);
     nvl_free(text);

@@ -7,6 +7,7 @@
  * (config.json + model.safetensors, streamed to /tmp) goes through the normal loader. Reports
  * seconds per tile (the ViT only: preprocessing, pixel shuffle and projector excluded) and
  * peak RSS. */
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,6 @@
 #include "base/alloc.h"
 #include "vision.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t g_rng = 88172645463325252ULL;
 static uint16_t rnd_bf16(float scale) {
@@ -110,9 +106,9 @@ int main(int argc, char **argv) {
     float *tiles = malloc((size_t)n_tiles * 3 * S * S * sizeof(float));
     for (size_t i = 0; i < (size_t)n_tiles * 3 * S * S; i++) tiles[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     float *feat = malloc((size_t)n_tiles * G * G * W * sizeof(float));
-    double t0 = now();
+    double t0 = bench_now();
     if (vision_encode(m, tiles, n_tiles, feat, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double gflop = 2.0 * (double)n_tiles * (double)(G * G + 8) * (double)(L * (3 * W * W + W * W + 2 * W * F)) / 1e9 +
