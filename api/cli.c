@@ -20,6 +20,9 @@ static const char *k_usage =
     "usage: nanovl <command> [options]\n"
     "\n"
     "commands:\n"
+    "  ask [--model DIR] FILE... \"question\"\n"
+    "                     answer a question about images, PDFs and videos (streams the answer;\n"
+    "                     --pages, --max-tiles, --fps, --evs, --think/--no-think, --json; see ask --help)\n"
     "  inspect DIR        describe a checkpoint (architecture, layers, sizes, dtypes,\n"
     "                     quantization) and list every problem; exit 1 if unusable\n"
     "  generate --model DIR --ids \"1 2 3\"\n"
@@ -42,6 +45,8 @@ static const char *k_usage =
     "  -V, --version      version and build features\n"
     "\n"
     "examples:\n"
+    "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
+    "  nanovl ask --model tests/data/vl_tiny tests/data/media/made/image.bmp \"What is this?\" --max-tokens 8\n"
     "  nanovl inspect ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16\n"
     "  nanovl inspect tests/data/tiny_nemotron_h\n"
     "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
@@ -109,6 +114,7 @@ static const struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
 } k_commands[] = {
+    {"ask", cmd_ask},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},

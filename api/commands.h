@@ -11,5 +11,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_media_info(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
 
 #endif // API_COMMANDS_H
