@@ -57,11 +57,11 @@ int cmd_embed(int argc, char **argv) {
     }
     const vision_vl_config *vc = vision_model_config(vm);
     if (max_tiles <= 0) max_tiles = (int)vc->max_num_tiles;
-    uint8_t head[1024];
-    FILE *f = fopen(file, "rb");
-    size_t hn = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f) fclose(f);
-    enum media_kind kind = media_sniff(head, hn);
+    enum media_kind kind;
+    if (media_sniff_file(file, &kind, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl embed: %s\n", err.msg);
+        goto done;
+    }
     const int64_t S = vc->image_size, G = vision_model_grid(vm), Q = (G / 2) * (G / 2);
     if (kind == MEDIA_KIND_VIDEO) {
         if (media_video_sample(file, &vp, NULL, &frames, &err) != NVL_OK) {

@@ -165,19 +165,10 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     int32_t stop[18];
-    gp.n_stop = llm_model_stop_ids(m, stop, 16);
-    if (tok) { /* the chat format ends turns with <SPECIAL_12>; </s> also ends generation */
-        const char *names[] = {"<SPECIAL_12>", "</s>"};
-        for (int k = 0; k < 2; k++) {
-            int32_t id = llm_tokenizer_token_id(tok, names[k]);
-            int dup = id < 0;
-            for (int j = 0; j < gp.n_stop && !dup; j++) dup = stop[j] == id;
-            if (!dup) stop[gp.n_stop++] = id;
-        }
-        if (!print_ids) {
-            llm_detok_init(&detok, tok);
-            dc.detok = &detok;
-        }
+    gp.n_stop = llm_chat_stop_ids(m, tok, stop, 18);
+    if (tok && !print_ids) {
+        llm_detok_init(&detok, tok);
+        dc.detok = &detok;
     }
     gp.stop_ids = stop;
     dc.n_vocab = llm_model_hparams(m)->n_vocab;

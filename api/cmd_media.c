@@ -10,20 +10,6 @@
 #include "commands.h"
 #include "media.h"
 
-static enum media_kind sniff_file(const char *path, nvl_err *err, nvl_status *st) {
-    uint8_t head[1024];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
-                          strerror(errno));
-        return MEDIA_KIND_UNKNOWN;
-    }
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    *st = NVL_OK;
-    return media_sniff(head, n);
-}
-
 int cmd_media_info(int argc, char **argv) {
     const char *path = NULL, *password = NULL;
     for (int i = 0; i < argc; i++) {
@@ -39,9 +25,8 @@ int cmd_media_info(int argc, char **argv) {
         return EXIT_USAGE;
     }
     nvl_err err = {0};
-    nvl_status st;
-    enum media_kind k = sniff_file(path, &err, &st);
-    if (st != NVL_OK) {
+    enum media_kind k;
+    if (media_sniff_file(path, &k, &err) != NVL_OK) {
         fprintf(stderr, "nanovl media-info: %s\n", err.msg);
         return 1;
     }
@@ -122,11 +107,10 @@ int cmd_render(int argc, char **argv) {
     }
     mkdir(outdir, 0755);
     nvl_err err = {0};
-    nvl_status st;
-    enum media_kind k = sniff_file(path, &err, &st);
+    enum media_kind k;
     char out[4096];
     int rc = 0;
-    if (st != NVL_OK) {
+    if (media_sniff_file(path, &k, &err) != NVL_OK) {
         fprintf(stderr, "nanovl render: %s\n", err.msg);
         return 1;
     }

@@ -184,15 +184,8 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
     double t0 = now();
     /* media -> items (vision runs per item) */
     for (int f = 0; f < n_files && st == NVL_OK; f++) {
-        uint8_t head[1024];
-        FILE *fp = fopen(files[f], "rb");
-        if (!fp) {
-            st = nvl_err_set(err, NVL_ERR_NOT_FOUND, "cannot open '%s'", files[f]);
-            break;
-        }
-        size_t hn = fread(head, 1, sizeof head, fp);
-        fclose(fp);
-        enum media_kind k = media_sniff(head, hn);
+        enum media_kind k;
+        if ((st = media_sniff_file(files[f], &k, err)) != NVL_OK) break;
         if (k == MEDIA_KIND_PDF) {
             media_pdf *pdf = NULL;
             int *pages = NULL, np = 0;
@@ -302,14 +295,7 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
     }
     memcpy(res->first_logits, llm_logits(ctx), (size_t)V * sizeof(float));
     int32_t stop[18];
-    int n_stop = llm_model_stop_ids(e->lm, stop, 16);
-    const char *names[] = {"<SPECIAL_12>", "</s>"};
-    for (int k = 0; k < 2; k++) {
-        int32_t id = llm_tokenizer_token_id(e->tok, names[k]);
-        int dup = id < 0;
-        for (int j = 0; j < n_stop && !dup; j++) dup = stop[j] == id;
-        if (!dup) stop[n_stop++] = id;
-    }
+    const int n_stop = llm_chat_stop_ids(e->lm, e->tok, stop, 18);
     llm_generate_params gp = llm_generate_params_default();
     gp.max_tokens = p.max_tokens;
     gp.sampler = p.sampler;

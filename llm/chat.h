@@ -100,6 +100,12 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
                              llm_prompt *out, nvl_err *err);
 void llm_prompt_free(llm_prompt *p);
 
+struct llm_model;
+/* Stop ids for generation in the chat format: the checkpoint's (generation_config.json eos ids
+ * and config eos) plus the tokenizer's <SPECIAL_12> (end of turn) and </s>, without duplicates.
+ * Returns the count written (at most cap). */
+int llm_chat_stop_ids(const struct llm_model *m, const llm_tokenizer *tok, int32_t *ids, int cap);
+
 #ifdef __cplusplus
 }
 #endif

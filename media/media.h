@@ -39,6 +39,8 @@ enum media_kind {
 
 /* Format from the first bytes (at least 16 should be given when the file has them). */
 enum media_kind media_sniff(const uint8_t *buf, size_t len);
+/* Sniffs the first bytes of a file. @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO naming it. */
+nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err);
 const char *media_kind_name(enum media_kind k); /* "jpeg", "png", "pdf", ... "unknown" */
 /* Whether this build can decode k (its library was found at configure time). */
 int media_supports(enum media_kind k);

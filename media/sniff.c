@@ -1,4 +1,6 @@
 /* Format detection from magic bytes, and which formats this build decodes. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "media.h"
@@ -61,4 +63,17 @@ int media_supports(enum media_kind k) {
 #endif
     default: return 0;
     }
+}
+
+nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err) {
+    *kind = MEDIA_KIND_UNKNOWN;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
+                           strerror(errno));
+    uint8_t head[1024];
+    const size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    *kind = media_sniff(head, n);
+    return NVL_OK;
 }
