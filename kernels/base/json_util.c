@@ -47,6 +47,17 @@ static char *rewrite_python_literals(const char *s, size_t len) {
 nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err) {
     *out = NULL;
+    if (!memmem(text, len, "Infinity", 8) && !memmem(text, len, "NaN", 3)) {
+        /* no Python literals anywhere: parse in place (the common case, and the fast one for
+         * 30 MB tokenizer.json files) */
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+        if (!j)
+            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what,
+                               end ? (size_t)(end - text) : (size_t)0);
+        *out = j;
+        return NVL_OK;
+    }
     char *buf = rewrite_python_literals(text, len);
     if (!buf) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory parsing JSON", what);
     const char *end = NULL;
