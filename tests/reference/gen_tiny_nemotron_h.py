@@ -58,7 +58,15 @@ def main():
     print("config keys:", sorted(saved))
     idx = json.load(open(os.path.join(OUT, "model.safetensors.index.json")))
     names = sorted(idx["weight_map"])
-    print(len(names), "tensors; first:", names[:4], "last:", names[-3:])
+    print(len(names), "tensors in", len(set(idx["weight_map"].values())), "shards:")
+    for n in names:
+        print("  ", n, "->", idx["weight_map"][n])
+    # What transformers 5.23 writes (recorded in tests/reference/README.md; the C loader also
+    # accepts `model.` and `language_model.backbone.` prefixes). Fail loudly if this changes.
+    assert all(n.startswith("backbone.") or n == "lm_head.weight" for n in names), names
+    assert "backbone.embeddings.weight" in names
+    assert "layers_block_type" in saved and "hybrid_override_pattern" not in saved
+    assert len(set(idx["weight_map"].values())) >= 2
 
 
 if __name__ == "__main__":
