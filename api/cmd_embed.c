@@ -93,12 +93,7 @@ int cmd_embed(int argc, char **argv) {
             }
             media_pdf_close(pdf);
         } else {
-            uint8_t *buf = NULL;
-            size_t len = 0;
-            nvl_status st = media_read_file(file, NULL, &buf, &len, &err);
-            if (st == NVL_OK) st = media_decode_image(buf, len, file, NULL, &img, &err);
-            nvl_free(buf);
-            if (st != NVL_OK) {
+            if (media_decode_image_file(file, NULL, &img, &err) != NVL_OK) {
                 fprintf(stderr, "nanovl embed: %s\n", err.msg);
                 goto done;
             }

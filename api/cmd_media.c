@@ -70,18 +70,13 @@ int cmd_media_info(int argc, char **argv) {
         media_frames_free(f);
         return 0;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
     media_image *img = NULL;
-    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK ||
-        media_decode_image(buf, len, path, NULL, &img, &err) != NVL_OK) {
-        nvl_free(buf);
+    if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK) {
         fprintf(stderr, "nanovl media-info: %s\n", err.msg);
         return 1;
     }
     printf("image: %dx%d (after EXIF orientation)\n", img->width, img->height);
     media_image_free(img);
-    nvl_free(buf);
     return 0;
 }
 
@@ -157,19 +152,14 @@ int cmd_render(int argc, char **argv) {
         media_frames_free(f);
         return rc;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
     media_image *img = NULL;
     snprintf(out, sizeof out, "%s/image.png", outdir);
-    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK ||
-        media_decode_image(buf, len, path, NULL, &img, &err) != NVL_OK ||
-        media_image_write_png(img, out, &err) != NVL_OK) {
+    if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK || media_image_write_png(img, out, &err) != NVL_OK) {
         fprintf(stderr, "nanovl render: %s\n", err.msg);
         rc = 1;
     } else {
         printf("%s %dx%d\n", out, img->width, img->height);
     }
     media_image_free(img);
-    nvl_free(buf);
     return rc;
 }

@@ -219,15 +219,11 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
         if (k == MEDIA_KIND_VIDEO) {
             st = add_video(e, files[f], &p, &items[n_items++], err);
         } else {
-            uint8_t *buf = NULL;
-            size_t len = 0;
             media_image *img = NULL;
-            st = media_read_file(files[f], NULL, &buf, &len, err);
-            if (st == NVL_OK) st = media_decode_image(buf, len, files[f], NULL, &img, err);
+            st = media_decode_image_file(files[f], NULL, &img, err);
             tv = now();
             if (st == NVL_OK) st = add_image(e, img, &p, &items[n_items++], err);
             media_image_free(img);
-            nvl_free(buf);
         }
         res->t_vision += now() - tv;
     }

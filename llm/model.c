@@ -130,7 +130,6 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
         }
         if (!e) continue; /* optional (conv bias) */
         const char *nm = e->name;
-        const char *suffix = strrchr(s->name, '.');
         nvl_tensor t;
         if ((st = bind(m, nm, &t, err)) != NVL_OK) goto fail;
         if (s->layer < 0) {
@@ -144,7 +143,6 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
         const char *mix = strstr(nm, "mixer.");
         if (!mix) { L->norm = t; continue; }
         mix += 6;
-        (void)suffix;
         if (!strcmp(mix, "in_proj.weight")) L->in_proj = t;
         else if (!strcmp(mix, "out_proj.weight")) L->out_proj = t;
         else if (!strcmp(mix, "norm.weight")) L->ssm_norm = t;

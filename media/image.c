@@ -1,7 +1,10 @@
 /* media_image lifetime, limits, file reading, still-image dispatch, page ranges. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/mapped_file.h"
@@ -59,6 +62,30 @@ nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **
     if (st == NVL_ERR_LIMIT)
         nvl_err_set(err, st, "%s: file is larger than the limit of %zu bytes", path, lim->max_file_bytes);
     *buf = (uint8_t *)b;
+    return st;
+}
+
+nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *err) {
+    media_limits d = media_limits_default();
+    if (!lim) lim = &d;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
+                           strerror(errno));
+    if (!S_ISREG(st.st_mode)) return nvl_err_set(err, NVL_ERR_IO, "'%s' is not a regular file", path);
+    if ((uint64_t)st.st_size > lim->max_file_bytes)
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: file is larger than the limit of %zu bytes", path, lim->max_file_bytes);
+    if (access(path, R_OK) != 0) return nvl_err_set(err, NVL_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    return NVL_OK;
+}
+
+nvl_status media_decode_image_file(const char *path, const media_limits *lim, media_image **out, nvl_err *err) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    nvl_status st = media_read_file(path, lim, &buf, &len, err);
+    if (st == NVL_OK) st = media_decode_image(buf, len, path, lim, out, err);
+    nvl_free(buf);
     return st;
 }
 

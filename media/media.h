@@ -74,6 +74,13 @@ media_limits media_limits_default(void);
 nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **buf, size_t *len,
                            nvl_err *err);
 
+/* Checks that path is a readable regular file within lim->max_file_bytes, without reading it.
+ * @return NVL_OK, NVL_ERR_NOT_FOUND, NVL_ERR_IO or NVL_ERR_LIMIT naming the file. */
+nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *err);
+
+/* Reads and decodes a still-image file (media_read_file + media_decode_image). */
+nvl_status media_decode_image_file(const char *path, const media_limits *lim, media_image **out, nvl_err *err);
+
 /* Decodes a still image (JPEG, PNG; GIF first frame, WebP, BMP, TIFF through FFmpeg), format
  * sniffed from the bytes. EXIF orientation is applied to JPEG; alpha is composited on white;
  * 16-bit samples keep their high byte; gray, palette and CMYK become RGB. name labels errors.

@@ -26,12 +26,9 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     *out = NULL;
     media_limits d = media_limits_default();
     if (!lim) lim = &d;
-    uint8_t *probe = NULL;
-    size_t plen = 0;
     /* size cap and readability first, with our own messages */
-    nvl_status st = media_read_file(path, lim, &probe, &plen, err);
+    nvl_status st = media_check_file(path, lim, err);
     if (st != NVL_OK) return st;
-    nvl_free(probe);
     GError *gerr = NULL;
     char *abs = g_canonicalize_filename(path, NULL);
     char *uri = g_filename_to_uri(abs, NULL, &gerr);

@@ -254,10 +254,7 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
     if (!(p.fps > 0) || p.max_frames < 1)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: fps %g and max_frames %d must be positive", path, p.fps, p.max_frames);
     if (p.max_frames > lim->max_frames) p.max_frames = lim->max_frames;
-    uint8_t *probe = NULL;
-    size_t plen = 0;
-    nvl_status st = media_read_file(path, lim, &probe, &plen, err); /* size cap, readable */
-    nvl_free(probe);
+    nvl_status st = media_check_file(path, lim, err); /* size cap, readable */
     if (st != NVL_OK) return st;
     av_in in;
     media_frames *f = NULL;
