@@ -26,17 +26,34 @@ extern "C" {
 nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err);
 
 // ---------------------------------------------------------------------------
-// The engine: a whole VL checkpoint answering a question about files.
+// The engine: a whole VL checkpoint answering questions about files.
 //
 //   api_engine *e = NULL;
 //   st = api_engine_open(&e, "NVIDIA-Nemotron-Nano-12B-v2-VL-BF16/", &err);
+//   api_part parts[] = {{API_PART_MEDIA, .media = {.path = "report.pdf"}},
+//                       {API_PART_TEXT, .text = "What is the total?"}};
+//   api_message msg = {"user", parts, 2};
 //   api_ask_params p = api_ask_params_default();
-//   st = api_engine_ask(e, files, n_files, "What is the total?", &p, on_token, user, &res, &err);
+//   api_callbacks cb = {.on_text = print_piece, .user = NULL};
+//   st = api_engine_run(e, &msg, 1, &p, &cb, &res, &err);   // res.answer, res.reasoning, usage
 //   api_ask_result_free(&res); api_engine_close(e);
 //
 // Pipeline: media (images; PDF pages as images; video frames) -> tiles -> RADIO -> pixel
 // shuffle -> mlp1 (-> EVS for videos) -> Nano V2 chat prompt with <img><image>...</img> spans ->
 // prefill with the vision rows at the <image> positions -> generation.
+//
+// Context budget: when the media would not fit the context (max_context, else the checkpoint's
+// max_position_embeddings, else 131072) together with the text and max_tokens, the engine lowers
+// the tiles per image until it fits and says so through on_notice (and res.notice); when even
+// one tile per image does not fit it fails with NVL_ERR_LIMIT naming the numbers (ask about
+// fewer pages, or page by page).
+//
+// Prefix reuse: the engine keeps the state after the last media span of its previous request
+// (KV cache, Mamba states) with the media it saw. A later request whose prompt starts with the
+// same tokens and the same media (same file, size, mtime, page, render and sampling parameters)
+// restores that state and skips vision and the prefill of that prefix (res.n_cached).
+//
+// One request at a time per engine: api_engine is not thread-safe.
 
 typedef struct api_engine api_engine;
 
@@ -50,15 +67,81 @@ typedef struct api_ask_params {
     double evs;         /* video pruning rate q; < 0: the checkpoint's video_pruning_rate */
     int think;          /* -1: from the message (default on); 0 off; 1 on */
     int64_t max_tokens; /* default 1024 */
+    int64_t max_context;/* prompt + answer token budget; 0: the checkpoint's */
+    int no_cache;       /* 1: neither use nor keep the prefix state */
     llm_sampler_params sampler;
 } api_ask_params;
 api_ask_params api_ask_params_default(void);
+
+/* One media input: a file the engine reads, or bytes (PDF and video bytes go through a
+ * private temporary file). */
+typedef struct api_media {
+    const char *path;
+    const uint8_t *data;
+    size_t size;
+    const char *name;  /* label in errors and records (default: path, or "bytes") */
+    const char *pages; /* PDF pages for this file; NULL: params.pages */
+} api_media;
+
+enum api_part_kind { API_PART_TEXT = 0, API_PART_MEDIA = 1 };
+typedef struct api_part {
+    enum api_part_kind kind;
+    const char *text;  /* API_PART_TEXT */
+    api_media media;   /* API_PART_MEDIA: a PDF becomes one image per selected page */
+} api_part;
+
+typedef struct api_message {
+    const char *role;  /* "system", "user", "assistant" */
+    const api_part *parts;
+    int n_parts;
+} api_message;
+
+enum api_stage { API_STAGE_MEDIA = 0, API_STAGE_VISION, API_STAGE_PREFILL, API_STAGE_GENERATE };
+const char *api_stage_name(enum api_stage s); /* "media", "vision", "prefill", "generate" */
+
+typedef struct api_progress {
+    enum api_stage stage;
+    const char *item;  /* the file (and page) being worked on, or NULL */
+    int64_t done, total; /* images / frames / tokens; total 0 when unknown */
+    double elapsed_s;  /* since the stage began */
+} api_progress;
+
+typedef struct api_callbacks {
+    /* A piece of decoded text (complete UTF-8); reasoning = 1 inside the <think> part. Return
+     * non-zero to stop. */
+    int (*on_text)(const char *text, size_t n, int reasoning, void *user);
+    llm_token_fn on_token; /* every generated id (stop id included); non-zero stops */
+    void (*on_progress)(const api_progress *p, void *user);
+    void (*on_notice)(const char *msg, void *user);
+    void *user;
+    volatile int *cancel;  /* checked between images, frames, prefill slices and tokens */
+} api_callbacks;
+
+/* One image of the prompt (an image file, a PDF page) or one video. */
+typedef struct api_media_record {
+    char *name;               /* the file's label */
+    int page;                 /* 1-based PDF page; 0 otherwise */
+    int is_video;
+    int n_tiles;              /* image: tiles incl. thumbnail */
+    int n_frames;             /* video */
+    int *frame_tokens;        /* video: <image> tokens kept per frame (n_frames) */
+    double *frame_ts;         /* video: frame timestamps, seconds */
+    int64_t image_tokens;     /* <image> positions filled */
+    int cached;               /* came from the previous request's state */
+} api_media_record;
 
 typedef struct api_ask_result {
     int32_t *prompt_ids; int64_t n_prompt;   /* the prompt as fed (media expanded) */
     int32_t *ids; int64_t n_ids;             /* generated tokens */
     float *first_logits;                     /* (n_vocab) logits after the prompt */
+    char *answer;                            /* text after </think> (or all, reasoning off) */
+    char *reasoning;                         /* the <think> part; NULL with reasoning off */
+    const char *finish_reason;               /* "stop", "length", "cancelled" */
     int64_t n_image_tokens;                  /* <image> positions filled with vision rows */
+    int64_t n_cached;                        /* prompt tokens restored from the prefix state */
+    int max_tiles;                           /* tiles per image actually allowed */
+    char *notice;                            /* what the engine changed to fit (or NULL) */
+    api_media_record *media; int n_media;
     double t_media, t_vision, t_prefill, t_generate; /* seconds per stage */
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);
@@ -66,12 +149,29 @@ void api_ask_result_free(api_ask_result *r);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);
-/* on_token (may be NULL) gets every generated token; return non-zero to stop. */
+/* The context budget a request gets by default (see above). */
+int64_t api_engine_max_context(const api_engine *e);
+/* Drops the kept prefix state. */
+void api_engine_forget(api_engine *e);
+
+/* Answers the conversation msgs (the last message is usually the user's question).
+ * On NVL_ERR_CANCELLED res holds what was generated so far. Errors name the file. */
+nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
+                          const api_callbacks *cb, api_ask_result *res, nvl_err *err);
+
+/* Convenience: one user turn with files (media first) then the question. */
 nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, const char *question,
                           const api_ask_params *p, llm_token_fn on_token, void *user, api_ask_result *res,
                           nvl_err *err);
 /* The engine's tokenizer (valid while e lives), for streaming decode. */
 const struct llm_tokenizer *api_engine_tokenizer(const api_engine *e);
+
+/* Protocol and result JSON shared by `serve`, `batch` and `ask --json` (api/wire.c). */
+struct cJSON;
+/* {"answer", "reasoning", "finish_reason", "usage", "timings_s", "media", "notice"} */
+struct cJSON *api_result_to_json(const api_ask_result *r);
+/* Stable lower-case code for a status ("not_found", "format", "limit", ...). */
+const char *api_status_code(nvl_status st);
 
 #ifdef __cplusplus
 }

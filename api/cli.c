@@ -115,6 +115,7 @@ static const struct command {
     int (*fn)(int argc, char **argv);
 } k_commands[] = {
     {"ask", cmd_ask},
+    {"ocr", cmd_ocr},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},

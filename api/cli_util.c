@@ -2,9 +2,14 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "api.h"
 #include "base/alloc.h"
 
 char *cli_read_stdin(size_t *len) {
@@ -51,4 +56,121 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
         s = end;
     }
     return 1;
+}
+
+// ---------------------------------------------------------------------------
+// Shared model options
+
+const char *const cli_ask_options_help =
+    "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
+    "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
+    "  --evs Q               video token pruning rate 0..1 (default: the checkpoint's)\n"
+    "  --think | --no-think  reasoning on (default) or off\n"
+    "  --max-tokens N        (default 1024)              --temperature T --top-p P --top-k K --seed S\n"
+    "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n";
+
+static int num_ok(const char *v, double lo, double hi, double *out) {
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (!end || end == v || *end || d < lo || d > hi) return 0;
+    *out = d;
+    return 1;
+}
+
+int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char *cmd) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    static const struct { const char *name; double lo, hi; } k[] = {
+        {"--dpi", 1, 1200}, {"--long-side", 16, 16384}, {"--max-tiles", 1, 12}, {"--fps", 0.01, 240},
+        {"--max-frames", 1, 100000}, {"--evs", 0, 0.99}, {"--max-tokens", 1, 1e9}, {"--temperature", 0, 100},
+        {"--top-p", 0, 1}, {"--top-k", 0, 1e9}, {"--seed", 0, 1.8e19}, {"--max-context", 16, 1e9}, {"--min-p", 0, 1}};
+    if (!strcmp(a, "--think")) { p->think = 1; return 1; }
+    if (!strcmp(a, "--no-think")) { p->think = 0; return 1; }
+    if (!strcmp(a, "--no-cache")) { p->no_cache = 1; return 1; }
+    if (!strcmp(a, "--pages")) {
+        if (!v) { fprintf(stderr, "nanovl %s: --pages needs a value like 1-3,7\n", cmd); return -1; }
+        p->pages = v;
+        (*i)++;
+        return 1;
+    }
+    for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+        if (strcmp(a, k[j].name)) continue;
+        double d;
+        if (!v || !num_ok(v, k[j].lo, k[j].hi, &d)) {
+            fprintf(stderr, "nanovl %s: %s needs a number in %g..%g%s%s\n", cmd, a, k[j].lo, k[j].hi, v ? ", got " : "", v ? v : "");
+            return -1;
+        }
+        (*i)++;
+        switch (j) {
+        case 0: p->dpi = d; break;
+        case 1: p->long_side = (int)d; break;
+        case 2: p->max_tiles = (int)d; break;
+        case 3: p->fps = d; break;
+        case 4: p->max_frames = (int)d; break;
+        case 5: p->evs = d; break;
+        case 6: p->max_tokens = (int64_t)d; break;
+        case 7: p->sampler.temperature = (float)d; break;
+        case 8: p->sampler.top_p = (float)d; break;
+        case 9: p->sampler.top_k = (int)d; break;
+        case 10: p->sampler.seed = strtoull(v, NULL, 10); break;
+        case 11: p->max_context = (int64_t)d; break;
+        case 12: p->sampler.min_p = (float)d; break;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Progress
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *p, int force) {
+    memset(p, 0, sizeof *p);
+    p->on = force >= 0 ? force : isatty(STDERR_FILENO);
+}
+
+void cli_progress_show(cli_progress *p, int always, const char *fmt, ...) {
+    if (!p->on) return;
+    const double t = cli_now();
+    if (!always && t - p->last < 0.1) return;
+    p->last = t;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\r\033[K%s%s", p->prefix, line);
+    fflush(stderr);
+    p->shown = 1;
+}
+
+void cli_progress_clear(cli_progress *p) {
+    if (!p->on || !p->shown) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    p->shown = 0;
+}
+
+void cli_on_progress(const api_progress *pr, void *user) {
+    cli_progress *p = user;
+    const char *what = pr->item ? pr->item : "";
+    switch (pr->stage) {
+    case API_STAGE_MEDIA: cli_progress_show(p, 0, "reading %s", what); break;
+    case API_STAGE_VISION:
+        cli_progress_show(p, 0, "vision: %s (%lld/%lld) %.1f s", what, (long long)pr->done, (long long)pr->total, pr->elapsed_s);
+        break;
+    case API_STAGE_PREFILL:
+        cli_progress_show(p, 0, "prefill: %lld/%lld tokens, %.0f tokens/s", (long long)pr->done, (long long)pr->total,
+                          pr->elapsed_s > 0 ? (double)pr->done / pr->elapsed_s : 0.0);
+        break;
+    case API_STAGE_GENERATE:
+        cli_progress_show(p, 0, "generating: %lld tokens, %.1f tokens/s", (long long)pr->done,
+                          pr->elapsed_s > 0 ? (double)pr->done / pr->elapsed_s : 0.0);
+        break;
+    }
 }

@@ -10,4 +10,27 @@ char *cli_read_stdin(size_t *len);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 
+/* Options shared by ask, ocr and batch (model-side parameters). Consumes argv[*i] (and its
+ * value) when it is one of them: returns 1; 0 when not; -1 for a bad value (message printed). */
+struct api_ask_params;
+int cli_ask_option(int argc, char **argv, int *i, struct api_ask_params *p, const char *cmd);
+/* The help lines for those options. */
+extern const char *const cli_ask_options_help;
+
+/* Progress on stderr when it is a terminal (or forced), quiet otherwise: one line redrawn at
+ * most ten times a second, cleared before other output. */
+typedef struct cli_progress {
+    int on;
+    int shown;
+    double last;
+    char prefix[64]; /* e.g. "[3/12] " for batch */
+} cli_progress;
+void cli_progress_init(cli_progress *p, int force); /* force: -1 auto (isatty), 0 off, 1 on */
+void cli_progress_show(cli_progress *p, int always, const char *fmt, ...);
+void cli_progress_clear(cli_progress *p);
+/* An api_callbacks.on_progress that draws api_progress on a cli_progress (user). */
+struct api_progress;
+void cli_on_progress(const struct api_progress *pr, void *user);
+double cli_now(void);
+
 #endif // API_CLI_UTIL_H

@@ -1,161 +1,255 @@
 /* `nanovl ask [--model DIR] FILE... "question"`: the main job. Streams the answer as it is
- * generated; stage timings and usage go to stderr with --verbose, or into the JSON object with
- * --json. */
+ * generated; several questions (-q) about the same files reuse the files' prefill; --per-page
+ * answers the question for each page separately; --json prints one object per answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "api.h"
 #include "base/alloc.h"
+#include "cli_util.h"
 #include "commands.h"
-#include "tokenizer.h"
+#include "wire.h"
 
-static const char *k_usage =
+static const char *k_usage_head =
     "usage: nanovl ask [--model DIR] FILE... \"question\" [options]\n"
+    "       nanovl ask [--model DIR] FILE... -q \"question 1\" -q \"question 2\" [options]\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
-    "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
-    "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
-    "  --evs Q               video token pruning rate 0..1 (default: the checkpoint's)\n"
-    "  --think | --no-think  reasoning on (default) or off\n"
-    "  --max-tokens N        (default 1024)              --temperature T --top-p P --top-k K --seed S\n"
-    "  --json                one JSON object: answer, reasoning, usage, timings\n"
+    "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill)\n"
+    "  --per-page            answer for each PDF page and image separately (long documents)\n"
+    "  --system TEXT         a system message\n"
+    "  --show-reasoning      print the <think> part too (default: the answer only)\n"
+    "  --json                one JSON object per answer: answer, reasoning, usage, media, timings\n"
+    "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  --verbose             stage timings and usage on stderr\n";
 
-typedef struct stream_ctx {
-    llm_detok detok;
-    int quiet; /* --json: collect, do not print */
-    char *buf;
-    size_t n, cap;
-} stream_ctx;
+typedef struct ask_out {
+    int json, show_reasoning;
+    int in_reasoning_shown; /* "<think>" printed */
+    int answer_started;
+    cli_progress prog;
+} ask_out;
 
-/* Prints (unless quiet) and collects n bytes of answer text; non-zero on OOM. */
-static int emit(stream_ctx *s, const char *out, size_t n) {
-    if (!s->quiet) {
-        fwrite(out, 1, n, stdout);
-        fflush(stdout);
+static int on_text(const char *s, size_t n, int reasoning, void *user) {
+    ask_out *o = user;
+    if (o->json) return 0;
+    if (reasoning && !o->show_reasoning) {
+        return 0;
     }
-    if (s->n + n + 1 > s->cap) {
-        size_t nc = (s->cap ? s->cap * 2 : 4096) + n;
-        char *nb = nvl_realloc(s->buf, nc);
-        if (!nb) return 1;
-        s->buf = nb;
-        s->cap = nc;
+    cli_progress_clear(&o->prog);
+    if (reasoning && !o->in_reasoning_shown) {
+        fputs("<think>\n", stdout);
+        o->in_reasoning_shown = 1;
     }
-    memcpy(s->buf + s->n, out, n);
-    s->n += n;
-    s->buf[s->n] = 0;
+    if (!reasoning && o->in_reasoning_shown == 1) {
+        fputs("\n</think>\n", stdout);
+        o->in_reasoning_shown = 2;
+    }
+    if (!reasoning && !o->answer_started) { /* the model writes "</think>\n\n" before the answer */
+        while (n && (*s == '\n' || *s == ' ')) {
+            s++;
+            n--;
+        }
+        if (!n) return 0;
+        o->answer_started = 1;
+    }
+    fwrite(s, 1, n, stdout);
+    fflush(stdout);
     return 0;
 }
 
-static int on_token(int32_t tok, const float *logits, void *user) {
-    (void)logits;
-    stream_ctx *s = user;
-    char out[4096];
-    size_t n = llm_detok_feed(&s->detok, tok, out, sizeof out);
-    return n ? emit(s, out, n) : 0;
+static void on_notice(const char *msg, void *user) {
+    ask_out *o = user;
+    cli_progress_clear(&o->prog);
+    fprintf(stderr, "nanovl ask: note: %s\n", msg);
 }
 
-static void json_str(const char *s, size_t n) {
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c == '\t') printf("\\t");
-        else if (c == '\r') printf("\\r");
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
+static void on_progress(const api_progress *pr, void *user) {
+    ask_out *o = user;
+    cli_on_progress(pr, &o->prog);
+}
+
+static void print_json(const api_ask_result *r, const char *question, const char *name, int page) {
+    cJSON *o = api_result_to_json(r);
+    if (!o) return;
+    if (question) cJSON_AddStringToObject(o, "question", question);
+    if (name) cJSON_AddStringToObject(o, "file", name);
+    if (page) cJSON_AddNumberToObject(o, "page", page);
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) {
+        puts(s);
+        cJSON_free(s);
     }
-    putchar('"');
+    fflush(stdout);
+    cJSON_Delete(o);
+}
+
+static void print_verbose(const api_ask_result *r) {
+    fprintf(stderr, "prompt %lld tokens (%lld image, %lld reused), %lld generated; media %.3f s, vision %.3f s, "
+                    "prefill %.3f s, generation %.3f s (%.1f tokens/s)\n",
+            (long long)r->n_prompt, (long long)r->n_image_tokens, (long long)r->n_cached, (long long)r->n_ids, r->t_media,
+            r->t_vision, r->t_prefill, r->t_generate, r->t_generate > 0 ? (double)r->n_ids / r->t_generate : 0.0);
+}
+
+typedef struct page_ctx {
+    ask_out *o;
+    const char *question;
+    int verbose;
+} page_ctx;
+
+static int on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    page_ctx *pc = user;
+    (void)index;
+    (void)n_total;
+    cli_progress_clear(&pc->o->prog);
+    if (pc->o->json) print_json(r, pc->question, name, page);
+    else fputs("\n\n", stdout);
+    if (pc->verbose) print_verbose(r);
+    pc->o->answer_started = 0;
+    pc->o->in_reasoning_shown = 0;
+    return 0;
+}
+
+static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
+    page_ctx *pc = user;
+    cli_progress_clear(&pc->o->prog);
+    if (!pc->o->json) {
+        if (page) printf("--- %s, page %d ---\n", name, page);
+        else printf("--- %s ---\n", name);
+        fflush(stdout);
+    }
+    snprintf(pc->o->prog.prefix, sizeof pc->o->prog.prefix, "[%d/%d] ", index + 1, n_total);
+}
+
+static int on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    page_ctx *pc = user;
+    (void)index;
+    cli_progress_clear(&pc->o->prog);
+    if (pc->o->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", name);
+        if (page) cJSON_AddNumberToObject(o, "page", page);
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "message", msg);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s) puts(s);
+        cJSON_free(s);
+        cJSON_Delete(o);
+    }
+    fprintf(stderr, "nanovl ask: %s\n", msg);
+    return 0;
 }
 
 int cmd_ask(int argc, char **argv) {
-    const char *model = getenv("NANOVL_MODEL");
+    const char *model = getenv("NANOVL_MODEL"), *system = NULL;
     api_ask_params p = api_ask_params_default();
-    int json = 0, verbose = 0;
-    const char **pos = nvl_calloc((size_t)argc + 1, sizeof *pos);
-    int n_pos = 0;
-    if (!pos) return 1;
+    int verbose = 0, per_page = 0, force_progress = -1;
+    ask_out o = {0};
+    const char **pos = nvl_calloc((size_t)argc + 1, sizeof *pos), **qs = nvl_calloc((size_t)argc + 1, sizeof *qs);
+    int n_pos = 0, n_q = 0, rc = 0;
+    if (!pos || !qs) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL() (i++, v)
-        if (!strcmp(a, "--model") && v) model = VAL();
-        else if (!strcmp(a, "--pages") && v) p.pages = VAL();
-        else if (!strcmp(a, "--dpi") && v) p.dpi = atof(VAL());
-        else if (!strcmp(a, "--long-side") && v) p.long_side = atoi(VAL());
-        else if (!strcmp(a, "--max-tiles") && v) p.max_tiles = atoi(VAL());
-        else if (!strcmp(a, "--fps") && v) p.fps = atof(VAL());
-        else if (!strcmp(a, "--max-frames") && v) p.max_frames = atoi(VAL());
-        else if (!strcmp(a, "--evs") && v) p.evs = atof(VAL());
-        else if (!strcmp(a, "--max-tokens") && v) p.max_tokens = atoll(VAL());
-        else if (!strcmp(a, "--temperature") && v) p.sampler.temperature = strtof(VAL(), NULL);
-        else if (!strcmp(a, "--top-p") && v) p.sampler.top_p = strtof(VAL(), NULL);
-        else if (!strcmp(a, "--top-k") && v) p.sampler.top_k = atoi(VAL());
-        else if (!strcmp(a, "--seed") && v) p.sampler.seed = strtoull(VAL(), NULL, 10);
-        else if (!strcmp(a, "--think")) p.think = 1;
-        else if (!strcmp(a, "--no-think")) p.think = 0;
-        else if (!strcmp(a, "--json")) json = 1;
+        int k = cli_ask_option(argc, argv, &i, &p, "ask");
+        if (k < 0) { rc = EXIT_USAGE; goto out; }
+        if (k > 0) continue;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) qs[n_q++] = argv[++i];
+        else if (!strcmp(a, "--system") && v) system = argv[++i];
+        else if (!strcmp(a, "--per-page")) per_page = 1;
+        else if (!strcmp(a, "--show-reasoning")) o.show_reasoning = 1;
+        else if (!strcmp(a, "--json")) o.json = 1;
         else if (!strcmp(a, "--verbose")) verbose = 1;
+        else if (!strcmp(a, "--progress")) force_progress = 1;
+        else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "nanovl ask: unknown or incomplete option '%s'\n%s", a, k_usage);
-            nvl_free(pos);
-            return EXIT_USAGE;
+            fprintf(stderr, "nanovl ask: unknown or incomplete option '%s'\n%s%s", a, k_usage_head, cli_ask_options_help);
+            rc = EXIT_USAGE;
+            goto out;
         } else pos[n_pos++] = a;
-#undef VAL
     }
-    if (!model || n_pos < 1 || p.max_tokens <= 0 || (p.max_tiles && (p.max_tiles < 1 || p.max_tiles > 12))) {
-        fputs(k_usage, stderr);
-        nvl_free(pos);
-        return EXIT_USAGE;
+    if (n_q == 0 && n_pos > 0) qs[n_q++] = pos[--n_pos]; /* the last positional is the question */
+    if (!model || n_q < 1 || (per_page && n_pos < 1)) {
+        if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
+        else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n");
+        else fprintf(stderr, "nanovl ask: --per-page needs files\n");
+        fprintf(stderr, "%s%s", k_usage_head, cli_ask_options_help);
+        rc = EXIT_USAGE;
+        goto out;
     }
-    const char *question = pos[n_pos - 1];
+    cli_progress_init(&o.prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;
+    cli_progress_show(&o.prog, 1, "loading %s", model);
     if (api_engine_open(&e, model, &err) != NVL_OK) {
+        cli_progress_clear(&o.prog);
         fprintf(stderr, "nanovl ask: %s: %s\n", model, err.msg);
-        nvl_free(pos);
-        return 1;
-    }
-    stream_ctx sc = {0};
-    llm_detok_init(&sc.detok, api_engine_tokenizer(e));
-    sc.quiet = json;
-    api_ask_result r;
-    nvl_status st = api_engine_ask(e, pos, n_pos - 1, question, &p, on_token, &sc, &r, &err);
-    int rc = 0;
-    if (st != NVL_OK) {
-        fprintf(stderr, "%snanovl ask: %s\n", sc.n && !json ? "\n" : "", err.msg);
         rc = 1;
-    } else {
-        char tail[16];
-        size_t tn = llm_detok_flush(&sc.detok, tail, sizeof tail);
-        if (tn) emit(&sc, tail, tn);
-        if (!json) printf("\n");
-        /* the visible answer follows the reasoning's </think> when there is one */
-        const char *ans = sc.buf ? sc.buf : "";
-        const char *end_think = strstr(ans, "</think>");
-        if (json) {
-            printf("{\"answer\": ");
-            const char *a2 = end_think ? end_think + 8 : ans;
-            while (*a2 == '\n' || *a2 == ' ') a2++;
-            json_str(a2, strlen(a2));
-            printf(", \"reasoning\": ");
-            if (end_think) json_str(ans, (size_t)(end_think - ans));
-            else printf("null");
-            printf(", \"usage\": {\"prompt_tokens\": %lld, \"image_tokens\": %lld, \"completion_tokens\": %lld}",
-                   (long long)r.n_prompt, (long long)r.n_image_tokens, (long long)r.n_ids);
-            printf(", \"timings_s\": {\"media\": %.4f, \"vision\": %.4f, \"prefill\": %.4f, \"generation\": %.4f}}\n",
-                   r.t_media, r.t_vision, r.t_prefill, r.t_generate);
+        goto out;
+    }
+    cli_progress_clear(&o.prog);
+    api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .on_notice = on_notice, .user = &o};
+    if (per_page) {
+        api_media *media = nvl_calloc((size_t)n_pos, sizeof *media);
+        if (!media) { rc = 1; goto close; }
+        for (int f = 0; f < n_pos; f++) media[f].path = pos[f];
+        for (int q = 0; q < n_q; q++) {
+            page_ctx pc = {&o, qs[q], verbose};
+            if (!o.json && n_q > 1) printf("Q: %s\n", qs[q]);
+            api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
+                                 .cb = &cb, .user = &pc};
+            int n_failed = 0;
+            nvl_status st = api_pages_run(e, media, n_pos, qs[q], &p, &h, &n_failed, &err);
+            if (st != NVL_OK) {
+                fprintf(stderr, "nanovl ask: %s\n", err.msg);
+                rc = 1;
+            }
+            if (n_failed) rc = 1;
         }
-        if (verbose)
-            fprintf(stderr, "prompt %lld tokens (%lld image), %lld generated; media %.3f s, vision %.3f s, prefill %.3f s, "
-                            "generation %.3f s (%.1f tokens/s)\n",
-                    (long long)r.n_prompt, (long long)r.n_image_tokens, (long long)r.n_ids, r.t_media, r.t_vision,
-                    r.t_prefill, r.t_generate, r.t_generate > 0 ? (double)r.n_ids / r.t_generate : 0.0);
+        nvl_free(media);
+        goto close;
+    }
+    api_part *parts = nvl_calloc((size_t)n_pos + 1, sizeof *parts);
+    if (!parts) { rc = 1; goto close; }
+    for (int f = 0; f < n_pos; f++) {
+        parts[f].kind = API_PART_MEDIA;
+        parts[f].media.path = pos[f];
+    }
+    for (int q = 0; q < n_q; q++) {
+        parts[n_pos] = (api_part){.kind = API_PART_TEXT, .text = qs[q]};
+        api_part sys_part = {.kind = API_PART_TEXT, .text = system};
+        api_message msgs[2] = {{"system", &sys_part, 1}, {"user", parts, n_pos + 1}};
+        if (!o.json && n_q > 1) printf("%sQ: %s\nA: ", q ? "\n" : "", qs[q]);
+        o.answer_started = 0;
+        o.in_reasoning_shown = 0;
+        api_ask_result r;
+        nvl_status st = api_engine_run(e, system ? msgs : msgs + 1, system ? 2 : 1, &p, &cb, &r, &err);
+        cli_progress_clear(&o.prog);
+        if (st != NVL_OK) {
+            fprintf(stderr, "%snanovl ask: %s\n", o.answer_started && !o.json ? "\n" : "", err.msg);
+            api_ask_result_free(&r);
+            rc = 1;
+            if (st == NVL_ERR_CANCELLED) break;
+            continue;
+        }
+        if (o.json) print_json(&r, n_q > 1 ? qs[q] : NULL, NULL, 0);
+        else {
+            if (o.show_reasoning && o.in_reasoning_shown == 1) fputs("\n</think>\n", stdout);
+            fputs("\n", stdout);
+            fflush(stdout);
+        }
+        if (verbose) print_verbose(&r);
         api_ask_result_free(&r);
     }
-    nvl_free(sc.buf);
-    nvl_free(pos);
+    nvl_free(parts);
+close:
     api_engine_close(e);
+out:
+    nvl_free(pos);
+    nvl_free(qs);
     return rc;
 }

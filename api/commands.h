@@ -12,5 +12,8 @@ int cmd_media_info(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
+int cmd_ocr(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 
 #endif // API_COMMANDS_H

@@ -1,9 +1,23 @@
 /* The engine: loads a whole VL checkpoint (LM, RADIO, mlp1, tokenizer, generation config) and
- * answers a question about files: media -> vision -> tokenreduce -> prompt -> llm. */
+ * answers a conversation about files: media -> vision -> tokenreduce -> prompt -> llm.
+ *
+ * A request goes through five steps:
+ *   1. sources: every media part becomes one or more sources (an image, a PDF page, a video),
+ *      each with a key naming exactly what its vision rows depend on;
+ *   2. budget: the tiles per image are lowered until the prompt fits the context;
+ *   3. vision: rows for each source, unless the kept prefix already holds that source;
+ *   4. prompt: chat render + media expansion; prefill restored from the kept prefix when the
+ *      tokens and sources agree, else fed in slices (progress, cancellation) and kept;
+ *   5. generation, split into reasoning and answer at </think>. */
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "base/alloc.h"
@@ -14,13 +28,39 @@
 #include "tokenreduce.h"
 #include "vision.h"
 
+#define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
+#define PREFILL_SLICE 512          /* tokens per llm_prefill call: progress and cancellation */
+#define VIDEO_SLICE 8              /* frames per vision call */
+
+/* What the previous request left: its prompt up to the end of its last media span, the
+ * sources in it (key + layout, no rows) and the LM state there. */
+typedef struct kept_source {
+    char *key;
+    int n_tiles, n_frames;
+    double *ts;
+    int *kept;
+    int64_t n_rows;
+} kept_source;
+
 struct api_engine {
     llm_model *lm;
     vision_model *vm;
     nvl_checkpoint *ck; /* for the projector views */
     tokred_projector proj;
     llm_tokenizer *tok;
+    int32_t think_end; /* "</think>" */
+    /* the kept prefix */
+    int32_t *kp_ids;
+    int64_t kp_n;
+    kept_source *kp_src;
+    int kp_n_src;
+    llm_state *kp_state;
 };
+
+const char *api_stage_name(enum api_stage s) {
+    static const char *names[] = {"media", "vision", "prefill", "generate"};
+    return (unsigned)s < 4 ? names[s] : "unknown";
+}
 
 api_ask_params api_ask_params_default(void) {
     api_ask_params p;
@@ -39,11 +79,39 @@ void api_ask_result_free(api_ask_result *r) {
     nvl_free(r->prompt_ids);
     nvl_free(r->ids);
     nvl_free(r->first_logits);
+    nvl_free(r->answer);
+    nvl_free(r->reasoning);
+    nvl_free(r->notice);
+    for (int i = 0; i < r->n_media; i++) {
+        nvl_free(r->media[i].name);
+        nvl_free(r->media[i].frame_tokens);
+        nvl_free(r->media[i].frame_ts);
+    }
+    nvl_free(r->media);
     memset(r, 0, sizeof *r);
 }
 
+static void kept_clear(api_engine *e) {
+    for (int i = 0; i < e->kp_n_src; i++) {
+        nvl_free(e->kp_src[i].key);
+        nvl_free(e->kp_src[i].ts);
+        nvl_free(e->kp_src[i].kept);
+    }
+    nvl_free(e->kp_src);
+    nvl_free(e->kp_ids);
+    llm_state_free(e->kp_state);
+    e->kp_src = NULL;
+    e->kp_n_src = 0;
+    e->kp_ids = NULL;
+    e->kp_n = 0;
+    e->kp_state = NULL;
+}
+
+void api_engine_forget(api_engine *e) { kept_clear(e); }
+
 void api_engine_close(api_engine *e) {
     if (!e) return;
+    kept_clear(e);
     llm_model_free(e->lm);
     vision_model_free(e->vm);
     nvl_checkpoint_close(e->ck);
@@ -53,6 +121,10 @@ void api_engine_close(api_engine *e) {
 
 int64_t api_engine_n_vocab(const api_engine *e) { return llm_model_hparams(e->lm)->n_vocab; }
 const llm_tokenizer *api_engine_tokenizer(const api_engine *e) { return e->tok; }
+int64_t api_engine_max_context(const api_engine *e) {
+    const int64_t t = llm_model_hparams(e->lm)->n_ctx_train;
+    return t > 0 ? t : DEFAULT_MAX_CONTEXT;
+}
 
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     *out = NULL;
@@ -73,6 +145,7 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
         api_engine_close(e);
         return st;
     }
+    e->think_end = llm_tokenizer_token_id(e->tok, "</think>");
     *out = e;
     return NVL_OK;
 }
@@ -83,71 +156,331 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One media item of the prompt: an image (its tiles) or a video (its frames). */
-typedef struct item {
-    enum llm_media_kind kind;
-    float *rows;    /* (n_rows, C) LLM-space rows in prompt order */
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = nvl_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static char *xprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n >= 0 ? nvl_malloc((size_t)n + 1) : NULL;
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+// ---------------------------------------------------------------------------
+// Sources
+
+/* One image (file or PDF page) or video of the prompt. */
+typedef struct source {
+    const char *name;   /* the media's label (not owned) */
+    int is_video;
+    int page;           /* 0-based PDF page, -1 otherwise */
+    int pdf;            /* index into the request's open PDFs, -1 otherwise */
+    const char *path;   /* file to read (the media's path or a temporary file; not owned) */
+    media_image *img;   /* decoded image file (owned) */
+    double w, h;        /* size in pixels as the tiler will see it (images, pages) */
+    char *base_key;     /* what the rows depend on, without max_tiles */
+    int msg, part;      /* where the media part stands */
+    /* vision output */
+    const kept_source *from_kept; /* layout from the kept prefix (rows computed only if needed) */
+    float *rows;        /* (n_rows, C) */
     int64_t n_rows;
-    int n_tiles;    /* image */
-    int n_frames;   /* video */
+    int n_tiles, n_frames;
     double *ts;
     int *kept;
-} item;
+    char *key;          /* base_key + max_tiles */
+} source;
 
-static nvl_status add_image(api_engine *e, const media_image *img, const api_ask_params *p, item *it, nvl_err *err) {
+typedef struct request {
+    api_engine *e;
+    const api_ask_params *p;
+    const api_callbacks *cb;
+    api_ask_result *res;
+    source *src;
+    int n_src, cap_src;
+    media_pdf **pdfs;
+    int n_pdfs;
+    char **tmp; /* temporary files to unlink */
+    int n_tmp;
+} request;
+
+static int cancelled(const request *rq) {
+    return rq->cb && rq->cb->cancel && *rq->cb->cancel;
+}
+
+static void progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0) {
+    if (!rq->cb || !rq->cb->on_progress) return;
+    api_progress pr = {st, item, done, total, now() - t0};
+    rq->cb->on_progress(&pr, rq->cb->user);
+}
+
+static source *new_source(request *rq, nvl_err *err) {
+    if (rq->n_src == rq->cap_src) {
+        int nc = rq->cap_src ? rq->cap_src * 2 : 8;
+        source *ns = nvl_realloc(rq->src, (size_t)nc * sizeof *ns);
+        if (!ns) {
+            nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+            return NULL;
+        }
+        rq->src = ns;
+        rq->cap_src = nc;
+    }
+    source *s = &rq->src[rq->n_src++];
+    memset(s, 0, sizeof *s);
+    s->page = -1;
+    s->pdf = -1;
+    return s;
+}
+
+static uint64_t fnv1a(const uint8_t *d, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The identity of a media's bytes: path + size + mtime, or a hash of inline bytes. */
+static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
+    *out = NULL;
+    if (m->path) {
+        struct stat sb;
+        if (stat(m->path, &sb) != 0)
+            return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "%s: %s", m->path, strerror(errno));
+        char *rp = realpath(m->path, NULL);
+        *out = xprintf("f:%s:%lld:%lld.%09ld", rp ? rp : m->path, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+                       (long)sb.st_mtim.tv_nsec);
+        free(rp);
+    } else {
+        *out = xprintf("b:%016llx:%zu", (unsigned long long)fnv1a(m->data, m->size), m->size);
+    }
+    return *out ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+}
+
+/* Writes bytes to a private temporary file (PDF and video readers take paths). */
+static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **path, nvl_err *err) {
+    const char *dir = getenv("TMPDIR");
+    char *tpl = xprintf("%s/nanovl-XXXXXX", dir && *dir ? dir : "/tmp");
+    char **nt = nvl_realloc(rq->tmp, (size_t)(rq->n_tmp + 1) * sizeof *nt);
+    if (!tpl || !nt) {
+        nvl_free(tpl);
+        if (nt) rq->tmp = nt;
+        return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    }
+    rq->tmp = nt;
+    int fd = mkstemp(tpl); /* 0600 */
+    if (fd < 0) {
+        nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", m->name ? m->name : "bytes",
+                                    dir && *dir ? dir : "/tmp", strerror(errno));
+        nvl_free(tpl);
+        return st;
+    }
+    rq->tmp[rq->n_tmp++] = tpl;
+    size_t off = 0;
+    while (off < m->size) {
+        ssize_t w = write(fd, m->data + off, m->size - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            close(fd);
+            return nvl_err_set(err, NVL_ERR_IO, "%s: cannot write a temporary file: %s", tpl, strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    *path = tpl;
+    return NVL_OK;
+}
+
+static nvl_status add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err) {
+    const api_ask_params *p = rq->p;
+    const char *name = m->name ? m->name : m->path ? m->path : "bytes";
+    if (!m->path && !m->data) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: a media part needs a path or bytes", name);
+    enum media_kind k;
+    nvl_status st;
+    if (m->path) {
+        if ((st = media_sniff_file(m->path, &k, err)) != NVL_OK) return st;
+    } else {
+        k = media_sniff(m->data, m->size);
+    }
+    if (k == MEDIA_KIND_UNKNOWN)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
+    char *id = NULL;
+    if ((st = media_identity(m, &id, err)) != NVL_OK) return st;
+    const char *path = m->path;
+    if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO) {
+        if (!path) st = bytes_to_tmp(rq, m, &path, err);
+    }
+    if (st != NVL_OK) goto out;
+    if (k == MEDIA_KIND_PDF) {
+        media_pdf **np = nvl_realloc(rq->pdfs, (size_t)(rq->n_pdfs + 1) * sizeof *np);
+        if (!np) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+            goto out;
+        }
+        rq->pdfs = np;
+        media_pdf *pdf = NULL;
+        if ((st = media_pdf_open(&pdf, path, NULL, NULL, err)) != NVL_OK) {
+            if (!m->path) nvl_err_prefix(err, "%s", name);
+            goto out;
+        }
+        rq->pdfs[rq->n_pdfs++] = pdf;
+        int *pages = NULL, np_ = 0;
+        st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
+        for (int i = 0; i < np_ && st == NVL_OK; i++) {
+            source *s = new_source(rq, err);
+            if (!s) { st = NVL_ERR_NOMEM; break; }
+            s->name = name;
+            s->path = path;
+            s->pdf = rq->n_pdfs - 1;
+            s->page = pages[i];
+            s->msg = msg;
+            s->part = part;
+            double wpt = 0, hpt = 0;
+            if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) break;
+            if (p->dpi > 0) {
+                s->w = wpt * p->dpi / 72.0;
+                s->h = hpt * p->dpi / 72.0;
+            } else {
+                const double ls = p->long_side > 0 ? p->long_side : MEDIA_PDF_DEFAULT_LONG_SIDE;
+                const double sc = ls / (wpt > hpt ? wpt : hpt);
+                s->w = wpt * sc;
+                s->h = hpt * sc;
+            }
+            s->base_key = xprintf("%s:p%d:dpi%g:ls%d", id, pages[i], p->dpi, p->long_side);
+            if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        }
+        nvl_free(pages);
+    } else if (k == MEDIA_KIND_VIDEO) {
+        source *s = new_source(rq, err);
+        if (!s) { st = NVL_ERR_NOMEM; goto out; }
+        s->name = name;
+        s->path = path;
+        s->is_video = 1;
+        s->msg = msg;
+        s->part = part;
+        const double q = p->evs >= 0 ? p->evs : vision_model_config(rq->e->vm)->video_pruning_rate;
+        s->base_key = xprintf("%s:v:fps%g:mf%d:q%g", id, p->fps, p->max_frames, q);
+        if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    } else {
+        source *s = new_source(rq, err);
+        if (!s) { st = NVL_ERR_NOMEM; goto out; }
+        s->name = name;
+        s->msg = msg;
+        s->part = part;
+        st = m->path ? media_decode_image_file(m->path, NULL, &s->img, err)
+                     : media_decode_image(m->data, m->size, name, NULL, &s->img, err);
+        if (st == NVL_OK) {
+            s->w = s->img->width;
+            s->h = s->img->height;
+            s->base_key = xprintf("%s:i", id);
+            if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        }
+    }
+out:
+    nvl_free(id);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Budget
+
+static int tiles_for(const request *rq, const source *s, int max_tiles) {
+    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+    int cols = 1, rows = 1;
+    int w = (int)lround(s->w), h = (int)lround(s->h);
+    vision_tile_grid(w > 0 ? w : 1, h > 0 ? h : 1, max_tiles, (int)vc->image_size, &cols, &rows);
+    const int n = cols * rows;
+    return n + (vc->use_thumbnail && n > 1 ? 1 : 0);
+}
+
+/* <image> + marker tokens the media would take at max_tiles (videos: an upper bound). */
+static int64_t media_tokens(const request *rq, int max_tiles) {
+    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+    const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
+    const int mf = rq->p->max_frames > 0 ? rq->p->max_frames : 128;
+    const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
+    int64_t t = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        const source *s = &rq->src[i];
+        if (s->is_video) t += (int64_t)mf * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
+        else t += Q * tiles_for(rq, s, max_tiles) + 2;
+    }
+    return t;
+}
+
+// ---------------------------------------------------------------------------
+// Vision
+
+static nvl_status vision_image(request *rq, source *s, const media_image *img, int max_tiles, nvl_err *err) {
+    api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
     float *tiles = NULL;
     int n = 0;
-    nvl_status st = vision_make_tiles(img->rgb, img->width, img->height, img->stride, vc,
-                                      p->max_tiles > 0 ? p->max_tiles : (int)vc->max_num_tiles, &tiles, &n, NULL, NULL, err);
+    nvl_status st = vision_make_tiles(img->rgb, img->width, img->height, img->stride, vc, max_tiles, &tiles, &n, NULL, NULL, err);
     if (st != NVL_OK) return st;
     const int64_t G = vision_model_grid(e->vm), Q = (G / 2) * (G / 2);
-    it->kind = LLM_MEDIA_IMAGE;
-    it->n_tiles = n;
-    it->n_rows = n * Q;
-    it->rows = nvl_malloc((size_t)(it->n_rows * e->proj.out) * sizeof(float));
-    st = it->rows ? tokred_embed_tiles(e->vm, &e->proj, tiles, n, it->rows, err) : nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+    s->n_tiles = n;
+    s->n_rows = n * Q;
+    s->rows = nvl_malloc((size_t)(s->n_rows * e->proj.out) * sizeof(float));
+    st = s->rows ? tokred_embed_tiles(e->vm, &e->proj, tiles, n, s->rows, err) : nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
     nvl_free(tiles);
     return st;
 }
 
-static nvl_status add_video(api_engine *e, const char *path, const api_ask_params *p, item *it, nvl_err *err) {
+static nvl_status vision_video(request *rq, source *s, const char *label, double t0, nvl_err *err) {
+    api_engine *e = rq->e;
+    const api_ask_params *p = rq->p;
     media_video_params vp = media_video_params_default();
     vp.fps = p->fps > 0 ? p->fps : 2.0;
     vp.max_frames = p->max_frames > 0 ? p->max_frames : 128;
     media_frames *f = NULL;
-    nvl_status st = media_video_sample(path, &vp, NULL, &f, err);
-    if (st != NVL_OK) return st;
+    nvl_status st = media_video_sample(s->path, &vp, NULL, &f, err);
+    if (st != NVL_OK) {
+        if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
+        return st;
+    }
     const vision_vl_config *vc = vision_model_config(e->vm);
     const int64_t S = vc->image_size, G = vision_model_grid(e->vm), Q = (G / 2) * (G / 2), C = e->proj.out;
     const int n = f->n;
-    float *tiles = nvl_malloc((size_t)n * 3 * (size_t)(S * S) * sizeof(float));
+    float *tiles = nvl_malloc((size_t)VIDEO_SLICE * 3 * (size_t)(S * S) * sizeof(float));
     float *all = nvl_malloc((size_t)(n * Q * C) * sizeof(float));
     uint8_t *keep = nvl_malloc((size_t)(n * Q));
-    it->kind = LLM_MEDIA_VIDEO;
-    it->n_frames = n;
-    it->ts = nvl_malloc((size_t)n * sizeof(double));
-    it->kept = nvl_malloc((size_t)n * sizeof(int));
-    it->rows = nvl_malloc((size_t)(n * Q * C) * sizeof(float));
-    if (!tiles || !all || !keep || !it->ts || !it->kept || !it->rows) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    s->n_frames = n;
+    s->ts = nvl_malloc((size_t)n * sizeof(double));
+    s->kept = nvl_malloc((size_t)n * sizeof(int));
+    s->rows = nvl_malloc((size_t)(n * Q * C) * sizeof(float));
+    if (!tiles || !all || !keep || !s->ts || !s->kept || !s->rows) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
         goto done;
     }
-    for (int i = 0; i < n && st == NVL_OK; i++) { /* one 512 tile per frame, no thumbnail */
-        float *t = NULL;
-        int nt = 0;
-        st = vision_make_tiles(f->frames[i]->rgb, f->frames[i]->width, f->frames[i]->height, f->frames[i]->stride, vc, 1,
-                               &t, &nt, NULL, NULL, err);
-        if (st == NVL_OK) memcpy(tiles + (size_t)i * 3 * S * S, t, (size_t)(3 * S * S) * sizeof(float));
-        nvl_free(t);
-        /* model.md §6.3: ts = frame_index * int(1000 / native_fps) / 1000 */
-        it->ts[i] = (double)f->frames[i]->index * (double)(int)(1000.0 / f->native_fps) / 1000.0;
+    for (int i0 = 0; i0 < n && st == NVL_OK; i0 += VIDEO_SLICE) {
+        const int nb = n - i0 < VIDEO_SLICE ? n - i0 : VIDEO_SLICE;
+        for (int j = 0; j < nb && st == NVL_OK; j++) { /* one tile per frame, no thumbnail */
+            const media_image *fr = f->frames[i0 + j];
+            float *t = NULL;
+            int nt = 0;
+            st = vision_make_tiles(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
+            if (st == NVL_OK) memcpy(tiles + (size_t)j * 3 * S * S, t, (size_t)(3 * S * S) * sizeof(float));
+            nvl_free(t);
+            /* model.md §6.3: ts = frame_index * int(1000 / native_fps) / 1000 */
+            s->ts[i0 + j] = (double)fr->index * (double)(int)(1000.0 / f->native_fps) / 1000.0;
+        }
+        if (st == NVL_OK) st = tokred_embed_tiles(e->vm, &e->proj, tiles, nb, all + (size_t)(i0 * Q * C), err);
+        progress(rq, API_STAGE_VISION, label, i0 + nb, n, t0);
+        if (st == NVL_OK && cancelled(rq)) st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", s->name);
     }
-    if (st != NVL_OK || (st = tokred_embed_tiles(e->vm, &e->proj, tiles, n, all, err)) != NVL_OK) goto done;
+    if (st != NVL_OK) goto done;
     const double q = p->evs >= 0 ? p->evs : vc->video_pruning_rate;
-    if ((st = tokred_evs_mask(all, n, Q, C, q, 0, keep, it->kept, err)) != NVL_OK) goto done;
+    if ((st = tokred_evs_mask(all, n, Q, C, q, 0, keep, s->kept, err)) != NVL_OK) goto done;
     for (int64_t r = 0; r < n * Q; r++)
-        if (keep[r]) memcpy(it->rows + (it->n_rows++) * C, all + r * C, (size_t)C * sizeof(float));
+        if (keep[r]) memcpy(s->rows + (s->n_rows++) * C, all + r * C, (size_t)C * sizeof(float));
 done:
     nvl_free(tiles);
     nvl_free(all);
@@ -156,135 +489,393 @@ done:
     return st;
 }
 
-static void items_free(item *items, int n) {
-    for (int i = 0; i < n; i++) {
-        nvl_free(items[i].rows);
-        nvl_free(items[i].ts);
-        nvl_free(items[i].kept);
+static nvl_status vision_source(request *rq, source *s, int max_tiles, double t0, nvl_err *err) {
+    char label[512];
+    if (s->page >= 0) snprintf(label, sizeof label, "%s page %d", s->name, s->page + 1);
+    else snprintf(label, sizeof label, "%s", s->name);
+    if (s->is_video) return vision_video(rq, s, label, t0, err);
+    if (s->pdf >= 0) {
+        media_image *img = NULL;
+        const double tm = now();
+        nvl_status st = media_pdf_render(rq->pdfs[s->pdf], s->page, rq->p->dpi, rq->p->long_side, &img, err);
+        rq->res->t_media += now() - tm;
+        if (st == NVL_OK) st = vision_image(rq, s, img, max_tiles, err);
+        media_image_free(img);
+        return st;
     }
-    nvl_free(items);
+    return vision_image(rq, s, s->img, max_tiles, err);
 }
 
-nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, const char *question,
-                          const api_ask_params *pp, llm_token_fn on_token, void *user, api_ask_result *res,
-                          nvl_err *err) {
+// ---------------------------------------------------------------------------
+// Generation: streaming text split at </think>
+
+typedef struct gen_state {
+    request *rq;
+    llm_detok detok;
+    int reasoning;      /* inside the <think> part */
+    const int32_t *stop;
+    int n_stop;
+    char *buf[2];       /* [0] answer, [1] reasoning */
+    size_t n[2], cap[2];
+    int oom;
+    double t0;
+    int64_t n_tok;
+} gen_state;
+
+static int gen_emit(gen_state *g, const char *s, size_t n) {
+    const int w = g->reasoning;
+    if (g->n[w] + n + 1 > g->cap[w]) {
+        size_t nc = (g->cap[w] ? g->cap[w] * 2 : 1024) + n;
+        char *nb = nvl_realloc(g->buf[w], nc);
+        if (!nb) {
+            g->oom = 1;
+            return 1;
+        }
+        g->buf[w] = nb;
+        g->cap[w] = nc;
+    }
+    memcpy(g->buf[w] + g->n[w], s, n);
+    g->n[w] += n;
+    g->buf[w][g->n[w]] = 0;
+    const api_callbacks *cb = g->rq->cb;
+    return cb && cb->on_text ? cb->on_text(s, n, w, cb->user) : 0;
+}
+
+static int gen_on_token(int32_t tok, const float *logits, void *user) {
+    gen_state *g = user;
+    const api_callbacks *cb = g->rq->cb;
+    int stop = 0;
+    g->n_tok++;
+    if (cb && cb->on_token && cb->on_token(tok, logits, cb->user)) stop = 1;
+    char out[4096];
+    size_t n;
+    for (int i = 0; i < g->n_stop; i++)
+        if (tok == g->stop[i]) goto progress; /* the stop id's text is not part of the answer */
+    if (g->reasoning && tok == g->rq->e->think_end) {
+        n = llm_detok_flush(&g->detok, out, sizeof out);
+        if (n && gen_emit(g, out, n)) stop = 1;
+        g->reasoning = 0;
+        goto progress;
+    }
+    n = llm_detok_feed(&g->detok, tok, out, sizeof out);
+    if (n && gen_emit(g, out, n)) stop = 1;
+progress:
+    if ((g->n_tok & 7) == 0) progress(g->rq, API_STAGE_GENERATE, NULL, g->n_tok, 0, g->t0);
+    return stop;
+}
+
+// ---------------------------------------------------------------------------
+
+static void notice(request *rq, const char *msg) {
+    api_ask_result *r = rq->res;
+    if (!msg) return;
+    if (r->notice) {
+        char *j = xprintf("%s; %s", r->notice, msg);
+        if (j) {
+            nvl_free(r->notice);
+            r->notice = j;
+        }
+    } else {
+        r->notice = xstrdup(msg);
+    }
+    if (rq->cb && rq->cb->on_notice) rq->cb->on_notice(msg, rq->cb->user);
+}
+
+static void request_free(request *rq) {
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        media_image_free(s->img);
+        nvl_free(s->base_key);
+        nvl_free(s->key);
+        nvl_free(s->rows);
+        nvl_free(s->ts);
+        nvl_free(s->kept);
+    }
+    nvl_free(rq->src);
+    for (int i = 0; i < rq->n_pdfs; i++) media_pdf_close(rq->pdfs[i]);
+    nvl_free(rq->pdfs);
+    for (int i = 0; i < rq->n_tmp; i++) {
+        unlink(rq->tmp[i]);
+        nvl_free(rq->tmp[i]);
+    }
+    nvl_free(rq->tmp);
+}
+
+/* Renders the conversation with the sources' layouts. */
+static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
+                               nvl_err *err) {
+    api_engine *e = rq->e;
+    int n_parts = 0;
+    for (int m = 0; m < n_msgs; m++) n_parts += msgs[m].n_parts + rq->n_src;
+    llm_chat_message *cm = nvl_calloc((size_t)n_msgs + 1, sizeof *cm);
+    llm_chat_part *parts = nvl_calloc((size_t)n_parts + 1, sizeof *parts);
+    llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
+    char *text = NULL;
+    size_t tl = 0;
+    nvl_status st = NVL_OK;
+    if (!cm || !parts || !layout) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        goto done;
+    }
+    int np = 0, si = 0;
+    for (int m = 0; m < n_msgs; m++) {
+        cm[m].role = msgs[m].role;
+        cm[m].parts = parts + np;
+        for (int k = 0; k < msgs[m].n_parts; k++) {
+            if (msgs[m].parts[k].kind == API_PART_TEXT) {
+                parts[np].kind = LLM_PART_TEXT;
+                parts[np++].text = msgs[m].parts[k].text ? msgs[m].parts[k].text : "";
+                continue;
+            }
+            for (; si < rq->n_src && rq->src[si].msg == m && rq->src[si].part == k; si++) {
+                const source *s = &rq->src[si];
+                parts[np++].kind = s->is_video ? LLM_PART_VIDEO : LLM_PART_IMAGE;
+                layout[si] = (llm_media_layout){.kind = s->is_video ? LLM_MEDIA_VIDEO : LLM_MEDIA_IMAGE,
+                                                .n_tiles = s->n_tiles, .n_frames = s->n_frames, .ts = s->ts, .kept = s->kept};
+            }
+        }
+        cm[m].n_parts = (int)(parts + np - cm[m].parts);
+    }
+    llm_chat_options co = llm_chat_options_default();
+    co.think = rq->p->think;
+    const int64_t G = vision_model_grid(e->vm);
+    if ((st = llm_chat_render(cm, n_msgs, &co, &text, &tl, err)) != NVL_OK) goto done;
+    *think_on = tl >= 8 && !memcmp(text + tl - 8, "<think>\n", 8);
+    st = llm_chat_tokenize(e->tok, text, tl, layout, rq->n_src, (int)((G / 2) * (G / 2)), prompt, err);
+done:
+    nvl_free(text);
+    nvl_free(cm);
+    nvl_free(parts);
+    nvl_free(layout);
+    return st;
+}
+
+static nvl_status prefill_slices(request *rq, llm_context *ctx, const llm_prompt *pr, int64_t from, int64_t to,
+                                 const float *embd, const uint8_t *mask, double t0, nvl_err *err) {
+    const int64_t C = llm_model_hparams(rq->e->lm)->n_embd;
+    for (int64_t i = from; i < to;) {
+        const int64_t n = to - i < PREFILL_SLICE ? to - i : PREFILL_SLICE;
+        nvl_status st = llm_prefill(ctx, pr->ids + i, n, embd + i * C, mask + i, err);
+        if (st != NVL_OK) return st;
+        i += n;
+        progress(rq, API_STAGE_PREFILL, NULL, i, pr->n, t0);
+        if (i < to && cancelled(rq)) return nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled during prefill");
+    }
+    return NVL_OK;
+}
+
+nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *pp,
+                          const api_callbacks *cb, api_ask_result *res, nvl_err *err) {
     memset(res, 0, sizeof *res);
     api_ask_params p = pp ? *pp : api_ask_params_default();
-    const int64_t C = llm_model_hparams(e->lm)->n_embd;
-    int cap = 16, n_items = 0;
-    item *items = nvl_calloc((size_t)cap, sizeof *items);
-    llm_chat_part *parts = NULL;
-    llm_media_layout *layout = NULL;
-    char *text = NULL;
+    const llm_hparams *hp = llm_model_hparams(e->lm);
+    const vision_vl_config *vc = vision_model_config(e->vm);
+    const int64_t C = hp->n_embd;
+    request rq = {.e = e, .p = &p, .cb = cb, .res = res};
     llm_prompt prompt = {0};
     float *embd = NULL;
     uint8_t *mask = NULL;
     llm_context *ctx = NULL;
-    nvl_status st = items ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
-    double t0 = now();
-    /* media -> items (vision runs per item) */
-    for (int f = 0; f < n_files && st == NVL_OK; f++) {
-        enum media_kind k;
-        if ((st = media_sniff_file(files[f], &k, err)) != NVL_OK) break;
-        if (k == MEDIA_KIND_PDF) {
-            media_pdf *pdf = NULL;
-            int *pages = NULL, np = 0;
-            st = media_pdf_open(&pdf, files[f], NULL, NULL, err);
-            if (st == NVL_OK) st = media_pdf_select_pages(pdf, p.pages, &pages, &np, err);
-            for (int i = 0; i < np && st == NVL_OK; i++) {
-                media_image *img = NULL;
-                if (n_items == cap) {
-                    item *ni = nvl_realloc(items, (size_t)(cap *= 2) * sizeof *ni);
-                    if (!ni) { st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory"); break; }
-                    items = ni;
-                }
-                memset(&items[n_items], 0, sizeof items[n_items]);
-                st = media_pdf_render(pdf, pages[i], p.dpi, p.long_side, &img, err);
-                double tv = now();
-                if (st == NVL_OK) st = add_image(e, img, &p, &items[n_items++], err);
-                res->t_vision += now() - tv;
-                media_image_free(img);
+    gen_state g = {0};
+    nvl_status st = NVL_OK;
+    if (n_msgs < 1 || !msgs) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "engine: no messages");
+    if (p.max_tokens < 1) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "max_tokens must be at least 1 (got %lld)", (long long)p.max_tokens);
+    if (p.max_tiles < 0 || p.max_tiles > 12)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "max_tiles must be 1..12 (got %d)", p.max_tiles);
+    const double t_start = now();
+
+    /* 1. sources */
+    for (int m = 0; m < n_msgs && st == NVL_OK; m++)
+        for (int k = 0; k < msgs[m].n_parts && st == NVL_OK; k++) {
+            if (msgs[m].parts[k].kind == API_PART_MEDIA) {
+                st = add_media(&rq, &msgs[m].parts[k].media, m, k, err);
+                progress(&rq, API_STAGE_MEDIA, msgs[m].parts[k].media.name ? msgs[m].parts[k].media.name : msgs[m].parts[k].media.path,
+                         rq.n_src, 0, t_start);
             }
-            nvl_free(pages);
-            media_pdf_close(pdf);
+            if (st == NVL_OK && cancelled(&rq)) st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
+        }
+    res->t_media = now() - t_start;
+    if (st != NVL_OK) goto done;
+
+    /* 2. budget: the text (rendered without media), the media at max_tiles, the answer */
+    const int64_t budget = p.max_context > 0 ? p.max_context : api_engine_max_context(e);
+    int mt = p.max_tiles > 0 ? p.max_tiles : (int)vc->max_num_tiles;
+    {
+        int think_tmp = 0;
+        request text_only = rq;
+        text_only.n_src = 0;
+        if ((st = build_prompt(&text_only, msgs, n_msgs, &prompt, &think_tmp, err)) != NVL_OK) goto done;
+        const int64_t text_tokens = prompt.n;
+        llm_prompt_free(&prompt);
+        const int64_t need0 = text_tokens + media_tokens(&rq, mt) + p.max_tokens;
+        if (need0 > budget) {
+            int fit = 0;
+            for (int t = mt - 1; t >= 1 && !fit; t--)
+                if (text_tokens + media_tokens(&rq, t) + p.max_tokens <= budget) fit = t;
+            if (!fit)
+                { st = nvl_err_set(err, NVL_ERR_LIMIT,
+                                 "%d images/pages need at least %lld tokens at 1 tile each (plus %lld of text and %lld to "
+                                 "answer), more than the context budget of %lld: ask about fewer pages (--pages), answer "
+                                 "page by page (--per-page), or lower --max-tokens",
+                                 rq.n_src, (long long)media_tokens(&rq, 1), (long long)text_tokens, (long long)p.max_tokens,
+                                 (long long)budget); goto done; }
+            char *msg = xprintf("the media need %lld tokens at %d tiles per image but the context budget is %lld: "
+                                "using at most %d tile(s) per image (%lld tokens)",
+                                (long long)media_tokens(&rq, mt), mt, (long long)budget, fit, (long long)media_tokens(&rq, fit));
+            notice(&rq, msg);
+            nvl_free(msg);
+            mt = fit;
+        }
+    }
+    res->max_tiles = mt;
+
+    /* 3. vision (sources the kept prefix holds only get their layout now) */
+    const double tv0 = now();
+    for (int i = 0; i < rq.n_src && st == NVL_OK; i++) {
+        source *s = &rq.src[i];
+        s->key = s->is_video ? xstrdup(s->base_key) : xprintf("%s:t%d", s->base_key, mt);
+        if (!s->key) { st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory"); break; }
+        if (!p.no_cache && i < e->kp_n_src && !strcmp(e->kp_src[i].key, s->key)) {
+            const kept_source *k = &e->kp_src[i];
+            s->from_kept = k;
+            s->n_tiles = k->n_tiles;
+            s->n_frames = k->n_frames;
+            s->n_rows = k->n_rows;
+            if (k->n_frames) {
+                s->ts = nvl_malloc((size_t)k->n_frames * sizeof(double));
+                s->kept = nvl_malloc((size_t)k->n_frames * sizeof(int));
+                if (!s->ts || !s->kept) { st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory"); break; }
+                memcpy(s->ts, k->ts, (size_t)k->n_frames * sizeof(double));
+                memcpy(s->kept, k->kept, (size_t)k->n_frames * sizeof(int));
+            }
             continue;
         }
-        if (n_items == cap) {
-            item *ni = nvl_realloc(items, (size_t)(cap *= 2) * sizeof *ni);
-            if (!ni) { st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory"); break; }
-            items = ni;
-        }
-        memset(&items[n_items], 0, sizeof items[n_items]);
-        double tv = now();
-        if (k == MEDIA_KIND_VIDEO) {
-            st = add_video(e, files[f], &p, &items[n_items++], err);
-        } else {
-            media_image *img = NULL;
-            st = media_decode_image_file(files[f], NULL, &img, err);
-            tv = now();
-            if (st == NVL_OK) st = add_image(e, img, &p, &items[n_items++], err);
-            media_image_free(img);
-        }
-        res->t_vision += now() - tv;
+        st = vision_source(&rq, s, mt, tv0, err);
+        char label[512];
+        if (s->page >= 0) snprintf(label, sizeof label, "%s page %d", s->name, s->page + 1);
+        else snprintf(label, sizeof label, "%s", s->name);
+        if (!s->is_video) progress(&rq, API_STAGE_VISION, label, i + 1, rq.n_src, tv0);
+        if (st == NVL_OK && cancelled(&rq)) st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
     }
-    res->t_media = now() - t0 - res->t_vision;
+    res->t_vision = now() - tv0;
     if (st != NVL_OK) goto done;
-    /* prompt: one user turn, media parts first, then the question */
-    parts = nvl_calloc((size_t)n_items + 1, sizeof *parts);
-    layout = nvl_calloc((size_t)n_items + 1, sizeof *layout);
-    if (!parts || !layout) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+
+    /* 4. prompt and prefill */
+    int think_on = 0;
+    if ((st = build_prompt(&rq, msgs, n_msgs, &prompt, &think_on, err)) != NVL_OK) goto done;
+    if (prompt.n + p.max_tokens > budget) {
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "the prompt has %lld tokens; with max_tokens %lld it exceeds the context budget of %lld",
+                         (long long)prompt.n, (long long)p.max_tokens, (long long)budget);
         goto done;
     }
-    for (int i = 0; i < n_items; i++) {
-        parts[i].kind = items[i].kind == LLM_MEDIA_IMAGE ? LLM_PART_IMAGE : LLM_PART_VIDEO;
-        layout[i] = (llm_media_layout){.kind = items[i].kind, .n_tiles = items[i].n_tiles, .n_frames = items[i].n_frames,
-                                       .ts = items[i].ts, .kept = items[i].kept};
+    const int64_t P = prompt.n_spans ? prompt.spans[prompt.n_spans - 1].start + prompt.spans[prompt.n_spans - 1].count + 1 : 0;
+    int hit = !p.no_cache && e->kp_state && P > 0 && e->kp_n == P && P <= prompt.n && e->kp_n_src == rq.n_src &&
+              !memcmp(e->kp_ids, prompt.ids, (size_t)P * sizeof(int32_t));
+    for (int i = 0; hit && i < rq.n_src; i++) hit = rq.src[i].from_kept != NULL;
+    /* sources taken from the kept prefix need their rows after all when it does not apply */
+    for (int i = 0; !hit && i < rq.n_src && st == NVL_OK; i++) {
+        source *s = &rq.src[i];
+        if (!s->from_kept) continue;
+        nvl_free(s->ts);
+        nvl_free(s->kept);
+        s->ts = NULL;
+        s->kept = NULL;
+        s->from_kept = NULL;
+        s->n_rows = 0;
+        const double t1 = now();
+        st = vision_source(&rq, s, mt, t1, err);
+        res->t_vision += now() - t1;
     }
-    parts[n_items].kind = LLM_PART_TEXT;
-    parts[n_items].text = question;
-    llm_chat_message msg = {"user", parts, n_items + 1};
-    llm_chat_options co = llm_chat_options_default();
-    co.think = p.think;
-    size_t tl = 0;
-    const int64_t G = vision_model_grid(e->vm);
-    if ((st = llm_chat_render(&msg, 1, &co, &text, &tl, err)) != NVL_OK ||
-        (st = llm_chat_tokenize(e->tok, text, tl, layout, n_items, (int)((G / 2) * (G / 2)), &prompt, err)) != NVL_OK)
-        goto done;
-    /* vision rows at the <image> positions */
+    if (st != NVL_OK) goto done;
     embd = nvl_calloc((size_t)(prompt.n * C), sizeof(float));
     mask = nvl_calloc((size_t)prompt.n, 1);
-    if (!embd || !mask) {
+    res->media = nvl_calloc((size_t)rq.n_src + 1, sizeof *res->media);
+    int64_t *used = nvl_calloc((size_t)rq.n_src + 1, sizeof *used);
+    if (!embd || !mask || !res->media || !used) {
+        nvl_free(used);
         st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory for a %lld-token prompt", (long long)prompt.n);
         goto done;
     }
-    /* rows of an item are consumed in order across its spans (a video's frames) */
-    int64_t *used = nvl_calloc((size_t)n_items + 1, sizeof *used);
-    if (!used) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
-        goto done;
-    }
-    for (int s = 0; s < prompt.n_spans; s++) {
+    for (int s = 0; s < prompt.n_spans; s++) { /* a video's rows are consumed across its frames' spans */
         const llm_media_span *sp = &prompt.spans[s];
-        const item *it = &items[sp->media];
+        const source *so = &rq.src[sp->media];
         const int64_t off = used[sp->media];
-        for (int64_t r = 0; r < sp->count && off + r < it->n_rows; r++) {
-            memcpy(embd + (sp->start + r) * C, it->rows + (off + r) * C, (size_t)C * sizeof(float));
+        for (int64_t r = 0; r < sp->count && off + r < so->n_rows; r++) {
+            if (so->rows) memcpy(embd + (sp->start + r) * C, so->rows + (off + r) * C, (size_t)C * sizeof(float));
             mask[sp->start + r] = 1;
         }
         used[sp->media] += sp->count;
         res->n_image_tokens += sp->count;
     }
+    for (int i = 0; i < rq.n_src; i++) {
+        const source *s = &rq.src[i];
+        api_media_record *mr = &res->media[res->n_media++];
+        mr->name = xstrdup(s->name);
+        mr->page = s->page >= 0 ? s->page + 1 : 0;
+        mr->is_video = s->is_video;
+        mr->n_tiles = s->n_tiles;
+        mr->n_frames = s->n_frames;
+        mr->image_tokens = used[i];
+        mr->cached = hit;
+        if (s->n_frames) {
+            mr->frame_tokens = nvl_malloc((size_t)s->n_frames * sizeof(int));
+            mr->frame_ts = nvl_malloc((size_t)s->n_frames * sizeof(double));
+            if (mr->frame_tokens) memcpy(mr->frame_tokens, s->kept, (size_t)s->n_frames * sizeof(int));
+            if (mr->frame_ts) memcpy(mr->frame_ts, s->ts, (size_t)s->n_frames * sizeof(double));
+        }
+    }
     nvl_free(used);
     llm_context_params cp = llm_context_params_default();
     cp.n_ctx = prompt.n + p.max_tokens + 1;
     if ((st = llm_context_init(&ctx, e->lm, &cp, err)) != NVL_OK) goto done;
-    double tp = now();
-    if ((st = llm_prefill(ctx, prompt.ids, prompt.n, embd, mask, err)) != NVL_OK) goto done;
+    const double tp = now();
+    int64_t from = 0;
+    if (hit) {
+        if ((st = llm_state_restore(ctx, e->kp_state, err)) != NVL_OK) goto done;
+        from = P;
+        res->n_cached = P;
+    } else if (!p.no_cache && P > 0) {
+        kept_clear(e);
+        if ((st = prefill_slices(&rq, ctx, &prompt, 0, P, embd, mask, tp, err)) != NVL_OK) goto done;
+        from = P;
+        /* keep this prefix for the next request (dropped silently when memory is short) */
+        kept_source *ks = nvl_calloc((size_t)rq.n_src, sizeof *ks);
+        int32_t *ids = nvl_malloc((size_t)P * sizeof(int32_t));
+        nvl_err e2 = {0};
+        int ok = ks && ids && llm_state_snapshot(ctx, &e->kp_state, &e2) == NVL_OK;
+        for (int i = 0; ok && i < rq.n_src; i++) {
+            const source *s = &rq.src[i];
+            ks[i].key = xstrdup(s->key);
+            ks[i].n_tiles = s->n_tiles;
+            ks[i].n_frames = s->n_frames;
+            ks[i].n_rows = s->n_rows;
+            ok = ks[i].key != NULL;
+            if (ok && s->n_frames) {
+                ks[i].ts = nvl_malloc((size_t)s->n_frames * sizeof(double));
+                ks[i].kept = nvl_malloc((size_t)s->n_frames * sizeof(int));
+                ok = ks[i].ts && ks[i].kept;
+                if (ok) {
+                    memcpy(ks[i].ts, s->ts, (size_t)s->n_frames * sizeof(double));
+                    memcpy(ks[i].kept, s->kept, (size_t)s->n_frames * sizeof(int));
+                }
+            }
+        }
+        e->kp_src = ks;
+        e->kp_n_src = ks ? rq.n_src : 0;
+        e->kp_ids = ids;
+        e->kp_n = P;
+        if (ok) memcpy(ids, prompt.ids, (size_t)P * sizeof(int32_t));
+        else kept_clear(e);
+    }
+    if ((st = prefill_slices(&rq, ctx, &prompt, from, prompt.n, embd, mask, tp, err)) != NVL_OK) goto done;
     res->t_prefill = now() - tp;
-    const int64_t V = llm_model_hparams(e->lm)->n_vocab;
+    nvl_free(embd);
+    embd = NULL;
+
+    /* 5. generation */
+    const int64_t V = hp->n_vocab;
     res->first_logits = nvl_malloc((size_t)V * sizeof(float));
-    res->ids = nvl_malloc((size_t)(p.max_tokens > 0 ? p.max_tokens : 1) * sizeof(int32_t));
+    res->ids = nvl_malloc((size_t)p.max_tokens * sizeof(int32_t));
     if (!res->first_logits || !res->ids) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
         goto done;
@@ -292,30 +883,70 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
     memcpy(res->first_logits, llm_logits(ctx), (size_t)V * sizeof(float));
     int32_t stop[18];
     const int n_stop = llm_chat_stop_ids(e->lm, e->tok, stop, 18);
+    g.rq = &rq;
+    llm_detok_init(&g.detok, e->tok);
+    g.reasoning = think_on;
+    g.stop = stop;
+    g.n_stop = n_stop;
     llm_generate_params gp = llm_generate_params_default();
     gp.max_tokens = p.max_tokens;
     gp.sampler = p.sampler;
     gp.stop_ids = stop;
     gp.n_stop = n_stop;
-    gp.on_token = on_token;
-    gp.user = user;
-    double tg = now();
+    gp.on_token = gen_on_token;
+    gp.user = &g;
+    gp.cancel = cb ? cb->cancel : NULL;
+    const double tg = now();
+    g.t0 = tg;
     st = llm_generate(ctx, NULL, 0, &gp, res->ids, p.max_tokens, &res->n_ids, err);
+    if (st == NVL_OK) {
+        char tail[64];
+        size_t tn = llm_detok_flush(&g.detok, tail, sizeof tail);
+        if (tn) gen_emit(&g, tail, tn);
+    }
     res->t_generate = now() - tg;
+    progress(&rq, API_STAGE_GENERATE, NULL, res->n_ids, 0, tg);
+    if (g.oom && st == NVL_OK) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory for the answer");
+    int stopped = 0;
+    for (int i = 0; res->n_ids > 0 && i < n_stop; i++) stopped |= res->ids[res->n_ids - 1] == stop[i];
+    res->finish_reason = st == NVL_ERR_CANCELLED ? "cancelled" : stopped ? "stop" : res->n_ids >= p.max_tokens ? "length" : "stop";
+    /* the answer without leading blank space (the model writes "</think>\n\n") */
+    {
+        const char *a = g.buf[0] ? g.buf[0] : "";
+        while (*a == '\n' || *a == ' ') a++;
+        res->answer = xstrdup(a);
+        if (think_on) res->reasoning = xstrdup(g.buf[1] ? g.buf[1] : "");
+        if (!res->answer || (think_on && !res->reasoning)) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    }
     res->prompt_ids = prompt.ids;
     res->n_prompt = prompt.n;
     prompt.ids = NULL;
 done:
+    nvl_free(g.buf[0]);
+    nvl_free(g.buf[1]);
     llm_context_free(ctx);
     nvl_free(embd);
     nvl_free(mask);
     llm_prompt_free(&prompt);
-    nvl_free(text);
-    nvl_free(parts);
-    nvl_free(layout);
-    items_free(items, n_items);
-    if (st != NVL_OK && st != NVL_ERR_CANCELLED) {
-        api_ask_result_free(res);
+    request_free(&rq);
+    if (st != NVL_OK && st != NVL_ERR_CANCELLED) api_ask_result_free(res);
+    return st;
+}
+
+nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, const char *question,
+                          const api_ask_params *p, llm_token_fn on_token, void *user, api_ask_result *res,
+                          nvl_err *err) {
+    api_part *parts = nvl_calloc((size_t)n_files + 1, sizeof *parts);
+    if (!parts) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    for (int i = 0; i < n_files; i++) {
+        parts[i].kind = API_PART_MEDIA;
+        parts[i].media.path = files[i];
     }
+    parts[n_files].kind = API_PART_TEXT;
+    parts[n_files].text = question;
+    api_message msg = {"user", parts, n_files + 1};
+    api_callbacks cb = {.on_token = on_token, .user = user};
+    nvl_status st = api_engine_run(e, &msg, 1, p, &cb, res, err);
+    nvl_free(parts);
     return st;
 }

@@ -138,6 +138,7 @@ nvl_status llm_hparams_from_json(llm_hparams *hp, const cJSON *root, const char 
     CHECK(nvl_json_opt_bool(c, "tie_word_embeddings", 0, &hp->tie_embeddings, what, err));
     CHECK(nvl_json_opt_bool(c, "residual_in_fp32", 0, &hp->residual_in_fp32, what, err));
     CHECK(nvl_json_opt_int(c, "bos_token_id", -1, &hp->bos_id, what, err));
+    CHECK(nvl_json_opt_int(c, "max_position_embeddings", 0, &hp->n_ctx_train, what, err));
     CHECK(nvl_json_opt_int(c, "eos_token_id", -1, &hp->eos_id, what, err));
     CHECK(nvl_json_opt_int(c, "pad_token_id", -1, &hp->pad_id, what, err));
 

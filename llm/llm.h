@@ -55,6 +55,7 @@ typedef struct llm_hparams {
     int tie_embeddings;     /* tie_word_embeddings */
     int residual_in_fp32;
     int64_t bos_id, eos_id, pad_id; /* from the config; -1 when absent (tokenizer decides) */
+    int64_t n_ctx_train;    /* max_position_embeddings; 0 when the config does not say */
     /* Derived: */
     int64_t d_inner;        /* H * P */
     int64_t conv_dim;       /* d_inner + 2 * G * N */

@@ -5,6 +5,9 @@
  * Tolerance: f32 throughout on both sides; errors from the vision path (~1e-5) feed the LM:
  * atol 1e-4, rtol 1e-3, NMSE <= 1e-8 (observed: NMSE 5e-13, max 2e-6). Missing media is a clear
  * error. */
+#include <stdio.h>
+#include <string.h>
+
 #include "api.h"
 #include "base/alloc.h"
 #include "base/safetensors.h"
@@ -43,6 +46,84 @@ int main(void) {
     for (int64_t i = 0; gsame && i < 8; i++) gsame = r.ids[i] == ((const int64_t *)gi.data)[i];
     TEST_CHECK(gsame, "greedy answer differs from the reference");
     api_ask_result_free(&r);
+
+    /* Prefix reuse: a second question about the same image restores the state after its media
+     * and skips vision; its answer equals the same question asked without the kept state. */
+    {
+        api_ask_result a, b;
+        TEST_EQ_INT(api_engine_ask(e, files, 1, "And the colours?", &p, NULL, NULL, &a, &err), NVL_OK);
+        TEST_CHECK(a.n_cached > 0 && a.n_cached < a.n_prompt, "second question reused %lld of %lld prompt tokens",
+                   (long long)a.n_cached, (long long)a.n_prompt);
+        TEST_CHECK(a.n_media == 1 && a.media[0].cached == 1, "media record says cached");
+        api_ask_params nc = p;
+        nc.no_cache = 1;
+        TEST_EQ_INT(api_engine_ask(e, files, 1, "And the colours?", &nc, NULL, NULL, &b, &err), NVL_OK);
+        TEST_EQ_INT(b.n_cached, 0);
+        TEST_EQ_INT(a.n_prompt, b.n_prompt);
+        if (a.first_logits && b.first_logits)
+            test_compare_f32("logits with the kept prefix vs without", a.first_logits, b.first_logits,
+                             (size_t)api_engine_n_vocab(e), 1e-5, 1e-4, 1e-10);
+        int eq = a.n_ids == b.n_ids;
+        for (int64_t i = 0; eq && i < a.n_ids; i++) eq = a.ids[i] == b.ids[i];
+        TEST_CHECK(eq, "answers with and without the kept prefix differ");
+        api_ask_result_free(&a);
+        api_ask_result_free(&b);
+    }
+    /* Context budget: 7 tiles need 28 image tokens; a budget that leaves room for ~3 tiles makes
+     * the engine lower the tiles and say so; one that cannot hold a single tile is refused. */
+    {
+        api_ask_params bp = p;
+        bp.max_context = 22 + 8 + 4 * 4 + 2 + 4; /* text ~24, 8 to answer, a 2x1 grid + thumbnail */
+        api_ask_result a;
+        nvl_status st = api_engine_ask(e, files, 1, "What is in this picture?", &bp, NULL, NULL, &a, &err);
+        TEST_EQ_INT(st, NVL_OK);
+        if (st == NVL_OK) {
+            TEST_CHECK(a.max_tiles < 12 && a.notice != NULL, "tiles lowered with a notice (max_tiles %d)", a.max_tiles);
+            TEST_CHECK(a.n_prompt + 8 <= bp.max_context, "prompt %lld + 8 fits the budget %lld", (long long)a.n_prompt,
+                       (long long)bp.max_context);
+            TEST_CHECK(a.n_image_tokens < 28, "fewer image tokens (%lld)", (long long)a.n_image_tokens);
+            if (a.notice) TEST_CONTAINS(a.notice, "context budget");
+        }
+        api_ask_result_free(&a);
+        bp.max_context = 20;
+        TEST_EQ_INT(api_engine_ask(e, files, 1, "What is in this picture?", &bp, NULL, NULL, &a, &err), NVL_ERR_LIMIT);
+        TEST_CONTAINS(err.msg, "--per-page");
+    }
+    /* Inline bytes give the same prompt as the file */
+    {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        FILE *f = fopen(files[0], "rb");
+        if (f) {
+            buf = nvl_malloc(1 << 16);
+            n = buf ? fread(buf, 1, 1 << 16, f) : 0;
+            fclose(f);
+        }
+        api_part parts[2] = {{.kind = API_PART_MEDIA, .media = {.data = buf, .size = n, .name = "upload.bmp"}},
+                             {.kind = API_PART_TEXT, .text = "What is in this picture?"}};
+        api_message msg = {"user", parts, 2};
+        api_ask_result a;
+        api_ask_params bp = p;
+        bp.no_cache = 1;
+        TEST_EQ_INT(api_engine_run(e, &msg, 1, &bp, NULL, &a, &err), NVL_OK);
+        TEST_EQ_INT(a.n_prompt, nvl_tensor_numel(&pid));
+        int eq = a.n_prompt == nvl_tensor_numel(&pid);
+        for (int64_t i = 0; eq && i < a.n_prompt; i++) eq = a.prompt_ids[i] == ((const int64_t *)pid.data)[i];
+        TEST_CHECK(eq, "prompt from bytes equals the reference");
+        TEST_CHECK(a.n_media == 1 && !strcmp(a.media[0].name, "upload.bmp"), "record names the upload");
+        api_ask_result_free(&a);
+        nvl_free(buf);
+    }
+    /* Cancellation before generation: NVL_ERR_CANCELLED, nothing leaks */
+    {
+        volatile int cancel = 1;
+        api_callbacks cb = {.cancel = &cancel};
+        api_part parts[2] = {{.kind = API_PART_MEDIA, .media = {.path = files[0]}}, {.kind = API_PART_TEXT, .text = "?"}};
+        api_message msg = {"user", parts, 2};
+        api_ask_result a;
+        TEST_EQ_INT(api_engine_run(e, &msg, 1, &p, &cb, &a, &err), NVL_ERR_CANCELLED);
+        api_ask_result_free(&a);
+    }
     const char *missing[] = {"/nonexistent/photo.jpg"};
     TEST_EQ_INT(api_engine_ask(e, missing, 1, "?", &p, NULL, NULL, &r, &err), NVL_ERR_NOT_FOUND);
     TEST_CONTAINS(err.msg, "/nonexistent/photo.jpg");

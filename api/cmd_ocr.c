@@ -1,0 +1,186 @@
+/* `nanovl ocr FILE...`: Markdown of every page (and image), page by page, with a marker before
+ * each page. Reasoning is off; each page is a separate pass, so long documents never exceed the
+ * context. A page that fails is reported (stderr and a marker comment) and the rest goes on. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "api.h"
+#include "base/alloc.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "wire.h"
+
+static const char *k_usage =
+    "usage: nanovl ocr [--model DIR] FILE... [-o OUT.md] [options]\n"
+    "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
+    "  -o, --out FILE        write the Markdown there (default stdout)\n"
+    "  --json                one JSON object per page: file, page, markdown, usage, timings\n"
+    "  --prompt TEXT         the instruction given with each page\n"
+    "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n";
+
+typedef struct ocr_ctx {
+    FILE *out;
+    int json;
+    int text_started;
+    cli_progress prog;
+} ocr_ctx;
+
+static int on_text(const char *s, size_t n, int reasoning, void *user) {
+    ocr_ctx *c = user;
+    if (c->json || reasoning) return 0;
+    if (!c->text_started) {
+        while (n && (*s == '\n' || *s == ' ')) {
+            s++;
+            n--;
+        }
+        if (!n) return 0;
+        c->text_started = 1;
+    }
+    cli_progress_clear(&c->prog);
+    fwrite(s, 1, n, c->out);
+    fflush(c->out);
+    return 0;
+}
+
+static void on_progress(const api_progress *pr, void *user) {
+    ocr_ctx *c = user;
+    cli_on_progress(pr, &c->prog);
+}
+
+static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
+    ocr_ctx *c = user;
+    c->text_started = 0;
+    snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
+    if (c->json) return;
+    if (page) fprintf(c->out, "<!-- page %d: %s -->\n\n", page, name);
+    else fprintf(c->out, "<!-- image: %s -->\n\n", name);
+    fflush(c->out);
+}
+
+static int on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    ocr_ctx *c = user;
+    (void)index;
+    (void)n_total;
+    if (!c->json) {
+        fputs("\n\n", c->out);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *res = api_result_to_json(r);
+        if (o && res) {
+            cJSON_AddStringToObject(o, "file", name);
+            if (page) cJSON_AddNumberToObject(o, "page", page);
+            cJSON_AddStringToObject(o, "markdown", r->answer ? r->answer : "");
+            cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
+            cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
+            cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+            char *s = cJSON_PrintUnformatted(o);
+            if (s) fprintf(c->out, "%s\n", s);
+            cJSON_free(s);
+        }
+        cJSON_Delete(o);
+        cJSON_Delete(res);
+    }
+    fflush(c->out);
+    return 0;
+}
+
+static int on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    ocr_ctx *c = user;
+    (void)index;
+    cli_progress_clear(&c->prog);
+    fprintf(stderr, "nanovl ocr: %s\n", msg);
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", name);
+        if (page) cJSON_AddNumberToObject(o, "page", page);
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "message", msg);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s) fprintf(c->out, "%s\n", s);
+        cJSON_free(s);
+        cJSON_Delete(o);
+    } else {
+        /* "--" cannot appear inside an HTML comment */
+        fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
+        for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
+        fputs(" -->\n\n", c->out);
+    }
+    fflush(c->out);
+    return 0;
+}
+
+int cmd_ocr(int argc, char **argv) {
+    const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
+    api_ask_params p = api_ask_params_default();
+    p.think = 0;
+    p.max_tokens = 4096;
+    int force_progress = -1, rc = 0;
+    ocr_ctx c = {.out = stdout};
+    const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
+    int n_files = 0;
+    if (!files) return 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int k = cli_ask_option(argc, argv, &i, &p, "ocr");
+        if (k < 0) { rc = EXIT_USAGE; goto out; }
+        if (k > 0) continue;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
+        else if (!strcmp(a, "--prompt") && v) prompt = argv[++i];
+        else if (!strcmp(a, "--json")) c.json = 1;
+        else if (!strcmp(a, "--progress")) force_progress = 1;
+        else if (!strcmp(a, "--no-progress")) force_progress = 0;
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "nanovl ocr: unknown or incomplete option '%s'\n%s%s", a, k_usage, cli_ask_options_help);
+            rc = EXIT_USAGE;
+            goto out;
+        } else files[n_files++] = a;
+    }
+    if (!model || n_files < 1) {
+        fprintf(stderr, "%s%s%s", !model ? "nanovl ocr: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage,
+                cli_ask_options_help);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    cli_progress_init(&c.prog, force_progress);
+    nvl_err err = {0};
+    api_engine *e = NULL;
+    if (api_engine_open(&e, model, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl ocr: %s: %s\n", model, err.msg);
+        rc = 1;
+        goto out;
+    }
+    if (out_path && !(c.out = fopen(out_path, "w"))) {
+        fprintf(stderr, "nanovl ocr: %s: cannot write\n", out_path);
+        api_engine_close(e);
+        rc = 1;
+        goto out;
+    }
+    api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
+    if (media) {
+        for (int f = 0; f < n_files; f++) media[f].path = files[f];
+        api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c};
+        api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
+                             .cb = &cb, .user = &c};
+        int n_failed = 0;
+        if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl ocr: %s\n", err.msg);
+            rc = 1;
+        }
+        if (n_failed) rc = 1;
+        cli_progress_clear(&c.prog);
+    } else rc = 1;
+    nvl_free(media);
+    if (c.out != stdout && fclose(c.out) != 0) {
+        fprintf(stderr, "nanovl ocr: %s: write failed\n", out_path);
+        rc = 1;
+    }
+    api_engine_close(e);
+out:
+    nvl_free(files);
+    return rc;
+}

@@ -1,0 +1,640 @@
+/* Request parsing, result JSON, status codes, base64 and page-by-page OCR (see wire.h). */
+#include "wire.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "media.h"
+
+// ---------------------------------------------------------------------------
+// Buffers
+
+void api_buf_put(api_buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = (b->cap ? b->cap * 2 : 256) + n;
+        char *np = nvl_realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void api_buf_printf(api_buf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        api_buf_put(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = nvl_malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    api_buf_put(b, big, (size_t)n);
+    nvl_free(big);
+}
+
+void api_buf_json_str(api_buf *b, const char *s, size_t n) {
+    api_buf_put(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        api_buf_put(b, s + run, i - run);
+        run = i + 1;
+        if (c == '"') api_buf_put(b, "\\\"", 2);
+        else if (c == '\\') api_buf_put(b, "\\\\", 2);
+        else if (c == '\n') api_buf_put(b, "\\n", 2);
+        else if (c == '\t') api_buf_put(b, "\\t", 2);
+        else if (c == '\r') api_buf_put(b, "\\r", 2);
+        else api_buf_printf(b, "\\u%04x", c);
+    }
+    api_buf_put(b, s + run, n - run);
+    api_buf_put(b, "\"", 1);
+}
+
+void api_buf_free(api_buf *b) {
+    nvl_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+// ---------------------------------------------------------------------------
+// Status codes and results
+
+const char *api_status_code(nvl_status st) {
+    switch (st) {
+    case NVL_OK: return "ok";
+    case NVL_ERR_NOMEM: return "out_of_memory";
+    case NVL_ERR_INVALID_ARG: return "invalid_argument";
+    case NVL_ERR_FORMAT: return "bad_format";
+    case NVL_ERR_IO: return "io_error";
+    case NVL_ERR_NOT_FOUND: return "not_found";
+    case NVL_ERR_UNSUPPORTED: return "unsupported";
+    case NVL_ERR_SHAPE: return "shape_mismatch";
+    case NVL_ERR_DTYPE: return "dtype_mismatch";
+    case NVL_ERR_LIMIT: return "limit_exceeded";
+    case NVL_ERR_ENCRYPTED: return "encrypted";
+    case NVL_ERR_NO_DEVICE: return "no_device";
+    case NVL_ERR_DEVICE: return "device_error";
+    case NVL_ERR_CANCELLED: return "cancelled";
+    case NVL_ERR_TRUNCATED: return "truncated";
+    case NVL_ERR_CONFIG: return "bad_config";
+    case NVL_ERR_INTERNAL: return "internal_error";
+    case NVL_ERR_BUSY: return "busy";
+    case NVL_ERR_TIMEOUT: return "timeout";
+    }
+    return "internal_error";
+}
+
+cJSON *api_result_to_json(const api_ask_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "answer", r->answer ? r->answer : "");
+    if (r->reasoning) cJSON_AddStringToObject(o, "reasoning", r->reasoning);
+    else cJSON_AddNullToObject(o, "reasoning");
+    cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    if (u) {
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->n_prompt);
+        cJSON_AddNumberToObject(u, "image_tokens", (double)r->n_image_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)r->n_ids);
+        cJSON_AddNumberToObject(u, "cached_prompt_tokens", (double)r->n_cached);
+        cJSON_AddNumberToObject(u, "max_tiles", r->max_tiles);
+    }
+    cJSON *t = cJSON_AddObjectToObject(o, "timings_s");
+    if (t) {
+        cJSON_AddNumberToObject(t, "media", round(r->t_media * 1e4) / 1e4);
+        cJSON_AddNumberToObject(t, "vision", round(r->t_vision * 1e4) / 1e4);
+        cJSON_AddNumberToObject(t, "prefill", round(r->t_prefill * 1e4) / 1e4);
+        cJSON_AddNumberToObject(t, "generation", round(r->t_generate * 1e4) / 1e4);
+        cJSON_AddNumberToObject(t, "tokens_per_s", r->t_generate > 0 ? round((double)r->n_ids / r->t_generate * 100) / 100 : 0);
+    }
+    cJSON *m = cJSON_AddArrayToObject(o, "media");
+    for (int i = 0; m && i < r->n_media; i++) {
+        const api_media_record *mr = &r->media[i];
+        cJSON *x = cJSON_CreateObject();
+        if (!x) break;
+        cJSON_AddItemToArray(m, x);
+        cJSON_AddStringToObject(x, "name", mr->name ? mr->name : "");
+        if (mr->is_video) {
+            cJSON_AddStringToObject(x, "kind", "video");
+            cJSON_AddNumberToObject(x, "frames", mr->n_frames);
+            cJSON *ft = cJSON_AddArrayToObject(x, "frame_tokens");
+            cJSON *fs = cJSON_AddArrayToObject(x, "frame_times_s");
+            for (int f = 0; f < mr->n_frames && mr->frame_tokens && mr->frame_ts; f++) {
+                if (ft) cJSON_AddItemToArray(ft, cJSON_CreateNumber(mr->frame_tokens[f]));
+                if (fs) cJSON_AddItemToArray(fs, cJSON_CreateNumber(round(mr->frame_ts[f] * 1000) / 1000));
+            }
+        } else {
+            cJSON_AddStringToObject(x, "kind", mr->page ? "pdf_page" : "image");
+            if (mr->page) cJSON_AddNumberToObject(x, "page", mr->page);
+            cJSON_AddNumberToObject(x, "tiles", mr->n_tiles);
+        }
+        cJSON_AddNumberToObject(x, "image_tokens", (double)mr->image_tokens);
+        cJSON_AddBoolToObject(x, "cached", mr->cached);
+    }
+    if (r->notice) cJSON_AddStringToObject(o, "notice", r->notice);
+    return o;
+}
+
+// ---------------------------------------------------------------------------
+// Base64
+
+static int b64v(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err) {
+    *out = NULL;
+    *out_len = 0;
+    while (n > 0 && s[n - 1] == '=') n--;
+    if (n % 4 == 1) return nvl_err_set(err, NVL_ERR_FORMAT, "base64: %zu characters cannot be base64", n);
+    uint8_t *o = nvl_malloc(n / 4 * 3 + 3);
+    if (!o) return nvl_err_set(err, NVL_ERR_NOMEM, "base64: out of memory for %zu bytes", n / 4 * 3);
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64v((unsigned char)s[i]);
+        if (v < 0) {
+            nvl_free(o);
+            return nvl_err_set(err, NVL_ERR_FORMAT, "base64: invalid character at offset %zu", i);
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out = o;
+    *out_len = k;
+    return NVL_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+
+const char *api_request_type_name(enum api_request_type t) {
+    static const char *n[] = {"ask", "ocr", "cancel", "status"};
+    return (unsigned)t < 4 ? n[t] : "unknown";
+}
+
+static nvl_status check_keys(const cJSON *o, const char *const *allowed, const char *where, nvl_err *err) {
+    for (const cJSON *c = o->child; c; c = c->next) {
+        int ok = 0;
+        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(c->string, allowed[i]);
+        if (!ok) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: unknown field '%s'", where, c->string);
+    }
+    return NVL_OK;
+}
+
+static nvl_status get_num(const cJSON *o, const char *k, double lo, double hi, double *v, const char *where, nvl_err *err) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!x) return NVL_OK;
+    if (!cJSON_IsNumber(x) || isnan(x->valuedouble))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected a number", where, k);
+    if (x->valuedouble < lo || x->valuedouble > hi)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: %g is outside %g..%g", where, k, x->valuedouble, lo, hi);
+    *v = x->valuedouble;
+    return NVL_OK;
+}
+
+static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *where, nvl_err *err) {
+    static const char *const keys[] = {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "think",
+                                       "max_tiles", "pages", "dpi", "long_side", "fps", "max_frames", "evs",
+                                       "max_context", "no_cache", NULL};
+    if (!cJSON_IsObject(o)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: expected an object", where);
+    nvl_status st = check_keys(o, keys, where, err);
+    if (st != NVL_OK) return st;
+    double v;
+#define NUM(key, lo, hi, dst, cast)                                                   \
+    v = NAN;                                                                          \
+    if ((st = get_num(o, key, lo, hi, &v, where, err)) != NVL_OK) return st;          \
+    if (!isnan(v)) dst = (cast)v;
+    NUM("max_tokens", 1, 1e9, p->max_tokens, int64_t);
+    NUM("temperature", 0, 100, p->sampler.temperature, float);
+    NUM("top_p", 0, 1, p->sampler.top_p, float);
+    NUM("top_k", 0, 1e9, p->sampler.top_k, int);
+    NUM("min_p", 0, 1, p->sampler.min_p, float);
+    NUM("seed", 0, 9007199254740992.0, p->sampler.seed, uint64_t);
+    NUM("max_tiles", 1, 12, p->max_tiles, int);
+    NUM("dpi", 1, 1200, p->dpi, double);
+    NUM("long_side", 16, 16384, p->long_side, int);
+    NUM("fps", 0.01, 240, p->fps, double);
+    NUM("max_frames", 1, 100000, p->max_frames, int);
+    NUM("evs", 0, 0.99, p->evs, double);
+    NUM("max_context", 16, 1e9, p->max_context, int64_t);
+#undef NUM
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "think"))) {
+        if (!cJSON_IsBool(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.think: expected true or false", where);
+        p->think = cJSON_IsTrue(x);
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "no_cache"))) {
+        if (!cJSON_IsBool(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.no_cache: expected true or false", where);
+        p->no_cache = cJSON_IsTrue(x);
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "pages"))) {
+        if (!cJSON_IsString(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.pages: expected a string like \"1-3,7\"", where);
+        p->pages = x->valuestring;
+    }
+    return NVL_OK;
+}
+
+static nvl_status add_blob(api_request *rq, uint8_t *b, nvl_err *err) {
+    uint8_t **nb = nvl_realloc(rq->blobs, (size_t)(rq->n_blobs + 1) * sizeof *nb);
+    if (!nb) {
+        nvl_free(b);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "request: out of memory");
+    }
+    rq->blobs = nb;
+    rq->blobs[rq->n_blobs++] = b;
+    return NVL_OK;
+}
+
+/* A media part: {"type": "image"|"video"|"pdf"|"file", "path": ... | "data": base64, "name", "pages"} */
+static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, const char *where, nvl_err *err) {
+    static const char *const keys[] = {"type", "path", "data", "name", "pages", NULL};
+    nvl_status st = check_keys(o, keys, where, err);
+    if (st != NVL_OK) return st;
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path"), *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name"), *pages = cJSON_GetObjectItemCaseSensitive(o, "pages");
+    if (!!path == !!data) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: give exactly one of \"path\" and \"data\"", where);
+    if (path && (!cJSON_IsString(path) || !path->valuestring[0]))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.path: expected a non-empty string", where);
+    if (data && !cJSON_IsString(data)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.data: expected a base64 string", where);
+    if (name && !cJSON_IsString(name)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.name: expected a string", where);
+    if (pages && !cJSON_IsString(pages)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.pages: expected a string", where);
+    memset(m, 0, sizeof *m);
+    m->name = name ? name->valuestring : NULL;
+    m->pages = pages ? pages->valuestring : NULL;
+    if (path) {
+        m->path = path->valuestring;
+        return NVL_OK;
+    }
+    uint8_t *b = NULL;
+    size_t bn = 0;
+    if ((st = api_base64_decode(data->valuestring, strlen(data->valuestring), &b, &bn, err)) != NVL_OK) {
+        nvl_err_prefix(err, "%s.data", where);
+        return st;
+    }
+    if (bn == 0) {
+        nvl_free(b);
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.data: empty", where);
+    }
+    if ((st = add_blob(rq, b, err)) != NVL_OK) return st;
+    m->data = b;
+    m->size = bn;
+    if (!m->name) m->name = "bytes";
+    return NVL_OK;
+}
+
+static int is_media_type(const char *t) {
+    return !strcmp(t, "image") || !strcmp(t, "video") || !strcmp(t, "pdf") || !strcmp(t, "file");
+}
+
+nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_err *err) {
+    memset(rq, 0, sizeof *rq);
+    rq->params = api_ask_params_default();
+    nvl_status st = nvl_json_parse(&rq->root, text, len, "request", err);
+    if (st != NVL_OK) return st;
+    const cJSON *r = rq->root;
+    char where[96];
+    if (!cJSON_IsObject(r)) {
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: expected a JSON object");
+        goto fail;
+    }
+    static const char *const keys[] = {"v", "id", "type", "messages", "files", "question", "prompt", "params", "target", NULL};
+    if ((st = check_keys(r, keys, "request", err)) != NVL_OK) goto fail;
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "v")) && (!cJSON_IsNumber(x) || x->valuedouble != API_PROTOCOL_VERSION)) {
+        st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "request.v: this server speaks protocol version %d", API_PROTOCOL_VERSION);
+        goto fail;
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "id"))) {
+        if (!cJSON_IsString(x) || strlen(x->valuestring) > 256) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.id: expected a string of at most 256 bytes");
+            goto fail;
+        }
+        rq->id = x->valuestring;
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "type"))) {
+        const char *t = cJSON_IsString(x) ? x->valuestring : "";
+        if (!strcmp(t, "ask")) rq->type = API_REQ_ASK;
+        else if (!strcmp(t, "ocr")) rq->type = API_REQ_OCR;
+        else if (!strcmp(t, "cancel")) rq->type = API_REQ_CANCEL;
+        else if (!strcmp(t, "status")) rq->type = API_REQ_STATUS;
+        else {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.type: expected \"ask\", \"ocr\", \"cancel\" or \"status\"");
+            goto fail;
+        }
+    }
+    if (rq->type == API_REQ_CANCEL) {
+        x = cJSON_GetObjectItemCaseSensitive(r, "target");
+        if (!cJSON_IsString(x)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.target: a cancel request names the id to cancel");
+            goto fail;
+        }
+        rq->target = x->valuestring;
+        return NVL_OK;
+    }
+    if (rq->type == API_REQ_STATUS) return NVL_OK;
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "params")) && (st = parse_params(x, &rq->params, "request.params", err)) != NVL_OK)
+        goto fail;
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "prompt"))) {
+        if (!cJSON_IsString(x)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.prompt: expected a string");
+            goto fail;
+        }
+        rq->prompt = x->valuestring;
+    }
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r, "messages");
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(r, "files");
+    const cJSON *question = cJSON_GetObjectItemCaseSensitive(r, "question");
+    if (msgs && (files || question)) {
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: give \"messages\" or \"files\" + \"question\", not both");
+        goto fail;
+    }
+    if (!msgs) { /* files + question: one user turn */
+        int nf = files ? cJSON_GetArraySize(files) : 0;
+        if (files && !cJSON_IsArray(files)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.files: expected an array of paths or media objects");
+            goto fail;
+        }
+        if (question && !cJSON_IsString(question)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.question: expected a string");
+            goto fail;
+        }
+        if (rq->type == API_REQ_ASK && !question) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: an ask request needs \"messages\" or \"question\"");
+            goto fail;
+        }
+        if (rq->type == API_REQ_OCR && nf == 0) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: an ocr request needs \"files\"");
+            goto fail;
+        }
+        rq->parts = nvl_calloc((size_t)nf + 1, sizeof *rq->parts);
+        rq->msgs = nvl_calloc(1, sizeof *rq->msgs);
+        if (!rq->parts || !rq->msgs) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "request: out of memory");
+            goto fail;
+        }
+        int i = 0;
+        for (const cJSON *f = files ? files->child : NULL; f; f = f->next, i++) {
+            snprintf(where, sizeof where, "request.files[%d]", i);
+            rq->parts[i].kind = API_PART_MEDIA;
+            if (cJSON_IsString(f) && f->valuestring[0]) rq->parts[i].media.path = f->valuestring;
+            else if (cJSON_IsObject(f)) {
+                if ((st = parse_media(rq, f, &rq->parts[i].media, where, err)) != NVL_OK) goto fail;
+            } else {
+                st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: expected a path or a media object", where);
+                goto fail;
+            }
+        }
+        int np = nf;
+        if (question) {
+            rq->parts[np].kind = API_PART_TEXT;
+            rq->parts[np++].text = question->valuestring;
+        }
+        rq->msgs[0] = (api_message){"user", rq->parts, np};
+        rq->n_msgs = 1;
+        return NVL_OK;
+    }
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) < 1) {
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.messages: expected a non-empty array");
+        goto fail;
+    }
+    if (rq->type == API_REQ_OCR) {
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: an ocr request takes \"files\", not \"messages\"");
+        goto fail;
+    }
+    int nm = cJSON_GetArraySize(msgs), total = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next) {
+        const cJSON *c = cJSON_IsObject(m) ? cJSON_GetObjectItemCaseSensitive(m, "content") : NULL;
+        total += cJSON_IsArray(c) ? cJSON_GetArraySize(c) : 1;
+    }
+    rq->msgs = nvl_calloc((size_t)nm, sizeof *rq->msgs);
+    rq->parts = nvl_calloc((size_t)total + 1, sizeof *rq->parts);
+    if (!rq->msgs || !rq->parts) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "request: out of memory");
+        goto fail;
+    }
+    int mi = 0, pi = 0;
+    for (const cJSON *m = msgs->child; m; m = m->next, mi++) {
+        snprintf(where, sizeof where, "request.messages[%d]", mi);
+        static const char *const mkeys[] = {"role", "content", NULL};
+        if (!cJSON_IsObject(m)) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: expected an object", where);
+            goto fail;
+        }
+        if ((st = check_keys(m, mkeys, where, err)) != NVL_OK) goto fail;
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+                                      strcmp(role->valuestring, "assistant"))) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.role: expected \"system\", \"user\" or \"assistant\"", where);
+            goto fail;
+        }
+        rq->msgs[mi].role = role->valuestring;
+        rq->msgs[mi].parts = rq->parts + pi;
+        if (cJSON_IsString(content)) {
+            rq->parts[pi].kind = API_PART_TEXT;
+            rq->parts[pi++].text = content->valuestring;
+        } else if (cJSON_IsArray(content)) {
+            int ci = 0;
+            for (const cJSON *c = content->child; c; c = c->next, ci++) {
+                char w2[128];
+                snprintf(w2, sizeof w2, "%s.content[%d]", where, ci);
+                const cJSON *type = cJSON_IsObject(c) ? cJSON_GetObjectItemCaseSensitive(c, "type") : NULL;
+                if (!cJSON_IsString(type)) {
+                    st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.type: expected \"text\", \"image\", \"video\", \"pdf\" or \"file\"", w2);
+                    goto fail;
+                }
+                if (!strcmp(type->valuestring, "text")) {
+                    static const char *const tkeys[] = {"type", "text", NULL};
+                    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+                    if ((st = check_keys(c, tkeys, w2, err)) != NVL_OK) goto fail;
+                    if (!cJSON_IsString(t)) {
+                        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.text: expected a string", w2);
+                        goto fail;
+                    }
+                    rq->parts[pi].kind = API_PART_TEXT;
+                    rq->parts[pi++].text = t->valuestring;
+                } else if (is_media_type(type->valuestring)) {
+                    if (strcmp(role->valuestring, "user")) {
+                        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: media belong in a user message", w2);
+                        goto fail;
+                    }
+                    rq->parts[pi].kind = API_PART_MEDIA;
+                    if ((st = parse_media(rq, c, &rq->parts[pi++].media, w2, err)) != NVL_OK) goto fail;
+                } else {
+                    st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.type: unknown part type '%s'", w2, type->valuestring);
+                    goto fail;
+                }
+            }
+        } else {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.content: expected a string or an array of parts", where);
+            goto fail;
+        }
+        rq->msgs[mi].n_parts = (int)(rq->parts + pi - rq->msgs[mi].parts);
+    }
+    rq->n_msgs = nm;
+    return NVL_OK;
+fail:
+    api_request_free(rq);
+    return st;
+}
+
+void api_request_free(api_request *rq) {
+    cJSON_Delete(rq->root);
+    nvl_free(rq->msgs);
+    nvl_free(rq->parts);
+    for (int i = 0; i < rq->n_blobs; i++) nvl_free(rq->blobs[i]);
+    nvl_free(rq->blobs);
+    memset(rq, 0, sizeof *rq);
+}
+
+// ---------------------------------------------------------------------------
+// OCR
+
+nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
+                       const api_pages_hooks *h, int *n_failed, nvl_err *err) {
+    api_ask_params p = *pp;
+    p.no_cache = 1; /* each page is asked about once */
+    *n_failed = 0;
+    /* the pages of every input first, so that progress knows the total */
+    typedef struct unit { int m; int page; } unit; /* page 0-based, -1 for an image */
+    unit *units = NULL;
+    int n_units = 0, cap = 0;
+    char **tmp = nvl_calloc((size_t)n_media + 1, sizeof *tmp);
+    nvl_status st = tmp ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+    api_media *local = nvl_calloc((size_t)n_media + 1, sizeof *local);
+    if (!local) st = nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+    for (int m = 0; m < n_media && st == NVL_OK; m++) {
+        local[m] = media[m];
+        const char *name = media[m].name ? media[m].name : media[m].path ? media[m].path : "bytes";
+        local[m].name = name;
+        enum media_kind k;
+        nvl_status s2 = NVL_OK;
+        nvl_err e2 = {0};
+        if (media[m].path) s2 = media_sniff_file(media[m].path, &k, &e2);
+        else k = media_sniff(media[m].data, media[m].size);
+        int *pages = NULL, np = 1;
+        if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
+            s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);
+        if (s2 == NVL_OK && k == MEDIA_KIND_PDF) {
+            const char *path = media[m].path;
+            if (!path) { /* bytes: one private temporary file for all its pages */
+                const char *dir = getenv("TMPDIR");
+                char tpl[4096];
+                snprintf(tpl, sizeof tpl, "%s/nanovl-ocr-XXXXXX", dir && *dir ? dir : "/tmp");
+                int fd = mkstemp(tpl);
+                size_t off = 0;
+                while (fd >= 0 && off < media[m].size) {
+                    ssize_t w = write(fd, media[m].data + off, media[m].size - off);
+                    if (w <= 0 && errno != EINTR) break;
+                    if (w > 0) off += (size_t)w;
+                }
+                if (fd >= 0) close(fd);
+                if (fd < 0 || off < media[m].size) {
+                    if (fd >= 0) unlink(tpl);
+                    s2 = nvl_err_set(&e2, NVL_ERR_IO, "%s: cannot write a temporary file: %s", name, strerror(errno));
+                } else {
+                    size_t tl = strlen(tpl) + 1;
+                    tmp[m] = nvl_malloc(tl);
+                    if (tmp[m]) memcpy(tmp[m], tpl, tl);
+                    else unlink(tpl);
+                    path = tmp[m];
+                    local[m].path = path;
+                    local[m].data = NULL;
+                    local[m].size = 0;
+                }
+            }
+            media_pdf *pdf = NULL;
+            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, NULL, &e2)) == NVL_OK)
+                s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : p.pages, &pages, &np, &e2);
+            if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
+            media_pdf_close(pdf);
+        }
+        if (s2 != NVL_OK) { /* the input fails as a whole, the others go on */
+            (*n_failed)++;
+            if (h->on_page_error && h->on_page_error(m, name, 0, s2, e2.msg, h->user)) {
+                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
+            }
+            continue;
+        }
+        for (int i = 0; i < np; i++) {
+            if (n_units == cap) {
+                cap = cap ? cap * 2 : 16;
+                unit *nu = nvl_realloc(units, (size_t)cap * sizeof *nu);
+                if (!nu) { st = nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory"); break; }
+                units = nu;
+            }
+            units[n_units++] = (unit){m, k == MEDIA_KIND_PDF ? pages[i] : -1};
+        }
+        nvl_free(pages);
+    }
+    for (int u = 0; u < n_units && st == NVL_OK; u++) {
+        api_part parts[2] = {{.kind = API_PART_MEDIA, .media = local[units[u].m]}, {.kind = API_PART_TEXT, .text = prompt}};
+        char pg[16];
+        if (units[u].page >= 0) {
+            snprintf(pg, sizeof pg, "%d", units[u].page + 1);
+            parts[0].media.pages = pg;
+        }
+        api_message msg = {"user", parts, 2};
+        api_ask_result r;
+        nvl_err e2 = {0};
+        const int page1 = units[u].page >= 0 ? units[u].page + 1 : 0;
+        if (h->on_page_start) h->on_page_start(u, n_units, local[units[u].m].name, page1, h->user);
+        nvl_status s2 = api_engine_run(e, &msg, 1, &p, h->cb, &r, &e2);
+        if (s2 == NVL_OK) {
+            if (h->on_page && h->on_page(u, n_units, local[units[u].m].name, page1, &r, h->user))
+                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
+        } else if (s2 == NVL_ERR_CANCELLED) {
+            st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s", e2.msg);
+        } else {
+            (*n_failed)++;
+            if (h->on_page_error && h->on_page_error(u, local[units[u].m].name, page1, s2, e2.msg, h->user))
+                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
+        }
+        api_ask_result_free(&r);
+    }
+    for (int m = 0; tmp && m < n_media; m++)
+        if (tmp[m]) {
+            unlink(tmp[m]);
+            nvl_free(tmp[m]);
+        }
+    nvl_free(tmp);
+    nvl_free(local);
+    nvl_free(units);
+    return st;
+}

@@ -1,0 +1,81 @@
+/* The JSON a request or job is written in, shared by `nanovl serve` (one request per line on
+ * the socket) and `nanovl batch` (one job per line of the manifest). docs/api.md documents
+ * every field; unknown fields are refused so that a typo never passes silently.
+ *
+ *   api_request rq;
+ *   st = api_request_parse(line, len, &rq, &err);   // rq.msgs, rq.params, rq.id, rq.type
+ *   ...
+ *   api_request_free(&rq);
+ */
+#ifndef API_WIRE_H
+#define API_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+#define API_PROTOCOL_VERSION 1
+
+enum api_request_type { API_REQ_ASK = 0, API_REQ_OCR, API_REQ_CANCEL, API_REQ_STATUS };
+
+typedef struct api_request {
+    struct cJSON *root;
+    const char *id;            /* the client's id (NULL when absent) */
+    enum api_request_type type;
+    const char *target;        /* cancel: the id to cancel */
+    const char *prompt;        /* ocr: the instruction (NULL: API_OCR_PROMPT) */
+    api_message *msgs;
+    int n_msgs;
+    api_part *parts;           /* storage for msgs */
+    uint8_t **blobs;           /* decoded inline bytes */
+    int n_blobs;
+    api_ask_params params;
+} api_request;
+
+/* Parses one request line. Strings point into rq->root. On error rq is freed and err names the
+ * field ("messages[0].content[1].path: expected a string"). */
+nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_err *err);
+void api_request_free(api_request *rq);
+/* The request's type name ("ask", "ocr", ...). */
+const char *api_request_type_name(enum api_request_type t);
+
+/* Base64 (RFC 4648, padding optional, no whitespace) into *out (nvl_malloc'ed). */
+nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err);
+
+/* Escapes s as a JSON string (with quotes) onto buf; returns the new length or (size_t)-1 on OOM. */
+typedef struct api_buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} api_buf;
+void api_buf_put(api_buf *b, const char *s, size_t n);
+void api_buf_printf(api_buf *b, const char *fmt, ...);
+void api_buf_json_str(api_buf *b, const char *s, size_t n);
+void api_buf_free(api_buf *b);
+
+// OCR: page by page -------------------------------------------------------
+
+#define API_OCR_PROMPT \
+    "Transcribe all the text on this page as Markdown, in reading order. Keep headings, lists and " \
+    "tables (as Markdown tables); write formulas in LaTeX. Output only the transcription."
+
+/* Called after each page (or image) with its record. Return non-zero to stop. */
+typedef int (*api_page_fn)(int index, int n_total, const char *name, int page, const api_ask_result *r,
+                           void *user);
+
+/* Page by page: asks prompt about every image and every selected PDF page (params.pages or the
+ * media's own) of media, one pass each; on_page gets each page's result. An input or page that
+ * fails calls on_page_error (when set; return non-zero to stop) and the run goes on. OCR is
+ * this with API_OCR_PROMPT and reasoning off. Videos are refused per input. */
+typedef struct api_pages_hooks {
+    void (*on_page_start)(int index, int n_total, const char *name, int page, void *user);
+    api_page_fn on_page;
+    int (*on_page_error)(int index, const char *name, int page, nvl_status st, const char *msg, void *user);
+    const api_callbacks *cb; /* progress and text streaming inside a page */
+    void *user;
+} api_pages_hooks;
+nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                       const api_ask_params *p, const api_pages_hooks *h, int *n_failed, nvl_err *err);
+
+#endif // API_WIRE_H
