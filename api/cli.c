@@ -116,6 +116,7 @@ static const struct command {
 } k_commands[] = {
     {"ask", cmd_ask},
     {"ocr", cmd_ocr},
+    {"serve", cmd_serve},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},

@@ -1,0 +1,85 @@
+/* `nanovl serve --socket PATH`: loads the checkpoint once and serves the JSON API on a Unix
+ * socket until SIGTERM (docs/api.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "serve.h"
+
+static const char *k_usage =
+    "usage: nanovl serve [--model DIR] --socket PATH [options]\n"
+    "  --model DIR               checkpoint directory (default $NANOVL_MODEL)\n"
+    "  --socket PATH             Unix socket to listen on (a stale socket file is replaced;\n"
+    "                            a live one is refused)\n"
+    "  --socket-mode OCTAL       permissions of the socket file (default 0600)\n"
+    "  --max-request-bytes N     longest request line (default 67108864)\n"
+    "  --max-queue N             requests waiting across clients (default 64)\n"
+    "  --max-per-client N        queued + running per connection (default 4)\n"
+    "  --rate N                  requests per minute per connection (default 600, 0 = no limit)\n"
+    "  --max-clients N           connections (default 64)\n"
+    "  --max-pending-output N    unread event bytes before a client is dropped (default 16777216)\n"
+    "  --quiet                   no request log on stderr\n"
+    "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
+    "answers queued ones with \"shutting_down\" and exits.\n";
+
+static void ready(const char *path, void *user) {
+    const api_server_opts *o = user;
+    if (!o->quiet) fprintf(stderr, "nanovl serve: listening on %s\n", path);
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *model = getenv("NANOVL_MODEL");
+    api_server_opts o = api_server_opts_default();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--socket") && v) o.socket_path = argv[++i];
+        else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (v && (!strcmp(a, "--socket-mode") || !strcmp(a, "--max-request-bytes") || !strcmp(a, "--max-queue") ||
+                       !strcmp(a, "--max-per-client") || !strcmp(a, "--rate") || !strcmp(a, "--max-clients") ||
+                       !strcmp(a, "--max-pending-output"))) {
+            double d = strtod(v, &end);
+            if (!strcmp(a, "--socket-mode")) d = (double)strtol(v, &end, 8);
+            if (!end || end == v || *end || d < 0 || (d < 1 && strcmp(a, "--rate"))) {
+                fprintf(stderr, "nanovl serve: %s: bad value '%s'\n", a, v);
+                return EXIT_USAGE;
+            }
+            i++;
+            if (!strcmp(a, "--socket-mode")) o.socket_mode = (int)d & 0777;
+            else if (!strcmp(a, "--max-request-bytes")) o.max_request_bytes = (size_t)d;
+            else if (!strcmp(a, "--max-queue")) o.max_queue = (int)d;
+            else if (!strcmp(a, "--max-per-client")) o.max_per_client = (int)d;
+            else if (!strcmp(a, "--rate")) o.rate_per_min = d;
+            else if (!strcmp(a, "--max-pending-output")) o.max_pending_output = (size_t)d;
+            else o.max_clients = (int)d;
+        } else {
+            fprintf(stderr, "nanovl serve: unknown or incomplete option '%s'\n%s", a, k_usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || !o.socket_path) {
+        fprintf(stderr, "%s%s", !model ? "nanovl serve: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage);
+        return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    api_engine *e = NULL;
+    if (api_engine_open(&e, model, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl serve: %s: %s\n", model, err.msg);
+        return 1;
+    }
+    o.model_name = model;
+    o.on_ready = ready;
+    o.user = &o;
+    nvl_status st = api_serve(e, &o, &err);
+    api_engine_close(e);
+    if (st != NVL_OK) {
+        fprintf(stderr, "nanovl serve: %s\n", err.msg);
+        return 1;
+    }
+    if (!o.quiet) fprintf(stderr, "nanovl serve: stopped\n");
+    return 0;
+}

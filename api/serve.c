@@ -1,0 +1,863 @@
+/* `nanovl serve --socket PATH`: newline-delimited JSON over a Unix socket (docs/api.md).
+ *
+ * Threads: the main thread owns every socket (poll loop: accept, read, parse, write); one worker
+ * thread owns the engine and runs one request at a time from a FIFO queue. The worker never
+ * touches a socket: it appends event lines to the client's output buffer under the lock and
+ * wakes the main thread through a pipe. So a slow client only grows its own buffer (and is
+ * dropped past a limit), a vanished client has its requests cancelled, and other clients are
+ * never blocked by either.
+ *
+ * Shutdown: SIGTERM or SIGINT stops accepting (the socket file is removed), answers queued
+ * requests with "shutting_down", lets the running request finish and flushes its output, then
+ * returns. A second signal cancels the running request. */
+#include "serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
+#include "wire.h"
+
+api_server_opts api_server_opts_default(void) {
+    api_server_opts o;
+    memset(&o, 0, sizeof o);
+    o.socket_mode = 0600;
+    o.max_request_bytes = 64u << 20;
+    o.max_queue = 64;
+    o.max_per_client = 4;
+    o.rate_per_min = 600;
+    o.max_pending_output = 16u << 20;
+    o.max_clients = 64;
+    return o;
+}
+
+typedef struct client client;
+
+typedef struct job {
+    struct job *next;
+    client *cl;            /* NULL once the client is gone (under the lock) */
+    char *id;              /* the client's id, or "req-N" */
+    api_request rq;
+    volatile int cancel;
+    int running;
+    double t_accept;
+    double last_progress;
+} job;
+
+struct client {
+    int fd;
+    uint64_t serial;
+    char *in;              /* bytes read, not yet a full line */
+    size_t n_in, cap_in;
+    int discarding;        /* dropping an oversize line up to its newline */
+    api_buf out;           /* event lines not yet written (under the lock) */
+    size_t out_off;
+    int overflow;          /* output passed the limit: drop the client */
+    int rd_closed;         /* the client shut down its writing side: answer, then close */
+    int n_jobs;            /* queued + running */
+    double tokens;         /* rate limit bucket */
+    double t_tokens;
+    client *next;
+};
+
+typedef struct server {
+    const api_server_opts *o;
+    api_engine *e;
+    int lfd;
+    int wake[2];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *head, *tail;      /* queue */
+    int n_queued;
+    job *running;
+    int stop_worker;
+    client *clients;
+    int n_clients;
+    uint64_t serial, req_serial;
+    int draining;
+    int64_t n_done, n_failed;
+} server;
+
+static volatile sig_atomic_t g_signals;
+static int g_sigpipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_signals++;
+    if (g_sigpipe[1] >= 0) {
+        int saved = errno;
+        ssize_t w = write(g_sigpipe[1], "s", 1);
+        (void)w;
+        errno = saved;
+    }
+}
+
+static void slog(const server *s, const char *fmt, ...) NVL_PRINTF(2, 3);
+static void slog(const server *s, const char *fmt, ...) {
+    if (s->o->quiet) return;
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s nanovl serve: ", ts);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void wake(server *s) {
+    ssize_t w = write(s->wake[1], "w", 1); /* non-blocking: a full pipe already wakes */
+    (void)w;
+}
+
+// ---------------------------------------------------------------------------
+// Events (caller holds the lock when cl may be shared with the worker)
+
+static void emit_locked(server *s, client *cl, cJSON *ev) {
+    if (!cl || cl->overflow || !ev) {
+        cJSON_Delete(ev);
+        return;
+    }
+    char *line = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+    if (!line) {
+        cl->overflow = 1;
+        return;
+    }
+    api_buf_put(&cl->out, line, strlen(line));
+    api_buf_put(&cl->out, "\n", 1);
+    cJSON_free(line);
+    if (cl->out.oom || cl->out.n - cl->out_off > s->o->max_pending_output) cl->overflow = 1;
+}
+
+static cJSON *event(const char *id, const char *name) {
+    cJSON *ev = cJSON_CreateObject();
+    if (!ev) return NULL;
+    cJSON_AddNumberToObject(ev, "v", API_PROTOCOL_VERSION);
+    if (id) cJSON_AddStringToObject(ev, "id", id);
+    else cJSON_AddNullToObject(ev, "id");
+    cJSON_AddStringToObject(ev, "event", name);
+    return ev;
+}
+
+static cJSON *error_event(const char *id, const char *code, const char *msg) {
+    cJSON *ev = event(id, "error");
+    if (ev) {
+        cJSON_AddStringToObject(ev, "code", code);
+        cJSON_AddStringToObject(ev, "message", msg);
+    }
+    return ev;
+}
+
+/* From the worker: append under the lock and wake the main thread. */
+static void job_emit(server *s, job *j, cJSON *ev) {
+    pthread_mutex_lock(&s->mu);
+    if (j->cl) {
+        emit_locked(s, j->cl, ev);
+        if (j->cl->overflow) j->cancel = 1;
+    } else {
+        cJSON_Delete(ev);
+    }
+    pthread_mutex_unlock(&s->mu);
+    wake(s);
+}
+
+// ---------------------------------------------------------------------------
+// Worker
+
+typedef struct run_ctx {
+    server *s;
+    job *j;
+} run_ctx;
+
+static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
+    run_ctx *c = user;
+    cJSON *ev = event(c->j->id, "token");
+    if (ev) {
+        char *z = nvl_malloc(n + 1);
+        if (z) {
+            memcpy(z, t, n);
+            z[n] = 0;
+            cJSON_AddStringToObject(ev, "text", z);
+            nvl_free(z);
+        }
+        cJSON_AddBoolToObject(ev, "reasoning", reasoning);
+    }
+    job_emit(c->s, c->j, ev);
+    return c->j->cancel;
+}
+
+static void w_on_progress(const api_progress *p, void *user) {
+    run_ctx *c = user;
+    const double t = now_s();
+    if (t - c->j->last_progress < 0.2 && p->stage == API_STAGE_GENERATE) return;
+    c->j->last_progress = t;
+    cJSON *ev = event(c->j->id, "progress");
+    if (ev) {
+        cJSON_AddStringToObject(ev, "stage", api_stage_name(p->stage));
+        if (p->item) cJSON_AddStringToObject(ev, "item", p->item);
+        cJSON_AddNumberToObject(ev, "done", (double)p->done);
+        cJSON_AddNumberToObject(ev, "total", (double)p->total);
+        cJSON_AddNumberToObject(ev, "elapsed_s", round(p->elapsed_s * 1000) / 1000);
+    }
+    job_emit(c->s, c->j, ev);
+}
+
+static void w_on_notice(const char *msg, void *user) {
+    run_ctx *c = user;
+    cJSON *ev = event(c->j->id, "notice");
+    if (ev) cJSON_AddStringToObject(ev, "message", msg);
+    job_emit(c->s, c->j, ev);
+}
+
+static int w_on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    run_ctx *c = user;
+    cJSON *ev = event(c->j->id, "page");
+    cJSON *res = api_result_to_json(r);
+    if (ev && res) {
+        cJSON_AddNumberToObject(ev, "index", index);
+        cJSON_AddNumberToObject(ev, "total", n_total);
+        cJSON_AddStringToObject(ev, "file", name);
+        if (page) cJSON_AddNumberToObject(ev, "page", page);
+        cJSON_AddStringToObject(ev, "text", r->answer ? r->answer : "");
+        cJSON_AddItemToObject(ev, "usage", cJSON_DetachItemFromObject(res, "usage"));
+        cJSON_AddItemToObject(ev, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
+        cJSON_AddStringToObject(ev, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+    }
+    cJSON_Delete(res);
+    job_emit(c->s, c->j, ev);
+    return c->j->cancel;
+}
+
+static int w_on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    run_ctx *c = user;
+    cJSON *ev = event(c->j->id, "page");
+    if (ev) {
+        cJSON_AddNumberToObject(ev, "index", index);
+        cJSON_AddStringToObject(ev, "file", name);
+        if (page) cJSON_AddNumberToObject(ev, "page", page);
+        cJSON *e = cJSON_AddObjectToObject(ev, "error");
+        if (e) {
+            cJSON_AddStringToObject(e, "code", api_status_code(st));
+            cJSON_AddStringToObject(e, "message", msg);
+        }
+    }
+    job_emit(c->s, c->j, ev);
+    return c->j->cancel;
+}
+
+static void run_job(server *s, job *j) {
+    run_ctx c = {s, j};
+    api_callbacks cb = {.on_text = w_on_text, .on_progress = w_on_progress, .on_notice = w_on_notice, .user = &c,
+                        .cancel = &j->cancel};
+    nvl_err err = {0};
+    nvl_status st;
+    cJSON *ev = NULL;
+    if (j->rq.type == API_REQ_OCR) {
+        api_ask_params p = j->rq.params;
+        p.think = 0;
+        if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j->rq.root, "params"), "max_tokens"))
+            p.max_tokens = 4096;
+        int n_media = j->rq.msgs[0].n_parts, n_failed = 0;
+        api_media *media = nvl_calloc((size_t)n_media + 1, sizeof *media);
+        if (!media) {
+            st = nvl_err_set(&err, NVL_ERR_NOMEM, "out of memory");
+        } else {
+            for (int i = 0; i < n_media; i++) media[i] = j->rq.msgs[0].parts[i].media;
+            api_callbacks pcb = cb;
+            pcb.on_text = NULL; /* pages come whole in "page" events */
+            api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .cb = &pcb, .user = &c};
+            st = api_pages_run(s->e, media, n_media, j->rq.prompt, &p, &h, &n_failed, &err);
+            nvl_free(media);
+        }
+        if (st == NVL_OK) {
+            ev = event(j->id, "done");
+            if (ev) cJSON_AddNumberToObject(ev, "failed_pages", n_failed);
+        }
+    } else {
+        api_ask_result r;
+        st = api_engine_run(s->e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &r, &err);
+        if (st == NVL_OK) {
+            ev = event(j->id, "done");
+            cJSON *res = api_result_to_json(&r);
+            if (ev && res)
+                for (cJSON *x = res->child; x;) {
+                    cJSON *nx = x->next;
+                    cJSON_AddItemToObject(ev, x->string, cJSON_DetachItemViaPointer(res, x));
+                    x = nx;
+                }
+            cJSON_Delete(res);
+        }
+        api_ask_result_free(&r);
+    }
+    if (st != NVL_OK) {
+        if (st == NVL_ERR_CANCELLED && j->cancel) snprintf(err.msg, sizeof err.msg, "cancelled");
+        ev = error_event(j->id, api_status_code(st), err.msg);
+    }
+    pthread_mutex_lock(&s->mu);
+    const int gone = j->cl == NULL;
+    pthread_mutex_unlock(&s->mu);
+    slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id, st == NVL_OK ? "done" : api_status_code(st),
+         st == NVL_OK ? "" : ": ", st == NVL_OK ? "" : err.msg, gone ? " (client gone)" : "", now_s() - j->t_accept);
+    job_emit(s, j, ev);
+}
+
+static void *worker_main(void *arg) {
+    server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->stop_worker) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->head) break;
+        job *j = s->head;
+        s->head = j->next;
+        if (!s->head) s->tail = NULL;
+        s->n_queued--;
+        j->running = 1;
+        s->running = j;
+        pthread_mutex_unlock(&s->mu);
+        run_job(s, j);
+        pthread_mutex_lock(&s->mu);
+        s->running = NULL;
+        if (j->cl) j->cl->n_jobs--;
+        s->n_done++;
+        api_request_free(&j->rq);
+        nvl_free(j->id);
+        nvl_free(j);
+        pthread_mutex_unlock(&s->mu);
+        wake(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------
+// Clients (main thread)
+
+static void client_drop(server *s, client *cl) {
+    pthread_mutex_lock(&s->mu);
+    /* queued jobs of this client go; the running one is cancelled and detached */
+    job **pp = &s->head, *prev = NULL;
+    while (*pp) {
+        job *j = *pp;
+        if (j->cl == cl) {
+            *pp = j->next;
+            if (s->tail == j) s->tail = prev;
+            s->n_queued--;
+            api_request_free(&j->rq);
+            nvl_free(j->id);
+            nvl_free(j);
+        } else {
+            prev = j;
+            pp = &j->next;
+        }
+    }
+    if (s->running && s->running->cl == cl) {
+        s->running->cancel = 1;
+        s->running->cl = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (client **cp = &s->clients; *cp; cp = &(*cp)->next)
+        if (*cp == cl) {
+            *cp = cl->next;
+            break;
+        }
+    s->n_clients--;
+    close(cl->fd);
+    nvl_free(cl->in);
+    api_buf_free(&cl->out);
+    nvl_free(cl);
+}
+
+static void reply(server *s, client *cl, cJSON *ev) {
+    pthread_mutex_lock(&s->mu);
+    emit_locked(s, cl, ev);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int rate_ok(server *s, client *cl) {
+    if (s->o->rate_per_min <= 0) return 1;
+    const double t = now_s(), burst = fmax(1.0, s->o->rate_per_min / 10.0);
+    cl->tokens = fmin(burst, cl->tokens + (t - cl->t_tokens) * s->o->rate_per_min / 60.0);
+    cl->t_tokens = t;
+    if (cl->tokens < 1.0) return 0;
+    cl->tokens -= 1.0;
+    return 1;
+}
+
+static void status_reply(server *s, client *cl, const char *id) {
+    cJSON *ev = event(id, "status");
+    if (!ev) return;
+    cJSON_AddStringToObject(ev, "version", NANOVL_VERSION);
+    cJSON_AddNumberToObject(ev, "protocol", API_PROTOCOL_VERSION);
+    if (s->o->model_name) cJSON_AddStringToObject(ev, "model", s->o->model_name);
+    pthread_mutex_lock(&s->mu);
+    cJSON_AddNumberToObject(ev, "queued", s->n_queued);
+    cJSON_AddBoolToObject(ev, "busy", s->running != NULL);
+    cJSON_AddNumberToObject(ev, "clients", s->n_clients);
+    cJSON_AddNumberToObject(ev, "completed", (double)s->n_done);
+    cJSON_AddBoolToObject(ev, "draining", s->draining);
+    emit_locked(s, cl, ev);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The id of a request that failed to parse, when the line is a JSON object with a string id. */
+static char *salvage_id(const char *line, size_t n) {
+    cJSON *r = cJSON_ParseWithLength(line, n);
+    const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+    char *out = NULL;
+    if (cJSON_IsString(id) && strlen(id->valuestring) <= 256) {
+        size_t l = strlen(id->valuestring) + 1;
+        out = nvl_malloc(l);
+        if (out) memcpy(out, id->valuestring, l);
+    }
+    cJSON_Delete(r);
+    return out;
+}
+
+static void handle_line(server *s, client *cl, const char *line, size_t n) {
+    while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+    if (n == 0) return;
+    api_request rq;
+    nvl_err err = {0};
+    nvl_status st = api_request_parse(line, n, &rq, &err);
+    if (st != NVL_OK) {
+        char *id = salvage_id(line, n);
+        const char *code = st == NVL_ERR_FORMAT ? "bad_json" : st == NVL_ERR_UNSUPPORTED ? "unsupported_version" : "bad_request";
+        reply(s, cl, error_event(id, code, err.msg));
+        nvl_free(id);
+        return;
+    }
+    if (rq.type == API_REQ_STATUS) {
+        status_reply(s, cl, rq.id);
+        api_request_free(&rq);
+        return;
+    }
+    if (rq.type == API_REQ_CANCEL) {
+        int found = 0;
+        pthread_mutex_lock(&s->mu);
+        if (s->running && s->running->cl == cl && !strcmp(s->running->id, rq.target)) {
+            s->running->cancel = 1;
+            found = 1;
+        }
+        for (job **pp = &s->head, *prev = NULL; *pp && !found; prev = *pp, pp = &(*pp)->next) {
+            job *j = *pp;
+            if (j->cl != cl || strcmp(j->id, rq.target)) continue;
+            *pp = j->next;
+            if (s->tail == j) s->tail = prev;
+            s->n_queued--;
+            cl->n_jobs--;
+            emit_locked(s, cl, error_event(j->id, "cancelled", "cancelled before it started"));
+            api_request_free(&j->rq);
+            nvl_free(j->id);
+            nvl_free(j);
+            found = 1;
+            break;
+        }
+        if (!found) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "no queued or running request with id '%s' on this connection", rq.target);
+            emit_locked(s, cl, error_event(rq.id, "not_found", msg));
+        }
+        pthread_mutex_unlock(&s->mu);
+        api_request_free(&rq);
+        return;
+    }
+    char msg[200];
+    const char *code = NULL;
+    if (s->draining) {
+        code = "shutting_down";
+        snprintf(msg, sizeof msg, "the server is shutting down");
+    } else if (!rate_ok(s, cl)) {
+        code = "rate_limited";
+        snprintf(msg, sizeof msg, "more than %g requests per minute on this connection", s->o->rate_per_min);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!code && s->n_queued >= s->o->max_queue) {
+        code = "queue_full";
+        snprintf(msg, sizeof msg, "%d requests are already queued; retry later", s->n_queued);
+    } else if (!code && cl->n_jobs >= s->o->max_per_client) {
+        code = "too_many_requests";
+        snprintf(msg, sizeof msg, "this connection already has %d requests queued or running", cl->n_jobs);
+    }
+    if (!code && rq.id) { /* ids must be unique among this client's live requests */
+        int dup = s->running && s->running->cl == cl && !strcmp(s->running->id, rq.id);
+        for (job *j = s->head; j && !dup; j = j->next) dup = j->cl == cl && !strcmp(j->id, rq.id);
+        if (dup) {
+            code = "duplicate_id";
+            snprintf(msg, sizeof msg, "a request with this id is already queued or running");
+        }
+    }
+    if (code) {
+        emit_locked(s, cl, error_event(rq.id, code, msg));
+        pthread_mutex_unlock(&s->mu);
+        api_request_free(&rq);
+        return;
+    }
+    job *j = nvl_calloc(1, sizeof *j);
+    char gen[32];
+    snprintf(gen, sizeof gen, "req-%llu", (unsigned long long)++s->req_serial);
+    const char *id = rq.id ? rq.id : gen;
+    if (j) j->id = nvl_malloc(strlen(id) + 1);
+    if (!j || !j->id) {
+        if (j) nvl_free(j);
+        emit_locked(s, cl, error_event(rq.id, "out_of_memory", "out of memory"));
+        pthread_mutex_unlock(&s->mu);
+        api_request_free(&rq);
+        return;
+    }
+    memcpy(j->id, id, strlen(id) + 1);
+    j->rq = rq;
+    j->cl = cl;
+    j->t_accept = now_s();
+    if (s->tail) s->tail->next = j;
+    else s->head = j;
+    s->tail = j;
+    s->n_queued++;
+    cl->n_jobs++;
+    cJSON *ev = event(j->id, "accepted");
+    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued - 1 + (s->running ? 1 : 0));
+    emit_locked(s, cl, ev);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Reads what is there; returns 0 to keep the client, 1 at end of input, -1 on error. */
+static int client_read(server *s, client *cl) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(cl->fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (r == 0) return 1;
+        if (r < 0) return -1;
+        size_t off = 0;
+        while (off < (size_t)r) {
+            const char *nl = memchr(buf + off, '\n', (size_t)r - off);
+            const size_t take = nl ? (size_t)(nl - (buf + off)) : (size_t)r - off;
+            if (cl->discarding) {
+                if (nl) cl->discarding = 0;
+                off += take + (nl ? 1 : 0);
+                continue;
+            }
+            if (cl->n_in + take > s->o->max_request_bytes) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "a request line is longer than the limit of %zu bytes", s->o->max_request_bytes);
+                reply(s, cl, error_event(NULL, "too_large", msg));
+                cl->n_in = 0;
+                cl->discarding = !nl;
+                off += take + (nl ? 1 : 0);
+                continue;
+            }
+            if (cl->n_in + take + 1 > cl->cap_in) {
+                size_t nc = cl->cap_in ? cl->cap_in * 2 : 4096;
+                while (nc < cl->n_in + take + 1) nc *= 2;
+                char *ni = nvl_realloc(cl->in, nc);
+                if (!ni) return -1;
+                cl->in = ni;
+                cl->cap_in = nc;
+            }
+            memcpy(cl->in + cl->n_in, buf + off, take);
+            cl->n_in += take;
+            off += take;
+            if (nl) {
+                off++;
+                handle_line(s, cl, cl->in, cl->n_in);
+                cl->n_in = 0;
+            }
+        }
+    }
+}
+
+/* Writes what can be written; returns -1 to drop the client. */
+static int client_write(server *s, client *cl) {
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (cl->overflow) rc = -1;
+    while (rc == 0 && cl->out_off < cl->out.n) {
+        ssize_t w = send(cl->fd, cl->out.p + cl->out_off, cl->out.n - cl->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (w <= 0) rc = -1;
+        else cl->out_off += (size_t)w;
+    }
+    if (cl->out_off == cl->out.n) {
+        cl->out.n = 0;
+        cl->out_off = 0;
+    } else if (cl->out_off > (1u << 20)) { /* compact */
+        memmove(cl->out.p, cl->out.p + cl->out_off, cl->out.n - cl->out_off);
+        cl->out.n -= cl->out_off;
+        cl->out_off = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Socket
+
+static nvl_status open_socket(server *s, const char *path, nvl_err *err) {
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof a.sun_path)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: socket path longer than %zu bytes", path, sizeof a.sun_path - 1);
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    struct stat sb;
+    if (lstat(path, &sb) == 0) {
+        if (!S_ISSOCK(sb.st_mode)) return nvl_err_set(err, NVL_ERR_BUSY, "%s: exists and is not a socket; not replacing it", path);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) return nvl_err_set(err, NVL_ERR_IO, "socket: %s", strerror(errno));
+        int live = connect(probe, (struct sockaddr *)&a, sizeof a) == 0;
+        int e = errno;
+        close(probe);
+        if (live) return nvl_err_set(err, NVL_ERR_BUSY, "%s: a server is already listening there", path);
+        if (e != ECONNREFUSED && e != ENOENT)
+            return nvl_err_set(err, NVL_ERR_IO, "%s: cannot tell whether it is stale: %s", path, strerror(e));
+        if (unlink(path) != 0 && errno != ENOENT)
+            return nvl_err_set(err, NVL_ERR_IO, "%s: cannot remove the stale socket: %s", path, strerror(errno));
+        slog(s, "replaced the stale socket %s", path);
+    }
+    s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s->lfd < 0) return nvl_err_set(err, NVL_ERR_IO, "socket: %s", strerror(errno));
+    mode_t old = umask(0177); /* created 0600: no window where others can connect */
+    int b = bind(s->lfd, (struct sockaddr *)&a, sizeof a);
+    int be = errno;
+    umask(old);
+    if (b != 0) return nvl_err_set(err, be == EADDRINUSE ? NVL_ERR_BUSY : NVL_ERR_IO, "%s: bind: %s", path, strerror(be));
+    if (s->o->socket_mode != 0600 && chmod(path, (mode_t)s->o->socket_mode) != 0)
+        return nvl_err_set(err, NVL_ERR_IO, "%s: chmod %o: %s", path, (unsigned)s->o->socket_mode, strerror(errno));
+    if (listen(s->lfd, 64) != 0) return nvl_err_set(err, NVL_ERR_IO, "%s: listen: %s", path, strerror(errno));
+    return NVL_OK;
+}
+
+static void set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
+    server s;
+    memset(&s, 0, sizeof s);
+    s.o = o;
+    s.e = e;
+    s.lfd = -1;
+    s.wake[0] = s.wake[1] = -1;
+    if (pipe(s.wake) != 0 || pipe(g_sigpipe) != 0) return nvl_err_set(err, NVL_ERR_IO, "pipe: %s", strerror(errno));
+    for (int i = 0; i < 2; i++) {
+        set_nonblock(s.wake[i]);
+        set_nonblock(g_sigpipe[i]);
+        fcntl(s.wake[i], F_SETFD, FD_CLOEXEC);
+        fcntl(g_sigpipe[i], F_SETFD, FD_CLOEXEC);
+    }
+    nvl_status st = open_socket(&s, o->socket_path, err);
+    if (st != NVL_OK) {
+        if (s.lfd >= 0) close(s.lfd);
+        close(s.wake[0]);
+        close(s.wake[1]);
+        close(g_sigpipe[0]);
+        close(g_sigpipe[1]);
+        g_sigpipe[0] = g_sigpipe[1] = -1;
+        return st;
+    }
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old_term, old_int, old_pipe;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    g_signals = 0;
+    pthread_t worker;
+    if (pthread_create(&worker, NULL, worker_main, &s) != 0) {
+        st = nvl_err_set(err, NVL_ERR_INTERNAL, "cannot start the worker thread");
+        goto out_socket;
+    }
+    if (o->on_ready) o->on_ready(o->socket_path, o->user);
+    double drain_t0 = 0;
+    int handled_signals = 0;
+    for (;;) {
+        if ((int)g_signals > handled_signals) {
+            handled_signals = (int)g_signals;
+            if (!s.draining) {
+                s.draining = 1;
+                drain_t0 = now_s();
+                slog(&s, "signal: finishing the running request, then exiting (a second signal cancels it)");
+                close(s.lfd);
+                s.lfd = -1;
+                unlink(o->socket_path);
+                pthread_mutex_lock(&s.mu);
+                while (s.head) { /* queued requests are answered, not run */
+                    job *j = s.head;
+                    s.head = j->next;
+                    s.n_queued--;
+                    if (j->cl) {
+                        j->cl->n_jobs--;
+                        emit_locked(&s, j->cl, error_event(j->id, "shutting_down", "the server is shutting down; retry on another server"));
+                    }
+                    api_request_free(&j->rq);
+                    nvl_free(j->id);
+                    nvl_free(j);
+                }
+                s.tail = NULL;
+                pthread_mutex_unlock(&s.mu);
+            } else {
+                pthread_mutex_lock(&s.mu);
+                if (s.running) s.running->cancel = 1;
+                pthread_mutex_unlock(&s.mu);
+            }
+        }
+        if (s.draining) {
+            pthread_mutex_lock(&s.mu);
+            int idle = !s.running && !s.head;
+            pthread_mutex_unlock(&s.mu);
+            int pending = 0;
+            for (client *c = s.clients; c; c = c->next) pending |= c->out.n > c->out_off;
+            if (idle && (!pending || now_s() - drain_t0 > 30)) break;
+        }
+        int nfd = 3 + s.n_clients;
+        struct pollfd *pf = nvl_calloc((size_t)nfd, sizeof *pf);
+        client **pc = nvl_calloc((size_t)nfd, sizeof *pc);
+        if (!pf || !pc) {
+            nvl_free(pf);
+            nvl_free(pc);
+            usleep(10000);
+            continue;
+        }
+        int k = 0;
+        pf[k++] = (struct pollfd){.fd = s.wake[0], .events = POLLIN};
+        pf[k++] = (struct pollfd){.fd = g_sigpipe[0], .events = POLLIN};
+        if (s.lfd >= 0) pf[k++] = (struct pollfd){.fd = s.lfd, .events = POLLIN};
+        const int first_client = k;
+        pthread_mutex_lock(&s.mu);
+        for (client *c = s.clients; c; c = c->next) {
+            pc[k] = c;
+            pf[k++] = (struct pollfd){.fd = c->fd, .events = (short)((c->rd_closed ? 0 : POLLIN) |
+                                                                     (c->out.n > c->out_off || c->overflow ? POLLOUT : 0))};
+        }
+        pthread_mutex_unlock(&s.mu);
+        int r = poll(pf, (nfds_t)k, s.draining ? 100 : 1000);
+        if (r < 0 && errno != EINTR) {
+            nvl_free(pf);
+            nvl_free(pc);
+            st = nvl_err_set(err, NVL_ERR_IO, "poll: %s", strerror(errno));
+            break;
+        }
+        char drain[256];
+        if (pf[0].revents & POLLIN)
+            while (read(s.wake[0], drain, sizeof drain) > 0) {}
+        if (pf[1].revents & POLLIN)
+            while (read(g_sigpipe[0], drain, sizeof drain) > 0) {}
+        if (s.lfd >= 0 && first_client == 3 && (pf[2].revents & POLLIN)) {
+            for (;;) {
+                int fd = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0) break;
+                if (s.n_clients >= o->max_clients) {
+                    const char *m = "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
+                    ssize_t w = send(fd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+                    (void)w;
+                    close(fd);
+                    continue;
+                }
+                client *c = nvl_calloc(1, sizeof *c);
+                if (!c) {
+                    close(fd);
+                    continue;
+                }
+                c->fd = fd;
+                c->serial = ++s.serial;
+                c->tokens = fmax(1.0, o->rate_per_min / 10.0);
+                c->t_tokens = now_s();
+                pthread_mutex_lock(&s.mu);
+                c->next = s.clients;
+                s.clients = c;
+                s.n_clients++;
+                pthread_mutex_unlock(&s.mu);
+            }
+        }
+        /* pc[] holds the clients polled; a client is dropped at most once */
+        for (int i = first_client; i < k; i++) {
+            client *c = pc[i];
+            int drop = (pf[i].revents & (POLLHUP | POLLERR)) != 0; /* gone: its work is cancelled */
+            if (!drop && (pf[i].revents & POLLIN)) {
+                const int rr = client_read(&s, c);
+                if (rr < 0) drop = 1;
+                else if (rr > 0) c->rd_closed = 1; /* half-closed: its answers still go out */
+            }
+            if (!drop) drop = client_write(&s, c) < 0;
+            if (drop) {
+                pthread_mutex_lock(&s.mu);
+                const int overflow = c->overflow;
+                pthread_mutex_unlock(&s.mu);
+                if (overflow) slog(&s, "dropping a client that does not read its events");
+                client_drop(&s, c);
+            }
+        }
+        /* events appended by the worker since the poll; half-closed clients with nothing left */
+        for (client *c = s.clients, *nx; c; c = nx) {
+            nx = c->next;
+            int drop = client_write(&s, c) < 0;
+            if (!drop && c->rd_closed) {
+                pthread_mutex_lock(&s.mu);
+                drop = c->n_jobs == 0 && c->out.n == c->out_off;
+                pthread_mutex_unlock(&s.mu);
+            }
+            if (drop) client_drop(&s, c);
+        }
+        nvl_free(pf);
+        nvl_free(pc);
+    }
+    pthread_mutex_lock(&s.mu);
+    s.stop_worker = 1;
+    if (s.running) s.running->cancel = 1;
+    pthread_cond_signal(&s.cv);
+    pthread_mutex_unlock(&s.mu);
+    pthread_join(worker, NULL);
+    while (s.clients) client_drop(&s, s.clients);
+out_socket:
+    if (s.lfd >= 0) {
+        close(s.lfd);
+        unlink(o->socket_path);
+    }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    close(s.wake[0]);
+    close(s.wake[1]);
+    close(g_sigpipe[0]);
+    close(g_sigpipe[1]);
+    g_sigpipe[0] = g_sigpipe[1] = -1;
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    return st;
+}

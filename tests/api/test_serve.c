@@ -1,0 +1,435 @@
+/* `nanovl serve` end to end over its Unix socket, with the tiny VL checkpoint and real files:
+ * status; an image question streamed to done (answer = the tokens streamed, usage); three
+ * concurrent clients get the same greedy answer; malformed JSON, unknown fields, an oversize
+ * line, missing and damaged media are errors and the connection keeps working; a client that
+ * vanishes mid-stream has its request cancelled; a client that never reads is dropped without
+ * blocking others; rate limit; cancel by id; OCR page events; inline base64 bytes; the socket is
+ * 0600, a stale socket file is replaced, a live one refused; SIGTERM lets the running request
+ * finish, answers queued ones and removes the socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "test_util.h"
+
+static char g_sock[100], g_log[256];
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static pid_t start_server(const char *sock, const char *extra1, const char *extra2) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", sock, "--max-request-bytes",
+              "200000", "--max-pending-output", "65536", extra1 ? extra1 : (char *)NULL, extra2, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int connect_to(const char *sock, double timeout) {
+    const double t0 = now();
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        close(fd);
+        if (now() - t0 > timeout) return -1;
+        usleep(20000);
+    }
+}
+
+static void send_line(int fd, const char *s) {
+    size_t n = strlen(s), off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        off += (size_t)w;
+    }
+    if (n == 0 || s[n - 1] != '\n') {
+        ssize_t w = send(fd, "\n", 1, MSG_NOSIGNAL);
+        (void)w;
+    }
+}
+
+/* One connection's read buffer. */
+typedef struct conn {
+    int fd;
+    char buf[1 << 16];
+    size_t n;
+} conn;
+
+/* The next event (parsed), or NULL after timeout / EOF. */
+static cJSON *next_event(conn *c, double timeout) {
+    const double t0 = now();
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->n);
+        if (nl) {
+            cJSON *ev = cJSON_ParseWithLength(c->buf, (size_t)(nl - c->buf));
+            size_t used = (size_t)(nl - c->buf) + 1;
+            memmove(c->buf, c->buf + used, c->n - used);
+            c->n -= used;
+            if (!ev) TEST_CHECK(0, "server sent a line that is not JSON");
+            return ev;
+        }
+        double left = timeout - (now() - t0);
+        if (left <= 0) return NULL;
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;
+        ssize_t r = read(c->fd, c->buf + c->n, sizeof c->buf - c->n);
+        if (r <= 0) return NULL;
+        c->n += (size_t)r;
+    }
+}
+
+static const char *str(const cJSON *ev, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
+    return cJSON_IsString(x) ? x->valuestring : "";
+}
+static double num(const cJSON *ev, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : -1;
+}
+
+/* Events for id until done or error; *answer gets the streamed answer text. Returns the final
+ * event (caller deletes). */
+static cJSON *run_to_end(conn *c, const char *id, char *answer, size_t cap, int *n_tokens) {
+    size_t an = 0;
+    if (answer) answer[0] = 0;
+    if (n_tokens) *n_tokens = 0;
+    for (;;) {
+        cJSON *ev = next_event(c, 60);
+        if (!ev) return NULL;
+        if (strcmp(str(ev, "id"), id)) {
+            cJSON_Delete(ev);
+            continue;
+        }
+        const char *e = str(ev, "event");
+        if (!strcmp(e, "token")) {
+            if (n_tokens) (*n_tokens)++;
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(ev, "reasoning");
+            if (answer && !cJSON_IsTrue(r)) {
+                const char *t = str(ev, "text");
+                size_t tl = strlen(t);
+                if (an + tl < cap) {
+                    memcpy(answer + an, t, tl + 1);
+                    an += tl;
+                }
+            }
+        }
+        if (!strcmp(e, "done") || !strcmp(e, "error")) return ev;
+        cJSON_Delete(ev);
+    }
+}
+
+static int log_contains(const char *needle) {
+    FILE *f = fopen(g_log, "r");
+    if (!f) return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Requests with max_tokens > 1000 reason (think on): with this checkpoint the greedy answer to
+ * this question then runs for 7608 tokens, long enough to cancel, vanish or stall mid-stream. */
+static char *ask_json(char *buf, size_t cap, const char *id, const char *file, int max_tokens, const char *extra) {
+    snprintf(buf, cap,
+             "{\"v\":1,\"id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"path\":\"%s\"},"
+             "{\"type\":\"text\",\"text\":\"What is in this picture?\"}]}],\"params\":{\"max_tokens\":%d,\"think\":%s%s}}",
+             id, file, max_tokens, max_tokens > 1000 ? "true" : "false", extra ? extra : "");
+    return buf;
+}
+
+int main(void) {
+    const char *img = test_data_path("media/made/image.bmp");
+    snprintf(g_sock, sizeof g_sock, "%s/nvl-serve-%d.sock", test_tmpdir(), (int)getpid());
+    snprintf(g_log, sizeof g_log, "%s/nvl-serve-%d.log", test_tmpdir(), (int)getpid());
+    unlink(g_log);
+    /* a stale socket file (bound, never listened, closed) is replaced */
+    {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", g_sock);
+        unlink(g_sock);
+        TEST_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "made a stale socket file");
+        close(fd);
+    }
+    pid_t srv = start_server(g_sock, "--rate", "600");
+    conn c = {.fd = connect_to(g_sock, 60)};
+    if (c.fd < 0) {
+        kill(srv, SIGKILL);
+        TEST_CHECK(0, "server did not come up (log %s)", g_log);
+        return test_report();
+    }
+    TEST_CHECK(log_contains("replaced the stale socket"), "stale socket replaced");
+    struct stat sb;
+    TEST_CHECK(stat(g_sock, &sb) == 0 && (sb.st_mode & 0777) == 0600, "socket mode %o", (unsigned)(sb.st_mode & 0777));
+    /* a second server on the same live path is refused */
+    {
+        pid_t p2 = fork();
+        if (p2 == 0) {
+            int fd = open("/dev/null", O_WRONLY);
+            dup2(fd, 2);
+            execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", g_sock, (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        waitpid(p2, &status, 0);
+        TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "second server on a live socket exits 1");
+    }
+
+    char req[2048], answer[8192];
+    cJSON *ev;
+    /* status */
+    send_line(c.fd, "{\"type\":\"status\",\"id\":\"st\"}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "protocol") == 1 && num(ev, "v") == 1, "status event");
+    cJSON_Delete(ev);
+
+    /* one question: accepted, progress, tokens, done; the streamed text is the answer */
+    send_line(c.fd, ask_json(req, sizeof req, "q1", img, 12, NULL));
+    int n_tok = 0;
+    ev = run_to_end(&c, "q1", answer, sizeof answer, &n_tok);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "q1 done");
+    char first_answer[8192] = "";
+    if (ev) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(ev, "usage");
+        TEST_EQ_INT((int64_t)num(u, "image_tokens"), 28);
+        /* token events carry text pieces: ids that complete no UTF-8 text (and the stop id) send none */
+        TEST_CHECK(n_tok >= 1 && n_tok <= (int)num(u, "completion_tokens"), "%d token events for %d ids", n_tok,
+                   (int)num(u, "completion_tokens"));
+        TEST_EQ_STR(str(ev, "answer"), answer);
+        TEST_CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(ev, "reasoning")), "reasoning off -> null");
+        snprintf(first_answer, sizeof first_answer, "%s", str(ev, "answer"));
+    }
+    cJSON_Delete(ev);
+
+    /* malformed JSON, unknown field, oversize line, missing and damaged media: errors, and the
+     * connection keeps serving */
+    send_line(c.fd, "{\"id\":\"bad\", \"question\": ");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "bad_json"), "malformed JSON -> bad_json");
+    cJSON_Delete(ev);
+    send_line(c.fd, "{\"id\":\"unk\",\"question\":\"hi\",\"params\":{\"max_token\":3}}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && !strcmp(str(ev, "id"), "unk") &&
+                   strstr(str(ev, "message"), "max_token"), "unknown field named");
+    cJSON_Delete(ev);
+    {
+        char *big = malloc(300000);
+        memset(big, 'x', 299990);
+        memcpy(big, "{\"id\":\"big\",\"question\":\"", 24);
+        strcpy(big + 299990, "\"}");
+        send_line(c.fd, big);
+        free(big);
+        ev = next_event(&c, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_large"), "oversize line -> too_large");
+        cJSON_Delete(ev);
+    }
+    send_line(c.fd, "{\"id\":\"miss\",\"files\":[\"/nonexistent/scan.pdf\"],\"question\":\"?\"}");
+    ev = run_to_end(&c, "miss", NULL, 0, NULL);
+    TEST_CHECK(ev && !strcmp(str(ev, "code"), "not_found") && strstr(str(ev, "message"), "/nonexistent/scan.pdf"),
+               "missing file -> not_found naming it");
+    cJSON_Delete(ev);
+    const char *damaged = test_shared_path("media/malformed/qpdf-fuzz-16172.pdf");
+    if (damaged) {
+        snprintf(req, sizeof req, "{\"id\":\"dmg\",\"files\":[\"%s\"],\"question\":\"?\"}", damaged);
+        send_line(c.fd, req);
+        ev = run_to_end(&c, "dmg", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_format"), "damaged PDF -> bad_format");
+        cJSON_Delete(ev);
+    }
+    send_line(c.fd, "{\"type\":\"status\",\"id\":\"st2\"}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "status"), "still serving after bad requests");
+    cJSON_Delete(ev);
+
+    /* inline bytes (base64) give the same answer as the path */
+    {
+        FILE *f = fopen(img, "rb");
+        unsigned char raw[4000];
+        size_t n = f ? fread(raw, 1, sizeof raw, f) : 0;
+        if (f) fclose(f);
+        static const char *b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        char enc[6000];
+        size_t k = 0;
+        for (size_t i = 0; i < n; i += 3) {
+            unsigned v = (unsigned)raw[i] << 16 | (i + 1 < n ? (unsigned)raw[i + 1] << 8 : 0) | (i + 2 < n ? raw[i + 2] : 0);
+            enc[k++] = b64[v >> 18 & 63];
+            enc[k++] = b64[v >> 12 & 63];
+            enc[k++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+            enc[k++] = i + 2 < n ? b64[v & 63] : '=';
+        }
+        enc[k] = 0;
+        const char *head = "{\"id\":\"b64\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"data\":\"";
+        const char *tail = "\",\"name\":\"up.bmp\"},{\"type\":\"text\",\"text\":\"What is in this picture?\"}]}],"
+                           "\"params\":{\"max_tokens\":12,\"think\":false}}";
+        char *r2 = malloc(strlen(head) + k + strlen(tail) + 1);
+        strcpy(r2, head);
+        strcat(r2, enc);
+        strcat(r2, tail);
+        send_line(c.fd, r2);
+        free(r2);
+        ev = run_to_end(&c, "b64", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && !strcmp(str(ev, "answer"), first_answer),
+                   "inline bytes answer equals the path's");
+        cJSON_Delete(ev);
+    }
+
+    /* three clients at once: all answered, the same greedy answer */
+    {
+        conn cc[3];
+        for (int i = 0; i < 3; i++) {
+            cc[i].fd = connect_to(g_sock, 10);
+            cc[i].n = 0;
+        }
+        for (int i = 0; i < 3; i++) send_line(cc[i].fd, ask_json(req, sizeof req, "cc", img, 12, ",\"no_cache\":true"));
+        for (int i = 0; i < 3; i++) {
+            ev = run_to_end(&cc[i], "cc", NULL, 0, NULL);
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && !strcmp(str(ev, "answer"), first_answer),
+                       "concurrent client %d answered the same", i);
+            cJSON_Delete(ev);
+            close(cc[i].fd);
+        }
+    }
+
+    /* cancel by id */
+    send_line(c.fd, ask_json(req, sizeof req, "long1", img, 100000, ",\"max_context\":131072"));
+    for (;;) { /* wait for the first token */
+        ev = next_event(&c, 30);
+        if (!ev || !strcmp(str(ev, "event"), "token")) break;
+        cJSON_Delete(ev);
+    }
+    cJSON_Delete(ev);
+    send_line(c.fd, "{\"type\":\"cancel\",\"target\":\"long1\"}");
+    ev = run_to_end(&c, "long1", NULL, 0, NULL);
+    TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled"), "cancel by id -> cancelled");
+    cJSON_Delete(ev);
+
+    /* a client that vanishes mid-stream: its request is cancelled, the server goes on */
+    {
+        conn v = {.fd = connect_to(g_sock, 10)};
+        send_line(v.fd, ask_json(req, sizeof req, "vanish", img, 100000, ",\"max_context\":131072"));
+        for (;;) {
+            ev = next_event(&v, 30);
+            if (!ev || !strcmp(str(ev, "event"), "token")) break;
+            cJSON_Delete(ev);
+        }
+        cJSON_Delete(ev);
+        close(v.fd);
+        send_line(c.fd, ask_json(req, sizeof req, "after", img, 12, NULL));
+        ev = run_to_end(&c, "after", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "served after a client vanished");
+        cJSON_Delete(ev);
+        TEST_CHECK(log_contains("ask vanish: cancelled") && log_contains("(client gone)"), "vanished client's work cancelled");
+    }
+
+    /* a client that never reads: dropped past the output limit; others are not blocked */
+    {
+        int slow = connect_to(g_sock, 10);
+        int small = 4096;
+        setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        send_line(slow, ask_json(req, sizeof req, "slow", img, 100000, ",\"max_context\":131072"));
+        const double t0 = now();
+        int dropped = 0;
+        while (!dropped && now() - t0 < 60) {
+            send_line(c.fd, "{\"type\":\"status\",\"id\":\"ping\"}");
+            ev = next_event(&c, 5);
+            TEST_CHECK(ev != NULL, "status answered while a client does not read");
+            cJSON_Delete(ev);
+            dropped = log_contains("does not read");
+            usleep(50000);
+        }
+        TEST_CHECK(dropped, "the non-reading client was dropped");
+        close(slow);
+    }
+
+    /* OCR: one page event per page, then done */
+    const char *pdf = test_shared_path("media/pdf/multi_page.pdf");
+    if (pdf) {
+        snprintf(req, sizeof req, "{\"id\":\"ocr\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"1-2\",\"max_tokens\":4}}", pdf);
+        send_line(c.fd, req);
+        int pages = 0;
+        for (;;) {
+            ev = next_event(&c, 60);
+            if (!ev) break;
+            const char *e = str(ev, "event");
+            if (!strcmp(e, "page")) {
+                pages++;
+                TEST_EQ_INT((int64_t)num(ev, "page"), pages);
+            }
+            int end = !strcmp(e, "done") || !strcmp(e, "error");
+            if (end) TEST_CHECK(!strcmp(e, "done") && num(ev, "failed_pages") == 0, "ocr done");
+            cJSON_Delete(ev);
+            if (end) break;
+        }
+        TEST_EQ_INT(pages, 2);
+    }
+
+    /* rate limit: a fresh connection with --rate 600 has a burst of 60 */
+    {
+        conn r = {.fd = connect_to(g_sock, 10)};
+        int limited = 0;
+        for (int i = 0; i < 70; i++) send_line(r.fd, "{\"id\":\"rl\",\"question\":\"x\",\"params\":{\"max_tokens\":1}}");
+        for (int i = 0; i < 200; i++) {
+            ev = next_event(&r, 10);
+            if (!ev) break;
+            if (!strcmp(str(ev, "code"), "rate_limited")) limited++;
+            cJSON_Delete(ev);
+            if (limited) break;
+        }
+        TEST_CHECK(limited > 0, "rate limit reached");
+        close(r.fd);
+    }
+
+    /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
+     * socket file goes, exit 0 */
+    send_line(c.fd, ask_json(req, sizeof req, "t1", img, 60, ",\"no_cache\":true"));
+    send_line(c.fd, ask_json(req, sizeof req, "t2", img, 60, ",\"no_cache\":true"));
+    for (;;) {
+        ev = next_event(&c, 30);
+        if (!ev || (!strcmp(str(ev, "event"), "token") && !strcmp(str(ev, "id"), "t1"))) break;
+        cJSON_Delete(ev);
+    }
+    cJSON_Delete(ev);
+    kill(srv, SIGTERM);
+    int t1_done = 0, t2_shut = 0;
+    for (int i = 0; i < 1000 && !(t1_done && t2_shut); i++) {
+        ev = next_event(&c, 30);
+        if (!ev) break;
+        if (!strcmp(str(ev, "id"), "t1") && !strcmp(str(ev, "event"), "done")) t1_done = 1;
+        if (!strcmp(str(ev, "id"), "t2") && !strcmp(str(ev, "code"), "shutting_down")) t2_shut = 1;
+        cJSON_Delete(ev);
+    }
+    TEST_CHECK(t1_done, "in-flight request finished after SIGTERM");
+    TEST_CHECK(t2_shut, "queued request answered shutting_down");
+    int status = 0;
+    waitpid(srv, &status, 0);
+    TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exit 0 after SIGTERM");
+    TEST_CHECK(access(g_sock, F_OK) != 0, "socket file removed");
+    close(c.fd);
+    const int rc = test_report();
+    if (rc == 0) unlink(g_log);
+    else fprintf(stderr, "server log: %s\n", g_log);
+    return rc;
+}
