@@ -117,6 +117,7 @@ static const struct command {
     {"ask", cmd_ask},
     {"ocr", cmd_ocr},
     {"serve", cmd_serve},
+    {"batch", cmd_batch},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},

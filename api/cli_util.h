@@ -23,7 +23,7 @@ typedef struct cli_progress {
     int on;
     int shown;
     double last;
-    char prefix[64]; /* e.g. "[3/12] " for batch */
+    char prefix[96]; /* e.g. "[3/12] " for batch */
 } cli_progress;
 void cli_progress_init(cli_progress *p, int force); /* force: -1 auto (isatty), 0 off, 1 on */
 void cli_progress_show(cli_progress *p, int always, const char *fmt, ...);

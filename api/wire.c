@@ -324,8 +324,13 @@ static int is_media_type(const char *t) {
 }
 
 nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_err *err) {
+    return api_request_parse_with(text, len, NULL, rq, err);
+}
+
+nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_params *base, api_request *rq,
+                                  nvl_err *err) {
     memset(rq, 0, sizeof *rq);
-    rq->params = api_ask_params_default();
+    rq->params = base ? *base : api_ask_params_default();
     nvl_status st = nvl_json_parse(&rq->root, text, len, "request", err);
     if (st != NVL_OK) return st;
     const cJSON *r = rq->root;

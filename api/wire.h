@@ -36,6 +36,9 @@ typedef struct api_request {
 /* Parses one request line. Strings point into rq->root. On error rq is freed and err names the
  * field ("messages[0].content[1].path: expected a string"). */
 nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_err *err);
+/* The same, starting from base parameters (the request's "params" override them). */
+nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_params *base, api_request *rq,
+                                  nvl_err *err);
 void api_request_free(api_request *rq);
 /* The request's type name ("ask", "ocr", ...). */
 const char *api_request_type_name(enum api_request_type t);

@@ -1,0 +1,493 @@
+/* `nanovl batch JOBS.jsonl --out RESULTS.jsonl`: one job per line (the request format of
+ * docs/api.md: files + question, messages, or "type": "ocr"), one result line per job.
+ *
+ * - A job that fails gets a result line with its error; the batch goes on (exit 1 at the end).
+ * - Each result line is written whole with one append and flushed to disk before the next job,
+ *   so a kill leaves at most one torn last line; a rerun drops it, skips the jobs that already
+ *   have a result (failed ones too, unless --retry-failed) and goes on.
+ * - --shard i/N takes every job whose index (0-based, among the manifest's non-blank lines)
+ *   is i modulo N: a Slurm array or a Kubernetes indexed Job runs one shard per task, each with
+ *   its own --out file. A lock on the out file refuses a second writer.
+ * - Progress with ETA on a terminal; a one-line summary on stderr at the end. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "api.h"
+#include "base/alloc.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "wire.h"
+
+static const char *k_usage =
+    "usage: nanovl batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [options]\n"
+    "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
+    "  --out FILE            results, one JSON line per job (appended; a rerun resumes)\n"
+    "  --shard i/N           only jobs whose index (0-based, non-blank lines) mod N is i\n"
+    "  --retry-failed        redo jobs whose earlier result is an error\n"
+    "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
+    "job lines: {\"id\": \"a\", \"files\": [\"x.pdf\"], \"question\": \"...\", \"params\": {...}}\n"
+    "           {\"id\": \"b\", \"type\": \"ocr\", \"files\": [\"scan.pdf\"]}   (docs/api.md)\n"
+    "the options below are defaults that a job's params override:\n";
+
+static volatile sig_atomic_t g_stop;
+static volatile int g_cancel;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+    g_cancel = 1;
+}
+
+typedef struct done_set {
+    char **ids;
+    int n, cap;
+} done_set;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* after done_sort() */
+static int done_has(const done_set *d, const char *id) {
+    return d->n && bsearch(&id, d->ids, (size_t)d->n, sizeof *d->ids, cmp_str) != NULL;
+}
+
+static void done_sort(done_set *d) {
+    if (d->n) qsort(d->ids, (size_t)d->n, sizeof *d->ids, cmp_str);
+}
+
+static void done_add(done_set *d, const char *id) {
+    if (d->n == d->cap) {
+        int nc = d->cap ? d->cap * 2 : 64;
+        char **ni = nvl_realloc(d->ids, (size_t)nc * sizeof *ni);
+        if (!ni) return;
+        d->ids = ni;
+        d->cap = nc;
+    }
+    size_t l = strlen(id) + 1;
+    char *c = nvl_malloc(l);
+    if (!c) return;
+    memcpy(c, id, l);
+    d->ids[d->n++] = c;
+}
+
+static void done_free(done_set *d) {
+    for (int i = 0; i < d->n; i++) nvl_free(d->ids[i]);
+    nvl_free(d->ids);
+}
+
+/* Reads the results so far: drops a torn last line, collects finished ids. */
+static int load_results(int fd, const char *path, int retry_failed, done_set *done) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return -1;
+    if (sb.st_size == 0) return 0;
+    char *buf = nvl_malloc((size_t)sb.st_size + 1);
+    if (!buf) return -1;
+    ssize_t got = pread(fd, buf, (size_t)sb.st_size, 0);
+    if (got != sb.st_size) {
+        nvl_free(buf);
+        return -1;
+    }
+    buf[got] = 0;
+    size_t keep = (size_t)got;
+    while (keep > 0 && buf[keep - 1] != '\n') keep--;
+    if (keep < (size_t)got) {
+        fprintf(stderr, "nanovl batch: %s: dropping a torn last line (%zu bytes) from an interrupted run\n", path,
+                (size_t)got - keep);
+        if (ftruncate(fd, (off_t)keep) != 0) {
+            nvl_free(buf);
+            return -1;
+        }
+    }
+    for (char *line = buf; line < buf + keep;) {
+        char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
+        cJSON *r = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+        const cJSON *status = r ? cJSON_GetObjectItemCaseSensitive(r, "status") : NULL;
+        if (cJSON_IsString(id) && cJSON_IsString(status) && (!retry_failed || !strcmp(status->valuestring, "ok")))
+            done_add(done, id->valuestring);
+        cJSON_Delete(r);
+        line = nl + 1;
+    }
+    nvl_free(buf);
+    return 0;
+}
+
+static int write_line(int fd, cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    if (!s) return -1;
+    size_t n = strlen(s);
+    s[n] = '\n'; /* replaces the terminator: write n + 1 bytes in one append */
+    size_t off = 0;
+    int rc = 0;
+    while (off < n + 1) {
+        ssize_t w = write(fd, s + off, n + 1 - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            rc = -1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    s[n] = 0;
+    cJSON_free(s);
+    if (rc == 0 && fdatasync(fd) != 0 && errno != EINVAL) rc = -1;
+    return rc;
+}
+
+static void set_error(cJSON *o, nvl_status st, const char *msg) {
+    cJSON_AddStringToObject(o, "status", "error");
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    if (e) {
+        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "message", msg);
+    }
+}
+
+typedef struct ocr_collect {
+    cJSON *pages;
+} ocr_collect;
+
+static int ocr_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    (void)index;
+    (void)n_total;
+    ocr_collect *c = user;
+    cJSON *p = cJSON_CreateObject();
+    cJSON *res = api_result_to_json(r);
+    if (p && res) {
+        cJSON_AddStringToObject(p, "file", name);
+        if (page) cJSON_AddNumberToObject(p, "page", page);
+        cJSON_AddStringToObject(p, "text", r->answer ? r->answer : "");
+        cJSON_AddStringToObject(p, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+        cJSON_AddItemToObject(p, "usage", cJSON_DetachItemFromObject(res, "usage"));
+        cJSON_AddItemToObject(p, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
+        cJSON_AddItemToArray(c->pages, p);
+    } else {
+        cJSON_Delete(p);
+    }
+    cJSON_Delete(res);
+    return g_stop;
+}
+
+static int ocr_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)index;
+    ocr_collect *c = user;
+    cJSON *p = cJSON_CreateObject();
+    if (p) {
+        cJSON_AddStringToObject(p, "file", name);
+        if (page) cJSON_AddNumberToObject(p, "page", page);
+        set_error(p, st, msg);
+        cJSON_DeleteItemFromObject(p, "status");
+        cJSON_AddItemToArray(c->pages, p);
+    }
+    return g_stop;
+}
+
+/* Runs one job; fills o. Returns the job's status. */
+static nvl_status run_job(api_engine *e, const api_request *rq, int ocr_tokens_default, cli_progress *prog, cJSON *o,
+                          nvl_err *err) {
+    api_callbacks cb = {.on_progress = cli_on_progress, .user = prog, .cancel = &g_cancel};
+    cJSON_AddStringToObject(o, "type", api_request_type_name(rq->type));
+    if (rq->type == API_REQ_OCR) {
+        api_ask_params p = rq->params;
+        p.think = 0;
+        if (ocr_tokens_default) p.max_tokens = 4096;
+        int n_media = rq->msgs[0].n_parts, n_failed = 0;
+        api_media *media = nvl_calloc((size_t)n_media + 1, sizeof *media);
+        if (!media) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n_media; i++) media[i] = rq->msgs[0].parts[i].media;
+        ocr_collect c = {cJSON_CreateArray()};
+        api_pages_hooks h = {.on_page = ocr_page, .on_page_error = ocr_page_error, .cb = &cb, .user = &c};
+        nvl_status st = api_pages_run(e, media, n_media, rq->prompt, &p, &h, &n_failed, err);
+        nvl_free(media);
+        if (st == NVL_OK && n_failed) {
+            st = nvl_err_set(err, NVL_ERR_FORMAT, "%d of %d pages or files failed (see pages)", n_failed,
+                             cJSON_GetArraySize(c.pages));
+        }
+        cJSON_AddItemToObject(o, "pages", c.pages);
+        if (st == NVL_OK) cJSON_AddStringToObject(o, "status", "ok");
+        return st;
+    }
+    api_ask_result r;
+    nvl_status st = api_engine_run(e, rq->msgs, rq->n_msgs, &rq->params, &cb, &r, err);
+    if (st == NVL_OK) {
+        cJSON_AddStringToObject(o, "status", "ok");
+        cJSON *res = api_result_to_json(&r);
+        for (cJSON *x = res ? res->child : NULL; x;) {
+            cJSON *nx = x->next;
+            cJSON_AddItemToObject(o, x->string, cJSON_DetachItemViaPointer(res, x));
+            x = nx;
+        }
+        cJSON_Delete(res);
+    }
+    api_ask_result_free(&r);
+    return st;
+}
+
+static void fmt_dur(char *b, size_t n, double s) {
+    if (s > 359999) s = 359999;
+    if (s < 0) snprintf(b, n, "?");
+    else if (s < 60) snprintf(b, n, "%.0fs", s);
+    else if (s < 3600) snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(b, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+int cmd_batch(int argc, char **argv) {
+    const char *model = getenv("NANOVL_MODEL"), *jobs_path = NULL, *out_path = NULL;
+    api_ask_params base = api_ask_params_default();
+    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, rc = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int k = cli_ask_option(argc, argv, &i, &base, "batch");
+        if (k < 0) return EXIT_USAGE;
+        if (k > 0) continue;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && v) out_path = argv[++i];
+        else if (!strcmp(a, "--shard") && v) {
+            char extra;
+            if (sscanf(v, "%d/%d%c", &shard, &n_shards, &extra) != 2 || n_shards < 1 || shard < 0 || shard >= n_shards) {
+                fprintf(stderr, "nanovl batch: --shard wants i/N with 0 <= i < N, got '%s'\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--retry-failed")) retry_failed = 1;
+        else if (!strcmp(a, "--progress")) force_progress = 1;
+        else if (!strcmp(a, "--no-progress")) force_progress = 0;
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "nanovl batch: unknown or incomplete option '%s'\n", a);
+            fputs(k_usage, stderr);
+            fputs(cli_ask_options_help, stderr);
+            return EXIT_USAGE;
+        } else if (!jobs_path) jobs_path = a;
+        else {
+            fprintf(stderr, "nanovl batch: one manifest only ('%s' and '%s')\n", jobs_path, a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || !jobs_path || !out_path) {
+        if (!model) fprintf(stderr, "nanovl batch: no model: pass --model DIR or set NANOVL_MODEL\n");
+        fputs(k_usage, stderr);
+        fputs(cli_ask_options_help, stderr);
+        return EXIT_USAGE;
+    }
+    const int ocr_tokens_default = base.max_tokens == api_ask_params_default().max_tokens;
+    /* the manifest: jobs of this shard, ids unique across the whole manifest */
+    size_t jl = 0;
+    char *jobs = NULL;
+    {
+        FILE *f = fopen(jobs_path, "rb");
+        if (!f) {
+            fprintf(stderr, "nanovl batch: %s: %s\n", jobs_path, strerror(errno));
+            return 1;
+        }
+        size_t cap = 1 << 16;
+        jobs = nvl_malloc(cap);
+        size_t r;
+        while (jobs && (r = fread(jobs + jl, 1, cap - jl - 1, f)) > 0) {
+            jl += r;
+            if (jl + 1 == cap) {
+                char *nj = nvl_realloc(jobs, cap *= 2);
+                if (!nj) {
+                    nvl_free(jobs);
+                    jobs = NULL;
+                }
+                jobs = nj;
+            }
+        }
+        fclose(f);
+        if (!jobs) {
+            fprintf(stderr, "nanovl batch: %s: out of memory\n", jobs_path);
+            return 1;
+        }
+        jobs[jl] = 0;
+    }
+    typedef struct line { char *text; size_t len; int lineno; char id[300]; } line;
+    int n_lines = 0, cap_lines = 0;
+    line *lines = NULL;
+    int lineno = 0;
+    for (char *p = jobs; p < jobs + jl;) {
+        char *nl = memchr(p, '\n', (size_t)(jobs + jl - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(jobs + jl - p);
+        lineno++;
+        size_t t = n;
+        while (t && (p[t - 1] == '\r' || p[t - 1] == ' ' || p[t - 1] == '\t')) t--;
+        size_t h = 0;
+        while (h < t && (p[h] == ' ' || p[h] == '\t')) h++;
+        if (h < t) {
+            if (n_lines == cap_lines) {
+                cap_lines = cap_lines ? cap_lines * 2 : 256;
+                line *nl2 = nvl_realloc(lines, (size_t)cap_lines * sizeof *nl2);
+                if (!nl2) {
+                    fprintf(stderr, "nanovl batch: out of memory\n");
+                    nvl_free(lines);
+                    nvl_free(jobs);
+                    return 1;
+                }
+                lines = nl2;
+            }
+            line *L = &lines[n_lines++];
+            L->text = p + h;
+            L->len = t - h;
+            L->lineno = lineno;
+            cJSON *r = cJSON_ParseWithLength(L->text, L->len);
+            const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+            if (cJSON_IsString(id) && strlen(id->valuestring) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", id->valuestring);
+            else snprintf(L->id, sizeof L->id, "line-%d", lineno);
+            cJSON_Delete(r);
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    { /* ids unique: sort pointers to them, compare neighbours */
+        char **ids = nvl_malloc((size_t)(n_lines + 1) * sizeof *ids);
+        if (!ids) {
+            nvl_free(lines);
+            nvl_free(jobs);
+            return 1;
+        }
+        for (int i = 0; i < n_lines; i++) ids[i] = lines[i].id;
+        qsort(ids, (size_t)n_lines, sizeof *ids, cmp_str);
+        for (int i = 1; i < n_lines; i++)
+            if (!strcmp(ids[i - 1], ids[i])) {
+                int a = -1, b = -1;
+                for (int j = 0; j < n_lines; j++)
+                    if (!strcmp(lines[j].id, ids[i])) {
+                        if (a < 0) a = lines[j].lineno;
+                        else if (b < 0) b = lines[j].lineno;
+                    }
+                fprintf(stderr, "nanovl batch: %s: lines %d and %d have the same id '%s'; ids must be unique\n", jobs_path,
+                        a, b, ids[i]);
+                nvl_free(ids);
+                nvl_free(lines);
+                nvl_free(jobs);
+                return 1;
+            }
+        nvl_free(ids);
+    }
+    int fd = open(out_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "nanovl batch: %s: %s\n", out_path, strerror(errno));
+        nvl_free(lines);
+        nvl_free(jobs);
+        return 1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "nanovl batch: %s: in use by another nanovl batch (give each shard its own --out)\n", out_path);
+        close(fd);
+        nvl_free(lines);
+        nvl_free(jobs);
+        return 1;
+    }
+    done_set done = {0};
+    if (load_results(fd, out_path, retry_failed, &done) != 0) {
+        fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
+        close(fd);
+        nvl_free(lines);
+        nvl_free(jobs);
+        return 1;
+    }
+    done_sort(&done);
+    int n_mine = 0, n_skip = 0;
+    for (int i = 0; i < n_lines; i++)
+        if (i % n_shards == shard) {
+            n_mine++;
+            n_skip += done_has(&done, lines[i].id);
+        }
+    cli_progress prog;
+    cli_progress_init(&prog, force_progress);
+    nvl_err err = {0};
+    api_engine *e = NULL;
+    int n_ok = 0, n_fail = 0, n_run = 0;
+    double t0 = cli_now();
+    if (n_mine - n_skip > 0) {
+        cli_progress_show(&prog, 1, "loading %s", model);
+        if (api_engine_open(&e, model, &err) != NVL_OK) {
+            cli_progress_clear(&prog);
+            fprintf(stderr, "nanovl batch: %s: %s\n", model, err.msg);
+            rc = 1;
+            goto out;
+        }
+    }
+    struct sigaction sa, old_term, old_int;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    t0 = cli_now();
+    for (int i = 0; i < n_lines && !g_stop; i++) {
+        if (i % n_shards != shard || done_has(&done, lines[i].id)) continue;
+        const line *L = &lines[i];
+        const int todo = n_mine - n_skip;
+        const double el = cli_now() - t0;
+        char eta[16];
+        fmt_dur(eta, sizeof eta, n_run ? el / n_run * (todo - n_run) : -1);
+        snprintf(prog.prefix, sizeof prog.prefix, "[%d/%d %d%% ETA %s] %.20s: ", n_run + 1, todo, todo ? 100 * n_run / todo : 100,
+                 eta, L->id);
+        cli_progress_show(&prog, 1, "starting");
+        cJSON *o = cJSON_CreateObject();
+        if (!o) {
+            rc = 1;
+            break;
+        }
+        cJSON_AddStringToObject(o, "id", L->id);
+        cJSON_AddNumberToObject(o, "line", L->lineno);
+        api_request rq;
+        nvl_status st = api_request_parse_with(L->text, L->len, &base, &rq, &err);
+        const double tj = cli_now();
+        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS))
+            st = nvl_err_set(&err, NVL_ERR_INVALID_ARG, "a batch job is an ask or an ocr request, not '%s'",
+                             api_request_type_name(rq.type));
+        if (st == NVL_OK) st = run_job(e, &rq, ocr_tokens_default && !cJSON_GetObjectItemCaseSensitive(
+                                                   cJSON_GetObjectItemCaseSensitive(rq.root, "params"), "max_tokens"),
+                                       &prog, o, &err);
+        api_request_free(&rq);
+        if (st == NVL_ERR_CANCELLED && g_stop) { /* interrupted: no record, a rerun redoes it */
+            cJSON_Delete(o);
+            break;
+        }
+        if (st != NVL_OK) {
+            cJSON_DeleteItemFromObject(o, "status");
+            set_error(o, st, err.msg);
+        }
+        cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - tj) * 1000) / 1000);
+        if (write_line(fd, o) != 0) {
+            cli_progress_clear(&prog);
+            fprintf(stderr, "nanovl batch: %s: write failed: %s\n", out_path, strerror(errno));
+            cJSON_Delete(o);
+            rc = 1;
+            break;
+        }
+        cJSON_Delete(o);
+        n_run++;
+        if (st == NVL_OK) n_ok++;
+        else {
+            n_fail++;
+            cli_progress_clear(&prog);
+            fprintf(stderr, "nanovl batch: %s (line %d): %s\n", L->id, L->lineno, err.msg);
+        }
+    }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    cli_progress_clear(&prog);
+    {
+        char el[32];
+        fmt_dur(el, sizeof el, cli_now() - t0);
+        fprintf(stderr, "nanovl batch: shard %d/%d: %d jobs, %d already done, %d ok, %d failed%s in %s -> %s\n", shard,
+                n_shards, n_mine, n_skip, n_ok, n_fail, g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
+    }
+    if (n_fail) rc = 1;
+    if (g_stop) rc = 130;
+out:
+    api_engine_close(e);
+    done_free(&done);
+    close(fd);
+    nvl_free(lines);
+    nvl_free(jobs);
+    return rc;
+}

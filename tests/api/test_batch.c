@@ -1,0 +1,230 @@
+/* `nanovl batch` end to end (runs the nanovl binary on the tiny VL checkpoint and real files):
+ * a result line per job, per-page records, failures recorded and the batch going on; a batch
+ * killed mid-job and rerun resumes without redoing finished jobs and without a torn line; a
+ * torn last line from an interrupted write is dropped and its job redone; --shard i/N splits
+ * the manifest into disjoint parts that cover it; duplicate ids are refused; a second writer on
+ * the same out file is refused. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "test_util.h"
+
+static char g_dir[256];
+
+static pid_t spawn(const char *jobs, const char *out, const char *a1, const char *a2) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[320];
+        snprintf(log, sizeof log, "%s/batch.log", g_dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        execl(NANOVL_BIN, "nanovl", "batch", "--model", test_data_path("vl_tiny"), jobs, "--out", out, "--no-progress",
+              a1 ? a1 : (char *)NULL, a2, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int run(const char *jobs, const char *out, const char *a1, const char *a2) {
+    int st = 0;
+    waitpid(spawn(jobs, out, a1, a2), &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Result lines of out: count, and each line must be JSON (no torn line). */
+typedef struct results {
+    int n;
+    char ids[64][64];
+    char status[64][16];
+    int torn;
+    cJSON *line[64];
+} results;
+
+static void load(const char *out, results *r) {
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(out, "r");
+    if (!f) return;
+    static char buf[1 << 20];
+    while (fgets(buf, sizeof buf, f) && r->n < 64) {
+        size_t n = strlen(buf);
+        if (n == 0 || buf[n - 1] != '\n') {
+            r->torn = 1;
+            break;
+        }
+        cJSON *o = cJSON_Parse(buf);
+        if (!o) {
+            r->torn = 1;
+            continue;
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id"), *st = cJSON_GetObjectItemCaseSensitive(o, "status");
+        snprintf(r->ids[r->n], sizeof r->ids[0], "%s", cJSON_IsString(id) ? id->valuestring : "?");
+        snprintf(r->status[r->n], sizeof r->status[0], "%s", cJSON_IsString(st) ? st->valuestring : "?");
+        r->line[r->n++] = o;
+    }
+    fclose(f);
+}
+
+static void unload(results *r) {
+    for (int i = 0; i < r->n; i++) cJSON_Delete(r->line[i]);
+}
+
+static int count_id(const results *r, const char *id) {
+    int c = 0;
+    for (int i = 0; i < r->n; i++) c += !strcmp(r->ids[i], id);
+    return c;
+}
+
+static const cJSON *find(const results *r, const char *id) {
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->ids[i], id)) return r->line[i];
+    return NULL;
+}
+
+static long file_size(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+int main(void) {
+    const char *pdf = test_shared_path("media/pdf/multi_page.pdf");
+    const char *img = test_data_path("media/made/image.bmp");
+    if (!pdf) test_skip("../shared/media is absent (multi_page.pdf)");
+    snprintf(g_dir, sizeof g_dir, "%s", test_tmpdir());
+    char jobs[320], out[320], line[2048];
+    snprintf(jobs, sizeof jobs, "%s/jobs.jsonl", g_dir);
+    snprintf(out, sizeof out, "%s/results.jsonl", g_dir);
+    FILE *f = fopen(jobs, "w");
+    /* job "long" reasons for 7608 tokens with this checkpoint (several seconds): the kill lands in it */
+    fprintf(f, "{\"id\":\"img\",\"files\":[\"%s\"],\"question\":\"What is this?\",\"params\":{\"max_tokens\":5}}\n", img);
+    fprintf(f, "{\"id\":\"long\",\"files\":[\"%s\"],\"question\":\"What is in this picture?\",\"params\":{\"max_tokens\":100000,"
+               "\"max_context\":131072,\"think\":true}}\n", img);
+    fprintf(f, "\n{\"id\":\"pdf\",\"files\":[\"%s\"],\"question\":\"Summarize.\",\"params\":{\"pages\":\"1-2\",\"max_tokens\":4}}\n", pdf);
+    fprintf(f, "{\"id\":\"ocr\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"2-3\",\"max_tokens\":3}}\n", pdf);
+    fprintf(f, "{\"id\":\"missing\",\"files\":[\"/nonexistent/a.png\"],\"question\":\"?\"}\n");
+    fprintf(f, "{not json\n");
+    fclose(f);
+
+    /* killed while "long" runs: only "img" is recorded, whole */
+    pid_t p = spawn(jobs, out, NULL, NULL);
+    const double t0 = (double)time(NULL);
+    while (file_size(out) <= 0 && (double)time(NULL) - t0 < 60) usleep(20000);
+    usleep(300000); /* into "long" */
+    kill(p, SIGKILL);
+    int st = 0;
+    waitpid(p, &st, 0);
+    results r;
+    load(out, &r);
+    TEST_CHECK(!r.torn && r.n == 1 && !strcmp(r.ids[0], "img"), "after the kill: %d whole lines, first '%s'", r.n, r.ids[0]);
+    unload(&r);
+
+    /* rerun: resumes; every job once; failures recorded; exit 1 because some failed */
+    TEST_EQ_INT(run(jobs, out, NULL, NULL), 1);
+    load(out, &r);
+    TEST_CHECK(!r.torn, "no torn line");
+    TEST_EQ_INT(r.n, 6);
+    const char *ids[] = {"img", "long", "pdf", "ocr", "missing", "line-7"};
+    for (int i = 0; i < 6; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s recorded once", ids[i]);
+    const cJSON *x;
+    if ((x = find(&r, "pdf"))) {
+        const cJSON *media = cJSON_GetObjectItemCaseSensitive(x, "media");
+        TEST_EQ_INT(cJSON_GetArraySize(media), 2);
+        TEST_EQ_INT((int64_t)cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(media, 1), "page")->valuedouble, 2);
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "ok");
+    }
+    if ((x = find(&r, "ocr"))) {
+        const cJSON *pages = cJSON_GetObjectItemCaseSensitive(x, "pages");
+        TEST_EQ_INT(cJSON_GetArraySize(pages), 2);
+        TEST_EQ_INT((int64_t)cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(pages, 0), "page")->valuedouble, 2);
+    }
+    if ((x = find(&r, "missing"))) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(x, "error");
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(e, "code")->valuestring, "not_found");
+    }
+    if ((x = find(&r, "line-7"))) TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
+    unload(&r);
+
+    /* a torn last line (an interrupted write) is dropped and its job redone */
+    {
+        long sz = file_size(out);
+        FILE *a = fopen(out, "r+");
+        char *all = malloc((size_t)sz + 1);
+        size_t n = fread(all, 1, (size_t)sz, a);
+        all[n] = 0;
+        fclose(a);
+        char *last = all + n - 1; /* start of the last line */
+        while (last > all && last[-1] != '\n') last--;
+        TEST_CHECK(truncate(out, (off_t)(last - all) + 10) == 0, "tore the last line");
+        free(all);
+        run(jobs, out, NULL, NULL);
+        load(out, &r);
+        TEST_CHECK(!r.torn && r.n == 6, "torn line dropped and its job redone (%d lines)", r.n);
+        for (int i = 0; i < 6; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after repair", ids[i]);
+        unload(&r);
+    }
+
+    /* --retry-failed redoes only the failures */
+    TEST_EQ_INT(run(jobs, out, "--retry-failed", NULL), 1);
+    load(out, &r);
+    TEST_EQ_INT(r.n, 8);
+    TEST_EQ_INT(count_id(&r, "missing"), 2);
+    TEST_EQ_INT(count_id(&r, "img"), 1);
+    unload(&r);
+
+    /* shards: disjoint, together the whole manifest */
+    {
+        char o0[320], o1[320];
+        snprintf(o0, sizeof o0, "%s/s0.jsonl", g_dir);
+        snprintf(o1, sizeof o1, "%s/s1.jsonl", g_dir);
+        f = fopen(jobs, "w");
+        for (int i = 0; i < 5; i++)
+            fprintf(f, "{\"id\":\"j%d\",\"question\":\"Say %d.\",\"params\":{\"max_tokens\":2}}\n", i, i);
+        fclose(f);
+        TEST_EQ_INT(run(jobs, o0, "--shard", "0/2"), 0);
+        TEST_EQ_INT(run(jobs, o1, "--shard", "1/2"), 0);
+        results a, b;
+        load(o0, &a);
+        load(o1, &b);
+        TEST_EQ_INT(a.n, 3);
+        TEST_EQ_INT(b.n, 2);
+        for (int i = 0; i < 5; i++) {
+            snprintf(line, sizeof line, "j%d", i);
+            TEST_CHECK(count_id(&a, line) + count_id(&b, line) == 1, "job %s in exactly one shard", line);
+            TEST_EQ_INT(count_id(&a, line), i % 2 == 0);
+        }
+        unload(&a);
+        unload(&b);
+        TEST_EQ_INT(run(jobs, o0, "--shard", "2/2"), 2); /* usage error */
+    }
+
+    /* duplicate ids are refused before anything runs */
+    {
+        char o2[320];
+        snprintf(o2, sizeof o2, "%s/dup.jsonl", g_dir);
+        f = fopen(jobs, "w");
+        fprintf(f, "{\"id\":\"a\",\"question\":\"x\"}\n{\"id\":\"a\",\"question\":\"y\"}\n");
+        fclose(f);
+        TEST_EQ_INT(run(jobs, o2, NULL, NULL), 1);
+        TEST_CHECK(file_size(o2) <= 0, "nothing written for a manifest with duplicate ids");
+    }
+    /* a second writer on the same out file is refused (the lock is held here) */
+    {
+        int fd = open(out, O_RDWR);
+        TEST_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "took the lock");
+        f = fopen(jobs, "w");
+        fprintf(f, "{\"id\":\"z\",\"question\":\"x\",\"params\":{\"max_tokens\":1}}\n");
+        fclose(f);
+        TEST_EQ_INT(run(jobs, out, NULL, NULL), 1);
+        close(fd);
+    }
+    return test_report();
+}
