@@ -22,7 +22,14 @@ static const char *k_usage =
     "commands:\n"
     "  ask [--model DIR] FILE... \"question\"\n"
     "                     answer a question about images, PDFs and videos (streams the answer;\n"
-    "                     --pages, --max-tiles, --fps, --evs, --think/--no-think, --json; see ask --help)\n"
+    "                     -q Q (repeatable), --per-page, --pages, --max-tiles, --fps, --evs,\n"
+    "                     --think/--no-think, --json)\n"
+    "  ocr [--model DIR] FILE... [-o OUT.md]\n"
+    "                     Markdown of every page, page by page, with page markers (--json)\n"
+    "  serve [--model DIR] --socket PATH\n"
+    "                     the JSON API on a Unix socket (docs/api.md)\n"
+    "  batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [--shard i/N]\n"
+    "                     one job per line, one result per line; resumable\n"
     "  inspect DIR        describe a checkpoint (architecture, layers, sizes, dtypes,\n"
     "                     quantization) and list every problem; exit 1 if unusable\n"
     "  generate --model DIR --ids \"1 2 3\"\n"
@@ -47,11 +54,12 @@ static const char *k_usage =
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
     "  nanovl ask --model tests/data/vl_tiny tests/data/media/made/image.bmp \"What is this?\" --max-tokens 8\n"
+    "  nanovl ask report.pdf -q \"What is the total?\" -q \"Who signed it?\"\n"
+    "  nanovl ocr scan.pdf -o scan.md\n"
+    "  nanovl serve --socket /run/nanovl.sock\n"
+    "  nanovl batch jobs.jsonl --out results.jsonl --shard 0/8\n"
     "  nanovl inspect ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16\n"
     "  nanovl inspect tests/data/tiny_nemotron_h\n"
-    "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
-    "  echo 'What is the total?' | nanovl tokenize --tokenizer tests/data/tokenizer/nemotron_tiny\n"
-    "  echo '[{\"role\":\"user\",\"content\":\"Hi\"}]' | nanovl tokenize --model DIR --chat\n"
     "  nanovl generate --model tests/data/llm/cfgA --ids \"5 9 77\" --max-tokens 8\n"
     "  echo 'What is the total?' | nanovl tokenize --tokenizer tests/data/tokenizer/nemotron_tiny\n"
     "  echo '[{\"role\":\"user\",\"content\":\"Hi\"}]' | nanovl tokenize --model DIR --chat\n"
@@ -62,7 +70,6 @@ static const char *k_usage =
     "environment:\n"
     "  NVL_BACKEND=cpu|cuda|auto   compute backend (default auto: CUDA when a device exists)\n"
     "  NVL_THREADS=N               CPU threads (default: all cores)\n"
-    "  NANOVL_MODEL=DIR            default for --model\n"
     "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";
 
@@ -138,7 +145,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {
-            for (int a = 2; a < argc; a++)
+            /* ask, ocr, serve and batch print their own usage for --help */
+            const int own_help = !strcmp(cmd, "ask") || !strcmp(cmd, "ocr") || !strcmp(cmd, "serve") || !strcmp(cmd, "batch");
+            for (int a = 2; a < argc && !own_help; a++)
                 if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
             return k_commands[i].fn(argc - 2, argv + 2);
         }

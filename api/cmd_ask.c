@@ -154,6 +154,11 @@ int cmd_ask(int argc, char **argv) {
     if (!pos || !qs) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_usage_head, stdout);
+            fputs(cli_ask_options_help, stdout);
+            goto out;
+        }
         int k = cli_ask_option(argc, argv, &i, &p, "ask");
         if (k < 0) { rc = EXIT_USAGE; goto out; }
         if (k > 0) continue;

@@ -244,6 +244,11 @@ int cmd_batch(int argc, char **argv) {
     int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, rc = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_usage, stdout);
+            fputs(cli_ask_options_help, stdout);
+            return 0;
+        }
         int k = cli_ask_option(argc, argv, &i, &base, "batch");
         if (k < 0) return EXIT_USAGE;
         if (k > 0) continue;

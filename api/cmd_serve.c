@@ -35,6 +35,10 @@ int cmd_serve(int argc, char **argv) {
     api_server_opts o = api_server_opts_default();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_usage, stdout);
+            return 0;
+        }
         char *end = NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
         else if (!strcmp(a, "--socket") && v) o.socket_path = argv[++i];

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Example client for `nanovl serve` (docs/api.md). Standard library only.
+
+    python3 nanovl_client.py --socket /run/nanovl.sock report.pdf "What is the total?"
+    python3 nanovl_client.py --socket /run/nanovl.sock --ocr scan.pdf --pages 1-3
+    python3 nanovl_client.py --socket /run/nanovl.sock --inline photo.jpg "Describe it."
+
+Streams the answer to stdout as it is generated, progress to stderr, and exits 1 on an error
+event (printing its code and message).
+"""
+import argparse
+import base64
+import json
+import socket
+import sys
+import uuid
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--ocr", action="store_true", help="markdown per page instead of a question")
+    ap.add_argument("--inline", action="store_true", help="send file bytes (base64) instead of paths")
+    ap.add_argument("--pages")
+    ap.add_argument("--max-tokens", type=int)
+    ap.add_argument("--no-think", action="store_true")
+    ap.add_argument("args", nargs="+", help="FILE... [question]")
+    a = ap.parse_args()
+    files, question = (a.args, None) if a.ocr else (a.args[:-1], a.args[-1])
+
+    def media(path):
+        if a.inline:
+            with open(path, "rb") as f:
+                return {"type": "file", "data": base64.b64encode(f.read()).decode(), "name": path}
+        return {"type": "file", "path": path}
+
+    params = {}
+    if a.pages:
+        params["pages"] = a.pages
+    if a.max_tokens:
+        params["max_tokens"] = a.max_tokens
+    if a.no_think:
+        params["think"] = False
+    rid = str(uuid.uuid4())
+    req = {"v": 1, "id": rid, "params": params}
+    if a.ocr:
+        req.update(type="ocr", files=[media(p) for p in files])
+    else:
+        req["messages"] = [{"role": "user", "content": [media(p) for p in files] + [{"type": "text", "text": question}]}]
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(a.socket)
+    s.sendall((json.dumps(req) + "\n").encode())
+    f = s.makefile("rb")
+    for line in f:  # one JSON event per line
+        ev = json.loads(line)
+        if ev.get("id") != rid:
+            continue
+        kind = ev["event"]
+        if kind == "token" and not ev.get("reasoning"):
+            sys.stdout.write(ev["text"])
+            sys.stdout.flush()
+        elif kind == "progress":
+            print(f"\r[{ev['stage']}] {ev.get('item', '')} {ev['done']}/{ev['total']}", end="", file=sys.stderr)
+        elif kind == "notice":
+            print(f"\nnote: {ev['message']}", file=sys.stderr)
+        elif kind == "page":
+            print(f"<!-- page {ev.get('page', 0)}: {ev['file']} -->\n\n{ev.get('text', '')}\n")
+            if "error" in ev:
+                print(f"page error: {ev['error']['code']}: {ev['error']['message']}", file=sys.stderr)
+        elif kind == "done":
+            u = ev.get("usage", {})
+            print(f"\n[done: {u.get('prompt_tokens', '-')} prompt tokens, {u.get('completion_tokens', '-')} generated]",
+                  file=sys.stderr)
+            return 0
+        elif kind == "error":
+            print(f"\nerror: {ev['code']}: {ev['message']}", file=sys.stderr)
+            return 1
+    print("error: the server closed the connection", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
