@@ -2,6 +2,7 @@
  *   text on stdin -> ids;  --decode: ids on stdin -> text;  --chat: JSON messages -> prompt */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,9 @@ static const char *k_usage =
     "  --chat             a JSON messages array on stdin -> the rendered prompt\n"
     "                     ([{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, {\"type\": \"text\", \"text\": \"...\"}]}])\n"
     "    --ids            print the rendered prompt's ids instead of its text\n"
-    "    --no-generation-prompt, --think, --no-think\n";
+    "    --no-generation-prompt, --think, --no-think\n"
+    "    --native         nanovl's built-in Nano V2 rendering instead of the checkpoint's chat_template\n"
+    "                     (used by default when tokenizer_config.json or chat_template.jinja has one)\n";
 
 static void print_ids(const int32_t *ids, int64_t n) {
     for (int64_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
@@ -28,13 +31,14 @@ static void print_ids(const int32_t *ids, int64_t n) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *path = getenv("NANOVL_MODEL");
-    int decode = 0, chat = 0, want_ids = 0;
+    int decode = 0, chat = 0, want_ids = 0, native = 0;
     llm_chat_options co = llm_chat_options_default();
     for (int i = 0; i < argc; i++) {
         if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--decode")) decode = 1;
         else if (!strcmp(argv[i], "--chat")) chat = 1;
         else if (!strcmp(argv[i], "--ids")) want_ids = 1;
+        else if (!strcmp(argv[i], "--native")) native = 1;
         else if (!strcmp(argv[i], "--no-generation-prompt")) co.add_generation_prompt = 0;
         else if (!strcmp(argv[i], "--think")) co.think = 1;
         else if (!strcmp(argv[i], "--no-think")) co.think = 0;
@@ -83,7 +87,27 @@ int cmd_tokenize(int argc, char **argv) {
             goto done;
         }
         size_t tl = 0;
-        if (llm_chat_render(msgs, nm, &co, &text, &tl, &err) != NVL_OK) {
+        char *tmpl = NULL;
+        cJSON *special = NULL;
+        if (!native) { /* the checkpoint's own template, from the directory (or the tokenizer file's) */
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", path);
+            struct stat sb;
+            if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+                char *slash = strrchr(dir, '/');
+                if (slash) *slash = 0;
+                else snprintf(dir, sizeof dir, ".");
+            }
+            if (llm_chat_template_load(dir, &tmpl, &special, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+                goto done;
+            }
+        }
+        nvl_status rst = tmpl ? llm_chat_render_template(tmpl, msgs, nm, &co, special, &text, &tl, &err)
+                              : llm_chat_render(msgs, nm, &co, &text, &tl, &err);
+        nvl_free(tmpl);
+        cJSON_Delete(special);
+        if (rst != NVL_OK) {
             fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
             goto done;
         }

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "api.h"
 #include "base/alloc.h"
 #include "chat.h"
@@ -48,6 +50,8 @@ struct api_engine {
     nvl_checkpoint *ck; /* for the projector views */
     tokred_projector proj;
     llm_tokenizer *tok;
+    char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
+    struct cJSON *special;   /* named special tokens for the template */
     int32_t think_end; /* "</think>" */
     /* the kept prefix */
     int32_t *kp_ids;
@@ -116,6 +120,8 @@ void api_engine_close(api_engine *e) {
     vision_model_free(e->vm);
     nvl_checkpoint_close(e->ck);
     llm_tokenizer_free(e->tok);
+    nvl_free(e->chat_template);
+    cJSON_Delete(e->special);
     nvl_free(e);
 }
 
@@ -135,7 +141,8 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
         (st = vision_model_init(&e->vm, dir, err)) != NVL_OK ||
         (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = tokred_projector_bind(&e->proj, e->ck, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
-        (st = llm_tokenizer_load(&e->tok, dir, err)) != NVL_OK || (st = llm_tokenizer_check_vl(e->tok, err)) != NVL_OK) {
+        (st = llm_tokenizer_load(&e->tok, dir, err)) != NVL_OK || (st = llm_tokenizer_check_vl(e->tok, err)) != NVL_OK ||
+        (st = llm_chat_template_load(dir, &e->chat_template, &e->special, err)) != NVL_OK) {
         api_engine_close(e);
         return st;
     }
@@ -639,7 +646,9 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
     llm_chat_options co = llm_chat_options_default();
     co.think = rq->p->think;
     const int64_t G = vision_model_grid(e->vm);
-    if ((st = llm_chat_render(cm, n_msgs, &co, &text, &tl, err)) != NVL_OK) goto done;
+    st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, &text, &tl, err)
+                          : llm_chat_render(cm, n_msgs, &co, &text, &tl, err);
+    if (st != NVL_OK) goto done;
     *think_on = tl >= 8 && !memcmp(text + tl - 8, "<think>\n", 8);
     st = llm_chat_tokenize(e->tok, text, tl, layout, rq->n_src, (int)((G / 2) * (G / 2)), prompt, err);
 done:

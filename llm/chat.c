@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/json_util.h"
+#include "base/mapped_file.h"
 #include "chat.h"
+#include "jinja.h"
 #include "llm.h"
 
 llm_chat_options llm_chat_options_default(void) {
@@ -335,4 +338,139 @@ int llm_chat_stop_ids(const llm_model *m, const llm_tokenizer *tok, int32_t *ids
         if (!dup) ids[n++] = id;
     }
     return n;
+}
+
+// ---------------------------------------------------------------------------
+// The checkpoint's Jinja chat template
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = nvl_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+nvl_status llm_chat_template_load(const char *dir, char **tmpl, cJSON **special, nvl_err *err) {
+    *tmpl = NULL;
+    if (special) *special = NULL;
+    char path[4096];
+    nvl_status st;
+    cJSON *cfg = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        if ((st = nvl_json_load_file(&cfg, path, 64u << 20, err)) != NVL_OK) return st;
+    }
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    if ((f = fopen(path, "rb"))) {
+        fclose(f);
+        char *buf = NULL;
+        size_t n = 0;
+        if ((st = nvl_read_file(path, 16u << 20, &buf, &n, err)) != NVL_OK) {
+            cJSON_Delete(cfg);
+            return st;
+        }
+        *tmpl = buf; /* NUL-terminated */
+    } else if (cfg) {
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+        if (cJSON_IsString(ct)) *tmpl = dup_str(ct->valuestring);
+        else if (cJSON_IsArray(ct)) {
+            for (const cJSON *c = ct->child; c; c = c->next) {
+                const cJSON *nm = cJSON_GetObjectItemCaseSensitive(c, "name"), *tt = cJSON_GetObjectItemCaseSensitive(c, "template");
+                if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tt)) *tmpl = dup_str(tt->valuestring);
+            }
+            if (!*tmpl) {
+                cJSON_Delete(cfg);
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s/tokenizer_config.json: chat_template is a list without a \"default\" entry", dir);
+            }
+        } else if (ct && !cJSON_IsNull(ct)) {
+            cJSON_Delete(cfg);
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s/tokenizer_config.json: chat_template: expected a string or a list", dir);
+        }
+        if (ct && !cJSON_IsNull(ct) && !*tmpl) {
+            cJSON_Delete(cfg);
+            return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+        }
+    }
+    if (special) {
+        static const char *const names[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                                            "mask_token", NULL};
+        cJSON *sp = cJSON_CreateObject();
+        for (int i = 0; sp && cfg && names[i]; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, names[i]);
+            if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content"); /* AddedToken form */
+            if (cJSON_IsString(v)) cJSON_AddStringToObject(sp, names[i], v->valuestring);
+        }
+        *special = sp;
+    }
+    cJSON_Delete(cfg);
+    return NVL_OK;
+}
+
+nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *msgs, int n, const llm_chat_options *opts,
+                                    const cJSON *special, char **out, size_t *len, nvl_err *err) {
+    llm_chat_options o = opts ? *opts : llm_chat_options_default();
+    cJSON *ctx = cJSON_CreateObject();
+    cJSON *arr = ctx ? cJSON_AddArrayToObject(ctx, "messages") : NULL;
+    if (!arr) {
+        cJSON_Delete(ctx);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "chat template: out of memory");
+    }
+    const char *marker = o.think == 0 ? "/no_think" : o.think == 1 ? "/think" : NULL;
+    if (marker && (n == 0 || strcmp(msgs[0].role, "system"))) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "system");
+        cJSON_AddStringToObject(m, "content", marker);
+        cJSON_AddItemToArray(arr, m);
+    }
+    for (int i = 0; i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        if (!m) break;
+        cJSON_AddItemToArray(arr, m);
+        cJSON_AddStringToObject(m, "role", msgs[i].role);
+        const int add_marker = marker && i == 0 && !strcmp(msgs[i].role, "system");
+        if (msgs[i].n_parts == 1 && msgs[i].parts[0].kind == LLM_PART_TEXT) {
+            const char *t = msgs[i].parts[0].text ? msgs[i].parts[0].text : "";
+            if (add_marker) {
+                size_t l = strlen(t) + strlen(marker) + 2;
+                char *j = nvl_malloc(l);
+                if (j) {
+                    snprintf(j, l, "%s%s%s", t, *t ? " " : "", marker);
+                    cJSON_AddStringToObject(m, "content", j);
+                    nvl_free(j);
+                }
+            } else {
+                cJSON_AddStringToObject(m, "content", t);
+            }
+            continue;
+        }
+        cJSON *parts = cJSON_AddArrayToObject(m, "content");
+        for (int k = 0; parts && k < msgs[i].n_parts; k++) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddItemToArray(parts, p);
+            const llm_chat_part *q = &msgs[i].parts[k];
+            if (q->kind == LLM_PART_TEXT) {
+                cJSON_AddStringToObject(p, "type", "text");
+                cJSON_AddStringToObject(p, "text", q->text ? q->text : "");
+            } else {
+                cJSON_AddStringToObject(p, "type", q->kind == LLM_PART_IMAGE ? "image" : "video");
+            }
+        }
+        if (parts && add_marker) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddItemToArray(parts, p);
+            cJSON_AddStringToObject(p, "type", "text");
+            cJSON_AddStringToObject(p, "text", marker);
+        }
+    }
+    cJSON_AddNullToObject(ctx, "tools");
+    cJSON_AddNullToObject(ctx, "documents");
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", o.add_generation_prompt);
+    if (o.think >= 0) cJSON_AddBoolToObject(ctx, "enable_thinking", o.think);
+    for (const cJSON *c = special ? special->child : NULL; c; c = c->next)
+        cJSON_AddItemToObject(ctx, c->string, cJSON_Duplicate(c, 1));
+    nvl_status st = llm_jinja_render(tmpl, strlen(tmpl), ctx, out, len, err);
+    cJSON_Delete(ctx);
+    return st;
 }

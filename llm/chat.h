@@ -100,6 +100,22 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
                              llm_prompt *out, nvl_err *err);
 void llm_prompt_free(llm_prompt *p);
 
+/* The checkpoint's own chat template: chat_template.jinja in dir, else tokenizer_config.json's
+ * "chat_template" (a string, or a list of {name, template} where "default" is taken). *tmpl is
+ * NULL (and NVL_OK) when the checkpoint has none. *special (may be NULL) gets a JSON object with
+ * the named special tokens as strings (bos_token, eos_token, unk_token, pad_token, ...), as
+ * transformers passes them to the template. Free with nvl_free / cJSON_Delete. */
+nvl_status llm_chat_template_load(const char *dir, char **tmpl, struct cJSON **special, nvl_err *err);
+
+/* Renders msgs with a Jinja chat template as transformers' apply_chat_template does: messages
+ * whose only part is text get a string content, others a list of {"type": "image"|"video"|"text"}
+ * parts; add_generation_prompt from opts; special (may be NULL) merged in. opts->think 0/1 is
+ * passed as "/no_think" / "/think" appended to the system message (added when absent), the Nano
+ * V2 switch, and as enable_thinking. */
+nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *msgs, int n,
+                                    const llm_chat_options *opts, const struct cJSON *special,
+                                    char **out, size_t *len, nvl_err *err);
+
 struct llm_model;
 /* Stop ids for generation in the chat format: the checkpoint's (generation_config.json eos ids
  * and config eos) plus the tokenizer's <SPECIAL_12> (end of turn) and </s>, without duplicates.

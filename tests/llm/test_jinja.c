@@ -1,0 +1,106 @@
+/* nanovl's Jinja interpreter against transformers' apply_chat_template / jinja2 environment
+ * (tests/reference/gen_jinja_goldens.py -> tests/data/jinja/goldens.json): the Nano V2 template
+ * carried by the tiny tokenizer, the real Qwen3 template from ../shared (tools, tool calls,
+ * reasoning, enable_thinking; read in place, cases skipped with a reason when absent) and feature
+ * templates covering whitespace control, loops, expressions, string methods, filters, set /
+ * macro / namespace and raise_exception. Renderings must be byte-identical; where jinja2 raised,
+ * nanovl must fail with the template's message. Also: syntax errors and unsupported constructs
+ * are errors naming the line and the construct, and the loader finds a checkpoint's template. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "chat.h"
+#include "jinja.h"
+#include "test_util.h"
+
+int main(void) {
+    nvl_err err = {0};
+    cJSON *g = NULL;
+    if (nvl_json_load_file(&g, test_data_path("jinja/goldens.json"), 16u << 20, &err) != NVL_OK) test_skip("%s", err.msg);
+    int64_t live0 = nvl_alloc_count();
+    char *nano = NULL, *qwen = NULL;
+    cJSON *nano_sp = NULL;
+    TEST_EQ_INT(llm_chat_template_load(test_data_path("tokenizer/nemotron_tiny"), &nano, &nano_sp, &err), NVL_OK);
+    TEST_CHECK(nano != NULL, "the tiny tokenizer carries a chat template");
+    TEST_CHECK(nano_sp && cJSON_GetObjectItemCaseSensitive(nano_sp, "bos_token"), "special tokens read");
+    const char *qdir = test_shared_path("tokenizers/qwen3");
+    if (qdir) TEST_EQ_INT(llm_chat_template_load(qdir, &qwen, NULL, &err), NVL_OK);
+    int n_cases = 0, n_skipped = 0;
+    for (const cJSON *c = g->child; c; c = c->next) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+        const char *src = cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring;
+        const char *tmpl = src;
+        if (!strncmp(src, "file:", 5)) tmpl = nano;
+        else if (!strncmp(src, "shared:", 7)) tmpl = qwen;
+        if (!tmpl) {
+            n_skipped++;
+            continue;
+        }
+        const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(c, "context");
+        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(c, "expected"), *experr = cJSON_GetObjectItemCaseSensitive(c, "error");
+        char *out = NULL;
+        size_t len = 0;
+        nvl_status st = llm_jinja_render(tmpl, strlen(tmpl), ctx, &out, &len, &err);
+        n_cases++;
+        if (experr) {
+            TEST_CHECK(st != NVL_OK, "%s: jinja2 raised, nanovl must fail", name);
+            if (st != NVL_OK) TEST_CONTAINS(err.msg, experr->valuestring);
+        } else {
+            TEST_CHECK(st == NVL_OK, "%s renders (%s)", name, st == NVL_OK ? "" : err.msg);
+            if (st == NVL_OK && strcmp(out, exp->valuestring)) {
+                TEST_CHECK(0, "%s differs from transformers", name);
+                fprintf(stderr, "--- expected ---\n%s\n--- got ---\n%s\n---\n", exp->valuestring, out);
+            }
+        }
+        nvl_free(out);
+    }
+    TEST_CHECK(n_cases >= 17, "%d cases ran (%d skipped: ../shared/tokenizers/qwen3 absent)", n_cases, n_skipped);
+    if (n_skipped) fprintf(stderr, "skipped %d Qwen3 cases: ../shared/tokenizers/qwen3 is absent\n", n_skipped);
+
+    /* the message-level renderer: same text as the native Nano V2 renderer on the template */
+    {
+        llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, "Read it."}};
+        llm_chat_part sp = {LLM_PART_TEXT, "Be brief."};
+        llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", parts, 2}};
+        for (int think = -1; think <= 1; think++) {
+            llm_chat_options o = llm_chat_options_default();
+            o.think = think;
+            char *a = NULL, *b = NULL;
+            size_t al = 0, bl = 0;
+            TEST_EQ_INT(llm_chat_render(msgs, 2, &o, &a, &al, &err), NVL_OK);
+            TEST_EQ_INT(llm_chat_render_template(nano, msgs, 2, &o, nano_sp, &b, &bl, &err), NVL_OK);
+            if (a && b) TEST_EQ_STR(b, a);
+            nvl_free(a);
+            nvl_free(b);
+        }
+    }
+    /* errors name the line and the construct */
+    {
+        static const struct { const char *t; nvl_status st; const char *msg; } bad[] = {
+            {"{% if x %}never closed", NVL_ERR_FORMAT, "missing {% endif %}"},
+            {"a\nb\n{{ 1 + }}", NVL_ERR_FORMAT, "line 3"},
+            {"{{ x | no_such_filter }}", NVL_ERR_UNSUPPORTED, "no_such_filter"},
+            {"{% call foo() %}{% endcall %}", NVL_ERR_UNSUPPORTED, "'call' statement"},
+            {"{{ 'unterminated }}", NVL_ERR_FORMAT, "unterminated string"},
+            {"{{ 1 / 0 }}", NVL_ERR_INVALID_ARG, "division by zero"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            char *out = NULL;
+            nvl_status st = llm_jinja_render(bad[i].t, strlen(bad[i].t), NULL, &out, NULL, &err);
+            TEST_EQ_INT(st, bad[i].st);
+            TEST_CONTAINS(err.msg, bad[i].msg);
+            nvl_free(out);
+        }
+    }
+    nvl_free(nano);
+    nvl_free(qwen);
+    cJSON_Delete(nano_sp);
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    cJSON_Delete(g);
+    return test_report();
+}
