@@ -35,7 +35,12 @@ typedef struct jctx {
     nvl_err *err;
     nvl_status st;
     int depth;
+    long long steps; /* statements and loop iterations run: a template cannot run away */
+    size_t pooled;   /* bytes held by the pool */
 } jctx;
+
+#define JINJA_MAX_STEPS 20000000LL
+#define JINJA_MAX_STRING (64u << 20)
 
 static void fail(jctx *J, nvl_status st, int line, const char *fmt, ...) NVL_PRINTF(4, 5);
 static void fail(jctx *J, nvl_status st, int line, const char *fmt, ...) {
@@ -53,6 +58,8 @@ static void *jalloc(jctx *J, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!J->chunks || J->chunks->used + n > J->chunks->cap) {
         size_t cap = n > 60000 ? n : 60000;
+        if (J->pooled + cap > (512u << 20)) fail(J, NVL_ERR_LIMIT, 0, "the template needs more than 512 MiB");
+        J->pooled += cap;
         chunk *c = nvl_malloc(sizeof *c + cap);
         if (!c) fail(J, NVL_ERR_NOMEM, 0, "out of memory");
         c->next = J->chunks;
@@ -81,6 +88,7 @@ typedef struct sbuf {
 } sbuf;
 
 static void sb_put(jctx *J, sbuf *b, const char *s, size_t n) {
+    if (b->n + n > JINJA_MAX_STRING) fail(J, NVL_ERR_LIMIT, 0, "a string or the output passed %u bytes", JINJA_MAX_STRING);
     if (b->n + n + 1 > b->cap) {
         size_t nc = (b->cap ? b->cap * 2 : 256) + n;
         char *np = jalloc(J, nc);
@@ -2088,6 +2096,7 @@ static void exec_body(rt *R, scope *S, node *body) {
     if (++J->depth > 200) fail(J, NVL_ERR_LIMIT, body->line, "nesting deeper than 200");
     for (int i = 0; i < body->n_items && !R->brk && !R->cont; i++) {
         node *x = body->items[i];
+        if (++J->steps > JINJA_MAX_STEPS) fail(J, NVL_ERR_LIMIT, x->line, "the template ran more than %lld steps", JINJA_MAX_STEPS);
         switch (x->k) {
         case N_TEXT: sb_put(J, R->out, x->s, x->n); break;
         case N_OUT: {
