@@ -159,17 +159,19 @@ void cli_progress_clear(cli_progress *p) {
 void cli_on_progress(const api_progress *pr, void *user) {
     cli_progress *p = user;
     const char *what = pr->item ? pr->item : "";
+    const int always = (int)pr->stage + 1 != p->last_stage;
+    p->last_stage = (int)pr->stage + 1;
     switch (pr->stage) {
-    case API_STAGE_MEDIA: cli_progress_show(p, 0, "reading %s", what); break;
+    case API_STAGE_MEDIA: cli_progress_show(p, always, "reading %s", what); break;
     case API_STAGE_VISION:
-        cli_progress_show(p, 0, "vision: %s (%lld/%lld) %.1f s", what, (long long)pr->done, (long long)pr->total, pr->elapsed_s);
+        cli_progress_show(p, always, "vision: %s (%lld/%lld) %.1f s", what, (long long)pr->done, (long long)pr->total, pr->elapsed_s);
         break;
     case API_STAGE_PREFILL:
-        cli_progress_show(p, 0, "prefill: %lld/%lld tokens, %.0f tokens/s", (long long)pr->done, (long long)pr->total,
+        cli_progress_show(p, always, "prefill: %lld/%lld tokens, %.0f tokens/s", (long long)pr->done, (long long)pr->total,
                           pr->elapsed_s > 0 ? (double)pr->done / pr->elapsed_s : 0.0);
         break;
     case API_STAGE_GENERATE:
-        cli_progress_show(p, 0, "generating: %lld tokens, %.1f tokens/s", (long long)pr->done,
+        cli_progress_show(p, always, "generating: %lld tokens, %.1f tokens/s", (long long)pr->done,
                           pr->elapsed_s > 0 ? (double)pr->done / pr->elapsed_s : 0.0);
         break;
     }

@@ -24,6 +24,7 @@ typedef struct cli_progress {
     int shown;
     double last;
     char prefix[96]; /* e.g. "[3/12] " for batch */
+    int last_stage;  /* a new stage is always shown */
 } cli_progress;
 void cli_progress_init(cli_progress *p, int force); /* force: -1 auto (isatty), 0 off, 1 on */
 void cli_progress_show(cli_progress *p, int always, const char *fmt, ...);
