@@ -30,6 +30,9 @@ static const char *k_usage =
     "                     the JSON API on a Unix socket (docs/api.md)\n"
     "  batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [--shard i/N]\n"
     "                     one job per line, one result per line; resumable\n"
+    "  bench [--model DIR] [FILE]\n"
+    "                     end-to-end speed: load, vision tiles/s, prefill and decode tokens/s,\n"
+    "                     the kept prefix, peak RSS\n"
     "  inspect DIR        describe a checkpoint (architecture, layers, sizes, dtypes,\n"
     "                     quantization) and list every problem; exit 1 if unusable\n"
     "  generate --model DIR --ids \"1 2 3\"\n"
@@ -125,6 +128,7 @@ static const struct command {
     {"ocr", cmd_ocr},
     {"serve", cmd_serve},
     {"batch", cmd_batch},
+    {"bench", cmd_bench},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},
@@ -146,7 +150,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {
             /* ask, ocr, serve and batch print their own usage for --help */
-            const int own_help = !strcmp(cmd, "ask") || !strcmp(cmd, "ocr") || !strcmp(cmd, "serve") || !strcmp(cmd, "batch");
+            const int own_help = !strcmp(cmd, "ask") || !strcmp(cmd, "ocr") || !strcmp(cmd, "serve") || !strcmp(cmd, "batch") ||
+                                 !strcmp(cmd, "bench");
             for (int a = 2; a < argc && !own_help; a++)
                 if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
             return k_commands[i].fn(argc - 2, argv + 2);

@@ -1,0 +1,173 @@
+/* `nanovl bench --model DIR [FILE]`: end-to-end speed of a checkpoint on this machine: load
+ * time, then a question about FILE (default: a synthetic 1536x2048 page, 12 tiles + thumbnail)
+ * timed per stage (media, vision tiles/s, prefill tokens/s, decode tokens/s) over --runs runs
+ * without the kept prefix, one run that reuses it, and peak RSS. --json for machines. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "api.h"
+#include "base/alloc.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "media.h"
+
+static const char *k_usage =
+    "usage: nanovl bench [--model DIR] [FILE] [--runs N] [--max-tokens N] [--json] [options]\n"
+    "  FILE                  an image, PDF or video (default: a synthetic 1536x2048 page)\n"
+    "  --runs N              timed runs without the kept prefix (default 2); one more reuses it\n"
+    "  --max-tokens N        tokens to generate per run (default 64)\n"
+    "  --json                one JSON object\n";
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+typedef struct stats {
+    double media, vision, prefill, gen;
+    int64_t tiles, prompt, cached, gen_tokens;
+} stats;
+
+static void add(stats *s, const api_ask_result *r) {
+    s->media += r->t_media;
+    s->vision += r->t_vision;
+    s->prefill += r->t_prefill;
+    s->gen += r->t_generate;
+    for (int i = 0; i < r->n_media; i++) s->tiles += r->media[i].is_video ? r->media[i].n_frames : r->media[i].n_tiles;
+    s->prompt += r->n_prompt;
+    s->cached += r->n_cached;
+    s->gen_tokens += r->n_ids;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = getenv("NANOVL_MODEL"), *file = NULL;
+    api_ask_params p = api_ask_params_default();
+    p.max_tokens = 64;
+    p.think = 0;
+    int runs = 2, json = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_usage, stdout);
+            fputs(cli_ask_options_help, stdout);
+            return 0;
+        }
+        int k = cli_ask_option(argc, argv, &i, &p, "bench");
+        if (k < 0) return EXIT_USAGE;
+        if (k > 0) continue;
+        if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--runs") && v) runs = atoi(argv[++i]);
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (a[0] != '-' && !file) file = a;
+        else {
+            fprintf(stderr, "nanovl bench: unknown or incomplete option '%s'\n%s", a, k_usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || runs < 1) {
+        fprintf(stderr, "%s%s", !model ? "nanovl bench: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage);
+        return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    char tmp[4096] = "";
+    if (!file) { /* a synthetic portrait page: gradients and dark "text" bars */
+        media_image *img = NULL;
+        if (media_image_new(&img, 1536, 2048, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl bench: %s\n", err.msg);
+            return 1;
+        }
+        for (int y = 0; y < img->height; y++)
+            for (int x = 0; x < img->width; x++) {
+                uint8_t *px = img->rgb + (size_t)y * img->stride + 3 * (size_t)x;
+                const int bar = (y / 24) % 3 == 0 && (x / 9) % 11 != 0 && x > 120 && x < 1416;
+                px[0] = bar ? 20 : (uint8_t)(235 + (x * 20) / img->width);
+                px[1] = bar ? 20 : (uint8_t)(235 + (y * 20) / img->height);
+                px[2] = bar ? 30 : 240;
+            }
+        const char *td = getenv("TMPDIR");
+        snprintf(tmp, sizeof tmp, "%s/nanovl-bench-%d.png", td && *td ? td : "/tmp", (int)getpid());
+        nvl_status st = media_image_write_png(img, tmp, &err);
+        media_image_free(img);
+        if (st != NVL_OK) {
+            fprintf(stderr, "nanovl bench: %s\n", err.msg);
+            return 1;
+        }
+        file = tmp;
+    }
+    const double t0 = cli_now();
+    api_engine *e = NULL;
+    if (api_engine_open(&e, model, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl bench: %s: %s\n", model, err.msg);
+        if (tmp[0]) unlink(tmp);
+        return 1;
+    }
+    const double t_load = cli_now() - t0;
+    const char *files[] = {file};
+    stats cold = {0}, warm = {0};
+    int rc = 0;
+    for (int r = 0; r <= runs && rc == 0; r++) {
+        api_ask_params q = p;
+        q.no_cache = r < runs - 1; /* the last cold run keeps its prefix; the extra run reuses it */
+        api_ask_result res;
+        if (api_engine_ask(e, files, 1, "Describe this document in detail.", &q, NULL, NULL, &res, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl bench: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        if (r < runs) add(&cold, &res);
+        else add(&warm, &res);
+        if (!json)
+            fprintf(stderr, "run %d%s: vision %.3f s, prefill %.3f s (%lld tokens, %lld reused), %lld tokens in %.3f s\n", r + 1,
+                    r == runs ? " (kept prefix)" : "", res.t_vision, res.t_prefill, (long long)res.n_prompt,
+                    (long long)res.n_cached, (long long)res.n_ids, res.t_generate);
+        api_ask_result_free(&res);
+    }
+    if (rc == 0) {
+        const double n = runs;
+        const double vis_tps = cold.vision > 0 ? (double)cold.tiles / cold.vision : 0;
+        const double pre_tps = cold.prefill > 0 ? (double)(cold.prompt - cold.cached) / cold.prefill : 0;
+        const double dec_tps = cold.gen > 0 ? (double)cold.gen_tokens / cold.gen : 0;
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "model", model);
+            cJSON_AddStringToObject(o, "file", tmp[0] ? "synthetic 1536x2048 page" : file);
+            cJSON_AddNumberToObject(o, "load_s", t_load);
+            cJSON_AddNumberToObject(o, "runs", runs);
+            cJSON_AddNumberToObject(o, "tiles_per_run", (double)cold.tiles / n);
+            cJSON_AddNumberToObject(o, "prompt_tokens", (double)cold.prompt / n);
+            cJSON_AddNumberToObject(o, "media_s", cold.media / n);
+            cJSON_AddNumberToObject(o, "vision_s", cold.vision / n);
+            cJSON_AddNumberToObject(o, "vision_tiles_per_s", vis_tps);
+            cJSON_AddNumberToObject(o, "prefill_s", cold.prefill / n);
+            cJSON_AddNumberToObject(o, "prefill_tokens_per_s", pre_tps);
+            cJSON_AddNumberToObject(o, "decode_tokens_per_s", dec_tps);
+            cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.media + warm.vision + warm.prefill + warm.gen);
+            cJSON_AddNumberToObject(o, "cold_total_s", (cold.media + cold.vision + cold.prefill + cold.gen) / n);
+            cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
+            char *s = cJSON_PrintUnformatted(o);
+            if (s) puts(s);
+            cJSON_free(s);
+            cJSON_Delete(o);
+        } else {
+            printf("model          %s (loaded in %.2f s)\n", model, t_load);
+            printf("input          %s: %.0f tiles/frames, %.0f prompt tokens\n", tmp[0] ? "synthetic 1536x2048 page" : file,
+                   (double)cold.tiles / n, (double)cold.prompt / n);
+            printf("media          %.3f s\n", cold.media / n);
+            printf("vision         %.3f s  (%.2f tiles/s)\n", cold.vision / n, vis_tps);
+            printf("prefill        %.3f s  (%.1f tokens/s)\n", cold.prefill / n, pre_tps);
+            printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
+            printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.media + warm.vision + warm.prefill + warm.gen,
+                   (cold.media + cold.vision + cold.prefill + cold.gen) / n);
+            printf("peak RSS       %.0f MiB\n", peak_rss_mb());
+        }
+    }
+    api_engine_close(e);
+    if (tmp[0]) unlink(tmp);
+    return rc;
+}
