@@ -120,6 +120,34 @@ static void test_matmul(void) {
     }
 }
 
+/* CPU: many rows of x (the register-tile kernels) give bit-identical rows to one row at a time
+ * (the decode path), so batching never changes an answer. */
+static void test_matmul_rows_identical(void) {
+    uint64_t rng = 0x4242;
+    const nvl_dtype dts[] = {NVL_DTYPE_F32, NVL_DTYPE_BF16, NVL_DTYPE_F16};
+    for (int d = 0; d < 3; d++) {
+        const int64_t M = 11, N = 13, K = 77;
+        float *x = malloc((size_t)(M * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
+        float *y1 = malloc((size_t)N * sizeof(float));
+        fill(x, (size_t)(M * K), &rng, 1.0f);
+        void *w = make_weight(dts[d], (size_t)(N * K), &rng);
+        nvl_tensor wh = nvl_tensor_make(dts[d], 2, (int64_t[]){N, K}, w);
+        nvl_err err = {0};
+        TEST_EQ_INT(kern_cpu_matmul(y, x, &wh, M, &err), NVL_OK);
+        int same = 1;
+        for (int64_t m = 0; m < M && same; m++) {
+            kern_cpu_matmul(y1, x + m * K, &wh, 1, &err);
+            same = !memcmp(y1, y + m * N, (size_t)N * sizeof(float));
+        }
+        TEST_CHECK(same, "matmul %s: %lld rows at once equal one row at a time, bit for bit", nvl_dtype_name(dts[d]),
+                   (long long)M);
+        free(x);
+        free(y);
+        free(y1);
+        free(w);
+    }
+}
+
 static void test_rmsnorm(void) {
     uint64_t rng = 0x777;
     const struct {
@@ -214,7 +242,10 @@ int main(int argc, char **argv) {
     printf("backend: %s\n", kern_backend_description(g_be));
     test_matmul();
     test_rmsnorm();
-    if (!strcmp(name, "cpu")) test_errors();
+    if (!strcmp(name, "cpu")) {
+        test_errors();
+        test_matmul_rows_identical();
+    }
     kern_backend_free(g_be);
     return test_report();
 }

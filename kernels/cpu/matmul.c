@@ -149,6 +149,39 @@ __attribute__((target("avx512f"))) static void tile4_avx512(float *y, int64_t ld
     }
 }
 
+/* The same for 4 rows of x at once (a 4 x 4 register tile): every widened weight vector feeds
+ * four rows and every x vector four weight rows, so the loop is FMA-bound rather than
+ * load-bound. Per output the summation order is exactly tile4's (16 lanes over k, then the
+ * lane sum, then the tail): results are bit-identical to the one-row path. */
+#define T44_ROW(r)                                                                                   \
+    do {                                                                                             \
+        const __m512 xv = _mm512_loadu_ps(x + (r) * K + k);                                          \
+        acc[r][0] = _mm512_fmadd_ps(w0, xv, acc[r][0]);                                              \
+        acc[r][1] = _mm512_fmadd_ps(w1, xv, acc[r][1]);                                              \
+        acc[r][2] = _mm512_fmadd_ps(w2, xv, acc[r][2]);                                              \
+        acc[r][3] = _mm512_fmadd_ps(w3, xv, acc[r][3]);                                              \
+    } while (0)
+__attribute__((target("avx512f"))) static void tile44_avx512(float *y, int64_t ldy, const float *x,
+                                                              const unsigned char *w, size_t wstride,
+                                                              nvl_dtype dt, int64_t K) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m512 w0 = load16_avx512(w, dt, k), w1 = load16_avx512(w + wstride, dt, k),
+                     w2 = load16_avx512(w + 2 * wstride, dt, k), w3 = load16_avx512(w + 3 * wstride, dt, k);
+        T44_ROW(0);
+        T44_ROW(1);
+        T44_ROW(2);
+        T44_ROW(3);
+    }
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            y[r * ldy + c] = _mm512_reduce_add_ps(acc[r][c]) + dot_tail(w + (size_t)c * wstride, dt, x + r * K, k, K);
+}
+#undef T44_ROW
+
 __attribute__((target("avx512f"))) static void tile1_avx512(float *y, int64_t ldy, const float *x,
                                                              const unsigned char *w, size_t wstride,
                                                              nvl_dtype dt, int64_t K, int64_t M) {
@@ -207,6 +240,33 @@ __attribute__((target("avx2,fma,f16c"))) static void tile4_avx2(float *y, int64_
     }
 }
 
+/* 2 rows of x x 4 weight rows (8 accumulators + 4 weights + 1 x of the 16 ymm registers). */
+__attribute__((target("avx2,fma,f16c"))) static void tile24_avx2(float *y, int64_t ldy, const float *x,
+                                                                 const unsigned char *w, size_t wstride,
+                                                                 nvl_dtype dt, int64_t K) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a02 = _mm256_setzero_ps(), a03 = _mm256_setzero_ps();
+    __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps(), a12 = _mm256_setzero_ps(), a13 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        const __m256 w0 = load8_avx2(w, dt, k), w1 = load8_avx2(w + wstride, dt, k), w2 = load8_avx2(w + 2 * wstride, dt, k),
+                     w3 = load8_avx2(w + 3 * wstride, dt, k);
+        __m256 xv = _mm256_loadu_ps(x + k);
+        a00 = _mm256_fmadd_ps(w0, xv, a00);
+        a01 = _mm256_fmadd_ps(w1, xv, a01);
+        a02 = _mm256_fmadd_ps(w2, xv, a02);
+        a03 = _mm256_fmadd_ps(w3, xv, a03);
+        xv = _mm256_loadu_ps(x + K + k);
+        a10 = _mm256_fmadd_ps(w0, xv, a10);
+        a11 = _mm256_fmadd_ps(w1, xv, a11);
+        a12 = _mm256_fmadd_ps(w2, xv, a12);
+        a13 = _mm256_fmadd_ps(w3, xv, a13);
+    }
+    const __m256 a[2][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < 4; c++)
+            y[r * ldy + c] = hsum_avx2(a[r][c]) + dot_tail(w + (size_t)c * wstride, dt, x + r * K, k, K);
+}
+
 __attribute__((target("avx2,fma,f16c"))) static void tile1_avx2(float *y, int64_t ldy, const float *x,
                                                                 const unsigned char *w, size_t wstride,
                                                                 nvl_dtype dt, int64_t K, int64_t M) {
@@ -223,21 +283,27 @@ __attribute__((target("avx2,fma,f16c"))) static void tile1_avx2(float *y, int64_
 
 typedef void (*tile_fn)(float *y, int64_t ldy, const float *x, const unsigned char *w,
                         size_t wstride, nvl_dtype dt, int64_t K, int64_t M);
+typedef void (*tile_multi_fn)(float *y, int64_t ldy, const float *x, const unsigned char *w,
+                              size_t wstride, nvl_dtype dt, int64_t K);
 typedef struct tile_kernels {
     tile_fn t4, t1;
+    tile_multi_fn tm; /* tm_rows rows of x x 4 weight rows */
+    int tm_rows;
     const char *name;
 } tile_kernels;
 
 /* Picks the widest kernel the CPU has (NVL_CPU_KERNEL=scalar|avx2|avx512 overrides, for tests
  * and benchmarks); t4 == NULL means the portable blocked path. */
 static tile_kernels pick_kernels(void) {
-    tile_kernels k = {NULL, NULL, "scalar"};
+    tile_kernels k = {NULL, NULL, NULL, 0, "scalar"};
 #ifdef HAVE_X86_KERNELS
     const char *force = getenv("NVL_CPU_KERNEL");
     if (force && !strcmp(force, "scalar")) return k;
     if ((!force || !strcmp(force, "avx512")) && __builtin_cpu_supports("avx512f")) {
         k.t4 = tile4_avx512;
         k.t1 = tile1_avx512;
+        k.tm = tile44_avx512;
+        k.tm_rows = 4;
         k.name = "avx512f";
         return k;
     }
@@ -250,6 +316,8 @@ static tile_kernels pick_kernels(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) {
         k.t4 = tile4_avx2;
         k.t1 = tile1_avx2;
+        k.tm = tile24_avx2;
+        k.tm_rows = 2;
         k.name = "avx2+fma";
     }
 #endif
@@ -288,8 +356,13 @@ nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_
 #pragma omp parallel for schedule(static) if (N * K > 32768)
             for (int64_t t = 0; t < n_tiles; t++) {
                 const int64_t n = t * 4;
-                if (n + 4 <= N)
-                    kk.t4(y + m0 * N + n, N, x + m0 * K, wb + (size_t)n * rs, rs, w->dtype, K, mb);
+                if (n + 4 <= N) {
+                    int64_t m = 0;
+                    if (kk.tm)
+                        for (; m + kk.tm_rows <= mb; m += kk.tm_rows)
+                            kk.tm(y + (m0 + m) * N + n, N, x + (m0 + m) * K, wb + (size_t)n * rs, rs, w->dtype, K);
+                    if (m < mb) kk.t4(y + (m0 + m) * N + n, N, x + (m0 + m) * K, wb + (size_t)n * rs, rs, w->dtype, K, mb - m);
+                }
                 else
                     for (int64_t r = n; r < N; r++)
                         kk.t1(y + m0 * N + r, N, x + m0 * K, wb + (size_t)r * rs, rs, w->dtype, K, mb);
