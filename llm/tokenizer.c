@@ -10,7 +10,9 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "base/mapped_file.h"
 #include "tokenizer.h"
+#include "tokenizer_json.h"
 #include "unicode_impl.h"
 
 #define MAX_PRETOK 8
@@ -23,11 +25,12 @@ typedef struct str_map {
     size_t cap;
 } str_map;
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
+/* FNV-1a; hash_cont continues a hash over more bytes (hash of a concatenation). */
+static uint64_t hash_cont(uint64_t h, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
     return h;
 }
+static uint64_t hash_bytes(const char *s, size_t n) { return hash_cont(1469598103934665603ULL, s, n); }
 
 typedef struct pair_slot {
     uint64_t key; /* (a << 32) | b, UINT64_MAX empty */
@@ -53,7 +56,9 @@ typedef struct pretok {
 } pretok;
 
 struct llm_tokenizer {
-    char **tokens;          /* id -> string (vocab form) */
+    char **tokens;          /* id -> string (vocab form); in tok_arena or nvl_malloc'ed */
+    char *tok_arena;        /* the vocabulary's strings, one block */
+    size_t tok_arena_len;
     uint32_t *tok_len;      /* id -> strlen(tokens[id]) */
     int64_t n_tokens;       /* max id + 1 */
     str_map vocab;          /* string -> id, vocab and added tokens */
@@ -109,7 +114,15 @@ static void str_map_put(llm_tokenizer *t, int32_t id) {
     m->slots[h] = id;
 }
 
-static size_t pair_hash(uint64_t k) { return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 17); }
+/* splitmix64's finaliser: every bit of both ids reaches the low bits the table uses */
+static size_t pair_hash(uint64_t k) {
+    k ^= k >> 30;
+    k *= 0xBF58476D1CE4E5B9ULL;
+    k ^= k >> 27;
+    k *= 0x94D049BB133111EBULL;
+    k ^= k >> 31;
+    return (size_t)k;
+}
 
 static void merge_put(llm_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id) {
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
@@ -272,9 +285,11 @@ static nvl_status read_decoder(llm_tokenizer *t, const cJSON *d, const char *wha
 void llm_tokenizer_free(llm_tokenizer *t) {
     if (!t) return;
     if (t->tokens) {
-        for (int64_t i = 0; i < t->n_tokens; i++) nvl_free(t->tokens[i]);
+        for (int64_t i = 0; i < t->n_tokens; i++)
+            if (!t->tok_arena || t->tokens[i] < t->tok_arena || t->tokens[i] >= t->tok_arena + t->tok_arena_len) nvl_free(t->tokens[i]);
         nvl_free(t->tokens);
     }
+    nvl_free(t->tok_arena);
     nvl_free(t->vocab.slots);
     nvl_free(t->merges);
     for (int i = 0; i < t->n_added; i++) nvl_free(t->added[i].content);
@@ -293,7 +308,45 @@ static int cmp_added_len(const void *a, const void *b) {
     return x->len < y->len ? 1 : (x->len > y->len ? -1 : 0);
 }
 
-static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *what, nvl_err *err) {
+/* Vocabulary and merges from cJSON (when the fast path stepped aside): pointers into root. */
+static nvl_status lists_from_json(tok_lists *L, const cJSON *vocab, const cJSON *merges, const char *what, nvl_err *err) {
+    size_t nv = 0, nm = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) nv++;
+    cJSON_ArrayForEach(it, merges) nm++;
+    L->vocab = nvl_malloc((nv + 1) * sizeof *L->vocab);
+    L->vocab_id = nvl_malloc((nv + 1) * sizeof *L->vocab_id);
+    L->merge_a = nvl_malloc((nm + 1) * sizeof *L->merge_a);
+    L->merge_b = nvl_malloc((nm + 1) * sizeof *L->merge_b);
+    if (!L->vocab || !L->vocab_id || !L->merge_a || !L->merge_b) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8 || it->valuedouble != (double)(int64_t)it->valuedouble)
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: model.vocab['%s'] is not a valid id", what, it->string);
+        L->vocab[L->n_vocab] = (tok_str){it->string, (uint32_t)strlen(it->string)};
+        L->vocab_id[L->n_vocab++] = (int32_t)it->valuedouble;
+    }
+    int32_t rank = 0;
+    cJSON_ArrayForEach(it, merges) {
+        tok_str *a = &L->merge_a[L->n_merges], *b = &L->merge_b[L->n_merges];
+        if (cJSON_IsString(it)) {
+            const char *str = it->valuestring, *sp = strchr(str, ' ');
+            if (!sp) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d '%s' has no space", what, rank, str);
+            *a = (tok_str){str, (uint32_t)(sp - str)};
+            *b = (tok_str){sp + 1, (uint32_t)strlen(sp + 1)};
+        } else if (cJSON_IsArray(it) && it->child && it->child->next && !it->child->next->next &&
+                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+            *a = (tok_str){it->child->valuestring, (uint32_t)strlen(it->child->valuestring)};
+            *b = (tok_str){it->child->next->valuestring, (uint32_t)strlen(it->child->next->valuestring)};
+        } else {
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", what, rank);
+        }
+        L->n_merges++;
+        rank++;
+    }
+    return NVL_OK;
+}
+
+static nvl_status load_json(llm_tokenizer *t, const cJSON *root, tok_lists *L, const char *what, nvl_err *err) {
     nvl_status st;
     const cJSON *model = nvl_json_obj(root, "model");
     if (!model) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: missing field 'model'", what);
@@ -310,15 +363,12 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *wha
     if ((st = nvl_json_opt_bool(model, "byte_fallback", 0, &t->byte_fallback, what, err)) != NVL_OK) return st;
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
 
+    if (!L->ok && (st = lists_from_json(L, vocab, merges, what, err)) != NVL_OK) return st;
     /* id space */
-    int64_t max_id = -1, n_vocab = 0;
+    int64_t max_id = -1;
     const cJSON *it;
-    cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8)
-            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: model.vocab['%s'] is not a valid id", what, it->string);
-        if ((int64_t)it->valuedouble > max_id) max_id = (int64_t)it->valuedouble;
-        n_vocab++;
-    }
+    for (size_t i = 0; i < L->n_vocab; i++)
+        if (L->vocab_id[i] > max_id) max_id = L->vocab_id[i];
     if (cJSON_IsArray(added))
         cJSON_ArrayForEach(it, added) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
@@ -332,10 +382,17 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *wha
     t->tok_len = nvl_calloc((size_t)t->n_tokens + 1, sizeof *t->tok_len);
     if (!t->tokens || !t->is_added || !t->tok_len || str_map_init(&t->vocab, (size_t)t->n_tokens) != NVL_OK)
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
-    cJSON_ArrayForEach(it, vocab) {
-        int32_t id = (int32_t)it->valuedouble;
-        nvl_free(t->tokens[id]);
-        if (!(t->tokens[id] = nvl_strdup(it->string))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    size_t total = 0;
+    for (size_t i = 0; i < L->n_vocab; i++) total += L->vocab[i].n + 1;
+    if (!(t->tok_arena = nvl_malloc(total + 1))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    t->tok_arena_len = total + 1;
+    char *ap = t->tok_arena;
+    for (size_t i = 0; i < L->n_vocab; i++) { /* a repeated id keeps its last string, as before */
+        const int32_t id = L->vocab_id[i];
+        memcpy(ap, L->vocab[i].s, L->vocab[i].n + 1);
+        t->tokens[id] = ap;
+        t->tok_len[id] = L->vocab[i].n;
+        ap += L->vocab[i].n + 1;
         str_map_put(t, id);
     }
     /* added tokens */
@@ -358,7 +415,8 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *wha
                 (st = nvl_json_opt_bool(it, "normalized", 0, &a->normalized, what, err)) != NVL_OK)
                 return st;
             if (!a->len) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: added token %d is empty", what, a->id);
-            nvl_free(t->tokens[a->id]);
+            if (!t->tok_arena || t->tokens[a->id] < t->tok_arena || t->tokens[a->id] >= t->tok_arena + t->tok_arena_len)
+                nvl_free(t->tokens[a->id]);
             if (!(t->tokens[a->id] = nvl_strdup(content))) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
             t->is_added[a->id] = 1;
             str_map_put(t, a->id);
@@ -369,40 +427,53 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, const char *wha
         if (!t->tokens[i] && !(t->tokens[i] = nvl_strdup(""))) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
     /* gaps in the id space hold "" and are not in the map */
     /* merges: "a b" strings or ["a", "b"] pairs */
-    size_t nm = 0, cap = 16;
-    cJSON_ArrayForEach(it, merges) nm++;
+    size_t nm = L->n_merges, cap = 16;
     while (cap < nm * 2 + 1) cap <<= 1;
     t->merges = nvl_malloc(cap * sizeof *t->merges);
     if (!t->merges) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
     t->merges_cap = cap;
     for (size_t i = 0; i < cap; i++) t->merges[i].key = UINT64_MAX;
-    int32_t rank = 0;
+    /* two passes with prefetches a few merges ahead: the hash tables are much larger than the
+     * caches, and waiting on each probe's miss in turn was most of the load time */
+    int32_t *ids3 = nvl_malloc((nm * 3 + 1) * sizeof *ids3);
+    if (!ids3) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
     char buf[1024];
-    cJSON_ArrayForEach(it, merges) {
-        const char *a, *b;
-        size_t la, lb;
-        if (cJSON_IsString(it)) {
-            const char *s = it->valuestring, *sp = strchr(s, ' ');
-            if (!sp) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d '%s' has no space", what, rank, s);
-            a = s, la = (size_t)(sp - s), b = sp + 1, lb = strlen(sp + 1);
-        } else if (cJSON_IsArray(it) && it->child && it->child->next && !it->child->next->next &&
-                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
-            a = it->child->valuestring, la = strlen(a);
-            b = it->child->next->valuestring, lb = strlen(b);
-        } else {
-            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", what, rank);
+    const size_t vmask = t->vocab.cap - 1, mmask = t->merges_cap - 1, AHEAD = 8;
+    for (size_t r = 0; r < nm; r++) {
+        if (r + AHEAD < nm) {
+            const tok_str *pa = &L->merge_a[r + AHEAD], *pb = &L->merge_b[r + AHEAD];
+            const uint64_t ha = hash_bytes(pa->s, pa->n);
+            __builtin_prefetch(&t->vocab.slots[ha & vmask]);
+            __builtin_prefetch(&t->vocab.slots[hash_bytes(pb->s, pb->n) & vmask]);
+            __builtin_prefetch(&t->vocab.slots[hash_cont(ha, pb->s, pb->n) & vmask]);
         }
-        if (la + lb >= sizeof buf) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d too long", what, rank);
+        const char *a = L->merge_a[r].s, *b = L->merge_b[r].s;
+        const size_t la = L->merge_a[r].n, lb = L->merge_b[r].n;
+        if (la + lb >= sizeof buf) {
+            nvl_free(ids3);
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %zu too long", what, r);
+        }
         int32_t ia = str_map_get(t, a, la), ib = str_map_get(t, b, lb);
         memcpy(buf, a, la);
         memcpy(buf + la, b, lb);
         int32_t ic = str_map_get(t, buf, la + lb);
-        if (ia < 0 || ib < 0 || ic < 0)
-            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %d ('%.*s' + '%.*s') uses a token not in the vocab",
-                               what, rank, (int)la, a, (int)lb, b);
-        merge_put(t, ia, ib, rank, ic);
-        rank++;
+        if (ia < 0 || ib < 0 || ic < 0) {
+            nvl_free(ids3);
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: merge %zu ('%.*s' + '%.*s') uses a token not in the vocab",
+                               what, r, (int)la, a, (int)lb, b);
+        }
+        ids3[3 * r] = ia;
+        ids3[3 * r + 1] = ib;
+        ids3[3 * r + 2] = ic;
     }
+    for (size_t r = 0; r < nm; r++) {
+        if (r + AHEAD < nm) {
+            const uint64_t k = ((uint64_t)(uint32_t)ids3[3 * (r + AHEAD)] << 32) | (uint32_t)ids3[3 * (r + AHEAD) + 1];
+            __builtin_prefetch(&t->merges[pair_hash(k) & mmask]);
+        }
+        merge_put(t, ids3[3 * r], ids3[3 * r + 1], (int32_t)r, ids3[3 * r + 2]);
+    }
+    nvl_free(ids3);
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     t->unk_id = cJSON_IsString(unk) ? str_map_get(t, unk->valuestring, strlen(unk->valuestring)) : -1;
     if ((st = read_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), what, err)) != NVL_OK) return st;
@@ -452,16 +523,40 @@ nvl_status llm_tokenizer_load(llm_tokenizer **out, const char *path, nvl_err *er
         onig_initialize(&enc, 1);
         onig_ready = 1;
     }
-    cJSON *root = NULL;
-    nvl_status st = nvl_json_load_file(&root, file, (size_t)256 << 20, err);
+    char *text = NULL;
+    size_t len = 0;
+    nvl_status st = nvl_read_file(file, (size_t)256 << 20, &text, &len, err);
     if (st != NVL_OK) return st;
+    tok_lists L;
+    if (tokjson_extract(text, len, &L) < 0) { /* vocab and merges decoded, blanked in text */
+        nvl_free(text);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    cJSON *root = NULL;
+    st = nvl_json_parse(&root, text, len, file, err);
+    if (st != NVL_OK) {
+        tok_lists_free(&L);
+        nvl_free(text);
+        return st;
+    }
     llm_tokenizer *t = nvl_calloc(1, sizeof *t);
     if (!t) {
         cJSON_Delete(root);
+        tok_lists_free(&L);
+        nvl_free(text);
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", file);
     }
-    st = load_json(t, root, file, err);
+    st = load_json(t, root, &L, file, err);
     cJSON_Delete(root);
+    if (!L.ok) { /* the lists pointed into root */
+        nvl_free(L.vocab);
+        nvl_free(L.vocab_id);
+        nvl_free(L.merge_a);
+        nvl_free(L.merge_b);
+        memset(&L, 0, sizeof L);
+    }
+    tok_lists_free(&L);
+    nvl_free(text);
     if (st != NVL_OK) {
         if (st == NVL_ERR_NOMEM && err && !err->msg[0]) nvl_err_set(err, st, "%s: out of memory", file);
         llm_tokenizer_free(t);
