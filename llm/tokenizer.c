@@ -74,6 +74,8 @@ struct llm_tokenizer {
     int ignore_merges;
     int byte_fallback;
     int32_t unk_id;
+    int32_t *post_single;   /* TemplateProcessing "single": ids, -1 where the text goes */
+    int n_post_single;      /* 0: no post-processor adds anything */
     int32_t byte_tok[256];  /* byte-level: id of each byte's mapped char; fallback: <0xXX> */
     uint32_t byte2cp[256];  /* GPT-2 bytes_to_unicode */
     int16_t cp2byte[512];   /* inverse for code points < 512, -1 otherwise */
@@ -290,6 +292,7 @@ void llm_tokenizer_free(llm_tokenizer *t) {
         nvl_free(t->tokens);
     }
     nvl_free(t->tok_arena);
+    nvl_free(t->post_single);
     nvl_free(t->vocab.slots);
     nvl_free(t->merges);
     for (int i = 0; i < t->n_added; i++) nvl_free(t->added[i].content);
@@ -342,6 +345,60 @@ static nvl_status lists_from_json(tok_lists *L, const cJSON *vocab, const cJSON 
         }
         L->n_merges++;
         rank++;
+    }
+    return NVL_OK;
+}
+
+/* post_processor: ByteLevel adds nothing to ids; TemplateProcessing's "single" template is kept
+ * for encode with add_special_tokens (a Sequence may hold both). */
+static nvl_status read_post(llm_tokenizer *t, const cJSON *post, const char *what, nvl_err *err) {
+    if (!post || cJSON_IsNull(post)) return NVL_OK;
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(post, "type");
+    if (!cJSON_IsString(ty)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor without a 'type'", what);
+    if (!strcmp(ty->valuestring, "ByteLevel")) return NVL_OK;
+    if (!strcmp(ty->valuestring, "Sequence")) {
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(post, "processors"), *it;
+        if (!cJSON_IsArray(ps)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor Sequence without 'processors'", what);
+        cJSON_ArrayForEach(it, ps) {
+            nvl_status st = read_post(t, it, what, err);
+            if (st != NVL_OK) return st;
+        }
+        return NVL_OK;
+    }
+    if (strcmp(ty->valuestring, "TemplateProcessing"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", what, ty->valuestring);
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(post, "single"), *sp = cJSON_GetObjectItemCaseSensitive(post, "special_tokens");
+    if (!cJSON_IsArray(single)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor.single: expected a list", what);
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, single) {
+        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+        const cJSON *ids = tok ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+                                     sp, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tok, "id"))), "ids") : NULL;
+        if (tok && !cJSON_IsArray(ids))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor.special_tokens lacks '%s'", what,
+                               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tok, "id")) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tok, "id")) : "?");
+        n += tok ? cJSON_GetArraySize(ids) : 1;
+    }
+    nvl_free(t->post_single);
+    t->post_single = nvl_malloc((size_t)(n + 1) * sizeof *t->post_single);
+    if (!t->post_single) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", what);
+    t->n_post_single = 0;
+    cJSON_ArrayForEach(it, single) {
+        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+        if (!tok) {
+            if (!cJSON_GetObjectItemCaseSensitive(it, "Sequence"))
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor.single item is neither SpecialToken nor Sequence", what);
+            t->post_single[t->n_post_single++] = -1;
+            continue;
+        }
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(sp, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tok, "id"))), "ids"), *x;
+        cJSON_ArrayForEach(x, ids) {
+            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 1e8)
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s: post_processor special token id is not valid", what);
+            t->post_single[t->n_post_single++] = (int32_t)x->valuedouble;
+        }
     }
     return NVL_OK;
 }
@@ -480,16 +537,7 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, tok_lists *L, c
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (pre && !cJSON_IsNull(pre) && (st = add_pretok(t, pre, what, err)) != NVL_OK) return st;
     if ((st = read_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), what, err)) != NVL_OK) return st;
-    const cJSON *post = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    if (post && !cJSON_IsNull(post)) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(post, "type");
-        /* encode() here is add_special_tokens=False, where ByteLevel/TemplateProcessing/
-         * RobertaProcessing/Sequence add nothing; the type is still checked */
-        if (!cJSON_IsString(ty) || (strcmp(ty->valuestring, "ByteLevel") && strcmp(ty->valuestring, "TemplateProcessing") &&
-                                    strcmp(ty->valuestring, "Sequence")))
-            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", what,
-                               cJSON_IsString(ty) ? ty->valuestring : "?");
-    }
+    if ((st = read_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), what, err)) != NVL_OK) return st;
     /* per-byte symbols */
     bytes_to_unicode(t);
     for (int b = 0; b < 256; b++) {
@@ -779,8 +827,13 @@ static int bpe_word(const llm_tokenizer *t, const char *w, size_t n, ids_buf *ou
             if (!l) l = bad;
             int32_t id = str_map_get(t, w + i, (size_t)l);
             if (id >= 0) sym[ns++] = id;
-            else if (t->byte_fallback) {
-                for (int k = 0; k < l; k++) sym[ns++] = t->byte_tok[(uint8_t)w[i + k]];
+            else if (t->byte_fallback) { /* every byte's <0xXX>, else the unknown token (as HF) */
+                int all = 1;
+                for (int k = 0; k < l; k++) all &= t->byte_tok[(uint8_t)w[i + k]] >= 0;
+                if (all)
+                    for (int k = 0; k < l; k++) sym[ns++] = t->byte_tok[(uint8_t)w[i + k]];
+                else if (t->unk_id >= 0)
+                    sym[ns++] = t->unk_id;
             } else if (t->unk_id >= 0) {
                 sym[ns++] = t->unk_id;
             }
@@ -911,6 +964,34 @@ nvl_status llm_tokenizer_encode(const llm_tokenizer *t, const char *text, size_t
     *n = 0;
     int64_t cap = 0;
     nvl_status st = llm_tokenizer_encode_append(t, text, len, ids, n, &cap, err);
+    if (st != NVL_OK) nvl_freep(ids);
+    return st;
+}
+
+nvl_status llm_tokenizer_encode_special(const llm_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                                        int64_t *n, nvl_err *err) {
+    *ids = NULL;
+    *n = 0;
+    int64_t cap = 0;
+    if (!t->n_post_single) return llm_tokenizer_encode(t, text, len, ids, n, err);
+    nvl_status st = NVL_OK;
+    for (int i = 0; i < t->n_post_single && st == NVL_OK; i++) {
+        if (t->post_single[i] >= 0) {
+            if (*n == cap) {
+                int64_t nc = cap ? cap * 2 : 64;
+                int32_t *ni = nvl_realloc(*ids, (size_t)nc * sizeof *ni);
+                if (!ni) {
+                    st = nvl_err_set(err, NVL_ERR_NOMEM, "tokenizer: out of memory");
+                    break;
+                }
+                *ids = ni;
+                cap = nc;
+            }
+            (*ids)[(*n)++] = t->post_single[i];
+        } else {
+            st = llm_tokenizer_encode_append(t, text, len, ids, n, &cap, err);
+        }
+    }
     if (st != NVL_OK) nvl_freep(ids);
     return st;
 }

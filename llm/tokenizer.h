@@ -53,6 +53,11 @@ nvl_status llm_tokenizer_check_vl(const llm_tokenizer *tok, nvl_err *err);
 /* Encodes len bytes of text. *ids is nvl_malloc'ed (free with nvl_free). */
 nvl_status llm_tokenizer_encode(const llm_tokenizer *tok, const char *text, size_t len,
                                 int32_t **ids, int64_t *n, nvl_err *err);
+/* encode(text, add_special_tokens=True): the post_processor's TemplateProcessing "single"
+ * template around the ids (BOS/EOS as the file says); the same as llm_tokenizer_encode when the
+ * file has none. */
+nvl_status llm_tokenizer_encode_special(const llm_tokenizer *tok, const char *text, size_t len,
+                                        int32_t **ids, int64_t *n, nvl_err *err);
 /* Appends ids for text to a growing buffer (*ids, *n, *cap); used by the prompt builder. */
 nvl_status llm_tokenizer_encode_append(const llm_tokenizer *tok, const char *text, size_t len,
                                        int32_t **ids, int64_t *n, int64_t *cap, nvl_err *err);
