@@ -32,7 +32,7 @@ static void print_ids(const int32_t *ids, int64_t n) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *path = getenv("NANOVL_MODEL");
-    int decode = 0, chat = 0, want_ids = 0, native = 0, special = 0;
+    int decode = 0, chat = 0, want_ids = 0, native = 0, add_special = 0;
     llm_chat_options co = llm_chat_options_default();
     for (int i = 0; i < argc; i++) {
         if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
@@ -40,7 +40,7 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--chat")) chat = 1;
         else if (!strcmp(argv[i], "--ids")) want_ids = 1;
         else if (!strcmp(argv[i], "--native")) native = 1;
-        else if (!strcmp(argv[i], "--special")) special = 1;
+        else if (!strcmp(argv[i], "--special")) add_special = 1;
         else if (!strcmp(argv[i], "--no-generation-prompt")) co.add_generation_prompt = 0;
         else if (!strcmp(argv[i], "--think")) co.think = 1;
         else if (!strcmp(argv[i], "--no-think")) co.think = 0;
@@ -121,7 +121,7 @@ int cmd_tokenize(int argc, char **argv) {
         }
         rc = 0;
     } else {
-        if ((special ? llm_tokenizer_encode_special(tok, in, len, &ids, &n, &err) : llm_tokenizer_encode(tok, in, len, &ids, &n, &err)) !=
+        if ((add_special ? llm_tokenizer_encode_special(tok, in, len, &ids, &n, &err) : llm_tokenizer_encode(tok, in, len, &ids, &n, &err)) !=
             NVL_OK) {
             fprintf(stderr, "nanovl tokenize: %s\n", err.msg);
             goto done;
