@@ -78,7 +78,8 @@ static const struct matmul_case {
 } k_matmul[] = {
     {1, 64, 64, NVL_DTYPE_F32},   {1, 17, 33, NVL_DTYPE_BF16}, {7, 100, 257, NVL_DTYPE_BF16},
     {3, 31, 1000, NVL_DTYPE_F16}, {16, 48, 96, NVL_DTYPE_F32}, {5, 1, 5, NVL_DTYPE_BF16},
-    {33, 130, 129, NVL_DTYPE_BF16},
+    {33, 130, 129, NVL_DTYPE_BF16}, /* from 32 rows: the packed GEMM (partial last block) */
+    {45, 70, 600, NVL_DTYPE_F16},   {64, 32, 256, NVL_DTYPE_F32}, /* several k panels; exact blocks */
 };
 
 static void test_matmul(void) {

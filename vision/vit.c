@@ -189,8 +189,17 @@ fail:
 }
 
 static void add_bias(float *y, const nvl_tensor *b, int64_t rows, int64_t cols) {
+    float stackbuf[8192], *bf = cols <= 8192 ? stackbuf : nvl_malloc((size_t)cols * sizeof(float));
+    if (!bf) { /* out of memory for a row of bias: the slow way */
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) y[r * cols + c] += nvl_tensor_get_f32(b, c);
+        return;
+    }
+    nvl_convert_to_f32(bf, b->data, b->dtype, (size_t)cols);
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) y[r * cols + c] += nvl_tensor_get_f32(b, c);
+        for (int64_t c = 0; c < cols; c++) y[r * cols + c] += bf[c];
+    if (bf != stackbuf) nvl_free(bf);
 }
 
 static void layernorm(float *y, const float *x, const nvl_tensor *w, const nvl_tensor *b, int64_t rows, int64_t C,

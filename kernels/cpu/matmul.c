@@ -20,6 +20,7 @@
 #endif
 
 #define MM_BLOCK_N 16
+#define MM_PACKED_MIN_ROWS 32 /* from here the packed GEMM; below, the register tiles (bit-identical to one row) */
 #define MM_ROWS 32 /* x rows per block: 32 x 5120 floats = 640 KB, about one core's L2 */ /* weight rows widened per step: 16 x K floats stay in L2 for K <= 16K */
 
 void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t M) {
@@ -343,6 +344,8 @@ nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s is not F32, BF16 or F16",
                            __func__, nvl_dtype_name(w->dtype));
     const tile_kernels kk = kernels();
+    /* many rows: the packed GEMM (AVX-512), unless a narrower kernel was asked for */
+    if (M >= MM_PACKED_MIN_ROWS && kk.tm && kern_cpu_gemm_packed(y, x, w, M, kk.tm_rows == 4)) return NVL_OK;
     if (kk.t4) {
         const int64_t N = w->shape[0], K = w->shape[1];
         const size_t rs = (size_t)K * nvl_dtype_size(w->dtype); /* bytes per weight row */

@@ -67,14 +67,16 @@ int main(void) {
     float *out = malloc(3 * 16 * 64 * sizeof(float));
     TEST_EQ_INT(vision_encode(m, tiles.data, 3, out, &err), NVL_OK);
     test_compare_f32("ViT features vs RadioModel", out, feats.data, 3 * 16 * 64, 1e-4, 1e-3, 1e-9);
-    /* batching over tiles: 9 tiles (passes of 4, 4, 1) give each tile's result alone */
+    /* batching over tiles: 9 tiles (passes of 4, 4, 1) give each tile's result alone, to rounding:
+     * a pass of 4 tiles (96 rows) runs the packed GEMM and a pass of 1 (24 rows) the register
+     * tiles, which sum over k in a different order (observed NMSE 3e-13, max |diff| 9e-6) */
     float *nine = malloc((size_t)9 * 3 * 64 * 64 * sizeof(float)), *f9 = malloc((size_t)9 * 16 * 64 * sizeof(float));
     for (int t = 0; t < 9; t++) memcpy(nine + (size_t)t * 3 * 64 * 64, (const float *)tiles.data + (size_t)(t % 3) * 3 * 64 * 64, 3 * 64 * 64 * sizeof(float));
     TEST_EQ_INT(vision_encode(m, nine, 9, f9, &err), NVL_OK);
     for (int t = 0; t < 9; t++) {
         char what[64];
         snprintf(what, sizeof what, "tile %d of a 9-tile batch", t);
-        test_compare_f32(what, f9 + (size_t)t * 16 * 64, out + (size_t)(t % 3) * 16 * 64, 16 * 64, 1e-6, 1e-5, 1e-12);
+        test_compare_f32(what, f9 + (size_t)t * 16 * 64, out + (size_t)(t % 3) * 16 * 64, 16 * 64, 3e-5, 1e-4, 1e-12);
     }
     free(nine);
     free(f9);
