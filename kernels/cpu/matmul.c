@@ -6,6 +6,7 @@
  * in registers, and reused from cache by every row of x. Decode (M = 1) is bandwidth-bound on the weights, which this reads exactly once.
  * Activations stay f32: the AVX-512 BF16 dot instruction would round x to bf16 and change the
  * numerics the goldens pin down, so it is not used.
+ * From MM_PACKED_MIN_ROWS rows of x: the packed GEMM of gemm_packed.c.
  * Portable path: blocks of MM_BLOCK_N rows widened into a per-thread f32 buffer.
  */
 #include <math.h>
