@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "base/alloc.h"
+#include "base/log.h"
 #include "chat.h"
 #include "llm.h"
 #include "media.h"
@@ -132,6 +133,37 @@ int64_t api_engine_max_context(const api_engine *e) {
     return t > 0 ? t : DEFAULT_MAX_CONTEXT;
 }
 
+/* The checkpoint's chat template must render a probe conversation with one image marker and the
+ * question; a template nanovl cannot interpret (or one that does not place media where the
+ * prompt builder expects them) is set aside, with a warning, for the built-in Nano V2 format. */
+static void check_template(api_engine *e, const char *dir) {
+    llm_chat_part sys = {LLM_PART_TEXT, "You are helpful."};
+    llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, "What is the total?"}};
+    llm_chat_message msgs[2] = {{"system", &sys, 1}, {"user", parts, 2}};
+    llm_chat_options o = llm_chat_options_default();
+    char *text = NULL;
+    size_t len = 0;
+    nvl_err err = {0};
+    nvl_status st = llm_chat_render_template(e->chat_template, msgs, 2, &o, e->special, &text, &len, &err);
+    const char *why = NULL;
+    char buf[NVL_ERR_MSG_MAX + 64];
+    if (st != NVL_OK) {
+        snprintf(buf, sizeof buf, "%s", err.msg);
+        why = buf;
+    } else {
+        const char *first = strstr(text, "<image>");
+        if (!first || strstr(first + 7, "<image>")) why = "it does not render an image part as one <image> marker";
+        else if (!strstr(text, "What is the total?")) why = "it does not render the question";
+    }
+    if (why) {
+        NVL_LOG_WARN("%s: the checkpoint's chat template is not used (%s); prompts use nanovl's built-in Nemotron Nano "
+                     "V2 format\n", dir, why);
+        nvl_free(e->chat_template);
+        e->chat_template = NULL;
+    }
+    nvl_free(text);
+}
+
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     *out = NULL;
     api_engine *e = nvl_calloc(1, sizeof *e);
@@ -153,6 +185,7 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
         return st;
     }
     e->think_end = llm_tokenizer_token_id(e->tok, "</think>");
+    if (e->chat_template) check_template(e, dir);
     *out = e;
     return NVL_OK;
 }

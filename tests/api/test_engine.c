@@ -7,6 +7,8 @@
  * error. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "base/alloc.h"
@@ -123,6 +125,37 @@ int main(void) {
         api_ask_result a;
         TEST_EQ_INT(api_engine_run(e, &msg, 1, &p, &cb, &a, &err), NVL_ERR_CANCELLED);
         api_ask_result_free(&a);
+    }
+    /* a checkpoint whose chat_template.jinja nanovl cannot interpret: the engine sets it aside
+     * (with a warning) and builds the Nano V2 prompt itself, equal to the reference */
+    {
+        char dir[512], src[1024], dst[1024];
+        snprintf(dir, sizeof dir, "%s/odd_template", test_tmpdir());
+        mkdir(dir, 0700);
+        const char *names[] = {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                               "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
+                               "generation_config.json"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            snprintf(src, sizeof src, "%s/%s", test_data_path("vl_tiny"), names[i]);
+            snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+            TEST_CHECK(symlink(src, dst) == 0, "linked %s", names[i]);
+        }
+        snprintf(dst, sizeof dst, "%s/chat_template.jinja", dir);
+        const char *odd = "{% for m in messages %}{{ m | no_such_filter }}{% endfor %}";
+        TEST_CHECK(test_write_file(dst, odd, strlen(odd)), "wrote the template");
+        api_engine *e2 = NULL;
+        TEST_EQ_INT(api_engine_open(&e2, dir, &err), NVL_OK);
+        if (e2) {
+            api_ask_result a;
+            api_ask_params bp = p;
+            bp.no_cache = 1;
+            TEST_EQ_INT(api_engine_ask(e2, files, 1, "What is in this picture?", &bp, NULL, NULL, &a, &err), NVL_OK);
+            int eq = a.n_prompt == nvl_tensor_numel(&pid);
+            for (int64_t i = 0; eq && i < a.n_prompt; i++) eq = a.prompt_ids[i] == ((const int64_t *)pid.data)[i];
+            TEST_CHECK(eq, "prompt with the set-aside template equals the reference");
+            api_ask_result_free(&a);
+            api_engine_close(e2);
+        }
     }
     const char *missing[] = {"/nonexistent/photo.jpg"};
     TEST_EQ_INT(api_engine_ask(e, missing, 1, "?", &p, NULL, NULL, &r, &err), NVL_ERR_NOT_FOUND);
