@@ -48,10 +48,11 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err);
 // one tile per image does not fit it fails with NVL_ERR_LIMIT naming the numbers (ask about
 // fewer pages, or page by page).
 //
-// Prefix reuse: the engine keeps the state after the last media span of its previous request
-// (KV cache, Mamba states) with the media it saw. A later request whose prompt starts with the
-// same tokens and the same media (same file, size, mtime, page, render and sampling parameters)
-// restores that state and skips vision and the prefill of that prefix (res.n_cached).
+// Prefix reuse: the engine keeps the state after the last media span of its recent requests
+// (KV cache, Mamba states) with the media they saw: up to 4 prefixes within NANOVL_KEEP_MB
+// (default 4096 MiB), least recently used dropped first. A later request whose prompt starts with
+// the same tokens and the same media (same file, size, mtime, page, render and sampling
+// parameters) restores that state and skips vision and the prefill of that prefix (res.n_cached).
 //
 // One request at a time per engine: api_engine is not thread-safe.
 

@@ -45,6 +45,17 @@ typedef struct kept_source {
     int64_t n_rows;
 } kept_source;
 
+#define KEEP_MAX 4 /* prefixes kept: a few documents questioned in turn (server clients) */
+
+typedef struct kept_prefix {
+    int32_t *ids; /* the prompt up to the end of its last media span */
+    int64_t n;
+    kept_source *src;
+    int n_src;
+    llm_state *state;
+    uint64_t used; /* last use (engine tick) */
+} kept_prefix;
+
 struct api_engine {
     llm_model *lm;
     vision_model *vm;
@@ -54,12 +65,11 @@ struct api_engine {
     char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
     struct cJSON *special;   /* named special tokens for the template */
     int32_t think_end; /* "</think>" */
-    /* the kept prefix */
-    int32_t *kp_ids;
-    int64_t kp_n;
-    kept_source *kp_src;
-    int kp_n_src;
-    llm_state *kp_state;
+    /* the kept prefixes, most recently used first to be reused */
+    kept_prefix kp[KEEP_MAX];
+    int n_kp;
+    uint64_t tick;
+    size_t keep_cap; /* bytes of kept state at most (NANOVL_KEEP_MB, default 4096) */
 };
 
 const char *api_stage_name(enum api_stage s) {
@@ -96,20 +106,36 @@ void api_ask_result_free(api_ask_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static void kept_clear(api_engine *e) {
-    for (int i = 0; i < e->kp_n_src; i++) {
-        nvl_free(e->kp_src[i].key);
-        nvl_free(e->kp_src[i].ts);
-        nvl_free(e->kp_src[i].kept);
+static void kept_free(kept_prefix *k) {
+    for (int i = 0; i < k->n_src; i++) {
+        nvl_free(k->src[i].key);
+        nvl_free(k->src[i].ts);
+        nvl_free(k->src[i].kept);
     }
-    nvl_free(e->kp_src);
-    nvl_free(e->kp_ids);
-    llm_state_free(e->kp_state);
-    e->kp_src = NULL;
-    e->kp_n_src = 0;
-    e->kp_ids = NULL;
-    e->kp_n = 0;
-    e->kp_state = NULL;
+    nvl_free(k->src);
+    nvl_free(k->ids);
+    llm_state_free(k->state);
+    memset(k, 0, sizeof *k);
+}
+
+static void kept_clear(api_engine *e) {
+    for (int i = 0; i < e->n_kp; i++) kept_free(&e->kp[i]);
+    e->n_kp = 0;
+}
+
+static size_t kept_bytes(const kept_prefix *k) {
+    return (k->state ? llm_state_bytes(k->state) : 0) + (size_t)k->n * sizeof(int32_t);
+}
+
+/* Drops the least recently used prefix. */
+static void kept_evict(api_engine *e) {
+    if (!e->n_kp) return;
+    int lru = 0;
+    for (int i = 1; i < e->n_kp; i++)
+        if (e->kp[i].used < e->kp[lru].used) lru = i;
+    kept_free(&e->kp[lru]);
+    e->kp[lru] = e->kp[--e->n_kp];
+    memset(&e->kp[e->n_kp], 0, sizeof e->kp[e->n_kp]);
 }
 
 void api_engine_forget(api_engine *e) { kept_clear(e); }
@@ -186,6 +212,8 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     }
     e->think_end = llm_tokenizer_token_id(e->tok, "</think>");
     if (e->chat_template) check_template(e, dir);
+    const char *km = getenv("NANOVL_KEEP_MB");
+    e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
     *out = e;
     return NVL_OK;
 }
@@ -771,14 +799,23 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
     }
     res->max_tiles = mt;
 
-    /* 3. vision (sources the kept prefix holds only get their layout now) */
+    /* 3. vision (when a kept prefix holds the same sources, they only get their layout now) */
     const double tv0 = now();
     for (int i = 0; i < rq.n_src && st == NVL_OK; i++) {
         source *s = &rq.src[i];
         s->key = s->is_video ? xstrdup(s->base_key) : xprintf("%s:t%d", s->base_key, mt);
-        if (!s->key) { st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory"); break; }
-        if (!p.no_cache && i < e->kp_n_src && !strcmp(e->kp_src[i].key, s->key)) {
-            const kept_source *k = &e->kp_src[i];
+        if (!s->key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    }
+    int ki = -1; /* the most recently used kept prefix with exactly these sources */
+    for (int k = 0; st == NVL_OK && !p.no_cache && rq.n_src > 0 && k < e->n_kp; k++) {
+        int same = e->kp[k].n_src == rq.n_src;
+        for (int i = 0; same && i < rq.n_src; i++) same = !strcmp(e->kp[k].src[i].key, rq.src[i].key);
+        if (same && (ki < 0 || e->kp[k].used > e->kp[ki].used)) ki = k;
+    }
+    for (int i = 0; i < rq.n_src && st == NVL_OK; i++) {
+        source *s = &rq.src[i];
+        if (ki >= 0) {
+            const kept_source *k = &e->kp[ki].src[i];
             s->from_kept = k;
             s->n_tiles = k->n_tiles;
             s->n_frames = k->n_frames;
@@ -811,9 +848,8 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         goto done;
     }
     const int64_t P = prompt.n_spans ? prompt.spans[prompt.n_spans - 1].start + prompt.spans[prompt.n_spans - 1].count + 1 : 0;
-    int hit = !p.no_cache && e->kp_state && P > 0 && e->kp_n == P && P <= prompt.n && e->kp_n_src == rq.n_src &&
-              !memcmp(e->kp_ids, prompt.ids, (size_t)P * sizeof(int32_t));
-    for (int i = 0; hit && i < rq.n_src; i++) hit = rq.src[i].from_kept != NULL;
+    int hit = ki >= 0 && e->kp[ki].state && P > 0 && e->kp[ki].n == P && P <= prompt.n &&
+              !memcmp(e->kp[ki].ids, prompt.ids, (size_t)P * sizeof(int32_t));
     /* sources taken from the kept prefix need their rows after all when it does not apply */
     for (int i = 0; !hit && i < rq.n_src && st == NVL_OK; i++) {
         source *s = &rq.src[i];
@@ -873,18 +909,23 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
     const double tp = now();
     int64_t from = 0;
     if (hit) {
-        if ((st = llm_state_restore(ctx, e->kp_state, err)) != NVL_OK) goto done;
+        if ((st = llm_state_restore(ctx, e->kp[ki].state, err)) != NVL_OK) goto done;
+        e->kp[ki].used = ++e->tick;
         from = P;
         res->n_cached = P;
     } else if (!p.no_cache && P > 0) {
-        kept_clear(e);
         if ((st = prefill_slices(&rq, ctx, &prompt, 0, P, embd, mask, tp, err)) != NVL_OK) goto done;
         from = P;
-        /* keep this prefix for the next request (dropped silently when memory is short) */
+        /* keep this prefix for later requests (dropped silently when memory is short) */
+        kept_prefix nk = {0};
         kept_source *ks = nvl_calloc((size_t)rq.n_src, sizeof *ks);
         int32_t *ids = nvl_malloc((size_t)P * sizeof(int32_t));
         nvl_err e2 = {0};
-        int ok = ks && ids && llm_state_snapshot(ctx, &e->kp_state, &e2) == NVL_OK;
+        nk.src = ks;
+        nk.n_src = ks ? rq.n_src : 0;
+        nk.ids = ids;
+        nk.n = P;
+        int ok = ks && ids && llm_state_snapshot(ctx, &nk.state, &e2) == NVL_OK;
         for (int i = 0; ok && i < rq.n_src; i++) {
             const source *s = &rq.src[i];
             ks[i].key = xstrdup(s->key);
@@ -902,12 +943,22 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
                 }
             }
         }
-        e->kp_src = ks;
-        e->kp_n_src = ks ? rq.n_src : 0;
-        e->kp_ids = ids;
-        e->kp_n = P;
         if (ok) memcpy(ids, prompt.ids, (size_t)P * sizeof(int32_t));
-        else kept_clear(e);
+        if (ok && kept_bytes(&nk) <= e->keep_cap) {
+            size_t total = kept_bytes(&nk);
+            for (int k = 0; k < e->n_kp; k++) total += kept_bytes(&e->kp[k]);
+            while (e->n_kp && (e->n_kp == KEEP_MAX || total > e->keep_cap)) {
+                int lru = 0;
+                for (int k = 1; k < e->n_kp; k++)
+                    if (e->kp[k].used < e->kp[lru].used) lru = k;
+                total -= kept_bytes(&e->kp[lru]);
+                kept_evict(e);
+            }
+            nk.used = ++e->tick;
+            e->kp[e->n_kp++] = nk;
+        } else {
+            kept_free(&nk);
+        }
     }
     if ((st = prefill_slices(&rq, ctx, &prompt, from, prompt.n, embd, mask, tp, err)) != NVL_OK) goto done;
     res->t_prefill = now() - tp;

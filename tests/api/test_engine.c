@@ -26,7 +26,9 @@ int main(void) {
         fprintf(stderr, "%s\n", err.msg);
         return test_report();
     }
-    const char *files[] = {test_data_path("media/made/image.bmp")};
+    char img_path[1024]; /* test_data_path returns a static buffer: keep a copy */
+    snprintf(img_path, sizeof img_path, "%s", test_data_path("media/made/image.bmp"));
+    const char *files[] = {img_path};
     api_ask_params p = api_ask_params_default();
     p.max_tokens = 8;
     api_ask_result r;
@@ -70,6 +72,23 @@ int main(void) {
         TEST_CHECK(eq, "answers with and without the kept prefix differ");
         api_ask_result_free(&a);
         api_ask_result_free(&b);
+    }
+    /* Several kept prefixes: questions about two documents in turn each reuse their own */
+    {
+        const char *other[] = {test_data_path("media/made/image.tiff")};
+        char other_path[1024];
+        snprintf(other_path, sizeof other_path, "%s", other[0]);
+        other[0] = other_path;
+        api_ask_result a, b, c;
+        TEST_EQ_INT(api_engine_ask(e, other, 1, "First look?", &p, NULL, NULL, &a, &err), NVL_OK);
+        TEST_EQ_INT(api_engine_ask(e, files, 1, "Back to the first?", &p, NULL, NULL, &b, &err), NVL_OK);
+        TEST_EQ_INT(api_engine_ask(e, other, 1, "And again?", &p, NULL, NULL, &c, &err), NVL_OK);
+        TEST_EQ_INT(a.n_cached, 0);
+        TEST_CHECK(b.n_cached > 0, "the first image's prefix was still kept (%lld)", (long long)b.n_cached);
+        TEST_CHECK(c.n_cached > 0, "the second image's prefix was kept too (%lld)", (long long)c.n_cached);
+        api_ask_result_free(&a);
+        api_ask_result_free(&b);
+        api_ask_result_free(&c);
     }
     /* Context budget: 7 tiles need 28 image tokens; a budget that leaves room for ~3 tiles makes
      * the engine lower the tiles and say so; one that cannot hold a single tile is refused. */
