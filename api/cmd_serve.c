@@ -1,5 +1,7 @@
 /* `nanovl serve --socket PATH`: loads the checkpoint once and serves the JSON API on a Unix
  * socket until SIGTERM (docs/api.md). */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,8 @@ static const char *k_usage =
     "  --rate N                  requests per minute per connection (default 600, 0 = no limit)\n"
     "  --max-clients N           connections (default 64)\n"
     "  --max-pending-output N    unread event bytes before a client is dropped (default 16777216)\n"
+    "  --allow DIR               media paths must lie in DIR (repeatable; default: any file the\n"
+    "                            server's user can read)\n"
     "  --quiet                   no request log on stderr\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
@@ -33,16 +37,28 @@ static void ready(const char *path, void *user) {
 int cmd_serve(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL");
     api_server_opts o = api_server_opts_default();
+    char **allow = calloc((size_t)argc + 1, sizeof *allow);
+    int n_allow = 0, rc = 0;
+    if (!allow) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_usage, stdout);
-            return 0;
+            goto out;
         }
         char *end = NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
         else if (!strcmp(a, "--socket") && v) o.socket_path = argv[++i];
         else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (!strcmp(a, "--allow") && v) {
+            char *rp = realpath(argv[++i], NULL);
+            if (!rp) {
+                fprintf(stderr, "nanovl serve: --allow %s: %s\n", argv[i], strerror(errno));
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            allow[n_allow++] = rp;
+        }
         else if (v && (!strcmp(a, "--socket-mode") || !strcmp(a, "--max-request-bytes") || !strcmp(a, "--max-queue") ||
                        !strcmp(a, "--max-per-client") || !strcmp(a, "--rate") || !strcmp(a, "--max-clients") ||
                        !strcmp(a, "--max-pending-output"))) {
@@ -50,7 +66,8 @@ int cmd_serve(int argc, char **argv) {
             if (!strcmp(a, "--socket-mode")) d = (double)strtol(v, &end, 8);
             if (!end || end == v || *end || d < 0 || (d < 1 && strcmp(a, "--rate"))) {
                 fprintf(stderr, "nanovl serve: %s: bad value '%s'\n", a, v);
-                return EXIT_USAGE;
+                rc = EXIT_USAGE;
+                goto out;
             }
             i++;
             if (!strcmp(a, "--socket-mode")) o.socket_mode = (int)d & 0777;
@@ -62,18 +79,23 @@ int cmd_serve(int argc, char **argv) {
             else o.max_clients = (int)d;
         } else {
             fprintf(stderr, "nanovl serve: unknown or incomplete option '%s'\n%s", a, k_usage);
-            return EXIT_USAGE;
+            rc = EXIT_USAGE;
+            goto out;
         }
     }
     if (!model || !o.socket_path) {
         fprintf(stderr, "%s%s", !model ? "nanovl serve: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
+        goto out;
     }
+    o.allow = (const char *const *)allow;
+    o.n_allow = n_allow;
     nvl_err err = {0};
     api_engine *e = NULL;
     if (api_engine_open(&e, model, &err) != NVL_OK) {
         fprintf(stderr, "nanovl serve: %s: %s\n", model, err.msg);
-        return 1;
+        rc = 1;
+        goto out;
     }
     o.model_name = model;
     o.on_ready = ready;
@@ -82,8 +104,12 @@ int cmd_serve(int argc, char **argv) {
     api_engine_close(e);
     if (st != NVL_OK) {
         fprintf(stderr, "nanovl serve: %s\n", err.msg);
-        return 1;
+        rc = 1;
+    } else if (!o.quiet) {
+        fprintf(stderr, "nanovl serve: stopped\n");
     }
-    if (!o.quiet) fprintf(stderr, "nanovl serve: stopped\n");
-    return 0;
+out:
+    for (int i = 0; i < n_allow; i++) free(allow[i]);
+    free(allow);
+    return rc;
 }

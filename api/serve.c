@@ -439,6 +439,25 @@ static char *salvage_id(const char *line, size_t n) {
     return out;
 }
 
+/* With --allow DIR: every media path of the request must resolve inside one of the directories.
+ * 1 allowed; 0 outside; -1 the path does not resolve (why says so). */
+static int path_allowed(const server *s, const char *path, char *why, size_t why_n) {
+    if (!s->o->n_allow) return 1;
+    char *rp = realpath(path, NULL);
+    if (!rp) {
+        snprintf(why, why_n, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int ok = 0;
+    for (int i = 0; i < s->o->n_allow && !ok; i++) {
+        const size_t l = strlen(s->o->allow[i]);
+        ok = !strncmp(rp, s->o->allow[i], l) && (rp[l] == '/' || rp[l] == 0 || (l && s->o->allow[i][l - 1] == '/'));
+    }
+    if (!ok) snprintf(why, why_n, "%s: outside the directories this server may read (--allow)", path);
+    free(rp);
+    return ok;
+}
+
 static void handle_line(server *s, client *cl, const char *line, size_t n) {
     while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
     if (n == 0) return;
@@ -487,9 +506,17 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         api_request_free(&rq);
         return;
     }
-    char msg[200];
+    char msg[600];
     const char *code = NULL;
-    if (s->draining) {
+    for (int m = 0; m < rq.n_msgs && !code; m++)
+        for (int k = 0; k < rq.msgs[m].n_parts && !code; k++) {
+            const api_part *pt = &rq.msgs[m].parts[k];
+            const int a = pt->kind == API_PART_MEDIA && pt->media.path ? path_allowed(s, pt->media.path, msg, sizeof msg) : 1;
+            if (a < 0) code = "not_found";
+            else if (a == 0) code = "forbidden";
+        }
+    if (code) {
+    } else if (s->draining) {
         code = "shutting_down";
         snprintf(msg, sizeof msg, "the server is shutting down");
     } else if (!rate_ok(s, cl)) {

@@ -16,6 +16,8 @@ typedef struct api_server_opts {
     size_t max_pending_output;  /* unread event bytes before a client is dropped (default 16 MiB) */
     int max_clients;            /* connections (default 64) */
     const char *model_name;     /* reported by "status" */
+    const char *const *allow;   /* directories media paths must lie in (after realpath); NULL: any */
+    int n_allow;
     int quiet;                  /* no request log on stderr */
     void (*on_ready)(const char *socket_path, void *user); /* listening */
     void *user;

@@ -402,6 +402,32 @@ int main(void) {
         close(r.fd);
     }
 
+    /* --allow DIR: media paths must resolve inside DIR (symlinks and .. resolved first) */
+    {
+        char sock2[120], media_dir[1024], escape[1200];
+        snprintf(sock2, sizeof sock2, "%s/nvl-serve2-%d.sock", test_tmpdir(), (int)getpid());
+        snprintf(media_dir, sizeof media_dir, "%s", test_data_path("media/made"));
+        pid_t s2 = start_server(sock2, "--allow", media_dir);
+        conn a = {.fd = connect_to(sock2, 60)};
+        TEST_CHECK(a.fd >= 0, "second server up");
+        if (a.fd >= 0) {
+            send_line(a.fd, ask_json(req, sizeof req, "in", img, 4, NULL));
+            ev = run_to_end(&a, "in", NULL, 0, NULL);
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "a file inside --allow is read");
+            cJSON_Delete(ev);
+            snprintf(escape, sizeof escape, "%s/../../vl_tiny/config.json", media_dir);
+            send_line(a.fd, ask_json(req, sizeof req, "out", escape, 4, NULL));
+            ev = run_to_end(&a, "out", NULL, 0, NULL);
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), "forbidden"), "a path escaping --allow with .. is forbidden");
+            cJSON_Delete(ev);
+            close(a.fd);
+        }
+        kill(s2, SIGTERM);
+        int st2 = 0;
+        waitpid(s2, &st2, 0);
+        TEST_CHECK(WIFEXITED(st2) && WEXITSTATUS(st2) == 0, "second server exits 0");
+    }
+
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
      * socket file goes, exit 0 */
     send_line(c.fd, ask_json(req, sizeof req, "t1", img, 60, ",\"no_cache\":true"));
