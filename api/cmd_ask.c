@@ -18,7 +18,8 @@ static const char *k_usage_head =
     "usage: nanovl ask [--model DIR] FILE... \"question\" [options]\n"
     "       nanovl ask [--model DIR] FILE... -q \"question 1\" -q \"question 2\" [options]\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
-    "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill)\n"
+    "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill);\n"
+    "                        \"-\" reads it from stdin\n"
     "  --per-page            answer for each PDF page and image separately (long documents)\n"
     "  --system TEXT         a system message\n"
     "  --show-reasoning      print the <think> part too (default: the answer only)\n"
@@ -151,6 +152,7 @@ int cmd_ask(int argc, char **argv) {
     ask_out o = {0};
     const char **pos = nvl_calloc((size_t)argc + 1, sizeof *pos), **qs = nvl_calloc((size_t)argc + 1, sizeof *qs);
     int n_pos = 0, n_q = 0, rc = 0;
+    char *stdin_q = NULL; /* "-": the question is read from stdin */
     if (!pos || !qs) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -178,6 +180,21 @@ int cmd_ask(int argc, char **argv) {
         } else pos[n_pos++] = a;
     }
     if (n_q == 0 && n_pos > 0) qs[n_q++] = pos[--n_pos]; /* the last positional is the question */
+    for (int q = 0; q < n_q; q++)
+        if (!strcmp(qs[q], "-")) {
+            if (!stdin_q) {
+                size_t len = 0;
+                stdin_q = cli_read_stdin(&len);
+                while (stdin_q && len && (stdin_q[len - 1] == '\n' || stdin_q[len - 1] == '\r')) stdin_q[--len] = 0;
+                if (!stdin_q || !len) {
+                    fprintf(stderr, "nanovl ask: the question on stdin is empty\n");
+                    nvl_free(stdin_q);
+                    rc = EXIT_USAGE;
+                    goto out;
+                }
+            }
+            qs[q] = stdin_q;
+        }
     if (!model || n_q < 1 || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
         else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n");
@@ -254,6 +271,7 @@ int cmd_ask(int argc, char **argv) {
 close:
     api_engine_close(e);
 out:
+    nvl_free(stdin_q);
     nvl_free(pos);
     nvl_free(qs);
     return rc;
