@@ -80,6 +80,7 @@ static const struct matmul_case {
     {3, 31, 1000, NVL_DTYPE_F16}, {16, 48, 96, NVL_DTYPE_F32}, {5, 1, 5, NVL_DTYPE_BF16},
     {33, 130, 129, NVL_DTYPE_BF16}, /* from 32 rows: the packed GEMM (partial last block) */
     {45, 70, 600, NVL_DTYPE_F16},   {64, 32, 256, NVL_DTYPE_F32}, /* several k panels; exact blocks */
+    {40, 64, 512, NVL_DTYPE_BF16},  /* transposed packing of whole 16 x 16 blocks */
 };
 
 static void test_matmul(void) {

@@ -24,9 +24,50 @@
 #define MR 12  /* x rows per register tile */
 #define KC 256 /* k per packed panel: 256 x 32 floats = 32 KB */
 
+/* In-register transpose: r[i] becomes column i of the 16 x 16 block (rows in order). */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 2; i++)
+        for (int c = 0; c < 4; c++) {
+            t[8 * i + c] = _mm512_shuffle_f32x4(r[8 * i + c], r[8 * i + 4 + c], 0x88);
+            t[8 * i + 4 + c] = _mm512_shuffle_f32x4(r[8 * i + c], r[8 * i + 4 + c], 0xDD);
+        }
+    for (int c = 0; c < 8; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    }
+}
+
+__attribute__((target("avx512f"))) static inline __m512 widen16(const unsigned char *row, nvl_dtype dt, int64_t k) {
+    if (dt == NVL_DTYPE_F32) return _mm512_loadu_ps((const float *)row + k);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k));
+    if (dt == NVL_DTYPE_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
 __attribute__((target("avx512f"))) static void pack(float *dst, const unsigned char *w, size_t wstride, nvl_dtype dt,
                                                     int64_t n_rows, int64_t k0, int64_t kc) {
     /* dst[k][j] = w[j][k0 + k], rows past n_rows zero */
+    if (n_rows == NR && kc % 16 == 0) { /* whole 16 x 16 blocks through register transposes */
+        for (int jb = 0; jb < NR; jb += 16)
+            for (int64_t k = 0; k < kc; k += 16) {
+                __m512 r[16];
+                for (int j = 0; j < 16; j++) r[j] = widen16(w + (size_t)(jb + j) * wstride, dt, k0 + k);
+                transpose16(r);
+                for (int kk = 0; kk < 16; kk++) _mm512_store_ps(dst + (k + kk) * NR + jb, r[kk]);
+            }
+        return;
+    }
     for (int64_t j = 0; j < NR; j++) {
         if (j >= n_rows) {
             for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
