@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../base/alloc.h"
 #include "../base/tensor.h"
 #include "cpu_ops.h"
 
@@ -42,6 +43,57 @@ void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const f
     }
 }
 
+/* One head's chunk [t0, t0 + Q): lam is its cumsum, cb[i * Q + j] = C_t0+i . B_t0+j (shared by
+ * the heads of a group). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* the inner loops are plain C; one clone per vector width, picked at load time */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void ssd_head_chunk(float *y, float *S, const float *x, const float *dt, const float *A, const float *C,
+                           const float *B, const float *D, const float *cb, int64_t t0, int64_t Q, int64_t h, int64_t g,
+                           int64_t H, int64_t P, int64_t N, int64_t G) {
+    float lam[SSD_MAX_CHUNK];
+    float run = 0.0f;
+    if (Q <= 0) return;
+    for (int64_t i = 0; i < Q; i++) { /* inclusive cumsum of a_s = dt_s * A within the chunk */
+        run += dt[(t0 + i) * H + h] * A[h];
+        lam[i] = run;
+    }
+    for (int64_t i = 0; i < Q; i++) {
+        const int64_t t = t0 + i;
+        const float *Ct = C + (t * G + g) * N;
+        float *yt = y + (t * H + h) * P;
+        const float *xt = x + (t * H + h) * P;
+        /* Y_off: exp(lam_i) * (S_in . C_t) */
+        const float eo = expf(lam[i]);
+        for (int64_t p = 0; p < P; p++) {
+            float acc = 0.0f;
+            for (int64_t n = 0; n < N; n++) acc += S[p * N + n] * Ct[n];
+            yt[p] = eo * acc + D[h] * xt[p];
+        }
+        /* Y_diag: sum_{s<=i} (C_t . B_s) exp(lam_i - lam_s) dt_s x_s */
+        for (int64_t j = 0; j <= i; j++) {
+            const int64_t s = t0 + j;
+            const float w = cb[i * Q + j] * expf(lam[i] - lam[j]) * dt[s * H + h];
+            const float *xs = x + (s * H + h) * P;
+            for (int64_t p = 0; p < P; p++) yt[p] += w * xs[p];
+        }
+    }
+    /* state pass: S = exp(lam_last) S + sum_s exp(lam_last - lam_s) dt_s x_s (outer) B_s */
+    const float el = expf(lam[Q - 1]);
+    for (int64_t k = 0; k < P * N; k++) S[k] *= el;
+    for (int64_t j = 0; j < Q; j++) {
+        const int64_t s = t0 + j;
+        const float w = expf(lam[Q - 1] - lam[j]) * dt[s * H + h];
+        const float *Bs = B + (s * G + g) * N;
+        const float *xs = x + (s * H + h) * P;
+        for (int64_t p = 0; p < P; p++) {
+            const float wx = w * xs[p];
+            for (int64_t n = 0; n < N; n++) S[p * N + n] += wx * Bs[n];
+        }
+    }
+}
+
 void kern_cpu_ssm_scan_chunked(float *y, float *state, const float *x, const float *dt,
                                const float *A, const float *B, const float *C, const float *D,
                                int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
@@ -50,58 +102,34 @@ void kern_cpu_ssm_scan_chunked(float *y, float *state, const float *x, const flo
     /* The chunk length only changes f32 rounding, never the result; capping it keeps the
      * per-chunk cumsum on the stack. */
     if (chunk <= 0 || chunk > SSD_MAX_CHUNK) chunk = SSD_MAX_CHUNK;
-    float lam_stack[SSD_MAX_CHUNK];
-#pragma omp parallel for schedule(static) private(lam_stack) if (H * T > 256)
-    for (int64_t h = 0; h < H; h++) {
-        const int64_t g = h / hpg;
-        float *S = state + h * P * N;
+    /* C_t . B_s depends on the group only: computed once per chunk for the group's heads (the
+     * same float operations as per head, so results are unchanged). Shared by the threads. */
+    float cb_small[64 * 64];
+    float *cb = nvl_malloc((size_t)chunk * (size_t)chunk * sizeof(float));
+    if (!cb) { /* short of memory: shorter chunks (only rounding changes) */
+        cb = cb_small;
+        if (chunk > 64) chunk = 64;
+    }
+    for (int64_t g = 0; g < G; g++)
         for (int64_t t0 = 0; t0 < T; t0 += chunk) {
             const int64_t Q = (T - t0) < chunk ? (T - t0) : chunk;
-            /* inclusive cumsum of a_s = dt_s * A within the chunk */
-            float *lam = lam_stack;
-            float run = 0.0f;
+#pragma omp parallel for schedule(static) if (Q * Q * N > 65536)
             for (int64_t i = 0; i < Q; i++) {
-                run += dt[(t0 + i) * H + h] * A[h];
-                lam[i] = run;
-            }
-            for (int64_t i = 0; i < Q; i++) {
-                const int64_t t = t0 + i;
-                const float *Ct = C + (t * G + g) * N;
-                float *yt = y + (t * H + h) * P;
-                const float *xt = x + (t * H + h) * P;
-                /* Y_off: exp(lam_i) * (S_in . C_t) */
-                const float eo = expf(lam[i]);
-                for (int64_t p = 0; p < P; p++) {
-                    float acc = 0.0f;
-                    for (int64_t n = 0; n < N; n++) acc += S[p * N + n] * Ct[n];
-                    yt[p] = eo * acc + D[h] * xt[p];
-                }
-                /* Y_diag: sum_{s<=i} (C_t . B_s) exp(lam_i - lam_s) dt_s x_s */
+                const float *Ct = C + ((t0 + i) * G + g) * N;
                 for (int64_t j = 0; j <= i; j++) {
-                    const int64_t s = t0 + j;
-                    const float *Bs = B + (s * G + g) * N;
-                    float cb = 0.0f;
-                    for (int64_t n = 0; n < N; n++) cb += Ct[n] * Bs[n];
-                    const float w = cb * expf(lam[i] - lam[j]) * dt[s * H + h];
-                    const float *xs = x + (s * H + h) * P;
-                    for (int64_t p = 0; p < P; p++) yt[p] += w * xs[p];
+                    const float *Bs = B + ((t0 + j) * G + g) * N;
+                    float v = 0.0f;
+                    for (int64_t n = 0; n < N; n++) v += Ct[n] * Bs[n];
+                    cb[i * Q + j] = v;
                 }
             }
-            /* state pass: S = exp(lam_last) S + sum_s exp(lam_last - lam_s) dt_s x_s (outer) B_s */
-            const float el = expf(lam[Q - 1]);
-            for (int64_t k = 0; k < P * N; k++) S[k] *= el;
-            for (int64_t j = 0; j < Q; j++) {
-                const int64_t s = t0 + j;
-                const float w = expf(lam[Q - 1] - lam[j]) * dt[s * H + h];
-                const float *Bs = B + (s * G + g) * N;
-                const float *xs = x + (s * H + h) * P;
-                for (int64_t p = 0; p < P; p++) {
-                    const float wx = w * xs[p];
-                    for (int64_t n = 0; n < N; n++) S[p * N + n] += wx * Bs[n];
-                }
+#pragma omp parallel for schedule(static) if (hpg * Q > 64)
+            for (int64_t hh = 0; hh < hpg; hh++) {
+                const int64_t h = g * hpg + hh;
+                ssd_head_chunk(y, state + h * P * N, x, dt, A, C, B, D, cb, t0, Q, h, g, H, P, N, G);
             }
         }
-    }
+    if (cb != cb_small) nvl_free(cb);
 }
 
 void kern_cpu_conv1d_causal_silu(float *out, float *state, const float *in, const float *w,
