@@ -151,6 +151,30 @@ static void test_matmul_rows_identical(void) {
     }
 }
 
+/* CPU softmax rows (AVX-512 polynomial exp) against a double-precision softmax: values from
+ * -100 to 100 (underflowing terms included), widths around the 16-lane boundary. */
+static void test_softmax_rows(void) {
+    uint64_t rng = 0x5151;
+    const int64_t widths[] = {1, 15, 16, 17, 100, 1025};
+    for (size_t c = 0; c < sizeof widths / sizeof widths[0]; c++) {
+        const int64_t R = 3, W = widths[c];
+        float *x = malloc((size_t)(R * W) * sizeof(float)), *ref = malloc((size_t)(R * W) * sizeof(float));
+        for (int64_t i = 0; i < R * W; i++) x[i] = 100.0f * test_rng_uniform(&rng) * (i % 7 == 0 ? 1.0f : 0.05f);
+        for (int64_t r = 0; r < R; r++) {
+            double mx = -1e300, sum = 0;
+            for (int64_t j = 0; j < W; j++) mx = x[r * W + j] > mx ? x[r * W + j] : mx;
+            for (int64_t j = 0; j < W; j++) sum += exp((double)x[r * W + j] - mx);
+            for (int64_t j = 0; j < W; j++) ref[r * W + j] = (float)(exp((double)x[r * W + j] - mx) / sum);
+        }
+        kern_cpu_softmax_rows(x, R, W);
+        char what[64];
+        snprintf(what, sizeof what, "softmax rows width %lld", (long long)W);
+        test_compare_f32(what, x, ref, (size_t)(R * W), 1e-7, 1e-5, 1e-12); /* a few ulp of exp and the sum */
+        free(x);
+        free(ref);
+    }
+}
+
 static void test_rmsnorm(void) {
     uint64_t rng = 0x777;
     const struct {
@@ -248,6 +272,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "cpu")) {
         test_errors();
         test_matmul_rows_identical();
+        test_softmax_rows();
     }
     kern_backend_free(g_be);
     return test_report();

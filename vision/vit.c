@@ -271,14 +271,7 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
                     nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
                     nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
                     if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) goto done;
-#pragma omp parallel for schedule(static)
-                    for (int64_t i = 0; i < T; i++) {
-                        float *row = sc + i * T, mx = -INFINITY, sum = 0;
-                        for (int64_t j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-                        for (int64_t j = 0; j < T; j++) sum += (row[j] = expf(row[j] - mx));
-                        const float inv = 1.0f / sum;
-                        for (int64_t j = 0; j < T; j++) row[j] *= inv;
-                    }
+                    kern_cpu_softmax_rows(sc, T, T);
                     if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) goto done;
                     for (int64_t i = 0; i < T; i++) memcpy(a + (t * T + i) * W + hh * D, oh + i * D, (size_t)D * sizeof(float));
                 }

@@ -29,6 +29,9 @@ int kern_cpu_has_avx2(void);
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err);
 /* Oracle: double accumulation, single thread. */
 void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t M);
+/* Softmax of each row of x (rows x cols) in place; AVX-512 with a polynomial exp (about 1 ulp),
+ * else expf. */
+void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols);
 /* The packed many-row GEMM (AVX-512; gemm_packed.c): 1 when it ran, 0 when this CPU cannot
  * (or memory for its panels ran out) and the caller must use another path. */
 int kern_cpu_gemm_packed(float *y, const float *x, const nvl_tensor *w, int64_t M, int allow_avx512);

@@ -31,3 +31,71 @@ nvl_status kern_cpu_rmsnorm(float *y, const float *x, const nvl_tensor *w, int64
     }
     return NVL_OK;
 }
+
+// ---------------------------------------------------------------------------
+// Row softmax (attention scores of the ViT)
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* e^x for 16 lanes: Cephes' expf polynomial on x - n ln2 (|r| <= ln2 / 2), scaled by 2^n
+ * (about 1 ulp; inputs below -87.3 give 0). */
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)), _mm512_set1_ps(-87.3365478515625f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) static void softmax_row_avx512(float *row, int64_t n) {
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(row + j));
+    float mx = _mm512_reduce_max_ps(vm);
+    for (; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 vs = _mm512_setzero_ps();
+    for (j = 0; j + 16 <= n; j += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
+        _mm512_storeu_ps(row + j, e);
+        vs = _mm512_add_ps(vs, e);
+    }
+    float sum = _mm512_reduce_add_ps(vs);
+    for (; j < n; j++) sum += (row[j] = expf(row[j] - mx));
+    const float inv = 1.0f / sum;
+    const __m512 vi = _mm512_set1_ps(inv);
+    for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), vi));
+    for (; j < n; j++) row[j] *= inv;
+}
+#endif
+
+void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const int v512 = __builtin_cpu_supports("avx512f");
+#else
+    const int v512 = 0;
+#endif
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = x + i * cols;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (v512) {
+            softmax_row_avx512(row, cols);
+            continue;
+        }
+#endif
+        float mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int64_t j = 0; j < cols; j++) sum += (row[j] = expf(row[j] - mx));
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < cols; j++) row[j] *= inv;
+    }
+}
