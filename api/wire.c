@@ -585,7 +585,10 @@ nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, con
                 }
             }
             media_pdf *pdf = NULL;
-            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, NULL, &e2)) == NVL_OK)
+            /* pages go one pass each, so the per-request page cap does not apply to the document */
+            media_limits lim = media_limits_default();
+            lim.max_pages = 1 << 30;
+            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, &lim, &e2)) == NVL_OK)
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : p.pages, &pages, &np, &e2);
             if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
             media_pdf_close(pdf);
