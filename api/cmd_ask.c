@@ -107,7 +107,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     (void)n_total;
     cli_progress_clear(&pc->o->prog);
     if (pc->o->json) print_json(r, pc->question, name, page);
-    else fputs("\n\n", stdout);
+    else fputs(pc->o->in_reasoning_shown == 1 ? "\n</think>\n\n" : "\n\n", stdout); /* reasoning cut short */
     if (pc->verbose) print_verbose(r);
     pc->o->answer_started = 0;
     pc->o->in_reasoning_shown = 0;
@@ -129,18 +129,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
     page_ctx *pc = user;
     (void)index;
     cli_progress_clear(&pc->o->prog);
-    if (pc->o->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "file", name);
-        if (page) cJSON_AddNumberToObject(o, "page", page);
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", api_status_code(st));
-        cJSON_AddStringToObject(e, "message", msg);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s) puts(s);
-        cJSON_free(s);
-        cJSON_Delete(o);
-    }
+    if (pc->o->json) api_json_line(stdout, api_page_error_to_json(name, page, st, msg));
     fprintf(stderr, "nanovl ask: %s\n", msg);
     return 0;
 }
@@ -156,16 +145,11 @@ int cmd_ask(int argc, char **argv) {
     if (!pos || !qs) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(k_usage_head, stdout);
-            fputs(cli_ask_options_help, stdout);
-            goto out;
-        }
-        int k = cli_ask_option(argc, argv, &i, &p, "ask");
+        int k = cli_ask_option(argc, argv, &i, &p, &model, "ask", k_usage_head);
+        if (k == 2) goto out;
         if (k < 0) { rc = EXIT_USAGE; goto out; }
         if (k > 0) continue;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) qs[n_q++] = argv[++i];
+        if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) qs[n_q++] = argv[++i];
         else if (!strcmp(a, "--system") && v) system = argv[++i];
         else if (!strcmp(a, "--per-page")) per_page = 1;
         else if (!strcmp(a, "--show-reasoning")) o.show_reasoning = 1;

@@ -158,34 +158,16 @@ static int ocr_page(int index, int n_total, const char *name, int page, const ap
     (void)index;
     (void)n_total;
     ocr_collect *c = user;
-    cJSON *p = cJSON_CreateObject();
-    cJSON *res = api_result_to_json(r);
-    if (p && res) {
-        cJSON_AddStringToObject(p, "file", name);
-        if (page) cJSON_AddNumberToObject(p, "page", page);
-        cJSON_AddStringToObject(p, "text", r->answer ? r->answer : "");
-        cJSON_AddStringToObject(p, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
-        cJSON_AddItemToObject(p, "usage", cJSON_DetachItemFromObject(res, "usage"));
-        cJSON_AddItemToObject(p, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
-        cJSON_AddItemToArray(c->pages, p);
-    } else {
-        cJSON_Delete(p);
-    }
-    cJSON_Delete(res);
+    cJSON *p = api_page_to_json(name, page, r, "text");
+    if (p) cJSON_AddItemToArray(c->pages, p);
     return g_stop;
 }
 
 static int ocr_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
     (void)index;
     ocr_collect *c = user;
-    cJSON *p = cJSON_CreateObject();
-    if (p) {
-        cJSON_AddStringToObject(p, "file", name);
-        if (page) cJSON_AddNumberToObject(p, "page", page);
-        set_error(p, st, msg);
-        cJSON_DeleteItemFromObject(p, "status");
-        cJSON_AddItemToArray(c->pages, p);
-    }
+    cJSON *p = api_page_error_to_json(name, page, st, msg);
+    if (p) cJSON_AddItemToArray(c->pages, p);
     return g_stop;
 }
 
@@ -244,16 +226,11 @@ int cmd_batch(int argc, char **argv) {
     int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, rc = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(k_usage, stdout);
-            fputs(cli_ask_options_help, stdout);
-            return 0;
-        }
-        int k = cli_ask_option(argc, argv, &i, &base, "batch");
+        int k = cli_ask_option(argc, argv, &i, &base, &model, "batch", k_usage);
+        if (k == 2) return 0;
         if (k < 0) return EXIT_USAGE;
         if (k > 0) continue;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && v) out_path = argv[++i];
+        if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--shard") && v) {
             char extra;
             if (sscanf(v, "%d/%d%c", &shard, &n_shards, &extra) != 2 || n_shards < 1 || shard < 0 || shard >= n_shards) {

@@ -67,21 +67,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     if (!c->json) {
         fputs("\n\n", c->out);
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON *res = api_result_to_json(r);
-        if (o && res) {
-            cJSON_AddStringToObject(o, "file", name);
-            if (page) cJSON_AddNumberToObject(o, "page", page);
-            cJSON_AddStringToObject(o, "markdown", r->answer ? r->answer : "");
-            cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
-            cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
-            cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
-            char *s = cJSON_PrintUnformatted(o);
-            if (s) fprintf(c->out, "%s\n", s);
-            cJSON_free(s);
-        }
-        cJSON_Delete(o);
-        cJSON_Delete(res);
+        api_json_line(c->out, api_page_to_json(name, page, r, "markdown"));
     }
     fflush(c->out);
     return 0;
@@ -93,16 +79,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
     cli_progress_clear(&c->prog);
     fprintf(stderr, "nanovl ocr: %s\n", msg);
     if (c->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "file", name);
-        if (page) cJSON_AddNumberToObject(o, "page", page);
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", api_status_code(st));
-        cJSON_AddStringToObject(e, "message", msg);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s) fprintf(c->out, "%s\n", s);
-        cJSON_free(s);
-        cJSON_Delete(o);
+        api_json_line(c->out, api_page_error_to_json(name, page, st, msg));
     } else {
         /* "--" cannot appear inside an HTML comment */
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
@@ -125,16 +102,11 @@ int cmd_ocr(int argc, char **argv) {
     if (!files) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(k_usage, stdout);
-            fputs(cli_ask_options_help, stdout);
-            goto out;
-        }
-        int k = cli_ask_option(argc, argv, &i, &p, "ocr");
+        int k = cli_ask_option(argc, argv, &i, &p, &model, "ocr", k_usage);
+        if (k == 2) goto out;
         if (k < 0) { rc = EXIT_USAGE; goto out; }
         if (k > 0) continue;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
+        if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--prompt") && v) prompt = argv[++i];
         else if (!strcmp(a, "--json")) c.json = 1;
         else if (!strcmp(a, "--progress")) force_progress = 1;

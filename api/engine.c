@@ -30,6 +30,7 @@
 #include "tokenizer.h"
 #include "tokenreduce.h"
 #include "vision.h"
+#include "wire.h"
 
 #define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
 #define PREFILL_SLICE 512          /* tokens per llm_prefill call: progress and cancellation */
@@ -127,15 +128,17 @@ static size_t kept_bytes(const kept_prefix *k) {
     return (k->state ? llm_state_bytes(k->state) : 0) + (size_t)k->n * sizeof(int32_t);
 }
 
-/* Drops the least recently used prefix. */
-static void kept_evict(api_engine *e) {
-    if (!e->n_kp) return;
+/* Drops the least recently used prefix; returns the bytes it held. */
+static size_t kept_evict(api_engine *e) {
+    if (!e->n_kp) return 0;
     int lru = 0;
     for (int i = 1; i < e->n_kp; i++)
         if (e->kp[i].used < e->kp[lru].used) lru = i;
+    const size_t freed = kept_bytes(&e->kp[lru]);
     kept_free(&e->kp[lru]);
     e->kp[lru] = e->kp[--e->n_kp];
     memset(&e->kp[e->n_kp], 0, sizeof e->kp[e->n_kp]);
+    return freed;
 }
 
 void api_engine_forget(api_engine *e) { kept_clear(e); }
@@ -332,37 +335,17 @@ static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
     return *out ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
 }
 
-/* Writes bytes to a private temporary file (PDF and video readers take paths). */
+/* PDF and video readers take paths: bytes go through a private temporary file, removed with
+ * the request. */
 static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **path, nvl_err *err) {
-    const char *dir = getenv("TMPDIR");
-    char *tpl = xprintf("%s/nanovl-XXXXXX", dir && *dir ? dir : "/tmp");
     char **nt = nvl_realloc(rq->tmp, (size_t)(rq->n_tmp + 1) * sizeof *nt);
-    if (!tpl || !nt) {
-        nvl_free(tpl);
-        if (nt) rq->tmp = nt;
-        return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
-    }
+    if (!nt) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     rq->tmp = nt;
-    int fd = mkstemp(tpl); /* 0600 */
-    if (fd < 0) {
-        nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", m->name ? m->name : "bytes",
-                                    dir && *dir ? dir : "/tmp", strerror(errno));
-        nvl_free(tpl);
-        return st;
-    }
-    rq->tmp[rq->n_tmp++] = tpl;
-    size_t off = 0;
-    while (off < m->size) {
-        ssize_t w = write(fd, m->data + off, m->size - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            close(fd);
-            return nvl_err_set(err, NVL_ERR_IO, "%s: cannot write a temporary file: %s", tpl, strerror(errno));
-        }
-        off += (size_t)w;
-    }
-    close(fd);
-    *path = tpl;
+    char *tmp = NULL;
+    nvl_status st = api_bytes_to_tmp(m->data, m->size, m->name ? m->name : "bytes", &tmp, err);
+    if (st != NVL_OK) return st;
+    rq->tmp[rq->n_tmp++] = tmp;
+    *path = tmp;
     return NVL_OK;
 }
 
@@ -557,10 +540,15 @@ done:
     return st;
 }
 
+/* "file" or "file page N", for progress */
+static void source_label(const source *s, char *label, size_t n) {
+    if (s->page >= 0) snprintf(label, n, "%s page %d", s->name, s->page + 1);
+    else snprintf(label, n, "%s", s->name);
+}
+
 static nvl_status vision_source(request *rq, source *s, int max_tiles, double t0, nvl_err *err) {
     char label[512];
-    if (s->page >= 0) snprintf(label, sizeof label, "%s page %d", s->name, s->page + 1);
-    else snprintf(label, sizeof label, "%s", s->name);
+    source_label(s, label, sizeof label);
     if (s->is_video) return vision_video(rq, s, label, t0, err);
     if (s->pdf >= 0) {
         media_image *img = NULL;
@@ -770,7 +758,7 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
     /* 2. budget: the text (rendered without media), the media at max_tiles, the answer */
     const int64_t budget = p.max_context > 0 ? p.max_context : api_engine_max_context(e);
     int mt = p.max_tiles > 0 ? p.max_tiles : (int)vc->max_num_tiles;
-    {
+    if (rq.n_src > 0) { /* without media nothing can be lowered: the prompt check below decides */
         int think_tmp = 0;
         request text_only = rq;
         text_only.n_src = 0;
@@ -830,10 +818,11 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
             continue;
         }
         st = vision_source(&rq, s, mt, tv0, err);
-        char label[512];
-        if (s->page >= 0) snprintf(label, sizeof label, "%s page %d", s->name, s->page + 1);
-        else snprintf(label, sizeof label, "%s", s->name);
-        if (!s->is_video) progress(&rq, API_STAGE_VISION, label, i + 1, rq.n_src, tv0);
+        if (!s->is_video) {
+            char label[512];
+            source_label(s, label, sizeof label);
+            progress(&rq, API_STAGE_VISION, label, i + 1, rq.n_src, tv0);
+        }
         if (st == NVL_OK && cancelled(&rq)) st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
     }
     res->t_vision = now() - tv0;
@@ -947,13 +936,7 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         if (ok && kept_bytes(&nk) <= e->keep_cap) {
             size_t total = kept_bytes(&nk);
             for (int k = 0; k < e->n_kp; k++) total += kept_bytes(&e->kp[k]);
-            while (e->n_kp && (e->n_kp == KEEP_MAX || total > e->keep_cap)) {
-                int lru = 0;
-                for (int k = 1; k < e->n_kp; k++)
-                    if (e->kp[k].used < e->kp[lru].used) lru = k;
-                total -= kept_bytes(&e->kp[lru]);
-                kept_evict(e);
-            }
+            while (e->n_kp && (e->n_kp == KEEP_MAX || total > e->keep_cap)) total -= kept_evict(e);
             nk.used = ++e->tick;
             e->kp[e->n_kp++] = nk;
         } else {

@@ -234,39 +234,33 @@ static void w_on_notice(const char *msg, void *user) {
     job_emit(c->s, c->j, ev);
 }
 
+/* The socket's "page" event: the page record plus index and total. */
+static cJSON *page_event(cJSON *rec, const char *id, int index, int n_total) {
+    cJSON *ev = event(id, "page");
+    if (!ev || !rec) {
+        cJSON_Delete(rec);
+        return ev;
+    }
+    cJSON_AddNumberToObject(ev, "index", index);
+    if (n_total > 0) cJSON_AddNumberToObject(ev, "total", n_total);
+    for (cJSON *x = rec->child; x;) {
+        cJSON *nx = x->next;
+        cJSON_AddItemToObject(ev, x->string, cJSON_DetachItemViaPointer(rec, x));
+        x = nx;
+    }
+    cJSON_Delete(rec);
+    return ev;
+}
+
 static int w_on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
     run_ctx *c = user;
-    cJSON *ev = event(c->j->id, "page");
-    cJSON *res = api_result_to_json(r);
-    if (ev && res) {
-        cJSON_AddNumberToObject(ev, "index", index);
-        cJSON_AddNumberToObject(ev, "total", n_total);
-        cJSON_AddStringToObject(ev, "file", name);
-        if (page) cJSON_AddNumberToObject(ev, "page", page);
-        cJSON_AddStringToObject(ev, "text", r->answer ? r->answer : "");
-        cJSON_AddItemToObject(ev, "usage", cJSON_DetachItemFromObject(res, "usage"));
-        cJSON_AddItemToObject(ev, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
-        cJSON_AddStringToObject(ev, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
-    }
-    cJSON_Delete(res);
-    job_emit(c->s, c->j, ev);
+    job_emit(c->s, c->j, page_event(api_page_to_json(name, page, r, "text"), c->j->id, index, n_total));
     return c->j->cancel;
 }
 
 static int w_on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
     run_ctx *c = user;
-    cJSON *ev = event(c->j->id, "page");
-    if (ev) {
-        cJSON_AddNumberToObject(ev, "index", index);
-        cJSON_AddStringToObject(ev, "file", name);
-        if (page) cJSON_AddNumberToObject(ev, "page", page);
-        cJSON *e = cJSON_AddObjectToObject(ev, "error");
-        if (e) {
-            cJSON_AddStringToObject(e, "code", api_status_code(st));
-            cJSON_AddStringToObject(e, "message", msg);
-        }
-    }
-    job_emit(c->s, c->j, ev);
+    job_emit(c->s, c->j, page_event(api_page_error_to_json(name, page, st, msg), c->j->id, index, 0));
     return c->j->cancel;
 }
 

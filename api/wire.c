@@ -161,6 +161,76 @@ cJSON *api_result_to_json(const api_ask_result *r) {
     return o;
 }
 
+cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, const char *text_key) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *res = api_result_to_json(r);
+    if (!o || !res) {
+        cJSON_Delete(o);
+        cJSON_Delete(res);
+        return NULL;
+    }
+    cJSON_AddStringToObject(o, "file", name);
+    if (page) cJSON_AddNumberToObject(o, "page", page);
+    cJSON_AddStringToObject(o, text_key, r->answer ? r->answer : "");
+    cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
+    cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
+    cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+    cJSON_Delete(res);
+    return o;
+}
+
+cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, const char *msg) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "file", name);
+    if (page) cJSON_AddNumberToObject(o, "page", page);
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    if (e) {
+        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "message", msg);
+    }
+    return o;
+}
+
+void api_json_line(FILE *f, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (s) fprintf(f, "%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(o);
+}
+
+nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err) {
+    *path = NULL;
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    const size_t l = strlen(dir) + 16;
+    char *tpl = nvl_malloc(l);
+    if (!tpl) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    snprintf(tpl, l, "%s/nanovl-XXXXXX", dir);
+    int fd = mkstemp(tpl); /* 0600 */
+    if (fd < 0) {
+        nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", name, dir, strerror(errno));
+        nvl_free(tpl);
+        return st;
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, (const char *)data + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot write a temporary file: %s", name, strerror(errno));
+            close(fd);
+            unlink(tpl);
+            nvl_free(tpl);
+            return st;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    *path = tpl;
+    return NVL_OK;
+}
+
 // ---------------------------------------------------------------------------
 // Base64
 
@@ -559,25 +629,8 @@ nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, con
         if (s2 == NVL_OK && k == MEDIA_KIND_PDF) {
             const char *path = media[m].path;
             if (!path) { /* bytes: one private temporary file for all its pages */
-                const char *dir = getenv("TMPDIR");
-                char tpl[4096];
-                snprintf(tpl, sizeof tpl, "%s/nanovl-ocr-XXXXXX", dir && *dir ? dir : "/tmp");
-                int fd = mkstemp(tpl);
-                size_t off = 0;
-                while (fd >= 0 && off < media[m].size) {
-                    ssize_t w = write(fd, media[m].data + off, media[m].size - off);
-                    if (w <= 0 && errno != EINTR) break;
-                    if (w > 0) off += (size_t)w;
-                }
-                if (fd >= 0) close(fd);
-                if (fd < 0 || off < media[m].size) {
-                    if (fd >= 0) unlink(tpl);
-                    s2 = nvl_err_set(&e2, NVL_ERR_IO, "%s: cannot write a temporary file: %s", name, strerror(errno));
-                } else {
-                    size_t tl = strlen(tpl) + 1;
-                    tmp[m] = nvl_malloc(tl);
-                    if (tmp[m]) memcpy(tmp[m], tpl, tl);
-                    else unlink(tpl);
+                s2 = api_bytes_to_tmp(media[m].data, media[m].size, name, &tmp[m], &e2);
+                if (s2 == NVL_OK) {
                     path = tmp[m];
                     local[m].path = path;
                     local[m].data = NULL;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "api.h"
 
@@ -42,6 +43,18 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
 void api_request_free(api_request *rq);
 /* The request's type name ("ask", "ocr", ...). */
 const char *api_request_type_name(enum api_request_type t);
+
+/* One page's record: {"file", "page" (when > 0), text_key: the answer, "usage", "timings_s",
+ * "finish_reason"}; and a failed page's: {"file", "page", "error": {"code", "message"}}. Used by
+ * ocr --json, ask --per-page --json, the socket's "page" events and batch OCR results. */
+struct cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, const char *text_key);
+struct cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, const char *msg);
+/* Prints a JSON object as one line on f and deletes it. */
+void api_json_line(FILE *f, struct cJSON *o);
+
+/* Writes bytes to a private temporary file ($TMPDIR or /tmp, mode 0600) for the readers that
+ * take paths (PDF, video). *path is nvl_malloc'ed; unlink and free it when done. */
+nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err);
 
 /* Base64 (RFC 4648, padding optional, no whitespace) into *out (nvl_malloc'ed). */
 nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err);
