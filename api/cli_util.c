@@ -77,8 +77,19 @@ static int num_ok(const char *v, double lo, double hi, double *out) {
     return 1;
 }
 
-int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char *cmd) {
+int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char **model, const char *cmd,
+                   const char *usage) {
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        fputs(usage, stdout);
+        fputs(cli_ask_options_help, stdout);
+        return 2;
+    }
+    if (!strcmp(a, "--model") && v) {
+        *model = v;
+        (*i)++;
+        return 1;
+    }
     static const struct { const char *name; double lo, hi; } k[] = {
         {"--dpi", 1, 1200}, {"--long-side", 16, 16384}, {"--max-tiles", 1, 12}, {"--fps", 0.01, 240},
         {"--max-frames", 1, 100000}, {"--evs", 0, 0.99}, {"--max-tokens", 1, 1e9}, {"--temperature", 0, 100},

@@ -10,10 +10,13 @@ char *cli_read_stdin(size_t *len);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 
-/* Options shared by ask, ocr and batch (model-side parameters). Consumes argv[*i] (and its
- * value) when it is one of them: returns 1; 0 when not; -1 for a bad value (message printed). */
+/* Options shared by ask, ocr, batch and bench: --model, -h/--help (prints usage and the shared
+ * options' help on stdout) and the model-side parameters. Consumes argv[*i] (and its value)
+ * when it is one of them: returns 1; 2 for --help (the command exits 0); 0 when not one of
+ * them; -1 for a bad value (message printed). */
 struct api_ask_params;
-int cli_ask_option(int argc, char **argv, int *i, struct api_ask_params *p, const char *cmd);
+int cli_ask_option(int argc, char **argv, int *i, struct api_ask_params *p, const char **model, const char *cmd,
+                   const char *usage);
 /* The help lines for those options. */
 extern const char *const cli_ask_options_help;
 

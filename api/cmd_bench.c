@@ -53,16 +53,11 @@ int cmd_bench(int argc, char **argv) {
     int runs = 2, json = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(k_usage, stdout);
-            fputs(cli_ask_options_help, stdout);
-            return 0;
-        }
-        int k = cli_ask_option(argc, argv, &i, &p, "bench");
+        int k = cli_ask_option(argc, argv, &i, &p, &model, "bench", k_usage);
+        if (k == 2) return 0;
         if (k < 0) return EXIT_USAGE;
         if (k > 0) continue;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--runs") && v) runs = atoi(argv[++i]);
+        if (!strcmp(a, "--runs") && v) runs = atoi(argv[++i]);
         else if (!strcmp(a, "--json")) json = 1;
         else if (a[0] != '-' && !file) file = a;
         else {
