@@ -180,15 +180,29 @@ __attribute__((target("avx2,fma"))) static void tile2(float *y, int64_t ldy, con
     }
 }
 
-static int gemm_avx2(float *y, const float *x, const nvl_tensor *w, int64_t M) {
+/* One instruction set's packing and register tile. */
+typedef struct gemm_isa {
+    int64_t nr, mr; /* weight rows per panel, x rows per tile */
+    void (*pack)(float *dst, const unsigned char *w, size_t wstride, nvl_dtype dt, int64_t n_rows, int64_t k0, int64_t kc);
+    void (*tile)(float *y, int64_t ldy, const float *x, int64_t ldx, const float *wp, int64_t kc, int mr, int64_t nc,
+                 int first);
+} gemm_isa;
+
+static const gemm_isa k_avx512 = {NR, MR, pack, tile};
+static const gemm_isa k_avx2 = {NR2, MR2, pack2, tile2};
+
+/* Threads split the panels of nr weight rows; each packs a panel per KC columns and sweeps all
+ * rows of x with it. 0 when a thread could not get its panel buffer (the caller falls back and
+ * recomputes everything). */
+static int gemm_run(const gemm_isa *g, float *y, const float *x, const nvl_tensor *w, int64_t M) {
     const int64_t N = w->shape[0], K = w->shape[1];
     const size_t rs = (size_t)K * nvl_dtype_size(w->dtype);
     const unsigned char *wb = w->data;
-    const int64_t n_blocks = (N + NR2 - 1) / NR2;
+    const int64_t n_blocks = (N + g->nr - 1) / g->nr;
     int ok = 1;
 #pragma omp parallel
     {
-        float *wp = nvl_aligned_alloc(64, (size_t)KC * NR2 * sizeof(float));
+        float *wp = nvl_aligned_alloc(64, (size_t)(KC * g->nr) * sizeof(float));
         if (!wp) {
 #pragma omp atomic write
             ok = 0;
@@ -196,12 +210,12 @@ static int gemm_avx2(float *y, const float *x, const nvl_tensor *w, int64_t M) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < n_blocks; b++) {
             if (!wp) continue;
-            const int64_t n0 = b * NR2, nc = N - n0 < NR2 ? N - n0 : NR2;
+            const int64_t n0 = b * g->nr, nc = N - n0 < g->nr ? N - n0 : g->nr;
             for (int64_t k0 = 0; k0 < K; k0 += KC) {
                 const int64_t kc = K - k0 < KC ? K - k0 : KC;
-                pack2(wp, wb + (size_t)n0 * rs, rs, w->dtype, nc, k0, kc);
-                for (int64_t m = 0; m < M; m += MR2)
-                    tile2(y + m * N + n0, N, x + m * K + k0, K, wp, kc, (int)(M - m < MR2 ? M - m : MR2), nc, k0 == 0);
+                g->pack(wp, wb + (size_t)n0 * rs, rs, w->dtype, nc, k0, kc);
+                for (int64_t m = 0; m < M; m += g->mr)
+                    g->tile(y + m * N + n0, N, x + m * K + k0, K, wp, kc, (int)(M - m < g->mr ? M - m : g->mr), nc, k0 == 0);
             }
         }
         nvl_free(wp);
@@ -210,38 +224,9 @@ static int gemm_avx2(float *y, const float *x, const nvl_tensor *w, int64_t M) {
 }
 
 int kern_cpu_gemm_packed(float *y, const float *x, const nvl_tensor *w, int64_t M, int allow_avx512) {
-    if (!allow_avx512 || !__builtin_cpu_supports("avx512f")) {
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return gemm_avx2(y, x, w, M);
-        return 0;
-    }
-    const int64_t N = w->shape[0], K = w->shape[1];
-    const size_t rs = (size_t)K * nvl_dtype_size(w->dtype);
-    const unsigned char *wb = w->data;
-    const int64_t n_blocks = (N + NR - 1) / NR;
-    int ok = 1;
-#pragma omp parallel
-    {
-        float *wp = nvl_aligned_alloc(64, (size_t)KC * NR * sizeof(float));
-        if (!wp) {
-#pragma omp atomic write
-            ok = 0;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t b = 0; b < n_blocks; b++) {
-            if (!wp) continue;
-            const int64_t n0 = b * NR, nc = N - n0 < NR ? N - n0 : NR;
-            for (int64_t k0 = 0; k0 < K; k0 += KC) {
-                const int64_t kc = K - k0 < KC ? K - k0 : KC;
-                pack(wp, wb + (size_t)n0 * rs, rs, w->dtype, nc, k0, kc);
-                for (int64_t m = 0; m < M; m += MR) {
-                    const int mr = (int)(M - m < MR ? M - m : MR);
-                    tile(y + m * N + n0, N, x + m * K + k0, K, wp, kc, mr, nc, k0 == 0);
-                }
-            }
-        }
-        nvl_free(wp);
-    }
-    return ok;
+    if (allow_avx512 && __builtin_cpu_supports("avx512f")) return gemm_run(&k_avx512, y, x, w, M);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return gemm_run(&k_avx2, y, x, w, M);
+    return 0;
 }
 
 #else
