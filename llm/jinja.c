@@ -1017,28 +1017,20 @@ static node *p_not(parser *P) {
     }
     return p_compare(P);
 }
-static node *p_and(parser *P) {
-    node *x = p_not(P);
-    while (is_name(cur(P), "and")) {
-        node *a = nn(P, E_AND, cur(P)->line);
+/* left-associative chain of a keyword operator: x (kw x)* */
+static node *p_chain(parser *P, const char *kw, enum nk k, node *(*next)(parser *)) {
+    node *x = next(P);
+    while (is_name(cur(P), kw)) {
+        node *a = nn(P, k, cur(P)->line);
         P->i++;
         a->a = x;
-        a->b = p_not(P);
+        a->b = next(P);
         x = a;
     }
     return x;
 }
-static node *p_or(parser *P) {
-    node *x = p_and(P);
-    while (is_name(cur(P), "or")) {
-        node *a = nn(P, E_OR, cur(P)->line);
-        P->i++;
-        a->a = x;
-        a->b = p_and(P);
-        x = a;
-    }
-    return x;
-}
+static node *p_and(parser *P) { return p_chain(P, "and", E_AND, p_not); }
+static node *p_or(parser *P) { return p_chain(P, "or", E_OR, p_and); }
 static node *p_expr(parser *P) {
     node *x = p_or(P);
     while (is_name(cur(P), "if")) {
@@ -1972,6 +1964,13 @@ static int compare(rt *R, const char *op, val *a, val *b, int line) {
     return c >= 0;
 }
 
+/* The positional arguments of a call, filter or test. */
+static val **eval_args(rt *R, scope *S, node *x) {
+    val **args = jalloc(R->J, (size_t)(x->n_items + 1) * sizeof *args);
+    for (int i = 0; i < x->n_items; i++) args[i] = eval(R, S, x->items[i]);
+    return args;
+}
+
 static val *eval(rt *R, scope *S, node *x) {
     jctx *J = R->J;
     switch (x->k) {
@@ -2013,8 +2012,7 @@ static val *eval(rt *R, scope *S, node *x) {
         return NULL;
     }
     case E_CALL: {
-        val **args = jalloc(J, (size_t)(x->n_items + 1) * sizeof *args);
-        for (int i = 0; i < x->n_items; i++) args[i] = eval(R, S, x->items[i]);
+        val **args = eval_args(R, S, x);
         if (x->a->k == E_ATTR) {
             val *o = eval(R, S, x->a->a);
             if (o->t == V_STR || o->t == V_DICT || o->t == V_LIST) {
@@ -2032,14 +2030,12 @@ static val *eval(rt *R, scope *S, node *x) {
     }
     case E_FILTER: {
         val *v = eval(R, S, x->a);
-        val **args = jalloc(J, (size_t)(x->n_items + 1) * sizeof *args);
-        for (int i = 0; i < x->n_items; i++) args[i] = eval(R, S, x->items[i]);
+        val **args = eval_args(R, S, x);
         return apply_filter(R, S, x->s, v, x, args, x->n_items);
     }
     case E_TEST: {
         val *v = eval(R, S, x->a);
-        val **args = jalloc(J, (size_t)(x->n_items + 1) * sizeof *args);
-        for (int i = 0; i < x->n_items; i++) args[i] = eval(R, S, x->items[i]);
+        val **args = eval_args(R, S, x);
         int r = apply_test(R, S, x->s, v, x, args, x->n_items);
         return mk_bool(x->neg ? !r : r);
     }
