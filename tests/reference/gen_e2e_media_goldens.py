@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 import av
 import numpy as np
@@ -36,6 +37,7 @@ from transformers.models.nemotron_h_omni.modeling_nemotron_h_omni import (
     NemotronH_Omni_Reasoning_V3, NemotronH_Omni_Reasoning_V3MultiModalProjector, compute_retention_mask)
 
 import gen_preprocess_goldens as pre
+import gen_vision_goldens as vis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(os.path.dirname(HERE), "data")
@@ -56,7 +58,8 @@ def make_media():
         d.ellipse([380 + 20 * i, 600, 520, 740], fill=fg)
         pages.append(im)
     pdf = os.path.join(MADE, "two_pages.pdf")
-    pages[0].save(pdf, save_all=True, append_images=pages[1:], resolution=72.0)
+    when = time.gmtime(1767225600)  # fixed dates (Pillow writes the time otherwise): byte-identical reruns
+    pages[0].save(pdf, save_all=True, append_images=pages[1:], resolution=72.0, creationDate=when, modDate=when)
     mp4 = os.path.join(MADE, "clip_2s.mp4")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "2",
                     "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryslow", "-crf", "30", "-bitexact",
@@ -76,23 +79,9 @@ def radio_and_projector(cfg):
                        num_cls_tokens=4, num_registers=4, summary_idxs=[0, 1, 2], qkv_bias=True, layer_norm_eps=1e-6,
                        hidden_act="gelu", norm_mean=cfg["norm_mean"], norm_std=cfg["norm_std"])
     radio = RadioModel(rcfg).eval()
-    p = "vision_model.radio_model."
     for k in vt:  # the checkpoint's vision tensors are tiny_radio's
         assert torch.equal(vt[k], ck[k]), k
-    inv = {"embeddings.patch_projection.weight": ck[p + "model.patch_generator.embedder.weight"],
-           "embeddings.position_embedding": ck[p + "model.patch_generator.pos_embed"],
-           "embeddings.cls_register_token": ck[p + "model.patch_generator.cls_token.token"]}
-    for i in range(vc["num_hidden_layers"]):
-        s, d = f"encoder.layer.{i}.", p + f"model.blocks.{i}."
-        for n in ("norm1", "norm2"):
-            for q in ("weight", "bias"):
-                inv[s + f"{n}.{q}"] = ck[d + f"{n}.{q}"]
-        for q in ("weight", "bias"):
-            a, b, c = ck[d + f"attn.qkv.{q}"].chunk(3, 0)
-            inv[s + f"attention.q_proj.{q}"], inv[s + f"attention.k_proj.{q}"], inv[s + f"attention.v_proj.{q}"] = a, b, c
-            inv[s + f"attention.o_proj.{q}"] = ck[d + f"attn.proj.{q}"]
-            inv[s + f"mlp.fc1.{q}"] = ck[d + f"mlp.fc1.{q}"]
-            inv[s + f"mlp.fc2.{q}"] = ck[d + f"mlp.fc2.{q}"]
+    inv = vis.from_published(ck, vc["num_hidden_layers"])
     missing, unexpected = radio.load_state_dict(inv, strict=False)
     assert not unexpected, unexpected
     radio.make_preprocessor_external()

@@ -105,22 +105,7 @@ def main():
                        max_img_size=256, num_cls_tokens=4, num_registers=4, summary_idxs=[0, 1, 2], qkv_bias=True,
                        layer_norm_eps=1e-6, hidden_act="gelu", norm_mean=vis.MEAN, norm_std=vis.STD)
     radio = RadioModel(rcfg).eval()
-    inv = {}
-    pre_ = "vision_model.radio_model."
-    inv["embeddings.patch_projection.weight"] = vt[pre_ + "model.patch_generator.embedder.weight"]
-    inv["embeddings.position_embedding"] = vt[pre_ + "model.patch_generator.pos_embed"]
-    inv["embeddings.cls_register_token"] = vt[pre_ + "model.patch_generator.cls_token.token"]
-    for i in range(3):
-        s, d = f"encoder.layer.{i}.", pre_ + f"model.blocks.{i}."
-        for n in ("norm1", "norm2"):
-            for p in ("weight", "bias"):
-                inv[s + f"{n}.{p}"] = vt[d + f"{n}.{p}"]
-        for p in ("weight", "bias"):
-            q, k, v = vt[d + f"attn.qkv.{p}"].chunk(3, 0)
-            inv[s + f"attention.q_proj.{p}"], inv[s + f"attention.k_proj.{p}"], inv[s + f"attention.v_proj.{p}"] = q, k, v
-            inv[s + f"attention.o_proj.{p}"] = vt[d + f"attn.proj.{p}"]
-            inv[s + f"mlp.fc1.{p}"] = vt[d + f"mlp.fc1.{p}"]
-            inv[s + f"mlp.fc2.{p}"] = vt[d + f"mlp.fc2.{p}"]
+    inv = vis.from_published(vt, 3)
     radio.load_state_dict(inv, strict=False)
     radio.make_preprocessor_external()
     proj = NemotronH_Omni_Reasoning_V3MultiModalProjector(256, 128, 96, bias=False, eps=1e-5).eval()

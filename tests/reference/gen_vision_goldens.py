@@ -49,6 +49,27 @@ def to_published(sd, n_layers):
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def from_published(ck, n_layers):
+    """The inverse of to_published for loading into transformers' RadioModel (strict=False: the
+    published file carries no LayerScale and its conditioner buffers are set separately)."""
+    pre = "vision_model.radio_model."
+    inv = {"embeddings.patch_projection.weight": ck[pre + "model.patch_generator.embedder.weight"],
+           "embeddings.position_embedding": ck[pre + "model.patch_generator.pos_embed"],
+           "embeddings.cls_register_token": ck[pre + "model.patch_generator.cls_token.token"]}
+    for i in range(n_layers):
+        s, d = f"encoder.layer.{i}.", pre + f"model.blocks.{i}."
+        for n in ("norm1", "norm2"):
+            for p in ("weight", "bias"):
+                inv[s + f"{n}.{p}"] = ck[d + f"{n}.{p}"]
+        for p in ("weight", "bias"):
+            q, k, v = ck[d + f"attn.qkv.{p}"].chunk(3, 0)
+            inv[s + f"attention.q_proj.{p}"], inv[s + f"attention.k_proj.{p}"], inv[s + f"attention.v_proj.{p}"] = q, k, v
+            inv[s + f"attention.o_proj.{p}"] = ck[d + f"attn.proj.{p}"]
+            inv[s + f"mlp.fc1.{p}"] = ck[d + f"mlp.fc1.{p}"]
+            inv[s + f"mlp.fc2.{p}"] = ck[d + f"mlp.fc2.{p}"]
+    return inv
+
+
 def main():
     torch.manual_seed(9)
     g = torch.Generator().manual_seed(9)
