@@ -2,6 +2,7 @@
  * cancellation checked between steps. */
 #include "base/alloc.h"
 #include "llm_impl.h"
+#include "tokenizer.h"
 
 llm_generate_params llm_generate_params_default(void) {
     llm_generate_params p = {0};
@@ -40,4 +41,16 @@ nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_promp
     }
     llm_sampler_free(smp);
     return st;
+}
+
+int llm_chat_stop_ids(const llm_model *m, const llm_tokenizer *tok, int32_t *ids, int cap) {
+    int n = llm_model_stop_ids(m, ids, cap);
+    static const char *names[] = {"<SPECIAL_12>", "</s>"};
+    for (int k = 0; tok && k < 2 && n < cap; k++) {
+        const int32_t id = llm_tokenizer_token_id(tok, names[k]);
+        int dup = id < 0;
+        for (int j = 0; j < n && !dup; j++) dup = ids[j] == id;
+        if (!dup) ids[n++] = id;
+    }
+    return n;
 }

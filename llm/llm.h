@@ -138,6 +138,11 @@ const llm_hparams *llm_model_hparams(const llm_model *m);
 /* Stop token ids from generation_config.json (eos_token_id, int or list) and config.json;
  * returns the count written (at most cap). */
 int llm_model_stop_ids(const llm_model *m, int32_t *ids, int cap);
+struct llm_tokenizer;
+/* Stop ids for generation in the chat format: the checkpoint's (generation_config.json eos ids
+ * and config eos) plus the tokenizer's <SPECIAL_12> (end of turn) and </s>, without duplicates.
+ * Returns the count written (at most cap). Defined in generate.c (needs nvl_text's tokenizer). */
+int llm_chat_stop_ids(const llm_model *m, const struct llm_tokenizer *tok, int32_t *ids, int cap);
 
 enum llm_ssm_mode {
     LLM_SSM_MODE_AUTO = 0,      /* chunked SSD for prefill chunks of > 1 token, recurrence for 1 */

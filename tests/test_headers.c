@@ -12,9 +12,12 @@
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "base/tensor.h"
+#include "chat.h"
 #include "cpu/cpu_ops.h"
+#include "jinja.h"
 #include "llm.h"
 #include "media.h"
+#include "tokenizer.h"
 #include "tokenreduce.h"
 #include "vision.h"
 #ifdef NVL_HAVE_CUDA

@@ -1,4 +1,4 @@
-"""Chat-template goldens for nanovl's Jinja interpreter (llm/jinja.c), rendered by transformers.
+"""Chat-template goldens for nanovl's Jinja interpreter (llm/text/jinja.c), rendered by transformers.
 
 Three sources:
 1. the Nano V2 template (nano_v2_chat_template.jinja) through PreTrainedTokenizerFast.apply_chat_template

@@ -1,4 +1,4 @@
-"""Generates llm/unicode_nfc.inc: the Unicode data NFC normalization needs (canonical combining
+"""Generates llm/text/unicode_nfc.inc: the Unicode data NFC normalization needs (canonical combining
 classes, canonical decompositions, primary compositions), from Python's unicodedata.
 Hangul syllables are algorithmic and not in the tables.
 
@@ -9,7 +9,7 @@ import sys
 import unicodedata as ud
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OUT = os.path.join(ROOT, "llm", "unicode_nfc.inc")
+OUT = os.path.join(ROOT, "llm", "text", "unicode_nfc.inc")
 
 ccc, decomp, comp = [], [], []
 for cp in range(0x110000):

@@ -116,12 +116,6 @@ nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *ms
                                     const llm_chat_options *opts, const struct cJSON *special,
                                     char **out, size_t *len, nvl_err *err);
 
-struct llm_model;
-/* Stop ids for generation in the chat format: the checkpoint's (generation_config.json eos ids
- * and config eos) plus the tokenizer's <SPECIAL_12> (end of turn) and </s>, without duplicates.
- * Returns the count written (at most cap). */
-int llm_chat_stop_ids(const struct llm_model *m, const llm_tokenizer *tok, int32_t *ids, int cap);
-
 #ifdef __cplusplus
 }
 #endif

@@ -9,7 +9,6 @@
 #include "base/mapped_file.h"
 #include "chat.h"
 #include "jinja.h"
-#include "llm.h"
 
 llm_chat_options llm_chat_options_default(void) {
     llm_chat_options o = {.add_generation_prompt = 1, .think = -1};
@@ -326,18 +325,6 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
         st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "chat: %d media given but the prompt has %d markers", n_media, k);
     if (st != NVL_OK) llm_prompt_free(out);
     return st;
-}
-
-int llm_chat_stop_ids(const llm_model *m, const llm_tokenizer *tok, int32_t *ids, int cap) {
-    int n = llm_model_stop_ids(m, ids, cap);
-    static const char *names[] = {"<SPECIAL_12>", "</s>"};
-    for (int k = 0; tok && k < 2 && n < cap; k++) {
-        const int32_t id = llm_tokenizer_token_id(tok, names[k]);
-        int dup = id < 0;
-        for (int j = 0; j < n && !dup; j++) dup = ids[j] == id;
-        if (!dup) ids[n++] = id;
-    }
-    return n;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-/* Internal to llm/tokenizer.c: the fast path for tokenizer.json's model.vocab and model.merges. */
+/* Internal to llm/text/tokenizer.c: the fast path for tokenizer.json's model.vocab and model.merges. */
 #ifndef LLM_TOKENIZER_JSON_H
 #define LLM_TOKENIZER_JSON_H
 
