@@ -51,7 +51,7 @@ int cmd_embed(int argc, char **argv) {
     float *tiles = NULL, *emb = NULL;
     int rc = 1, n = 0;
     if (vision_model_init(&vm, model, &err) != NVL_OK || nvl_checkpoint_open(&ck, model, &err) != NVL_OK ||
-        tokred_projector_bind(&pr, ck, 4 * vision_model_width(vm), 0, &err) != NVL_OK) {
+        tokred_projector_bind(&pr, ck, vision_model_backend(vm), 4 * vision_model_width(vm), 0, &err) != NVL_OK) {
         fprintf(stderr, "nanovl embed: %s: %s\n", model, err.msg);
         goto done;
     }
@@ -116,7 +116,7 @@ int cmd_embed(int argc, char **argv) {
         const double q = evs >= 0 ? evs : vc->video_pruning_rate;
         uint8_t *keep = nvl_malloc((size_t)(n * Q));
         int *per = nvl_malloc((size_t)n * sizeof *per);
-        if (!keep || !per || tokred_evs_mask(emb, n, Q, pr.out, q, 0, keep, per, &err) != NVL_OK) {
+        if (!keep || !per || tokred_evs_mask(vision_model_backend(vm), emb, n, Q, pr.out, q, 0, keep, per, &err) != NVL_OK) {
             fprintf(stderr, "nanovl embed: EVS: %s\n", err.msg);
             nvl_free(keep);
             nvl_free(per);

@@ -53,14 +53,17 @@ typedef struct kept_prefix {
     int64_t n;
     kept_source *src;
     int n_src;
-    llm_state *state;
+    int slot;      /* the parked slot of the engine's cache holding the LM state there */
+    float *logits; /* (n_vocab) the logits after the prefix */
     uint64_t used; /* last use (engine tick) */
 } kept_prefix;
 
 struct api_engine {
+    kern_backend *be;   /* one backend for the three model parts */
+    nvl_checkpoint *ck; /* the checkpoint, opened once; every weight views into it */
     llm_model *lm;
     vision_model *vm;
-    nvl_checkpoint *ck; /* for the projector views */
+    llm_cache *cache;   /* sequence slots: the running request's and the parked prefixes' */
     tokred_projector proj;
     llm_tokenizer *tok;
     char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
@@ -107,7 +110,7 @@ void api_ask_result_free(api_ask_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static void kept_free(kept_prefix *k) {
+static void kept_free(api_engine *e, kept_prefix *k) {
     for (int i = 0; i < k->n_src; i++) {
         nvl_free(k->src[i].key);
         nvl_free(k->src[i].ts);
@@ -115,17 +118,19 @@ static void kept_free(kept_prefix *k) {
     }
     nvl_free(k->src);
     nvl_free(k->ids);
-    llm_state_free(k->state);
+    nvl_free(k->logits);
+    if (k->slot >= 0 && e->cache) llm_seq_free(e->cache, k->slot);
     memset(k, 0, sizeof *k);
 }
 
 static void kept_clear(api_engine *e) {
-    for (int i = 0; i < e->n_kp; i++) kept_free(&e->kp[i]);
+    for (int i = 0; i < e->n_kp; i++) kept_free(e, &e->kp[i]);
     e->n_kp = 0;
 }
 
-static size_t kept_bytes(const kept_prefix *k) {
-    return (k->state ? llm_state_bytes(k->state) : 0) + (size_t)k->n * sizeof(int32_t);
+static size_t kept_bytes(const api_engine *e, const kept_prefix *k) {
+    return (k->slot >= 0 && k->logits ? llm_seq_bytes(e->cache, k->slot) : 0) + (size_t)k->n * sizeof(int32_t) +
+           (size_t)llm_model_hparams(e->lm)->n_vocab * sizeof(float);
 }
 
 /* Drops the least recently used prefix; returns the bytes it held. */
@@ -134,8 +139,8 @@ static size_t kept_evict(api_engine *e) {
     int lru = 0;
     for (int i = 1; i < e->n_kp; i++)
         if (e->kp[i].used < e->kp[lru].used) lru = i;
-    const size_t freed = kept_bytes(&e->kp[lru]);
-    kept_free(&e->kp[lru]);
+    const size_t freed = kept_bytes(e, &e->kp[lru]);
+    kept_free(e, &e->kp[lru]);
     e->kp[lru] = e->kp[--e->n_kp];
     memset(&e->kp[e->n_kp], 0, sizeof e->kp[e->n_kp]);
     return freed;
@@ -146,9 +151,11 @@ void api_engine_forget(api_engine *e) { kept_clear(e); }
 void api_engine_close(api_engine *e) {
     if (!e) return;
     kept_clear(e);
+    llm_cache_free(e->cache);
     llm_model_free(e->lm);
     vision_model_free(e->vm);
     nvl_checkpoint_close(e->ck);
+    kern_backend_free(e->be);
     llm_tokenizer_free(e->tok);
     nvl_free(e->chat_template);
     cJSON_Delete(e->special);
@@ -198,10 +205,11 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     api_engine *e = nvl_calloc(1, sizeof *e);
     if (!e) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     nvl_status st;
-    if ((st = llm_model_init(&e->lm, dir, NULL, err)) != NVL_OK ||
-        (st = vision_model_init(&e->vm, dir, err)) != NVL_OK ||
-        (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
-        (st = tokred_projector_bind(&e->proj, e->ck, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
+    if ((st = kern_backend_init(&e->be, "cpu", err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
+        (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
+        (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
+        (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
+        (st = llm_cache_init(&e->cache, e->lm, 1 + KEEP_MAX, 256, err)) != NVL_OK ||
         (st = llm_tokenizer_load(&e->tok, dir, err)) != NVL_OK || (st = llm_tokenizer_check_vl(e->tok, err)) != NVL_OK ||
         (st = llm_chat_template_load(dir, &e->chat_template, &e->special, err)) != NVL_OK) {
         api_engine_close(e);
@@ -529,7 +537,7 @@ static nvl_status vision_video(request *rq, source *s, const char *label, double
     }
     if (st != NVL_OK) goto done;
     const double q = p->evs >= 0 ? p->evs : vc->video_pruning_rate;
-    if ((st = tokred_evs_mask(all, n, Q, C, q, 0, keep, s->kept, err)) != NVL_OK) goto done;
+    if ((st = tokred_evs_mask(e->be, all, n, Q, C, q, 0, keep, s->kept, err)) != NVL_OK) goto done;
     for (int64_t r = 0; r < n * Q; r++)
         if (keep[r]) memcpy(s->rows + (s->n_rows++) * C, all + r * C, (size_t)C * sizeof(float));
 done:
@@ -837,7 +845,7 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         goto done;
     }
     const int64_t P = prompt.n_spans ? prompt.spans[prompt.n_spans - 1].start + prompt.spans[prompt.n_spans - 1].count + 1 : 0;
-    int hit = ki >= 0 && e->kp[ki].state && P > 0 && e->kp[ki].n == P && P <= prompt.n &&
+    int hit = ki >= 0 && e->kp[ki].slot >= 0 && e->kp[ki].logits && P > 0 && e->kp[ki].n == P && P <= prompt.n &&
               !memcmp(e->kp[ki].ids, prompt.ids, (size_t)P * sizeof(int32_t));
     /* sources taken from the kept prefix need their rows after all when it does not apply */
     for (int i = 0; !hit && i < rq.n_src && st == NVL_OK; i++) {
@@ -894,11 +902,13 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
     nvl_free(used);
     llm_context_params cp = llm_context_params_default();
     cp.n_ctx = prompt.n + p.max_tokens + 1;
-    if ((st = llm_context_init(&ctx, e->lm, &cp, err)) != NVL_OK) goto done;
+    if ((st = llm_context_init_shared(&ctx, e->lm, e->cache, &cp, err)) != NVL_OK) goto done;
     const double tp = now();
     int64_t from = 0;
-    if (hit) {
-        if ((st = llm_state_restore(ctx, e->kp[ki].state, err)) != NVL_OK) goto done;
+    if (hit) { /* the parked slot continues as this request's */
+        if ((st = llm_seq_copy(e->cache, llm_context_slot(ctx), e->kp[ki].slot, err)) != NVL_OK) goto done;
+        llm_context_sync(ctx);
+        memcpy(llm_logits_mut(ctx), e->kp[ki].logits, (size_t)hp->n_vocab * sizeof(float));
         e->kp[ki].used = ++e->tick;
         from = P;
         res->n_cached = P;
@@ -906,7 +916,7 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         if ((st = prefill_slices(&rq, ctx, &prompt, 0, P, embd, mask, tp, err)) != NVL_OK) goto done;
         from = P;
         /* keep this prefix for later requests (dropped silently when memory is short) */
-        kept_prefix nk = {0};
+        kept_prefix nk = {.slot = -1};
         kept_source *ks = nvl_calloc((size_t)rq.n_src, sizeof *ks);
         int32_t *ids = nvl_malloc((size_t)P * sizeof(int32_t));
         nvl_err e2 = {0};
@@ -914,7 +924,13 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         nk.n_src = ks ? rq.n_src : 0;
         nk.ids = ids;
         nk.n = P;
-        int ok = ks && ids && llm_state_snapshot(ctx, &nk.state, &e2) == NVL_OK;
+        /* park a copy of the slot: evict the least recently used prefix when none is free */
+        nk.slot = -1;
+        while (llm_seq_alloc(e->cache, &nk.slot, &e2) != NVL_OK && e->n_kp) kept_evict(e);
+        nk.logits = nvl_malloc((size_t)hp->n_vocab * sizeof(float));
+        int ok = ks && ids && nk.logits && nk.slot >= 0 &&
+                 llm_seq_copy(e->cache, nk.slot, llm_context_slot(ctx), &e2) == NVL_OK;
+        if (ok) memcpy(nk.logits, llm_logits(ctx), (size_t)hp->n_vocab * sizeof(float));
         for (int i = 0; ok && i < rq.n_src; i++) {
             const source *s = &rq.src[i];
             ks[i].key = xstrdup(s->key);
@@ -933,14 +949,14 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
             }
         }
         if (ok) memcpy(ids, prompt.ids, (size_t)P * sizeof(int32_t));
-        if (ok && kept_bytes(&nk) <= e->keep_cap) {
-            size_t total = kept_bytes(&nk);
-            for (int k = 0; k < e->n_kp; k++) total += kept_bytes(&e->kp[k]);
+        if (ok && kept_bytes(e, &nk) <= e->keep_cap) {
+            size_t total = kept_bytes(e, &nk);
+            for (int k = 0; k < e->n_kp; k++) total += kept_bytes(e, &e->kp[k]);
             while (e->n_kp && (e->n_kp == KEEP_MAX || total > e->keep_cap)) total -= kept_evict(e);
             nk.used = ++e->tick;
             e->kp[e->n_kp++] = nk;
         } else {
-            kept_free(&nk);
+            kept_free(e, &nk);
         }
     }
     if ((st = prefill_slices(&rq, ctx, &prompt, from, prompt.n, embd, mask, tp, err)) != NVL_OK) goto done;

@@ -83,32 +83,3 @@ nvl_status kern_synchronize(kern_backend *be, nvl_err *err) {
     return be->iface->synchronize ? be->iface->synchronize(be, err) : NVL_OK;
 }
 
-/* Ops: the backend's own entry when present; otherwise the CPU twin, which is only correct on
- * host memory, so it is refused for non-CPU backends. */
-#define FALLBACK_OR_FAIL(opname, call)                                                        \
-    do {                                                                                      \
-        if (be->iface->kind != KERN_BACKEND_KIND_CPU)                                         \
-            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: backend '%s' has no " opname,   \
-                               __func__, be->iface->name);                                    \
-        return call;                                                                          \
-    } while (0)
-
-nvl_status kern_matmul(kern_backend *be, float *y, const float *x, const nvl_tensor *w, int64_t M,
-                       nvl_err *err) {
-    if (w->n_dims != 2 || !nvl_tensor_is_contiguous(w))
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight must be a contiguous 2-D tensor",
-                           __func__);
-    if (be->iface->matmul && be->iface->supports(be, KERN_OP_MATMUL, w->dtype))
-        return be->iface->matmul(be, y, x, w, M, err);
-    FALLBACK_OR_FAIL("matmul", kern_cpu_matmul(y, x, w, M, err));
-}
-
-nvl_status kern_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                        int64_t rows, int64_t cols, float eps, nvl_err *err) {
-    if (nvl_tensor_numel(w) != cols)
-        return nvl_err_set(err, NVL_ERR_SHAPE, "%s: weight has %lld elements, expected %lld",
-                           __func__, (long long)nvl_tensor_numel(w), (long long)cols);
-    if (be->iface->rmsnorm && be->iface->supports(be, KERN_OP_RMSNORM, w->dtype))
-        return be->iface->rmsnorm(be, y, x, w, rows, cols, eps, err);
-    FALLBACK_OR_FAIL("rmsnorm", kern_cpu_rmsnorm(y, x, w, rows, cols, eps, err));
-}

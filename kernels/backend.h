@@ -1,4 +1,4 @@
-/* Compute backends: the op-level interface that vision/, tokenreduce/ and llm/ call.
+/* Compute backends: devices, memory and copies. The ops the models run are in kernels/ops.h.
  *
  * A backend owns its device, streams and library handles. The CPU backend is always built and
  * is the reference and the fallback; the CUDA backend is built when nvcc is found and is chosen
@@ -7,13 +7,11 @@
  *
  *   kern_backend *be = NULL;
  *   if (kern_backend_init(&be, "auto", &err) != NVL_OK) ...;
- *   kern_matmul(be, y, x, &w, M, &err);     // y[M,N] = x[M,K] @ w[N,K]^T
+ *   kern_matmul(be, &y, &x, &w, &err);      // kernels/ops.h
  *   kern_backend_free(be);
  *
- * Pointers handed to ops live in the backend's memory space: host memory for the CPU backend,
- * device memory (kern_buffer_alloc) for CUDA. Weight tensors carry their dtype; activations are
- * f32 unless an op says otherwise.
- * Dimension letters: M = rows (tokens), K = input features, N = output features.
+ * Tensors handed to ops live in the backend's memory space: host memory for the CPU backend,
+ * device memory (kern_buffer_alloc) for CUDA. A backend object is used by one thread at a time.
  */
 #ifndef KERNELS_BACKEND_H
 #define KERNELS_BACKEND_H
@@ -32,7 +30,7 @@ typedef struct kern_backend kern_backend;
 
 enum kern_backend_kind { KERN_BACKEND_KIND_CPU = 0, KERN_BACKEND_KIND_CUDA = 1 };
 
-/* Ops a backend may or may not implement for a given weight dtype. */
+/* Ops a backend may or may not implement for a given weight dtype (kern_backend_supports). */
 enum kern_op {
     KERN_OP_MATMUL = 0,
     KERN_OP_RMSNORM,
@@ -64,15 +62,6 @@ nvl_status kern_copy_to_backend(kern_backend *be, void *dst, const void *host_sr
 nvl_status kern_copy_to_host(kern_backend *be, void *host_dst, const void *src, size_t bytes,
                              nvl_err *err);
 nvl_status kern_synchronize(kern_backend *be, nvl_err *err);
-
-/* y[M,N] = x[M,K] @ w[N,K]^T ; w is 2-D (N, K) of dtype F32, BF16 or F16; x, y f32.
- * Accumulation in f32. y must not alias x. */
-nvl_status kern_matmul(kern_backend *be, float *y, const float *x, const nvl_tensor *w, int64_t M,
-                       nvl_err *err);
-/* y[r,:] = w * (x[r,:] * rsqrt(mean(x[r,:]^2) + eps)) over rows x cols; w (cols) any float
- * dtype. In place (y == x) is allowed. */
-nvl_status kern_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                        int64_t rows, int64_t cols, float eps, nvl_err *err);
 
 #ifdef __cplusplus
 }

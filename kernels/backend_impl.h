@@ -8,10 +8,52 @@
 #define KERNELS_BACKEND_IMPL_H
 
 #include "backend.h"
+#include "ops.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* One entry per op of kernels/ops.h, same arguments; kernels/ops.c validates shapes and dtypes
+ * before calling, so an entry only checks what is particular to its backend. NULL: the backend
+ * lacks the op (NVL_ERR_UNSUPPORTED). */
+struct kern_ops_i {
+    nvl_status (*matmul)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err);
+    nvl_status (*rmsnorm)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps,
+                          nvl_err *err);
+    nvl_status (*rmsnorm_gated)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *z,
+                                const nvl_tensor *w, int64_t n_group, float eps, const kern_seq *seqs, int n_seq,
+                                nvl_err *err);
+    nvl_status (*layernorm)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w,
+                            const nvl_tensor *b, float eps, nvl_err *err);
+    nvl_status (*add)(kern_backend *be, nvl_tensor *y, const nvl_tensor *a, const nvl_tensor *b, nvl_err *err);
+    nvl_status (*bias_act)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias,
+                           kern_act_fn act, nvl_err *err);
+    nvl_status (*copy)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
+    nvl_status (*dt_softplus)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias,
+                              float dt_min, float dt_max, nvl_err *err);
+    nvl_status (*get_rows)(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, const int32_t *ids,
+                           const nvl_tensor *rows, const uint8_t *mask, nvl_err *err);
+    nvl_status (*conv1d_causal)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w,
+                                const nvl_tensor *bias, nvl_tensor *state, const kern_seq *seqs, int n_seq,
+                                nvl_err *err);
+    nvl_status (*ssm_scan)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *dt,
+                           const nvl_tensor *A, const nvl_tensor *B, const nvl_tensor *C, const nvl_tensor *D,
+                           nvl_tensor *state, int64_t n_group, int64_t chunk, kern_scan_mode mode,
+                           const kern_seq *seqs, int n_seq, nvl_err *err);
+    nvl_status (*kv_write)(kern_backend *be, nvl_tensor *k_cache, nvl_tensor *v_cache, const nvl_tensor *k,
+                           const nvl_tensor *v, const kern_seq *seqs, int n_seq, nvl_err *err);
+    nvl_status (*attention_causal)(kern_backend *be, nvl_tensor *o, const nvl_tensor *q,
+                                   const nvl_tensor *k_cache, const nvl_tensor *v_cache, int64_t n_head,
+                                   int64_t n_head_kv, const kern_seq *seqs, int n_seq, nvl_err *err);
+    nvl_status (*attention_full)(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img,
+                                 int64_t n_head, nvl_err *err);
+    nvl_status (*patchify)(kern_backend *be, nvl_tensor *y, const nvl_tensor *tiles, int64_t patch, nvl_err *err);
+    nvl_status (*pixel_shuffle)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
+    nvl_status (*evs_scores)(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16, nvl_err *err);
+    /* (optional) place one weight tensor in backend memory, updating t; NULL: left in place */
+    nvl_status (*place_weight)(kern_backend *be, nvl_tensor *t, nvl_err *err);
+};
 
 struct kern_backend_i {
     const char *name;
@@ -25,10 +67,7 @@ struct kern_backend_i {
     nvl_status (*copy_to_host)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err);
     nvl_status (*synchronize)(kern_backend *be, nvl_err *err);
 
-    nvl_status (*matmul)(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                         int64_t M, nvl_err *err); /* (optional) */
-    nvl_status (*rmsnorm)(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                          int64_t rows, int64_t cols, float eps, nvl_err *err); /* (optional) */
+    const struct kern_ops_i *ops; /* the op table (kernels/ops.h); entries NULL where missing */
 };
 
 struct kern_backend {
@@ -43,6 +82,10 @@ nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err);
 nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err);
 int kern_cuda_probe_devices(const char **why);
 #endif
+/* The CPU op table (kernels/cpu/), and per-op scratch of the CPU backend: at least `bytes`,
+ * 64-byte aligned, valid until the next call on this backend (one thread per backend). */
+extern const struct kern_ops_i kern_cpu_ops;
+void *kern_cpu_scratch(kern_backend *be, size_t bytes, nvl_err *err);
 
 #ifdef __cplusplus
 }

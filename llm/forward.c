@@ -1,231 +1,275 @@
-/* The NemotronH forward pass on the CPU backend: embedding, per-layer RMSNorm + mixer
- * (Mamba-2, GQA attention without positions, squared-ReLU MLP) + residual, final norm, lm_head.
- * Activations are f32; with act_bf16 they are rounded to bf16 where transformers keeps them in
- * the model dtype (model.md §2.2-§2.5), so a BF16 checkpoint tracks the PyTorch reference.
- * Dimension letters: T tokens in this chunk, C n_embd, H mamba heads, P mamba head_dim,
- * N d_state, G groups, Cc conv_dim, D attention head_dim. */
-#include <math.h>
+/* The NemotronH forward pass over the op interface (kernels/ops.h), for a step of several
+ * sequences at once: embedding rows (with the vision splice), per layer RMSNorm + mixer (Mamba-2,
+ * GQA attention without positions, squared-ReLU MLP) + residual, final norm and lm_head for the
+ * rows whose logits are wanted. Row-wise ops and matmuls take every row of the step; the conv,
+ * scan and attention ops take each sequence's rows with its slot.
+ * Activations are in the model's activation dtype (BF16 for a BF16 checkpoint: rounding lands
+ * where transformers keeps bf16 tensors, model.md §2.2-§2.5), the scan output in f32.
+ * Dimension letters: T rows of the step, C n_embd, H mamba heads, P mamba head_dim, N d_state,
+ * G groups, Cc conv_dim, DI d_inner, DP d_in_proj, D attention head_dim, V n_vocab. */
 #include <string.h>
 
 #include "base/alloc.h"
-#include "cpu/cpu_ops.h"
 #include "llm_impl.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-static int thread_id(void) { return omp_get_thread_num(); }
-#else
-static int thread_id(void) { return 0; }
-#endif
-
-static inline float rb(float v, int on) { return on ? nvl_round_bf16(v) : v; }
-static void round_rows(float *x, int64_t n, int on) {
-    if (!on) return;
-    for (int64_t i = 0; i < n; i++) x[i] = nvl_round_bf16(x[i]);
-}
-
-static nvl_status linear(float *y, const float *x, const nvl_tensor *w, int64_t T, int rnd,
-                         nvl_err *err) {
-    nvl_status st = kern_cpu_matmul(y, x, w, T, err);
-    if (st == NVL_OK) round_rows(y, T * w->shape[0], rnd);
-    return st;
-}
+#define TRY(x)                                                                                        \
+    do {                                                                                              \
+        nvl_status st_ = (x);                                                                         \
+        if (st_ != NVL_OK) return st_;                                                                \
+    } while (0)
 
 // ---------------------------------------------------------------------------
-// RMSNorm (NemotronHRMSNorm): y = (w.float() * (x * rsqrt(mean(x^2) + eps))).to(dtype)
+// Workspace: one backend allocation carved into the step's activations (llm.c style)
 
-static void rmsnorm(float *y, const float *x, const nvl_tensor *w, int64_t T, int64_t C, float eps,
-                    int rnd) {
-    for (int64_t t = 0; t < T; t++) {
-        const float *xr = x + t * C;
-        float *yr = y + t * C;
-        float ss = 0.0f;
-        for (int64_t c = 0; c < C; c++) ss += xr[c] * xr[c];
-        const float inv = 1.0f / sqrtf(ss / (float)C + eps);
-        for (int64_t c = 0; c < C; c++) yr[c] = rb(nvl_tensor_get_f32(w, c) * (xr[c] * inv), rnd);
-    }
+void llm_workspace_free(llm_workspace *ws) {
+    if (!ws) return;
+    if (ws->buf) kern_buffer_free(ws->be, ws->buf);
+    nvl_free(ws->seqs);
+    nvl_free(ws->ids);
+    nvl_free(ws->mask);
+    nvl_free(ws);
 }
 
-// ---------------------------------------------------------------------------
-// Mamba-2 mixer: in_proj split (z | xBC | dt), causal conv + SiLU, softplus(dt + dt_bias),
-// selective scan, grouped gated RMSNorm (gate first), out_proj.
+int64_t llm_workspace_max_rows(const llm_workspace *ws) { return ws->max_rows; }
 
-static nvl_status mamba2(llm_context *ctx, const llm_layer *L, int il, float *out, const float *h,
-                         int64_t T, nvl_err *err) {
-    const llm_model *m = ctx->m;
+static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
+
+nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t max_rows, enum llm_ssm_mode mode,
+                              nvl_err *err) {
+    *out = NULL;
+    if (max_rows <= 0) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: max_rows %lld", __func__, (long long)max_rows);
+    llm_workspace *ws = nvl_calloc(1, sizeof *ws);
+    if (!ws) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    ws->m = m;
+    ws->be = m->be;
+    ws->max_rows = max_rows;
+    ws->ssm_mode = mode;
     const llm_hparams *hp = &m->hp;
-    const int rnd = m->act_bf16;
-    const int64_t H = hp->ssm_n_head, P = hp->ssm_head_dim, N = hp->d_state, G = hp->n_group;
-    const int64_t DI = hp->d_inner, Cc = hp->conv_dim, K = hp->d_conv, DP = hp->d_in_proj;
-    float *zx = ctx->big; /* (T, DP): z | xBC | dt_raw */
-    nvl_status st = linear(zx, h, &L->in_proj, T, rnd, err);
-    if (st != NVL_OK) return st;
-    for (int64_t t = 0; t < T; t++) memcpy(ctx->conv_in + t * Cc, zx + t * DP + DI, (size_t)Cc * sizeof(float));
-    kern_cpu_conv1d_causal_silu(ctx->conv_out, ctx->conv_state[il], ctx->conv_in, L->conv_w,
-                                L->conv_b, T, Cc, K, rnd);
-    /* dt = softplus(dt_raw + dt_bias), in the model dtype for bf16 (torch adds and applies
-     * softplus on bf16 tensors) */
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t hh = 0; hh < H; hh++) {
-            float v = rb(zx[t * DP + DI + Cc + hh] + rb(L->dt_bias[hh], rnd), rnd);
-            v = v > 20.0f ? v : log1pf(expf(v));
-            v = rb(v, rnd);
-            if (v < hp->dt_min) v = (float)hp->dt_min;
-            if (v > hp->dt_max) v = (float)hp->dt_max;
-            ctx->dt[t * H + hh] = v;
-        }
-    float *xs = ctx->conv_in; /* reuse: (T, H, P) contiguous copy of x */
-    for (int64_t t = 0; t < T; t++) {
-        const float *u = ctx->conv_out + t * Cc;
-        memcpy(xs + t * DI, u, (size_t)DI * sizeof(float));
-        memcpy(ctx->Bm + t * G * N, u + DI, (size_t)(G * N) * sizeof(float));
-        memcpy(ctx->Cm + t * G * N, u + DI + G * N, (size_t)(G * N) * sizeof(float));
+    const int64_t T = max_rows, C = hp->n_embd, QD = hp->n_head * hp->head_dim, KD = hp->n_head_kv * hp->head_dim;
+    const nvl_dtype a = m->act;
+    struct {
+        nvl_tensor *t;
+        nvl_dtype dt;
+        int64_t rows, cols;
+    } plan[] = {
+        {&ws->x, a, T, C},
+        {&ws->h, a, T, C},
+        {&ws->big, a, T, max2(max2(hp->d_in_proj, QD + 2 * KD), hp->n_ff)},
+        {&ws->conv, a, T, hp->conv_dim},
+        {&ws->dt, a, T, hp->ssm_n_head},
+        {&ws->ys, NVL_DTYPE_F32, T, hp->d_inner},
+        {&ws->yn, a, T, max2(hp->d_inner, QD)},
+        {&ws->embd, a, T, C},
+        {&ws->lrows, a, LLM_LOGIT_BLOCK, C},
+        {&ws->logits, a, LLM_LOGIT_BLOCK, hp->n_vocab},
+    };
+    const size_t n_plan = sizeof plan / sizeof plan[0];
+    size_t off[16], total = 0;
+    for (size_t i = 0; i < n_plan; i++) { /* sizes first, then one allocation, then carve */
+        off[i] = total;
+        total += (kern_act_bytes(m->be, plan[i].dt, plan[i].rows * plan[i].cols) + 63) & ~(size_t)63;
     }
-    const int recurrent = ctx->p.ssm_mode == LLM_SSM_MODE_RECURRENT ||
-                          (ctx->p.ssm_mode == LLM_SSM_MODE_AUTO && T == 1);
-    /* transformers' decode step (one token) keeps bf16 intermediates; its prefill scan is f32 */
-    const int decode_bf16 = rnd && T == 1;
-    if (recurrent)
-        kern_cpu_ssm_scan_recurrent(ctx->y, ctx->ssm_state[il], xs, ctx->dt, L->A, ctx->Bm, ctx->Cm,
-                                    L->D, T, H, P, N, G, decode_bf16);
-    else
-        kern_cpu_ssm_scan_chunked(ctx->y, ctx->ssm_state[il], xs, ctx->dt, L->A, ctx->Bm, ctx->Cm,
-                                  L->D, T, H, P, N, G, hp->chunk_size);
-    /* gated RMSNorm over groups of DI/G channels:  t = y * silu(z); t *= rsqrt(mean(t^2)+eps) */
-    const int64_t gs = DI / G;
-    const float eps = (float)hp->eps;
-    for (int64_t t = 0; t < T; t++) {
-        float *yt = ctx->y + t * DI;
-        const float *z = zx + t * DP;
-        for (int64_t c = 0; c < DI; c++) yt[c] *= z[c] / (1.0f + expf(-z[c]));
-        for (int64_t g = 0; g < G; g++) {
-            float *v = yt + g * gs;
-            float ss = 0.0f;
-            for (int64_t c = 0; c < gs; c++) ss += v[c] * v[c];
-            const float inv = 1.0f / sqrtf(ss / (float)gs + eps);
-            for (int64_t c = 0; c < gs; c++) {
-                const float w = nvl_tensor_get_f32(&L->ssm_norm, g * gs + c);
-                /* prefill: (w * t_f32).to(bf16); decode: (w * t.to(bf16)).to(bf16) */
-                v[c] = decode_bf16 ? rb(w * rb(v[c] * inv, 1), 1) : rb(w * (v[c] * inv), rnd);
-            }
-        }
+    nvl_status st = kern_buffer_alloc(m->be, total, &ws->buf, err);
+    ws->seqs = nvl_calloc((size_t)T, sizeof *ws->seqs);
+    ws->ids = nvl_calloc((size_t)T, sizeof *ws->ids);
+    ws->mask = nvl_calloc((size_t)T, 1);
+    if (st == NVL_OK && (!ws->seqs || !ws->ids || !ws->mask)) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    if (st != NVL_OK) {
+        llm_workspace_free(ws);
+        return nvl_err_prefix(err, "workspace for %lld rows (%zu bytes)", (long long)T, total), st;
     }
-    return linear(out, ctx->y, &L->out_proj, T, rnd, err);
+    for (size_t i = 0; i < n_plan; i++)
+        *plan[i].t = kern_act(m->be, plan[i].dt, 2, (int64_t[]){plan[i].rows, plan[i].cols}, (char *)ws->buf + off[i]);
+    *out = ws;
+    return NVL_OK;
 }
 
 // ---------------------------------------------------------------------------
-// Attention: q, k, v projections, no positional encoding, causal softmax over the KV cache,
-// query head h reads KV head h / (n_head / n_head_kv), o_proj.
+// Blocks. Each mixer reads h (T, C) and writes its output back into h.
 
-static nvl_status attention(llm_context *ctx, const llm_layer *L, int il, float *out,
-                            const float *h, int64_t T, nvl_err *err) {
-    const llm_hparams *hp = &ctx->m->hp;
-    const int rnd = ctx->m->act_bf16;
-    const int64_t NH = hp->n_head, NKV = hp->n_head_kv, D = hp->head_dim;
-    const int64_t QD = NH * D, KD = NKV * D, pos0 = ctx->n_past;
-    float *q = ctx->big;        /* (T, QD) */
-    float *kv = q + T * QD;     /* (T, KD) scratch for k then v */
-    nvl_status st = linear(q, h, &L->wq, T, rnd, err);
-    if (st == NVL_OK) st = linear(kv, h, &L->wk, T, rnd, err);
-    if (st != NVL_OK) return st;
-    memcpy(ctx->k_cache[il] + pos0 * KD, kv, (size_t)(T * KD) * sizeof(float));
-    if ((st = linear(kv, h, &L->wv, T, rnd, err)) != NVL_OK) return st;
-    memcpy(ctx->v_cache[il] + pos0 * KD, kv, (size_t)(T * KD) * sizeof(float));
-    const float scale = 1.0f / sqrtf((float)D);
-    const int64_t group = NH / NKV;
-    float *o = ctx->y; /* (T, QD) */
-#pragma omp parallel for collapse(2) schedule(static) if (T * NH > 4)
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t hh = 0; hh < NH; hh++) {
-            const int64_t n_keys = pos0 + t + 1, kvh = hh / group;
-            float *sc = ctx->att + (size_t)thread_id() * (size_t)ctx->p.n_ctx;
-            const float *qt = q + t * QD + hh * D;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < n_keys; j++) {
-                const float *kj = ctx->k_cache[il] + j * KD + kvh * D;
-                float s = 0.0f;
-                for (int64_t d = 0; d < D; d++) s += qt[d] * kj[d];
-                sc[j] = s * scale;
-                if (sc[j] > mx) mx = sc[j];
-            }
-            float sum = 0.0f;
-            for (int64_t j = 0; j < n_keys; j++) {
-                sc[j] = expf(sc[j] - mx);
-                sum += sc[j];
-            }
-            float *ot = o + t * QD + hh * D;
-            for (int64_t d = 0; d < D; d++) ot[d] = 0.0f;
-            for (int64_t j = 0; j < n_keys; j++) {
-                const float pj = sc[j] / sum;
-                const float *vj = ctx->v_cache[il] + j * KD + kvh * D;
-                for (int64_t d = 0; d < D; d++) ot[d] += pj * vj[d];
-            }
-            for (int64_t d = 0; d < D; d++) ot[d] = rb(ot[d], rnd);
+/* Mamba-2 mixer: in_proj split (z | xBC | dt), causal conv + SiLU, softplus(dt + dt_bias),
+ * selective scan, grouped gated RMSNorm (gate first), out_proj. */
+static nvl_status mamba2(llm_workspace *ws, llm_cache *c, const llm_layer *L, int il, int64_t T, const kern_seq *sq,
+                         int ns, nvl_err *err) {
+    const llm_hparams *hp = &ws->m->hp;
+    kern_backend *be = ws->be;
+    const int64_t H = hp->ssm_n_head, N = hp->d_state, G = hp->n_group;
+    const int64_t DI = hp->d_inner, Cc = hp->conv_dim, DP = hp->d_in_proj;
+    nvl_tensor h = kern_rows(&ws->h, 0, T);
+    nvl_tensor zx = kern_act(be, ws->m->act, 2, (int64_t[]){T, DP}, ws->big.data); /* (T, DP) */
+    TRY(kern_matmul(be, &zx, &h, &L->in_proj, err));
+    nvl_tensor z = kern_cols(&zx, 0, DI), xbc = kern_cols(&zx, DI, Cc), dtr = kern_cols(&zx, DI + Cc, H);
+    nvl_tensor cv = kern_rows(&ws->conv, 0, T), dt = kern_rows(&ws->dt, 0, T);
+    TRY(kern_conv1d_causal(be, &cv, &xbc, &L->conv_w, L->conv_b.data ? &L->conv_b : NULL, &c->conv[il], sq, ns, err));
+    TRY(kern_dt_softplus(be, &dt, &dtr, &L->dt_bias, (float)hp->dt_min, (float)hp->dt_max, err));
+    nvl_tensor xs = kern_cols(&cv, 0, DI), Bm = kern_cols(&cv, DI, G * N), Cm = kern_cols(&cv, DI + G * N, G * N);
+    nvl_tensor ys = kern_rows(&ws->ys, 0, T);
+    const kern_scan_mode mode = ws->ssm_mode == LLM_SSM_MODE_RECURRENT ? KERN_SCAN_RECURRENT
+                                : ws->ssm_mode == LLM_SSM_MODE_CHUNKED ? KERN_SCAN_CHUNKED
+                                                                       : KERN_SCAN_AUTO;
+    TRY(kern_ssm_scan(be, &ys, &xs, &dt, &L->A, &Bm, &Cm, &L->D, &c->ssm[il], G, hp->chunk_size, mode, sq, ns, err));
+    nvl_tensor yn = kern_cols(&ws->yn, 0, DI);
+    yn = kern_rows(&yn, 0, T);
+    TRY(kern_rmsnorm_gated(be, &yn, &ys, &z, &L->ssm_norm, G, (float)hp->eps, sq, ns, err));
+    return kern_matmul(be, &h, &yn, &L->out_proj, err);
+}
+
+/* Attention: q, k, v projections, no positional encoding, k and v into the slot's KV rows,
+ * causal softmax over them (query head h reads KV head h / (n_head / n_head_kv)), o_proj. */
+static nvl_status attention(llm_workspace *ws, llm_cache *c, const llm_layer *L, int il, int64_t T, const kern_seq *sq,
+                            int ns, nvl_err *err) {
+    const llm_hparams *hp = &ws->m->hp;
+    kern_backend *be = ws->be;
+    const int64_t QD = hp->n_head * hp->head_dim, KD = hp->n_head_kv * hp->head_dim;
+    const size_t es = kern_act_bytes(be, ws->m->act, 1);
+    nvl_tensor h = kern_rows(&ws->h, 0, T);
+    char *base = ws->big.data;
+    nvl_tensor q = kern_act(be, ws->m->act, 2, (int64_t[]){T, QD}, base);
+    nvl_tensor k = kern_act(be, ws->m->act, 2, (int64_t[]){T, KD}, base + (size_t)(T * QD) * es);
+    nvl_tensor v = kern_act(be, ws->m->act, 2, (int64_t[]){T, KD}, base + (size_t)(T * (QD + KD)) * es);
+    TRY(kern_matmul(be, &q, &h, &L->wq, err));
+    TRY(kern_matmul(be, &k, &h, &L->wk, err));
+    TRY(kern_matmul(be, &v, &h, &L->wv, err));
+    TRY(kern_kv_write(be, &c->k[il], &c->v[il], &k, &v, sq, ns, err));
+    nvl_tensor o = kern_cols(&ws->yn, 0, QD);
+    o = kern_rows(&o, 0, T);
+    TRY(kern_attention_causal(be, &o, &q, &c->k[il], &c->v[il], hp->n_head, hp->n_head_kv, sq, ns, err));
+    return kern_matmul(be, &h, &o, &L->wo, err);
+}
+
+/* MLP: down(relu(up(x))^2) */
+static nvl_status mlp(llm_workspace *ws, const llm_layer *L, int64_t T, nvl_err *err) {
+    kern_backend *be = ws->be;
+    nvl_tensor h = kern_rows(&ws->h, 0, T);
+    nvl_tensor u = kern_act(be, ws->m->act, 2, (int64_t[]){T, ws->m->hp.n_ff}, ws->big.data);
+    TRY(kern_matmul(be, &u, &h, &L->up, err));
+    TRY(kern_bias_act(be, &u, &u, NULL, KERN_ACT_RELU2, err));
+    return kern_matmul(be, &h, &u, &L->down, err);
+}
+
+// ---------------------------------------------------------------------------
+// The step
+
+/* Logits of rows r[0..n) of x into each wanting sequence's host output, LLM_LOGIT_BLOCK at a time. */
+static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *const *dst, int64_t n, nvl_err *err) {
+    kern_backend *be = ws->be;
+    const llm_model *m = ws->m;
+    const int64_t V = m->hp.n_vocab;
+    for (int64_t b0 = 0; b0 < n; b0 += LLM_LOGIT_BLOCK) {
+        const int64_t nb = n - b0 < LLM_LOGIT_BLOCK ? n - b0 : LLM_LOGIT_BLOCK;
+        nvl_tensor lr = kern_rows(&ws->lrows, 0, nb), lg = kern_rows(&ws->logits, 0, nb);
+        for (int64_t i = 0; i < nb; i++) {
+            nvl_tensor src = kern_rows(&ws->x, rows[b0 + i], 1), d = kern_rows(&lr, i, 1);
+            TRY(kern_copy(be, &d, &src, err));
         }
-    return linear(out, o, &L->wo, T, rnd, err);
-}
-
-// ---------------------------------------------------------------------------
-// MLP: down(relu(up(x))^2)
-
-static nvl_status mlp(llm_context *ctx, const llm_layer *L, float *out, const float *h, int64_t T,
-                      nvl_err *err) {
-    const int rnd = ctx->m->act_bf16;
-    float *u = ctx->big; /* (T, n_ff) */
-    nvl_status st = linear(u, h, &L->up, T, rnd, err);
-    if (st != NVL_OK) return st;
-    const int64_t n = T * ctx->m->hp.n_ff;
-    for (int64_t i = 0; i < n; i++) {
-        const float r = u[i] > 0.0f ? u[i] : 0.0f;
-        u[i] = rb(r * r, rnd);
+        TRY(kern_rmsnorm(be, &lr, &lr, &m->norm_f, (float)m->hp.eps, err));
+        TRY(kern_matmul(be, &lg, &lr, &m->lm_head, err));
+        for (int64_t i = 0; i < nb; i++) {
+            const nvl_tensor row = kern_rows(&lg, i, 1);
+            if (row.widened || row.dtype == NVL_DTYPE_F32) {
+                TRY(kern_copy_to_host(be, dst[b0 + i], row.data, (size_t)V * sizeof(float), err));
+            } else { /* a device's bf16 row: fetch, widen */
+                uint16_t *tmp = nvl_malloc((size_t)V * sizeof(uint16_t));
+                if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "logits: out of memory");
+                nvl_status st = kern_copy_to_host(be, tmp, row.data, (size_t)V * sizeof(uint16_t), err);
+                if (st == NVL_OK) nvl_convert_to_f32(dst[b0 + i], tmp, row.dtype, (size_t)V);
+                nvl_free(tmp);
+                if (st != NVL_OK) return st;
+            }
+        }
     }
-    return linear(out, u, &L->down, T, rnd, err);
+    return NVL_OK;
 }
 
-// ---------------------------------------------------------------------------
-// One chunk of T tokens at positions n_past .. n_past+T-1. logits_rows: where to put the
-// logits of all T rows (or NULL: only the last row, into ctx->logits).
-
-nvl_status llm_forward_chunk(llm_context *ctx, const int32_t *tokens, const float *embd,
-                             const uint8_t *embd_mask, int64_t T, float *logits_rows,
-                             nvl_err *err) {
-    const llm_model *m = ctx->m;
+nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, int n_seq, nvl_err *err) {
+    const llm_model *m = ws->m;
     const llm_hparams *hp = &m->hp;
-    const int64_t C = hp->n_embd;
-    const int rnd = m->act_bf16;
-    const size_t esz = nvl_dtype_size(m->emb.dtype);
-    for (int64_t t = 0; t < T; t++) {
-        if (embd && embd_mask && embd_mask[t]) {
-            memcpy(ctx->x + t * C, embd + t * C, (size_t)C * sizeof(float));
-            round_rows(ctx->x + t * C, C, rnd);
-            continue;
-        }
-        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
-            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at position %lld is outside "
-                               "the vocabulary of %lld", tokens[t], (long long)(ctx->n_past + t),
-                               (long long)hp->n_vocab);
-        nvl_convert_to_f32(ctx->x + t * C, (const unsigned char *)m->emb.data + (size_t)tokens[t] * (size_t)C * esz,
-                           m->emb.dtype, (size_t)C);
+    kern_backend *be = ws->be;
+    const int64_t C = hp->n_embd, V = hp->n_vocab;
+    if (c->m != m) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: the cache belongs to another model", __func__);
+    /* rows of the step: sequences in the order given (callers put decode rows first) */
+    int64_t T = 0, n_logit_rows = 0, need_ctx = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const llm_batch_seq *s = &seqs[i];
+        if (s->slot < 0 || s->slot >= c->n_slots || !c->used[s->slot])
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d names slot %d, which is not allocated", __func__,
+                               i, s->slot);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].slot == s->slot)
+                return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: slot %d appears twice in one step", __func__, s->slot);
+        if (s->n <= 0 || !s->tokens)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has no rows", __func__, i);
+        T += s->n;
+        n_logit_rows += s->logits == LLM_LOGITS_ALL ? s->n : s->logits == LLM_LOGITS_LAST ? 1 : 0;
+        if (c->n_past[s->slot] + s->n > need_ctx) need_ctx = c->n_past[s->slot] + s->n;
     }
-    nvl_status st = NVL_OK;
+    if (T == 0) return NVL_OK;
+    if (T > ws->max_rows)
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %lld rows exceed the workspace's %lld", __func__, (long long)T,
+                           (long long)ws->max_rows);
+    if (hp->n_attn > 0 && need_ctx > c->n_ctx) TRY(llm_cache_reserve(c, need_ctx, err));
+    /* token ids, the vision mask and rows, the sequence table */
+    int64_t r = 0;
+    int any_mask = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const llm_batch_seq *s = &seqs[i];
+        ws->seqs[i] = (kern_seq){.slot = s->slot, .decode = s->n == 1, .row0 = r, .n_rows = s->n,
+                                 .pos0 = c->n_past[s->slot]};
+        for (int64_t t = 0; t < s->n; t++, r++) {
+            const int masked = s->embd && s->embd_mask && s->embd_mask[t];
+            ws->mask[r] = (uint8_t)masked;
+            ws->ids[r] = s->tokens[t];
+            if (masked) {
+                any_mask = 1;
+                nvl_tensor dst = kern_rows(&ws->embd, r, 1);
+                TRY(kern_copy_to_backend(be, dst.data, s->embd + t * C, (size_t)C * sizeof(float), err));
+                if (dst.dtype != NVL_DTYPE_F32 && dst.widened) TRY(kern_copy(be, &dst, &dst, err)); /* round */
+            } else if (s->tokens[t] < 0 || s->tokens[t] >= V) {
+                return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at position %lld is outside the vocabulary of %lld",
+                                   s->tokens[t], (long long)(c->n_past[s->slot] + t), (long long)V);
+            }
+        }
+    }
+    if (any_mask && !ws->embd.widened && ws->embd.dtype != NVL_DTYPE_F32)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: vision rows on a device backend are not written yet", __func__);
+    nvl_tensor x = kern_rows(&ws->x, 0, T), h = kern_rows(&ws->h, 0, T), em = kern_rows(&ws->embd, 0, T);
+    TRY(kern_get_rows(be, &x, &m->emb, ws->ids, any_mask ? &em : NULL, any_mask ? ws->mask : NULL, err));
+    const kern_seq *sq = ws->seqs;
     for (int il = 0; il < hp->n_layer; il++) {
         const llm_layer *L = &m->layers[il];
-        rmsnorm(ctx->h, ctx->x, &L->norm, T, C, (float)hp->eps, rnd);
-        float *out = ctx->h; /* mixers read h fully before writing out (linear outputs last) */
-        switch (L->kind) {
-        case 'M': st = mamba2(ctx, L, il, out, ctx->h, T, err); break;
-        case '*': st = attention(ctx, L, il, out, ctx->h, T, err); break;
-        default: st = mlp(ctx, L, out, ctx->h, T, err); break;
+        TRY(kern_rmsnorm(be, &h, &x, &L->norm, (float)hp->eps, err));
+        switch ((enum llm_layer_kind)L->kind) {
+        case LLM_LAYER_KIND_MAMBA2: TRY(mamba2(ws, c, L, il, T, sq, n_seq, err)); break;
+        case LLM_LAYER_KIND_ATTN: TRY(attention(ws, c, L, il, T, sq, n_seq, err)); break;
+        case LLM_LAYER_KIND_MLP: TRY(mlp(ws, L, T, err)); break;
+        default:
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "layer %d has kind '%c', which this model does not run", il,
+                               L->kind);
         }
-        if (st != NVL_OK) return st;
-        for (int64_t i = 0; i < T * C; i++) ctx->x[i] = rb(ctx->x[i] + out[i], rnd);
+        TRY(kern_add(be, &x, &x, &h, err));
     }
-    /* final norm + lm_head: every row for logits_rows, else the last one */
-    const int64_t r0 = logits_rows ? 0 : T - 1, nr = T - r0;
-    rmsnorm(ctx->h, ctx->x + r0 * C, &m->norm_f, nr, C, (float)hp->eps, rnd);
-    float *dst = logits_rows ? logits_rows : ctx->logits;
-    if ((st = linear(dst, ctx->h, &m->lm_head, nr, rnd, err)) != NVL_OK) return st;
-    if (logits_rows) memcpy(ctx->logits, logits_rows + (T - 1) * hp->n_vocab, (size_t)hp->n_vocab * sizeof(float));
-    ctx->n_past += T;
-    return NVL_OK;
+    for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += seqs[i].n;
+    if (n_logit_rows == 0) return NVL_OK;
+    int64_t *rows = nvl_malloc((size_t)n_logit_rows * sizeof *rows);
+    float **dst = nvl_malloc((size_t)n_logit_rows * sizeof *dst);
+    nvl_status st = NVL_OK;
+    if (!rows || !dst) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    int64_t k = 0;
+    for (int i = 0; st == NVL_OK && i < n_seq; i++) {
+        const llm_batch_seq *s = &seqs[i];
+        const int64_t row0 = ws->seqs[i].row0;
+        if (s->logits == LLM_LOGITS_ALL)
+            for (int64_t t = 0; t < s->n; t++, k++) {
+                rows[k] = row0 + t;
+                dst[k] = s->out + t * V;
+            }
+        else if (s->logits == LLM_LOGITS_LAST) {
+            rows[k] = row0 + s->n - 1;
+            dst[k++] = s->out;
+        }
+    }
+    if (st == NVL_OK) st = logits_out(ws, rows, dst, n_logit_rows, err);
+    nvl_free(rows);
+    nvl_free(dst);
+    return st;
 }

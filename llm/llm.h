@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "base/safetensors.h"
 #include "base/status.h"
 
@@ -82,7 +83,14 @@ typedef struct llm_tensor_spec {
     int64_t shape[3];
     int required;
     int layer;      /* -1 for global tensors */
+    int field;      /* enum llm_field: which model field the tensor fills */
 } llm_tensor_spec;
+
+enum llm_field {
+    LLM_FIELD_EMB, LLM_FIELD_NORM_F, LLM_FIELD_LM_HEAD, LLM_FIELD_NORM, LLM_FIELD_IN_PROJ, LLM_FIELD_CONV_W,
+    LLM_FIELD_CONV_B, LLM_FIELD_DT_BIAS, LLM_FIELD_A_LOG, LLM_FIELD_D, LLM_FIELD_SSM_NORM, LLM_FIELD_OUT_PROJ,
+    LLM_FIELD_WQ, LLM_FIELD_WK, LLM_FIELD_WV, LLM_FIELD_WO, LLM_FIELD_UP, LLM_FIELD_DOWN,
+};
 
 /* Called once per problem found (message is complete, e.g. "missing tensor '...'"). */
 typedef void (*llm_problem_fn)(void *user, nvl_status code, const char *message);
@@ -119,6 +127,8 @@ int64_t llm_tensor_table(const llm_hparams *hp, const char *prefix, const char *
 typedef struct llm_model llm_model;
 typedef struct llm_context llm_context;
 typedef struct llm_state llm_state;
+typedef struct llm_cache llm_cache;
+typedef struct llm_workspace llm_workspace;
 
 typedef struct llm_model_params {
     /* Reproduce the bf16 rounding points of the PyTorch reference (activations rounded to bf16
@@ -160,6 +170,16 @@ llm_context_params llm_context_params_default(void);
 
 nvl_status llm_context_init(llm_context **out, const llm_model *m, const llm_context_params *p,
                             nvl_err *err);
+/* The same on a slot of a shared cache (an engine's; grown to p->n_ctx positions); the slot is
+ * freed with the context. */
+nvl_status llm_context_init_shared(llm_context **out, const llm_model *m, llm_cache *cache,
+                                   const llm_context_params *p, nvl_err *err);
+int llm_context_slot(const llm_context *ctx);
+llm_cache *llm_context_cache(const llm_context *ctx);
+/* After the slot was changed behind the context's back (llm_seq_copy into it): re-read its
+ * position. The logits are the caller's to set (llm_logits_mut). */
+void llm_context_sync(llm_context *ctx);
+float *llm_logits_mut(llm_context *ctx);
 void llm_context_free(llm_context *ctx);
 void llm_context_reset(llm_context *ctx); /* empty sequence: zero states, no tokens */
 int64_t llm_context_n_past(const llm_context *ctx);
@@ -187,6 +207,78 @@ nvl_status llm_state_snapshot(const llm_context *ctx, llm_state **out, nvl_err *
 nvl_status llm_state_restore(llm_context *ctx, const llm_state *s, nvl_err *err);
 void llm_state_free(llm_state *s);
 size_t llm_state_bytes(const llm_state *s);
+
+// ---------------------------------------------------------------------------
+// Sequences in slots and the batched step (what llm_context wraps)
+//
+//   llm_cache *c = NULL;  llm_workspace *ws = NULL;
+//   llm_cache_init(&c, m, 4, 4096, &err);          // 4 slots of 4096 KV positions
+//   llm_workspace_init(&ws, m, 256, LLM_SSM_MODE_AUTO, &err);   // up to 256 rows a step
+//   int a, b;  llm_seq_alloc(c, &a, &err);  llm_seq_alloc(c, &b, &err);
+//   llm_batch_seq bs[2] = {{.slot = a, .tokens = &tok, .n = 1, .logits = LLM_LOGITS_LAST, .out = la},
+//                          {.slot = b, .tokens = prompt, .n = 100, .logits = LLM_LOGITS_LAST, .out = lb}};
+//   llm_step(ws, c, bs, 2, &err);                 // one forward over 101 rows
+//
+// A cache lives on the model's backend. Slots hold nothing of each other: a step may carry
+// any mix of decode rows (one token) and prefill chunks, each row sees only its own slot.
+// Thread-safety: a cache and a workspace are used by one thread at a time.
+
+/* n_slots slots of n_ctx KV positions each (grown by llm_cache_reserve). The KV cache is held
+ * in the activation dtype (bf16 for a BF16 checkpoint: k and v are bf16 in the reference, so
+ * this is exact and half the bytes of f32); conv and SSM states are f32 as in the reference. */
+nvl_status llm_cache_init(llm_cache **out, const llm_model *m, int n_slots, int64_t n_ctx, nvl_err *err);
+void llm_cache_free(llm_cache *c);
+/* Grows every slot to at least n_ctx KV positions, keeping what they hold. */
+nvl_status llm_cache_reserve(llm_cache *c, int64_t n_ctx, nvl_err *err);
+int llm_cache_n_slots(const llm_cache *c);
+int64_t llm_cache_n_ctx(const llm_cache *c);
+/* A free slot, emptied (zero states, no tokens). NVL_ERR_LIMIT when all are taken. */
+nvl_status llm_seq_alloc(llm_cache *c, int *slot, nvl_err *err);
+void llm_seq_free(llm_cache *c, int slot);
+void llm_seq_reset(llm_cache *c, int slot);
+/* dst continues exactly as src would: states and KV rows [0, n_past) copied in backend memory. */
+nvl_status llm_seq_copy(llm_cache *c, int dst, int src, nvl_err *err);
+int64_t llm_seq_n_past(const llm_cache *c, int slot);
+/* Bytes a slot's live state takes (states + KV rows held). */
+size_t llm_seq_bytes(const llm_cache *c, int slot);
+/* Host copies of one slot's states for layer il (NULL for other layer kinds): conv (Cc, Kc),
+ * ssm (H, P, N). Valid until the next call on the cache. */
+const float *llm_seq_conv_state(llm_cache *c, int slot, int il);
+const float *llm_seq_ssm_state(llm_cache *c, int slot, int il);
+
+/* Activations for steps of up to max_rows rows (one allocation on the model's backend). */
+nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t max_rows, enum llm_ssm_mode mode,
+                              nvl_err *err);
+void llm_workspace_free(llm_workspace *ws);
+int64_t llm_workspace_max_rows(const llm_workspace *ws);
+
+enum llm_logits_want { LLM_LOGITS_NONE = 0, LLM_LOGITS_LAST = 1, LLM_LOGITS_ALL = 2 };
+
+/* One sequence of a step: n rows at its slot's next positions. Row t is tokens[t], or, where
+ * embd_mask[t] != 0, row t of embd (n, n_embd) host f32 (the projector's output for <image>).
+ * out (host) receives n_vocab floats (LAST) or n x n_vocab (ALL). */
+typedef struct llm_batch_seq {
+    int slot;
+    const int32_t *tokens;
+    const float *embd;
+    const uint8_t *embd_mask;
+    int64_t n;
+    enum llm_logits_want logits;
+    float *out;
+} llm_batch_seq;
+
+/* One forward over every sequence's rows together (decode rows and prefill chunks alike; the
+ * matmuls take all rows at once), advancing each slot by its n. NVL_ERR_LIMIT when the rows
+ * exceed the workspace or a slot's KV positions; NVL_ERR_INVALID_ARG for a token outside the
+ * vocabulary, a free or repeated slot. On error the slots' contents are undefined. */
+nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, int n_seq, nvl_err *err);
+
+/* The model on a checkpoint the caller opened (one handle per engine) and a backend (NULL: a
+ * CPU backend of its own). dir holds config.json / generation_config.json. ck and be must
+ * outlive the model. */
+nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir,
+                          const llm_model_params *params, nvl_err *err);
+kern_backend *llm_model_backend(const llm_model *m);
 
 // Sampling ------------------------------------------------------------------
 

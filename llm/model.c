@@ -53,49 +53,59 @@ static nvl_status read_generation_config(llm_model *m, const char *dir, nvl_err 
     return NVL_OK;
 }
 
-/* Copies a 1-D or small tensor into a new f32 array. */
-static float *to_f32(const nvl_tensor *t) {
-    size_t n = (size_t)nvl_tensor_numel(t);
-    float *f = nvl_malloc(n * sizeof(float) + 1);
-    if (f) nvl_convert_to_f32(f, t->data, t->dtype, n);
-    return f;
-}
-
 static nvl_status bind(const llm_model *m, const char *name, nvl_tensor *out, nvl_err *err) {
     const nvl_st_entry *e = nvl_checkpoint_find(m->ck, name);
-    if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing tensor '%s'", name);
-    if (e->dtype != NVL_DTYPE_F32 && e->dtype != NVL_DTYPE_BF16 && e->dtype != NVL_DTYPE_F16)
+    if (e && (e->dtype == NVL_DTYPE_F8_E4M3 || e->dtype == NVL_DTYPE_U8))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "tensor '%s' has dtype %s: quantized (FP8/NVFP4) weights are not "
                            "supported by the CPU model yet",
                            name, nvl_dtype_name(e->dtype));
-    *out = nvl_st_entry_tensor(e);
-    return NVL_OK;
+    return nvl_checkpoint_bind(m->ck, "language-model", name, -1, NULL, NVL_BIND_FLOAT, out, err);
 }
 
 void llm_model_free(llm_model *m) {
     if (!m) return;
-    if (m->layers) {
-        for (int64_t i = 0; i < m->hp.n_layer; i++) {
-            llm_layer *L = &m->layers[i];
-            nvl_free(L->conv_w);
-            nvl_free(L->conv_b);
-            nvl_free(L->dt_bias);
-            nvl_free(L->A);
-            nvl_free(L->D);
-        }
-        nvl_free(m->layers);
-    }
-    nvl_checkpoint_close(m->ck);
+    nvl_free(m->layers);
+    nvl_free(m->small);
+    if (m->owns_ck) nvl_checkpoint_close(m->ck);
+    if (m->owns_be) kern_backend_free(m->be);
     nvl_free(m);
 }
+
+kern_backend *llm_model_backend(const llm_model *m) { return m->be; }
 
 nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_params *params,
                           nvl_err *err) {
     *out = NULL;
+    nvl_checkpoint *ck = NULL;
+    nvl_status st = nvl_checkpoint_open(&ck, dir, err);
+    if (st != NVL_OK) {
+        /* the config names the problem better when the directory is not a model at all */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        cJSON *cfg = NULL;
+        nvl_err e2 = {0};
+        nvl_status cst = nvl_json_load_file(&cfg, path, NVL_JSON_MAX_BYTES, &e2);
+        if (cst != NVL_OK) st = nvl_err_set(err, cst, "%s", e2.msg);
+        cJSON_Delete(cfg);
+        return st;
+    }
+    if ((st = llm_model_load(out, ck, NULL, dir, params, err)) != NVL_OK) {
+        nvl_checkpoint_close(ck);
+        return st;
+    }
+    (*out)->owns_ck = 1;
+    return NVL_OK;
+}
+
+nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir,
+                          const llm_model_params *params, nvl_err *err) {
+    *out = NULL;
     llm_model_params p = params ? *params : llm_model_params_default();
     llm_model *m = nvl_calloc(1, sizeof *m);
     if (!m) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    m->ck = ck;
+    m->be = be;
     cJSON *cfg = NULL;
     llm_tensor_spec *specs = NULL;
     char path[4096];
@@ -103,7 +113,10 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
     nvl_status st = nvl_json_load_file(&cfg, path, NVL_JSON_MAX_BYTES, err);
     if (st != NVL_OK) goto fail;
     if ((st = llm_hparams_from_json(&m->hp, cfg, path, err)) != NVL_OK) goto fail;
-    if ((st = nvl_checkpoint_open(&m->ck, dir, err)) != NVL_OK) goto fail;
+    if (!m->be) {
+        if ((st = kern_backend_init(&m->be, "cpu", err)) != NVL_OK) goto fail;
+        m->owns_be = 1;
+    }
     int64_t n_exp = 0, n_bound = 0;
     if ((st = llm_check_tensors(m->ck, &m->hp, NULL, NULL, &n_exp, &n_bound, err)) != NVL_OK) {
         nvl_err_prefix(err, "%s", dir);
@@ -115,62 +128,81 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
     int64_t n = llm_tensor_table(hp, prefix, head, NULL, 0);
     specs = nvl_malloc((size_t)n * sizeof *specs);
     m->layers = nvl_calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!specs || !m->layers) {
+    /* the small Mamba tensors as f32, one block: conv weight and bias, dt_bias, A, D per layer */
+    const int64_t per_layer = hp->conv_dim * hp->d_conv + hp->conv_dim + 3 * hp->ssm_n_head;
+    m->small = nvl_calloc((size_t)(per_layer * hp->n_mamba + 1), sizeof(float));
+    if (!specs || !m->layers || !m->small) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
         goto fail;
     }
     llm_tensor_table(hp, prefix, head, specs, n);
+    float *next_small = m->small;
+    for (int64_t i = 0; i < hp->n_layer; i++) m->layers[i].kind = hp->pattern[i];
     for (int64_t i = 0; i < n; i++) {
         const llm_tensor_spec *s = &specs[i];
         const nvl_st_entry *e = nvl_checkpoint_find(m->ck, s->name);
         char alt[200];
-        if (!e && strstr(s->name, "embeddings.weight")) {
+        if (!e && s->field == LLM_FIELD_EMB) { /* transformers spells it "embedding" in some versions */
             snprintf(alt, sizeof alt, "%sembedding.weight", prefix);
             e = nvl_checkpoint_find(m->ck, alt);
         }
         if (!e) continue; /* optional (conv bias) */
-        const char *nm = e->name;
         nvl_tensor t;
-        if ((st = bind(m, nm, &t, err)) != NVL_OK) goto fail;
-        if (s->layer < 0) {
-            if (strstr(nm, "embedding")) m->emb = t;
-            else if (strstr(nm, "norm_f")) m->norm_f = t;
-            else m->lm_head = t;
-            continue;
+        if ((st = bind(m, e->name, &t, err)) != NVL_OK) goto fail;
+        llm_layer *L = s->layer >= 0 ? &m->layers[s->layer] : NULL;
+        nvl_tensor *small = NULL;
+        switch ((enum llm_field)s->field) {
+        case LLM_FIELD_EMB: m->emb = t; break;
+        case LLM_FIELD_NORM_F: m->norm_f = t; break;
+        case LLM_FIELD_LM_HEAD: m->lm_head = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_NORM: L->norm = t; break;
+        case LLM_FIELD_IN_PROJ: L->in_proj = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_OUT_PROJ: L->out_proj = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_SSM_NORM: L->ssm_norm = t; break;
+        case LLM_FIELD_WQ: L->wq = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_WK: L->wk = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_WV: L->wv = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_WO: L->wo = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_UP: L->up = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_DOWN: L->down = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_CONV_W: small = &L->conv_w; break;
+        case LLM_FIELD_CONV_B: small = &L->conv_b; break;
+        case LLM_FIELD_DT_BIAS: small = &L->dt_bias; break;
+        case LLM_FIELD_A_LOG: small = &L->A; break;
+        case LLM_FIELD_D: small = &L->D; break;
         }
-        llm_layer *L = &m->layers[s->layer];
-        L->kind = hp->pattern[s->layer];
-        const char *mix = strstr(nm, "mixer.");
-        if (!mix) { L->norm = t; continue; }
-        mix += 6;
-        if (!strcmp(mix, "in_proj.weight")) L->in_proj = t;
-        else if (!strcmp(mix, "out_proj.weight")) L->out_proj = t;
-        else if (!strcmp(mix, "norm.weight")) L->ssm_norm = t;
-        else if (!strcmp(mix, "q_proj.weight")) L->wq = t;
-        else if (!strcmp(mix, "k_proj.weight")) L->wk = t;
-        else if (!strcmp(mix, "v_proj.weight")) L->wv = t;
-        else if (!strcmp(mix, "o_proj.weight")) L->wo = t;
-        else if (!strcmp(mix, "up_proj.weight")) L->up = t;
-        else if (!strcmp(mix, "down_proj.weight")) L->down = t;
-        else {
-            float **dst = !strcmp(mix, "conv1d.weight") ? &L->conv_w
-                          : !strcmp(mix, "conv1d.bias") ? &L->conv_b
-                          : !strcmp(mix, "dt_bias")     ? &L->dt_bias
-                          : !strcmp(mix, "A_log")       ? &L->A
-                          : !strcmp(mix, "D")           ? &L->D
-                                                        : NULL;
-            if (!dst) continue;
-            if (!(*dst = to_f32(&t))) {
-                st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
-                goto fail;
-            }
-            if (dst == &L->A)
-                for (int64_t h = 0; h < hp->ssm_n_head; h++) L->A[h] = -expf(L->A[h]);
+        if (small) {
+            const int64_t cnt = nvl_tensor_numel(&t);
+            nvl_convert_to_f32(next_small, t.data, t.dtype, (size_t)cnt);
+            if (s->field == LLM_FIELD_A_LOG)
+                for (int64_t h = 0; h < cnt; h++) next_small[h] = -expf(next_small[h]);
+            if (s->field == LLM_FIELD_CONV_W)
+                *small = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){hp->conv_dim, hp->d_conv}, next_small);
+            else
+                *small = nvl_tensor_make(NVL_DTYPE_F32, 1, (int64_t[]){cnt}, next_small);
+            next_small += cnt;
         }
     }
-    for (int64_t i = 0; i < hp->n_layer; i++) m->layers[i].kind = hp->pattern[i];
-    if (hp->tie_embeddings) m->lm_head = m->emb;
-    m->act_bf16 = p.emulate_bf16 < 0 ? (m->emb.dtype == NVL_DTYPE_BF16) : p.emulate_bf16;
+    if (hp->tie_embeddings) m->lm_head = kern_weight_plain(&m->emb, m->emb.data ? "embeddings (tied)" : NULL);
+    const int bf16 = p.emulate_bf16 < 0 ? (m->emb.dtype == NVL_DTYPE_BF16) : p.emulate_bf16;
+    m->act = bf16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;
+    /* place every weight on the backend (the CPU keeps the mmap views) */
+    {
+        nvl_tensor *place[16 + 16 * LLM_MAX_LAYERS];
+        int64_t np = 0;
+        place[np++] = &m->emb;
+        place[np++] = &m->norm_f;
+        if (!hp->tie_embeddings) place[np++] = &m->lm_head.w;
+        for (int64_t i = 0; i < hp->n_layer; i++) {
+            llm_layer *L = &m->layers[i];
+            nvl_tensor *all[] = {&L->norm, &L->in_proj.w, &L->out_proj.w, &L->ssm_norm, &L->conv_w, &L->conv_b,
+                                 &L->dt_bias, &L->A, &L->D, &L->wq.w, &L->wk.w, &L->wv.w, &L->wo.w, &L->up.w, &L->down.w};
+            for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+                if (all[k]->data) place[np++] = all[k];
+        }
+        if ((st = kern_weights_place(m->be, place, np, err)) != NVL_OK) goto fail;
+        if (hp->tie_embeddings) m->lm_head.w = m->emb;
+    }
     add_stop(m, hp->eos_id);
     if ((st = read_generation_config(m, dir, err)) != NVL_OK) goto fail;
     nvl_free(specs);

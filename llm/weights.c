@@ -29,7 +29,7 @@ const char *llm_tensor_prefix(const nvl_checkpoint *ck, const char **head_prefix
     return NULL;
 }
 
-static void add(llm_tensor_spec *specs, int64_t cap, int64_t *n, int layer, int required,
+static void add(llm_tensor_spec *specs, int64_t cap, int64_t *n, int field, int layer, int required,
                 int n_dims, int64_t d0, int64_t d1, int64_t d2, const char *fmt, const char *a,
                 int li, const char *suffix) {
     if (*n < cap) {
@@ -45,6 +45,7 @@ static void add(llm_tensor_spec *specs, int64_t cap, int64_t *n, int layer, int 
         s->shape[2] = d2;
         s->required = required;
         s->layer = layer;
+        s->field = field;
     }
     (*n)++;
 }
@@ -53,36 +54,36 @@ int64_t llm_tensor_table(const llm_hparams *hp, const char *p, const char *hp_he
                          llm_tensor_spec *s, int64_t cap) {
     int64_t n = 0;
     const int64_t C = hp->n_embd;
-    add(s, cap, &n, -1, 1, 2, hp->n_vocab, C, 0, "%s%s", p, -1, "embeddings.weight");
+    add(s, cap, &n, LLM_FIELD_EMB, -1, 1, 2, hp->n_vocab, C, 0, "%s%s", p, -1, "embeddings.weight");
     for (int i = 0; i < hp->n_layer; i++) {
         const char *L = "%slayers.%d.%s";
-        add(s, cap, &n, i, 1, 1, C, 0, 0, L, p, i, "norm.weight");
+        add(s, cap, &n, LLM_FIELD_NORM, i, 1, 1, C, 0, 0, L, p, i, "norm.weight");
         switch (hp->pattern[i]) {
         case 'M':
-            add(s, cap, &n, i, 1, 2, hp->d_in_proj, C, 0, L, p, i, "mixer.in_proj.weight");
-            add(s, cap, &n, i, 1, 3, hp->conv_dim, 1, hp->d_conv, L, p, i, "mixer.conv1d.weight");
-            add(s, cap, &n, i, hp->conv_bias, 1, hp->conv_dim, 0, 0, L, p, i, "mixer.conv1d.bias");
-            add(s, cap, &n, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.dt_bias");
-            add(s, cap, &n, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.A_log");
-            add(s, cap, &n, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.D");
-            add(s, cap, &n, i, 1, 1, hp->d_inner, 0, 0, L, p, i, "mixer.norm.weight");
-            add(s, cap, &n, i, 1, 2, C, hp->d_inner, 0, L, p, i, "mixer.out_proj.weight");
+            add(s, cap, &n, LLM_FIELD_IN_PROJ, i, 1, 2, hp->d_in_proj, C, 0, L, p, i, "mixer.in_proj.weight");
+            add(s, cap, &n, LLM_FIELD_CONV_W, i, 1, 3, hp->conv_dim, 1, hp->d_conv, L, p, i, "mixer.conv1d.weight");
+            add(s, cap, &n, LLM_FIELD_CONV_B, i, hp->conv_bias, 1, hp->conv_dim, 0, 0, L, p, i, "mixer.conv1d.bias");
+            add(s, cap, &n, LLM_FIELD_DT_BIAS, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.dt_bias");
+            add(s, cap, &n, LLM_FIELD_A_LOG, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.A_log");
+            add(s, cap, &n, LLM_FIELD_D, i, 1, 1, hp->ssm_n_head, 0, 0, L, p, i, "mixer.D");
+            add(s, cap, &n, LLM_FIELD_SSM_NORM, i, 1, 1, hp->d_inner, 0, 0, L, p, i, "mixer.norm.weight");
+            add(s, cap, &n, LLM_FIELD_OUT_PROJ, i, 1, 2, C, hp->d_inner, 0, L, p, i, "mixer.out_proj.weight");
             break;
         case '*':
-            add(s, cap, &n, i, 1, 2, hp->n_head * hp->head_dim, C, 0, L, p, i, "mixer.q_proj.weight");
-            add(s, cap, &n, i, 1, 2, hp->n_head_kv * hp->head_dim, C, 0, L, p, i, "mixer.k_proj.weight");
-            add(s, cap, &n, i, 1, 2, hp->n_head_kv * hp->head_dim, C, 0, L, p, i, "mixer.v_proj.weight");
-            add(s, cap, &n, i, 1, 2, C, hp->n_head * hp->head_dim, 0, L, p, i, "mixer.o_proj.weight");
+            add(s, cap, &n, LLM_FIELD_WQ, i, 1, 2, hp->n_head * hp->head_dim, C, 0, L, p, i, "mixer.q_proj.weight");
+            add(s, cap, &n, LLM_FIELD_WK, i, 1, 2, hp->n_head_kv * hp->head_dim, C, 0, L, p, i, "mixer.k_proj.weight");
+            add(s, cap, &n, LLM_FIELD_WV, i, 1, 2, hp->n_head_kv * hp->head_dim, C, 0, L, p, i, "mixer.v_proj.weight");
+            add(s, cap, &n, LLM_FIELD_WO, i, 1, 2, C, hp->n_head * hp->head_dim, 0, L, p, i, "mixer.o_proj.weight");
             break;
         case '-':
-            add(s, cap, &n, i, 1, 2, hp->n_ff, C, 0, L, p, i, "mixer.up_proj.weight");
-            add(s, cap, &n, i, 1, 2, C, hp->n_ff, 0, L, p, i, "mixer.down_proj.weight");
+            add(s, cap, &n, LLM_FIELD_UP, i, 1, 2, hp->n_ff, C, 0, L, p, i, "mixer.up_proj.weight");
+            add(s, cap, &n, LLM_FIELD_DOWN, i, 1, 2, C, hp->n_ff, 0, L, p, i, "mixer.down_proj.weight");
             break;
         default: break;
         }
     }
-    add(s, cap, &n, -1, 1, 1, C, 0, 0, "%s%s", p, -1, "norm_f.weight");
-    if (!hp->tie_embeddings) add(s, cap, &n, -1, 1, 2, hp->n_vocab, C, 0, "%s%s", hp_head, -1, "lm_head.weight");
+    add(s, cap, &n, LLM_FIELD_NORM_F, -1, 1, 1, C, 0, 0, "%s%s", p, -1, "norm_f.weight");
+    if (!hp->tie_embeddings) add(s, cap, &n, LLM_FIELD_LM_HEAD, -1, 1, 2, hp->n_vocab, C, 0, "%s%s", hp_head, -1, "lm_head.weight");
     return n;
 }
 

@@ -10,6 +10,7 @@
 #include <float.h>
 
 #include "backend.h"
+#include "ops.h"
 #include "base/alloc.h"
 #include "cpu/cpu_ops.h"
 #include "test_util.h"
@@ -105,7 +106,10 @@ static void test_matmul(void) {
         wd.data = be_upload(w, nw * nvl_dtype_size(k->dt));
         float *dy = be_alloc(ny);
         nvl_err err = {0};
-        nvl_status st = kern_matmul(g_be, dy, dx, &wd, k->M, &err);
+        nvl_tensor tx = kern_act(g_be, NVL_DTYPE_F32, 2, (int64_t[]){k->M, k->K}, dx);
+        nvl_tensor ty = kern_act(g_be, NVL_DTYPE_F32, 2, (int64_t[]){k->M, k->N}, dy);
+        kern_weight kw = kern_weight_plain(&wd, "w");
+        nvl_status st = kern_matmul(g_be, &ty, &tx, &kw, &err);
         TEST_CHECK(st == NVL_OK, "matmul: %s", err.msg);
         float *y = be_download(dy, ny, "matmul");
         char what[96];
@@ -200,9 +204,9 @@ static void test_rmsnorm(void) {
         wd.data = be_upload(w, (size_t)cases[c].cols * nvl_dtype_size(cases[c].dt));
         float *dy = be_alloc(n);
         nvl_err err = {0};
-        TEST_CHECK(kern_rmsnorm(g_be, dy, dx, &wd, cases[c].rows, cases[c].cols, 1e-5f, &err) ==
-                       NVL_OK,
-                   "rmsnorm: %s", err.msg);
+        nvl_tensor tx = kern_act(g_be, NVL_DTYPE_F32, 2, (int64_t[]){cases[c].rows, cases[c].cols}, dx);
+        nvl_tensor ty = kern_act(g_be, NVL_DTYPE_F32, 2, (int64_t[]){cases[c].rows, cases[c].cols}, dy);
+        TEST_CHECK(kern_rmsnorm(g_be, &ty, &tx, &wd, 1e-5f, &err) == NVL_OK, "rmsnorm: %s", err.msg);
         float *y = be_download(dy, n, "rmsnorm");
         char what[64];
         snprintf(what, sizeof what, "rmsnorm %lldx%lld %s", (long long)cases[c].rows,
@@ -223,11 +227,17 @@ static void test_errors(void) {
     float x[4] = {0}, y[4];
     int64_t sh3[3] = {1, 2, 2};
     nvl_tensor w3 = nvl_tensor_make(NVL_DTYPE_F32, 3, sh3, x);
-    TEST_EQ_INT(kern_matmul(g_be, y, x, &w3, 1, &err), NVL_ERR_INVALID_ARG);
+    nvl_tensor tx = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){1, 2}, x);
+    nvl_tensor ty = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){1, 2}, y);
+    kern_weight kw3 = kern_weight_plain(&w3, "w3");
+    TEST_EQ_INT(kern_matmul(g_be, &ty, &tx, &kw3, &err), NVL_ERR_INVALID_ARG);
     nvl_tensor wi = nvl_tensor_make(NVL_DTYPE_I32, 2, (int64_t[]){2, 2}, x);
-    TEST_CHECK(kern_matmul(g_be, y, x, &wi, 1, &err) != NVL_OK, "I32 weights accepted");
+    kern_weight kwi = kern_weight_plain(&wi, "wi");
+    TEST_CHECK(kern_matmul(g_be, &ty, &tx, &kwi, &err) != NVL_OK, "I32 weights accepted");
     nvl_tensor wn = nvl_tensor_make(NVL_DTYPE_F32, 1, (int64_t[]){3}, x);
-    TEST_EQ_INT(kern_rmsnorm(g_be, y, x, &wn, 1, 4, 1e-5f, &err), NVL_ERR_SHAPE);
+    nvl_tensor tx4 = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){1, 4}, x);
+    nvl_tensor ty4 = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){1, 4}, y);
+    TEST_EQ_INT(kern_rmsnorm(g_be, &ty4, &tx4, &wn, 1e-5f, &err), NVL_ERR_SHAPE);
     kern_backend *bad = NULL;
     TEST_EQ_INT(kern_backend_init(&bad, "tpu", &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "unknown backend 'tpu'");

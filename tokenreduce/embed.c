@@ -21,7 +21,7 @@ nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr
     nvl_dump("tiles", NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, tiles);
     if ((st = vision_encode(vm, tiles, n, feat, err)) != NVL_OK) goto done;
     nvl_dump("vit_features", NVL_DTYPE_F32, 3, (int64_t[]){n, P, W}, feat);
-    if ((st = tokred_pixel_shuffle_f32(shuf, feat, n, G, W, err)) != NVL_OK) goto done;
+    if ((st = tokred_pixel_shuffle_f32(pr->be, shuf, feat, n, G, W, err)) != NVL_OK) goto done;
     nvl_dump("pixel_shuffle", NVL_DTYPE_F32, 3, (int64_t[]){n, Q, 4 * W}, shuf);
     if ((st = tokred_projector_run(pr, out, shuf, n * Q, err)) != NVL_OK) goto done;
     nvl_dump("projector", NVL_DTYPE_F32, 3, (int64_t[]){n, Q, pr->out}, out);

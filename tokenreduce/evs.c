@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "ops.h"
 #include "tokenreduce.h"
 
 typedef struct scored {
@@ -20,7 +21,7 @@ static int by_dis(const void *a, const void *b) {
     return x->idx < y->idx ? -1 : (x->idx > y->idx);
 }
 
-nvl_status tokred_evs_mask(const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
+nvl_status tokred_evs_mask(kern_backend *be, const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
                            uint8_t *keep, int *kept_per_frame, nvl_err *err) {
     if (F <= 0 || T <= 0 || D <= 0 || !(q >= 0 && q < 1))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "EVS: %lld frames x %lld tokens x %lld, rate %g (expected [0, 1))",
@@ -28,25 +29,20 @@ nvl_status tokred_evs_mask(const float *E, int64_t F, int64_t T, int64_t D, doub
     const int64_t n = F * T;
     scored *s = nvl_malloc((size_t)n * sizeof *s);
     if (!s) return nvl_err_set(err, NVL_ERR_NOMEM, "EVS: out of memory");
-    for (int64_t t = 0; t < T; t++) s[t] = (scored){255.0f, t};
-    for (int64_t f = 1; f < F; f++)
-        for (int64_t t = 0; t < T; t++) {
-            const float *a = E + (f * T + t) * D, *b = E + ((f - 1) * T + t) * D;
-            double dot = 0, na = 0, nb = 0;
-            for (int64_t d = 0; d < D; d++) {
-                dot += (double)a[d] * b[d];
-                na += (double)a[d] * a[d];
-                nb += (double)b[d] * b[d];
-            }
-            /* torch.cosine_similarity: dot / max(||a|| * ||b||, eps), eps 1e-8 */
-            double den = sqrt(na) * sqrt(nb);
-            if (den < 1e-8) den = 1e-8;
-            float sim = (float)(dot / den);
-            float dis;
-            if (round_bf16) dis = nvl_round_bf16(1.0f - nvl_round_bf16(sim));
-            else dis = 1.0f - sim;
-            s[f * T + t] = (scored){dis, f * T + t};
-        }
+    float *dis = nvl_malloc((size_t)n * sizeof *dis);
+    if (!dis) {
+        nvl_free(s);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "EVS: out of memory");
+    }
+    nvl_tensor Et = kern_act(be, NVL_DTYPE_F32, 3, (int64_t[]){F, T, D}, (void *)E);
+    nvl_tensor dt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){F, T}, dis);
+    nvl_status st = kern_evs_scores(be, &dt, &Et, round_bf16, err);
+    for (int64_t i = 0; i < n; i++) s[i] = (scored){dis[i], i};
+    nvl_free(dis);
+    if (st != NVL_OK) {
+        nvl_free(s);
+        return st;
+    }
     int64_t keep_n = (int64_t)((double)T * (double)F * (1.0 - q)); /* int() truncation */
     if (keep_n < T) keep_n = T;
     qsort(s, (size_t)n, sizeof *s, by_dis);

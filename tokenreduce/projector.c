@@ -1,80 +1,65 @@
 /* mlp1 projector: RMSNorm -> Linear -> relu^2 -> Linear, from ViT-width x 4 to the LM width.
  * PyTorch (V2 modeling copy / transformers Omni projector):
  *   h = (w.float() * (x * rsqrt(mean(x^2) + 1e-5))).to(dtype); h = fc2(relu(fc1(h)) ** 2) */
-#include <math.h>
 #include <string.h>
 
-#include "base/alloc.h"
-#include "cpu/cpu_ops.h"
+#include "ops.h"
 #include "tokenreduce.h"
 
-static nvl_status need(const nvl_checkpoint *ck, const char *name, int nd, nvl_tensor *t, nvl_err *err) {
-    nvl_status st = nvl_checkpoint_get(ck, name, t, err);
-    if (st != NVL_OK) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing projector tensor '%s'", name);
-    if (t->n_dims != nd)
-        return nvl_err_set(err, NVL_ERR_SHAPE, "projector tensor '%s' has %d dimensions, expected %d", name, t->n_dims, nd);
-    if (!nvl_dtype_is_float(t->dtype) || t->dtype == NVL_DTYPE_F8_E4M3)
-        return nvl_err_set(err, NVL_ERR_DTYPE, "projector tensor '%s' has dtype %s, expected F32, BF16 or F16", name,
-                           nvl_dtype_name(t->dtype));
-    return NVL_OK;
-}
-
-nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, int64_t in_expected,
+nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, kern_backend *be, int64_t in_expected,
                                  int64_t out_expected, nvl_err *err) {
     memset(p, 0, sizeof *p);
+    p->be = be;
     nvl_status st;
-    if ((st = need(ck, "mlp1.0.weight", 1, &p->norm, err)) != NVL_OK ||
-        (st = need(ck, "mlp1.1.weight", 2, &p->fc1, err)) != NVL_OK ||
-        (st = need(ck, "mlp1.3.weight", 2, &p->fc2, err)) != NVL_OK)
+    nvl_tensor fc1, fc2;
+    const char *what = "projector";
+    if ((st = nvl_checkpoint_bind(ck, what, "mlp1.0.weight", 1, (int64_t[]){in_expected ? in_expected : -1},
+                                  NVL_BIND_FLOAT, &p->norm, err)) != NVL_OK ||
+        (st = nvl_checkpoint_bind(ck, what, "mlp1.1.weight", 2, (int64_t[]){-1, p->norm.shape[0]}, NVL_BIND_FLOAT, &fc1,
+                                  err)) != NVL_OK ||
+        (st = nvl_checkpoint_bind(ck, what, "mlp1.3.weight", 2, (int64_t[]){out_expected ? out_expected : -1, fc1.shape[0]},
+                                  NVL_BIND_FLOAT, &fc2, err)) != NVL_OK)
         return st;
+    p->fc1 = kern_weight_plain(&fc1, "mlp1.1.weight");
+    p->fc2 = kern_weight_plain(&fc2, "mlp1.3.weight");
     p->in = p->norm.shape[0];
-    p->hidden = p->fc1.shape[0];
-    p->out = p->fc2.shape[0];
+    p->hidden = fc1.shape[0];
+    p->out = fc2.shape[0];
     p->eps = 1e-5f;
-    if (in_expected && p->in != in_expected)
-        return nvl_err_set(err, NVL_ERR_SHAPE, "projector tensor 'mlp1.0.weight' has %lld elements, expected %lld (4 x ViT width)",
-                           (long long)p->in, (long long)in_expected);
-    if ((st = nvl_tensor_check_shape(&p->fc1, 2, (int64_t[]){p->hidden, p->in}, "projector tensor 'mlp1.1.weight'", err)) != NVL_OK)
-        return st;
-    if ((st = nvl_tensor_check_shape(&p->fc2, 2, (int64_t[]){p->out, p->hidden}, "projector tensor 'mlp1.3.weight'", err)) != NVL_OK)
-        return st;
-    if (out_expected && p->out != out_expected)
-        return nvl_err_set(err, NVL_ERR_SHAPE, "projector tensor 'mlp1.3.weight' gives %lld outputs, expected the LM width %lld",
-                           (long long)p->out, (long long)out_expected);
+    /* activations in the weights' dtype (the reference runs mlp1 in the model dtype) */
+    p->act = fc1.dtype == NVL_DTYPE_BF16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;
+    if (be) {
+        nvl_tensor *place[] = {&p->norm, &p->fc1.w, &p->fc2.w};
+        if ((st = kern_weights_place(be, place, 3, err)) != NVL_OK) return st;
+    }
     return NVL_OK;
 }
 
 nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n, nvl_err *err) {
-    float *h = nvl_malloc((size_t)(n * (p->in > p->hidden ? p->in : p->hidden)) * sizeof(float));
-    float *u = nvl_malloc((size_t)(n * p->hidden) * sizeof(float));
-    if (!h || !u) {
-        nvl_free(h);
-        nvl_free(u);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "projector: out of memory for %lld tokens", (long long)n);
+    kern_backend *be = p->be;
+    if (!be) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "projector: bound without a backend");
+    /* one workspace: x (n, in) f32, h (n, in) act, u (n, hidden) act, y (n, out) act */
+    const size_t bx = kern_act_bytes(be, NVL_DTYPE_F32, n * p->in), bh = kern_act_bytes(be, p->act, n * p->in);
+    const size_t bu = kern_act_bytes(be, p->act, n * p->hidden), by = kern_act_bytes(be, p->act, n * p->out);
+    void *buf = NULL;
+    nvl_status st = kern_buffer_alloc(be, bx + bh + bu + by, &buf, err);
+    if (st != NVL_OK) return nvl_err_prefix(err, "projector: %lld tokens", (long long)n), st;
+    char *b = buf;
+    nvl_tensor xt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){n, p->in}, b);
+    nvl_tensor h = kern_act(be, p->act, 2, (int64_t[]){n, p->in}, b + bx);
+    nvl_tensor u = kern_act(be, p->act, 2, (int64_t[]){n, p->hidden}, b + bx + bh);
+    nvl_tensor yt = kern_act(be, p->act, 2, (int64_t[]){n, p->out}, b + bx + bh + bu);
+    /* h = (w.float() * (x * rsqrt(mean(x^2) + eps))).to(dtype); y = fc2(relu(fc1(h)) ** 2) */
+    if ((st = kern_copy_to_backend(be, xt.data, x, bx, err)) == NVL_OK &&
+        (st = kern_rmsnorm(be, &h, &xt, &p->norm, p->eps, err)) == NVL_OK &&
+        (st = kern_matmul(be, &u, &h, &p->fc1, err)) == NVL_OK &&
+        (st = kern_bias_act(be, &u, &u, NULL, KERN_ACT_RELU2, err)) == NVL_OK &&
+        (st = kern_matmul(be, &yt, &u, &p->fc2, err)) == NVL_OK) {
+        if (yt.widened || yt.dtype == NVL_DTYPE_F32)
+            st = kern_copy_to_host(be, y, yt.data, (size_t)(n * p->out) * sizeof(float), err);
+        else
+            st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "projector: device output rows are not written yet");
     }
-    const int rnd = p->fc1.dtype == NVL_DTYPE_BF16; /* activations in the weights' dtype */
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * p->in;
-        float ss = 0.0f;
-        for (int64_t c = 0; c < p->in; c++) ss += xr[c] * xr[c];
-        const float inv = 1.0f / sqrtf(ss / (float)p->in + p->eps);
-        for (int64_t c = 0; c < p->in; c++) {
-            float v = nvl_tensor_get_f32(&p->norm, c) * (xr[c] * inv);
-            h[r * p->in + c] = rnd ? nvl_round_bf16(v) : v;
-        }
-    }
-    nvl_status st = kern_cpu_matmul(u, h, &p->fc1, n, err);
-    if (st == NVL_OK) {
-        for (int64_t i = 0; i < n * p->hidden; i++) {
-            float v = rnd ? nvl_round_bf16(u[i]) : u[i];
-            v = v > 0 ? v * v : 0.0f;
-            u[i] = rnd ? nvl_round_bf16(v) : v;
-        }
-        st = kern_cpu_matmul(y, u, &p->fc2, n, err);
-        if (st == NVL_OK && rnd)
-            for (int64_t i = 0; i < n * p->out; i++) y[i] = nvl_round_bf16(y[i]);
-    }
-    nvl_free(h);
-    nvl_free(u);
+    kern_buffer_free(be, buf);
     return st;
 }

@@ -1,7 +1,7 @@
 /* tokenreduce/: fewer visual tokens, then into LLM space (pixel shuffle, mlp1 projector, EVS).
  *
  *   // X: (n_tiles, G, G, C) ViT grid, row-major; out: (n_tiles, G/2, G/2, 4C)
- *   tokred_pixel_shuffle_f32(out, X, n_tiles, G, C);
+ *   tokred_pixel_shuffle_f32(be, out, X, n_tiles, G, C, &err);   // host memory on the CPU backend
  */
 #ifndef TOKENREDUCE_TOKENREDUCE_H
 #define TOKENREDUCE_TOKENREDUCE_H
@@ -11,6 +11,7 @@
 #include "base/safetensors.h"
 #include "base/status.h"
 #include "base/tensor.h"
+#include "ops.h"
 #include "vision.h"
 
 #ifdef __cplusplus
@@ -20,7 +21,7 @@ extern "C" {
 /* Pixel shuffle, downsample ratio 0.5, ps_version "v2" (model.md §4.1):
  *   out[t][k][j] = concat(X[t][2k][2j], X[t][2k][2j+1], X[t][2k+1][2j], X[t][2k+1][2j+1])
  * X (n, g, g, c), out (n, g/2, g/2, 4c). g must be even. out must not alias X. */
-nvl_status tokred_pixel_shuffle_f32(float *out, const float *x, int64_t n, int64_t g, int64_t c,
+nvl_status tokred_pixel_shuffle_f32(kern_backend *be, float *out, const float *x, int64_t n, int64_t g, int64_t c,
                                     nvl_err *err);
 
 // ---------------------------------------------------------------------------
@@ -30,18 +31,20 @@ nvl_status tokred_pixel_shuffle_f32(float *out, const float *x, int64_t n, int64
 
 typedef struct tokred_projector {
     nvl_tensor norm;   /* (in) */
-    nvl_tensor fc1;    /* (hidden, in) */
-    nvl_tensor fc2;    /* (out, hidden) */
+    kern_weight fc1;   /* (hidden, in) */
+    kern_weight fc2;   /* (out, hidden) */
     int64_t in, hidden, out;
     float eps;
+    nvl_dtype act;     /* activation dtype: the weights' (BF16 or F32) */
+    kern_backend *be;  /* where the weights are placed and the ops run */
 } tokred_projector;
 
 /* Binds the projector from a checkpoint (prefix "mlp1."), checking shapes against each other
  * and against in_expected (4 x ViT width; 0 = do not check) and out_expected (the LM's n_embd;
  * 0 = do not check). Views stay valid while ck is open. */
-nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, int64_t in_expected,
+nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, kern_backend *be, int64_t in_expected,
                                  int64_t out_expected, nvl_err *err);
-/* y (n, out) = mlp1(x (n, in)); scratch of n * hidden floats is allocated per call. */
+/* y (n, out) host = mlp1(x (n, in) host) on the projector's backend; one workspace per call. */
 nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n,
                                 nvl_err *err);
 
@@ -51,7 +54,7 @@ nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float
 // keep_n = max(T, (int)(T * F * (1 - q))); the keep_n largest dis (stable: ties to the lower
 // flat index) are kept, in original order. With round_bf16 the cosine and 1 - cos are rounded
 // to bf16 as torch does for bf16 embeddings. keep (F*T) gets 1/0, kept_per_frame (F) counts.
-nvl_status tokred_evs_mask(const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
+nvl_status tokred_evs_mask(kern_backend *be, const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
                            uint8_t *keep, int *kept_per_frame, nvl_err *err);
 
 // ---------------------------------------------------------------------------

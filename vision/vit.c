@@ -9,7 +9,7 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
-#include "cpu/cpu_ops.h"
+#include "ops.h"
 #include "vision.h"
 
 #define VIT_PREFIX "vision_model.radio_model.model."
@@ -18,19 +18,25 @@
 
 typedef struct vit_block {
     nvl_tensor n1w, n1b, n2w, n2b; /* (W) */
-    nvl_tensor qkv_w, qkv_b;       /* (3W, W), (3W): rows q | k | v, each head-major */
-    nvl_tensor proj_w, proj_b;     /* (W, W), (W) */
-    nvl_tensor fc1_w, fc1_b;       /* (F, W), (F) */
-    nvl_tensor fc2_w, fc2_b;       /* (W, F), (W) */
+    kern_weight qkv_w;             /* (3W, W): rows q | k | v, each head-major */
+    nvl_tensor qkv_b;              /* (3W) */
+    kern_weight proj_w;            /* (W, W) */
+    nvl_tensor proj_b;             /* (W) */
+    kern_weight fc1_w, fc2_w;      /* (F, W), (W, F) */
+    nvl_tensor fc1_b, fc2_b;       /* (F), (W) */
 } vit_block;
 
 struct vision_model {
     vision_vl_config vc;
     nvl_checkpoint *ck;
+    int owns_ck;
+    kern_backend *be;
+    int owns_be;
     int64_t W, F, H, K, G, depth, patch;
-    nvl_tensor embed;  /* (W, 3*p*p) */
+    kern_weight embed; /* (W, 3*p*p) */
     nvl_tensor prefix; /* (K, W) */
-    float *pos;        /* (P, W) position table resized to the tile grid, computed once */
+    float *pos_host;   /* (P, W) position table resized to the tile grid, computed once */
+    nvl_tensor pos;    /* (P, W) f32 view of it on the backend */
     vit_block blocks[VIT_MAX_BLOCKS];
 };
 
@@ -40,25 +46,22 @@ int64_t vision_model_width(const vision_model *m) { return m->W; }
 
 void vision_model_free(vision_model *m) {
     if (!m) return;
-    nvl_free(m->pos);
-    nvl_checkpoint_close(m->ck);
+    if (m->pos.data && m->pos.data != m->pos_host) kern_buffer_free(m->be, m->pos.data);
+    nvl_free(m->pos_host);
+    if (m->owns_ck) nvl_checkpoint_close(m->ck);
+    if (m->owns_be) kern_backend_free(m->be);
     nvl_free(m);
 }
 
 static nvl_status bind(const vision_model *m, const char *name, int nd, int64_t d0, int64_t d1, int64_t d2,
                        nvl_tensor *t, nvl_err *err) {
-    const nvl_st_entry *e = nvl_checkpoint_find(m->ck, name);
-    if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing vision tensor '%s'", name);
-    *t = nvl_st_entry_tensor(e);
-    const int64_t want[3] = {d0, d1, d2};
-    char what[256];
-    snprintf(what, sizeof what, "vision tensor '%s'", name);
-    nvl_status st = nvl_tensor_check_shape(t, nd, want, what, err);
-    if (st != NVL_OK) return st;
-    if (t->dtype != NVL_DTYPE_F32 && t->dtype != NVL_DTYPE_BF16 && t->dtype != NVL_DTYPE_F16)
-        return nvl_err_set(err, NVL_ERR_DTYPE, "vision tensor '%s' has dtype %s, expected F32, BF16 or F16", name,
-                           nvl_dtype_name(t->dtype));
-    return NVL_OK;
+    return nvl_checkpoint_bind(m->ck, "vision", name, nd, (int64_t[]){d0, d1, d2}, NVL_BIND_FLOAT, t, err);
+}
+static nvl_status bind_w(const vision_model *m, const char *name, int64_t d0, int64_t d1, kern_weight *w, nvl_err *err) {
+    nvl_tensor t;
+    nvl_status st = bind(m, name, 2, d0, d1, 0, &t, err);
+    if (st == NVL_OK) *w = kern_weight_plain(&t, nvl_checkpoint_find(m->ck, name)->name);
+    return st;
 }
 
 /* bilinear, align_corners=False, no antialias (torch F.interpolate(mode="bilinear")) */
@@ -97,15 +100,30 @@ static int64_t heads_from_config(const cJSON *root) {
 }
 
 nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) {
+    return vision_model_load(out, NULL, NULL, dir, err);
+}
+
+kern_backend *vision_model_backend(const vision_model *m) { return m->be; }
+
+nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir, nvl_err *err) {
     *out = NULL;
     vision_model *m = nvl_calloc(1, sizeof *m);
     if (!m) return nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory");
+    m->ck = ck;
+    m->be = be;
     char path[4096], name[256];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *root = NULL;
     nvl_status st = nvl_json_load_file(&root, path, NVL_JSON_MAX_BYTES, err);
     if (st == NVL_OK) st = vision_vl_config_from_json(&m->vc, root, path, err);
-    if (st == NVL_OK) st = nvl_checkpoint_open(&m->ck, dir, err);
+    if (st == NVL_OK && !m->ck) {
+        st = nvl_checkpoint_open(&m->ck, dir, err);
+        m->owns_ck = st == NVL_OK;
+    }
+    if (st == NVL_OK && !m->be) {
+        st = kern_backend_init(&m->be, "cpu", err);
+        m->owns_be = st == NVL_OK;
+    }
     if (st == NVL_OK) st = vision_vit_shape_from_checkpoint(&m->vc, m->ck, err);
     if (st != NVL_OK) goto fail;
     m->H = heads_from_config(root);
@@ -125,7 +143,7 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
         goto fail;
     }
     const int64_t W = m->W, F = m->F, pp = 3 * m->patch * m->patch;
-    if ((st = bind(m, VIT_PREFIX "patch_generator.embedder.weight", 2, W, pp, 0, &m->embed, err)) != NVL_OK ||
+    if ((st = bind_w(m, VIT_PREFIX "patch_generator.embedder.weight", W, pp, &m->embed, err)) != NVL_OK ||
         (st = bind(m, VIT_PREFIX "patch_generator.cls_token.token", 2, m->K, W, 0, &m->prefix, err)) != NVL_OK)
         goto fail;
     for (int64_t i = 0; i < m->depth; i++) {
@@ -133,17 +151,20 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
         struct {
             const char *suffix;
             nvl_tensor *t;
+            kern_weight *w;
             int nd;
             int64_t d0, d1;
-        } tab[] = {{"norm1.weight", &b->n1w, 1, W, 0},     {"norm1.bias", &b->n1b, 1, W, 0},
-                   {"norm2.weight", &b->n2w, 1, W, 0},     {"norm2.bias", &b->n2b, 1, W, 0},
-                   {"attn.qkv.weight", &b->qkv_w, 2, 3 * W, W}, {"attn.qkv.bias", &b->qkv_b, 1, 3 * W, 0},
-                   {"attn.proj.weight", &b->proj_w, 2, W, W},   {"attn.proj.bias", &b->proj_b, 1, W, 0},
-                   {"mlp.fc1.weight", &b->fc1_w, 2, F, W},  {"mlp.fc1.bias", &b->fc1_b, 1, F, 0},
-                   {"mlp.fc2.weight", &b->fc2_w, 2, W, F},  {"mlp.fc2.bias", &b->fc2_b, 1, W, 0}};
+        } tab[] = {{"norm1.weight", &b->n1w, NULL, 1, W, 0},     {"norm1.bias", &b->n1b, NULL, 1, W, 0},
+                   {"norm2.weight", &b->n2w, NULL, 1, W, 0},     {"norm2.bias", &b->n2b, NULL, 1, W, 0},
+                   {"attn.qkv.weight", NULL, &b->qkv_w, 2, 3 * W, W}, {"attn.qkv.bias", &b->qkv_b, NULL, 1, 3 * W, 0},
+                   {"attn.proj.weight", NULL, &b->proj_w, 2, W, W},   {"attn.proj.bias", &b->proj_b, NULL, 1, W, 0},
+                   {"mlp.fc1.weight", NULL, &b->fc1_w, 2, F, W},  {"mlp.fc1.bias", &b->fc1_b, NULL, 1, F, 0},
+                   {"mlp.fc2.weight", NULL, &b->fc2_w, 2, W, F},  {"mlp.fc2.bias", &b->fc2_b, NULL, 1, W, 0}};
         for (size_t k = 0; k < sizeof tab / sizeof tab[0]; k++) {
             snprintf(name, sizeof name, VIT_PREFIX "blocks.%lld.%s", (long long)i, tab[k].suffix);
-            if ((st = bind(m, name, tab[k].nd, tab[k].d0, tab[k].d1, 0, tab[k].t, err)) != NVL_OK) goto fail;
+            st = tab[k].w ? bind_w(m, name, tab[k].d0, tab[k].d1, tab[k].w, err)
+                          : bind(m, name, tab[k].nd, tab[k].d0, tab[k].d1, 0, tab[k].t, err);
+            if (st != NVL_OK) goto fail;
         }
     }
     /* position table (1, S*S, W) -> (G, G, W): square resize to max side, crop (no-op for square) */
@@ -151,17 +172,18 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
     const int64_t S = m->vc.vit_pos_grid;
     if ((st = bind(m, VIT_PREFIX "patch_generator.pos_embed", 3, 1, S * S, W, &pe, err)) != NVL_OK) goto fail;
     float *table = nvl_malloc((size_t)(S * S * W) * sizeof(float));
-    m->pos = nvl_malloc((size_t)(m->G * m->G * W) * sizeof(float));
-    if (!table || !m->pos) {
+    m->pos_host = nvl_malloc((size_t)(m->G * m->G * W) * sizeof(float));
+    if (!table || !m->pos_host) {
         nvl_free(table);
         st = nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory");
         goto fail;
     }
     nvl_convert_to_f32(table, pe.data, pe.dtype, (size_t)(S * S * W));
-    resize_bilinear(m->pos, m->G, m->G, table, S, S, W, S * W);
+    resize_bilinear(m->pos_host, m->G, m->G, table, S, S, W, S * W);
     nvl_free(table);
     if (pe.dtype == NVL_DTYPE_BF16) /* the reference casts the resized table to the model dtype */
-        for (int64_t i = 0; i < m->G * m->G * W; i++) m->pos[i] = nvl_round_bf16(m->pos[i]);
+        for (int64_t i = 0; i < m->G * m->G * W; i++) m->pos_host[i] = nvl_round_bf16(m->pos_host[i]);
+    m->pos = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){m->G * m->G, W}, m->pos_host);
     /* the checkpoint's own normalisation buffers must agree with the config the preprocessor uses */
     for (int k = 0; k < 2; k++) {
         const char *bn = k ? "vision_model.radio_model.input_conditioner.norm_std" : "vision_model.radio_model.input_conditioner.norm_mean";
@@ -179,6 +201,20 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
                 goto fail;
             }
     }
+    { /* place the weights on the backend (the CPU keeps the mmap views) */
+        nvl_tensor *place[4 + 12 * VIT_MAX_BLOCKS];
+        int64_t np = 0;
+        place[np++] = &m->embed.w;
+        place[np++] = &m->prefix;
+        place[np++] = &m->pos;
+        for (int64_t i = 0; i < m->depth; i++) {
+            vit_block *b = &m->blocks[i];
+            nvl_tensor *all[] = {&b->n1w, &b->n1b, &b->n2w, &b->n2b, &b->qkv_w.w, &b->qkv_b,
+                                 &b->proj_w.w, &b->proj_b, &b->fc1_w.w, &b->fc1_b, &b->fc2_w.w, &b->fc2_b};
+            for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) place[np++] = all[k];
+        }
+        if ((st = kern_weights_place(m->be, place, np, err)) != NVL_OK) goto fail;
+    }
     cJSON_Delete(root);
     *out = m;
     return NVL_OK;
@@ -188,116 +224,65 @@ fail:
     return st;
 }
 
-static void add_bias(float *y, const nvl_tensor *b, int64_t rows, int64_t cols) {
-    float stackbuf[8192], *bf = cols <= 8192 ? stackbuf : nvl_malloc((size_t)cols * sizeof(float));
-    if (!bf) { /* out of memory for a row of bias: the slow way */
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) y[r * cols + c] += nvl_tensor_get_f32(b, c);
-        return;
-    }
-    nvl_convert_to_f32(bf, b->data, b->dtype, (size_t)cols);
-#pragma omp parallel for schedule(static) if (rows * cols > 65536)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) y[r * cols + c] += bf[c];
-    if (bf != stackbuf) nvl_free(bf);
-}
-
-static void layernorm(float *y, const float *x, const nvl_tensor *w, const nvl_tensor *b, int64_t rows, int64_t C,
-                      float eps) {
-#pragma omp parallel for schedule(static) if (rows * C > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * C;
-        double mean = 0, var = 0;
-        for (int64_t c = 0; c < C; c++) mean += xr[c];
-        mean /= (double)C;
-        for (int64_t c = 0; c < C; c++) var += ((double)xr[c] - mean) * ((double)xr[c] - mean);
-        const float inv = (float)(1.0 / sqrt(var / (double)C + eps));
-        for (int64_t c = 0; c < C; c++)
-            y[r * C + c] = ((float)(xr[c] - mean) * inv) * nvl_tensor_get_f32(w, c) + nvl_tensor_get_f32(b, c);
-    }
-}
+#define TRY(x)                                                                                        \
+    do {                                                                                              \
+        if ((st = (x)) != NVL_OK) goto done;                                                          \
+    } while (0)
 
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
-    const int64_t W = m->W, F = m->F, H = m->H, D = W / H, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
+    const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
     const int64_t B = n < VIT_TILE_BATCH ? n : VIT_TILE_BATCH; /* tiles per pass */
     const int64_t R = B * T;                                   /* token rows per pass */
-    float *x = nvl_malloc((size_t)(R * W) * sizeof(float));
-    float *h = nvl_malloc((size_t)(R * (F > 3 * W ? F : 3 * W)) * sizeof(float));
-    float *a = nvl_malloc((size_t)(R * (pp > W ? pp : W)) * sizeof(float));
-    float *sc = nvl_malloc((size_t)(T * T) * sizeof(float));
-    float *qh = nvl_malloc((size_t)(T * D) * sizeof(float)), *kh = nvl_malloc((size_t)(T * D) * sizeof(float));
-    float *vt = nvl_malloc((size_t)(T * D) * sizeof(float)), *oh = nvl_malloc((size_t)(T * D) * sizeof(float));
-    nvl_status st = NVL_OK;
-    if (!x || !h || !a || !sc || !qh || !kh || !vt || !oh) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory for %lld tiles of %lld tokens", (long long)B, (long long)T);
-        goto done;
-    }
-    const float scale = 1.0f / sqrtf((float)D);
+    kern_backend *be = m->be;
+    /* one workspace: tiles (B, 3, S, S), x (R, W) residual, h (R, max(F, 3W)), a (R, max(pp, W)) */
+    const int64_t hc = F > 3 * W ? F : 3 * W, ac = pp > W ? pp : W;
+    const size_t n_tile = (size_t)(B * 3 * S * S), n_x = (size_t)(R * W), n_h = (size_t)(R * hc), n_a = (size_t)(R * ac);
+    void *buf = NULL;
+    nvl_status st = kern_buffer_alloc(be, (n_tile + n_x + n_h + n_a) * sizeof(float), &buf, err);
+    if (st != NVL_OK) return nvl_err_prefix(err, "vision: %lld tiles of %lld tokens", (long long)B, (long long)T), st;
+    float *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h;
     for (int64_t t0 = 0; t0 < n; t0 += B) {
         const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
-        /* patchify every tile of the pass: token py*G+px, feature c*p*p + yy*p + xx */
+        nvl_tensor tl = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){nb, 3, S, S}, tb);
+        TRY(kern_copy_to_backend(be, tb, tiles + (size_t)t0 * 3 * S * S, (size_t)(nb * 3 * S * S) * sizeof(float), err));
+        nvl_tensor x = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, xb);
+        nvl_tensor a = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){nb * P, pp}, ab);
+        nvl_tensor h = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){nb * P, W}, hb);
+        /* patch embedding; then per tile the prefix tokens and patches + the position table */
+        TRY(kern_patchify(be, &a, &tl, p, err));
+        TRY(kern_matmul(be, &h, &a, &m->embed, err));
         for (int64_t t = 0; t < nb; t++) {
-            const float *img = tiles + (size_t)(t0 + t) * 3 * S * S;
-            for (int64_t py = 0; py < G; py++)
-                for (int64_t px = 0; px < G; px++)
-                    for (int64_t c = 0; c < 3; c++)
-                        for (int64_t yy = 0; yy < p; yy++)
-                            memcpy(a + (t * P + py * G + px) * pp + c * p * p + yy * p,
-                                   img + (c * S + py * p + yy) * S + px * p, (size_t)p * sizeof(float));
+            nvl_tensor xp = kern_rows(&x, t * T, K), xt = kern_rows(&x, t * T + K, P), ht = kern_rows(&h, t * P, P);
+            TRY(kern_copy(be, &xp, &m->prefix, err));
+            TRY(kern_add(be, &xt, &ht, &m->pos, err));
         }
-        if ((st = kern_cpu_matmul(h, a, &m->embed, nb * P, err)) != NVL_OK) goto done; /* (nb*P, W) */
-        for (int64_t t = 0; t < nb; t++) {
-            float *xt = x + t * T * W;
-            nvl_convert_to_f32(xt, m->prefix.data, m->prefix.dtype, (size_t)(K * W));
-            for (int64_t i = 0; i < P * W; i++) xt[K * W + i] = h[t * P * W + i] + m->pos[i];
-        }
+        a = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, ab);
+        nvl_tensor qkv = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, 3 * W}, hb);
+        nvl_tensor hw = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, hb);
+        nvl_tensor hf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, F}, hb);
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
-            layernorm(a, x, &b->n1w, &b->n1b, rows, W, 1e-6f);
-            if ((st = kern_cpu_matmul(h, a, &b->qkv_w, rows, err)) != NVL_OK) goto done;
-            add_bias(h, &b->qkv_b, rows, 3 * W);
-            /* attention within each tile, per head as two GEMMs on the CPU matmul kernels:
-             * scores = q k^T (k as the "weight"), out = softmax(scores) v (v^T as the "weight") */
-            for (int64_t t = 0; t < nb; t++)
-                for (int64_t hh = 0; hh < H; hh++) {
-                    const float *ht = h + t * T * 3 * W;
-                    for (int64_t i = 0; i < T; i++)
-                        for (int64_t d = 0; d < D; d++) {
-                            qh[i * D + d] = ht[i * 3 * W + hh * D + d] * scale;
-                            kh[i * D + d] = ht[i * 3 * W + W + hh * D + d];
-                            vt[d * T + i] = ht[i * 3 * W + 2 * W + hh * D + d];
-                        }
-                    nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
-                    nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
-                    if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) goto done;
-                    kern_cpu_softmax_rows(sc, T, T);
-                    if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) goto done;
-                    for (int64_t i = 0; i < T; i++) memcpy(a + (t * T + i) * W + hh * D, oh + i * D, (size_t)D * sizeof(float));
-                }
-            if ((st = kern_cpu_matmul(h, a, &b->proj_w, rows, err)) != NVL_OK) goto done;
-            add_bias(h, &b->proj_b, rows, W);
-            for (int64_t i = 0; i < rows * W; i++) x[i] += h[i];
-            layernorm(a, x, &b->n2w, &b->n2b, rows, W, 1e-6f);
-            if ((st = kern_cpu_matmul(h, a, &b->fc1_w, rows, err)) != NVL_OK) goto done;
-            add_bias(h, &b->fc1_b, rows, F);
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < rows * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * 0.70710678118654752f));
-            if ((st = kern_cpu_matmul(a, h, &b->fc2_w, rows, err)) != NVL_OK) goto done;
-            add_bias(a, &b->fc2_b, rows, W);
-            for (int64_t i = 0; i < rows * W; i++) x[i] += a[i];
+            /* x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x)))) */
+            TRY(kern_layernorm(be, &a, &x, &b->n1w, &b->n1b, 1e-6f, err));
+            TRY(kern_matmul(be, &qkv, &a, &b->qkv_w, err));
+            TRY(kern_bias_act(be, &qkv, &qkv, &b->qkv_b, KERN_ACT_NONE, err));
+            TRY(kern_attention_full(be, &a, &qkv, nb, m->H, err));
+            TRY(kern_matmul(be, &hw, &a, &b->proj_w, err));
+            TRY(kern_bias_act(be, &hw, &hw, &b->proj_b, KERN_ACT_NONE, err));
+            TRY(kern_add(be, &x, &x, &hw, err));
+            TRY(kern_layernorm(be, &a, &x, &b->n2w, &b->n2b, 1e-6f, err));
+            TRY(kern_matmul(be, &hf, &a, &b->fc1_w, err));
+            TRY(kern_bias_act(be, &hf, &hf, &b->fc1_b, KERN_ACT_GELU_ERF, err));
+            TRY(kern_matmul(be, &a, &hf, &b->fc2_w, err));
+            TRY(kern_bias_act(be, &a, &a, &b->fc2_b, KERN_ACT_NONE, err));
+            TRY(kern_add(be, &x, &x, &a, err));
         }
         for (int64_t t = 0; t < nb; t++)
-            memcpy(features + (size_t)(t0 + t) * P * W, x + (t * T + K) * W, (size_t)(P * W) * sizeof(float));
+            TRY(kern_copy_to_host(be, features + (size_t)(t0 + t) * P * W, xb + (t * T + K) * W,
+                                  (size_t)(P * W) * sizeof(float), err));
     }
 done:
-    nvl_free(x);
-    nvl_free(h);
-    nvl_free(a);
-    nvl_free(sc);
-    nvl_free(qh);
-    nvl_free(kh);
-    nvl_free(vt);
-    nvl_free(oh);
+    kern_buffer_free(be, buf);
     return st;
 }

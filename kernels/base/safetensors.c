@@ -629,3 +629,33 @@ nvl_status nvl_checkpoint_get(const nvl_checkpoint *ck, const char *name, nvl_te
     *out = nvl_st_entry_tensor(e);
     return NVL_OK;
 }
+
+nvl_status nvl_checkpoint_bind(const nvl_checkpoint *ck, const char *what, const char *name, int n_dims,
+                               const int64_t *shape, unsigned flags, nvl_tensor *out, nvl_err *err) {
+    memset(out, 0, sizeof *out);
+    const nvl_st_entry *e = nvl_checkpoint_find(ck, name);
+    if (!e) {
+        if (flags & NVL_BIND_OPTIONAL) return NVL_OK;
+        return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing %s tensor '%s'", what, name);
+    }
+    nvl_tensor t = nvl_st_entry_tensor(e);
+    if (flags & NVL_BIND_FLOAT) {
+        if (t.dtype != NVL_DTYPE_F32 && t.dtype != NVL_DTYPE_BF16 && t.dtype != NVL_DTYPE_F16)
+            return nvl_err_set(err, NVL_ERR_DTYPE, "%s tensor '%s' has dtype %s, expected F32, BF16 or F16", what, name,
+                               nvl_dtype_name(t.dtype));
+    }
+    if (n_dims >= 0) {
+        int ok = t.n_dims == n_dims;
+        for (int d = 0; ok && d < n_dims; d++) ok = shape[d] < 0 || t.shape[d] == shape[d];
+        if (!ok) {
+            char got[128], want[128];
+            int64_t w[NVL_MAX_DIMS];
+            for (int d = 0; d < n_dims && d < NVL_MAX_DIMS; d++) w[d] = shape[d] < 0 ? t.shape[d] : shape[d];
+            nvl_shape_str(got, sizeof got, t.n_dims, t.shape);
+            nvl_shape_str(want, sizeof want, n_dims, w);
+            return nvl_err_set(err, NVL_ERR_SHAPE, "%s tensor '%s' has shape %s, expected %s", what, name, got, want);
+        }
+    }
+    *out = t;
+    return NVL_OK;
+}

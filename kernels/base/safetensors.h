@@ -76,6 +76,15 @@ nvl_status nvl_checkpoint_get(const nvl_checkpoint *ck, const char *name, nvl_te
 /* View of an entry as a tensor. */
 nvl_tensor nvl_st_entry_tensor(const nvl_st_entry *e);
 
+/* The one binding idiom of the model parts (LM, ViT, projector): the tensor `name` as a view
+ * into the mapping, checked against n_dims and shape (an extent < 0 matches any; n_dims < 0
+ * checks nothing). Flags: NVL_BIND_OPTIONAL (absent -> NVL_OK with out->data NULL),
+ * NVL_BIND_FLOAT (dtype must be F32, BF16 or F16). Errors name `what` and the tensor:
+ * NVL_ERR_NOT_FOUND, NVL_ERR_SHAPE ("has shape [..], expected [..]"), NVL_ERR_DTYPE. */
+enum { NVL_BIND_OPTIONAL = 1u, NVL_BIND_FLOAT = 2u };
+nvl_status nvl_checkpoint_bind(const nvl_checkpoint *ck, const char *what, const char *name, int n_dims,
+                               const int64_t *shape, unsigned flags, nvl_tensor *out, nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif

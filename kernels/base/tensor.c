@@ -54,7 +54,11 @@ int64_t nvl_tensor_numel(const nvl_tensor *t) {
 }
 
 size_t nvl_tensor_nbytes(const nvl_tensor *t) {
-    return (size_t)nvl_tensor_numel(t) * nvl_dtype_size(t->dtype);
+    return (size_t)nvl_tensor_numel(t) * nvl_tensor_elem_size(t);
+}
+
+size_t nvl_tensor_elem_size(const nvl_tensor *t) {
+    return t->widened ? sizeof(float) : nvl_dtype_size(t->dtype);
 }
 
 int nvl_tensor_is_contiguous(const nvl_tensor *t) {

@@ -51,6 +51,10 @@ typedef struct nvl_tensor {
     int64_t stride[NVL_MAX_DIMS]; /* in elements */
     void *data;                   /* not owned */
     enum nvl_device device;
+    /* 1: the elements of a narrower float dtype (BF16, F16) are held widened to f32, each value
+     * exactly representable in dtype. The CPU backend holds BF16 activations this way, so its
+     * kernels run f32 code while rounding stays where the dtype puts it (kernels/ops.h). */
+    int widened;
 } nvl_tensor;
 
 const char *nvl_dtype_name(nvl_dtype t);  /* safetensors spelling, "INVALID" otherwise */
@@ -61,6 +65,8 @@ nvl_dtype nvl_dtype_from_name(const char *name); /* NVL_DTYPE_INVALID when unkno
 /* Contiguous host tensor over data (not copied). n_dims in [0, NVL_MAX_DIMS]. */
 nvl_tensor nvl_tensor_make(nvl_dtype dtype, int n_dims, const int64_t *shape, void *data);
 int64_t nvl_tensor_numel(const nvl_tensor *t);
+/* Bytes one element takes in memory: 4 for a widened tensor, else nvl_dtype_size(dtype). */
+size_t nvl_tensor_elem_size(const nvl_tensor *t);
 size_t nvl_tensor_nbytes(const nvl_tensor *t);
 int nvl_tensor_is_contiguous(const nvl_tensor *t);
 /* Writes "[22656, 5120]" into buf (always NUL-terminated); returns buf. */

@@ -47,7 +47,13 @@ const char *kern_cpu_features(void) {
     return buf;
 }
 
-static void cpu_free(kern_backend *be) { nvl_free(be); }
+void *kern_cpu_context_new(void);
+void kern_cpu_context_free(void *p);
+
+static void cpu_free(kern_backend *be) {
+    kern_cpu_context_free(be->context);
+    nvl_free(be);
+}
 
 static int cpu_supports(const kern_backend *be, enum kern_op op, nvl_dtype dt) {
     (void)be;
@@ -75,17 +81,6 @@ static nvl_status cpu_copy(kern_backend *be, void *dst, const void *src, size_t 
     if (n) memmove(dst, src, n);
     return NVL_OK;
 }
-static nvl_status cpu_matmul(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                             int64_t M, nvl_err *err) {
-    (void)be;
-    return kern_cpu_matmul(y, x, w, M, err);
-}
-static nvl_status cpu_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                              int64_t rows, int64_t cols, float eps, nvl_err *err) {
-    (void)be;
-    return kern_cpu_rmsnorm(y, x, w, rows, cols, eps, err);
-}
-
 static const struct kern_backend_i g_cpu_iface = {
     .name = "cpu",
     .kind = KERN_BACKEND_KIND_CPU,
@@ -96,14 +91,17 @@ static const struct kern_backend_i g_cpu_iface = {
     .copy_to_backend = cpu_copy,
     .copy_to_host = cpu_copy,
     .synchronize = NULL,
-    .matmul = cpu_matmul,
-    .rmsnorm = cpu_rmsnorm,
+    .ops = &kern_cpu_ops,
 };
 
 nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
     kern_backend *be = nvl_calloc(1, sizeof *be);
     if (!be) return nvl_err_set(err, NVL_ERR_NOMEM, "cpu backend: out of memory");
     be->iface = &g_cpu_iface;
+    if (!(be->context = kern_cpu_context_new())) {
+        nvl_free(be);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "cpu backend: out of memory");
+    }
 #ifdef _OPENMP
     const char *nt = getenv("NVL_THREADS");
     if (nt && atoi(nt) > 0) omp_set_num_threads(atoi(nt));

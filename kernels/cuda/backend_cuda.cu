@@ -113,14 +113,27 @@ static nvl_status cuda_sync(kern_backend *be, nvl_err *err) {
     return NVL_OK;
 }
 
-static nvl_status cuda_rmsnorm(kern_backend *be, float *y, const float *x, const nvl_tensor *w,
-                               int64_t rows, int64_t cols, float eps, nvl_err *err) {
-    nvl_status st = kern_cuda_rmsnorm_f32_bf16w(y, x, (const uint16_t *)w->data, rows, cols, eps,
-                                                ctx_of(be)->stream);
+/* RMSNorm over descriptors: f32 rows held on the device (contiguous), bf16 weight; the other
+ * dtype combinations and every other op are not written yet (NVL_ERR_UNSUPPORTED). */
+static nvl_status cuda_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps,
+                               nvl_err *err) {
+    if (x->dtype != NVL_DTYPE_F32 || y->dtype != NVL_DTYPE_F32 || w->dtype != NVL_DTYPE_BF16 ||
+        x->stride[0] != x->shape[1] || y->stride[0] != y->shape[1])
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: only contiguous f32 rows with a bf16 weight so far", __func__);
+    nvl_status st = kern_cuda_rmsnorm_f32_bf16w((float *)y->data, (const float *)x->data, (const uint16_t *)w->data,
+                                                x->shape[0], x->shape[1], eps, ctx_of(be)->stream);
     if (st != NVL_OK) return nvl_err_set(err, st, "%s: launch failed", __func__);
     if (ctx_of(be)->sync_each) return cuda_sync(be, err);
     return NVL_OK;
 }
+
+static struct kern_ops_i make_ops(void) {
+    struct kern_ops_i o;
+    memset(&o, 0, sizeof o);
+    o.rmsnorm = cuda_rmsnorm;
+    return o;
+}
+static const struct kern_ops_i g_cuda_ops = make_ops();
 
 static struct kern_backend_i make_iface(void) {
     struct kern_backend_i i;
@@ -134,8 +147,7 @@ static struct kern_backend_i make_iface(void) {
     i.copy_to_backend = cuda_h2d;
     i.copy_to_host = cuda_d2h;
     i.synchronize = cuda_sync;
-    i.matmul = NULL;
-    i.rmsnorm = cuda_rmsnorm;
+    i.ops = &g_cuda_ops;
     return i;
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();

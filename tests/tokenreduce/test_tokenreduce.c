@@ -11,6 +11,8 @@
 int main(void) {
     nvl_err err = {0};
     nvl_checkpoint *g = NULL, *ck = NULL;
+    kern_backend *be = NULL;
+    TEST_EQ_INT(kern_backend_init(&be, "cpu", &err), NVL_OK);
     char p[600];
     snprintf(p, sizeof p, "%s", test_data_path("tokenreduce/golden.safetensors"));
     if (nvl_checkpoint_open(&g, p, &err) != NVL_OK) test_skip("%s", err.msg);
@@ -24,20 +26,20 @@ int main(void) {
     nvl_checkpoint_get(g, "video_embeds", &video, &err);
 
     float *out = malloc(3 * 16 * 64 * sizeof(float));
-    TEST_EQ_INT(tokred_pixel_shuffle_f32(out, vit.data, 3, 8, 16, &err), NVL_OK);
+    TEST_EQ_INT(tokred_pixel_shuffle_f32(be, out, vit.data, 3, 8, 16, &err), NVL_OK);
     test_compare_f32("pixel shuffle v2", out, shuf.data, 3 * 16 * 64, 0, 0, 0);
-    TEST_EQ_INT(tokred_pixel_shuffle_f32(out, vit.data, 3, 7, 16, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(tokred_pixel_shuffle_f32(be, out, vit.data, 3, 7, 16, &err), NVL_ERR_INVALID_ARG);
 
     tokred_projector pr;
-    TEST_EQ_INT(tokred_projector_bind(&pr, ck, 64, 48, &err), NVL_OK);
+    TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 64, 48, &err), NVL_OK);
     float *y = malloc(3 * 16 * 48 * sizeof(float));
     TEST_EQ_INT(tokred_projector_run(&pr, y, shuf.data, 48, &err), NVL_OK);
     test_compare_f32("mlp1 projector", y, proj.data, 3 * 16 * 48, 1e-5, 1e-4, 1e-10);
-    TEST_EQ_INT(tokred_projector_bind(&pr, ck, 64, 5120, &err), NVL_ERR_SHAPE);
-    TEST_CONTAINS(err.msg, "gives 48 outputs, expected the LM width 5120");
-    TEST_EQ_INT(tokred_projector_bind(&pr, ck, 1280 * 4, 48, &err), NVL_ERR_SHAPE);
-    TEST_CONTAINS(err.msg, "'mlp1.0.weight' has 64 elements, expected 5120");
-    TEST_EQ_INT(tokred_projector_bind(&pr, g, 0, 0, &err), NVL_ERR_NOT_FOUND);
+    TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 64, 5120, &err), NVL_ERR_SHAPE);
+    TEST_CONTAINS(err.msg, "projector tensor 'mlp1.3.weight' has shape [48, 96], expected [5120, 96]");
+    TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 1280 * 4, 48, &err), NVL_ERR_SHAPE);
+    TEST_CONTAINS(err.msg, "projector tensor 'mlp1.0.weight' has shape [64], expected [5120]");
+    TEST_EQ_INT(tokred_projector_bind(&pr, g, be, 0, 0, &err), NVL_ERR_NOT_FOUND);
     TEST_CONTAINS(err.msg, "missing projector tensor 'mlp1.0.weight'");
 
     const char *names[] = {"evs_f32_q0", "evs_f32_q50", "evs_f32_q75", "evs_bf16_q0", "evs_bf16_q50", "evs_bf16_q75"};
@@ -47,7 +49,7 @@ int main(void) {
         TEST_EQ_INT(nvl_checkpoint_get(g, names[i], &m, &err), NVL_OK);
         uint8_t keep[96];
         int per[6];
-        TEST_EQ_INT(tokred_evs_mask(video.data, 6, 16, 48, qs[i], i >= 3, keep, per, &err), NVL_OK);
+        TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, qs[i], i >= 3, keep, per, &err), NVL_OK);
         int same = 1, total = 0, ref_total = 0;
         for (int k = 0; k < 96; k++) {
             same &= keep[k] == ((const uint8_t *)m.data)[k];
@@ -58,11 +60,12 @@ int main(void) {
         TEST_EQ_INT(total, ref_total);
         TEST_EQ_INT(per[0], 16); /* the first frame is always kept whole */
     }
-    TEST_EQ_INT(tokred_evs_mask(video.data, 6, 16, 48, 1.0, 0, NULL, NULL, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, 1.0, 0, NULL, NULL, &err), NVL_ERR_INVALID_ARG);
     free(out);
     free(y);
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
     nvl_checkpoint_close(ck);
+    kern_backend_free(be);
     return test_report();
 }

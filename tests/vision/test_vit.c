@@ -86,7 +86,7 @@ int main(void) {
     nvl_checkpoint *ck = NULL;
     tokred_projector pr;
     TEST_EQ_INT(nvl_checkpoint_open(&ck, test_data_path("vision/tiny_radio"), &err), NVL_OK);
-    TEST_EQ_INT(tokred_projector_bind(&pr, ck, 256, 96, &err), NVL_OK);
+    TEST_EQ_INT(tokred_projector_bind(&pr, ck, vision_model_backend(m), 256, 96, &err), NVL_OK);
     nvl_tensor emb;
     TEST_EQ_INT(nvl_checkpoint_get(g, "embeddings", &emb, &err), NVL_OK);
     char dump[600];
