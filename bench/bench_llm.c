@@ -1,6 +1,12 @@
 /* bench_llm: language-model speed on the CPU backend with a synthetic checkpoint of any shape.
  *
  *   bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep]
+ *             [--seqs 1,4,16]
+ *
+ * With --seqs, for each count S: S sequences in S slots of one cache, each prefilled with its
+ * own prompt (one llm_step per sequence chunk), then decoded together, one llm_step of S rows
+ * per token. Prints one line per count: "seqs=S prefill_tok_s=X decode_tok_s=Y step_ms=Z",
+ * decode_tok_s being the total over the S sequences (S / median step time).
  *
  * Writes config.json + model.safetensors with random BF16 weights (streamed to disk, so even
  * the real 12B shape needs no RAM for writing), loads it through the normal loader (mmap),
@@ -179,8 +185,77 @@ static int argmax(const float *x, int64_t n) {
     return (int)b;
 }
 
+static void sort_doubles(double *v, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (v[j] < v[i]) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+}
+
+/* S sequences stepped together (see the header). Returns 0 on success. */
+static int bench_seqs(const llm_model *m, int S, int n_prompt, int n_decode) {
+    const llm_hparams *hp = llm_model_hparams(m);
+    const int64_t V = hp->n_vocab, chunk = 128;
+    nvl_err err = {0};
+    llm_cache *c = NULL;
+    llm_workspace *ws = NULL;
+    if (llm_cache_init(&c, m, S, n_prompt + n_decode + 1, &err) != NVL_OK ||
+        llm_workspace_init(&ws, m, S > chunk ? S : chunk, LLM_SSM_MODE_AUTO, &err) != NVL_OK) {
+        fprintf(stderr, "seqs=%d: %s\n", S, err.msg);
+        llm_cache_free(c);
+        return 1;
+    }
+    int *slot = malloc((size_t)S * sizeof *slot);
+    int32_t *tok = malloc((size_t)S * sizeof *tok), *prompt = malloc((size_t)n_prompt * sizeof *prompt);
+    float *logits = malloc((size_t)(S * V) * sizeof(float));
+    llm_batch_seq *bs = malloc((size_t)S * sizeof *bs);
+    double *step = malloc((size_t)n_decode * sizeof *step);
+    int rc = 0;
+    for (int i = 0; i < S; i++) llm_seq_alloc(c, &slot[i], &err);
+    double t0 = bench_now();
+    for (int i = 0; i < S && !rc; i++) {
+        for (int k = 0; k < n_prompt; k++) prompt[k] = (int32_t)(((k + 31 * i) * 7919) % V);
+        for (int64_t k = 0; k < n_prompt && !rc; k += chunk) {
+            const int64_t n = n_prompt - k < chunk ? n_prompt - k : chunk;
+            llm_batch_seq one = {.slot = slot[i], .tokens = prompt + k, .n = n,
+                                 .logits = k + n == n_prompt ? LLM_LOGITS_LAST : LLM_LOGITS_NONE, .out = logits + i * V};
+            rc = llm_step(ws, c, &one, 1, &err) != NVL_OK;
+        }
+        tok[i] = argmax(logits + i * V, V);
+    }
+    const double t_prefill = bench_now() - t0;
+    for (int r = 0; r < n_decode && !rc; r++) {
+        for (int i = 0; i < S; i++)
+            bs[i] = (llm_batch_seq){.slot = slot[i], .tokens = &tok[i], .n = 1, .logits = LLM_LOGITS_LAST, .out = logits + i * V};
+        double a = bench_now();
+        rc = llm_step(ws, c, bs, S, &err) != NVL_OK;
+        step[r] = bench_now() - a;
+        for (int i = 0; i < S; i++) tok[i] = argmax(logits + i * V, V);
+    }
+    if (rc) fprintf(stderr, "seqs=%d: %s\n", S, err.msg);
+    else {
+        sort_doubles(step, n_decode);
+        const double med = step[n_decode / 2];
+        printf("seqs=%d prefill_tok_s=%.1f decode_tok_s=%.2f step_ms=%.1f\n", S, (double)S * n_prompt / t_prefill,
+               S / med, 1e3 * med);
+        fflush(stdout);
+    }
+    free(slot);
+    free(tok);
+    free(prompt);
+    free(logits);
+    free(bs);
+    free(step);
+    llm_workspace_free(ws);
+    llm_cache_free(c);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    const char *shape_name = "mid", *dir = NULL;
+    const char *shape_name = "mid", *dir = NULL, *seqs = NULL;
     int n_prompt = 128, n_decode = 32, keep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape_name = argv[++i];
@@ -188,8 +263,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
+        else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) seqs = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep]\n");
+            fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16]\n");
             return 2;
         }
     }
@@ -235,6 +311,28 @@ int main(int argc, char **argv) {
             weight_bytes += e;
         }
         free(specs);
+    }
+    if (seqs) {
+        int rc = 0;
+        printf("shape=%s threads=%d matmul=%s prompt=%d decode=%d\n", s->name, kern_cpu_n_threads(), kern_cpu_matmul_kernel(),
+               n_prompt, n_decode);
+        for (const char *q = seqs; *q && !rc;) {
+            const int S = atoi(q);
+            if (S <= 0) {
+                fprintf(stderr, "bench_llm: bad --seqs '%s'\n", seqs);
+                rc = 2;
+                break;
+            }
+            rc = bench_seqs(m, S, n_prompt, n_decode);
+            q = strchr(q, ',');
+            if (!q) break;
+            q++;
+        }
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("peak_rss_mib=%.0f\n", (double)ru.ru_maxrss / 1024.0);
+        llm_model_free(m);
+        return rc;
     }
     llm_context_params cp = llm_context_params_default();
     cp.n_ctx = n_prompt + n_decode + 1;

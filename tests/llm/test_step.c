@@ -1,0 +1,234 @@
+/* The batched step against single-sequence runs, on the tiny F32 (cfgA) and BF16 (cfgB)
+ * checkpoints of tests/data/llm:
+ *   - three sequences of different lengths (5, 11, 13 tokens; 13 spans two SSD chunks of 8) in
+ *     slots 2, 0, 1, prefilled in one step and decoded together, one of them continuing its
+ *     prefill while the others decode, equal each run alone through llm_context;
+ *   - a slot copied after its prefill continues exactly as the original.
+ * Bounds: below 32 rows a step's matmuls take the register-tile path, whose rows are bit-identical
+ * to one row at a time (tests/test_kernels.c), and every other op works per row or per
+ * sequence, so a step of < 32 rows equals the single runs bit for bit (checked exactly, mode 0).
+ * A step of >= 32 rows (mode 1) takes the packed GEMM, which sums in another order. On f32
+ * activations (cfgA) that is f32 rounding noise: measured worst NMSE 7.3e-13 over the logits;
+ * bound NMSE <= 1e-11, atol 1e-5, rtol 1e-4. On bf16 activations (cfgB) one value rounding to
+ * the neighbouring bf16 can flip and travel through the layers: measured worst NMSE 6.4e-5 and
+ * |diff| 0.023 (logits are bf16 values, ulp 0.0078 in [1, 2), 0.0156 in [2, 4)); bound NMSE <=
+ * 2e-4 and atol 0.04 (about 2.5 ulps at the logits' magnitude). Greedy ids must be equal.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "llm.h"
+#include "test_util.h"
+
+#define NSEQ 3
+#define NDEC 6
+
+static const int64_t k_len[NSEQ] = {5, 11, 13};
+static const int k_slot[NSEQ] = {2, 0, 1};
+
+static int argmax(const float *x, int64_t n) {
+    int64_t b = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return (int)b;
+}
+
+static void make_prompt(int32_t *p, int64_t n, int s, int64_t V) {
+    for (int64_t i = 0; i < n; i++) p[i] = (int32_t)((7 + 37 * s + 13 * i * (s + 1)) % V);
+}
+
+/* Single runs: logits after the prompt and after each of NDEC greedy decode steps. */
+static void run_alone(const llm_model *m, int s, float *logits /* (NDEC+1, V) */, int32_t *ids /* NDEC */) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_err err = {0};
+    llm_context_params cp = llm_context_params_default();
+    cp.n_ctx = 64;
+    llm_context *ctx = NULL;
+    TEST_EQ_INT(llm_context_init(&ctx, m, &cp, &err), NVL_OK);
+    int32_t p[32];
+    make_prompt(p, k_len[s], s, V);
+    TEST_EQ_INT(llm_prefill(ctx, p, k_len[s], NULL, NULL, &err), NVL_OK);
+    memcpy(logits, llm_logits(ctx), (size_t)V * sizeof(float));
+    for (int k = 0; k < NDEC; k++) {
+        ids[k] = argmax(logits + k * V, V);
+        TEST_EQ_INT(llm_decode(ctx, ids[k], &err), NVL_OK);
+        memcpy(logits + (k + 1) * V, llm_logits(ctx), (size_t)V * sizeof(float));
+    }
+    llm_context_free(ctx);
+}
+
+static int g_bf16; /* the model runs bf16 activations (cfgB) */
+
+static void compare(const char *what, const float *got, const float *ref, int64_t n, int exact) {
+    if (exact) {
+        TEST_CHECK(!memcmp(got, ref, (size_t)n * sizeof(float)), "%s: bit-identical to the single run", what);
+        return;
+    }
+    if (g_bf16) test_compare_f32(what, got, ref, (size_t)n, 0.04, 0.0, 2e-4);
+    else test_compare_f32(what, got, ref, (size_t)n, 1e-5, 1e-4, 1e-11);
+}
+
+/* mode 0: all prefills in one step (29 rows), then decode together; the third sequence's prompt
+ * in two chunks (8 then 5) so its second chunk shares a step with the others' first decode.
+ * mode 1: the same with the rows padded past 32 by a fourth sequence (packed GEMM). */
+static void run_batched(const llm_model *m, const char *cfg, int mode, float *ref[NSEQ], int32_t *ref_ids[NSEQ]) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_err err = {0};
+    llm_cache *c = NULL;
+    llm_workspace *ws = NULL;
+    TEST_EQ_INT(llm_cache_init(&c, m, 4, 16, &err), NVL_OK); /* 16 positions: the step grows it */
+    TEST_EQ_INT(llm_workspace_init(&ws, m, 64, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+    int got_slot[4];
+    for (int i = 0; i < 4; i++) TEST_EQ_INT(llm_seq_alloc(c, &got_slot[i], &err), NVL_OK);
+    TEST_EQ_INT(got_slot[3], 3);
+    int32_t p[NSEQ][32], pad[20];
+    for (int s = 0; s < NSEQ; s++) make_prompt(p[s], k_len[s], s, V);
+    make_prompt(pad, 20, 9, V);
+    float *lg = malloc((size_t)(NSEQ * V) * sizeof(float));
+    int32_t tok[NSEQ];
+    /* step 1: seq 0 and 1 whole, seq 2 its first 8 tokens (and in mode 1 a 20-token filler) */
+    llm_batch_seq b1[4] = {
+        {.slot = k_slot[0], .tokens = p[0], .n = k_len[0], .logits = LLM_LOGITS_LAST, .out = lg},
+        {.slot = k_slot[1], .tokens = p[1], .n = k_len[1], .logits = LLM_LOGITS_LAST, .out = lg + V},
+        {.slot = k_slot[2], .tokens = p[2], .n = 8, .logits = LLM_LOGITS_NONE, .out = NULL},
+        {.slot = 3, .tokens = pad, .n = 20, .logits = LLM_LOGITS_NONE, .out = NULL},
+    };
+    TEST_EQ_INT(llm_step(ws, c, b1, mode ? 4 : 3, &err), NVL_OK);
+    const int exact = mode == 0;
+    char what[160];
+    for (int s = 0; s < 2; s++) {
+        snprintf(what, sizeof what, "%s mode %d: seq %d prompt logits", cfg, mode, s);
+        compare(what, lg + s * V, ref[s], V, exact);
+        tok[s] = argmax(lg + s * V, V);
+        TEST_EQ_INT(tok[s], ref_ids[s][0]);
+    }
+    /* step 2: seq 0 and 1 decode their first token while seq 2 prefills its last 5 (a mixed step) */
+    llm_batch_seq b2[3] = {
+        {.slot = k_slot[0], .tokens = &tok[0], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg},
+        {.slot = k_slot[1], .tokens = &tok[1], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg + V},
+        {.slot = k_slot[2], .tokens = p[2] + 8, .n = k_len[2] - 8, .logits = LLM_LOGITS_LAST, .out = lg + 2 * V},
+    };
+    TEST_EQ_INT(llm_step(ws, c, b2, 3, &err), NVL_OK);
+    snprintf(what, sizeof what, "%s mode %d: seq 2 prompt logits (second chunk in a mixed step)", cfg, mode);
+    compare(what, lg + 2 * V, ref[2], V, exact);
+    tok[2] = argmax(lg + 2 * V, V);
+    TEST_EQ_INT(tok[2], ref_ids[2][0]);
+    int dec[NSEQ] = {1, 1, 0}; /* decode steps done */
+    for (int s = 0; s < 2; s++) {
+        snprintf(what, sizeof what, "%s mode %d: seq %d decode 1", cfg, mode, s);
+        compare(what, lg + s * V, ref[s] + V, V, exact);
+        tok[s] = argmax(lg + s * V, V);
+    }
+    /* the rest: all three decode together until each has NDEC steps */
+    while (dec[2] < NDEC) {
+        llm_batch_seq bd[NSEQ];
+        int n = 0, who[NSEQ];
+        for (int s = 0; s < NSEQ; s++)
+            if (dec[s] < NDEC) {
+                bd[n] = (llm_batch_seq){.slot = k_slot[s], .tokens = &tok[s], .n = 1, .logits = LLM_LOGITS_LAST,
+                                        .out = lg + s * V};
+                who[n++] = s;
+            }
+        TEST_EQ_INT(llm_step(ws, c, bd, n, &err), NVL_OK);
+        for (int i = 0; i < n; i++) {
+            const int s = who[i];
+            TEST_EQ_INT(tok[s], ref_ids[s][dec[s]]);
+            dec[s]++;
+            snprintf(what, sizeof what, "%s mode %d: seq %d decode %d", cfg, mode, s, dec[s]);
+            compare(what, lg + s * V, ref[s] + dec[s] * V, V, exact);
+            tok[s] = argmax(lg + s * V, V);
+        }
+    }
+    for (int s = 0; s < NSEQ; s++) TEST_EQ_INT(llm_seq_n_past(c, k_slot[s]), k_len[s] + NDEC);
+    /* a slot named twice, a free slot, too many rows: refused */
+    llm_batch_seq twice[2] = {{.slot = 0, .tokens = tok, .n = 1}, {.slot = 0, .tokens = tok, .n = 1}};
+    TEST_EQ_INT(llm_step(ws, c, twice, 2, &err), NVL_ERR_INVALID_ARG);
+    llm_seq_free(c, 3);
+    llm_batch_seq freed = {.slot = 3, .tokens = tok, .n = 1};
+    TEST_EQ_INT(llm_step(ws, c, &freed, 1, &err), NVL_ERR_INVALID_ARG);
+    int32_t many[70] = {0};
+    llm_batch_seq big = {.slot = 0, .tokens = many, .n = 70};
+    TEST_EQ_INT(llm_step(ws, c, &big, 1, &err), NVL_ERR_LIMIT);
+    free(lg);
+    llm_workspace_free(ws);
+    llm_cache_free(c);
+}
+
+/* Prefill seq 1 in slot 0, copy it to slot 2, then decode both (same tokens) together: equal to
+ * each other and to the single run, bit for bit (2 rows a step). */
+static void run_copy(const llm_model *m, const char *cfg, const float *ref, const int32_t *ref_ids) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_err err = {0};
+    llm_cache *c = NULL;
+    llm_workspace *ws = NULL;
+    TEST_EQ_INT(llm_cache_init(&c, m, 3, 8, &err), NVL_OK);
+    TEST_EQ_INT(llm_workspace_init(&ws, m, 16, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+    int a, b, x;
+    TEST_EQ_INT(llm_seq_alloc(c, &a, &err), NVL_OK);
+    TEST_EQ_INT(llm_seq_alloc(c, &x, &err), NVL_OK);
+    TEST_EQ_INT(llm_seq_alloc(c, &b, &err), NVL_OK);
+    int32_t p[32];
+    make_prompt(p, k_len[1], 1, V);
+    float *lg = malloc((size_t)(2 * V) * sizeof(float));
+    llm_batch_seq one = {.slot = a, .tokens = p, .n = k_len[1], .logits = LLM_LOGITS_LAST, .out = lg};
+    TEST_EQ_INT(llm_step(ws, c, &one, 1, &err), NVL_OK);
+    /* slot x holds something else: the copy must replace it whole */
+    llm_batch_seq other = {.slot = x, .tokens = p, .n = 3, .logits = LLM_LOGITS_NONE};
+    TEST_EQ_INT(llm_step(ws, c, &other, 1, &err), NVL_OK);
+    TEST_EQ_INT(llm_seq_copy(c, x, a, &err), NVL_OK);
+    TEST_EQ_INT(llm_seq_n_past(c, x), k_len[1]);
+    TEST_CHECK(llm_seq_bytes(c, x) > 0, "a copied slot holds state");
+    llm_seq_free(c, b);
+    TEST_EQ_INT(llm_seq_copy(c, b, a, &err), NVL_ERR_INVALID_ARG); /* b is free */
+    int32_t tok = argmax(lg, V);
+    char what[128];
+    for (int k = 0; k < NDEC; k++) {
+        TEST_EQ_INT(tok, ref_ids[k]);
+        int32_t t2[2] = {tok, tok};
+        llm_batch_seq two[2] = {{.slot = x, .tokens = &t2[0], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg},
+                                {.slot = a, .tokens = &t2[1], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg + V}};
+        TEST_EQ_INT(llm_step(ws, c, two, 2, &err), NVL_OK);
+        snprintf(what, sizeof what, "%s copy: decode %d, copy equals original", cfg, k + 1);
+        TEST_CHECK(!memcmp(lg, lg + V, (size_t)V * sizeof(float)), "%s", what);
+        snprintf(what, sizeof what, "%s copy: decode %d equals the single run", cfg, k + 1);
+        compare(what, lg, ref + (k + 1) * V, V, 1);
+        tok = argmax(lg, V);
+    }
+    free(lg);
+    llm_workspace_free(ws);
+    llm_cache_free(c);
+}
+
+static void run_cfg(const char *cfg) {
+    nvl_err err = {0};
+    llm_model *m = NULL;
+    TEST_EQ_INT(llm_model_init(&m, test_data_path(cfg), NULL, &err), NVL_OK);
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", cfg, err.msg);
+        return;
+    }
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    g_bf16 = strstr(cfg, "cfgB") != NULL;
+    float *ref[NSEQ];
+    int32_t *ids[NSEQ];
+    for (int s = 0; s < NSEQ; s++) {
+        ref[s] = malloc((size_t)((NDEC + 1) * V) * sizeof(float));
+        ids[s] = malloc(NDEC * sizeof(int32_t));
+        run_alone(m, s, ref[s], ids[s]);
+    }
+    run_batched(m, cfg, 0, ref, ids);
+    run_batched(m, cfg, 1, ref, ids);
+    run_copy(m, cfg, ref[1], ids[1]);
+    for (int s = 0; s < NSEQ; s++) {
+        free(ref[s]);
+        free(ids[s]);
+    }
+    llm_model_free(m);
+}
+
+int main(void) {
+    run_cfg("llm/cfgA");
+    run_cfg("llm/cfgB");
+    return test_report();
+}
