@@ -29,7 +29,9 @@ void llm_cache_free(llm_cache *c) {
     nvl_free(c);
 }
 
-/* A zeroed backend tensor. */
+/* A backend tensor. On the CPU its pages are left untouched (a slot's rows are zeroed when the
+ * slot is handed out, KV rows are written before they are read), so unused slots cost address
+ * space, not memory; a device tensor is zeroed. */
 static nvl_status new_tensor(kern_backend *be, nvl_dtype dt, int nd, const int64_t *shape, nvl_tensor *t,
                              nvl_err *err) {
     *t = nvl_tensor_make(dt, nd, shape, NULL);
@@ -37,10 +39,7 @@ static nvl_status new_tensor(kern_backend *be, nvl_dtype dt, int nd, const int64
     nvl_status st = kern_buffer_alloc(be, bytes, &t->data, err);
     if (st != NVL_OK) return st;
     t->device = kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
-    if (t->device == NVL_DEVICE_HOST) {
-        memset(t->data, 0, bytes);
-        return NVL_OK;
-    }
+    if (t->device == NVL_DEVICE_HOST) return NVL_OK;
     void *z = nvl_calloc(1, bytes ? bytes : 1);
     if (!z) return nvl_err_set(err, NVL_ERR_NOMEM, "cache: out of memory");
     st = kern_copy_to_backend(be, t->data, z, bytes, err);
