@@ -1,0 +1,964 @@
+/* Per-op table test of kernels/ops.h (in the style of llama.cpp's test-backend-ops): every op
+ * on the chosen backend against a NAIVE ORACLE written here (plain loops in double following
+ * the PyTorch formula in ops.h; no kern_cpu_* call), inputs from a fixed seed.
+ *
+ *   test_ops                   CPU backend
+ *   test_ops --backend cuda    CUDA backend; exits 77 without a device; an op the backend lacks
+ *                              (NVL_ERR_UNSUPPORTED) is reported as "SKIP op ..." and not failed
+ *
+ * Tolerances (why):
+ *  - F32 outputs: the op accumulates in f32, the oracle in double. For a dot product of length
+ *    K the relative error is ~sqrt(K) * 2^-24 (K <= 96 here: ~6e-7), and cancellation makes
+ *    outputs near zero, so atol 2e-5 + rtol 1e-5, NMSE <= 1e-10 (TOL_F32).
+ *  - BF16 outputs: op and oracle round to bf16 at the same points (nvl_round_bf16), so they are
+ *    equal except where the f32-vs-double difference carries a value across a bf16 rounding
+ *    boundary; such a flip moves it by one bf16 ulp (<= 2^-7 relative, times the number of
+ *    chained roundings). cmp_bf16 allows that on every element but requires all except
+ *    max(2, n/50) elements to agree to 1e-6 relative (a dropped or misplaced rounding changes
+ *    most elements and fails).
+ *  - Chunked SSD scan vs the recurrence: different association of the same f32 sums and
+ *    exp(cumsum) differences instead of products of exp: atol 1e-5 + rtol 1e-4 (observed ~2.4e-7
+ *    on values ~1 at T=7, chunk 4); the recurrence in f32: atol 1e-5 + rtol 1e-5.
+ *  - Pure data movement (copy F32, get_rows, patchify, pixel_shuffle, kv_write): exact.
+ */
+#include <float.h>
+
+#include "backend.h"
+#include "ops.h"
+#include "base/tensor.h"
+#include "test_util.h"
+
+static kern_backend *g_be;
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static int g_ran = 0, g_skipped = 0;
+
+#define MAX_ALLOCS 4096
+static void *g_dev[MAX_ALLOCS], *g_host[MAX_ALLOCS];
+static int g_ndev, g_nhost;
+
+// ---------------------------------------------------------------------------
+// Memory: backend buffers via kern_buffer_alloc, moved with kern_copy_to_backend / _to_host
+
+static void *hmalloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p || g_nhost >= MAX_ALLOCS) exit(1);
+    return g_host[g_nhost++] = p;
+}
+static float *hf(size_t n) { return hmalloc(n * sizeof(float)); }
+static double *hd(size_t n) { return hmalloc(n * sizeof(double)); }
+
+static void *be_alloc(size_t bytes) {
+    void *p = NULL;
+    nvl_err err = {0};
+    if (kern_buffer_alloc(g_be, bytes ? bytes : 1, &p, &err) != NVL_OK || g_ndev >= MAX_ALLOCS) {
+        fprintf(stderr, "buffer alloc: %s\n", err.msg);
+        exit(1);
+    }
+    return g_dev[g_ndev++] = p;
+}
+static void be_put(void *dev, const void *host, size_t bytes) {
+    nvl_err err = {0};
+    if (kern_copy_to_backend(g_be, dev, host, bytes, &err) != NVL_OK) {
+        fprintf(stderr, "copy to backend: %s\n", err.msg);
+        exit(1);
+    }
+}
+static void be_get(void *host, const void *dev, size_t bytes) {
+    nvl_err err = {0};
+    if (kern_copy_to_host(g_be, host, dev, bytes, &err) != NVL_OK) {
+        fprintf(stderr, "copy to host: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static float rd(double v, nvl_dtype dt) { return dt == NVL_DTYPE_BF16 ? nvl_round_bf16((float)v) : (float)v; }
+static float rb(double v) { return nvl_round_bf16((float)v); }
+
+static float *rand_f(size_t n, float lo, float hi) {
+    float *x = hf(n);
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * 0.5f * (test_rng_uniform(&g_rng) + 1.0f);
+    return x;
+}
+
+/* An activation of dtype dt (as the backend holds it) with host values h, which are first
+ * rounded in place to dt so the oracle sees exactly the stored numbers. */
+static nvl_tensor act_up(nvl_dtype dt, int nd, const int64_t *shape, float *h) {
+    nvl_tensor t = kern_act(g_be, dt, nd, shape, NULL);
+    const int64_t n = nvl_tensor_numel(&t);
+    for (int64_t i = 0; i < n; i++) h[i] = rd(h[i], dt);
+    const size_t bytes = kern_act_bytes(g_be, dt, n);
+    t.data = be_alloc(bytes);
+    if (dt == NVL_DTYPE_F32 || t.widened) {
+        be_put(t.data, h, bytes);
+    } else {
+        uint16_t *b = hmalloc((size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) b[i] = nvl_f32_to_bf16(h[i]);
+        be_put(t.data, b, (size_t)n * 2);
+    }
+    return t;
+}
+static nvl_tensor act2(nvl_dtype dt, int64_t r, int64_t c, float *h) { return act_up(dt, 2, (int64_t[]){r, c}, h); }
+/* An output activation filled with a marker value (so unwritten elements show). */
+static nvl_tensor out2(nvl_dtype dt, int64_t r, int64_t c) {
+    float *h = hf((size_t)(r * c));
+    for (int64_t i = 0; i < r * c; i++) h[i] = -777.0f;
+    return act2(dt, r, c, h);
+}
+static nvl_tensor vec_f32(int64_t n, float *h) { return act_up(NVL_DTYPE_F32, 1, (int64_t[]){n}, h); }
+
+/* Whole contiguous tensor (as made by act_up / a raw cache) back to host floats. */
+static float *down(const nvl_tensor *t) {
+    const int64_t n = nvl_tensor_numel(t);
+    float *h = hf((size_t)n);
+    if (t->dtype == NVL_DTYPE_F32 || t->widened) {
+        be_get(h, t->data, (size_t)n * 4);
+    } else {
+        uint16_t *b = hmalloc((size_t)n * 2);
+        be_get(b, t->data, (size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) h[i] = nvl_bf16_to_f32(b[i]);
+    }
+    return h;
+}
+
+/* A weight (matmul W, embedding table) stored in dtype dt as a checkpoint has it, placed. */
+static nvl_tensor weight(nvl_dtype dt, int64_t r, int64_t c, float *h) {
+    for (int64_t i = 0; i < r * c; i++) h[i] = rd(h[i], dt);
+    void *store;
+    if (dt == NVL_DTYPE_F32) {
+        store = hmalloc((size_t)(r * c) * 4);
+        memcpy(store, h, (size_t)(r * c) * 4);
+    } else {
+        uint16_t *b = hmalloc((size_t)(r * c) * 2);
+        for (int64_t i = 0; i < r * c; i++) b[i] = nvl_f32_to_bf16(h[i]);
+        store = b;
+    }
+    nvl_tensor w = nvl_tensor_make(dt, 2, (int64_t[]){r, c}, store);
+    nvl_tensor *p = &w;
+    nvl_err err = {0};
+    if (kern_weights_place(g_be, &p, 1, &err) != NVL_OK) {
+        fprintf(stderr, "place: %s\n", err.msg);
+        exit(1);
+    }
+    return w;
+}
+
+/* NVL_OK: go on. UNSUPPORTED: the backend lacks this op; report the skip and return 0. */
+static int ran(const char *op, nvl_status st, const nvl_err *err) {
+    if (st == NVL_ERR_UNSUPPORTED) {
+        printf("SKIP op %s on %s: %s\n", op, kern_backend_name(g_be), err->msg);
+        g_skipped++;
+        return 0;
+    }
+    TEST_CHECK(st == NVL_OK, "%s returned %d: %s", op, (int)st, err->msg);
+    if (st == NVL_OK) g_ran++;
+    return st == NVL_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Comparisons
+
+#define TOL_F32 2e-5, 1e-5, 1e-10
+
+/* See the header: every element within atol + ulps * 2^-7 |ref| (rounding-boundary flips), all
+ * but max(2, n/50) within 1e-6 |ref| + 1e-7. */
+static int cmp_bf16(const char *what, const float *got, const float *ref, size_t n, double ulps) {
+    size_t loose = 0, bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= 1e-7 + 1e-6 * fabs(ref[i]))) loose++;
+        if (!(d <= 1e-6 + ulps * 0.0078125 * fabs(ref[i]))) {
+            if (bad < 5) fprintf(stderr, "  %s[%zu]: got %.9g, expected %.9g\n", what, i, got[i], ref[i]);
+            bad++;
+        }
+        if (d > worst || d != d) worst = d;
+    }
+    const size_t allow = n / 50 > 2 ? n / 50 : 2;
+    const int ok = bad == 0 && loose <= allow;
+    if (!ok || getenv("NVL_TEST_VERBOSE"))
+        fprintf(stderr, "%s %s (bf16): n=%zu, %zu off by more than %g bf16 ulp, %zu not f32-exact (allowed %zu), worst %.3g\n",
+                ok ? "ok" : "FAIL", what, n, bad, ulps, loose, allow, worst);
+    if (ok) g_test_pass++;
+    else g_test_fail++;
+    return ok;
+}
+static void cmp(const char *what, nvl_dtype dt, const float *got, const float *ref, size_t n) {
+    if (dt == NVL_DTYPE_BF16) cmp_bf16(what, got, ref, n, 1);
+    else test_compare_f32(what, got, ref, n, TOL_F32);
+}
+static void cmp_exact(const char *what, const float *got, const float *ref, size_t n) {
+    test_compare_f32(what, got, ref, n, 0, 0, 0);
+}
+
+static const char *dn(nvl_dtype dt) { return dt == NVL_DTYPE_BF16 ? "bf16" : "f32"; }
+
+// ---------------------------------------------------------------------------
+// Row-wise ops
+
+/* y[t,n] = sum_k x[t,k] W[n,k]; x a column view of a wider tensor in the strided cases. */
+static void test_matmul(void) {
+    static const struct { int64_t T, K, N, pad; nvl_dtype wdt, xdt, ydt; } cs[] = {
+        {1, 16, 8, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_F32},
+        {5, 33, 17, 7, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+        {7, 96, 40, 5, NVL_DTYPE_BF16, NVL_DTYPE_F32, NVL_DTYPE_F32},
+        {3, 64, 24, 0, NVL_DTYPE_F32, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t T = cs[c].T, K = cs[c].K, N = cs[c].N, Kw = K + cs[c].pad;
+        float *xh = rand_f((size_t)(T * Kw), -1, 1), *wh = rand_f((size_t)(N * K), -0.5f, 0.5f);
+        nvl_tensor xw = act2(cs[c].xdt, T, Kw, xh);
+        nvl_tensor x = kern_cols(&xw, cs[c].pad, K); /* strided view: skip the first pad columns */
+        nvl_tensor W = weight(cs[c].wdt, N, K, wh);
+        kern_weight kw = kern_weight_plain(&W, "w");
+        nvl_tensor y = out2(cs[c].ydt, T, N);
+        nvl_err err = {0};
+        if (!ran("matmul", kern_matmul(g_be, &y, &x, &kw, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * N));
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t n = 0; n < N; n++) {
+                double a = 0;
+                for (int64_t k = 0; k < K; k++) a += (double)xh[t * Kw + cs[c].pad + k] * wh[n * K + k];
+                ref[t * N + n] = rd(a, cs[c].ydt);
+            }
+        char what[64];
+        snprintf(what, sizeof what, "matmul case %zu (x %s, w %s, y %s)", c, dn(cs[c].xdt), dn(cs[c].wdt), dn(cs[c].ydt));
+        cmp(what, cs[c].ydt, got, ref, (size_t)(T * N));
+    }
+}
+
+static void test_rmsnorm(void) {
+    static const struct { int64_t T, C, pad; nvl_dtype xdt, ydt; } cs[] = {
+        {1, 32, 0, NVL_DTYPE_F32, NVL_DTYPE_F32}, {6, 48, 16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+        {4, 40, 8, NVL_DTYPE_F32, NVL_DTYPE_BF16}};
+    const float eps = 1e-5f;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t T = cs[c].T, C = cs[c].C, Cw = C + cs[c].pad;
+        float *xh = rand_f((size_t)(T * Cw), -2, 2), *wh = rand_f((size_t)C, 0.5f, 1.5f);
+        nvl_tensor xw = act2(cs[c].xdt, T, Cw, xh), x = kern_cols(&xw, cs[c].pad, C);
+        nvl_tensor w = vec_f32(C, wh), y = out2(cs[c].ydt, T, C);
+        nvl_err err = {0};
+        if (!ran("rmsnorm", kern_rmsnorm(g_be, &y, &x, &w, eps, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t t = 0; t < T; t++) {
+            const float *xr = xh + t * Cw + cs[c].pad;
+            double ss = 0;
+            for (int64_t i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
+            const double inv = 1.0 / sqrt(ss / C + eps);
+            for (int64_t i = 0; i < C; i++) ref[t * C + i] = rd(wh[i] * (xr[i] * inv), cs[c].ydt);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "rmsnorm case %zu (%s -> %s)", c, dn(cs[c].xdt), dn(cs[c].ydt));
+        cmp(what, cs[c].ydt, got, ref, (size_t)(T * C));
+    }
+}
+
+/* MambaRMSNormGated, norm_before_gate=False, grouped; rows of decode sequences with a BF16 gate
+ * round the normalised t to bf16 before the weight multiply. */
+static void test_rmsnorm_gated(void) {
+    static const struct { int64_t C, G; nvl_dtype zdt, ydt; int with_seqs; } cs[] = {
+        {32, 1, NVL_DTYPE_F32, NVL_DTYPE_F32, 0},
+        {32, 4, NVL_DTYPE_F32, NVL_DTYPE_F32, 1},
+        {48, 2, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 1},
+        {48, 4, NVL_DTYPE_BF16, NVL_DTYPE_F32, 1},
+        {48, 3, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0}, /* no sequences: no decode rows */
+    };
+    /* three sequences; the 1-row one in the middle is a decode step */
+    const kern_seq seqs[3] = {{2, 0, 0, 7, 0}, {0, 1, 7, 1, 9}, {3, 0, 8, 3, 0}};
+    const int64_t T = 11, pad = 6;
+    const float eps = 1e-5f;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t C = cs[c].C, G = cs[c].G, gs = C / G, Cw = C + pad;
+        float *xh = rand_f((size_t)(T * C), -2, 2), *zh = rand_f((size_t)(T * Cw), -3, 3);
+        float *wh = rand_f((size_t)C, 0.5f, 1.5f);
+        nvl_tensor x = act2(NVL_DTYPE_F32, T, C, xh); /* the scan output is f32 */
+        nvl_tensor zw = act2(cs[c].zdt, T, Cw, zh), z = kern_cols(&zw, pad, C);
+        nvl_tensor w = vec_f32(C, wh), y = out2(cs[c].ydt, T, C);
+        nvl_err err = {0};
+        if (!ran("rmsnorm_gated", kern_rmsnorm_gated(g_be, &y, &x, &z, &w, G, eps, cs[c].with_seqs ? seqs : NULL,
+                                                     cs[c].with_seqs ? 3 : 0, &err),
+                 &err))
+            return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        double *tv = hd((size_t)C);
+        for (int64_t r = 0; r < T; r++) {
+            const int dec = cs[c].with_seqs && cs[c].zdt == NVL_DTYPE_BF16 && r == 7;
+            for (int64_t i = 0; i < C; i++) {
+                const double zz = zh[r * Cw + pad + i];
+                tv[i] = xh[r * C + i] * (zz / (1.0 + exp(-zz)));
+            }
+            for (int64_t g = 0; g < G; g++) {
+                double ss = 0;
+                for (int64_t i = 0; i < gs; i++) ss += tv[g * gs + i] * tv[g * gs + i];
+                const double inv = 1.0 / sqrt(ss / gs + eps);
+                for (int64_t i = 0; i < gs; i++) {
+                    double t = tv[g * gs + i] * inv;
+                    if (dec) t = rb(t);
+                    ref[r * C + g * gs + i] = rd(wh[g * gs + i] * t, cs[c].ydt);
+                }
+            }
+        }
+        char what[80];
+        snprintf(what, sizeof what, "rmsnorm_gated case %zu (G %lld, z %s, y %s%s)", c, (long long)G, dn(cs[c].zdt),
+                 dn(cs[c].ydt), cs[c].with_seqs ? ", decode row 7" : "");
+        /* decode rows alone, so a dropped rounding there is not diluted by the other rows */
+        if (cs[c].with_seqs && cs[c].zdt == NVL_DTYPE_BF16) {
+            char w2[96];
+            snprintf(w2, sizeof w2, "%s decode row", what);
+            cmp_bf16(w2, got + 7 * C, ref + 7 * C, (size_t)C, 2);
+        }
+        if (cs[c].ydt == NVL_DTYPE_BF16 || (cs[c].with_seqs && cs[c].zdt == NVL_DTYPE_BF16))
+            cmp_bf16(what, got, ref, (size_t)(T * C), 2);
+        else
+            test_compare_f32(what, got, ref, (size_t)(T * C), TOL_F32);
+    }
+}
+
+static void test_layernorm(void) {
+    static const struct { int64_t T, C; nvl_dtype xdt, ydt; } cs[] = {
+        {3, 40, NVL_DTYPE_F32, NVL_DTYPE_F32}, {5, 64, NVL_DTYPE_BF16, NVL_DTYPE_BF16}};
+    const float eps = 1e-6f;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t T = cs[c].T, C = cs[c].C;
+        float *xh = rand_f((size_t)(T * C), -1, 3), *wh = rand_f((size_t)C, 0.5f, 1.5f), *bh = rand_f((size_t)C, -1, 1);
+        nvl_tensor x = act2(cs[c].xdt, T, C, xh), w = vec_f32(C, wh), b = vec_f32(C, bh), y = out2(cs[c].ydt, T, C);
+        nvl_err err = {0};
+        if (!ran("layernorm", kern_layernorm(g_be, &y, &x, &w, &b, eps, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t t = 0; t < T; t++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < C; i++) m += xh[t * C + i];
+            m /= C;
+            for (int64_t i = 0; i < C; i++) v += (xh[t * C + i] - m) * (xh[t * C + i] - m);
+            v /= C;
+            for (int64_t i = 0; i < C; i++)
+                ref[t * C + i] = rd((xh[t * C + i] - m) / sqrt(v + eps) * wh[i] + bh[i], cs[c].ydt);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "layernorm case %zu (%s -> %s)", c, dn(cs[c].xdt), dn(cs[c].ydt));
+        cmp(what, cs[c].ydt, got, ref, (size_t)(T * C));
+    }
+}
+
+/* y = a + b[r % rows(b)]; broadcast b, in place, bf16. */
+static void test_add(void) {
+    static const struct { int64_t T, Tb, C; nvl_dtype dt; int inplace; } cs[] = {
+        {4, 4, 24, NVL_DTYPE_F32, 0}, {6, 2, 16, NVL_DTYPE_BF16, 0}, {8, 1, 20, NVL_DTYPE_F32, 1},
+        {9, 3, 32, NVL_DTYPE_BF16, 1}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t T = cs[c].T, Tb = cs[c].Tb, C = cs[c].C;
+        float *ah = rand_f((size_t)(T * C), -4, 4), *bh = rand_f((size_t)(Tb * C), -4, 4);
+        nvl_tensor a = act2(cs[c].dt, T, C, ah), b = act2(cs[c].dt, Tb, C, bh);
+        nvl_tensor y = cs[c].inplace ? a : out2(cs[c].dt, T, C);
+        nvl_err err = {0};
+        if (!ran("add", kern_add(g_be, &y, &a, &b, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t r = 0; r < T; r++)
+            for (int64_t i = 0; i < C; i++) ref[r * C + i] = rd((double)ah[r * C + i] + bh[(r % Tb) * C + i], cs[c].dt);
+        char what[64];
+        snprintf(what, sizeof what, "add case %zu (%lld rows + %lld, %s%s)", c, (long long)T, (long long)Tb,
+                 dn(cs[c].dt), cs[c].inplace ? ", in place" : "");
+        cmp(what, cs[c].dt, got, ref, (size_t)(T * C));
+    }
+}
+
+static double act_ref(double v, kern_act_fn a) {
+    switch (a) {
+    case KERN_ACT_GELU_ERF: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    case KERN_ACT_RELU2: return v > 0 ? v * v : 0.0;
+    case KERN_ACT_SILU: return v / (1.0 + exp(-v));
+    default: return v;
+    }
+}
+
+static void test_bias_act(void) {
+    static const struct { kern_act_fn act; int bias; nvl_dtype dt; int inplace; } cs[] = {
+        {KERN_ACT_NONE, 1, NVL_DTYPE_F32, 0},     {KERN_ACT_GELU_ERF, 1, NVL_DTYPE_F32, 0},
+        {KERN_ACT_GELU_ERF, 1, NVL_DTYPE_BF16, 1}, {KERN_ACT_RELU2, 0, NVL_DTYPE_F32, 0},
+        {KERN_ACT_RELU2, 1, NVL_DTYPE_BF16, 0},   {KERN_ACT_SILU, 1, NVL_DTYPE_F32, 1},
+        {KERN_ACT_SILU, 0, NVL_DTYPE_BF16, 0},
+    };
+    const int64_t T = 5, C = 36;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        float *xh = rand_f((size_t)(T * C), -4, 4), *bh = rand_f((size_t)C, -1, 1);
+        nvl_tensor x = act2(cs[c].dt, T, C, xh), b = vec_f32(C, bh);
+        nvl_tensor y = cs[c].inplace ? x : out2(cs[c].dt, T, C);
+        nvl_err err = {0};
+        if (!ran("bias_act", kern_bias_act(g_be, &y, &x, cs[c].bias ? &b : NULL, cs[c].act, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t r = 0; r < T; r++)
+            for (int64_t i = 0; i < C; i++)
+                ref[r * C + i] = rd(act_ref((double)xh[r * C + i] + (cs[c].bias ? bh[i] : 0.0), cs[c].act), cs[c].dt);
+        char what[64];
+        snprintf(what, sizeof what, "bias_act case %zu (act %d, bias %d, %s)", c, (int)cs[c].act, cs[c].bias, dn(cs[c].dt));
+        cmp(what, cs[c].dt, got, ref, (size_t)(T * C));
+    }
+}
+
+static void test_copy(void) {
+    static const struct { nvl_dtype xdt, ydt; int64_t pad; } cs[] = {
+        {NVL_DTYPE_F32, NVL_DTYPE_BF16, 0}, {NVL_DTYPE_BF16, NVL_DTYPE_F32, 5}, {NVL_DTYPE_F32, NVL_DTYPE_F32, 3},
+        {NVL_DTYPE_BF16, NVL_DTYPE_BF16, 4}};
+    const int64_t T = 6, C = 20;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t Cw = C + cs[c].pad;
+        float *xh = rand_f((size_t)(T * Cw), -3, 3);
+        nvl_tensor xw = act2(cs[c].xdt, T, Cw, xh), x = kern_cols(&xw, cs[c].pad, C), y = out2(cs[c].ydt, T, C);
+        nvl_err err = {0};
+        if (!ran("copy", kern_copy(g_be, &y, &x, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t r = 0; r < T; r++)
+            for (int64_t i = 0; i < C; i++) ref[r * C + i] = rd(xh[r * Cw + cs[c].pad + i], cs[c].ydt);
+        char what[64];
+        snprintf(what, sizeof what, "copy case %zu (%s -> %s, view)", c, dn(cs[c].xdt), dn(cs[c].ydt));
+        cmp_exact(what, got, ref, (size_t)(T * C)); /* a conversion: exact */
+    }
+}
+
+/* clamp(softplus(x + bias), dt_min, dt_max); the add and the softplus each round in y's dtype. */
+static void test_dt_softplus(void) {
+    static const struct { nvl_dtype dt; float lo, hi; } cs[] = {
+        {NVL_DTYPE_F32, 0.0f, INFINITY}, {NVL_DTYPE_F32, 0.05f, 2.0f}, {NVL_DTYPE_BF16, 0.01f, 3.0f},
+        {NVL_DTYPE_BF16, 0.0f, INFINITY}};
+    const int64_t T = 9, H = 8, Wd = 40, off = 24; /* x: columns [24, 32) of an in_proj-like row */
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        float *xh = rand_f((size_t)(T * Wd), -6, 6), *bh = rand_f((size_t)H, -2, 2);
+        for (int64_t r = 0; r < T; r += 3) xh[r * Wd + off] = 21.0f + r; /* the v > 20 branch */
+        nvl_tensor xw = act2(cs[c].dt, T, Wd, xh), x = kern_cols(&xw, off, H);
+        nvl_tensor b = vec_f32(H, bh), y = out2(cs[c].dt, T, H);
+        nvl_err err = {0};
+        if (!ran("dt_softplus", kern_dt_softplus(g_be, &y, &x, &b, cs[c].lo, cs[c].hi, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * H));
+        for (int64_t r = 0; r < T; r++)
+            for (int64_t h = 0; h < H; h++) {
+                double v = rd((double)xh[r * Wd + off + h] + rd(bh[h], cs[c].dt), cs[c].dt);
+                v = v > 20 ? v : log1p(exp(v));
+                v = rd(v, cs[c].dt);
+                if (v < cs[c].lo) v = cs[c].lo;
+                if (v > cs[c].hi) v = cs[c].hi;
+                ref[r * H + h] = (float)v;
+            }
+        char what[64];
+        snprintf(what, sizeof what, "dt_softplus case %zu (%s, clamp [%g, %g])", c, dn(cs[c].dt), cs[c].lo, cs[c].hi);
+        if (cs[c].dt == NVL_DTYPE_BF16) cmp_bf16(what, got, ref, (size_t)(T * H), 2);
+        else test_compare_f32(what, got, ref, (size_t)(T * H), 1e-6, 1e-6, 1e-12);
+    }
+}
+
+/* Embedding rows, with masked rows taken from the vision rows; an id outside the vocabulary. */
+static void test_get_rows(void) {
+    static const struct { nvl_dtype tdt, rdt, ydt; int masked; } cs[] = {
+        {NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_F32, 0}, {NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 1},
+        {NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_BF16, 1}, /* f32 rows and table rounded into a bf16 y */
+        {NVL_DTYPE_BF16, NVL_DTYPE_F32, NVL_DTYPE_F32, 1}};
+    const int64_t V = 13, C = 24, T = 8;
+    const int32_t ids[8] = {3, 12, 0, 7, 7, 1, 12, 5};
+    const uint8_t mask[8] = {0, 1, 1, 0, 0, 1, 0, 0};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        float *th = rand_f((size_t)(V * C), -1, 1), *rh = rand_f((size_t)(T * C), -2, 2);
+        nvl_tensor table = weight(cs[c].tdt, V, C, th);
+        nvl_tensor rows = act2(cs[c].rdt, T, C, rh), y = out2(cs[c].ydt, T, C);
+        nvl_err err = {0};
+        if (!ran("get_rows", kern_get_rows(g_be, &y, &table, ids, cs[c].masked ? &rows : NULL,
+                                           cs[c].masked ? mask : NULL, &err),
+                 &err))
+            return;
+        float *got = down(&y), *ref = hf((size_t)(T * C));
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t i = 0; i < C; i++)
+                ref[t * C + i] = rd(cs[c].masked && mask[t] ? rh[t * C + i] : th[ids[t] * C + i], cs[c].ydt);
+        char what[64];
+        snprintf(what, sizeof what, "get_rows case %zu (table %s, rows %s, y %s, mask %d)", c, dn(cs[c].tdt), dn(cs[c].rdt),
+                 dn(cs[c].ydt), cs[c].masked);
+        cmp_exact(what, got, ref, (size_t)(T * C));
+        /* out of vocabulary (a masked row's id is not looked at) */
+        int32_t bad[8];
+        memcpy(bad, ids, sizeof bad);
+        bad[1] = 99;              /* masked in the masked cases: ignored there */
+        bad[4] = (int32_t)V;      /* never masked: must fail */
+        TEST_EQ_INT(kern_get_rows(g_be, &y, &table, bad, cs[c].masked ? &rows : NULL, cs[c].masked ? mask : NULL, &err),
+                    NVL_ERR_INVALID_ARG);
+        bad[4] = -1;
+        TEST_EQ_INT(kern_get_rows(g_be, &y, &table, bad, cs[c].masked ? &rows : NULL, cs[c].masked ? mask : NULL, &err),
+                    NVL_ERR_INVALID_ARG);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sequence ops. One step of three sequences in slots 2, 0, 3 of a 4-slot state (slot 1 is not
+// touched): 7 rows (longer than the SSD chunk of 4), 1 decode row, 3 rows.
+
+#define NSLOT 4
+static const kern_seq k_seqs[3] = {{2, 0, 0, 7, 0}, {0, 1, 7, 1, 5}, {3, 0, 8, 3, 0}};
+static const int64_t k_T = 11;
+
+static void test_conv1d(void) {
+    static const struct { nvl_dtype dt; int bias; } cs[] = {
+        {NVL_DTYPE_F32, 1}, {NVL_DTYPE_BF16, 1}, {NVL_DTYPE_F32, 0}, {NVL_DTYPE_BF16, 0}};
+    const int64_t Cc = 12, Kc = 4, off = 5, Wd = Cc + 9; /* x = columns [5, 17) of a (T, 21) tensor */
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        float *xh = rand_f((size_t)(k_T * Wd), -2, 2), *wh = rand_f((size_t)(Cc * Kc), -1, 1);
+        float *bh = rand_f((size_t)Cc, -0.5f, 0.5f), *sh = rand_f((size_t)(NSLOT * Cc * Kc), -2, 2);
+        double *sref = hd((size_t)(NSLOT * Cc * Kc));
+        for (int64_t i = 0; i < NSLOT * Cc * Kc; i++) sref[i] = sh[i];
+        nvl_tensor xw = act2(cs[c].dt, k_T, Wd, xh), x = kern_cols(&xw, off, Cc);
+        nvl_tensor w = act_up(NVL_DTYPE_F32, 2, (int64_t[]){Cc, Kc}, wh), b = vec_f32(Cc, bh);
+        nvl_tensor st = act_up(NVL_DTYPE_F32, 3, (int64_t[]){NSLOT, Cc, Kc}, sh);
+        nvl_tensor y = out2(cs[c].dt, k_T, Cc);
+        nvl_err err = {0};
+        if (!ran("conv1d_causal",
+                 kern_conv1d_causal(g_be, &y, &x, &w, cs[c].bias ? &b : NULL, &st, k_seqs, 3, &err), &err))
+            return;
+        float *got = down(&y), *gst = down(&st), *ref = hf((size_t)(k_T * Cc)), *rst = hf((size_t)(NSLOT * Cc * Kc));
+        for (int s = 0; s < 3; s++) {
+            const kern_seq *q = &k_seqs[s];
+            double *S = sref + q->slot * Cc * Kc; /* oldest first */
+            for (int64_t t = 0; t < q->n_rows; t++)
+                for (int64_t ch = 0; ch < Cc; ch++) {
+                    double *sc = S + ch * Kc;
+                    for (int64_t k = 0; k + 1 < Kc; k++) sc[k] = sc[k + 1];
+                    sc[Kc - 1] = xh[(q->row0 + t) * Wd + off + ch];
+                    double u = cs[c].bias ? bh[ch] : 0.0;
+                    for (int64_t k = 0; k < Kc; k++) u += (double)wh[ch * Kc + k] * sc[k];
+                    u = rd(u, cs[c].dt);
+                    ref[(q->row0 + t) * Cc + ch] = rd(u / (1.0 + exp(-u)), cs[c].dt);
+                }
+        }
+        for (int64_t i = 0; i < NSLOT * Cc * Kc; i++) rst[i] = (float)sref[i];
+        char what[80];
+        snprintf(what, sizeof what, "conv1d_causal case %zu (%s, bias %d, slots 2,0,3)", c, dn(cs[c].dt), cs[c].bias);
+        if (cs[c].dt == NVL_DTYPE_BF16) cmp_bf16(what, got, ref, (size_t)(k_T * Cc), 2);
+        else test_compare_f32(what, got, ref, (size_t)(k_T * Cc), TOL_F32);
+        snprintf(what, sizeof what, "conv1d_causal case %zu state (slot 1 untouched)", c);
+        cmp_exact(what, gst, rst, (size_t)(NSLOT * Cc * Kc)); /* the state holds inputs: exact */
+    }
+}
+
+/* The recurrence oracle for one sequence (double). bf16: selective_state_update_ref on bf16
+ * tensors: dB = bf16(dt B), dBx = bf16(dB x), S = S dA + dBx (S f32), out = bf16(S.to(bf16) . C),
+ * y = bf16(out + bf16(x D)). */
+static void ssm_oracle(double *y, double *S, const float *x, const float *dt, const float *A, const float *B,
+                       const float *C, const float *D, int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, int bf) {
+    const int64_t hpg = H / G;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t g = h / hpg;
+            const double d = dt[t * H + h], dA = bf ? (double)(float)exp(d * A[h]) : exp(d * A[h]);
+            const float *Bt = B + (t * G + g) * N, *Ct = C + (t * G + g) * N;
+            for (int64_t p = 0; p < P; p++) {
+                const double xv = x[t * H * P + h * P + p];
+                double *Sp = S + (h * P + p) * N, acc = 0;
+                for (int64_t n = 0; n < N; n++) {
+                    if (bf) {
+                        Sp[n] = (float)(Sp[n] * dA + rb(rb(d * Bt[n]) * xv));
+                        acc += (double)rb(Sp[n]) * Ct[n];
+                    } else {
+                        Sp[n] = dA * Sp[n] + d * xv * Bt[n];
+                        acc += Sp[n] * Ct[n];
+                    }
+                }
+                y[t * H * P + h * P + p] = bf ? rb((double)rb(acc) + rb(xv * D[h])) : acc + D[h] * xv;
+            }
+        }
+}
+
+static void test_ssm_scan(void) {
+    static const struct { kern_scan_mode mode; nvl_dtype dt; } cs[] = {
+        {KERN_SCAN_RECURRENT, NVL_DTYPE_F32}, {KERN_SCAN_CHUNKED, NVL_DTYPE_F32}, {KERN_SCAN_AUTO, NVL_DTYPE_F32},
+        {KERN_SCAN_AUTO, NVL_DTYPE_BF16},     {KERN_SCAN_RECURRENT, NVL_DTYPE_BF16}, {KERN_SCAN_CHUNKED, NVL_DTYPE_BF16}};
+    static const char *mname[] = {"auto", "recurrent", "chunked"};
+    const int64_t H = 4, P = 4, N = 8, G = 2, chunk = 4, DI = H * P, GN = G * N;
+    /* the conv output (T, 8 + DI + 2 GN): x, B, C are column views of it, dt columns of another */
+    const int64_t Wc = 8 + DI + 2 * GN, Wz = 3 + H;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const nvl_dtype dtp = cs[c].dt;
+        float *ch = rand_f((size_t)(k_T * Wc), -1, 1), *dth = rand_f((size_t)(k_T * Wz), 0.01f, 0.6f);
+        float *Ah = rand_f((size_t)H, -1.5f, -0.1f), *Dh = rand_f((size_t)H, -1, 1);
+        float *sh = rand_f((size_t)(NSLOT * DI * N), -1, 1);
+        nvl_tensor cw = act2(dtp, k_T, Wc, ch), dtw = act2(dtp, k_T, Wz, dth);
+        nvl_tensor x = kern_cols(&cw, 8, DI), B = kern_cols(&cw, 8 + DI, GN), C = kern_cols(&cw, 8 + DI + GN, GN);
+        nvl_tensor dt = kern_cols(&dtw, 3, H);
+        nvl_tensor A = vec_f32(H, Ah), D = vec_f32(H, Dh);
+        nvl_tensor st = act_up(NVL_DTYPE_F32, 4, (int64_t[]){NSLOT, H, P, N}, sh);
+        nvl_tensor y = out2(NVL_DTYPE_F32, k_T, DI);
+        nvl_err err = {0};
+        if (!ran("ssm_scan", kern_ssm_scan(g_be, &y, &x, &dt, &A, &B, &C, &D, &st, G, chunk, cs[c].mode, k_seqs, 3, &err),
+                 &err))
+            return;
+        float *got = down(&y), *gst = down(&st);
+        float *ref = hf((size_t)(k_T * DI)), *rst = hf((size_t)(NSLOT * DI * N));
+        double *Sd = hd((size_t)(NSLOT * DI * N)), *yd = hd((size_t)(k_T * DI));
+        for (int64_t i = 0; i < NSLOT * DI * N; i++) Sd[i] = sh[i];
+        /* contiguous host copies of the views for the oracle */
+        float *xs = hf((size_t)(k_T * DI)), *Bs = hf((size_t)(k_T * GN)), *Cs = hf((size_t)(k_T * GN)),
+              *ds = hf((size_t)(k_T * H));
+        for (int64_t t = 0; t < k_T; t++) {
+            memcpy(xs + t * DI, ch + t * Wc + 8, (size_t)DI * 4);
+            memcpy(Bs + t * GN, ch + t * Wc + 8 + DI, (size_t)GN * 4);
+            memcpy(Cs + t * GN, ch + t * Wc + 8 + DI + GN, (size_t)GN * 4);
+            memcpy(ds + t * H, dth + t * Wz + 3, (size_t)H * 4);
+        }
+        int decode_bf = 0;
+        for (int s = 0; s < 3; s++) {
+            const kern_seq *q = &k_seqs[s];
+            const int recurrent = cs[c].mode == KERN_SCAN_RECURRENT || (cs[c].mode == KERN_SCAN_AUTO && q->n_rows == 1);
+            const int bf = q->decode && dtp == NVL_DTYPE_BF16 && recurrent;
+            decode_bf |= bf;
+            ssm_oracle(yd + q->row0 * DI, Sd + q->slot * DI * N, xs + q->row0 * DI, ds + q->row0 * H, Ah,
+                       Bs + q->row0 * GN, Cs + q->row0 * GN, Dh, q->n_rows, H, P, N, G, bf);
+        }
+        for (int64_t i = 0; i < k_T * DI; i++) ref[i] = (float)yd[i];
+        for (int64_t i = 0; i < NSLOT * DI * N; i++) rst[i] = (float)Sd[i];
+        const int chunked = cs[c].mode != KERN_SCAN_RECURRENT; /* the 7- and 3-row sequences */
+        const double atol = chunked ? 1e-5 : 1e-5, rtol = chunked ? 1e-4 : 1e-5;
+        char what[96];
+        snprintf(what, sizeof what, "ssm_scan case %zu (%s, %s, chunk %lld)", c, mname[cs[c].mode], dn(dtp),
+                 (long long)chunk);
+        if (decode_bf) {
+            /* the decode row (row 7) is bf16-rounded: compare it apart, the rest as f32 */
+            char w2[112];
+            snprintf(w2, sizeof w2, "%s decode row bf16", what);
+            cmp_bf16(w2, got + 7 * DI, ref + 7 * DI, (size_t)DI, 2);
+            float *g2 = hf((size_t)(k_T * DI)), *r2 = hf((size_t)(k_T * DI));
+            memcpy(g2, got, (size_t)(k_T * DI) * 4);
+            memcpy(r2, ref, (size_t)(k_T * DI) * 4);
+            for (int64_t i = 7 * DI; i < 8 * DI; i++) g2[i] = r2[i] = 0;
+            test_compare_f32(what, g2, r2, (size_t)(k_T * DI), atol, rtol, 1e-8);
+        } else {
+            test_compare_f32(what, got, ref, (size_t)(k_T * DI), atol, rtol, 1e-8);
+        }
+        snprintf(what, sizeof what, "ssm_scan case %zu state (slot 1 untouched)", c);
+        test_compare_f32(what, gst, rst, (size_t)(NSLOT * DI * N), atol, rtol, 1e-8);
+        TEST_CHECK(!memcmp(gst + DI * N, sh + DI * N, (size_t)(DI * N) * 4), "ssm_scan case %zu: slot 1 changed", c);
+    }
+}
+
+/* kv_write then attention_causal: an earlier step fills slots 2 and 0; this step reads with
+ * pos0 > 0 (slot 2 decodes at 4, slot 0 extends from 3) and starts slot 3; slot 1 untouched.
+ * GQA: 4 query heads over 2 KV heads. */
+static void test_attention_causal(void) {
+    static const struct { nvl_dtype cdt, qdt; int64_t Hq, Hkv; } cs[] = {
+        {NVL_DTYPE_F32, NVL_DTYPE_F32, 4, 2}, {NVL_DTYPE_BF16, NVL_DTYPE_BF16, 4, 2},
+        {NVL_DTYPE_BF16, NVL_DTYPE_F32, 6, 2}, {NVL_DTYPE_F32, NVL_DTYPE_BF16, 2, 2}};
+    const int64_t Dh = 8, L = 12;
+    const kern_seq pre[2] = {{2, 0, 0, 4, 0}, {0, 0, 4, 3, 0}};
+    const kern_seq now[3] = {{2, 1, 0, 1, 4}, {0, 0, 1, 5, 3}, {3, 0, 6, 2, 0}};
+    const int64_t Tp = 7, Tn = 8;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t Hq = cs[c].Hq, Hkv = cs[c].Hkv, KD = Hkv * Dh, QD = Hq * Dh, grp = Hq / Hkv;
+        const size_t ncache = (size_t)(NSLOT * L * KD);
+        const nvl_dtype cdt = cs[c].cdt, qdt = cs[c].qdt;
+        /* the caches: real storage of their dtype (2-byte bf16), prefilled with random values */
+        float *kref = rand_f(ncache, -1, 1), *vref = rand_f(ncache, -1, 1);
+        nvl_tensor kc = nvl_tensor_make(cdt, 3, (int64_t[]){NSLOT, L, KD}, NULL), vc = kc;
+        kc.device = vc.device = kern_backend_kind_of(g_be) == KERN_BACKEND_KIND_CPU ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
+        for (int kv = 0; kv < 2; kv++) {
+            float *r = kv ? vref : kref;
+            nvl_tensor *t = kv ? &vc : &kc;
+            t->data = be_alloc(ncache * nvl_dtype_size(cdt));
+            if (cdt == NVL_DTYPE_F32) {
+                be_put(t->data, r, ncache * 4);
+            } else {
+                uint16_t *b = hmalloc(ncache * 2);
+                for (size_t i = 0; i < ncache; i++) {
+                    b[i] = nvl_f32_to_bf16(r[i]);
+                    r[i] = nvl_bf16_to_f32(b[i]);
+                }
+                be_put(t->data, b, ncache * 2);
+            }
+        }
+        nvl_err err = {0};
+        const kern_seq *steps[2] = {pre, now};
+        const int nseq[2] = {2, 3};
+        const int64_t Ts[2] = {Tp, Tn};
+        float *kh[2], *vh[2];
+        for (int s = 0; s < 2; s++) {
+            kh[s] = rand_f((size_t)(Ts[s] * KD), -1.5f, 1.5f);
+            vh[s] = rand_f((size_t)(Ts[s] * KD), -1, 1);
+            nvl_tensor k = act2(qdt, Ts[s], KD, kh[s]), v = act2(qdt, Ts[s], KD, vh[s]);
+            if (!ran("kv_write", kern_kv_write(g_be, &kc, &vc, &k, &v, steps[s], nseq[s], &err), &err)) return;
+            for (int i = 0; i < nseq[s]; i++) {
+                const kern_seq *q = &steps[s][i];
+                for (int64_t t = 0; t < q->n_rows; t++)
+                    for (int64_t d = 0; d < KD; d++) {
+                        const size_t o = ((size_t)q->slot * L + (size_t)(q->pos0 + t)) * KD + d;
+                        kref[o] = rd(kh[s][(q->row0 + t) * KD + d], cdt);
+                        vref[o] = rd(vh[s][(q->row0 + t) * KD + d], cdt);
+                    }
+            }
+        }
+        char what[96];
+        snprintf(what, sizeof what, "kv_write case %zu (cache %s, k/v %s)", c, dn(cdt), dn(qdt));
+        float *gk = down(&kc), *gv = down(&vc);
+        cmp_exact(what, gk, kref, ncache); /* untouched rows and slot 1 included */
+        cmp_exact(what, gv, vref, ncache);
+        /* q: columns [8, 8+QD) of a wider (T, QD+8) tensor */
+        float *qh2 = rand_f((size_t)(Tn * (QD + 8)), -1.5f, 1.5f);
+        nvl_tensor qwide = act2(qdt, Tn, QD + 8, qh2), q = kern_cols(&qwide, 8, QD);
+        nvl_tensor o = out2(qdt, Tn, QD);
+        if (!ran("attention_causal", kern_attention_causal(g_be, &o, &q, &kc, &vc, Hq, Hkv, now, 3, &err), &err))
+            return;
+        float *got = down(&o), *ref = hf((size_t)(Tn * QD));
+        double *sc = hd((size_t)L);
+        for (int i = 0; i < 3; i++) {
+            const kern_seq *s = &now[i];
+            for (int64_t t = 0; t < s->n_rows; t++)
+                for (int64_t h = 0; h < Hq; h++) {
+                    const int64_t nk = s->pos0 + t + 1, kvh = h / grp;
+                    const float *qt = qh2 + (s->row0 + t) * (QD + 8) + 8 + h * Dh;
+                    double mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < nk; j++) {
+                        const float *kr = kref + ((size_t)s->slot * L + j) * KD + kvh * Dh;
+                        double d = 0;
+                        for (int64_t e = 0; e < Dh; e++) d += (double)qt[e] * kr[e];
+                        sc[j] = d / sqrt((double)Dh);
+                        if (sc[j] > mx) mx = sc[j];
+                    }
+                    for (int64_t j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - mx));
+                    for (int64_t e = 0; e < Dh; e++) {
+                        double a = 0;
+                        for (int64_t j = 0; j < nk; j++) a += sc[j] / sum * vref[((size_t)s->slot * L + j) * KD + kvh * Dh + e];
+                        ref[(s->row0 + t) * QD + h * Dh + e] = rd(a, qdt);
+                    }
+                }
+        }
+        snprintf(what, sizeof what, "attention_causal case %zu (cache %s, q/o %s, %lld/%lld heads)", c, dn(cdt), dn(qdt),
+                 (long long)Hq, (long long)Hkv);
+        cmp(what, qdt, got, ref, (size_t)(Tn * QD));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Vision ops
+
+static void test_attention_full(void) {
+    static const struct { int64_t n_img, Ti, H, W; nvl_dtype dt; } cs[] = {
+        {2, 5, 2, 16, NVL_DTYPE_F32}, {1, 9, 4, 32, NVL_DTYPE_BF16}, {3, 4, 1, 8, NVL_DTYPE_F32}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t n = cs[c].n_img, Ti = cs[c].Ti, H = cs[c].H, W = cs[c].W, D = W / H, R = n * Ti;
+        float *qh = rand_f((size_t)(R * 3 * W), -1.5f, 1.5f);
+        nvl_tensor qkv = act2(cs[c].dt, R, 3 * W, qh), o = out2(cs[c].dt, R, W);
+        nvl_err err = {0};
+        if (!ran("attention_full", kern_attention_full(g_be, &o, &qkv, n, H, &err), &err)) return;
+        float *got = down(&o), *ref = hf((size_t)(R * W));
+        double *sc = hd((size_t)Ti);
+        for (int64_t im = 0; im < n; im++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < Ti; i++) {
+                    const float *qi = qh + (im * Ti + i) * 3 * W + h * D;
+                    double mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < Ti; j++) {
+                        const float *kj = qh + (im * Ti + j) * 3 * W + W + h * D;
+                        double d = 0;
+                        for (int64_t e = 0; e < D; e++) d += (double)qi[e] * kj[e];
+                        sc[j] = d / sqrt((double)D);
+                        if (sc[j] > mx) mx = sc[j];
+                    }
+                    for (int64_t j = 0; j < Ti; j++) sum += (sc[j] = exp(sc[j] - mx));
+                    for (int64_t e = 0; e < D; e++) {
+                        double a = 0;
+                        for (int64_t j = 0; j < Ti; j++) a += sc[j] / sum * qh[(im * Ti + j) * 3 * W + 2 * W + h * D + e];
+                        ref[(im * Ti + i) * W + h * D + e] = rd(a, cs[c].dt);
+                    }
+                }
+        char what[64];
+        snprintf(what, sizeof what, "attention_full case %zu (%lld images, %lld heads, %s)", c, (long long)n,
+                 (long long)H, dn(cs[c].dt));
+        cmp(what, cs[c].dt, got, ref, (size_t)(R * W));
+    }
+}
+
+static void test_patchify(void) {
+    static const struct { int64_t n, S, p; nvl_dtype ydt; } cs[] = {{2, 8, 4, NVL_DTYPE_F32}, {1, 12, 3, NVL_DTYPE_BF16}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t n = cs[c].n, S = cs[c].S, p = cs[c].p, G = S / p, F = 3 * p * p, R = n * G * G;
+        float *th = rand_f((size_t)(n * 3 * S * S), -1, 1);
+        nvl_tensor tiles = act_up(NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, th), y = out2(cs[c].ydt, R, F);
+        nvl_err err = {0};
+        if (!ran("patchify", kern_patchify(g_be, &y, &tiles, p, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(R * F));
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t py = 0; py < G; py++)
+                for (int64_t px = 0; px < G; px++)
+                    for (int64_t ch = 0; ch < 3; ch++)
+                        for (int64_t yy = 0; yy < p; yy++)
+                            for (int64_t xx = 0; xx < p; xx++)
+                                ref[(t * G * G + py * G + px) * F + ch * p * p + yy * p + xx] =
+                                    rd(th[((t * 3 + ch) * S + py * p + yy) * S + px * p + xx], cs[c].ydt);
+        char what[64];
+        snprintf(what, sizeof what, "patchify case %zu (S %lld, p %lld, %s)", c, (long long)S, (long long)p, dn(cs[c].ydt));
+        cmp_exact(what, got, ref, (size_t)(R * F));
+    }
+}
+
+static void test_pixel_shuffle(void) {
+    static const struct { int64_t n, g, c; nvl_dtype dt; } cs[] = {{2, 4, 3, NVL_DTYPE_F32}, {1, 6, 5, NVL_DTYPE_BF16}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t n = cs[c].n, g = cs[c].g, C = cs[c].c, h = g / 2;
+        float *xh = rand_f((size_t)(n * g * g * C), -1, 1);
+        nvl_tensor x = act_up(cs[c].dt, 4, (int64_t[]){n, g, g, C}, xh);
+        float *yh = hf((size_t)(n * h * h * 4 * C));
+        nvl_tensor y = act_up(cs[c].dt, 4, (int64_t[]){n, h, h, 4 * C}, yh);
+        nvl_err err = {0};
+        if (!ran("pixel_shuffle", kern_pixel_shuffle(g_be, &y, &x, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(n * h * h * 4 * C));
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t k = 0; k < h; k++)
+                for (int64_t j = 0; j < h; j++)
+                    for (int q = 0; q < 4; q++)
+                        for (int64_t e = 0; e < C; e++)
+                            ref[((t * h + k) * h + j) * 4 * C + q * C + e] =
+                                xh[((t * g + 2 * k + q / 2) * g + 2 * j + q % 2) * C + e];
+        char what[64];
+        snprintf(what, sizeof what, "pixel_shuffle case %zu (g %lld, c %lld, %s)", c, (long long)g, (long long)C,
+                 dn(cs[c].dt));
+        cmp_exact(what, got, ref, (size_t)(n * h * h * 4 * C));
+    }
+}
+
+static void test_evs_scores(void) {
+    const int64_t F = 4, Tf = 5, D = 16;
+    for (int round = 0; round < 2; round++) {
+        float *eh = rand_f((size_t)(F * Tf * D), -1, 1);
+        /* one token nearly unchanged between frames 1 and 2 (1 - cos near 0) */
+        for (int64_t d = 0; d < D; d++) eh[(2 * Tf + 3) * D + d] = eh[(1 * Tf + 3) * D + d] * 1.01f;
+        nvl_tensor E = act_up(NVL_DTYPE_F32, 3, (int64_t[]){F, Tf, D}, eh);
+        float *dh = hf((size_t)(F * Tf));
+        nvl_tensor dis = act_up(NVL_DTYPE_F32, 2, (int64_t[]){F, Tf}, dh);
+        nvl_err err = {0};
+        if (!ran("evs_scores", kern_evs_scores(g_be, &dis, &E, round, &err), &err)) return;
+        float *got = down(&dis), *ref = hf((size_t)(F * Tf));
+        for (int64_t t = 0; t < Tf; t++) ref[t] = 255.0f;
+        for (int64_t f = 1; f < F; f++)
+            for (int64_t t = 0; t < Tf; t++) {
+                const float *a = eh + (f * Tf + t) * D, *b = eh + ((f - 1) * Tf + t) * D;
+                double dot = 0, na = 0, nb = 0;
+                for (int64_t d = 0; d < D; d++) {
+                    dot += (double)a[d] * b[d];
+                    na += (double)a[d] * a[d];
+                    nb += (double)b[d] * b[d];
+                }
+                double den = sqrt(na) * sqrt(nb);
+                if (den < 1e-8) den = 1e-8;
+                const double cs = dot / den;
+                ref[f * Tf + t] = round ? rb(1.0 - rb(cs)) : (float)(1.0 - cs);
+            }
+        char what[64];
+        snprintf(what, sizeof what, "evs_scores (round_bf16 %d)", round);
+        if (round) cmp_bf16(what, got, ref, (size_t)(F * Tf), 2);
+        else test_compare_f32(what, got, ref, (size_t)(F * Tf), 1e-6, 1e-6, 1e-12);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors (checked in ops.c before dispatch, so the same on every backend)
+
+static void test_errors(void) {
+    nvl_err err = {0};
+    float *h = rand_f(4096, -1, 1);
+    nvl_tensor x = act2(NVL_DTYPE_F32, 4, 16, h), y = out2(NVL_DTYPE_F32, 4, 8), y16 = out2(NVL_DTYPE_F32, 4, 16);
+    nvl_tensor W = weight(NVL_DTYPE_F32, 8, 12, rand_f(96, -1, 1));
+    kern_weight kw = kern_weight_plain(&W, "w");
+    TEST_EQ_INT(kern_matmul(g_be, &y, &x, &kw, &err), NVL_ERR_SHAPE); /* K 16 vs 12 */
+    nvl_tensor w15 = vec_f32(15, rand_f(15, -1, 1)), w16 = vec_f32(16, rand_f(16, -1, 1));
+    TEST_EQ_INT(kern_rmsnorm(g_be, &y16, &x, &w15, 1e-5f, &err), NVL_ERR_SHAPE);
+    TEST_EQ_INT(kern_rmsnorm(g_be, &y, &x, &w16, 1e-5f, &err), NVL_ERR_SHAPE); /* y [4,8] */
+    TEST_EQ_INT(kern_rmsnorm_gated(g_be, &y16, &x, &x, &w16, 3, 1e-5f, NULL, 0, &err), NVL_ERR_SHAPE); /* 3 !| 16 */
+    nvl_tensor b3 = act2(NVL_DTYPE_F32, 3, 16, rand_f(48, -1, 1));
+    TEST_EQ_INT(kern_add(g_be, &y16, &x, &b3, &err), NVL_ERR_SHAPE); /* 3 rows do not divide 4 */
+    TEST_EQ_INT(kern_bias_act(g_be, &y16, &x, NULL, (kern_act_fn)9, &err), NVL_ERR_INVALID_ARG);
+    nvl_tensor xv = kern_cols(&x, 2, 8);
+    xv.stride[1] = 2; /* last dimension not contiguous */
+    TEST_EQ_INT(kern_copy(g_be, &y, &xv, &err), NVL_ERR_INVALID_ARG);
+    /* get_rows: mask set but no rows */
+    nvl_tensor tab = weight(NVL_DTYPE_F32, 5, 16, rand_f(80, -1, 1));
+    const int32_t ids[4] = {0, 1, 2, 3};
+    const uint8_t mask[4] = {0, 1, 0, 0};
+    TEST_EQ_INT(kern_get_rows(g_be, &y16, &tab, ids, NULL, mask, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(kern_get_rows(g_be, &y16, &tab, NULL, NULL, NULL, &err), NVL_ERR_INVALID_ARG);
+    /* sequence ops: slot out of range, rows outside the step */
+    nvl_tensor cw = act_up(NVL_DTYPE_F32, 2, (int64_t[]){16, 4}, rand_f(64, -1, 1));
+    nvl_tensor cst = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 16, 4}, rand_f(128, -1, 1));
+    const kern_seq bad_slot[1] = {{2, 0, 0, 4, 0}}, neg_slot[1] = {{-1, 0, 0, 4, 0}}, bad_rows[1] = {{0, 0, 2, 3, 0}};
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, bad_slot, 1, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "slot 2");
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, neg_slot, 1, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, bad_rows, 1, &err), NVL_ERR_INVALID_ARG);
+    nvl_tensor cw3 = act_up(NVL_DTYPE_F32, 2, (int64_t[]){15, 4}, rand_f(60, -1, 1));
+    const kern_seq ok1[1] = {{1, 0, 0, 4, 0}};
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw3, NULL, &cst, ok1, 1, &err), NVL_ERR_SHAPE);
+    /* ssm_scan: H=2 P=8 N=4 G=1 */
+    nvl_tensor sst = act_up(NVL_DTYPE_F32, 4, (int64_t[]){2, 2, 8, 4}, rand_f(128, -1, 1));
+    nvl_tensor dt = act2(NVL_DTYPE_F32, 4, 2, rand_f(8, 0, 1)), BC = act2(NVL_DTYPE_F32, 4, 4, rand_f(16, -1, 1));
+    nvl_tensor A = vec_f32(2, rand_f(2, -1, 0)), Dv = vec_f32(2, rand_f(2, -1, 1));
+    TEST_EQ_INT(kern_ssm_scan(g_be, &y16, &x, &dt, &A, &BC, &BC, &Dv, &sst, 1, 0, KERN_SCAN_AUTO, ok1, 1, &err),
+                NVL_ERR_SHAPE); /* chunk 0 */
+    TEST_EQ_INT(kern_ssm_scan(g_be, &y16, &x, &dt, &A, &BC, &BC, &Dv, &sst, 1, 4, KERN_SCAN_AUTO, bad_slot, 1, &err),
+                NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(kern_ssm_scan(g_be, &y16, &x, &dt, &A, &BC, &BC, &Dv, &sst, 3, 4, KERN_SCAN_AUTO, ok1, 1, &err),
+                NVL_ERR_SHAPE); /* B has 4 columns, not 3 groups x 4 */
+    nvl_tensor yb = out2(NVL_DTYPE_BF16, 4, 16);
+    TEST_EQ_INT(kern_ssm_scan(g_be, &yb, &x, &dt, &A, &BC, &BC, &Dv, &sst, 1, 4, KERN_SCAN_AUTO, ok1, 1, &err),
+                NVL_ERR_DTYPE); /* y must be F32 */
+    /* KV: 2 slots of 3 positions, 2 KV heads of 8 */
+    nvl_tensor kc = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 3, 16}, rand_f(96, -1, 1));
+    nvl_tensor vc = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 3, 16}, rand_f(96, -1, 1));
+    const kern_seq past[1] = {{1, 0, 0, 2, 2}}; /* positions 2..3 of 3 */
+    TEST_EQ_INT(kern_kv_write(g_be, &kc, &vc, &x, &x, past, 1, &err), NVL_ERR_LIMIT);
+    TEST_EQ_INT(kern_kv_write(g_be, &kc, &vc, &x, &x, bad_slot, 1, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 3, 2, ok1, 1, &err), NVL_ERR_SHAPE); /* 3 % 2 */
+    TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 2, 2, bad_slot, 1, &err), NVL_ERR_INVALID_ARG);
+    TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 2, 2, past, 1, &err), NVL_ERR_LIMIT);
+    nvl_tensor kb = nvl_tensor_make(NVL_DTYPE_BF16, 3, (int64_t[]){2, 3, 16}, be_alloc(2 * 3 * 16 * 2));
+    TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kb, &vc, 2, 2, ok1, 1, &err), NVL_ERR_SHAPE); /* dtypes differ */
+    /* vision */
+    nvl_tensor qkv = act2(NVL_DTYPE_F32, 4, 16, h); /* 16 is not 3 W */
+    TEST_EQ_INT(kern_attention_full(g_be, &y16, &qkv, 1, 2, &err), NVL_ERR_SHAPE);
+    nvl_tensor tiles = act_up(NVL_DTYPE_F32, 4, (int64_t[]){1, 3, 6, 6}, h);
+    TEST_EQ_INT(kern_patchify(g_be, &y16, &tiles, 4, &err), NVL_ERR_SHAPE); /* 6 % 4 */
+    nvl_tensor px = act_up(NVL_DTYPE_F32, 4, (int64_t[]){1, 3, 3, 2}, h);
+    TEST_EQ_INT(kern_pixel_shuffle(g_be, &y16, &px, &err), NVL_ERR_SHAPE); /* g odd */
+    nvl_tensor E = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 3, 4}, h);
+    nvl_tensor dis5 = act_up(NVL_DTYPE_F32, 1, (int64_t[]){5}, h);
+    TEST_EQ_INT(kern_evs_scores(g_be, &dis5, &E, 0, &err), NVL_ERR_SHAPE);
+}
+
+int main(int argc, char **argv) {
+    const char *name = "cpu";
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) name = argv[++i];
+    nvl_err err = {0};
+    if (!strcmp(name, "cuda")) {
+        const char *why = NULL;
+        if (kern_cuda_device_count(&why) == 0) test_skip("no CUDA device: %s", why ? why : "none");
+    }
+    nvl_status st = kern_backend_init(&g_be, name, &err);
+    if (st == NVL_ERR_NO_DEVICE) test_skip("%s", err.msg);
+    if (st != NVL_OK) {
+        fprintf(stderr, "backend '%s': %s\n", name, err.msg);
+        return 1;
+    }
+    printf("backend: %s\n", kern_backend_description(g_be));
+    test_matmul();
+    test_rmsnorm();
+    test_rmsnorm_gated();
+    test_layernorm();
+    test_add();
+    test_bias_act();
+    test_copy();
+    test_dt_softplus();
+    test_get_rows();
+    test_conv1d();
+    test_ssm_scan();
+    test_attention_causal();
+    test_attention_full();
+    test_patchify();
+    test_pixel_shuffle();
+    test_evs_scores();
+    test_errors();
+    for (int i = 0; i < g_ndev; i++) kern_buffer_free(g_be, g_dev[i]);
+    for (int i = 0; i < g_nhost; i++) free(g_host[i]);
+    kern_backend_free(g_be);
+    printf("%d op calls ran, %d skipped (op missing on this backend)\n", g_ran, g_skipped);
+    if (g_skipped && !g_ran && !g_test_fail) test_skip("backend '%s' has none of the ops", name);
+    return test_report();
+}
