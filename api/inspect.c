@@ -59,6 +59,53 @@ static void print_quant(FILE *out, const cJSON *root) {
             cJSON_IsString(a) ? " " : "", cJSON_IsString(a) ? a->valuestring : "");
 }
 
+/* Per Linear kind, the scheme each layer's weight uses (decided per tensor, scales checked). */
+static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, const llm_hparams *hp, const char *cfg_path) {
+    char dir[4096];
+    const char *slash = strrchr(cfg_path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cfg_path) : 1, slash ? cfg_path : ".");
+    llm_quant_config q;
+    nvl_err e = {0};
+    if (llm_quant_config_load(&q, dir, &e) != NVL_OK) {
+        on_problem(pr, e.code, e.msg);
+        return 0;
+    }
+    if (q.present)
+        fprintf(out, "  quantization config: %s, quant_algo %s, %d excluded module pattern%s%s%s\n", q.source,
+                q.algo[0] ? q.algo : "(none)", q.n_exclude, q.n_exclude == 1 ? "" : "s", q.kv_algo[0] ? ", KV cache " : "",
+                q.kv_algo);
+    const char *head = "";
+    const char *prefix = llm_tensor_prefix(ck, &head);
+    const int64_t n = prefix ? llm_tensor_table(hp, prefix, head, NULL, 0) : 0;
+    llm_tensor_spec *specs = n ? nvl_malloc((size_t)n * sizeof *specs) : NULL;
+    static const char *kinds[] = {"lm_head", "in_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"};
+    int counts[9][3] = {{0}}, ok = 1;
+    if (specs) llm_tensor_table(hp, prefix, head, specs, n);
+    for (int64_t i = 0; specs && i < n; i++) {
+        int k = -1;
+        for (int j = 0; j < 9; j++)
+            if (strstr(specs[i].name, kinds[j])) k = j;
+        if (k < 0 || specs[i].n_dims != 2 || !nvl_checkpoint_find(ck, specs[i].name)) continue;
+        kern_weight w;
+        if (llm_bind_linear(ck, &q, specs[i].name, specs[i].shape[0], specs[i].shape[1], &w, &e) != NVL_OK) {
+            on_problem(pr, e.code, e.msg);
+            ok = 0;
+            continue;
+        }
+        counts[k][w.quant]++;
+    }
+    fprintf(out, "  linear layers:");
+    for (int j = 0; j < 9; j++)
+        for (int t = 0; t < 3; t++)
+            if (counts[j][t])
+                fprintf(out, " %s %s x%d;", kinds[j], t == KERN_QUANT_FP8 ? "FP8" : t == KERN_QUANT_NVFP4 ? "NVFP4" : "unquantized",
+                        counts[j][t]);
+    fprintf(out, "\n");
+    nvl_free(specs);
+    llm_quant_config_free(&q);
+    return ok;
+}
+
 nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     *usable = 0;
     nvl_checkpoint *ck = NULL;
@@ -124,6 +171,7 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         nvl_status cs = llm_check_tensors(ck, &hp, on_problem, &pr, &n_exp, &n_bound, NULL);
         fprintf(out, "  tensors: expected %lld, bound %lld\n", (long long)n_exp, (long long)n_bound);
         lm_ok = cs == NVL_OK;
+        if (lm_ok) lm_ok = inspect_linears(out, &pr, ck, &hp, cfg_path);
     }
 
     /* Vision tower: declared by a vision_config or by vision tensors */

@@ -122,6 +122,30 @@ nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, con
                            w->name ? w->name : "");
     CHECK(chk2(__func__, "x", x, -1, w->n_in, err));
     CHECK(chk2(__func__, "y", y, x->shape[0], w->n_out, err));
+    const char *wn = w->name ? w->name : "";
+    switch (w->quant) {
+    case KERN_QUANT_NONE:
+        if (w->w.shape[0] != w->n_out || w->w.shape[1] != w->n_in)
+            return nvl_err_set(err, NVL_ERR_SHAPE, "%s: weight %s is [%lld, %lld], its descriptor says [%lld, %lld]", __func__,
+                               wn, (long long)w->w.shape[0], (long long)w->w.shape[1], (long long)w->n_out, (long long)w->n_in);
+        break;
+    case KERN_QUANT_FP8:
+        if (w->w.dtype != NVL_DTYPE_F8_E4M3 || w->w.shape[0] != w->n_out || w->w.shape[1] != w->n_in)
+            return nvl_err_set(err, NVL_ERR_SHAPE, "%s: FP8 weight %s must be F8_E4M3 [%lld, %lld]", __func__, wn,
+                               (long long)w->n_out, (long long)w->n_in);
+        break;
+    case KERN_QUANT_NVFP4:
+        if (w->w.dtype != NVL_DTYPE_U8 || w->n_in % 16 || w->w.shape[0] != w->n_out || w->w.shape[1] * 2 != w->n_in ||
+            w->block_scale.dtype != NVL_DTYPE_F8_E4M3 || w->block_scale.n_dims != 2 ||
+            w->block_scale.shape[0] != w->n_out || w->block_scale.shape[1] != w->n_in / 16)
+            return nvl_err_set(err, NVL_ERR_SHAPE, "%s: NVFP4 weight %s must be U8 [%lld, %lld] with F8_E4M3 block scales "
+                               "[%lld, %lld]", __func__, wn, (long long)w->n_out, (long long)(w->n_in / 2),
+                               (long long)w->n_out, (long long)(w->n_in / 16));
+        break;
+    default: return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight %s has an unknown quantization", __func__, wn);
+    }
+    if (w->quant != KERN_QUANT_NONE && !(w->input_scale > 0.0f && w->weight_scale > 0.0f))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight %s has non-positive scales", __func__, wn);
     DISPATCH(matmul, y, x, w, err);
 }
 

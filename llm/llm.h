@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "ops.h"
 #include "base/safetensors.h"
 #include "base/status.h"
 
@@ -279,6 +280,38 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
 nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir,
                           const llm_model_params *params, nvl_err *err);
 kern_backend *llm_model_backend(const llm_model *m);
+
+// ---------------------------------------------------------------------------
+// ModelOpt FP8 / NVFP4 checkpoints (quant-formats.md; llm/quant.c)
+
+typedef struct llm_quant_config {
+    int present;           /* a ModelOpt config was found */
+    char source[64];       /* "hf_quant_config.json" or "config.json quantization_config" */
+    char algo[32];         /* quant_algo: "FP8", "NVFP4", "MIXED_PRECISION", ... ("" if absent) */
+    char kv_algo[16];      /* kv_cache_quant_algo ("" if none) */
+    int group_size;        /* 16 for NVFP4, 0 if absent */
+    char **exclude;        /* exclude_modules / ignore */
+    int n_exclude;
+} llm_quant_config;
+/* Reads dir/hf_quant_config.json, else config.json's quantization_config (quant_method must be
+ * "modelopt"); neither: q->present = 0 and NVL_OK. */
+nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *err);
+void llm_quant_config_free(llm_quant_config *q);
+/* 1 when the module (a weight name without ".weight") is excluded, by vLLM's rules: exact
+ * match, an entry that is a substring (also of the name without "language_model."), an fnmatch
+ * wildcard, "foo*" also matching "foo". */
+int llm_quant_excluded(const llm_quant_config *q, const char *module);
+/* Binds the Linear weight `name` (n_out x n_in logical) with what its dtype and companions say:
+ * F32/BF16/F16 plain; F8_E4M3 -> FP8 with <module>.weight_scale and .input_scale; U8 -> NVFP4
+ * with <module>.weight_scale (F8_E4M3, [n_out, n_in/16]), .weight_scale_2 and .input_scale.
+ * Every scale is checked (present, shape, dtype, finite, > 0); errors name the tensor:
+ * NVL_ERR_NOT_FOUND, NVL_ERR_SHAPE, NVL_ERR_DTYPE, NVL_ERR_FORMAT (a bad value),
+ * NVL_ERR_CONFIG (quantized without a config, or quantized although excluded). */
+nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, const char *name, int64_t n_out,
+                           int64_t n_in, kern_weight *out, nvl_err *err);
+const char *llm_quant_name(kern_quant q);
+/* Per quantization kind, how many of the model's Linear layers use it (index kern_quant). */
+void llm_model_quant_counts(const llm_model *m, int counts[3]);
 
 // Sampling ------------------------------------------------------------------
 

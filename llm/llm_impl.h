@@ -37,6 +37,7 @@ struct llm_model {
     llm_layer *layers;    /* n_layer */
     float *small;         /* the f32 copies of the small Mamba tensors, one block */
     nvl_dtype act;        /* activation dtype: BF16 where the reference keeps bf16, else F32 */
+    llm_quant_config quant; /* the ModelOpt config (present = 0 for an unquantized checkpoint) */
     int32_t stop_ids[16];
     int n_stop;
 };

@@ -8,6 +8,7 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "base/log.h"
 #include "llm_impl.h"
 
 llm_model_params llm_model_params_default(void) {
@@ -67,12 +68,24 @@ void llm_model_free(llm_model *m) {
     if (!m) return;
     nvl_free(m->layers);
     nvl_free(m->small);
+    llm_quant_config_free(&m->quant);
     if (m->owns_ck) nvl_checkpoint_close(m->ck);
     if (m->owns_be) kern_backend_free(m->be);
     nvl_free(m);
 }
 
 kern_backend *llm_model_backend(const llm_model *m) { return m->be; }
+
+void llm_model_quant_counts(const llm_model *m, int counts[3]) {
+    counts[0] = counts[1] = counts[2] = 0;
+    counts[m->lm_head.quant]++;
+    for (int64_t i = 0; i < m->hp.n_layer; i++) {
+        const llm_layer *L = &m->layers[i];
+        const kern_weight *all[] = {&L->in_proj, &L->out_proj, &L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            if (all[k]->w.data) counts[all[k]->quant]++;
+    }
+}
 
 nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_params *params,
                           nvl_err *err) {
@@ -113,6 +126,10 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
     nvl_status st = nvl_json_load_file(&cfg, path, NVL_JSON_MAX_BYTES, err);
     if (st != NVL_OK) goto fail;
     if ((st = llm_hparams_from_json(&m->hp, cfg, path, err)) != NVL_OK) goto fail;
+    if ((st = llm_quant_config_load(&m->quant, dir, err)) != NVL_OK) goto fail;
+    if (m->quant.kv_algo[0])
+        NVL_LOG_WARN("%s: kv_cache_quant_algo %s is not reproduced: the KV cache is kept in the activation dtype\n", dir,
+                     m->quant.kv_algo);
     if (!m->be) {
         if ((st = kern_backend_init(&m->be, "cpu", err)) != NVL_OK) goto fail;
         m->owns_be = 1;
@@ -148,23 +165,33 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
         }
         if (!e) continue; /* optional (conv bias) */
         nvl_tensor t;
-        if ((st = bind(m, e->name, &t, err)) != NVL_OK) goto fail;
+        kern_weight lw;
+        const int linear = s->field == LLM_FIELD_LM_HEAD || s->field == LLM_FIELD_IN_PROJ ||
+                           s->field == LLM_FIELD_OUT_PROJ || s->field == LLM_FIELD_WQ || s->field == LLM_FIELD_WK ||
+                           s->field == LLM_FIELD_WV || s->field == LLM_FIELD_WO || s->field == LLM_FIELD_UP ||
+                           s->field == LLM_FIELD_DOWN;
+        if (linear) {
+            if ((st = llm_bind_linear(m->ck, &m->quant, e->name, s->shape[0], s->shape[1], &lw, err)) != NVL_OK) goto fail;
+            t = lw.w;
+        } else if ((st = bind(m, e->name, &t, err)) != NVL_OK) {
+            goto fail;
+        }
         llm_layer *L = s->layer >= 0 ? &m->layers[s->layer] : NULL;
         nvl_tensor *small = NULL;
         switch ((enum llm_field)s->field) {
         case LLM_FIELD_EMB: m->emb = t; break;
         case LLM_FIELD_NORM_F: m->norm_f = t; break;
-        case LLM_FIELD_LM_HEAD: m->lm_head = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_LM_HEAD: m->lm_head = lw; break;
         case LLM_FIELD_NORM: L->norm = t; break;
-        case LLM_FIELD_IN_PROJ: L->in_proj = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_OUT_PROJ: L->out_proj = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_IN_PROJ: L->in_proj = lw; break;
+        case LLM_FIELD_OUT_PROJ: L->out_proj = lw; break;
         case LLM_FIELD_SSM_NORM: L->ssm_norm = t; break;
-        case LLM_FIELD_WQ: L->wq = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_WK: L->wk = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_WV: L->wv = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_WO: L->wo = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_UP: L->up = kern_weight_plain(&t, e->name); break;
-        case LLM_FIELD_DOWN: L->down = kern_weight_plain(&t, e->name); break;
+        case LLM_FIELD_WQ: L->wq = lw; break;
+        case LLM_FIELD_WK: L->wk = lw; break;
+        case LLM_FIELD_WV: L->wv = lw; break;
+        case LLM_FIELD_WO: L->wo = lw; break;
+        case LLM_FIELD_UP: L->up = lw; break;
+        case LLM_FIELD_DOWN: L->down = lw; break;
         case LLM_FIELD_CONV_W: small = &L->conv_w; break;
         case LLM_FIELD_CONV_B: small = &L->conv_b; break;
         case LLM_FIELD_DT_BIAS: small = &L->dt_bias; break;
@@ -188,7 +215,7 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
     m->act = bf16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;
     /* place every weight on the backend (the CPU keeps the mmap views) */
     {
-        nvl_tensor *place[16 + 16 * LLM_MAX_LAYERS];
+        nvl_tensor *place[16 + 24 * LLM_MAX_LAYERS];
         int64_t np = 0;
         place[np++] = &m->emb;
         place[np++] = &m->norm_f;
@@ -196,7 +223,10 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
         for (int64_t i = 0; i < hp->n_layer; i++) {
             llm_layer *L = &m->layers[i];
             nvl_tensor *all[] = {&L->norm, &L->in_proj.w, &L->out_proj.w, &L->ssm_norm, &L->conv_w, &L->conv_b,
-                                 &L->dt_bias, &L->A, &L->D, &L->wq.w, &L->wk.w, &L->wv.w, &L->wo.w, &L->up.w, &L->down.w};
+                                 &L->dt_bias, &L->A, &L->D, &L->wq.w, &L->wk.w, &L->wv.w, &L->wo.w, &L->up.w, &L->down.w,
+                                 &L->in_proj.block_scale, &L->out_proj.block_scale, &L->wq.block_scale,
+                                 &L->wk.block_scale, &L->wv.block_scale, &L->wo.block_scale, &L->up.block_scale,
+                                 &L->down.block_scale};
             for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
                 if (all[k]->data) place[np++] = all[k];
         }

@@ -181,8 +181,27 @@ static void test_tiny_transformers(void) {
     free(out);
 }
 
+/* The ModelOpt exports of tests/data/quant: the scheme of every Linear, decided per tensor. */
+static void test_quantized(void) {
+    const char *fmts[] = {"quant/fp8", "quant/nvfp4"};
+    const char *want[] = {"in_proj FP8 x4; out_proj FP8 x4; q_proj FP8 x3;", "in_proj NVFP4 x4; out_proj NVFP4 x4; q_proj NVFP4 x3;"};
+    for (int i = 0; i < 2; i++) {
+        int usable = 0;
+        nvl_status st;
+        char *out = inspect(test_data_path(fmts[i]), &usable, &st);
+        TEST_EQ_INT(st, NVL_OK);
+        TEST_EQ_INT(usable, 1);
+        TEST_CONTAINS(out, "quantization config: hf_quant_config.json");
+        TEST_CONTAINS(out, "lm_head unquantized x1;");
+        TEST_CONTAINS(out, want[i]);
+        TEST_CONTAINS(out, "problems: none");
+        free(out);
+    }
+}
+
 int main(void) {
     int64_t live0 = nvl_alloc_count();
+    test_quantized();
     test_synthetic();
     test_tiny_transformers();
     TEST_EQ_INT(nvl_alloc_count(), live0);

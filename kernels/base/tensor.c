@@ -146,6 +146,42 @@ float nvl_f8e4m3_to_f32(uint8_t v) {
     return sign ? -f : f;
 }
 
+uint8_t nvl_f32_to_e4m3_sat(float f) {
+    if (isnan(f)) return 0x7f;
+    const uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (a >= 448.0f) return sign | 0x7e; /* clamp to the largest finite value first, as torch does */
+    if (a < 0.015625f) {                  /* below 2^-6: subnormal steps of 2^-9 */
+        const int q = (int)nearbyintf(a * 512.0f); /* ties to even */
+        return sign | (uint8_t)(q >= 8 ? 0x08 : q);
+    }
+    int e;
+    const float m = frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
+    int exp = e - 1;               /* a = (2m) 2^exp, 2m in [1, 2) */
+    int mq = (int)nearbyintf((2.0f * m - 1.0f) * 8.0f);
+    if (mq == 8) {
+        mq = 0;
+        exp++;
+    }
+    const int code = ((exp + 7) << 3) | mq;
+    return sign | (uint8_t)(code > 0x7e ? 0x7e : code);
+}
+
+float nvl_e2m1_quantize(float a) {
+    const float s = a < 0 ? -1.0f : 1.0f;
+    a = fabsf(a);
+    float q;
+    if (a <= 0.25f) q = 0.0f;
+    else if (a < 0.75f) q = 0.5f;
+    else if (a <= 1.25f) q = 1.0f;
+    else if (a < 1.75f) q = 1.5f;
+    else if (a <= 2.5f) q = 2.0f;
+    else if (a < 3.5f) q = 3.0f;
+    else if (a <= 5.0f) q = 4.0f;
+    else q = 6.0f;
+    return s * q;
+}
+
 void nvl_convert_to_f32(float *dst, const void *src, nvl_dtype dtype, size_t n) {
     switch (dtype) {
     case NVL_DTYPE_F32: memcpy(dst, src, n * sizeof(float)); break;

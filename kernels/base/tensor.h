@@ -94,6 +94,13 @@ static inline float nvl_round_bf16(float f) { return nvl_bf16_to_f32(nvl_f32_to_
 float nvl_f16_to_f32(uint16_t h);
 uint16_t nvl_f32_to_f16(float f);
 float nvl_f8e4m3_to_f32(uint8_t v);
+/* f32 -> E4M3 "fn" code: clamped to +-448 first, then rounded to nearest even (torch's
+ * clamp + .to(float8_e4m3fn)); NaN -> 0x7f. */
+uint8_t nvl_f32_to_e4m3_sat(float f);
+/* Rounds to the nearest E2M1 value {0, 0.5, 1, 1.5, 2, 3, 4, 6} (sign kept), ties to the even
+ * mantissa as ModelOpt's NVFP4 kernels (thresholds <=0.25, <0.75, <=1.25, <1.75, <=2.5, <3.5,
+ * <=5); above 6 saturates to 6. quant-formats.md §2. */
+float nvl_e2m1_quantize(float a);
 
 /* Converts n elements of a float dtype (F32, F16, BF16, F8_E4M3) to f32. */
 void nvl_convert_to_f32(float *dst, const void *src, nvl_dtype dtype, size_t n);

@@ -27,6 +27,13 @@ int kern_cpu_has_avx2(void);
 
 /* y[M,N] = x[M,K] @ w[N,K]^T, f32 accumulate. w dtype F32, BF16 or F16. */
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err);
+/* Quantized weights (kernels/ops.h kern_weight with quant FP8 or NVFP4): ModelOpt's forward,
+ * activation quantize-dequantize included (quant.c). x (M, K), y (M, N) contiguous f32. */
+struct kern_weight;
+nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_weight *w, int64_t M, nvl_err *err);
+/* The activation quantize-dequantize alone, n elements (NVFP4: n a multiple of 16). */
+void kern_cpu_quant_fp8_act(float *xq, const float *x, int64_t n, float input_scale);
+void kern_cpu_quant_nvfp4_act(float *xq, const float *x, int64_t n, float input_scale);
 /* Oracle: double accumulation, single thread. */
 void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t M);
 /* Softmax of each row of x (rows x cols) in place; AVX-512 with a polynomial exp (about 1 ulp),

@@ -93,10 +93,6 @@ void kern_cpu_context_free(void *p) {
 static nvl_status cpu_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
     nvl_status st;
     if ((st = need_f32(__func__, "x", x, err)) != NVL_OK || (st = need_f32(__func__, "y", y, err)) != NVL_OK) return st;
-    if (w->quant != KERN_QUANT_NONE)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
-                           "weight '%s' is quantized (%s): the FP8/NVFP4 matmul is not written yet",
-                           w->name ? w->name : "?", w->quant == KERN_QUANT_FP8 ? "FP8" : "NVFP4");
     const int64_t M = x->shape[0], K = w->n_in, N = w->n_out;
     if (M == 0) return NVL_OK;
     const int x_dense = x->stride[0] == K, y_dense = y->stride[0] == N;
@@ -109,7 +105,8 @@ static nvl_status cpu_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *
         xs = sc;
     }
     float *ys = y_dense ? y->data : sc + (x_dense ? 0 : M * K);
-    if ((st = kern_cpu_matmul(ys, xs, &w->w, M, err)) != NVL_OK) return st;
+    st = w->quant == KERN_QUANT_NONE ? kern_cpu_matmul(ys, xs, &w->w, M, err) : kern_cpu_matmul_quant(ys, xs, w, M, err);
+    if (st != NVL_OK) return st;
     if (y->dtype != NVL_DTYPE_F32 || !y_dense) {
 #pragma omp parallel for schedule(static) if (M * N > 65536)
         for (int64_t r = 0; r < M; r++) {

@@ -1,0 +1,202 @@
+/* ModelOpt quantized checkpoints (quant-formats.md): the quantization config (hf_quant_config.json,
+ * else config.json's quantization_config), vLLM's exclude-list rules, and binding one Linear with
+ * its scales. Which modules are quantized is decided per tensor (weight dtype, the scale tensors
+ * present, the exclude list), never assumed; every scale is validated with a message naming it. */
+#include <cjson/cJSON.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "llm_impl.h"
+
+void llm_quant_config_free(llm_quant_config *q) {
+    if (!q) return;
+    for (int i = 0; i < q->n_exclude; i++) nvl_free(q->exclude[i]);
+    nvl_free(q->exclude);
+    memset(q, 0, sizeof *q);
+}
+
+static nvl_status read_list(llm_quant_config *q, const cJSON *arr, const char *path, const char *key, nvl_err *err) {
+    if (!arr || cJSON_IsNull(arr)) return NVL_OK;
+    if (!cJSON_IsArray(arr)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is not a list", path, key);
+    const int n = cJSON_GetArraySize(arr);
+    q->exclude = nvl_calloc((size_t)n + 1, sizeof *q->exclude);
+    if (!q->exclude) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (!cJSON_IsString(it)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: an entry of %s is not a string", path, key);
+        const size_t l = strlen(it->valuestring);
+        char *s = nvl_malloc(l + 1);
+        if (!s) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        memcpy(s, it->valuestring, l + 1);
+        q->exclude[q->n_exclude++] = s;
+    }
+    return NVL_OK;
+}
+
+static void copy_str(char *dst, size_t cap, const cJSON *v) {
+    if (cJSON_IsString(v)) snprintf(dst, cap, "%s", v->valuestring);
+}
+
+nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *err) {
+    memset(q, 0, sizeof *q);
+    char path[4096];
+    cJSON *root = NULL;
+    nvl_err e2 = {0};
+    snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
+    nvl_status st = nvl_json_load_file(&root, path, NVL_JSON_MAX_BYTES, &e2);
+    if (st == NVL_OK) {
+        const cJSON *qq = nvl_json_obj(root, "quantization");
+        if (!qq) {
+            cJSON_Delete(root);
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: no \"quantization\" object", path);
+        }
+        q->present = 1;
+        snprintf(q->source, sizeof q->source, "hf_quant_config.json");
+        copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qq, "quant_algo"));
+        copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qq, "kv_cache_quant_algo"));
+        const cJSON *gs = cJSON_GetObjectItemCaseSensitive(qq, "group_size");
+        q->group_size = cJSON_IsNumber(gs) ? (int)gs->valuedouble : 0;
+        st = read_list(q, cJSON_GetObjectItemCaseSensitive(qq, "exclude_modules"), path, "exclude_modules", err);
+        cJSON_Delete(root);
+        if (st != NVL_OK) llm_quant_config_free(q);
+        return st;
+    }
+    if (st != NVL_ERR_NOT_FOUND) return nvl_err_set(err, st, "%s", e2.msg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if ((st = nvl_json_load_file(&root, path, NVL_JSON_MAX_BYTES, err)) != NVL_OK) return st;
+    const cJSON *qc = nvl_json_obj(root, "quantization_config");
+    if (qc) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+        q->present = 1;
+        snprintf(q->source, sizeof q->source, "config.json quantization_config");
+        if (cJSON_IsString(m) && strcmp(m->valuestring, "modelopt")) {
+            st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: quantization method '%s' (nanovl reads ModelOpt checkpoints: "
+                             "quant_method \"modelopt\")", path, m->valuestring);
+        } else {
+            copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"));
+            st = read_list(q, cJSON_GetObjectItemCaseSensitive(qc, "ignore"), path, "ignore", err);
+        }
+    }
+    cJSON_Delete(root);
+    if (st != NVL_OK) llm_quant_config_free(q);
+    return st;
+}
+
+/* vLLM's is_layer_excluded: exact, substring (also without "language_model."), fnmatch; a
+ * trailing "foo*" also matches "foo" and "foo.*". */
+int llm_quant_excluded(const llm_quant_config *q, const char *module) {
+    const char *alt = strncmp(module, "language_model.", 15) ? NULL : module + 15;
+    for (int i = 0; i < q->n_exclude; i++) {
+        const char *e = q->exclude[i];
+        if (!strcmp(e, module) || strstr(module, e) || (alt && strstr(alt, e))) return 1;
+        if (!fnmatch(e, module, 0) || (alt && !fnmatch(e, alt, 0))) return 1;
+        const size_t l = strlen(e);
+        if (l > 1 && e[l - 1] == '*') {
+            char base[256];
+            snprintf(base, sizeof base, "%.*s", (int)(l - 1), e);
+            const size_t bl = strlen(base);
+            if (bl && base[bl - 1] == '.') base[bl - 1] = '\0';
+            if (!strcmp(base, module) || (alt && !strcmp(base, alt))) return 1;
+        }
+    }
+    return 0;
+}
+
+/* A 0-d (or one-element) f32 scale, finite and > 0. */
+static nvl_status scalar_scale(const nvl_checkpoint *ck, const char *name, float *out, nvl_err *err) {
+    const nvl_st_entry *e = nvl_checkpoint_find(ck, name);
+    if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing scale tensor '%s'", name);
+    nvl_tensor t = nvl_st_entry_tensor(e);
+    if (nvl_tensor_numel(&t) != 1)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "scale tensor '%s' has %lld elements, expected one", name,
+                           (long long)nvl_tensor_numel(&t));
+    if (t.dtype != NVL_DTYPE_F32 && t.dtype != NVL_DTYPE_BF16 && t.dtype != NVL_DTYPE_F16)
+        return nvl_err_set(err, NVL_ERR_DTYPE, "scale tensor '%s' has dtype %s, expected F32", name, nvl_dtype_name(t.dtype));
+    const float v = nvl_tensor_get_f32(&t, 0);
+    if (!isfinite(v) || v <= 0.0f)
+        return nvl_err_set(err, NVL_ERR_FORMAT, "scale tensor '%s' is %g, expected a finite value > 0", name, (double)v);
+    *out = v;
+    return NVL_OK;
+}
+
+nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, const char *name, int64_t n_out,
+                           int64_t n_in, kern_weight *out, nvl_err *err) {
+    memset(out, 0, sizeof *out);
+    const nvl_st_entry *e = nvl_checkpoint_find(ck, name);
+    if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing tensor '%s'", name);
+    nvl_tensor t = nvl_st_entry_tensor(e);
+    char module[200], sname[240];
+    const size_t nl = strlen(e->name);
+    snprintf(module, sizeof module, "%.*s", (int)(nl > 7 && !strcmp(e->name + nl - 7, ".weight") ? nl - 7 : nl), e->name);
+    if (t.dtype == NVL_DTYPE_F32 || t.dtype == NVL_DTYPE_BF16 || t.dtype == NVL_DTYPE_F16) {
+        snprintf(sname, sizeof sname, "tensor '%s'", e->name);
+        nvl_status st = nvl_tensor_check_shape(&t, 2, (int64_t[]){n_out, n_in}, sname, err);
+        if (st != NVL_OK) return st;
+        *out = kern_weight_plain(&t, e->name);
+        return NVL_OK;
+    }
+    const int fp8 = t.dtype == NVL_DTYPE_F8_E4M3, fp4 = t.dtype == NVL_DTYPE_U8;
+    if (!fp8 && !fp4)
+        return nvl_err_set(err, NVL_ERR_DTYPE, "tensor '%s' has dtype %s, expected F32, BF16, F16, F8_E4M3 (FP8) or U8 (NVFP4)",
+                           e->name, nvl_dtype_name(t.dtype));
+    if (!q->present)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but the checkpoint has no ModelOpt quantization config "
+                           "(hf_quant_config.json or config.json quantization_config)", e->name, fp8 ? "FP8" : "NVFP4 (U8)");
+    if (llm_quant_excluded(q, module))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is quantized but its module '%s' is in the exclude list of %s",
+                           e->name, module, q->source);
+    const int64_t want_in = fp8 ? n_in : n_in / 2;
+    if (t.n_dims != 2 || t.shape[0] != n_out || t.shape[1] != want_in || (fp4 && n_in % 16))
+        return nvl_err_set(err, NVL_ERR_SHAPE, "%s weight '%s' has shape [%lld, %lld], expected [%lld, %lld]%s",
+                           fp8 ? "FP8" : "NVFP4", e->name, (long long)t.shape[0], (long long)(t.n_dims > 1 ? t.shape[1] : 0),
+                           (long long)n_out, (long long)want_in, fp4 && n_in % 16 ? " with inputs a multiple of 16" : "");
+    kern_weight w = kern_weight_plain(&t, e->name);
+    w.n_out = n_out;
+    w.n_in = n_in;
+    w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+    nvl_status st;
+    snprintf(sname, sizeof sname, "%s.input_scale", module);
+    if ((st = scalar_scale(ck, sname, &w.input_scale, err)) != NVL_OK) {
+        if (st == NVL_ERR_NOT_FOUND)
+            nvl_err_set(err, st, "missing scale tensor '%s': %s weights without a static input scale (weight-only or "
+                        "dynamic per-token schemes) are not supported", sname, fp8 ? "FP8" : "NVFP4");
+        return st;
+    }
+    if (fp8) {
+        snprintf(sname, sizeof sname, "%s.weight_scale", module);
+        if ((st = scalar_scale(ck, sname, &w.weight_scale, err)) != NVL_OK) return st;
+    } else {
+        snprintf(sname, sizeof sname, "%s.weight_scale_2", module);
+        if ((st = scalar_scale(ck, sname, &w.weight_scale, err)) != NVL_OK) return st;
+        snprintf(sname, sizeof sname, "%s.weight_scale", module);
+        const nvl_st_entry *be = nvl_checkpoint_find(ck, sname);
+        if (!be) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing block-scale tensor '%s'", sname);
+        nvl_tensor bs = nvl_st_entry_tensor(be);
+        if (bs.dtype != NVL_DTYPE_F8_E4M3)
+            return nvl_err_set(err, NVL_ERR_DTYPE, "block-scale tensor '%s' has dtype %s, expected F8_E4M3", sname,
+                               nvl_dtype_name(bs.dtype));
+        if (bs.n_dims != 2 || bs.shape[0] != n_out || bs.shape[1] != n_in / 16)
+            return nvl_err_set(err, NVL_ERR_SHAPE, "block-scale tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
+                               sname, (long long)bs.shape[0], (long long)(bs.n_dims > 1 ? bs.shape[1] : 0),
+                               (long long)n_out, (long long)(n_in / 16));
+        const uint8_t *b = bs.data;
+        for (int64_t i = 0; i < n_out * (n_in / 16); i++)
+            if ((b[i] & 0x7f) == 0x7f || (b[i] & 0x7f) == 0 || (b[i] & 0x80))
+                return nvl_err_set(err, NVL_ERR_FORMAT, "block-scale tensor '%s' element %lld (row %lld) is %s, expected a "
+                                   "finite E4M3 value > 0", sname, (long long)i, (long long)(i / (n_in / 16)),
+                                   (b[i] & 0x7f) == 0x7f ? "NaN" : (b[i] & 0x80) ? "negative" : "zero");
+        w.block_scale = bs;
+    }
+    *out = w;
+    return NVL_OK;
+}
+
+const char *llm_quant_name(kern_quant q) {
+    return q == KERN_QUANT_FP8 ? "FP8 (W8A8 E4M3, static per-tensor input scale)"
+           : q == KERN_QUANT_NVFP4 ? "NVFP4 (W4A4 E2M1, E4M3 16-blocks, dynamic activation blocks)"
+                                   : "unquantized";
+}

@@ -1,0 +1,458 @@
+/* FP8 and NVFP4 (ModelOpt formats, quant-formats.md):
+ *   - the E4M3 and E2M1 roundings at their boundaries (the tie rules of §1/§2);
+ *   - the quantized matmul op against a naive double oracle that follows the formulas literally
+ *     (activation quantize-dequantize, dequantized weights), F32 and BF16 outputs;
+ *   - loading: a quantized copy of tests/data/llm/cfgA written here runs, and every damaged scale
+ *     (missing, NaN, zero, negative, wrong shape or dtype, quantized but excluded, no config) is
+ *     refused with the tensor's name;
+ *   - goldens made by nvidia-modelopt itself (tests/reference/gen_quant_goldens.py): the per-module
+ *     matmuls and the model's logits (checked in test_quant_golden below when present).
+ * Bounds: the op and the oracle see the same quantized values (exact in f32), the sums differ only
+ * in order: f32 accumulation over K <= 96 terms against double, atol 1e-5 + rtol 1e-5, NMSE 1e-11. */
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/mapped_file.h"
+#include "base/safetensors.h"
+#include "llm.h"
+#include "ops.h"
+#include "st_writer.h"
+#include "test_util.h"
+
+static void test_roundings(void) {
+    /* E4M3: saturation, ties to even, subnormals, every finite code round-trips */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(448.0f), 0x7e);
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(1e9f), 0x7e);
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(-500.0f), 0xfe);
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(1.0f), 0x38);
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(1.0625f), 0x38); /* tie between 1 and 1.125: even mantissa 0 */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(1.1875f), 0x3a); /* tie between 1.125 and 1.25: even mantissa 2 */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(0.001953125f), 0x01); /* 2^-9, the smallest subnormal */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(0.0009765625f), 0x00); /* 2^-10: tie to 0 (even) */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(0.0146484375f), 0x08); /* 7.5 * 2^-9: tie between 7 and 8 steps -> 2^-6 */
+    TEST_EQ_INT(nvl_f32_to_e4m3_sat(NAN), 0x7f);
+    int rt = 1;
+    for (int c = 0; c < 256; c++) {
+        if ((c & 0x7f) == 0x7f || c == 0x80) continue;
+        rt &= nvl_f32_to_e4m3_sat(nvl_f8e4m3_to_f32((uint8_t)c)) == c;
+    }
+    TEST_CHECK(rt, "every finite E4M3 code round-trips");
+    /* E2M1 thresholds of ModelOpt's kernels */
+    const float in[] = {0.25f, 0.26f, 0.75f, 1.25f, 1.3f, 1.75f, 2.5f, 2.6f, 3.5f, 5.0f, 5.1f, 7.0f, -0.75f, -5.0f};
+    const float want[] = {0.0f, 0.5f, 1.0f, 1.0f, 1.5f, 2.0f, 2.0f, 3.0f, 4.0f, 4.0f, 6.0f, 6.0f, -1.0f, -4.0f};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        TEST_CHECK(nvl_e2m1_quantize(in[i]) == want[i], "e2m1(%g) = %g, expected %g", (double)in[i],
+                   (double)nvl_e2m1_quantize(in[i]), (double)want[i]);
+}
+
+static const float k_e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+/* A random FP8 or NVFP4 weight (N, K) with valid scales, as ModelOpt exports it. */
+typedef struct qweight {
+    uint8_t *w, *bs;
+    float ws, is;
+} qweight;
+
+static qweight make_q(int fp8, int64_t N, int64_t K, uint64_t *rng) {
+    qweight q = {0};
+    q.w = malloc((size_t)(N * K));
+    q.bs = malloc((size_t)(N * K / 16 + 1));
+    q.ws = fp8 ? 0.013f : 0.0021f;
+    q.is = fp8 ? 0.021f : 0.0043f;
+    for (int64_t i = 0; i < N * K; i++) {
+        const float v = test_rng_uniform(rng);
+        if (fp8) q.w[i] = nvl_f32_to_e4m3_sat(v * 300.0f);
+        else if (i % 2 == 0) q.w[i / 2] = (uint8_t)((int)((v + 1.0f) * 7.99f) & 15);
+        else q.w[i / 2] |= (uint8_t)(((int)((v + 1.0f) * 7.99f) & 15) << 4);
+    }
+    for (int64_t i = 0; i < N * K / 16; i++) q.bs[i] = nvl_f32_to_e4m3_sat(0.5f + 200.0f * fabsf(test_rng_uniform(rng)));
+    return q;
+}
+
+/* The formulas of quant-formats.md, literally, in double where they do not round. */
+static void oracle(double *y, const float *x, const qweight *q, int fp8, int64_t M, int64_t N, int64_t K) {
+    float *xq = malloc((size_t)K * sizeof(float));
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * K;
+        if (fp8) {
+            for (int64_t k = 0; k < K; k++) xq[k] = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(xr[k] / q->is)) * q->is;
+        } else {
+            for (int64_t b = 0; b < K; b += 16) {
+                float amax = 0;
+                for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(xr[b + i]));
+                float r = fminf(amax / (6.0f * q->is), 448.0f);
+                float s = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(r)) * q->is;
+                if (s < 1e-5f) s = 1.0f;
+                for (int i = 0; i < 16; i++) xq[b + i] = nvl_e2m1_quantize(xr[b + i] / s) * s;
+            }
+        }
+        for (int64_t n = 0; n < N; n++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float w;
+                if (fp8) w = nvl_f8e4m3_to_f32(q->w[n * K + k]) * q->ws;
+                else {
+                    const uint8_t c = q->w[(n * K + k) / 2];
+                    w = k_e2m1[k % 2 ? c >> 4 : c & 15] * nvl_f8e4m3_to_f32(q->bs[n * (K / 16) + k / 16]) * q->ws;
+                }
+                acc += (double)xq[k] * (double)w;
+            }
+            y[m * N + n] = acc;
+        }
+    }
+    free(xq);
+}
+
+static void test_matmul_quant(void) {
+    kern_backend *be = NULL;
+    nvl_err err = {0};
+    TEST_EQ_INT(kern_backend_init(&be, "cpu", &err), NVL_OK);
+    uint64_t rng = 0xfeed;
+    const struct {
+        int fp8;
+        int64_t M, N, K;
+    } cases[] = {{1, 1, 7, 64}, {1, 3, 33, 48}, {1, 40, 20, 96}, {0, 1, 9, 64}, {0, 5, 17, 32}, {0, 37, 12, 96}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int fp8 = cases[c].fp8;
+        const int64_t M = cases[c].M, N = cases[c].N, K = cases[c].K;
+        qweight q = make_q(fp8, N, K, &rng);
+        float *x = malloc((size_t)(M * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
+        double *yo = malloc((size_t)(M * N) * sizeof(double));
+        float *yr = malloc((size_t)(M * N) * sizeof(float));
+        for (int64_t i = 0; i < M * K; i++) x[i] = 2.0f * test_rng_uniform(&rng) * (i % 13 == 0 ? 4.0f : 1.0f);
+        if (!fp8)
+            for (int64_t k = 16; k < 32 && k < K; k++) x[k] = 0.0f; /* an all-zero activation block: scale 1 */
+        oracle(yo, x, &q, fp8, M, N, K);
+        for (int64_t i = 0; i < M * N; i++) yr[i] = (float)yo[i];
+        nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q.w)
+                            : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q.w);
+        kern_weight w = kern_weight_plain(&wt, "test.weight");
+        w.n_out = N;
+        w.n_in = K;
+        w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+        w.weight_scale = q.ws;
+        w.input_scale = q.is;
+        if (!fp8) w.block_scale = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, q.bs);
+        nvl_tensor xt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){M, K}, x);
+        nvl_tensor yt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){M, N}, y);
+        TEST_EQ_INT(kern_matmul(be, &yt, &xt, &w, &err), NVL_OK);
+        char what[96];
+        snprintf(what, sizeof what, "%s matmul M=%lld N=%lld K=%lld", fp8 ? "FP8" : "NVFP4", (long long)M, (long long)N,
+                 (long long)K);
+        test_compare_f32(what, y, yr, (size_t)(M * N), 1e-5, 1e-5, 1e-11);
+        /* BF16 output: the same values rounded on store */
+        nvl_tensor yb = kern_act(be, NVL_DTYPE_BF16, 2, (int64_t[]){M, N}, y);
+        TEST_EQ_INT(kern_matmul(be, &yb, &xt, &w, &err), NVL_OK);
+        int rounded = 1;
+        for (int64_t i = 0; i < M * N; i++) rounded &= y[i] == nvl_round_bf16(y[i]);
+        TEST_CHECK(rounded, "%s: BF16 output holds bf16 values", what);
+        /* a zero scale or a missing block scale is refused by the op */
+        w.input_scale = 0.0f;
+        TEST_EQ_INT(kern_matmul(be, &yt, &xt, &w, &err), NVL_ERR_INVALID_ARG);
+        free(q.w);
+        free(q.bs);
+        free(x);
+        free(y);
+        free(yo);
+        free(yr);
+    }
+    kern_backend_free(be);
+}
+
+// ---------------------------------------------------------------------------
+// A quantized copy of cfgA, and damaged variants of it
+
+typedef enum damage {
+    D_NONE, D_NAN_INPUT, D_ZERO_WSCALE, D_NEG_WSCALE2, D_MISSING_INPUT, D_BS_SHAPE, D_BS_NAN, D_BS_DTYPE, D_EXCLUDED,
+    D_NO_CONFIG,
+} damage;
+
+/* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
+ * MLP Linear quantized (fp8 or nvfp4), attention and lm_head left as they are. */
+static void write_quant_copy(const char *dir, int fp8, damage d) {
+    nvl_err err = {0};
+    nvl_checkpoint *src = NULL;
+    char p[700];
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/model.safetensors", test_data_path("llm/cfgA"));
+    TEST_EQ_INT(nvl_checkpoint_open(&src, p, &err), NVL_OK);
+    st_writer wr;
+    st_writer_init(&wr);
+    void **keep = calloc(4 * (size_t)nvl_checkpoint_count(src) + 4, sizeof(void *));
+    int nk = 0;
+    for (int64_t i = 0; i < nvl_checkpoint_count(src); i++) {
+        const nvl_st_entry *e = nvl_checkpoint_entry(src, i);
+        const int lin = strstr(e->name, "proj.weight") && !strstr(e->name, "q_proj") && !strstr(e->name, "k_proj") &&
+                        !strstr(e->name, "v_proj") && !strstr(e->name, "o_proj");
+        if (!lin) {
+            st_writer_add(&wr, e->name, nvl_dtype_name(e->dtype), e->n_dims, e->shape, e->data, e->end - e->begin);
+            continue;
+        }
+        const int64_t N = e->shape[0], K = e->shape[1];
+        char mod[200], nm[240];
+        snprintf(mod, sizeof mod, "%.*s", (int)(strlen(e->name) - 7), e->name);
+        const float *W = (const float *)e->data;
+        float amax = 0;
+        for (int64_t k = 0; k < N * K; k++) amax = fmaxf(amax, fabsf(W[k]));
+        float *ws = malloc(sizeof(float)), *is = malloc(sizeof(float)), *ws2 = malloc(sizeof(float));
+        *is = (fp8 ? 32.0f / 448.0f : 32.0f / (6.0f * 448.0f)) * (d == D_NAN_INPUT ? NAN : 1.0f);
+        uint8_t *q = malloc((size_t)(N * K)), *bs = malloc((size_t)(N * K / 16 + 1));
+        if (fp8) {
+            *ws = amax / 448.0f * (d == D_ZERO_WSCALE ? 0.0f : 1.0f);
+            for (int64_t k = 0; k < N * K; k++) q[k] = nvl_f32_to_e4m3_sat(W[k] / (amax / 448.0f));
+        } else {
+            *ws2 = amax / (6.0f * 448.0f) * (d == D_NEG_WSCALE2 ? -1.0f : 1.0f);
+            const float g = amax / (6.0f * 448.0f);
+            memset(q, 0, (size_t)(N * K / 2));
+            for (int64_t b = 0; b < N * K / 16; b++) {
+                float a16 = 0;
+                for (int j = 0; j < 16; j++) a16 = fmaxf(a16, fabsf(W[b * 16 + j]));
+                float s = a16 > 0 ? a16 / (6.0f * g) : 1.0f;
+                bs[b] = nvl_f32_to_e4m3_sat(fminf(fmaxf(s, 0.001953125f), 448.0f));
+                const float sd = nvl_f8e4m3_to_f32(bs[b]) * g;
+                for (int j = 0; j < 16; j++) {
+                    const float v = nvl_e2m1_quantize(W[b * 16 + j] / sd);
+                    int code = 0;
+                    for (int c = 0; c < 16; c++)
+                        if (k_e2m1[c] == v && !signbit(k_e2m1[c]) == !signbit(v)) code = c;
+                    q[(b * 16 + j) / 2] |= (uint8_t)(j % 2 ? code << 4 : code);
+                }
+            }
+            if (d == D_BS_NAN) bs[3] = 0x7f;
+        }
+        keep[nk++] = ws;
+        keep[nk++] = is;
+        keep[nk++] = ws2;
+        keep[nk++] = q;
+        keep[nk++] = bs;
+        if (fp8) st_writer_add(&wr, e->name, "F8_E4M3", 2, (int64_t[]){N, K}, q, (size_t)(N * K));
+        else st_writer_add(&wr, e->name, "U8", 2, (int64_t[]){N, K / 2}, q, (size_t)(N * K / 2));
+        if (!(d == D_MISSING_INPUT && strstr(e->name, "layers.3."))) {
+            snprintf(nm, sizeof nm, "%s.input_scale", mod);
+            st_writer_add(&wr, nm, "F32", 0, NULL, is, 4);
+        }
+        if (fp8) {
+            snprintf(nm, sizeof nm, "%s.weight_scale", mod);
+            st_writer_add(&wr, nm, "F32", 0, NULL, ws, 4);
+        } else {
+            snprintf(nm, sizeof nm, "%s.weight_scale_2", mod);
+            st_writer_add(&wr, nm, "F32", 0, NULL, ws2, 4);
+            snprintf(nm, sizeof nm, "%s.weight_scale", mod);
+            const int64_t rows = d == D_BS_SHAPE ? N - 1 : N;
+            st_writer_add(&wr, nm, d == D_BS_DTYPE ? "U8" : "F8_E4M3", 2, (int64_t[]){rows, K / 16}, bs,
+                          (size_t)(rows * K / 16));
+        }
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    TEST_CHECK(st_writer_save(&wr, p, NULL), "writing %s", p);
+    st_writer_free(&wr);
+    for (int i = 0; i < nk; i++) free(keep[i]);
+    free(keep);
+    nvl_checkpoint_close(src);
+    /* config.json as cfgA's, and the quantization config */
+    char q2[700];
+    char *cfg = NULL;
+    size_t len = 0;
+    snprintf(q2, sizeof q2, "%s/config.json", test_data_path("llm/cfgA"));
+    nvl_read_file(q2, 1 << 20, &cfg, &len, &err);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    test_write_file(p, cfg, len);
+    nvl_free(cfg);
+    snprintf(p, sizeof p, "%s/hf_quant_config.json", dir);
+    char hq[512];
+    snprintf(hq, sizeof hq,
+             "{\"producer\": {\"name\": \"modelopt\", \"version\": \"0.47.0\"}, \"quantization\": {\"quant_algo\": \"%s\", "
+             "\"kv_cache_quant_algo\": null, %s\"exclude_modules\": [\"lm_head\", \"backbone.embeddings\"%s]}}",
+             fp8 ? "FP8" : "NVFP4", fp8 ? "" : "\"group_size\": 16, ",
+             d == D_EXCLUDED ? ", \"backbone.layers.2.mixer.up*\"" : "");
+    if (d == D_NO_CONFIG) unlink(p);
+    else test_write_file(p, hq, strlen(hq));
+}
+
+static void test_load(void) {
+    char dir[600];
+    nvl_err err = {0};
+    for (int fp8 = 1; fp8 >= 0; fp8--) {
+        snprintf(dir, sizeof dir, "%s/q%d", test_tmpdir(), fp8);
+        write_quant_copy(dir, fp8, D_NONE);
+        llm_model *m = NULL;
+        TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), NVL_OK);
+        if (!m) {
+            fprintf(stderr, "%s\n", err.msg);
+            continue;
+        }
+        int counts[3];
+        llm_model_quant_counts(m, counts);
+        /* cfgA "M*-M*M-*M": 4 Mamba (in/out) + 2 MLP (up/down) quantized; 3 attention x 4 + lm_head not */
+        TEST_EQ_INT(counts[fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4], 12);
+        TEST_EQ_INT(counts[KERN_QUANT_NONE], 13);
+        /* it runs and stays near the unquantized model (a sanity check, not a golden) */
+        llm_model *ref = NULL;
+        TEST_EQ_INT(llm_model_init(&ref, test_data_path("llm/cfgA"), NULL, &err), NVL_OK);
+        llm_context *a = NULL, *b = NULL;
+        llm_context_init(&a, m, NULL, &err);
+        llm_context_init(&b, ref, NULL, &err);
+        const int32_t toks[6] = {3, 17, 99, 250, 7, 41};
+        TEST_EQ_INT(llm_prefill(a, toks, 6, NULL, NULL, &err), NVL_OK);
+        TEST_EQ_INT(llm_prefill(b, toks, 6, NULL, NULL, &err), NVL_OK);
+        const int64_t V = llm_model_hparams(m)->n_vocab;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < V; i++) {
+            const double dd = llm_logits(a)[i] - llm_logits(b)[i];
+            num += dd * dd;
+            den += (double)llm_logits(b)[i] * llm_logits(b)[i];
+        }
+        printf("%s copy of cfgA: logits NMSE %.3g against the f32 model\n", fp8 ? "FP8" : "NVFP4", num / den);
+        TEST_CHECK(num / den < (fp8 ? 0.05 : 0.5) && num > 0, "%s copy of cfgA: logits NMSE %.3g against the f32 model",
+                   fp8 ? "FP8" : "NVFP4", num / den);
+        llm_context_free(a);
+        llm_context_free(b);
+        llm_model_free(ref);
+        llm_model_free(m);
+    }
+    const struct {
+        int fp8;
+        damage d;
+        nvl_status code;
+        const char *msg;
+    } bad[] = {
+        {1, D_NAN_INPUT, NVL_ERR_FORMAT, "scale tensor 'backbone.layers.0.mixer.in_proj.input_scale' is nan"},
+        {1, D_ZERO_WSCALE, NVL_ERR_FORMAT, "scale tensor 'backbone.layers.0.mixer.in_proj.weight_scale' is 0"},
+        {0, D_NEG_WSCALE2, NVL_ERR_FORMAT, "'backbone.layers.0.mixer.in_proj.weight_scale_2' is -"},
+        {1, D_MISSING_INPUT, NVL_ERR_NOT_FOUND, "missing scale tensor 'backbone.layers.3.mixer.in_proj.input_scale'"},
+        {0, D_BS_SHAPE, NVL_ERR_SHAPE, "block-scale tensor 'backbone.layers.0.mixer.in_proj.weight_scale' has shape"},
+        {0, D_BS_NAN, NVL_ERR_FORMAT, "block-scale tensor 'backbone.layers.0.mixer.in_proj.weight_scale' element 3 (row 0) is NaN"},
+        {0, D_BS_DTYPE, NVL_ERR_DTYPE, "'backbone.layers.0.mixer.in_proj.weight_scale' has dtype U8, expected F8_E4M3"},
+        {1, D_EXCLUDED, NVL_ERR_CONFIG, "module 'backbone.layers.2.mixer.up_proj' is in the exclude list"},
+        {1, D_NO_CONFIG, NVL_ERR_CONFIG, "no ModelOpt quantization config"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/bad%zu", test_tmpdir(), i);
+        write_quant_copy(dir, bad[i].fp8, bad[i].d);
+        llm_model *m = NULL;
+        TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), bad[i].code);
+        TEST_CONTAINS(err.msg, bad[i].msg);
+        TEST_CHECK(m == NULL, "model returned for damage %zu", i);
+        llm_model_free(m);
+    }
+}
+
+static double nmse(const float *a, const float *ref, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* The goldens of nvidia-modelopt's own fake-quant forward (gen_quant_goldens.py). Its f32 torch
+ * forward and ours see the same dequantized weights and quantized activations; the sums run in
+ * another order. The generator's independent replay lands at NMSE ~2e-14; we allow 1e-11 for the
+ * logits (f32 rounding differences that cross an activation-quantization boundary move a value by
+ * a whole quantization step, so a little more than pure summation noise), and require the greedy
+ * ids to be equal; weight-only (no activation quantization) is 1e-2 / 1e-1 away, so the bound
+ * tells the two apart by 9 orders of magnitude. */
+static void test_golden(const char *fmt) {
+    char dir[600], gp[700];
+    snprintf(dir, sizeof dir, "%s", test_data_path(fmt));
+    snprintf(gp, sizeof gp, "%s/golden.safetensors", dir);
+    nvl_err err = {0};
+    nvl_checkpoint *g = NULL;
+    if (nvl_checkpoint_open(&g, gp, &err) != NVL_OK) {
+        TEST_CHECK(0, "%s: %s (tests/reference/gen_quant_goldens.py makes it)", fmt, err.msg);
+        return;
+    }
+    llm_model *m = NULL;
+    TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), NVL_OK);
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", fmt, err.msg);
+        nvl_checkpoint_close(g);
+        return;
+    }
+    int counts[3];
+    llm_model_quant_counts(m, counts);
+    const int fp8 = strstr(fmt, "fp8") != NULL;
+    TEST_EQ_INT(counts[fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4], 24); /* every Linear but lm_head */
+    TEST_EQ_INT(counts[KERN_QUANT_NONE], 1);
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_tensor pt, pl, gi, dl, wo;
+    nvl_checkpoint_get(g, "prompt_ids", &pt, &err);
+    nvl_checkpoint_get(g, "prefill_logits", &pl, &err);
+    nvl_checkpoint_get(g, "greedy_ids", &gi, &err);
+    nvl_checkpoint_get(g, "decode_logits", &dl, &err);
+    nvl_checkpoint_get(g, "weight_only_prefill_logits", &wo, &err);
+    const int64_t T = nvl_tensor_numel(&pt), S = nvl_tensor_numel(&gi);
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)pt.data)[i];
+    llm_context_params cp = llm_context_params_default();
+    cp.n_ctx = 64;
+    cp.logits_all = 1;
+    llm_context *ctx = NULL;
+    TEST_EQ_INT(llm_context_init(&ctx, m, &cp, &err), NVL_OK);
+    TEST_EQ_INT(llm_prefill(ctx, ids, T, NULL, NULL, &err), NVL_OK);
+    int64_t nr = 0;
+    const float *all = llm_logits_all(ctx, &nr);
+    char what[128];
+    snprintf(what, sizeof what, "%s prefill logits vs modelopt", fmt);
+    test_compare_f32(what, all, pl.data, (size_t)(T * V), 1e-4, 1e-4, 1e-11);
+    const double e_ours = nmse(all, pl.data, T * V), e_wo = nmse(wo.data, pl.data, T * V);
+    printf("%s: prefill logits NMSE %.3g against modelopt (weight-only is %.3g away)\n", fmt, e_ours, e_wo);
+    TEST_CHECK(e_ours < 1e-6 * e_wo, "%s: activation quantization reproduced (NMSE %.3g vs weight-only %.3g)", fmt, e_ours,
+               e_wo);
+    for (int64_t k = 0; k < S; k++) {
+        const int32_t want = (int32_t)((const int64_t *)gi.data)[k];
+        const float *lg = llm_logits(ctx);
+        int best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = (int)v;
+        TEST_CHECK(best == want, "%s greedy step %lld: %d, modelopt %d", fmt, (long long)k, best, want);
+        TEST_EQ_INT(llm_decode(ctx, want, &err), NVL_OK);
+        snprintf(what, sizeof what, "%s decode step %lld logits", fmt, (long long)k);
+        test_compare_f32(what, llm_logits(ctx), (const float *)dl.data + k * V, (size_t)V, 1e-4, 1e-4, 1e-11);
+    }
+    llm_context_free(ctx);
+    free(ids);
+    /* the per-module matmuls alone */
+    const char *mods[] = {"backbone.layers.0.mixer.in_proj", "backbone.layers.1.mixer.q_proj", "backbone.layers.2.mixer.up_proj"};
+    llm_quant_config q;
+    TEST_EQ_INT(llm_quant_config_load(&q, dir, &err), NVL_OK);
+    nvl_checkpoint *ck = NULL;
+    TEST_EQ_INT(nvl_checkpoint_open(&ck, dir, &err), NVL_OK);
+    for (int i = 0; i < 3; i++) {
+        char nm[200];
+        nvl_tensor x, y;
+        snprintf(nm, sizeof nm, "op.%s.x", mods[i]);
+        TEST_EQ_INT(nvl_checkpoint_get(g, nm, &x, &err), NVL_OK);
+        snprintf(nm, sizeof nm, "op.%s.y", mods[i]);
+        TEST_EQ_INT(nvl_checkpoint_get(g, nm, &y, &err), NVL_OK);
+        snprintf(nm, sizeof nm, "%s.weight", mods[i]);
+        kern_weight w;
+        TEST_EQ_INT(llm_bind_linear(ck, &q, nm, y.shape[1], x.shape[1], &w, &err), NVL_OK);
+        float *out = malloc((size_t)nvl_tensor_numel(&y) * sizeof(float));
+        nvl_tensor xt = kern_act(llm_model_backend(m), NVL_DTYPE_F32, 2, x.shape, x.data);
+        nvl_tensor yt = kern_act(llm_model_backend(m), NVL_DTYPE_F32, 2, y.shape, out);
+        TEST_EQ_INT(kern_matmul(llm_model_backend(m), &yt, &xt, &w, &err), NVL_OK);
+        snprintf(what, sizeof what, "%s %s matmul vs modelopt", fmt, mods[i]);
+        test_compare_f32(what, out, y.data, (size_t)nvl_tensor_numel(&y), 1e-5, 1e-5, 1e-12);
+        free(out);
+    }
+    nvl_checkpoint_close(ck);
+    llm_quant_config_free(&q);
+    llm_model_free(m);
+    nvl_checkpoint_close(g);
+}
+
+int main(void) {
+    int64_t live0 = nvl_alloc_count();
+    test_golden("quant/fp8");
+    test_golden("quant/nvfp4");
+    test_roundings();
+    test_matmul_quant();
+    test_load();
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    return test_report();
+}
