@@ -398,8 +398,12 @@ int cmd_batch(int argc, char **argv) {
             L->lineno = lineno;
             cJSON *r = cJSON_ParseWithLength(L->text, L->len);
             const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
-            if (cJSON_IsString(id) && strlen(id->valuestring) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", id->valuestring);
+            /* the id as the results file will hold it (invalid UTF-8 bytes as U+FFFD), so that a
+             * rerun finds it there */
+            char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;
+            if (fixed && strlen(fixed) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", fixed);
             else snprintf(L->id, sizeof L->id, "line-%d", lineno);
+            nvl_free(fixed);
             cJSON_Delete(r);
         }
         p += n + (nl ? 1 : 0);
