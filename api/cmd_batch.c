@@ -197,11 +197,13 @@ static int write_line(int fd, cJSON *o) {
     return rc;
 }
 
-static void set_error(cJSON *o, nvl_status st, const char *msg) {
+/* parse_failed: the job line could not be read as a request; its code is then the socket's
+ * protocol code (bad_json, bad_request, ...), one vocabulary with serve */
+static void set_error(cJSON *o, nvl_status st, int parse_failed, const char *msg) {
     cJSON_AddStringToObject(o, "status", "error");
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     if (e) {
-        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "code", parse_failed ? api_request_error_code(st) : api_status_code(st));
         cJSON_AddStringToObject(e, "message", msg);
     }
 }
@@ -520,9 +522,12 @@ int cmd_batch(int argc, char **argv) {
         api_request rq;
         nvl_status st = api_request_parse_with(L->text, L->len, &base, &rq, &err);
         const double tj = cli_now();
-        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS))
+        int parse_failed = st != NVL_OK;
+        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS)) {
             st = nvl_err_set(&err, NVL_ERR_INVALID_ARG, "a batch job is an ask or an ocr request, not '%s'",
                              api_request_type_name(rq.type));
+            parse_failed = 1;
+        }
         if (st == NVL_OK) st = run_job(e, &rq, ocr_tokens_default && !cJSON_GetObjectItemCaseSensitive(
                                                    cJSON_GetObjectItemCaseSensitive(rq.root, "params"), "max_tokens"),
                                        &prog, o, &err);
@@ -533,7 +538,7 @@ int cmd_batch(int argc, char **argv) {
         }
         if (st != NVL_OK) {
             cJSON_DeleteItemFromObject(o, "status");
-            set_error(o, st, err.msg);
+            set_error(o, st, parse_failed, err.msg);
         }
         cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - tj) * 1000) / 1000);
         if (write_line(fd, o) != 0) {

@@ -464,7 +464,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     nvl_status st = api_request_parse(line, n, &rq, &err);
     if (st != NVL_OK) {
         char *id = salvage_id(line, n);
-        const char *code = st == NVL_ERR_FORMAT ? "bad_json" : st == NVL_ERR_UNSUPPORTED ? "unsupported_version" : "bad_request";
+        const char *code = api_request_error_code(st);
         reply(s, cl, error_event(id, code, err.msg));
         nvl_free(id);
         return;

@@ -85,6 +85,10 @@ void api_buf_free(api_buf *b) {
 // ---------------------------------------------------------------------------
 // Status codes and results
 
+const char *api_request_error_code(nvl_status st) {
+    return st == NVL_ERR_FORMAT ? "bad_json" : st == NVL_ERR_UNSUPPORTED ? "unsupported_version" : st == NVL_ERR_NOMEM ? "out_of_memory" : "bad_request";
+}
+
 const char *api_status_code(nvl_status st) {
     switch (st) {
     case NVL_OK: return "ok";
@@ -440,6 +444,7 @@ static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, con
     size_t bn = 0;
     if ((st = api_base64_decode(data->valuestring, strlen(data->valuestring), &b, &bn, err)) != NVL_OK) {
         nvl_err_prefix(err, "%s.data", where);
+        if (st == NVL_ERR_FORMAT) err->code = st = NVL_ERR_INVALID_ARG; /* a bad field: bad_request, not bad_json */
         return st;
     }
     if (bn == 0) {

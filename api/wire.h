@@ -41,6 +41,10 @@ nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_
 nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_params *base, api_request *rq,
                                   nvl_err *err);
 void api_request_free(api_request *rq);
+/* The protocol error code of a request that could not be parsed (serve and batch alike):
+ * "bad_json" (not JSON), "unsupported_version", "bad_request" (a field unknown, missing, of the
+ * wrong type or out of range, bad base64), "out_of_memory". */
+const char *api_request_error_code(nvl_status st);
 /* The request's type name ("ask", "ocr", ...). */
 const char *api_request_type_name(enum api_request_type t);
 

@@ -173,7 +173,11 @@ int main(void) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(x, "error");
         TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(e, "code")->valuestring, "not_found");
     }
-    if ((x = find(&r, "line-7"))) TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
+    if ((x = find(&r, "line-7"))) {
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
+        /* one vocabulary with serve: a line that is not JSON is bad_json */
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "error"), "code")->valuestring, "bad_json");
+    }
     unload(&r);
 
     /* a torn last line (an interrupted write) is dropped and its job redone */

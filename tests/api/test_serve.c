@@ -494,6 +494,12 @@ int main(void) {
             cJSON_Delete(ev);
         }
     }
+    /* issue 17 (11): garbage base64 is a bad field (bad_request naming it), not bad_json */
+    send_line(c.fd, "{\"id\":\"b64\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"data\":\"@@@@\"}]}]}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && strstr(str(ev, "message"), "content[0].data"),
+               "garbage base64 -> bad_request naming the part (got %s: %s)", ev ? str(ev, "code") : "", ev ? str(ev, "message") : "");
+    cJSON_Delete(ev);
     /* issue 17: invalid UTF-8 in an id and a question: every event is still valid UTF-8 JSON
      * (checked in next_event), the id echoed with U+FFFD for each bad byte */
     send_line(c.fd, "{\"id\":\"u\xff\",\"question\":\"Wh\xfe\xc3?\",\"params\":{\"max_tokens\":2}}");
