@@ -101,8 +101,15 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static int cmd_inspect(int argc, char **argv) {
+    static const char *usage = "usage: nanovl inspect DIR | FILE.safetensors | INDEX.json\n"
+                               "  describes a checkpoint and lists every problem; exit 1 when it is unusable\n";
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        }
     if (argc != 1 || argv[0][0] == '-') {
-        fprintf(stderr, "usage: nanovl inspect DIR\n");
+        fputs(usage, stderr);
         return EXIT_USAGE;
     }
     nvl_err err = {0};
@@ -149,9 +156,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {
-            /* ask, ocr, serve and batch print their own usage for --help */
-            const int own_help = !strcmp(cmd, "ask") || !strcmp(cmd, "ocr") || !strcmp(cmd, "serve") || !strcmp(cmd, "batch") ||
-                                 !strcmp(cmd, "bench");
+            /* every subcommand prints its own usage for -h / --help; version and help print this */
+            const int own_help = strcmp(cmd, "version") && strcmp(cmd, "help");
             for (int a = 2; a < argc && !own_help; a++)
                 if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
             return k_commands[i].fn(argc - 2, argv + 2);

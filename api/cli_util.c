@@ -2,6 +2,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,17 +65,29 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
 const char *const cli_ask_options_help =
     "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
-    "  --evs Q               video token pruning rate 0..1 (default: the checkpoint's)\n"
-    "  --think | --no-think  reasoning on (default) or off\n"
-    "  --max-tokens N        (default 1024)              --temperature T --top-p P --top-k K --seed S\n"
+    "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
+    "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench)\n"
+    "  --max-tokens N        per answer (default 1024; ocr 4096 per page; bench 64 per run)\n"
+    "  --temperature T --top-p P --top-k K --min-p P --seed S   sampling (default greedy)\n"
     "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n";
 
-static int num_ok(const char *v, double lo, double hi, double *out) {
+int cli_num(const char *v, double lo, double hi, int integer, double *out) {
+    if (!v) return 0;
     char *end = NULL;
+    errno = 0;
     double d = strtod(v, &end);
-    if (!end || end == v || *end || d < lo || d > hi) return 0;
+    /* !(lo <= d <= hi) also refuses NaN, which fails every comparison; infinities are refused
+     * explicitly (a range may be open-ended); integers must be whole */
+    if (!end || end == v || *end || !isfinite(d) || !(d >= lo && d <= hi) || (integer && d != floor(d))) return 0;
     *out = d;
     return 1;
+}
+
+int cli_num_option(const char *cmd, const char *opt, const char *v, double lo, double hi, int integer, double *out) {
+    if (cli_num(v, lo, hi, integer, out)) return 1;
+    fprintf(stderr, "nanovl %s: %s needs %s in %g..%g%s%s\n", cmd, opt, integer ? "an integer" : "a number", lo, hi,
+            v ? ", got " : "", v ? v : "");
+    return 0;
 }
 
 int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char **model, const char *cmd,
@@ -90,10 +103,11 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
         (*i)++;
         return 1;
     }
-    static const struct { const char *name; double lo, hi; } k[] = {
-        {"--dpi", 1, 1200}, {"--long-side", 16, 16384}, {"--max-tiles", 1, 12}, {"--fps", 0.01, 240},
-        {"--max-frames", 1, 100000}, {"--evs", 0, 0.99}, {"--max-tokens", 1, 1e9}, {"--temperature", 0, 100},
-        {"--top-p", 0, 1}, {"--top-k", 0, 1e9}, {"--seed", 0, 1.8e19}, {"--max-context", 16, 1e9}, {"--min-p", 0, 1}};
+    static const struct { const char *name; double lo, hi; int integer; } k[] = {
+        {"--dpi", 1, 1200, 0}, {"--long-side", 16, 16384, 1}, {"--max-tiles", 1, 12, 1}, {"--fps", 0.01, 240, 0},
+        {"--max-frames", 1, 100000, 1}, {"--evs", 0, 0.99, 0}, {"--max-tokens", 1, 1e9, 1}, {"--temperature", 0, 100, 0},
+        {"--top-p", 0, 1, 0}, {"--top-k", 0, 1e9, 1}, {"--seed", 0, 1.8e19, 1}, {"--max-context", 16, 1e9, 1},
+        {"--min-p", 0, 1, 0}};
     if (!strcmp(a, "--think")) { p->think = 1; return 1; }
     if (!strcmp(a, "--no-think")) { p->think = 0; return 1; }
     if (!strcmp(a, "--no-cache")) { p->no_cache = 1; return 1; }
@@ -106,10 +120,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
         if (strcmp(a, k[j].name)) continue;
         double d;
-        if (!v || !num_ok(v, k[j].lo, k[j].hi, &d)) {
-            fprintf(stderr, "nanovl %s: %s needs a number in %g..%g%s%s\n", cmd, a, k[j].lo, k[j].hi, v ? ", got " : "", v ? v : "");
-            return -1;
-        }
+        if (!cli_num_option(cmd, a, v, k[j].lo, k[j].hi, k[j].integer, &d)) return -1;
         (*i)++;
         switch (j) {
         case 0: p->dpi = d; break;

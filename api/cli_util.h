@@ -10,6 +10,11 @@ char *cli_read_stdin(size_t *len);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 
+/* Parses a whole number string v within lo..hi (NaN and infinities refused; integer: no
+ * fraction): 1 and *out, else 0. cli_num_option prints "nanovl CMD: OPT needs ..." on failure. */
+int cli_num(const char *v, double lo, double hi, int integer, double *out);
+int cli_num_option(const char *cmd, const char *opt, const char *v, double lo, double hi, int integer, double *out);
+
 /* Options shared by ask, ocr, batch and bench: --model, -h/--help (prints usage and the shared
  * options' help on stdout) and the model-side parameters. Consumes argv[*i] (and its value)
  * when it is one of them: returns 1; 2 for --help (the command exits 0); 0 when not one of

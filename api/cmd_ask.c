@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -17,6 +18,8 @@
 static const char *k_usage_head =
     "usage: nanovl ask [--model DIR] FILE... \"question\" [options]\n"
     "       nanovl ask [--model DIR] FILE... -q \"question 1\" -q \"question 2\" [options]\n"
+    "  the question is the last argument (it must not name a file) or -q; \"--\" ends the options,\n"
+    "  so that a file or question may begin with '-'\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill);\n"
     "                        \"-\" reads it from stdin\n"
@@ -79,10 +82,10 @@ static void print_json(const api_ask_result *r, const char *question, const char
     if (question) cJSON_AddStringToObject(o, "question", question);
     if (name) cJSON_AddStringToObject(o, "file", name);
     if (page) cJSON_AddNumberToObject(o, "page", page);
-    char *s = cJSON_PrintUnformatted(o);
+    char *s = api_json_print(o, NULL);
     if (s) {
         puts(s);
-        cJSON_free(s);
+        nvl_free(s);
     }
     fflush(stdout);
     cJSON_Delete(o);
@@ -143,8 +146,17 @@ int cmd_ask(int argc, char **argv) {
     int n_pos = 0, n_q = 0, rc = 0;
     char *stdin_q = NULL; /* "-": the question is read from stdin */
     if (!pos || !qs) return 1;
+    int opts_done = 0; /* after "--" every argument is a file or the question */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (opts_done) {
+            pos[n_pos++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            opts_done = 1;
+            continue;
+        }
         int k = cli_ask_option(argc, argv, &i, &p, &model, "ask", k_usage_head);
         if (k == 2) goto out;
         if (k < 0) { rc = EXIT_USAGE; goto out; }
@@ -163,7 +175,17 @@ int cmd_ask(int argc, char **argv) {
             goto out;
         } else pos[n_pos++] = a;
     }
-    if (n_q == 0 && n_pos > 0) qs[n_q++] = pos[--n_pos]; /* the last positional is the question */
+    if (n_q == 0 && n_pos > 0) { /* the last positional is the question, unless it names a file */
+        struct stat sb;
+        if (stat(pos[n_pos - 1], &sb) == 0) {
+            fprintf(stderr,
+                    "nanovl ask: no question: '%s' is a file; give the question after the files (or with -q \"...\")\n",
+                    pos[n_pos - 1]);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        qs[n_q++] = pos[--n_pos];
+    }
     for (int q = 0; q < n_q; q++)
         if (!strcmp(qs[q], "-")) {
             if (!stdin_q) {

@@ -8,6 +8,9 @@
  * - --shard i/N takes every job whose index (0-based, among the manifest's non-blank lines)
  *   is i modulo N: a Slurm array or a Kubernetes indexed Job runs one shard per task, each with
  *   its own --out file. A lock on the out file refuses a second writer.
+ * - --retry-failed removes the earlier error lines of the jobs it redoes (the kept lines are
+ *   written to a temporary file renamed over the results), so each id has one final line.
+ * - The jobs file and --out must be regular files, and not the same file.
  * - Progress with ETA on a terminal; a one-line summary on stderr at the end. */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +35,8 @@ static const char *k_usage =
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  --out FILE            results, one JSON line per job (appended; a rerun resumes)\n"
     "  --shard i/N           only jobs whose index (0-based, non-blank lines) mod N is i\n"
-    "  --retry-failed        redo jobs whose earlier result is an error\n"
+    "  --retry-failed        redo jobs whose earlier result is an error (their error lines are\n"
+    "                        removed first: one final line per id)\n"
     "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
     "job lines: {\"id\": \"a\", \"files\": [\"x.pdf\"], \"question\": \"...\", \"params\": {...}}\n"
     "           {\"id\": \"b\", \"type\": \"ocr\", \"files\": [\"scan.pdf\"]}   (docs/api.md)\n"
@@ -82,14 +86,17 @@ static void done_free(done_set *d) {
     nvl_free(d->ids);
 }
 
-/* Reads the results so far: drops a torn last line, collects finished ids. */
-static int load_results(int fd, const char *path, int retry_failed, done_set *done) {
+/* Reads the results so far: drops a torn last line, collects finished ids. With retry_failed,
+ * the error lines of jobs in mine (this run's jobs) are removed from the file, so that each id
+ * keeps one final line: the kept lines go to a temporary file beside it (locked, synced) that
+ * is renamed over it, and *fd becomes that file. */
+static int load_results(int *fd, const char *path, int retry_failed, const done_set *mine, done_set *done) {
     struct stat sb;
-    if (fstat(fd, &sb) != 0) return -1;
+    if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
     char *buf = nvl_malloc((size_t)sb.st_size + 1);
     if (!buf) return -1;
-    ssize_t got = pread(fd, buf, (size_t)sb.st_size, 0);
+    ssize_t got = pread(*fd, buf, (size_t)sb.st_size, 0);
     if (got != sb.st_size) {
         nvl_free(buf);
         return -1;
@@ -100,29 +107,78 @@ static int load_results(int fd, const char *path, int retry_failed, done_set *do
     if (keep < (size_t)got) {
         fprintf(stderr, "nanovl batch: %s: dropping a torn last line (%zu bytes) from an interrupted run\n", path,
                 (size_t)got - keep);
-        if (ftruncate(fd, (off_t)keep) != 0) {
+        if (ftruncate(*fd, (off_t)keep) != 0) {
             nvl_free(buf);
             return -1;
         }
+    }
+    char *kept = retry_failed ? nvl_malloc(keep + 1) : NULL;
+    size_t n_kept = 0;
+    int n_dropped = 0;
+    if (retry_failed && !kept) {
+        nvl_free(buf);
+        return -1;
     }
     for (char *line = buf; line < buf + keep;) {
         char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
         cJSON *r = cJSON_ParseWithLength(line, (size_t)(nl - line));
         const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
         const cJSON *status = r ? cJSON_GetObjectItemCaseSensitive(r, "status") : NULL;
-        if (cJSON_IsString(id) && cJSON_IsString(status) && (!retry_failed || !strcmp(status->valuestring, "ok")))
-            done_add(done, id->valuestring);
+        const int ok = cJSON_IsString(status) && !strcmp(status->valuestring, "ok");
+        if (cJSON_IsString(id) && cJSON_IsString(status) && (!retry_failed || ok)) done_add(done, id->valuestring);
+        if (retry_failed) {
+            if (!ok && cJSON_IsString(id) && done_has(mine, id->valuestring)) n_dropped++; /* redone below */
+            else {
+                memcpy(kept + n_kept, line, (size_t)(nl - line) + 1);
+                n_kept += (size_t)(nl - line) + 1;
+            }
+        }
         cJSON_Delete(r);
         line = nl + 1;
     }
     nvl_free(buf);
-    return 0;
+    int rc = 0;
+    if (n_dropped) {
+        const size_t l = strlen(path) + 16;
+        char *tmp = nvl_malloc(l);
+        int nfd = -1;
+        if (tmp) {
+            snprintf(tmp, l, "%s.tmp-XXXXXX", path);
+            nfd = mkstemp(tmp);
+        }
+        rc = -1;
+        if (nfd >= 0) {
+            size_t off = 0;
+            while (off < n_kept) {
+                ssize_t w = write(nfd, kept + off, n_kept - off);
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) break;
+                off += (size_t)w;
+            }
+            const int fl = fcntl(nfd, F_GETFL);
+            if (off == n_kept && fchmod(nfd, sb.st_mode & 07777) == 0 && fsync(nfd) == 0 &&
+                flock(nfd, LOCK_EX | LOCK_NB) == 0 && fl >= 0 && fcntl(nfd, F_SETFL, fl | O_APPEND) == 0 &&
+                rename(tmp, path) == 0) {
+                close(*fd);
+                *fd = nfd;
+                rc = 0;
+                fprintf(stderr, "nanovl batch: %s: removed %d earlier error line%s to redo (--retry-failed)\n", path,
+                        n_dropped, n_dropped == 1 ? "" : "s");
+            } else {
+                close(nfd);
+                unlink(tmp);
+            }
+        }
+        nvl_free(tmp);
+    }
+    nvl_free(kept);
+    return rc;
 }
 
 static int write_line(int fd, cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
+    size_t n = 0;
+    char *s = api_json_print(o, &n); /* valid UTF-8 whatever the job line held */
     if (!s) return -1;
-    size_t n = strlen(s);
     s[n] = '\n'; /* replaces the terminator: write n + 1 bytes in one append */
     size_t off = 0;
     int rc = 0;
@@ -136,16 +192,18 @@ static int write_line(int fd, cJSON *o) {
         off += (size_t)w;
     }
     s[n] = 0;
-    cJSON_free(s);
+    nvl_free(s);
     if (rc == 0 && fdatasync(fd) != 0 && errno != EINVAL) rc = -1;
     return rc;
 }
 
-static void set_error(cJSON *o, nvl_status st, const char *msg) {
+/* parse_failed: the job line could not be read as a request; its code is then the socket's
+ * protocol code (bad_json, bad_request, ...), one vocabulary with serve */
+static void set_error(cJSON *o, nvl_status st, int parse_failed, const char *msg) {
     cJSON_AddStringToObject(o, "status", "error");
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     if (e) {
-        cJSON_AddStringToObject(e, "code", api_status_code(st));
+        cJSON_AddStringToObject(e, "code", parse_failed ? api_request_error_code(st) : api_status_code(st));
         cJSON_AddStringToObject(e, "message", msg);
     }
 }
@@ -262,6 +320,29 @@ int cmd_batch(int argc, char **argv) {
     /* the manifest: jobs of this shard, ids unique across the whole manifest */
     size_t jl = 0;
     char *jobs = NULL;
+    struct stat jobs_sb;
+    { /* regular files only: a FIFO or device would block or never end */
+        struct stat out_sb;
+        if (stat(jobs_path, &jobs_sb) != 0) {
+            fprintf(stderr, "nanovl batch: %s: %s\n", jobs_path, strerror(errno));
+            return 1;
+        }
+        if (!S_ISREG(jobs_sb.st_mode)) {
+            fprintf(stderr, "nanovl batch: %s: the jobs file is not a regular file\n", jobs_path);
+            return 1;
+        }
+        if (stat(out_path, &out_sb) == 0) {
+            if (!S_ISREG(out_sb.st_mode)) {
+                fprintf(stderr, "nanovl batch: %s: --out is not a regular file\n", out_path);
+                return 1;
+            }
+            if (out_sb.st_dev == jobs_sb.st_dev && out_sb.st_ino == jobs_sb.st_ino) {
+                fprintf(stderr, "nanovl batch: --out %s is the jobs file %s; results need their own file\n", out_path,
+                        jobs_path);
+                return EXIT_USAGE;
+            }
+        }
+    }
     {
         FILE *f = fopen(jobs_path, "rb");
         if (!f) {
@@ -319,8 +400,12 @@ int cmd_batch(int argc, char **argv) {
             L->lineno = lineno;
             cJSON *r = cJSON_ParseWithLength(L->text, L->len);
             const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
-            if (cJSON_IsString(id) && strlen(id->valuestring) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", id->valuestring);
+            /* the id as the results file will hold it (invalid UTF-8 bytes as U+FFFD), so that a
+             * rerun finds it there */
+            char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;
+            if (fixed && strlen(fixed) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", fixed);
             else snprintf(L->id, sizeof L->id, "line-%d", lineno);
+            nvl_free(fixed);
             cJSON_Delete(r);
         }
         p += n + (nl ? 1 : 0);
@@ -365,8 +450,23 @@ int cmd_batch(int argc, char **argv) {
         nvl_free(jobs);
         return 1;
     }
-    done_set done = {0};
-    if (load_results(fd, out_path, retry_failed, &done) != 0) {
+    { /* the same file under another name (a link made between the checks) */
+        struct stat out_sb;
+        if (fstat(fd, &out_sb) == 0 && out_sb.st_dev == jobs_sb.st_dev && out_sb.st_ino == jobs_sb.st_ino) {
+            fprintf(stderr, "nanovl batch: --out %s is the jobs file %s; results need their own file\n", out_path, jobs_path);
+            close(fd);
+            nvl_free(lines);
+            nvl_free(jobs);
+            return EXIT_USAGE;
+        }
+    }
+    done_set done = {0}, mine = {0};
+    for (int i = 0; i < n_lines; i++)
+        if (i % n_shards == shard) done_add(&mine, lines[i].id);
+    done_sort(&mine);
+    const int lr = load_results(&fd, out_path, retry_failed, &mine, &done);
+    done_free(&mine);
+    if (lr != 0) {
         fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
         close(fd);
         nvl_free(lines);
@@ -422,9 +522,12 @@ int cmd_batch(int argc, char **argv) {
         api_request rq;
         nvl_status st = api_request_parse_with(L->text, L->len, &base, &rq, &err);
         const double tj = cli_now();
-        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS))
+        int parse_failed = st != NVL_OK;
+        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS)) {
             st = nvl_err_set(&err, NVL_ERR_INVALID_ARG, "a batch job is an ask or an ocr request, not '%s'",
                              api_request_type_name(rq.type));
+            parse_failed = 1;
+        }
         if (st == NVL_OK) st = run_job(e, &rq, ocr_tokens_default && !cJSON_GetObjectItemCaseSensitive(
                                                    cJSON_GetObjectItemCaseSensitive(rq.root, "params"), "max_tokens"),
                                        &prog, o, &err);
@@ -435,7 +538,7 @@ int cmd_batch(int argc, char **argv) {
         }
         if (st != NVL_OK) {
             cJSON_DeleteItemFromObject(o, "status");
-            set_error(o, st, err.msg);
+            set_error(o, st, parse_failed, err.msg);
         }
         cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - tj) * 1000) / 1000);
         if (write_line(fd, o) != 0) {

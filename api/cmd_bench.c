@@ -15,12 +15,12 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "media.h"
+#include "wire.h"
 
 static const char *k_usage =
     "usage: nanovl bench [--model DIR] [FILE] [--runs N] [--max-tokens N] [--json] [options]\n"
     "  FILE                  an image, PDF or video (default: a synthetic 1536x2048 page)\n"
     "  --runs N              timed runs without the kept prefix (default 2); one more reuses it\n"
-    "  --max-tokens N        tokens to generate per run (default 64)\n"
     "  --json                one JSON object\n";
 
 static double peak_rss_mb(void) {
@@ -57,7 +57,12 @@ int cmd_bench(int argc, char **argv) {
         if (k == 2) return 0;
         if (k < 0) return EXIT_USAGE;
         if (k > 0) continue;
-        if (!strcmp(a, "--runs") && v) runs = atoi(argv[++i]);
+        double d;
+        if (!strcmp(a, "--runs")) {
+            if (!cli_num_option("bench", a, v, 1, 1e6, 1, &d)) return EXIT_USAGE;
+            runs = (int)d;
+            i++;
+        }
         else if (!strcmp(a, "--json")) json = 1;
         else if (a[0] != '-' && !file) file = a;
         else {
@@ -145,10 +150,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.media + warm.vision + warm.prefill + warm.gen);
             cJSON_AddNumberToObject(o, "cold_total_s", (cold.media + cold.vision + cold.prefill + cold.gen) / n);
             cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
-            char *s = cJSON_PrintUnformatted(o);
-            if (s) puts(s);
-            cJSON_free(s);
-            cJSON_Delete(o);
+            api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
             printf("model          %s (loaded in %.2f s)\n", model, t_load);
             printf("input          %s: %.0f tiles/frames, %.0f prompt tokens\n", tmp[0] ? "synthetic 1536x2048 page" : file,

@@ -7,6 +7,7 @@
 
 #include "base/alloc.h"
 #include "base/dump.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "media.h"
 #include "tokenreduce.h"
@@ -22,15 +23,28 @@ int cmd_embed(int argc, char **argv) {
     int max_tiles = 0, page = 1;
     double evs = -1;
     media_video_params vp = media_video_params_default();
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(k_usage, stdout);
+            return 0;
+        }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) outdir = argv[++i];
-        else if (!strcmp(a, "--max-tiles") && v) max_tiles = atoi(argv[++i]);
-        else if (!strcmp(a, "--page") && v) page = atoi(argv[++i]);
-        else if (!strcmp(a, "--fps") && v) vp.fps = atof(argv[++i]);
-        else if (!strcmp(a, "--max-frames") && v) vp.max_frames = atoi(argv[++i]);
-        else if (!strcmp(a, "--evs") && v) evs = atof(argv[++i]);
+        else if (!strcmp(a, "--max-tiles") || !strcmp(a, "--page") || !strcmp(a, "--fps") || !strcmp(a, "--max-frames") ||
+                 !strcmp(a, "--evs")) {
+            const int j = !strcmp(a, "--max-tiles") ? 0 : !strcmp(a, "--page") ? 1 : !strcmp(a, "--fps") ? 2 : !strcmp(a, "--max-frames") ? 3 : 4;
+            static const double lo[] = {1, 1, 0.01, 1, 0}, hi[] = {12, 1e6, 240, 100000, 0.99};
+            double d;
+            if (!cli_num_option("embed", a, v, lo[j], hi[j], j != 2 && j != 4, &d)) return EXIT_USAGE;
+            i++;
+            if (j == 0) max_tiles = (int)d;
+            else if (j == 1) page = (int)d;
+            else if (j == 2) vp.fps = d;
+            else if (j == 3) vp.max_frames = (int)d;
+            else evs = d;
+        }
         else if (!file && a[0] != '-') file = a;
         else {
             fprintf(stderr, "nanovl embed: unknown argument '%s'\n%s", a, k_usage);

@@ -58,9 +58,15 @@ int cmd_generate(int argc, char **argv) {
     llm_generate_params gp = llm_generate_params_default();
     gp.max_tokens = 64;
     int64_t n_ctx = 0;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(k_usage, stdout);
+            return 0;
+        }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d = 0;
 #define NEED_VALUE()                                                    \
     do {                                                                \
         if (!v) {                                                       \
@@ -71,14 +77,14 @@ int cmd_generate(int argc, char **argv) {
     } while (0)
         if (!strcmp(a, "--model")) { NEED_VALUE(); model = v; }
         else if (!strcmp(a, "--ids")) { NEED_VALUE(); ids_arg = v; }
-        else if (!strcmp(a, "--max-tokens")) { NEED_VALUE(); gp.max_tokens = atoll(v); }
-        else if (!strcmp(a, "--temperature")) { NEED_VALUE(); gp.sampler.temperature = strtof(v, NULL); }
-        else if (!strcmp(a, "--top-k")) { NEED_VALUE(); gp.sampler.top_k = atoi(v); }
-        else if (!strcmp(a, "--top-p")) { NEED_VALUE(); gp.sampler.top_p = strtof(v, NULL); }
-        else if (!strcmp(a, "--min-p")) { NEED_VALUE(); gp.sampler.min_p = strtof(v, NULL); }
-        else if (!strcmp(a, "--seed")) { NEED_VALUE(); gp.sampler.seed = strtoull(v, NULL, 10); }
+        else if (!strcmp(a, "--max-tokens")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 1, 1e9, 1, &d)) return EXIT_USAGE; gp.max_tokens = (int64_t)d; }
+        else if (!strcmp(a, "--temperature")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 100, 0, &d)) return EXIT_USAGE; gp.sampler.temperature = (float)d; }
+        else if (!strcmp(a, "--top-k")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1e9, 1, &d)) return EXIT_USAGE; gp.sampler.top_k = (int)d; }
+        else if (!strcmp(a, "--top-p")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1, 0, &d)) return EXIT_USAGE; gp.sampler.top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1, 0, &d)) return EXIT_USAGE; gp.sampler.min_p = (float)d; }
+        else if (!strcmp(a, "--seed")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1.8e19, 1, &d)) return EXIT_USAGE; gp.sampler.seed = strtoull(v, NULL, 10); }
         else if (!strcmp(a, "--dump-logits")) { NEED_VALUE(); dump = v; }
-        else if (!strcmp(a, "--ctx")) { NEED_VALUE(); n_ctx = atoll(v); }
+        else if (!strcmp(a, "--ctx")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 1, 1e9, 1, &d)) return EXIT_USAGE; n_ctx = (int64_t)d; }
         else if (!strcmp(a, "--print-ids")) print_ids = 1;
         else if (!strcmp(a, "--prompt")) { NEED_VALUE(); prompt = v; }
         else if (!strcmp(a, "--system")) { NEED_VALUE(); system = v; }

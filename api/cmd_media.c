@@ -7,21 +7,33 @@
 #include <sys/stat.h>
 
 #include "base/alloc.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "media.h"
 
+static const char *k_info_usage =
+    "usage: nanovl media-info [--password PW] [--] FILE\n"
+    "  format, PDF pages (sizes, labels, text layer), video frames sampled at 2 fps, image size;\n"
+    "  FILE must be a regular file (\"--\" ends the options)\n";
+
 int cmd_media_info(int argc, char **argv) {
     const char *path = NULL, *password = NULL;
+    int opts_done = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
-        else if (!path && argv[i][0] != '-') path = argv[i];
+        if (!opts_done && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
+            fputs(k_info_usage, stdout);
+            return 0;
+        }
+        if (!opts_done && !strcmp(argv[i], "--")) opts_done = 1;
+        else if (!opts_done && !strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
+        else if (!path && (opts_done || argv[i][0] != '-')) path = argv[i];
         else {
-            fprintf(stderr, "usage: nanovl media-info FILE [--password PW]\n");
+            fputs(k_info_usage, stderr);
             return EXIT_USAGE;
         }
     }
     if (!path) {
-        fprintf(stderr, "usage: nanovl media-info FILE [--password PW]\n");
+        fputs(k_info_usage, stderr);
         return EXIT_USAGE;
     }
     nvl_err err = {0};
@@ -80,26 +92,50 @@ int cmd_media_info(int argc, char **argv) {
     return 0;
 }
 
+static const char *k_render_usage =
+    "usage: nanovl render [--] FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW]\n"
+    "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
+    "  DIR/frame-I.png for the sampled frames of a video\n";
+
 int cmd_render(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;
     double dpi = 0;
     int long_side = 0;
+    int opts_done = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) outdir = argv[++i];
+        if (opts_done) {
+            if (path) path = NULL, i = argc; /* one file */
+            else path = a;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(k_render_usage, MEDIA_PDF_DEFAULT_LONG_SIDE);
+            return 0;
+        }
+        if (!strcmp(a, "--")) opts_done = 1;
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) outdir = argv[++i];
         else if (!strcmp(a, "--pages") && i + 1 < argc) pages = argv[++i];
-        else if (!strcmp(a, "--dpi") && i + 1 < argc) dpi = atof(argv[++i]);
-        else if (!strcmp(a, "--long-side") && i + 1 < argc) long_side = atoi(argv[++i]);
+        else if (!strcmp(a, "--dpi") || !strcmp(a, "--long-side")) {
+            const int is_dpi = !strcmp(a, "--dpi");
+            double d;
+            if (!cli_num_option("render", a, i + 1 < argc ? argv[i + 1] : NULL, is_dpi ? 1 : 16, is_dpi ? 1200 : 16384,
+                                !is_dpi, &d))
+                return EXIT_USAGE;
+            i++;
+            if (is_dpi) dpi = d;
+            else long_side = (int)d;
+        }
         else if (!strcmp(a, "--password") && i + 1 < argc) password = argv[++i];
         else if (!path && a[0] != '-') path = a;
         else path = NULL, i = argc;
     }
     if (!path || !outdir) {
-        fprintf(stderr, "usage: nanovl render FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW]\n"
-                        "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
-                        "  DIR/frame-I.png for the sampled frames of a video\n", MEDIA_PDF_DEFAULT_LONG_SIDE);
+        fprintf(stderr, k_render_usage, MEDIA_PDF_DEFAULT_LONG_SIDE);
         return EXIT_USAGE;
     }
+    /* "out/" and "out" name the same directory: no "out//page-2.png" */
+    const char *sep = outdir[0] && outdir[strlen(outdir) - 1] == '/' ? "" : "/";
     mkdir(outdir, 0755);
     nvl_err err = {0};
     enum media_kind k;
@@ -120,7 +156,7 @@ int cmd_render(int argc, char **argv) {
         }
         for (int i = 0; i < n; i++) {
             media_image *img = NULL;
-            snprintf(out, sizeof out, "%s/page-%d.png", outdir, list[i] + 1);
+            snprintf(out, sizeof out, "%s%spage-%d.png", outdir, sep, list[i] + 1);
             if (media_pdf_render(pdf, list[i], dpi, long_side, &img, &err) != NVL_OK ||
                 media_image_write_png(img, out, &err) != NVL_OK) {
                 fprintf(stderr, "nanovl render: %s\n", err.msg);
@@ -141,7 +177,7 @@ int cmd_render(int argc, char **argv) {
             return 1;
         }
         for (int i = 0; i < f->n && rc == 0; i++) {
-            snprintf(out, sizeof out, "%s/frame-%lld.png", outdir, (long long)f->frames[i]->index);
+            snprintf(out, sizeof out, "%s%sframe-%lld.png", outdir, sep, (long long)f->frames[i]->index);
             if (media_image_write_png(f->frames[i], out, &err) != NVL_OK) {
                 fprintf(stderr, "nanovl render: %s\n", err.msg);
                 rc = 1;
@@ -153,7 +189,7 @@ int cmd_render(int argc, char **argv) {
         return rc;
     }
     media_image *img = NULL;
-    snprintf(out, sizeof out, "%s/image.png", outdir);
+    snprintf(out, sizeof out, "%s%simage.png", outdir, sep);
     if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK || media_image_write_png(img, out, &err) != NVL_OK) {
         fprintf(stderr, "nanovl render: %s\n", err.msg);
         rc = 1;

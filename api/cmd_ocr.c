@@ -19,7 +19,9 @@ static const char *k_usage =
     "  -o, --out FILE        write the Markdown there (default stdout)\n"
     "  --json                one JSON object per page: file, page, markdown, usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
-    "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n";
+    "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
+    "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
+    "  \"--\" ends the options\n";
 
 typedef struct ocr_ctx {
     FILE *out;
@@ -100,8 +102,14 @@ int cmd_ocr(int argc, char **argv) {
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
     if (!files) return 1;
+    int opts_done = 0; /* after "--" every argument is a file */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (opts_done || !strcmp(a, "--")) {
+            if (opts_done) files[n_files++] = a;
+            opts_done = 1;
+            continue;
+        }
         int k = cli_ask_option(argc, argv, &i, &p, &model, "ocr", k_usage);
         if (k == 2) goto out;
         if (k < 0) { rc = EXIT_USAGE; goto out; }

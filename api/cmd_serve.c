@@ -2,6 +2,7 @@
  * socket until SIGTERM (docs/api.md). */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@ static const char *k_usage =
     "  --max-pending-output N    unread event bytes before a client is dropped (default 16777216)\n"
     "  --allow DIR               media paths must lie in DIR (repeatable; default: any file the\n"
     "                            server's user can read)\n"
+    "  --idle-timeout S          close a connection that sends nothing for S seconds while it has\n"
+    "                            no request running, or leaves a request line unfinished for S\n"
+    "                            seconds (default 300; 0 = never)\n"
     "  --quiet                   no request log on stderr\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
@@ -61,15 +65,23 @@ int cmd_serve(int argc, char **argv) {
         }
         else if (v && (!strcmp(a, "--socket-mode") || !strcmp(a, "--max-request-bytes") || !strcmp(a, "--max-queue") ||
                        !strcmp(a, "--max-per-client") || !strcmp(a, "--rate") || !strcmp(a, "--max-clients") ||
-                       !strcmp(a, "--max-pending-output"))) {
+                       !strcmp(a, "--max-pending-output") || !strcmp(a, "--idle-timeout"))) {
+            const int real = !strcmp(a, "--rate") || !strcmp(a, "--idle-timeout"); /* the others are integers */
             double d = strtod(v, &end);
             if (!strcmp(a, "--socket-mode")) d = (double)strtol(v, &end, 8);
-            if (!end || end == v || *end || d < 0 || (d < 1 && strcmp(a, "--rate"))) {
-                fprintf(stderr, "nanovl serve: %s: bad value '%s'\n", a, v);
+            /* !(d >= 0): NaN fails every comparison, so it is refused here too */
+            if (!end || end == v || *end || !isfinite(d) || !(d >= 0) || (d < 1 && !real) || (!real && d != floor(d)) ||
+                d > 1e15) {
+                fprintf(stderr, "nanovl serve: %s needs a%s number%s, got '%s'\n", a, real ? " finite non-negative" : "n integer",
+                        real ? "" : " >= 1", v);
                 rc = EXIT_USAGE;
                 goto out;
             }
             i++;
+            if (!strcmp(a, "--idle-timeout")) {
+                o.idle_timeout_s = d;
+                continue;
+            }
             if (!strcmp(a, "--socket-mode")) o.socket_mode = (int)d & 0777;
             else if (!strcmp(a, "--max-request-bytes")) o.max_request_bytes = (size_t)d;
             else if (!strcmp(a, "--max-queue")) o.max_queue = (int)d;

@@ -34,6 +34,11 @@ int cmd_tokenize(int argc, char **argv) {
     const char *path = getenv("NANOVL_MODEL");
     int decode = 0, chat = 0, want_ids = 0, native = 0, add_special = 0;
     llm_chat_options co = llm_chat_options_default();
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(k_usage, stdout);
+            return 0;
+        }
     for (int i = 0; i < argc; i++) {
         if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--decode")) decode = 1;

@@ -43,6 +43,7 @@ api_server_opts api_server_opts_default(void) {
     o.rate_per_min = 600;
     o.max_pending_output = 16u << 20;
     o.max_clients = 64;
+    o.idle_timeout_s = 300;
     return o;
 }
 
@@ -70,6 +71,8 @@ struct client {
     int overflow;          /* output passed the limit: drop the client */
     int rd_closed;         /* the client shut down its writing side: answer, then close */
     int n_jobs;            /* queued + running */
+    double t_active;       /* last byte read or written */
+    double t_line;         /* when the unfinished line (n_in > 0 or discarding) began */
     double tokens;         /* rate limit bucket */
     double t_tokens;
     client *next;
@@ -142,15 +145,16 @@ static void emit_locked(server *s, client *cl, cJSON *ev) {
         cJSON_Delete(ev);
         return;
     }
-    char *line = cJSON_PrintUnformatted(ev);
+    size_t n = 0;
+    char *line = api_json_print(ev, &n); /* valid UTF-8 whatever the request held */
     cJSON_Delete(ev);
     if (!line) {
         cl->overflow = 1;
         return;
     }
-    api_buf_put(&cl->out, line, strlen(line));
+    api_buf_put(&cl->out, line, n);
     api_buf_put(&cl->out, "\n", 1);
-    cJSON_free(line);
+    nvl_free(line);
     if (cl->out.oom || cl->out.n - cl->out_off > s->o->max_pending_output) cl->overflow = 1;
 }
 
@@ -460,7 +464,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     nvl_status st = api_request_parse(line, n, &rq, &err);
     if (st != NVL_OK) {
         char *id = salvage_id(line, n);
-        const char *code = st == NVL_ERR_FORMAT ? "bad_json" : st == NVL_ERR_UNSUPPORTED ? "unsupported_version" : "bad_request";
+        const char *code = api_request_error_code(st);
         reply(s, cl, error_event(id, code, err.msg));
         nvl_free(id);
         return;
@@ -574,8 +578,15 @@ static int client_read(server *s, client *cl) {
         ssize_t r = read(cl->fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-        if (r == 0) return 1;
+        if (r == 0) { /* end of input ends the last line, even without its newline */
+            if (cl->n_in && !cl->discarding) handle_line(s, cl, cl->in, cl->n_in);
+            cl->n_in = 0;
+            cl->discarding = 0;
+            return 1;
+        }
         if (r < 0) return -1;
+        cl->t_active = now_s();
+        if (!cl->n_in && !cl->discarding) cl->t_line = cl->t_active;
         size_t off = 0;
         while (off < (size_t)r) {
             const char *nl = memchr(buf + off, '\n', (size_t)r - off);
@@ -609,6 +620,7 @@ static int client_read(server *s, client *cl) {
                 off++;
                 handle_line(s, cl, cl->in, cl->n_in);
                 cl->n_in = 0;
+                cl->t_line = cl->t_active; /* the next line starts now */
             }
         }
     }
@@ -624,7 +636,10 @@ static int client_write(server *s, client *cl) {
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (w <= 0) rc = -1;
-        else cl->out_off += (size_t)w;
+        else {
+            cl->out_off += (size_t)w;
+            cl->t_active = now_s();
+        }
     }
     if (cl->out_off == cl->out.n) {
         cl->out.n = 0;
@@ -787,7 +802,9 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
                                                                      (c->out.n > c->out_off || c->overflow ? POLLOUT : 0))};
         }
         pthread_mutex_unlock(&s.mu);
-        int r = poll(pf, (nfds_t)k, s.draining ? 100 : 1000);
+        int poll_ms = s.draining ? 100 : 1000;
+        if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < poll_ms) poll_ms = (int)(o->idle_timeout_s * 250) + 1;
+        int r = poll(pf, (nfds_t)k, poll_ms);
         if (r < 0 && errno != EINTR) {
             nvl_free(pf);
             nvl_free(pc);
@@ -819,6 +836,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
                 c->serial = ++s.serial;
                 c->tokens = fmax(1.0, o->rate_per_min / 10.0);
                 c->t_tokens = now_s();
+                c->t_active = c->t_line = c->t_tokens;
                 pthread_mutex_lock(&s.mu);
                 c->next = s.clients;
                 s.clients = c;
@@ -844,14 +862,29 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
                 client_drop(&s, c);
             }
         }
-        /* events appended by the worker since the poll; half-closed clients with nothing left */
+        /* events appended by the worker since the poll; half-closed clients with nothing left;
+         * idle connections and unfinished lines past --idle-timeout */
+        const double t_now = now_s();
         for (client *c = s.clients, *nx; c; c = nx) {
             nx = c->next;
             int drop = client_write(&s, c) < 0;
-            if (!drop && c->rd_closed) {
-                pthread_mutex_lock(&s.mu);
-                drop = c->n_jobs == 0 && c->out.n == c->out_off;
-                pthread_mutex_unlock(&s.mu);
+            pthread_mutex_lock(&s.mu);
+            const int quiet = c->n_jobs == 0 && c->out.n == c->out_off;
+            pthread_mutex_unlock(&s.mu);
+            if (!drop && c->rd_closed) drop = quiet;
+            if (!drop && o->idle_timeout_s > 0) {
+                const int partial = c->n_in > 0 || c->discarding;
+                const char *why = partial && t_now - c->t_line > o->idle_timeout_s ? "a request line was left unfinished"
+                                  : !partial && quiet && t_now - c->t_active > o->idle_timeout_s ? "the connection was idle"
+                                                                                                  : NULL;
+                if (why) {
+                    char msg[160];
+                    snprintf(msg, sizeof msg, "%s for more than %g s (--idle-timeout); closing it", why, o->idle_timeout_s);
+                    reply(&s, c, error_event(NULL, "timeout", msg));
+                    client_write(&s, c); /* best effort: the socket does not block */
+                    slog(&s, "closing a connection: %s", msg);
+                    drop = 1;
+                }
             }
             if (drop) client_drop(&s, c);
         }

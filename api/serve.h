@@ -15,6 +15,8 @@ typedef struct api_server_opts {
     double rate_per_min;        /* requests per minute per connection (default 600; 0 = no limit) */
     size_t max_pending_output;  /* unread event bytes before a client is dropped (default 16 MiB) */
     int max_clients;            /* connections (default 64) */
+    double idle_timeout_s;      /* a connection idle (nothing queued, running or unsent) or in the
+                                 * middle of a line for this long is closed (default 300; 0 never) */
     const char *model_name;     /* reported by "status" */
     const char *const *allow;   /* directories media paths must lie in (after realpath); NULL: any */
     int n_allow;

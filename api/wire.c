@@ -85,6 +85,10 @@ void api_buf_free(api_buf *b) {
 // ---------------------------------------------------------------------------
 // Status codes and results
 
+const char *api_request_error_code(nvl_status st) {
+    return st == NVL_ERR_FORMAT ? "bad_json" : st == NVL_ERR_UNSUPPORTED ? "unsupported_version" : st == NVL_ERR_NOMEM ? "out_of_memory" : "bad_request";
+}
+
 const char *api_status_code(nvl_status st) {
     switch (st) {
     case NVL_OK: return "ok";
@@ -192,10 +196,68 @@ cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, const c
     return o;
 }
 
-void api_json_line(FILE *f, cJSON *o) {
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when it is not one: no overlong
+ * forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+char *api_utf8_fix(const char *s, size_t n, size_t *out_len) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!l) bad++, l = 1;
+        i += l;
+    }
+    char *o = nvl_malloc(n + 2 * bad + 1); /* each bad byte (1) becomes U+FFFD (3) */
+    if (!o) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!l) {
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i++;
+        } else {
+            memcpy(o + k, s + i, l);
+            k += l;
+            i += l;
+        }
+    }
+    o[k] = 0;
+    if (out_len) *out_len = k;
+    return o;
+}
+
+char *api_json_print(const cJSON *o, size_t *len) {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-    if (s) fprintf(f, "%s\n", s);
+    if (!s) return NULL;
+    char *f = api_utf8_fix(s, strlen(s), len);
     cJSON_free(s);
+    return f;
+}
+
+void api_json_line(FILE *f, cJSON *o) {
+    char *s = api_json_print(o, NULL);
+    if (s) fprintf(f, "%s\n", s);
+    nvl_free(s);
     cJSON_Delete(o);
 }
 
@@ -288,16 +350,22 @@ static nvl_status check_keys(const cJSON *o, const char *const *allowed, const c
     return NVL_OK;
 }
 
-static nvl_status get_num(const cJSON *o, const char *k, double lo, double hi, double *v, const char *where, nvl_err *err) {
+static nvl_status get_num(const cJSON *o, const char *k, double lo, double hi, int integer, double *v, const char *where,
+                          nvl_err *err) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!x) return NVL_OK;
-    if (!cJSON_IsNumber(x) || isnan(x->valuedouble))
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected a number", where, k);
-    if (x->valuedouble < lo || x->valuedouble > hi)
+    /* JSON has no NaN, but 1e999 parses as infinity: only finite numbers within range pass */
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected a finite number", where, k);
+    if (!(x->valuedouble >= lo && x->valuedouble <= hi))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: %g is outside %g..%g", where, k, x->valuedouble, lo, hi);
+    if (integer && x->valuedouble != floor(x->valuedouble))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected an integer, got %g", where, k, x->valuedouble);
     *v = x->valuedouble;
     return NVL_OK;
 }
+
+static int is_int(const char *cast) { return strcmp(cast, "double") && strcmp(cast, "float"); }
 
 static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *where, nvl_err *err) {
     static const char *const keys[] = {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "think",
@@ -307,9 +375,9 @@ static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *wh
     nvl_status st = check_keys(o, keys, where, err);
     if (st != NVL_OK) return st;
     double v;
-#define NUM(key, lo, hi, dst, cast)                                                   \
-    v = NAN;                                                                          \
-    if ((st = get_num(o, key, lo, hi, &v, where, err)) != NVL_OK) return st;          \
+#define NUM(key, lo, hi, dst, cast)                                                                        \
+    v = NAN;                                                                                               \
+    if ((st = get_num(o, key, lo, hi, is_int(#cast), &v, where, err)) != NVL_OK) return st;               \
     if (!isnan(v)) dst = (cast)v;
     NUM("max_tokens", 1, 1e9, p->max_tokens, int64_t);
     NUM("temperature", 0, 100, p->sampler.temperature, float);
@@ -376,6 +444,7 @@ static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, con
     size_t bn = 0;
     if ((st = api_base64_decode(data->valuestring, strlen(data->valuestring), &b, &bn, err)) != NVL_OK) {
         nvl_err_prefix(err, "%s.data", where);
+        if (st == NVL_ERR_FORMAT) err->code = st = NVL_ERR_INVALID_ARG; /* a bad field: bad_request, not bad_json */
         return st;
     }
     if (bn == 0) {

@@ -41,6 +41,10 @@ nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_
 nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_params *base, api_request *rq,
                                   nvl_err *err);
 void api_request_free(api_request *rq);
+/* The protocol error code of a request that could not be parsed (serve and batch alike):
+ * "bad_json" (not JSON), "unsupported_version", "bad_request" (a field unknown, missing, of the
+ * wrong type or out of range, bad base64), "out_of_memory". */
+const char *api_request_error_code(nvl_status st);
 /* The request's type name ("ask", "ocr", ...). */
 const char *api_request_type_name(enum api_request_type t);
 
@@ -49,7 +53,14 @@ const char *api_request_type_name(enum api_request_type t);
  * ocr --json, ask --per-page --json, the socket's "page" events and batch OCR results. */
 struct cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, const char *text_key);
 struct cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, const char *msg);
-/* Prints a JSON object as one line on f and deletes it. */
+/* Every JSON line nanovl writes goes through these, so that it is valid UTF-8 whatever the input:
+ * each byte that is not part of a valid UTF-8 sequence (in a question, an id, a file name, a
+ * model's text) becomes U+FFFD. api_utf8_fix copies n bytes of s so repaired (NUL-terminated,
+ * nvl_malloc'ed, *out_len its length; NULL on OOM). api_json_print: cJSON_PrintUnformatted, so
+ * repaired (nvl_free it). */
+char *api_utf8_fix(const char *s, size_t n, size_t *out_len);
+char *api_json_print(const struct cJSON *o, size_t *len);
+/* Prints a JSON object as one line on f (repaired as above) and deletes it. */
 void api_json_line(FILE *f, struct cJSON *o);
 
 /* Writes bytes to a private temporary file ($TMPDIR or /tmp, mode 0600) for the readers that

@@ -1,5 +1,6 @@
 /* media_image lifetime, limits, file reading, still-image dispatch, page ranges. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,6 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
-#include "base/mapped_file.h"
 #include "media.h"
 #include "media_impl.h"
 
@@ -53,30 +53,112 @@ nvl_status media_check_pixels(const char *name, int64_t w, int64_t h, const medi
     return NVL_OK;
 }
 
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    return "not a regular file";
+}
+
+static nvl_status refuse_irregular(const char *path, mode_t m, nvl_err *err) {
+    return nvl_err_set(err, NVL_ERR_IO, "'%s' is %s; media must be regular files", path, file_kind(m));
+}
+
+nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd_out, size_t *size, nvl_err *err) {
+    *fd_out = -1;
+    media_limits d = media_limits_default();
+    if (!lim) lim = &d;
+    /* stat first, so that nothing but a regular file is ever opened (a FIFO would block, a
+     * device would read forever); then O_NONBLOCK + fstat on what was actually opened, in case
+     * the path changed in between */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return nvl_err_set(err, errno == ENOENT || errno == ENOTDIR ? NVL_ERR_NOT_FOUND : NVL_ERR_IO,
+                           "cannot open '%s': %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return refuse_irregular(path, sb.st_mode, err);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
+                           strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return refuse_irregular(path, sb.st_mode, err);
+    }
+    if ((uint64_t)sb.st_size > lim->max_file_bytes) {
+        close(fd);
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: file of %lld bytes is larger than the limit of %zu bytes", path,
+                           (long long)sb.st_size, lim->max_file_bytes);
+    }
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    if (size) *size = (size_t)sb.st_size;
+    return NVL_OK;
+}
+
 nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **buf, size_t *len,
                            nvl_err *err) {
     media_limits d = media_limits_default();
     if (!lim) lim = &d;
-    char *b = NULL;
-    nvl_status st = nvl_read_file(path, lim->max_file_bytes, &b, len, err);
-    if (st == NVL_ERR_LIMIT)
-        nvl_err_set(err, st, "%s: file is larger than the limit of %zu bytes", path, lim->max_file_bytes);
-    *buf = (uint8_t *)b;
-    return st;
+    *buf = NULL;
+    if (len) *len = 0;
+    int fd = -1;
+    size_t size = 0;
+    nvl_status st = media_open_regular(path, lim, &fd, &size, err);
+    if (st != NVL_OK) return st;
+    /* the file may grow while read: never more than the limit */
+    size_t cap = size + 1, n = 0;
+    uint8_t *b = nvl_malloc(cap);
+    if (!b) {
+        close(fd);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %zu bytes", path, size);
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > lim->max_file_bytes) {
+                close(fd);
+                nvl_free(b);
+                return nvl_err_set(err, NVL_ERR_LIMIT, "%s: file is larger than the limit of %zu bytes", path,
+                                   lim->max_file_bytes);
+            }
+            size_t nc = cap * 2 > lim->max_file_bytes + 1 ? lim->max_file_bytes + 1 : cap * 2;
+            uint8_t *nb = nvl_realloc(b, nc);
+            if (!nb) {
+                close(fd);
+                nvl_free(b);
+                return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+            }
+            b = nb;
+            cap = nc;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = nvl_err_set(err, NVL_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+            close(fd);
+            nvl_free(b);
+            return st;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > lim->max_file_bytes) {
+        nvl_free(b);
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: file is larger than the limit of %zu bytes", path, lim->max_file_bytes);
+    }
+    *buf = b;
+    if (len) *len = n;
+    return NVL_OK;
 }
 
 nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *err) {
-    media_limits d = media_limits_default();
-    if (!lim) lim = &d;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
-                           strerror(errno));
-    if (!S_ISREG(st.st_mode)) return nvl_err_set(err, NVL_ERR_IO, "'%s' is not a regular file", path);
-    if ((uint64_t)st.st_size > lim->max_file_bytes)
-        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: file is larger than the limit of %zu bytes", path, lim->max_file_bytes);
-    if (access(path, R_OK) != 0) return nvl_err_set(err, NVL_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-    return NVL_OK;
+    int fd = -1;
+    nvl_status st = media_open_regular(path, lim, &fd, NULL, err);
+    if (fd >= 0) close(fd);
+    return st;
 }
 
 nvl_status media_decode_image_file(const char *path, const media_limits *lim, media_image **out, nvl_err *err) {

@@ -39,7 +39,9 @@ enum media_kind {
 
 /* Format from the first bytes (at least 16 should be given when the file has them). */
 enum media_kind media_sniff(const uint8_t *buf, size_t len);
-/* Sniffs the first bytes of a file. @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO naming it. */
+/* Sniffs the first bytes of a file. Only a regular file within the default size cap is opened
+ * (a FIFO, socket, device or directory is refused unopened: NVL_ERR_IO; too large: NVL_ERR_LIMIT).
+ * @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO / NVL_ERR_LIMIT naming it. */
 nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err);
 const char *media_kind_name(enum media_kind k); /* "jpeg", "png", "pdf", ... "unknown" */
 /* Whether this build can decode k (its library was found at configure time). */
@@ -70,7 +72,8 @@ typedef struct media_limits {
 } media_limits;
 media_limits media_limits_default(void);
 
-/* Reads a file into memory under lim->max_file_bytes. *buf freed with nvl_free(). */
+/* Reads a regular file into memory under lim->max_file_bytes (checked before reading; FIFOs,
+ * sockets, devices and directories are refused unopened). *buf freed with nvl_free(). */
 nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **buf, size_t *len,
                            nvl_err *err);
 

@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "media.h"
+#include "media_impl.h"
 
 enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return MEDIA_KIND_JPEG;
@@ -67,13 +70,24 @@ int media_supports(enum media_kind k) {
 
 nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err) {
     *kind = MEDIA_KIND_UNKNOWN;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "cannot open '%s': %s", path,
-                           strerror(errno));
+    int fd = -1;
+    /* regular files within the default size cap only: a FIFO or device is never read */
+    nvl_status st = media_open_regular(path, NULL, &fd, NULL, err);
+    if (st != NVL_OK) return st;
     uint8_t head[1024];
-    const size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
+    size_t n = 0;
+    while (n < sizeof head) {
+        ssize_t r = read(fd, head + n, sizeof head - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = nvl_err_set(err, NVL_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+            close(fd);
+            return st;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
     *kind = media_sniff(head, n);
     return NVL_OK;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency from Debian 12 packages (needs root for apt-get) and
 # builds nanovl into build/. Safe to rerun: apt skips what is installed, cmake rebuilds what changed.
-#   sudo scripts/setup.sh            # or as root: scripts/setup.sh
+#   scripts/setup.sh     # as root it runs apt-get itself; otherwise through sudo (only for apt-get)
 # Environment: NANOVL_CMAKE_ARGS adds configure flags (e.g. "-DNANOVL_CUDA=OFF").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,7 @@ PACKAGES=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev # video and other still formats
   clang libclang-rt-14-dev                                   # libFuzzer harnesses, sanitizers
   poppler-utils ffmpeg                                       # pdfinfo/pdftoppm/ffprobe for checks
+  socat                                                      # talking to `nanovl serve` from a shell (docs/api.md)
 )
 
 missing=()

@@ -10,6 +10,7 @@ event (printing its code and message).
 """
 import argparse
 import base64
+import os
 import json
 import socket
 import sys
@@ -32,7 +33,8 @@ def main():
         if a.inline:
             with open(path, "rb") as f:
                 return {"type": "file", "data": base64.b64encode(f.read()).decode(), "name": path}
-        return {"type": "file", "path": path}
+        # the server resolves a relative path against its own working directory: send absolute ones
+        return {"type": "file", "path": os.path.abspath(path)}
 
     params = {}
     if a.pages:

@@ -90,6 +90,24 @@ static const cJSON *find(const results *r, const char *id) {
     return NULL;
 }
 
+/* Whether every byte of the file is valid UTF-8. */
+static int utf8_file_valid(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static unsigned char b[1 << 20];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    for (size_t i = 0; i < n;) {
+        const unsigned c = b[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++)
+            if (b[i + k] < 0x80 || b[i + k] > 0xBF) return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static long file_size(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
@@ -112,8 +130,11 @@ int main(void) {
     fprintf(f, "{\"id\":\"ocr\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"2-3\",\"max_tokens\":3}}\n", pdf);
     fprintf(f, "{\"id\":\"missing\",\"files\":[\"/nonexistent/a.png\"],\"question\":\"?\"}\n");
     fprintf(f, "{not json\n");
+    /* issue 17: invalid UTF-8 in an id and a question; the result line is still valid UTF-8 */
+    fprintf(f, "{\"id\":\"bad\xff\",\"files\":[\"%s\"],\"question\":\"Wh\xfe?\",\"params\":{\"max_tokens\":2}}\n", img);
     fclose(f);
 
+    const cJSON *x0;
     /* killed while "long" runs: only "img" is recorded, whole */
     pid_t p = spawn(jobs, out, NULL, NULL);
     const double t0 = (double)time(NULL);
@@ -131,9 +152,11 @@ int main(void) {
     TEST_EQ_INT(run(jobs, out, NULL, NULL), 1);
     load(out, &r);
     TEST_CHECK(!r.torn, "no torn line");
-    TEST_EQ_INT(r.n, 6);
-    const char *ids[] = {"img", "long", "pdf", "ocr", "missing", "line-7"};
-    for (int i = 0; i < 6; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s recorded once", ids[i]);
+    TEST_EQ_INT(r.n, 7);
+    const char *ids[] = {"img", "long", "pdf", "ocr", "missing", "line-7", "bad\xef\xbf\xbd"};
+    for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s recorded once", ids[i]);
+    TEST_CHECK(utf8_file_valid(out), "every result line is valid UTF-8");
+    if ((x0 = find(&r, "bad\xef\xbf\xbd"))) TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x0, "status")->valuestring, "ok");
     const cJSON *x;
     if ((x = find(&r, "pdf"))) {
         const cJSON *media = cJSON_GetObjectItemCaseSensitive(x, "media");
@@ -150,7 +173,11 @@ int main(void) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(x, "error");
         TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(e, "code")->valuestring, "not_found");
     }
-    if ((x = find(&r, "line-7"))) TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
+    if ((x = find(&r, "line-7"))) {
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
+        /* one vocabulary with serve: a line that is not JSON is bad_json */
+        TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "error"), "code")->valuestring, "bad_json");
+    }
     unload(&r);
 
     /* a torn last line (an interrupted write) is dropped and its job redone */
@@ -167,18 +194,33 @@ int main(void) {
         free(all);
         run(jobs, out, NULL, NULL);
         load(out, &r);
-        TEST_CHECK(!r.torn && r.n == 6, "torn line dropped and its job redone (%d lines)", r.n);
-        for (int i = 0; i < 6; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after repair", ids[i]);
+        TEST_CHECK(!r.torn && r.n == 7, "torn line dropped and its job redone (%d lines)", r.n);
+        for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after repair", ids[i]);
         unload(&r);
     }
 
-    /* --retry-failed redoes only the failures */
-    TEST_EQ_INT(run(jobs, out, "--retry-failed", NULL), 1);
-    load(out, &r);
-    TEST_EQ_INT(r.n, 8);
-    TEST_EQ_INT(count_id(&r, "missing"), 2);
-    TEST_EQ_INT(count_id(&r, "img"), 1);
-    unload(&r);
+    /* --retry-failed redoes only the failures, and each id keeps one final line: the earlier
+     * error lines are removed (the first, "img", stays the very same line) */
+    {
+        char first[4096] = "";
+        FILE *a = fopen(out, "r");
+        if (a && fgets(first, sizeof first, a)) {}
+        if (a) fclose(a);
+        TEST_EQ_INT(run(jobs, out, "--retry-failed", NULL), 1);
+        load(out, &r);
+        TEST_CHECK(!r.torn, "no torn line after --retry-failed");
+        TEST_EQ_INT(r.n, 7);
+        for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after --retry-failed", ids[i]);
+        TEST_EQ_STR(r.status[r.n - 1], "error"); /* the redone failures come last */
+        char again[4096] = "";
+        a = fopen(out, "r");
+        if (a && fgets(again, sizeof again, a)) {}
+        if (a) fclose(a);
+        TEST_EQ_STR(again, first);
+        struct stat sb;
+        TEST_CHECK(stat(out, &sb) == 0 && (sb.st_mode & 0777) == 0644, "the rewritten file keeps its mode");
+        unload(&r);
+    }
 
     /* shards: disjoint, together the whole manifest */
     {

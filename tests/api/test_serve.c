@@ -77,12 +77,32 @@ typedef struct conn {
     size_t n;
 } conn;
 
-/* The next event (parsed), or NULL after timeout / EOF. */
+/* Whether n bytes are valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
+static int utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len || i + len > n) return 0;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+        if (len > 1 && (s[i + 1] < lo || s[i + 1] > hi)) return 0;
+        for (size_t k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* The next event (parsed; every line must be valid UTF-8 JSON), or NULL after timeout / EOF. */
 static cJSON *next_event(conn *c, double timeout) {
     const double t0 = now();
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->n);
         if (nl) {
+            TEST_CHECK(utf8_valid((const unsigned char *)c->buf, (size_t)(nl - c->buf)), "server sent a line that is not UTF-8");
             cJSON *ev = cJSON_ParseWithLength(c->buf, (size_t)(nl - c->buf));
             size_t used = (size_t)(nl - c->buf) + 1;
             memmove(c->buf, c->buf + used, c->n - used);
@@ -428,9 +448,140 @@ int main(void) {
         TEST_CHECK(WIFEXITED(st2) && WEXITSTATUS(st2) == 0, "second server exits 0");
     }
 
+    /* issue 17: a FIFO or a device named by a request is refused at once (the worker never
+     * blocks on it); the connection and the server go on */
+    {
+        char fifo[300];
+        snprintf(fifo, sizeof fifo, "%s/nvl-serve-%d.fifo", test_tmpdir(), (int)getpid());
+        unlink(fifo);
+        TEST_CHECK(mkfifo(fifo, 0600) == 0, "made a FIFO");
+        snprintf(req, sizeof req, "{\"id\":\"fifo\",\"files\":[\"%s\"],\"question\":\"?\"}", fifo);
+        send_line(c.fd, req);
+        ev = run_to_end(&c, "fifo", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "io_error") && strstr(str(ev, "message"), "is a FIFO") &&
+                       strstr(str(ev, "message"), fifo), "a FIFO -> io_error naming it (got %s: %s)", ev ? str(ev, "code") : "nothing",
+                   ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        send_line(c.fd, "{\"id\":\"zero\",\"type\":\"ocr\",\"files\":[\"/dev/zero\"]}");
+        int zero_err = 0;
+        for (int i = 0; i < 10; i++) { /* page event with the error, then done */
+            ev = next_event(&c, 10);
+            if (!ev) break;
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(ev, "error");
+            zero_err |= e && strstr(str(e, "message"), "/dev/zero' is a character device") != NULL;
+            const int end = !strcmp(str(ev, "event"), "done") || !strcmp(str(ev, "event"), "error");
+            cJSON_Delete(ev);
+            if (end) break;
+        }
+        TEST_CHECK(zero_err, "/dev/zero refused as a character device");
+        send_line(c.fd, "{\"type\":\"status\",\"id\":\"st3\"}");
+        ev = next_event(&c, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "busy") != 1, "still serving after a FIFO");
+        cJSON_Delete(ev);
+        unlink(fifo);
+    }
+    /* issue 17: infinities and fractional integers in params are bad_request, naming the field */
+    {
+        const char *bad[][2] = {{"\"temperature\":1e999", "temperature"}, {"\"top_p\":-1e999", "top_p"},
+                                {"\"max_tiles\":1.5", "max_tiles"}, {"\"max_tokens\":2.5", "max_tokens"},
+                                {"\"seed\":0.5", "seed"}};
+        for (int i = 0; i < 5; i++) {
+            snprintf(req, sizeof req, "{\"id\":\"num%d\",\"question\":\"?\",\"params\":{%s}}", i, bad[i][0]);
+            send_line(c.fd, req);
+            ev = next_event(&c, 10);
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && strstr(str(ev, "message"), bad[i][1]),
+                       "%s -> bad_request (got %s)", bad[i][0], ev ? str(ev, "message") : "nothing");
+            cJSON_Delete(ev);
+        }
+    }
+    /* issue 17 (11): garbage base64 is a bad field (bad_request naming it), not bad_json */
+    send_line(c.fd, "{\"id\":\"b64\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"data\":\"@@@@\"}]}]}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && strstr(str(ev, "message"), "content[0].data"),
+               "garbage base64 -> bad_request naming the part (got %s: %s)", ev ? str(ev, "code") : "", ev ? str(ev, "message") : "");
+    cJSON_Delete(ev);
+    /* issue 17: invalid UTF-8 in an id and a question: every event is still valid UTF-8 JSON
+     * (checked in next_event), the id echoed with U+FFFD for each bad byte */
+    send_line(c.fd, "{\"id\":\"u\xff\",\"question\":\"Wh\xfe\xc3?\",\"params\":{\"max_tokens\":2}}");
+    ev = run_to_end(&c, "u\xef\xbf\xbd", NULL, 0, NULL);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "a question with invalid UTF-8 is answered under the repaired id");
+    cJSON_Delete(ev);
+    send_line(c.fd, "{\"id\":\"v\xc0\xaf\",\"question\": 3}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "id"), "v\xef\xbf\xbd\xef\xbf\xbd") && !strcmp(str(ev, "code"), "bad_request"),
+               "an overlong sequence in an id of a bad request: two U+FFFD");
+    cJSON_Delete(ev);
+    /* issue 17: a last line without a newline is run when the client half-closes */
+    {
+        conn h = {.fd = connect_to(g_sock, 10)};
+        const char *line = "{\"type\":\"status\",\"id\":\"hc\"}";
+        TEST_CHECK(send(h.fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line), "sent without newline");
+        shutdown(h.fd, SHUT_WR);
+        ev = next_event(&h, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && !strcmp(str(ev, "id"), "hc"), "last line without newline answered");
+        cJSON_Delete(ev);
+        ev = next_event(&h, 10);
+        TEST_CHECK(!ev, "then the server closes the half-closed connection");
+        cJSON_Delete(ev);
+        close(h.fd);
+        h.fd = connect_to(g_sock, 10);
+        h.n = 0;
+        ask_json(req, sizeof req, "hc2", img, 3, NULL);
+        TEST_CHECK(send(h.fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req), "sent an ask without newline");
+        shutdown(h.fd, SHUT_WR);
+        ev = run_to_end(&h, "hc2", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "an ask without newline runs after half-close");
+        cJSON_Delete(ev);
+        close(h.fd);
+    }
+    /* issue 17: --idle-timeout: an idle connection and an unfinished line (even one trickling
+     * bytes) are closed with a timeout error; a connection that sends whole lines is served */
+    {
+        char sock3[120];
+        snprintf(sock3, sizeof sock3, "%s/nvl-serve3-%d.sock", test_tmpdir(), (int)getpid());
+        pid_t s3 = start_server(sock3, "--idle-timeout", "0.5");
+        conn idle = {.fd = connect_to(sock3, 60)};
+        conn slow = {.fd = connect_to(sock3, 10)};
+        conn good = {.fd = connect_to(sock3, 10)};
+        TEST_CHECK(idle.fd >= 0 && slow.fd >= 0 && good.fd >= 0, "third server up");
+        const double t0 = now();
+        TEST_CHECK(send(slow.fd, "{", 1, MSG_NOSIGNAL) == 1, "started a line");
+        int slow_closed = 0;
+        for (int i = 0; i < 40 && !slow_closed; i++) { /* a byte every 0.1 s, never a newline */
+            usleep(100000);
+            slow_closed = send(slow.fd, " ", 1, MSG_NOSIGNAL) != 1;
+            if (i % 3 == 0) { /* whole lines keep the good connection open */
+                send_line(good.fd, "{\"type\":\"status\",\"id\":\"g\"}");
+                ev = next_event(&good, 5);
+                TEST_CHECK(ev && !strcmp(str(ev, "event"), "status"), "whole lines are served meanwhile");
+                cJSON_Delete(ev);
+            }
+        }
+        ev = next_event(&slow, 5);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "timeout") && strstr(str(ev, "message"), "unfinished"),
+                   "an unfinished line is closed with timeout (got %s)", ev ? str(ev, "message") : "nothing");
+        cJSON_Delete(ev);
+        TEST_CHECK(now() - t0 < 3.5, "closed within a few timeouts (%.1f s)", now() - t0);
+        ev = next_event(&idle, 5);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "timeout") && strstr(str(ev, "message"), "idle"), "an idle connection gets timeout");
+        cJSON_Delete(ev);
+        ev = next_event(&idle, 5);
+        TEST_CHECK(!ev, "and is closed");
+        cJSON_Delete(ev);
+        close(idle.fd);
+        close(slow.fd);
+        close(good.fd);
+        kill(s3, SIGTERM);
+        int st3 = 0;
+        waitpid(s3, &st3, 0);
+        TEST_CHECK(WIFEXITED(st3) && WEXITSTATUS(st3) == 0, "third server exits 0");
+    }
+
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
-     * socket file goes, exit 0 */
-    send_line(c.fd, ask_json(req, sizeof req, "t1", img, 60, ",\"no_cache\":true"));
+     * socket file goes, exit 0. t1 reasons (think on, 1500 tokens at most): long enough that the
+     * signal lands while it runs, so t2 is still queued (with 60 tokens t1 could finish first
+     * and t2 start, the old race) */
+    send_line(c.fd, ask_json(req, sizeof req, "t1", img, 1500, ",\"no_cache\":true"));
     send_line(c.fd, ask_json(req, sizeof req, "t2", img, 60, ",\"no_cache\":true"));
     for (;;) {
         ev = next_event(&c, 30);
@@ -440,7 +591,7 @@ int main(void) {
     cJSON_Delete(ev);
     kill(srv, SIGTERM);
     int t1_done = 0, t2_shut = 0;
-    for (int i = 0; i < 1000 && !(t1_done && t2_shut); i++) {
+    for (int i = 0; i < 20000 && !(t1_done && t2_shut); i++) {
         ev = next_event(&c, 30);
         if (!ev) break;
         if (!strcmp(str(ev, "id"), "t1") && !strcmp(str(ev, "event"), "done")) t1_done = 1;

@@ -1,0 +1,79 @@
+#!/bin/sh
+# Edges of the CLI (issue 17): non-regular files refused without hanging or reading them, a
+# missing question, "--", NaN / infinite / fractional numbers, per-command --help, invalid UTF-8
+# in --json output, render paths, batch --out = the jobs file.
+# usage: cli_edges.sh NANOVL MODEL_DIR IMAGE
+B=$1 M=$2 I=$3
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+fail=0 n=0
+# expect RC PATTERN CMD...: exit code RC (124 = the 20 s timeout hit: a hang) and PATTERN in stdout+stderr
+expect() {
+    rc_want=$1 pat=$2
+    shift 2
+    n=$((n + 1))
+    timeout 20 "$@" >"$T/out" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" != "$rc_want" ] || ! grep -q -e "$pat" "$T/out"; then
+        echo "FAIL: $* -> exit $rc (want $rc_want), output:"; sed 's/^/    /' "$T/out" | head -5
+        echo "    (wanted /$pat/)"
+        fail=$((fail + 1))
+    fi
+}
+mkfifo "$T/fifo" || exit 1
+# 1. non-regular files: refused by name, at once (a FIFO without a writer would block forever)
+expect 1 "fifo' is a FIFO" "$B" media-info "$T/fifo"
+expect 1 "/dev/zero' is a character device" "$B" media-info /dev/zero
+expect 1 "is a directory" "$B" media-info "$T"
+expect 1 "fifo' is a FIFO" "$B" render "$T/fifo" -o "$T/r"
+expect 1 "fifo' is a FIFO" "$B" ask --model "$M" "$T/fifo" "What is it?" --max-tokens 2
+expect 1 "fifo' is a FIFO" "$B" ocr --model "$M" "$T/fifo" --max-tokens 2
+printf '{"id":"f","files":["%s"],"question":"?"}\n' "$T/fifo" > "$T/jobs.jsonl"
+expect 1 "shard 0/1: 1 jobs, 0 already done, 0 ok, 1 failed" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" --no-progress
+n=$((n + 1)); grep -q '"code":"io_error","message":"[^"]*fifo'"'"' is a FIFO' "$T/res.jsonl" || { echo "FAIL: batch FIFO job result"; cat "$T/res.jsonl"; fail=$((fail + 1)); }
+expect 1 "jobs file is not a regular file" "$B" batch --model "$M" "$T/fifo" --out "$T/res2.jsonl"
+# 10. --out is the jobs file (or a link to it): refused, the jobs file untouched
+cp "$T/jobs.jsonl" "$T/keep.jsonl"
+expect 2 "is the jobs file" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/jobs.jsonl"
+ln -s jobs.jsonl "$T/link.jsonl"
+expect 2 "is the jobs file" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/link.jsonl"
+n=$((n + 1)); cmp -s "$T/jobs.jsonl" "$T/keep.jsonl" || { echo "FAIL: the jobs file changed"; fail=$((fail + 1)); }
+# 3. a missing question is an error; "--" ends the options
+expect 2 "no question: '$I' is a file" "$B" ask --model "$M" "$I" --json
+expect 2 "no question" "$B" ask --model "$M"
+cp "$I" "$T/-dash.bmp"
+(cd "$T" && expect 0 '"image_tokens":28' "$B" ask --model "$M" --max-tokens 2 --json -- -dash.bmp "-what is this?")
+expect 0 "^image: 24x16" "$B" media-info -- "$I"
+# 6. NaN, infinities and fractions refused before any work
+for o in "--fps nan" "--evs nan" "--dpi nan" "--temperature nan" "--top-p nan" "--temperature inf" "--max-tokens -inf" \
+         "--max-tiles 1.5" "--max-tokens 2.5" "--seed 1e400" "--evs 1"; do
+    set -- $o
+    expect 2 "$1 needs" "$B" ask --model "$M" "$I" "?" "$1" "$2"
+done
+expect 2 "needs an integer" "$B" ocr --model "$M" "$I" --max-tiles 2.5
+expect 2 "needs an integer" "$B" batch --model "$M" "$T/keep.jsonl" --out "$T/x.jsonl" --max-frames 1.5
+expect 2 "needs a number" "$B" render "$I" -o "$T/r" --dpi nan
+expect 2 "needs an integer" "$B" render "$I" -o "$T/r" --long-side 100.5
+expect 2 "needs a number" "$B" generate --model "$M" --ids "1 2" --temperature nan
+expect 2 "needs a number" "$B" embed --model "$M" "$I" --evs nan
+expect 2 "needs an integer" "$B" bench --model "$M" --runs 1.5
+expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --rate nan
+expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-queue 1.5
+# 13. each subcommand's --help is its own usage, on stdout, exit 0
+for c in ask ocr serve batch bench inspect generate tokenize media-info render embed; do
+    expect 0 "^usage: nanovl $c" "$B" "$c" --help
+done
+expect 0 "off for ocr" "$B" ocr --help
+n=$((n + 1)); [ "$("$B" bench --help | grep -c '^  --max-tokens')" = 1 ] || { echo "FAIL: bench --help lists --max-tokens more than once"; fail=$((fail + 1)); }
+expect 0 "rate 0..0.99" "$B" ask --help
+expect 0 "^$T/rd/image.png 24x16" "$B" render "$I" -o "$T/rd/"
+# 8. invalid UTF-8 in the question: the --json line is still valid UTF-8 (U+FFFD for each bad byte)
+q=$(printf 'Wh\377at\376?')
+n=$((n + 1))
+"$B" ask --model "$M" "$I" -q "$q" -q "ok?" --max-tokens 2 --json > "$T/j" 2>&1
+rc=$?
+if [ $rc != 0 ] || ! iconv -f UTF-8 -t UTF-8 "$T/j" >/dev/null 2>&1 || ! grep -q "\"question\":\"Wh$(printf '\357\277\275')at$(printf '\357\277\275')?\"" "$T/j"; then
+    echo "FAIL: ask --json with invalid UTF-8 (exit $rc):"; head -c 600 "$T/j"; fail=$((fail + 1))
+fi
+echo "$((n - fail)) passed, $fail failed"
+[ $fail = 0 ]
