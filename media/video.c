@@ -157,10 +157,16 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG, sws_getCoefficients(SWS_CS_DEFAULT), 1,
                              0, 1 << 16, 1 << 16);
     const int ch = has_alpha ? 4 : 3;
-    uint8_t *tmp = nvl_malloc((size_t)f->width * (size_t)f->height * (size_t)ch);
+    /* The destination rows are padded as FFmpeg pads its own frames: libswscale's SIMD
+     * YUV->RGB converters write whole groups of 8 (or 16) pixels and, when a row of exactly
+     * width * ch bytes cannot hold the last group, leave the last width % 8 columns unwritten
+     * (the black right edge of 854-wide video). Rows of a whole number of 16-pixel groups,
+     * aligned to 64 bytes, let every column be converted. */
+    const size_t ls = (((size_t)(f->width + 15) & ~(size_t)15) * (size_t)ch + 63) & ~(size_t)63;
+    uint8_t *tmp = nvl_calloc(ls * (size_t)f->height + 64, 1);
     if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
     uint8_t *dst[4] = {tmp, NULL, NULL, NULL};
-    int dst_ls[4] = {f->width * ch, 0, 0, 0};
+    int dst_ls[4] = {(int)ls, 0, 0, 0};
     sws_scale(in->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_ls);
     const int W = f->width, H = f->height, swap = rotate == 90 || rotate == 270;
     media_image *img = NULL;
@@ -170,7 +176,7 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     }
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
-            const uint8_t *s = tmp + ((size_t)y * (size_t)W + (size_t)x) * (size_t)ch;
+            const uint8_t *s = tmp + (size_t)y * ls + (size_t)x * (size_t)ch;
             int dx = x, dy = y;
             if (rotate == 90) dx = H - 1 - y, dy = x;
             else if (rotate == 180) dx = W - 1 - x, dy = H - 1 - y;

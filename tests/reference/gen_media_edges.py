@@ -1,0 +1,76 @@
+"""Small clips and stills for the edge cases of issue 16, with references from independent tools.
+Writes tests/data/media/edges/* and tests/data/media/edges_goldens.json.
+
+    python3 tests/reference/gen_media_edges.py      (needs the ffmpeg/ffprobe CLI, Pillow, numpy)
+
+columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a multiple of 16 (odd
+  widths too for WebP, written by Pillow), testsrc2 content so every column differs. Reference: ffmpeg's own
+  conversion of the first frame, `ffmpeg -sws_flags point -i F -frames:v 1 -f rawvideo
+  -pix_fmt rgb24 -` (the flags nanovl uses), stored raw as F.rgb (height x width x 3 bytes).
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "data", "media")
+EDGES = os.path.join(OUT, "edges")
+
+
+def run(*a):
+    return subprocess.run(list(a), check=True, capture_output=True).stdout
+
+
+def ffprobe_size(path):
+    s = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                       "-of", "json", path))["streams"][0]
+    return s["width"], s["height"]
+
+
+def columns(gold):
+    clips = [("libx264", "mp4", w, h) for w, h in ((18, 16), (34, 18), (50, 16), (98, 16), (130, 16), (254, 8), (854, 8))]
+    clips += [("libx265", "mp4", w, h) for w, h in ((66, 16), (202, 16))]
+    clips += [("libvpx-vp9", "webm", w, h) for w, h in ((42, 16), (110, 16))]
+    clips += [("libwebp", "webp", w, h) for w, h in ((37, 16), (101, 16), (70, 12))]
+    out = []
+    for codec, ext, w, h in clips:
+        name = f"cols_{codec.replace('lib', '').replace('-', '')}_{w}x{h}.{ext}"
+        path = os.path.join(EDGES, name)
+        if ext == "webp":  # lossy WebP (always 4:2:0) written by Pillow from a per-column pattern
+            y, x = np.mgrid[0:h, 0:w]
+            rgb = np.stack([(x * 37) % 256, (y * 20 + x * 3) % 256, ((x * x) // 3) % 256], -1).astype(np.uint8)
+            Image.fromarray(rgb).save(path, lossless=False, quality=80)
+            cmd = ["Pillow:", "Image.fromarray(pattern).save(F,", "lossless=False,", "quality=80)", path]
+        else:
+            cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=10", "-frames:v", "3",
+                   "-pix_fmt", "yuv420p", "-c:v", codec]
+            if codec == "libx265":
+                cmd += ["-x265-params", "log-level=error"]
+            cmd += [path]
+            run(*cmd)
+        raw = run("ffmpeg", "-v", "error", "-sws_flags", "point", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                  "-pix_fmt", "rgb24", "-")
+        pw, ph = ffprobe_size(path)
+        assert len(raw) == pw * ph * 3, (name, len(raw), pw, ph)
+        assert (pw, ph) == (w, h), (name, pw, ph)
+        open(path + ".rgb", "wb").write(raw)
+        out.append({"file": name, "kind": "image" if ext == "webp" else "video", "width": pw, "height": ph,
+                    "made_with": " ".join(cmd[:-1] + [name])})
+    gold["columns"] = out
+
+
+def main():
+    os.makedirs(EDGES, exist_ok=True)
+    gpath = os.path.join(OUT, "edges_goldens.json")
+    gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
+    gold["generator"] = "tests/reference/gen_media_edges.py"
+    columns(gold)
+    json.dump(gold, open(gpath, "w"), indent=1)
+    print(sorted(k for k in gold if k != "generator"))
+
+
+if __name__ == "__main__":
+    main()
