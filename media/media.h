@@ -142,15 +142,21 @@ media_video_params media_video_params_default(void);
 typedef struct media_frames {
     media_image **frames;   /* n frames, each with timestamp (seconds) and source index */
     int n;
-    double native_fps;      /* average frame rate of the stream */
-    int64_t total_frames;   /* frames in the stream (counted when the container does not say) */
-    double duration;        /* seconds */
+    double native_fps;      /* nominal frame rate of the stream (av_guess_frame_rate) */
+    int64_t total_frames;   /* frames in the stream (its packets, counted) */
+    double duration;        /* seconds, first frame's time to the end of the last frame */
     int width, height;      /* display size (after rotation) */
 } media_frames;
 
-/* Samples frames as model.md §6.1 (vLLM's loader): n = max(1, min(max_frames, total,
- * floor(duration * fps))) frames at idx = linspace(0, total-1, n) truncated, restricted to
- * [start, end). Rotation side data is honoured. Memory is bounded by the kept frames. */
+/* Samples frames by presentation time over the true duration (from the first frame's time to
+ * the end of the last frame, gaps of a variable frame rate included): n = max(1, min(max_frames,
+ * frames, floor(duration * fps))) times at linspace(first, last frame's time, n), each taking
+ * the frame on screen then (the last presented at or before it), a frame taken once, so a gap
+ * can yield fewer than n frames. At a constant rate this is model.md §6.1 (vLLM's loader):
+ * idx = linspace(0, total-1, n) truncated. Restricted to frames presented in [start, end).
+ * Each frame's timestamp is its presentation time (seconds from the stream's start), its index
+ * its position in presentation order. Rotation side data is honoured. Memory is bounded by the
+ * kept frames (plus 8 bytes of time per frame of the stream). */
 nvl_status media_video_sample(const char *path, const media_video_params *p,
                               const media_limits *lim, media_frames **out, nvl_err *err);
 void media_frames_free(media_frames *f);

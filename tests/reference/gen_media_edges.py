@@ -7,6 +7,12 @@ columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a mul
   widths too for WebP, written by Pillow), testsrc2 content so every column differs. Reference: ffmpeg's own
   conversion of the first frame, `ffmpeg -sws_flags point -i F -frames:v 1 -f rawvideo
   -pix_fmt rgb24 -` (the flags nanovl uses), stored raw as F.rgb (height x width x 3 bytes).
+vfr: variable-frame-rate clips (x264 with B-frames): bursts separated by gaps (Matroska) and
+  accelerating frame spacing (MP4). Reference: ffprobe's per-frame presentation times
+  (best_effort_timestamp_time, less the stream's start_time) and the container's duration; the
+  frames sampled at 2 fps are the documented rule applied in Python to ffprobe's times: n =
+  min(frames, floor(duration * fps)) times linspace(first, last frame time, n), each taking the
+  last frame presented at or before it, a frame taken once.
 """
 import json
 import os
@@ -62,12 +68,47 @@ def columns(gold):
     gold["columns"] = out
 
 
+def probe_times(path):
+    j = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                       "frame=best_effort_timestamp_time:stream=start_time:format=duration", "-of", "json", path))
+    t0 = float(j["streams"][0].get("start_time", 0) or 0)
+    times = sorted(float(f["best_effort_timestamp_time"]) - t0 for f in j["frames"])
+    return times, float(j["format"]["duration"]) - t0
+
+
+def sample_rule(times, duration, fps=2.0, max_frames=128):
+    n = max(1, min(max_frames, len(times), int(np.floor(duration * fps + 1e-9))))
+    picks = []
+    for T in np.linspace(times[0], times[-1], n):
+        j = max(i for i, t in enumerate(times) if t <= T + 1e-6)
+        if not picks or picks[-1] != j:
+            picks.append(j)
+    return picks
+
+
+def vfr(gold):
+    out = []
+    for name, expr in (("vfr_bursts.mkv", "if(lt(N,6),N*0.1,if(lt(N,12),2.5+N*0.1,7+N*0.1))"),
+                       ("vfr_accel.mp4", "(N*N*0.02+N*0.05)")):
+        path = os.path.join(EDGES, name)
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "18",
+               "-vf", f"settb=1/1000,setpts='{expr}/TB'", "-vsync", "vfr", "-pix_fmt", "yuv420p", "-c:v", "libx264", path]
+        run(*cmd)
+        times, duration = probe_times(path)
+        picks = sample_rule(times, duration)
+        out.append({"file": name, "frames": len(times), "duration": duration, "times": times,
+                    "sampled_indices": picks, "sampled_times": [times[i] for i in picks],
+                    "made_with": " ".join(cmd[:-1] + [name])})
+    gold["vfr"] = out
+
+
 def main():
     os.makedirs(EDGES, exist_ok=True)
     gpath = os.path.join(OUT, "edges_goldens.json")
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     columns(gold)
+    vfr(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
     print(sorted(k for k in gold if k != "generator"))
 
