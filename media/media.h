@@ -35,9 +35,13 @@ enum media_kind {
     MEDIA_KIND_BMP,
     MEDIA_KIND_TIFF,
     MEDIA_KIND_VIDEO, /* a container FFmpeg opens: MP4/MOV, Matroska/WebM, AVI, MPEG-TS, ... */
+    MEDIA_KIND_AVIF,  /* AVIF still image (ISO-BMFF brand avif; image sequences 'avis' are video) */
+    MEDIA_KIND_HEIF,  /* HEIF/HEIC still image (brands heic, heix, mif1, ...): not decodable here */
 };
 
-/* Format from the first bytes (at least 16 should be given when the file has them). */
+/* Format from the first bytes (at least 16 should be given when the file has them; ISO-BMFF
+ * files are classified by their ftyp box's major and compatible brands, so give the whole box:
+ * media_sniff_file reads 1024 bytes). */
 enum media_kind media_sniff(const uint8_t *buf, size_t len);
 /* Sniffs the first bytes of a file. @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO naming it. */
 nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err);
@@ -82,7 +86,9 @@ nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *
 nvl_status media_decode_image_file(const char *path, const media_limits *lim, media_image **out, nvl_err *err);
 
 /* Decodes a still image (JPEG, PNG; GIF first frame, WebP, BMP, TIFF through FFmpeg), format
- * sniffed from the bytes. EXIF orientation is applied to JPEG; alpha is composited on white;
+ * sniffed from the bytes. AVIF stills decode through FFmpeg's AV1 decoder when this build has
+ * one (a single coded item; grid and alpha AVIF are refused as unsupported); HEIF/HEIC stills
+ * are refused as unsupported. EXIF orientation is applied to JPEG; alpha is composited on white;
  * 16-bit samples keep their high byte; gray, palette and CMYK become RGB. name labels errors.
  * @return NVL_OK; NVL_ERR_FORMAT / NVL_ERR_TRUNCATED for damaged data; NVL_ERR_UNSUPPORTED for
  * an unknown format, a compiled-out library or 12-bit JPEG; NVL_ERR_LIMIT. */

@@ -149,9 +149,13 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
     const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA);
     in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
-                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_POINT, NULL, NULL, NULL);
+                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
     if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
                                      av_get_pix_fmt_name(f->format));
+    /* Scaler flags: bicubic, what FFmpeg's own conversion uses (the ffmpeg CLI's auto-inserted
+     * scaler passes flags 0, which libswscale takes as bicubic; -sws_flags does not reach it).
+     * They matter where libswscale has no direct converter (odd sizes, 4:4:4, 10-bit): there
+     * SWS_POINT duplicated chroma samples and differed from ffmpeg by up to 11 levels. */
     /* colour matrix: the stream's; when unspecified swscale's default (BT.601), which is what
      * OpenCV and PyAV decode with, i.e. what the model's reference pipelines fed it */
     int cs = f->colorspace;
@@ -240,6 +244,44 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
     }
     av_in_close(&in);
     return st;
+}
+
+int media_ffmpeg_decodes_av1(void) { return avcodec_find_decoder(AV_CODEC_ID_AV1) != NULL; }
+
+/* Whether b[0..n) holds the bytes of s. */
+static int has_bytes(const uint8_t *b, size_t n, const char *s) {
+    const size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (b[i] == (uint8_t)s[0] && !memcmp(b + i, s, k)) return 1;
+    return 0;
+}
+
+nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err) {
+    *out = NULL;
+    /* FFmpeg's demuxer reads an AVIF's primary item alone: a grid of tiles (item type "grid" in
+     * the meta box's iinf) or an alpha plane (an auxiliary item, its auxC URN) would come out as
+     * a wrong picture, so they are refused. The top-level meta box is found and searched. */
+    const uint8_t *meta = NULL;
+    size_t meta_len = 0;
+    for (size_t i = 0; i + 8 <= len;) {
+        uint64_t sz = ((uint64_t)buf[i] << 24) | ((uint64_t)buf[i + 1] << 16) | ((uint64_t)buf[i + 2] << 8) | buf[i + 3];
+        if (sz == 0) sz = len - i;
+        if (sz < 8 || sz > len - i) break; /* 64-bit sizes only on media data: not needed here */
+        if (!memcmp(buf + i + 4, "meta", 4)) {
+            meta = buf + i, meta_len = (size_t)sz;
+            break;
+        }
+        i += (size_t)sz;
+    }
+    if (!meta) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: AVIF without a meta box (damaged file)", name);
+    if (has_bytes(meta, meta_len, "auxiliary:alpha") || has_bytes(meta, meta_len, "auxid:1"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: AVIF with an alpha channel (convert it to PNG)", name);
+    if (has_bytes(meta, meta_len, "grid"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: AVIF made of a grid of tiles (convert it to PNG or JPEG)", name);
+    return media_decode_ffmpeg_still(buf, len, name, lim, out, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -432,6 +474,13 @@ done:
 }
 
 #else
+int media_ffmpeg_decodes_av1(void) { return 0; }
+nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err) {
+    (void)buf, (void)len, (void)lim;
+    *out = NULL;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: AVIF needs FFmpeg, which is not built into this nanovl", name);
+}
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
                                      const media_limits *lim, media_image **out, nvl_err *err) {
     (void)buf, (void)len, (void)lim;

@@ -2,12 +2,17 @@
  * tests/data/media/edges/ and edges_goldens.json), each against an independent tool:
  * - columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP at widths that are not multiples of
  *   16 (WebP also odd): the first frame equals ffmpeg's own rgb24 conversion
- *   (`ffmpeg -sws_flags point ... -pix_fmt rgb24`) pixel for pixel, checked column by column,
+ *   (`ffmpeg -i F -f rawvideo -pix_fmt rgb24 -`, bicubic) pixel for pixel, checked column by column,
  *   exactly (0 levels: same libswscale, same flags);
  * - vfr: variable-frame-rate clips (gaps, accelerating spacing; MP4 and Matroska, B-frames):
  *   frame count, the true duration (the container's, not count / nominal rate), and at 2 fps the
  *   sampled frames and their timestamps equal the rule applied to ffprobe's per-frame times
- *   (1 ms); at 30 fps every kept frame's timestamp is its ffprobe time. */
+ *   (1 ms); at 30 fps every kept frame's timestamp is its ffprobe time;
+ * - avif: AVIF stills (brand avif, and mif1 + avif) are images, not one-frame videos: sizes equal
+ *   Pillow's, pixels equal ffmpeg's own rgb24 conversion exactly and Pillow's (libavif's own
+ *   YUV->RGB) within 8 levels, mean under 2; an AVIF with alpha and HEIF/HEIC stills are refused
+ *   as unsupported with a message naming the file and the format; an animated AVIF (avis) is a
+ *   video of ffprobe's frame count. */
 #include <cjson/cJSON.h>
 
 #include "base/alloc.h"
@@ -140,6 +145,96 @@ static void test_vfr(void) {
     TEST_CHECK(n >= 2, "only %d VFR clips ran", n);
 }
 
+static void test_avif(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "avif"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const char *mode = cJSON_GetObjectItemCaseSensitive(e, "mode")->valuestring;
+        nvl_err err = {0};
+        enum media_kind k = MEDIA_KIND_UNKNOWN;
+        TEST_EQ_INT(media_sniff_file(edge_path(file), &k, &err), NVL_OK);
+        if (!strcmp(mode, "anim")) {
+            TEST_CHECK(k == MEDIA_KIND_VIDEO, "%s: an AVIF sequence sniffed as %s", file, media_kind_name(k));
+            media_frames *f = NULL;
+            media_video_params vp = media_video_params_default();
+            vp.fps = 30;
+            nvl_status st = media_video_sample(edge_path(file), &vp, NULL, &f, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            if (f) TEST_CHECK(f->total_frames == cJSON_GetObjectItemCaseSensitive(e, "frames")->valueint,
+                              "%s: %lld frames", file, (long long)f->total_frames);
+            media_frames_free(f);
+            n++;
+            continue;
+        }
+        TEST_CHECK(k == MEDIA_KIND_AVIF, "%s: sniffed as %s, not avif", file, media_kind_name(k));
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        if (!strcmp(mode, "RGBA")) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, file) && strstr(err.msg, "unsupported image format") &&
+                           strstr(err.msg, "alpha"), "%s: %s: %s", file, nvl_status_name(st), err.msg);
+        } else if (!media_supports(MEDIA_KIND_AVIF)) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "unsupported image format"), "%s: %s", file, err.msg);
+        } else {
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+            const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+            char rgb_rel[600];
+            snprintf(rgb_rel, sizeof rgb_rel, "%s.rgb", file);
+            char *ref = NULL;
+            size_t ref_len = 0;
+            TEST_EQ_INT(nvl_read_file(edge_path(rgb_rel), 1 << 24, &ref, &ref_len, &err), NVL_OK);
+            if (img && ref && ref_len == (size_t)w * (size_t)h * 3) {
+                compare_columns(file, img, (const uint8_t *)ref, w, h, 0);
+                const cJSON *px = cJSON_GetObjectItemCaseSensitive(e, "pillow");
+                if (img->width == w && img->height == h && cJSON_GetArraySize(px) == w * h * 3) {
+                    float *a = malloc((size_t)w * (size_t)h * 3 * sizeof(float)), *b = malloc((size_t)w * (size_t)h * 3 * sizeof(float));
+                    double sum = 0;
+                    for (int i = 0; i < w * h * 3; i++) {
+                        a[i] = img->rgb[i];
+                        b[i] = (float)cJSON_GetArrayItem(px, i)->valuedouble;
+                        sum += fabs(a[i] - b[i]);
+                    }
+                    char what[300];
+                    snprintf(what, sizeof what, "%s vs Pillow", file);
+                    test_compare_f32(what, a, b, (size_t)w * (size_t)h * 3, 8.0, 0.0, 1e-3);
+                    TEST_CHECK(sum / (w * h * 3) < 2.0, "%s: mean difference from Pillow %.3f", file, sum / (w * h * 3));
+                    free(a);
+                    free(b);
+                }
+            }
+            nvl_free(ref);
+        }
+        media_image_free(img);
+        n++;
+    }
+    TEST_CHECK(n >= 4, "only %d AVIF cases ran", n);
+    /* brands, from hand-made ftyp boxes: mif1 + avif is AVIF; heic, heix, mif1 + heic are HEIF;
+     * avis, msf1, isom are video */
+    static const struct { const char *box; enum media_kind k; } brands[] = {
+        {"ftypmif1\0\0\0\0mif1miafavif", MEDIA_KIND_AVIF}, {"ftypavif\0\0\0\0avifmif1miaf", MEDIA_KIND_AVIF},
+        {"ftypheic\0\0\0\0mif1heicmiaf", MEDIA_KIND_HEIF}, {"ftypheix\0\0\0\0mif1heixmiaf", MEDIA_KIND_HEIF},
+        {"ftypmif1\0\0\0\0mif1heicmiaf", MEDIA_KIND_HEIF}, {"ftypavis\0\0\0\0avifavismsf1", MEDIA_KIND_VIDEO},
+        {"ftypmsf1\0\0\0\0msf1hevciso8", MEDIA_KIND_VIDEO},    {"ftypisom\0\0\2\0isomiso2mp41", MEDIA_KIND_VIDEO},
+    };
+    for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++) {
+        uint8_t b[64] = {0};
+        const size_t box = 4 + 4 + 4 + 4 + 12; /* size, "ftyp", major, minor, 3 compatible brands */
+        b[3] = (uint8_t)box;
+        memcpy(b + 4, brands[i].box, box - 4);
+        enum media_kind k = media_sniff(b, sizeof b);
+        TEST_CHECK(k == brands[i].k, "ftyp %.8s...: %s, expected %s", brands[i].box + 4, media_kind_name(k),
+                   media_kind_name(brands[i].k));
+        if (brands[i].k == MEDIA_KIND_HEIF) {
+            media_image *img = NULL;
+            nvl_err err = {0};
+            nvl_status st = media_decode_image(b, sizeof b, "photo.heic", NULL, &img, &err);
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "photo.heic: unsupported image format: HEIF"),
+                       "HEIF: %s: %s", nvl_status_name(st), err.msg);
+        }
+    }
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/edges_goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -149,6 +244,7 @@ int main(void) {
     int64_t live0 = nvl_alloc_count();
     test_columns();
     test_vfr();
+    test_avif();
     TEST_EQ_INT(nvl_alloc_count(), live0);
     cJSON_Delete(g_gold);
     return test_report();

@@ -4,15 +4,20 @@ Writes tests/data/media/edges/* and tests/data/media/edges_goldens.json.
     python3 tests/reference/gen_media_edges.py      (needs the ffmpeg/ffprobe CLI, Pillow, numpy)
 
 columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a multiple of 16 (odd
-  widths too for WebP, written by Pillow), testsrc2 content so every column differs. Reference: ffmpeg's own
-  conversion of the first frame, `ffmpeg -sws_flags point -i F -frames:v 1 -f rawvideo
-  -pix_fmt rgb24 -` (the flags nanovl uses), stored raw as F.rgb (height x width x 3 bytes).
+  widths too for WebP, written by Pillow; odd sizes in AVIF below), testsrc2 content so every column
+  differs. Reference: ffmpeg's own conversion of the first frame, `ffmpeg -i F -frames:v 1 -f
+  rawvideo -pix_fmt rgb24 -` (its auto-inserted scaler runs with flags 0 = bicubic, as nanovl
+  does; -sws_flags does not reach it), stored raw as F.rgb (height x width x 3 bytes).
 vfr: variable-frame-rate clips (x264 with B-frames): bursts separated by gaps (Matroska) and
   accelerating frame spacing (MP4). Reference: ffprobe's per-frame presentation times
   (best_effort_timestamp_time, less the stream's start_time) and the container's duration; the
   frames sampled at 2 fps are the documented rule applied in Python to ffprobe's times: n =
   min(frames, floor(duration * fps)) times linspace(first, last frame time, n), each taking the
   last frame presented at or before it, a frame taken once.
+avif: AVIF stills written by Pillow (RGB, one even and one odd size), an AVIF with alpha, an
+  animated AVIF (brand avis). Reference: Pillow's size and RGB decode, ffmpeg's own rgb24
+  conversion (bicubic, as above) stored raw as F.rgb; the alpha one must be refused, the
+  animated one is a video of ffprobe's frame count.
 """
 import json
 import os
@@ -57,7 +62,7 @@ def columns(gold):
                 cmd += ["-x265-params", "log-level=error"]
             cmd += [path]
             run(*cmd)
-        raw = run("ffmpeg", "-v", "error", "-sws_flags", "point", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+        raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
                   "-pix_fmt", "rgb24", "-")
         pw, ph = ffprobe_size(path)
         assert len(raw) == pw * ph * 3, (name, len(raw), pw, ph)
@@ -102,6 +107,37 @@ def vfr(gold):
     gold["vfr"] = out
 
 
+def avif(gold):
+    out = []
+    for name, w, h, mode in (("still_70x40.avif", 70, 40, "RGB"), ("still_33x17.avif", 33, 17, "RGB"),
+                             ("alpha_40x24.avif", 40, 24, "RGBA"), ("anim_48x32.avif", 48, 32, "anim")):
+        path = os.path.join(EDGES, name)
+        y, x = np.mgrid[0:h, 0:w]
+        # smooth: libavif (Pillow) and swscale upsample chroma differently, which shows at sharp edges
+        rgb = np.stack([x * 200 // w + 20, y * 200 // h + 30, (x + y) * 150 // (w + h) + 60], -1).astype(np.uint8)
+        if mode == "RGBA":
+            Image.fromarray(np.dstack([rgb, ((x * 6) % 256).astype(np.uint8)]), "RGBA").save(path, quality=90)
+        elif mode == "anim":
+            Image.fromarray(rgb).save(path, save_all=True, append_images=[Image.fromarray(255 - rgb)], duration=100,
+                                      quality=90)
+        else:
+            Image.fromarray(rgb).save(path, quality=90)
+        e = {"file": name, "mode": mode, "made_with": f"Pillow {Image.__version__}: Image.fromarray(pattern {w}x{h} {mode}).save(F, quality=90)"}
+        if mode == "RGB":
+            ref = np.asarray(Image.open(path).convert("RGB"))
+            e.update(width=ref.shape[1], height=ref.shape[0], pillow=ref.reshape(-1).tolist())
+            raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                      "-pix_fmt", "rgb24", "-")
+            assert len(raw) == w * h * 3, (name, len(raw))
+            open(path + ".rgb", "wb").write(raw)
+        if mode == "anim":
+            e["frames"] = int(json.loads(run("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                                             "-show_entries", "stream=nb_read_frames", "-of", "json", path))
+                              ["streams"][0]["nb_read_frames"])
+        out.append(e)
+    gold["avif"] = out
+
+
 def main():
     os.makedirs(EDGES, exist_ok=True)
     gpath = os.path.join(OUT, "edges_goldens.json")
@@ -109,6 +145,7 @@ def main():
     gold["generator"] = "tests/reference/gen_media_edges.py"
     columns(gold)
     vfr(gold)
+    avif(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
     print(sorted(k for k in gold if k != "generator"))
 
