@@ -12,7 +12,9 @@
  *   Pillow's, pixels equal ffmpeg's own rgb24 conversion exactly and Pillow's (libavif's own
  *   YUV->RGB) within 8 levels, mean under 2; an AVIF with alpha and HEIF/HEIC stills are refused
  *   as unsupported with a message naming the file and the format; an animated AVIF (avis) is a
- *   video of ffprobe's frame count. */
+ *   video of ffprobe's frame count;
+ * - orient: every orientation 1-8 as TIFF tag, PNG eXIf, WebP EXIF and JPEG APP1 equals Pillow's
+ *   exif_transpose pixel for pixel (exact), and img->orientation says what was applied. */
 #include <cjson/cJSON.h>
 
 #include "base/alloc.h"
@@ -235,6 +237,35 @@ static void test_avif(void) {
     }
 }
 
+static void test_orient(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "orient"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int o = cJSON_GetObjectItemCaseSensitive(e, "orientation")->valueint;
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        const cJSON *px = cJSON_GetObjectItemCaseSensitive(e, "pixels");
+        nvl_err err = {0};
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (!img) continue;
+        TEST_CHECK(img->width == w && img->height == h, "%s: %dx%d, Pillow's exif_transpose %dx%d", file, img->width,
+                   img->height, w, h);
+        TEST_CHECK(img->orientation == (o > 1 ? o : 0), "%s: orientation %d recorded, expected %d", file, img->orientation,
+                   o > 1 ? o : 0);
+        if (img->width == w && img->height == h && cJSON_GetArraySize(px) == w * h * 3) {
+            int bad = 0;
+            for (int i = 0; i < w * h * 3; i++) bad += img->rgb[i] != cJSON_GetArrayItem(px, i)->valueint;
+            TEST_CHECK(bad == 0, "%s: %d of %d samples differ from Pillow's exif_transpose", file, bad, w * h * 3);
+        }
+        media_image_free(img);
+        n++;
+    }
+    TEST_CHECK(n == 32, "%d orientation cases ran, expected 8 x 4 formats", n);
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/edges_goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -245,6 +276,7 @@ int main(void) {
     test_columns();
     test_vfr();
     test_avif();
+    test_orient();
     TEST_EQ_INT(nvl_alloc_count(), live0);
     cJSON_Delete(g_gold);
     return test_report();

@@ -1,7 +1,7 @@
 """Small clips and stills for the edge cases of issue 16, with references from independent tools.
 Writes tests/data/media/edges/* and tests/data/media/edges_goldens.json.
 
-    python3 tests/reference/gen_media_edges.py      (needs the ffmpeg/ffprobe CLI, Pillow, numpy)
+    python3 tests/reference/gen_media_edges.py [section...]      (needs the ffmpeg/ffprobe CLI, Pillow, numpy)
 
 columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a multiple of 16 (odd
   widths too for WebP, written by Pillow; odd sizes in AVIF below), testsrc2 content so every column
@@ -18,10 +18,14 @@ avif: AVIF stills written by Pillow (RGB, one even and one odd size), an AVIF wi
   animated AVIF (brand avis). Reference: Pillow's size and RGB decode, ffmpeg's own rgb24
   conversion (bicubic, as above) stored raw as F.rgb; the alpha one must be refused, the
   animated one is a video of ffprobe's frame count.
+orient: a 7x5 image with every orientation 1-8 declared as the format defines it, written by
+  Pillow: TIFF Orientation tag, PNG eXIf, WebP EXIF chunk (lossless), JPEG APP1 (quality 95);
+  reference = Pillow's ImageOps.exif_transpose(...).convert("RGB") pixels.
 """
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -138,14 +142,43 @@ def avif(gold):
     gold["avif"] = out
 
 
+def orient(gold):
+    from PIL import ImageOps
+    y, x = np.mgrid[0:5, 0:7]
+    rgb = np.stack([x * 36, y * 60, (x * 5 + y * 11) * 4], -1).astype(np.uint8)
+    out = []
+    for ext in ("tiff", "png", "webp", "jpg"):
+        for o in range(1, 9):
+            name = f"orient_{o}.{ext}"
+            path = os.path.join(EDGES, name)
+            im = Image.fromarray(rgb)
+            exif = Image.Exif()
+            exif[274] = o
+            if ext == "tiff":
+                im.save(path, tiffinfo={274: o})
+            elif ext == "webp":
+                im.save(path, lossless=True, exif=exif.tobytes())
+            elif ext == "jpg":
+                im.save(path, quality=95, exif=exif.tobytes())
+            else:
+                im.save(path, exif=exif.tobytes())
+            src = Image.open(path)
+            assert src.getexif().get(274) == o, (name, src.getexif().get(274))
+            ref = np.asarray(ImageOps.exif_transpose(src).convert("RGB"))
+            out.append({"file": name, "orientation": o, "width": ref.shape[1], "height": ref.shape[0],
+                        "pixels": ref.reshape(-1).tolist()})
+    gold["orient"] = out
+
+
 def main():
     os.makedirs(EDGES, exist_ok=True)
     gpath = os.path.join(OUT, "edges_goldens.json")
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
-    columns(gold)
-    vfr(gold)
-    avif(gold)
+    only = sys.argv[1:]  # names of sections to regenerate (default all)
+    for sec in (columns, vfr, avif, orient):
+        if not only or sec.__name__ in only:
+            sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
     print(sorted(k for k in gold if k != "generator"))
 
