@@ -14,7 +14,10 @@
  *   as unsupported with a message naming the file and the format; an animated AVIF (avis) is a
  *   video of ffprobe's frame count;
  * - orient: every orientation 1-8 as TIFF tag, PNG eXIf, WebP EXIF and JPEG APP1 equals Pillow's
- *   exif_transpose pixel for pixel (exact), and img->orientation says what was applied. */
+ *   exif_transpose pixel for pixel (exact), and img->orientation says what was applied;
+ * - sampling: JPEGs (cjpeg) with sampling factors TurboJPEG's header call cannot classify
+ *   (Y 3x1, 4x2, 3x2 progressive, 1x3; Y 2x1 + Cb 1x2 + Cr 1x1; chroma finer than luma) decode
+ *   equal to Pillow's (libjpeg's) pixels, exactly. */
 #include <cjson/cJSON.h>
 
 #include "base/alloc.h"
@@ -266,6 +269,46 @@ static void test_orient(void) {
     TEST_CHECK(n == 32, "%d orientation cases ran, expected 8 x 4 formats", n);
 }
 
+static void test_sampling(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "sampling"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        char rgb_rel[600];
+        snprintf(rgb_rel, sizeof rgb_rel, "%s.rgb", file);
+        nvl_err err = {0};
+        char *ref = NULL;
+        size_t ref_len = 0;
+        TEST_EQ_INT(nvl_read_file(edge_path(rgb_rel), 1 << 24, &ref, &ref_len, &err), NVL_OK);
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (img && ref && ref_len == (size_t)w * (size_t)h * 3) compare_columns(file, img, (const uint8_t *)ref, w, h, 0);
+        media_image_free(img);
+        nvl_free(ref);
+        n++;
+    }
+    TEST_CHECK(n >= 6, "only %d sampling cases ran", n);
+    /* a damaged JPEG of such sampling is still an error that names it, through the fallback */
+    char *buf = NULL;
+    size_t len = 0;
+    nvl_err err = {0};
+    if (nvl_read_file(edge_path("samp_3x1_1x1_1x1.jpg"), 1 << 24, &buf, &len, &err) == NVL_OK) {
+        media_image *img = NULL;
+        nvl_status st = media_decode_image((const uint8_t *)buf, 200, "cut.jpg", NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK || strstr(err.msg, "cut.jpg"), "cut JPEG: %s", err.msg);
+        media_image_free(img);
+        memset(buf + 20, 0xFF, 40); /* tables overwritten */
+        st = media_decode_image((const uint8_t *)buf, len, "broken.jpg", NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK || (st == NVL_ERR_FORMAT && strstr(err.msg, "broken.jpg")), "broken JPEG: %s: %s",
+                   nvl_status_name(st), err.msg);
+        media_image_free(img);
+        nvl_free(buf);
+    }
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/edges_goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -277,6 +320,7 @@ int main(void) {
     test_vfr();
     test_avif();
     test_orient();
+    test_sampling();
     TEST_EQ_INT(nvl_alloc_count(), live0);
     cJSON_Delete(g_gold);
     return test_report();

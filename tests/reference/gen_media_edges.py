@@ -21,6 +21,9 @@ avif: AVIF stills written by Pillow (RGB, one even and one odd size), an AVIF wi
 orient: a 7x5 image with every orientation 1-8 declared as the format defines it, written by
   Pillow: TIFF Orientation tag, PNG eXIf, WebP EXIF chunk (lossless), JPEG APP1 (quality 95);
   reference = Pillow's ImageOps.exif_transpose(...).convert("RGB") pixels.
+sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* header call cannot
+  classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
+  by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
 """
 import json
 import os
@@ -170,13 +173,35 @@ def orient(gold):
     gold["orient"] = out
 
 
+def sampling(gold):
+    out = []
+    cases = (("3x1,1x1,1x1", 37, 23, []), ("2x1,1x2,1x1", 37, 23, []), ("4x2,1x1,1x1", 53, 19, []),
+             ("3x2,1x1,1x1", 53, 19, ["-progressive"]), ("1x3,1x1,1x1", 29, 31, []), ("1x1,2x1,1x2", 37, 23, []))
+    for samp, w, h, extra in cases:
+        name = f"samp_{samp.replace(',', '_')}{'_prog' if extra else ''}.jpg"
+        path = os.path.join(EDGES, name)
+        y, x = np.mgrid[0:h, 0:w]
+        rgb = np.stack([x * 250 // w, (y * 200 // h + x * 3) % 256, ((x * 7 + y * 13) * 3) % 256], -1).astype(np.uint8)
+        ppm = path + ".ppm"
+        Image.fromarray(rgb).save(ppm)
+        cmd = ["cjpeg", "-quality", "90", "-sample", samp] + extra + ["-outfile", path, ppm]
+        run(*cmd)
+        os.remove(ppm)
+        ref = np.asarray(Image.open(path).convert("RGB"))
+        assert ref.shape == (h, w, 3)
+        open(path + ".rgb", "wb").write(ref.tobytes())
+        out.append({"file": name, "sampling": samp, "width": w, "height": h,
+                    "made_with": " ".join(cmd[:-3] + ["-outfile", name, "pattern.ppm"])})
+    gold["sampling"] = out
+
+
 def main():
     os.makedirs(EDGES, exist_ok=True)
     gpath = os.path.join(OUT, "edges_goldens.json")
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient):
+    for sec in (columns, vfr, avif, orient, sampling):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
