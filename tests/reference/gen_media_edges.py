@@ -24,6 +24,12 @@ orient: a 7x5 image with every orientation 1-8 declared as the format defines it
 sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* header call cannot
   classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
+field: references for ../shared/media/field/MANIFEST.tsv in the schema of goldens.json (read by
+  test_media.c's manifest test): images = Pillow (exif_transpose, gen_media_goldens.to_rgb8)
+  sha256, except AVIF = ffmpeg's own rgb24 conversion (checked here to be within 8 levels of
+  Pillow's); PDF = gen_media_goldens.pdf_golden (pdfinfo, pdftocairo); video = ffprobe frame
+  count, r_frame_rate, duration and per-frame times with the sampling rule above, and the
+  sha256 of ffmpeg's rgb24 conversion of each sampled frame; the flat colour a row states.
 """
 import json
 import os
@@ -195,13 +201,59 @@ def sampling(gold):
     gold["sampling"] = out
 
 
+def field(gold):
+    import hashlib
+    import re
+    import sys as _sys
+    _sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gen_media_goldens as gmg
+    from PIL import ImageOps
+    fdir = os.path.normpath(os.path.join(ROOT, "..", "..", "shared", "media", "field"))
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(fdir, "MANIFEST.tsv"))][1:]
+    out = {}
+    for r in rows:
+        name, kind, what = r[0], r[3], r[4]
+        path = os.path.join(fdir, name)
+        if kind == "pdf":
+            g = gmg.pdf_golden(path)
+        elif kind == "video":
+            times, duration = probe_times(path)
+            s = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                               "stream=r_frame_rate,width,height", "-of", "json", path))["streams"][0]
+            num, den = map(int, s["r_frame_rate"].split("/"))
+            picks = sample_rule(times, duration)
+            raw = run("ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-vsync", "passthrough", "-")
+            fsz = s["width"] * s["height"] * 3
+            assert len(raw) == fsz * len(times), (name, len(raw), fsz, len(times))
+            g = {"total": len(times), "fps": num / den, "width": s["width"], "height": s["height"], "indices": picks,
+                 "timestamps": [round(times[i], 6) for i in picks], "duration": duration,
+                 "frame_sha256": [hashlib.sha256(raw[i * fsz:(i + 1) * fsz]).hexdigest() for i in picks]}
+            m = re.search(r"flat colour \((\d+),(\d+),(\d+)\)", what)
+            if m:
+                g["flat"] = [int(v) for v in m.groups()]
+        else:
+            im = Image.open(path)
+            im.load()
+            rgb = gmg.to_rgb8(ImageOps.exif_transpose(im))
+            g = {"width": rgb.shape[1], "height": rgb.shape[0], "sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
+                 "reference": "Pillow (exif_transpose)"}
+            if im.format == "AVIF":
+                ff = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-")
+                a = np.frombuffer(ff, np.uint8).reshape(rgb.shape).astype(int)
+                assert np.abs(a - rgb.astype(int)).max() <= 8, name
+                g.update(sha256=hashlib.sha256(ff).hexdigest(), sniff="avif",
+                         reference="ffmpeg rgb24 (within 8 levels of Pillow's)")
+        out[name] = g
+    gold["field"] = out
+
+
 def main():
     os.makedirs(EDGES, exist_ok=True)
     gpath = os.path.join(OUT, "edges_goldens.json")
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling):
+    for sec in (columns, vfr, avif, orient, sampling, field):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
