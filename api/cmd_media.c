@@ -87,7 +87,10 @@ int cmd_media_info(int argc, char **argv) {
         fprintf(stderr, "nanovl media-info: %s\n", err.msg);
         return 1;
     }
-    printf("image: %dx%d (after EXIF orientation)\n", img->width, img->height);
+    if (img->orientation > 1)
+        printf("image: %dx%d (after applying the file's orientation %d)\n", img->width, img->height, img->orientation);
+    else
+        printf("image: %dx%d\n", img->width, img->height);
     media_image_free(img);
     return 0;
 }

@@ -185,14 +185,31 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image format", name);
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: is a %s, not a still image", name, media_kind_name(k));
+    if (k == MEDIA_KIND_HEIF)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: HEIF/HEIC still image (this nanovl has no HEIF decoder; "
+                           "convert it to JPEG or PNG)", name);
+    if (k == MEDIA_KIND_AVIF && !media_supports(k))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: AVIF still image (this nanovl has no AV1 decoder; "
+                           "convert it to JPEG or PNG)", name);
     if (!media_supports(k))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s support is not built into this nanovl", name,
                            media_kind_name(k));
+    nvl_status st;
     switch (k) {
-    case MEDIA_KIND_JPEG: return media_decode_jpeg(buf, len, name, lim, out, err);
-    case MEDIA_KIND_PNG: return media_decode_png(buf, len, name, lim, out, err);
-    default: return media_decode_ffmpeg_still(buf, len, name, lim, out, err);
+    case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
+    case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;
+    case MEDIA_KIND_AVIF: st = media_decode_avif(buf, len, name, lim, out, err); break;
+    default: st = media_decode_ffmpeg_still(buf, len, name, lim, out, err); break;
     }
+    if (st != NVL_OK) return st;
+    const int o = media_file_orientation(k, buf, len);
+    if (o > 1 && (st = media_orient(out, o, err)) != NVL_OK) {
+        media_image_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, int *n, nvl_err *err) {

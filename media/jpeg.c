@@ -1,5 +1,6 @@
-/* JPEG through libjpeg-turbo's TurboJPEG API: RGB out (gray, CMYK/YCCK converted), EXIF
- * orientation applied, 12-bit refused, damaged data translated into nvl errors. A stream that
+/* JPEG through libjpeg-turbo's TurboJPEG API (and libjpeg's own API, same library, for sampling
+ * factors TurboJPEG's header call cannot classify, e.g. Y 3x1): RGB out (gray, CMYK/YCCK converted), EXIF
+ * orientation applied by the dispatch (orient.c), 12-bit refused, damaged data translated into nvl errors. A stream that
  * libjpeg-turbo can only decode with a warning (premature end of data) is accepted: the part
  * that was present is kept and the rest is what the decoder fills in, with a logged warning. */
 #include <string.h>
@@ -11,68 +12,88 @@
 #ifdef NVL_HAVE_JPEG
 #include <turbojpeg.h>
 
-/* EXIF orientation (tag 0x0112) from an APP1 "Exif" segment; 1 when absent or unreadable. */
-static int exif_orientation(const uint8_t *b, size_t n) {
-    size_t i = 2;
-    while (i + 4 <= n && b[i] == 0xFF) {
-        uint8_t m = b[i + 1];
-        if (m == 0xDA || m == 0xD9) break; /* start of scan: no more metadata */
-        size_t seg = ((size_t)b[i + 2] << 8) | b[i + 3];
-        if (seg < 2 || i + 2 + seg > n) break;
-        const uint8_t *p = b + i + 4;
-        size_t pl = seg - 2;
-        if (m == 0xE1 && pl >= 14 && !memcmp(p, "Exif\0\0", 6)) {
-            const uint8_t *t = p + 6;
-            size_t tl = pl - 6;
-            int le = t[0] == 'I' && t[1] == 'I';
-            if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
-#define RD16(q) (le ? (uint32_t)((q)[0] | ((q)[1] << 8)) : (uint32_t)(((q)[0] << 8) | (q)[1]))
-#define RD32(q) (le ? ((uint32_t)(q)[0] | ((uint32_t)(q)[1] << 8) | ((uint32_t)(q)[2] << 16) | ((uint32_t)(q)[3] << 24)) \
-                    : (((uint32_t)(q)[0] << 24) | ((uint32_t)(q)[1] << 16) | ((uint32_t)(q)[2] << 8) | (uint32_t)(q)[3]))
-            uint32_t ifd = RD32(t + 4);
-            if (ifd + 2 > tl) return 1;
-            uint32_t cnt = RD16(t + ifd);
-            for (uint32_t e = 0; e < cnt; e++) {
-                size_t off = ifd + 2 + (size_t)e * 12;
-                if (off + 12 > tl) return 1;
-                if (RD16(t + off) == 0x0112) {
-                    uint32_t v = RD16(t + off + 8);
-                    return (v >= 1 && v <= 8) ? (int)v : 1;
-                }
-            }
-#undef RD16
-#undef RD32
-            return 1;
-        }
-        i += 2 + seg;
+#ifdef NVL_HAVE_LIBJPEG
+#include <setjmp.h>
+#include <stdio.h>
+
+#include <jpeglib.h>
+
+/* libjpeg's own API: any sampling factors the standard allows (TurboJPEG's tj* calls refuse
+ * those outside its TJSAMP list, e.g. Y 3x1 or Cb 1x2 with Cr 1x1). Same decoder, same defaults
+ * as TurboJPEG's tjDecompress2 and Pillow (islow DCT, fancy upsampling), same CMYK rule. */
+typedef struct ljerr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    int warnings;
+    char first_warning[JMSG_LENGTH_MAX];
+} ljerr;
+
+static void lj_error_exit(j_common_ptr c) { longjmp(((ljerr *)c->err)->jb, 1); }
+static void lj_emit(j_common_ptr c, int level) {
+    ljerr *e = (ljerr *)c->err;
+    if (level < 0) { /* a warning: corrupt or short data */
+        if (!e->warnings++) c->err->format_message(c, e->first_warning);
     }
-    return 1;
 }
 
-/* Applies EXIF orientation o (2..8) to img, replacing its pixels. */
-static nvl_status orient(media_image **img, int o, nvl_err *err) {
-    media_image *s = *img, *d = NULL;
-    const int W = s->width, H = s->height, swap = o >= 5;
-    nvl_status st = media_image_new(&d, swap ? H : W, swap ? W : H, err);
-    if (st != NVL_OK) return st;
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            int dx, dy;
-            switch (o) {
-            case 2: dx = W - 1 - x, dy = y; break;
-            case 3: dx = W - 1 - x, dy = H - 1 - y; break;
-            case 4: dx = x, dy = H - 1 - y; break;
-            case 5: dx = y, dy = x; break;
-            case 6: dx = H - 1 - y, dy = x; break;
-            case 7: dx = H - 1 - y, dy = W - 1 - x; break;
-            default: dx = y, dy = W - 1 - x; break; /* 8 */
-            }
-            memcpy(d->rgb + (size_t)dy * d->stride + (size_t)dx * 3, s->rgb + (size_t)y * s->stride + (size_t)x * 3, 3);
-        }
-    media_image_free(s);
-    *img = d;
-    return NVL_OK;
+static nvl_status decode_libjpeg(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                 media_image **out, nvl_err *err) {
+    struct jpeg_decompress_struct cinfo;
+    ljerr je;
+    memset(&je, 0, sizeof je);
+    media_image *volatile img = NULL;
+    uint8_t *volatile row = NULL;
+    volatile nvl_status st = NVL_OK;
+    cinfo.err = jpeg_std_error(&je.pub);
+    je.pub.error_exit = lj_error_exit;
+    je.pub.emit_message = lj_emit;
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(je.jb)) {
+        char msg[JMSG_LENGTH_MAX];
+        je.pub.format_message((j_common_ptr)&cinfo, msg);
+        if (st == NVL_OK)
+            st = nvl_err_set(err, strstr(msg, "precision") ? NVL_ERR_UNSUPPORTED : NVL_ERR_FORMAT, "%s: JPEG data: %s%s",
+                             name, msg, strstr(msg, "precision") ? " (only 8-bit JPEG is supported)" : "");
+        goto done;
+    }
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.data_precision != 8) {
+        st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %d-bit JPEG (only 8-bit JPEG is supported)", name,
+                         cinfo.data_precision);
+        goto done;
+    }
+    if ((st = media_check_pixels(name, cinfo.image_width, cinfo.image_height, lim, err)) != NVL_OK) goto done;
+    const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    media_image *im = NULL;
+    if ((st = media_image_new(&im, (int)cinfo.output_width, (int)cinfo.output_height, err)) != NVL_OK) goto done;
+    img = im;
+    row = nvl_malloc((size_t)cinfo.output_width * 4);
+    if (!row) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+        goto done;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        uint8_t *d = img->rgb + (size_t)cinfo.output_scanline * img->stride;
+        JSAMPROW r = cmyk ? row : d;
+        jpeg_read_scanlines(&cinfo, &r, 1);
+        if (cmyk) /* Adobe-style inverted CMYK, as stored in JPEG files: r = c * k / 255 */
+            for (size_t x = 0; x < cinfo.output_width; x++)
+                for (int c = 0; c < 3; c++) d[3 * x + (size_t)c] = (uint8_t)((row[4 * x + (size_t)c] * row[4 * x + 3] + 127) / 255);
+    }
+    jpeg_finish_decompress(&cinfo);
+    if (je.warnings) NVL_LOG_WARN("%s: JPEG decoded with a warning: %s\n", name, je.first_warning);
+    *out = img;
+    img = NULL;
+done:
+    jpeg_destroy_decompress(&cinfo);
+    media_image_free(img);
+    nvl_free(row);
+    return st;
 }
+#endif
 
 nvl_status media_decode_jpeg(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
                              media_image **out, nvl_err *err) {
@@ -85,6 +106,12 @@ nvl_status media_decode_jpeg(const uint8_t *buf, size_t len, const char *name, c
     media_image *img = NULL;
     if (tjDecompressHeader3(h, buf, (unsigned long)len, &w, &hh, &sub, &cs) != 0) {
         const char *m = tjGetErrorStr2(h);
+#ifdef NVL_HAVE_LIBJPEG
+        if (strstr(m, "subsampling")) { /* valid sampling factors TurboJPEG cannot classify */
+            tjDestroy(h);
+            return decode_libjpeg(buf, len, name, lim, out, err);
+        }
+#endif
         st = nvl_err_set(err, strstr(m, "precision") ? NVL_ERR_UNSUPPORTED : NVL_ERR_FORMAT,
                          "%s: JPEG header: %s%s", name, m,
                          strstr(m, "precision") ? " (only 8-bit JPEG is supported)" : "");
@@ -120,8 +147,6 @@ nvl_status media_decode_jpeg(const uint8_t *buf, size_t len, const char *name, c
             img->rgb[3 * i + 1] = (uint8_t)((p[1] * p[3] + 127) / 255);
             img->rgb[3 * i + 2] = (uint8_t)((p[2] * p[3] + 127) / 255);
         }
-    int o = exif_orientation(buf, len);
-    if (o > 1 && (st = orient(&img, o, err)) != NVL_OK) goto done;
     *out = img;
     img = NULL;
 done:

@@ -35,9 +35,13 @@ enum media_kind {
     MEDIA_KIND_BMP,
     MEDIA_KIND_TIFF,
     MEDIA_KIND_VIDEO, /* a container FFmpeg opens: MP4/MOV, Matroska/WebM, AVI, MPEG-TS, ... */
+    MEDIA_KIND_AVIF,  /* AVIF still image (ISO-BMFF brand avif; image sequences 'avis' are video) */
+    MEDIA_KIND_HEIF,  /* HEIF/HEIC still image (brands heic, heix, mif1, ...): not decodable here */
 };
 
-/* Format from the first bytes (at least 16 should be given when the file has them). */
+/* Format from the first bytes (at least 16 should be given when the file has them; ISO-BMFF
+ * files are classified by their ftyp box's major and compatible brands, so give the whole box:
+ * media_sniff_file reads 1024 bytes). */
 enum media_kind media_sniff(const uint8_t *buf, size_t len);
 /* Sniffs the first bytes of a file. Only a regular file within the default size cap is opened
  * (a FIFO, socket, device or directory is refused unopened: NVL_ERR_IO; too large: NVL_ERR_LIMIT).
@@ -57,6 +61,8 @@ typedef struct media_image {
     uint8_t *rgb;        /* owned */
     double timestamp;    /* seconds (video frames), 0 otherwise */
     int64_t index;       /* source frame index or 0-based page */
+    int orientation;     /* EXIF/TIFF orientation 2..8 that was applied to reach display
+                          * orientation; 0 when none was (absent, 1, or not an image file) */
 } media_image;
 
 /* Allocates a zeroed image. *out is freed with media_image_free(). */
@@ -85,7 +91,11 @@ nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *
 nvl_status media_decode_image_file(const char *path, const media_limits *lim, media_image **out, nvl_err *err);
 
 /* Decodes a still image (JPEG, PNG; GIF first frame, WebP, BMP, TIFF through FFmpeg), format
- * sniffed from the bytes. EXIF orientation is applied to JPEG; alpha is composited on white;
+ * sniffed from the bytes. AVIF stills decode through FFmpeg's AV1 decoder when this build has
+ * one (a single coded item; grid and alpha AVIF are refused as unsupported); HEIF/HEIC stills
+ * are refused as unsupported. The orientation the file declares is applied as Pillow's
+ * exif_transpose does (EXIF in JPEG APP1, PNG eXIf, WebP EXIF; the TIFF Orientation tag) and
+ * recorded in img->orientation; alpha is composited on white;
  * 16-bit samples keep their high byte; gray, palette and CMYK become RGB. name labels errors.
  * @return NVL_OK; NVL_ERR_FORMAT / NVL_ERR_TRUNCATED for damaged data; NVL_ERR_UNSUPPORTED for
  * an unknown format, a compiled-out library or 12-bit JPEG; NVL_ERR_LIMIT. */
@@ -145,15 +155,21 @@ media_video_params media_video_params_default(void);
 typedef struct media_frames {
     media_image **frames;   /* n frames, each with timestamp (seconds) and source index */
     int n;
-    double native_fps;      /* average frame rate of the stream */
-    int64_t total_frames;   /* frames in the stream (counted when the container does not say) */
-    double duration;        /* seconds */
+    double native_fps;      /* nominal frame rate of the stream (av_guess_frame_rate) */
+    int64_t total_frames;   /* frames in the stream (its packets, counted) */
+    double duration;        /* seconds, first frame's time to the end of the last frame */
     int width, height;      /* display size (after rotation) */
 } media_frames;
 
-/* Samples frames as model.md §6.1 (vLLM's loader): n = max(1, min(max_frames, total,
- * floor(duration * fps))) frames at idx = linspace(0, total-1, n) truncated, restricted to
- * [start, end). Rotation side data is honoured. Memory is bounded by the kept frames. */
+/* Samples frames by presentation time over the true duration (from the first frame's time to
+ * the end of the last frame, gaps of a variable frame rate included): n = max(1, min(max_frames,
+ * frames, floor(duration * fps))) times at linspace(first, last frame's time, n), each taking
+ * the frame on screen then (the last presented at or before it), a frame taken once, so a gap
+ * can yield fewer than n frames. At a constant rate this is model.md §6.1 (vLLM's loader):
+ * idx = linspace(0, total-1, n) truncated. Restricted to frames presented in [start, end).
+ * Each frame's timestamp is its presentation time (seconds from the stream's start), its index
+ * its position in presentation order. Rotation side data is honoured. Memory is bounded by the
+ * kept frames (plus 8 bytes of time per frame of the stream). */
 nvl_status media_video_sample(const char *path, const media_video_params *p,
                               const media_limits *lim, media_frames **out, nvl_err *err);
 void media_frames_free(media_frames *f);

@@ -11,6 +11,18 @@ nvl_status media_decode_png(const uint8_t *buf, size_t len, const char *name, co
                             media_image **out, nvl_err *err);
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
                                      const media_limits *lim, media_image **out, nvl_err *err);
+/* Orientation (1..8) of the EXIF/TIFF tag 274 in a TIFF structure (optionally "Exif\0\0"-prefixed);
+ * 1 when absent or unreadable. */
+int media_tiff_orientation(const uint8_t *tiff, size_t n);
+/* Orientation the file of kind k declares (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0); 1 if none. */
+int media_file_orientation(enum media_kind k, const uint8_t *buf, size_t len);
+/* Applies orientation o (2..8, as Pillow's exif_transpose) to *img, replacing it; 1 is a no-op. */
+nvl_status media_orient(media_image **img, int o, nvl_err *err);
+
+/* AVIF still (one coded item; grid and alpha refused) through FFmpeg. */
+nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err);
+int media_ffmpeg_decodes_av1(void); /* 1 when FFmpeg has an AV1 decoder */
 
 /* Opens path for reading only when it is a regular file (a FIFO, socket, device or directory is
  * refused before it is opened, so nothing blocks) within lim->max_file_bytes (checked before any

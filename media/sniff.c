@@ -8,6 +8,29 @@
 #include "media.h"
 #include "media_impl.h"
 
+static int brand_is(const uint8_t *b, const char *s) { return !memcmp(b, s, 4); }
+
+/* An ISO-BMFF file from its ftyp box (b[4..8) = "ftyp"): a still image when its major brand is
+ * an image brand (avif, heic, heix, heim, heis, mif1, miaf), an image sequence or movie (video)
+ * otherwise. mif1/miaf say only "an image file": the codec brand among the compatible brands
+ * (avif, or heic/heix/...) decides between AVIF and HEIF. */
+static enum media_kind sniff_ftyp(const uint8_t *b, size_t n) {
+    size_t box = ((size_t)b[0] << 24) | ((size_t)b[1] << 16) | ((size_t)b[2] << 8) | b[3];
+    if (box < 16 || box > n) box = n < 16 ? n : n - n % 4; /* truncated header: what there is */
+    const uint8_t *major = b + 8;
+    if (brand_is(major, "avis") || brand_is(major, "msf1") || brand_is(major, "hevc") || brand_is(major, "hevx"))
+        return MEDIA_KIND_VIDEO; /* image sequences: tracks, as in any MP4 */
+    if (brand_is(major, "avif")) return MEDIA_KIND_AVIF;
+    if (brand_is(major, "heic") || brand_is(major, "heix") || brand_is(major, "heim") || brand_is(major, "heis"))
+        return MEDIA_KIND_HEIF;
+    if (brand_is(major, "mif1") || brand_is(major, "miaf")) {
+        int avif = 0;
+        for (size_t i = 16; i + 4 <= box; i += 4) avif |= brand_is(b + i, "avif");
+        return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
+    }
+    return MEDIA_KIND_VIDEO;
+}
+
 enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return MEDIA_KIND_JPEG;
     if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return MEDIA_KIND_PNG;
@@ -19,7 +42,8 @@ enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "AVI ", 4)) return MEDIA_KIND_VIDEO;
     if (n >= 2 && b[0] == 'B' && b[1] == 'M') return MEDIA_KIND_BMP;
     if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return MEDIA_KIND_TIFF;
-    if (n >= 8 && !memcmp(b + 4, "ftyp", 4)) return MEDIA_KIND_VIDEO;            /* MP4/MOV/3GP */
+    if (n >= 12 && !memcmp(b + 4, "ftyp", 4)) return sniff_ftyp(b, n);          /* MP4/MOV/3GP, AVIF, HEIF */
+    if (n >= 8 && !memcmp(b + 4, "ftyp", 4)) return MEDIA_KIND_VIDEO;
     if (n >= 8 && (!memcmp(b + 4, "moov", 4) || !memcmp(b + 4, "mdat", 4) ||
                    !memcmp(b + 4, "free", 4) || !memcmp(b + 4, "wide", 4)))
         return MEDIA_KIND_VIDEO;                                                  /* QuickTime */
@@ -42,6 +66,8 @@ const char *media_kind_name(enum media_kind k) {
     case MEDIA_KIND_BMP: return "bmp";
     case MEDIA_KIND_TIFF: return "tiff";
     case MEDIA_KIND_VIDEO: return "video";
+    case MEDIA_KIND_AVIF: return "avif";
+    case MEDIA_KIND_HEIF: return "heif";
     default: return "unknown";
     }
 }
@@ -63,6 +89,7 @@ int media_supports(enum media_kind k) {
     case MEDIA_KIND_BMP:
     case MEDIA_KIND_TIFF:
     case MEDIA_KIND_VIDEO: return 1;
+    case MEDIA_KIND_AVIF: return media_ffmpeg_decodes_av1();
 #endif
     default: return 0;
     }

@@ -1,7 +1,9 @@
 /* Video and other still formats through FFmpeg (libavformat/libavcodec/libswscale).
- * Frame sampling follows model.md §6.1 (vLLM's opencv loader): n = max(1, min(max_frames,
- * total, floor(duration * fps))) frames at indices linspace(0, total - 1, n) truncated, the same
- * arithmetic as numpy. A frame's index is derived from its presentation timestamp, so frames
+ * Frame sampling (media.h): the frames' presentation times are read from the packets first (no
+ * decoding), so duration and sample times are true for variable frame rates; at a constant rate
+ * the rule is model.md §6.1 (vLLM's opencv loader): n = max(1, min(max_frames, total,
+ * floor(duration * fps))) frames at indices linspace(0, total - 1, n) truncated. A frame's index
+ * is found from its presentation timestamp, so frames
  * come out in presentation order whatever the codec's reordering; when the next wanted frame is
  * far ahead (SEEK_MIN_GAP frames) the demuxer seeks to the keyframe before it instead of
  * decoding everything in between. Only kept frames are converted and held (bounded memory).
@@ -9,6 +11,7 @@
  * ENOENT -> NVL_ERR_NOT_FOUND, AVERROR_DECODER_NOT_FOUND -> NVL_ERR_UNSUPPORTED. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -146,9 +149,13 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
     const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA);
     in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
-                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_POINT, NULL, NULL, NULL);
+                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
     if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
                                      av_get_pix_fmt_name(f->format));
+    /* Scaler flags: bicubic, what FFmpeg's own conversion uses (the ffmpeg CLI's auto-inserted
+     * scaler passes flags 0, which libswscale takes as bicubic; -sws_flags does not reach it).
+     * They matter where libswscale has no direct converter (odd sizes, 4:4:4, 10-bit): there
+     * SWS_POINT duplicated chroma samples and differed from ffmpeg by up to 11 levels. */
     /* colour matrix: the stream's; when unspecified swscale's default (BT.601), which is what
      * OpenCV and PyAV decode with, i.e. what the model's reference pipelines fed it */
     int cs = f->colorspace;
@@ -157,10 +164,16 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG, sws_getCoefficients(SWS_CS_DEFAULT), 1,
                              0, 1 << 16, 1 << 16);
     const int ch = has_alpha ? 4 : 3;
-    uint8_t *tmp = nvl_malloc((size_t)f->width * (size_t)f->height * (size_t)ch);
+    /* The destination rows are padded as FFmpeg pads its own frames: libswscale's SIMD
+     * YUV->RGB converters write whole groups of 8 (or 16) pixels and, when a row of exactly
+     * width * ch bytes cannot hold the last group, leave the last width % 8 columns unwritten
+     * (the black right edge of 854-wide video). Rows of a whole number of 16-pixel groups,
+     * aligned to 64 bytes, let every column be converted. */
+    const size_t ls = (((size_t)(f->width + 15) & ~(size_t)15) * (size_t)ch + 63) & ~(size_t)63;
+    uint8_t *tmp = nvl_calloc(ls * (size_t)f->height + 64, 1);
     if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
     uint8_t *dst[4] = {tmp, NULL, NULL, NULL};
-    int dst_ls[4] = {f->width * ch, 0, 0, 0};
+    int dst_ls[4] = {(int)ls, 0, 0, 0};
     sws_scale(in->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_ls);
     const int W = f->width, H = f->height, swap = rotate == 90 || rotate == 270;
     media_image *img = NULL;
@@ -170,7 +183,7 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     }
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
-            const uint8_t *s = tmp + ((size_t)y * (size_t)W + (size_t)x) * (size_t)ch;
+            const uint8_t *s = tmp + (size_t)y * ls + (size_t)x * (size_t)ch;
             int dx = x, dy = y;
             if (rotate == 90) dx = H - 1 - y, dy = x;
             else if (rotate == 180) dx = W - 1 - x, dy = H - 1 - y;
@@ -233,16 +246,108 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
     return st;
 }
 
-/* Frames in the stream: the container's count, else packets counted without decoding. */
-static int64_t count_frames(av_in *in) {
-    if (in->st->nb_frames > 0) return in->st->nb_frames;
-    int64_t n = 0;
+int media_ffmpeg_decodes_av1(void) { return avcodec_find_decoder(AV_CODEC_ID_AV1) != NULL; }
+
+/* Whether b[0..n) holds the bytes of s. */
+static int has_bytes(const uint8_t *b, size_t n, const char *s) {
+    const size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (b[i] == (uint8_t)s[0] && !memcmp(b + i, s, k)) return 1;
+    return 0;
+}
+
+nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err) {
+    *out = NULL;
+    /* FFmpeg's demuxer reads an AVIF's primary item alone: a grid of tiles (item type "grid" in
+     * the meta box's iinf) or an alpha plane (an auxiliary item, its auxC URN) would come out as
+     * a wrong picture, so they are refused. The top-level meta box is found and searched. */
+    const uint8_t *meta = NULL;
+    size_t meta_len = 0;
+    for (size_t i = 0; i + 8 <= len;) {
+        uint64_t sz = ((uint64_t)buf[i] << 24) | ((uint64_t)buf[i + 1] << 16) | ((uint64_t)buf[i + 2] << 8) | buf[i + 3];
+        if (sz == 0) sz = len - i;
+        if (sz < 8 || sz > len - i) break; /* 64-bit sizes only on media data: not needed here */
+        if (!memcmp(buf + i + 4, "meta", 4)) {
+            meta = buf + i, meta_len = (size_t)sz;
+            break;
+        }
+        i += (size_t)sz;
+    }
+    if (!meta) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: AVIF without a meta box (damaged file)", name);
+    if (has_bytes(meta, meta_len, "auxiliary:alpha") || has_bytes(meta, meta_len, "auxid:1"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: AVIF with an alpha channel (convert it to PNG)", name);
+    if (has_bytes(meta, meta_len, "grid"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
+                           "%s: unsupported image format: AVIF made of a grid of tiles (convert it to PNG or JPEG)", name);
+    return media_decode_ffmpeg_still(buf, len, name, lim, out, err);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The stream's frames in presentation order, from its packets (no decoding): each one's
+ * presentation time in stream time base, sorted, and the end of the last one (its pts plus its
+ * duration, or plus one nominal frame when the packet does not say). Packets the demuxer marks
+ * to be discarded (edit lists) are not frames of the presentation. A packet without pts or dts
+ * leaves *pts NULL: times are then frame index / nominal rate. Seeks back to the start. */
+static nvl_status frame_times(av_in *in, double native, const char *name, int64_t **pts, int64_t *n, int64_t *end,
+                              nvl_err *err) {
+    *pts = NULL;
+    *n = 0;
+    *end = 0;
+    int64_t cap = 0, k = 0, last_end = INT64_MIN;
+    int64_t *t = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
+    int timed = 1;
     while (av_read_frame(in->fmt, in->pkt) >= 0) {
-        if (in->pkt->stream_index == in->stream) n++;
+        if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) {
+            int64_t v = in->pkt->pts != AV_NOPTS_VALUE ? in->pkt->pts : in->pkt->dts;
+            if (v == AV_NOPTS_VALUE) timed = 0;
+            if (k == cap) {
+                int64_t nc = cap ? cap * 2 : 1024;
+                int64_t *nt = nvl_realloc(t, (size_t)nc * sizeof *t);
+                if (!nt) {
+                    nvl_free(t);
+                    av_packet_unref(in->pkt);
+                    return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+                }
+                t = nt, cap = nc;
+            }
+            t[k++] = v;
+            if (v != AV_NOPTS_VALUE) {
+                int64_t e = v + (in->pkt->duration > 0 ? in->pkt->duration : nominal);
+                if (e > last_end) last_end = e;
+            }
+        }
         av_packet_unref(in->pkt);
     }
     av_seek_frame(in->fmt, in->stream, in->st->start_time != AV_NOPTS_VALUE ? in->st->start_time : 0, AVSEEK_FLAG_BACKWARD);
-    return n;
+    avcodec_flush_buffers(in->dec);
+    *n = k;
+    if (!timed || k == 0) {
+        nvl_free(t);
+        return NVL_OK;
+    }
+    qsort(t, (size_t)k, sizeof *t, cmp_i64); /* decode order -> presentation order */
+    *pts = t;
+    *end = last_end;
+    return NVL_OK;
+}
+
+/* Index of the frame whose time is nearest v among the n sorted times t. */
+static int64_t nearest_frame(const int64_t *t, int64_t n, int64_t v) {
+    int64_t lo = 0, hi = n; /* first t[i] >= v */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (t[mid] < v) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == n) return n - 1;
+    if (lo > 0 && v - t[lo - 1] < t[lo] - v) return lo - 1;
+    return lo;
 }
 
 nvl_status media_video_sample(const char *path, const media_video_params *params,
@@ -258,7 +363,7 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
     if (st != NVL_OK) return st;
     av_in in;
     media_frames *f = NULL;
-    int64_t *want = NULL;
+    int64_t *want = NULL, *pts = NULL;
     if ((st = av_in_open(&in, path, NULL, 0, path, err)) != NVL_OK) goto done;
     AVRational fr = av_guess_frame_rate(in.fmt, in.st, NULL);
     double native = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
@@ -266,7 +371,8 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frame rate", path);
         goto done;
     }
-    int64_t total = count_frames(&in);
+    int64_t total = 0, pts_end = 0;
+    if ((st = frame_times(&in, native, path, &pts, &total, &pts_end, err)) != NVL_OK) goto done;
     if (total <= 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);
         goto done;
@@ -276,20 +382,32 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
         st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
+    const double tb = av_q2d(in.st->time_base);
+    const int64_t t0 = in.st->start_time != AV_NOPTS_VALUE ? in.st->start_time : pts ? pts[0] : 0;
+    /* time of frame i (seconds from the stream's start) and the end of the last frame */
+#define FRAME_T(i) (pts ? (double)(pts[i] - t0) * tb : (double)(i) / native)
+    const double t_end = pts ? (double)(pts_end - t0) * tb : (double)total / native;
     f->native_fps = native;
     f->total_frames = total;
-    f->duration = (double)total / native;
-    /* window [start, end) in frame indices */
-    int64_t first = p.start > 0 ? (int64_t)ceil(p.start * native - 1e-9) : 0;
-    int64_t last = p.end > 0 ? (int64_t)ceil(p.end * native - 1e-9) - 1 : total - 1;
-    if (last > total - 1) last = total - 1;
+    f->duration = t_end;
+    /* window [start, end) as frame indices: the frames presented in it */
+    int64_t first = 0, last = total - 1;
+    while (first < total && p.start > 0 && FRAME_T(first) < p.start - 1e-9) first++;
+    while (last >= 0 && p.end > 0 && FRAME_T(last) >= p.end - 1e-9) last--;
     if (first > last) {
         st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: the window %g-%g s holds no frame (the video lasts %.3f s)",
                          path, p.start, p.end, f->duration);
         goto done;
     }
+    /* The window lasts from its first frame's time to the end of its last frame (the next
+     * frame's time, or the stream's end): the true duration, gaps of a variable frame rate
+     * included. n = floor(duration * fps) sample times spread evenly (numpy.linspace) from the
+     * first to the last frame's time; each takes the frame on screen at that time (the last
+     * frame presented at or before it), a frame taken once. At a constant rate this is the
+     * index rule linspace(first, last, n) truncated. */
+    const double w0 = FRAME_T(first), w1 = FRAME_T(last), wend = last + 1 < total ? FRAME_T(last + 1) : t_end;
     const int64_t span = last - first + 1;
-    int64_t n = (int64_t)floor((double)span / native * p.fps);
+    int64_t n = (int64_t)floor((wend - w0) * p.fps + 1e-9);
     if (n > p.max_frames) n = p.max_frames;
     if (n > span) n = span;
     if (n < 1) n = 1;
@@ -299,20 +417,19 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
         st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    if (n == 1) want[0] = first;
-    else {
-        const double step = (double)(span - 1) / (double)(n - 1); /* numpy.linspace */
-        for (int64_t i = 0; i < n; i++) want[i] = first + (int64_t)((double)i * step);
-        want[n - 1] = last;
+    int64_t nw = 0;
+    for (int64_t i = 0, j = first; i < n; i++) {
+        const double T = n == 1 ? w0 : i == n - 1 ? w1 : w0 + (double)i * ((w1 - w0) / (double)(n - 1));
+        while (j < last && FRAME_T(j + 1) <= T + 1e-6) j++;
+        if (nw == 0 || want[nw - 1] != j) want[nw++] = j;
     }
+    n = nw;
     const int rotate = stream_rotation(in.st);
-    const double tb = av_q2d(in.st->time_base);
-    const int64_t t0 = in.st->start_time != AV_NOPTS_VALUE ? in.st->start_time : 0;
     int draining = 0;
     int64_t k = 0, cur = -1;
     while (k < n) {
         if (want[k] - cur > SEEK_MIN_GAP && cur >= 0) {
-            int64_t ts = t0 + (int64_t)floor((double)want[k] / native / tb);
+            int64_t ts = pts ? pts[want[k]] : t0 + (int64_t)floor((double)want[k] / native / tb);
             if (av_seek_frame(in.fmt, in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
                 avcodec_flush_buffers(in.dec);
                 draining = 0;
@@ -324,20 +441,22 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
             st = av_fail(err, path, "cannot decode", r);
             goto done;
         }
-        int64_t pts = in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? in.frame->best_effort_timestamp : in.frame->pts;
-        cur = pts != AV_NOPTS_VALUE ? (int64_t)llround((double)(pts - t0) * tb * native) : cur + 1;
+        int64_t fp = in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? in.frame->best_effort_timestamp : in.frame->pts;
+        if (pts && fp != AV_NOPTS_VALUE) cur = nearest_frame(pts, total, fp);
+        else cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - t0) * tb * native) : cur + 1;
         while (k < n && want[k] < cur) k++; /* a wanted index with no frame of its own: skip */
         if (k < n && want[k] == cur) {
             media_image *img = NULL;
             if ((st = frame_to_rgb(&in, rotate, path, lim, &img, err)) != NVL_OK) goto done;
             img->index = cur;
-            img->timestamp = pts != AV_NOPTS_VALUE ? (double)(pts - t0) * tb : (double)cur / native;
+            img->timestamp = pts ? FRAME_T(cur) : fp != AV_NOPTS_VALUE ? (double)(fp - t0) * tb : (double)cur / native;
             f->frames[f->n++] = img;
             k++;
             while (k < n && want[k] == cur) k++;
         }
         av_frame_unref(in.frame);
     }
+#undef FRAME_T
     if (f->n == 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frame could be decoded", path);
         goto done;
@@ -348,12 +467,20 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
     f = NULL;
 done:
     nvl_free(want);
+    nvl_free(pts);
     media_frames_free(f);
     av_in_close(&in);
     return st;
 }
 
 #else
+int media_ffmpeg_decodes_av1(void) { return 0; }
+nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err) {
+    (void)buf, (void)len, (void)lim;
+    *out = NULL;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: AVIF needs FFmpeg, which is not built into this nanovl", name);
+}
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
                                      const media_limits *lim, media_image **out, nvl_err *err) {
     (void)buf, (void)len, (void)lim;

@@ -61,8 +61,7 @@ def to_rgb8(im):
 def image_golden(path):
     im = Image.open(path)
     im.load()
-    if im.format == "JPEG":
-        im = ImageOps.exif_transpose(im)
+    im = ImageOps.exif_transpose(im)  # every format's orientation (was JPEG only; same outputs on this corpus)
     rgb = to_rgb8(im)
     hist = [np.histogram(rgb[..., c], bins=64, range=(0, 256))[0].tolist() for c in range(3)]
     return {"width": rgb.shape[1], "height": rgb.shape[0],

@@ -1,0 +1,327 @@
+/* Edge cases of issue 16 on small committed inputs (tests/reference/gen_media_edges.py ->
+ * tests/data/media/edges/ and edges_goldens.json), each against an independent tool:
+ * - columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP at widths that are not multiples of
+ *   16 (WebP also odd): the first frame equals ffmpeg's own rgb24 conversion
+ *   (`ffmpeg -i F -f rawvideo -pix_fmt rgb24 -`, bicubic) pixel for pixel, checked column by column,
+ *   exactly (0 levels: same libswscale, same flags);
+ * - vfr: variable-frame-rate clips (gaps, accelerating spacing; MP4 and Matroska, B-frames):
+ *   frame count, the true duration (the container's, not count / nominal rate), and at 2 fps the
+ *   sampled frames and their timestamps equal the rule applied to ffprobe's per-frame times
+ *   (1 ms); at 30 fps every kept frame's timestamp is its ffprobe time;
+ * - avif: AVIF stills (brand avif, and mif1 + avif) are images, not one-frame videos: sizes equal
+ *   Pillow's, pixels equal ffmpeg's own rgb24 conversion exactly and Pillow's (libavif's own
+ *   YUV->RGB) within 8 levels, mean under 2; an AVIF with alpha and HEIF/HEIC stills are refused
+ *   as unsupported with a message naming the file and the format; an animated AVIF (avis) is a
+ *   video of ffprobe's frame count;
+ * - orient: every orientation 1-8 as TIFF tag, PNG eXIf, WebP EXIF and JPEG APP1 equals Pillow's
+ *   exif_transpose pixel for pixel (exact), and img->orientation says what was applied;
+ * - sampling: JPEGs (cjpeg) with sampling factors TurboJPEG's header call cannot classify
+ *   (Y 3x1, 4x2, 3x2 progressive, 1x3; Y 2x1 + Cb 1x2 + Cr 1x1; chroma finer than luma) decode
+ *   equal to Pillow's (libjpeg's) pixels, exactly. */
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
+#include "base/json_util.h"
+#include "base/mapped_file.h"
+#include "media.h"
+#include "test_util.h"
+
+static cJSON *g_gold;
+
+static const char *edge_path(const char *file) {
+    static char buf[4][1024];
+    static int k = 0;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "media/edges/%s", file);
+    return test_data_path(b);
+}
+
+/* Compares img with a raw rgb24 reference column by column; tol in levels. Reports every column
+ * that differs (up to 8) with its worst difference. */
+static void compare_columns(const char *what, const media_image *img, const uint8_t *ref, int w, int h, int tol) {
+    if (img->width != w || img->height != h) {
+        TEST_CHECK(0, "%s: %dx%d, expected %dx%d", what, img->width, img->height, w, h);
+        return;
+    }
+    int bad_cols = 0, worst = 0;
+    for (int x = 0; x < w; x++) {
+        int cmax = 0;
+        for (int y = 0; y < h; y++)
+            for (int c = 0; c < 3; c++) {
+                int d = abs((int)img->rgb[(size_t)y * img->stride + (size_t)x * 3 + (size_t)c] -
+                            (int)ref[((size_t)y * (size_t)w + (size_t)x) * 3 + (size_t)c]);
+                if (d > cmax) cmax = d;
+            }
+        if (cmax > tol) {
+            if (bad_cols < 8) fprintf(stderr, "  %s: column %d differs by up to %d levels\n", what, x, cmax);
+            bad_cols++;
+        }
+        if (cmax > worst) worst = cmax;
+    }
+    TEST_CHECK(bad_cols == 0, "%s: %d of %d columns differ from the reference by more than %d (worst %d)", what,
+               bad_cols, w, tol, worst);
+}
+
+static void test_columns(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "columns"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        const int video = !strcmp(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, "video");
+        char rgb_rel[600];
+        snprintf(rgb_rel, sizeof rgb_rel, "%s.rgb", file);
+        nvl_err err = {0};
+        char *ref = NULL;
+        size_t ref_len = 0;
+        TEST_EQ_INT(nvl_read_file(edge_path(rgb_rel), 1 << 24, &ref, &ref_len, &err), NVL_OK);
+        if (!ref || ref_len != (size_t)w * (size_t)h * 3) {
+            TEST_CHECK(0, "%s: reference of %zu bytes", file, ref_len);
+            nvl_free(ref);
+            continue;
+        }
+        if (video) {
+            media_frames *f = NULL;
+            nvl_status st = media_video_sample(edge_path(file), NULL, NULL, &f, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            if (f) {
+                TEST_CHECK(f->frames[0]->index == 0, "%s: first sampled frame is %lld", file, (long long)f->frames[0]->index);
+                compare_columns(file, f->frames[0], (const uint8_t *)ref, w, h, 0);
+            }
+            media_frames_free(f);
+        } else {
+            media_image *img = NULL;
+            nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            if (img) compare_columns(file, img, (const uint8_t *)ref, w, h, 0);
+            media_image_free(img);
+        }
+        nvl_free(ref);
+        n++;
+    }
+    TEST_CHECK(n >= 10, "only %d column cases ran", n);
+    printf("columns: %d clips and stills compared column by column with ffmpeg's conversion\n", n);
+}
+
+static void test_vfr(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "vfr"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const cJSON *times = cJSON_GetObjectItemCaseSensitive(e, "times");
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(e, "sampled_indices");
+        const double dur = cJSON_GetObjectItemCaseSensitive(e, "duration")->valuedouble;
+        nvl_err err = {0};
+        media_frames *f = NULL;
+        nvl_status st = media_video_sample(edge_path(file), NULL, NULL, &f, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (!f) continue;
+        TEST_CHECK(f->total_frames == cJSON_GetArraySize(times), "%s: %lld frames, ffprobe %d", file,
+                   (long long)f->total_frames, cJSON_GetArraySize(times));
+        TEST_CHECK(fabs(f->duration - dur) < 1e-3, "%s: duration %.3f s, the container says %.3f s", file, f->duration, dur);
+        TEST_CHECK(f->n == cJSON_GetArraySize(idx), "%s: %d frames sampled at 2 fps, expected %d", file, f->n,
+                   cJSON_GetArraySize(idx));
+        for (int i = 0; i < f->n && i < cJSON_GetArraySize(idx); i++) {
+            const int want = cJSON_GetArrayItem(idx, i)->valueint;
+            const double wt = cJSON_GetArrayItem(times, want)->valuedouble;
+            TEST_CHECK(f->frames[i]->index == want && fabs(f->frames[i]->timestamp - wt) < 1e-3,
+                       "%s: sample %d is frame %lld at %.3f s, expected frame %d at %.3f s (ffprobe)", file, i,
+                       (long long)f->frames[i]->index, f->frames[i]->timestamp, want, wt);
+        }
+        /* the last sampled frame is the stream's last: the whole duration is covered */
+        TEST_CHECK(f->frames[f->n - 1]->index == f->total_frames - 1, "%s: sampling stops at frame %lld of %lld", file,
+                   (long long)f->frames[f->n - 1]->index, (long long)f->total_frames);
+        media_frames_free(f);
+        media_video_params vp = media_video_params_default();
+        vp.fps = 30;
+        f = NULL;
+        st = media_video_sample(edge_path(file), &vp, NULL, &f, &err);
+        TEST_CHECK(st == NVL_OK, "%s at 30 fps: %s", file, err.msg);
+        int ok = f != NULL;
+        for (int i = 0; f && i < f->n; i++) {
+            const cJSON *t = cJSON_GetArrayItem(times, (int)f->frames[i]->index);
+            ok &= t && fabs(f->frames[i]->timestamp - t->valuedouble) < 1e-3;
+        }
+        TEST_CHECK(ok, "%s at 30 fps: a frame's timestamp is not its ffprobe presentation time", file);
+        media_frames_free(f);
+        n++;
+    }
+    TEST_CHECK(n >= 2, "only %d VFR clips ran", n);
+}
+
+static void test_avif(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "avif"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const char *mode = cJSON_GetObjectItemCaseSensitive(e, "mode")->valuestring;
+        nvl_err err = {0};
+        enum media_kind k = MEDIA_KIND_UNKNOWN;
+        TEST_EQ_INT(media_sniff_file(edge_path(file), &k, &err), NVL_OK);
+        if (!strcmp(mode, "anim")) {
+            TEST_CHECK(k == MEDIA_KIND_VIDEO, "%s: an AVIF sequence sniffed as %s", file, media_kind_name(k));
+            media_frames *f = NULL;
+            media_video_params vp = media_video_params_default();
+            vp.fps = 30;
+            nvl_status st = media_video_sample(edge_path(file), &vp, NULL, &f, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            if (f) TEST_CHECK(f->total_frames == cJSON_GetObjectItemCaseSensitive(e, "frames")->valueint,
+                              "%s: %lld frames", file, (long long)f->total_frames);
+            media_frames_free(f);
+            n++;
+            continue;
+        }
+        TEST_CHECK(k == MEDIA_KIND_AVIF, "%s: sniffed as %s, not avif", file, media_kind_name(k));
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        if (!strcmp(mode, "RGBA")) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, file) && strstr(err.msg, "unsupported image format") &&
+                           strstr(err.msg, "alpha"), "%s: %s: %s", file, nvl_status_name(st), err.msg);
+        } else if (!media_supports(MEDIA_KIND_AVIF)) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "unsupported image format"), "%s: %s", file, err.msg);
+        } else {
+            TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+            const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+            const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+            char rgb_rel[600];
+            snprintf(rgb_rel, sizeof rgb_rel, "%s.rgb", file);
+            char *ref = NULL;
+            size_t ref_len = 0;
+            TEST_EQ_INT(nvl_read_file(edge_path(rgb_rel), 1 << 24, &ref, &ref_len, &err), NVL_OK);
+            if (img && ref && ref_len == (size_t)w * (size_t)h * 3) {
+                compare_columns(file, img, (const uint8_t *)ref, w, h, 0);
+                const cJSON *px = cJSON_GetObjectItemCaseSensitive(e, "pillow");
+                if (img->width == w && img->height == h && cJSON_GetArraySize(px) == w * h * 3) {
+                    float *a = malloc((size_t)w * (size_t)h * 3 * sizeof(float)), *b = malloc((size_t)w * (size_t)h * 3 * sizeof(float));
+                    double sum = 0;
+                    for (int i = 0; i < w * h * 3; i++) {
+                        a[i] = img->rgb[i];
+                        b[i] = (float)cJSON_GetArrayItem(px, i)->valuedouble;
+                        sum += fabs(a[i] - b[i]);
+                    }
+                    char what[300];
+                    snprintf(what, sizeof what, "%s vs Pillow", file);
+                    test_compare_f32(what, a, b, (size_t)w * (size_t)h * 3, 8.0, 0.0, 1e-3);
+                    TEST_CHECK(sum / (w * h * 3) < 2.0, "%s: mean difference from Pillow %.3f", file, sum / (w * h * 3));
+                    free(a);
+                    free(b);
+                }
+            }
+            nvl_free(ref);
+        }
+        media_image_free(img);
+        n++;
+    }
+    TEST_CHECK(n >= 4, "only %d AVIF cases ran", n);
+    /* brands, from hand-made ftyp boxes: mif1 + avif is AVIF; heic, heix, mif1 + heic are HEIF;
+     * avis, msf1, isom are video */
+    static const struct { const char *box; enum media_kind k; } brands[] = {
+        {"ftypmif1\0\0\0\0mif1miafavif", MEDIA_KIND_AVIF}, {"ftypavif\0\0\0\0avifmif1miaf", MEDIA_KIND_AVIF},
+        {"ftypheic\0\0\0\0mif1heicmiaf", MEDIA_KIND_HEIF}, {"ftypheix\0\0\0\0mif1heixmiaf", MEDIA_KIND_HEIF},
+        {"ftypmif1\0\0\0\0mif1heicmiaf", MEDIA_KIND_HEIF}, {"ftypavis\0\0\0\0avifavismsf1", MEDIA_KIND_VIDEO},
+        {"ftypmsf1\0\0\0\0msf1hevciso8", MEDIA_KIND_VIDEO},    {"ftypisom\0\0\2\0isomiso2mp41", MEDIA_KIND_VIDEO},
+    };
+    for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++) {
+        uint8_t b[64] = {0};
+        const size_t box = 4 + 4 + 4 + 4 + 12; /* size, "ftyp", major, minor, 3 compatible brands */
+        b[3] = (uint8_t)box;
+        memcpy(b + 4, brands[i].box, box - 4);
+        enum media_kind k = media_sniff(b, sizeof b);
+        TEST_CHECK(k == brands[i].k, "ftyp %.8s...: %s, expected %s", brands[i].box + 4, media_kind_name(k),
+                   media_kind_name(brands[i].k));
+        if (brands[i].k == MEDIA_KIND_HEIF) {
+            media_image *img = NULL;
+            nvl_err err = {0};
+            nvl_status st = media_decode_image(b, sizeof b, "photo.heic", NULL, &img, &err);
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "photo.heic: unsupported image format: HEIF"),
+                       "HEIF: %s: %s", nvl_status_name(st), err.msg);
+        }
+    }
+}
+
+static void test_orient(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "orient"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int o = cJSON_GetObjectItemCaseSensitive(e, "orientation")->valueint;
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        const cJSON *px = cJSON_GetObjectItemCaseSensitive(e, "pixels");
+        nvl_err err = {0};
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (!img) continue;
+        TEST_CHECK(img->width == w && img->height == h, "%s: %dx%d, Pillow's exif_transpose %dx%d", file, img->width,
+                   img->height, w, h);
+        TEST_CHECK(img->orientation == (o > 1 ? o : 0), "%s: orientation %d recorded, expected %d", file, img->orientation,
+                   o > 1 ? o : 0);
+        if (img->width == w && img->height == h && cJSON_GetArraySize(px) == w * h * 3) {
+            int bad = 0;
+            for (int i = 0; i < w * h * 3; i++) bad += img->rgb[i] != cJSON_GetArrayItem(px, i)->valueint;
+            TEST_CHECK(bad == 0, "%s: %d of %d samples differ from Pillow's exif_transpose", file, bad, w * h * 3);
+        }
+        media_image_free(img);
+        n++;
+    }
+    TEST_CHECK(n == 32, "%d orientation cases ran, expected 8 x 4 formats", n);
+}
+
+static void test_sampling(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "sampling"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        char rgb_rel[600];
+        snprintf(rgb_rel, sizeof rgb_rel, "%s.rgb", file);
+        nvl_err err = {0};
+        char *ref = NULL;
+        size_t ref_len = 0;
+        TEST_EQ_INT(nvl_read_file(edge_path(rgb_rel), 1 << 24, &ref, &ref_len, &err), NVL_OK);
+        media_image *img = NULL;
+        nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (img && ref && ref_len == (size_t)w * (size_t)h * 3) compare_columns(file, img, (const uint8_t *)ref, w, h, 0);
+        media_image_free(img);
+        nvl_free(ref);
+        n++;
+    }
+    TEST_CHECK(n >= 6, "only %d sampling cases ran", n);
+    /* a damaged JPEG of such sampling is still an error that names it, through the fallback */
+    char *buf = NULL;
+    size_t len = 0;
+    nvl_err err = {0};
+    if (nvl_read_file(edge_path("samp_3x1_1x1_1x1.jpg"), 1 << 24, &buf, &len, &err) == NVL_OK) {
+        media_image *img = NULL;
+        nvl_status st = media_decode_image((const uint8_t *)buf, 200, "cut.jpg", NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK || strstr(err.msg, "cut.jpg"), "cut JPEG: %s", err.msg);
+        media_image_free(img);
+        memset(buf + 20, 0xFF, 40); /* tables overwritten */
+        st = media_decode_image((const uint8_t *)buf, len, "broken.jpg", NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK || (st == NVL_ERR_FORMAT && strstr(err.msg, "broken.jpg")), "broken JPEG: %s: %s",
+                   nvl_status_name(st), err.msg);
+        media_image_free(img);
+        nvl_free(buf);
+    }
+}
+
+int main(void) {
+    nvl_err err = {0};
+    if (nvl_json_load_file(&g_gold, test_data_path("media/edges_goldens.json"), 1 << 22, &err) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    int64_t live0 = nvl_alloc_count();
+    test_columns();
+    test_vfr();
+    test_avif();
+    test_orient();
+    test_sampling();
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    cJSON_Delete(g_gold);
+    return test_report();
+}

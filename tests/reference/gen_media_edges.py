@@ -1,0 +1,264 @@
+"""Small clips and stills for the edge cases of issue 16, with references from independent tools.
+Writes tests/data/media/edges/* and tests/data/media/edges_goldens.json.
+
+    python3 tests/reference/gen_media_edges.py [section...]      (needs the ffmpeg/ffprobe CLI, Pillow, numpy)
+
+columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a multiple of 16 (odd
+  widths too for WebP, written by Pillow; odd sizes in AVIF below), testsrc2 content so every column
+  differs. Reference: ffmpeg's own conversion of the first frame, `ffmpeg -i F -frames:v 1 -f
+  rawvideo -pix_fmt rgb24 -` (its auto-inserted scaler runs with flags 0 = bicubic, as nanovl
+  does; -sws_flags does not reach it), stored raw as F.rgb (height x width x 3 bytes).
+vfr: variable-frame-rate clips (x264 with B-frames): bursts separated by gaps (Matroska) and
+  accelerating frame spacing (MP4). Reference: ffprobe's per-frame presentation times
+  (best_effort_timestamp_time, less the stream's start_time) and the container's duration; the
+  frames sampled at 2 fps are the documented rule applied in Python to ffprobe's times: n =
+  min(frames, floor(duration * fps)) times linspace(first, last frame time, n), each taking the
+  last frame presented at or before it, a frame taken once.
+avif: AVIF stills written by Pillow (RGB, one even and one odd size), an AVIF with alpha, an
+  animated AVIF (brand avis). Reference: Pillow's size and RGB decode, ffmpeg's own rgb24
+  conversion (bicubic, as above) stored raw as F.rgb; the alpha one must be refused, the
+  animated one is a video of ffprobe's frame count.
+orient: a 7x5 image with every orientation 1-8 declared as the format defines it, written by
+  Pillow: TIFF Orientation tag, PNG eXIf, WebP EXIF chunk (lossless), JPEG APP1 (quality 95);
+  reference = Pillow's ImageOps.exif_transpose(...).convert("RGB") pixels.
+sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* header call cannot
+  classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
+  by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
+field: references for ../shared/media/field/MANIFEST.tsv in the schema of goldens.json (read by
+  test_media.c's manifest test): images = Pillow (exif_transpose, gen_media_goldens.to_rgb8)
+  sha256, except AVIF = ffmpeg's own rgb24 conversion (checked here to be within 8 levels of
+  Pillow's); PDF = gen_media_goldens.pdf_golden (pdfinfo, pdftocairo); video = ffprobe frame
+  count, r_frame_rate, duration and per-frame times with the sampling rule above, and the
+  sha256 of ffmpeg's rgb24 conversion of each sampled frame; the flat colour a row states.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "data", "media")
+EDGES = os.path.join(OUT, "edges")
+
+
+def run(*a):
+    return subprocess.run(list(a), check=True, capture_output=True).stdout
+
+
+def ffprobe_size(path):
+    s = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                       "-of", "json", path))["streams"][0]
+    return s["width"], s["height"]
+
+
+def columns(gold):
+    clips = [("libx264", "mp4", w, h) for w, h in ((18, 16), (34, 18), (50, 16), (98, 16), (130, 16), (254, 8), (854, 8))]
+    clips += [("libx265", "mp4", w, h) for w, h in ((66, 16), (202, 16))]
+    clips += [("libvpx-vp9", "webm", w, h) for w, h in ((42, 16), (110, 16))]
+    clips += [("libwebp", "webp", w, h) for w, h in ((37, 16), (101, 16), (70, 12))]
+    out = []
+    for codec, ext, w, h in clips:
+        name = f"cols_{codec.replace('lib', '').replace('-', '')}_{w}x{h}.{ext}"
+        path = os.path.join(EDGES, name)
+        if ext == "webp":  # lossy WebP (always 4:2:0) written by Pillow from a per-column pattern
+            y, x = np.mgrid[0:h, 0:w]
+            rgb = np.stack([(x * 37) % 256, (y * 20 + x * 3) % 256, ((x * x) // 3) % 256], -1).astype(np.uint8)
+            Image.fromarray(rgb).save(path, lossless=False, quality=80)
+            cmd = ["Pillow:", "Image.fromarray(pattern).save(F,", "lossless=False,", "quality=80)", path]
+        else:
+            cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=10", "-frames:v", "3",
+                   "-pix_fmt", "yuv420p", "-c:v", codec]
+            if codec == "libx265":
+                cmd += ["-x265-params", "log-level=error"]
+            cmd += [path]
+            run(*cmd)
+        raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                  "-pix_fmt", "rgb24", "-")
+        pw, ph = ffprobe_size(path)
+        assert len(raw) == pw * ph * 3, (name, len(raw), pw, ph)
+        assert (pw, ph) == (w, h), (name, pw, ph)
+        open(path + ".rgb", "wb").write(raw)
+        out.append({"file": name, "kind": "image" if ext == "webp" else "video", "width": pw, "height": ph,
+                    "made_with": " ".join(cmd[:-1] + [name])})
+    gold["columns"] = out
+
+
+def probe_times(path):
+    j = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                       "frame=best_effort_timestamp_time:stream=start_time:format=duration", "-of", "json", path))
+    t0 = float(j["streams"][0].get("start_time", 0) or 0)
+    times = sorted(float(f["best_effort_timestamp_time"]) - t0 for f in j["frames"])
+    return times, float(j["format"]["duration"]) - t0
+
+
+def sample_rule(times, duration, fps=2.0, max_frames=128):
+    n = max(1, min(max_frames, len(times), int(np.floor(duration * fps + 1e-9))))
+    picks = []
+    for T in np.linspace(times[0], times[-1], n):
+        j = max(i for i, t in enumerate(times) if t <= T + 1e-6)
+        if not picks or picks[-1] != j:
+            picks.append(j)
+    return picks
+
+
+def vfr(gold):
+    out = []
+    for name, expr in (("vfr_bursts.mkv", "if(lt(N,6),N*0.1,if(lt(N,12),2.5+N*0.1,7+N*0.1))"),
+                       ("vfr_accel.mp4", "(N*N*0.02+N*0.05)")):
+        path = os.path.join(EDGES, name)
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "18",
+               "-vf", f"settb=1/1000,setpts='{expr}/TB'", "-vsync", "vfr", "-pix_fmt", "yuv420p", "-c:v", "libx264", path]
+        run(*cmd)
+        times, duration = probe_times(path)
+        picks = sample_rule(times, duration)
+        out.append({"file": name, "frames": len(times), "duration": duration, "times": times,
+                    "sampled_indices": picks, "sampled_times": [times[i] for i in picks],
+                    "made_with": " ".join(cmd[:-1] + [name])})
+    gold["vfr"] = out
+
+
+def avif(gold):
+    out = []
+    for name, w, h, mode in (("still_70x40.avif", 70, 40, "RGB"), ("still_33x17.avif", 33, 17, "RGB"),
+                             ("alpha_40x24.avif", 40, 24, "RGBA"), ("anim_48x32.avif", 48, 32, "anim")):
+        path = os.path.join(EDGES, name)
+        y, x = np.mgrid[0:h, 0:w]
+        # smooth: libavif (Pillow) and swscale upsample chroma differently, which shows at sharp edges
+        rgb = np.stack([x * 200 // w + 20, y * 200 // h + 30, (x + y) * 150 // (w + h) + 60], -1).astype(np.uint8)
+        if mode == "RGBA":
+            Image.fromarray(np.dstack([rgb, ((x * 6) % 256).astype(np.uint8)]), "RGBA").save(path, quality=90)
+        elif mode == "anim":
+            Image.fromarray(rgb).save(path, save_all=True, append_images=[Image.fromarray(255 - rgb)], duration=100,
+                                      quality=90)
+        else:
+            Image.fromarray(rgb).save(path, quality=90)
+        e = {"file": name, "mode": mode, "made_with": f"Pillow {Image.__version__}: Image.fromarray(pattern {w}x{h} {mode}).save(F, quality=90)"}
+        if mode == "RGB":
+            ref = np.asarray(Image.open(path).convert("RGB"))
+            e.update(width=ref.shape[1], height=ref.shape[0], pillow=ref.reshape(-1).tolist())
+            raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                      "-pix_fmt", "rgb24", "-")
+            assert len(raw) == w * h * 3, (name, len(raw))
+            open(path + ".rgb", "wb").write(raw)
+        if mode == "anim":
+            e["frames"] = int(json.loads(run("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                                             "-show_entries", "stream=nb_read_frames", "-of", "json", path))
+                              ["streams"][0]["nb_read_frames"])
+        out.append(e)
+    gold["avif"] = out
+
+
+def orient(gold):
+    from PIL import ImageOps
+    y, x = np.mgrid[0:5, 0:7]
+    rgb = np.stack([x * 36, y * 60, (x * 5 + y * 11) * 4], -1).astype(np.uint8)
+    out = []
+    for ext in ("tiff", "png", "webp", "jpg"):
+        for o in range(1, 9):
+            name = f"orient_{o}.{ext}"
+            path = os.path.join(EDGES, name)
+            im = Image.fromarray(rgb)
+            exif = Image.Exif()
+            exif[274] = o
+            if ext == "tiff":
+                im.save(path, tiffinfo={274: o})
+            elif ext == "webp":
+                im.save(path, lossless=True, exif=exif.tobytes())
+            elif ext == "jpg":
+                im.save(path, quality=95, exif=exif.tobytes())
+            else:
+                im.save(path, exif=exif.tobytes())
+            src = Image.open(path)
+            assert src.getexif().get(274) == o, (name, src.getexif().get(274))
+            ref = np.asarray(ImageOps.exif_transpose(src).convert("RGB"))
+            out.append({"file": name, "orientation": o, "width": ref.shape[1], "height": ref.shape[0],
+                        "pixels": ref.reshape(-1).tolist()})
+    gold["orient"] = out
+
+
+def sampling(gold):
+    out = []
+    cases = (("3x1,1x1,1x1", 37, 23, []), ("2x1,1x2,1x1", 37, 23, []), ("4x2,1x1,1x1", 53, 19, []),
+             ("3x2,1x1,1x1", 53, 19, ["-progressive"]), ("1x3,1x1,1x1", 29, 31, []), ("1x1,2x1,1x2", 37, 23, []))
+    for samp, w, h, extra in cases:
+        name = f"samp_{samp.replace(',', '_')}{'_prog' if extra else ''}.jpg"
+        path = os.path.join(EDGES, name)
+        y, x = np.mgrid[0:h, 0:w]
+        rgb = np.stack([x * 250 // w, (y * 200 // h + x * 3) % 256, ((x * 7 + y * 13) * 3) % 256], -1).astype(np.uint8)
+        ppm = path + ".ppm"
+        Image.fromarray(rgb).save(ppm)
+        cmd = ["cjpeg", "-quality", "90", "-sample", samp] + extra + ["-outfile", path, ppm]
+        run(*cmd)
+        os.remove(ppm)
+        ref = np.asarray(Image.open(path).convert("RGB"))
+        assert ref.shape == (h, w, 3)
+        open(path + ".rgb", "wb").write(ref.tobytes())
+        out.append({"file": name, "sampling": samp, "width": w, "height": h,
+                    "made_with": " ".join(cmd[:-3] + ["-outfile", name, "pattern.ppm"])})
+    gold["sampling"] = out
+
+
+def field(gold):
+    import hashlib
+    import re
+    import sys as _sys
+    _sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gen_media_goldens as gmg
+    from PIL import ImageOps
+    fdir = os.path.normpath(os.path.join(ROOT, "..", "..", "shared", "media", "field"))
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(fdir, "MANIFEST.tsv"))][1:]
+    out = {}
+    for r in rows:
+        name, kind, what = r[0], r[3], r[4]
+        path = os.path.join(fdir, name)
+        if kind == "pdf":
+            g = gmg.pdf_golden(path)
+        elif kind == "video":
+            times, duration = probe_times(path)
+            s = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                               "stream=r_frame_rate,width,height", "-of", "json", path))["streams"][0]
+            num, den = map(int, s["r_frame_rate"].split("/"))
+            picks = sample_rule(times, duration)
+            raw = run("ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-vsync", "passthrough", "-")
+            fsz = s["width"] * s["height"] * 3
+            assert len(raw) == fsz * len(times), (name, len(raw), fsz, len(times))
+            g = {"total": len(times), "fps": num / den, "width": s["width"], "height": s["height"], "indices": picks,
+                 "timestamps": [round(times[i], 6) for i in picks], "duration": duration,
+                 "frame_sha256": [hashlib.sha256(raw[i * fsz:(i + 1) * fsz]).hexdigest() for i in picks]}
+            m = re.search(r"flat colour \((\d+),(\d+),(\d+)\)", what)
+            if m:
+                g["flat"] = [int(v) for v in m.groups()]
+        else:
+            im = Image.open(path)
+            im.load()
+            rgb = gmg.to_rgb8(ImageOps.exif_transpose(im))
+            g = {"width": rgb.shape[1], "height": rgb.shape[0], "sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
+                 "reference": "Pillow (exif_transpose)"}
+            if im.format == "AVIF":
+                ff = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-")
+                a = np.frombuffer(ff, np.uint8).reshape(rgb.shape).astype(int)
+                assert np.abs(a - rgb.astype(int)).max() <= 8, name
+                g.update(sha256=hashlib.sha256(ff).hexdigest(), sniff="avif",
+                         reference="ffmpeg rgb24 (within 8 levels of Pillow's)")
+        out[name] = g
+    gold["field"] = out
+
+
+def main():
+    os.makedirs(EDGES, exist_ok=True)
+    gpath = os.path.join(OUT, "edges_goldens.json")
+    gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
+    gold["generator"] = "tests/reference/gen_media_edges.py"
+    only = sys.argv[1:]  # names of sections to regenerate (default all)
+    for sec in (columns, vfr, avif, orient, sampling, field):
+        if not only or sec.__name__ in only:
+            sec(gold)
+    json.dump(gold, open(gpath, "w"), indent=1)
+    print(sorted(k for k in gold if k != "generator"))
+
+
+if __name__ == "__main__":
+    main()
