@@ -528,8 +528,14 @@ static nvl_status vision_video(request *rq, source *s, const char *label, double
             st = vision_make_tiles(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
             if (st == NVL_OK) memcpy(tiles + (size_t)j * 3 * S * S, t, (size_t)(3 * S * S) * sizeof(float));
             nvl_free(t);
-            /* model.md §6.3: ts = frame_index * int(1000 / native_fps) / 1000 */
-            s->ts[i0 + j] = (double)fr->index * (double)(int)(1000.0 / f->native_fps) / 1000.0;
+            /* model.md §6.3: ts = frame_index * int(1000 / native_fps) / 1000 for a constant-rate clip;
+             * where the frame's presentation time is more than half a frame from index / fps
+             * (variable frame rate), that formula would misdate it: its real time, in ms */
+            const double nominal = (double)fr->index / f->native_fps;
+            if (f->native_fps > 0 && fabs(fr->timestamp - nominal) <= 0.5 / f->native_fps)
+                s->ts[i0 + j] = (double)fr->index * (double)(int)(1000.0 / f->native_fps) / 1000.0;
+            else
+                s->ts[i0 + j] = floor(fr->timestamp * 1000.0 + 0.5) / 1000.0;
         }
         if (st == NVL_OK) st = tokred_embed_tiles(e->vm, &e->proj, tiles, nb, all + (size_t)(i0 * Q * C), err);
         progress(rq, API_STAGE_VISION, label, i0 + nb, n, t0);
