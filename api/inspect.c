@@ -71,9 +71,9 @@ static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, co
         return 0;
     }
     if (q.present)
-        fprintf(out, "  quantization config: %s, quant_algo %s, %d excluded module pattern%s%s%s\n", q.source,
+        fprintf(out, "  quantization config: %s, quant_algo %s, %d excluded module pattern%s%s%s%s\n", q.source,
                 q.algo[0] ? q.algo : "(none)", q.n_exclude, q.n_exclude == 1 ? "" : "s", q.kv_algo[0] ? ", KV cache " : "",
-                q.kv_algo);
+                q.kv_algo, q.kv_algo[0] ? " (not applied: nanovl keeps the KV cache in the activation dtype)" : "");
     const char *head = "";
     const char *prefix = llm_tensor_prefix(ck, &head);
     const int64_t n = prefix ? llm_tensor_table(hp, prefix, head, NULL, 0) : 0;

@@ -1,18 +1,23 @@
 /* `nanovl generate` end to end: the prompt of the cfgA golden through the CLI prints the
  * reference's greedy ids, and --dump-logits writes the prefill's last row followed by every
- * generated step's logits, equal to the reference within the cfgA tolerance (test_llm.c). */
+ * generated step's logits, equal to the reference within the cfgA tolerance (test_llm.c).
+ * The same for the FP8 and NVFP4 checkpoints made by nvidia-modelopt (tests/data/quant), against
+ * its fake-quant forward, within test_quant.c's bounds. */
 #include "base/safetensors.h"
 #include "test_util.h"
 
 #include <sys/wait.h>
 
-int main(void) {
-    const char *dir = test_data_path("llm/cfgA");
+static void run(const char *name, double atol, double rtol, double nmse) {
+    const char *dir = test_data_path(name);
     char gpath[600];
     snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
     nvl_checkpoint *g = NULL;
     nvl_err err = {0};
-    if (nvl_checkpoint_open(&g, gpath, &err) != NVL_OK) test_skip("no cfgA golden: %s", err.msg);
+    if (nvl_checkpoint_open(&g, gpath, &err) != NVL_OK) {
+        TEST_CHECK(0, "no %s golden: %s", name, err.msg);
+        return;
+    }
     nvl_tensor pt, gt, pl, dl;
     nvl_checkpoint_get(g, "prompt_ids", &pt, &err);
     nvl_checkpoint_get(g, "greedy_ids", &gt, &err);
@@ -42,8 +47,11 @@ int main(void) {
     size_t got = f ? fread(d, sizeof(float), (size_t)(S * V), f) : 0;
     if (f) fclose(f);
     TEST_EQ_INT(got, S * V);
-    test_compare_f32("dump row 0 (prefill)", d, (const float *)pl.data + (T - 1) * V, (size_t)V, 2e-4, 1e-3, 1e-8);
-    test_compare_f32("dump rows 1.. (decode)", d + V, dl.data, (size_t)((S - 1) * V), 2e-4, 1e-3, 1e-8);
+    char what[160];
+    snprintf(what, sizeof what, "%s dump row 0 (prefill)", name);
+    test_compare_f32(what, d, (const float *)pl.data + (T - 1) * V, (size_t)V, atol, rtol, nmse);
+    snprintf(what, sizeof what, "%s dump rows 1.. (decode)", name);
+    test_compare_f32(what, d + V, dl.data, (size_t)((S - 1) * V), atol, rtol, nmse);
     /* usage errors */
     snprintf(cmd, sizeof cmd, "%s/api/nanovl generate --model %s --ids \"1 x\" >/dev/null 2>&1", NVL_BINARY_DIR, dir);
     TEST_CHECK(WEXITSTATUS(system(cmd)) == 2, "bad ids not a usage error");
@@ -52,5 +60,11 @@ int main(void) {
     free(d);
     unlink(dump);
     nvl_checkpoint_close(g);
+}
+
+int main(void) {
+    run("llm/cfgA", 2e-4, 1e-3, 1e-8);
+    run("quant/fp8", 1e-4, 1e-4, 1e-11);
+    run("quant/nvfp4", 1e-4, 1e-4, 1e-11);
     return test_report();
 }
