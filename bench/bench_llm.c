@@ -361,14 +361,7 @@ int main(int argc, char **argv) {
         step[i] = bench_now() - a;
         tok = argmax(llm_logits(ctx), hp->n_vocab);
     }
-    /* median step time */
-    for (int i = 0; i < n_decode; i++)
-        for (int j = i + 1; j < n_decode; j++)
-            if (step[j] < step[i]) {
-                double t = step[i];
-                step[i] = step[j];
-                step[j] = t;
-            }
+    sort_doubles(step, n_decode); /* median step time */
     double med = step[n_decode / 2];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); /* before the 1 GiB bandwidth buffer */
