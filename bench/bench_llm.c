@@ -1,7 +1,10 @@
 /* bench_llm: language-model speed on the CPU backend with a synthetic checkpoint of any shape.
  *
  *   bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep]
- *             [--seqs 1,4,16]
+ *             [--seqs 1,4,16] [--quant bf16|fp8|nvfp4]
+ *
+ * --quant writes the synthetic checkpoint with every Linear but lm_head in FP8 or NVFP4 as
+ * ModelOpt exports it (hf_quant_config.json, scales), so the three formats of one shape compare.
  *
  * With --seqs, for each count S: S sequences in S slots of one cache, each prefilled with its
  * own prompt (one llm_step per sequence chunk), then decoded together, one llm_step of S rows
@@ -67,6 +70,14 @@ static uint16_t rand_bf16(float scale) {
     return nvl_f32_to_bf16(u * scale);
 }
 
+/* 0: BF16; 1: FP8; 2: NVFP4 (--quant): every Linear but lm_head quantized as ModelOpt exports it,
+ * random codes with valid scales (a dense model runs the same speed on any values). */
+static int g_quant;
+
+static int is_quant_linear(const llm_tensor_spec *sp) {
+    return g_quant && sp->n_dims == 2 && !strstr(sp->name, "embeddings") && !strstr(sp->name, "lm_head");
+}
+
 static int write_checkpoint(const char *dir, const shape *s) {
     char path[4096];
     mkdir(dir, 0755);
@@ -103,20 +114,40 @@ static int write_checkpoint(const char *dir, const shape *s) {
     llm_tensor_spec *specs = malloc((size_t)n * sizeof *specs);
     llm_tensor_table(&hp, "backbone.", "", specs, n);
     /* header */
-    size_t cap = (size_t)n * 256 + 64, o = 0;
+    size_t cap = (size_t)n * 1024 + 64, o = 0;
     char *h = malloc(cap);
     uint64_t off = 0;
     o += (size_t)snprintf(h + o, cap - o, "{");
     for (int64_t i = 0; i < n; i++) {
         uint64_t numel = 1;
         for (int d = 0; d < specs[i].n_dims; d++) numel *= (uint64_t)specs[i].shape[d];
-        o += (size_t)snprintf(h + o, cap - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[", i ? "," : "",
-                              specs[i].name);
+        const int q = is_quant_linear(&specs[i]);
+        const int64_t N = specs[i].shape[0], K = specs[i].shape[1];
+        const char *dt = !q ? "BF16" : g_quant == 1 ? "F8_E4M3" : "U8";
+        const uint64_t bytes = !q ? numel * 2 : g_quant == 1 ? numel : numel / 2;
+        o += (size_t)snprintf(h + o, cap - o, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "", specs[i].name, dt);
         for (int d = 0; d < specs[i].n_dims; d++)
-            o += (size_t)snprintf(h + o, cap - o, "%s%lld", d ? "," : "", (long long)specs[i].shape[d]);
+            o += (size_t)snprintf(h + o, cap - o, "%s%lld", d ? "," : "",
+                                  (long long)(q && g_quant == 2 && d == 1 ? specs[i].shape[d] / 2 : specs[i].shape[d]));
         o += (size_t)snprintf(h + o, cap - o, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                              (unsigned long long)(off + numel * 2));
-        off += numel * 2;
+                              (unsigned long long)(off + bytes));
+        off += bytes;
+        if (q) { /* the scales follow their weight in the data section */
+            char mod[160];
+            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(specs[i].name) - 7), specs[i].name);
+            const char *sc[3] = {"input_scale", g_quant == 1 ? "weight_scale" : "weight_scale_2", NULL};
+            for (int k = 0; k < 2; k++) {
+                o += (size_t)snprintf(h + o, cap - o, ",\"%s.%s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[%llu,%llu]}",
+                                      mod, sc[k], (unsigned long long)off, (unsigned long long)(off + 4));
+                off += 4;
+            }
+            if (g_quant == 2) {
+                o += (size_t)snprintf(h + o, cap - o, ",\"%s.weight_scale\":{\"dtype\":\"F8_E4M3\",\"shape\":[%lld,%lld],"
+                                      "\"data_offsets\":[%llu,%llu]}", mod, (long long)N, (long long)(K / 16),
+                                      (unsigned long long)off, (unsigned long long)(off + (uint64_t)(N * (K / 16))));
+                off += (uint64_t)(N * (K / 16));
+            }
+        }
     }
     o += (size_t)snprintf(h + o, cap - o, "}");
     while (o % 8) h[o++] = ' ';
@@ -132,6 +163,33 @@ static int write_checkpoint(const char *dir, const shape *s) {
         uint64_t numel = 1;
         for (int d = 0; d < specs[i].n_dims; d++) numel *= (uint64_t)specs[i].shape[d];
         const char *nm = specs[i].name;
+        if (is_quant_linear(&specs[i])) {
+            const int64_t N = specs[i].shape[0], K = specs[i].shape[1];
+            uint64_t bytes = g_quant == 1 ? numel : numel / 2;
+            uint8_t *b8 = (uint8_t *)buf;
+            while (bytes) {
+                size_t c = bytes < BUF ? (size_t)bytes : BUF;
+                for (size_t j = 0; j < c; j++) { /* finite codes only (0x7f/0xff are E4M3 NaN) */
+                    uint8_t v = (uint8_t)(rand_bf16(1.0f) >> 3);
+                    b8[j] = g_quant == 1 && (v & 0x7f) == 0x7f ? 0x38 : v;
+                }
+                fwrite(b8, 1, c, f);
+                bytes -= c;
+            }
+            const float is = g_quant == 1 ? 8.0f / 448.0f : 8.0f / 2688.0f, ws = g_quant == 1 ? 0.02f / 448.0f : 0.02f / 2688.0f;
+            fwrite(&is, 4, 1, f);
+            fwrite(&ws, 4, 1, f);
+            if (g_quant == 2) {
+                uint64_t nb = (uint64_t)(N * (K / 16));
+                memset(b8, 0x38, BUF); /* block scale 1.0 */
+                while (nb) {
+                    size_t c = nb < BUF ? (size_t)nb : BUF;
+                    fwrite(b8, 1, c, f);
+                    nb -= c;
+                }
+            }
+            continue;
+        }
         int is_norm = strstr(nm, "norm") != NULL, is_alog = strstr(nm, "A_log") != NULL;
         float scale = specs[i].n_dims >= 2 ? 0.02f : 0.5f;
         while (numel) {
@@ -145,7 +203,16 @@ static int write_checkpoint(const char *dir, const shape *s) {
     free(buf);
     free(h);
     free(specs);
-    return fclose(f) == 0;
+    if (fclose(f) != 0) return 0;
+    if (g_quant) {
+        snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
+        FILE *qf = fopen(path, "w");
+        if (!qf) return 0;
+        fprintf(qf, "{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\": \"%s\", "
+                    "\"exclude_modules\": [\"lm_head\", \"backbone.embeddings\"]}}\n", g_quant == 1 ? "FP8" : "NVFP4");
+        return fclose(qf) == 0;
+    }
+    return 1;
 }
 
 /* ---- measurements ------------------------------------------------------------------------ */
@@ -264,6 +331,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) seqs = argv[++i];
+        else if (!strcmp(argv[i], "--quant") && i + 1 < argc) {
+            const char *q = argv[++i];
+            g_quant = !strcmp(q, "fp8") ? 1 : !strcmp(q, "nvfp4") ? 2 : !strcmp(q, "bf16") ? 0 : -1;
+            if (g_quant < 0) {
+                fprintf(stderr, "bench_llm: --quant bf16|fp8|nvfp4\n");
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16]\n");
             return 2;
@@ -278,7 +353,7 @@ int main(int argc, char **argv) {
     }
     char tmpdir[512];
     if (!dir) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/nanovl-bench-%s", s->name);
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/nanovl-bench-%s%s", s->name, g_quant == 1 ? "-fp8" : g_quant == 2 ? "-nvfp4" : "");
         dir = tmpdir;
     }
     char probe[600];
@@ -306,7 +381,8 @@ int main(int argc, char **argv) {
         llm_tensor_table(hp, "backbone.", "", specs, n);
         for (int64_t i = 0; i < n; i++) {
             if (strstr(specs[i].name, "embeddings")) continue;
-            double e = 2;
+            /* bytes per weight as stored: bf16 2, FP8 1, NVFP4 0.5 + one E4M3 scale per 16 */
+            double e = !is_quant_linear(&specs[i]) ? 2 : g_quant == 1 ? 1 : 0.5 + 1.0 / 16;
             for (int d = 0; d < specs[i].n_dims; d++) e *= (double)specs[i].shape[d];
             weight_bytes += e;
         }
