@@ -109,6 +109,47 @@ __attribute__((target("avx512f"))) static void nvfp4_row_avx512(float *dst, cons
     }
 }
 
+/* Few rows of x (decode, small steps): the codes are decoded in registers and used at once, no
+ * f32 row is stored. The per-tensor scale (FP8 weight_scale, NVFP4 weight_scale_2) multiplies
+ * the finished sum instead of every weight: one rounding moved, as a change of summation order. */
+#define QUANT_FUSED_ROWS 4
+__attribute__((target("avx512f,avx2,f16c"))) static void fp8_rows_fused(float *y, int64_t ldy, const float *xq, int64_t M,
+                                                                         const uint8_t *src, int64_t K, float scale) {
+    __m512 acc[QUANT_FUSED_ROWS];
+    for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
+    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)));
+        const __m512 w = _mm512_cvtph_ps(_mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, m80), 8),
+                                                         _mm256_slli_epi16(_mm256_and_si256(b, m7f), 7)));
+        for (int64_t m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(xq + m * K + k), w, acc[m]);
+    }
+    for (int64_t m = 0; m < M; m++) {
+        float t = _mm512_reduce_add_ps(acc[m]) * 256.0f;
+        for (int64_t kk = k; kk < K; kk++) t += xq[m * K + kk] * nvl_f8e4m3_to_f32(src[kk]);
+        y[m * ldy] = t * scale;
+    }
+}
+
+__attribute__((target("avx512f"))) static void nvfp4_rows_fused(float *y, int64_t ldy, const float *xq, int64_t M,
+                                                                const uint8_t *codes, const uint8_t *bscale, int64_t K,
+                                                                float scale2) {
+    __m512 acc[QUANT_FUSED_ROWS];
+    for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
+    const __m512 table = _mm512_loadu_ps(k_e2m1);
+    const __m128i lo_mask = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < K / 16; b++) {
+        const __m128i raw = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
+        const __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
+        /* e2m1 * block scale is exact in f32 (2 and 4 significant bits) */
+        const __m512 w = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), table),
+                                       _mm512_set1_ps(nvl_f8e4m3_to_f32(bscale[b])));
+        for (int64_t m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(xq + m * K + b * 16), w, acc[m]);
+    }
+    for (int64_t m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(acc[m]) * scale2;
+}
+
 __attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, int64_t K) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int64_t k = 0;
@@ -173,6 +214,12 @@ nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_wei
                 if (!wrow) continue;
                 const uint8_t *src = wb + (size_t)n * row_bytes;
 #ifdef QUANT_X86
+                if (avx && mb <= QUANT_FUSED_ROWS) {
+                    if (fp8) fp8_rows_fused(y + m0 * N + n, N, xq + m0 * K, mb, src, K, w->weight_scale);
+                    else nvfp4_rows_fused(y + m0 * N + n, N, xq + m0 * K, mb, src, bs + (size_t)n * (size_t)(K / 16), K,
+                                          w->weight_scale);
+                    continue;
+                }
                 if (avx) {
                     if (fp8) fp8_row_avx512(wrow, src, K, w->weight_scale);
                     else nvfp4_row_avx512(wrow, src, bs + (size_t)n * (size_t)(K / 16), K, w->weight_scale);
