@@ -1,6 +1,5 @@
-// The CUDA backend: device discovery, stream, cuBLAS handle, device buffers, and the ops that
-// have CUDA kernels so far (rmsnorm with bf16 weights). Ops without a CUDA kernel report
-// "unsupported" through kern_backend_supports(); they are never run silently on the host.
+// The CUDA backend: device discovery, stream, cuBLAS handle, device buffers, op scratch and
+// weight placement. The op table is kernels/cuda/ops_cuda.cu. None of this has run on a GPU yet.
 //
 // Device discovery treats any CUDA error (no driver, no device, driver too old) as "no device",
 // so a machine without a GPU gets a clean message, never a crash.
@@ -15,13 +14,21 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 
-#define RMSNORM_BLOCK 256 /* threads per row: 8 warps cover 5120 columns in 20 strided steps */
+extern "C" const struct kern_ops_i kern_cuda_ops;
+
+struct placed { /* a weight uploaded by place_weight, freed with the backend */
+    void *p;
+    struct placed *next;
+};
 
 struct cuda_ctx {
     int device;
     cudaStream_t stream;
     cublasHandle_t cublas;
     int sync_each; /* NVL_CUDA_SYNC=1: synchronize after every launch so faults surface there */
+    void *scratch; /* op scratch (sequence tables, ids), grown on demand */
+    size_t scratch_cap;
+    placed *weights;
 };
 
 extern "C" int kern_cuda_probe_devices(const char **why) {
@@ -37,42 +44,6 @@ extern "C" int kern_cuda_probe_devices(const char **why) {
 }
 
 // ---------------------------------------------------------------------------
-// RMSNorm: one block per row, f32 statistics, bf16 weight.
-
-__global__ void rmsnorm_f32_bf16w_kernel(float *y, const float *x, const __nv_bfloat16 *w,
-                                         int64_t cols, float eps) {
-    const int64_t r = blockIdx.x;
-    const float *xr = x + r * cols;
-    float *yr = y + r * cols;
-    float ss = 0.f;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
-    ss = warp_reduce_sum(ss);
-    __shared__ float partial[RMSNORM_BLOCK / WARP_SIZE];
-    if ((threadIdx.x % WARP_SIZE) == 0) partial[threadIdx.x / WARP_SIZE] = ss;
-    __syncthreads();
-    if (threadIdx.x < WARP_SIZE) {
-        float v = threadIdx.x < RMSNORM_BLOCK / WARP_SIZE ? partial[threadIdx.x] : 0.f;
-        v = warp_reduce_sum(v);
-        if (threadIdx.x == 0) partial[0] = v;
-    }
-    __syncthreads();
-    const float inv = rsqrtf(partial[0] / (float)cols + eps);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-        yr[c] = __bfloat162float(w[c]) * (xr[c] * inv);
-}
-
-extern "C" nvl_status kern_cuda_rmsnorm_f32_bf16w(float *y, const float *x, const uint16_t *w,
-                                                  int64_t rows, int64_t cols, float eps,
-                                                  cudaStream_t stream) {
-    nvl_err *err = NULL;
-    if (rows <= 0) return NVL_OK;
-    rmsnorm_f32_bf16w_kernel<<<(unsigned)rows, RMSNORM_BLOCK, 0, stream>>>(
-        y, x, reinterpret_cast<const __nv_bfloat16 *>(w), cols, eps);
-    CUDA_CHECK(cudaGetLastError());
-    return NVL_OK;
-}
-
-// ---------------------------------------------------------------------------
 // vtable
 
 static cuda_ctx *ctx_of(const kern_backend *be) { return (cuda_ctx *)be->context; }
@@ -82,13 +53,21 @@ static void cuda_free_be(kern_backend *be) {
     if (c) {
         if (c->cublas) cublasDestroy(c->cublas);
         if (c->stream) cudaStreamDestroy(c->stream);
+        if (c->scratch) cudaFree(c->scratch);
+        for (placed *w = c->weights; w;) {
+            placed *nx = w->next;
+            cudaFree(w->p);
+            nvl_free(w);
+            w = nx;
+        }
         nvl_free(c);
     }
     nvl_free(be);
 }
 
 static int cuda_supports(const kern_backend *, enum kern_op op, nvl_dtype dt) {
-    return op == KERN_OP_RMSNORM && dt == NVL_DTYPE_BF16;
+    return (op == KERN_OP_RMSNORM || op == KERN_OP_MATMUL) &&
+           (dt == NVL_DTYPE_BF16 || dt == NVL_DTYPE_F32 || dt == NVL_DTYPE_F16);
 }
 
 static nvl_status cuda_alloc(kern_backend *, size_t n, void **out, nvl_err *err) {
@@ -113,27 +92,55 @@ static nvl_status cuda_sync(kern_backend *be, nvl_err *err) {
     return NVL_OK;
 }
 
-/* RMSNorm over descriptors: f32 rows held on the device (contiguous), bf16 weight; the other
- * dtype combinations and every other op are not written yet (NVL_ERR_UNSUPPORTED). */
-static nvl_status cuda_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps,
-                               nvl_err *err) {
-    if (x->dtype != NVL_DTYPE_F32 || y->dtype != NVL_DTYPE_F32 || w->dtype != NVL_DTYPE_BF16 ||
-        x->stride[0] != x->shape[1] || y->stride[0] != y->shape[1])
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: only contiguous f32 rows with a bf16 weight so far", __func__);
-    nvl_status st = kern_cuda_rmsnorm_f32_bf16w((float *)y->data, (const float *)x->data, (const uint16_t *)w->data,
-                                                x->shape[0], x->shape[1], eps, ctx_of(be)->stream);
-    if (st != NVL_OK) return nvl_err_set(err, st, "%s: launch failed", __func__);
-    if (ctx_of(be)->sync_each) return cuda_sync(be, err);
+extern "C" cudaStream_t kern_cuda_stream(kern_backend *be) { return ctx_of(be)->stream; }
+extern "C" cublasHandle_t kern_cuda_cublas(kern_backend *be) { return ctx_of(be)->cublas; }
+
+extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (bytes > c->scratch_cap) {
+        size_t cap = c->scratch_cap ? c->scratch_cap : (size_t)1 << 20;
+        while (cap < bytes) cap *= 2;
+        void *p = NULL;
+        /* the old block may still be read by queued work */
+        if (cudaStreamSynchronize(c->stream) != cudaSuccess || cudaMalloc(&p, cap) != cudaSuccess) {
+            nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: no %zu bytes of device scratch", cap);
+            return NULL;
+        }
+        if (c->scratch) cudaFree(c->scratch);
+        c->scratch = p;
+        c->scratch_cap = cap;
+    }
+    return c->scratch;
+}
+
+extern "C" nvl_status kern_cuda_after_launch(kern_backend *be, const char *op, nvl_err *err) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && ctx_of(be)->sync_each) e = cudaStreamSynchronize(ctx_of(be)->stream);
+    if (e != cudaSuccess) return nvl_err_set(err, NVL_ERR_DEVICE, "%s: %s", op, cudaGetErrorString(e));
     return NVL_OK;
 }
 
-static struct kern_ops_i make_ops(void) {
-    struct kern_ops_i o;
-    memset(&o, 0, sizeof o);
-    o.rmsnorm = cuda_rmsnorm;
-    return o;
+/* Uploads a host tensor (a view into the mapped checkpoint) once; t then points at the copy. */
+extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nvl_err *err) {
+    if (!t->data || t->device == NVL_DEVICE_CUDA) return NVL_OK;
+    cuda_ctx *c = ctx_of(be);
+    const size_t n = nvl_tensor_nbytes(t);
+    placed *w = (placed *)nvl_calloc(1, sizeof *w);
+    if (!w) return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: out of memory");
+    if (cudaMalloc(&w->p, n ? n : 1) != cudaSuccess) {
+        nvl_free(w);
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: cannot place a weight of %zu bytes (%zu of %zu free)", n, free_b,
+                           total_b);
+    }
+    CUDA_CHECK(cudaMemcpy(w->p, t->data, n, cudaMemcpyHostToDevice));
+    w->next = c->weights;
+    c->weights = w;
+    t->data = w->p;
+    t->device = NVL_DEVICE_CUDA;
+    return NVL_OK;
 }
-static const struct kern_ops_i g_cuda_ops = make_ops();
 
 static struct kern_backend_i make_iface(void) {
     struct kern_backend_i i;
@@ -147,7 +154,7 @@ static struct kern_backend_i make_iface(void) {
     i.copy_to_backend = cuda_h2d;
     i.copy_to_host = cuda_d2h;
     i.synchronize = cuda_sync;
-    i.ops = &g_cuda_ops;
+    i.ops = &kern_cuda_ops;
     return i;
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();

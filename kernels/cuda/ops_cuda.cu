@@ -1,0 +1,669 @@
+// The CUDA twins of the ops of kernels/ops.h, first versions: simple kernels that mirror the CPU
+// twins' formulas (kernels/cpu/ops_cpu.c) so tests/test_ops.c --backend cuda can check them,
+// written to be correct before fast. NONE OF THIS HAS RUN ON A GPU YET (no device was lent when it
+// was written); scripts/gpu-check.sh runs the op table test on one.
+//
+// Activations on the device are held in their dtype (BF16 as 2-byte bf16, nvl_tensor.widened = 0);
+// every kernel computes in f32 and rounds what it stores to the output dtype (round to nearest
+// even), exactly where the CPU twin rounds. Matmuls go to cuBLAS (GemmEx, f32 compute) when x
+// and W share a dtype, else to a tiled kernel that widens both; quantized weights are not here yet.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../backend_impl.h"
+#include "../base/alloc.h"
+#include "common.cuh"
+
+#include "cuda_ops.h"
+
+namespace {
+
+enum { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2 };
+
+int dcode(nvl_dtype d) { return d == NVL_DTYPE_F32 ? DT_F32 : d == NVL_DTYPE_BF16 ? DT_BF16 : d == NVL_DTYPE_F16 ? DT_F16 : -1; }
+
+// A 2-D view: rows x cols, row stride ld (elements), dtype code.
+struct V2 {
+    void *p;
+    int64_t rows, cols, ld;
+    int dt;
+};
+
+nvl_status view(const char *op, const char *what, const nvl_tensor *t, V2 *v, nvl_err *err) {
+    if (t->widened)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: %s is a widened (CPU) tensor on the CUDA backend", op, what);
+    v->dt = dcode(t->dtype);
+    if (v->dt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s dtype %s on CUDA", op, what, nvl_dtype_name(t->dtype));
+    v->p = t->data;
+    v->rows = t->n_dims >= 2 ? t->shape[0] : 1;
+    v->cols = t->n_dims >= 2 ? t->shape[1] : t->shape[0];
+    v->ld = t->n_dims >= 2 ? t->stride[0] : v->cols;
+    return NVL_OK;
+}
+
+__device__ __forceinline__ float ld(const void *p, int64_t i, int dt) {
+    if (dt == DT_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    if (dt == DT_F16) return __half2float(((const __half *)p)[i]);
+    return ((const float *)p)[i];
+}
+__device__ __forceinline__ void st(void *p, int64_t i, float v, int dt) {
+    if (dt == DT_BF16) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else if (dt == DT_F16) ((__half *)p)[i] = __float2half_rn(v);
+    else ((float *)p)[i] = v;
+}
+__device__ __forceinline__ float rnd(float v, int dt) {
+    if (dt == DT_BF16) return __bfloat162float(__float2bfloat16_rn(v));
+    if (dt == DT_F16) return __half2float(__float2half_rn(v));
+    return v;
+}
+__device__ __forceinline__ float rb(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// Block-wide sum (blockDim.x a multiple of 32, at most 1024).
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    v = warp_reduce_sum(v);
+    const int w = threadIdx.x / WARP_SIZE, l = threadIdx.x % WARP_SIZE;
+    __syncthreads();
+    if (l == 0) part[w] = v;
+    __syncthreads();
+    v = threadIdx.x < blockDim.x / WARP_SIZE ? part[threadIdx.x] : 0.f;
+    if (w == 0) v = warp_reduce_sum(v);
+    if (threadIdx.x == 0) part[0] = v;
+    __syncthreads();
+    return part[0];
+}
+
+constexpr int ROW_BLOCK = 256;
+constexpr int EW_BLOCK = 256;
+unsigned grid_for(int64_t n) { return (unsigned)((n + EW_BLOCK - 1) / EW_BLOCK > 65535 * 8 ? 65535 * 8 : (n + EW_BLOCK - 1) / EW_BLOCK); }
+
+// ---------------------------------------------------------------------------
+// Row-wise kernels
+
+__global__ void k_rmsnorm(V2 y, V2 x, const void *w, int wdt, float eps) {
+    const int64_t r = blockIdx.x;
+    float ss = 0.f;
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
+        const float v = ld(x.p, r * x.ld + c, x.dt);
+        ss += v * v;
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)x.cols + eps);
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x)
+        st(y.p, r * y.ld + c, ld(w, c, wdt) * (ld(x.p, r * x.ld + c, x.dt) * inv), y.dt);
+}
+
+// grid (rows, groups): t = x silu(z); t *= rsqrt(mean_group(t^2) + eps); y = w * t (t rounded to
+// bf16 first on rows flagged decode)
+__global__ void k_rmsnorm_gated(V2 y, V2 x, V2 z, const void *w, int wdt, int64_t gs, float eps, const uint8_t *dec) {
+    const int64_t r = blockIdx.x, g = blockIdx.y;
+    float ss = 0.f;
+    for (int64_t c = threadIdx.x; c < gs; c += blockDim.x) {
+        const int64_t cc = g * gs + c;
+        const float zv = ld(z.p, r * z.ld + cc, z.dt);
+        const float t = ld(x.p, r * x.ld + cc, x.dt) * (zv / (1.0f + expf(-zv)));
+        ss += t * t;
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)gs + eps);
+    const int bf = dec && dec[r];
+    for (int64_t c = threadIdx.x; c < gs; c += blockDim.x) {
+        const int64_t cc = g * gs + c;
+        const float zv = ld(z.p, r * z.ld + cc, z.dt);
+        float t = ld(x.p, r * x.ld + cc, x.dt) * (zv / (1.0f + expf(-zv))) * inv;
+        if (bf) t = rb(t);
+        st(y.p, r * y.ld + cc, ld(w, cc, wdt) * t, y.dt);
+    }
+}
+
+__global__ void k_layernorm(V2 y, V2 x, const void *w, int wdt, const void *b, int bdt, float eps) {
+    const int64_t r = blockIdx.x;
+    // double statistics as the CPU twin, reduced in two float passes per thread then block
+    double s = 0;
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) s += ld(x.p, r * x.ld + c, x.dt);
+    __shared__ double part[ROW_BLOCK];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) part[threadIdx.x] += part[threadIdx.x + o];
+        __syncthreads();
+    }
+    const double mean = part[0] / (double)x.cols;
+    __syncthreads();
+    double v = 0;
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
+        const double d = (double)ld(x.p, r * x.ld + c, x.dt) - mean;
+        v += d * d;
+    }
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) part[threadIdx.x] += part[threadIdx.x + o];
+        __syncthreads();
+    }
+    const float inv = (float)(1.0 / sqrt(part[0] / (double)x.cols + eps));
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x)
+        st(y.p, r * y.ld + c, ((float)(ld(x.p, r * x.ld + c, x.dt) - mean) * inv) * ld(w, c, wdt) + ld(b, c, bdt), y.dt);
+}
+
+__global__ void k_add(V2 y, V2 a, V2 b) {
+    const int64_t n = a.rows * a.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / a.cols, c = i % a.cols;
+        st(y.p, r * y.ld + c, ld(a.p, r * a.ld + c, a.dt) + ld(b.p, (r % b.rows) * b.ld + c, b.dt), y.dt);
+    }
+}
+
+__global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
+    const int64_t n = x.rows * x.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / x.cols, c = i % x.cols;
+        float v = ld(x.p, r * x.ld + c, x.dt);
+        if (bias) v += ld(bias, c, bdt);
+        if (act == KERN_ACT_GELU_ERF) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        else if (act == KERN_ACT_RELU2) v = v > 0.f ? v * v : 0.f;
+        else if (act == KERN_ACT_SILU) v = v / (1.0f + expf(-v));
+        st(y.p, r * y.ld + c, v, y.dt);
+    }
+}
+
+__global__ void k_copy(V2 y, V2 x) {
+    const int64_t n = x.rows * x.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / x.cols, c = i % x.cols;
+        st(y.p, r * y.ld + c, ld(x.p, r * x.ld + c, x.dt), y.dt);
+    }
+}
+
+__global__ void k_dt_softplus(V2 y, V2 x, const void *bias, int bdt, float lo, float hi) {
+    const int64_t n = x.rows * x.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / x.cols, h = i % x.cols;
+        float v = rnd(ld(x.p, r * x.ld + h, x.dt) + rnd(ld(bias, h, bdt), y.dt), y.dt);
+        v = v > 20.0f ? v : log1pf(expf(v));
+        v = rnd(v, y.dt);
+        v = fminf(fmaxf(v, lo), hi);
+        st(y.p, r * y.ld + h, v, y.dt);
+    }
+}
+
+__global__ void k_get_rows(V2 y, V2 table, const int32_t *ids, V2 rows, const uint8_t *mask) {
+    const int64_t t = blockIdx.x;
+    const int masked = mask && mask[t];
+    for (int64_t c = threadIdx.x; c < y.cols; c += blockDim.x) {
+        const float v = masked ? ld(rows.p, t * rows.ld + c, rows.dt) : ld(table.p, (int64_t)ids[t] * table.ld + c, table.dt);
+        st(y.p, t * y.ld + c, v, y.dt);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sequence kernels
+
+// one thread per (sequence, channel)
+__global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, float *state, int64_t Kc,
+                         const kern_seq *seqs, int n_seq) {
+    const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)n_seq * Cc) return;
+    const kern_seq s = seqs[i / Cc];
+    const int64_t c = i % Cc;
+    float *stt = state + ((int64_t)s.slot * Cc + c) * Kc;
+    const int bf = y.dt == DT_BF16;
+    for (int64_t t = 0; t < s.n_rows; t++) {
+        for (int64_t k = 0; k + 1 < Kc; k++) stt[k] = stt[k + 1];
+        stt[Kc - 1] = ld(x.p, (s.row0 + t) * x.ld + c, x.dt);
+        float u = bias ? ld(bias, c, bdt) : 0.f;
+        for (int64_t k = 0; k < Kc; k++) u += w[c * Kc + k] * stt[k];
+        if (bf) u = rb(u);
+        float sv = u / (1.0f + expf(-u));
+        st(y.p, (s.row0 + t) * y.ld + c, sv, y.dt);
+    }
+}
+
+// one thread per (sequence, head, p): the recurrence (both modes; the chunked SSD form of the CPU
+// twin is the same sums in another order)
+__global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *D, float *state, int64_t H,
+                           int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)n_seq * H * P) return;
+    const kern_seq s = seqs[i / (H * P)];
+    const int64_t h = (i / P) % H, p = i % P, g = h / (H / G);
+    float *S = state + (((int64_t)s.slot * H + h) * P + p) * N;
+    const int r = s.decode && x.dt == DT_BF16;
+    for (int64_t t = 0; t < s.n_rows; t++) {
+        const int64_t row = s.row0 + t;
+        const float d = ld(dt.p, row * dt.ld + h, dt.dt), dA = expf(d * A[h]);
+        const float xv = ld(x.p, row * x.ld + h * P + p, x.dt);
+        float acc = 0.f;
+        for (int64_t n = 0; n < N; n++) {
+            const float Bn = ld(B.p, row * B.ld + g * N + n, B.dt), Cn = ld(C.p, row * C.ld + g * N + n, C.dt);
+            const float dBx = r ? rb(rb(d * Bn) * xv) : d * Bn * xv;
+            S[n] = S[n] * dA + dBx;
+            acc += (r ? rb(S[n]) : S[n]) * Cn;
+        }
+        const float out = r ? rb(rb(acc) + rb(xv * D[h])) : acc + D[h] * xv;
+        st(y.p, row * y.ld + h * P + p, out, y.dt);
+    }
+}
+
+__global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, const kern_seq *seqs, int n_seq,
+                           int64_t max_rows) {
+    const int64_t KD = k.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)n_seq * max_rows * KD) return;
+    const kern_seq s = seqs[i / (max_rows * KD)];
+    const int64_t t = (i / KD) % max_rows, d = i % KD;
+    if (t >= s.n_rows) return;
+    const int64_t dst = ((int64_t)s.slot * L + s.pos0 + t) * KD + d;
+    st(kc, dst, ld(k.p, (s.row0 + t) * k.ld + d, k.dt), cdt);
+    st(vc, dst, ld(v.p, (s.row0 + t) * v.ld + d, v.dt), cdt);
+}
+
+constexpr int MAX_D = 128; // head dim held per lane (the LM's is 128, the ViT's 80)
+
+// One warp per (query row, head): online softmax over the keys, lane l taking keys l, l+32, ...
+// kbase/vbase: where key j's head-kvh vector starts is kbase + j * kld (+ kvh * D).
+__device__ void attend_warp(void *o_out, int odt, const float *q, int64_t D, const void *kbase, const void *vbase,
+                            int kdt, int64_t kld, int64_t n_keys) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    float m = -INFINITY, sum = 0.f, acc[MAX_D];
+    for (int64_t d = 0; d < D; d++) acc[d] = 0.f;
+    for (int64_t j = lane; j < n_keys; j += WARP_SIZE) {
+        float sc = 0.f;
+        for (int64_t d = 0; d < D; d++) sc += q[d] * ld(kbase, j * kld + d, kdt);
+        const float mn = fmaxf(m, sc), corr = expf(m - mn), e = expf(sc - mn);
+        sum = sum * corr + e;
+        for (int64_t d = 0; d < D; d++) acc[d] = acc[d] * corr + e * ld(vbase, j * kld + d, kdt);
+        m = mn;
+    }
+    // merge the lanes
+    float mall = m;
+    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) mall = fmaxf(mall, __shfl_xor_sync(0xffffffffu, mall, o));
+    const float f = m == -INFINITY ? 0.f : expf(m - mall);
+    const float tot = warp_reduce_sum(sum * f);
+    for (int64_t d = 0; d < D; d++) {
+        const float v = warp_reduce_sum(acc[d] * f);
+        if (lane == 0) st(o_out, d, v / tot, odt);
+    }
+}
+
+__global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, int cdt, int64_t L, int64_t NH, int64_t NKV,
+                                   const kern_seq *seqs, const int32_t *row_seq, int64_t T) {
+    const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
+    if (w >= T * NH) return;
+    const int64_t r = w / NH, hh = w % NH, D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
+    const kern_seq s = seqs[row_seq[r]];
+    const int64_t t = r - s.row0, n_keys = s.pos0 + t + 1;
+    float qv[MAX_D];
+    for (int64_t d = 0; d < D; d++) qv[d] = ld(q.p, r * q.ld + hh * D + d, q.dt) / sqrtf((float)D);
+    const int64_t base = ((int64_t)s.slot * L) * KD + kvh * D;
+    const size_t es = cdt == DT_F32 ? 4 : 2;
+    attend_warp((char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2), o.dt, qv, D,
+                (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, n_keys);
+}
+
+// ViT: rows of n_img images of Ti tokens, qkv rows q | k | v head-major
+__global__ void k_attention_full(V2 o, V2 qkv, int64_t Ti, int64_t H) {
+    const int64_t W = o.cols, D = W / H, w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
+    if (w >= qkv.rows * H) return;
+    const int64_t r = w / H, hh = w % H, img = r / Ti;
+    float qv[MAX_D];
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int64_t d = 0; d < D; d++) qv[d] = ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) * scale;
+    const size_t es = qkv.dt == DT_F32 ? 4 : 2;
+    const char *kb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + W + hh * D) * es;
+    const char *vb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + 2 * W + hh * D) * es;
+    attend_warp((char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2), o.dt, qv, D, kb, vb, qkv.dt, qkv.ld,
+                Ti);
+}
+
+// ---------------------------------------------------------------------------
+// Matmul: a shared-memory tiled kernel for mixed dtypes (cuBLAS when x and W share a dtype)
+
+constexpr int TILE = 16;
+__global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
+    __shared__ float xs[TILE][TILE + 1], ws[TILE][TILE + 1];
+    const int64_t m = blockIdx.y * TILE + threadIdx.y, n = blockIdx.x * TILE + threadIdx.x;
+    float acc = 0.f;
+    for (int64_t k0 = 0; k0 < K; k0 += TILE) {
+        const int64_t kx = k0 + threadIdx.x, kw = k0 + threadIdx.y;
+        xs[threadIdx.y][threadIdx.x] = m < x.rows && kx < K ? ld(x.p, m * x.ld + kx, x.dt) : 0.f;
+        const int64_t wn = blockIdx.x * TILE + threadIdx.x;
+        ws[threadIdx.y][threadIdx.x] = wn < y.cols && kw < K ? ld(w, wn * K + kw, wdt) : 0.f;
+        __syncthreads();
+        for (int k = 0; k < TILE; k++) acc += xs[threadIdx.y][k] * ws[k][threadIdx.x];
+        __syncthreads();
+    }
+    if (m < y.rows && n < y.cols) st(y.p, m * y.ld + n, acc, y.dt);
+}
+
+cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
+
+// ---------------------------------------------------------------------------
+// Host side
+
+#define VIEW(t, v, what) CHECK_ST(view(__func__, what, t, &v, err))
+#define CHECK_ST(x)                                                                                   \
+    do {                                                                                              \
+        nvl_status st_ = (x);                                                                         \
+        if (st_ != NVL_OK) return st_;                                                                \
+    } while (0)
+#define DONE() return kern_cuda_after_launch(be, __func__, err)
+
+/* The sequence table (and more) copied to device scratch; returns device pointers. */
+nvl_status upload_seqs(kern_backend *be, const kern_seq *seqs, int n_seq, size_t extra, kern_seq **dseq, void **dextra,
+                       nvl_err *err) {
+    const size_t sb = ((size_t)n_seq * sizeof(kern_seq) + 255) & ~(size_t)255;
+    char *d = (char *)kern_cuda_scratch(be, sb + extra + 256, err);
+    if (!d) return NVL_ERR_NOMEM;
+    if (n_seq) CUDA_CHECK(cudaMemcpyAsync(d, seqs, (size_t)n_seq * sizeof(kern_seq), cudaMemcpyHostToDevice, kern_cuda_stream(be)));
+    *dseq = (kern_seq *)d;
+    if (dextra) *dextra = d + sb;
+    return NVL_OK;
+}
+
+nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    if (w->quant != KERN_QUANT_NONE)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight %s is quantized; the CUDA FP8/NVFP4 matmul is not written yet",
+                           __func__, w->name ? w->name : "");
+    const int wdt = dcode(w->w.dtype);
+    if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
+    const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
+    if (M == 0) return NVL_OK;
+    if (wdt == xv.dt) {
+        // row-major y[M,N] = x[M,K] W[N,K]^T as column-major y^T (N x M) = W (N x K) . x^T (K x M)
+        const float one = 1.f, zero = 0.f;
+        CUBLAS_CHECK(cublasSetStream(kern_cuda_cublas(be), kern_cuda_stream(be)));
+        CUBLAS_CHECK(cublasGemmEx(kern_cuda_cublas(be), CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, w->w.data,
+                                  cuda_type(wdt), (int)K, xv.p, cuda_type(xv.dt), (int)xv.ld, &zero, yv.p, cuda_type(yv.dt),
+                                  (int)yv.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        DONE();
+    }
+    dim3 grid((unsigned)((N + TILE - 1) / TILE), (unsigned)((M + TILE - 1) / TILE)), block(TILE, TILE);
+    k_matmul_tiled<<<grid, block, 0, kern_cuda_stream(be)>>>(yv, xv, w->w.data, wdt, K);
+    DONE();
+}
+
+nvl_status c_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps, nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    if (xv.rows) k_rmsnorm<<<(unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, w->data, dcode(w->dtype), eps);
+    DONE();
+}
+
+nvl_status c_rmsnorm_gated(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *z, const nvl_tensor *w,
+                           int64_t n_group, float eps, const kern_seq *seqs, int n_seq, nvl_err *err) {
+    V2 yv, xv, zv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    VIEW(z, zv, "z");
+    uint8_t *ddec = NULL;
+    if (zv.dt == DT_BF16 && n_seq > 0) {
+        uint8_t *hdec = (uint8_t *)nvl_calloc((size_t)xv.rows + 1, 1);
+        if (!hdec) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+        for (int i = 0; i < n_seq; i++)
+            if (seqs[i].decode) memset(hdec + seqs[i].row0, 1, (size_t)seqs[i].n_rows);
+        ddec = (uint8_t *)kern_cuda_scratch(be, (size_t)xv.rows + 1, err);
+        nvl_status st = ddec ? NVL_OK : NVL_ERR_NOMEM;
+        if (ddec && cudaMemcpy(ddec, hdec, (size_t)xv.rows, cudaMemcpyHostToDevice) != cudaSuccess)
+            st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the decode rows", __func__);
+        nvl_free(hdec);
+        if (st != NVL_OK) return st;
+    }
+    if (xv.rows)
+        k_rmsnorm_gated<<<dim3((unsigned)xv.rows, (unsigned)n_group), ROW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            yv, xv, zv, w->data, dcode(w->dtype), xv.cols / n_group, eps, ddec);
+    DONE();
+}
+
+nvl_status c_layernorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, const nvl_tensor *b,
+                       float eps, nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    if (xv.rows)
+        k_layernorm<<<(unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, w->data, dcode(w->dtype), b->data,
+                                                                                dcode(b->dtype), eps);
+    DONE();
+}
+
+nvl_status c_add(kern_backend *be, nvl_tensor *y, const nvl_tensor *a, const nvl_tensor *b, nvl_err *err) {
+    V2 yv, av, bv;
+    VIEW(y, yv, "y");
+    VIEW(a, av, "a");
+    VIEW(b, bv, "b");
+    const int64_t n = av.rows * av.cols;
+    if (n) k_add<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, av, bv);
+    DONE();
+}
+
+nvl_status c_bias_act(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias, kern_act_fn act,
+                      nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    const int64_t n = xv.rows * xv.cols;
+    if (n)
+        k_bias_act<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias ? bias->data : NULL,
+                                                                       bias ? dcode(bias->dtype) : 0, (int)act);
+    DONE();
+}
+
+nvl_status c_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    const int64_t n = xv.rows * xv.cols;
+    if (n) k_copy<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv);
+    DONE();
+}
+
+nvl_status c_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias, float lo, float hi,
+                         nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    const int64_t n = xv.rows * xv.cols;
+    if (n) k_dt_softplus<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias->data, dcode(bias->dtype), lo, hi);
+    DONE();
+}
+
+nvl_status c_get_rows(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, const int32_t *ids, const nvl_tensor *rows,
+                      const uint8_t *mask, nvl_err *err) {
+    V2 yv, tv, rv = {};
+    VIEW(y, yv, "y");
+    VIEW(table, tv, "table");
+    if (rows) VIEW(rows, rv, "rows");
+    const int64_t T = yv.rows;
+    for (int64_t t = 0; t < T; t++)
+        if (!(mask && mask[t]) && (ids[t] < 0 || ids[t] >= tv.rows))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at row %lld is outside the vocabulary of %lld", ids[t],
+                               (long long)t, (long long)tv.rows);
+    char *d = (char *)kern_cuda_scratch(be, (size_t)T * 5 + 16, err);
+    if (!d) return NVL_ERR_NOMEM;
+    CUDA_CHECK(cudaMemcpy(d, ids, (size_t)T * 4, cudaMemcpyHostToDevice));
+    if (mask) CUDA_CHECK(cudaMemcpy(d + (size_t)T * 4, mask, (size_t)T, cudaMemcpyHostToDevice));
+    if (T)
+        k_get_rows<<<(unsigned)T, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, tv, (const int32_t *)d, rv,
+                                                                         mask ? (const uint8_t *)(d + (size_t)T * 4) : NULL);
+    DONE();
+}
+
+nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, const nvl_tensor *bias,
+                    nvl_tensor *state, const kern_seq *seqs, int n_seq, nvl_err *err) {
+    V2 yv, xv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    kern_seq *ds = NULL;
+    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    const int64_t n = (int64_t)n_seq * xv.cols;
+    if (n)
+        k_conv1d<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0, (float *)state->data,
+            w->shape[1], ds, n_seq);
+    DONE();
+}
+
+nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *dt, const nvl_tensor *A,
+                      const nvl_tensor *B, const nvl_tensor *C, const nvl_tensor *D, nvl_tensor *state, int64_t n_group,
+                      int64_t chunk, kern_scan_mode mode, const kern_seq *seqs, int n_seq, nvl_err *err) {
+    (void)chunk;
+    (void)mode;
+    V2 yv, xv, dv, bv, cv;
+    VIEW(y, yv, "y");
+    VIEW(x, xv, "x");
+    VIEW(dt, dv, "dt");
+    VIEW(B, bv, "B");
+    VIEW(C, cv, "C");
+    kern_seq *ds = NULL;
+    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P;
+    if (n)
+        k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
+            yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
+            n_seq);
+    DONE();
+}
+
+nvl_status c_kv_write(kern_backend *be, nvl_tensor *kc, nvl_tensor *vc, const nvl_tensor *k, const nvl_tensor *v,
+                      const kern_seq *seqs, int n_seq, nvl_err *err) {
+    V2 kv, vv;
+    VIEW(k, kv, "k");
+    VIEW(v, vv, "v");
+    kern_seq *ds = NULL;
+    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    int64_t max_rows = 0;
+    for (int i = 0; i < n_seq; i++) max_rows = seqs[i].n_rows > max_rows ? seqs[i].n_rows : max_rows;
+    const int64_t n = (int64_t)n_seq * max_rows * kv.cols;
+    if (n)
+        k_kv_write<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            kc->data, vc->data, dcode(kc->dtype), kc->shape[1], kv, vv, ds, n_seq, max_rows);
+    DONE();
+}
+
+nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor *q, const nvl_tensor *kc,
+                              const nvl_tensor *vc, int64_t n_head, int64_t n_head_kv, const kern_seq *seqs, int n_seq,
+                              nvl_err *err) {
+    V2 ov, qv;
+    VIEW(o, ov, "o");
+    VIEW(q, qv, "q");
+    if (qv.cols / n_head > MAX_D)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(qv.cols / n_head), MAX_D);
+    const int64_t T = qv.rows;
+    int32_t *hrs = (int32_t *)nvl_malloc((size_t)T * sizeof(int32_t) + 4);
+    if (!hrs) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    for (int i = 0; i < n_seq; i++)
+        for (int64_t t = 0; t < seqs[i].n_rows; t++) hrs[seqs[i].row0 + t] = i;
+    kern_seq *ds = NULL;
+    void *drs = NULL;
+    nvl_status st = upload_seqs(be, seqs, n_seq, (size_t)T * sizeof(int32_t), &ds, &drs, err);
+    if (st == NVL_OK && cudaMemcpy(drs, hrs, (size_t)T * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
+        st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the row table", __func__);
+    nvl_free(hrs);
+    if (st != NVL_OK) return st;
+    const int64_t warps = T * n_head;
+    if (warps)
+        k_attention_causal<<<(unsigned)((warps * WARP_SIZE + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
+            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, ds, (const int32_t *)drs, T);
+    DONE();
+}
+
+nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img, int64_t n_head,
+                            nvl_err *err) {
+    V2 ov, qv;
+    VIEW(o, ov, "o");
+    VIEW(qkv, qv, "qkv");
+    if (ov.cols / n_head > MAX_D)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(ov.cols / n_head), MAX_D);
+    const int64_t warps = qv.rows * n_head;
+    if (warps)
+        k_attention_full<<<(unsigned)((warps * WARP_SIZE + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(ov, qv, qv.rows / n_img,
+                                                                                                        n_head);
+    DONE();
+}
+
+__global__ void k_patchify(V2 y, const float *tiles, int64_t n, int64_t S, int64_t p) {
+    const int64_t G = S / p, pp = 3 * p * p, total = n * G * G * pp;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t row = i / pp, f = i % pp, t = row / (G * G), py = (row / G) % G, px = row % G;
+        const int64_t c = f / (p * p), yy = (f / p) % p, xx = f % p;
+        st(y.p, row * y.ld + f, tiles[((t * 3 + c) * S + py * p + yy) * S + px * p + xx], y.dt);
+    }
+}
+
+nvl_status c_patchify(kern_backend *be, nvl_tensor *y, const nvl_tensor *tiles, int64_t patch, nvl_err *err) {
+    V2 yv;
+    VIEW(y, yv, "y");
+    if (tiles->dtype != NVL_DTYPE_F32 || tiles->widened)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: tiles must be f32 on the device", __func__);
+    const int64_t n = yv.rows * yv.cols;
+    if (n) k_patchify<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, (const float *)tiles->data, tiles->shape[0],
+                                                                         tiles->shape[2], patch);
+    DONE();
+}
+
+__global__ void k_pixel_shuffle(void *y, const void *x, int dt, int64_t n, int64_t g, int64_t c) {
+    const int64_t h = g / 2, total = n * g * g * c;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / (h * h * 4 * c), rest = i % (h * h * 4 * c), k = rest / (h * 4 * c), j = (rest / (4 * c)) % h;
+        const int64_t q = (rest % (4 * c)) / c, cc = rest % c;
+        const int64_t sy = 2 * k + q / 2, sx = 2 * j + q % 2;
+        st(y, i, ld(x, ((t * g + sy) * g + sx) * c + cc, dt), dt);
+    }
+}
+
+nvl_status c_pixel_shuffle(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err) {
+    const int dt = dcode(x->dtype);
+    if (dt < 0 || y->dtype != x->dtype || x->widened)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: x and y must share a float dtype", __func__);
+    const int64_t total = nvl_tensor_numel(x);
+    if (total)
+        k_pixel_shuffle<<<grid_for(total), EW_BLOCK, 0, kern_cuda_stream(be)>>>(y->data, x->data, dt, x->shape[0], x->shape[1],
+                                                                                 x->shape[3]);
+    DONE();
+}
+
+__global__ void k_evs(float *dis, const void *E, int dt, int64_t F, int64_t T, int64_t D, int round_bf16) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= F * T) return;
+    const int64_t f = i / T, t = i % T;
+    if (f == 0) {
+        dis[i] = 255.0f;
+        return;
+    }
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t d = 0; d < D; d++) {
+        const double a = ld(E, (f * T + t) * D + d, dt), b = ld(E, ((f - 1) * T + t) * D + d, dt);
+        dot += a * b;
+        na += a * a;
+        nb += b * b;
+    }
+    double den = sqrt(na) * sqrt(nb);
+    if (den < 1e-8) den = 1e-8;
+    const float sim = (float)(dot / den);
+    dis[i] = round_bf16 ? rb(1.0f - rb(sim)) : 1.0f - sim;
+}
+
+nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16, nvl_err *err) {
+    const int dt = dcode(E->dtype);
+    if (dt < 0 || E->widened) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: E dtype %s", __func__, nvl_dtype_name(E->dtype));
+    const int64_t n = E->shape[0] * E->shape[1];
+    if (n)
+        k_evs<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            (float *)dis->data, E->data, dt, E->shape[0], E->shape[1], E->shape[2], round_bf16);
+    DONE();
+}
+
+} // namespace
+
+extern "C" const struct kern_ops_i kern_cuda_ops = {
+    c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy,
+    c_dt_softplus, c_get_rows, c_conv1d, c_ssm_scan, c_kv_write, c_attention_causal, c_attention_full,
+    c_patchify, c_pixel_shuffle, c_evs_scores, kern_cuda_place_weight,
+};
