@@ -205,7 +205,7 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     api_engine *e = nvl_calloc(1, sizeof *e);
     if (!e) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     nvl_status st;
-    if ((st = kern_backend_init(&e->be, "cpu", err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
+    if ((st = kern_backend_init_model(&e->be, err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
         (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||

@@ -54,6 +54,11 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
                        name);
 }
 
+nvl_status kern_backend_init_model(kern_backend **out, nvl_err *err) {
+    const char *b = getenv("NVL_BACKEND");
+    return kern_backend_init(out, b && *b ? b : "cpu", err);
+}
+
 void kern_backend_free(kern_backend *be) {
     if (!be) return;
     be->iface->free(be);

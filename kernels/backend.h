@@ -42,6 +42,9 @@ enum kern_op {
  * there; NVL_ERR_INVALID_ARG for an unknown name. */
 nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err);
 void kern_backend_free(kern_backend *be); /* NULL-tolerant */
+/* The backend the model parts run on: NVL_BACKEND when set (cpu | cuda | auto), else the CPU.
+ * (The CUDA ops have not run on a GPU yet, so a device is used only when asked for.) */
+nvl_status kern_backend_init_model(kern_backend **out, nvl_err *err);
 enum kern_backend_kind kern_backend_kind_of(const kern_backend *be);
 const char *kern_backend_name(const kern_backend *be);
 /* One line: "CPU: 2 threads, avx512_bf16" / "CUDA: NVIDIA H100 80GB HBM3, sm_90, 79 GiB". */

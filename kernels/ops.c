@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "backend_impl.h"
+#include "base/alloc.h"
 
 nvl_tensor kern_act(const kern_backend *be, nvl_dtype dtype, int n_dims, const int64_t *shape, void *data) {
     nvl_tensor t = nvl_tensor_make(dtype, n_dims, shape, data);
@@ -16,6 +17,65 @@ size_t kern_act_bytes(const kern_backend *be, nvl_dtype dtype, int64_t numel) {
     const int cpu = be->iface->kind == KERN_BACKEND_KIND_CPU;
     const size_t es = cpu && (dtype == NVL_DTYPE_BF16 || dtype == NVL_DTYPE_F16) ? 4 : nvl_dtype_size(dtype);
     return (size_t)numel * es;
+}
+
+/* rows x cols of t as a 2-D view (a 1-D tensor is one row). */
+static void rows_cols(const nvl_tensor *t, int64_t *rows, int64_t *cols, int64_t *ld) {
+    *cols = t->n_dims ? t->shape[t->n_dims - 1] : 1;
+    *rows = *cols ? nvl_tensor_numel(t) / *cols : 0;
+    *ld = t->n_dims >= 2 ? t->stride[t->n_dims - 2] : *cols;
+}
+
+nvl_status kern_from_host_f32(kern_backend *be, nvl_tensor *dst, const float *src, nvl_err *err) {
+    int64_t R, C, ld;
+    rows_cols(dst, &R, &C, &ld);
+    const int f32 = dst->dtype == NVL_DTYPE_F32 || dst->widened;
+    const size_t es = nvl_tensor_elem_size(dst);
+    void *row = f32 ? NULL : nvl_malloc((size_t)C * es + 1);
+    if (!f32 && !row) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    nvl_status st = NVL_OK;
+    for (int64_t r = 0; r < R && st == NVL_OK; r++) {
+        char *d = (char *)dst->data + (size_t)(r * ld) * es;
+        if (f32) {
+            st = kern_copy_to_backend(be, d, src + r * C, (size_t)C * sizeof(float), err);
+            if (st == NVL_OK && dst->widened && be->iface->kind == KERN_BACKEND_KIND_CPU) {
+                float *h = (float *)d; /* widened on the CPU: round in place */
+                for (int64_t c = 0; c < C; c++)
+                    h[c] = dst->dtype == NVL_DTYPE_BF16 ? nvl_round_bf16(h[c]) : nvl_f16_to_f32(nvl_f32_to_f16(h[c]));
+            }
+            continue;
+        }
+        uint16_t *h = row;
+        if (dst->dtype == NVL_DTYPE_BF16)
+            for (int64_t c = 0; c < C; c++) h[c] = nvl_f32_to_bf16(src[r * C + c]);
+        else if (dst->dtype == NVL_DTYPE_F16)
+            for (int64_t c = 0; c < C; c++) h[c] = nvl_f32_to_f16(src[r * C + c]);
+        else st = nvl_err_set(err, NVL_ERR_DTYPE, "%s: dtype %s", __func__, nvl_dtype_name(dst->dtype));
+        if (st == NVL_OK) st = kern_copy_to_backend(be, d, h, (size_t)C * es, err);
+    }
+    nvl_free(row);
+    return st;
+}
+
+nvl_status kern_to_host_f32(kern_backend *be, float *dst, const nvl_tensor *src, nvl_err *err) {
+    int64_t R, C, ld;
+    rows_cols(src, &R, &C, &ld);
+    const int f32 = src->dtype == NVL_DTYPE_F32 || src->widened;
+    const size_t es = nvl_tensor_elem_size(src);
+    void *row = f32 ? NULL : nvl_malloc((size_t)C * es + 1);
+    if (!f32 && !row) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    nvl_status st = NVL_OK;
+    for (int64_t r = 0; r < R && st == NVL_OK; r++) {
+        const char *s = (const char *)src->data + (size_t)(r * ld) * es;
+        if (f32) {
+            st = kern_copy_to_host(be, dst + r * C, s, (size_t)C * sizeof(float), err);
+            continue;
+        }
+        st = kern_copy_to_host(be, row, s, (size_t)C * es, err);
+        if (st == NVL_OK) nvl_convert_to_f32(dst + r * C, row, src->dtype, (size_t)C);
+    }
+    nvl_free(row);
+    return st;
 }
 
 nvl_tensor kern_rows(const nvl_tensor *t, int64_t r0, int64_t n) {

@@ -74,6 +74,11 @@ typedef struct kern_weight {
     const char *name;       /* checkpoint name, for messages (not owned) */
 } kern_weight;
 
+/* Host f32 rows <-> a backend tensor of any float dtype (contiguous last dimension, any row
+ * stride): converting (rounding to dst's dtype) on the way. On the CPU these are copies. */
+nvl_status kern_from_host_f32(kern_backend *be, nvl_tensor *dst, const float *src, nvl_err *err);
+nvl_status kern_to_host_f32(kern_backend *be, float *dst, const nvl_tensor *src, nvl_err *err);
+
 /* A plain (unquantized) weight over a stored 2-D tensor. */
 kern_weight kern_weight_plain(const nvl_tensor *w, const char *name);
 

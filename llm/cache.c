@@ -26,6 +26,7 @@ void llm_cache_free(llm_cache *c) {
     nvl_free(c->v);
     nvl_free(c->used);
     nvl_free(c->n_past);
+    nvl_free(c->host_row);
     nvl_free(c);
 }
 
@@ -242,11 +243,19 @@ size_t llm_seq_bytes(const llm_cache *c, int slot) {
     return n;
 }
 
-/* Host view of a slot's state row (the CPU backend's own memory; a device backend would copy). */
+/* Host view of a slot's state row: the CPU backend's own memory, or a copy from a device. */
 static const float *state_row(llm_cache *c, nvl_tensor *t, int slot) {
-    if (!t->data || slot < 0 || slot >= c->n_slots || kern_backend_kind_of(c->be) != KERN_BACKEND_KIND_CPU)
-        return NULL;
-    return (const float *)((const unsigned char *)t->data + (size_t)slot * (nvl_tensor_nbytes(t) / (size_t)t->shape[0]));
+    if (!t->data || slot < 0 || slot >= c->n_slots) return NULL;
+    const size_t row = nvl_tensor_nbytes(t) / (size_t)t->shape[0];
+    const unsigned char *p = (const unsigned char *)t->data + (size_t)slot * row;
+    if (kern_backend_kind_of(c->be) == KERN_BACKEND_KIND_CPU) return (const float *)p;
+    if (row > c->host_cap) {
+        float *h = nvl_realloc(c->host_row, row);
+        if (!h) return NULL;
+        c->host_row = h;
+        c->host_cap = row;
+    }
+    return kern_copy_to_host(c->be, c->host_row, p, row, NULL) == NVL_OK ? c->host_row : NULL;
 }
 const float *llm_seq_conv_state(llm_cache *c, int slot, int il) {
     return il >= 0 && il < c->m->hp.n_layer ? state_row(c, &c->conv[il], slot) : NULL;

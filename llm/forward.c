@@ -154,7 +154,6 @@ static nvl_status mlp(llm_workspace *ws, const llm_layer *L, int64_t T, nvl_err 
 static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *const *dst, int64_t n, nvl_err *err) {
     kern_backend *be = ws->be;
     const llm_model *m = ws->m;
-    const int64_t V = m->hp.n_vocab;
     for (int64_t b0 = 0; b0 < n; b0 += LLM_LOGIT_BLOCK) {
         const int64_t nb = n - b0 < LLM_LOGIT_BLOCK ? n - b0 : LLM_LOGIT_BLOCK;
         nvl_tensor lr = kern_rows(&ws->lrows, 0, nb), lg = kern_rows(&ws->logits, 0, nb);
@@ -166,16 +165,7 @@ static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *cons
         TRY(kern_matmul(be, &lg, &lr, &m->lm_head, err));
         for (int64_t i = 0; i < nb; i++) {
             const nvl_tensor row = kern_rows(&lg, i, 1);
-            if (row.widened || row.dtype == NVL_DTYPE_F32) {
-                TRY(kern_copy_to_host(be, dst[b0 + i], row.data, (size_t)V * sizeof(float), err));
-            } else { /* a device's bf16 row: fetch, widen */
-                uint16_t *tmp = nvl_malloc((size_t)V * sizeof(uint16_t));
-                if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "logits: out of memory");
-                nvl_status st = kern_copy_to_host(be, tmp, row.data, (size_t)V * sizeof(uint16_t), err);
-                if (st == NVL_OK) nvl_convert_to_f32(dst[b0 + i], tmp, row.dtype, (size_t)V);
-                nvl_free(tmp);
-                if (st != NVL_OK) return st;
-            }
+            TRY(kern_to_host_f32(be, dst[b0 + i], &row, err));
         }
     }
     return NVL_OK;
@@ -222,16 +212,13 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
             if (masked) {
                 any_mask = 1;
                 nvl_tensor dst = kern_rows(&ws->embd, r, 1);
-                TRY(kern_copy_to_backend(be, dst.data, s->embd + t * C, (size_t)C * sizeof(float), err));
-                if (dst.dtype != NVL_DTYPE_F32 && dst.widened) TRY(kern_copy(be, &dst, &dst, err)); /* round */
+                TRY(kern_from_host_f32(be, &dst, s->embd + t * C, err)); /* rounded to the activation dtype */
             } else if (s->tokens[t] < 0 || s->tokens[t] >= V) {
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at position %lld is outside the vocabulary of %lld",
                                    s->tokens[t], (long long)(c->n_past[s->slot] + t), (long long)V);
             }
         }
     }
-    if (any_mask && !ws->embd.widened && ws->embd.dtype != NVL_DTYPE_F32)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: vision rows on a device backend are not written yet", __func__);
     nvl_tensor x = kern_rows(&ws->x, 0, T), h = kern_rows(&ws->h, 0, T), em = kern_rows(&ws->embd, 0, T);
     TRY(kern_get_rows(be, &x, &m->emb, ws->ids, any_mask ? &em : NULL, any_mask ? ws->mask : NULL, err));
     const kern_seq *sq = ws->seqs;

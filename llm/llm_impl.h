@@ -54,6 +54,8 @@ struct llm_cache {
     nvl_tensor *k, *v;     /* [n_layer] (S, n_ctx, Hkv*D) for attention layers */
     uint8_t *used;         /* [n_slots] */
     int64_t *n_past;       /* [n_slots] */
+    float *host_row;       /* staging for llm_seq_*_state on a device backend */
+    size_t host_cap;
 };
 
 /* The step's activations, one backend allocation carved by llm_workspace_init. */

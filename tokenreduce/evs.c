@@ -36,7 +36,24 @@ nvl_status tokred_evs_mask(kern_backend *be, const float *E, int64_t F, int64_t 
     }
     nvl_tensor Et = kern_act(be, NVL_DTYPE_F32, 3, (int64_t[]){F, T, D}, (void *)E);
     nvl_tensor dt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){F, T}, dis);
-    nvl_status st = kern_evs_scores(be, &dt, &Et, round_bf16, err);
+    nvl_status st;
+    if (kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU) {
+        st = kern_evs_scores(be, &dt, &Et, round_bf16, err);
+    } else { /* host embeddings through the device */
+        const size_t eb = (size_t)(F * T * D) * sizeof(float), db = (size_t)(F * T) * sizeof(float);
+        void *buf = NULL;
+        st = kern_buffer_alloc(be, eb + db, &buf, err);
+        if (st == NVL_OK) {
+            nvl_tensor de = Et, dd = dt;
+            de.data = buf;
+            dd.data = (char *)buf + eb;
+            de.device = dd.device = NVL_DEVICE_CUDA;
+            if ((st = kern_copy_to_backend(be, de.data, E, eb, err)) == NVL_OK &&
+                (st = kern_evs_scores(be, &dd, &de, round_bf16, err)) == NVL_OK)
+                st = kern_copy_to_host(be, dis, dd.data, db, err);
+            kern_buffer_free(be, buf);
+        }
+    }
     for (int64_t i = 0; i < n; i++) s[i] = (scored){dis[i], i};
     nvl_free(dis);
     if (st != NVL_OK) {

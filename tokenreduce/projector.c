@@ -50,16 +50,12 @@ nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float
     nvl_tensor u = kern_act(be, p->act, 2, (int64_t[]){n, p->hidden}, b + bx + bh);
     nvl_tensor yt = kern_act(be, p->act, 2, (int64_t[]){n, p->out}, b + bx + bh + bu);
     /* h = (w.float() * (x * rsqrt(mean(x^2) + eps))).to(dtype); y = fc2(relu(fc1(h)) ** 2) */
-    if ((st = kern_copy_to_backend(be, xt.data, x, bx, err)) == NVL_OK &&
+    if ((st = kern_from_host_f32(be, &xt, x, err)) == NVL_OK &&
         (st = kern_rmsnorm(be, &h, &xt, &p->norm, p->eps, err)) == NVL_OK &&
         (st = kern_matmul(be, &u, &h, &p->fc1, err)) == NVL_OK &&
         (st = kern_bias_act(be, &u, &u, NULL, KERN_ACT_RELU2, err)) == NVL_OK &&
-        (st = kern_matmul(be, &yt, &u, &p->fc2, err)) == NVL_OK) {
-        if (yt.widened || yt.dtype == NVL_DTYPE_F32)
-            st = kern_copy_to_host(be, y, yt.data, (size_t)(n * p->out) * sizeof(float), err);
-        else
-            st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "projector: device output rows are not written yet");
-    }
+        (st = kern_matmul(be, &yt, &u, &p->fc2, err)) == NVL_OK)
+        st = kern_to_host_f32(be, y, &yt, err);
     kern_buffer_free(be, buf);
     return st;
 }

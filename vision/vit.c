@@ -46,7 +46,7 @@ int64_t vision_model_width(const vision_model *m) { return m->W; }
 
 void vision_model_free(vision_model *m) {
     if (!m) return;
-    if (m->pos.data && m->pos.data != m->pos_host) kern_buffer_free(m->be, m->pos.data);
+    /* placed copies of the weights (m->pos included) belong to the backend */
     nvl_free(m->pos_host);
     if (m->owns_ck) nvl_checkpoint_close(m->ck);
     if (m->owns_be) kern_backend_free(m->be);
@@ -121,7 +121,7 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
         m->owns_ck = st == NVL_OK;
     }
     if (st == NVL_OK && !m->be) {
-        st = kern_backend_init(&m->be, "cpu", err);
+        st = kern_backend_init_model(&m->be, err);
         m->owns_be = st == NVL_OK;
     }
     if (st == NVL_OK) st = vision_vit_shape_from_checkpoint(&m->vc, m->ck, err);
@@ -278,9 +278,10 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
             TRY(kern_bias_act(be, &a, &a, &b->fc2_b, KERN_ACT_NONE, err));
             TRY(kern_add(be, &x, &x, &a, err));
         }
-        for (int64_t t = 0; t < nb; t++)
-            TRY(kern_copy_to_host(be, features + (size_t)(t0 + t) * P * W, xb + (t * T + K) * W,
-                                  (size_t)(P * W) * sizeof(float), err));
+        for (int64_t t = 0; t < nb; t++) {
+            nvl_tensor xf = kern_rows(&x, t * T + K, P);
+            TRY(kern_to_host_f32(be, features + (size_t)(t0 + t) * P * W, &xf, err));
+        }
     }
 done:
     kern_buffer_free(be, buf);
