@@ -155,6 +155,43 @@ static void test_matmul_rows_identical(void) {
     }
 }
 
+/* CPU: BF16 weights x bf16-valued x on AVX512-BF16 dot products, against the double oracle
+ * (the products are exact, the f32 sums differ in order: the same bound as the f32 paths), with
+ * K tails that are not a multiple of 32 and N not a multiple of 4; and batch invariance: every
+ * row is bit-identical whether it runs alone or among 1..37 rows. */
+static void test_matmul_bf16dp(void) {
+    if (!kern_cpu_has_bf16dp()) {
+        printf("matmul bf16dp: this CPU has no AVX512-BF16 (or NVL_CPU_KERNEL chose another path), case skipped\n");
+        return;
+    }
+    uint64_t rng = 0xbf16;
+    const int64_t shapes[][3] = {{1, 9, 64}, {5, 17, 33}, {13, 40, 100}, {37, 6, 512}, {4, 4, 31}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const int64_t M = shapes[c][0], N = shapes[c][1], K = shapes[c][2];
+        float *x = malloc((size_t)(M * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
+        float *ref = malloc((size_t)(M * N) * sizeof(float)), *y1 = malloc((size_t)N * sizeof(float));
+        for (int64_t i = 0; i < M * K; i++) x[i] = nvl_round_bf16(test_rng_uniform(&rng));
+        void *w = make_weight(NVL_DTYPE_BF16, (size_t)(N * K), &rng);
+        nvl_tensor wh = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){N, K}, w);
+        kern_cpu_matmul_ref(ref, x, &wh, M);
+        TEST_CHECK(kern_cpu_matmul_bf16(y, x, &wh, M) == 1, "bf16dp ran");
+        char what[80];
+        snprintf(what, sizeof what, "matmul bf16dp M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
+        test_compare_f32(what, y, ref, (size_t)(M * N), 1e-5, 8 * FLT_EPSILON, 1e-10);
+        int same = 1;
+        for (int64_t m = 0; m < M && same; m++) {
+            kern_cpu_matmul_bf16(y1, x + m * K, &wh, 1);
+            same = !memcmp(y1, y + m * N, (size_t)N * sizeof(float));
+        }
+        TEST_CHECK(same, "%s: every row bit-identical to the row alone", what);
+        free(x);
+        free(y);
+        free(ref);
+        free(y1);
+        free(w);
+    }
+}
+
 /* CPU softmax rows (AVX-512 polynomial exp) against a double-precision softmax: values from
  * -100 to 100 (underflowing terms included), widths around the 16-lane boundary. */
 static void test_softmax_rows(void) {
@@ -282,6 +319,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "cpu")) {
         test_errors();
         test_matmul_rows_identical();
+        test_matmul_bf16dp();
         test_softmax_rows();
     }
     kern_backend_free(g_be);

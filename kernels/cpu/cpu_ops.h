@@ -27,6 +27,12 @@ int kern_cpu_has_avx2(void);
 
 /* y[M,N] = x[M,K] @ w[N,K]^T, f32 accumulate. w dtype F32, BF16 or F16. */
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err);
+/* BF16 weights x bf16-valued x (BF16 activations) on AVX512-BF16 dot products (matmul_bf16.c):
+ * 1 when it ran, 0 when this CPU cannot (or NVL_CPU_KERNEL asks for another kernel, or memory
+ * ran out) and the caller must use kern_cpu_matmul. Batch-invariant: a row's result does not
+ * depend on M. */
+int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t M);
+int kern_cpu_has_bf16dp(void);
 /* Quantized weights (kernels/ops.h kern_weight with quant FP8 or NVFP4): ModelOpt's forward,
  * activation quantize-dequantize included (quant.c). x (M, K), y (M, N) contiguous f32. */
 struct kern_weight;

@@ -105,7 +105,9 @@ static nvl_status cpu_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *
         xs = sc;
     }
     float *ys = y_dense ? y->data : sc + (x_dense ? 0 : M * K);
-    st = w->quant == KERN_QUANT_NONE ? kern_cpu_matmul(ys, xs, &w->w, M, err) : kern_cpu_matmul_quant(ys, xs, w, M, err);
+    if (w->quant != KERN_QUANT_NONE) st = kern_cpu_matmul_quant(ys, xs, w, M, err);
+    else if (x->dtype == NVL_DTYPE_BF16 && w->w.dtype == NVL_DTYPE_BF16 && kern_cpu_matmul_bf16(ys, xs, &w->w, M)) st = NVL_OK;
+    else st = kern_cpu_matmul(ys, xs, &w->w, M, err);
     if (st != NVL_OK) return st;
     if (y->dtype != NVL_DTYPE_F32 || !y_dense) {
 #pragma omp parallel for schedule(static) if (M * N > 65536)
