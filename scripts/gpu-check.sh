@@ -1,31 +1,89 @@
 #!/usr/bin/env bash
-# Every GPU test and benchmark, in one run, on a bare GPU machine (no package installs: it uses
-# the toolchain and libraries already there). Exits 77 when there is no CUDA device, so it can
-# run anywhere; under 8 minutes on one H100/H200.
-#   scripts/gpu-check.sh            # build into build-gpu, run the gpu-labelled tests
-# What runs: the op tests on the CUDA backend (test_kernels, test_ops --backend cuda; ops the CUDA
-# backend lacks are reported as skipped there), then the model tests with NVL_BACKEND=cuda (the
-# LM goldens, the batched step, the ViT and the end-to-end VL goldens against the references the
-# CPU path matches), then bench_llm on the device. Everything here had never run on a GPU when it
-# was written: read the first failure first.
+# Every GPU test and benchmark in one run, for a bare GPU machine (CUDA toolkit, CMake, a C
+# compiler; none of this project's Debian packages, no installs). Under 8 minutes on one H100/H200.
+#
+#   scripts/gpu-deps.sh                 # here, once: unpack cJSON + Oniguruma into gpu-deps/
+#   scripts/gpu-check.sh [OUT_DIR]      # there (device tool: carry ["gpu-deps"], OUT_DIR "$OUT")
+#
+# It builds build-gpu/ (CUDA on; the media libraries on only where the machine has them), runs
+# the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda), then the model tests
+# with NVL_BACKEND=cuda (LM goldens, the batched step, the ViT; the end-to-end VL goldens when
+# PDF and video decoding are built), then bench_llm on the device. Logs go to OUT_DIR (default
+# gpu-check-out/), one per step, and OUT_DIR/figures.json holds the bench lines.
+# Without a device it still builds and runs everything that runs without one (the GPU tests
+# exit 77 inside ctest), then exits 77. Exit 0: all passed on a device; 1: something failed.
+# Everything CUDA here had never run on a GPU when it was written: read the first failure first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-  echo "gpu-check: no CUDA device (nvidia-smi finds none): skipped"
+OUT="${1:-${OUT:-gpu-check-out}}"
+mkdir -p "$OUT"
+t0=$(date +%s)
+log() { echo "[gpu-check $(($(date +%s) - t0))s] $*" | tee -a "$OUT/summary.log"; }
+
+have_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$OUT/nvidia-smi.log" 2>&1; then
+  have_gpu=1
+  log "device: $(head -1 "$OUT/nvidia-smi.log")"
+else
+  log "no CUDA device (nvidia-smi finds none): building and running what runs without one"
+fi
+
+# required libraries: the system's, else the unpacked ones in gpu-deps/ (their .pc files copied
+# with the prefix pointed at gpu-deps/usr, searched before the system's)
+use_deps() {
+  local pc="$PWD/build-gpu-pc"
+  mkdir -p "$pc"
+  for f in gpu-deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+    sed -E "s#^(prefix|exec_prefix|libdir|includedir)=/usr#\1=$PWD/gpu-deps/usr#" "$f" >"$pc/$(basename "$f")"
+  done
+  export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$PWD/gpu-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  log "using gpu-deps/ for cJSON and Oniguruma"
+}
+if [ -d gpu-deps ] && { [ "${NVL_GPU_DEPS:-0}" = 1 ] || ! pkg-config --exists libcjson oniguruma 2>/dev/null; }; then
+  use_deps # (NVL_GPU_DEPS=1 tests this path on a machine that has the libraries)
+fi
+
+JOBS=$(nproc 2>/dev/null || echo 4)
+log "configure + build (build-gpu, $JOBS jobs)"
+rm -f build-gpu/CMakeCache.txt # dependency paths are found anew each run (gpu-deps/ or the system's)
+if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      ${NANOVL_CMAKE_ARGS:-} >"$OUT/configure.log" 2>&1; then
+  log "configure FAILED (see configure.log)"; tail -20 "$OUT/configure.log"; exit 1
+fi
+if ! cmake --build build-gpu -j "$JOBS" >"$OUT/build.log" 2>&1; then
+  log "build FAILED (see build.log)"; grep -m20 -E "error" "$OUT/build.log"; exit 1
+fi
+media=0
+grep -q "PDF .*ON" "$OUT/configure.log" && grep -q "video .*ON\|FFmpeg .*ON\|VIDEO .*ON" "$OUT/configure.log" && media=1
+
+rc=0
+log "ctest -L gpu"
+ctest --test-dir build-gpu --output-on-failure -L gpu >"$OUT/ctest-gpu.log" 2>&1 || rc=1
+tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
+
+if [ "$have_gpu" = 1 ]; then
+  tests="tests/llm/test_llm tests/llm/test_step tests/vision/test_vit"
+  [ "$media" = 1 ] && tests="$tests tests/api/test_engine_e2e"
+  for t in $tests; do
+    name=$(basename "$t")
+    if NVL_BACKEND=cuda timeout 300 "build-gpu/$t" >"$OUT/$name.log" 2>&1; then log "NVL_BACKEND=cuda $name: $(tail -1 "$OUT/$name.log")"
+    else rc=1; log "NVL_BACKEND=cuda $name FAILED: $(grep -m3 FAIL "$OUT/$name.log" | tr '\n' ' ')"; fi
+  done
+  log "bench_llm on the device (mid shape, synthetic BF16 weights)"
+  NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
+  NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
+      >"$OUT/bench_llm_seqs.log" 2>&1 || rc=1
+  {
+    echo "{\"device\": \"$(head -1 "$OUT/nvidia-smi.log" | sed 's/"/\\"/g')\", \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
+    echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
+    echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)]}"
+  } >"$OUT/figures.json"
+  log "figures: $OUT/figures.json"
+else
+  log "model tests with NVL_BACKEND=cuda and the device benchmarks: skipped (no device)"
+  log "done in $(($(date +%s) - t0)) s; exit 77 (no device)"
   exit 77
 fi
-nvidia-smi -L
-JOBS=$(nproc 2>/dev/null || echo 4)
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON ${NANOVL_CMAKE_ARGS:-} || exit 1
-cmake --build build-gpu -j "$JOBS" || exit 1
-rc=0
-ctest --test-dir build-gpu --output-on-failure -L gpu || rc=1
-for t in tests/llm/test_llm tests/llm/test_step tests/vision/test_vit tests/tokenreduce/test_tokenreduce \
-         tests/api/test_engine_e2e; do
-  echo "== NVL_BACKEND=cuda $t"
-  NVL_BACKEND=cuda timeout 300 "build-gpu/$t" || rc=1
-done
-echo "== bench_llm on the device (mid shape, synthetic BF16 weights)"
-NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 || rc=1
-NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 || rc=1
+log "done in $(($(date +%s) - t0)) s; exit $rc"
 exit $rc
