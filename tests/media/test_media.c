@@ -261,7 +261,7 @@ static void test_manifest(const char *dir, int min_rows) {
                 TEST_CHECK(0, "%s: %s", rel, e2.msg);
         }
         if (!strcmp(rel, "field/aspect_97x64.png"))
-            printf("  %s: pixels checked; its '<image>' text expectation is issue 16 item 8 (llm/, not tested here)\n", rel);
+            printf("  %s: pixels checked; its '<image>' text expectation is cli_plain_text (tests/api)\n", rel);
         const int rejected = !strncmp(expect, "must be rejected", 16);
         /* "truncated: ... either reject or accept" and the repaired-but-pageless PDF may do either */
         nvl_status st;
