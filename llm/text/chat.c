@@ -304,6 +304,62 @@ static nvl_status unescape(const char *text, size_t len, char **out, uint8_t **p
     return NVL_OK;
 }
 
+nvl_status llm_chat_escape_messages(const llm_tokenizer *tok, llm_chat_message *msgs, int n, char ***owned, int *n_owned,
+                                    nvl_err *err) {
+    int total = 0;
+    for (int m = 0; m < n; m++) total += msgs[m].n_parts;
+    *owned = nvl_calloc((size_t)total + 1, sizeof **owned);
+    *n_owned = 0;
+    if (!*owned) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    for (int m = 0; m < n; m++) {
+        llm_chat_part *parts = (llm_chat_part *)msgs[m].parts;
+        int first = 0;
+        const char *after = NULL;
+        if (!strcmp(msgs[m].role, "assistant")) /* what follows the last </think>, as the template keeps */
+            for (int k = 0; k < msgs[m].n_parts; k++) {
+                const char *t = parts[k].kind == LLM_PART_TEXT ? parts[k].text : NULL, *q;
+                while (t && (q = strstr(t, "</think>"))) {
+                    first = k;
+                    after = t = q + 8;
+                }
+            }
+        for (int k = 0; k < msgs[m].n_parts; k++) {
+            if (parts[k].kind != LLM_PART_TEXT) continue;
+            const char *t = k < first ? "" : k == first && after ? after : parts[k].text ? parts[k].text : "";
+            char *e = NULL;
+            size_t el = 0;
+            nvl_status st = llm_chat_escape_text(tok, t, strlen(t), &e, &el, err);
+            if (st != NVL_OK) return st;
+            (*owned)[(*n_owned)++] = e;
+            parts[k].text = e;
+        }
+    }
+    return NVL_OK;
+}
+
+nvl_status llm_chat_unescape(const char *text, size_t len, char **out, size_t *out_len, nvl_err *err) {
+    uint8_t *plain = NULL;
+    if (unescape(text, len, out, &plain, out_len) != NVL_OK) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    nvl_free(plain);
+    return NVL_OK;
+}
+
+nvl_status llm_chat_encode_rendered(const llm_tokenizer *tok, const char *text, size_t len, int32_t **ids, int64_t *n,
+                                    nvl_err *err) {
+    *ids = NULL;
+    *n = 0;
+    char *u = NULL;
+    uint8_t *plain = NULL;
+    size_t ul = 0;
+    if (unescape(text, len, &u, &plain, &ul) != NVL_OK) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    int64_t cap = 0;
+    nvl_status st = llm_tokenizer_encode_append_masked(tok, u, ul, plain, ids, n, &cap, err);
+    if (st != NVL_OK) nvl_freep(ids);
+    nvl_free(u);
+    nvl_free(plain);
+    return st;
+}
+
 // ---------------------------------------------------------------------------
 // Tokenization with media expansion
 
