@@ -703,41 +703,23 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
     llm_chat_message *cm = nvl_calloc((size_t)n_msgs + 1, sizeof *cm);
     llm_chat_part *parts = nvl_calloc((size_t)n_parts + 1, sizeof *parts);
     llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
-    char **owned = nvl_calloc((size_t)n_parts + 1, sizeof *owned); /* escaped texts */
+    char **owned = NULL; /* escaped texts */
+    int n_owned = 0;
     char *text = NULL;
     size_t tl = 0;
     nvl_status st = NVL_OK;
-    if (!cm || !parts || !layout || !owned) {
+    if (!cm || !parts || !layout) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
         goto done;
     }
     int np = 0, si = 0;
-    for (int m = 0; m < n_msgs && st == NVL_OK; m++) {
+    for (int m = 0; m < n_msgs; m++) {
         cm[m].role = msgs[m].role;
         cm[m].parts = parts + np;
-        /* an earlier answer keeps what follows its last </think> (as the chat template does; done
-           here because the escaped text no longer holds the tag) */
-        int first = 0;
-        const char *after = NULL;
-        if (!strcmp(msgs[m].role, "assistant"))
-            for (int k = 0; k < msgs[m].n_parts; k++) {
-                const char *t = msgs[m].parts[k].kind == API_PART_TEXT ? msgs[m].parts[k].text : NULL, *q;
-                while (t && (q = strstr(t, "</think>"))) {
-                    first = k;
-                    after = t = q + 8;
-                }
-            }
-        for (int k = 0; k < msgs[m].n_parts && st == NVL_OK; k++) {
+        for (int k = 0; k < msgs[m].n_parts; k++) {
             if (msgs[m].parts[k].kind == API_PART_TEXT) {
-                if (k < first) continue;
-                /* text from requests and files is plain text: markers and special tokens typed in
-                   it are escaped, so only nanovl places them */
-                const char *t = k == first && after ? after : msgs[m].parts[k].text ? msgs[m].parts[k].text : "";
-                size_t el = 0;
-                if ((st = llm_chat_escape_text(e->tok, t, strlen(t), &owned[np], &el, err)) != NVL_OK) break;
                 parts[np].kind = LLM_PART_TEXT;
-                parts[np].text = owned[np];
-                np++;
+                parts[np++].text = msgs[m].parts[k].text ? msgs[m].parts[k].text : "";
                 continue;
             }
             for (; si < rq->n_src && rq->src[si].msg == m && rq->src[si].part == k; si++) {
@@ -749,7 +731,9 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
         }
         cm[m].n_parts = (int)(parts + np - cm[m].parts);
     }
-    if (st != NVL_OK) goto done;
+    /* text from requests and files is plain text: markers and special tokens typed in it are
+       escaped, so only nanovl places them (earlier answers cut after their last </think> first) */
+    if ((st = llm_chat_escape_messages(e->tok, cm, n_msgs, &owned, &n_owned, err)) != NVL_OK) goto done;
     llm_chat_options co = llm_chat_options_default();
     co.think = rq->p->think;
     const int64_t G = vision_model_grid(e->vm);
@@ -761,7 +745,7 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
 done:
     nvl_free(text);
     nvl_free(cm);
-    for (int i = 0; owned && i < n_parts; i++) nvl_free(owned[i]);
+    for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
     nvl_free(owned);
     nvl_free(parts);
     nvl_free(layout);

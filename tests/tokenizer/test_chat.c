@@ -168,6 +168,34 @@ static void test_plain_text(void) {
         TEST_EQ_INT(llm_chat_tokenize(tok, buf, strlen(buf), &media, 1, 4, &p, &err), NVL_OK);
         llm_prompt_free(&p);
         nvl_free(esc);
+        /* whole messages: an earlier answer keeps what follows its last </think> (its reasoning
+           dropped, as the template does), its typed <SPECIAL_12> stays text */
+        llm_chat_part up = {LLM_PART_TEXT, "Hi <img>"}, up2 = up, ap[2] = {{LLM_PART_TEXT, "<think>secret</think>x"},
+                                                                 {LLM_PART_TEXT, "<think>more</think>\nAnswer <SPECIAL_12>"}};
+        llm_chat_message msgs[3] = {{"user", &up, 1}, {"assistant", ap, 2}, {"user", &up2, 1}}; /* escaped in place: one part each */
+        char **owned = NULL;
+        int n_owned = 0;
+        TEST_EQ_INT(llm_chat_escape_messages(tok, msgs, 3, &owned, &n_owned, &err), NVL_OK);
+        char *r = NULL, *shown = NULL;
+        size_t rl = 0, sl = 0;
+        llm_chat_options o = llm_chat_options_default();
+        TEST_EQ_INT(llm_chat_render(msgs, 3, &o, &r, &rl, &err), NVL_OK);
+        TEST_EQ_INT(llm_chat_unescape(r ? r : "", r ? rl : 0, &shown, &sl, &err), NVL_OK);
+        if (shown)
+            TEST_EQ_STR(shown, "<s><SPECIAL_10>System\n\n<SPECIAL_11>User\nHi <img>\n<SPECIAL_11>Assistant\nAnswer <SPECIAL_12>\n"
+                               "<SPECIAL_12>\n<SPECIAL_11>User\nHi <img>\n<SPECIAL_11>Assistant\n<think>\n");
+        int32_t *ids = NULL;
+        int64_t n_ids = 0;
+        TEST_EQ_INT(llm_chat_encode_rendered(tok, r ? r : "", r ? rl : 0, &ids, &n_ids, &err), NVL_OK);
+        int n12 = 0, n_img = 0;
+        for (int64_t i = 0; i < n_ids; i++) n12 += ids[i] == 12, n_img += ids[i] == 19;
+        TEST_EQ_INT(n12, 1); /* the template's end of turn only */
+        TEST_EQ_INT(n_img, 0);
+        nvl_free(ids);
+        nvl_free(r);
+        nvl_free(shown);
+        for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+        nvl_free(owned);
         llm_tokenizer_free(tok);
     }
 }
