@@ -141,6 +141,10 @@ typedef struct api_ask_result {
     int64_t n_image_tokens;                  /* <image> positions filled with vision rows */
     int64_t n_cached;                        /* prompt tokens restored from the prefix state */
     int max_tiles;                           /* tiles per image actually allowed */
+    int64_t n_planned;                       /* prompt tokens the budget planner counted at max_tiles:
+                                                n_prompt exactly for images and pages, an upper
+                                                bound with videos (frames sampled later); 0
+                                                without media */
     char *notice;                            /* what the engine changed to fit (or NULL) */
     api_media_record *media; int n_media;
     double t_media, t_vision, t_prefill, t_generate; /* seconds per stage */

@@ -66,7 +66,8 @@ const char *const cli_ask_options_help =
     "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
     "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
-    "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench)\n"
+    "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench);\n"
+    "                        the flag wins over /think or /no_think typed in a question\n"
     "  --max-tokens N        per answer (default 1024; ocr 4096 per page; bench 64 per run)\n"
     "  --temperature T --top-p P --top-k K --min-p P --seed S   sampling (default greedy)\n"
     "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n";

@@ -20,7 +20,8 @@ static const char *k_usage =
     "  --decode           ids on stdin -> text (special tokens included)\n"
     "  --chat             a JSON messages array on stdin -> the rendered prompt\n"
     "                     ([{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, {\"type\": \"text\", \"text\": \"...\"}]}])\n"
-    "    --ids            print the rendered prompt's ids instead of its text\n"
+    "    --ids            print the rendered prompt's ids instead of its text (message text is plain\n"
+    "                     text, as ask reads it: a typed <image> or <SPECIAL_12> stays text)\n"
     "    --no-generation-prompt, --think, --no-think\n"
     "    --native         nanovl's built-in Nano V2 rendering instead of the checkpoint's chat_template\n"
     "                     (used by default when tokenizer_config.json or chat_template.jinja has one)\n";
@@ -73,6 +74,8 @@ int cmd_tokenize(int argc, char **argv) {
     cJSON *root = NULL;
     llm_chat_message *msgs = NULL;
     int nm = 0;
+    char **owned = NULL;
+    int n_owned = 0;
     if (!in) goto done;
     if (decode) {
         if (!cli_parse_ids(in, &ids, &n)) {
@@ -90,6 +93,12 @@ int cmd_tokenize(int argc, char **argv) {
     } else if (chat) {
         if (nvl_json_parse(&root, in, len, "stdin", &err) != NVL_OK ||
             llm_chat_messages_from_json(root, &msgs, &nm, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+            goto done;
+        }
+        /* message text is plain text, as nanovl ask reads it: typed markers and special tokens
+           stay text */
+        if (llm_chat_escape_messages(tok, msgs, nm, &owned, &n_owned, &err) != NVL_OK) {
             fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
             goto done;
         }
@@ -119,10 +128,14 @@ int cmd_tokenize(int argc, char **argv) {
             goto done;
         }
         if (want_ids) {
-            if (llm_tokenizer_encode(tok, text, tl, &ids, &n, &err) != NVL_OK) goto done;
+            if (llm_chat_encode_rendered(tok, text, tl, &ids, &n, &err) != NVL_OK) goto done;
             print_ids(ids, n);
         } else {
-            fwrite(text, 1, tl, stdout);
+            char *shown = NULL;
+            size_t sl = 0;
+            if (llm_chat_unescape(text, tl, &shown, &sl, &err) != NVL_OK) goto done;
+            fwrite(shown, 1, sl, stdout);
+            nvl_free(shown);
         }
         rc = 0;
     } else {
@@ -135,6 +148,8 @@ int cmd_tokenize(int argc, char **argv) {
         rc = 0;
     }
 done:
+    for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+    nvl_free(owned);
     llm_chat_messages_free(msgs, nm);
     cJSON_Delete(root);
     nvl_free(text);

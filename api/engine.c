@@ -459,19 +459,42 @@ static int tiles_for(const request *rq, const source *s, int max_tiles) {
     return n + (vc->use_thumbnail && n > 1 ? 1 : 0);
 }
 
-/* <image> + marker tokens the media would take at max_tiles (videos: an upper bound). */
-static int64_t media_tokens(const request *rq, int max_tiles) {
+/* Upper bound of the tokens a video's frames take (they are sampled later, in the vision step):
+ * per frame the kept <image> tokens, <img> </img>, and 16 for "\nFrame N sampled at S seconds: ". */
+static int64_t video_frames_bound(const request *rq) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const int mf = rq->p->max_frames > 0 ? rq->p->max_frames : 128;
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    int64_t t = 0;
+    return (int64_t)mf * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
+}
+
+static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
+                               nvl_err *err);
+
+/* The prompt's tokens with every image and page at max_tiles: the prompt builder itself runs on
+ * the layouts (so the markers, <img> </img> and the newline each media part carries count as
+ * they will be emitted); videos add video_frames_bound each (their "<video>\n" is in the prompt
+ * with no frames). */
+static nvl_status planned_tokens(request *rq, const api_message *msgs, int n_msgs, int max_tiles, int64_t *n,
+                                 nvl_err *err) {
+    int64_t extra = 0;
     for (int i = 0; i < rq->n_src; i++) {
-        const source *s = &rq->src[i];
-        if (s->is_video) t += (int64_t)mf * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
-        else t += Q * tiles_for(rq, s, max_tiles) + 2;
+        source *s = &rq->src[i];
+        if (s->is_video) {
+            s->n_frames = 0;
+            extra += video_frames_bound(rq);
+        } else
+            s->n_tiles = tiles_for(rq, s, max_tiles);
     }
-    return t;
+    llm_prompt pr;
+    int think = 0;
+    nvl_status st = build_prompt(rq, msgs, n_msgs, &pr, &think, err);
+    for (int i = 0; i < rq->n_src; i++) rq->src[i].n_tiles = rq->src[i].n_frames = 0; /* set by the vision step */
+    if (st != NVL_OK) return st;
+    *n = pr.n + extra;
+    llm_prompt_free(&pr);
+    return NVL_OK;
 }
 
 // ---------------------------------------------------------------------------
@@ -680,6 +703,8 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
     llm_chat_message *cm = nvl_calloc((size_t)n_msgs + 1, sizeof *cm);
     llm_chat_part *parts = nvl_calloc((size_t)n_parts + 1, sizeof *parts);
     llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
+    char **owned = NULL; /* escaped texts */
+    int n_owned = 0;
     char *text = NULL;
     size_t tl = 0;
     nvl_status st = NVL_OK;
@@ -706,6 +731,9 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
         }
         cm[m].n_parts = (int)(parts + np - cm[m].parts);
     }
+    /* text from requests and files is plain text: markers and special tokens typed in it are
+       escaped, so only nanovl places them (earlier answers cut after their last </think> first) */
+    if ((st = llm_chat_escape_messages(e->tok, cm, n_msgs, &owned, &n_owned, err)) != NVL_OK) goto done;
     llm_chat_options co = llm_chat_options_default();
     co.think = rq->p->think;
     const int64_t G = vision_model_grid(e->vm);
@@ -717,6 +745,8 @@ static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs,
 done:
     nvl_free(text);
     nvl_free(cm);
+    for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+    nvl_free(owned);
     nvl_free(parts);
     nvl_free(layout);
     return st;
@@ -779,25 +809,34 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
         if ((st = build_prompt(&text_only, msgs, n_msgs, &prompt, &think_tmp, err)) != NVL_OK) goto done;
         const int64_t text_tokens = prompt.n;
         llm_prompt_free(&prompt);
-        const int64_t need0 = text_tokens + media_tokens(&rq, mt) + p.max_tokens;
-        if (need0 > budget) {
+        /* the media's share: the whole prompt as the builder emits it at t tiles, less the text */
+        int64_t at_mt = 0, at_t = 0, at_fit = 0;
+        if ((st = planned_tokens(&rq, msgs, n_msgs, mt, &at_mt, err)) != NVL_OK) goto done;
+        if (at_mt + p.max_tokens > budget) {
             int fit = 0;
-            for (int t = mt - 1; t >= 1 && !fit; t--)
-                if (text_tokens + media_tokens(&rq, t) + p.max_tokens <= budget) fit = t;
+            for (int t = mt - 1; t >= 1 && !fit; t--) {
+                if ((st = planned_tokens(&rq, msgs, n_msgs, t, &at_t, err)) != NVL_OK) goto done;
+                if (at_t + p.max_tokens <= budget) {
+                    fit = t;
+                    at_fit = at_t;
+                }
+            }
             if (!fit)
                 { st = nvl_err_set(err, NVL_ERR_LIMIT,
                                  "%d images/pages need at least %lld tokens at 1 tile each (plus %lld of text and %lld to "
                                  "answer), more than the context budget of %lld: ask about fewer pages (--pages), answer "
                                  "page by page (--per-page), or lower --max-tokens",
-                                 rq.n_src, (long long)media_tokens(&rq, 1), (long long)text_tokens, (long long)p.max_tokens,
+                                 rq.n_src, (long long)(at_t - text_tokens), (long long)text_tokens, (long long)p.max_tokens,
                                  (long long)budget); goto done; }
             char *msg = xprintf("the media need %lld tokens at %d tiles per image but the context budget is %lld: "
                                 "using at most %d tile(s) per image (%lld tokens)",
-                                (long long)media_tokens(&rq, mt), mt, (long long)budget, fit, (long long)media_tokens(&rq, fit));
+                                (long long)(at_mt - text_tokens), mt, (long long)budget, fit, (long long)(at_fit - text_tokens));
             notice(&rq, msg);
             nvl_free(msg);
             mt = fit;
+            at_mt = at_fit;
         }
+        res->n_planned = at_mt;
     }
     res->max_tiles = mt;
 

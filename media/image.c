@@ -248,13 +248,19 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             while (*s == ' ') s++;
             if (*s == ',') s++;
             else if (*s) goto bad;
-            if (a < 1 || b < a || a > n_pages) {
+            /* a range reaching past the last page is refused, never clamped: the user asked for pages
+               that do not exist, and silently using fewer would hide it */
+            if (a < 1 || b < a || b > n_pages) {
                 nvl_free(out);
                 nvl_free(seen);
+                if (a == b)
+                    return nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                                       "page range '%s': page %ld is outside the document's pages 1-%d (it has %d page%s)",
+                                       spec, a, n_pages, n_pages, n_pages == 1 ? "" : "s");
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG,
-                                   "page range '%s': %ld-%ld is outside the document's pages 1-%d", spec, a, b, n_pages);
+                                   "page range '%s': %ld-%ld is outside the document's pages 1-%d (it has %d page%s)",
+                                   spec, a, b, n_pages, n_pages, n_pages == 1 ? "" : "s");
             }
-            if (b > n_pages) b = n_pages;
             for (long p = a; p <= b; p++)
                 if (!seen[p - 1]) {
                     seen[p - 1] = 1;

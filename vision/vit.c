@@ -99,6 +99,16 @@ static int64_t heads_from_config(const cJSON *root) {
     return 0;
 }
 
+/* v as a tensor of dtype stores it (round to nearest even), for comparing a stored value with
+ * the config at the stored precision */
+static float round_to_dtype(float v, nvl_dtype dt) {
+    switch (dt) {
+    case NVL_DTYPE_BF16: return nvl_round_bf16(v);
+    case NVL_DTYPE_F16: return nvl_f16_to_f32(nvl_f32_to_f16(v));
+    default: return v;
+    }
+}
+
 nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) {
     return vision_model_load(out, NULL, NULL, dir, err);
 }
@@ -194,12 +204,17 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
             st = nvl_err_set(err, NVL_ERR_SHAPE, "vision tensor '%s' has %lld elements, expected 3", bn, (long long)nvl_tensor_numel(&bt));
             goto fail;
         }
-        for (int c = 0; c < 3; c++)
-            if (fabsf(nvl_tensor_get_f32(&bt, c) - cfgv[c]) > 1e-5f * fabsf(cfgv[c]) + 1e-6f) {
-                st = nvl_err_set(err, NVL_ERR_CONFIG, "%s[%d] is %.8g but config.json says %.8g", bn, c,
-                                 (double)nvl_tensor_get_f32(&bt, c), (double)cfgv[c]);
+        /* compared at the stored dtype's precision: a checkpoint cast to bf16 before saving holds
+           the config's 0.48145466 as 0.48242188, which is the same value to bf16 */
+        for (int c = 0; c < 3; c++) {
+            const float got = nvl_tensor_get_f32(&bt, c), want = round_to_dtype(cfgv[c], bt.dtype);
+            if (fabsf(got - want) > 1e-5f * fabsf(want) + 1e-6f) {
+                st = nvl_err_set(err, NVL_ERR_CONFIG, "%s[%d] is %.8g (%s) but config.json says %.8g (%.8g in %s)", bn, c,
+                                 (double)got, nvl_dtype_name(bt.dtype), (double)cfgv[c], (double)want,
+                                 nvl_dtype_name(bt.dtype));
                 goto fail;
             }
+        }
     }
     { /* place the weights on the backend (the CPU keeps the mmap views) */
         nvl_tensor *place[4 + 12 * VIT_MAX_BLOCKS];

@@ -225,6 +225,142 @@ nvl_status llm_chat_messages_from_json(const cJSON *root, llm_chat_message **out
 }
 
 // ---------------------------------------------------------------------------
+// Plain text: user text never becomes markers or control tokens
+
+/* The strings that nanovl alone places: media markers and the image delimiters (whatever the
+ * tokenizer says about them), besides every special added token. */
+static const char *const k_markers[] = {"<image>", "<video>", "<img>", "</img>", NULL};
+
+/* Escapes are U+F0000 + byte (UTF-8 F3 B0 80-83 80-BF), private use: the template passes them
+ * through like any non-space character. */
+static int is_escape(const char *s, size_t n) {
+    return n >= 4 && (unsigned char)s[0] == 0xF3 && (unsigned char)s[1] == 0xB0 && ((unsigned char)s[2] & 0xFC) == 0x80 &&
+           ((unsigned char)s[3] & 0xC0) == 0x80;
+}
+static void sb_escape_byte(sbuf *b, unsigned char c) {
+    char e[4] = {(char)0xF3, (char)0xB0, (char)(0x80 | (c >> 6)), (char)(0x80 | (c & 0x3F))};
+    sb_add(b, e, 4);
+}
+static size_t utf8_char_len(const char *s, size_t n) {
+    const unsigned char c = (unsigned char)s[0];
+    size_t l = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    return l > n ? n : l;
+}
+
+nvl_status llm_chat_escape_text(const llm_tokenizer *tok, const char *text, size_t len, char **out, size_t *out_len,
+                                nvl_err *err) {
+    *out = NULL;
+    *out_len = 0;
+    char *clean = NULL;
+    size_t cl = 0;
+    if (llm_utf8_sanitize(text ? text : "", text ? len : 0, &clean, &cl) != NVL_OK)
+        return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    sbuf b = {0};
+    sb_add(&b, "", 0);
+    for (size_t i = 0; i < cl;) {
+        int hit = is_escape(clean + i, cl - i) || (tok && llm_tokenizer_special_at(tok, clean + i, cl - i) > 0);
+        for (int k = 0; !hit && k < 4; k++) {
+            const size_t ml = strlen(k_markers[k]);
+            hit = ml <= cl - i && !memcmp(clean + i, k_markers[k], ml);
+        }
+        const size_t cn = utf8_char_len(clean + i, cl - i);
+        if (hit)
+            for (size_t j = 0; j < cn; j++) sb_escape_byte(&b, (unsigned char)clean[i + j]);
+        else
+            sb_add(&b, clean + i, cn);
+        i += cn;
+    }
+    nvl_free(clean);
+    if (b.oom) {
+        nvl_free(b.s);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    }
+    *out = b.s;
+    *out_len = b.n;
+    return NVL_OK;
+}
+
+/* Undoes the escapes of rendered text: *plain marks the bytes that came from escapes (where no
+ * marker or added token may start). */
+static nvl_status unescape(const char *text, size_t len, char **out, uint8_t **plain, size_t *out_len) {
+    *out = nvl_malloc(len + 1);
+    *plain = nvl_calloc(len + 1, 1);
+    if (!*out || !*plain) {
+        nvl_freep(out);
+        nvl_freep(plain);
+        return NVL_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        if (is_escape(text + i, len - i)) {
+            (*out)[k] = (char)((((unsigned char)text[i + 2] & 3) << 6) | ((unsigned char)text[i + 3] & 0x3F));
+            (*plain)[k++] = 1;
+            i += 4;
+        } else
+            (*out)[k++] = text[i++];
+    }
+    (*out)[k] = 0;
+    *out_len = k;
+    return NVL_OK;
+}
+
+nvl_status llm_chat_escape_messages(const llm_tokenizer *tok, llm_chat_message *msgs, int n, char ***owned, int *n_owned,
+                                    nvl_err *err) {
+    int total = 0;
+    for (int m = 0; m < n; m++) total += msgs[m].n_parts;
+    *owned = nvl_calloc((size_t)total + 1, sizeof **owned);
+    *n_owned = 0;
+    if (!*owned) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    for (int m = 0; m < n; m++) {
+        llm_chat_part *parts = (llm_chat_part *)msgs[m].parts;
+        int first = 0;
+        const char *after = NULL;
+        if (!strcmp(msgs[m].role, "assistant")) /* what follows the last </think>, as the template keeps */
+            for (int k = 0; k < msgs[m].n_parts; k++) {
+                const char *t = parts[k].kind == LLM_PART_TEXT ? parts[k].text : NULL, *q;
+                while (t && (q = strstr(t, "</think>"))) {
+                    first = k;
+                    after = t = q + 8;
+                }
+            }
+        for (int k = 0; k < msgs[m].n_parts; k++) {
+            if (parts[k].kind != LLM_PART_TEXT) continue;
+            const char *t = k < first ? "" : k == first && after ? after : parts[k].text ? parts[k].text : "";
+            char *e = NULL;
+            size_t el = 0;
+            nvl_status st = llm_chat_escape_text(tok, t, strlen(t), &e, &el, err);
+            if (st != NVL_OK) return st;
+            (*owned)[(*n_owned)++] = e;
+            parts[k].text = e;
+        }
+    }
+    return NVL_OK;
+}
+
+nvl_status llm_chat_unescape(const char *text, size_t len, char **out, size_t *out_len, nvl_err *err) {
+    uint8_t *plain = NULL;
+    if (unescape(text, len, out, &plain, out_len) != NVL_OK) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    nvl_free(plain);
+    return NVL_OK;
+}
+
+nvl_status llm_chat_encode_rendered(const llm_tokenizer *tok, const char *text, size_t len, int32_t **ids, int64_t *n,
+                                    nvl_err *err) {
+    *ids = NULL;
+    *n = 0;
+    char *u = NULL;
+    uint8_t *plain = NULL;
+    size_t ul = 0;
+    if (unescape(text, len, &u, &plain, &ul) != NVL_OK) return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
+    int64_t cap = 0;
+    nvl_status st = llm_tokenizer_encode_append_masked(tok, u, ul, plain, ids, n, &cap, err);
+    if (st != NVL_OK) nvl_freep(ids);
+    nvl_free(u);
+    nvl_free(plain);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
 // Tokenization with media expansion
 
 void llm_prompt_free(llm_prompt *p) {
@@ -259,10 +395,15 @@ static int add_span(llm_prompt *p, int media, int frame, int64_t start, int64_t 
     return 1;
 }
 
-nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t len,
+nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *rendered, size_t rendered_len,
                              const llm_media_layout *media, int n_media, int per_tile,
                              llm_prompt *out, nvl_err *err) {
     memset(out, 0, sizeof *out);
+    char *text = NULL;
+    uint8_t *plain = NULL;
+    size_t len = 0;
+    if (unescape(rendered, rendered_len, &text, &plain, &len) != NVL_OK)
+        return nvl_err_set(err, NVL_ERR_NOMEM, "chat: out of memory");
     const int32_t id_image = llm_tokenizer_token_id(tok, "<image>");
     const int32_t id_start = llm_tokenizer_token_id(tok, "<img>");
     const int32_t id_end = llm_tokenizer_token_id(tok, "</img>");
@@ -275,7 +416,7 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
         /* next marker */
         const char *img = NULL, *vid = NULL;
         for (size_t i = pos; i + 7 <= len; i++)
-            if (text[i] == '<' && (!memcmp(text + i, "<image>", 7) || !memcmp(text + i, "<video>", 7))) {
+            if (text[i] == '<' && !plain[i] && (!memcmp(text + i, "<image>", 7) || !memcmp(text + i, "<video>", 7))) {
                 if (text[i + 1] == 'i') img = text + i;
                 else vid = text + i;
                 break;
@@ -283,7 +424,7 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
         const char *mk = img ? img : vid;
         size_t seg_end = mk ? (size_t)(mk - text) : len;
         if (seg_end > pos)
-            st = llm_tokenizer_encode_append(tok, text + pos, seg_end - pos, &out->ids, &out->n, &cap, err);
+            st = llm_tokenizer_encode_append_masked(tok, text + pos, seg_end - pos, plain + pos, &out->ids, &out->n, &cap, err);
         if (st != NVL_OK || !mk) break;
         if (missing) {
             st = nvl_err_set(err, NVL_ERR_CONFIG, "chat: the tokenizer has no '%s' token", missing);
@@ -324,6 +465,8 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t 
     if (st == NVL_OK && k != n_media)
         st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "chat: %d media given but the prompt has %d markers", n_media, k);
     if (st != NVL_OK) llm_prompt_free(out);
+    nvl_free(text);
+    nvl_free(plain);
     return st;
 }
 
@@ -395,6 +538,29 @@ nvl_status llm_chat_template_load(const char *dir, char **tmpl, cJSON **special,
     return NVL_OK;
 }
 
+/* t without the reasoning switches (Python's t.replace('/no_think', '').replace('/think', '')):
+ * with think set by a flag or parameter, a switch typed in the text must not override it. */
+static char *without_switches(const char *t) {
+    sbuf a = {0}, b = {0};
+    const size_t n = strlen(t);
+    sb_add(&a, "", 0);
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 9 && !memcmp(t + i, "/no_think", 9)) i += 9;
+        else sb_add(&a, t + i++, 1);
+    }
+    sb_add(&b, "", 0);
+    for (size_t i = 0; i < a.n;) {
+        if (a.n - i >= 6 && !memcmp(a.s + i, "/think", 6)) i += 6;
+        else sb_add(&b, a.s + i++, 1);
+    }
+    nvl_free(a.s);
+    if (a.oom || b.oom) {
+        nvl_free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
 nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *msgs, int n, const llm_chat_options *opts,
                                     const cJSON *special, char **out, size_t *len, nvl_err *err) {
     llm_chat_options o = opts ? *opts : llm_chat_options_default();
@@ -417,8 +583,15 @@ nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *ms
         cJSON_AddItemToArray(arr, m);
         cJSON_AddStringToObject(m, "role", msgs[i].role);
         const int add_marker = marker && i == 0 && !strcmp(msgs[i].role, "system");
+        /* an explicit think (flag or request parameter) wins over switches typed in the text */
+        const int strip_sw = marker && (!strcmp(msgs[i].role, "system") || !strcmp(msgs[i].role, "user"));
         if (msgs[i].n_parts == 1 && msgs[i].parts[0].kind == LLM_PART_TEXT) {
-            const char *t = msgs[i].parts[0].text ? msgs[i].parts[0].text : "";
+            char *tc = strip_sw ? without_switches(msgs[i].parts[0].text ? msgs[i].parts[0].text : "") : NULL;
+            if (strip_sw && !tc) {
+                cJSON_Delete(ctx);
+                return nvl_err_set(err, NVL_ERR_NOMEM, "chat template: out of memory");
+            }
+            const char *t = tc ? tc : msgs[i].parts[0].text ? msgs[i].parts[0].text : "";
             if (add_marker) {
                 size_t l = strlen(t) + strlen(marker) + 2;
                 char *j = nvl_malloc(l);
@@ -430,6 +603,7 @@ nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *ms
             } else {
                 cJSON_AddStringToObject(m, "content", t);
             }
+            nvl_free(tc);
             continue;
         }
         cJSON *parts = cJSON_AddArrayToObject(m, "content");
@@ -438,8 +612,10 @@ nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *ms
             cJSON_AddItemToArray(parts, p);
             const llm_chat_part *q = &msgs[i].parts[k];
             if (q->kind == LLM_PART_TEXT) {
+                char *tc = strip_sw ? without_switches(q->text ? q->text : "") : NULL;
                 cJSON_AddStringToObject(p, "type", "text");
-                cJSON_AddStringToObject(p, "text", q->text ? q->text : "");
+                cJSON_AddStringToObject(p, "text", tc ? tc : q->text ? q->text : "");
+                nvl_free(tc);
             } else {
                 cJSON_AddStringToObject(p, "type", q->kind == LLM_PART_IMAGE ? "image" : "video");
             }

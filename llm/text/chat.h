@@ -93,8 +93,30 @@ typedef struct llm_prompt {
     int n_spans;
 } llm_prompt;
 
+/* User text (request text parts, questions, files' text) escaped for rendering: every place
+ * where a special added token of tok or a marker (<image>, <video>, <img>, </img>) starts has
+ * its first character replaced by private-use escapes (U+F0000 + byte), which chat templates pass
+ * through unchanged (no whitespace, no '/think'); invalid UTF-8 becomes U+FFFD first.
+ * llm_chat_tokenize undoes them and tokenizes those bytes as plain text, so typed '<image>' or
+ * '<SPECIAL_12>' is text, never a marker or a control token. *out nvl_malloc'ed. */
+nvl_status llm_chat_escape_text(const llm_tokenizer *tok, const char *text, size_t len, char **out, size_t *out_len,
+                                nvl_err *err);
+
+/* Every text part of msgs escaped in place (parts must be writable, e.g. from
+ * llm_chat_messages_from_json), each assistant message first cut to what follows its last
+ * </think>; the new strings go to *owned (free each and the array with nvl_free). */
+nvl_status llm_chat_escape_messages(const llm_tokenizer *tok, llm_chat_message *msgs, int n, char ***owned, int *n_owned,
+                                    nvl_err *err);
+/* Rendered text with the escapes undone (what the model reads), for display. */
+nvl_status llm_chat_unescape(const char *text, size_t len, char **out, size_t *out_len, nvl_err *err);
+/* Ids of rendered text without media expansion (markers stay single tokens), escaped user text
+ * as plain text. */
+nvl_status llm_chat_encode_rendered(const llm_tokenizer *tok, const char *text, size_t len, int32_t **ids, int64_t *n,
+                                    nvl_err *err);
+
 /* Tokenizes rendered text, expanding the i-th <image>/<video> marker with media[i] (kinds must
- * match, counts must agree). Requires <image>, <img>, </img> in the tokenizer. */
+ * match, counts must agree). Requires <image>, <img>, </img> in the tokenizer. Escaped user text
+ * (llm_chat_escape_text) is restored and never matched as a marker or an added token. */
 nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *text, size_t len,
                              const llm_media_layout *media, int n_media, int per_tile,
                              llm_prompt *out, nvl_err *err);

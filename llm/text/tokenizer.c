@@ -913,8 +913,10 @@ static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n'
 
 /* Finds the first added token at or after from; returns its index or -1, with the match
  * [*ms, *me) extended by lstrip/rstrip. */
-static int find_added(const llm_tokenizer *t, const char *s, size_t n, size_t from, size_t *ms, size_t *me) {
+static int find_added(const llm_tokenizer *t, const char *s, size_t n, size_t from, size_t *ms, size_t *me,
+                      const uint8_t *plain) {
     for (size_t i = from; i < n; i++) {
+        if (plain && plain[i]) continue; /* plain text: no added token starts here */
         for (int k = 0; k < t->n_added; k++) {
             const added_token *a = &t->added[k];
             if ((unsigned char)a->content[0] != (unsigned char)s[i] || a->len > n - i) continue;
@@ -935,18 +937,33 @@ static int find_added(const llm_tokenizer *t, const char *s, size_t n, size_t fr
     return -1;
 }
 
+size_t llm_tokenizer_special_at(const llm_tokenizer *t, const char *s, size_t n) {
+    for (int k = 0; k < t->n_added; k++) { /* longest first */
+        const added_token *a = &t->added[k];
+        if (a->special && a->len <= n && !memcmp(s, a->content, a->len)) return a->len;
+    }
+    return 0;
+}
+
 nvl_status llm_tokenizer_encode_append(const llm_tokenizer *t, const char *text, size_t len,
                                        int32_t **ids, int64_t *n, int64_t *cap, nvl_err *err) {
+    return llm_tokenizer_encode_append_masked(t, text, len, NULL, ids, n, cap, err);
+}
+
+nvl_status llm_tokenizer_encode_append_masked(const llm_tokenizer *t, const char *text, size_t len,
+                                              const uint8_t *plain, int32_t **ids, int64_t *n, int64_t *cap,
+                                              nvl_err *err) {
     char *clean = NULL;
     size_t cl = 0;
     if (llm_utf8_sanitize(text, len, &clean, &cl) != NVL_OK)
         return nvl_err_set(err, NVL_ERR_NOMEM, "tokenizer: out of memory");
+    if (cl != len) plain = NULL; /* the mask is for valid UTF-8 (the prompt builder sanitizes first) */
     ids_buf out = {ids, n, cap};
     size_t pos = 0;
     nvl_status st = NVL_OK;
     while (pos < cl && st == NVL_OK) {
         size_t ms = cl, me = cl;
-        int k = t->n_added ? find_added(t, clean, cl, pos, &ms, &me) : -1;
+        int k = t->n_added ? find_added(t, clean, cl, pos, &ms, &me, plain) : -1;
         if (k < 0) ms = me = cl;
         if (ms > pos) st = encode_plain(t, clean + pos, ms - pos, &out);
         if (st == NVL_OK && k >= 0 && !push_id(&out, t->added[k].id)) st = NVL_ERR_NOMEM;

@@ -62,6 +62,15 @@ nvl_status llm_tokenizer_encode_special(const llm_tokenizer *tok, const char *te
 nvl_status llm_tokenizer_encode_append(const llm_tokenizer *tok, const char *text, size_t len,
                                        int32_t **ids, int64_t *n, int64_t *cap, nvl_err *err);
 
+/* As llm_tokenizer_encode_append, but no added token is matched starting at a byte i with
+ * plain[i] set (plain may be NULL): the prompt builder marks the first byte of each special-token
+ * string found in user text, so that text is tokenized as plain text. */
+nvl_status llm_tokenizer_encode_append_masked(const llm_tokenizer *tok, const char *text, size_t len,
+                                              const uint8_t *plain, int32_t **ids, int64_t *n, int64_t *cap,
+                                              nvl_err *err);
+/* Length of the special added token (special: true) whose text starts s, the longest; 0 if none. */
+size_t llm_tokenizer_special_at(const llm_tokenizer *tok, const char *s, size_t n);
+
 /* Decodes ids to bytes (special tokens included). *out is nvl_malloc'ed and NUL-terminated. */
 nvl_status llm_tokenizer_decode(const llm_tokenizer *tok, const int32_t *ids, int64_t n,
                                 char **out, size_t *len, nvl_err *err);

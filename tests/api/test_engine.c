@@ -110,6 +110,67 @@ int main(void) {
         TEST_EQ_INT(api_engine_ask(e, files, 1, "What is in this picture?", &bp, NULL, NULL, &a, &err), NVL_ERR_LIMIT);
         TEST_CONTAINS(err.msg, "--per-page");
     }
+    /* The planner counts what the prompt builder emits (issue 16 item 7: it left out the newline
+     * each image carries, so a budget between its count and the real one was refused instead of
+     * lowered): for an image and for PDF pages its count is the prompt's length; a budget of
+     * exactly prompt + answer keeps every tile, one token less lowers the tiles (with a notice)
+     * and the lowered prompt fits. For videos it is an upper bound of the prompt. */
+    {
+        char pdf[1024], vid[1024];
+        const char *sp = test_shared_path("media/pdf/multi_page.pdf");
+        snprintf(pdf, sizeof pdf, "%s", sp ? sp : "");
+        const char *sv = test_shared_path("media/video/h265_bframes.mp4");
+        snprintf(vid, sizeof vid, "%s", sv ? sv : "");
+        const char *pdf_files[] = {pdf}, *mix[] = {img_path, vid}, *vid_files[] = {vid};
+        struct { const char *what; const char *const *f; int n; const char *pages; int video; } cases[] = {
+            {"image", files, 1, NULL, 0},
+            {"pdf pages 1-3", pdf_files, 1, "1-3", 0},
+            {"video", vid_files, 1, NULL, 1},
+            {"image + video", mix, 2, NULL, 1},
+        };
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            if (!cases[c].f[cases[c].n - 1][0]) continue; /* ../shared absent */
+            api_ask_params bp = p;
+            bp.max_tokens = 2;
+            bp.think = 0;
+            bp.max_frames = 4;
+            bp.pages = cases[c].pages;
+            api_ask_result a;
+            nvl_status st = api_engine_ask(e, cases[c].f, cases[c].n, "What is here?", &bp, NULL, NULL, &a, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", cases[c].what, st == NVL_OK ? "" : err.msg);
+            if (st != NVL_OK) continue;
+            const int64_t n_prompt = a.n_prompt;
+            if (cases[c].video)
+                TEST_CHECK(a.n_planned >= n_prompt, "%s: planned %lld < prompt %lld", cases[c].what, (long long)a.n_planned,
+                           (long long)n_prompt);
+            else
+                TEST_CHECK(a.n_planned == n_prompt, "%s: planned %lld, prompt %lld", cases[c].what, (long long)a.n_planned,
+                           (long long)n_prompt);
+            const int tiles0 = a.max_tiles;
+            api_ask_result_free(&a);
+            if (cases[c].video) continue;
+            bp.max_context = n_prompt + bp.max_tokens;
+            st = api_engine_ask(e, cases[c].f, cases[c].n, "What is here?", &bp, NULL, NULL, &a, &err);
+            TEST_CHECK(st == NVL_OK, "%s at a budget of exactly %lld: %s", cases[c].what, (long long)bp.max_context, st == NVL_OK ? "" : err.msg);
+            if (st == NVL_OK) {
+                TEST_CHECK(a.max_tiles == tiles0 && !a.notice && a.n_prompt == n_prompt, "%s: budget %lld: tiles %d (was %d), notice %s",
+                           cases[c].what, (long long)bp.max_context, a.max_tiles, tiles0, a.notice ? a.notice : "none");
+                api_ask_result_free(&a);
+            }
+            bp.max_context--;
+            st = api_engine_ask(e, cases[c].f, cases[c].n, "What is here?", &bp, NULL, NULL, &a, &err);
+            TEST_CHECK(st == NVL_OK, "%s at a budget of %lld (one less): %s", cases[c].what, (long long)bp.max_context, st == NVL_OK ? "" : err.msg);
+            if (st == NVL_OK) {
+                TEST_CHECK(a.max_tiles < tiles0 && a.notice, "%s: budget %lld: tiles %d (was %d)", cases[c].what,
+                           (long long)bp.max_context, a.max_tiles, tiles0);
+                TEST_CHECK(a.n_prompt + bp.max_tokens <= bp.max_context, "%s: lowered prompt %lld fits %lld", cases[c].what,
+                           (long long)a.n_prompt, (long long)bp.max_context);
+                TEST_CHECK(a.n_planned == a.n_prompt, "%s lowered: planned %lld, prompt %lld", cases[c].what,
+                           (long long)a.n_planned, (long long)a.n_prompt);
+                api_ask_result_free(&a);
+            }
+        }
+    }
     /* Inline bytes give the same prompt as the file */
     {
         uint8_t *buf = NULL;

@@ -79,6 +79,33 @@ int main(void) {
             nvl_free(b);
         }
     }
+    /* an explicit think (flag or request parameter) wins over a switch typed in the text (issue 16
+     * item 9): both renderers, switches in the system message, a one-text user message and a
+     * multi-part user message */
+    {
+        static const char *const qs[] = {"Explain this. /think", "Explain this. /no_think"};
+        for (int q = 0; q < 2; q++)
+            for (int shape = 0; shape < 3; shape++) {
+                llm_chat_part tp = {LLM_PART_TEXT, qs[q]}, mp[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, qs[q]}};
+                llm_chat_part sp = {LLM_PART_TEXT, qs[q]};
+                llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", shape == 2 ? mp : &tp, shape == 2 ? 2 : 1}};
+                const llm_chat_message *ms = shape == 0 ? msgs : msgs + 1;
+                const int nm = shape == 0 ? 2 : 1;
+                llm_chat_options o = llm_chat_options_default();
+                o.think = q == 0 ? 0 : 1; /* the opposite of the typed switch */
+                const char *want = o.think ? "<SPECIAL_11>Assistant\n<think>\n" : "<SPECIAL_11>Assistant\n<think></think>";
+                char *a = NULL, *b = NULL;
+                size_t al = 0, bl = 0;
+                TEST_EQ_INT(llm_chat_render(ms, nm, &o, &a, &al, &err), NVL_OK);
+                TEST_EQ_INT(llm_chat_render_template(nano, ms, nm, &o, nano_sp, &b, &bl, &err), NVL_OK);
+                const size_t wl = strlen(want);
+                TEST_CHECK(a && al >= wl && !strcmp(a + al - wl, want), "native, '%s' with think=%d, shape %d: %s", qs[q], o.think, shape, a);
+                TEST_CHECK(b && bl >= wl && !strcmp(b + bl - wl, want), "template, '%s' with think=%d, shape %d: %s", qs[q], o.think, shape, b);
+                if (a && b) TEST_EQ_STR(b, a);
+                nvl_free(a);
+                nvl_free(b);
+            }
+    }
     /* errors name the line and the construct */
     {
         static const struct { const char *t; nvl_status st; const char *msg; } bad[] = {

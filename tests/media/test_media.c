@@ -241,11 +241,27 @@ static void test_manifest(const char *dir, int min_rows) {
         const int still_or_refused = !strncmp(expect, "an image", 8);
         const int decodes = !strncmp(expect, "decodes", 7) || !strncmp(expect, "tolerated", 9) ||
                             (still_or_refused && media_supports(MEDIA_KIND_AVIF));
-        if (!strcmp(rel, "field/pages_2000.pdf"))
-            printf("  %s: pages checked; its page-range and --max-context expectations are issue 16 items 3 and 7 "
-                   "(api/, not tested here)\n", rel);
+        if (!strcmp(rel, "field/pages_2000.pdf")) {
+            /* its page-range expectation (issue 16 item 3): 1999-2001 and 2001 refused with the page
+             * count (2000, pdfinfo), 1999-2000 two pages; the --max-context one (item 7) is
+             * cli_budget_fits in tests/api */
+            nvl_err e2 = {0};
+            media_pdf *pdf = NULL;
+            if (media_pdf_open(&pdf, path, NULL, NULL, &e2) == NVL_OK) {
+                int *pg = NULL, npg = 0;
+                TEST_EQ_INT(media_pdf_select_pages(pdf, "1999-2001", &pg, &npg, &e2), NVL_ERR_INVALID_ARG);
+                TEST_CONTAINS(e2.msg, "pages_2000.pdf: page range '1999-2001': 1999-2001 is outside the document's pages 1-2000 (it has 2000 pages)");
+                TEST_EQ_INT(media_pdf_select_pages(pdf, "2001", &pg, &npg, &e2), NVL_ERR_INVALID_ARG);
+                TEST_CONTAINS(e2.msg, "(it has 2000 pages)");
+                TEST_EQ_INT(media_pdf_select_pages(pdf, "1999-2000", &pg, &npg, &e2), NVL_OK);
+                TEST_EQ_INT(npg, 2);
+                nvl_free(pg);
+                media_pdf_close(pdf);
+            } else
+                TEST_CHECK(0, "%s: %s", rel, e2.msg);
+        }
         if (!strcmp(rel, "field/aspect_97x64.png"))
-            printf("  %s: pixels checked; its '<image>' text expectation is issue 16 item 8 (llm/, not tested here)\n", rel);
+            printf("  %s: pixels checked; its '<image>' text expectation is cli_plain_text (tests/api)\n", rel);
         const int rejected = !strncmp(expect, "must be rejected", 16);
         /* "truncated: ... either reject or accept" and the repaired-but-pageless PDF may do either */
         nvl_status st;
@@ -300,6 +316,23 @@ static void test_page_ranges(void) {
     TEST_CONTAINS(err.msg, "outside the document's pages 1-3");
     TEST_EQ_INT(media_parse_page_range("1-x", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(media_parse_page_range("3-1", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    /* a range reaching past the end is refused with the page count, never clamped (issue 16 item 3) */
+    TEST_EQ_INT(media_parse_page_range("1999-2001", 2000, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page range '1999-2001': 1999-2001 is outside the document's pages 1-2000 (it has 2000 pages)");
+    TEST_CHECK(p == NULL && n == 0, "nothing selected on error");
+    TEST_EQ_INT(media_parse_page_range("1,2-4", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "2-4 is outside the document's pages 1-3 (it has 3 pages)");
+    TEST_EQ_INT(media_parse_page_range("2001", 2000, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page 2001 is outside the document's pages 1-2000 (it has 2000 pages)");
+    TEST_EQ_INT(media_parse_page_range("1-2", 1, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "(it has 1 page)");
+    /* up to the last page, and the open range "N-", still work */
+    TEST_EQ_INT(media_parse_page_range("1999-2000", 2000, &p, &n, &err), NVL_OK);
+    TEST_CHECK(n == 2 && p[0] == 1998 && p[1] == 1999, "1999-2000 of 2000");
+    nvl_free(p);
+    TEST_EQ_INT(media_parse_page_range("1999-", 2000, &p, &n, &err), NVL_OK);
+    TEST_EQ_INT(n, 2);
+    nvl_free(p);
 }
 
 static void test_limits(void) {

@@ -89,6 +89,117 @@ static void test_media_expansion(void) {
     TEST_EQ_INT(llm_chat_tokenize(g_tok, "no media", 8, media, 2, 4, &p, &err), NVL_ERR_INVALID_ARG);
 }
 
+/* User text is plain text (issue 16 item 8): escaped with llm_chat_escape_text and placed in
+ * template text, then tokenized by llm_chat_tokenize, it gives the ids of PyPI `tokenizers` with
+ * encode_special_tokens on for the user's stretch (tests/reference/gen_plain_text_goldens.py):
+ * '<image>', '<img>', '<SPECIAL_12>', turn markers and other special tokens typed by the user stay
+ * text, the template's own are real; one <image> marker of the template expands (1 tile of 4). */
+static void test_plain_text(void) {
+    cJSON *root = NULL;
+    nvl_err err = {0};
+    if (nvl_json_load_file(&root, test_data_path("tokenizer/plain_text_goldens.json"), 1 << 22, &err) != NVL_OK) {
+        TEST_CHECK(0, "%s", err.msg);
+        return;
+    }
+    int n = 0, n_skipped = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
+        const char *path = !strcmp(name, "vl_tiny") ? test_data_path("vl_tiny")
+                           : !strcmp(name, "qwen3") ? test_shared_path("tokenizers/qwen3/tokenizer.json")
+                                                    : test_shared_path("tokenizers/gpt-oss/tokenizer.json");
+        llm_tokenizer *tok = NULL;
+        if (!path || llm_tokenizer_load(&tok, path, &err) != NVL_OK) {
+            n_skipped++;
+            continue;
+        }
+        char *text = NULL;
+        size_t tl = 0;
+        const cJSON *sg;
+        cJSON_ArrayForEach(sg, cJSON_GetObjectItemCaseSensitive(c, "segments")) {
+            const int user = cJSON_IsTrue(cJSON_GetArrayItem(sg, 0));
+            const char *t = cJSON_GetArrayItem(sg, 1)->valuestring;
+            char *piece = NULL;
+            size_t pl = strlen(t);
+            if (user) TEST_EQ_INT(llm_chat_escape_text(tok, t, strlen(t), &piece, &pl, &err), NVL_OK);
+            char *nt = nvl_realloc(text, tl + pl + 1);
+            if (nt) {
+                memcpy(nt + tl, user ? piece : t, pl);
+                tl += pl;
+                nt[tl] = 0;
+                text = nt;
+            }
+            nvl_free(piece);
+        }
+        const int image = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "image"));
+        llm_media_layout media = {.kind = LLM_MEDIA_IMAGE, .n_tiles = 1};
+        llm_prompt p;
+        nvl_status st = llm_chat_tokenize(tok, text, tl, &media, image, 4, &p, &err);
+        const char *q = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "segments"), 1), 1)->valuestring;
+        TEST_CHECK(st == NVL_OK, "%s, '%s': %s", name, q, st == NVL_OK ? "" : err.msg);
+        if (st == NVL_OK) {
+            const cJSON *rids = cJSON_GetObjectItemCaseSensitive(c, "ids");
+            int same = p.n == cJSON_GetArraySize(rids);
+            for (int64_t i = 0; same && i < p.n; i++) same = p.ids[i] == (int32_t)cJSON_GetArrayItem(rids, (int)i)->valuedouble;
+            TEST_CHECK(same, "%s, '%s': %lld ids, tokenizers %d (or different ids)", name, q, (long long)p.n, cJSON_GetArraySize(rids));
+            TEST_EQ_INT(p.n_spans, image);
+            llm_prompt_free(&p);
+        }
+        nvl_free(text);
+        llm_tokenizer_free(tok);
+        n++;
+    }
+    TEST_CHECK(n >= 11, "only %d plain-text cases ran", n);
+    if (n_skipped) fprintf(stderr, "skipped %d plain-text cases: ../shared/tokenizers absent\n", n_skipped);
+    cJSON_Delete(root);
+    /* without escaping, typed markers would be markers: the hole this closes */
+    llm_tokenizer *tok = NULL;
+    if (llm_tokenizer_load(&tok, test_data_path("vl_tiny"), &err) == NVL_OK) {
+        const char *raw = "<SPECIAL_11>User\n<image>\nWhat is <image>?";
+        llm_media_layout media = {.kind = LLM_MEDIA_IMAGE, .n_tiles = 1};
+        llm_prompt p;
+        TEST_EQ_INT(llm_chat_tokenize(tok, raw, strlen(raw), &media, 1, 4, &p, &err), NVL_ERR_INVALID_ARG);
+        TEST_CONTAINS(err.msg, "more media markers than the 1 media given");
+        char *esc = NULL;
+        size_t el = 0;
+        TEST_EQ_INT(llm_chat_escape_text(tok, "What is <image>?", 16, &esc, &el, &err), NVL_OK);
+        char buf[256];
+        snprintf(buf, sizeof buf, "<SPECIAL_11>User\n<image>\n%s", esc ? esc : "");
+        TEST_EQ_INT(llm_chat_tokenize(tok, buf, strlen(buf), &media, 1, 4, &p, &err), NVL_OK);
+        llm_prompt_free(&p);
+        nvl_free(esc);
+        /* whole messages: an earlier answer keeps what follows its last </think> (its reasoning
+           dropped, as the template does), its typed <SPECIAL_12> stays text */
+        llm_chat_part up = {LLM_PART_TEXT, "Hi <img>"}, up2 = up, ap[2] = {{LLM_PART_TEXT, "<think>secret</think>x"},
+                                                                 {LLM_PART_TEXT, "<think>more</think>\nAnswer <SPECIAL_12>"}};
+        llm_chat_message msgs[3] = {{"user", &up, 1}, {"assistant", ap, 2}, {"user", &up2, 1}}; /* escaped in place: one part each */
+        char **owned = NULL;
+        int n_owned = 0;
+        TEST_EQ_INT(llm_chat_escape_messages(tok, msgs, 3, &owned, &n_owned, &err), NVL_OK);
+        char *r = NULL, *shown = NULL;
+        size_t rl = 0, sl = 0;
+        llm_chat_options o = llm_chat_options_default();
+        TEST_EQ_INT(llm_chat_render(msgs, 3, &o, &r, &rl, &err), NVL_OK);
+        TEST_EQ_INT(llm_chat_unescape(r ? r : "", r ? rl : 0, &shown, &sl, &err), NVL_OK);
+        if (shown)
+            TEST_EQ_STR(shown, "<s><SPECIAL_10>System\n\n<SPECIAL_11>User\nHi <img>\n<SPECIAL_11>Assistant\nAnswer <SPECIAL_12>\n"
+                               "<SPECIAL_12>\n<SPECIAL_11>User\nHi <img>\n<SPECIAL_11>Assistant\n<think>\n");
+        int32_t *ids = NULL;
+        int64_t n_ids = 0;
+        TEST_EQ_INT(llm_chat_encode_rendered(tok, r ? r : "", r ? rl : 0, &ids, &n_ids, &err), NVL_OK);
+        int n12 = 0, n_img = 0;
+        for (int64_t i = 0; i < n_ids; i++) n12 += ids[i] == 12, n_img += ids[i] == 19;
+        TEST_EQ_INT(n12, 1); /* the template's end of turn only */
+        TEST_EQ_INT(n_img, 0);
+        nvl_free(ids);
+        nvl_free(r);
+        nvl_free(shown);
+        for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+        nvl_free(owned);
+        llm_tokenizer_free(tok);
+    }
+}
+
 int main(void) {
     nvl_err err = {0};
     if (llm_tokenizer_load(&g_tok, test_data_path("tokenizer/nemotron_tiny"), &err) != NVL_OK) {
@@ -98,6 +209,7 @@ int main(void) {
     int64_t live0 = nvl_alloc_count();
     test_goldens();
     test_media_expansion();
+    test_plain_text();
     TEST_EQ_INT(nvl_alloc_count(), live0);
     llm_tokenizer_free(g_tok);
     return test_report();

@@ -12,8 +12,10 @@
 #include "vision.h"
 #include "test_util.h"
 
-/* Copies tiny_radio into dir, dropping `drop` or growing the first dimension of `grow`. */
-static void write_variant(const char *dir, const char *drop, const char *grow) {
+/* Copies tiny_radio into dir, dropping `drop` or growing the first dimension of `grow`; with
+ * cond_bf16, the input_conditioner's norm_mean and norm_std are stored as these BF16 bits
+ * (mean[3] then std[3]), as a checkpoint cast to bf16 before saving holds them. */
+static void write_variant(const char *dir, const char *drop, const char *grow, const uint16_t *cond_bf16) {
     mkdir(dir, 0755);
     char p[700], *cfg = NULL;
     size_t len = 0;
@@ -29,6 +31,11 @@ static void write_variant(const char *dir, const char *drop, const char *grow) {
     for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
         const nvl_st_entry *e = nvl_checkpoint_entry(ck, i);
         if (drop && !strcmp(e->name, drop)) continue;
+        if (cond_bf16 && strstr(e->name, "input_conditioner.norm_")) {
+            const uint16_t *v = cond_bf16 + (strstr(e->name, "norm_std") ? 3 : 0);
+            st_writer_add(&w, e->name, "BF16", 3, (int64_t[]){3, 1, 1}, v, 6);
+            continue;
+        }
         int64_t shape[8];
         memcpy(shape, e->shape, sizeof shape);
         size_t bytes = e->end - e->begin;
@@ -114,14 +121,41 @@ int main(void) {
 
     char dir[600];
     snprintf(dir, sizeof dir, "%s/missing", test_tmpdir());
-    write_variant(dir, "vision_model.radio_model.model.blocks.1.mlp.fc2.bias", NULL);
+    write_variant(dir, "vision_model.radio_model.model.blocks.1.mlp.fc2.bias", NULL, NULL);
     TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_NOT_FOUND);
     TEST_CONTAINS(err.msg, "missing vision tensor 'vision_model.radio_model.model.blocks.1.mlp.fc2.bias'");
     snprintf(dir, sizeof dir, "%s/shape", test_tmpdir());
-    write_variant(dir, NULL, "vision_model.radio_model.model.blocks.2.attn.qkv.weight");
+    write_variant(dir, NULL, "vision_model.radio_model.model.blocks.2.attn.qkv.weight", NULL);
     TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_SHAPE);
     TEST_CONTAINS(err.msg, "blocks.2.attn.qkv.weight' has shape [193, 64], expected [192, 64]");
     TEST_CHECK(m == NULL, "model returned on failure");
+    /* BF16-stored normalisation buffers (issue 16 item 10): the config's CLIP values rounded to
+     * bf16 (round to nearest even, bits from Python's struct, not our converter: 0.48145466 ->
+     * 0x3ef7 = 0.48242188, ...) are the same values at bf16 precision and accepted; one bf16 step
+     * off (0x3ef8 = 0.484375) is refused naming the buffer */
+    const uint16_t clip_bf16[6] = {0x3ef7, 0x3eea, 0x3ed1, 0x3e8a, 0x3e86, 0x3e8d};
+    snprintf(dir, sizeof dir, "%s/cond_bf16", test_tmpdir());
+    write_variant(dir, NULL, NULL, clip_bf16);
+    TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_OK);
+    if (m) TEST_EQ_INT(vision_model_grid(m), 4);
+    else fprintf(stderr, "bf16 buffers refused: %s\n", err.msg);
+    vision_model_free(m);
+    m = NULL;
+    uint16_t off[6];
+    memcpy(off, clip_bf16, sizeof off);
+    off[0] = 0x3ef8;
+    snprintf(dir, sizeof dir, "%s/cond_bf16_off", test_tmpdir());
+    write_variant(dir, NULL, NULL, off);
+    TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_CONFIG);
+    TEST_CONTAINS(err.msg, "input_conditioner.norm_mean[0] is 0.484375 (BF16) but config.json says 0.4814546");
+    TEST_CONTAINS(err.msg, "(0.48242188 in BF16)");
+    TEST_CHECK(m == NULL, "model returned on failure");
+    off[0] = clip_bf16[0];
+    off[5] = 0x3e8e; /* std[2] one step up */
+    snprintf(dir, sizeof dir, "%s/cond_bf16_off2", test_tmpdir());
+    write_variant(dir, NULL, NULL, off);
+    TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_CONFIG);
+    TEST_CONTAINS(err.msg, "input_conditioner.norm_std[2]");
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
     return test_report();
