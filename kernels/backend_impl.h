@@ -66,6 +66,7 @@ struct kern_backend_i {
     nvl_status (*copy_to_backend)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err);
     nvl_status (*copy_to_host)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err);
     nvl_status (*synchronize)(kern_backend *be, nvl_err *err);
+    nvl_status (*mem_info)(kern_backend *be, size_t *free_bytes, size_t *total_bytes); /* (optional) */
 
     const struct kern_ops_i *ops; /* the op table (kernels/ops.h); entries NULL where missing */
 };

@@ -107,6 +107,14 @@ kern_weight kern_weight_plain(const nvl_tensor *w, const char *name) {
 
 nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int64_t n, nvl_err *err) {
     if (!be->iface->ops || !be->iface->ops->place_weight) return NVL_OK; /* stays where it is (the mmap) */
+    /* refuse before uploading anything when the set does not fit */
+    size_t need = 0, free_b = 0, total_b = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (tensors[i]->data && tensors[i]->device == NVL_DEVICE_HOST) need += (nvl_tensor_nbytes(tensors[i]) + 255) & ~(size_t)255;
+    if (be->iface->mem_info && be->iface->mem_info(be, &free_b, &total_b) == NVL_OK && need > free_b)
+        return nvl_err_set(err, NVL_ERR_NOMEM,
+                           "the weights need %.2f GiB on %s but %.2f GiB of %.2f GiB are free: nothing was uploaded",
+                           (double)need / (1 << 30), be->description, (double)free_b / (1 << 30), (double)total_b / (1 << 30));
     for (int64_t i = 0; i < n; i++) {
         nvl_status st = be->iface->ops->place_weight(be, tensors[i], err);
         if (st != NVL_OK) return st;

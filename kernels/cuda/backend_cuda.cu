@@ -142,6 +142,11 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
     return NVL_OK;
 }
 
+static nvl_status cuda_mem_info(kern_backend *be, size_t *free_b, size_t *total_b) {
+    (void)be;
+    return cudaMemGetInfo(free_b, total_b) == cudaSuccess ? NVL_OK : NVL_ERR_DEVICE;
+}
+
 static struct kern_backend_i make_iface(void) {
     struct kern_backend_i i;
     memset(&i, 0, sizeof i);
@@ -155,6 +160,7 @@ static struct kern_backend_i make_iface(void) {
     i.copy_to_host = cuda_d2h;
     i.synchronize = cuda_sync;
     i.ops = &kern_cuda_ops;
+    i.mem_info = cuda_mem_info;
     return i;
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();
