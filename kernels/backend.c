@@ -15,9 +15,94 @@ int kern_cuda_built(void) {
 #endif
 }
 
+#ifdef NVL_HAVE_CUDA
+/* The CUDA backend lives in the module libnvl_cuda.so (kernels/CMakeLists.txt), loaded here with
+ * dlopen only when a CUDA backend is asked for or a device is seen; nothing of CUDA is linked
+ * into nanovl. Devices are counted through the driver (libcuda.so.1, cuInit + cuDeviceGetCount),
+ * so a machine without a driver or a device never loads the CUDA runtime or cuBLAS. */
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static pthread_once_t g_probe_once = PTHREAD_ONCE_INIT, g_module_once = PTHREAD_ONCE_INIT;
+static int g_n_devices;
+static char g_probe_why[512];
+static nvl_status (*g_cuda_init)(kern_backend **, nvl_err *);
+static char g_module_why[1024];
+
+static void probe_driver(void) {
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(g_probe_why, sizeof g_probe_why, "no CUDA driver (%s)", e ? e : "libcuda.so.1 not found");
+        return;
+    }
+    int (*cu_init)(unsigned) = (int (*)(unsigned))dlsym(h, "cuInit");
+    int (*cu_count)(int *) = (int (*)(int *))dlsym(h, "cuDeviceGetCount");
+    int n = 0, rc;
+    if (!cu_init || !cu_count)
+        snprintf(g_probe_why, sizeof g_probe_why, "libcuda.so.1 lacks cuInit/cuDeviceGetCount");
+    else if ((rc = cu_init(0)) != 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "cuInit failed with CUDA driver error %d%s", rc,
+                 rc == 100 ? " (no CUDA-capable device)" : "");
+    else if ((rc = cu_count(&n)) != 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "cuDeviceGetCount failed with CUDA driver error %d", rc);
+    else if (n == 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "the driver reports 0 devices");
+    g_n_devices = n > 0 ? n : 0;
+    /* the driver stays loaded: the CUDA runtime of the module uses it */
+}
+
+/* libnvl_cuda.so beside the executable, else where the build put it. */
+static void load_module(void) {
+    char path[PATH_MAX + 32];
+    const char *tried[2];
+    int n_tried = 0;
+    ssize_t n = readlink("/proc/self/exe", path, PATH_MAX);
+    void *h = NULL;
+    char first[PATH_MAX + 32] = "";
+    if (n > 0) {
+        path[n] = '\0';
+        char *slash = strrchr(path, '/');
+        if (slash) {
+            strcpy(slash + 1, "libnvl_cuda.so");
+            if (access(path, F_OK) == 0) h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            if (!h) snprintf(first, sizeof first, "%s", path);
+        }
+    }
+    if (first[0]) tried[n_tried++] = first;
+    if (!h) {
+        h = dlopen(NVL_CUDA_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+        tried[n_tried++] = NVL_CUDA_MODULE_PATH;
+    }
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(g_module_why, sizeof g_module_why, "cannot load the CUDA backend module (%s%s%s): %s", tried[0],
+                 n_tried > 1 ? ", " : "", n_tried > 1 ? tried[1] : "", e ? e : "not found");
+        return;
+    }
+    g_cuda_init = (nvl_status(*)(kern_backend **, nvl_err *))dlsym(h, "kern_cuda_backend_init");
+    if (!g_cuda_init)
+        snprintf(g_module_why, sizeof g_module_why, "the CUDA backend module lacks kern_cuda_backend_init");
+}
+
+static nvl_status cuda_backend_init(kern_backend **out, nvl_err *err) {
+    const char *why = NULL;
+    if (kern_cuda_device_count(&why) <= 0)
+        return nvl_err_set(err, NVL_ERR_NO_DEVICE, "no CUDA device (%s)", why ? why : "none found");
+    pthread_once(&g_module_once, load_module);
+    if (!g_cuda_init) return nvl_err_set(err, NVL_ERR_NO_DEVICE, "%s", g_module_why);
+    return g_cuda_init(out, err);
+}
+#endif
+
 int kern_cuda_device_count(const char **why) {
 #ifdef NVL_HAVE_CUDA
-    return kern_cuda_probe_devices(why);
+    pthread_once(&g_probe_once, probe_driver);
+    if (why) *why = g_n_devices > 0 ? NULL : g_probe_why;
+    return g_n_devices;
 #else
     if (why) *why = "this nanovl was built without the CUDA backend";
     return 0;
@@ -31,7 +116,7 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
     if (!strcmp(name, "cpu")) return kern_cpu_backend_init(out, err);
     if (!strcmp(name, "cuda")) {
 #ifdef NVL_HAVE_CUDA
-        return kern_cuda_backend_init(out, err);
+        return cuda_backend_init(out, err);
 #else
         return nvl_err_set(err, NVL_ERR_NO_DEVICE,
                            "backend 'cuda': no CUDA device (this nanovl was built without CUDA)");
@@ -40,9 +125,9 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
     if (!strcmp(name, "auto")) {
 #ifdef NVL_HAVE_CUDA
         const char *why = NULL;
-        if (kern_cuda_probe_devices(&why) > 0) {
+        if (kern_cuda_device_count(&why) > 0) {
             nvl_err e2 = {0};
-            if (kern_cuda_backend_init(out, &e2) == NVL_OK) return NVL_OK;
+            if (cuda_backend_init(out, &e2) == NVL_OK) return NVL_OK;
             NVL_LOG_WARN("CUDA device found but backend init failed (%s); using the CPU\n", e2.msg);
         } else {
             NVL_LOG_INFO("no CUDA device (%s); using the CPU backend\n", why ? why : "none");

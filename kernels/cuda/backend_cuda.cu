@@ -15,6 +15,10 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 
+// Built as the module libnvl_cuda.so (kernels/CMakeLists.txt), loaded by kernels/backend.c with
+// dlopen: only these two entry points are visible.
+#define NVL_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
 #define RMSNORM_BLOCK 256 /* threads per row: 8 warps cover 5120 columns in 20 strided steps */
 
 struct cuda_ctx {
@@ -24,7 +28,7 @@ struct cuda_ctx {
     int sync_each; /* NVL_CUDA_SYNC=1: synchronize after every launch so faults surface there */
 };
 
-extern "C" int kern_cuda_probe_devices(const char **why) {
+NVL_CUDA_EXPORT int kern_cuda_probe_devices(const char **why) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -152,7 +156,7 @@ static struct kern_backend_i make_iface(void) {
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();
 
-extern "C" nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err) {
+NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err) {
     *out = NULL;
     const char *why = NULL;
     if (kern_cuda_probe_devices(&why) <= 0)
