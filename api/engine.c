@@ -200,12 +200,25 @@ static void check_template(api_engine *e, const char *dir) {
     nvl_free(text);
 }
 
+nvl_status api_env_check(nvl_err *err) {
+    const char *km = getenv("NANOVL_KEEP_MB");
+    if (km && *km) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(km, &end);
+        if (errno || end == km || *end || !isfinite(v) || v < 0 || v > 1048576.0)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NANOVL_KEEP_MB='%s': expected a number of MiB from 0 to 1048576",
+                               km);
+    }
+    return NVL_OK;
+}
+
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     *out = NULL;
     api_engine *e = nvl_calloc(1, sizeof *e);
     if (!e) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     nvl_status st;
-    if ((st = kern_backend_init(&e->be, "cpu", err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
+    if ((st = kern_backend_init_models(&e->be, err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
         (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||

@@ -1,5 +1,6 @@
 /* Backend registry and selection (NVL_BACKEND env -> CUDA if built and a device exists -> CPU)
  * and the thin op entry points that dispatch through the vtable. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,71 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
     }
     return nvl_err_set(err, NVL_ERR_INVALID_ARG, "unknown backend '%s' (expected cpu, cuda or auto)",
                        name);
+}
+
+static int one_of(const char *v, const char *const *set) {
+    for (; *set; set++)
+        if (!strcmp(v, *set)) return 1;
+    return 0;
+}
+
+nvl_status kern_env_check(nvl_err *err) {
+    static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
+    static const char *const kernels[] = {"scalar", "avx2", "avx512", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static const char *const bools[] = {"0", "1", NULL};
+    const char *v;
+    if ((v = getenv("NVL_BACKEND")) && *v && !one_of(v, backends))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
+    int n = 0;
+    nvl_status st = kern_cpu_threads_env(&n, err);
+    if (st != NVL_OK) return st;
+    if ((v = getenv("NVL_CPU_KERNEL")) && *v) {
+        if (!one_of(v, kernels))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CPU_KERNEL='%s': unknown kernel (expected scalar, avx2 or "
+                               "avx512)", v);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (!strcmp(v, "avx512") && !__builtin_cpu_supports("avx512f"))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx512: this CPU has no AVX-512F");
+        if (!strcmp(v, "avx2") && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx2: this CPU has no AVX2/FMA");
+#else
+        if (strcmp(v, "scalar"))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=%s: this build has only the scalar kernels", v);
+#endif
+    }
+    if ((v = getenv("NVL_LOG_LEVEL")) && *v && !one_of(v, levels))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_LOG_LEVEL='%s': unknown level (expected error, warn, info or "
+                           "debug)", v);
+    if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
+    if ((v = getenv("NVL_FAIL_ALLOC_AFTER")) && *v) {
+        char *end = NULL;
+        errno = 0;
+        long long k = strtoll(v, &end, 10);
+        if (errno || *end || k < -1)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_FAIL_ALLOC_AFTER='%s': expected a whole number (-1 disables)",
+                               v);
+    }
+    kern_threads_apply();
+    return NVL_OK;
+}
+
+int kern_cpu_threads(void) { return kern_cpu_n_threads(); }
+
+nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
+    *out = NULL;
+    const char *v = getenv("NVL_BACKEND");
+    if (v && !strcmp(v, "cuda")) {
+        const char *why = NULL;
+        if (kern_cuda_device_count(&why) <= 0)
+            return nvl_err_set(err, NVL_ERR_NO_DEVICE, "NVL_BACKEND=cuda: no CUDA device (%s)", why ? why : "none found");
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_BACKEND=cuda: the CUDA backend cannot run the models yet (it "
+                           "has RMSNorm only); unset NVL_BACKEND or set it to cpu or auto");
+    }
+    if (v && *v && strcmp(v, "cpu") && strcmp(v, "auto"))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
+    return kern_cpu_backend_init(out, err); /* auto: the CPU until the CUDA backend has the models' ops */
 }
 
 void kern_backend_free(kern_backend *be) {

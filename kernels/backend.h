@@ -48,6 +48,22 @@ const char *kern_backend_name(const kern_backend *be);
 const char *kern_backend_description(const kern_backend *be);
 int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype weight_dtype);
 
+/* The backend the models (llm/, vision/, api/engine) run on. The CUDA backend has only RMSNorm so
+ * far, so that is the CPU for NVL_BACKEND unset, cpu or auto; NVL_BACKEND=cuda is an error that
+ * says why (no device, or the models need ops the CUDA backend lacks), never a silent CPU run. */
+nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err);
+
+/* Checks every environment variable the kernels read (NVL_BACKEND, NVL_THREADS, NVL_CPU_KERNEL,
+ * NVL_CUDA_SYNC, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an
+ * error naming the variable, its value and why. Applies NVL_THREADS to the calling thread.
+ * nanovl calls it before any command runs. */
+nvl_status kern_env_check(nvl_err *err);
+/* Applies NVL_THREADS to the calling thread (once per thread; OpenMP's thread count is per
+ * thread): called by kern_cpu backend creation, kern_env_check and every thread that runs ops. */
+void kern_threads_apply(void);
+/* OpenMP threads the CPU ops of the calling thread use (1 without OpenMP). */
+int kern_cpu_threads(void);
+
 /* Whether this binary has the CUDA backend compiled in. */
 int kern_cuda_built(void);
 /* Number of CUDA devices visible (0 without a driver/device or without a CUDA build). Any

@@ -76,6 +76,9 @@ struct kern_backend {
     char description[256];
 };
 
+/* NVL_THREADS read and checked (*n = 0 when unset): kernels/cpu/backend_cpu.c. */
+nvl_status kern_cpu_threads_env(int *n, nvl_err *err);
+
 /* Constructors of the concrete backends. */
 nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err);
 #ifdef NVL_HAVE_CUDA

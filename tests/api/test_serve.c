@@ -194,7 +194,10 @@ int main(void) {
         TEST_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "made a stale socket file");
         close(fd);
     }
+    /* NVL_THREADS reaches the worker thread that runs the requests (status 'threads') */
+    setenv("NVL_THREADS", "1", 1);
     pid_t srv = start_server(g_sock, "--rate", "600");
+    unsetenv("NVL_THREADS");
     conn c = {.fd = connect_to(g_sock, 60)};
     if (c.fd < 0) {
         kill(srv, SIGKILL);
@@ -224,6 +227,8 @@ int main(void) {
     send_line(c.fd, "{\"type\":\"status\",\"id\":\"st\"}");
     ev = next_event(&c, 10);
     TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "protocol") == 1 && num(ev, "v") == 1, "status event");
+    TEST_CHECK(ev && num(ev, "threads") == 1, "NVL_THREADS=1 applies to the worker (status threads %g)",
+               ev ? num(ev, "threads") : -1.0);
     cJSON_Delete(ev);
 
     /* one question: accepted, progress, tokens, done; the streamed text is the answer */
