@@ -249,6 +249,25 @@ int main(void) {
     }
     cJSON_Delete(ev);
 
+    /* a 2-second clip with max_frames 6000 is budgeted by the 4 frames it has (the old check counted
+     * 6000 frames and refused it); over the budget, the advice is about frames, not pages */
+    {
+        const char *clip = test_data_path("media/made/clip_2s.mp4");
+        send_line(c.fd, ask_json(req, sizeof req, "mf", clip, 2, ",\"max_frames\":6000"));
+        ev = run_to_end(&c, "mf", NULL, 0, NULL);
+        const cJSON *media = ev ? cJSON_GetObjectItemCaseSensitive(ev, "media") : NULL;
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && num(cJSON_GetArrayItem(media, 0), "frames") == 4,
+                   "max_frames 6000 on a 2 s clip: done with 4 frames (%s: %s)", ev ? str(ev, "event") : "none",
+                   ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        send_line(c.fd, ask_json(req, sizeof req, "mfb", clip, 2, ",\"max_frames\":6000,\"fps\":30,\"max_context\":200"));
+        ev = run_to_end(&c, "mfb", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && strstr(str(ev, "message"), "1 video of 20 sampled frames") &&
+                       strstr(str(ev, "message"), "max_frames") && !strstr(str(ev, "message"), "pages"),
+                   "over budget: frames advice (%s)", ev ? str(ev, "message") : "none");
+        cJSON_Delete(ev);
+    }
+
     /* malformed JSON, unknown field, oversize line, missing and damaged media: errors, and the
      * connection keeps serving */
     send_line(c.fd, "{\"id\":\"bad\", \"question\": ");
