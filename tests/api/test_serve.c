@@ -249,6 +249,28 @@ int main(void) {
     }
     cJSON_Delete(ev);
 
+    /* a damaged PDF and video sent as base64 go through private temporary files: the errors name
+     * the part, never the temporary file */
+    {
+        const char *kinds[2][3] = {{"pdf", "broken.pdf", "JVBERi0xLjQKZ2FyYmFnZSBnYXJiYWdlCg=="},  /* %PDF-1.4 garbage */
+                                   {"video", "broken.mp4", "AAAAGGZ0eXBtcDQyAAAAAG1wNDJpc29tAAAACGZyZWU="}};
+        for (int k = 0; k < 2; k++) {
+            snprintf(req, sizeof req,
+                     "{\"v\":1,\"id\":\"b64%d\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"%s\","
+                     "\"name\":\"%s\",\"data\":\"%s\"},{\"type\":\"text\",\"text\":\"What?\"}]}],"
+                     "\"params\":{\"max_tokens\":1}}",
+                     k, kinds[k][0], kinds[k][1], kinds[k][2]);
+            send_line(c.fd, req);
+            char id[8];
+            snprintf(id, sizeof id, "b64%d", k);
+            ev = run_to_end(&c, id, NULL, 0, NULL);
+            const char *msg = ev ? str(ev, "message") : "";
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && strstr(msg, kinds[k][1]) && !strstr(msg, "nanovl-"),
+                       "damaged base64 %s: error names the part, not the temporary file (%s)", kinds[k][0], msg);
+            cJSON_Delete(ev);
+        }
+    }
+
     /* a 2-second clip with max_frames 6000 is budgeted by the 4 frames it has (the old check counted
      * 6000 frames and refused it); over the budget, the advice is about frames, not pages */
     {
