@@ -151,6 +151,9 @@ typedef struct api_ask_result {
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);
 
+/* Checks the environment variables the api reads (NANOVL_KEEP_MB); an error names the variable and
+ * its value. nanovl calls it, with kern_env_check, before any command runs. */
+nvl_status api_env_check(nvl_err *err);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);

@@ -71,8 +71,8 @@ static const char *k_usage =
     "  nanovl render report.pdf --pages 2 -o out/\n"
     "\n"
     "environment:\n"
-    "  NVL_BACKEND=cpu|cuda|auto   compute backend (default auto: CUDA when a device exists)\n"
-    "  NVL_THREADS=N               CPU threads (default: all cores)\n"
+    "  NVL_BACKEND=cpu|cuda|auto   compute backend (the models run on the CPU; cuda is an error so far)\n"
+    "  NVL_THREADS=N               CPU threads, 1..4096 (default: OMP_NUM_THREADS, else all cores)\n"
     "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";
 
@@ -93,6 +93,7 @@ static int cmd_version(int argc, char **argv) {
     if (kern_cuda_built())
         printf("cuda devices: %d%s%s%s\n", ndev, ndev ? "" : " (", ndev ? "" : (why ? why : "none"),
                ndev ? "" : ")");
+    printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("media: jpeg %s, png %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
            media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
            media_supports(MEDIA_KIND_PDF) ? "yes" : "no",
@@ -153,6 +154,12 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);
+    /* every documented environment variable is checked before any command runs; NVL_THREADS applies */
+    nvl_err env_err = {0};
+    if (kern_env_check(&env_err) != NVL_OK || api_env_check(&env_err) != NVL_OK) {
+        fprintf(stderr, "nanovl: %s\n", env_err.msg);
+        return EXIT_USAGE;
+    }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {

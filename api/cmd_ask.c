@@ -264,7 +264,7 @@ int cmd_ask(int argc, char **argv) {
             if (st == NVL_ERR_CANCELLED) break;
             continue;
         }
-        if (o.json) print_json(&r, n_q > 1 ? qs[q] : NULL, NULL, 0);
+        if (o.json) print_json(&r, qs[q], NULL, 0); /* "question" in single- and multi-question output alike */
         else {
             if (o.show_reasoning && o.in_reasoning_shown == 1) fputs("\n</think>\n", stdout);
             fputs("\n", stdout);

@@ -17,7 +17,7 @@ static const char *k_usage =
     "usage: nanovl ocr [--model DIR] FILE... [-o OUT.md] [options]\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  -o, --out FILE        write the Markdown there (default stdout)\n"
-    "  --json                one JSON object per page: file, page, markdown, usage, timings\n"
+    "  --json                one JSON object per page: file, page, text (the markdown), usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
@@ -69,7 +69,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     if (!c->json) {
         fputs("\n\n", c->out);
     } else {
-        api_json_line(c->out, api_page_to_json(name, page, r, "markdown"));
+        api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
     }
     fflush(c->out);
     return 0;

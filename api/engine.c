@@ -200,12 +200,25 @@ static void check_template(api_engine *e, const char *dir) {
     nvl_free(text);
 }
 
+nvl_status api_env_check(nvl_err *err) {
+    const char *km = getenv("NANOVL_KEEP_MB");
+    if (km && *km) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(km, &end);
+        if (errno || end == km || *end || !isfinite(v) || v < 0 || v > 1048576.0)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NANOVL_KEEP_MB='%s': expected a number of MiB from 0 to 1048576",
+                               km);
+    }
+    return NVL_OK;
+}
+
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     *out = NULL;
     api_engine *e = nvl_calloc(1, sizeof *e);
     if (!e) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     nvl_status st;
-    if ((st = kern_backend_init_model(&e->be, err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
+    if ((st = kern_backend_init_models(&e->be, err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
         (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
@@ -266,6 +279,8 @@ typedef struct source {
     int pdf;            /* index into the request's open PDFs, -1 otherwise */
     const char *path;   /* file to read (the media's path or a temporary file; not owned) */
     media_image *img;   /* decoded image file (owned) */
+    media_frames *frames; /* a video's sampled frames (owned; sampled with the media, so the budget counts
+                             the frames the video has, not max_frames) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */
     int msg, part;      /* where the media part stands */
@@ -357,6 +372,40 @@ static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **pat
     return NVL_OK;
 }
 
+/* An error about a private temporary file names the media part instead (its name, or "bytes"):
+ * every occurrence of the temporary path is replaced; the name is prefixed when absent. */
+static void unname_tmp(nvl_err *err, const char *tmp, const char *name) {
+    if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return;
+    char out[sizeof err->msg];
+    size_t o = 0;
+    const size_t lt = strlen(tmp), ln = strlen(name);
+    for (const char *c = err->msg; *c && o + 1 < sizeof out;) {
+        if (!strncmp(c, tmp, lt)) {
+            size_t k = ln < sizeof out - 1 - o ? ln : sizeof out - 1 - o;
+            memcpy(out + o, name, k);
+            o += k;
+            c += lt;
+        } else {
+            out[o++] = *c++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(err->msg, out, o + 1);
+}
+
+static int is_tmp(const request *rq, const char *path) {
+    for (int i = 0; path && i < rq->n_tmp; i++)
+        if (rq->tmp[i] == path || !strcmp(rq->tmp[i], path)) return 1;
+    return 0;
+}
+
+static media_video_params video_params(const api_ask_params *p) {
+    media_video_params vp = media_video_params_default();
+    vp.fps = p->fps > 0 ? p->fps : 2.0;
+    vp.max_frames = p->max_frames > 0 ? p->max_frames : 128;
+    return vp;
+}
+
 static nvl_status add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err) {
     const api_ask_params *p = rq->p;
     const char *name = m->name ? m->name : m->path ? m->path : "bytes";
@@ -385,10 +434,7 @@ static nvl_status add_media(request *rq, const api_media *m, int msg, int part, 
         }
         rq->pdfs = np;
         media_pdf *pdf = NULL;
-        if ((st = media_pdf_open(&pdf, path, NULL, NULL, err)) != NVL_OK) {
-            if (!m->path) nvl_err_prefix(err, "%s", name);
-            goto out;
-        }
+        if ((st = media_pdf_open(&pdf, path, NULL, NULL, err)) != NVL_OK) goto out;
         rq->pdfs[rq->n_pdfs++] = pdf;
         int *pages = NULL, np_ = 0;
         st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
@@ -427,6 +473,10 @@ static nvl_status add_media(request *rq, const api_media *m, int msg, int part, 
         const double q = p->evs >= 0 ? p->evs : vision_model_config(rq->e->vm)->video_pruning_rate;
         s->base_key = xprintf("%s:v:fps%g:mf%d:q%g", id, p->fps, p->max_frames, q);
         if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        /* the frames are sampled now: the budget needs their number, timings_s.media their time */
+        const media_video_params vp = video_params(p);
+        if (st == NVL_OK && (st = media_video_sample(path, &vp, NULL, &s->frames, err)) != NVL_OK && m->path)
+            nvl_err_prefix(err, "%s", name);
     } else {
         source *s = new_source(rq, err);
         if (!s) { st = NVL_ERR_NOMEM; goto out; }
@@ -443,6 +493,7 @@ static nvl_status add_media(request *rq, const api_media *m, int msg, int part, 
         }
     }
 out:
+    if (st != NVL_OK && !m->path && path) unname_tmp(err, path, name);
     nvl_free(id);
     return st;
 }
@@ -459,14 +510,21 @@ static int tiles_for(const request *rq, const source *s, int max_tiles) {
     return n + (vc->use_thumbnail && n > 1 ? 1 : 0);
 }
 
-/* Upper bound of the tokens a video's frames take (they are sampled later, in the vision step):
- * per frame the kept <image> tokens, <img> </img>, and 16 for "\nFrame N sampled at S seconds: ". */
-static int64_t video_frames_bound(const request *rq) {
+/* Frames a video source has (sampled with the media; max_frames only when unknown). */
+static int video_frames(const request *rq, const source *s) {
+    if (s->frames) return s->frames->n;
+    if (s->n_frames > 0) return s->n_frames;
+    return rq->p->max_frames > 0 ? rq->p->max_frames : 128;
+}
+
+/* Upper bound of the tokens a video's frames take (their rows are made later, in the vision
+ * step): per frame the kept <image> tokens, <img> </img>, and 16 for "\nFrame N sampled at S
+ * seconds: ". */
+static int64_t video_frames_bound(const request *rq, const source *s) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
-    const int mf = rq->p->max_frames > 0 ? rq->p->max_frames : 128;
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    return (int64_t)mf * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
+    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
 }
 
 static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
@@ -482,8 +540,8 @@ static nvl_status planned_tokens(request *rq, const api_message *msgs, int n_msg
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
         if (s->is_video) {
+            extra += video_frames_bound(rq, s);
             s->n_frames = 0;
-            extra += video_frames_bound(rq);
         } else
             s->n_tiles = tiles_for(rq, s, max_tiles);
     }
@@ -495,6 +553,40 @@ static nvl_status planned_tokens(request *rq, const api_message *msgs, int n_msg
     *n = pr.n + extra;
     llm_prompt_free(&pr);
     return NVL_OK;
+}
+
+/* "2 images, 3 PDF pages and 1 video of 240 frames" and the advice that fits those media. */
+static void describe_media(const request *rq, char *what, size_t nw, char *advice, size_t na) {
+    int n_img = 0, n_page = 0, n_vid = 0;
+    long long frames = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        const source *s = &rq->src[i];
+        if (s->is_video) {
+            n_vid++;
+            frames += video_frames(rq, s);
+        } else if (s->pdf >= 0) {
+            n_page++;
+        } else {
+            n_img++;
+        }
+    }
+    char parts[3][96];
+    int np = 0;
+    if (n_img) snprintf(parts[np++], sizeof parts[0], "%d image%s", n_img, n_img == 1 ? "" : "s");
+    if (n_page) snprintf(parts[np++], sizeof parts[0], "%d PDF page%s", n_page, n_page == 1 ? "" : "s");
+    if (n_vid)
+        snprintf(parts[np++], sizeof parts[0], "%d video%s of %lld sampled frames", n_vid, n_vid == 1 ? "" : "s", frames);
+    snprintf(what, nw, "%s%s%s%s%s", np > 0 ? parts[0] : "no media", np > 1 ? (np > 2 ? ", " : " and ") : "",
+             np > 1 ? parts[1] : "", np > 2 ? " and " : "", np > 2 ? parts[2] : "");
+    size_t o = 0;
+    advice[0] = '\0';
+    if (n_vid)
+        o += (size_t)snprintf(advice + o, na - o, "sample fewer frames (--max-frames / max_frames, --fps / fps) or prune "
+                              "more of each (a higher --evs / evs), ");
+    if (n_page && o < na)
+        o += (size_t)snprintf(advice + o, na - o, "ask about fewer pages (--pages) or page by page (--per-page), ");
+    if (n_img && o < na) o += (size_t)snprintf(advice + o, na - o, "send fewer images, ");
+    if (o < na) snprintf(advice + o, na - o, "or lower --max-tokens");
 }
 
 // ---------------------------------------------------------------------------
@@ -519,13 +611,18 @@ static nvl_status vision_image(request *rq, source *s, const media_image *img, i
 static nvl_status vision_video(request *rq, source *s, const char *label, double t0, nvl_err *err) {
     api_engine *e = rq->e;
     const api_ask_params *p = rq->p;
-    media_video_params vp = media_video_params_default();
-    vp.fps = p->fps > 0 ? p->fps : 2.0;
-    vp.max_frames = p->max_frames > 0 ? p->max_frames : 128;
-    media_frames *f = NULL;
-    nvl_status st = media_video_sample(s->path, &vp, NULL, &f, err);
+    media_frames *f = s->frames; /* sampled with the media (add_media), or again for a kept prefix that did not apply */
+    s->frames = NULL;
+    nvl_status st = NVL_OK;
+    if (!f) {
+        const media_video_params vp = video_params(p);
+        const double tm = now();
+        st = media_video_sample(s->path, &vp, NULL, &f, err);
+        rq->res->t_media += now() - tm;
+    }
     if (st != NVL_OK) {
-        if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
+        if (is_tmp(rq, s->path)) unname_tmp(err, s->path, s->name);
+        else if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
         return st;
     }
     const vision_vl_config *vc = vision_model_config(e->vm);
@@ -592,6 +689,7 @@ static nvl_status vision_source(request *rq, source *s, int max_tiles, double t0
         const double tm = now();
         nvl_status st = media_pdf_render(rq->pdfs[s->pdf], s->page, rq->p->dpi, rq->p->long_side, &img, err);
         rq->res->t_media += now() - tm;
+        if (st != NVL_OK && is_tmp(rq, s->path)) unname_tmp(err, s->path, s->name);
         if (st == NVL_OK) st = vision_image(rq, s, img, max_tiles, err);
         media_image_free(img);
         return st;
@@ -678,6 +776,7 @@ static void request_free(request *rq) {
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
         media_image_free(s->img);
+        media_frames_free(s->frames);
         nvl_free(s->base_key);
         nvl_free(s->key);
         nvl_free(s->rows);
@@ -821,13 +920,19 @@ nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, co
                     at_fit = at_t;
                 }
             }
-            if (!fit)
-                { st = nvl_err_set(err, NVL_ERR_LIMIT,
-                                 "%d images/pages need at least %lld tokens at 1 tile each (plus %lld of text and %lld to "
-                                 "answer), more than the context budget of %lld: ask about fewer pages (--pages), answer "
-                                 "page by page (--per-page), or lower --max-tokens",
-                                 rq.n_src, (long long)(at_t - text_tokens), (long long)text_tokens, (long long)p.max_tokens,
-                                 (long long)budget); goto done; }
+            if (!fit) {
+                char what[400], advice[400];
+                int images = 0;
+                for (int i = 0; i < rq.n_src; i++) images |= !rq.src[i].is_video;
+                describe_media(&rq, what, sizeof what, advice, sizeof advice);
+                const int64_t least = (mt > 1 ? at_t : at_mt) - text_tokens;
+                st = nvl_err_set(err, NVL_ERR_LIMIT,
+                                 "the media (%s) need at least %lld tokens%s (plus %lld of text and %lld to answer), more "
+                                 "than the context budget of %lld: %s",
+                                 what, (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
+                                 (long long)p.max_tokens, (long long)budget, advice);
+                goto done;
+            }
             char *msg = xprintf("the media need %lld tokens at %d tiles per image but the context budget is %lld: "
                                 "using at most %d tile(s) per image (%lld tokens)",
                                 (long long)(at_mt - text_tokens), mt, (long long)budget, fit, (long long)(at_fit - text_tokens));

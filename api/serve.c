@@ -30,6 +30,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend.h"
 #include "base/alloc.h"
 #include "wire.h"
 
@@ -94,6 +95,7 @@ typedef struct server {
     uint64_t serial, req_serial;
     int draining;
     int64_t n_done, n_failed;
+    int worker_threads; /* the CPU threads the worker's ops use (NVL_THREADS applied there) */
 } server;
 
 static volatile sig_atomic_t g_signals;
@@ -326,6 +328,10 @@ static void run_job(server *s, job *j) {
 
 static void *worker_main(void *arg) {
     server *s = arg;
+    kern_threads_apply(); /* NVL_THREADS: OpenMP's thread count is per thread */
+    pthread_mutex_lock(&s->mu);
+    s->worker_threads = kern_cpu_threads();
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->head && !s->stop_worker) pthread_cond_wait(&s->cv, &s->mu);
@@ -419,6 +425,7 @@ static void status_reply(server *s, client *cl, const char *id) {
     cJSON_AddNumberToObject(ev, "clients", s->n_clients);
     cJSON_AddNumberToObject(ev, "completed", (double)s->n_done);
     cJSON_AddBoolToObject(ev, "draining", s->draining);
+    if (s->worker_threads > 0) cJSON_AddNumberToObject(ev, "threads", s->worker_threads);
     emit_locked(s, cl, ev);
     pthread_mutex_unlock(&s->mu);
 }

@@ -1,5 +1,6 @@
 /* Backend registry and selection (NVL_BACKEND env -> CUDA if built and a device exists -> CPU)
  * and the thin op entry points that dispatch through the vtable. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,9 +16,94 @@ int kern_cuda_built(void) {
 #endif
 }
 
+#ifdef NVL_HAVE_CUDA
+/* The CUDA backend lives in the module libnvl_cuda.so (kernels/CMakeLists.txt), loaded here with
+ * dlopen only when a CUDA backend is asked for or a device is seen; nothing of CUDA is linked
+ * into nanovl. Devices are counted through the driver (libcuda.so.1, cuInit + cuDeviceGetCount),
+ * so a machine without a driver or a device never loads the CUDA runtime or cuBLAS. */
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static pthread_once_t g_probe_once = PTHREAD_ONCE_INIT, g_module_once = PTHREAD_ONCE_INIT;
+static int g_n_devices;
+static char g_probe_why[512];
+static nvl_status (*g_cuda_init)(kern_backend **, nvl_err *);
+static char g_module_why[1024];
+
+static void probe_driver(void) {
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(g_probe_why, sizeof g_probe_why, "no CUDA driver (%s)", e ? e : "libcuda.so.1 not found");
+        return;
+    }
+    int (*cu_init)(unsigned) = (int (*)(unsigned))dlsym(h, "cuInit");
+    int (*cu_count)(int *) = (int (*)(int *))dlsym(h, "cuDeviceGetCount");
+    int n = 0, rc;
+    if (!cu_init || !cu_count)
+        snprintf(g_probe_why, sizeof g_probe_why, "libcuda.so.1 lacks cuInit/cuDeviceGetCount");
+    else if ((rc = cu_init(0)) != 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "cuInit failed with CUDA driver error %d%s", rc,
+                 rc == 100 ? " (no CUDA-capable device)" : "");
+    else if ((rc = cu_count(&n)) != 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "cuDeviceGetCount failed with CUDA driver error %d", rc);
+    else if (n == 0)
+        snprintf(g_probe_why, sizeof g_probe_why, "the driver reports 0 devices");
+    g_n_devices = n > 0 ? n : 0;
+    /* the driver stays loaded: the CUDA runtime of the module uses it */
+}
+
+/* libnvl_cuda.so beside the executable, else where the build put it. */
+static void load_module(void) {
+    char path[PATH_MAX + 32];
+    const char *tried[2];
+    int n_tried = 0;
+    ssize_t n = readlink("/proc/self/exe", path, PATH_MAX);
+    void *h = NULL;
+    char first[PATH_MAX + 32] = "";
+    if (n > 0) {
+        path[n] = '\0';
+        char *slash = strrchr(path, '/');
+        if (slash) {
+            strcpy(slash + 1, "libnvl_cuda.so");
+            if (access(path, F_OK) == 0) h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            if (!h) snprintf(first, sizeof first, "%s", path);
+        }
+    }
+    if (first[0]) tried[n_tried++] = first;
+    if (!h) {
+        h = dlopen(NVL_CUDA_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+        tried[n_tried++] = NVL_CUDA_MODULE_PATH;
+    }
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(g_module_why, sizeof g_module_why, "cannot load the CUDA backend module (%s%s%s): %s", tried[0],
+                 n_tried > 1 ? ", " : "", n_tried > 1 ? tried[1] : "", e ? e : "not found");
+        return;
+    }
+    g_cuda_init = (nvl_status(*)(kern_backend **, nvl_err *))dlsym(h, "kern_cuda_backend_init");
+    if (!g_cuda_init)
+        snprintf(g_module_why, sizeof g_module_why, "the CUDA backend module lacks kern_cuda_backend_init");
+}
+
+static nvl_status cuda_backend_init(kern_backend **out, nvl_err *err) {
+    const char *why = NULL;
+    if (kern_cuda_device_count(&why) <= 0)
+        return nvl_err_set(err, NVL_ERR_NO_DEVICE, "no CUDA device (%s)", why ? why : "none found");
+    pthread_once(&g_module_once, load_module);
+    if (!g_cuda_init) return nvl_err_set(err, NVL_ERR_NO_DEVICE, "%s", g_module_why);
+    return g_cuda_init(out, err);
+}
+#endif
+
 int kern_cuda_device_count(const char **why) {
 #ifdef NVL_HAVE_CUDA
-    return kern_cuda_probe_devices(why);
+    pthread_once(&g_probe_once, probe_driver);
+    if (why) *why = g_n_devices > 0 ? NULL : g_probe_why;
+    return g_n_devices;
 #else
     if (why) *why = "this nanovl was built without the CUDA backend";
     return 0;
@@ -31,7 +117,7 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
     if (!strcmp(name, "cpu")) return kern_cpu_backend_init(out, err);
     if (!strcmp(name, "cuda")) {
 #ifdef NVL_HAVE_CUDA
-        return kern_cuda_backend_init(out, err);
+        return cuda_backend_init(out, err);
 #else
         return nvl_err_set(err, NVL_ERR_NO_DEVICE,
                            "backend 'cuda': no CUDA device (this nanovl was built without CUDA)");
@@ -40,9 +126,9 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
     if (!strcmp(name, "auto")) {
 #ifdef NVL_HAVE_CUDA
         const char *why = NULL;
-        if (kern_cuda_probe_devices(&why) > 0) {
+        if (kern_cuda_device_count(&why) > 0) {
             nvl_err e2 = {0};
-            if (kern_cuda_backend_init(out, &e2) == NVL_OK) return NVL_OK;
+            if (cuda_backend_init(out, &e2) == NVL_OK) return NVL_OK;
             NVL_LOG_WARN("CUDA device found but backend init failed (%s); using the CPU\n", e2.msg);
         } else {
             NVL_LOG_INFO("no CUDA device (%s); using the CPU backend\n", why ? why : "none");
@@ -54,9 +140,72 @@ nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err)
                        name);
 }
 
-nvl_status kern_backend_init_model(kern_backend **out, nvl_err *err) {
-    const char *b = getenv("NVL_BACKEND");
-    return kern_backend_init(out, b && *b ? b : "cpu", err);
+static int one_of(const char *v, const char *const *set) {
+    for (; *set; set++)
+        if (!strcmp(v, *set)) return 1;
+    return 0;
+}
+
+nvl_status kern_env_check(nvl_err *err) {
+    static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
+    static const char *const kernels[] = {"scalar", "avx2", "avx512", "avx512bf16", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static const char *const bools[] = {"0", "1", NULL};
+    const char *v;
+    if ((v = getenv("NVL_BACKEND")) && *v && !one_of(v, backends))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
+    int n = 0;
+    nvl_status st = kern_cpu_threads_env(&n, err);
+    if (st != NVL_OK) return st;
+    if ((v = getenv("NVL_CPU_KERNEL")) && *v) {
+        if (!one_of(v, kernels))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CPU_KERNEL='%s': unknown kernel (expected scalar, avx2, "
+                               "avx512 or avx512bf16)", v);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (!strcmp(v, "avx512bf16") && !kern_cpu_has_bf16dp())
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx512bf16: this CPU (or this build) has no "
+                               "AVX512-BF16 dot products");
+        if (!strcmp(v, "avx512") && !__builtin_cpu_supports("avx512f"))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx512: this CPU has no AVX-512F");
+        if (!strcmp(v, "avx2") && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx2: this CPU has no AVX2/FMA");
+#else
+        if (strcmp(v, "scalar"))
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=%s: this build has only the scalar kernels", v);
+#endif
+    }
+    if ((v = getenv("NVL_LOG_LEVEL")) && *v && !one_of(v, levels))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_LOG_LEVEL='%s': unknown level (expected error, warn, info or "
+                           "debug)", v);
+    if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
+    if ((v = getenv("NVL_FAIL_ALLOC_AFTER")) && *v) {
+        char *end = NULL;
+        errno = 0;
+        long long k = strtoll(v, &end, 10);
+        if (errno || *end || k < -1)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_FAIL_ALLOC_AFTER='%s': expected a whole number (-1 disables)",
+                               v);
+    }
+    kern_threads_apply();
+    return NVL_OK;
+}
+
+int kern_cpu_threads(void) { return kern_cpu_n_threads(); }
+
+nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
+    *out = NULL;
+    const char *v = getenv("NVL_BACKEND");
+    if (v && !strcmp(v, "cuda")) { /* asked for: the CUDA ops (first versions, see kernels/cuda/ops_cuda.cu) */
+        const char *why = NULL;
+        if (kern_cuda_device_count(&why) <= 0)
+            return nvl_err_set(err, NVL_ERR_NO_DEVICE, "NVL_BACKEND=cuda: no CUDA device (%s)", why ? why : "none found");
+        return kern_backend_init(out, "cuda", err);
+    }
+    if (v && *v && strcmp(v, "cpu") && strcmp(v, "auto"))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
+    /* auto: the CPU until the CUDA ops have been checked on a GPU (scripts/gpu-check.sh) */
+    return kern_cpu_backend_init(out, err);
 }
 
 void kern_backend_free(kern_backend *be) {

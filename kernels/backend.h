@@ -42,14 +42,28 @@ enum kern_op {
  * there; NVL_ERR_INVALID_ARG for an unknown name. */
 nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err);
 void kern_backend_free(kern_backend *be); /* NULL-tolerant */
-/* The backend the model parts run on: NVL_BACKEND when set (cpu | cuda | auto), else the CPU.
- * (The CUDA ops have not run on a GPU yet, so a device is used only when asked for.) */
-nvl_status kern_backend_init_model(kern_backend **out, nvl_err *err);
 enum kern_backend_kind kern_backend_kind_of(const kern_backend *be);
 const char *kern_backend_name(const kern_backend *be);
 /* One line: "CPU: 2 threads, avx512_bf16" / "CUDA: NVIDIA H100 80GB HBM3, sm_90, 79 GiB". */
 const char *kern_backend_description(const kern_backend *be);
 int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype weight_dtype);
+
+/* The backend the models (llm/, vision/, api/engine) run on: the CPU for NVL_BACKEND unset, cpu or
+ * auto (the CUDA ops have not been checked on a GPU yet, so a device is used only when asked for);
+ * NVL_BACKEND=cuda runs them on the GPU, and without a device it is an error that says why,
+ * never a silent CPU run. */
+nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err);
+
+/* Checks every environment variable the kernels read (NVL_BACKEND, NVL_THREADS, NVL_CPU_KERNEL,
+ * NVL_CUDA_SYNC, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an
+ * error naming the variable, its value and why. Applies NVL_THREADS to the calling thread.
+ * nanovl calls it before any command runs. */
+nvl_status kern_env_check(nvl_err *err);
+/* Applies NVL_THREADS to the calling thread (once per thread; OpenMP's thread count is per
+ * thread): called by kern_cpu backend creation, kern_env_check and every thread that runs ops. */
+void kern_threads_apply(void);
+/* OpenMP threads the CPU ops of the calling thread use (1 without OpenMP). */
+int kern_cpu_threads(void);
 
 /* Whether this binary has the CUDA backend compiled in. */
 int kern_cuda_built(void);

@@ -77,9 +77,13 @@ struct kern_backend {
     char description[256];
 };
 
+/* NVL_THREADS read and checked (*n = 0 when unset): kernels/cpu/backend_cpu.c. */
+nvl_status kern_cpu_threads_env(int *n, nvl_err *err);
+
 /* Constructors of the concrete backends. */
 nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err);
 #ifdef NVL_HAVE_CUDA
+/* defined in the module libnvl_cuda.so (cuda/backend_cuda.cu), reached by backend.c through dlopen */
 nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err);
 int kern_cuda_probe_devices(const char **why);
 #endif

@@ -1,3 +1,4 @@
+#include <string.h>
 /* Safetensors files and checkpoints: valid single and sharded files are read zero-copy; every
  * kind of damage is refused with its own code and a message naming the problem; allocation
  * failure at any point is handled without a crash or a leak. */
@@ -273,7 +274,25 @@ static void test_alloc_failures(void) {
     TEST_EQ_INT(nvl_alloc_count(), live0);
 }
 
+/* fuzz_safetensors: a header with "__metadata__" twice leaked the first parse (LeakSanitizer); it is
+ * refused, and no block stays allocated */
+static void test_duplicate_metadata(void) {
+    static const char hdr[] = "{ \"__metadata__\": {\"format\": \"pt\"}, \"__metadata__\": {\"format\": \"pT\"}}";
+    uint8_t buf[8 + sizeof hdr];
+    const uint64_t n = sizeof hdr - 1;
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(n >> (8 * i));
+    memcpy(buf + 8, hdr, n);
+    const int64_t live = nvl_alloc_count();
+    nvl_safetensors *f = NULL;
+    nvl_err err = {0};
+    TEST_EQ_INT(nvl_safetensors_open_memory(&f, buf, 8 + n, "dup", &err), NVL_ERR_FORMAT);
+    TEST_CONTAINS(err.msg, "__metadata__ appears more than once");
+    TEST_CHECK(nvl_alloc_count() == live, "duplicate __metadata__: %lld blocks left allocated",
+               (long long)(nvl_alloc_count() - live));
+}
+
 int main(void) {
+    test_duplicate_metadata();
     snprintf(g_dir, sizeof g_dir, "%s", test_tmpdir());
     test_valid_single();
     test_sharded();

@@ -131,7 +131,7 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
         m->owns_ck = st == NVL_OK;
     }
     if (st == NVL_OK && !m->be) {
-        st = kern_backend_init_model(&m->be, err);
+        st = kern_backend_init_models(&m->be, err);
         m->owns_be = st == NVL_OK;
     }
     if (st == NVL_OK) st = vision_vit_shape_from_checkpoint(&m->vc, m->ck, err);

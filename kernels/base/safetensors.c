@@ -166,6 +166,8 @@ static nvl_status parse_metadata(nvl_safetensors *f, const cJSON *meta, nvl_err 
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: __metadata__ is not an object", f->what);
     int n = cJSON_GetArraySize(meta);
     if (n == 0) return NVL_OK;
+    if (f->meta_keys) /* a second "__metadata__" key (found by fuzz_safetensors: the first was leaked) */
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: __metadata__ appears more than once", f->what);
     f->meta_keys = nvl_calloc((size_t)n, sizeof(char *));
     f->meta_vals = nvl_calloc((size_t)n, sizeof(char *));
     if (!f->meta_keys || !f->meta_vals) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", f->what);

@@ -1,4 +1,5 @@
 /* The CPU backend: host memory, OpenMP threads, ops from the kernels/cpu sources. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,38 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* NVL_THREADS: unset or empty = OpenMP's default (OMP_NUM_THREADS, else all cores); else a whole
+ * number 1..4096. OpenMP keeps the thread count per thread, so every thread that runs ops applies
+ * it (kern_threads_apply): the one that creates the backend, serve's worker, the CLI's main. */
+nvl_status kern_cpu_threads_env(int *n, nvl_err *err) {
+    const char *s = getenv("NVL_THREADS");
+    *n = 0;
+    if (!s || !*s) return NVL_OK;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 4096)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_THREADS='%s': expected a whole number of threads from 1 to 4096",
+                           s);
+#ifndef _OPENMP
+    if (v != 1)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_THREADS=%ld: this nanovl was built without OpenMP and runs on "
+                           "one thread", v);
+#endif
+    *n = (int)v;
+    return NVL_OK;
+}
+
+void kern_threads_apply(void) {
+#ifdef _OPENMP
+    static _Thread_local int applied;
+    if (applied) return;
+    applied = 1;
+    int n = 0;
+    if (kern_cpu_threads_env(&n, NULL) == NVL_OK && n > 0) omp_set_num_threads(n);
+#endif
+}
 
 int kern_cpu_n_threads(void) {
 #ifdef _OPENMP
@@ -102,10 +135,13 @@ nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
         nvl_free(be);
         return nvl_err_set(err, NVL_ERR_NOMEM, "cpu backend: out of memory");
     }
-#ifdef _OPENMP
-    const char *nt = getenv("NVL_THREADS");
-    if (nt && atoi(nt) > 0) omp_set_num_threads(atoi(nt));
-#endif
+    int nt = 0;
+    nvl_status st = kern_cpu_threads_env(&nt, err);
+    if (st != NVL_OK) {
+        cpu_free(be);
+        return st;
+    }
+    kern_threads_apply();
     snprintf(be->description, sizeof be->description, "CPU: %d threads, %s, matmul %s",
              kern_cpu_n_threads(), kern_cpu_features(), kern_cpu_matmul_kernel());
     *out = be;

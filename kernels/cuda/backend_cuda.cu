@@ -14,6 +14,10 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 
+// Built as the module libnvl_cuda.so (kernels/CMakeLists.txt), loaded by kernels/backend.c with
+// dlopen: only its two entry points are visible.
+#define NVL_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
 extern "C" const struct kern_ops_i kern_cuda_ops;
 
 struct placed { /* a weight uploaded by place_weight, freed with the backend */
@@ -31,7 +35,7 @@ struct cuda_ctx {
     placed *weights;
 };
 
-extern "C" int kern_cuda_probe_devices(const char **why) {
+NVL_CUDA_EXPORT int kern_cuda_probe_devices(const char **why) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -165,7 +169,7 @@ static struct kern_backend_i make_iface(void) {
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();
 
-extern "C" nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err) {
+NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *err) {
     *out = NULL;
     const char *why = NULL;
     if (kern_cuda_probe_devices(&why) <= 0)

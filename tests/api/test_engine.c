@@ -108,7 +108,9 @@ int main(void) {
         api_ask_result_free(&a);
         bp.max_context = 20;
         TEST_EQ_INT(api_engine_ask(e, files, 1, "What is in this picture?", &bp, NULL, NULL, &a, &err), NVL_ERR_LIMIT);
-        TEST_CONTAINS(err.msg, "--per-page");
+        TEST_CONTAINS(err.msg, "the media (1 image) need at least");
+        TEST_CONTAINS(err.msg, "send fewer images"); /* advice that fits an image: no pages (#17 item 4) */
+        TEST_CHECK(!strstr(err.msg, "--per-page"), "no page advice for an image: %s", err.msg);
     }
     /* The planner counts what the prompt builder emits (issue 16 item 7: it left out the newline
      * each image carries, so a budget between its count and the real one was refused instead of

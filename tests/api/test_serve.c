@@ -194,7 +194,10 @@ int main(void) {
         TEST_CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "made a stale socket file");
         close(fd);
     }
+    /* NVL_THREADS reaches the worker thread that runs the requests (status 'threads') */
+    setenv("NVL_THREADS", "1", 1);
     pid_t srv = start_server(g_sock, "--rate", "600");
+    unsetenv("NVL_THREADS");
     conn c = {.fd = connect_to(g_sock, 60)};
     if (c.fd < 0) {
         kill(srv, SIGKILL);
@@ -224,6 +227,8 @@ int main(void) {
     send_line(c.fd, "{\"type\":\"status\",\"id\":\"st\"}");
     ev = next_event(&c, 10);
     TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "protocol") == 1 && num(ev, "v") == 1, "status event");
+    TEST_CHECK(ev && num(ev, "threads") == 1, "NVL_THREADS=1 applies to the worker (status threads %g)",
+               ev ? num(ev, "threads") : -1.0);
     cJSON_Delete(ev);
 
     /* one question: accepted, progress, tokens, done; the streamed text is the answer */
@@ -243,6 +248,47 @@ int main(void) {
         snprintf(first_answer, sizeof first_answer, "%s", str(ev, "answer"));
     }
     cJSON_Delete(ev);
+
+    /* a damaged PDF and video sent as base64 go through private temporary files: the errors name
+     * the part, never the temporary file */
+    {
+        const char *kinds[2][3] = {{"pdf", "broken.pdf", "JVBERi0xLjQKZ2FyYmFnZSBnYXJiYWdlCg=="},  /* %PDF-1.4 garbage */
+                                   {"video", "broken.mp4", "AAAAGGZ0eXBtcDQyAAAAAG1wNDJpc29tAAAACGZyZWU="}};
+        for (int k = 0; k < 2; k++) {
+            snprintf(req, sizeof req,
+                     "{\"v\":1,\"id\":\"b64%d\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"%s\","
+                     "\"name\":\"%s\",\"data\":\"%s\"},{\"type\":\"text\",\"text\":\"What?\"}]}],"
+                     "\"params\":{\"max_tokens\":1}}",
+                     k, kinds[k][0], kinds[k][1], kinds[k][2]);
+            send_line(c.fd, req);
+            char id[8];
+            snprintf(id, sizeof id, "b64%d", k);
+            ev = run_to_end(&c, id, NULL, 0, NULL);
+            const char *msg = ev ? str(ev, "message") : "";
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && strstr(msg, kinds[k][1]) && !strstr(msg, "nanovl-"),
+                       "damaged base64 %s: error names the part, not the temporary file (%s)", kinds[k][0], msg);
+            cJSON_Delete(ev);
+        }
+    }
+
+    /* a 2-second clip with max_frames 6000 is budgeted by the 4 frames it has (the old check counted
+     * 6000 frames and refused it); over the budget, the advice is about frames, not pages */
+    {
+        const char *clip = test_data_path("media/made/clip_2s.mp4");
+        send_line(c.fd, ask_json(req, sizeof req, "mf", clip, 2, ",\"max_frames\":6000"));
+        ev = run_to_end(&c, "mf", NULL, 0, NULL);
+        const cJSON *media = ev ? cJSON_GetObjectItemCaseSensitive(ev, "media") : NULL;
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && num(cJSON_GetArrayItem(media, 0), "frames") == 4,
+                   "max_frames 6000 on a 2 s clip: done with 4 frames (%s: %s)", ev ? str(ev, "event") : "none",
+                   ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        send_line(c.fd, ask_json(req, sizeof req, "mfb", clip, 2, ",\"max_frames\":6000,\"fps\":30,\"max_context\":200"));
+        ev = run_to_end(&c, "mfb", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && strstr(str(ev, "message"), "1 video of 20 sampled frames") &&
+                       strstr(str(ev, "message"), "max_frames") && !strstr(str(ev, "message"), "pages"),
+                   "over budget: frames advice (%s)", ev ? str(ev, "message") : "none");
+        cJSON_Delete(ev);
+    }
 
     /* malformed JSON, unknown field, oversize line, missing and damaged media: errors, and the
      * connection keeps serving */

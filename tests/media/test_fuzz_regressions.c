@@ -1,0 +1,47 @@
+/* Inputs the fuzzers found (tests/data/media/fuzz-regressions/): each is decoded as an image, as
+ * fuzz_image does, and must come back (decoded or refused) without a crash, a sanitizer report
+ * (in the ASan build) or a large allocation: peak RSS stays under 512 MiB.
+ *   png_itxt_1845493760_oom.png: 726 bytes declaring a 1.8 GB iTXt chunk; libpng allocated it. */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "base/alloc.h"
+#include "media.h"
+#include "test_util.h"
+
+static long peak_rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+int main(void) {
+    const char *dir = test_data_path("media/fuzz-regressions");
+    DIR *d = opendir(dir);
+    TEST_CHECK(d != NULL, "cannot open %s", dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        nvl_err err = {0};
+        if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK) {
+            TEST_CHECK(0, "%s: %s", path, err.msg);
+            continue;
+        }
+        media_image *img = NULL;
+        nvl_status st = media_decode_image(buf, len, e->d_name, NULL, &img, &err);
+        printf("%s: %s%s%s\n", e->d_name, nvl_status_str(st), st == NVL_OK ? "" : ": ", st == NVL_OK ? "" : err.msg);
+        media_image_free(img);
+        nvl_free(buf);
+        TEST_CHECK(peak_rss_kib() < 512 * 1024, "%s: peak RSS %ld KiB after decoding", e->d_name, peak_rss_kib());
+        n++;
+    }
+    if (d) closedir(d);
+    TEST_CHECK(n >= 1, "no regression inputs in %s", dir);
+    return test_report();
+}
