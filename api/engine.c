@@ -518,13 +518,21 @@ static int video_frames(const request *rq, const source *s) {
 }
 
 /* Upper bound of the tokens a video's frames take (their rows are made later, in the vision
- * step): per frame the kept <image> tokens, <img> </img>, and 16 for "\nFrame N sampled at S
- * seconds: ". */
+ * step): per frame the kept <image> tokens, <img> </img>, and the tokens of "\nFrame N sampled
+ * at S seconds: " (at least 16). */
 static int64_t video_frames_bound(const request *rq, const source *s) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + 16);
+    /* the separator text as the prompt builder writes it (llm/text/chat.c), at a long frame number
+     * and time, tokenized with this checkpoint's tokenizer */
+    int64_t sep = 16;
+    int32_t *ids = NULL;
+    int64_t nids = 0;
+    static const char probe[] = "\nFrame 1000 sampled at 10000.00 seconds: ";
+    if (llm_tokenizer_encode(rq->e->tok, probe, sizeof probe - 1, &ids, &nids, NULL) == NVL_OK && nids > sep) sep = nids;
+    nvl_free(ids);
+    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + sep);
 }
 
 static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,

@@ -42,6 +42,11 @@ if(NOT NANOVL_PNG STREQUAL "OFF")
 endif()
 nanovl_resolve(PNG PNG_FOUND "libpng ${PNG_VERSION}")
 
+if(NOT NANOVL_WEBP STREQUAL "OFF")
+  pkg_check_modules(WEBP IMPORTED_TARGET libwebp)
+endif()
+nanovl_resolve(WEBP WEBP_FOUND "libwebp ${WEBP_VERSION}")
+
 if(NOT NANOVL_VIDEO STREQUAL "OFF")
   pkg_check_modules(FFMPEG IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
 endif()

@@ -11,6 +11,10 @@
 #include "media.h"
 #include "media_impl.h"
 
+#ifdef NVL_HAVE_WEBP
+#include <webp/decode.h>
+#endif
+
 media_limits media_limits_default(void) {
     media_limits l = {.max_file_bytes = (size_t)1 << 30, .max_pixels = 100000000, .max_pages = 500,
                       .max_frames = 128};
@@ -197,6 +201,22 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s support is not built into this nanovl", name,
                            media_kind_name(k));
     nvl_status st;
+#ifdef NVL_HAVE_WEBP
+    /* FFmpeg 5.1 aborts the process (an assertion in avcodec) on some damaged lossless WebP that
+     * libwebp refuses cleanly: a still WebP must decode in libwebp before FFmpeg sees it (the
+     * pixels still come from FFmpeg, as before) */
+    if (k == MEDIA_KIND_WEBP) {
+        WebPBitstreamFeatures f;
+        if (WebPGetFeatures(buf, len, &f) != VP8_STATUS_OK)
+            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot read its header)", name);
+        if (!f.has_animation && (uint64_t)f.width * (uint64_t)f.height <= (uint64_t)lim->max_pixels) {
+            int w = 0, h = 0;
+            uint8_t *px = WebPDecodeRGB(buf, len, &w, &h);
+            if (!px) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
+            WebPFree(px);
+        }
+    }
+#endif
     switch (k) {
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;

@@ -10,7 +10,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   libcjson-dev libonig-dev                                   # JSON, tokenizer regex (required)
   libpoppler-glib-dev libcairo2-dev                          # PDF
-  libturbojpeg0-dev libpng-dev                               # JPEG, PNG
+  libturbojpeg0-dev libpng-dev libwebp-dev                   # JPEG, PNG, WebP check
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev # video and other still formats
   clang libclang-rt-14-dev                                   # libFuzzer harnesses, sanitizers
   poppler-utils ffmpeg                                       # pdfinfo/pdftoppm/ffprobe for checks
