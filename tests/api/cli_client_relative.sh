@@ -1,5 +1,5 @@
 #!/bin/sh
-# The example client (docs/examples/nanovl_client.py) run from another directory than the
+# The example client (samples/clients/nanovl_client.py) run from another directory than the
 # server's, with a relative file name: it sends the absolute path, so the server finds the file
 # (issue 17, item 7). Skips (77) without python3.
 # usage: cli_client_relative.sh NANOVL MODEL_DIR IMAGE CLIENT

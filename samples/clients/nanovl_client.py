@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Example client for `nanovl serve` (docs/api.md). Standard library only.
+"""A client for `nanovl serve` (docs/api.md), Python standard library only: copy it into a pipeline.
 
     python3 nanovl_client.py --socket /run/nanovl.sock report.pdf "What is the total?"
     python3 nanovl_client.py --socket /run/nanovl.sock --ocr scan.pdf --pages 1-3
     python3 nanovl_client.py --socket /run/nanovl.sock --inline photo.jpg "Describe it."
+    python3 nanovl_client.py --socket /run/nanovl.sock --events chart.png "Which quarter is best?"
 
-Streams the answer to stdout as it is generated, progress to stderr, and exits 1 on an error
-event (printing its code and message).
+Files go as absolute paths (the server resolves relative ones against its own working
+directory), or with --inline as base64 bytes. Streams the answer to stdout as it is generated,
+progress to stderr, and exits 1 on an error event (printing its code and message). Ctrl-C
+cancels the request on the server (exit 130); a second Ctrl-C leaves at once.
 """
 import argparse
 import base64
-import os
 import json
+import os
+import signal
 import socket
 import sys
 import uuid
@@ -25,6 +29,7 @@ def main():
     ap.add_argument("--pages")
     ap.add_argument("--max-tokens", type=int)
     ap.add_argument("--no-think", action="store_true")
+    ap.add_argument("--events", action="store_true", help="print every event line of the request as sent")
     ap.add_argument("args", nargs="+", help="FILE... [question]")
     a = ap.parse_args()
     files, question = (a.args, None) if a.ocr else (a.args[:-1], a.args[-1])
@@ -50,16 +55,34 @@ def main():
     else:
         req["messages"] = [{"role": "user", "content": [media(p) for p in files] + [{"type": "text", "text": question}]}]
 
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT came ignored (a background job of sh)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(a.socket)
     s.sendall((json.dumps(req) + "\n").encode())
     f = s.makefile("rb")
+    try:
+        return read_events(s, f, rid, a.ocr, a.events)
+    except KeyboardInterrupt:  # Ctrl-C: cancel on the server, then wait for its answer
+        print("\ncancelling (Ctrl-C again to leave at once)", file=sys.stderr)
+        s.sendall((json.dumps({"v": 1, "type": "cancel", "target": rid}) + "\n").encode())
+        try:
+            rc = read_events(s, f, rid, a.ocr, a.events)
+        except KeyboardInterrupt:
+            return 130
+        return 130 if rc == 1 else rc
+
+
+def read_events(s, f, rid, ocr, events=False):
     for line in f:  # one JSON event per line
         ev = json.loads(line)
-        if ev.get("id") != rid:
+        if ev.get("id") not in (rid, None):  # None: the connection's own trouble (timeout, busy)
             continue
         kind = ev["event"]
-        if kind == "token" and not ev.get("reasoning"):
+        if events:
+            sys.stdout.write(line.decode())
+            sys.stdout.flush()
+        if kind == "token" and not ev.get("reasoning") and not events:
             sys.stdout.write(ev["text"])
             sys.stdout.flush()
         elif kind == "progress":
@@ -67,13 +90,18 @@ def main():
         elif kind == "notice":
             print(f"\nnote: {ev['message']}", file=sys.stderr)
         elif kind == "page":
-            print(f"<!-- page {ev.get('page', 0)}: {ev['file']} -->\n\n{ev.get('text', '')}\n")
+            if not events:
+                where = f"page {ev['page']}" if "page" in ev else "image"  # as nanovl ocr marks them
+                print(f"<!-- {where}: {ev['file']} -->\n\n{ev.get('text', '')}\n")
             if "error" in ev:
                 print(f"page error: {ev['error']['code']}: {ev['error']['message']}", file=sys.stderr)
         elif kind == "done":
-            u = ev.get("usage", {})
-            print(f"\n[done: {u.get('prompt_tokens', '-')} prompt tokens, {u.get('completion_tokens', '-')} generated]",
-                  file=sys.stderr)
+            if ocr:
+                print(f"\n[done: {ev.get('failed_pages', 0)} failed pages]", file=sys.stderr)
+            else:
+                u = ev.get("usage", {})
+                print(f"\n[done: {u.get('prompt_tokens', '-')} prompt tokens, {u.get('completion_tokens', '-')} generated]",
+                      file=sys.stderr)
             return 0
         elif kind == "error":
             print(f"\nerror: {ev['code']}: {ev['message']}", file=sys.stderr)

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Merges the results files of a sharded `nanovl batch` (Slurm array, Kubernetes indexed Job) and
+checks that every job of the manifest has exactly one result line. Standard library only.
+
+    python3 merge_results.py JOBS.jsonl results.0.jsonl results.1.jsonl ... [--out MERGED.jsonl]
+
+A job's id is its "id", or "line-N" (N: its line in the manifest) when it has none or the line is
+not a JSON object, as nanovl batch names it. The merged file holds the result lines in manifest
+order, unchanged. Prints a summary and every problem: a job with no line (a shard that did not
+run or finish: rerun it), a job with several lines, a line whose id is not in the manifest, a
+line that is not JSON (a torn last line: rerun that shard to drop it). Exit 0 when every job
+has exactly one line (some may have status "error": they are counted; `nanovl batch
+--retry-failed` redoes them), 1 otherwise, 2 on bad usage.
+"""
+import argparse
+import json
+import sys
+
+
+def manifest_ids(path):
+    ids = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.decode("utf-8", "replace")  # nanovl compares ids with invalid bytes as U+FFFD
+            if not line.strip():
+                continue
+            try:
+                job = json.loads(line)
+            except ValueError:
+                job = None
+            jid = job.get("id") if isinstance(job, dict) else None
+            ids.append(jid if isinstance(jid, str) else f"line-{n}")
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("jobs")
+    ap.add_argument("results", nargs="+")
+    ap.add_argument("--out", help="write the merged result lines here")
+    a = ap.parse_args()
+
+    ids = manifest_ids(a.jobs)
+    known = set(ids)
+    lines = {}  # id -> [(file, line number, text)]
+    problems = []
+    for path in a.results:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                try:
+                    rid = json.loads(text)["id"]
+                except (ValueError, KeyError, TypeError):
+                    problems.append(f"{path}:{n}: not a result line (torn? rerun that shard)")
+                    continue
+                if rid not in known:
+                    problems.append(f"{path}:{n}: id {rid!r} is not in {a.jobs}")
+                lines.setdefault(rid, []).append((path, n, text))
+
+    status = {}
+    for jid in ids:
+        got = lines.get(jid, [])
+        if not got:
+            problems.append(f"{jid}: no result line")
+        elif len(got) > 1:
+            problems.append(f"{jid}: {len(got)} result lines (" + ", ".join(f"{p}:{n}" for p, n, _ in got) + ")")
+        else:
+            s = json.loads(got[0][2]).get("status", "?")
+            status[s] = status.get(s, 0) + 1
+    if len(known) != len(ids):
+        problems.append(f"{a.jobs}: {len(ids) - len(known)} duplicate job ids (nanovl batch refuses such a manifest)")
+
+    if a.out and not problems:
+        with open(a.out, "w", encoding="utf-8") as f:
+            for jid in ids:
+                f.write(lines[jid][0][2] + "\n")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+    print(f"{len(ids)} jobs, {len(a.results)} results files: {summary or 'no complete jobs'}; "
+          f"{len(problems)} problem{'s' if len(problems) != 1 else ''}" + (f" -> {a.out}" if a.out and not problems else ""))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

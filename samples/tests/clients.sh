@@ -1,0 +1,82 @@
+#!/bin/sh
+# CI for samples/clients (ctest label samples): a server on the tiny checkpoint, run from another
+# directory than the client's, and one client asking about the sample media by relative names (so
+# only absolute paths or bytes work). Checks exit codes and the events: one accepted and one done
+# per request, the done's values (tokens generated, prompt tokens equal by path and by bytes), OCR
+# page markers, and Ctrl-C cancelling a running request (exit 130, error "cancelled").
+# usage: clients.sh c|python|socat NANOVL MODEL_DIR SAMPLES_DIR [C_CLIENT]
+# Exit 77 (skipped) without python3 or socat for those clients.
+kind=$1 B=$2 M=$3 S=$4 CC=${5:-}
+case $kind in
+  c) pfx= client=$CC ;;
+  python) command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
+          pfx=python3 client=$S/clients/nanovl_client.py ;;
+  socat) command -v socat >/dev/null 2>&1 || { echo "SKIP: no socat"; exit 77; } ;;
+  *) echo "unknown client $kind"; exit 2 ;;
+esac
+T=$(mktemp -d) || exit 1
+mkdir "$T/srv"
+(cd "$T/srv" && exec "$B" serve --model "$M" --socket "$T/s.sock" --quiet) &
+srv=$!
+trap 'kill $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf "$T"' EXIT
+i=0
+while [ ! -S "$T/s.sock" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+cd "$S/media" || exit 1
+fail=0
+check() {  # check NAME FILE ERE [COUNT]: FILE matches ERE (on COUNT lines, when given)
+  n=$(grep -cE -- "$3" "$2")
+  if [ -n "${4:-}" ] && [ "$n" != "$4" ] || [ "$n" = 0 ]; then
+    echo "FAIL $1: '$3' on $n lines of $2${4:+ (want $4)}"; sed 's/^/  | /' "$2" | cut -c1-300; fail=1
+  else echo "ok   $1"; fi
+}
+rc_is() { if [ "$2" = "$3" ]; then echo "ok   $1: exit $2"; else echo "FAIL $1: exit $2, want $3"; fail=1; fi; }
+
+if [ "$kind" = socat ]; then
+  timeout 60 sh "$S/clients/ask.sh" "$T/s.sock" chart.png 'Which quarter is "best"?' '{"max_tokens":3,"think":false}' > "$T/ev" 2>&1
+  rc_is "ask.sh chart.png" $? 0
+  check "one accepted" "$T/ev" '"event":"accepted"' 1
+  check "tokens" "$T/ev" '"event":"token"'
+  check "one done, 3 tokens, absolute path" "$T/ev" "\"event\":\"done\",\"answer\":.*\"completion_tokens\":3,.*\"name\":\"$S/media/chart.png\"" 1
+  timeout 60 sh "$S/clients/ask.sh" "$T/s.sock" missing.png 'What is it?' > "$T/ev" 2>&1
+  rc_is "ask.sh missing.png" $? 1
+  check "not_found" "$T/ev" '"event":"error","code":"not_found"' 1
+  exit $fail
+fi
+
+# ask, events: accepted, tokens, one done with the answer and the generated count
+timeout 60 $pfx "$client" --socket "$T/s.sock" --events --max-tokens 4 --no-think chart.png "Which quarter had the highest revenue?" > "$T/ev" 2> "$T/err"
+rc_is "ask chart.png --events" $? 0
+check "one accepted" "$T/ev" '"event":"accepted","queue_position":0' 1
+check "tokens" "$T/ev" '"event":"token","text":'
+check "one done, 4 tokens" "$T/ev" '"event":"done","answer":.*"finish_reason":"length","usage":\{"prompt_tokens":[0-9]+,"image_tokens":[0-9]+,"completion_tokens":4,' 1
+check "absolute path sent" "$T/ev" "\"name\":\"$S/media/chart.png\""
+# ask, plain: the streamed answer is the done's answer; by path and by bytes the same prompt
+timeout 60 $pfx "$client" --socket "$T/s.sock" --max-tokens 3 --no-think invoice.pdf "What is the total due?" > "$T/out1" 2> "$T/err1"
+rc_is "ask invoice.pdf (path)" $? 0
+check "done line" "$T/err1" '^\[done: [0-9]+ prompt tokens, 3 generated\]$' 1
+timeout 60 $pfx "$client" --socket "$T/s.sock" --inline --max-tokens 3 --no-think invoice.pdf "What is the total due?" > "$T/out2" 2> "$T/err2"
+rc_is "ask invoice.pdf --inline (bytes)" $? 0
+a=$(grep '^\[done' "$T/err1") b=$(grep '^\[done' "$T/err2")
+if [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s "$T/out1" "$T/out2" && [ -s "$T/out1" ]; then echo "ok   path and bytes: same prompt, same answer"
+else echo "FAIL path and bytes differ: '$a' '$b'"; cat "$T/out1" "$T/out2"; fail=1; fi
+# ocr: a marker per page, in order
+timeout 60 $pfx "$client" --socket "$T/s.sock" --ocr --max-tokens 3 invoice.pdf scan.jpg > "$T/ocr" 2> "$T/err"
+rc_is "ocr invoice.pdf scan.jpg" $? 0
+check "page markers" "$T/ocr" "^<!-- page [12]: $S/media/invoice.pdf -->$" 2
+check "image marker" "$T/ocr" "^<!-- image: $S/media/scan.jpg -->$" 1
+check "no failed pages" "$T/err" '^\[done: 0 failed pages\]$' 1
+# Ctrl-C while a long request runs (24 pages, about 2 s here): cancelled on the server, exit 130
+$pfx "$client" --socket "$T/s.sock" --max-tokens 4 invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf \
+  invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf "Summarize." > "$T/cout" 2> "$T/cerr" &
+cl=$!
+i=0
+while ! grep -q '\[vision\]' "$T/cerr" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT $cl
+wait $cl
+rc_is "Ctrl-C" $? 130
+check "cancelled" "$T/cerr" 'error: cancelled' 1
+# the server is still there and idle
+timeout 60 $pfx "$client" --socket "$T/s.sock" --events --max-tokens 2 --no-think scan.jpg "What is this?" > "$T/ev" 2> "$T/err"
+rc_is "ask after the cancel" $? 0
+check "done after the cancel" "$T/ev" '"event":"done",.*"completion_tokens":2,' 1
+exit $fail
