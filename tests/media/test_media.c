@@ -349,6 +349,97 @@ static void test_limits(void) {
     TEST_CONTAINS(err.msg, "text.txt: not a recognised image format");
 }
 
+/* Every cap at exactly its value (allowed) and one past it (NVL_ERR_LIMIT). The sizes are
+ * Pillow's, stat's, pdfinfo's and ffprobe's, not ours: tokyo.jpg is 600x800 (480000 pixels) in
+ * 162937 bytes; multi_page.pdf has 5 pages; sample.mp4 holds 30 frames over 1.001 s (30000/1001
+ * fps), so fps 30 asks floor(1.001 * 30) = 30 frames. */
+static void test_limits_exact(void) {
+    nvl_err err = {0};
+    const char *jpg = test_shared_path("media/image/tokyo.jpg");
+    const char *vid = test_shared_path("media/video/sample.mp4");
+    const char *mp = test_shared_path("media/pdf/multi_page.pdf");
+    if (!jpg || !vid || !mp) return;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    media_image *img = NULL;
+    TEST_EQ_INT(media_read_file(jpg, NULL, &buf, &len, &err), NVL_OK);
+    TEST_CHECK(len == 162937, "tokyo.jpg is %zu bytes, stat says 162937", len);
+    /* pixels: 600 x 800 = 480000 */
+    media_limits lim = media_limits_default();
+    lim.max_pixels = 480000;
+    TEST_EQ_INT(media_decode_image(buf, len, "tokyo.jpg", &lim, &img, &err), NVL_OK);
+    TEST_CHECK(img && img->width == 600 && img->height == 800, "tokyo.jpg decoded at the pixel cap");
+    media_image_free(img);
+    img = NULL;
+    lim.max_pixels = 479999;
+    TEST_EQ_INT(media_decode_image(buf, len, "tokyo.jpg", &lim, &img, &err), NVL_ERR_LIMIT);
+    TEST_CONTAINS(err.msg, "600x800 = 480000 pixels exceeds the limit of 479999");
+    /* bytes: the in-memory decode, the file read and the file check */
+    lim = media_limits_default();
+    lim.max_file_bytes = 162937;
+    TEST_EQ_INT(media_decode_image(buf, len, "tokyo.jpg", &lim, &img, &err), NVL_OK);
+    media_image_free(img);
+    img = NULL;
+    uint8_t *b2 = NULL;
+    size_t l2 = 0;
+    TEST_EQ_INT(media_read_file(jpg, &lim, &b2, &l2, &err), NVL_OK);
+    TEST_CHECK(l2 == 162937 && b2 && !memcmp(b2, buf, l2), "whole file read at the byte cap");
+    nvl_freep(&b2);
+    TEST_EQ_INT(media_check_file(jpg, &lim, &err), NVL_OK);
+    lim.max_file_bytes = 162936;
+    TEST_EQ_INT(media_decode_image(buf, len, "tokyo.jpg", &lim, &img, &err), NVL_ERR_LIMIT);
+    TEST_CONTAINS(err.msg, "162937 bytes exceeds the limit of 162936");
+    TEST_EQ_INT(media_read_file(jpg, &lim, &b2, &l2, &err), NVL_ERR_LIMIT);
+    TEST_CONTAINS(err.msg, "file of 162937 bytes is larger than the limit of 162936 bytes");
+    TEST_CHECK(b2 == NULL, "nothing returned past the byte cap");
+    TEST_EQ_INT(media_check_file(jpg, &lim, &err), NVL_ERR_LIMIT);
+    nvl_freep(&buf);
+    /* pages: all 5 at a cap of 5, refused at 4 */
+    lim = media_limits_default();
+    lim.max_pages = 5;
+    media_pdf *pdf = NULL;
+    int *pages = NULL, n = 0;
+    TEST_EQ_INT(media_pdf_open(&pdf, mp, NULL, &lim, &err), NVL_OK);
+    TEST_EQ_INT(media_pdf_select_pages(pdf, NULL, &pages, &n, &err), NVL_OK);
+    TEST_EQ_INT(n, 5);
+    nvl_freep(&pages);
+    TEST_EQ_INT(media_pdf_select_pages(pdf, "1-", &pages, &n, &err), NVL_OK);
+    TEST_EQ_INT(n, 5);
+    nvl_freep(&pages);
+    media_pdf_close(pdf);
+    lim.max_pages = 4;
+    TEST_EQ_INT(media_pdf_open(&pdf, mp, NULL, &lim, &err), NVL_OK);
+    TEST_EQ_INT(media_pdf_select_pages(pdf, NULL, &pages, &n, &err), NVL_ERR_LIMIT);
+    TEST_CONTAINS(err.msg, "5 pages selected, above the limit of 4");
+    TEST_EQ_INT(media_pdf_select_pages(pdf, "1-4", &pages, &n, &err), NVL_OK);
+    TEST_EQ_INT(n, 4);
+    nvl_freep(&pages);
+    media_pdf_close(pdf);
+    /* frames: the cap is a minimum, so at exactly the 30 frames fps 30 asks for all 30 come out,
+     * one below it 29 (from the cap in media_limits and from the request's own max_frames) */
+    media_video_params vp = media_video_params_default();
+    vp.fps = 30;
+    media_frames *f = NULL;
+    lim = media_limits_default();
+    lim.max_frames = 30;
+    TEST_EQ_INT(media_video_sample(vid, &vp, &lim, &f, &err), NVL_OK);
+    TEST_CHECK(f && f->n == 30, "frame cap 30 = frames asked: %d frames", f ? f->n : -1);
+    media_frames_free(f);
+    lim.max_frames = 29;
+    TEST_EQ_INT(media_video_sample(vid, &vp, &lim, &f, &err), NVL_OK);
+    TEST_CHECK(f && f->n == 29, "frame cap 29: %d frames", f ? f->n : -1);
+    media_frames_free(f);
+    lim = media_limits_default();
+    vp.max_frames = 30;
+    TEST_EQ_INT(media_video_sample(vid, &vp, &lim, &f, &err), NVL_OK);
+    TEST_CHECK(f && f->n == 30, "max_frames 30: %d frames", f ? f->n : -1);
+    media_frames_free(f);
+    vp.max_frames = 29;
+    TEST_EQ_INT(media_video_sample(vid, &vp, &lim, &f, &err), NVL_OK);
+    TEST_CHECK(f && f->n == 29, "max_frames 29: %d frames", f ? f->n : -1);
+    media_frames_free(f);
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -363,6 +454,7 @@ int main(void) {
     int64_t live0 = nvl_alloc_count();
     test_page_ranges();
     test_limits();
+    test_limits_exact();
     test_manifest("", 80);
     test_manifest("field/", 8);
     TEST_EQ_INT(nvl_alloc_count(), live0);
