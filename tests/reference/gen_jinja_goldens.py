@@ -109,6 +109,10 @@ FEATURES = [
      "{% if a == 1 %}one{% elif a == 2 %}two{% else %}other{% endif %}|{{ raise is defined }}",
      {}),
     ("raise", "{% if messages | length == 0 %}{{ raise_exception('No messages!') }}{% endif %}ok", {"messages": []}),
+    # str.find counts characters, not bytes (a survivor of scripts/mutate.py: no case had
+    # non-ASCII text before the match)
+    ("find_unicode", "{{ 'héllo wörld'.find('l') }} {{ 'héllo wörld'.find('w') }} {{ '中文中'.find('中', 1) if false else '中文中'.find('文') }}"
+     " {{ 'héllo'.count('l') }} {{ 'abc'.find('z') }} {{ m.find('ö') }}", {"m": "wörld"}),
 ]
 
 
