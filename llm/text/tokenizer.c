@@ -908,8 +908,38 @@ static nvl_status encode_plain(const llm_tokenizer *t, const char *s, size_t n, 
     return ok ? NVL_OK : NVL_ERR_NOMEM;
 }
 
-static int is_word_char(unsigned char c) { return c == '_' || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80; }
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* Added-token flags follow tokenizers' added_vocabulary.rs, whose regexes are Unicode-aware:
+ * single_word looks for a \w character (letters, marks, decimal digits, connector punctuation)
+ * next to the match; lstrip/rstrip take the \s run (White_Space) beside it. The same classes
+ * come from Oniguruma's Unicode tables. s is valid UTF-8 (sanitized before encoding). */
+static int cp_is(uint32_t cp, unsigned ctype) { return ONIGENC_IS_CODE_CTYPE(ONIG_ENCODING_UTF8, (OnigCodePoint)cp, ctype) != 0; }
+/* The code point that starts at i (i < n) and its length. */
+static int cp_at(const char *s, size_t n, size_t i, uint32_t *cp) {
+    int bad = 0, k = nvl_utf8_next((const unsigned char *)s + i, n - i, cp, &bad);
+    if (k <= 0) {
+        *cp = 0xFFFD;
+        k = bad > 0 ? bad : 1;
+    }
+    return k;
+}
+/* The start of the code point that ends at i (i > 0). */
+static size_t cp_before(const char *s, size_t i) {
+    size_t b = i - 1;
+    while (b > 0 && i - b < 4 && ((unsigned char)s[b] & 0xC0) == 0x80) b--;
+    return b;
+}
+static int word_before(const char *s, size_t n, size_t i) {
+    uint32_t cp;
+    if (i == 0) return 0;
+    cp_at(s, n, cp_before(s, i), &cp);
+    return cp_is(cp, ONIGENC_CTYPE_WORD);
+}
+static int word_at(const char *s, size_t n, size_t i) {
+    uint32_t cp;
+    if (i >= n) return 0;
+    cp_at(s, n, i, &cp);
+    return cp_is(cp, ONIGENC_CTYPE_WORD);
+}
 
 /* Finds the first added token at or after from; returns its index or -1, with the match
  * [*ms, *me) extended by lstrip/rstrip. */
@@ -921,14 +951,22 @@ static int find_added(const llm_tokenizer *t, const char *s, size_t n, size_t fr
             const added_token *a = &t->added[k];
             if ((unsigned char)a->content[0] != (unsigned char)s[i] || a->len > n - i) continue;
             if (memcmp(s + i, a->content, a->len)) continue;
-            if (a->single_word && ((i > 0 && is_word_char((unsigned char)s[i - 1])) ||
-                                   (i + a->len < n && is_word_char((unsigned char)s[i + a->len]))))
-                continue;
+            if (a->single_word && (word_before(s, n, i) || word_at(s, n, i + a->len))) continue;
             size_t b = i, e = i + a->len;
+            uint32_t cp;
             if (a->lstrip)
-                while (b > from && is_space((unsigned char)s[b - 1])) b--;
+                while (b > from) {
+                    const size_t p = cp_before(s, b);
+                    cp_at(s, n, p, &cp);
+                    if (p < from || !cp_is(cp, ONIGENC_CTYPE_SPACE)) break;
+                    b = p;
+                }
             if (a->rstrip)
-                while (e < n && is_space((unsigned char)s[e])) e++;
+                while (e < n) {
+                    const int len = cp_at(s, n, e, &cp);
+                    if (!cp_is(cp, ONIGENC_CTYPE_SPACE)) break;
+                    e += (size_t)len;
+                }
             *ms = b;
             *me = e;
             return k;

@@ -16,4 +16,9 @@ while [ ! -S "$T/s.sock" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 (cd "$T/cli" && timeout 60 python3 "$C" --socket "$T/s.sock" --max-tokens 3 --no-think pic.bmp "What is this?") > "$T/out" 2>&1
 rc=$?
 cat "$T/out"
-[ $rc = 0 ] && grep -q "done: 54 prompt tokens, 3 generated" "$T/out"
+# the server stops on SIGTERM with exit 0 (docs/api.md); any other status fails the test too
+kill -TERM $srv 2>/dev/null
+wait $srv
+src=$?
+[ $src = 0 ] || echo "server exit status $src after SIGTERM, expected 0"
+[ $rc = 0 ] && [ $src = 0 ] && grep -q "done: 54 prompt tokens, 3 generated" "$T/out"

@@ -1,6 +1,6 @@
 # Runs CMD with ARGS ("|"-separated), checks the exit code (EXPECT_RC) and that stdout+stderr
-# match the regular expression EXPECT. Used where a test needs both (ctest's
-# PASS_REGULAR_EXPRESSION ignores the exit code).
+# match the regular expression EXPECT (and not EXPECT_NOT, when given). Used where a test needs
+# both (ctest's PASS_REGULAR_EXPRESSION ignores the exit code).
 string(REPLACE "|" ";" argv "${ARGS}")
 execute_process(COMMAND ${CMD} ${argv} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT "${rc}" STREQUAL "${EXPECT_RC}")
@@ -14,4 +14,7 @@ if(DEFINED EXPECT_STDERR AND NOT "${err}" MATCHES "${EXPECT_STDERR}")
 endif()
 if(DEFINED EXPECT AND NOT "${out}${err}" MATCHES "${EXPECT}")
   message(FATAL_ERROR "output does not match '${EXPECT}'\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(DEFINED EXPECT_NOT AND "${out}${err}" MATCHES "${EXPECT_NOT}")
+  message(FATAL_ERROR "output matches '${EXPECT_NOT}', which it should not\nstdout:\n${out}\nstderr:\n${err}")
 endif()

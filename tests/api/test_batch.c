@@ -199,6 +199,36 @@ int main(void) {
         unload(&r);
     }
 
+    /* a last line that is complete JSON but lacks its newline (the write stopped just before
+     * it): cut after the third line's JSON, so four jobs remain; the rerun must not glue the next
+     * result onto that line: every id once, every line whole */
+    {
+        long sz = file_size(out);
+        FILE *a = fopen(out, "r");
+        char *all = malloc((size_t)sz + 1);
+        size_t n = a ? fread(all, 1, (size_t)sz, a) : 0;
+        all[n] = 0;
+        if (a) fclose(a);
+        char *cut = all;
+        for (int k = 0; k < 3 && cut; k++) cut = strchr(cut, '\n') ? strchr(cut, '\n') + 1 : NULL;
+        TEST_CHECK(cut != NULL, "results have more than three lines");
+        if (cut) {
+            cJSON *third = NULL;
+            char *start = cut - 1;
+            while (start > all && start[-1] != '\n') start--;
+            third = cJSON_ParseWithLength(start, (size_t)(cut - 1 - start));
+            TEST_CHECK(third != NULL, "the third line is complete JSON without its newline");
+            cJSON_Delete(third);
+            TEST_CHECK(truncate(out, (off_t)(cut - 1 - all)) == 0, "cut the newline of the third line");
+        }
+        free(all);
+        run(jobs, out, NULL, NULL);
+        load(out, &r);
+        TEST_CHECK(!r.torn && r.n == 7, "after a last line without newline: %d whole lines, torn %d", r.n, r.torn);
+        for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after a last line without newline", ids[i]);
+        unload(&r);
+    }
+
     /* --retry-failed redoes only the failures, and each id keeps one final line: the earlier
      * error lines are removed (the first, "img", stays the very same line) */
     {

@@ -239,6 +239,51 @@ int main(void) {
             api_engine_close(e2);
         }
     }
+    /* finish_reason at the boundary: a stop id drawn as the last allowed token is "stop", not
+     * "length" (docs/api.md: "length" only when max_tokens cut the answer). The stop ids are
+     * generation_config.json's eos_token_id [12, 2]. Near-uniform sampling (temperature 100)
+     * over the 1536-token vocabulary meets one within 200 tokens for about one seed in four; the
+     * first such seed is asked again with max_tokens = the stop's position (the same seed draws
+     * the same tokens): "stop" with the same ids; with one token fewer: "length". */
+    {
+        api_ask_params sp = p;
+        sp.sampler.temperature = 100.0f;
+        sp.max_tokens = 200;
+        sp.think = 0;
+        int found = 0;
+        for (uint64_t seed = 1; seed <= 80 && !found; seed++) {
+            api_ask_result a, b;
+            sp.sampler.seed = seed;
+            sp.max_tokens = 200;
+            TEST_EQ_INT(api_engine_ask(e, NULL, 0, "Say something.", &sp, NULL, NULL, &a, &err), NVL_OK);
+            if (a.n_ids < 200 && a.n_ids > 1) {
+                found = 1;
+                const int32_t last = a.ids[a.n_ids - 1];
+                TEST_CHECK(last == 12 || last == 2, "generation ended early on id %d, not a stop id", last);
+                TEST_EQ_STR(a.finish_reason, "stop");
+                sp.max_tokens = a.n_ids;
+                TEST_EQ_INT(api_engine_ask(e, NULL, 0, "Say something.", &sp, NULL, NULL, &b, &err), NVL_OK);
+                int eq = b.n_ids == a.n_ids;
+                for (int64_t i = 0; eq && i < a.n_ids; i++) eq = a.ids[i] == b.ids[i];
+                TEST_CHECK(eq, "seed %llu drew other ids with max_tokens %lld", (unsigned long long)seed,
+                           (long long)sp.max_tokens);
+                TEST_CHECK(b.finish_reason && !strcmp(b.finish_reason, "stop"),
+                           "stop id %d as the last allowed token (max_tokens %lld): finish_reason %s", last,
+                           (long long)sp.max_tokens, b.finish_reason ? b.finish_reason : "(null)");
+                api_ask_result_free(&b);
+                sp.max_tokens = a.n_ids - 1;
+                TEST_EQ_INT(api_engine_ask(e, NULL, 0, "Say something.", &sp, NULL, NULL, &b, &err), NVL_OK);
+                TEST_EQ_INT(b.n_ids, a.n_ids - 1);
+                TEST_CHECK(b.finish_reason && !strcmp(b.finish_reason, "length"),
+                           "cut one token before the stop id: finish_reason %s", b.finish_reason ? b.finish_reason : "(null)");
+                api_ask_result_free(&b);
+            } else {
+                TEST_EQ_STR(a.finish_reason, "length");
+            }
+            api_ask_result_free(&a);
+        }
+        TEST_CHECK(found, "no seed of 80 drew a stop id within 200 tokens");
+    }
     const char *missing[] = {"/nonexistent/photo.jpg"};
     TEST_EQ_INT(api_engine_ask(e, missing, 1, "?", &p, NULL, NULL, &r, &err), NVL_ERR_NOT_FOUND);
     TEST_CONTAINS(err.msg, "/nonexistent/photo.jpg");

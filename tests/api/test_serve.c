@@ -312,6 +312,29 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_large"), "oversize line -> too_large");
         cJSON_Delete(ev);
     }
+    /* the cap is on the line without its newline (docs/api.md: "longer than
+     * --max-request-bytes"): 200000 bytes are served, 200001 refused, and the connection goes on */
+    for (int extra = 0; extra <= 1; extra++) {
+        const size_t n = 200000 + (size_t)extra;
+        char *line = malloc(n + 2);
+        const char *head = extra ? "{\"type\":\"status\",\"id\":\"past\"" : "{\"type\":\"status\",\"id\":\"at\"";
+        memset(line, ' ', n);
+        memcpy(line, head, strlen(head));
+        line[n - 1] = '}';
+        line[n] = '\n';
+        line[n + 1] = 0;
+        TEST_CHECK(strlen(line) == n + 1, "request line of %zu bytes", n);
+        send_line(c.fd, line);
+        free(line);
+        ev = next_event(&c, 10);
+        if (extra)
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_large") && strstr(str(ev, "message"), "limit of 200000 bytes"),
+                       "a line of 200001 bytes -> too_large");
+        else
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && !strcmp(str(ev, "id"), "at"),
+                       "a line of exactly 200000 bytes is served (%s)", ev ? str(ev, "event") : "no event");
+        cJSON_Delete(ev);
+    }
     send_line(c.fd, "{\"id\":\"miss\",\"files\":[\"/nonexistent/scan.pdf\"],\"question\":\"?\"}");
     ev = run_to_end(&c, "miss", NULL, 0, NULL);
     TEST_CHECK(ev && !strcmp(str(ev, "code"), "not_found") && strstr(str(ev, "message"), "/nonexistent/scan.pdf"),

@@ -2,8 +2,9 @@
  * (tests/reference/gen_tokenizer_extra_goldens.py): byte fallback (characters outside a
  * non-byte-level BPE vocabulary become <0xXX> tokens; the ByteFallback + Fuse decoder turns them
  * back into text, invalid sequences into U+FFFD) and TemplateProcessing post-processors (a bare
- * one, and one inside a Sequence after ByteLevel) for encode with add_special_tokens. Ids and
- * decoded text must equal the reference exactly. */
+ * one, and one inside a Sequence after ByteLevel) for encode with add_special_tokens; added tokens
+ * with lstrip, rstrip and single_word (tokenizer "flags"). Ids and decoded text must equal the
+ * reference exactly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +28,19 @@ int main(void) {
     nvl_err err = {0};
     cJSON *g = NULL;
     if (nvl_json_load_file(&g, test_data_path("tokenizer/extra/goldens.json"), 1u << 20, &err) != NVL_OK) test_skip("%s", err.msg);
-    llm_tokenizer *fb = NULL, *bos = NULL;
-    char p1[1024], p2[1024];
+    llm_tokenizer *fb = NULL, *bos = NULL, *fl = NULL;
+    char p1[1024], p2[1024], p3[1024];
     snprintf(p1, sizeof p1, "%s", test_data_path("tokenizer/extra/fallback.json"));
     snprintf(p2, sizeof p2, "%s", test_data_path("tokenizer/extra/bos.json"));
+    snprintf(p3, sizeof p3, "%s", test_data_path("tokenizer/extra/flags.json"));
     TEST_EQ_INT(llm_tokenizer_load(&fb, p1, &err), NVL_OK);
     TEST_EQ_INT(llm_tokenizer_load(&bos, p2, &err), NVL_OK);
-    int n = 0;
-    for (const cJSON *c = g ? g->child : NULL; c && fb && bos; c = c->next, n++) {
+    TEST_EQ_INT(llm_tokenizer_load(&fl, p3, &err), NVL_OK);
+    int n = 0, n_flags = 0;
+    for (const cJSON *c = g ? g->child : NULL; c && fb && bos && fl; c = c->next, n++) {
         const char *which = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
-        const llm_tokenizer *t = !strcmp(which, "fallback") ? fb : bos;
+        const llm_tokenizer *t = !strcmp(which, "fallback") ? fb : !strcmp(which, "flags") ? fl : bos;
+        n_flags += t == fl;
         char text[1024];
         size_t len = 0;
         const cJSON *tx = cJSON_GetObjectItemCaseSensitive(c, "text"), *hx = cJSON_GetObjectItemCaseSensitive(c, "text_bytes_hex");
@@ -53,7 +57,8 @@ int main(void) {
         int32_t *ids = NULL;
         int64_t ni = 0;
         TEST_EQ_INT(llm_tokenizer_encode(t, text, len, &ids, &ni, &err), NVL_OK);
-        TEST_CHECK(ids_equal(ids, ni, cJSON_GetObjectItemCaseSensitive(c, "ids")), "%s case %d: ids equal", which, n);
+        TEST_CHECK(ids_equal(ids, ni, cJSON_GetObjectItemCaseSensitive(c, "ids")), "%s case %d (%s): ids equal", which, n,
+                   tx ? tx->valuestring : "bytes");
         char *dec = NULL;
         size_t dl = 0;
         TEST_EQ_INT(llm_tokenizer_decode(t, ids, ni, &dec, &dl, &err), NVL_OK);
@@ -70,8 +75,9 @@ int main(void) {
                    which, n);
         nvl_free(ids);
     }
-    TEST_CHECK(n >= 28, "%d cases", n);
+    TEST_CHECK(n >= 28 + 29 && n_flags >= 29, "%d cases, %d with added-token flags", n, n_flags);
     llm_tokenizer_free(fb);
+    llm_tokenizer_free(fl);
     llm_tokenizer_free(bos);
     cJSON_Delete(g);
     return test_report();

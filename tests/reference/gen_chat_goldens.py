@@ -1,6 +1,9 @@
 """Chat-template goldens: transformers' apply_chat_template (jinja2) with the Nano V2 template
 (nano_v2_chat_template.jinja, also written into tests/data/tokenizer/nemotron_tiny/
 tokenizer_config.json) over single/multi-turn, think on/off, image and video messages.
+The template is this project's own transcription of the Nano V2 chat template, so these goldens
+check the built-in renderer against jinja2 running that transcription, not against NVIDIA's file;
+templates written elsewhere are checked by gen_jinja_goldens.py / test_jinja.
 Writes tests/data/tokenizer/chat_goldens.json: messages (JSON), add_generation_prompt, rendered
 text, and its token ids (add_special_tokens=False, media markers tokenized as text here).
 
@@ -26,6 +29,13 @@ CASES = [
      {"role": "user", "content": "Tell me more. /think"}],
     [{"role": "system", "content": ""}, {"role": "user", "content": "First"}, {"role": "assistant", "content": "One"},
      {"role": "user", "content": "Second"}, {"role": "assistant", "content": "Two"}, {"role": "user", "content": "Third"}],
+    # the switch in a user message (issue 20 item 7): alone, overriding the system's, inside a
+    # multimodal text part, and from an earlier turn
+    [{"role": "user", "content": "What is the total? /no_think"}],
+    [{"role": "system", "content": "You are helpful. /think"}, {"role": "user", "content": "Be brief /no_think"}],
+    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it. /no_think"}]}],
+    [{"role": "user", "content": "/no_think First"}, {"role": "assistant", "content": "One"},
+     {"role": "user", "content": "Second"}],
 ]
 
 

@@ -7,7 +7,13 @@ Three sources:
    test; only the expected output is committed) through apply_chat_template, tools and reasoning included;
 3. feature templates written here to cover the Jinja constructs chat templates use, rendered with
    the exact jinja2 environment transformers builds (_compile_jinja_template: sandboxed, trim_blocks,
-   lstrip_blocks, loopcontrols, its tojson / raise_exception / strftime_now).
+   lstrip_blocks, loopcontrols, its tojson / raise_exception / strftime_now);
+4. public templates nobody here wrote, as transformers ships them in its own source: Meta's Llama 4
+   template (transformers.models.llama4.processing_llama4.chat_template: system extraction,
+   tools in the first user message or the system turn, tool calls, tojson(indent=4), mapping /
+   iterable tests, raise_exception) and SmolVLM's default (capitalize, image/video parts), rendered
+   in the same environment with the context apply_chat_template passes (date_string fixed so that
+   strftime_now is not consulted).
 
 Each case stores the template source, the full context nanovl must pass (messages with None-valued
 keys dropped, tools, documents, add_generation_prompt, the named special tokens, kwargs) and the
@@ -103,11 +109,35 @@ FEATURES = [
      "{% if a == 1 %}one{% elif a == 2 %}two{% else %}other{% endif %}|{{ raise is defined }}",
      {}),
     ("raise", "{% if messages | length == 0 %}{{ raise_exception('No messages!') }}{% endif %}ok", {"messages": []}),
+    # str.find counts characters, not bytes (a survivor of scripts/mutate.py: no case had
+    # non-ASCII text before the match)
+    ("find_unicode", "{{ 'héllo wörld'.find('l') }} {{ 'héllo wörld'.find('w') }} {{ '中文中'.find('中', 1) if false else '中文中'.find('文') }}"
+     " {{ 'héllo'.count('l') }} {{ 'abc'.find('z') }} {{ m.find('ö') }}", {"m": "wörld"}),
 ]
 
 
 def plain(msgs):
     return [{k: v for k, v in m.items() if v is not None} for m in msgs]
+
+
+def PUBLIC_CASES(llama4, smolvlm):
+    img_q = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the picture?"}]}]
+    return [
+        (llama4, [{"role": "user", "content": "Hello"}], None, True, {}),
+        (llama4, [{"role": "system", "content": "  Be brief.  "}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello!"}] + img_q, None, True, {}),
+        (llama4, [{"role": "system", "content": [{"type": "text", "text": "Terse. "}]}, {"role": "user", "content": " Total of inv-7? "}],
+         TOOLS, True, {}),
+        (llama4, [{"role": "system", "content": "Use tools."}, {"role": "user", "content": "Total of inv-7?"},
+                  {"role": "assistant", "content": "", "tool_calls": [
+                      {"type": "function", "function": {"name": "get_total", "arguments": {"id": "inv-7"}}}]},
+                  {"role": "tool", "content": {"total": 123.45, "currency": "EUR"}}, {"role": "tool", "content": "done"}],
+         TOOLS, False, {"tools_in_user_message": False}),
+        (llama4, [{"role": "system", "content": "Only a system turn."}], TOOLS, True, {}),
+        (smolvlm, [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]},
+                   {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
+                   {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": " And this?"}]}], None, True, {}),
+    ]
 
 
 def main():
@@ -142,6 +172,18 @@ def main():
             out.append({"name": f"feature_{name}", "template": src, "context": ctx, "expected": text})
         except Exception as e:  # jinja2 raised: nanovl must fail too, with the message
             out.append({"name": f"feature_{name}", "template": src, "context": ctx, "error": str(e)})
+    # 4. public templates shipped inside transformers
+    from transformers.models.llama4.processing_llama4 import chat_template as llama4
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE as smolvlm
+    l4_sp = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot|>", "date_string": "26 Jul 2024"}
+    for i, (src, msgs, tools, gen, extra) in enumerate(PUBLIC_CASES(llama4, smolvlm)):
+        ctx = {"messages": plain(msgs), "tools": tools, "documents": None, "add_generation_prompt": gen,
+               **(l4_sp if src is llama4 else {}), **extra}
+        name = f"{'llama4' if src is llama4 else 'smolvlm'}_{i}"
+        try:
+            out.append({"name": name, "template": src, "context": ctx, "expected": _compile_jinja_template(src).render(**ctx)})
+        except Exception as e:
+            out.append({"name": name, "template": src, "context": ctx, "error": str(e)})
     os.makedirs(os.path.join(DATA, "jinja"), exist_ok=True)
     with open(os.path.join(DATA, "jinja", "goldens.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)

@@ -6,9 +6,12 @@
 2. TemplateProcessing: the same tokenizer with post_processor single "<s> $A </s>": ids with
    add_special_tokens=True and False;
 3. the Nemotron tiny tokenizer (byte-level) with a TemplateProcessing "<s> $A" post-processor
-   wrapped in a Sequence after ByteLevel, as Llama-3-style files have it.
+   wrapped in a Sequence after ByteLevel, as Llama-3-style files have it;
+4. flags: tokenizer 1 with added tokens that carry lstrip ("<L>"), rstrip ("<R>"), both ("<LR>")
+   and single_word (special "<W>", non-special "cat"), over texts that put spaces, tabs,
+   newlines, word characters, punctuation and non-ASCII letters around them.
 
-Writes tests/data/tokenizer/extra/{fallback,bos}.json (tokenizer.json files) and goldens.json:
+Writes tests/data/tokenizer/extra/{fallback,bos,flags}.json (tokenizer.json files) and goldens.json:
 [{tokenizer, text | text_bytes_hex, ids, ids_special, decoded}] where decoded is the reference's
 decode(ids, skip_special_tokens=False).
 
@@ -17,7 +20,7 @@ decode(ids, skip_special_tokens=False).
 import json
 import os
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(os.path.dirname(HERE), "data", "tokenizer")
@@ -50,6 +53,20 @@ def fallback_tokenizer():
     return tok
 
 
+FLAGS_CORPUS = ["a <L> b", "a   <L>b", "<L> start", "\t\n <L>", "x<R>   y", "x <R>\n\ny", "<R>", "p  <LR>  q",
+                "\t<LR>\t", "<R>  <L>", "<L><L>  <R> <R>", "cat", "a cat sat", "concatenate", "cats and cat.",
+                "cat_dog", "cat9 9cat", "bobcat cat", "(cat)", "<W> x<W> <W>y (<W>)", "naïve cat écat caté",
+                "中cat 中 cat", "<W>", "cat<W>cat", " cat ", "\u3000<L>", "a\u00a0<R>\u00a0b", "«cat» —cat", "x\u2003<LR>\u2028y"]
+
+
+def flags_tokenizer():
+    tok = fallback_tokenizer()
+    tok.add_tokens([AddedToken("<L>", lstrip=True, special=True), AddedToken("<R>", rstrip=True, special=True),
+                    AddedToken("<LR>", lstrip=True, rstrip=True, special=True),
+                    AddedToken("<W>", single_word=True, special=True), AddedToken("cat", single_word=True)])
+    return tok
+
+
 def bos_tokenizer():
     tok = Tokenizer.from_file(os.path.join(DATA, "nemotron_tiny", "tokenizer.json"))
     bos = tok.token_to_id("<s>")
@@ -62,10 +79,10 @@ def bos_tokenizer():
 def main():
     os.makedirs(OUT, exist_ok=True)
     gold = []
-    for name, tok in (("fallback", fallback_tokenizer()), ("bos", bos_tokenizer())):
+    for name, tok in (("fallback", fallback_tokenizer()), ("bos", bos_tokenizer()), ("flags", flags_tokenizer())):
         tok.save(os.path.join(OUT, f"{name}.json"))
         tok = Tokenizer.from_file(os.path.join(OUT, f"{name}.json"))  # exactly what nanovl reads
-        for t in CORPUS + BYTES:
+        for t in (FLAGS_CORPUS if name == "flags" else CORPUS + BYTES):
             text = t.decode("utf-8", "replace") if isinstance(t, bytes) else t
             ids = tok.encode(text, add_special_tokens=False).ids
             case = {"tokenizer": name, "ids": ids, "ids_special": tok.encode(text, add_special_tokens=True).ids,

@@ -1,7 +1,12 @@
 /* Pixel shuffle (v2), the mlp1 projector and EVS against transformers' Nemotron Omni code
  * (tests/reference/gen_tokenreduce_goldens.py).
  * Tolerances: pixel shuffle is a permutation (exact); the projector runs in f32 on both sides
- * with different summation orders over 64 and 96 terms: atol 1e-5, rtol 1e-4, NMSE <= 1e-10;
+ * with different summation orders over 64 and 96 terms (relu^2 doubles the relative error of
+ * fc1). Measured on this machine: NMSE 3.6e-14 (random rows) and 3.2e-14 (rows near eps), worst
+ * |diff| 1.3e-5 at a value of 18 (7e-7 relative). Bounds: NMSE <= 4e-13 (11x the measurement)
+ * and |diff| <= 5e-6 + 2e-6 |ref| (3x the worst element): room for another CPU path's FMA and
+ * summation order, while the RMSNorm epsilon 10x off either way (1e-4: NMSE 8e-9 on random
+ * rows, 0.07 on the near-eps rows; 1e-6: 8e-11 and 0.08) is 200x to 10^11 past it.
  * EVS masks exactly equal. */
 #include "base/alloc.h"
 #include "base/safetensors.h"
@@ -34,7 +39,18 @@ int main(void) {
     TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 64, 48, &err), NVL_OK);
     float *y = malloc(3 * 16 * 48 * sizeof(float));
     TEST_EQ_INT(tokred_projector_run(&pr, y, shuf.data, 48, &err), NVL_OK);
-    test_compare_f32("mlp1 projector", y, proj.data, 3 * 16 * 48, 1e-5, 1e-4, 1e-10);
+    test_compare_f32("mlp1 projector", y, proj.data, 3 * 16 * 48, 5e-6, 2e-6, 4e-13);
+    /* rows of RMS 1e-4 .. 1: where mean(x^2) is near eps = 1e-5 the norm depends on eps (eps 1e-4
+     * moves these outputs by up to ~2x), so a wrong epsilon cannot hide under the tolerance */
+    {
+        nvl_tensor sm, psm;
+        TEST_EQ_INT(nvl_checkpoint_get(g, "small", &sm, &err), NVL_OK);
+        TEST_EQ_INT(nvl_checkpoint_get(g, "projected_small", &psm, &err), NVL_OK);
+        float *ys = malloc(32 * 48 * sizeof(float));
+        TEST_EQ_INT(tokred_projector_run(&pr, ys, sm.data, 32, &err), NVL_OK);
+        test_compare_f32("mlp1 projector, rows near eps", ys, psm.data, 32 * 48, 5e-6, 2e-6, 4e-13);
+        free(ys);
+    }
     TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 64, 5120, &err), NVL_ERR_SHAPE);
     TEST_CONTAINS(err.msg, "projector tensor 'mlp1.3.weight' has shape [48, 96], expected [5120, 96]");
     TEST_EQ_INT(tokred_projector_bind(&pr, ck, be, 1280 * 4, 48, &err), NVL_ERR_SHAPE);
@@ -42,22 +58,32 @@ int main(void) {
     TEST_EQ_INT(tokred_projector_bind(&pr, g, be, 0, 0, &err), NVL_ERR_NOT_FOUND);
     TEST_CONTAINS(err.msg, "missing projector tensor 'mlp1.0.weight'");
 
-    const char *names[] = {"evs_f32_q0", "evs_f32_q50", "evs_f32_q75", "evs_bf16_q0", "evs_bf16_q50", "evs_bf16_q75"};
-    const double qs[] = {0, 0.5, 0.75, 0, 0.5, 0.75};
-    for (int i = 0; i < 6; i++) {
+    /* q 0.2 and 0.45 keep a fractional count (76.8, 52.8 of 96): int() truncates to 76 and 52 */
+    const char *names[] = {"evs_f32_q0",  "evs_f32_q50",  "evs_f32_q75",  "evs_f32_q20",  "evs_f32_q45",
+                           "evs_bf16_q0", "evs_bf16_q50", "evs_bf16_q75", "evs_bf16_q20", "evs_bf16_q45"};
+    const double qs[] = {0, 0.5, 0.75, 0.2, 0.45, 0, 0.5, 0.75, 0.2, 0.45};
+    const int want_total[] = {96, 48, 24, 76, 52, 96, 48, 24, 76, 52};
+    for (int i = 0; i < 10; i++) {
         nvl_tensor m;
         TEST_EQ_INT(nvl_checkpoint_get(g, names[i], &m, &err), NVL_OK);
         uint8_t keep[96];
         int per[6];
-        TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, qs[i], i >= 3, keep, per, &err), NVL_OK);
+        TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, qs[i], i >= 5, keep, per, &err), NVL_OK);
         int same = 1, total = 0, ref_total = 0;
         for (int k = 0; k < 96; k++) {
             same &= keep[k] == ((const uint8_t *)m.data)[k];
             ref_total += ((const uint8_t *)m.data)[k];
         }
         for (int f = 0; f < 6; f++) total += per[f];
-        TEST_CHECK(same, "%s: EVS selection differs from compute_retention_mask", names[i]);
+        /* bf16 q 0.2: the 76th place falls in a run of six tokens whose bf16 dissimilarity is
+         * 0.015625 in torch, and the kernel's bf16 emulation (round the f32 cosine, then 1 - it)
+         * orders differently from torch's bf16 cosine_similarity there (it differs at 38 of 80
+         * positions by one bf16 step): only the count is compared. The engine runs EVS in f32
+         * (round_bf16 = 0), whose masks are compared at every rate. */
+        if (strcmp(names[i], "evs_bf16_q20") != 0)
+            TEST_CHECK(same, "%s: EVS selection differs from compute_retention_mask", names[i]);
         TEST_EQ_INT(total, ref_total);
+        TEST_EQ_INT(total, want_total[i]);
         TEST_EQ_INT(per[0], 16); /* the first frame is always kept whole */
     }
     TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, 1.0, 0, NULL, NULL, &err), NVL_ERR_INVALID_ARG);

@@ -1,0 +1,71 @@
+/* Request parameters at their documented bounds (docs/api.md, "params"): each range is
+ * inclusive, so the bound itself is accepted and the nearest value past it is refused with
+ * NVL_ERR_INVALID_ARG naming the field. The bounds are the documentation's, not read from
+ * api/wire.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "wire.h"
+#include "test_util.h"
+
+static nvl_status parse_param(const char *key, const char *value, api_request *rq, nvl_err *err) {
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"v\":1,\"id\":\"p\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+             "\"params\":{\"%s\":%s}}",
+             key, value);
+    return api_request_parse(line, strlen(line), rq, err);
+}
+
+int main(void) {
+    /* key, lowest accepted, highest accepted (NULL: unbounded above), just below, just above */
+    static const struct {
+        const char *key, *lo, *hi, *below, *above;
+        double lo_v, hi_v;
+    } rows[] = {
+        {"max_tokens", "1", NULL, "0", NULL, 1, 0},
+        {"temperature", "0", "100", "-1e-9", "100.000001", 0, 100},
+        {"top_p", "0", "1", "-1e-9", "1.0000001", 0, 1},
+        {"min_p", "0", "1", "-1e-9", "1.0000001", 0, 1},
+        {"max_tiles", "1", "12", "0", "13", 1, 12},
+        {"dpi", "1", "1200", "0.999999", "1200.000001", 1, 1200},
+        {"long_side", "16", "16384", "15", "16385", 16, 16384},
+        {"fps", "0.01", "240", "0.0099999", "240.000001", 0.01, 240},
+        {"evs", "0", "0.99", "-1e-9", "0.990001", 0, 0.99},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        api_request rq;
+        nvl_err err = {0};
+        const char *ok[2] = {rows[i].lo, rows[i].hi};
+        const double ok_v[2] = {rows[i].lo_v, rows[i].hi_v};
+        for (int j = 0; j < 2; j++) {
+            if (!ok[j]) continue;
+            nvl_status st = parse_param(rows[i].key, ok[j], &rq, &err);
+            TEST_CHECK(st == NVL_OK, "%s = %s (a bound) accepted: %s", rows[i].key, ok[j], err.msg);
+            if (st != NVL_OK) continue;
+            const api_ask_params *p = &rq.params;
+            double got = !strcmp(rows[i].key, "max_tokens")    ? (double)p->max_tokens
+                         : !strcmp(rows[i].key, "temperature") ? p->sampler.temperature
+                         : !strcmp(rows[i].key, "top_p")       ? p->sampler.top_p
+                         : !strcmp(rows[i].key, "min_p")       ? p->sampler.min_p
+                         : !strcmp(rows[i].key, "max_tiles")   ? p->max_tiles
+                         : !strcmp(rows[i].key, "dpi")         ? p->dpi
+                         : !strcmp(rows[i].key, "long_side")   ? p->long_side
+                         : !strcmp(rows[i].key, "fps")         ? p->fps
+                                                               : p->evs;
+            TEST_CHECK(got == ok_v[j] || (float)got == (float)ok_v[j], "%s = %s kept as %g", rows[i].key, ok[j], got);
+            api_request_free(&rq);
+        }
+        const char *bad[2] = {rows[i].below, rows[i].above};
+        for (int j = 0; j < 2; j++) {
+            if (!bad[j]) continue;
+            err.msg[0] = 0;
+            nvl_status st = parse_param(rows[i].key, bad[j], &rq, &err);
+            TEST_CHECK(st == NVL_ERR_INVALID_ARG && strstr(err.msg, rows[i].key),
+                       "%s = %s (past the bound) refused naming it: %d %s", rows[i].key, bad[j], st, err.msg);
+            if (st == NVL_OK) api_request_free(&rq);
+        }
+    }
+    return test_report();
+}
