@@ -202,17 +202,30 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                            media_kind_name(k));
     nvl_status st;
 #ifdef NVL_HAVE_WEBP
-    /* FFmpeg 5.1 aborts the process (an assertion in avcodec) on some damaged lossless WebP that
-     * libwebp refuses cleanly: a still WebP must decode in libwebp before FFmpeg sees it (the
-     * pixels still come from FFmpeg, as before) */
+    /* FFmpeg 5.1 aborts the process (an assertion in avcodec) on some damaged lossless WebP, even
+     * ones libwebp decodes: lossless (VP8L) stills are decoded by libwebp itself (their pixels are
+     * exact ARGB, the same from either decoder), and any still WebP must at least parse in libwebp
+     * before FFmpeg sees it. Lossy stills keep FFmpeg's conversion, as before. */
     if (k == MEDIA_KIND_WEBP) {
         WebPBitstreamFeatures f;
         if (WebPGetFeatures(buf, len, &f) != VP8_STATUS_OK)
             return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot read its header)", name);
-        if (!f.has_animation && (uint64_t)f.width * (uint64_t)f.height <= (uint64_t)lim->max_pixels) {
+        if (!f.has_animation && (int64_t)f.width * f.height > lim->max_pixels)
+            return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %dx%d = %lld pixels exceeds the limit of %lld", name, f.width,
+                               f.height, (long long)f.width * f.height, (long long)lim->max_pixels);
+        if (!f.has_animation) {
             int w = 0, h = 0;
             uint8_t *px = WebPDecodeRGB(buf, len, &w, &h);
             if (!px) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
+            if (f.format == 2) { /* lossless */
+                media_image *im = NULL;
+                st = media_image_new(&im, w, h, err);
+                if (st == NVL_OK) memcpy(im->rgb, px, (size_t)w * (size_t)h * 3);
+                WebPFree(px);
+                if (st != NVL_OK) return st;
+                *out = im;
+                goto decoded;
+            }
             WebPFree(px);
         }
     }
@@ -224,6 +237,9 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     default: st = media_decode_ffmpeg_still(buf, len, name, lim, out, err); break;
     }
     if (st != NVL_OK) return st;
+#ifdef NVL_HAVE_WEBP
+decoded:
+#endif
     const int o = media_file_orientation(k, buf, len);
     if (o > 1 && (st = media_orient(out, o, err)) != NVL_OK) {
         media_image_free(*out);
