@@ -238,7 +238,7 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     }
     if (st != NVL_OK) return st;
 #ifdef NVL_HAVE_WEBP
-decoded:
+decoded:; /* (a statement: C11 allows no declaration right after a label) */
 #endif
     const int o = media_file_orientation(k, buf, len);
     if (o > 1 && (st = media_orient(out, o, err)) != NVL_OK) {
