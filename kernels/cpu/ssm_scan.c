@@ -11,11 +11,69 @@
 
 static inline float rb(float v, int on) { return on ? nvl_round_bf16(v) : v; }
 
+/* One (h, p) row of the recurrence over n: S = S dA + dBx, acc = sum_n S' C (S' the state,
+ * rounded to bf16 in the bf16 decode); the sum in 16 lanes, then the lanes' sum. Returns acc. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static inline __m512 rb16(__m512 v) { /* to bf16, nearest even (finite values) */
+    __m512i b = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    b = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+    return _mm512_castsi512_ps(_mm512_and_si512(b, _mm512_set1_epi32((int)0xffff0000u)));
+}
+__attribute__((target("avx512f"))) static float row_avx512(float *Sp, const float *Bt, const float *Ct, float d, float dA,
+                                                            float xp, int64_t N, int rnd) {
+    const __m512 vd = _mm512_set1_ps(d), vdA = _mm512_set1_ps(dA), vx = _mm512_set1_ps(xp);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t n = 0;
+    for (; n + 16 <= N; n += 16) {
+        const __m512 b = _mm512_loadu_ps(Bt + n), c = _mm512_loadu_ps(Ct + n);
+        __m512 st = _mm512_loadu_ps(Sp + n);
+        const __m512 dBx = rnd ? rb16(_mm512_mul_ps(rb16(_mm512_mul_ps(vd, b)), vx)) : _mm512_mul_ps(_mm512_mul_ps(vd, b), vx);
+        st = _mm512_add_ps(_mm512_mul_ps(st, vdA), dBx);
+        _mm512_storeu_ps(Sp + n, st);
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(rnd ? rb16(st) : st, c));
+    }
+    float a = _mm512_reduce_add_ps(acc);
+    for (; n < N; n++) {
+        const float dBx = rnd ? rb(rb(d * Bt[n], 1) * xp, 1) : d * Bt[n] * xp;
+        Sp[n] = Sp[n] * dA + dBx;
+        a += rb(Sp[n], rnd) * Ct[n];
+    }
+    return a;
+}
+#define HAVE_ROW_AVX512 1
+#endif
+
+static float row_scalar(float *Sp, const float *Bt, const float *Ct, float d, float dA, float xp, int64_t N, int rnd) {
+    float lanes[16] = {0};
+    int64_t n = 0;
+    for (; n + 16 <= N; n += 16) /* the same 16-lane order as the vector row */
+        for (int l = 0; l < 16; l++) {
+            const float dBx = rnd ? rb(rb(d * Bt[n + l], 1) * xp, 1) : d * Bt[n + l] * xp;
+            Sp[n + l] = Sp[n + l] * dA + dBx;
+            lanes[l] += rb(Sp[n + l], rnd) * Ct[n + l];
+        }
+    float a = 0.0f;
+    for (int l = 0; l < 16; l++) a += lanes[l];
+    for (; n < N; n++) {
+        const float dBx = rnd ? rb(rb(d * Bt[n], 1) * xp, 1) : d * Bt[n] * xp;
+        Sp[n] = Sp[n] * dA + dBx;
+        a += rb(Sp[n], rnd) * Ct[n];
+    }
+    return a;
+}
+
 void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const float *dt,
                                  const float *A, const float *B, const float *C, const float *D,
                                  int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
                                  int round_bf16) {
     const int64_t hpg = H / G; /* heads per group */
+#ifdef HAVE_ROW_AVX512
+    const int vec = __builtin_cpu_supports("avx512f");
+#else
+    const int vec = 0;
+#endif
 #pragma omp parallel for schedule(static) if (H * P * N > 32768)
     for (int64_t h = 0; h < H; h++) {
         const int64_t g = h / hpg;
@@ -27,13 +85,12 @@ void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const f
             const float *xt = x + (t * H + h) * P;
             float *yt = y + (t * H + h) * P;
             for (int64_t p = 0; p < P; p++) {
-                float *Sp = S + p * N;
-                float acc = 0.0f;
-                for (int64_t n = 0; n < N; n++) {
-                    float dBx = round_bf16 ? rb(rb(d * Bt[n], 1) * xt[p], 1) : d * Bt[n] * xt[p];
-                    Sp[n] = Sp[n] * dA + dBx;
-                    acc += rb(Sp[n], round_bf16) * Ct[n];
-                }
+                float acc;
+#ifdef HAVE_ROW_AVX512
+                if (vec) acc = row_avx512(S + p * N, Bt, Ct, d, dA, xt[p], N, round_bf16);
+                else
+#endif
+                    acc = row_scalar(S + p * N, Bt, Ct, d, dA, xt[p], N, round_bf16);
                 if (round_bf16)
                     yt[p] = rb(rb(acc, 1) + rb(xt[p] * D[h], 1), 1);
                 else
@@ -41,6 +98,7 @@ void kern_cpu_ssm_scan_recurrent(float *y, float *state, const float *x, const f
             }
         }
     }
+    (void)vec;
 }
 
 /* One head's chunk [t0, t0 + Q): lam is its cumsum, cb[i * Q + j] = C_t0+i . B_t0+j (shared by
