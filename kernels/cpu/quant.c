@@ -30,6 +30,15 @@
 static const float k_e2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
                                  -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
+/* E4M3 code -> f32 through a table (block scales are read once per 16 weights) */
+static float g_e4m3[256];
+static int g_e4m3_ready;
+static void e4m3_table_init(void) {
+    if (g_e4m3_ready) return; /* benign race: every thread writes the same values */
+    for (int c = 0; c < 256; c++) g_e4m3[c] = nvl_f8e4m3_to_f32((uint8_t)c);
+    g_e4m3_ready = 1;
+}
+
 // ---------------------------------------------------------------------------
 // Activation quantize-dequantize (once per row of x)
 
@@ -105,7 +114,7 @@ __attribute__((target("avx512f"))) static void nvfp4_row_avx512(float *dst, cons
         const __m512i idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)); /* even k from the low nibble */
         const __m512 w = _mm512_permutexvar_ps(idx, table);
         /* (e2m1 * block scale) * scale2, in torch's order */
-        _mm512_storeu_ps(dst + b * 16, _mm512_mul_ps(_mm512_mul_ps(w, _mm512_set1_ps(nvl_f8e4m3_to_f32(bscale[b]))), v2));
+        _mm512_storeu_ps(dst + b * 16, _mm512_mul_ps(_mm512_mul_ps(w, _mm512_set1_ps(g_e4m3[bscale[b]])), v2));
     }
 }
 
@@ -144,7 +153,7 @@ __attribute__((target("avx512f"))) static void nvfp4_rows_fused(float *y, int64_
         const __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
         /* e2m1 * block scale is exact in f32 (2 and 4 significant bits) */
         const __m512 w = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), table),
-                                       _mm512_set1_ps(nvl_f8e4m3_to_f32(bscale[b])));
+                                       _mm512_set1_ps(g_e4m3[bscale[b]]));
         for (int64_t m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(xq + m * K + b * 16), w, acc[m]);
     }
     for (int64_t m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(acc[m]) * scale2;
@@ -193,6 +202,7 @@ nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_wei
     if (!fp8 && K % 16)
         return nvl_err_set(err, NVL_ERR_SHAPE, "%s: NVFP4 weight '%s' has %lld inputs, not a multiple of 16", __func__,
                            w->name ? w->name : "?", (long long)K);
+    e4m3_table_init();
     float *xq = nvl_aligned_alloc(64, (size_t)(M * K) * sizeof(float) + 64);
     if (!xq) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %lld x %lld activations", __func__,
                                 (long long)M, (long long)K);
