@@ -448,7 +448,7 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
     threads = omp_get_max_threads();
 #endif
     /* per thread a row of scores; the (sequence, row) of every work item */
-    const size_t sc_bytes = (size_t)threads * (size_t)max_keys * sizeof(float);
+    const size_t sc_bytes = ((size_t)threads * (size_t)max_keys * sizeof(float) + 63) & ~(size_t)63; /* the int64 tables after it stay aligned */
     unsigned char *scratch = kern_cpu_scratch(be, sc_bytes + (size_t)T * 2 * sizeof(int64_t), err);
     if (!scratch) return NVL_ERR_NOMEM;
     float *scores = (float *)scratch;
