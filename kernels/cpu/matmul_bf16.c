@@ -8,7 +8,7 @@
  * order, the tail by a masked step, one final lane sum), whatever M is and wherever (m, n) falls
  * in a tile, so a sequence decodes to the same bits alone or among others, at any row count.
  *
- * Register tile: 4 weight rows x 4 rows of x (16 accumulators); threads split the weight rows; a
+ * Register tile: 6 weight rows x 4 rows of x (24 accumulators); threads split the weight rows; a
  * tile's weight rows (4 x K bf16) stay in L2 while every row block of x passes. */
 #include <stdlib.h>
 #include <string.h>
@@ -25,16 +25,17 @@
 #define HAVE_BF16DP 1
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define TILE_C 6 /* weight rows per register tile */
 
 /* R rows of x (row stride Kp bf16) x C weight rows (stride wst bytes), K columns. */
 TARGET static void tile_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t Kp, const unsigned char *w, size_t wst,
                              int64_t K, int R, int C) {
-    __m512 acc[4][4];
+    __m512 acc[4][TILE_C];
     for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int c = 0; c < TILE_C; c++) acc[r][c] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
-        __m512bh wv[4], xv;
+        __m512bh wv[TILE_C], xv;
         for (int c = 0; c < C; c++) wv[c] = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)c * wst + (size_t)k * 2));
         for (int r = 0; r < R; r++) {
             xv = (__m512bh)_mm512_loadu_si512((const void *)(x + r * Kp + k));
@@ -43,7 +44,7 @@ TARGET static void tile_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t K
     }
     if (k < K) { /* the tail: masked loads give zeros past K */
         const __mmask32 mk = (__mmask32)((1ull << (K - k)) - 1);
-        __m512bh wv[4], xv;
+        __m512bh wv[TILE_C], xv;
         for (int c = 0; c < C; c++)
             wv[c] = (__m512bh)_mm512_maskz_loadu_epi16(mk, (const void *)(w + (size_t)c * wst + (size_t)k * 2));
         for (int r = 0; r < R; r++) {
@@ -55,11 +56,12 @@ TARGET static void tile_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t K
         for (int c = 0; c < C; c++) y[r * ldy + c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
-/* The full 4 x 4 tile with constant bounds, so the compiler keeps everything in registers; the
- * same instruction sequence per output as tile_bf16. */
-TARGET static void tile44_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t Kp, const unsigned char *w, size_t wst,
+/* The full 4 x TILE_C tile with constant bounds, so the compiler keeps everything in registers
+ * (24 accumulators, 6 weight vectors, 1 x vector of the 32); the same instruction sequence per
+ * output as tile_bf16. */
+TARGET static void tile4c_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t Kp, const unsigned char *w, size_t wst,
                                int64_t K) {
-    tile_bf16(y, ldy, x, Kp, w, wst, K, 4, 4);
+    tile_bf16(y, ldy, x, Kp, w, wst, K, 4, TILE_C);
 }
 #endif
 
@@ -89,14 +91,14 @@ int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t 
     }
     const unsigned char *wb = w->data;
     const size_t wst = (size_t)K * 2;
-    const int64_t n_tiles = (N + 3) / 4;
+    const int64_t n_tiles = (N + TILE_C - 1) / TILE_C;
 #pragma omp parallel for schedule(static) if (N * K > 32768)
     for (int64_t t = 0; t < n_tiles; t++) {
-        const int64_t n = t * 4;
-        const int C = N - n < 4 ? (int)(N - n) : 4;
+        const int64_t n = t * TILE_C;
+        const int C = N - n < TILE_C ? (int)(N - n) : TILE_C;
         for (int64_t m = 0; m < M; m += 4) {
             const int R = M - m < 4 ? (int)(M - m) : 4;
-            if (R == 4 && C == 4) tile44_bf16(y + m * N + n, N, xb + m * Kp, Kp, wb + (size_t)n * wst, wst, K);
+            if (R == 4 && C == TILE_C) tile4c_bf16(y + m * N + n, N, xb + m * Kp, Kp, wb + (size_t)n * wst, wst, K);
             else tile_bf16(y + m * N + n, N, xb + m * Kp, Kp, wb + (size_t)n * wst, wst, K, R, C);
         }
     }
