@@ -69,6 +69,7 @@ struct api_engine {
     char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
     struct cJSON *special;   /* named special tokens for the template */
     int32_t think_end; /* "</think>" */
+    int64_t frame_sep_tokens; /* tokens of a long "\nFrame N sampled at S seconds: " (budget bound) */
     /* the kept prefixes, most recently used first to be reused */
     kept_prefix kp[KEEP_MAX];
     int n_kp;
@@ -235,6 +236,15 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
         return st;
     }
     e->think_end = llm_tokenizer_token_id(e->tok, "</think>");
+    { /* the frame separator as the prompt builder writes it (llm/text/chat.c), at a long frame
+       * number and time, with this checkpoint's tokenizer: the per-frame part of the budget bound */
+        static const char probe[] = "\nFrame 1000 sampled at 10000.00 seconds: ";
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        e->frame_sep_tokens = 16;
+        if (llm_tokenizer_encode(e->tok, probe, sizeof probe - 1, &ids, &n, NULL) == NVL_OK && n > 16) e->frame_sep_tokens = n;
+        nvl_free(ids);
+    }
     if (e->chat_template) check_template(e, dir);
     const char *km = getenv("NANOVL_KEEP_MB");
     e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
@@ -524,15 +534,7 @@ static int64_t video_frames_bound(const request *rq, const source *s) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    /* the separator text as the prompt builder writes it (llm/text/chat.c), at a long frame number
-     * and time, tokenized with this checkpoint's tokenizer */
-    int64_t sep = 16;
-    int32_t *ids = NULL;
-    int64_t nids = 0;
-    static const char probe[] = "\nFrame 1000 sampled at 10000.00 seconds: ";
-    if (llm_tokenizer_encode(rq->e->tok, probe, sizeof probe - 1, &ids, &nids, NULL) == NVL_OK && nids > sep) sep = nids;
-    nvl_free(ids);
-    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + sep);
+    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
 }
 
 static nvl_status build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,

@@ -233,6 +233,12 @@ nvl_status kern_copy_to_backend(kern_backend *be, void *dst, const void *src, si
 nvl_status kern_copy_to_host(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
     return be->iface->copy_to_host(be, dst, src, n, err);
 }
+nvl_status kern_copy_within(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
+    return n ? be->iface->copy_within(be, dst, src, n, err) : NVL_OK;
+}
+nvl_status kern_set_zero(kern_backend *be, void *dst, size_t n, nvl_err *err) {
+    return n ? be->iface->set_zero(be, dst, n, err) : NVL_OK;
+}
 nvl_status kern_synchronize(kern_backend *be, nvl_err *err) {
     return be->iface->synchronize ? be->iface->synchronize(be, err) : NVL_OK;
 }

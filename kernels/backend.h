@@ -79,6 +79,9 @@ nvl_status kern_copy_to_backend(kern_backend *be, void *dst, const void *host_sr
 nvl_status kern_copy_to_host(kern_backend *be, void *host_dst, const void *src, size_t bytes,
                              nvl_err *err);
 nvl_status kern_synchronize(kern_backend *be, nvl_err *err);
+/* Within the backend's memory: n bytes from src to dst (the ranges may overlap), or zeroed. */
+nvl_status kern_copy_within(kern_backend *be, void *dst, const void *src, size_t bytes, nvl_err *err);
+nvl_status kern_set_zero(kern_backend *be, void *dst, size_t bytes, nvl_err *err);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,8 @@ struct kern_backend_i {
     void (*buffer_free)(kern_backend *be, void *p);
     nvl_status (*copy_to_backend)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err);
     nvl_status (*copy_to_host)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err);
+    nvl_status (*copy_within)(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err); /* may overlap */
+    nvl_status (*set_zero)(kern_backend *be, void *dst, size_t n, nvl_err *err);
     nvl_status (*synchronize)(kern_backend *be, nvl_err *err);
     nvl_status (*mem_info)(kern_backend *be, size_t *free_bytes, size_t *total_bytes); /* (optional) */
 

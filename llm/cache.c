@@ -40,12 +40,7 @@ static nvl_status new_tensor(kern_backend *be, nvl_dtype dt, int nd, const int64
     nvl_status st = kern_buffer_alloc(be, bytes, &t->data, err);
     if (st != NVL_OK) return st;
     t->device = kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
-    if (t->device == NVL_DEVICE_HOST) return NVL_OK;
-    void *z = nvl_calloc(1, bytes ? bytes : 1);
-    if (!z) return nvl_err_set(err, NVL_ERR_NOMEM, "cache: out of memory");
-    st = kern_copy_to_backend(be, t->data, z, bytes, err);
-    nvl_free(z);
-    return st;
+    return t->device == NVL_DEVICE_HOST ? NVL_OK : kern_set_zero(be, t->data, bytes, err);
 }
 
 static nvl_status kv_alloc(llm_cache *c, int64_t n_ctx, nvl_tensor *k, nvl_tensor *v, nvl_err *err) {
@@ -100,24 +95,13 @@ nvl_status llm_cache_init(llm_cache **out, const llm_model *m, int n_slots, int6
 int llm_cache_n_slots(const llm_cache *c) { return c->n_slots; }
 int64_t llm_cache_n_ctx(const llm_cache *c) { return c->n_ctx; }
 
-/* Copies positions [0, n) of slot s of a KV tensor between two tensors of possibly different L. */
+/* Positions [0, n) of slot ss of src into slot ds of dst (KV tensors of possibly different L). */
 static nvl_status kv_rows_copy(kern_backend *be, nvl_tensor *dst, int ds, const nvl_tensor *src, int ss, int64_t n,
                                nvl_err *err) {
-    if (n <= 0) return NVL_OK;
     const size_t row = (size_t)dst->shape[2] * nvl_tensor_elem_size(dst);
-    void *host = NULL;
-    unsigned char *d = (unsigned char *)dst->data + (size_t)ds * (size_t)dst->shape[1] * row;
-    const unsigned char *s = (const unsigned char *)src->data + (size_t)ss * (size_t)src->shape[1] * row;
-    if (kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU) {
-        memmove(d, s, (size_t)n * row);
-        return NVL_OK;
-    }
-    /* device backends: through the host until a device-to-device copy op exists */
-    if (!(host = nvl_malloc((size_t)n * row))) return nvl_err_set(err, NVL_ERR_NOMEM, "cache: out of memory");
-    nvl_status st = kern_copy_to_host(be, host, s, (size_t)n * row, err);
-    if (st == NVL_OK) st = kern_copy_to_backend(be, d, host, (size_t)n * row, err);
-    nvl_free(host);
-    return st;
+    return kern_copy_within(be, (unsigned char *)dst->data + (size_t)ds * (size_t)dst->shape[1] * row,
+                            (const unsigned char *)src->data + (size_t)ss * (size_t)src->shape[1] * row,
+                            n > 0 ? (size_t)n * row : 0, err);
 }
 
 nvl_status llm_cache_reserve(llm_cache *c, int64_t n_ctx, nvl_err *err) {
@@ -155,16 +139,7 @@ nvl_status llm_cache_reserve(llm_cache *c, int64_t n_ctx, nvl_err *err) {
 static nvl_status zero_row(kern_backend *be, nvl_tensor *t, int slot, nvl_err *err) {
     if (!t->data) return NVL_OK;
     const size_t row = nvl_tensor_nbytes(t) / (size_t)t->shape[0];
-    unsigned char *p = (unsigned char *)t->data + (size_t)slot * row;
-    if (kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU) {
-        memset(p, 0, row);
-        return NVL_OK;
-    }
-    void *z = nvl_calloc(1, row);
-    if (!z) return nvl_err_set(err, NVL_ERR_NOMEM, "cache: out of memory");
-    nvl_status st = kern_copy_to_backend(be, p, z, row, err);
-    nvl_free(z);
-    return st;
+    return kern_set_zero(be, (unsigned char *)t->data + (size_t)slot * row, row, err);
 }
 
 void llm_seq_reset(llm_cache *c, int slot) {
@@ -199,16 +174,7 @@ static nvl_status row_copy(kern_backend *be, nvl_tensor *t, int dst, int src, nv
     if (!t->data) return NVL_OK;
     const size_t row = nvl_tensor_nbytes(t) / (size_t)t->shape[0];
     unsigned char *base = t->data;
-    if (kern_backend_kind_of(be) == KERN_BACKEND_KIND_CPU) {
-        memcpy(base + (size_t)dst * row, base + (size_t)src * row, row);
-        return NVL_OK;
-    }
-    void *host = nvl_malloc(row);
-    if (!host) return nvl_err_set(err, NVL_ERR_NOMEM, "cache: out of memory");
-    nvl_status st = kern_copy_to_host(be, host, base + (size_t)src * row, row, err);
-    if (st == NVL_OK) st = kern_copy_to_backend(be, base + (size_t)dst * row, host, row, err);
-    nvl_free(host);
-    return st;
+    return kern_copy_within(be, base + (size_t)dst * row, base + (size_t)src * row, row, err);
 }
 
 nvl_status llm_seq_copy(llm_cache *c, int dst, int src, nvl_err *err) {

@@ -25,6 +25,8 @@ void llm_workspace_free(llm_workspace *ws) {
     if (!ws) return;
     if (ws->buf) kern_buffer_free(ws->be, ws->buf);
     nvl_free(ws->seqs);
+    nvl_free(ws->lrow);
+    nvl_free(ws->ldst);
     nvl_free(ws->ids);
     nvl_free(ws->mask);
     nvl_free(ws);
@@ -71,9 +73,11 @@ nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t m
     }
     nvl_status st = kern_buffer_alloc(m->be, total, &ws->buf, err);
     ws->seqs = nvl_calloc((size_t)T, sizeof *ws->seqs);
+    ws->lrow = nvl_calloc((size_t)T, sizeof *ws->lrow);
+    ws->ldst = nvl_calloc((size_t)T, sizeof *ws->ldst);
     ws->ids = nvl_calloc((size_t)T, sizeof *ws->ids);
     ws->mask = nvl_calloc((size_t)T, 1);
-    if (st == NVL_OK && (!ws->seqs || !ws->ids || !ws->mask)) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    if (st == NVL_OK && (!ws->seqs || !ws->lrow || !ws->ldst || !ws->ids || !ws->mask)) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
     if (st != NVL_OK) {
         llm_workspace_free(ws);
         return nvl_err_prefix(err, "workspace for %lld rows (%zu bytes)", (long long)T, total), st;
@@ -237,12 +241,9 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
     }
     for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += seqs[i].n;
     if (n_logit_rows == 0) return NVL_OK;
-    int64_t *rows = nvl_malloc((size_t)n_logit_rows * sizeof *rows);
-    float **dst = nvl_malloc((size_t)n_logit_rows * sizeof *dst);
-    nvl_status st = NVL_OK;
-    if (!rows || !dst) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
-    int64_t k = 0;
-    for (int i = 0; st == NVL_OK && i < n_seq; i++) {
+    int64_t *rows = ws->lrow, k = 0; /* n_logit_rows <= T <= max_rows */
+    float **dst = ws->ldst;
+    for (int i = 0; i < n_seq; i++) {
         const llm_batch_seq *s = &seqs[i];
         const int64_t row0 = ws->seqs[i].row0;
         if (s->logits == LLM_LOGITS_ALL)
@@ -255,8 +256,5 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
             dst[k++] = s->out;
         }
     }
-    if (st == NVL_OK) st = logits_out(ws, rows, dst, n_logit_rows, err);
-    nvl_free(rows);
-    nvl_free(dst);
-    return st;
+    return logits_out(ws, rows, dst, n_logit_rows, err);
 }

@@ -75,6 +75,8 @@ struct llm_workspace {
     nvl_tensor lrows;      /* (LLM_LOGIT_BLOCK, C) rows whose logits are wanted */
     nvl_tensor logits;     /* (LLM_LOGIT_BLOCK, V) */
     kern_seq *seqs;        /* [max_rows] */
+    int64_t *lrow;         /* [max_rows] rows whose logits are wanted */
+    float **ldst;          /* [max_rows] where each of those goes (host) */
     int32_t *ids;          /* [max_rows] */
     uint8_t *mask;         /* [max_rows] */
 };

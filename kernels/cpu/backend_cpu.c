@@ -114,6 +114,12 @@ static nvl_status cpu_copy(kern_backend *be, void *dst, const void *src, size_t 
     if (n) memmove(dst, src, n);
     return NVL_OK;
 }
+static nvl_status cpu_zero(kern_backend *be, void *dst, size_t n, nvl_err *err) {
+    (void)be;
+    (void)err;
+    memset(dst, 0, n);
+    return NVL_OK;
+}
 static const struct kern_backend_i g_cpu_iface = {
     .name = "cpu",
     .kind = KERN_BACKEND_KIND_CPU,
@@ -123,6 +129,8 @@ static const struct kern_backend_i g_cpu_iface = {
     .buffer_free = cpu_buf_free,
     .copy_to_backend = cpu_copy,
     .copy_to_host = cpu_copy,
+    .copy_within = cpu_copy,
+    .set_zero = cpu_zero,
     .synchronize = NULL,
     .ops = &kern_cpu_ops,
 };

@@ -43,17 +43,19 @@ static void e4m3_table_init(void) {
 // Activation quantize-dequantize (once per row of x)
 
 void kern_cpu_quant_fp8_act(float *xq, const float *x, int64_t n, float input_scale) {
-    for (int64_t i = 0; i < n; i++) xq[i] = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(x[i] / input_scale)) * input_scale;
+    e4m3_table_init();
+    for (int64_t i = 0; i < n; i++) xq[i] = g_e4m3[nvl_f32_to_e4m3_sat(x[i] / input_scale)] * input_scale;
 }
 
 void kern_cpu_quant_nvfp4_act(float *xq, const float *x, int64_t n, float input_scale) {
     const float six_gs = 6.0f * input_scale;
+    e4m3_table_init();
     for (int64_t b = 0; b + 16 <= n; b += 16) {
         float amax = 0.0f;
         for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[b + i]));
         float r = amax / six_gs;
         if (r > 448.0f) r = 448.0f;
-        float s = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(r)) * input_scale;
+        float s = g_e4m3[nvl_f32_to_e4m3_sat(r)] * input_scale;
         if (s < 1e-5f) s = 1.0f;
         for (int i = 0; i < 16; i++) xq[b + i] = nvl_e2m1_quantize(x[b + i] / s) * s;
     }
@@ -63,12 +65,12 @@ void kern_cpu_quant_nvfp4_act(float *xq, const float *x, int64_t n, float input_
 // Weight rows widened to f32
 
 static void fp8_row_scalar(float *dst, const uint8_t *src, int64_t K, float scale) {
-    for (int64_t k = 0; k < K; k++) dst[k] = nvl_f8e4m3_to_f32(src[k]) * scale;
+    for (int64_t k = 0; k < K; k++) dst[k] = g_e4m3[src[k]] * scale;
 }
 
 static void nvfp4_row_scalar(float *dst, const uint8_t *codes, const uint8_t *bscale, int64_t K, float scale2) {
     for (int64_t b = 0; b < K / 16; b++) {
-        const float bs = nvl_f8e4m3_to_f32(bscale[b]);
+        const float bs = g_e4m3[bscale[b]];
         for (int i = 0; i < 8; i++) {
             const uint8_t c = codes[b * 8 + i];
             dst[b * 16 + 2 * i] = k_e2m1[c & 15] * bs * scale2;
@@ -88,34 +90,36 @@ static float dot_scalar(const float *a, const float *b, int64_t K) {
 }
 
 #ifdef QUANT_X86
-/* E4M3 bits placed into an f16's lower exponent bits give value * 2^-8 for every code, normal
- * or subnormal (bias 15 - 7 = 8), so the f16 conversion is exact; 2^8 goes into the scale. */
+/* 16 E4M3 codes as f32 times 2^-8: the bits placed into an f16's lower exponent bits give
+ * value * 2^-8 for every code, normal or subnormal (bias 15 - 7 = 8), so the f16 conversion is
+ * exact; callers put 2^8 into their scale. */
+__attribute__((target("avx512f,avx2,f16c"))) static inline __m512 fp8_16(const uint8_t *src) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)src));
+    return _mm512_cvtph_ps(_mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                           _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7f)), 7)));
+}
+
+/* 16 E2M1 values from 8 bytes, the even k in the low nibble. */
+__attribute__((target("avx512f"))) static inline __m512 nvfp4_16(const uint8_t *codes, __m512 table) {
+    const __m128i raw = _mm_loadl_epi64((const __m128i *)codes), lo_mask = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
+    return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), table);
+}
+
 __attribute__((target("avx512f,avx2,f16c"))) static void fp8_row_avx512(float *dst, const uint8_t *src, int64_t K,
                                                                          float scale) {
     const __m512 vs = _mm512_set1_ps(scale * 256.0f);
-    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)));
-        const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, m80), 8),
-                                          _mm256_slli_epi16(_mm256_and_si256(b, m7f), 7));
-        _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_cvtph_ps(h), vs));
-    }
-    for (; k < K; k++) dst[k] = nvl_f8e4m3_to_f32(src[k]) * scale;
+    for (; k + 16 <= K; k += 16) _mm512_storeu_ps(dst + k, _mm512_mul_ps(fp8_16(src + k), vs));
+    for (; k < K; k++) dst[k] = g_e4m3[src[k]] * scale;
 }
 
 __attribute__((target("avx512f"))) static void nvfp4_row_avx512(float *dst, const uint8_t *codes, const uint8_t *bscale,
                                                                 int64_t K, float scale2) {
     const __m512 table = _mm512_loadu_ps(k_e2m1), v2 = _mm512_set1_ps(scale2);
-    const __m128i lo_mask = _mm_set1_epi8(0x0f);
-    for (int64_t b = 0; b < K / 16; b++) {
-        const __m128i raw = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-        const __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)); /* even k from the low nibble */
-        const __m512 w = _mm512_permutexvar_ps(idx, table);
-        /* (e2m1 * block scale) * scale2, in torch's order */
-        _mm512_storeu_ps(dst + b * 16, _mm512_mul_ps(_mm512_mul_ps(w, _mm512_set1_ps(g_e4m3[bscale[b]])), v2));
-    }
+    for (int64_t b = 0; b < K / 16; b++) /* (e2m1 * block scale) * scale2, in torch's order */
+        _mm512_storeu_ps(dst + b * 16,
+                         _mm512_mul_ps(_mm512_mul_ps(nvfp4_16(codes + b * 8, table), _mm512_set1_ps(g_e4m3[bscale[b]])), v2));
 }
 
 /* Few rows of x (decode, small steps): the codes are decoded in registers and used at once, no
@@ -126,17 +130,14 @@ __attribute__((target("avx512f,avx2,f16c"))) static void fp8_rows_fused(float *y
                                                                          const uint8_t *src, int64_t K, float scale) {
     __m512 acc[QUANT_FUSED_ROWS];
     for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
-    const __m256i m7f = _mm256_set1_epi16(0x7f), m80 = _mm256_set1_epi16(0x80);
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
-        const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + k)));
-        const __m512 w = _mm512_cvtph_ps(_mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, m80), 8),
-                                                         _mm256_slli_epi16(_mm256_and_si256(b, m7f), 7)));
+        const __m512 w = fp8_16(src + k);
         for (int64_t m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(xq + m * K + k), w, acc[m]);
     }
     for (int64_t m = 0; m < M; m++) {
         float t = _mm512_reduce_add_ps(acc[m]) * 256.0f;
-        for (int64_t kk = k; kk < K; kk++) t += xq[m * K + kk] * nvl_f8e4m3_to_f32(src[kk]);
+        for (int64_t kk = k; kk < K; kk++) t += xq[m * K + kk] * g_e4m3[src[kk]];
         y[m * ldy] = t * scale;
     }
 }
@@ -147,13 +148,9 @@ __attribute__((target("avx512f"))) static void nvfp4_rows_fused(float *y, int64_
     __m512 acc[QUANT_FUSED_ROWS];
     for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
     const __m512 table = _mm512_loadu_ps(k_e2m1);
-    const __m128i lo_mask = _mm_set1_epi8(0x0f);
     for (int64_t b = 0; b < K / 16; b++) {
-        const __m128i raw = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-        const __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
         /* e2m1 * block scale is exact in f32 (2 and 4 significant bits) */
-        const __m512 w = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), table),
-                                       _mm512_set1_ps(g_e4m3[bscale[b]]));
+        const __m512 w = _mm512_mul_ps(nvfp4_16(codes + b * 8, table), _mm512_set1_ps(g_e4m3[bscale[b]]));
         for (int64_t m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(xq + m * K + b * 16), w, acc[m]);
     }
     for (int64_t m = 0; m < M; m++) y[m * ldy] = _mm512_reduce_add_ps(acc[m]) * scale2;

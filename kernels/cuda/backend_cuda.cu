@@ -91,6 +91,14 @@ static nvl_status cuda_d2h(kern_backend *be, void *dst, const void *src, size_t 
     CUDA_CHECK(cudaStreamSynchronize(ctx_of(be)->stream));
     return NVL_OK;
 }
+static nvl_status cuda_d2d(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
+    return NVL_OK;
+}
+static nvl_status cuda_zero(kern_backend *be, void *dst, size_t n, nvl_err *err) {
+    CUDA_CHECK(cudaMemsetAsync(dst, 0, n, ctx_of(be)->stream));
+    return NVL_OK;
+}
 static nvl_status cuda_sync(kern_backend *be, nvl_err *err) {
     CUDA_CHECK(cudaStreamSynchronize(ctx_of(be)->stream));
     return NVL_OK;
@@ -162,6 +170,8 @@ static struct kern_backend_i make_iface(void) {
     i.buffer_free = cuda_buf_free;
     i.copy_to_backend = cuda_h2d;
     i.copy_to_host = cuda_d2h;
+    i.copy_within = cuda_d2d;
+    i.set_zero = cuda_zero;
     i.synchronize = cuda_sync;
     i.ops = &kern_cuda_ops;
     i.mem_info = cuda_mem_info;
