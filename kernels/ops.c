@@ -5,18 +5,20 @@
 #include "backend_impl.h"
 #include "base/alloc.h"
 
+/* The CPU holds narrower float activations widened to f32 (kernels/ops.h). */
+static int widens(const kern_backend *be, nvl_dtype dtype) {
+    return be->iface->kind == KERN_BACKEND_KIND_CPU && (dtype == NVL_DTYPE_BF16 || dtype == NVL_DTYPE_F16);
+}
+
 nvl_tensor kern_act(const kern_backend *be, nvl_dtype dtype, int n_dims, const int64_t *shape, void *data) {
     nvl_tensor t = nvl_tensor_make(dtype, n_dims, shape, data);
-    const int cpu = be->iface->kind == KERN_BACKEND_KIND_CPU;
-    t.widened = cpu && (dtype == NVL_DTYPE_BF16 || dtype == NVL_DTYPE_F16);
-    t.device = cpu ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
+    t.widened = widens(be, dtype);
+    t.device = be->iface->kind == KERN_BACKEND_KIND_CPU ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
     return t;
 }
 
 size_t kern_act_bytes(const kern_backend *be, nvl_dtype dtype, int64_t numel) {
-    const int cpu = be->iface->kind == KERN_BACKEND_KIND_CPU;
-    const size_t es = cpu && (dtype == NVL_DTYPE_BF16 || dtype == NVL_DTYPE_F16) ? 4 : nvl_dtype_size(dtype);
-    return (size_t)numel * es;
+    return (size_t)numel * (widens(be, dtype) ? sizeof(float) : nvl_dtype_size(dtype));
 }
 
 /* rows x cols of t as a 2-D view (a 1-D tensor is one row). */
@@ -38,11 +40,6 @@ nvl_status kern_from_host_f32(kern_backend *be, nvl_tensor *dst, const float *sr
         char *d = (char *)dst->data + (size_t)(r * ld) * es;
         if (f32) {
             st = kern_copy_to_backend(be, d, src + r * C, (size_t)C * sizeof(float), err);
-            if (st == NVL_OK && dst->widened && be->iface->kind == KERN_BACKEND_KIND_CPU) {
-                float *h = (float *)d; /* widened on the CPU: round in place */
-                for (int64_t c = 0; c < C; c++)
-                    h[c] = dst->dtype == NVL_DTYPE_BF16 ? nvl_round_bf16(h[c]) : nvl_f16_to_f32(nvl_f32_to_f16(h[c]));
-            }
             continue;
         }
         uint16_t *h = row;
@@ -54,6 +51,14 @@ nvl_status kern_from_host_f32(kern_backend *be, nvl_tensor *dst, const float *sr
         if (st == NVL_OK) st = kern_copy_to_backend(be, d, h, (size_t)C * es, err);
     }
     nvl_free(row);
+    if (st == NVL_OK && dst->widened) { /* widened: round the f32 values to the dtype in place (the copy op) */
+        nvl_tensor v = *dst;
+        if (v.n_dims != 2) {
+            v.n_dims = 2;
+            v.shape[0] = R, v.shape[1] = C, v.stride[0] = ld, v.stride[1] = 1;
+        }
+        st = kern_copy(be, &v, &v, err);
+    }
     return st;
 }
 

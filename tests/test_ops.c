@@ -922,6 +922,30 @@ static void test_errors(void) {
     TEST_EQ_INT(kern_evs_scores(g_be, &dis5, &E, 0, &err), NVL_ERR_SHAPE);
 }
 
+/* Host f32 rows into backend tensors of F32 / BF16 (the vision splice, the projector input) and
+ * back: a BF16 destination holds the nearest-even bf16 of each value (exact), with a row stride
+ * wider than the row; back to the host gives those values. */
+static void test_host_rows(void) {
+    const int64_t R = 3, C = 37, LD = 40;
+    float src[3 * 37], back[3 * 37];
+    uint64_t rng = 0x5151;
+    for (int i = 0; i < R * C; i++) src[i] = 3.0f * test_rng_uniform(&rng);
+    const nvl_dtype dts[] = {NVL_DTYPE_F32, NVL_DTYPE_BF16};
+    for (int d = 0; d < 2; d++) {
+        void *buf = NULL;
+        nvl_err err = {0};
+        TEST_EQ_INT(kern_buffer_alloc(g_be, kern_act_bytes(g_be, dts[d], R * LD), &buf, &err), NVL_OK);
+        nvl_tensor t = kern_act(g_be, dts[d], 2, (int64_t[]){R, LD}, buf);
+        t = kern_cols(&t, 0, C);
+        TEST_EQ_INT(kern_from_host_f32(g_be, &t, src, &err), NVL_OK);
+        TEST_EQ_INT(kern_to_host_f32(g_be, back, &t, &err), NVL_OK);
+        int ok = 1;
+        for (int i = 0; i < R * C; i++) ok &= back[i] == (dts[d] == NVL_DTYPE_BF16 ? nvl_round_bf16(src[i]) : src[i]);
+        TEST_CHECK(ok, "host rows through a %s tensor come back as its values", nvl_dtype_name(dts[d]));
+        kern_buffer_free(g_be, buf);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *name = "cpu";
     for (int i = 1; i < argc; i++)
@@ -938,6 +962,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("backend: %s\n", kern_backend_description(g_be));
+    test_host_rows();
     test_matmul();
     test_rmsnorm();
     test_rmsnorm_gated();
