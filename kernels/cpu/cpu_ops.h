@@ -49,9 +49,7 @@ void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols);
  * (or memory for its panels ran out) and the caller must use another path. */
 int kern_cpu_gemm_packed(float *y, const float *x, const nvl_tensor *w, int64_t M, int allow_avx512);
 
-/* RMSNorm rows x cols, statistics in f32: y = w * (x * rsqrt(mean(x^2) + eps)). */
-nvl_status kern_cpu_rmsnorm(float *y, const float *x, const nvl_tensor *w, int64_t rows,
-                            int64_t cols, float eps, nvl_err *err);
+/* The RMSNorm oracle (double statistics); the op is kern_rmsnorm (ops_cpu.c). */
 void kern_cpu_rmsnorm_ref(float *y, const float *x, const nvl_tensor *w, int64_t rows,
                           int64_t cols, float eps);
 
