@@ -54,9 +54,30 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err);
 // the same tokens and the same media (same file, size, mtime, page, render and sampling
 // parameters) restores that state and skips vision and the prefill of that prefix (res.n_cached).
 //
-// One request at a time per engine: api_engine is not thread-safe.
+// Many requests at once (continuous batching): api_engine_submit queues a request and returns;
+// api_engine_step runs one turn of the scheduler: it admits queued requests (up to max_batch
+// live, a slot each, against a budget of sequence-state bytes that counts each request's whole
+// answer), reads the media of one request, runs up to 8 tiles of any requests' images and frames
+// through RADIO together, and then one forward step holding every decoding request's next token
+// plus up to 512 prompt tokens of requests still prefilling (256 at most per request, cut at the
+// same places whatever else runs, so an answer does not depend on its neighbours beyond the
+// matmuls' summation order). Each request is sampled with its own parameters and reports through
+// its own callbacks; its slot is freed as soon as it ends (done, error or cancel). A request
+// whose file fails ends with its error while the others go on.
+// Threads: submit, cancel and api_engine_pending from any thread; step (and the blocking
+// api_engine_run / api_engine_ask / api_pages_run, which submit and step until their request
+// ends) from one thread at a time; callbacks run on the stepping thread.
 
 typedef struct api_engine api_engine;
+
+/* How many requests run together and in how much memory. */
+typedef struct api_engine_opts {
+    int max_batch;     /* requests live at once (slots; 1..256). api_engine_open: 1 */
+    double seq_mem_mb; /* MiB of sequence state (conv + SSM states, KV rows) the live requests may hold
+                          together; 0: half of the backend's free memory after the weights (the host's
+                          available memory on the CPU) */
+} api_engine_opts;
+api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0 */
 
 typedef struct api_ask_params {
     int max_tiles;      /* per image, 1..12 (default: the checkpoint's max_num_tiles) */
@@ -116,6 +137,10 @@ typedef struct api_callbacks {
     void (*on_notice)(const char *msg, void *user);
     void *user;
     volatile int *cancel;  /* checked between images, frames, prefill slices and tokens */
+    /* The request ended (submitted requests): st NVL_OK, NVL_ERR_CANCELLED (the result holds what
+     * was generated) or the error, msg its message. The result may be read and freed from here on. */
+    void (*on_done)(nvl_status st, const char *msg, void *user);
+    void *done_user;       /* on_done's user (NULL: user) */
 } api_callbacks;
 
 /* One image of the prompt (an image file, a PDF page) or one video. */
@@ -155,6 +180,9 @@ void api_ask_result_free(api_ask_result *r);
  * its value. nanovl calls it, with kern_env_check, before any command runs. */
 nvl_status api_env_check(nvl_err *err);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
+/* The same with opts (NULL: api_engine_opts_default). NVL_ERR_INVALID_ARG for max_batch out of
+ * 1..256 or a negative seq_mem_mb. */
+nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);
 /* The context budget a request gets by default (see above). */
@@ -162,7 +190,25 @@ int64_t api_engine_max_context(const api_engine *e);
 /* Drops the kept prefix state. */
 void api_engine_forget(api_engine *e);
 
-/* Answers the conversation msgs (the last message is usually the user's question).
+/* Queues the conversation msgs for an answer into *res; *id (may be NULL) gets its id (> 0).
+ * msgs, p's strings, cb->user and res must stay valid until cb->on_done has run; p and cb
+ * themselves are copied. Only argument errors are returned here (no messages, max_tokens < 1,
+ * max_tiles out of 1..12); everything else ends the request through on_done. Thread-safe. */
+nvl_status api_engine_submit(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
+                             const api_callbacks *cb, api_ask_result *res, uint64_t *id, nvl_err *err);
+/* Ends request id (queued or running) as cancelled at its next turn; an unknown or finished id
+ * is ignored. Thread-safe. */
+void api_engine_cancel(api_engine *e, uint64_t id);
+/* One turn of the scheduler (see above). Returns the requests still queued or live (0: idle).
+ * One thread at a time. */
+int api_engine_step(api_engine *e);
+/* Requests queued or live (thread-safe). */
+int api_engine_pending(api_engine *e);
+/* The option values the engine runs with (seq_mem_mb resolved). */
+api_engine_opts api_engine_get_opts(const api_engine *e);
+
+/* Answers the conversation msgs (the last message is usually the user's question): submit, then
+ * step until it ends (other requests submitted meanwhile run too).
  * On NVL_ERR_CANCELLED res holds what was generated so far. Errors name the file. */
 nvl_status api_engine_run(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
                           const api_callbacks *cb, api_ask_result *res, nvl_err *err);
@@ -173,6 +219,14 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
                           nvl_err *err);
 /* The engine's tokenizer (valid while e lives), for streaming decode. */
 const struct llm_tokenizer *api_engine_tokenizer(const api_engine *e);
+
+/* Writes bytes to a private temporary file ($TMPDIR or /tmp, mode 0600) for the readers that
+ * take paths (PDF, video). *path is nvl_malloc'ed; unlink and free it when done. */
+nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err);
+
+/* OCR's parameters from a request's: reasoning off, and max_tokens 4096 per page unless the
+ * request set it (max_tokens_given). One place for serve, batch and `nanovl ocr`. */
+api_ask_params api_ocr_params(const api_ask_params *base, int max_tokens_given);
 
 /* Protocol and result JSON shared by `serve`, `batch` and `ask --json` (api/wire.c). */
 struct cJSON;

@@ -235,9 +235,7 @@ static nvl_status run_job(api_engine *e, const api_request *rq, int ocr_tokens_d
     api_callbacks cb = {.on_progress = cli_on_progress, .user = prog, .cancel = &g_cancel};
     cJSON_AddStringToObject(o, "type", api_request_type_name(rq->type));
     if (rq->type == API_REQ_OCR) {
-        api_ask_params p = rq->params;
-        p.think = 0;
-        if (ocr_tokens_default) p.max_tokens = 4096;
+        const api_ask_params p = api_ocr_params(&rq->params, !ocr_tokens_default);
         int n_media = rq->msgs[0].n_parts, n_failed = 0;
         api_media *media = nvl_calloc((size_t)n_media + 1, sizeof *media);
         if (!media) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
@@ -258,13 +256,7 @@ static nvl_status run_job(api_engine *e, const api_request *rq, int ocr_tokens_d
     nvl_status st = api_engine_run(e, rq->msgs, rq->n_msgs, &rq->params, &cb, &r, err);
     if (st == NVL_OK) {
         cJSON_AddStringToObject(o, "status", "ok");
-        cJSON *res = api_result_to_json(&r);
-        for (cJSON *x = res ? res->child : NULL; x;) {
-            cJSON *nx = x->next;
-            cJSON_AddItemToObject(o, x->string, cJSON_DetachItemViaPointer(res, x));
-            x = nx;
-        }
-        cJSON_Delete(res);
+        api_json_merge(o, api_result_to_json(&r));
     }
     api_ask_result_free(&r);
     return st;

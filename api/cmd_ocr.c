@@ -94,9 +94,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
 
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
-    api_ask_params p = api_ask_params_default();
-    p.think = 0;
-    p.max_tokens = 4096;
+    api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
     int force_progress = -1, rc = 0;
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);

@@ -21,6 +21,10 @@ static const char *k_usage =
     "  --max-request-bytes N     longest request line (default 67108864)\n"
     "  --max-queue N             requests waiting across clients (default 64)\n"
     "  --max-per-client N        queued + running per connection (default 4)\n"
+    "  --max-batch N             requests answered together (default 16, 1..256): their decode\n"
+    "                            steps share one read of the weights\n"
+    "  --seq-mem MIB             memory for the running requests' sequence state (Mamba states, KV\n"
+    "                            cache; default: half of what is free after the weights)\n"
     "  --rate N                  requests per minute per connection (default 600, 0 = no limit)\n"
     "  --max-clients N           connections (default 64)\n"
     "  --max-pending-output N    unread event bytes before a client is dropped (default 16777216)\n"
@@ -41,6 +45,7 @@ static void ready(const char *path, void *user) {
 int cmd_serve(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL");
     api_server_opts o = api_server_opts_default();
+    api_engine_opts eo = api_engine_opts_default(); /* max_batch as the server's */
     char **allow = calloc((size_t)argc + 1, sizeof *allow);
     int n_allow = 0, rc = 0;
     if (!allow) return 1;
@@ -65,8 +70,10 @@ int cmd_serve(int argc, char **argv) {
         }
         else if (v && (!strcmp(a, "--socket-mode") || !strcmp(a, "--max-request-bytes") || !strcmp(a, "--max-queue") ||
                        !strcmp(a, "--max-per-client") || !strcmp(a, "--rate") || !strcmp(a, "--max-clients") ||
-                       !strcmp(a, "--max-pending-output") || !strcmp(a, "--idle-timeout"))) {
-            const int real = !strcmp(a, "--rate") || !strcmp(a, "--idle-timeout"); /* the others are integers */
+                       !strcmp(a, "--max-pending-output") || !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-batch") ||
+                       !strcmp(a, "--seq-mem"))) {
+            /* the others are integers */
+            const int real = !strcmp(a, "--rate") || !strcmp(a, "--idle-timeout") || !strcmp(a, "--seq-mem");
             double d = strtod(v, &end);
             if (!strcmp(a, "--socket-mode")) d = (double)strtol(v, &end, 8);
             /* !(d >= 0): NaN fails every comparison, so it is refused here too */
@@ -80,6 +87,19 @@ int cmd_serve(int argc, char **argv) {
             i++;
             if (!strcmp(a, "--idle-timeout")) {
                 o.idle_timeout_s = d;
+                continue;
+            }
+            if (!strcmp(a, "--seq-mem")) {
+                eo.seq_mem_mb = d;
+                continue;
+            }
+            if (!strcmp(a, "--max-batch")) {
+                if (d > 256) {
+                    fprintf(stderr, "nanovl serve: --max-batch must be 1..256, got '%s'\n", v);
+                    rc = EXIT_USAGE;
+                    goto out;
+                }
+                o.max_batch = eo.max_batch = (int)d;
                 continue;
             }
             if (!strcmp(a, "--socket-mode")) o.socket_mode = (int)d & 0777;
@@ -104,7 +124,7 @@ int cmd_serve(int argc, char **argv) {
     o.n_allow = n_allow;
     nvl_err err = {0};
     api_engine *e = NULL;
-    if (api_engine_open(&e, model, &err) != NVL_OK) {
+    if (api_engine_open_with(&e, model, &eo, &err) != NVL_OK) {
         fprintf(stderr, "nanovl serve: %s: %s\n", model, err.msg);
         rc = 1;
         goto out;

@@ -1,15 +1,17 @@
 /* `nanovl serve --socket PATH`: newline-delimited JSON over a Unix socket (docs/api.md).
  *
  * Threads: the main thread owns every socket (poll loop: accept, read, parse, write); one worker
- * thread owns the engine and runs one request at a time from a FIFO queue. The worker never
- * touches a socket: it appends event lines to the client's output buffer under the lock and
- * wakes the main thread through a pipe. So a slow client only grows its own buffer (and is
- * dropped past a limit), a vanished client has its requests cancelled, and other clients are
- * never blocked by either.
+ * thread owns the engine: it moves requests from the server's queue into the engine while fewer
+ * than max_batch run (fairly: the next one comes from the client with the fewest running, the
+ * oldest first among equals), and steps the engine, whose scheduler runs them together (api.h).
+ * The worker never touches a socket: callbacks append event lines to the client's output buffer
+ * under the lock and wake the main thread through a pipe. So a slow client only grows its own
+ * buffer (and is dropped past a limit, its requests cancelled), a vanished client has its
+ * requests cancelled, and other clients are never blocked by either.
  *
  * Shutdown: SIGTERM or SIGINT stops accepting (the socket file is removed), answers queued
- * requests with "shutting_down", lets the running request finish and flushes its output, then
- * returns. A second signal cancels the running request. */
+ * requests with "shutting_down", lets the running requests finish and flushes their output, then
+ * returns. A second signal cancels the running requests. */
 #include "serve.h"
 
 #include <errno.h>
@@ -45,13 +47,16 @@ api_server_opts api_server_opts_default(void) {
     o.max_pending_output = 16u << 20;
     o.max_clients = 64;
     o.idle_timeout_s = 300;
+    o.max_batch = 16;
     return o;
 }
 
 typedef struct client client;
 
+typedef struct server server;
+
 typedef struct job {
-    struct job *next;
+    struct job *next;      /* queue, then the running list */
     client *cl;            /* NULL once the client is gone (under the lock) */
     char *id;              /* the client's id, or "req-N" */
     api_request rq;
@@ -59,6 +64,15 @@ typedef struct job {
     int running;
     double t_accept;
     double last_progress;
+    server *s;
+    api_ask_params ocr_p;  /* OCR: the request's parameters as OCR runs them */
+    api_media *media;      /* OCR: the inputs */
+    api_pages *pg;         /* OCR: the page-by-page run */
+    api_ask_result res;    /* ask: the answer */
+    int ended;             /* the engine is done with it (worker thread only) */
+    nvl_status end_st;
+    cJSON *end_ev;         /* the final event */
+    char end_msg[NVL_ERR_MSG_MAX];
 } job;
 
 struct client {
@@ -72,6 +86,7 @@ struct client {
     int overflow;          /* output passed the limit: drop the client */
     int rd_closed;         /* the client shut down its writing side: answer, then close */
     int n_jobs;            /* queued + running */
+    int n_running;         /* running (fair admission) */
     double t_active;       /* last byte read or written */
     double t_line;         /* when the unfinished line (n_in > 0 or discarding) began */
     double tokens;         /* rate limit bucket */
@@ -79,7 +94,7 @@ struct client {
     client *next;
 };
 
-typedef struct server {
+struct server {
     const api_server_opts *o;
     api_engine *e;
     int lfd;
@@ -88,7 +103,8 @@ typedef struct server {
     pthread_cond_t cv;
     job *head, *tail;      /* queue */
     int n_queued;
-    job *running;
+    job *running;          /* in the engine (list through next) */
+    int n_running;
     int stop_worker;
     client *clients;
     int n_clients;
@@ -96,7 +112,7 @@ typedef struct server {
     int draining;
     int64_t n_done, n_failed;
     int worker_threads; /* the CPU threads the worker's ops use (NVL_THREADS applied there) */
-} server;
+};
 
 static volatile sig_atomic_t g_signals;
 static int g_sigpipe[2] = {-1, -1};
@@ -195,14 +211,9 @@ static void job_emit(server *s, job *j, cJSON *ev) {
 // ---------------------------------------------------------------------------
 // Worker
 
-typedef struct run_ctx {
-    server *s;
-    job *j;
-} run_ctx;
-
 static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
-    run_ctx *c = user;
-    cJSON *ev = event(c->j->id, "token");
+    job *j = user;
+    cJSON *ev = event(j->id, "token");
     if (ev) {
         char *z = nvl_malloc(n + 1);
         if (z) {
@@ -213,16 +224,16 @@ static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
         }
         cJSON_AddBoolToObject(ev, "reasoning", reasoning);
     }
-    job_emit(c->s, c->j, ev);
-    return c->j->cancel;
+    job_emit(j->s, j, ev);
+    return j->cancel;
 }
 
 static void w_on_progress(const api_progress *p, void *user) {
-    run_ctx *c = user;
+    job *j = user;
     const double t = now_s();
-    if (t - c->j->last_progress < 0.2 && p->stage == API_STAGE_GENERATE) return;
-    c->j->last_progress = t;
-    cJSON *ev = event(c->j->id, "progress");
+    if (t - j->last_progress < 0.2 && p->stage == API_STAGE_GENERATE) return;
+    j->last_progress = t;
+    cJSON *ev = event(j->id, "progress");
     if (ev) {
         cJSON_AddStringToObject(ev, "stage", api_stage_name(p->stage));
         if (p->item) cJSON_AddStringToObject(ev, "item", p->item);
@@ -230,100 +241,137 @@ static void w_on_progress(const api_progress *p, void *user) {
         cJSON_AddNumberToObject(ev, "total", (double)p->total);
         cJSON_AddNumberToObject(ev, "elapsed_s", round(p->elapsed_s * 1000) / 1000);
     }
-    job_emit(c->s, c->j, ev);
+    job_emit(j->s, j, ev);
 }
 
 static void w_on_notice(const char *msg, void *user) {
-    run_ctx *c = user;
-    cJSON *ev = event(c->j->id, "notice");
+    job *j = user;
+    cJSON *ev = event(j->id, "notice");
     if (ev) cJSON_AddStringToObject(ev, "message", msg);
-    job_emit(c->s, c->j, ev);
-}
-
-/* The socket's "page" event: the page record plus index and total. */
-static cJSON *page_event(cJSON *rec, const char *id, int index, int n_total) {
-    cJSON *ev = event(id, "page");
-    if (!ev || !rec) {
-        cJSON_Delete(rec);
-        return ev;
-    }
-    cJSON_AddNumberToObject(ev, "index", index);
-    if (n_total > 0) cJSON_AddNumberToObject(ev, "total", n_total);
-    for (cJSON *x = rec->child; x;) {
-        cJSON *nx = x->next;
-        cJSON_AddItemToObject(ev, x->string, cJSON_DetachItemViaPointer(rec, x));
-        x = nx;
-    }
-    cJSON_Delete(rec);
-    return ev;
+    job_emit(j->s, j, ev);
 }
 
 static int w_on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
-    run_ctx *c = user;
-    job_emit(c->s, c->j, page_event(api_page_to_json(name, page, r, "text"), c->j->id, index, n_total));
-    return c->j->cancel;
+    job *j = user;
+    cJSON *ev = event(j->id, "page");
+    if (ev) cJSON_AddNumberToObject(ev, "index", index);
+    if (ev) cJSON_AddNumberToObject(ev, "total", n_total);
+    job_emit(j->s, j, api_json_merge(ev, api_page_to_json(name, page, r, "text")));
+    return j->cancel;
 }
 
 static int w_on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
-    run_ctx *c = user;
-    job_emit(c->s, c->j, page_event(api_page_error_to_json(name, page, st, msg), c->j->id, index, 0));
-    return c->j->cancel;
+    job *j = user;
+    cJSON *ev = event(j->id, "page");
+    if (ev) cJSON_AddNumberToObject(ev, "index", index);
+    job_emit(j->s, j, api_json_merge(ev, api_page_error_to_json(name, page, st, msg)));
+    return j->cancel;
 }
 
-static void run_job(server *s, job *j) {
-    run_ctx c = {s, j};
-    api_callbacks cb = {.on_text = w_on_text, .on_progress = w_on_progress, .on_notice = w_on_notice, .user = &c,
-                        .cancel = &j->cancel};
+/* The engine ended an ask (on the worker thread): the final event, sent when the job is reaped. */
+static void w_on_done(nvl_status st, const char *msg, void *user) {
+    job *j = user;
+    j->ended = 1;
+    j->end_st = st;
+    snprintf(j->end_msg, sizeof j->end_msg, "%s", msg ? msg : "");
+    if (st == NVL_OK) j->end_ev = api_json_merge(event(j->id, "done"), api_result_to_json(&j->res));
+    api_ask_result_free(&j->res);
+}
+
+static void w_on_finish(nvl_status st, int n_failed, const char *msg, void *user) {
+    job *j = user;
+    j->ended = 1;
+    j->end_st = st;
+    snprintf(j->end_msg, sizeof j->end_msg, "%s", msg ? msg : "");
+    if (st == NVL_OK && (j->end_ev = event(j->id, "done"))) cJSON_AddNumberToObject(j->end_ev, "failed_pages", n_failed);
+}
+
+/* Hands a job to the engine (worker thread, lock not held). */
+static void start_job(server *s, job *j) {
+    api_callbacks cb = {.on_text = w_on_text, .on_progress = w_on_progress, .on_notice = w_on_notice, .user = j,
+                        .cancel = &j->cancel, .on_done = w_on_done};
     nvl_err err = {0};
     nvl_status st;
-    cJSON *ev = NULL;
+    j->s = s;
     if (j->rq.type == API_REQ_OCR) {
-        api_ask_params p = j->rq.params;
-        p.think = 0;
-        if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j->rq.root, "params"), "max_tokens"))
-            p.max_tokens = 4096;
-        int n_media = j->rq.msgs[0].n_parts, n_failed = 0;
-        api_media *media = nvl_calloc((size_t)n_media + 1, sizeof *media);
-        if (!media) {
+        j->ocr_p = api_ocr_params(&j->rq.params, api_request_has_param(&j->rq, "max_tokens"));
+        const int n_media = j->rq.msgs[0].n_parts;
+        j->media = nvl_calloc((size_t)n_media + 1, sizeof *j->media);
+        if (!j->media) {
             st = nvl_err_set(&err, NVL_ERR_NOMEM, "out of memory");
         } else {
-            for (int i = 0; i < n_media; i++) media[i] = j->rq.msgs[0].parts[i].media;
-            api_callbacks pcb = cb;
-            pcb.on_text = NULL; /* pages come whole in "page" events */
-            api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .cb = &pcb, .user = &c};
-            st = api_pages_run(s->e, media, n_media, j->rq.prompt, &p, &h, &n_failed, &err);
-            nvl_free(media);
-        }
-        if (st == NVL_OK) {
-            ev = event(j->id, "done");
-            if (ev) cJSON_AddNumberToObject(ev, "failed_pages", n_failed);
+            for (int i = 0; i < n_media; i++) j->media[i] = j->rq.msgs[0].parts[i].media;
+            cb.on_text = NULL; /* pages come whole in "page" events */
+            cb.on_done = NULL;
+            api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
+                                 .cb = &cb, .user = j, .window = 1};
+            st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
         }
     } else {
-        api_ask_result r;
-        st = api_engine_run(s->e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &r, &err);
-        if (st == NVL_OK) {
-            ev = event(j->id, "done");
-            cJSON *res = api_result_to_json(&r);
-            if (ev && res)
-                for (cJSON *x = res->child; x;) {
-                    cJSON *nx = x->next;
-                    cJSON_AddItemToObject(ev, x->string, cJSON_DetachItemViaPointer(res, x));
-                    x = nx;
-                }
-            cJSON_Delete(res);
-        }
-        api_ask_result_free(&r);
+        st = api_engine_submit(s->e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &j->res, NULL, &err);
     }
     if (st != NVL_OK) {
-        if (st == NVL_ERR_CANCELLED && j->cancel) snprintf(err.msg, sizeof err.msg, "cancelled");
-        ev = error_event(j->id, api_status_code(st), err.msg);
+        j->ended = 1;
+        j->end_st = st;
+        snprintf(j->end_msg, sizeof j->end_msg, "%s", err.msg);
     }
-    pthread_mutex_lock(&s->mu);
-    const int gone = j->cl == NULL;
-    pthread_mutex_unlock(&s->mu);
-    slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id, st == NVL_OK ? "done" : api_status_code(st),
-         st == NVL_OK ? "" : ": ", st == NVL_OK ? "" : err.msg, gone ? " (client gone)" : "", now_s() - j->t_accept);
-    job_emit(s, j, ev);
+}
+
+/* Jobs the engine is done with: their last event goes out, they leave (worker thread). */
+static void reap_jobs(server *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        job *j = s->running;
+        while (j && !j->ended) j = j->next;
+        pthread_mutex_unlock(&s->mu);
+        if (!j) return;
+        cJSON *ev = j->end_ev;
+        j->end_ev = NULL;
+        if (j->end_st != NVL_OK) {
+            cJSON_Delete(ev);
+            ev = error_event(j->id, api_status_code(j->end_st),
+                             j->end_st == NVL_ERR_CANCELLED && j->cancel ? "cancelled" : j->end_msg);
+        }
+        pthread_mutex_lock(&s->mu);
+        const int gone = j->cl == NULL;
+        pthread_mutex_unlock(&s->mu);
+        slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id,
+             j->end_st == NVL_OK ? "done" : api_status_code(j->end_st), j->end_st == NVL_OK ? "" : ": ",
+             j->end_st == NVL_OK ? "" : j->end_msg, gone ? " (client gone)" : "", now_s() - j->t_accept);
+        job_emit(s, j, ev);
+        pthread_mutex_lock(&s->mu);
+        for (job **pp = &s->running; *pp; pp = &(*pp)->next)
+            if (*pp == j) {
+                *pp = j->next;
+                break;
+            }
+        s->n_running--;
+        if (j->cl) {
+            j->cl->n_jobs--;
+            j->cl->n_running--;
+        }
+        s->n_done++;
+        pthread_mutex_unlock(&s->mu);
+        api_pages_free(j->pg);
+        nvl_free(j->media);
+        api_ask_result_free(&j->res);
+        api_request_free(&j->rq);
+        nvl_free(j->id);
+        nvl_free(j);
+        wake(s);
+    }
+}
+
+/* The queued job to run next (under the lock): the oldest of the client with the fewest running. */
+static job *pick_job(server *s, job **prev_out) {
+    job *best = NULL, *best_prev = NULL, *prev = NULL;
+    for (job *j = s->head; j; prev = j, j = j->next)
+        if (!best || (j->cl && best->cl && j->cl->n_running < best->cl->n_running)) {
+            best = j;
+            best_prev = prev;
+        }
+    *prev_out = best_prev;
+    return best;
 }
 
 static void *worker_main(void *arg) {
@@ -331,28 +379,34 @@ static void *worker_main(void *arg) {
     kern_threads_apply(); /* NVL_THREADS: OpenMP's thread count is per thread */
     pthread_mutex_lock(&s->mu);
     s->worker_threads = kern_cpu_threads();
-    pthread_mutex_unlock(&s->mu);
-    pthread_mutex_lock(&s->mu);
+    const int max_batch = s->o->max_batch > 0 ? s->o->max_batch : 1;
     for (;;) {
-        while (!s->head && !s->stop_worker) pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->head) break;
-        job *j = s->head;
-        s->head = j->next;
-        if (!s->head) s->tail = NULL;
-        s->n_queued--;
-        j->running = 1;
-        s->running = j;
+        job *prev = NULL, *j;
+        while (!s->stop_worker && s->n_running < max_batch && (j = pick_job(s, &prev)) != NULL) {
+            if (prev) prev->next = j->next;
+            else s->head = j->next;
+            if (s->tail == j) s->tail = prev;
+            s->n_queued--;
+            j->next = s->running;
+            s->running = j;
+            j->running = 1;
+            s->n_running++;
+            if (j->cl) j->cl->n_running++;
+            pthread_mutex_unlock(&s->mu);
+            start_job(s, j);
+            pthread_mutex_lock(&s->mu);
+        }
+        if (s->stop_worker)
+            for (job *r = s->running; r; r = r->next) r->cancel = 1;
+        if (!s->n_running) {
+            if (s->stop_worker) break;
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
         pthread_mutex_unlock(&s->mu);
-        run_job(s, j);
-        pthread_mutex_lock(&s->mu);
-        s->running = NULL;
-        if (j->cl) j->cl->n_jobs--;
-        s->n_done++;
-        api_request_free(&j->rq);
-        nvl_free(j->id);
-        nvl_free(j);
-        pthread_mutex_unlock(&s->mu);
-        wake(s);
+        reap_jobs(s); /* a job can end as it starts (an input that cannot be read) */
+        if (api_engine_pending(s->e) > 0) api_engine_step(s->e);
+        reap_jobs(s);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -364,7 +418,7 @@ static void *worker_main(void *arg) {
 
 static void client_drop(server *s, client *cl) {
     pthread_mutex_lock(&s->mu);
-    /* queued jobs of this client go; the running one is cancelled and detached */
+    /* queued jobs of this client go; the running ones are cancelled and detached */
     job **pp = &s->head, *prev = NULL;
     while (*pp) {
         job *j = *pp;
@@ -380,10 +434,11 @@ static void client_drop(server *s, client *cl) {
             pp = &j->next;
         }
     }
-    if (s->running && s->running->cl == cl) {
-        s->running->cancel = 1;
-        s->running->cl = NULL;
-    }
+    for (job *j = s->running; j; j = j->next)
+        if (j->cl == cl) {
+            j->cancel = 1;
+            j->cl = NULL;
+        }
     pthread_mutex_unlock(&s->mu);
     for (client **cp = &s->clients; *cp; cp = &(*cp)->next)
         if (*cp == cl) {
@@ -422,6 +477,8 @@ static void status_reply(server *s, client *cl, const char *id) {
     pthread_mutex_lock(&s->mu);
     cJSON_AddNumberToObject(ev, "queued", s->n_queued);
     cJSON_AddBoolToObject(ev, "busy", s->running != NULL);
+    cJSON_AddNumberToObject(ev, "running", s->n_running);
+    cJSON_AddNumberToObject(ev, "max_batch", s->o->max_batch);
     cJSON_AddNumberToObject(ev, "clients", s->n_clients);
     cJSON_AddNumberToObject(ev, "completed", (double)s->n_done);
     cJSON_AddBoolToObject(ev, "draining", s->draining);
@@ -484,10 +541,11 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     if (rq.type == API_REQ_CANCEL) {
         int found = 0;
         pthread_mutex_lock(&s->mu);
-        if (s->running && s->running->cl == cl && !strcmp(s->running->id, rq.target)) {
-            s->running->cancel = 1;
-            found = 1;
-        }
+        for (job *j = s->running; j && !found; j = j->next)
+            if (j->cl == cl && !strcmp(j->id, rq.target)) {
+                j->cancel = 1;
+                found = 1;
+            }
         for (job **pp = &s->head, *prev = NULL; *pp && !found; prev = *pp, pp = &(*pp)->next) {
             job *j = *pp;
             if (j->cl != cl || strcmp(j->id, rq.target)) continue;
@@ -537,7 +595,8 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         snprintf(msg, sizeof msg, "this connection already has %d requests queued or running", cl->n_jobs);
     }
     if (!code && rq.id) { /* ids must be unique among this client's live requests */
-        int dup = s->running && s->running->cl == cl && !strcmp(s->running->id, rq.id);
+        int dup = 0;
+        for (job *j = s->running; j && !dup; j = j->next) dup = j->cl == cl && !strcmp(j->id, rq.id);
         for (job *j = s->head; j && !dup; j = j->next) dup = j->cl == cl && !strcmp(j->id, rq.id);
         if (dup) {
             code = "duplicate_id";
@@ -572,7 +631,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     s->n_queued++;
     cl->n_jobs++;
     cJSON *ev = event(j->id, "accepted");
-    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued - 1 + (s->running ? 1 : 0));
+    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued - 1 + (s->n_running >= s->o->max_batch ? 1 : 0));
     emit_locked(s, cl, ev);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -755,7 +814,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
             if (!s.draining) {
                 s.draining = 1;
                 drain_t0 = now_s();
-                slog(&s, "signal: finishing the running request, then exiting (a second signal cancels it)");
+                slog(&s, "signal: finishing the running requests, then exiting (a second signal cancels them)");
                 close(s.lfd);
                 s.lfd = -1;
                 unlink(o->socket_path);
@@ -776,7 +835,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
                 pthread_mutex_unlock(&s.mu);
             } else {
                 pthread_mutex_lock(&s.mu);
-                if (s.running) s.running->cancel = 1;
+                for (job *j = s.running; j; j = j->next) j->cancel = 1;
                 pthread_mutex_unlock(&s.mu);
             }
         }
@@ -900,7 +959,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     }
     pthread_mutex_lock(&s.mu);
     s.stop_worker = 1;
-    if (s.running) s.running->cancel = 1;
+    for (job *j = s.running; j; j = j->next) j->cancel = 1;
     pthread_cond_signal(&s.cv);
     pthread_mutex_unlock(&s.mu);
     pthread_join(worker, NULL);

@@ -17,6 +17,8 @@ typedef struct api_server_opts {
     int max_clients;            /* connections (default 64) */
     double idle_timeout_s;      /* a connection idle (nothing queued, running or unsent) or in the
                                  * middle of a line for this long is closed (default 300; 0 never) */
+    int max_batch;              /* requests running together in the engine (default 16; the engine
+                                 * must be opened with at least as many slots) */
     const char *model_name;     /* reported by "status" */
     const char *const *allow;   /* directories media paths must lie in (after realpath); NULL: any */
     int n_allow;

@@ -261,38 +261,6 @@ void api_json_line(FILE *f, cJSON *o) {
     cJSON_Delete(o);
 }
 
-nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err) {
-    *path = NULL;
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir) dir = "/tmp";
-    const size_t l = strlen(dir) + 16;
-    char *tpl = nvl_malloc(l);
-    if (!tpl) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
-    snprintf(tpl, l, "%s/nanovl-XXXXXX", dir);
-    int fd = mkstemp(tpl); /* 0600 */
-    if (fd < 0) {
-        nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", name, dir, strerror(errno));
-        nvl_free(tpl);
-        return st;
-    }
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, (const char *)data + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot write a temporary file: %s", name, strerror(errno));
-            close(fd);
-            unlink(tpl);
-            nvl_free(tpl);
-            return st;
-        }
-        off += (size_t)w;
-    }
-    close(fd);
-    *path = tpl;
-    return NVL_OK;
-}
-
 // ---------------------------------------------------------------------------
 // Base64
 
@@ -658,6 +626,24 @@ fail:
     return st;
 }
 
+int api_request_has_param(const api_request *rq, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rq->root, "params"), key) != NULL;
+}
+
+cJSON *api_json_merge(cJSON *to, cJSON *from) {
+    if (!to || !from) {
+        cJSON_Delete(from);
+        return to;
+    }
+    for (cJSON *x = from->child; x;) {
+        cJSON *nx = x->next;
+        cJSON_AddItemToObject(to, x->string, cJSON_DetachItemViaPointer(from, x));
+        x = nx;
+    }
+    cJSON_Delete(from);
+    return to;
+}
+
 void api_request_free(api_request *rq) {
     cJSON_Delete(rq->root);
     nvl_free(rq->msgs);
@@ -665,106 +651,4 @@ void api_request_free(api_request *rq) {
     for (int i = 0; i < rq->n_blobs; i++) nvl_free(rq->blobs[i]);
     nvl_free(rq->blobs);
     memset(rq, 0, sizeof *rq);
-}
-
-// ---------------------------------------------------------------------------
-// OCR
-
-nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
-                       const api_pages_hooks *h, int *n_failed, nvl_err *err) {
-    api_ask_params p = *pp;
-    p.no_cache = 1; /* each page is asked about once */
-    *n_failed = 0;
-    /* the pages of every input first, so that progress knows the total */
-    typedef struct unit { int m; int page; } unit; /* page 0-based, -1 for an image */
-    unit *units = NULL;
-    int n_units = 0, cap = 0;
-    char **tmp = nvl_calloc((size_t)n_media + 1, sizeof *tmp);
-    nvl_status st = tmp ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
-    api_media *local = nvl_calloc((size_t)n_media + 1, sizeof *local);
-    if (!local) st = nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
-    for (int m = 0; m < n_media && st == NVL_OK; m++) {
-        local[m] = media[m];
-        const char *name = media[m].name ? media[m].name : media[m].path ? media[m].path : "bytes";
-        local[m].name = name;
-        enum media_kind k;
-        nvl_status s2 = NVL_OK;
-        nvl_err e2 = {0};
-        if (media[m].path) s2 = media_sniff_file(media[m].path, &k, &e2);
-        else k = media_sniff(media[m].data, media[m].size);
-        int *pages = NULL, np = 1;
-        if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
-            s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);
-        if (s2 == NVL_OK && k == MEDIA_KIND_PDF) {
-            const char *path = media[m].path;
-            if (!path) { /* bytes: one private temporary file for all its pages */
-                s2 = api_bytes_to_tmp(media[m].data, media[m].size, name, &tmp[m], &e2);
-                if (s2 == NVL_OK) {
-                    path = tmp[m];
-                    local[m].path = path;
-                    local[m].data = NULL;
-                    local[m].size = 0;
-                }
-            }
-            media_pdf *pdf = NULL;
-            /* pages go one pass each, so the per-request page cap does not apply to the document */
-            media_limits lim = media_limits_default();
-            lim.max_pages = 1 << 30;
-            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, &lim, &e2)) == NVL_OK)
-                s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : p.pages, &pages, &np, &e2);
-            if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
-            media_pdf_close(pdf);
-        }
-        if (s2 != NVL_OK) { /* the input fails as a whole, the others go on */
-            (*n_failed)++;
-            if (h->on_page_error && h->on_page_error(m, name, 0, s2, e2.msg, h->user)) {
-                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
-            }
-            continue;
-        }
-        for (int i = 0; i < np; i++) {
-            if (n_units == cap) {
-                cap = cap ? cap * 2 : 16;
-                unit *nu = nvl_realloc(units, (size_t)cap * sizeof *nu);
-                if (!nu) { st = nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory"); break; }
-                units = nu;
-            }
-            units[n_units++] = (unit){m, k == MEDIA_KIND_PDF ? pages[i] : -1};
-        }
-        nvl_free(pages);
-    }
-    for (int u = 0; u < n_units && st == NVL_OK; u++) {
-        api_part parts[2] = {{.kind = API_PART_MEDIA, .media = local[units[u].m]}, {.kind = API_PART_TEXT, .text = prompt}};
-        char pg[16];
-        if (units[u].page >= 0) {
-            snprintf(pg, sizeof pg, "%d", units[u].page + 1);
-            parts[0].media.pages = pg;
-        }
-        api_message msg = {"user", parts, 2};
-        api_ask_result r;
-        nvl_err e2 = {0};
-        const int page1 = units[u].page >= 0 ? units[u].page + 1 : 0;
-        if (h->on_page_start) h->on_page_start(u, n_units, local[units[u].m].name, page1, h->user);
-        nvl_status s2 = api_engine_run(e, &msg, 1, &p, h->cb, &r, &e2);
-        if (s2 == NVL_OK) {
-            if (h->on_page && h->on_page(u, n_units, local[units[u].m].name, page1, &r, h->user))
-                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
-        } else if (s2 == NVL_ERR_CANCELLED) {
-            st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s", e2.msg);
-        } else {
-            (*n_failed)++;
-            if (h->on_page_error && h->on_page_error(u, local[units[u].m].name, page1, s2, e2.msg, h->user))
-                st = nvl_err_set(err, NVL_ERR_CANCELLED, "ocr: stopped");
-        }
-        api_ask_result_free(&r);
-    }
-    for (int m = 0; tmp && m < n_media; m++)
-        if (tmp[m]) {
-            unlink(tmp[m]);
-            nvl_free(tmp[m]);
-        }
-    nvl_free(tmp);
-    nvl_free(local);
-    nvl_free(units);
-    return st;
 }

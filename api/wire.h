@@ -41,6 +41,8 @@ nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_
 nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_params *base, api_request *rq,
                                   nvl_err *err);
 void api_request_free(api_request *rq);
+/* 1 when the request's "params" object names key (a default applies otherwise). */
+int api_request_has_param(const api_request *rq, const char *key);
 /* The protocol error code of a request that could not be parsed (serve and batch alike):
  * "bad_json" (not JSON), "unsupported_version", "bad_request" (a field unknown, missing, of the
  * wrong type or out of range, bad base64), "out_of_memory". */
@@ -60,12 +62,10 @@ struct cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, 
  * repaired (nvl_free it). */
 char *api_utf8_fix(const char *s, size_t n, size_t *out_len);
 char *api_json_print(const struct cJSON *o, size_t *len);
+/* Moves every member of from into to (from is deleted); returns to. Either may be NULL. */
+struct cJSON *api_json_merge(struct cJSON *to, struct cJSON *from);
 /* Prints a JSON object as one line on f (repaired as above) and deletes it. */
 void api_json_line(FILE *f, struct cJSON *o);
-
-/* Writes bytes to a private temporary file ($TMPDIR or /tmp, mode 0600) for the readers that
- * take paths (PDF, video). *path is nvl_malloc'ed; unlink and free it when done. */
-nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err);
 
 /* Base64 (RFC 4648, padding optional, no whitespace) into *out (nvl_malloc'ed). */
 nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err);
@@ -92,17 +92,37 @@ typedef int (*api_page_fn)(int index, int n_total, const char *name, int page, c
                            void *user);
 
 /* Page by page: asks prompt about every image and every selected PDF page (params.pages or the
- * media's own) of media, one pass each; on_page gets each page's result. An input or page that
- * fails calls on_page_error (when set; return non-zero to stop) and the run goes on. OCR is
- * this with API_OCR_PROMPT and reasoning off. Videos are refused per input. */
+ * media's own) of media, each page its own request (reasoning as params say, no kept prefix);
+ * on_page gets each page's result, in page order. An input or page that fails calls
+ * on_page_error (when set; return non-zero to stop) and the run goes on. OCR is this with
+ * API_OCR_PROMPT and reasoning off. Videos are refused per input. Up to `window` pages run
+ * together on the engine (default 1). */
 typedef struct api_pages_hooks {
     void (*on_page_start)(int index, int n_total, const char *name, int page, void *user);
     api_page_fn on_page;
     int (*on_page_error)(int index, const char *name, int page, nvl_status st, const char *msg, void *user);
-    const api_callbacks *cb; /* progress and text streaming inside a page */
+    /* the run ended (api_pages_start): st NVL_OK, or NVL_ERR_CANCELLED (stopped by a hook,
+     * cancelled) with msg; n_failed pages or inputs failed */
+    void (*on_finish)(nvl_status st, int n_failed, const char *msg, void *user);
+    const api_callbacks *cb; /* progress and text streaming inside a page (on_done is not used) */
     void *user;
+    int window;
 } api_pages_hooks;
+/* Blocking: start, then step the engine until the run ends. */
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,
                        const api_ask_params *p, const api_pages_hooks *h, int *n_failed, nvl_err *err);
+
+/* The same without blocking, for callers that step the engine themselves (serve, batch): the
+ * pages are listed now (inputs that cannot be read are reported now), submitted as the window
+ * allows from the stepping thread's callbacks, and h->on_finish runs when the run ends (maybe
+ * inside this call). media, prompt and p's strings must outlive the run; free with
+ * api_pages_free once finished. */
+typedef struct api_pages api_pages;
+nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                           const api_ask_params *p, const api_pages_hooks *h, api_pages **out, nvl_err *err);
+int api_pages_finished(const api_pages *pg);
+/* Stops submitting and cancels the running pages (from the stepping thread). */
+void api_pages_cancel(api_pages *pg);
+void api_pages_free(api_pages *pg);
 
 #endif // API_WIRE_H

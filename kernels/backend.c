@@ -217,6 +217,14 @@ enum kern_backend_kind kern_backend_kind_of(const kern_backend *be) { return be-
 const char *kern_backend_name(const kern_backend *be) { return be->iface->name; }
 const char *kern_backend_description(const kern_backend *be) { return be->description; }
 
+nvl_status kern_backend_mem_info(kern_backend *be, size_t *free_bytes, size_t *total_bytes, nvl_err *err) {
+    *free_bytes = *total_bytes = 0;
+    if (!be->iface->mem_info)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "the %s backend does not report its memory", be->iface->name);
+    nvl_status st = be->iface->mem_info(be, free_bytes, total_bytes);
+    return st == NVL_OK ? NVL_OK : nvl_err_set(err, st, "the %s backend could not report its memory", be->iface->name);
+}
+
 int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype weight_dtype) {
     return be->iface->supports ? be->iface->supports(be, op, weight_dtype) : 0;
 }

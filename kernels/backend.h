@@ -47,6 +47,9 @@ const char *kern_backend_name(const kern_backend *be);
 /* One line: "CPU: 2 threads, avx512_bf16" / "CUDA: NVIDIA H100 80GB HBM3, sm_90, 79 GiB". */
 const char *kern_backend_description(const kern_backend *be);
 int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype weight_dtype);
+/* Free and total bytes of the backend's memory (a device's; the CPU backend answers
+ * NVL_ERR_UNSUPPORTED: host memory is the caller's to ask the OS about). */
+nvl_status kern_backend_mem_info(kern_backend *be, size_t *free_bytes, size_t *total_bytes, nvl_err *err);
 
 /* The backend the models (llm/, vision/, api/engine) run on: the CPU for NVL_BACKEND unset, cpu or
  * auto (the CUDA ops have not been checked on a GPU yet, so a device is used only when asked for);

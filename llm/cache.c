@@ -197,14 +197,15 @@ int64_t llm_seq_n_past(const llm_cache *c, int slot) {
     return slot >= 0 && slot < c->n_slots ? c->n_past[slot] : 0;
 }
 
-size_t llm_seq_bytes(const llm_cache *c, int slot) {
+size_t llm_seq_bytes(const llm_cache *c, int slot) { return llm_cache_seq_bytes_at(c, llm_seq_n_past(c, slot)); }
+
+size_t llm_cache_seq_bytes_at(const llm_cache *c, int64_t n_tokens) {
     size_t n = 0;
     const llm_hparams *hp = &c->m->hp;
     for (int64_t i = 0; i < hp->n_layer; i++) {
         if (c->conv[i].data) n += nvl_tensor_nbytes(&c->conv[i]) / (size_t)c->n_slots;
         if (c->ssm[i].data) n += nvl_tensor_nbytes(&c->ssm[i]) / (size_t)c->n_slots;
-        if (c->k[i].data)
-            n += 2 * (size_t)llm_seq_n_past(c, slot) * (size_t)c->k[i].shape[2] * nvl_tensor_elem_size(&c->k[i]);
+        if (c->k[i].data) n += 2 * (size_t)(n_tokens > 0 ? n_tokens : 0) * (size_t)c->k[i].shape[2] * nvl_tensor_elem_size(&c->k[i]);
     }
     return n;
 }

@@ -242,6 +242,9 @@ nvl_status llm_seq_copy(llm_cache *c, int dst, int src, nvl_err *err);
 int64_t llm_seq_n_past(const llm_cache *c, int slot);
 /* Bytes a slot's live state takes (states + KV rows held). */
 size_t llm_seq_bytes(const llm_cache *c, int slot);
+/* Bytes one sequence of n_tokens positions takes (its conv and SSM states and n_tokens KV rows):
+ * what a scheduler counts against its memory budget. */
+size_t llm_cache_seq_bytes_at(const llm_cache *c, int64_t n_tokens);
 /* Host copies of one slot's states for layer il (NULL for other layer kinds): conv (Cc, Kc),
  * ssm (H, P, N). Valid until the next call on the cache. */
 const float *llm_seq_conv_state(llm_cache *c, int slot, int il);

@@ -196,7 +196,9 @@ int main(void) {
     }
     /* NVL_THREADS reaches the worker thread that runs the requests (status 'threads') */
     setenv("NVL_THREADS", "1", 1);
-    pid_t srv = start_server(g_sock, "--rate", "600");
+    /* one request at a time here (--max-batch 1): the queue, per-client limits and SIGTERM with
+     * a queued request; concurrency has its own server below */
+    pid_t srv = start_server(g_sock, "--max-batch", "1");
     unsetenv("NVL_THREADS");
     conn c = {.fd = connect_to(g_sock, 60)};
     if (c.fd < 0) {

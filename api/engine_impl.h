@@ -1,0 +1,222 @@
+/* The engine's insides, shared by its stage files (not installed, not for commands):
+ *   engine.c         open/close, kept prefixes, the scheduler (submit / step / cancel / run)
+ *   engine_sources.c stage 1-2: media parts -> sources, the context budget, the prompt
+ *   engine_vision.c  stage 3: tiles of every request batched through RADIO + mlp1 (+ EVS)
+ *   engine_gen.c     stage 5: sampled ids -> streamed text split at </think>, the result
+ * A request is a small state machine the scheduler advances one turn at a time:
+ *   QUEUED -> MEDIA -> VISION -> PROMPT -> PREFILL -> DECODE -> (finished: on_done, freed). */
+#ifndef API_ENGINE_IMPL_H
+#define API_ENGINE_IMPL_H
+
+#include <pthread.h>
+
+#include "api.h"
+#include "chat.h"
+#include "llm.h"
+#include "media.h"
+#include "tokenizer.h"
+#include "tokenreduce.h"
+#include "vision.h"
+
+#define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
+#define PREFILL_CHUNK 256          /* tokens of one request in one step (llm_context's n_chunk) */
+#define PREFILL_BUDGET 512         /* prefill tokens of all requests in one step */
+#define VISION_BATCH 8             /* tiles (of any requests) per RADIO call */
+#define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
+
+/* What an earlier request left: its prompt up to the end of its last media span, the sources
+ * in it (key + layout, no rows) and the LM state there. */
+typedef struct kept_source {
+    char *key;
+    int n_tiles, n_frames;
+    double *ts;
+    int *kept;
+    int64_t n_rows;
+} kept_source;
+
+typedef struct kept_prefix {
+    int32_t *ids; /* the prompt up to the end of its last media span */
+    int64_t n;
+    kept_source *src;
+    int n_src;
+    int slot;      /* the parked slot of the engine's cache holding the LM state there */
+    float *logits; /* (n_vocab) the logits after the prefix */
+    uint64_t used; /* last use (engine tick) */
+    uint64_t kid;  /* its id (indices move when prefixes are dropped) */
+} kept_prefix;
+
+typedef struct request request;
+
+/* A blocking caller's view of its request's end (api_engine_run). */
+typedef struct engine_waiter {
+    int done;
+    nvl_status st;
+    nvl_err err;
+} engine_waiter;
+
+struct api_engine {
+    kern_backend *be;   /* one backend for the three model parts */
+    nvl_checkpoint *ck; /* the checkpoint, opened once; every weight views into it */
+    llm_model *lm;
+    vision_model *vm;
+    llm_cache *cache;   /* sequence slots: the live requests' and the parked prefixes' */
+    llm_workspace *ws;  /* one step's activations: max_batch decode rows + PREFILL_BUDGET */
+    tokred_projector proj;
+    llm_tokenizer *tok;
+    char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
+    struct cJSON *special;   /* named special tokens for the template */
+    int32_t think_end;       /* "</think>" */
+    int32_t stop[18];        /* stop ids of the chat format */
+    int n_stop;
+    int64_t frame_sep_tokens; /* tokens of a long "\nFrame N sampled at S seconds: " (budget bound) */
+    kept_prefix kp[KEEP_MAX];
+    int n_kp;
+    uint64_t tick, next_kid;
+    size_t keep_cap;    /* bytes of kept state at most (NANOVL_KEEP_MB, default 4096) */
+    /* scheduler */
+    api_engine_opts opts;
+    size_t seq_budget;  /* bytes of sequence state (slots) the live requests may hold together */
+    size_t seq_reserved;/* what the live requests hold (their whole answer counted) */
+    pthread_mutex_t mu; /* guards queue, n_queued, ids, cancel marks; the rest is the step thread's */
+    request *queue, *queue_tail;
+    int n_queued;
+    request *live;      /* admitted, in admission order */
+    int n_live;
+    uint64_t next_id;
+    int stepping;       /* a step is running (api_engine_step is not reentrant) */
+    llm_batch_seq *seqs;/* (max_batch) one step's sequences */
+};
+
+/* One image (file or PDF page) or video of the prompt. */
+typedef struct source {
+    const char *name;   /* the media's label (not owned) */
+    int is_video;
+    int page;           /* 0-based PDF page, -1 otherwise */
+    int pdf;            /* index into the request's open PDFs, -1 otherwise */
+    const char *path;   /* file to read (the media's path or a temporary file; not owned) */
+    media_image *img;   /* decoded image file (owned) */
+    media_frames *frames; /* a video's sampled frames (owned) */
+    double w, h;        /* size in pixels as the tiler will see it (images, pages) */
+    char *base_key;     /* what the rows depend on, without max_tiles */
+    int msg, part;      /* where the media part stands */
+    /* vision output */
+    const kept_source *from_kept; /* layout from the kept prefix (rows computed only if needed) */
+    float *rows;        /* (n_rows, C) */
+    int64_t n_rows;
+    int n_tiles, n_frames;
+    double *ts;
+    int *kept;
+    char *key;          /* base_key + max_tiles */
+    /* vision in progress (engine_vision.c) */
+    int started;        /* tiles made (image) or frame buffers allocated (video) */
+    float *tiles;       /* image: (n_tiles, 3, S, S) */
+    int units_done;     /* tiles (image) or frames (video) through RADIO */
+    float *all;         /* video: (n_frames * Q, C) every frame's rows before EVS */
+    double t0;          /* when its vision began (progress) */
+} source;
+
+enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
+
+typedef struct gen_state {
+    request *rq;
+    llm_detok detok;
+    int reasoning;      /* inside the <think> part */
+    char *buf[2];       /* [0] answer, [1] reasoning */
+    size_t n[2], cap[2];
+    int oom;
+    double t0;
+    int64_t n_tok;
+} gen_state;
+
+struct request {
+    api_engine *e;
+    request *next;
+    uint64_t id;
+    enum rq_state state;
+    int cancel_req;     /* api_engine_cancel (under e->mu) */
+    int cancel_seen;    /* cancel_req as the stepping thread saw it */
+    engine_waiter *waiter;
+    const api_message *msgs;
+    int n_msgs;
+    api_ask_params pv;  /* the parameters (a copy) */
+    const api_ask_params *p; /* = &pv */
+    api_callbacks cbv;  /* the callbacks (a copy) */
+    const api_callbacks *cb; /* = &cbv */
+    api_ask_result *res;
+    nvl_status st;
+    nvl_err err;
+    /* sources */
+    source *src;
+    int n_src, cap_src;
+    media_pdf **pdfs;
+    int n_pdfs;
+    char **tmp;         /* temporary files to unlink */
+    int n_tmp;
+    double t_start;
+    int64_t budget;     /* context budget */
+    int mt;             /* tiles per image */
+    int no_kept;        /* the kept prefix did not apply: do not look again */
+    int vis_next;       /* the source vision works on */
+    double t_vision0;
+    /* prompt and prefill */
+    llm_prompt prompt;
+    int think_on;
+    float *embd;        /* (prompt.n, C) vision rows at <image> positions */
+    uint8_t *mask;
+    int64_t P;          /* the prefix kept for later requests (end of the last media span), 0: none */
+    int keep;           /* park the state at P once prefilled there */
+    int hit;            /* the prefix comes from a kept one */
+    uint64_t kid;       /* that one's id */
+    int slot;
+    size_t reserved;    /* sequence bytes counted against the budget */
+    int64_t fed;        /* prompt tokens in the slot */
+    int64_t seg0;       /* where the current prefill segment began (chunks are cut from it) */
+    double t_prefill0;
+    /* generation */
+    llm_sampler *smp;
+    float *logits;      /* (n_vocab) this request's last logits */
+    int32_t next_tok;   /* sampled, to be fed by the next step */
+    gen_state g;
+    double t_gen0;
+};
+
+/* engine.c */
+nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
+                         const api_callbacks *cb, api_ask_result *res, uint64_t *id, engine_waiter *w, nvl_err *err);
+double engine_now(void);
+char *engine_strdup(const char *s);
+char *engine_printf(const char *fmt, ...) NVL_PRINTF(1, 2);
+int engine_cancelled(const request *rq);
+void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0);
+void engine_notice(request *rq, const char *msg);
+/* Ends rq with st (the error copied); its slot and memory go at the end of the turn. */
+void engine_fail(request *rq, nvl_status st, const nvl_err *err);
+
+/* engine_sources.c */
+nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err);
+/* Lowers rq->mt until the prompt fits rq->budget (notice), or fails with NVL_ERR_LIMIT. */
+nvl_status engine_plan_budget(request *rq, nvl_err *err);
+nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
+                               nvl_err *err);
+void engine_source_label(const source *s, char *label, size_t n);
+void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name);
+int engine_is_tmp(const request *rq, const char *path);
+void engine_sources_free(request *rq);
+media_video_params engine_video_params(const api_ask_params *p);
+
+/* engine_vision.c */
+/* The vision of every request in RQ_VISION advanced by up to VISION_BATCH tiles (one RADIO
+ * call); a request whose sources all have rows moves to RQ_PROMPT; a request whose file fails
+ * (a page that does not render, a video that does not decode) is finished with its error. */
+void engine_vision_turn(api_engine *e);
+void engine_vision_reset_source(source *s);
+
+/* engine_gen.c */
+void engine_gen_init(request *rq);
+/* Takes the token sampled for rq (callbacks, text). Returns 1 when generation ends here. */
+int engine_gen_token(request *rq, int32_t tok, const float *logits);
+/* Fills rq->res (answer, reasoning, finish_reason, prompt) from what was generated. */
+void engine_gen_finish(request *rq);
+void engine_gen_free(request *rq);
+
+#endif // API_ENGINE_IMPL_H

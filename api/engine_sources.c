@@ -1,0 +1,481 @@
+/* The engine's first stages (engine_impl.h): a request's media parts become sources (an image,
+ * a PDF page, a video) each with a key naming exactly what its vision rows depend on; the tiles
+ * per image are lowered until the prompt fits the context budget; the conversation is rendered
+ * with the sources' layouts and tokenized. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "engine_impl.h"
+
+static source *new_source(request *rq, nvl_err *err) {
+    if (rq->n_src == rq->cap_src) {
+        int nc = rq->cap_src ? rq->cap_src * 2 : 8;
+        source *ns = nvl_realloc(rq->src, (size_t)nc * sizeof *ns);
+        if (!ns) {
+            nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+            return NULL;
+        }
+        rq->src = ns;
+        rq->cap_src = nc;
+    }
+    source *s = &rq->src[rq->n_src++];
+    memset(s, 0, sizeof *s);
+    s->page = -1;
+    s->pdf = -1;
+    return s;
+}
+
+static uint64_t fnv1a(const uint8_t *d, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The identity of a media's bytes: path + size + mtime, or a hash of inline bytes. */
+static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
+    *out = NULL;
+    if (m->path) {
+        struct stat sb;
+        if (stat(m->path, &sb) != 0)
+            return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "%s: %s", m->path, strerror(errno));
+        char *rp = realpath(m->path, NULL);
+        *out = engine_printf("f:%s:%lld:%lld.%09ld", rp ? rp : m->path, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+                       (long)sb.st_mtim.tv_nsec);
+        free(rp);
+    } else {
+        *out = engine_printf("b:%016llx:%zu", (unsigned long long)fnv1a(m->data, m->size), m->size);
+    }
+    return *out ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+}
+
+/* PDF and video readers take paths: bytes go through a private temporary file, removed with
+ * the request. */
+static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **path, nvl_err *err) {
+    char **nt = nvl_realloc(rq->tmp, (size_t)(rq->n_tmp + 1) * sizeof *nt);
+    if (!nt) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    rq->tmp = nt;
+    char *tmp = NULL;
+    nvl_status st = api_bytes_to_tmp(m->data, m->size, m->name ? m->name : "bytes", &tmp, err);
+    if (st != NVL_OK) return st;
+    rq->tmp[rq->n_tmp++] = tmp;
+    *path = tmp;
+    return NVL_OK;
+}
+
+/* An error about a private temporary file names the media part instead (its name, or "bytes"):
+ * every occurrence of the temporary path is replaced; the name is prefixed when absent. */
+void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
+    if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return;
+    char out[sizeof err->msg];
+    size_t o = 0;
+    const size_t lt = strlen(tmp), ln = strlen(name);
+    for (const char *c = err->msg; *c && o + 1 < sizeof out;) {
+        if (!strncmp(c, tmp, lt)) {
+            size_t k = ln < sizeof out - 1 - o ? ln : sizeof out - 1 - o;
+            memcpy(out + o, name, k);
+            o += k;
+            c += lt;
+        } else {
+            out[o++] = *c++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(err->msg, out, o + 1);
+}
+
+int engine_is_tmp(const request *rq, const char *path) {
+    for (int i = 0; path && i < rq->n_tmp; i++)
+        if (rq->tmp[i] == path || !strcmp(rq->tmp[i], path)) return 1;
+    return 0;
+}
+
+media_video_params engine_video_params(const api_ask_params *p) {
+    media_video_params vp = media_video_params_default();
+    vp.fps = p->fps > 0 ? p->fps : 2.0;
+    vp.max_frames = p->max_frames > 0 ? p->max_frames : 128;
+    return vp;
+}
+
+nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err) {
+    const api_ask_params *p = rq->p;
+    const char *name = m->name ? m->name : m->path ? m->path : "bytes";
+    if (!m->path && !m->data) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: a media part needs a path or bytes", name);
+    enum media_kind k;
+    nvl_status st;
+    if (m->path) {
+        if ((st = media_sniff_file(m->path, &k, err)) != NVL_OK) return st;
+    } else {
+        k = media_sniff(m->data, m->size);
+    }
+    if (k == MEDIA_KIND_UNKNOWN)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
+    char *id = NULL;
+    if ((st = media_identity(m, &id, err)) != NVL_OK) return st;
+    const char *path = m->path;
+    if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO) {
+        if (!path) st = bytes_to_tmp(rq, m, &path, err);
+    }
+    if (st != NVL_OK) goto out;
+    if (k == MEDIA_KIND_PDF) {
+        media_pdf **np = nvl_realloc(rq->pdfs, (size_t)(rq->n_pdfs + 1) * sizeof *np);
+        if (!np) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+            goto out;
+        }
+        rq->pdfs = np;
+        media_pdf *pdf = NULL;
+        if ((st = media_pdf_open(&pdf, path, NULL, NULL, err)) != NVL_OK) goto out;
+        rq->pdfs[rq->n_pdfs++] = pdf;
+        int *pages = NULL, np_ = 0;
+        st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
+        for (int i = 0; i < np_ && st == NVL_OK; i++) {
+            source *s = new_source(rq, err);
+            if (!s) { st = NVL_ERR_NOMEM; break; }
+            s->name = name;
+            s->path = path;
+            s->pdf = rq->n_pdfs - 1;
+            s->page = pages[i];
+            s->msg = msg;
+            s->part = part;
+            double wpt = 0, hpt = 0;
+            if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) break;
+            if (p->dpi > 0) {
+                s->w = wpt * p->dpi / 72.0;
+                s->h = hpt * p->dpi / 72.0;
+            } else {
+                const double ls = p->long_side > 0 ? p->long_side : MEDIA_PDF_DEFAULT_LONG_SIDE;
+                const double sc = ls / (wpt > hpt ? wpt : hpt);
+                s->w = wpt * sc;
+                s->h = hpt * sc;
+            }
+            s->base_key = engine_printf("%s:p%d:dpi%g:ls%d", id, pages[i], p->dpi, p->long_side);
+            if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        }
+        nvl_free(pages);
+    } else if (k == MEDIA_KIND_VIDEO) {
+        source *s = new_source(rq, err);
+        if (!s) { st = NVL_ERR_NOMEM; goto out; }
+        s->name = name;
+        s->path = path;
+        s->is_video = 1;
+        s->msg = msg;
+        s->part = part;
+        const double q = p->evs >= 0 ? p->evs : vision_model_config(rq->e->vm)->video_pruning_rate;
+        s->base_key = engine_printf("%s:v:fps%g:mf%d:q%g", id, p->fps, p->max_frames, q);
+        if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        /* the frames are sampled now: the budget needs their number, timings_s.media their time */
+        const media_video_params vp = engine_video_params(p);
+        if (st == NVL_OK && (st = media_video_sample(path, &vp, NULL, &s->frames, err)) != NVL_OK && m->path)
+            nvl_err_prefix(err, "%s", name);
+    } else {
+        source *s = new_source(rq, err);
+        if (!s) { st = NVL_ERR_NOMEM; goto out; }
+        s->name = name;
+        s->msg = msg;
+        s->part = part;
+        st = m->path ? media_decode_image_file(m->path, NULL, &s->img, err)
+                     : media_decode_image(m->data, m->size, name, NULL, &s->img, err);
+        if (st == NVL_OK) {
+            s->w = s->img->width;
+            s->h = s->img->height;
+            s->base_key = engine_printf("%s:i", id);
+            if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        }
+    }
+out:
+    if (st != NVL_OK && !m->path && path) engine_unname_tmp(err, path, name);
+    nvl_free(id);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Budget
+
+static int tiles_for(const request *rq, const source *s, int max_tiles) {
+    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+    int cols = 1, rows = 1;
+    int w = (int)lround(s->w), h = (int)lround(s->h);
+    vision_tile_grid(w > 0 ? w : 1, h > 0 ? h : 1, max_tiles, (int)vc->image_size, &cols, &rows);
+    const int n = cols * rows;
+    return n + (vc->use_thumbnail && n > 1 ? 1 : 0);
+}
+
+/* Frames a video source has (sampled with the media; max_frames only when unknown). */
+static int video_frames(const request *rq, const source *s) {
+    if (s->frames) return s->frames->n;
+    if (s->n_frames > 0) return s->n_frames;
+    return rq->p->max_frames > 0 ? rq->p->max_frames : 128;
+}
+
+/* Upper bound of the tokens a video's frames take (their rows are made later, in the vision
+ * step): per frame the kept <image> tokens, <img> </img>, and the tokens of "\nFrame N sampled
+ * at S seconds: " (at least 16). */
+static int64_t video_frames_bound(const request *rq, const source *s) {
+    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+    const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
+    const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
+    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
+}
+
+/* The prompt's tokens with every image and page at max_tiles: the prompt builder itself runs on
+ * the layouts (so the markers, <img> </img> and the newline each media part carries count as
+ * they will be emitted); videos add video_frames_bound each (their "<video>\n" is in the prompt
+ * with no frames). */
+static nvl_status planned_tokens(request *rq, const api_message *msgs, int n_msgs, int max_tiles, int64_t *n,
+                                 nvl_err *err) {
+    int64_t extra = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        if (s->is_video) {
+            extra += video_frames_bound(rq, s);
+            s->n_frames = 0;
+        } else
+            s->n_tiles = tiles_for(rq, s, max_tiles);
+    }
+    llm_prompt pr;
+    int think = 0;
+    nvl_status st = engine_build_prompt(rq, msgs, n_msgs, &pr, &think, err);
+    for (int i = 0; i < rq->n_src; i++) rq->src[i].n_tiles = rq->src[i].n_frames = 0; /* set by the vision step */
+    if (st != NVL_OK) return st;
+    *n = pr.n + extra;
+    llm_prompt_free(&pr);
+    return NVL_OK;
+}
+
+/* "2 images, 3 PDF pages and 1 video of 240 frames" and the advice that fits those media. */
+static void describe_media(const request *rq, char *what, size_t nw, char *advice, size_t na) {
+    int n_img = 0, n_page = 0, n_vid = 0;
+    long long frames = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        const source *s = &rq->src[i];
+        if (s->is_video) {
+            n_vid++;
+            frames += video_frames(rq, s);
+        } else if (s->pdf >= 0) {
+            n_page++;
+        } else {
+            n_img++;
+        }
+    }
+    char parts[3][96];
+    int np = 0;
+    if (n_img) snprintf(parts[np++], sizeof parts[0], "%d image%s", n_img, n_img == 1 ? "" : "s");
+    if (n_page) snprintf(parts[np++], sizeof parts[0], "%d PDF page%s", n_page, n_page == 1 ? "" : "s");
+    if (n_vid)
+        snprintf(parts[np++], sizeof parts[0], "%d video%s of %lld sampled frames", n_vid, n_vid == 1 ? "" : "s", frames);
+    snprintf(what, nw, "%s%s%s%s%s", np > 0 ? parts[0] : "no media", np > 1 ? (np > 2 ? ", " : " and ") : "",
+             np > 1 ? parts[1] : "", np > 2 ? " and " : "", np > 2 ? parts[2] : "");
+    size_t o = 0;
+    advice[0] = '\0';
+    if (n_vid)
+        o += (size_t)snprintf(advice + o, na - o, "sample fewer frames (--max-frames / max_frames, --fps / fps) or prune "
+                              "more of each (a higher --evs / evs), ");
+    if (n_page && o < na)
+        o += (size_t)snprintf(advice + o, na - o, "ask about fewer pages (--pages) or page by page (--per-page), ");
+    if (n_img && o < na) o += (size_t)snprintf(advice + o, na - o, "send fewer images, ");
+    if (o < na) snprintf(advice + o, na - o, "or lower --max-tokens");
+}
+
+
+/* "file" or "file page N", for progress */
+void engine_source_label(const source *s, char *label, size_t n) {
+    if (s->page >= 0) snprintf(label, n, "%s page %d", s->name, s->page + 1);
+    else snprintf(label, n, "%s", s->name);
+}
+
+
+/* Renders the conversation with the sources' layouts. */
+nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
+                               nvl_err *err) {
+    api_engine *e = rq->e;
+    int n_parts = 0;
+    for (int m = 0; m < n_msgs; m++) n_parts += msgs[m].n_parts + rq->n_src;
+    llm_chat_message *cm = nvl_calloc((size_t)n_msgs + 1, sizeof *cm);
+    llm_chat_part *parts = nvl_calloc((size_t)n_parts + 1, sizeof *parts);
+    llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
+    char **owned = NULL; /* escaped texts */
+    int n_owned = 0;
+    char *text = NULL;
+    size_t tl = 0;
+    nvl_status st = NVL_OK;
+    if (!cm || !parts || !layout) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+        goto done;
+    }
+    int np = 0, si = 0;
+    for (int m = 0; m < n_msgs; m++) {
+        cm[m].role = msgs[m].role;
+        cm[m].parts = parts + np;
+        for (int k = 0; k < msgs[m].n_parts; k++) {
+            if (msgs[m].parts[k].kind == API_PART_TEXT) {
+                parts[np].kind = LLM_PART_TEXT;
+                parts[np++].text = msgs[m].parts[k].text ? msgs[m].parts[k].text : "";
+                continue;
+            }
+            for (; si < rq->n_src && rq->src[si].msg == m && rq->src[si].part == k; si++) {
+                const source *s = &rq->src[si];
+                parts[np++].kind = s->is_video ? LLM_PART_VIDEO : LLM_PART_IMAGE;
+                layout[si] = (llm_media_layout){.kind = s->is_video ? LLM_MEDIA_VIDEO : LLM_MEDIA_IMAGE,
+                                                .n_tiles = s->n_tiles, .n_frames = s->n_frames, .ts = s->ts, .kept = s->kept};
+            }
+        }
+        cm[m].n_parts = (int)(parts + np - cm[m].parts);
+    }
+    /* text from requests and files is plain text: markers and special tokens typed in it are
+       escaped, so only nanovl places them (earlier answers cut after their last </think> first) */
+    if ((st = llm_chat_escape_messages(e->tok, cm, n_msgs, &owned, &n_owned, err)) != NVL_OK) goto done;
+    llm_chat_options co = llm_chat_options_default();
+    co.think = rq->p->think;
+    const int64_t G = vision_model_grid(e->vm);
+    st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, &text, &tl, err)
+                          : llm_chat_render(cm, n_msgs, &co, &text, &tl, err);
+    if (st != NVL_OK) goto done;
+    *think_on = tl >= 8 && !memcmp(text + tl - 8, "<think>\n", 8);
+    st = llm_chat_tokenize(e->tok, text, tl, layout, rq->n_src, (int)((G / 2) * (G / 2)), prompt, err);
+done:
+    nvl_free(text);
+    nvl_free(cm);
+    for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+    nvl_free(owned);
+    nvl_free(parts);
+    nvl_free(layout);
+    return st;
+}
+
+
+nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err) {
+    *path = NULL;
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    const size_t l = strlen(dir) + 16;
+    char *tpl = nvl_malloc(l);
+    if (!tpl) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    snprintf(tpl, l, "%s/nanovl-XXXXXX", dir);
+    int fd = mkstemp(tpl); /* 0600 */
+    if (fd < 0) {
+        nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", name, dir, strerror(errno));
+        nvl_free(tpl);
+        return st;
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, (const char *)data + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot write a temporary file: %s", name, strerror(errno));
+            close(fd);
+            unlink(tpl);
+            nvl_free(tpl);
+            return st;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    *path = tpl;
+    return NVL_OK;
+}
+
+/* The context budget (engine_impl.h): the text (rendered without media), the media at max_tiles,
+ * the answer; max_tiles lowered until they fit, with a notice; NVL_ERR_LIMIT when one tile per
+ * image does not fit either. Sets rq->mt and res->n_planned, res->max_tiles. */
+nvl_status engine_plan_budget(request *rq, nvl_err *err) {
+    const api_ask_params *p = rq->p;
+    api_ask_result *res = rq->res;
+    const int64_t budget = rq->budget;
+    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+    int mt = p->max_tiles > 0 ? p->max_tiles : (int)vc->max_num_tiles;
+    nvl_status st = NVL_OK;
+    if (rq->n_src > 0) { /* without media nothing can be lowered: the prompt check decides */
+        llm_prompt prompt = {0};
+        int think_tmp = 0;
+        request text_only = *rq;
+        text_only.n_src = 0;
+        if ((st = engine_build_prompt(&text_only, rq->msgs, rq->n_msgs, &prompt, &think_tmp, err)) != NVL_OK) return st;
+        const int64_t text_tokens = prompt.n;
+        llm_prompt_free(&prompt);
+        /* the media's share: the whole prompt as the builder emits it at t tiles, less the text */
+        int64_t at_mt = 0, at_t = 0, at_fit = 0;
+        if ((st = planned_tokens(rq, rq->msgs, rq->n_msgs, mt, &at_mt, err)) != NVL_OK) return st;
+        if (at_mt + p->max_tokens > budget) {
+            int fit = 0;
+            for (int t = mt - 1; t >= 1 && !fit; t--) {
+                if ((st = planned_tokens(rq, rq->msgs, rq->n_msgs, t, &at_t, err)) != NVL_OK) return st;
+                if (at_t + p->max_tokens <= budget) {
+                    fit = t;
+                    at_fit = at_t;
+                }
+            }
+            if (!fit) {
+                char what[400], advice[400];
+                int images = 0;
+                for (int i = 0; i < rq->n_src; i++) images |= !rq->src[i].is_video;
+                describe_media(rq, what, sizeof what, advice, sizeof advice);
+                const int64_t least = (mt > 1 ? at_t : at_mt) - text_tokens;
+                return nvl_err_set(err, NVL_ERR_LIMIT,
+                                   "the media (%s) need at least %lld tokens%s (plus %lld of text and %lld to answer), "
+                                   "more than the context budget of %lld: %s",
+                                   what, (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
+                                   (long long)p->max_tokens, (long long)budget, advice);
+            }
+            char *msg = engine_printf("the media need %lld tokens at %d tiles per image but the context budget is %lld: "
+                                      "using at most %d tile(s) per image (%lld tokens)",
+                                      (long long)(at_mt - text_tokens), mt, (long long)budget, fit,
+                                      (long long)(at_fit - text_tokens));
+            engine_notice(rq, msg);
+            nvl_free(msg);
+            mt = fit;
+            at_mt = at_fit;
+        }
+        res->n_planned = at_mt;
+    }
+    res->max_tiles = mt;
+    rq->mt = mt;
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        s->key = s->is_video ? engine_strdup(s->base_key) : engine_printf("%s:t%d", s->base_key, mt);
+        if (!s->key) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    }
+    return NVL_OK;
+}
+
+void engine_sources_free(request *rq) {
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        media_image_free(s->img);
+        media_frames_free(s->frames);
+        nvl_free(s->base_key);
+        nvl_free(s->key);
+        nvl_free(s->rows);
+        nvl_free(s->ts);
+        nvl_free(s->kept);
+        nvl_free(s->tiles);
+        nvl_free(s->all);
+    }
+    nvl_free(rq->src);
+    rq->src = NULL;
+    rq->n_src = rq->cap_src = 0;
+    for (int i = 0; i < rq->n_pdfs; i++) media_pdf_close(rq->pdfs[i]);
+    nvl_free(rq->pdfs);
+    rq->pdfs = NULL;
+    rq->n_pdfs = 0;
+    for (int i = 0; i < rq->n_tmp; i++) {
+        unlink(rq->tmp[i]);
+        nvl_free(rq->tmp[i]);
+    }
+    nvl_free(rq->tmp);
+    rq->tmp = NULL;
+    rq->n_tmp = 0;
+}
+
+api_ask_params api_ocr_params(const api_ask_params *base, int max_tokens_given) {
+    api_ask_params p = base ? *base : api_ask_params_default();
+    p.think = 0;
+    if (!max_tokens_given) p.max_tokens = 4096;
+    return p;
+}

@@ -1,0 +1,290 @@
+/* Page by page (wire.h): OCR and --per-page. The pages of every input are listed first (so
+ * progress knows the total; an input that cannot be read fails as a whole and the others go
+ * on), then submitted to the engine as separate requests, up to `window` at once, and reported
+ * strictly in page order whatever order they end in. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "media.h"
+#include "wire.h"
+
+enum unit_state { U_WAIT = 0, U_RUNNING, U_ENDED, U_REPORTED };
+
+typedef struct unit {
+    int m;    /* the input */
+    int page; /* 0-based, -1 for an image */
+    enum unit_state state;
+    api_part parts[2];
+    api_message msg;
+    char pg[16];
+    api_ask_result res;
+    nvl_status st;
+    char *msg_err;
+    uint64_t id;
+    struct api_pages *owner;
+} unit;
+
+struct api_pages {
+    api_engine *e;
+    api_ask_params p;
+    api_pages_hooks h;
+    api_callbacks cb; /* h.cb's, with on_done ours */
+    const char *prompt;
+    api_media *local; /* the inputs (bytes of a PDF as a private temporary file) */
+    char **tmp;
+    int n_media;
+    unit *units;
+    int n_units;
+    int next_submit, next_report, running;
+    int n_failed;
+    int window;
+    int stopped;
+    nvl_status st; /* the run's own end: stopped by a hook, cancelled, out of memory */
+    char err[NVL_ERR_MSG_MAX];
+    int finished;
+};
+
+static void pump(api_pages *pg);
+
+static void unit_done(nvl_status st, const char *msg, void *user) {
+    unit *u = user;
+    api_pages *pg = u->owner;
+    u->state = U_ENDED;
+    u->st = st;
+    if (st != NVL_OK && msg) {
+        size_t n = strlen(msg) + 1;
+        u->msg_err = nvl_malloc(n);
+        if (u->msg_err) memcpy(u->msg_err, msg, n);
+    }
+    pg->running--;
+    pump(pg);
+}
+
+static void stop(api_pages *pg, nvl_status st, const char *msg) {
+    if (pg->stopped) return;
+    pg->stopped = 1;
+    pg->st = st;
+    snprintf(pg->err, sizeof pg->err, "%s", msg);
+    for (int i = 0; i < pg->n_units; i++)
+        if (pg->units[i].state == U_RUNNING) api_engine_cancel(pg->e, pg->units[i].id);
+}
+
+static void report(api_pages *pg, unit *u, int index) {
+    const int page1 = u->page >= 0 ? u->page + 1 : 0;
+    const char *name = pg->local[u->m].name;
+    if (u->st == NVL_OK) {
+        if (!pg->stopped && pg->h.on_page && pg->h.on_page(index, pg->n_units, name, page1, &u->res, pg->h.user))
+            stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
+    } else if (u->st == NVL_ERR_CANCELLED) {
+        if (!pg->stopped) stop(pg, NVL_ERR_CANCELLED, u->msg_err ? u->msg_err : "cancelled");
+    } else {
+        pg->n_failed++;
+        if (!pg->stopped && pg->h.on_page_error &&
+            pg->h.on_page_error(index, name, page1, u->st, u->msg_err ? u->msg_err : "", pg->h.user))
+            stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
+    }
+    api_ask_result_free(&u->res);
+    nvl_free(u->msg_err);
+    u->msg_err = NULL;
+    u->state = U_REPORTED;
+}
+
+/* Reports what ended in order, submits what the window allows, and ends the run when nothing
+ * is left. */
+static void pump(api_pages *pg) {
+    while (pg->next_report < pg->n_units && pg->units[pg->next_report].state == U_ENDED) {
+        report(pg, &pg->units[pg->next_report], pg->next_report);
+        pg->next_report++;
+    }
+    if (pg->cb.cancel && *pg->cb.cancel && !pg->stopped) stop(pg, NVL_ERR_CANCELLED, "cancelled");
+    while (!pg->stopped && pg->running < pg->window && pg->next_submit < pg->n_units) {
+        unit *u = &pg->units[pg->next_submit];
+        const int index = pg->next_submit++;
+        u->parts[0] = (api_part){.kind = API_PART_MEDIA, .media = pg->local[u->m]};
+        u->parts[1] = (api_part){.kind = API_PART_TEXT, .text = pg->prompt};
+        if (u->page >= 0) {
+            snprintf(u->pg, sizeof u->pg, "%d", u->page + 1);
+            u->parts[0].media.pages = u->pg;
+        }
+        u->msg = (api_message){"user", u->parts, 2};
+        if (pg->h.on_page_start)
+            pg->h.on_page_start(index, pg->n_units, pg->local[u->m].name, u->page >= 0 ? u->page + 1 : 0, pg->h.user);
+        api_callbacks cb = pg->cb; /* the caller's, with on_done ours (its user the unit) */
+        cb.on_done = unit_done;
+        cb.done_user = u;
+        nvl_err e2 = {0};
+        u->state = U_RUNNING;
+        pg->running++;
+        nvl_status st = api_engine_submit(pg->e, &u->msg, 1, &pg->p, &cb, &u->res, &u->id, &e2);
+        if (st != NVL_OK) {
+            pg->running--;
+            u->state = U_ENDED;
+            u->st = st;
+            size_t n = strlen(e2.msg) + 1;
+            if ((u->msg_err = nvl_malloc(n))) memcpy(u->msg_err, e2.msg, n);
+            pump(pg);
+            return;
+        }
+    }
+    if (!pg->finished && pg->running == 0 && (pg->stopped || pg->next_report == pg->n_units)) {
+        /* stopped: units never submitted are dropped silently */
+        pg->finished = 1;
+        if (pg->h.on_finish) pg->h.on_finish(pg->st, pg->n_failed, pg->err, pg->h.user);
+    }
+}
+
+nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
+                           const api_pages_hooks *h, api_pages **out, nvl_err *err) {
+    *out = NULL;
+    api_pages *pg = nvl_calloc(1, sizeof *pg);
+    if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+    pg->e = e;
+    pg->p = *pp;
+    pg->p.no_cache = 1; /* each page is asked about once */
+    pg->h = *h;
+    if (h->cb) pg->cb = *h->cb;
+    pg->cb.on_done = NULL;
+    pg->prompt = prompt;
+    pg->n_media = n_media;
+    pg->window = h->window > 0 ? h->window : 1;
+    pg->tmp = nvl_calloc((size_t)n_media + 1, sizeof *pg->tmp);
+    pg->local = nvl_calloc((size_t)n_media + 1, sizeof *pg->local);
+    nvl_status st = pg->tmp && pg->local ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+    int cap = 0;
+    for (int m = 0; m < n_media && st == NVL_OK; m++) {
+        pg->local[m] = media[m];
+        const char *name = media[m].name ? media[m].name : media[m].path ? media[m].path : "bytes";
+        pg->local[m].name = name;
+        enum media_kind k;
+        nvl_status s2 = NVL_OK;
+        nvl_err e2 = {0};
+        if (media[m].path) s2 = media_sniff_file(media[m].path, &k, &e2);
+        else k = media_sniff(media[m].data, media[m].size);
+        int *pages = NULL, np = 1;
+        if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
+            s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);
+        if (s2 == NVL_OK && k == MEDIA_KIND_PDF) {
+            const char *path = media[m].path;
+            if (!path) { /* bytes: one private temporary file for all its pages */
+                s2 = api_bytes_to_tmp(media[m].data, media[m].size, name, &pg->tmp[m], &e2);
+                if (s2 == NVL_OK) {
+                    path = pg->tmp[m];
+                    pg->local[m].path = path;
+                    pg->local[m].data = NULL;
+                    pg->local[m].size = 0;
+                }
+            }
+            media_pdf *pdf = NULL;
+            /* pages go one pass each, so the per-request page cap does not apply to the document */
+            media_limits lim = media_limits_default();
+            lim.max_pages = 1 << 30;
+            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, &lim, &e2)) == NVL_OK)
+                s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
+            if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
+            media_pdf_close(pdf);
+        }
+        if (s2 != NVL_OK) { /* the input fails as a whole, the others go on */
+            pg->n_failed++;
+            if (h->on_page_error && h->on_page_error(m, name, 0, s2, e2.msg, h->user)) {
+                pg->stopped = 1;
+                pg->st = NVL_ERR_CANCELLED;
+                snprintf(pg->err, sizeof pg->err, "ocr: stopped");
+            }
+            continue;
+        }
+        for (int i = 0; i < np; i++) {
+            if (pg->n_units == cap) {
+                cap = cap ? cap * 2 : 16;
+                unit *nu = nvl_realloc(pg->units, (size_t)cap * sizeof *nu);
+                if (!nu) {
+                    st = nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+                    break;
+                }
+                pg->units = nu;
+            }
+            pg->units[pg->n_units++] = (unit){.m = m, .page = k == MEDIA_KIND_PDF ? pages[i] : -1, .owner = pg};
+        }
+        nvl_free(pages);
+    }
+    if (st != NVL_OK) {
+        api_pages_free(pg);
+        return st;
+    }
+    *out = pg;
+    pump(pg); /* the first pages go in (or the run ends at once: nothing to do, or stopped) */
+    return NVL_OK;
+}
+
+int api_pages_finished(const api_pages *pg) { return pg->finished; }
+
+void api_pages_cancel(api_pages *pg) { stop(pg, NVL_ERR_CANCELLED, "cancelled"); }
+
+void api_pages_free(api_pages *pg) {
+    if (!pg) return;
+    for (int i = 0; i < pg->n_units; i++) {
+        api_ask_result_free(&pg->units[i].res);
+        nvl_free(pg->units[i].msg_err);
+    }
+    for (int m = 0; pg->tmp && m < pg->n_media; m++)
+        if (pg->tmp[m]) {
+            unlink(pg->tmp[m]);
+            nvl_free(pg->tmp[m]);
+        }
+    nvl_free(pg->tmp);
+    nvl_free(pg->local);
+    nvl_free(pg->units);
+    nvl_free(pg);
+}
+
+typedef struct run_wait {
+    int done;
+    nvl_status st;
+    int n_failed;
+    char msg[NVL_ERR_MSG_MAX];
+    const api_pages_hooks *user_h;
+} run_wait;
+
+static void run_finish(nvl_status st, int n_failed, const char *msg, void *user) {
+    run_wait *w = user;
+    w->done = 1;
+    w->st = st;
+    w->n_failed = n_failed;
+    snprintf(w->msg, sizeof w->msg, "%s", msg ? msg : "");
+}
+
+/* Hooks for the blocking run: the caller's, with on_finish ours (the caller's user travels in
+ * the waiter). */
+static void rw_start(int index, int n_total, const char *name, int page, void *user) {
+    const run_wait *w = user;
+    w->user_h->on_page_start(index, n_total, name, page, w->user_h->user);
+}
+static int rw_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    const run_wait *w = user;
+    return w->user_h->on_page(index, n_total, name, page, r, w->user_h->user);
+}
+static int rw_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    const run_wait *w = user;
+    return w->user_h->on_page_error(index, name, page, st, msg, w->user_h->user);
+}
+
+nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *p,
+                         const api_pages_hooks *h, int *n_failed, nvl_err *err) {
+    run_wait w = {.user_h = h};
+    api_pages_hooks hw = *h;
+    hw.on_page_start = h->on_page_start ? rw_start : NULL;
+    hw.on_page = h->on_page ? rw_page : NULL;
+    hw.on_page_error = h->on_page_error ? rw_error : NULL;
+    hw.on_finish = run_finish;
+    hw.user = &w;
+    api_pages *pg = NULL;
+    *n_failed = 0;
+    nvl_status st = api_pages_start(e, media, n_media, prompt, p, &hw, &pg, err);
+    if (st != NVL_OK) return st;
+    while (!w.done) api_engine_step(e);
+    api_pages_free(pg);
+    *n_failed = w.n_failed;
+    if (w.st != NVL_OK) nvl_err_set(err, w.st, "%s", w.msg);
+    return w.st;
+}
