@@ -124,8 +124,13 @@ nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long
     double fw = ceil(w * scale - 1e-6), fh = ceil(h * scale - 1e-6);
     if (fw < 1) fw = 1;
     if (fh < 1) fh = 1;
-    if (fw > 1e6 || fh > 1e6 || (st = media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, err)) != NVL_OK)
-        return st != NVL_OK ? st : nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f", pdf->name, page + 1, fw, fh);
+    nvl_err e2 = {0};
+    if (fw > 1e6 || fh > 1e6 || media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, &e2) != NVL_OK) {
+        const size_t nl = strlen(pdf->name); /* e2 says "name: WxH = N pixels exceeds ...": the page goes in */
+        const char *why = !strncmp(e2.msg, pdf->name, nl) && !strncmp(e2.msg + nl, ": ", 2) ? e2.msg + nl + 2 : e2.msg;
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels%s%s (ask for a lower DPI)",
+                           pdf->name, page + 1, fw, fh, *why ? ": " : "", why);
+    }
     const int W = (int)fw, H = (int)fh;
     PopplerPage *p = NULL;
     if ((st = get_page(pdf, page, &p, err)) != NVL_OK) return st;

@@ -1,0 +1,267 @@
+/* The engine's scheduler (api.h: submit / step / cancel) on the tiny f32 VL checkpoint:
+ *   1. six requests (an image, a two-page PDF, a video, text only, a second question about the
+ *      image, one PDF page) submitted together on an engine of max_batch 8 all end NVL_OK with
+ *      the same greedy ids as each alone (api_engine_run, one at a time), and their tokens
+ *      interleave (each request's first token comes before another's last);
+ *   2. cancel mid-decode with max_batch 2: the cancelled request ends NVL_ERR_CANCELLED with the
+ *      tokens it had, and its slot goes at once: a queued third request is admitted (its first
+ *      progress event) before the other running one ends; both answers equal alone;
+ *   3. one request failing in the vision stage (a PDF page at 20000 dpi: the page is rendered
+ *      there and refused, NVL_ERR_LIMIT naming the file) while two others go on, equal to alone;
+ *   4. a sequence-memory budget too small for any request: NVL_ERR_LIMIT naming the MiB;
+ *   5. nothing leaks.
+ * Bounds: ids exactly. A decode row batched with a prefill chunk (>= 32 rows a step) goes through
+ * the packed GEMM instead of the register tiles: f32 rounding noise (tests/llm/test_step.c), far
+ * below the tiny model's greedy margins. The logits after the prompt are compared with atol
+ * 1e-5, rtol 1e-4 (test_step's f32 bound). */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "base/alloc.h"
+#include "test_util.h"
+
+#define NREQ 6
+
+typedef struct track {
+    api_engine *e;
+    uint64_t id;
+    int n_tok;
+    int cancel_at;      /* cancel itself after this many tokens (0: never) */
+    long first, last;   /* event serials of the first and last token */
+    long first_progress;
+    long done_at;
+    int done;
+    nvl_status st;
+    char msg[NVL_ERR_MSG_MAX];
+} track;
+
+static long g_serial;
+
+static int on_token(int32_t tok, const float *logits, void *user) {
+    (void)tok, (void)logits;
+    track *t = user;
+    if (!t->n_tok++) t->first = ++g_serial;
+    t->last = ++g_serial;
+    if (t->cancel_at && t->n_tok == t->cancel_at) api_engine_cancel(t->e, t->id);
+    return 0;
+}
+
+static void on_progress(const api_progress *p, void *user) {
+    (void)p;
+    track *t = user;
+    if (!t->first_progress) t->first_progress = ++g_serial;
+}
+
+static void on_done(nvl_status st, const char *msg, void *user) {
+    track *t = user;
+    t->done = 1;
+    t->st = st;
+    t->done_at = ++g_serial;
+    snprintf(t->msg, sizeof t->msg, "%s", msg ? msg : "");
+}
+
+typedef struct req {
+    api_part parts[5];
+    api_message msg;
+    api_ask_params p;
+} req;
+
+static void make_req(req *r, const char *media, const char *pages, const char *question, int max_tokens) {
+    memset(r, 0, sizeof *r);
+    int n = 0;
+    if (media) {
+        r->parts[n].kind = API_PART_MEDIA;
+        r->parts[n].media.path = media;
+        r->parts[n++].media.pages = pages;
+    }
+    r->parts[n].kind = API_PART_TEXT;
+    r->parts[n++].text = question;
+    r->msg = (api_message){"user", r->parts, n};
+    r->p = api_ask_params_default();
+    r->p.max_tokens = max_tokens;
+    r->p.no_cache = 1; /* alone and together both prefill the whole prompt in the same chunks */
+    r->p.think = 0;
+}
+
+static int same_ids(const api_ask_result *a, const api_ask_result *b) {
+    return a->n_ids == b->n_ids && !memcmp(a->ids, b->ids, (size_t)a->n_ids * sizeof(int32_t));
+}
+
+/* Submits n requests, steps until every one ended. */
+static void run_together(api_engine *e, req *rq, int n, track *t, api_ask_result *res) {
+    for (int i = 0; i < n; i++) {
+        api_callbacks cb = {.on_token = on_token, .on_progress = on_progress, .on_done = on_done, .user = &t[i]};
+        t[i].e = e;
+        nvl_err err = {0};
+        TEST_EQ_INT(api_engine_submit(e, &rq[i].msg, 1, &rq[i].p, &cb, &res[i], &t[i].id, &err), NVL_OK);
+    }
+    int guard = 0; /* a leaked slot or budget would leave a request waiting for ever */
+    while (api_engine_step(e) > 0 && guard++ < 20000) {
+    }
+    for (int i = 0; i < n; i++) TEST_CHECK(t[i].done, "request %d ended", i);
+}
+
+int main(void) {
+    nvl_err err = {0};
+    const int64_t live0 = nvl_alloc_count();
+    char img[1024], pdf[1024], vid[1024];
+    snprintf(img, sizeof img, "%s", test_data_path("media/made/image.bmp"));
+    snprintf(pdf, sizeof pdf, "%s", test_data_path("media/made/two_pages.pdf"));
+    snprintf(vid, sizeof vid, "%s", test_data_path("media/made/clip_2s.mp4"));
+    api_engine_opts o = api_engine_opts_default();
+    o.max_batch = 8;
+    api_engine *e = NULL;
+    if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) != NVL_OK) {
+        TEST_CHECK(0, "open: %s", err.msg);
+        return test_report();
+    }
+    const int64_t V = api_engine_n_vocab(e);
+
+    /* 1. six together equal each alone */
+    {
+        req rq[NREQ];
+        make_req(&rq[0], img, NULL, "What is in this picture?", 12);
+        make_req(&rq[1], pdf, NULL, "Summarize the document.", 12);
+        /* a PDF, a video and an image: past 256 prompt tokens, so its vision rows span prefill chunks */
+        rq[1].parts[3] = rq[1].parts[1];
+        rq[1].parts[1] = (api_part){.kind = API_PART_MEDIA, .media = {.path = vid}};
+        rq[1].parts[2] = (api_part){.kind = API_PART_MEDIA, .media = {.path = img}};
+        rq[1].msg.n_parts = 4;
+        make_req(&rq[2], vid, NULL, "What happens in the video?", 12);
+        make_req(&rq[3], NULL, NULL, "Write a short poem about the sea.", 12);
+        make_req(&rq[4], img, NULL, "Which colours do you see?", 12);
+        make_req(&rq[5], pdf, "2", "What is on this page?", 12);
+        api_ask_result alone[NREQ], tog[NREQ];
+        for (int i = 0; i < NREQ; i++)
+            TEST_EQ_INT(api_engine_run(e, &rq[i].msg, 1, &rq[i].p, NULL, &alone[i], &err), NVL_OK);
+        track t[NREQ];
+        memset(t, 0, sizeof t);
+        run_together(e, rq, NREQ, t, tog);
+        long max_last = 0;
+        for (int i = 0; i < NREQ; i++) max_last = t[i].last > max_last ? t[i].last : max_last;
+        for (int i = 0; i < NREQ; i++) {
+            TEST_CHECK(t[i].st == NVL_OK, "together %d: NVL_OK (%s)", i, t[i].msg);
+            if (t[i].st != NVL_OK) continue;
+            TEST_CHECK(tog[i].n_ids > 0 && same_ids(&tog[i], &alone[i]), "together %d: ids equal alone (%lld vs %lld)", i,
+                       (long long)tog[i].n_ids, (long long)alone[i].n_ids);
+            TEST_CHECK(!strcmp(tog[i].answer, alone[i].answer), "together %d: answer text equal alone", i);
+            TEST_EQ_INT(tog[i].n_prompt, alone[i].n_prompt);
+            if (i == 1) TEST_CHECK(tog[i].n_prompt > 256, "the PDF + video + image prompt spans two chunks (%lld)", (long long)tog[i].n_prompt);
+            char what[64];
+            snprintf(what, sizeof what, "together %d: logits after the prompt", i);
+            test_compare_f32(what, tog[i].first_logits, alone[i].first_logits, (size_t)V, 1e-5, 1e-4, 1e-10);
+            TEST_CHECK(t[i].n_tok == tog[i].n_ids, "together %d: on_token for every id", i);
+            /* interleaved: this request's first token came before some other request's last */
+            int other_later = 0;
+            for (int j = 0; j < NREQ; j++) other_later |= j != i && t[j].last > t[i].first;
+            TEST_CHECK(other_later || t[i].last == max_last, "together %d: tokens interleave with the others", i);
+        }
+        int overlapping = 0; /* the decode of several requests overlaps in time */
+        for (int i = 0; i < NREQ; i++)
+            for (int j = 0; j < NREQ; j++) overlapping += i != j && t[i].first < t[j].last && t[j].first < t[i].last;
+        TEST_CHECK(overlapping >= 2 * (NREQ - 1), "decodes overlap (%d ordered pairs)", overlapping);
+        for (int i = 0; i < NREQ; i++) {
+            api_ask_result_free(&alone[i]);
+            api_ask_result_free(&tog[i]);
+        }
+    }
+    api_engine_close(e);
+    e = NULL;
+
+    /* 2. cancel mid-decode frees the slot at once (max_batch 2: the third waits for a slot) */
+    o.max_batch = 2;
+    TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+    if (e) {
+        req rq[3];
+        make_req(&rq[0], img, NULL, "What is in this picture?", 64);
+        make_req(&rq[1], NULL, NULL, "Tell me a long story about a lighthouse keeper.", 48);
+        make_req(&rq[2], pdf, "1", "What is the title?", 8);
+        for (int i = 0; i < 3; i++) rq[i].p.sampler.temperature = 0;
+        api_ask_result alone[3], tog[3];
+        for (int i = 0; i < 3; i++) TEST_EQ_INT(api_engine_run(e, &rq[i].msg, 1, &rq[i].p, NULL, &alone[i], &err), NVL_OK);
+        /* the story must still be decoding when the first request is cancelled after 3 tokens */
+        TEST_CHECK(alone[1].n_ids > 8, "the long request generates more than 8 tokens alone (%lld)", (long long)alone[1].n_ids);
+        track t[3];
+        memset(t, 0, sizeof t);
+        t[0].cancel_at = 3;
+        run_together(e, rq, 3, t, tog);
+        TEST_EQ_INT(t[0].st, NVL_ERR_CANCELLED);
+        TEST_EQ_INT(tog[0].n_ids, 3);
+        TEST_CHECK(tog[0].finish_reason && !strcmp(tog[0].finish_reason, "cancelled"), "cancelled: finish_reason");
+        TEST_CHECK(tog[0].n_ids == 3 && !memcmp(tog[0].ids, alone[0].ids, 3 * sizeof(int32_t)),
+                   "cancelled: the ids it had equal alone's first 3");
+        TEST_CHECK(t[2].first_progress > 0 && t[2].first_progress < t[1].done_at,
+                   "the queued request starts before the running one ends (slot freed at cancel: %ld < %ld)",
+                   t[2].first_progress, t[1].done_at);
+        for (int i = 1; i < 3; i++) {
+            TEST_CHECK(t[i].st == NVL_OK && same_ids(&tog[i], &alone[i]), "cancel run: request %d equal alone (%s)", i, t[i].msg);
+        }
+
+        /* cancelled requests give their slots and memory back: more cancels than the cache has
+         * slots (max_batch + 4 kept prefixes), then a request still runs */
+        for (int k = 0; k < 8; k++) {
+            track tc = {.cancel_at = 2};
+            api_ask_result rc;
+            run_together(e, &rq[1], 1, &tc, &rc);
+            TEST_CHECK(tc.st == NVL_ERR_CANCELLED && rc.n_ids == 2, "cancel %d: ended cancelled after 2 tokens", k);
+            api_ask_result_free(&rc);
+        }
+        {
+            track tc = {0};
+            api_ask_result rc;
+            run_together(e, &rq[2], 1, &tc, &rc);
+            TEST_CHECK(tc.st == NVL_OK && same_ids(&rc, &alone[2]), "after 8 cancels a request still runs, equal alone");
+            api_ask_result_free(&rc);
+        }
+        for (int i = 0; i < 3; i++) {
+            api_ask_result_free(&alone[i]);
+            api_ask_result_free(&tog[i]);
+        }
+
+        /* 3. one failing in vision while the others go on */
+        make_req(&rq[0], img, NULL, "What is in this picture?", 10);
+        make_req(&rq[1], pdf, "1", "What is the title?", 10);
+        rq[1].p.dpi = 20000; /* opens (page size known); refused when rendered, in the vision stage */
+        make_req(&rq[2], NULL, NULL, "Count to five.", 10);
+        api_ask_result a0, a2;
+        TEST_EQ_INT(api_engine_run(e, &rq[0].msg, 1, &rq[0].p, NULL, &a0, &err), NVL_OK);
+        TEST_EQ_INT(api_engine_run(e, &rq[2].msg, 1, &rq[2].p, NULL, &a2, &err), NVL_OK);
+        o.max_batch = 3;
+        memset(t, 0, sizeof t);
+        run_together(e, rq, 3, t, tog);
+        TEST_EQ_INT(t[1].st, NVL_ERR_LIMIT);
+        TEST_CHECK(strstr(t[1].msg, "two_pages.pdf") && strstr(t[1].msg, "page 1"), "vision failure names the file and page: %s",
+                   t[1].msg);
+        TEST_CHECK(t[1].first_progress > 0, "the failing request got to its media stage");
+        TEST_CHECK(t[0].st == NVL_OK && same_ids(&tog[0], &a0), "beside a failure: image request equal alone");
+        TEST_CHECK(t[2].st == NVL_OK && same_ids(&tog[2], &a2), "beside a failure: text request equal alone");
+        api_ask_result_free(&a0);
+        api_ask_result_free(&a2);
+        for (int i = 0; i < 3; i++) api_ask_result_free(&tog[i]);
+        api_engine_close(e);
+        e = NULL;
+    }
+
+    /* 4. a memory budget no request fits */
+    o.max_batch = 2;
+    o.seq_mem_mb = 0.001;
+    TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+    if (e) {
+        req r;
+        make_req(&r, NULL, NULL, "Hello?", 4);
+        api_ask_result a;
+        TEST_EQ_INT(api_engine_run(e, &r.msg, 1, &r.p, NULL, &a, &err), NVL_ERR_LIMIT);
+        TEST_CHECK(strstr(err.msg, "MiB of sequence state") != NULL, "budget error names the memory: %s", err.msg);
+        api_ask_result_free(&a);
+        api_engine_close(e);
+    }
+    o.seq_mem_mb = -1;
+    TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
+    o.seq_mem_mb = 0;
+    o.max_batch = 0;
+    TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
+
+    TEST_EQ_INT(nvl_alloc_count(), live0);
+    return test_report();
+}
