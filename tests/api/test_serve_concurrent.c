@@ -1,0 +1,301 @@
+/* `nanovl serve` with many clients at once (the nanovl binary, the tiny f32 VL checkpoint):
+ *   - 20 questions asked one after another on one connection give the reference answers;
+ *   - the same 20 from 20 connections at once (--max-batch 8, so some wait for a slot): every
+ *     one answered exactly once ("done", none lost), each answer (token text and the done
+ *     event's ids) equal to its reference, and the token events of different requests
+ *     interleave on the wire (their decodes run together);
+ *   - a request cancelled by its client mid-decode ends with "cancelled" while the others of
+ *     the same wave still answer equal to their references;
+ *   - status reports the requests running together.
+ * Greedy decoding, reasoning off, no kept prefix (each request prefilled whole, in the chunks
+ * it would get alone). */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "test_util.h"
+
+#define N 20
+
+static char g_sock[100], g_log[512]; /* sun_path holds 108 bytes */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int connect_to(const char *sock, double timeout) {
+    const double t0 = now();
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        close(fd);
+        if (now() - t0 > timeout) return -1;
+        usleep(20000);
+    }
+}
+
+static void send_line(int fd, const char *s) {
+    size_t n = strlen(s), off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, s + off, n - off);
+        if (w <= 0) return;
+        off += (size_t)w;
+    }
+    ssize_t w = write(fd, "\n", 1);
+    (void)w;
+}
+
+typedef struct conn {
+    int fd;
+    char buf[1 << 16];
+    size_t n;
+} conn;
+
+/* The next complete line of c as JSON, reading what is there (non-blocking poll of 0 when
+ * wait is 0); NULL when none is complete yet (or the peer closed: *closed = 1). */
+static cJSON *take_line(conn *c, int wait_ms, int *closed) {
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->n);
+        if (nl) {
+            cJSON *ev = cJSON_ParseWithLength(c->buf, (size_t)(nl - c->buf));
+            const size_t used = (size_t)(nl - c->buf) + 1;
+            memmove(c->buf, c->buf + used, c->n - used);
+            c->n -= used;
+            TEST_CHECK(ev != NULL, "the server sent a line that is not JSON");
+            return ev;
+        }
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        if (poll(&pf, 1, wait_ms) <= 0) return NULL;
+        ssize_t r = read(c->fd, c->buf + c->n, sizeof c->buf - c->n);
+        if (r <= 0) {
+            *closed = 1;
+            return NULL;
+        }
+        c->n += (size_t)r;
+    }
+}
+
+static const char *str(const cJSON *ev, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
+    return cJSON_IsString(x) ? x->valuestring : "";
+}
+
+static const char *k_questions[] = {"What is in this picture?", "Describe the colours.", "Is there any text?",
+                                    "What shape stands out?", "Summarize it in one line.", "Count the objects."};
+
+static void request_json(char *buf, size_t cap, int i, const char *img) {
+    if (i % 3 == 2) /* some without media */
+        snprintf(buf, cap,
+                 "{\"v\":1,\"id\":\"r%d\",\"messages\":[{\"role\":\"user\",\"content\":\"%s (%d)\"}],"
+                 "\"params\":{\"max_tokens\":%d,\"think\":false,\"no_cache\":true}}",
+                 i, k_questions[i % 6], i, 10 + i % 7);
+    else
+        snprintf(buf, cap,
+                 "{\"v\":1,\"id\":\"r%d\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"path\":\"%s\"},"
+                 "{\"type\":\"text\",\"text\":\"%s (%d)\"}]}],\"params\":{\"max_tokens\":%d,\"think\":false,\"no_cache\":true}}",
+                 i, img, k_questions[i % 6], i, 10 + i % 7);
+}
+
+typedef struct answer {
+    char text[4096];
+    size_t n;
+    char ids[2048]; /* the done event's usage + answer, as a comparable string */
+    int done, errors, tokens;
+    char code[64];
+} answer;
+
+static void absorb(answer *a, const cJSON *ev) {
+    const char *e = str(ev, "event");
+    if (!strcmp(e, "token")) {
+        const char *t = str(ev, "text");
+        const size_t tl = strlen(t);
+        if (a->n + tl < sizeof a->text) {
+            memcpy(a->text + a->n, t, tl + 1);
+            a->n += tl;
+        }
+        a->tokens++;
+    } else if (!strcmp(e, "done")) {
+        a->done++;
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(ev, "usage");
+        char *us = u ? cJSON_PrintUnformatted(u) : NULL;
+        snprintf(a->ids, sizeof a->ids, "%s|%s", str(ev, "answer"), us ? us : "");
+        free(us);
+    } else if (!strcmp(e, "error")) {
+        a->errors++;
+        snprintf(a->code, sizeof a->code, "%s", str(ev, "code"));
+    }
+}
+
+static int id_index(const cJSON *ev) {
+    const char *id = str(ev, "id");
+    return id[0] == 'r' ? atoi(id + 1) : -1;
+}
+
+int main(void) {
+    char img[1024];
+    snprintf(img, sizeof img, "%s", test_data_path("media/made/image.bmp"));
+    snprintf(g_sock, sizeof g_sock, "%s/nvl-serve-conc-%d.sock", test_tmpdir(), (int)getpid());
+    snprintf(g_log, sizeof g_log, "%s/nvl-serve-conc-%d.log", test_tmpdir(), (int)getpid());
+    unlink(g_log);
+    pid_t srv = fork();
+    if (srv == 0) {
+        int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", g_sock, "--max-batch", "8",
+              "--max-clients", "64", (char *)NULL);
+        _exit(127);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    static answer ref[N], got[N];
+    char line[2048];
+    /* the references: one at a time */
+    {
+        conn c = {.fd = connect_to(g_sock, 60)};
+        if (c.fd < 0) {
+            kill(srv, SIGKILL);
+            TEST_CHECK(0, "server did not come up (log %s)", g_log);
+            return test_report();
+        }
+        for (int i = 0; i < N; i++) {
+            request_json(line, sizeof line, i, img);
+            send_line(c.fd, line);
+            int closed = 0;
+            const double t0 = now();
+            while (!ref[i].done && !ref[i].errors && !closed && now() - t0 < 60) {
+                cJSON *ev = take_line(&c, 1000, &closed);
+                if (ev && id_index(ev) == i) absorb(&ref[i], ev);
+                cJSON_Delete(ev);
+            }
+            TEST_CHECK(ref[i].done == 1 && ref[i].tokens > 0, "reference r%d answered (%s)", i, ref[i].code);
+        }
+        close(c.fd);
+    }
+    /* 20 connections at once */
+    static conn cs[N];
+    int order[8192], n_order = 0; /* request index of each token event, in arrival order */
+    for (int i = 0; i < N; i++) cs[i].fd = connect_to(g_sock, 10);
+    for (int i = 0; i < N; i++) {
+        request_json(line, sizeof line, i, img);
+        send_line(cs[i].fd, line);
+    }
+    {
+        conn st = {.fd = connect_to(g_sock, 10)};
+        send_line(st.fd, "{\"v\":1,\"id\":\"s\",\"type\":\"status\"}");
+        int closed = 0, seen = 0;
+        for (const double t0 = now(); !seen && !closed && now() - t0 < 30;) {
+            cJSON *ev = take_line(&st, 1000, &closed);
+            if (ev && !strcmp(str(ev, "event"), "status")) {
+                /* never more than --max-batch in the engine (how many are in yet depends on timing) */
+                const cJSON *r = cJSON_GetObjectItemCaseSensitive(ev, "running");
+                const cJSON *mb = cJSON_GetObjectItemCaseSensitive(ev, "max_batch");
+                TEST_CHECK(cJSON_IsNumber(r) && r->valueint >= 0 && r->valueint <= 8 && cJSON_IsNumber(mb) && mb->valueint == 8,
+                           "status: running %d of max_batch 8", cJSON_IsNumber(r) ? r->valueint : -1);
+                seen = 1;
+            }
+            cJSON_Delete(ev);
+        }
+        TEST_CHECK(seen, "status answered while 20 requests are in");
+        close(st.fd);
+    }
+    int left = N;
+    for (const double t0 = now(); left > 0 && now() - t0 < 120;) {
+        struct pollfd pf[N];
+        for (int i = 0; i < N; i++) pf[i] = (struct pollfd){cs[i].fd, POLLIN, 0};
+        if (poll(pf, N, 1000) <= 0) continue;
+        for (int i = 0; i < N; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP))) continue;
+            int closed = 0;
+            cJSON *ev;
+            while ((ev = take_line(&cs[i], 0, &closed)) != NULL) {
+                const int k = id_index(ev);
+                TEST_CHECK(k == i, "connection %d only hears its own request (got r%d)", i, k);
+                if (k == i) {
+                    const int was = got[i].done + got[i].errors;
+                    absorb(&got[i], ev);
+                    if (!strcmp(str(ev, "event"), "token") && n_order < 8192) order[n_order++] = i;
+                    if (!was && got[i].done + got[i].errors) left--;
+                }
+                cJSON_Delete(ev);
+            }
+        }
+    }
+    TEST_CHECK(left == 0, "all 20 answered (%d left)", left);
+    for (int i = 0; i < N; i++) {
+        TEST_CHECK(got[i].done == 1 && got[i].errors == 0, "r%d: exactly one done (done %d, errors %d %s)", i, got[i].done,
+                   got[i].errors, got[i].code);
+        TEST_CHECK(!strcmp(got[i].text, ref[i].text), "r%d: streamed text equal to alone", i);
+        TEST_CHECK(!strcmp(got[i].ids, ref[i].ids), "r%d: answer and usage equal to alone", i);
+    }
+    int switches = 0; /* consecutive token events of different requests */
+    for (int k = 1; k < n_order; k++) switches += order[k] != order[k - 1];
+    TEST_CHECK(switches >= 2 * N, "token events interleave (%d switches between requests over %d events)", switches, n_order);
+    fprintf(stderr, "token events: %d, switches between requests: %d\n", n_order, switches);
+    for (int i = 0; i < N; i++) close(cs[i].fd);
+
+    /* a client cancels its request mid-decode; the others of the wave answer */
+    {
+        memset(got, 0, sizeof got);
+        for (int i = 0; i < 6; i++) {
+            cs[i].fd = connect_to(g_sock, 10);
+            cs[i].n = 0;
+            request_json(line, sizeof line, i, img);
+            if (i == 0) { /* a long one to cancel */
+                snprintf(line, sizeof line,
+                         "{\"v\":1,\"id\":\"r0\",\"messages\":[{\"role\":\"user\",\"content\":\"Tell a long story.\"}],"
+                         "\"params\":{\"max_tokens\":400,\"think\":false,\"no_cache\":true}}");
+            }
+            send_line(cs[i].fd, line);
+        }
+        int cancelled_sent = 0, left6 = 6;
+        for (const double t0 = now(); left6 > 0 && now() - t0 < 120;) {
+            struct pollfd pf[6];
+            for (int i = 0; i < 6; i++) pf[i] = (struct pollfd){cs[i].fd, POLLIN, 0};
+            if (poll(pf, 6, 1000) <= 0) continue;
+            for (int i = 0; i < 6; i++) {
+                if (!(pf[i].revents & (POLLIN | POLLHUP))) continue;
+                int closed = 0;
+                cJSON *ev;
+                while ((ev = take_line(&cs[i], 0, &closed)) != NULL) {
+                    if (id_index(ev) == i) {
+                        const int was = got[i].done + got[i].errors;
+                        absorb(&got[i], ev);
+                        if (!was && got[i].done + got[i].errors) left6--;
+                        if (i == 0 && !cancelled_sent && got[0].tokens >= 2) {
+                            send_line(cs[0].fd, "{\"v\":1,\"id\":\"c0\",\"type\":\"cancel\",\"target\":\"r0\"}");
+                            cancelled_sent = 1;
+                        }
+                    }
+                    cJSON_Delete(ev);
+                }
+            }
+        }
+        TEST_CHECK(cancelled_sent && got[0].errors == 1 && !strcmp(got[0].code, "cancelled") && got[0].done == 0,
+                   "the cancelled request ends with error cancelled (code '%s', %d tokens)", got[0].code, got[0].tokens);
+        TEST_CHECK(got[0].tokens < 400, "cancelled before its end (%d tokens)", got[0].tokens);
+        for (int i = 1; i < 6; i++)
+            TEST_CHECK(got[i].done == 1 && !strcmp(got[i].ids, ref[i].ids), "beside the cancel: r%d equal alone", i);
+        for (int i = 0; i < 6; i++) close(cs[i].fd);
+    }
+    kill(srv, SIGTERM);
+    int status = 0;
+    waitpid(srv, &status, 0);
+    TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exits 0 after SIGTERM");
+    const int rc = test_report();
+    if (rc == 0) unlink(g_log);
+    else fprintf(stderr, "server log: %s\n", g_log);
+    return rc;
+}
