@@ -1,7 +1,14 @@
 /* `nanovl bench --model DIR [FILE]`: end-to-end speed of a checkpoint on this machine: load
  * time, then a question about FILE (default: a synthetic 1536x2048 page, 12 tiles + thumbnail)
  * timed per stage (media, vision tiles/s, prefill tokens/s, decode tokens/s) over --runs runs
- * without the kept prefix, one run that reuses it, and peak RSS. --json for machines. */
+ * without the kept prefix, one run that reuses it, and peak RSS. --json for machines.
+ *
+ * `--concurrency 1,4,16`: the scheduler under load instead. For each count C, C different
+ * questions (about FILE when given, else text only) are submitted together to one engine
+ * (max_batch = the largest count) and stepped until all end: total generated tokens per second
+ * of wall time, and per request the time to its first token and to its whole answer (median and
+ * worst), side by side in one run; speed-up against the first count. Greedy, reasoning off, no
+ * kept prefix. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +28,8 @@ static const char *k_usage =
     "usage: nanovl bench [--model DIR] [FILE] [--runs N] [--max-tokens N] [--json] [options]\n"
     "  FILE                  an image, PDF or video (default: a synthetic 1536x2048 page)\n"
     "  --runs N              timed runs without the kept prefix (default 2); one more reuses it\n"
-    "  --json                one JSON object\n";
+    "  --json                one JSON object\n"
+    "  --concurrency LIST    requests answered together, e.g. 1,4,16: tokens/s and latency per count\n";
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -45,12 +53,172 @@ static void add(stats *s, const api_ask_result *r) {
     s->gen_tokens += r->n_ids;
 }
 
+// ---------------------------------------------------------------------------
+// --concurrency
+
+typedef struct conc_req {
+    double t_submit, t_first, t_done;
+    int64_t n_tok;
+    nvl_status st;
+    char msg[NVL_ERR_MSG_MAX];
+    api_part parts[2];
+    api_message msg_;
+    char question[128];
+    api_ask_result res;
+} conc_req;
+
+static int conc_on_token(int32_t tok, const float *logits, void *user) {
+    (void)tok, (void)logits;
+    conc_req *r = user;
+    if (!r->n_tok++) r->t_first = cli_now();
+    return 0;
+}
+
+static void conc_on_done(nvl_status st, const char *msg, void *user) {
+    conc_req *r = user;
+    r->t_done = cli_now();
+    r->st = st;
+    snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int bench_concurrency(const char *model, const char *file, const char *list, const api_ask_params *p0, int json) {
+    int counts[16], n_counts = 0, max_c = 0;
+    for (const char *c = list; *c && n_counts < 16;) {
+        char *end = NULL;
+        const long v = strtol(c, &end, 10);
+        if (end == c || v < 1 || v > 256 || (*end && *end != ',')) {
+            fprintf(stderr, "nanovl bench: --concurrency needs counts 1..256 separated by commas, got '%s'\n", list);
+            return EXIT_USAGE;
+        }
+        counts[n_counts++] = (int)v;
+        if (v > max_c) max_c = (int)v;
+        c = *end ? end + 1 : end;
+    }
+    nvl_err err = {0};
+    api_engine_opts o = api_engine_opts_default();
+    o.max_batch = max_c;
+    api_engine *e = NULL;
+    const double t0 = cli_now();
+    if (api_engine_open_with(&e, model, &o, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl bench: %s: %s\n", model, err.msg);
+        return 1;
+    }
+    const double t_load = cli_now() - t0;
+    api_ask_params p = *p0;
+    p.no_cache = 1;
+    p.think = 0;
+    p.sampler.temperature = 0;
+    cJSON *rows = json ? cJSON_CreateArray() : NULL;
+    if (!json) {
+        printf("model %s (loaded in %.2f s), %s, %lld tokens per answer at most\n", model, t_load,
+               file ? file : "text-only questions", (long long)p.max_tokens);
+        printf("%-11s %10s %9s %12s %12s %12s %12s %9s\n", "concurrent", "tokens", "tok/s", "first med s", "first max s",
+               "answer med s", "answer max s", "speed-up");
+    }
+    double base = 0;
+    int rc = 0;
+    for (int k = 0; k < n_counts && rc == 0; k++) {
+        const int C = counts[k];
+        conc_req *rq = calloc((size_t)C, sizeof *rq);
+        double *first = calloc((size_t)C, sizeof *first), *whole = calloc((size_t)C, sizeof *whole);
+        if (!rq || !first || !whole) {
+            free(rq), free(first), free(whole);
+            rc = 1;
+            break;
+        }
+        const double ts = cli_now();
+        for (int i = 0; i < C && rc == 0; i++) {
+            conc_req *r = &rq[i];
+            snprintf(r->question, sizeof r->question, "Question %d: describe %s in detail.", i + 1,
+                     file ? "this document" : (const char *[]){"the sea", "a city", "a forest", "the night sky"}[i % 4]);
+            int np = 0;
+            if (file) r->parts[np++] = (api_part){.kind = API_PART_MEDIA, .media = {.path = file}};
+            r->parts[np++] = (api_part){.kind = API_PART_TEXT, .text = r->question};
+            r->msg_ = (api_message){"user", r->parts, np};
+            api_callbacks cb = {.on_token = conc_on_token, .on_done = conc_on_done, .user = r};
+            r->t_submit = cli_now();
+            if (api_engine_submit(e, &r->msg_, 1, &p, &cb, &r->res, NULL, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl bench: %s\n", err.msg);
+                rc = 1;
+            }
+        }
+        while (api_engine_step(e) > 0) {
+        }
+        const double wall = cli_now() - ts;
+        int64_t tokens = 0;
+        for (int i = 0; i < C; i++) {
+            if (rq[i].st != NVL_OK && rc == 0) {
+                fprintf(stderr, "nanovl bench: request %d: %s\n", i + 1, rq[i].msg);
+                rc = 1;
+            }
+            tokens += rq[i].res.n_ids;
+            first[i] = rq[i].t_first - rq[i].t_submit;
+            whole[i] = rq[i].t_done - rq[i].t_submit;
+            api_ask_result_free(&rq[i].res);
+        }
+        const double tps = wall > 0 ? (double)tokens / wall : 0;
+        if (k == 0) base = tps;
+        double fmax = 0, wmax = 0;
+        for (int i = 0; i < C; i++) {
+            fmax = first[i] > fmax ? first[i] : fmax;
+            wmax = whole[i] > wmax ? whole[i] : wmax;
+        }
+        const double fmed = median(first, C), wmed = median(whole, C);
+        if (rc == 0) {
+            if (json) {
+                cJSON *row = cJSON_CreateObject();
+                cJSON_AddNumberToObject(row, "concurrent", C);
+                cJSON_AddNumberToObject(row, "tokens", (double)tokens);
+                cJSON_AddNumberToObject(row, "wall_s", wall);
+                cJSON_AddNumberToObject(row, "tokens_per_s", tps);
+                cJSON_AddNumberToObject(row, "first_token_median_s", fmed);
+                cJSON_AddNumberToObject(row, "first_token_max_s", fmax);
+                cJSON_AddNumberToObject(row, "answer_median_s", wmed);
+                cJSON_AddNumberToObject(row, "answer_max_s", wmax);
+                cJSON_AddNumberToObject(row, "speedup", base > 0 ? tps / base : 0);
+                cJSON_AddItemToArray(rows, row);
+            } else {
+                printf("%-11d %10lld %9.1f %12.3f %12.3f %12.3f %12.3f %8.2fx\n", C, (long long)tokens, tps, fmed, fmax, wmed,
+                       wmax, base > 0 ? tps / base : 0);
+                fflush(stdout);
+            }
+        }
+        free(rq), free(first), free(whole);
+    }
+    if (json && rc == 0) {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "model", model);
+        cJSON_AddStringToObject(out, "input", file ? file : "text-only questions");
+        cJSON_AddNumberToObject(out, "load_s", t_load);
+        cJSON_AddNumberToObject(out, "max_tokens", (double)p.max_tokens);
+        cJSON_AddItemToObject(out, "concurrency", rows);
+        cJSON_AddNumberToObject(out, "peak_rss_mb", peak_rss_mb());
+        api_json_line(stdout, out);
+    } else {
+        cJSON_Delete(rows);
+        if (rc == 0) printf("peak RSS %.0f MiB\n", peak_rss_mb());
+    }
+    api_engine_close(e);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *file = NULL;
     api_ask_params p = api_ask_params_default();
     p.max_tokens = 64;
     p.think = 0;
     int runs = 2, json = 0;
+    const char *concurrency = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int k = cli_ask_option(argc, argv, &i, &p, &model, "bench", k_usage);
@@ -64,6 +232,7 @@ int cmd_bench(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--concurrency") && v) concurrency = argv[++i];
         else if (a[0] != '-' && !file) file = a;
         else {
             fprintf(stderr, "nanovl bench: unknown or incomplete option '%s'\n%s", a, k_usage);
@@ -74,6 +243,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "%s%s", !model ? "nanovl bench: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage);
         return EXIT_USAGE;
     }
+    if (concurrency) return bench_concurrency(model, file, concurrency, &p, json);
     nvl_err err = {0};
     char tmp[4096] = "";
     if (!file) { /* a synthetic portrait page: gradients and dark "text" bars */

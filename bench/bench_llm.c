@@ -11,6 +11,12 @@
  * per token. Prints one line per count: "seqs=S prefill_tok_s=X decode_tok_s=Y step_ms=Z",
  * decode_tok_s being the total over the S sequences (S / median step time).
  *
+ * With --vl FROM (a VL checkpoint, e.g. tests/data/vl_tiny): also writes DIR-vl, a whole VL
+ * checkpoint `nanovl` can serve: this language model (model.safetensors linked), FROM's vision
+ * tower, tokenizer and generation config, and FROM's projector with its last layer (mlp1.3)
+ * redrawn for this hidden size; prints its path and exits. For engine-level benchmarks (the
+ * scheduler: `nanovl bench --model DIR-vl --concurrency 1,4,16`).
+ *
  * Writes config.json + model.safetensors with random BF16 weights (streamed to disk, so even
  * the real 12B shape needs no RAM for writing), loads it through the normal loader (mmap),
  * measures memory read bandwidth (multi-threaded sum over 1 GiB), then prefill tokens/s and
@@ -20,6 +26,7 @@
  */
 #include "bench_util.h"
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +37,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "../tests/st_writer.h"
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "base/safetensors.h"
 #include "cpu/cpu_ops.h"
 #include "llm.h"
 
@@ -215,6 +224,112 @@ static int write_checkpoint(const char *dir, const shape *s) {
     return 1;
 }
 
+/* ---- a VL checkpoint around the synthetic LM (--vl) -------------------------------------- */
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb");
+    if (!a) return 0;
+    FILE *b = fopen(to, "wb");
+    if (!b) {
+        fclose(a);
+        return 0;
+    }
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ok &= fwrite(buf, 1, n, b) == n;
+    fclose(a);
+    return fclose(b) == 0 && ok;
+}
+
+static int write_vl(const char *dir, const char *from, char *out, size_t out_n) {
+    char p1[4200], p2[4200];
+    snprintf(out, out_n, "%s-vl", dir);
+    mkdir(out, 0755);
+    nvl_err err = {0};
+    /* config: FROM's with this model's llm_config */
+    cJSON *vl = NULL, *lm = NULL;
+    snprintf(p1, sizeof p1, "%s/config.json", from);
+    snprintf(p2, sizeof p2, "%s/config.json", dir);
+    if (nvl_json_load_file(&vl, p1, 1 << 20, &err) != NVL_OK || nvl_json_load_file(&lm, p2, 1 << 20, &err) != NVL_OK) {
+        fprintf(stderr, "--vl: %s\n", err.msg);
+        cJSON_Delete(vl);
+        return 0;
+    }
+    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(lm, "hidden_size");
+    const int64_t hidden = cJSON_IsNumber(hs) ? (int64_t)hs->valuedouble : 0;
+    cJSON_ReplaceItemInObjectCaseSensitive(vl, "llm_config", lm);
+    snprintf(p1, sizeof p1, "%s/config.json", out);
+    char *txt = cJSON_Print(vl);
+    FILE *f = fopen(p1, "w");
+    int ok = f && txt && fputs(txt, f) >= 0;
+    if (f) ok &= fclose(f) == 0;
+    free(txt);
+    cJSON_Delete(vl);
+    /* the LM's weights, linked */
+    char absdir[PATH_MAX];
+    if (!realpath(dir, absdir)) return 0;
+    snprintf(p1, sizeof p1, "%s/model.safetensors", absdir);
+    snprintf(p2, sizeof p2, "%s/model.safetensors", out);
+    unlink(p2);
+    ok &= symlink(p1, p2) == 0;
+    /* FROM's vision tower and projector (mlp1.3 redrawn: proj_hidden -> this hidden size) */
+    nvl_checkpoint *ck = NULL;
+    if (!ok || nvl_checkpoint_open(&ck, from, &err) != NVL_OK) {
+        fprintf(stderr, "--vl: %s\n", err.msg[0] ? err.msg : "cannot write the config");
+        return 0;
+    }
+    st_writer w;
+    st_writer_init(&w);
+    cJSON *map = cJSON_CreateObject();
+    float *drawn = NULL;
+    for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
+        const nvl_st_entry *t = nvl_checkpoint_entry(ck, i);
+        if (!strncmp(t->name, "language_model.", 15)) continue;
+        if (!strcmp(t->name, "mlp1.3.weight") && t->n_dims == 2) {
+            const int64_t K = t->shape[1];
+            drawn = malloc((size_t)(hidden * K) * sizeof(float));
+            for (int64_t j = 0; j < hidden * K; j++) drawn[j] = nvl_bf16_to_f32(rand_bf16(0.05f));
+            st_writer_add(&w, t->name, "F32", 2, (int64_t[]){hidden, K}, drawn, (size_t)(hidden * K) * sizeof(float));
+        } else {
+            st_writer_add(&w, t->name, nvl_dtype_name(t->dtype), t->n_dims, t->shape, (void *)t->data, (size_t)(t->end - t->begin));
+        }
+        cJSON_AddStringToObject(map, t->name, "vision.safetensors");
+    }
+    snprintf(p1, sizeof p1, "%s/vision.safetensors", out);
+    ok = st_writer_save(&w, p1, NULL);
+    st_writer_free(&w);
+    free(drawn);
+    nvl_checkpoint_close(ck);
+    /* the index over both files */
+    nvl_checkpoint *lmck = NULL;
+    if (!ok || nvl_checkpoint_open(&lmck, p2, &err) != NVL_OK) {
+        cJSON_Delete(map);
+        return 0;
+    }
+    for (int64_t i = 0; i < nvl_checkpoint_count(lmck); i++)
+        cJSON_AddStringToObject(map, nvl_checkpoint_entry(lmck, i)->name, "model.safetensors");
+    nvl_checkpoint_close(lmck);
+    cJSON *idx = cJSON_CreateObject();
+    cJSON_AddItemToObject(idx, "metadata", cJSON_CreateObject());
+    cJSON_AddItemToObject(idx, "weight_map", map);
+    txt = cJSON_Print(idx);
+    cJSON_Delete(idx);
+    snprintf(p1, sizeof p1, "%s/model.safetensors.index.json", out);
+    f = fopen(p1, "w");
+    ok = f && txt && fputs(txt, f) >= 0;
+    if (f) ok &= fclose(f) == 0;
+    free(txt);
+    static const char *copy[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
+    for (int i = 0; i < 3 && ok; i++) {
+        snprintf(p1, sizeof p1, "%s/%s", from, copy[i]);
+        snprintf(p2, sizeof p2, "%s/%s", out, copy[i]);
+        struct stat sb;
+        if (stat(p1, &sb) == 0) ok = copy_file(p1, p2);
+    }
+    return ok;
+}
+
 /* ---- measurements ------------------------------------------------------------------------ */
 
 static double read_bandwidth_gbs(void) {
@@ -322,7 +437,7 @@ static int bench_seqs(const llm_model *m, int S, int n_prompt, int n_decode) {
 }
 
 int main(int argc, char **argv) {
-    const char *shape_name = "mid", *dir = NULL, *seqs = NULL;
+    const char *shape_name = "mid", *dir = NULL, *seqs = NULL, *vl_from = NULL;
     int n_prompt = 128, n_decode = 32, keep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape_name = argv[++i];
@@ -331,6 +446,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) seqs = argv[++i];
+        else if (!strcmp(argv[i], "--vl") && i + 1 < argc) vl_from = argv[++i];
         else if (!strcmp(argv[i], "--quant") && i + 1 < argc) {
             const char *q = argv[++i];
             g_quant = !strcmp(q, "fp8") ? 1 : !strcmp(q, "nvfp4") ? 2 : !strcmp(q, "bf16") ? 0 : -1;
@@ -340,7 +456,8 @@ int main(int argc, char **argv) {
             }
         }
         else {
-            fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16]\n");
+            fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16] "
+                            "[--quant bf16|fp8|nvfp4] [--vl FROM]\n");
             return 2;
         }
     }
@@ -365,6 +482,15 @@ int main(int argc, char **argv) {
             fprintf(stderr, "cannot write %s: %s\n", dir, strerror(errno));
             return 1;
         }
+    }
+    if (vl_from) {
+        char out[4200];
+        if (!write_vl(dir, vl_from, out, sizeof out)) {
+            fprintf(stderr, "bench_llm: cannot write the VL checkpoint next to %s\n", dir);
+            return 1;
+        }
+        printf("%s\n", out);
+        return 0;
     }
     nvl_err err = {0};
     llm_model *m = NULL;
