@@ -303,8 +303,10 @@ static void start_job(server *s, job *j) {
             for (int i = 0; i < n_media; i++) j->media[i] = j->rq.msgs[0].parts[i].media;
             cb.on_text = NULL; /* pages come whole in "page" events */
             cb.on_done = NULL;
+            /* pages come whole, in order, so several may run at once (4: a long document does not
+             * take every place from the other clients' requests) */
             api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
-                                 .cb = &cb, .user = j, .window = 1};
+                                 .cb = &cb, .user = j, .window = 4};
             st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
         }
     } else {
