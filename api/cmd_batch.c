@@ -2,7 +2,7 @@
  * docs/api.md: files + question, messages, or "type": "ocr"), one result line per job.
  *
  * - A job that fails gets a result line with its error; the batch goes on (exit 1 at the end).
- * - Each result line is written whole with one append and flushed to disk before the next job,
+ * - Each result line is written whole with one append and flushed to disk before the next line,
  *   so a kill leaves at most one torn last line; a rerun drops it, skips the jobs that already
  *   have a result (failed ones too, unless --retry-failed) and goes on.
  * - --shard i/N takes every job whose index (0-based, among the manifest's non-blank lines)
@@ -11,7 +11,11 @@
  * - --retry-failed removes the earlier error lines of the jobs it redoes (the kept lines are
  *   written to a temporary file renamed over the results), so each id has one final line.
  * - The jobs file and --out must be regular files, and not the same file.
- * - Progress with ETA on a terminal; a one-line summary on stderr at the end. */
+ * - --parallel N keeps up to N jobs in flight on one engine (max_batch N): jobs start in
+ *   manifest order as slots free, each line is written when its job ends (so with N > 1 in the
+ *   order they end). SIGINT / SIGTERM cancels every job in flight; those get no line.
+ * - Progress with ETA on a terminal (N > 1: jobs done of the total, how many run); a one-line
+ *   summary on stderr at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -35,6 +39,8 @@ static const char *k_usage =
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  --out FILE            results, one JSON line per job (appended; a rerun resumes)\n"
     "  --shard i/N           only jobs whose index (0-based, non-blank lines) mod N is i\n"
+    "  --parallel N          jobs in flight at once on one engine (1..256, default 1); with N > 1\n"
+    "                        result lines come in the order jobs end, not the manifest's\n"
     "  --retry-failed        redo jobs whose earlier result is an error (their error lines are\n"
     "                        removed first: one final line per id)\n"
     "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
@@ -208,59 +214,40 @@ static void set_error(cJSON *o, nvl_status st, int parse_failed, const char *msg
     }
 }
 
-typedef struct ocr_collect {
-    cJSON *pages;
-} ocr_collect;
+typedef struct batch_line {
+    char *text;
+    size_t len;
+    int lineno;
+    char id[300];
+} batch_line;
 
-static int ocr_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
-    (void)index;
-    (void)n_total;
-    ocr_collect *c = user;
-    cJSON *p = api_page_to_json(name, page, r, "text");
-    if (p) cJSON_AddItemToArray(c->pages, p);
-    return g_stop;
-}
+/* One job in flight: its request (whose strings the engine reads until it ends), its result
+ * object, and how it ended (set from the engine's callbacks on this, the stepping thread). */
+typedef struct job {
+    int live, ended;
+    const batch_line *L;
+    struct batch_run *b;
+    api_request rq;
+    int have_rq, parse_failed, is_ocr;
+    cJSON *o;
+    cJSON *pages; /* ocr: the page records */
+    api_media *media;
+    api_ask_params ocr_p;
+    api_pages *pg;
+    api_ask_result res;
+    uint64_t id;
+    nvl_status st;
+    int n_failed;
+    char msg[NVL_ERR_MSG_MAX];
+    double tj;
+} job;
 
-static int ocr_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
-    (void)index;
-    ocr_collect *c = user;
-    cJSON *p = api_page_error_to_json(name, page, st, msg);
-    if (p) cJSON_AddItemToArray(c->pages, p);
-    return g_stop;
-}
-
-/* Runs one job; fills o. Returns the job's status. */
-static nvl_status run_job(api_engine *e, const api_request *rq, int ocr_tokens_default, cli_progress *prog, cJSON *o,
-                          nvl_err *err) {
-    api_callbacks cb = {.on_progress = cli_on_progress, .user = prog, .cancel = &g_cancel};
-    cJSON_AddStringToObject(o, "type", api_request_type_name(rq->type));
-    if (rq->type == API_REQ_OCR) {
-        const api_ask_params p = api_ocr_params(&rq->params, !ocr_tokens_default);
-        int n_media = rq->msgs[0].n_parts, n_failed = 0;
-        api_media *media = nvl_calloc((size_t)n_media + 1, sizeof *media);
-        if (!media) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < n_media; i++) media[i] = rq->msgs[0].parts[i].media;
-        ocr_collect c = {cJSON_CreateArray()};
-        api_pages_hooks h = {.on_page = ocr_page, .on_page_error = ocr_page_error, .cb = &cb, .user = &c};
-        nvl_status st = api_pages_run(e, media, n_media, rq->prompt, &p, &h, &n_failed, err);
-        nvl_free(media);
-        if (st == NVL_OK && n_failed) {
-            st = nvl_err_set(err, NVL_ERR_FORMAT, "%d of %d pages or files failed (see pages)", n_failed,
-                             cJSON_GetArraySize(c.pages));
-        }
-        cJSON_AddItemToObject(o, "pages", c.pages);
-        if (st == NVL_OK) cJSON_AddStringToObject(o, "status", "ok");
-        return st;
-    }
-    api_ask_result r;
-    nvl_status st = api_engine_run(e, rq->msgs, rq->n_msgs, &rq->params, &cb, &r, err);
-    if (st == NVL_OK) {
-        cJSON_AddStringToObject(o, "status", "ok");
-        api_json_merge(o, api_result_to_json(&r));
-    }
-    api_ask_result_free(&r);
-    return st;
-}
+/* What the progress line of --parallel N > 1 reads. */
+typedef struct batch_run {
+    cli_progress *prog;
+    int parallel, todo, n_run, n_live;
+    double t0;
+} batch_run;
 
 static void fmt_dur(char *b, size_t n, double s) {
     if (s > 359999) s = 359999;
@@ -270,10 +257,152 @@ static void fmt_dur(char *b, size_t n, double s) {
     else snprintf(b, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
 }
 
+/* --parallel N > 1: jobs done of the total with ETA, how many run, and the stage of the job
+ * that reported last (redrawn at most ten times a second). */
+static void par_show(batch_run *b, int always, const char *id, const char *what) {
+    const double el = cli_now() - b->t0;
+    char eta[16];
+    fmt_dur(eta, sizeof eta, b->n_run ? el / b->n_run * (b->todo - b->n_run) : -1);
+    snprintf(b->prog->prefix, sizeof b->prog->prefix, "[%d/%d done %d%% ETA %s, %d running] ", b->n_run, b->todo,
+             b->todo ? 100 * b->n_run / b->todo : 100, eta, b->n_live);
+    if (id) cli_progress_show(b->prog, always, "%.20s: %s", id, what);
+    else cli_progress_show(b->prog, always, "%s", what);
+}
+
+static void par_on_progress(const api_progress *p, void *user) {
+    job *j = user;
+    char what[64];
+    if (p->total) snprintf(what, sizeof what, "%s %lld/%lld", api_stage_name(p->stage), (long long)p->done, (long long)p->total);
+    else snprintf(what, sizeof what, "%s %lld", api_stage_name(p->stage), (long long)p->done);
+    par_show(j->b, 0, j->L->id, what);
+}
+
+static int ocr_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    (void)index;
+    (void)n_total;
+    job *j = user;
+    cJSON *p = api_page_to_json(name, page, r, "text");
+    if (p) cJSON_AddItemToArray(j->pages, p);
+    return g_stop;
+}
+
+static int ocr_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)index;
+    job *j = user;
+    cJSON *p = api_page_error_to_json(name, page, st, msg);
+    if (p) cJSON_AddItemToArray(j->pages, p);
+    return g_stop;
+}
+
+static void job_end(job *j, nvl_status st, int n_failed, const char *msg) {
+    j->ended = 1;
+    j->st = st;
+    j->n_failed = n_failed;
+    snprintf(j->msg, sizeof j->msg, "%s", msg ? msg : "");
+}
+
+static void job_on_done(nvl_status st, const char *msg, void *user) { job_end(user, st, 0, msg); }
+
+static void job_on_finish(nvl_status st, int n_failed, const char *msg, void *user) { job_end(user, st, n_failed, msg); }
+
+/* Hands one job to the engine (or ends it at once: a line that is not a request, an argument
+ * error, inputs that cannot be read). */
+static void start_job(api_engine *e, job *j, const api_ask_params *base, int ocr_tokens_default, cli_progress *prog) {
+    nvl_err err = {0};
+    nvl_status st = api_request_parse_with(j->L->text, j->L->len, base, &j->rq, &err);
+    j->tj = cli_now();
+    j->have_rq = st == NVL_OK;
+    j->parse_failed = st != NVL_OK;
+    if (st == NVL_OK && (j->rq.type == API_REQ_CANCEL || j->rq.type == API_REQ_STATUS)) {
+        st = nvl_err_set(&err, NVL_ERR_INVALID_ARG, "a batch job is an ask or an ocr request, not '%s'",
+                         api_request_type_name(j->rq.type));
+        j->parse_failed = 1;
+    }
+    if (st != NVL_OK) {
+        job_end(j, st, 0, err.msg);
+        return;
+    }
+    api_callbacks cb = {.cancel = &g_cancel};
+    if (j->b->parallel > 1) {
+        cb.on_progress = par_on_progress;
+        cb.user = j;
+    } else {
+        cb.on_progress = cli_on_progress;
+        cb.user = prog;
+    }
+    cJSON_AddStringToObject(j->o, "type", api_request_type_name(j->rq.type));
+    if (j->rq.type == API_REQ_OCR) {
+        j->is_ocr = 1;
+        const int tokens_default =
+            ocr_tokens_default &&
+            !cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j->rq.root, "params"), "max_tokens");
+        j->ocr_p = api_ocr_params(&j->rq.params, !tokens_default);
+        const int n_media = j->rq.msgs[0].n_parts;
+        j->media = nvl_calloc((size_t)n_media + 1, sizeof *j->media);
+        if (!j->media) {
+            job_end(j, NVL_ERR_NOMEM, 0, "out of memory");
+            return;
+        }
+        for (int i = 0; i < n_media; i++) j->media[i] = j->rq.msgs[0].parts[i].media;
+        j->pages = cJSON_CreateArray();
+        api_pages_hooks h = {.on_page = ocr_page, .on_page_error = ocr_page_error, .on_finish = job_on_finish,
+                             .cb = &cb, .user = j};
+        st = api_pages_start(e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
+        if (st != NVL_OK) job_end(j, st, 0, err.msg);
+        return;
+    }
+    cb.on_done = job_on_done;
+    cb.done_user = j;
+    st = api_engine_submit(e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &j->res, &j->id, &err);
+    if (st != NVL_OK) job_end(j, st, 0, err.msg);
+}
+
+static void job_free(job *j) {
+    api_pages_free(j->pg);
+    nvl_free(j->media);
+    cJSON_Delete(j->pages);
+    cJSON_Delete(j->o);
+    api_ask_result_free(&j->res);
+    if (j->have_rq) api_request_free(&j->rq);
+    memset(j, 0, sizeof *j);
+}
+
+/* Stops a job that runs (its end comes through its callbacks at a later step). */
+static void job_cancel(api_engine *e, job *j) {
+    if (!j->live || j->ended) return;
+    if (j->pg) api_pages_cancel(j->pg);
+    else if (j->id) api_engine_cancel(e, j->id);
+}
+
+/* A job ended: fills its result object (the same fields, in the same order, as one job at a
+ * time always wrote). Returns its status. */
+static nvl_status job_result(job *j) {
+    nvl_status st = j->st;
+    cJSON *o = j->o;
+    if (j->is_ocr) {
+        if (st == NVL_OK && j->n_failed)
+            snprintf(j->msg, sizeof j->msg, "%d of %d pages or files failed (see pages)", j->n_failed,
+                     cJSON_GetArraySize(j->pages));
+        if (st == NVL_OK && j->n_failed) st = NVL_ERR_FORMAT;
+        if (j->pages) cJSON_AddItemToObject(o, "pages", j->pages);
+        j->pages = NULL;
+        if (st == NVL_OK) cJSON_AddStringToObject(o, "status", "ok");
+    } else if (st == NVL_OK && j->have_rq) {
+        cJSON_AddStringToObject(o, "status", "ok");
+        api_json_merge(o, api_result_to_json(&j->res));
+    }
+    if (st != NVL_OK) {
+        cJSON_DeleteItemFromObject(o, "status");
+        set_error(o, st, j->parse_failed, j->msg);
+    }
+    cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - j->tj) * 1000) / 1000);
+    return st;
+}
+
 int cmd_batch(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *jobs_path = NULL, *out_path = NULL;
     api_ask_params base = api_ask_params_default();
-    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, rc = 0;
+    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, parallel = 1, rc = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int k = cli_ask_option(argc, argv, &i, &base, &model, "batch", k_usage);
@@ -285,6 +414,13 @@ int cmd_batch(int argc, char **argv) {
             char extra;
             if (sscanf(v, "%d/%d%c", &shard, &n_shards, &extra) != 2 || n_shards < 1 || shard < 0 || shard >= n_shards) {
                 fprintf(stderr, "nanovl batch: --shard wants i/N with 0 <= i < N, got '%s'\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--parallel") && v) {
+            char extra;
+            if (sscanf(v, "%d%c", &parallel, &extra) != 1 || parallel < 1 || parallel > 256) {
+                fprintf(stderr, "nanovl batch: --parallel wants a number of jobs from 1 to 256, got '%s'\n", v);
                 return EXIT_USAGE;
             }
             i++;
@@ -362,9 +498,8 @@ int cmd_batch(int argc, char **argv) {
         }
         jobs[jl] = 0;
     }
-    typedef struct line { char *text; size_t len; int lineno; char id[300]; } line;
     int n_lines = 0, cap_lines = 0;
-    line *lines = NULL;
+    batch_line *lines = NULL;
     int lineno = 0;
     for (char *p = jobs; p < jobs + jl;) {
         char *nl = memchr(p, '\n', (size_t)(jobs + jl - p));
@@ -377,7 +512,7 @@ int cmd_batch(int argc, char **argv) {
         if (h < t) {
             if (n_lines == cap_lines) {
                 cap_lines = cap_lines ? cap_lines * 2 : 256;
-                line *nl2 = nvl_realloc(lines, (size_t)cap_lines * sizeof *nl2);
+                batch_line *nl2 = nvl_realloc(lines, (size_t)cap_lines * sizeof *nl2);
                 if (!nl2) {
                     fprintf(stderr, "nanovl batch: out of memory\n");
                     nvl_free(lines);
@@ -386,7 +521,7 @@ int cmd_batch(int argc, char **argv) {
                 }
                 lines = nl2;
             }
-            line *L = &lines[n_lines++];
+            batch_line *L = &lines[n_lines++];
             L->text = p + h;
             L->len = t - h;
             L->lineno = lineno;
@@ -480,7 +615,9 @@ int cmd_batch(int argc, char **argv) {
     double t0 = cli_now();
     if (n_mine - n_skip > 0) {
         cli_progress_show(&prog, 1, "loading %s", model);
-        if (api_engine_open(&e, model, &err) != NVL_OK) {
+        api_engine_opts eo = api_engine_opts_default();
+        eo.max_batch = parallel;
+        if (api_engine_open_with(&e, model, &eo, &err) != NVL_OK) {
             cli_progress_clear(&prog);
             fprintf(stderr, "nanovl batch: %s: %s\n", model, err.msg);
             rc = 1;
@@ -494,61 +631,93 @@ int cmd_batch(int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
     t0 = cli_now();
-    for (int i = 0; i < n_lines && !g_stop; i++) {
-        if (i % n_shards != shard || done_has(&done, lines[i].id)) continue;
-        const line *L = &lines[i];
-        const int todo = n_mine - n_skip;
-        const double el = cli_now() - t0;
-        char eta[16];
-        fmt_dur(eta, sizeof eta, n_run ? el / n_run * (todo - n_run) : -1);
-        snprintf(prog.prefix, sizeof prog.prefix, "[%d/%d %d%% ETA %s] %.20s: ", n_run + 1, todo, todo ? 100 * n_run / todo : 100,
-                 eta, L->id);
-        cli_progress_show(&prog, 1, "starting");
-        cJSON *o = cJSON_CreateObject();
-        if (!o) {
-            rc = 1;
-            break;
+    batch_run b = {.prog = &prog, .parallel = parallel, .todo = n_mine - n_skip, .t0 = t0};
+    job *slots = nvl_calloc((size_t)parallel, sizeof *slots);
+    if (!slots) {
+        fprintf(stderr, "nanovl batch: out of memory\n");
+        rc = 1;
+    }
+    /* Up to `parallel` jobs in flight: start jobs into free slots (manifest order), step the
+     * engine, write the line of each job that ended. An interrupt (or a failed write) starts no
+     * more jobs and cancels those in flight; a job that ends cancelled then gets no line (a rerun
+     * redoes it); the loop ends when no job is left in flight. */
+    int next = 0, halt = !slots, cancelled_all = 0;
+    for (;;) {
+        for (int s = 0; s < parallel && !halt && !g_stop && next < n_lines; s++) {
+            if (slots[s].live) continue;
+            while (next < n_lines && (next % n_shards != shard || done_has(&done, lines[next].id))) next++;
+            if (next == n_lines) break;
+            job *j = &slots[s];
+            memset(j, 0, sizeof *j);
+            j->live = 1;
+            j->L = &lines[next++];
+            j->b = &b;
+            if (parallel == 1) {
+                const double el = cli_now() - t0;
+                char eta[16];
+                fmt_dur(eta, sizeof eta, n_run ? el / n_run * (b.todo - n_run) : -1);
+                snprintf(prog.prefix, sizeof prog.prefix, "[%d/%d %d%% ETA %s] %.20s: ", n_run + 1, b.todo,
+                         b.todo ? 100 * n_run / b.todo : 100, eta, j->L->id);
+                cli_progress_show(&prog, 1, "starting");
+            }
+            if (!(j->o = cJSON_CreateObject())) {
+                j->live = 0;
+                rc = 1;
+                halt = 1;
+                break;
+            }
+            cJSON_AddStringToObject(j->o, "id", j->L->id);
+            cJSON_AddNumberToObject(j->o, "line", j->L->lineno);
+            b.n_live++;
+            start_job(e, j, &base, ocr_tokens_default, &prog);
+            if (parallel > 1) par_show(&b, 1, j->L->id, "starting");
         }
-        cJSON_AddStringToObject(o, "id", L->id);
-        cJSON_AddNumberToObject(o, "line", L->lineno);
-        api_request rq;
-        nvl_status st = api_request_parse_with(L->text, L->len, &base, &rq, &err);
-        const double tj = cli_now();
-        int parse_failed = st != NVL_OK;
-        if (st == NVL_OK && (rq.type == API_REQ_CANCEL || rq.type == API_REQ_STATUS)) {
-            st = nvl_err_set(&err, NVL_ERR_INVALID_ARG, "a batch job is an ask or an ocr request, not '%s'",
-                             api_request_type_name(rq.type));
-            parse_failed = 1;
+        /* the jobs that ended: their lines, one whole append each */
+        for (int s = 0; slots && s < parallel; s++) {
+            job *j = &slots[s];
+            if (!j->live || !j->ended) continue;
+            const int discard = halt || (j->st == NVL_ERR_CANCELLED && g_stop); /* no record: a rerun redoes it */
+            b.n_live--;
+            if (discard) {
+                job_free(j);
+                continue;
+            }
+            const nvl_status st = job_result(j);
+            if (write_line(fd, j->o) != 0) {
+                cli_progress_clear(&prog);
+                fprintf(stderr, "nanovl batch: %s: write failed: %s\n", out_path, strerror(errno));
+                job_free(j);
+                rc = 1;
+                halt = 1;
+                continue;
+            }
+            n_run++;
+            b.n_run = n_run;
+            if (st == NVL_OK) n_ok++;
+            else {
+                n_fail++;
+                cli_progress_clear(&prog);
+                fprintf(stderr, "nanovl batch: %s (line %d): %s\n", j->L->id, j->L->lineno, j->msg);
+            }
+            job_free(j);
+            if (parallel > 1) par_show(&b, 1, NULL, "");
         }
-        if (st == NVL_OK) st = run_job(e, &rq, ocr_tokens_default && !cJSON_GetObjectItemCaseSensitive(
-                                                   cJSON_GetObjectItemCaseSensitive(rq.root, "params"), "max_tokens"),
-                                       &prog, o, &err);
-        api_request_free(&rq);
-        if (st == NVL_ERR_CANCELLED && g_stop) { /* interrupted: no record, a rerun redoes it */
-            cJSON_Delete(o);
-            break;
+        if ((g_stop || halt) && !cancelled_all) {
+            for (int s = 0; slots && s < parallel; s++) job_cancel(e, &slots[s]);
+            cancelled_all = 1;
         }
-        if (st != NVL_OK) {
-            cJSON_DeleteItemFromObject(o, "status");
-            set_error(o, st, parse_failed, err.msg);
+        if (b.n_live == 0) {
+            if (halt || g_stop || next >= n_lines) break;
+            continue;
         }
-        cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - tj) * 1000) / 1000);
-        if (write_line(fd, o) != 0) {
-            cli_progress_clear(&prog);
-            fprintf(stderr, "nanovl batch: %s: write failed: %s\n", out_path, strerror(errno));
-            cJSON_Delete(o);
-            rc = 1;
-            break;
-        }
-        cJSON_Delete(o);
-        n_run++;
-        if (st == NVL_OK) n_ok++;
-        else {
-            n_fail++;
-            cli_progress_clear(&prog);
-            fprintf(stderr, "nanovl batch: %s (line %d): %s\n", L->id, L->lineno, err.msg);
+        api_engine_step(e);
+        if (api_engine_pending(e) == 0) {
+            /* nothing is left in the engine: every job in flight has ended (its callbacks ran) */
+            for (int s = 0; s < parallel; s++)
+                if (slots[s].live && !slots[s].ended) job_end(&slots[s], NVL_ERR_INTERNAL, 0, "the engine dropped the job");
         }
     }
+    nvl_free(slots);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     cli_progress_clear(&prog);

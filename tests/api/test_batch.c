@@ -2,8 +2,10 @@
  * a result line per job, per-page records, failures recorded and the batch going on; a batch
  * killed mid-job and rerun resumes without redoing finished jobs and without a torn line; a
  * torn last line from an interrupted write is dropped and its job redone; --shard i/N splits
- * the manifest into disjoint parts that cover it; duplicate ids are refused; a second writer on
- * the same out file is refused. */
+ * the manifest into disjoint parts that cover it; --parallel 4 gives each job the answer of
+ * --parallel 1, one line per id, and resumes after a SIGKILL or a SIGTERM mid-run without a
+ * duplicate or torn line; duplicate ids are refused; a second writer on the same out file is
+ * refused. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -276,6 +278,120 @@ int main(void) {
         unload(&a);
         unload(&b);
         TEST_EQ_INT(run(jobs, o0, "--shard", "2/2"), 2); /* usage error */
+    }
+
+    /* --parallel 4 (issue 14 item 4): ask and ocr jobs, failures among them; one line per id,
+     * each answer (greedy) the one the same job gets with --parallel 1 */
+    {
+        char o1[320], o4[320];
+        snprintf(o1, sizeof o1, "%s/par1.jsonl", g_dir);
+        snprintf(o4, sizeof o4, "%s/par4.jsonl", g_dir);
+        f = fopen(jobs, "w");
+        fprintf(f, "{\"id\":\"p0\",\"files\":[\"%s\"],\"question\":\"What is this?\",\"params\":{\"max_tokens\":8,\"think\":false}}\n", img);
+        fprintf(f, "{\"id\":\"p1\",\"files\":[\"%s\"],\"question\":\"Summarize.\",\"params\":{\"pages\":\"1-2\",\"max_tokens\":6,\"think\":false}}\n", pdf);
+        fprintf(f, "{\"id\":\"p2\",\"question\":\"Say 1.\",\"params\":{\"max_tokens\":5,\"think\":false}}\n");
+        fprintf(f, "{\"id\":\"p3\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"2-3\",\"max_tokens\":3}}\n", pdf);
+        fprintf(f, "{\"id\":\"p4\",\"files\":[\"%s\"],\"question\":\"Describe it.\",\"params\":{\"max_tokens\":24,\"think\":true}}\n", img);
+        fprintf(f, "{\"id\":\"p5\",\"files\":[\"/nonexistent/b.png\"],\"question\":\"?\"}\n");
+        fprintf(f, "{\"id\":\"p6\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"max_tokens\":4}}\n", img);
+        fprintf(f, "{\"id\":\"p7\",\"question\":\"Count to ten.\",\"params\":{\"max_tokens\":20,\"think\":false}}\n");
+        fprintf(f, "{\"id\":\"p8\",\"files\":[\"%s\"],\"question\":\"What is this?\",\"params\":{\"max_tokens\":6,\"think\":false}}\n", img);
+        fprintf(f, "{\"id\":\"p9\",\"type\":\"ocr\",\"files\":[\"%s\",\"/nonexistent/c.pdf\"],\"params\":{\"pages\":\"1\",\"max_tokens\":5}}\n", pdf);
+        fprintf(f, "{not json\n");
+        fclose(f);
+        const char *pids[] = {"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "line-11"};
+        const int np = 11;
+        TEST_EQ_INT(run(jobs, o1, "--parallel", "1"), 1); /* p5, p9 and line-11 fail */
+        TEST_EQ_INT(run(jobs, o4, "--parallel", "4"), 1);
+        results a, b;
+        load(o1, &a);
+        load(o4, &b);
+        TEST_CHECK(!a.torn && !b.torn, "no torn line with --parallel");
+        TEST_EQ_INT(a.n, np);
+        TEST_EQ_INT(b.n, np);
+        for (int i = 0; i < np; i++) {
+            TEST_CHECK(count_id(&a, pids[i]) == 1 && count_id(&b, pids[i]) == 1, "job %s once with --parallel 1 and 4 (%d, %d)",
+                       pids[i], count_id(&a, pids[i]), count_id(&b, pids[i]));
+            const cJSON *x1 = find(&a, pids[i]), *x4 = find(&b, pids[i]);
+            if (!x1 || !x4) continue;
+            const cJSON *s1 = cJSON_GetObjectItemCaseSensitive(x1, "status"), *s4 = cJSON_GetObjectItemCaseSensitive(x4, "status");
+            TEST_CHECK(cJSON_IsString(s1) && cJSON_IsString(s4) && !strcmp(s1->valuestring, s4->valuestring),
+                       "job %s: the same status", pids[i]);
+            for (int k = 0; k < 2; k++) { /* the answer, and the reasoning of p4 */
+                const char *key = k ? "reasoning" : "answer";
+                const cJSON *an1 = cJSON_GetObjectItemCaseSensitive(x1, key), *an4 = cJSON_GetObjectItemCaseSensitive(x4, key);
+                TEST_CHECK(!an1 == !an4, "job %s: %s in both or neither", pids[i], key);
+                if (cJSON_IsString(an1) && cJSON_IsString(an4))
+                    TEST_CHECK(!strcmp(an1->valuestring, an4->valuestring), "job %s: %s '%s' with --parallel 4, '%s' with 1",
+                               pids[i], key, an4->valuestring, an1->valuestring);
+            }
+            const cJSON *pg1 = cJSON_GetObjectItemCaseSensitive(x1, "pages"), *pg4 = cJSON_GetObjectItemCaseSensitive(x4, "pages");
+            TEST_EQ_INT(cJSON_GetArraySize(pg1), cJSON_GetArraySize(pg4));
+            for (int k = 0; k < cJSON_GetArraySize(pg1) && k < cJSON_GetArraySize(pg4); k++) {
+                const cJSON *t1 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(pg1, k), "text");
+                const cJSON *t4 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(pg4, k), "text");
+                TEST_CHECK(!t1 == !t4 && (!cJSON_IsString(t1) || !strcmp(t1->valuestring, t4->valuestring)),
+                           "job %s page %d: the same text", pids[i], k);
+            }
+        }
+        if ((x0 = find(&b, "p5")))
+            TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x0, "error"), "code")->valuestring,
+                        "not_found");
+        if ((x0 = find(&b, "p3"))) TEST_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(x0, "pages")), 2);
+        unload(&a);
+        unload(&b);
+        TEST_EQ_INT(run(jobs, o4, "--parallel", "0"), 2);   /* usage errors */
+        TEST_EQ_INT(run(jobs, o4, "--parallel", "257"), 2);
+    }
+
+    /* --parallel 4 killed (SIGKILL) after a few lines, then rerun: every job has exactly one
+     * whole line; and interrupted (SIGTERM): exit 130, the jobs in flight cancelled without a
+     * line, a rerun finishes the rest */
+    {
+        char ok[320];
+        const int nk = 14;
+        f = fopen(jobs, "w");
+        for (int i = 0; i < nk; i++) {
+            if (i % 3 == 0) fprintf(f, "{\"id\":\"k%d\",\"question\":\"Say %d.\",\"params\":{\"max_tokens\":2}}\n", i, i);
+            else if (i % 5 == 4) fprintf(f, "{\"id\":\"k%d\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"1-3\",\"max_tokens\":200}}\n", i, pdf);
+            else fprintf(f, "{\"id\":\"k%d\",\"files\":[\"%s\"],\"question\":\"What is in this picture %d?\",\"params\":{\"max_tokens\":600,\"think\":true}}\n", i, img, i);
+        }
+        fclose(f);
+        for (int sig = 0; sig < 2; sig++) {
+            snprintf(ok, sizeof ok, "%s/kill%d.jsonl", g_dir, sig);
+            pid_t pk = spawn(jobs, ok, "--parallel", "4");
+            const double tk = (double)time(NULL);
+            results r2;
+            for (;;) {
+                load(ok, &r2);
+                const int n = r2.n;
+                unload(&r2);
+                if (n >= 3 || (double)time(NULL) - tk > 120) break;
+                usleep(10000);
+            }
+            kill(pk, sig == 0 ? SIGKILL : SIGTERM);
+            int ws = 0;
+            waitpid(pk, &ws, 0);
+            if (sig == 1) TEST_CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "SIGTERM: exit 130 (status %d)", ws);
+            load(ok, &r2);
+            TEST_CHECK(r2.n >= 3 && r2.n < nk, "the %s landed mid-run: %d of %d lines", sig ? "SIGTERM" : "SIGKILL", r2.n, nk);
+            TEST_CHECK(!r2.torn || sig == 0, "SIGTERM: every line whole");
+            for (int i = 0; i < r2.n; i++) {
+                TEST_CHECK(!strcmp(r2.status[i], "ok"), "line %d (%s) after the %s: status %s", i, r2.ids[i],
+                           sig ? "SIGTERM" : "SIGKILL", r2.status[i]);
+                TEST_CHECK(count_id(&r2, r2.ids[i]) == 1, "job %s at most once after the interrupt", r2.ids[i]);
+            }
+            unload(&r2);
+            TEST_EQ_INT(run(jobs, ok, "--parallel", "4"), 0);
+            load(ok, &r2);
+            TEST_CHECK(!r2.torn, "no torn or invalid line after the rerun");
+            TEST_EQ_INT(r2.n, nk);
+            for (int i = 0; i < nk; i++) {
+                snprintf(line, sizeof line, "k%d", i);
+                TEST_CHECK(count_id(&r2, line) == 1, "job %s once after the rerun (%d)", line, count_id(&r2, line));
+            }
+            unload(&r2);
+        }
     }
 
     /* duplicate ids are refused before anything runs */
