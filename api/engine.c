@@ -27,6 +27,7 @@
 #include "engine_impl.h"
 
 static void prefill_done(request *rq);
+static void *media_main(void *arg);
 
 const char *api_stage_name(enum api_stage s) {
     static const char *names[] = {"media", "vision", "prefill", "generate"};
@@ -172,6 +173,13 @@ void api_engine_close(api_engine *e) {
     pthread_mutex_unlock(&e->mu);
     while (e->ws && api_engine_step(e) > 0) {
     }
+    if (e->media_thr_ok) {
+        pthread_mutex_lock(&e->mmu);
+        e->media_stop = 1;
+        pthread_cond_broadcast(&e->mcv);
+        pthread_mutex_unlock(&e->mmu);
+        for (int i = 0; i < e->media_thr_ok; i++) pthread_join(e->media_thr[i], NULL);
+    }
     kept_clear(e);
     llm_workspace_free(e->ws);
     llm_cache_free(e->cache);
@@ -184,6 +192,8 @@ void api_engine_close(api_engine *e) {
     cJSON_Delete(e->special);
     nvl_free(e->seqs);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->mmu);
+    pthread_cond_destroy(&e->mcv);
     nvl_free(e);
 }
 
@@ -225,6 +235,8 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     api_engine *e = nvl_calloc(1, sizeof *e);
     if (!e) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->mmu, NULL);
+    pthread_cond_init(&e->mcv, NULL);
     e->opts = o;
     e->next_id = 1;
     nvl_status st;
@@ -264,6 +276,9 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     const char *km = getenv("NANOVL_KEEP_MB");
     e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
     e->seq_budget = o.seq_mem_mb > 0 ? (size_t)(o.seq_mem_mb * 1024.0 * 1024.0) : default_seq_budget(e->be);
+    /* without threads (none could start) files are read inline, one request per turn */
+    for (int i = 0; i < MEDIA_THREADS; i++)
+        if (pthread_create(&e->media_thr[e->media_thr_ok], NULL, media_main, e) == 0) e->media_thr_ok++;
     *out = e;
     return NVL_OK;
 }
@@ -396,9 +411,25 @@ static int kept_find(const api_engine *e, const request *rq) {
     return ki;
 }
 
-/* Sources, budget, and the layouts a kept prefix already holds. */
-static void media_stage(request *rq) {
-    api_engine *e = rq->e;
+static int has_media(const request *rq) {
+    for (int m = 0; m < rq->n_msgs; m++)
+        for (int k = 0; k < rq->msgs[m].n_parts; k++)
+            if (rq->msgs[m].parts[k].kind == API_PART_MEDIA) return 1;
+    return 0;
+}
+
+/* 1 when rq was cancelled (safe on the media thread). */
+static int media_cancelled(request *rq) {
+    pthread_mutex_lock(&rq->e->mu);
+    const int c = rq->cancel_req;
+    pthread_mutex_unlock(&rq->e->mu);
+    return c || (rq->cb->cancel && *rq->cb->cancel);
+}
+
+/* Every media part of rq becomes its sources (files read, decoded, PDFs opened, videos
+ * sampled). On the media thread, or inline without one: touches only rq and what the engine
+ * never changes (tokenizer, configs); no callbacks. */
+static void media_read(request *rq) {
     nvl_status st = NVL_OK;
     const double t0 = engine_now();
     for (int m = 0; m < rq->n_msgs && st == NVL_OK; m++)
@@ -406,11 +437,48 @@ static void media_stage(request *rq) {
             const api_part *pt = &rq->msgs[m].parts[k];
             if (pt->kind == API_PART_MEDIA) {
                 st = engine_add_media(rq, &pt->media, m, k, &rq->err);
-                engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, rq->n_src, 0, t0);
+                rq->media_parts++;
             }
-            if (st == NVL_OK && engine_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
+            if (st == NVL_OK && media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
         }
     rq->res->t_media = engine_now() - t0;
+    rq->media_st = st;
+}
+
+static void *media_main(void *arg) {
+    api_engine *e = arg;
+    pthread_mutex_lock(&e->mmu);
+    for (;;) {
+        while (!e->mq && !e->media_stop) pthread_cond_wait(&e->mcv, &e->mmu);
+        if (!e->mq) break;
+        request *rq = e->mq;
+        e->mq = rq->media_next;
+        if (!e->mq) e->mq_tail = NULL;
+        pthread_mutex_unlock(&e->mmu);
+        media_read(rq);
+        pthread_mutex_lock(&e->mmu);
+        rq->media_busy = 0;
+        pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
+    }
+    pthread_mutex_unlock(&e->mmu);
+    return NULL;
+}
+
+/* After media_read, on the stepping thread: progress per media part, the budget, and the
+ * layouts a kept prefix already holds. */
+static void media_stage(request *rq) {
+    api_engine *e = rq->e;
+    int part = 0;
+    for (int m = 0; m < rq->n_msgs; m++)
+        for (int k = 0; k < rq->msgs[m].n_parts && part < rq->media_parts; k++) {
+            const api_part *pt = &rq->msgs[m].parts[k];
+            if (pt->kind != API_PART_MEDIA) continue;
+            part++;
+            int n = 0; /* sources up to this part */
+            for (int i = 0; i < rq->n_src; i++) n += rq->src[i].msg < m || (rq->src[i].msg == m && rq->src[i].part <= k);
+            engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
+        }
+    nvl_status st = rq->media_st;
     rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
     if (st == NVL_OK) st = engine_plan_budget(rq, &rq->err);
     if (st != NVL_OK) {
@@ -686,8 +754,9 @@ static int64_t chunk_end(const request *rq) {
     return c < end ? c : end;
 }
 
-/* One forward step: every decoding request's token, then prefill chunks within PREFILL_BUDGET. */
-static void forward_turn(api_engine *e) {
+/* One forward step: every decoding request's token, then prefill chunks within PREFILL_BUDGET.
+ * Returns the sequences stepped. */
+static int forward_turn(api_engine *e) {
     const int64_t C = llm_model_hparams(e->lm)->n_embd;
     llm_batch_seq *sq = e->seqs;
     request *who[256];
@@ -710,12 +779,12 @@ static void forward_turn(api_engine *e) {
         who[n++] = rq;
         budget -= k;
     }
-    if (!n) return;
+    if (!n) return 0;
     nvl_err er = {0};
     nvl_status st = llm_step(e->ws, e->cache, sq, n, &er);
     if (st != NVL_OK) { /* the slots of this step are undefined: every request in it ends */
         for (int i = 0; i < n; i++) engine_fail(who[i], st, &er);
-        return;
+        return n;
     }
     for (int i = n_decode; i < n; i++) { /* prefill chunks */
         request *rq = who[i];
@@ -729,6 +798,7 @@ static void forward_turn(api_engine *e) {
         else engine_progress(rq, API_STAGE_PREFILL, NULL, rq->fed, rq->prompt.n, rq->t_prefill0);
     }
     for (int i = 0; i < n_decode; i++) engine_gen_token(who[i], llm_sampler_sample(who[i]->smp, who[i]->logits), who[i]->logits);
+    return n;
 }
 
 /* rq leaves: its slot and memory go, its caller hears (on_done). */
@@ -799,22 +869,59 @@ int api_engine_step(api_engine *e) {
         finish(e, rq);
     }
     for (request *rq = e->live; rq; rq = rq->next)
-        if (rq->state != RQ_FINISHED && engine_cancelled(rq)) {
+        if (rq->state != RQ_FINISHED && rq->state != RQ_MEDIA_WAIT && engine_cancelled(rq)) { /* the media thread
+                                                                                           checks for itself */
             if (rq->state == RQ_DECODE)
                 nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "generation cancelled after %lld tokens", (long long)rq->res->n_ids);
             else
                 nvl_err_set(&rq->err, NVL_ERR_CANCELLED, rq->state == RQ_PREFILL ? "cancelled during prefill" : "cancelled");
             engine_fail(rq, NVL_ERR_CANCELLED, NULL);
         }
-    for (request *rq = e->live; rq; rq = rq->next) /* one request's media per turn: files are read between steps */
-        if (rq->state == RQ_MEDIA) {
-            media_stage(rq);
-            break;
+    int media_waiting = 0;
+    for (request *rq = e->live; rq; rq = rq->next) { /* files read on the media thread: the steps go on */
+        if (rq->state == RQ_MEDIA_WAIT) {
+            pthread_mutex_lock(&e->mmu);
+            const int busy = rq->media_busy;
+            pthread_mutex_unlock(&e->mmu);
+            media_waiting |= busy;
+            if (!busy) media_stage(rq);
+        } else if (rq->state == RQ_MEDIA && e->media_thr_ok && has_media(rq)) {
+            rq->state = RQ_MEDIA_WAIT;
+            pthread_mutex_lock(&e->mmu);
+            rq->media_busy = 1;
+            rq->media_next = NULL;
+            if (e->mq_tail) e->mq_tail->media_next = rq;
+            else e->mq = rq;
+            e->mq_tail = rq;
+            pthread_cond_broadcast(&e->mcv);
+            pthread_mutex_unlock(&e->mmu);
+            media_waiting = 1;
         }
-    engine_vision_turn(e);
+    }
+    int inline_reads = 0; /* without media threads: one request's files per turn, inline; text at once */
+    for (request *rq = e->live; rq; rq = rq->next)
+        if (rq->state == RQ_MEDIA && (!has_media(rq) || !inline_reads++)) {
+            media_read(rq);
+            media_stage(rq);
+        }
+    const int tiles = engine_vision_turn(e);
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_PROMPT) prompt_stage(rq);
-    forward_turn(e);
+    const int rows = forward_turn(e);
+    if (media_waiting && !tiles && !rows) { /* only files being read: wait for one (or a cancel) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->mmu);
+        int any_busy = 0;
+        for (request *rq = e->live; rq; rq = rq->next) any_busy |= rq->state == RQ_MEDIA_WAIT && rq->media_busy;
+        if (any_busy) pthread_cond_timedwait(&e->mcv, &e->mmu, &ts);
+        pthread_mutex_unlock(&e->mmu);
+    }
     for (request **pp = &e->live; *pp;) { /* the ended leave */
         request *rq = *pp;
         if (rq->state != RQ_FINISHED) {

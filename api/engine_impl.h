@@ -4,7 +4,8 @@
  *   engine_vision.c  stage 3: tiles of every request batched through RADIO + mlp1 (+ EVS)
  *   engine_gen.c     stage 5: sampled ids -> streamed text split at </think>, the result
  * A request is a small state machine the scheduler advances one turn at a time:
- *   QUEUED -> MEDIA -> VISION -> PROMPT -> PREFILL -> DECODE -> (finished: on_done, freed). */
+ *   QUEUED -> MEDIA (-> MEDIA_WAIT while the media thread reads its files) -> VISION -> PROMPT
+ *   -> PREFILL -> DECODE -> (finished: on_done, freed). */
 #ifndef API_ENGINE_IMPL_H
 #define API_ENGINE_IMPL_H
 
@@ -23,6 +24,7 @@
 #define PREFILL_BUDGET 512         /* prefill tokens of all requests in one step */
 #define VISION_BATCH 8             /* tiles (of any requests) per RADIO call */
 #define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
+#define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps */
 
 /* What an earlier request left: its prompt up to the end of its last media span, the sources
  * in it (key + layout, no rows) and the LM state there. */
@@ -85,6 +87,14 @@ struct api_engine {
     uint64_t next_id;
     int stepping;       /* a step is running (api_engine_step is not reentrant) */
     llm_batch_seq *seqs;/* (max_batch) one step's sequences */
+    /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
+     * long video does not stop the other requests' steps (requests without media skip them) */
+    pthread_t media_thr[MEDIA_THREADS];
+    int media_thr_ok;   /* threads running */
+    pthread_mutex_t mmu; /* guards mq, media_stop and each request's media_busy */
+    pthread_cond_t mcv;
+    request *mq, *mq_tail;
+    int media_stop;
 };
 
 /* One image (file or PDF page) or video of the prompt. */
@@ -115,7 +125,7 @@ typedef struct source {
     double t0;          /* when its vision began (progress) */
 } source;
 
-enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
+enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_MEDIA_WAIT, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
 
 typedef struct gen_state {
     request *rq;
@@ -135,6 +145,10 @@ struct request {
     enum rq_state state;
     int cancel_req;     /* api_engine_cancel (under e->mu) */
     int cancel_seen;    /* cancel_req as the stepping thread saw it */
+    request *media_next;/* the media thread's queue */
+    int media_busy;     /* the media thread owns the request's sources (under e->mmu) */
+    nvl_status media_st;
+    int media_parts;    /* media parts read (progress is replayed on the stepping thread) */
     engine_waiter *waiter;
     const api_message *msgs;
     int n_msgs;
@@ -208,7 +222,7 @@ media_video_params engine_video_params(const api_ask_params *p);
 /* The vision of every request in RQ_VISION advanced by up to VISION_BATCH tiles (one RADIO
  * call); a request whose sources all have rows moves to RQ_PROMPT; a request whose file fails
  * (a page that does not render, a video that does not decode) is finished with its error. */
-void engine_vision_turn(api_engine *e);
+int engine_vision_turn(api_engine *e); /* returns the tiles run */
 void engine_vision_reset_source(source *s);
 
 /* engine_gen.c */

@@ -163,7 +163,7 @@ typedef struct vis_unit {
     int si, u;
 } vis_unit;
 
-void engine_vision_turn(api_engine *e) {
+int engine_vision_turn(api_engine *e) {
     const vision_vl_config *vc = vision_model_config(e->vm);
     const size_t tile = (size_t)(3 * vc->image_size * vc->image_size);
     const int64_t Q = rows_per_tile(e), C = e->proj.out;
@@ -232,4 +232,5 @@ void engine_vision_turn(api_engine *e) {
     }
     nvl_free(tiles);
     nvl_free(out);
+    return nb;
 }

@@ -9,7 +9,11 @@
  *   3. one request failing in the vision stage (a PDF page at 20000 dpi: the page is rendered
  *      there and refused, NVL_ERR_LIMIT naming the file) while two others go on, equal to alone;
  *   4. a sequence-memory budget too small for any request: NVL_ERR_LIMIT naming the MiB;
- *   5. nothing leaks.
+ *   5. a request whose file is slow to read (a long AV1 video from ../shared, skipped when
+ *      absent) does not hold up another: files are read on the engine's media thread, so a text
+ *      question submitted with it answers before the video's frames are even sampled (inline
+ *      reading, one request per turn, would read the video first);
+ *   6. nothing leaks.
  * Bounds: ids exactly. A decode row batched with a prefill chunk (>= 32 rows a step) goes through
  * the packed GEMM instead of the register tiles: f32 rounding noise (tests/llm/test_step.c), far
  * below the tiny model's greedy margins. The logits after the prompt are compared with atol
@@ -239,6 +243,31 @@ int main(void) {
         api_ask_result_free(&a0);
         api_ask_result_free(&a2);
         for (int i = 0; i < 3; i++) api_ask_result_free(&tog[i]);
+        api_engine_close(e);
+        e = NULL;
+    }
+
+    /* 5. a slow file does not hold up the others: a long AV1 video (decoding its sampled frames
+     * takes the media thread a while) beside a short text question, which must end before the
+     * video's files are even read (its first progress event comes when they are) */
+    const char *longvid = test_shared_path("media/video/long_180p_av1.mp4");
+    o.max_batch = 2;
+    if (!longvid) {
+        fprintf(stderr, "skip (5): ../shared/media/video/long_180p_av1.mp4 is absent\n");
+    } else if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) == NVL_OK) {
+        char lv[1024];
+        snprintf(lv, sizeof lv, "%s", longvid);
+        req rq[2];
+        make_req(&rq[0], lv, NULL, "What happens?", 4);
+        make_req(&rq[1], NULL, NULL, "Count to three.", 6);
+        track t[2];
+        memset(t, 0, sizeof t);
+        api_ask_result res[2];
+        run_together(e, rq, 2, t, res);
+        TEST_CHECK(t[0].st == NVL_OK && t[1].st == NVL_OK, "video and text both answer (%s / %s)", t[0].msg, t[1].msg);
+        TEST_CHECK(t[1].done_at < t[0].first_progress, "the text answer ends before the video is read (%ld < %ld; %.3f s of media)",
+                   t[1].done_at, t[0].first_progress, res[0].t_media);
+        for (int i = 0; i < 2; i++) api_ask_result_free(&res[i]);
         api_engine_close(e);
         e = NULL;
     }
