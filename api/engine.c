@@ -418,6 +418,19 @@ static int has_media(const request *rq) {
     return 0;
 }
 
+void engine_queue_job(api_engine *e, request *rq, int src) {
+    pthread_mutex_lock(&e->mmu);
+    rq->media_busy = 1;
+    rq->job_src = src;
+    if (src >= 0) rq->src[src].prep = 1;
+    rq->media_next = NULL;
+    if (e->mq_tail) e->mq_tail->media_next = rq;
+    else e->mq = rq;
+    e->mq_tail = rq;
+    pthread_cond_broadcast(&e->mcv);
+    pthread_mutex_unlock(&e->mmu);
+}
+
 /* 1 when rq was cancelled (safe on the media thread). */
 static int media_cancelled(request *rq) {
     pthread_mutex_lock(&rq->e->mu);
@@ -455,8 +468,18 @@ static void *media_main(void *arg) {
         e->mq = rq->media_next;
         if (!e->mq) e->mq_tail = NULL;
         pthread_mutex_unlock(&e->mmu);
-        media_read(rq);
+        source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
+        nvl_status st = NVL_OK;
+        nvl_err er = {0};
+        if (!s) media_read(rq);
+        else if (!media_cancelled(rq)) st = engine_vision_start(rq, s, &er);
+        else st = nvl_err_set(&er, NVL_ERR_CANCELLED, "cancelled");
         pthread_mutex_lock(&e->mmu);
+        if (s) {
+            s->prep_st = st;
+            s->prep_err = er;
+            s->prep = 2;
+        }
         rq->media_busy = 0;
         pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
     }
@@ -877,25 +900,15 @@ int api_engine_step(api_engine *e) {
                 nvl_err_set(&rq->err, NVL_ERR_CANCELLED, rq->state == RQ_PREFILL ? "cancelled during prefill" : "cancelled");
             engine_fail(rq, NVL_ERR_CANCELLED, NULL);
         }
-    int media_waiting = 0;
     for (request *rq = e->live; rq; rq = rq->next) { /* files read on the media thread: the steps go on */
         if (rq->state == RQ_MEDIA_WAIT) {
             pthread_mutex_lock(&e->mmu);
             const int busy = rq->media_busy;
             pthread_mutex_unlock(&e->mmu);
-            media_waiting |= busy;
             if (!busy) media_stage(rq);
         } else if (rq->state == RQ_MEDIA && e->media_thr_ok && has_media(rq)) {
             rq->state = RQ_MEDIA_WAIT;
-            pthread_mutex_lock(&e->mmu);
-            rq->media_busy = 1;
-            rq->media_next = NULL;
-            if (e->mq_tail) e->mq_tail->media_next = rq;
-            else e->mq = rq;
-            e->mq_tail = rq;
-            pthread_cond_broadcast(&e->mcv);
-            pthread_mutex_unlock(&e->mmu);
-            media_waiting = 1;
+            engine_queue_job(e, rq, -1);
         }
     }
     int inline_reads = 0; /* without media threads: one request's files per turn, inline; text at once */
@@ -908,7 +921,7 @@ int api_engine_step(api_engine *e) {
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_PROMPT) prompt_stage(rq);
     const int rows = forward_turn(e);
-    if (media_waiting && !tiles && !rows) { /* only files being read: wait for one (or a cancel) */
+    if (!tiles && !rows) { /* only files being read (or tiles made): wait for one (or a cancel) */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 20 * 1000 * 1000;
@@ -918,13 +931,16 @@ int api_engine_step(api_engine *e) {
         }
         pthread_mutex_lock(&e->mmu);
         int any_busy = 0;
-        for (request *rq = e->live; rq; rq = rq->next) any_busy |= rq->state == RQ_MEDIA_WAIT && rq->media_busy;
+        for (request *rq = e->live; rq; rq = rq->next) any_busy |= rq->media_busy;
         if (any_busy) pthread_cond_timedwait(&e->mcv, &e->mmu, &ts);
         pthread_mutex_unlock(&e->mmu);
     }
-    for (request **pp = &e->live; *pp;) { /* the ended leave */
+    for (request **pp = &e->live; *pp;) { /* the ended leave (once no media thread works for them) */
         request *rq = *pp;
-        if (rq->state != RQ_FINISHED) {
+        pthread_mutex_lock(&e->mmu);
+        const int busy = rq->media_busy;
+        pthread_mutex_unlock(&e->mmu);
+        if (rq->state != RQ_FINISHED || busy) {
             pp = &rq->next;
             continue;
         }

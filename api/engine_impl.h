@@ -123,6 +123,11 @@ typedef struct source {
     int units_done;     /* tiles (image) or frames (video) through RADIO */
     float *all;         /* video: (n_frames * Q, C) every frame's rows before EVS */
     double t0;          /* when its vision began (progress) */
+    int prep;           /* an image's tiles made on a media thread: 0 not asked, 1 asked, 2 made (or
+                           prep_st says why not); e->mmu guards it */
+    nvl_status prep_st;
+    nvl_err prep_err;
+    double t_media;     /* rendering time not yet counted in the result (timings_s.media) */
 } source;
 
 enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_MEDIA_WAIT, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
@@ -145,7 +150,8 @@ struct request {
     enum rq_state state;
     int cancel_req;     /* api_engine_cancel (under e->mu) */
     int cancel_seen;    /* cancel_req as the stepping thread saw it */
-    request *media_next;/* the media thread's queue */
+    request *media_next;/* the media threads' queue */
+    int job_src;        /* the queued job: -1 read the files, else make that source's tiles */
     int media_busy;     /* the media thread owns the request's sources (under e->mmu) */
     nvl_status media_st;
     int media_parts;    /* media parts read (progress is replayed on the stepping thread) */
@@ -203,6 +209,9 @@ char *engine_printf(const char *fmt, ...) NVL_PRINTF(1, 2);
 int engine_cancelled(const request *rq);
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0);
 void engine_notice(request *rq, const char *msg);
+/* Queues a job for the media threads: rq's files (src -1) or source src's tiles. rq must have
+ * none queued or running (media_busy). */
+void engine_queue_job(api_engine *e, request *rq, int src);
 /* Ends rq with st (the error copied); its slot and memory go at the end of the turn. */
 void engine_fail(request *rq, nvl_status st, const nvl_err *err);
 
@@ -223,6 +232,9 @@ media_video_params engine_video_params(const api_ask_params *p);
  * call); a request whose sources all have rows moves to RQ_PROMPT; a request whose file fails
  * (a page that does not render, a video that does not decode) is finished with its error. */
 int engine_vision_turn(api_engine *e); /* returns the tiles run */
+/* An image's or page's tiles (the page rendered first): what a media thread does ahead of the
+ * vision stage (touches only s and rq's open PDFs). */
+nvl_status engine_vision_start(request *rq, source *s, nvl_err *err);
 void engine_vision_reset_source(source *s);
 
 /* engine_gen.c */

@@ -26,8 +26,9 @@ static double frame_ts(const media_frames *f, const media_image *fr) {
     return floor(fr->timestamp * 1000.0 + 0.5) / 1000.0;
 }
 
-/* An image's tiles (a PDF page rendered first), or a video's frames and buffers. */
-static nvl_status vision_start(request *rq, source *s, nvl_err *err) {
+/* An image's tiles (a PDF page rendered first), or a video's frames and buffers. Time spent
+ * reading files goes to s->t_media (the stepping thread adds it to the result). */
+nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
     const int64_t Q = rows_per_tile(e), C = e->proj.out;
@@ -39,7 +40,7 @@ static nvl_status vision_start(request *rq, source *s, nvl_err *err) {
             const media_video_params vp = engine_video_params(rq->p);
             const double tm = engine_now();
             st = media_video_sample(s->path, &vp, NULL, &s->frames, err);
-            rq->res->t_media += engine_now() - tm;
+            s->t_media += engine_now() - tm;
             if (st != NVL_OK) {
                 if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
                 else if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
@@ -62,7 +63,7 @@ static nvl_status vision_start(request *rq, source *s, nvl_err *err) {
         if (s->pdf >= 0) {
             const double tm = engine_now();
             st = media_pdf_render(rq->pdfs[s->pdf], s->page, rq->p->dpi, rq->p->long_side, &page, err);
-            rq->res->t_media += engine_now() - tm;
+            s->t_media += engine_now() - tm;
             if (st != NVL_OK) {
                 if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
                 return st;
@@ -143,6 +144,7 @@ void engine_vision_reset_source(source *s) {
     s->n_tiles = s->n_frames = 0;
     s->started = 0;
     s->units_done = 0;
+    s->prep = 0;
 }
 
 /* Skips the sources of rq that need no more work; 1 when none is left (rq moves on). */
@@ -180,14 +182,41 @@ int engine_vision_turn(api_engine *e) {
         }
         nvl_status st = NVL_OK;
         nvl_err er = {0};
+        pthread_mutex_lock(&e->mmu);
+        const int busy = rq->media_busy;
+        pthread_mutex_unlock(&e->mmu);
         for (int si = rq->vis_next; si < rq->n_src && nb < VISION_BATCH && st == NVL_OK; si++) {
             source *s = &rq->src[si];
             if (s->from_kept) continue;
-            if (!s->started && (st = vision_start(rq, s, &er)) != NVL_OK) break;
+            if (!s->started) {
+                if (!s->is_video && e->media_thr_ok) { /* images and pages: tiles made on a media thread */
+                    if (busy) break; /* a media thread works for this request (s->prep is its) */
+                    if (s->prep == 0) engine_queue_job(e, rq, si);
+                    if (s->prep != 2) break; /* not made yet: this request waits a turn */
+                    if ((st = s->prep_st) != NVL_OK) {
+                        er = s->prep_err;
+                        break;
+                    }
+                } else if ((st = engine_vision_start(rq, s, &er)) != NVL_OK) {
+                    break;
+                }
+                rq->res->t_media += s->t_media;
+                s->t_media = 0;
+            }
             for (int u = s->units_done; u < units_total(s) && nb < VISION_BATCH && st == NVL_OK; u++) {
                 st = vision_unit(rq, s, u, tiles + (size_t)nb * tile, &er);
                 if (st == NVL_OK) units[nb++] = (vis_unit){rq, si, u};
             }
+        }
+        /* the next image of this request is made while RADIO runs this batch (pipelining) */
+        pthread_mutex_lock(&e->mmu);
+        const int busy_now = rq->media_busy;
+        pthread_mutex_unlock(&e->mmu);
+        for (int si = rq->vis_next; st == NVL_OK && e->media_thr_ok && !busy_now && si < rq->n_src; si++) {
+            source *s = &rq->src[si];
+            if (s->from_kept || s->started || s->is_video) continue;
+            if (s->prep == 0) engine_queue_job(e, rq, si);
+            break;
         }
         if (st != NVL_OK) { /* this request's file failed: its units leave the batch */
             int k = 0;
