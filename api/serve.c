@@ -1,6 +1,6 @@
 /* `nanovl serve --socket PATH`: newline-delimited JSON over a Unix socket (docs/api.md).
  *
- * Threads: the main thread owns every socket (event loop, evloop.h: accept, read, parse, write); one worker
+ * Threads: the main thread owns every socket (poll loop: accept, read, parse, write); one worker
  * thread owns the engine: it moves requests from the server's queue into the engine while fewer
  * than max_batch run (fairly: the next one comes from the client with the fewest running, the
  * oldest first among equals), and steps the engine, whose scheduler runs them together (api.h).
@@ -765,8 +765,8 @@ static void set_nonblock(int fd) {
 }
 
 // ---------------------------------------------------------------------------
-// Event loop (main thread): the listening socket, the clients and the signal pipe are fds of
-// s->loop; serve_tick runs before each poll (signals, drain, idle timeouts, interest masks)
+// Event loop (main thread, evloop.h): the listening socket, the clients and the signal pipe are
+// fds of s->loop; serve_tick runs before each poll (signals, drain, idle timeouts, interest masks)
 
 /* The signal pipe is readable: drained here; the signals themselves are counted in g_signals
  * and handled by serve_tick. */
