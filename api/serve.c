@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,6 +33,7 @@
 
 #include "backend.h"
 #include "base/alloc.h"
+#include "evloop.h"
 #include "wire.h"
 
 api_server_opts api_server_opts_default(void) {
@@ -98,7 +98,7 @@ struct server {
     const api_server_opts *o;
     api_engine *e;
     int lfd;
-    int wake[2];
+    evloop *loop;          /* the main thread's event loop; its wake handle wakes it */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job *head, *tail;      /* queue */
@@ -110,6 +110,8 @@ struct server {
     int n_clients;
     uint64_t serial, req_serial;
     int draining;
+    double drain_t0;
+    int handled_signals;
     int64_t n_done, n_failed;
     int worker_threads; /* the CPU threads the worker's ops use (NVL_THREADS applied there) */
 };
@@ -151,8 +153,7 @@ static double now_s(void) {
 }
 
 static void wake(server *s) {
-    ssize_t w = write(s->wake[1], "w", 1); /* non-blocking: a full pipe already wakes */
-    (void)w;
+    evloop_wake(s->loop); /* a pipe write: any thread */
 }
 
 // ---------------------------------------------------------------------------
@@ -448,6 +449,7 @@ static void client_drop(server *s, client *cl) {
             break;
         }
     s->n_clients--;
+    evloop_del(s->loop, cl->fd);
     close(cl->fd);
     nvl_free(cl->in);
     api_buf_free(&cl->out);
@@ -764,30 +766,203 @@ static void set_nonblock(int fd) {
     if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+// ---------------------------------------------------------------------------
+// Event loop (main thread, evloop.h): the listening socket, the clients and the signal pipe are
+// fds of s->loop; serve_tick runs before each poll (signals, drain, idle timeouts, interest masks)
+
+/* The signal pipe is readable: drained here; the signals themselves are counted in g_signals
+ * and handled by serve_tick. */
+static void on_sigpipe(evloop *l, int fd, int mask, void *user) {
+    (void)l;
+    (void)mask;
+    (void)user;
+    char drain[256];
+    while (read(fd, drain, sizeof drain) > 0) {}
+}
+
+static void on_client(evloop *l, int fd, int mask, void *user);
+
+/* The listening socket is readable: accepts every pending connection (refused with "busy" past
+ * --max-clients). */
+static void on_listen(evloop *l, int fd, int mask, void *user) {
+    (void)mask;
+    (void)user;
+    server *s = evloop_data(l);
+    const api_server_opts *o = s->o;
+    for (;;) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd < 0) break;
+        if (s->n_clients >= o->max_clients) {
+            const char *m = "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
+            ssize_t w = send(cfd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            close(cfd);
+            continue;
+        }
+        client *c = nvl_calloc(1, sizeof *c);
+        if (!c || evloop_add(l, cfd, EVLOOP_READ, on_client, c, NULL) != NVL_OK) {
+            nvl_free(c);
+            close(cfd);
+            continue;
+        }
+        c->fd = cfd;
+        c->serial = ++s->serial;
+        c->tokens = fmax(1.0, o->rate_per_min / 10.0);
+        c->t_tokens = now_s();
+        c->t_active = c->t_line = c->t_tokens;
+        pthread_mutex_lock(&s->mu);
+        c->next = s->clients;
+        s->clients = c;
+        s->n_clients++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Drops a client, saying so when it is for not reading its events. */
+static void client_drop_logged(server *s, client *c) {
+    pthread_mutex_lock(&s->mu);
+    const int overflow = c->overflow;
+    pthread_mutex_unlock(&s->mu);
+    if (overflow) slog(s, "dropping a client that does not read its events");
+    client_drop(s, c);
+}
+
+/* A client's socket is ready: gone (its work is cancelled), readable (lines are handled; end of
+ * input half-closes it: its answers still go out), then what can be written is written. */
+static void on_client(evloop *l, int fd, int mask, void *user) {
+    (void)fd;
+    server *s = evloop_data(l);
+    client *c = user;
+    int drop = (mask & (EVLOOP_HUP | EVLOOP_ERR)) != 0;
+    if (!drop && (mask & EVLOOP_READ)) {
+        const int rr = client_read(s, c);
+        if (rr < 0) drop = 1;
+        else if (rr > 0) c->rd_closed = 1;
+    }
+    if (!drop) drop = client_write(s, c) < 0;
+    if (drop) client_drop_logged(s, c);
+}
+
+/* A first signal: stop accepting (the socket file goes), answer the queued requests with
+ * "shutting_down", let the running ones finish. A later one cancels the running requests. */
+static void handle_signals(server *s) {
+    if ((int)g_signals <= s->handled_signals) return;
+    s->handled_signals = (int)g_signals;
+    if (!s->draining) {
+        s->draining = 1;
+        s->drain_t0 = now_s();
+        slog(s, "signal: finishing the running requests, then exiting (a second signal cancels them)");
+        evloop_del(s->loop, s->lfd);
+        close(s->lfd);
+        s->lfd = -1;
+        unlink(s->o->socket_path);
+        pthread_mutex_lock(&s->mu);
+        while (s->head) { /* queued requests are answered, not run */
+            job *j = s->head;
+            s->head = j->next;
+            s->n_queued--;
+            if (j->cl) {
+                j->cl->n_jobs--;
+                emit_locked(s, j->cl, error_event(j->id, "shutting_down", "the server is shutting down; retry on another server"));
+            }
+            api_request_free(&j->rq);
+            nvl_free(j->id);
+            nvl_free(j);
+        }
+        s->tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+    } else {
+        pthread_mutex_lock(&s->mu);
+        for (job *j = s->running; j; j = j->next) j->cancel = 1;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Before each poll: events appended by the worker since the last poll go out; half-closed
+ * clients with nothing left, idle connections and unfinished lines past --idle-timeout are
+ * closed; signals are handled; a drained server stops the loop; each client's interest is set
+ * (read unless half-closed, write while output waits) and the poll's wait bounded so that the
+ * timeouts are checked often enough. */
+static void serve_tick(evloop *l, void *user) {
+    server *s = user;
+    const api_server_opts *o = s->o;
+    const double t_now = now_s();
+    for (client *c = s->clients, *nx; c; c = nx) {
+        nx = c->next;
+        if (client_write(s, c) < 0) {
+            client_drop_logged(s, c);
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        const int quiet = c->n_jobs == 0 && c->out.n == c->out_off;
+        pthread_mutex_unlock(&s->mu);
+        int drop = c->rd_closed && quiet;
+        if (!drop && o->idle_timeout_s > 0) {
+            const int partial = c->n_in > 0 || c->discarding;
+            const char *why = partial && t_now - c->t_line > o->idle_timeout_s ? "a request line was left unfinished"
+                              : !partial && quiet && t_now - c->t_active > o->idle_timeout_s ? "the connection was idle"
+                                                                                              : NULL;
+            if (why) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "%s for more than %g s (--idle-timeout); closing it", why, o->idle_timeout_s);
+                reply(s, c, error_event(NULL, "timeout", msg));
+                client_write(s, c); /* best effort: the socket does not block */
+                slog(s, "closing a connection: %s", msg);
+                drop = 1;
+            }
+        }
+        if (drop) client_drop(s, c);
+    }
+    handle_signals(s);
+    if (s->draining) {
+        pthread_mutex_lock(&s->mu);
+        int idle = !s->running && !s->head;
+        pthread_mutex_unlock(&s->mu);
+        int pending = 0;
+        for (client *c = s->clients; c; c = c->next) pending |= c->out.n > c->out_off;
+        if (idle && (!pending || now_s() - s->drain_t0 > 30)) {
+            evloop_stop(l);
+            return;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    for (client *c = s->clients; c; c = c->next)
+        evloop_set_mask(l, c->fd, (c->rd_closed ? 0 : EVLOOP_READ) | (c->out.n > c->out_off || c->overflow ? EVLOOP_WRITE : 0));
+    pthread_mutex_unlock(&s->mu);
+    int poll_ms = s->draining ? 100 : 1000;
+    if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < poll_ms) poll_ms = (int)(o->idle_timeout_s * 250) + 1;
+    evloop_set_max_wait(l, poll_ms);
+}
+
 nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     server s;
     memset(&s, 0, sizeof s);
     s.o = o;
     s.e = e;
     s.lfd = -1;
-    s.wake[0] = s.wake[1] = -1;
-    if (pipe(s.wake) != 0 || pipe(g_sigpipe) != 0) return nvl_err_set(err, NVL_ERR_IO, "pipe: %s", strerror(errno));
+    nvl_status st = evloop_new(&s.loop, err);
+    if (st != NVL_OK) return st;
+    if (pipe(g_sigpipe) != 0) {
+        evloop_free(s.loop);
+        return nvl_err_set(err, NVL_ERR_IO, "pipe: %s", strerror(errno));
+    }
     for (int i = 0; i < 2; i++) {
-        set_nonblock(s.wake[i]);
         set_nonblock(g_sigpipe[i]);
-        fcntl(s.wake[i], F_SETFD, FD_CLOEXEC);
         fcntl(g_sigpipe[i], F_SETFD, FD_CLOEXEC);
     }
-    nvl_status st = open_socket(&s, o->socket_path, err);
+    st = open_socket(&s, o->socket_path, err);
+    if (st == NVL_OK) st = evloop_add(s.loop, g_sigpipe[0], EVLOOP_READ, on_sigpipe, NULL, err);
+    if (st == NVL_OK) st = evloop_add(s.loop, s.lfd, EVLOOP_READ, on_listen, NULL, err);
     if (st != NVL_OK) {
         if (s.lfd >= 0) close(s.lfd);
-        close(s.wake[0]);
-        close(s.wake[1]);
+        evloop_free(s.loop);
         close(g_sigpipe[0]);
         close(g_sigpipe[1]);
         g_sigpipe[0] = g_sigpipe[1] = -1;
         return st;
     }
+    evloop_set_data(s.loop, &s);
+    evloop_set_before_sleep(s.loop, serve_tick, &s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     struct sigaction sa;
@@ -808,157 +983,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
         goto out_socket;
     }
     if (o->on_ready) o->on_ready(o->socket_path, o->user);
-    double drain_t0 = 0;
-    int handled_signals = 0;
-    for (;;) {
-        if ((int)g_signals > handled_signals) {
-            handled_signals = (int)g_signals;
-            if (!s.draining) {
-                s.draining = 1;
-                drain_t0 = now_s();
-                slog(&s, "signal: finishing the running requests, then exiting (a second signal cancels them)");
-                close(s.lfd);
-                s.lfd = -1;
-                unlink(o->socket_path);
-                pthread_mutex_lock(&s.mu);
-                while (s.head) { /* queued requests are answered, not run */
-                    job *j = s.head;
-                    s.head = j->next;
-                    s.n_queued--;
-                    if (j->cl) {
-                        j->cl->n_jobs--;
-                        emit_locked(&s, j->cl, error_event(j->id, "shutting_down", "the server is shutting down; retry on another server"));
-                    }
-                    api_request_free(&j->rq);
-                    nvl_free(j->id);
-                    nvl_free(j);
-                }
-                s.tail = NULL;
-                pthread_mutex_unlock(&s.mu);
-            } else {
-                pthread_mutex_lock(&s.mu);
-                for (job *j = s.running; j; j = j->next) j->cancel = 1;
-                pthread_mutex_unlock(&s.mu);
-            }
-        }
-        if (s.draining) {
-            pthread_mutex_lock(&s.mu);
-            int idle = !s.running && !s.head;
-            pthread_mutex_unlock(&s.mu);
-            int pending = 0;
-            for (client *c = s.clients; c; c = c->next) pending |= c->out.n > c->out_off;
-            if (idle && (!pending || now_s() - drain_t0 > 30)) break;
-        }
-        int nfd = 3 + s.n_clients;
-        struct pollfd *pf = nvl_calloc((size_t)nfd, sizeof *pf);
-        client **pc = nvl_calloc((size_t)nfd, sizeof *pc);
-        if (!pf || !pc) {
-            nvl_free(pf);
-            nvl_free(pc);
-            usleep(10000);
-            continue;
-        }
-        int k = 0;
-        pf[k++] = (struct pollfd){.fd = s.wake[0], .events = POLLIN};
-        pf[k++] = (struct pollfd){.fd = g_sigpipe[0], .events = POLLIN};
-        if (s.lfd >= 0) pf[k++] = (struct pollfd){.fd = s.lfd, .events = POLLIN};
-        const int first_client = k;
-        pthread_mutex_lock(&s.mu);
-        for (client *c = s.clients; c; c = c->next) {
-            pc[k] = c;
-            pf[k++] = (struct pollfd){.fd = c->fd, .events = (short)((c->rd_closed ? 0 : POLLIN) |
-                                                                     (c->out.n > c->out_off || c->overflow ? POLLOUT : 0))};
-        }
-        pthread_mutex_unlock(&s.mu);
-        int poll_ms = s.draining ? 100 : 1000;
-        if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < poll_ms) poll_ms = (int)(o->idle_timeout_s * 250) + 1;
-        int r = poll(pf, (nfds_t)k, poll_ms);
-        if (r < 0 && errno != EINTR) {
-            nvl_free(pf);
-            nvl_free(pc);
-            st = nvl_err_set(err, NVL_ERR_IO, "poll: %s", strerror(errno));
-            break;
-        }
-        char drain[256];
-        if (pf[0].revents & POLLIN)
-            while (read(s.wake[0], drain, sizeof drain) > 0) {}
-        if (pf[1].revents & POLLIN)
-            while (read(g_sigpipe[0], drain, sizeof drain) > 0) {}
-        if (s.lfd >= 0 && first_client == 3 && (pf[2].revents & POLLIN)) {
-            for (;;) {
-                int fd = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (fd < 0) break;
-                if (s.n_clients >= o->max_clients) {
-                    const char *m = "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
-                    ssize_t w = send(fd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
-                    (void)w;
-                    close(fd);
-                    continue;
-                }
-                client *c = nvl_calloc(1, sizeof *c);
-                if (!c) {
-                    close(fd);
-                    continue;
-                }
-                c->fd = fd;
-                c->serial = ++s.serial;
-                c->tokens = fmax(1.0, o->rate_per_min / 10.0);
-                c->t_tokens = now_s();
-                c->t_active = c->t_line = c->t_tokens;
-                pthread_mutex_lock(&s.mu);
-                c->next = s.clients;
-                s.clients = c;
-                s.n_clients++;
-                pthread_mutex_unlock(&s.mu);
-            }
-        }
-        /* pc[] holds the clients polled; a client is dropped at most once */
-        for (int i = first_client; i < k; i++) {
-            client *c = pc[i];
-            int drop = (pf[i].revents & (POLLHUP | POLLERR)) != 0; /* gone: its work is cancelled */
-            if (!drop && (pf[i].revents & POLLIN)) {
-                const int rr = client_read(&s, c);
-                if (rr < 0) drop = 1;
-                else if (rr > 0) c->rd_closed = 1; /* half-closed: its answers still go out */
-            }
-            if (!drop) drop = client_write(&s, c) < 0;
-            if (drop) {
-                pthread_mutex_lock(&s.mu);
-                const int overflow = c->overflow;
-                pthread_mutex_unlock(&s.mu);
-                if (overflow) slog(&s, "dropping a client that does not read its events");
-                client_drop(&s, c);
-            }
-        }
-        /* events appended by the worker since the poll; half-closed clients with nothing left;
-         * idle connections and unfinished lines past --idle-timeout */
-        const double t_now = now_s();
-        for (client *c = s.clients, *nx; c; c = nx) {
-            nx = c->next;
-            int drop = client_write(&s, c) < 0;
-            pthread_mutex_lock(&s.mu);
-            const int quiet = c->n_jobs == 0 && c->out.n == c->out_off;
-            pthread_mutex_unlock(&s.mu);
-            if (!drop && c->rd_closed) drop = quiet;
-            if (!drop && o->idle_timeout_s > 0) {
-                const int partial = c->n_in > 0 || c->discarding;
-                const char *why = partial && t_now - c->t_line > o->idle_timeout_s ? "a request line was left unfinished"
-                                  : !partial && quiet && t_now - c->t_active > o->idle_timeout_s ? "the connection was idle"
-                                                                                                  : NULL;
-                if (why) {
-                    char msg[160];
-                    snprintf(msg, sizeof msg, "%s for more than %g s (--idle-timeout); closing it", why, o->idle_timeout_s);
-                    reply(&s, c, error_event(NULL, "timeout", msg));
-                    client_write(&s, c); /* best effort: the socket does not block */
-                    slog(&s, "closing a connection: %s", msg);
-                    drop = 1;
-                }
-            }
-            if (drop) client_drop(&s, c);
-        }
-        nvl_free(pf);
-        nvl_free(pc);
-    }
+    st = evloop_run(s.loop, err);
     pthread_mutex_lock(&s.mu);
     s.stop_worker = 1;
     for (job *j = s.running; j; j = j->next) j->cancel = 1;
@@ -974,8 +999,7 @@ out_socket:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
-    close(s.wake[0]);
-    close(s.wake[1]);
+    evloop_free(s.loop);
     close(g_sigpipe[0]);
     close(g_sigpipe[1]);
     g_sigpipe[0] = g_sigpipe[1] = -1;
