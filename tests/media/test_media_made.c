@@ -1,6 +1,8 @@
 /* Formats and cases the shared corpus lacks, made by tests/reference/gen_made_media.py with
  * their references: GIF (first frame), lossless WebP, BMP and TIFF through FFmpeg, a CMYK JPEG,
- * all equal to Pillow's decode exactly (the CMYK JPEG too: same inverted-Adobe rule);
+ * all equal to Pillow's decode exactly (the CMYK JPEG too: same inverted-Adobe rule; and a CMYK
+ * JPEG with component 0 at 3x1 sampling, which TurboJPEG cannot classify, so that it takes the
+ * libjpeg fallback: tests/reference/gen_cmyk_sampling.py);
  * a video whose display matrix rotates it 90 degrees comes out as FFmpeg's own autorotated frame
  * (8x8 block means within 1 level: both use swscale from the same decoder). */
 #include <cjson/cJSON.h>
@@ -18,8 +20,8 @@ int main(void) {
         return 1;
     }
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    const char *stills[] = {"anim.gif", "lossless.webp", "image.bmp", "image.tiff", "cmyk.jpg"};
-    for (int i = 0; i < 5; i++) {
+    const char *stills[] = {"anim.gif", "lossless.webp", "image.bmp", "image.tiff", "cmyk.jpg", "cmyk_3x1.jpg"};
+    for (int i = 0; i < 6; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, "media/made/%s", stills[i]);
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(files, stills[i]);
