@@ -59,6 +59,17 @@ expect 2 "needs a number" "$B" embed --model "$M" "$I" --evs nan
 expect 2 "needs an integer" "$B" bench --model "$M" --runs 1.5
 expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --rate nan
 expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-queue 1.5
+expect 2 "max-batch must be 1..256" "$B" serve --model "$M" --socket "$T/s" --max-batch 300
+expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-batch 0
+expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --seq-mem nan
+expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 1,x
+expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 0
+# no model: every command that loads one says so (usage, exit 2), NANOVL_MODEL unset
+expect 2 "no model" env -u NANOVL_MODEL "$B" ask "$I" "What?"
+expect 2 "no model" env -u NANOVL_MODEL "$B" ocr "$I"
+expect 2 "no model" env -u NANOVL_MODEL "$B" batch "$T/keep.jsonl" --out "$T/nm.jsonl"
+expect 2 "no model" env -u NANOVL_MODEL "$B" bench "$I"
+expect 2 "no model" env -u NANOVL_MODEL "$B" serve --socket "$T/s"
 # 13. each subcommand's --help is its own usage, on stdout, exit 0
 for c in ask ocr serve batch bench inspect generate tokenize media-info render embed; do
     expect 0 "^usage: nanovl $c" "$B" "$c" --help
