@@ -309,7 +309,10 @@ char *engine_printf(const char *fmt, ...) {
     return s;
 }
 
-int engine_cancelled(const request *rq) { return rq->cancel_seen || (rq->cb->cancel && *rq->cb->cancel); }
+/* The caller's flag is set from other threads (a server's reader, a signal handler): read atomically. */
+static int flag_set(volatile int *f) { return f && __atomic_load_n(f, __ATOMIC_RELAXED); }
+
+int engine_cancelled(const request *rq) { return rq->cancel_seen || flag_set(rq->cb->cancel); }
 
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0) {
     if (!rq->cb->on_progress) return;
@@ -436,7 +439,7 @@ static int media_cancelled(request *rq) {
     pthread_mutex_lock(&rq->e->mu);
     const int c = rq->cancel_req;
     pthread_mutex_unlock(&rq->e->mu);
-    return c || (rq->cb->cancel && *rq->cb->cancel);
+    return c || flag_set(rq->cb->cancel);
 }
 
 /* Every media part of rq becomes its sources (files read, decoded, PDFs opened, videos
@@ -859,7 +862,7 @@ int api_engine_step(api_engine *e) {
     pthread_mutex_lock(&e->mu);
     for (request **pp = &e->queue; *pp;) {
         request *rq = *pp;
-        if (rq->cancel_req || (rq->cb->cancel && *rq->cb->cancel)) {
+        if (rq->cancel_req || flag_set(rq->cb->cancel)) {
             *pp = rq->next;
             e->n_queued--;
             rq->next = ended;

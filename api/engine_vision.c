@@ -79,8 +79,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
         s->rows = nvl_malloc((size_t)(s->n_rows * C) * sizeof(float));
         if (!s->rows) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
     }
-    s->started = 1;
-    return NVL_OK;
+    return NVL_OK; /* the stepping thread marks it started (it may run on a media thread) */
 }
 
 /* Tile u of s into dst (3, S, S). */
@@ -190,16 +189,19 @@ int engine_vision_turn(api_engine *e) {
             if (s->from_kept) continue;
             if (!s->started) {
                 if (!s->is_video && e->media_thr_ok) { /* images and pages: tiles made on a media thread */
-                    if (busy) break; /* a media thread works for this request (s->prep is its) */
-                    if (s->prep == 0) engine_queue_job(e, rq, si);
-                    if (s->prep != 2) break; /* not made yet: this request waits a turn */
-                    if ((st = s->prep_st) != NVL_OK) {
+                    if (busy) break; /* a media thread works for this request (the source is its) */
+                    if (s->prep == 0) {
+                        engine_queue_job(e, rq, si); /* from here the source is the media thread's */
+                        break;
+                    }
+                    if ((st = s->prep_st) != NVL_OK) { /* prep == 2: made, or why not */
                         er = s->prep_err;
                         break;
                     }
                 } else if ((st = engine_vision_start(rq, s, &er)) != NVL_OK) {
                     break;
                 }
+                s->started = 1;
                 rq->res->t_media += s->t_media;
                 s->t_media = 0;
             }

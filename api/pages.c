@@ -98,7 +98,7 @@ static void pump(api_pages *pg) {
         report(pg, &pg->units[pg->next_report], pg->next_report);
         pg->next_report++;
     }
-    if (pg->cb.cancel && *pg->cb.cancel && !pg->stopped) stop(pg, NVL_ERR_CANCELLED, "cancelled");
+    if (pg->cb.cancel && __atomic_load_n(pg->cb.cancel, __ATOMIC_RELAXED) && !pg->stopped) stop(pg, NVL_ERR_CANCELLED, "cancelled");
     while (!pg->stopped && pg->running < pg->window && pg->next_submit < pg->n_units) {
         unit *u = &pg->units[pg->next_submit];
         const int index = pg->next_submit++;

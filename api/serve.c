@@ -201,7 +201,7 @@ static void job_emit(server *s, job *j, cJSON *ev) {
     pthread_mutex_lock(&s->mu);
     if (j->cl) {
         emit_locked(s, j->cl, ev);
-        if (j->cl->overflow) j->cancel = 1;
+        if (j->cl->overflow) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
     } else {
         cJSON_Delete(ev);
     }
@@ -226,7 +226,7 @@ static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
         cJSON_AddBoolToObject(ev, "reasoning", reasoning);
     }
     job_emit(j->s, j, ev);
-    return j->cancel;
+    return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }
 
 static void w_on_progress(const api_progress *p, void *user) {
@@ -258,7 +258,7 @@ static int w_on_page(int index, int n_total, const char *name, int page, const a
     if (ev) cJSON_AddNumberToObject(ev, "index", index);
     if (ev) cJSON_AddNumberToObject(ev, "total", n_total);
     job_emit(j->s, j, api_json_merge(ev, api_page_to_json(name, page, r, "text")));
-    return j->cancel;
+    return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }
 
 static int w_on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
@@ -266,7 +266,7 @@ static int w_on_page_error(int index, const char *name, int page, nvl_status st,
     cJSON *ev = event(j->id, "page");
     if (ev) cJSON_AddNumberToObject(ev, "index", index);
     job_emit(j->s, j, api_json_merge(ev, api_page_error_to_json(name, page, st, msg)));
-    return j->cancel;
+    return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }
 
 /* The engine ended an ask (on the worker thread): the final event, sent when the job is reaped. */
@@ -333,7 +333,7 @@ static void reap_jobs(server *s) {
         if (j->end_st != NVL_OK) {
             cJSON_Delete(ev);
             ev = error_event(j->id, api_status_code(j->end_st),
-                             j->end_st == NVL_ERR_CANCELLED && j->cancel ? "cancelled" : j->end_msg);
+                             j->end_st == NVL_ERR_CANCELLED && __atomic_load_n(&j->cancel, __ATOMIC_RELAXED) ? "cancelled" : j->end_msg);
         }
         pthread_mutex_lock(&s->mu);
         const int gone = j->cl == NULL;
@@ -400,7 +400,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_lock(&s->mu);
         }
         if (s->stop_worker)
-            for (job *r = s->running; r; r = r->next) r->cancel = 1;
+            for (job *r = s->running; r; r = r->next) __atomic_store_n(&r->cancel, 1, __ATOMIC_RELAXED);
         if (!s->n_running) {
             if (s->stop_worker) break;
             pthread_cond_wait(&s->cv, &s->mu);
@@ -439,7 +439,7 @@ static void client_drop(server *s, client *cl) {
     }
     for (job *j = s->running; j; j = j->next)
         if (j->cl == cl) {
-            j->cancel = 1;
+            __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
             j->cl = NULL;
         }
     pthread_mutex_unlock(&s->mu);
@@ -547,7 +547,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         pthread_mutex_lock(&s->mu);
         for (job *j = s->running; j && !found; j = j->next)
             if (j->cl == cl && !strcmp(j->id, rq.target)) {
-                j->cancel = 1;
+                __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
                 found = 1;
             }
         for (job **pp = &s->head, *prev = NULL; *pp && !found; prev = *pp, pp = &(*pp)->next) {
@@ -873,7 +873,7 @@ static void handle_signals(server *s) {
         pthread_mutex_unlock(&s->mu);
     } else {
         pthread_mutex_lock(&s->mu);
-        for (job *j = s->running; j; j = j->next) j->cancel = 1;
+        for (job *j = s->running; j; j = j->next) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&s->mu);
     }
 }
@@ -986,7 +986,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     st = evloop_run(s.loop, err);
     pthread_mutex_lock(&s.mu);
     s.stop_worker = 1;
-    for (job *j = s.running; j; j = j->next) j->cancel = 1;
+    for (job *j = s.running; j; j = j->next) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&s.cv);
     pthread_mutex_unlock(&s.mu);
     pthread_join(worker, NULL);
