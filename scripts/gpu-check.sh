@@ -6,9 +6,10 @@
 #   scripts/gpu-check.sh [OUT_DIR]      # there (device tool: carry ["gpu-deps"], OUT_DIR "$OUT")
 #
 # It builds build-gpu/ (CUDA on; the media libraries on only where the machine has them), runs
-# the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda), then the model tests
-# with NVL_BACKEND=cuda (LM goldens, the batched step, the ViT; the end-to-end VL goldens when
-# PDF and video decoding are built), then bench_llm on the device. Logs go to OUT_DIR (default
+# the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda, test_vision_gpu: the vision
+# path and the engine CUDA vs CPU), then the model tests with NVL_BACKEND=cuda (LM goldens, the
+# batched step, the ViT; the end-to-end VL goldens and the scheduler when PDF and video decoding
+# are built), then bench_llm and `nanovl bench --concurrency 1,16,64` on the device. Logs go to OUT_DIR (default
 # gpu-check-out/), one per step, and OUT_DIR/figures.json holds the bench lines.
 # Without a device it still builds and runs everything that runs without one (the GPU tests
 # exit 77 inside ctest), then exits 77. Exit 0: all passed on a device; 1: something failed.
@@ -64,7 +65,7 @@ tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
 
 if [ "$have_gpu" = 1 ]; then
   tests="tests/llm/test_llm tests/llm/test_step tests/vision/test_vit"
-  [ "$media" = 1 ] && tests="$tests tests/api/test_engine_e2e"
+  [ "$media" = 1 ] && tests="$tests tests/api/test_engine_e2e tests/api/test_scheduler"
   for t in $tests; do
     name=$(basename "$t")
     if NVL_BACKEND=cuda timeout 300 "build-gpu/$t" >"$OUT/$name.log" 2>&1; then log "NVL_BACKEND=cuda $name: $(tail -1 "$OUT/$name.log")"
@@ -74,10 +75,18 @@ if [ "$have_gpu" = 1 ]; then
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
       >"$OUT/bench_llm_seqs.log" 2>&1 || rc=1
+  if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
+    log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
+    if vl=$(timeout 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$OUT/bench_conc.log"); then
+      NVL_BACKEND=cuda timeout 150 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
+          >"$OUT/bench_conc.json" 2>>"$OUT/bench_conc.log" || rc=1
+    else rc=1; fi
+  fi
   {
     echo "{\"device\": \"$(head -1 "$OUT/nvidia-smi.log" | sed 's/"/\\"/g')\", \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
     echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
-    echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)]}"
+    echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"concurrency\": $(cat "$OUT/bench_conc.json" 2>/dev/null | grep . || echo null)}"
   } >"$OUT/figures.json"
   log "figures: $OUT/figures.json"
 else
