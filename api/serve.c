@@ -2,8 +2,8 @@
  *
  * Threads: the main thread owns every socket (poll loop: accept, read, parse, write); one worker
  * thread owns the engine: it moves requests from the server's queue into the engine while fewer
- * than max_batch run (fairly: the next one comes from the client with the fewest running, the
- * oldest first among equals), and steps the engine, whose scheduler runs them together (api.h).
+ * than max_batch run (fairly: the next one comes from the client with the fewest running, then
+ * the one served longest ago, round robin), and steps the engine, whose scheduler runs them together (api.h).
  * The worker never touches a socket: callbacks append event lines to the client's output buffer
  * under the lock and wake the main thread through a pipe. So a slow client only grows its own
  * buffer (and is dropped past a limit, its requests cancelled), a vanished client has its
@@ -87,6 +87,7 @@ struct client {
     int rd_closed;         /* the client shut down its writing side: answer, then close */
     int n_jobs;            /* queued + running */
     int n_running;         /* running (fair admission) */
+    double t_last_start;   /* when its last request started (0: never) */
     double t_active;       /* last byte read or written */
     double t_line;         /* when the unfinished line (n_in > 0 or discarding) began */
     double tokens;         /* rate limit bucket */
@@ -365,14 +366,22 @@ static void reap_jobs(server *s) {
     }
 }
 
-/* The queued job to run next (under the lock): the oldest of the client with the fewest running. */
+/* The queued job to run next (under the lock), round robin between clients: the client with the
+ * fewest requests running, then the one whose last request started longest ago (or never), then
+ * the oldest job. */
 static job *pick_job(server *s, job **prev_out) {
     job *best = NULL, *best_prev = NULL, *prev = NULL;
-    for (job *j = s->head; j; prev = j, j = j->next)
-        if (!best || (j->cl && best->cl && j->cl->n_running < best->cl->n_running)) {
+    for (job *j = s->head; j; prev = j, j = j->next) {
+        int better = !best;
+        if (!better && j->cl && best->cl && j->cl != best->cl) {
+            const client *a = j->cl, *b = best->cl;
+            better = a->n_running < b->n_running || (a->n_running == b->n_running && a->t_last_start < b->t_last_start);
+        }
+        if (better) {
             best = j;
             best_prev = prev;
         }
+    }
     *prev_out = best_prev;
     return best;
 }
@@ -394,7 +403,10 @@ static void *worker_main(void *arg) {
             s->running = j;
             j->running = 1;
             s->n_running++;
-            if (j->cl) j->cl->n_running++;
+            if (j->cl) {
+                j->cl->n_running++;
+                j->cl->t_last_start = now_s();
+            }
             pthread_mutex_unlock(&s->mu);
             start_job(s, j);
             pthread_mutex_lock(&s->mu);

@@ -6,7 +6,10 @@
  *     interleave on the wire (their decodes run together);
  *   - a request cancelled by its client mid-decode ends with "cancelled" while the others of
  *     the same wave still answer equal to their references;
- *   - status reports the requests running together.
+ *   - status reports the requests running together;
+ *   - fairness (a second server, --max-batch 1): a client with four requests queued does not
+ *     starve a client that asks once: its request runs as soon as the running one ends, not
+ *     after the other three.
  * Greedy decoding, reasoning off, no kept prefix (each request prefilled whole, in the chunks
  * it would get alone). */
 #include <fcntl.h>
@@ -294,6 +297,65 @@ int main(void) {
     int status = 0;
     waitpid(srv, &status, 0);
     TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exits 0 after SIGTERM");
+
+    /* fairness: one place in the engine; A queues four, then B asks once */
+    char sock2[100];
+    snprintf(sock2, sizeof sock2, "%s/nvl-fair-%d.sock", test_tmpdir(), (int)getpid());
+    pid_t s2 = fork();
+    if (s2 == 0) {
+        int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", sock2, "--max-batch", "1",
+              (char *)NULL);
+        _exit(127);
+    }
+    conn a = {.fd = connect_to(sock2, 60)}, b = {.fd = -1};
+    int fair[5], n_done = 0; /* 0..3: A's requests, 4: B's */
+    if (a.fd >= 0) {
+        for (int i = 0; i < 4; i++) {
+            snprintf(line, sizeof line,
+                     "{\"v\":1,\"id\":\"r%d\",\"messages\":[{\"role\":\"user\",\"content\":\"Story %d, please.\"}],"
+                     "\"params\":{\"max_tokens\":200,\"think\":false,\"no_cache\":true}}",
+                     i, i);
+            send_line(a.fd, line);
+        }
+        int closed = 0, started = 0;
+        for (const double t0 = now(); !started && !closed && now() - t0 < 30;) { /* A's first runs */
+            cJSON *ev = take_line(&a, 1000, &closed);
+            if (ev && !strcmp(str(ev, "event"), "token")) started = 1;
+            if (ev && !strcmp(str(ev, "event"), "done")) fair[n_done++] = id_index(ev);
+            cJSON_Delete(ev);
+        }
+        b.fd = connect_to(sock2, 10);
+        send_line(b.fd, "{\"v\":1,\"id\":\"r4\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello?\"}],"
+                        "\"params\":{\"max_tokens\":8,\"think\":false,\"no_cache\":true}}");
+        for (const double t0 = now(); n_done < 5 && now() - t0 < 60;) {
+            struct pollfd pf[2] = {{a.fd, POLLIN, 0}, {b.fd, POLLIN, 0}};
+            if (poll(pf, 2, 1000) <= 0) continue;
+            for (int k = 0; k < 2; k++) {
+                conn *c = k ? &b : &a;
+                cJSON *ev;
+                while ((ev = take_line(c, 0, &closed)) != NULL) {
+                    if (!strcmp(str(ev, "event"), "done") && n_done < 5) fair[n_done++] = id_index(ev);
+                    cJSON_Delete(ev);
+                }
+            }
+        }
+    }
+    TEST_CHECK(n_done == 5, "fairness: all five answered (%d)", n_done);
+    /* first-come order would run it last (A's three queued first); the fewest-running rule runs it
+     * as soon as A's first ends (second; later only if A's answers end before B's line is read) */
+    int pos = -1;
+    for (int k = 0; k < n_done; k++)
+        if (fair[k] == 4) pos = k;
+    TEST_CHECK(n_done == 5 && (pos == 1 || pos == 2), "fairness: the second client's request runs second (at worst third), not "
+               "last (order %d %d %d %d %d)", fair[0], fair[1], fair[2], fair[3], fair[4]);
+    fprintf(stderr, "fairness: order of answers %d %d %d %d %d (4: the second client's)\n", fair[0], fair[1], fair[2], fair[3],
+            fair[4]);
+    if (a.fd >= 0) close(a.fd);
+    if (b.fd >= 0) close(b.fd);
+    kill(s2, SIGTERM);
+    waitpid(s2, &status, 0);
     const int rc = test_report();
     if (rc == 0) unlink(g_log);
     else fprintf(stderr, "server log: %s\n", g_log);
