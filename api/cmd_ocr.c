@@ -1,6 +1,8 @@
 /* `nanovl ocr FILE...`: Markdown of every page (and image), page by page, with a marker before
  * each page. Reasoning is off; each page is a separate pass, so long documents never exceed the
- * context. A page that fails is reported (stderr and a marker comment) and the rest goes on. */
+ * context. A page that fails is reported (stderr and a marker comment) and the rest goes on.
+ * With --parallel N, N pages are read together (one engine, their decode steps batched); each
+ * page is then written whole when it ends, still in page order (no streaming within a page). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@ static const char *k_usage =
     "  -o, --out FILE        write the Markdown there (default stdout)\n"
     "  --json                one JSON object per page: file, page, text (the markdown), usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
+    "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
+    "                        each page is written whole, in order, when it ends\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n";
@@ -26,13 +30,15 @@ static const char *k_usage =
 typedef struct ocr_ctx {
     FILE *out;
     int json;
+    int whole;  /* pages written whole at their end (--parallel > 1), not streamed */
+    int n_started; /* pages begun (inputs that cannot be read are reported before any) */
     int text_started;
     cli_progress prog;
 } ocr_ctx;
 
 static int on_text(const char *s, size_t n, int reasoning, void *user) {
     ocr_ctx *c = user;
-    if (c->json || reasoning) return 0;
+    if (c->json || c->whole || reasoning) return 0;
     if (!c->text_started) {
         while (n && (*s == '\n' || *s == ' ')) {
             s++;
@@ -52,13 +58,18 @@ static void on_progress(const api_progress *pr, void *user) {
     cli_on_progress(pr, &c->prog);
 }
 
+static void marker(ocr_ctx *c, const char *name, int page) {
+    if (page) fprintf(c->out, "<!-- page %d: %s -->\n\n", page, name);
+    else fprintf(c->out, "<!-- image: %s -->\n\n", name);
+}
+
 static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
     ocr_ctx *c = user;
     c->text_started = 0;
+    c->n_started++;
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
-    if (c->json) return;
-    if (page) fprintf(c->out, "<!-- page %d: %s -->\n\n", page, name);
-    else fprintf(c->out, "<!-- image: %s -->\n\n", name);
+    if (c->json || c->whole) return;
+    marker(c, name, page);
     fflush(c->out);
 }
 
@@ -67,6 +78,11 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     (void)index;
     (void)n_total;
     if (!c->json) {
+        if (c->whole) { /* the page as streaming would have written it */
+            cli_progress_clear(&c->prog);
+            marker(c, name, page);
+            fputs(r->answer ? r->answer : "", c->out);
+        }
         fputs("\n\n", c->out);
     } else {
         api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
@@ -83,6 +99,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
     if (c->json) {
         api_json_line(c->out, api_page_error_to_json(name, page, st, msg));
     } else {
+        if (c->whole && c->n_started > 0) marker(c, name, page); /* a page's error, under its marker */
         /* "--" cannot appear inside an HTML comment */
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
         for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
@@ -95,7 +112,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
-    int force_progress = -1, rc = 0;
+    int force_progress = -1, rc = 0, parallel = 1;
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
@@ -115,6 +132,15 @@ int cmd_ocr(int argc, char **argv) {
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--prompt") && v) prompt = argv[++i];
         else if (!strcmp(a, "--json")) c.json = 1;
+        else if (!strcmp(a, "--parallel") && v) {
+            double d;
+            if (!cli_num_option("ocr", a, v, 1, 64, 1, &d)) {
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            parallel = (int)d;
+            i++;
+        }
         else if (!strcmp(a, "--progress")) force_progress = 1;
         else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
@@ -132,7 +158,10 @@ int cmd_ocr(int argc, char **argv) {
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;
-    if (api_engine_open(&e, model, &err) != NVL_OK) {
+    api_engine_opts eo = api_engine_opts_default();
+    eo.max_batch = parallel;
+    c.whole = parallel > 1;
+    if (api_engine_open_with(&e, model, &eo, &err) != NVL_OK) {
         fprintf(stderr, "nanovl ocr: %s: %s\n", model, err.msg);
         rc = 1;
         goto out;
@@ -148,7 +177,7 @@ int cmd_ocr(int argc, char **argv) {
         for (int f = 0; f < n_files; f++) media[f].path = files[f];
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
-                             .cb = &cb, .user = &c};
+                             .cb = &cb, .user = &c, .window = parallel};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
             fprintf(stderr, "nanovl ocr: %s\n", err.msg);

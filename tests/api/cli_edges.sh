@@ -64,6 +64,15 @@ expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-batch 
 expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --seq-mem nan
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 1,x
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 0
+# ocr --parallel: pages read together, written whole and in order: the same Markdown as one at a time
+P2="$(dirname "$I")/two_pages.pdf"
+n=$((n + 1))
+if "$B" ocr --model "$M" "$P2" "$I" --max-tokens 6 > "$T/o1.md" 2>/dev/null &&
+   "$B" ocr --model "$M" "$P2" "$I" --max-tokens 6 --parallel 3 > "$T/o3.md" 2>/dev/null &&
+   [ "$(grep -c '^<!-- ' "$T/o3.md")" = 3 ] && cmp -s "$T/o1.md" "$T/o3.md"; then :; else
+    echo "FAIL: ocr --parallel 3 differs from one page at a time"; diff "$T/o1.md" "$T/o3.md" | head -5; fail=$((fail + 1))
+fi
+expect 2 "needs an integer" "$B" ocr --model "$M" "$P2" --parallel 0
 # no model: every command that loads one says so (usage, exit 2), NANOVL_MODEL unset
 expect 2 "no model" env -u NANOVL_MODEL "$B" ask "$I" "What?"
 expect 2 "no model" env -u NANOVL_MODEL "$B" ocr "$I"
