@@ -2,13 +2,13 @@
  * answers conversations about files, many at once (api.h): media -> vision -> tokenreduce ->
  * prompt -> llm, each request a small state machine (engine_impl.h) that the scheduler here
  * advances one turn at a time:
- *   1. media (engine_sources.c): every media part becomes one or more sources (an image, a PDF
- *      page, a video), each with a key naming exactly what its vision rows depend on; the tiles
- *      per image are lowered until the prompt fits the context;
+ *   1. media (engine_media.c on the media threads, engine_sources.c): every media part becomes
+ *      one or more sources (an image, a PDF page, a video), each with a key naming exactly what
+ *      its vision rows depend on; the tiles per image are lowered until the prompt fits;
  *   2. vision (engine_vision.c): rows for each source, tiles of all requests batched, unless a
  *      kept prefix already holds that source;
- *   3. prompt: chat render + media expansion; a slot admitted against the memory budget; the
- *      kept prefix restored when the tokens and sources agree;
+ *   3. prompt (engine_prompt.c): chat render + media expansion; a slot admitted against the
+ *      memory budget; the kept prefix restored when the tokens and sources agree;
  *   4. prefill in chunks beside the other requests' decode rows; the prefix kept (parked slot);
  *   5. generation (engine_gen.c), split into reasoning and answer at </think>. */
 #include <errno.h>
@@ -25,9 +25,6 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "engine_impl.h"
-
-static void prefill_done(request *rq);
-static void *media_main(void *arg);
 
 const char *api_stage_name(enum api_stage s) {
     static const char *names[] = {"media", "vision", "prefill", "generate"};
@@ -63,55 +60,7 @@ void api_ask_result_free(api_ask_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static void kept_free(api_engine *e, kept_prefix *k) {
-    for (int i = 0; i < k->n_src; i++) {
-        nvl_free(k->src[i].key);
-        nvl_free(k->src[i].ts);
-        nvl_free(k->src[i].kept);
-    }
-    nvl_free(k->src);
-    nvl_free(k->ids);
-    nvl_free(k->logits);
-    if (k->slot >= 0 && e->cache) llm_seq_free(e->cache, k->slot);
-    memset(k, 0, sizeof *k);
-}
-
-static void kept_clear(api_engine *e) {
-    for (int i = 0; i < e->n_kp; i++) kept_free(e, &e->kp[i]);
-    e->n_kp = 0;
-}
-
-static size_t kept_bytes(const api_engine *e, const kept_prefix *k) {
-    return (k->slot >= 0 && k->logits ? llm_seq_bytes(e->cache, k->slot) : 0) + (size_t)k->n * sizeof(int32_t) +
-           (size_t)llm_model_hparams(e->lm)->n_vocab * sizeof(float);
-}
-
-/* Drops prefix i; returns the bytes it held. */
-static size_t kept_drop(api_engine *e, int i) {
-    const size_t freed = kept_bytes(e, &e->kp[i]);
-    kept_free(e, &e->kp[i]);
-    e->kp[i] = e->kp[--e->n_kp];
-    memset(&e->kp[e->n_kp], 0, sizeof e->kp[e->n_kp]);
-    return freed;
-}
-
-/* Drops the least recently used prefix; returns the bytes it held. */
-static size_t kept_evict(api_engine *e) {
-    if (!e->n_kp) return 0;
-    int lru = 0;
-    for (int i = 1; i < e->n_kp; i++)
-        if (e->kp[i].used < e->kp[lru].used) lru = i;
-    return kept_drop(e, lru);
-}
-
-/* The prefix with id kid, or -1 (dropped). */
-static int kept_index(const api_engine *e, uint64_t kid) {
-    for (int i = 0; kid && i < e->n_kp; i++)
-        if (e->kp[i].kid == kid) return i;
-    return -1;
-}
-
-void api_engine_forget(api_engine *e) { kept_clear(e); }
+void api_engine_forget(api_engine *e) { engine_kept_clear(e); }
 
 int64_t api_engine_n_vocab(const api_engine *e) { return llm_model_hparams(e->lm)->n_vocab; }
 const llm_tokenizer *api_engine_tokenizer(const api_engine *e) { return e->tok; }
@@ -180,7 +129,7 @@ void api_engine_close(api_engine *e) {
         pthread_mutex_unlock(&e->mmu);
         for (int i = 0; i < e->media_thr_ok; i++) pthread_join(e->media_thr[i], NULL);
     }
-    kept_clear(e);
+    engine_kept_clear(e);
     llm_workspace_free(e->ws);
     llm_cache_free(e->cache);
     llm_model_free(e->lm);
@@ -278,7 +227,7 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     e->seq_budget = o.seq_mem_mb > 0 ? (size_t)(o.seq_mem_mb * 1024.0 * 1024.0) : default_seq_budget(e->be);
     /* without threads (none could start) files are read inline, one request per turn */
     for (int i = 0; i < MEDIA_THREADS; i++)
-        if (pthread_create(&e->media_thr[e->media_thr_ok], NULL, media_main, e) == 0) e->media_thr_ok++;
+        if (pthread_create(&e->media_thr[e->media_thr_ok], NULL, engine_media_main, e) == 0) e->media_thr_ok++;
     *out = e;
     return NVL_OK;
 }
@@ -310,9 +259,9 @@ char *engine_printf(const char *fmt, ...) {
 }
 
 /* The caller's flag is set from other threads (a server's reader, a signal handler): read atomically. */
-static int flag_set(volatile int *f) { return f && __atomic_load_n(f, __ATOMIC_RELAXED); }
+int engine_flag_set(volatile int *f) { return f && __atomic_load_n(f, __ATOMIC_RELAXED); }
 
-int engine_cancelled(const request *rq) { return rq->cancel_seen || flag_set(rq->cb->cancel); }
+int engine_cancelled(const request *rq) { return rq->cancel_seen || engine_flag_set(rq->cb->cancel); }
 
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0) {
     if (!rq->cb->on_progress) return;
@@ -401,353 +350,11 @@ int api_engine_pending(api_engine *e) {
 }
 
 // ---------------------------------------------------------------------------
-// Stages the scheduler runs (vision: engine_vision.c; text: engine_gen.c)
-
-/* The most recently used kept prefix with exactly rq's sources (keys), or -1. */
-static int kept_find(const api_engine *e, const request *rq) {
-    int ki = -1;
-    for (int k = 0; !rq->p->no_cache && !rq->no_kept && rq->n_src > 0 && k < e->n_kp; k++) {
-        int same = e->kp[k].n_src == rq->n_src;
-        for (int i = 0; same && i < rq->n_src; i++) same = !strcmp(e->kp[k].src[i].key, rq->src[i].key);
-        if (same && (ki < 0 || e->kp[k].used > e->kp[ki].used)) ki = k;
-    }
-    return ki;
-}
-
-static int has_media(const request *rq) {
-    for (int m = 0; m < rq->n_msgs; m++)
-        for (int k = 0; k < rq->msgs[m].n_parts; k++)
-            if (rq->msgs[m].parts[k].kind == API_PART_MEDIA) return 1;
-    return 0;
-}
-
-void engine_queue_job(api_engine *e, request *rq, int src) {
-    pthread_mutex_lock(&e->mmu);
-    rq->media_busy = 1;
-    rq->job_src = src;
-    if (src >= 0) rq->src[src].prep = 1;
-    rq->media_next = NULL;
-    if (e->mq_tail) e->mq_tail->media_next = rq;
-    else e->mq = rq;
-    e->mq_tail = rq;
-    pthread_cond_broadcast(&e->mcv);
-    pthread_mutex_unlock(&e->mmu);
-}
-
-/* 1 when rq was cancelled (safe on the media thread). */
-static int media_cancelled(request *rq) {
-    pthread_mutex_lock(&rq->e->mu);
-    const int c = rq->cancel_req;
-    pthread_mutex_unlock(&rq->e->mu);
-    return c || flag_set(rq->cb->cancel);
-}
-
-/* Every media part of rq becomes its sources (files read, decoded, PDFs opened, videos
- * sampled). On the media thread, or inline without one: touches only rq and what the engine
- * never changes (tokenizer, configs); no callbacks. */
-static void media_read(request *rq) {
-    nvl_status st = NVL_OK;
-    const double t0 = engine_now();
-    for (int m = 0; m < rq->n_msgs && st == NVL_OK; m++)
-        for (int k = 0; k < rq->msgs[m].n_parts && st == NVL_OK; k++) {
-            const api_part *pt = &rq->msgs[m].parts[k];
-            if (pt->kind == API_PART_MEDIA) {
-                st = engine_add_media(rq, &pt->media, m, k, &rq->err);
-                rq->media_parts++;
-            }
-            if (st == NVL_OK && media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
-        }
-    rq->res->t_media = engine_now() - t0;
-    rq->media_st = st;
-}
-
-static void *media_main(void *arg) {
-    api_engine *e = arg;
-    pthread_mutex_lock(&e->mmu);
-    for (;;) {
-        while (!e->mq && !e->media_stop) pthread_cond_wait(&e->mcv, &e->mmu);
-        if (!e->mq) break;
-        request *rq = e->mq;
-        e->mq = rq->media_next;
-        if (!e->mq) e->mq_tail = NULL;
-        pthread_mutex_unlock(&e->mmu);
-        source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
-        nvl_status st = NVL_OK;
-        nvl_err er = {0};
-        if (!s) media_read(rq);
-        else if (!media_cancelled(rq)) st = engine_vision_start(rq, s, &er);
-        else st = nvl_err_set(&er, NVL_ERR_CANCELLED, "cancelled");
-        pthread_mutex_lock(&e->mmu);
-        if (s) {
-            s->prep_st = st;
-            s->prep_err = er;
-            s->prep = 2;
-        }
-        rq->media_busy = 0;
-        pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
-    }
-    pthread_mutex_unlock(&e->mmu);
-    return NULL;
-}
-
-/* After media_read, on the stepping thread: progress per media part, the budget, and the
- * layouts a kept prefix already holds. */
-static void media_stage(request *rq) {
-    api_engine *e = rq->e;
-    int part = 0;
-    for (int m = 0; m < rq->n_msgs; m++)
-        for (int k = 0; k < rq->msgs[m].n_parts && part < rq->media_parts; k++) {
-            const api_part *pt = &rq->msgs[m].parts[k];
-            if (pt->kind != API_PART_MEDIA) continue;
-            part++;
-            int n = 0; /* sources up to this part */
-            for (int i = 0; i < rq->n_src; i++) n += rq->src[i].msg < m || (rq->src[i].msg == m && rq->src[i].part <= k);
-            engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
-        }
-    nvl_status st = rq->media_st;
-    rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
-    if (st == NVL_OK) st = engine_plan_budget(rq, &rq->err);
-    if (st != NVL_OK) {
-        engine_fail(rq, st, NULL);
-        return;
-    }
-    const int ki = kept_find(e, rq);
-    for (int i = 0; ki >= 0 && i < rq->n_src; i++) { /* rows computed only if the prefix does not apply */
-        source *s = &rq->src[i];
-        const kept_source *k = &e->kp[ki].src[i];
-        s->from_kept = k;
-        s->n_tiles = k->n_tiles;
-        s->n_frames = k->n_frames;
-        s->n_rows = k->n_rows;
-        if (k->n_frames) {
-            s->ts = nvl_malloc((size_t)k->n_frames * sizeof(double));
-            s->kept = nvl_malloc((size_t)k->n_frames * sizeof(int));
-            if (!s->ts || !s->kept) {
-                engine_fail(rq, nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory"), NULL);
-                return;
-            }
-            memcpy(s->ts, k->ts, (size_t)k->n_frames * sizeof(double));
-            memcpy(s->kept, k->kept, (size_t)k->n_frames * sizeof(int));
-        }
-    }
-    rq->vis_next = 0;
-    rq->t_vision0 = engine_now();
-    rq->state = RQ_VISION;
-}
-
-/* Undoes prompt_build: the kept prefix did not apply (or went while the request waited), so
- * the sources it lent need their rows, and the prompt is built again after them. */
-static void prompt_unbuild(request *rq) {
-    api_ask_result *res = rq->res;
-    for (int i = 0; i < rq->n_src; i++)
-        if (rq->src[i].from_kept) engine_vision_reset_source(&rq->src[i]);
-    llm_prompt_free(&rq->prompt);
-    nvl_free(rq->embd);
-    nvl_free(rq->mask);
-    rq->embd = NULL;
-    rq->mask = NULL;
-    for (int i = 0; i < res->n_media; i++) {
-        nvl_free(res->media[i].name);
-        nvl_free(res->media[i].frame_tokens);
-        nvl_free(res->media[i].frame_ts);
-    }
-    nvl_free(res->media);
-    res->media = NULL;
-    res->n_media = 0;
-    res->n_image_tokens = 0;
-    rq->hit = 0;
-    rq->kid = 0;
-    rq->no_kept = 1;
-    rq->vis_next = 0;
-    rq->state = RQ_VISION;
-}
-
-/* The prompt with the vision rows at their places, and the media records. */
-static nvl_status prompt_build(request *rq, nvl_err *err) {
-    api_engine *e = rq->e;
-    api_ask_result *res = rq->res;
-    const int64_t C = llm_model_hparams(e->lm)->n_embd;
-    nvl_status st = engine_build_prompt(rq, rq->msgs, rq->n_msgs, &rq->prompt, &rq->think_on, err);
-    if (st != NVL_OK) return st;
-    const llm_prompt *pr = &rq->prompt;
-    if (pr->n + rq->p->max_tokens > rq->budget)
-        return nvl_err_set(err, NVL_ERR_LIMIT, "the prompt has %lld tokens; with max_tokens %lld it exceeds the context budget of %lld",
-                           (long long)pr->n, (long long)rq->p->max_tokens, (long long)rq->budget);
-    rq->P = pr->n_spans ? pr->spans[pr->n_spans - 1].start + pr->spans[pr->n_spans - 1].count + 1 : 0;
-    const int ki = kept_find(e, rq);
-    rq->hit = ki >= 0 && e->kp[ki].slot >= 0 && e->kp[ki].logits && rq->P > 0 && e->kp[ki].n == rq->P && rq->P <= pr->n &&
-              !memcmp(e->kp[ki].ids, pr->ids, (size_t)rq->P * sizeof(int32_t));
-    rq->kid = rq->hit ? e->kp[ki].kid : 0;
-    int need_rows = 0;
-    for (int i = 0; !rq->hit && i < rq->n_src; i++) need_rows |= rq->src[i].from_kept != NULL;
-    if (need_rows) { /* sources taken from a kept prefix need their rows after all */
-        prompt_unbuild(rq);
-        return NVL_OK;
-    }
-    rq->embd = nvl_calloc((size_t)(pr->n * C), sizeof(float));
-    rq->mask = nvl_calloc((size_t)pr->n, 1);
-    res->media = nvl_calloc((size_t)rq->n_src + 1, sizeof *res->media);
-    int64_t *used = nvl_calloc((size_t)rq->n_src + 1, sizeof *used);
-    if (!rq->embd || !rq->mask || !res->media || !used) {
-        nvl_free(used);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory for a %lld-token prompt", (long long)pr->n);
-    }
-    for (int s = 0; s < pr->n_spans; s++) { /* a video's rows are consumed across its frames' spans */
-        const llm_media_span *sp = &pr->spans[s];
-        const source *so = &rq->src[sp->media];
-        const int64_t off = used[sp->media];
-        for (int64_t r = 0; r < sp->count && off + r < so->n_rows; r++) {
-            if (so->rows) memcpy(rq->embd + (sp->start + r) * C, so->rows + (off + r) * C, (size_t)C * sizeof(float));
-            rq->mask[sp->start + r] = 1;
-        }
-        used[sp->media] += sp->count;
-        res->n_image_tokens += sp->count;
-    }
-    for (int i = 0; i < rq->n_src; i++) {
-        const source *s = &rq->src[i];
-        api_media_record *mr = &res->media[res->n_media++];
-        mr->name = engine_strdup(s->name);
-        mr->page = s->page >= 0 ? s->page + 1 : 0;
-        mr->is_video = s->is_video;
-        mr->n_tiles = s->n_tiles;
-        mr->n_frames = s->n_frames;
-        mr->image_tokens = used[i];
-        mr->cached = rq->hit;
-        if (s->n_frames) {
-            mr->frame_tokens = nvl_malloc((size_t)s->n_frames * sizeof(int));
-            mr->frame_ts = nvl_malloc((size_t)s->n_frames * sizeof(double));
-            if (mr->frame_tokens) memcpy(mr->frame_tokens, s->kept, (size_t)s->n_frames * sizeof(int));
-            if (mr->frame_ts) memcpy(mr->frame_ts, s->ts, (size_t)s->n_frames * sizeof(double));
-        }
-    }
-    nvl_free(used);
-    return NVL_OK;
-}
-
-/* Prompt built, a slot admitted against the memory budget (or wait), the kept prefix restored. */
-static void prompt_stage(request *rq) {
-    api_engine *e = rq->e;
-    const llm_hparams *hp = llm_model_hparams(e->lm);
-    nvl_status st = NVL_OK;
-    if (!rq->prompt.ids) {
-        if ((st = prompt_build(rq, &rq->err)) != NVL_OK) {
-            engine_fail(rq, st, NULL);
-            return;
-        }
-        if (rq->state != RQ_PROMPT) return; /* back to vision */
-    }
-    const int64_t n_ctx = rq->prompt.n + rq->p->max_tokens + 1;
-    const size_t need = llm_cache_seq_bytes_at(e->cache, n_ctx);
-    if (need > e->seq_budget) {
-        engine_fail(rq,
-                    nvl_err_set(&rq->err, NVL_ERR_LIMIT,
-                                "the request needs %.1f MiB of sequence state (%lld prompt tokens + %lld to answer), more than "
-                                "the budget of %.1f MiB for all requests (--seq-mem)",
-                                (double)need / 1048576.0, (long long)rq->prompt.n, (long long)rq->p->max_tokens,
-                                (double)e->seq_budget / 1048576.0),
-                    NULL);
-        return;
-    }
-    if (e->seq_reserved + need > e->seq_budget) return; /* waits for running requests to end */
-    if (rq->hit && kept_index(e, rq->kid) < 0) { /* the prefix went while this request waited */
-        prompt_unbuild(rq);
-        return;
-    }
-    if (llm_seq_alloc(e->cache, &rq->slot, NULL) != NVL_OK) {
-        for (;;) { /* a parked prefix (the least recently used, never this request's) gives its slot */
-            int lru = -1;
-            for (int i = 0; i < e->n_kp; i++)
-                if (e->kp[i].kid != rq->kid && (lru < 0 || e->kp[i].used < e->kp[lru].used)) lru = i;
-            if (lru < 0) break;
-            kept_drop(e, lru);
-            if (llm_seq_alloc(e->cache, &rq->slot, NULL) == NVL_OK) break;
-        }
-        if (rq->slot < 0) return; /* every slot is live: waits */
-    }
-    if ((st = llm_cache_reserve(e->cache, n_ctx, &rq->err)) != NVL_OK) {
-        engine_fail(rq, st, NULL);
-        return;
-    }
-    rq->reserved = need;
-    e->seq_reserved += need;
-    api_ask_result *res = rq->res;
-    rq->logits = nvl_malloc((size_t)hp->n_vocab * sizeof(float));
-    res->first_logits = nvl_malloc((size_t)hp->n_vocab * sizeof(float));
-    res->ids = nvl_malloc((size_t)rq->p->max_tokens * sizeof(int32_t));
-    if (!rq->logits || !res->first_logits || !res->ids) {
-        engine_fail(rq, nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory"), NULL);
-        return;
-    }
-    rq->t_prefill0 = engine_now();
-    if (rq->hit) { /* the parked slot continues as this request's */
-        kept_prefix *k = &e->kp[kept_index(e, rq->kid)];
-        if ((st = llm_seq_copy(e->cache, rq->slot, k->slot, &rq->err)) != NVL_OK) {
-            engine_fail(rq, st, NULL);
-            return;
-        }
-        memcpy(rq->logits, k->logits, (size_t)hp->n_vocab * sizeof(float));
-        k->used = ++e->tick;
-        rq->fed = rq->P;
-        res->n_cached = rq->P;
-    } else {
-        rq->keep = !rq->p->no_cache && rq->P > 0;
-        rq->fed = 0;
-    }
-    rq->seg0 = rq->fed;
-    rq->state = RQ_PREFILL;
-    if (rq->fed == rq->prompt.n) prefill_done(rq);
-}
-
-/* The state at P (rq's slot, its logits there) parked for later requests; skipped silently when
- * memory is short. */
-static void park_prefix(request *rq) {
-    api_engine *e = rq->e;
-    const llm_hparams *hp = llm_model_hparams(e->lm);
-    const int64_t P = rq->P;
-    kept_prefix nk = {.slot = -1};
-    kept_source *ks = nvl_calloc((size_t)rq->n_src, sizeof *ks);
-    int32_t *ids = nvl_malloc((size_t)P * sizeof(int32_t));
-    nk.src = ks;
-    nk.n_src = ks ? rq->n_src : 0;
-    nk.ids = ids;
-    nk.n = P;
-    /* a free slot, or the least recently used prefix's */
-    while (llm_seq_alloc(e->cache, &nk.slot, NULL) != NVL_OK && e->n_kp) kept_evict(e);
-    nk.logits = nvl_malloc((size_t)hp->n_vocab * sizeof(float));
-    int ok = ks && ids && nk.logits && nk.slot >= 0 && llm_seq_copy(e->cache, nk.slot, rq->slot, NULL) == NVL_OK;
-    if (ok) memcpy(nk.logits, rq->logits, (size_t)hp->n_vocab * sizeof(float));
-    for (int i = 0; ok && i < rq->n_src; i++) {
-        const source *s = &rq->src[i];
-        ks[i].key = engine_strdup(s->key);
-        ks[i].n_tiles = s->n_tiles;
-        ks[i].n_frames = s->n_frames;
-        ks[i].n_rows = s->n_rows;
-        ok = ks[i].key != NULL;
-        if (ok && s->n_frames) {
-            ks[i].ts = nvl_malloc((size_t)s->n_frames * sizeof(double));
-            ks[i].kept = nvl_malloc((size_t)s->n_frames * sizeof(int));
-            ok = ks[i].ts && ks[i].kept;
-            if (ok) {
-                memcpy(ks[i].ts, s->ts, (size_t)s->n_frames * sizeof(double));
-                memcpy(ks[i].kept, s->kept, (size_t)s->n_frames * sizeof(int));
-            }
-        }
-    }
-    if (ok) memcpy(ids, rq->prompt.ids, (size_t)P * sizeof(int32_t));
-    if (ok && kept_bytes(e, &nk) <= e->keep_cap) {
-        size_t total = kept_bytes(e, &nk);
-        for (int k = 0; k < e->n_kp; k++) total += kept_bytes(e, &e->kp[k]);
-        while (e->n_kp && (e->n_kp == KEEP_MAX || total > e->keep_cap)) total -= kept_evict(e);
-        nk.used = ++e->tick;
-        nk.kid = ++e->next_kid;
-        e->kp[e->n_kp++] = nk;
-    } else {
-        kept_free(e, &nk);
-    }
-}
+// Stages the scheduler runs: media (engine_media.c), vision (engine_vision.c), prompt and kept
+// prefixes (engine_prompt.c), generation (engine_gen.c); prefill here
 
 /* The whole prompt is in the slot: the first token is sampled from its logits. */
-static void prefill_done(request *rq) {
+void engine_prefill_done(request *rq) {
     api_engine *e = rq->e;
     api_ask_result *res = rq->res;
     const int64_t V = llm_model_hparams(e->lm)->n_vocab;
@@ -816,11 +423,11 @@ static int forward_turn(api_engine *e) {
         request *rq = who[i];
         rq->fed += sq[i].n;
         if (rq->keep && rq->fed == rq->P) {
-            park_prefix(rq);
+            engine_park_prefix(rq);
             rq->keep = 0;
             rq->seg0 = rq->P;
         }
-        if (rq->fed == rq->prompt.n) prefill_done(rq);
+        if (rq->fed == rq->prompt.n) engine_prefill_done(rq);
         else engine_progress(rq, API_STAGE_PREFILL, NULL, rq->fed, rq->prompt.n, rq->t_prefill0);
     }
     for (int i = 0; i < n_decode; i++) engine_gen_token(who[i], llm_sampler_sample(who[i]->smp, who[i]->logits), who[i]->logits);
@@ -862,7 +469,7 @@ int api_engine_step(api_engine *e) {
     pthread_mutex_lock(&e->mu);
     for (request **pp = &e->queue; *pp;) {
         request *rq = *pp;
-        if (rq->cancel_req || flag_set(rq->cb->cancel)) {
+        if (rq->cancel_req || engine_flag_set(rq->cb->cancel)) {
             *pp = rq->next;
             e->n_queued--;
             rq->next = ended;
@@ -908,21 +515,21 @@ int api_engine_step(api_engine *e) {
             pthread_mutex_lock(&e->mmu);
             const int busy = rq->media_busy;
             pthread_mutex_unlock(&e->mmu);
-            if (!busy) media_stage(rq);
-        } else if (rq->state == RQ_MEDIA && e->media_thr_ok && has_media(rq)) {
+            if (!busy) engine_media_stage(rq);
+        } else if (rq->state == RQ_MEDIA && e->media_thr_ok && engine_has_media(rq)) {
             rq->state = RQ_MEDIA_WAIT;
             engine_queue_job(e, rq, -1);
         }
     }
     int inline_reads = 0; /* without media threads: one request's files per turn, inline; text at once */
     for (request *rq = e->live; rq; rq = rq->next)
-        if (rq->state == RQ_MEDIA && (!has_media(rq) || !inline_reads++)) {
-            media_read(rq);
-            media_stage(rq);
+        if (rq->state == RQ_MEDIA && (!engine_has_media(rq) || !inline_reads++)) {
+            engine_media_read(rq);
+            engine_media_stage(rq);
         }
     const int tiles = engine_vision_turn(e);
     for (request *rq = e->live; rq; rq = rq->next)
-        if (rq->state == RQ_PROMPT) prompt_stage(rq);
+        if (rq->state == RQ_PROMPT) engine_prompt_stage(rq);
     const int rows = forward_turn(e);
     if (!tiles && !rows) { /* only files being read (or tiles made): wait for one (or a cancel) */
         struct timespec ts;

@@ -1,8 +1,10 @@
 /* The engine's insides, shared by its stage files (not installed, not for commands):
- *   engine.c         open/close, kept prefixes, the scheduler (submit / step / cancel / run)
- *   engine_sources.c stage 1-2: media parts -> sources, the context budget, the prompt
- *   engine_vision.c  stage 3: tiles of every request batched through RADIO + mlp1 (+ EVS)
- *   engine_gen.c     stage 5: sampled ids -> streamed text split at </think>, the result
+ *   engine.c         open/close, the scheduler (submit / step / cancel / run), prefill and decode
+ *   engine_media.c   the media threads: files read and tiles made beside the steps
+ *   engine_sources.c media parts -> sources, the context budget, the chat prompt's tokens
+ *   engine_vision.c  tiles of every request batched through RADIO + mlp1 (+ EVS)
+ *   engine_prompt.c  prompt + vision rows, slot admission, kept prefixes (parked slots)
+ *   engine_gen.c     sampled ids -> streamed text split at </think>, the result
  * A request is a small state machine the scheduler advances one turn at a time:
  *   QUEUED -> MEDIA (-> MEDIA_WAIT while the media thread reads its files) -> VISION -> PROMPT
  *   -> PREFILL -> DECODE -> (finished: on_done, freed). */
@@ -207,6 +209,7 @@ double engine_now(void);
 char *engine_strdup(const char *s);
 char *engine_printf(const char *fmt, ...) NVL_PRINTF(1, 2);
 int engine_cancelled(const request *rq);
+int engine_flag_set(volatile int *f); /* a caller's cancel flag, read atomically (NULL: 0) */
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0);
 void engine_notice(request *rq, const char *msg);
 /* Queues a job for the media threads: rq's files (src -1) or source src's tiles. rq must have
@@ -214,6 +217,20 @@ void engine_notice(request *rq, const char *msg);
 void engine_queue_job(api_engine *e, request *rq, int src);
 /* Ends rq with st (the error copied); its slot and memory go at the end of the turn. */
 void engine_fail(request *rq, nvl_status st, const nvl_err *err);
+
+void engine_prefill_done(request *rq); /* the whole prompt is in the slot: first token */
+
+/* engine_media.c */
+int engine_has_media(const request *rq);
+void engine_media_read(request *rq);   /* rq's files -> sources (media thread or inline) */
+void *engine_media_main(void *arg);    /* a media thread (arg: the engine) */
+void engine_media_stage(request *rq);  /* after the read, on the stepping thread: budget, layouts */
+
+/* engine_prompt.c */
+void engine_kept_clear(api_engine *e);
+int engine_kept_find(const api_engine *e, const request *rq); /* a kept prefix with rq's sources, or -1 */
+void engine_prompt_stage(request *rq); /* RQ_PROMPT -> RQ_PREFILL (or waits, or back to RQ_VISION) */
+void engine_park_prefix(request *rq);  /* the state at rq->P kept for later requests */
 
 /* engine_sources.c */
 nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err);

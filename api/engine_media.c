@@ -1,0 +1,129 @@
+/* The engine's media stage (engine_impl.h): new requests' files are read on the engine's media
+ * threads (decoding, PDF opening, video sampling), and images' and pages' tiles made ahead of
+ * the vision stage, so that files never stop the other requests' steps; without threads (none
+ * could start) the stepping thread reads them inline, one request per turn. */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "engine_impl.h"
+
+int engine_has_media(const request *rq) {
+    for (int m = 0; m < rq->n_msgs; m++)
+        for (int k = 0; k < rq->msgs[m].n_parts; k++)
+            if (rq->msgs[m].parts[k].kind == API_PART_MEDIA) return 1;
+    return 0;
+}
+
+void engine_queue_job(api_engine *e, request *rq, int src) {
+    pthread_mutex_lock(&e->mmu);
+    rq->media_busy = 1;
+    rq->job_src = src;
+    if (src >= 0) rq->src[src].prep = 1;
+    rq->media_next = NULL;
+    if (e->mq_tail) e->mq_tail->media_next = rq;
+    else e->mq = rq;
+    e->mq_tail = rq;
+    pthread_cond_broadcast(&e->mcv);
+    pthread_mutex_unlock(&e->mmu);
+}
+
+/* 1 when rq was cancelled (safe on the media thread). */
+static int media_cancelled(request *rq) {
+    pthread_mutex_lock(&rq->e->mu);
+    const int c = rq->cancel_req;
+    pthread_mutex_unlock(&rq->e->mu);
+    return c || engine_flag_set(rq->cb->cancel);
+}
+
+/* Every media part of rq becomes its sources (files read, decoded, PDFs opened, videos
+ * sampled). On the media thread, or inline without one: touches only rq and what the engine
+ * never changes (tokenizer, configs); no callbacks. */
+void engine_media_read(request *rq) {
+    nvl_status st = NVL_OK;
+    const double t0 = engine_now();
+    for (int m = 0; m < rq->n_msgs && st == NVL_OK; m++)
+        for (int k = 0; k < rq->msgs[m].n_parts && st == NVL_OK; k++) {
+            const api_part *pt = &rq->msgs[m].parts[k];
+            if (pt->kind == API_PART_MEDIA) {
+                st = engine_add_media(rq, &pt->media, m, k, &rq->err);
+                rq->media_parts++;
+            }
+            if (st == NVL_OK && media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
+        }
+    rq->res->t_media = engine_now() - t0;
+    rq->media_st = st;
+}
+
+void *engine_media_main(void *arg) {
+    api_engine *e = arg;
+    pthread_mutex_lock(&e->mmu);
+    for (;;) {
+        while (!e->mq && !e->media_stop) pthread_cond_wait(&e->mcv, &e->mmu);
+        if (!e->mq) break;
+        request *rq = e->mq;
+        e->mq = rq->media_next;
+        if (!e->mq) e->mq_tail = NULL;
+        pthread_mutex_unlock(&e->mmu);
+        source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
+        nvl_status st = NVL_OK;
+        nvl_err er = {0};
+        if (!s) engine_media_read(rq);
+        else if (!media_cancelled(rq)) st = engine_vision_start(rq, s, &er);
+        else st = nvl_err_set(&er, NVL_ERR_CANCELLED, "cancelled");
+        pthread_mutex_lock(&e->mmu);
+        if (s) {
+            s->prep_st = st;
+            s->prep_err = er;
+            s->prep = 2;
+        }
+        rq->media_busy = 0;
+        pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
+    }
+    pthread_mutex_unlock(&e->mmu);
+    return NULL;
+}
+
+/* After media_read, on the stepping thread: progress per media part, the budget, and the
+ * layouts a kept prefix already holds. */
+void engine_media_stage(request *rq) {
+    api_engine *e = rq->e;
+    int part = 0;
+    for (int m = 0; m < rq->n_msgs; m++)
+        for (int k = 0; k < rq->msgs[m].n_parts && part < rq->media_parts; k++) {
+            const api_part *pt = &rq->msgs[m].parts[k];
+            if (pt->kind != API_PART_MEDIA) continue;
+            part++;
+            int n = 0; /* sources up to this part */
+            for (int i = 0; i < rq->n_src; i++) n += rq->src[i].msg < m || (rq->src[i].msg == m && rq->src[i].part <= k);
+            engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
+        }
+    nvl_status st = rq->media_st;
+    rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
+    if (st == NVL_OK) st = engine_plan_budget(rq, &rq->err);
+    if (st != NVL_OK) {
+        engine_fail(rq, st, NULL);
+        return;
+    }
+    const int ki = engine_kept_find(e, rq);
+    for (int i = 0; ki >= 0 && i < rq->n_src; i++) { /* rows computed only if the prefix does not apply */
+        source *s = &rq->src[i];
+        const kept_source *k = &e->kp[ki].src[i];
+        s->from_kept = k;
+        s->n_tiles = k->n_tiles;
+        s->n_frames = k->n_frames;
+        s->n_rows = k->n_rows;
+        if (k->n_frames) {
+            s->ts = nvl_malloc((size_t)k->n_frames * sizeof(double));
+            s->kept = nvl_malloc((size_t)k->n_frames * sizeof(int));
+            if (!s->ts || !s->kept) {
+                engine_fail(rq, nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory"), NULL);
+                return;
+            }
+            memcpy(s->ts, k->ts, (size_t)k->n_frames * sizeof(double));
+            memcpy(s->kept, k->kept, (size_t)k->n_frames * sizeof(int));
+        }
+    }
+    rq->vis_next = 0;
+    rq->t_vision0 = engine_now();
+    rq->state = RQ_VISION;
+}
