@@ -272,16 +272,19 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
     const int bf16 = dt != NVL_DTYPE_F32;
     kern_backend *be = m->be;
     /* one workspace: tiles (B, 3, S, S) f32, x (R, W) residual, h (R, max(F, 3W)), a (R, max(pp, W))
-       in the activation dtype, and for BF16 y (R, max(F, 3W)) f32: a matmul's output before its
-       bias (for F32 the matmul writes h and the bias is added in place, as before) */
+       in the activation dtype. A matmul followed by a bias writes f32 (the sum before its one
+       rounding): in place where an activation element is 4 bytes (F32, or BF16 widened on the CPU),
+       into h for qkv / proj / fc1 and into a for fc2, and kern_bias_act rounds it where it lies;
+       else (a device's 2-byte BF16) into a separate f32 region y (R, max(F, 3W)). */
     const int64_t hc = F > 3 * W ? F : 3 * W, ac = pp > W ? pp : W;
+    const int in_place = kern_act_bytes(be, dt, 1) == sizeof(float);
     const size_t n_tile = (size_t)(B * 3 * S * S) * sizeof(float), n_x = kern_act_bytes(be, dt, R * W);
     const size_t n_h = kern_act_bytes(be, dt, R * hc), n_a = kern_act_bytes(be, dt, R * ac);
-    const size_t n_y = bf16 ? (size_t)(R * hc) * sizeof(float) : 0;
+    const size_t n_y = in_place ? 0 : (size_t)(R * hc) * sizeof(float);
     void *buf = NULL;
     nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_y, &buf, err);
     if (st != NVL_OK) return nvl_err_prefix(err, "vision: %lld tiles of %lld tokens", (long long)B, (long long)T), st;
-    char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h, *yb = bf16 ? ab + n_a : hb;
+    char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h, *yb = in_place ? hb : ab + n_a;
     for (int64_t t0 = 0; t0 < n; t0 += B) {
         const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
         nvl_tensor tl = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){nb, 3, S, S}, tb);
@@ -302,10 +305,11 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
         nvl_tensor qkv = kern_act(be, dt, 2, (int64_t[]){rows, 3 * W}, hb);
         nvl_tensor hw = kern_act(be, dt, 2, (int64_t[]){rows, W}, hb);
         nvl_tensor hf = kern_act(be, dt, 2, (int64_t[]){rows, F}, hb);
-        /* matmul outputs before the bias: f32 (for F32 the same memory as h, so in place) */
+        /* matmul outputs before the bias, f32 (in place: the memory of h, and of a for fc2) */
         nvl_tensor y3 = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, 3 * W}, yb);
         nvl_tensor yw = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, yb);
         nvl_tensor yf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, F}, yb);
+        nvl_tensor ya = in_place ? kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, ab) : yw;
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
             /* x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x)))) */
@@ -324,7 +328,6 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
             } else {
                 TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_GELU_ERF, err));
             }
-            nvl_tensor ya = bf16 ? yw : a; /* fc2's output: f32 before its bias (y) or a in place */
             TRY(kern_matmul(be, &ya, &hf, &b->fc2_w, err));
             TRY(kern_bias_act(be, &a, &ya, &b->fc2_b, KERN_ACT_NONE, err));
             TRY(kern_add(be, &x, &x, &a, err));
