@@ -249,19 +249,21 @@ fail:
     } while (0)
 
 /* The forward in the activation dtype m->act. For a BF16 checkpoint this reproduces PyTorch's
- * RADIO run in bf16 (transformers' RadioModel; vLLM's RADIO rounds at the same points):
+ * RADIO run in bf16 (transformers' RadioModel, checked by tests/vision/test_vit_bf16.c; vLLM's
+ * RADIO has the same op sequence, not checked here):
  *   tiles cast to bf16; patch embedding (Linear, no bias) -> bf16; + the position table (cast to
  *   bf16 after its f32 resize) -> bf16; per block LayerNorm (f32 statistics) -> bf16;
  *   qkv = Linear(x) + bias -> bf16 once (addmm: the bias joins the f32 accumulator before the one
  *   rounding, so the matmul writes f32 here and kern_bias_act rounds the sum); SDPA -> bf16
- *   (kern_attention_full, see its docstring in kernels/cpu/ops_cpu.c); proj + bias -> bf16;
+ *   (kern_attention_full: kernels/ops.h, kernels/cpu/ops_cpu.c); proj + bias -> bf16;
  *   residual add -> bf16; LayerNorm -> bf16; fc1 + bias -> bf16; GELU(erf) of that bf16 tensor
  *   -> bf16 (a second rounding: torch applies the activation to fc1's bf16 output); fc2 + bias
  *   -> bf16; residual add -> bf16.
  * Products inside the matmuls are exact (bf16 x bf16) and accumulate in f32 on both sides, in
- * different orders; the reference's SDPA rounds its probabilities differently from ours; so a
- * value near a bf16 rounding boundary may land one ulp apart, and such differences propagate
- * (tests/vision/test_vit.c states the measured bounds). For F32 the ops and their order are
+ * different orders; the reference's SDPA rounds its probabilities to bf16 from an approximate
+ * exp, ours from a ~1 ulp one; so a value near a bf16 rounding boundary may land one ulp apart,
+ * and such differences propagate through the residual (tests/vision/test_vit_bf16.c: 2.7 % of
+ * values not bit-equal after one block, 38 % after three; bounds there). For F32 the ops and their order are
  * those of the f32 forward, bit for bit. */
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
     const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
