@@ -198,7 +198,15 @@ nvl_status kern_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tens
 // Vision ops
 
 /* Full (unmasked) attention inside each of n_img images of Ti tokens, from the fused qkv rows
- * (n_img*Ti, 3W) laid q | k | v, each head-major (H heads of W/H): o (n_img*Ti, W). */
+ * (n_img*Ti, 3W) laid q | k | v, each head-major (H heads of W/H): o (n_img*Ti, W).
+ * F32: softmax(q k^T / sqrt(D)) v in f32. BF16 o: the reference (PyTorch RADIO in bf16) calls
+ * scaled_dot_product_attention on bf16 tensors, a fused flash kernel (ATen's on the CPU; flash
+ * attention on GPUs does the same) that rounds the unnormalised probabilities exp(s - M) to bf16
+ * for the product with v while the row sum adds them unrounded, M a running max over key blocks
+ * (512 on the CPU), and rounds o = acc / sum once. The CPU backend reproduces that form, except
+ * torch's vectorised exp approximation and its summation orders (a probability at a bf16
+ * boundary may round the other way: ~3 % of outputs one ulp apart on the tiny ViT). The CUDA
+ * backend does not round the probabilities yet (f32 softmax, o rounded). */
 nvl_status kern_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img,
                                int64_t n_head, nvl_err *err);
 

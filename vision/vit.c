@@ -33,6 +33,7 @@ struct vision_model {
     kern_backend *be;
     int owns_be;
     int64_t W, F, H, K, G, depth, patch;
+    nvl_dtype act;     /* activation dtype: BF16 for a BF16 checkpoint, else F32 (vision_encode) */
     kern_weight embed; /* (W, 3*p*p) */
     nvl_tensor prefix; /* (K, W) */
     float *pos_host;   /* (P, W) position table resized to the tile grid, computed once */
@@ -216,6 +217,9 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
             }
         }
     }
+    /* activations in the weights' dtype, as the LM chooses (llm/model.c): the reference runs a BF16
+       checkpoint's ViT in bf16; F32 (and F16, which no published checkpoint uses) run in f32 */
+    m->act = m->embed.w.dtype == NVL_DTYPE_BF16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;
     { /* place the weights on the backend (the CPU keeps the mmap views) */
         nvl_tensor *place[4 + 12 * VIT_MAX_BLOCKS];
         int64_t np = 0;
@@ -244,27 +248,54 @@ fail:
         if ((st = (x)) != NVL_OK) goto done;                                                          \
     } while (0)
 
+/* The forward in the activation dtype m->act. For a BF16 checkpoint this reproduces PyTorch's
+ * RADIO run in bf16 (transformers' RadioModel, checked by tests/vision/test_vit_bf16.c; vLLM's
+ * RADIO has the same op sequence, not checked here):
+ *   tiles cast to bf16; patch embedding (Linear, no bias) -> bf16; + the position table (cast to
+ *   bf16 after its f32 resize) -> bf16; per block LayerNorm (f32 statistics) -> bf16;
+ *   qkv = Linear(x) + bias -> bf16 once (addmm: the bias joins the f32 accumulator before the one
+ *   rounding, so the matmul writes f32 here and kern_bias_act rounds the sum); SDPA -> bf16
+ *   (kern_attention_full: kernels/ops.h, kernels/cpu/ops_cpu.c); proj + bias -> bf16;
+ *   residual add -> bf16; LayerNorm -> bf16; fc1 + bias -> bf16; GELU(erf) of that bf16 tensor
+ *   -> bf16 (a second rounding: torch applies the activation to fc1's bf16 output); fc2 + bias
+ *   -> bf16; residual add -> bf16.
+ * Products inside the matmuls are exact (bf16 x bf16) and accumulate in f32 on both sides, in
+ * different orders; the reference's SDPA rounds its probabilities to bf16 from an approximate
+ * exp, ours from a ~1 ulp one; so a value near a bf16 rounding boundary may land one ulp apart,
+ * and such differences propagate through the residual (tests/vision/test_vit_bf16.c: 2.7 % of
+ * values not bit-equal after one block, 38 % after three; bounds there). For F32 the ops and their order are
+ * those of the f32 forward, bit for bit. */
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
     const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
     const int64_t B = n < VIT_TILE_BATCH ? n : VIT_TILE_BATCH; /* tiles per pass */
     const int64_t R = B * T;                                   /* token rows per pass */
+    const nvl_dtype dt = m->act;
+    const int bf16 = dt != NVL_DTYPE_F32;
     kern_backend *be = m->be;
-    /* one workspace: tiles (B, 3, S, S), x (R, W) residual, h (R, max(F, 3W)), a (R, max(pp, W)) */
+    /* one workspace: tiles (B, 3, S, S) f32, x (R, W) residual, h (R, max(F, 3W)), a (R, max(pp, W))
+       in the activation dtype. A matmul followed by a bias writes f32 (the sum before its one
+       rounding): in place where an activation element is 4 bytes (F32, or BF16 widened on the CPU),
+       into h for qkv / proj / fc1 and into a for fc2, and kern_bias_act rounds it where it lies;
+       else (a device's 2-byte BF16) into a separate f32 region y (R, max(F, 3W)). */
     const int64_t hc = F > 3 * W ? F : 3 * W, ac = pp > W ? pp : W;
-    const size_t n_tile = (size_t)(B * 3 * S * S), n_x = (size_t)(R * W), n_h = (size_t)(R * hc), n_a = (size_t)(R * ac);
+    const int in_place = kern_act_bytes(be, dt, 1) == sizeof(float);
+    const size_t n_tile = (size_t)(B * 3 * S * S) * sizeof(float), n_x = kern_act_bytes(be, dt, R * W);
+    const size_t n_h = kern_act_bytes(be, dt, R * hc), n_a = kern_act_bytes(be, dt, R * ac);
+    const size_t n_y = in_place ? 0 : (size_t)(R * hc) * sizeof(float);
     void *buf = NULL;
-    nvl_status st = kern_buffer_alloc(be, (n_tile + n_x + n_h + n_a) * sizeof(float), &buf, err);
+    nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_y, &buf, err);
     if (st != NVL_OK) return nvl_err_prefix(err, "vision: %lld tiles of %lld tokens", (long long)B, (long long)T), st;
-    float *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h;
+    char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h, *yb = in_place ? hb : ab + n_a;
     for (int64_t t0 = 0; t0 < n; t0 += B) {
         const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
         nvl_tensor tl = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){nb, 3, S, S}, tb);
         TRY(kern_copy_to_backend(be, tb, tiles + (size_t)t0 * 3 * S * S, (size_t)(nb * 3 * S * S) * sizeof(float), err));
-        nvl_tensor x = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, xb);
-        nvl_tensor a = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){nb * P, pp}, ab);
-        nvl_tensor h = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){nb * P, W}, hb);
-        /* patch embedding; then per tile the prefix tokens and patches + the position table */
+        nvl_tensor x = kern_act(be, dt, 2, (int64_t[]){rows, W}, xb);
+        nvl_tensor a = kern_act(be, dt, 2, (int64_t[]){nb * P, pp}, ab);
+        nvl_tensor h = kern_act(be, dt, 2, (int64_t[]){nb * P, W}, hb);
+        /* patch embedding (patchify rounds the tiles to a BF16 a, the reference's cast of the
+           pixels); then per tile the prefix tokens and patches + the position table */
         TRY(kern_patchify(be, &a, &tl, p, err));
         TRY(kern_matmul(be, &h, &a, &m->embed, err));
         for (int64_t t = 0; t < nb; t++) {
@@ -272,25 +303,35 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
             TRY(kern_copy(be, &xp, &m->prefix, err));
             TRY(kern_add(be, &xt, &ht, &m->pos, err));
         }
-        a = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, ab);
-        nvl_tensor qkv = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, 3 * W}, hb);
-        nvl_tensor hw = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, hb);
-        nvl_tensor hf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, F}, hb);
+        a = kern_act(be, dt, 2, (int64_t[]){rows, W}, ab);
+        nvl_tensor qkv = kern_act(be, dt, 2, (int64_t[]){rows, 3 * W}, hb);
+        nvl_tensor hw = kern_act(be, dt, 2, (int64_t[]){rows, W}, hb);
+        nvl_tensor hf = kern_act(be, dt, 2, (int64_t[]){rows, F}, hb);
+        /* matmul outputs before the bias, f32 (in place: the memory of h, and of a for fc2) */
+        nvl_tensor y3 = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, 3 * W}, yb);
+        nvl_tensor yw = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, yb);
+        nvl_tensor yf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, F}, yb);
+        nvl_tensor ya = in_place ? kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, ab) : yw;
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
             /* x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x)))) */
             TRY(kern_layernorm(be, &a, &x, &b->n1w, &b->n1b, 1e-6f, err));
-            TRY(kern_matmul(be, &qkv, &a, &b->qkv_w, err));
-            TRY(kern_bias_act(be, &qkv, &qkv, &b->qkv_b, KERN_ACT_NONE, err));
+            TRY(kern_matmul(be, &y3, &a, &b->qkv_w, err));
+            TRY(kern_bias_act(be, &qkv, &y3, &b->qkv_b, KERN_ACT_NONE, err));
             TRY(kern_attention_full(be, &a, &qkv, nb, m->H, err));
-            TRY(kern_matmul(be, &hw, &a, &b->proj_w, err));
-            TRY(kern_bias_act(be, &hw, &hw, &b->proj_b, KERN_ACT_NONE, err));
+            TRY(kern_matmul(be, &yw, &a, &b->proj_w, err));
+            TRY(kern_bias_act(be, &hw, &yw, &b->proj_b, KERN_ACT_NONE, err));
             TRY(kern_add(be, &x, &x, &hw, err));
             TRY(kern_layernorm(be, &a, &x, &b->n2w, &b->n2b, 1e-6f, err));
-            TRY(kern_matmul(be, &hf, &a, &b->fc1_w, err));
-            TRY(kern_bias_act(be, &hf, &hf, &b->fc1_b, KERN_ACT_GELU_ERF, err));
-            TRY(kern_matmul(be, &a, &hf, &b->fc2_w, err));
-            TRY(kern_bias_act(be, &a, &a, &b->fc2_b, KERN_ACT_NONE, err));
+            TRY(kern_matmul(be, &yf, &a, &b->fc1_w, err));
+            if (bf16) { /* fc1's output rounds, then the GELU of it rounds */
+                TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_NONE, err));
+                TRY(kern_bias_act(be, &hf, &hf, NULL, KERN_ACT_GELU_ERF, err));
+            } else {
+                TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_GELU_ERF, err));
+            }
+            TRY(kern_matmul(be, &ya, &hf, &b->fc2_w, err));
+            TRY(kern_bias_act(be, &a, &ya, &b->fc2_b, KERN_ACT_NONE, err));
             TRY(kern_add(be, &x, &x, &a, err));
         }
         for (int64_t t = 0; t < nb; t++) {

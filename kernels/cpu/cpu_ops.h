@@ -45,6 +45,14 @@ void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t 
 /* Softmax of each row of x (rows x cols) in place; AVX-512 with a polynomial exp (about 1 ulp),
  * else expf. */
 void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols);
+/* The probabilities of torch's CPU flash attention on bf16 tensors (aten FlashAttentionKernel,
+ * reduced-precision path): keys in blocks of `block` (its kvSplitSize, 512) with a running max M;
+ * each exp(s - M) is rounded to bf16 for the product with v while the row sum l adds the
+ * unrounded f32 exps; when M grows, what came before is rescaled by exp(M_old - M_new). Writes
+ * the (unnormalised, rescaled) weights into x and 1 / l per row into inv_sum: o = (x v) * inv_sum.
+ * Not reproduced: torch's vectorised exp approximation (here the ~1 ulp polynomial or expf) and
+ * its f32 summation orders, so a weight near a bf16 boundary can round the other way. */
+void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t cols, int64_t block);
 /* The packed many-row GEMM (AVX-512; gemm_packed.c): 1 when it ran, 0 when this CPU cannot
  * (or memory for its panels ran out) and the caller must use another path. */
 int kern_cpu_gemm_packed(float *y, const float *x, const nvl_tensor *w, int64_t M, int allow_avx512);

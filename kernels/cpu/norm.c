@@ -38,6 +38,34 @@ __attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* x rounded to bf16 (round to nearest even; finite inputs), 16 lanes */
+__attribute__((target("avx512f"))) static inline __m512 round_bf16_16(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd);
+    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* One block of the bf16 form (kern_cpu_softmax_rows_bf16p): row[j] = bf16(exp(row[j] - mx)),
+ * returns the f32 sum of the unrounded exps. */
+__attribute__((target("avx512f"))) static float exp_block_bf16_avx512(float *row, int64_t n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 vs = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), vmx));
+        vs = _mm512_add_ps(vs, e);
+        _mm512_storeu_ps(row + j, round_bf16_16(e));
+    }
+    float sum = _mm512_reduce_add_ps(vs);
+    for (; j < n; j++) {
+        const float e = expf(row[j] - mx);
+        sum += e;
+        row[j] = nvl_round_bf16(e);
+    }
+    return sum;
+}
+
 __attribute__((target("avx512f"))) static void softmax_row_avx512(float *row, int64_t n) {
     __m512 vm = _mm512_set1_ps(-INFINITY);
     int64_t j = 0;
@@ -80,5 +108,43 @@ void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
         for (int64_t j = 0; j < cols; j++) sum += (row[j] = expf(row[j] - mx));
         const float inv = 1.0f / sum;
         for (int64_t j = 0; j < cols; j++) row[j] *= inv;
+    }
+}
+
+/* The bf16 form of torch's CPU flash attention (see kern_cpu_softmax_rows_bf16p in cpu_ops.h). */
+void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t cols, int64_t block) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const int v512 = __builtin_cpu_supports("avx512f");
+#else
+    const int v512 = 0;
+#endif
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = x + i * cols;
+        float M = -INFINITY, l = 0.0f;
+        for (int64_t j0 = 0; j0 < cols; j0 += block) {
+            const int64_t n = cols - j0 < block ? cols - j0 : block;
+            float bm = -INFINITY;
+            for (int64_t j = j0; j < j0 + n; j++) bm = row[j] > bm ? row[j] : bm;
+            const float Mn = bm > M ? bm : M;
+            if (j0 > 0 && Mn > M) { /* the running max moved: earlier weights and the sum rescale */
+                const float f = expf(M - Mn);
+                l *= f;
+                for (int64_t j = 0; j < j0; j++) row[j] *= f;
+            }
+            float bs = 0.0f;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+            if (v512) bs = exp_block_bf16_avx512(row + j0, n, Mn);
+            else
+#endif
+                for (int64_t j = j0; j < j0 + n; j++) {
+                    const float e = expf(row[j] - Mn);
+                    bs += e;
+                    row[j] = nvl_round_bf16(e);
+                }
+            l += bs;
+            M = Mn;
+        }
+        inv_sum[i] = 1.0f / l;
     }
 }

@@ -491,23 +491,37 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
 // Vision ops
 
 /* Per image and head: scores = (q * scale) k^T, softmax, out = scores v, each product on the
- * CPU matmul kernels (k, and v transposed, as the "weight"). */
+ * CPU matmul kernels (k, and v transposed, as the "weight").
+ *
+ * For a BF16 o (a BF16 checkpoint's ViT) the form of the reference: PyTorch's RADIO calls
+ * scaled_dot_product_attention on bf16 q, k, v, which on the CPU runs ATen's flash attention
+ * kernel: s = (q k^T) * scale in f32 (exact bf16 products, f32 sums), then per query row keys
+ * in blocks of 512 with a running max M: exp(s - M) rounded to bf16 for the product with v
+ * (f32 accumulation), the row sum of the unrounded exps in f32, earlier blocks rescaled when M
+ * grows, and o = acc / sum rounded to bf16. nanovl does the same (kern_cpu_softmax_rows_bf16p),
+ * with two differences it cannot remove: torch's exp is a vectorised approximation (Sleef-style
+ * exp_u20) where ours is a ~1 ulp polynomial, and the f32 summation orders differ; so a
+ * probability near a bf16 rounding boundary can round the other way, and an output sitting near
+ * one can land one bf16 ulp apart (tiny ViT: ~3 % of attention outputs, against ~30 % with the
+ * f32 softmax). The F32 path is unchanged. */
+#define ATTN_KV_BLOCK 512 /* torch's kvSplitSize on the CPU */
 static nvl_status cpu_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img,
                                      int64_t n_head, nvl_err *err) {
     nvl_status st;
     if ((st = need_f32(__func__, "qkv", qkv, err)) != NVL_OK || (st = need_f32(__func__, "o", o, err)) != NVL_OK)
         return st;
     const int64_t W = qkv->shape[1] / 3, H = n_head, D = W / H, T = qkv->shape[0] / n_img;
-    float *sc = kern_cpu_scratch(be, (size_t)(T * T + 4 * T * D) * sizeof(float), err);
+    const int bf = o->dtype == NVL_DTYPE_BF16;
+    float *sc = kern_cpu_scratch(be, (size_t)(T * T + 4 * T * D + T) * sizeof(float), err);
     if (!sc) return NVL_ERR_NOMEM;
-    float *qh = sc + T * T, *kh = qh + T * D, *vt = kh + T * D, *oh = vt + T * D;
+    float *qh = sc + T * T, *kh = qh + T * D, *vt = kh + T * D, *oh = vt + T * D, *inv = oh + T * D;
     const float scale = 1.0f / sqrtf((float)D);
     for (int64_t t = 0; t < n_img; t++)
         for (int64_t hh = 0; hh < H; hh++) {
             for (int64_t i = 0; i < T; i++) {
                 const float *hr = row_f(qkv, t * T + i);
                 for (int64_t d = 0; d < D; d++) {
-                    qh[i * D + d] = hr[hh * D + d] * scale;
+                    qh[i * D + d] = bf ? hr[hh * D + d] : hr[hh * D + d] * scale;
                     kh[i * D + d] = hr[W + hh * D + d];
                     vt[d * T + i] = hr[2 * W + hh * D + d];
                 }
@@ -515,12 +529,21 @@ static nvl_status cpu_attention_full(kern_backend *be, nvl_tensor *o, const nvl_
             nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
             nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
             if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) return st;
-            kern_cpu_softmax_rows(sc, T, T);
+            if (bf) {
+                for (int64_t i = 0; i < T * T; i++) sc[i] *= scale;
+                kern_cpu_softmax_rows_bf16p(sc, inv, T, T, ATTN_KV_BLOCK);
+            } else {
+                kern_cpu_softmax_rows(sc, T, T);
+            }
             if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) return st;
             for (int64_t i = 0; i < T; i++) {
                 float *orow = row_f(o, t * T + i) + hh * D;
-                memcpy(orow, oh + i * D, (size_t)D * sizeof(float));
-                round_row(orow, D, o->dtype);
+                if (bf)
+                    for (int64_t d = 0; d < D; d++) orow[d] = nvl_round_bf16(oh[i * D + d] * inv[i]);
+                else {
+                    memcpy(orow, oh + i * D, (size_t)D * sizeof(float));
+                    round_row(orow, D, o->dtype);
+                }
             }
         }
     return NVL_OK;
