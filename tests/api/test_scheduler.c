@@ -3,6 +3,9 @@
  *      image, one PDF page) submitted together on an engine of max_batch 8 all end NVL_OK with
  *      the same greedy ids as each alone (api_engine_run, one at a time), and their decode rows
  *      share steps (steps carrying tokens of several requests);
+ *   1b. chunked prefill: a running answer keeps streaming while a long prompt (~1,500 tokens, six
+ *      chunks of 256) is prefilled beside it: it gets tokens in the steps before the long
+ *      request's first token (a whole-prompt prefill would give it one);
  *   2. cancel mid-decode with max_batch 2: the cancelled request ends NVL_ERR_CANCELLED with the
  *      tokens it had, and its slot goes at once: a queued third request is admitted (its first
  *      progress event) before the other running one ends; both answers equal alone;
@@ -34,6 +37,7 @@ typedef struct track {
     int cancel_at;      /* cancel itself after this many tokens (0: never) */
     long first, last;   /* event serials of the first and last token */
     long first_progress;
+    long tok_serial[64]; /* serials of the first 64 tokens */
     long done_at;
     int done;
     nvl_status st;
@@ -50,6 +54,7 @@ static int on_token(int32_t tok, const float *logits, void *user) {
     if (g_step <= 20000) g_step_tokens[g_step]++;
     if (!t->n_tok++) t->first = ++g_serial;
     t->last = ++g_serial;
+    if (t->n_tok <= 64) t->tok_serial[t->n_tok - 1] = t->last;
     if (t->cancel_at && t->n_tok == t->cancel_at) api_engine_cancel(t->e, t->id);
     return 0;
 }
@@ -172,6 +177,29 @@ int main(void) {
             api_ask_result_free(&alone[i]);
             api_ask_result_free(&tog[i]);
         }
+    }
+    /* 1b. a long prompt prefilled in chunks beside a running answer */
+    {
+        static char longq[16384];
+        size_t o2 = 0;
+        for (int k = 0; k < 150 && o2 + 100 < sizeof longq; k++)
+            o2 += (size_t)snprintf(longq + o2, sizeof longq - o2, "Line %d of the report says the total is %d. ", k, 17 * k);
+        snprintf(longq + o2, sizeof longq - o2, "What is the total on line 42?");
+        req rq[2];
+        make_req(&rq[0], NULL, NULL, "Tell me about the sea.", 40);
+        make_req(&rq[1], NULL, NULL, longq, 4);
+        track t[2];
+        memset(t, 0, sizeof t);
+        api_ask_result res[2];
+        run_together(e, rq, 2, t, res);
+        TEST_CHECK(t[0].st == NVL_OK && t[1].st == NVL_OK, "long prompt beside an answer: both end (%s / %s)", t[0].msg, t[1].msg);
+        TEST_CHECK(res[1].n_prompt > 5 * 256, "the long prompt spans six chunks (%lld tokens)", (long long)res[1].n_prompt);
+        /* tokens of the short request emitted before the long one's first token */
+        int before = 0;
+        for (int k = 0; k < t[0].n_tok && k < 64; k++) before += t[0].tok_serial[k] < t[1].first;
+        TEST_CHECK(before >= 4, "the running answer kept streaming during the long prefill (%d tokens before the long "
+                   "request's first)", before);
+        for (int i = 0; i < 2; i++) api_ask_result_free(&res[i]);
     }
     api_engine_close(e);
     e = NULL;
