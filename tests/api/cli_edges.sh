@@ -64,6 +64,10 @@ expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-batch 
 expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --seq-mem nan
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 1,x
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 0
+# render a video: every sampled frame written as a PNG with its time
+V2="$(dirname "$I")/clip_2s.mp4"
+expect 0 "frame-0.png 0.000s" "$B" render "$V2" -o "$T/fr/"
+n=$((n + 1)); nf=$(ls "$T/fr" 2>/dev/null | grep -c '^frame-.*\.png$'); [ "$nf" -ge 2 ] || { echo "FAIL: render wrote $nf frames of the clip"; fail=$((fail + 1)); }
 # ocr --parallel: pages read together, written whole and in order: the same Markdown as one at a time
 P2="$(dirname "$I")/two_pages.pdf"
 n=$((n + 1))
