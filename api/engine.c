@@ -140,6 +140,7 @@ void api_engine_close(api_engine *e) {
     nvl_free(e->chat_template);
     cJSON_Delete(e->special);
     nvl_free(e->seqs);
+    nvl_free(e->embd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->mmu);
     pthread_cond_destroy(&e->mcv);
@@ -200,7 +201,8 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         api_engine_close(e);
         return st;
     }
-    if (!(e->seqs = nvl_calloc((size_t)o.max_batch, sizeof *e->seqs))) {
+    if (!(e->seqs = nvl_calloc((size_t)o.max_batch, sizeof *e->seqs)) ||
+        !(e->embd = nvl_malloc((size_t)PREFILL_BUDGET * (size_t)llm_model_hparams(e->lm)->n_embd * sizeof(float)))) {
         api_engine_close(e);
         return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     }
@@ -359,9 +361,9 @@ void engine_prefill_done(request *rq) {
     api_ask_result *res = rq->res;
     const int64_t V = llm_model_hparams(e->lm)->n_vocab;
     res->t_prefill = engine_now() - rq->t_prefill0;
-    nvl_free(rq->embd);
+    nvl_free(rq->rowp);
     nvl_free(rq->mask);
-    rq->embd = NULL;
+    rq->rowp = NULL;
     rq->mask = NULL;
     memcpy(res->first_logits, rq->logits, (size_t)V * sizeof(float));
     nvl_status st = llm_sampler_init(&rq->smp, V, &rq->p->sampler, &rq->err);
@@ -406,7 +408,10 @@ static int forward_turn(api_engine *e) {
         const int64_t end = chunk_end(rq), k = end - rq->fed;
         if (k > budget) continue; /* a whole chunk or none: its boundaries never depend on the load */
         const int last = end == rq->prompt.n || (rq->keep && end == rq->P);
-        sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = rq->prompt.ids + rq->fed, .embd = rq->embd + rq->fed * C,
+        float *embd = e->embd + (PREFILL_BUDGET - budget) * C; /* this chunk's slice of the step's rows */
+        for (int64_t r = 0; r < k; r++) /* its vision rows (rows where the mask is 0 are not read) */
+            if (rq->rowp[rq->fed + r]) memcpy(embd + r * C, rq->rowp[rq->fed + r], (size_t)C * sizeof(float));
+        sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = rq->prompt.ids + rq->fed, .embd = embd,
                                 .embd_mask = rq->mask + rq->fed, .n = k, .logits = last ? LLM_LOGITS_LAST : LLM_LOGITS_NONE,
                                 .out = rq->logits};
         who[n++] = rq;
@@ -443,7 +448,7 @@ static void finish(api_engine *e, request *rq) {
     e->seq_reserved -= rq->reserved;
     llm_sampler_free(rq->smp);
     nvl_free(rq->logits);
-    nvl_free(rq->embd);
+    nvl_free(rq->rowp);
     nvl_free(rq->mask);
     llm_prompt_free(&rq->prompt);
     engine_sources_free(rq);

@@ -89,6 +89,7 @@ struct api_engine {
     uint64_t next_id;
     int stepping;       /* a step is running (api_engine_step is not reentrant) */
     llm_batch_seq *seqs;/* (max_batch) one step's sequences */
+    float *embd;        /* (PREFILL_BUDGET, C) the vision rows of a step's prefill chunks */
     /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS];
@@ -183,7 +184,9 @@ struct request {
     /* prompt and prefill */
     llm_prompt prompt;
     int think_on;
-    float *embd;        /* (prompt.n, C) vision rows at <image> positions */
+    const float **rowp; /* (prompt.n) the vision row (in a source's rows) at each <image> position,
+                           NULL elsewhere: a chunk's rows are gathered when it is fed (no second
+                           copy of every row for the whole prompt) */
     uint8_t *mask;
     int64_t P;          /* the prefix kept for later requests (end of the last media span), 0: none */
     int keep;           /* park the state at P once prefilled there */

@@ -74,9 +74,9 @@ static void prompt_unbuild(request *rq) {
     for (int i = 0; i < rq->n_src; i++)
         if (rq->src[i].from_kept) engine_vision_reset_source(&rq->src[i]);
     llm_prompt_free(&rq->prompt);
-    nvl_free(rq->embd);
+    nvl_free(rq->rowp);
     nvl_free(rq->mask);
-    rq->embd = NULL;
+    rq->rowp = NULL;
     rq->mask = NULL;
     for (int i = 0; i < res->n_media; i++) {
         nvl_free(res->media[i].name);
@@ -116,11 +116,11 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
         prompt_unbuild(rq);
         return NVL_OK;
     }
-    rq->embd = nvl_calloc((size_t)(pr->n * C), sizeof(float));
+    rq->rowp = nvl_calloc((size_t)pr->n, sizeof *rq->rowp);
     rq->mask = nvl_calloc((size_t)pr->n, 1);
     res->media = nvl_calloc((size_t)rq->n_src + 1, sizeof *res->media);
     int64_t *used = nvl_calloc((size_t)rq->n_src + 1, sizeof *used);
-    if (!rq->embd || !rq->mask || !res->media || !used) {
+    if (!rq->rowp || !rq->mask || !res->media || !used) {
         nvl_free(used);
         return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory for a %lld-token prompt", (long long)pr->n);
     }
@@ -129,7 +129,7 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
         const source *so = &rq->src[sp->media];
         const int64_t off = used[sp->media];
         for (int64_t r = 0; r < sp->count && off + r < so->n_rows; r++) {
-            if (so->rows) memcpy(rq->embd + (sp->start + r) * C, so->rows + (off + r) * C, (size_t)C * sizeof(float));
+            if (so->rows) rq->rowp[sp->start + r] = so->rows + (off + r) * C; /* rows stay with the source */
             rq->mask[sp->start + r] = 1;
         }
         used[sp->media] += sp->count;

@@ -8,7 +8,10 @@
  * pages come from two renderers (poppler-glib + cairo here, pdftocairo there); on this file
  * they were compared by hand and are pixel-identical (`nanovl render` vs `pdftocairo -png
  * -scale-to 2048`, max difference 0): a renderer difference would show here as different
- * logits. */
+ * logits.
+ * A long case (tests/reference/gen_e2e_long_golden.py): a ~900-token system message before the
+ * same PDF question, so that the pages' vision rows lie in the fourth and fifth prefill chunks
+ * of 256 tokens (the engine gathers each chunk's rows when it feeds it): same checks. */
 #include <stdio.h>
 #include <string.h>
 
@@ -76,6 +79,52 @@ static void check_case(api_engine *e, nvl_checkpoint *g, const char *tag, const 
     api_ask_result_free(&r);
 }
 
+/* The long golden: a system message of 30 clauses, then the two pages and the PDF question. */
+static void check_long(api_engine *e, const char *pdf) {
+    nvl_err err = {0};
+    nvl_checkpoint *g = NULL;
+    if (nvl_checkpoint_open(&g, test_data_path("vl_tiny_long_golden.safetensors"), &err) != NVL_OK) {
+        TEST_CHECK(0, "%s", err.msg);
+        return;
+    }
+    char sys_text[4096];
+    size_t o = 0;
+    for (int k = 1; k <= 30; k++)
+        o += (size_t)snprintf(sys_text + o, sizeof sys_text - o, "%sClause %d: the supplier delivers item %d within %d days.",
+                              k > 1 ? " " : "", k, k, k + 3);
+    api_part sp = {.kind = API_PART_TEXT, .text = sys_text};
+    api_part up[3] = {{.kind = API_PART_MEDIA, .media = {.path = pdf, .pages = "1"}},
+                      {.kind = API_PART_MEDIA, .media = {.path = pdf, .pages = "2"}},
+                      {.kind = API_PART_TEXT, .text = "What is written on these pages?"}};
+    api_message msgs[2] = {{"system", &sp, 1}, {"user", up, 3}};
+    api_ask_params p = api_ask_params_default();
+    p.max_tokens = 8;
+    p.no_cache = 1;
+    api_ask_result r;
+    nvl_tensor pid, fl, gi;
+    nvl_checkpoint_get(g, "long_prompt_ids", &pid, &err);
+    nvl_checkpoint_get(g, "long_first_logits", &fl, &err);
+    nvl_checkpoint_get(g, "long_greedy_ids", &gi, &err);
+    nvl_status st = api_engine_run(e, msgs, 2, &p, NULL, &r, &err);
+    TEST_CHECK(st == NVL_OK, "long: %s", st == NVL_OK ? "ok" : err.msg);
+    if (st == NVL_OK) {
+        const int64_t *ref = pid.data;
+        int same = r.n_prompt == nvl_tensor_numel(&pid);
+        for (int64_t i = 0; same && i < r.n_prompt; i++) same = r.prompt_ids[i] == ref[i];
+        TEST_CHECK(same, "long prompt ids equal the reference (%lld vs %lld tokens)", (long long)r.n_prompt,
+                   (long long)nvl_tensor_numel(&pid));
+        TEST_CHECK(r.n_prompt > 768 && r.n_image_tokens > 0, "long: vision rows past the third chunk (%lld tokens)",
+                   (long long)r.n_prompt);
+        test_compare_f32("long first-token logits vs composed reference", r.first_logits, fl.data,
+                         (size_t)api_engine_n_vocab(e), 1e-4, 1e-3, 1e-8);
+        int gsame = r.n_ids == nvl_tensor_numel(&gi);
+        for (int64_t i = 0; gsame && i < r.n_ids; i++) gsame = r.ids[i] == ((const int64_t *)gi.data)[i];
+        TEST_CHECK(gsame, "long greedy answer equals the reference");
+        api_ask_result_free(&r);
+    }
+    nvl_checkpoint_close(g);
+}
+
 int main(void) {
     nvl_err err = {0};
     nvl_checkpoint *g = NULL;
@@ -90,6 +139,7 @@ int main(void) {
         check_case(e, g, "pdf_", pdf, "What is written on these pages?", -1);
         check_case(e, g, "video_q0_", mp4, "What happens in this video?", 0.0);
         check_case(e, g, "video_q50_", mp4, "What happens in this video?", 0.5);
+        check_long(e, pdf);
         api_engine_close(e);
     }
     TEST_EQ_INT(nvl_alloc_count(), live0);
