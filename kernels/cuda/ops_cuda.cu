@@ -18,6 +18,7 @@
 #include "../backend_impl.h"
 #include "../base/alloc.h"
 #include "common.cuh"
+#include "quant_round.cuh"
 
 #include "cuda_ops.h"
 
@@ -343,13 +344,15 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 // ---------------------------------------------------------------------------
 // Quantized matmul (FP8 W8A8, NVFP4 W4A4), first version: the CPU twin's semantics
 // (kernels/cpu/quant.c, quant-formats.md §1, §2, §5) in two SIMPLE kernels, correct before fast.
-// NEVER RUN ON A GPU YET: k_quant_act, k_matmul_quant and the device helpers below compile only.
+// NEVER RUN ON A GPU YET: k_quant_act and k_matmul_quant compile only (their roundings, quant_round.cuh,
+// have run on the host only).
 //
 //   1. k_quant_act: x (M, K) in its dtype -> xq (M, K) f32 in op scratch, the quantize-dequantized
 //      activations: FP8 per element e4m3_sat(x / input_scale) * input_scale; NVFP4 per 16-block
 //      of a row, s = e4m3(min(amax16 / (6 input_scale), 448)) * input_scale (1 when s < 1e-5),
 //      xq = e2m1(x / s) * s. The roundings are the CPU's own functions (kernels/base/tensor.c
-//      nvl_f32_to_e4m3_sat, nvl_e2m1_quantize) ported line by line, so xq is bit-equal to the CPU's.
+//      nvl_f32_to_e4m3_sat, nvl_e2m1_quantize) ported line by line (quant_round.cuh, checked
+//      against the CPU's on the host by tests/test_cuda_round.cu), so xq equals the CPU's bit for bit.
 //   2. k_matmul_quant: one warp per y[m, n] = sum_k xq[m, k] * wdeq[n, k], the weight widened on
 //      the fly from its stored bytes (FP8: e4m3(code) * weight_scale; NVFP4: (e2m1(nibble) *
 //      e4m3(block_scale)) * weight_scale_2, the even k in the low nibble), f32 accumulation, y
@@ -372,57 +375,8 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 
 constexpr int QBLK = 16; // NVFP4 block length along K
 
-// E4M3 "fn" code -> f32 (kernels/base/tensor.c nvl_f8e4m3_to_f32)
-__device__ __forceinline__ float e4m3_to_f32(uint8_t v) {
-    const uint32_t sign = v >> 7, exp = (v >> 3) & 0xfU, man = v & 0x7U;
-    if (exp == 0xf && man == 0x7) return __int_as_float(0x7fc00000); // NaN
-    const float f = exp == 0 ? ldexpf((float)man, -9) : ldexpf(1.0f + (float)man / 8.0f, (int)exp - 7);
-    return sign ? -f : f;
-}
-
-// f32 -> E4M3 code, clamped to +-448 first, round to nearest even (nvl_f32_to_e4m3_sat)
-__device__ __forceinline__ uint8_t e4m3_sat(float f) {
-    if (isnan(f)) return 0x7f;
-    const uint8_t sign = signbit(f) ? 0x80 : 0;
-    const float a = fabsf(f);
-    if (a >= 448.0f) return sign | 0x7e;
-    if (a < 0.015625f) { // below 2^-6: subnormal steps of 2^-9
-        const int q = (int)rintf(a * 512.0f); // ties to even
-        return sign | (uint8_t)(q >= 8 ? 0x08 : q);
-    }
-    int e;
-    const float m = frexpf(a, &e);
-    int exp = e - 1;
-    int mq = (int)rintf((2.0f * m - 1.0f) * 8.0f);
-    if (mq == 8) {
-        mq = 0;
-        exp++;
-    }
-    const int code = ((exp + 7) << 3) | mq;
-    return sign | (uint8_t)(code > 0x7e ? 0x7e : code);
-}
-
-// nearest E2M1 value, ties to the even mantissa, saturating at 6 (nvl_e2m1_quantize)
-__device__ __forceinline__ float e2m1_quantize(float a) {
-    const float s = a < 0 ? -1.0f : 1.0f;
-    a = fabsf(a);
-    float q;
-    if (a <= 0.25f) q = 0.0f;
-    else if (a < 0.75f) q = 0.5f;
-    else if (a <= 1.25f) q = 1.0f;
-    else if (a < 1.75f) q = 1.5f;
-    else if (a <= 2.5f) q = 2.0f;
-    else if (a < 3.5f) q = 3.0f;
-    else if (a <= 5.0f) q = 4.0f;
-    else q = 6.0f;
-    return s * q;
-}
-
-__device__ __forceinline__ float e2m1_value(uint32_t code) { // code 0..15, bit 3 the sign (8 is -0)
-    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-    const float v = mag[code & 7];
-    return code & 8 ? -v : v;
-}
+// The roundings: quant_round.cuh (qr_*), ports of the CPU's, checked on the host by
+// tests/test_cuda_round.cu.
 
 // FP8: one thread per element; NVFP4: one thread per 16-block. xq is (M, K) contiguous f32.
 __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
@@ -431,7 +385,7 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / per_row, j = i % per_row;
         if (!nvfp4) {
-            xq[r * K + j] = e4m3_to_f32(e4m3_sat(ld(x.p, r * x.ld + j, x.dt) / input_scale)) * input_scale;
+            xq[r * K + j] = qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, r * x.ld + j, x.dt) / input_scale)) * input_scale;
             continue;
         }
         const int64_t k0 = j * QBLK;
@@ -440,12 +394,12 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
         const float six_gs = 6.0f * input_scale; // as the CPU: one f32 product, then a division
         float rr = amax / six_gs;
         if (rr > 448.0f) rr = 448.0f;
-        float s = e4m3_to_f32(e4m3_sat(rr)) * input_scale;
+        float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
         if (s < 1e-5f) s = 1.0f;
         for (int t = 0; t < QBLK; t++) {
             const float v = ld(x.p, r * x.ld + k0 + t, x.dt);
             // __fmul_rn: keep q * s a plain rounded product (nothing to contract here, but explicit)
-            xq[r * K + k0 + t] = __fmul_rn(e2m1_quantize(v / s), s);
+            xq[r * K + k0 + t] = __fmul_rn(qr_e2m1_quantize(v / s), s);
         }
     }
 }
@@ -462,14 +416,14 @@ __global__ void k_matmul_quant(V2 y, const float *xq, const uint8_t *w, const ui
     float acc = 0.0f;
     if (!nvfp4) {
         const uint8_t *wr = w + n * K;
-        for (int64_t k = lane; k < K; k += WARP_SIZE) acc += xr[k] * (e4m3_to_f32(wr[k]) * wscale);
+        for (int64_t k = lane; k < K; k += WARP_SIZE) acc += xr[k] * (qr_e4m3_to_f32(wr[k]) * wscale);
     } else {
         const uint8_t *wr = w + n * (K / 2), *br = bs + n * (K / QBLK);
         for (int64_t b = lane; b < K / 2; b += WARP_SIZE) {
             const uint32_t c = wr[b];
-            const float bscale = e4m3_to_f32(br[(2 * b) / QBLK]);
-            acc += xr[2 * b] * ((e2m1_value(c & 15u) * bscale) * wscale);
-            acc += xr[2 * b + 1] * ((e2m1_value(c >> 4) * bscale) * wscale);
+            const float bscale = qr_e4m3_to_f32(br[(2 * b) / QBLK]);
+            acc += xr[2 * b] * ((qr_e2m1_value(c & 15u) * bscale) * wscale);
+            acc += xr[2 * b + 1] * ((qr_e2m1_value(c >> 4) * bscale) * wscale);
         }
     }
     acc = warp_reduce_sum(acc);
