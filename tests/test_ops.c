@@ -1,6 +1,7 @@
 /* Per-op table test of kernels/ops.h (in the style of llama.cpp's test-backend-ops): every op
  * on the chosen backend against a NAIVE ORACLE written here (plain loops in double following
- * the PyTorch formula in ops.h; no kern_cpu_* call), inputs from a fixed seed.
+ * the PyTorch formula in ops.h; no kern_cpu_* call), inputs from a fixed seed. The quantized
+ * matmul is also compared against the CPU twin when the backend is not the CPU.
  *
  *   test_ops                   CPU backend
  *   test_ops --backend cuda    CUDA backend; exits 77 without a device; an op the backend lacks
@@ -20,6 +21,16 @@
  *    exp(cumsum) differences instead of products of exp: atol 1e-5 + rtol 1e-4 (observed ~2.4e-7
  *    on values ~1 at T=7, chunk 4); the recurrence in f32: atol 1e-5 + rtol 1e-5.
  *  - Pure data movement (copy F32, get_rows, patchify, pixel_shuffle, kv_write): exact.
+ *  - FP8 / NVFP4 matmul (test_matmul_quant): op, oracle and CPU twin see the same quantized
+ *    activations and dequantized weights (each exact in f32: the roundings are the same
+ *    functions, or on CUDA their line-by-line ports), so only the order of the f32 sums differs:
+ *    F32 outputs within 1e-5 * sum_k |xq w| + 1e-7 per element (a reordered f32 dot product of
+ *    K terms is off by ~sqrt(K) 2^-24 of that sum: 4e-6 at K = 5120), against the double oracle
+ *    and, on a device backend, against the CPU twin (the cpu backend's kern_matmul on the same
+ *    host data); BF16 outputs as cmp_bf16 with 1 ulp. One activation rounded to the wrong
+ *    neighbour moves an output by a quantization step times a weight: ~1/(8K) of the sum for
+ *    E4M3, 1e-3 at the K <= 128 cases that carry the planted boundary values (100x the bound;
+ *    slips planted in the oracle's tie rules fail there), only ~2e-5 at K = 5120.
  */
 #include <float.h>
 
@@ -224,6 +235,169 @@ static void test_matmul(void) {
         snprintf(what, sizeof what, "matmul case %zu (x %s, w %s, y %s)", c, dn(cs[c].xdt), dn(cs[c].wdt), dn(cs[c].ydt));
         cmp(what, cs[c].ydt, got, ref, (size_t)(T * N));
     }
+}
+
+/* FP8 and NVFP4 weights (quant-formats.md §1, §2; ops.h kern_weight): random stored codes with
+ * valid finite positive scales, placed as stored (kern_weights_place), x a strided view. The
+ * oracle follows the formulas literally: activations quantize-dequantized with the base
+ * roundings (nvl_f32_to_e4m3_sat, nvl_e2m1_quantize, themselves pinned by tests/llm/test_quant.c),
+ * weights dequantized element by element, sums in double. On a device backend the op is also
+ * compared against the CPU twin (the cpu backend's kern_matmul on the same host data). Some rows
+ * carry planted activations on the rounding boundaries (input_scale a power of two there, so
+ * x / input_scale is exact): E4M3 ties and saturation (FP8), E2M1 ties, a saturated block scale
+ * and an all-zero block (NVFP4). */
+static const float k_e2m1_tab[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+static float qw_deq(int fp8, const uint8_t *w, const uint8_t *bs, float ws, int64_t K, int64_t n, int64_t k) {
+    if (fp8) return nvl_f8e4m3_to_f32(w[n * K + k]) * ws;
+    const uint8_t c = w[(n * K + k) / 2];
+    return k_e2m1_tab[k % 2 ? c >> 4 : c & 15] * nvl_f8e4m3_to_f32(bs[n * (K / 16) + k / 16]) * ws;
+}
+
+static void qact_ref(float *xq, const float *x, int64_t K, int fp8, float is) {
+    if (fp8) {
+        for (int64_t k = 0; k < K; k++) xq[k] = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(x[k] / is)) * is;
+        return;
+    }
+    for (int64_t b = 0; b < K; b += 16) {
+        float amax = 0;
+        for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[b + i]));
+        const float r = fminf(amax / (6.0f * is), 448.0f);
+        float s = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(r)) * is;
+        if (s < 1e-5f) s = 1.0f;
+        for (int i = 0; i < 16; i++) xq[b + i] = nvl_e2m1_quantize(x[b + i] / s) * s;
+    }
+}
+
+/* |got - ref| <= rtol * l1 + 1e-7 per element, l1 = sum_k |xq_k w_k| (the scale of a reordered
+ * f32 dot product); returns the worst ratio */
+static void cmp_dot(const char *what, const float *got, const float *ref, const double *l1, size_t n, double rtol) {
+    size_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - ref[i]), lim = rtol * l1[i] + 1e-7;
+        if (!(d <= lim)) {
+            if (bad < 5) fprintf(stderr, "  %s[%zu]: got %.9g, expected %.9g (bound %.3g)\n", what, i, got[i], ref[i], lim);
+            bad++;
+        }
+        if (d / lim > worst || d != d) worst = d / lim;
+    }
+    if (bad || getenv("NVL_TEST_VERBOSE"))
+        fprintf(stderr, "%s %s: n=%zu, %zu outside %g * sum|x w|, worst %.3g of the bound\n", bad ? "FAIL" : "ok", what, n, bad,
+                rtol, worst);
+    if (bad) g_test_fail++;
+    else g_test_pass++;
+}
+
+static void test_matmul_quant(void) {
+    /* K = 5120: the LLM hidden size (model.md), with a few outputs; the others are small */
+    static const struct { int fp8; int64_t T, K, N, pad; nvl_dtype xdt, ydt; float ws, is; int plant; } cs[] = {
+        {1, 1, 64, 24, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.013f, 0.03125f, 1},
+        {1, 5, 96, 40, 7, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0071f, 0.0213f, 0},
+        {1, 4, 128, 9, 3, NVL_DTYPE_F32, NVL_DTYPE_BF16, 0.013f, 0.015625f, 1},
+        {1, 2, 5120, 6, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 0},
+        {0, 1, 64, 17, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.0021f, 0.00390625f, 1},
+        {0, 7, 96, 33, 5, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0017f, 0.0043f, 0},
+        {0, 3, 128, 20, 0, NVL_DTYPE_F32, NVL_DTYPE_BF16, 0.0021f, 0.0078125f, 1},
+        {0, 2, 5120, 6, 16, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.00031f, 0.0009f, 0},
+    };
+    kern_backend *cpu = NULL;
+    nvl_err err = {0};
+    /* NVL_TEST_QUANT_TWIN=1 runs the twin comparison on the CPU too (CPU against CPU: only the
+     * test's own plumbing is checked there) */
+    const int twin = strcmp(kern_backend_name(g_be), "cpu") != 0 || getenv("NVL_TEST_QUANT_TWIN");
+    if (twin && kern_backend_init(&cpu, "cpu", &err) != NVL_OK) {
+        TEST_CHECK(0, "cpu backend for the twin: %s", err.msg);
+        return;
+    }
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int fp8 = cs[c].fp8;
+        const int64_t T = cs[c].T, K = cs[c].K, N = cs[c].N, Kw = K + cs[c].pad;
+        const float ws = cs[c].ws, is = cs[c].is;
+        /* stored weight: FP8 codes without the NaNs; NVFP4 any nibble, block scales 2^-9 .. 448 */
+        const size_t wbytes = (size_t)(fp8 ? N * K : N * K / 2), nbs = (size_t)(N * K / 16);
+        uint8_t *wq = hmalloc(wbytes), *bs = hmalloc(nbs ? nbs : 1);
+        for (size_t i = 0; i < wbytes; i++) {
+            uint8_t v = (uint8_t)(test_rng_next(&g_rng) >> 56);
+            if (fp8 && (v & 0x7f) == 0x7f) v ^= 1;
+            wq[i] = v;
+        }
+        for (size_t i = 0; i < nbs; i++) bs[i] = (uint8_t)(1 + (test_rng_next(&g_rng) >> 57) % 0x7e);
+        /* activations, with planted boundary rows */
+        float *xh = rand_f((size_t)(T * Kw), -2, 2);
+        for (int64_t i = 0; i < T * Kw; i += 11) xh[i] *= 6.0f;
+        if (cs[c].plant) {
+            float *r0 = xh + cs[c].pad; /* row 0 of the view */
+            if (fp8) {
+                const float ties[] = {1.0625f, 1.1875f, -1.0625f, 0.0009765625f, 0.0146484375f, 448.0f, 460.0f, -1000.0f, 0.0f};
+                for (size_t i = 0; i < sizeof ties / sizeof ties[0]; i++) r0[i] = ties[i] * is;
+            } else {
+                /* block 0: amax 24 is -> s = 4 is, values at every E2M1 tie; block 1: amax 20 with
+                 * is = 2^-8 clamps the block scale at 448 (at 2^-7: 416), values above 6 s saturate;
+                 * block 2 (K >= 48): all zeros, scale 1 */
+                const float ties[16] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, -0.25f,
+                                        -0.75f, -2.5f, -5.0f, 6.0f, 0.1f, 2.9f, 4.2f, 5.5f};
+                for (int i = 0; i < 16; i++) r0[i] = ties[i] * 4.0f * is;
+                for (int i = 0; i < 16; i++) r0[16 + i] = (i % 2 ? -20.0f : 20.0f) * (float)(i + 1) / 16.0f;
+                for (int i = 0; i < 16 && K >= 48; i++) r0[32 + i] = 0.0f;
+            }
+        }
+        nvl_tensor xw = act2(cs[c].xdt, T, Kw, xh); /* rounds xh to the dtype in place */
+        nvl_tensor x = kern_cols(&xw, cs[c].pad, K);
+        nvl_tensor W = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, wq)
+                           : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, wq);
+        nvl_tensor B = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, bs);
+        const nvl_tensor Wh = W, Bh = B; /* the host copies, for the CPU twin */
+        nvl_tensor *place[2] = {&W, &B};
+        if (kern_weights_place(g_be, place, fp8 ? 1 : 2, &err) != NVL_OK) {
+            TEST_CHECK(0, "place: %s", err.msg);
+            break;
+        }
+        kern_weight kw = kern_weight_plain(&W, "q.weight");
+        kw.n_out = N;
+        kw.n_in = K;
+        kw.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+        kw.weight_scale = ws;
+        kw.input_scale = is;
+        if (!fp8) kw.block_scale = B;
+        nvl_tensor y = out2(cs[c].ydt, T, N);
+        char what[96];
+        snprintf(what, sizeof what, "matmul %s case %zu (T %lld, K %lld, N %lld, x %s, y %s)", fp8 ? "FP8" : "NVFP4", c,
+                 (long long)T, (long long)K, (long long)N, dn(cs[c].xdt), dn(cs[c].ydt));
+        if (!ran(what, kern_matmul(g_be, &y, &x, &kw, &err), &err)) continue;
+        float *got = down(&y), *ref = hf((size_t)(T * N)), *xq = hf((size_t)K);
+        double *l1 = hd((size_t)(T * N));
+        for (int64_t t = 0; t < T; t++) {
+            qact_ref(xq, xh + t * Kw + cs[c].pad, K, fp8, is);
+            for (int64_t n = 0; n < N; n++) {
+                double a = 0, l = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    const double p = (double)xq[k] * qw_deq(fp8, wq, bs, ws, K, n, k);
+                    a += p;
+                    l += fabs(p);
+                }
+                ref[t * N + n] = rd(a, cs[c].ydt);
+                l1[t * N + n] = l;
+            }
+        }
+        if (cs[c].ydt == NVL_DTYPE_BF16) cmp_bf16(what, got, ref, (size_t)(T * N), 1);
+        else cmp_dot(what, got, ref, l1, (size_t)(T * N), 1e-5);
+        if (!twin) continue;
+        /* the CPU twin on the same host data */
+        float *xc = hf((size_t)(T * Kw)), *yc = hf((size_t)(T * N));
+        memcpy(xc, xh, (size_t)(T * Kw) * sizeof(float));
+        nvl_tensor xcw = kern_act(cpu, cs[c].xdt, 2, (int64_t[]){T, Kw}, xc), xcv = kern_cols(&xcw, cs[c].pad, K);
+        nvl_tensor ycv = kern_act(cpu, cs[c].ydt, 2, (int64_t[]){T, N}, yc);
+        kern_weight kc = kw;
+        kc.w = Wh;
+        if (!fp8) kc.block_scale = Bh;
+        TEST_EQ_INT(kern_matmul(cpu, &ycv, &xcv, &kc, &err), NVL_OK);
+        char w2[128];
+        snprintf(w2, sizeof w2, "%s vs the CPU twin", what);
+        if (cs[c].ydt == NVL_DTYPE_BF16) cmp_bf16(w2, got, yc, (size_t)(T * N), 1);
+        else cmp_dot(w2, got, yc, l1, (size_t)(T * N), 1e-5);
+    }
+    if (cpu) kern_backend_free(cpu);
 }
 
 static void test_rmsnorm(void) {
@@ -987,6 +1161,7 @@ int main(int argc, char **argv) {
     printf("backend: %s\n", kern_backend_description(g_be));
     test_host_rows();
     test_matmul();
+    test_matmul_quant();
     test_rmsnorm();
     test_rmsnorm_gated();
     test_layernorm();

@@ -6,7 +6,8 @@
 // Activations on the device are held in their dtype (BF16 as 2-byte bf16, nvl_tensor.widened = 0);
 // every kernel computes in f32 and rounds what it stores to the output dtype (round to nearest
 // even), exactly where the CPU twin rounds. Matmuls go to cuBLAS (GemmEx, f32 compute) when x
-// and W share a dtype, else to a tiled kernel that widens both; quantized weights are not here yet.
+// and W share a dtype, else to a tiled kernel that widens both; FP8 / NVFP4 weights to two simple
+// kernels (activation quantize-dequantize, then a direct dot with the weight widened on the fly).
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "../backend_impl.h"
 #include "../base/alloc.h"
 #include "common.cuh"
+#include "quant_round.cuh"
 
 #include "cuda_ops.h"
 
@@ -339,6 +341,95 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
     if (m < y.rows && n < y.cols) st(y.p, m * y.ld + n, acc, y.dt);
 }
 
+// ---------------------------------------------------------------------------
+// Quantized matmul (FP8 W8A8, NVFP4 W4A4), first version: the CPU twin's semantics
+// (kernels/cpu/quant.c, quant-formats.md §1, §2, §5) in two SIMPLE kernels, correct before fast.
+// NEVER RUN ON A GPU YET: k_quant_act and k_matmul_quant compile only (their roundings, quant_round.cuh,
+// have run on the host only).
+//
+//   1. k_quant_act: x (M, K) in its dtype -> xq (M, K) f32 in op scratch, the quantize-dequantized
+//      activations: FP8 per element e4m3_sat(x / input_scale) * input_scale; NVFP4 per 16-block
+//      of a row, s = e4m3(min(amax16 / (6 input_scale), 448)) * input_scale (1 when s < 1e-5),
+//      xq = e2m1(x / s) * s. The roundings are the CPU's own functions (kernels/base/tensor.c
+//      nvl_f32_to_e4m3_sat, nvl_e2m1_quantize) ported line by line (quant_round.cuh, checked
+//      against the CPU's on the host by tests/test_cuda_round.cu), so xq equals the CPU's bit for bit.
+//   2. k_matmul_quant: one warp per y[m, n] = sum_k xq[m, k] * wdeq[n, k], the weight widened on
+//      the fly from its stored bytes (FP8: e4m3(code) * weight_scale; NVFP4: (e2m1(nibble) *
+//      e4m3(block_scale)) * weight_scale_2, the even k in the low nibble), f32 accumulation, y
+//      rounded to its dtype. Only the order of the f32 sums differs from the CPU twin.
+//
+// Next (not written; see /work/shared/spec/kernels.md):
+//   - prefill (large M), FP8: cuBLASLt FP8 GEMM, TN, A = W (E4M3, K x N), B = x quantized to E4M3
+//     (one kernel writing sat_e4m3_rn(x / input_scale), no dequantize), A/B_SCALE_POINTER =
+//     weight_scale / input_scale (device floats), compute 32F, D BF16/F32 (§3.3; sample
+//     NVIDIA/CUDALibrarySamples cuBLASLt/LtFp8Matmul). Without FAST_ACCUM to stay near f32 sums.
+//   - prefill, NVFP4 on Hopper (no FP4 MMA): dequantize the weight to BF16 (e2m1 * block scale is
+//     exact in bf16), weight_scale_2 as alpha, cuBLASLt (§4.5). The W4A4 activations
+//     e2m1 * s_blk (s_blk = e4m3 * input_scale) are not bf16-exact in general, so to keep the
+//     CPU's semantics that GEMM takes them in f32 (or the bf16 rounding is measured and accepted).
+//   - decode (M <= ~16): a GEMV streaming the stored bytes once, codes widened in registers
+//     (§3.4, §4.5: CUDA-core fp32 FMA for batch 1-4, Marlin-like mma.sync beyond), the activation
+//     quantization fused into it or into the producer of x.
+//   - the roundings through the hardware conversions (__nv_cvt_float_to_fp8 with __NV_SATFINITE,
+//     __NV_E4M3 rounds to nearest even) once checked against these on a device.
+
+constexpr int QBLK = 16; // NVFP4 block length along K
+
+// The roundings: quant_round.cuh (qr_*), ports of the CPU's, checked on the host by
+// tests/test_cuda_round.cu.
+
+// FP8: one thread per element; NVFP4: one thread per 16-block. xq is (M, K) contiguous f32.
+__global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
+    const int64_t K = x.cols, per_row = nvfp4 ? K / QBLK : K;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * per_row;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / per_row, j = i % per_row;
+        if (!nvfp4) {
+            xq[r * K + j] = qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, r * x.ld + j, x.dt) / input_scale)) * input_scale;
+            continue;
+        }
+        const int64_t k0 = j * QBLK;
+        float amax = 0.0f;
+        for (int t = 0; t < QBLK; t++) amax = fmaxf(amax, fabsf(ld(x.p, r * x.ld + k0 + t, x.dt)));
+        const float six_gs = 6.0f * input_scale; // as the CPU: one f32 product, then a division
+        float rr = amax / six_gs;
+        if (rr > 448.0f) rr = 448.0f;
+        float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
+        if (s < 1e-5f) s = 1.0f;
+        for (int t = 0; t < QBLK; t++) {
+            const float v = ld(x.p, r * x.ld + k0 + t, x.dt);
+            // __fmul_rn: keep q * s a plain rounded product (nothing to contract here, but explicit)
+            xq[r * K + k0 + t] = __fmul_rn(qr_e2m1_quantize(v / s), s);
+        }
+    }
+}
+
+// One warp per output element y[m, n]; lanes stride over K (FP8: one code each; NVFP4: one byte,
+// i.e. two consecutive k, each). w: the stored bytes (N, K) or (N, K/2); bs: (N, K/16) E4M3.
+__global__ void k_matmul_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs, int nvfp4, float wscale,
+                               int64_t K) {
+    const int64_t gw = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
+    const int lane = threadIdx.x % WARP_SIZE;
+    if (gw >= y.rows * y.cols) return; // whole warps leave together
+    const int64_t m = gw / y.cols, n = gw % y.cols;
+    const float *xr = xq + m * K;
+    float acc = 0.0f;
+    if (!nvfp4) {
+        const uint8_t *wr = w + n * K;
+        for (int64_t k = lane; k < K; k += WARP_SIZE) acc += xr[k] * (qr_e4m3_to_f32(wr[k]) * wscale);
+    } else {
+        const uint8_t *wr = w + n * (K / 2), *br = bs + n * (K / QBLK);
+        for (int64_t b = lane; b < K / 2; b += WARP_SIZE) {
+            const uint32_t c = wr[b];
+            const float bscale = qr_e4m3_to_f32(br[(2 * b) / QBLK]);
+            acc += xr[2 * b] * ((qr_e2m1_value(c & 15u) * bscale) * wscale);
+            acc += xr[2 * b + 1] * ((qr_e2m1_value(c >> 4) * bscale) * wscale);
+        }
+    }
+    acc = warp_reduce_sum(acc);
+    if (lane == 0) st(y.p, m * y.ld + n, acc, y.dt);
+}
+
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
 
 // ---------------------------------------------------------------------------
@@ -364,13 +455,40 @@ nvl_status upload_seqs(kern_backend *be, const kern_seq *seqs, int n_seq, size_t
     return NVL_OK;
 }
 
+/* FP8 / NVFP4 weights (kern_matmul has checked shapes, dtypes and positive scales): the
+ * activations quantize-dequantized into scratch, then the direct kernel. The stored bytes and
+ * NVFP4 block scales are on the device (kern_weights_place uploads them as stored); the two f32
+ * scales travel as kernel arguments. */
+nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, nvl_err *err) {
+    const int nvfp4 = w->quant == KERN_QUANT_NVFP4;
+    const char *wn = w->name ? w->name : "";
+    if (w->quant != KERN_QUANT_FP8 && !nvfp4)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "c_matmul: weight %s: quantization %d on CUDA", wn, (int)w->quant);
+    if (w->w.device != NVL_DEVICE_CUDA || (nvfp4 && w->block_scale.device != NVL_DEVICE_CUDA))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "c_matmul: quantized weight %s (or its block scales) is not placed on "
+                           "the device (kern_weights_place)", wn);
+    const int64_t M = xv->rows, K = w->n_in;
+    if (M == 0) return NVL_OK;
+    float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
+    if (!xq) return NVL_ERR_NOMEM;
+    const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;
+    k_quant_act<<<grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, nvfp4, w->input_scale);
+    CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
+    const int64_t warps = M * w->n_out, per_block = EW_BLOCK / WARP_SIZE;
+    const int64_t blocks = (warps + per_block - 1) / per_block;
+    if (blocks > 0x7fffffffLL)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "c_matmul: %lld x %lld outputs are too many for the first-version "
+                           "quantized kernel", (long long)M, (long long)w->n_out);
+    k_matmul_quant<<<(unsigned)blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+        *yv, xq, (const uint8_t *)w->w.data, nvfp4 ? (const uint8_t *)w->block_scale.data : NULL, nvfp4, w->weight_scale, K);
+    return kern_cuda_after_launch(be, "c_matmul (quantized)", err);
+}
+
 nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
     V2 yv, xv;
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
-    if (w->quant != KERN_QUANT_NONE)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight %s is quantized; the CUDA FP8/NVFP4 matmul is not written yet",
-                           __func__, w->name ? w->name : "");
+    if (w->quant != KERN_QUANT_NONE) return matmul_quant(be, &yv, &xv, w, err);
     const int wdt = dcode(w->w.dtype);
     if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
     const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
