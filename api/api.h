@@ -58,8 +58,9 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err);
 // api_engine_step runs one turn of the scheduler: it admits queued requests (up to max_batch
 // live, a slot each, against a budget of sequence-state bytes that counts each request's whole
 // answer), hands new requests' files to the engine's two media threads (decoding, PDF opening,
-// video sampling happen beside the steps, so a long video never holds up the others), runs up
-// to 8 tiles of any requests' images and frames through RADIO together, and then one forward step holding every decoding request's next token
+// video sampling, and images' and pages' tiles made ahead, happen beside the steps, so a long
+// video never holds up the others), runs up to 8 tiles of any requests' images and frames
+// through RADIO together, and then one forward step holding every decoding request's next token
 // plus up to 512 prompt tokens of requests still prefilling (256 at most per request, cut at the
 // same places whatever else runs, so an answer does not depend on its neighbours beyond the
 // matmuls' summation order). Each request is sampled with its own parameters and reports through
