@@ -86,14 +86,18 @@ nvl_status kern_to_host_f32(kern_backend *be, float *dst, const nvl_tensor *src,
 nvl_tensor kern_rows(const nvl_tensor *t, int64_t r0, int64_t n) {
     nvl_tensor v = *t;
     v.shape[0] = n;
-    v.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * nvl_tensor_elem_size(t);
+    v.data = !t->data || r0 < 0 || n < 0 || r0 + n > t->shape[0]
+                 ? NULL /* outside the tensor: a view no op accepts */
+                 : (char *)t->data + (size_t)(r0 * t->stride[0]) * nvl_tensor_elem_size(t);
     return v;
 }
 
 nvl_tensor kern_cols(const nvl_tensor *t, int64_t c0, int64_t n) {
     nvl_tensor v = *t;
     v.shape[1] = n;
-    v.data = (char *)t->data + (size_t)(c0 * t->stride[1]) * nvl_tensor_elem_size(t);
+    v.data = !t->data || t->n_dims < 2 || c0 < 0 || n < 0 || c0 + n > t->shape[1]
+                 ? NULL
+                 : (char *)t->data + (size_t)(c0 * t->stride[1]) * nvl_tensor_elem_size(t);
     return v;
 }
 

@@ -48,9 +48,11 @@ extern "C" {
  * kern_act_bytes gives the bytes such a tensor needs on this backend. */
 nvl_tensor kern_act(const kern_backend *be, nvl_dtype dtype, int n_dims, const int64_t *shape, void *data);
 size_t kern_act_bytes(const kern_backend *be, nvl_dtype dtype, int64_t numel);
-/* Rows [r0, r0+n) of a tensor (first dimension), same strides. */
+/* Rows [r0, r0+n) of a tensor (first dimension), same strides. A range outside the tensor gives
+ * a view without data, which every op refuses with an error ("... is missing"): never memory past
+ * the tensor. */
 nvl_tensor kern_rows(const nvl_tensor *t, int64_t r0, int64_t n);
-/* Columns [c0, c0+n) of a 2-D tensor (a strided view), same row stride. */
+/* Columns [c0, c0+n) of a 2-D tensor (a strided view), same row stride; outside it, as kern_rows. */
 nvl_tensor kern_cols(const nvl_tensor *t, int64_t c0, int64_t n);
 
 /* How a Linear weight is stored. */
