@@ -7,6 +7,7 @@
 #include "jinja.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1715,7 +1716,10 @@ static val *apply_filter(rt *R, scope *S, const char *f, val *v, node *call, val
         return mk_float(J, 0);
     }
     if (!strcmp(f, "abs")) {
-        if (v->t == V_INT) return mk_int(J, v->i < 0 ? -v->i : v->i);
+        if (v->t == V_INT) {
+            if (v->i == LLONG_MIN) fail(J, NVL_ERR_LIMIT, line, "integer overflow in abs (beyond 64 bits)");
+            return mk_int(J, v->i < 0 ? -v->i : v->i);
+        }
         return mk_float(J, fabs(num_of(R, v, line)));
     }
     if (!strcmp(f, "first") || !strcmp(f, "last")) {
@@ -1885,19 +1889,27 @@ static val *arith(rt *R, const char *op, val *a, val *b, int line) {
         val *s = a->t == V_STR ? a : b;
         long long k = a->t == V_INT ? a->i : b->i;
         sbuf out = {0};
-        for (long long i = 0; i < k; i++) sb_put(J, &out, s->s, s->n);
+        if (s->n == 0) k = 0; /* '' * 10**18 is '' (and no 10**18 empty appends) */
+        for (long long i = 0; i < k; i++) sb_put(J, &out, s->s, s->n); /* stops at JINJA_MAX_STRING */
         return mk_strn(J, out.p ? out.p : "", out.n);
     }
     const int an = a->t == V_INT || a->t == V_BOOL || a->t == V_FLOAT, bn = b->t == V_INT || b->t == V_BOOL || b->t == V_FLOAT;
     if (!an || !bn) fail(J, NVL_ERR_INVALID_ARG, line, "'%s' between %s and %s", op, type_name(a), type_name(b));
     const int ints = a->t != V_FLOAT && b->t != V_FLOAT;
     if (ints) {
-        long long x = a->i, y = b->i;
-        if (!strcmp(op, "+")) return mk_int(J, x + y);
-        if (!strcmp(op, "-")) return mk_int(J, x - y);
-        if (!strcmp(op, "*")) return mk_int(J, x * y);
+        long long x = a->i, y = b->i, sum;
+        /* Python's integers do not overflow; 64-bit ones do: an error rather than undefined
+         * behaviour (a chat template has no use for such numbers) */
+        if (!strcmp(op, "+") || !strcmp(op, "-") || !strcmp(op, "*")) {
+            const int ovf = op[0] == '+'   ? __builtin_add_overflow(x, y, &sum)
+                            : op[0] == '-' ? __builtin_sub_overflow(x, y, &sum)
+                                           : __builtin_mul_overflow(x, y, &sum);
+            if (ovf) fail(J, NVL_ERR_LIMIT, line, "integer overflow in '%s' (beyond 64 bits)", op);
+            return mk_int(J, sum);
+        }
         if (!strcmp(op, "//") || !strcmp(op, "%")) {
             if (y == 0) fail(J, NVL_ERR_INVALID_ARG, line, "division by zero");
+            if (x == LLONG_MIN && y == -1) fail(J, NVL_ERR_LIMIT, line, "integer overflow in '%s' (beyond 64 bits)", op);
             long long q = x / y, r = x % y;
             if (r != 0 && ((r < 0) != (y < 0))) {
                 q--;
@@ -1905,10 +1917,17 @@ static val *arith(rt *R, const char *op, val *a, val *b, int line) {
             }
             return mk_int(J, op[0] == '/' ? q : r);
         }
-        if (!strcmp(op, "**") && y >= 0) {
-            long long r = 1;
-            for (long long i = 0; i < y; i++) r *= x;
-            return mk_int(J, r);
+        if (!strcmp(op, "**") && y >= 0) { /* by squaring: at most 64 steps, overflow refused */
+            long long acc = 1, base = x;
+            for (long long e = y; e > 0; e >>= 1) {
+                if ((e & 1) && __builtin_mul_overflow(acc, base, &acc))
+                    fail(J, NVL_ERR_LIMIT, line, "integer overflow in '**' (beyond 64 bits)");
+                if (e > 1 && __builtin_mul_overflow(base, base, &base)) {
+                    if (acc != 0) fail(J, NVL_ERR_LIMIT, line, "integer overflow in '**' (beyond 64 bits)");
+                    break;
+                }
+            }
+            return mk_int(J, acc);
         }
     }
     double x = num_of(R, a, line), y = num_of(R, b, line);
@@ -2043,7 +2062,10 @@ static val *eval(rt *R, scope *S, node *x) {
     case E_CMP: return mk_bool(compare(R, x->s, eval(R, S, x->a), eval(R, S, x->b), x->line));
     case E_NEG: {
         val *v = eval(R, S, x->a);
-        if (v->t == V_INT || v->t == V_BOOL) return mk_int(J, -v->i);
+        if (v->t == V_INT || v->t == V_BOOL) {
+            if (v->i == LLONG_MIN) fail(J, NVL_ERR_LIMIT, x->line, "integer overflow in unary '-' (beyond 64 bits)");
+            return mk_int(J, -v->i);
+        }
         return mk_float(J, -num_of(R, v, x->line));
     }
     case E_POS: return eval(R, S, x->a);

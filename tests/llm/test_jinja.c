@@ -117,12 +117,42 @@ int main(void) {
             {"{% call foo() %}{% endcall %}", NVL_ERR_UNSUPPORTED, "'call' statement"},
             {"{{ 'unterminated }}", NVL_ERR_FORMAT, "unterminated string"},
             {"{{ 1 / 0 }}", NVL_ERR_INVALID_ARG, "division by zero"},
+            /* 64-bit integers: an overflow is an error, never undefined behaviour (fuzz_jinja found
+             * 9223372036854775807 + 2: tests/fuzz/LONG_RUNS.md) */
+            {"{{ 9223372036854775807 + 2 }}", NVL_ERR_LIMIT, "integer overflow in '+'"},
+            {"{{ -9223372036854775807 - 2 }}", NVL_ERR_LIMIT, "integer overflow in '-'"},
+            {"{{ 4294967296 * 4294967296 }}", NVL_ERR_LIMIT, "integer overflow in '*'"},
+            {"{{ 2 ** 63 }}", NVL_ERR_LIMIT, "integer overflow in '**'"},
+            {"{{ 3 ** 1000000000000000000 }}", NVL_ERR_LIMIT, "integer overflow in '**'"},
+            {"{{ (-9223372036854775807 - 1) // -1 }}", NVL_ERR_LIMIT, "integer overflow in '//'"},
+            {"{{ -(-9223372036854775807 - 1) }}", NVL_ERR_LIMIT, "integer overflow in unary"},
+            {"{{ (-9223372036854775807 - 1) | abs }}", NVL_ERR_LIMIT, "integer overflow in abs"},
+            {"{{ 'ab' * 1000000000000000000 }}", NVL_ERR_LIMIT, "passed"},
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             char *out = NULL;
             nvl_status st = llm_jinja_render(bad[i].t, strlen(bad[i].t), NULL, &out, NULL, &err);
             TEST_EQ_INT(st, bad[i].st);
             TEST_CONTAINS(err.msg, bad[i].msg);
+            nvl_free(out);
+        }
+    }
+    /* what stays in range is exact, and cheap however large the exponent or count */
+    {
+        static const struct { const char *t, *want; } ok[] = {
+            {"{{ 2 ** 62 }}", "4611686018427387904"},
+            {"{{ 1 ** 1000000000000000000 }}", "1"},
+            {"{{ 0 ** 1000000000000000000 }}", "0"},
+            {"{{ (-2) ** 63 }}", "-9223372036854775808"},
+            {"{{ 9223372036854775806 + 1 }}", "9223372036854775807"},
+            {"[{{ '' * 1000000000000000000 }}]", "[]"},
+            {"{{ -7 // 2 }} {{ -7 % 2 }}", "-4 1"},
+        };
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+            char *out = NULL;
+            nvl_status st = llm_jinja_render(ok[i].t, strlen(ok[i].t), NULL, &out, NULL, &err);
+            TEST_CHECK(st == NVL_OK && out && !strcmp(out, ok[i].want), "%s -> '%s' (want '%s'; %s)", ok[i].t,
+                       out ? out : "", ok[i].want, st == NVL_OK ? "ok" : err.msg);
             nvl_free(out);
         }
     }
