@@ -451,11 +451,7 @@ void engine_sources_free(request *rq) {
         media_frames_free(s->frames);
         nvl_free(s->base_key);
         nvl_free(s->key);
-        nvl_free(s->rows);
-        nvl_free(s->ts);
-        nvl_free(s->kept);
-        nvl_free(s->tiles);
-        nvl_free(s->all);
+        engine_vision_reset_source(s); /* the vision buffers */
     }
     nvl_free(rq->src);
     rq->src = NULL;

@@ -88,12 +88,16 @@ __attribute__((target("avx512f"))) static void softmax_row_avx512(float *row, in
 }
 #endif
 
-void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
+static int have_avx512f(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    const int v512 = __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f");
 #else
-    const int v512 = 0;
+    return 0;
 #endif
+}
+
+void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
+    const int v512 = have_avx512f();
 #pragma omp parallel for schedule(static) if (rows * cols > 16384)
     for (int64_t i = 0; i < rows; i++) {
         float *row = x + i * cols;
@@ -113,11 +117,7 @@ void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
 
 /* The bf16 form of torch's CPU flash attention (see kern_cpu_softmax_rows_bf16p in cpu_ops.h). */
 void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t cols, int64_t block) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    const int v512 = __builtin_cpu_supports("avx512f");
-#else
-    const int v512 = 0;
-#endif
+    const int v512 = have_avx512f();
 #pragma omp parallel for schedule(static) if (rows * cols > 16384)
     for (int64_t i = 0; i < rows; i++) {
         float *row = x + i * cols;

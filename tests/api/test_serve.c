@@ -22,15 +22,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "sock_util.h"
 #include "test_util.h"
 
 static char g_sock[100], g_log[256];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static pid_t start_server(const char *sock, const char *extra1, const char *extra2) {
     pid_t pid = fork();
@@ -42,32 +37,6 @@ static pid_t start_server(const char *sock, const char *extra1, const char *extr
         _exit(127);
     }
     return pid;
-}
-
-static int connect_to(const char *sock, double timeout) {
-    const double t0 = now();
-    for (;;) {
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        close(fd);
-        if (now() - t0 > timeout) return -1;
-        usleep(20000);
-    }
-}
-
-static void send_line(int fd, const char *s) {
-    size_t n = strlen(s), off = 0;
-    while (off < n) {
-        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        off += (size_t)w;
-    }
-    if (n == 0 || s[n - 1] != '\n') {
-        ssize_t w = send(fd, "\n", 1, MSG_NOSIGNAL);
-        (void)w;
-    }
 }
 
 /* One connection's read buffer. */
@@ -120,10 +89,6 @@ static cJSON *next_event(conn *c, double timeout) {
     }
 }
 
-static const char *str(const cJSON *ev, const char *k) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
-    return cJSON_IsString(x) ? x->valuestring : "";
-}
 static double num(const cJSON *ev, const char *k) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
     return cJSON_IsNumber(x) ? x->valuedouble : -1;

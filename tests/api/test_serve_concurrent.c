@@ -26,41 +26,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "sock_util.h"
 #include "test_util.h"
 
 #define N 20
 
 static char g_sock[100], g_log[512]; /* sun_path holds 108 bytes */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int connect_to(const char *sock, double timeout) {
-    const double t0 = now();
-    for (;;) {
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        close(fd);
-        if (now() - t0 > timeout) return -1;
-        usleep(20000);
-    }
-}
-
-static void send_line(int fd, const char *s) {
-    size_t n = strlen(s), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, s + off, n - off);
-        if (w <= 0) return;
-        off += (size_t)w;
-    }
-    ssize_t w = write(fd, "\n", 1);
-    (void)w;
-}
 
 typedef struct conn {
     int fd;
@@ -90,11 +61,6 @@ static cJSON *take_line(conn *c, int wait_ms, int *closed) {
         }
         c->n += (size_t)r;
     }
-}
-
-static const char *str(const cJSON *ev, const char *k) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
-    return cJSON_IsString(x) ? x->valuestring : "";
 }
 
 static const char *k_questions[] = {"What is in this picture?", "Describe the colours.", "Is there any text?",
