@@ -52,6 +52,19 @@ if(NOT NANOVL_VIDEO STREQUAL "OFF")
 endif()
 nanovl_resolve(VIDEO FFMPEG_FOUND "libavformat ${FFMPEG_libavformat_VERSION}")
 
+# oneDNN (Debian's libdnnl-dev): the many-row BF16 matmuls on AMX / AVX512-BF16 (issue 18).
+if(NOT NANOVL_DNNL STREQUAL "OFF")
+  find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+  find_library(DNNL_LIBRARY dnnl)
+  if(DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
+    set(DNNL_FOUND TRUE)
+    file(STRINGS ${DNNL_INCLUDE_DIR}/oneapi/dnnl/dnnl_version.h _dnnl_v REGEX "#define DNNL_VERSION_(MAJOR|MINOR|PATCH) ")
+    string(REGEX REPLACE "[^0-9;]" "" _dnnl_v "${_dnnl_v}")
+    string(REPLACE ";" "." DNNL_VERSION "${_dnnl_v}")
+  endif()
+endif()
+nanovl_resolve(DNNL DNNL_FOUND "oneDNN ${DNNL_VERSION}")
+
 # CUDA: AUTO enables it when nvcc is found (check_language), never needs a GPU at build time.
 set(NANOVL_HAVE_CUDA OFF)
 set(NANOVL_WHY_CUDA "OFF (disabled)")

@@ -2,6 +2,7 @@
 message(STATUS "nanovl ${PROJECT_VERSION} configuration:")
 message(STATUS "  CUDA backend ......... ${NANOVL_WHY_CUDA}")
 message(STATUS "  OpenMP threads ....... ${NANOVL_WHY_OPENMP}")
+message(STATUS "  BF16 GEMM (oneDNN) ... ${NANOVL_WHY_DNNL}")
 message(STATUS "  PDF (poppler-glib) ... ${NANOVL_WHY_PDF}")
 message(STATUS "  JPEG (libturbojpeg) .. ${NANOVL_WHY_JPEG}")
 message(STATUS "  PNG (libpng) ......... ${NANOVL_WHY_PNG}")

@@ -148,7 +148,7 @@ static int one_of(const char *v, const char *const *set) {
 
 nvl_status kern_env_check(nvl_err *err) {
     static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
-    static const char *const kernels[] = {"scalar", "avx2", "avx512", "avx512bf16", NULL};
+    static const char *const kernels[] = {"scalar", "avx2", "avx512", "avx512bf16", "dnnl", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const bools[] = {"0", "1", NULL};
     const char *v;
@@ -160,7 +160,10 @@ nvl_status kern_env_check(nvl_err *err) {
     if ((v = getenv("NVL_CPU_KERNEL")) && *v) {
         if (!one_of(v, kernels))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CPU_KERNEL='%s': unknown kernel (expected scalar, avx2, "
-                               "avx512 or avx512bf16)", v);
+                               "avx512, avx512bf16 or dnnl)", v);
+        if (!strcmp(v, "dnnl") && !kern_cpu_has_dnnl())
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=dnnl: this build has no oneDNN (install "
+                               "libdnnl-dev and rebuild) or oneDNN does not start here");
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
         if (!strcmp(v, "avx512bf16") && !kern_cpu_has_bf16dp())
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "NVL_CPU_KERNEL=avx512bf16: this CPU (or this build) has no "

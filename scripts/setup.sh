@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config git
   libcjson-dev libonig-dev                                   # JSON, tokenizer regex (required)
+  libdnnl-dev                                                # oneDNN: many-row BF16 matmuls (AMX / AVX512-BF16)
   libpoppler-glib-dev libcairo2-dev                          # PDF
   libturbojpeg0-dev libpng-dev libwebp-dev                   # JPEG, PNG, WebP check
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev # video and other still formats

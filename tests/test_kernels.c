@@ -155,40 +155,73 @@ static void test_matmul_rows_identical(void) {
     }
 }
 
-/* CPU: BF16 weights x bf16-valued x on AVX512-BF16 dot products, against the double oracle
- * (the products are exact, the f32 sums differ in order: the same bound as the f32 paths), with
- * K tails that are not a multiple of 32 and N not a multiple of 4; and batch invariance: every
- * row is bit-identical whether it runs alone or among 1..37 rows. */
-static void test_matmul_bf16dp(void) {
-    if (!kern_cpu_has_bf16dp()) {
-        printf("matmul bf16dp: this CPU has no AVX512-BF16 (or NVL_CPU_KERNEL chose another path), case skipped\n");
-        return;
-    }
+/* CPU: BF16 weights x bf16-valued x on each BF16 path the machine has -- the own AVX512-BF16
+ * kernel and oneDNN's matmul (matmul_dnnl.c) -- against the double oracle (the products are exact,
+ * the f32 sums differ in order: the same bound as the f32 paths), with K tails that are not a
+ * multiple of 32, N not a multiple of 4 and (oneDNN) N past one 256-row weight block and M past
+ * one 64-row block, x with a row stride wider than K; and batch invariance: every row is
+ * bit-identical whether it runs alone or among M rows, on each path by itself. A path the machine
+ * or build lacks is skipped with the reason. */
+typedef int (*bf16_fn)(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M);
+
+static void check_bf16_path(const char *name, bf16_fn fn) {
     uint64_t rng = 0xbf16;
-    const int64_t shapes[][3] = {{1, 9, 64}, {5, 17, 33}, {13, 40, 100}, {37, 6, 512}, {4, 4, 31}};
+    const int64_t shapes[][3] = {{1, 9, 64}, {5, 17, 33}, {13, 40, 100}, {37, 6, 512}, {4, 4, 31}, {70, 300, 80}, {130, 517, 96}};
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-        const int64_t M = shapes[c][0], N = shapes[c][1], K = shapes[c][2];
-        float *x = malloc((size_t)(M * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
+        const int64_t M = shapes[c][0], N = shapes[c][1], K = shapes[c][2], ldx = K + 3;
+        float *x = malloc((size_t)(M * ldx) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
         float *ref = malloc((size_t)(M * N) * sizeof(float)), *y1 = malloc((size_t)N * sizeof(float));
-        for (int64_t i = 0; i < M * K; i++) x[i] = nvl_round_bf16(test_rng_uniform(&rng));
+        float *xd = malloc((size_t)(M * K) * sizeof(float));
+        for (int64_t i = 0; i < M * ldx; i++) x[i] = nvl_round_bf16(test_rng_uniform(&rng));
+        for (int64_t m = 0; m < M; m++) memcpy(xd + m * K, x + m * ldx, (size_t)K * sizeof(float));
         void *w = make_weight(NVL_DTYPE_BF16, (size_t)(N * K), &rng);
         nvl_tensor wh = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){N, K}, w);
-        kern_cpu_matmul_ref(ref, x, &wh, M);
-        TEST_CHECK(kern_cpu_matmul_bf16(y, x, &wh, M) == 1, "bf16dp ran");
-        char what[80];
-        snprintf(what, sizeof what, "matmul bf16dp M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
+        kern_cpu_matmul_ref(ref, xd, &wh, M);
+        TEST_CHECK(fn(y, x, ldx, &wh, M) == 1, "%s ran", name);
+        char what[96];
+        snprintf(what, sizeof what, "matmul %s M=%lld N=%lld K=%lld", name, (long long)M, (long long)N, (long long)K);
         test_compare_f32(what, y, ref, (size_t)(M * N), 1e-5, 8 * FLT_EPSILON, 1e-10);
         int same = 1;
         for (int64_t m = 0; m < M && same; m++) {
-            kern_cpu_matmul_bf16(y1, x + m * K, &wh, 1);
+            fn(y1, x + m * ldx, ldx, &wh, 1);
             same = !memcmp(y1, y + m * N, (size_t)N * sizeof(float));
         }
         TEST_CHECK(same, "%s: every row bit-identical to the row alone", what);
         free(x);
+        free(xd);
         free(y);
         free(ref);
         free(y1);
         free(w);
+    }
+}
+
+static void test_matmul_bf16dp(void) {
+    if (!kern_cpu_has_bf16dp())
+        printf("matmul bf16 own kernel: this CPU has no AVX512-BF16 (or NVL_CPU_KERNEL chose another path), skipped\n");
+    else
+        check_bf16_path("bf16 own", kern_cpu_matmul_bf16_own);
+    if (!kern_cpu_has_dnnl())
+        printf("matmul bf16 oneDNN: this build has no oneDNN (libdnnl-dev not found at configure time), skipped\n");
+    else {
+        /* oneDNN 2.6 makes no BF16 matmul on a CPU without AVX-512: the path then declines (0) */
+        float y[4];
+        const float x[4] = {1, 2, 3, 4};
+        uint16_t wv[4] = {0x3f80, 0x3f80, 0x3f80, 0x3f80};
+        nvl_tensor w1 = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){1, 4}, wv);
+        if (!kern_cpu_matmul_dnnl(y, x, 4, &w1, 1))
+            printf("matmul bf16 oneDNN: oneDNN declines BF16 matmuls on this CPU, skipped\n");
+        else {
+            TEST_CHECK(y[0] == 10.0f, "oneDNN: 1+2+3+4 = %g", y[0]);
+            check_bf16_path("bf16 oneDNN", kern_cpu_matmul_dnnl);
+            printf("oneDNN: %s\n", kern_cpu_dnnl_info());
+        }
+    }
+    /* the default choice: below KERN_DNNL_MIN_ROWS rows the own (batch-invariant) kernel */
+    if (kern_cpu_has_bf16dp() && !getenv("NVL_CPU_KERNEL")) {
+        TEST_EQ_INT(kern_cpu_bf16_path(1), KERN_BF16_OWN);
+        TEST_EQ_INT(kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS - 1), KERN_BF16_OWN);
+        TEST_EQ_INT(kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS), kern_cpu_has_dnnl() ? KERN_BF16_DNNL : KERN_BF16_OWN);
     }
 }
 

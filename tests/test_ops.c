@@ -912,7 +912,7 @@ static void test_attention_causal(void) {
 static void test_attention_full(void) {
     static const struct { int64_t n_img, Ti, H, W; nvl_dtype dt; } cs[] = {
         {2, 5, 2, 16, NVL_DTYPE_F32}, {1, 9, 4, 32, NVL_DTYPE_BF16}, {3, 4, 1, 8, NVL_DTYPE_F32},
-        {1, 600, 1, 8, NVL_DTYPE_BF16}};
+        {1, 600, 1, 8, NVL_DTYPE_BF16}, {1, 1100, 2, 16, NVL_DTYPE_BF16}};
     const int flash = kern_backend_kind_of(g_be) == KERN_BACKEND_KIND_CPU;
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         const int64_t n = cs[c].n_img, Ti = cs[c].Ti, H = cs[c].H, W = cs[c].W, D = W / H, R = n * Ti;

@@ -68,6 +68,21 @@ int kern_cpu_has_avx2(void) {
 #endif
 }
 
+/* AMX BF16 tiles, from the kernel's flags (/proc/cpuinfo lists them only when the OS enables
+ * the tile state); used for reporting: oneDNN decides on its own whether it runs on AMX. */
+static int cpu_has_amx_bf16(void) {
+    static int v = -1;
+    if (v >= 0) return v;
+    v = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return v;
+    char line[4096];
+    while (!v && fgets(line, sizeof line, f))
+        if (!strncmp(line, "flags", 5) && strstr(line, " amx_bf16")) v = 1;
+    fclose(f);
+    return v;
+}
+
 const char *kern_cpu_features(void) {
     static char buf[128];
     if (buf[0]) return buf;
@@ -75,8 +90,9 @@ const char *kern_cpu_features(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     avx512 = __builtin_cpu_supports("avx512f");
 #endif
-    snprintf(buf, sizeof buf, "%s%s%s", kern_cpu_has_avx512_bf16() ? "avx512_bf16 " : "",
-             avx512 ? "avx512f " : "", kern_cpu_has_avx2() ? "avx2 fma" : "scalar");
+    snprintf(buf, sizeof buf, "%s%s%s%s", cpu_has_amx_bf16() ? "amx_bf16 " : "",
+             kern_cpu_has_avx512_bf16() ? "avx512_bf16 " : "", avx512 ? "avx512f " : "",
+             kern_cpu_has_avx2() ? "avx2 fma" : "scalar");
     return buf;
 }
 
@@ -150,8 +166,11 @@ nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
         return st;
     }
     kern_threads_apply();
-    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s, matmul %s",
-             kern_cpu_n_threads(), kern_cpu_features(), kern_cpu_matmul_kernel());
+    const kern_bf16_path many = kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS);
+    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s, matmul %s, bf16 %s",
+             kern_cpu_n_threads(), kern_cpu_features(), kern_cpu_matmul_kernel(),
+             many == KERN_BF16_DNNL ? (kern_cpu_bf16_path(1) == KERN_BF16_DNNL ? "oneDNN" : "avx512bf16 + oneDNN >= 32 rows")
+             : many == KERN_BF16_OWN ? "avx512bf16" : "via f32");
     *out = be;
     return NVL_OK;
 }

@@ -27,12 +27,30 @@ int kern_cpu_has_avx2(void);
 
 /* y[M,N] = x[M,K] @ w[N,K]^T, f32 accumulate. w dtype F32, BF16 or F16. */
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err);
-/* BF16 weights x bf16-valued x (BF16 activations) on AVX512-BF16 dot products (matmul_bf16.c):
- * 1 when it ran, 0 when this CPU cannot (or NVL_CPU_KERNEL asks for another kernel, or memory
- * ran out) and the caller must use kern_cpu_matmul. Batch-invariant: a row's result does not
- * depend on M. */
+/* BF16 weights x bf16-valued x (BF16 activations): exact bf16 products, f32 sums (matmul_bf16.c).
+ * x (M, K) with row stride ldx floats, y (M, N) dense. 1 when it ran, 0 when this CPU cannot (or
+ * NVL_CPU_KERNEL asks for a kernel without BF16 dot products, or memory ran out) and the caller
+ * must use kern_cpu_matmul. The path (kern_cpu_bf16_path): from KERN_DNNL_MIN_ROWS rows oneDNN
+ * (AMX or AVX512-BF16, as oneDNN finds the CPU) when the build has it, else and below that the own
+ * AVX512-BF16 kernel, which is batch-invariant: a row's result does not depend on M. So steps of
+ * fewer than 32 rows (decode) are bit-identical alone and together, as on the f32 path, whose
+ * packed GEMM also starts at 32 rows. NVL_CPU_KERNEL=dnnl / avx512bf16 forces one path for every
+ * M. */
+#define KERN_DNNL_MIN_ROWS 32
+typedef enum { KERN_BF16_NONE, KERN_BF16_OWN, KERN_BF16_DNNL } kern_bf16_path;
 int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t M);
+int kern_cpu_matmul_bf16_ld(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M);
+kern_bf16_path kern_cpu_bf16_path(int64_t M);
+/* The two paths alone (tests, benchmarks): the own AVX512-BF16 kernel; oneDNN's matmul primitive
+ * (matmul_dnnl.c). Same contract as kern_cpu_matmul_bf16_ld. */
+int kern_cpu_matmul_bf16_own(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M);
+int kern_cpu_matmul_dnnl(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M);
+/* The CPU has AVX512-BF16 and NVL_CPU_KERNEL allows the own kernel (unset, avx512bf16, dnnl). */
 int kern_cpu_has_bf16dp(void);
+/* The build has oneDNN and it starts (an engine); kern_cpu_dnnl_info: "oneDNN 2.6.3
+ * brg:avx512_core_bf16" (the implementation of the last primitive made), NULL without oneDNN. */
+int kern_cpu_has_dnnl(void);
+const char *kern_cpu_dnnl_info(void);
 /* Quantized weights (kernels/ops.h kern_weight with quant FP8 or NVFP4): ModelOpt's forward,
  * activation quantize-dequantize included (quant.c). x (M, K), y (M, N) contiguous f32. */
 struct kern_weight;
@@ -47,12 +65,14 @@ void kern_cpu_matmul_ref(float *y, const float *x, const nvl_tensor *w, int64_t 
 void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols);
 /* The probabilities of torch's CPU flash attention on bf16 tensors (aten FlashAttentionKernel,
  * reduced-precision path): keys in blocks of `block` (its kvSplitSize, 512) with a running max M;
- * each exp(s - M) is rounded to bf16 for the product with v while the row sum l adds the
- * unrounded f32 exps; when M grows, what came before is rescaled by exp(M_old - M_new). Writes
- * the (unnormalised, rescaled) weights into x and 1 / l per row into inv_sum: o = (x v) * inv_sum.
- * Not reproduced: torch's vectorised exp approximation (here the ~1 ulp polynomial or expf) and
- * its f32 summation orders, so a weight near a bf16 boundary can round the other way. */
-void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t cols, int64_t block);
+ * each exp(s - M_b) is rounded to bf16 for the product with v while the row sum l adds the
+ * unrounded f32 exps; when M grows, the sum is rescaled by exp(M_old - M_new). Writes the bf16
+ * weights of each block (relative to that block's running max) into x, the running max after
+ * each block into run_max (rows x ceil(cols / block)) and 1 / l per row into inv_sum. The caller
+ * forms o = acc * inv_sum with acc = acc * exp(M_{b-1} - M_b) + P_b v_b block by block, as torch
+ * does. Not reproduced: torch's vectorised exp approximation (here the ~1 ulp polynomial or expf)
+ * and its f32 summation orders, so a weight near a bf16 boundary can round the other way. */
+void kern_cpu_softmax_rows_bf16p(float *x, float *run_max, float *inv_sum, int64_t rows, int64_t cols, int64_t block);
 /* The packed many-row GEMM (AVX-512; gemm_packed.c): 1 when it ran, 0 when this CPU cannot
  * (or memory for its panels ran out) and the caller must use another path. */
 int kern_cpu_gemm_packed(float *y, const float *x, const nvl_tensor *w, int64_t M, int allow_avx512);

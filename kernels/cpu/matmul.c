@@ -301,7 +301,8 @@ static tile_kernels pick_kernels(void) {
 #ifdef HAVE_X86_KERNELS
     const char *force = getenv("NVL_CPU_KERNEL");
     if (force && !strcmp(force, "scalar")) return k;
-    if ((!force || !*force || !strcmp(force, "avx512") || !strcmp(force, "avx512bf16")) && __builtin_cpu_supports("avx512f")) {
+    if ((!force || !*force || !strcmp(force, "avx512") || !strcmp(force, "avx512bf16") || !strcmp(force, "dnnl")) &&
+        __builtin_cpu_supports("avx512f")) {
         k.t4 = tile4_avx512;
         k.t1 = tile1_avx512;
         k.tm = tile44_avx512;

@@ -65,28 +65,60 @@ TARGET static void tile4c_bf16(float *y, int64_t ldy, const uint16_t *x, int64_t
 }
 #endif
 
-int kern_cpu_has_bf16dp(void) {
+/* The CPU has AVX512-BF16 dot products (and the build can use them). */
+static int bf16dp_hw(void) {
 #ifdef HAVE_BF16DP
     static int v = -1;
-    if (v < 0) {
-        const char *force = getenv("NVL_CPU_KERNEL");
-        v = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-            (!force || !*force || !strcmp(force, "avx512bf16"));
-    }
+    if (v < 0) v = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
     return v;
 #else
     return 0;
 #endif
 }
 
+int kern_cpu_has_bf16dp(void) {
+    const char *force = getenv("NVL_CPU_KERNEL");
+    return bf16dp_hw() && (!force || !*force || !strcmp(force, "avx512bf16") || !strcmp(force, "dnnl"));
+}
+
 int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t M) {
+    return w->n_dims == 2 ? kern_cpu_matmul_bf16_ld(y, x, w->shape[1], w, M) : 0;
+}
+
+/* The path a BF16 x bf16 matmul of M rows takes (see cpu_ops.h). */
+static kern_bf16_path bf16_path(int64_t M) {
+    const char *force = getenv("NVL_CPU_KERNEL");
+    if (force && *force) {
+        if (!strcmp(force, "dnnl")) return kern_cpu_has_dnnl() ? KERN_BF16_DNNL : KERN_BF16_NONE;
+        if (!strcmp(force, "avx512bf16")) return bf16dp_hw() ? KERN_BF16_OWN : KERN_BF16_NONE;
+        return KERN_BF16_NONE; /* a kernel without BF16 dot products was asked for */
+    }
+    if (M >= KERN_DNNL_MIN_ROWS && kern_cpu_has_dnnl()) return KERN_BF16_DNNL;
+    return bf16dp_hw() ? KERN_BF16_OWN : KERN_BF16_NONE;
+}
+
+kern_bf16_path kern_cpu_bf16_path(int64_t M) { return bf16_path(M); }
+
+int kern_cpu_matmul_bf16_ld(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M) {
+    if (w->dtype != NVL_DTYPE_BF16 || w->n_dims != 2) return 0;
+    switch (bf16_path(M)) {
+    case KERN_BF16_DNNL:
+        if (kern_cpu_matmul_dnnl(y, x, ldx, w, M)) return 1;
+        /* oneDNN could not make this one (or memory ran out): the own kernel where the CPU has it */
+        return bf16dp_hw() ? kern_cpu_matmul_bf16_own(y, x, ldx, w, M) : 0;
+    case KERN_BF16_OWN: return kern_cpu_matmul_bf16_own(y, x, ldx, w, M);
+    default: return 0;
+    }
+}
+
+int kern_cpu_matmul_bf16_own(float *y, const float *x, int64_t ldx, const nvl_tensor *w, int64_t M) {
 #ifdef HAVE_BF16DP
-    if (!kern_cpu_has_bf16dp() || w->dtype != NVL_DTYPE_BF16 || w->n_dims != 2) return 0;
+    if (!bf16dp_hw() || w->dtype != NVL_DTYPE_BF16 || w->n_dims != 2 || ldx < w->shape[1]) return 0;
     const int64_t N = w->shape[0], K = w->shape[1], Kp = (K + 31) & ~(int64_t)31;
     uint16_t *xb = nvl_aligned_alloc(64, (size_t)(M * Kp) * sizeof(uint16_t) + 64);
     if (!xb) return 0;
     for (int64_t m = 0; m < M; m++) { /* exact: the values are bf16 already */
-        for (int64_t k = 0; k < K; k++) xb[m * Kp + k] = nvl_f32_to_bf16(x[m * K + k]);
+        for (int64_t k = 0; k < K; k++) xb[m * Kp + k] = nvl_f32_to_bf16(x[m * ldx + k]);
         for (int64_t k = K; k < Kp; k++) xb[m * Kp + k] = 0;
     }
     const unsigned char *wb = w->data;
@@ -116,6 +148,7 @@ int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t 
 #else
     (void)y;
     (void)x;
+    (void)ldx;
     (void)w;
     (void)M;
     return 0;

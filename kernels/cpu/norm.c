@@ -116,22 +116,19 @@ void kern_cpu_softmax_rows(float *x, int64_t rows, int64_t cols) {
 }
 
 /* The bf16 form of torch's CPU flash attention (see kern_cpu_softmax_rows_bf16p in cpu_ops.h). */
-void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t cols, int64_t block) {
+void kern_cpu_softmax_rows_bf16p(float *x, float *run_max, float *inv_sum, int64_t rows, int64_t cols, int64_t block) {
     const int v512 = have_avx512f();
+    const int64_t nb = (cols + block - 1) / block;
 #pragma omp parallel for schedule(static) if (rows * cols > 16384)
     for (int64_t i = 0; i < rows; i++) {
         float *row = x + i * cols;
         float M = -INFINITY, l = 0.0f;
-        for (int64_t j0 = 0; j0 < cols; j0 += block) {
+        for (int64_t j0 = 0, b = 0; j0 < cols; j0 += block, b++) {
             const int64_t n = cols - j0 < block ? cols - j0 : block;
             float bm = -INFINITY;
             for (int64_t j = j0; j < j0 + n; j++) bm = row[j] > bm ? row[j] : bm;
             const float Mn = bm > M ? bm : M;
-            if (j0 > 0 && Mn > M) { /* the running max moved: earlier weights and the sum rescale */
-                const float f = expf(M - Mn);
-                l *= f;
-                for (int64_t j = 0; j < j0; j++) row[j] *= f;
-            }
+            if (j0 > 0 && Mn > M) l *= expf(M - Mn); /* the running max moved: the sum rescales */
             float bs = 0.0f;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
             if (v512) bs = exp_block_bf16_avx512(row + j0, n, Mn);
@@ -144,6 +141,7 @@ void kern_cpu_softmax_rows_bf16p(float *x, float *inv_sum, int64_t rows, int64_t
                 }
             l += bs;
             M = Mn;
+            run_max[i * nb + b] = M;
         }
         inv_sum[i] = 1.0f / l;
     }

@@ -499,12 +499,56 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
  * in blocks of 512 with a running max M: exp(s - M) rounded to bf16 for the product with v
  * (f32 accumulation), the row sum of the unrounded exps in f32, earlier blocks rescaled when M
  * grows, and o = acc / sum rounded to bf16. nanovl does the same (kern_cpu_softmax_rows_bf16p),
- * with two differences it cannot remove: torch's exp is a vectorised approximation (Sleef-style
+ * with the products of both matmuls on the BF16 paths (exact bf16 products, f32 sums, as torch's
+ * bf16 GEMMs), with two differences it cannot remove: torch's exp is a vectorised approximation (Sleef-style
  * exp_u20) where ours is a ~1 ulp polynomial, and the f32 summation orders differ; so a
  * probability near a bf16 rounding boundary can round the other way, and an output sitting near
  * one can land one bf16 ulp apart (tiny ViT: ~3 % of attention outputs, against ~30 % with the
  * f32 softmax). The F32 path is unchanged. */
 #define ATTN_KV_BLOCK 512 /* torch's kvSplitSize on the CPU */
+
+/* y[M, N] = x[M, K] (row stride ldx) @ w[N, K]^T where every value of x and w is a bf16 value held
+ * in f32: on the BF16 matmul paths (exact products, f32 sums: oneDNN or the own AVX512-BF16
+ * kernel) after packing w to wb; on a CPU with neither, the f32 kernels compute the same products
+ * exactly (a bf16 x bf16 product fits f32) and sum in f32 (x copied dense into xd first). */
+static nvl_status mm_bf16_values(float *y, const float *x, int64_t ldx, const float *w, int64_t N, int64_t K,
+                                 int64_t M, uint16_t *wb, float *xd, nvl_err *err) {
+    for (int64_t i = 0; i < N * K; i++) wb[i] = nvl_f32_to_bf16(w[i]);
+    const nvl_tensor wt = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){N, K}, wb);
+    if (kern_cpu_matmul_bf16_ld(y, x, ldx, &wt, M)) return NVL_OK;
+    if (ldx != K) {
+        for (int64_t m = 0; m < M; m++) memcpy(xd + m * K, x + m * ldx, (size_t)K * sizeof(float));
+        x = xd;
+    }
+    const nvl_tensor wf = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){N, K}, (void *)w);
+    return kern_cpu_matmul(y, x, &wf, M, err);
+}
+
+/* The BF16 form for one image and head: q (T, D) unscaled, k (T, D), v transposed block by block
+ * (vt: block b, keys j0..j0+n, is a dense (D, n) at vt + j0 * D); all bf16 values. s = (q k^T) *
+ * scale, the bf16 probabilities per block of 512 keys (kern_cpu_softmax_rows_bf16p), then torch's
+ * order: acc = P_0 v_0; acc = acc * exp(M_0 - M_1) + P_1 v_1; ...; o = bf16(acc / l). */
+static nvl_status attention_bf16(float *oh, const float *qh, const float *kh, const float *vt, int64_t T, int64_t D,
+                                 float scale, float *sc, float *tmp, float *run_max, float *inv, uint16_t *wb,
+                                 float *xd, nvl_err *err) {
+    nvl_status st;
+    if ((st = mm_bf16_values(sc, qh, D, kh, T, D, T, wb, xd, err)) != NVL_OK) return st;
+    for (int64_t i = 0; i < T * T; i++) sc[i] *= scale;
+    kern_cpu_softmax_rows_bf16p(sc, run_max, inv, T, T, ATTN_KV_BLOCK);
+    const int64_t nb = (T + ATTN_KV_BLOCK - 1) / ATTN_KV_BLOCK;
+    for (int64_t b = 0, j0 = 0; b < nb; b++, j0 += ATTN_KV_BLOCK) {
+        const int64_t n = T - j0 < ATTN_KV_BLOCK ? T - j0 : ATTN_KV_BLOCK;
+        float *dst = b == 0 ? oh : tmp;
+        if ((st = mm_bf16_values(dst, sc + j0, T, vt + j0 * D, D, n, T, wb, xd, err)) != NVL_OK) return st;
+        if (b == 0) continue;
+        for (int64_t i = 0; i < T; i++) {
+            const float f = expf(run_max[i * nb + b - 1] - run_max[i * nb + b]); /* 1 when the max stayed */
+            for (int64_t d = 0; d < D; d++) oh[i * D + d] = oh[i * D + d] * f + tmp[i * D + d];
+        }
+    }
+    return NVL_OK;
+}
+
 static nvl_status cpu_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img,
                                      int64_t n_head, nvl_err *err) {
     nvl_status st;
@@ -512,38 +556,46 @@ static nvl_status cpu_attention_full(kern_backend *be, nvl_tensor *o, const nvl_
         return st;
     const int64_t W = qkv->shape[1] / 3, H = n_head, D = W / H, T = qkv->shape[0] / n_img;
     const int bf = o->dtype == NVL_DTYPE_BF16;
-    float *sc = kern_cpu_scratch(be, (size_t)(T * T + 4 * T * D + T) * sizeof(float), err);
+    const int64_t nb = (T + ATTN_KV_BLOCK - 1) / ATTN_KV_BLOCK, blk = T < ATTN_KV_BLOCK ? T : ATTN_KV_BLOCK;
+    /* sc, qh, kh, vt, oh, inv; the bf16 form adds tmp, run_max, xd and wb (T * D uint16) */
+    const size_t need = (size_t)(T * T + 4 * T * D + T) + (bf ? (size_t)(T * D + T * nb + T * blk + (T * D + 1) / 2) : 0);
+    float *sc = kern_cpu_scratch(be, need * sizeof(float), err);
     if (!sc) return NVL_ERR_NOMEM;
     float *qh = sc + T * T, *kh = qh + T * D, *vt = kh + T * D, *oh = vt + T * D, *inv = oh + T * D;
+    float *tmp = inv + T, *run_max = tmp + T * D, *xd = run_max + T * nb;
+    uint16_t *wb = (uint16_t *)(xd + T * blk);
     const float scale = 1.0f / sqrtf((float)D);
     for (int64_t t = 0; t < n_img; t++)
         for (int64_t hh = 0; hh < H; hh++) {
             for (int64_t i = 0; i < T; i++) {
                 const float *hr = row_f(qkv, t * T + i);
+                /* v transposed; for bf16 block by block (block of key i: dense (D, n) at j0 * D) */
+                const int64_t j0 = bf ? i / ATTN_KV_BLOCK * ATTN_KV_BLOCK : 0;
+                const int64_t n = bf ? (T - j0 < ATTN_KV_BLOCK ? T - j0 : ATTN_KV_BLOCK) : T;
                 for (int64_t d = 0; d < D; d++) {
                     qh[i * D + d] = bf ? hr[hh * D + d] : hr[hh * D + d] * scale;
                     kh[i * D + d] = hr[W + hh * D + d];
-                    vt[d * T + i] = hr[2 * W + hh * D + d];
+                    vt[j0 * D + d * n + (i - j0)] = hr[2 * W + hh * D + d];
                 }
+            }
+            if (bf) {
+                if ((st = attention_bf16(oh, qh, kh, vt, T, D, scale, sc, tmp, run_max, inv, wb, xd, err)) != NVL_OK)
+                    return st;
+                for (int64_t i = 0; i < T; i++) {
+                    float *orow = row_f(o, t * T + i) + hh * D;
+                    for (int64_t d = 0; d < D; d++) orow[d] = nvl_round_bf16(oh[i * D + d] * inv[i]);
+                }
+                continue;
             }
             nvl_tensor kt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){T, D}, kh);
             nvl_tensor vtt = nvl_tensor_make(NVL_DTYPE_F32, 2, (int64_t[]){D, T}, vt);
             if ((st = kern_cpu_matmul(sc, qh, &kt, T, err)) != NVL_OK) return st;
-            if (bf) {
-                for (int64_t i = 0; i < T * T; i++) sc[i] *= scale;
-                kern_cpu_softmax_rows_bf16p(sc, inv, T, T, ATTN_KV_BLOCK);
-            } else {
-                kern_cpu_softmax_rows(sc, T, T);
-            }
+            kern_cpu_softmax_rows(sc, T, T);
             if ((st = kern_cpu_matmul(oh, sc, &vtt, T, err)) != NVL_OK) return st;
             for (int64_t i = 0; i < T; i++) {
                 float *orow = row_f(o, t * T + i) + hh * D;
-                if (bf)
-                    for (int64_t d = 0; d < D; d++) orow[d] = nvl_round_bf16(oh[i * D + d] * inv[i]);
-                else {
-                    memcpy(orow, oh + i * D, (size_t)D * sizeof(float));
-                    round_row(orow, D, o->dtype);
-                }
+                memcpy(orow, oh + i * D, (size_t)D * sizeof(float));
+                round_row(orow, D, o->dtype);
             }
         }
     return NVL_OK;
