@@ -113,9 +113,9 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const double gflop = 2.0 * (double)n_tiles * (double)(G * G + 8) * (double)(L * (3 * W * W + W * W + 2 * W * F)) / 1e9 +
                          (double)n_tiles * (double)L * 4.0 * (double)(G * G + 8) * (double)(G * G + 8) * (double)W / 1e9;
-    printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB |\n",
+    printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
            real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,
-           n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0);
+           n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, bench_kernels());
     free(tiles);
     free(feat);
     free(sp);

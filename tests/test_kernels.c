@@ -201,21 +201,20 @@ static void test_matmul_bf16dp(void) {
         printf("matmul bf16 own kernel: this CPU has no AVX512-BF16 (or NVL_CPU_KERNEL chose another path), skipped\n");
     else
         check_bf16_path("bf16 own", kern_cpu_matmul_bf16_own);
-    if (!kern_cpu_has_dnnl())
-        printf("matmul bf16 oneDNN: this build has no oneDNN (libdnnl-dev not found at configure time), skipped\n");
-    else {
-        /* oneDNN 2.6 makes no BF16 matmul on a CPU without AVX-512: the path then declines (0) */
-        float y[4];
-        const float x[4] = {1, 2, 3, 4};
-        uint16_t wv[4] = {0x3f80, 0x3f80, 0x3f80, 0x3f80};
-        nvl_tensor w1 = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){1, 4}, wv);
-        if (!kern_cpu_matmul_dnnl(y, x, 4, &w1, 1))
-            printf("matmul bf16 oneDNN: oneDNN declines BF16 matmuls on this CPU, skipped\n");
-        else {
-            TEST_CHECK(y[0] == 10.0f, "oneDNN: 1+2+3+4 = %g", y[0]);
-            check_bf16_path("bf16 oneDNN", kern_cpu_matmul_dnnl);
-            printf("oneDNN: %s\n", kern_cpu_dnnl_info());
-        }
+    float y[4];
+    const float x[4] = {1, 2, 3, 4};
+    uint16_t wv[4] = {0x3f80, 0x3f80, 0x3f80, 0x3f80};
+    nvl_tensor w1 = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){1, 4}, wv);
+    if (!kern_cpu_has_dnnl()) {
+        /* no oneDNN in the build, or (oneDNN 2.6) a CPU without AVX-512: the path declines */
+        printf("matmul bf16 oneDNN: no oneDNN in this build, or it makes no BF16 matmul on this CPU, skipped\n");
+        TEST_EQ_INT(kern_cpu_matmul_dnnl(y, x, 4, &w1, 1), 0);
+        TEST_CHECK(kern_cpu_bf16_path(64) != KERN_BF16_DNNL, "oneDNN chosen without oneDNN");
+    } else {
+        TEST_EQ_INT(kern_cpu_matmul_dnnl(y, x, 4, &w1, 1), 1);
+        TEST_CHECK(y[0] == 10.0f, "oneDNN: 1+2+3+4 = %g", y[0]);
+        check_bf16_path("bf16 oneDNN", kern_cpu_matmul_dnnl);
+        printf("oneDNN: %s\n", kern_cpu_dnnl_info());
     }
     /* the default choice: below KERN_DNNL_MIN_ROWS rows the own (batch-invariant) kernel */
     if (kern_cpu_has_bf16dp() && !getenv("NVL_CPU_KERNEL")) {

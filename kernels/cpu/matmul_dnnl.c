@@ -60,8 +60,18 @@ static struct {
     char impl[96];
 } g_dnnl = {.once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER};
 
+static int make_prim(prim_entry *ne, int64_t rows, int64_t cols, int64_t K);
+
+/* An engine, and a probe: oneDNN 2.6 makes no BF16 matmul on a CPU without AVX-512 (or when
+ * ONEDNN_MAX_CPU_ISA caps it there); the path is then off for the process, instead of failing
+ * (and falling back) on every call. */
 static void dnnl_init(void) {
-    if (dnnl_engine_create(&g_dnnl.engine, dnnl_cpu, 0) == dnnl_success) g_dnnl.ok = 1;
+    if (dnnl_engine_create(&g_dnnl.engine, dnnl_cpu, 0) != dnnl_success) return;
+    prim_entry probe;
+    if (make_prim(&probe, 1, 16, 32)) {
+        dnnl_primitive_destroy(probe.prim);
+        g_dnnl.ok = 1;
+    }
 }
 
 /* Makes the single-threaded block primitive (rows x cols outputs over K into a dense tile: with a
