@@ -94,6 +94,7 @@ static int cmd_version(int argc, char **argv) {
         printf("cuda devices: %d%s%s%s\n", ndev, ndev ? "" : " (", ndev ? "" : (why ? why : "none"),
                ndev ? "" : ")");
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
+    printf("cpu kernels: %s\n", kern_cpu_kernels());
     printf("media: jpeg %s, png %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
            media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
            media_supports(MEDIA_KIND_PDF) ? "yes" : "no",

@@ -67,6 +67,9 @@ nvl_status kern_env_check(nvl_err *err);
 void kern_threads_apply(void);
 /* OpenMP threads the CPU ops of the calling thread use (1 without OpenMP). */
 int kern_cpu_threads(void);
+/* The CPU's matrix features and the kernels the CPU ops take on them, one line, e.g.
+ * "avx512_bf16 avx512f avx2 fma; matmul avx512f; bf16 avx512bf16 + oneDNN 2.6.3 >= 32 rows". */
+const char *kern_cpu_kernels(void);
 
 /* Whether this binary has the CUDA backend compiled in. */
 int kern_cuda_built(void);

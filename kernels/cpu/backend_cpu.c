@@ -83,6 +83,16 @@ static int cpu_has_amx_bf16(void) {
     return v;
 }
 
+const char *kern_cpu_kernels(void) {
+    static char buf[200];
+    const kern_bf16_path many = kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS), one = kern_cpu_bf16_path(1);
+    const char *dnnl = kern_cpu_dnnl_version() ? kern_cpu_dnnl_version() : "oneDNN";
+    snprintf(buf, sizeof buf, "%s; matmul %s; bf16 %s%s%s", kern_cpu_features(), kern_cpu_matmul_kernel(),
+             many == KERN_BF16_DNNL ? (one == KERN_BF16_DNNL ? dnnl : "avx512bf16 + ") : many == KERN_BF16_OWN ? "avx512bf16" : "via f32",
+             many == KERN_BF16_DNNL && one != KERN_BF16_DNNL ? dnnl : "", many == KERN_BF16_DNNL && one != KERN_BF16_DNNL ? " >= 32 rows" : "");
+    return buf;
+}
+
 const char *kern_cpu_features(void) {
     static char buf[128];
     if (buf[0]) return buf;
@@ -166,11 +176,7 @@ nvl_status kern_cpu_backend_init(kern_backend **out, nvl_err *err) {
         return st;
     }
     kern_threads_apply();
-    const kern_bf16_path many = kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS);
-    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s, matmul %s, bf16 %s",
-             kern_cpu_n_threads(), kern_cpu_features(), kern_cpu_matmul_kernel(),
-             many == KERN_BF16_DNNL ? (kern_cpu_bf16_path(1) == KERN_BF16_DNNL ? "oneDNN" : "avx512bf16 + oneDNN >= 32 rows")
-             : many == KERN_BF16_OWN ? "avx512bf16" : "via f32");
+    snprintf(be->description, sizeof be->description, "CPU: %d threads, %s", kern_cpu_n_threads(), kern_cpu_kernels());
     *out = be;
     return NVL_OK;
 }

@@ -51,6 +51,8 @@ int kern_cpu_has_bf16dp(void);
  * brg:avx512_core_bf16" (the implementation of the last primitive made), NULL without oneDNN. */
 int kern_cpu_has_dnnl(void);
 const char *kern_cpu_dnnl_info(void);
+/* "oneDNN 2.6.3" (the library found at run time), NULL without oneDNN in the build. */
+const char *kern_cpu_dnnl_version(void);
 /* Quantized weights (kernels/ops.h kern_weight with quant FP8 or NVFP4): ModelOpt's forward,
  * activation quantize-dequantize included (quant.c). x (M, K), y (M, N) contiguous f32. */
 struct kern_weight;

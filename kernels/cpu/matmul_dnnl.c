@@ -235,3 +235,14 @@ const char *kern_cpu_dnnl_info(void) {
     return NULL;
 #endif
 }
+
+const char *kern_cpu_dnnl_version(void) {
+#ifdef NVL_HAVE_DNNL
+    static char buf[48];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+    return buf;
+#else
+    return NULL;
+#endif
+}
