@@ -93,7 +93,16 @@ static int make_prim(prim_entry *ne, int64_t rows, int64_t cols, int64_t K) {
     if (dnnl_primitive_attr_create(&attr) != dnnl_success) return 0;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    /* planned for the one thread that will run it (inside our parallel loop), so the plan, and
+     * with it the order of the sums, does not depend on NVL_THREADS */
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, g_dnnl.engine, NULL);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return 0;
     const char *impl = NULL;
@@ -124,30 +133,56 @@ static const prim_entry *get_prim(int64_t rows, int64_t cols, int64_t K, prim_en
     return found;
 }
 
-/* One block product: the dense tile (p->rows x p->cols) = xb block @ w block^T. */
-static int run_block(const prim_entry *p, float *y, const uint16_t *xb, const void *w, void *scratch) {
-    dnnl_memory_t ms = NULL, mw = NULL, md = NULL, mscr = NULL;
-    int ok = dnnl_memory_create(&ms, &p->src, g_dnnl.engine, (void *)xb) == dnnl_success &&
-             dnnl_memory_create(&mw, &p->wei, g_dnnl.engine, (void *)w) == dnnl_success &&
-             dnnl_memory_create(&md, &p->dst, g_dnnl.engine, y) == dnnl_success;
-    dnnl_memory_desc_t scr_md;
-    dnnl_dims_t sdim = {(int64_t)(p->scratch ? p->scratch : 1)};
-    if (ok && p->scratch)
-        ok = dnnl_memory_desc_init_by_tag(&scr_md, 1, sdim, dnnl_u8, dnnl_a) == dnnl_success &&
-             dnnl_memory_create(&mscr, &scr_md, g_dnnl.engine, scratch) == dnnl_success;
-    dnnl_stream_t stream = NULL;
-    if (ok) ok = dnnl_stream_create(&stream, g_dnnl.engine, dnnl_stream_default_flags) == dnnl_success;
-    if (ok) {
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mscr}};
-        ok = dnnl_primitive_execute(p->prim, stream, p->scratch ? 4 : 3, args) == dnnl_success &&
-             dnnl_stream_wait(stream) == dnnl_success;
+/* A thread's objects for the block products of one call: a stream and, per primitive (full
+ * weight block, tail), memory objects whose data pointers move from block to block (made once
+ * per call and thread: making them per block cost as much as a small block's product). */
+typedef struct blk_ctx {
+    dnnl_stream_t stream;
+    dnnl_memory_t ms[2], mw[2], md[2], mscr;
+    int made[2], bad;
+} blk_ctx;
+
+static void blk_ctx_free(blk_ctx *c) {
+    for (int i = 0; i < 2; i++) {
+        if (c->ms[i]) dnnl_memory_destroy(c->ms[i]);
+        if (c->mw[i]) dnnl_memory_destroy(c->mw[i]);
+        if (c->md[i]) dnnl_memory_destroy(c->md[i]);
     }
-    if (stream) dnnl_stream_destroy(stream);
-    if (ms) dnnl_memory_destroy(ms);
-    if (mw) dnnl_memory_destroy(mw);
-    if (md) dnnl_memory_destroy(md);
-    if (mscr) dnnl_memory_destroy(mscr);
-    return ok;
+    if (c->mscr) dnnl_memory_destroy(c->mscr);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+}
+
+/* One block product with primitive k of pr: the dense tile y (rows x cols) = xb block @ w
+ * block^T; scratch (scratch_bytes) is the thread's scratchpad. */
+static int run_block(blk_ctx *c, const prim_entry *const pr[2], int k, float *y, const uint16_t *xb, const void *w,
+                     void *scratch, size_t scratch_bytes) {
+    const prim_entry *p = pr[k];
+    if (c->bad) return 0;
+    if (!c->stream && dnnl_stream_create(&c->stream, g_dnnl.engine, dnnl_stream_default_flags) != dnnl_success)
+        return c->bad = 1, 0;
+    if (!c->mscr && scratch_bytes) {
+        dnnl_memory_desc_t smd;
+        dnnl_dims_t sdim = {(int64_t)scratch_bytes};
+        if (dnnl_memory_desc_init_by_tag(&smd, 1, sdim, dnnl_u8, dnnl_a) != dnnl_success ||
+            dnnl_memory_create(&c->mscr, &smd, g_dnnl.engine, scratch) != dnnl_success)
+            return c->bad = 1, 0;
+    }
+    if (!c->made[k]) {
+        c->made[k] = 1;
+        if (dnnl_memory_create(&c->ms[k], &p->src, g_dnnl.engine, (void *)xb) != dnnl_success ||
+            dnnl_memory_create(&c->mw[k], &p->wei, g_dnnl.engine, (void *)w) != dnnl_success ||
+            dnnl_memory_create(&c->md[k], &p->dst, g_dnnl.engine, y) != dnnl_success)
+            return c->bad = 1, 0;
+    } else if (dnnl_memory_set_data_handle(c->ms[k], (void *)xb) != dnnl_success ||
+               dnnl_memory_set_data_handle(c->mw[k], (void *)w) != dnnl_success ||
+               dnnl_memory_set_data_handle(c->md[k], y) != dnnl_success)
+        return c->bad = 1, 0;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->ms[k]}, {DNNL_ARG_WEIGHTS, c->mw[k]}, {DNNL_ARG_DST, c->md[k]},
+                               {DNNL_ARG_SCRATCHPAD, c->mscr}};
+    if (dnnl_primitive_execute(p->prim, c->stream, p->scratch ? 4 : 3, args) != dnnl_success ||
+        dnnl_stream_wait(c->stream) != dnnl_success)
+        return c->bad = 1, 0;
+    return 1;
 }
 #endif
 
@@ -172,14 +207,14 @@ int kern_cpu_matmul_dnnl(float *y, const float *x, int64_t ldx, const nvl_tensor
 #endif
     uint16_t *xb = ok ? nvl_aligned_alloc(64, (size_t)(Mp * K) * sizeof(uint16_t) + 64) : NULL;
     unsigned char *per = ok ? nvl_aligned_alloc(64, (tile + scratch) * (size_t)nt + 64) : NULL;
-    if (!xb || !per) ok = 0;
+    blk_ctx *ctx = ok ? nvl_calloc((size_t)nt, sizeof *ctx) : NULL;
+    if (!xb || !per || !ctx) ok = 0;
     if (ok) {
 #pragma omp parallel for schedule(static) if (Mp * K > 65536)
         for (int64_t m = 0; m < Mp; m++) /* exact: the values are bf16 already; pad rows are zero */
             for (int64_t k = 0; k < K; k++) xb[m * K + k] = m < M ? nvl_f32_to_bf16(x[m * ldx + k]) : 0;
-        int bad = 0;
         /* weight block major: a thread's consecutive blocks share a weight block (kept in L2) */
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < nmb * nnb; i++) {
             const int64_t nbk = i / nmb, mbk = i % nmb, n0 = nbk * DNNL_NB, m0 = mbk * DNNL_MB;
             const int tail_n = nbk == nnb - 1;
@@ -189,15 +224,16 @@ int kern_cpu_matmul_dnnl(float *y, const float *x, int64_t ldx, const nvl_tensor
 #endif
             float *yt = (float *)(per + (size_t)t * (tile + scratch));
             const unsigned char *wb = (const unsigned char *)w->data + (size_t)n0 * (size_t)K * 2;
-            if (!run_block(pr[tail_n], yt, xb + m0 * K, wb, scratch ? (unsigned char *)yt + tile : NULL)) {
-                bad = 1;
+            if (!run_block(&ctx[t], pr, tail_n, yt, xb + m0 * K, wb, scratch ? (unsigned char *)yt + tile : NULL, scratch))
                 continue;
-            }
             const int64_t rows = M - m0 < DNNL_MB ? M - m0 : DNNL_MB, cols = pr[tail_n]->cols;
             for (int64_t r = 0; r < rows; r++) memcpy(y + (m0 + r) * N + n0, yt + r * cols, (size_t)cols * sizeof(float));
         }
-        ok = !bad;
+        for (int t = 0; t < nt; t++) ok &= !ctx[t].bad;
     }
+    if (ctx)
+        for (int t = 0; t < nt; t++) blk_ctx_free(&ctx[t]);
+    nvl_free(ctx);
     for (int i = 0; i < 2; i++)
         if (tmp[i].prim) dnnl_primitive_destroy(tmp[i].prim);
     nvl_free(xb);
