@@ -71,8 +71,9 @@ int64_t api_engine_max_context(const api_engine *e) {
 
 /* The checkpoint's chat template must render a probe conversation with one image marker and the
  * question; a template nanovl cannot interpret (or one that does not place media where the
- * prompt builder expects them) is set aside, with a warning, for the built-in Nano V2 format. */
-static void check_template(api_engine *e, const char *dir) {
+ * prompt builder expects them) is set aside, with a warning, for the built-in Nano V2 format.
+ * Running out of memory while rendering is an error (NVL_ERR_NOMEM), not a reason to switch. */
+static nvl_status check_template(api_engine *e, const char *dir, nvl_err *out_err) {
     llm_chat_part sys = {LLM_PART_TEXT, "You are helpful."};
     llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, "What is the total?"}};
     llm_chat_message msgs[2] = {{"system", &sys, 1}, {"user", parts, 2}};
@@ -83,6 +84,10 @@ static void check_template(api_engine *e, const char *dir) {
     nvl_status st = llm_chat_render_template(e->chat_template, msgs, 2, &o, e->special, &text, &len, &err);
     const char *why = NULL;
     char buf[NVL_ERR_MSG_MAX + 64];
+    if (st == NVL_ERR_NOMEM) { /* not the template's fault: opening fails, it does not change format */
+        nvl_free(text);
+        return nvl_err_set(out_err, st, "%s: %s", dir, err.msg);
+    }
     if (st != NVL_OK) {
         snprintf(buf, sizeof buf, "%s", err.msg);
         why = buf;
@@ -98,6 +103,7 @@ static void check_template(api_engine *e, const char *dir) {
         e->chat_template = NULL;
     }
     nvl_free(text);
+    return NVL_OK;
 }
 
 nvl_status api_env_check(nvl_err *err) {
@@ -220,10 +226,15 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         int32_t *ids = NULL;
         int64_t n = 0;
         e->frame_sep_tokens = 16;
-        if (llm_tokenizer_encode(e->tok, probe, sizeof probe - 1, &ids, &n, NULL) == NVL_OK && n > 16) e->frame_sep_tokens = n;
+        st = llm_tokenizer_encode(e->tok, probe, sizeof probe - 1, &ids, &n, err);
+        if (st == NVL_OK && n > 16) e->frame_sep_tokens = n;
         nvl_free(ids);
+        if (st == NVL_OK && e->chat_template) st = check_template(e, dir, err);
+        if (st != NVL_OK) {
+            api_engine_close(e);
+            return st;
+        }
     }
-    if (e->chat_template) check_template(e, dir);
     const char *km = getenv("NANOVL_KEEP_MB");
     e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
     e->seq_budget = o.seq_mem_mb > 0 ? (size_t)(o.seq_mem_mb * 1024.0 * 1024.0) : default_seq_budget(e->be);

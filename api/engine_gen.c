@@ -76,6 +76,10 @@ int engine_gen_token(request *rq, int32_t tok, const float *logits) {
     res->ids[res->n_ids++] = tok;
     if (gen_on_token(&rq->g, tok, logits)) {
         nvl_err er = {0};
+        if (rq->g.oom) { /* the answer's text could not grow: an error, not the caller stopping */
+            engine_fail(rq, nvl_err_set(&er, NVL_ERR_NOMEM, "engine: out of memory for the answer"), &er);
+            return 1;
+        }
         engine_fail(rq,
                     nvl_err_set(&er, NVL_ERR_CANCELLED, "generation stopped by the caller after %lld tokens",
                                 (long long)(k + 1)),

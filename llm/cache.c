@@ -14,11 +14,11 @@ static void free_tensor(kern_backend *be, nvl_tensor *t) {
 
 void llm_cache_free(llm_cache *c) {
     if (!c) return;
-    for (int64_t i = 0; c->conv && i < c->m->hp.n_layer; i++) {
-        free_tensor(c->be, &c->conv[i]);
-        free_tensor(c->be, &c->ssm[i]);
-        free_tensor(c->be, &c->k[i]);
-        free_tensor(c->be, &c->v[i]);
+    for (int64_t i = 0; i < c->m->hp.n_layer; i++) { /* any of the arrays may be missing (init ran out of memory) */
+        if (c->conv) free_tensor(c->be, &c->conv[i]);
+        if (c->ssm) free_tensor(c->be, &c->ssm[i]);
+        if (c->k) free_tensor(c->be, &c->k[i]);
+        if (c->v) free_tensor(c->be, &c->v[i]);
     }
     nvl_free(c->conv);
     nvl_free(c->ssm);

@@ -22,9 +22,13 @@ typedef struct hdr {
 static atomic_llong g_bytes;
 static atomic_llong g_peak;
 static atomic_llong g_count;
+static atomic_llong g_total; /* allocations made since the start (successful ones) */
 static atomic_llong g_fail_after = -2; /* -2: env not read yet; -1: disabled */
 
+static atomic_llong g_fail_nth = -1; /* >= 0: allocations to let through before failing one */
+
 static int should_fail(void) {
+    if (atomic_load(&g_fail_nth) >= 0 && atomic_fetch_sub(&g_fail_nth, 1) == 0) return 1; /* this one, once */
     long long v = atomic_load(&g_fail_after);
     if (v == -2) {
         const char *s = getenv("NVL_FAIL_ALLOC_AFTER");
@@ -62,6 +66,7 @@ static void *alloc_impl(size_t alignment, size_t n) {
     h->offset = (size_t)(user - (uintptr_t)raw);
     h->magic = HDR_MAGIC;
     account((long long)n);
+    atomic_fetch_add(&g_total, 1);
     return (void *)user;
 }
 
@@ -118,4 +123,6 @@ void nvl_freep(void *pp) {
 int64_t nvl_alloc_bytes(void) { return atomic_load(&g_bytes); }
 int64_t nvl_alloc_peak_bytes(void) { return atomic_load(&g_peak); }
 int64_t nvl_alloc_count(void) { return atomic_load(&g_count); }
+int64_t nvl_alloc_total(void) { return atomic_load(&g_total); }
 void nvl_alloc_fail_after(int64_t n) { atomic_store(&g_fail_after, n < 0 ? -1 : (long long)n); }
+void nvl_alloc_fail_nth(int64_t n) { atomic_store(&g_fail_nth, n < 0 ? -1 : (long long)n); }

@@ -33,9 +33,14 @@ void nvl_freep(void *pp);
 int64_t nvl_alloc_bytes(void);
 int64_t nvl_alloc_peak_bytes(void);
 int64_t nvl_alloc_count(void); /* live blocks */
+int64_t nvl_alloc_total(void); /* blocks allocated since the start (failure-injection sweeps size themselves by it) */
 
 /* Lets n more allocations succeed, then fails all; n < 0 disables injection. */
 void nvl_alloc_fail_after(int64_t n);
+/* Lets n more allocations succeed, fails the next one only, then lets all through again (a
+ * missing NULL check then shows as a crash or a wrong result, not as a later failure); n < 0
+ * disables it. */
+void nvl_alloc_fail_nth(int64_t n);
 
 #ifdef __cplusplus
 }
