@@ -147,6 +147,11 @@ int main(void) {
             {"{{ 9223372036854775806 + 1 }}", "9223372036854775807"},
             {"[{{ '' * 1000000000000000000 }}]", "[]"},
             {"{{ -7 // 2 }} {{ -7 % 2 }}", "-4 1"},
+            /* equality of containers element by element, the first element included (a mutant that
+               skipped it survived the suite); expected strings as jinja2 3.1 renders them */
+            {"{{ [1, 2] == [3, 2] }} {{ [1, 2] == [1, 2] }} {{ [1, 2] == [1, 3] }}", "False True False"},
+            {"{{ {'a': 1, 'b': 2} == {'a': 3, 'b': 2} }}", "False"},
+            {"{{ [[1], 2] == [[0], 2] }}", "False"},
         };
         for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
             char *out = NULL;
