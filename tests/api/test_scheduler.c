@@ -79,6 +79,32 @@ typedef struct req {
     api_ask_params p;
 } req;
 
+typedef struct reenter_state {
+    api_engine *e;
+    int calls;
+    nvl_status inner_st;
+    int pending_after_step;
+    char inner_msg[NVL_ERR_MSG_MAX];
+} reenter_state;
+
+/* on_token that calls back into the engine it runs on (a step's callback). */
+static int reenter_on_token(int32_t tok, const float *logits, void *user) {
+    (void)tok;
+    (void)logits;
+    reenter_state *rs = user;
+    if (rs->calls++ == 0) {
+        api_ask_params p = api_ask_params_default();
+        p.max_tokens = 2;
+        api_ask_result r;
+        nvl_err err = {0};
+        rs->inner_st = api_engine_ask(rs->e, NULL, 0, "Inner?", &p, NULL, NULL, &r, &err);
+        snprintf(rs->inner_msg, sizeof rs->inner_msg, "%s", err.msg);
+        if (rs->inner_st == NVL_OK || rs->inner_st == NVL_ERR_CANCELLED) api_ask_result_free(&r);
+        rs->pending_after_step = api_engine_step(rs->e); /* not reentrant: returns what is pending */
+    }
+    return 0;
+}
+
 static void make_req(req *r, const char *media, const char *pages, const char *question, int max_tokens) {
     memset(r, 0, sizeof *r);
     int n = 0;
@@ -299,6 +325,27 @@ int main(void) {
         TEST_CHECK(t[1].done_at < t[0].first_progress, "the text answer ends before the video is read (%ld < %ld; %.3f s of media)",
                    t[1].done_at, t[0].first_progress, res[0].t_media);
         for (int i = 0; i < 2; i++) api_ask_result_free(&res[i]);
+        api_engine_close(e);
+        e = NULL;
+    }
+
+    /* 3b. a callback that re-enters its own engine: a blocking run is refused (its step would never
+       come back), a step returns without running one; the answer is unharmed */
+    TEST_EQ_INT(api_engine_open(&e, test_data_path("vl_tiny"), &err), NVL_OK);
+    if (e) {
+        reenter_state rs = {.e = e, .inner_st = NVL_OK};
+        api_ask_params p = api_ask_params_default();
+        p.max_tokens = 3;
+        api_ask_result a, b;
+        TEST_EQ_INT(api_engine_ask(e, NULL, 0, "Hello?", &p, NULL, NULL, &b, &err), NVL_OK);
+        TEST_EQ_INT(api_engine_ask(e, NULL, 0, "Hello?", &p, reenter_on_token, &rs, &a, &err), NVL_OK);
+        TEST_CHECK(rs.calls == 3, "on_token ran %d times", rs.calls);
+        TEST_EQ_INT(rs.inner_st, NVL_ERR_INVALID_ARG);
+        TEST_CHECK(strstr(rs.inner_msg, "from inside a step's callback") != NULL, "inner run refused: %s", rs.inner_msg);
+        TEST_CHECK(rs.pending_after_step >= 1, "the inner step ran nothing (pending %d)", rs.pending_after_step);
+        TEST_CHECK(same_ids(&a, &b), "the answer with a re-entering callback equals the plain one");
+        api_ask_result_free(&a);
+        api_ask_result_free(&b);
         api_engine_close(e);
         e = NULL;
     }
