@@ -62,10 +62,13 @@ static struct {
 
 static int make_prim(prim_entry *ne, int64_t rows, int64_t cols, int64_t K);
 
-/* An engine, and a probe: oneDNN 2.6 makes no BF16 matmul on a CPU without AVX-512 (or when
- * ONEDNN_MAX_CPU_ISA caps it there); the path is then off for the process, instead of failing
- * (and falling back) on every call. */
+/* An engine, and two checks that turn the path off for the process: oneDNN must run BF16 natively
+ * (its effective ISA has AVX512-BF16 or AMX): on AVX-512F alone it emulates BF16 and measured 2.5x
+ * slower than nanovl's f32 kernels (bench/RESULTS.md, ONEDNN_MAX_CPU_ISA=AVX512_CORE), and below
+ * AVX-512 oneDNN 2.6 makes no BF16 matmul at all (the probe). */
 static void dnnl_init(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    if ((isa & bf16) != bf16) return;
     if (dnnl_engine_create(&g_dnnl.engine, dnnl_cpu, 0) != dnnl_success) return;
     prim_entry probe;
     if (make_prim(&probe, 1, 16, 32)) {

@@ -508,14 +508,18 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
 #define ATTN_KV_BLOCK 512 /* torch's kvSplitSize on the CPU */
 
 /* y[M, N] = x[M, K] (row stride ldx) @ w[N, K]^T where every value of x and w is a bf16 value held
- * in f32: on the BF16 matmul paths (exact products, f32 sums: oneDNN or the own AVX512-BF16
- * kernel) after packing w to wb; on a CPU with neither, the f32 kernels compute the same products
- * exactly (a bf16 x bf16 product fits f32) and sum in f32 (x copied dense into xd first). */
+ * in f32: through oneDNN's BF16 matmul (exact products, f32 sums) after packing w to wb where that
+ * is the path for M rows; otherwise the f32 kernels, which compute the same products exactly (a
+ * bf16 x bf16 product fits f32) and sum in f32 (x copied dense into xd first). Not the own
+ * AVX512-BF16 kernel: on these short-K shapes (K = 80, 512) it measured slower than the f32
+ * packed GEMM (RADIO-H 4.95 against 4.32 s a tile). */
 static nvl_status mm_bf16_values(float *y, const float *x, int64_t ldx, const float *w, int64_t N, int64_t K,
                                  int64_t M, uint16_t *wb, float *xd, nvl_err *err) {
-    for (int64_t i = 0; i < N * K; i++) wb[i] = nvl_f32_to_bf16(w[i]);
     const nvl_tensor wt = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){N, K}, wb);
-    if (kern_cpu_matmul_bf16_ld(y, x, ldx, &wt, M)) return NVL_OK;
+    if (kern_cpu_bf16_path(M) == KERN_BF16_DNNL) {
+        for (int64_t i = 0; i < N * K; i++) wb[i] = nvl_f32_to_bf16(w[i]);
+        if (kern_cpu_matmul_dnnl(y, x, ldx, &wt, M)) return NVL_OK;
+    }
     if (ldx != K) {
         for (int64_t m = 0; m < M; m++) memcpy(xd + m * K, x + m * ldx, (size_t)K * sizeof(float));
         x = xd;
