@@ -74,6 +74,12 @@ static void stop(api_pages *pg, nvl_status st, const char *msg) {
 static void report(api_pages *pg, unit *u, int index) {
     const int page1 = u->page >= 0 ? u->page + 1 : 0;
     const char *name = pg->local[u->m].name;
+    /* the page's message, or (its copy could not be allocated) what is known without it */
+    char lost[160];
+    if (u->st != NVL_OK && !u->msg_err)
+        snprintf(lost, sizeof lost, "%s: page %d: %s (the error's message was lost: out of memory)", name, page1,
+                 nvl_status_str(u->st));
+    const char *msg = u->msg_err ? u->msg_err : lost;
     if (u->st == NVL_OK) {
         if (!pg->stopped && pg->h.on_page && pg->h.on_page(index, pg->n_units, name, page1, &u->res, pg->h.user))
             stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
@@ -82,7 +88,7 @@ static void report(api_pages *pg, unit *u, int index) {
     } else {
         pg->n_failed++;
         if (!pg->stopped && pg->h.on_page_error &&
-            pg->h.on_page_error(index, name, page1, u->st, u->msg_err ? u->msg_err : "", pg->h.user))
+            pg->h.on_page_error(index, name, page1, u->st, msg, pg->h.user))
             stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
     }
     api_ask_result_free(&u->res);

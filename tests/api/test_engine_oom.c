@@ -12,7 +12,9 @@
  * count is back where it started: a block a failure path forgets is a leak even in a release
  * build; on an open engine, after api_engine_forget drops the kept prompt prefix). Under AddressSanitizer the same runs also check what is read and written on each path.
  * A second sweep does the same for a text-only question on an open engine (the engine's own
- * allocations after open: tokenizer, prompt, slots, sampling). */
+ * allocations after open: tokenizer, prompt, slots, sampling), and for a page-by-page run (the
+ * two-page PDF and the image, two pages in flight: api_pages_run, as ocr, batch and serve run it;
+ * a page's failure is reported through on_page_error and counts as the run's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +22,47 @@
 #include "api.h"
 #include "base/alloc.h"
 #include "test_util.h"
+#include "wire.h"
 
 static char g_file[1024]; /* the request's file ("" for a text-only question) */
+static int g_pages;        /* run page by page (api_pages_run, as ocr / batch / serve do) instead */
+static char g_pdf[1024], g_img[1024];
+
+static int page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)index;
+    (void)name;
+    (void)page;
+    nvl_err *first = user; /* the first page error, for the run's verdict */
+    if (first->code == NVL_OK) nvl_err_set(first, st, "%s", msg && *msg ? msg : "");
+    return 0; /* the run goes on */
+}
+
+static int page_done(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
+    (void)index;
+    (void)n_total;
+    (void)name;
+    (void)page;
+    (void)r;
+    (void)user;
+    return 0;
+}
+
+/* Both files page by page, two pages in flight; a page's failure counts as the run's. */
+static nvl_status run_pages(api_engine *e, nvl_err *err) {
+    api_media media[2] = {{.path = g_pdf}, {.path = g_img}};
+    api_ask_params p = api_ask_params_default();
+    p.max_tokens = 2;
+    nvl_err first = {0};
+    api_pages_hooks h = {.on_page = page_done, .on_page_error = page_error, .user = &first, .window = 2};
+    int n_failed = 0;
+    nvl_status st = api_pages_run(e, media, 2, API_OCR_PROMPT, &p, &h, &n_failed, err);
+    if (st == NVL_OK && n_failed) {
+        TEST_CHECK(first.code != NVL_OK, "%d pages failed without an error", n_failed);
+        *err = first;
+        st = first.code != NVL_OK ? first.code : NVL_ERR_INTERNAL;
+    }
+    return st;
+}
 
 /* One run; returns the status and leaves the message in err. */
 static nvl_status run_once(api_engine *shared, nvl_err *err) {
@@ -34,8 +75,9 @@ static nvl_status run_once(api_engine *shared, nvl_err *err) {
     memset(&r, 0, sizeof r);
     const char *files[] = {g_file};
     const int nf = g_file[0] ? 1 : 0;
-    st = api_engine_ask(e, nf ? files : NULL, nf, "What is in this picture?", &p, NULL, NULL, &r, err);
-    if (st == NVL_OK || st == NVL_ERR_CANCELLED) api_ask_result_free(&r); /* cancelled: the partial result */
+    if (g_pages) st = run_pages(e, err);
+    else st = api_engine_ask(e, nf ? files : NULL, nf, "What is in this picture?", &p, NULL, NULL, &r, err);
+    if (!g_pages && (st == NVL_OK || st == NVL_ERR_CANCELLED)) api_ask_result_free(&r); /* cancelled: partial */
     /* nothing here cancels: an allocation failure must never read as the caller stopping */
     if (st == NVL_ERR_CANCELLED) fprintf(stderr, "allocation failure reported as cancelled: %s\n", err->msg);
     TEST_CHECK(st != NVL_ERR_CANCELLED, "an allocation failure was reported as a cancel: %s", err->msg);
@@ -106,6 +148,11 @@ int main(void) {
     TEST_EQ_INT(api_engine_open(&e, test_data_path("vl_tiny"), &err), NVL_OK);
     if (e) {
         sweep("text question on an open engine", e);
+        snprintf(g_pdf, sizeof g_pdf, "%s", test_data_path("media/made/two_pages.pdf"));
+        snprintf(g_img, sizeof g_img, "%s", test_data_path("media/made/image.bmp"));
+        g_pages = 1;
+        sweep("page by page (PDF + image, window 2) on an open engine", e);
+        g_pages = 0;
         /* the engine still answers after all those failures */
         api_ask_params p = api_ask_params_default();
         p.max_tokens = 2;
