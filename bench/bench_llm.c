@@ -25,6 +25,7 @@
  * argmax only), file writing. Random weights run exactly as fast as real ones (dense model).
  */
 #include "bench_util.h"
+#include "backend.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -516,7 +517,7 @@ int main(int argc, char **argv) {
     }
     if (seqs) {
         int rc = 0;
-        printf("shape=%s threads=%d matmul=%s prompt=%d decode=%d\n", s->name, kern_cpu_n_threads(), bench_kernels(),
+        printf("shape=%s threads=%d matmul=%s prompt=%d decode=%d\n", s->name, kern_cpu_n_threads(), kern_cpu_kernels(),
                n_prompt, n_decode);
         for (const char *q = seqs; *q && !rc;) {
             const int S = atoi(q);
@@ -578,7 +579,7 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
     printf("| %s (%s, hidden %lld, %lld layers) | %.2f | %d | %s | %.1f | %.2f | %.2f | %.2f | %.0f %% | %.0f |\n",
            s->name, hp->pattern, (long long)hp->n_embd, (long long)hp->n_layer, weight_bytes / 1e9,
-           threads, bench_kernels(), n_prompt / t_prefill, 1.0 / med, dec_gbs, bw,
+           threads, kern_cpu_kernels(), n_prompt / t_prefill, 1.0 / med, dec_gbs, bw,
            100.0 * dec_gbs / bw, (double)ru.ru_maxrss / 1024.0);
     free(step);
     free(prompt);

@@ -8,6 +8,7 @@
  * seconds per tile (the ViT only: preprocessing, pixel shuffle and projector excluded) and
  * peak RSS. */
 #include "bench_util.h"
+#include "backend.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
                          (double)n_tiles * (double)L * 4.0 * (double)(G * G + 8) * (double)(G * G + 8) * (double)W / 1e9;
     printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
            real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,
-           n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, bench_kernels());
+           n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, kern_cpu_kernels());
     free(tiles);
     free(feat);
     free(sp);

@@ -84,12 +84,14 @@ static int cpu_has_amx_bf16(void) {
 }
 
 const char *kern_cpu_kernels(void) {
-    static char buf[200];
+    static char buf[320];
     const kern_bf16_path many = kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS), one = kern_cpu_bf16_path(1);
     const char *dnnl = kern_cpu_dnnl_version() ? kern_cpu_dnnl_version() : "oneDNN";
-    snprintf(buf, sizeof buf, "%s; matmul %s; bf16 %s%s%s", kern_cpu_features(), kern_cpu_matmul_kernel(),
-             many == KERN_BF16_DNNL ? (one == KERN_BF16_DNNL ? dnnl : "avx512bf16 + ") : many == KERN_BF16_OWN ? "avx512bf16" : "via f32",
-             many == KERN_BF16_DNNL && one != KERN_BF16_DNNL ? dnnl : "", many == KERN_BF16_DNNL && one != KERN_BF16_DNNL ? " >= 32 rows" : "");
+    char bf16[96];
+    if (many != KERN_BF16_DNNL) snprintf(bf16, sizeof bf16, "%s", many == KERN_BF16_OWN ? "avx512bf16" : "via f32");
+    else if (one == KERN_BF16_DNNL) snprintf(bf16, sizeof bf16, "%s", dnnl);
+    else snprintf(bf16, sizeof bf16, "avx512bf16 + %s >= %d rows", dnnl, KERN_DNNL_MIN_ROWS);
+    snprintf(buf, sizeof buf, "%s; matmul %s; bf16 %s", kern_cpu_features(), kern_cpu_matmul_kernel(), bf16);
     return buf;
 }
 

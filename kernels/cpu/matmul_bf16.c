@@ -76,10 +76,18 @@ static int bf16dp_hw(void) {
 #endif
 }
 
-int kern_cpu_has_bf16dp(void) {
-    const char *force = getenv("NVL_CPU_KERNEL");
-    return bf16dp_hw() && (!force || !*force || !strcmp(force, "avx512bf16") || !strcmp(force, "dnnl"));
+/* NVL_CPU_KERNEL as it concerns BF16 matmuls, read once (kern_env_check has validated it before
+ * any op runs): 0 unset, 1 dnnl, 2 avx512bf16, 3 a kernel without BF16 dot products. */
+static int forced(void) {
+    static int v = -1;
+    if (v < 0) { /* benign race: every thread computes the same answer */
+        const char *f = getenv("NVL_CPU_KERNEL");
+        v = !f || !*f ? 0 : !strcmp(f, "dnnl") ? 1 : !strcmp(f, "avx512bf16") ? 2 : 3;
+    }
+    return v;
 }
+
+int kern_cpu_has_bf16dp(void) { return bf16dp_hw() && forced() != 3; }
 
 int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t M) {
     return w->n_dims == 2 ? kern_cpu_matmul_bf16_ld(y, x, w->shape[1], w, M) : 0;
@@ -87,11 +95,11 @@ int kern_cpu_matmul_bf16(float *y, const float *x, const nvl_tensor *w, int64_t 
 
 /* The path a BF16 x bf16 matmul of M rows takes (see cpu_ops.h). */
 static kern_bf16_path bf16_path(int64_t M) {
-    const char *force = getenv("NVL_CPU_KERNEL");
-    if (force && *force) {
-        if (!strcmp(force, "dnnl")) return kern_cpu_has_dnnl() ? KERN_BF16_DNNL : KERN_BF16_NONE;
-        if (!strcmp(force, "avx512bf16")) return bf16dp_hw() ? KERN_BF16_OWN : KERN_BF16_NONE;
-        return KERN_BF16_NONE; /* a kernel without BF16 dot products was asked for */
+    switch (forced()) {
+    case 1: return kern_cpu_has_dnnl() ? KERN_BF16_DNNL : KERN_BF16_NONE;
+    case 2: return bf16dp_hw() ? KERN_BF16_OWN : KERN_BF16_NONE;
+    case 3: return KERN_BF16_NONE; /* a kernel without BF16 dot products was asked for */
+    default: break;
     }
     if (M >= KERN_DNNL_MIN_ROWS && kern_cpu_has_dnnl()) return KERN_BF16_DNNL;
     return bf16dp_hw() ? KERN_BF16_OWN : KERN_BF16_NONE;

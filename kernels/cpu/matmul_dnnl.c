@@ -264,10 +264,8 @@ int kern_cpu_has_dnnl(void) {
 const char *kern_cpu_dnnl_info(void) {
 #ifdef NVL_HAVE_DNNL
     static char buf[160];
-    const dnnl_version_t *v = dnnl_version();
     pthread_mutex_lock(&g_dnnl.mu);
-    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d%s%s", v->major, v->minor, v->patch, g_dnnl.impl[0] ? " " : "",
-             g_dnnl.impl);
+    snprintf(buf, sizeof buf, "%s%s%s", kern_cpu_dnnl_version(), g_dnnl.impl[0] ? " " : "", g_dnnl.impl);
     pthread_mutex_unlock(&g_dnnl.mu);
     return buf;
 #else
