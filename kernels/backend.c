@@ -182,6 +182,8 @@ nvl_status kern_env_check(nvl_err *err) {
                            "debug)", v);
     if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
+    if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, bools))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0 or 1", v);
     if ((v = getenv("NVL_FAIL_ALLOC_AFTER")) && *v) {
         char *end = NULL;
         errno = 0;
@@ -254,3 +256,27 @@ nvl_status kern_synchronize(kern_backend *be, nvl_err *err) {
     return be->iface->synchronize ? be->iface->synchronize(be, err) : NVL_OK;
 }
 
+
+int kern_backend_can_capture(const kern_backend *be) { return be->iface->capture_begin != NULL; }
+nvl_status kern_capture_begin(kern_backend *be, nvl_err *err) {
+    if (!be->iface->capture_begin)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "the %s backend runs eagerly (no graph capture)", be->iface->name);
+    return be->iface->capture_begin(be, err);
+}
+nvl_status kern_capture_end(kern_backend *be, kern_graph **out, nvl_err *err) {
+    *out = NULL;
+    if (!be->iface->capture_end)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "the %s backend runs eagerly (no graph capture)", be->iface->name);
+    return be->iface->capture_end(be, out, err);
+}
+nvl_status kern_graph_launch(kern_backend *be, kern_graph *g, nvl_err *err) {
+    if (!be->iface->graph_launch || !g)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: no graph to launch on the %s backend", __func__, be->iface->name);
+    return be->iface->graph_launch(be, g, err);
+}
+int kern_graph_current(const kern_backend *be, const kern_graph *g) {
+    return g && be->iface->graph_current && be->iface->graph_current(be, g);
+}
+void kern_graph_free(kern_backend *be, kern_graph *g) {
+    if (g && be->iface->graph_free) be->iface->graph_free(be, g);
+}

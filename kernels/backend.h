@@ -58,7 +58,7 @@ nvl_status kern_backend_mem_info(kern_backend *be, size_t *free_bytes, size_t *t
 nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err);
 
 /* Checks every environment variable the kernels read (NVL_BACKEND, NVL_THREADS, NVL_CPU_KERNEL,
- * NVL_CUDA_SYNC, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an
+ * NVL_CUDA_SYNC, NVL_CUDA_GRAPHS, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an
  * error naming the variable, its value and why. Applies NVL_THREADS to the calling thread.
  * nanovl calls it before any command runs. */
 nvl_status kern_env_check(nvl_err *err);
@@ -88,6 +88,26 @@ nvl_status kern_synchronize(kern_backend *be, nvl_err *err);
 /* Within the backend's memory: n bytes from src to dst (the ranges may overlap), or zeroed. */
 nvl_status kern_copy_within(kern_backend *be, void *dst, const void *src, size_t bytes, nvl_err *err);
 nvl_status kern_set_zero(kern_backend *be, void *dst, size_t bytes, nvl_err *err);
+
+/* Graphs (CUDA graphs; design-gpu-batching.md §4.4, kernels.md §6). On a backend that can
+ * capture, the ops called between kern_capture_begin and kern_capture_end are recorded into a
+ * graph instead of run (nothing executes during capture; no op may synchronise or allocate
+ * there), and kern_graph_launch runs the recorded work again. Ops read what changes from step to
+ * step (sequence tables, token ids: kern_step_tables in kernels/ops.h) from fixed device buffers,
+ * so one graph serves every step of its shape. A graph refers to device memory by address: once
+ * the backend has moved memory it may have recorded (op scratch or the step tables grew),
+ * kern_graph_current answers 0 and the caller captures anew (and frees the old one).
+ * The CPU runs eagerly: kern_backend_can_capture answers 0 and the others NVL_ERR_UNSUPPORTED.
+ * Errors: NVL_ERR_DEVICE with the CUDA error when capture or instantiation fails (an op that is not
+ * capturable); capture is then ended and nothing was run. */
+typedef struct kern_graph kern_graph;
+int kern_backend_can_capture(const kern_backend *be);
+nvl_status kern_capture_begin(kern_backend *be, nvl_err *err);
+/* Ends the capture begun on be; *out receives the graph on success (NULL otherwise). */
+nvl_status kern_capture_end(kern_backend *be, kern_graph **out, nvl_err *err);
+nvl_status kern_graph_launch(kern_backend *be, kern_graph *g, nvl_err *err);
+int kern_graph_current(const kern_backend *be, const kern_graph *g);
+void kern_graph_free(kern_backend *be, kern_graph *g); /* NULL-tolerant */
 
 #ifdef __cplusplus
 }

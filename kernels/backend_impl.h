@@ -51,6 +51,9 @@ struct kern_ops_i {
     nvl_status (*patchify)(kern_backend *be, nvl_tensor *y, const nvl_tensor *tiles, int64_t patch, nvl_err *err);
     nvl_status (*pixel_shuffle)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
     nvl_status (*evs_scores)(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16, nvl_err *err);
+    /* (optional) the step's tables into device buffers (kern_step_tables); NULL: nothing to do */
+    nvl_status (*step_tables)(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
+                              const uint8_t *mask, int64_t n_rows, nvl_err *err);
     /* (optional) place one weight tensor in backend memory, updating t; NULL: left in place */
     nvl_status (*place_weight)(kern_backend *be, nvl_tensor *t, nvl_err *err);
 };
@@ -69,6 +72,12 @@ struct kern_backend_i {
     nvl_status (*set_zero)(kern_backend *be, void *dst, size_t n, nvl_err *err);
     nvl_status (*synchronize)(kern_backend *be, nvl_err *err);
     nvl_status (*mem_info)(kern_backend *be, size_t *free_bytes, size_t *total_bytes); /* (optional) */
+    /* (optional, all or none) graphs: kernels/backend.h */
+    nvl_status (*capture_begin)(kern_backend *be, nvl_err *err);
+    nvl_status (*capture_end)(kern_backend *be, kern_graph **out, nvl_err *err);
+    nvl_status (*graph_launch)(kern_backend *be, kern_graph *g, nvl_err *err);
+    int (*graph_current)(const kern_backend *be, const kern_graph *g);
+    void (*graph_free)(kern_backend *be, kern_graph *g);
 
     const struct kern_ops_i *ops; /* the op table (kernels/ops.h); entries NULL where missing */
 };

@@ -168,7 +168,7 @@ static nvl_status chk_seqs(const char *op, const kern_seq *seqs, int n_seq, int6
         if (s->row0 < 0 || s->n_rows < 0 || s->row0 + s->n_rows > rows)
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d rows [%lld, %lld) outside the step's %lld rows",
                                op, i, (long long)s->row0, (long long)(s->row0 + s->n_rows), (long long)rows);
-        if (slots >= 0 && (s->slot < 0 || s->slot >= slots))
+        if (slots >= 0 && s->slot != KERN_SLOT_NONE && (s->slot < 0 || s->slot >= slots))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has slot %d, the cache has %lld", op, i,
                                s->slot, (long long)slots);
         if (s->pos0 < 0) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has position %lld", op, i,
@@ -291,6 +291,15 @@ nvl_status kern_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x
     DISPATCH(dt_softplus, y, x, bias, dt_min, dt_max, err);
 }
 
+nvl_status kern_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids, const uint8_t *mask,
+                            int64_t n_rows, nvl_err *err) {
+    CHECK(chk_seqs(__func__, seqs, n_seq, n_rows, -1, err));
+    if (n_rows < 0 || (n_rows > 0 && !ids))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: %lld rows without token ids", __func__, (long long)n_rows);
+    return be->iface->ops && be->iface->ops->step_tables ? be->iface->ops->step_tables(be, seqs, n_seq, ids, mask, n_rows, err)
+                                                          : NVL_OK;
+}
+
 nvl_status kern_get_rows(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, const int32_t *ids,
                          const nvl_tensor *rows, const uint8_t *mask, nvl_err *err) {
     CHECK(chk2(__func__, "y", y, -1, -1, err));
@@ -372,7 +381,7 @@ nvl_status kern_kv_write(kern_backend *be, nvl_tensor *k_cache, nvl_tensor *v_ca
     CHECK(chk_kv(__func__, k_cache, v_cache, k->shape[1], err));
     CHECK(chk_seqs(__func__, seqs, n_seq, k->shape[0], k_cache->shape[0], err));
     for (int i = 0; i < n_seq; i++)
-        if (seqs[i].pos0 + seqs[i].n_rows > k_cache->shape[1])
+        if (seqs[i].slot != KERN_SLOT_NONE && seqs[i].pos0 + seqs[i].n_rows > k_cache->shape[1])
             return nvl_err_set(err, NVL_ERR_LIMIT, "%s: slot %d would hold %lld positions, its KV rows are %lld",
                                __func__, seqs[i].slot, (long long)(seqs[i].pos0 + seqs[i].n_rows),
                                (long long)k_cache->shape[1]);
@@ -392,7 +401,7 @@ nvl_status kern_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tens
     CHECK(chk_kv(__func__, k_cache, v_cache, n_head_kv * (q->shape[1] / n_head), err));
     CHECK(chk_seqs(__func__, seqs, n_seq, q->shape[0], k_cache->shape[0], err));
     for (int i = 0; i < n_seq; i++)
-        if (seqs[i].pos0 + seqs[i].n_rows > k_cache->shape[1])
+        if (seqs[i].slot != KERN_SLOT_NONE && seqs[i].pos0 + seqs[i].n_rows > k_cache->shape[1])
             return nvl_err_set(err, NVL_ERR_LIMIT, "%s: slot %d reads past its %lld KV rows", __func__, seqs[i].slot,
                                (long long)k_cache->shape[1]);
     DISPATCH(attention_causal, o, q, k_cache, v_cache, n_head, n_head_kv, seqs, n_seq, err);

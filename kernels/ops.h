@@ -89,14 +89,28 @@ kern_weight kern_weight_plain(const nvl_tensor *w, const char *name);
  * The tensors are updated in place to point at their placed copies. */
 nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int64_t n, nvl_err *err);
 
+/* A padding sequence (a graph's bucket filled up, design-gpu-batching.md §4.4): the sequence ops
+ * skip it (no state read or written, no KV row; its rows of conv, scan and attention outputs are
+ * zero); the row-wise ops run over its rows as over any. */
+#define KERN_SLOT_NONE (-1)
+
 /* One sequence's part of a step. */
 typedef struct kern_seq {
-    int32_t slot;   /* state row / KV row in the cache (0 .. S-1) */
+    int32_t slot;   /* state row / KV row in the cache (0 .. S-1), or KERN_SLOT_NONE */
     int32_t decode; /* 1: a one-token decode step (the reference's single-token path) */
     int64_t row0;   /* first row of the step's activations */
     int64_t n_rows; /* rows (tokens) of this sequence in the step */
     int64_t pos0;   /* position of the first row = tokens this slot held before the step */
 } kern_seq;
+
+/* The step's tables, once per step before its ops: the sequence table, the token ids (n_rows)
+ * and the vision mask (n_rows, or NULL). A device backend copies them into fixed device buffers
+ * (one asynchronous copy), where the ops of the step read them when they are handed the same
+ * values (the ops compare contents, not pointers), and where a captured graph reads them on each
+ * launch (kernels/backend.h). Ops handed other tables upload them themselves, except during a
+ * capture, where that is an error. The CPU needs nothing (NVL_OK). */
+nvl_status kern_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids, const uint8_t *mask,
+                            int64_t n_rows, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // Linear algebra and row-wise ops (all rows of the step at once)

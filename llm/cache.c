@@ -130,6 +130,7 @@ nvl_status llm_cache_reserve(llm_cache *c, int64_t n_ctx, nvl_err *err) {
         free_tensor(c->be, &c->v[i]);
         c->k[i] = k;
         c->v[i] = v;
+        c->gen++; /* (even if a later layer fails to grow: this one's rows have moved) */
     }
     c->n_ctx = grow;
     return NVL_OK;

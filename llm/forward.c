@@ -9,7 +9,10 @@
  * G groups, Cc conv_dim, DI d_inner, DP d_in_proj, D attention head_dim, V n_vocab. */
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "base/alloc.h"
+#include "base/log.h"
 #include "llm_impl.h"
 
 #define TRY(x)                                                                                        \
@@ -21,8 +24,17 @@
 // ---------------------------------------------------------------------------
 // Workspace: one backend allocation carved into the step's activations (llm.c style)
 
+static void graphs_drop(llm_workspace *ws) {
+    for (int b = 0; b <= LLM_GRAPH_MAX_ROWS; b++) {
+        kern_graph_free(ws->be, ws->graph[b]);
+        ws->graph[b] = NULL;
+    }
+}
+
 void llm_workspace_free(llm_workspace *ws) {
     if (!ws) return;
+    graphs_drop(ws);
+    if (ws->gbuf) kern_buffer_free(ws->be, ws->gbuf);
     if (ws->buf) kern_buffer_free(ws->be, ws->buf);
     nvl_free(ws->seqs);
     nvl_free(ws->lrow);
@@ -84,9 +96,43 @@ nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t m
     }
     for (size_t i = 0; i < n_plan; i++)
         *plan[i].t = kern_act(m->be, plan[i].dt, 2, (int64_t[]){plan[i].rows, plan[i].cols}, (char *)ws->buf + off[i]);
+    if (kern_backend_can_capture(m->be)) { /* decode graphs unless NVL_CUDA_GRAPHS=0 (kern_env_check vets the value) */
+        const char *g = getenv("NVL_CUDA_GRAPHS");
+        if (!(g && !strcmp(g, "0")) && (st = llm_workspace_set_graphs(ws, LLM_GRAPHS_ON, err)) != NVL_OK) {
+            llm_workspace_free(ws);
+            return st;
+        }
+    }
     *out = ws;
     return NVL_OK;
 }
+
+int llm_decode_bucket(int n, int cap) {
+    if (cap > LLM_GRAPH_MAX_ROWS) cap = LLM_GRAPH_MAX_ROWS;
+    if (n <= 0 || n > cap) return 0;
+    const int b = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : (n + 7) / 8 * 8;
+    return b < cap ? b : cap;
+}
+
+nvl_status llm_workspace_set_graphs(llm_workspace *ws, enum llm_graphs mode, nvl_err *err) {
+    if (mode != LLM_GRAPHS_OFF && mode != LLM_GRAPHS_PAD && mode != LLM_GRAPHS_ON)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: mode %d", __func__, (int)mode);
+    if (mode != LLM_GRAPHS_ON) graphs_drop(ws);
+    if (mode != LLM_GRAPHS_OFF && !ws->gbuf) {
+        const int64_t cap = ws->max_rows < LLM_GRAPH_MAX_ROWS ? ws->max_rows : LLM_GRAPH_MAX_ROWS;
+        const int64_t V = ws->m->hp.n_vocab;
+        nvl_status st = kern_buffer_alloc(ws->be, kern_act_bytes(ws->be, ws->m->act, cap * V), &ws->gbuf, err);
+        if (st != NVL_OK) return nvl_err_prefix(err, "logits rows for decode graphs (%lld x %lld)", (long long)cap, (long long)V), st;
+        ws->graph_cap = (int)cap;
+        ws->glogits = kern_act(ws->be, ws->m->act, 2, (int64_t[]){cap, V}, ws->gbuf);
+    }
+    ws->graph_mode = mode;
+    return NVL_OK;
+}
+
+enum llm_graphs llm_workspace_graphs(const llm_workspace *ws) { return ws->graph_mode; }
+
+void llm_workspace_graph_stats(const llm_workspace *ws, llm_graph_stats *out) { *out = ws->gstats; }
 
 // ---------------------------------------------------------------------------
 // Blocks. Each mixer reads h (T, C) and writes its output back into h.
@@ -175,6 +221,88 @@ static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *cons
     return NVL_OK;
 }
 
+/* The forward over T rows (the tables in ws are set): embedding rows, the layers; with
+ * logit_rows > 0 also the final norm and lm_head over rows [0, logit_rows) into ws->glogits
+ * (the graph form: nothing here depends on the step's values beyond T and the tables, so it can
+ * be captured). */
+static nvl_status step_body(llm_workspace *ws, llm_cache *c, int64_t T, int n_seq, int any_mask, int64_t logit_rows,
+                            nvl_err *err) {
+    const llm_model *m = ws->m;
+    const llm_hparams *hp = &m->hp;
+    kern_backend *be = ws->be;
+    nvl_tensor x = kern_rows(&ws->x, 0, T), h = kern_rows(&ws->h, 0, T), em = kern_rows(&ws->embd, 0, T);
+    TRY(kern_get_rows(be, &x, &m->emb, ws->ids, any_mask ? &em : NULL, any_mask ? ws->mask : NULL, err));
+    const kern_seq *sq = ws->seqs;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const llm_layer *L = &m->layers[il];
+        TRY(kern_rmsnorm(be, &h, &x, &L->norm, (float)hp->eps, err));
+        switch ((enum llm_layer_kind)L->kind) {
+        case LLM_LAYER_KIND_MAMBA2: TRY(mamba2(ws, c, L, il, T, sq, n_seq, err)); break;
+        case LLM_LAYER_KIND_ATTN: TRY(attention(ws, c, L, il, T, sq, n_seq, err)); break;
+        case LLM_LAYER_KIND_MLP: TRY(mlp(ws, L, T, err)); break;
+        default:
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "layer %d has kind '%c', which this model does not run", il,
+                               L->kind);
+        }
+        TRY(kern_add(be, &x, &x, &h, err));
+    }
+    if (logit_rows > 0) {
+        nvl_tensor xl = kern_rows(&ws->x, 0, logit_rows), hl = kern_rows(&ws->h, 0, logit_rows);
+        nvl_tensor lg = kern_rows(&ws->glogits, 0, logit_rows);
+        TRY(kern_rmsnorm(be, &hl, &xl, &m->norm_f, (float)hp->eps, err));
+        TRY(kern_matmul(be, &lg, &hl, &m->lm_head, err));
+    }
+    return NVL_OK;
+}
+
+/* The graph form's unit for a bucket of b rows: a captured graph's launch where there is one
+ * (captured here on the bucket's second run), else the body run eagerly (llm.h). */
+static nvl_status graph_form_run(llm_workspace *ws, llm_cache *c, int b, nvl_err *err) {
+    kern_backend *be = ws->be;
+    llm_graph_stats *gs = &ws->gstats;
+    if (ws->graph_mode == LLM_GRAPHS_ON && kern_backend_can_capture(be)) {
+        if (ws->graph_cache != c || ws->graph_gen != c->gen) { /* the graphs recorded another cache's KV rows */
+            graphs_drop(ws);
+            ws->graph_cache = c;
+            ws->graph_gen = c->gen;
+        }
+        kern_graph *g = ws->graph[b];
+        if (g && !kern_graph_current(be, g)) {
+            kern_graph_free(be, g);
+            g = ws->graph[b] = NULL;
+        }
+        if (!g && ws->warm[b] > 0 && !ws->gfail[b]) {
+            nvl_err cerr = {0};
+            nvl_status st = kern_capture_begin(be, &cerr);
+            if (st == NVL_OK) {
+                const nvl_status sb = step_body(ws, c, b, b, 0, b, &cerr);
+                nvl_err eerr = {0};
+                const nvl_status se = kern_capture_end(be, &g, &eerr);
+                if (sb == NVL_OK && se != NVL_OK) cerr = eerr;
+                st = sb != NVL_OK ? sb : se;
+            }
+            if (st != NVL_OK) {
+                kern_graph_free(be, g);
+                g = NULL;
+                ws->gfail[b] = 1;
+                gs->capture_failures++;
+                NVL_LOG_WARN("decode graph for %d rows: %s; steps of that size run without a graph\n", b, cerr.msg);
+            } else {
+                ws->graph[b] = g;
+                gs->captures++;
+            }
+        }
+        if (g) {
+            TRY(kern_graph_launch(be, g, err));
+            gs->replays++;
+            return NVL_OK;
+        }
+    }
+    ws->warm[b]++;
+    gs->eager_runs++;
+    return step_body(ws, c, b, b, 0, b, err);
+}
+
 nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, int n_seq, nvl_err *err) {
     const llm_model *m = ws->m;
     const llm_hparams *hp = &m->hp;
@@ -202,6 +330,13 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
         return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %lld rows exceed the workspace's %lld", __func__, (long long)T,
                            (long long)ws->max_rows);
     if (hp->n_attn > 0 && need_ctx > c->n_ctx) TRY(llm_cache_reserve(c, need_ctx, err));
+    /* graph form: one-row decode sequences only, no vision rows, within the largest bucket */
+    int bucket = 0;
+    if (ws->graph_mode != LLM_GRAPHS_OFF && T == n_seq) {
+        bucket = llm_decode_bucket(n_seq, ws->graph_cap);
+        for (int i = 0; bucket && i < n_seq; i++)
+            if (seqs[i].embd && seqs[i].embd_mask && seqs[i].embd_mask[0]) bucket = 0;
+    }
     /* token ids, the vision mask and rows, the sequence table */
     int64_t r = 0;
     int any_mask = 0;
@@ -223,22 +358,26 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
             }
         }
     }
-    nvl_tensor x = kern_rows(&ws->x, 0, T), h = kern_rows(&ws->h, 0, T), em = kern_rows(&ws->embd, 0, T);
-    TRY(kern_get_rows(be, &x, &m->emb, ws->ids, any_mask ? &em : NULL, any_mask ? ws->mask : NULL, err));
-    const kern_seq *sq = ws->seqs;
-    for (int il = 0; il < hp->n_layer; il++) {
-        const llm_layer *L = &m->layers[il];
-        TRY(kern_rmsnorm(be, &h, &x, &L->norm, (float)hp->eps, err));
-        switch ((enum llm_layer_kind)L->kind) {
-        case LLM_LAYER_KIND_MAMBA2: TRY(mamba2(ws, c, L, il, T, sq, n_seq, err)); break;
-        case LLM_LAYER_KIND_ATTN: TRY(attention(ws, c, L, il, T, sq, n_seq, err)); break;
-        case LLM_LAYER_KIND_MLP: TRY(mlp(ws, L, T, err)); break;
-        default:
-            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "layer %d has kind '%c', which this model does not run", il,
-                               L->kind);
+    if (bucket) { /* padding rows: token 0, a sequence of no slot (the sequence ops skip it) */
+        for (int i = n_seq; i < bucket; i++, r++) {
+            ws->seqs[i] = (kern_seq){.slot = KERN_SLOT_NONE, .decode = 1, .row0 = r, .n_rows = 1, .pos0 = 0};
+            ws->ids[r] = 0;
+            ws->mask[r] = 0;
         }
-        TRY(kern_add(be, &x, &x, &h, err));
+        TRY(kern_step_tables(be, ws->seqs, bucket, ws->ids, NULL, bucket, err));
+        TRY(graph_form_run(ws, c, bucket, err));
+        ws->gstats.graph_form_steps++;
+        ws->gstats.padded_rows += bucket - n_seq;
+        for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += 1;
+        for (int i = 0; i < n_seq; i++)
+            if (seqs[i].logits != LLM_LOGITS_NONE) { /* LAST and ALL are the same one row here */
+                const nvl_tensor row = kern_rows(&ws->glogits, i, 1);
+                TRY(kern_to_host_f32(be, seqs[i].out, &row, err));
+            }
+        return NVL_OK;
     }
+    TRY(kern_step_tables(be, ws->seqs, n_seq, ws->ids, any_mask ? ws->mask : NULL, T, err));
+    TRY(step_body(ws, c, T, n_seq, any_mask, 0, err));
     for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += seqs[i].n;
     if (n_logit_rows == 0) return NVL_OK;
     int64_t *rows = ws->lrow, k = 0; /* n_logit_rows <= T <= max_rows */

@@ -256,6 +256,40 @@ nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t m
 void llm_workspace_free(llm_workspace *ws);
 int64_t llm_workspace_max_rows(const llm_workspace *ws);
 
+/* Decode steps as graphs (design-gpu-batching.md §4.4, kernels.md §6). A step whose sequences
+ * are all one-row decode sequences without vision rows runs in "graph form": its n sequences are
+ * padded to the bucket llm_decode_bucket gives (padding rows: token 0, slot KERN_SLOT_NONE, which
+ * the sequence ops skip), the step's tables go to the backend once (kern_step_tables), and the
+ * forward, final norm and lm_head over all bucket rows run as one unit whose launches depend only
+ * on the bucket. With LLM_GRAPHS_ON on a backend that can capture (CUDA), that unit is run
+ * eagerly the first time a bucket is seen (so op scratch reaches its size), captured the second
+ * time and replayed from then on; a graph is captured anew when the cache's KV rows moved
+ * (llm_cache_reserve), another cache is used or the backend moved its memory; a bucket whose
+ * capture fails runs eagerly from then on, with a warning. LLM_GRAPHS_PAD runs the graph form
+ * eagerly (the CPU can check padding and the bucketed logits path without a device);
+ * LLM_GRAPHS_OFF runs every step as given. Default: ON where the backend can capture, unless
+ * NVL_CUDA_GRAPHS=0; OFF elsewhere. Results: the rows of real sequences are those of an
+ * unpadded step wherever the matmul kernels give a row the same result whatever rows are beside
+ * it (the CPU's decode kernels do; cuBLAS may pick another algorithm for another row count). */
+enum llm_graphs { LLM_GRAPHS_OFF = 0, LLM_GRAPHS_PAD = 1, LLM_GRAPHS_ON = 2 };
+#define LLM_GRAPH_MAX_ROWS 64 /* the largest bucket; bigger decode batches run as given */
+/* Rows of the graph form for n decode sequences: 1, 2, 4, 8, then multiples of 8 (vLLM's capture
+ * sizes), capped at cap (itself a bucket); 0 when n is 0 or above cap. cap <= LLM_GRAPH_MAX_ROWS. */
+int llm_decode_bucket(int n, int cap);
+/* Sets the mode (allocates the bucket's logits rows, (min(max_rows, 64), n_vocab), for PAD and ON;
+ * frees captured graphs when leaving ON). ON on a backend that cannot capture behaves as PAD. */
+nvl_status llm_workspace_set_graphs(llm_workspace *ws, enum llm_graphs mode, nvl_err *err);
+enum llm_graphs llm_workspace_graphs(const llm_workspace *ws);
+typedef struct llm_graph_stats {
+    int64_t graph_form_steps; /* steps run in graph form (padded to a bucket) */
+    int64_t padded_rows;      /* padding rows those steps carried */
+    int64_t eager_runs;       /* graph-form steps run eagerly (PAD, warm-up, failed capture) */
+    int64_t captures;         /* graphs captured */
+    int64_t replays;          /* graph-form steps run by launching a captured graph */
+    int64_t capture_failures; /* captures that failed (that bucket then runs eagerly) */
+} llm_graph_stats;
+void llm_workspace_graph_stats(const llm_workspace *ws, llm_graph_stats *out);
+
 enum llm_logits_want { LLM_LOGITS_NONE = 0, LLM_LOGITS_LAST = 1, LLM_LOGITS_ALL = 2 };
 
 /* One sequence of a step: n rows at its slot's next positions. Row t is tokens[t], or, where

@@ -54,6 +54,7 @@ struct llm_cache {
     nvl_tensor *k, *v;     /* [n_layer] (S, n_ctx, Hkv*D) for attention layers */
     uint8_t *used;         /* [n_slots] */
     int64_t *n_past;       /* [n_slots] */
+    uint64_t gen;          /* bumped when the KV rows move (llm_cache_reserve): captured graphs refer to them */
     float *host_row;       /* staging for llm_seq_*_state on a device backend */
     size_t host_cap;
 };
@@ -79,6 +80,17 @@ struct llm_workspace {
     float **ldst;          /* [max_rows] where each of those goes (host) */
     int32_t *ids;          /* [max_rows] */
     uint8_t *mask;         /* [max_rows] */
+    /* decode steps in graph form (llm.h, llm_workspace_set_graphs) */
+    enum llm_graphs graph_mode;
+    int graph_cap;                               /* largest bucket: min(max_rows, LLM_GRAPH_MAX_ROWS) */
+    void *gbuf;                                  /* backend allocation of glogits */
+    nvl_tensor glogits;                          /* (graph_cap, V) logits of the bucket's rows */
+    kern_graph *graph[LLM_GRAPH_MAX_ROWS + 1];   /* by bucket rows */
+    int warm[LLM_GRAPH_MAX_ROWS + 1];            /* eager runs of each bucket */
+    uint8_t gfail[LLM_GRAPH_MAX_ROWS + 1];       /* capture failed: eager from then on */
+    const llm_cache *graph_cache;                /* the cache (and its gen) the graphs were captured with */
+    uint64_t graph_gen;
+    llm_graph_stats gstats;
 };
 
 /* One sequence: a slot of a cache (its own, or a shared one) stepped through llm_step. */

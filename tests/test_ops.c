@@ -659,11 +659,14 @@ static void test_get_rows(void) {
 
 // ---------------------------------------------------------------------------
 // Sequence ops. One step of three sequences in slots 2, 0, 3 of a 4-slot state (slot 1 is not
-// touched): 7 rows (longer than the SSD chunk of 4), 1 decode row, 3 rows.
+// touched): 7 rows (longer than the SSD chunk of 4), 1 decode row, 3 rows; then a padding
+// sequence (KERN_SLOT_NONE, a decode row, as a graph's bucket pads): no state touched, its output
+// rows zero (the outputs start filled with a marker, so a skipped row that is not written shows).
 
 #define NSLOT 4
-static const kern_seq k_seqs[3] = {{2, 0, 0, 7, 0}, {0, 1, 7, 1, 5}, {3, 0, 8, 3, 0}};
-static const int64_t k_T = 11;
+#define NSEQS 4
+static const kern_seq k_seqs[NSEQS] = {{2, 0, 0, 7, 0}, {0, 1, 7, 1, 5}, {3, 0, 8, 3, 0}, {KERN_SLOT_NONE, 1, 11, 1, 0}};
+static const int64_t k_T = 12;
 
 static void test_conv1d(void) {
     static const struct { nvl_dtype dt; int bias; } cs[] = {
@@ -680,11 +683,12 @@ static void test_conv1d(void) {
         nvl_tensor y = out2(cs[c].dt, k_T, Cc);
         nvl_err err = {0};
         if (!ran("conv1d_causal",
-                 kern_conv1d_causal(g_be, &y, &x, &w, cs[c].bias ? &b : NULL, &st, k_seqs, 3, &err), &err))
+                 kern_conv1d_causal(g_be, &y, &x, &w, cs[c].bias ? &b : NULL, &st, k_seqs, NSEQS, &err), &err))
             return;
         float *got = down(&y), *gst = down(&st), *ref = hf((size_t)(k_T * Cc)), *rst = hf((size_t)(NSLOT * Cc * Kc));
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < NSEQS; s++) {
             const kern_seq *q = &k_seqs[s];
+            if (q->slot == KERN_SLOT_NONE) continue; /* ref rows stay 0 */
             double *S = sref + q->slot * Cc * Kc; /* oldest first */
             for (int64_t t = 0; t < q->n_rows; t++)
                 for (int64_t ch = 0; ch < Cc; ch++) {
@@ -755,7 +759,7 @@ static void test_ssm_scan(void) {
         nvl_tensor st = act_up(NVL_DTYPE_F32, 4, (int64_t[]){NSLOT, H, P, N}, sh);
         nvl_tensor y = out2(NVL_DTYPE_F32, k_T, DI);
         nvl_err err = {0};
-        if (!ran("ssm_scan", kern_ssm_scan(g_be, &y, &x, &dt, &A, &B, &C, &D, &st, G, chunk, cs[c].mode, k_seqs, 3, &err),
+        if (!ran("ssm_scan", kern_ssm_scan(g_be, &y, &x, &dt, &A, &B, &C, &D, &st, G, chunk, cs[c].mode, k_seqs, NSEQS, &err),
                  &err))
             return;
         float *got = down(&y), *gst = down(&st);
@@ -772,8 +776,9 @@ static void test_ssm_scan(void) {
             memcpy(ds + t * H, dth + t * Wz + 3, (size_t)H * 4);
         }
         int decode_bf = 0;
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < NSEQS; s++) {
             const kern_seq *q = &k_seqs[s];
+            if (q->slot == KERN_SLOT_NONE) continue; /* yd rows stay 0 */
             const int recurrent = cs[c].mode == KERN_SCAN_RECURRENT || (cs[c].mode == KERN_SCAN_AUTO && q->n_rows == 1);
             const int bf = q->decode && dtp == NVL_DTYPE_BF16 && recurrent;
             decode_bf |= bf;
@@ -815,8 +820,8 @@ static void test_attention_causal(void) {
         {NVL_DTYPE_BF16, NVL_DTYPE_F32, 6, 2}, {NVL_DTYPE_F32, NVL_DTYPE_BF16, 2, 2}};
     const int64_t Dh = 8, L = 12;
     const kern_seq pre[2] = {{2, 0, 0, 4, 0}, {0, 0, 4, 3, 0}};
-    const kern_seq now[3] = {{2, 1, 0, 1, 4}, {0, 0, 1, 5, 3}, {3, 0, 6, 2, 0}};
-    const int64_t Tp = 7, Tn = 8;
+    const kern_seq now[4] = {{2, 1, 0, 1, 4}, {0, 0, 1, 5, 3}, {3, 0, 6, 2, 0}, {KERN_SLOT_NONE, 1, 8, 1, 0}};
+    const int64_t Tp = 7, Tn = 9;
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         const int64_t Hq = cs[c].Hq, Hkv = cs[c].Hkv, KD = Hkv * Dh, QD = Hq * Dh, grp = Hq / Hkv;
         const size_t ncache = (size_t)(NSLOT * L * KD);
@@ -842,7 +847,7 @@ static void test_attention_causal(void) {
         }
         nvl_err err = {0};
         const kern_seq *steps[2] = {pre, now};
-        const int nseq[2] = {2, 3};
+        const int nseq[2] = {2, 4};
         const int64_t Ts[2] = {Tp, Tn};
         float *kh[2], *vh[2];
         for (int s = 0; s < 2; s++) {
@@ -852,6 +857,7 @@ static void test_attention_causal(void) {
             if (!ran("kv_write", kern_kv_write(g_be, &kc, &vc, &k, &v, steps[s], nseq[s], &err), &err)) return;
             for (int i = 0; i < nseq[s]; i++) {
                 const kern_seq *q = &steps[s][i];
+                if (q->slot == KERN_SLOT_NONE) continue; /* writes nothing */
                 for (int64_t t = 0; t < q->n_rows; t++)
                     for (int64_t d = 0; d < KD; d++) {
                         const size_t o = ((size_t)q->slot * L + (size_t)(q->pos0 + t)) * KD + d;
@@ -869,12 +875,13 @@ static void test_attention_causal(void) {
         float *qh2 = rand_f((size_t)(Tn * (QD + 8)), -1.5f, 1.5f);
         nvl_tensor qwide = act2(qdt, Tn, QD + 8, qh2), q = kern_cols(&qwide, 8, QD);
         nvl_tensor o = out2(qdt, Tn, QD);
-        if (!ran("attention_causal", kern_attention_causal(g_be, &o, &q, &kc, &vc, Hq, Hkv, now, 3, &err), &err))
+        if (!ran("attention_causal", kern_attention_causal(g_be, &o, &q, &kc, &vc, Hq, Hkv, now, 4, &err), &err))
             return;
         float *got = down(&o), *ref = hf((size_t)(Tn * QD));
         double *sc = hd((size_t)L);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             const kern_seq *s = &now[i];
+            if (s->slot == KERN_SLOT_NONE) continue; /* ref rows stay 0 */
             for (int64_t t = 0; t < s->n_rows; t++)
                 for (int64_t h = 0; h < Hq; h++) {
                     const int64_t nk = s->pos0 + t + 1, kvh = h / grp;
@@ -1075,7 +1082,7 @@ static void test_errors(void) {
     /* sequence ops: slot out of range, rows outside the step */
     nvl_tensor cw = act_up(NVL_DTYPE_F32, 2, (int64_t[]){16, 4}, rand_f(64, -1, 1));
     nvl_tensor cst = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 16, 4}, rand_f(128, -1, 1));
-    const kern_seq bad_slot[1] = {{2, 0, 0, 4, 0}}, neg_slot[1] = {{-1, 0, 0, 4, 0}}, bad_rows[1] = {{0, 0, 2, 3, 0}};
+    const kern_seq bad_slot[1] = {{2, 0, 0, 4, 0}}, neg_slot[1] = {{-2, 0, 0, 4, 0}}, bad_rows[1] = {{0, 0, 2, 3, 0}};
     TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, bad_slot, 1, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "slot 2");
     TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, neg_slot, 1, &err), NVL_ERR_INVALID_ARG);

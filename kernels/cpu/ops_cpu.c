@@ -308,6 +308,11 @@ static nvl_status cpu_get_rows(kern_backend *be, nvl_tensor *y, const nvl_tensor
 // ---------------------------------------------------------------------------
 // Sequence ops
 
+/* A padding sequence's (KERN_SLOT_NONE) rows of an output: zero. */
+static void zero_seq_rows(const nvl_tensor *y, const kern_seq *s) {
+    for (int64_t t = 0; t < s->n_rows; t++) memset(row_f(y, s->row0 + t), 0, (size_t)y->shape[1] * sizeof(float));
+}
+
 static nvl_status cpu_conv1d_causal(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w,
                                     const nvl_tensor *bias, nvl_tensor *state, const kern_seq *seqs, int n_seq,
                                     nvl_err *err) {
@@ -325,6 +330,10 @@ static nvl_status cpu_conv1d_causal(kern_backend *be, nvl_tensor *y, const nvl_t
     const int rnd = y->dtype == NVL_DTYPE_BF16;
     for (int i = 0; i < n_seq; i++) {
         const kern_seq *s = &seqs[i];
+        if (s->slot == KERN_SLOT_NONE) {
+            zero_seq_rows(y, s);
+            continue;
+        }
         for (int64_t t = 0; t < s->n_rows; t++) memcpy(in + t * Cc, row_f(x, s->row0 + t), (size_t)Cc * sizeof(float));
         kern_cpu_conv1d_causal_silu(out, (float *)state->data + (size_t)s->slot * (size_t)(Cc * Kc), in, w->data,
                                     bias ? bf : NULL, s->n_rows, Cc, Kc, rnd);
@@ -357,6 +366,10 @@ static nvl_status cpu_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor
     for (int i = 0; i < n_seq; i++) {
         const kern_seq *s = &seqs[i];
         const int64_t T = s->n_rows;
+        if (s->slot == KERN_SLOT_NONE) {
+            zero_seq_rows(y, s);
+            continue;
+        }
         for (int64_t t = 0; t < T; t++) {
             memcpy(xs + t * DI, row_f(x, s->row0 + t), (size_t)DI * sizeof(float));
             memcpy(Bs + t * GN, row_f(B, s->row0 + t), (size_t)GN * sizeof(float));
@@ -384,6 +397,7 @@ static nvl_status cpu_kv_write(kern_backend *be, nvl_tensor *k_cache, nvl_tensor
     const size_t es = nvl_tensor_elem_size(k_cache);
     for (int i = 0; i < n_seq; i++) {
         const kern_seq *s = &seqs[i];
+        if (s->slot == KERN_SLOT_NONE) continue;
         for (int64_t t = 0; t < s->n_rows; t++) {
             const size_t off = ((size_t)s->slot * (size_t)L + (size_t)(s->pos0 + t)) * (size_t)KD * es;
             for (int kv = 0; kv < 2; kv++) {
@@ -465,6 +479,11 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
         for (int64_t hh = 0; hh < NH; hh++) {
             const kern_seq *s = &seqs[item_seq[r]];
             const int64_t t = item_t[r], n_keys = s->pos0 + t + 1, kvh = hh / group;
+            float *ot = row_f(o, s->row0 + t) + hh * D;
+            if (s->slot == KERN_SLOT_NONE) {
+                memset(ot, 0, (size_t)D * sizeof(float));
+                continue;
+            }
             const unsigned char *kbase = (const unsigned char *)k_cache->data + (size_t)s->slot * (size_t)(L * KD) * es;
             const unsigned char *vbase = (const unsigned char *)v_cache->data + (size_t)s->slot * (size_t)(L * KD) * es;
             float *sc = scores + (size_t)thread_id() * (size_t)max_keys;
@@ -479,7 +498,6 @@ static nvl_status cpu_attention_causal(kern_backend *be, nvl_tensor *o, const nv
                 sc[j] = expf(sc[j] - mx);
                 sum += sc[j];
             }
-            float *ot = row_f(o, s->row0 + t) + hh * D;
             for (int64_t d = 0; d < D; d++) ot[d] = 0.0f;
             for (int64_t j = 0; j < n_keys; j++) axpy_kv(ot, sc[j] / sum, vbase + (size_t)(j * KD + kvh * D) * es, cd, D);
             for (int64_t d = 0; d < D; d++) ot[d] = to_dtype(ot[d], od);

@@ -1,5 +1,6 @@
 // The CUDA backend: device discovery, stream, cuBLAS handle, device buffers, op scratch and
-// weight placement. The op table is kernels/cuda/ops_cuda.cu. None of this has run on a GPU yet.
+// weight placement, the step tables and graph capture. The op table is kernels/cuda/ops_cuda.cu.
+// None of this has run on a GPU yet.
 //
 // Device discovery treats any CUDA error (no driver, no device, driver too old) as "no device",
 // so a machine without a GPU gets a clean message, never a crash.
@@ -25,15 +26,38 @@ struct placed { /* a weight uploaded by place_weight, freed with the backend */
     struct placed *next;
 };
 
+/* The step's tables (kern_step_tables): one layout on the host (pinned staging, which also
+ * serves as the copy the ops compare against) and on the device, offsets 256-aligned:
+ *   seqs[S] kern_seq | row_seq[R] int32 | ids[R] int32 | mask[R] u8 | dec[R] u8  */
+struct step_tables {
+    char *host, *dev;     /* pinned staging, device buffer */
+    size_t cap;           /* bytes of each */
+    cudaEvent_t copied;   /* recorded after the last copy: staging may be rewritten once it passed */
+    int n_seq, has_mask, valid;
+    int64_t n_rows;
+    size_t off_rowseq, off_ids, off_mask, off_dec;
+};
+
+struct kern_graph {
+    cudaGraphExec_t exec;
+    unsigned epoch; /* the backend's memory epoch at capture */
+};
+
 struct cuda_ctx {
     int device;
     cudaStream_t stream;
     cublasHandle_t cublas;
+    void *cublas_ws; /* cuBLAS's workspace, set once so that captured GEMMs never allocate (kernels.md §3.6) */
     int sync_each; /* NVL_CUDA_SYNC=1: synchronize after every launch so faults surface there */
-    void *scratch; /* op scratch (sequence tables, ids), grown on demand */
+    int capturing; /* between capture_begin and capture_end */
+    unsigned epoch; /* bumped whenever memory a graph may have recorded moves (scratch, step tables) */
+    void *scratch; /* op scratch (quantized activations; sequence tables of ops called without step tables) */
     size_t scratch_cap;
+    step_tables tab;
     placed *weights;
 };
+
+constexpr size_t CUBLAS_WS_BYTES = (size_t)32 << 20;
 
 NVL_CUDA_EXPORT int kern_cuda_probe_devices(const char **why) {
     int n = 0;
@@ -55,7 +79,12 @@ static cuda_ctx *ctx_of(const kern_backend *be) { return (cuda_ctx *)be->context
 static void cuda_free_be(kern_backend *be) {
     cuda_ctx *c = ctx_of(be);
     if (c) {
+        if (c->stream) cudaStreamSynchronize(c->stream);
         if (c->cublas) cublasDestroy(c->cublas);
+        if (c->cublas_ws) cudaFree(c->cublas_ws);
+        if (c->tab.copied) cudaEventDestroy(c->tab.copied);
+        if (c->tab.host) cudaFreeHost(c->tab.host);
+        if (c->tab.dev) cudaFree(c->tab.dev);
         if (c->stream) cudaStreamDestroy(c->stream);
         if (c->scratch) cudaFree(c->scratch);
         for (placed *w = c->weights; w;) {
@@ -109,6 +138,11 @@ extern "C" cublasHandle_t kern_cuda_cublas(kern_backend *be) { return ctx_of(be)
 
 extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err) {
     cuda_ctx *c = ctx_of(be);
+    if (bytes > c->scratch_cap && c->capturing) { /* growing would free memory the capture may have recorded */
+        nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: an op needs %zu bytes of scratch during a graph capture (%zu "
+                    "held): run the same step eagerly once before capturing it", bytes, c->scratch_cap);
+        return NULL;
+    }
     if (bytes > c->scratch_cap) {
         size_t cap = c->scratch_cap ? c->scratch_cap : (size_t)1 << 20;
         while (cap < bytes) cap *= 2;
@@ -121,13 +155,149 @@ extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err)
         if (c->scratch) cudaFree(c->scratch);
         c->scratch = p;
         c->scratch_cap = cap;
+        c->epoch++;
     }
     return c->scratch;
 }
 
+extern "C" int kern_cuda_capturing(kern_backend *be) { return ctx_of(be)->capturing; }
+
+static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
+                                           const uint8_t *mask, int64_t n_rows, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    step_tables *tb = &c->tab;
+    const size_t R = (size_t)n_rows, off_rowseq = al256((size_t)n_seq * sizeof(kern_seq)),
+                 off_ids = off_rowseq + al256(R * 4), off_mask = off_ids + al256(R * 4), off_dec = off_mask + al256(R),
+                 total = off_dec + al256(R) + 256;
+    tb->valid = 0;
+    if (c->capturing)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "kern_step_tables: called during a graph capture (set the tables "
+                           "before capture_begin)");
+    if (total > tb->cap) {
+        size_t cap = tb->cap ? tb->cap : (size_t)64 << 10;
+        while (cap < total) cap *= 2;
+        CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still read the old tables */
+        if (tb->host) cudaFreeHost(tb->host);
+        if (tb->dev) cudaFree(tb->dev);
+        tb->host = tb->dev = NULL;
+        tb->cap = 0;
+        c->epoch++;
+        if (cudaMallocHost((void **)&tb->host, cap) != cudaSuccess || cudaMalloc((void **)&tb->dev, cap) != cudaSuccess)
+            return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: no %zu bytes for the step tables", cap);
+        tb->cap = cap;
+    }
+    if (!tb->copied) CUDA_CHECK(cudaEventCreateWithFlags(&tb->copied, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventSynchronize(tb->copied)); /* the last copy has left the staging */
+    char *h = tb->host;
+    memcpy(h, seqs, (size_t)n_seq * sizeof(kern_seq));
+    int32_t *rs = (int32_t *)(h + off_rowseq);
+    uint8_t *dec = (uint8_t *)(h + off_dec);
+    for (size_t r = 0; r < R; r++) rs[r] = -1, dec[r] = 0;
+    for (int i = 0; i < n_seq; i++)
+        for (int64_t t = 0; t < seqs[i].n_rows; t++) {
+            rs[seqs[i].row0 + t] = i;
+            dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
+        }
+    if (R) memcpy(h + off_ids, ids, R * 4);
+    if (mask) memcpy(h + off_mask, mask, R);
+    else memset(h + off_mask, 0, R);
+    CUDA_CHECK(cudaMemcpyAsync(tb->dev, h, off_dec + R, cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(cudaEventRecord(tb->copied, c->stream));
+    tb->n_seq = n_seq;
+    tb->n_rows = n_rows;
+    tb->has_mask = mask != NULL;
+    tb->off_rowseq = off_rowseq;
+    tb->off_ids = off_ids;
+    tb->off_mask = off_mask;
+    tb->off_dec = off_dec;
+    tb->valid = 1;
+    return NVL_OK;
+}
+
+extern "C" int kern_cuda_step_seqs(kern_backend *be, const kern_seq *seqs, int n_seq, kern_cuda_tables *out) {
+    const step_tables *tb = &ctx_of(be)->tab;
+    memset(out, 0, sizeof *out);
+    if (!tb->valid || n_seq != tb->n_seq || (n_seq && memcmp(seqs, tb->host, (size_t)n_seq * sizeof(kern_seq))))
+        return 0;
+    out->seqs = (const kern_seq *)tb->dev;
+    out->row_seq = (const int32_t *)(tb->dev + tb->off_rowseq);
+    out->dec = (const uint8_t *)(tb->dev + tb->off_dec);
+    out->n_rows = tb->n_rows;
+    return 1;
+}
+
+extern "C" int kern_cuda_step_ids(kern_backend *be, const int32_t *ids, const uint8_t *mask, int64_t n_rows,
+                                  kern_cuda_tables *out) {
+    const step_tables *tb = &ctx_of(be)->tab;
+    memset(out, 0, sizeof *out);
+    if (!tb->valid || n_rows != tb->n_rows || (n_rows && memcmp(ids, tb->host + tb->off_ids, (size_t)n_rows * 4)))
+        return 0;
+    if (mask && (!tb->has_mask || memcmp(mask, tb->host + tb->off_mask, (size_t)n_rows))) return 0;
+    out->ids = (const int32_t *)(tb->dev + tb->off_ids);
+    out->mask = mask ? (const uint8_t *)(tb->dev + tb->off_mask) : NULL;
+    out->n_rows = n_rows;
+    return 1;
+}
+
+// ---------------------------------------------------------------------------
+// Graphs: stream capture of the ops, replayed with cudaGraphLaunch
+
+static nvl_status cuda_capture_begin(kern_backend *be, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->capturing) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "cuda backend: a capture is already running");
+    /* thread-local: other threads (another backend's work) may allocate meanwhile */
+    CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    c->capturing = 1;
+    return NVL_OK;
+}
+
+static nvl_status cuda_capture_end(kern_backend *be, kern_graph **out, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    *out = NULL;
+    if (!c->capturing) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "cuda backend: no capture is running");
+    c->capturing = 0;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+    cudaGraphExec_t exec = NULL;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* an invalidated capture leaves its error behind */
+        return nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: graph capture failed: %s", cudaGetErrorString(e));
+    }
+    kern_graph *g = (kern_graph *)nvl_calloc(1, sizeof *g);
+    if (!g) {
+        cudaGraphExecDestroy(exec);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: out of memory");
+    }
+    g->exec = exec;
+    g->epoch = c->epoch;
+    *out = g;
+    return NVL_OK;
+}
+
+static nvl_status cuda_graph_launch(kern_backend *be, kern_graph *g, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    if (g->epoch != c->epoch)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "cuda backend: the graph refers to memory the backend has moved "
+                           "since it was captured (capture it anew)");
+    CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
+    if (c->sync_each) CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return NVL_OK;
+}
+
+static int cuda_graph_current(const kern_backend *be, const kern_graph *g) { return g->epoch == ctx_of(be)->epoch; }
+
+static void cuda_graph_free(kern_backend *, kern_graph *g) {
+    if (g->exec) CUDA_CHECK_LOG(cudaGraphExecDestroy(g->exec));
+    nvl_free(g);
+}
+
 extern "C" nvl_status kern_cuda_after_launch(kern_backend *be, const char *op, nvl_err *err) {
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && ctx_of(be)->sync_each) e = cudaStreamSynchronize(ctx_of(be)->stream);
+    if (e == cudaSuccess && ctx_of(be)->sync_each && !ctx_of(be)->capturing) e = cudaStreamSynchronize(ctx_of(be)->stream);
     if (e != cudaSuccess) return nvl_err_set(err, NVL_ERR_DEVICE, "%s: %s", op, cudaGetErrorString(e));
     return NVL_OK;
 }
@@ -175,6 +345,11 @@ static struct kern_backend_i make_iface(void) {
     i.synchronize = cuda_sync;
     i.ops = &kern_cuda_ops;
     i.mem_info = cuda_mem_info;
+    i.capture_begin = cuda_capture_begin;
+    i.capture_end = cuda_capture_end;
+    i.graph_launch = cuda_graph_launch;
+    i.graph_current = cuda_graph_current;
+    i.graph_free = cuda_graph_free;
     return i;
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();
@@ -207,8 +382,10 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
                          cudaGetErrorString(e));
         goto fail;
     }
-    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS) {
+    /* the stream first: cublasSetStream resets the workspace to cuBLAS's own pool */
+    if (cudaMalloc(&c->cublas_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: cuBLAS initialisation failed");
         goto fail;
     }

@@ -10,7 +10,7 @@
 #include <cuda_runtime_api.h>
 #include <stddef.h>
 
-#include "../backend.h"
+#include "../ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +24,24 @@ struct cublasContext *kern_cuda_cublas(kern_backend *be);
 void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err);
 /* After a launch: the launch error, and with NVL_CUDA_SYNC=1 the kernel's own. */
 nvl_status kern_cuda_after_launch(kern_backend *be, const char *op, nvl_err *err);
+/* Whether a graph capture is running (ops must not upload tables or grow scratch then). */
+int kern_cuda_capturing(kern_backend *be);
+/* Device copies of the step's tables (kern_step_tables). */
+typedef struct kern_cuda_tables {
+    const kern_seq *seqs;   /* [n_seq] */
+    const int32_t *row_seq; /* [n_rows] the sequence of each row (-1: none) */
+    const uint8_t *dec;     /* [n_rows] 1 where the row's sequence is a decode sequence */
+    const int32_t *ids;     /* [n_rows] token ids */
+    const uint8_t *mask;    /* [n_rows] vision mask, or NULL */
+    int64_t n_rows;
+} kern_cuda_tables;
+/* The step tables' entry of the op table (kern_step_tables). */
+nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
+                                 const uint8_t *mask, int64_t n_rows, nvl_err *err);
+/* 1 and the device seqs, row_seq, dec when seqs[0..n_seq) equals the step's table; else 0. */
+int kern_cuda_step_seqs(kern_backend *be, const kern_seq *seqs, int n_seq, kern_cuda_tables *out);
+/* 1 and the device ids (and mask when given) when they equal the step's; else 0. */
+int kern_cuda_step_ids(kern_backend *be, const int32_t *ids, const uint8_t *mask, int64_t n_rows, kern_cuda_tables *out);
 /* Uploads a host weight tensor once; t then describes the device copy (freed with be). */
 nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nvl_err *err);
 

@@ -212,6 +212,10 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
     if (i >= (int64_t)n_seq * Cc) return;
     const kern_seq s = seqs[i / Cc];
     const int64_t c = i % Cc;
+    if (s.slot < 0) { /* a padding sequence: zero output, no state */
+        for (int64_t t = 0; t < s.n_rows; t++) st(y.p, (s.row0 + t) * y.ld + c, 0.f, y.dt);
+        return;
+    }
     float *stt = state + ((int64_t)s.slot * Cc + c) * Kc;
     const int bf = y.dt == DT_BF16;
     for (int64_t t = 0; t < s.n_rows; t++) {
@@ -233,6 +237,10 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
     if (i >= (int64_t)n_seq * H * P) return;
     const kern_seq s = seqs[i / (H * P)];
     const int64_t h = (i / P) % H, p = i % P, g = h / (H / G);
+    if (s.slot < 0) { /* a padding sequence */
+        for (int64_t t = 0; t < s.n_rows; t++) st(y.p, (s.row0 + t) * y.ld + h * P + p, 0.f, y.dt);
+        return;
+    }
     float *S = state + (((int64_t)s.slot * H + h) * P + p) * N;
     const int r = s.decode && x.dt == DT_BF16;
     for (int64_t t = 0; t < s.n_rows; t++) {
@@ -257,7 +265,7 @@ __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, c
     if (i >= (int64_t)n_seq * max_rows * KD) return;
     const kern_seq s = seqs[i / (max_rows * KD)];
     const int64_t t = (i / KD) % max_rows, d = i % KD;
-    if (t >= s.n_rows) return;
+    if (t >= s.n_rows || s.slot < 0) return;
     const int64_t dst = ((int64_t)s.slot * L + s.pos0 + t) * KD + d;
     st(kc, dst, ld(k.p, (s.row0 + t) * k.ld + d, k.dt), cdt);
     st(vc, dst, ld(v.p, (s.row0 + t) * v.ld + d, v.dt), cdt);
@@ -296,14 +304,19 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
     const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
     if (w >= T * NH) return;
     const int64_t r = w / NH, hh = w % NH, D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
+    const int lane = threadIdx.x % WARP_SIZE;
+    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
+    if (row_seq[r] < 0 || seqs[row_seq[r]].slot < 0) { /* a row of no sequence, or of a padding sequence */
+        for (int64_t d = lane; d < D; d += WARP_SIZE) st(orow, d, 0.f, o.dt);
+        return;
+    }
     const kern_seq s = seqs[row_seq[r]];
     const int64_t t = r - s.row0, n_keys = s.pos0 + t + 1;
     float qv[MAX_D];
     for (int64_t d = 0; d < D; d++) qv[d] = ld(q.p, r * q.ld + hh * D + d, q.dt) / sqrtf((float)D);
     const int64_t base = ((int64_t)s.slot * L) * KD + kvh * D;
     const size_t es = cdt == DT_F32 ? 4 : 2;
-    attend_warp((char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2), o.dt, qv, D,
-                (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, n_keys);
+    attend_warp(orow, o.dt, qv, D, (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, n_keys);
 }
 
 // ViT: rows of n_img images of Ti tokens, qkv rows q | k | v head-major
@@ -443,15 +456,40 @@ cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F
     } while (0)
 #define DONE() return kern_cuda_after_launch(be, __func__, err)
 
-/* The sequence table (and more) copied to device scratch; returns device pointers. */
-nvl_status upload_seqs(kern_backend *be, const kern_seq *seqs, int n_seq, size_t extra, kern_seq **dseq, void **dextra,
-                       nvl_err *err) {
-    const size_t sb = ((size_t)n_seq * sizeof(kern_seq) + 255) & ~(size_t)255;
-    char *d = (char *)kern_cuda_scratch(be, sb + extra + 256, err);
-    if (!d) return NVL_ERR_NOMEM;
-    if (n_seq) CUDA_CHECK(cudaMemcpyAsync(d, seqs, (size_t)n_seq * sizeof(kern_seq), cudaMemcpyHostToDevice, kern_cuda_stream(be)));
-    *dseq = (kern_seq *)d;
-    if (dextra) *dextra = d + sb;
+/* The device tables an op needs: the step's (kern_step_tables) when it is handed the same
+ * sequences / ids, else built here and copied into op scratch on the stream (in stream order, so
+ * never under a kernel still reading the scratch; pageable copies return once the host data is
+ * staged). During a capture only the step's tables will do: an upload would be recorded with
+ * this step's values. Rows: the step's rows (row_seq and dec are built for them). */
+nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, int n_seq, int64_t rows,
+                      kern_cuda_tables *tb, nvl_err *err) {
+    if (kern_cuda_step_seqs(be, seqs, n_seq, tb) && tb->n_rows >= rows) return NVL_OK;
+    if (kern_cuda_capturing(be))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence table not set by kern_step_tables during a graph capture",
+                           op);
+    const size_t sb = ((size_t)n_seq * sizeof(kern_seq) + 255) & ~(size_t)255, rb4 = ((size_t)rows * 4 + 255) & ~(size_t)255;
+    const size_t total = sb + rb4 + (size_t)rows + 16;
+    char *h = (char *)nvl_malloc(total);
+    if (!h) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", op);
+    if (n_seq) memcpy(h, seqs, (size_t)n_seq * sizeof(kern_seq));
+    int32_t *rs = (int32_t *)(h + sb);
+    uint8_t *dec = (uint8_t *)(h + sb + rb4);
+    for (int64_t r = 0; r < rows; r++) rs[r] = -1, dec[r] = 0;
+    for (int i = 0; i < n_seq; i++)
+        for (int64_t t = 0; t < seqs[i].n_rows && seqs[i].row0 + t < rows; t++) {
+            rs[seqs[i].row0 + t] = i;
+            dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
+        }
+    char *d = (char *)kern_cuda_scratch(be, total, err);
+    nvl_status st = d ? NVL_OK : NVL_ERR_NOMEM;
+    if (d && cudaMemcpyAsync(d, h, total, cudaMemcpyHostToDevice, kern_cuda_stream(be)) != cudaSuccess)
+        st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the sequence table", op);
+    nvl_free(h);
+    if (st != NVL_OK) return st;
+    tb->seqs = (const kern_seq *)d;
+    tb->row_seq = (const int32_t *)(d + sb);
+    tb->dec = (const uint8_t *)(d + sb + rb4);
+    tb->n_rows = rows;
     return NVL_OK;
 }
 
@@ -496,7 +534,8 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     if (wdt == xv.dt) {
         // row-major y[M,N] = x[M,K] W[N,K]^T as column-major y^T (N x M) = W (N x K) . x^T (K x M)
         const float one = 1.f, zero = 0.f;
-        CUBLAS_CHECK(cublasSetStream(kern_cuda_cublas(be), kern_cuda_stream(be)));
+        /* (the handle's stream and workspace are set once at init: cublasSetStream would reset the
+           workspace, and a captured GEMM must not allocate one) */
         CUBLAS_CHECK(cublasGemmEx(kern_cuda_cublas(be), CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, w->w.data,
                                   cuda_type(wdt), (int)K, xv.p, cuda_type(xv.dt), (int)xv.ld, &zero, yv.p, cuda_type(yv.dt),
                                   (int)yv.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -521,18 +560,11 @@ nvl_status c_rmsnorm_gated(kern_backend *be, nvl_tensor *y, const nvl_tensor *x,
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     VIEW(z, zv, "z");
-    uint8_t *ddec = NULL;
+    const uint8_t *ddec = NULL;
     if (zv.dt == DT_BF16 && n_seq > 0) {
-        uint8_t *hdec = (uint8_t *)nvl_calloc((size_t)xv.rows + 1, 1);
-        if (!hdec) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
-        for (int i = 0; i < n_seq; i++)
-            if (seqs[i].decode) memset(hdec + seqs[i].row0, 1, (size_t)seqs[i].n_rows);
-        ddec = (uint8_t *)kern_cuda_scratch(be, (size_t)xv.rows + 1, err);
-        nvl_status st = ddec ? NVL_OK : NVL_ERR_NOMEM;
-        if (ddec && cudaMemcpy(ddec, hdec, (size_t)xv.rows, cudaMemcpyHostToDevice) != cudaSuccess)
-            st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the decode rows", __func__);
-        nvl_free(hdec);
-        if (st != NVL_OK) return st;
+        kern_cuda_tables tb;
+        CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
+        ddec = tb.dec;
     }
     if (xv.rows)
         k_rmsnorm_gated<<<dim3((unsigned)xv.rows, (unsigned)n_group), ROW_BLOCK, 0, kern_cuda_stream(be)>>>(
@@ -603,13 +635,24 @@ nvl_status c_get_rows(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, 
         if (!(mask && mask[t]) && (ids[t] < 0 || ids[t] >= tv.rows))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at row %lld is outside the vocabulary of %lld", ids[t],
                                (long long)t, (long long)tv.rows);
-    char *d = (char *)kern_cuda_scratch(be, (size_t)T * 5 + 16, err);
-    if (!d) return NVL_ERR_NOMEM;
-    CUDA_CHECK(cudaMemcpy(d, ids, (size_t)T * 4, cudaMemcpyHostToDevice));
-    if (mask) CUDA_CHECK(cudaMemcpy(d + (size_t)T * 4, mask, (size_t)T, cudaMemcpyHostToDevice));
-    if (T)
-        k_get_rows<<<(unsigned)T, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, tv, (const int32_t *)d, rv,
-                                                                         mask ? (const uint8_t *)(d + (size_t)T * 4) : NULL);
+    kern_cuda_tables tb;
+    const int32_t *dids;
+    const uint8_t *dmask;
+    if (kern_cuda_step_ids(be, ids, mask, T, &tb)) {
+        dids = tb.ids;
+        dmask = tb.mask;
+    } else {
+        if (kern_cuda_capturing(be))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: token ids not set by kern_step_tables during a graph capture",
+                               __func__);
+        char *d = (char *)kern_cuda_scratch(be, (size_t)T * 5 + 16, err);
+        if (!d) return NVL_ERR_NOMEM;
+        CUDA_CHECK(cudaMemcpyAsync(d, ids, (size_t)T * 4, cudaMemcpyHostToDevice, kern_cuda_stream(be)));
+        if (mask) CUDA_CHECK(cudaMemcpyAsync(d + (size_t)T * 4, mask, (size_t)T, cudaMemcpyHostToDevice, kern_cuda_stream(be)));
+        dids = (const int32_t *)d;
+        dmask = mask ? (const uint8_t *)(d + (size_t)T * 4) : NULL;
+    }
+    if (T) k_get_rows<<<(unsigned)T, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, tv, dids, rv, dmask);
     DONE();
 }
 
@@ -618,8 +661,9 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     V2 yv, xv;
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
-    kern_seq *ds = NULL;
-    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    kern_cuda_tables tb;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
+    const kern_seq *ds = tb.seqs;
     const int64_t n = (int64_t)n_seq * xv.cols;
     if (n)
         k_conv1d<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
@@ -639,8 +683,9 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     VIEW(dt, dv, "dt");
     VIEW(B, bv, "B");
     VIEW(C, cv, "C");
-    kern_seq *ds = NULL;
-    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    kern_cuda_tables tb;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
+    const kern_seq *ds = tb.seqs;
     const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P;
     if (n)
         k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
@@ -654,8 +699,9 @@ nvl_status c_kv_write(kern_backend *be, nvl_tensor *kc, nvl_tensor *vc, const nv
     V2 kv, vv;
     VIEW(k, kv, "k");
     VIEW(v, vv, "v");
-    kern_seq *ds = NULL;
-    CHECK_ST(upload_seqs(be, seqs, n_seq, 0, &ds, NULL, err));
+    kern_cuda_tables tb;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, kv.rows, &tb, err));
+    const kern_seq *ds = tb.seqs;
     int64_t max_rows = 0;
     for (int i = 0; i < n_seq; i++) max_rows = seqs[i].n_rows > max_rows ? seqs[i].n_rows : max_rows;
     const int64_t n = (int64_t)n_seq * max_rows * kv.cols;
@@ -674,21 +720,12 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
     if (qv.cols / n_head > MAX_D)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(qv.cols / n_head), MAX_D);
     const int64_t T = qv.rows;
-    int32_t *hrs = (int32_t *)nvl_malloc((size_t)T * sizeof(int32_t) + 4);
-    if (!hrs) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
-    for (int i = 0; i < n_seq; i++)
-        for (int64_t t = 0; t < seqs[i].n_rows; t++) hrs[seqs[i].row0 + t] = i;
-    kern_seq *ds = NULL;
-    void *drs = NULL;
-    nvl_status st = upload_seqs(be, seqs, n_seq, (size_t)T * sizeof(int32_t), &ds, &drs, err);
-    if (st == NVL_OK && cudaMemcpy(drs, hrs, (size_t)T * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
-        st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the row table", __func__);
-    nvl_free(hrs);
-    if (st != NVL_OK) return st;
+    kern_cuda_tables tb;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, T, &tb, err));
     const int64_t warps = T * n_head;
     if (warps)
         k_attention_causal<<<(unsigned)((warps * WARP_SIZE + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
-            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, ds, (const int32_t *)drs, T);
+            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T);
     DONE();
 }
 
@@ -783,5 +820,5 @@ nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, 
 extern "C" const struct kern_ops_i kern_cuda_ops = {
     c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy,
     c_dt_softplus, c_get_rows, c_conv1d, c_ssm_scan, c_kv_write, c_attention_causal, c_attention_full,
-    c_patchify, c_pixel_shuffle, c_evs_scores, kern_cuda_place_weight,
+    c_patchify, c_pixel_shuffle, c_evs_scores, kern_cuda_step_tables, kern_cuda_place_weight,
 };

@@ -3,7 +3,12 @@
  *   - three sequences of different lengths (5, 11, 13 tokens; 13 spans two SSD chunks of 8) in
  *     slots 2, 0, 1, prefilled in one step and decoded together, one of them continuing its
  *     prefill while the others decode, equal each run alone through llm_context;
- *   - a slot copied after its prefill continues exactly as the original.
+ *   - a slot copied after its prefill continues exactly as the original;
+ *   - decode steps in graph form (llm.h: padded to a bucket, padding rows of no slot, logits of
+ *     the bucket's rows): the same steps with the workspace in LLM_GRAPHS_PAD equal the single
+ *     runs bit for bit on the CPU (padding must touch no live slot), and in LLM_GRAPHS_ON equal
+ *     the PAD run bit for bit (on a backend that captures: graph replay against eager execution
+ *     of the same padded steps, with captures and replays counted; on the CPU ON runs as PAD).
  * Bounds: below 32 rows a step's matmuls take the register-tile path, whose rows are bit-identical
  * to one row at a time (tests/test_kernels.c), and every other op works per row or per
  * sequence, so a step of < 32 rows equals the single runs bit for bit (checked exactly, mode 0).
@@ -71,14 +76,18 @@ static void compare(const char *what, const float *got, const float *ref, int64_
 
 /* mode 0: all prefills in one step (29 rows), then decode together; the third sequence's prompt
  * in two chunks (8 then 5) so its second chunk shares a step with the others' first decode.
- * mode 1: the same with the rows padded past 32 by a fourth sequence (packed GEMM). */
-static void run_batched(const llm_model *m, const char *cfg, int mode, float *ref[NSEQ], int32_t *ref_ids[NSEQ]) {
+ * mode 1: the same with the rows padded past 32 by a fourth sequence (packed GEMM).
+ * graphs: the workspace's graph mode (modes 0 only); keep (may be NULL): every logits row each
+ * sequence got, (NDEC+1, V) per sequence, as ref is laid out. */
+static void run_batched_g(const llm_model *m, const char *cfg, int mode, float *ref[NSEQ], int32_t *ref_ids[NSEQ],
+                          enum llm_graphs graphs, float *keep[NSEQ]) {
     const int64_t V = llm_model_hparams(m)->n_vocab;
     nvl_err err = {0};
     llm_cache *c = NULL;
     llm_workspace *ws = NULL;
     TEST_EQ_INT(llm_cache_init(&c, m, 4, 16, &err), NVL_OK); /* 16 positions: the step grows it */
     TEST_EQ_INT(llm_workspace_init(&ws, m, 64, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+    if (graphs != (enum llm_graphs)-1) TEST_EQ_INT(llm_workspace_set_graphs(ws, graphs, &err), NVL_OK);
     int got_slot[4];
     for (int i = 0; i < 4; i++) TEST_EQ_INT(llm_seq_alloc(c, &got_slot[i], &err), NVL_OK);
     TEST_EQ_INT(got_slot[3], 3);
@@ -100,6 +109,7 @@ static void run_batched(const llm_model *m, const char *cfg, int mode, float *re
     for (int s = 0; s < 2; s++) {
         snprintf(what, sizeof what, "%s mode %d: seq %d prompt logits", cfg, mode, s);
         compare(what, lg + s * V, ref[s], V, exact);
+        if (keep) memcpy(keep[s], lg + s * V, (size_t)V * sizeof(float));
         tok[s] = argmax(lg + s * V, V);
         TEST_EQ_INT(tok[s], ref_ids[s][0]);
     }
@@ -112,12 +122,14 @@ static void run_batched(const llm_model *m, const char *cfg, int mode, float *re
     TEST_EQ_INT(llm_step(ws, c, b2, 3, &err), NVL_OK);
     snprintf(what, sizeof what, "%s mode %d: seq 2 prompt logits (second chunk in a mixed step)", cfg, mode);
     compare(what, lg + 2 * V, ref[2], V, exact);
+    if (keep) memcpy(keep[2], lg + 2 * V, (size_t)V * sizeof(float));
     tok[2] = argmax(lg + 2 * V, V);
     TEST_EQ_INT(tok[2], ref_ids[2][0]);
     int dec[NSEQ] = {1, 1, 0}; /* decode steps done */
     for (int s = 0; s < 2; s++) {
         snprintf(what, sizeof what, "%s mode %d: seq %d decode 1", cfg, mode, s);
         compare(what, lg + s * V, ref[s] + V, V, exact);
+        if (keep) memcpy(keep[s] + V, lg + s * V, (size_t)V * sizeof(float));
         tok[s] = argmax(lg + s * V, V);
     }
     /* the rest: all three decode together until each has NDEC steps */
@@ -135,12 +147,42 @@ static void run_batched(const llm_model *m, const char *cfg, int mode, float *re
             const int s = who[i];
             TEST_EQ_INT(tok[s], ref_ids[s][dec[s]]);
             dec[s]++;
-            snprintf(what, sizeof what, "%s mode %d: seq %d decode %d", cfg, mode, s, dec[s]);
+            snprintf(what, sizeof what, "%s mode %d graphs %d: seq %d decode %d", cfg, mode, (int)graphs, s, dec[s]);
             compare(what, lg + s * V, ref[s] + dec[s] * V, V, exact);
+            if (keep) memcpy(keep[s] + dec[s] * V, lg + s * V, (size_t)V * sizeof(float));
             tok[s] = argmax(lg + s * V, V);
         }
     }
     for (int s = 0; s < NSEQ; s++) TEST_EQ_INT(llm_seq_n_past(c, k_slot[s]), k_len[s] + NDEC);
+    llm_graph_stats gs;
+    llm_workspace_graph_stats(ws, &gs);
+    if (graphs == LLM_GRAPHS_PAD || graphs == LLM_GRAPHS_ON) {
+        /* decode-only steps: 5 of 3 rows (bucket 4, one padding row each), then 1 of 1 row */
+        TEST_EQ_INT(gs.graph_form_steps, 6);
+        TEST_EQ_INT(gs.padded_rows, 5);
+        TEST_EQ_INT(gs.capture_failures, 0);
+        if (graphs == LLM_GRAPHS_ON && kern_backend_can_capture(llm_model_backend(m))) {
+            TEST_EQ_INT(gs.captures, 1); /* bucket 4: eager once, captured on its second step; bucket 1 ran once */
+            TEST_EQ_INT(gs.replays, 4);
+            TEST_EQ_INT(gs.eager_runs, 2);
+        } else {
+            TEST_EQ_INT(gs.captures, 0);
+            TEST_EQ_INT(gs.eager_runs, 6);
+        }
+        /* the padding rows (slot KERN_SLOT_NONE) left slot 3 (allocated, never run) alone */
+        TEST_EQ_INT(llm_seq_n_past(c, 3), 0);
+        int zero = 1, n_state = 0;
+        for (int il = 0; il < llm_model_hparams(m)->n_layer; il++) {
+            const float *ss = llm_seq_ssm_state(c, 3, il);
+            if (!ss) continue;
+            n_state++;
+            const llm_hparams *hp = llm_model_hparams(m);
+            for (int64_t i = 0; i < hp->ssm_n_head * hp->ssm_head_dim * hp->d_state; i++) zero &= ss[i] == 0.0f;
+        }
+        TEST_CHECK(n_state > 0 && zero, "%s: an idle slot's SSM states stay zero through padded steps", cfg);
+    } else {
+        TEST_EQ_INT(gs.graph_form_steps, 0);
+    }
     /* a slot named twice, a free slot, too many rows: refused */
     llm_batch_seq twice[2] = {{.slot = 0, .tokens = tok, .n = 1}, {.slot = 0, .tokens = tok, .n = 1}};
     TEST_EQ_INT(llm_step(ws, c, twice, 2, &err), NVL_ERR_INVALID_ARG);
@@ -153,6 +195,40 @@ static void run_batched(const llm_model *m, const char *cfg, int mode, float *re
     free(lg);
     llm_workspace_free(ws);
     llm_cache_free(c);
+}
+
+static void run_batched(const llm_model *m, const char *cfg, int mode, float *ref[NSEQ], int32_t *ref_ids[NSEQ]) {
+    run_batched_g(m, cfg, mode, ref, ref_ids, (enum llm_graphs)-1, NULL);
+}
+
+/* The buckets (vLLM's capture sizes 1, 2, 4, 8, 16, 24, ..., capped). */
+static void test_buckets(void) {
+    static const int cases[][3] = {{0, 64, 0}, {1, 64, 1}, {2, 64, 2}, {3, 64, 4},  {4, 64, 4},   {5, 64, 8},
+                                   {8, 64, 8}, {9, 64, 16}, {16, 64, 16}, {17, 64, 24}, {63, 64, 64}, {64, 64, 64},
+                                   {65, 64, 0}, {17, 20, 20}, {20, 20, 20}, {21, 20, 0}, {3, 3, 3},  {70, 100, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int got = llm_decode_bucket(cases[i][0], cases[i][1]);
+        TEST_CHECK(got == cases[i][2], "llm_decode_bucket(%d, cap %d) = %d, expected %d", cases[i][0], cases[i][1], got,
+                   cases[i][2]);
+    }
+}
+
+/* Graph form: PAD against the single runs (exact on the CPU), ON against PAD (exact anywhere). */
+static void run_graphs(const llm_model *m, const char *cfg, float *ref[NSEQ], int32_t *ref_ids[NSEQ]) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    float *pad[NSEQ], *on[NSEQ];
+    for (int s = 0; s < NSEQ; s++) {
+        pad[s] = calloc((size_t)((NDEC + 1) * V), sizeof(float));
+        on[s] = calloc((size_t)((NDEC + 1) * V), sizeof(float));
+    }
+    run_batched_g(m, cfg, 0, ref, ref_ids, LLM_GRAPHS_PAD, pad);
+    run_batched_g(m, cfg, 0, ref, ref_ids, LLM_GRAPHS_ON, on);
+    for (int s = 0; s < NSEQ; s++) {
+        TEST_CHECK(!memcmp(pad[s], on[s], (size_t)((NDEC + 1) * V) * sizeof(float)),
+                   "%s: seq %d: logits with LLM_GRAPHS_ON equal those of the same padded steps run eagerly", cfg, s);
+        free(pad[s]);
+        free(on[s]);
+    }
 }
 
 /* Prefill seq 1 in slot 0, copy it to slot 2, then decode both (same tokens) together: equal to
@@ -219,6 +295,7 @@ static void run_cfg(const char *cfg) {
     }
     run_batched(m, cfg, 0, ref, ids);
     run_batched(m, cfg, 1, ref, ids);
+    run_graphs(m, cfg, ref, ids);
     run_copy(m, cfg, ref[1], ids[1]);
     for (int s = 0; s < NSEQ; s++) {
         free(ref[s]);
@@ -228,6 +305,7 @@ static void run_cfg(const char *cfg) {
 }
 
 int main(void) {
+    test_buckets();
     run_cfg("llm/cfgA");
     run_cfg("llm/cfgB");
     return test_report();
