@@ -64,9 +64,12 @@ static void run_alone(const llm_model *m, int s, float *logits /* (NDEC+1, V) */
 }
 
 static int g_bf16; /* the model runs bf16 activations (cfgB) */
+static int g_device; /* not the CPU (NVL_BACKEND=cuda): a GEMM library may sum a row in another order for
+                        another row count, so "exact" comparisons take the bounds of mode 1 there; the
+                        graph replay against eager execution of the same padded steps stays exact */
 
 static void compare(const char *what, const float *got, const float *ref, int64_t n, int exact) {
-    if (exact) {
+    if (exact && !g_device) {
         TEST_CHECK(!memcmp(got, ref, (size_t)n * sizeof(float)), "%s: bit-identical to the single run", what);
         return;
     }
@@ -286,6 +289,7 @@ static void run_cfg(const char *cfg) {
     }
     const int64_t V = llm_model_hparams(m)->n_vocab;
     g_bf16 = strstr(cfg, "cfgB") != NULL;
+    g_device = kern_backend_kind_of(llm_model_backend(m)) != KERN_BACKEND_KIND_CPU;
     float *ref[NSEQ];
     int32_t *ids[NSEQ];
     for (int s = 0; s < NSEQ; s++) {
