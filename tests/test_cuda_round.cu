@@ -5,7 +5,8 @@
  * exact or correctly rounded on the device too, without --use_fast_math); test_ops --backend cuda
  * checks the kernels on a device. Bit-exact: every E4M3 code; f32 inputs on a stride over all
  * 2^32 bit patterns, every E4M3 midpoint and its two neighbours, every E2M1 threshold and its
- * neighbours. */
+ * neighbours. Also the NVFP4 tensor-core path's bf16 factors (qr_nvfp4_block_factors) against the
+ * CPU's activation quantization. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +72,44 @@ int main(void) {
         }
         n += 6;
     }
+    /* the NVFP4 tensor-core path's factors (qr_nvfp4_block_factors): every E2M1 value times every
+     * finite E4M3 value is exact in bf16; random blocks (scales 2^-12 .. 2^4, values spread over
+     * 2^-8 .. 2^8 of them) give out * is equal to the CPU's e2m1(v / s) * s within 2 f32 ulps
+     * (one rounding of s on each side), out bf16-exact, and the CPU's scale-1 case as documented */
+    for (uint32_t a = 0; a < 16; a++)
+        for (int c = 0; c < 0x7f; c++) {
+            const float p = qr_e2m1_value(a) * nvl_f8e4m3_to_f32((uint8_t)c);
+            check(bits(nvl_round_bf16(p)) == bits(p), "e2m1 * e4m3 exact in bf16", p, nvl_round_bf16(p), p);
+            n++;
+        }
+    uint64_t rng = 0x243F6A8885A308D3ull;
+    int n_scale1 = 0;
+    for (int blk = 0; blk < 200000; blk++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        const float is = ldexpf(1.0f + (float)(rng >> 40) / (float)(1 << 24), (int)((rng >> 8) % 17) - 12);
+        const float mag = ldexpf(is, (int)((rng >> 16) % 17) - 8);
+        float v[16], out[16];
+        for (int t = 0; t < 16; t++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            v[t] = mag * ((float)(rng >> 40) / (float)(1 << 23) - 1.0f) * 6.0f;
+        }
+        qr_nvfp4_block_factors(out, v, is);
+        /* the CPU's (kern_cpu_quant_nvfp4_act, kernels/cpu/quant.c) */
+        float amax = 0.0f;
+        for (int t = 0; t < 16; t++) amax = fmaxf(amax, fabsf(v[t]));
+        float r = amax / (6.0f * is);
+        if (r > 448.0f) r = 448.0f;
+        float sc = nvl_f8e4m3_to_f32(nvl_f32_to_e4m3_sat(r)) * is;
+        const int scale1 = sc < 1e-5f;
+        if (scale1) sc = 1.0f, n_scale1++;
+        for (int t = 0; t < 16; t++, n++) {
+            const float cpu = nvl_e2m1_quantize(v[t] / sc) * sc, got = out[t] * is;
+            const int ok = fabsf(got - cpu) <= 2.0f * ldexpf(1.0f, -23) * fabsf(cpu) &&
+                           (scale1 || bits(nvl_round_bf16(out[t])) == bits(out[t]));
+            check(ok, "nvfp4 block factors", v[t], got, cpu);
+        }
+    }
+    printf("%d NVFP4 blocks took the CPU's scale 1\n", n_scale1);
     printf("%llu inputs compared\n%d passed, %d failed\n", (unsigned long long)n, g_pass, g_fail);
     return g_fail ? 1 : 0;
 }

@@ -290,7 +290,8 @@ static void cmp_dot(const char *what, const float *got, const float *ref, const 
 }
 
 static void test_matmul_quant(void) {
-    /* K = 5120: the LLM hidden size (model.md), with a few outputs; the others are small */
+    /* K = 5120: the LLM hidden size (model.md), with a few outputs; the others are small; the last
+     * five have the rows of a prefill chunk */
     static const struct { int fp8; int64_t T, K, N, pad; nvl_dtype xdt, ydt; float ws, is; int plant; } cs[] = {
         {1, 1, 64, 24, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.013f, 0.03125f, 1},
         {1, 5, 96, 40, 7, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0071f, 0.0213f, 0},
@@ -300,6 +301,12 @@ static void test_matmul_quant(void) {
         {0, 7, 96, 33, 5, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0017f, 0.0043f, 0},
         {0, 3, 128, 20, 0, NVL_DTYPE_F32, NVL_DTYPE_BF16, 0.0021f, 0.0078125f, 1},
         {0, 2, 5120, 6, 16, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.00031f, 0.0009f, 0},
+        /* >= 16 rows: the device's tensor-core paths (cuBLASLt FP8; NVFP4 as exact bf16 factors) */
+        {1, 40, 256, 48, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0071f, 0.0213f, 1},
+        {1, 20, 128, 32, 5, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.013f, 0.03125f, 0},
+        {1, 17, 96, 40, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 1}, /* N % 16 != 0: cuBLASLt declines */
+        {0, 33, 512, 64, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0021f, 0.0078125f, 1},
+        {0, 17, 256, 40, 3, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.0017f, 0.00390625f, 1},
     };
     kern_backend *cpu = NULL;
     nvl_err err = {0};

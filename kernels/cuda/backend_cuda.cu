@@ -12,6 +12,8 @@
 #include "../base/alloc.h"
 #include <cuda_bf16.h>
 
+#include <cublasLt.h>
+
 #include "common.cuh"
 #include "cuda_ops.h"
 
@@ -48,6 +50,8 @@ struct cuda_ctx {
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *cublas_ws; /* cuBLAS's workspace, set once so that captured GEMMs never allocate (kernels.md §3.6) */
+    cublasLtHandle_t lt; /* cuBLASLt (FP8 GEMMs) and its own workspace */
+    void *lt_ws;
     int sync_each; /* NVL_CUDA_SYNC=1: synchronize after every launch so faults surface there */
     int capturing; /* between capture_begin and capture_end */
     unsigned epoch; /* bumped whenever memory a graph may have recorded moves (scratch, step tables) */
@@ -82,6 +86,8 @@ static void cuda_free_be(kern_backend *be) {
         if (c->stream) cudaStreamSynchronize(c->stream);
         if (c->cublas) cublasDestroy(c->cublas);
         if (c->cublas_ws) cudaFree(c->cublas_ws);
+        if (c->lt) cublasLtDestroy(c->lt);
+        if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->tab.copied) cudaEventDestroy(c->tab.copied);
         if (c->tab.host) cudaFreeHost(c->tab.host);
         if (c->tab.dev) cudaFree(c->tab.dev);
@@ -135,6 +141,11 @@ static nvl_status cuda_sync(kern_backend *be, nvl_err *err) {
 
 extern "C" cudaStream_t kern_cuda_stream(kern_backend *be) { return ctx_of(be)->stream; }
 extern "C" cublasHandle_t kern_cuda_cublas(kern_backend *be) { return ctx_of(be)->cublas; }
+extern "C" cublasLtHandle_t kern_cuda_cublaslt(kern_backend *be, void **workspace, size_t *bytes) {
+    *workspace = ctx_of(be)->lt_ws;
+    *bytes = CUBLAS_WS_BYTES;
+    return ctx_of(be)->lt;
+}
 
 extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err) {
     cuda_ctx *c = ctx_of(be);
@@ -385,7 +396,8 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
     /* the stream first: cublasSetStream resets the workspace to cuBLAS's own pool */
     if (cudaMalloc(&c->cublas_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
+        cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS ||
+        cudaMalloc(&c->lt_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) {
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: cuBLAS initialisation failed");
         goto fail;
     }

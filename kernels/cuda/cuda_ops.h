@@ -19,6 +19,9 @@ extern "C" {
 struct cublasContext;
 cudaStream_t kern_cuda_stream(kern_backend *be);
 struct cublasContext *kern_cuda_cublas(kern_backend *be);
+/* cuBLASLt's handle and the workspace its matmuls get (fixed: captured matmuls never allocate). */
+struct cublasLtContext;
+struct cublasLtContext *kern_cuda_cublaslt(kern_backend *be, void **workspace, size_t *bytes);
 /* Device scratch of at least `bytes`, valid until the next call (it waits for queued work
  * before growing). NULL with err set when the device is out of memory. */
 void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -371,15 +372,25 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 //      e4m3(block_scale)) * weight_scale_2, the even k in the low nibble), f32 accumulation, y
 //      rounded to its dtype. Only the order of the f32 sums differs from the CPU twin.
 //
+// From QUANT_GEMM_MIN_ROWS rows (prefill chunks, decode buckets of 16 and more) the products go to
+// tensor-core GEMMs instead, keeping the same semantics (NEVER RUN ON A GPU YET either):
+//   3. FP8: k_quant_fp8_codes writes the E4M3 codes of x / input_scale (the same rounding, no
+//      dequantize); cuBLASLt multiplies them with the stored codes, TN (A = W as K x N column-major,
+//      B = the codes K x M), f32 accumulation without FAST_ACCUM, alpha = weight_scale * input_scale
+//      applied once to each sum (the CPU scales each factor: the same up to f32 rounding), D in y's
+//      dtype (kernels.md §3.3; NVIDIA/CUDALibrarySamples LtFp8Matmul). Needs K and N multiples of
+//      16 and a 16-byte aligned y; otherwise, or when cuBLASLt offers no algorithm, the kernels of 1-2.
+//   4. NVFP4 on Hopper (no FP4 MMA; a W4A4-exact path at BF16 GEMM speed): both factors are written
+//      as bf16 with the global scales taken out, which is exact: an E2M1 value has at most 2
+//      significant bits and an E4M3 scale 4, so e2m1 * e4m3 fits bf16's 8. k_quant_nvfp4_bf16 writes
+//      x' = e2m1(x / s) * e4m3_blk (s = e4m3_blk * input_scale, the CPU's s), k_dequant_nvfp4_w the
+//      weight rows e2m1 * e4m3(block scale) in chunks of N (bounded scratch), and cublasGemmEx
+//      (bf16 x bf16, f32 compute) multiplies them with alpha = input_scale * weight_scale_2. The one
+//      inexact case: a block whose s falls below 1e-5 takes scale 1 on the CPU (x' = e2m1(x)); it
+//      is written as bf16(e2m1(x) / input_scale) here (nonzero only when |x| > 0.25 in a block whose
+//      amax is below ~2.2e-6 of the tensor's calibrated amax).
+//
 // Next (not written; see /work/shared/spec/kernels.md):
-//   - prefill (large M), FP8: cuBLASLt FP8 GEMM, TN, A = W (E4M3, K x N), B = x quantized to E4M3
-//     (one kernel writing sat_e4m3_rn(x / input_scale), no dequantize), A/B_SCALE_POINTER =
-//     weight_scale / input_scale (device floats), compute 32F, D BF16/F32 (§3.3; sample
-//     NVIDIA/CUDALibrarySamples cuBLASLt/LtFp8Matmul). Without FAST_ACCUM to stay near f32 sums.
-//   - prefill, NVFP4 on Hopper (no FP4 MMA): dequantize the weight to BF16 (e2m1 * block scale is
-//     exact in bf16), weight_scale_2 as alpha, cuBLASLt (§4.5). The W4A4 activations
-//     e2m1 * s_blk (s_blk = e4m3 * input_scale) are not bf16-exact in general, so to keep the
-//     CPU's semantics that GEMM takes them in f32 (or the bf16 rounding is measured and accepted).
 //   - decode (M <= ~16): a GEMV streaming the stored bytes once, codes widened in registers
 //     (§3.4, §4.5: CUDA-core fp32 FMA for batch 1-4, Marlin-like mma.sync beyond), the activation
 //     quantization fused into it or into the producer of x.
@@ -414,6 +425,40 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
             // __fmul_rn: keep q * s a plain rounded product (nothing to contract here, but explicit)
             xq[r * K + k0 + t] = __fmul_rn(qr_e2m1_quantize(v / s), s);
         }
+    }
+}
+
+// FP8 codes of x / input_scale, (M, K) contiguous (the CPU's rounding: saturate at 448, ties to even)
+__global__ void k_quant_fp8_codes(uint8_t *xq, V2 x, float input_scale) {
+    const int64_t K = x.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
+        xq[i] = qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale);
+}
+
+// NVFP4 activations as bf16 without the global scale: per 16-block, e2m1(x / s) * e4m3_blk with
+// s = e4m3_blk * input_scale as k_quant_act computes it (exact in bf16; see 4. above)
+__global__ void k_quant_nvfp4_bf16(__nv_bfloat16 *xq, V2 x, float input_scale) {
+    const int64_t K = x.cols, per_row = K / QBLK;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * per_row;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / per_row, k0 = (i % per_row) * QBLK;
+        float v[QBLK], q[QBLK];
+        for (int t = 0; t < QBLK; t++) v[t] = ld(x.p, r * x.ld + k0 + t, x.dt);
+        qr_nvfp4_block_factors(q, v, input_scale); // checked on the host: tests/test_cuda_round.cu
+        for (int t = 0; t < QBLK; t++) xq[r * K + k0 + t] = __float2bfloat16_rn(q[t]);
+    }
+}
+
+// NVFP4 weight rows [n0, n0 + nc) as bf16 e2m1 * e4m3(block scale) (exact), (nc, K) contiguous
+__global__ void k_dequant_nvfp4_w(__nv_bfloat16 *wd, const uint8_t *w, const uint8_t *bs, int64_t n0, int64_t nc,
+                                  int64_t K) {
+    const int64_t half = K / 2;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nc * half; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t n = i / half, b = i % half, k = 2 * b;
+        const uint8_t byte = w[(n0 + n) * half + b];
+        const float sc = qr_e4m3_to_f32(bs[(n0 + n) * (K / QBLK) + k / QBLK]);
+        wd[n * K + k] = __float2bfloat16_rn(qr_e2m1_value(byte & 15u) * sc);
+        wd[n * K + k + 1] = __float2bfloat16_rn(qr_e2m1_value(byte >> 4) * sc);
     }
 }
 
@@ -493,6 +538,88 @@ nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, in
     return NVL_OK;
 }
 
+constexpr int64_t QUANT_GEMM_MIN_ROWS = 16; // from here the tensor-core paths (3, 4 above)
+constexpr size_t NVFP4_W_CHUNK_BYTES = (size_t)64 << 20; // bf16 weight rows dequantized at a time
+
+/* FP8 through cuBLASLt (3. above): *done = 0 (nothing run) where the shape or cuBLASLt declines. */
+nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, int *done, nvl_err *err) {
+    *done = 0;
+    const int64_t M = xv->rows, N = w->n_out, K = w->n_in;
+    const size_t es = yv->dt == DT_F32 ? 4 : 2;
+    if (K % 16 || N % 16 || ((uintptr_t)yv->p % 16) || ((size_t)yv->ld * es) % 16 || ((uintptr_t)w->w.data % 16))
+        return NVL_OK;
+    uint8_t *xq = (uint8_t *)kern_cuda_scratch(be, (size_t)(M * K), err);
+    if (!xq) return NVL_ERR_NOMEM;
+    void *ws = NULL;
+    size_t wsb = 0;
+    cublasLtHandle_t lt = kern_cuda_cublaslt(be, &ws, &wsb);
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    int n_heur = 0;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const cudaDataType_t yt = cuda_type(yv->dt);
+    const uint64_t wsb64 = wsb;
+    cublasStatus_t cs = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&lc, yt, (uint64_t)N, (uint64_t)M, yv->ld);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulPreferenceCreate(&pref);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb64, sizeof wsb64);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &n_heur);
+    nvl_status st = NVL_OK;
+    if (cs == CUBLAS_STATUS_SUCCESS && n_heur > 0) {
+        k_quant_fp8_codes<<<grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, w->input_scale);
+        st = kern_cuda_after_launch(be, "c_matmul (FP8 activation codes)", err);
+        const float alpha = w->weight_scale * w->input_scale, beta = 0.0f;
+        if (st == NVL_OK) {
+            cs = cublasLtMatmul(lt, op, &alpha, w->w.data, la, xq, lb, &beta, yv->p, lc, yv->p, lc, &heur.algo, ws, wsb,
+                                kern_cuda_stream(be));
+            if (cs != CUBLAS_STATUS_SUCCESS)
+                st = nvl_err_set(err, NVL_ERR_DEVICE, "c_matmul: weight %s: cuBLASLt FP8 matmul status %d", w->name ? w->name : "",
+                                 (int)cs);
+            else *done = 1;
+        }
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
+/* NVFP4 through bf16 tensor-core GEMMs (4. above). */
+nvl_status matmul_nvfp4_gemm(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, nvl_err *err) {
+    const int64_t M = xv->rows, N = w->n_out, K = w->n_in;
+    int64_t nc = (int64_t)(NVFP4_W_CHUNK_BYTES / ((size_t)K * 2));
+    if (nc < 16) nc = 16;
+    if (nc > N) nc = N;
+    const size_t xb = ((size_t)(M * K) * 2 + 255) & ~(size_t)255;
+    char *sc = (char *)kern_cuda_scratch(be, xb + (size_t)(nc * K) * 2, err);
+    if (!sc) return NVL_ERR_NOMEM;
+    __nv_bfloat16 *xq = (__nv_bfloat16 *)sc, *wd = (__nv_bfloat16 *)(sc + xb);
+    cudaStream_t s = kern_cuda_stream(be);
+    k_quant_nvfp4_bf16<<<grid_for(M * (K / QBLK)), EW_BLOCK, 0, s>>>(xq, *xv, w->input_scale);
+    CHECK_ST(kern_cuda_after_launch(be, "c_matmul (NVFP4 activations)", err));
+    const float alpha = w->input_scale * w->weight_scale, zero = 0.0f;
+    const size_t es = yv->dt == DT_F32 ? 4 : 2;
+    for (int64_t n0 = 0; n0 < N; n0 += nc) {
+        const int64_t nn = N - n0 < nc ? N - n0 : nc;
+        k_dequant_nvfp4_w<<<grid_for(nn * K / 2), EW_BLOCK, 0, s>>>(wd, (const uint8_t *)w->w.data,
+                                                                    (const uint8_t *)w->block_scale.data, n0, nn, K);
+        CHECK_ST(kern_cuda_after_launch(be, "c_matmul (NVFP4 weight rows)", err));
+        CUBLAS_CHECK(cublasGemmEx(kern_cuda_cublas(be), CUBLAS_OP_T, CUBLAS_OP_N, (int)nn, (int)M, (int)K, &alpha, wd,
+                                  CUDA_R_16BF, (int)K, xq, CUDA_R_16BF, (int)K, &zero, (char *)yv->p + (size_t)n0 * es,
+                                  cuda_type(yv->dt), (int)yv->ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return kern_cuda_after_launch(be, "c_matmul (NVFP4 GEMM)", err);
+}
+
 /* FP8 / NVFP4 weights (kern_matmul has checked shapes, dtypes and positive scales): the
  * activations quantize-dequantized into scratch, then the direct kernel. The stored bytes and
  * NVFP4 block scales are on the device (kern_weights_place uploads them as stored); the two f32
@@ -507,6 +634,12 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
                            "the device (kern_weights_place)", wn);
     const int64_t M = xv->rows, K = w->n_in;
     if (M == 0) return NVL_OK;
+    if (M >= QUANT_GEMM_MIN_ROWS) {
+        if (nvfp4) return matmul_nvfp4_gemm(be, yv, xv, w, err);
+        int done = 0;
+        CHECK_ST(matmul_fp8_lt(be, yv, xv, w, &done, err));
+        if (done) return NVL_OK;
+    }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
     if (!xq) return NVL_ERR_NOMEM;
     const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;

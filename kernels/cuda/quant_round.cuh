@@ -72,4 +72,21 @@ __host__ __device__ inline float qr_e2m1_value(uint32_t code) {
     return code & 8u ? -v : v;
 }
 
+// NVFP4 activations, one 16-block, as the factors of the tensor-core path (ops_cuda.cu, 4.):
+// out[t] = e2m1(v[t] / s) * e with e = e4m3(min(amax / (6 is), 448)) and s = e * is, the CPU's
+// block scale (kern_cpu_quant_nvfp4_act). out[t] is exact in bf16 (an E2M1 value has <= 2
+// significant bits, an E4M3 value <= 4), and out[t] * is equals the CPU's e2m1(v / s) * s up to
+// the rounding of s. Where s < 1e-5 the CPU takes scale 1 (x = e2m1(v)): out[t] = e2m1(v) / is,
+// not bf16-exact (nonzero only for |v| > 0.25 in a block whose amax is < ~2.2e-6 of the tensor's
+// calibrated amax).
+__host__ __device__ inline void qr_nvfp4_block_factors(float *out, const float *v, float is) {
+    float amax = 0.0f;
+    for (int t = 0; t < 16; t++) amax = fmaxf(amax, fabsf(v[t]));
+    const float six_gs = 6.0f * is; // as the CPU: one f32 product, then a division
+    float rr = amax / six_gs;
+    if (rr > 448.0f) rr = 448.0f;
+    const float e = qr_e4m3_to_f32(qr_e4m3_sat(rr)), s = e * is;
+    for (int t = 0; t < 16; t++) out[t] = s < 1e-5f ? qr_e2m1_quantize(v[t]) / is : qr_e2m1_quantize(v[t] / s) * e;
+}
+
 #endif // KERNELS_CUDA_QUANT_ROUND_CUH
