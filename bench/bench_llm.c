@@ -1,7 +1,22 @@
-/* bench_llm: language-model speed on the CPU backend with a synthetic checkpoint of any shape.
+/* bench_llm: language-model speed on the models' backend (NVL_BACKEND) with a synthetic
+ * checkpoint of any shape.
  *
  *   bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep]
- *             [--seqs 1,4,16] [--quant bf16|fp8|nvfp4]
+ *             [--seqs 1,4,16] [--quant bf16|fp8|nvfp4] [--chunk N] [--context N] [--sparse]
+ *
+ * --chunk: prefill chunk (tokens per forward pass, default 128); the timed prefill is the
+ * prompt. --context N: after it, the context is filled (untimed) to N tokens before the timed
+ * decode (the issue's "decode at 4K of context"). --sparse: the large Linear weights are left as
+ * holes in model.safetensors (zeros, no disk written, seconds for the 12B shape); decode speed
+ * does not depend on the values, GEMMs on zeros may run a little faster than on real weights
+ * (less power), so prefill fractions from a sparse file are upper bounds.
+ *
+ * On a device backend (NVL_BACKEND=cuda) the line also carries the device's own rates measured
+ * in the same run (kern_backend_measure: device copy bandwidth, BF16 GEMM rate), decode GB/s
+ * (weights + KV rows + Mamba states read and written per token) as a fraction of the copy
+ * bandwidth, prefill TFLOP/s (2 x the matmul weights per token, plus the attention's products;
+ * the SSD scan left out) as a fraction of the GEMM rate, load time (upload included) and device
+ * memory in use. Decode steps run as CUDA graphs unless NVL_CUDA_GRAPHS=0.
  *
  * --quant writes the synthetic checkpoint with every Linear but lm_head in FP8 or NVFP4 as
  * ModelOpt exports it (hf_quant_config.json, scales), so the three formats of one shape compare.
@@ -83,6 +98,7 @@ static uint16_t rand_bf16(float scale) {
 /* 0: BF16; 1: FP8; 2: NVFP4 (--quant): every Linear but lm_head quantized as ModelOpt exports it,
  * random codes with valid scales (a dense model runs the same speed on any values). */
 static int g_quant;
+static int g_sparse; /* --sparse */
 
 static int is_quant_linear(const llm_tensor_spec *sp) {
     return g_quant && sp->n_dims == 2 && !strstr(sp->name, "embeddings") && !strstr(sp->name, "lm_head");
@@ -177,6 +193,10 @@ static int write_checkpoint(const char *dir, const shape *s) {
             const int64_t N = specs[i].shape[0], K = specs[i].shape[1];
             uint64_t bytes = g_quant == 1 ? numel : numel / 2;
             uint8_t *b8 = (uint8_t *)buf;
+            if (g_sparse) { /* a hole: zero codes */
+                if (fseeko(f, (off_t)bytes, SEEK_CUR) != 0) return 0;
+                bytes = 0;
+            }
             while (bytes) {
                 size_t c = bytes < BUF ? (size_t)bytes : BUF;
                 for (size_t j = 0; j < c; j++) { /* finite codes only (0x7f/0xff are E4M3 NaN) */
@@ -202,6 +222,10 @@ static int write_checkpoint(const char *dir, const shape *s) {
         }
         int is_norm = strstr(nm, "norm") != NULL, is_alog = strstr(nm, "A_log") != NULL;
         float scale = specs[i].n_dims >= 2 ? 0.02f : 0.5f;
+        if (g_sparse && specs[i].n_dims >= 2 && numel >= ((uint64_t)1 << 20)) { /* a hole: zeros */
+            if (fseeko(f, (off_t)(numel * 2), SEEK_CUR) != 0) return 0;
+            numel = 0;
+        }
         while (numel) {
             size_t c = numel < BUF ? (size_t)numel : BUF;
             for (size_t j = 0; j < c; j++)
@@ -213,6 +237,8 @@ static int write_checkpoint(const char *dir, const shape *s) {
     free(buf);
     free(h);
     free(specs);
+    /* a hole at the end is not part of the file until it is sized */
+    if (g_sparse && (fflush(f) != 0 || ftruncate(fileno(f), (off_t)(8 + o + off)) != 0)) return 0;
     if (fclose(f) != 0) return 0;
     if (g_quant) {
         snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
@@ -439,13 +465,16 @@ static int bench_seqs(const llm_model *m, int S, int n_prompt, int n_decode) {
 
 int main(int argc, char **argv) {
     const char *shape_name = "mid", *dir = NULL, *seqs = NULL, *vl_from = NULL;
-    int n_prompt = 128, n_decode = 32, keep = 0;
+    int n_prompt = 128, n_decode = 32, keep = 0, n_chunk = 128, n_context = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape_name = argv[++i];
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
+        else if (!strcmp(argv[i], "--sparse")) g_sparse = 1;
+        else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) n_chunk = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--context") && i + 1 < argc) n_context = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) seqs = argv[++i];
         else if (!strcmp(argv[i], "--vl") && i + 1 < argc) vl_from = argv[++i];
         else if (!strcmp(argv[i], "--quant") && i + 1 < argc) {
@@ -458,20 +487,21 @@ int main(int argc, char **argv) {
         }
         else {
             fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16] "
-                            "[--quant bf16|fp8|nvfp4] [--vl FROM]\n");
+                            "[--quant bf16|fp8|nvfp4] [--vl FROM] [--chunk N] [--context N] [--sparse]\n");
             return 2;
         }
     }
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++)
         if (!strcmp(k_shapes[i].name, shape_name)) s = &k_shapes[i];
-    if (!s || n_prompt < 1 || n_decode < 1) {
+    if (!s || n_prompt < 1 || n_decode < 1 || n_chunk < 1 || (n_context && n_context < n_prompt)) {
         fprintf(stderr, "bench_llm: unknown shape '%s' or bad counts\n", shape_name);
         return 2;
     }
     char tmpdir[512];
     if (!dir) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/nanovl-bench-%s%s", s->name, g_quant == 1 ? "-fp8" : g_quant == 2 ? "-nvfp4" : "");
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/nanovl-bench-%s%s%s", s->name, g_quant == 1 ? "-fp8" : g_quant == 2 ? "-nvfp4" : "",
+                 g_sparse ? "-sparse" : "");
         dir = tmpdir;
     }
     char probe[600];
@@ -495,13 +525,18 @@ int main(int argc, char **argv) {
     }
     nvl_err err = {0};
     llm_model *m = NULL;
+    const double t_load0 = bench_now();
     if (llm_model_init(&m, dir, NULL, &err) != NVL_OK) {
         fprintf(stderr, "load: %s\n", err.msg);
         return 1;
     }
+    const double t_load = bench_now() - t_load0;
     const llm_hparams *hp = llm_model_hparams(m);
-    /* bytes one decode step reads: every weight except the embedding table (one row) */
-    double weight_bytes = 0;
+    kern_backend *be = llm_model_backend(m);
+    const int device = kern_backend_kind_of(be) != KERN_BACKEND_KIND_CPU;
+    /* bytes one decode step reads: every weight except the embedding table (one row); the
+     * matmul weights a prefill token multiplies (lm_head left out: one row a chunk) */
+    double weight_bytes = 0, prefill_params = 0;
     {
         int64_t n = llm_tensor_table(hp, "backbone.", "", NULL, 0);
         llm_tensor_spec *specs = malloc((size_t)n * sizeof *specs);
@@ -509,9 +544,10 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) {
             if (strstr(specs[i].name, "embeddings")) continue;
             /* bytes per weight as stored: bf16 2, FP8 1, NVFP4 0.5 + one E4M3 scale per 16 */
-            double e = !is_quant_linear(&specs[i]) ? 2 : g_quant == 1 ? 1 : 0.5 + 1.0 / 16;
-            for (int d = 0; d < specs[i].n_dims; d++) e *= (double)specs[i].shape[d];
-            weight_bytes += e;
+            double e = !is_quant_linear(&specs[i]) ? 2 : g_quant == 1 ? 1 : 0.5 + 1.0 / 16, numel = 1;
+            for (int d = 0; d < specs[i].n_dims; d++) numel *= (double)specs[i].shape[d];
+            weight_bytes += e * numel;
+            if (specs[i].n_dims == 2 && !strstr(specs[i].name, "lm_head")) prefill_params += numel;
         }
         free(specs);
     }
@@ -538,8 +574,9 @@ int main(int argc, char **argv) {
         return rc;
     }
     llm_context_params cp = llm_context_params_default();
-    cp.n_ctx = n_prompt + n_decode + 1;
-    cp.n_chunk = 128;
+    const int n_fill = n_context > n_prompt ? n_context - n_prompt : 0;
+    cp.n_ctx = n_prompt + n_fill + n_decode + 1;
+    cp.n_chunk = n_chunk;
     llm_context *ctx = NULL;
     if (llm_context_init(&ctx, m, &cp, &err) != NVL_OK) {
         fprintf(stderr, "context: %s\n", err.msg);
@@ -556,6 +593,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t_prefill = bench_now() - t0;
+    if (n_fill) { /* untimed: the context the decode runs at */
+        int32_t *more = malloc((size_t)n_fill * sizeof *more);
+        for (int i = 0; i < n_fill; i++) more[i] = (int32_t)(((i + n_prompt) * 7919) % hp->n_vocab);
+        nvl_status fst = llm_prefill(ctx, more, n_fill, NULL, NULL, &err);
+        free(more);
+        if (fst != NVL_OK) {
+            fprintf(stderr, "filling the context: %s\n", err.msg);
+            return 1;
+        }
+    }
     int tok = argmax(llm_logits(ctx), hp->n_vocab);
     double *step = malloc((size_t)n_decode * sizeof *step);
     for (int i = 0; i < n_decode; i++) {
@@ -566,6 +613,38 @@ int main(int argc, char **argv) {
     }
     sort_doubles(step, n_decode); /* median step time */
     double med = step[n_decode / 2];
+    if (device) {
+        kern_device_rates rates;
+        if (kern_backend_measure(be, &rates, &err) != NVL_OK) {
+            fprintf(stderr, "device rates: %s\n", err.msg);
+            return 1;
+        }
+        size_t dfree = 0, dtotal = 0;
+        kern_backend_mem_info(be, &dfree, &dtotal, &err);
+        const double ctx_len = (double)(n_prompt + n_fill) + n_decode / 2.0;
+        const double kv = (double)hp->n_attn * 2.0 * (double)(hp->n_head_kv * hp->head_dim) * ctx_len * 2.0;
+        const double states = (double)hp->n_mamba * 4.0 *
+                              (double)(hp->ssm_n_head * hp->ssm_head_dim * hp->d_state + hp->conv_dim * hp->d_conv);
+        const double dec_bytes = weight_bytes + kv + 2.0 * states, dec_gbs = dec_bytes / med / 1e9;
+        const double attn_flops = (double)hp->n_attn * 4.0 * ((n_prompt + 1) / 2.0) * (double)(hp->n_head * hp->head_dim);
+        const double pf_tok_s = n_prompt / t_prefill, pf_tflops = pf_tok_s * (2.0 * prefill_params + attn_flops) / 1e12;
+        const char *g = getenv("NVL_CUDA_GRAPHS");
+        printf("| shape | device | weights | GB read/token | prefill tok/s (%d, chunk %d) | prefill TFLOP/s | GEMM TFLOP/s | "
+               "fraction | decode tok/s (ctx %d, median of %d) | decode GB/s | copy GB/s | fraction | load s | device GiB used | graphs |\n",
+               n_prompt, n_chunk, n_prompt + n_fill, n_decode);
+        printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        printf("| %s (%lld layers) | %s | %s%s | %.2f | %.0f | %.1f | %.1f | %.0f %% | %.1f | %.0f | %.0f | %.0f %% | %.1f | %.1f | %s |\n",
+               s->name, (long long)hp->n_layer, kern_backend_description(be),
+               g_quant == 1 ? "fp8" : g_quant == 2 ? "nvfp4" : "bf16", g_sparse ? " (sparse: zeros)" : "", dec_bytes / 1e9,
+               pf_tok_s, pf_tflops, rates.gemm_bf16_tflops, 100.0 * pf_tflops / rates.gemm_bf16_tflops, 1.0 / med, dec_gbs,
+               rates.copy_gbs, 100.0 * dec_gbs / rates.copy_gbs, t_load, (double)(dtotal - dfree) / 1073741824.0,
+               g && !strcmp(g, "0") ? "off" : "on");
+        free(step);
+        free(prompt);
+        llm_context_free(ctx);
+        llm_model_free(m);
+        return 0;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); /* before the 1 GiB bandwidth buffer */
     double bw = read_bandwidth_gbs();

@@ -280,3 +280,10 @@ int kern_graph_current(const kern_backend *be, const kern_graph *g) {
 void kern_graph_free(kern_backend *be, kern_graph *g) {
     if (g && be->iface->graph_free) be->iface->graph_free(be, g);
 }
+
+nvl_status kern_backend_measure(kern_backend *be, kern_device_rates *out, nvl_err *err) {
+    out->copy_gbs = out->gemm_bf16_tflops = 0;
+    if (!be->iface->measure)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "the %s backend has no device rates to measure", be->iface->name);
+    return be->iface->measure(be, out, err);
+}

@@ -89,6 +89,17 @@ nvl_status kern_synchronize(kern_backend *be, nvl_err *err);
 nvl_status kern_copy_within(kern_backend *be, void *dst, const void *src, size_t bytes, nvl_err *err);
 nvl_status kern_set_zero(kern_backend *be, void *dst, size_t bytes, nvl_err *err);
 
+/* Rates a device reaches on its own, measured now, for benchmarks to state their figures as
+ * fractions of (bench/bench_llm.c): copy_gbs, device-to-device copy of 1 GiB counting the bytes
+ * read and written (the memory bandwidth a decode step is bound by); gemm_bf16_tflops, a cuBLAS
+ * BF16 GEMM of 8192^3 with f32 accumulation on constant data. Takes about a second. The CPU
+ * backend answers NVL_ERR_UNSUPPORTED (bench_llm measures host bandwidth itself). */
+typedef struct kern_device_rates {
+    double copy_gbs;
+    double gemm_bf16_tflops;
+} kern_device_rates;
+nvl_status kern_backend_measure(kern_backend *be, kern_device_rates *out, nvl_err *err);
+
 /* Graphs (CUDA graphs; design-gpu-batching.md §4.4, kernels.md §6). On a backend that can
  * capture, the ops called between kern_capture_begin and kern_capture_end are recorded into a
  * graph instead of run (nothing executes during capture; no op may synchronise or allocate

@@ -72,6 +72,7 @@ struct kern_backend_i {
     nvl_status (*set_zero)(kern_backend *be, void *dst, size_t n, nvl_err *err);
     nvl_status (*synchronize)(kern_backend *be, nvl_err *err);
     nvl_status (*mem_info)(kern_backend *be, size_t *free_bytes, size_t *total_bytes); /* (optional) */
+    nvl_status (*measure)(kern_backend *be, kern_device_rates *out, nvl_err *err); /* (optional) */
     /* (optional, all or none) graphs: kernels/backend.h */
     nvl_status (*capture_begin)(kern_backend *be, nvl_err *err);
     nvl_status (*capture_end)(kern_backend *be, kern_graph **out, nvl_err *err);

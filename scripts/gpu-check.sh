@@ -9,7 +9,8 @@
 # the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda, test_vision_gpu: the vision
 # path and the engine CUDA vs CPU), then the model tests with NVL_BACKEND=cuda (LM goldens, the
 # batched step, the ViT; the end-to-end VL goldens and the scheduler when PDF and video decoding
-# are built), then bench_llm and `nanovl bench --concurrency 1,16,64` on the device. Logs go to OUT_DIR (default
+# are built), then bench_llm (the mid shape; the real 12B shape in BF16, FP8 and NVFP4 from sparse
+# synthetic files, with and without decode graphs) and `nanovl bench --concurrency 1,16,64` on the device. Logs go to OUT_DIR (default
 # gpu-check-out/), one per step, and OUT_DIR/figures.json holds the bench lines.
 # Without a device it still builds and runs everything that runs without one (the GPU tests
 # exit 77 inside ctest), then exits 77. Exit 0: all passed on a device; 1: something failed.
@@ -75,6 +76,17 @@ if [ "$have_gpu" = 1 ]; then
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
       >"$OUT/bench_llm_seqs.log" 2>&1 || rc=1
+  # the real 12B shape (sparse synthetic file: zeros, no disk written), #12's figures: prefill of a
+  # 3.4K chunk against the measured GEMM rate, decode at 4K of context against the copy bandwidth
+  for q in bf16 fp8 nvfp4; do
+    log "bench_llm 12B $q on the device (prefill 3400, decode at 4096)"
+    NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
+        --context 4096 --decode 48 >"$OUT/bench_12b_$q.log" 2>&1 || { rc=1; log "bench_llm 12B $q FAILED: $(tail -2 "$OUT/bench_12b_$q.log" | tr '\n' ' ')"; }
+    rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
+  done
+  NVL_CUDA_GRAPHS=0 NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
+      --chunk 2048 --decode 48 >"$OUT/bench_12b_nographs.log" 2>&1 || rc=1
+  rm -rf /tmp/nanovl-bench-12b-sparse
   if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
     log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
     if vl=$(timeout 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$OUT/bench_conc.log"); then
@@ -86,6 +98,7 @@ if [ "$have_gpu" = 1 ]; then
     echo "{\"device\": \"$(head -1 "$OUT/nvidia-smi.log" | sed 's/"/\\"/g')\", \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
     echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
     echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"12b\": [$(cat "$OUT"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"concurrency\": $(cat "$OUT/bench_conc.json" 2>/dev/null | grep . || echo null)}"
   } >"$OUT/figures.json"
   log "figures: $OUT/figures.json"

@@ -340,6 +340,55 @@ static nvl_status cuda_mem_info(kern_backend *be, size_t *free_b, size_t *total_
     return cudaMemGetInfo(free_b, total_b) == cudaSuccess ? NVL_OK : NVL_ERR_DEVICE;
 }
 
+/* kern_backend_measure: 1 GiB device-to-device copies and 8192^3 BF16 GEMMs, timed with events
+ * after a warm-up, the best of a few runs. */
+static nvl_status cuda_measure(kern_backend *be, kern_device_rates *out, nvl_err *err) {
+    cuda_ctx *c = ctx_of(be);
+    const size_t copy_bytes = (size_t)1 << 30;
+    const int n = 8192;
+    const size_t gemm_bytes = (size_t)n * n * 2;
+    char *buf = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    nvl_status st = NVL_OK;
+    float best = 1e30f, ms = 0;
+    const float one = 1.0f, zero = 0.0f;
+    if (cudaMalloc((void **)&buf, 2 * copy_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: no 2 GiB of device memory to measure rates in");
+    }
+    cudaError_t e = cudaEventCreate(&e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&e1);
+    if (e == cudaSuccess) e = cudaMemsetAsync(buf, 0x3c, 2 * copy_bytes, c->stream); /* bf16 0x3c3c = 0.0115 */
+    for (int r = 0; e == cudaSuccess && r < 6; r++) {
+        e = cudaEventRecord(e0, c->stream);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(buf + copy_bytes, buf, copy_bytes, cudaMemcpyDeviceToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(e1, c->stream);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+        if (e == cudaSuccess && r > 0 && ms < best) best = ms; /* run 0 warms up */
+    }
+    if (e == cudaSuccess) out->copy_gbs = 2.0 * (double)copy_bytes / (best * 1e-3) / 1e9;
+    best = 1e30f;
+    for (int r = 0; e == cudaSuccess && st == NVL_OK && r < 6; r++) {
+        e = cudaEventRecord(e0, c->stream);
+        if (e == cudaSuccess &&
+            cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, buf, CUDA_R_16BF, n, buf + gemm_bytes,
+                         CUDA_R_16BF, n, &zero, buf + 2 * gemm_bytes, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+            st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: the BF16 GEMM to measure failed");
+        if (e == cudaSuccess && st == NVL_OK) e = cudaEventRecord(e1, c->stream);
+        if (e == cudaSuccess && st == NVL_OK) e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess && st == NVL_OK) e = cudaEventElapsedTime(&ms, e0, e1);
+        if (e == cudaSuccess && r > 0 && ms < best) best = ms;
+    }
+    if (e == cudaSuccess && st == NVL_OK) out->gemm_bf16_tflops = 2.0 * n * (double)n * n / (best * 1e-3) / 1e12;
+    if (e != cudaSuccess && st == NVL_OK) st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: measuring: %s", cudaGetErrorString(e));
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(buf);
+    return st;
+}
+
 static struct kern_backend_i make_iface(void) {
     struct kern_backend_i i;
     memset(&i, 0, sizeof i);
@@ -356,6 +405,7 @@ static struct kern_backend_i make_iface(void) {
     i.synchronize = cuda_sync;
     i.ops = &kern_cuda_ops;
     i.mem_info = cuda_mem_info;
+    i.measure = cuda_measure;
     i.capture_begin = cuda_capture_begin;
     i.capture_end = cuda_capture_end;
     i.graph_launch = cuda_graph_launch;
