@@ -122,7 +122,7 @@ typedef struct source {
     char *key;          /* base_key + max_tiles */
     /* vision in progress (engine_vision.c) */
     int started;        /* tiles made (image) or frame buffers allocated (video) */
-    float *tiles;       /* image: (n_tiles, 3, S, S) */
+    uint8_t *tiles;     /* image: (n_tiles, S, S, 3) RGB8, normalised on the vision backend */
     int units_done;     /* tiles (image) or frames (video) through RADIO */
     float *all;         /* video: (n_frames * Q, C) every frame's rows before EVS */
     double t0;          /* when its vision began (progress) */

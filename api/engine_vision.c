@@ -71,7 +71,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
             img = page;
         }
         int n = 0;
-        st = vision_make_tiles(img->rgb, img->width, img->height, img->stride, vc, rq->mt, &s->tiles, &n, NULL, NULL, err);
+        st = vision_make_tiles_rgb8(img->rgb, img->width, img->height, img->stride, vc, rq->mt, &s->tiles, &n, NULL, NULL, err);
         media_image_free(page);
         if (st != NVL_OK) return st;
         s->n_tiles = n;
@@ -82,19 +82,19 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     return NVL_OK; /* the stepping thread marks it started (it may run on a media thread) */
 }
 
-/* Tile u of s into dst (3, S, S). */
-static nvl_status vision_unit(request *rq, source *s, int u, float *dst, nvl_err *err) {
+/* Tile u of s into dst (S, S, 3) RGB8. */
+static nvl_status vision_unit(request *rq, source *s, int u, uint8_t *dst, nvl_err *err) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const size_t tile = (size_t)(3 * vc->image_size * vc->image_size);
     if (!s->is_video) {
-        memcpy(dst, s->tiles + (size_t)u * tile, tile * sizeof(float));
+        memcpy(dst, s->tiles + (size_t)u * tile, tile);
         return NVL_OK;
     }
     const media_image *fr = s->frames->frames[u]; /* one tile per frame, no thumbnail */
-    float *t = NULL;
+    uint8_t *t = NULL;
     int nt = 0;
-    nvl_status st = vision_make_tiles(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
-    if (st == NVL_OK) memcpy(dst, t, tile * sizeof(float));
+    nvl_status st = vision_make_tiles_rgb8(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
+    if (st == NVL_OK) memcpy(dst, t, tile);
     nvl_free(t);
     return st;
 }
@@ -170,11 +170,12 @@ int engine_vision_turn(api_engine *e) {
     const int64_t Q = rows_per_tile(e), C = e->proj.out;
     vis_unit units[VISION_BATCH];
     int nb = 0;
-    float *tiles = NULL, *out = NULL;
+    uint8_t *tiles = NULL; /* RGB8 tiles, normalised on the vision backend */
+    float *out = NULL;
     for (request *rq = e->live; rq; rq = rq->next) {
         if (rq->state != RQ_VISION || vision_advance(rq)) continue;
         if (nb == VISION_BATCH) continue;
-        if (!tiles && !(tiles = nvl_malloc(VISION_BATCH * tile * sizeof(float)))) {
+        if (!tiles && !(tiles = nvl_malloc(VISION_BATCH * tile))) {
             nvl_err er = {0};
             engine_fail(rq, nvl_err_set(&er, NVL_ERR_NOMEM, "engine: out of memory for tiles"), &er);
             continue;
@@ -224,7 +225,7 @@ int engine_vision_turn(api_engine *e) {
             int k = 0;
             for (int j = 0; j < nb; j++)
                 if (units[j].rq != rq) {
-                    if (k != j) memcpy(tiles + (size_t)k * tile, tiles + (size_t)j * tile, tile * sizeof(float));
+                    if (k != j) memcpy(tiles + (size_t)k * tile, tiles + (size_t)j * tile, tile);
                     units[k++] = units[j];
                 }
             nb = k;
@@ -234,7 +235,7 @@ int engine_vision_turn(api_engine *e) {
     if (nb > 0) {
         nvl_err er = {0};
         nvl_status st = (out = nvl_malloc((size_t)(nb * Q * C) * sizeof(float))) != NULL
-                            ? tokred_embed_tiles(e->vm, &e->proj, tiles, nb, out, &er)
+                            ? tokred_embed_tiles_rgb8(e->vm, &e->proj, tiles, nb, out, &er)
                             : nvl_err_set(&er, NVL_ERR_NOMEM, "engine: out of memory for %d tiles' rows", nb);
         for (int j = 0; j < nb; j++) {
             request *rq = units[j].rq;

@@ -51,6 +51,8 @@ struct kern_ops_i {
     nvl_status (*patchify)(kern_backend *be, nvl_tensor *y, const nvl_tensor *tiles, int64_t patch, nvl_err *err);
     nvl_status (*pixel_shuffle)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
     nvl_status (*evs_scores)(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16, nvl_err *err);
+    nvl_status (*normalize_rgb8)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3],
+                                 const float std[3], nvl_err *err);
     /* (optional) the step's tables into device buffers (kern_step_tables); NULL: nothing to do */
     nvl_status (*step_tables)(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
                               const uint8_t *mask, int64_t n_rows, nvl_err *err);

@@ -1,5 +1,6 @@
 /* The op entry points of kernels/ops.h: descriptor helpers, the checks every backend shares
  * (shapes, dtypes, row layout), then the backend's own entry. */
+#include <math.h>
 #include <string.h>
 
 #include "backend_impl.h"
@@ -426,6 +427,22 @@ nvl_status kern_patchify(kern_backend *be, nvl_tensor *y, const nvl_tensor *tile
     const int64_t G = tiles->shape[2] / patch;
     CHECK(chk2(__func__, "y", y, tiles->shape[0] * G * G, 3 * patch * patch, err));
     DISPATCH(patchify, y, tiles, patch, err);
+}
+
+nvl_status kern_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3],
+                               const float std[3], nvl_err *err) {
+    if (!x || !x->data || x->dtype != NVL_DTYPE_U8 || x->n_dims != 4 || x->shape[3] != 3 || x->shape[1] != x->shape[2] ||
+        !nvl_tensor_is_contiguous(x))
+        return nvl_err_set(err, NVL_ERR_SHAPE, "%s: x must be contiguous U8 (n, S, S, 3)", __func__);
+    if (!y || !y->data || y->dtype != NVL_DTYPE_F32 || y->widened || y->n_dims != 4 || y->shape[0] != x->shape[0] ||
+        y->shape[1] != 3 || y->shape[2] != x->shape[1] || y->shape[3] != x->shape[2] || !nvl_tensor_is_contiguous(y))
+        return nvl_err_set(err, NVL_ERR_SHAPE, "%s: y must be contiguous F32 (%lld, 3, %lld, %lld)", __func__,
+                           (long long)x->shape[0], (long long)x->shape[1], (long long)x->shape[2]);
+    for (int c = 0; c < 3; c++)
+        if (!(std[c] != 0.0f) || !isfinite(std[c]) || !isfinite(mean[c]))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: channel %d has mean %g, std %g", __func__, c, (double)mean[c],
+                               (double)std[c]);
+    DISPATCH(normalize_rgb8, y, x, mean, std, err);
 }
 
 nvl_status kern_pixel_shuffle(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err) {

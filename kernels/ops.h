@@ -234,6 +234,13 @@ nvl_status kern_patchify(kern_backend *be, nvl_tensor *y, const nvl_tensor *tile
  *   y[t][k][j] = concat(x[t][2k][2j], x[t][2k][2j+1], x[t][2k+1][2j], x[t][2k+1][2j+1]). */
 nvl_status kern_pixel_shuffle(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
 
+/* Pixels to the ViT's input: x (n, S, S, 3) U8, RGB tiles as resized, -> y (n, 3, S, S) F32,
+ *   y[t, c, i, j] = (x[t, i, j, c] / 255 - mean[c]) / std[c]
+ * in f32, in that order (vision/preprocess.c's host formula): bit-equal on every backend (IEEE
+ * division and subtraction). A device receives a quarter of the bytes f32 tiles would take. */
+nvl_status kern_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3],
+                               const float std[3], nvl_err *err);
+
 /* EVS dissimilarity (model.md §6.4): E (F, Tf, D); dis (F, Tf) f32 with dis[0, :] = 255 and
  * dis[f, t] = 1 - cos(E[f,t], E[f-1,t]); with round_bf16 the cosine and 1 - cos are rounded to
  * bf16 as torch does for bf16 embeddings. */

@@ -1001,6 +1001,49 @@ static void test_patchify(void) {
     }
 }
 
+/* RGB8 tiles (n, S, S, 3) -> (n, 3, S, S) f32: (x / 255 - mean) / std in f32, bit for bit (the
+ * host formula of vision/preprocess.c; every byte value 0..255 appears in each channel). A swapped
+ * channel or HWC read as CHW fails the exact comparison. Bad shapes, dtypes and a zero std are
+ * refused. */
+static void test_normalize_rgb8(void) {
+    static const int64_t cases[][2] = {{1, 16}, {3, 32}}; /* n, S */
+    const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, sd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t n = cases[c][0], S = cases[c][1], N = n * S * S * 3;
+        uint8_t *xh = hmalloc((size_t)N);
+        for (int64_t i = 0; i < N; i++) xh[i] = (uint8_t)(i < 768 ? (uint64_t)(i / 3) : test_rng_next(&g_rng) >> 56);
+        nvl_tensor x = nvl_tensor_make(NVL_DTYPE_U8, 4, (int64_t[]){n, S, S, 3}, be_alloc((size_t)N));
+        x.device = kern_backend_kind_of(g_be) == KERN_BACKEND_KIND_CPU ? NVL_DEVICE_HOST : NVL_DEVICE_CUDA;
+        be_put(x.data, xh, (size_t)N);
+        nvl_tensor y = out2(NVL_DTYPE_F32, n * 3, S * S);
+        y = nvl_tensor_make(NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, y.data);
+        y.device = x.device;
+        nvl_err err = {0};
+        if (!ran("normalize_rgb8", kern_normalize_rgb8(g_be, &y, &x, mean, sd, &err), &err)) return;
+        float *got = down(&y), *ref = hf((size_t)N);
+        for (int64_t t = 0; t < n; t++)
+            for (int ch = 0; ch < 3; ch++)
+                for (int64_t i = 0; i < S * S; i++) {
+                    volatile float q = (float)xh[(t * S * S + i) * 3 + ch] / 255.0f; /* f32 steps, no contraction */
+                    volatile float d = q - mean[ch];
+                    ref[(t * 3 + ch) * S * S + i] = d / sd[ch];
+                }
+        char what[64];
+        snprintf(what, sizeof what, "normalize_rgb8 case %zu (n %lld, S %lld)", c, (long long)n, (long long)S);
+        cmp_exact(what, got, ref, (size_t)N);
+    }
+    nvl_err err = {0};
+    nvl_tensor x = nvl_tensor_make(NVL_DTYPE_U8, 4, (int64_t[]){1, 4, 4, 3}, be_alloc(48));
+    nvl_tensor y = nvl_tensor_make(NVL_DTYPE_F32, 4, (int64_t[]){1, 3, 4, 4}, be_alloc(48 * 4));
+    nvl_tensor x3 = nvl_tensor_make(NVL_DTYPE_U8, 4, (int64_t[]){1, 4, 4, 4}, x.data);
+    nvl_tensor yb = nvl_tensor_make(NVL_DTYPE_BF16, 4, (int64_t[]){1, 3, 4, 4}, y.data);
+    const float m0[3] = {0, 0, 0}, s1[3] = {1, 1, 1}, s0[3] = {1, 0, 1};
+    TEST_EQ_INT(kern_normalize_rgb8(g_be, &y, &x3, m0, s1, &err), NVL_ERR_SHAPE);
+    TEST_EQ_INT(kern_normalize_rgb8(g_be, &yb, &x, m0, s1, &err), NVL_ERR_SHAPE);
+    TEST_EQ_INT(kern_normalize_rgb8(g_be, &y, &x, m0, s0, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "channel 1");
+}
+
 static void test_pixel_shuffle(void) {
     static const struct { int64_t n, g, c; nvl_dtype dt; } cs[] = {{2, 4, 3, NVL_DTYPE_F32}, {1, 6, 5, NVL_DTYPE_BF16}};
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
@@ -1190,6 +1233,7 @@ int main(int argc, char **argv) {
     test_attention_full();
     test_patchify();
     test_pixel_shuffle();
+    test_normalize_rgb8();
     test_evs_scores();
     test_errors();
     for (int i = 0; i < g_ndev; i++) kern_buffer_free(g_be, g_dev[i]);

@@ -4,8 +4,9 @@
 #include "base/dump.h"
 #include "tokenreduce.h"
 
-nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr, const float *tiles, int n,
-                              float *out, nvl_err *err) {
+/* tiles (f32, normalised) or tiles8 (RGB8, normalised on the backend by vision_encode_rgb8) */
+static nvl_status embed(const vision_model *vm, const tokred_projector *pr, const float *tiles, const uint8_t *tiles8,
+                        int n, float *out, nvl_err *err) {
     const int64_t G = vision_model_grid(vm), W = vision_model_width(vm), S = vision_model_config(vm)->image_size;
     const int64_t P = G * G, Q = (G / 2) * (G / 2);
     if (pr->in != 4 * W)
@@ -18,8 +19,14 @@ nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr
         st = nvl_err_set(err, NVL_ERR_NOMEM, "vision path: out of memory for %d tiles", n);
         goto done;
     }
-    nvl_dump("tiles", NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, tiles);
-    if ((st = vision_encode(vm, tiles, n, feat, err)) != NVL_OK) goto done;
+    if (tiles8) {
+        nvl_dump("tiles_rgb8", NVL_DTYPE_U8, 4, (int64_t[]){n, S, S, 3}, tiles8);
+        st = vision_encode_rgb8(vm, tiles8, n, feat, err);
+    } else {
+        nvl_dump("tiles", NVL_DTYPE_F32, 4, (int64_t[]){n, 3, S, S}, tiles);
+        st = vision_encode(vm, tiles, n, feat, err);
+    }
+    if (st != NVL_OK) goto done;
     nvl_dump("vit_features", NVL_DTYPE_F32, 3, (int64_t[]){n, P, W}, feat);
     if ((st = tokred_pixel_shuffle_f32(pr->be, shuf, feat, n, G, W, err)) != NVL_OK) goto done;
     nvl_dump("pixel_shuffle", NVL_DTYPE_F32, 3, (int64_t[]){n, Q, 4 * W}, shuf);
@@ -29,4 +36,14 @@ done:
     nvl_free(feat);
     nvl_free(shuf);
     return st;
+}
+
+nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr, const float *tiles, int n, float *out,
+                              nvl_err *err) {
+    return embed(vm, pr, tiles, NULL, n, out, err);
+}
+
+nvl_status tokred_embed_tiles_rgb8(const vision_model *vm, const tokred_projector *pr, const uint8_t *tiles, int n,
+                                   float *out, nvl_err *err) {
+    return embed(vm, pr, NULL, tiles, n, out, err);
 }

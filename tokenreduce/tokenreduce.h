@@ -65,6 +65,11 @@ nvl_status tokred_evs_mask(kern_backend *be, const float *E, int64_t F, int64_t 
  * (kernels/base/dump.h). */
 nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr, const float *tiles, int n,
                               float *out, nvl_err *err);
+/* The same from RGB8 tiles (n, S, S, 3) (vision_make_tiles_rgb8), normalised on the vision
+ * model's backend: the same rows (the normalisation is the same bits). Dumps tiles_rgb8 instead
+ * of tiles. */
+nvl_status tokred_embed_tiles_rgb8(const vision_model *vm, const tokred_projector *pr, const uint8_t *tiles, int n,
+                                   float *out, nvl_err *err);
 
 #ifdef __cplusplus
 }

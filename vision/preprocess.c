@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "cpu/cpu_ops.h"
 #include "vision.h"
 
 void vision_tile_grid(int width, int height, int max_tiles, int tile_size, int *cols, int *rows) {
@@ -148,17 +149,14 @@ done:
     return st;
 }
 
+/* the formula of kern_normalize_rgb8, so host and device tiles are the same bits */
 static void normalise_tile(float *out, const uint8_t *rgb, size_t stride, int S, const vision_vl_config *vc) {
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < S; y++)
-            for (int x = 0; x < S; x++)
-                out[((size_t)c * S + y) * S + x] =
-                    ((float)rgb[(size_t)y * stride + (size_t)x * 3 + c] / 255.0f - vc->norm_mean[c]) / vc->norm_std[c];
+    kern_cpu_normalize_rgb8_tile(out, rgb, stride, S, vc->norm_mean, vc->norm_std);
 }
 
-nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t stride,
-                             const vision_vl_config *vc, int max_tiles, float **tiles, int *n_tiles,
-                             int *cols_out, int *rows_out, nvl_err *err) {
+nvl_status vision_make_tiles_rgb8(const uint8_t *rgb, int width, int height, size_t stride,
+                                  const vision_vl_config *vc, int max_tiles, uint8_t **tiles, int *n_tiles,
+                                  int *cols_out, int *rows_out, nvl_err *err) {
     *tiles = NULL;
     *n_tiles = 0;
     if (max_tiles < 1 || max_tiles > vc->max_num_tiles)
@@ -167,35 +165,62 @@ nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t s
     int cols, rows;
     vision_tile_grid(width, height, max_tiles, S, &cols, &rows);
     const int n_grid = cols * rows, thumb = vc->use_thumbnail && n_grid > 1, n = n_grid + thumb;
-    const size_t tile_floats = (size_t)3 * S * S;
-    float *t = nvl_malloc((size_t)n * tile_floats * sizeof(float));
-    uint8_t *big = nvl_malloc((size_t)S * cols * (size_t)S * rows * 3);
-    uint8_t *small = thumb ? nvl_malloc((size_t)S * S * 3) : NULL;
+    const size_t tile_bytes = (size_t)3 * S * S, row_bytes = (size_t)S * 3;
+    uint8_t *t = nvl_malloc((size_t)n * tile_bytes);
+    /* one tile (no thumbnail): resized straight into place */
+    uint8_t *big = n_grid == 1 ? t : nvl_malloc((size_t)S * cols * (size_t)S * rows * 3);
     nvl_status st = NVL_OK;
-    if (!t || !big || (thumb && !small)) {
+    if (!t || !big) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "tiles: out of memory for %d tiles", n);
         goto fail;
     }
     if ((st = vision_resize_bicubic_aa(rgb, width, height, stride, big, S * cols, S * rows, err)) != NVL_OK) goto fail;
-    for (int k = 0; k < n_grid; k++) {
-        const int tx = k % cols, ty = k / cols;
-        const size_t bstride = (size_t)S * cols * 3;
-        normalise_tile(t + (size_t)k * tile_floats, big + (size_t)ty * S * bstride + (size_t)tx * S * 3, bstride, S, vc);
-    }
-    if (thumb) {
-        if ((st = vision_resize_bicubic_aa(rgb, width, height, stride, small, S, S, err)) != NVL_OK) goto fail;
-        normalise_tile(t + (size_t)n_grid * tile_floats, small, (size_t)S * 3, S, vc);
-    }
-    nvl_free(big);
-    nvl_free(small);
+    if (big != t)
+        for (int k = 0; k < n_grid; k++) {
+            const int tx = k % cols, ty = k / cols;
+            const size_t bstride = (size_t)S * cols * 3;
+            for (int y = 0; y < S; y++)
+                memcpy(t + (size_t)k * tile_bytes + (size_t)y * row_bytes,
+                       big + ((size_t)ty * S + (size_t)y) * bstride + (size_t)tx * row_bytes, row_bytes);
+        }
+    if (thumb && (st = vision_resize_bicubic_aa(rgb, width, height, stride, t + (size_t)n_grid * tile_bytes, S, S, err)) !=
+                     NVL_OK)
+        goto fail;
+    if (big != t) nvl_free(big);
     *tiles = t;
     *n_tiles = n;
     if (cols_out) *cols_out = cols;
     if (rows_out) *rows_out = rows;
     return NVL_OK;
 fail:
+    if (big != t) nvl_free(big);
     nvl_free(t);
-    nvl_free(big);
-    nvl_free(small);
     return st;
+}
+
+void vision_normalize_tiles(float *out, const uint8_t *tiles, int n, const vision_vl_config *vc) {
+    const int S = (int)vc->image_size;
+    const size_t tile = (size_t)3 * S * S;
+    for (int k = 0; k < n; k++) normalise_tile(out + (size_t)k * tile, tiles + (size_t)k * tile, (size_t)S * 3, S, vc);
+}
+
+nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t stride,
+                             const vision_vl_config *vc, int max_tiles, float **tiles, int *n_tiles,
+                             int *cols_out, int *rows_out, nvl_err *err) {
+    *tiles = NULL;
+    *n_tiles = 0;
+    uint8_t *t8 = NULL;
+    int n = 0;
+    nvl_status st = vision_make_tiles_rgb8(rgb, width, height, stride, vc, max_tiles, &t8, &n, cols_out, rows_out, err);
+    if (st != NVL_OK) return st;
+    float *t = nvl_malloc((size_t)n * 3 * (size_t)(vc->image_size * vc->image_size) * sizeof(float));
+    if (!t) {
+        nvl_free(t8);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "tiles: out of memory for %d tiles", n);
+    }
+    vision_normalize_tiles(t, t8, n, vc);
+    nvl_free(t8);
+    *tiles = t;
+    *n_tiles = n;
+    return NVL_OK;
 }

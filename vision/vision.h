@@ -68,8 +68,15 @@ nvl_status vision_resize_bicubic_aa(const uint8_t *src, int sw, int sh, size_t s
 
 /* Cuts an RGB8 image into the model's tiles: resize to (tile*cols) x (tile*rows), tiles in
  * row-major order, plus a tile_size^2 thumbnail of the whole image last when use_thumbnail and
- * more than one tile; each tile normalised ((x/255 - mean) / std) into CHW f32.
- * *tiles (n, 3, tile, tile) is nvl_malloc'ed; *n_tiles counts the thumbnail. */
+ * more than one tile; each tile as RGB8 pixels, *tiles (n, tile, tile, 3) nvl_malloc'ed (what
+ * vision_encode_rgb8 takes: a quarter of the f32 tiles' bytes); *n_tiles counts the thumbnail. */
+nvl_status vision_make_tiles_rgb8(const uint8_t *rgb, int width, int height, size_t stride,
+                                  const vision_vl_config *vc, int max_tiles, uint8_t **tiles, int *n_tiles,
+                                  int *cols, int *rows, nvl_err *err);
+/* n RGB8 tiles (n, S, S, 3) -> out (n, 3, S, S) normalised: (x/255 - mean) / std in f32, the
+ * formula of kern_normalize_rgb8 (the same bits). */
+void vision_normalize_tiles(float *out, const uint8_t *tiles, int n, const vision_vl_config *vc);
+/* vision_make_tiles_rgb8, then vision_normalize_tiles: *tiles (n, 3, tile, tile) f32. */
 nvl_status vision_make_tiles(const uint8_t *rgb, int width, int height, size_t stride,
                              const vision_vl_config *vc, int max_tiles, float **tiles, int *n_tiles,
                              int *cols, int *rows, nvl_err *err);
@@ -99,6 +106,10 @@ int64_t vision_model_width(const vision_model *m);
 
 /* tiles (n, 3, S, S) normalised -> features (n, G*G, width), row-major patch order. */
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err);
+/* The same from RGB8 tiles (n, S, S, 3) (vision_make_tiles_rgb8), normalised on the model's
+ * backend (kern_normalize_rgb8: the bits vision_normalize_tiles gives, so the features equal
+ * vision_encode's on those tiles). A device receives a quarter of the bytes. */
+nvl_status vision_encode_rgb8(const vision_model *m, const uint8_t *tiles, int n, float *features, nvl_err *err);
 
 #ifdef __cplusplus
 }

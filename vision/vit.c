@@ -265,7 +265,9 @@ fail:
  * and such differences propagate through the residual (tests/vision/test_vit_bf16.c: 2.7 % of
  * values not bit-equal after one block, 38 % after three; bounds there). For F32 the ops and their order are
  * those of the f32 forward, bit for bit. */
-nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
+/* tiles (f32, normalised) or tiles8 (RGB8, normalised here on the backend: kern_normalize_rgb8) */
+static nvl_status encode(const vision_model *m, const float *tiles, const uint8_t *tiles8, int n, float *features,
+                         nvl_err *err) {
     const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
     const int64_t B = n < VIT_TILE_BATCH ? n : VIT_TILE_BATCH; /* tiles per pass */
@@ -283,14 +285,23 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
     const size_t n_tile = (size_t)(B * 3 * S * S) * sizeof(float), n_x = kern_act_bytes(be, dt, R * W);
     const size_t n_h = kern_act_bytes(be, dt, R * hc), n_a = kern_act_bytes(be, dt, R * ac);
     const size_t n_y = in_place ? 0 : (size_t)(R * hc) * sizeof(float);
+    const size_t n_t8 = tiles8 ? ((size_t)(B * 3 * S * S) + 63) & ~(size_t)63 : 0; /* RGB8 tiles before normalising */
     void *buf = NULL;
-    nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_y, &buf, err);
+    nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_y + n_t8, &buf, err);
     if (st != NVL_OK) return nvl_err_prefix(err, "vision: %lld tiles of %lld tokens", (long long)B, (long long)T), st;
     char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h, *yb = in_place ? hb : ab + n_a;
+    char *t8b = ab + n_a + n_y;
     for (int64_t t0 = 0; t0 < n; t0 += B) {
         const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
         nvl_tensor tl = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){nb, 3, S, S}, tb);
-        TRY(kern_copy_to_backend(be, tb, tiles + (size_t)t0 * 3 * S * S, (size_t)(nb * 3 * S * S) * sizeof(float), err));
+        if (tiles8) {
+            nvl_tensor t8 = nvl_tensor_make(NVL_DTYPE_U8, 4, (int64_t[]){nb, S, S, 3}, t8b);
+            t8.device = tl.device;
+            TRY(kern_copy_to_backend(be, t8b, tiles8 + (size_t)t0 * 3 * S * S, (size_t)(nb * 3 * S * S), err));
+            TRY(kern_normalize_rgb8(be, &tl, &t8, m->vc.norm_mean, m->vc.norm_std, err));
+        } else {
+            TRY(kern_copy_to_backend(be, tb, tiles + (size_t)t0 * 3 * S * S, (size_t)(nb * 3 * S * S) * sizeof(float), err));
+        }
         nvl_tensor x = kern_act(be, dt, 2, (int64_t[]){rows, W}, xb);
         nvl_tensor a = kern_act(be, dt, 2, (int64_t[]){nb * P, pp}, ab);
         nvl_tensor h = kern_act(be, dt, 2, (int64_t[]){nb * P, W}, hb);
@@ -342,4 +353,12 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
 done:
     kern_buffer_free(be, buf);
     return st;
+}
+
+nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
+    return encode(m, tiles, NULL, n, features, err);
+}
+
+nvl_status vision_encode_rgb8(const vision_model *m, const uint8_t *tiles, int n, float *features, nvl_err *err) {
+    return encode(m, NULL, tiles, n, features, err);
 }

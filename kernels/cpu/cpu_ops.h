@@ -58,6 +58,11 @@ const char *kern_cpu_dnnl_version(void);
 struct kern_weight;
 nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_weight *w, int64_t M, nvl_err *err);
 /* The activation quantize-dequantize alone, n elements (NVFP4: n a multiple of 16). */
+/* One tile of RGB8 pixels (S rows of S pixels, x_stride bytes apart) to the ViT's input
+ * y (3, S, S): (x / 255 - mean[c]) / std[c] in f32 (kern_normalize_rgb8's formula; also what
+ * vision/preprocess.c uses on the host, so the two are the same bits). */
+void kern_cpu_normalize_rgb8_tile(float *y, const uint8_t *x, size_t x_stride, int64_t S, const float mean[3],
+                                  const float std[3]);
 void kern_cpu_quant_fp8_act(float *xq, const float *x, int64_t n, float input_scale);
 void kern_cpu_quant_nvfp4_act(float *xq, const float *x, int64_t n, float input_scale);
 /* Oracle: double accumulation, single thread. */

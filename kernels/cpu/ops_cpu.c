@@ -662,6 +662,27 @@ static nvl_status cpu_pixel_shuffle(kern_backend *be, nvl_tensor *y, const nvl_t
     return NVL_OK;
 }
 
+void kern_cpu_normalize_rgb8_tile(float *y, const uint8_t *x, size_t x_stride, int64_t S, const float mean[3],
+                                  const float std[3]) {
+    for (int c = 0; c < 3; c++)
+        for (int64_t i = 0; i < S; i++)
+            for (int64_t j = 0; j < S; j++)
+                y[((size_t)c * (size_t)S + (size_t)i) * (size_t)S + (size_t)j] =
+                    ((float)x[(size_t)i * x_stride + (size_t)j * 3 + (size_t)c] / 255.0f - mean[c]) / std[c];
+}
+
+static nvl_status cpu_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3],
+                                     const float std[3], nvl_err *err) {
+    (void)be;
+    (void)err;
+    const int64_t n = x->shape[0], S = x->shape[1];
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t t = 0; t < n; t++)
+        kern_cpu_normalize_rgb8_tile((float *)y->data + (size_t)t * 3 * (size_t)(S * S),
+                                     (const uint8_t *)x->data + (size_t)t * 3 * (size_t)(S * S), (size_t)S * 3, S, mean, std);
+    return NVL_OK;
+}
+
 static nvl_status cpu_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16,
                                  nvl_err *err) {
     nvl_status st;
@@ -706,5 +727,6 @@ const struct kern_ops_i kern_cpu_ops = {
     .patchify = cpu_patchify,
     .pixel_shuffle = cpu_pixel_shuffle,
     .evs_scores = cpu_evs_scores,
+    .normalize_rgb8 = cpu_normalize_rgb8,
     .place_weight = NULL, /* weights stay in the mapping */
 };

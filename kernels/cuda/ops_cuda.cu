@@ -917,6 +917,28 @@ nvl_status c_pixel_shuffle(kern_backend *be, nvl_tensor *y, const nvl_tensor *x,
     DONE();
 }
 
+// one thread per output element: y[t, c, i, j] = (x[t, i, j, c] / 255 - mean[c]) / std[c], IEEE f32
+// division and subtraction in the CPU's order (no contraction possible: a division, then a
+// subtraction, then a division), so the same bits as kern_cpu_normalize_rgb8_tile
+__global__ void k_normalize_rgb8(float *y, const uint8_t *x, int64_t n, int64_t S, float m0, float m1, float m2, float s0,
+                                 float s1, float s2) {
+    const int64_t total = n * 3 * S * S;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t j = i % S, r = (i / S) % S, c = (i / (S * S)) % 3, t = i / (3 * S * S);
+        const float mean = c == 0 ? m0 : c == 1 ? m1 : m2, sd = c == 0 ? s0 : c == 1 ? s1 : s2;
+        y[i] = __fdiv_rn(__fsub_rn(__fdiv_rn((float)x[((t * S + r) * S + j) * 3 + c], 255.0f), mean), sd);
+    }
+}
+
+nvl_status c_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3], const float std[3],
+                            nvl_err *err) {
+    const int64_t n = x->shape[0], S = x->shape[1];
+    if (n * S * S)
+        k_normalize_rgb8<<<grid_for(n * 3 * S * S), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            (float *)y->data, (const uint8_t *)x->data, n, S, mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+    DONE();
+}
+
 __global__ void k_evs(float *dis, const void *E, int dt, int64_t F, int64_t T, int64_t D, int round_bf16) {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= F * T) return;
@@ -953,5 +975,5 @@ nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, 
 extern "C" const struct kern_ops_i kern_cuda_ops = {
     c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy,
     c_dt_softplus, c_get_rows, c_conv1d, c_ssm_scan, c_kv_write, c_attention_causal, c_attention_full,
-    c_patchify, c_pixel_shuffle, c_evs_scores, kern_cuda_step_tables, kern_cuda_place_weight,
+    c_patchify, c_pixel_shuffle, c_evs_scores, c_normalize_rgb8, kern_cuda_step_tables, kern_cuda_place_weight,
 };
