@@ -175,6 +175,7 @@ typedef struct api_ask_result {
     char *notice;                            /* what the engine changed to fit (or NULL) */
     api_media_record *media; int n_media;
     double t_media, t_vision, t_prefill, t_generate; /* seconds per stage */
+    const char *backend;                     /* the backend the models ran on: "cpu" or "cuda" (static) */
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);
 

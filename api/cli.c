@@ -71,7 +71,8 @@ static const char *k_usage =
     "  nanovl render report.pdf --pages 2 -o out/\n"
     "\n"
     "environment:\n"
-    "  NVL_BACKEND=cpu|cuda|auto   compute backend (the models run on the CPU; cuda is an error so far)\n"
+    "  NVL_BACKEND=cpu|cuda|auto   compute backend: the models run on the CPU for cpu and auto, on the GPU\n"
+    "                              for cuda (an error without a device); --backend X on any command sets it\n"
     "  NVL_THREADS=N               CPU threads, 1..4096 (default: OMP_NUM_THREADS, else all cores)\n"
     "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";
@@ -93,6 +94,17 @@ static int cmd_version(int argc, char **argv) {
     if (kern_cuda_built())
         printf("cuda devices: %d%s%s%s\n", ndev, ndev ? "" : " (", ndev ? "" : (why ? why : "none"),
                ndev ? "" : ")");
+    if (ndev > 0) { /* name the device the cuda backend would run on */
+        kern_backend *cb = NULL;
+        nvl_err cerr = {0};
+        if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK) printf("cuda device: %s\n", kern_backend_description(cb));
+        else printf("cuda device: unusable (%s)\n", cerr.msg);
+        kern_backend_free(cb);
+    }
+    {
+        const char *bv = getenv("NVL_BACKEND");
+        printf("models run on: %s\n", bv && !strcmp(bv, "cuda") ? "cuda (NVL_BACKEND / --backend)" : "cpu");
+    }
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("cpu kernels: %s\n", kern_cpu_kernels());
     printf("media: jpeg %s, png %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
@@ -155,6 +167,34 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);
+    /* --backend X anywhere after the command: NVL_BACKEND=X for this run (every command that loads
+       a model takes its backend from there); removed before the command parses its options */
+    for (int a = 2; a < argc;) {
+        const char *v = NULL;
+        int used = 0;
+        if (!strcmp(argv[a], "--backend")) {
+            if (a + 1 >= argc) {
+                fprintf(stderr, "nanovl: --backend needs cpu, cuda or auto\n");
+                return EXIT_USAGE;
+            }
+            v = argv[a + 1];
+            used = 2;
+        } else if (!strncmp(argv[a], "--backend=", 10)) {
+            v = argv[a] + 10;
+            used = 1;
+        }
+        if (!used) {
+            a++;
+            continue;
+        }
+        if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {
+            fprintf(stderr, "nanovl: --backend '%s': unknown backend (expected cpu, cuda or auto)\n", v);
+            return EXIT_USAGE;
+        }
+        setenv("NVL_BACKEND", v, 1);
+        for (int b = a; b + used <= argc; b++) argv[b] = argv[b + used]; /* argv[argc] is NULL */
+        argc -= used;
+    }
     /* every documented environment variable is checked before any command runs; NVL_THREADS applies */
     nvl_err env_err = {0};
     if (kern_env_check(&env_err) != NVL_OK || api_env_check(&env_err) != NVL_OK) {

@@ -332,6 +332,7 @@ nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, con
     if (cb) rq->cbv = *cb;
     rq->cb = &rq->cbv;
     rq->res = res;
+    res->backend = kern_backend_name(e->be);
     rq->waiter = w;
     rq->slot = -1;
     rq->t_start = engine_now();
