@@ -1,7 +1,10 @@
 /* The op entry points of kernels/ops.h: descriptor helpers, the checks every backend shares
  * (shapes, dtypes, row layout), then the backend's own entry. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "backend_impl.h"
 #include "base/alloc.h"
@@ -125,11 +128,30 @@ nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int6
         return nvl_err_set(err, NVL_ERR_NOMEM,
                            "the weights need %.2f GiB on %s but %.2f GiB of %.2f GiB are free: nothing was uploaded",
                            (double)need / (1 << 30), be->description, (double)free_b / (1 << 30), (double)total_b / (1 << 30));
+    /* progress on a terminal for uploads that take a while (quiet in pipes) */
+    const int show = need > ((size_t)1 << 30) && isatty(STDERR_FILENO);
+    size_t done = 0;
+    struct timespec t0, tl = {0, 0}, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int64_t i = 0; i < n; i++) {
+        const size_t b = tensors[i]->data && tensors[i]->device == NVL_DEVICE_HOST ? nvl_tensor_nbytes(tensors[i]) : 0;
         nvl_status st = be->iface->ops->place_weight(be, tensors[i], err);
-        if (st != NVL_OK) return st;
+        if (st != NVL_OK) {
+            if (show) fputs("\r\033[K", stderr);
+            return nvl_err_prefix(err, "uploading the weights (%lld of %lld placed)", (long long)i, (long long)n), st;
+        }
+        done += b;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const double el = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+        const double since = (double)(now.tv_sec - tl.tv_sec) + 1e-9 * (double)(now.tv_nsec - tl.tv_nsec);
+        if (show && (since > 0.2 || i + 1 == n)) {
+            fprintf(stderr, "\r\033[Kuploading weights to %s: %.1f / %.1f GiB, %.1f GB/s", be->description,
+                    (double)done / (1 << 30), (double)need / (1 << 30), el > 0 ? (double)done / el / 1e9 : 0.0);
+            tl = now;
+        }
     }
-    return NVL_OK;
+    if (show) fputs("\r\033[K", stderr);
+    return kern_synchronize(be, err); /* the staged copies have landed */
 }
 
 // ---------------------------------------------------------------------------

@@ -59,7 +59,12 @@ struct cuda_ctx {
     size_t scratch_cap;
     step_tables tab;
     placed *weights;
+    char *stage[2];          /* pinned staging for weight uploads (mmap -> pinned -> device, double-buffered) */
+    cudaEvent_t stage_ev[2]; /* recorded after each buffer's copy: the buffer may be refilled once it passed */
+    int stage_next;
 };
+
+constexpr size_t STAGE_BYTES = (size_t)32 << 20;
 
 constexpr size_t CUBLAS_WS_BYTES = (size_t)32 << 20;
 
@@ -91,6 +96,10 @@ static void cuda_free_be(kern_backend *be) {
         if (c->tab.copied) cudaEventDestroy(c->tab.copied);
         if (c->tab.host) cudaFreeHost(c->tab.host);
         if (c->tab.dev) cudaFree(c->tab.dev);
+        for (int b = 0; b < 2; b++) {
+            if (c->stage_ev[b]) cudaEventDestroy(c->stage_ev[b]);
+            if (c->stage[b]) cudaFreeHost(c->stage[b]);
+        }
         if (c->stream) cudaStreamDestroy(c->stream);
         if (c->scratch) cudaFree(c->scratch);
         for (placed *w = c->weights; w;) {
@@ -327,7 +336,37 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
         return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: cannot place a weight of %zu bytes (%zu of %zu free)", n, free_b,
                            total_b);
     }
-    CUDA_CHECK(cudaMemcpy(w->p, t->data, n, cudaMemcpyHostToDevice));
+    nvl_status st = NVL_OK;
+    if (!c->stage[0]) { /* pinned staging once; without it (pinned memory refused) a plain copy */
+        for (int b = 0; b < 2; b++)
+            if (cudaMallocHost((void **)&c->stage[b], STAGE_BYTES) != cudaSuccess ||
+                cudaEventCreateWithFlags(&c->stage_ev[b], cudaEventDisableTiming) != cudaSuccess) {
+                cudaGetLastError();
+                break;
+            }
+    }
+    if (c->stage[0] && c->stage[1] && c->stage_ev[0] && c->stage_ev[1]) {
+        /* chunks alternate between the two buffers: the CPU fills one while the other is copied */
+        for (size_t o = 0; o < n && st == NVL_OK; o += STAGE_BYTES) {
+            const size_t k = n - o < STAGE_BYTES ? n - o : STAGE_BYTES;
+            const int b = c->stage_next;
+            c->stage_next ^= 1;
+            cudaError_t e = cudaEventSynchronize(c->stage_ev[b]);
+            if (e == cudaSuccess) {
+                memcpy(c->stage[b], (const char *)t->data + o, k);
+                e = cudaMemcpyAsync((char *)w->p + o, c->stage[b], k, cudaMemcpyHostToDevice, c->stream);
+            }
+            if (e == cudaSuccess) e = cudaEventRecord(c->stage_ev[b], c->stream);
+            if (e != cudaSuccess) st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight: %s", cudaGetErrorString(e));
+        }
+    } else if (cudaMemcpy(w->p, t->data, n, cudaMemcpyHostToDevice) != cudaSuccess) {
+        st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight of %zu bytes", n);
+    }
+    if (st != NVL_OK) {
+        cudaFree(w->p);
+        nvl_free(w);
+        return st;
+    }
     w->next = c->weights;
     c->weights = w;
     t->data = w->p;
