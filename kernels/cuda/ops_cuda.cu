@@ -272,67 +272,164 @@ __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, c
     st(vc, dst, ld(v.p, (s.row0 + t) * v.ld + d, v.dt), cdt);
 }
 
-constexpr int MAX_D = 128; // head dim held per lane (the LM's is 128, the ViT's 80)
+constexpr int MAX_D = 128;                   // largest head dim (the LM's is 128, the ViT's 80)
+constexpr int ATT_WARPS = 4;                 // warps of an attention block
+constexpr int ATT_DPL = MAX_D / WARP_SIZE;   // head-dim elements per lane
+constexpr int ATT_SPLITS = 16;               // key splits for steps of few rows (decode: flash-decoding)
+constexpr int64_t ATT_SPLIT_MAX_ROWS = 64;   // steps of more rows run one split per (row, head)
 
-// One warp per (query row, head): online softmax over the keys, lane l taking keys l, l+32, ...
-// kbase/vbase: where key j's head-kvh vector starts is kbase + j * kld (+ kvh * D).
-__device__ void attend_warp(void *o_out, int odt, const float *q, int64_t D, const void *kbase, const void *vbase,
-                            int kdt, int64_t kld, int64_t n_keys) {
-    const int lane = threadIdx.x % WARP_SIZE;
-    float m = -INFINITY, sum = 0.f, acc[MAX_D];
-    for (int64_t d = 0; d < D; d++) acc[d] = 0.f;
-    for (int64_t j = lane; j < n_keys; j += WARP_SIZE) {
+// One block of ATT_WARPS warps per (query row, head, key split) over keys [k0, k1): lane l holds
+// elements l, l + 32, ... of q (scaled) and of the accumulator (registers, indices fixed at
+// compile time); warp w takes keys k0 + w, k0 + w + ATT_WARPS, ...: the score is a warp sum
+// (every lane active: the loop bound is the warp's), then an online softmax (running max m,
+// sum l, acc rescaled by exp(m_old - m_new)); the warps merge through shared memory. K/V element
+// d of key j is at base + j * kld + d. Output: part == NULL: o = acc / l rounded to odt; else the
+// split's (m, l, acc[0..D)) to part, combined by k_attention_combine.
+__device__ void attend_block(const float (&q)[ATT_DPL], int64_t D, const void *kbase, const void *vbase, int kdt,
+                             int64_t kld, int64_t k0, int64_t k1, void *o_out, int odt, float *part) {
+    __shared__ float sm[ATT_WARPS], sl[ATT_WARPS], sacc[ATT_WARPS][MAX_D];
+    const int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE;
+    float m = -INFINITY, l = 0.f, acc[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) acc[i] = 0.f;
+    for (int64_t j = k0 + w; j < k1; j += ATT_WARPS) {
         float sc = 0.f;
-        for (int64_t d = 0; d < D; d++) sc += q[d] * ld(kbase, j * kld + d, kdt);
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) {
+            const int64_t d = lane + WARP_SIZE * i;
+            if (d < D) sc += q[i] * ld(kbase, j * kld + d, kdt);
+        }
+        sc = warp_reduce_sum(sc);
         const float mn = fmaxf(m, sc), corr = expf(m - mn), e = expf(sc - mn);
-        sum = sum * corr + e;
-        for (int64_t d = 0; d < D; d++) acc[d] = acc[d] * corr + e * ld(vbase, j * kld + d, kdt);
+        l = l * corr + e;
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) {
+            const int64_t d = lane + WARP_SIZE * i;
+            if (d < D) acc[i] = acc[i] * corr + e * ld(vbase, j * kld + d, kdt);
+        }
         m = mn;
     }
-    // merge the lanes
-    float mall = m;
-    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) mall = fmaxf(mall, __shfl_xor_sync(0xffffffffu, mall, o));
-    const float f = m == -INFINITY ? 0.f : expf(m - mall);
-    const float tot = warp_reduce_sum(sum * f);
-    for (int64_t d = 0; d < D; d++) {
-        const float v = warp_reduce_sum(acc[d] * f);
-        if (lane == 0) st(o_out, d, v / tot, odt);
+    if (lane == 0) {
+        sm[w] = m;
+        sl[w] = l;
     }
-}
-
-__global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, int cdt, int64_t L, int64_t NH, int64_t NKV,
-                                   const kern_seq *seqs, const int32_t *row_seq, int64_t T) {
-    const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
-    if (w >= T * NH) return;
-    const int64_t r = w / NH, hh = w % NH, D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
-    const int lane = threadIdx.x % WARP_SIZE;
-    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
-    if (row_seq[r] < 0 || seqs[row_seq[r]].slot < 0) { /* a row of no sequence, or of a padding sequence */
-        for (int64_t d = lane; d < D; d += WARP_SIZE) st(orow, d, 0.f, o.dt);
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        if (d < D) sacc[w][d] = acc[i];
+    }
+    __syncthreads();
+    if (w != 0) return;
+    float M = -INFINITY;
+    for (int v = 0; v < ATT_WARPS; v++) M = fmaxf(M, sm[v]);
+    float L = 0.f, A[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) A[i] = 0.f;
+    for (int v = 0; v < ATT_WARPS; v++) {
+        const float f = sm[v] == -INFINITY ? 0.f : expf(sm[v] - M); // a warp without keys adds nothing
+        L += sl[v] * f;
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) {
+            const int64_t d = lane + WARP_SIZE * i;
+            if (d < D) A[i] += sacc[v][d] * f;
+        }
+    }
+    if (part) {
+        if (lane == 0) {
+            part[0] = M;
+            part[1] = L;
+        }
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) {
+            const int64_t d = lane + WARP_SIZE * i;
+            if (d < D) part[2 + d] = A[i];
+        }
         return;
     }
-    const kern_seq s = seqs[row_seq[r]];
-    const int64_t t = r - s.row0, n_keys = s.pos0 + t + 1;
-    float qv[MAX_D];
-    for (int64_t d = 0; d < D; d++) qv[d] = ld(q.p, r * q.ld + hh * D + d, q.dt) / sqrtf((float)D);
-    const int64_t base = ((int64_t)s.slot * L) * KD + kvh * D;
-    const size_t es = cdt == DT_F32 ? 4 : 2;
-    attend_warp(orow, o.dt, qv, D, (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, n_keys);
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        if (d < D) st(o_out, d, L > 0.f ? A[i] / L : 0.f, odt);
+    }
 }
 
-// ViT: rows of n_img images of Ti tokens, qkv rows q | k | v head-major
-__global__ void k_attention_full(V2 o, V2 qkv, int64_t Ti, int64_t H) {
-    const int64_t W = o.cols, D = W / H, w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
-    if (w >= qkv.rows * H) return;
-    const int64_t r = w / H, hh = w % H, img = r / Ti;
-    float qv[MAX_D];
+// The LM's causal GQA attention over the KV cache: block (row r, head hh, split s) of the step's
+// rows; row r of sequence row_seq[r] attends to keys [0, pos0 + t] of its slot, split s to the
+// s-th of n_split equal pieces of them (lengths read from the device tables, so a graph serves
+// every step of its shape). Rows of no sequence or of a padding sequence (slot < 0) give zeros.
+__global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, int cdt, int64_t L, int64_t NH, int64_t NKV,
+                                   const kern_seq *seqs, const int32_t *row_seq, int64_t T, int n_split, float *part) {
+    const int64_t b = blockIdx.x, r = b / (NH * n_split), hh = (b / n_split) % NH;
+    const int s = (int)(b % n_split);
+    const int64_t D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
+    const int lane = threadIdx.x % WARP_SIZE;
+    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
+    float *pp = part ? part + ((size_t)(r * NH + hh) * n_split + s) * (size_t)(D + 2) : NULL;
+    if (r >= T) return;
+    if (row_seq[r] < 0 || seqs[row_seq[r]].slot < 0) { /* no keys: zeros (a split writes an empty part) */
+        if (pp) {
+            if (threadIdx.x == 0) pp[0] = -INFINITY, pp[1] = 0.f;
+        } else if (threadIdx.x < WARP_SIZE) {
+            for (int64_t d = lane; d < D; d += WARP_SIZE) st(orow, d, 0.f, o.dt);
+        }
+        return;
+    }
+    const kern_seq sq = seqs[row_seq[r]];
+    const int64_t t = r - sq.row0, n_keys = sq.pos0 + t + 1;
+    const int64_t chunk = (n_keys + n_split - 1) / n_split, k0 = s * chunk < n_keys ? s * chunk : n_keys,
+                  k1 = k0 + chunk < n_keys ? k0 + chunk : n_keys;
     const float scale = 1.0f / sqrtf((float)D);
-    for (int64_t d = 0; d < D; d++) qv[d] = ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) * scale;
+    float qv[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        qv[i] = d < D ? ld(q.p, r * q.ld + hh * D + d, q.dt) * scale : 0.f;
+    }
+    const int64_t base = ((int64_t)sq.slot * L) * KD + kvh * D;
+    const size_t es = cdt == DT_F32 ? 4 : 2;
+    attend_block(qv, D, (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, k0, k1, orow, o.dt, pp);
+}
+
+// The splits of a (row, head) merged: o = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M)
+__global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t D, int n_split, int64_t T) {
+    const int64_t b = blockIdx.x, r = b / NH, hh = b % NH;
+    if (r >= T) return;
+    const float *pp = part + (size_t)b * n_split * (size_t)(D + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, pp[(size_t)s * (D + 2)]);
+    float L = 0.f;
+    for (int s = 0; s < n_split; s++) {
+        const float m = pp[(size_t)s * (D + 2)];
+        L += m == -INFINITY ? 0.f : pp[(size_t)s * (D + 2) + 1] * expf(m - M);
+    }
+    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.f;
+        for (int s = 0; s < n_split; s++) {
+            const float m = pp[(size_t)s * (D + 2)];
+            if (m != -INFINITY) a += pp[(size_t)s * (D + 2) + 2 + d] * expf(m - M);
+        }
+        st(orow, d, L > 0.f ? a / L : 0.f, o.dt);
+    }
+}
+
+// ViT: rows of n_img images of Ti tokens, qkv rows q | k | v head-major; block (row, head)
+__global__ void k_attention_full(V2 o, V2 qkv, int64_t Ti, int64_t H) {
+    const int64_t W = o.cols, D = W / H, b = blockIdx.x, r = b / H, hh = b % H, img = r / Ti;
+    if (r >= qkv.rows) return;
+    const int lane = threadIdx.x % WARP_SIZE;
+    const float scale = 1.0f / sqrtf((float)D);
+    float qv[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        qv[i] = d < D ? ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) * scale : 0.f;
+    }
     const size_t es = qkv.dt == DT_F32 ? 4 : 2;
     const char *kb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + W + hh * D) * es;
     const char *vb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + 2 * W + hh * D) * es;
-    attend_warp((char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2), o.dt, qv, D, kb, vb, qkv.dt, qkv.ld,
-                Ti);
+    attend_block(qv, D, kb, vb, qkv.dt, qkv.ld, 0, Ti, (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2),
+                 o.dt, NULL);
 }
 
 // ---------------------------------------------------------------------------
@@ -507,14 +604,17 @@ cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F
  * staged). During a capture only the step's tables will do: an upload would be recorded with
  * this step's values. Rows: the step's rows (row_seq and dec are built for them). */
 nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, int n_seq, int64_t rows,
-                      kern_cuda_tables *tb, nvl_err *err) {
-    if (kern_cuda_step_seqs(be, seqs, n_seq, tb) && tb->n_rows >= rows) return NVL_OK;
+                      kern_cuda_tables *tb, nvl_err *err, size_t extra = 0, void **extra_out = NULL) {
+    if (kern_cuda_step_seqs(be, seqs, n_seq, tb) && tb->n_rows >= rows) {
+        if (extra_out && !(*extra_out = kern_cuda_scratch(be, extra, err))) return NVL_ERR_NOMEM;
+        return NVL_OK;
+    }
     if (kern_cuda_capturing(be))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence table not set by kern_step_tables during a graph capture",
                            op);
     const size_t sb = ((size_t)n_seq * sizeof(kern_seq) + 255) & ~(size_t)255, rb4 = ((size_t)rows * 4 + 255) & ~(size_t)255;
-    const size_t total = sb + rb4 + (size_t)rows + 16;
-    char *h = (char *)nvl_malloc(total);
+    const size_t tabs = (sb + rb4 + (size_t)rows + 16 + 255) & ~(size_t)255, total = tabs + extra;
+    char *h = (char *)nvl_malloc(tabs);
     if (!h) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", op);
     if (n_seq) memcpy(h, seqs, (size_t)n_seq * sizeof(kern_seq));
     int32_t *rs = (int32_t *)(h + sb);
@@ -527,7 +627,8 @@ nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, in
         }
     char *d = (char *)kern_cuda_scratch(be, total, err);
     nvl_status st = d ? NVL_OK : NVL_ERR_NOMEM;
-    if (d && cudaMemcpyAsync(d, h, total, cudaMemcpyHostToDevice, kern_cuda_stream(be)) != cudaSuccess)
+    if (d && extra_out) *extra_out = d + tabs;
+    if (d && cudaMemcpyAsync(d, h, sb + rb4 + (size_t)rows, cudaMemcpyHostToDevice, kern_cuda_stream(be)) != cudaSuccess)
         st = nvl_err_set(err, NVL_ERR_DEVICE, "%s: copying the sequence table", op);
     nvl_free(h);
     if (st != NVL_OK) return st;
@@ -852,13 +953,26 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
     VIEW(q, qv, "q");
     if (qv.cols / n_head > MAX_D)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(qv.cols / n_head), MAX_D);
-    const int64_t T = qv.rows;
+    const int64_t T = qv.rows, D = qv.cols / n_head;
+    /* few rows (decode): ATT_SPLITS key splits per (row, head) and a combine; many (prefill): one */
+    const int n_split = T <= ATT_SPLIT_MAX_ROWS ? ATT_SPLITS : 1;
+    const size_t part_bytes = n_split > 1 ? (size_t)(T * n_head) * n_split * (size_t)(D + 2) * sizeof(float) : 0;
     kern_cuda_tables tb;
-    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, T, &tb, err));
-    const int64_t warps = T * n_head;
-    if (warps)
-        k_attention_causal<<<(unsigned)((warps * WARP_SIZE + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
-            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T);
+    void *part = NULL;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, T, &tb, err, part_bytes, n_split > 1 ? &part : NULL));
+    const int64_t blocks = T * n_head * n_split;
+    if (blocks > 0x7fffffffLL)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)T, (long long)n_head);
+    if (blocks) {
+        k_attention_causal<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be)>>>(
+            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T, n_split,
+            (float *)part);
+        if (n_split > 1) {
+            CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+            k_attention_combine<<<(unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be)>>>(ov, (const float *)part,
+                                                                                                    n_head, D, n_split, T);
+        }
+    }
     DONE();
 }
 
@@ -869,9 +983,11 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     VIEW(qkv, qv, "qkv");
     if (ov.cols / n_head > MAX_D)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(ov.cols / n_head), MAX_D);
-    const int64_t warps = qv.rows * n_head;
-    if (warps)
-        k_attention_full<<<(unsigned)((warps * WARP_SIZE + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(ov, qv, qv.rows / n_img,
+    const int64_t blocks = qv.rows * n_head;
+    if (blocks > 0x7fffffffLL)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
+    if (blocks)
+        k_attention_full<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be)>>>(ov, qv, qv.rows / n_img,
                                                                                                         n_head);
     DONE();
 }
