@@ -230,33 +230,56 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
     }
 }
 
-// one thread per (sequence, head, p): the recurrence (both modes; the chunked SSD form of the CPU
-// twin is the same sums in another order)
+// The recurrence (both modes; the chunked SSD form of the CPU twin is the same sums in another
+// order): a group of SCAN_LANES lanes per (sequence, head, p), lane sub holding the state elements
+// n = sub, sub + SCAN_LANES, ... in registers for the whole sequence (read once, written once),
+// the y sum reduced across the group by shuffles. N <= SCAN_LANES * SCAN_NPL.
+constexpr int SCAN_LANES = 8, SCAN_NPL = 32;
 __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *D, float *state, int64_t H,
                            int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq) {
-    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= (int64_t)n_seq * H * P) return;
-    const kern_seq s = seqs[i / (H * P)];
-    const int64_t h = (i / P) % H, p = i % P, g = h / (H / G);
+    const int64_t gi = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / SCAN_LANES;
+    const int sub = threadIdx.x % SCAN_LANES;
+    if (gi >= (int64_t)n_seq * H * P) return; // whole groups leave together (the total is a multiple of the group)
+    const unsigned gmask = 0xffu << ((threadIdx.x % WARP_SIZE) & ~(SCAN_LANES - 1));
+    const kern_seq s = seqs[gi / (H * P)];
+    const int64_t h = (gi / P) % H, p = gi % P, g = h / (H / G);
     if (s.slot < 0) { /* a padding sequence */
-        for (int64_t t = 0; t < s.n_rows; t++) st(y.p, (s.row0 + t) * y.ld + h * P + p, 0.f, y.dt);
+        if (sub == 0)
+            for (int64_t t = 0; t < s.n_rows; t++) st(y.p, (s.row0 + t) * y.ld + h * P + p, 0.f, y.dt);
         return;
     }
-    float *S = state + (((int64_t)s.slot * H + h) * P + p) * N;
+    float *Sg = state + (((int64_t)s.slot * H + h) * P + p) * N;
+    float S[SCAN_NPL];
+#pragma unroll
+    for (int i = 0; i < SCAN_NPL; i++) {
+        const int64_t n = sub + SCAN_LANES * i;
+        S[i] = n < N ? Sg[n] : 0.f;
+    }
     const int r = s.decode && x.dt == DT_BF16;
     for (int64_t t = 0; t < s.n_rows; t++) {
         const int64_t row = s.row0 + t;
         const float d = ld(dt.p, row * dt.ld + h, dt.dt), dA = expf(d * A[h]);
         const float xv = ld(x.p, row * x.ld + h * P + p, x.dt);
         float acc = 0.f;
-        for (int64_t n = 0; n < N; n++) {
+#pragma unroll
+        for (int i = 0; i < SCAN_NPL; i++) {
+            const int64_t n = sub + SCAN_LANES * i;
+            if (n >= N) continue;
             const float Bn = ld(B.p, row * B.ld + g * N + n, B.dt), Cn = ld(C.p, row * C.ld + g * N + n, C.dt);
             const float dBx = r ? rb(rb(d * Bn) * xv) : d * Bn * xv;
-            S[n] = S[n] * dA + dBx;
-            acc += (r ? rb(S[n]) : S[n]) * Cn;
+            S[i] = S[i] * dA + dBx;
+            acc += (r ? rb(S[i]) : S[i]) * Cn;
         }
-        const float out = r ? rb(rb(acc) + rb(xv * D[h])) : acc + D[h] * xv;
-        st(y.p, row * y.ld + h * P + p, out, y.dt);
+        for (int o = SCAN_LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(gmask, acc, o, SCAN_LANES);
+        if (sub == 0) {
+            const float out = r ? rb(rb(acc) + rb(xv * D[h])) : acc + D[h] * xv;
+            st(y.p, row * y.ld + h * P + p, out, y.dt);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < SCAN_NPL; i++) {
+        const int64_t n = sub + SCAN_LANES * i;
+        if (n < N) Sg[n] = S[i];
     }
 }
 
@@ -920,7 +943,9 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     kern_cuda_tables tb;
     CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
     const kern_seq *ds = tb.seqs;
-    const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P;
+    const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P * SCAN_LANES;
+    if (N > (int64_t)SCAN_LANES * SCAN_NPL)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: state size %lld > %d", __func__, (long long)N, SCAN_LANES * SCAN_NPL);
     if (n)
         k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
             yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
