@@ -189,7 +189,8 @@ __global__ void k_dt_softplus(V2 y, V2 x, const void *bias, int bdt, float lo, f
         float v = rnd(ld(x.p, r * x.ld + h, x.dt) + rnd(ld(bias, h, bdt), y.dt), y.dt);
         v = v > 20.0f ? v : log1pf(expf(v));
         v = rnd(v, y.dt);
-        v = fminf(fmaxf(v, lo), hi);
+        if (v < lo) v = lo; /* as the CPU: a NaN stays NaN (fminf/fmaxf would hide it) */
+        if (v > hi) v = hi;
         st(y.p, r * y.ld + h, v, y.dt);
     }
 }
@@ -223,7 +224,7 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
         for (int64_t k = 0; k + 1 < Kc; k++) stt[k] = stt[k + 1];
         stt[Kc - 1] = ld(x.p, (s.row0 + t) * x.ld + c, x.dt);
         float u = bias ? ld(bias, c, bdt) : 0.f;
-        for (int64_t k = 0; k < Kc; k++) u += w[c * Kc + k] * stt[k];
+        for (int64_t k = 0; k < Kc; k++) u = __fadd_rn(u, __fmul_rn(w[c * Kc + k], stt[k])); /* unfused, as the CPU */
         if (bf) u = rb(u);
         float sv = u / (1.0f + expf(-u));
         st(y.p, (s.row0 + t) * y.ld + c, sv, y.dt);
@@ -236,7 +237,7 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
 // the y sum reduced across the group by shuffles. N <= SCAN_LANES * SCAN_NPL.
 constexpr int SCAN_LANES = 8, SCAN_NPL = 32;
 __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *D, float *state, int64_t H,
-                           int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq) {
+                           int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int mode) {
     const int64_t gi = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / SCAN_LANES;
     const int sub = threadIdx.x % SCAN_LANES;
     if (gi >= (int64_t)n_seq * H * P) return; // whole groups leave together (the total is a multiple of the group)
@@ -255,7 +256,10 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
         const int64_t n = sub + SCAN_LANES * i;
         S[i] = n < N ? Sg[n] : 0.f;
     }
-    const int r = s.decode && x.dt == DT_BF16;
+    /* bf16 roundings (selective_state_update on bf16) where the CPU twin takes its recurrent path
+       with them: a decode sequence, recurrent forced or one row in auto (kern_ssm_scan) */
+    const int recurrent = mode == KERN_SCAN_RECURRENT || (mode == KERN_SCAN_AUTO && s.n_rows == 1);
+    const int r = s.decode && x.dt == DT_BF16 && recurrent;
     for (int64_t t = 0; t < s.n_rows; t++) {
         const int64_t row = s.row0 + t;
         const float d = ld(dt.p, row * dt.ld + h, dt.dt), dA = expf(d * A[h]);
@@ -267,8 +271,8 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
             if (n >= N) continue;
             const float Bn = ld(B.p, row * B.ld + g * N + n, B.dt), Cn = ld(C.p, row * C.ld + g * N + n, C.dt);
             const float dBx = r ? rb(rb(d * Bn) * xv) : d * Bn * xv;
-            S[i] = S[i] * dA + dBx;
-            acc += (r ? rb(S[i]) : S[i]) * Cn;
+            S[i] = __fadd_rn(__fmul_rn(S[i], dA), dBx); /* unfused, as the CPU (a bf16 rounding of S follows) */
+            acc = __fadd_rn(acc, __fmul_rn(r ? rb(S[i]) : S[i], Cn));
         }
         for (int o = SCAN_LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(gmask, acc, o, SCAN_LANES);
         if (sub == 0) {
@@ -788,7 +792,9 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
     const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
     if (M == 0) return NVL_OK;
-    if (wdt == xv.dt) {
+    /* cublasGemmEx with f32 compute takes bf16 x bf16 -> bf16 / f32, f16 x f16 -> f16 / f32, f32 x f32
+       -> f32; any other combination goes to the tiled kernel */
+    if (wdt == xv.dt && (yv.dt == xv.dt || yv.dt == DT_F32)) {
         // row-major y[M,N] = x[M,K] W[N,K]^T as column-major y^T (N x M) = W (N x K) . x^T (K x M)
         const float one = 1.f, zero = 0.f;
         /* (the handle's stream and workspace are set once at init: cublasSetStream would reset the
@@ -932,8 +938,7 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
 nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *dt, const nvl_tensor *A,
                       const nvl_tensor *B, const nvl_tensor *C, const nvl_tensor *D, nvl_tensor *state, int64_t n_group,
                       int64_t chunk, kern_scan_mode mode, const kern_seq *seqs, int n_seq, nvl_err *err) {
-    (void)chunk;
-    (void)mode;
+    (void)chunk; /* the recurrence for every mode; mode decides the bf16 roundings of decode rows */
     V2 yv, xv, dv, bv, cv;
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
@@ -949,7 +954,7 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     if (n)
         k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
             yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
-            n_seq);
+            n_seq, (int)mode);
     DONE();
 }
 
