@@ -213,8 +213,8 @@ static void test_matmul(void) {
         {5, 33, 17, 7, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
         {7, 96, 40, 5, NVL_DTYPE_BF16, NVL_DTYPE_F32, NVL_DTYPE_F32},
         {3, 64, 24, 0, NVL_DTYPE_F32, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
-        /* x and w share a dtype but y is another: cuBLAS has no f32 x f32 -> bf16 nor bf16 x bf16 ->
-           f32 with every layout; the device must take a path that has it */
+        /* x and w share a dtype but y is another: cuBLAS's GemmEx has bf16 x bf16 -> f32 but no
+           f32 x f32 -> bf16, so the device must take another path for that one */
         {4, 48, 20, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_BF16},
         {6, 40, 16, 3, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
     };
