@@ -1,6 +1,11 @@
-/* bench_vision: RADIO ViT tiles/s at a given shape on synthetic BF16 weights (CPU backend).
+/* bench_vision: RADIO ViT tiles/s at a given shape on synthetic BF16 weights, on the models'
+ * backend (NVL_BACKEND).
  *
  *   bench_vision [--shape tiny|h] [--tiles N]
+ *
+ * On a device backend: one tile first (cuBLAS warm-up, not timed), then the N tiles from RGB8
+ * (uploaded as bytes, normalised on the device: vision_encode_rgb8), the rate as a fraction of
+ * the BF16 GEMM rate the device reaches in the same run (kern_backend_measure).
  *
  * `h` is the real C-RADIOv2-H shape: width 1280, 32 blocks, 16 heads, MLP 5120, 8 prefix
  * tokens, 512x512 tiles (32x32 patches), 128x128 position table. The synthetic checkpoint
@@ -104,16 +109,39 @@ int main(int argc, char **argv) {
     vision_model *m = NULL;
     if (vision_model_init(&m, dir, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
     const int64_t G = vision_model_grid(m);
+    kern_backend *be = vision_model_backend(m);
+    const int device = kern_backend_kind_of(be) != KERN_BACKEND_KIND_CPU;
     float *tiles = malloc((size_t)n_tiles * 3 * S * S * sizeof(float));
     for (size_t i = 0; i < (size_t)n_tiles * 3 * S * S; i++) tiles[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     float *feat = malloc((size_t)n_tiles * G * G * W * sizeof(float));
+    uint8_t *t8 = malloc((size_t)n_tiles * 3 * S * S);
+    for (size_t i = 0; i < (size_t)n_tiles * 3 * S * S; i++) t8[i] = (uint8_t)((i * 2654435761u) >> 13);
+    if (device && vision_encode_rgb8(m, t8, 1, feat, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
     double t0 = bench_now();
-    if (vision_encode(m, tiles, n_tiles, feat, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    if ((device ? vision_encode_rgb8(m, t8, n_tiles, feat, &err) : vision_encode(m, tiles, n_tiles, feat, &err)) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     double dt = bench_now() - t0;
+    free(t8);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double gflop = 2.0 * (double)n_tiles * (double)(G * G + 8) * (double)(L * (3 * W * W + W * W + 2 * W * F)) / 1e9 +
                          (double)n_tiles * (double)L * 4.0 * (double)(G * G + 8) * (double)(G * G + 8) * (double)W / 1e9;
+    if (device) {
+        kern_device_rates rates;
+        if (kern_backend_measure(be, &rates, &err) != NVL_OK) { fprintf(stderr, "device rates: %s\n", err.msg); return 1; }
+        printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %s | %d tiles (RGB8, normalised on the device) | %.1f ms/tile "
+               "| %.1f tiles/s | %.1f TFLOP/s | GEMM %.1f TFLOP/s | %.0f %% |\n",
+               real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, kern_backend_description(be),
+               n_tiles, 1e3 * dt / n_tiles, n_tiles / dt, gflop / dt / 1e3, rates.gemm_bf16_tflops,
+               100.0 * gflop / dt / 1e3 / rates.gemm_bf16_tflops);
+        free(tiles);
+        free(feat);
+        free(sp);
+        vision_model_free(m);
+        return 0;
+    }
     printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
            real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,
            n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, kern_cpu_kernels());

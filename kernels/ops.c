@@ -71,19 +71,21 @@ nvl_status kern_to_host_f32(kern_backend *be, float *dst, const nvl_tensor *src,
     rows_cols(src, &R, &C, &ld);
     const int f32 = src->dtype == NVL_DTYPE_F32 || src->widened;
     const size_t es = nvl_tensor_elem_size(src);
-    void *row = f32 ? NULL : nvl_malloc((size_t)C * es + 1);
-    if (!f32 && !row) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    /* rows back to back (ld == C): one copy for all of them (one synchronisation on a device) */
+    const int64_t per = ld == C ? R : 1;
+    void *buf = f32 ? NULL : nvl_malloc((size_t)(per * C) * es + 1);
+    if (!f32 && !buf) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
     nvl_status st = NVL_OK;
-    for (int64_t r = 0; r < R && st == NVL_OK; r++) {
+    for (int64_t r = 0; r < R && st == NVL_OK; r += per) {
         const char *s = (const char *)src->data + (size_t)(r * ld) * es;
         if (f32) {
-            st = kern_copy_to_host(be, dst + r * C, s, (size_t)C * sizeof(float), err);
+            st = kern_copy_to_host(be, dst + r * C, s, (size_t)(per * C) * sizeof(float), err);
             continue;
         }
-        st = kern_copy_to_host(be, row, s, (size_t)C * es, err);
-        if (st == NVL_OK) nvl_convert_to_f32(dst + r * C, row, src->dtype, (size_t)C);
+        st = kern_copy_to_host(be, buf, s, (size_t)(per * C) * es, err);
+        if (st == NVL_OK) nvl_convert_to_f32(dst + r * C, buf, src->dtype, (size_t)(per * C));
     }
-    nvl_free(row);
+    nvl_free(buf);
     return st;
 }
 

@@ -35,6 +35,7 @@ void llm_workspace_free(llm_workspace *ws) {
     if (!ws) return;
     graphs_drop(ws);
     if (ws->gbuf) kern_buffer_free(ws->be, ws->gbuf);
+    nvl_free(ws->ghost);
     if (ws->buf) kern_buffer_free(ws->be, ws->buf);
     nvl_free(ws->seqs);
     nvl_free(ws->lrow);
@@ -125,6 +126,12 @@ nvl_status llm_workspace_set_graphs(llm_workspace *ws, enum llm_graphs mode, nvl
         if (st != NVL_OK) return nvl_err_prefix(err, "logits rows for decode graphs (%lld x %lld)", (long long)cap, (long long)V), st;
         ws->graph_cap = (int)cap;
         ws->glogits = kern_act(ws->be, ws->m->act, 2, (int64_t[]){cap, V}, ws->gbuf);
+        if (kern_backend_kind_of(ws->be) != KERN_BACKEND_KIND_CPU &&
+            !(ws->ghost = nvl_malloc((size_t)(cap * V) * sizeof(float)))) {
+            kern_buffer_free(ws->be, ws->gbuf);
+            ws->gbuf = NULL;
+            return nvl_err_set(err, NVL_ERR_NOMEM, "logits rows for decode graphs: out of memory");
+        }
     }
     ws->graph_mode = mode;
     return NVL_OK;
@@ -369,6 +376,13 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
         ws->gstats.graph_form_steps++;
         ws->gstats.padded_rows += bucket - n_seq;
         for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += 1;
+        if (ws->ghost && n_seq > 1) { /* a device: the rows in one copy (one synchronisation), then out */
+            const nvl_tensor rows = kern_rows(&ws->glogits, 0, n_seq);
+            TRY(kern_to_host_f32(be, ws->ghost, &rows, err));
+            for (int i = 0; i < n_seq; i++)
+                if (seqs[i].logits != LLM_LOGITS_NONE) memcpy(seqs[i].out, ws->ghost + (size_t)i * (size_t)V, (size_t)V * sizeof(float));
+            return NVL_OK;
+        }
         for (int i = 0; i < n_seq; i++)
             if (seqs[i].logits != LLM_LOGITS_NONE) { /* LAST and ALL are the same one row here */
                 const nvl_tensor row = kern_rows(&ws->glogits, i, 1);

@@ -85,6 +85,7 @@ struct llm_workspace {
     int graph_cap;                               /* largest bucket: min(max_rows, LLM_GRAPH_MAX_ROWS) */
     void *gbuf;                                  /* backend allocation of glogits */
     nvl_tensor glogits;                          /* (graph_cap, V) logits of the bucket's rows */
+    float *ghost;                                /* (graph_cap, V) host staging: one copy from a device a step */
     kern_graph *graph[LLM_GRAPH_MAX_ROWS + 1];   /* by bucket rows */
     int warm[LLM_GRAPH_MAX_ROWS + 1];            /* eager runs of each bucket */
     uint8_t gfail[LLM_GRAPH_MAX_ROWS + 1];       /* capture failed: eager from then on */
