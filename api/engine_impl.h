@@ -24,7 +24,7 @@
 #define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
 #define PREFILL_CHUNK 256          /* tokens of one request in one step (llm_context's n_chunk) */
 #define PREFILL_BUDGET 512         /* prefill tokens of all requests in one step */
-#define VISION_BATCH 8             /* tiles (of any requests) per RADIO call */
+#define VISION_BATCH 16            /* tiles (of any requests) per RADIO call at most: vision_batch */
 #define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
 #define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps */
 
@@ -60,6 +60,8 @@ typedef struct engine_waiter {
 
 struct api_engine {
     kern_backend *be;   /* one backend for the three model parts */
+    int vision_batch;   /* tiles per RADIO call: 8 on the CPU (a turn of ~25 s of RADIO-H on 2 cores
+                           between decode steps), VISION_BATCH on a device (a dense 13-tile page in one) */
     nvl_checkpoint *ck; /* the checkpoint, opened once; every weight views into it */
     llm_model *lm;
     vision_model *vm;

@@ -174,7 +174,7 @@ int engine_vision_turn(api_engine *e) {
     float *out = NULL;
     for (request *rq = e->live; rq; rq = rq->next) {
         if (rq->state != RQ_VISION || vision_advance(rq)) continue;
-        if (nb == VISION_BATCH) continue;
+        if (nb == e->vision_batch) continue;
         if (!tiles && !(tiles = nvl_malloc(VISION_BATCH * tile))) {
             nvl_err er = {0};
             engine_fail(rq, nvl_err_set(&er, NVL_ERR_NOMEM, "engine: out of memory for tiles"), &er);
@@ -185,7 +185,7 @@ int engine_vision_turn(api_engine *e) {
         pthread_mutex_lock(&e->mmu);
         const int busy = rq->media_busy;
         pthread_mutex_unlock(&e->mmu);
-        for (int si = rq->vis_next; si < rq->n_src && nb < VISION_BATCH && st == NVL_OK; si++) {
+        for (int si = rq->vis_next; si < rq->n_src && nb < e->vision_batch && st == NVL_OK; si++) {
             source *s = &rq->src[si];
             if (s->from_kept) continue;
             if (!s->started) {
@@ -206,7 +206,7 @@ int engine_vision_turn(api_engine *e) {
                 rq->res->t_media += s->t_media;
                 s->t_media = 0;
             }
-            for (int u = s->units_done; u < units_total(s) && nb < VISION_BATCH && st == NVL_OK; u++) {
+            for (int u = s->units_done; u < units_total(s) && nb < e->vision_batch && st == NVL_OK; u++) {
                 st = vision_unit(rq, s, u, tiles + (size_t)nb * tile, &er);
                 if (st == NVL_OK) units[nb++] = (vis_unit){rq, si, u};
             }

@@ -14,7 +14,8 @@
 
 #define VIT_PREFIX "vision_model.radio_model.model."
 #define VIT_MAX_BLOCKS 64
-#define VIT_TILE_BATCH 4 /* tiles per GEMM pass: RADIO-H activations ~0.4 GB at 4 tiles */
+#define VIT_TILE_BATCH 4         /* tiles per GEMM pass on the CPU: RADIO-H activations ~0.4 GB at 4 tiles */
+#define VIT_TILE_BATCH_DEVICE 16 /* on a device (~1.6 GB): GEMMs of ~16.5K rows keep the tensor cores busy */
 
 typedef struct vit_block {
     nvl_tensor n1w, n1b, n2w, n2b; /* (W) */
@@ -270,7 +271,8 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
                          nvl_err *err) {
     const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
-    const int64_t B = n < VIT_TILE_BATCH ? n : VIT_TILE_BATCH; /* tiles per pass */
+    const int64_t per_pass = kern_backend_kind_of(m->be) == KERN_BACKEND_KIND_CPU ? VIT_TILE_BATCH : VIT_TILE_BATCH_DEVICE;
+    const int64_t B = n < per_pass ? n : per_pass; /* tiles per pass */
     const int64_t R = B * T;                                   /* token rows per pass */
     const nvl_dtype dt = m->act;
     const int bf16 = dt != NVL_DTYPE_F32;
