@@ -279,6 +279,7 @@ int cmd_bench(int argc, char **argv) {
     }
     const double t_load = cli_now() - t0;
     const char *files[] = {file};
+    const char *backend = "cpu";
     stats cold = {0}, warm = {0};
     int rc = 0;
     for (int r = 0; r <= runs && rc == 0; r++) {
@@ -292,6 +293,7 @@ int cmd_bench(int argc, char **argv) {
         }
         if (r < runs) add(&cold, &res);
         else add(&warm, &res);
+        if (res.backend) backend = res.backend;
         if (!json)
             fprintf(stderr, "run %d%s: vision %.3f s, prefill %.3f s (%lld tokens, %lld reused), %lld tokens in %.3f s\n", r + 1,
                     r == runs ? " (kept prefix)" : "", res.t_vision, res.t_prefill, (long long)res.n_prompt,
@@ -307,6 +309,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", model);
             cJSON_AddStringToObject(o, "file", tmp[0] ? "synthetic 1536x2048 page" : file);
+            cJSON_AddStringToObject(o, "backend", backend);
             cJSON_AddNumberToObject(o, "load_s", t_load);
             cJSON_AddNumberToObject(o, "runs", runs);
             cJSON_AddNumberToObject(o, "tiles_per_run", (double)cold.tiles / n);
@@ -317,17 +320,20 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "prefill_s", cold.prefill / n);
             cJSON_AddNumberToObject(o, "prefill_tokens_per_s", pre_tps);
             cJSON_AddNumberToObject(o, "decode_tokens_per_s", dec_tps);
+            /* the first token comes from the prompt's last logits: media + vision + prefill */
+            cJSON_AddNumberToObject(o, "first_token_s", (cold.media + cold.vision + cold.prefill) / n);
             cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.media + warm.vision + warm.prefill + warm.gen);
             cJSON_AddNumberToObject(o, "cold_total_s", (cold.media + cold.vision + cold.prefill + cold.gen) / n);
             cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
             api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
-            printf("model          %s (loaded in %.2f s)\n", model, t_load);
+            printf("model          %s (loaded in %.2f s, backend %s)\n", model, t_load, backend);
             printf("input          %s: %.0f tiles/frames, %.0f prompt tokens\n", tmp[0] ? "synthetic 1536x2048 page" : file,
                    (double)cold.tiles / n, (double)cold.prompt / n);
             printf("media          %.3f s\n", cold.media / n);
             printf("vision         %.3f s  (%.2f tiles/s)\n", cold.vision / n, vis_tps);
             printf("prefill        %.3f s  (%.1f tokens/s)\n", cold.prefill / n, pre_tps);
+            printf("first token    %.3f s  (media + vision + prefill)\n", (cold.media + cold.vision + cold.prefill) / n);
             printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.media + warm.vision + warm.prefill + warm.gen,
                    (cold.media + cold.vision + cold.prefill + cold.gen) / n);

@@ -30,7 +30,10 @@
  * checkpoint `nanovl` can serve: this language model (model.safetensors linked), FROM's vision
  * tower, tokenizer and generation config, and FROM's projector with its last layer (mlp1.3)
  * redrawn for this hidden size; prints its path and exits. For engine-level benchmarks (the
- * scheduler: `nanovl bench --model DIR-vl --concurrency 1,4,16`).
+ * scheduler: `nanovl bench --model DIR-vl --concurrency 1,4,16`). With --radio-h the vision tower is
+ * not FROM's but a synthetic C-RADIOv2-H (width 1280, 32 blocks, 16 heads, 512-pixel tiles) with
+ * the real projector (5120 -> 20480 -> hidden), random BF16: with --shape 12b the published
+ * model's shape end to end, for time-to-first-token figures (`nanovl bench --model DIR-vl`).
  *
  * Writes config.json + model.safetensors with random BF16 weights (streamed to disk, so even
  * the real 12B shape needs no RAM for writing), loads it through the normal loader (mmap),
@@ -99,6 +102,7 @@ static uint16_t rand_bf16(float scale) {
  * random codes with valid scales (a dense model runs the same speed on any values). */
 static int g_quant;
 static int g_sparse; /* --sparse */
+static int g_radio_h; /* --radio-h (with --vl) */
 
 static int is_quant_linear(const llm_tensor_spec *sp) {
     return g_quant && sp->n_dims == 2 && !strstr(sp->name, "embeddings") && !strstr(sp->name, "lm_head");
@@ -271,7 +275,7 @@ static int copy_file(const char *from, const char *to) {
 
 static int write_vl(const char *dir, const char *from, char *out, size_t out_n) {
     char p1[4200], p2[4200];
-    snprintf(out, out_n, "%s-vl", dir);
+    snprintf(out, out_n, g_radio_h ? "%s-vl-radio-h" : "%s-vl", dir);
     mkdir(out, 0755);
     nvl_err err = {0};
     /* config: FROM's with this model's llm_config */
@@ -286,6 +290,22 @@ static int write_vl(const char *dir, const char *from, char *out, size_t out_n) 
     const cJSON *hs = cJSON_GetObjectItemCaseSensitive(lm, "hidden_size");
     const int64_t hidden = cJSON_IsNumber(hs) ? (int64_t)hs->valuedouble : 0;
     cJSON_ReplaceItemInObjectCaseSensitive(vl, "llm_config", lm);
+    /* RADIO-H: the real tower's config (model.md §3) */
+    const int64_t RW = 1280, RL = 32, RH = 16, RS = 512, RP = 16, RT = 128, PH = 20480;
+    if (g_radio_h) {
+        cJSON *vcfg = cJSON_CreateObject(), *args = cJSON_CreateObject();
+        cJSON_AddStringToObject(args, "model", "vit_huge_patch16_224");
+        cJSON_AddItemToObject(vcfg, "args", args);
+        cJSON_AddNumberToObject(vcfg, "hidden_size", (double)RW);
+        cJSON_AddNumberToObject(vcfg, "num_attention_heads", (double)RH);
+        cJSON_AddNumberToObject(vcfg, "num_hidden_layers", (double)RL);
+        cJSON_AddNumberToObject(vcfg, "patch_size", (double)RP);
+        cJSON_AddNumberToObject(vcfg, "layer_norm_eps", 1e-6);
+        cJSON_ReplaceItemInObjectCaseSensitive(vl, "vision_config", vcfg);
+        cJSON_ReplaceItemInObjectCaseSensitive(vl, "force_image_size", cJSON_CreateNumber((double)RS));
+        cJSON_ReplaceItemInObjectCaseSensitive(vl, "vit_hidden_size", cJSON_CreateNumber((double)RW));
+        cJSON_ReplaceItemInObjectCaseSensitive(vl, "projector_hidden_size", cJSON_CreateNumber((double)PH));
+    }
     snprintf(p1, sizeof p1, "%s/config.json", out);
     char *txt = cJSON_Print(vl);
     FILE *f = fopen(p1, "w");
@@ -310,9 +330,67 @@ static int write_vl(const char *dir, const char *from, char *out, size_t out_n) 
     st_writer_init(&w);
     cJSON *map = cJSON_CreateObject();
     float *drawn = NULL;
+    uint16_t *radio = NULL; /* --radio-h: every synthetic tensor, back to back */
+    if (g_radio_h) {
+        struct {
+            char name[128];
+            int nd;
+            int64_t s[3];
+        } rs[16 + 12 * 32];
+        int n = 0;
+#define RADD(NM, ND, A, B, C)                                                                          \
+    do {                                                                                              \
+        snprintf(rs[n].name, sizeof rs[n].name, "%s", NM);                                             \
+        rs[n].nd = ND, rs[n].s[0] = A, rs[n].s[1] = B, rs[n].s[2] = C;                                 \
+        n++;                                                                                          \
+    } while (0)
+        RADD("vision_model.radio_model.model.patch_generator.embedder.weight", 2, RW, 3 * RP * RP, 0);
+        RADD("vision_model.radio_model.model.patch_generator.pos_embed", 3, 1, RT * RT, RW);
+        RADD("vision_model.radio_model.model.patch_generator.cls_token.token", 2, 8, RW, 0);
+        static const char *bn[] = {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "attn.qkv.weight",
+                                   "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias", "mlp.fc1.weight",
+                                   "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+        const int64_t bs[12][2] = {{RW, 0}, {RW, 0}, {RW, 0}, {RW, 0}, {3 * RW, RW}, {3 * RW, 0},
+                                   {RW, RW}, {RW, 0}, {4 * RW, RW}, {4 * RW, 0}, {RW, 4 * RW}, {RW, 0}};
+        for (int64_t l = 0; l < RL; l++)
+            for (int k = 0; k < 12; k++) {
+                char nm[128];
+                snprintf(nm, sizeof nm, "vision_model.radio_model.model.blocks.%lld.%s", (long long)l, bn[k]);
+                RADD(nm, bs[k][1] ? 2 : 1, bs[k][0], bs[k][1], 0);
+            }
+        RADD("mlp1.0.weight", 1, 4 * RW, 0, 0);
+        RADD("mlp1.1.weight", 2, PH, 4 * RW, 0);
+        RADD("mlp1.3.weight", 2, hidden, PH, 0);
+#undef RADD
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            size_t e = 1;
+            for (int d = 0; d < rs[i].nd; d++) e *= (size_t)rs[i].s[d];
+            total += e;
+        }
+        radio = malloc(total * 2);
+        if (!radio) {
+            fprintf(stderr, "--radio-h: no memory for %zu bytes\n", total * 2);
+            nvl_checkpoint_close(ck);
+            return 0;
+        }
+        size_t o = 0;
+        for (int i = 0; i < n; i++) {
+            size_t e = 1;
+            for (int d = 0; d < rs[i].nd; d++) e *= (size_t)rs[i].s[d];
+            const int is_norm_w = strstr(rs[i].name, "norm") && strstr(rs[i].name, ".weight") && rs[i].nd == 1;
+            const int is_mlp_norm = !strcmp(rs[i].name, "mlp1.0.weight");
+            const float scale = rs[i].nd >= 2 ? 0.02f : 0.1f;
+            for (size_t j = 0; j < e; j++) radio[o + j] = is_norm_w || is_mlp_norm ? nvl_f32_to_bf16(1.0f) : rand_bf16(scale);
+            st_writer_add(&w, rs[i].name, "BF16", rs[i].nd, rs[i].s, radio + o, e * 2);
+            cJSON_AddStringToObject(map, rs[i].name, "vision.safetensors");
+            o += e;
+        }
+    }
     for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
         const nvl_st_entry *t = nvl_checkpoint_entry(ck, i);
         if (!strncmp(t->name, "language_model.", 15)) continue;
+        if (g_radio_h && (!strncmp(t->name, "vision_model.radio_model.model.", 31) || !strncmp(t->name, "mlp1.", 5))) continue;
         if (!strcmp(t->name, "mlp1.3.weight") && t->n_dims == 2) {
             const int64_t K = t->shape[1];
             drawn = malloc((size_t)(hidden * K) * sizeof(float));
@@ -327,6 +405,7 @@ static int write_vl(const char *dir, const char *from, char *out, size_t out_n) 
     ok = st_writer_save(&w, p1, NULL);
     st_writer_free(&w);
     free(drawn);
+    free(radio);
     nvl_checkpoint_close(ck);
     /* the index over both files */
     nvl_checkpoint *lmck = NULL;
@@ -473,6 +552,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else if (!strcmp(argv[i], "--sparse")) g_sparse = 1;
+        else if (!strcmp(argv[i], "--radio-h")) g_radio_h = 1;
         else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) n_chunk = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--context") && i + 1 < argc) n_context = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seqs") && i + 1 < argc) seqs = argv[++i];
@@ -487,7 +567,7 @@ int main(int argc, char **argv) {
         }
         else {
             fprintf(stderr, "usage: bench_llm [--shape tiny|mid|12b] [--prompt N] [--decode N] [--dir DIR] [--keep] [--seqs 1,4,16] "
-                            "[--quant bf16|fp8|nvfp4] [--vl FROM] [--chunk N] [--context N] [--sparse]\n");
+                            "[--quant bf16|fp8|nvfp4] [--vl FROM] [--radio-h] [--chunk N] [--context N] [--sparse]\n");
             return 2;
         }
     }

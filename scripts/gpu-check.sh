@@ -84,6 +84,14 @@ if [ "$have_gpu" = 1 ]; then
         --context 4096 --decode 48 >"$OUT/bench_12b_$q.log" 2>&1 || { rc=1; log "bench_llm 12B $q FAILED: $(tail -2 "$OUT/bench_12b_$q.log" | tr '\n' ' ')"; }
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
+  if grep -q "PNG .*ON" "$OUT/configure.log"; then # time to first token, the published shape end to end
+    log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
+    if vl12=$(timeout 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$OUT/bench_ttft.log"); then
+      NVL_BACKEND=cuda timeout 240 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
+          >"$OUT/bench_ttft_page.json" 2>>"$OUT/bench_ttft.log" || rc=1
+      rm -rf "$vl12"
+    else rc=1; fi
+  fi
   log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
   for nt in 13 64; do
     NVL_BACKEND=cuda timeout 180 build-gpu/bench/bench_vision --shape h --tiles "$nt" >"$OUT/bench_vision_$nt.log" 2>&1 || rc=1
@@ -102,6 +110,7 @@ if [ "$have_gpu" = 1 ]; then
     echo "{\"device\": \"$(head -1 "$OUT/nvidia-smi.log" | sed 's/"/\\"/g')\", \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
     echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
     echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"first_token_page\": $(cat "$OUT/bench_ttft_page.json" 2>/dev/null | grep . || echo null),"
     echo " \"vision\": [$(cat "$OUT"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"12b\": [$(cat "$OUT"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"concurrency\": $(cat "$OUT/bench_conc.json" 2>/dev/null | grep . || echo null)}"
