@@ -65,6 +65,14 @@ ctest --test-dir build-gpu --output-on-failure -L gpu >"$OUT/ctest-gpu.log" 2>&1
 tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
 
 if [ "$have_gpu" = 1 ]; then
+  # the op table under compute-sanitizer (out-of-bounds and misaligned accesses, API errors) where
+  # the toolkit has it: the first device run of never-run kernels
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [ -n "$san" ]; then
+    if timeout 240 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
+    then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
+    else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$OUT/memcheck_ops.log" | tr '\n' ' ')"; fi
+  fi
   tests="tests/llm/test_llm tests/llm/test_step tests/vision/test_vit"
   [ "$media" = 1 ] && tests="$tests tests/api/test_engine_e2e tests/api/test_scheduler"
   for t in $tests; do
