@@ -491,7 +491,7 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 //      xq = e2m1(x / s) * s. The roundings are the CPU's own functions (kernels/base/tensor.c
 //      nvl_f32_to_e4m3_sat, nvl_e2m1_quantize) ported line by line (quant_round.cuh, checked
 //      against the CPU's on the host by tests/test_cuda_round.cu), so xq equals the CPU's bit for bit.
-//   2. k_matmul_quant: one warp per y[m, n] = sum_k xq[m, k] * wdeq[n, k], the weight widened on
+//   2. k_matmul_quant: one warp per output column n and up to QM rows, y[m, n] = sum_k xq[m, k] * wdeq[n, k] (each weight byte read once for QM rows), the weight widened on
 //      the fly from its stored bytes (FP8: e4m3(code) * weight_scale; NVFP4: (e2m1(nibble) *
 //      e4m3(block_scale)) * weight_scale_2, the even k in the low nibble), f32 accumulation, y
 //      rounded to its dtype. Only the order of the f32 sums differs from the CPU twin.
@@ -586,30 +586,65 @@ __global__ void k_dequant_nvfp4_w(__nv_bfloat16 *wd, const uint8_t *w, const uin
     }
 }
 
-// One warp per output element y[m, n]; lanes stride over K (FP8: one code each; NVFP4: one byte,
-// i.e. two consecutive k, each). w: the stored bytes (N, K) or (N, K/2); bs: (N, K/16) E4M3.
+// One warp per output column n and QM activation rows (grid y: the row groups), so each weight
+// byte is read once for QM rows (decode batches: the weight stream is what a step costs); lanes
+// take 4 bytes at a time (4 FP8 codes, or 8 NVFP4 codes = half a 16-block), consecutive lanes
+// consecutive words. w: the stored bytes (N, K) or (N, K/2); bs: (N, K/16) E4M3; xq (M, K) f32.
+constexpr int QM = 8;
 __global__ void k_matmul_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs, int nvfp4, float wscale,
-                               int64_t K) {
-    const int64_t gw = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
+                               int64_t K, int64_t M) {
+    const int64_t n = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / WARP_SIZE;
     const int lane = threadIdx.x % WARP_SIZE;
-    if (gw >= y.rows * y.cols) return; // whole warps leave together
-    const int64_t m = gw / y.cols, n = gw % y.cols;
-    const float *xr = xq + m * K;
-    float acc = 0.0f;
-    if (!nvfp4) {
+    const int64_t m0 = (int64_t)blockIdx.y * QM;
+    if (n >= y.cols || m0 >= M) return; // whole warps leave together
+    const int mn = M - m0 < QM ? (int)(M - m0) : QM;
+    const float *x0 = xq + m0 * K;
+    float acc[QM];
+#pragma unroll
+    for (int m = 0; m < QM; m++) acc[m] = 0.0f;
+    if (!nvfp4 && K % 4 == 0) {
+        const uint32_t *wr = (const uint32_t *)(w + n * K);
+        for (int64_t k4 = lane; k4 < K / 4; k4 += WARP_SIZE) {
+            const uint32_t c4 = wr[k4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int64_t k = 4 * k4 + j;
+                const float wv = qr_e4m3_to_f32((uint8_t)(c4 >> (8 * j))) * wscale;
+#pragma unroll
+                for (int m = 0; m < QM; m++)
+                    if (m < mn) acc[m] += x0[m * K + k] * wv;
+            }
+        }
+    } else if (!nvfp4) {
         const uint8_t *wr = w + n * K;
-        for (int64_t k = lane; k < K; k += WARP_SIZE) acc += xr[k] * (qr_e4m3_to_f32(wr[k]) * wscale);
-    } else {
-        const uint8_t *wr = w + n * (K / 2), *br = bs + n * (K / QBLK);
-        for (int64_t b = lane; b < K / 2; b += WARP_SIZE) {
-            const uint32_t c = wr[b];
-            const float bscale = qr_e4m3_to_f32(br[(2 * b) / QBLK]);
-            acc += xr[2 * b] * ((qr_e2m1_value(c & 15u) * bscale) * wscale);
-            acc += xr[2 * b + 1] * ((qr_e2m1_value(c >> 4) * bscale) * wscale);
+        for (int64_t k = lane; k < K; k += WARP_SIZE) {
+            const float wv = qr_e4m3_to_f32(wr[k]) * wscale;
+#pragma unroll
+            for (int m = 0; m < QM; m++)
+                if (m < mn) acc[m] += x0[m * K + k] * wv;
+        }
+    } else { /* K % 16 == 0 (kern_matmul checks it): rows of K/2 bytes are whole words */
+        const uint32_t *wr = (const uint32_t *)(w + n * (K / 2));
+        const uint8_t *br = bs + n * (K / QBLK);
+        for (int64_t b4 = lane; b4 < K / 8; b4 += WARP_SIZE) {
+            const uint32_t c8 = wr[b4];
+            const float bscale = qr_e4m3_to_f32(br[(8 * b4) / QBLK]);
+#pragma unroll
+            for (int j = 0; j < 8; j++) { /* nibble j: byte j/2, low nibble first = element 8 b4 + j */
+                const int64_t k = 8 * b4 + j;
+                const float wv = (qr_e2m1_value((c8 >> (4 * j)) & 15u) * bscale) * wscale;
+#pragma unroll
+                for (int m = 0; m < QM; m++)
+                    if (m < mn) acc[m] += x0[m * K + k] * wv;
+            }
         }
     }
-    acc = warp_reduce_sum(acc);
-    if (lane == 0) st(y.p, m * y.ld + n, acc, y.dt);
+#pragma unroll
+    for (int m = 0; m < QM; m++)
+        if (m < mn) {
+            const float a = warp_reduce_sum(acc[m]);
+            if (lane == 0) st(y.p, (m0 + m) * y.ld + n, a, y.dt);
+        }
 }
 
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
@@ -773,13 +808,12 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;
     k_quant_act<<<grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, nvfp4, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
-    const int64_t warps = M * w->n_out, per_block = EW_BLOCK / WARP_SIZE;
-    const int64_t blocks = (warps + per_block - 1) / per_block;
-    if (blocks > 0x7fffffffLL)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "c_matmul: %lld x %lld outputs are too many for the first-version "
-                           "quantized kernel", (long long)M, (long long)w->n_out);
-    k_matmul_quant<<<(unsigned)blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-        *yv, xq, (const uint8_t *)w->w.data, nvfp4 ? (const uint8_t *)w->block_scale.data : NULL, nvfp4, w->weight_scale, K);
+    const int64_t per_block = EW_BLOCK / WARP_SIZE, bx = (w->n_out + per_block - 1) / per_block, by = (M + QM - 1) / QM;
+    if (bx > 0x7fffffffLL || by > 65535)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "c_matmul: %lld x %lld outputs are too many for the direct quantized "
+                           "kernel", (long long)M, (long long)w->n_out);
+    k_matmul_quant<<<dim3((unsigned)bx, (unsigned)by), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+        *yv, xq, (const uint8_t *)w->w.data, nvfp4 ? (const uint8_t *)w->block_scale.data : NULL, nvfp4, w->weight_scale, K, M);
     return kern_cuda_after_launch(be, "c_matmul (quantized)", err);
 }
 
