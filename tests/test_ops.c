@@ -311,6 +311,7 @@ static void test_matmul_quant(void) {
         {1, 17, 96, 40, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 1}, /* N % 16 != 0: cuBLASLt declines */
         {0, 33, 512, 64, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0021f, 0.0078125f, 1},
         {0, 17, 256, 40, 3, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.0017f, 0.00390625f, 1},
+        {1, 11, 50, 12, 1, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.013f, 0.03125f, 1}, /* K % 4 != 0: byte loads */
     };
     kern_backend *cpu = NULL;
     nvl_err err = {0};
