@@ -134,7 +134,9 @@ typedef struct api_callbacks {
     /* A piece of decoded text (complete UTF-8); reasoning = 1 inside the <think> part. Return
      * non-zero to stop. */
     int (*on_text)(const char *text, size_t n, int reasoning, void *user);
-    llm_token_fn on_token; /* every generated id (stop id included); non-zero stops */
+    llm_token_fn on_token; /* every generated id (stop id included); non-zero stops. Its logits are
+                              NULL for the decode steps of greedy requests (temperature 0: the id
+                              is found on the backend and the logits stay there) */
     void (*on_progress)(const api_progress *p, void *user);
     void (*on_notice)(const char *msg, void *user);
     void *user;

@@ -411,7 +411,11 @@ static int forward_turn(api_engine *e) {
     int n = 0;
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_DECODE) {
-            sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = &rq->next_tok, .n = 1, .logits = LLM_LOGITS_LAST, .out = rq->logits};
+            /* greedy decoding takes the argmax from the backend: no logits cross to the host (a device
+               returns 4 bytes, not n_vocab floats); sampling needs the logits */
+            const int greedy = rq->p->sampler.temperature <= 0.0f;
+            sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = &rq->next_tok, .n = 1, .logits = LLM_LOGITS_LAST,
+                                    .out = greedy ? NULL : rq->logits, .argmax = greedy ? &rq->greedy_tok : NULL};
             who[n++] = rq;
         }
     const int n_decode = n;
@@ -448,7 +452,11 @@ static int forward_turn(api_engine *e) {
         if (rq->fed == rq->prompt.n) engine_prefill_done(rq);
         else engine_progress(rq, API_STAGE_PREFILL, NULL, rq->fed, rq->prompt.n, rq->t_prefill0);
     }
-    for (int i = 0; i < n_decode; i++) engine_gen_token(who[i], llm_sampler_sample(who[i]->smp, who[i]->logits), who[i]->logits);
+    for (int i = 0; i < n_decode; i++) {
+        request *rq = who[i];
+        if (sq[i].argmax) engine_gen_token(rq, rq->greedy_tok, NULL); /* the same id llm_sampler's greedy rule picks */
+        else engine_gen_token(rq, llm_sampler_sample(rq->smp, rq->logits), rq->logits);
+    }
     return n;
 }
 

@@ -203,6 +203,7 @@ struct request {
     llm_sampler *smp;
     float *logits;      /* (n_vocab) this request's last logits */
     int32_t next_tok;   /* sampled, to be fed by the next step */
+    int32_t greedy_tok; /* a greedy request's decode step: the id found on the backend (llm_batch_seq.argmax) */
     gen_state g;
     double t_gen0;
 };

@@ -30,6 +30,7 @@ struct kern_ops_i {
     nvl_status (*bias_act)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias,
                            kern_act_fn act, nvl_err *err);
     nvl_status (*copy)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
+    nvl_status (*argmax_rows)(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err);
     nvl_status (*dt_softplus)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias,
                               float dt_min, float dt_max, nvl_err *err);
     nvl_status (*get_rows)(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, const int32_t *ids,

@@ -316,6 +316,14 @@ nvl_status kern_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x
     DISPATCH(dt_softplus, y, x, bias, dt_min, dt_max, err);
 }
 
+nvl_status kern_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err) {
+    CHECK(chk2(__func__, "x", x, -1, -1, err));
+    if (!ids) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: no ids", __func__);
+    if (x->shape[1] < 1 || x->shape[1] > INT32_MAX)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "%s: rows of %lld values", __func__, (long long)x->shape[1]);
+    DISPATCH(argmax_rows, ids, x, err);
+}
+
 nvl_status kern_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids, const uint8_t *mask,
                             int64_t n_rows, nvl_err *err) {
     CHECK(chk_seqs(__func__, seqs, n_seq, n_rows, -1, err));

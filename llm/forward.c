@@ -40,6 +40,7 @@ void llm_workspace_free(llm_workspace *ws) {
     nvl_free(ws->seqs);
     nvl_free(ws->lrow);
     nvl_free(ws->ldst);
+    nvl_free(ws->lam);
     nvl_free(ws->ids);
     nvl_free(ws->mask);
     nvl_free(ws);
@@ -88,9 +89,10 @@ nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t m
     ws->seqs = nvl_calloc((size_t)T, sizeof *ws->seqs);
     ws->lrow = nvl_calloc((size_t)T, sizeof *ws->lrow);
     ws->ldst = nvl_calloc((size_t)T, sizeof *ws->ldst);
+    ws->lam = nvl_calloc((size_t)T, sizeof *ws->lam);
     ws->ids = nvl_calloc((size_t)T, sizeof *ws->ids);
     ws->mask = nvl_calloc((size_t)T, 1);
-    if (st == NVL_OK && (!ws->seqs || !ws->lrow || !ws->ldst || !ws->ids || !ws->mask)) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    if (st == NVL_OK && (!ws->seqs || !ws->lrow || !ws->ldst || !ws->lam || !ws->ids || !ws->mask)) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
     if (st != NVL_OK) {
         llm_workspace_free(ws);
         return nvl_err_prefix(err, "workspace for %lld rows (%zu bytes)", (long long)T, total), st;
@@ -207,8 +209,10 @@ static nvl_status mlp(llm_workspace *ws, const llm_layer *L, int64_t T, nvl_err 
 // ---------------------------------------------------------------------------
 // The step
 
-/* Logits of rows r[0..n) of x into each wanting sequence's host output, LLM_LOGIT_BLOCK at a time. */
-static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *const *dst, int64_t n, nvl_err *err) {
+/* Logits of rows r[0..n) of x into each wanting sequence's host output (dst[i], or NULL) and their
+ * argmax (am[i], or NULL), LLM_LOGIT_BLOCK rows at a time. */
+static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *const *dst, int32_t *const *am, int64_t n,
+                             nvl_err *err) {
     kern_backend *be = ws->be;
     const llm_model *m = ws->m;
     for (int64_t b0 = 0; b0 < n; b0 += LLM_LOGIT_BLOCK) {
@@ -220,9 +224,18 @@ static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *cons
         }
         TRY(kern_rmsnorm(be, &lr, &lr, &m->norm_f, (float)m->hp.eps, err));
         TRY(kern_matmul(be, &lg, &lr, &m->lm_head, err));
+        int any_am = 0;
         for (int64_t i = 0; i < nb; i++) {
+            any_am |= am[b0 + i] != NULL;
+            if (!dst[b0 + i]) continue;
             const nvl_tensor row = kern_rows(&lg, i, 1);
             TRY(kern_to_host_f32(be, dst[b0 + i], &row, err));
+        }
+        if (any_am) {
+            int32_t ids[LLM_LOGIT_BLOCK];
+            TRY(kern_argmax_rows(be, ids, &lg, err));
+            for (int64_t i = 0; i < nb; i++)
+                if (am[b0 + i]) *am[b0 + i] = ids[i];
         }
     }
     return NVL_OK;
@@ -328,6 +341,10 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: slot %d appears twice in one step", __func__, s->slot);
         if (s->n <= 0 || !s->tokens)
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has no rows", __func__, i);
+        if ((s->logits != LLM_LOGITS_NONE && !s->out && !(s->logits == LLM_LOGITS_LAST && s->argmax)) ||
+            (s->argmax && s->logits == LLM_LOGITS_NONE))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d wants logits or their argmax without a place for "
+                               "them", __func__, i);
         T += s->n;
         n_logit_rows += s->logits == LLM_LOGITS_ALL ? s->n : s->logits == LLM_LOGITS_LAST ? 1 : 0;
         if (c->n_past[s->slot] + s->n > need_ctx) need_ctx = c->n_past[s->slot] + s->n;
@@ -376,15 +393,27 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
         ws->gstats.graph_form_steps++;
         ws->gstats.padded_rows += bucket - n_seq;
         for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += 1;
-        if (ws->ghost && n_seq > 1) { /* a device: the rows in one copy (one synchronisation), then out */
+        int n_out = 0, n_am = 0;
+        for (int i = 0; i < n_seq; i++) {
+            n_out += seqs[i].logits != LLM_LOGITS_NONE && seqs[i].out;
+            n_am += seqs[i].argmax != NULL;
+        }
+        if (n_am) { /* greedy rows: their ids, not their logits */
+            const nvl_tensor rows = kern_rows(&ws->glogits, 0, n_seq);
+            TRY(kern_argmax_rows(be, ws->gids, &rows, err));
+            for (int i = 0; i < n_seq; i++)
+                if (seqs[i].argmax) *seqs[i].argmax = ws->gids[i];
+        }
+        if (ws->ghost && n_out > 1) { /* a device: the rows in one copy (one synchronisation), then out */
             const nvl_tensor rows = kern_rows(&ws->glogits, 0, n_seq);
             TRY(kern_to_host_f32(be, ws->ghost, &rows, err));
             for (int i = 0; i < n_seq; i++)
-                if (seqs[i].logits != LLM_LOGITS_NONE) memcpy(seqs[i].out, ws->ghost + (size_t)i * (size_t)V, (size_t)V * sizeof(float));
+                if (seqs[i].logits != LLM_LOGITS_NONE && seqs[i].out)
+                    memcpy(seqs[i].out, ws->ghost + (size_t)i * (size_t)V, (size_t)V * sizeof(float));
             return NVL_OK;
         }
         for (int i = 0; i < n_seq; i++)
-            if (seqs[i].logits != LLM_LOGITS_NONE) { /* LAST and ALL are the same one row here */
+            if (seqs[i].logits != LLM_LOGITS_NONE && seqs[i].out) { /* LAST and ALL are the same one row here */
                 const nvl_tensor row = kern_rows(&ws->glogits, i, 1);
                 TRY(kern_to_host_f32(be, seqs[i].out, &row, err));
             }
@@ -396,6 +425,7 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
     if (n_logit_rows == 0) return NVL_OK;
     int64_t *rows = ws->lrow, k = 0; /* n_logit_rows <= T <= max_rows */
     float **dst = ws->ldst;
+    int32_t **am = ws->lam;
     for (int i = 0; i < n_seq; i++) {
         const llm_batch_seq *s = &seqs[i];
         const int64_t row0 = ws->seqs[i].row0;
@@ -403,11 +433,13 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
             for (int64_t t = 0; t < s->n; t++, k++) {
                 rows[k] = row0 + t;
                 dst[k] = s->out + t * V;
+                am[k] = t == s->n - 1 ? s->argmax : NULL;
             }
         else if (s->logits == LLM_LOGITS_LAST) {
             rows[k] = row0 + s->n - 1;
+            am[k] = s->argmax;
             dst[k++] = s->out;
         }
     }
-    return logits_out(ws, rows, dst, n_logit_rows, err);
+    return logits_out(ws, rows, dst, am, n_logit_rows, err);
 }

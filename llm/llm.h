@@ -294,7 +294,10 @@ enum llm_logits_want { LLM_LOGITS_NONE = 0, LLM_LOGITS_LAST = 1, LLM_LOGITS_ALL 
 
 /* One sequence of a step: n rows at its slot's next positions. Row t is tokens[t], or, where
  * embd_mask[t] != 0, row t of embd (n, n_embd) host f32 (the projector's output for <image>).
- * out (host) receives n_vocab floats (LAST) or n x n_vocab (ALL). */
+ * out (host) receives n_vocab floats (LAST) or n x n_vocab (ALL). argmax (host, may be NULL)
+ * receives the id of the largest logit of the last row (llm_sampler's greedy rule), found on the
+ * backend (kern_argmax_rows): with LAST, out may then be NULL and no logits cross to the host (a
+ * device returns 4 bytes instead of n_vocab floats). */
 typedef struct llm_batch_seq {
     int slot;
     const int32_t *tokens;
@@ -303,6 +306,7 @@ typedef struct llm_batch_seq {
     int64_t n;
     enum llm_logits_want logits;
     float *out;
+    int32_t *argmax;
 } llm_batch_seq;
 
 /* One forward over every sequence's rows together (decode rows and prefill chunks alike; the

@@ -77,7 +77,8 @@ struct llm_workspace {
     nvl_tensor logits;     /* (LLM_LOGIT_BLOCK, V) */
     kern_seq *seqs;        /* [max_rows] */
     int64_t *lrow;         /* [max_rows] rows whose logits are wanted */
-    float **ldst;          /* [max_rows] where each of those goes (host) */
+    float **ldst;          /* [max_rows] where each of those goes (host), or NULL */
+    int32_t **lam;         /* [max_rows] where each of those rows' argmax goes, or NULL */
     int32_t *ids;          /* [max_rows] */
     uint8_t *mask;         /* [max_rows] */
     /* decode steps in graph form (llm.h, llm_workspace_set_graphs) */
@@ -86,6 +87,7 @@ struct llm_workspace {
     void *gbuf;                                  /* backend allocation of glogits */
     nvl_tensor glogits;                          /* (graph_cap, V) logits of the bucket's rows */
     float *ghost;                                /* (graph_cap, V) host staging: one copy from a device a step */
+    int32_t gids[LLM_GRAPH_MAX_ROWS];            /* the bucket rows' argmax */
     kern_graph *graph[LLM_GRAPH_MAX_ROWS + 1];   /* by bucket rows */
     int warm[LLM_GRAPH_MAX_ROWS + 1];            /* eager runs of each bucket */
     uint8_t gfail[LLM_GRAPH_MAX_ROWS + 1];       /* capture failed: eager from then on */

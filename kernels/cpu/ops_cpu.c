@@ -683,6 +683,22 @@ static nvl_status cpu_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_
     return NVL_OK;
 }
 
+/* llm_sampler's greedy loop, row by row */
+static nvl_status cpu_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err) {
+    nvl_status st;
+    if ((st = need_f32(__func__, "x", x, err)) != NVL_OK) return st;
+    (void)be;
+    const int64_t R = x->shape[0], V = x->shape[1];
+    for (int64_t r = 0; r < R; r++) {
+        const float *v = row_f(x, r);
+        int32_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (v[i] > v[best]) best = (int32_t)i;
+        ids[r] = best;
+    }
+    return NVL_OK;
+}
+
 static nvl_status cpu_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, int round_bf16,
                                  nvl_err *err) {
     nvl_status st;
@@ -717,6 +733,7 @@ const struct kern_ops_i kern_cpu_ops = {
     .add = cpu_add,
     .bias_act = cpu_bias_act,
     .copy = cpu_copy,
+    .argmax_rows = cpu_argmax_rows,
     .dt_softplus = cpu_dt_softplus,
     .get_rows = cpu_get_rows,
     .conv1d_causal = cpu_conv1d_causal,

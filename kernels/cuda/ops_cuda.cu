@@ -911,6 +911,49 @@ nvl_status c_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err 
     DONE();
 }
 
+/* greedy: one block per row; (value, index) pairs where a candidate wins on a larger value or an
+   equal value at a lower index (so the first index of the maximum), NaN never (x > v and x == v
+   are both false); a NaN at index 0 answers 0, as llm_sampler's sequential loop does */
+__device__ __forceinline__ void am_take(float &v, int &i, float x, int j) {
+    if (x > v || (x == v && j < i)) v = x, i = j;
+}
+__global__ void k_argmax_rows(int32_t *ids, V2 x) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int64_t r = blockIdx.x;
+    float v = -INFINITY;
+    int i = 0x7fffffff;
+    for (int64_t j = threadIdx.x; j < x.cols; j += blockDim.x) am_take(v, i, ld(x.p, r * x.ld + j, x.dt), (int)j);
+    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        am_take(v, i, ov, oi);
+    }
+    const int w = threadIdx.x / WARP_SIZE, l = threadIdx.x % WARP_SIZE;
+    if (l == 0) sv[w] = v, si[w] = i;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x / WARP_SIZE); k++) am_take(v, i, sv[k], si[k]);
+        const float x0 = ld(x.p, r * x.ld, x.dt);
+        ids[r] = (x0 != x0 || i == 0x7fffffff) ? 0 : i;
+    }
+}
+
+nvl_status c_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err) {
+    V2 xv;
+    VIEW(x, xv, "x");
+    if (!xv.rows) return NVL_OK;
+    if (kern_cuda_capturing(be))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: copies ids to the host, which a graph capture cannot", __func__);
+    int32_t *d = (int32_t *)kern_cuda_scratch(be, (size_t)xv.rows * sizeof(int32_t), err);
+    if (!d) return NVL_ERR_NOMEM;
+    k_argmax_rows<<<(unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(d, xv);
+    CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+    CUDA_CHECK(cudaMemcpyAsync(ids, d, (size_t)xv.rows * sizeof(int32_t), cudaMemcpyDeviceToHost, kern_cuda_stream(be)));
+    CUDA_CHECK(cudaStreamSynchronize(kern_cuda_stream(be)));
+    return NVL_OK;
+}
+
 nvl_status c_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias, float lo, float hi,
                          nvl_err *err) {
     V2 yv, xv;
@@ -1153,7 +1196,7 @@ nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, 
 } // namespace
 
 extern "C" const struct kern_ops_i kern_cuda_ops = {
-    c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy,
+    c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy, c_argmax_rows,
     c_dt_softplus, c_get_rows, c_conv1d, c_ssm_scan, c_kv_write, c_attention_causal, c_attention_full,
     c_patchify, c_pixel_shuffle, c_evs_scores, c_normalize_rgb8, kern_cuda_step_tables, kern_cuda_place_weight,
 };

@@ -8,7 +8,8 @@
  *     the bucket's rows): the same steps with the workspace in LLM_GRAPHS_PAD equal the single
  *     runs bit for bit on the CPU (padding must touch no live slot), and in LLM_GRAPHS_ON equal
  *     the PAD run bit for bit (on a backend that captures: graph replay against eager execution
- *     of the same padded steps, with captures and replays counted; on the CPU ON runs as PAD).
+ *     of the same padded steps, with captures and replays counted; on the CPU ON runs as PAD);
+ *   - greedy ids found on the backend (llm_batch_seq.argmax) equal the single runs' greedy ids.
  * Bounds: below 32 rows a step's matmuls take the register-tile path, whose rows are bit-identical
  * to one row at a time (tests/test_kernels.c), and every other op works per row or per
  * sequence, so a step of < 32 rows equals the single runs bit for bit (checked exactly, mode 0).
@@ -234,6 +235,51 @@ static void run_graphs(const llm_model *m, const char *cfg, float *ref[NSEQ], in
     }
 }
 
+/* Greedy ids from the backend (llm_batch_seq.argmax, kern_argmax_rows): the three sequences
+ * prefilled together, then decoded together with only argmax wanted (no logits cross to the
+ * host; seq 0 also asks for its logits, whose argmax must be the id), in graph mode g: the ids
+ * equal the single runs' greedy ids. OFF takes the eager logits path, PAD the graph form. A
+ * sequence wanting logits with nowhere to put them is refused. */
+static void run_argmax(const llm_model *m, const char *cfg, int32_t *ref_ids[NSEQ], enum llm_graphs g) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_err err = {0};
+    llm_cache *c = NULL;
+    llm_workspace *ws = NULL;
+    TEST_EQ_INT(llm_cache_init(&c, m, NSEQ, 32, &err), NVL_OK);
+    TEST_EQ_INT(llm_workspace_init(&ws, m, 64, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+    TEST_EQ_INT(llm_workspace_set_graphs(ws, g, &err), NVL_OK);
+    int32_t p[NSEQ][32], tok[NSEQ], am[NSEQ];
+    int slot[NSEQ];
+    llm_batch_seq b[NSEQ];
+    float *lg = malloc((size_t)V * sizeof(float));
+    for (int s = 0; s < NSEQ; s++) {
+        TEST_EQ_INT(llm_seq_alloc(c, &slot[s], &err), NVL_OK);
+        make_prompt(p[s], k_len[s], s, V);
+        b[s] = (llm_batch_seq){.slot = slot[s], .tokens = p[s], .n = k_len[s], .logits = LLM_LOGITS_LAST, .argmax = &am[s]};
+    }
+    TEST_EQ_INT(llm_step(ws, c, b, NSEQ, &err), NVL_OK); /* prefill: argmax only */
+    for (int k = 0; k < NDEC; k++) {
+        for (int s = 0; s < NSEQ; s++) {
+            TEST_CHECK(am[s] == ref_ids[s][k], "%s graphs %d: seq %d greedy id %d from the backend: %d, expected %d", cfg,
+                       (int)g, s, k, am[s], ref_ids[s][k]);
+            tok[s] = am[s];
+            b[s] = (llm_batch_seq){.slot = slot[s], .tokens = &tok[s], .n = 1, .logits = LLM_LOGITS_LAST, .argmax = &am[s],
+                                   .out = s == 0 ? lg : NULL};
+        }
+        am[0] = -1;
+        TEST_EQ_INT(llm_step(ws, c, b, NSEQ, &err), NVL_OK);
+        int32_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (lg[i] > lg[best]) best = (int32_t)i;
+        TEST_CHECK(am[0] == best, "%s graphs %d: the argmax of the logits also asked for", cfg, (int)g);
+    }
+    llm_batch_seq bad = {.slot = slot[0], .tokens = tok, .n = 1, .logits = LLM_LOGITS_ALL, .argmax = am};
+    TEST_EQ_INT(llm_step(ws, c, &bad, 1, &err), NVL_ERR_INVALID_ARG); /* ALL needs out */
+    free(lg);
+    llm_workspace_free(ws);
+    llm_cache_free(c);
+}
+
 /* Prefill seq 1 in slot 0, copy it to slot 2, then decode both (same tokens) together: equal to
  * each other and to the single run, bit for bit (2 rows a step). */
 static void run_copy(const llm_model *m, const char *cfg, const float *ref, const int32_t *ref_ids) {
@@ -300,6 +346,8 @@ static void run_cfg(const char *cfg) {
     run_batched(m, cfg, 0, ref, ids);
     run_batched(m, cfg, 1, ref, ids);
     run_graphs(m, cfg, ref, ids);
+    run_argmax(m, cfg, ids, LLM_GRAPHS_OFF);
+    run_argmax(m, cfg, ids, LLM_GRAPHS_PAD);
     run_copy(m, cfg, ref[1], ids[1]);
     for (int s = 0; s < NSEQ; s++) {
         free(ref[s]);
