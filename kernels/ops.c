@@ -37,24 +37,29 @@ nvl_status kern_from_host_f32(kern_backend *be, nvl_tensor *dst, const float *sr
     rows_cols(dst, &R, &C, &ld);
     const int f32 = dst->dtype == NVL_DTYPE_F32 || dst->widened;
     const size_t es = nvl_tensor_elem_size(dst);
-    void *row = f32 ? NULL : nvl_malloc((size_t)C * es + 1);
-    if (!f32 && !row) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
+    if (!f32 && dst->dtype != NVL_DTYPE_BF16 && dst->dtype != NVL_DTYPE_F16)
+        return nvl_err_set(err, NVL_ERR_DTYPE, "%s: dtype %s", __func__, nvl_dtype_name(dst->dtype));
+    /* rows back to back (ld == C): converted and copied in one go (one copy on a device) */
+    const int64_t per = ld == C ? R : 1;
+    void *buf = f32 ? NULL : nvl_malloc((size_t)(per * C) * es + 1);
+    if (!f32 && !buf) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
     nvl_status st = NVL_OK;
-    for (int64_t r = 0; r < R && st == NVL_OK; r++) {
+    for (int64_t r = 0; r < R && st == NVL_OK; r += per) {
         char *d = (char *)dst->data + (size_t)(r * ld) * es;
+        const float *sr = src + r * C;
+        const int64_t n = per * C;
         if (f32) {
-            st = kern_copy_to_backend(be, d, src + r * C, (size_t)C * sizeof(float), err);
+            st = kern_copy_to_backend(be, d, sr, (size_t)n * sizeof(float), err);
             continue;
         }
-        uint16_t *h = row;
+        uint16_t *h = buf;
         if (dst->dtype == NVL_DTYPE_BF16)
-            for (int64_t c = 0; c < C; c++) h[c] = nvl_f32_to_bf16(src[r * C + c]);
-        else if (dst->dtype == NVL_DTYPE_F16)
-            for (int64_t c = 0; c < C; c++) h[c] = nvl_f32_to_f16(src[r * C + c]);
-        else st = nvl_err_set(err, NVL_ERR_DTYPE, "%s: dtype %s", __func__, nvl_dtype_name(dst->dtype));
-        if (st == NVL_OK) st = kern_copy_to_backend(be, d, h, (size_t)C * es, err);
+            for (int64_t c = 0; c < n; c++) h[c] = nvl_f32_to_bf16(sr[c]);
+        else
+            for (int64_t c = 0; c < n; c++) h[c] = nvl_f32_to_f16(sr[c]);
+        st = kern_copy_to_backend(be, d, h, (size_t)n * es, err);
     }
-    nvl_free(row);
+    nvl_free(buf);
     if (st == NVL_OK && dst->widened) { /* widened: round the f32 values to the dtype in place (the copy op) */
         nvl_tensor v = *dst;
         if (v.n_dims != 2) {

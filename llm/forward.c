@@ -374,8 +374,12 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
             ws->ids[r] = s->tokens[t];
             if (masked) {
                 any_mask = 1;
-                nvl_tensor dst = kern_rows(&ws->embd, r, 1);
-                TRY(kern_from_host_f32(be, &dst, s->embd + t * C, err)); /* rounded to the activation dtype */
+                if (t == 0 || !s->embd_mask[t - 1]) { /* a run of vision rows: in one copy, rounded to the activation dtype */
+                    int64_t e = t + 1;
+                    while (e < s->n && s->embd_mask[e]) e++;
+                    nvl_tensor dst = kern_rows(&ws->embd, r, e - t);
+                    TRY(kern_from_host_f32(be, &dst, s->embd + t * C, err));
+                }
             } else if (s->tokens[t] < 0 || s->tokens[t] >= V) {
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at position %lld is outside the vocabulary of %lld",
                                    s->tokens[t], (long long)(c->n_past[s->slot] + t), (long long)V);
