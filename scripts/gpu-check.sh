@@ -7,9 +7,10 @@
 #
 # It builds build-gpu/ (CUDA on; the media libraries on only where the machine has them), runs
 # the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda, test_vision_gpu: the vision
-# path and the engine CUDA vs CPU), then the model tests with NVL_BACKEND=cuda (LM goldens, the
-# batched step, the ViT; the end-to-end VL goldens and the scheduler when PDF and video decoding
-# are built), then bench_llm (the mid shape; the real 12B shape in BF16, FP8 and NVFP4 from sparse
+# path and the engine CUDA vs CPU; the *_cuda twins of the model tests with NVL_BACKEND=cuda: LM
+# goldens, the batched step with graph replay against eager execution, the ViT, the end-to-end VL
+# goldens and the scheduler, the last two when PDF and video decoding are built), the op table
+# under compute-sanitizer, then bench_llm (the mid shape; the real 12B shape in BF16, FP8 and NVFP4 from sparse
 # synthetic files, with and without decode graphs) and `nanovl bench --concurrency 1,16,64` on the device. Logs go to OUT_DIR (default
 # gpu-check-out/), one per step, and OUT_DIR/figures.json holds the bench lines.
 # Without a device it still builds and runs everything that runs without one (the GPU tests
@@ -61,8 +62,9 @@ grep -q "PDF .*ON" "$OUT/configure.log" && grep -q "video .*ON\|FFmpeg .*ON\|VID
 
 rc=0
 log "ctest -L gpu"
-ctest --test-dir build-gpu --output-on-failure -L gpu >"$OUT/ctest-gpu.log" 2>&1 || rc=1
+ctest --test-dir build-gpu --output-on-failure -L gpu --timeout 300 >"$OUT/ctest-gpu.log" 2>&1 || rc=1
 tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
+grep -E '\*\*\*(Failed|Timeout|Exception)' "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log" || true
 
 if [ "$have_gpu" = 1 ]; then
   # the op table under compute-sanitizer (out-of-bounds and misaligned accesses, API errors) where
@@ -73,13 +75,6 @@ if [ "$have_gpu" = 1 ]; then
     then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
     else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$OUT/memcheck_ops.log" | tr '\n' ' ')"; fi
   fi
-  tests="tests/llm/test_llm tests/llm/test_step tests/vision/test_vit"
-  [ "$media" = 1 ] && tests="$tests tests/api/test_engine_e2e tests/api/test_scheduler"
-  for t in $tests; do
-    name=$(basename "$t")
-    if NVL_BACKEND=cuda timeout 300 "build-gpu/$t" >"$OUT/$name.log" 2>&1; then log "NVL_BACKEND=cuda $name: $(tail -1 "$OUT/$name.log")"
-    else rc=1; log "NVL_BACKEND=cuda $name FAILED: $(grep -m3 FAIL "$OUT/$name.log" | tr '\n' ' ')"; fi
-  done
   log "bench_llm on the device (mid shape, synthetic BF16 weights)"
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
   NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \

@@ -19,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/safetensors.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 static void check_case(api_engine *e, nvl_checkpoint *g, const char *tag, const char *file, const char *question, double evs) {
     nvl_err err = {0};
@@ -126,6 +127,7 @@ static void check_long(api_engine *e, const char *pdf) {
 }
 
 int main(void) {
+    test_skip_without_device();
     nvl_err err = {0};
     nvl_checkpoint *g = NULL;
     if (nvl_checkpoint_open(&g, test_data_path("vl_tiny_media_golden.safetensors"), &err) != NVL_OK) test_skip("%s", err.msg);

@@ -27,6 +27,7 @@
 #include "api.h"
 #include "base/alloc.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 #define NREQ 6
 
@@ -142,6 +143,7 @@ static void run_together(api_engine *e, req *rq, int n, track *t, api_ask_result
 }
 
 int main(void) {
+    test_skip_without_device();
     nvl_err err = {0};
     const int64_t live0 = nvl_alloc_count();
     char img[1024], pdf[1024], vid[1024];

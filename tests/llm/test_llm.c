@@ -20,6 +20,7 @@
 #include "base/safetensors.h"
 #include "llm.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 typedef struct tol {
     double atol, rtol, nmse;
@@ -281,6 +282,7 @@ static void test_refusals(void) {
 }
 
 int main(void) {
+    test_skip_without_device();
     struct stat s;
     if (stat(test_data_path("llm/cfgA/golden.safetensors"), &s) != 0)
         test_skip("goldens tests/data/llm/cfgA are missing (run tests/reference/gen_llm_goldens.py)");

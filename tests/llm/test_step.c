@@ -26,6 +26,7 @@
 #include "base/alloc.h"
 #include "llm.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 #define NSEQ 3
 #define NDEC 6
@@ -357,6 +358,7 @@ static void run_cfg(const char *cfg) {
 }
 
 int main(void) {
+    test_skip_without_device();
     test_buckets();
     run_cfg("llm/cfgA");
     run_cfg("llm/cfgB");

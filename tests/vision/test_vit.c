@@ -11,6 +11,7 @@
 #include "tokenreduce.h"
 #include "vision.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 /* Copies tiny_radio into dir, dropping `drop` or growing the first dimension of `grow`; with
  * cond_bf16, the input_conditioner's norm_mean and norm_std are stored as these BF16 bits
@@ -55,6 +56,7 @@ static void write_variant(const char *dir, const char *drop, const char *grow, c
 }
 
 int main(void) {
+    test_skip_without_device();
     nvl_err err = {0};
     nvl_checkpoint *g = NULL;
     if (nvl_checkpoint_open(&g, test_data_path("vision/vit_golden.safetensors"), &err) != NVL_OK) test_skip("%s", err.msg);
