@@ -7,9 +7,8 @@
  * where transformers keeps bf16 tensors, model.md §2.2-§2.5), the scan output in f32.
  * Dimension letters: T rows of the step, C n_embd, H mamba heads, P mamba head_dim, N d_state,
  * G groups, Cc conv_dim, DI d_inner, DP d_in_proj, D attention head_dim, V n_vocab. */
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
