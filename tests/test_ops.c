@@ -1168,6 +1168,14 @@ static void test_errors(void) {
     const uint8_t mask[4] = {0, 1, 0, 0};
     TEST_EQ_INT(kern_get_rows(g_be, &y16, &tab, ids, NULL, mask, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(kern_get_rows(g_be, &y16, &tab, NULL, NULL, NULL, &err), NVL_ERR_INVALID_ARG);
+    /* the step's tables: sequences inside the rows, ids present; a padding sequence is accepted */
+    {
+        const kern_seq st_ok[2] = {{0, 1, 0, 1, 3}, {KERN_SLOT_NONE, 1, 1, 1, 0}}, st_bad[1] = {{0, 0, 1, 4, 0}};
+        const int32_t st_ids[2] = {5, 0};
+        TEST_EQ_INT(kern_step_tables(g_be, st_ok, 2, st_ids, NULL, 2, &err), NVL_OK);
+        TEST_EQ_INT(kern_step_tables(g_be, st_bad, 1, st_ids, NULL, 2, &err), NVL_ERR_INVALID_ARG);
+        TEST_EQ_INT(kern_step_tables(g_be, st_ok, 2, NULL, NULL, 2, &err), NVL_ERR_INVALID_ARG);
+    }
     /* sequence ops: slot out of range, rows outside the step */
     nvl_tensor cw = act_up(NVL_DTYPE_F32, 2, (int64_t[]){16, 4}, rand_f(64, -1, 1));
     nvl_tensor cst = act_up(NVL_DTYPE_F32, 3, (int64_t[]){2, 16, 4}, rand_f(128, -1, 1));
