@@ -215,8 +215,8 @@ extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *se
     int32_t *rs = (int32_t *)(h + off_rowseq);
     uint8_t *dec = (uint8_t *)(h + off_dec);
     for (size_t r = 0; r < R; r++) rs[r] = -1, dec[r] = 0;
-    for (int i = 0; i < n_seq; i++)
-        for (int64_t t = 0; t < seqs[i].n_rows; t++) {
+    for (int i = 0; i < n_seq; i++) /* (kern_step_tables has checked the rows; bounded again here) */
+        for (int64_t t = 0; t < seqs[i].n_rows && seqs[i].row0 + t < (int64_t)R; t++) {
             rs[seqs[i].row0 + t] = i;
             dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
         }
@@ -359,7 +359,8 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
             if (e == cudaSuccess) e = cudaEventRecord(c->stage_ev[b], c->stream);
             if (e != cudaSuccess) st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight: %s", cudaGetErrorString(e));
         }
-    } else if (cudaMemcpy(w->p, t->data, n, cudaMemcpyHostToDevice) != cudaSuccess) {
+    } else if (cudaMemcpyAsync(w->p, t->data, n, cudaMemcpyHostToDevice, c->stream) != cudaSuccess ||
+               cudaStreamSynchronize(c->stream) != cudaSuccess) { /* on the stream the ops run on */
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight of %zu bytes", n);
     }
     if (st != NVL_OK) {

@@ -704,6 +704,13 @@ nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, in
 constexpr int64_t QUANT_GEMM_MIN_ROWS = 16; // from here the tensor-core paths (3, 4 above)
 constexpr size_t NVFP4_W_CHUNK_BYTES = (size_t)64 << 20; // bf16 weight rows dequantized at a time
 
+/* The largest power of two (at most 256) that divides a device address. */
+uint32_t align_upto256(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p % a)) a >>= 1;
+    return a;
+}
+
 /* FP8 through cuBLASLt (3. above): *done = 0 (nothing run) where the shape or cuBLASLt declines. */
 nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, int *done, nvl_err *err) {
     *done = 0;
@@ -733,6 +740,16 @@ nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w,
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulPreferenceCreate(&pref);
     if (cs == CUBLAS_STATUS_SUCCESS)
         cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb64, sizeof wsb64);
+    /* the pointers' real alignment (cuBLASLt assumes 256 bytes unless told): y is often a row view */
+    const uint32_t al_a = align_upto256(w->w.data), al_b = align_upto256(xq), al_c = align_upto256(yv->p);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &n_heur);
     nvl_status st = NVL_OK;
     if (cs == CUBLAS_STATUS_SUCCESS && n_heur > 0) {
@@ -798,10 +815,13 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     const int64_t M = xv->rows, K = w->n_in;
     if (M == 0) return NVL_OK;
     if (M >= QUANT_GEMM_MIN_ROWS) {
-        if (nvfp4) return matmul_nvfp4_gemm(be, yv, xv, w, err);
-        int done = 0;
-        CHECK_ST(matmul_fp8_lt(be, yv, xv, w, &done, err));
-        if (done) return NVL_OK;
+        /* (cublasGemmEx has bf16 x bf16 -> bf16 / f32, not -> f16: an F16 y takes the direct kernel) */
+        if (nvfp4 && yv->dt != DT_F16) return matmul_nvfp4_gemm(be, yv, xv, w, err);
+        if (!nvfp4) {
+            int done = 0;
+            CHECK_ST(matmul_fp8_lt(be, yv, xv, w, &done, err));
+            if (done) return NVL_OK;
+        }
     }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
     if (!xq) return NVL_ERR_NOMEM;
@@ -934,7 +954,7 @@ __global__ void k_argmax_rows(int32_t *ids, V2 x) {
     __syncthreads();
     if (threadIdx.x == 0) {
         for (int k = 1; k < (int)(blockDim.x / WARP_SIZE); k++) am_take(v, i, sv[k], si[k]);
-        const float x0 = ld(x.p, r * x.ld, x.dt);
+        const float x0 = x.cols > 0 ? ld(x.p, r * x.ld, x.dt) : 0.f;
         ids[r] = (x0 != x0 || i == 0x7fffffff) ? 0 : i;
     }
 }
