@@ -1,10 +1,12 @@
 /* `nanovl inspect`: what a checkpoint is, and what is wrong with it. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "api.h"
+#include "backend.h"
 #include "base/alloc.h"
 #include "base/json_util.h"
 #include "base/safetensors.h"
@@ -201,6 +203,25 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         }
     } else {
         fprintf(out, "vision: none (text-only checkpoint)\n");
+    }
+    /* where the models would run (NVL_BACKEND / --backend), and on a device whether they fit */
+    {
+        const char *bv = getenv("NVL_BACKEND");
+        const double need = (double)nvl_checkpoint_data_bytes(ck) / (1024.0 * 1024.0 * 1024.0);
+        if (bv && !strcmp(bv, "cuda")) {
+            kern_backend *cb = NULL;
+            nvl_err cerr = {0};
+            size_t fr = 0, tot = 0;
+            if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK && kern_backend_mem_info(cb, &fr, &tot, NULL) == NVL_OK)
+                fprintf(out, "runs on: %s; %.1f GiB free, the tensors take %.2f GiB%s\n", kern_backend_description(cb),
+                        (double)fr / (1024.0 * 1024.0 * 1024.0), need,
+                        (double)fr / (1024.0 * 1024.0 * 1024.0) < need ? " (they do not fit)" : "");
+            else
+                fprintf(out, "runs on: cuda was asked for, but: %s\n", cerr.msg[0] ? cerr.msg : "the device reports no memory");
+            kern_backend_free(cb);
+        } else {
+            fprintf(out, "runs on: cpu%s\n", kern_cuda_device_count(NULL) > 0 ? " (a CUDA device is present: --backend cuda)" : "");
+        }
     }
     if (pr.n == 0) fprintf(out, "problems: none\n");
     else fprintf(out, "problems: %d\n", pr.n);
