@@ -190,6 +190,9 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);
+/* Where the models run on a device: its memory in use (by this process and any other) and in
+ * total, bytes. NVL_ERR_UNSUPPORTED on the CPU backend. */
+nvl_status api_engine_device_memory(api_engine *e, size_t *used, size_t *total, nvl_err *err);
 /* The context budget a request gets by default (see above). */
 int64_t api_engine_max_context(const api_engine *e);
 /* Drops the kept prefix state. */

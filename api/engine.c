@@ -63,6 +63,14 @@ void api_ask_result_free(api_ask_result *r) {
 void api_engine_forget(api_engine *e) { engine_kept_clear(e); }
 
 int64_t api_engine_n_vocab(const api_engine *e) { return llm_model_hparams(e->lm)->n_vocab; }
+
+nvl_status api_engine_device_memory(api_engine *e, size_t *used, size_t *total, nvl_err *err) {
+    size_t fr = 0;
+    *used = *total = 0;
+    nvl_status st = kern_backend_mem_info(e->be, &fr, total, err);
+    if (st == NVL_OK) *used = *total - fr;
+    return st;
+}
 const llm_tokenizer *api_engine_tokenizer(const api_engine *e) { return e->tok; }
 int64_t api_engine_max_context(const api_engine *e) {
     const int64_t t = llm_model_hparams(e->lm)->n_ctx_train;
