@@ -21,8 +21,13 @@
  * state row / KV row it owns) and its position. Rows of different sequences never mix in them;
  * every other op is row-wise and runs over all rows of the step at once.
  *
- * Contract for backend authors (for CUDA graph capture later): no host synchronisation and no
- * allocation visible to the caller inside an op; a backend may keep scratch of its own.
+ * Contract for backend authors (decode steps are captured as CUDA graphs: kernels/backend.h,
+ * llm/forward.c): no host synchronisation and no allocation visible to the caller inside an op (a
+ * backend may keep scratch of its own, grown only outside a capture); what changes from step to
+ * step (sequence tables, token ids) is read from the step's device tables (kern_step_tables),
+ * never baked into launch arguments; a launch's shape may depend only on the rows and sequences
+ * of the step, not on their positions. Exceptions, never called inside a capture: the ops that
+ * return values to the host (kern_to_host_f32, kern_argmax_rows).
  * Errors: NVL_ERR_SHAPE / NVL_ERR_DTYPE / NVL_ERR_INVALID_ARG naming the op and the operand;
  * NVL_ERR_UNSUPPORTED when this backend lacks the op for these dtypes.
  * Dimension letters: T rows (tokens) of the step, K input features, N output features,

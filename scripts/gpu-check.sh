@@ -4,6 +4,8 @@
 #
 #   scripts/gpu-deps.sh                 # here, once: unpack cJSON + Oniguruma into gpu-deps/
 #   scripts/gpu-check.sh [OUT_DIR]      # there (device tool: carry ["gpu-deps"], OUT_DIR "$OUT")
+#   GPU_CHECK_QUICK=1 scripts/gpu-check.sh [OUT_DIR]   # the build and the gpu tests only (a first,
+#                                                      # short look when device time is scarce)
 #
 # It builds build-gpu/ (CUDA on; the media libraries on only where the machine has them), runs
 # the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda, test_vision_gpu: the vision
@@ -66,7 +68,9 @@ ctest --test-dir build-gpu --output-on-failure -L gpu --timeout 300 >"$OUT/ctest
 tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
 grep -E '\*\*\*(Failed|Timeout|Exception)' "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log" || true
 
-if [ "$have_gpu" = 1 ]; then
+if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+  log "GPU_CHECK_QUICK=1: the tests only (no sanitizer run, no benchmarks)"
+elif [ "$have_gpu" = 1 ]; then
   # the op table under compute-sanitizer (out-of-bounds and misaligned accesses, API errors) where
   # the toolkit has it: the first device run of never-run kernels
   san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
@@ -120,7 +124,7 @@ if [ "$have_gpu" = 1 ]; then
   } >"$OUT/figures.json"
   log "figures: $OUT/figures.json"
 else
-  log "model tests with NVL_BACKEND=cuda and the device benchmarks: skipped (no device)"
+  log "device benchmarks: skipped (no device; the gpu tests above skipped themselves)"
   log "done in $(($(date +%s) - t0)) s; exit 77 (no device)"
   exit 77
 fi
