@@ -233,7 +233,8 @@ nvl_status kern_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tens
  * (512 on the CPU), and rounds o = acc / sum once. The CPU backend reproduces that form, except
  * torch's vectorised exp approximation and its summation orders (a probability at a bf16
  * boundary may round the other way: ~3 % of outputs one ulp apart on the tiny ViT). The CUDA
- * backend does not round the probabilities yet (f32 softmax, o rounded). */
+ * backend computes the same form step for step (blocks of 512 keys; its expf and summation
+ * orders differ from the CPU's in the same way). */
 nvl_status kern_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *qkv, int64_t n_img,
                                int64_t n_head, nvl_err *err);
 

@@ -459,6 +459,77 @@ __global__ void k_attention_full(V2 o, V2 qkv, int64_t Ti, int64_t H) {
                  o.dt, NULL);
 }
 
+// The BF16 ViT form (kernels/ops.h kern_attention_full; the CPU twin's attention_bf16 and
+// kern_cpu_softmax_rows_bf16p, step for step): block (row, head), the row's scores
+// s_j = (q . k_j) * scale (q unscaled) in shared memory, then keys in blocks of FA_KV_BLOCK: the
+// block's max M_b = max(M, max s), the running sum l rescaled by exp(M - M_b) when the max moved,
+// l += sum exp(s_j - M_b) (unrounded), p_j = bf16(exp(s_j - M_b)), acc = acc * exp(M - M_b) +
+// sum p_j v_j (unfused, as the CPU), and o = bf16(acc * (1 / l)). Thread d < D owns output d.
+constexpr int FA_KV_BLOCK = 512; /* torch's kvSplitSize on the CPU, the CPU twin's ATTN_KV_BLOCK */
+__device__ float block_max(float v) {
+    __shared__ float part[32];
+    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int w = threadIdx.x / WARP_SIZE, l = threadIdx.x % WARP_SIZE;
+    __syncthreads();
+    if (l == 0) part[w] = v;
+    __syncthreads();
+    v = threadIdx.x < blockDim.x / WARP_SIZE ? part[threadIdx.x] : -INFINITY;
+    if (w == 0)
+        for (int o = WARP_SIZE / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) part[0] = v;
+    __syncthreads();
+    return part[0];
+}
+__global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
+    extern __shared__ float sc[]; /* Ti scores, then the block's bf16 probabilities in place */
+    const int64_t W = o.cols, D = W / H, b = blockIdx.x, r = b / H, hh = b % H, img = r / Ti, base = img * Ti;
+    if (r >= qkv.rows) return; /* uniform over the block */
+    const int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE, nw = blockDim.x / WARP_SIZE;
+    const float scale = 1.0f / sqrtf((float)D);
+    float qv[ATT_DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        qv[i] = d < D ? ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) : 0.f;
+    }
+    for (int64_t j = w; j < Ti; j += nw) {
+        float a = 0.f;
+#pragma unroll
+        for (int i = 0; i < ATT_DPL; i++) {
+            const int64_t d = lane + WARP_SIZE * i;
+            if (d < D) a += qv[i] * ld(qkv.p, (base + j) * qkv.ld + W + hh * D + d, qkv.dt);
+        }
+        a = warp_reduce_sum(a);
+        if (lane == 0) sc[j] = __fmul_rn(a, scale);
+    }
+    __syncthreads();
+    const int64_t d = threadIdx.x;
+    float M = -INFINITY, l = 0.f, acc = 0.f;
+    for (int64_t j0 = 0; j0 < Ti; j0 += FA_KV_BLOCK) {
+        const int64_t n = Ti - j0 < FA_KV_BLOCK ? Ti - j0 : FA_KV_BLOCK;
+        float bm = -INFINITY;
+        for (int64_t j = j0 + threadIdx.x; j < j0 + n; j += blockDim.x) bm = fmaxf(bm, sc[j]);
+        bm = block_max(bm);
+        const float Mn = bm > M ? bm : M;
+        if (j0 > 0 && Mn > M) l = __fmul_rn(l, expf(M - Mn));
+        float bs = 0.f;
+        for (int64_t j = j0 + threadIdx.x; j < j0 + n; j += blockDim.x) {
+            const float e = expf(sc[j] - Mn);
+            bs += e;
+            sc[j] = rb(e);
+        }
+        bs = block_sum(bs); /* (its barriers also publish the probabilities) */
+        float pv = 0.f;
+        if (d < D)
+            for (int64_t j = j0; j < j0 + n; j++)
+                pv = __fadd_rn(pv, __fmul_rn(sc[j], ld(qkv.p, (base + j) * qkv.ld + 2 * W + hh * D + d, qkv.dt)));
+        acc = j0 == 0 ? pv : __fadd_rn(__fmul_rn(acc, expf(M - Mn)), pv);
+        l += bs;
+        M = Mn;
+    }
+    if (d < D) st((char *)o.p + (size_t)(r * o.ld + hh * D) * 2, d, __fmul_rn(acc, 1.0f / l), o.dt);
+}
+
 // ---------------------------------------------------------------------------
 // Matmul: a shared-memory tiled kernel for mixed dtypes (cuBLAS when x and W share a dtype)
 
@@ -1113,6 +1184,15 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     const int64_t blocks = qv.rows * n_head;
     if (blocks > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
+    const int64_t Ti = qv.rows / n_img;
+    if (blocks && ov.dt == DT_BF16) { /* the CPU twin's bf16 form (rounded probabilities per 512-key block) */
+        const size_t smem = (size_t)Ti * sizeof(float);
+        if (smem > 48u * 1024u)
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld tokens per image need %zu bytes of shared memory", __func__,
+                               (long long)Ti, smem);
+        k_attention_full_bf16p<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, smem, kern_cuda_stream(be)>>>(ov, qv, Ti, n_head);
+        DONE();
+    }
     if (blocks)
         k_attention_full<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be)>>>(ov, qv, qv.rows / n_img,
                                                                                                         n_head);
