@@ -208,16 +208,18 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
         !(e->vision_batch = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? 8 : VISION_BATCH) ||
+        !(e->prefill_chunk = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE) ||
+        !(e->prefill_budget = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? PREFILL_BUDGET : PREFILL_BUDGET_DEVICE) ||
         (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
         (st = llm_cache_init(&e->cache, e->lm, o.max_batch + KEEP_MAX, 256, err)) != NVL_OK ||
-        (st = llm_workspace_init(&e->ws, e->lm, o.max_batch + PREFILL_BUDGET, LLM_SSM_MODE_AUTO, err)) != NVL_OK ||
+        (st = llm_workspace_init(&e->ws, e->lm, o.max_batch + e->prefill_budget, LLM_SSM_MODE_AUTO, err)) != NVL_OK ||
         (st = llm_tokenizer_load(&e->tok, dir, err)) != NVL_OK || (st = llm_tokenizer_check_vl(e->tok, err)) != NVL_OK ||
         (st = llm_chat_template_load(dir, &e->chat_template, &e->special, err)) != NVL_OK) {
         api_engine_close(e);
         return st;
     }
     if (!(e->seqs = nvl_calloc((size_t)o.max_batch, sizeof *e->seqs)) ||
-        !(e->embd = nvl_malloc((size_t)PREFILL_BUDGET * (size_t)llm_model_hparams(e->lm)->n_embd * sizeof(float)))) {
+        !(e->embd = nvl_malloc((size_t)e->prefill_budget * (size_t)llm_model_hparams(e->lm)->n_embd * sizeof(float)))) {
         api_engine_close(e);
         return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     }
@@ -401,16 +403,17 @@ void engine_prefill_done(request *rq) {
 // ---------------------------------------------------------------------------
 // The scheduler's turn
 
-/* Where rq's next prefill chunk ends: chunks are cut every PREFILL_CHUNK tokens from the start
+/* Where rq's next prefill chunk ends: chunks are cut every prefill_chunk tokens from the start
  * of the segment (0, or P after a kept or parked prefix), as llm_prefill cuts them, so a request
  * is fed the same chunks whatever runs beside it. */
 static int64_t chunk_end(const request *rq) {
     const int64_t end = rq->keep && rq->fed < rq->P ? rq->P : rq->prompt.n;
-    const int64_t c = rq->seg0 + ((rq->fed - rq->seg0) / PREFILL_CHUNK + 1) * PREFILL_CHUNK;
+    const int64_t pc = rq->e->prefill_chunk;
+    const int64_t c = rq->seg0 + ((rq->fed - rq->seg0) / pc + 1) * pc;
     return c < end ? c : end;
 }
 
-/* One forward step: every decoding request's token, then prefill chunks within PREFILL_BUDGET.
+/* One forward step: every decoding request's token, then prefill chunks within prefill_budget.
  * Returns the sequences stepped. */
 static int forward_turn(api_engine *e) {
     const int64_t C = llm_model_hparams(e->lm)->n_embd;
@@ -427,13 +430,13 @@ static int forward_turn(api_engine *e) {
             who[n++] = rq;
         }
     const int n_decode = n;
-    int64_t budget = PREFILL_BUDGET;
+    int64_t budget = e->prefill_budget;
     for (request *rq = e->live; rq && budget > 0; rq = rq->next) {
         if (rq->state != RQ_PREFILL) continue;
         const int64_t end = chunk_end(rq), k = end - rq->fed;
         if (k > budget) continue; /* a whole chunk or none: its boundaries never depend on the load */
         const int last = end == rq->prompt.n || (rq->keep && end == rq->P);
-        float *embd = e->embd + (PREFILL_BUDGET - budget) * C; /* this chunk's slice of the step's rows */
+        float *embd = e->embd + (e->prefill_budget - budget) * C; /* this chunk's slice of the step's rows */
         for (int64_t r = 0; r < k; r++) /* its vision rows (rows where the mask is 0 are not read) */
             if (rq->rowp[rq->fed + r]) memcpy(embd + r * C, rq->rowp[rq->fed + r], (size_t)C * sizeof(float));
         sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = rq->prompt.ids + rq->fed, .embd = embd,

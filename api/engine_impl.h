@@ -22,8 +22,10 @@
 #include "vision.h"
 
 #define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
-#define PREFILL_CHUNK 256          /* tokens of one request in one step (llm_context's n_chunk) */
-#define PREFILL_BUDGET 512         /* prefill tokens of all requests in one step */
+#define PREFILL_CHUNK 256          /* tokens of one request in one step on the CPU (llm_context's n_chunk) */
+#define PREFILL_BUDGET 512         /* prefill tokens of all requests in one step on the CPU */
+#define PREFILL_CHUNK_DEVICE 2048  /* on a device: GEMMs of thousands of rows keep the tensor cores busy */
+#define PREFILL_BUDGET_DEVICE 4096 /*   (a dense page's 3.4K-token prompt in two steps, not fourteen) */
 #define VISION_BATCH 16            /* tiles (of any requests) per RADIO call at most: vision_batch */
 #define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
 #define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps */
@@ -60,13 +62,14 @@ typedef struct engine_waiter {
 
 struct api_engine {
     kern_backend *be;   /* one backend for the three model parts */
+    int64_t prefill_chunk, prefill_budget; /* PREFILL_CHUNK / _BUDGET, or their _DEVICE values */
     int vision_batch;   /* tiles per RADIO call: 8 on the CPU (a turn of ~25 s of RADIO-H on 2 cores
                            between decode steps), VISION_BATCH on a device (a dense 13-tile page in one) */
     nvl_checkpoint *ck; /* the checkpoint, opened once; every weight views into it */
     llm_model *lm;
     vision_model *vm;
     llm_cache *cache;   /* sequence slots: the live requests' and the parked prefixes' */
-    llm_workspace *ws;  /* one step's activations: max_batch decode rows + PREFILL_BUDGET */
+    llm_workspace *ws;  /* one step's activations: max_batch decode rows + prefill_budget */
     tokred_projector proj;
     llm_tokenizer *tok;
     char *chat_template;     /* the checkpoint's Jinja template, or NULL (native Nano V2 rendering) */
@@ -91,7 +94,7 @@ struct api_engine {
     uint64_t next_id;
     int stepping;       /* a step is running (api_engine_step is not reentrant) */
     llm_batch_seq *seqs;/* (max_batch) one step's sequences */
-    float *embd;        /* (PREFILL_BUDGET, C) the vision rows of a step's prefill chunks */
+    float *embd;        /* (prefill_budget, C) the vision rows of a step's prefill chunks */
     /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS];
