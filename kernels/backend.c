@@ -182,8 +182,9 @@ nvl_status kern_env_check(nvl_err *err) {
                            "debug)", v);
     if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
-    if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, bools))
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0 or 1", v);
+    static const char *const graphs[] = {"0", "1", "pad", NULL};
+    if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, graphs))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0, 1 or pad", v);
     if ((v = getenv("NVL_FAIL_ALLOC_AFTER")) && *v) {
         char *end = NULL;
         errno = 0;

@@ -32,6 +32,12 @@ static void graphs_drop(llm_workspace *ws) {
 
 void llm_workspace_free(llm_workspace *ws) {
     if (!ws) return;
+    const llm_graph_stats *gs = &ws->gstats;
+    if (gs->graph_form_steps)
+        NVL_LOG_INFO("decode steps in graph form: %lld (%lld padding rows), %lld eager, %lld graphs captured, %lld "
+                     "replays, %lld captures failed\n", (long long)gs->graph_form_steps, (long long)gs->padded_rows,
+                     (long long)gs->eager_runs, (long long)gs->captures, (long long)gs->replays,
+                     (long long)gs->capture_failures);
     graphs_drop(ws);
     if (ws->gbuf) kern_buffer_free(ws->be, ws->gbuf);
     nvl_free(ws->ghost);
@@ -98,12 +104,16 @@ nvl_status llm_workspace_init(llm_workspace **out, const llm_model *m, int64_t m
     }
     for (size_t i = 0; i < n_plan; i++)
         *plan[i].t = kern_act(m->be, plan[i].dt, 2, (int64_t[]){plan[i].rows, plan[i].cols}, (char *)ws->buf + off[i]);
-    if (kern_backend_can_capture(m->be)) { /* decode graphs unless NVL_CUDA_GRAPHS=0 (kern_env_check vets the value) */
-        const char *g = getenv("NVL_CUDA_GRAPHS");
-        if (!(g && !strcmp(g, "0")) && (st = llm_workspace_set_graphs(ws, LLM_GRAPHS_ON, err)) != NVL_OK) {
-            llm_workspace_free(ws);
-            return st;
-        }
+    /* decode graphs where the backend captures, unless NVL_CUDA_GRAPHS=0; NVL_CUDA_GRAPHS=pad: the
+       graph form run eagerly on any backend (a test setting: the CPU checks padding and the
+       bucketed logits through the whole engine). kern_env_check vets the value. */
+    const char *g = getenv("NVL_CUDA_GRAPHS");
+    const enum llm_graphs gm = g && !strcmp(g, "pad")                               ? LLM_GRAPHS_PAD
+                               : kern_backend_can_capture(m->be) && !(g && !strcmp(g, "0")) ? LLM_GRAPHS_ON
+                                                                                    : LLM_GRAPHS_OFF;
+    if (gm != LLM_GRAPHS_OFF && (st = llm_workspace_set_graphs(ws, gm, err)) != NVL_OK) {
+        llm_workspace_free(ws);
+        return st;
     }
     *out = ws;
     return NVL_OK;
