@@ -79,6 +79,8 @@ def candidates(path):
 
 
 def sources(module):
+    if os.path.isfile(os.path.join(ROOT, module)):  # one file: a targeted run (--modules llm/forward.c)
+        return [os.path.join(ROOT, module)]
     res = []
     for d, _, files in os.walk(os.path.join(ROOT, module)):
         res += [os.path.join(d, f) for f in sorted(files) if f.endswith(".c")]
