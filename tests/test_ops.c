@@ -1208,6 +1208,7 @@ static void test_errors(void) {
     TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 3, 2, ok1, 1, &err), NVL_ERR_SHAPE); /* 3 % 2 */
     TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 2, 2, bad_slot, 1, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kc, &vc, 2, 2, past, 1, &err), NVL_ERR_LIMIT);
+    TEST_CONTAINS(err.msg, "its 3 KV rows"); /* the message names the cache's positions */
     nvl_tensor kb = nvl_tensor_make(NVL_DTYPE_BF16, 3, (int64_t[]){2, 3, 16}, be_alloc(2 * 3 * 16 * 2));
     TEST_EQ_INT(kern_attention_causal(g_be, &y16, &x, &kb, &vc, 2, 2, ok1, 1, &err), NVL_ERR_SHAPE); /* dtypes differ */
     /* vision */
