@@ -310,12 +310,14 @@ int main(void) {
     }
     TEST_CHECK(n_done == 5, "fairness: all five answered (%d)", n_done);
     /* first-come order would run it last (A's three queued first); the fewest-running rule runs it
-     * as soon as A's first ends (second; later only if A's answers end before B's line is read) */
+     * as soon as A's first ends (second; later only if A's answers end before B's line is read: a
+     * 200-token answer of the tiny model takes milliseconds, so on a loaded machine, where this
+     * process may sleep through two of them, fourth of five is possible: still not last) */
     int pos = -1;
     for (int k = 0; k < n_done; k++)
         if (fair[k] == 4) pos = k;
-    TEST_CHECK(n_done == 5 && (pos == 1 || pos == 2), "fairness: the second client's request runs second (at worst third), not "
-               "last (order %d %d %d %d %d)", fair[0], fair[1], fair[2], fair[3], fair[4]);
+    TEST_CHECK(n_done == 5 && pos >= 1 && pos <= 3, "fairness: the second client's request runs before A's last queued "
+               "ones, not last (order %d %d %d %d %d)", fair[0], fair[1], fair[2], fair[3], fair[4]);
     fprintf(stderr, "fairness: order of answers %d %d %d %d %d (4: the second client's)\n", fair[0], fair[1], fair[2], fair[3],
             fair[4]);
     if (a.fd >= 0) close(a.fd);
