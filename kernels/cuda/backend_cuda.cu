@@ -184,6 +184,15 @@ extern "C" int kern_cuda_capturing(kern_backend *be) { return ctx_of(be)->captur
 
 static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
 
+extern "C" void kern_cuda_row_tables(int32_t *row_seq, uint8_t *dec, int64_t rows, const kern_seq *seqs, int n_seq) {
+    for (int64_t r = 0; r < rows; r++) row_seq[r] = -1, dec[r] = 0;
+    for (int i = 0; i < n_seq; i++) /* bounded by rows whatever the caller checked */
+        for (int64_t t = 0; t < seqs[i].n_rows && seqs[i].row0 + t < rows; t++) {
+            row_seq[seqs[i].row0 + t] = i;
+            dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
+        }
+}
+
 extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
                                            const uint8_t *mask, int64_t n_rows, nvl_err *err) {
     cuda_ctx *c = ctx_of(be);
@@ -212,14 +221,7 @@ extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *se
     CUDA_CHECK(cudaEventSynchronize(tb->copied)); /* the last copy has left the staging */
     char *h = tb->host;
     memcpy(h, seqs, (size_t)n_seq * sizeof(kern_seq));
-    int32_t *rs = (int32_t *)(h + off_rowseq);
-    uint8_t *dec = (uint8_t *)(h + off_dec);
-    for (size_t r = 0; r < R; r++) rs[r] = -1, dec[r] = 0;
-    for (int i = 0; i < n_seq; i++) /* (kern_step_tables has checked the rows; bounded again here) */
-        for (int64_t t = 0; t < seqs[i].n_rows && seqs[i].row0 + t < (int64_t)R; t++) {
-            rs[seqs[i].row0 + t] = i;
-            dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
-        }
+    kern_cuda_row_tables((int32_t *)(h + off_rowseq), (uint8_t *)(h + off_dec), n_rows, seqs, n_seq);
     if (R) memcpy(h + off_ids, ids, R * 4);
     if (mask) memcpy(h + off_mask, mask, R);
     else memset(h + off_mask, 0, R);

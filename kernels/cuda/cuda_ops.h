@@ -38,6 +38,9 @@ typedef struct kern_cuda_tables {
     const uint8_t *mask;    /* [n_rows] vision mask, or NULL */
     int64_t n_rows;
 } kern_cuda_tables;
+/* row_seq[r] = the sequence of row r (-1: none), dec[r] = 1 where that sequence decodes, for rows
+ * [0, rows): the row tables of the step tables and of an op's own upload. */
+void kern_cuda_row_tables(int32_t *row_seq, uint8_t *dec, int64_t rows, const kern_seq *seqs, int n_seq);
 /* The step tables' entry of the op table (kern_step_tables). */
 nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, const int32_t *ids,
                                  const uint8_t *mask, int64_t n_rows, nvl_err *err);

@@ -64,6 +64,7 @@ __device__ __forceinline__ float rnd(float v, int dt) {
     return v;
 }
 __device__ __forceinline__ float rb(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+__host__ __device__ __forceinline__ size_t dsize(int dt) { return dt == DT_F32 ? 4 : 2; }
 
 // Block-wide sum (blockDim.x a multiple of 32, at most 1024).
 __device__ float block_sum(float v) {
@@ -305,6 +306,16 @@ constexpr int ATT_DPL = MAX_D / WARP_SIZE;   // head-dim elements per lane
 constexpr int ATT_SPLITS = 16;               // key splits for steps of few rows (decode: flash-decoding)
 constexpr int64_t ATT_SPLIT_MAX_ROWS = 64;   // steps of more rows run one split per (row, head)
 
+// A query row's head into registers, lane l holding elements l, l + 32, ... (0 past D), times scale.
+__device__ __forceinline__ void load_q(float (&qv)[ATT_DPL], const void *p, int64_t off, int64_t D, int dt, float scale) {
+    const int lane = threadIdx.x % WARP_SIZE;
+#pragma unroll
+    for (int i = 0; i < ATT_DPL; i++) {
+        const int64_t d = lane + WARP_SIZE * i;
+        qv[i] = d < D ? ld(p, off + d, dt) * scale : 0.f;
+    }
+}
+
 // One block of ATT_WARPS warps per (query row, head, key split) over keys [k0, k1): lane l holds
 // elements l, l + 32, ... of q (scaled) and of the accumulator (registers, indices fixed at
 // compile time); warp w takes keys k0 + w, k0 + w + ATT_WARPS, ...: the score is a warp sum
@@ -390,7 +401,7 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
     const int s = (int)(b % n_split);
     const int64_t D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
     const int lane = threadIdx.x % WARP_SIZE;
-    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
+    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * dsize(o.dt);
     float *pp = part ? part + ((size_t)(r * NH + hh) * n_split + s) * (size_t)(D + 2) : NULL;
     if (r >= T) return;
     if (row_seq[r] < 0 || seqs[row_seq[r]].slot < 0) { /* no keys: zeros (a split writes an empty part) */
@@ -405,15 +416,10 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
     const int64_t t = r - sq.row0, n_keys = sq.pos0 + t + 1;
     const int64_t chunk = (n_keys + n_split - 1) / n_split, k0 = s * chunk < n_keys ? s * chunk : n_keys,
                   k1 = k0 + chunk < n_keys ? k0 + chunk : n_keys;
-    const float scale = 1.0f / sqrtf((float)D);
     float qv[ATT_DPL];
-#pragma unroll
-    for (int i = 0; i < ATT_DPL; i++) {
-        const int64_t d = lane + WARP_SIZE * i;
-        qv[i] = d < D ? ld(q.p, r * q.ld + hh * D + d, q.dt) * scale : 0.f;
-    }
+    load_q(qv, q.p, r * q.ld + hh * D, D, q.dt, 1.0f / sqrtf((float)D));
     const int64_t base = ((int64_t)sq.slot * L) * KD + kvh * D;
-    const size_t es = cdt == DT_F32 ? 4 : 2;
+    const size_t es = dsize(cdt);
     attend_block(qv, D, (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, k0, k1, orow, o.dt, pp);
 }
 
@@ -429,7 +435,7 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
         const float m = pp[(size_t)s * (D + 2)];
         L += m == -INFINITY ? 0.f : pp[(size_t)s * (D + 2) + 1] * expf(m - M);
     }
-    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2);
+    char *orow = (char *)o.p + (size_t)(r * o.ld + hh * D) * dsize(o.dt);
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
         float a = 0.f;
         for (int s = 0; s < n_split; s++) {
@@ -444,19 +450,12 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
 __global__ void k_attention_full(V2 o, V2 qkv, int64_t Ti, int64_t H) {
     const int64_t W = o.cols, D = W / H, b = blockIdx.x, r = b / H, hh = b % H, img = r / Ti;
     if (r >= qkv.rows) return;
-    const int lane = threadIdx.x % WARP_SIZE;
-    const float scale = 1.0f / sqrtf((float)D);
     float qv[ATT_DPL];
-#pragma unroll
-    for (int i = 0; i < ATT_DPL; i++) {
-        const int64_t d = lane + WARP_SIZE * i;
-        qv[i] = d < D ? ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) * scale : 0.f;
-    }
-    const size_t es = qkv.dt == DT_F32 ? 4 : 2;
+    load_q(qv, qkv.p, r * qkv.ld + hh * D, D, qkv.dt, 1.0f / sqrtf((float)D));
+    const size_t es = dsize(qkv.dt);
     const char *kb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + W + hh * D) * es;
     const char *vb = (const char *)qkv.p + (size_t)(img * Ti * qkv.ld + 2 * W + hh * D) * es;
-    attend_block(qv, D, kb, vb, qkv.dt, qkv.ld, 0, Ti, (char *)o.p + (size_t)(r * o.ld + hh * D) * (o.dt == DT_F32 ? 4 : 2),
-                 o.dt, NULL);
+    attend_block(qv, D, kb, vb, qkv.dt, qkv.ld, 0, Ti, (char *)o.p + (size_t)(r * o.ld + hh * D) * dsize(o.dt), o.dt, NULL);
 }
 
 // The BF16 ViT form (kernels/ops.h kern_attention_full; the CPU twin's attention_bf16 and
@@ -487,11 +486,7 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
     const int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE, nw = blockDim.x / WARP_SIZE;
     const float scale = 1.0f / sqrtf((float)D);
     float qv[ATT_DPL];
-#pragma unroll
-    for (int i = 0; i < ATT_DPL; i++) {
-        const int64_t d = lane + WARP_SIZE * i;
-        qv[i] = d < D ? ld(qkv.p, r * qkv.ld + hh * D + d, qkv.dt) : 0.f;
-    }
+    load_q(qv, qkv.p, r * qkv.ld + hh * D, D, qkv.dt, 1.0f); /* unscaled: the scale multiplies the score */
     for (int64_t j = w; j < Ti; j += nw) {
         float a = 0.f;
 #pragma unroll
@@ -750,14 +745,7 @@ nvl_status seq_tables(kern_backend *be, const char *op, const kern_seq *seqs, in
     char *h = (char *)nvl_malloc(tabs);
     if (!h) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", op);
     if (n_seq) memcpy(h, seqs, (size_t)n_seq * sizeof(kern_seq));
-    int32_t *rs = (int32_t *)(h + sb);
-    uint8_t *dec = (uint8_t *)(h + sb + rb4);
-    for (int64_t r = 0; r < rows; r++) rs[r] = -1, dec[r] = 0;
-    for (int i = 0; i < n_seq; i++)
-        for (int64_t t = 0; t < seqs[i].n_rows && seqs[i].row0 + t < rows; t++) {
-            rs[seqs[i].row0 + t] = i;
-            dec[seqs[i].row0 + t] = (uint8_t)(seqs[i].decode != 0);
-        }
+    kern_cuda_row_tables((int32_t *)(h + sb), (uint8_t *)(h + sb + rb4), rows, seqs, n_seq);
     char *d = (char *)kern_cuda_scratch(be, total, err);
     nvl_status st = d ? NVL_OK : NVL_ERR_NOMEM;
     if (d && extra_out) *extra_out = d + tabs;
@@ -786,7 +774,7 @@ uint32_t align_upto256(const void *p) {
 nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, int *done, nvl_err *err) {
     *done = 0;
     const int64_t M = xv->rows, N = w->n_out, K = w->n_in;
-    const size_t es = yv->dt == DT_F32 ? 4 : 2;
+    const size_t es = dsize(yv->dt);
     if (K % 16 || N % 16 || ((uintptr_t)yv->p % 16) || ((size_t)yv->ld * es) % 16 || ((uintptr_t)w->w.data % 16))
         return NVL_OK;
     uint8_t *xq = (uint8_t *)kern_cuda_scratch(be, (size_t)(M * K), err);
@@ -858,7 +846,7 @@ nvl_status matmul_nvfp4_gemm(kern_backend *be, V2 *yv, V2 *xv, const kern_weight
     k_quant_nvfp4_bf16<<<grid_for(M * (K / QBLK)), EW_BLOCK, 0, s>>>(xq, *xv, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (NVFP4 activations)", err));
     const float alpha = w->input_scale * w->weight_scale, zero = 0.0f;
-    const size_t es = yv->dt == DT_F32 ? 4 : 2;
+    const size_t es = dsize(yv->dt);
     for (int64_t n0 = 0; n0 < N; n0 += nc) {
         const int64_t nn = N - n0 < nc ? N - n0 : nc;
         k_dequant_nvfp4_w<<<grid_for(nn * K / 2), EW_BLOCK, 0, s>>>(wd, (const uint8_t *)w->w.data,
