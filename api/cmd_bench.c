@@ -305,6 +305,8 @@ int cmd_bench(int argc, char **argv) {
         const double vis_tps = cold.vision > 0 ? (double)cold.tiles / cold.vision : 0;
         const double pre_tps = cold.prefill > 0 ? (double)(cold.prompt - cold.cached) / cold.prefill : 0;
         const double dec_tps = cold.gen > 0 ? (double)cold.gen_tokens / cold.gen : 0;
+        size_t dused = 0, dtotal = 0; /* a device's memory in use (the CPU backend has none to report) */
+        const int on_device = api_engine_device_memory(e, &dused, &dtotal, NULL) == NVL_OK;
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", model);
@@ -325,9 +327,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.media + warm.vision + warm.prefill + warm.gen);
             cJSON_AddNumberToObject(o, "cold_total_s", (cold.media + cold.vision + cold.prefill + cold.gen) / n);
             cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
-            size_t dused = 0, dtotal = 0;
-            if (api_engine_device_memory(e, &dused, &dtotal, NULL) == NVL_OK)
-                cJSON_AddNumberToObject(o, "device_used_mb", (double)dused / (1024.0 * 1024.0));
+            if (on_device) cJSON_AddNumberToObject(o, "device_used_mb", (double)dused / (1024.0 * 1024.0));
             api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
             printf("model          %s (loaded in %.2f s, backend %s)\n", model, t_load, backend);
@@ -341,8 +341,7 @@ int cmd_bench(int argc, char **argv) {
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.media + warm.vision + warm.prefill + warm.gen,
                    (cold.media + cold.vision + cold.prefill + cold.gen) / n);
             printf("peak RSS       %.0f MiB\n", peak_rss_mb());
-            size_t dused = 0, dtotal = 0;
-            if (api_engine_device_memory(e, &dused, &dtotal, NULL) == NVL_OK)
+            if (on_device)
                 printf("device memory  %.0f MiB in use of %.0f\n", (double)dused / (1024.0 * 1024.0),
                        (double)dtotal / (1024.0 * 1024.0));
         }

@@ -719,37 +719,34 @@ int main(int argc, char **argv) {
                pf_tok_s, pf_tflops, rates.gemm_bf16_tflops, 100.0 * pf_tflops / rates.gemm_bf16_tflops, 1.0 / med, dec_gbs,
                rates.copy_gbs, 100.0 * dec_gbs / rates.copy_gbs, t_load, (double)(dtotal - dfree) / 1073741824.0,
                g && !strcmp(g, "0") ? "off" : "on");
-        free(step);
-        free(prompt);
-        llm_context_free(ctx);
-        llm_model_free(m);
-        return 0;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru); /* before the 1 GiB bandwidth buffer */
-    double bw = read_bandwidth_gbs();
-    int threads = 1;
+    } else {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru); /* before the 1 GiB bandwidth buffer */
+        double bw = read_bandwidth_gbs();
+        int threads = 1;
 #ifdef _OPENMP
-    threads = omp_get_max_threads();
+        threads = omp_get_max_threads();
 #endif
-    double dec_gbs = weight_bytes / med / 1e9;
-    printf("| shape | params (GB bf16 read/token) | threads | matmul kernel | prefill tok/s (%d) | decode tok/s (median of %d) | decode GB/s | read bandwidth GB/s | fraction | peak RSS MiB |\n",
-           n_prompt, n_decode);
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
-    printf("| %s (%s, hidden %lld, %lld layers) | %.2f | %d | %s | %.1f | %.2f | %.2f | %.2f | %.0f %% | %.0f |\n",
-           s->name, hp->pattern, (long long)hp->n_embd, (long long)hp->n_layer, weight_bytes / 1e9,
-           threads, kern_cpu_kernels(), n_prompt / t_prefill, 1.0 / med, dec_gbs, bw,
-           100.0 * dec_gbs / bw, (double)ru.ru_maxrss / 1024.0);
+        double dec_gbs = weight_bytes / med / 1e9;
+        printf("| shape | params (GB bf16 read/token) | threads | matmul kernel | prefill tok/s (%d) | decode tok/s (median of %d) | decode GB/s | read bandwidth GB/s | fraction | peak RSS MiB |\n",
+               n_prompt, n_decode);
+        printf("|---|---|---|---|---|---|---|---|---|---|\n");
+        printf("| %s (%s, hidden %lld, %lld layers) | %.2f | %d | %s | %.1f | %.2f | %.2f | %.2f | %.0f %% | %.0f |\n",
+               s->name, hp->pattern, (long long)hp->n_embd, (long long)hp->n_layer, weight_bytes / 1e9,
+               threads, kern_cpu_kernels(), n_prompt / t_prefill, 1.0 / med, dec_gbs, bw,
+               100.0 * dec_gbs / bw, (double)ru.ru_maxrss / 1024.0);
+    }
     free(step);
     free(prompt);
     llm_context_free(ctx);
     llm_model_free(m);
     if (!keep && dir == tmpdir) {
         char p2[700];
-        snprintf(p2, sizeof p2, "%s/model.safetensors", dir);
-        unlink(p2);
-        snprintf(p2, sizeof p2, "%s/config.json", dir);
-        unlink(p2);
+        static const char *files[] = {"model.safetensors", "config.json", "hf_quant_config.json"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            snprintf(p2, sizeof p2, "%s/%s", dir, files[i]);
+            unlink(p2);
+        }
         rmdir(dir);
     }
     return 0;

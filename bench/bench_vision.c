@@ -136,15 +136,11 @@ int main(int argc, char **argv) {
                real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, kern_backend_description(be),
                n_tiles, 1e3 * dt / n_tiles, n_tiles / dt, gflop / dt / 1e3, rates.gemm_bf16_tflops,
                100.0 * gflop / dt / 1e3 / rates.gemm_bf16_tflops);
-        free(tiles);
-        free(feat);
-        free(sp);
-        vision_model_free(m);
-        return 0;
+    } else {
+        printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
+               real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,
+               n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, kern_cpu_kernels());
     }
-    printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
-           real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,
-           n_tiles / dt, gflop / dt, (double)ru.ru_maxrss / 1024.0, kern_cpu_kernels());
     free(tiles);
     free(feat);
     free(sp);
