@@ -204,12 +204,17 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     e->opts = o;
     e->next_id = 1;
     nvl_status st;
-    if ((st = kern_backend_init_models(&e->be, err)) != NVL_OK || (st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
+    if ((st = kern_backend_init_models(&e->be, err)) != NVL_OK) {
+        api_engine_close(e);
+        return st;
+    }
+    const int cpu = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU; /* batch sizes by backend */
+    e->vision_batch = cpu ? 8 : VISION_BATCH;
+    e->prefill_chunk = cpu ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE;
+    e->prefill_budget = cpu ? PREFILL_BUDGET : PREFILL_BUDGET_DEVICE;
+    if ((st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||
-        !(e->vision_batch = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? 8 : VISION_BATCH) ||
-        !(e->prefill_chunk = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE) ||
-        !(e->prefill_budget = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU ? PREFILL_BUDGET : PREFILL_BUDGET_DEVICE) ||
         (st = tokred_projector_bind(&e->proj, e->ck, e->be, 4 * vision_model_width(e->vm), llm_model_hparams(e->lm)->n_embd, err)) != NVL_OK ||
         (st = llm_cache_init(&e->cache, e->lm, o.max_batch + KEEP_MAX, 256, err)) != NVL_OK ||
         (st = llm_workspace_init(&e->ws, e->lm, o.max_batch + e->prefill_budget, LLM_SSM_MODE_AUTO, err)) != NVL_OK ||
