@@ -148,8 +148,6 @@ nvl_status llm_workspace_set_graphs(llm_workspace *ws, enum llm_graphs mode, nvl
     return NVL_OK;
 }
 
-enum llm_graphs llm_workspace_graphs(const llm_workspace *ws) { return ws->graph_mode; }
-
 void llm_workspace_graph_stats(const llm_workspace *ws, llm_graph_stats *out) { *out = ws->gstats; }
 
 // ---------------------------------------------------------------------------

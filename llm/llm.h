@@ -279,7 +279,6 @@ int llm_decode_bucket(int n, int cap);
 /* Sets the mode (allocates the bucket's logits rows, (min(max_rows, 64), n_vocab), for PAD and ON;
  * frees captured graphs when leaving ON). ON on a backend that cannot capture behaves as PAD. */
 nvl_status llm_workspace_set_graphs(llm_workspace *ws, enum llm_graphs mode, nvl_err *err);
-enum llm_graphs llm_workspace_graphs(const llm_workspace *ws);
 typedef struct llm_graph_stats {
     int64_t graph_form_steps; /* steps run in graph form (padded to a bucket) */
     int64_t padded_rows;      /* padding rows those steps carried */
