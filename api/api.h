@@ -78,8 +78,11 @@ typedef struct api_engine_opts {
     double seq_mem_mb; /* MiB of sequence state (conv + SSM states, KV rows) the live requests may hold
                           together; 0: half of the backend's free memory after the weights (the host's
                           available memory on the CPU) */
+    int video_ahead;   /* frames of a video decoded (and tiled) ahead of the vision stage, on a media thread
+                          while RADIO embeds the earlier ones; each holds one S x S x 3 tile (768 KiB at
+                          S = 512). 0: twice the frames of one vision batch (16 on the CPU, 32 on a device) */
 } api_engine_opts;
-api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0 */
+api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0, video_ahead 0 */
 
 typedef struct api_ask_params {
     int max_tiles;      /* per image, 1..12 (default: the checkpoint's max_num_tiles) */
@@ -186,7 +189,7 @@ void api_ask_result_free(api_ask_result *r);
 nvl_status api_env_check(nvl_err *err);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 /* The same with opts (NULL: api_engine_opts_default). NVL_ERR_INVALID_ARG for max_batch out of
- * 1..256 or a negative seq_mem_mb. */
+ * 1..256, a negative seq_mem_mb or video_ahead out of 0..4096. */
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);

@@ -193,6 +193,8 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     const api_engine_opts o = opts ? *opts : api_engine_opts_default();
     if (o.max_batch < 1 || o.max_batch > 256)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "max_batch must be 1..256 (got %d)", o.max_batch);
+    if (o.video_ahead < 0 || o.video_ahead > 4096)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "video_ahead must be 0 (automatic) or 1..4096 frames (got %d)", o.video_ahead);
     if (!(o.seq_mem_mb >= 0) || o.seq_mem_mb > 1048576.0 * 64)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "the sequence memory budget must be 0 (automatic) or a positive number "
                                                      "of MiB (got %g)", o.seq_mem_mb);
@@ -210,6 +212,7 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     }
     const int cpu = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU; /* batch sizes by backend */
     e->vision_batch = cpu ? 8 : VISION_BATCH;
+    e->video_ahead = o.video_ahead > 0 ? o.video_ahead : 2 * e->vision_batch;
     e->prefill_chunk = cpu ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE;
     e->prefill_budget = cpu ? PREFILL_BUDGET : PREFILL_BUDGET_DEVICE;
     if ((st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||

@@ -63,6 +63,7 @@ typedef struct engine_waiter {
 struct api_engine {
     kern_backend *be;   /* one backend for the three model parts */
     int64_t prefill_chunk, prefill_budget; /* PREFILL_CHUNK / _BUDGET, or their _DEVICE values */
+    int video_ahead;    /* frames of a video decoded ahead of the vision stage (opts.video_ahead) */
     int vision_batch;   /* tiles per RADIO call: 8 on the CPU (a turn of ~25 s of RADIO-H on 2 cores
                            between decode steps), VISION_BATCH on a device (a dense 13-tile page in one) */
     nvl_checkpoint *ck; /* the checkpoint, opened once; every weight views into it */
@@ -113,7 +114,11 @@ typedef struct source {
     int pdf;            /* index into the request's open PDFs, -1 otherwise */
     const char *path;   /* file to read (the media's path or a temporary file; not owned) */
     media_image *img;   /* decoded image file (owned) */
-    media_frames *frames; /* a video's sampled frames (owned) */
+    media_video *video; /* a video being sampled (owned): opened (its sample planned) with the media,
+                           its frames decoded on a media thread as the vision stage takes them */
+    int video_used;     /* frames were taken from video (a new vision pass reopens it) */
+    int n_planned;      /* video: the frames its sample plans (an upper bound of those decoded) */
+    double native_fps;  /* video: nominal frame rate (frame timestamps) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */
     int msg, part;      /* where the media part stands */
@@ -127,12 +132,21 @@ typedef struct source {
     char *key;          /* base_key + max_tiles */
     /* vision in progress (engine_vision.c) */
     int started;        /* tiles made (image) or frame buffers allocated (video) */
+    int finished;       /* every unit embedded (and a video's EVS done): rows complete */
     uint8_t *tiles;     /* image: (n_tiles, S, S, 3) RGB8, normalised on the vision backend */
-    int units_done;     /* tiles (image) or frames (video) through RADIO */
+    int units_done;     /* tiles (image) or frames (video) through RADIO (a video's: under e->mmu) */
+    /* a video's frames, decoded and tiled ahead by a media thread (engine_video_decode) into a
+     * ring: frame i in slot i % ring_n, written while i < units_done + ring_n */
+    uint8_t *ring;      /* (ring_n, S, S, 3) RGB8 */
+    int ring_n;
+    int frames_ready;   /* frames in the ring or through RADIO (e->mmu) */
+    int video_end;      /* the video had no more frames (e->mmu); a decoding error is prep_st */
+    double t_decode;    /* decoding + tiling time not yet counted in the result (e->mmu) */
     float *all;         /* video: (n_frames * Q, C) every frame's rows before EVS */
     double t0;          /* when its vision began (progress) */
-    int prep;           /* an image's tiles made on a media thread: 0 not asked, 1 asked, 2 made (or
-                           prep_st says why not); e->mmu guards it */
+    int prep;           /* a media thread's job for this source (an image's tiles, a video's next
+                           frames): 0 not asked, 1 asked, 2 done (prep_st says whether it failed);
+                           e->mmu guards it; a video's goes back to 0 once its status was seen */
     nvl_status prep_st;
     nvl_err prep_err;
     double t_media;     /* rendering time not yet counted in the result (timings_s.media) */
@@ -159,7 +173,7 @@ struct request {
     int cancel_req;     /* api_engine_cancel (under e->mu) */
     int cancel_seen;    /* cancel_req as the stepping thread saw it */
     request *media_next;/* the media threads' queue */
-    int job_src;        /* the queued job: -1 read the files, else make that source's tiles */
+    int job_src;        /* the queued job: -1 read the files, else that source's tiles or frames */
     int media_busy;     /* the media thread owns the request's sources (under e->mmu) */
     nvl_status media_st;
     int media_parts;    /* media parts read (progress is replayed on the stepping thread) */
@@ -221,9 +235,10 @@ int engine_cancelled(const request *rq);
 int engine_flag_set(volatile int *f); /* a caller's cancel flag, read atomically (NULL: 0) */
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0);
 void engine_notice(request *rq, const char *msg);
-/* Queues a job for the media threads: rq's files (src -1) or source src's tiles. rq must have
- * none queued or running (media_busy). */
-void engine_queue_job(api_engine *e, request *rq, int src);
+/* Queues a job for the media threads: rq's files (src -1), source src's tiles (an image or page)
+ * or its next frames (a video: engine_video_decode). Returns 1, or 0 (nothing queued) while rq
+ * has a job queued or running (media_busy). */
+int engine_queue_job(api_engine *e, request *rq, int src);
 /* Ends rq with st (the error copied); its slot and memory go at the end of the turn. */
 void engine_fail(request *rq, nvl_status st, const nvl_err *err);
 
@@ -231,6 +246,7 @@ void engine_prefill_done(request *rq); /* the whole prompt is in the slot: first
 
 /* engine_media.c */
 int engine_has_media(const request *rq);
+int engine_media_cancelled(request *rq); /* rq cancelled (any thread; takes e->mu) */
 void engine_media_read(request *rq);   /* rq's files -> sources (media thread or inline) */
 void *engine_media_main(void *arg);    /* a media thread (arg: the engine) */
 void engine_media_stage(request *rq);  /* after the read, on the stepping thread: budget, layouts */
@@ -261,6 +277,11 @@ int engine_vision_turn(api_engine *e); /* returns the tiles run */
 /* An image's or page's tiles (the page rendered first): what a media thread does ahead of the
  * vision stage (touches only s and rq's open PDFs). */
 nvl_status engine_vision_start(request *rq, source *s, nvl_err *err);
+/* A video's next frames decoded and tiled into its ring until the ring is full (frames_ready ==
+ * units_done + ring_n) or the video ends (video_end): a media thread's job, or inline on the
+ * stepping thread without media threads. Publishes each frame under e->mmu (waking a waiting
+ * step). A decoding error names the file; NVL_ERR_CANCELLED when rq was cancelled. */
+nvl_status engine_video_decode(request *rq, source *s, nvl_err *err);
 void engine_vision_reset_source(source *s);
 
 /* engine_gen.c */

@@ -1,6 +1,6 @@
 /* The engine's media stage (engine_impl.h): new requests' files are read on the engine's media
- * threads (decoding, PDF opening, video sampling), and images' and pages' tiles made ahead of
- * the vision stage, so that files never stop the other requests' steps; without threads (none
+ * threads (decoding, PDF opening, opening videos and planning their samples), images' and pages'
+ * tiles made ahead of the vision stage, videos' frames decoded while RADIO embeds the earlier ones, so that files never stop the other requests' steps; without threads (none
  * could start) the stepping thread reads them inline, one request per turn. */
 #include <string.h>
 
@@ -14,8 +14,12 @@ int engine_has_media(const request *rq) {
     return 0;
 }
 
-void engine_queue_job(api_engine *e, request *rq, int src) {
+int engine_queue_job(api_engine *e, request *rq, int src) {
     pthread_mutex_lock(&e->mmu);
+    if (rq->media_busy) { /* one job per request at a time (the queue links the request itself) */
+        pthread_mutex_unlock(&e->mmu);
+        return 0;
+    }
     rq->media_busy = 1;
     rq->job_src = src;
     if (src >= 0) rq->src[src].prep = 1;
@@ -25,10 +29,10 @@ void engine_queue_job(api_engine *e, request *rq, int src) {
     e->mq_tail = rq;
     pthread_cond_broadcast(&e->mcv);
     pthread_mutex_unlock(&e->mmu);
+    return 1;
 }
 
-/* 1 when rq was cancelled (safe on the media thread). */
-static int media_cancelled(request *rq) {
+int engine_media_cancelled(request *rq) {
     pthread_mutex_lock(&rq->e->mu);
     const int c = rq->cancel_req;
     pthread_mutex_unlock(&rq->e->mu);
@@ -48,7 +52,7 @@ void engine_media_read(request *rq) {
                 st = engine_add_media(rq, &pt->media, m, k, &rq->err);
                 rq->media_parts++;
             }
-            if (st == NVL_OK && media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
+            if (st == NVL_OK && engine_media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
         }
     rq->res->t_media = engine_now() - t0;
     rq->media_st = st;
@@ -68,7 +72,7 @@ void *engine_media_main(void *arg) {
         nvl_status st = NVL_OK;
         nvl_err er = {0};
         if (!s) engine_media_read(rq);
-        else if (!media_cancelled(rq)) st = engine_vision_start(rq, s, &er);
+        else if (!engine_media_cancelled(rq)) st = s->is_video ? engine_video_decode(rq, s, &er) : engine_vision_start(rq, s, &er);
         else st = nvl_err_set(&er, NVL_ERR_CANCELLED, "cancelled");
         pthread_mutex_lock(&e->mmu);
         if (s) {

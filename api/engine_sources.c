@@ -169,10 +169,15 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         const double q = p->evs >= 0 ? p->evs : vision_model_config(rq->e->vm)->video_pruning_rate;
         s->base_key = engine_printf("%s:v:fps%g:mf%d:q%g", id, p->fps, p->max_frames, q);
         if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
-        /* the frames are sampled now: the budget needs their number, timings_s.media their time */
+        /* the sample is planned now (the budget needs the number of frames); the frames are
+         * decoded in the vision stage, a few ahead of RADIO (engine_video_decode) */
         const media_video_params vp = engine_video_params(p);
-        if (st == NVL_OK && (st = media_video_sample(path, &vp, NULL, &s->frames, err)) != NVL_OK && m->path)
+        if (st == NVL_OK && (st = media_video_open(path, &vp, NULL, &s->video, err)) != NVL_OK && m->path)
             nvl_err_prefix(err, "%s", name);
+        if (st == NVL_OK) {
+            s->n_planned = media_video_get_info(s->video)->n_planned;
+            s->native_fps = media_video_get_info(s->video)->native_fps;
+        }
     } else {
         source *s = new_source(rq, err);
         if (!s) { st = NVL_ERR_NOMEM; goto out; }
@@ -206,9 +211,9 @@ static int tiles_for(const request *rq, const source *s, int max_tiles) {
     return n + (vc->use_thumbnail && n > 1 ? 1 : 0);
 }
 
-/* Frames a video source has (sampled with the media; max_frames only when unknown). */
+/* Frames a video source has (planned with the media: an upper bound; max_frames only when unknown). */
 static int video_frames(const request *rq, const source *s) {
-    if (s->frames) return s->frames->n;
+    if (s->n_planned > 0) return s->n_planned;
     if (s->n_frames > 0) return s->n_frames;
     return rq->p->max_frames > 0 ? rq->p->max_frames : 128;
 }
@@ -448,7 +453,8 @@ void engine_sources_free(request *rq) {
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
         media_image_free(s->img);
-        media_frames_free(s->frames);
+        media_video_close(s->video);
+        s->video = NULL;
         nvl_free(s->base_key);
         nvl_free(s->key);
         engine_vision_reset_source(s); /* the vision buffers */

@@ -2,7 +2,9 @@
  * its next tiles (an image's or PDF page's tiles, a video's frames as one tile each) to one
  * batch of up to VISION_BATCH tiles, run through RADIO, pixel shuffle and mlp1 together
  * (tokred_embed_tiles; the ViT works per tile, so a tile's rows do not depend on its batch).
- * A video's rows go through EVS once all its frames are embedded. */
+ * A video's frames are decoded and tiled by a media thread (engine_video_decode) at most
+ * video_ahead frames ahead of RADIO, so decoding frame i+1.. overlaps embedding frame i and the
+ * decoded frames held stay bounded; its rows go through EVS once all its frames are embedded. */
 #include <math.h>
 #include <string.h>
 
@@ -14,20 +16,25 @@ static int64_t rows_per_tile(const api_engine *e) {
     return (G / 2) * (G / 2);
 }
 
-static int units_total(const source *s) { return s->is_video ? s->n_frames : s->n_tiles; }
-
 /* The frame's timestamp as the model was shown it (model.md §6.3): frame_index *
  * int(1000 / native_fps) / 1000 for a constant-rate clip; where the frame's presentation time is
  * more than half a frame from index / fps (variable frame rate), its real time in ms. */
-static double frame_ts(const media_frames *f, const media_image *fr) {
-    const double nominal = (double)fr->index / f->native_fps;
-    if (f->native_fps > 0 && fabs(fr->timestamp - nominal) <= 0.5 / f->native_fps)
-        return (double)fr->index * (double)(int)(1000.0 / f->native_fps) / 1000.0;
+static double frame_ts(double native_fps, const media_image *fr) {
+    const double nominal = (double)fr->index / native_fps;
+    if (native_fps > 0 && fabs(fr->timestamp - nominal) <= 0.5 / native_fps)
+        return (double)fr->index * (double)(int)(1000.0 / native_fps) / 1000.0;
     return floor(fr->timestamp * 1000.0 + 0.5) / 1000.0;
 }
 
-/* An image's tiles (a PDF page rendered first), or a video's frames and buffers. Time spent
- * reading files goes to s->t_media (the stepping thread adds it to the result). */
+/* A video's error named after the media (its temporary file's name replaced). */
+static void video_name_error(request *rq, const source *s, nvl_err *err) {
+    if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
+    else if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
+}
+
+/* An image's tiles (a PDF page rendered first), or a video's buffers (and its handle again when a
+ * kept prefix meant to spare it did not apply). Time spent reading files goes to s->t_media (the
+ * stepping thread adds it to the result). */
 nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
@@ -36,28 +43,38 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     s->t0 = engine_now();
     s->units_done = 0;
     if (s->is_video) {
-        if (!s->frames) { /* sampled with the media; again when a kept prefix did not apply */
+        if (!s->video || s->video_used) { /* opened with the media; again when a new pass needs it */
+            media_video_close(s->video);
+            s->video = NULL;
+            s->video_used = 0;
             const media_video_params vp = engine_video_params(rq->p);
             const double tm = engine_now();
-            st = media_video_sample(s->path, &vp, NULL, &s->frames, err);
+            st = media_video_open(s->path, &vp, NULL, &s->video, err);
             s->t_media += engine_now() - tm;
             if (st != NVL_OK) {
-                if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
-                else if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
+                video_name_error(rq, s, err);
                 return st;
             }
+            s->n_planned = media_video_get_info(s->video)->n_planned;
+            s->native_fps = media_video_get_info(s->video)->native_fps;
         }
-        const int n = s->frames->n;
+        const int n = s->n_planned;
         if (n < 1) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frames were sampled", s->name);
-        s->n_frames = n;
+        const vision_vl_config *vc0 = vision_model_config(e->vm);
+        const size_t tile = (size_t)(3 * vc0->image_size * vc0->image_size);
+        s->n_frames = 0; /* known when the video ends: frames_ready */
         s->n_rows = 0;
+        s->ring_n = e->video_ahead < n ? e->video_ahead : n;
+        s->frames_ready = 0;
+        s->video_end = 0;
+        s->t_decode = 0;
         s->ts = nvl_malloc((size_t)n * sizeof(double));
         s->kept = nvl_malloc((size_t)n * sizeof(int));
         s->all = nvl_malloc((size_t)(n * Q * C) * sizeof(float));
         s->rows = nvl_malloc((size_t)(n * Q * C) * sizeof(float));
-        if (!s->ts || !s->kept || !s->all || !s->rows)
+        s->ring = nvl_malloc((size_t)s->ring_n * tile);
+        if (!s->ts || !s->kept || !s->all || !s->rows || !s->ring)
             return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %d frames", s->name, n);
-        for (int i = 0; i < n; i++) s->ts[i] = frame_ts(s->frames, s->frames->frames[i]);
     } else {
         media_image *img = s->img, *page = NULL;
         if (s->pdf >= 0) {
@@ -82,21 +99,55 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     return NVL_OK; /* the stepping thread marks it started (it may run on a media thread) */
 }
 
-/* Tile u of s into dst (S, S, 3) RGB8. */
-static nvl_status vision_unit(request *rq, source *s, int u, uint8_t *dst, nvl_err *err) {
-    const vision_vl_config *vc = vision_model_config(rq->e->vm);
+nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
+    api_engine *e = rq->e;
+    const vision_vl_config *vc = vision_model_config(e->vm);
     const size_t tile = (size_t)(3 * vc->image_size * vc->image_size);
-    if (!s->is_video) {
-        memcpy(dst, s->tiles + (size_t)u * tile, tile);
-        return NVL_OK;
+    for (;;) {
+        pthread_mutex_lock(&e->mmu);
+        const int i = s->frames_ready, room = s->units_done + s->ring_n - i, end = s->video_end;
+        pthread_mutex_unlock(&e->mmu);
+        if (room <= 0 || end) return NVL_OK;
+        const double t0 = engine_now();
+        media_image *fr = NULL;
+        s->video_used = 1;
+        nvl_status st = i < s->n_planned ? media_video_next(s->video, &fr, err) : NVL_OK;
+        if (st == NVL_OK && fr) { /* one tile per frame, no thumbnail */
+            uint8_t *t = NULL;
+            int nt = 0;
+            st = vision_make_tiles_rgb8(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
+            if (st == NVL_OK) memcpy(s->ring + (size_t)(i % s->ring_n) * tile, t, tile);
+            nvl_free(t);
+            s->ts[i] = frame_ts(s->native_fps, fr);
+        }
+        media_image_free(fr);
+        if (st != NVL_OK || !fr) { /* the end, or an error: the decoder is no longer needed */
+            media_video_close(s->video);
+            s->video = NULL;
+        }
+        if (st != NVL_OK) video_name_error(rq, s, err);
+        pthread_mutex_lock(&e->mmu);
+        s->t_decode += engine_now() - t0;
+        if (st == NVL_OK) {
+            if (fr) s->frames_ready = i + 1;
+            else s->video_end = 1;
+        }
+        pthread_cond_broadcast(&e->mcv); /* a step may be waiting for frames */
+        pthread_mutex_unlock(&e->mmu);
+        if (st != NVL_OK) return st;
+        if (engine_media_cancelled(rq)) return nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
     }
-    const media_image *fr = s->frames->frames[u]; /* one tile per frame, no thumbnail */
-    uint8_t *t = NULL;
-    int nt = 0;
-    nvl_status st = vision_make_tiles_rgb8(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
-    if (st == NVL_OK) memcpy(dst, t, tile);
-    nvl_free(t);
-    return st;
+}
+
+/* A video's next frames asked of a media thread, when none is working for rq, the video has not
+ * ended and its ring has room (on the stepping thread). 1 when a job was queued. */
+static int video_feed(api_engine *e, request *rq, source *s, int si) {
+    if (!e->media_thr_ok) return 0;
+    pthread_mutex_lock(&e->mmu);
+    if (s->prep == 2 && s->prep_st == NVL_OK) s->prep = 0; /* the last job ended well */
+    const int want = !s->video_end && s->prep == 0 && !rq->media_busy && s->frames_ready < s->units_done + s->ring_n;
+    pthread_mutex_unlock(&e->mmu);
+    return want && engine_queue_job(e, rq, si);
 }
 
 /* Every unit of s is embedded: EVS for a video, progress. */
@@ -106,10 +157,18 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
     engine_source_label(s, label, sizeof label);
     nvl_free(s->tiles);
     s->tiles = NULL;
+    s->finished = 1;
     if (!s->is_video) {
         engine_progress(rq, API_STAGE_VISION, label, index + 1, rq->n_src, rq->t_vision0);
         return NVL_OK;
     }
+    nvl_free(s->ring);
+    s->ring = NULL;
+    pthread_mutex_lock(&e->mmu);
+    s->n_frames = s->frames_ready;
+    rq->res->t_media += s->t_decode;
+    s->t_decode = 0;
+    pthread_mutex_unlock(&e->mmu);
     const vision_vl_config *vc = vision_model_config(e->vm);
     const int64_t Q = rows_per_tile(e), C = e->proj.out, n = s->n_frames;
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
@@ -122,8 +181,6 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
     nvl_free(keep);
     nvl_free(s->all);
     s->all = NULL;
-    media_frames_free(s->frames);
-    s->frames = NULL;
     return st;
 }
 
@@ -133,6 +190,13 @@ void engine_vision_reset_source(source *s) {
     nvl_free(s->rows);
     nvl_free(s->tiles);
     nvl_free(s->all);
+    nvl_free(s->ring);
+    s->ring = NULL;
+    s->ring_n = 0;
+    s->frames_ready = 0;
+    s->video_end = 0;
+    s->t_decode = 0;
+    s->finished = 0;
     s->ts = NULL;
     s->kept = NULL;
     s->rows = NULL;
@@ -150,7 +214,7 @@ void engine_vision_reset_source(source *s) {
 static int vision_advance(request *rq) {
     while (rq->vis_next < rq->n_src) {
         const source *s = &rq->src[rq->vis_next];
-        if (s->from_kept || (s->started && s->units_done == units_total(s) && !s->all && !s->tiles)) rq->vis_next++;
+        if (s->from_kept || s->finished) rq->vis_next++;
         else break;
     }
     if (rq->vis_next < rq->n_src) return 0;
@@ -183,16 +247,19 @@ int engine_vision_turn(api_engine *e) {
         nvl_status st = NVL_OK;
         nvl_err er = {0};
         pthread_mutex_lock(&e->mmu);
-        const int busy = rq->media_busy;
+        int busy = rq->media_busy; /* and set when this turn queues a job */
         pthread_mutex_unlock(&e->mmu);
         for (int si = rq->vis_next; si < rq->n_src && nb < e->vision_batch && st == NVL_OK; si++) {
             source *s = &rq->src[si];
             if (s->from_kept) continue;
             if (!s->started) {
                 if (!s->is_video && e->media_thr_ok) { /* images and pages: tiles made on a media thread */
-                    if (busy) break; /* a media thread works for this request (the source is its) */
-                    if (s->prep == 0) {
-                        engine_queue_job(e, rq, si); /* from here the source is the media thread's */
+                    pthread_mutex_lock(&e->mmu);
+                    const int prep = s->prep;
+                    pthread_mutex_unlock(&e->mmu);
+                    if (prep == 1) break; /* being made (from its queueing the source is the media thread's) */
+                    if (prep == 0) { /* asked now, unless a media thread works for this request */
+                        busy |= engine_queue_job(e, rq, si);
                         break;
                     }
                     if ((st = s->prep_st) != NVL_OK) { /* prep == 2: made, or why not */
@@ -206,9 +273,34 @@ int engine_vision_turn(api_engine *e) {
                 rq->res->t_media += s->t_media;
                 s->t_media = 0;
             }
-            for (int u = s->units_done; u < units_total(s) && nb < e->vision_batch && st == NVL_OK; u++) {
-                st = vision_unit(rq, s, u, tiles + (size_t)nb * tile, &er);
-                if (st == NVL_OK) units[nb++] = (vis_unit){rq, si, u};
+            if (!s->is_video) {
+                for (int u = s->units_done; u < s->n_tiles && nb < e->vision_batch; u++) {
+                    memcpy(tiles + (size_t)nb * tile, s->tiles + (size_t)u * tile, tile);
+                    units[nb++] = (vis_unit){rq, si, u};
+                }
+                continue;
+            }
+            /* a video: the frames its media thread has decoded so far (inline without one) */
+            pthread_mutex_lock(&e->mmu);
+            if (s->prep == 2) { /* a decoding job ended: its error, or room for the next */
+                if ((st = s->prep_st) != NVL_OK) er = s->prep_err;
+                s->prep = 0;
+            }
+            pthread_mutex_unlock(&e->mmu);
+            if (st == NVL_OK && !e->media_thr_ok) st = engine_video_decode(rq, s, &er);
+            if (st != NVL_OK) break;
+            busy |= video_feed(e, rq, s, si);
+            pthread_mutex_lock(&e->mmu);
+            const int ready = s->frames_ready, end = s->video_end;
+            pthread_mutex_unlock(&e->mmu);
+            if (end && s->units_done == ready) { /* every frame was embedded before the end was known */
+                if ((st = vision_finish_source(rq, s, si, &er)) != NVL_OK) break;
+                vision_advance(rq);
+                continue;
+            }
+            for (int u = s->units_done; u < ready && nb < e->vision_batch; u++) {
+                memcpy(tiles + (size_t)nb * tile, s->ring + (size_t)(u % s->ring_n) * tile, tile);
+                units[nb++] = (vis_unit){rq, si, u};
             }
         }
         /* the next image of this request is made while RADIO runs this batch (pipelining) */
@@ -247,19 +339,24 @@ int engine_vision_turn(api_engine *e) {
             source *s = &rq->src[units[j].si];
             float *dst = (s->is_video ? s->all : s->rows) + (size_t)units[j].u * (size_t)(Q * C);
             memcpy(dst, out + (size_t)j * (size_t)(Q * C), (size_t)(Q * C) * sizeof(float));
+            pthread_mutex_lock(&e->mmu); /* a video's media thread reads it (ring room) */
             s->units_done = units[j].u + 1;
+            const int ready = s->frames_ready, end = s->video_end;
+            pthread_mutex_unlock(&e->mmu);
             const int last_of_source = j + 1 == nb || units[j + 1].rq != rq || units[j + 1].si != units[j].si;
             if (!last_of_source) continue;
+            int complete = s->units_done == s->n_tiles;
             if (s->is_video) {
                 char label[512];
                 engine_source_label(s, label, sizeof label);
-                engine_progress(rq, API_STAGE_VISION, label, s->units_done, s->n_frames, s->t0);
+                engine_progress(rq, API_STAGE_VISION, label, s->units_done, end ? ready : s->n_planned, s->t0);
+                complete = end && s->units_done == ready;
+                if (!complete) video_feed(e, rq, s, units[j].si); /* room in the ring now */
             }
             nvl_err e2 = {0};
-            nvl_status s2 = NVL_OK;
-            if (s->units_done == units_total(s)) s2 = vision_finish_source(rq, s, units[j].si, &e2);
+            nvl_status s2 = complete ? vision_finish_source(rq, s, units[j].si, &e2) : NVL_OK;
             if (s2 != NVL_OK) engine_fail(rq, s2, &e2);
-            else if (s->units_done == units_total(s)) vision_advance(rq);
+            else if (complete) vision_advance(rq);
         }
     }
     nvl_free(tiles);

@@ -174,6 +174,31 @@ nvl_status media_video_sample(const char *path, const media_video_params *p,
                               const media_limits *lim, media_frames **out, nvl_err *err);
 void media_frames_free(media_frames *f);
 
+/* The same sampling one frame at a time, so that a consumer (the engine's vision stage) can
+ * work on frame i while frame i+1 is decoded, holding only the frames it has not consumed:
+ *   media_video *v; media_video_open(path, &p, NULL, &v, &err);   // opens, reads the packets' times, plans
+ *   for (media_image *f; media_video_next(v, &f, &err) == NVL_OK && f; ) { ...; media_image_free(f); }
+ *   media_video_close(v);
+ * media_video_open fails as media_video_sample does before decoding (no stream, no frame rate,
+ * no frames, empty window). media_video_next gives the sampled frames in presentation order with
+ * index and timestamp set (the caller owns each), then *out NULL at the end; "no frame could be
+ * decoded" (NVL_ERR_FORMAT) when the end comes before any frame, a decoding error as it comes.
+ * A handle is used by one thread at a time (any thread). */
+typedef struct media_video media_video;
+typedef struct media_video_info {
+    int n_planned;          /* frames the sample asks for: an upper bound of what next() gives (a
+                               gap of a variable frame rate can yield fewer) */
+    double native_fps;      /* as media_frames */
+    int64_t total_frames;
+    double duration;
+    int width, height;      /* display size: 0 until the first frame is decoded */
+} media_video_info;
+nvl_status media_video_open(const char *path, const media_video_params *p, const media_limits *lim,
+                            media_video **out, nvl_err *err);
+const media_video_info *media_video_get_info(const media_video *v);
+nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err);
+void media_video_close(media_video *v);
+
 #ifdef __cplusplus
 }
 #endif

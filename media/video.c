@@ -350,8 +350,34 @@ static int64_t nearest_frame(const int64_t *t, int64_t n, int64_t v) {
     return lo;
 }
 
-nvl_status media_video_sample(const char *path, const media_video_params *params,
-                              const media_limits *lim, media_frames **out, nvl_err *err) {
+struct media_video {
+    av_in in;
+    int open;            /* in holds an open input */
+    char *name;          /* for messages */
+    media_limits lim;
+    media_video_info info;
+    int64_t *want, *pts; /* wanted frame indices (n of them), the frames' presentation times */
+    int64_t n, k, cur, total, t0;
+    double tb, native, t_end;
+    int rotate, draining, delivered, ended;
+};
+
+void media_video_close(media_video *v) {
+    if (!v) return;
+    if (v->open) av_in_close(&v->in);
+    nvl_free(v->want);
+    nvl_free(v->pts);
+    nvl_free(v->name);
+    nvl_free(v);
+}
+
+/* time of frame i (seconds from the stream's start) */
+static double video_frame_t(const media_video *v, int64_t i) {
+    return v->pts ? (double)(v->pts[i] - v->t0) * v->tb : (double)i / v->native;
+}
+
+nvl_status media_video_open(const char *path, const media_video_params *params, const media_limits *lim,
+                            media_video **out, nvl_err *err) {
     *out = NULL;
     media_video_params p = params ? *params : media_video_params_default();
     media_limits dl = media_limits_default();
@@ -361,43 +387,44 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
     if (p.max_frames > lim->max_frames) p.max_frames = lim->max_frames;
     nvl_status st = media_check_file(path, lim, err); /* size cap, readable */
     if (st != NVL_OK) return st;
-    av_in in;
-    media_frames *f = NULL;
-    int64_t *want = NULL, *pts = NULL;
-    if ((st = av_in_open(&in, path, NULL, 0, path, err)) != NVL_OK) goto done;
-    AVRational fr = av_guess_frame_rate(in.fmt, in.st, NULL);
-    double native = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
-    if (!(native > 0)) {
+    media_video *v = nvl_calloc(1, sizeof *v);
+    if (!v || !(v->name = nvl_malloc(strlen(path) + 1))) {
+        nvl_free(v);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(v->name, path, strlen(path) + 1);
+    v->lim = *lim;
+    v->cur = -1;
+    st = av_in_open(&v->in, path, NULL, 0, path, err);
+    v->open = 1;
+    if (st != NVL_OK) goto fail;
+    AVRational fr = av_guess_frame_rate(v->in.fmt, v->in.st, NULL);
+    v->native = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
+    if (!(v->native > 0)) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frame rate", path);
-        goto done;
+        goto fail;
     }
-    int64_t total = 0, pts_end = 0;
-    if ((st = frame_times(&in, native, path, &pts, &total, &pts_end, err)) != NVL_OK) goto done;
-    if (total <= 0) {
+    int64_t pts_end = 0;
+    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, err)) != NVL_OK) goto fail;
+    if (v->total <= 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);
-        goto done;
+        goto fail;
     }
-    f = nvl_calloc(1, sizeof *f);
-    if (!f) {
-        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    const double tb = av_q2d(in.st->time_base);
-    const int64_t t0 = in.st->start_time != AV_NOPTS_VALUE ? in.st->start_time : pts ? pts[0] : 0;
-    /* time of frame i (seconds from the stream's start) and the end of the last frame */
-#define FRAME_T(i) (pts ? (double)(pts[i] - t0) * tb : (double)(i) / native)
-    const double t_end = pts ? (double)(pts_end - t0) * tb : (double)total / native;
-    f->native_fps = native;
-    f->total_frames = total;
-    f->duration = t_end;
+    const int64_t total = v->total;
+    v->tb = av_q2d(v->in.st->time_base);
+    v->t0 = v->in.st->start_time != AV_NOPTS_VALUE ? v->in.st->start_time : v->pts ? v->pts[0] : 0;
+    v->t_end = v->pts ? (double)(pts_end - v->t0) * v->tb : (double)total / v->native;
+    v->info.native_fps = v->native;
+    v->info.total_frames = total;
+    v->info.duration = v->t_end;
     /* window [start, end) as frame indices: the frames presented in it */
     int64_t first = 0, last = total - 1;
-    while (first < total && p.start > 0 && FRAME_T(first) < p.start - 1e-9) first++;
-    while (last >= 0 && p.end > 0 && FRAME_T(last) >= p.end - 1e-9) last--;
+    while (first < total && p.start > 0 && video_frame_t(v, first) < p.start - 1e-9) first++;
+    while (last >= 0 && p.end > 0 && video_frame_t(v, last) >= p.end - 1e-9) last--;
     if (first > last) {
         st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: the window %g-%g s holds no frame (the video lasts %.3f s)",
-                         path, p.start, p.end, f->duration);
-        goto done;
+                         path, p.start, p.end, v->t_end);
+        goto fail;
     }
     /* The window lasts from its first frame's time to the end of its last frame (the next
      * frame's time, or the stream's end): the true duration, gaps of a variable frame rate
@@ -405,71 +432,112 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
      * first to the last frame's time; each takes the frame on screen at that time (the last
      * frame presented at or before it), a frame taken once. At a constant rate this is the
      * index rule linspace(first, last, n) truncated. */
-    const double w0 = FRAME_T(first), w1 = FRAME_T(last), wend = last + 1 < total ? FRAME_T(last + 1) : t_end;
+    const double w0 = video_frame_t(v, first), w1 = video_frame_t(v, last),
+                 wend = last + 1 < total ? video_frame_t(v, last + 1) : v->t_end;
     const int64_t span = last - first + 1;
     int64_t n = (int64_t)floor((wend - w0) * p.fps + 1e-9);
     if (n > p.max_frames) n = p.max_frames;
     if (n > span) n = span;
     if (n < 1) n = 1;
-    want = nvl_malloc((size_t)n * sizeof *want);
-    f->frames = nvl_calloc((size_t)n, sizeof *f->frames);
-    if (!want || !f->frames) {
+    if (!(v->want = nvl_malloc((size_t)n * sizeof *v->want))) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
+        goto fail;
     }
     int64_t nw = 0;
     for (int64_t i = 0, j = first; i < n; i++) {
         const double T = n == 1 ? w0 : i == n - 1 ? w1 : w0 + (double)i * ((w1 - w0) / (double)(n - 1));
-        while (j < last && FRAME_T(j + 1) <= T + 1e-6) j++;
-        if (nw == 0 || want[nw - 1] != j) want[nw++] = j;
+        while (j < last && video_frame_t(v, j + 1) <= T + 1e-6) j++;
+        if (nw == 0 || v->want[nw - 1] != j) v->want[nw++] = j;
     }
-    n = nw;
-    const int rotate = stream_rotation(in.st);
-    int draining = 0;
-    int64_t k = 0, cur = -1;
-    while (k < n) {
-        if (want[k] - cur > SEEK_MIN_GAP && cur >= 0) {
-            int64_t ts = pts ? pts[want[k]] : t0 + (int64_t)floor((double)want[k] / native / tb);
-            if (av_seek_frame(in.fmt, in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
-                avcodec_flush_buffers(in.dec);
-                draining = 0;
+    v->n = nw;
+    v->info.n_planned = (int)nw;
+    v->rotate = stream_rotation(v->in.st);
+    *out = v;
+    return NVL_OK;
+fail:
+    media_video_close(v);
+    return st;
+}
+
+const media_video_info *media_video_get_info(const media_video *v) { return &v->info; }
+
+nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
+    *out = NULL;
+    if (v->ended) return NVL_OK;
+    nvl_status st = NVL_OK;
+    while (v->k < v->n) {
+        if (v->want[v->k] - v->cur > SEEK_MIN_GAP && v->cur >= 0) {
+            int64_t ts = v->pts ? v->pts[v->want[v->k]] : v->t0 + (int64_t)floor((double)v->want[v->k] / v->native / v->tb);
+            if (av_seek_frame(v->in.fmt, v->in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
+                avcodec_flush_buffers(v->in.dec);
+                v->draining = 0;
             }
         }
-        int r = next_frame(&in, &draining);
+        int r = next_frame(&v->in, &v->draining);
         if (r == AVERROR_EOF) break;
         if (r < 0) {
-            st = av_fail(err, path, "cannot decode", r);
-            goto done;
+            v->ended = 1;
+            return av_fail(err, v->name, "cannot decode", r);
         }
-        int64_t fp = in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? in.frame->best_effort_timestamp : in.frame->pts;
-        if (pts && fp != AV_NOPTS_VALUE) cur = nearest_frame(pts, total, fp);
-        else cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - t0) * tb * native) : cur + 1;
-        while (k < n && want[k] < cur) k++; /* a wanted index with no frame of its own: skip */
-        if (k < n && want[k] == cur) {
+        int64_t fp = v->in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? v->in.frame->best_effort_timestamp : v->in.frame->pts;
+        if (v->pts && fp != AV_NOPTS_VALUE) v->cur = nearest_frame(v->pts, v->total, fp);
+        else v->cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - v->t0) * v->tb * v->native) : v->cur + 1;
+        while (v->k < v->n && v->want[v->k] < v->cur) v->k++; /* a wanted index with no frame of its own: skip */
+        if (v->k < v->n && v->want[v->k] == v->cur) {
             media_image *img = NULL;
-            if ((st = frame_to_rgb(&in, rotate, path, lim, &img, err)) != NVL_OK) goto done;
-            img->index = cur;
-            img->timestamp = pts ? FRAME_T(cur) : fp != AV_NOPTS_VALUE ? (double)(fp - t0) * tb : (double)cur / native;
-            f->frames[f->n++] = img;
-            k++;
-            while (k < n && want[k] == cur) k++;
+            st = frame_to_rgb(&v->in, v->rotate, v->name, &v->lim, &img, err);
+            av_frame_unref(v->in.frame);
+            if (st != NVL_OK) {
+                v->ended = 1;
+                return st;
+            }
+            img->index = v->cur;
+            img->timestamp = v->pts ? video_frame_t(v, v->cur)
+                             : fp != AV_NOPTS_VALUE ? (double)(fp - v->t0) * v->tb : (double)v->cur / v->native;
+            v->k++;
+            while (v->k < v->n && v->want[v->k] == v->cur) v->k++;
+            if (!v->delivered++) {
+                v->info.width = img->width;
+                v->info.height = img->height;
+            }
+            *out = img;
+            return NVL_OK;
         }
-        av_frame_unref(in.frame);
+        av_frame_unref(v->in.frame);
     }
-#undef FRAME_T
-    if (f->n == 0) {
-        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frame could be decoded", path);
-        goto done;
+    v->ended = 1;
+    if (v->delivered == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frame could be decoded", v->name);
+    return NVL_OK;
+}
+
+nvl_status media_video_sample(const char *path, const media_video_params *params,
+                              const media_limits *lim, media_frames **out, nvl_err *err) {
+    *out = NULL;
+    media_video *v = NULL;
+    nvl_status st = media_video_open(path, params, lim, &v, err);
+    if (st != NVL_OK) return st;
+    media_frames *f = nvl_calloc(1, sizeof *f);
+    if (!f || !(f->frames = nvl_calloc((size_t)v->info.n_planned, sizeof *f->frames))) {
+        nvl_free(f);
+        media_video_close(v);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
     }
-    f->width = f->frames[0]->width;
-    f->height = f->frames[0]->height;
-    *out = f;
-    f = NULL;
-done:
-    nvl_free(want);
-    nvl_free(pts);
+    for (;;) {
+        media_image *img = NULL;
+        if ((st = media_video_next(v, &img, err)) != NVL_OK || !img) break;
+        f->frames[f->n++] = img;
+    }
+    if (st == NVL_OK) {
+        f->native_fps = v->info.native_fps;
+        f->total_frames = v->info.total_frames;
+        f->duration = v->info.duration;
+        f->width = v->info.width;
+        f->height = v->info.height;
+        *out = f;
+        f = NULL;
+    }
     media_frames_free(f);
-    av_in_close(&in);
+    media_video_close(v);
     return st;
 }
 
@@ -493,4 +561,20 @@ nvl_status media_video_sample(const char *path, const media_video_params *p, con
     *out = NULL;
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: video support is not built into this nanovl", path);
 }
+struct media_video {
+    media_video_info info;
+};
+nvl_status media_video_open(const char *path, const media_video_params *p, const media_limits *lim, media_video **out,
+                            nvl_err *err) {
+    (void)p, (void)lim;
+    *out = NULL;
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: video support is not built into this nanovl", path);
+}
+const media_video_info *media_video_get_info(const media_video *v) { return &v->info; }
+nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
+    (void)v, (void)err;
+    *out = NULL;
+    return NVL_OK;
+}
+void media_video_close(media_video *v) { (void)v; }
 #endif

@@ -11,7 +11,9 @@
  * logits.
  * A long case (tests/reference/gen_e2e_long_golden.py): a ~900-token system message before the
  * same PDF question, so that the pages' vision rows lie in the fourth and fifth prefill chunks
- * of 256 tokens (the engine gathers each chunk's rows when it feeds it): same checks. */
+ * of 256 tokens (the engine gathers each chunk's rows when it feeds it): same checks.
+ * The video cases run again with a ring of 3 decoded frames ahead of the vision stage
+ * (api_engine_opts.video_ahead), so that the 4 frames wrap around it while RADIO runs. */
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +22,8 @@
 #include "base/safetensors.h"
 #include "test_util.h"
 #include "gpu_skip.h"
+
+static const char *variant = ""; /* the engine's options, in messages */
 
 static void check_case(api_engine *e, nvl_checkpoint *g, const char *tag, const char *file, const char *question, double evs) {
     nvl_err err = {0};
@@ -43,7 +47,7 @@ static void check_case(api_engine *e, nvl_checkpoint *g, const char *tag, const 
     api_ask_result r;
     const char *files[] = {file};
     nvl_status st = api_engine_ask(e, files, 1, question, &p, NULL, NULL, &r, &err);
-    TEST_CHECK(st == NVL_OK, "%s: %s", tag, st == NVL_OK ? "ok" : err.msg);
+    TEST_CHECK(st == NVL_OK, "%s%s: %s", tag, variant, st == NVL_OK ? "ok" : err.msg);
     if (st != NVL_OK) return;
     const int64_t *ref = pid.data;
     int same = r.n_prompt == nvl_tensor_numel(&pid);
@@ -143,6 +147,17 @@ int main(void) {
         check_case(e, g, "video_q50_", mp4, "What happens in this video?", 0.5);
         check_long(e, pdf);
         api_engine_close(e);
+        e = NULL;
+        api_engine_opts o = api_engine_opts_default();
+        o.max_batch = 1;
+        o.video_ahead = 3;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+        if (e) {
+            variant = " (video_ahead 3)";
+            check_case(e, g, "video_q0_", mp4, "What happens in this video?", 0.0);
+            check_case(e, g, "video_q50_", mp4, "What happens in this video?", 0.5);
+            api_engine_close(e);
+        }
     }
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);

@@ -14,9 +14,18 @@
  *   4. a sequence-memory budget too small for any request: NVL_ERR_LIMIT naming the MiB;
  *   5. a request whose file is slow to read (a long AV1 video from ../shared, skipped when
  *      absent) does not hold up another: files are read on the engine's media thread, so a text
- *      question submitted with it answers before the video's frames are even sampled (inline
- *      reading, one request per turn, would read the video first);
- *   6. nothing leaks.
+ *      question submitted with it answers before the video's file is even read (its packets
+ *      scanned for the sample's plan; inline reading, one request per turn, would read it first);
+ *   6. a video streamed to the vision stage through a ring of 2 frames (video_ahead 2: the 20
+ *      frames of a 10 fps clip wrap it 10 times, its media thread refilling it as RADIO empties it),
+ *      with an image in the same request (the image's tiles and the video's frames are both
+ *      jobs of the request's media thread), beside a second video request cancelled at its
+ *      first vision progress event (its decoding job stops): the first answers as on an engine
+ *      whose ring holds every frame (the same ids, frames, timestamps and kept tokens; logits
+ *      within the bound below: the cancelled request's frames may share its vision batches),
+ *      the second ends NVL_ERR_CANCELLED, and the engine answers after both; video_ahead out of
+ *      0..4096 is refused;
+ *   7. nothing leaks.
  * Bounds: ids exactly. A decode row batched with a prefill chunk (>= 32 rows a step) goes through
  * the packed GEMM instead of the register tiles: f32 rounding noise (tests/llm/test_step.c), far
  * below the tiny model's greedy margins. The logits after the prompt are compared with atol
@@ -36,6 +45,7 @@ typedef struct track {
     uint64_t id;
     int n_tok;
     int cancel_at;      /* cancel itself after this many tokens (0: never) */
+    int cancel_in_vision; /* cancel itself at its first vision progress event */
     long first, last;   /* event serials of the first and last token */
     long first_progress;
     long tok_serial[64]; /* serials of the first 64 tokens */
@@ -61,9 +71,9 @@ static int on_token(int32_t tok, const float *logits, void *user) {
 }
 
 static void on_progress(const api_progress *p, void *user) {
-    (void)p;
     track *t = user;
     if (!t->first_progress) t->first_progress = ++g_serial;
+    if (t->cancel_in_vision && p->stage == API_STAGE_VISION) api_engine_cancel(t->e, t->id);
 }
 
 static void on_done(nvl_status st, const char *msg, void *user) {
@@ -365,6 +375,62 @@ int main(void) {
         api_ask_result_free(&a);
         api_engine_close(e);
     }
+    /* 6. a video through a ring of 2 frames, with an image; a video cancelled in vision */
+    {
+        req a, c, after;
+        make_req(&a, vid, NULL, "What happens in the video and in the picture?", 6);
+        a.parts[2] = a.parts[1];
+        a.parts[1] = (api_part){.kind = API_PART_MEDIA, .media = {.path = img}};
+        a.msg.n_parts = 3;
+        a.p.fps = 10; /* clip_2s: its 20 frames (10 fps over 2 s) */
+        a.p.evs = 0;
+        make_req(&c, vid, NULL, "What happens?", 6);
+        c.p.fps = 10;
+        make_req(&after, vid, NULL, "And now?", 3);
+        api_ask_result ref, res[2], ra;
+        o.seq_mem_mb = 0;
+        o.max_batch = 2;
+        o.video_ahead = 64;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+        nvl_status st_ref = e ? api_engine_run(e, &a.msg, 1, &a.p, NULL, &ref, &err) : NVL_ERR_INVALID_ARG;
+        TEST_CHECK(st_ref == NVL_OK, "video + image with every frame held: %s", st_ref == NVL_OK ? "ok" : err.msg);
+        TEST_CHECK(st_ref != NVL_OK || (ref.n_media == 2 && ref.media[0].n_frames == 20),
+                   "20 frames sampled (%d)", st_ref == NVL_OK && ref.n_media ? ref.media[0].n_frames : -1);
+        api_engine_close(e);
+        e = NULL;
+        o.video_ahead = 2;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+        if (e && st_ref == NVL_OK) {
+            req both[2] = {a, c};
+            both[0].msg.parts = both[0].parts;
+            both[1].msg.parts = both[1].parts;
+            track t[2];
+            memset(t, 0, sizeof t);
+            t[1].cancel_in_vision = 1;
+            run_together(e, both, 2, t, res);
+            TEST_CHECK(t[0].st == NVL_OK && same_ids(&res[0], &ref), "ring of 2: ids equal the whole-video run (%s)", t[0].msg);
+            if (t[0].st == NVL_OK) {
+                test_compare_f32("ring of 2: logits after the prompt", res[0].first_logits, ref.first_logits, (size_t)V, 1e-5, 1e-4, 1e-10);
+                int same_ts = res[0].n_media == 2 && res[0].media[0].n_frames == 20;
+                for (int f = 0; same_ts && f < 20; f++)
+                    same_ts = res[0].media[0].frame_ts[f] == ref.media[0].frame_ts[f] &&
+                              res[0].media[0].frame_tokens[f] == ref.media[0].frame_tokens[f];
+                TEST_CHECK(same_ts, "ring of 2: the same 20 frames, timestamps and tokens");
+            }
+            TEST_CHECK(t[1].st == NVL_ERR_CANCELLED, "the video cancelled in vision ends cancelled (%d: %s)", (int)t[1].st, t[1].msg);
+            for (int i = 0; i < 2; i++) api_ask_result_free(&res[i]);
+            TEST_EQ_INT(api_engine_run(e, &after.msg, 1, &after.p, NULL, &ra, &err), NVL_OK);
+            api_ask_result_free(&ra);
+        }
+        if (st_ref == NVL_OK) api_ask_result_free(&ref);
+        api_engine_close(e);
+        e = NULL;
+        o.video_ahead = -1;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
+        TEST_CHECK(strstr(err.msg, "video_ahead") != NULL, "the error names video_ahead: %s", err.msg);
+        o.video_ahead = 0;
+    }
+
     o.seq_mem_mb = -1;
     TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
     o.seq_mem_mb = 0;

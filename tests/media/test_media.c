@@ -550,6 +550,68 @@ static void test_limits_exact(void) {
     media_frames_free(f);
 }
 
+/* media_video_open / next / close give exactly media_video_sample's frames (pixels, index,
+ * timestamp, in order) and its stream facts: B-frame reordering, seeking over a long AV1 file, a
+ * variable-rate file with gaps, 30 frames of 1080x720; the end repeats; errors as sample's. */
+static void test_video_stream(void) {
+    static const char *const files[] = {"media/video/h265_bframes.mp4", "media/video/long_180p_av1.mp4",
+                                        "media/field/vfr_gap.mp4", "media/video/sample.mp4"};
+    nvl_err err = {0};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        const char *path = test_shared_path(files[k]);
+        if (!path) {
+            fprintf(stderr, "skip: ../shared/%s is absent\n", files[k]);
+            continue;
+        }
+        char p[1024];
+        snprintf(p, sizeof p, "%s", path);
+        media_video_params vp = media_video_params_default();
+        vp.fps = k == 3 ? 30 : 2;
+        media_frames *f = NULL;
+        media_video *v = NULL;
+        TEST_EQ_INT(media_video_sample(p, &vp, NULL, &f, &err), NVL_OK);
+        TEST_EQ_INT(media_video_open(p, &vp, NULL, &v, &err), NVL_OK);
+        if (!f || !v) {
+            media_frames_free(f);
+            media_video_close(v);
+            continue;
+        }
+        const media_video_info *in = media_video_get_info(v);
+        TEST_CHECK(in->width == 0 && in->n_planned >= f->n && in->native_fps == f->native_fps &&
+                       in->total_frames == f->total_frames && in->duration == f->duration,
+                   "%s: planned %d >= %d sampled, the same stream facts", files[k], in->n_planned, f->n);
+        int n = 0, same = 1;
+        media_image *fr = NULL;
+        while (media_video_next(v, &fr, &err) == NVL_OK && fr) {
+            const media_image *g = n < f->n ? f->frames[n] : NULL;
+            same = same && g && g->width == fr->width && g->height == fr->height && g->index == fr->index &&
+                   g->timestamp == fr->timestamp;
+            for (int y = 0; same && y < fr->height; y++)
+                same = !memcmp(fr->rgb + (size_t)y * fr->stride, g->rgb + (size_t)y * g->stride, (size_t)fr->width * 3);
+            n++;
+            media_image_free(fr);
+        }
+        TEST_CHECK(same && n == f->n, "%s: %d streamed frames equal the %d sampled (pixels, index, time)", files[k], n, f->n);
+        TEST_CHECK(in->width == f->width && in->height == f->height, "%s: display size known after the first frame", files[k]);
+        fr = (media_image *)1;
+        TEST_CHECK(media_video_next(v, &fr, &err) == NVL_OK && fr == NULL, "%s: the end repeats", files[k]);
+        media_video_close(v);
+        media_frames_free(f);
+    }
+    media_video *v = NULL;
+    TEST_EQ_INT(media_video_open("/nonexistent/v.mp4", NULL, NULL, &v, &err), NVL_ERR_NOT_FOUND);
+    TEST_CHECK(v == NULL, "no handle on error");
+    const char *sp = test_shared_path("media/video/sample.mp4");
+    if (sp) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s", sp);
+        media_video_params vp = media_video_params_default();
+        vp.start = 50;
+        TEST_EQ_INT(media_video_open(p, &vp, NULL, &v, &err), NVL_ERR_INVALID_ARG);
+        TEST_CONTAINS(err.msg, "holds no frame");
+    }
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -569,6 +631,7 @@ int main(void) {
     test_page_ranges();
     test_limits();
     test_limits_exact();
+    test_video_stream();
     test_manifest("", 80);
     test_manifest("field/", 8);
     TEST_EQ_INT(nvl_alloc_count(), live0);
