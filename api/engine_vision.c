@@ -291,13 +291,18 @@ int engine_vision_turn(api_engine *e) {
             if (st != NVL_OK) break;
             busy |= video_feed(e, rq, s, si);
             pthread_mutex_lock(&e->mmu);
-            const int ready = s->frames_ready, end = s->video_end;
+            const int ready = s->frames_ready, end = s->video_end, decoding = s->prep == 1;
             pthread_mutex_unlock(&e->mmu);
             if (end && s->units_done == ready) { /* every frame was embedded before the end was known */
                 if ((st = vision_finish_source(rq, s, si, &er)) != NVL_OK) break;
                 vision_advance(rq);
                 continue;
             }
+            /* while its media thread decodes, a video waits for a whole batch of frames (or a full
+             * ring, or its last frames): RADIO runs full batches instead of one frame per turn */
+            int full = e->vision_batch < s->ring_n ? e->vision_batch : s->ring_n;
+            if (full > s->n_planned - s->units_done) full = s->n_planned - s->units_done;
+            if (decoding && !end && ready - s->units_done < full) continue;
             for (int u = s->units_done; u < ready && nb < e->vision_batch; u++) {
                 memcpy(tiles + (size_t)nb * tile, s->ring + (size_t)(u % s->ring_n) * tile, tile);
                 units[nb++] = (vis_unit){rq, si, u};

@@ -1,17 +1,42 @@
-/* bench_media: PDF pages rendered per second at the default size, and video frames sampled per
- * second (model.md §6.1 sampling at 2 fps, at most 128 frames) on a long file.
+/* bench_media: PDF pages rendered per second at the default size, video frames sampled per
+ * second (model.md §6.1 sampling at 2 fps, at most 128 frames) on a long file, and the tiling of
+ * both (the antialiased bicubic resize to 512-pixel tiles, model.md §5.2: a page at 12 tiles +
+ * thumbnail, each frame at one tile) with the threads OpenMP gives it (OMP_NUM_THREADS).
  *
  *   bench_media PDF VIDEO      (e.g. ../shared/media/pdf/multi_page.pdf
  *                                    ../shared/media/video/long_180p_av1.mp4)
- * Reports wall time of open + render of every page (median of 3), and of one full sampling
- * call (median of 3), plus peak RSS. */
+ * Reports wall time of open + render of every page (median of 3), of one full sampling
+ * call (median of 3), of tiling the first page and every sampled frame (median of 3), plus peak
+ * RSS. */
 #include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
 
+#include "base/alloc.h"
 #include "media.h"
+#include "vision.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Tiles of img at max_tiles (the checkpoint's defaults: 512-pixel tiles, thumbnail); s. */
+static double tile_time(const media_image *img, int max_tiles, int *n) {
+    vision_vl_config vc = {.image_size = 512, .use_thumbnail = 1, .max_num_tiles = 12};
+    nvl_err err = {0};
+    uint8_t *t = NULL;
+    const double a = bench_now();
+    if (vision_make_tiles_rgb8(img->rgb, img->width, img->height, img->stride, &vc, max_tiles, &t, n, NULL, NULL, &err) !=
+        NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    const double s = bench_now() - a;
+    nvl_free(t);
+    return s;
+}
 
 
 int main(int argc, char **argv) {
@@ -20,8 +45,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     nvl_err err = {0};
-    double tp[3], tv[3];
-    int pages = 0, frames = 0, w = 0, h = 0;
+    double tp[3], tv[3], tt[3], tf[3];
+    int pages = 0, frames = 0, w = 0, h = 0, page_tiles = 0, fw = 0, fh = 0;
     for (int r = 0; r < 3; r++) {
         double a = bench_now();
         media_pdf *pdf = NULL;
@@ -37,6 +62,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
             w = img->width, h = img->height;
+            if (i == 0) tt[r] = tile_time(img, 12, &page_tiles);
             media_image_free(img);
         }
         media_pdf_close(pdf);
@@ -47,18 +73,34 @@ int main(int argc, char **argv) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        frames = f->n;
-        media_frames_free(f);
         tv[r] = bench_now() - a;
+        frames = f->n;
+        fw = f->width, fh = f->height;
+        tf[r] = 0;
+        for (int i = 0; i < f->n; i++) {
+            int nt = 0;
+            tf[r] += tile_time(f->frames[i], 1, &nt);
+        }
+        media_frames_free(f);
     }
     qsort(tp, 3, sizeof *tp, bench_cmp_double);
     qsort(tv, 3, sizeof *tv, bench_cmp_double);
+    qsort(tt, 3, sizeof *tt, bench_cmp_double);
+    qsort(tf, 3, sizeof *tf, bench_cmp_double);
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("| PDF %s: %d pages at %dx%d (default long side %d) | %.3f s | %.1f pages/s |\n", argv[1], pages, w, h,
            MEDIA_PDF_DEFAULT_LONG_SIDE, tp[1], pages / tp[1]);
     printf("| video %s: %d frames sampled (2 fps, max 128) | %.3f s | %.1f frames/s |\n", argv[2], frames, tv[1],
            frames / tv[1]);
+    printf("| tiling page 1 (%dx%d) into %d tiles of 512, %d thread(s) | %.3f s | %.1f pages/s |\n", w, h, page_tiles,
+           threads, tt[1], 1.0 / tt[1]);
+    printf("| tiling %d frames (%dx%d) into one tile each, %d thread(s) | %.3f s | %.1f frames/s |\n", frames, fw, fh,
+           threads, tf[1], frames / tf[1]);
     printf("peak RSS %.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
     return 0;
 }

@@ -110,32 +110,61 @@ nvl_status vision_resize_bicubic_aa(const uint8_t *src, int sw, int sh, size_t s
         goto done;
     }
     const int hp = quantize(hw, dw, hk, hq), vp = quantize(vw, dh, vk, vq);
-    /* horizontal: (sh, sw) -> (sh, dw); a pass whose size does not change is a copy */
-    for (int y = 0; y < sh; y++)
-        for (int o = 0; o < dw; o++)
-            for (int c = 0; c < 3; c++) {
-                if (sw == dw) {
-                    mid[((size_t)y * dw + o) * 3 + c] = src[(size_t)y * sstride + (size_t)o * 3 + c];
-                    continue;
-                }
-                int32_t acc = 1 << (hp - 1);
-                const int32_t *w = hq + (size_t)o * (size_t)hk;
-                for (int t = 0; t < hn[o]; t++) acc += w[t] * src[(size_t)y * sstride + (size_t)(hs[o] + t) * 3 + c];
-                mid[((size_t)y * dw + o) * 3 + c] = clamp_fixed(acc, hp);
+    const size_t row = (size_t)dw * 3;
+    /* Rows are independent in both passes: split over OpenMP's threads (a dense page or a video
+     * frame is ~1e7 multiply-adds; nothing below 2^16 output values is worth a team). The sums
+     * are exact int32 arithmetic, so neither the split nor the order of the taps changes a bit. */
+    const int par = (int64_t)dw * (dh > sh ? dh : sh) >= 65536;
+    /* horizontal: (sh, sw) -> (sh, dw), the three channels of a pixel together; a pass whose size
+     * does not change is a copy */
+#pragma omp parallel for schedule(static) if (par)
+    for (int y = 0; y < sh; y++) {
+        const uint8_t *s = src + (size_t)y * sstride;
+        uint8_t *m = mid + (size_t)y * row;
+        if (sw == dw) {
+            memcpy(m, s, row);
+            continue;
+        }
+        for (int o = 0; o < dw; o++) {
+            int32_t a0 = 1 << (hp - 1), a1 = a0, a2 = a0;
+            const int32_t *w = hq + (size_t)o * (size_t)hk;
+            const uint8_t *p = s + (size_t)hs[o] * 3;
+            for (int t = 0; t < hn[o]; t++, p += 3) {
+                a0 += w[t] * p[0];
+                a1 += w[t] * p[1];
+                a2 += w[t] * p[2];
             }
-    /* vertical: (sh, dw) -> (dh, dw) */
-    for (int o = 0; o < dh; o++)
-        for (int x = 0; x < dw; x++)
-            for (int c = 0; c < 3; c++) {
-                if (sh == dh) {
-                    dst[((size_t)o * dw + x) * 3 + c] = mid[((size_t)o * dw + x) * 3 + c];
-                    continue;
-                }
-                int32_t acc = 1 << (vp - 1);
+            m[(size_t)o * 3 + 0] = clamp_fixed(a0, hp);
+            m[(size_t)o * 3 + 1] = clamp_fixed(a1, hp);
+            m[(size_t)o * 3 + 2] = clamp_fixed(a2, hp);
+        }
+    }
+    /* vertical: (sh, dw) -> (dh, dw), a whole output row at a time (contiguous, vectorised) */
+    if (sh == dh) {
+        memcpy(dst, mid, row * (size_t)dh);
+    } else {
+        int ok = 1;
+#pragma omp parallel if (par) reduction(&& : ok)
+        {
+            int32_t *acc = nvl_malloc(row * sizeof *acc);
+            ok = acc != NULL;
+#pragma omp for schedule(static)
+            for (int o = 0; o < dh; o++) {
+                if (!acc) continue;
                 const int32_t *w = vq + (size_t)o * (size_t)vk;
-                for (int t = 0; t < vn[o]; t++) acc += w[t] * mid[((size_t)(vs[o] + t) * dw + x) * 3 + c];
-                dst[((size_t)o * dw + x) * 3 + c] = clamp_fixed(acc, vp);
+                for (size_t i = 0; i < row; i++) acc[i] = 1 << (vp - 1);
+                for (int t = 0; t < vn[o]; t++) {
+                    const int32_t wt = w[t];
+                    const uint8_t *m = mid + (size_t)(vs[o] + t) * row;
+                    for (size_t i = 0; i < row; i++) acc[i] += wt * m[i];
+                }
+                uint8_t *d = dst + (size_t)o * row;
+                for (size_t i = 0; i < row; i++) d[i] = clamp_fixed(acc[i], vp);
             }
+            nvl_free(acc);
+        }
+        if (!ok) st = nvl_err_set(err, NVL_ERR_NOMEM, "resize: out of memory");
+    }
 done:
     nvl_free(hq);
     nvl_free(vq);
