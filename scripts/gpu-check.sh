@@ -2,12 +2,15 @@
 # Every GPU test and benchmark in one run, for a bare GPU machine (CUDA toolkit, CMake, a C
 # compiler; none of this project's Debian packages, no installs). Under 8 minutes on one H100/H200.
 #
-#   scripts/gpu-deps.sh                 # here, once: unpack cJSON + Oniguruma into gpu-deps/
+#   scripts/gpu-deps.sh                 # here, once: unpack cJSON + Oniguruma + pkgconf into gpu-deps/,
+#                                       # and pack Poppler + FFmpeg into gpu-deps/media.tar.xz
 #   scripts/gpu-check.sh [OUT_DIR]      # there (device tool: carry ["gpu-deps"], OUT_DIR "$OUT")
 #   GPU_CHECK_QUICK=1 scripts/gpu-check.sh [OUT_DIR]   # the build and the gpu tests only (a first,
 #                                                      # short look when device time is scarce)
 #
-# It builds build-gpu/ (CUDA on; the media libraries on only where the machine has them), runs
+# It builds build-gpu/ (CUDA on; the media libraries the machine's, else gpu-deps/media.tar.xz's
+# unpacked into build-gpu-media/ and linked with an rpath to it; should that build or its media
+# smoke test fail, it builds again with PDF and video off), runs
 # the gpu-labelled ctest tests (test_kernels / test_ops --backend cuda, test_vision_gpu: the vision
 # path and the engine CUDA vs CPU; the *_cuda twins of the model tests with NVL_BACKEND=cuda: LM
 # goldens, the batched step with graph replay against eager execution, the ViT, the end-to-end VL
@@ -45,22 +48,62 @@ use_deps() {
   export LD_LIBRARY_PATH="$PWD/gpu-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   log "using gpu-deps/ for cJSON and Oniguruma"
 }
+# pkg-config itself (CMake finds every library through it): gpu-deps/'s pkgconf when the machine has none
+if ! command -v pkg-config >/dev/null 2>&1 && [ -x gpu-deps/usr/bin/pkgconf ]; then
+  mkdir -p build-gpu-pc/bin
+  ln -sf "$PWD/gpu-deps/usr/bin/pkgconf" build-gpu-pc/bin/pkg-config
+  export PATH="$PWD/build-gpu-pc/bin:$PATH"
+  export LD_LIBRARY_PATH="$PWD/gpu-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  log "no pkg-config on the machine: using gpu-deps/'s pkgconf"
+fi
 if [ -d gpu-deps ] && { [ "${NVL_GPU_DEPS:-0}" = 1 ] || ! pkg-config --exists libcjson oniguruma 2>/dev/null; }; then
   use_deps # (NVL_GPU_DEPS=1 tests this path on a machine that has the libraries)
+fi
+# PDF and video: the machine's Poppler and FFmpeg, else the bundle (headers, libraries, .pc files
+# with its folder filled in; the executables find its libraries through a DT_RPATH, which also
+# serves their own dependencies, so nothing else the machine runs sees them)
+media_flags=()
+if [ -f gpu-deps/media.tar.xz ] && { [ "${NVL_GPU_DEPS:-0}" = 1 ] || ! pkg-config --exists poppler-glib libavformat 2>/dev/null; }; then
+  mb="$PWD/build-gpu-media"
+  rm -rf "$mb" && mkdir -p "$mb"
+  if tar xJf gpu-deps/media.tar.xz -C "$mb" 2>"$OUT/media-unpack.log"; then
+    sed -i "s#@PREFIX@#$mb/media#" "$mb"/media/pkgconfig/*.pc
+    export PKG_CONFIG_PATH="$mb/media/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    lf="-Wl,--disable-new-dtags -Wl,-rpath,$mb/media/lib -Wl,-rpath-link,$mb/media/lib"
+    media_flags=("-DCMAKE_EXE_LINKER_FLAGS=$lf") # (the CUDA module links no media library)
+    log "using gpu-deps/media.tar.xz for Poppler and FFmpeg"
+  else
+    log "gpu-deps/media.tar.xz did not unpack (media-unpack.log): PDF and video as the machine has them"
+  fi
 fi
 
 JOBS=$(nproc 2>/dev/null || echo 4)
 log "configure + build (build-gpu, $JOBS jobs)"
-rm -f build-gpu/CMakeCache.txt # dependency paths are found anew each run (gpu-deps/ or the system's)
-if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-      ${NANOVL_CMAKE_ARGS:-} >"$OUT/configure.log" 2>&1; then
-  log "configure FAILED (see configure.log)"; tail -20 "$OUT/configure.log"; exit 1
-fi
-if ! cmake --build build-gpu -j "$JOBS" >"$OUT/build.log" 2>&1; then
-  log "build FAILED (see build.log)"; grep -m20 -E "error" "$OUT/build.log"; exit 1
+build_gpu() { # $@: extra cmake arguments
+  rm -f build-gpu/CMakeCache.txt # dependency paths are found anew each run (gpu-deps/ or the system's)
+  if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+        ${NANOVL_CMAKE_ARGS:-} "$@" >"$OUT/configure.log" 2>&1; then
+    log "configure FAILED (see configure.log)"; tail -20 "$OUT/configure.log"; return 1
+  fi
+  if ! cmake --build build-gpu -j "$JOBS" >"$OUT/build.log" 2>&1; then
+    log "build FAILED (see build.log)"; grep -m20 -E "error" "$OUT/build.log"; return 1
+  fi
+}
+if [ ${#media_flags[@]} -gt 0 ]; then
+  # the bundle's libraries: build with them, then a media smoke test (decode images, a video, a PDF)
+  if build_gpu "${media_flags[@]}" && timeout 120 build-gpu/tests/media/test_media_made >"$OUT/media-smoke.log" 2>&1; then
+    log "media from the bundle: test_media_made passed"
+  else
+    log "media from the bundle FAILED (configure.log / build.log / media-smoke.log): building with PDF and video off"
+    cp "$OUT/configure.log" "$OUT/configure-media.log" 2>/dev/null; cp "$OUT/build.log" "$OUT/build-media.log" 2>/dev/null
+    build_gpu -DNANOVL_PDF=OFF -DNANOVL_VIDEO=OFF || exit 1
+  fi
+else
+  build_gpu || exit 1
 fi
 media=0
 grep -q "PDF .*ON" "$OUT/configure.log" && grep -q "video .*ON\|FFmpeg .*ON\|VIDEO .*ON" "$OUT/configure.log" && media=1
+log "PDF and video: $([ "$media" = 1 ] && echo on || echo off)"
 
 rc=0
 log "ctest -L gpu"
@@ -96,8 +139,18 @@ elif [ "$have_gpu" = 1 ]; then
     if vl12=$(timeout 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$OUT/bench_ttft.log"); then
       NVL_BACKEND=cuda timeout 240 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
           >"$OUT/bench_ttft_page.json" 2>>"$OUT/bench_ttft.log" || rc=1
+      if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # 128 frames at 2 fps, EVS 0.7, decoding included
+        log "nanovl bench: a 128-frame 720p video (2 fps, EVS 0.7) on the 12B shape with RADIO-H"
+        NVL_BACKEND=cuda timeout 240 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
+            --max-frames 128 --evs 0.7 --runs 2 --max-tokens 16 --json >"$OUT/bench_ttft_video.json" 2>>"$OUT/bench_ttft.log" || rc=1
+      fi
       rm -rf "$vl12"
     else rc=1; fi
+  fi
+  if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads
+    log "bench_media on the GPU machine's CPUs (a PDF's pages, 128 frames of 720p, their tiling)"
+    timeout 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
+        >"$OUT/bench_media.log" 2>&1 || rc=1
   fi
   log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
   for nt in 13 64; do
@@ -118,6 +171,8 @@ elif [ "$have_gpu" = 1 ]; then
     echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
     echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"first_token_page\": $(cat "$OUT/bench_ttft_page.json" 2>/dev/null | grep . || echo null),"
+    echo " \"first_token_video\": $(cat "$OUT/bench_ttft_video.json" 2>/dev/null | grep . || echo null),"
+    echo " \"media\": [$(grep '^| ' "$OUT/bench_media.log" 2>/dev/null | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"vision\": [$(cat "$OUT"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"12b\": [$(cat "$OUT"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
     echo " \"concurrency\": $(cat "$OUT/bench_conc.json" 2>/dev/null | grep . || echo null)}"
