@@ -471,11 +471,17 @@ static int forward_turn(api_engine *e) {
         if (rq->fed == rq->prompt.n) engine_prefill_done(rq);
         else engine_progress(rq, API_STAGE_PREFILL, NULL, rq->fed, rq->prompt.n, rq->t_prefill0);
     }
-    for (int i = 0; i < n_decode; i++) {
-        request *rq = who[i];
-        if (sq[i].argmax) engine_gen_token(rq, rq->greedy_tok, NULL); /* the same id llm_sampler's greedy rule picks */
-        else engine_gen_token(rq, llm_sampler_sample(rq->smp, rq->logits), rq->logits);
-    }
+    /* the sampled rows drawn in parallel (each request has its own sampler and RNG, so the ids do
+     * not depend on the split; a draw is ~1-2 ms on a 131K vocabulary, a device's decode step a
+     * few), then every token taken in order */
+    int32_t drawn[256];
+    int n_sampled = 0;
+    for (int i = 0; i < n_decode; i++) n_sampled += !sq[i].argmax;
+#pragma omp parallel for schedule(dynamic, 1) if (n_sampled > 1)
+    for (int i = 0; i < n_decode; i++)
+        drawn[i] = sq[i].argmax ? who[i]->greedy_tok /* the same id llm_sampler's greedy rule picks */
+                                : llm_sampler_sample(who[i]->smp, who[i]->logits);
+    for (int i = 0; i < n_decode; i++) engine_gen_token(who[i], drawn[i], sq[i].argmax ? NULL : who[i]->logits);
     return n;
 }
 

@@ -8,12 +8,18 @@
 #include "base/alloc.h"
 #include "llm.h"
 
+/* A candidate: its logit (NaN read as -inf, so the order is total) and id. */
+typedef struct cand {
+    float v;
+    int32_t id;
+} cand;
+
 struct llm_sampler {
     llm_sampler_params p;
     int64_t n_vocab;
     uint64_t s[4];
-    int32_t *idx; /* (n_vocab) candidate ids */
-    float *prob;  /* (n_vocab) */
+    cand *c;     /* (n_vocab) candidates, the first n in the sampling order */
+    float *prob; /* (n_vocab) */
 };
 
 llm_sampler_params llm_sampler_params_default(void) {
@@ -53,9 +59,9 @@ nvl_status llm_sampler_init(llm_sampler **out, int64_t n_vocab, const llm_sample
     if (!s) return nvl_err_set(err, NVL_ERR_NOMEM, "sampler: out of memory");
     s->p = q;
     s->n_vocab = n_vocab;
-    s->idx = nvl_malloc((size_t)n_vocab * sizeof *s->idx);
+    s->c = nvl_malloc((size_t)n_vocab * sizeof *s->c);
     s->prob = nvl_malloc((size_t)n_vocab * sizeof *s->prob);
-    if (!s->idx || !s->prob) {
+    if (!s->c || !s->prob) {
         llm_sampler_free(s);
         return nvl_err_set(err, NVL_ERR_NOMEM, "sampler: out of memory");
     }
@@ -67,16 +73,45 @@ nvl_status llm_sampler_init(llm_sampler **out, int64_t n_vocab, const llm_sample
 
 void llm_sampler_free(llm_sampler *s) {
     if (!s) return;
-    nvl_free(s->idx);
+    nvl_free(s->c);
     nvl_free(s->prob);
     nvl_free(s);
 }
 
-static const float *g_sort_logits; /* qsort context (the sampler is not shared across threads) */
-static int by_logit_desc(const void *a, const void *b) {
-    float x = g_sort_logits[*(const int32_t *)a], y = g_sort_logits[*(const int32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first */
+/* The sampling order: logit descending, ties to the lower id. */
+static int better(const cand *a, const cand *b) { return a->v > b->v || (a->v == b->v && a->id < b->id); }
+static int by_order(const void *a, const void *b) { return better(a, b) ? -1 : better(b, a) ? 1 : 0; }
+
+/* Moves the m best of c[0..n) (in the sampling order) to c[0..m), in no particular order:
+ * quickselect (Hoare partitions around a median of three), O(n) on average. */
+static void select_best(cand *c, int64_t n, int64_t m) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        cand a = c[lo], b = c[mid], d = c[hi], piv;
+        if (better(&a, &b)) piv = better(&b, &d) ? b : better(&a, &d) ? d : a;
+        else piv = better(&a, &d) ? a : better(&b, &d) ? d : b;
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (better(&c[i], &piv)) i++;
+            while (better(&piv, &c[j])) j--;
+            if (i <= j) {
+                const cand t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        /* c[lo..j] are not worse than piv, c[i..hi] not better */
+        if (m - 1 <= j) hi = j;
+        else if (m - 1 >= i) lo = i;
+        else return;
+    }
+}
+
+/* c[0..m) made the m best of c[0..n) in the sampling order. */
+static void best_sorted(cand *c, int64_t n, int64_t m) {
+    if (m < n) select_best(c, n, m);
+    qsort(c, (size_t)m, sizeof *c, by_order);
 }
 
 int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
@@ -85,43 +120,72 @@ int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
     for (int64_t i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = (int32_t)i;
     if (s->p.temperature <= 0.0f) return best;
-    /* candidates sorted by logit; top-k cut first (cheap), then softmax with temperature */
-    int64_t n = V;
-    for (int64_t i = 0; i < V; i++) s->idx[i] = (int32_t)i;
-    g_sort_logits = logits;
-    qsort(s->idx, (size_t)V, sizeof *s->idx, by_logit_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
-    const float mx = logits[s->idx[0]];
+    /* Candidates in the sampling order (logit descending, ties to the lower id) only as far as a
+     * rule needs them: the top_k best, or the prefix top-p / min-p keep, found by selection (a
+     * full sort of a 131K vocabulary took ~17 ms a token). Softmax over the candidates top-k
+     * leaves, at the temperature; then top-p (the smallest prefix reaching top_p), min-p
+     * (p >= min_p * p_max), and a draw in proportion. */
+    cand *c = s->c;
+    const float mx = logits[best];
+    for (int64_t i = 0; i < V; i++) c[i] = (cand){isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i};
+    int64_t n = V, sorted = 0; /* c[0..sorted) in the sampling order */
+    if (s->p.top_k > 0 && s->p.top_k < V) {
+        n = sorted = s->p.top_k;
+        best_sorted(c, V, n);
+    }
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        s->prob[i] = expf((logits[s->idx[i]] - mx) / s->p.temperature);
+        s->prob[i] = expf((c[i].v - mx) / s->p.temperature);
         sum += s->prob[i];
     }
     for (int64_t i = 0; i < n; i++) s->prob[i] = (float)(s->prob[i] / sum);
     if (s->p.top_p < 1.0f) {
+        /* the smallest prefix whose mass reaches top_p: sort more of the best (1024 first, then
+         * eight times as many) until it does or all are sorted */
+        int64_t keep = n, walked = 0, m = sorted > 0 ? sorted : n < 1024 ? n : 1024;
         double cum = 0.0;
-        int64_t keep = n;
-        for (int64_t i = 0; i < n; i++) {
-            cum += s->prob[i];
-            if (cum >= s->p.top_p) {
-                keep = i + 1;
+        for (;;) {
+            if (m > sorted) { /* the probabilities follow their candidates */
+                best_sorted(c + sorted, n - sorted, m - sorted);
+                for (int64_t i = sorted; i < m; i++) s->prob[i] = (float)(expf((c[i].v - mx) / s->p.temperature) / sum);
+                sorted = m;
+            }
+            for (; walked < m; walked++) {
+                cum += s->prob[walked];
+                if (cum >= s->p.top_p) break;
+            }
+            if (walked < m) {
+                keep = walked + 1;
                 break;
             }
+            if (m == n) break;
+            m = m <= n / 8 ? m * 8 : n;
         }
         n = keep;
     }
-    if (s->p.min_p > 0.0f) {
-        const float cut = s->p.min_p * s->prob[0];
-        int64_t keep = 1;
-        while (keep < n && s->prob[keep] >= cut) keep++;
+    if (s->p.min_p > 0.0f) { /* p is monotone in the logit: the kept ones are the best few */
+        float pmax = 0;
+        for (int64_t i = 0; i < n; i++) pmax = s->prob[i] > pmax ? s->prob[i] : pmax;
+        const float cut = s->p.min_p * pmax;
+        int64_t keep = 0;
+        for (int64_t i = 0; i < n; i++) keep += s->prob[i] >= cut;
+        if (keep < 1) keep = 1;
+        if (keep > sorted) {
+            for (int64_t i = sorted; i < n; i++) c[i].v = s->prob[i] >= cut ? c[i].v : -INFINITY;
+            best_sorted(c + sorted, n - sorted, keep - sorted);
+            for (int64_t i = sorted; i < keep; i++) s->prob[i] = (float)(expf((c[i].v - mx) / s->p.temperature) / sum);
+            sorted = keep;
+        }
         n = keep;
     }
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) total += s->prob[i];
     double r = next_unit(s->s) * total;
+    int32_t last = c[0].id;
     for (int64_t i = 0; i < n; i++) {
+        if (s->prob[i] > 0) last = c[i].id;
         r -= s->prob[i];
-        if (r < 0) return s->idx[i];
+        if (r < 0) return c[i].id;
     }
-    return s->idx[n - 1];
+    return last;
 }
