@@ -27,6 +27,22 @@ OUT="${1:-${OUT:-gpu-check-out}}"
 mkdir -p "$OUT"
 t0=$(date +%s)
 log() { echo "[gpu-check $(($(date +%s) - t0))s] $*" | tee -a "$OUT/summary.log"; }
+# One budget for the whole run (device time is scarce and a hung kernel must not eat it): every
+# step's timeout is cut to what is left of GPU_CHECK_BUDGET_S (default 470 s) less 15 s for the
+# summary, and a step that would get under 10 s is skipped (exit 124), so the logs and
+# figures.json are written before the device tool's limit.
+BUDGET=${GPU_CHECK_BUDGET_S:-470}
+run_to() { # run_to SECONDS CMD...: timeout within the budget
+  local want=$1 left
+  shift
+  left=$((BUDGET - ($(date +%s) - t0) - 15))
+  if [ "$left" -lt 10 ]; then
+    log "skipped, the ${BUDGET} s budget is spent: $*" >&2 # (stderr: callers capture stdout)
+    return 124
+  fi
+  [ "$left" -lt "$want" ] && want=$left
+  timeout "$want" "$@"
+}
 
 have_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$OUT/nvidia-smi.log" 2>&1; then
@@ -91,7 +107,7 @@ build_gpu() { # $@: extra cmake arguments
 }
 if [ ${#media_flags[@]} -gt 0 ]; then
   # the bundle's libraries: build with them, then a media smoke test (decode images, a video, a PDF)
-  if build_gpu "${media_flags[@]}" && timeout 120 build-gpu/tests/media/test_media_made >"$OUT/media-smoke.log" 2>&1; then
+  if build_gpu "${media_flags[@]}" && run_to 120 build-gpu/tests/media/test_media_made >"$OUT/media-smoke.log" 2>&1; then
     log "media from the bundle: test_media_made passed"
   else
     log "media from the bundle FAILED (configure.log / build.log / media-smoke.log): building with PDF and video off"
@@ -107,7 +123,7 @@ log "PDF and video: $([ "$media" = 1 ] && echo on || echo off)"
 
 rc=0
 log "ctest -L gpu"
-ctest --test-dir build-gpu --output-on-failure -L gpu --timeout 300 >"$OUT/ctest-gpu.log" 2>&1 || rc=1
+run_to 360 ctest --test-dir build-gpu --output-on-failure -L gpu --timeout 150 >"$OUT/ctest-gpu.log" 2>&1 || rc=1
 tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
 grep -E '\*\*\*(Failed|Timeout|Exception)' "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log" || true
 
@@ -118,30 +134,30 @@ elif [ "$have_gpu" = 1 ]; then
   # the toolkit has it: the first device run of never-run kernels
   san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
   if [ -n "$san" ]; then
-    if timeout 240 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
+    if run_to 240 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
     then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
     else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$OUT/memcheck_ops.log" | tr '\n' ' ')"; fi
   fi
   log "bench_llm on the device (mid shape, synthetic BF16 weights)"
-  NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
-  NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
+  NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
+  NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
       >"$OUT/bench_llm_seqs.log" 2>&1 || rc=1
   # the real 12B shape (sparse synthetic file: zeros, no disk written), #12's figures: prefill of a
   # 3.4K chunk against the measured GEMM rate, decode at 4K of context against the copy bandwidth
   for q in bf16 fp8 nvfp4; do
     log "bench_llm 12B $q on the device (prefill 3400, decode at 4096)"
-    NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
+    NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
         --context 4096 --decode 48 >"$OUT/bench_12b_$q.log" 2>&1 || { rc=1; log "bench_llm 12B $q FAILED: $(tail -2 "$OUT/bench_12b_$q.log" | tr '\n' ' ')"; }
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
   if grep -q "PNG .*ON" "$OUT/configure.log"; then # time to first token, the published shape end to end
     log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
-    if vl12=$(timeout 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$OUT/bench_ttft.log"); then
-      NVL_BACKEND=cuda timeout 240 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
+    if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$OUT/bench_ttft.log"); then
+      NVL_BACKEND=cuda run_to 240 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
           >"$OUT/bench_ttft_page.json" 2>>"$OUT/bench_ttft.log" || rc=1
       if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # 128 frames at 2 fps, EVS 0.7, decoding included
         log "nanovl bench: a 128-frame 720p video (2 fps, EVS 0.7) on the 12B shape with RADIO-H"
-        NVL_BACKEND=cuda timeout 240 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
+        NVL_BACKEND=cuda run_to 240 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
             --max-frames 128 --evs 0.7 --runs 2 --max-tokens 16 --json >"$OUT/bench_ttft_video.json" 2>>"$OUT/bench_ttft.log" || rc=1
       fi
       rm -rf "$vl12"
@@ -149,20 +165,20 @@ elif [ "$have_gpu" = 1 ]; then
   fi
   if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads
     log "bench_media on the GPU machine's CPUs (a PDF's pages, 128 frames of 720p, their tiling)"
-    timeout 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
+    run_to 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
         >"$OUT/bench_media.log" 2>&1 || rc=1
   fi
   log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
   for nt in 13 64; do
-    NVL_BACKEND=cuda timeout 180 build-gpu/bench/bench_vision --shape h --tiles "$nt" >"$OUT/bench_vision_$nt.log" 2>&1 || rc=1
+    NVL_BACKEND=cuda run_to 180 build-gpu/bench/bench_vision --shape h --tiles "$nt" >"$OUT/bench_vision_$nt.log" 2>&1 || rc=1
   done
-  NVL_CUDA_GRAPHS=0 NVL_BACKEND=cuda timeout 240 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
+  NVL_CUDA_GRAPHS=0 NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
       --chunk 2048 --decode 48 >"$OUT/bench_12b_nographs.log" 2>&1 || rc=1
   rm -rf /tmp/nanovl-bench-12b-sparse
   if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
     log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
-    if vl=$(timeout 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$OUT/bench_conc.log"); then
-      NVL_BACKEND=cuda timeout 150 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
+    if vl=$(run_to 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$OUT/bench_conc.log"); then
+      NVL_BACKEND=cuda run_to 150 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
           >"$OUT/bench_conc.json" 2>>"$OUT/bench_conc.log" || rc=1
     else rc=1; fi
   fi
