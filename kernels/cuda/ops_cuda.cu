@@ -9,6 +9,7 @@
 // and W share a dtype, else to a tiled kernel that widens both; FP8 / NVFP4 weights to two simple
 // kernels (activation quantize-dequantize, then a direct dot with the weight widened on the fly).
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -770,6 +771,83 @@ uint32_t align_upto256(const void *p) {
     return a;
 }
 
+/* cuBLASLt FP8 plans (descriptors, layouts and the heuristic's algorithm) kept per shape: making
+ * them and asking the heuristic costs tens of microseconds on the host, once per GEMM call
+ * otherwise (about 250 GEMMs in a prefill step of the 12B model). Keyed by everything the plan
+ * depends on; LT_PLANS of them, replaced round robin; a shape cuBLASLt has no algorithm for is
+ * kept too (ok = 0: straight to the direct kernel). The lock is held from the lookup to the
+ * enqueue, so a plan is never replaced while a call uses it. */
+struct lt_plan {
+    int used, ok;
+    int64_t M, N, K, ldc;
+    cudaDataType_t yt;
+    uint32_t al_a, al_b, al_c;
+    uint64_t wsb;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
+constexpr int LT_PLANS = 64;
+lt_plan g_lt_plans[LT_PLANS];
+int g_lt_next;
+pthread_mutex_t g_lt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void lt_plan_release(lt_plan *p) {
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    memset(p, 0, sizeof *p);
+}
+
+/* The plan for this call (made on a miss), under g_lt_mu; NULL when one cannot be made. */
+lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64_t ldc, cudaDataType_t yt, uint32_t al_a,
+                     uint32_t al_b, uint32_t al_c, uint64_t wsb) {
+    for (int i = 0; i < LT_PLANS; i++) {
+        lt_plan *p = &g_lt_plans[i];
+        if (p->used && p->M == M && p->N == N && p->K == K && p->ldc == ldc && p->yt == yt && p->al_a == al_a &&
+            p->al_b == al_b && p->al_c == al_c && p->wsb == wsb)
+            return p;
+    }
+    lt_plan *p = &g_lt_plans[g_lt_next];
+    g_lt_next = (g_lt_next + 1) % LT_PLANS;
+    lt_plan_release(p);
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    int n_heur = 0;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasStatus_t cs = cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->lc, yt, (uint64_t)N, (uint64_t)M, ldc);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulPreferenceCreate(&pref);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
+    /* the pointers' real alignment (cuBLASLt assumes 256 bytes unless told): y is often a row view */
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &n_heur);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (cs != CUBLAS_STATUS_SUCCESS && cs != CUBLAS_STATUS_NOT_SUPPORTED) { /* not a verdict on the shape: ask again */
+        lt_plan_release(p);
+        return NULL;
+    }
+    p->used = 1;
+    p->ok = cs == CUBLAS_STATUS_SUCCESS && n_heur > 0;
+    if (p->ok) p->algo = heur.algo;
+    p->M = M, p->N = N, p->K = K, p->ldc = ldc, p->yt = yt, p->al_a = al_a, p->al_b = al_b, p->al_c = al_c, p->wsb = wsb;
+    return p;
+}
+
 /* FP8 through cuBLASLt (3. above): *done = 0 (nothing run) where the shape or cuBLASLt declines. */
 nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, int *done, nvl_err *err) {
     *done = 0;
@@ -782,53 +860,24 @@ nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w,
     void *ws = NULL;
     size_t wsb = 0;
     cublasLtHandle_t lt = kern_cuda_cublaslt(be, &ws, &wsb);
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t heur;
-    int n_heur = 0;
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    const cudaDataType_t yt = cuda_type(yv->dt);
-    const uint64_t wsb64 = wsb;
-    cublasStatus_t cs = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&lc, yt, (uint64_t)N, (uint64_t)M, yv->ld);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulPreferenceCreate(&pref);
-    if (cs == CUBLAS_STATUS_SUCCESS)
-        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb64, sizeof wsb64);
-    /* the pointers' real alignment (cuBLASLt assumes 256 bytes unless told): y is often a row view */
-    const uint32_t al_a = align_upto256(w->w.data), al_b = align_upto256(xq), al_c = align_upto256(yv->p);
-    if (cs == CUBLAS_STATUS_SUCCESS)
-        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a);
-    if (cs == CUBLAS_STATUS_SUCCESS)
-        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b);
-    if (cs == CUBLAS_STATUS_SUCCESS)
-        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
-    if (cs == CUBLAS_STATUS_SUCCESS)
-        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &n_heur);
     nvl_status st = NVL_OK;
-    if (cs == CUBLAS_STATUS_SUCCESS && n_heur > 0) {
+    pthread_mutex_lock(&g_lt_mu);
+    lt_plan *p = lt_plan_get(lt, M, N, K, yv->ld, cuda_type(yv->dt), align_upto256(w->w.data), align_upto256(xq),
+                             align_upto256(yv->p), (uint64_t)wsb);
+    if (p && p->ok) {
         k_quant_fp8_codes<<<grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, w->input_scale);
         st = kern_cuda_after_launch(be, "c_matmul (FP8 activation codes)", err);
         const float alpha = w->weight_scale * w->input_scale, beta = 0.0f;
         if (st == NVL_OK) {
-            cs = cublasLtMatmul(lt, op, &alpha, w->w.data, la, xq, lb, &beta, yv->p, lc, yv->p, lc, &heur.algo, ws, wsb,
-                                kern_cuda_stream(be));
+            const cublasStatus_t cs = cublasLtMatmul(lt, p->op, &alpha, w->w.data, p->la, xq, p->lb, &beta, yv->p, p->lc,
+                                                     yv->p, p->lc, &p->algo, ws, wsb, kern_cuda_stream(be));
             if (cs != CUBLAS_STATUS_SUCCESS)
                 st = nvl_err_set(err, NVL_ERR_DEVICE, "c_matmul: weight %s: cuBLASLt FP8 matmul status %d", w->name ? w->name : "",
                                  (int)cs);
             else *done = 1;
         }
     }
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
+    pthread_mutex_unlock(&g_lt_mu);
     return st;
 }
 
@@ -1244,7 +1293,7 @@ __global__ void k_normalize_rgb8(float *y, const uint8_t *x, int64_t n, int64_t 
 nvl_status c_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const float mean[3], const float std[3],
                             nvl_err *err) {
     const int64_t n = x->shape[0], S = x->shape[1];
-    if (n * S * S)
+    if (n > 0 && S > 0)
         k_normalize_rgb8<<<grid_for(n * 3 * S * S), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
             (float *)y->data, (const uint8_t *)x->data, n, S, mean[0], mean[1], mean[2], std[0], std[1], std[2]);
     DONE();
