@@ -86,6 +86,30 @@ static void test_alloc(void) {
     p = nvl_realloc(p, 5000);
     TEST_CHECK(p != NULL, "realloc failed");
     TEST_EQ_INT(nvl_alloc_bytes() - b0, 5000);
+    /* a shrink (in place where the C library can): the content kept, the bytes accounted */
+    for (int i = 0; i < 5000; i++) p[i] = (char)(i * 7);
+    p = nvl_realloc(p, 3000);
+    int kept = p != NULL;
+    for (int i = 0; kept && i < 3000; i++) kept = p[i] == (char)(i * 7);
+    TEST_CHECK(kept, "shrink kept the first 3000 bytes");
+    TEST_EQ_INT(nvl_alloc_bytes() - b0, 3000);
+    TEST_EQ_INT(nvl_alloc_count() - c0, 1);
+    TEST_CHECK(((uintptr_t)p % 16) == 0, "shrunk block 16-byte aligned");
+    char *big = nvl_malloc((size_t)64 << 20); /* an mmap'd block shrunk: no copy, content kept */
+    TEST_CHECK(big != NULL, "64 MiB");
+    if (big) {
+        big[0] = 1, big[(1 << 20) - 1] = 2;
+        big = nvl_realloc(big, 1 << 20);
+        TEST_CHECK(big && big[0] == 1 && big[(1 << 20) - 1] == 2, "64 MiB shrunk to 1 MiB, content kept");
+        TEST_EQ_INT(nvl_alloc_bytes() - b0, 3000 + (1 << 20));
+        nvl_free(big);
+    }
+    char *al = nvl_aligned_alloc(4096, 8192); /* an aligned block: by copy, aligned still */
+    al = nvl_realloc(al, 100);
+    TEST_CHECK(al != NULL && ((uintptr_t)al % 4096) == 0, "aligned shrink keeps the alignment: %p", (void *)al);
+    al = nvl_realloc(al, 20000);
+    TEST_CHECK(al != NULL && ((uintptr_t)al % 4096) == 0, "aligned growth keeps the alignment: %p", (void *)al);
+    nvl_free(al);
     void *a = nvl_aligned_alloc(4096, 100);
     TEST_CHECK(a && ((uintptr_t)a % 4096) == 0, "aligned_alloc not aligned: %p", a);
     TEST_CHECK(nvl_aligned_alloc(3, 10) == NULL, "alignment 3 accepted");

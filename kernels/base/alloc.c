@@ -17,7 +17,9 @@ typedef struct hdr {
     size_t size;     /* user bytes */
     size_t offset;   /* user pointer - raw pointer */
     uint32_t magic;
+    uint32_t align;  /* the alignment asked for (16 from nvl_malloc) */
 } hdr;
+_Static_assert(sizeof(hdr) <= HDR_SIZE, "the header fits before the user pointer");
 
 static atomic_llong g_bytes;
 static atomic_llong g_peak;
@@ -65,6 +67,7 @@ static void *alloc_impl(size_t alignment, size_t n) {
     h->size = n;
     h->offset = (size_t)(user - (uintptr_t)raw);
     h->magic = HDR_MAGIC;
+    h->align = (uint32_t)alignment;
     account((long long)n);
     atomic_fetch_add(&g_total, 1);
     return (void *)user;
@@ -96,7 +99,19 @@ void nvl_free(void *p) {
 void *nvl_realloc(void *p, size_t n) {
     if (!p) return nvl_malloc(n);
     hdr *h = (hdr *)((unsigned char *)p - sizeof(hdr));
-    void *q = nvl_malloc(n);
+    if (n <= h->size && h->align == 16 && h->offset == HDR_SIZE) {
+        /* a shrink of an nvl_malloc block: the C library's realloc (a big block is not copied; a
+         * moved one keeps malloc's 16-byte alignment, so the header stays HDR_SIZE before it) */
+        const size_t old = h->size;
+        unsigned char *r2 = realloc((unsigned char *)p - HDR_SIZE, n + HDR_SIZE + 16);
+        if (!r2) return NULL; /* (p untouched) */
+        hdr *h2 = (hdr *)(r2 + HDR_SIZE - sizeof(hdr));
+        h2->size = n;
+        account(-(long long)old); /* (one block out, one in: the count is unchanged) */
+        account((long long)n);
+        return r2 + HDR_SIZE;
+    }
+    void *q = alloc_impl(h->align, n); /* the block's own alignment */
     if (!q) return NULL;
     memcpy(q, p, h->size < n ? h->size : n);
     nvl_free(p);

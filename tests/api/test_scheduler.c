@@ -1,8 +1,10 @@
 /* The engine's scheduler (api.h: submit / step / cancel) on the tiny f32 VL checkpoint:
- *   1. six requests (an image, a two-page PDF, a video, text only, a second question about the
- *      image, one PDF page) submitted together on an engine of max_batch 8 all end NVL_OK with
- *      the same greedy ids as each alone (api_engine_run, one at a time), and their decode rows
- *      share steps (steps carrying tokens of several requests);
+ *   1. seven requests (an image, a two-page PDF with a video and an image, a video, text only, a
+ *      second question about the image, one PDF page, a second text) submitted together on an
+ *      engine of max_batch 8 all end NVL_OK with the same greedy ids as each alone
+ *      (api_engine_run, one at a time), and their decode rows share steps (steps carrying tokens
+ *      of several requests: the two text questions, admitted in the same turn, decode in
+ *      lockstep whatever the media threads' pace; which media requests join them varies);
  *   1b. chunked prefill: a running answer keeps streaming while a long prompt (~1,500 tokens, six
  *      chunks of 256) is prefilled beside it: it gets tokens in the steps before the long
  *      request's first token (a whole-prompt prefill would give it one);
@@ -13,9 +15,10 @@
  *      there and refused, NVL_ERR_LIMIT naming the file) while two others go on, equal to alone;
  *   4. a sequence-memory budget too small for any request: NVL_ERR_LIMIT naming the MiB;
  *   5. a request whose file is slow to read (a long AV1 video from ../shared, skipped when
- *      absent) does not hold up another: files are read on the engine's media thread, so a text
- *      question submitted with it answers before the video's file is even read (its packets
- *      scanned for the sample's plan; inline reading, one request per turn, would read it first);
+ *      absent) does not hold up another: files are read and frames decoded on the engine's
+ *      media threads, so a text question submitted as the video enters the vision stage answers
+ *      before the video's first frames are through it (decoding them inline, on the stepping
+ *      thread, would come first: planted once, this check failed);
  *   6. a video streamed to the vision stage through a ring of 2 frames (video_ahead 2: the 20
  *      frames of a 10 fps clip wrap it 10 times, its media thread refilling it as RADIO empties it),
  *      with an image in the same request (the image's tiles and the video's frames are both
@@ -38,7 +41,13 @@
 #include "test_util.h"
 #include "gpu_skip.h"
 
-#define NREQ 6
+#define NREQ 7
+
+typedef struct req {
+    api_part parts[5];
+    api_message msg;
+    api_ask_params p;
+} req;
 
 typedef struct track {
     api_engine *e;
@@ -46,8 +55,12 @@ typedef struct track {
     int n_tok;
     int cancel_at;      /* cancel itself after this many tokens (0: never) */
     int cancel_in_vision; /* cancel itself at its first vision progress event */
+    req *then;          /* submitted (with then_t, then_res) at this request's first media progress */
+    struct track *then_t;
+    api_ask_result *then_res;
     long first, last;   /* event serials of the first and last token */
     long first_progress;
+    long first_vision;  /* serial of the first vision progress event */
     long tok_serial[64]; /* serials of the first 64 tokens */
     long done_at;
     int done;
@@ -70,10 +83,20 @@ static int on_token(int32_t tok, const float *logits, void *user) {
     return 0;
 }
 
+static void on_done(nvl_status st, const char *msg, void *user);
+
 static void on_progress(const api_progress *p, void *user) {
     track *t = user;
     if (!t->first_progress) t->first_progress = ++g_serial;
+    if (!t->first_vision && p->stage == API_STAGE_VISION) t->first_vision = ++g_serial;
     if (t->cancel_in_vision && p->stage == API_STAGE_VISION) api_engine_cancel(t->e, t->id);
+    if (t->then && p->stage == API_STAGE_MEDIA) { /* from the step's callback: admitted next turn */
+        api_callbacks cb = {.on_token = on_token, .on_progress = on_progress, .on_done = on_done, .user = t->then_t};
+        t->then_t->e = t->e;
+        nvl_err err = {0};
+        TEST_EQ_INT(api_engine_submit(t->e, &t->then->msg, 1, &t->then->p, &cb, t->then_res, &t->then_t->id, &err), NVL_OK);
+        t->then = NULL;
+    }
 }
 
 static void on_done(nvl_status st, const char *msg, void *user) {
@@ -83,12 +106,6 @@ static void on_done(nvl_status st, const char *msg, void *user) {
     t->done_at = ++g_serial;
     snprintf(t->msg, sizeof t->msg, "%s", msg ? msg : "");
 }
-
-typedef struct req {
-    api_part parts[5];
-    api_message msg;
-    api_ask_params p;
-} req;
 
 typedef struct reenter_state {
     api_engine *e;
@@ -183,6 +200,7 @@ int main(void) {
         make_req(&rq[3], NULL, NULL, "Write a short poem about the sea.", 12);
         make_req(&rq[4], img, NULL, "Which colours do you see?", 12);
         make_req(&rq[5], pdf, "2", "What is on this page?", 12);
+        make_req(&rq[6], NULL, NULL, "Name three colours.", 12); /* text, admitted with rq[3]: their decodes share steps */
         api_ask_result alone[NREQ], tog[NREQ];
         for (int i = 0; i < NREQ; i++)
             TEST_EQ_INT(api_engine_run(e, &rq[i].msg, 1, &rq[i].p, NULL, &alone[i], &err), NVL_OK);
@@ -316,9 +334,11 @@ int main(void) {
         e = NULL;
     }
 
-    /* 5. a slow file does not hold up the others: a long AV1 video (decoding its sampled frames
-     * takes the media thread a while) beside a short text question, which must end before the
-     * video's files are even read (its first progress event comes when they are) */
+    /* 5. a slow file does not hold up the others: a long AV1 video (decoding its 128 sampled
+     * frames takes a media thread a while) and a short text question submitted as the video
+     * enters the vision stage (at its media progress event), which must end before the video's
+     * first frames are through it (its first vision progress event: a batch of 8 frames decoded
+     * and embedded; decoding them on the stepping thread would block that turn first) */
     const char *longvid = test_shared_path("media/video/long_180p_av1.mp4");
     o.max_batch = 2;
     if (!longvid) {
@@ -332,10 +352,16 @@ int main(void) {
         track t[2];
         memset(t, 0, sizeof t);
         api_ask_result res[2];
-        run_together(e, rq, 2, t, res);
+        t[0].then = &rq[1]; /* the text comes as the video enters the vision stage */
+        t[0].then_t = &t[1];
+        t[0].then_res = &res[1];
+        run_together(e, rq, 1, t, res);
+        for (int guard = 0; !t[1].done && guard < 20000 && api_engine_step(e) > 0; guard++) {
+        }
         TEST_CHECK(t[0].st == NVL_OK && t[1].st == NVL_OK, "video and text both answer (%s / %s)", t[0].msg, t[1].msg);
-        TEST_CHECK(t[1].done_at < t[0].first_progress, "the text answer ends before the video is read (%ld < %ld; %.3f s of media)",
-                   t[1].done_at, t[0].first_progress, res[0].t_media);
+        TEST_CHECK(t[0].first_vision > 0 && t[1].done_at < t[0].first_vision,
+                   "the text answer ends before the video's first frames are embedded (%ld < %ld; %.3f s of media)", t[1].done_at,
+                   t[0].first_vision, res[0].t_media);
         for (int i = 0; i < 2; i++) api_ask_result_free(&res[i]);
         api_engine_close(e);
         e = NULL;
