@@ -312,11 +312,15 @@ int main(void) {
     /* first-come order would run it last (A's three queued first); the fewest-running rule runs it
      * as soon as A's first ends (second; later only if A's answers end before B's line is read: a
      * 200-token answer of the tiny model takes milliseconds, so on a loaded machine, where this
-     * process may sleep through two of them, fourth of five is possible: still not last) */
+     * process may sleep through two of them, fourth of five is possible: still not last). First
+     * is possible too, though the server runs it after A's first: the order is the one this
+     * client reads the done events in, and while it sleeps A's socket fills with 200 token
+     * events, so A's done waits in the server's buffer for A while B's reaches B at once (seen
+     * here under load: 4 0 1 2 3). Not last is the property. */
     int pos = -1;
     for (int k = 0; k < n_done; k++)
         if (fair[k] == 4) pos = k;
-    TEST_CHECK(n_done == 5 && pos >= 1 && pos <= 3, "fairness: the second client's request runs before A's last queued "
+    TEST_CHECK(n_done == 5 && pos >= 0 && pos <= 3, "fairness: the second client's request runs before A's last queued "
                "ones, not last (order %d %d %d %d %d)", fair[0], fair[1], fair[2], fair[3], fair[4]);
     fprintf(stderr, "fairness: order of answers %d %d %d %d %d (4: the second client's)\n", fair[0], fair[1], fair[2], fair[3],
             fair[4]);
