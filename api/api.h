@@ -81,6 +81,9 @@ typedef struct api_engine_opts {
     int video_ahead;   /* frames of a video decoded (and tiled) ahead of the vision stage, on a media thread
                           while RADIO embeds the earlier ones; each holds one S x S x 3 tile (768 KiB at
                           S = 512). 0: twice the frames of one vision batch (16 on the CPU, 32 on a device) */
+    int media_threads; /* threads reading files and decoding frames beside the steps: 0 = the default
+                          (2); -1 = none (each turn reads one request's files, and decodes a video's
+                          next frames, on the stepping thread); at most 8 */
 } api_engine_opts;
 api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0, video_ahead 0 */
 
@@ -189,7 +192,7 @@ void api_ask_result_free(api_ask_result *r);
 nvl_status api_env_check(nvl_err *err);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 /* The same with opts (NULL: api_engine_opts_default). NVL_ERR_INVALID_ARG for max_batch out of
- * 1..256, a negative seq_mem_mb or video_ahead out of 0..4096. */
+ * 1..256, a negative seq_mem_mb, video_ahead out of 0..4096 or media_threads out of -1..8. */
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);

@@ -193,6 +193,9 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     const api_engine_opts o = opts ? *opts : api_engine_opts_default();
     if (o.max_batch < 1 || o.max_batch > 256)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "max_batch must be 1..256 (got %d)", o.max_batch);
+    if (o.media_threads < -1 || o.media_threads > MEDIA_THREADS_MAX)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "media_threads must be -1 (none), 0 (the default, %d) or 1..%d (got %d)",
+                           MEDIA_THREADS, MEDIA_THREADS_MAX, o.media_threads);
     if (o.video_ahead < 0 || o.video_ahead > 4096)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "video_ahead must be 0 (automatic) or 1..4096 frames (got %d)", o.video_ahead);
     if (!(o.seq_mem_mb >= 0) || o.seq_mem_mb > 1048576.0 * 64)
@@ -257,8 +260,10 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     const char *km = getenv("NANOVL_KEEP_MB");
     e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
     e->seq_budget = o.seq_mem_mb > 0 ? (size_t)(o.seq_mem_mb * 1024.0 * 1024.0) : default_seq_budget(e->be);
-    /* without threads (none could start) files are read inline, one request per turn */
-    for (int i = 0; i < MEDIA_THREADS; i++)
+    /* the media threads (opts.media_threads; without any, or where none could start, files are read
+     * and frames decoded inline, one request per turn) */
+    const int n_thr = o.media_threads < 0 ? 0 : o.media_threads > 0 ? o.media_threads : MEDIA_THREADS;
+    for (int i = 0; i < n_thr; i++)
         if (pthread_create(&e->media_thr[e->media_thr_ok], NULL, engine_media_main, e) == 0) e->media_thr_ok++;
     *out = e;
     return NVL_OK;

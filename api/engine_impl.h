@@ -28,7 +28,8 @@
 #define PREFILL_BUDGET_DEVICE 4096 /*   (a dense page's 3.4K-token prompt in two steps, not fourteen) */
 #define VISION_BATCH 16            /* tiles (of any requests) per RADIO call at most: vision_batch */
 #define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
-#define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps */
+#define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps (the default) */
+#define MEDIA_THREADS_MAX 8        /* api_engine_opts.media_threads at most */
 
 /* What an earlier request left: its prompt up to the end of its last media span, the sources
  * in it (key + layout, no rows) and the LM state there. */
@@ -98,7 +99,7 @@ struct api_engine {
     float *embd;        /* (prefill_budget, C) the vision rows of a step's prefill chunks */
     /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
      * long video does not stop the other requests' steps (requests without media skip them) */
-    pthread_t media_thr[MEDIA_THREADS];
+    pthread_t media_thr[MEDIA_THREADS_MAX];
     int media_thr_ok;   /* threads running */
     pthread_mutex_t mmu; /* guards mq, media_stop and each request's media_busy */
     pthread_cond_t mcv;

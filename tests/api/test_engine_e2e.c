@@ -13,7 +13,8 @@
  * same PDF question, so that the pages' vision rows lie in the fourth and fifth prefill chunks
  * of 256 tokens (the engine gathers each chunk's rows when it feeds it): same checks.
  * The video cases run again with a ring of 3 decoded frames ahead of the vision stage
- * (api_engine_opts.video_ahead), so that the 4 frames wrap around it while RADIO runs. */
+ * (api_engine_opts.video_ahead), so that the 4 frames wrap around it while RADIO runs, and the
+ * PDF and a video case once more without media threads (media_threads -1: everything inline). */
 #include <stdio.h>
 #include <string.h>
 
@@ -157,7 +158,18 @@ int main(void) {
             check_case(e, g, "video_q0_", mp4, "What happens in this video?", 0.0);
             check_case(e, g, "video_q50_", mp4, "What happens in this video?", 0.5);
             api_engine_close(e);
+            e = NULL;
         }
+        o.media_threads = -1; /* no media threads: files read and frames decoded on the stepping thread */
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_OK);
+        if (e) {
+            variant = " (no media threads, video_ahead 3)";
+            check_case(e, g, "pdf_", pdf, "What is written on these pages?", -1);
+            check_case(e, g, "video_q50_", mp4, "What happens in this video?", 0.5);
+            api_engine_close(e);
+        }
+        o.media_threads = 9;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
     }
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
