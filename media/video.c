@@ -56,7 +56,8 @@ static nvl_status av_fail(nvl_err *err, const char *name, const char *what, int 
 
 typedef struct av_in {
     AVFormatContext *fmt;
-    AVCodecContext *dec;
+    AVCodecContext *dec;     /* NULL until av_in_open_decoder */
+    const AVCodec *codec;
     AVStream *st;
     int stream;
     struct SwsContext *sws;
@@ -98,9 +99,10 @@ static int64_t mem_seek(void *opaque, int64_t off, int whence) {
     return p;
 }
 
-/* Opens a file (path) or a memory buffer (mem) and its best video stream's decoder. */
-static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
-                             nvl_err *err) {
+/* Opens a file (path) or a memory buffer (mem) and finds its best video stream and a decoder for
+ * it (in->codec); the decoder itself is opened by av_in_open_decoder. */
+static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
+                                     nvl_err *err) {
     memset(in, 0, sizeof *in);
     av_log_set_level(AV_LOG_QUIET);
     int e;
@@ -130,14 +132,30 @@ static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, si
                            s0 ? " " : "", s0 ? avcodec_get_name(s0->codecpar->codec_id) : "");
     }
     in->st = in->fmt->streams[in->stream];
-    in->dec = avcodec_alloc_context3(codec);
+    in->codec = codec;
     in->frame = av_frame_alloc();
     in->pkt = av_packet_alloc();
-    if (!in->dec || !in->frame || !in->pkt) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    if (!in->frame || !in->pkt) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    return NVL_OK;
+}
+
+/* The stream's decoder (frame threads, as many as FFmpeg picks): a video being sampled opens it
+ * at its first frame, so a video waiting for its turn holds no decoder threads or buffers. */
+static nvl_status av_in_open_decoder(av_in *in, const char *name, nvl_err *err) {
+    int e;
+    in->dec = avcodec_alloc_context3(in->codec);
+    if (!in->dec) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
     if ((e = avcodec_parameters_to_context(in->dec, in->st->codecpar)) < 0) return av_fail(err, name, "decoder setup", e);
     in->dec->thread_count = 0;
-    if ((e = avcodec_open2(in->dec, codec, NULL)) < 0) return av_fail(err, name, "cannot open the decoder", e);
+    if ((e = avcodec_open2(in->dec, in->codec, NULL)) < 0) return av_fail(err, name, "cannot open the decoder", e);
     return NVL_OK;
+}
+
+/* Opens a file (path) or a memory buffer (mem) and its best video stream's decoder. */
+static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
+                             nvl_err *err) {
+    nvl_status st = av_in_open_demuxer(in, path, mem, len, name, err);
+    return st == NVL_OK ? av_in_open_decoder(in, name, err) : st;
 }
 
 /* Converts the current frame to RGB (alpha composited on white), applying rotation. */
@@ -325,7 +343,7 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
         av_packet_unref(in->pkt);
     }
     av_seek_frame(in->fmt, in->stream, in->st->start_time != AV_NOPTS_VALUE ? in->st->start_time : 0, AVSEEK_FLAG_BACKWARD);
-    avcodec_flush_buffers(in->dec);
+    if (in->dec) avcodec_flush_buffers(in->dec);
     *n = k;
     if (!timed || k == 0) {
         nvl_free(t);
@@ -395,7 +413,7 @@ nvl_status media_video_open(const char *path, const media_video_params *params, 
     memcpy(v->name, path, strlen(path) + 1);
     v->lim = *lim;
     v->cur = -1;
-    st = av_in_open(&v->in, path, NULL, 0, path, err);
+    st = av_in_open_demuxer(&v->in, path, NULL, 0, path, err); /* the decoder at the first frame */
     v->open = 1;
     if (st != NVL_OK) goto fail;
     AVRational fr = av_guess_frame_rate(v->in.fmt, v->in.st, NULL);
@@ -465,6 +483,10 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     *out = NULL;
     if (v->ended) return NVL_OK;
     nvl_status st = NVL_OK;
+    if (!v->in.dec && (st = av_in_open_decoder(&v->in, v->name, err)) != NVL_OK) {
+        v->ended = 1;
+        return st;
+    }
     while (v->k < v->n) {
         if (v->want[v->k] - v->cur > SEEK_MIN_GAP && v->cur >= 0) {
             int64_t ts = v->pts ? v->pts[v->want[v->k]] : v->t0 + (int64_t)floor((double)v->want[v->k] / v->native / v->tb);
