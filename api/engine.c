@@ -324,6 +324,9 @@ void engine_notice(request *rq, const char *msg) {
 void engine_fail(request *rq, nvl_status st, const nvl_err *err) {
     if (rq->state == RQ_FINISHED) return;
     rq->state = RQ_FINISHED;
+    pthread_mutex_lock(&rq->e->mmu); /* a media thread decoding its video stops at the next frame */
+    rq->media_abort = 1;
+    pthread_mutex_unlock(&rq->e->mmu);
     rq->st = st;
     if (err && err != &rq->err) rq->err = *err;
 }

@@ -176,6 +176,7 @@ struct request {
     request *media_next;/* the media threads' queue */
     int job_src;        /* the queued job: -1 read the files, else that source's tiles or frames */
     int media_busy;     /* the media thread owns the request's sources (under e->mmu) */
+    int media_abort;    /* the request ended: a media job stops early (under e->mmu) */
     nvl_status media_st;
     int media_parts;    /* media parts read (progress is replayed on the stepping thread) */
     engine_waiter *waiter;

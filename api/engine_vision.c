@@ -135,6 +135,10 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
         pthread_mutex_unlock(&e->mmu);
         if (st != NVL_OK) return st;
         if (engine_media_cancelled(rq)) return nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
+        pthread_mutex_lock(&e->mmu);
+        const int abandoned = rq->media_abort;
+        pthread_mutex_unlock(&e->mmu);
+        if (abandoned) return NVL_OK; /* the request ended (another file's error): no more frames */
     }
 }
 
@@ -152,6 +156,7 @@ static int video_feed(api_engine *e, request *rq, source *s, int si) {
 /* Every unit of s is embedded: EVS for a video, progress. */
 static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_err *err) {
     api_engine *e = rq->e;
+    if (s->finished) return NVL_OK;
     char label[512];
     engine_source_label(s, label, sizeof label);
     nvl_free(s->tiles);
@@ -259,7 +264,7 @@ int engine_vision_turn(api_engine *e) {
         pthread_mutex_unlock(&e->mmu);
         for (int si = rq->vis_next; si < rq->n_src && nb < e->vision_batch && st == NVL_OK; si++) {
             source *s = &rq->src[si];
-            if (s->from_kept) continue;
+            if (s->from_kept || s->finished) continue; /* (a later video can end before an earlier one) */
             if (!s->started) {
                 if (!s->is_video && e->media_thr_ok) { /* images and pages: tiles made on a media thread */
                     pthread_mutex_lock(&e->mmu);

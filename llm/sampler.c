@@ -126,8 +126,11 @@ int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
      * leaves, at the temperature; then top-p (the smallest prefix reaching top_p), min-p
      * (p >= min_p * p_max), and a draw in proportion. */
     cand *c = s->c;
-    const float mx = logits[best];
-    for (int64_t i = 0; i < V; i++) c[i] = (cand){isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i};
+    float mx = -INFINITY; /* the largest key (a NaN at id 0 would have been `best`) */
+    for (int64_t i = 0; i < V; i++) {
+        c[i] = (cand){isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i};
+        mx = c[i].v > mx ? c[i].v : mx;
+    }
     int64_t n = V, sorted = 0; /* c[0..sorted) in the sampling order */
     if (s->p.top_k > 0 && s->p.top_k < V) {
         n = sorted = s->p.top_k;

@@ -457,6 +457,53 @@ int main(void) {
         o.video_ahead = 0;
     }
 
+    /* 6b. two videos in one request, the second (10 frames) ending while the first (20) still
+     * decodes, through rings of 4 without media threads: the second is finished once (it was
+     * finished again at every later turn that reached it: EVS on freed rows), and the answer
+     * equals the engine with media threads and rings holding every frame (ids; logits within the
+     * bound above: RADIO batches group the frames differently) */
+    {
+        char rot[1024];
+        snprintf(rot, sizeof rot, "%s", test_data_path("media/made/rotated.mp4"));
+        req two;
+        make_req(&two, vid, NULL, "What happens in these two videos?", 4);
+        two.parts[2] = two.parts[1];
+        two.parts[1] = (api_part){.kind = API_PART_MEDIA, .media = {.path = rot}};
+        two.msg.n_parts = 3;
+        two.p.fps = 10;
+        two.p.evs = 0.5;
+        api_ask_result ra, rb;
+        nvl_status sa = NVL_ERR_INVALID_ARG, sb = NVL_ERR_INVALID_ARG;
+        o.max_batch = 1;
+        o.video_ahead = 64;
+        o.media_threads = 0;
+        if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) == NVL_OK) {
+            sa = api_engine_run(e, &two.msg, 1, &two.p, NULL, &ra, &err);
+            api_engine_close(e);
+            e = NULL;
+        }
+        TEST_CHECK(sa == NVL_OK, "two videos, every frame held: %s", sa == NVL_OK ? "ok" : err.msg);
+        o.video_ahead = 4;
+        o.media_threads = -1;
+        if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) == NVL_OK) {
+            sb = api_engine_run(e, &two.msg, 1, &two.p, NULL, &rb, &err);
+            api_engine_close(e);
+            e = NULL;
+        }
+        TEST_CHECK(sb == NVL_OK, "two videos, rings of 4, no media threads: %s", sb == NVL_OK ? "ok" : err.msg);
+        if (sa == NVL_OK && sb == NVL_OK) {
+            TEST_CHECK(ra.n_media == 2 && rb.n_media == 2 && ra.media[0].n_frames == 20 && ra.media[1].n_frames == 10 &&
+                           rb.media[0].n_frames == 20 && rb.media[1].n_frames == 10,
+                       "20 and 10 frames both ways");
+            TEST_CHECK(same_ids(&ra, &rb) && ra.n_prompt == rb.n_prompt, "two videos: the same prompt and answer both ways");
+            test_compare_f32("two videos: logits after the prompt", rb.first_logits, ra.first_logits, (size_t)V, 1e-5, 1e-4, 1e-10);
+        }
+        if (sa == NVL_OK) api_ask_result_free(&ra);
+        if (sb == NVL_OK) api_ask_result_free(&rb);
+        o.video_ahead = 0;
+        o.media_threads = 0;
+    }
+
     o.seq_mem_mb = -1;
     TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
     o.seq_mem_mb = 0;

@@ -2,7 +2,7 @@
  * documented; a seed makes draws reproducible; frequencies follow softmax(logits/T).
  * The sampler finds only as much of the sorted order as a rule needs (selection, then sorting
  * the few): against a brute-force oracle here (every candidate sorted, the rules applied in
- * order, the same RNG), on vocabularies up to the model's 131,072 with ties, NaN, a flat
+ * order, the same RNG), on vocabularies up to the model's 131,072 with ties, NaN (at id 0 too), a flat
  * distribution whose top-p nucleus needs more than 1024 and 8192 candidates, top_k >= V, the ids
  * drawn are the same for every seed. */
 #include <stdlib.h>
@@ -46,7 +46,9 @@ static int32_t oracle(const llm_sampler_params *p, const float *logits, int64_t 
     for (int64_t i = 1; i < V; i++)
         if (logits[i] > logits[best]) best = (int32_t)i;
     if (p->temperature <= 0) return best;
-    const float mx = logits[best];
+    o_logits = logits;
+    float mx = -INFINITY; /* over the keys: a NaN reads as -inf wherever it is */
+    for (int64_t i = 0; i < V; i++) mx = o_key((int32_t)i) > mx ? o_key((int32_t)i) : mx;
     int32_t *idx = malloc((size_t)V * sizeof *idx);
     float *pr = malloc((size_t)V * sizeof *pr);
     for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
@@ -127,6 +129,7 @@ static void test_against_oracle(void) {
         l[i] = (float)(floor((u - 2.0) * 3.0 * 1.7320508 * 64.0) / 64.0);
     }
     l[77] = NAN;
+    l[0] = NAN; /* first: the argmax loop starts there */
     l[1000] = l[2000] = l[3000] = 30.0f; /* a tie at the top */
     const struct {
         const char *what;
