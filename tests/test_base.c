@@ -95,6 +95,10 @@ static void test_alloc(void) {
     TEST_EQ_INT(nvl_alloc_bytes() - b0, 3000);
     TEST_EQ_INT(nvl_alloc_count() - c0, 1);
     TEST_CHECK(((uintptr_t)p % 16) == 0, "shrunk block 16-byte aligned");
+    char *z = nvl_malloc(64);
+    z = nvl_realloc(z, 0); /* to nothing: still one block */
+    TEST_EQ_INT(nvl_alloc_count() - c0, 2);
+    nvl_free(z);
     char *big = nvl_malloc((size_t)64 << 20); /* an mmap'd block shrunk: no copy, content kept */
     TEST_CHECK(big != NULL, "64 MiB");
     if (big) {

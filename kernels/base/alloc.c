@@ -107,8 +107,8 @@ void *nvl_realloc(void *p, size_t n) {
         if (!r2) return NULL; /* (p untouched) */
         hdr *h2 = (hdr *)(r2 + HDR_SIZE - sizeof(hdr));
         h2->size = n;
-        account(-(long long)old); /* (one block out, one in: the count is unchanged) */
-        account((long long)n);
+        atomic_fetch_sub(&g_bytes, (long long)(old - n)); /* the same block: its count unchanged; a
+                                                             shrink raises no peak */
         return r2 + HDR_SIZE;
     }
     void *q = alloc_impl(h->align, n); /* the block's own alignment */
