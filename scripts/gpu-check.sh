@@ -134,7 +134,7 @@ elif [ "$have_gpu" = 1 ]; then
   # the toolkit has it: the first device run of never-run kernels
   san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
   if [ -n "$san" ]; then
-    if run_to 240 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
+    if run_to 150 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
     then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
     else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$OUT/memcheck_ops.log" | tr '\n' ' ')"; fi
   fi
