@@ -4,6 +4,29 @@
 #include "base/dump.h"
 #include "tokenreduce.h"
 
+/* RGB8 tiles -> rows with every intermediate in the backend's memory: the ViT's features, the
+ * pixel shuffle and the projector's input never cross to the host (on a device, ~4 transfers of
+ * n x 1024 x 1280 f32 saved per call; the same values: the features are copied to f32 exactly
+ * where they were, and the shuffle is a permutation). Only the rows come back. */
+static nvl_status embed_on_backend(const vision_model *vm, const tokred_projector *pr, const uint8_t *tiles8, int n,
+                                   float *out, nvl_err *err) {
+    kern_backend *be = pr->be;
+    const int64_t G = vision_model_grid(vm), W = vision_model_width(vm), P = G * G, Q = (G / 2) * (G / 2);
+    const size_t bytes = kern_act_bytes(be, NVL_DTYPE_F32, n * P * W);
+    void *buf = NULL;
+    nvl_status st = kern_buffer_alloc(be, 2 * bytes, &buf, err);
+    if (st != NVL_OK) return nvl_err_prefix(err, "vision path: %d tiles", n), st;
+    nvl_tensor feat = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){n * P, W}, buf);
+    nvl_tensor feat4 = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){n, G, G, W}, buf);
+    nvl_tensor shuf4 = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){n, G / 2, G / 2, 4 * W}, (char *)buf + bytes);
+    nvl_tensor shuf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){n * Q, 4 * W}, (char *)buf + bytes);
+    if ((st = vision_encode_rgb8_to(vm, tiles8, n, &feat, err)) == NVL_OK &&
+        (st = kern_pixel_shuffle(be, &shuf4, &feat4, err)) == NVL_OK)
+        st = tokred_projector_run_on(pr, out, &shuf, err);
+    kern_buffer_free(be, buf);
+    return st;
+}
+
 /* tiles (f32, normalised) or tiles8 (RGB8, normalised on the backend by vision_encode_rgb8) */
 static nvl_status embed(const vision_model *vm, const tokred_projector *pr, const float *tiles, const uint8_t *tiles8,
                         int n, float *out, nvl_err *err) {
@@ -12,6 +35,10 @@ static nvl_status embed(const vision_model *vm, const tokred_projector *pr, cons
     if (pr->in != 4 * W)
         return nvl_err_set(err, NVL_ERR_SHAPE, "projector input %lld does not match 4 x ViT width %lld", (long long)pr->in,
                            (long long)W);
+    /* on the backend throughout, unless the intermediates are to be dumped (host copies) or the
+     * ViT and the projector live on different backends */
+    if (tiles8 && !nvl_dump_dir() && pr->be && vision_model_backend(vm) == pr->be)
+        return embed_on_backend(vm, pr, tiles8, n, out, err);
     float *feat = nvl_malloc((size_t)(n * P * W) * sizeof(float));
     float *shuf = nvl_malloc((size_t)(n * P * W) * sizeof(float));
     nvl_status st = NVL_OK;

@@ -47,6 +47,8 @@ nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, 
 /* y (n, out) host = mlp1(x (n, in) host) on the projector's backend; one workspace per call. */
 nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n,
                                 nvl_err *err);
+/* The same from x (n, in) F32 already in the projector's backend memory (no upload). */
+nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nvl_tensor *x, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // EVS: efficient video sampling (model.md §6.4). E (F, T, D): F frames of T tokens of the

@@ -268,7 +268,7 @@ fail:
  * those of the f32 forward, bit for bit. */
 /* tiles (f32, normalised) or tiles8 (RGB8, normalised here on the backend: kern_normalize_rgb8) */
 static nvl_status encode(const vision_model *m, const float *tiles, const uint8_t *tiles8, int n, float *features,
-                         nvl_err *err) {
+                         nvl_tensor *fdev, nvl_err *err) {
     const int64_t W = m->W, F = m->F, K = m->K, G = m->G, P = G * G, T = K + P, p = m->patch;
     const int64_t S = m->vc.image_size, pp = 3 * p * p;
     const int64_t per_pass = kern_backend_kind_of(m->be) == KERN_BACKEND_KIND_CPU ? VIT_TILE_BATCH : VIT_TILE_BATCH_DEVICE;
@@ -349,7 +349,12 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
         }
         for (int64_t t = 0; t < nb; t++) {
             nvl_tensor xf = kern_rows(&x, t * T + K, P);
-            TRY(kern_to_host_f32(be, features + (size_t)(t0 + t) * P * W, &xf, err));
+            if (fdev) { /* into the backend's features (exact: to f32) */
+                nvl_tensor d = kern_rows(fdev, (t0 + t) * P, P);
+                TRY(kern_copy(be, &d, &xf, err));
+            } else {
+                TRY(kern_to_host_f32(be, features + (size_t)(t0 + t) * P * W, &xf, err));
+            }
         }
     }
 done:
@@ -358,9 +363,18 @@ done:
 }
 
 nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float *features, nvl_err *err) {
-    return encode(m, tiles, NULL, n, features, err);
+    return encode(m, tiles, NULL, n, features, NULL, err);
 }
 
 nvl_status vision_encode_rgb8(const vision_model *m, const uint8_t *tiles, int n, float *features, nvl_err *err) {
-    return encode(m, NULL, tiles, n, features, err);
+    return encode(m, NULL, tiles, n, features, NULL, err);
+}
+
+nvl_status vision_encode_rgb8_to(const vision_model *m, const uint8_t *tiles, int n, nvl_tensor *features, nvl_err *err) {
+    const int64_t P = m->G * m->G;
+    if (features->dtype != NVL_DTYPE_F32 || features->n_dims != 2 || features->shape[0] != (int64_t)n * P ||
+        features->shape[1] != m->W)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "vision: features must be (%lld, %lld) f32", (long long)(n * P),
+                           (long long)m->W);
+    return encode(m, NULL, tiles, n, NULL, features, err);
 }

@@ -137,6 +137,23 @@ int main(void) {
     struct stat sb;
     snprintf(p, sizeof p, "%s/pixel_shuffle.bin", dump);
     TEST_CHECK(stat(p, &sb) == 0 && sb.st_size == 3 * 4 * 256 * 4, "pixel_shuffle.bin size");
+    { /* RGB8 tiles through the backend end to end (features, shuffle and projector input never on
+         the host) equal the host route on the same tiles, bit for bit */
+        const vision_vl_config *vc = vision_model_config(m);
+        const size_t npx = (size_t)3 * 3 * (size_t)(vc->image_size * vc->image_size);
+        uint8_t *t8 = malloc(npx);
+        uint64_t r = 7;
+        for (size_t i = 0; i < npx; i++) t8[i] = (uint8_t)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+        float *tf = malloc(npx * sizeof(float)), *ea = malloc(3 * 4 * 96 * sizeof(float)), *eb = malloc(3 * 4 * 96 * sizeof(float));
+        vision_normalize_tiles(tf, t8, 3, vc);
+        TEST_EQ_INT(tokred_embed_tiles(m, &pr, tf, 3, ea, &err), NVL_OK);
+        TEST_EQ_INT(tokred_embed_tiles_rgb8(m, &pr, t8, 3, eb, &err), NVL_OK);
+        TEST_CHECK(!memcmp(ea, eb, 3 * 4 * 96 * sizeof(float)), "the vision path on the backend equals the host route");
+        free(t8);
+        free(tf);
+        free(ea);
+        free(eb);
+    }
     free(e);
     nvl_checkpoint_close(ck);
     vision_model_free(m);
