@@ -117,7 +117,6 @@ typedef struct source {
     media_image *img;   /* decoded image file (owned) */
     media_video *video; /* a video being sampled (owned): opened (its sample planned) with the media,
                            its frames decoded on a media thread as the vision stage takes them */
-    int video_used;     /* frames were taken from video (a new vision pass reopens it) */
     int n_planned;      /* video: the frames its sample plans (an upper bound of those decoded) */
     double native_fps;  /* video: nominal frame rate (frame timestamps) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */

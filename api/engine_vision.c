@@ -11,6 +11,12 @@
 #include "base/alloc.h"
 #include "engine_impl.h"
 
+/* Bytes of one RGB8 tile (S, S, 3). */
+static size_t tile_bytes(const api_engine *e) {
+    const int64_t S = vision_model_config(e->vm)->image_size;
+    return (size_t)(3 * S * S);
+}
+
 static int64_t rows_per_tile(const api_engine *e) {
     const int64_t G = vision_model_grid(e->vm);
     return (G / 2) * (G / 2);
@@ -32,9 +38,8 @@ static void video_name_error(request *rq, const source *s, nvl_err *err) {
     else if (s->path != s->name && strcmp(s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
 }
 
-/* An image's tiles (a PDF page rendered first), or a video's buffers (and its handle again when a
- * kept prefix meant to spare it did not apply). Time spent reading files goes to s->t_media (the
- * stepping thread adds it to the result). */
+/* An image's tiles (a PDF page rendered first), or a video's buffers. Time spent reading files
+ * goes to s->t_media (the stepping thread adds it to the result). */
 nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
@@ -43,25 +48,11 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     s->t0 = engine_now();
     s->units_done = 0;
     if (s->is_video) {
-        if (!s->video || s->video_used) { /* opened with the media; again when a new pass needs it */
-            media_video_close(s->video);
-            s->video = NULL;
-            s->video_used = 0;
-            const media_video_params vp = engine_video_params(rq->p);
-            const double tm = engine_now();
-            st = media_video_open(s->path, &vp, NULL, &s->video, err);
-            s->t_media += engine_now() - tm;
-            if (st != NVL_OK) {
-                video_name_error(rq, s, err);
-                return st;
-            }
-            s->n_planned = media_video_get_info(s->video)->n_planned;
-            s->native_fps = media_video_get_info(s->video)->native_fps;
-        }
+        /* opened (its sample planned) with the media, untouched while a kept prefix was to spare
+         * it; a video whose frames were taken never starts again (its request ends) */
+        if (!s->video) return nvl_err_set(err, NVL_ERR_INTERNAL, "%s: the video was already read", s->name);
         const int n = s->n_planned;
         if (n < 1) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frames were sampled", s->name);
-        const vision_vl_config *vc0 = vision_model_config(e->vm);
-        const size_t tile = (size_t)(3 * vc0->image_size * vc0->image_size);
         s->n_frames = 0; /* known when the video ends: frames_ready */
         s->n_rows = 0;
         s->ring_n = e->video_ahead < n ? e->video_ahead : n;
@@ -71,7 +62,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
         s->ts = nvl_malloc((size_t)n * sizeof(double));
         s->kept = nvl_malloc((size_t)n * sizeof(int));
         s->all = nvl_malloc((size_t)(n * Q * C) * sizeof(float)); /* the kept rows end up in it (EVS) */
-        s->ring = nvl_malloc((size_t)s->ring_n * tile);
+        s->ring = nvl_malloc((size_t)s->ring_n * tile_bytes(e));
         if (!s->ts || !s->kept || !s->all || !s->ring)
             return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %d frames", s->name, n);
     } else {
@@ -101,7 +92,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
 nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
     api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
-    const size_t tile = (size_t)(3 * vc->image_size * vc->image_size);
+    const size_t tile = tile_bytes(e);
     for (;;) {
         pthread_mutex_lock(&e->mmu);
         const int i = s->frames_ready, room = s->units_done + s->ring_n - i, end = s->video_end;
@@ -109,7 +100,6 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
         if (room <= 0 || end) return NVL_OK;
         const double t0 = engine_now();
         media_image *fr = NULL;
-        s->video_used = 1;
         nvl_status st = i < s->n_planned ? media_video_next(s->video, &fr, err) : NVL_OK;
         if (st == NVL_OK && fr) { /* one tile per frame, no thumbnail */
             uint8_t *t = NULL;
@@ -198,27 +188,18 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
 }
 
 void engine_vision_reset_source(source *s) {
-    nvl_free(s->ts);
-    nvl_free(s->kept);
-    nvl_free(s->rows);
-    nvl_free(s->tiles);
-    nvl_free(s->all);
-    nvl_free(s->ring);
-    s->ring = NULL;
-    s->ring_n = 0;
-    s->frames_ready = 0;
-    s->video_end = 0;
-    s->t_decode = 0;
-    s->finished = 0;
-    s->ts = NULL;
-    s->kept = NULL;
-    s->rows = NULL;
-    s->tiles = NULL;
-    s->all = NULL;
+    nvl_freep(&s->ts);
+    nvl_freep(&s->kept);
+    nvl_freep(&s->rows);
+    nvl_freep(&s->tiles);
+    nvl_freep(&s->all);
+    nvl_freep(&s->ring);
     s->from_kept = NULL;
     s->n_rows = 0;
     s->n_tiles = s->n_frames = 0;
-    s->started = 0;
+    s->ring_n = s->frames_ready = s->video_end = 0;
+    s->t_decode = 0;
+    s->started = s->finished = 0;
     s->units_done = 0;
     s->prep = 0;
 }
@@ -242,8 +223,7 @@ typedef struct vis_unit {
 } vis_unit;
 
 int engine_vision_turn(api_engine *e) {
-    const vision_vl_config *vc = vision_model_config(e->vm);
-    const size_t tile = (size_t)(3 * vc->image_size * vc->image_size);
+    const size_t tile = tile_bytes(e);
     const int64_t Q = rows_per_tile(e), C = e->proj.out;
     vis_unit units[VISION_BATCH];
     int nb = 0;
