@@ -493,7 +493,7 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: cuBLAS initialisation failed");
         goto fail;
     }
-    snprintf(be->description, sizeof be->description, "CUDA: %s, sm_%d%d, %.0f GiB", prop.name,
+    snprintf(be->description, sizeof be->description, "CUDA: %.200s, sm_%d%d, %.0f GiB", prop.name,
              prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     *out = be;
     return NVL_OK;
