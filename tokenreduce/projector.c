@@ -35,14 +35,14 @@ nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, 
     return NVL_OK;
 }
 
-/* x_host (n, in) uploaded, or x_dev already there */
-static nvl_status run(const tokred_projector *p, float *y, const float *x_host, const nvl_tensor *x_dev, int64_t n,
-                      nvl_err *err) {
+/* x_host (n, in) uploaded, or x_dev already there; y to the host (y_host) or into y_dev */
+static nvl_status run(const tokred_projector *p, float *y_host, nvl_tensor *y_dev, const float *x_host,
+                      const nvl_tensor *x_dev, int64_t n, nvl_err *err) {
     kern_backend *be = p->be;
     if (!be) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "projector: bound without a backend");
     /* one workspace: x (n, in) f32, h (n, in) act, u (n, hidden) act, y (n, out) act */
     const size_t bx = x_dev ? 0 : kern_act_bytes(be, NVL_DTYPE_F32, n * p->in), bh = kern_act_bytes(be, p->act, n * p->in);
-    const size_t bu = kern_act_bytes(be, p->act, n * p->hidden), by = kern_act_bytes(be, p->act, n * p->out);
+    const size_t bu = kern_act_bytes(be, p->act, n * p->hidden), by = y_dev ? 0 : kern_act_bytes(be, p->act, n * p->out);
     void *buf = NULL;
     nvl_status st = kern_buffer_alloc(be, bx + bh + bu + by, &buf, err);
     if (st != NVL_OK) return nvl_err_prefix(err, "projector: %lld tokens", (long long)n), st;
@@ -50,24 +50,33 @@ static nvl_status run(const tokred_projector *p, float *y, const float *x_host, 
     nvl_tensor xt = x_dev ? *x_dev : kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){n, p->in}, b);
     nvl_tensor h = kern_act(be, p->act, 2, (int64_t[]){n, p->in}, b + bx);
     nvl_tensor u = kern_act(be, p->act, 2, (int64_t[]){n, p->hidden}, b + bx + bh);
-    nvl_tensor yt = kern_act(be, p->act, 2, (int64_t[]){n, p->out}, b + bx + bh + bu);
+    nvl_tensor yt = y_dev ? *y_dev : kern_act(be, p->act, 2, (int64_t[]){n, p->out}, b + bx + bh + bu);
     /* h = (w.float() * (x * rsqrt(mean(x^2) + eps))).to(dtype); y = fc2(relu(fc1(h)) ** 2) */
     if ((x_dev || (st = kern_from_host_f32(be, &xt, x_host, err)) == NVL_OK) &&
         (st = kern_rmsnorm(be, &h, &xt, &p->norm, p->eps, err)) == NVL_OK &&
         (st = kern_matmul(be, &u, &h, &p->fc1, err)) == NVL_OK &&
         (st = kern_bias_act(be, &u, &u, NULL, KERN_ACT_RELU2, err)) == NVL_OK &&
-        (st = kern_matmul(be, &yt, &u, &p->fc2, err)) == NVL_OK)
-        st = kern_to_host_f32(be, y, &yt, err);
+        (st = kern_matmul(be, &yt, &u, &p->fc2, err)) == NVL_OK && y_host)
+        st = kern_to_host_f32(be, y_host, &yt, err);
     kern_buffer_free(be, buf);
     return st;
 }
 
 nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n, nvl_err *err) {
-    return run(p, y, x, NULL, n, err);
+    return run(p, y, NULL, x, NULL, n, err);
 }
 
 nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nvl_tensor *x, nvl_err *err) {
     if (x->dtype != NVL_DTYPE_F32 || x->n_dims != 2 || x->shape[1] != p->in)
         return nvl_err_set(err, NVL_ERR_SHAPE, "projector: input must be (n, %lld) f32", (long long)p->in);
-    return run(p, y, NULL, x, x->shape[0], err);
+    return run(p, y, NULL, NULL, x, x->shape[0], err);
+}
+
+nvl_status tokred_projector_run_to(const tokred_projector *p, nvl_tensor *y, const nvl_tensor *x, nvl_err *err) {
+    if (x->dtype != NVL_DTYPE_F32 || x->n_dims != 2 || x->shape[1] != p->in)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "projector: input must be (n, %lld) f32", (long long)p->in);
+    if (y->n_dims != 2 || y->shape[0] != x->shape[0] || y->shape[1] != p->out || y->dtype != p->act)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "projector: output must be (%lld, %lld) %s", (long long)x->shape[0],
+                           (long long)p->out, nvl_dtype_name(p->act));
+    return run(p, NULL, y, NULL, x, x->shape[0], err);
 }

@@ -49,6 +49,9 @@ nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float
                                 nvl_err *err);
 /* The same from x (n, in) F32 already in the projector's backend memory (no upload). */
 nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nvl_tensor *x, nvl_err *err);
+/* The same into y (n, out), a tensor of dtype p->act in the backend's memory (kern_act's layout):
+ * nothing crosses to the host. NVL_ERR_SHAPE for another shape or dtype. */
+nvl_status tokred_projector_run_to(const tokred_projector *p, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // EVS: efficient video sampling (model.md §6.4). E (F, T, D): F frames of T tokens of the
@@ -58,6 +61,11 @@ nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nv
 // to bf16 as torch does for bf16 embeddings. keep (F*T) gets 1/0, kept_per_frame (F) counts.
 nvl_status tokred_evs_mask(kern_backend *be, const float *E, int64_t F, int64_t T, int64_t D, double q, int round_bf16,
                            uint8_t *keep, int *kept_per_frame, nvl_err *err);
+/* The same over rows already in be's memory: E (F*T, D), any float dtype the backend's
+ * kern_evs_scores takes (a BF16 tensor is read as its values, the cosine in f32/double as
+ * above), contiguous. Only the F*T scores cross to the host. */
+nvl_status tokred_evs_mask_on(kern_backend *be, const nvl_tensor *E, int64_t F, int64_t T, double q, int round_bf16,
+                              uint8_t *keep, int *kept_per_frame, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // The vision path for a batch of tiles: ViT -> pixel shuffle -> mlp1.
@@ -72,6 +80,13 @@ nvl_status tokred_embed_tiles(const vision_model *vm, const tokred_projector *pr
  * of tiles. */
 nvl_status tokred_embed_tiles_rgb8(const vision_model *vm, const tokred_projector *pr, const uint8_t *tiles, int n,
                                    float *out, nvl_err *err);
+/* The same rows into rows (n * (G/2)^2, pr->out), a tensor of dtype pr->act in the projector
+ * backend's memory (kern_act's layout): on a device they stay there for EVS and the LM's
+ * embedding gather. With dumps on, or the ViT on another backend, the rows are made on the host
+ * and uploaded (the same values: they are pr->act values already). NVL_ERR_SHAPE for rows of
+ * another shape or dtype. */
+nvl_status tokred_embed_tiles_rgb8_to(const vision_model *vm, const tokred_projector *pr, const uint8_t *tiles, int n,
+                                      nvl_tensor *rows, nvl_err *err);
 
 #ifdef __cplusplus
 }

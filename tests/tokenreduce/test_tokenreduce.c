@@ -87,6 +87,30 @@ int main(void) {
         TEST_EQ_INT(per[0], 16); /* the first frame is always kept whole */
     }
     TEST_EQ_INT(tokred_evs_mask(be, video.data, 6, 16, 48, 1.0, 0, NULL, NULL, &err), NVL_ERR_INVALID_ARG);
+    { /* over rows in the backend's memory (the engine's route): BF16 rows (bf16 values, as a BF16
+         projector leaves them) select what the same values as host f32 select, at every rate */
+        float *r16 = malloc(96 * 48 * sizeof(float));
+        for (int i = 0; i < 96 * 48; i++) r16[i] = nvl_round_bf16(((const float *)video.data)[i]);
+        void *buf = NULL;
+        TEST_EQ_INT(kern_buffer_alloc(be, kern_act_bytes(be, NVL_DTYPE_BF16, 96 * 48), &buf, &err), NVL_OK);
+        nvl_tensor E = kern_act(be, NVL_DTYPE_BF16, 2, (int64_t[]){96, 48}, buf);
+        TEST_EQ_INT(kern_from_host_f32(be, &E, r16, &err), NVL_OK);
+        for (int i = 0; i < 5; i++) {
+            uint8_t ka[96], kb[96];
+            int pa[6], pb[6];
+            TEST_EQ_INT(tokred_evs_mask(be, r16, 6, 16, 48, qs[i], 0, ka, pa, &err), NVL_OK);
+            TEST_EQ_INT(tokred_evs_mask_on(be, &E, 6, 16, qs[i], 0, kb, pb, &err), NVL_OK);
+            TEST_CHECK(!memcmp(ka, kb, sizeof ka) && !memcmp(pa, pb, sizeof pa), "EVS over backend BF16 rows, q %g", qs[i]);
+        }
+        uint8_t kb[96];
+        int pb[6];
+        TEST_EQ_INT(tokred_evs_mask_on(be, &E, 6, 15, 0.5, 0, kb, pb, &err), NVL_ERR_SHAPE); /* 90 rows, not 96 */
+        TEST_CONTAINS(err.msg, "96 rows for 6 frames of 15 tokens");
+        nvl_tensor E3 = kern_act(be, NVL_DTYPE_BF16, 3, (int64_t[]){6, 16, 48}, buf);
+        TEST_EQ_INT(tokred_evs_mask_on(be, &E3, 6, 16, 0.5, 0, kb, pb, &err), NVL_ERR_SHAPE);
+        kern_buffer_free(be, buf);
+        free(r16);
+    }
     free(out);
     free(y);
     TEST_EQ_INT(nvl_alloc_count(), live0);

@@ -149,6 +149,26 @@ int main(void) {
         TEST_EQ_INT(tokred_embed_tiles(m, &pr, tf, 3, ea, &err), NVL_OK);
         TEST_EQ_INT(tokred_embed_tiles_rgb8(m, &pr, t8, 3, eb, &err), NVL_OK);
         TEST_CHECK(!memcmp(ea, eb, 3 * 4 * 96 * sizeof(float)), "the vision path on the backend equals the host route");
+        /* the rows left in the backend's memory (the engine's route to EVS and the LM), and the
+         * same through the host when dumps are on: the same values */
+        kern_backend *be = pr.be;
+        void *buf = NULL;
+        TEST_EQ_INT(kern_buffer_alloc(be, kern_act_bytes(be, pr.act, 12 * 96), &buf, &err), NVL_OK);
+        nvl_tensor rows = kern_act(be, pr.act, 2, (int64_t[]){12, 96}, buf);
+        for (int dumped = 0; dumped < 2; dumped++) {
+            if (dumped) nvl_dump_set_dir(dump);
+            memset(eb, 0, 3 * 4 * 96 * sizeof(float));
+            TEST_EQ_INT(kern_set_zero(be, buf, kern_act_bytes(be, pr.act, 12 * 96), &err), NVL_OK);
+            TEST_EQ_INT(tokred_embed_tiles_rgb8_to(m, &pr, t8, 3, &rows, &err), NVL_OK);
+            nvl_dump_set_dir(NULL);
+            TEST_EQ_INT(kern_to_host_f32(be, eb, &rows, &err), NVL_OK);
+            TEST_CHECK(!memcmp(ea, eb, 3 * 4 * 96 * sizeof(float)), "rows left on the backend (%s) equal the host route",
+                       dumped ? "through the host: dumps on" : "backend route");
+        }
+        nvl_tensor wrong = kern_act(be, pr.act, 2, (int64_t[]){11, 96}, buf); /* one row short */
+        TEST_EQ_INT(tokred_embed_tiles_rgb8_to(m, &pr, t8, 3, &wrong, &err), NVL_ERR_SHAPE);
+        TEST_CONTAINS(err.msg, "rows must be (12, 96)");
+        kern_buffer_free(be, buf);
         free(t8);
         free(tf);
         free(ea);
