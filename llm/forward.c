@@ -348,6 +348,11 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: slot %d appears twice in one step", __func__, s->slot);
         if (s->n <= 0 || !s->tokens)
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has no rows", __func__, i);
+        if (!s->embd && s->embd_t &&
+            (s->embd_t->n_dims != 2 || s->embd_t->shape[0] < s->n || s->embd_t->shape[1] != C || !s->embd_t->data ||
+             s->embd_t->device != ws->embd.device))
+            return nvl_err_set(err, NVL_ERR_SHAPE, "%s: sequence %d's vision rows are not (%lld, %lld) in the %s backend's "
+                               "memory", __func__, i, (long long)s->n, (long long)C, kern_backend_name(be));
         if ((s->logits != LLM_LOGITS_NONE && !s->out && !(s->logits == LLM_LOGITS_LAST && s->argmax)) ||
             (s->argmax && s->logits == LLM_LOGITS_NONE))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d wants logits or their argmax without a place for "
@@ -366,7 +371,7 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
     if (ws->graph_mode != LLM_GRAPHS_OFF && T == n_seq) {
         bucket = llm_decode_bucket(n_seq, ws->graph_cap);
         for (int i = 0; bucket && i < n_seq; i++)
-            if (seqs[i].embd && seqs[i].embd_mask && seqs[i].embd_mask[0]) bucket = 0;
+            if ((seqs[i].embd || seqs[i].embd_t) && seqs[i].embd_mask && seqs[i].embd_mask[0]) bucket = 0;
     }
     /* token ids, the vision mask and rows, the sequence table */
     int64_t r = 0;
@@ -376,7 +381,7 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
         ws->seqs[i] = (kern_seq){.slot = s->slot, .decode = s->n == 1, .row0 = r, .n_rows = s->n,
                                  .pos0 = c->n_past[s->slot]};
         for (int64_t t = 0; t < s->n; t++, r++) {
-            const int masked = s->embd && s->embd_mask && s->embd_mask[t];
+            const int masked = (s->embd || s->embd_t) && s->embd_mask && s->embd_mask[t];
             ws->mask[r] = (uint8_t)masked;
             ws->ids[r] = s->tokens[t];
             if (masked) {
@@ -385,7 +390,12 @@ nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, 
                     int64_t e = t + 1;
                     while (e < s->n && s->embd_mask[e]) e++;
                     nvl_tensor dst = kern_rows(&ws->embd, r, e - t);
-                    TRY(kern_from_host_f32(be, &dst, s->embd + t * C, err));
+                    if (s->embd) {
+                        TRY(kern_from_host_f32(be, &dst, s->embd + t * C, err));
+                    } else {
+                        const nvl_tensor src = kern_rows(s->embd_t, t, e - t);
+                        TRY(kern_copy(be, &dst, &src, err));
+                    }
                 }
             } else if (s->tokens[t] < 0 || s->tokens[t] >= V) {
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "token id %d at position %lld is outside the vocabulary of %lld",

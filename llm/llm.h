@@ -292,7 +292,10 @@ void llm_workspace_graph_stats(const llm_workspace *ws, llm_graph_stats *out);
 enum llm_logits_want { LLM_LOGITS_NONE = 0, LLM_LOGITS_LAST = 1, LLM_LOGITS_ALL = 2 };
 
 /* One sequence of a step: n rows at its slot's next positions. Row t is tokens[t], or, where
- * embd_mask[t] != 0, row t of embd (n, n_embd) host f32 (the projector's output for <image>).
+ * embd_mask[t] != 0, row t of embd (n, n_embd) host f32 (the projector's output for <image>),
+ * or, with embd NULL, row t of embd_t: (n, n_embd) rows of any float dtype in the model
+ * backend's memory (kern_act's layout), copied on the backend and rounded to the activation dtype
+ * (on a device the vision rows never cross to the host).
  * out (host) receives n_vocab floats (LAST) or n x n_vocab (ALL). argmax (host, may be NULL)
  * receives the id of the largest logit of the last row (llm_sampler's greedy rule), found on the
  * backend (kern_argmax_rows): with LAST, out may then be NULL and no logits cross to the host (a
@@ -301,6 +304,7 @@ typedef struct llm_batch_seq {
     int slot;
     const int32_t *tokens;
     const float *embd;
+    const nvl_tensor *embd_t;
     const uint8_t *embd_mask;
     int64_t n;
     enum llm_logits_want logits;

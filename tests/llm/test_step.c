@@ -9,7 +9,10 @@
  *     runs bit for bit on the CPU (padding must touch no live slot), and in LLM_GRAPHS_ON equal
  *     the PAD run bit for bit (on a backend that captures: graph replay against eager execution
  *     of the same padded steps, with captures and replays counted; on the CPU ON runs as PAD);
- *   - greedy ids found on the backend (llm_batch_seq.argmax) equal the single runs' greedy ids.
+ *   - greedy ids found on the backend (llm_batch_seq.argmax) equal the single runs' greedy ids;
+ *   - vision rows handed in the backend's memory (llm_batch_seq.embd_t, F32 or in the activation
+ *     dtype) give the logits host f32 rows (embd) give, bit for bit (both round to the activation
+ *     dtype where they enter), and a step with them never takes the graph form.
  * Bounds: below 32 rows a step's matmuls take the register-tile path, whose rows are bit-identical
  * to one row at a time (tests/test_kernels.c), and every other op works per row or per
  * sequence, so a step of < 32 rows equals the single runs bit for bit (checked exactly, mode 0).
@@ -326,6 +329,87 @@ static void run_copy(const llm_model *m, const char *cfg, const float *ref, cons
     llm_cache_free(c);
 }
 
+/* Vision rows at positions 2..6 and 8 of a 10-token prompt, from the host and from backend
+ * tensors of two dtypes: the same logits; a tensor of the wrong width is refused. */
+static void run_vision_rows(const llm_model *m, const char *cfg) {
+    const llm_hparams *hp = llm_model_hparams(m);
+    const int64_t V = hp->n_vocab, C = hp->n_embd, n = 10;
+    kern_backend *be = llm_model_backend(m);
+    nvl_err err = {0};
+    int32_t p[10];
+    make_prompt(p, n, 4, V);
+    uint8_t mask[10] = {0, 0, 1, 1, 1, 1, 1, 0, 1, 0};
+    float *rows = malloc((size_t)(n * C) * sizeof(float));
+    uint32_t seed = 12345;
+    for (int64_t i = 0; i < n * C; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        rows[i] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.5f;
+    }
+    float *lg = malloc((size_t)(4 * V) * sizeof(float));
+    const nvl_dtype dts[2] = {NVL_DTYPE_F32, g_bf16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32};
+    void *buf[2] = {NULL, NULL};
+    nvl_tensor t[2];
+    for (int k = 0; k < 2; k++) {
+        TEST_EQ_INT(kern_buffer_alloc(be, kern_act_bytes(be, dts[k], n * C), &buf[k], &err), NVL_OK);
+        t[k] = kern_act(be, dts[k], 2, (int64_t[]){n, C}, buf[k]);
+        TEST_EQ_INT(kern_from_host_f32(be, &t[k], rows, &err), NVL_OK);
+    }
+    for (int k = 0; k < 3; k++) { /* 0: host rows; 1: F32 tensor; 2: activation-dtype tensor */
+        llm_cache *c = NULL;
+        llm_workspace *ws = NULL;
+        TEST_EQ_INT(llm_cache_init(&c, m, 1, 16, &err), NVL_OK);
+        TEST_EQ_INT(llm_workspace_init(&ws, m, 16, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+        TEST_EQ_INT(llm_workspace_set_graphs(ws, LLM_GRAPHS_PAD, &err), NVL_OK);
+        int slot = -1;
+        TEST_EQ_INT(llm_seq_alloc(c, &slot, &err), NVL_OK);
+        llm_batch_seq b = {.slot = slot, .tokens = p, .embd = k ? NULL : rows, .embd_t = k ? &t[k - 1] : NULL,
+                           .embd_mask = mask, .n = 8, .logits = LLM_LOGITS_LAST, .out = lg + k * V};
+        TEST_EQ_INT(llm_step(ws, c, &b, 1, &err), NVL_OK);
+        /* one row, a vision row first: not the graph form (its rows are not token ids) */
+        llm_batch_seq one = {.slot = slot, .tokens = p + 8, .embd = k ? NULL : rows + 8 * C, .n = 1,
+                             .embd_mask = mask + 8, .logits = LLM_LOGITS_LAST, .out = lg + k * V};
+        nvl_tensor last = kern_rows(&t[k ? k - 1 : 0], 8, 2);
+        if (k) one.embd_t = &last;
+        TEST_EQ_INT(llm_step(ws, c, &one, 1, &err), NVL_OK);
+        llm_graph_stats gs;
+        llm_workspace_graph_stats(ws, &gs);
+        TEST_EQ_INT(gs.graph_form_steps, 0);
+        if (k == 2) { /* a tensor of another width, or too few rows: refused by name */
+            nvl_tensor narrow = kern_act(be, dts[1], 2, (int64_t[]){n, C - 1}, buf[1]);
+            llm_batch_seq bad = {.slot = slot, .tokens = p + 9, .embd_t = &narrow, .embd_mask = mask + 9, .n = 1};
+            TEST_EQ_INT(llm_step(ws, c, &bad, 1, &err), NVL_ERR_SHAPE);
+            TEST_CONTAINS(err.msg, "vision rows");
+            nvl_tensor none = kern_rows(&t[1], 0, 0);
+            bad.embd_t = &none;
+            TEST_EQ_INT(llm_step(ws, c, &bad, 1, &err), NVL_ERR_SHAPE);
+        }
+        llm_workspace_free(ws);
+        llm_cache_free(c);
+    }
+    char what[128];
+    for (int k = 1; k < 3; k++) {
+        snprintf(what, sizeof what, "%s vision rows from a %s backend tensor", cfg, nvl_dtype_name(dts[k - 1]));
+        TEST_CHECK(!memcmp(lg + k * V, lg, (size_t)V * sizeof(float)), "%s: logits equal the host rows'", what);
+    }
+    /* the rows matter: without them (ids only) the logits differ */
+    {
+        llm_cache *c = NULL;
+        llm_workspace *ws = NULL;
+        int slot = -1;
+        TEST_EQ_INT(llm_cache_init(&c, m, 1, 16, &err), NVL_OK);
+        TEST_EQ_INT(llm_workspace_init(&ws, m, 16, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+        TEST_EQ_INT(llm_seq_alloc(c, &slot, &err), NVL_OK);
+        llm_batch_seq b = {.slot = slot, .tokens = p, .n = 9, .logits = LLM_LOGITS_LAST, .out = lg + 3 * V};
+        TEST_EQ_INT(llm_step(ws, c, &b, 1, &err), NVL_OK);
+        TEST_CHECK(memcmp(lg + 3 * V, lg, (size_t)V * sizeof(float)) != 0, "%s: the vision rows change the logits", cfg);
+        llm_workspace_free(ws);
+        llm_cache_free(c);
+    }
+    for (int k = 0; k < 2; k++) kern_buffer_free(be, buf[k]);
+    free(rows);
+    free(lg);
+}
+
 static void run_cfg(const char *cfg) {
     nvl_err err = {0};
     llm_model *m = NULL;
@@ -350,6 +434,7 @@ static void run_cfg(const char *cfg) {
     run_argmax(m, cfg, ids, LLM_GRAPHS_OFF);
     run_argmax(m, cfg, ids, LLM_GRAPHS_PAD);
     run_copy(m, cfg, ref[1], ids[1]);
+    run_vision_rows(m, cfg);
     for (int s = 0; s < NSEQ; s++) {
         free(ref[s]);
         free(ids[s]);
