@@ -154,7 +154,7 @@ void api_engine_close(api_engine *e) {
     nvl_free(e->chat_template);
     cJSON_Delete(e->special);
     nvl_free(e->seqs);
-    nvl_free(e->embd);
+    if (e->be) kern_buffer_free(e->be, e->embd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->mmu);
     pthread_cond_destroy(&e->mcv);
@@ -229,10 +229,17 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         api_engine_close(e);
         return st;
     }
-    if (!(e->seqs = nvl_calloc((size_t)o.max_batch, sizeof *e->seqs)) ||
-        !(e->embd = nvl_malloc((size_t)e->prefill_budget * (size_t)llm_model_hparams(e->lm)->n_embd * sizeof(float)))) {
+    if (!(e->seqs = nvl_calloc((size_t)o.max_batch, sizeof *e->seqs))) {
         api_engine_close(e);
         return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    }
+    /* vision rows stay in the backend's memory, in the projector's dtype (rows of the LM width) */
+    e->row_dtype = e->proj.act;
+    e->row_bytes = kern_act_bytes(e->be, e->row_dtype, e->proj.out);
+    if ((st = kern_buffer_alloc(e->be, (size_t)e->prefill_budget * e->row_bytes, &e->embd, err)) != NVL_OK) {
+        nvl_err_prefix(err, "engine: a step's vision rows");
+        api_engine_close(e);
+        return st;
     }
     if (llm_tokenizer_vocab_size(e->tok) > llm_model_hparams(e->lm)->n_vocab) {
         st = nvl_err_set(err, NVL_ERR_CONFIG, "%s: the tokenizer has %lld ids but the model's vocabulary %lld", dir,
@@ -404,6 +411,10 @@ void engine_prefill_done(request *rq) {
     nvl_free(rq->mask);
     rq->rowp = NULL;
     rq->mask = NULL;
+    for (int i = 0; i < rq->n_src; i++) { /* the vision rows are in the slot now: their memory goes */
+        kern_buffer_free(e->be, rq->src[i].rows);
+        rq->src[i].rows = NULL;
+    }
     memcpy(res->first_logits, rq->logits, (size_t)V * sizeof(float));
     nvl_status st = llm_sampler_init(&rq->smp, V, &rq->p->sampler, &rq->err);
     if (st != NVL_OK) {
@@ -432,9 +443,9 @@ static int64_t chunk_end(const request *rq) {
 /* One forward step: every decoding request's token, then prefill chunks within prefill_budget.
  * Returns the sequences stepped. */
 static int forward_turn(api_engine *e) {
-    const int64_t C = llm_model_hparams(e->lm)->n_embd;
     llm_batch_seq *sq = e->seqs;
     request *who[256];
+    nvl_tensor embd_t[256]; /* each prefill chunk's slice of e->embd */
     int n = 0;
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_DECODE) {
@@ -452,10 +463,28 @@ static int forward_turn(api_engine *e) {
         const int64_t end = chunk_end(rq), k = end - rq->fed;
         if (k > budget) continue; /* a whole chunk or none: its boundaries never depend on the load */
         const int last = end == rq->prompt.n || (rq->keep && end == rq->P);
-        float *embd = e->embd + (e->prefill_budget - budget) * C; /* this chunk's slice of the step's rows */
-        for (int64_t r = 0; r < k; r++) /* its vision rows (rows where the mask is 0 are not read) */
-            if (rq->rowp[rq->fed + r]) memcpy(embd + r * C, rq->rowp[rq->fed + r], (size_t)C * sizeof(float));
-        sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = rq->prompt.ids + rq->fed, .embd = embd,
+        /* this chunk's slice of the step's rows, its vision rows gathered into it on the backend
+           (a run of rows consecutive in their source one copy; rows where the mask is 0 are not read) */
+        char *embd = (char *)e->embd + (size_t)(e->prefill_budget - budget) * e->row_bytes;
+        const char *const *rp = rq->rowp + rq->fed;
+        nvl_err er = {0};
+        nvl_status st = NVL_OK;
+        for (int64_t r = 0; r < k && st == NVL_OK;) {
+            if (!rp[r]) {
+                r++;
+                continue;
+            }
+            int64_t r1 = r + 1;
+            while (r1 < k && rp[r1] == rp[r1 - 1] + e->row_bytes) r1++;
+            st = kern_copy_within(e->be, embd + (size_t)r * e->row_bytes, rp[r], (size_t)(r1 - r) * e->row_bytes, &er);
+            r = r1;
+        }
+        if (st != NVL_OK) {
+            engine_fail(rq, st, &er);
+            continue;
+        }
+        embd_t[n] = kern_act(e->be, e->row_dtype, 2, (int64_t[]){k, e->proj.out}, embd);
+        sq[n] = (llm_batch_seq){.slot = rq->slot, .tokens = rq->prompt.ids + rq->fed, .embd_t = &embd_t[n],
                                 .embd_mask = rq->mask + rq->fed, .n = k, .logits = last ? LLM_LOGITS_LAST : LLM_LOGITS_NONE,
                                 .out = rq->logits};
         who[n++] = rq;

@@ -96,7 +96,11 @@ struct api_engine {
     uint64_t next_id;
     int stepping;       /* a step is running (api_engine_step is not reentrant) */
     llm_batch_seq *seqs;/* (max_batch) one step's sequences */
-    float *embd;        /* (prefill_budget, C) the vision rows of a step's prefill chunks */
+    /* vision rows live in the LM backend's memory (on a device they never cross to the host):
+     * rows of row_dtype (the projector's activation dtype), row_bytes each (kern_act's layout) */
+    nvl_dtype row_dtype;
+    size_t row_bytes;
+    void *embd;         /* (prefill_budget, C) backend: the vision rows of a step's prefill chunks */
     /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS_MAX];
@@ -124,7 +128,8 @@ typedef struct source {
     int msg, part;      /* where the media part stands */
     /* vision output */
     const kept_source *from_kept; /* layout from the kept prefix (rows computed only if needed) */
-    float *rows;        /* (n_rows, C) */
+    void *rows;         /* (n_rows, C) backend memory (e->row_bytes a row), allocated when the first
+                           rows come; freed when the prompt is in the slot */
     int64_t n_rows;
     int n_tiles, n_frames;
     double *ts;
@@ -142,7 +147,7 @@ typedef struct source {
     int frames_ready;   /* frames in the ring or through RADIO (e->mmu) */
     int video_end;      /* the video had no more frames (e->mmu); a decoding error is prep_st */
     double t_decode;    /* decoding + tiling time not yet counted in the result (e->mmu) */
-    float *all;         /* video: (n_frames * Q, C) every frame's rows before EVS */
+    void *all;          /* video: (n_planned * Q, C) backend, every frame's rows before EVS */
     double t0;          /* when its vision began (progress) */
     int prep;           /* a media thread's job for this source (an image's tiles, a video's next
                            frames): 0 not asked, 1 asked, 2 done (prep_st says whether it failed);
@@ -204,7 +209,7 @@ struct request {
     /* prompt and prefill */
     llm_prompt prompt;
     int think_on;
-    const float **rowp; /* (prompt.n) the vision row (in a source's rows) at each <image> position,
+    const char **rowp;  /* (prompt.n) the vision row (in a source's rows) at each <image> position,
                            NULL elsewhere: a chunk's rows are gathered when it is fed (no second
                            copy of every row for the whole prompt) */
     uint8_t *mask;
@@ -283,7 +288,8 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err);
  * stepping thread without media threads. Publishes each frame under e->mmu (waking a waiting
  * step). A decoding error names the file; NVL_ERR_CANCELLED when rq was cancelled. */
 nvl_status engine_video_decode(request *rq, source *s, nvl_err *err);
-void engine_vision_reset_source(source *s);
+/* Frees a source's vision buffers (its rows in the backend's memory too) and progress. */
+void engine_vision_reset_source(api_engine *e, source *s);
 
 /* engine_gen.c */
 void engine_gen_init(request *rq);

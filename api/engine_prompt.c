@@ -72,7 +72,7 @@ int engine_kept_find(const api_engine *e, const request *rq) {
 static void prompt_unbuild(request *rq) {
     api_ask_result *res = rq->res;
     for (int i = 0; i < rq->n_src; i++)
-        if (rq->src[i].from_kept) engine_vision_reset_source(&rq->src[i]);
+        if (rq->src[i].from_kept) engine_vision_reset_source(rq->e, &rq->src[i]);
     llm_prompt_free(&rq->prompt);
     nvl_free(rq->rowp);
     nvl_free(rq->mask);
@@ -98,7 +98,6 @@ static void prompt_unbuild(request *rq) {
 static nvl_status prompt_build(request *rq, nvl_err *err) {
     api_engine *e = rq->e;
     api_ask_result *res = rq->res;
-    const int64_t C = llm_model_hparams(e->lm)->n_embd;
     nvl_status st = engine_build_prompt(rq, rq->msgs, rq->n_msgs, &rq->prompt, &rq->think_on, err);
     if (st != NVL_OK) return st;
     const llm_prompt *pr = &rq->prompt;
@@ -129,7 +128,7 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
         const source *so = &rq->src[sp->media];
         const int64_t off = used[sp->media];
         for (int64_t r = 0; r < sp->count && off + r < so->n_rows; r++) {
-            if (so->rows) rq->rowp[sp->start + r] = so->rows + (off + r) * C; /* rows stay with the source */
+            if (so->rows) rq->rowp[sp->start + r] = (const char *)so->rows + (size_t)(off + r) * e->row_bytes; /* rows stay with the source */
             rq->mask[sp->start + r] = 1;
         }
         used[sp->media] += sp->count;

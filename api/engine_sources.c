@@ -457,7 +457,7 @@ void engine_sources_free(request *rq) {
         s->video = NULL;
         nvl_free(s->base_key);
         nvl_free(s->key);
-        engine_vision_reset_source(s); /* the vision buffers */
+        engine_vision_reset_source(rq->e, s); /* the vision buffers */
     }
     nvl_free(rq->src);
     rq->src = NULL;

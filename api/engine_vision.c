@@ -22,6 +22,22 @@ static int64_t rows_per_tile(const api_engine *e) {
     return (G / 2) * (G / 2);
 }
 
+/* A source's rows in the backend's memory, allocated when its first rows come (on the stepping
+ * thread): an image's n_rows, a video's rows of every planned frame (EVS keeps some of them). */
+static nvl_status source_rows(api_engine *e, source *s, nvl_err *err) {
+    void **buf = s->is_video ? &s->all : &s->rows;
+    if (*buf) return NVL_OK;
+    const int64_t n = s->is_video ? (int64_t)s->n_planned * rows_per_tile(e) : s->n_rows;
+    nvl_status st = kern_buffer_alloc(e->be, (size_t)n * e->row_bytes, buf, err);
+    if (st != NVL_OK) nvl_err_prefix(err, "%s: %lld vision rows", s->name, (long long)n);
+    return st;
+}
+
+/* n rows from a buffer of rows in the backend's memory, as a (n, C) tensor */
+static nvl_tensor rows_tensor(const api_engine *e, void *buf, int64_t n) {
+    return kern_act(e->be, e->row_dtype, 2, (int64_t[]){n, e->proj.out}, buf);
+}
+
 /* The frame's timestamp as the model was shown it (model.md §6.3): frame_index *
  * int(1000 / native_fps) / 1000 for a constant-rate clip; where the frame's presentation time is
  * more than half a frame from index / fps (variable frame rate), its real time in ms. */
@@ -43,7 +59,7 @@ static void video_name_error(request *rq, const source *s, nvl_err *err) {
 nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     api_engine *e = rq->e;
     const vision_vl_config *vc = vision_model_config(e->vm);
-    const int64_t Q = rows_per_tile(e), C = e->proj.out;
+    const int64_t Q = rows_per_tile(e);
     nvl_status st = NVL_OK;
     s->t0 = engine_now();
     s->units_done = 0;
@@ -61,9 +77,8 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
         s->t_decode = 0;
         s->ts = nvl_malloc((size_t)n * sizeof(double));
         s->kept = nvl_malloc((size_t)n * sizeof(int));
-        s->all = nvl_malloc((size_t)(n * Q * C) * sizeof(float)); /* the kept rows end up in it (EVS) */
         s->ring = nvl_malloc((size_t)s->ring_n * tile_bytes(e));
-        if (!s->ts || !s->kept || !s->all || !s->ring)
+        if (!s->ts || !s->kept || !s->ring)
             return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %d frames", s->name, n);
     } else {
         media_image *img = s->img, *page = NULL;
@@ -83,8 +98,6 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
         if (st != NVL_OK) return st;
         s->n_tiles = n;
         s->n_rows = n * Q;
-        s->rows = nvl_malloc((size_t)(s->n_rows * C) * sizeof(float));
-        if (!s->rows) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
     }
     return NVL_OK; /* the stepping thread marks it started (it may run on a media thread) */
 }
@@ -164,35 +177,56 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
     s->t_decode = 0;
     pthread_mutex_unlock(&e->mmu);
     const vision_vl_config *vc = vision_model_config(e->vm);
-    const int64_t Q = rows_per_tile(e), C = e->proj.out, n = s->n_frames;
+    const int64_t Q = rows_per_tile(e), n = s->n_frames;
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
+    const size_t rb = e->row_bytes;
     uint8_t *keep = nvl_malloc((size_t)(n * Q));
-    nvl_status st = keep ? tokred_evs_mask(e->be, s->all, n, Q, C, q, 0, keep, s->kept, err)
-                         : nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
-    /* the kept rows moved forward in place (in order, so a row never lands on one still to be
-     * read), then the buffer shrunk to them: a video holds its rows once (128 frames of the 12B
-     * model: 671 MB of f32 before EVS) */
+    nvl_status st = keep ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
+    if (st == NVL_OK) { /* scores over the rows where they are; only n x Q floats cross to the host */
+        const nvl_tensor E = rows_tensor(e, s->all, n * Q);
+        st = tokred_evs_mask_on(e->be, &E, n, Q, q, 0, keep, s->kept, err);
+        if (st != NVL_OK) nvl_err_prefix(err, "%s", s->name);
+    }
     s->n_rows = 0;
-    for (int64_t r = 0; st == NVL_OK && r < n * Q; r++)
-        if (keep[r]) {
-            if (s->n_rows != r) memcpy(s->all + s->n_rows * C, s->all + r * C, (size_t)C * sizeof(float));
-            s->n_rows++;
+    for (int64_t r = 0; st == NVL_OK && r < n * Q; r++) s->n_rows += keep[r];
+    if (st != NVL_OK) {
+    } else if (s->n_rows == n * Q && n == s->n_planned) { /* every row kept: the buffer is the rows */
+        s->rows = s->all;
+        s->all = NULL;
+    } else if ((st = kern_buffer_alloc(e->be, (size_t)s->n_rows * rb, &s->rows, err)) != NVL_OK) {
+        nvl_err_prefix(err, "%s: %lld kept vision rows", s->name, (long long)s->n_rows);
+    } else {
+        /* the kept rows into a buffer of their own, a run of consecutive kept rows a copy, and the
+         * frames' buffer freed: a video holds its kept rows only (128 frames of the 12B model: 335
+         * MB of bf16 on a device before EVS) */
+        int64_t d = 0;
+        for (int64_t r = 0; st == NVL_OK && r < n * Q;) {
+            if (!keep[r]) {
+                r++;
+                continue;
+            }
+            int64_t e1 = r + 1;
+            while (e1 < n * Q && keep[e1]) e1++;
+            st = kern_copy_within(e->be, (char *)s->rows + (size_t)d * rb, (const char *)s->all + (size_t)r * rb,
+                                  (size_t)(e1 - r) * rb, err);
+            d += e1 - r;
+            r = e1;
         }
-    nvl_free(keep);
-    if (st == NVL_OK) {
-        float *shrunk = nvl_realloc(s->all, (size_t)(s->n_rows > 0 ? s->n_rows * C : 1) * sizeof(float));
-        s->rows = shrunk ? shrunk : s->all; /* (a failed shrink keeps the larger block) */
+        kern_buffer_free(e->be, s->all);
         s->all = NULL;
     }
+    nvl_free(keep);
     return st;
 }
 
-void engine_vision_reset_source(source *s) {
+void engine_vision_reset_source(api_engine *e, source *s) {
     nvl_freep(&s->ts);
     nvl_freep(&s->kept);
-    nvl_freep(&s->rows);
+    kern_buffer_free(e->be, s->rows);
+    s->rows = NULL;
     nvl_freep(&s->tiles);
-    nvl_freep(&s->all);
+    kern_buffer_free(e->be, s->all);
+    s->all = NULL;
     nvl_freep(&s->ring);
     s->from_kept = NULL;
     s->n_rows = 0;
@@ -224,11 +258,11 @@ typedef struct vis_unit {
 
 int engine_vision_turn(api_engine *e) {
     const size_t tile = tile_bytes(e);
-    const int64_t Q = rows_per_tile(e), C = e->proj.out;
+    const int64_t Q = rows_per_tile(e);
     vis_unit units[VISION_BATCH];
     int nb = 0;
     uint8_t *tiles = NULL; /* RGB8 tiles, normalised on the vision backend */
-    float *out = NULL;
+    void *out = NULL;      /* the batch's rows, in the backend's memory */
     for (request *rq = e->live; rq; rq = rq->next) {
         if (rq->state != RQ_VISION || vision_advance(rq)) continue;
         if (nb == e->vision_batch) continue;
@@ -324,19 +358,27 @@ int engine_vision_turn(api_engine *e) {
     }
     if (nb > 0) {
         nvl_err er = {0};
-        nvl_status st = (out = nvl_malloc((size_t)(nb * Q * C) * sizeof(float))) != NULL
-                            ? tokred_embed_tiles_rgb8(e->vm, &e->proj, tiles, nb, out, &er)
-                            : nvl_err_set(&er, NVL_ERR_NOMEM, "engine: out of memory for %d tiles' rows", nb);
+        nvl_status st = kern_buffer_alloc(e->be, (size_t)(nb * Q) * e->row_bytes, &out, &er);
+        if (st == NVL_OK) {
+            nvl_tensor rows = rows_tensor(e, out, nb * Q);
+            st = tokred_embed_tiles_rgb8_to(e->vm, &e->proj, tiles, nb, &rows, &er);
+        } else {
+            nvl_err_prefix(&er, "engine: %d tiles' rows", nb);
+        }
+        const size_t unit_bytes = (size_t)Q * e->row_bytes;
         for (int j = 0; j < nb; j++) {
             request *rq = units[j].rq;
             if (rq->state != RQ_VISION) continue;
-            if (st != NVL_OK) {
-                engine_fail(rq, st, &er);
+            source *s = &rq->src[units[j].si];
+            nvl_err e1 = er;
+            nvl_status s1 = st == NVL_OK ? source_rows(e, s, &e1) : st;
+            if (s1 == NVL_OK) /* the unit's rows to their place among the source's, on the backend */
+                s1 = kern_copy_within(e->be, (char *)(s->is_video ? s->all : s->rows) + (size_t)units[j].u * unit_bytes,
+                                      (const char *)out + (size_t)j * unit_bytes, unit_bytes, &e1);
+            if (s1 != NVL_OK) {
+                engine_fail(rq, s1, &e1);
                 continue;
             }
-            source *s = &rq->src[units[j].si];
-            float *dst = (s->is_video ? s->all : s->rows) + (size_t)units[j].u * (size_t)(Q * C);
-            memcpy(dst, out + (size_t)j * (size_t)(Q * C), (size_t)(Q * C) * sizeof(float));
             pthread_mutex_lock(&e->mmu); /* a video's media thread reads it (ring room) */
             s->units_done = units[j].u + 1;
             const int ready = s->frames_ready, end = s->video_end;
@@ -358,6 +400,6 @@ int engine_vision_turn(api_engine *e) {
         }
     }
     nvl_free(tiles);
-    nvl_free(out);
+    kern_buffer_free(e->be, out);
     return nb;
 }
