@@ -149,12 +149,12 @@ void api_engine_close(api_engine *e) {
     llm_model_free(e->lm);
     vision_model_free(e->vm);
     nvl_checkpoint_close(e->ck);
+    if (e->be) kern_buffer_free(e->be, e->embd); /* (before its backend) */
     kern_backend_free(e->be);
     llm_tokenizer_free(e->tok);
     nvl_free(e->chat_template);
     cJSON_Delete(e->special);
     nvl_free(e->seqs);
-    if (e->be) kern_buffer_free(e->be, e->embd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->mmu);
     pthread_cond_destroy(&e->mcv);
