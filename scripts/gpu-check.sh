@@ -15,18 +15,64 @@
 # path and the engine CUDA vs CPU; the *_cuda twins of the model tests with NVL_BACKEND=cuda: LM
 # goldens, the batched step with graph replay against eager execution, the ViT, the end-to-end VL
 # goldens and the scheduler, the last two when PDF and video decoding are built), the op table
-# under compute-sanitizer, then bench_llm (the mid shape; the real 12B shape in BF16, FP8 and NVFP4 from sparse
-# synthetic files, with and without decode graphs) and `nanovl bench --concurrency 1,16,64` on the device. Logs go to OUT_DIR (default
-# gpu-check-out/), one per step, and OUT_DIR/figures.json holds the bench lines.
+# one at a time, each under its own timeout), then the device benchmarks, the figures that matter
+# first: bench_llm on the real 12B shape in BF16, FP8 and NVFP4 from sparse synthetic files, the
+# time to first token of a page and a 128-frame video, RADIO-H tiles/s, then the mid shape, decode
+# without graphs, `nanovl bench --concurrency 1,16,64` and the op table under compute-sanitizer
+# (right after the tests instead when a test failed: it names the first bad access).
+#
+# What comes back: the device tool returns at most 8 files from OUT_DIR, so every step's log goes
+# to a work folder (gpu-check-logs/, git-ignored) and OUT_DIR gets four files, written whatever
+# happens (an EXIT trap): summary.log, figures.json, ctest-gpu.log and logs.tar.gz (every log);
+# summary.log and figures.json are also printed at the end (the tool's output_tail).
+# Run it as `bash scripts/gpu-check.sh` (file modes may not survive the copy); GPU_CHECK_COMMIT
+# names the commit in figures.json where the copy has no .git.
 # Without a device it still builds and runs everything that runs without one (the GPU tests
-# exit 77 inside ctest), then exits 77. Exit 0: all passed on a device; 1: something failed.
-# Everything CUDA here had never run on a GPU when it was written: read the first failure first.
+# exit 77), then exits 77. Exit 0: all passed on a device; 1: something failed, or a GPU test
+# skipped itself on a device. Everything CUDA here had never run on a GPU when it was written:
+# read the first failure first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-gpu-check-out}}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+L="$PWD/gpu-check-logs" # every log; packed into OUT/logs.tar.gz at exit
+rm -rf "$L" && mkdir -p "$L"
 t0=$(date +%s)
-log() { echo "[gpu-check $(($(date +%s) - t0))s] $*" | tee -a "$OUT/summary.log"; }
+log() { echo "[gpu-check $(($(date +%s) - t0))s] $*" | tee -a "$L/summary.log"; }
+COMMIT="${GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+jstr() { sed 's/\\/\\\\/g; s/"/\\"/g; s/\t/ /g' | tr -d '\r'; } # a JSON string's inside
+json_or_null() { # a file's JSON, or null (missing, empty, or cut short by a timeout)
+  if [ -s "$1" ] && { ! command -v python3 >/dev/null 2>&1 || python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2>/dev/null; }
+  then cat "$1"; else echo null; fi
+}
+write_figures() { # the bench lines so far (also from an interrupted run)
+  {
+    echo "{\"device\": \"$(head -1 "$L/nvidia-smi.log" 2>/dev/null | jstr)\", \"commit\": \"$COMMIT\","
+    echo " \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"complete\": ${figures_complete:-false},"
+    echo " \"ctest\": \"$(grep -h '^gpu tests:' "$L"/ctest-gpu.log 2>/dev/null | head -1 | jstr)\","
+    echo " \"12b\": [$(cat "$L"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"first_token_page\": $(json_or_null "$L/bench_ttft_page.json"),"
+    echo " \"first_token_video\": $(json_or_null "$L/bench_ttft_video.json"),"
+    echo " \"vision\": [$(cat "$L"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"bench_llm\": \"$(grep -h '^| mid' "$L/bench_llm.log" 2>/dev/null | head -1 | jstr)\","
+    echo " \"seqs\": [$(grep -h '^seqs=' "$L/bench_llm_seqs.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"media\": [$(grep -h '^| ' "$L/bench_media.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"concurrency\": $(json_or_null "$L/bench_conc.json")}"
+  } >"$OUT/figures.json"
+}
+finish() { # at exit, however it comes: OUT gets the four files, stdout the summary and figures
+  local code=$?
+  write_figures
+  cp "$L/summary.log" "$OUT/summary.log" 2>/dev/null
+  cp "$L/ctest-gpu.log" "$OUT/ctest-gpu.log" 2>/dev/null
+  tar czf "$OUT/logs.tar.gz" -C "$(dirname "$L")" "$(basename "$L")" 2>/dev/null
+  echo "---- figures.json"
+  cat "$OUT/figures.json"
+  exit "$code"
+}
+trap finish EXIT
+trap 'log "stopped by a signal"; exit 1' TERM INT
 # One budget for the whole run (device time is scarce and a hung kernel must not eat it): every
 # step's timeout is cut to what is left of GPU_CHECK_BUDGET_S (default 470 s) less 15 s for the
 # summary, and a step that would get under 10 s is skipped (exit 124), so the logs and
@@ -41,13 +87,13 @@ run_to() { # run_to SECONDS CMD...: timeout within the budget
     return 124
   fi
   [ "$left" -lt "$want" ] && want=$left
-  timeout "$want" "$@"
+  timeout -k 10 "$want" "$@"
 }
 
 have_gpu=0
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$OUT/nvidia-smi.log" 2>&1; then
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$L/nvidia-smi.log" 2>&1; then
   have_gpu=1
-  log "device: $(head -1 "$OUT/nvidia-smi.log")"
+  log "device: $(head -1 "$L/nvidia-smi.log"); commit $COMMIT"
 else
   log "no CUDA device (nvidia-smi finds none): building and running what runs without one"
 fi
@@ -82,7 +128,9 @@ media_flags=()
 if [ -f gpu-deps/media.tar.xz ] && { [ "${NVL_GPU_DEPS:-0}" = 1 ] || ! pkg-config --exists poppler-glib libavformat 2>/dev/null; }; then
   mb="$PWD/build-gpu-media"
   rm -rf "$mb" && mkdir -p "$mb"
-  if tar xJf gpu-deps/media.tar.xz -C "$mb" 2>"$OUT/media-unpack.log"; then
+  if tar xJf gpu-deps/media.tar.xz -C "$mb" 2>"$L/media-unpack.log" ||
+     python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' gpu-deps/media.tar.xz "$mb" \
+         2>>"$L/media-unpack.log"; then # (python3's tarfile where the machine has no xz)
     sed -i "s#@PREFIX@#$mb/media#" "$mb"/media/pkgconfig/*.pc
     export PKG_CONFIG_PATH="$mb/media/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
     lf="-Wl,--disable-new-dtags -Wl,-rpath,$mb/media/lib -Wl,-rpath-link,$mb/media/lib"
@@ -94,105 +142,136 @@ if [ -f gpu-deps/media.tar.xz ] && { [ "${NVL_GPU_DEPS:-0}" = 1 ] || ! pkg-confi
 fi
 
 JOBS=$(nproc 2>/dev/null || echo 4)
-log "configure + build (build-gpu, $JOBS jobs)"
+gen=() # ninja where there is one (the GPU image has ninja and may have no make)
+command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+want_gen="${gen[*]:-make}"
+if [ -f build-gpu/CMakeCache.txt ] && [ "$(cat build-gpu/.generator 2>/dev/null)" != "$want_gen" ]; then
+  rm -rf build-gpu # another generator's build cannot be reused
+fi
+log "configure + build (build-gpu, $JOBS jobs, $want_gen)"
 build_gpu() { # $@: extra cmake arguments
   rm -f build-gpu/CMakeCache.txt # dependency paths are found anew each run (gpu-deps/ or the system's)
-  if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-        ${NANOVL_CMAKE_ARGS:-} "$@" >"$OUT/configure.log" 2>&1; then
-    log "configure FAILED (see configure.log)"; tail -20 "$OUT/configure.log"; return 1
+  if ! run_to 120 cmake "${gen[@]}" -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES=90 ${NANOVL_CMAKE_ARGS:-} "$@" >"$L/configure.log" 2>&1; then
+    log "configure FAILED (see configure.log)"; tail -20 "$L/configure.log"; return 1
   fi
-  if ! cmake --build build-gpu -j "$JOBS" >"$OUT/build.log" 2>&1; then
-    log "build FAILED (see build.log)"; grep -m20 -E "error" "$OUT/build.log"; return 1
+  echo "$want_gen" >build-gpu/.generator
+  if ! run_to 300 cmake --build build-gpu -j "$JOBS" >"$L/build.log" 2>&1; then
+    log "build FAILED (see build.log)"; grep -m20 -E "error" "$L/build.log"; return 1
   fi
 }
 if [ ${#media_flags[@]} -gt 0 ]; then
   # the bundle's libraries: build with them, then a media smoke test (decode images, a video, a PDF)
-  if build_gpu "${media_flags[@]}" && run_to 120 build-gpu/tests/media/test_media_made >"$OUT/media-smoke.log" 2>&1; then
+  if build_gpu "${media_flags[@]}" && run_to 120 build-gpu/tests/media/test_media_made >"$L/media-smoke.log" 2>&1; then
     log "media from the bundle: test_media_made passed"
   else
     log "media from the bundle FAILED (configure.log / build.log / media-smoke.log): building with PDF and video off"
-    cp "$OUT/configure.log" "$OUT/configure-media.log" 2>/dev/null; cp "$OUT/build.log" "$OUT/build-media.log" 2>/dev/null
+    cp "$L/configure.log" "$L/configure-media.log" 2>/dev/null; cp "$L/build.log" "$L/build-media.log" 2>/dev/null
     build_gpu -DNANOVL_PDF=OFF -DNANOVL_VIDEO=OFF || exit 1
   fi
 else
   build_gpu || exit 1
 fi
 media=0
-grep -q "PDF .*ON" "$OUT/configure.log" && grep -q "video .*ON\|FFmpeg .*ON\|VIDEO .*ON" "$OUT/configure.log" && media=1
+grep -q "PDF .*ON" "$L/configure.log" && grep -q "video .*ON\|FFmpeg .*ON\|VIDEO .*ON" "$L/configure.log" && media=1
 log "PDF and video: $([ "$media" = 1 ] && echo on || echo off)"
 
 rc=0
-log "ctest -L gpu"
-run_to 360 ctest --test-dir build-gpu --output-on-failure -L gpu --timeout 150 >"$OUT/ctest-gpu.log" 2>&1 || rc=1
-tail -3 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log"
-grep -E '\*\*\*(Failed|Timeout|Exception)' "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.log" || true
+# the gpu tests one at a time, each bounded (a test's own TIMEOUT property would outlast the
+# budget, and one hung never-run kernel must cost one test, not the run)
+tests=$(ctest --test-dir build-gpu -N -L gpu 2>/dev/null | sed -n 's/^ *Test *#[0-9]*: *//p')
+log "ctest -L gpu: $(echo $tests | wc -w) tests, one at a time"
+: >"$L/ctest-gpu.log"
+n_pass=0 n_fail=0 n_skip=0
+for t in $tests; do
+  run_to 150 ctest --test-dir build-gpu --output-on-failure -R "^$t\$" >"$L/ctest-one.log" 2>&1
+  code=$?
+  cat "$L/ctest-one.log" >>"$L/ctest-gpu.log"
+  if grep -q "Skipped\|Not Run" "$L/ctest-one.log"; then n_skip=$((n_skip + 1)); res=skipped
+  elif [ "$code" = 0 ]; then n_pass=$((n_pass + 1)); res=passed
+  else n_fail=$((n_fail + 1)); res="FAILED (exit $code)"; rc=1; fi
+  log "  $t: $res"
+done
+echo "gpu tests: $n_pass passed, $n_fail failed, $n_skip skipped (tests passed: $n_pass of $((n_pass + n_fail + n_skip)))" \
+  >>"$L/ctest-gpu.log"
+log "gpu tests: $n_pass passed, $n_fail failed, $n_skip skipped"
+if [ "$have_gpu" = 1 ] && [ "$n_skip" -gt 0 ]; then # on a device a skip is a failure (a backend that did not start)
+  rc=1
+  log "GPU tests skipped themselves on a device: $(grep -h -m3 -i 'skip' "$L/ctest-gpu.log" | tr '\n' ' ')"
+fi
+
+memcheck() { # the op table under compute-sanitizer (out-of-bounds and misaligned accesses, API errors)
+  local san
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  [ -n "$san" ] || { log "compute-sanitizer: not found"; return; }
+  if run_to 120 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$L/memcheck_ops.log" 2>&1
+  then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
+  elif grep -q "Device not supported\|error 999\|Target application terminated before first instrumented API call" "$L/memcheck_ops.log"
+  then log "compute-sanitizer cannot run on this machine: $(grep -m1 -i 'not supported\|error' "$L/memcheck_ops.log")"
+  else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$L/memcheck_ops.log" | tr '\n' ' ')"; fi
+}
+bench() { # bench NAME SECONDS CMD...: a bench step whose failure is logged
+  local name=$1 secs=$2
+  shift 2
+  if ! NVL_BACKEND=cuda run_to "$secs" "$@" >"$L/$name.log" 2>&1; then
+    rc=1
+    log "$name FAILED: $(tail -2 "$L/$name.log" | tr '\n' ' ')"
+  fi
+}
 
 if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   log "GPU_CHECK_QUICK=1: the tests only (no sanitizer run, no benchmarks)"
+  [ "$n_fail" -gt 0 ] && memcheck
 elif [ "$have_gpu" = 1 ]; then
-  # the op table under compute-sanitizer (out-of-bounds and misaligned accesses, API errors) where
-  # the toolkit has it: the first device run of never-run kernels
-  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-  if [ -n "$san" ]; then
-    if run_to 150 "$san" --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops --backend cuda >"$OUT/memcheck_ops.log" 2>&1
-    then log "compute-sanitizer memcheck test_ops --backend cuda: clean"
-    else rc=1; log "compute-sanitizer memcheck test_ops FAILED: $(grep -m3 -E 'Invalid|ERROR|FAIL' "$OUT/memcheck_ops.log" | tr '\n' ' ')"; fi
-  fi
-  log "bench_llm on the device (mid shape, synthetic BF16 weights)"
-  NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32 >"$OUT/bench_llm.log" 2>&1 || rc=1
-  NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16 \
-      >"$OUT/bench_llm_seqs.log" 2>&1 || rc=1
+  early_memcheck=0
+  if [ "$n_fail" -gt 0 ]; then early_memcheck=1; memcheck; fi # a failed test: where the first bad access is
   # the real 12B shape (sparse synthetic file: zeros, no disk written), #12's figures: prefill of a
   # 3.4K chunk against the measured GEMM rate, decode at 4K of context against the copy bandwidth
   for q in bf16 fp8 nvfp4; do
     log "bench_llm 12B $q on the device (prefill 3400, decode at 4096)"
-    NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
-        --context 4096 --decode 48 >"$OUT/bench_12b_$q.log" 2>&1 || { rc=1; log "bench_llm 12B $q FAILED: $(tail -2 "$OUT/bench_12b_$q.log" | tr '\n' ' ')"; }
+    bench "bench_12b_$q" 200 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
+        --context 4096 --decode 48
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
-  if grep -q "PNG .*ON" "$OUT/configure.log"; then # time to first token, the published shape end to end
+  if grep -q "PNG .*ON" "$L/configure.log"; then # time to first token, the published shape end to end
     log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
-    if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$OUT/bench_ttft.log"); then
-      NVL_BACKEND=cuda run_to 240 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
-          >"$OUT/bench_ttft_page.json" 2>>"$OUT/bench_ttft.log" || rc=1
+    if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$L/bench_ttft.log"); then
+      NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
+          >"$L/bench_ttft_page.json" 2>>"$L/bench_ttft.log" || { rc=1; log "first token, page: FAILED (bench_ttft.log)"; }
       if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # 128 frames at 2 fps, EVS 0.7, decoding included
         log "nanovl bench: a 128-frame 720p video (2 fps, EVS 0.7) on the 12B shape with RADIO-H"
-        NVL_BACKEND=cuda run_to 240 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
-            --max-frames 128 --evs 0.7 --runs 2 --max-tokens 16 --json >"$OUT/bench_ttft_video.json" 2>>"$OUT/bench_ttft.log" || rc=1
+        NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
+            --max-frames 128 --evs 0.7 --runs 2 --max-tokens 16 --json >"$L/bench_ttft_video.json" 2>>"$L/bench_ttft.log" ||
+          { rc=1; log "first token, video: FAILED (bench_ttft.log)"; }
       fi
       rm -rf "$vl12"
-    else rc=1; fi
+    else rc=1; log "the 12B VL checkpoint was not made (bench_ttft.log)"; fi
+  fi
+  log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
+  for nt in 13 64; do
+    bench "bench_vision_$nt" 150 build-gpu/bench/bench_vision --shape h --tiles "$nt"
+  done
+  log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
+  bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32
+  bench bench_llm_seqs 150 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16
+  log "bench_llm 12B without decode graphs"
+  NVL_CUDA_GRAPHS=0 bench bench_12b_nographs 200 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
+      --chunk 2048 --decode 48
+  rm -rf /tmp/nanovl-bench-12b-sparse
+  if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
+    log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
+    if vl=$(run_to 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$L/bench_conc.log"); then
+      NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
+          >"$L/bench_conc.json" 2>>"$L/bench_conc.log" || { rc=1; log "concurrency: FAILED (bench_conc.log)"; }
+    else rc=1; log "the mid VL checkpoint was not made (bench_conc.log)"; fi
   fi
   if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads
     log "bench_media on the GPU machine's CPUs (a PDF's pages, 128 frames of 720p, their tiling)"
     run_to 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
-        >"$OUT/bench_media.log" 2>&1 || rc=1
+        >"$L/bench_media.log" 2>&1 || { rc=1; log "bench_media FAILED"; }
   fi
-  log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
-  for nt in 13 64; do
-    NVL_BACKEND=cuda run_to 180 build-gpu/bench/bench_vision --shape h --tiles "$nt" >"$OUT/bench_vision_$nt.log" 2>&1 || rc=1
-  done
-  NVL_CUDA_GRAPHS=0 NVL_BACKEND=cuda run_to 240 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
-      --chunk 2048 --decode 48 >"$OUT/bench_12b_nographs.log" 2>&1 || rc=1
-  rm -rf /tmp/nanovl-bench-12b-sparse
-  if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
-    log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
-    if vl=$(run_to 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$OUT/bench_conc.log"); then
-      NVL_BACKEND=cuda run_to 150 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
-          >"$OUT/bench_conc.json" 2>>"$OUT/bench_conc.log" || rc=1
-    else rc=1; fi
-  fi
-  {
-    echo "{\"device\": \"$(head -1 "$OUT/nvidia-smi.log" | sed 's/"/\\"/g')\", \"commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
-    echo " \"bench_llm\": \"$(grep '^| mid' "$OUT/bench_llm.log" | sed 's/"/\\"/g')\","
-    echo " \"seqs\": [$(grep '^seqs=' "$OUT/bench_llm_seqs.log" | sed 's/.*/"&"/' | paste -sd, -)],"
-    echo " \"first_token_page\": $(cat "$OUT/bench_ttft_page.json" 2>/dev/null | grep . || echo null),"
-    echo " \"first_token_video\": $(cat "$OUT/bench_ttft_video.json" 2>/dev/null | grep . || echo null),"
-    echo " \"media\": [$(grep '^| ' "$OUT/bench_media.log" 2>/dev/null | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
-    echo " \"vision\": [$(cat "$OUT"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
-    echo " \"12b\": [$(cat "$OUT"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | sed 's/"/\\"/g; s/.*/"&"/' | paste -sd, -)],"
-    echo " \"concurrency\": $(cat "$OUT/bench_conc.json" 2>/dev/null | grep . || echo null)}"
-  } >"$OUT/figures.json"
+  [ "$early_memcheck" = 0 ] && memcheck
+  figures_complete=true
   log "figures: $OUT/figures.json"
 else
   log "device benchmarks: skipped (no device; the gpu tests above skipped themselves)"
