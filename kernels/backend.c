@@ -185,6 +185,13 @@ nvl_status kern_env_check(nvl_err *err) {
     static const char *const graphs[] = {"0", "1", "pad", NULL};
     if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, graphs))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0, 1 or pad", v);
+    if ((v = getenv("NVL_CUDA_DEVICE")) && *v) { /* (its range is checked where the backend starts) */
+        char *end = NULL;
+        errno = 0;
+        long k = strtol(v, &end, 10);
+        if (errno || *end || k < 0 || k > 1023)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_DEVICE='%s': expected a device index (0, 1, ...)", v);
+    }
     if ((v = getenv("NVL_FAIL_ALLOC_AFTER")) && *v) {
         char *end = NULL;
         errno = 0;

@@ -83,7 +83,20 @@ NVL_CUDA_EXPORT int kern_cuda_probe_devices(const char **why) {
 // ---------------------------------------------------------------------------
 // vtable
 
-static cuda_ctx *ctx_of(const kern_backend *be) { return (cuda_ctx *)be->context; }
+/* The backend's context, with its device made the calling thread's current one: the current
+ * device is per thread, and the ops may run on another thread than the one that made the
+ * backend (serve steps on a worker thread); with NVL_CUDA_DEVICE=1 an allocation on that thread
+ * would otherwise land on device 0. Every entry point goes through here; the check is a
+ * thread-local compare. */
+static cuda_ctx *ctx_of(const kern_backend *be) {
+    static thread_local int t_device = -1;
+    cuda_ctx *c = (cuda_ctx *)be->context;
+    if (c && c->device != t_device) {
+        if (cudaSetDevice(c->device) == cudaSuccess) t_device = c->device;
+        else (void)cudaGetLastError(); /* (init reports a bad device itself) */
+    }
+    return c;
+}
 
 static void cuda_free_be(kern_backend *be) {
     cuda_ctx *c = ctx_of(be);
@@ -136,6 +149,17 @@ static nvl_status cuda_d2h(kern_backend *be, void *dst, const void *src, size_t 
     return NVL_OK;
 }
 static nvl_status cuda_d2d(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
+    const char *d = (const char *)dst, *s = (const char *)src;
+    if (d == s) return NVL_OK;
+    if (d < s + n && s < d + n) { /* overlapping ranges (cudaMemcpy's result is undefined): through the scratch */
+        void *tmp = kern_cuda_scratch(be, n, err);
+        if (!tmp) {
+            nvl_err_prefix(err, "an overlapping copy of %zu bytes", n);
+            return err && err->code != NVL_OK ? err->code : NVL_ERR_DEVICE;
+        }
+        CUDA_CHECK(cudaMemcpyAsync(tmp, src, n, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
+        src = tmp;
+    }
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
     return NVL_OK;
 }
@@ -168,8 +192,16 @@ extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err)
         while (cap < bytes) cap *= 2;
         void *p = NULL;
         /* the old block may still be read by queued work */
-        if (cudaStreamSynchronize(c->stream) != cudaSuccess || cudaMalloc(&p, cap) != cudaSuccess) {
-            nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: no %zu bytes of device scratch", cap);
+        cudaError_t e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) { /* an earlier launch failed: say so, not "out of memory" */
+            (void)cudaGetLastError();
+            nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: growing the op scratch: %s", cudaGetErrorString(e));
+            return NULL;
+        }
+        if ((e = cudaMalloc(&p, cap)) != cudaSuccess) {
+            (void)cudaGetLastError();
+            nvl_err_set(err, e == cudaErrorMemoryAllocation ? NVL_ERR_NOMEM : NVL_ERR_DEVICE,
+                        "cuda backend: no %zu bytes of device scratch: %s", cap, cudaGetErrorString(e));
             return NULL;
         }
         if (c->scratch) cudaFree(c->scratch);
@@ -213,8 +245,8 @@ extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *se
         tb->host = tb->dev = NULL;
         tb->cap = 0;
         c->epoch++;
-        if (cudaMallocHost((void **)&tb->host, cap) != cudaSuccess || cudaMalloc((void **)&tb->dev, cap) != cudaSuccess)
-            return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: no %zu bytes for the step tables", cap);
+        CUDA_CHECK(cudaMallocHost((void **)&tb->host, cap));
+        CUDA_CHECK(cudaMalloc((void **)&tb->dev, cap));
         tb->cap = cap;
     }
     if (!tb->copied) CUDA_CHECK(cudaEventCreateWithFlags(&tb->copied, cudaEventDisableTiming));
@@ -332,6 +364,7 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
     placed *w = (placed *)nvl_calloc(1, sizeof *w);
     if (!w) return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: out of memory");
     if (cudaMalloc(&w->p, n ? n : 1) != cudaSuccess) {
+        (void)cudaGetLastError(); /* (tolerated: the next launch must not see it) */
         nvl_free(w);
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
@@ -363,7 +396,8 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
         }
     } else if (cudaMemcpyAsync(w->p, t->data, n, cudaMemcpyHostToDevice, c->stream) != cudaSuccess ||
                cudaStreamSynchronize(c->stream) != cudaSuccess) { /* on the stream the ops run on */
-        st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight of %zu bytes", n);
+        st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: uploading a weight of %zu bytes: %s", n,
+                         cudaGetErrorString(cudaGetLastError()));
     }
     if (st != NVL_OK) {
         cudaFree(w->p);
@@ -379,7 +413,9 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
 
 static nvl_status cuda_mem_info(kern_backend *be, size_t *free_b, size_t *total_b) {
     (void)be;
-    return cudaMemGetInfo(free_b, total_b) == cudaSuccess ? NVL_OK : NVL_ERR_DEVICE;
+    if (cudaMemGetInfo(free_b, total_b) == cudaSuccess) return NVL_OK;
+    (void)cudaGetLastError();
+    return NVL_ERR_DEVICE;
 }
 
 /* kern_backend_measure: 1 GiB device-to-device copies and 8192^3 BF16 GEMMs, timed with events
@@ -472,7 +508,16 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
     be->iface = &g_cuda_iface;
     be->context = c;
     const char *dev_env = getenv("NVL_CUDA_DEVICE");
-    c->device = dev_env ? atoi(dev_env) : 0;
+    char *end = NULL;
+    const long dev = dev_env && *dev_env ? strtol(dev_env, &end, 10) : 0;
+    const int n_dev = kern_cuda_probe_devices(NULL);
+    if (dev_env && *dev_env && (*end || dev < 0 || dev >= n_dev)) {
+        nvl_free(be);
+        nvl_free(c);
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_DEVICE=%.40s: expected a device index from 0 to %d", dev_env,
+                           n_dev - 1);
+    }
+    c->device = (int)dev;
     const char *sync_env = getenv("NVL_CUDA_SYNC");
     c->sync_each = sync_env && atoi(sync_env) != 0;
     nvl_status st = NVL_OK;
@@ -489,6 +534,10 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
     if (cudaMalloc(&c->cublas_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS ||
+        /* split-K partial sums in f32, never in a BF16/F16 output type: the ops' contract (f32
+           accumulation) and their CPU twins (one f32 sum) */
+        cublasSetMathMode(c->cublas, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) !=
+            CUBLAS_STATUS_SUCCESS ||
         cudaMalloc(&c->lt_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) {
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: cuBLAS initialisation failed");
         goto fail;

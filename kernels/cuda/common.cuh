@@ -23,12 +23,18 @@
         return e_;                                                                             \
     }())
 
+/* On failure: the error returned (NVL_ERR_NOMEM for an allocation the device refused, else
+ * NVL_ERR_DEVICE) and the runtime's last error cleared, so that the next launch's check
+ * (kern_cuda_after_launch) does not report this one again (a sticky error, a fault, stays). */
 #define CUDA_CHECK(call)                                                                       \
     do {                                                                                       \
         cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess)                                                                 \
-            return nvl_err_set(err, NVL_ERR_DEVICE, "%s: %s (%s at %s:%d)", __func__,          \
-                               cudaGetErrorString(e_), #call, __FILE__, __LINE__);             \
+        if (e_ != cudaSuccess) {                                                               \
+            (void)cudaGetLastError();                                                          \
+            return nvl_err_set(err, e_ == cudaErrorMemoryAllocation ? NVL_ERR_NOMEM : NVL_ERR_DEVICE, \
+                               "%s: %s (%s at %s:%d)", __func__, cudaGetErrorString(e_), #call, \
+                               __FILE__, __LINE__);                                            \
+        }                                                                                      \
     } while (0)
 
 #define CUBLAS_CHECK(call)                                                                     \

@@ -834,6 +834,10 @@ lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64
         cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
     if (cs == CUBLAS_STATUS_SUCCESS)
         cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
+    /* no split-K reduction in the output type (BF16/F16): partial sums stay f32, as in c_matmul */
+    const uint32_t red = CUBLASLT_REDUCTION_SCHEME_MASK & ~(uint32_t)CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof red);
     if (cs == CUBLAS_STATUS_SUCCESS)
         cs = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &n_heur);
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
