@@ -7,14 +7,22 @@
  * (NMSE ~5e-13, test_engine) and the LM then quantizes activations, where a value on a rounding
  * boundary could move by one FP8/E2M1 step. Measured here: NMSE 8.4e-14 (FP8), 7.9e-14 (NVFP4); bound
  * NMSE <= 1e-10, atol 1e-4, rtol 1e-3 — while weight-only (no activation quantization) is 9e-3 /
- * 7e-2 away, so the bound tells the two apart. */
+ * 7e-2 away, so the bound tells the two apart.
+ * On the CUDA backend (test_engine_quant_cuda, NVL_BACKEND=cuda) the FP8 GEMMs run on tensor cores
+ * and the f32 ones through cuBLAS, each summing in its own order, so an activation a hair from an
+ * E4M3/E2M1 rounding boundary can land one step (6-25 %) the other way: not yet measured on a
+ * device; bound NMSE <= 1e-5 (still 900x closer than weight-only), atol 2e-2, rtol 2e-2, NMSE at
+ * most 1e-3 of weight-only's, and the greedy ids equal. */
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
 #include "base/alloc.h"
 #include "base/safetensors.h"
+#include "gpu_skip.h"
 #include "test_util.h"
+
+static int g_device; /* NVL_BACKEND=cuda: the device bounds */
 
 static double nmse(const float *a, const float *ref, int64_t n) {
     double num = 0, den = 0;
@@ -61,10 +69,11 @@ static void run(const char *fmt) {
     char what[128];
     if (r.first_logits) {
         snprintf(what, sizeof what, "%s first-token logits vs modelopt's composed reference", fmt);
-        test_compare_f32(what, r.first_logits, fl.data, (size_t)V, 1e-4, 1e-3, 1e-10);
+        if (g_device) test_compare_f32(what, r.first_logits, fl.data, (size_t)V, 2e-2, 2e-2, 1e-5);
+        else test_compare_f32(what, r.first_logits, fl.data, (size_t)V, 1e-4, 1e-3, 1e-10);
         const double ours = nmse(r.first_logits, fl.data, V), wonly = nmse(wo.data, fl.data, V);
         printf("%s: first logits NMSE %.3g against modelopt (weight-only is %.3g away)\n", fmt, ours, wonly);
-        TEST_CHECK(ours < 1e-6 * wonly, "%s: the activation quantization is reproduced", fmt);
+        TEST_CHECK(ours < (g_device ? 1e-3 : 1e-6) * wonly, "%s: the activation quantization is reproduced", fmt);
     }
     int gsame = r.n_ids == 8;
     for (int64_t i = 0; gsame && i < 8; i++) gsame = r.ids[i] == ((const int64_t *)gi.data)[i];
@@ -75,6 +84,9 @@ static void run(const char *fmt) {
 }
 
 int main(void) {
+    test_skip_without_device();
+    const char *b = getenv("NVL_BACKEND");
+    g_device = b && !strcmp(b, "cuda");
     int64_t live0 = nvl_alloc_count();
     run("quant_vl/fp8");
     run("quant_vl/nvfp4");
