@@ -167,7 +167,8 @@ nvl_status kern_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_e
 
 /* Mamba dt: y = clamp(softplus(x + bias), dt_min, dt_max), x (T, H) (a view of in_proj's
  * output), bias (H), y (T, H). In y's dtype the add and the softplus each round (torch applies
- * them to bf16 tensors); softplus(v) = v for v > 20, else log1p(exp(v)). */
+ * them to bf16 tensors); softplus(v) = v for v > 20, else log1p(exp(v)); a value clamped to a bound
+ * is the bound in y's dtype (torch.clamp on a bf16 tensor). */
 nvl_status kern_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *bias,
                             float dt_min, float dt_max, nvl_err *err);
 

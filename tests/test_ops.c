@@ -621,7 +621,7 @@ static void test_dt_softplus(void) {
                 v = rd(v, cs[c].dt);
                 if (v < cs[c].lo) v = cs[c].lo;
                 if (v > cs[c].hi) v = cs[c].hi;
-                ref[r * H + h] = (float)v;
+                ref[r * H + h] = (float)rd(v, cs[c].dt); /* (clamped to a bound: the bound in y's dtype) */
             }
         char what[64];
         snprintf(what, sizeof what, "dt_softplus case %zu (%s, clamp [%g, %g])", c, dn(cs[c].dt), cs[c].lo, cs[c].hi);

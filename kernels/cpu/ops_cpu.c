@@ -275,7 +275,7 @@ static nvl_status cpu_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_ten
             v = to_dtype(v, dt);
             if (v < dt_min) v = dt_min;
             if (v > dt_max) v = dt_max;
-            yr[h] = v;
+            yr[h] = to_dtype(v, dt); /* a bound is a value of y's dtype too (torch.clamp on a bf16 tensor) */
         }
     }
     return NVL_OK;
