@@ -88,8 +88,8 @@ NVL_CUDA_EXPORT int kern_cuda_probe_devices(const char **why) {
  * backend (serve steps on a worker thread); with NVL_CUDA_DEVICE=1 an allocation on that thread
  * would otherwise land on device 0. Every entry point goes through here; the check is a
  * thread-local compare. */
+static thread_local int t_device = -1; /* the device made current on this thread by ctx_of / init */
 static cuda_ctx *ctx_of(const kern_backend *be) {
-    static thread_local int t_device = -1;
     cuda_ctx *c = (cuda_ctx *)be->context;
     if (c && c->device != t_device) {
         if (cudaSetDevice(c->device) == cudaSuccess) t_device = c->device;
@@ -131,12 +131,16 @@ static int cuda_supports(const kern_backend *, enum kern_op op, nvl_dtype dt) {
            (dt == NVL_DTYPE_BF16 || dt == NVL_DTYPE_F32 || dt == NVL_DTYPE_F16);
 }
 
-static nvl_status cuda_alloc(kern_backend *, size_t n, void **out, nvl_err *err) {
+static nvl_status cuda_alloc(kern_backend *be, size_t n, void **out, nvl_err *err) {
+    (void)ctx_of(be); /* (on the backend's device, whichever thread asks) */
     *out = NULL;
     CUDA_CHECK(cudaMalloc(out, n ? n : 1));
     return NVL_OK;
 }
-static void cuda_buf_free(kern_backend *, void *p) { CUDA_CHECK_LOG(cudaFree(p)); }
+static void cuda_buf_free(kern_backend *be, void *p) {
+    (void)ctx_of(be);
+    CUDA_CHECK_LOG(cudaFree(p));
+}
 
 static nvl_status cuda_h2d(kern_backend *be, void *dst, const void *src, size_t n, nvl_err *err) {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx_of(be)->stream));
@@ -412,7 +416,7 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
 }
 
 static nvl_status cuda_mem_info(kern_backend *be, size_t *free_b, size_t *total_b) {
-    (void)be;
+    (void)ctx_of(be);
     if (cudaMemGetInfo(free_b, total_b) == cudaSuccess) return NVL_OK;
     (void)cudaGetLastError();
     return NVL_ERR_DEVICE;
@@ -523,6 +527,7 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
     nvl_status st = NVL_OK;
     cudaDeviceProp prop;
     cudaError_t e = cudaSetDevice(c->device);
+    if (e == cudaSuccess) t_device = c->device;
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, c->device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
