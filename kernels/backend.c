@@ -33,7 +33,29 @@ static char g_probe_why[512];
 static nvl_status (*g_cuda_init)(kern_backend **, nvl_err *);
 static char g_module_why[1024];
 
+/* NVL_CUDA_MODULE: a CUDA backend module to load instead of libnvl_cuda.so, whose own
+ * kern_cuda_probe_devices counts the devices (tests: the CUDA emulator's build of the backend,
+ * tests/cuda_emu, which needs no driver). */
+static const char *module_override(void) {
+    const char *m = getenv("NVL_CUDA_MODULE");
+    return m && *m ? m : NULL;
+}
+
 static void probe_driver(void) {
+    const char *mod = module_override();
+    if (mod) {
+        void *hm = dlopen(mod, RTLD_NOW | RTLD_LOCAL);
+        int (*probe)(const char **) = hm ? (int (*)(const char **))dlsym(hm, "kern_cuda_probe_devices") : NULL;
+        const char *why = NULL;
+        if (!probe) {
+            const char *e = dlerror();
+            snprintf(g_probe_why, sizeof g_probe_why, "NVL_CUDA_MODULE=%s: %s", mod, e ? e : "no kern_cuda_probe_devices");
+            return;
+        }
+        g_n_devices = probe(&why);
+        if (g_n_devices <= 0) snprintf(g_probe_why, sizeof g_probe_why, "%s", why ? why : "no device");
+        return;
+    }
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
@@ -64,6 +86,12 @@ static void load_module(void) {
     ssize_t n = readlink("/proc/self/exe", path, PATH_MAX);
     void *h = NULL;
     char first[PATH_MAX + 32] = "";
+    const char *mod = module_override();
+    if (mod) {
+        h = dlopen(mod, RTLD_NOW | RTLD_LOCAL);
+        n = 0; /* nowhere else */
+        snprintf(first, sizeof first, "%s", mod);
+    }
     if (n > 0) {
         path[n] = '\0';
         char *slash = strrchr(path, '/');
@@ -74,7 +102,7 @@ static void load_module(void) {
         }
     }
     if (first[0]) tried[n_tried++] = first;
-    if (!h) {
+    if (!h && !mod) {
         h = dlopen(NVL_CUDA_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
         tried[n_tried++] = NVL_CUDA_MODULE_PATH;
     }

@@ -152,7 +152,7 @@ log "configure + build (build-gpu, $JOBS jobs, $want_gen)"
 build_gpu() { # $@: extra cmake arguments
   rm -f build-gpu/CMakeCache.txt # dependency paths are found anew each run (gpu-deps/ or the system's)
   if ! run_to 120 cmake "${gen[@]}" -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNANOVL_CUDA=ON \
-        -DCMAKE_CUDA_ARCHITECTURES=90 ${NANOVL_CMAKE_ARGS:-} "$@" >"$L/configure.log" 2>&1; then
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DNANOVL_CUDA_EMU=OFF ${NANOVL_CMAKE_ARGS:-} "$@" >"$L/configure.log" 2>&1; then
     log "configure FAILED (see configure.log)"; tail -20 "$L/configure.log"; return 1
   fi
   echo "$want_gen" >build-gpu/.generator

@@ -1,0 +1,588 @@
+// The CUDA emulator's runtime (tests/cuda_emu/include/cuda_emu.h): fibers for a block's threads,
+// host memory as device memory, in-order streams with capture into replayable graphs, and the
+// cuBLAS / cuBLASLt calls the CUDA backend makes. For tests only: never part of nanovl.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "cublas_emu.h"
+#include "cuda_emu.h"
+#include "quant_round.cuh"
+
+static int emu_trace(void) { /* NVL_CUDA_EMU_TRACE=1: every cuBLAS / cuBLASLt call to stderr */
+    static int t = -1;
+    if (t < 0) t = getenv("NVL_CUDA_EMU_TRACE") && atoi(getenv("NVL_CUDA_EMU_TRACE")) > 0;
+    return t;
+}
+
+[[noreturn]] static void emu_fatal(const char *what) {
+    fprintf(stderr, "cuda emulator: %s\n", what);
+    abort();
+}
+
+// ---------------------------------------------------------------------------
+// fibers: a stack switch saving the callee-saved registers and the FP control words (no system
+// call, unlike swapcontext's signal mask: a block's threads switch at every barrier)
+
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fibers are written for x86-64"
+#endif
+extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
+__asm__(".text\n"
+        ".globl emu_ctx_switch\n"
+        ".hidden emu_ctx_switch\n"
+        ".type emu_ctx_switch,@function\n"
+        "emu_ctx_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size emu_ctx_switch, .-emu_ctx_switch\n");
+
+/* A stack whose first switch "returns" into entry (entered with the alignment of a call). */
+static void *fiber_stack_init(char *lo, size_t size, void (*entry)()) {
+    uintptr_t top = ((uintptr_t)(lo + size)) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;            /* entry's return address: never used */
+    *--sp = (void *)entry;   /* ret of emu_ctx_switch goes here */
+    for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12 r13 r14 r15 */
+    uint32_t cw[2];
+    __asm__ volatile("stmxcsr %0" : "=m"(cw[0]));
+    __asm__ volatile("fnstcw %0" : "=m"(cw[1]));
+    --sp;
+    memcpy(sp, cw, 8);
+    return sp;
+}
+
+// ---------------------------------------------------------------------------
+// the scheduler
+
+namespace emu {
+thread_local thread_ctx *cur;
+static thread_local cudaError_t g_last = cudaSuccess;
+void set_last_error(cudaError_t e) {
+    if (g_last == cudaSuccess) g_last = e;
+}
+
+enum fiber_state { F_RUN, F_BAR, F_WARP, F_DONE };
+struct fiber {
+    void *sp;
+    thread_ctx ctx;
+    fiber_state st;
+    unsigned gen; /* warp exchanges so far (slot parity) */
+};
+struct block_run {
+    std::vector<fiber> f;
+    std::vector<uint64_t> xbuf; /* two slots a thread (warp exchanges) */
+    void *sched_sp;
+    int cur_i;
+    int yielded;
+    const std::function<void()> *body;
+};
+static thread_local block_run *g_block;   /* the block running in fibers */
+static thread_local int g_direct;         /* threads run as plain calls (a sync-free kernel) */
+static thread_local std::vector<char> g_stacks;
+static thread_local std::vector<char> g_dyn; /* dynamic shared memory of the running launch */
+constexpr size_t STACK = 64 << 10;
+
+static std::mutex g_mu; /* the kernels known to be sync-free; the allocations */
+static std::map<const void *, int> g_sync_free;
+
+void *dyn_smem() { return g_dyn.data(); }
+
+[[noreturn]] static void fiber_main() {
+    block_run *b = g_block;
+    (*b->body)();
+    fiber &f = b->f[b->cur_i];
+    f.st = F_DONE;
+    emu_ctx_switch(&f.sp, b->sched_sp); /* back to the scheduler, never resumed */
+    emu_fatal("a finished fiber was resumed");
+}
+
+static void yield_as(fiber_state st) {
+    if (g_direct) emu_fatal("a kernel synchronised (__syncthreads or a warp shuffle) in a block after its first block "
+                            "never did: the emulator ran it without fibers");
+    block_run *b = g_block;
+    fiber &f = b->f[b->cur_i];
+    f.st = st;
+    b->yielded = 1;
+    emu_ctx_switch(&f.sp, b->sched_sp);
+}
+
+void sync_threads() { yield_as(F_BAR); }
+
+uint64_t shfl_xor(uint64_t v, int lane_mask) {
+    if (g_direct) yield_as(F_WARP); /* (fatal) */
+    block_run *b = g_block;
+    const int t = b->cur_i, n = (int)b->f.size();
+    const unsigned g = b->f[t].gen++ & 1u;
+    b->xbuf[2 * (size_t)t + g] = v;
+    yield_as(F_WARP);
+    const int p = (t & ~31) | ((t & 31) ^ (lane_mask & 31));
+    return p < n ? b->xbuf[2 * (size_t)p + g] : v;
+}
+
+/* Runs one block's threads as fibers; 1 when any of them yielded (a barrier or a shuffle). */
+static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void()> &body) {
+    const int n = (int)(bd.x * bd.y * bd.z);
+    block_run b;
+    b.f.resize((size_t)n);
+    b.xbuf.assign(2 * (size_t)n, 0);
+    b.yielded = 0;
+    b.body = &body;
+    if (g_stacks.size() < (size_t)n * STACK) g_stacks.resize((size_t)n * STACK);
+    block_run *saved = g_block;
+    g_block = &b;
+    for (int i = 0; i < n; i++) {
+        fiber &f = b.f[(size_t)i];
+        f.ctx.tid = uint3{(unsigned)i % bd.x, ((unsigned)i / bd.x) % bd.y, (unsigned)i / (bd.x * bd.y)};
+        f.ctx.bid = bid;
+        f.ctx.bdim = bd;
+        f.ctx.gdim = g;
+        f.st = F_RUN;
+        f.gen = 0;
+        f.sp = fiber_stack_init(g_stacks.data() + (size_t)i * STACK, STACK, fiber_main);
+    }
+    for (;;) {
+        int progress = 0;
+        for (int i = 0; i < n; i++)
+            if (b.f[(size_t)i].st == F_RUN) {
+                b.cur_i = i;
+                cur = &b.f[(size_t)i].ctx;
+                emu_ctx_switch(&b.sched_sp, b.f[(size_t)i].sp);
+                progress = 1;
+            }
+        int alive = 0, at_bar = 0;
+        for (int i = 0; i < n; i++) {
+            alive += b.f[(size_t)i].st != F_DONE;
+            at_bar += b.f[(size_t)i].st == F_BAR;
+        }
+        if (!alive) break;
+        for (int w = 0; w < n; w += 32) { /* a warp whose living threads all wait at an exchange */
+            int a = 0, x = 0;
+            for (int i = w; i < n && i < w + 32; i++) {
+                a += b.f[(size_t)i].st != F_DONE;
+                x += b.f[(size_t)i].st == F_WARP;
+            }
+            if (a && a == x) {
+                for (int i = w; i < n && i < w + 32; i++)
+                    if (b.f[(size_t)i].st == F_WARP) b.f[(size_t)i].st = F_RUN;
+                progress = 1;
+            }
+        }
+        if (at_bar == alive) { /* every living thread at the barrier */
+            for (int i = 0; i < n; i++)
+                if (b.f[(size_t)i].st == F_BAR) b.f[(size_t)i].st = F_RUN;
+            progress = 1;
+        }
+        if (!progress) emu_fatal("deadlock: the threads of a block wait at different barriers or shuffles");
+    }
+    g_block = saved;
+    return b.yielded;
+}
+
+void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, const void *key) {
+    g_dyn.assign(smem ? smem : 1, 0);
+    int sync_free;
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        auto it = g_sync_free.find(key);
+        sync_free = it != g_sync_free.end() && it->second;
+    }
+    thread_ctx ctx;
+    thread_ctx *saved = cur;
+    for (unsigned bz = 0; bz < g.z; bz++)
+        for (unsigned by = 0; by < g.y; by++)
+            for (unsigned bx = 0; bx < g.x; bx++) {
+                const uint3 bid{bx, by, bz};
+                if (sync_free) {
+                    g_direct = 1;
+                    ctx.bid = bid;
+                    ctx.bdim = bd;
+                    ctx.gdim = g;
+                    for (unsigned tz = 0; tz < bd.z; tz++)
+                        for (unsigned ty = 0; ty < bd.y; ty++)
+                            for (unsigned tx = 0; tx < bd.x; tx++) {
+                                ctx.tid = uint3{tx, ty, tz};
+                                cur = &ctx;
+                                body();
+                            }
+                    g_direct = 0;
+                    continue;
+                }
+                const int yielded = run_block_fibers(g, bd, bid, body);
+                /* the first block decides: no barrier or shuffle there, plain calls from now on */
+                if (bx == 0 && by == 0 && bz == 0) {
+                    std::lock_guard<std::mutex> lk(g_mu);
+                    if (!g_sync_free.count(key)) g_sync_free[key] = !yielded;
+                    sync_free = !yielded;
+                }
+            }
+    cur = saved;
+}
+} // namespace emu
+
+// ---------------------------------------------------------------------------
+// streams, graphs, memory
+
+struct CUstream_st {
+    int capturing;
+    std::vector<std::function<void()>> ops;
+};
+struct CUevent_st {
+    int dummy;
+};
+struct CUgraph_st {
+    std::vector<std::function<void()>> ops;
+};
+struct CUgraphExec_st {
+    std::vector<std::function<void()>> ops;
+};
+
+namespace emu {
+void submit(cudaStream_t s, std::function<void()> work) {
+    if (s && s->capturing) s->ops.push_back(std::move(work));
+    else work();
+}
+} // namespace emu
+
+static std::map<void *, size_t> g_allocs;
+static size_t g_used;
+static size_t emu_limit() {
+    static size_t lim = 0;
+    if (!lim) {
+        const char *v = getenv("NVL_CUDA_EMU_MEM_MB"); /* a smaller device, for out-of-memory paths */
+        lim = v && atoll(v) > 0 ? (size_t)atoll(v) << 20 : (size_t)16 << 30;
+    }
+    return lim;
+}
+
+extern "C" {
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : (emu::set_last_error(cudaErrorInvalidDevice), cudaErrorInvalidDevice); }
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
+    if (d != 0) return cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CUDA emulator (tests/cuda_emu)");
+    p->totalGlobalMem = emu_limit();
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = 132;
+    return cudaSuccess;
+}
+cudaError_t cudaGetLastError(void) {
+    const cudaError_t e = emu::g_last;
+    emu::g_last = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return emu::g_last; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    default: return "unknown error";
+    }
+}
+static cudaError_t fail(cudaError_t e) {
+    emu::set_last_error(e);
+    return e;
+}
+cudaError_t cudaMalloc(void **p, size_t n) {
+    std::lock_guard<std::mutex> lk(emu::g_mu);
+    *p = NULL;
+    if (g_used + n > emu_limit()) return fail(cudaErrorMemoryAllocation);
+    *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
+    if (!*p) return fail(cudaErrorMemoryAllocation);
+    g_allocs[*p] = n;
+    g_used += n;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    std::lock_guard<std::mutex> lk(emu::g_mu);
+    auto it = g_allocs.find(p);
+    if (it == g_allocs.end()) return fail(cudaErrorInvalidValue); /* not a device allocation */
+    g_used -= it->second;
+    g_allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
+    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    std::lock_guard<std::mutex> lk(emu::g_mu);
+    *total_b = emu_limit();
+    *free_b = emu_limit() - g_used;
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s) {
+    if (s && s->capturing && (k == cudaMemcpyDeviceToHost)) return fail(cudaErrorStreamCaptureUnsupported);
+    emu::submit(s, [=]() { memcpy(dst, src, n); }); /* (overlapping ranges are undefined on a device too) */
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
+    emu::submit(s, [=]() { memset(dst, v, n); });
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
+    *s = new CUstream_st();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    delete s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (s && s->capturing) return fail(cudaErrorStreamCaptureUnsupported); /* a sync inside a capture */
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = new CUevent_st();
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
+    *ms = 1.0f;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    if (!s || s->capturing) return fail(cudaErrorInvalidValue);
+    s->capturing = 1;
+    s->ops.clear();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    if (!s || !s->capturing) return fail(cudaErrorInvalidValue);
+    s->capturing = 0;
+    *g = new CUgraph_st{std::move(s->ops)};
+    s->ops.clear();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long) {
+    *x = new CUgraphExec_st{g->ops};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
+    emu::submit(s, [x]() {
+        for (auto &op : x->ops) op();
+    });
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+    delete x;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+} // extern "C"
+
+// ---------------------------------------------------------------------------
+// cuBLAS / cuBLASLt
+
+struct cublasContext {
+    cudaStream_t s;
+};
+struct cublasLtContext {
+    int dummy;
+};
+struct cublasLtMatmulDescOpaque {
+    int ta, tb;
+};
+struct cublasLtMatrixLayoutOpaque {
+    cudaDataType_t t;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct cublasLtMatmulPreferenceOpaque {
+    int dummy;
+};
+
+static float ldv(const void *p, cudaDataType_t t, size_t i) {
+    switch (t) {
+    case CUDA_R_16BF: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    case CUDA_R_16F: return __half2float(((const __half *)p)[i]);
+    case CUDA_R_8F_E4M3: return qr_e4m3_to_f32(((const uint8_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+static void stv(void *p, cudaDataType_t t, size_t i, float v) {
+    if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else if (t == CUDA_R_16F) ((__half *)p)[i] = __float2half_rn(v);
+    else ((float *)p)[i] = v;
+}
+/* C (m x n, column-major) = alpha op(A) op(B) + beta C in f32 */
+static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, cudaDataType_t at, int64_t lda,
+                 const void *B, cudaDataType_t bt, int64_t ldb, float beta, const void *C, void *D, cudaDataType_t ct,
+                 int64_t ldc) {
+#pragma omp parallel for schedule(static) if ((int64_t)m * n * k > (1 << 22))
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float acc = 0.0f;
+            for (int l = 0; l < k; l++) {
+                const float a = ldv(A, at, ta ? (size_t)l + (size_t)i * (size_t)lda : (size_t)i + (size_t)l * (size_t)lda);
+                const float b = ldv(B, bt, tb ? (size_t)j + (size_t)l * (size_t)ldb : (size_t)l + (size_t)j * (size_t)ldb);
+                acc += a * b;
+            }
+            float v = alpha * acc;
+            if (beta != 0.0f) v += beta * ldv(C, ct, (size_t)i + (size_t)j * (size_t)ldc);
+            stv(D, ct, (size_t)i + (size_t)j * (size_t)ldc, v);
+        }
+}
+
+extern "C" {
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = new cublasContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    h->s = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B, cudaDataType_t bt,
+                            int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc, cublasComputeType_t comp,
+                            cublasGemmAlgo_t) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    /* cuBLAS's argument checks (column-major: op(A) m x k, op(B) k x n, C m x n) */
+    if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1)) ||
+        ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const int ok = comp == CUBLAS_COMPUTE_32F && at == bt &&
+                   ((at == CUDA_R_32F && ct == CUDA_R_32F) || (at == CUDA_R_16BF && (ct == CUDA_R_16BF || ct == CUDA_R_32F)) ||
+                    (at == CUDA_R_16F && (ct == CUDA_R_16F || ct == CUDA_R_32F)));
+    if (!ok) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    if (emu_trace())
+        fprintf(stderr, "cuda emulator: cublasGemmEx %c%c m %d n %d k %d types %d %d -> %d, ld %d %d %d\n", ta ? 'T' : 'N',
+                tb ? 'T' : 'N', m, n, k, (int)at, (int)bt, (int)ct, lda, ldb, ldc);
+    emu::submit(h->s, [=]() { gemm(ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, al, A, at, lda, B, bt, ldb, be, C, C, ct, ldc); });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
+    *h = new cublasLtContext();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t comp, cudaDataType_t scale) {
+    if (comp != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = new cublasLtMatmulDescOpaque();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+    delete d;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *v,
+                                              size_t n) {
+    if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = *(const int32_t *)v;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = *(const int32_t *)v;
+    else return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t, uint64_t rows, uint64_t cols,
+                                          int64_t ld) {
+    if (ld < (int64_t)rows) return CUBLAS_STATUS_INVALID_VALUE; /* column-major: ld >= rows */
+    *l = new cublasLtMatrixLayoutOpaque{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+    delete l;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new cublasLtMatmulPreferenceOpaque();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    delete p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
+                                                    const void *, size_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+/* the shapes of a matmul: op(A) m x k, op(B) k x n, C/D m x n; 0 when they do not fit */
+static int lt_shapes(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                     int *m, int *n, int *k) {
+    const uint64_t am = d->ta ? a->cols : a->rows, ak = d->ta ? a->rows : a->cols;
+    const uint64_t bk = d->tb ? b->cols : b->rows, bn = d->tb ? b->rows : b->cols;
+    if (ak != bk || c->rows != am || c->cols != bn) return 0;
+    *m = (int)am, *n = (int)bn, *k = (int)ak;
+    return 1;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                              cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t,
+                                              cublasLtMatmulPreference_t, int want, cublasLtMatmulHeuristicResult_t *res,
+                                              int *n_res) {
+    int m, n, k;
+    *n_res = 0;
+    if (!lt_shapes(d, a, b, c, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    /* FP8 on Hopper: "TN" only (A transposed, B not), K a multiple of 16 */
+    if ((a->t == CUDA_R_8F_E4M3 || b->t == CUDA_R_8F_E4M3) && (!d->ta || d->tb || k % 16)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (want < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    memset(res, 0, sizeof *res);
+    res->state = CUBLAS_STATUS_SUCCESS;
+    *n_res = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+                              const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t s) {
+    int m, n, k;
+    if (!h || !lt_shapes(d, la, lb, lc, &m, &n, &k) || ld->rows != lc->rows || ld->cols != lc->cols || ld->t != lc->t)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const int ta = d->ta, tb = d->tb;
+    const cudaDataType_t at = la->t, bt = lb->t, ct = lc->t;
+    const int64_t lda = la->ld, ldb = lb->ld, ldc = lc->ld, ldd = ld->ld;
+    if (C != D && ldc != ldd) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (emu_trace())
+        fprintf(stderr, "cuda emulator: cublasLtMatmul %c%c m %d n %d k %d types %d %d -> %d, ld %lld %lld %lld, alpha %g\n",
+                ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, (int)at, (int)bt, (int)ct, (long long)lda, (long long)ldb,
+                (long long)ldd, al);
+    emu::submit(s, [=]() { gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, D, ct, ldd); });
+    return CUBLAS_STATUS_SUCCESS;
+}
+} // extern "C"

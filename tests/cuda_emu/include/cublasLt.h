@@ -1,0 +1,2 @@
+/* CUDA emulator (tests/cuda_emu): see cublas_emu.h */
+#include "cublas_emu.h"

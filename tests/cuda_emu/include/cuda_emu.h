@@ -1,0 +1,243 @@
+/* A CUDA emulator for tests: the CUDA backend's own sources (kernels/cuda/ sources, launches rewritten
+ * by tests/cuda_emu/cu2cpp.c) compiled by the host C++ compiler against these headers run on the
+ * CPU, so that the never-run kernels' logic (indexing, reductions, barriers, warp shuffles,
+ * layouts handed to cuBLAS, graph capture bookkeeping) is checked by the GPU tests here, before a
+ * device is at hand. What it does not check: timing, the memory model, real cuBLAS's algorithms,
+ * the hardware's rounding of fused operations (it compiles with -ffp-contract=off).
+ *
+ * Execution: a launch runs its blocks one after another; the threads of a block run as fibers
+ * (ucontext) that switch only at __syncthreads and warp shuffles, so shared memory (`__shared__`
+ * becomes `static`) is the block's while it runs. A kernel whose first block never synchronised
+ * runs its other blocks' threads as plain calls (fast); should one of them synchronise after all,
+ * the emulator stops with a message. Device memory is host memory (so ASan sees device
+ * out-of-bounds accesses); streams run in order, synchronously; a stream capture records the
+ * launches and copies as closures, which a graph launch replays.
+ */
+#ifndef TESTS_CUDA_EMU_H
+#define TESTS_CUDA_EMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+#include <functional>
+#include <tuple>
+#include <utility>
+#endif
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+#define __shared__ static
+#define __constant__ static
+
+// ---------------------------------------------------------------------------
+// runtime types
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorUnknown = 999,
+} cudaError_t;
+
+typedef enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+} cudaMemcpyKind;
+
+typedef enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+} cudaStreamCaptureMode;
+
+typedef enum cudaDataType_t {
+    CUDA_R_32F = 0,
+    CUDA_R_16F = 2,
+    CUDA_R_16BF = 14,
+    CUDA_R_8F_E4M3 = 28,
+} cudaDataType_t, cudaDataType;
+
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDisableTiming 0x02
+
+typedef struct CUstream_st *cudaStream_t;
+typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    int major, minor;
+    int multiProcessorCount;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaMalloc(void **p, size_t n);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t n);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s);
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+#ifdef __cplusplus
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// 16-bit floats (round to nearest even, as the device's conversions)
+
+typedef struct __nv_bfloat16 {
+    uint16_t x;
+} __nv_bfloat16;
+typedef struct __half {
+    uint16_t x;
+} __half;
+
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    __nv_bfloat16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) r.x = (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    else r.x = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return r;
+}
+static inline float __bfloat162float(__nv_bfloat16 b) {
+    const uint32_t u = (uint32_t)b.x << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline __half __float2half_rn(float f) {
+    _Float16 h = (_Float16)f; /* GCC: IEEE binary16, round to nearest even */
+    __half r;
+    memcpy(&r.x, &h, 2);
+    return r;
+}
+static inline float __half2float(__half h) {
+    _Float16 v;
+    memcpy(&v, &h.x, 2);
+    return (float)v;
+}
+
+// ---------------------------------------------------------------------------
+// device math (IEEE single operations; the file is compiled with -ffp-contract=off)
+
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __int_as_float(int i) {
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
+static inline int __float_as_int(float f) {
+    int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
+
+#ifdef __cplusplus
+// ---------------------------------------------------------------------------
+// launch geometry and the scheduler
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+
+namespace emu {
+struct thread_ctx {
+    uint3 tid, bid;
+    dim3 bdim, gdim;
+};
+extern thread_local thread_ctx *cur;
+void sync_threads();                           /* __syncthreads */
+uint64_t shfl_xor(uint64_t v, int lane_mask);  /* a warp exchange of 8-byte slots */
+void *dyn_smem();                              /* the launch's dynamic shared memory */
+/* Runs a grid: body() once per thread; key identifies the kernel (its sync-free flag). */
+void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body, const void *key);
+/* Runs now, or records into the stream's capture. */
+void submit(cudaStream_t s, std::function<void()> work);
+void set_last_error(cudaError_t e);
+
+template <typename... P, typename... A>
+void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&...a) {
+    if (g.x == 0 || g.y == 0 || g.z == 0 || b.x * b.y * b.z == 0 || b.x * b.y * b.z > 1024 || g.y > 65535 || g.z > 65535 ||
+        smem > 48 * 1024) {
+        set_last_error(cudaErrorInvalidValue); /* a launch the device would refuse */
+        return;
+    }
+    std::tuple<typename std::decay<P>::type...> args(std::forward<A>(a)...); /* by value, at launch time */
+    submit(s, [=]() {
+        auto t = args;
+        run_grid(g, b, smem, [&]() { std::apply(k, t); }, (const void *)k);
+    });
+}
+} // namespace emu
+
+#define threadIdx (emu::cur->tid)
+#define blockIdx (emu::cur->bid)
+#define blockDim (emu::cur->bdim)
+#define gridDim (emu::cur->gdim)
+#define warpSize 32
+
+static inline void __syncthreads() { emu::sync_threads(); }
+static inline void __syncwarp(unsigned = 0xffffffffu) { (void)emu::shfl_xor(0, 0); }
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {
+    static_assert(sizeof(T) <= 8, "shuffle of a wide type");
+    uint64_t u = 0;
+    memcpy(&u, &v, sizeof v);
+    u = emu::shfl_xor(u, lane_mask);
+    T r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+template <typename T> static inline T min(T a, T b) { return a < b ? a : b; }
+template <typename T> static inline T max(T a, T b) { return a > b ? a : b; }
+#endif
+
+#endif // TESTS_CUDA_EMU_H
