@@ -84,6 +84,11 @@ typedef struct api_engine_opts {
     int media_threads; /* threads reading files and decoding frames beside the steps: 0 = the default
                           (2); -1 = none (each turn reads one request's files, and decodes a video's
                           next frames, on the stepping thread); at most 8 */
+    int vision_batch;  /* tiles (of any requests) per RADIO call: 0 = the backend's default (8 on the CPU,
+                          16 on a device); at most 16 */
+    int prefill_chunk; /* prompt tokens of one request in one step: 0 = the backend's default (256 on the
+                          CPU, 2048 on a device), else 16..65536; a step's prefill budget is at least one
+                          chunk */
 } api_engine_opts;
 api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0, video_ahead 0 */
 
@@ -192,7 +197,8 @@ void api_ask_result_free(api_ask_result *r);
 nvl_status api_env_check(nvl_err *err);
 nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err);
 /* The same with opts (NULL: api_engine_opts_default). NVL_ERR_INVALID_ARG for max_batch out of
- * 1..256, a negative seq_mem_mb, video_ahead out of 0..4096 or media_threads out of -1..8. */
+ * 1..256, a negative seq_mem_mb, video_ahead out of 0..4096, media_threads out of -1..8,
+ * vision_batch out of 0..16 or prefill_chunk neither 0 nor in 16..65536. */
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err);
 void api_engine_close(api_engine *e);
 int64_t api_engine_n_vocab(const api_engine *e);

@@ -196,6 +196,12 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     if (o.media_threads < -1 || o.media_threads > MEDIA_THREADS_MAX)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "media_threads must be -1 (none), 0 (the default, %d) or 1..%d (got %d)",
                            MEDIA_THREADS, MEDIA_THREADS_MAX, o.media_threads);
+    if (o.vision_batch < 0 || o.vision_batch > VISION_BATCH)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "vision_batch must be 0 (the backend's default) or 1..%d tiles (got %d)",
+                           VISION_BATCH, o.vision_batch);
+    if (o.prefill_chunk != 0 && (o.prefill_chunk < 16 || o.prefill_chunk > 65536))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "prefill_chunk must be 0 (the backend's default) or 16..65536 tokens "
+                           "(got %d)", o.prefill_chunk);
     if (o.video_ahead < 0 || o.video_ahead > 4096)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "video_ahead must be 0 (automatic) or 1..4096 frames (got %d)", o.video_ahead);
     if (!(o.seq_mem_mb >= 0) || o.seq_mem_mb > 1048576.0 * 64)
@@ -214,10 +220,11 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         return st;
     }
     const int cpu = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU; /* batch sizes by backend */
-    e->vision_batch = cpu ? 8 : VISION_BATCH;
+    e->vision_batch = o.vision_batch > 0 ? o.vision_batch : cpu ? 8 : VISION_BATCH;
     e->video_ahead = o.video_ahead > 0 ? o.video_ahead : 2 * e->vision_batch;
-    e->prefill_chunk = cpu ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE;
+    e->prefill_chunk = o.prefill_chunk > 0 ? o.prefill_chunk : cpu ? PREFILL_CHUNK : PREFILL_CHUNK_DEVICE;
     e->prefill_budget = cpu ? PREFILL_BUDGET : PREFILL_BUDGET_DEVICE;
+    if (e->prefill_budget < e->prefill_chunk) e->prefill_budget = e->prefill_chunk;
     if ((st = nvl_checkpoint_open(&e->ck, dir, err)) != NVL_OK ||
         (st = llm_model_load(&e->lm, e->ck, e->be, dir, NULL, err)) != NVL_OK ||
         (st = vision_model_load(&e->vm, e->ck, e->be, dir, err)) != NVL_OK ||

@@ -182,6 +182,10 @@ int main(void) {
     snprintf(vid, sizeof vid, "%s", test_data_path("media/made/clip_2s.mp4"));
     api_engine_opts o = api_engine_opts_default();
     o.max_batch = 8;
+    /* the CPU's sizes on every backend (NVL_BACKEND=cuda runs this file too): the expectations below
+       count prefill chunks of 256 and vision batches of 8 */
+    o.vision_batch = 8;
+    o.prefill_chunk = 256;
     api_engine *e = NULL;
     if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) != NVL_OK) {
         TEST_CHECK(0, "open: %s", err.msg);
@@ -477,6 +481,14 @@ int main(void) {
         TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
         TEST_CHECK(strstr(err.msg, "video_ahead") != NULL, "the error names video_ahead: %s", err.msg);
         o.video_ahead = 0;
+        o.vision_batch = 17;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
+        TEST_CHECK(strstr(err.msg, "vision_batch") != NULL, "the error names vision_batch: %s", err.msg);
+        o.vision_batch = 8;
+        o.prefill_chunk = 8;
+        TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
+        TEST_CHECK(strstr(err.msg, "prefill_chunk") != NULL, "the error names prefill_chunk: %s", err.msg);
+        o.prefill_chunk = 256;
     }
 
     /* 6b. two videos in one request, the second (10 frames) ending while the first (20) still
