@@ -131,10 +131,25 @@ static int cuda_supports(const kern_backend *, enum kern_op op, nvl_dtype dt) {
            (dt == NVL_DTYPE_BF16 || dt == NVL_DTYPE_F32 || dt == NVL_DTYPE_F16);
 }
 
+/* An allocation the device refused, said in bytes asked and free (the runtime's error cleared). */
+static nvl_status device_oom(nvl_err *err, const char *what, size_t n, cudaError_t e) {
+    (void)cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+    if (e != cudaErrorMemoryAllocation)
+        return nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: %s (%zu bytes): %s", what, n, cudaGetErrorString(e));
+    return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: out of device memory for %s: %.1f MiB asked, %.1f of %.1f MiB free",
+                       what, (double)n / 1048576.0, (double)free_b / 1048576.0, (double)total_b / 1048576.0);
+}
+
 static nvl_status cuda_alloc(kern_backend *be, size_t n, void **out, nvl_err *err) {
     (void)ctx_of(be); /* (on the backend's device, whichever thread asks) */
     *out = NULL;
-    CUDA_CHECK(cudaMalloc(out, n ? n : 1));
+    const cudaError_t e = cudaMalloc(out, n ? n : 1);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        return device_oom(err, "a buffer", n, e);
+    }
     return NVL_OK;
 }
 static void cuda_buf_free(kern_backend *be, void *p) {
@@ -535,15 +550,21 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
                          cudaGetErrorString(e));
         goto fail;
     }
+    /* cuBLAS's and cuBLASLt's workspaces (fixed, so that captured GEMMs never allocate) */
+    if ((e = cudaMalloc(&c->cublas_ws, CUBLAS_WS_BYTES)) != cudaSuccess ||
+        (e = cudaMalloc(&c->lt_ws, CUBLAS_WS_BYTES)) != cudaSuccess) {
+        st = device_oom(err, "cuBLAS's workspaces", 2 * CUBLAS_WS_BYTES, e);
+        goto fail;
+    }
     /* the stream first: cublasSetStream resets the workspace to cuBLAS's own pool */
-    if (cudaMalloc(&c->cublas_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
+    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS ||
         /* split-K partial sums in f32, never in a BF16/F16 output type: the ops' contract (f32
            accumulation) and their CPU twins (one f32 sum) */
         cublasSetMathMode(c->cublas, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) !=
             CUBLAS_STATUS_SUCCESS ||
-        cudaMalloc(&c->lt_ws, CUBLAS_WS_BYTES) != cudaSuccess || cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) {
+        cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) {
         st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: cuBLAS initialisation failed");
         goto fail;
     }

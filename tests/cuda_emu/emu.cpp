@@ -44,6 +44,18 @@ __asm__(".text\n"
         "  ret\n"
         ".size emu_ctx_switch, .-emu_ctx_switch\n");
 
+/* AddressSanitizer must be told of every stack switch (else it takes a fiber's stack for an
+ * overflow of the scheduler's): start before the switch, finish once running on the new stack. */
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+#define ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define ASAN_FINISH(save, bottom_old, size_old) __sanitizer_finish_switch_fiber(save, bottom_old, size_old)
+#else
+#define ASAN_START(save, bottom, size) ((void)0)
+#define ASAN_FINISH(save, bottom_old, size_old) ((void)0)
+#endif
+
 /* A stack whose first switch "returns" into entry (entered with the alignment of a call). */
 static void *fiber_stack_init(char *lo, size_t size, void (*entry)()) {
     uintptr_t top = ((uintptr_t)(lo + size)) & ~(uintptr_t)15;
@@ -72,6 +84,8 @@ void set_last_error(cudaError_t e) {
 enum fiber_state { F_RUN, F_BAR, F_WARP, F_DONE };
 struct fiber {
     void *sp;
+    char *stack_lo;  /* its stack (STACK bytes) */
+    void *fake;      /* ASan's fake stack while switched out */
     thread_ctx ctx;
     fiber_state st;
     unsigned gen; /* warp exchanges so far (slot parity) */
@@ -80,6 +94,9 @@ struct block_run {
     std::vector<fiber> f;
     std::vector<uint64_t> xbuf; /* two slots a thread (warp exchanges) */
     void *sched_sp;
+    const void *sched_lo; /* the scheduler's stack, as ASan reported it (a fiber switches back to it) */
+    size_t sched_size;
+    void *sched_fake;
     int cur_i;
     int yielded;
     const std::function<void()> *body;
@@ -97,9 +114,11 @@ void *dyn_smem() { return g_dyn.data(); }
 
 [[noreturn]] static void fiber_main() {
     block_run *b = g_block;
+    ASAN_FINISH(NULL, &b->sched_lo, &b->sched_size);
     (*b->body)();
     fiber &f = b->f[b->cur_i];
     f.st = F_DONE;
+    ASAN_START(NULL, b->sched_lo, b->sched_size); /* (NULL: this fiber's stack is done with) */
     emu_ctx_switch(&f.sp, b->sched_sp); /* back to the scheduler, never resumed */
     emu_fatal("a finished fiber was resumed");
 }
@@ -111,7 +130,9 @@ static void yield_as(fiber_state st) {
     fiber &f = b->f[b->cur_i];
     f.st = st;
     b->yielded = 1;
+    ASAN_START(&f.fake, b->sched_lo, b->sched_size);
     emu_ctx_switch(&f.sp, b->sched_sp);
+    ASAN_FINISH(f.fake, &b->sched_lo, &b->sched_size);
 }
 
 void sync_threads() { yield_as(F_BAR); }
@@ -146,7 +167,9 @@ static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void
         f.ctx.gdim = g;
         f.st = F_RUN;
         f.gen = 0;
-        f.sp = fiber_stack_init(g_stacks.data() + (size_t)i * STACK, STACK, fiber_main);
+        f.stack_lo = g_stacks.data() + (size_t)i * STACK;
+        f.fake = NULL;
+        f.sp = fiber_stack_init(f.stack_lo, STACK, fiber_main);
     }
     for (;;) {
         int progress = 0;
@@ -154,7 +177,9 @@ static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void
             if (b.f[(size_t)i].st == F_RUN) {
                 b.cur_i = i;
                 cur = &b.f[(size_t)i].ctx;
+                ASAN_START(&b.sched_fake, b.f[(size_t)i].stack_lo, STACK);
                 emu_ctx_switch(&b.sched_sp, b.f[(size_t)i].sp);
+                ASAN_FINISH(b.sched_fake, NULL, NULL);
                 progress = 1;
             }
         int alive = 0, at_bar = 0;
@@ -304,6 +329,9 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     if (g_used + n > emu_limit()) return fail(cudaErrorMemoryAllocation);
     *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
     if (!*p) return fail(cudaErrorMemoryAllocation);
+    /* a device's fresh memory holds whatever was there: here NaN in every float format (0xff
+       bytes), so a kernel that reads memory nobody wrote spreads NaN into the results (initcheck) */
+    memset(*p, 0xff, (n + 255) & ~(size_t)255);
     g_allocs[*p] = n;
     g_used += n;
     return cudaSuccess;
