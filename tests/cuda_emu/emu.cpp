@@ -327,11 +327,15 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     std::lock_guard<std::mutex> lk(emu::g_mu);
     *p = NULL;
     if (g_used + n > emu_limit()) return fail(cudaErrorMemoryAllocation);
-    *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
-    if (!*p) return fail(cudaErrorMemoryAllocation);
+    /* exactly n bytes (256-aligned as cudaMalloc's), so that AddressSanitizer sees a kernel's first
+       byte past the buffer (memcheck) */
+    if (posix_memalign(p, 256, n ? n : 1) != 0) {
+        *p = NULL;
+        return fail(cudaErrorMemoryAllocation);
+    }
     /* a device's fresh memory holds whatever was there: here NaN in every float format (0xff
        bytes), so a kernel that reads memory nobody wrote spreads NaN into the results (initcheck) */
-    memset(*p, 0xff, (n + 255) & ~(size_t)255);
+    memset(*p, 0xff, n);
     g_allocs[*p] = n;
     g_used += n;
     return cudaSuccess;
