@@ -102,15 +102,22 @@ struct block_run {
     const std::function<void()> *body;
 };
 static thread_local block_run *g_block;   /* the block running in fibers */
-static thread_local int g_direct;         /* threads run as plain calls (a sync-free kernel) */
 static thread_local std::vector<char> g_stacks;
 static thread_local std::vector<char> g_dyn; /* dynamic shared memory of the running launch */
 constexpr size_t STACK = 64 << 10;
 
-static std::mutex g_mu; /* the kernels known to be sync-free; the allocations */
-static std::map<const void *, int> g_sync_free;
+static std::mutex g_mu; /* the allocations */
 
 void *dyn_smem() { return g_dyn.data(); }
+
+} // namespace emu
+extern "C" char __start_emu_shared[], __stop_emu_shared[]; /* the linker's bounds of the section */
+namespace emu {
+/* Before each block: its shared memory (static and dynamic) as a device leaves it, garbage. */
+static void poison_shared() {
+    memset(__start_emu_shared, 0xff, (size_t)(__stop_emu_shared - __start_emu_shared));
+    memset(g_dyn.data(), 0xff, g_dyn.size());
+}
 
 [[noreturn]] static void fiber_main() {
     block_run *b = g_block;
@@ -124,8 +131,6 @@ void *dyn_smem() { return g_dyn.data(); }
 }
 
 static void yield_as(fiber_state st) {
-    if (g_direct) emu_fatal("a kernel synchronised (__syncthreads or a warp shuffle) in a block after its first block "
-                            "never did: the emulator ran it without fibers");
     block_run *b = g_block;
     fiber &f = b->f[b->cur_i];
     f.st = st;
@@ -138,7 +143,6 @@ static void yield_as(fiber_state st) {
 void sync_threads() { yield_as(F_BAR); }
 
 uint64_t shfl_xor(uint64_t v, int lane_mask) {
-    if (g_direct) yield_as(F_WARP); /* (fatal) */
     block_run *b = g_block;
     const int t = b->cur_i, n = (int)b->f.size();
     const unsigned g = b->f[t].gen++ & 1u;
@@ -148,7 +152,7 @@ uint64_t shfl_xor(uint64_t v, int lane_mask) {
     return p < n ? b->xbuf[2 * (size_t)p + g] : v;
 }
 
-/* Runs one block's threads as fibers; 1 when any of them yielded (a barrier or a shuffle). */
+/* Runs one block's threads as fibers (switching only at barriers and warp exchanges). */
 static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void()> &body) {
     const int n = (int)(bd.x * bd.y * bd.z);
     block_run b;
@@ -211,42 +215,16 @@ static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void
     return b.yielded;
 }
 
-void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, const void *key) {
+void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, const void *) {
     g_dyn.assign(smem ? smem : 1, 0);
-    int sync_free;
-    {
-        std::lock_guard<std::mutex> lk(g_mu);
-        auto it = g_sync_free.find(key);
-        sync_free = it != g_sync_free.end() && it->second;
-    }
-    thread_ctx ctx;
     thread_ctx *saved = cur;
-    for (unsigned bz = 0; bz < g.z; bz++)
-        for (unsigned by = 0; by < g.y; by++)
-            for (unsigned bx = 0; bx < g.x; bx++) {
-                const uint3 bid{bx, by, bz};
-                if (sync_free) {
-                    g_direct = 1;
-                    ctx.bid = bid;
-                    ctx.bdim = bd;
-                    ctx.gdim = g;
-                    for (unsigned tz = 0; tz < bd.z; tz++)
-                        for (unsigned ty = 0; ty < bd.y; ty++)
-                            for (unsigned tx = 0; tx < bd.x; tx++) {
-                                ctx.tid = uint3{tx, ty, tz};
-                                cur = &ctx;
-                                body();
-                            }
-                    g_direct = 0;
-                    continue;
-                }
-                const int yielded = run_block_fibers(g, bd, bid, body);
-                /* the first block decides: no barrier or shuffle there, plain calls from now on */
-                if (bx == 0 && by == 0 && bz == 0) {
-                    std::lock_guard<std::mutex> lk(g_mu);
-                    if (!g_sync_free.count(key)) g_sync_free[key] = !yielded;
-                    sync_free = !yielded;
-                }
+    for (unsigned bz_ = 0; bz_ < g.z; bz_++)
+        for (unsigned by_ = 0; by_ < g.y; by_++)
+            for (unsigned bx_ = 0; bx_ < g.x; bx_++) {
+                /* the last block first: a device runs them in any order */
+                const unsigned bx = g.x - 1 - bx_, by = g.y - 1 - by_, bz = g.z - 1 - bz_;
+                poison_shared();
+                run_block_fibers(g, bd, uint3{bx, by, bz}, body);
             }
     cur = saved;
 }

@@ -5,12 +5,13 @@
  * device is at hand. What it does not check: timing, the memory model, real cuBLAS's algorithms,
  * the hardware's rounding of fused operations (it compiles with -ffp-contract=off).
  *
- * Execution: a launch runs its blocks one after another; the threads of a block run as fibers
- * (ucontext) that switch only at __syncthreads and warp shuffles, so shared memory (`__shared__`
- * becomes `static`) is the block's while it runs. A kernel whose first block never synchronised
- * runs its other blocks' threads as plain calls (fast); should one of them synchronise after all,
- * the emulator stops with a message. Device memory is host memory (so ASan sees device
- * out-of-bounds accesses); streams run in order, synchronously; a stream capture records the
+ * Execution: a launch runs its blocks one after another, the last first (a kernel that counts on
+ * another block's writes, which a device runs in any order, fails); the threads of a block run as fibers
+ * (a stack switch, no system call) that switch only at __syncthreads and warp shuffles, so shared
+ * memory (`__shared__` becomes a static in one section) is the block's while it runs; it is filled
+ * with 0xff bytes before each block. Device memory is host memory, exactly the bytes asked and
+ * NaN-filled when allocated (so ASan sees a kernel's out-of-bounds accesses, and a read of memory
+ * nobody wrote spreads NaN); streams run in order, synchronously; a stream capture records the
  * launches and copies as closures, which a graph launch replays.
  */
 #ifndef TESTS_CUDA_EMU_H
@@ -34,7 +35,10 @@
 #define __noinline__
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
-#define __shared__ static
+/* every __shared__ variable in one section, which the scheduler fills with 0xff bytes (NaN in
+ * every float format, -1 in integers) before each block: a block reading shared memory it did
+ * not write sees garbage, as on a device, not the previous block's values */
+#define __shared__ static __attribute__((section("emu_shared")))
 #define __constant__ static
 
 // ---------------------------------------------------------------------------
@@ -198,7 +202,7 @@ extern thread_local thread_ctx *cur;
 void sync_threads();                           /* __syncthreads */
 uint64_t shfl_xor(uint64_t v, int lane_mask);  /* a warp exchange of 8-byte slots */
 void *dyn_smem();                              /* the launch's dynamic shared memory */
-/* Runs a grid: body() once per thread; key identifies the kernel (its sync-free flag). */
+/* Runs a grid: body() once per thread, a block's threads as fibers; key: the kernel (unused). */
 void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body, const void *key);
 /* Runs now, or records into the stream's capture. */
 void submit(cudaStream_t s, std::function<void()> work);
