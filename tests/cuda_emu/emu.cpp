@@ -114,8 +114,8 @@ void *dyn_smem() { return g_dyn.data(); }
 extern "C" char __start_emu_shared[], __stop_emu_shared[]; /* the linker's bounds of the section */
 namespace emu {
 /* Before each block: its shared memory (static and dynamic) as a device leaves it, garbage. */
-static void poison_shared() {
-    memset(__start_emu_shared, 0xff, (size_t)(__stop_emu_shared - __start_emu_shared));
+__attribute__((no_sanitize_address)) static void poison_shared() { /* (over ASan's redzones between them too) */
+    for (volatile char *c = __start_emu_shared; c < __stop_emu_shared; c++) *c = (char)0xff;
     memset(g_dyn.data(), 0xff, g_dyn.size());
 }
 
@@ -145,11 +145,15 @@ void sync_threads() { yield_as(F_BAR); }
 uint64_t shfl_xor(uint64_t v, int lane_mask) {
     block_run *b = g_block;
     const int t = b->cur_i, n = (int)b->f.size();
-    const unsigned g = b->f[t].gen++ & 1u;
+    const unsigned k = b->f[t].gen++, g = k & 1u;
     b->xbuf[2 * (size_t)t + g] = v;
     yield_as(F_WARP);
     const int p = (t & ~31) | ((t & 31) ^ (lane_mask & 31));
-    return p < n ? b->xbuf[2 * (size_t)p + g] : v;
+    if (p >= n) return v;
+    /* the partner lane must have come to this exchange too: one that exited before it (or took
+       another path) has no value to give on a device either */
+    if (b->f[(size_t)p].gen <= k) emu_fatal("a warp shuffle with a lane that exited or never reached it");
+    return b->xbuf[2 * (size_t)p + g];
 }
 
 /* Runs one block's threads as fibers (switching only at barriers and warp exchanges). */
