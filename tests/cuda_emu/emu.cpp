@@ -239,6 +239,7 @@ void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, c
 
 struct CUstream_st {
     int capturing;
+    int invalidated; /* an unsafe call was made during the capture: EndCapture fails */
     std::vector<std::function<void()>> ops;
 };
 struct CUevent_st {
@@ -257,6 +258,22 @@ void submit(cudaStream_t s, std::function<void()> work) {
     else work();
 }
 } // namespace emu
+
+/* The stream this thread captures (cudaStreamCaptureModeThreadLocal, the backend's mode): while it
+ * does, the calls CUDA calls unsafe (allocation, freeing, synchronising, synchronous copies) fail
+ * and invalidate the capture, as on a device. */
+static thread_local cudaStream_t g_capturing;
+static cudaError_t unsafe_in_capture(void) {
+    if (!g_capturing) return cudaSuccess;
+    g_capturing->invalidated = 1;
+    emu::set_last_error(cudaErrorStreamCaptureUnsupported);
+    return cudaErrorStreamCaptureUnsupported;
+}
+#define CAPTURE_GUARD()                                         \
+    do {                                                        \
+        const cudaError_t ce_ = unsafe_in_capture();            \
+        if (ce_ != cudaSuccess) return ce_;                     \
+    } while (0)
 
 static std::map<void *, size_t> g_allocs;
 static size_t g_used;
@@ -306,8 +323,9 @@ static cudaError_t fail(cudaError_t e) {
     return e;
 }
 cudaError_t cudaMalloc(void **p, size_t n) {
-    std::lock_guard<std::mutex> lk(emu::g_mu);
     *p = NULL;
+    CAPTURE_GUARD();
+    std::lock_guard<std::mutex> lk(emu::g_mu);
     if (g_used + n > emu_limit()) return fail(cudaErrorMemoryAllocation);
     /* exactly n bytes (256-aligned as cudaMalloc's), so that AddressSanitizer sees a kernel's first
        byte past the buffer (memcheck) */
@@ -324,6 +342,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
 }
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    CAPTURE_GUARD();
     std::lock_guard<std::mutex> lk(emu::g_mu);
     auto it = g_allocs.find(p);
     if (it == g_allocs.end()) return fail(cudaErrorInvalidValue); /* not a device allocation */
@@ -333,10 +352,12 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t n) {
+    CAPTURE_GUARD();
     *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
     return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void *p) {
+    CAPTURE_GUARD();
     free(p);
     return cudaSuccess;
 }
@@ -347,6 +368,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
     return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+    CAPTURE_GUARD();
     memmove(dst, src, n);
     return cudaSuccess;
 }
@@ -368,10 +390,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    CAPTURE_GUARD();
     if (s && s->capturing) return fail(cudaErrorStreamCaptureUnsupported); /* a sync inside a capture */
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    CAPTURE_GUARD();
+    return cudaSuccess;
+}
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = new CUevent_st();
     return cudaSuccess;
@@ -382,20 +408,31 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    CAPTURE_GUARD();
+    return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
     *ms = 1.0f;
     return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
-    if (!s || s->capturing) return fail(cudaErrorInvalidValue);
+    if (!s || s->capturing || g_capturing) return fail(cudaErrorInvalidValue);
     s->capturing = 1;
+    s->invalidated = 0;
     s->ops.clear();
+    g_capturing = s;
     return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
     if (!s || !s->capturing) return fail(cudaErrorInvalidValue);
     s->capturing = 0;
+    if (g_capturing == s) g_capturing = NULL;
+    if (s->invalidated) { /* an unsafe call during the capture: no graph */
+        s->ops.clear();
+        *g = NULL;
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
     *g = new CUgraph_st{std::move(s->ops)};
     s->ops.clear();
     return cudaSuccess;
