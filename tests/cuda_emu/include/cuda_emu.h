@@ -166,10 +166,16 @@ static inline float __half2float(__half h) {
 // ---------------------------------------------------------------------------
 // device math (IEEE single operations; the file is compiled with -ffp-contract=off)
 
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fdiv_rn(float a, float b) { return a / b; }
+/* rounded on their own, never fused with a neighbour (as nvcc never fuses these), also where the
+ * host compiler contracts a * b + c (an FMA build of the emulator does, as nvcc does by default) */
+static inline float emu_opaque(float r) {
+    __asm__("" : "+x"(r));
+    return r;
+}
+static inline float __fmul_rn(float a, float b) { return emu_opaque(a * b); }
+static inline float __fadd_rn(float a, float b) { return emu_opaque(a + b); }
+static inline float __fsub_rn(float a, float b) { return emu_opaque(a - b); }
+static inline float __fdiv_rn(float a, float b) { return emu_opaque(a / b); }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline float __int_as_float(int i) {
     float f;
