@@ -10,6 +10,12 @@
 #include "../base/status.h"
 
 #define WARP_SIZE 32
+
+/* The CUDA emulator's check that a pointer handed to a kernel is device memory (tests/cuda_emu
+ * defines it; on a device nothing). */
+#ifndef EMU_CHECK_DEVICE_PTR
+#define EMU_CHECK_DEVICE_PTR(op, what, p) ((void)0)
+#endif
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 
 // Returns NVL_ERR_DEVICE from the enclosing function (filling `err` when it is in scope as a

@@ -43,6 +43,7 @@ nvl_status view(const char *op, const char *what, const nvl_tensor *t, V2 *v, nv
     v->dt = dcode(t->dtype);
     if (v->dt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s dtype %s on CUDA", op, what, nvl_dtype_name(t->dtype));
     v->p = t->data;
+    EMU_CHECK_DEVICE_PTR(op, what, t->data);
     v->rows = t->n_dims >= 2 ? t->shape[0] : 1;
     v->cols = t->n_dims >= 2 ? t->shape[1] : t->shape[0];
     v->ld = t->n_dims >= 2 ? t->stride[0] : v->cols;

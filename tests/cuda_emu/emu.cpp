@@ -3,6 +3,7 @@
 // cuBLAS / cuBLASLt calls the CUDA backend makes. For tests only: never part of nanovl.
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <map>
 #include <mutex>
@@ -275,7 +276,26 @@ static cudaError_t unsafe_in_capture(void) {
         if (ce_ != cudaSuccess) return ce_;                     \
     } while (0)
 
-static std::map<void *, size_t> g_allocs;
+static std::map<void *, size_t> g_allocs, g_pinned; /* cudaMalloc's, cudaMallocHost's */
+static int in_ranges(const std::map<void *, size_t> &m, const void *p) {
+    auto it = m.upper_bound((void *)p);
+    if (it == m.begin()) return 0;
+    --it;
+    return (const char *)p <= (const char *)it->first + it->second; /* (one past the end: an empty view) */
+}
+void emu::check_device_ptr(const char *op, const char *what, const void *p) {
+    if (!p) return;
+    {
+        std::lock_guard<std::mutex> lk(emu::g_mu);
+        if (in_ranges(g_allocs, p) || in_ranges(g_pinned, p)) return;
+    }
+    const uintptr_t page = (uintptr_t)p & ~(uintptr_t)4095;
+    if (msync((void *)page, 1, MS_ASYNC) != 0) return; /* not mapped: not a pointer */
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s is host memory (%p), which a device cannot read (a weight not placed? a host buffer?)",
+             op, what, p);
+    emu_fatal(msg);
+}
 static size_t g_used;
 static size_t emu_limit() {
     static size_t lim = 0;
@@ -354,10 +374,18 @@ cudaError_t cudaFree(void *p) {
 cudaError_t cudaMallocHost(void **p, size_t n) {
     CAPTURE_GUARD();
     *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
-    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+    if (!*p) return fail(cudaErrorMemoryAllocation);
+    std::lock_guard<std::mutex> lk(emu::g_mu);
+    g_pinned[*p] = n; /* (pinned host memory: a device reads it) */
+    return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void *p) {
     CAPTURE_GUARD();
+    if (!p) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> lk(emu::g_mu);
+        g_pinned.erase(p);
+    }
     free(p);
     return cudaSuccess;
 }

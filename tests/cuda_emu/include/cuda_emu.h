@@ -23,9 +23,13 @@
 #include <string.h>
 
 #ifdef __cplusplus
+#include <stdio.h>
+
 #include <functional>
 #include <tuple>
+#include <type_traits>
 #include <utility>
+#define EMU_CHECK_DEVICE_PTR(op, what, p) emu::check_device_ptr(op, what, p)
 #endif
 
 #define __global__
@@ -214,6 +218,16 @@ void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body, co
 /* Runs now, or records into the stream's capture. */
 void submit(cudaStream_t s, std::function<void()> work);
 void set_last_error(cudaError_t e);
+/* Stops the run when p is host memory a device could not read: mapped, but neither from
+ * cudaMalloc nor from cudaMallocHost (NULL and unmapped values pass: sizes, flags). */
+void check_device_ptr(const char *op, const char *what, const void *p);
+template <typename T> inline void check_arg(int i, const T &a) {
+    if constexpr (std::is_pointer<T>::value) {
+        char what[32];
+        snprintf(what, sizeof what, "argument %d", i);
+        check_device_ptr("a kernel launch", what, (const void *)a);
+    }
+}
 
 template <typename... P, typename... A>
 void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&...a) {
@@ -223,6 +237,10 @@ void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&..
         return;
     }
     std::tuple<typename std::decay<P>::type...> args(std::forward<A>(a)...); /* by value, at launch time */
+    std::apply([](const auto &...x) {
+        int i = 0;
+        (check_arg(i++, x), ...);
+    }, args);
     submit(s, [=]() {
         auto t = args;
         run_grid(g, b, smem, [&]() { std::apply(k, t); }, (const void *)k);
