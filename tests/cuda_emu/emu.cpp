@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -238,13 +239,19 @@ void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, c
 // ---------------------------------------------------------------------------
 // streams, graphs, memory
 
+/* A stream's work waits in `pending` until something synchronises with it (the stream, an event
+ * recorded on it, the device, a synchronous copy, cudaFree), as a device runs it later than the
+ * host asked: a missing synchronisation reads stale results here too. */
 struct CUstream_st {
     int capturing;
     int invalidated; /* an unsafe call was made during the capture: EndCapture fails */
-    std::vector<std::function<void()>> ops;
+    std::vector<std::function<void()>> ops;     /* the capture's */
+    std::vector<std::function<void()>> pending; /* submitted, not yet run */
+    uint64_t submitted, executed;
 };
 struct CUevent_st {
-    int dummy;
+    cudaStream_t s;
+    uint64_t pos; /* the stream's work before the record */
 };
 struct CUgraph_st {
     std::vector<std::function<void()>> ops;
@@ -253,10 +260,37 @@ struct CUgraphExec_st {
     std::vector<std::function<void()>> ops;
 };
 
+static std::mutex g_streams_mu;
+static std::vector<cudaStream_t> g_streams;
+/* Runs s's pending work up to position pos (all of it: UINT64_MAX). */
+static void flush(cudaStream_t s, uint64_t pos = UINT64_MAX) {
+    if (!s) return;
+    while (s->executed < s->submitted && s->executed < pos) {
+        std::function<void()> w = std::move(s->pending[(size_t)(s->executed - (s->submitted - s->pending.size()))]);
+        s->executed++;
+        w();
+    }
+    if (s->executed == s->submitted) s->pending.clear();
+}
+static void flush_all() {
+    std::vector<cudaStream_t> all;
+    {
+        std::lock_guard<std::mutex> lk(g_streams_mu);
+        all = g_streams;
+    }
+    for (cudaStream_t s : all) flush(s);
+}
+
 namespace emu {
 void submit(cudaStream_t s, std::function<void()> work) {
     if (s && s->capturing) s->ops.push_back(std::move(work));
-    else work();
+    else if (s) {
+        s->pending.push_back(std::move(work));
+        s->submitted++;
+    } else { /* the legacy default stream: after everything else */
+        flush_all();
+        work();
+    }
 }
 } // namespace emu
 
@@ -363,6 +397,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
     CAPTURE_GUARD();
+    flush_all(); /* (cudaFree waits for the device) */
     std::lock_guard<std::mutex> lk(emu::g_mu);
     auto it = g_allocs.find(p);
     if (it == g_allocs.end()) return fail(cudaErrorInvalidValue); /* not a device allocation */
@@ -397,12 +432,31 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
     CAPTURE_GUARD();
+    flush_all();
     memmove(dst, src, n);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s) {
     if (s && s->capturing && (k == cudaMemcpyDeviceToHost)) return fail(cudaErrorStreamCaptureUnsupported);
-    emu::submit(s, [=]() { memcpy(dst, src, n); }); /* (overlapping ranges are undefined on a device too) */
+    int src_pinned, dst_pinned;
+    {
+        std::lock_guard<std::mutex> lk(emu::g_mu);
+        src_pinned = in_ranges(g_pinned, src);
+        dst_pinned = in_ranges(g_pinned, dst);
+    }
+    if (k == cudaMemcpyHostToDevice && !src_pinned && !(s && s->capturing)) {
+        /* from pageable memory the runtime stages the bytes before returning: the caller may reuse them */
+        std::shared_ptr<std::vector<char>> snap = std::make_shared<std::vector<char>>((const char *)src, (const char *)src + n);
+        emu::submit(s, [=]() { memcpy(dst, snap->data(), n); });
+        return cudaSuccess;
+    }
+    if (k == cudaMemcpyDeviceToHost && !dst_pinned && !(s && s->capturing)) {
+        /* to pageable memory it returns once the copy is done (after the stream's earlier work) */
+        flush(s);
+        memcpy(dst, src, n);
+        return cudaSuccess;
+    }
+    emu::submit(s, [=]() { memcpy(dst, src, n); }); /* pinned memory is read and written when the copy runs */
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
@@ -411,19 +465,33 @@ cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
     *s = new CUstream_st();
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    g_streams.push_back(*s);
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    flush(s); /* (its queued work still runs) */
+    {
+        std::lock_guard<std::mutex> lk(g_streams_mu);
+        for (size_t i = 0; i < g_streams.size(); i++)
+            if (g_streams[i] == s) {
+                g_streams.erase(g_streams.begin() + (long)i);
+                break;
+            }
+    }
     delete s;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     CAPTURE_GUARD();
     if (s && s->capturing) return fail(cudaErrorStreamCaptureUnsupported); /* a sync inside a capture */
+    if (s) flush(s);
+    else flush_all();
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
     CAPTURE_GUARD();
+    flush_all();
     return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
@@ -435,9 +503,15 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    if (s && s->capturing) return cudaSuccess; /* (a captured record: no wait is tied to it here) */
+    e->s = s;
+    e->pos = s ? s->submitted : 0;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     CAPTURE_GUARD();
+    flush(e->s, e->pos); /* the work recorded before it */
     return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
