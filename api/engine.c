@@ -149,7 +149,10 @@ void api_engine_close(api_engine *e) {
     llm_model_free(e->lm);
     vision_model_free(e->vm);
     nvl_checkpoint_close(e->ck);
-    if (e->be) kern_buffer_free(e->be, e->embd); /* (before its backend) */
+    if (e->be) { /* (before their backend) */
+        kern_buffer_free(e->be, e->embd);
+        kern_buffer_free(e->be, e->vis_rows);
+    }
     kern_backend_free(e->be);
     llm_tokenizer_free(e->tok);
     nvl_free(e->chat_template);
@@ -243,8 +246,11 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     /* vision rows stay in the backend's memory, in the projector's dtype (rows of the LM width) */
     e->row_dtype = e->proj.act;
     e->row_bytes = kern_act_bytes(e->be, e->row_dtype, e->proj.out);
-    if ((st = kern_buffer_alloc(e->be, (size_t)e->prefill_budget * e->row_bytes, &e->embd, err)) != NVL_OK) {
-        nvl_err_prefix(err, "engine: a step's vision rows");
+    const int64_t g = vision_model_grid(e->vm), rows_per_tile = (g / 2) * (g / 2);
+    if ((st = kern_buffer_alloc(e->be, (size_t)e->prefill_budget * e->row_bytes, &e->embd, err)) != NVL_OK ||
+        (st = kern_buffer_alloc(e->be, (size_t)(e->vision_batch * rows_per_tile) * e->row_bytes, &e->vis_rows, err)) !=
+            NVL_OK) {
+        nvl_err_prefix(err, "engine: vision rows");
         api_engine_close(e);
         return st;
     }

@@ -101,6 +101,8 @@ struct api_engine {
     nvl_dtype row_dtype;
     size_t row_bytes;
     void *embd;         /* (prefill_budget, C) backend: the vision rows of a step's prefill chunks */
+    void *vis_rows;     /* (vision_batch * rows a tile, C) backend: a vision batch's rows (once, not
+                           an allocation per batch: a device's cudaFree waits for the device) */
     /* the media threads: read requests' files (decoding, PDF opening, video sampling) so that a
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS_MAX];

@@ -1,7 +1,8 @@
 /* The engine's vision stage (engine_impl.h): every request waiting for vision rows contributes
  * its next tiles (an image's or PDF page's tiles, a video's frames as one tile each) to one
  * batch of up to VISION_BATCH tiles, run through RADIO, pixel shuffle and mlp1 together
- * (tokred_embed_tiles; the ViT works per tile, so a tile's rows do not depend on its batch).
+ * (tokred_embed_tiles_rgb8_to; the ViT works per tile, so a tile's rows do not depend on its batch;
+ * the rows stay in the backend's memory until the prefill has read them).
  * A video's frames are decoded and tiled by a media thread (engine_video_decode) at most
  * video_ahead frames ahead of RADIO, so decoding frame i+1.. overlaps embedding frame i and the
  * decoded frames held stay bounded; its rows go through EVS once all its frames are embedded. */
@@ -156,6 +157,39 @@ static int video_feed(api_engine *e, request *rq, source *s, int si) {
     return want && engine_queue_job(e, rq, si);
 }
 
+/* A video's rows after EVS: the kept rows of s->all (n rows, keep[r] != 0) into s->rows, a run of
+ * consecutive kept rows a copy, and s->all freed, so that a video holds its kept rows only (128
+ * frames of the 12B model: 335 MB of bf16 on a device before EVS). Every row kept: the buffer is
+ * the rows. */
+static nvl_status keep_rows(api_engine *e, source *s, const uint8_t *keep, int64_t n, nvl_err *err) {
+    const size_t rb = e->row_bytes;
+    s->n_rows = 0;
+    for (int64_t r = 0; r < n; r++) s->n_rows += keep[r];
+    if (s->n_rows == n && n == (int64_t)s->n_planned * rows_per_tile(e)) {
+        s->rows = s->all;
+        s->all = NULL;
+        return NVL_OK;
+    }
+    nvl_status st = kern_buffer_alloc(e->be, (size_t)s->n_rows * rb, &s->rows, err);
+    if (st != NVL_OK) return nvl_err_prefix(err, "%s: %lld kept vision rows", s->name, (long long)s->n_rows), st;
+    int64_t d = 0;
+    for (int64_t r = 0; st == NVL_OK && r < n;) {
+        if (!keep[r]) {
+            r++;
+            continue;
+        }
+        int64_t r1 = r + 1;
+        while (r1 < n && keep[r1]) r1++;
+        st = kern_copy_within(e->be, (char *)s->rows + (size_t)d * rb, (const char *)s->all + (size_t)r * rb,
+                              (size_t)(r1 - r) * rb, err);
+        d += r1 - r;
+        r = r1;
+    }
+    kern_buffer_free(e->be, s->all);
+    s->all = NULL;
+    return st;
+}
+
 /* Every unit of s is embedded: EVS for a video, progress. */
 static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_err *err) {
     api_engine *e = rq->e;
@@ -179,7 +213,6 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
     const vision_vl_config *vc = vision_model_config(e->vm);
     const int64_t Q = rows_per_tile(e), n = s->n_frames;
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    const size_t rb = e->row_bytes;
     uint8_t *keep = nvl_malloc((size_t)(n * Q));
     nvl_status st = keep ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", s->name);
     if (st == NVL_OK) { /* scores over the rows where they are; only n x Q floats cross to the host */
@@ -187,34 +220,7 @@ static nvl_status vision_finish_source(request *rq, source *s, int index, nvl_er
         st = tokred_evs_mask_on(e->be, &E, n, Q, q, 0, keep, s->kept, err);
         if (st != NVL_OK) nvl_err_prefix(err, "%s", s->name);
     }
-    s->n_rows = 0;
-    for (int64_t r = 0; st == NVL_OK && r < n * Q; r++) s->n_rows += keep[r];
-    if (st != NVL_OK) {
-    } else if (s->n_rows == n * Q && n == s->n_planned) { /* every row kept: the buffer is the rows */
-        s->rows = s->all;
-        s->all = NULL;
-    } else if ((st = kern_buffer_alloc(e->be, (size_t)s->n_rows * rb, &s->rows, err)) != NVL_OK) {
-        nvl_err_prefix(err, "%s: %lld kept vision rows", s->name, (long long)s->n_rows);
-    } else {
-        /* the kept rows into a buffer of their own, a run of consecutive kept rows a copy, and the
-         * frames' buffer freed: a video holds its kept rows only (128 frames of the 12B model: 335
-         * MB of bf16 on a device before EVS) */
-        int64_t d = 0;
-        for (int64_t r = 0; st == NVL_OK && r < n * Q;) {
-            if (!keep[r]) {
-                r++;
-                continue;
-            }
-            int64_t e1 = r + 1;
-            while (e1 < n * Q && keep[e1]) e1++;
-            st = kern_copy_within(e->be, (char *)s->rows + (size_t)d * rb, (const char *)s->all + (size_t)r * rb,
-                                  (size_t)(e1 - r) * rb, err);
-            d += e1 - r;
-            r = e1;
-        }
-        kern_buffer_free(e->be, s->all);
-        s->all = NULL;
-    }
+    if (st == NVL_OK) st = keep_rows(e, s, keep, n * Q, err);
     nvl_free(keep);
     return st;
 }
@@ -262,7 +268,6 @@ int engine_vision_turn(api_engine *e) {
     vis_unit units[VISION_BATCH];
     int nb = 0;
     uint8_t *tiles = NULL; /* RGB8 tiles, normalised on the vision backend */
-    void *out = NULL;      /* the batch's rows, in the backend's memory */
     for (request *rq = e->live; rq; rq = rq->next) {
         if (rq->state != RQ_VISION || vision_advance(rq)) continue;
         if (nb == e->vision_batch) continue;
@@ -358,13 +363,9 @@ int engine_vision_turn(api_engine *e) {
     }
     if (nb > 0) {
         nvl_err er = {0};
-        nvl_status st = kern_buffer_alloc(e->be, (size_t)(nb * Q) * e->row_bytes, &out, &er);
-        if (st == NVL_OK) {
-            nvl_tensor rows = rows_tensor(e, out, nb * Q);
-            st = tokred_embed_tiles_rgb8_to(e->vm, &e->proj, tiles, nb, &rows, &er);
-        } else {
-            nvl_err_prefix(&er, "engine: %d tiles' rows", nb);
-        }
+        const char *out = e->vis_rows; /* the batch's rows, in the backend's memory */
+        nvl_tensor rows = rows_tensor(e, e->vis_rows, nb * Q);
+        nvl_status st = tokred_embed_tiles_rgb8_to(e->vm, &e->proj, tiles, nb, &rows, &er);
         const size_t unit_bytes = (size_t)Q * e->row_bytes;
         for (int j = 0; j < nb; j++) {
             request *rq = units[j].rq;
@@ -374,7 +375,7 @@ int engine_vision_turn(api_engine *e) {
             nvl_status s1 = st == NVL_OK ? source_rows(e, s, &e1) : st;
             if (s1 == NVL_OK) /* the unit's rows to their place among the source's, on the backend */
                 s1 = kern_copy_within(e->be, (char *)(s->is_video ? s->all : s->rows) + (size_t)units[j].u * unit_bytes,
-                                      (const char *)out + (size_t)j * unit_bytes, unit_bytes, &e1);
+                                      out + (size_t)j * unit_bytes, unit_bytes, &e1);
             if (s1 != NVL_OK) {
                 engine_fail(rq, s1, &e1);
                 continue;
@@ -400,6 +401,5 @@ int engine_vision_turn(api_engine *e) {
         }
     }
     nvl_free(tiles);
-    kern_buffer_free(e->be, out);
     return nb;
 }
