@@ -66,12 +66,6 @@ nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float
     return run(p, y, NULL, x, NULL, n, err);
 }
 
-nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nvl_tensor *x, nvl_err *err) {
-    if (x->dtype != NVL_DTYPE_F32 || x->n_dims != 2 || x->shape[1] != p->in)
-        return nvl_err_set(err, NVL_ERR_SHAPE, "projector: input must be (n, %lld) f32", (long long)p->in);
-    return run(p, y, NULL, NULL, x, x->shape[0], err);
-}
-
 nvl_status tokred_projector_run_to(const tokred_projector *p, nvl_tensor *y, const nvl_tensor *x, nvl_err *err) {
     if (x->dtype != NVL_DTYPE_F32 || x->n_dims != 2 || x->shape[1] != p->in)
         return nvl_err_set(err, NVL_ERR_SHAPE, "projector: input must be (n, %lld) f32", (long long)p->in);

@@ -47,10 +47,9 @@ nvl_status tokred_projector_bind(tokred_projector *p, const nvl_checkpoint *ck, 
 /* y (n, out) host = mlp1(x (n, in) host) on the projector's backend; one workspace per call. */
 nvl_status tokred_projector_run(const tokred_projector *p, float *y, const float *x, int64_t n,
                                 nvl_err *err);
-/* The same from x (n, in) F32 already in the projector's backend memory (no upload). */
-nvl_status tokred_projector_run_on(const tokred_projector *p, float *y, const nvl_tensor *x, nvl_err *err);
-/* The same into y (n, out), a tensor of dtype p->act in the backend's memory (kern_act's layout):
- * nothing crosses to the host. NVL_ERR_SHAPE for another shape or dtype. */
+/* The same from x (n, in) F32 already in the projector's backend memory into y (n, out), a tensor
+ * of dtype p->act there (kern_act's layout): nothing crosses to the host. NVL_ERR_SHAPE for
+ * another shape or dtype. */
 nvl_status tokred_projector_run_to(const tokred_projector *p, nvl_tensor *y, const nvl_tensor *x, nvl_err *err);
 
 // ---------------------------------------------------------------------------

@@ -112,7 +112,7 @@ nvl_status vision_encode(const vision_model *m, const float *tiles, int n, float
 nvl_status vision_encode_rgb8(const vision_model *m, const uint8_t *tiles, int n, float *features, nvl_err *err);
 /* The same into features (n * G*G, width) F32 in the model's backend memory (kern_act on
  * vision_model_backend): on a device the features stay there for the pixel shuffle and the
- * projector (tokred_embed_tiles_rgb8) instead of crossing to the host and back. Same values. */
+ * projector (tokred_embed_tiles_rgb8_to) instead of crossing to the host and back. Same values. */
 nvl_status vision_encode_rgb8_to(const vision_model *m, const uint8_t *tiles, int n, nvl_tensor *features, nvl_err *err);
 
 #ifdef __cplusplus
