@@ -218,9 +218,7 @@ extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err)
             return NULL;
         }
         if ((e = cudaMalloc(&p, cap)) != cudaSuccess) {
-            (void)cudaGetLastError();
-            nvl_err_set(err, e == cudaErrorMemoryAllocation ? NVL_ERR_NOMEM : NVL_ERR_DEVICE,
-                        "cuda backend: no %zu bytes of device scratch: %s", cap, cudaGetErrorString(e));
+            device_oom(err, "the op scratch", cap, e);
             return NULL;
         }
         if (c->scratch) cudaFree(c->scratch);
@@ -382,13 +380,10 @@ extern "C" nvl_status kern_cuda_place_weight(kern_backend *be, nvl_tensor *t, nv
     const size_t n = nvl_tensor_nbytes(t);
     placed *w = (placed *)nvl_calloc(1, sizeof *w);
     if (!w) return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: out of memory");
-    if (cudaMalloc(&w->p, n ? n : 1) != cudaSuccess) {
-        (void)cudaGetLastError(); /* (tolerated: the next launch must not see it) */
+    const cudaError_t e0 = cudaMalloc(&w->p, n ? n : 1);
+    if (e0 != cudaSuccess) {
         nvl_free(w);
-        size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "cuda backend: cannot place a weight of %zu bytes (%zu of %zu free)", n, free_b,
-                           total_b);
+        return device_oom(err, "a weight", n, e0);
     }
     nvl_status st = NVL_OK;
     if (!c->stage[0]) { /* pinned staging once; without it (pinned memory refused) a plain copy */
