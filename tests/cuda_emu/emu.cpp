@@ -100,7 +100,6 @@ struct block_run {
     size_t sched_size;
     void *sched_fake;
     int cur_i;
-    int yielded;
     const std::function<void()> *body;
 };
 static thread_local block_run *g_block;   /* the block running in fibers */
@@ -136,7 +135,6 @@ static void yield_as(fiber_state st) {
     block_run *b = g_block;
     fiber &f = b->f[b->cur_i];
     f.st = st;
-    b->yielded = 1;
     ASAN_START(&f.fake, b->sched_lo, b->sched_size);
     emu_ctx_switch(&f.sp, b->sched_sp);
     ASAN_FINISH(f.fake, &b->sched_lo, &b->sched_size);
@@ -159,12 +157,11 @@ uint64_t shfl_xor(uint64_t v, int lane_mask) {
 }
 
 /* Runs one block's threads as fibers (switching only at barriers and warp exchanges). */
-static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void()> &body) {
+static void run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void()> &body) {
     const int n = (int)(bd.x * bd.y * bd.z);
     block_run b;
     b.f.resize((size_t)n);
     b.xbuf.assign(2 * (size_t)n, 0);
-    b.yielded = 0;
     b.body = &body;
     if (g_stacks.size() < (size_t)n * STACK) g_stacks.resize((size_t)n * STACK);
     block_run *saved = g_block;
@@ -218,10 +215,9 @@ static int run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void
         if (!progress) emu_fatal("deadlock: the threads of a block wait at different barriers or shuffles");
     }
     g_block = saved;
-    return b.yielded;
 }
 
-void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body, const void *) {
+void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body) {
     g_dyn.assign(smem ? smem : 1, 0);
     thread_ctx *saved = cur;
     for (unsigned bz_ = 0; bz_ < g.z; bz_++)

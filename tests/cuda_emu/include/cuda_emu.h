@@ -213,8 +213,8 @@ extern thread_local thread_ctx *cur;
 void sync_threads();                           /* __syncthreads */
 uint64_t shfl_xor(uint64_t v, int lane_mask);  /* a warp exchange of 8-byte slots */
 void *dyn_smem();                              /* the launch's dynamic shared memory */
-/* Runs a grid: body() once per thread, a block's threads as fibers; key: the kernel (unused). */
-void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body, const void *key);
+/* Runs a grid: body() once per thread, a block's threads as fibers. */
+void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body);
 /* Runs now, or records into the stream's capture. */
 void submit(cudaStream_t s, std::function<void()> work);
 void set_last_error(cudaError_t e);
@@ -243,7 +243,7 @@ void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&..
     }, args);
     submit(s, [=]() {
         auto t = args;
-        run_grid(g, b, smem, [&]() { std::apply(k, t); }, (const void *)k);
+        run_grid(g, b, smem, [&]() { std::apply(k, t); });
     });
 }
 } // namespace emu
