@@ -823,18 +823,17 @@ static void test_ssm_scan(void) {
     }
 }
 
-/* kv_write then attention_causal: an earlier step fills slots 2 and 0; this step reads with
- * pos0 > 0 (slot 2 decodes at 4, slot 0 extends from 3) and starts slot 3; slot 1 untouched.
- * GQA: 4 query heads over 2 KV heads. */
-static void test_attention_causal(void) {
-    static const struct { nvl_dtype cdt, qdt; int64_t Hq, Hkv; } cs[] = {
-        {NVL_DTYPE_F32, NVL_DTYPE_F32, 4, 2}, {NVL_DTYPE_BF16, NVL_DTYPE_BF16, 4, 2},
-        {NVL_DTYPE_BF16, NVL_DTYPE_F32, 6, 2}, {NVL_DTYPE_F32, NVL_DTYPE_BF16, 2, 2}};
-    const int64_t Dh = 8, L = 12;
-    const kern_seq pre[2] = {{2, 0, 0, 4, 0}, {0, 0, 4, 3, 0}};
-    const kern_seq now[4] = {{2, 1, 0, 1, 4}, {0, 0, 1, 5, 3}, {3, 0, 6, 2, 0}, {KERN_SLOT_NONE, 1, 8, 1, 0}};
-    const int64_t Tp = 7, Tn = 9;
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+/* kv_write then attention_causal over caches of L positions: a first step `pre` (Tp rows) fills
+ * some slots, the step `now` (Tn rows) reads them with pos0 > 0 and starts others. Case c:
+ * cache dtype, q/o dtype, Hq query heads over Hkv KV heads of Dh. The oracle is the f64 softmax
+ * of the stored (dtype-rounded) keys and values; o is compared as cmp does (f32 TOL_F32, bf16 one
+ * ulp), which the CUDA flash kernel meets because it splits q and P into bf16 hi + lo (its
+ * header). */
+typedef struct { nvl_dtype cdt, qdt; int64_t Hq, Hkv, Dh; } att_case;
+static void attention_steps(const char *label, const att_case *cs, size_t n_cases, int64_t L, const kern_seq *pre,
+                            int npre, int64_t Tp, const kern_seq *now, int nnow, int64_t Tn) {
+    for (size_t c = 0; c < n_cases; c++) {
+        const int64_t Dh = cs[c].Dh;
         const int64_t Hq = cs[c].Hq, Hkv = cs[c].Hkv, KD = Hkv * Dh, QD = Hq * Dh, grp = Hq / Hkv;
         const size_t ncache = (size_t)(NSLOT * L * KD);
         const nvl_dtype cdt = cs[c].cdt, qdt = cs[c].qdt;
@@ -859,7 +858,7 @@ static void test_attention_causal(void) {
         }
         nvl_err err = {0};
         const kern_seq *steps[2] = {pre, now};
-        const int nseq[2] = {2, 4};
+        const int nseq[2] = {npre, nnow};
         const int64_t Ts[2] = {Tp, Tn};
         float *kh[2], *vh[2];
         for (int s = 0; s < 2; s++) {
@@ -878,8 +877,8 @@ static void test_attention_causal(void) {
                     }
             }
         }
-        char what[96];
-        snprintf(what, sizeof what, "kv_write case %zu (cache %s, k/v %s)", c, dn(cdt), dn(qdt));
+        char what[160];
+        snprintf(what, sizeof what, "kv_write %s case %zu (cache %s, k/v %s)", label, c, dn(cdt), dn(qdt));
         float *gk = down(&kc), *gv = down(&vc);
         cmp_exact(what, gk, kref, ncache); /* untouched rows and slot 1 included */
         cmp_exact(what, gv, vref, ncache);
@@ -887,11 +886,11 @@ static void test_attention_causal(void) {
         float *qh2 = rand_f((size_t)(Tn * (QD + 8)), -1.5f, 1.5f);
         nvl_tensor qwide = act2(qdt, Tn, QD + 8, qh2), q = kern_cols(&qwide, 8, QD);
         nvl_tensor o = out2(qdt, Tn, QD);
-        if (!ran("attention_causal", kern_attention_causal(g_be, &o, &q, &kc, &vc, Hq, Hkv, now, 4, &err), &err))
+        if (!ran("attention_causal", kern_attention_causal(g_be, &o, &q, &kc, &vc, Hq, Hkv, now, nnow, &err), &err))
             return;
         float *got = down(&o), *ref = hf((size_t)(Tn * QD));
         double *sc = hd((size_t)L);
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < nnow; i++) {
             const kern_seq *s = &now[i];
             if (s->slot == KERN_SLOT_NONE) continue; /* ref rows stay 0 */
             for (int64_t t = 0; t < s->n_rows; t++)
@@ -914,10 +913,40 @@ static void test_attention_causal(void) {
                     }
                 }
         }
-        snprintf(what, sizeof what, "attention_causal case %zu (cache %s, q/o %s, %lld/%lld heads)", c, dn(cdt), dn(qdt),
-                 (long long)Hq, (long long)Hkv);
+        snprintf(what, sizeof what, "attention_causal %s case %zu (cache %s, q/o %s, %lld/%lld heads of %lld)", label, c, dn(cdt), dn(qdt),
+                 (long long)Hq, (long long)Hkv, (long long)Dh);
         cmp(what, qdt, got, ref, (size_t)(Tn * QD));
     }
+}
+
+
+/* short steps: an earlier step fills slots 2 and 0; this step reads with pos0 > 0 (slot 2
+ * decodes at 4, slot 0 extends from 3) and starts slot 3; slot 1 untouched; a padding sequence.
+ * GQA: 4 query heads over 2 KV heads. */
+static void test_attention_causal(void) {
+    static const att_case cs[] = {{NVL_DTYPE_F32, NVL_DTYPE_F32, 4, 2, 8},
+                                  {NVL_DTYPE_BF16, NVL_DTYPE_BF16, 4, 2, 8},
+                                  {NVL_DTYPE_BF16, NVL_DTYPE_F32, 6, 2, 8},
+                                  {NVL_DTYPE_F32, NVL_DTYPE_BF16, 2, 2, 8}};
+    const kern_seq pre[2] = {{2, 0, 0, 4, 0}, {0, 0, 4, 3, 0}};
+    const kern_seq now[4] = {{2, 1, 0, 1, 4}, {0, 0, 1, 5, 3}, {3, 0, 6, 2, 0}, {KERN_SLOT_NONE, 1, 8, 1, 0}};
+    attention_steps("short", cs, sizeof cs / sizeof cs[0], 12, pre, 2, 7, now, 4, 9);
+}
+
+/* a prefill step as the CUDA flash kernel takes it (sequences of 16 rows or more, a bf16 cache,
+ * head dims multiples of 16; tiles of 64 query rows and 64 keys): slot 0 extends by 90 rows from
+ * 70 (two query tiles, the second partial; its keys cross three key tiles), slot 2 starts with 16
+ * rows (the smallest flash sequence), slot 3 with 15 (the row kernel's), slot 1 decodes at 5, and
+ * a padding row. The f32 cache case runs the row kernel for all. Dh 128 is the LM's. */
+static void test_attention_causal_long(void) {
+    static const att_case cs[] = {{NVL_DTYPE_BF16, NVL_DTYPE_BF16, 4, 2, 32},
+                                  {NVL_DTYPE_BF16, NVL_DTYPE_F32, 6, 2, 16},
+                                  {NVL_DTYPE_BF16, NVL_DTYPE_BF16, 2, 1, 128},
+                                  {NVL_DTYPE_F32, NVL_DTYPE_F32, 2, 2, 32}};
+    const kern_seq pre[2] = {{0, 0, 0, 70, 0}, {1, 0, 70, 5, 0}};
+    const kern_seq now[5] = {
+        {0, 0, 0, 90, 70}, {2, 0, 90, 16, 0}, {3, 0, 106, 15, 0}, {1, 1, 121, 1, 5}, {KERN_SLOT_NONE, 1, 122, 1, 0}};
+    attention_steps("long", cs, sizeof cs / sizeof cs[0], 200, pre, 2, 75, now, 5, 123);
 }
 
 // ---------------------------------------------------------------------------
@@ -1277,6 +1306,7 @@ int main(int argc, char **argv) {
     test_conv1d();
     test_ssm_scan();
     test_attention_causal();
+    test_attention_causal_long();
     test_attention_full();
     test_patchify();
     test_pixel_shuffle();

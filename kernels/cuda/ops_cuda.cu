@@ -16,6 +16,7 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 #include "../backend_impl.h"
 #include "../base/alloc.h"
@@ -398,7 +399,8 @@ __device__ void attend_block(const float (&q)[ATT_DPL], int64_t D, const void *k
 // s-th of n_split equal pieces of them (lengths read from the device tables, so a graph serves
 // every step of its shape). Rows of no sequence or of a padding sequence (slot < 0) give zeros.
 __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, int cdt, int64_t L, int64_t NH, int64_t NKV,
-                                   const kern_seq *seqs, const int32_t *row_seq, int64_t T, int n_split, float *part) {
+                                   const kern_seq *seqs, const int32_t *row_seq, int64_t T, int n_split, float *part,
+                                   int64_t flash_rows) {
     const int64_t b = blockIdx.x, r = b / (NH * n_split), hh = (b / n_split) % NH;
     const int s = (int)(b % n_split);
     const int64_t D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
@@ -415,6 +417,7 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
         return;
     }
     const kern_seq sq = seqs[row_seq[r]];
+    if (flash_rows > 0 && sq.n_rows >= flash_rows) return; /* k_attention_flash's row */
     const int64_t t = r - sq.row0, n_keys = sq.pos0 + t + 1;
     const int64_t chunk = (n_keys + n_split - 1) / n_split, k0 = s * chunk < n_keys ? s * chunk : n_keys,
                   k1 = k0 + chunk < n_keys ? k0 + chunk : n_keys;
@@ -445,6 +448,192 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
             if (m != -INFINITY) a += pp[(size_t)s * (D + 2) + 2 + d] * expf(m - M);
         }
         st(orow, d, L > 0.f ? a / L : 0.f, o.dt);
+    }
+}
+
+// The LM's causal attention for the sequences of a step with many rows (prefill chunks),
+// FlashAttention-2's loop (kernels.md §2.2) on tensor cores through the WMMA API: a block takes
+// FA_BR query rows of one sequence and one head (warp w rows 16w .. 16w + 15) and walks the key
+// tiles of FA_BC keys that any of its rows sees, K and V tiles staged in shared memory by the
+// whole block. Per tile and warp: S = Q K^T (16 x FA_BC, f32 accumulators) to shared memory,
+// then two lanes per row take the online softmax in f32 (scale after the dot, as the CPU twin;
+// running max m, sum l of the unrounded exps, O rescaled by exp(m_old - m_new)), and O += P V.
+//
+// Numerics: the cache is bf16, so K and V are exact tensor-core operands. q (f32 or bf16) and P
+// (f32) are split into bf16 hi + lo (lo = bf16(x - hi)), each product done twice, which leaves
+// |x - hi - lo| <= 2^-18 |x| (8 significand bits each): the result equals an f32 computation up
+// to the order of the sums, not a bf16 one (no rounding of P that the CPU twin does not do). A
+// bf16 q has lo = 0 and skips its second product.
+//
+// O lives in registers in a layout the kernel chooses (lane 2r + h: row r, columns 8h .. 8h + 7
+// of each 16-column slab), never in a WMMA accumulator, whose layout is unspecified: each slab's
+// P V goes through a 16 x 16 scratch tile. Rows of sequences with fewer than flash_rows rows are
+// left to k_attention_causal; block x enumerates the tiles of the others in sequence order.
+// Requires D % 16 == 0, D <= MAX_D, a bf16 cache.
+constexpr int FA_BR = 64, FA_BC = 64, FA_WARPS = FA_BR / 16;
+constexpr int FA_LDB = MAX_D + 8; // bf16 row stride of the Q, K, V tiles (16-byte multiple, staggers banks)
+constexpr int FA_LDS = FA_BC + 4; // f32 row stride of a warp's score tile
+constexpr int FA_LDP = FA_BC + 8; // bf16 row stride of a warp's P tiles
+constexpr int64_t FA_MIN_ROWS = 16;
+constexpr size_t FA_Q_BYTES = (size_t)FA_BR * FA_LDB * 2, FA_KV_BYTES = (size_t)FA_BC * FA_LDB * 2,
+                 FA_S_BYTES = (size_t)FA_WARPS * 16 * FA_LDS * 4, FA_P_BYTES = (size_t)FA_WARPS * 16 * FA_LDP * 2,
+                 FA_O_BYTES = (size_t)FA_WARPS * 16 * 16 * 4;
+constexpr size_t FA_SMEM = 2 * FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + 2 * FA_P_BYTES + FA_O_BYTES;
+static_assert(FA_Q_BYTES % 128 == 0 && FA_KV_BYTES % 128 == 0 && FA_S_BYTES % 128 == 0 && FA_P_BYTES % 128 == 0,
+              "shared regions keep the 256-bit alignment WMMA needs");
+
+__device__ __forceinline__ void split_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(v);
+    *hi = h;
+    *lo = __float2bfloat16_rn(v - __bfloat162float(h));
+}
+
+__global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
+    k_attention_flash(V2 o, V2 q, const __nv_bfloat16 *kc, const __nv_bfloat16 *vc, int64_t L, int64_t NH, int64_t NKV,
+                      const kern_seq *seqs, int n_seq, int64_t flash_rows) {
+    namespace wm = nvcuda::wmma;
+    extern __shared__ float fa_smem[];
+    __nv_bfloat16 *Qh = (__nv_bfloat16 *)fa_smem, *Ql = Qh + FA_BR * FA_LDB, *Ks = Ql + FA_BR * FA_LDB,
+                  *Vs = Ks + FA_BC * FA_LDB;
+    const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1, half = lane & 1;
+    float *Sw = (float *)(Vs + FA_BC * FA_LDB) + w * 16 * FA_LDS;
+    __nv_bfloat16 *Ph = (__nv_bfloat16 *)((char *)fa_smem + 2 * FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES) + w * 16 * FA_LDP;
+    __nv_bfloat16 *Pl = Ph + FA_WARPS * 16 * FA_LDP;
+    float *Ow = (float *)((char *)fa_smem + 2 * FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + 2 * FA_P_BYTES) + w * 256;
+
+    /* this block's (sequence, first row) */
+    int64_t tile = blockIdx.x, t0 = -1;
+    kern_seq sq = {};
+    for (int i = 0; i < n_seq; i++) {
+        sq = seqs[i];
+        if (sq.n_rows < flash_rows) continue;
+        const int64_t nt = (sq.n_rows + FA_BR - 1) / FA_BR;
+        if (tile < nt) {
+            t0 = tile * FA_BR;
+            break;
+        }
+        tile -= nt;
+    }
+    if (t0 < 0) return; /* (the grid is exact: not reached) */
+    const int64_t hh = blockIdx.y, D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV), nd = D / 16;
+    const int64_t nr = sq.n_rows - t0 < FA_BR ? sq.n_rows - t0 : FA_BR; /* valid rows of the tile */
+    const int64_t row = 16 * w + r;                                  /* this lane's row of the tile */
+    if (sq.slot < 0) { /* a padding sequence: zeros */
+        for (int64_t i = tid; i < nr * D; i += blockDim.x)
+            st(o.p, (sq.row0 + t0 + i / D) * o.ld + hh * D + i % D, 0.f, o.dt);
+        return;
+    }
+    const int lo_q = q.dt != DT_BF16; /* a bf16 q is exact in hi */
+    for (int64_t i = tid; i < FA_BR * D; i += blockDim.x) {
+        const int64_t rr = i / D, d = i % D;
+        const float v = rr < nr ? ld(q.p, (sq.row0 + t0 + rr) * q.ld + hh * D + d, q.dt) : 0.f;
+        split_bf16(v, &Qh[rr * FA_LDB + d], &Ql[rr * FA_LDB + d]);
+    }
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t kmax = row < nr ? sq.pos0 + t0 + row : -1;                           /* last key of this lane's row */
+    const int64_t wmax = sq.pos0 + t0 + (16 * w + 15 < nr - 1 ? 16 * w + 15 : nr - 1); /* of the warp's rows */
+    const int64_t bmax = sq.pos0 + t0 + nr - 1;                                      /* of the block's */
+    const int64_t n_kt = bmax / FA_BC + 1;
+    const size_t cbase = (size_t)sq.slot * (size_t)L * (size_t)KD + (size_t)(kvh * D);
+    float m = -INFINITY, l = 0.f, O[MAX_D / 16][8];
+#pragma unroll
+    for (int sl = 0; sl < MAX_D / 16; sl++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) O[sl][i] = 0.f;
+
+    for (int64_t kt = 0; kt < n_kt; kt++) {
+        const int64_t k0 = kt * FA_BC;
+        __syncthreads(); /* (the Q tile's writes; the last tile's reads of K and V) */
+        const int64_t vec = D / 8; /* 16-byte pieces of a key's row */
+        for (int64_t i = tid; i < FA_BC * vec; i += blockDim.x) {
+            const int64_t j = i / vec, c = (i % vec) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+            if (k0 + j <= bmax) {
+                kv = *(const uint4 *)(kc + cbase + (size_t)(k0 + j) * KD + c);
+                vv = *(const uint4 *)(vc + cbase + (size_t)(k0 + j) * KD + c);
+            }
+            *(uint4 *)(Ks + j * FA_LDB + c) = kv;
+            *(uint4 *)(Vs + j * FA_LDB + c) = vv;
+        }
+        __syncthreads();
+        if (k0 > wmax) continue; /* no key of this tile for the warp's rows (warp-uniform) */
+        /* S = Q K^T */
+        for (int jn = 0; jn < FA_BC / 16; jn++) {
+            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+            wm::fill_fragment(acc, 0.f);
+            for (int64_t kd = 0; kd < nd; kd++) {
+                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+                wm::load_matrix_sync(b, Ks + jn * 16 * FA_LDB + kd * 16, FA_LDB);
+                wm::load_matrix_sync(a, Qh + 16 * w * FA_LDB + kd * 16, FA_LDB);
+                wm::mma_sync(acc, a, b, acc);
+                if (lo_q) {
+                    wm::load_matrix_sync(a, Ql + 16 * w * FA_LDB + kd * 16, FA_LDB);
+                    wm::mma_sync(acc, a, b, acc);
+                }
+            }
+            wm::store_matrix_sync(Sw + jn * 16, acc, FA_LDS, wm::mem_row_major);
+        }
+        __syncwarp();
+        /* the online softmax: lanes 2r and 2r + 1 take row r, columns 32 half .. 32 half + 31 */
+        float s[FA_BC / 2], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < FA_BC / 2; c++) {
+            const int64_t j = k0 + FA_BC / 2 * half + c;
+            s[c] = j <= kmax ? Sw[r * FA_LDS + FA_BC / 2 * half + c] * scale : -INFINITY;
+            mx = fmaxf(mx, s[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        const float mn = fmaxf(m, mx);
+        const float corr = mn == -INFINITY ? 1.f : expf(m - mn); /* (a row with no key yet keeps its zeros) */
+        float ps = 0.f;
+#pragma unroll
+        for (int c = 0; c < FA_BC / 2; c++) {
+            const float p = s[c] == -INFINITY ? 0.f : expf(s[c] - mn);
+            ps += p;
+            split_bf16(p, &Ph[r * FA_LDP + FA_BC / 2 * half + c], &Pl[r * FA_LDP + FA_BC / 2 * half + c]);
+        }
+        ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+#pragma unroll
+        for (int sl = 0; sl < MAX_D / 16; sl++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) O[sl][i] *= corr;
+        __syncwarp();
+        /* O += P V, a 16-column slab at a time */
+        wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16], pl[FA_BC / 16];
+#pragma unroll
+        for (int kk = 0; kk < FA_BC / 16; kk++) {
+            wm::load_matrix_sync(pa[kk], Ph + kk * 16, FA_LDP);
+            wm::load_matrix_sync(pl[kk], Pl + kk * 16, FA_LDP);
+        }
+#pragma unroll
+        for (int sl = 0; sl < MAX_D / 16; sl++) {
+            if (sl >= nd) break;
+            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+            wm::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < FA_BC / 16; kk++) {
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
+                wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
+                wm::mma_sync(acc, pa[kk], b, acc);
+                wm::mma_sync(acc, pl[kk], b, acc);
+            }
+            wm::store_matrix_sync(Ow, acc, 16, wm::mem_row_major);
+            __syncwarp();
+#pragma unroll
+            for (int i = 0; i < 8; i++) O[sl][i] += Ow[r * 16 + 8 * half + i];
+            __syncwarp(); /* (read before the next slab's store) */
+        }
+    }
+    if (row >= nr) return;
+    const int64_t orow = sq.row0 + t0 + row;
+#pragma unroll
+    for (int sl = 0; sl < MAX_D / 16; sl++) {
+        if (sl >= nd) break;
+#pragma unroll
+        for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, O[sl][i] / l, o.dt);
     }
 }
 
@@ -1194,19 +1383,41 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
     if (qv.cols / n_head > MAX_D)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: head dim %lld > %d", __func__, (long long)(qv.cols / n_head), MAX_D);
     const int64_t T = qv.rows, D = qv.cols / n_head;
-    /* few rows (decode): ATT_SPLITS key splits per (row, head) and a combine; many (prefill): one */
+    /* sequences of FA_MIN_ROWS rows or more (prefill chunks) to k_attention_flash when the cache
+       is bf16 and D a multiple of 16 (NVL_CUDA_FLASH=0: never, for comparisons); the other rows to
+       k_attention_causal: few rows (decode) with ATT_SPLITS key splits per (row, head) and a
+       combine, many with one */
+    static const int flash_on = [] {
+        const char *e = getenv("NVL_CUDA_FLASH");
+        return !(e && e[0] == '0' && !e[1]);
+    }();
+    int64_t flash_rows = flash_on && kc->dtype == NVL_DTYPE_BF16 && D % 16 == 0 && n_head <= 65535 ? FA_MIN_ROWS : 0,
+            fa_tiles = 0, fa_cover = 0;
+    for (int i = 0; flash_rows && i < n_seq; i++)
+        if (seqs[i].n_rows >= flash_rows) {
+            fa_tiles += (seqs[i].n_rows + FA_BR - 1) / FA_BR;
+            fa_cover += seqs[i].n_rows;
+        }
+    if (!fa_tiles) flash_rows = 0;
     const int n_split = T <= ATT_SPLIT_MAX_ROWS ? ATT_SPLITS : 1;
     const size_t part_bytes = n_split > 1 ? (size_t)(T * n_head) * n_split * (size_t)(D + 2) * sizeof(float) : 0;
     kern_cuda_tables tb;
     void *part = NULL;
     CHECK_ST(seq_tables(be, __func__, seqs, n_seq, T, &tb, err, part_bytes, n_split > 1 ? &part : NULL));
-    const int64_t blocks = T * n_head * n_split;
-    if (blocks > 0x7fffffffLL)
+    const int64_t blocks = fa_cover < T ? T * n_head * n_split : 0;
+    if (blocks > 0x7fffffffLL || fa_tiles > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)T, (long long)n_head);
+    if (fa_tiles) {
+        CUDA_CHECK(cudaFuncSetAttribute(k_attention_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_SMEM));
+        k_attention_flash<<<dim3((unsigned)fa_tiles, (unsigned)n_head), FA_WARPS * WARP_SIZE, FA_SMEM,
+                            kern_cuda_stream(be)>>>(ov, qv, (const __nv_bfloat16 *)kc->data, (const __nv_bfloat16 *)vc->data,
+                                                    kc->shape[1], n_head, n_head_kv, tb.seqs, n_seq, flash_rows);
+        if (blocks) CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+    }
     if (blocks) {
         k_attention_causal<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be)>>>(
             ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T, n_split,
-            (float *)part);
+            (float *)part, flash_rows);
         if (n_split > 1) {
             CHECK_ST(kern_cuda_after_launch(be, __func__, err));
             k_attention_combine<<<(unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be)>>>(ov, (const float *)part,

@@ -109,7 +109,25 @@ constexpr size_t STACK = 64 << 10;
 
 static std::mutex g_mu; /* the allocations */
 
-void *dyn_smem() { return g_dyn.data(); }
+/* 128-byte aligned, as a device's dynamic shared memory (the vector's own alignment is 16) */
+void *dyn_smem() { return (void *)(((uintptr_t)g_dyn.data() + 127) & ~(uintptr_t)127); }
+
+static std::mutex g_attr_mu;
+static std::map<const void *, size_t> g_max_dyn; /* kernels given more than 48 KiB */
+size_t max_dyn_smem(const void *kernel) {
+    std::lock_guard<std::mutex> g(g_attr_mu);
+    auto it = g_max_dyn.find(kernel);
+    return it == g_max_dyn.end() ? 48 * 1024 : it->second;
+}
+cudaError_t set_max_dyn_smem(const void *kernel, int bytes) {
+    if (bytes < 0 || bytes > 227 * 1024) {
+        set_last_error(cudaErrorInvalidValue);
+        return cudaErrorInvalidValue;
+    }
+    std::lock_guard<std::mutex> g(g_attr_mu);
+    g_max_dyn[kernel] = (size_t)bytes > 48 * 1024 ? (size_t)bytes : 48 * 1024;
+    return cudaSuccess;
+}
 
 } // namespace emu
 extern "C" char __start_emu_shared[], __stop_emu_shared[]; /* the linker's bounds of the section */
@@ -218,7 +236,7 @@ static void run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<voi
 }
 
 void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body) {
-    g_dyn.assign(smem ? smem : 1, 0);
+    g_dyn.assign(smem + 128, 0);
     thread_ctx *saved = cur;
     for (unsigned bz_ = 0; bz_ < g.z; bz_++)
         for (unsigned by_ = 0; by_ < g.y; by_++)

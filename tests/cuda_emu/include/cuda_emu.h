@@ -199,6 +199,10 @@ static inline int __float_as_int(float f) {
 struct uint3 {
     unsigned x, y, z;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
@@ -221,6 +225,10 @@ void set_last_error(cudaError_t e);
 /* Stops the run when p is host memory a device could not read: mapped, but neither from
  * cudaMalloc nor from cudaMallocHost (NULL and unmapped values pass: sizes, flags). */
 void check_device_ptr(const char *op, const char *what, const void *p);
+/* The dynamic shared memory a kernel may take: 48 KiB unless cudaFuncSetAttribute raised it (to at
+ * most 227 KiB, Hopper's per-block opt-in limit). */
+size_t max_dyn_smem(const void *kernel);
+cudaError_t set_max_dyn_smem(const void *kernel, int bytes);
 template <typename T> inline void check_arg(int i, const T &a) {
     if constexpr (std::is_pointer<T>::value) {
         char what[32];
@@ -232,7 +240,7 @@ template <typename T> inline void check_arg(int i, const T &a) {
 template <typename... P, typename... A>
 void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&...a) {
     if (g.x == 0 || g.y == 0 || g.z == 0 || b.x * b.y * b.z == 0 || b.x * b.y * b.z > 1024 || g.y > 65535 || g.z > 65535 ||
-        smem > 48 * 1024) {
+        smem > max_dyn_smem((const void *)k)) {
         set_last_error(cudaErrorInvalidValue); /* a launch the device would refuse */
         return;
     }
@@ -247,6 +255,12 @@ void launch(dim3 g, dim3 b, size_t smem, cudaStream_t s, void (*k)(P...), A &&..
     });
 }
 } // namespace emu
+
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <typename... P> static inline cudaError_t cudaFuncSetAttribute(void (*k)(P...), cudaFuncAttribute a, int v) {
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+    return emu::set_max_dyn_smem((const void *)k, v);
+}
 
 #define threadIdx (emu::cur->tid)
 #define blockIdx (emu::cur->bid)

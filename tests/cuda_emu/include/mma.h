@@ -1,0 +1,104 @@
+/* CUDA emulator (tests/cuda_emu): nvcuda::wmma, the warp matrix functions (CUDA C++ Programming
+ * Guide, "Warp Matrix Functions"), for the shapes and types the backend uses (m16n16k16, bf16 and
+ * f16 inputs, f32 accumulators).
+ *
+ * The guide leaves the mapping of a fragment's elements to lanes unspecified, so code may not
+ * depend on it; here every lane holds the whole tile (num_elements = 256) and computes the whole
+ * product, which is a valid mapping. What a device would check or leave undefined stops the run:
+ * a pointer that is not 256-bit aligned, an ldm that is not a multiple of 16 bytes.
+ *
+ * store_matrix_sync writes only the lane's share of the tile (elements i with i % 32 == lane), so
+ * a lane that reads another lane's elements back without a __syncwarp in between sees what was
+ * there before, as it may on a device. load_matrix_sync reads the whole tile from each lane, so a
+ * tile written by several lanes and loaded without a __syncwarp gives the first lane stale data.
+ * mma_sync accumulates in f32, the products in order of k (a device's order and its rounding of
+ * the sums differ: the tests' bounds allow for both). */
+#ifndef TESTS_CUDA_EMU_MMA_H
+#define TESTS_CUDA_EMU_MMA_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <type_traits>
+
+#include "cuda_bf16.h"
+#include "cuda_fp16.h"
+
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+namespace detail {
+inline float to_f(float v) { return v; }
+inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+inline float to_f(__half v) { return __half2float(v); }
+inline void check(const char *fn, const void *p, unsigned ldm, size_t es) {
+    if (((uintptr_t)p & 31u) || (ldm * es) % 16u) {
+        fprintf(stderr, "cuda_emu: %s: pointer %p (must be 256-bit aligned) or ldm %u (must be a multiple of %zu "
+                "elements)\n", fn, p, ldm, 16 / es);
+        abort();
+    }
+}
+inline int lane() { return (int)((threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32); }
+} // namespace detail
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "cuda_emu: only m16n16k16 fragments");
+    enum { num_elements = 256 };
+    T x[256]; /* the whole tile, row-major (r, c) at x[r * 16 + c] */
+};
+
+template <typename Use, typename T, typename L>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, T v) {
+    for (int i = 0; i < 256; i++) f.x[i] = v;
+}
+
+/* a matrix_a / matrix_b tile: row_major (r, c) at p[r * ldm + c], col_major at p[c * ldm + r] */
+template <typename Use, typename T, typename L>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+    static_assert(!std::is_same<Use, accumulator>::value, "an accumulator load names its layout");
+    detail::check("load_matrix_sync", p, ldm, sizeof(T));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = std::is_same<L, col_major>::value ? p[c * ldm + r] : p[r * ldm + c];
+}
+
+template <typename T>
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T> &f, const T *p, unsigned ldm, layout_t l) {
+    detail::check("load_matrix_sync", p, ldm, sizeof(T));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = l == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
+}
+
+template <typename T>
+inline void store_matrix_sync(T *p, const fragment<accumulator, 16, 16, 16, T> &f, unsigned ldm, layout_t l) {
+    detail::check("store_matrix_sync", p, ldm, sizeof(T));
+    for (int i = detail::lane(); i < 256; i += 32) {
+        const int r = i / 16, c = i % 16;
+        (l == mem_col_major ? p[c * ldm + r] : p[r * ldm + c]) = f.x[i];
+    }
+}
+
+/* d = a b + c, f32 sums in order of k */
+template <typename TA, typename LA, typename TB, typename LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, TA, LA> &a,
+                     const fragment<matrix_b, 16, 16, 16, TB, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c) {
+    float out[256];
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 16; n++) {
+            float s = c.x[r * 16 + n];
+            for (int k = 0; k < 16; k++) s += detail::to_f(a.x[r * 16 + k]) * detail::to_f(b.x[k * 16 + n]);
+            out[r * 16 + n] = s;
+        }
+    for (int i = 0; i < 256; i++) d.x[i] = out[i];
+}
+
+} // namespace wmma
+} // namespace nvcuda
+
+#endif
