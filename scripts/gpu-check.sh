@@ -51,7 +51,8 @@ write_figures() { # the bench lines so far (also from an interrupted run)
     echo "{\"device\": \"$(head -1 "$L/nvidia-smi.log" 2>/dev/null | jstr)\", \"commit\": \"$COMMIT\","
     echo " \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"complete\": ${figures_complete:-false},"
     echo " \"ctest\": \"$(grep -h '^gpu tests:' "$L"/ctest-gpu.log 2>/dev/null | head -1 | jstr)\","
-    echo " \"12b\": [$(cat "$L"/bench_12b_*.log 2>/dev/null | grep '^| 12b' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"12b\": [$(for f in "$L"/bench_12b_*.log; do [ -f "$f" ] && grep '^| 12b' "$f" | sed "s/^/$(basename "$f" .log) /"; done |
+        jstr | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"first_token_page\": $(json_or_null "$L/bench_ttft_page.json"),"
     echo " \"first_token_video\": $(json_or_null "$L/bench_ttft_video.json"),"
     echo " \"vision\": [$(cat "$L"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
@@ -257,6 +258,10 @@ elif [ "$have_gpu" = 1 ]; then
   log "bench_llm 12B without decode graphs"
   NVL_CUDA_GRAPHS=0 bench bench_12b_nographs 200 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
       --chunk 2048 --decode 48
+  rm -rf /tmp/nanovl-bench-12b-sparse
+  log "bench_llm 12B prefill without the flash attention kernel (NVL_CUDA_FLASH=0: the row kernel)"
+  NVL_CUDA_FLASH=0 bench bench_12b_noflash 150 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 3400 --chunk 3400 \
+      --context 4096 --decode 4
   rm -rf /tmp/nanovl-bench-12b-sparse
   if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
     log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"
