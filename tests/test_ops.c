@@ -751,45 +751,54 @@ static void ssm_oracle(double *y, double *S, const float *x, const float *dt, co
         }
 }
 
-static void test_ssm_scan(void) {
-    static const struct { kern_scan_mode mode; nvl_dtype dt; } cs[] = {
-        {KERN_SCAN_RECURRENT, NVL_DTYPE_F32}, {KERN_SCAN_CHUNKED, NVL_DTYPE_F32}, {KERN_SCAN_AUTO, NVL_DTYPE_F32},
-        {KERN_SCAN_AUTO, NVL_DTYPE_BF16},     {KERN_SCAN_RECURRENT, NVL_DTYPE_BF16}, {KERN_SCAN_CHUNKED, NVL_DTYPE_BF16}};
+/* Case c: the scan mode and the dtype of x, B, C and dt; H heads of P over G groups of N state
+ * columns; the step's sequences (state slots of NSLOT, initial states random). The oracle is the
+ * recurrence in f64 (ssm_oracle); the chunked forms (the CPU twin's, the CUDA k_ssm_chunked's)
+ * are the same sums in another order. */
+typedef struct { kern_scan_mode mode; nvl_dtype dt; } ssm_case;
+static void ssm_steps(const char *label, const ssm_case *cs, size_t n_cases, int64_t H, int64_t P, int64_t N, int64_t G,
+                      int64_t chunk, const kern_seq *seqs, int nseq, int64_t T) {
     static const char *mname[] = {"auto", "recurrent", "chunked"};
-    const int64_t H = 4, P = 4, N = 8, G = 2, chunk = 4, DI = H * P, GN = G * N;
+    const int64_t DI = H * P, GN = G * N;
     /* the conv output (T, 8 + DI + 2 GN): x, B, C are column views of it, dt columns of another */
     const int64_t Wc = 8 + DI + 2 * GN, Wz = 3 + H;
-    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+    int slot_used[NSLOT] = {0};
+    int64_t decode_row = -1;
+    for (int i = 0; i < nseq; i++) {
+        if (seqs[i].slot >= 0) slot_used[seqs[i].slot] = 1;
+        if (seqs[i].decode && seqs[i].slot >= 0) decode_row = seqs[i].row0;
+    }
+    for (size_t c = 0; c < n_cases; c++) {
         const nvl_dtype dtp = cs[c].dt;
-        float *ch = rand_f((size_t)(k_T * Wc), -1, 1), *dth = rand_f((size_t)(k_T * Wz), 0.01f, 0.6f);
+        float *ch = rand_f((size_t)(T * Wc), -1, 1), *dth = rand_f((size_t)(T * Wz), 0.01f, 0.6f);
         float *Ah = rand_f((size_t)H, -1.5f, -0.1f), *Dh = rand_f((size_t)H, -1, 1);
         float *sh = rand_f((size_t)(NSLOT * DI * N), -1, 1);
-        nvl_tensor cw = act2(dtp, k_T, Wc, ch), dtw = act2(dtp, k_T, Wz, dth);
+        nvl_tensor cw = act2(dtp, T, Wc, ch), dtw = act2(dtp, T, Wz, dth);
         nvl_tensor x = kern_cols(&cw, 8, DI), B = kern_cols(&cw, 8 + DI, GN), C = kern_cols(&cw, 8 + DI + GN, GN);
         nvl_tensor dt = kern_cols(&dtw, 3, H);
         nvl_tensor A = vec_f32(H, Ah), D = vec_f32(H, Dh);
         nvl_tensor st = act_up(NVL_DTYPE_F32, 4, (int64_t[]){NSLOT, H, P, N}, sh);
-        nvl_tensor y = out2(NVL_DTYPE_F32, k_T, DI);
+        nvl_tensor y = out2(NVL_DTYPE_F32, T, DI);
         nvl_err err = {0};
-        if (!ran("ssm_scan", kern_ssm_scan(g_be, &y, &x, &dt, &A, &B, &C, &D, &st, G, chunk, cs[c].mode, k_seqs, NSEQS, &err),
+        if (!ran("ssm_scan", kern_ssm_scan(g_be, &y, &x, &dt, &A, &B, &C, &D, &st, G, chunk, cs[c].mode, seqs, nseq, &err),
                  &err))
             return;
         float *got = down(&y), *gst = down(&st);
-        float *ref = hf((size_t)(k_T * DI)), *rst = hf((size_t)(NSLOT * DI * N));
-        double *Sd = hd((size_t)(NSLOT * DI * N)), *yd = hd((size_t)(k_T * DI));
+        float *ref = hf((size_t)(T * DI)), *rst = hf((size_t)(NSLOT * DI * N));
+        double *Sd = hd((size_t)(NSLOT * DI * N)), *yd = hd((size_t)(T * DI));
         for (int64_t i = 0; i < NSLOT * DI * N; i++) Sd[i] = sh[i];
         /* contiguous host copies of the views for the oracle */
-        float *xs = hf((size_t)(k_T * DI)), *Bs = hf((size_t)(k_T * GN)), *Cs = hf((size_t)(k_T * GN)),
-              *ds = hf((size_t)(k_T * H));
-        for (int64_t t = 0; t < k_T; t++) {
+        float *xs = hf((size_t)(T * DI)), *Bs = hf((size_t)(T * GN)), *Cs = hf((size_t)(T * GN)),
+              *ds = hf((size_t)(T * H));
+        for (int64_t t = 0; t < T; t++) {
             memcpy(xs + t * DI, ch + t * Wc + 8, (size_t)DI * 4);
             memcpy(Bs + t * GN, ch + t * Wc + 8 + DI, (size_t)GN * 4);
             memcpy(Cs + t * GN, ch + t * Wc + 8 + DI + GN, (size_t)GN * 4);
             memcpy(ds + t * H, dth + t * Wz + 3, (size_t)H * 4);
         }
         int decode_bf = 0;
-        for (int s = 0; s < NSEQS; s++) {
-            const kern_seq *q = &k_seqs[s];
+        for (int s = 0; s < nseq; s++) {
+            const kern_seq *q = &seqs[s];
             if (q->slot == KERN_SLOT_NONE) continue; /* yd rows stay 0 */
             const int recurrent = cs[c].mode == KERN_SCAN_RECURRENT || (cs[c].mode == KERN_SCAN_AUTO && q->n_rows == 1);
             const int bf = q->decode && dtp == NVL_DTYPE_BF16 && recurrent;
@@ -797,30 +806,60 @@ static void test_ssm_scan(void) {
             ssm_oracle(yd + q->row0 * DI, Sd + q->slot * DI * N, xs + q->row0 * DI, ds + q->row0 * H, Ah,
                        Bs + q->row0 * GN, Cs + q->row0 * GN, Dh, q->n_rows, H, P, N, G, bf);
         }
-        for (int64_t i = 0; i < k_T * DI; i++) ref[i] = (float)yd[i];
+        for (int64_t i = 0; i < T * DI; i++) ref[i] = (float)yd[i];
         for (int64_t i = 0; i < NSLOT * DI * N; i++) rst[i] = (float)Sd[i];
         const int chunked = cs[c].mode != KERN_SCAN_RECURRENT; /* the 7- and 3-row sequences */
         const double atol = chunked ? 1e-5 : 1e-5, rtol = chunked ? 1e-4 : 1e-5;
-        char what[96];
-        snprintf(what, sizeof what, "ssm_scan case %zu (%s, %s, chunk %lld)", c, mname[cs[c].mode], dn(dtp),
-                 (long long)chunk);
+        char what[160];
+        snprintf(what, sizeof what, "ssm_scan %s case %zu (%s, %s, chunk %lld, H %lld P %lld N %lld)", label, c,
+                 mname[cs[c].mode], dn(dtp), (long long)chunk, (long long)H, (long long)P, (long long)N);
         if (decode_bf) {
-            /* the decode row (row 7) is bf16-rounded: compare it apart, the rest as f32 */
-            char w2[112];
+            /* the decode row is bf16-rounded: compare it apart, the rest as f32 */
+            char w2[200];
             snprintf(w2, sizeof w2, "%s decode row bf16", what);
-            cmp_bf16(w2, got + 7 * DI, ref + 7 * DI, (size_t)DI, 2);
-            float *g2 = hf((size_t)(k_T * DI)), *r2 = hf((size_t)(k_T * DI));
-            memcpy(g2, got, (size_t)(k_T * DI) * 4);
-            memcpy(r2, ref, (size_t)(k_T * DI) * 4);
-            for (int64_t i = 7 * DI; i < 8 * DI; i++) g2[i] = r2[i] = 0;
-            test_compare_f32(what, g2, r2, (size_t)(k_T * DI), atol, rtol, 1e-8);
+            cmp_bf16(w2, got + decode_row * DI, ref + decode_row * DI, (size_t)DI, 2);
+            float *g2 = hf((size_t)(T * DI)), *r2 = hf((size_t)(T * DI));
+            memcpy(g2, got, (size_t)(T * DI) * 4);
+            memcpy(r2, ref, (size_t)(T * DI) * 4);
+            for (int64_t i = decode_row * DI; i < (decode_row + 1) * DI; i++) g2[i] = r2[i] = 0;
+            test_compare_f32(what, g2, r2, (size_t)(T * DI), atol, rtol, 1e-8);
         } else {
-            test_compare_f32(what, got, ref, (size_t)(k_T * DI), atol, rtol, 1e-8);
+            test_compare_f32(what, got, ref, (size_t)(T * DI), atol, rtol, 1e-8);
         }
-        snprintf(what, sizeof what, "ssm_scan case %zu state (slot 1 untouched)", c);
+        snprintf(what, sizeof what, "ssm_scan %s case %zu state (unused slots untouched)", label, c);
         test_compare_f32(what, gst, rst, (size_t)(NSLOT * DI * N), atol, rtol, 1e-8);
-        TEST_CHECK(!memcmp(gst + DI * N, sh + DI * N, (size_t)(DI * N) * 4), "ssm_scan case %zu: slot 1 changed", c);
+        for (int sl = 0; sl < NSLOT; sl++)
+            if (!slot_used[sl])
+                TEST_CHECK(!memcmp(gst + sl * DI * N, sh + sl * DI * N, (size_t)(DI * N) * 4), "ssm_scan %s case %zu: slot %d changed",
+                           label, c, sl);
     }
+}
+
+/* one step of three sequences in slots 2, 0, 3 (slot 1 untouched): 7 rows (longer than the SSD
+ * chunk of 4), 1 decode row, 3 rows; then a padding sequence (KERN_SLOT_NONE, a decode row, as a
+ * graph's bucket pads): no state touched, its output rows zero (the outputs start filled with a
+ * marker, so a skipped row that is not written shows). */
+static void test_ssm_scan(void) {
+    static const ssm_case cs[] = {
+        {KERN_SCAN_RECURRENT, NVL_DTYPE_F32}, {KERN_SCAN_CHUNKED, NVL_DTYPE_F32}, {KERN_SCAN_AUTO, NVL_DTYPE_F32},
+        {KERN_SCAN_AUTO, NVL_DTYPE_BF16},     {KERN_SCAN_RECURRENT, NVL_DTYPE_BF16}, {KERN_SCAN_CHUNKED, NVL_DTYPE_BF16}};
+    ssm_steps("short", cs, sizeof cs / sizeof cs[0], 4, 4, 8, 2, 4, k_seqs, NSEQS, k_T);
+}
+
+/* a prefill step as the CUDA chunked kernel takes it (sequences of 32 rows or more, bf16 x, B, C,
+ * P and N multiples of 16; chunks of 64): slot 2 continues from its state with 150 rows (three
+ * chunks, the last partial), slot 0 starts with 32 (the smallest chunked sequence), slot 3 with
+ * 31 (the recurrence's), a padding row; slot 1 untouched. The forced recurrence and f32 inputs
+ * run the recurrence for all. The second shape is the 12B model's head (P 80, N 128). */
+static void test_ssm_scan_long(void) {
+    static const ssm_case cs[] = {{KERN_SCAN_AUTO, NVL_DTYPE_BF16},
+                                  {KERN_SCAN_CHUNKED, NVL_DTYPE_BF16},
+                                  {KERN_SCAN_RECURRENT, NVL_DTYPE_BF16},
+                                  {KERN_SCAN_AUTO, NVL_DTYPE_F32}};
+    static const kern_seq seqs[4] = {
+        {2, 0, 0, 150, 7}, {0, 0, 150, 32, 0}, {3, 0, 182, 31, 0}, {KERN_SLOT_NONE, 1, 213, 1, 0}};
+    ssm_steps("long", cs, sizeof cs / sizeof cs[0], 4, 16, 32, 2, 64, seqs, 4, 214);
+    ssm_steps("long 12B head", cs, 1, 2, 80, 128, 1, 64, seqs, 4, 214);
 }
 
 /* kv_write then attention_causal over caches of L positions: a first step `pre` (Tp rows) fills
@@ -1305,6 +1344,7 @@ int main(int argc, char **argv) {
     test_get_rows();
     test_conv1d();
     test_ssm_scan();
+    test_ssm_scan_long();
     test_attention_causal();
     test_attention_causal_long();
     test_attention_full();

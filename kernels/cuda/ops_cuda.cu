@@ -235,18 +235,36 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
     }
 }
 
+// x ~ hi + lo in bf16: |x - hi - lo| <= 2^-18 |x| (8 significand bits each, round to nearest)
+__device__ __forceinline__ void split_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(v);
+    *hi = h;
+    *lo = __float2bfloat16_rn(v - __bfloat162float(h));
+}
+
+// x ~ hi + mid + lo in bf16: |x - hi - mid - lo| <= 2^-27 |x| (the differences are exact in f32)
+__device__ __forceinline__ void split3_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *mid, __nv_bfloat16 *lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(v);
+    const float r = v - __bfloat162float(h);
+    const __nv_bfloat16 m = __float2bfloat16_rn(r);
+    *hi = h;
+    *mid = m;
+    *lo = __float2bfloat16_rn(r - __bfloat162float(m));
+}
+
 // The recurrence (both modes; the chunked SSD form of the CPU twin is the same sums in another
 // order): a group of SCAN_LANES lanes per (sequence, head, p), lane sub holding the state elements
 // n = sub, sub + SCAN_LANES, ... in registers for the whole sequence (read once, written once),
 // the y sum reduced across the group by shuffles. N <= SCAN_LANES * SCAN_NPL.
 constexpr int SCAN_LANES = 8, SCAN_NPL = 32;
 __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *D, float *state, int64_t H,
-                           int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int mode) {
+                           int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int mode, int64_t chunk_rows) {
     const int64_t gi = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / SCAN_LANES;
     const int sub = threadIdx.x % SCAN_LANES;
     if (gi >= (int64_t)n_seq * H * P) return; // whole groups leave together (the total is a multiple of the group)
     const unsigned gmask = 0xffu << ((threadIdx.x % WARP_SIZE) & ~(SCAN_LANES - 1));
     const kern_seq s = seqs[gi / (H * P)];
+    if (chunk_rows > 0 && s.n_rows >= chunk_rows && s.slot >= 0) return; /* k_ssm_chunked's sequence */
     const int64_t h = (gi / P) % H, p = gi % P, g = h / (H / G);
     if (s.slot < 0) { /* a padding sequence */
         if (sub == 0)
@@ -289,6 +307,230 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
         const int64_t n = sub + SCAN_LANES * i;
         if (n < N) Sg[n] = S[i];
     }
+}
+
+// The chunked SSD form (kernels.md §1.3, design A of §1.4 fused into one kernel) for the
+// sequences of a step with many rows: block (sequence, head) walks the sequence's chunks of
+// SSD_Q rows in order with the running state H (P x N, f32) in shared memory. Per chunk, with
+// a_t = dt_t A_h and L_t = a_0 + ... + a_t (chunk-local, f32):
+//   G = C B^T                                                    (Q x Q, tensor cores)
+//   M[t,s] = G[t,s] e^(L_t - L_s) dt_s for s <= t, else 0
+//   y_t = sum_s M[t,s] x_s + e^(L_t) (C_t . H) + D_h x_t         (M X and C H^T on tensor cores)
+//   H = e^(L_last) H + sum_s e^(L_last - L_s) dt_s x_s B_s^T     (W^T B on tensor cores)
+// which is the recurrence S = e^(a_t) S + dt_t x_t B_t^T, y_t = S C_t + D x_t summed in another
+// order. x, B and C must be bf16 (the BF16 model's activations): exact tensor-core operands. The
+// f32 operands (M, H, W) are split into three bf16 parts (split3_bf16), each product done three
+// times, which leaves 2^-27 of each: the result is f32 math up to the order of the sums, as the
+// CPU twin's (kern_ssm_scan: prefill output is f32, the state f32). With two parts (2^-18) the
+// 12B head's y was off by up to 2e-5 on values near 1 (NMSE 4e-12, against 7e-14 for the CPU's
+// chunked form); with three, as the CPU. Shared memory: 227 KiB at P 80, N 128 (Hopper's limit:
+// larger heads take the recurrence). Rows past the sequence's end in the last chunk are zeros
+// (dt 0: they add nothing and do not decay the state).
+constexpr int SSD_Q = 64, SSD_WARPS = 8;
+constexpr int64_t SSD_MIN_ROWS = 32; /* shorter sequences: the recurrence */
+constexpr size_t SSD_MAX_SMEM = 227 * 1024;
+struct ssd_layout {
+    size_t hf, hh, hm, hl, xb, bb, cb, mh, mm, ml, wh, wm, wl, scr, dtl, total;
+    int ldhf, ldn, ldp, ldq;
+};
+__host__ __device__ inline size_t ssd_take(size_t *o, size_t bytes) {
+    const size_t r = *o;
+    *o += (bytes + 127) & ~(size_t)127;
+    return r;
+}
+__host__ __device__ inline ssd_layout ssd_plan(int64_t P, int64_t N) {
+    ssd_layout l;
+    size_t o = 0;
+    l.ldhf = (int)N + 4; /* f32 strides: multiples of 4 elements; bf16: of 8 (WMMA's 16 bytes) */
+    l.ldn = (int)N + 8;
+    l.ldp = (int)P + 8;
+    l.ldq = SSD_Q + 8;
+    l.hf = ssd_take(&o, (size_t)P * l.ldhf * 4);
+    l.hh = ssd_take(&o, (size_t)P * l.ldn * 2);
+    l.hm = ssd_take(&o, (size_t)P * l.ldn * 2);
+    l.hl = ssd_take(&o, (size_t)P * l.ldn * 2);
+    l.xb = ssd_take(&o, (size_t)SSD_Q * l.ldp * 2);
+    l.bb = ssd_take(&o, (size_t)SSD_Q * l.ldn * 2);
+    l.cb = ssd_take(&o, (size_t)SSD_Q * l.ldn * 2);
+    l.mh = ssd_take(&o, (size_t)SSD_Q * l.ldq * 2);
+    l.mm = ssd_take(&o, (size_t)SSD_Q * l.ldq * 2);
+    l.ml = ssd_take(&o, (size_t)SSD_Q * l.ldq * 2);
+    l.wh = ssd_take(&o, (size_t)SSD_Q * l.ldp * 2);
+    l.wm = ssd_take(&o, (size_t)SSD_Q * l.ldp * 2);
+    l.wl = ssd_take(&o, (size_t)SSD_Q * l.ldp * 2);
+    l.scr = ssd_take(&o, (size_t)SSD_WARPS * 512 * 4);
+    l.dtl = ssd_take(&o, (size_t)2 * SSD_Q * 4);
+    l.total = o;
+    return l;
+}
+
+__global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
+    k_ssm_chunked(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *Dv, float *state, int64_t H, int64_t P,
+                  int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows) {
+    namespace wm = nvcuda::wmma;
+    typedef wm::fragment<wm::accumulator, 16, 16, 16, float> facc;
+    extern __shared__ float ssd_smem[];
+    char *sm = (char *)ssd_smem;
+    const ssd_layout Ly = ssd_plan(P, N);
+    float *Hf = (float *)(sm + Ly.hf), *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
+    __nv_bfloat16 *Hh = (__nv_bfloat16 *)(sm + Ly.hh), *Hm = (__nv_bfloat16 *)(sm + Ly.hm), *Hl = (__nv_bfloat16 *)(sm + Ly.hl),
+                  *Xb = (__nv_bfloat16 *)(sm + Ly.xb), *Bb = (__nv_bfloat16 *)(sm + Ly.bb),
+                  *Cb = (__nv_bfloat16 *)(sm + Ly.cb), *Mh = (__nv_bfloat16 *)(sm + Ly.mh),
+                  *Mm = (__nv_bfloat16 *)(sm + Ly.mm), *Ml = (__nv_bfloat16 *)(sm + Ly.ml),
+                  *Wh = (__nv_bfloat16 *)(sm + Ly.wh), *Wm = (__nv_bfloat16 *)(sm + Ly.wm),
+                  *Wl = (__nv_bfloat16 *)(sm + Ly.wl);
+    const int tid = threadIdx.x, nth = blockDim.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1,
+              half = lane & 1;
+    float *scr = (float *)(sm + Ly.scr) + w * 512;
+    const int ldhf = Ly.ldhf, ldn = Ly.ldn, ldp = Ly.ldp, ldq = Ly.ldq;
+
+    /* this block's sequence: the blockIdx.x-th with min_rows rows or more and a slot */
+    int64_t k = blockIdx.x;
+    kern_seq sq = {};
+    int found = 0;
+    for (int i = 0; i < n_seq && !found; i++) {
+        sq = seqs[i];
+        if (sq.n_rows < min_rows || sq.slot < 0) continue;
+        if (k-- == 0) found = 1;
+    }
+    if (!found) return; /* (the grid is exact: not reached) */
+    const int64_t h = blockIdx.y, g = h / (H / G), np = P / 16, nn = N / 16;
+    const float Ah = A[h], Dh = Dv[h];
+    float *Sg = state + ((int64_t)sq.slot * H + h) * P * N;
+    for (int64_t i = tid; i < P * N; i += nth) {
+        const int64_t p = i / N, n = i % N;
+        const float v = Sg[i];
+        Hf[p * ldhf + n] = v;
+        split3_bf16(v, &Hh[p * ldn + n], &Hm[p * ldn + n], &Hl[p * ldn + n]);
+    }
+    const int64_t n_chunks = (sq.n_rows + SSD_Q - 1) / SSD_Q;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t t0 = c * SSD_Q, nv = sq.n_rows - t0 < SSD_Q ? sq.n_rows - t0 : SSD_Q, row0 = sq.row0 + t0;
+        __syncthreads(); /* the state's writes (the previous chunk or the load); the reads of the chunk's tiles */
+        for (int64_t i = tid; i < SSD_Q * P; i += nth) {
+            const int64_t t = i / P, p = i % P;
+            Xb[t * ldp + p] = __float2bfloat16_rn(t < nv ? ld(x.p, (row0 + t) * x.ld + h * P + p, x.dt) : 0.f);
+        }
+        for (int64_t i = tid; i < SSD_Q * N; i += nth) {
+            const int64_t t = i / N, n = i % N;
+            Bb[t * ldn + n] = __float2bfloat16_rn(t < nv ? ld(B.p, (row0 + t) * B.ld + g * N + n, B.dt) : 0.f);
+            Cb[t * ldn + n] = __float2bfloat16_rn(t < nv ? ld(C.p, (row0 + t) * C.ld + g * N + n, C.dt) : 0.f);
+        }
+        if (tid < SSD_Q) dts[tid] = tid < nv ? ld(dt.p, (row0 + tid) * dt.ld + h, dt.dt) : 0.f;
+        __syncthreads();
+        if (tid == 0) { /* the chunk-local cumsum, in order */
+            float a = 0.f;
+            for (int t = 0; t < SSD_Q; t++) lam[t] = a = __fadd_rn(a, __fmul_rn(dts[t], Ah));
+        }
+        __syncthreads();
+        /* M = (C B^T) masked, decayed and times dt_s, split: a 16 x 16 tile per warp turn, zeros
+           above the diagonal */
+        const float lam_last = lam[SSD_Q - 1];
+        for (int tile = w; tile < (SSD_Q / 16) * (SSD_Q / 16); tile += SSD_WARPS) {
+            const int ti = tile / (SSD_Q / 16), tj = tile % (SSD_Q / 16);
+            if (tj <= ti) {
+                facc acc;
+                wm::fill_fragment(acc, 0.f);
+                for (int64_t kn = 0; kn < nn; kn++) {
+                    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+                    wm::load_matrix_sync(a, Cb + ti * 16 * ldn + kn * 16, ldn);
+                    wm::load_matrix_sync(b, Bb + tj * 16 * ldn + kn * 16, ldn);
+                    wm::mma_sync(acc, a, b, acc);
+                }
+                wm::store_matrix_sync(scr, acc, 16, wm::mem_row_major);
+                __syncwarp();
+            }
+            const int t = ti * 16 + r;
+            for (int i = 0; i < 8; i++) {
+                const int s2 = tj * 16 + 8 * half + i;
+                const float mv = s2 <= t ? scr[r * 16 + 8 * half + i] * expf(fminf(lam[t] - lam[s2], 0.f)) * dts[s2] : 0.f;
+                split3_bf16(mv, &Mh[t * ldq + s2], &Mm[t * ldq + s2], &Ml[t * ldq + s2]);
+            }
+            __syncwarp(); /* (read before the next tile's store) */
+        }
+        /* W = e^(L_last - L_s) dt_s x_s, split */
+        for (int64_t i = tid; i < SSD_Q * P; i += nth) {
+            const int64_t s2 = i / P, p = i % P;
+            const float wv = expf(fminf(lam_last - lam[s2], 0.f)) * dts[s2] * __bfloat162float(Xb[s2 * ldp + p]);
+            split3_bf16(wv, &Wh[s2 * ldp + p], &Wm[s2 * ldp + p], &Wl[s2 * ldp + p]);
+        }
+        __syncthreads();
+        /* y: a 16 x 16 tile (rows ti, head columns pj) per warp turn */
+        for (int64_t tile = w; tile < (SSD_Q / 16) * np; tile += SSD_WARPS) {
+            const int64_t ti = tile / np, pj = tile % np;
+            facc a1, a2;
+            wm::fill_fragment(a1, 0.f);
+            wm::fill_fragment(a2, 0.f);
+            for (int64_t kk = 0; kk <= ti; kk++) { /* M is zero above the diagonal */
+                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
+                wm::load_matrix_sync(b, Xb + kk * 16 * ldp + pj * 16, ldp);
+                wm::load_matrix_sync(a, Mh + ti * 16 * ldq + kk * 16, ldq);
+                wm::mma_sync(a1, a, b, a1);
+                wm::load_matrix_sync(a, Mm + ti * 16 * ldq + kk * 16, ldq);
+                wm::mma_sync(a1, a, b, a1);
+                wm::load_matrix_sync(a, Ml + ti * 16 * ldq + kk * 16, ldq);
+                wm::mma_sync(a1, a, b, a1);
+            }
+            for (int64_t kn = 0; kn < nn; kn++) { /* C H^T: H^T (n, p) is H[p][n], column-major */
+                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+                wm::load_matrix_sync(a, Cb + ti * 16 * ldn + kn * 16, ldn);
+                wm::load_matrix_sync(b, Hh + pj * 16 * ldn + kn * 16, ldn);
+                wm::mma_sync(a2, a, b, a2);
+                wm::load_matrix_sync(b, Hm + pj * 16 * ldn + kn * 16, ldn);
+                wm::mma_sync(a2, a, b, a2);
+                wm::load_matrix_sync(b, Hl + pj * 16 * ldn + kn * 16, ldn);
+                wm::mma_sync(a2, a, b, a2);
+            }
+            wm::store_matrix_sync(scr, a1, 16, wm::mem_row_major);
+            wm::store_matrix_sync(scr + 256, a2, 16, wm::mem_row_major);
+            __syncwarp();
+            const int64_t t = ti * 16 + r;
+            if (t < nv) {
+                const float e = expf(lam[t]);
+                for (int i = 0; i < 8; i++) {
+                    const int64_t p = pj * 16 + 8 * half + i;
+                    const float v = scr[r * 16 + 8 * half + i] + e * scr[256 + r * 16 + 8 * half + i] +
+                                    Dh * __bfloat162float(Xb[t * ldp + p]);
+                    st(y.p, (row0 + t) * y.ld + h * P + p, v, y.dt);
+                }
+            }
+            __syncwarp(); /* (read before the next tile's stores) */
+        }
+        __syncthreads();
+        /* H = e^(L_last) H + W^T B: a 16 x 16 tile (rows pi, state columns nj) per warp turn */
+        const float dl = expf(lam_last);
+        for (int64_t tile = w; tile < np * nn; tile += SSD_WARPS) {
+            const int64_t pi = tile / nn, nj = tile % nn;
+            facc acc;
+            wm::fill_fragment(acc, 0.f);
+            for (int ks = 0; ks < SSD_Q / 16; ks++) { /* W^T (p, s) is W[s][p], column-major */
+                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::col_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
+                wm::load_matrix_sync(b, Bb + ks * 16 * ldn + nj * 16, ldn);
+                wm::load_matrix_sync(a, Wh + ks * 16 * ldp + pi * 16, ldp);
+                wm::mma_sync(acc, a, b, acc);
+                wm::load_matrix_sync(a, Wm + ks * 16 * ldp + pi * 16, ldp);
+                wm::mma_sync(acc, a, b, acc);
+                wm::load_matrix_sync(a, Wl + ks * 16 * ldp + pi * 16, ldp);
+                wm::mma_sync(acc, a, b, acc);
+            }
+            wm::store_matrix_sync(scr, acc, 16, wm::mem_row_major);
+            __syncwarp();
+            const int64_t p = pi * 16 + r;
+            for (int i = 0; i < 8; i++) {
+                const int64_t n = nj * 16 + 8 * half + i;
+                const float v = dl * Hf[p * ldhf + n] + scr[r * 16 + 8 * half + i];
+                Hf[p * ldhf + n] = v;
+                split3_bf16(v, &Hh[p * ldn + n], &Hm[p * ldn + n], &Hl[p * ldn + n]);
+            }
+            __syncwarp();
+        }
+    }
+    __syncthreads();
+    for (int64_t i = tid; i < P * N; i += nth) Sg[i] = Hf[(i / N) * ldhf + i % N];
 }
 
 __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, const kern_seq *seqs, int n_seq,
@@ -481,12 +723,6 @@ constexpr size_t FA_Q_BYTES = (size_t)FA_BR * FA_LDB * 2, FA_KV_BYTES = (size_t)
 constexpr size_t FA_SMEM = 2 * FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + 2 * FA_P_BYTES + FA_O_BYTES;
 static_assert(FA_Q_BYTES % 128 == 0 && FA_KV_BYTES % 128 == 0 && FA_S_BYTES % 128 == 0 && FA_P_BYTES % 128 == 0,
               "shared regions keep the 256-bit alignment WMMA needs");
-
-__device__ __forceinline__ void split_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(v);
-    *hi = h;
-    *lo = __float2bfloat16_rn(v - __bfloat162float(h));
-}
 
 __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     k_attention_flash(V2 o, V2 q, const __nv_bfloat16 *kc, const __nv_bfloat16 *vc, int64_t L, int64_t NH, int64_t NKV,
@@ -1350,10 +1586,32 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P * SCAN_LANES;
     if (N > (int64_t)SCAN_LANES * SCAN_NPL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: state size %lld > %d", __func__, (long long)N, SCAN_LANES * SCAN_NPL);
+    /* sequences of SSD_MIN_ROWS rows or more to k_ssm_chunked unless the recurrence is asked for,
+       when x, B and C are bf16 and P, N multiples of 16 whose tiles fit the shared memory
+       (NVL_CUDA_SSD=0: never, for comparisons); the rest to the recurrence */
+    static const int ssd_on = [] {
+        const char *e = getenv("NVL_CUDA_SSD");
+        return !(e && e[0] == '0' && !e[1]);
+    }();
+    const size_t ssd_smem = ssd_plan(P, N).total;
+    int64_t chunk_rows = ssd_on && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 && bv.dt == DT_BF16 &&
+                                 cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && ssd_smem <= SSD_MAX_SMEM && H <= 65535
+                             ? SSD_MIN_ROWS
+                             : 0,
+            n_chunked = 0;
+    for (int i = 0; chunk_rows && i < n_seq; i++) n_chunked += seqs[i].n_rows >= chunk_rows && seqs[i].slot >= 0;
+    if (!n_chunked) chunk_rows = 0;
+    if (n_chunked) {
+        CUDA_CHECK(cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssd_smem));
+        k_ssm_chunked<<<dim3((unsigned)n_chunked, (unsigned)H), SSD_WARPS * WARP_SIZE, ssd_smem, kern_cuda_stream(be)>>>(
+            yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
+            n_seq, chunk_rows);
+        if (n) CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+    }
     if (n)
         k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
             yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
-            n_seq, (int)mode);
+            n_seq, (int)mode, chunk_rows);
     DONE();
 }
 

@@ -7,7 +7,7 @@
  * - cfgA (F32 weights, F32 reference): both sides compute in f32 with different summation
  *   orders (BLAS vs our dot products, SSD einsums vs our loops); logits are O(1). atol 2e-4,
  *   rtol 1e-3, NMSE <= 1e-8 (observed: NMSE 5e-13, max |diff| 3e-6).
- * - cfgB (BF16 weights and activations in the reference): we round activations to bf16 at the
+ * - cfgB and cfgC (BF16 weights and activations in the reference): we round activations to bf16 at the
  *   reference's points, but rounding of near-ties, PyTorch's bf16 matmul/SDPA internals and the
  *   order of f32 sums flip single bf16 ulps (2^-8 relative) that then propagate through 8
  *   layers. atol 0.06, rtol 0.06, NMSE <= 5e-4 on logits of magnitude ~1-3 (observed: NMSE
@@ -73,8 +73,13 @@ static void run_config(const char *name, const tol *tl, int strict_greedy) {
     nvl_checkpoint_get(g, "greedy_ids", &gt, NULL);
     const int64_t *greedy = gt.data;
 
+    /* the prompt and the decode steps fit; the prompt plus 60 does not (the limit check below) */
+    const int64_t n_ctx = T + n_dec <= 64 && T + 60 > 64 ? 64 : 128;
+    TEST_CHECK(T + n_dec <= n_ctx && T + 60 > n_ctx, "%s: a prompt of %lld tokens", name, (long long)T);
     /* prefill: one chunk / several chunks (7 does not divide 21 or the SSD chunk 8) / the
-     * recurrence */
+     * recurrence. cfgC's 100 tokens in chunks of 64: pieces of 64 and 36 rows, which the CUDA
+     * backend's tensor-core kernels take (flash attention, the chunked SSD), the second from the
+     * state and KV rows the first left. */
     const struct {
         int64_t n_chunk;
         enum llm_ssm_mode mode;
@@ -84,7 +89,7 @@ static void run_config(const char *name, const tol *tl, int strict_greedy) {
                     {64, LLM_SSM_MODE_RECURRENT, "recurrent scan"}};
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         llm_context_params cp = llm_context_params_default();
-        cp.n_ctx = 64;
+        cp.n_ctx = n_ctx;
         cp.n_chunk = variants[v].n_chunk;
         cp.ssm_mode = variants[v].mode;
         cp.logits_all = 1;
@@ -102,7 +107,7 @@ static void run_config(const char *name, const tol *tl, int strict_greedy) {
 
     /* greedy decode through the recurrent path, then final states */
     llm_context_params cp = llm_context_params_default();
-    cp.n_ctx = 64;
+    cp.n_ctx = n_ctx;
     llm_context *ctx = NULL;
     llm_context_init(&ctx, m, &cp, &err);
     llm_prefill(ctx, prompt, T, NULL, NULL, &err);
@@ -291,6 +296,7 @@ int main(void) {
     run_config("llm/cfgA", &a, 1);
     const tol b = {0.06, 0.06, 5e-4, 0.05, 0.05, 5e-4};
     run_config("llm/cfgB", &b, 0);
+    run_config("llm/cfgC", &b, 0); /* BF16 as cfgB, longer prompt */
     test_embd_input();
     test_refusals();
     TEST_EQ_INT(nvl_alloc_count(), live0);

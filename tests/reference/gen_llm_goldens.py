@@ -17,7 +17,8 @@ For each tiny random config writes tests/data/llm/<name>/:
                      the last K pre-conv xBC inputs, the newest being the last token fed);
                      hidden.{layer} F32[T, hidden] = residual stream after block `layer` in the
                      prefill (before norm_f).
-  (layer = absolute layer index; S = 16, T = 21: longer than chunk_size 8 and not a multiple.)
+  (layer = absolute layer index; S = 16, T = 21: longer than chunk_size 8 and not a multiple;
+  cfgC: T = 100, chunk_size 32.)
 
 Checks done while generating (the script fails if one does not hold):
   - the renamed key set equals the model.md §2.6 name set built from the pattern;
@@ -56,6 +57,12 @@ CONFIGS = {
     # BF16 weights and compute; 4 groups; 2 attention layers
     "cfgB": dict(dtype=torch.bfloat16, pattern="M-*M-M*-", vocab=320, hidden=96, heads=6, kv=3,
                  head_dim=16, ffn=128, m_heads=8, m_head_dim=12, state=8, groups=4, chunk=8, seed=11),
+    # BF16; Mamba heads of 16 and 16 state columns, attention heads of 16 (the shapes the CUDA
+    # tensor-core kernels take: multiples of 16) and a 100-token prompt (longer than their tiles
+    # of 64, and than chunk 32, a multiple of neither)
+    "cfgC": dict(dtype=torch.bfloat16, pattern="M*-MM*-M", vocab=256, hidden=64, heads=4, kv=2,
+                 head_dim=16, ffn=96, m_heads=4, m_head_dim=16, state=16, groups=2, chunk=32, seed=13,
+                 prompt_len=100),
 }
 PROMPT_LEN = 21
 MAMBA_SUFFIXES = ["in_proj.weight", "conv1d.weight", "conv1d.bias", "dt_bias", "A_log", "D",
@@ -244,7 +251,7 @@ def main():
         model2.load_state_dict(from_published(load_file(os.path.join(out_dir, "model.safetensors"))),
                                strict=True)
 
-        prompt = torch.randint(3, c["vocab"], (1, PROMPT_LEN), generator=gen)
+        prompt = torch.randint(3, c["vocab"], (1, c.get("prompt_len", PROMPT_LEN)), generator=gen)
         record = {}
         prefill, dec, greedy, cache = run(model2, prompt, record)
         with torch.no_grad():
