@@ -53,6 +53,7 @@ write_figures() { # the bench lines so far (also from an interrupted run)
     echo " \"ctest\": \"$(grep -h '^gpu tests:' "$L"/ctest-gpu.log 2>/dev/null | head -1 | jstr)\","
     echo " \"12b\": [$(for f in "$L"/bench_12b_*.log; do [ -f "$f" ] && grep '^| 12b' "$f" | sed "s/^/$(basename "$f" .log) /"; done |
         jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"ops\": [$(grep -h '^ops: ' "$L"/bench_ops_*.log 2>/dev/null | sed 's/^ops: //' | paste -sd, -)],"
     echo " \"first_token_page\": $(json_or_null "$L/bench_ttft_page.json"),"
     echo " \"first_token_video\": $(json_or_null "$L/bench_ttft_video.json"),"
     echo " \"vision\": [$(cat "$L"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
@@ -234,6 +235,11 @@ elif [ "$have_gpu" = 1 ]; then
         --context 4096 --decode 48
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
+  # the prefill ops that are not GEMMs at the 12B shapes, a 3400-row chunk: the tensor-core
+  # kernels (flash attention, chunked SSD) and the simpler ones they replace
+  log "bench_ops 12B: attention and the Mamba scan over 3400 rows, tensor-core kernels and simple ones"
+  bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+  NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda --shape 12b
   if grep -q "PNG .*ON" "$L/configure.log"; then # time to first token, the published shape end to end
     log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
     if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$L/bench_ttft.log"); then
@@ -258,10 +264,6 @@ elif [ "$have_gpu" = 1 ]; then
   log "bench_llm 12B without decode graphs"
   NVL_CUDA_GRAPHS=0 bench bench_12b_nographs 200 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
       --chunk 2048 --decode 48
-  rm -rf /tmp/nanovl-bench-12b-sparse
-  log "bench_llm 12B prefill without the flash attention kernel (NVL_CUDA_FLASH=0: the row kernel)"
-  NVL_CUDA_FLASH=0 bench bench_12b_noflash 150 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 3400 --chunk 3400 \
-      --context 4096 --decode 4
   rm -rf /tmp/nanovl-bench-12b-sparse
   if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
     log "nanovl bench --concurrency on the device (mid shape around vl_tiny's vision tower)"

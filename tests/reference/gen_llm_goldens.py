@@ -33,8 +33,8 @@ Checks done while generating (the script fails if one does not hold):
     logits and states, and the smallest dt seen is reported (it is > 1e-3, so even the default
     time_step_min would not have clamped);
   - conv_state equals the last K pre-conv xBC rows of in_proj's output (captured by a hook);
-  - ssm_state equals an independent float64 sequential scan of the §2.5 recurrence over all 37
-    tokens fed (S[h,p,n] = exp(dt*A) S + dt x[p] B[n]).
+  - ssm_state equals an independent float64 sequential scan of the §2.5 recurrence over all
+    tokens fed (37 for T = 21; S[h,p,n] = exp(dt*A) S + dt x[p] B[n]).
 
     tests/reference/.venv/bin/python tests/reference/gen_llm_goldens.py
 """

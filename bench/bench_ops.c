@@ -1,0 +1,183 @@
+/* bench_ops: the prefill ops that are not GEMMs, timed alone on a backend at the 12B model's
+ * shapes (model.md §2): causal GQA attention (40 query heads over 8 KV heads of 128, a bf16 KV
+ * cache) and the Mamba-2 scan (128 heads of 80, 8 groups of 128 state columns, bf16 x/B/C/dt,
+ * f32 y and state) over one sequence of --rows rows from position 0, the way a prefill chunk
+ * reaches them. The figures say what a 12B prefill chunk spends in them (6 attention and 28
+ * Mamba layers) beside the BF16 GEMM rate measured in the same run (kern_backend_measure), and
+ * for attention the rate of its causal FLOPs (2 T^2 D Hq: Q K^T and P V over the lower
+ * triangle). Data: uniform random, the same every run. Which kernels run is the backend's
+ * choice; on CUDA NVL_CUDA_FLASH=0 / NVL_CUDA_SSD=0 select the simpler ones, so two runs
+ * compare them (scripts/gpu-check.sh does).
+ *
+ *   bench_ops [--backend cpu|cuda] [--shape 12b|small] [--rows T] [--runs N]
+ *
+ * --shape small (4/2 heads of 32; 4 Mamba heads of 16, 2 groups of 32; 100 rows) is a smoke
+ * test any backend finishes in seconds. Output: one table row per op, and a line
+ * `ops: {json}` with the same figures. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "base/tensor.h"
+#include "bench_util.h"
+#include "ops.h"
+
+typedef struct bench_shape {
+    const char *name;
+    int64_t Hq, Hkv, D;     /* attention */
+    int64_t H, P, N, G;     /* Mamba */
+    int64_t rows;           /* default T */
+    int n_attn, n_mamba;    /* layers of the model */
+} bench_shape;
+
+static const bench_shape k_shapes[] = {
+    {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 6, 28},
+    {"small", 4, 2, 32, 4, 16, 32, 2, 100, 6, 28},
+};
+
+static kern_backend *g_be;
+static uint32_t g_seed = 12345;
+
+static float urand(void) { /* xorshift32 in [-1, 1) */
+    g_seed ^= g_seed << 13;
+    g_seed ^= g_seed >> 17;
+    g_seed ^= g_seed << 5;
+    return (float)(g_seed >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+static void die(const char *what, const nvl_err *err) {
+    fprintf(stderr, "bench_ops: %s: %s\n", what, err ? err->msg : "");
+    exit(1);
+}
+
+/* a backend tensor of dtype dt (as the backend holds activations) with values lo + (hi-lo) u */
+static nvl_tensor make(nvl_dtype dt, int nd, const int64_t *shape, float lo, float hi) {
+    nvl_err err = {0};
+    nvl_tensor t = kern_act(g_be, dt, nd, shape, NULL);
+    const int64_t n = nvl_tensor_numel(&t);
+    const size_t bytes = kern_act_bytes(g_be, dt, n);
+    if (kern_buffer_alloc(g_be, bytes, &t.data, &err) != NVL_OK) die("allocation", &err);
+    void *h = malloc(bytes);
+    if (!h) die("host allocation", NULL);
+    for (int64_t i = 0; i < n; i++) {
+        const float v = lo + (hi - lo) * 0.5f * (urand() + 1.0f);
+        if (dt == NVL_DTYPE_F32 || t.widened) ((float *)h)[i] = dt == NVL_DTYPE_BF16 ? nvl_round_bf16(v) : v;
+        else ((uint16_t *)h)[i] = nvl_f32_to_bf16(v);
+    }
+    if (kern_copy_to_backend(g_be, t.data, h, bytes, &err) != NVL_OK) die("upload", &err);
+    free(h);
+    return t;
+}
+
+/* median seconds of runs calls of fn (after one warm-up), each followed by a synchronisation */
+typedef nvl_status (*op_fn)(void *ctx, nvl_err *err);
+static double time_op(const char *what, op_fn fn, void *ctx, int runs) {
+    nvl_err err = {0};
+    if (fn(ctx, &err) != NVL_OK || kern_synchronize(g_be, &err) != NVL_OK) die(what, &err);
+    double *t = malloc((size_t)runs * sizeof *t);
+    if (!t) die("host allocation", NULL);
+    for (int r = 0; r < runs; r++) {
+        const double t0 = bench_now();
+        if (fn(ctx, &err) != NVL_OK || kern_synchronize(g_be, &err) != NVL_OK) die(what, &err);
+        t[r] = bench_now() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
+    const double med = t[runs / 2];
+    free(t);
+    return med;
+}
+
+typedef struct att_ctx {
+    nvl_tensor o, q, kc, vc;
+    int64_t Hq, Hkv;
+    kern_seq seq;
+} att_ctx;
+static nvl_status run_att(void *p, nvl_err *err) {
+    att_ctx *a = p;
+    return kern_attention_causal(g_be, &a->o, &a->q, &a->kc, &a->vc, a->Hq, a->Hkv, &a->seq, 1, err);
+}
+
+typedef struct ssm_ctx {
+    nvl_tensor y, x, dt, A, B, C, D, state;
+    int64_t G;
+    kern_seq seq;
+} ssm_ctx;
+static nvl_status run_ssm(void *p, nvl_err *err) {
+    ssm_ctx *s = p;
+    /* the state is overwritten each call: the work is the same whatever it holds */
+    return kern_ssm_scan(g_be, &s->y, &s->x, &s->dt, &s->A, &s->B, &s->C, &s->D, &s->state, s->G, 256,
+                         KERN_SCAN_AUTO, &s->seq, 1, err);
+}
+
+int main(int argc, char **argv) {
+    const char *backend = getenv("NVL_BACKEND") ? getenv("NVL_BACKEND") : "cpu", *sname = "12b";
+    int64_t rows = 0;
+    int runs = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) sname = argv[++i];
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_ops [--backend cpu|cuda] [--shape 12b|small] [--rows T] [--runs N]\n");
+            return 2;
+        }
+    }
+    const bench_shape *sh = NULL;
+    for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++)
+        if (!strcmp(k_shapes[i].name, sname)) sh = &k_shapes[i];
+    if (!sh || runs < 1 || rows < 0) {
+        fprintf(stderr, "bench_ops: unknown shape %s, or --runs < 1, or --rows < 0\n", sname);
+        return 2;
+    }
+    if (!rows) rows = sh->rows;
+    nvl_err err = {0};
+    if (kern_backend_init(&g_be, backend, &err) != NVL_OK) die("backend", &err);
+    kern_device_rates rates = {0};
+    /* (the small shape is a smoke test: the device rates take a second on a GPU, hours on the
+       emulator) */
+    const int have_rates = strcmp(sh->name, "small") && kern_backend_measure(g_be, &rates, &err) == NVL_OK;
+    const nvl_dtype bf = NVL_DTYPE_BF16;
+    const kern_seq seq = {0, 0, 0, rows, 0};
+
+    /* attention: q (T, Hq D), the cache (1, L, Hkv D) with the step's own rows in it */
+    att_ctx a = {.Hq = sh->Hq, .Hkv = sh->Hkv, .seq = seq};
+    const int64_t L = (rows + 255) / 256 * 256, KD = sh->Hkv * sh->D;
+    a.q = make(bf, 2, (int64_t[]){rows, sh->Hq * sh->D}, -1.5f, 1.5f);
+    a.o = make(bf, 2, (int64_t[]){rows, sh->Hq * sh->D}, 0, 0);
+    a.kc = make(bf, 3, (int64_t[]){1, L, KD}, -1, 1);
+    a.vc = make(bf, 3, (int64_t[]){1, L, KD}, -1, 1);
+    const double t_att = time_op("attention_causal", run_att, &a, runs);
+    const double att_flop = 2.0 * (double)rows * (double)rows * (double)sh->D * (double)sh->Hq;
+
+    /* the scan: x, B, C as the conv output gives them (bf16), dt in (0.01, 0.6), A < 0 */
+    ssm_ctx s = {.G = sh->G, .seq = seq};
+    s.x = make(bf, 2, (int64_t[]){rows, sh->H * sh->P}, -1, 1);
+    s.B = make(bf, 2, (int64_t[]){rows, sh->G * sh->N}, -1, 1);
+    s.C = make(bf, 2, (int64_t[]){rows, sh->G * sh->N}, -1, 1);
+    s.dt = make(bf, 2, (int64_t[]){rows, sh->H}, 0.01f, 0.6f);
+    s.A = make(NVL_DTYPE_F32, 1, (int64_t[]){sh->H}, -1.5f, -0.1f);
+    s.D = make(NVL_DTYPE_F32, 1, (int64_t[]){sh->H}, -1, 1);
+    s.state = make(NVL_DTYPE_F32, 4, (int64_t[]){1, sh->H, sh->P, sh->N}, -1, 1);
+    s.y = make(NVL_DTYPE_F32, 2, (int64_t[]){rows, sh->H * sh->P}, 0, 0);
+    const double t_ssm = time_op("ssm_scan", run_ssm, &s, runs);
+
+    const char *fl = getenv("NVL_CUDA_FLASH"), *ss = getenv("NVL_CUDA_SSD");
+    printf("backend %s, shape %s, %lld rows from position 0, median of %d; NVL_CUDA_FLASH=%s NVL_CUDA_SSD=%s\n", backend,
+           sh->name, (long long)rows, runs, fl ? fl : "(unset)", ss ? ss : "(unset)");
+    if (have_rates) printf("device: BF16 GEMM %.1f TFLOP/s, copy %.0f GB/s (measured now)\n", rates.gemm_bf16_tflops, rates.copy_gbs);
+    printf("| op | ms per call | layers | ms per chunk | TFLOP/s |\n|---|---|---|---|---|\n");
+    printf("| attention_causal (%lld/%lld heads of %lld) | %.3f | %d | %.2f | %.1f |\n", (long long)sh->Hq,
+           (long long)sh->Hkv, (long long)sh->D, 1e3 * t_att, sh->n_attn, 1e3 * t_att * sh->n_attn, att_flop / t_att * 1e-12);
+    printf("| ssm_scan (%lld heads of %lld, N %lld) | %.3f | %d | %.2f | - |\n", (long long)sh->H, (long long)sh->P,
+           (long long)sh->N, 1e3 * t_ssm, sh->n_mamba, 1e3 * t_ssm * sh->n_mamba);
+    printf("ops: {\"backend\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"flash\": \"%s\", \"ssd\": \"%s\", "
+           "\"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, \"gemm_bf16_tflops\": %.1f}\n",
+           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", 1e3 * t_att, att_flop / t_att * 1e-12,
+           1e3 * t_ssm, have_rates ? rates.gemm_bf16_tflops : 0.0);
+    nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kern_buffer_free(g_be, all[i]->data);
+    kern_backend_free(g_be);
+    return 0;
+}
