@@ -952,6 +952,140 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
     if (d < D) st((char *)o.p + (size_t)(r * o.ld + hh * D) * 2, d, __fmul_rn(acc, 1.0f / l), o.dt);
 }
 
+// The same BF16 form on tensor cores (WMMA), for bf16 qkv and head dims that are multiples of
+// 16 (RADIO-H's 80): block (image, tile of FA_BR query rows, head), warp w rows 16w .. 16w + 15,
+// K and V tiles of FA_BC keys staged by the whole block as in k_attention_flash. Per block of
+// FA_KV_BLOCK keys two passes: the first computes S = Q K^T tile by tile and keeps each row's
+// max of s = S * scale (the block's M_b); the second computes S again (the same products, the
+// same s), e = exp(s - M_b) summed unrounded, p = bf16(e) (the form's rounding, so P is an exact
+// tensor-core operand) and acc += P V, after acc and l were rescaled as the form says. The
+// scores are the CPU's (exact bf16 products, f32 sums in another order); everything else is the
+// form's arithmetic, the P V sums in another order. o = bf16(acc * (1 / l)).
+constexpr size_t FV_SMEM = FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTES + FA_O_BYTES;
+__global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
+    k_attention_full_flash(V2 o, V2 qkv, int64_t Ti, int64_t H, int64_t n_qt) {
+    namespace wm = nvcuda::wmma;
+    extern __shared__ float fv_smem[];
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fv_smem, *Ks = Qs + FA_BR * FA_LDB, *Vs = Ks + FA_BC * FA_LDB;
+    const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1, half = lane & 1;
+    float *Sw = (float *)(Vs + FA_BC * FA_LDB) + w * 16 * FA_LDS;
+    __nv_bfloat16 *Pw = (__nv_bfloat16 *)((char *)fv_smem + FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES) + w * 16 * FA_LDP;
+    float *Ow = (float *)((char *)fv_smem + FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTES) + w * 256;
+    const int64_t img = blockIdx.x / n_qt, t0 = (blockIdx.x % n_qt) * FA_BR, hh = blockIdx.y;
+    const int64_t W = o.cols, D = W / H, nd = D / 16, base = img * Ti;
+    const int64_t nr = Ti - t0 < FA_BR ? Ti - t0 : FA_BR, row = 16 * w + r;
+    const __nv_bfloat16 *qb = (const __nv_bfloat16 *)qkv.p;
+    for (int64_t i = tid; i < FA_BR * D; i += blockDim.x) {
+        const int64_t rr = i / D, d = i % D;
+        Qs[rr * FA_LDB + d] = rr < nr ? qb[(base + t0 + rr) * qkv.ld + hh * D + d] : __float2bfloat16_rn(0.f);
+    }
+    const float scale = 1.0f / sqrtf((float)D);
+    float M = -INFINITY, l = 0.f, acc[MAX_D / 16][8];
+#pragma unroll
+    for (int sl = 0; sl < MAX_D / 16; sl++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[sl][i] = 0.f;
+    /* a key tile into shared memory (K, and V when asked), zeros past the image */
+    auto stage = [&](int64_t k0, int with_v) {
+        __syncthreads(); /* (the last tile's readers) */
+        const int64_t vec = D / 8;
+        for (int64_t i = tid; i < FA_BC * vec; i += blockDim.x) {
+            const int64_t j = i / vec, c = (i % vec) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+            if (k0 + j < Ti) {
+                const __nv_bfloat16 *src = qb + (base + k0 + j) * qkv.ld + hh * D + c;
+                kv = *(const uint4 *)(src + W);
+                if (with_v) vv = *(const uint4 *)(src + 2 * W);
+            }
+            *(uint4 *)(Ks + j * FA_LDB + c) = kv;
+            if (with_v) *(uint4 *)(Vs + j * FA_LDB + c) = vv;
+        }
+        __syncthreads();
+    };
+    /* S = Q K^T of the staged tile into the warp's score tile */
+    auto scores = [&]() {
+        for (int jn = 0; jn < FA_BC / 16; jn++) {
+            wm::fragment<wm::accumulator, 16, 16, 16, float> sacc;
+            wm::fill_fragment(sacc, 0.f);
+            for (int64_t kd = 0; kd < nd; kd++) {
+                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+                wm::load_matrix_sync(b, Ks + jn * 16 * FA_LDB + kd * 16, FA_LDB);
+                wm::load_matrix_sync(a, Qs + 16 * w * FA_LDB + kd * 16, FA_LDB);
+                wm::mma_sync(sacc, a, b, sacc);
+            }
+            wm::store_matrix_sync(Sw + jn * 16, sacc, FA_LDS, wm::mem_row_major);
+        }
+        __syncwarp();
+    };
+    for (int64_t j0 = 0; j0 < Ti; j0 += FA_KV_BLOCK) {
+        const int64_t j1 = j0 + FA_KV_BLOCK < Ti ? j0 + FA_KV_BLOCK : Ti;
+        float bm = -INFINITY;
+        for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 1: the block's max */
+            stage(k0, 0);
+            scores();
+            for (int c = 0; c < FA_BC / 2; c++) {
+                const int64_t j = k0 + FA_BC / 2 * half + c;
+                if (j < j1) bm = fmaxf(bm, __fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale));
+            }
+            __syncwarp(); /* (read before the next tile's store) */
+        }
+        bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, 1));
+        const float Mn = bm > M ? bm : M;
+        if (j0 > 0 && Mn > M) l = __fmul_rn(l, expf(M - Mn));
+        if (j0 > 0) {
+            const float c = expf(M - Mn);
+#pragma unroll
+            for (int sl = 0; sl < MAX_D / 16; sl++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[sl][i] = __fmul_rn(acc[sl][i], c);
+        }
+        float bs = 0.f;
+        for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 2: p = bf16(e), acc += P V */
+            stage(k0, 1);
+            scores();
+            for (int c = 0; c < FA_BC / 2; c++) {
+                const int64_t j = k0 + FA_BC / 2 * half + c;
+                const float e = j < j1 ? expf(__fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale) - Mn) : 0.f;
+                bs += e;
+                Pw[r * FA_LDP + FA_BC / 2 * half + c] = __float2bfloat16_rn(e);
+            }
+            __syncwarp();
+            wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16];
+#pragma unroll
+            for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[kk], Pw + kk * 16, FA_LDP);
+#pragma unroll
+            for (int sl = 0; sl < MAX_D / 16; sl++) {
+                if (sl >= nd) break;
+                wm::fragment<wm::accumulator, 16, 16, 16, float> pv;
+                wm::fill_fragment(pv, 0.f);
+#pragma unroll
+                for (int kk = 0; kk < FA_BC / 16; kk++) {
+                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
+                    wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
+                    wm::mma_sync(pv, pa[kk], b, pv);
+                }
+                wm::store_matrix_sync(Ow, pv, 16, wm::mem_row_major);
+                __syncwarp();
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[sl][i] = __fadd_rn(acc[sl][i], Ow[r * 16 + 8 * half + i]);
+                __syncwarp(); /* (read before the next slab's store) */
+            }
+        }
+        l += bs + __shfl_xor_sync(0xffffffffu, bs, 1);
+        M = Mn;
+    }
+    if (row >= nr) return;
+    const float inv = 1.0f / l;
+    const int64_t orow = base + t0 + row;
+#pragma unroll
+    for (int sl = 0; sl < MAX_D / 16; sl++) {
+        if (sl >= nd) break;
+#pragma unroll
+        for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, __fmul_rn(acc[sl][i], inv), o.dt);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Matmul: a shared-memory tiled kernel for mixed dtypes (cuBLAS when x and W share a dtype)
 
@@ -1695,7 +1829,18 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     const int64_t blocks = qv.rows * n_head;
     if (blocks > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
-    const int64_t Ti = qv.rows / n_img;
+    const int64_t Ti = qv.rows / n_img, D = ov.cols / n_head, n_qt = (Ti + FA_BR - 1) / FA_BR;
+    static const int flash_on = [] {
+        const char *e = getenv("NVL_CUDA_FLASH");
+        return !(e && e[0] == '0' && !e[1]);
+    }();
+    if (blocks && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
+        flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535) { /* the bf16 form on tensor cores (16-byte rows) */
+        CUDA_CHECK(cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FV_SMEM));
+        k_attention_full_flash<<<dim3((unsigned)(n_img * n_qt), (unsigned)n_head), FA_WARPS * WARP_SIZE, FV_SMEM,
+                                 kern_cuda_stream(be)>>>(ov, qv, Ti, n_head, n_qt);
+        DONE();
+    }
     if (blocks && ov.dt == DT_BF16) { /* the CPU twin's bf16 form (rounded probabilities per 512-key block) */
         const size_t smem = (size_t)Ti * sizeof(float);
         if (smem > 48u * 1024u)
