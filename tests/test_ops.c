@@ -986,6 +986,10 @@ static void test_attention_causal_long(void) {
     const kern_seq now[5] = {
         {0, 0, 0, 90, 70}, {2, 0, 90, 16, 0}, {3, 0, 106, 15, 0}, {1, 1, 121, 1, 5}, {KERN_SLOT_NONE, 1, 122, 1, 0}};
     attention_steps("long", cs, sizeof cs / sizeof cs[0], 200, pre, 2, 75, now, 5, 123);
+    /* a step of 64 rows or fewer (the decode rows' key splits and their combine) holding a
+       20-row prefill the flash kernel takes: the combine must leave its rows alone */
+    const kern_seq mixed[2] = {{1, 1, 0, 1, 5}, {2, 0, 1, 20, 0}};
+    attention_steps("mixed", cs, 3, 200, pre, 2, 75, mixed, 2, 21);
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,9 @@ void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err);
 nvl_status kern_cuda_after_launch(kern_backend *be, const char *op, nvl_err *err);
 /* Whether a graph capture is running (ops must not upload tables or grow scratch then). */
 int kern_cuda_capturing(kern_backend *be);
+/* The device's largest dynamic shared memory per block a kernel may opt in to (227 KiB on
+ * Hopper, less on other parts: kernels that need more take their simpler twins). */
+size_t kern_cuda_smem_optin(kern_backend *be);
 /* Device copies of the step's tables (kern_step_tables). */
 typedef struct kern_cuda_tables {
     const kern_seq *seqs;   /* [n_seq] */

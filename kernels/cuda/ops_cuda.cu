@@ -235,14 +235,16 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
     }
 }
 
-// x ~ hi + lo in bf16: |x - hi - lo| <= 2^-18 |x| (8 significand bits each, round to nearest)
+// x ~ hi + lo in bf16 (8 significand bits each, round to nearest): |x - hi - lo| < 2^-16 |x|
+// (a review measured at most 2^-17 over 5e7 samples)
 __device__ __forceinline__ void split_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
     const __nv_bfloat16 h = __float2bfloat16_rn(v);
     *hi = h;
     *lo = __float2bfloat16_rn(v - __bfloat162float(h));
 }
 
-// x ~ hi + mid + lo in bf16: |x - hi - mid - lo| <= 2^-27 |x| (the differences are exact in f32)
+// x ~ hi + mid + lo in bf16: exact for normal f32 values (24 significand bits in three parts of 8;
+// the differences are exact in f32); parts below bf16's normal range round
 __device__ __forceinline__ void split3_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *mid, __nv_bfloat16 *lo) {
     const __nv_bfloat16 h = __float2bfloat16_rn(v);
     const float r = v - __bfloat162float(h);
@@ -320,15 +322,15 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
 // which is the recurrence S = e^(a_t) S + dt_t x_t B_t^T, y_t = S C_t + D x_t summed in another
 // order. x, B and C must be bf16 (the BF16 model's activations): exact tensor-core operands. The
 // f32 operands (M, H, W) are split into three bf16 parts (split3_bf16), each product done three
-// times, which leaves 2^-27 of each: the result is f32 math up to the order of the sums, as the
-// CPU twin's (kern_ssm_scan: prefill output is f32, the state f32). With two parts (2^-18) the
-// 12B head's y was off by up to 2e-5 on values near 1 (NMSE 4e-12, against 7e-14 for the CPU's
-// chunked form); with three, as the CPU. Shared memory: 227 KiB at P 80, N 128 (Hopper's limit:
+// times, which loses nothing: the result is f32 math up to the order of the sums (and a device's
+// tensor cores add their f32 sums with their own rounding, not round-to-nearest at each add), as
+// the CPU twin's (kern_ssm_scan: prefill output is f32, the state f32). With two parts the 12B
+// head's y was off by up to 2e-5 on values near 1 on the emulator (NMSE 4e-12, against 7e-14 for
+// the CPU's chunked form); with three, as the CPU. Shared memory: 227 KiB at P 80, N 128 (Hopper's limit:
 // larger heads take the recurrence). Rows past the sequence's end in the last chunk are zeros
 // (dt 0: they add nothing and do not decay the state).
 constexpr int SSD_Q = 64, SSD_WARPS = 8;
 constexpr int64_t SSD_MIN_ROWS = 32; /* shorter sequences: the recurrence */
-constexpr size_t SSD_MAX_SMEM = 227 * 1024;
 struct ssd_layout {
     size_t hf, hh, hm, hl, xb, bb, cb, mh, mm, ml, wh, wm, wl, scr, dtl, total;
     int ldhf, ldn, ldp, ldq;
@@ -369,7 +371,7 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
                   int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows) {
     namespace wm = nvcuda::wmma;
     typedef wm::fragment<wm::accumulator, 16, 16, 16, float> facc;
-    extern __shared__ float ssd_smem[];
+    extern __shared__ __align__(128) float ssd_smem[];
     char *sm = (char *)ssd_smem;
     const ssd_layout Ly = ssd_plan(P, N);
     float *Hf = (float *)(sm + Ly.hf), *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
@@ -670,10 +672,13 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
     attend_block(qv, D, (const char *)kc + base * es, (const char *)vc + base * es, cdt, KD, k0, k1, orow, o.dt, pp);
 }
 
-// The splits of a (row, head) merged: o = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M)
-__global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t D, int n_split, int64_t T) {
+// The splits of a (row, head) merged: o = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M). Rows
+// of sequences k_attention_flash takes (flash_rows > 0) are its, not this step's splits'.
+__global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t D, int n_split, int64_t T,
+                                    const kern_seq *seqs, const int32_t *row_seq, int64_t flash_rows) {
     const int64_t b = blockIdx.x, r = b / NH, hh = b % NH;
     if (r >= T) return;
+    if (flash_rows > 0 && row_seq[r] >= 0 && seqs[row_seq[r]].n_rows >= flash_rows) return;
     const float *pp = part + (size_t)b * n_split * (size_t)(D + 2);
     float M = -INFINITY;
     for (int s = 0; s < n_split; s++) M = fmaxf(M, pp[(size_t)s * (D + 2)]);
@@ -703,9 +708,10 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
 //
 // Numerics: the cache is bf16, so K and V are exact tensor-core operands. q (f32 or bf16) and P
 // (f32) are split into bf16 hi + lo (lo = bf16(x - hi)), each product done twice, which leaves
-// |x - hi - lo| <= 2^-18 |x| (8 significand bits each): the result equals an f32 computation up
-// to the order of the sums, not a bf16 one (no rounding of P that the CPU twin does not do). A
-// bf16 q has lo = 0 and skips its second product.
+// less than 2^-16 |x| (split_bf16): the result is an f32 computation to about 1e-5 relative (the
+// sums in another order, the tensor cores' own f32 accumulation), not a bf16 one (no rounding of
+// P that the CPU twin does not do: test_ops holds it to TOL_F32 and one bf16 ulp; with P in bf16
+// alone it fails). A bf16 q has lo = 0 and skips its second product.
 //
 // O lives in registers in a layout the kernel chooses (lane 2r + h: row r, columns 8h .. 8h + 7
 // of each 16-column slab), never in a WMMA accumulator, whose layout is unspecified: each slab's
@@ -728,7 +734,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     k_attention_flash(V2 o, V2 q, const __nv_bfloat16 *kc, const __nv_bfloat16 *vc, int64_t L, int64_t NH, int64_t NKV,
                       const kern_seq *seqs, int n_seq, int64_t flash_rows) {
     namespace wm = nvcuda::wmma;
-    extern __shared__ float fa_smem[];
+    extern __shared__ __align__(128) float fa_smem[];
     __nv_bfloat16 *Qh = (__nv_bfloat16 *)fa_smem, *Ql = Qh + FA_BR * FA_LDB, *Ks = Ql + FA_BR * FA_LDB,
                   *Vs = Ks + FA_BC * FA_LDB;
     const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1, half = lane & 1;
@@ -965,7 +971,7 @@ constexpr size_t FV_SMEM = FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTE
 __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     k_attention_full_flash(V2 o, V2 qkv, int64_t Ti, int64_t H, int64_t n_qt) {
     namespace wm = nvcuda::wmma;
-    extern __shared__ float fv_smem[];
+    extern __shared__ __align__(128) float fv_smem[];
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)fv_smem, *Ks = Qs + FA_BR * FA_LDB, *Vs = Ks + FA_BC * FA_LDB;
     const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1, half = lane & 1;
     float *Sw = (float *)(Vs + FA_BC * FA_LDB) + w * 16 * FA_LDS;
@@ -1729,7 +1735,8 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     }();
     const size_t ssd_smem = ssd_plan(P, N).total;
     int64_t chunk_rows = ssd_on && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 && bv.dt == DT_BF16 &&
-                                 cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && ssd_smem <= SSD_MAX_SMEM && H <= 65535
+                                 cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && ssd_smem <= kern_cuda_smem_optin(be) &&
+                                 H <= 65535
                              ? SSD_MIN_ROWS
                              : 0,
             n_chunked = 0;
@@ -1783,7 +1790,10 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
         const char *e = getenv("NVL_CUDA_FLASH");
         return !(e && e[0] == '0' && !e[1]);
     }();
-    int64_t flash_rows = flash_on && kc->dtype == NVL_DTYPE_BF16 && D % 16 == 0 && n_head <= 65535 ? FA_MIN_ROWS : 0,
+    int64_t flash_rows = flash_on && kc->dtype == NVL_DTYPE_BF16 && D % 16 == 0 && n_head <= 65535 &&
+                                 FA_SMEM <= kern_cuda_smem_optin(be)
+                             ? FA_MIN_ROWS
+                             : 0,
             fa_tiles = 0, fa_cover = 0;
     for (int i = 0; flash_rows && i < n_seq; i++)
         if (seqs[i].n_rows >= flash_rows) {
@@ -1812,8 +1822,8 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
             (float *)part, flash_rows);
         if (n_split > 1) {
             CHECK_ST(kern_cuda_after_launch(be, __func__, err));
-            k_attention_combine<<<(unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be)>>>(ov, (const float *)part,
-                                                                                                    n_head, D, n_split, T);
+            k_attention_combine<<<(unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be)>>>(
+                ov, (const float *)part, n_head, D, n_split, T, tb.seqs, tb.row_seq, flash_rows);
         }
     }
     DONE();
@@ -1835,7 +1845,8 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
         return !(e && e[0] == '0' && !e[1]);
     }();
     if (blocks && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
-        flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535) { /* the bf16 form on tensor cores (16-byte rows) */
+        flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && FV_SMEM <= kern_cuda_smem_optin(be)) {
+        /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */
         CUDA_CHECK(cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FV_SMEM));
         k_attention_full_flash<<<dim3((unsigned)(n_img * n_qt), (unsigned)n_head), FA_WARPS * WARP_SIZE, FV_SMEM,
                                  kern_cuda_stream(be)>>>(ov, qv, Ti, n_head, n_qt);

@@ -120,7 +120,9 @@ size_t max_dyn_smem(const void *kernel) {
     return it == g_max_dyn.end() ? 48 * 1024 : it->second;
 }
 cudaError_t set_max_dyn_smem(const void *kernel, int bytes) {
-    if (bytes < 0 || bytes > 227 * 1024) {
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    if (bytes < 0 || (size_t)bytes > prop.sharedMemPerBlockOptin) {
         set_last_error(cudaErrorInvalidValue);
         return cudaErrorInvalidValue;
     }
@@ -368,6 +370,9 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
     p->major = 9;
     p->minor = 0;
     p->multiProcessorCount = 132;
+    /* Hopper's 227 KiB, or NVL_CUDA_EMU_SMEM_KB (e.g. 99, an sm_89 part) */
+    const char *sk = getenv("NVL_CUDA_EMU_SMEM_KB");
+    p->sharedMemPerBlockOptin = (size_t)(sk && atoi(sk) > 0 ? atoi(sk) : 227) * 1024;
     return cudaSuccess;
 }
 cudaError_t cudaGetLastError(void) {

@@ -38,6 +38,7 @@
 #define __forceinline__ inline
 #define __noinline__
 #define __launch_bounds__(...)
+#define __align__(n) /* (dynamic shared memory is 128-byte aligned here) */
 #define __restrict__ __restrict
 /* every __shared__ variable in one section, which the scheduler fills with 0xff bytes (NaN in
  * every float format, -1 in integers) before each block: a block reading shared memory it did
@@ -92,6 +93,7 @@ struct cudaDeviceProp {
     size_t totalGlobalMem;
     int major, minor;
     int multiProcessorCount;
+    size_t sharedMemPerBlockOptin;
 };
 
 #ifdef __cplusplus
