@@ -36,6 +36,7 @@
 #include "tokenreduce.h"
 #include "vision.h"
 #include "test_util.h"
+#include "gpu_skip.h"
 
 #define NMSE1_MAX 1e-6
 #define NEQ1_MAX 0.08 /* share of values not bit-equal after one block */
@@ -125,6 +126,7 @@ static float *golden_hidden(nvl_checkpoint *g, int l) {
 }
 
 int main(void) {
+    test_skip_without_device();
     nvl_err err = {0};
     nvl_checkpoint *g = NULL, *g32 = NULL;
     if (nvl_checkpoint_open(&g, test_data_path("vision/vit_bf16_golden.safetensors"), &err) != NVL_OK) test_skip("%s", err.msg);
