@@ -5,7 +5,9 @@
  * reaches them. The figures say what a 12B prefill chunk spends in them (6 attention and 28
  * Mamba layers) beside the BF16 GEMM rate measured in the same run (kern_backend_measure), and
  * for attention the rate of its causal FLOPs (2 T^2 D Hq: Q K^T and P V over the lower
- * triangle). Data: uniform random, the same every run. Which kernels run is the backend's
+ * triangle). Then a decode GEMV (one activation row, the MLP's up projection 5120 -> 20480) with
+ * the weight in BF16, FP8 and NVFP4: the weight bytes read per second against the copy rate
+ * (the decode bound; NVL_CUDA_GEMV=0 takes the quantized formats' simpler kernel). Data: uniform random, the same every run. Which kernels run is the backend's
  * choice; on CUDA NVL_CUDA_FLASH=0 / NVL_CUDA_SSD=0 select the simpler ones, so two runs
  * compare them (scripts/gpu-check.sh does).
  *
@@ -28,12 +30,13 @@ typedef struct bench_shape {
     int64_t Hq, Hkv, D;     /* attention */
     int64_t H, P, N, G;     /* Mamba */
     int64_t rows;           /* default T */
+    int64_t gK, gN;         /* a decode GEMV: x (1, gK) times a weight (gN, gK) */
     int n_attn, n_mamba;    /* layers of the model */
 } bench_shape;
 
 static const bench_shape k_shapes[] = {
-    {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 6, 28},
-    {"small", 4, 2, 32, 4, 16, 32, 2, 100, 6, 28},
+    {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 5120, 20480, 6, 28},
+    {"small", 4, 2, 32, 4, 16, 32, 2, 100, 256, 512, 6, 28},
 };
 
 static kern_backend *g_be;
@@ -96,6 +99,55 @@ typedef struct att_ctx {
 static nvl_status run_att(void *p, nvl_err *err) {
     att_ctx *a = p;
     return kern_attention_causal(g_be, &a->o, &a->q, &a->kc, &a->vc, a->Hq, a->Hkv, &a->seq, 1, err);
+}
+
+typedef struct mm_ctx {
+    nvl_tensor y, x;
+    kern_weight w;
+} mm_ctx;
+static nvl_status run_mm(void *p, nvl_err *err) {
+    mm_ctx *m = p;
+    return kern_matmul(g_be, &m->y, &m->x, &m->w, err);
+}
+
+/* A weight (N, K) of kind 0 BF16, 1 FP8, 2 NVFP4 with random stored values (no NaN codes; block
+ * scales 2^-9 .. 240), placed on the backend; its bytes per use in *bytes. */
+static kern_weight make_weight(int kind, int64_t N, int64_t K, nvl_tensor *store, size_t *bytes) {
+    nvl_err err = {0};
+    const size_t nb = kind == 0 ? (size_t)(N * K) * 2 : kind == 1 ? (size_t)(N * K) : (size_t)(N * K) / 2;
+    const size_t ns = kind == 2 ? (size_t)(N * K / 16) : 0;
+    uint8_t *h = malloc(nb), *hs = malloc(ns ? ns : 1);
+    if (!h || !hs) die("host allocation", NULL);
+    for (size_t i = 0; i < nb; i++) {
+        uint8_t v = (uint8_t)(urand() * 127.0f + 128.0f);
+        if (kind == 1 && (v & 0x7f) == 0x7f) v ^= 1;
+        h[i] = v;
+    }
+    if (kind == 0)
+        for (size_t i = 0; i < nb / 2; i++) ((uint16_t *)h)[i] = nvl_f32_to_bf16(0.02f * urand());
+    for (size_t i = 0; i < ns; i++) hs[i] = (uint8_t)(1 + (unsigned)((urand() + 1.0f) * 60.0f));
+    store[0] = kind == 0   ? nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){N, K}, h)
+               : kind == 1 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, h)
+                           : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, h);
+    store[1] = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, hs);
+    nvl_tensor *place[2] = {&store[0], &store[1]};
+    if (kern_weights_place(g_be, place, kind == 2 ? 2 : 1, &err) != NVL_OK) die("weight placement", &err);
+    /* (the CPU backend keeps pointing at the host copies: they stay until exit) */
+    if (strcmp(kern_backend_name(g_be), "cpu")) {
+        free(h);
+        free(hs);
+    }
+    kern_weight w = kern_weight_plain(&store[0], kind == 0 ? "bf16.weight" : kind == 1 ? "fp8.weight" : "nvfp4.weight");
+    w.n_out = N;
+    w.n_in = K;
+    if (kind) {
+        w.quant = kind == 1 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+        w.weight_scale = 0.01f;
+        w.input_scale = 0.02f;
+        if (kind == 2) w.block_scale = store[1];
+    }
+    *bytes = nb + ns;
+    return w;
 }
 
 typedef struct ssm_ctx {
@@ -163,6 +215,20 @@ int main(int argc, char **argv) {
     s.y = make(NVL_DTYPE_F32, 2, (int64_t[]){rows, sh->H * sh->P}, 0, 0);
     const double t_ssm = time_op("ssm_scan", run_ssm, &s, runs);
 
+    /* decode GEMVs: one activation row times a weight in each stored format */
+    static const char *kinds[3] = {"BF16", "FP8", "NVFP4"};
+    double t_mm[3], gbs[3];
+    nvl_tensor wstore[3][2];
+    mm_ctx mm[3];
+    for (int k = 0; k < 3; k++) {
+        size_t wb = 0;
+        mm[k].w = make_weight(k, sh->gN, sh->gK, wstore[k], &wb);
+        mm[k].x = make(bf, 2, (int64_t[]){1, sh->gK}, -2, 2);
+        mm[k].y = make(bf, 2, (int64_t[]){1, sh->gN}, 0, 0);
+        t_mm[k] = time_op(kinds[k], run_mm, &mm[k], runs);
+        gbs[k] = (double)wb / t_mm[k] * 1e-9;
+    }
+
     const char *fl = getenv("NVL_CUDA_FLASH"), *ss = getenv("NVL_CUDA_SSD");
     printf("backend %s, shape %s, %lld rows from position 0, median of %d; NVL_CUDA_FLASH=%s NVL_CUDA_SSD=%s\n", backend,
            sh->name, (long long)rows, runs, fl ? fl : "(unset)", ss ? ss : "(unset)");
@@ -172,11 +238,23 @@ int main(int argc, char **argv) {
            (long long)sh->Hkv, (long long)sh->D, 1e3 * t_att, sh->n_attn, 1e3 * t_att * sh->n_attn, att_flop / t_att * 1e-12);
     printf("| ssm_scan (%lld heads of %lld, N %lld) | %.3f | %d | %.2f | - |\n", (long long)sh->H, (long long)sh->P,
            (long long)sh->N, 1e3 * t_ssm, sh->n_mamba, 1e3 * t_ssm * sh->n_mamba);
+    printf("\n| decode GEMV (1 x %lld -> %lld) | ms per call | weight GB/s | of the copy rate |\n|---|---|---|---|\n",
+           (long long)sh->gK, (long long)sh->gN);
+    for (int k = 0; k < 3; k++) {
+        char frac[32] = "-";
+        if (have_rates && rates.copy_gbs > 0) snprintf(frac, sizeof frac, "%.0f %%", 100.0 * gbs[k] / rates.copy_gbs);
+        printf("| %s | %.4f | %.0f | %s |\n", kinds[k], 1e3 * t_mm[k], gbs[k], frac);
+    }
+    const char *gv = getenv("NVL_CUDA_GEMV");
     printf("ops: {\"backend\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"flash\": \"%s\", \"ssd\": \"%s\", "
-           "\"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, \"gemm_bf16_tflops\": %.1f}\n",
-           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", 1e3 * t_att, att_flop / t_att * 1e-12,
-           1e3 * t_ssm, have_rates ? rates.gemm_bf16_tflops : 0.0);
-    nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y};
+           "\"gemv\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
+           "\"gemv_bf16_gbs\": %.1f, \"gemv_fp8_gbs\": %.1f, \"gemv_nvfp4_gbs\": %.1f, \"copy_gbs\": %.1f, "
+           "\"gemm_bf16_tflops\": %.1f}\n",
+           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", 1e3 * t_att,
+           att_flop / t_att * 1e-12, 1e3 * t_ssm, gbs[0], gbs[1], gbs[2], have_rates ? rates.copy_gbs : 0.0,
+           have_rates ? rates.gemm_bf16_tflops : 0.0);
+    nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y,
+                         &mm[0].x, &mm[0].y, &mm[1].x, &mm[1].y, &mm[2].x, &mm[2].y};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kern_buffer_free(g_be, all[i]->data);
     kern_backend_free(g_be);
     return 0;

@@ -235,11 +235,13 @@ elif [ "$have_gpu" = 1 ]; then
         --context 4096 --decode 48
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
-  # the prefill ops that are not GEMMs at the 12B shapes, a 3400-row chunk: the tensor-core
-  # kernels (flash attention, chunked SSD) and the simpler ones they replace
-  log "bench_ops 12B: attention and the Mamba scan over 3400 rows, tensor-core kernels and simple ones"
+  # the prefill ops that are not GEMMs at the 12B shapes, a 3400-row chunk, and decode GEMVs in
+  # BF16 / FP8 / NVFP4: the tensor-core kernels (flash attention, chunked SSD) and the quantized
+  # GEMV, then the simpler ones they replace
+  log "bench_ops 12B: attention and the Mamba scan over 3400 rows, decode GEMVs; new kernels and simple ones"
   bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
-  NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda --shape 12b
+  NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda \
+      --shape 12b
   if grep -q "PNG .*ON" "$L/configure.log"; then # time to first token, the published shape end to end
     log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
     if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$L/bench_ttft.log"); then

@@ -16,6 +16,9 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#if defined(__CUDACC__)
+#include <cuda_fp8.h>
+#endif
 #include <mma.h>
 
 #include "../backend_impl.h"
@@ -1124,7 +1127,9 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 //      xq = e2m1(x / s) * s. The roundings are the CPU's own functions (kernels/base/tensor.c
 //      nvl_f32_to_e4m3_sat, nvl_e2m1_quantize) ported line by line (quant_round.cuh, checked
 //      against the CPU's on the host by tests/test_cuda_round.cu), so xq equals the CPU's bit for bit.
-//   2. k_matmul_quant: one warp per output column n and up to QM rows, y[m, n] = sum_k xq[m, k] * wdeq[n, k] (each weight byte read once for QM rows), the weight widened on
+//   2. k_gemv_quant (its header: four outputs per warp, 16-byte weight loads, the scales applied
+//      once per sum; where K % 32 == 0 and the weight is 16-byte aligned) or else
+//      k_matmul_quant: one warp per output column n and up to QM rows, y[m, n] = sum_k xq[m, k] * wdeq[n, k] (each weight byte read once for QM rows), the weight widened on
 //      the fly from its stored bytes (FP8: e4m3(code) * weight_scale; NVFP4: (e2m1(nibble) *
 //      e4m3(block_scale)) * weight_scale_2, the even k in the low nibble), f32 accumulation, y
 //      rounded to its dtype. Only the order of the f32 sums differs from the CPU twin.
@@ -1278,6 +1283,132 @@ __global__ void k_matmul_quant(V2 y, const float *xq, const uint8_t *w, const ui
             const float a = warp_reduce_sum(acc[m]);
             if (lane == 0) st(y.p, (m0 + m) * y.ld + n, a, y.dt);
         }
+}
+
+// Two E4M3 codes (the low byte first) as f32: one cvt.rn.f16x2.e4m3x2 on sm_89 and later (f16 holds
+// every E4M3 value), else from the bits: the magnitude's exponent and mantissa placed under an f32
+// exponent of 2^-127 and scaled by 2^120 (exact; the E4M3 subnormals become f32 subnormals first),
+// NaN for S.1111.111 as qr_e4m3_to_f32.
+__device__ __forceinline__ float e4m3_bits_f32(uint32_t b) {
+    const float f = __int_as_float((int)(((b & 0x7fu) << 20) | ((b & 0x80u) << 24))) * 0x1p120f;
+    return (b & 0x7fu) == 0x7fu ? __int_as_float(0x7fc00000) : f;
+}
+__device__ __forceinline__ void e4m3x2_f32(uint32_t two, float &lo, float &hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(two & 0xffffu), __NV_E4M3);
+    const float2 f = __half22float2(__half2(h));
+    lo = f.x;
+    hi = f.y;
+#else
+    lo = e4m3_bits_f32(two & 0xffu);
+    hi = e4m3_bits_f32((two >> 8) & 0xffu);
+#endif
+}
+
+// The decode GEMV for FP8 / NVFP4 weights (few rows, the weight stream is the cost): warp w of a
+// block takes GV_ROWS consecutive outputs and up to QM activation rows (grid y), so each x value
+// read serves GV_ROWS weight rows; each lane reads 16 bytes of each of its rows at a time
+// (consecutive lanes consecutive 16 bytes: 512 bytes per row and warp, GV_ROWS * 16 bytes in flight
+// per lane). FP8: 16 codes a chunk, two per conversion (e4m3x2_f32), y = weight_scale *
+// sum_k xq[k] e4m3(w[k]). NVFP4: 32 codes a chunk = two 16-blocks, the E2M1 values from a table
+// in shared memory (16 entries: no bank conflicts), y = weight_scale_2 * sum_blocks e4m3(bs) *
+// sum_k xq[k] e2m1(w[k]). xq: k_quant_act's f32 activations (the CPU twin's, bit for bit), read as
+// float4. The sums are the CPU twin's products in another order, the scales applied once per sum
+// (a product of the same factors). Needs K % 32 == 0 and 16-byte aligned rows (the host checks),
+// else k_matmul_quant.
+constexpr int GV_ROWS = 4;
+/* activation rows per warp: NVFP4 keeps 4 (8 spilled registers at 2 blocks per SM) */
+__host__ __device__ constexpr int gv_qm(int nvfp4) { return nvfp4 ? 4 : QM; }
+template <int NVFP4>
+__global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
+                                                         float wscale, int64_t K, int64_t M) {
+    __shared__ float lut[16];
+    if (NVFP4 && threadIdx.x < 16) lut[threadIdx.x] = qr_e2m1_value(threadIdx.x);
+    if (NVFP4) __syncthreads();
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * GV_ROWS,
+                  m0 = (int64_t)blockIdx.y * gv_qm(NVFP4), N = y.cols;
+    if (n0 >= N) return; /* whole warps */
+    constexpr int QMV = gv_qm(NVFP4);
+    const int mn = M - m0 < QMV ? (int)(M - m0) : QMV;
+    const int64_t rb = NVFP4 ? K / 2 : K; /* bytes of a weight row */
+    float acc[QMV][GV_ROWS];
+#pragma unroll
+    for (int m = 0; m < QMV; m++)
+#pragma unroll
+        for (int r = 0; r < GV_ROWS; r++) acc[m][r] = 0.f;
+    for (int64_t c = lane; c < rb / 16; c += WARP_SIZE) {
+        uint4 wv[GV_ROWS];
+#pragma unroll
+        for (int r = 0; r < GV_ROWS; r++)
+            wv[r] = n0 + r < N ? *(const uint4 *)(w + (n0 + r) * rb + 16 * c) : make_uint4(0, 0, 0, 0);
+        if (!NVFP4) {
+            float wf[GV_ROWS][16];
+#pragma unroll
+            for (int r = 0; r < GV_ROWS; r++) {
+                const uint32_t u[4] = {wv[r].x, wv[r].y, wv[r].z, wv[r].w};
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    e4m3x2_f32(u[q], wf[r][4 * q], wf[r][4 * q + 1]);
+                    e4m3x2_f32(u[q] >> 16, wf[r][4 * q + 2], wf[r][4 * q + 3]);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < QMV; m++) { /* (compile-time indices keep acc in registers) */
+                if (m >= mn) break;
+                const float4 *xp = (const float4 *)(xq + (m0 + m) * K + 16 * c);
+                float xf[16];
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const float4 v = xp[q];
+                    xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
+                }
+#pragma unroll
+                for (int r = 0; r < GV_ROWS; r++)
+#pragma unroll
+                    for (int i = 0; i < 16; i++) acc[m][r] += xf[i] * wf[r][i];
+            }
+        } else {
+#pragma unroll 1
+            for (int hb = 0; hb < 2; hb++) { /* 16-block 2c + hb: bytes 8 hb .. 8 hb + 7 of the chunk */
+                const int64_t blk = 2 * c + hb;
+                float sc[GV_ROWS];
+#pragma unroll
+                for (int r = 0; r < GV_ROWS; r++) sc[r] = n0 + r < N ? e4m3_bits_f32(bs[(n0 + r) * (K / QBLK) + blk]) : 0.f;
+#pragma unroll
+                for (int m = 0; m < QMV; m++) {
+                    if (m >= mn) break;
+                    const float4 *xp = (const float4 *)(xq + (m0 + m) * K + QBLK * blk);
+                    float xf[16];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        const float4 v = xp[q];
+                        xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
+                    }
+#pragma unroll
+                    for (int r = 0; r < GV_ROWS; r++) { /* (the codes decoded per activation row: one for decode) */
+                        const uint32_t u0 = hb ? wv[r].z : wv[r].x, u1 = hb ? wv[r].w : wv[r].y;
+                        float s = 0.f;
+#pragma unroll
+                        for (int j = 0; j < 8; j++) /* low nibble first: element 2 b, then 2 b + 1 */
+                            s += xf[j] * lut[(u0 >> (4 * j)) & 15u];
+#pragma unroll
+                        for (int j = 0; j < 8; j++) s += xf[8 + j] * lut[(u1 >> (4 * j)) & 15u];
+                        acc[m][r] += s * sc[r];
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < QMV; m++) {
+        if (m >= mn) break;
+#pragma unroll
+        for (int r = 0; r < GV_ROWS; r++) {
+            const float a = warp_reduce_sum(acc[m][r]);
+            if (lane == 0 && n0 + r < N) st(y.p, (m0 + m) * y.ld + n0 + r, a * wscale, y.dt);
+        }
+    }
 }
 
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
@@ -1506,7 +1637,24 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;
     k_quant_act<<<grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, nvfp4, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
-    const int64_t per_block = EW_BLOCK / WARP_SIZE, bx = (w->n_out + per_block - 1) / per_block, by = (M + QM - 1) / QM;
+    const int64_t per_block = EW_BLOCK / WARP_SIZE, by = (M + QM - 1) / QM;
+    /* the GEMV where its loads fit (NVL_CUDA_GEMV=0: never, for comparisons) */
+    static const int gemv_on = [] {
+        const char *e = getenv("NVL_CUDA_GEMV");
+        return !(e && e[0] == '0' && !e[1]);
+    }();
+    const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
+    const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
+    if (gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL && gy <= 65535) {
+        if (nvfp4)
+            k_gemv_quant<1><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K, M);
+        else
+            k_gemv_quant<0><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)nullptr, w->weight_scale, K, M);
+        return kern_cuda_after_launch(be, "c_matmul (quantized GEMV)", err);
+    }
+    const int64_t bx = (w->n_out + per_block - 1) / per_block;
     if (bx > 0x7fffffffLL || by > 65535)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "c_matmul: %lld x %lld outputs are too many for the direct quantized "
                            "kernel", (long long)M, (long long)w->n_out);
