@@ -238,6 +238,50 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
     }
 }
 
+// The same conv, parallel over rows (prefill: one sequential thread per channel read and wrote
+// the state through memory at every row). Thread (row, channel) computes its output from the
+// step's inputs and, for the first Kc - 1 rows of a sequence, the slot's state as it was before
+// the step (in(t) = x row t for t >= 0, state[Kc + t] for t < 0); the same sums in the same order
+// as k_conv1d, so the same bits. k_conv1d_state then moves each slot's state to its last Kc
+// inputs (after every output has read the old one: a second launch). Rows of no sequence are left
+// alone; a padding sequence's rows are zeros and its state is not touched.
+constexpr int CONV_MAX_K = 8;
+__global__ void k_conv1d_rows(V2 y, V2 x, const float *w, const void *bias, int bdt, const float *state, int64_t Kc,
+                              const kern_seq *seqs, const int32_t *row_seq) {
+    const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= x.rows * Cc) return;
+    const int64_t r = i / Cc, c = i % Cc;
+    if (row_seq[r] < 0) return;
+    const kern_seq s = seqs[row_seq[r]];
+    if (s.slot < 0) {
+        st(y.p, r * y.ld + c, 0.f, y.dt);
+        return;
+    }
+    const int64_t t = r - s.row0;
+    const float *old = state + ((int64_t)s.slot * Cc + c) * Kc;
+    float u = bias ? ld(bias, c, bdt) : 0.f;
+    for (int64_t k = 0; k < Kc; k++) {
+        const int64_t tau = t - (Kc - 1) + k;
+        const float in = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : old[Kc + tau];
+        u = __fadd_rn(u, __fmul_rn(w[c * Kc + k], in)); /* unfused, as the CPU */
+    }
+    if (y.dt == DT_BF16) u = rb(u);
+    st(y.p, r * y.ld + c, u / (1.0f + expf(-u)), y.dt);
+}
+__global__ void k_conv1d_state(V2 x, float *state, int64_t Kc, const kern_seq *seqs, int n_seq) {
+    const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)n_seq * Cc) return;
+    const kern_seq s = seqs[i / Cc];
+    const int64_t c = i % Cc;
+    if (s.slot < 0 || s.n_rows == 0) return;
+    float *stt = state + ((int64_t)s.slot * Cc + c) * Kc, nw[CONV_MAX_K];
+    for (int64_t k = 0; k < Kc; k++) { /* the last Kc inputs: in(n_rows - Kc + k) */
+        const int64_t tau = s.n_rows - Kc + k;
+        nw[k] = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : stt[Kc + tau];
+    }
+    for (int64_t k = 0; k < Kc; k++) stt[k] = nw[k];
+}
+
 // x ~ hi + lo in bf16 (8 significand bits each, round to nearest): |x - hi - lo| < 2^-16 |x|
 // (a review measured at most 2^-17 over 5e7 samples)
 __device__ __forceinline__ void split_bf16(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
@@ -1850,11 +1894,23 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     kern_cuda_tables tb;
     CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
     const kern_seq *ds = tb.seqs;
-    const int64_t n = (int64_t)n_seq * xv.cols;
+    const int64_t n = (int64_t)n_seq * xv.cols, Kc = w->shape[1], nr = xv.rows * xv.cols;
+    if (Kc <= CONV_MAX_K && (nr + EW_BLOCK - 1) / EW_BLOCK <= 0x7fffffffLL) { /* parallel over rows, then the state */
+        if (nr)
+            k_conv1d_rows<<<(unsigned)((nr + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0,
+                (const float *)state->data, Kc, ds, tb.row_seq);
+        if (n) {
+            CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+            k_conv1d_state<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                xv, (float *)state->data, Kc, ds, n_seq);
+        }
+        DONE();
+    }
     if (n)
         k_conv1d<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
             yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0, (float *)state->data,
-            w->shape[1], ds, n_seq);
+            Kc, ds, n_seq);
     DONE();
 }
 
