@@ -1895,7 +1895,12 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
     const kern_seq *ds = tb.seqs;
     const int64_t n = (int64_t)n_seq * xv.cols, Kc = w->shape[1], nr = xv.rows * xv.cols;
-    if (Kc <= CONV_MAX_K && (nr + EW_BLOCK - 1) / EW_BLOCK <= 0x7fffffffLL) { /* parallel over rows, then the state */
+    /* (y over x in place: an output row would be written while later rows still read it as input;
+       the sequential kernel reads each row before writing it) */
+    const char *x0 = (const char *)xv.p, *x1 = x0 + (size_t)(xv.rows ? (xv.rows - 1) * xv.ld + xv.cols : 0) * dsize(xv.dt),
+               *y0 = (const char *)yv.p, *y1 = y0 + (size_t)(yv.rows ? (yv.rows - 1) * yv.ld + yv.cols : 0) * dsize(yv.dt);
+    const int overlap = x0 < y1 && y0 < x1;
+    if (Kc <= CONV_MAX_K && !overlap && (nr + EW_BLOCK - 1) / EW_BLOCK <= 0x7fffffffLL) { /* parallel over rows, then the state */
         if (nr)
             k_conv1d_rows<<<(unsigned)((nr + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
                 yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0,
