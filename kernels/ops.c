@@ -198,6 +198,11 @@ static nvl_status chk_seqs(const char *op, const kern_seq *seqs, int n_seq, int6
         if (s->row0 < 0 || s->n_rows < 0 || s->row0 + s->n_rows > rows)
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d rows [%lld, %lld) outside the step's %lld rows",
                                op, i, (long long)s->row0, (long long)(s->row0 + s->n_rows), (long long)rows);
+        /* in row order, none over another (a device's per-row tables give each row one sequence) */
+        if (i > 0 && s->row0 < seqs[i - 1].row0 + seqs[i - 1].n_rows)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d starts at row %lld, inside or before sequence %d "
+                               "(rows [%lld, %lld))", op, i, (long long)s->row0, i - 1, (long long)seqs[i - 1].row0,
+                               (long long)(seqs[i - 1].row0 + seqs[i - 1].n_rows));
         if (slots >= 0 && s->slot != KERN_SLOT_NONE && (s->slot < 0 || s->slot >= slots))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: sequence %d has slot %d, the cache has %lld", op, i,
                                s->slot, (long long)slots);

@@ -99,7 +99,9 @@ nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int6
  * zero); the row-wise ops run over its rows as over any. */
 #define KERN_SLOT_NONE (-1)
 
-/* One sequence's part of a step. */
+/* One sequence's part of a step. A step's sequences come in row order, their rows not overlapping
+ * (the ops check it: NVL_ERR_INVALID_ARG), and name each slot at most once (the caller's duty:
+ * llm_step checks it; two sequences on one slot would race on its state). */
 typedef struct kern_seq {
     int32_t slot;   /* state row / KV row in the cache (0 .. S-1), or KERN_SLOT_NONE */
     int32_t decode; /* 1: a one-token decode step (the reference's single-token path) */

@@ -1261,6 +1261,12 @@ static void test_errors(void) {
     TEST_CONTAINS(err.msg, "slot 2");
     TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, neg_slot, 1, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, bad_rows, 1, &err), NVL_ERR_INVALID_ARG);
+    /* sequences out of row order, or one over another */
+    const kern_seq unordered[2] = {{0, 0, 2, 2, 0}, {1, 0, 0, 2, 0}}, overlap[2] = {{0, 0, 0, 3, 0}, {1, 0, 2, 2, 0}};
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, unordered, 2, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "sequence 1 starts at row 0");
+    TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw, NULL, &cst, overlap, 2, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "inside or before sequence 0");
     nvl_tensor cw3 = act_up(NVL_DTYPE_F32, 2, (int64_t[]){15, 4}, rand_f(60, -1, 1));
     const kern_seq ok1[1] = {{1, 0, 0, 4, 0}};
     TEST_EQ_INT(kern_conv1d_causal(g_be, &y16, &x, &cw3, NULL, &cst, ok1, 1, &err), NVL_ERR_SHAPE);

@@ -275,11 +275,14 @@ __global__ void k_conv1d_state(V2 x, float *state, int64_t Kc, const kern_seq *s
     const int64_t c = i % Cc;
     if (s.slot < 0 || s.n_rows == 0) return;
     float *stt = state + ((int64_t)s.slot * Cc + c) * Kc, nw[CONV_MAX_K];
-    for (int64_t k = 0; k < Kc; k++) { /* the last Kc inputs: in(n_rows - Kc + k) */
+#pragma unroll
+    for (int k = 0; k < CONV_MAX_K; k++) { /* the last Kc inputs: in(n_rows - Kc + k) (registers: fixed indices) */
         const int64_t tau = s.n_rows - Kc + k;
-        nw[k] = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : stt[Kc + tau];
+        if (k < Kc) nw[k] = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : stt[Kc + tau];
     }
-    for (int64_t k = 0; k < Kc; k++) stt[k] = nw[k];
+#pragma unroll
+    for (int k = 0; k < CONV_MAX_K; k++)
+        if (k < Kc) stt[k] = nw[k];
 }
 
 // x ~ hi + lo in bf16 (8 significand bits each, round to nearest): |x - hi - lo| < 2^-16 |x|
@@ -1012,8 +1015,11 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // max of s = S * scale (the block's M_b); the second computes S again (the same products, the
 // same s), e = exp(s - M_b) summed unrounded, p = bf16(e) (the form's rounding, so P is an exact
 // tensor-core operand) and acc += P V, after acc and l were rescaled as the form says. The
-// scores are the CPU's (exact bf16 products, f32 sums in another order); everything else is the
-// form's arithmetic, the P V sums in another order. o = bf16(acc * (1 / l)).
+// scores are the CPU's exact bf16 products summed in f32 in another order (on a device by the
+// tensor cores' own adder, which need not round to nearest at each add: a few f32 ulps, so a
+// probability near a bf16 tie may round the other way; test_ops allows for that); everything
+// else is the form's arithmetic, the P V sums in another order. Both passes run the same
+// products, so they see the same scores. o = bf16(acc * (1 / l)).
 constexpr size_t FV_SMEM = FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTES + FA_O_BYTES;
 __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     k_attention_full_flash(V2 o, V2 qkv, int64_t Ti, int64_t H, int64_t n_qt) {
@@ -1361,7 +1367,8 @@ __device__ __forceinline__ void e4m3x2_f32(uint32_t two, float &lo, float &hi) {
 // (a product of the same factors). Needs K % 32 == 0 and 16-byte aligned rows (the host checks),
 // else k_matmul_quant.
 constexpr int GV_ROWS = 4;
-/* activation rows per warp: NVFP4 keeps 4 (8 spilled registers at 2 blocks per SM) */
+/* activation rows per warp: NVFP4 keeps 4 (with 8 it spilled 164 bytes at 2 blocks per SM; with
+   4, 60 bytes, which L1 holds: to measure against 1 block per SM and no spills) */
 __host__ __device__ constexpr int gv_qm(int nvfp4) { return nvfp4 ? 4 : QM; }
 template <int NVFP4>
 __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
@@ -2053,7 +2060,7 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
         const char *e = getenv("NVL_CUDA_FLASH");
         return !(e && e[0] == '0' && !e[1]);
     }();
-    if (blocks && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
+    if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
         flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && FV_SMEM <= kern_cuda_smem_optin(be)) {
         /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */
         CUDA_CHECK(cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FV_SMEM));
