@@ -63,6 +63,7 @@ struct cuda_ctx {
     cudaEvent_t stage_ev[2]; /* recorded after each buffer's copy: the buffer may be refilled once it passed */
     int stage_next;
     size_t smem_optin; /* the device's largest dynamic shared memory per block (opt-in) */
+    int sm_count;      /* its multiprocessors */
 };
 
 constexpr size_t STAGE_BYTES = (size_t)32 << 20;
@@ -232,6 +233,7 @@ extern "C" void *kern_cuda_scratch(kern_backend *be, size_t bytes, nvl_err *err)
 
 extern "C" int kern_cuda_capturing(kern_backend *be) { return ctx_of(be)->capturing; }
 extern "C" size_t kern_cuda_smem_optin(kern_backend *be) { return ctx_of(be)->smem_optin; }
+extern "C" int kern_cuda_sm_count(kern_backend *be) { return ctx_of(be)->sm_count; }
 
 static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
 
@@ -566,6 +568,7 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
         goto fail;
     }
     c->smem_optin = prop.sharedMemPerBlockOptin;
+    c->sm_count = prop.multiProcessorCount;
     snprintf(be->description, sizeof be->description, "CUDA: %.200s, sm_%d%d, %.0f GiB", prop.name,
              prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     *out = be;

@@ -362,8 +362,10 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
 }
 
 // The chunked SSD form (kernels.md §1.3, design A of §1.4 fused into one kernel) for the
-// sequences of a step with many rows: block (sequence, head) walks the sequence's chunks of
-// SSD_Q rows in order with the running state H (P x N, f32) in shared memory. Per chunk, with
+// sequences of a step with many rows: block (sequence, head, slice of pb head columns) walks the
+// sequence's chunks of SSD_Q rows in order with its rows of the running state H (pb x N, f32) in
+// shared memory (the host takes pb < P when sequences x heads alone would not fill the device
+// twice: the 12B model's one prefill is 128 heads on 132 SMs). Per chunk, with
 // a_t = dt_t A_h and L_t = a_0 + ... + a_t (chunk-local, f32):
 //   G = C B^T                                                    (Q x Q, tensor cores)
 //   M[t,s] = G[t,s] e^(L_t - L_s) dt_s for s <= t, else 0
@@ -418,12 +420,12 @@ __host__ __device__ inline ssd_layout ssd_plan(int64_t P, int64_t N) {
 
 __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
     k_ssm_chunked(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *Dv, float *state, int64_t H, int64_t P,
-                  int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows) {
+                  int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows, int64_t pb) {
     namespace wm = nvcuda::wmma;
     typedef wm::fragment<wm::accumulator, 16, 16, 16, float> facc;
     extern __shared__ __align__(128) float ssd_smem[];
     char *sm = (char *)ssd_smem;
-    const ssd_layout Ly = ssd_plan(P, N);
+    const ssd_layout Ly = ssd_plan(pb, N);
     float *Hf = (float *)(sm + Ly.hf), *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
     __nv_bfloat16 *Hh = (__nv_bfloat16 *)(sm + Ly.hh), *Hm = (__nv_bfloat16 *)(sm + Ly.hm), *Hl = (__nv_bfloat16 *)(sm + Ly.hl),
                   *Xb = (__nv_bfloat16 *)(sm + Ly.xb), *Bb = (__nv_bfloat16 *)(sm + Ly.bb),
@@ -446,10 +448,12 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
         if (k-- == 0) found = 1;
     }
     if (!found) return; /* (the grid is exact: not reached) */
-    const int64_t h = blockIdx.y, g = h / (H / G), np = P / 16, nn = N / 16;
+    /* head h, its state rows (head columns) p0 .. p0 + pb - 1: rows evolve apart, only M = C B^T
+       is common to them (each block of a head computes it) */
+    const int64_t h = blockIdx.y, g = h / (H / G), p0 = (int64_t)blockIdx.z * pb, np = pb / 16, nn = N / 16;
     const float Ah = A[h], Dh = Dv[h];
-    float *Sg = state + ((int64_t)sq.slot * H + h) * P * N;
-    for (int64_t i = tid; i < P * N; i += nth) {
+    float *Sg = state + (((int64_t)sq.slot * H + h) * P + p0) * N;
+    for (int64_t i = tid; i < pb * N; i += nth) {
         const int64_t p = i / N, n = i % N;
         const float v = Sg[i];
         Hf[p * ldhf + n] = v;
@@ -459,9 +463,9 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
     for (int64_t c = 0; c < n_chunks; c++) {
         const int64_t t0 = c * SSD_Q, nv = sq.n_rows - t0 < SSD_Q ? sq.n_rows - t0 : SSD_Q, row0 = sq.row0 + t0;
         __syncthreads(); /* the state's writes (the previous chunk or the load); the reads of the chunk's tiles */
-        for (int64_t i = tid; i < SSD_Q * P; i += nth) {
-            const int64_t t = i / P, p = i % P;
-            Xb[t * ldp + p] = __float2bfloat16_rn(t < nv ? ld(x.p, (row0 + t) * x.ld + h * P + p, x.dt) : 0.f);
+        for (int64_t i = tid; i < SSD_Q * pb; i += nth) {
+            const int64_t t = i / pb, p = i % pb;
+            Xb[t * ldp + p] = __float2bfloat16_rn(t < nv ? ld(x.p, (row0 + t) * x.ld + h * P + p0 + p, x.dt) : 0.f);
         }
         for (int64_t i = tid; i < SSD_Q * N; i += nth) {
             const int64_t t = i / N, n = i % N;
@@ -502,8 +506,8 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
             __syncwarp(); /* (read before the next tile's store) */
         }
         /* W = e^(L_last - L_s) dt_s x_s, split */
-        for (int64_t i = tid; i < SSD_Q * P; i += nth) {
-            const int64_t s2 = i / P, p = i % P;
+        for (int64_t i = tid; i < SSD_Q * pb; i += nth) {
+            const int64_t s2 = i / pb, p = i % pb;
             const float wv = expf(fminf(lam_last - lam[s2], 0.f)) * dts[s2] * __bfloat162float(Xb[s2 * ldp + p]);
             split3_bf16(wv, &Wh[s2 * ldp + p], &Wm[s2 * ldp + p], &Wl[s2 * ldp + p]);
         }
@@ -546,7 +550,7 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
                     const int64_t p = pj * 16 + 8 * half + i;
                     const float v = scr[r * 16 + 8 * half + i] + e * scr[256 + r * 16 + 8 * half + i] +
                                     Dh * __bfloat162float(Xb[t * ldp + p]);
-                    st(y.p, (row0 + t) * y.ld + h * P + p, v, y.dt);
+                    st(y.p, (row0 + t) * y.ld + h * P + p0 + p, v, y.dt);
                 }
             }
             __syncwarp(); /* (read before the next tile's stores) */
@@ -582,7 +586,7 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
         }
     }
     __syncthreads();
-    for (int64_t i = tid; i < P * N; i += nth) Sg[i] = Hf[(i / N) * ldhf + i % N];
+    for (int64_t i = tid; i < pb * N; i += nth) Sg[i] = Hf[(i / N) * ldhf + i % N];
 }
 
 __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, const kern_seq *seqs, int n_seq,
@@ -1949,7 +1953,18 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
         const char *e = getenv("NVL_CUDA_SSD");
         return !(e && e[0] == '0' && !e[1]);
     }();
-    const size_t ssd_smem = ssd_plan(P, N).total;
+    /* head columns per block: all, or fewer (multiples of 16 dividing P) while the blocks would not
+       fill the device's SMs twice */
+    int64_t n_long = 0;
+    for (int i = 0; i < n_seq; i++) n_long += seqs[i].n_rows >= SSD_MIN_ROWS && seqs[i].slot >= 0;
+    int64_t pb = P;
+    for (int64_t q = P - 16; q >= 16 && n_long * H * (P / pb) < 2 * (int64_t)kern_cuda_sm_count(be); q -= 16)
+        if (P % q == 0) pb = q;
+    size_t ssd_smem = ssd_plan(pb, N).total;
+    if (ssd_smem > kern_cuda_smem_optin(be) && P % 16 == 0) { /* a smaller slice may fit where the whole head does not */
+        pb = 16;
+        ssd_smem = ssd_plan(pb, N).total;
+    }
     int64_t chunk_rows = ssd_on && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 && bv.dt == DT_BF16 &&
                                  cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && ssd_smem <= kern_cuda_smem_optin(be) &&
                                  H <= 65535
@@ -1960,9 +1975,9 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     if (!n_chunked) chunk_rows = 0;
     if (n_chunked) {
         CUDA_CHECK(cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssd_smem));
-        k_ssm_chunked<<<dim3((unsigned)n_chunked, (unsigned)H), SSD_WARPS * WARP_SIZE, ssd_smem, kern_cuda_stream(be)>>>(
-            yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
-            n_seq, chunk_rows);
+        k_ssm_chunked<<<dim3((unsigned)n_chunked, (unsigned)H, (unsigned)(P / pb)), SSD_WARPS * WARP_SIZE, ssd_smem,
+                        kern_cuda_stream(be)>>>(yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data,
+                                                (float *)state->data, H, P, N, n_group, ds, n_seq, chunk_rows, pb);
         if (n) CHECK_ST(kern_cuda_after_launch(be, __func__, err));
     }
     if (n)

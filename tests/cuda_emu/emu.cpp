@@ -369,7 +369,9 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
     p->totalGlobalMem = emu_limit();
     p->major = 9;
     p->minor = 0;
-    p->multiProcessorCount = 132;
+    /* an H100's / H200's 132, or NVL_CUDA_EMU_SMS (kernels that split work to fill the SMs) */
+    const char *sms = getenv("NVL_CUDA_EMU_SMS");
+    p->multiProcessorCount = sms && atoi(sms) > 0 ? atoi(sms) : 132;
     /* Hopper's 227 KiB, or NVL_CUDA_EMU_SMEM_KB (e.g. 99, an sm_89 part) */
     const char *sk = getenv("NVL_CUDA_EMU_SMEM_KB");
     p->sharedMemPerBlockOptin = (size_t)(sk && atoi(sk) > 0 ? atoi(sk) : 227) * 1024;
