@@ -184,15 +184,23 @@ rc=0
 tests=$(ctest --test-dir build-gpu -N -L gpu 2>/dev/null | sed -n 's/^ *Test *#[0-9]*: *//p')
 log "ctest -L gpu: $(echo $tests | wc -w) tests, one at a time"
 : >"$L/ctest-gpu.log"
-n_pass=0 n_fail=0 n_skip=0
+n_pass=0 n_fail=0 n_skip=0 failed=""
 for t in $tests; do
   run_to 150 ctest --test-dir build-gpu --output-on-failure -R "^$t\$" >"$L/ctest-one.log" 2>&1
   code=$?
   cat "$L/ctest-one.log" >>"$L/ctest-gpu.log"
   if grep -q "Skipped\|Not Run" "$L/ctest-one.log"; then n_skip=$((n_skip + 1)); res=skipped
   elif [ "$code" = 0 ]; then n_pass=$((n_pass + 1)); res=passed
-  else n_fail=$((n_fail + 1)); res="FAILED (exit $code)"; rc=1; fi
+  else n_fail=$((n_fail + 1)); res="FAILED (exit $code)"; rc=1; failed="$failed $t"; fi
   log "  $t: $res"
+done
+# triage: a failed test again on the simpler kernels the tensor-core ones replaced (flash
+# attention, chunked SSD, the quantized GEMV): whether those are what fails
+for t in $failed; do
+  if NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 run_to 150 ctest --test-dir build-gpu --output-on-failure -R "^$t\$" \
+       >"$L/ctest-simple-$t.log" 2>&1
+  then log "  $t passes with NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0: a tensor-core kernel or the GEMV fails it"
+  else log "  $t fails with the simpler kernels too (ctest-simple-$t.log)"; fi
 done
 echo "gpu tests: $n_pass passed, $n_fail failed, $n_skip skipped (tests passed: $n_pass of $((n_pass + n_fail + n_skip)))" \
   >>"$L/ctest-gpu.log"
