@@ -569,6 +569,10 @@ NVL_CUDA_EXPORT nvl_status kern_cuda_backend_init(kern_backend **out, nvl_err *e
     }
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->sm_count = prop.multiProcessorCount;
+    if ((e = kern_cuda_ops_init(c->smem_optin)) != cudaSuccess) {
+        st = nvl_err_set(err, NVL_ERR_DEVICE, "cuda backend: device %d: kernel attributes: %s", c->device, cudaGetErrorString(e));
+        goto fail;
+    }
     snprintf(be->description, sizeof be->description, "CUDA: %.200s, sm_%d%d, %.0f GiB", prop.name,
              prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     *out = be;

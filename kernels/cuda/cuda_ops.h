@@ -32,6 +32,9 @@ int kern_cuda_capturing(kern_backend *be);
 /* The device's largest dynamic shared memory per block a kernel may opt in to (227 KiB on
  * Hopper, less on other parts: kernels that need more take their simpler twins). */
 size_t kern_cuda_smem_optin(kern_backend *be);
+/* (ops_cuda.cu) Kernel attributes, once per backend on its device (the dynamic shared memory
+ * opt-in of the tensor-core kernels, up to smem_optin bytes). */
+cudaError_t kern_cuda_ops_init(size_t smem_optin);
 /* The device's multiprocessors (work split to fill them). */
 int kern_cuda_sm_count(kern_backend *be);
 /* Device copies of the step's tables (kern_step_tables). */

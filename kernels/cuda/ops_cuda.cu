@@ -361,6 +361,26 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
     }
 }
 
+// acc += A B where one factor is held as `parts` bf16 parts (split_bf16 / split3_bf16) at a
+// fixed distance from each other: a_step (elements) between the parts of A, or b_step between
+// those of B (the other step 0: that factor is loaded once). A tile at a (ldm lda), B at b (ldb).
+template <typename LA, typename LB>
+__device__ __forceinline__ void mma_parts(nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> &acc,
+                                          const __nv_bfloat16 *a, unsigned lda, size_t a_step, const __nv_bfloat16 *b,
+                                          unsigned ldb, size_t b_step, int parts) {
+    namespace wm = nvcuda::wmma;
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, LA> fa;
+    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, LB> fb;
+    wm::load_matrix_sync(fa, a, lda);
+    wm::load_matrix_sync(fb, b, ldb);
+    wm::mma_sync(acc, fa, fb, acc);
+    for (int k = 1; k < parts; k++) {
+        if (a_step) wm::load_matrix_sync(fa, a + k * a_step, lda);
+        if (b_step) wm::load_matrix_sync(fb, b + k * b_step, ldb);
+        wm::mma_sync(acc, fa, fb, acc);
+    }
+}
+
 // The chunked SSD form (kernels.md §1.3, design A of §1.4 fused into one kernel) for the
 // sequences of a step with many rows: block (sequence, head, slice of pb head columns) walks the
 // sequence's chunks of SSD_Q rows in order with its rows of the running state H (pb x N, f32) in
@@ -384,8 +404,9 @@ __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const 
 constexpr int SSD_Q = 64, SSD_WARPS = 8;
 constexpr int64_t SSD_MIN_ROWS = 32; /* shorter sequences: the recurrence */
 struct ssd_layout {
-    size_t hf, hh, hm, hl, xb, bb, cb, mh, mm, ml, wh, wm, wl, scr, dtl, total;
+    size_t hf, hh, hm, hl, xb, bb, cb, mh, mm, ml, wh, wm, wl, scr, dtl, total; /* byte offsets */
     int ldhf, ldn, ldp, ldq;
+    size_t part_h, part_m, part_w; /* elements from one bf16 part of H / M / W to the next */
 };
 __host__ __device__ inline size_t ssd_take(size_t *o, size_t bytes) {
     const size_t r = *o;
@@ -415,6 +436,9 @@ __host__ __device__ inline ssd_layout ssd_plan(int64_t P, int64_t N) {
     l.scr = ssd_take(&o, (size_t)SSD_WARPS * 512 * 4);
     l.dtl = ssd_take(&o, (size_t)2 * SSD_Q * 4);
     l.total = o;
+    l.part_h = (l.hm - l.hh) / 2; /* (the three parts of each: consecutive regions of one size) */
+    l.part_m = (l.mm - l.mh) / 2;
+    l.part_w = (l.wm - l.wh) / 2;
     return l;
 }
 
@@ -427,12 +451,10 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
     char *sm = (char *)ssd_smem;
     const ssd_layout Ly = ssd_plan(pb, N);
     float *Hf = (float *)(sm + Ly.hf), *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
-    __nv_bfloat16 *Hh = (__nv_bfloat16 *)(sm + Ly.hh), *Hm = (__nv_bfloat16 *)(sm + Ly.hm), *Hl = (__nv_bfloat16 *)(sm + Ly.hl),
+    __nv_bfloat16 *Hh = (__nv_bfloat16 *)(sm + Ly.hh), *Hm = Hh + Ly.part_h, *Hl = Hm + Ly.part_h,
                   *Xb = (__nv_bfloat16 *)(sm + Ly.xb), *Bb = (__nv_bfloat16 *)(sm + Ly.bb),
-                  *Cb = (__nv_bfloat16 *)(sm + Ly.cb), *Mh = (__nv_bfloat16 *)(sm + Ly.mh),
-                  *Mm = (__nv_bfloat16 *)(sm + Ly.mm), *Ml = (__nv_bfloat16 *)(sm + Ly.ml),
-                  *Wh = (__nv_bfloat16 *)(sm + Ly.wh), *Wm = (__nv_bfloat16 *)(sm + Ly.wm),
-                  *Wl = (__nv_bfloat16 *)(sm + Ly.wl);
+                  *Cb = (__nv_bfloat16 *)(sm + Ly.cb), *Mh = (__nv_bfloat16 *)(sm + Ly.mh), *Mm = Mh + Ly.part_m,
+                  *Ml = Mm + Ly.part_m, *Wh = (__nv_bfloat16 *)(sm + Ly.wh), *Wm = Wh + Ly.part_w, *Wl = Wm + Ly.part_w;
     const int tid = threadIdx.x, nth = blockDim.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1,
               half = lane & 1;
     float *scr = (float *)(sm + Ly.scr) + w * 512;
@@ -487,13 +509,9 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
             if (tj <= ti) {
                 facc acc;
                 wm::fill_fragment(acc, 0.f);
-                for (int64_t kn = 0; kn < nn; kn++) {
-                    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
-                    wm::load_matrix_sync(a, Cb + ti * 16 * ldn + kn * 16, ldn);
-                    wm::load_matrix_sync(b, Bb + tj * 16 * ldn + kn * 16, ldn);
-                    wm::mma_sync(acc, a, b, acc);
-                }
+                for (int64_t kn = 0; kn < nn; kn++)
+                    mma_parts<wm::row_major, wm::col_major>(acc, Cb + ti * 16 * ldn + kn * 16, ldn, 0,
+                                                            Bb + tj * 16 * ldn + kn * 16, ldn, 0, 1);
                 wm::store_matrix_sync(scr, acc, 16, wm::mem_row_major);
                 __syncwarp();
             }
@@ -518,28 +536,12 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
             facc a1, a2;
             wm::fill_fragment(a1, 0.f);
             wm::fill_fragment(a2, 0.f);
-            for (int64_t kk = 0; kk <= ti; kk++) { /* M is zero above the diagonal */
-                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-                wm::load_matrix_sync(b, Xb + kk * 16 * ldp + pj * 16, ldp);
-                wm::load_matrix_sync(a, Mh + ti * 16 * ldq + kk * 16, ldq);
-                wm::mma_sync(a1, a, b, a1);
-                wm::load_matrix_sync(a, Mm + ti * 16 * ldq + kk * 16, ldq);
-                wm::mma_sync(a1, a, b, a1);
-                wm::load_matrix_sync(a, Ml + ti * 16 * ldq + kk * 16, ldq);
-                wm::mma_sync(a1, a, b, a1);
-            }
-            for (int64_t kn = 0; kn < nn; kn++) { /* C H^T: H^T (n, p) is H[p][n], column-major */
-                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
-                wm::load_matrix_sync(a, Cb + ti * 16 * ldn + kn * 16, ldn);
-                wm::load_matrix_sync(b, Hh + pj * 16 * ldn + kn * 16, ldn);
-                wm::mma_sync(a2, a, b, a2);
-                wm::load_matrix_sync(b, Hm + pj * 16 * ldn + kn * 16, ldn);
-                wm::mma_sync(a2, a, b, a2);
-                wm::load_matrix_sync(b, Hl + pj * 16 * ldn + kn * 16, ldn);
-                wm::mma_sync(a2, a, b, a2);
-            }
+            for (int64_t kk = 0; kk <= ti; kk++) /* M is zero above the diagonal */
+                mma_parts<wm::row_major, wm::row_major>(a1, Mh + ti * 16 * ldq + kk * 16, ldq, Ly.part_m, Xb + kk * 16 * ldp + pj * 16,
+                                                        ldp, 0, 3);
+            for (int64_t kn = 0; kn < nn; kn++) /* C H^T: H^T (n, p) is H[p][n], column-major */
+                mma_parts<wm::row_major, wm::col_major>(a2, Cb + ti * 16 * ldn + kn * 16, ldn, 0, Hh + pj * 16 * ldn + kn * 16,
+                                                        ldn, Ly.part_h, 3);
             wm::store_matrix_sync(scr, a1, 16, wm::mem_row_major);
             wm::store_matrix_sync(scr + 256, a2, 16, wm::mem_row_major);
             __syncwarp();
@@ -562,17 +564,9 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
             const int64_t pi = tile / nn, nj = tile % nn;
             facc acc;
             wm::fill_fragment(acc, 0.f);
-            for (int ks = 0; ks < SSD_Q / 16; ks++) { /* W^T (p, s) is W[s][p], column-major */
-                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::col_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-                wm::load_matrix_sync(b, Bb + ks * 16 * ldn + nj * 16, ldn);
-                wm::load_matrix_sync(a, Wh + ks * 16 * ldp + pi * 16, ldp);
-                wm::mma_sync(acc, a, b, acc);
-                wm::load_matrix_sync(a, Wm + ks * 16 * ldp + pi * 16, ldp);
-                wm::mma_sync(acc, a, b, acc);
-                wm::load_matrix_sync(a, Wl + ks * 16 * ldp + pi * 16, ldp);
-                wm::mma_sync(acc, a, b, acc);
-            }
+            for (int ks = 0; ks < SSD_Q / 16; ks++) /* W^T (p, s) is W[s][p], column-major */
+                mma_parts<wm::col_major, wm::row_major>(acc, Wh + ks * 16 * ldp + pi * 16, ldp, Ly.part_w, Bb + ks * 16 * ldn + nj * 16,
+                                                        ldn, 0, 3);
             wm::store_matrix_sync(scr, acc, 16, wm::mem_row_major);
             __syncwarp();
             const int64_t p = pi * 16 + r;
@@ -784,6 +778,55 @@ constexpr size_t FA_SMEM = 2 * FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + 2 * F
 static_assert(FA_Q_BYTES % 128 == 0 && FA_KV_BYTES % 128 == 0 && FA_S_BYTES % 128 == 0 && FA_P_BYTES % 128 == 0,
               "shared regions keep the 256-bit alignment WMMA needs");
 
+// The two flash kernels' tile steps (warp level; Ks / Vs: the block's key tile, FA_LDB stride).
+// S (16 x FA_BC, row stride FA_LDS) = Q K^T for the warp's 16 query rows at q (parts of Q q_step
+// apart) over head dims of nd * 16.
+__device__ __forceinline__ void fa_scores(float *S, const __nv_bfloat16 *q, size_t q_step, int parts,
+                                          const __nv_bfloat16 *Ks, int64_t nd) {
+    namespace wm = nvcuda::wmma;
+    for (int jn = 0; jn < FA_BC / 16; jn++) {
+        wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+        wm::fill_fragment(acc, 0.f);
+        for (int64_t kd = 0; kd < nd; kd++)
+            mma_parts<wm::row_major, wm::col_major>(acc, q + kd * 16, FA_LDB, q_step, Ks + jn * 16 * FA_LDB + kd * 16, FA_LDB,
+                                                    0, parts);
+        wm::store_matrix_sync(S + jn * 16, acc, FA_LDS, wm::mem_row_major);
+    }
+    __syncwarp();
+}
+// O += P V for the warp's rows: P (16 x FA_BC bf16, stride FA_LDP) in PARTS parts p_step apart,
+// held as fragments across the 16-column slabs of V; each slab's product through the 16 x 16
+// scratch Ow into O, whose layout the kernel chooses (lane 2r + half: row r, columns
+// 8 half .. 8 half + 7 of each slab).
+template <int PARTS>
+__device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bfloat16 *P, size_t p_step,
+                                      const __nv_bfloat16 *Vs, int64_t nd, float *Ow, int r, int half) {
+    namespace wm = nvcuda::wmma;
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[PARTS][FA_BC / 16];
+#pragma unroll
+    for (int k = 0; k < PARTS; k++)
+#pragma unroll
+        for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[k][kk], P + k * p_step + kk * 16, FA_LDP);
+#pragma unroll
+    for (int sl = 0; sl < MAX_D / 16; sl++) {
+        if (sl >= nd) break;
+        wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+        wm::fill_fragment(acc, 0.f);
+#pragma unroll
+        for (int kk = 0; kk < FA_BC / 16; kk++) {
+            wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
+            wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
+#pragma unroll
+            for (int k = 0; k < PARTS; k++) wm::mma_sync(acc, pa[k][kk], b, acc);
+        }
+        wm::store_matrix_sync(Ow, acc, 16, wm::mem_row_major);
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < 8; i++) O[sl][i] += Ow[r * 16 + 8 * half + i];
+        __syncwarp(); /* (read before the next slab's store) */
+    }
+}
+
 __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     k_attention_flash(V2 o, V2 q, const __nv_bfloat16 *kc, const __nv_bfloat16 *vc, int64_t L, int64_t NH, int64_t NKV,
                       const kern_seq *seqs, int n_seq, int64_t flash_rows) {
@@ -853,24 +896,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         }
         __syncthreads();
         if (k0 > wmax) continue; /* no key of this tile for the warp's rows (warp-uniform) */
-        /* S = Q K^T */
-        for (int jn = 0; jn < FA_BC / 16; jn++) {
-            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
-            wm::fill_fragment(acc, 0.f);
-            for (int64_t kd = 0; kd < nd; kd++) {
-                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
-                wm::load_matrix_sync(b, Ks + jn * 16 * FA_LDB + kd * 16, FA_LDB);
-                wm::load_matrix_sync(a, Qh + 16 * w * FA_LDB + kd * 16, FA_LDB);
-                wm::mma_sync(acc, a, b, acc);
-                if (lo_q) {
-                    wm::load_matrix_sync(a, Ql + 16 * w * FA_LDB + kd * 16, FA_LDB);
-                    wm::mma_sync(acc, a, b, acc);
-                }
-            }
-            wm::store_matrix_sync(Sw + jn * 16, acc, FA_LDS, wm::mem_row_major);
-        }
-        __syncwarp();
+        fa_scores(Sw, Qh + 16 * w * FA_LDB, (size_t)(Ql - Qh), lo_q ? 2 : 1, Ks, nd); /* S = Q K^T */
         /* the online softmax: lanes 2r and 2r + 1 take row r, columns 32 half .. 32 half + 31 */
         float s[FA_BC / 2], mx = -INFINITY;
 #pragma unroll
@@ -897,31 +923,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
 #pragma unroll
             for (int i = 0; i < 8; i++) O[sl][i] *= corr;
         __syncwarp();
-        /* O += P V, a 16-column slab at a time */
-        wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16], pl[FA_BC / 16];
-#pragma unroll
-        for (int kk = 0; kk < FA_BC / 16; kk++) {
-            wm::load_matrix_sync(pa[kk], Ph + kk * 16, FA_LDP);
-            wm::load_matrix_sync(pl[kk], Pl + kk * 16, FA_LDP);
-        }
-#pragma unroll
-        for (int sl = 0; sl < MAX_D / 16; sl++) {
-            if (sl >= nd) break;
-            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
-            wm::fill_fragment(acc, 0.f);
-#pragma unroll
-            for (int kk = 0; kk < FA_BC / 16; kk++) {
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-                wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
-                wm::mma_sync(acc, pa[kk], b, acc);
-                wm::mma_sync(acc, pl[kk], b, acc);
-            }
-            wm::store_matrix_sync(Ow, acc, 16, wm::mem_row_major);
-            __syncwarp();
-#pragma unroll
-            for (int i = 0; i < 8; i++) O[sl][i] += Ow[r * 16 + 8 * half + i];
-            __syncwarp(); /* (read before the next slab's store) */
-        }
+        fa_pv<2>(O, Ph, (size_t)(Pl - Ph), Vs, nd, Ow, r, half); /* O += P V */
     }
     if (row >= nr) return;
     const int64_t orow = sq.row0 + t0 + row;
@@ -1065,28 +1067,12 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         }
         __syncthreads();
     };
-    /* S = Q K^T of the staged tile into the warp's score tile */
-    auto scores = [&]() {
-        for (int jn = 0; jn < FA_BC / 16; jn++) {
-            wm::fragment<wm::accumulator, 16, 16, 16, float> sacc;
-            wm::fill_fragment(sacc, 0.f);
-            for (int64_t kd = 0; kd < nd; kd++) {
-                wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
-                wm::load_matrix_sync(b, Ks + jn * 16 * FA_LDB + kd * 16, FA_LDB);
-                wm::load_matrix_sync(a, Qs + 16 * w * FA_LDB + kd * 16, FA_LDB);
-                wm::mma_sync(sacc, a, b, sacc);
-            }
-            wm::store_matrix_sync(Sw + jn * 16, sacc, FA_LDS, wm::mem_row_major);
-        }
-        __syncwarp();
-    };
     for (int64_t j0 = 0; j0 < Ti; j0 += FA_KV_BLOCK) {
         const int64_t j1 = j0 + FA_KV_BLOCK < Ti ? j0 + FA_KV_BLOCK : Ti;
         float bm = -INFINITY;
         for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 1: the block's max */
             stage(k0, 0);
-            scores();
+            fa_scores(Sw, Qs + 16 * w * FA_LDB, 0, 1, Ks, nd);
             for (int c = 0; c < FA_BC / 2; c++) {
                 const int64_t j = k0 + FA_BC / 2 * half + c;
                 if (j < j1) bm = fmaxf(bm, __fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale));
@@ -1106,7 +1092,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         float bs = 0.f;
         for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 2: p = bf16(e), acc += P V */
             stage(k0, 1);
-            scores();
+            fa_scores(Sw, Qs + 16 * w * FA_LDB, 0, 1, Ks, nd);
             for (int c = 0; c < FA_BC / 2; c++) {
                 const int64_t j = k0 + FA_BC / 2 * half + c;
                 const float e = j < j1 ? expf(__fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale) - Mn) : 0.f;
@@ -1114,26 +1100,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
                 Pw[r * FA_LDP + FA_BC / 2 * half + c] = __float2bfloat16_rn(e);
             }
             __syncwarp();
-            wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16];
-#pragma unroll
-            for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[kk], Pw + kk * 16, FA_LDP);
-#pragma unroll
-            for (int sl = 0; sl < MAX_D / 16; sl++) {
-                if (sl >= nd) break;
-                wm::fragment<wm::accumulator, 16, 16, 16, float> pv;
-                wm::fill_fragment(pv, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < FA_BC / 16; kk++) {
-                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-                    wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
-                    wm::mma_sync(pv, pa[kk], b, pv);
-                }
-                wm::store_matrix_sync(Ow, pv, 16, wm::mem_row_major);
-                __syncwarp();
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[sl][i] = __fadd_rn(acc[sl][i], Ow[r * 16 + 8 * half + i]);
-                __syncwarp(); /* (read before the next slab's store) */
-            }
+            fa_pv<1>(acc, Pw, 0, Vs, nd, Ow, r, half);
         }
         l += bs + __shfl_xor_sync(0xffffffffu, bs, 1);
         M = Mn;
@@ -1370,6 +1337,14 @@ __device__ __forceinline__ void e4m3x2_f32(uint32_t two, float &lo, float &hi) {
 // float4. The sums are the CPU twin's products in another order, the scales applied once per sum
 // (a product of the same factors). Needs K % 32 == 0 and 16-byte aligned rows (the host checks),
 // else k_matmul_quant.
+// 16 floats from a 16-byte aligned address, as four float4 loads
+__device__ __forceinline__ void load16(float (&xf)[16], const float *p) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const float4 v = ((const float4 *)p)[q];
+        xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
+    }
+}
 constexpr int GV_ROWS = 4;
 /* activation rows per warp: NVFP4 keeps 4 (with 8 it spilled 164 bytes at 2 blocks per SM; with
    4, 60 bytes, which L1 holds: to measure against 1 block per SM and no spills) */
@@ -1411,13 +1386,8 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
 #pragma unroll
             for (int m = 0; m < QMV; m++) { /* (compile-time indices keep acc in registers) */
                 if (m >= mn) break;
-                const float4 *xp = (const float4 *)(xq + (m0 + m) * K + 16 * c);
                 float xf[16];
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const float4 v = xp[q];
-                    xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
-                }
+                load16(xf, xq + (m0 + m) * K + 16 * c);
 #pragma unroll
                 for (int r = 0; r < GV_ROWS; r++)
 #pragma unroll
@@ -1433,13 +1403,8 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
 #pragma unroll
                 for (int m = 0; m < QMV; m++) {
                     if (m >= mn) break;
-                    const float4 *xp = (const float4 *)(xq + (m0 + m) * K + QBLK * blk);
                     float xf[16];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const float4 v = xp[q];
-                        xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
-                    }
+                    load16(xf, xq + (m0 + m) * K + QBLK * blk);
 #pragma unroll
                     for (int r = 0; r < GV_ROWS; r++) { /* (the codes decoded per activation row: one for decode) */
                         const uint32_t u0 = hb ? wv[r].z : wv[r].x, u1 = hb ? wv[r].w : wv[r].y;
@@ -1464,6 +1429,13 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
             if (lane == 0 && n0 + r < N) st(y.p, (m0 + m) * y.ld + n0 + r, a * wscale, y.dt);
         }
     }
+}
+
+/* A kernel switch (README's NVL_CUDA_FLASH / _SSD / _GEMV): off only when the variable is "0";
+ * each op reads it once (a function-local static). */
+int kernel_switch(const char *name) {
+    const char *e = getenv(name);
+    return !(e && e[0] == '0' && !e[1]);
 }
 
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
@@ -1694,10 +1666,7 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
     const int64_t per_block = EW_BLOCK / WARP_SIZE, by = (M + QM - 1) / QM;
     /* the GEMV where its loads fit (NVL_CUDA_GEMV=0: never, for comparisons) */
-    static const int gemv_on = [] {
-        const char *e = getenv("NVL_CUDA_GEMV");
-        return !(e && e[0] == '0' && !e[1]);
-    }();
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV");
     const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
     const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
     if (gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL && gy <= 65535) {
@@ -1949,10 +1918,7 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     /* sequences of SSD_MIN_ROWS rows or more to k_ssm_chunked unless the recurrence is asked for,
        when x, B and C are bf16 and P, N multiples of 16 whose tiles fit the shared memory
        (NVL_CUDA_SSD=0: never, for comparisons); the rest to the recurrence */
-    static const int ssd_on = [] {
-        const char *e = getenv("NVL_CUDA_SSD");
-        return !(e && e[0] == '0' && !e[1]);
-    }();
+    static const int ssd_on = kernel_switch("NVL_CUDA_SSD");
     /* head columns per block: all, or fewer (multiples of 16 dividing P) while the blocks would not
        fill the device's SMs twice */
     int64_t n_long = 0;
@@ -1974,7 +1940,6 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     for (int i = 0; chunk_rows && i < n_seq; i++) n_chunked += seqs[i].n_rows >= chunk_rows && seqs[i].slot >= 0;
     if (!n_chunked) chunk_rows = 0;
     if (n_chunked) {
-        CUDA_CHECK(cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssd_smem));
         k_ssm_chunked<<<dim3((unsigned)n_chunked, (unsigned)H, (unsigned)(P / pb)), SSD_WARPS * WARP_SIZE, ssd_smem,
                         kern_cuda_stream(be)>>>(yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data,
                                                 (float *)state->data, H, P, N, n_group, ds, n_seq, chunk_rows, pb);
@@ -2017,10 +1982,7 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
        is bf16 and D a multiple of 16 (NVL_CUDA_FLASH=0: never, for comparisons); the other rows to
        k_attention_causal: few rows (decode) with ATT_SPLITS key splits per (row, head) and a
        combine, many with one */
-    static const int flash_on = [] {
-        const char *e = getenv("NVL_CUDA_FLASH");
-        return !(e && e[0] == '0' && !e[1]);
-    }();
+    static const int flash_on = kernel_switch("NVL_CUDA_FLASH");
     int64_t flash_rows = flash_on && kc->dtype == NVL_DTYPE_BF16 && D % 16 == 0 && n_head <= 65535 &&
                                  FA_SMEM <= kern_cuda_smem_optin(be)
                              ? FA_MIN_ROWS
@@ -2041,7 +2003,6 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
     if (blocks > 0x7fffffffLL || fa_tiles > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)T, (long long)n_head);
     if (fa_tiles) {
-        CUDA_CHECK(cudaFuncSetAttribute(k_attention_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_SMEM));
         k_attention_flash<<<dim3((unsigned)fa_tiles, (unsigned)n_head), FA_WARPS * WARP_SIZE, FA_SMEM,
                             kern_cuda_stream(be)>>>(ov, qv, (const __nv_bfloat16 *)kc->data, (const __nv_bfloat16 *)vc->data,
                                                     kc->shape[1], n_head, n_head_kv, tb.seqs, n_seq, flash_rows);
@@ -2071,14 +2032,10 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     if (blocks > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
     const int64_t Ti = qv.rows / n_img, D = ov.cols / n_head, n_qt = (Ti + FA_BR - 1) / FA_BR;
-    static const int flash_on = [] {
-        const char *e = getenv("NVL_CUDA_FLASH");
-        return !(e && e[0] == '0' && !e[1]);
-    }();
+    static const int flash_on = kernel_switch("NVL_CUDA_FLASH");
     if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
         flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && FV_SMEM <= kern_cuda_smem_optin(be)) {
         /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */
-        CUDA_CHECK(cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FV_SMEM));
         k_attention_full_flash<<<dim3((unsigned)(n_img * n_qt), (unsigned)n_head), FA_WARPS * WARP_SIZE, FV_SMEM,
                                  kern_cuda_stream(be)>>>(ov, qv, Ti, n_head, n_qt);
         DONE();
@@ -2192,6 +2149,16 @@ nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, 
 }
 
 } // namespace
+
+/* Once per backend, on its device: the kernels that take more than 48 KiB of dynamic shared
+ * memory may take up to the device's opt-in limit (each launch checks its own need against it). */
+extern "C" cudaError_t kern_cuda_ops_init(size_t smem_optin) {
+    const int v = (int)smem_optin;
+    cudaError_t e = cudaFuncSetAttribute(k_attention_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    return e;
+}
 
 extern "C" const struct kern_ops_i kern_cuda_ops = {
     c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy, c_argmax_rows,
