@@ -106,8 +106,13 @@ static inline int test_write_file(const char *path, const void *data, size_t n) 
  *   NMSE = sum((a-b)^2) / sum(b^2) <= max_nmse   and   |a-b| <= atol + rtol*|b| for every element.
  * Prints the first 5 violations, the worst element and the NMSE; checks NaN/inf. Counts one
  * pass or fail. Returns 1 when both hold. */
-static inline int test_compare_f32(const char *what, const float *got, const float *ref, size_t n,
-                                   double atol, double rtol, double max_nmse) {
+/* test_compare_f32 with a bound per element of atol + rtol |ref| + gamma mag[i] (mag NULL: none):
+ * mag[i] the sum of the magnitudes of the terms of element i (the computation on absolute
+ * values), gamma the floating-point error per unit of it, e.g. n u for sums of n terms in f32 (u =
+ * 2^-24; Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., 3.1): for values that
+ * are small differences of large terms, whose error scales with the terms, not with the value. */
+static inline int test_compare_f32_mag(const char *what, const float *got, const float *ref, const double *mag,
+                                       size_t n, double atol, double rtol, double gamma, double max_nmse) {
     double num = 0, den = 0, worst = -1;
     size_t worst_i = 0, n_bad = 0, n_nonfinite = 0;
     for (size_t i = 0; i < n; i++) {
@@ -119,11 +124,11 @@ static inline int test_compare_f32(const char *what, const float *got, const flo
         double d = fabs(a - b);
         num += d * d;
         den += b * b;
-        double excess = d - (atol + rtol * fabs(b));
-        if (excess > 0) {
+        const double bound = atol + rtol * fabs(b) + (mag ? gamma * mag[i] : 0.0);
+        if (d - bound > 0) {
             if (n_bad < 5)
                 fprintf(stderr, "  %s[%zu]: got %.9g, expected %.9g (|diff| %.3g > %.3g)\n", what,
-                        i, a, b, d, atol + rtol * fabs(b));
+                        i, a, b, d, bound);
             n_bad++;
         }
         if (d > worst) {
@@ -136,14 +141,19 @@ static inline int test_compare_f32(const char *what, const float *got, const flo
     if (!ok || getenv("NVL_TEST_VERBOSE"))
         fprintf(stderr,
                 "%s %s: n=%zu nmse=%.3g (max %.3g) worst |diff| %.3g at [%zu] (got %.9g ref %.9g), "
-                "%zu outside atol %.3g + rtol %.3g, %zu non-finite\n",
+                "%zu outside atol %.3g + rtol %.3g%s, %zu non-finite\n",
                 ok ? "ok" : "FAIL", what, n, nmse, max_nmse, worst < 0 ? 0 : worst, worst_i,
-                n ? got[worst_i] : 0.0, n ? ref[worst_i] : 0.0, n_bad, atol, rtol, n_nonfinite);
+                n ? got[worst_i] : 0.0, n ? ref[worst_i] : 0.0, n_bad, atol, rtol, mag ? " + gamma mag" : "",
+                n_nonfinite);
     if (ok)
         g_test_pass++;
     else
         g_test_fail++;
     return ok;
+}
+static inline int test_compare_f32(const char *what, const float *got, const float *ref, size_t n,
+                                   double atol, double rtol, double max_nmse) {
+    return test_compare_f32_mag(what, got, ref, NULL, n, atol, rtol, 0.0, max_nmse);
 }
 
 /* Deterministic xorshift RNG for test inputs. */

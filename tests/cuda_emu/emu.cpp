@@ -14,6 +14,19 @@
 #include "cuda_emu.h"
 #include "quant_round.cuh"
 
+int emu::math_ulp_mode() { /* NVL_CUDA_EMU_MATH=ulp (cuda_emu.h, the device's math library) */
+    static int m = -1;
+    if (m < 0) {
+        const char *v = getenv("NVL_CUDA_EMU_MATH");
+        if (v && *v && strcmp(v, "ulp") && strcmp(v, "exact")) {
+            fprintf(stderr, "cuda emulator: NVL_CUDA_EMU_MATH must be ulp or exact\n");
+            abort();
+        }
+        m = v && !strcmp(v, "ulp");
+    }
+    return m;
+}
+
 static int emu_trace(void) { /* NVL_CUDA_EMU_TRACE=1: every cuBLAS / cuBLASLt call to stderr */
     static int t = -1;
     if (t < 0) t = getenv("NVL_CUDA_EMU_TRACE") && atoi(getenv("NVL_CUDA_EMU_TRACE")) > 0;
@@ -176,7 +189,27 @@ uint64_t shfl_xor(uint64_t v, int lane_mask) {
     return b->xbuf[2 * (size_t)p + g];
 }
 
-/* Runs one block's threads as fibers (switching only at barriers and warp exchanges). */
+/* The schedule. A block's warps run one at a time, each as far as it can go (through its warp
+ * exchanges) before the next starts, and the lanes of a warp one at a time up to their next
+ * exchange. So a warp runs ahead of the others to the barrier, as a device may let it: a missing
+ * __syncthreads between one warp's read of shared memory and another's later write of it (a
+ * reuse) shows, as does a read of what another warp writes (a read before the write).
+ * NVL_CUDA_EMU_ORDER=reverse runs the warps, and the lanes of each, last first, and the grid's
+ * blocks first first. Running the tests in both orders puts every reader of shared memory that a
+ * barrier does not order after its writer before the writer in one of them (it then reads stale
+ * or poisoned memory and the results differ), and every writer that reuses memory too early
+ * before a reader in the other. */
+static int order_reversed(void) {
+    static int r = -1;
+    if (r < 0) {
+        const char *v = getenv("NVL_CUDA_EMU_ORDER");
+        if (v && *v && strcmp(v, "reverse") && strcmp(v, "forward")) emu_fatal("NVL_CUDA_EMU_ORDER must be forward or reverse");
+        r = v && !strcmp(v, "reverse");
+    }
+    return r;
+}
+
+/* Runs one block's threads as fibers (switching only at barriers and warp exchanges), warp by warp. */
 static void run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<void()> &body) {
     const int n = (int)(bd.x * bd.y * bd.z);
     block_run b;
@@ -198,35 +231,43 @@ static void run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<voi
         f.fake = NULL;
         f.sp = fiber_stack_init(f.stack_lo, STACK, fiber_main);
     }
+    const int rev = order_reversed(), nw = (n + 31) / 32;
     for (;;) {
         int progress = 0;
-        for (int i = 0; i < n; i++)
-            if (b.f[(size_t)i].st == F_RUN) {
-                b.cur_i = i;
-                cur = &b.f[(size_t)i].ctx;
-                ASAN_START(&b.sched_fake, b.f[(size_t)i].stack_lo, STACK);
-                emu_ctx_switch(&b.sched_sp, b.f[(size_t)i].sp);
-                ASAN_FINISH(b.sched_fake, NULL, NULL);
+        for (int k = 0; k < nw; k++) { /* each warp in turn, as far as it goes before the barrier */
+            const int w = rev ? nw - 1 - k : k, lo = 32 * w, hi = n < lo + 32 ? n : lo + 32;
+            for (;;) {
+                int ran = 0;
+                for (int j = 0; j < hi - lo; j++) {
+                    const int i = rev ? hi - 1 - j : lo + j;
+                    if (b.f[(size_t)i].st != F_RUN) continue;
+                    b.cur_i = i;
+                    cur = &b.f[(size_t)i].ctx;
+                    ASAN_START(&b.sched_fake, b.f[(size_t)i].stack_lo, STACK);
+                    emu_ctx_switch(&b.sched_sp, b.f[(size_t)i].sp);
+                    ASAN_FINISH(b.sched_fake, NULL, NULL);
+                    ran = 1;
+                }
+                int a = 0, x = 0; /* the warp's living threads all wait at an exchange: it goes on */
+                for (int i = lo; i < hi; i++) {
+                    a += b.f[(size_t)i].st != F_DONE;
+                    x += b.f[(size_t)i].st == F_WARP;
+                }
+                if (a && a == x) {
+                    for (int i = lo; i < hi; i++)
+                        if (b.f[(size_t)i].st == F_WARP) b.f[(size_t)i].st = F_RUN;
+                    ran = 1;
+                }
+                if (!ran) break;
                 progress = 1;
             }
+        }
         int alive = 0, at_bar = 0;
         for (int i = 0; i < n; i++) {
             alive += b.f[(size_t)i].st != F_DONE;
             at_bar += b.f[(size_t)i].st == F_BAR;
         }
         if (!alive) break;
-        for (int w = 0; w < n; w += 32) { /* a warp whose living threads all wait at an exchange */
-            int a = 0, x = 0;
-            for (int i = w; i < n && i < w + 32; i++) {
-                a += b.f[(size_t)i].st != F_DONE;
-                x += b.f[(size_t)i].st == F_WARP;
-            }
-            if (a && a == x) {
-                for (int i = w; i < n && i < w + 32; i++)
-                    if (b.f[(size_t)i].st == F_WARP) b.f[(size_t)i].st = F_RUN;
-                progress = 1;
-            }
-        }
         if (at_bar == alive) { /* every living thread at the barrier */
             for (int i = 0; i < n; i++)
                 if (b.f[(size_t)i].st == F_BAR) b.f[(size_t)i].st = F_RUN;
@@ -243,8 +284,10 @@ void run_grid(dim3 g, dim3 bd, size_t smem, const std::function<void()> &body) {
     for (unsigned bz_ = 0; bz_ < g.z; bz_++)
         for (unsigned by_ = 0; by_ < g.y; by_++)
             for (unsigned bx_ = 0; bx_ < g.x; bx_++) {
-                /* the last block first: a device runs them in any order */
-                const unsigned bx = g.x - 1 - bx_, by = g.y - 1 - by_, bz = g.z - 1 - bz_;
+                /* the last block first (reversed order: the first first): a device runs them in
+                   any order */
+                const int rev = order_reversed();
+                const unsigned bx = rev ? bx_ : g.x - 1 - bx_, by = rev ? by_ : g.y - 1 - by_, bz = rev ? bz_ : g.z - 1 - bz_;
                 poison_shared();
                 run_block_fibers(g, bd, uint3{bx, by, bz}, body);
             }

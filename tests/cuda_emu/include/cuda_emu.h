@@ -7,9 +7,11 @@
  *
  * Execution: a launch runs its blocks one after another, the last first (a kernel that counts on
  * another block's writes, which a device runs in any order, fails); the threads of a block run as fibers
- * (a stack switch, no system call) that switch only at __syncthreads and warp shuffles, so shared
- * memory (`__shared__` becomes a static in one section) is the block's while it runs; it is filled
- * with 0xff bytes before each block. Device memory is host memory, exactly the bytes asked and
+ * (a stack switch, no system call) that switch only at __syncthreads and warp shuffles, warp by
+ * warp, each warp as far as it goes before the barrier (NVL_CUDA_EMU_ORDER=reverse: warps and
+ * lanes last first, blocks first first; see emu.cpp's schedule), so shared memory (`__shared__`
+ * becomes a static in one section) is the block's while it runs; it is filled with 0xff bytes
+ * before each block. Device memory is host memory, exactly the bytes asked and
  * NaN-filled when allocated (so ASan sees a kernel's out-of-bounds accesses, and a read of memory
  * nobody wrote spreads NaN); streams run in order, synchronously; a stream capture records the
  * launches and copies as closures, which a graph launch replays.
@@ -289,6 +291,36 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int lane_ma
 }
 template <typename T> static inline T min(T a, T b) { return a < b ? a : b; }
 template <typename T> static inline T max(T a, T b) { return a > b ? a : b; }
+
+/* The device's math library. CUDA's single-precision expf and erff are within 2 ulps of the true
+ * value and log1pf within 1 (CUDA C++ Programming Guide, "Mathematical Functions", without
+ * -use_fast_math, as nanovl builds); glibc's, which the emulator calls, are within about half an
+ * ulp. NVL_CUDA_EMU_MATH=ulp moves each result by a whole number of ulps in [-n, n] (n: the
+ * function's CUDA bound), a hash of the argument choosing which, so that bounds and bit-equality
+ * claims the GPU tests make hold for any library within CUDA's stated errors (here up to n + 1/2
+ * ulps from the true value: a little worse than a device). sqrtf and f32 division are correctly
+ * rounded on both. */
+namespace emu {
+int math_ulp_mode();
+}
+static inline float emu_math_ulp(float r, float x, int n) {
+    if (!emu::math_ulp_mode() || !isfinite(r) || r == 0.f) return r;
+    uint32_t h;
+    memcpy(&h, &x, 4);
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    int k = (int)(h % (uint32_t)(2 * n + 1)) - n;
+    for (; k > 0; k--) r = nextafterf(r, INFINITY);
+    for (; k < 0; k++) r = nextafterf(r, -INFINITY);
+    return r;
+}
+static inline float emu_expf(float x) { return emu_math_ulp(expf(x), x, 2); }
+static inline float emu_erff(float x) { return emu_math_ulp(erff(x), x, 2); }
+static inline float emu_log1pf(float x) { return emu_math_ulp(log1pf(x), x, 1); }
+#define expf(x) emu_expf(x)
+#define erff(x) emu_erff(x)
+#define log1pf(x) emu_log1pf(x)
 #endif
 
 #endif // TESTS_CUDA_EMU_H
