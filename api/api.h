@@ -95,6 +95,7 @@ api_engine_opts api_engine_opts_default(void); /* max_batch 16, seq_mem_mb 0, vi
 typedef struct api_ask_params {
     int max_tiles;      /* per image, 1..12 (default: the checkpoint's max_num_tiles) */
     const char *pages;  /* PDF page range "1-3,7" (NULL: all, within media limits) */
+    const char *password; /* opens the request's encrypted PDFs (NULL: none); a media part's own wins */
     double dpi;         /* PDF render DPI (0: long side) */
     int long_side;      /* PDF render long side in px (0: MEDIA_PDF_DEFAULT_LONG_SIDE) */
     double fps;         /* video sampling rate (default 2) */
@@ -116,6 +117,7 @@ typedef struct api_media {
     size_t size;
     const char *name;  /* label in errors and records (default: path, or "bytes") */
     const char *pages; /* PDF pages for this file; NULL: params.pages */
+    const char *password; /* an encrypted PDF's password; NULL: params.password */
 } api_media;
 
 enum api_part_kind { API_PART_TEXT = 0, API_PART_MEDIA = 1 };

@@ -3,6 +3,7 @@
  * Exit codes: 0 success; 1 the work failed (bad input, unusable checkpoint); 2 usage error.
  * Subcommands live in one table below; each is a function taking (argc, argv) after its name.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,7 +209,16 @@ int main(int argc, char **argv) {
             const int own_help = strcmp(cmd, "version") && strcmp(cmd, "help");
             for (int a = 2; a < argc && !own_help; a++)
                 if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
-            return k_commands[i].fn(argc - 2, argv + 2);
+            int rc = k_commands[i].fn(argc - 2, argv + 2);
+            /* what the command wrote to stdout must have reached it (a full disk, /dev/full, a
+               closed pipe): otherwise a run that thought it succeeded failed (one that failed
+               has said why already) */
+            errno = 0;
+            if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+                fprintf(stderr, "nanovl %s: cannot write the output: %s\n", cmd, errno ? strerror(errno) : "write error");
+                rc = 1;
+            }
+            return rc;
         }
     fprintf(stderr, "nanovl: unknown command '%s' (try 'nanovl --help')\n", cmd);
     return EXIT_USAGE;

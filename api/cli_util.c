@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,11 @@ char *cli_read_stdin(size_t *len) {
     b[n] = 0;
     if (len) *len = n;
     return b;
+}
+
+int cli_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
@@ -64,6 +70,7 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
 
 const char *const cli_ask_options_help =
     "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
+    "  --password PW         opens encrypted PDFs\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
     "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
     "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench);\n"
@@ -112,6 +119,12 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     if (!strcmp(a, "--think")) { p->think = 1; return 1; }
     if (!strcmp(a, "--no-think")) { p->think = 0; return 1; }
     if (!strcmp(a, "--no-cache")) { p->no_cache = 1; return 1; }
+    if (!strcmp(a, "--password")) {
+        if (!v) { fprintf(stderr, "nanovl %s: --password needs a value\n", cmd); return -1; }
+        p->password = v;
+        (*i)++;
+        return 1;
+    }
     if (!strcmp(a, "--pages")) {
         if (!v) { fprintf(stderr, "nanovl %s: --pages needs a value like 1-3,7\n", cmd); return -1; }
         p->pages = v;

@@ -7,6 +7,8 @@
 
 /* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL on OOM. */
 char *cli_read_stdin(size_t *len);
+/* 1 when paths a and b name the same existing file (device and inode: links and ./ forms too). */
+int cli_same_file(const char *a, const char *b);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
 

@@ -194,8 +194,7 @@ int cmd_ask(int argc, char **argv) {
                 while (stdin_q && len && (stdin_q[len - 1] == '\n' || stdin_q[len - 1] == '\r')) stdin_q[--len] = 0;
                 if (!stdin_q || !len) {
                     fprintf(stderr, "nanovl ask: the question on stdin is empty\n");
-                    nvl_free(stdin_q);
-                    rc = EXIT_USAGE;
+                    rc = EXIT_USAGE; /* (stdin_q is freed at out) */
                     goto out;
                 }
             }

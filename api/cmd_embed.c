@@ -1,9 +1,12 @@
 /* `nanovl embed --model DIR FILE`: runs only the vision path (media -> tiles -> RADIO -> pixel
  * shuffle -> mlp1, and EVS for videos) and writes every intermediate with an index.json, so a
  * run can be diffed against a reference. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/dump.h"
@@ -56,6 +59,20 @@ int cmd_embed(int argc, char **argv) {
         return EXIT_USAGE;
     }
     nvl_dump_set_dir(outdir ? outdir : nvl_dump_dir() ? nvl_dump_dir() : "nanovl-embed");
+    { /* the folder must be writable before the work starts */
+        const char *d = nvl_dump_dir();
+        struct stat sb;
+        int e = 0;
+        if (mkdir(d, 0755) != 0 && errno != EEXIST) e = errno;
+        else if (stat(d, &sb) != 0) e = errno;
+        else if (!S_ISDIR(sb.st_mode)) e = ENOTDIR;
+        else if (access(d, W_OK) != 0) e = errno;
+        if (e) {
+            errno = e;
+            fprintf(stderr, "nanovl embed: cannot write the intermediates to '%s': %s\n", d, strerror(errno));
+            return 1;
+        }
+    }
     nvl_err err = {0};
     vision_model *vm = NULL;
     nvl_checkpoint *ck = NULL;
@@ -142,6 +159,11 @@ int cmd_embed(int argc, char **argv) {
         printf("\n");
         nvl_free(keep);
         nvl_free(per);
+    }
+    if (nvl_dump_failures()) {
+        fprintf(stderr, "nanovl embed: cannot write the intermediates to '%s' (%d files failed)\n", nvl_dump_dir(),
+                nvl_dump_failures());
+        goto done;
     }
     printf("intermediates: %s/index.json\n", nvl_dump_dir());
     rc = 0;

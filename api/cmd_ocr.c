@@ -3,6 +3,7 @@
  * context. A page that fails is reported (stderr and a marker comment) and the rest goes on.
  * With --parallel N, N pages are read together (one engine, their decode steps batched); each
  * page is then written whole when it ends, still in page order (no streaming within a page). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,15 @@ typedef struct ocr_ctx {
     int whole;  /* pages written whole at their end (--parallel > 1), not streamed */
     int n_started; /* pages begun (inputs that cannot be read are reported before any) */
     int text_started;
+    int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
     cli_progress prog;
 } ocr_ctx;
+
+/* Flushes the output; non-zero once a write to it has failed (a full disk, a closed pipe). */
+static int out_failed(ocr_ctx *c) {
+    if (!c->write_errno && (fflush(c->out) != 0 || ferror(c->out))) c->write_errno = errno ? errno : EIO;
+    return c->write_errno != 0;
+}
 
 static int on_text(const char *s, size_t n, int reasoning, void *user) {
     ocr_ctx *c = user;
@@ -49,8 +57,7 @@ static int on_text(const char *s, size_t n, int reasoning, void *user) {
     }
     cli_progress_clear(&c->prog);
     fwrite(s, 1, n, c->out);
-    fflush(c->out);
-    return 0;
+    return out_failed(c);
 }
 
 static void on_progress(const api_progress *pr, void *user) {
@@ -70,7 +77,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
     if (c->json || c->whole) return;
     marker(c, name, page);
-    fflush(c->out);
+    (void)out_failed(c); /* (the page's first text stops the run) */
 }
 
 static int on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
@@ -87,8 +94,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     } else {
         api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
     }
-    fflush(c->out);
-    return 0;
+    return out_failed(c);
 }
 
 static int on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
@@ -105,8 +111,7 @@ static int on_page_error(int index, const char *name, int page, nvl_status st, c
         for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
         fputs(" -->\n\n", c->out);
     }
-    fflush(c->out);
-    return 0;
+    return out_failed(c);
 }
 
 int cmd_ocr(int argc, char **argv) {
@@ -166,8 +171,15 @@ int cmd_ocr(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    for (int f = 0; out_path && f < n_files; f++)
+        if (cli_same_file(out_path, files[f])) { /* "w" would empty the input before it is read */
+            fprintf(stderr, "nanovl ocr: --out '%s' is the input file '%s'\n", out_path, files[f]);
+            api_engine_close(e);
+            rc = EXIT_USAGE;
+            goto out;
+        }
     if (out_path && !(c.out = fopen(out_path, "w"))) {
-        fprintf(stderr, "nanovl ocr: %s: cannot write\n", out_path);
+        fprintf(stderr, "nanovl ocr: cannot write '%s': %s\n", out_path, strerror(errno));
         api_engine_close(e);
         rc = 1;
         goto out;
@@ -180,15 +192,18 @@ int cmd_ocr(int argc, char **argv) {
                              .cb = &cb, .user = &c, .window = parallel};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
-            fprintf(stderr, "nanovl ocr: %s\n", err.msg);
+            if (!c.write_errno) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: stopped for it) */
             rc = 1;
         }
         if (n_failed) rc = 1;
         cli_progress_clear(&c.prog);
     } else rc = 1;
     nvl_free(media);
-    if (c.out != stdout && fclose(c.out) != 0) {
-        fprintf(stderr, "nanovl ocr: %s: write failed\n", out_path);
+    (void)out_failed(&c);
+    if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
+    if (c.write_errno) {
+        fprintf(stderr, "nanovl ocr: cannot write %s%s%s: %s (the run stopped there)\n", out_path ? "'" : "the output",
+                out_path ? out_path : "", out_path ? "'" : "", strerror(c.write_errno));
         rc = 1;
     }
     api_engine_close(e);

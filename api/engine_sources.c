@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "engine_impl.h"
+#include "wire.h"
 
 static source *new_source(request *rq, nvl_err *err) {
     if (rq->n_src == rq->cap_src) {
@@ -130,7 +131,10 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         }
         rq->pdfs = np;
         media_pdf *pdf = NULL;
-        if ((st = media_pdf_open(&pdf, path, NULL, NULL, err)) != NVL_OK) goto out;
+        if ((st = media_pdf_open(&pdf, path, m->password ? m->password : p->password, NULL, err)) != NVL_OK) {
+            api_password_hint(st, err);
+            goto out;
+        }
         rq->pdfs[rq->n_pdfs++] = pdf;
         int *pages = NULL, np_ = 0;
         st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);

@@ -11,6 +11,7 @@
 #include "base/json_util.h"
 #include "base/safetensors.h"
 #include "llm.h"
+#include "tokenizer.h"
 #include "vision.h"
 
 typedef struct problems {
@@ -203,6 +204,28 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         }
     } else {
         fprintf(out, "vision: none (text-only checkpoint)\n");
+    }
+    /* the tokenizer beside config.json, and for a VL checkpoint the prompt format's tokens, whole */
+    {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", cfg_path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        llm_tokenizer *tok = NULL;
+        nvl_err e4 = {0};
+        const nvl_status ts = llm_tokenizer_load(&tok, dir, &e4);
+        if (ts == NVL_ERR_NOT_FOUND) { /* (generate takes ids without one) */
+            fprintf(out, "tokenizer: none beside config.json (ask, ocr, batch and serve need one)\n");
+        } else if (ts != NVL_OK || (has_vision && llm_tokenizer_check_vl(tok, &e4) != NVL_OK)) {
+            fprintf(out, "tokenizer:\n");
+            on_problem(&pr, e4.code, e4.msg);
+            vis_ok = 0;
+        } else {
+            fprintf(out, "tokenizer: %lld ids%s\n", (long long)llm_tokenizer_vocab_size(tok),
+                    has_vision ? ", the prompt format's special tokens whole" : "");
+        }
+        llm_tokenizer_free(tok);
     }
     /* where the models would run (NVL_BACKEND / --backend), and on a device whether they fit */
     {

@@ -186,7 +186,10 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
             /* pages go one pass each, so the per-request page cap does not apply to the document */
             media_limits lim = media_limits_default();
             lim.max_pages = 1 << 30;
-            if (s2 == NVL_OK && path && (s2 = media_pdf_open(&pdf, path, NULL, &lim, &e2)) == NVL_OK)
+            if (s2 == NVL_OK && path &&
+                (s2 = media_pdf_open(&pdf, path, media[m].password ? media[m].password : pg->p.password, &lim, &e2)) != NVL_OK)
+                api_password_hint(s2, &e2);
+            if (s2 == NVL_OK && pdf)
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
             if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
             media_pdf_close(pdf);

@@ -339,7 +339,7 @@ static int is_int(const char *cast) { return strcmp(cast, "double") && strcmp(ca
 static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *where, nvl_err *err) {
     static const char *const keys[] = {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "think",
                                        "max_tiles", "pages", "dpi", "long_side", "fps", "max_frames", "evs",
-                                       "max_context", "no_cache", NULL};
+                                       "max_context", "no_cache", "password", NULL};
     if (!cJSON_IsObject(o)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: expected an object", where);
     nvl_status st = check_keys(o, keys, where, err);
     if (st != NVL_OK) return st;
@@ -375,6 +375,10 @@ static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *wh
         if (!cJSON_IsString(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.pages: expected a string like \"1-3,7\"", where);
         p->pages = x->valuestring;
     }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "password"))) {
+        if (!cJSON_IsString(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.password: expected a string", where);
+        p->password = x->valuestring;
+    }
     return NVL_OK;
 }
 
@@ -389,9 +393,10 @@ static nvl_status add_blob(api_request *rq, uint8_t *b, nvl_err *err) {
     return NVL_OK;
 }
 
-/* A media part: {"type": "image"|"video"|"pdf"|"file", "path": ... | "data": base64, "name", "pages"} */
+/* A media part: {"type": "image"|"video"|"pdf"|"file", "path": ... | "data": base64, "name", "pages",
+ * "password"} */
 static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, const char *where, nvl_err *err) {
-    static const char *const keys[] = {"type", "path", "data", "name", "pages", NULL};
+    static const char *const keys[] = {"type", "path", "data", "name", "pages", "password", NULL};
     nvl_status st = check_keys(o, keys, where, err);
     if (st != NVL_OK) return st;
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path"), *data = cJSON_GetObjectItemCaseSensitive(o, "data");
@@ -402,9 +407,12 @@ static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, con
     if (data && !cJSON_IsString(data)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.data: expected a base64 string", where);
     if (name && !cJSON_IsString(name)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.name: expected a string", where);
     if (pages && !cJSON_IsString(pages)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.pages: expected a string", where);
+    const cJSON *pw = cJSON_GetObjectItemCaseSensitive(o, "password");
+    if (pw && !cJSON_IsString(pw)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.password: expected a string", where);
     memset(m, 0, sizeof *m);
     m->name = name ? name->valuestring : NULL;
     m->pages = pages ? pages->valuestring : NULL;
+    m->password = pw ? pw->valuestring : NULL;
     if (path) {
         m->path = path->valuestring;
         return NVL_OK;
@@ -431,6 +439,31 @@ static int is_media_type(const char *t) {
     return !strcmp(t, "image") || !strcmp(t, "video") || !strcmp(t, "pdf") || !strcmp(t, "file");
 }
 
+void api_password_hint(nvl_status st, nvl_err *err) {
+    if (st != NVL_ERR_ENCRYPTED) return;
+    const size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n, " (give it with --password, or \"password\" in a request's params or media part)");
+}
+
+/* 1 when a JSON string of text holds the escape \u0000: the parser would end the C string there,
+ * silently cutting a question, a path or an id (two ids "a\u0000b" and "a\u0000c" would become
+ * the same "a"). Strings are followed from their quotes; escapes are skipped whole. */
+static int has_nul_escape(const char *text, size_t len) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            in_str = text[i] == '"';
+            continue;
+        }
+        if (text[i] == '"') in_str = 0;
+        else if (text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) return 1;
+            i++; /* the escaped character (a quote or a backslash among them) */
+        }
+    }
+    return 0;
+}
+
 nvl_status api_request_parse(const char *text, size_t len, api_request *rq, nvl_err *err) {
     return api_request_parse_with(text, len, NULL, rq, err);
 }
@@ -439,6 +472,9 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
                                   nvl_err *err) {
     memset(rq, 0, sizeof *rq);
     rq->params = base ? *base : api_ask_params_default();
+    if (has_nul_escape(text, len))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                           "request: a string holds \\u0000 (a NUL character), which no question, path or id may");
     nvl_status st = nvl_json_parse(&rq->root, text, len, "request", err);
     if (st != NVL_OK) return st;
     const cJSON *r = rq->root;
@@ -514,6 +550,11 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
         }
         if (rq->type == API_REQ_OCR && nf == 0) {
             st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: an ocr request needs \"files\"");
+            goto fail;
+        }
+        if (rq->type == API_REQ_OCR && question) { /* (else it would be read as one more input) */
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                             "request.question: an ocr request takes no question (its instruction per page is \"prompt\")");
             goto fail;
         }
         rq->parts = nvl_calloc((size_t)nf + 1, sizeof *rq->parts);

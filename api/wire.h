@@ -125,4 +125,7 @@ int api_pages_finished(const api_pages *pg);
 void api_pages_cancel(api_pages *pg);
 void api_pages_free(api_pages *pg);
 
+/* A PDF that would not open for its password (NVL_ERR_ENCRYPTED): says how to give one. */
+void api_password_hint(nvl_status st, nvl_err *err);
+
 #endif // API_WIRE_H

@@ -16,8 +16,10 @@
 #endif
 
 media_limits media_limits_default(void) {
+    /* max_frames: the API's own bound on a request's max_frames (whose default, 128, is the
+       model's recipe), not a second, silent one: the LM's context refuses what does not fit */
     media_limits l = {.max_file_bytes = (size_t)1 << 30, .max_pixels = 100000000, .max_pages = 500,
-                      .max_frames = 128};
+                      .max_frames = 100000};
     return l;
 }
 

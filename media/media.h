@@ -74,7 +74,8 @@ typedef struct media_limits {
     size_t max_file_bytes;  /* default 1 GiB */
     int64_t max_pixels;     /* per decoded image or rendered page, default 100 M */
     int max_pages;          /* pages rendered from one PDF per request, default 500 */
-    int max_frames;         /* frames kept from one video, default 128 */
+    int max_frames;         /* frames kept from one video, default 100000 (the request's
+                               media_video_params.max_frames, default 128, is what limits) */
 } media_limits;
 media_limits media_limits_default(void);
 

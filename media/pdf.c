@@ -43,7 +43,7 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     if (!doc) {
         int enc = gerr && gerr->domain == POPPLER_ERROR && gerr->code == POPPLER_ERROR_ENCRYPTED;
         if (enc)
-            st = nvl_err_set(err, NVL_ERR_ENCRYPTED, "%s: PDF is encrypted: %s (give the password)",
+            st = nvl_err_set(err, NVL_ERR_ENCRYPTED, "%s: PDF is encrypted: %s",
                              path, password ? "wrong password" : "a password is needed");
         else
             st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s", path,

@@ -19,12 +19,16 @@ static struct {
     int64_t shape[NVL_MAX_DIMS];
 } g_index[DUMP_MAX];
 static int g_n = 0;
+static int g_failed = 0; /* files not written since the directory was set */
 
 void nvl_dump_set_dir(const char *dir) {
     if (dir) snprintf(g_dir, sizeof g_dir, "%s", dir);
     g_dir_set = dir != NULL;
     g_n = 0;
+    g_failed = 0;
 }
+
+int nvl_dump_failures(void) { return g_failed; }
 
 const char *nvl_dump_dir(void) {
     if (g_dir_set) return g_dir;
@@ -41,8 +45,12 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
     size_t n = nvl_dtype_size(dtype);
     for (int i = 0; i < n_dims; i++) n *= (size_t)shape[i];
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n) NVL_LOG_WARN("dump: cannot write %s\n", path);
-    if (f) fclose(f);
+    int bad = !f || fwrite(data, 1, n, f) != n;
+    if (f && fclose(f) != 0) bad = 1;
+    if (bad) {
+        NVL_LOG_WARN("dump: cannot write %s\n", path);
+        g_failed++;
+    }
     int k = 0;
     while (k < g_n && strcmp(g_index[k].name, name)) k++;
     if (k == g_n) {
@@ -55,7 +63,10 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
     for (int i = 0; i < n_dims && i < NVL_MAX_DIMS; i++) g_index[k].shape[i] = shape[i];
     snprintf(path, sizeof path, "%s/index.json", dir);
     f = fopen(path, "w");
-    if (!f) return;
+    if (!f) {
+        g_failed++;
+        return;
+    }
     fprintf(f, "{\"byte_order\": \"little\", \"tensors\": [\n");
     for (int i = 0; i < g_n; i++) {
         fprintf(f, "  {\"name\": \"%s\", \"file\": \"%s.bin\", \"dtype\": \"%s\", \"shape\": [", g_index[i].name,
@@ -64,5 +75,5 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
         fprintf(f, "]}%s\n", i + 1 < g_n ? "," : "");
     }
     fprintf(f, "]}\n");
-    fclose(f);
+    if (ferror(f) | fclose(f)) g_failed++;
 }

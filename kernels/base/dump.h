@@ -19,6 +19,8 @@ extern "C" {
 /* Directory from NANOVL_DUMP_DIR (or nvl_dump_set_dir), NULL when dumping is off. */
 const char *nvl_dump_dir(void);
 void nvl_dump_set_dir(const char *dir); /* NULL: back to the environment */
+/* Files (tensors, the index) that could not be written since the directory was last set. */
+int nvl_dump_failures(void);
 void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shape, const void *data);
 
 #ifdef __cplusplus

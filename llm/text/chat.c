@@ -171,6 +171,13 @@ nvl_status llm_chat_messages_from_json(const cJSON *root, llm_chat_message **out
             st = nvl_err_set(err, NVL_ERR_FORMAT, "chat: message %d has no string 'role'", i);
             break;
         }
+        /* the roles the chat template renders (any other it would drop without a word) */
+        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+            strcmp(role->valuestring, "assistant")) {
+            st = nvl_err_set(err, NVL_ERR_FORMAT, "chat: message %d has role '%.64s' (expected system, user or assistant)", i,
+                             role->valuestring);
+            break;
+        }
         m[i].role = role->valuestring;
         if (cJSON_IsString(content)) {
             llm_chat_part *p = nvl_calloc(1, sizeof *p);

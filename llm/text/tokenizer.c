@@ -629,11 +629,26 @@ int llm_tokenizer_is_special(const llm_tokenizer *t, int32_t id) {
 nvl_status llm_tokenizer_check_vl(const llm_tokenizer *t, nvl_err *err) {
     static const char *need[] = {"<image>", "<img>", "</img>", "<SPECIAL_10>", "<SPECIAL_11>",
                                  "<SPECIAL_12>", "<think>", "</think>", "</s>"};
-    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-        if (llm_tokenizer_token_id(t, need[i]) < 0)
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        const int32_t id = llm_tokenizer_token_id(t, need[i]);
+        if (id < 0)
             return nvl_err_set(err, NVL_ERR_CONFIG,
                                "tokenizer has no '%s' token, which the Nemotron Nano V2 VL prompt "
                                "format needs", need[i]);
+        /* and the text must encode to it whole: a vocabulary entry that is not an added token
+           (tokenizer.json's added_tokens) is split like any text, and every prompt goes wrong */
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        nvl_status st = llm_tokenizer_encode(t, need[i], strlen(need[i]), &ids, &n, err);
+        const int whole = st == NVL_OK && n == 1 && ids[0] == id;
+        nvl_free(ids);
+        if (st != NVL_OK) return st;
+        if (!whole)
+            return nvl_err_set(err, NVL_ERR_CONFIG,
+                               "tokenizer: '%s' encodes to %lld tokens, not to its id %d: it is not an added token "
+                               "(tokenizer.json added_tokens), which the Nemotron Nano V2 VL prompt format needs",
+                               need[i], (long long)n, (int)id);
+    }
     return NVL_OK;
 }
 

@@ -46,8 +46,9 @@ const char *llm_tokenizer_token_str(const llm_tokenizer *tok, int32_t id);
 int llm_tokenizer_is_special(const llm_tokenizer *tok, int32_t id);
 
 /* Checks that the tokens the Nemotron Nano V2 VL prompt format needs exist, looked up by
- * string: <image> <img> </img> <SPECIAL_10> <SPECIAL_11> <SPECIAL_12> <think> </think> </s>.
- * @return NVL_OK or NVL_ERR_CONFIG naming the first missing token. */
+ * string: <image> <img> </img> <SPECIAL_10> <SPECIAL_11> <SPECIAL_12> <think> </think> </s>,
+ * and that each one's text encodes to its id alone (an added token, not split as plain text).
+ * @return NVL_OK or NVL_ERR_CONFIG naming the first missing or split token. */
 nvl_status llm_tokenizer_check_vl(const llm_tokenizer *tok, nvl_err *err);
 
 /* Encodes len bytes of text. *ids is nvl_malloc'ed (free with nvl_free). */

@@ -67,5 +67,32 @@ int main(void) {
             if (st == NVL_OK) api_request_free(&rq);
         }
     }
+    /* requests refused by name (field faults: an ocr request's question was read as one more
+       input; \u0000 cut strings short, so two ids became one) */
+    static const struct { const char *line, *want; } refused[] = {
+        {"{\"id\":\"o\",\"type\":\"ocr\",\"files\":[\"/x.png\"],\"question\":\"x\"}", "request.question: an ocr request takes no question"},
+        {"{\"id\":\"q\",\"files\":[\"/x.png\"],\"question\":\"q\\u0000zz\"}", "\\u0000"},
+        {"{\"id\":\"a\\u0000b\",\"question\":\"q\"}", "\\u0000"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        api_request rq;
+        nvl_err err = {0};
+        nvl_status st = api_request_parse(refused[i].line, strlen(refused[i].line), &rq, &err);
+        TEST_CHECK(st == NVL_ERR_INVALID_ARG && strstr(err.msg, refused[i].want), "%s refused with '%s': %d %s",
+                   refused[i].line, refused[i].want, st, err.msg);
+        if (st == NVL_OK) api_request_free(&rq);
+    }
+    { /* an escaped backslash before "u0000" is text, not a NUL: kept byte for byte */
+        const char *line = "{\"id\":\"b\",\"question\":\"a\\\\u0000 b\"}";
+        api_request rq;
+        nvl_err err = {0};
+        nvl_status st = api_request_parse(line, strlen(line), &rq, &err);
+        TEST_CHECK(st == NVL_OK, "%s accepted: %s", line, err.msg);
+        if (st == NVL_OK) {
+            const char *q = rq.n_msgs == 1 && rq.msgs[0].n_parts == 1 ? rq.msgs[0].parts[0].text : NULL;
+            TEST_CHECK(q && !strcmp(q, "a\\u0000 b"), "question kept: '%s'", q ? q : "(none)");
+            api_request_free(&rq);
+        }
+    }
     return test_report();
 }
