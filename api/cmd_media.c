@@ -28,6 +28,8 @@ int cmd_media_info(int argc, char **argv) {
         else if (!opts_done && !strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
         else if (!path && (opts_done || argv[i][0] != '-')) path = argv[i];
         else {
+            if (!opts_done && argv[i][0] == '-') fprintf(stderr, "nanovl media-info: unknown option '%s'\n", argv[i]);
+            else fprintf(stderr, "nanovl media-info: one file at a time ('%s' is a second)\n", argv[i]);
             fputs(k_info_usage, stderr);
             return EXIT_USAGE;
         }
@@ -131,7 +133,11 @@ int cmd_render(int argc, char **argv) {
         }
         else if (!strcmp(a, "--password") && i + 1 < argc) password = argv[++i];
         else if (!path && a[0] != '-') path = a;
-        else path = NULL, i = argc;
+        else {
+            fprintf(stderr, a[0] == '-' ? "nanovl render: unknown or incomplete option '%s'\n"
+                                        : "nanovl render: one file at a time ('%s' is a second)\n", a);
+            path = NULL, i = argc;
+        }
     }
     if (!path || !outdir) {
         fprintf(stderr, k_render_usage, MEDIA_PDF_DEFAULT_LONG_SIDE);

@@ -75,7 +75,14 @@ int cmd_serve(int argc, char **argv) {
             /* the others are integers */
             const int real = !strcmp(a, "--rate") || !strcmp(a, "--idle-timeout") || !strcmp(a, "--seq-mem");
             double d = strtod(v, &end);
-            if (!strcmp(a, "--socket-mode")) d = (double)strtol(v, &end, 8);
+            if (!strcmp(a, "--socket-mode")) {
+                d = (double)strtol(v, &end, 8);
+                if (end == v || *end || d < 1 || d > 0777) {
+                    fprintf(stderr, "nanovl serve: --socket-mode needs octal permissions 1..777 (e.g. 0660), got '%s'\n", v);
+                    rc = EXIT_USAGE;
+                    goto out;
+                }
+            }
             /* !(d >= 0): NaN fails every comparison, so it is refused here too */
             if (!end || end == v || *end || !isfinite(d) || !(d >= 0) || (d < 1 && !real) || (!real && d != floor(d)) ||
                 d > 1e15) {

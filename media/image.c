@@ -186,6 +186,7 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     if (len > lim->max_file_bytes)
         return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %zu bytes exceeds the limit of %zu", name, len,
                            lim->max_file_bytes);
+    if (len == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: the file is empty", name);
     enum media_kind k = media_sniff(buf, len);
     if (k == MEDIA_KIND_UNKNOWN)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image format", name);
@@ -270,16 +271,20 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             char *end = NULL;
             long a, b;
             while (*s == ' ') s++;
+            errno = 0;
             a = strtol(s, &end, 10);
             if (end == s) goto bad;
+            if (errno == ERANGE) goto huge;
             s = end;
             b = a;
             if (*s == '-') {
                 s++;
                 if (*s == ',' || *s == 0) b = n_pages;
                 else {
+                    errno = 0;
                     b = strtol(s, &end, 10);
                     if (end == s) goto bad;
+                    if (errno == ERANGE) goto huge;
                     s = end;
                 }
             }
@@ -288,7 +293,13 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             else if (*s) goto bad;
             /* a range reaching past the last page is refused, never clamped: the user asked for pages
                that do not exist, and silently using fewer would hide it */
-            if (a < 1 || b < a || b > n_pages) {
+            if (a >= 1 && b < a) {
+                nvl_free(out);
+                nvl_free(seen);
+                return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s': %ld-%ld runs backwards (write %ld-%ld)", spec, a, b,
+                                   b, a);
+            }
+            if (a < 1 || b > n_pages) {
                 nvl_free(out);
                 nvl_free(seen);
                 if (a == b)
@@ -314,4 +325,9 @@ bad:
     nvl_free(out);
     nvl_free(seen);
     return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s' is not like '1-3,7,10-'", spec);
+huge:
+    nvl_free(out);
+    nvl_free(seen);
+    return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s': a page number past any document (it has %d page%s)", spec,
+                       n_pages, n_pages == 1 ? "" : "s");
 }

@@ -45,7 +45,8 @@ enum media_kind {
 enum media_kind media_sniff(const uint8_t *buf, size_t len);
 /* Sniffs the first bytes of a file. Only a regular file within the default size cap is opened
  * (a FIFO, socket, device or directory is refused unopened: NVL_ERR_IO; too large: NVL_ERR_LIMIT).
- * @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO / NVL_ERR_LIMIT naming it. */
+ * @return NVL_OK, or NVL_ERR_NOT_FOUND / NVL_ERR_IO / NVL_ERR_LIMIT / NVL_ERR_FORMAT (an empty
+ * file) naming it. */
 nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *err);
 const char *media_kind_name(enum media_kind k); /* "jpeg", "png", "pdf", ... "unknown" */
 /* Whether this build can decode k (its library was found at configure time). */

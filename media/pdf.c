@@ -128,8 +128,8 @@ nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long
     if (fw > 1e6 || fh > 1e6 || media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, &e2) != NVL_OK) {
         const size_t nl = strlen(pdf->name); /* e2 says "name: WxH = N pixels exceeds ...": the page goes in */
         const char *why = !strncmp(e2.msg, pdf->name, nl) && !strncmp(e2.msg + nl, ": ", 2) ? e2.msg + nl + 2 : e2.msg;
-        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels%s%s (ask for a lower DPI)",
-                           pdf->name, page + 1, fw, fh, *why ? ": " : "", why);
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels%s%s (ask for %s)", pdf->name,
+                           page + 1, fw, fh, *why ? ": " : "", why, dpi > 0 ? "a lower DPI" : "a smaller long side");
     }
     const int W = (int)fw, H = (int)fh;
     PopplerPage *p = NULL;

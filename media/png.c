@@ -2,6 +2,7 @@
  * samples reduced to their high byte, interlacing handled, alpha composited on white with
  * out = (c * a + 255 * (255 - a) + 127) / 255. libpng errors (CRC, truncation) become
  * NVL_ERR_FORMAT / NVL_ERR_TRUNCATED with libpng's message; its warnings go to the debug log. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
@@ -127,7 +128,7 @@ static void on_write_error(png_structp p, png_const_charp msg) {
 
 nvl_status media_image_write_png(const media_image *img, const char *path, nvl_err *err) {
     FILE *volatile fp = fopen(path, "wb");
-    if (!fp) return nvl_err_set(err, NVL_ERR_IO, "cannot write '%s'", path);
+    if (!fp) return nvl_err_set(err, NVL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     png_src src = {.name = path};
     png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, on_write_error, on_warning);
     png_infop info = p ? png_create_info_struct(p) : NULL;

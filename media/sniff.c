@@ -115,6 +115,7 @@ nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *er
         n += (size_t)r;
     }
     close(fd);
+    if (n == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: the file is empty", path);
     *kind = media_sniff(head, n);
     return NVL_OK;
 }

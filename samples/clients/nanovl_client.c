@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -225,6 +226,9 @@ static void usage(void) {
 static void add_media(buf *req, const char *path, int inline_bytes) {
   buf_str(req, "{\"type\":\"file\",");
   if (inline_bytes) {
+    struct stat sb; /* a regular file only: a FIFO would block the read, a directory fails it */
+    if (stat(path, &sb) != 0) die("%s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) die("%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: %s", path, strerror(errno));
     buf data = {0};
@@ -257,7 +261,12 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (!strcmp(a, "--socket") && i + 1 < argc) sock = argv[++i];
     else if (!strcmp(a, "--pages") && i + 1 < argc) pages = argv[++i];
-    else if (!strcmp(a, "--max-tokens") && i + 1 < argc) max_tokens = strtol(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--max-tokens") && i + 1 < argc) {
+      char *end = NULL;
+      errno = 0;
+      max_tokens = strtol(argv[++i], &end, 10);
+      if (errno || end == argv[i] || *end || max_tokens < 1) die("--max-tokens: expected a whole number >= 1, got '%s'", argv[i]);
+    }
     else if (!strcmp(a, "--ocr")) ocr = 1;
     else if (!strcmp(a, "--inline")) inline_bytes = 1;
     else if (!strcmp(a, "--no-think")) no_think = 1;

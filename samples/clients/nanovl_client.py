@@ -21,13 +21,23 @@ import sys
 import uuid
 
 
+def positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
     ap.add_argument("--ocr", action="store_true", help="markdown per page instead of a question")
     ap.add_argument("--inline", action="store_true", help="send file bytes (base64) instead of paths")
     ap.add_argument("--pages")
-    ap.add_argument("--max-tokens", type=int)
+    ap.add_argument("--max-tokens", type=positive_int)
     ap.add_argument("--no-think", action="store_true")
     ap.add_argument("--events", action="store_true", help="print every event line of the request as sent")
     ap.add_argument("args", nargs="+", help="FILE... [question]")
@@ -36,6 +46,8 @@ def main():
 
     def media(path):
         if a.inline:
+            if not os.path.isfile(path):  # a FIFO would block the read, a directory fails it
+                sys.exit(f"{path}: not a regular file" if os.path.exists(path) else f"{path}: no such file")
             with open(path, "rb") as f:
                 return {"type": "file", "data": base64.b64encode(f.read()).decode(), "name": path}
         # the server resolves a relative path against its own working directory: send absolute ones

@@ -75,6 +75,20 @@ kill -INT $cl
 wait $cl
 rc_is "Ctrl-C" $? 130
 check "cancelled" "$T/cerr" 'error: cancelled' 1
+# bad arguments: refused by the client, at once (a FIFO given --inline would block its read)
+for mt in abc 0 -5; do
+  timeout 20 $pfx "$client" --socket "$T/s.sock" --max-tokens $mt scan.jpg "What?" > "$T/bad" 2>&1
+  rc=$?
+  if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "max.tokens" "$T/bad"; then echo "ok   --max-tokens $mt refused (exit $rc)"
+  else echo "FAIL --max-tokens $mt: exit $rc"; sed 's/^/  | /' "$T/bad"; fail=1; fi
+done
+mkfifo "$T/fifo"
+for f in "$T/fifo" "$T"; do
+  timeout 20 $pfx "$client" --socket "$T/s.sock" --inline "$f" "What?" > "$T/bad" 2>&1
+  rc=$?
+  if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "not a regular file" "$T/bad"; then echo "ok   --inline $f refused (exit $rc)"
+  else echo "FAIL --inline $f: exit $rc"; sed 's/^/  | /' "$T/bad"; fail=1; fi
+done
 # the server is still there and idle
 timeout 60 $pfx "$client" --socket "$T/s.sock" --events --max-tokens 2 --no-think scan.jpg "What is this?" > "$T/ev" 2> "$T/err"
 rc_is "ask after the cancel" $? 0

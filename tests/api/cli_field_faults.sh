@@ -61,6 +61,20 @@ awk '/^  "added_tokens": \[/ { print "  \"added_tokens\": [],"; skip = 1; next }
 expect 1 "'<image>' encodes to 3 tokens, not to its id" "$B" ask --model "$T/split" "$I" "What?" --max-tokens 1
 expect 1 "problem: tokenizer: '<image>' encodes to" "$B" inspect "$T/split"
 expect 0 "tokenizer: [0-9]* ids, the prompt format's special tokens whole" "$B" inspect "$M"
+# messages that named the wrong thing: a backwards or huge page range, an empty file, an unknown
+# option of media-info / render, a folder render cannot make, a socket mode that is not octal
+P2C="$T/two.pdf"
+cp "$P2" "$P2C"
+expect 1 "3-1 runs backwards (write 1-3)" "$B" ask --model "$M" "$P2C" "What?" --pages 3-1
+expect 1 "a page number past any document (it has 2 pages)" "$B" ask --model "$M" "$P2C" "What?" --pages 99999999999999999999
+: > "$T/empty.mp4"
+expect 1 "empty.mp4: the file is empty" "$B" ask --model "$M" "$T/empty.mp4" "What?"
+expect 1 "empty.mp4: the file is empty" "$B" media-info "$T/empty.mp4"
+expect 2 "unknown option '--bogus'" "$B" media-info --bogus "$I"
+expect 2 "unknown or incomplete option '--fps'" "$B" render "$I" --fps 2 -o "$T/r"
+expect 1 "image.png': No such file or directory" "$B" render "$I" -o "$T/no/such/dir"
+expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 8
+expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 7777
 # the shared corpus' files (skipped without it)
 if [ -d "$S" ]; then
     V=$S/video/long_180p_av1.mp4 E=$S/pdf/libreoffice-writer-password.pdf
