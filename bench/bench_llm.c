@@ -673,6 +673,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t_prefill = bench_now() - t0;
+    char plabel[96];
+    snprintf(plabel, sizeof plabel, "prefill of %d tokens in chunks of %d", n_prompt, n_chunk);
+    kern_backend_profile_report(be, stderr, plabel); /* (NVL_PROFILE_OPS=1: the ops' times, on stderr) */
     if (n_fill) { /* untimed: the context the decode runs at */
         int32_t *more = malloc((size_t)n_fill * sizeof *more);
         for (int i = 0; i < n_fill; i++) more[i] = (int32_t)(((i + n_prompt) * 7919) % hp->n_vocab);
@@ -683,6 +686,10 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    if (n_fill && kern_backend_profiling(be)) { /* the fill's ops are not the decode's */
+        kern_backend_profile(be, 0);
+        kern_backend_profile(be, 1);
+    }
     int tok = argmax(llm_logits(ctx), hp->n_vocab);
     double *step = malloc((size_t)n_decode * sizeof *step);
     for (int i = 0; i < n_decode; i++) {
@@ -691,6 +698,8 @@ int main(int argc, char **argv) {
         step[i] = bench_now() - a;
         tok = argmax(llm_logits(ctx), hp->n_vocab);
     }
+    snprintf(plabel, sizeof plabel, "%d decode steps at a context of %d", n_decode, n_prompt + n_fill);
+    kern_backend_profile_report(be, stderr, plabel);
     sort_doubles(step, n_decode); /* median step time */
     double med = step[n_decode / 2];
     if (device) {

@@ -1,10 +1,13 @@
 /* Backend registry and selection (NVL_BACKEND env -> CUDA if built and a device exists -> CPU)
  * and the thin op entry points that dispatch through the vtable. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend_impl.h"
+#include "base/alloc.h"
 #include "base/log.h"
 #include "cpu/cpu_ops.h"
 
@@ -138,7 +141,15 @@ int kern_cuda_device_count(const char **why) {
 #endif
 }
 
+static nvl_status backend_init(kern_backend **out, const char *name, nvl_err *err);
 nvl_status kern_backend_init(kern_backend **out, const char *name, nvl_err *err) {
+    const nvl_status st = backend_init(out, name, err);
+    const char *p = getenv("NVL_PROFILE_OPS");
+    if (st == NVL_OK && p && !strcmp(p, "1")) kern_backend_profile(*out, 1);
+    return st;
+}
+
+static nvl_status backend_init(kern_backend **out, const char *name, nvl_err *err) {
     *out = NULL;
     if (!name || !*name) name = getenv("NVL_BACKEND");
     if (!name || !*name) name = "auto";
@@ -208,6 +219,8 @@ nvl_status kern_env_check(nvl_err *err) {
     if ((v = getenv("NVL_LOG_LEVEL")) && *v && !one_of(v, levels))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_LOG_LEVEL='%s': unknown level (expected error, warn, info or "
                            "debug)", v);
+    if ((v = getenv("NVL_PROFILE_OPS")) && *v && !one_of(v, bools))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_PROFILE_OPS='%s': expected 0 or 1", v);
     if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
     static const char *const graphs[] = {"0", "1", "pad", NULL};
@@ -246,12 +259,151 @@ nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
     if (v && *v && strcmp(v, "cpu") && strcmp(v, "auto"))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
     /* auto: the CPU until the CUDA ops have been checked on a GPU (scripts/gpu-check.sh) */
-    return kern_cpu_backend_init(out, err);
+    return kern_backend_init(out, "cpu", err);
 }
 
 void kern_backend_free(kern_backend *be) {
     if (!be) return;
+    kern_backend_profile(be, 0);
     be->iface->free(be);
+}
+
+// ---------------------------------------------------------------------------
+// The per-op profile (backend.h)
+
+#define PROF_KEYS 256    /* distinct keys kept (later ones are counted as not timed) */
+#define PROF_PENDING 512 /* op marks waiting for the device before their times are read */
+struct kern_prof {
+    struct {
+        char key[128];
+        int64_t calls;
+        double ms;
+    } keys[PROF_KEYS];
+    int n_keys;
+    int64_t untimed; /* calls with no mark (captured into a graph) or past PROF_KEYS */
+    struct {
+        void *a, *b;
+        int key;
+    } pend[PROF_PENDING];
+    int n_pend;
+    double t0; /* the host clock at the open op's start (a backend without marks) */
+};
+
+static double prof_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+/* Reads the pending marks' times (waiting for the device) into their keys; keep = 0 drops them. */
+static void prof_resolve(kern_backend *be, int keep) {
+    struct kern_prof *p = be->prof;
+    for (int i = 0; i < p->n_pend; i++) {
+        const double ms = keep ? be->iface->mark_elapsed_ms(be, p->pend[i].a, p->pend[i].b) : -1.0;
+        if (ms >= 0) {
+            p->keys[p->pend[i].key].calls++;
+            p->keys[p->pend[i].key].ms += ms;
+        } else if (keep) {
+            p->untimed++;
+        }
+        be->iface->mark_free(be, p->pend[i].a);
+        be->iface->mark_free(be, p->pend[i].b);
+    }
+    p->n_pend = 0;
+}
+
+void kern_backend_profile(kern_backend *be, int on) {
+    if (!be) return;
+    if (on && !be->prof) be->prof = nvl_calloc(1, sizeof *be->prof); /* (out of memory: stays off) */
+    if (!on && be->prof) {
+        if (be->iface->mark) prof_resolve(be, 0);
+        nvl_free(be->prof);
+        be->prof = NULL;
+    }
+}
+
+int kern_backend_profiling(const kern_backend *be) { return be && be->prof; }
+
+void *kern_prof_begin(kern_backend *be) {
+    if (be->iface->mark) return be->iface->mark(be);
+    be->prof->t0 = prof_now_ms();
+    return be->prof; /* (a token that is not NULL) */
+}
+
+void kern_prof_end(kern_backend *be, void *token, const char *op, const char *key) {
+    struct kern_prof *p = be->prof;
+    char k[128];
+    size_t n = (size_t)snprintf(k, sizeof k, "%s%s", op, key ? " " : "");
+    for (const char *s = key; s && *s && n + 1 < sizeof k; s++) { /* digits folded: one key for every layer */
+        if (*s >= '0' && *s <= '9') {
+            if (n == 0 || k[n - 1] != '#') k[n++] = '#';
+        } else {
+            k[n++] = *s;
+        }
+    }
+    k[n < sizeof k ? n : sizeof k - 1] = 0;
+    int ki = 0;
+    while (ki < p->n_keys && strcmp(p->keys[ki].key, k)) ki++;
+    if (ki == p->n_keys && p->n_keys < PROF_KEYS) {
+        snprintf(p->keys[ki].key, sizeof p->keys[ki].key, "%s", k);
+        p->keys[ki].calls = 0;
+        p->keys[ki].ms = 0.0;
+        p->n_keys++;
+    }
+    if (!be->iface->mark) {
+        const double ms = prof_now_ms() - p->t0;
+        if (ki < p->n_keys) {
+            p->keys[ki].calls++;
+            p->keys[ki].ms += ms;
+        } else {
+            p->untimed++;
+        }
+        return;
+    }
+    void *b = token ? be->iface->mark(be) : NULL;
+    if (!token || !b || ki == p->n_keys) {
+        if (token) be->iface->mark_free(be, token);
+        if (b) be->iface->mark_free(be, b);
+        p->untimed++;
+        return;
+    }
+    p->pend[p->n_pend].a = token;
+    p->pend[p->n_pend].b = b;
+    p->pend[p->n_pend].key = ki;
+    if (++p->n_pend == PROF_PENDING) prof_resolve(be, 1);
+}
+
+int kern_backend_profile_report(kern_backend *be, FILE *out, const char *label) {
+    if (!be || !be->prof) return 0;
+    struct kern_prof *p = be->prof;
+    if (be->iface->mark) prof_resolve(be, 1);
+    int order[PROF_KEYS];
+    double total = 0;
+    int64_t calls = 0;
+    for (int i = 0; i < p->n_keys; i++) {
+        order[i] = i;
+        total += p->keys[i].ms;
+        calls += p->keys[i].calls;
+    }
+    for (int i = 1; i < p->n_keys; i++) /* by total time, the largest first */
+        for (int j = i; j > 0 && p->keys[order[j]].ms > p->keys[order[j - 1]].ms; j--) {
+            const int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    fprintf(out, "profile %s (%s): %.3f ms in %lld op calls%s", label ? label : "", be->description, total, (long long)calls,
+            p->untimed ? "" : "\n");
+    if (p->untimed) fprintf(out, ", %lld not timed (captured into a graph)\n", (long long)p->untimed);
+    fprintf(out, "%12s %6s %8s %11s  %s\n", "ms", "share", "calls", "ms/call", "op [weight]");
+    for (int i = 0; i < p->n_keys; i++) {
+        const int k = order[i];
+        fprintf(out, "%12.3f %5.1f%% %8lld %11.5f  %s\n", p->keys[k].ms, total > 0 ? 100.0 * p->keys[k].ms / total : 0.0,
+                (long long)p->keys[k].calls, p->keys[k].calls ? p->keys[k].ms / (double)p->keys[k].calls : 0.0, p->keys[k].key);
+    }
+    const int n = p->n_keys;
+    p->n_keys = 0;
+    p->untimed = 0;
+    return n;
 }
 
 enum kern_backend_kind kern_backend_kind_of(const kern_backend *be) { return be->iface->kind; }

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/status.h"
 #include "base/tensor.h"
@@ -50,6 +51,19 @@ int kern_backend_supports(const kern_backend *be, enum kern_op op, nvl_dtype wei
 /* Free and total bytes of the backend's memory (a device's; the CPU backend answers
  * NVL_ERR_UNSUPPORTED: host memory is the caller's to ask the OS about). */
 nvl_status kern_backend_mem_info(kern_backend *be, size_t *free_bytes, size_t *total_bytes, nvl_err *err);
+
+/* Per-op profile. With it on (kern_backend_profile(be, 1), or NVL_PROFILE_OPS=1 when a backend
+ * starts) every op call of kernels/ops.h is timed in the backend's own order (a device's events,
+ * so kernels queued behind others are timed alone; the CPU's clock) and summed by key: the op's
+ * name, and for matmul also its weight's name with numbers folded to '#' ("matmul
+ * backbone.layers.#.mixer.in_proj.weight"). Ops captured into a graph are not timed (profile
+ * with graphs off). The marks cost a few microseconds of host time per op: the step times of a
+ * profiled run are not the product's. kern_backend_profile_report prints the keys (calls, total
+ * and mean milliseconds, share of the total) by total time, to out under label, then starts
+ * again; it waits for the device. @return the number of keys printed (0 with profiling off). */
+void kern_backend_profile(kern_backend *be, int on); /* (off and on again: starts over) */
+int kern_backend_profiling(const kern_backend *be);  /* 1 while on */
+int kern_backend_profile_report(kern_backend *be, FILE *out, const char *label);
 
 /* The backend the models (llm/, vision/, api/engine) run on: the CPU for NVL_BACKEND unset, cpu or
  * auto (the CUDA ops have not been checked on a GPU yet, so a device is used only when asked for);

@@ -84,13 +84,28 @@ struct kern_backend_i {
     void (*graph_free)(kern_backend *be, kern_graph *g);
 
     const struct kern_ops_i *ops; /* the op table (kernels/ops.h); entries NULL where missing */
+
+    /* (optional, all or none) the profile's timing marks, in the backend's stream order: a mark
+       recorded now (NULL when none can be: while capturing), the milliseconds from a to b
+       (waiting for b; < 0 on an error), a mark's release. NULL: the host clock around each op
+       (a backend whose ops are done when they return) */
+    void *(*mark)(kern_backend *be);
+    double (*mark_elapsed_ms)(kern_backend *be, void *a, void *b);
+    void (*mark_free)(kern_backend *be, void *m);
 };
 
+struct kern_prof;
 struct kern_backend {
     const struct kern_backend_i *iface;
     void *context;       /* backend-private */
     char description[256];
+    struct kern_prof *prof; /* the per-op profile (kern_backend_profile); NULL: off */
 };
+
+/* kernels/ops.c around every op while profiling (kernels/backend.c): a token, then the op's
+ * end under its name and key (matmul: the weight's name; NULL: none). */
+void *kern_prof_begin(kern_backend *be);
+void kern_prof_end(kern_backend *be, void *token, const char *op, const char *key);
 
 /* NVL_THREADS read and checked (*n = 0 when unset): kernels/cpu/backend_cpu.c. */
 nvl_status kern_cpu_threads_env(int *n, nvl_err *err);

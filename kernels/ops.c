@@ -212,13 +212,18 @@ static nvl_status chk_seqs(const char *op, const kern_seq *seqs, int n_seq, int6
     return NVL_OK;
 }
 
-#define DISPATCH(opname, ...)                                                                          \
+#define DISPATCH_KEY(key, opname, ...)                                                                 \
     do {                                                                                              \
         if (!be->iface->ops || !be->iface->ops->opname)                                               \
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: backend '%s' has no " #opname " op",     \
                                __func__, be->iface->name);                                            \
-        return be->iface->ops->opname(be, __VA_ARGS__);                                               \
+        if (!be->prof) return be->iface->ops->opname(be, __VA_ARGS__);                                \
+        void *tok_ = kern_prof_begin(be); /* (the per-op profile: kern_backend_profile) */            \
+        const nvl_status pst_ = be->iface->ops->opname(be, __VA_ARGS__);                              \
+        kern_prof_end(be, tok_, #opname, key);                                                        \
+        return pst_;                                                                                  \
     } while (0)
+#define DISPATCH(opname, ...) DISPATCH_KEY(NULL, opname, __VA_ARGS__)
 #define CHECK(x)                                                                                      \
     do {                                                                                              \
         nvl_status st_ = (x);                                                                         \
@@ -258,7 +263,7 @@ nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, con
     }
     if (w->quant != KERN_QUANT_NONE && !(w->input_scale > 0.0f && w->weight_scale > 0.0f))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight %s has non-positive scales", __func__, wn);
-    DISPATCH(matmul, y, x, w, err);
+    DISPATCH_KEY(w->name, matmul, y, x, w, err);
 }
 
 nvl_status kern_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps,

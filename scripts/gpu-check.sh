@@ -288,6 +288,12 @@ elif [ "$have_gpu" = 1 ]; then
         >"$L/bench_media.log" 2>&1 || { rc=1; log "bench_media FAILED"; }
   fi
   [ "$early_memcheck" = 0 ] && memcheck
+  # where a step's time goes, op by op (last: the first thing a short device slot cuts)
+  log "bench_llm 12B profiled: every op's time in a 3.4K prefill and in decode at 4K (events per op, no graphs)"
+  NVL_PROFILE_OPS=1 NVL_CUDA_GRAPHS=0 bench bench_12b_profile 200 build-gpu/bench/bench_llm --shape 12b --sparse \
+      --prompt 3400 --chunk 3400 --context 4096 --decode 16
+  rm -rf /tmp/nanovl-bench-12b-sparse
+  grep -A12 '^profile .*decode steps' "$L/bench_12b_profile.log" 2>/dev/null | sed 's/^/  /' >>"$OUT/summary.log" || true
   figures_complete=true
   log "figures: $OUT/figures.json"
 else

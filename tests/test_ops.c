@@ -1358,6 +1358,49 @@ static void test_errors(void) {
     TEST_EQ_INT(kern_evs_scores(g_be, &dis5, &E, 0, &err), NVL_ERR_SHAPE);
 }
 
+/* The per-op profile (kern_backend_profile): every op call counted once under its key, matmuls
+ * by weight name with layer numbers folded; the report starts over;
+ * off: nothing kept. */
+static void test_profile(void) {
+    const int64_t T = 3, K = 32, N = 16;
+    float *xh = rand_f((size_t)(T * K), -1, 1), *wh = rand_f((size_t)(N * K), -0.5f, 0.5f), *nh = rand_f((size_t)K, 0.5f, 1.5f);
+    nvl_tensor x = act2(NVL_DTYPE_F32, T, K, xh), W = weight(NVL_DTYPE_F32, N, K, wh), nw = vec_f32(K, nh);
+    nvl_tensor y = out2(NVL_DTYPE_F32, T, N), xn = out2(NVL_DTYPE_F32, T, K);
+    kern_weight w3 = kern_weight_plain(&W, "model.layers.3.in_proj.weight"), w12 = kern_weight_plain(&W, "model.layers.12.in_proj.weight");
+    nvl_err err = {0};
+    TEST_CHECK(!kern_backend_profiling(g_be), "profiling starts off");
+    kern_backend_profile(g_be, 1);
+    TEST_EQ_INT(kern_matmul(g_be, &y, &x, &w3, &err), NVL_OK);
+    TEST_EQ_INT(kern_matmul(g_be, &y, &x, &w12, &err), NVL_OK);
+    TEST_EQ_INT(kern_rmsnorm(g_be, &xn, &x, &nw, 1e-5f, &err), NVL_OK);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    TEST_EQ_INT(kern_backend_profile_report(g_be, f, "t"), 2);
+    fclose(f);
+    TEST_CONTAINS(buf, "in 3 op calls");
+    const char *m = strstr(buf, "matmul model.layers.#.in_proj.weight"), *r = strstr(buf, "  rmsnorm\n");
+    TEST_CHECK(m && r, "report keys: %s", buf);
+    if (m) { /* "  ms  share  calls  ms/call  key": the matmul line says 2 calls */
+        const char *ls = m;
+        while (ls > buf && ls[-1] != '\n') ls--;
+        double ms = -1, share = -1, mpc = -1;
+        long long calls = -1;
+        TEST_CHECK(sscanf(ls, "%lf %lf%% %lld %lf", &ms, &share, &calls, &mpc) == 4 && calls == 2 && ms > 0,
+                   "matmul line: %.60s", ls);
+    }
+    free(buf);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    TEST_EQ_INT(kern_backend_profile_report(g_be, f, "again"), 0); /* started over */
+    fclose(f);
+    TEST_CONTAINS(buf, "in 0 op calls");
+    free(buf);
+    kern_backend_profile(g_be, 0);
+    TEST_EQ_INT(kern_matmul(g_be, &y, &x, &w3, &err), NVL_OK);
+    TEST_EQ_INT(kern_backend_profile_report(g_be, stdout, "off"), 0);
+}
+
 /* Host f32 rows into backend tensors of F32 / BF16 (the vision splice, the projector input) and
  * back: a BF16 destination holds the nearest-even bf16 of each value (exact), with a row stride
  * wider than the row; back to the host gives those values. */
@@ -1399,6 +1442,7 @@ int main(int argc, char **argv) {
     }
     printf("backend: %s\n", kern_backend_description(g_be));
     test_host_rows();
+    test_profile();
     test_matmul();
     test_matmul_quant();
     test_rmsnorm();

@@ -485,6 +485,30 @@ static nvl_status cuda_measure(kern_backend *be, kern_device_rates *out, nvl_err
     return st;
 }
 
+/* The per-op profile's marks (backend_impl.h): an event recorded on the backend's stream; none
+ * while capturing (a record there would become a graph node, timed by no one). */
+static void *cuda_mark(kern_backend *be) {
+    cuda_ctx *c = ctx_of(be);
+    cudaEvent_t e = NULL;
+    if (c->capturing || cudaEventCreate(&e) != cudaSuccess) return NULL;
+    if (cudaEventRecord(e, c->stream) != cudaSuccess) {
+        cudaEventDestroy(e);
+        return NULL;
+    }
+    return (void *)e;
+}
+static double cuda_mark_elapsed_ms(kern_backend *be, void *a, void *b) {
+    (void)be;
+    float ms = 0.f;
+    if (cudaEventSynchronize((cudaEvent_t)b) != cudaSuccess || cudaEventElapsedTime(&ms, (cudaEvent_t)a, (cudaEvent_t)b) != cudaSuccess)
+        return -1.0;
+    return (double)ms;
+}
+static void cuda_mark_free(kern_backend *be, void *m) {
+    (void)be;
+    if (m) cudaEventDestroy((cudaEvent_t)m);
+}
+
 static struct kern_backend_i make_iface(void) {
     struct kern_backend_i i;
     memset(&i, 0, sizeof i);
@@ -507,6 +531,9 @@ static struct kern_backend_i make_iface(void) {
     i.graph_launch = cuda_graph_launch;
     i.graph_current = cuda_graph_current;
     i.graph_free = cuda_graph_free;
+    i.mark = cuda_mark;
+    i.mark_elapsed_ms = cuda_mark_elapsed_ms;
+    i.mark_free = cuda_mark_free;
     return i;
 }
 static const struct kern_backend_i g_cuda_iface = make_iface();
