@@ -128,7 +128,8 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     snprintf(pc->o->prog.prefix, sizeof pc->o->prog.prefix, "[%d/%d] ", index + 1, n_total);
 }
 
-static int on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int on_page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)n_total;
     page_ctx *pc = user;
     (void)index;
     cli_progress_clear(&pc->o->prog);

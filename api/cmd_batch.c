@@ -286,8 +286,9 @@ static int ocr_page(int index, int n_total, const char *name, int page, const ap
     return g_stop;
 }
 
-static int ocr_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int ocr_page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
     (void)index;
+    (void)n_total;
     job *j = user;
     cJSON *p = api_page_error_to_json(name, page, st, msg);
     if (p) cJSON_AddItemToArray(j->pages, p);

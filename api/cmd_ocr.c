@@ -97,7 +97,8 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     return out_failed(c);
 }
 
-static int on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int on_page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)n_total;
     ocr_ctx *c = user;
     (void)index;
     cli_progress_clear(&c->prog);

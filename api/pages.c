@@ -88,7 +88,7 @@ static void report(api_pages *pg, unit *u, int index) {
     } else {
         pg->n_failed++;
         if (!pg->stopped && pg->h.on_page_error &&
-            pg->h.on_page_error(index, name, page1, u->st, msg, pg->h.user))
+            pg->h.on_page_error(index, pg->n_units, name, page1, u->st, msg, pg->h.user))
             stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
     }
     api_ask_result_free(&u->res);
@@ -108,6 +108,10 @@ static void pump(api_pages *pg) {
     while (!pg->stopped && pg->running < pg->window && pg->next_submit < pg->n_units) {
         unit *u = &pg->units[pg->next_submit];
         const int index = pg->next_submit++;
+        if (u->state == U_ENDED) { /* an input that failed as a whole: reported in its place */
+            pump(pg);
+            return;
+        }
         u->parts[0] = (api_part){.kind = API_PART_MEDIA, .media = pg->local[u->m]};
         u->parts[1] = (api_part){.kind = API_PART_TEXT, .text = pg->prompt};
         if (u->page >= 0) {
@@ -194,15 +198,9 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
             if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
             media_pdf_close(pdf);
         }
-        if (s2 != NVL_OK) { /* the input fails as a whole, the others go on */
-            pg->n_failed++;
-            if (h->on_page_error && h->on_page_error(m, name, 0, s2, e2.msg, h->user)) {
-                pg->stopped = 1;
-                pg->st = NVL_ERR_CANCELLED;
-                snprintf(pg->err, sizeof pg->err, "ocr: stopped");
-            }
-            continue;
-        }
+        /* an input that fails as a whole is one unit, already ended, reported in its place among
+           the pages (its index its own, counted in the total); the others go on */
+        if (s2 != NVL_OK) np = 1;
         for (int i = 0; i < np; i++) {
             if (pg->n_units == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -213,7 +211,14 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
                 }
                 pg->units = nu;
             }
-            pg->units[pg->n_units++] = (unit){.m = m, .page = k == MEDIA_KIND_PDF ? pages[i] : -1, .owner = pg};
+            unit *u = &pg->units[pg->n_units++];
+            *u = (unit){.m = m, .page = s2 == NVL_OK && k == MEDIA_KIND_PDF ? pages[i] : -1, .owner = pg};
+            if (s2 != NVL_OK) {
+                u->state = U_ENDED;
+                u->st = s2;
+                const size_t n = strlen(e2.msg) + 1;
+                if ((u->msg_err = nvl_malloc(n))) memcpy(u->msg_err, e2.msg, n);
+            }
         }
         nvl_free(pages);
     }
@@ -273,9 +278,9 @@ static int rw_page(int index, int n_total, const char *name, int page, const api
     const run_wait *w = user;
     return w->user_h->on_page(index, n_total, name, page, r, w->user_h->user);
 }
-static int rw_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int rw_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
     const run_wait *w = user;
-    return w->user_h->on_page_error(index, name, page, st, msg, w->user_h->user);
+    return w->user_h->on_page_error(index, n_total, name, page, st, msg, w->user_h->user);
 }
 
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *p,

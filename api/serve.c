@@ -262,10 +262,11 @@ static int w_on_page(int index, int n_total, const char *name, int page, const a
     return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }
 
-static int w_on_page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int w_on_page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
     job *j = user;
     cJSON *ev = event(j->id, "page");
     if (ev) cJSON_AddNumberToObject(ev, "index", index);
+    if (ev) cJSON_AddNumberToObject(ev, "total", n_total);
     job_emit(j->s, j, api_json_merge(ev, api_page_error_to_json(name, page, st, msg)));
     return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }

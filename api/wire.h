@@ -100,7 +100,7 @@ typedef int (*api_page_fn)(int index, int n_total, const char *name, int page, c
 typedef struct api_pages_hooks {
     void (*on_page_start)(int index, int n_total, const char *name, int page, void *user);
     api_page_fn on_page;
-    int (*on_page_error)(int index, const char *name, int page, nvl_status st, const char *msg, void *user);
+    int (*on_page_error)(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user);
     /* the run ended (api_pages_start): st NVL_OK, or NVL_ERR_CANCELLED (stopped by a hook,
      * cancelled) with msg; n_failed pages or inputs failed */
     void (*on_finish)(nvl_status st, int n_failed, const char *msg, void *user);

@@ -268,6 +268,16 @@ static void test_json(void) {
     const char *bad = "{\"a\": [1, 2}";
     TEST_EQ_INT(nvl_json_parse(&j, bad, strlen(bad), "bad.json", &err), NVL_ERR_FORMAT);
     TEST_CONTAINS(err.msg, "bad.json: invalid JSON near byte");
+    /* one value per text: a second object or anything but white space after it is refused (a
+       request line holding two objects lost the second); white space and CRLF are fine */
+    const char *two = "{\"a\":1}{\"b\":2}", *junk = "{\"a\":1} x", *ws = "{\"a\":1} \r\n\t";
+    TEST_EQ_INT(nvl_json_parse(&j, two, strlen(two), "line", &err), NVL_ERR_FORMAT);
+    TEST_CONTAINS(err.msg, "line: content after the JSON value at byte 7");
+    TEST_EQ_INT(nvl_json_parse(&j, junk, strlen(junk), "line", &err), NVL_ERR_FORMAT);
+    const char *nan_two = "{\"a\":NaN}{\"b\":2}"; /* (the Python-literal path) */
+    TEST_EQ_INT(nvl_json_parse(&j, nan_two, strlen(nan_two), "line", &err), NVL_ERR_FORMAT);
+    TEST_EQ_INT(nvl_json_parse(&j, ws, strlen(ws), "line", &err), NVL_OK);
+    cJSON_Delete(j);
 }
 
 static void test_mapped_file(void) {

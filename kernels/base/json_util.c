@@ -44,6 +44,13 @@ static char *rewrite_python_literals(const char *s, size_t len) {
     return out;
 }
 
+/* Where text holds something other than white space after the parsed value (end), or len. */
+static size_t trailing_at(const char *text, size_t len, const char *end) {
+    size_t i = end && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+    return i;
+}
+
 nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err) {
     *out = NULL;
@@ -55,6 +62,12 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
         if (!j)
             return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what,
                                end ? (size_t)(end - text) : (size_t)0);
+        const size_t at = trailing_at(text, len, end);
+        if (at < len) {
+            cJSON_Delete(j);
+            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: content after the JSON value at byte %zu (one value per text)",
+                               what, at);
+        }
         *out = j;
         return NVL_OK;
     }
@@ -67,7 +80,12 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
         nvl_free(buf);
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
     }
+    const size_t blen = strlen(buf), at = trailing_at(buf, blen, end);
     nvl_free(buf);
+    if (at < blen) {
+        cJSON_Delete(j);
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: content after the JSON value (one value per text)", what);
+    }
     *out = j;
     return NVL_OK;
 }

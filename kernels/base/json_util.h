@@ -27,8 +27,10 @@ struct cJSON;
 
 #define NVL_JSON_MAX_BYTES ((size_t)64 << 20) /* config/index/tokenizer files above this are refused */
 
-/* Parses len bytes (need not be NUL-terminated). what names the input in messages.
- * *out is freed with cJSON_Delete(). @return NVL_OK or NVL_ERR_FORMAT (with the byte offset). */
+/* Parses len bytes (need not be NUL-terminated) holding one JSON value, white space around it
+ * (anything else after it, e.g. a second object on a request line, is an error, not ignored).
+ * what names the input in messages. *out is freed with cJSON_Delete(). @return NVL_OK or
+ * NVL_ERR_FORMAT (with the byte offset). */
 nvl_status nvl_json_parse(struct cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err);
 nvl_status nvl_json_load_file(struct cJSON **out, const char *path, size_t max_bytes, nvl_err *err);

@@ -75,6 +75,16 @@ expect 2 "unknown or incomplete option '--fps'" "$B" render "$I" --fps 2 -o "$T/
 expect 1 "image.png': No such file or directory" "$B" render "$I" -o "$T/no/such/dir"
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 8
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 7777
+# ocr: a file that fails as a whole is reported in its place among the pages (it came first)
+timeout 60 "$B" ocr --model "$M" "$I" "$T/none.png" "$P2" --json --max-tokens 2 > "$T/ocr.jsonl" 2>/dev/null
+n=$((n + 1))
+if [ "$(sed -n 2p "$T/ocr.jsonl" | grep -c 'none.png.*"code":"not_found"')" != 1 ] || [ "$(wc -l < "$T/ocr.jsonl")" != 4 ] ||
+   ! sed -n 4p "$T/ocr.jsonl" | grep -q '"page":2,'; then
+    echo "FAIL: ocr order:"; cut -c1-120 "$T/ocr.jsonl"; fail=$((fail + 1))
+fi
+# two JSON values where one is expected: refused, not the first taken and the rest dropped
+printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
+expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"
 # the shared corpus' files (skipped without it)
 if [ -d "$S" ]; then
     V=$S/video/long_180p_av1.mp4 E=$S/pdf/libreoffice-writer-password.pdf

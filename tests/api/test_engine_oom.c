@@ -28,7 +28,8 @@ static char g_file[1024]; /* the request's file ("" for a text-only question) */
 static int g_pages;        /* run page by page (api_pages_run, as ocr / batch / serve do) instead */
 static char g_pdf[1024], g_img[1024];
 
-static int page_error(int index, const char *name, int page, nvl_status st, const char *msg, void *user) {
+static int page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
+    (void)n_total;
     (void)index;
     (void)name;
     (void)page;

@@ -420,27 +420,41 @@ int main(void) {
         close(slow);
     }
 
-    /* OCR: one page event per page, then done */
+    /* OCR: one page event per page, in order, then done; a file that fails as a whole is one
+       entry in its place (its own index, counted in every event's total: it came first, with an
+       index a page also had, and no total) */
     const char *pdf = test_shared_path("media/pdf/multi_page.pdf");
     if (pdf) {
-        snprintf(req, sizeof req, "{\"id\":\"ocr\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"pages\":\"1-2\",\"max_tokens\":4}}", pdf);
+        snprintf(req, sizeof req,
+                 "{\"id\":\"ocr\",\"type\":\"ocr\",\"files\":[\"%s\",\"/nonexistent/x.png\",\"%s\"],"
+                 "\"params\":{\"pages\":\"1-2\",\"max_tokens\":4}}", pdf, pdf);
         send_line(c.fd, req);
-        int pages = 0;
+        int pages = 0, order_ok = 1;
         for (;;) {
             ev = next_event(&c, 60);
             if (!ev) break;
             const char *e = str(ev, "event");
             if (!strcmp(e, "page")) {
+                const int has_err = cJSON_GetObjectItemCaseSensitive(ev, "error") != NULL;
+                order_ok &= (int)num(ev, "index") == pages && (int)num(ev, "total") == 5 && has_err == (pages == 2) &&
+                            (has_err || (int)num(ev, "page") == (pages < 2 ? pages + 1 : pages - 2));
                 pages++;
-                TEST_EQ_INT((int64_t)num(ev, "page"), pages);
             }
             int end = !strcmp(e, "done") || !strcmp(e, "error");
-            if (end) TEST_CHECK(!strcmp(e, "done") && num(ev, "failed_pages") == 0, "ocr done");
+            if (end) TEST_CHECK(!strcmp(e, "done") && num(ev, "failed_pages") == 1, "ocr done, one input failed");
             cJSON_Delete(ev);
             if (end) break;
         }
-        TEST_EQ_INT(pages, 2);
+        TEST_EQ_INT(pages, 5);
+        TEST_CHECK(order_ok, "ocr page events in order, indices 0..4, total 5, the missing file third");
     }
+    /* two requests on one line: refused as bad JSON, neither run (the second was dropped) */
+    send_line(c.fd, "{\"id\":\"two1\",\"type\":\"status\"}{\"id\":\"two2\",\"type\":\"status\"}");
+    ev = next_event(&c, 10);
+    TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "bad_json") &&
+                   strstr(str(ev, "message"), "content after the JSON value"),
+               "two objects on a line -> bad_json (got %s %s)", ev ? str(ev, "event") : "nothing", ev ? str(ev, "code") : "");
+    cJSON_Delete(ev);
 
     /* rate limit: a fresh connection with --rate 600 has a burst of 60 */
     {
