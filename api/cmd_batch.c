@@ -218,7 +218,7 @@ typedef struct batch_line {
     char *text;
     size_t len;
     int lineno;
-    char id[300];
+    char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
 } batch_line;
 
 /* One job in flight: its request (whose strings the engine reads until it ends), its result
@@ -532,7 +532,12 @@ int cmd_batch(int argc, char **argv) {
              * rerun finds it there */
             char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;
             if (fixed && strlen(fixed) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", fixed);
-            else snprintf(L->id, sizeof L->id, "line-%d", lineno);
+            else { /* no id: its line and its text (FNV-1a of the trimmed line), so that a job moved
+                      or edited between runs is a new job, never one that takes another's result */
+                uint32_t hsh = 2166136261u;
+                for (size_t i = 0; i < L->len; i++) hsh = (hsh ^ (uint8_t)L->text[i]) * 16777619u;
+                snprintf(L->id, sizeof L->id, "line-%d-%08x", lineno, (unsigned)hsh);
+            }
             nvl_free(fixed);
             cJSON_Delete(r);
         }

@@ -4,8 +4,9 @@ checks that every job of the manifest has exactly one result line. Standard libr
 
     python3 merge_results.py JOBS.jsonl results.0.jsonl results.1.jsonl ... [--out MERGED.jsonl]
 
-A job's id is its "id", or "line-N" (N: its line in the manifest) when it has none or the line is
-not a JSON object, as nanovl batch names it. The merged file holds the result lines in manifest
+A job's id is its "id", or "line-N-HHHHHHHH" (N: its line in the manifest; H: the FNV-1a of the
+line's bytes without the spaces, tabs and CR around them) when it has none or the line is not a
+JSON object, as nanovl batch names it. The merged file holds the result lines in manifest
 order, unchanged. Prints a summary and every problem: a job with no line (a shard that did not
 run or finish: rerun it), a job with several lines, a line whose id is not in the manifest, a
 line that is not JSON (a torn last line: rerun that shard to drop it). Exit 0 when every job
@@ -29,7 +30,12 @@ def manifest_ids(path):
             except ValueError:
                 job = None
             jid = job.get("id") if isinstance(job, dict) else None
-            ids.append(jid if isinstance(jid, str) else f"line-{n}")
+            if not isinstance(jid, str):
+                h = 2166136261
+                for c in raw.rstrip(b"\n").rstrip(b"\r \t").lstrip(b" \t"):
+                    h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+                jid = f"line-{n}-{h:08x}"
+            ids.append(jid)
     return ids
 
 

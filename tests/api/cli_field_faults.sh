@@ -85,6 +85,13 @@ fi
 # two JSON values where one is expected: refused, not the first taken and the rest dropped
 printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
 expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"
+# batch jobs without an id: a blank line put before them between runs made q1 take q2's answer
+# (ids were line numbers); now a moved or edited job runs again, and no result is reused wrongly
+printf '{"question":"q1","params":{"max_tokens":1}}\n{"question":"q2","params":{"max_tokens":1}}\n{"question":"q3","params":{"max_tokens":1}}\n' > "$T/nid.jsonl"
+expect 0 "3 jobs, 0 already done, 3 ok" "$B" batch --model "$M" "$T/nid.jsonl" --out "$T/nid.out" --no-progress
+expect 0 "3 jobs, 3 already done, 0 ok" "$B" batch --model "$M" "$T/nid.jsonl" --out "$T/nid.out" --no-progress
+{ echo; cat "$T/nid.jsonl"; } > "$T/nid2.jsonl" && mv "$T/nid2.jsonl" "$T/nid.jsonl"
+expect 0 "3 jobs, 0 already done, 3 ok" "$B" batch --model "$M" "$T/nid.jsonl" --out "$T/nid.out" --no-progress
 # the shared corpus' files (skipped without it)
 if [ -d "$S" ]; then
     V=$S/video/long_180p_av1.mp4 E=$S/pdf/libreoffice-writer-password.pdf

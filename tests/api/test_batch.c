@@ -86,6 +86,17 @@ static int count_id(const results *r, const char *id) {
     return c;
 }
 
+/* The id batch gives a job without one: "line-N-" and the FNV-1a of its (trimmed) text. */
+static const char *line_id(int n, const char *text) {
+    static char buf[4][48];
+    static int k = 0;
+    uint32_t h = 2166136261u;
+    for (const char *s = text; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "line-%d-%08x", n, (unsigned)h);
+    return buf[k];
+}
+
 static const cJSON *find(const results *r, const char *id) {
     for (int i = 0; i < r->n; i++)
         if (!strcmp(r->ids[i], id)) return r->line[i];
@@ -155,7 +166,7 @@ int main(void) {
     load(out, &r);
     TEST_CHECK(!r.torn, "no torn line");
     TEST_EQ_INT(r.n, 7);
-    const char *ids[] = {"img", "long", "pdf", "ocr", "missing", "line-7", "bad\xef\xbf\xbd"};
+    const char *ids[] = {"img", "long", "pdf", "ocr", "missing", line_id(7, "{not json"), "bad\xef\xbf\xbd"};
     for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s recorded once", ids[i]);
     TEST_CHECK(utf8_file_valid(out), "every result line is valid UTF-8");
     if ((x0 = find(&r, "bad\xef\xbf\xbd"))) TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x0, "status")->valuestring, "ok");
@@ -175,7 +186,7 @@ int main(void) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(x, "error");
         TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(e, "code")->valuestring, "not_found");
     }
-    if ((x = find(&r, "line-7"))) {
+    if ((x = find(&r, line_id(7, "{not json")))) {
         TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(x, "status")->valuestring, "error");
         /* one vocabulary with serve: a line that is not JSON is bad_json */
         TEST_EQ_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "error"), "code")->valuestring, "bad_json");
@@ -299,7 +310,7 @@ int main(void) {
         fprintf(f, "{\"id\":\"p9\",\"type\":\"ocr\",\"files\":[\"%s\",\"/nonexistent/c.pdf\"],\"params\":{\"pages\":\"1\",\"max_tokens\":5}}\n", pdf);
         fprintf(f, "{not json\n");
         fclose(f);
-        const char *pids[] = {"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "line-11"};
+        const char *pids[] = {"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", line_id(11, "{not json")};
         const int np = 11;
         TEST_EQ_INT(run(jobs, o1, "--parallel", "1"), 1); /* p5, p9 and line-11 fail */
         TEST_EQ_INT(run(jobs, o4, "--parallel", "4"), 1);
