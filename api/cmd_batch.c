@@ -238,6 +238,7 @@ typedef struct job {
     uint64_t id;
     nvl_status st;
     int n_failed;
+    nvl_status page_st; /* ocr: the first failed page's or file's status (the job's error code) */
     char msg[NVL_ERR_MSG_MAX];
     double tj;
 } job;
@@ -292,6 +293,7 @@ static int ocr_page_error(int index, int n_total, const char *name, int page, nv
     job *j = user;
     cJSON *p = api_page_error_to_json(name, page, st, msg);
     if (p) cJSON_AddItemToArray(j->pages, p);
+    if (j->page_st == NVL_OK) j->page_st = st;
     return g_stop;
 }
 
@@ -384,7 +386,9 @@ static nvl_status job_result(job *j) {
         if (st == NVL_OK && j->n_failed)
             snprintf(j->msg, sizeof j->msg, "%d of %d pages or files failed (see pages)", j->n_failed,
                      cJSON_GetArraySize(j->pages));
-        if (st == NVL_OK && j->n_failed) st = NVL_ERR_FORMAT;
+        /* the job's code: its first failed page's (not_found, unsupported, ...), so that filtering
+           results by code finds it */
+        if (st == NVL_OK && j->n_failed) st = j->page_st != NVL_OK ? j->page_st : NVL_ERR_FORMAT;
         if (j->pages) cJSON_AddItemToObject(o, "pages", j->pages);
         j->pages = NULL;
         if (st == NVL_OK) cJSON_AddStringToObject(o, "status", "ok");
@@ -412,15 +416,24 @@ int cmd_batch(int argc, char **argv) {
         if (k > 0) continue;
         if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--shard") && v) {
-            char extra;
-            if (sscanf(v, "%d/%d%c", &shard, &n_shards, &extra) != 2 || n_shards < 1 || shard < 0 || shard >= n_shards) {
-                fprintf(stderr, "nanovl batch: --shard wants i/N with 0 <= i < N, got '%s'\n", v);
+            /* (strtol with its range checked: sscanf's %d wraps 4294967297 to 1) */
+            char *e1 = NULL, *e2 = NULL;
+            errno = 0;
+            const long si = strtol(v, &e1, 10);
+            const long sn = e1 != v && *e1 == '/' ? strtol(e1 + 1, &e2, 10) : -1;
+            if (errno || e1 == v || !e2 || e2 == e1 + 1 || *e2 || sn < 1 || sn > 1000000 || si < 0 || si >= sn) {
+                fprintf(stderr, "nanovl batch: --shard wants i/N with 0 <= i < N <= 1000000, got '%s'\n", v);
                 return EXIT_USAGE;
             }
+            shard = (int)si;
+            n_shards = (int)sn;
             i++;
         } else if (!strcmp(a, "--parallel") && v) {
-            char extra;
-            if (sscanf(v, "%d%c", &parallel, &extra) != 1 || parallel < 1 || parallel > 256) {
+            char *e1 = NULL;
+            errno = 0;
+            const long pv = strtol(v, &e1, 10);
+            parallel = pv >= 1 && pv <= 256 ? (int)pv : 0;
+            if (errno || e1 == v || *e1 || parallel == 0) {
                 fprintf(stderr, "nanovl batch: --parallel wants a number of jobs from 1 to 256, got '%s'\n", v);
                 return EXIT_USAGE;
             }

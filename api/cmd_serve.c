@@ -109,6 +109,15 @@ int cmd_serve(int argc, char **argv) {
                 o.max_batch = eo.max_batch = (int)d;
                 continue;
             }
+            /* counts held in an int: a bound well inside it (a cast of 4294967296 gave 0) */
+            const double cap = !strcmp(a, "--max-clients") ? 100000.0
+                               : (!strcmp(a, "--max-queue") || !strcmp(a, "--max-per-client")) ? 1000000.0
+                                                                                                  : 1e15;
+            if (d > cap) {
+                fprintf(stderr, "nanovl serve: %s must be at most %.0f, got '%s'\n", a, cap, v);
+                rc = EXIT_USAGE;
+                goto out;
+            }
             if (!strcmp(a, "--socket-mode")) o.socket_mode = (int)d & 0777;
             else if (!strcmp(a, "--max-request-bytes")) o.max_request_bytes = (size_t)d;
             else if (!strcmp(a, "--max-queue")) o.max_queue = (int)d;

@@ -362,7 +362,8 @@ void llm_model_quant_counts(const llm_model *m, int counts[3]);
 typedef struct llm_sampler_params {
     float temperature; /* 0 = greedy */
     int top_k;         /* 0 = off */
-    float top_p;       /* 1 = off */
+    float top_p;       /* 1 = off; 0: the most probable token only (the prefix always holds one, as
+                          transformers' TopPLogitsWarper keeps min_tokens_to_keep = 1) */
     float min_p;       /* 0 = off: drop tokens with p < min_p * p_max */
     uint64_t seed;
 } llm_sampler_params;

@@ -50,10 +50,10 @@ nvl_status llm_sampler_init(llm_sampler **out, int64_t n_vocab, const llm_sample
                             nvl_err *err) {
     *out = NULL;
     llm_sampler_params q = p ? *p : llm_sampler_params_default();
-    if (q.temperature < 0 || q.top_k < 0 || !(q.top_p > 0 && q.top_p <= 1) || q.min_p < 0 || q.min_p > 1)
+    if (q.temperature < 0 || q.top_k < 0 || !(q.top_p >= 0 && q.top_p <= 1) || q.min_p < 0 || q.min_p > 1)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG,
                            "sampler: temperature %g, top_k %d, top_p %g, min_p %g out of range "
-                           "(temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1)",
+                           "(temperature >= 0, top_k >= 0, 0 <= top_p <= 1, 0 <= min_p <= 1)",
                            (double)q.temperature, q.top_k, (double)q.top_p, (double)q.min_p);
     llm_sampler *s = nvl_calloc(1, sizeof *s);
     if (!s) return nvl_err_set(err, NVL_ERR_NOMEM, "sampler: out of memory");

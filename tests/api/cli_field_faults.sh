@@ -92,6 +92,18 @@ expect 0 "3 jobs, 0 already done, 3 ok" "$B" batch --model "$M" "$T/nid.jsonl" -
 expect 0 "3 jobs, 3 already done, 0 ok" "$B" batch --model "$M" "$T/nid.jsonl" --out "$T/nid.out" --no-progress
 { echo; cat "$T/nid.jsonl"; } > "$T/nid2.jsonl" && mv "$T/nid2.jsonl" "$T/nid.jsonl"
 expect 0 "3 jobs, 0 already done, 3 ok" "$B" batch --model "$M" "$T/nid.jsonl" --out "$T/nid.out" --no-progress
+# an ocr job whose file is missing: the job's code is the page's (not_found), not bad_format
+printf '{"id":"o","type":"ocr","files":["%s"]}\n' "$T/none.png" > "$T/ocrjob.jsonl"
+expect 1 "1 failed" "$B" batch --model "$M" "$T/ocrjob.jsonl" --out "$T/ocrjob.out" --no-progress
+n=$((n + 1)); grep -q '"status":"error","error":{"code":"not_found"' "$T/ocrjob.out" || { echo "FAIL: ocr job code"; cat "$T/ocrjob.out"; fail=$((fail + 1)); }
+# numbers past what an int holds: refused, not wrapped (4294967296 queued nothing; a shard of
+# 4294967297 ran as 1)
+expect 2 "must be at most 1000000" "$B" serve --model "$M" --socket "$T/q.sock" --max-queue 4294967296
+expect 2 "must be at most 100000" "$B" serve --model "$M" --socket "$T/q.sock" --max-clients 3000000000
+expect 2 "0 <= i < N <= 1000000" "$B" batch --model "$M" "$T/ocrjob.jsonl" --out "$T/x.out" --shard 0/4294967297
+expect 2 "from 1 to 256" "$B" batch --model "$M" "$T/ocrjob.jsonl" --out "$T/x.out" --parallel 4294967298
+# top_p 0 (the documented bound): the best token only, not an error at run time
+expect 0 '"completion_tokens":2' "$B" ask --model "$M" -q "hi" --temperature 1 --top-p 0 --max-tokens 2 --json
 # the shared corpus' files (skipped without it)
 if [ -d "$S" ]; then
     V=$S/video/long_180p_av1.mp4 E=$S/pdf/libreoffice-writer-password.pdf

@@ -173,6 +173,11 @@ int main(void) {
     p.top_k = 0;
     p.top_p = 0.01f;
     TEST_EQ_INT(draw(&p, logits, 6), 1);
+    p.top_p = 0.0f; /* the documented bound (docs/api.md 0..1): the best token only, never an error */
+    for (int s = 0; s < 20; s++) {
+        p.seed = (uint64_t)s;
+        TEST_EQ_INT(draw(&p, logits, 6), 1);
+    }
     p.top_p = 1.0f;
     p.min_p = 0.99f; /* only tokens within 1 % of the best: ids 1 and 4 */
     for (int s = 0; s < 50; s++) {
@@ -238,7 +243,7 @@ int main(void) {
     }
     test_against_oracle();
     /* invalid parameters */
-    p.top_p = 0.0f;
+    p.top_p = -0.01f;
     TEST_EQ_INT(llm_sampler_init(&a, 2, &p, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "top_p");
     return test_report();
