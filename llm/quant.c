@@ -106,8 +106,10 @@ int llm_quant_excluded(const llm_quant_config *q, const char *module) {
     return 0;
 }
 
-/* A 0-d (or one-element) f32 scale, finite and > 0. */
-static nvl_status scalar_scale(const nvl_checkpoint *ck, const char *name, float *out, nvl_err *err) {
+/* A 0-d (or one-element) f32 scale, finite and > 0, and finite times max_code (the largest
+ * magnitude it scales: 448 for E4M3 codes, 448 x 6 for an E2M1 code under an E4M3 block scale),
+ * else the dequantized values are infinite and every output NaN. */
+static nvl_status scalar_scale(const nvl_checkpoint *ck, const char *name, double max_code, float *out, nvl_err *err) {
     const nvl_st_entry *e = nvl_checkpoint_find(ck, name);
     if (!e) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing scale tensor '%s'", name);
     nvl_tensor t = nvl_st_entry_tensor(e);
@@ -119,6 +121,9 @@ static nvl_status scalar_scale(const nvl_checkpoint *ck, const char *name, float
     const float v = nvl_tensor_get_f32(&t, 0);
     if (!isfinite(v) || v <= 0.0f)
         return nvl_err_set(err, NVL_ERR_FORMAT, "scale tensor '%s' is %g, expected a finite value > 0", name, (double)v);
+    if ((double)v * max_code > 3.4028234663852886e38)
+        return nvl_err_set(err, NVL_ERR_FORMAT, "scale tensor '%s' is %g: times the largest code it scales (%g) it "
+                           "overflows f32", name, (double)v, max_code);
     *out = v;
     return NVL_OK;
 }
@@ -136,6 +141,8 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
         snprintf(sname, sizeof sname, "tensor '%s'", e->name);
         nvl_status st = nvl_tensor_check_shape(&t, 2, (int64_t[]){n_out, n_in}, sname, err);
         if (st != NVL_OK) return st;
+        /* (unquantized by its dtype, excluded or not: which modules are quantized is decided per
+           tensor, quant-formats.md) */
         *out = kern_weight_plain(&t, e->name);
         return NVL_OK;
     }
@@ -149,6 +156,18 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     if (llm_quant_excluded(q, module))
         return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is quantized but its module '%s' is in the exclude list of %s",
                            e->name, module, q->source);
+    /* the weights must be what the config says they are (MIXED_PRECISION names each layer's
+       algorithm in quantized_layers: either kind) */
+    const int mixed = !strcmp(q->algo, "MIXED_PRECISION");
+    if (!mixed && strcmp(q->algo, "FP8") && strcmp(q->algo, "NVFP4"))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s has quant_algo '%s' (nanovl reads FP8, NVFP4 and "
+                           "MIXED_PRECISION)", e->name, fp8 ? "FP8 (F8_E4M3)" : "NVFP4 (U8)", q->source, q->algo);
+    if (!mixed && strcmp(q->algo, fp8 ? "FP8" : "NVFP4"))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s says quant_algo '%s'", e->name,
+                           fp8 ? "FP8 (F8_E4M3)" : "NVFP4 (U8 with E4M3 block scales)", q->source, q->algo);
+    if (fp4 && q->group_size && q->group_size != 16)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is NVFP4, whose blocks are 16 along the input, but %s says "
+                           "group_size %d", e->name, q->source, q->group_size);
     const int64_t want_in = fp8 ? n_in : n_in / 2;
     if (t.n_dims != 2 || t.shape[0] != n_out || t.shape[1] != want_in || (fp4 && n_in % 16))
         return nvl_err_set(err, NVL_ERR_SHAPE, "%s weight '%s' has shape [%lld, %lld], expected [%lld, %lld]%s",
@@ -160,7 +179,7 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
     nvl_status st;
     snprintf(sname, sizeof sname, "%s.input_scale", module);
-    if ((st = scalar_scale(ck, sname, &w.input_scale, err)) != NVL_OK) {
+    if ((st = scalar_scale(ck, sname, fp8 ? 448.0 : 448.0 * 6.0, &w.input_scale, err)) != NVL_OK) {
         if (st == NVL_ERR_NOT_FOUND)
             nvl_err_set(err, st, "missing scale tensor '%s': %s weights without a static input scale (weight-only or "
                         "dynamic per-token schemes) are not supported", sname, fp8 ? "FP8" : "NVFP4");
@@ -168,10 +187,10 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     }
     if (fp8) {
         snprintf(sname, sizeof sname, "%s.weight_scale", module);
-        if ((st = scalar_scale(ck, sname, &w.weight_scale, err)) != NVL_OK) return st;
+        if ((st = scalar_scale(ck, sname, 448.0, &w.weight_scale, err)) != NVL_OK) return st;
     } else {
         snprintf(sname, sizeof sname, "%s.weight_scale_2", module);
-        if ((st = scalar_scale(ck, sname, &w.weight_scale, err)) != NVL_OK) return st;
+        if ((st = scalar_scale(ck, sname, 448.0 * 6.0, &w.weight_scale, err)) != NVL_OK) return st;
         snprintf(sname, sizeof sname, "%s.weight_scale", module);
         const nvl_st_entry *be = nvl_checkpoint_find(ck, sname);
         if (!be) return nvl_err_set(err, NVL_ERR_NOT_FOUND, "missing block-scale tensor '%s'", sname);

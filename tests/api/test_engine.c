@@ -12,8 +12,62 @@
 
 #include "api.h"
 #include "base/alloc.h"
+#include "base/mapped_file.h"
 #include "base/safetensors.h"
 #include "test_util.h"
+
+/* A checkpoint whose final norm holds +inf: the logits are NaN/inf, and the request fails saying
+ * so (it answered "<unk><unk>..." with success). The copy links every file of vl_tiny but the
+ * shard holding the weight, which it copies and patches. */
+static void test_nonfinite(const char *img) {
+    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
+                                        "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
+                                        "model-00002-of-00002.safetensors"};
+    char dir[600], src[1200], dst[1200];
+    snprintf(dir, sizeof dir, "%s/inf_ckpt", test_tmpdir());
+    mkdir(dir, 0755);
+    nvl_err err = {0};
+    nvl_checkpoint *ck = NULL;
+    TEST_EQ_INT(nvl_checkpoint_open(&ck, test_data_path("vl_tiny"), &err), NVL_OK);
+    const nvl_st_entry *w = ck ? nvl_checkpoint_find(ck, "language_model.backbone.norm_f.weight") : NULL;
+    TEST_CHECK(w && w->dtype == NVL_DTYPE_F32, "vl_tiny has an F32 language_model.backbone.norm_f.weight");
+    if (!w) {
+        nvl_checkpoint_close(ck);
+        return;
+    }
+    const char *shard = w->shard == 0 ? files[5] : files[6];
+    const uint64_t begin = w->begin;
+    nvl_checkpoint_close(ck);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(src, sizeof src, "%s/%s", test_data_path("vl_tiny"), files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        unlink(dst);
+        if (strcmp(files[i], shard)) {
+            TEST_CHECK(symlink(src, dst) == 0, "link %s", dst);
+            continue;
+        }
+        char *b = NULL;
+        size_t n = 0;
+        TEST_EQ_INT(nvl_read_file(src, (size_t)1 << 30, &b, &n, &err), NVL_OK);
+        if (!b) return;
+        uint64_t hl = 0;
+        memcpy(&hl, b, 8); /* the header's length (little-endian, as this machine) */
+        const float inf = 1.0f / 0.0f;
+        memcpy(b + 8 + hl + begin, &inf, 4);
+        TEST_CHECK(test_write_file(dst, b, n), "write %s", dst);
+        nvl_free(b);
+    }
+    api_engine *e = NULL;
+    TEST_EQ_INT(api_engine_open(&e, dir, &err), NVL_OK);
+    if (!e) return;
+    const char *f1[] = {img};
+    api_ask_params p = api_ask_params_default();
+    p.max_tokens = 4;
+    api_ask_result r;
+    TEST_EQ_INT(api_engine_ask(e, f1, 1, "What is in this picture?", &p, NULL, NULL, &r, &err), NVL_ERR_CONFIG);
+    TEST_CONTAINS(err.msg, "logits after the prompt are not finite");
+    api_engine_close(e);
+}
 
 int main(void) {
     nvl_err err = {0};
@@ -290,5 +344,6 @@ int main(void) {
     api_engine_close(e);
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
+    test_nonfinite(img_path);
     return test_report();
 }

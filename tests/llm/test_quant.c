@@ -168,6 +168,9 @@ static void test_matmul_quant(void) {
 typedef enum damage {
     D_NONE, D_NAN_INPUT, D_ZERO_WSCALE, D_NEG_WSCALE2, D_MISSING_INPUT, D_BS_SHAPE, D_BS_NAN, D_BS_DTYPE, D_EXCLUDED,
     D_NO_CONFIG,
+    D_HUGE_WSCALE, /* finite, but times 448 past f32: every output was NaN (a review found it) */
+    D_WRONG_ALGO,  /* quant_algo of the other format (the weights decide nothing against it) */
+    D_GROUP_32,    /* NVFP4 with group_size 32 (its blocks are 16) */
 } damage;
 
 /* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
@@ -201,7 +204,7 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
         *is = (fp8 ? 32.0f / 448.0f : 32.0f / (6.0f * 448.0f)) * (d == D_NAN_INPUT ? NAN : 1.0f);
         uint8_t *q = malloc((size_t)(N * K)), *bs = malloc((size_t)(N * K / 16 + 1));
         if (fp8) {
-            *ws = amax / 448.0f * (d == D_ZERO_WSCALE ? 0.0f : 1.0f);
+            *ws = d == D_HUGE_WSCALE ? 1e38f : amax / 448.0f * (d == D_ZERO_WSCALE ? 0.0f : 1.0f);
             for (int64_t k = 0; k < N * K; k++) q[k] = nvl_f32_to_e4m3_sat(W[k] / (amax / 448.0f));
         } else {
             *ws2 = amax / (6.0f * 448.0f) * (d == D_NEG_WSCALE2 ? -1.0f : 1.0f);
@@ -266,7 +269,7 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
     snprintf(hq, sizeof hq,
              "{\"producer\": {\"name\": \"modelopt\", \"version\": \"0.47.0\"}, \"quantization\": {\"quant_algo\": \"%s\", "
              "\"kv_cache_quant_algo\": null, %s\"exclude_modules\": [\"lm_head\", \"backbone.embeddings\"%s]}}",
-             fp8 ? "FP8" : "NVFP4", fp8 ? "" : "\"group_size\": 16, ",
+             (fp8 != (d == D_WRONG_ALGO)) ? "FP8" : "NVFP4", fp8 ? "" : d == D_GROUP_32 ? "\"group_size\": 32, " : "\"group_size\": 16, ",
              d == D_EXCLUDED ? ", \"backbone.layers.2.mixer.up*\"" : "");
     if (d == D_NO_CONFIG) unlink(p);
     else test_write_file(p, hq, strlen(hq));
@@ -328,6 +331,11 @@ static void test_load(void) {
         {0, D_BS_DTYPE, NVL_ERR_DTYPE, "'backbone.layers.0.mixer.in_proj.weight_scale' has dtype U8, expected F8_E4M3"},
         {1, D_EXCLUDED, NVL_ERR_CONFIG, "module 'backbone.layers.2.mixer.up_proj' is in the exclude list"},
         {1, D_NO_CONFIG, NVL_ERR_CONFIG, "no ModelOpt quantization config"},
+        {1, D_HUGE_WSCALE, NVL_ERR_FORMAT, "'backbone.layers.0.mixer.in_proj.weight_scale' is 1e+38: times the largest code"},
+        {1, D_WRONG_ALGO, NVL_ERR_CONFIG, "'backbone.layers.0.mixer.in_proj.weight' is FP8 (F8_E4M3) but hf_quant_config.json says "
+                                          "quant_algo 'NVFP4'"},
+        {0, D_WRONG_ALGO, NVL_ERR_CONFIG, "is NVFP4 (U8 with E4M3 block scales) but hf_quant_config.json says quant_algo 'FP8'"},
+        {0, D_GROUP_32, NVL_ERR_CONFIG, "says group_size 32"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dir, sizeof dir, "%s/bad%zu", test_tmpdir(), i);
