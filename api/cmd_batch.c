@@ -32,6 +32,7 @@
 #include "base/alloc.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "base/json_util.h"
 #include "wire.h"
 
 static const char *k_usage =
@@ -539,8 +540,13 @@ int cmd_batch(int argc, char **argv) {
             L->text = p + h;
             L->len = t - h;
             L->lineno = lineno;
-            cJSON *r = cJSON_ParseWithLength(L->text, L->len);
+            /* the id as the request parser reads it (one JSON value, no NUL in it: else the job fails
+               with bad_json / bad_request under its line id, and no two ids collide by a cut) */
+            cJSON *r = NULL;
+            nvl_err ie = {0};
+            if (api_json_has_nul(L->text, L->len) || nvl_json_parse(&r, L->text, L->len, "job", &ie) != NVL_OK) r = NULL;
             const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+            if (id && cJSON_IsString(id) && strlen(id->valuestring) > 256) id = NULL; /* (refused by the parser too) */
             /* the id as the results file will hold it (invalid UTF-8 bytes as U+FFFD), so that a
              * rerun finds it there */
             char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;

@@ -32,7 +32,7 @@ typedef struct ocr_ctx {
     FILE *out;
     int json;
     int whole;  /* pages written whole at their end (--parallel > 1), not streamed */
-    int n_started; /* pages begun (inputs that cannot be read are reported before any) */
+    int n_started; /* pages begun */
     int text_started;
     int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
     cli_progress prog;
@@ -106,7 +106,9 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     if (c->json) {
         api_json_line(c->out, api_page_error_to_json(name, page, st, msg));
     } else {
-        if (c->whole && c->n_started > 0) marker(c, name, page); /* a page's error, under its marker */
+        /* a page's error under its marker, as streaming writes it (an input that failed as a whole,
+           page 0, has none there: its error names it) */
+        if (c->whole && page > 0) marker(c, name, page);
         /* "--" cannot appear inside an HTML comment */
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
         for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);

@@ -108,10 +108,9 @@ static void pump(api_pages *pg) {
     while (!pg->stopped && pg->running < pg->window && pg->next_submit < pg->n_units) {
         unit *u = &pg->units[pg->next_submit];
         const int index = pg->next_submit++;
-        if (u->state == U_ENDED) { /* an input that failed as a whole: reported in its place */
-            pump(pg);
-            return;
-        }
+        /* an input that failed as a whole (ended, or already reported by the loop above): never
+           submitted; the report loop gives it its place */
+        if (u->state != U_WAIT) continue;
         u->parts[0] = (api_part){.kind = API_PART_MEDIA, .media = pg->local[u->m]};
         u->parts[1] = (api_part){.kind = API_PART_TEXT, .text = pg->prompt};
         if (u->page >= 0) {

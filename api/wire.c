@@ -445,10 +445,12 @@ void api_password_hint(nvl_status st, nvl_err *err) {
     snprintf(err->msg + n, sizeof err->msg - n, " (give it with --password, or \"password\" in a request's params or media part)");
 }
 
-/* 1 when a JSON string of text holds the escape \u0000: the parser would end the C string there,
- * silently cutting a question, a path or an id (two ids "a\u0000b" and "a\u0000c" would become
- * the same "a"). Strings are followed from their quotes; escapes are skipped whole. */
-static int has_nul_escape(const char *text, size_t len) {
+/* 1 when a JSON string of text holds the escape \u0000, or text holds a raw 0 byte (which cJSON
+ * takes into a string): the C string would end there, silently cutting a question, a path or an
+ * id (two ids "a\u0000b" and "a\u0000c" would become the same "a"). Strings are followed from
+ * their quotes; escapes are skipped whole. */
+int api_json_has_nul(const char *text, size_t len) {
+    if (memchr(text, 0, len)) return 1;
     int in_str = 0;
     for (size_t i = 0; i < len; i++) {
         if (!in_str) {
@@ -472,11 +474,15 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
                                   nvl_err *err) {
     memset(rq, 0, sizeof *rq);
     rq->params = base ? *base : api_ask_params_default();
-    if (has_nul_escape(text, len))
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG,
-                           "request: a string holds \\u0000 (a NUL character), which no question, path or id may");
     nvl_status st = nvl_json_parse(&rq->root, text, len, "request", err);
     if (st != NVL_OK) return st;
+    if (api_json_has_nul(text, len)) { /* (after the parse: malformed JSON is bad_json whatever it holds) */
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                         "request: a string holds a NUL character (\\u0000 or a raw 0 byte), which no question, path or id may");
+        cJSON_Delete(rq->root);
+        rq->root = NULL;
+        return st;
+    }
     const cJSON *r = rq->root;
     char where[96];
     if (!cJSON_IsObject(r)) {

@@ -125,6 +125,10 @@ int api_pages_finished(const api_pages *pg);
 void api_pages_cancel(api_pages *pg);
 void api_pages_free(api_pages *pg);
 
+/* 1 when JSON text holds a NUL character in a string (\u0000) or a raw 0 byte anywhere: a C string
+ * made from it would be cut short there (requests refuse it). */
+int api_json_has_nul(const char *text, size_t len);
+
 /* A PDF that would not open for its password (NVL_ERR_ENCRYPTED): says how to give one. */
 void api_password_hint(nvl_status st, nvl_err *err);
 

@@ -277,9 +277,10 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             if (errno == ERANGE) goto huge;
             s = end;
             b = a;
+            int open_end = 0; /* "5-": to the last page */
             if (*s == '-') {
                 s++;
-                if (*s == ',' || *s == 0) b = n_pages;
+                if (*s == ',' || *s == 0) b = n_pages, open_end = 1;
                 else {
                     errno = 0;
                     b = strtol(s, &end, 10);
@@ -293,15 +294,19 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             else if (*s) goto bad;
             /* a range reaching past the last page is refused, never clamped: the user asked for pages
                that do not exist, and silently using fewer would hide it */
-            if (a >= 1 && b < a) {
+            if (a >= 1 && b < a && !open_end) {
                 nvl_free(out);
                 nvl_free(seen);
                 return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s': %ld-%ld runs backwards (write %ld-%ld)", spec, a, b,
                                    b, a);
             }
-            if (a < 1 || b > n_pages) {
+            if (a < 1 || b > n_pages || a > n_pages) {
                 nvl_free(out);
                 nvl_free(seen);
+                if (open_end)
+                    return nvl_err_set(err, NVL_ERR_INVALID_ARG,
+                                       "page range '%s': %ld- starts past the document's pages 1-%d (it has %d page%s)", spec,
+                                       a, n_pages, n_pages, n_pages == 1 ? "" : "s");
                 if (a == b)
                     return nvl_err_set(err, NVL_ERR_INVALID_ARG,
                                        "page range '%s': page %ld is outside the document's pages 1-%d (it has %d page%s)",

@@ -22,14 +22,19 @@ def manifest_ids(path):
     ids = []
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
-            line = raw.decode("utf-8", "replace")  # nanovl compares ids with invalid bytes as U+FFFD
-            if not line.strip():
+            if not raw.strip(b" \t\r\n"):  # blank as nanovl sees it (spaces, tabs, CR only)
                 continue
-            try:
-                job = json.loads(line)
+            try:  # one JSON value with no NUL in it, as nanovl's request parser takes a line
+                job = None if b"\0" in raw else json.loads(raw.decode("utf-8", "surrogateescape"), strict=False)
+                if "\\u0000" in json.dumps(job):  # a NUL in any string: nanovl refuses the line
+                    job = None
             except ValueError:
                 job = None
             jid = job.get("id") if isinstance(job, dict) else None
+            if isinstance(jid, str):
+                b = jid.encode("utf-8", "surrogateescape")
+                # nanovl: at most 256 bytes, no NUL; invalid bytes compared as U+FFFD
+                jid = None if len(b) > 256 else b.decode("utf-8", "replace")
             if not isinstance(jid, str):
                 h = 2166136261
                 for c in raw.rstrip(b"\n").rstrip(b"\r \t").lstrip(b" \t"):

@@ -82,6 +82,24 @@ if [ "$(sed -n 2p "$T/ocr.jsonl" | grep -c 'none.png.*"code":"not_found"')" != 1
    ! sed -n 4p "$T/ocr.jsonl" | grep -q '"page":2,'; then
     echo "FAIL: ocr order:"; cut -c1-120 "$T/ocr.jsonl"; fail=$((fail + 1))
 fi
+# an input refused as a whole is never run: a video first (ocr reads no videos) was refused, then
+# answered anyway under an image marker; with --parallel 2 the same Markdown as one at a time
+VE=$(dirname "$I")/../edges/cols_x264_98x16.mp4
+if [ -f "$VE" ]; then
+    timeout 60 "$B" ocr --model "$M" "$VE" "$I" "$T/empty.mp4" "$P2" --max-tokens 2 > "$T/o1.md" 2>/dev/null
+    timeout 60 "$B" ocr --model "$M" "$VE" "$I" "$T/empty.mp4" "$P2" --max-tokens 2 --parallel 2 > "$T/o2.md" 2>/dev/null
+    n=$((n + 1))
+    if [ "$(grep -c '^<!-- ' "$T/o1.md")" != 5 ] || grep -q '^<!-- image: .*mp4' "$T/o1.md" || ! cmp -s "$T/o1.md" "$T/o2.md"; then
+        echo "FAIL: ocr with refused inputs:"; cat "$T/o1.md"; echo "(--parallel 2:)"; cat "$T/o2.md"; fail=$((fail + 1))
+    fi
+fi
+# NUL in ids (raw or \u0000): each job fails alone with bad_request, not the file refused for
+# two ids cut to the same "y"; trailing text after a job's object: bad_json
+printf '{"id":"y\000z","question":"q"}\n{"id":"y\\u0000w","question":"q"}\n{"id":"k","question":"q"} x\n' > "$T/nul.jsonl"
+expect 1 "3 jobs, 0 already done, 0 ok, 3 failed" "$B" batch --model "$M" "$T/nul.jsonl" --out "$T/nul.out" --no-progress
+n=$((n + 1))
+[ "$(grep -c '"code":"bad_request"' "$T/nul.out")" = 2 ] && [ "$(grep -c '"code":"bad_json"' "$T/nul.out")" = 1 ] ||
+    { echo "FAIL: NUL / trailing jobs"; cat "$T/nul.out"; fail=$((fail + 1)); }
 # two JSON values where one is expected: refused, not the first taken and the rest dropped
 printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
 expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"

@@ -393,6 +393,16 @@ static void test_page_ranges(void) {
     TEST_CHECK(p == NULL && n == 0, "nothing returned for a range after the end");
     TEST_EQ_INT(media_parse_page_range("1-x", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(media_parse_page_range("3-1", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "3-1 runs backwards (write 1-3)");
+    /* an open range starting past the end: not "backwards" (no end was written), not empty */
+    TEST_EQ_INT(media_parse_page_range("5-", 2, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page range '5-': 5- starts past the document's pages 1-2 (it has 2 pages)");
+    TEST_CHECK(p == NULL && n == 0, "nothing selected for 5- over 2 pages");
+    TEST_EQ_INT(media_parse_page_range("2-", 2, &p, &n, &err), NVL_OK); /* the last page alone */
+    TEST_CHECK(n == 1 && p && p[0] == 1, "2- over 2 pages: %d pages", n);
+    nvl_freep(&p);
+    TEST_EQ_INT(media_parse_page_range("99999999999999999999", 2, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "a page number past any document");
     /* a range reaching past the end is refused with the page count, never clamped (issue 16 item 3) */
     TEST_EQ_INT(media_parse_page_range("1999-2001", 2000, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "page range '1999-2001': 1999-2001 is outside the document's pages 1-2000 (it has 2000 pages)");

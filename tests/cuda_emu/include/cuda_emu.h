@@ -292,14 +292,16 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int lane_ma
 template <typename T> static inline T min(T a, T b) { return a < b ? a : b; }
 template <typename T> static inline T max(T a, T b) { return a > b ? a : b; }
 
-/* The device's math library. CUDA's single-precision expf and erff are within 2 ulps of the true
- * value and log1pf within 1 (CUDA C++ Programming Guide, "Mathematical Functions", without
- * -use_fast_math, as nanovl builds); glibc's, which the emulator calls, are within about half an
- * ulp. NVL_CUDA_EMU_MATH=ulp moves each result by a whole number of ulps in [-n, n] (n: the
- * function's CUDA bound), a hash of the argument choosing which, so that bounds and bit-equality
- * claims the GPU tests make hold for any library within CUDA's stated errors (here up to n + 1/2
- * ulps from the true value: a little worse than a device). sqrtf and f32 division are correctly
- * rounded on both. */
+/* The device's math library. CUDA's single-precision functions are within a stated number of
+ * ulps of the true value (CUDA C++ Programming Guide, "Mathematical Functions", without
+ * -use_fast_math, as nanovl builds): expf, exp2f, erff, tanhf, sinf, cosf 2; logf, log2f, log1pf,
+ * expm1f 1; tanf, powf, erfcf 4; glibc's, which the emulator calls, are within about half an ulp.
+ * NVL_CUDA_EMU_MATH=ulp moves each result by a whole number of ulps in [-n, n] (n: the function's
+ * CUDA bound), a hash of the argument choosing which, so that bounds and bit-equality claims the
+ * GPU tests make hold for any library within CUDA's stated errors (here up to n + 1/2 ulps from
+ * the true value: a little worse than a device). sqrtf and f32 division are correctly rounded on
+ * both. The macros below must come after every standard header of a file (the generated sources
+ * include this header after theirs). */
 namespace emu {
 int math_ulp_mode();
 }
@@ -315,12 +317,35 @@ static inline float emu_math_ulp(float r, float x, int n) {
     for (; k < 0; k++) r = nextafterf(r, -INFINITY);
     return r;
 }
-static inline float emu_expf(float x) { return emu_math_ulp(expf(x), x, 2); }
-static inline float emu_erff(float x) { return emu_math_ulp(erff(x), x, 2); }
-static inline float emu_log1pf(float x) { return emu_math_ulp(log1pf(x), x, 1); }
+#define EMU_MATH1(f, n)                                                                                \
+    static inline float emu_##f(float x) { return emu_math_ulp(f(x), x, n); }
+EMU_MATH1(expf, 2)
+EMU_MATH1(exp2f, 2)
+EMU_MATH1(erff, 2)
+EMU_MATH1(tanhf, 2)
+EMU_MATH1(sinf, 2)
+EMU_MATH1(cosf, 2)
+EMU_MATH1(logf, 1)
+EMU_MATH1(log2f, 1)
+EMU_MATH1(log1pf, 1)
+EMU_MATH1(expm1f, 1)
+EMU_MATH1(tanf, 4)
+EMU_MATH1(erfcf, 4)
+#undef EMU_MATH1
+static inline float emu_powf(float x, float y) { return emu_math_ulp(powf(x, y), x * 0.5f + y, 4); }
 #define expf(x) emu_expf(x)
+#define exp2f(x) emu_exp2f(x)
 #define erff(x) emu_erff(x)
+#define tanhf(x) emu_tanhf(x)
+#define sinf(x) emu_sinf(x)
+#define cosf(x) emu_cosf(x)
+#define logf(x) emu_logf(x)
+#define log2f(x) emu_log2f(x)
 #define log1pf(x) emu_log1pf(x)
+#define expm1f(x) emu_expm1f(x)
+#define tanf(x) emu_tanf(x)
+#define erfcf(x) emu_erfcf(x)
+#define powf(x, y) emu_powf(x, y)
 #endif
 
 #endif // TESTS_CUDA_EMU_H
