@@ -237,6 +237,9 @@ struct request {
 nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
                          const api_callbacks *cb, api_ask_result *res, uint64_t *id, engine_waiter *w, nvl_err *err);
 double engine_now(void);
+/* A video frame's timestamp as the model is shown it (engine_vision.c; model.md §6.3), from the
+ * frame's index and presentation time. */
+double engine_frame_ts(double native_fps, int64_t index, double timestamp);
 char *engine_strdup(const char *s);
 char *engine_printf(const char *fmt, ...) NVL_PRINTF(1, 2);
 int engine_cancelled(const request *rq);

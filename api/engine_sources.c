@@ -223,13 +223,35 @@ static int video_frames(const request *rq, const source *s) {
 }
 
 /* Upper bound of the tokens a video's frames take (their rows are made later, in the vision
- * step): per frame the kept <image> tokens, <img> </img>, and the tokens of "\nFrame N sampled
- * at S seconds: " (at least 16). */
+ * step). With the video planned (its frames' indices and times known): each planned frame's
+ * "Frame N sampled at S seconds: " tokenized as the prompt builder will write it, <img> </img>,
+ * and the <image> tokens EVS keeps over all of them (tokenreduce/evs.c: max(Q, int(Q F (1 - q))));
+ * exact when every planned frame decodes (a variable-rate gap can drop some). Before: per frame
+ * ceil(Q (1 - q)), 2, and a long separator's tokens. */
 static int64_t video_frames_bound(const request *rq, const source *s) {
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
-    return (int64_t)video_frames(rq, s) * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
+    const int64_t F = video_frames(rq, s);
+    int64_t sep = 0, idx = 0;
+    double t = 0;
+    for (int k = 0; s->video && k < F && media_video_planned(s->video, k, &idx, &t); k++) {
+        char buf[128];
+        const double ts = engine_frame_ts(s->native_fps, idx, t);
+        const int len = llm_chat_frame_sep(buf, sizeof buf, k, &ts);
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        nvl_err e2 = {0};
+        if (llm_tokenizer_encode(rq->e->tok, buf, (size_t)len, &ids, &n, &e2) != NVL_OK) n = rq->e->frame_sep_tokens;
+        nvl_free(ids);
+        sep += n;
+        if (k == F - 1) {
+            int64_t keep = (int64_t)((double)Q * (double)F * (1.0 - q));
+            if (keep < Q) keep = Q;
+            return sep + 2 * F + keep;
+        }
+    }
+    return F * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
 }
 
 /* The prompt's tokens with every image and page at max_tiles: the prompt builder itself runs on

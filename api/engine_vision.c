@@ -42,11 +42,11 @@ static nvl_tensor rows_tensor(const api_engine *e, void *buf, int64_t n) {
 /* The frame's timestamp as the model was shown it (model.md §6.3): frame_index *
  * int(1000 / native_fps) / 1000 for a constant-rate clip; where the frame's presentation time is
  * more than half a frame from index / fps (variable frame rate), its real time in ms. */
-static double frame_ts(double native_fps, const media_image *fr) {
-    const double nominal = (double)fr->index / native_fps;
-    if (native_fps > 0 && fabs(fr->timestamp - nominal) <= 0.5 / native_fps)
-        return (double)fr->index * (double)(int)(1000.0 / native_fps) / 1000.0;
-    return floor(fr->timestamp * 1000.0 + 0.5) / 1000.0;
+double engine_frame_ts(double native_fps, int64_t index, double timestamp) {
+    const double nominal = (double)index / native_fps;
+    if (native_fps > 0 && fabs(timestamp - nominal) <= 0.5 / native_fps)
+        return (double)index * (double)(int)(1000.0 / native_fps) / 1000.0;
+    return floor(timestamp * 1000.0 + 0.5) / 1000.0;
 }
 
 /* A video's error named after the media (its temporary file's name replaced). */
@@ -121,7 +121,7 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
             st = vision_make_tiles_rgb8(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
             if (st == NVL_OK) memcpy(s->ring + (size_t)(i % s->ring_n) * tile, t, tile);
             nvl_free(t);
-            s->ts[i] = frame_ts(s->native_fps, fr);
+            s->ts[i] = engine_frame_ts(s->native_fps, fr->index, fr->timestamp);
         }
         media_image_free(fr);
         if (st != NVL_OK || !fr) { /* the end, or an error: the decoder is no longer needed */

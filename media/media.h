@@ -198,6 +198,9 @@ typedef struct media_video_info {
 nvl_status media_video_open(const char *path, const media_video_params *p, const media_limits *lim,
                             media_video **out, nvl_err *err);
 const media_video_info *media_video_get_info(const media_video *v);
+/* The k-th planned frame (k < n_planned): its index and presentation time (seconds), as
+ * media_video_next will set them when it decodes that frame. 0 when k is out of range. */
+int media_video_planned(const media_video *v, int k, int64_t *index, double *timestamp);
 nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err);
 void media_video_close(media_video *v);
 

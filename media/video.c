@@ -479,6 +479,13 @@ fail:
 
 const media_video_info *media_video_get_info(const media_video *v) { return &v->info; }
 
+int media_video_planned(const media_video *v, int k, int64_t *index, double *timestamp) {
+    if (k < 0 || k >= v->n) return 0;
+    *index = v->want[k];
+    *timestamp = video_frame_t(v, v->want[k]);
+    return 1;
+}
+
 nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     *out = NULL;
     if (v->ended) return NVL_OK;
@@ -593,6 +600,10 @@ nvl_status media_video_open(const char *path, const media_video_params *p, const
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: video support is not built into this nanovl", path);
 }
 const media_video_info *media_video_get_info(const media_video *v) { return &v->info; }
+int media_video_planned(const media_video *v, int k, int64_t *index, double *timestamp) {
+    (void)v, (void)k, (void)index, (void)timestamp;
+    return 0;
+}
 nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     (void)v, (void)err;
     *out = NULL;

@@ -402,6 +402,12 @@ static int add_span(llm_prompt *p, int media, int frame, int64_t start, int64_t 
     return 1;
 }
 
+int llm_chat_frame_sep(char *buf, size_t cap, int f, const double *ts) {
+    const int n = ts ? snprintf(buf, cap, "%sFrame %d sampled at %.2f seconds: ", f ? "\n" : "", f + 1, *ts)
+                     : snprintf(buf, cap, "%sFrame %d: ", f ? "\n" : "", f + 1);
+    return n < 0 ? 0 : (size_t)n < cap ? n : (int)cap - 1;
+}
+
 nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *rendered, size_t rendered_len,
                              const llm_media_layout *media, int n_media, int per_tile,
                              llm_prompt *out, nvl_err *err) {
@@ -455,11 +461,8 @@ nvl_status llm_chat_tokenize(const llm_tokenizer *tok, const char *rendered, siz
         } else {
             for (int f = 0; f < m->n_frames && st == NVL_OK; f++) {
                 char sep[96];
-                if (m->ts)
-                    snprintf(sep, sizeof sep, "%sFrame %d sampled at %.2f seconds: ", f ? "\n" : "", f + 1, m->ts[f]);
-                else
-                    snprintf(sep, sizeof sep, "%sFrame %d: ", f ? "\n" : "", f + 1);
-                st = llm_tokenizer_encode_append(tok, sep, strlen(sep), &out->ids, &out->n, &cap, err);
+                const int sl = llm_chat_frame_sep(sep, sizeof sep, f, m->ts ? &m->ts[f] : NULL);
+                st = llm_tokenizer_encode_append(tok, sep, (size_t)sl, &out->ids, &out->n, &cap, err);
                 int64_t cnt = m->kept ? m->kept[f] : per_tile;
                 if (st == NVL_OK && (!push(out, &cap, id_start, 1) || !add_span(out, k, f, out->n, cnt) ||
                                      !push(out, &cap, id_image, cnt) || !push(out, &cap, id_end, 1)))

@@ -114,6 +114,11 @@ nvl_status llm_chat_unescape(const char *text, size_t len, char **out, size_t *o
 nvl_status llm_chat_encode_rendered(const llm_tokenizer *tok, const char *text, size_t len, int32_t **ids, int64_t *n,
                                     nvl_err *err);
 
+/* The text before frame f (0-based) of a video: "Frame f+1 sampled at T seconds: " (T with two
+ * decimals; "Frame f+1: " when ts is NULL), after a newline from the second frame on
+ * (vLLM's Nemotron VL video prompt). Returns its length (cap >= 96 holds any). */
+int llm_chat_frame_sep(char *buf, size_t cap, int f, const double *ts);
+
 /* Tokenizes rendered text, expanding the i-th <image>/<video> marker with media[i] (kinds must
  * match, counts must agree). Requires <image>, <img>, </img> in the tokenizer. Escaped user text
  * (llm_chat_escape_text) is restored and never matched as a marker or an added token. */

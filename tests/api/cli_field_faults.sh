@@ -128,6 +128,14 @@ if [ -d "$S" ]; then
     if [ -f "$V" ]; then # 362 s at 2 fps: 200 frames asked, 200 taken (not 128)
         expect 0 '"frames":200,' "$B" ask --model "$M" "$V" "What?" --max-frames 200 --max-tokens 1 --json
     fi
+    V2=$S/video/bt601.mp4
+    if [ -f "$V2" ]; then # the context a video needs is planned exactly (per frame 16+ tokens too many)
+        expect 0 '"prompt_tokens":71,' "$B" ask --model "$M" "$V2" -q "One?" --max-tokens 2 --json
+        expect 0 '"prompt_tokens":71,' "$B" ask --model "$M" "$V2" -q "One?" --max-tokens 2 --max-context 73 --json
+        expect 1 "need at least 50 tokens (plus 21 of text and 2 to answer)" "$B" ask --model "$M" "$V2" -q "One?" --max-tokens 2 \
+            --max-context 72
+        expect 0 '"prompt_tokens":102,.*"max_tiles":12' "$B" ask --model "$M" "$V2" "$I" -q "One?" --max-tokens 2 --max-context 104 --json
+    fi
     if [ -f "$E" ]; then # user password "openpassword" (MANIFEST.tsv)
         expect 1 "a password is needed (give it with --password" "$B" ask --model "$M" "$E" "What?" --max-tokens 1
         expect 1 "wrong password" "$B" ask --model "$M" "$E" "What?" --max-tokens 1 --password nope
