@@ -100,7 +100,10 @@ static void print_verbose(const api_ask_result *r) {
 
 typedef struct page_ctx {
     ask_out *o;
-    const char *question;
+    const char *const *qs; /* the questions, each page asked each in turn */
+    int n_q, qi;           /* qi: the running unit's question */
+    const char *last_name; /* the previous unit's page (a new one starts at question 0) */
+    int last_page;
     int verbose;
 } page_ctx;
 
@@ -109,7 +112,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     (void)index;
     (void)n_total;
     cli_progress_clear(&pc->o->prog);
-    if (pc->o->json) print_json(r, pc->question, name, page);
+    if (pc->o->json) print_json(r, pc->qs[pc->qi], name, page);
     else fputs(pc->o->in_reasoning_shown == 1 ? "\n</think>\n\n" : "\n\n", stdout); /* reasoning cut short */
     if (pc->verbose) print_verbose(r);
     pc->o->answer_started = 0;
@@ -120,9 +123,16 @@ static int on_page(int index, int n_total, const char *name, int page, const api
 static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
     page_ctx *pc = user;
     cli_progress_clear(&pc->o->prog);
+    const int same = pc->last_name && name == pc->last_name && page == pc->last_page;
+    pc->qi = same && pc->qi + 1 < pc->n_q ? pc->qi + 1 : 0;
+    pc->last_name = name;
+    pc->last_page = page;
     if (!pc->o->json) {
-        if (page) printf("--- %s, page %d ---\n", name, page);
-        else printf("--- %s ---\n", name);
+        if (pc->qi == 0) {
+            if (page) printf("--- %s, page %d ---\n", name, page);
+            else printf("--- %s ---\n", name);
+        }
+        if (pc->n_q > 1) printf("Q: %s\n", pc->qs[pc->qi]);
         fflush(stdout);
     }
     snprintf(pc->o->prog.prefix, sizeof pc->o->prog.prefix, "[%d/%d] ", index + 1, n_total);
@@ -225,19 +235,17 @@ int cmd_ask(int argc, char **argv) {
         api_media *media = nvl_calloc((size_t)n_pos, sizeof *media);
         if (!media) { rc = 1; goto close; }
         for (int f = 0; f < n_pos; f++) media[f].path = pos[f];
-        for (int q = 0; q < n_q; q++) {
-            page_ctx pc = {&o, qs[q], verbose};
-            if (!o.json && n_q > 1) printf("Q: %s\n", qs[q]);
-            api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
-                                 .cb = &cb, .user = &pc};
-            int n_failed = 0;
-            nvl_status st = api_pages_run(e, media, n_pos, qs[q], &p, &h, &n_failed, &err);
-            if (st != NVL_OK) {
-                fprintf(stderr, "nanovl ask: %s\n", err.msg);
-                rc = 1;
-            }
-            if (n_failed) rc = 1;
+        /* each page asked every question in turn, its prefill kept between them */
+        page_ctx pc = {.o = &o, .qs = qs, .n_q = n_q, .verbose = verbose};
+        api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
+                             .cb = &cb, .user = &pc, .prompts = qs, .n_prompts = n_q};
+        int n_failed = 0;
+        nvl_status st = api_pages_run(e, media, n_pos, qs[0], &p, &h, &n_failed, &err);
+        if (st != NVL_OK) {
+            fprintf(stderr, "nanovl ask: %s\n", err.msg);
+            rc = 1;
         }
+        if (n_failed) rc = 1;
         nvl_free(media);
         goto close;
     }

@@ -15,6 +15,7 @@ enum unit_state { U_WAIT = 0, U_RUNNING, U_ENDED, U_REPORTED };
 typedef struct unit {
     int m;    /* the input */
     int page; /* 0-based, -1 for an image */
+    int qi;   /* its prompt (hooks.prompts), 0 with one */
     enum unit_state state;
     api_part parts[2];
     api_message msg;
@@ -112,7 +113,7 @@ static void pump(api_pages *pg) {
            submitted; the report loop gives it its place */
         if (u->state != U_WAIT) continue;
         u->parts[0] = (api_part){.kind = API_PART_MEDIA, .media = pg->local[u->m]};
-        u->parts[1] = (api_part){.kind = API_PART_TEXT, .text = pg->prompt};
+        u->parts[1] = (api_part){.kind = API_PART_TEXT, .text = pg->h.n_prompts > 0 ? pg->h.prompts[u->qi] : pg->prompt};
         if (u->page >= 0) {
             snprintf(u->pg, sizeof u->pg, "%d", u->page + 1);
             u->parts[0].media.pages = u->pg;
@@ -151,7 +152,9 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
     if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     pg->e = e;
     pg->p = *pp;
-    pg->p.no_cache = 1; /* each page is asked about once */
+    /* each page asked about once: nothing to keep; with several prompts its prefill is kept for
+       the next (its units follow each other) */
+    if (h->n_prompts <= 1) pg->p.no_cache = 1;
     pg->h = *h;
     if (h->cb) pg->cb = *h->cb;
     pg->cb.on_done = NULL;
@@ -200,7 +203,8 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
         /* an input that fails as a whole is one unit, already ended, reported in its place among
            the pages (its index its own, counted in the total); the others go on */
         if (s2 != NVL_OK) np = 1;
-        for (int i = 0; i < np; i++) {
+        const int nq = s2 == NVL_OK && h->n_prompts > 1 ? h->n_prompts : 1;
+        for (int i = 0; i < np * nq; i++) {
             if (pg->n_units == cap) {
                 cap = cap ? cap * 2 : 16;
                 unit *nu = nvl_realloc(pg->units, (size_t)cap * sizeof *nu);
@@ -211,7 +215,7 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
                 pg->units = nu;
             }
             unit *u = &pg->units[pg->n_units++];
-            *u = (unit){.m = m, .page = s2 == NVL_OK && k == MEDIA_KIND_PDF ? pages[i] : -1, .owner = pg};
+            *u = (unit){.m = m, .page = s2 == NVL_OK && k == MEDIA_KIND_PDF ? pages[i / nq] : -1, .qi = i % nq, .owner = pg};
             if (s2 != NVL_OK) {
                 u->state = U_ENDED;
                 u->st = s2;

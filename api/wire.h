@@ -107,6 +107,11 @@ typedef struct api_pages_hooks {
     const api_callbacks *cb; /* progress and text streaming inside a page (on_done is not used) */
     void *user;
     int window;
+    /* several prompts (n_prompts > 1; the prompt argument is then unused): each page is asked each
+       in turn, its units next to each other in prompt order (an input that fails as a whole stays
+       one unit), and its prefill is kept from one to the next */
+    const char *const *prompts;
+    int n_prompts;
 } api_pages_hooks;
 /* Blocking: start, then step the engine until the run ends. */
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,

@@ -100,6 +100,14 @@ expect 1 "3 jobs, 0 already done, 0 ok, 3 failed" "$B" batch --model "$M" "$T/nu
 n=$((n + 1))
 [ "$(grep -c '"code":"bad_request"' "$T/nul.out")" = 2 ] && [ "$(grep -c '"code":"bad_json"' "$T/nul.out")" = 1 ] ||
     { echo "FAIL: NUL / trailing jobs"; cat "$T/nul.out"; fail=$((fail + 1)); }
+# --per-page with two questions: each page asked both in turn, the second reusing the page's
+# prefill (every page's vision ran again for every question)
+timeout 60 "$B" ask --model "$M" "$P2" --per-page -q "First?" -q "Second?" --max-tokens 2 --json > "$T/pp.jsonl" 2>/dev/null
+n=$((n + 1))
+if [ "$(wc -l < "$T/pp.jsonl")" != 4 ] || [ "$(grep -c '"cached_prompt_tokens":0,' "$T/pp.jsonl")" != 2 ] ||
+   ! sed -n 2p "$T/pp.jsonl" | grep -q '"question":"Second?".*"page":1' || ! sed -n 3p "$T/pp.jsonl" | grep -q '"question":"First?".*"page":2'; then
+    echo "FAIL: --per-page with two questions:"; cut -c1-200 "$T/pp.jsonl"; fail=$((fail + 1))
+fi
 # two JSON values where one is expected: refused, not the first taken and the rest dropped
 printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
 expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"
