@@ -267,6 +267,16 @@ int cmd_ask(int argc, char **argv) {
         cli_progress_clear(&o.prog);
         if (st != NVL_OK) {
             fprintf(stderr, "%snanovl ask: %s\n", o.answer_started && !o.json ? "\n" : "", err.msg);
+            if (o.json) { /* a line per question, failed ones too: {"question", "error": {code, message}} (as --per-page) */
+                cJSON *jo = cJSON_CreateObject();
+                if (jo) cJSON_AddStringToObject(jo, "question", qs[q]);
+                cJSON *je = jo ? cJSON_AddObjectToObject(jo, "error") : NULL;
+                if (je) {
+                    cJSON_AddStringToObject(je, "code", api_status_code(st));
+                    cJSON_AddStringToObject(je, "message", err.msg);
+                }
+                api_json_line(stdout, jo);
+            }
             api_ask_result_free(&r);
             rc = 1;
             if (st == NVL_ERR_CANCELLED) break;

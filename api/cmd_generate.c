@@ -102,6 +102,11 @@ int cmd_generate(int argc, char **argv) {
         fputs(k_usage, stderr);
         return EXIT_USAGE;
     }
+    if ((raw || ids_arg) && (system || co.think >= 0)) { /* (the text goes in as is: no template to put them in) */
+        fprintf(stderr, "nanovl generate: --system, --think and --no-think shape the chat template, which %s skips\n",
+                raw ? "--raw" : "--ids");
+        return EXIT_USAGE;
+    }
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     llm_tokenizer *tok = NULL;

@@ -278,7 +278,7 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         }
     }
     const char *km = getenv("NANOVL_KEEP_MB");
-    e->keep_cap = (size_t)(km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20);
+    e->keep_cap = (size_t)(km && *km && atof(km) >= 0 ? atof(km) : 4096.0) * ((size_t)1 << 20); /* (empty: unset) */
     e->seq_budget = o.seq_mem_mb > 0 ? (size_t)(o.seq_mem_mb * 1024.0 * 1024.0) : default_seq_budget(e->be);
     /* the media threads (opts.media_threads; without any, or where none could start, files are read
      * and frames decoded inline, one request per turn) */

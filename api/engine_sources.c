@@ -176,7 +176,8 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         /* the sample is planned now (the budget needs the number of frames); the frames are
          * decoded in the vision stage, a few ahead of RADIO (engine_video_decode) */
         const media_video_params vp = engine_video_params(p);
-        if (st == NVL_OK && (st = media_video_open(path, &vp, NULL, &s->video, err)) != NVL_OK && m->path)
+        /* (a path's message names it already; bytes are named by their label) */
+        if (st == NVL_OK && (st = media_video_open(path, &vp, NULL, &s->video, err)) != NVL_OK && !m->path)
             nvl_err_prefix(err, "%s", name);
         if (st == NVL_OK) {
             s->n_planned = media_video_get_info(s->video)->n_planned;
@@ -454,9 +455,11 @@ nvl_status engine_plan_budget(request *rq, nvl_err *err) {
                                    what, (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
                                    (long long)p->max_tokens, (long long)budget, advice);
             }
-            char *msg = engine_printf("the media need %lld tokens at %d tiles per image but the context budget is %lld: "
-                                      "using at most %d tile(s) per image (%lld tokens)",
-                                      (long long)(at_mt - text_tokens), mt, (long long)budget, fit,
+            char *msg = engine_printf("the media need %lld tokens at %d tiles per image; with %lld of text and %lld to answer "
+                                      "that is %lld, more than the context budget of %lld: using at most %d tile(s) per "
+                                      "image (%lld media tokens)",
+                                      (long long)(at_mt - text_tokens), mt, (long long)text_tokens, (long long)p->max_tokens,
+                                      (long long)(at_mt + p->max_tokens), (long long)budget, fit,
                                       (long long)(at_fit - text_tokens));
             engine_notice(rq, msg);
             nvl_free(msg);

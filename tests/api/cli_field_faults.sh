@@ -108,6 +108,16 @@ if [ "$(wc -l < "$T/pp.jsonl")" != 4 ] || [ "$(grep -c '"cached_prompt_tokens":0
    ! sed -n 2p "$T/pp.jsonl" | grep -q '"question":"Second?".*"page":1' || ! sed -n 3p "$T/pp.jsonl" | grep -q '"question":"First?".*"page":2'; then
     echo "FAIL: --per-page with two questions:"; cut -c1-200 "$T/pp.jsonl"; fail=$((fail + 1))
 fi
+# ask --json when the file fails: one line per question with the error (it printed nothing)
+: > "$T/e.png"
+expect 1 '^{"question":"Q","error":{"code":"bad_format","message":".*e.png: the file is empty"}}' "$B" ask --model "$M" "$T/e.png" -q Q --json
+# an empty NANOVL_KEEP_MB is unset (it turned the kept prefixes off)
+NANOVL_KEEP_MB= timeout 60 "$B" ask --model "$M" "$I" -q "What?" -q "And?" --max-tokens 1 --json > "$T/keep.jsonl" 2>/dev/null
+n=$((n + 1)); grep -q '"cached_prompt_tokens":[1-9]' "$T/keep.jsonl" || { echo "FAIL: NANOVL_KEEP_MB= kept nothing"; fail=$((fail + 1)); }
+# generate --raw with --system / --think: refused (the template they shape is skipped; they were
+# silently ignored)
+expect 2 "which --raw skips" "$B" generate --model "$M" --raw --system hi --prompt "Hello" --max-tokens 2
+expect 2 "which --raw skips" "$B" generate --model "$M" --raw --no-think --prompt "Hello" --max-tokens 2
 # two JSON values where one is expected: refused, not the first taken and the rest dropped
 printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
 expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"
