@@ -104,6 +104,7 @@ typedef struct page_ctx {
     int n_q, qi;           /* qi: the running unit's question */
     const char *last_name; /* the previous unit's page (a new one starts at question 0) */
     int last_page;
+    int started; /* index of the last unit begun (on_page_start) */
     int verbose;
 } page_ctx;
 
@@ -127,6 +128,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     pc->qi = same && pc->qi + 1 < pc->n_q ? pc->qi + 1 : 0;
     pc->last_name = name;
     pc->last_page = page;
+    pc->started = index;
     if (!pc->o->json) {
         if (pc->qi == 0) {
             if (page) printf("--- %s, page %d ---\n", name, page);
@@ -143,7 +145,11 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     page_ctx *pc = user;
     (void)index;
     cli_progress_clear(&pc->o->prog);
-    if (pc->o->json) api_json_line(stdout, api_page_error_to_json(name, page, st, msg));
+    if (pc->o->json) { /* with several questions, which one (an input that failed as a whole: none) */
+        cJSON *jo = api_page_error_to_json(name, page, st, msg);
+        if (jo && pc->n_q > 1 && index == pc->started) cJSON_AddStringToObject(jo, "question", pc->qs[pc->qi]);
+        api_json_line(stdout, jo);
+    }
     fprintf(stderr, "nanovl ask: %s\n", msg);
     return 0;
 }
@@ -236,7 +242,7 @@ int cmd_ask(int argc, char **argv) {
         if (!media) { rc = 1; goto close; }
         for (int f = 0; f < n_pos; f++) media[f].path = pos[f];
         /* each page asked every question in turn, its prefill kept between them */
-        page_ctx pc = {.o = &o, .qs = qs, .n_q = n_q, .verbose = verbose};
+        page_ctx pc = {.o = &o, .qs = qs, .n_q = n_q, .verbose = verbose, .started = -1};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
                              .cb = &cb, .user = &pc, .prompts = qs, .n_prompts = n_q};
         int n_failed = 0;

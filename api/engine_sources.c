@@ -176,9 +176,9 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         /* the sample is planned now (the budget needs the number of frames); the frames are
          * decoded in the vision stage, a few ahead of RADIO (engine_video_decode) */
         const media_video_params vp = engine_video_params(p);
-        /* (a path's message names it already; bytes are named by their label) */
-        if (st == NVL_OK && (st = media_video_open(path, &vp, NULL, &s->video, err)) != NVL_OK && !m->path)
-            nvl_err_prefix(err, "%s", name);
+        /* (the message names the file: a path's own name, bytes' label put in for their
+           temporary file's at out) */
+        if (st == NVL_OK) st = media_video_open(path, &vp, NULL, &s->video, err);
         if (st == NVL_OK) {
             s->n_planned = media_video_get_info(s->video)->n_planned;
             s->native_fps = media_video_get_info(s->video)->native_fps;

@@ -118,6 +118,12 @@ n=$((n + 1)); grep -q '"cached_prompt_tokens":[1-9]' "$T/keep.jsonl" || { echo "
 # silently ignored)
 expect 2 "which --raw skips" "$B" generate --model "$M" --raw --system hi --prompt "Hello" --max-tokens 2
 expect 2 "which --raw skips" "$B" generate --model "$M" --raw --no-think --prompt "Hello" --max-tokens 2
+# ... and an error line says which question failed (a long one that does not fit the context)
+LQ=$(printf 'word %.0s' $(seq 80))
+timeout 60 "$B" ask --model "$M" "$P2" --per-page -q "hi" -q "$LQ" --max-tokens 4 --max-context 90 --json > "$T/ppe.jsonl" 2>/dev/null
+n=$((n + 1))
+[ "$(grep -c '"code":"limit_exceeded".*"question":"word word' "$T/ppe.jsonl")" = 2 ] ||
+    { echo "FAIL: --per-page error lines name the question:"; cut -c1-160 "$T/ppe.jsonl"; fail=$((fail + 1)); }
 # two JSON values where one is expected: refused, not the first taken and the rest dropped
 printf '[{"role":"user","content":"hi"}] trailing' > "$T/chat2.json"
 expect 1 "content after the JSON value" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat2.json'"
