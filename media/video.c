@@ -53,7 +53,7 @@ static nvl_status av_fail(nvl_err *err, const char *name, const char *what, int 
     av_strerror(e, buf, sizeof buf);
     /* a decoder that meets damaged data may answer with any errno (libdav1d gives ENOSPC: "No
        space left on device"), which read alone blames the machine */
-    if (av_status(e) == NVL_ERR_FORMAT && e < 0 && e > -4096)
+    if (av_status(e) == NVL_ERR_FORMAT && e < 0 && e > -4096 && !strcmp(what, "cannot decode")) /* (not opening) */
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: %s: the data is damaged or not what its stream says (the decoder "
                            "answered: %s)", name, what, buf);
     return nvl_err_set(err, av_status(e), "%s: %s: %s", name, what, buf);
