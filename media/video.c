@@ -5,7 +5,8 @@
  * floor(duration * fps))) frames at indices linspace(0, total - 1, n) truncated. A frame's index
  * is found from its presentation timestamp, so frames
  * come out in presentation order whatever the codec's reordering; when the next wanted frame is
- * far ahead (SEEK_MIN_GAP frames) the demuxer seeks to the keyframe before it instead of
+ * far ahead (SEEK_MIN_GAP frames) the demuxer seeks to the keyframe before it (once per wanted
+ * frame: that keyframe may itself be more than SEEK_MIN_GAP frames before it) instead of
  * decoding everything in between. Only kept frames are converted and held (bounded memory).
  * AVERROR codes become nvl_status: AVERROR_INVALIDDATA -> NVL_ERR_FORMAT, ENOMEM -> NVL_ERR_NOMEM,
  * ENOENT -> NVL_ERR_NOT_FOUND, AVERROR_DECODER_NOT_FOUND -> NVL_ERR_UNSUPPORTED. */
@@ -381,6 +382,8 @@ struct media_video {
     media_video_info info;
     int64_t *want, *pts; /* wanted frame indices (n of them), the frames' presentation times */
     int64_t n, k, cur, total, t0;
+    int64_t seeked_k; /* the wanted frame the last seek was for (-1: none): one seek per frame, or a
+                         keyframe more than SEEK_MIN_GAP frames before it is sought forever */
     double tb, native, t_end;
     int rotate, draining, delivered, ended;
 };
@@ -418,6 +421,7 @@ nvl_status media_video_open(const char *path, const media_video_params *params, 
     memcpy(v->name, path, strlen(path) + 1);
     v->lim = *lim;
     v->cur = -1;
+    v->seeked_k = -1;
     st = av_in_open_demuxer(&v->in, path, NULL, 0, path, err); /* the decoder at the first frame */
     v->open = 1;
     if (st != NVL_OK) goto fail;
@@ -500,7 +504,8 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         return st;
     }
     while (v->k < v->n) {
-        if (v->want[v->k] - v->cur > SEEK_MIN_GAP && v->cur >= 0) {
+        if (v->want[v->k] - v->cur > SEEK_MIN_GAP && v->cur >= 0 && v->seeked_k != v->k) {
+            v->seeked_k = v->k;
             int64_t ts = v->pts ? v->pts[v->want[v->k]] : v->t0 + (int64_t)floor((double)v->want[v->k] / v->native / v->tb);
             if (av_seek_frame(v->in.fmt, v->in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
                 avcodec_flush_buffers(v->in.dec);
