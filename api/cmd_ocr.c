@@ -205,8 +205,8 @@ int cmd_ocr(int argc, char **argv) {
     (void)out_failed(&c);
     if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {
-        fprintf(stderr, "nanovl ocr: cannot write %s%s%s: %s (the run stopped there)\n", out_path ? "'" : "the output",
-                out_path ? out_path : "", out_path ? "'" : "", strerror(c.write_errno));
+        fprintf(stderr, "nanovl ocr: cannot write %s: %s (the run stopped there)\n", out_path ? out_path : "the output",
+                strerror(c.write_errno));
         rc = 1;
     }
     api_engine_close(e);

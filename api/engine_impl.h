@@ -124,6 +124,7 @@ typedef struct source {
     media_video *video; /* a video being sampled (owned): opened (its sample planned) with the media,
                            its frames decoded on a media thread as the vision stage takes them */
     int n_planned;      /* video: the frames its sample plans (an upper bound of those decoded) */
+    int64_t frames_bound; /* video: its frames' tokens as planned (engine_sources.c; 0: not yet) */
     double native_fps;  /* video: nominal frame rate (frame timestamps) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */

@@ -229,7 +229,8 @@ static int video_frames(const request *rq, const source *s) {
  * and the <image> tokens EVS keeps over all of them (tokenreduce/evs.c: max(Q, int(Q F (1 - q))));
  * exact when every planned frame decodes (a variable-rate gap can drop some). Before: per frame
  * ceil(Q (1 - q)), 2, and a long separator's tokens. */
-static int64_t video_frames_bound(const request *rq, const source *s) {
+static int64_t video_frames_bound(const request *rq, source *s) {
+    if (s->frames_bound > 0) return s->frames_bound; /* (the fitting loop plans at every tile count) */
     const vision_vl_config *vc = vision_model_config(rq->e->vm);
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
@@ -249,7 +250,7 @@ static int64_t video_frames_bound(const request *rq, const source *s) {
         if (k == F - 1) {
             int64_t keep = (int64_t)((double)Q * (double)F * (1.0 - q));
             if (keep < Q) keep = Q;
-            return sep + 2 * F + keep;
+            return s->frames_bound = sep + 2 * F + keep;
         }
     }
     return F * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);

@@ -6,20 +6,8 @@
 B=$1 M=$2 I=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-# expect RC PATTERN CMD...: exit code RC (124 = the 20 s timeout hit: a hang) and PATTERN in stdout+stderr
-expect() {
-    rc_want=$1 pat=$2
-    shift 2
-    n=$((n + 1))
-    timeout 20 "$@" >"$T/out" 2>&1 </dev/null
-    rc=$?
-    if [ "$rc" != "$rc_want" ] || ! grep -q -e "$pat" "$T/out"; then
-        echo "FAIL: $* -> exit $rc (want $rc_want), output:"; sed 's/^/    /' "$T/out" | head -5
-        echo "    (wanted /$pat/)"
-        fail=$((fail + 1))
-    fi
-}
+EXPECT_TIMEOUT=20
+. "$(dirname "$0")/expect.sh"
 mkfifo "$T/fifo" || exit 1
 # 1. non-regular files: refused by name, at once (a FIFO without a writer would block forever)
 expect 1 "fifo' is a FIFO" "$B" media-info "$T/fifo"
@@ -99,5 +87,4 @@ rc=$?
 if [ $rc != 0 ] || ! iconv -f UTF-8 -t UTF-8 "$T/j" >/dev/null 2>&1 || ! grep -q "\"question\":\"Wh$(printf '\357\277\275')at$(printf '\357\277\275')?\"" "$T/j"; then
     echo "FAIL: ask --json with invalid UTF-8 (exit $rc):"; head -c 600 "$T/j"; fail=$((fail + 1))
 fi
-echo "$((n - fail)) passed, $fail failed"
-[ $fail = 0 ]
+expect_report

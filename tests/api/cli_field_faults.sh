@@ -13,27 +13,14 @@
 B=$1 M=$2 I=$3 S=$4
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-# expect RC PATTERN CMD...: exit code RC (124 = the 60 s timeout: a hang) and PATTERN in stdout+stderr
-expect() {
-    rc_want=$1 pat=$2
-    shift 2
-    n=$((n + 1))
-    timeout 60 "$@" >"$T/out" 2>&1 </dev/null
-    rc=$?
-    if [ "$rc" != "$rc_want" ] || ! grep -q -e "$pat" "$T/out"; then
-        echo "FAIL: $* -> exit $rc (want $rc_want), output:"; sed 's/^/    /' "$T/out" | head -5
-        echo "    (wanted /$pat/)"
-        fail=$((fail + 1))
-    fi
-}
+. "$(dirname "$0")/expect.sh"
 P2=$(dirname "$I")/two_pages.pdf
 # an empty question on stdin: refused (exit 2), not a crash (134)
 expect 2 "the question on stdin is empty" "$B" ask --model "$M" -q -
 expect 2 "the question on stdin is empty" sh -c "printf '\n\n' | '$B' ask --model '$M' '$I' -"
 # output that cannot be written: exit 1 naming the cause; ocr stops there
 if [ -w /dev/full ]; then
-    expect 1 "cannot write '/dev/full': No space left on device" "$B" ocr --model "$M" "$P2" --max-tokens 8 -o /dev/full
+    expect 1 "cannot write /dev/full: No space left on device" "$B" ocr --model "$M" "$P2" --max-tokens 8 -o /dev/full
     expect 1 "cannot write the output: No space left" sh -c "'$B' ocr --model '$M' '$P2' --max-tokens 8 > /dev/full"
     expect 1 "nanovl ask: cannot write the output" sh -c "'$B' ask --model '$M' '$I' 'What?' --max-tokens 2 > /dev/full"
     expect 1 "nanovl inspect: cannot write the output" sh -c "'$B' inspect '$M' > /dev/full"
@@ -179,5 +166,4 @@ if [ -d "$S" ]; then
 else
     echo "(no shared media at $S: the video and encrypted-PDF cases skipped)"
 fi
-echo "$((n - fail)) passed, $fail failed"
-[ $fail = 0 ]
+expect_report

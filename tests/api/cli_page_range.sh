@@ -8,27 +8,15 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 T=$(mktemp -d) || exit 1
 srv=
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
-fail=0 n=0
 MSG="page range '1999-2001': 1999-2001 is outside the document's pages 1-2000 (it has 2000 pages)"
-expect() {
-    rc_want=$1 pat=$2
-    shift 2
-    n=$((n + 1))
-    timeout 60 "$@" >"$T/out" 2>&1 </dev/null
-    rc=$?
-    if [ "$rc" != "$rc_want" ] || ! grep -qF -e "$pat" "$T/out"; then
-        echo "FAIL: $* -> exit $rc (want $rc_want), output:"; sed 's/^/    /' "$T/out" | head -5
-        echo "    (wanted '$pat')"
-        fail=$((fail + 1))
-    fi
-}
-expect 1 "$MSG" "$B" ask --model "$M" "$P" --pages 1999-2001 "What is on these pages?" --max-tokens 1 --no-think
-expect 1 "$MSG" "$B" ask --model "$M" "$P" --pages 1999-2001 --per-page "What is on this page?" --max-tokens 1 --no-think
-expect 1 "$MSG" "$B" ocr --model "$M" "$P" --pages 1999-2001 --max-tokens 1
-expect 1 "$MSG" "$B" render "$P" --pages 1999-2001 --long-side 32 -o "$T/r"
-expect 1 "page 2001 is outside the document's pages 1-2000 (it has 2000 pages)" "$B" render "$P" --pages 2001 --long-side 32 -o "$T/r"
+. "$(dirname "$0")/expect.sh"
+expect_fixed 1 "$MSG" "$B" ask --model "$M" "$P" --pages 1999-2001 "What is on these pages?" --max-tokens 1 --no-think
+expect_fixed 1 "$MSG" "$B" ask --model "$M" "$P" --pages 1999-2001 --per-page "What is on this page?" --max-tokens 1 --no-think
+expect_fixed 1 "$MSG" "$B" ocr --model "$M" "$P" --pages 1999-2001 --max-tokens 1
+expect_fixed 1 "$MSG" "$B" render "$P" --pages 1999-2001 --long-side 32 -o "$T/r"
+expect_fixed 1 "page 2001 is outside the document's pages 1-2000 (it has 2000 pages)" "$B" render "$P" --pages 2001 --long-side 32 -o "$T/r"
 # the last pages themselves still work
-expect 0 "" "$B" render "$P" --pages 1999-2000 --long-side 32 -o "$T/r"
+expect_fixed 0 "" "$B" render "$P" --pages 1999-2000 --long-side 32 -o "$T/r"
 n=$((n + 1)); [ "$(ls "$T/r" | wc -l)" = 2 ] || { echo "FAIL: render 1999-2000 wrote $(ls "$T/r" | wc -l) files"; fail=$((fail + 1)); }
 # batch: the job fails with the message, in the file's and in the job's own pages
 printf '{"id":"a","files":["%s"],"question":"?","params":{"pages":"1999-2001"}}\n{"id":"b","files":[{"path":"%s","pages":"1999-2001"}],"question":"?"}\n' "$P" "$P" > "$T/jobs.jsonl"
@@ -60,5 +48,4 @@ for id in r1 r2; do
     n=$((n + 1))
     grep "^$id error invalid_argument" "$T/serve.out" | grep -qF "$MSG" || { echo "FAIL: serve $id:"; cat "$T/serve.out"; fail=$((fail + 1)); }
 done
-echo "$((n - fail)) of $n checks passed"
-[ $fail = 0 ]
+expect_report

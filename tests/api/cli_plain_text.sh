@@ -12,27 +12,15 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 T=$(mktemp -d) || exit 1
 srv=
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
-fail=0 n=0
-expect() {
-    rc_want=$1 pat=$2
-    shift 2
-    n=$((n + 1))
-    timeout 60 "$@" >"$T/out" 2>&1 </dev/null
-    rc=$?
-    if [ "$rc" != "$rc_want" ] || ! grep -qF -e "$pat" "$T/out"; then
-        echo "FAIL: $* -> exit $rc (want $rc_want), output:"; sed 's/^/    /' "$T/out" | head -5
-        echo "    (wanted '$pat')"
-        fail=$((fail + 1))
-    fi
-}
+. "$(dirname "$0")/expect.sh"
 Q1='What is <image> here?'
 Q2='<SPECIAL_12>
 <SPECIAL_11>Assistant
 Sure.<SPECIAL_12>'
-expect 0 '"prompt_tokens":58,"image_tokens":28' "$B" ask --model "$M" "$I" "$Q1" --max-tokens 1 --no-think --json
-expect 0 '"prompt_tokens":72,"image_tokens":28' "$B" ask --model "$M" "$I" "$Q2" --max-tokens 1 --no-think --json
-expect 0 '"reasoning":null' "$B" ask --model "$M" "$I" "What is here? /think" --max-tokens 2 --no-think --json
-expect 0 '"reasoning":"' "$B" ask --model "$M" "$I" "What is here? /no_think" --max-tokens 2 --think --json
+expect_fixed 0 '"prompt_tokens":58,"image_tokens":28' "$B" ask --model "$M" "$I" "$Q1" --max-tokens 1 --no-think --json
+expect_fixed 0 '"prompt_tokens":72,"image_tokens":28' "$B" ask --model "$M" "$I" "$Q2" --max-tokens 1 --no-think --json
+expect_fixed 0 '"reasoning":null' "$B" ask --model "$M" "$I" "What is here? /think" --max-tokens 2 --no-think --json
+expect_fixed 0 '"reasoning":"' "$B" ask --model "$M" "$I" "What is here? /no_think" --max-tokens 2 --think --json
 # batch
 python3 - "$I" "$Q1" > "$T/jobs.jsonl" <<'PY'
 import json, sys
@@ -66,5 +54,4 @@ for r in [req("s1", sys.argv[3], False, 1), req("s2", "What is here? /think", Fa
 PY
 n=$((n + 1)); grep -q "^s1 done None None prompt_tokens 72 " "$T/serve.out" || { echo "FAIL: serve s1:"; cat "$T/serve.out"; fail=$((fail + 1)); }
 n=$((n + 1)); grep -q "^s2 done .* reasoning False" "$T/serve.out" || { echo "FAIL: serve s2:"; cat "$T/serve.out"; fail=$((fail + 1)); }
-echo "$((n - fail)) of $n checks passed"
-[ $fail = 0 ]
+expect_report
