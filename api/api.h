@@ -53,6 +53,10 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err);
 // (default 4096 MiB), least recently used dropped first. A later request whose prompt starts with
 // the same tokens and the same media (same file, size, mtime, page, render and sampling
 // parameters) restores that state and skips vision and the prefill of that prefix (res.n_cached).
+// Requests sent together share it too: a request whose media, and text before them, equal those
+// of another live request further on that will keep that prefix waits for it (res.t_wait), then
+// restores it, so ten questions about one document submitted at once embed its pages and prefill
+// them once.
 //
 // Many requests at once (continuous batching): api_engine_submit queues a request and returns;
 // api_engine_step runs one turn of the scheduler: it admits queued requests (up to max_batch
@@ -190,6 +194,9 @@ typedef struct api_ask_result {
     char *notice;                            /* what the engine changed to fit (or NULL) */
     api_media_record *media; int n_media;
     double t_media, t_vision, t_prefill, t_generate; /* seconds per stage */
+    double t_wait;                           /* seconds waiting for another request with the same media
+                                                and text before them to keep its prefix (then restored
+                                                here: n_cached), before t_vision */
     const char *backend;                     /* the backend the models ran on: "cpu" or "cuda" (static) */
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);

@@ -92,10 +92,10 @@ static void print_json(const api_ask_result *r, const char *question, const char
 }
 
 static void print_verbose(const api_ask_result *r) {
-    fprintf(stderr, "prompt %lld tokens (%lld image, %lld reused), %lld generated; media %.3f s, vision %.3f s, "
-                    "prefill %.3f s, generation %.3f s (%.1f tokens/s)\n",
+    fprintf(stderr, "prompt %lld tokens (%lld image, %lld reused), %lld generated; media %.3f s, prefix wait %.3f s, "
+                    "vision %.3f s, prefill %.3f s, generation %.3f s (%.1f tokens/s)\n",
             (long long)r->n_prompt, (long long)r->n_image_tokens, (long long)r->n_cached, (long long)r->n_ids, r->t_media,
-            r->t_vision, r->t_prefill, r->t_generate, r->t_generate > 0 ? (double)r->n_ids / r->t_generate : 0.0);
+            r->t_wait, r->t_vision, r->t_prefill, r->t_generate, r->t_generate > 0 ? (double)r->n_ids / r->t_generate : 0.0);
 }
 
 typedef struct page_ctx {

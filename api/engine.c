@@ -638,6 +638,8 @@ int api_engine_step(api_engine *e) {
             engine_media_read(rq);
             engine_media_stage(rq);
         }
+    for (request *rq = e->live; rq; rq = rq->next) /* in submission order: a leader moves on first */
+        if (rq->state == RQ_PREFIX_WAIT) engine_prefix_wait_stage(rq);
     const int tiles = engine_vision_turn(e);
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_PROMPT) engine_prompt_stage(rq);

@@ -160,7 +160,7 @@ typedef struct source {
     double t_media;     /* rendering time not yet counted in the result (timings_s.media) */
 } source;
 
-enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_MEDIA_WAIT, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
+enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_MEDIA_WAIT, RQ_PREFIX_WAIT, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
 
 typedef struct gen_state {
     request *rq;
@@ -207,6 +207,10 @@ struct request {
     int64_t budget;     /* context budget */
     int mt;             /* tiles per image */
     int no_kept;        /* the kept prefix did not apply: do not look again */
+    char *pfx_text;     /* the rendered conversation up to its last media marker (engine_prefix_text) */
+    size_t pfx_len;
+    int pfx_failed;     /* it could not be rendered: this request neither waits nor is waited for */
+    double t_wait0;     /* RQ_PREFIX_WAIT began */
     int vis_next;       /* the source vision works on */
     double t_vision0;
     /* prompt and prefill */
@@ -261,7 +265,10 @@ int engine_has_media(const request *rq);
 int engine_media_cancelled(request *rq); /* rq cancelled (any thread; takes e->mu) */
 void engine_media_read(request *rq);   /* rq's files -> sources (media thread or inline) */
 void *engine_media_main(void *arg);    /* a media thread (arg: the engine) */
-void engine_media_stage(request *rq);  /* after the read, on the stepping thread: budget, layouts */
+void engine_media_stage(request *rq);  /* after the read, on the stepping thread: budget, layouts;
+                                          RQ_PREFIX_WAIT when another live request will keep the
+                                          same prefix */
+void engine_prefix_wait_stage(request *rq); /* RQ_PREFIX_WAIT -> RQ_VISION once nothing is to wait for */
 
 /* engine_prompt.c */
 void engine_kept_clear(api_engine *e);
@@ -279,6 +286,11 @@ void engine_source_label(const source *s, char *label, size_t n);
 void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name);
 int engine_is_tmp(const request *rq, const char *path);
 void engine_sources_free(request *rq);
+/* The conversation rendered up to the end of its last media marker (cached in rq->pfx_text; *len
+ * its bytes): two requests whose sources have the same keys and whose texts here are equal have
+ * the same prompt ids up to their kept prefix P. NULL when rq has no media or it cannot be
+ * rendered (then rq's own prompt build reports why). */
+const char *engine_prefix_text(request *rq, size_t *len);
 media_video_params engine_video_params(const api_ask_params *p);
 
 /* engine_vision.c */

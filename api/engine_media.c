@@ -87,8 +87,36 @@ void *engine_media_main(void *arg) {
     return NULL;
 }
 
+/* A live request further on that will keep the prefix rq would use (the same sources, the same
+ * conversation up to the last of them) and has not kept it yet, or NULL. rq waits for it rather
+ * than embed the same pages and prefill the same tokens beside it: questions sent together about
+ * one document (a pipeline's, a batch's) then run vision and the document's prefill once. */
+static request *prefix_leader(request *rq) {
+    api_engine *e = rq->e;
+    if (rq->p->no_cache || rq->no_kept || rq->n_src == 0) return NULL;
+    size_t nl = 0, ol = 0;
+    const char *mine = NULL;
+    for (request *o = e->live; o; o = o->next) {
+        if (o == rq || o->p->no_cache || o->hit || o->n_src != rq->n_src) continue;
+        /* keys are set from the media stage on; a prefilling request parks once it reaches P; one
+           waiting itself is followed only when older (so no two requests wait for each other) */
+        const int before_park = (o->state == RQ_PREFIX_WAIT && o->id < rq->id) || o->state == RQ_VISION ||
+                                o->state == RQ_PROMPT || (o->state == RQ_PREFILL && o->keep);
+        int same = before_park;
+        for (int i = 0; same && i < rq->n_src; i++)
+            same = rq->src[i].key && o->src[i].key && !strcmp(rq->src[i].key, o->src[i].key);
+        if (!same) continue;
+        if (!mine && !(mine = engine_prefix_text(rq, &nl))) return NULL;
+        const char *theirs = engine_prefix_text(o, &ol);
+        if (theirs && ol == nl && !memcmp(theirs, mine, nl)) return o;
+    }
+    return NULL;
+}
+
+static void sources_from_kept(request *rq);
+
 /* After media_read, on the stepping thread: progress per media part, the budget, and the
- * layouts a kept prefix already holds. */
+ * layouts a kept prefix already holds (or a wait for another request keeping the same). */
 void engine_media_stage(request *rq) {
     api_engine *e = rq->e;
     int part = 0;
@@ -108,6 +136,24 @@ void engine_media_stage(request *rq) {
         engine_fail(rq, st, NULL);
         return;
     }
+    if (engine_kept_find(e, rq) < 0 && prefix_leader(rq)) {
+        rq->t_wait0 = engine_now();
+        rq->state = RQ_PREFIX_WAIT;
+        return;
+    }
+    sources_from_kept(rq);
+}
+
+void engine_prefix_wait_stage(request *rq) {
+    if (prefix_leader(rq)) return;
+    rq->res->t_wait = engine_now() - rq->t_wait0;
+    sources_from_kept(rq);
+}
+
+/* The layouts a kept prefix with rq's sources holds (their rows are computed only if the prefix
+ * turns out not to apply), then the vision stage. */
+static void sources_from_kept(request *rq) {
+    api_engine *e = rq->e;
     const int ki = engine_kept_find(e, rq);
     for (int i = 0; ki >= 0 && i < rq->n_src; i++) { /* rows computed only if the prefix does not apply */
         source *s = &rq->src[i];

@@ -323,21 +323,21 @@ void engine_source_label(const source *s, char *label, size_t n) {
 }
 
 
-/* Renders the conversation with the sources' layouts. */
-nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
-                               nvl_err *err) {
+/* The conversation rendered as text (user texts escaped, a marker per source) into *text, and
+ * the sources' layouts into layout (n_src entries; NULL: not wanted). */
+static nvl_status render_conversation(request *rq, const api_message *msgs, int n_msgs, llm_media_layout *layout, char **text,
+                                      size_t *tl, nvl_err *err) {
     api_engine *e = rq->e;
     int n_parts = 0;
     for (int m = 0; m < n_msgs; m++) n_parts += msgs[m].n_parts + rq->n_src;
     llm_chat_message *cm = nvl_calloc((size_t)n_msgs + 1, sizeof *cm);
     llm_chat_part *parts = nvl_calloc((size_t)n_parts + 1, sizeof *parts);
-    llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
     char **owned = NULL; /* escaped texts */
     int n_owned = 0;
-    char *text = NULL;
-    size_t tl = 0;
     nvl_status st = NVL_OK;
-    if (!cm || !parts || !layout) {
+    *text = NULL;
+    *tl = 0;
+    if (!cm || !parts) {
         st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
         goto done;
     }
@@ -354,7 +354,8 @@ nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs,
             for (; si < rq->n_src && rq->src[si].msg == m && rq->src[si].part == k; si++) {
                 const source *s = &rq->src[si];
                 parts[np++].kind = s->is_video ? LLM_PART_VIDEO : LLM_PART_IMAGE;
-                layout[si] = (llm_media_layout){.kind = s->is_video ? LLM_MEDIA_VIDEO : LLM_MEDIA_IMAGE,
+                if (layout)
+                    layout[si] = (llm_media_layout){.kind = s->is_video ? LLM_MEDIA_VIDEO : LLM_MEDIA_IMAGE,
                                                 .n_tiles = s->n_tiles, .n_frames = s->n_frames, .ts = s->ts, .kept = s->kept};
             }
         }
@@ -365,20 +366,57 @@ nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs,
     if ((st = llm_chat_escape_messages(e->tok, cm, n_msgs, &owned, &n_owned, err)) != NVL_OK) goto done;
     llm_chat_options co = llm_chat_options_default();
     co.think = rq->p->think;
-    const int64_t G = vision_model_grid(e->vm);
-    st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, &text, &tl, err)
-                          : llm_chat_render(cm, n_msgs, &co, &text, &tl, err);
-    if (st != NVL_OK) goto done;
-    *think_on = tl >= 8 && !memcmp(text + tl - 8, "<think>\n", 8);
-    st = llm_chat_tokenize(e->tok, text, tl, layout, rq->n_src, (int)((G / 2) * (G / 2)), prompt, err);
+    st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, text, tl, err)
+                          : llm_chat_render(cm, n_msgs, &co, text, tl, err);
 done:
-    nvl_free(text);
     nvl_free(cm);
     for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
     nvl_free(owned);
     nvl_free(parts);
+    return st;
+}
+
+/* Renders the conversation with the sources' layouts. */
+nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
+                               nvl_err *err) {
+    api_engine *e = rq->e;
+    llm_media_layout *layout = nvl_calloc((size_t)rq->n_src + 1, sizeof *layout);
+    if (!layout) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
+    char *text = NULL;
+    size_t tl = 0;
+    nvl_status st = render_conversation(rq, msgs, n_msgs, layout, &text, &tl, err);
+    if (st == NVL_OK) {
+        *think_on = tl >= 8 && !memcmp(text + tl - 8, "<think>\n", 8);
+        const int64_t G = vision_model_grid(e->vm);
+        st = llm_chat_tokenize(e->tok, text, tl, layout, rq->n_src, (int)((G / 2) * (G / 2)), prompt, err);
+    }
+    nvl_free(text);
     nvl_free(layout);
     return st;
+}
+
+const char *engine_prefix_text(request *rq, size_t *len) {
+    if (!rq->pfx_text && !rq->pfx_failed) {
+        char *text = NULL;
+        size_t tl = 0, end = 0;
+        nvl_err err = {0};
+        int found = 0;
+        if (rq->n_src > 0 && render_conversation(rq, rq->msgs, rq->n_msgs, NULL, &text, &tl, &err) == NVL_OK)
+            for (size_t i = 0; i + 7 <= tl && found < rq->n_src; i++) /* escaped user text holds no marker */
+                if (text[i] == '<' && (!memcmp(text + i, "<image>", 7) || !memcmp(text + i, "<video>", 7))) {
+                    found++;
+                    end = i + 7;
+                }
+        if (found == rq->n_src && found > 0) {
+            rq->pfx_text = text;
+            rq->pfx_len = end;
+        } else {
+            nvl_free(text);
+            rq->pfx_failed = 1;
+        }
+    }
+    *len = rq->pfx_len;
+    return rq->pfx_text;
 }
 
 
@@ -492,6 +530,8 @@ void engine_sources_free(request *rq) {
     nvl_free(rq->src);
     rq->src = NULL;
     rq->n_src = rq->cap_src = 0;
+    nvl_free(rq->pfx_text);
+    rq->pfx_text = NULL;
     for (int i = 0; i < rq->n_pdfs; i++) media_pdf_close(rq->pdfs[i]);
     nvl_free(rq->pdfs);
     rq->pdfs = NULL;

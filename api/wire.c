@@ -132,6 +132,7 @@ cJSON *api_result_to_json(const api_ask_result *r) {
     cJSON *t = cJSON_AddObjectToObject(o, "timings_s");
     if (t) {
         cJSON_AddNumberToObject(t, "media", round(r->t_media * 1e4) / 1e4);
+        cJSON_AddNumberToObject(t, "prefix_wait", round(r->t_wait * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "vision", round(r->t_vision * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "prefill", round(r->t_prefill * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "generation", round(r->t_generate * 1e4) / 1e4);

@@ -28,7 +28,8 @@
  *      within the bound below: the cancelled request's frames may share its vision batches),
  *      the second ends NVL_ERR_CANCELLED, and the engine answers after both; video_ahead out of
  *      0..4096 is refused;
- *   7. nothing leaks.
+ *   7. nothing leaks;
+ *   8. questions about one image sent together run its vision and prefill once (below).
  * Bounds: ids exactly. A decode row batched with a prefill chunk (>= 32 rows a step) goes through
  * the packed GEMM instead of the register tiles: f32 rounding noise (tests/llm/test_step.c), far
  * below the tiny model's greedy margins. The logits after the prompt are compared with atol
@@ -62,6 +63,7 @@ typedef struct track {
     long first_progress;
     int n_vision;       /* vision progress events so far */
     struct track *watch; /* at this request's end, watch's vision events so far -> watched_vision */
+    struct track *cancel_other; /* cancelled at this request's first media progress event */
     int watched_vision;
     long tok_serial[64]; /* serials of the first 64 tokens */
     long done_at;
@@ -92,6 +94,10 @@ static void on_progress(const api_progress *p, void *user) {
     if (!t->first_progress) t->first_progress = ++g_serial;
     if (p->stage == API_STAGE_VISION) t->n_vision++;
     if (t->cancel_in_vision && p->stage == API_STAGE_VISION) api_engine_cancel(t->e, t->id);
+    if (t->cancel_other && p->stage == API_STAGE_MEDIA) {
+        api_engine_cancel(t->e, t->cancel_other->id);
+        t->cancel_other = NULL;
+    }
     if (t->then && p->stage == API_STAGE_MEDIA) { /* from the step's callback: admitted next turn */
         api_callbacks cb = {.on_token = on_token, .on_progress = on_progress, .on_done = on_done, .user = t->then_t};
         t->then_t->e = t->e;
@@ -537,6 +543,99 @@ int main(void) {
         o.video_ahead = 0;
         o.media_threads = 0;
     }
+
+    /* 8. questions about one image sent together share its vision and prefill: files read one
+     * request per turn (media_threads -1) and a few tiles per RADIO call, so the first request's
+     * image is still being embedded when the next ones reach the vision stage:
+     *   a. the first computes it; the second and third wait (t_wait > 0) and restore its kept
+     *      prefix (n_cached, the same for both); the fourth has a system message before the image
+     *      (another prefix) and neither waits nor restores; every answer equals the question
+     *      asked alone without the kept state (ids; logits after the prompt within the f32 bound);
+     *   b. the first is cancelled while the other two wait (at a later request's media event):
+     *      the second computes it after all (n_cached 0, having waited), the third waits for the
+     *      second and restores its prefix; both equal alone. */
+    for (int run = 0; run < 2; run++) {
+        o.max_batch = 8;
+        o.media_threads = -1;
+        o.vision_batch = run ? 1 : 2;
+        if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) != NVL_OK) {
+            TEST_CHECK(0, "open: %s", err.msg);
+            break;
+        }
+        char tiff[1024];
+        snprintf(tiff, sizeof tiff, "%s", test_data_path("media/made/image.tiff"));
+        req rq[4];
+        make_req(&rq[0], img, NULL, "What is in this picture?", 6);
+        make_req(&rq[1], img, NULL, "Which colours do you see?", 6);
+        make_req(&rq[2], img, NULL, "How many objects are there?", 6);
+        api_message sys[2];
+        api_part sys_text = {.kind = API_PART_TEXT, .text = "Answer in one word."};
+        if (!run) {
+            make_req(&rq[3], img, NULL, "What is in this picture?", 6);
+            sys[0] = (api_message){"system", &sys_text, 1};
+            sys[1] = rq[3].msg;
+        } else {
+            make_req(&rq[3], tiff, NULL, "And this one?", 6); /* its media event cancels the first */
+        }
+        for (int i = 0; i < 4; i++) rq[i].p.no_cache = 0;
+        api_ask_result alone[4], tog[4];
+        track t[4];
+        memset(t, 0, sizeof t);
+        for (int i = 0; i < 4; i++) {
+            api_ask_params nc = rq[i].p;
+            nc.no_cache = 1;
+            const api_message *m = !run && i == 3 ? sys : &rq[i].msg;
+            TEST_EQ_INT(api_engine_run(e, m, !run && i == 3 ? 2 : 1, &nc, NULL, &alone[i], &err), NVL_OK);
+        }
+        for (int i = 0; i < 4; i++) {
+            api_callbacks cb = {.on_token = on_token, .on_progress = on_progress, .on_done = on_done, .user = &t[i]};
+            t[i].e = e;
+            const api_message *m = !run && i == 3 ? sys : &rq[i].msg;
+            TEST_EQ_INT(api_engine_submit(e, m, !run && i == 3 ? 2 : 1, &rq[i].p, &cb, &tog[i], &t[i].id, &err), NVL_OK);
+        }
+        if (run) t[3].cancel_other = &t[0];
+        for (int guard = 0; api_engine_step(e) > 0 && guard < 20000; guard++) {
+        }
+        const char *what = run ? "shared prefix, first cancelled" : "shared prefix";
+        for (int i = run; i < 4; i++) {
+            TEST_CHECK(t[i].done && t[i].st == NVL_OK, "%s: request %d ends NVL_OK (%s)", what, i, t[i].msg);
+            if (t[i].st != NVL_OK) continue;
+            TEST_CHECK(same_ids(&tog[i], &alone[i]), "%s: request %d's answer equals alone", what, i);
+            char lw[96];
+            snprintf(lw, sizeof lw, "%s: request %d's logits after the prompt", what, i);
+            test_compare_f32(lw, tog[i].first_logits, alone[i].first_logits, (size_t)V, 1e-5, 1e-4, 1e-10);
+        }
+        if (!run && t[0].st == NVL_OK && t[1].st == NVL_OK && t[2].st == NVL_OK && t[3].st == NVL_OK) {
+            TEST_CHECK(tog[0].n_cached == 0 && tog[0].t_wait == 0, "the first computes its prefix (n_cached %lld)",
+                       (long long)tog[0].n_cached);
+            for (int i = 1; i < 3; i++)
+                TEST_CHECK(tog[i].t_wait > 0 && tog[i].n_cached > 0 && tog[i].n_cached == tog[1].n_cached &&
+                               tog[i].n_media == 1 && tog[i].media[0].cached,
+                           "request %d waited (%.4f s) and restored the first's prefix (%lld tokens)", i, tog[i].t_wait,
+                           (long long)tog[i].n_cached);
+            TEST_CHECK(tog[3].t_wait == 0 && tog[3].n_cached == 0,
+                       "a system message before the image: another prefix, no wait (%.4f s, %lld restored)", tog[3].t_wait,
+                       (long long)tog[3].n_cached);
+        }
+        if (run) {
+            TEST_EQ_INT(t[0].st, NVL_ERR_CANCELLED);
+            if (t[1].st == NVL_OK && t[2].st == NVL_OK) {
+                TEST_CHECK(tog[1].t_wait > 0 && tog[1].n_cached == 0,
+                           "the second waited (%.4f s), then computed the prefix itself (%lld restored)", tog[1].t_wait,
+                           (long long)tog[1].n_cached);
+                TEST_CHECK(tog[2].t_wait > 0 && tog[2].n_cached > 0, "the third restored the second's prefix (%lld tokens)",
+                           (long long)tog[2].n_cached);
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            api_ask_result_free(&alone[i]);
+            if (t[i].st == NVL_OK || t[i].st == NVL_ERR_CANCELLED) api_ask_result_free(&tog[i]);
+        }
+        api_engine_close(e);
+        e = NULL;
+    }
+    o.media_threads = 0;
+    o.vision_batch = 8;
 
     o.seq_mem_mb = -1;
     TEST_EQ_INT(api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err), NVL_ERR_INVALID_ARG);
