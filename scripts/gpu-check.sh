@@ -287,6 +287,12 @@ elif [ "$have_gpu" = 1 ]; then
     run_to 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
         >"$L/bench_media.log" 2>&1 || { rc=1; log "bench_media FAILED"; }
   fi
+  # FP8 prefill through cuBLASLt's FP8 tensor cores (opt-in, NVL_CUDA_FP8_LT=1) beside the
+  # default (exact bf16 factors) measured above: what the opt-in buys
+  log "bench_llm 12B fp8 with NVL_CUDA_FP8_LT=1 (prefill 3400)"
+  NVL_CUDA_FP8_LT=1 bench bench_12b_fp8lt 150 build-gpu/bench/bench_llm --shape 12b --sparse --quant fp8 --prompt 3400 \
+      --chunk 3400 --context 4096 --decode 8
+  rm -rf "/tmp/nanovl-bench-12b-fp8-sparse" "/tmp/nanovl-bench-12b-sparse"
   [ "$early_memcheck" = 0 ] && memcheck
   # where a step's time goes, op by op (last: the first thing a short device slot cuts)
   log "bench_llm 12B profiled: every op's time in a 3.4K prefill and in decode at 4K (events per op, no graphs)"

@@ -676,6 +676,58 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A
         }
 }
 
+/* FP8 x FP8 as Hopper's tensor cores add it (cuBLASLt without FAST_ACCUM), a model from the
+ * DeepSeek-V3 report (§3.3.2: products aligned to the largest exponent of an MMA's k-group and
+ * truncated to 13 fraction bits, ~14 significant bits kept; partial sums promoted to f32 every
+ * 128 k): each k32 group's products and the running partial sum are cut toward zero to a quantum
+ * of 2^(e - 13) (e: the exponent of the largest of them, as 1.f x 2^e) and added exactly; every
+ * 128 k the partial sum is added to an f32 total. NVL_CUDA_EMU_FP8ACC=exact: the f32 GEMM. */
+static int fp8acc_model(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *v = getenv("NVL_CUDA_EMU_FP8ACC");
+        if (v && *v && strcmp(v, "exact") && strcmp(v, "hopper")) {
+            fprintf(stderr, "cuda emulator: NVL_CUDA_EMU_FP8ACC must be hopper or exact\n");
+            abort();
+        }
+        m = !(v && !strcmp(v, "exact"));
+    }
+    return m;
+}
+static void gemm_fp8(int ta, int tb, int m, int n, int k, float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                     float beta, const void *C, void *D, cudaDataType_t ct, int64_t ldc) {
+#pragma omp parallel for schedule(static) if ((int64_t)m * n * k > (1 << 22))
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float total = 0.0f;
+            for (int c0 = 0; c0 < k; c0 += 128) {
+                double part = 0.0; /* exact: the cut terms are multiples of one quantum */
+                for (int g0 = c0; g0 < k && g0 < c0 + 128; g0 += 32) {
+                    double p[32];
+                    int np = 0;
+                    double big = fabs(part);
+                    for (int l = g0; l < k && l < g0 + 32; l++, np++) {
+                        const float a = ldv(A, CUDA_R_8F_E4M3, ta ? (size_t)l + (size_t)i * (size_t)lda : (size_t)i + (size_t)l * (size_t)lda);
+                        const float b = ldv(B, CUDA_R_8F_E4M3, tb ? (size_t)j + (size_t)l * (size_t)ldb : (size_t)l + (size_t)j * (size_t)ldb);
+                        p[np] = (double)a * b; /* exact */
+                        big = fabs(p[np]) > big ? fabs(p[np]) : big;
+                    }
+                    if (big == 0.0) continue;
+                    int e2;
+                    frexp(big, &e2); /* big = f x 2^e2, f in [0.5, 1): 1.f x 2^(e2 - 1) */
+                    const double q = ldexp(1.0, e2 - 1 - 13);
+                    double sum = trunc(part / q) * q;
+                    for (int t = 0; t < np; t++) sum += trunc(p[t] / q) * q;
+                    part = sum;
+                }
+                total += (float)part;
+            }
+            float v = alpha * total;
+            if (beta != 0.0f) v += beta * ldv(C, ct, (size_t)i + (size_t)j * (size_t)ldc);
+            stv(D, ct, (size_t)i + (size_t)j * (size_t)ldc, v);
+        }
+}
+
 extern "C" {
 cublasStatus_t cublasCreate(cublasHandle_t *h) {
     *h = new cublasContext();
@@ -799,7 +851,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         fprintf(stderr, "cuda emulator: cublasLtMatmul %c%c m %d n %d k %d types %d %d -> %d, ld %lld %lld %lld, alpha %g\n",
                 ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, (int)at, (int)bt, (int)ct, (long long)lda, (long long)ldb,
                 (long long)ldd, al);
-    emu::submit(s, [=]() { gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, D, ct, ldd); });
+    if (at == CUDA_R_8F_E4M3 && bt == CUDA_R_8F_E4M3 && fp8acc_model())
+        emu::submit(s, [=]() { gemm_fp8(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, D, ct, ldd); });
+    else
+        emu::submit(s, [=]() { gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, D, ct, ldd); });
     return CUBLAS_STATUS_SUCCESS;
 }
 } // extern "C"
