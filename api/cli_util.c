@@ -168,10 +168,17 @@ double cli_now(void) {
 void cli_progress_init(cli_progress *p, int force) {
     memset(p, 0, sizeof *p);
     p->on = force >= 0 ? force : isatty(STDERR_FILENO);
+    p->text_tty = -1;
+}
+
+void cli_progress_wrote(cli_progress *p, FILE *f, const char *s, size_t n) {
+    if (!n) return;
+    if (p->text_tty < 0) p->text_tty = isatty(fileno(f));
+    p->midline = p->text_tty && s[n - 1] != '\n';
 }
 
 void cli_progress_show(cli_progress *p, int always, const char *fmt, ...) {
-    if (!p->on) return;
+    if (!p->on || p->midline) return;
     const double t = cli_now();
     if (!always && t - p->last < 0.1) return;
     p->last = t;

@@ -2,6 +2,7 @@
 #ifndef API_CLI_UTIL_H
 #define API_CLI_UTIL_H
 
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +36,12 @@ typedef struct cli_progress {
     double last;
     char prefix[96]; /* e.g. "[3/12] " for batch */
     int last_stage;  /* a new stage is always shown */
+    int text_tty;    /* the streamed text goes to a terminal: -1 not known yet (cli_progress_wrote) */
+    int midline;     /* ...and its last line is not ended: drawing would erase it, so nothing is drawn */
 } cli_progress;
+/* Tells p what the command streamed to f (the answer, a page's Markdown): while a terminal's
+ * line of it is unfinished, progress is not drawn (the "\r" redraw would wipe that line). */
+void cli_progress_wrote(cli_progress *p, FILE *f, const char *s, size_t n);
 void cli_progress_init(cli_progress *p, int force); /* force: -1 auto (isatty), 0 off, 1 on */
 void cli_progress_show(cli_progress *p, int always, const char *fmt, ...);
 void cli_progress_clear(cli_progress *p);

@@ -34,6 +34,7 @@ typedef struct ask_out {
     int json, show_reasoning;
     int in_reasoning_shown; /* "<think>" printed */
     int answer_started;
+    const char *prefix; /* written before the first text (NULL: none) */
     cli_progress prog;
 } ask_out;
 
@@ -60,8 +61,13 @@ static int on_text(const char *s, size_t n, int reasoning, void *user) {
         if (!n) return 0;
         o->answer_started = 1;
     }
+    if (o->prefix) { /* "A: " once the answer comes (drawn earlier, progress would wipe it) */
+        fputs(o->prefix, stdout);
+        o->prefix = NULL;
+    }
     fwrite(s, 1, n, stdout);
     fflush(stdout);
+    cli_progress_wrote(&o->prog, stdout, s, n);
     return 0;
 }
 
@@ -114,7 +120,10 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     (void)n_total;
     cli_progress_clear(&pc->o->prog);
     if (pc->o->json) print_json(r, pc->qs[pc->qi], name, page);
-    else fputs(pc->o->in_reasoning_shown == 1 ? "\n</think>\n\n" : "\n\n", stdout); /* reasoning cut short */
+    else {
+        fputs(pc->o->in_reasoning_shown == 1 ? "\n</think>\n\n" : "\n\n", stdout); /* reasoning cut short */
+        cli_progress_wrote(&pc->o->prog, stdout, "\n", 1);
+    }
     if (pc->verbose) print_verbose(r);
     pc->o->answer_started = 0;
     pc->o->in_reasoning_shown = 0;
@@ -150,7 +159,8 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         if (jo && pc->n_q > 1 && index == pc->started) cJSON_AddStringToObject(jo, "question", pc->qs[pc->qi]);
         api_json_line(stdout, jo);
     }
-    fprintf(stderr, "nanovl ask: %s\n", msg);
+    fprintf(stderr, "%snanovl ask: %s\n", pc->o->prog.midline ? "\n" : "", msg); /* (below an answer cut short) */
+    pc->o->prog.midline = 0;
     return 0;
 }
 
@@ -265,7 +275,11 @@ int cmd_ask(int argc, char **argv) {
         parts[n_pos] = (api_part){.kind = API_PART_TEXT, .text = qs[q]};
         api_part sys_part = {.kind = API_PART_TEXT, .text = system};
         api_message msgs[2] = {{"system", &sys_part, 1}, {"user", parts, n_pos + 1}};
-        if (!o.json && n_q > 1) printf("%sQ: %s\nA: ", q ? "\n" : "", qs[q]);
+        if (!o.json && n_q > 1) {
+            printf("%sQ: %s\n", q ? "\n" : "", qs[q]);
+            fflush(stdout);
+            o.prefix = "A: ";
+        }
         o.answer_started = 0;
         o.in_reasoning_shown = 0;
         api_ask_result r;
@@ -273,6 +287,8 @@ int cmd_ask(int argc, char **argv) {
         cli_progress_clear(&o.prog);
         if (st != NVL_OK) {
             fprintf(stderr, "%snanovl ask: %s\n", o.answer_started && !o.json ? "\n" : "", err.msg);
+            o.prog.midline = 0; /* (that line ended the answer's on a terminal) */
+            o.prefix = NULL;
             if (o.json) { /* a line per question, failed ones too: {"question", "error": {code, message}} (as --per-page) */
                 cJSON *jo = cJSON_CreateObject();
                 if (jo) cJSON_AddStringToObject(jo, "question", qs[q]);
@@ -290,9 +306,12 @@ int cmd_ask(int argc, char **argv) {
         }
         if (o.json) print_json(&r, qs[q], NULL, 0); /* "question" in single- and multi-question output alike */
         else {
+            if (o.prefix) fputs(o.prefix, stdout); /* an empty answer */
+            o.prefix = NULL;
             if (o.show_reasoning && o.in_reasoning_shown == 1) fputs("\n</think>\n", stdout);
             fputs("\n", stdout);
             fflush(stdout);
+            cli_progress_wrote(&o.prog, stdout, "\n", 1);
         }
         if (verbose) print_verbose(&r);
         api_ask_result_free(&r);

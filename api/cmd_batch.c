@@ -1,7 +1,9 @@
 /* `nanovl batch JOBS.jsonl --out RESULTS.jsonl`: one job per line (the request format of
  * docs/api.md: files + question, messages, or "type": "ocr"), one result line per job.
  *
- * - A job that fails gets a result line with its error; the batch goes on (exit 1 at the end).
+ * - A job that fails gets a result line with its error; the batch goes on (exit 1 at the end,
+ *   and on every rerun while a job of the shard has an error line: a restarted Kubernetes or
+ *   Slurm task does not turn a failure into success).
  * - Each result line is written whole with one append and flushed to disk before the next line,
  *   so a kill leaves at most one torn last line; a rerun drops it, skips the jobs that already
  *   have a result (failed ones too, unless --retry-failed) and goes on.
@@ -13,7 +15,8 @@
  * - The jobs file and --out must be regular files, and not the same file.
  * - --parallel N keeps up to N jobs in flight on one engine (max_batch N): jobs start in
  *   manifest order as slots free, each line is written when its job ends (so with N > 1 in the
- *   order they end). SIGINT / SIGTERM cancels every job in flight; those get no line.
+ *   order they end). SIGINT / SIGTERM cancels every job in flight; those get no line (exit
+ *   130). Before the model is loaded they end the process as usual (nothing is done yet).
  * - Progress with ETA on a terminal (N > 1: jobs done of the total, how many run); a one-line
  *   summary on stderr at the end. */
 #include <errno.h>
@@ -44,6 +47,8 @@ static const char *k_usage =
     "                        result lines come in the order jobs end, not the manifest's\n"
     "  --retry-failed        redo jobs whose earlier result is an error (their error lines are\n"
     "                        removed first: one final line per id)\n"
+    "exit: 0 every job of the shard ok; 1 one failed (in this run or recorded earlier); 2 usage;\n"
+    "      130 interrupted (SIGINT/SIGTERM once jobs run; rerun to resume)\n"
     "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
     "job lines: {\"id\": \"a\", \"files\": [\"x.pdf\"], \"question\": \"...\", \"params\": {...}}\n"
     "           {\"id\": \"b\", \"type\": \"ocr\", \"files\": [\"scan.pdf\"]}   (docs/api.md)\n"
@@ -93,14 +98,23 @@ static void done_free(done_set *d) {
     nvl_free(d->ids);
 }
 
-/* Reads the results so far: drops a torn last line, collects finished ids. With retry_failed,
- * the error lines of jobs in mine (this run's jobs) are removed from the file, so that each id
- * keeps one final line: the kept lines go to a temporary file beside it (locked, synced) that
- * is renamed over it, and *fd becomes that file. */
-static int load_results(int *fd, const char *path, int retry_failed, const done_set *mine, done_set *done) {
+/* Reads the results so far: drops a torn last line, collects finished ids (done; those whose
+ * line says an error: failed, those that say ok: ok), warns about lines within that are not
+ * result lines (their jobs, having no other, run again). With retry_failed, the error lines of
+ * jobs in mine (this run's jobs) are removed from the file, so that each id keeps one final
+ * line: the kept lines go to a temporary file beside it (locked, synced; beside the file a
+ * symbolic link names) that is renamed over it, and *fd becomes that file. Returns -1 with errno
+ * on a read or write failure, -2 after its own message. */
+static int load_results(int *fd, const char *path, int retry_failed, const done_set *mine, done_set *done, done_set *failed,
+                        done_set *ok_set) {
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
+    if (retry_failed && sb.st_nlink > 1) { /* a rename would leave the other names on the old lines */
+        fprintf(stderr, "nanovl batch: %s has %lu hard links; --retry-failed rewrites it under one name (give it a file "
+                        "of its own)\n", path, (unsigned long)sb.st_nlink);
+        return -2;
+    }
     char *buf = nvl_malloc((size_t)sb.st_size + 1);
     if (!buf) return -1;
     ssize_t got = pread(*fd, buf, (size_t)sb.st_size, 0);
@@ -126,13 +140,19 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
         nvl_free(buf);
         return -1;
     }
+    int lineno = 0;
     for (char *line = buf; line < buf + keep;) {
         char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
         cJSON *r = cJSON_ParseWithLength(line, (size_t)(nl - line));
         const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
         const cJSON *status = r ? cJSON_GetObjectItemCaseSensitive(r, "status") : NULL;
         const int ok = cJSON_IsString(status) && !strcmp(status->valuestring, "ok");
+        lineno++;
+        if (!cJSON_IsString(id) || !cJSON_IsString(status))
+            fprintf(stderr, "nanovl batch: %s: line %d is not a result line (left as it is; a job without another line "
+                            "runs again)\n", path, lineno);
         if (cJSON_IsString(id) && cJSON_IsString(status) && (!retry_failed || ok)) done_add(done, id->valuestring);
+        if (cJSON_IsString(id) && cJSON_IsString(status)) done_add(ok ? ok_set : failed, id->valuestring);
         if (retry_failed) {
             if (!ok && cJSON_IsString(id) && done_has(mine, id->valuestring)) n_dropped++; /* redone below */
             else {
@@ -146,11 +166,13 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     nvl_free(buf);
     int rc = 0;
     if (n_dropped) {
-        const size_t l = strlen(path) + 16;
+        char *real = realpath(path, NULL); /* a link's target is what gets rewritten */
+        const char *target = real ? real : path;
+        const size_t l = strlen(target) + 16;
         char *tmp = nvl_malloc(l);
         int nfd = -1;
         if (tmp) {
-            snprintf(tmp, l, "%s.tmp-XXXXXX", path);
+            snprintf(tmp, l, "%s.tmp-XXXXXX", target);
             nfd = mkstemp(tmp);
         }
         rc = -1;
@@ -165,7 +187,7 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
             const int fl = fcntl(nfd, F_GETFL);
             if (off == n_kept && fchmod(nfd, sb.st_mode & 07777) == 0 && fsync(nfd) == 0 &&
                 flock(nfd, LOCK_EX | LOCK_NB) == 0 && fl >= 0 && fcntl(nfd, F_SETFL, fl | O_APPEND) == 0 &&
-                rename(tmp, path) == 0) {
+                rename(tmp, target) == 0) {
                 close(*fd);
                 *fd = nfd;
                 rc = 0;
@@ -177,6 +199,7 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
             }
         }
         nvl_free(tmp);
+        free(real); /* (realpath's malloc) */
     }
     nvl_free(kept);
     return rc;
@@ -240,6 +263,7 @@ typedef struct job {
     nvl_status st;
     int n_failed;
     nvl_status page_st; /* ocr: the first failed page's or file's status (the job's error code) */
+    char page_msg[NVL_ERR_MSG_MAX / 2]; /* ...and its message (in the job's) */
     char msg[NVL_ERR_MSG_MAX];
     double tj;
 } job;
@@ -294,7 +318,10 @@ static int ocr_page_error(int index, int n_total, const char *name, int page, nv
     job *j = user;
     cJSON *p = api_page_error_to_json(name, page, st, msg);
     if (p) cJSON_AddItemToArray(j->pages, p);
-    if (j->page_st == NVL_OK) j->page_st = st;
+    if (j->page_st == NVL_OK) {
+        j->page_st = st;
+        snprintf(j->page_msg, sizeof j->page_msg, "%s", msg ? msg : "");
+    }
     return g_stop;
 }
 
@@ -385,8 +412,8 @@ static nvl_status job_result(job *j) {
     cJSON *o = j->o;
     if (j->is_ocr) {
         if (st == NVL_OK && j->n_failed)
-            snprintf(j->msg, sizeof j->msg, "%d of %d pages or files failed (see pages)", j->n_failed,
-                     cJSON_GetArraySize(j->pages));
+            snprintf(j->msg, sizeof j->msg, "%d of %d pages or files failed (see pages); the first: %s", j->n_failed,
+                     cJSON_GetArraySize(j->pages), j->page_msg);
         /* the job's code: its first failed page's (not_found, unsupported, ...), so that filtering
            results by code finds it */
         if (st == NVL_OK && j->n_failed) st = j->page_st != NVL_OK ? j->page_st : NVL_ERR_FORMAT;
@@ -612,26 +639,35 @@ int cmd_batch(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    done_set done = {0}, mine = {0};
+    done_set done = {0}, mine = {0}, failed = {0}, ok_set = {0};
     for (int i = 0; i < n_lines; i++)
         if (i % n_shards == shard) done_add(&mine, lines[i].id);
     done_sort(&mine);
-    const int lr = load_results(&fd, out_path, retry_failed, &mine, &done);
+    const int lr = load_results(&fd, out_path, retry_failed, &mine, &done, &failed, &ok_set);
     done_free(&mine);
     if (lr != 0) {
-        fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
+        if (lr == -1) fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
         close(fd);
+        done_free(&done);
+        done_free(&failed);
+        done_free(&ok_set);
         nvl_free(lines);
         nvl_free(jobs);
         return 1;
     }
     done_sort(&done);
-    int n_mine = 0, n_skip = 0;
+    done_sort(&failed);
+    done_sort(&ok_set);
+    int n_mine = 0, n_skip = 0, n_prev_fail = 0; /* the last: jobs skipped whose recorded result is an error */
     for (int i = 0; i < n_lines; i++)
         if (i % n_shards == shard) {
             n_mine++;
-            n_skip += done_has(&done, lines[i].id);
+            const int d = done_has(&done, lines[i].id);
+            n_skip += d;
+            n_prev_fail += d && done_has(&failed, lines[i].id) && !done_has(&ok_set, lines[i].id);
         }
+    done_free(&failed);
+    done_free(&ok_set);
     cli_progress prog;
     cli_progress_init(&prog, force_progress);
     nvl_err err = {0};
@@ -749,10 +785,13 @@ int cmd_batch(int argc, char **argv) {
     {
         char el[32];
         fmt_dur(el, sizeof el, cli_now() - t0);
-        fprintf(stderr, "nanovl batch: shard %d/%d: %d jobs, %d already done, %d ok, %d failed%s in %s -> %s\n", shard,
-                n_shards, n_mine, n_skip, n_ok, n_fail, g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
+        char prev[96] = "";
+        if (n_prev_fail)
+            snprintf(prev, sizeof prev, " (%d of them failed: --retry-failed redoes them)", n_prev_fail);
+        fprintf(stderr, "nanovl batch: shard %d/%d: %d jobs, %d already done%s, %d ok, %d failed%s in %s -> %s\n", shard,
+                n_shards, n_mine, n_skip, prev, n_ok, n_fail, g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
     }
-    if (n_fail) rc = 1;
+    if (n_fail || n_prev_fail) rc = 1; /* every failure of the shard's jobs, this run's or recorded */
     if (g_stop) rc = 130;
 out:
     api_engine_close(e);

@@ -57,6 +57,7 @@ static int on_text(const char *s, size_t n, int reasoning, void *user) {
     }
     cli_progress_clear(&c->prog);
     fwrite(s, 1, n, c->out);
+    cli_progress_wrote(&c->prog, c->out, s, n);
     return out_failed(c);
 }
 
@@ -91,6 +92,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
             fputs(r->answer ? r->answer : "", c->out);
         }
         fputs("\n\n", c->out);
+        cli_progress_wrote(&c->prog, c->out, "\n", 1);
     } else {
         api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
     }
@@ -113,6 +115,7 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
         for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
         fputs(" -->\n\n", c->out);
+        cli_progress_wrote(&c->prog, c->out, "\n", 1);
     }
     return out_failed(c);
 }

@@ -9,8 +9,8 @@ line's bytes without the spaces, tabs and CR around them) when it has none or th
 JSON object, as nanovl batch names it. The merged file holds the result lines in manifest
 order, unchanged. Prints a summary and every problem: a job with no line (a shard that did not
 run or finish: rerun it), a job with several lines, a line whose id is not in the manifest, a
-line that is not JSON (a torn last line: rerun that shard to drop it). Exit 0 when every job
-has exactly one line (some may have status "error": they are counted; `nanovl batch
+line that is not JSON (a torn write: rerun that shard; once every job has its line such lines
+are only warnings), a results file that cannot be read. Exit 0 when every job has exactly one line (some may have status "error": they are counted; `nanovl batch
 --retry-failed` redoes them), 1 otherwise, 2 on bad usage.
 """
 import argparse
@@ -25,7 +25,10 @@ def manifest_ids(path):
             if not raw.strip(b" \t\r\n"):  # blank as nanovl sees it (spaces, tabs, CR only)
                 continue
             try:  # one JSON value with no NUL in it, as nanovl's request parser takes a line
-                job = None if b"\0" in raw else json.loads(raw.decode("utf-8", "surrogateescape"), strict=False)
+                text = raw.decode("utf-8", "surrogateescape")
+                if text.startswith("\ufeff"):  # a UTF-8 byte order mark: nanovl's parser skips it
+                    text = text[1:]
+                job = None if b"\0" in raw else json.loads(text, strict=False)
                 if "\\u0000" in json.dumps(job):  # a NUL in any string: nanovl refuses the line
                     job = None
             except ValueError:
@@ -55,14 +58,23 @@ def main():
     known = set(ids)
     lines = {}  # id -> [(file, line number, text)]
     problems = []
+    garbled = []  # lines that are not result lines: a problem only where a job lacks its line
     for path in a.results:
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            problems.append(f"{path}: cannot be read ({e.strerror}): did that shard run?")
+            continue
+        with f:
             for n, raw in enumerate(f, 1):
                 text = raw.decode("utf-8", "replace").rstrip("\n")
                 try:
                     rid = json.loads(text)["id"]
+                    if not isinstance(rid, str):
+                        raise TypeError
                 except (ValueError, KeyError, TypeError):
-                    problems.append(f"{path}:{n}: not a result line (torn? rerun that shard)")
+                    garbled.append(f"{path}:{n}: not a result line (a torn write; a rerun of that shard redoes "
+                                   "its job if it has no other line)")
                     continue
                 if rid not in known:
                     problems.append(f"{path}:{n}: id {rid!r} is not in {a.jobs}")
@@ -80,6 +92,11 @@ def main():
             status[s] = status.get(s, 0) + 1
     if len(known) != len(ids):
         problems.append(f"{a.jobs}: {len(ids) - len(known)} duplicate job ids (nanovl batch refuses such a manifest)")
+    if problems:
+        problems += garbled
+    else:  # every job has its one line: the garbled ones are leftovers, named but not failing
+        for g in garbled:
+            print(f"warning: {g}", file=sys.stderr)
 
     if a.out and not problems:
         with open(a.out, "w", encoding="utf-8") as f:

@@ -27,6 +27,21 @@ python3 "$S/cluster/merge_results.py" "$jobs" "$T/slurm/results.0.jsonl" "$T/slu
 [ $? = 1 ] && grep -q 'problem: .*: no result line' "$T/m" && ok "a missing shard is found" || { bad "missing shard"; cat "$T/m"; }
 python3 "$S/cluster/merge_results.py" "$jobs" "$T"/slurm/results.*.jsonl "$T/slurm/results.0.jsonl" > "$T/m" 2>&1
 [ $? = 1 ] && grep -q 'problem: .*: 2 result lines' "$T/m" && ok "a duplicate line is found" || { bad "duplicate"; cat "$T/m"; }
+# a results file that does not exist (a shard never started): a problem named, not a traceback
+python3 "$S/cluster/merge_results.py" "$jobs" "$T"/slurm/results.*.jsonl "$T/slurm/results.9.jsonl" > "$T/m" 2>&1
+[ $? = 1 ] && grep -q "problem: .*results.9.jsonl: cannot be read" "$T/m" && ! grep -q Traceback "$T/m" \
+  && ok "a missing results file is a problem" || { bad "missing results file"; cat "$T/m"; }
+# a garbled line beside complete results (a torn write a rerun went past): a warning, exit 0
+cp "$T/slurm/results.0.jsonl" "$T/garbled.jsonl"
+printf '{"id":"half' >> "$T/garbled.jsonl" && printf '\n' >> "$T/garbled.jsonl"
+python3 "$S/cluster/merge_results.py" "$jobs" "$T/garbled.jsonl" "$T/slurm/results.1.jsonl" "$T/slurm/results.2.jsonl" \
+  > "$T/m" 2>&1 && grep -q "warning: .*garbled.jsonl:.*not a result line" "$T/m" \
+  && ok "a garbled line beside every job's result: a warning" || { bad "garbled line"; cat "$T/m"; }
+# a manifest whose lines start with a UTF-8 byte order mark: the same ids as nanovl batch's
+printf '\357\273\277{"id":"a","question":"Name a colour.","params":{"max_tokens":2}}\n\357\273\277{"question":"Name a fruit.","params":{"max_tokens":2}}\n' > "$T/bom.jsonl"
+"$B" batch --model "$M" "$T/bom.jsonl" --out "$T/bom.res" --no-progress >> "$T/log" 2>&1 || bad "batch on a BOM manifest: exit $?"
+python3 "$S/cluster/merge_results.py" "$T/bom.jsonl" "$T/bom.res" > "$T/m" 2>&1 && grep -q "^2 jobs, 1 results files: 2 ok; 0 problems" "$T/m" \
+  && ok "a BOM manifest merges" || { bad "BOM manifest"; cat "$T/m" "$T/bom.res"; }
 
 # Kubernetes: the Job's command, with its paths pointed here, for every completion index
 y=$S/cluster/k8s-job.yaml
