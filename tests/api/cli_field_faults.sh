@@ -167,7 +167,7 @@ expect 1 "o1 (line 1): 1 of 2 pages or files failed (see pages); the first: .*go
     "$B" batch --model "$M" "$T/o.jsonl" --out "$T/o.res" --no-progress
 # progress on a terminal redrew over the answer streamed to the same terminal ("\r", erase line):
 # the screen (carriage returns and erases applied) must hold the answer as a pipe gets it
-if command -v script >/dev/null 2>&1; then
+if command -v script >/dev/null 2>&1 && timeout 10 script -qc "echo pty-ok" /dev/null 2>/dev/null </dev/null | grep -q pty-ok; then
     screen_of() { # the terminal's final text: each \r back to column 0, ESC[K erases to the end
         tr -d '\000' < "$1" | awk '{
             sub(/\r$/, ""); n = split($0, seg, "\r"); buf = ""
@@ -194,7 +194,7 @@ if command -v script >/dev/null 2>&1; then
         fi
     done
 else
-    echo "(no script(1): the terminal checks skipped)"
+    echo "(no script(1) with a pseudo-terminal here: the terminal checks skipped)"
 fi
 if [ -d "$S" ]; then
     V=$S/video/long_180p_av1.mp4 E=$S/pdf/libreoffice-writer-password.pdf
