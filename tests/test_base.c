@@ -51,6 +51,33 @@ static void test_status(void) {
     TEST_EQ_INT(strlen(err.msg), NVL_ERR_MSG_MAX - 1);
     nvl_err_prefix(&err, "%s", big);
     TEST_EQ_INT(strlen(err.msg), NVL_ERR_MSG_MAX - 1);
+    /* a long path loses its middle, not the cause at the end (a 1140-byte path cut the message
+       before "No such file or directory"); UTF-8 is not cut inside a character */
+    char path[1200];
+    size_t pl = 0;
+    for (int c = 0; pl + 2 < sizeof path; c++) /* "/éééé.../éééé..." */
+        if (c % 50 == 0) path[pl++] = '/';
+        else {
+            path[pl++] = (char)0xC3;
+            path[pl++] = (char)0xA9;
+        }
+    path[pl] = 0;
+    nvl_err_set(&err, NVL_ERR_NOT_FOUND, "report.pdf: cannot open '%s': %s", path, "No such file or directory");
+    TEST_CHECK(strlen(err.msg) <= NVL_ERR_MSG_MAX - 1, "cut to the buffer (%zu)", strlen(err.msg));
+    TEST_CHECK(!strncmp(err.msg, "report.pdf: cannot open '", 25), "the head is kept: %.40s", err.msg);
+    const size_t ml = strlen(err.msg);
+    const char *cause = "': No such file or directory";
+    TEST_CHECK(ml > strlen(cause) && !strcmp(err.msg + ml - strlen(cause), cause), "the cause is kept: %s",
+               err.msg + (ml > 40 ? ml - 40 : 0));
+    TEST_CHECK(strstr(err.msg, "...") != NULL, "the cut is marked");
+    int bad_utf8 = 0; /* every lead byte 0xC3 followed by its continuation 0xA9 */
+    for (size_t i = 0; i + 1 < ml; i++) bad_utf8 |= (unsigned char)err.msg[i] == 0xC3 && (unsigned char)err.msg[i + 1] != 0xA9;
+    for (size_t i = 1; i < ml; i++) bad_utf8 |= (unsigned char)err.msg[i] == 0xA9 && (unsigned char)err.msg[i - 1] != 0xC3;
+    TEST_CHECK(!bad_utf8, "no character cut in two");
+    nvl_err_set(&err, NVL_ERR_NOT_FOUND, "%s: No such file or directory", path);
+    nvl_err_prefix(&err, "batch job 7");
+    TEST_CHECK(!strncmp(err.msg, "batch job 7: ", 13) && strstr(err.msg, ": No such file or directory") != NULL,
+               "a prefix keeps the cause too: %.30s ... %s", err.msg, err.msg + strlen(err.msg) - 30);
     nvl_err_clear(&err);
     TEST_EQ_INT(err.code, NVL_OK);
     TEST_EQ_STR(err.msg, "");
