@@ -27,7 +27,7 @@ static const char *k_usage =
     "                            cache; default: half of what is free after the weights)\n"
     "  --rate N                  requests per minute per connection (default 600, 0 = no limit)\n"
     "  --max-clients N           connections (default 64)\n"
-    "  --max-pending-output N    unread event bytes before a client is dropped (default 16777216)\n"
+    "  --max-pending-output N    unread event bytes before a client is dropped (65536.., default 16777216)\n"
     "  --allow DIR               media paths must lie in DIR (repeatable; default: any file the\n"
     "                            server's user can read)\n"
     "  --idle-timeout S          close a connection that sends nothing for S seconds while it has\n"
@@ -115,6 +115,12 @@ int cmd_serve(int argc, char **argv) {
                                                                                                   : 1e15;
             if (d > cap) {
                 fprintf(stderr, "nanovl serve: %s must be at most %.0f, got '%s'\n", a, cap, v);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            if (!strcmp(a, "--max-pending-output") && d < 65536) { /* below a socket's own buffer a reader
+                                                                       that keeps up is dropped too */
+                fprintf(stderr, "nanovl serve: --max-pending-output must be at least 65536 bytes, got '%s'\n", v);
                 rc = EXIT_USAGE;
                 goto out;
             }

@@ -9,9 +9,10 @@
  * buffer (and is dropped past a limit, its requests cancelled), a vanished client has its
  * requests cancelled, and other clients are never blocked by either.
  *
- * Shutdown: SIGTERM or SIGINT stops accepting (the socket file is removed), answers queued
- * requests with "shutting_down", lets the running requests finish and flushes their output, then
- * returns. A second signal cancels the running requests. */
+ * Shutdown: SIGTERM, SIGINT or SIGHUP stops accepting (the socket file is removed, if it is still
+ * this server's), answers queued requests with "shutting_down", lets the running requests finish
+ * and flushes their output (closing each connection once nothing more is due to it; a client
+ * that does not read is given 30 s), then returns. A second signal cancels the running requests. */
 #include "serve.h"
 
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -112,6 +114,11 @@ struct server {
     uint64_t serial, req_serial;
     int draining;
     double drain_t0;
+    dev_t sock_dev;     /* the socket file this server bound (unlinked at exit only if still it) */
+    ino_t sock_ino;
+    int sock_known;
+    int spare_fd;       /* a descriptor held back: freed to accept and refuse a client when none is left */
+    double t_emfile_log;/* when running out of descriptors was last logged */
     int handled_signals;
     int64_t n_done, n_failed;
     int worker_threads; /* the CPU threads the worker's ops use (NVL_THREADS applied there) */
@@ -343,7 +350,9 @@ static void reap_jobs(server *s) {
         slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id,
              j->end_st == NVL_OK ? "done" : api_status_code(j->end_st), j->end_st == NVL_OK ? "" : ": ",
              j->end_st == NVL_OK ? "" : j->end_msg, gone ? " (client gone)" : "", now_s() - j->t_accept);
-        job_emit(s, j, ev);
+        /* the job leaves the counts in the same locked section that queues its last event: a
+           client that reads "done" and sends the same id (or its next request within
+           --max-per-client) at once must find it gone, and "status" must count it done */
         pthread_mutex_lock(&s->mu);
         for (job **pp = &s->running; *pp; pp = &(*pp)->next)
             if (*pp == j) {
@@ -356,6 +365,7 @@ static void reap_jobs(server *s) {
             j->cl->n_running--;
         }
         s->n_done++;
+        emit_locked(s, j->cl, ev);
         pthread_mutex_unlock(&s->mu);
         api_pages_free(j->pg);
         nvl_free(j->media);
@@ -648,7 +658,11 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     s->n_queued++;
     cl->n_jobs++;
     cJSON *ev = event(j->id, "accepted");
-    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued - 1 + (s->n_running >= s->o->max_batch ? 1 : 0));
+    /* requests that must start before it once places are free: those queued ahead, less the
+       places free now (the worker takes them at its next turn) */
+    const int mb = s->o->max_batch > 0 ? s->o->max_batch : 1;
+    const int free_places = mb > s->n_running ? mb - s->n_running : 0;
+    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued > free_places ? s->n_queued - free_places : 0);
     emit_locked(s, cl, ev);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -771,7 +785,40 @@ static nvl_status open_socket(server *s, const char *path, nvl_err *err) {
     if (s->o->socket_mode != 0600 && chmod(path, (mode_t)s->o->socket_mode) != 0)
         return nvl_err_set(err, NVL_ERR_IO, "%s: chmod %o: %s", path, (unsigned)s->o->socket_mode, strerror(errno));
     if (listen(s->lfd, 64) != 0) return nvl_err_set(err, NVL_ERR_IO, "%s: listen: %s", path, strerror(errno));
+    struct stat own;
+    if (stat(path, &own) == 0) {
+        s->sock_dev = own.st_dev;
+        s->sock_ino = own.st_ino;
+        s->sock_known = 1;
+    }
     return NVL_OK;
+}
+
+/* Removes the socket file if it is still the one this server bound (a newer server may have
+ * replaced it: a deploy script's rm -f, then a second start). */
+static void unlink_own_socket(server *s) {
+    struct stat sb;
+    if (s->sock_known && lstat(s->o->socket_path, &sb) == 0 && sb.st_dev == s->sock_dev && sb.st_ino == s->sock_ino)
+        unlink(s->o->socket_path);
+}
+
+/* The soft open-file limit raised to the hard one (each connection, each open PDF and video
+ * holds a descriptor); a --max-clients past what is left is said at start. */
+static void raise_fd_limit(server *s) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
+        if (want > rl.rlim_cur) {
+            struct rlimit nr = {want, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &nr) == 0) rl.rlim_cur = want;
+        }
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)s->o->max_clients + 64 > rl.rlim_cur)
+        slog(s, "--max-clients %d with an open-file limit of %llu (ulimit -n): past about %llu connections new "
+                "ones are answered busy",
+             s->o->max_clients, (unsigned long long)rl.rlim_cur,
+             (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
 }
 
 static void set_nonblock(int fd) {
@@ -804,12 +851,30 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
     const api_server_opts *o = s->o;
     for (;;) {
         int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (cfd < 0) break;
-        if (s->n_clients >= o->max_clients) {
-            const char *m = "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
+        int no_fd = 0;
+        if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+            /* no descriptor left: the one held back takes the connection to refuse it (left
+               pending, it would make the listening socket readable again at once: a busy loop) */
+            close(s->spare_fd);
+            cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            no_fd = 1;
+            if (now_s() - s->t_emfile_log > 10) {
+                s->t_emfile_log = now_s();
+                slog(s, "out of file descriptors (ulimit -n) with %d connections: new ones are answered busy", s->n_clients);
+            }
+        }
+        if (cfd < 0) {
+            if (no_fd) s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            break;
+        }
+        if (no_fd || s->n_clients >= o->max_clients) {
+            const char *m = no_fd ? "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"the server has no file "
+                                    "descriptor left for a connection\"}\n"
+                                  : "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
             ssize_t w = send(cfd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
             close(cfd);
+            if (no_fd) s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             continue;
         }
         client *c = nvl_calloc(1, sizeof *c);
@@ -868,7 +933,7 @@ static void handle_signals(server *s) {
         evloop_del(s->loop, s->lfd);
         close(s->lfd);
         s->lfd = -1;
-        unlink(s->o->socket_path);
+        unlink_own_socket(s);
         pthread_mutex_lock(&s->mu);
         while (s->head) { /* queued requests are answered, not run */
             job *j = s->head;
@@ -909,7 +974,7 @@ static void serve_tick(evloop *l, void *user) {
         pthread_mutex_lock(&s->mu);
         const int quiet = c->n_jobs == 0 && c->out.n == c->out_off;
         pthread_mutex_unlock(&s->mu);
-        int drop = c->rd_closed && quiet;
+        int drop = (c->rd_closed || s->draining) && quiet; /* draining: nothing more will come for it */
         if (!drop && o->idle_timeout_s > 0) {
             const int partial = c->n_in > 0 || c->discarding;
             const char *why = partial && t_now - c->t_line > o->idle_timeout_s ? "a request line was left unfinished"
@@ -953,6 +1018,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     s.o = o;
     s.e = e;
     s.lfd = -1;
+    s.spare_fd = -1;
     nvl_status st = evloop_new(&s.loop, err);
     if (st != NVL_OK) return st;
     if (pipe(g_sigpipe) != 0) {
@@ -963,11 +1029,14 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
         set_nonblock(g_sigpipe[i]);
         fcntl(g_sigpipe[i], F_SETFD, FD_CLOEXEC);
     }
+    raise_fd_limit(&s);
+    s.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     st = open_socket(&s, o->socket_path, err);
     if (st == NVL_OK) st = evloop_add(s.loop, g_sigpipe[0], EVLOOP_READ, on_sigpipe, NULL, err);
     if (st == NVL_OK) st = evloop_add(s.loop, s.lfd, EVLOOP_READ, on_listen, NULL, err);
     if (st != NVL_OK) {
         if (s.lfd >= 0) close(s.lfd);
+        if (s.spare_fd >= 0) close(s.spare_fd);
         evloop_free(s.loop);
         close(g_sigpipe[0]);
         close(g_sigpipe[1]);
@@ -982,9 +1051,10 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    struct sigaction old_term, old_int, old_pipe;
+    struct sigaction old_term, old_int, old_hup, old_pipe;
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGHUP, &sa, &old_hup); /* a closed terminal or SSH session: the same orderly exit */
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -1007,10 +1077,12 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
 out_socket:
     if (s.lfd >= 0) {
         close(s.lfd);
-        unlink(o->socket_path);
+        unlink_own_socket(&s);
     }
+    if (s.spare_fd >= 0) close(s.spare_fd);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
     evloop_free(s.loop);
     close(g_sigpipe[0]);

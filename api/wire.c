@@ -311,11 +311,16 @@ const char *api_request_type_name(enum api_request_type t) {
     return (unsigned)t < 4 ? n[t] : "unknown";
 }
 
+/* Every field of o is one of allowed, and none comes twice: cJSON reads the first of two, Python's
+ * json and jq the last, so a pipeline's tools and the server would read one line differently. */
 static nvl_status check_keys(const cJSON *o, const char *const *allowed, const char *where, nvl_err *err) {
     for (const cJSON *c = o->child; c; c = c->next) {
         int ok = 0;
         for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(c->string, allowed[i]);
         if (!ok) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: unknown field '%s'", where, c->string);
+        for (const cJSON *d = o->child; d != c; d = d->next)
+            if (!strcmp(d->string, c->string))
+                return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: field '%s' given twice", where, c->string);
     }
     return NVL_OK;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -34,6 +35,26 @@ static pid_t start_server(const char *sock, const char *extra1, const char *extr
         if (fd >= 0) dup2(fd, 2);
         execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", sock, "--max-request-bytes",
               "200000", "--max-pending-output", "65536", extra1 ? extra1 : (char *)NULL, extra2, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* A server with any options (NULL-terminated), its open-file limit set to nofile first when > 0. */
+static pid_t start_server_with(const char *sock, const char *const *extra, long nofile) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        if (nofile > 0) {
+            struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        const char *argv[32] = {"nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", sock};
+        int n = 6;
+        for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(NANOVL_BIN, (char *const *)argv);
         _exit(127);
     }
     return pid;
@@ -625,6 +646,151 @@ int main(void) {
         int st3 = 0;
         waitpid(s3, &st3, 0);
         TEST_CHECK(WIFEXITED(st3) && WEXITSTATUS(st3) == 0, "third server exits 0");
+    }
+
+    /* A review's faults (2026-11-30), each kept fixed:
+     *   - a request's slot and id stayed taken a moment after its done was sent: the same id sent
+     *     again at once got duplicate_id (10-90 % of tries), the next request past
+     *     --max-per-client 1 too_many_requests;
+     *   - a field given twice was read silently (the first wins; Python's json and jq take the
+     *     last), now bad_request;
+     *   - queue_position counted requests that start at once (0, 1, 2 on an idle server);
+     *   - at SIGTERM a server removed whatever socket file was at its path, a newer server's too;
+     *   - SIGHUP killed it at once (no done for the running request, the socket file left);
+     *   - draining, a connection with nothing more due to it was not closed until the server
+     *     stopped (a read-until-EOF client waited for every other request);
+     *   - out of file descriptors, accept failed in a loop at full CPU and new clients hung. */
+    {
+        char sock4[100];
+        snprintf(sock4, sizeof sock4, "%s/nvl-serve4-%d.sock", test_tmpdir(), (int)getpid());
+        const char *opts[] = {"--rate", "0", "--max-per-client", "1", NULL};
+        pid_t s4 = start_server_with(sock4, opts, 0);
+        conn d = {.fd = connect_to(sock4, 60)};
+        TEST_CHECK(d.fd >= 0, "fourth server up");
+        int refused = 0;
+        for (int i = 0; i < 40 && d.fd >= 0; i++) {
+            send_line(d.fd, "{\"id\":\"again\",\"question\":\"Hi?\",\"params\":{\"max_tokens\":1,\"think\":false}}");
+            ev = run_to_end(&d, "again", NULL, 0, NULL);
+            if (!ev || strcmp(str(ev, "event"), "done")) {
+                if (refused++ < 3) fprintf(stderr, "  try %d: %s %s\n", i, ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
+            }
+            cJSON_Delete(ev);
+        }
+        TEST_CHECK(refused == 0, "the same id sent again as soon as its done arrives: never refused (%d of 40)", refused);
+        send_line(d.fd, "{\"id\":\"dk\",\"question\":\"Hi?\",\"params\":{\"max_tokens\":3,\"max_tokens\":40}}");
+        ev = next_event(&d, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && strstr(str(ev, "message"), "'max_tokens' given twice"),
+                   "a field given twice -> bad_request (got %s)", ev ? str(ev, "message") : "nothing");
+        cJSON_Delete(ev);
+        send_line(d.fd, "{\"id\":\"dk2\",\"id\":\"other\",\"type\":\"status\"}");
+        ev = next_event(&d, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && strstr(str(ev, "message"), "'id' given twice"),
+                   "an id given twice -> bad_request");
+        cJSON_Delete(ev);
+        /* three at once on an idle server of 16 places (three connections: one request each) */
+        conn q[3];
+        for (int k = 0; k < 3; k++) q[k] = (conn){.fd = connect_to(sock4, 10)};
+        for (int k = 0; k < 3; k++) {
+            snprintf(req, sizeof req, "{\"id\":\"qp%d\",\"question\":\"Hi?\",\"params\":{\"max_tokens\":2}}", k);
+            send_line(q[k].fd, req);
+        }
+        for (int k = 0; k < 3; k++) {
+            ev = next_event(&q[k], 10);
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "accepted") && num(ev, "queue_position") == 0,
+                       "request %d of 3 on an idle server: queue_position 0 (got %g)", k, ev ? num(ev, "queue_position") : -1.0);
+            cJSON_Delete(ev);
+        }
+        /* a newer server on the same path (the file removed in between): the older one's exit
+           leaves the newer one's socket */
+        unlink(sock4);
+        pid_t s5 = start_server_with(sock4, NULL, 0);
+        conn n5 = {.fd = connect_to(sock4, 60)};
+        TEST_CHECK(n5.fd >= 0, "a newer server on the same path");
+        /* draining: a connection with nothing due (q[1] and q[2], once their answers are read)
+           gets its end of file at once, while q[0]'s long answer still runs */
+        for (int k = 1; k < 3; k++) {
+            snprintf(req, sizeof req, "qp%d", k);
+            cJSON_Delete(run_to_end(&q[k], req, NULL, 0, NULL));
+        }
+        cJSON_Delete(run_to_end(&q[0], "qp0", NULL, 0, NULL));
+        send_line(q[0].fd, ask_json(req, sizeof req, "long", img, 1500, ",\"no_cache\":true"));
+        for (;;) {
+            ev = next_event(&q[0], 30);
+            if (!ev || (!strcmp(str(ev, "event"), "token"))) break;
+            cJSON_Delete(ev);
+        }
+        cJSON_Delete(ev);
+        kill(s4, SIGTERM);
+        const double td = now();
+        double t_eof = -1, t_long = -1; /* both watched at once: q[1]'s end of file, q[0]'s done */
+        while (now() - td < 60 && (t_eof < 0 || t_long < 0)) {
+            struct pollfd pf = {q[1].fd, POLLIN, 0};
+            if (t_eof < 0 && poll(&pf, 1, 0) > 0) {
+                char b[4096];
+                if (read(q[1].fd, b, sizeof b) <= 0) t_eof = now() - td;
+            }
+            if (t_long < 0) {
+                ev = next_event(&q[0], 0.005);
+                if (ev && !strcmp(str(ev, "event"), "done")) t_long = now() - td;
+                cJSON_Delete(ev);
+            }
+        }
+        fprintf(stderr, "draining: idle connection closed at %.3f s, the running request done at %.3f s\n", t_eof, t_long);
+        TEST_CHECK(t_eof >= 0 && t_long >= 0 && t_eof < t_long,
+                   "draining: an idle connection is closed before the running request ends (at %.3f s; it ends at %.3f s)", t_eof,
+                   t_long);
+        int st4 = 0;
+        waitpid(s4, &st4, 0);
+        TEST_CHECK(WIFEXITED(st4) && WEXITSTATUS(st4) == 0, "fourth server exits 0");
+        TEST_CHECK(access(sock4, F_OK) == 0, "the older server left the newer one's socket file");
+        send_line(n5.fd, "{\"type\":\"status\",\"id\":\"n5\"}");
+        ev = next_event(&n5, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "status"), "the newer server still answers");
+        cJSON_Delete(ev);
+        kill(s5, SIGHUP);
+        int st5 = 0;
+        waitpid(s5, &st5, 0);
+        TEST_CHECK(WIFEXITED(st5) && WEXITSTATUS(st5) == 0, "SIGHUP: an orderly exit 0 (status %d)", st5);
+        TEST_CHECK(access(sock4, F_OK) != 0, "SIGHUP: the socket file removed");
+        for (int k = 0; k < 3; k++) close(q[k].fd);
+        close(d.fd);
+        close(n5.fd);
+        /* 24 descriptors: past about a dozen connections accept fails; each further client gets
+           busy at once, and the server still serves once they go */
+        const char *opts6[] = {"--max-clients", "100", NULL};
+        pid_t s6 = start_server_with(sock4, opts6, 24);
+        int fds[40], n_busy = 0, n_open = 0;
+        fds[0] = connect_to(sock4, 60);
+        for (int k = 1; k < 40; k++) fds[k] = connect_to(sock4, 5);
+        for (int k = 0; k < 40; k++) {
+            if (fds[k] < 0) continue;
+            conn t = {.fd = fds[k]};
+            send_line(t.fd, "{\"type\":\"status\",\"id\":\"fd\"}");
+            ev = next_event(&t, 5);
+            n_busy += ev && !strcmp(str(ev, "code"), "busy");
+            n_open += ev && !strcmp(str(ev, "event"), "status");
+            cJSON_Delete(ev);
+        }
+        TEST_CHECK(n_busy > 0 && n_open > 0 && n_busy + n_open == 40,
+                   "out of descriptors: every client answered (%d served, %d busy, %d nothing)", n_open, n_busy,
+                   40 - n_open - n_busy);
+        TEST_CHECK(log_contains("out of file descriptors"), "running out of descriptors is logged");
+        for (int k = 0; k < 40; k++)
+            if (fds[k] >= 0) close(fds[k]);
+        int served = 0; /* (until the server has seen the 40 go, a new one may still find no descriptor) */
+        for (const double ta = now(); !served && now() - ta < 10;) {
+            conn after = {.fd = connect_to(sock4, 10)};
+            send_line(after.fd, "{\"type\":\"status\",\"id\":\"after\"}");
+            ev = next_event(&after, 10);
+            served = ev && !strcmp(str(ev, "event"), "status");
+            cJSON_Delete(ev);
+            close(after.fd);
+            if (!served) usleep(50000);
+        }
+        TEST_CHECK(served, "served again once the clients went");
+        kill(s6, SIGTERM);
+        int st6 = 0;
+        waitpid(s6, &st6, 0);
     }
 
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
