@@ -4,6 +4,7 @@
  * With --parallel N, N pages are read together (one engine, their decode steps batched); each
  * page is then written whole when it ends, still in page order (no streaming within a page). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,17 @@ static const char *k_usage =
     "                        each page is written whole, in order, when it ends\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
-    "  \"--\" ends the options\n";
+    "  \"--\" ends the options\n"
+    "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
+    "      the page being written is marked incomplete)\n";
+
+/* SIGINT / SIGTERM while pages run: the run is cancelled (api_callbacks.cancel), a page cut
+ * short is marked so in the output, exit 130. */
+static volatile int g_ocr_cancel;
+static void on_signal(int sig) {
+    (void)sig;
+    g_ocr_cancel = 1;
+}
 
 typedef struct ocr_ctx {
     FILE *out;
@@ -34,6 +45,7 @@ typedef struct ocr_ctx {
     int whole;  /* pages written whole at their end (--parallel > 1), not streamed */
     int n_started; /* pages begun */
     int text_started;
+    int page_open; /* a page's marker is written and its end not yet (streaming) */
     int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
     cli_progress prog;
 } ocr_ctx;
@@ -78,6 +90,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
     if (c->json || c->whole) return;
     marker(c, name, page);
+    c->page_open = 1;
     (void)out_failed(c); /* (the page's first text stops the run) */
 }
 
@@ -85,6 +98,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     ocr_ctx *c = user;
     (void)index;
     (void)n_total;
+    c->page_open = 0;
     if (!c->json) {
         if (c->whole) { /* the page as streaming would have written it */
             cli_progress_clear(&c->prog);
@@ -103,6 +117,7 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     (void)n_total;
     ocr_ctx *c = user;
     (void)index;
+    c->page_open = 0;
     cli_progress_clear(&c->prog);
     fprintf(stderr, "nanovl ocr: %s\n", msg);
     if (c->json) {
@@ -191,19 +206,34 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
+    struct sigaction sa, old_term, old_int;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    g_ocr_cancel = 0;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
     if (media) {
         for (int f = 0; f < n_files; f++) media[f].path = files[f];
-        api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c};
+        api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
                              .cb = &cb, .user = &c, .window = parallel};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
-            if (!c.write_errno) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: stopped for it) */
+            if (!c.write_errno && !g_ocr_cancel) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: said below) */
             rc = 1;
         }
         if (n_failed) rc = 1;
         cli_progress_clear(&c.prog);
     } else rc = 1;
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    if (g_ocr_cancel) { /* the page being streamed is cut short: said where it is, not left to look whole */
+        if (c.page_open && !c.write_errno) fputs("\n\n<!-- interrupted: this page is incomplete -->\n", c.out);
+        fprintf(stderr, "nanovl ocr: interrupted with %d page%s begun%s\n", c.n_started, c.n_started == 1 ? "" : "s",
+                c.page_open ? "; the last is incomplete (marked so in the output)" : "");
+        rc = 130;
+    }
     nvl_free(media);
     (void)out_failed(&c);
     if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;

@@ -165,6 +165,20 @@ expect 0 "g.res: line 1 is not a result line (left as it is; a job without anoth
 printf '{"id":"o1","type":"ocr","files":["%s","%s/gone.png"],"params":{"max_tokens":1}}\n' "$I" "$T" > "$T/o.jsonl"
 expect 1 "o1 (line 1): 1 of 2 pages or files failed (see pages); the first: .*gone.png" \
     "$B" batch --model "$M" "$T/o.jsonl" --out "$T/o.res" --no-progress
+# ocr interrupted (SIGINT) while a page streams into -o: exit 130, the page marked incomplete
+# (it ended mid-page with nothing to say so)
+n=$((n + 1))
+"$B" ocr --model "$M" "$P2" --max-tokens 20000 --no-progress -o "$T/int.md" 2>"$T/int.err" &
+ocr_pid=$!
+i=0
+while [ ! -s "$T/int.md" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
+kill -INT $ocr_pid
+wait $ocr_pid
+ocr_rc=$?
+if [ "$ocr_rc" != 130 ] || ! tail -2 "$T/int.md" | grep -q "<!-- interrupted: this page is incomplete -->" ||
+   ! grep -q "interrupted with [12] pages* begun; the last is incomplete" "$T/int.err"; then
+    echo "FAIL: ocr interrupted: exit $ocr_rc (want 130), the page marked"; tail -c 300 "$T/int.md"; cat "$T/int.err"; fail=$((fail + 1))
+fi
 # progress on a terminal redrew over the answer streamed to the same terminal ("\r", erase line):
 # the screen (carriage returns and erases applied) must hold the answer as a pipe gets it
 if command -v script >/dev/null 2>&1 && timeout 10 script -qc "echo pty-ok" /dev/null 2>/dev/null </dev/null | grep -q pty-ok; then
