@@ -45,6 +45,10 @@ static int on_text(const char *s, size_t n, int reasoning, void *user) {
         return 0;
     }
     cli_progress_clear(&o->prog);
+    if (o->prefix) { /* "A: " once the answer (or its shown reasoning) comes: drawn earlier, progress would wipe it */
+        fputs(o->prefix, stdout);
+        o->prefix = NULL;
+    }
     if (reasoning && !o->in_reasoning_shown) {
         fputs("<think>\n", stdout);
         o->in_reasoning_shown = 1;
@@ -60,10 +64,6 @@ static int on_text(const char *s, size_t n, int reasoning, void *user) {
         }
         if (!n) return 0;
         o->answer_started = 1;
-    }
-    if (o->prefix) { /* "A: " once the answer comes (drawn earlier, progress would wipe it) */
-        fputs(o->prefix, stdout);
-        o->prefix = NULL;
     }
     fwrite(s, 1, n, stdout);
     fflush(stdout);

@@ -110,11 +110,7 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
-    if (retry_failed && sb.st_nlink > 1) { /* a rename would leave the other names on the old lines */
-        fprintf(stderr, "nanovl batch: %s has %lu hard links; --retry-failed rewrites it under one name (give it a file "
-                        "of its own)\n", path, (unsigned long)sb.st_nlink);
-        return -2;
-    }
+
     char *buf = nvl_malloc((size_t)sb.st_size + 1);
     if (!buf) return -1;
     ssize_t got = pread(*fd, buf, (size_t)sb.st_size, 0);
@@ -165,6 +161,12 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     }
     nvl_free(buf);
     int rc = 0;
+    if (n_dropped && sb.st_nlink > 1) { /* a rename would leave the other names on the old lines */
+        fprintf(stderr, "nanovl batch: %s has %lu hard links; --retry-failed rewrites it under one name (give it a file "
+                        "of its own)\n", path, (unsigned long)sb.st_nlink);
+        n_dropped = 0;
+        rc = -2;
+    }
     if (n_dropped) {
         char *real = realpath(path, NULL); /* a link's target is what gets rewritten */
         const char *target = real ? real : path;

@@ -50,6 +50,8 @@ typedef struct kept_prefix {
     float *logits; /* (n_vocab) the logits after the prefix */
     uint64_t used; /* last use (engine tick) */
     uint64_t kid;  /* its id (indices move when prefixes are dropped) */
+    char *text;    /* the conversation up to its last media marker (engine_prefix_text), or NULL */
+    size_t text_len;
 } kept_prefix;
 
 typedef struct request request;
@@ -272,7 +274,9 @@ void engine_prefix_wait_stage(request *rq); /* RQ_PREFIX_WAIT -> RQ_VISION once 
 
 /* engine_prompt.c */
 void engine_kept_clear(api_engine *e);
-int engine_kept_find(const api_engine *e, const request *rq); /* a kept prefix with rq's sources, or -1 */
+/* The kept prefix with rq's sources (keys) and, where both are known, the same conversation up to
+ * the last of them (the most recently used of those), or -1. */
+int engine_kept_find(const api_engine *e, request *rq);
 void engine_prompt_stage(request *rq); /* RQ_PROMPT -> RQ_PREFILL (or waits, or back to RQ_VISION) */
 void engine_park_prefix(request *rq);  /* the state at rq->P kept for later requests */
 

@@ -94,6 +94,11 @@ void *engine_media_main(void *arg) {
 static request *prefix_leader(request *rq) {
     api_engine *e = rq->e;
     if (rq->p->no_cache || rq->no_kept || rq->n_src == 0) return NULL;
+    /* nothing to wait for where no prefix of this size can be kept (NANOVL_KEEP_MB=0, or the
+       prompt's whole state above it: the planned prompt bounds the prefix) */
+    const size_t need = llm_cache_seq_bytes_at(e->cache, rq->res->n_planned > 0 ? rq->res->n_planned : 1) +
+                        (size_t)llm_model_hparams(e->lm)->n_vocab * sizeof(float);
+    if (need > e->keep_cap) return NULL;
     size_t nl = 0, ol = 0;
     const char *mine = NULL;
     for (request *o = e->live; o; o = o->next) {

@@ -17,6 +17,7 @@ static void kept_free(api_engine *e, kept_prefix *k) {
     nvl_free(k->src);
     nvl_free(k->ids);
     nvl_free(k->logits);
+    nvl_free(k->text);
     if (k->slot >= 0 && e->cache) llm_seq_free(e->cache, k->slot);
     memset(k, 0, sizeof *k);
 }
@@ -56,12 +57,21 @@ static int kept_index(const api_engine *e, uint64_t kid) {
     return -1;
 }
 
-/* The most recently used kept prefix with exactly rq's sources (keys), or -1. */
-int engine_kept_find(const api_engine *e, const request *rq) {
+int engine_kept_find(const api_engine *e, request *rq) {
     int ki = -1;
+    size_t tl = 0;
+    const char *text = NULL;
+    int text_tried = 0;
     for (int k = 0; !rq->p->no_cache && !rq->no_kept && rq->n_src > 0 && k < e->n_kp; k++) {
         int same = e->kp[k].n_src == rq->n_src;
         for (int i = 0; same && i < rq->n_src; i++) same = !strcmp(e->kp[k].src[i].key, rq->src[i].key);
+        if (same && e->kp[k].text) { /* another preamble before the same document: not this one */
+            if (!text_tried) {
+                text = engine_prefix_text(rq, &tl);
+                text_tried = 1;
+            }
+            same = !text || (tl == e->kp[k].text_len && !memcmp(text, e->kp[k].text, tl));
+        }
         if (same && (ki < 0 || e->kp[k].used > e->kp[ki].used)) ki = k;
     }
     return ki;
@@ -265,6 +275,13 @@ void engine_park_prefix(request *rq) {
         }
     }
     if (ok) memcpy(ids, rq->prompt.ids, (size_t)P * sizeof(int32_t));
+    size_t tl = 0;
+    const char *text = ok ? engine_prefix_text(rq, &tl) : NULL;
+    if (text && (nk.text = nvl_malloc(tl + 1))) { /* (without it the prefix still serves: ids decide) */
+        memcpy(nk.text, text, tl);
+        nk.text[tl] = 0;
+        nk.text_len = tl;
+    }
     if (ok && kept_bytes(e, &nk) <= e->keep_cap) {
         size_t total = kept_bytes(e, &nk);
         for (int k = 0; k < e->n_kp; k++) total += kept_bytes(e, &e->kp[k]);

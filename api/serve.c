@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -814,11 +815,22 @@ static void raise_fd_limit(server *s) {
             if (setrlimit(RLIMIT_NOFILE, &nr) == 0) rl.rlim_cur = want;
         }
     }
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)s->o->max_clients + 64 > rl.rlim_cur)
-        slog(s, "--max-clients %d with an open-file limit of %llu (ulimit -n): past about %llu connections new "
-                "ones are answered busy",
-             s->o->max_clients, (unsigned long long)rl.rlim_cur,
-             (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
+    /* what is open already (the model's files, the engine's threads' pipes, stdio), and a few
+       for the socket, the spare and the files requests open */
+    int n_open = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        for (struct dirent *de; (de = readdir(d));) n_open += de->d_name[0] != '.';
+        closedir(d);
+    } else {
+        n_open = 16;
+    }
+    const rlim_t reserve = (rlim_t)n_open + 8;
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)s->o->max_clients + reserve > rl.rlim_cur)
+        slog(s, "--max-clients %d with an open-file limit of %llu (ulimit -n), %d open already: past about %llu "
+                "connections new ones are answered busy",
+             s->o->max_clients, (unsigned long long)rl.rlim_cur, n_open,
+             (unsigned long long)(rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0));
 }
 
 static void set_nonblock(int fd) {
@@ -1054,7 +1066,8 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     struct sigaction old_term, old_int, old_hup, old_pipe;
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGHUP, &sa, &old_hup); /* a closed terminal or SSH session: the same orderly exit */
+    sigaction(SIGHUP, NULL, &old_hup); /* a closed terminal or SSH session: the same orderly exit, */
+    if (old_hup.sa_handler != SIG_IGN) sigaction(SIGHUP, &sa, NULL); /* unless ignored (nohup) */
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;

@@ -554,11 +554,17 @@ int main(void) {
      *   b. the first is cancelled while the other two wait (at a later request's media event):
      *      the second computes it after all (n_cached 0, having waited), the third waits for the
      *      second and restores its prefix; both equal alone. */
-    for (int run = 0; run < 2; run++) {
+    for (int run = 0; run < 4; run++) {
+        /* c. (run 2) NANOVL_KEEP_MB=0 keeps nothing, so nothing is waited for: all compute at once
+         * d. (run 3) a prefix kept earlier for the same image after a system message (another
+         *    preamble) does not stop the plain questions sent together from sharing theirs */
         o.max_batch = 8;
         o.media_threads = -1;
-        o.vision_batch = run ? 1 : 2;
-        if (api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err) != NVL_OK) {
+        o.vision_batch = run == 1 ? 1 : 2;
+        if (run == 2) setenv("NANOVL_KEEP_MB", "0", 1);
+        const nvl_status ost = api_engine_open_with(&e, test_data_path("vl_tiny"), &o, &err);
+        unsetenv("NANOVL_KEEP_MB");
+        if (ost != NVL_OK) {
             TEST_CHECK(0, "open: %s", err.msg);
             break;
         }
@@ -570,13 +576,14 @@ int main(void) {
         make_req(&rq[2], img, NULL, "How many objects are there?", 6);
         api_message sys[2];
         api_part sys_text = {.kind = API_PART_TEXT, .text = "Answer in one word."};
-        if (!run) {
+        if (run != 1) {
             make_req(&rq[3], img, NULL, "What is in this picture?", 6);
             sys[0] = (api_message){"system", &sys_text, 1};
             sys[1] = rq[3].msg;
         } else {
             make_req(&rq[3], tiff, NULL, "And this one?", 6); /* its media event cancels the first */
         }
+        const int with_sys = run != 1; /* rq[3] is the system-message question */
         for (int i = 0; i < 4; i++) rq[i].p.no_cache = 0;
         api_ask_result alone[4], tog[4];
         track t[4];
@@ -584,20 +591,28 @@ int main(void) {
         for (int i = 0; i < 4; i++) {
             api_ask_params nc = rq[i].p;
             nc.no_cache = 1;
-            const api_message *m = !run && i == 3 ? sys : &rq[i].msg;
-            TEST_EQ_INT(api_engine_run(e, m, !run && i == 3 ? 2 : 1, &nc, NULL, &alone[i], &err), NVL_OK);
+            const api_message *m = with_sys && i == 3 ? sys : &rq[i].msg;
+            TEST_EQ_INT(api_engine_run(e, m, with_sys && i == 3 ? 2 : 1, &nc, NULL, &alone[i], &err), NVL_OK);
         }
-        for (int i = 0; i < 4; i++) {
+        if (run == 3) { /* the system-message question first, alone: its prefix is kept */
+            api_ask_result r;
+            TEST_EQ_INT(api_engine_run(e, sys, 2, &rq[3].p, NULL, &r, &err), NVL_OK);
+            api_ask_result_free(&r);
+        }
+        for (int i = 0; i < (run == 3 ? 3 : 4); i++) {
             api_callbacks cb = {.on_token = on_token, .on_progress = on_progress, .on_done = on_done, .user = &t[i]};
             t[i].e = e;
-            const api_message *m = !run && i == 3 ? sys : &rq[i].msg;
-            TEST_EQ_INT(api_engine_submit(e, m, !run && i == 3 ? 2 : 1, &rq[i].p, &cb, &tog[i], &t[i].id, &err), NVL_OK);
+            const api_message *m = with_sys && i == 3 ? sys : &rq[i].msg;
+            TEST_EQ_INT(api_engine_submit(e, m, with_sys && i == 3 ? 2 : 1, &rq[i].p, &cb, &tog[i], &t[i].id, &err), NVL_OK);
         }
-        if (run) t[3].cancel_other = &t[0];
+        if (run == 1) t[3].cancel_other = &t[0];
         for (int guard = 0; api_engine_step(e) > 0 && guard < 20000; guard++) {
         }
-        const char *what = run ? "shared prefix, first cancelled" : "shared prefix";
-        for (int i = run; i < 4; i++) {
+        const char *what = run == 1   ? "shared prefix, first cancelled"
+                           : run == 2 ? "nothing kept (NANOVL_KEEP_MB=0)"
+                           : run == 3 ? "shared prefix beside another kept one"
+                                      : "shared prefix";
+        for (int i = run == 1; i < (run == 3 ? 3 : 4); i++) {
             TEST_CHECK(t[i].done && t[i].st == NVL_OK, "%s: request %d ends NVL_OK (%s)", what, i, t[i].msg);
             if (t[i].st != NVL_OK) continue;
             TEST_CHECK(same_ids(&tog[i], &alone[i]), "%s: request %d's answer equals alone", what, i);
@@ -617,7 +632,17 @@ int main(void) {
                        "a system message before the image: another prefix, no wait (%.4f s, %lld restored)", tog[3].t_wait,
                        (long long)tog[3].n_cached);
         }
-        if (run) {
+        if (run == 2)
+            for (int i = 0; i < 4; i++)
+                TEST_CHECK(tog[i].t_wait == 0 && tog[i].n_cached == 0, "%s: request %d neither waits (%.4f s) nor restores", what,
+                           i, tog[i].t_wait);
+        if (run == 3 && t[0].st == NVL_OK && t[1].st == NVL_OK && t[2].st == NVL_OK) {
+            TEST_CHECK(tog[0].n_cached == 0, "%s: the first computes its own", what);
+            for (int i = 1; i < 3; i++)
+                TEST_CHECK(tog[i].t_wait > 0 && tog[i].n_cached > 0, "%s: request %d waited (%.4f s) and restored (%lld)", what, i,
+                           tog[i].t_wait, (long long)tog[i].n_cached);
+        }
+        if (run == 1) {
             TEST_EQ_INT(t[0].st, NVL_ERR_CANCELLED);
             if (t[1].st == NVL_OK && t[2].st == NVL_OK) {
                 TEST_CHECK(tog[1].t_wait > 0 && tog[1].n_cached == 0,
@@ -629,7 +654,7 @@ int main(void) {
         }
         for (int i = 0; i < 4; i++) {
             api_ask_result_free(&alone[i]);
-            if (t[i].st == NVL_OK || t[i].st == NVL_ERR_CANCELLED) api_ask_result_free(&tog[i]);
+            if ((run != 3 || i < 3) && (t[i].st == NVL_OK || t[i].st == NVL_ERR_CANCELLED)) api_ask_result_free(&tog[i]);
         }
         api_engine_close(e);
         e = NULL;

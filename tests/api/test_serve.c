@@ -40,10 +40,13 @@ static pid_t start_server(const char *sock, const char *extra1, const char *extr
     return pid;
 }
 
+static int g_ignore_hup; /* the next server starts with SIGHUP ignored, as under nohup */
+
 /* A server with any options (NULL-terminated), its open-file limit set to nofile first when > 0. */
 static pid_t start_server_with(const char *sock, const char *const *extra, long nofile) {
     pid_t pid = fork();
     if (pid == 0) {
+        if (g_ignore_hup) signal(SIGHUP, SIG_IGN);
         int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) dup2(fd, 2);
         if (nofile > 0) {
@@ -750,6 +753,24 @@ int main(void) {
         kill(s5, SIGHUP);
         int st5 = 0;
         waitpid(s5, &st5, 0);
+        /* ...but under nohup (SIGHUP ignored at start) it keeps serving */
+        g_ignore_hup = 1;
+        char sock7[100];
+        snprintf(sock7, sizeof sock7, "%s/nvl-serve7-%d.sock", test_tmpdir(), (int)getpid());
+        pid_t s7 = start_server_with(sock7, NULL, 0);
+        g_ignore_hup = 0;
+        conn n7 = {.fd = connect_to(sock7, 60)};
+        kill(s7, SIGHUP);
+        usleep(200000);
+        send_line(n7.fd, "{\"type\":\"status\",\"id\":\"n7\"}");
+        ev = next_event(&n7, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "draining") != 1,
+                   "SIGHUP ignored at start (nohup): still serving, not draining");
+        cJSON_Delete(ev);
+        close(n7.fd);
+        kill(s7, SIGTERM);
+        int st7 = 0;
+        waitpid(s7, &st7, 0);
         TEST_CHECK(WIFEXITED(st5) && WEXITSTATUS(st5) == 0, "SIGHUP: an orderly exit 0 (status %d)", st5);
         TEST_CHECK(access(sock4, F_OK) != 0, "SIGHUP: the socket file removed");
         for (int k = 0; k < 3; k++) close(q[k].fd);
