@@ -77,7 +77,8 @@ const char *const cli_ask_options_help =
     "                        the flag wins over /think or /no_think typed in a question\n"
     "  --max-tokens N        per answer (default 1024; ocr 4096 per page; bench 64 per run)\n"
     "  --temperature T --top-p P --top-k K --min-p P --seed S   sampling (default greedy)\n"
-    "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n";
+    "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n"
+    "  --no-cache            neither reuse nor keep the state after the media (each run computes all)\n";
 
 int cli_num(const char *v, double lo, double hi, int integer, double *out) {
     if (!v) return 0;

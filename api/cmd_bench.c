@@ -29,7 +29,8 @@ static const char *k_usage =
     "  FILE                  an image, PDF or video (default: a synthetic 1536x2048 page)\n"
     "  --runs N              timed runs without the kept prefix (default 2); one more reuses it\n"
     "  --json                one JSON object\n"
-    "  --concurrency LIST    requests answered together, e.g. 1,4,16: tokens/s and latency per count\n";
+    "  --concurrency LIST    requests answered together, e.g. 1,4,16: tokens/s and latency per count\n"
+    "                        (greedy, reasoning off, nothing kept: --think / sampling options do not apply)\n";
 
 static double peak_rss_mb(void) {
     struct rusage ru;

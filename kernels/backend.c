@@ -223,6 +223,12 @@ nvl_status kern_env_check(nvl_err *err) {
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_PROFILE_OPS='%s': expected 0 or 1", v);
     if ((v = getenv("NVL_CUDA_SYNC")) && *v && !one_of(v, bools))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
+    /* the CUDA kernel switches (ops_cuda.cu reads exactly "0" / "1"): "true" or "on" would pass
+       silently as the default */
+    static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_SSD", "NVL_CUDA_GEMV", "NVL_CUDA_FP8_LT", NULL};
+    for (int i = 0; switches[i]; i++)
+        if ((v = getenv(switches[i])) && *v && !one_of(v, bools))
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s='%s': expected 0 or 1", switches[i], v);
     static const char *const graphs[] = {"0", "1", "pad", NULL};
     if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, graphs))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0, 1 or pad", v);
