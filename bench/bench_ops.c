@@ -7,7 +7,8 @@
  * for attention the rate of its causal FLOPs (2 T^2 D Hq: Q K^T and P V over the lower
  * triangle). Then a decode GEMV (one activation row, the MLP's up projection 5120 -> 20480) with
  * the weight in BF16, FP8 and NVFP4: the weight bytes read per second against the copy rate
- * (the decode bound; NVL_CUDA_GEMV=0 takes the quantized formats' simpler kernel). Data: uniform random, the same every run. Which kernels run is the backend's
+ * (the decode bound; NVL_CUDA_GEMV=0 takes the quantized formats' simpler kernel), and the BF16
+ * one at each of the model's matmul shapes (k_sweep). Data: uniform random, the same every run. Which kernels run is the backend's
  * choice; on CUDA NVL_CUDA_FLASH=0 / NVL_CUDA_SSD=0 select the simpler ones, so two runs
  * compare them (scripts/gpu-check.sh does).
  *
@@ -37,6 +38,19 @@ typedef struct bench_shape {
 static const bench_shape k_shapes[] = {
     {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 5120, 20480, 6, 28},
     {"small", 4, 2, 32, 4, 16, 32, 2, 100, 256, 512, 6, 28},
+};
+
+/* The BF16 decode GEMV at each matmul shape of the model (K -> N; model.md §2: in_proj 2 d_inner
+ * + 2 G N + H, the MLP's 20480, GQA 8 x 128 for k and v, the 131072-token vocabulary): one
+ * activation row, where cuBLAS picks its kernel per shape. */
+static const struct {
+    const char *shape, *what;
+    int64_t K, N;
+} k_sweep[] = {
+    {"12b", "in_proj", 5120, 22656}, {"12b", "out_proj", 10240, 5120}, {"12b", "up", 5120, 20480},
+    {"12b", "down", 20480, 5120},    {"12b", "q, o", 5120, 5120},      {"12b", "k, v", 5120, 1024},
+    {"12b", "lm_head", 5120, 131072}, {"small", "wide", 256, 512},     {"small", "narrow", 512, 256},
+    {"small", "kv", 256, 64},
 };
 
 static kern_backend *g_be;
@@ -229,6 +243,30 @@ int main(int argc, char **argv) {
         gbs[k] = (double)wb / t_mm[k] * 1e-9;
     }
 
+    /* the BF16 GEMV per model shape (weights stay placed until exit: ~3.7 GB at 12B) */
+    char sweep_json[2048] = "";
+    char sweep_rows[2048] = "";
+    size_t sj = 0, sr = 0;
+    for (size_t i = 0; i < sizeof k_sweep / sizeof k_sweep[0]; i++) {
+        if (strcmp(k_sweep[i].shape, sh->name)) continue;
+        nvl_tensor ws[2];
+        size_t wb = 0;
+        mm_ctx g = {.w = make_weight(0, k_sweep[i].N, k_sweep[i].K, ws, &wb)};
+        g.x = make(bf, 2, (int64_t[]){1, k_sweep[i].K}, -2, 2);
+        g.y = make(bf, 2, (int64_t[]){1, k_sweep[i].N}, 0, 0);
+        const double t = time_op(k_sweep[i].what, run_mm, &g, runs), gb = (double)wb / t * 1e-9;
+        char frac[32] = "-";
+        if (have_rates && rates.copy_gbs > 0) snprintf(frac, sizeof frac, "%.0f %%", 100.0 * gb / rates.copy_gbs);
+        if (sr < sizeof sweep_rows)
+            sr += (size_t)snprintf(sweep_rows + sr, sizeof sweep_rows - sr, "| %s (%lld -> %lld) | %.4f | %.0f | %s |\n",
+                                   k_sweep[i].what, (long long)k_sweep[i].K, (long long)k_sweep[i].N, 1e3 * t, gb, frac);
+        if (sj < sizeof sweep_json)
+            sj += (size_t)snprintf(sweep_json + sj, sizeof sweep_json - sj, "%s\"%s %lldx%lld\": %.1f", sj ? ", " : "",
+                                   k_sweep[i].what, (long long)k_sweep[i].K, (long long)k_sweep[i].N, gb);
+        kern_buffer_free(g_be, g.x.data);
+        kern_buffer_free(g_be, g.y.data);
+    }
+
     const char *fl = getenv("NVL_CUDA_FLASH"), *ss = getenv("NVL_CUDA_SSD");
     printf("backend %s, shape %s, %lld rows from position 0, median of %d; NVL_CUDA_FLASH=%s NVL_CUDA_SSD=%s\n", backend,
            sh->name, (long long)rows, runs, fl ? fl : "(unset)", ss ? ss : "(unset)");
@@ -245,14 +283,16 @@ int main(int argc, char **argv) {
         if (have_rates && rates.copy_gbs > 0) snprintf(frac, sizeof frac, "%.0f %%", 100.0 * gbs[k] / rates.copy_gbs);
         printf("| %s | %.4f | %.0f | %s |\n", kinds[k], 1e3 * t_mm[k], gbs[k], frac);
     }
+    printf("\n| BF16 decode GEMV by model shape (K -> N) | ms per call | weight GB/s | of the copy rate |\n|---|---|---|---|\n%s",
+           sweep_rows);
     const char *gv = getenv("NVL_CUDA_GEMV");
     printf("ops: {\"backend\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"flash\": \"%s\", \"ssd\": \"%s\", "
            "\"gemv\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
            "\"gemv_bf16_gbs\": %.1f, \"gemv_fp8_gbs\": %.1f, \"gemv_nvfp4_gbs\": %.1f, \"copy_gbs\": %.1f, "
-           "\"gemm_bf16_tflops\": %.1f}\n",
+           "\"gemm_bf16_tflops\": %.1f, \"gemv_bf16_by_shape_gbs\": {%s}}\n",
            backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", 1e3 * t_att,
            att_flop / t_att * 1e-12, 1e3 * t_ssm, gbs[0], gbs[1], gbs[2], have_rates ? rates.copy_gbs : 0.0,
-           have_rates ? rates.gemm_bf16_tflops : 0.0);
+           have_rates ? rates.gemm_bf16_tflops : 0.0, sweep_json);
     nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y,
                          &mm[0].x, &mm[0].y, &mm[1].x, &mm[1].y, &mm[2].x, &mm[2].y};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kern_buffer_free(g_be, all[i]->data);
