@@ -217,6 +217,14 @@ static void test_matmul(void) {
            f32 x f32 -> bf16, so the device must take another path for that one */
         {4, 48, 20, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_BF16},
         {6, 40, 16, 3, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
+        /* the device's BF16 decode GEMV (up to 8 rows, K % 8, 16-byte aligned rows): one row at the
+           LLM's K; 8 rows from an aligned column view; 2 output rows per warp from N = 16384 with a
+           partial last block; 9 rows and a misaligned view go to cuBLAS */
+        {1, 5120, 24, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
+        {8, 64, 40, 8, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
+        {3, 96, 16400, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+        {9, 64, 24, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+        {2, 64, 24, 4, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
     };
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         const int64_t T = cs[c].T, K = cs[c].K, N = cs[c].N, Kw = K + cs[c].pad;

@@ -1722,6 +1722,63 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     return kern_cuda_after_launch(be, "c_matmul (quantized)", err);
 }
 
+// The BF16 decode GEMV: y[m, n] = sum_k x[m, k] W[n, k] for up to GVB_M activation rows, W and x
+// bf16 (16-byte aligned rows). A warp takes R output rows (R = 1 up to N = 16384, else 2, so
+// even k and v's 1024 outputs make 128 blocks for 132 SMs), its lanes 16-byte chunks (8 weights)
+// of each row, consecutive lanes consecutive chunks; the weight is read once for all M rows, the
+// products (exact in f32) summed in f32 per lane, then across the warp. cuBLAS chooses its own
+// kernel per shape at one row (bench_ops compares them: NVL_CUDA_GEMV=0 keeps cuBLAS).
+constexpr int GVB_M = 8;
+__device__ __forceinline__ void bf16x8_f32(uint4 v, float (&f)[8]) {
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int q = 0; q < 4; q++) { /* little-endian: the lower half is the element first in memory */
+        f[2 * q] = __uint_as_float(u[q] << 16);
+        f[2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
+    }
+}
+template <int R>
+__global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_bfloat16 *w, int64_t K) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * R, N = y.cols;
+    if (n0 >= N) return; /* whole warps */
+    const int M = (int)x.rows;
+    float acc[GVB_M][R];
+#pragma unroll
+    for (int m = 0; m < GVB_M; m++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[m][r] = 0.f;
+    const int64_t chunks = K / 8;
+#pragma unroll 2
+    for (int64_t c = lane; c < chunks; c += WARP_SIZE) {
+        float wf[R][8];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint4 v = n0 + r < N ? *(const uint4 *)(w + (n0 + r) * K + 8 * c) : make_uint4(0, 0, 0, 0);
+            bf16x8_f32(v, wf[r]);
+        }
+#pragma unroll
+        for (int m = 0; m < GVB_M; m++) { /* (compile-time indices keep acc in registers) */
+            if (m >= M) break;
+            float xf[8];
+            bf16x8_f32(*(const uint4 *)((const __nv_bfloat16 *)x.p + m * x.ld + 8 * c), xf);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < GVB_M; m++) {
+        if (m >= M) break;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const float a = warp_reduce_sum(acc[m][r]);
+            if (lane == 0 && n0 + r < N) st(y.p, m * y.ld + n0 + r, a, y.dt);
+        }
+    }
+}
+
 nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
     V2 yv, xv;
     VIEW(y, yv, "y");
@@ -1731,6 +1788,18 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
     const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
     if (M == 0) return NVL_OK;
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV");
+    if (gemv_on && wdt == DT_BF16 && xv.dt == DT_BF16 && M <= GVB_M && K % 8 == 0 && xv.ld % 8 == 0 &&
+        ((uintptr_t)xv.p & 15) == 0 && ((uintptr_t)w->w.data & 15) == 0) {
+        const int64_t per_block = EW_BLOCK / WARP_SIZE;
+        if (N < 16384)
+            k_gemv_bf16<1><<<(unsigned)((N + per_block - 1) / per_block), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                yv, xv, (const __nv_bfloat16 *)w->w.data, K);
+        else
+            k_gemv_bf16<2><<<(unsigned)((N + 2 * per_block - 1) / (2 * per_block)), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                yv, xv, (const __nv_bfloat16 *)w->w.data, K);
+        DONE();
+    }
     /* cublasGemmEx with f32 compute takes bf16 x bf16 -> bf16 / f32, f16 x f16 -> f16 / f32, f32 x f32
        -> f32; any other combination goes to the tiled kernel */
     if (wdt == xv.dt && (yv.dt == xv.dt || yv.dt == DT_F32)) {

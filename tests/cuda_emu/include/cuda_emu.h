@@ -195,6 +195,16 @@ static inline int __float_as_int(float f) {
     memcpy(&i, &f, 4);
     return i;
 }
+static inline float __uint_as_float(unsigned int i) {
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
+static inline unsigned int __float_as_uint(float f) {
+    unsigned int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
 
 #ifdef __cplusplus
 // ---------------------------------------------------------------------------
