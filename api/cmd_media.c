@@ -78,6 +78,9 @@ int cmd_media_info(int argc, char **argv) {
         }
         printf("video: %dx%d, %lld frames, %.3f fps, %.3f s\n", f->width, f->height, (long long)f->total_frames,
                f->native_fps, f->duration);
+        if (f->listed_frames > 0)
+            printf("cut short: the index lists %lld frames; %lld could be read\n", (long long)f->listed_frames,
+                   (long long)f->total_frames);
         printf("sampled at %.1f fps: %d frames:", p.fps, f->n);
         for (int i = 0; i < f->n; i++) printf(" %lld@%.3fs", (long long)f->frames[i]->index, f->frames[i]->timestamp);
         printf("\n");

@@ -128,6 +128,7 @@ typedef struct source {
     int n_planned;      /* video: the frames its sample plans (an upper bound of those decoded) */
     int64_t frames_bound; /* video: its frames' tokens as planned (engine_sources.c; 0: not yet) */
     double native_fps;  /* video: nominal frame rate (frame timestamps) */
+    int64_t frames_read, frames_listed; /* video: frames readable, and listed by its index (more: cut short) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */
     int msg, part;      /* where the media part stands */

@@ -135,6 +135,15 @@ void engine_media_stage(request *rq) {
             engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
         }
     nvl_status st = rq->media_st;
+    for (int i = 0; st == NVL_OK && i < rq->n_src; i++) { /* a video cut short is answered on what it holds, said */
+        const source *s = &rq->src[i];
+        if (s->is_video && s->frames_listed > 0) {
+            char msg[NVL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s: the file is cut short: its index lists %lld frames, %lld could be read; the "
+                     "answer covers those", s->name, (long long)s->frames_listed, (long long)s->frames_read);
+            engine_notice(rq, msg);
+        }
+    }
     rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
     if (st == NVL_OK) st = engine_plan_budget(rq, &rq->err);
     if (st != NVL_OK) {

@@ -182,6 +182,8 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         if (st == NVL_OK) {
             s->n_planned = media_video_get_info(s->video)->n_planned;
             s->native_fps = media_video_get_info(s->video)->native_fps;
+            s->frames_read = media_video_get_info(s->video)->total_frames;
+            s->frames_listed = media_video_get_info(s->video)->listed_frames;
         }
     } else {
         source *s = new_source(rq, err);

@@ -189,7 +189,7 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     if (len == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: the file is empty", name);
     enum media_kind k = media_sniff(buf, len);
     if (k == MEDIA_KIND_UNKNOWN)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image format", name);
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format", name);
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: is a %s, not a still image", name, media_kind_name(k));
     if (k == MEDIA_KIND_HEIF)
@@ -213,6 +213,9 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         WebPBitstreamFeatures f;
         if (WebPGetFeatures(buf, len, &f) != VP8_STATUS_OK)
             return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot read its header)", name);
+        if (f.has_animation) /* (FFmpeg 5.1's decoder reads no animation: it said "no image in the file") */
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: animated WebP (convert it to a "
+                               "video, or a frame of it to PNG)", name);
         if (!f.has_animation && (int64_t)f.width * f.height > lim->max_pixels)
             return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %dx%d = %lld pixels exceeds the limit of %lld", name, f.width,
                                f.height, (long long)f.width * f.height, (long long)lim->max_pixels);

@@ -159,8 +159,9 @@ typedef struct media_frames {
     int n;
     double native_fps;      /* nominal frame rate of the stream (av_guess_frame_rate) */
     int64_t total_frames;   /* frames in the stream (its packets, counted) */
+    int64_t listed_frames;  /* as media_video_info: nonzero when the file is cut short */
     double duration;        /* seconds, first frame's time to the end of the last frame */
-    int width, height;      /* display size (after rotation) */
+    int width, height;      /* decoded size after rotation (the sample aspect ratio not applied) */
 } media_frames;
 
 /* Samples frames by presentation time over the true duration (from the first frame's time to
@@ -191,9 +192,14 @@ typedef struct media_video_info {
     int n_planned;          /* frames the sample asks for: an upper bound of what next() gives (a
                                gap of a variable frame rate can yield fewer) */
     double native_fps;      /* as media_frames */
-    int64_t total_frames;
+    int64_t total_frames;   /* frames that can be read */
+    int64_t listed_frames;  /* frames the container's index lists where more than the packets
+                               that could be read (the file cut short: a copy or download stopped,
+                               the answer covers what is there); 0 otherwise */
     double duration;
-    int width, height;      /* display size: 0 until the first frame is decoded */
+    int width, height;      /* decoded size, rotated upright: 0 until the first frame is decoded
+                               (the sample aspect ratio is not applied: the model's reference
+                               pipelines, vLLM's and OpenCV's, do not either) */
 } media_video_info;
 nvl_status media_video_open(const char *path, const media_video_params *p, const media_limits *lim,
                             media_video **out, nvl_err *err);

@@ -53,6 +53,11 @@ enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 1 && (b[3] == 0xBA || b[3] == 0xB3))
         return MEDIA_KIND_VIDEO;                                                  /* MPEG-PS */
     if (n >= 4 && !memcmp(b, "OggS", 4)) return MEDIA_KIND_VIDEO;
+    /* Blu-ray M2TS: TS packets of 192 bytes (a 4-byte timecode before each 0x47) */
+    if (n >= 197 && b[4] == 0x47 && b[196] == 0x47) return MEDIA_KIND_VIDEO;
+    if (n >= 4 && !memcmp(b, "FLV\x01", 4)) return MEDIA_KIND_VIDEO;             /* Flash video */
+    if (n >= 10 && !memcmp(b, "YUV4MPEG2 ", 10)) return MEDIA_KIND_VIDEO;        /* Y4M (raw frames) */
+    if (n >= 24 && !memcmp(b, "nut/multimedia container", 24)) return MEDIA_KIND_VIDEO; /* NUT */
     return MEDIA_KIND_UNKNOWN;
 }
 

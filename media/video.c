@@ -40,6 +40,13 @@ void media_frames_free(media_frames *f) {
 
 #define SEEK_MIN_GAP 300 /* frames: below this, decoding through is cheaper than a seek */
 
+/* SEEK_MIN_GAP, or NVL_VIDEO_SEEK_GAP (a test's knob: seeks within short files). */
+static int64_t seek_min_gap(void) {
+    const char *e = getenv("NVL_VIDEO_SEEK_GAP");
+    const long g = e && *e ? strtol(e, NULL, 10) : 0;
+    return g > 0 ? g : SEEK_MIN_GAP;
+}
+
 static nvl_status av_status(int e) {
     if (e == AVERROR(ENOMEM)) return NVL_ERR_NOMEM;
     if (e == AVERROR(ENOENT)) return NVL_ERR_NOT_FOUND;
@@ -134,8 +141,15 @@ static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t 
                            in->fmt->nb_streams, in->fmt->nb_streams == 1 ? "" : "s");
     if (in->stream < 0 || !codec) {
         const AVStream *s0 = in->stream >= 0 ? in->fmt->streams[in->stream] : NULL;
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: no decoder for the video codec%s%s", name,
-                           s0 ? " " : "", s0 ? avcodec_get_name(s0->codecpar->codec_id) : "");
+        /* a stream whose codec could not be told (its header cut off: a truncated .mov) is
+           damaged data, not an unsupported codec */
+        for (unsigned i = 0; !s0 && i < in->fmt->nb_streams; i++)
+            if (in->fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO) s0 = in->fmt->streams[i];
+        if (!s0 || s0->codecpar->codec_id == AV_CODEC_ID_NONE)
+            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream's codec cannot be told (a damaged or cut-short "
+                               "file?)", name);
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: no decoder for the video codec %s", name,
+                           avcodec_get_name(s0->codecpar->codec_id));
     }
     in->st = in->fmt->streams[in->stream];
     in->codec = codec;
@@ -317,41 +331,62 @@ static int cmp_i64(const void *a, const void *b) {
  * presentation time in stream time base, sorted, and the end of the last one (its pts plus its
  * duration, or plus one nominal frame when the packet does not say). Packets the demuxer marks
  * to be discarded (edit lists) are not frames of the presentation. A packet without pts or dts
- * leaves *pts NULL: times are then frame index / nominal rate. Seeks back to the start. */
+ * leaves *pts NULL: times are then frame index / nominal rate. Leaves the input at its end (the
+ * caller reopens it: video_rewind). */
 static nvl_status frame_times(av_in *in, double native, const char *name, int64_t **pts, int64_t *n, int64_t *end,
-                              nvl_err *err) {
+                              int64_t *n_packets, nvl_err *err) {
     *pts = NULL;
     *n = 0;
     *end = 0;
-    int64_t cap = 0, k = 0, last_end = INT64_MIN;
-    int64_t *t = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
-    int timed = 1;
+    *n_packets = 0;
+    int64_t cap = 0, k = 0, last_end = INT64_MIN, last_end_dts = INT64_MIN;
+    int64_t *t = NULL, *d = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
+    int all_pts = 1, all_dts = 1;
+    int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
     while (av_read_frame(in->fmt, in->pkt) >= 0) {
+        *n_packets += in->pkt->stream_index == in->stream; /* (discarded ones too: the index counts them) */
         if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) {
-            int64_t v = in->pkt->pts != AV_NOPTS_VALUE ? in->pkt->pts : in->pkt->dts;
-            if (v == AV_NOPTS_VALUE) timed = 0;
+            const int64_t p = in->pkt->pts, q = in->pkt->dts, dur = in->pkt->duration > 0 ? in->pkt->duration : nominal;
             if (k == cap) {
                 int64_t nc = cap ? cap * 2 : 1024;
-                int64_t *nt = nvl_realloc(t, (size_t)nc * sizeof *t);
-                if (!nt) {
+                int64_t *nt = nvl_realloc(t, (size_t)nc * sizeof *t), *nd = nt ? nvl_realloc(d, (size_t)nc * sizeof *d) : NULL;
+                if (nt) t = nt;
+                if (!nt || !nd) {
                     nvl_free(t);
+                    nvl_free(d);
                     av_packet_unref(in->pkt);
                     return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
                 }
-                t = nt, cap = nc;
+                d = nd, cap = nc;
             }
-            t[k++] = v;
-            if (v != AV_NOPTS_VALUE) {
-                int64_t e = v + (in->pkt->duration > 0 ? in->pkt->duration : nominal);
-                if (e > last_end) last_end = e;
+            t[k] = p;
+            d[k++] = q;
+            if (p == AV_NOPTS_VALUE) all_pts = 0;
+            else {
+                min_pts = p < min_pts ? p : min_pts;
+                if (p + dur > last_end) last_end = p + dur;
+            }
+            if (q == AV_NOPTS_VALUE) all_dts = 0;
+            else {
+                min_dts = q < min_dts ? q : min_dts;
+                if (q + dur > last_end_dts) last_end_dts = q + dur;
             }
         }
         av_packet_unref(in->pkt);
     }
-    av_seek_frame(in->fmt, in->stream, in->st->start_time != AV_NOPTS_VALUE ? in->st->start_time : 0, AVSEEK_FLAG_BACKWARD);
-    if (in->dec) avcodec_flush_buffers(in->dec);
     *n = k;
-    if (!timed || k == 0) {
+    if (!all_pts && all_dts && k > 0) {
+        /* packets without a presentation time (MPEG-PS gives one every few frames): the decode
+           times, uniform in decode order, shifted by the reorder delay (the first presentation
+           time less the first decode time) are the presentation times (dts + pts mixed in one
+           list gave duplicates, and frames mapped to the wrong index) */
+        const int64_t delay = min_pts != INT64_MAX && min_pts > min_dts ? min_pts - min_dts : 0;
+        for (int64_t i = 0; i < k; i++) t[i] = d[i] + delay;
+        last_end = last_end_dts + delay;
+        all_pts = 1;
+    }
+    nvl_free(d);
+    if (!all_pts || k == 0) {
         nvl_free(t);
         return NVL_OK;
     }
@@ -386,7 +421,23 @@ struct media_video {
                          keyframe more than SEEK_MIN_GAP frames before it is sought forever */
     double tb, native, t_end;
     int rotate, draining, delivered, ended;
+    int no_seek;         /* a seek overshot its wanted frame (MPEG-TS/PS seek by bytes, not to
+                            keyframes): decoded through from the start since */
 };
+
+/* The input again from its first byte (the demuxer reopened; the decoder opened at the next
+ * frame): an MPEG-TS or -PS stream has no index, and seeking to its start time there could land
+ * past the first keyframe (a .ts of x264 lost its first GOP, or every frame). */
+static nvl_status video_rewind(media_video *v, nvl_err *err) {
+    av_in_close(&v->in);
+    memset(&v->in, 0, sizeof v->in);
+    v->open = 0;
+    nvl_status st = av_in_open_demuxer(&v->in, v->name, NULL, 0, v->name, err);
+    v->open = 1;
+    v->draining = 0;
+    v->cur = -1;
+    return st;
+}
 
 void media_video_close(media_video *v) {
     if (!v) return;
@@ -431,8 +482,9 @@ nvl_status media_video_open(const char *path, const media_video_params *params, 
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frame rate", path);
         goto fail;
     }
-    int64_t pts_end = 0;
-    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, err)) != NVL_OK) goto fail;
+    int64_t pts_end = 0, n_packets = 0;
+    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, err)) != NVL_OK) goto fail;
+    if ((st = video_rewind(v, err)) != NVL_OK) goto fail; /* (not a seek to the start: see there) */
     if (v->total <= 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);
         goto fail;
@@ -443,6 +495,7 @@ nvl_status media_video_open(const char *path, const media_video_params *params, 
     v->t_end = v->pts ? (double)(pts_end - v->t0) * v->tb : (double)total / v->native;
     v->info.native_fps = v->native;
     v->info.total_frames = total;
+    v->info.listed_frames = v->in.st->nb_frames > n_packets ? v->in.st->nb_frames : 0;
     v->info.duration = v->t_end;
     /* window [start, end) as frame indices: the frames presented in it */
     int64_t first = 0, last = total - 1;
@@ -503,22 +556,44 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         v->ended = 1;
         return st;
     }
+    int just_sought = 0;
     while (v->k < v->n) {
-        if (v->want[v->k] - v->cur > SEEK_MIN_GAP && v->cur >= 0 && v->seeked_k != v->k) {
+        if (!v->no_seek && v->want[v->k] - v->cur > seek_min_gap() && v->cur >= 0 && v->seeked_k != v->k) {
             v->seeked_k = v->k;
             int64_t ts = v->pts ? v->pts[v->want[v->k]] : v->t0 + (int64_t)floor((double)v->want[v->k] / v->native / v->tb);
             if (av_seek_frame(v->in.fmt, v->in.stream, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
                 avcodec_flush_buffers(v->in.dec);
                 v->draining = 0;
+                just_sought = 1;
             }
         }
+        if (!v->in.dec && (st = av_in_open_decoder(&v->in, v->name, err)) != NVL_OK) { /* (after a rewind) */
+            v->ended = 1;
+            return st;
+        }
         int r = next_frame(&v->in, &v->draining);
+        int64_t fp = r >= 0 ? (v->in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? v->in.frame->best_effort_timestamp
+                                                                                     : v->in.frame->pts)
+                            : AV_NOPTS_VALUE;
+        if (just_sought && (r == AVERROR_EOF || (r >= 0 && v->pts && fp != AV_NOPTS_VALUE &&
+                                                 nearest_frame(v->pts, v->total, fp) > v->want[v->k]))) {
+            /* the seek landed past the frame it sought (MPEG-TS/PS seek by bytes, not to keyframes;
+               or at the end): from the start again, decoding through, no more seeks */
+            just_sought = 0;
+            v->no_seek = 1;
+            if (r >= 0) av_frame_unref(v->in.frame);
+            if ((st = video_rewind(v, err)) != NVL_OK) {
+                v->ended = 1;
+                return st;
+            }
+            continue;
+        }
+        just_sought = 0;
         if (r == AVERROR_EOF) break;
         if (r < 0) {
             v->ended = 1;
             return av_fail(err, v->name, "cannot decode", r);
         }
-        int64_t fp = v->in.frame->best_effort_timestamp != AV_NOPTS_VALUE ? v->in.frame->best_effort_timestamp : v->in.frame->pts;
         if (v->pts && fp != AV_NOPTS_VALUE) v->cur = nearest_frame(v->pts, v->total, fp);
         else v->cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - v->t0) * v->tb * v->native) : v->cur + 1;
         while (v->k < v->n && v->want[v->k] < v->cur) v->k++; /* a wanted index with no frame of its own: skip */
@@ -569,6 +644,7 @@ nvl_status media_video_sample(const char *path, const media_video_params *params
     if (st == NVL_OK) {
         f->native_fps = v->info.native_fps;
         f->total_frames = v->info.total_frames;
+        f->listed_frames = v->info.listed_frames;
         f->duration = v->info.duration;
         f->width = v->info.width;
         f->height = v->info.height;

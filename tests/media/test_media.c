@@ -466,7 +466,7 @@ static void test_limits(void) {
         media_pdf_close(pdf);
     }
     TEST_EQ_INT(media_decode_image((const uint8_t *)"hello", 5, "text.txt", NULL, &img, &err), NVL_ERR_UNSUPPORTED);
-    TEST_CONTAINS(err.msg, "text.txt: not a recognised image format");
+    TEST_CONTAINS(err.msg, "text.txt: not a recognised image, PDF or video format");
 }
 
 /* Every cap at exactly its value (allowed) and one past it (NVL_ERR_LIMIT). The sizes are

@@ -238,6 +238,25 @@ static void test_avif(void) {
                        "HEIF: %s: %s", nvl_status_name(st), err.msg);
         }
     }
+    /* containers FFmpeg reads that were refused as unknown: FLV, Y4M, NUT, Blu-ray M2TS (TS packets
+       of 192 bytes, a 4-byte timecode before each sync byte); an MP3's ID3 header stays unknown */
+    {
+        uint8_t b[400] = {0};
+        memcpy(b, "FLV\x01\x01", 5);
+        TEST_CHECK(media_sniff(b, sizeof b) == MEDIA_KIND_VIDEO, "FLV sniffed as video");
+        memset(b, 0, sizeof b);
+        memcpy(b, "YUV4MPEG2 W64 H48 F25:1", 23);
+        TEST_CHECK(media_sniff(b, sizeof b) == MEDIA_KIND_VIDEO, "Y4M sniffed as video");
+        memset(b, 0, sizeof b);
+        memcpy(b, "nut/multimedia container", 24);
+        TEST_CHECK(media_sniff(b, sizeof b) == MEDIA_KIND_VIDEO, "NUT sniffed as video");
+        memset(b, 0, sizeof b);
+        b[4] = b[196] = b[388] = 0x47;
+        TEST_CHECK(media_sniff(b, sizeof b) == MEDIA_KIND_VIDEO, "M2TS sniffed as video");
+        memset(b, 0, sizeof b);
+        memcpy(b, "ID3\x04", 4);
+        TEST_CHECK(media_sniff(b, sizeof b) == MEDIA_KIND_UNKNOWN, "an MP3 stays unknown");
+    }
 }
 
 static void test_orient(void) {

@@ -5,6 +5,10 @@
  * libjpeg fallback: tests/reference/gen_cmyk_sampling.py);
  * a video whose display matrix rotates it 90 degrees comes out as FFmpeg's own autorotated frame
  * (8x8 block means within 1 level: both use swscale from the same decoder). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cjson/cJSON.h>
 
 #include "base/alloc.h"
@@ -74,6 +78,64 @@ int main(void) {
             test_compare_f32("rotated video frame vs ffmpeg autorotate", mine, ref, 192, 1.0, 0.0, 1e-4);
         }
         media_frames_free(f);
+    }
+    cJSON_Delete(root);
+
+    /* Containers without an index and a file cut short (tests/reference/gen_video_containers.py:
+     * frame times from PyAV): H.264 with B-frames in MPEG-TS (a seek to the start time landed
+     * past the first keyframe: no frame, or a GOP lost) and MPEG-2 in MPEG-PS (packets with a
+     * decode time only: frames mapped to wrong indices, the first ones lost) sample every frame
+     * the rule takes, at its time (1e-3 s); an MP4 cut at half is answered on what it holds and
+     * says its index lists more */
+    if (nvl_json_load_file(&root, test_data_path("media/video_containers_goldens.json"), 1 << 22, &err) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    files = cJSON_GetObjectItemCaseSensitive(root, "files");
+    const char *vids[] = {"ts_h264.ts", "ps_mpeg2.mpg"};
+    /* the second pass seeks between samples (NVL_VIDEO_SEEK_GAP=5: a seek wherever the next is 5
+       frames ahead): there the demuxers seek by bytes and land past the frame sought (1 and 2
+       frames came out), and the sampler decodes through from the start instead */
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) setenv("NVL_VIDEO_SEEK_GAP", "5", 1);
+        char rel[128];
+        snprintf(rel, sizeof rel, "media/made/%s", vids[i % 2]);
+        const cJSON *gv = cJSON_GetObjectItemCaseSensitive(files, vids[i % 2]);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(gv, "sample_2fps"), *wt = cJSON_GetObjectItemCaseSensitive(gv, "sample_times");
+        media_frames *fv = NULL;
+        nvl_status st = media_video_sample(test_data_path(rel), NULL, NULL, &fv, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", vids[i % 2], err.msg);
+        if (!fv) continue;
+        TEST_CHECK(fv->total_frames == cJSON_GetObjectItemCaseSensitive(gv, "frames")->valueint, "%s: %lld frames, PyAV %d",
+                   vids[i % 2], (long long)fv->total_frames, cJSON_GetObjectItemCaseSensitive(gv, "frames")->valueint);
+        int same = fv->n == cJSON_GetArraySize(want);
+        for (int k = 0; same && k < fv->n; k++)
+            same = fv->frames[k]->index == cJSON_GetArrayItem(want, k)->valueint &&
+                   fabs(fv->frames[k]->timestamp - cJSON_GetArrayItem(wt, k)->valuedouble) < 1e-3;
+        TEST_CHECK(same, "%s: sampled %d frames%s%lld@%.3f, the rule on PyAV's times %d", vids[i % 2], fv->n, fv->n ? " from " : "",
+                   fv->n ? (long long)fv->frames[0]->index : -1LL, fv->n ? fv->frames[0]->timestamp : 0.0, cJSON_GetArraySize(want));
+        TEST_EQ_INT(fv->listed_frames, 0);
+        media_frames_free(fv);
+    }
+    unsetenv("NVL_VIDEO_SEEK_GAP");
+    {
+        media_frames *fv = NULL;
+        nvl_status st = media_video_sample(test_data_path("media/made/cut_short.mp4"), NULL, NULL, &fv, &err);
+        TEST_CHECK(st == NVL_OK && fv && fv->n >= 1, "cut_short.mp4: what it holds is sampled (%s)", st == NVL_OK ? "" : err.msg);
+        const int listed = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(files, "cut_short.mp4"),
+                                                            "listed_frames")->valueint;
+        if (fv)
+            TEST_CHECK(fv->listed_frames == listed && fv->total_frames < listed,
+                       "cut_short.mp4: its index lists %lld frames (ffprobe: %d), %lld read", (long long)fv->listed_frames,
+                       listed, (long long)fv->total_frames);
+        media_frames_free(fv);
+    }
+    { /* an animated WebP: refused as such (FFmpeg's decoder read no image in it) */
+        media_image *im = NULL;
+        nvl_status st = media_decode_image_file(test_data_path("media/made/anim.webp"), NULL, &im, &err);
+        TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "anim.webp: unsupported image format: animated WebP"),
+                   "animated WebP: %s", err.msg);
+        media_image_free(im);
     }
     cJSON_Delete(root);
     return test_report();
