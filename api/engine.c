@@ -434,7 +434,8 @@ void engine_prefill_done(request *rq) {
     for (int64_t i = 0; i < V; i++) n_bad += !isfinite(rq->logits[i]);
     if (n_bad) {
         nvl_err_set(&rq->err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
-                    "infinite): the checkpoint's weights or scales overflow (nanovl inspect checks the scales)",
+                    "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow (nanovl inspect "
+                    "checks the scales)",
                     (long long)n_bad, (long long)V);
         engine_fail(rq, NVL_ERR_CONFIG, NULL);
         return;

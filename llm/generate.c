@@ -1,5 +1,7 @@
 /* The generation loop: prefill, then sample / stop check / callback / decode, with
  * cancellation checked between steps. */
+#include <math.h>
+
 #include "base/alloc.h"
 #include "llm_impl.h"
 #include "tokenizer.h"
@@ -19,6 +21,14 @@ nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_promp
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: empty prompt and empty context", __func__);
     nvl_status st = llm_prefill(ctx, prompt, n_prompt, NULL, NULL, err);
     if (st != NVL_OK) return st;
+    /* NaN or infinite logits (a NaN weight, a scale that overflows, a backend fault) sample as id
+       0 and answered "<unk><unk>" with success: refused, as the engine refuses them */
+    int64_t n_bad = 0;
+    for (int64_t i = 0; i < ctx->m->hp.n_vocab; i++) n_bad += !isfinite(ctx->logits[i]);
+    if (n_bad)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
+                           "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow",
+                           (long long)n_bad, (long long)ctx->m->hp.n_vocab);
     llm_sampler *smp = NULL;
     if ((st = llm_sampler_init(&smp, ctx->m->hp.n_vocab, &p->sampler, err)) != NVL_OK) return st;
     for (int64_t k = 0; k < p->max_tokens && k < cap; k++) {

@@ -188,6 +188,25 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     if (fp8) {
         snprintf(sname, sizeof sname, "%s.weight_scale", module);
         if ((st = scalar_scale(ck, sname, 448.0, &w.weight_scale, err)) != NVL_OK) return st;
+        /* E4M3 has NaN codes (S.1111.111) and no infinities: a NaN weight gave answers that differed
+           between backends, with success. The first one found, by row (one pass over the bytes:
+           a decode step reads them all anyway) */
+        const uint8_t *c = t.data;
+        const int64_t n = n_out * n_in;
+        int64_t bad = INT64_MAX;
+#pragma omp parallel for schedule(static) reduction(min : bad) if (n > (1 << 22))
+        for (int64_t r = 0; r < n_out; r++) {
+            const uint8_t *row = c + r * n_in;
+            int found = 0;
+            for (int64_t k = 0; k < n_in; k++) found |= (row[k] & 0x7f) == 0x7f;
+            if (found && r < bad) bad = r;
+        }
+        if (bad != INT64_MAX) {
+            int64_t col = 0;
+            while (col < n_in && (c[bad * n_in + col] & 0x7f) != 0x7f) col++;
+            return nvl_err_set(err, NVL_ERR_FORMAT, "FP8 weight '%s' holds a NaN code (0x%02x) at row %lld, column %lld",
+                               e->name, (unsigned)c[bad * n_in + col], (long long)bad, (long long)col);
+        }
     } else {
         snprintf(sname, sizeof sname, "%s.weight_scale_2", module);
         if ((st = scalar_scale(ck, sname, 448.0 * 6.0, &w.weight_scale, err)) != NVL_OK) return st;

@@ -555,6 +555,66 @@ static void test_layernorm(void) {
     }
 }
 
+/* A NaN reaches the outputs it feeds: no op may turn one into a number (a checkpoint's NaN weight
+ * then fails visibly, not as a quietly wrong answer: a NaN in the ViT's first norm came out of the
+ * emulated device as finite features: the attention's 1 / L guard wrote 0, and the CPU's vector
+ * exp clamped NaN to a bound). layernorm with a NaN weight column; matmul with a NaN in one
+ * activation row; GELU and squared ReLU of a NaN (relu2 gave 0); full attention with a NaN in one
+ * query row (and in one key: every row of its image). */
+static void test_nan_propagates(void) {
+    const float nan = NAN;
+    nvl_err err = {0};
+    for (int d = 0; d < 2; d++) {
+        const nvl_dtype dt = d ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;
+        { /* layernorm, weight column 3 NaN */
+            float *xh = rand_f(2 * 16, -1, 1), *wh = rand_f(16, 0.5f, 1.5f), *bh = rand_f(16, -1, 1);
+            wh[3] = nan;
+            nvl_tensor x = act2(dt, 2, 16, xh), w = vec_f32(16, wh), b = vec_f32(16, bh), y = out2(dt, 2, 16);
+            if (!ran("layernorm (NaN)", kern_layernorm(g_be, &y, &x, &w, &b, 1e-6f, &err), &err)) return;
+            float *got = down(&y);
+            TEST_CHECK(isnan(got[3]) && isnan(got[16 + 3]) && isfinite(got[0]), "%s layernorm: a NaN weight gives NaN (%g, %g)",
+                       dn(dt), got[3], got[16 + 3]);
+        }
+        { /* matmul, x[1][5] NaN: row 1 NaN, row 0 finite */
+            float *xh = rand_f(2 * 32, -1, 1), *wh = rand_f(8 * 32, -0.5f, 0.5f);
+            xh[32 + 5] = nan;
+            nvl_tensor x = act2(dt, 2, 32, xh), W = weight(dt, 8, 32, wh), y = out2(dt, 2, 8);
+            kern_weight kw = kern_weight_plain(&W, "w");
+            if (!ran("matmul (NaN)", kern_matmul(g_be, &y, &x, &kw, &err), &err)) return;
+            float *got = down(&y);
+            int row1 = 1, row0 = 1;
+            for (int n = 0; n < 8; n++) row1 &= isnan(got[8 + n]), row0 &= isfinite(got[n]);
+            TEST_CHECK(row1 && row0, "%s matmul: a NaN activation makes its row NaN, only it", dn(dt));
+        }
+        for (int a = 0; a < 2; a++) { /* GELU, squared ReLU (the LM's MLP) */
+            const kern_act_fn fn = a ? KERN_ACT_RELU2 : KERN_ACT_GELU_ERF;
+            float *xh = rand_f(8, -3, 3);
+            xh[2] = nan;
+            nvl_tensor x = act2(dt, 1, 8, xh), y = out2(dt, 1, 8);
+            if (!ran("bias_act (NaN)", kern_bias_act(g_be, &y, &x, NULL, fn, &err), &err)) return;
+            float *got = down(&y);
+            TEST_CHECK(isnan(got[2]) && isfinite(got[1]), "%s %s of NaN is NaN (%g)", dn(dt), a ? "relu2" : "GELU", got[2]);
+        }
+        { /* attention over 2 images of 16 tokens, 2 heads of 16: a NaN in image 0's query row 4, head 0;
+             a NaN in image 1's key 7, head 1 */
+            const int64_t Ti = 16, H = 2, D = 16, W = H * D;
+            float *qh = rand_f((size_t)(2 * Ti * 3 * W), -1, 1);
+            qh[(size_t)(4 * 3 * W) + 0] = nan;                          /* q, row 4, head 0 */
+            qh[(size_t)((Ti + 7) * 3 * W) + W + D + 3] = nan;          /* k, image 1 row 7, head 1 */
+            nvl_tensor qkv = act2(dt, 2 * Ti, 3 * W, qh), o = out2(dt, 2 * Ti, W);
+            if (!ran("attention_full (NaN)", kern_attention_full(g_be, &o, &qkv, 2, H, &err), &err)) return;
+            float *got = down(&o);
+            int q_row = 1, others = 1, k_img = 1;
+            for (int64_t c = 0; c < D; c++) q_row &= isnan(got[4 * W + c]);
+            for (int64_t c = 0; c < D; c++) others &= isfinite(got[5 * W + c]);
+            for (int64_t r = 0; r < Ti; r++)
+                for (int64_t c = 0; c < D; c++) k_img &= isnan(got[(Ti + r) * W + D + c]);
+            TEST_CHECK(q_row && others && k_img, "%s attention_full: a NaN query makes its row NaN (%d), a NaN key every row "
+                       "of its image and head (%d), others finite (%d)", dn(dt), q_row, k_img, others);
+        }
+    }
+}
+
 /* y = a + b[r % rows(b)]; broadcast b, in place, bf16. */
 static void test_add(void) {
     static const struct { int64_t T, Tb, C; nvl_dtype dt; int inplace; } cs[] = {
@@ -1481,6 +1541,7 @@ int main(int argc, char **argv) {
     test_rmsnorm();
     test_rmsnorm_gated();
     test_layernorm();
+    test_nan_propagates();
     test_add();
     test_bias_act();
     test_copy();

@@ -129,13 +129,21 @@ const char *nvl_mapped_file_path(const nvl_mapped_file *f) { return f->path; }
 nvl_status nvl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, nvl_err *err) {
     *out = NULL;
     if (len) *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading blocks until a writer comes (a config.json that is
+       a FIFO hung every command); it is refused below, and cleared for anything else */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return open_error(err, "cannot open", path, errno);
     struct stat stt;
     if (fstat(fd, &stt) == 0 && S_ISDIR(stt.st_mode)) {
         close(fd);
         return nvl_err_set(err, NVL_ERR_IO, "'%s' is a directory, expected a file", path);
     }
+    if (fstat(fd, &stt) == 0 && (S_ISFIFO(stt.st_mode) || S_ISSOCK(stt.st_mode))) {
+        close(fd);
+        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a %s, expected a file", path, S_ISFIFO(stt.st_mode) ? "FIFO" : "socket");
+    }
+    const int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if (fstat(fd, &stt) == 0 && S_ISREG(stt.st_mode) && (uint64_t)stt.st_size > max_bytes) {
         close(fd);
         return nvl_err_set(err, NVL_ERR_LIMIT, "'%s' has %lld bytes, above the limit of %zu", path,

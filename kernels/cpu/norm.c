@@ -23,7 +23,9 @@ void kern_cpu_rmsnorm_ref(float *y, const float *x, const nvl_tensor *w, int64_t
 /* e^x for 16 lanes: Cephes' expf polynomial on x - n ln2 (|r| <= ln2 / 2), scaled by 2^n
  * (about 1 ulp; inputs below -87.3 give 0). */
 __attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)), _mm512_set1_ps(-87.3365478515625f));
+    /* (the bounds first: where one operand is NaN vminps / vmaxps return the second, so a NaN x stays
+       NaN instead of becoming a bound: a NaN score must not turn into a probability) */
+    x = _mm512_max_ps(_mm512_set1_ps(-87.3365478515625f), _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), x));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);

@@ -235,7 +235,7 @@ static nvl_status cpu_bias_act(kern_backend *be, nvl_tensor *y, const nvl_tensor
             float v = bf ? xr[c] + bf[c] : xr[c];
             switch (act) {
             case KERN_ACT_GELU_ERF: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-            case KERN_ACT_RELU2: v = v > 0.0f ? v * v : 0.0f; break;
+            case KERN_ACT_RELU2: v = v < 0.0f ? 0.0f : v * v; /* (a NaN stays NaN) */ break;
             case KERN_ACT_SILU: v = v / (1.0f + expf(-v)); break;
             default: break;
             }

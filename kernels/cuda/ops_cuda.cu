@@ -175,7 +175,7 @@ __global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
         float v = ld(x.p, r * x.ld + c, x.dt);
         if (bias) v += ld(bias, c, bdt);
         if (act == KERN_ACT_GELU_ERF) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-        else if (act == KERN_ACT_RELU2) v = v > 0.f ? v * v : 0.f;
+        else if (act == KERN_ACT_RELU2) v = v < 0.f ? 0.f : v * v; /* (a NaN stays NaN, as torch.relu) */
         else if (act == KERN_ACT_SILU) v = v / (1.0f + expf(-v));
         st(y.p, r * y.ld + c, v, y.dt);
     }
@@ -682,7 +682,7 @@ __device__ void attend_block(const float (&q)[ATT_DPL], int64_t D, const void *k
 #pragma unroll
     for (int i = 0; i < ATT_DPL; i++) {
         const int64_t d = lane + WARP_SIZE * i;
-        if (d < D) st(o_out, d, L > 0.f ? A[i] / L : 0.f, odt);
+        if (d < D) st(o_out, d, L != 0.f ? A[i] / L : 0.f /* (no keys: 0; a NaN stays NaN) */, odt);
     }
 }
 
@@ -742,7 +742,7 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
             const float m = pp[(size_t)s * (D + 2)];
             if (m != -INFINITY) a += pp[(size_t)s * (D + 2) + 2 + d] * expf(m - M);
         }
-        st(orow, d, L > 0.f ? a / L : 0.f, o.dt);
+        st(orow, d, L != 0.f ? a / L : 0.f, o.dt);
     }
 }
 

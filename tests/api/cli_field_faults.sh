@@ -172,6 +172,14 @@ expect 0 "g.res: line 1 is not a result line (left as it is; a job without anoth
 printf '{"id":"o1","type":"ocr","files":["%s","%s/gone.png"],"params":{"max_tokens":1}}\n' "$I" "$T" > "$T/o.jsonl"
 expect 1 "o1 (line 1): 1 of 2 pages or files failed (see pages); the first: .*gone.png" \
     "$B" batch --model "$M" "$T/o.jsonl" --out "$T/o.res" --no-progress
+# a checkpoint's JSON file that is a FIFO hung every command (opening it waited for a writer)
+mkdir "$T/ckfifo"
+for f in "$M"/*; do ln -s "$f" "$T/ckfifo/$(basename "$f")"; done
+rm "$T/ckfifo/config.json" && mkfifo "$T/ckfifo/config.json"
+expect 1 "config.json' is a FIFO, expected a file" "$B" inspect "$T/ckfifo"
+rm "$T/ckfifo/config.json" && ln -s "$M/config.json" "$T/ckfifo/config.json"
+rm "$T/ckfifo/tokenizer.json" && mkfifo "$T/ckfifo/tokenizer.json"
+expect 1 "tokenizer.json' is a FIFO, expected a file" "$B" ask --model "$T/ckfifo" "$I" "What?" --max-tokens 1
 # ocr interrupted (SIGINT) while a page streams into -o: exit 130, the page marked incomplete
 # (it ended mid-page with nothing to say so)
 n=$((n + 1))

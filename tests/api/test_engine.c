@@ -14,6 +14,7 @@
 #include "base/alloc.h"
 #include "base/mapped_file.h"
 #include "base/safetensors.h"
+#include "llm.h"
 #include "test_util.h"
 
 /* A checkpoint whose final norm holds +inf: the logits are NaN/inf, and the request fails saying
@@ -67,6 +68,26 @@ static void test_nonfinite(const char *img) {
     TEST_EQ_INT(api_engine_ask(e, f1, 1, "What is in this picture?", &p, NULL, NULL, &r, &err), NVL_ERR_CONFIG);
     TEST_CONTAINS(err.msg, "logits after the prompt are not finite");
     api_engine_close(e);
+    /* the language model alone (nanovl generate): refused the same way (it sampled id 0, "<unk>",
+       with success) */
+    llm_model *m = NULL;
+    llm_context *ctx = NULL;
+    llm_context_params cp = llm_context_params_default();
+    cp.n_ctx = 64;
+    if (llm_model_init(&m, dir, NULL, &err) == NVL_OK && llm_context_init(&ctx, m, &cp, &err) == NVL_OK) {
+        const int32_t ids[3] = {1, 2, 3};
+        int32_t out[4];
+        int64_t n_out = 0;
+        llm_generate_params gp = llm_generate_params_default();
+        gp.max_tokens = 2;
+        TEST_EQ_INT(llm_generate(ctx, ids, 3, &gp, out, 4, &n_out, &err), NVL_ERR_CONFIG);
+        TEST_CONTAINS(err.msg, "logits after the prompt are not finite");
+        TEST_EQ_INT(n_out, 0);
+    } else {
+        TEST_CHECK(0, "the language model of the patched checkpoint: %s", err.msg);
+    }
+    llm_context_free(ctx);
+    llm_model_free(m);
 }
 
 int main(void) {

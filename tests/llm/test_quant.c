@@ -171,6 +171,7 @@ typedef enum damage {
     D_HUGE_WSCALE, /* finite, but times 448 past f32: every output was NaN (a review found it) */
     D_WRONG_ALGO,  /* quant_algo of the other format (the weights decide nothing against it) */
     D_GROUP_32,    /* NVFP4 with group_size 32 (its blocks are 16) */
+    D_W_NAN,       /* an FP8 weight code that is NaN (0xff): answers differed between backends */
 } damage;
 
 /* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
@@ -206,6 +207,7 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
         if (fp8) {
             *ws = d == D_HUGE_WSCALE ? 1e38f : amax / 448.0f * (d == D_ZERO_WSCALE ? 0.0f : 1.0f);
             for (int64_t k = 0; k < N * K; k++) q[k] = nvl_f32_to_e4m3_sat(W[k] / (amax / 448.0f));
+            if (d == D_W_NAN) q[2 * K + 5] = 0xff;
         } else {
             *ws2 = amax / (6.0f * 448.0f) * (d == D_NEG_WSCALE2 ? -1.0f : 1.0f);
             const float g = amax / (6.0f * 448.0f);
@@ -336,6 +338,8 @@ static void test_load(void) {
                                           "quant_algo 'NVFP4'"},
         {0, D_WRONG_ALGO, NVL_ERR_CONFIG, "is NVFP4 (U8 with E4M3 block scales) but hf_quant_config.json says quant_algo 'FP8'"},
         {0, D_GROUP_32, NVL_ERR_CONFIG, "says group_size 32"},
+        {1, D_W_NAN, NVL_ERR_FORMAT, "FP8 weight 'backbone.layers.0.mixer.in_proj.weight' holds a NaN code (0xff) at row 2, "
+                                     "column 5"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dir, sizeof dir, "%s/bad%zu", test_tmpdir(), i);
