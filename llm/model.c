@@ -40,15 +40,29 @@ static nvl_status read_generation_config(llm_model *m, const char *dir, nvl_err 
     nvl_status st = nvl_json_load_file(&g, path, NVL_JSON_MAX_BYTES, &e2);
     if (st == NVL_ERR_NOT_FOUND) return NVL_OK;
     if (st != NVL_OK) return nvl_err_set(err, st, "%s", e2.msg);
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(g, "eos_token_id");
-    if (cJSON_IsNumber(e)) add_stop(m, (int64_t)e->valuedouble);
-    else if (cJSON_IsArray(e)) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, e) if (cJSON_IsNumber(it)) add_stop(m, (int64_t)it->valuedouble);
-    } else if (e && !cJSON_IsNull(e)) {
+    if (!cJSON_IsObject(g)) {
         cJSON_Delete(g);
-        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: eos_token_id is neither an integer nor a list",
-                           path);
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: expected a JSON object", path);
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(g, "eos_token_id");
+    if (e && !cJSON_IsNull(e) && !cJSON_IsNumber(e) && !cJSON_IsArray(e)) {
+        cJSON_Delete(g);
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: eos_token_id is neither an integer nor a list", path);
+    }
+    /* each id an integer of the vocabulary (one past it never stops a generation; 1e308 or NaN
+       cast to an integer is undefined) */
+    const cJSON *it = cJSON_IsArray(e) ? e->child : e;
+    for (; it && !cJSON_IsNull(it); it = cJSON_IsArray(e) ? it->next : NULL) {
+        const double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
+        if (!cJSON_IsNumber(it) || !(v >= 0 && v < (double)m->hp.n_vocab) || v != floor(v)) {
+            char buf[64];
+            if (cJSON_IsNumber(it)) snprintf(buf, sizeof buf, "%g", v);
+            else snprintf(buf, sizeof buf, "a %s", cJSON_IsString(it) ? "string" : "non-number");
+            cJSON_Delete(g);
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: eos_token_id %s is not a token id of the %lld-token vocabulary",
+                               path, buf, (long long)m->hp.n_vocab);
+        }
+        add_stop(m, (int64_t)v);
     }
     cJSON_Delete(g);
     return NVL_OK;

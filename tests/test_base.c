@@ -289,6 +289,11 @@ static void test_json(void) {
     TEST_EQ_STR(err.msg, "cfg: key 'bad'[0] is an object, expected a number");
     TEST_EQ_INT(nvl_json_opt_int(j, "missing", 7, &i, "cfg", &err), NVL_OK);
     TEST_EQ_INT(i, 7);
+    /* a bare NaN is NaN, not absent (read as null it took the default: a NaN epsilon or ratio in a
+       config passed every range check) */
+    d = 1.0;
+    TEST_EQ_INT(nvl_json_opt_double(j, "n", 1.0, &d, "cfg", &err), NVL_OK);
+    TEST_CHECK(isnan(d), "NaN read as %g", d);
     TEST_EQ_INT(nvl_json_opt_int(j, "s", 7, &i, "cfg", &err), NVL_ERR_CONFIG);
     TEST_CHECK(nvl_json_obj(j, "o") != NULL && nvl_json_obj(j, "a") == NULL, "obj getter");
     cJSON_Delete(j);

@@ -70,7 +70,15 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, c
         return nvl_err_set(err, NVL_ERR_CONFIG,
                            "%s: force_image_size %lld is not a positive multiple of patch_size %lld",
                            what, (long long)vc->image_size, (long long)vc->patch_size);
-    if (fabs(vc->downsample_ratio - 0.5) > 1e-9)
+    /* the pixel shuffle pairs patches: an even grid (48 / 16 = 3 failed deep in the vision stage
+       naming no file); and a tile a ViT can take (1e9 tried to allocate) */
+    if ((vc->image_size / vc->patch_size) % 2 || vc->image_size > 4096)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "%s: force_image_size %lld / patch_size %lld = %lld patches a side: expected an even number, "
+                           "and a tile of at most 4096 pixels",
+                           what, (long long)vc->image_size, (long long)vc->patch_size,
+                           (long long)(vc->image_size / vc->patch_size));
+    if (!(fabs(vc->downsample_ratio - 0.5) <= 1e-9)) /* (NaN too) */
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: downsample_ratio is %g, expected 0.5", what,
                            vc->downsample_ratio);
     if (vc->max_num_tiles < 1 || vc->max_num_tiles > 64)

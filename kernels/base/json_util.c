@@ -10,10 +10,11 @@
 #include "mapped_file.h"
 
 /* Copies text, replacing the bare literals Infinity / NaN (outside strings) with values cJSON
- * understands: 1e999 (strtod gives +inf) and null (read back as NaN by the array getter).
- * "NaN" (3 bytes) grows to "null" (4), so the buffer is sized at twice the input. */
+ * understands: 1e999 (strtod gives +inf) and {"__float__": "NaN"} (transformers 5's encoding,
+ * which the number getters read as NaN: as null it read as absent, so a NaN epsilon or ratio
+ * took the default silently). "NaN" (3 bytes) grows to 19, so the buffer is sized at 7 times. */
 static char *rewrite_python_literals(const char *s, size_t len) {
-    char *out = nvl_malloc(len * 2 + 1);
+    char *out = nvl_malloc(len * 7 + 1);
     if (!out) return NULL;
     size_t o = 0;
     int in_str = 0;
@@ -33,8 +34,8 @@ static char *rewrite_python_literals(const char *s, size_t len) {
             o += 5;
             i += 7;
         } else if (c == 'N' && len - i >= 3 && !memcmp(s + i, "NaN", 3)) {
-            memcpy(out + o, "null", 4);
-            o += 4;
+            memcpy(out + o, "{\"__float__\":\"NaN\"}", 19);
+            o += 19;
             i += 2;
         } else {
             out[o++] = c;

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -465,9 +466,19 @@ static nvl_status open_index(nvl_checkpoint *ck, const char *index_path, nvl_err
         }
         if (shard_of(ck, p) < 0) {
             if (!is_file(p)) {
-                st = nvl_err_set(err, NVL_ERR_NOT_FOUND,
-                                 "%s: shard '%s' named in the index (for tensor '%s') does not exist",
-                                 index_path, fn, it->string);
+                struct stat sb;
+                const int there = stat(p, &sb) == 0, e = errno;
+                st = there ? nvl_err_set(err, NVL_ERR_IO,
+                                         "%s: shard '%s' named in the index (for tensor '%s') is a %s, not a regular file",
+                                         index_path, fn, it->string,
+                                         S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO"
+                                         : S_ISCHR(sb.st_mode) ? "character device" : "special file")
+                     : e == ENOENT ? nvl_err_set(err, NVL_ERR_NOT_FOUND,
+                                                 "%s: shard '%s' named in the index (for tensor '%s') does not exist",
+                                                 index_path, fn, it->string)
+                                   : nvl_err_set(err, NVL_ERR_IO,
+                                                 "%s: shard '%s' named in the index (for tensor '%s') cannot be read: %s",
+                                                 index_path, fn, it->string, strerror(e));
                 nvl_free(p);
                 goto done;
             }

@@ -180,6 +180,14 @@ expect 1 "config.json' is a FIFO, expected a file" "$B" inspect "$T/ckfifo"
 rm "$T/ckfifo/config.json" && ln -s "$M/config.json" "$T/ckfifo/config.json"
 rm "$T/ckfifo/tokenizer.json" && mkfifo "$T/ckfifo/tokenizer.json"
 expect 1 "tokenizer.json' is a FIFO, expected a file" "$B" ask --model "$T/ckfifo" "$I" "What?" --max-tokens 1
+# generation_config.json's eos_token_id outside the vocabulary (never stops; 1e308 cast to an int
+# is undefined) or not an object: refused naming the file
+rm "$T/ckfifo/tokenizer.json" && ln -s "$M/tokenizer.json" "$T/ckfifo/tokenizer.json"
+rm "$T/ckfifo/generation_config.json" && printf '{"eos_token_id": [2, 99999]}' > "$T/ckfifo/generation_config.json"
+expect 1 "generation_config.json: eos_token_id 99999 is not a token id of the 1536-token vocabulary" \
+    "$B" generate --model "$T/ckfifo" --ids "1 2" --max-tokens 1
+printf '[1, 2]' > "$T/ckfifo/generation_config.json"
+expect 1 "generation_config.json: expected a JSON object" "$B" generate --model "$T/ckfifo" --ids "1 2" --max-tokens 1
 # ocr interrupted (SIGINT) while a page streams into -o: exit 130, the page marked incomplete
 # (it ended mid-page with nothing to say so)
 n=$((n + 1))

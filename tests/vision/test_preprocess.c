@@ -79,6 +79,16 @@ static void test_tiles(void) {
     cJSON *root = cJSON_Parse("{\"force_image_size\": 32, \"max_num_tiles\": 12}");
     TEST_EQ_INT(vision_vl_config_from_json(&vc, root, "cfg", &err), NVL_OK);
     cJSON_Delete(root);
+    /* an odd patch grid (the pixel shuffle pairs patches; it failed deep in the vision stage) and
+       a tile no ViT takes are refused by the config */
+    static const char *const bad_sizes[] = {"{\"force_image_size\": 48}", "{\"force_image_size\": 1000000000}"};
+    for (int i = 0; i < 2; i++) {
+        vision_vl_config bc;
+        cJSON *br = cJSON_Parse(bad_sizes[i]);
+        TEST_EQ_INT(vision_vl_config_from_json(&bc, br, "cfg", &err), NVL_ERR_CONFIG);
+        TEST_CONTAINS(err.msg, "patches a side: expected an even number");
+        cJSON_Delete(br);
+    }
     /* a gray 96x64 gradient: grid 3x2 (6 tiles) + thumbnail */
     const int W = 96, H = 64;
     uint8_t *img = malloc((size_t)W * H * 3);
