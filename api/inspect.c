@@ -12,6 +12,7 @@
 #include "base/safetensors.h"
 #include "llm.h"
 #include "tokenizer.h"
+#include "tokenreduce.h"
 #include "vision.h"
 
 typedef struct problems {
@@ -191,6 +192,23 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
             on_problem(&pr, e3.code, e3.msg);
             vis_ok = 0;
         } else {
+            /* every tensor the vision stage binds, and the projector's against the ViT and the LM
+               (on a CPU backend of its own: only views of the checkpoint, nothing uploaded) */
+            char vdir[4096];
+            snprintf(vdir, sizeof vdir, "%s", cfg_path);
+            char *vs = strrchr(vdir, '/');
+            if (vs) *vs = 0;
+            else snprintf(vdir, sizeof vdir, ".");
+            kern_backend *cpu = NULL;
+            vision_model *vm = NULL;
+            tokred_projector proj;
+            if (kern_backend_init(&cpu, "cpu", &e3) != NVL_OK || vision_model_load(&vm, ck, cpu, vdir, &e3) != NVL_OK ||
+                tokred_projector_bind(&proj, ck, cpu, 4 * vc.vit_width, lm_ok ? hp.n_embd : 0, &e3) != NVL_OK) {
+                on_problem(&pr, e3.code, e3.msg);
+                vis_ok = 0;
+            }
+            vision_model_free(vm);
+            kern_backend_free(cpu);
             fprintf(out, "  RADIO ViT: width %lld, depth %lld, mlp %lld, %lld prefix tokens, "
                          "position grid %lldx%lld\n",
                     (long long)vc.vit_width, (long long)vc.vit_depth, (long long)vc.vit_mlp_dim,
@@ -217,7 +235,10 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         const nvl_status ts = llm_tokenizer_load(&tok, dir, &e4);
         if (ts == NVL_ERR_NOT_FOUND) { /* (generate takes ids without one) */
             fprintf(out, "tokenizer: none beside config.json (ask, ocr, batch and serve need one)\n");
-        } else if (ts != NVL_OK || (has_vision && llm_tokenizer_check_vl(tok, &e4) != NVL_OK)) {
+        } else if (ts != NVL_OK || (has_vision && llm_tokenizer_check_vl(tok, &e4) != NVL_OK) ||
+                   (lm_ok && llm_tokenizer_vocab_size(tok) > hp.n_vocab &&
+                    nvl_err_set(&e4, NVL_ERR_CONFIG, "%s: the tokenizer has %lld ids but the model's vocabulary has %lld",
+                                dir, (long long)llm_tokenizer_vocab_size(tok), (long long)hp.n_vocab))) {
             fprintf(out, "tokenizer:\n");
             on_problem(&pr, e4.code, e4.msg);
             vis_ok = 0;

@@ -199,7 +199,69 @@ static void test_quantized(void) {
     }
 }
 
+/* inspect binds the vision tower and the projector as ask does: vl_tiny with mlp1.3.weight one
+ * output row short (its shard rewritten, the rest linked) said "problems: none" where ask refused
+ * it. */
+static void test_projector_shape(void) {
+    nvl_err err = {0};
+    nvl_checkpoint *ck = NULL;
+    const char *src = test_data_path("vl_tiny");
+    char srcdir[1024];
+    snprintf(srcdir, sizeof srcdir, "%s", src);
+    if (nvl_checkpoint_open(&ck, srcdir, &err) != NVL_OK) {
+        TEST_CHECK(0, "vl_tiny: %s", err.msg);
+        return;
+    }
+    const nvl_st_entry *p = nvl_checkpoint_find(ck, "mlp1.3.weight");
+    TEST_CHECK(p != NULL, "vl_tiny has mlp1.3.weight");
+    if (!p) {
+        nvl_checkpoint_close(ck);
+        return;
+    }
+    char dir[700], path[1200], from[1200];
+    snprintf(dir, sizeof dir, "%s/inspect_proj", test_tmpdir());
+    mkdir(dir, 0755);
+    const char *shard_path = nvl_checkpoint_shard_path(ck, p->shard);
+    const char *shard_name = strrchr(shard_path, '/') ? strrchr(shard_path, '/') + 1 : shard_path;
+    st_writer wr;
+    st_writer_init(&wr);
+    for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
+        const nvl_st_entry *e = nvl_checkpoint_entry(ck, i);
+        if (e->shard != p->shard) continue;
+        int64_t shape[8];
+        for (int d = 0; d < e->n_dims; d++) shape[d] = e->shape[d];
+        size_t nb = e->end - e->begin;
+        if (e == p) {
+            nb -= nb / (size_t)shape[0];
+            shape[0]--;
+        }
+        st_writer_add(&wr, e->name, nvl_dtype_name(e->dtype), e->n_dims, shape, e->data, nb);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, shard_name);
+    unlink(path);
+    TEST_CHECK(st_writer_save(&wr, path, NULL) == 1, "wrote %s", path);
+    st_writer_free(&wr);
+    nvl_checkpoint_close(ck);
+    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
+                                        "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
+                                        "model-00002-of-00002.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (!strcmp(files[i], shard_name)) continue;
+        snprintf(from, sizeof from, "%s/%s", srcdir, files[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+        TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+    }
+    int usable = 1;
+    nvl_status st;
+    char *out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "projector tensor 'mlp1.3.weight' has shape");
+    free(out);
+}
+
 int main(void) {
+    test_projector_shape();
     int64_t live0 = nvl_alloc_count();
     test_quantized();
     test_synthetic();
