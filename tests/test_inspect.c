@@ -222,7 +222,8 @@ static void test_projector_shape(void) {
     snprintf(dir, sizeof dir, "%s/inspect_proj", test_tmpdir());
     mkdir(dir, 0755);
     const char *shard_path = nvl_checkpoint_shard_path(ck, p->shard);
-    const char *shard_name = strrchr(shard_path, '/') ? strrchr(shard_path, '/') + 1 : shard_path;
+    char shard_name[256]; /* (a copy: the path goes with the checkpoint) */
+    snprintf(shard_name, sizeof shard_name, "%s", strrchr(shard_path, '/') ? strrchr(shard_path, '/') + 1 : shard_path);
     st_writer wr;
     st_writer_init(&wr);
     for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
