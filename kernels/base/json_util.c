@@ -12,9 +12,21 @@
 /* Copies text, replacing the bare literals Infinity / NaN (outside strings) with values cJSON
  * understands: 1e999 (strtod gives +inf) and {"__float__": "NaN"} (transformers 5's encoding,
  * which the number getters read as NaN: as null it read as absent, so a NaN epsilon or ratio
- * took the default silently). "NaN" (3 bytes) grows to 19, so the buffer is sized at 7 times. */
+ * took the default silently). "NaN" (3 bytes) grows to 19: the buffer holds 16 more per bare NaN. */
 static char *rewrite_python_literals(const char *s, size_t len) {
-    char *out = nvl_malloc(len * 7 + 1);
+    size_t n_nan = 0; /* bare NaN literals: the growth (a 30 MB tokenizer.json holding the token "NaN" in
+                         a string takes this path, and needs no more than it had) */
+    for (size_t i = 0, in_str = 0; i < len; i++) {
+        if (in_str) {
+            if (s[i] == '\\') i++;
+            else if (s[i] == '"') in_str = 0;
+        } else if (s[i] == '"') {
+            in_str = 1;
+        } else if (s[i] == 'N' && len - i >= 3 && !memcmp(s + i, "NaN", 3)) {
+            n_nan++;
+        }
+    }
+    char *out = nvl_malloc(len + 16 * n_nan + 1);
     if (!out) return NULL;
     size_t o = 0;
     int in_str = 0;
