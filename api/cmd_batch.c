@@ -110,7 +110,6 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
-
     char *buf = nvl_malloc((size_t)sb.st_size + 1);
     if (!buf) return -1;
     ssize_t got = pread(*fd, buf, (size_t)sb.st_size, 0);

@@ -254,9 +254,7 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
         api_engine_close(e);
         return st;
     }
-    if (llm_tokenizer_vocab_size(e->tok) > llm_model_hparams(e->lm)->n_vocab) {
-        st = nvl_err_set(err, NVL_ERR_CONFIG, "%s: the tokenizer has %lld ids but the model's vocabulary has %lld", dir,
-                         (long long)llm_tokenizer_vocab_size(e->tok), (long long)llm_model_hparams(e->lm)->n_vocab);
+    if ((st = llm_tokenizer_check_vocab(e->tok, llm_model_hparams(e->lm)->n_vocab, dir, err)) != NVL_OK) {
         api_engine_close(e);
         return st;
     }

@@ -59,17 +59,12 @@ static int kept_index(const api_engine *e, uint64_t kid) {
 
 int engine_kept_find(const api_engine *e, request *rq) {
     int ki = -1;
-    size_t tl = 0;
-    const char *text = NULL;
-    int text_tried = 0;
     for (int k = 0; !rq->p->no_cache && !rq->no_kept && rq->n_src > 0 && k < e->n_kp; k++) {
         int same = e->kp[k].n_src == rq->n_src;
         for (int i = 0; same && i < rq->n_src; i++) same = !strcmp(e->kp[k].src[i].key, rq->src[i].key);
         if (same && e->kp[k].text) { /* another preamble before the same document: not this one */
-            if (!text_tried) {
-                text = engine_prefix_text(rq, &tl);
-                text_tried = 1;
-            }
+            size_t tl = 0;
+            const char *text = engine_prefix_text(rq, &tl); /* (rendered once, then cached) */
             same = !text || (tl == e->kp[k].text_len && !memcmp(text, e->kp[k].text, tl));
         }
         if (same && (ki < 0 || e->kp[k].used > e->kp[ki].used)) ki = k;

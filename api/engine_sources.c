@@ -237,25 +237,24 @@ static int64_t video_frames_bound(const request *rq, source *s) {
     const int64_t G = vision_model_grid(rq->e->vm), Q = (G / 2) * (G / 2);
     const double q = rq->p->evs >= 0 ? rq->p->evs : vc->video_pruning_rate;
     const int64_t F = video_frames(rq, s);
-    int64_t sep = 0, idx = 0;
+    int64_t sep = 0, idx = 0, k = 0;
     double t = 0;
-    for (int k = 0; s->video && k < F && media_video_planned(s->video, k, &idx, &t); k++) {
+    for (; s->video && k < F && media_video_planned(s->video, (int)k, &idx, &t); k++) {
         char buf[128];
         const double ts = engine_frame_ts(s->native_fps, idx, t);
-        const int len = llm_chat_frame_sep(buf, sizeof buf, k, &ts);
+        const int len = llm_chat_frame_sep(buf, sizeof buf, (int)k, &ts);
         int32_t *ids = NULL;
         int64_t n = 0;
         nvl_err e2 = {0};
         if (llm_tokenizer_encode(rq->e->tok, buf, (size_t)len, &ids, &n, &e2) != NVL_OK) n = rq->e->frame_sep_tokens;
         nvl_free(ids);
         sep += n;
-        if (k == F - 1) {
-            int64_t keep = (int64_t)((double)Q * (double)F * (1.0 - q));
-            if (keep < Q) keep = Q;
-            return s->frames_bound = sep + 2 * F + keep;
-        }
     }
-    return F * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
+    if (F == 0 || k < F) /* (not planned yet) */
+        return F * ((int64_t)ceil((double)Q * (1.0 - q)) + 2 + rq->e->frame_sep_tokens);
+    int64_t keep = (int64_t)((double)Q * (double)F * (1.0 - q));
+    if (keep < Q) keep = Q;
+    return s->frames_bound = sep + 2 * F + keep;
 }
 
 /* The prompt's tokens with every image and page at max_tiles: the prompt builder itself runs on

@@ -122,6 +122,11 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     if (st != NVL_OK) goto done;
 
     problems pr = {out, 0};
+    char dir[4096]; /* the folder of config.json: the tokenizer's and the vision config's */
+    snprintf(dir, sizeof dir, "%s", cfg_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
@@ -194,15 +199,10 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         } else {
             /* every tensor the vision stage binds, and the projector's against the ViT and the LM
                (on a CPU backend of its own: only views of the checkpoint, nothing uploaded) */
-            char vdir[4096];
-            snprintf(vdir, sizeof vdir, "%s", cfg_path);
-            char *vs = strrchr(vdir, '/');
-            if (vs) *vs = 0;
-            else snprintf(vdir, sizeof vdir, ".");
             kern_backend *cpu = NULL;
             vision_model *vm = NULL;
             tokred_projector proj;
-            if (kern_backend_init(&cpu, "cpu", &e3) != NVL_OK || vision_model_load(&vm, ck, cpu, vdir, &e3) != NVL_OK ||
+            if (kern_backend_init(&cpu, "cpu", &e3) != NVL_OK || vision_model_load(&vm, ck, cpu, dir, &e3) != NVL_OK ||
                 tokred_projector_bind(&proj, ck, cpu, 4 * vc.vit_width, lm_ok ? hp.n_embd : 0, &e3) != NVL_OK) {
                 on_problem(&pr, e3.code, e3.msg);
                 vis_ok = 0;
@@ -225,20 +225,13 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     }
     /* the tokenizer beside config.json, and for a VL checkpoint the prompt format's tokens, whole */
     {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", cfg_path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
         llm_tokenizer *tok = NULL;
         nvl_err e4 = {0};
         const nvl_status ts = llm_tokenizer_load(&tok, dir, &e4);
         if (ts == NVL_ERR_NOT_FOUND) { /* (generate takes ids without one) */
             fprintf(out, "tokenizer: none beside config.json (ask, ocr, batch and serve need one)\n");
         } else if (ts != NVL_OK || (has_vision && llm_tokenizer_check_vl(tok, &e4) != NVL_OK) ||
-                   (lm_ok && llm_tokenizer_vocab_size(tok) > hp.n_vocab &&
-                    nvl_err_set(&e4, NVL_ERR_CONFIG, "%s: the tokenizer has %lld ids but the model's vocabulary has %lld",
-                                dir, (long long)llm_tokenizer_vocab_size(tok), (long long)hp.n_vocab))) {
+                   (lm_ok && llm_tokenizer_check_vocab(tok, hp.n_vocab, dir, &e4) != NVL_OK)) {
             fprintf(out, "tokenizer:\n");
             on_problem(&pr, e4.code, e4.msg);
             vis_ok = 0;

@@ -875,20 +875,18 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
                 slog(s, "out of file descriptors (ulimit -n) with %d connections: new ones are answered busy", s->n_clients);
             }
         }
-        if (cfd < 0) {
-            if (no_fd) s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            break;
-        }
-        if (no_fd || s->n_clients >= o->max_clients) {
+        if (cfd >= 0 && (no_fd || s->n_clients >= o->max_clients)) {
             const char *m = no_fd ? "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"the server has no file "
                                     "descriptor left for a connection\"}\n"
                                   : "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
             ssize_t w = send(cfd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
             close(cfd);
-            if (no_fd) s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            continue;
+            cfd = -2; /* refused: the next one */
         }
+        if (no_fd) s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* held back again */
+        if (cfd == -2) continue;
+        if (cfd < 0) break;
         client *c = nvl_calloc(1, sizeof *c);
         if (!c || evloop_add(l, cfd, EVLOOP_READ, on_client, c, NULL) != NVL_OK) {
             nvl_free(c);

@@ -216,10 +216,10 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         if (f.has_animation) /* (FFmpeg 5.1's decoder reads no animation: it said "no image in the file") */
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: animated WebP (convert it to a "
                                "video, or a frame of it to PNG)", name);
-        if (!f.has_animation && (int64_t)f.width * f.height > lim->max_pixels)
+        if ((int64_t)f.width * f.height > lim->max_pixels)
             return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %dx%d = %lld pixels exceeds the limit of %lld", name, f.width,
                                f.height, (long long)f.width * f.height, (long long)lim->max_pixels);
-        if (!f.has_animation) {
+        {
             int w = 0, h = 0;
             uint8_t *px = WebPDecodeRGB(buf, len, &w, &h);
             if (!px) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);

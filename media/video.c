@@ -40,11 +40,15 @@ void media_frames_free(media_frames *f) {
 
 #define SEEK_MIN_GAP 300 /* frames: below this, decoding through is cheaper than a seek */
 
-/* SEEK_MIN_GAP, or NVL_VIDEO_SEEK_GAP (a test's knob: seeks within short files). */
+/* SEEK_MIN_GAP, or NVL_VIDEO_SEEK_GAP (a test's knob: seeks within short files); read once. */
 static int64_t seek_min_gap(void) {
-    const char *e = getenv("NVL_VIDEO_SEEK_GAP");
-    const long g = e && *e ? strtol(e, NULL, 10) : 0;
-    return g > 0 ? g : SEEK_MIN_GAP;
+    static int64_t gap = 0;
+    if (!gap) {
+        const char *e = getenv("NVL_VIDEO_SEEK_GAP");
+        const long g = e && *e ? strtol(e, NULL, 10) : 0;
+        gap = g > 0 ? g : SEEK_MIN_GAP;
+    }
+    return gap;
 }
 
 static nvl_status av_status(int e) {
@@ -552,10 +556,6 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     *out = NULL;
     if (v->ended) return NVL_OK;
     nvl_status st = NVL_OK;
-    if (!v->in.dec && (st = av_in_open_decoder(&v->in, v->name, err)) != NVL_OK) {
-        v->ended = 1;
-        return st;
-    }
     int just_sought = 0;
     while (v->k < v->n) {
         if (!v->no_seek && v->want[v->k] - v->cur > seek_min_gap() && v->cur >= 0 && v->seeked_k != v->k) {
@@ -567,7 +567,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
                 just_sought = 1;
             }
         }
-        if (!v->in.dec && (st = av_in_open_decoder(&v->in, v->name, err)) != NVL_OK) { /* (after a rewind) */
+        if (!v->in.dec && (st = av_in_open_decoder(&v->in, v->name, err)) != NVL_OK) { /* (the first frame; a rewind) */
             v->ended = 1;
             return st;
         }

@@ -9,51 +9,45 @@
 #include "alloc.h"
 #include "mapped_file.h"
 
-/* Copies text, replacing the bare literals Infinity / NaN (outside strings) with values cJSON
- * understands: 1e999 (strtod gives +inf) and {"__float__": "NaN"} (transformers 5's encoding,
- * which the number getters read as NaN: as null it read as absent, so a NaN epsilon or ratio
- * took the default silently). "NaN" (3 bytes) grows to 19: the buffer holds 16 more per bare NaN. */
-static char *rewrite_python_literals(const char *s, size_t len) {
-    size_t n_nan = 0; /* bare NaN literals: the growth (a 30 MB tokenizer.json holding the token "NaN" in
-                         a string takes this path, and needs no more than it had) */
-    for (size_t i = 0, in_str = 0; i < len; i++) {
-        if (in_str) {
-            if (s[i] == '\\') i++;
-            else if (s[i] == '"') in_str = 0;
-        } else if (s[i] == '"') {
-            in_str = 1;
-        } else if (s[i] == 'N' && len - i >= 3 && !memcmp(s + i, "NaN", 3)) {
-            n_nan++;
-        }
-    }
-    char *out = nvl_malloc(len + 16 * n_nan + 1);
-    if (!out) return NULL;
+/* Writes text to out (out NULL: only counts), replacing the bare literals Infinity / NaN
+ * (outside strings) with values cJSON understands: 1e999 (strtod gives +inf) and
+ * {"__float__": "NaN"} (transformers 5's encoding, which the number getters read as NaN: as null
+ * it read as absent, so a NaN epsilon or ratio took the default silently). Returns the length
+ * written. */
+static size_t put_python_literals(char *out, const char *s, size_t len) {
     size_t o = 0;
     int in_str = 0;
+#define PUT(src, n)                              \
+    do {                                         \
+        if (out) memcpy(out + o, (src), (n));    \
+        o += (n);                                \
+    } while (0)
     for (size_t i = 0; i < len; i++) {
-        char c = s[i];
+        const char c = s[i];
         if (in_str) {
-            out[o++] = c;
-            if (c == '\\' && i + 1 < len) out[o++] = s[++i];
+            PUT(&c, 1);
+            if (c == '\\' && i + 1 < len) PUT(&s[++i], 1);
             else if (c == '"') in_str = 0;
-            continue;
-        }
-        if (c == '"') {
-            in_str = 1;
-            out[o++] = c;
         } else if (c == 'I' && len - i >= 8 && !memcmp(s + i, "Infinity", 8)) {
-            memcpy(out + o, "1e999", 5);
-            o += 5;
+            PUT("1e999", 5);
             i += 7;
         } else if (c == 'N' && len - i >= 3 && !memcmp(s + i, "NaN", 3)) {
-            memcpy(out + o, "{\"__float__\":\"NaN\"}", 19);
-            o += 19;
+            PUT("{\"__float__\":\"NaN\"}", 19);
             i += 2;
         } else {
-            out[o++] = c;
+            in_str = c == '"';
+            PUT(&c, 1);
         }
     }
-    out[o] = '\0';
+#undef PUT
+    return o;
+}
+
+/* The rewritten text (put_python_literals) in a buffer of its exact size (counted first: a 30 MB
+ * tokenizer.json holding the token "NaN" in a string takes this path). */
+static char *rewrite_python_literals(const char *s, size_t len) {
+    char *out = nvl_malloc(put_python_literals(NULL, s, len) + 1);
+    if (out) out[put_python_literals(out, s, len)] = '\0';
     return out;
 }
 

@@ -134,17 +134,15 @@ nvl_status nvl_read_file(const char *path, size_t max_bytes, char **out, size_t 
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return open_error(err, "cannot open", path, errno);
     struct stat stt;
-    if (fstat(fd, &stt) == 0 && S_ISDIR(stt.st_mode)) {
+    const int have = fstat(fd, &stt) == 0;
+    if (have && (S_ISDIR(stt.st_mode) || S_ISFIFO(stt.st_mode) || S_ISSOCK(stt.st_mode))) {
         close(fd);
-        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a directory, expected a file", path);
-    }
-    if (fstat(fd, &stt) == 0 && (S_ISFIFO(stt.st_mode) || S_ISSOCK(stt.st_mode))) {
-        close(fd);
-        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a %s, expected a file", path, S_ISFIFO(stt.st_mode) ? "FIFO" : "socket");
+        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a %s, expected a file", path,
+                           S_ISDIR(stt.st_mode) ? "directory" : S_ISFIFO(stt.st_mode) ? "FIFO" : "socket");
     }
     const int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    if (fstat(fd, &stt) == 0 && S_ISREG(stt.st_mode) && (uint64_t)stt.st_size > max_bytes) {
+    if (have && S_ISREG(stt.st_mode) && (uint64_t)stt.st_size > max_bytes) {
         close(fd);
         return nvl_err_set(err, NVL_ERR_LIMIT, "'%s' has %lld bytes, above the limit of %zu", path,
                            (long long)stt.st_size, max_bytes);

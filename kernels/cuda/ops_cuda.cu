@@ -1453,13 +1453,11 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
 
 /* A kernel switch (README's NVL_CUDA_FLASH / _SSD / _GEMV): off only when the variable is "0";
  * each op reads it once (a function-local static). */
-int kernel_switch(const char *name) {
+/* A kernel switch (NVL_CUDA_FLASH and the like): "0" off, "1" on, else def (kern_env_check has
+ * refused any other value before a command runs). */
+static int kernel_switch(const char *name, int def) {
     const char *e = getenv(name);
-    return !(e && e[0] == '0' && !e[1]);
-}
-static int kernel_switch_opt_in(const char *name) {
-    const char *e = getenv(name);
-    return e && e[0] == '1' && !e[1];
+    return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] == '1' : def;
 }
 
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
@@ -1686,7 +1684,7 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
        bits within each k-block (3. above), which moves the tiny VL checkpoint's logits NMSE 7e-4
        from modelopt's forward (7 % of what dropping the activation quantization moves them; the
        emulator's model of it), where the bf16 factors (5.) stay at 1e-13 */
-    static const int fp8_lt_on = kernel_switch_opt_in("NVL_CUDA_FP8_LT");
+    static const int fp8_lt_on = kernel_switch("NVL_CUDA_FP8_LT", 0);
     if (!nvfp4 && fp8_lt_on && M >= QUANT_GEMM_MIN_ROWS) {
         int done = 0;
         CHECK_ST(matmul_fp8_lt(be, yv, xv, w, &done, err));
@@ -1701,7 +1699,7 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
     const int64_t per_block = EW_BLOCK / WARP_SIZE, by = (M + QM - 1) / QM;
     /* the GEMV where its loads fit (NVL_CUDA_GEMV=0: never, for comparisons) */
-    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV");
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1);
     const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
     const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
     if (gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL && gy <= 65535) {
@@ -1788,16 +1786,14 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
     const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
     if (M == 0) return NVL_OK;
-    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV");
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1);
     if (gemv_on && wdt == DT_BF16 && xv.dt == DT_BF16 && M <= GVB_M && K % 8 == 0 && xv.ld % 8 == 0 &&
         ((uintptr_t)xv.p & 15) == 0 && ((uintptr_t)w->w.data & 15) == 0) {
-        const int64_t per_block = EW_BLOCK / WARP_SIZE;
-        if (N < 16384)
-            k_gemv_bf16<1><<<(unsigned)((N + per_block - 1) / per_block), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-                yv, xv, (const __nv_bfloat16 *)w->w.data, K);
-        else
-            k_gemv_bf16<2><<<(unsigned)((N + 2 * per_block - 1) / (2 * per_block)), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-                yv, xv, (const __nv_bfloat16 *)w->w.data, K);
+        const int R = N < 16384 ? 1 : 2; /* output rows per warp */
+        const unsigned blocks = (unsigned)((N + R * (EW_BLOCK / WARP_SIZE) - 1) / (R * (EW_BLOCK / WARP_SIZE)));
+        const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->w.data;
+        if (R == 1) k_gemv_bf16<1><<<blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, wb, K);
+        else k_gemv_bf16<2><<<blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, wb, K);
         DONE();
     }
     /* cublasGemmEx with f32 compute takes bf16 x bf16 -> bf16 / f32, f16 x f16 -> f16 / f32, f32 x f32
@@ -2022,7 +2018,7 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     /* sequences of SSD_MIN_ROWS rows or more to k_ssm_chunked unless the recurrence is asked for,
        when x, B and C are bf16 and P, N multiples of 16 whose tiles fit the shared memory
        (NVL_CUDA_SSD=0: never, for comparisons); the rest to the recurrence */
-    static const int ssd_on = kernel_switch("NVL_CUDA_SSD");
+    static const int ssd_on = kernel_switch("NVL_CUDA_SSD", 1);
     /* head columns per block: all, or fewer (multiples of 16 dividing P) while the blocks would not
        fill the device's SMs twice */
     int64_t n_long = 0;
@@ -2086,7 +2082,7 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
        is bf16 and D a multiple of 16 (NVL_CUDA_FLASH=0: never, for comparisons); the other rows to
        k_attention_causal: few rows (decode) with ATT_SPLITS key splits per (row, head) and a
        combine, many with one */
-    static const int flash_on = kernel_switch("NVL_CUDA_FLASH");
+    static const int flash_on = kernel_switch("NVL_CUDA_FLASH", 1);
     int64_t flash_rows = flash_on && kc->dtype == NVL_DTYPE_BF16 && D % 16 == 0 && n_head <= 65535 &&
                                  FA_SMEM <= kern_cuda_smem_optin(be)
                              ? FA_MIN_ROWS
@@ -2136,7 +2132,7 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     if (blocks > 0x7fffffffLL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
     const int64_t Ti = qv.rows / n_img, D = ov.cols / n_head, n_qt = (Ti + FA_BR - 1) / FA_BR;
-    static const int flash_on = kernel_switch("NVL_CUDA_FLASH");
+    static const int flash_on = kernel_switch("NVL_CUDA_FLASH", 1);
     if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
         flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && FV_SMEM <= kern_cuda_smem_optin(be)) {
         /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */

@@ -626,6 +626,12 @@ int llm_tokenizer_is_special(const llm_tokenizer *t, int32_t id) {
     return 0;
 }
 
+nvl_status llm_tokenizer_check_vocab(const llm_tokenizer *t, int64_t n_vocab, const char *dir, nvl_err *err) {
+    if (llm_tokenizer_vocab_size(t) <= n_vocab) return NVL_OK;
+    return nvl_err_set(err, NVL_ERR_CONFIG, "%s: the tokenizer has %lld ids but the model's vocabulary has %lld", dir,
+                       (long long)llm_tokenizer_vocab_size(t), (long long)n_vocab);
+}
+
 nvl_status llm_tokenizer_check_vl(const llm_tokenizer *t, nvl_err *err) {
     static const char *need[] = {"<image>", "<img>", "</img>", "<SPECIAL_10>", "<SPECIAL_11>",
                                  "<SPECIAL_12>", "<think>", "</think>", "</s>"};

@@ -50,6 +50,9 @@ int llm_tokenizer_is_special(const llm_tokenizer *tok, int32_t id);
  * and that each one's text encodes to its id alone (an added token, not split as plain text).
  * @return NVL_OK or NVL_ERR_CONFIG naming the first missing or split token. */
 nvl_status llm_tokenizer_check_vl(const llm_tokenizer *tok, nvl_err *err);
+/* NVL_ERR_CONFIG when the tokenizer has more ids than the model's vocabulary (n_vocab embedding
+ * rows): the message names dir. */
+nvl_status llm_tokenizer_check_vocab(const llm_tokenizer *tok, int64_t n_vocab, const char *dir, nvl_err *err);
 
 /* Encodes len bytes of text. *ids is nvl_malloc'ed (free with nvl_free). */
 nvl_status llm_tokenizer_encode(const llm_tokenizer *tok, const char *text, size_t len,

@@ -14,16 +14,19 @@
 #include "cuda_emu.h"
 #include "quant_round.cuh"
 
+/* A two-way setting: 1 when the variable says `on`, 0 when `off`, def when unset; anything else
+ * stops the process (a misspelt setting must not run the tests under the default unnoticed). */
+static int env_choice(const char *name, const char *off, const char *on, int def) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    if (!strcmp(v, on)) return 1;
+    if (!strcmp(v, off)) return 0;
+    fprintf(stderr, "cuda emulator: %s must be %s or %s\n", name, off, on);
+    abort();
+}
+
 int emu::math_ulp_mode() { /* NVL_CUDA_EMU_MATH=ulp (cuda_emu.h, the device's math library) */
-    static int m = -1;
-    if (m < 0) {
-        const char *v = getenv("NVL_CUDA_EMU_MATH");
-        if (v && *v && strcmp(v, "ulp") && strcmp(v, "exact")) {
-            fprintf(stderr, "cuda emulator: NVL_CUDA_EMU_MATH must be ulp or exact\n");
-            abort();
-        }
-        m = v && !strcmp(v, "ulp");
-    }
+    static const int m = env_choice("NVL_CUDA_EMU_MATH", "exact", "ulp", 0);
     return m;
 }
 
@@ -200,12 +203,7 @@ uint64_t shfl_xor(uint64_t v, int lane_mask) {
  * or poisoned memory and the results differ), and every writer that reuses memory too early
  * before a reader in the other. */
 static int order_reversed(void) {
-    static int r = -1;
-    if (r < 0) {
-        const char *v = getenv("NVL_CUDA_EMU_ORDER");
-        if (v && *v && strcmp(v, "reverse") && strcmp(v, "forward")) emu_fatal("NVL_CUDA_EMU_ORDER must be forward or reverse");
-        r = v && !strcmp(v, "reverse");
-    }
+    static const int r = env_choice("NVL_CUDA_EMU_ORDER", "forward", "reverse", 0);
     return r;
 }
 
@@ -683,15 +681,7 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A
  * of 2^(e - 13) (e: the exponent of the largest of them, as 1.f x 2^e) and added exactly; every
  * 128 k the partial sum is added to an f32 total. NVL_CUDA_EMU_FP8ACC=exact: the f32 GEMM. */
 static int fp8acc_model(void) {
-    static int m = -1;
-    if (m < 0) {
-        const char *v = getenv("NVL_CUDA_EMU_FP8ACC");
-        if (v && *v && strcmp(v, "exact") && strcmp(v, "hopper")) {
-            fprintf(stderr, "cuda emulator: NVL_CUDA_EMU_FP8ACC must be hopper or exact\n");
-            abort();
-        }
-        m = !(v && !strcmp(v, "exact"));
-    }
+    static const int m = env_choice("NVL_CUDA_EMU_FP8ACC", "exact", "hopper", 1);
     return m;
 }
 static void gemm_fp8(int ta, int tb, int m, int n, int k, float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
