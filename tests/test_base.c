@@ -294,6 +294,21 @@ static void test_json(void) {
     d = 1.0;
     TEST_EQ_INT(nvl_json_opt_double(j, "n", 1.0, &d, "cfg", &err), NVL_OK);
     TEST_CHECK(isnan(d), "NaN read as %g", d);
+    {   /* an escape inside a string beside a bare NaN: the rewrite's sizing pass must skip the
+           escaped character as its writing pass does (it did not: a heap overflow the fuzzer found) */
+        cJSON *k = NULL;
+        /* (an escaped quote taken as a closing one puts the bare NaNs after it inside a "string":
+           8 x 16 bytes short, an overflow ASan sees) */
+        const char *esc = "{\"q\": \"\\\"NaN\", \"a\": [NaN, NaN, NaN, NaN, NaN, NaN, NaN, NaN]}";
+        TEST_EQ_INT(nvl_json_parse(&k, esc, strlen(esc), "esc", &err), NVL_OK);
+        TEST_EQ_INT(nvl_json_get_string(k, "q", &s, "esc", &err), NVL_OK);
+        TEST_EQ_STR(s, "\"NaN");
+        double a8[8];
+        int n8 = 0;
+        TEST_EQ_INT(nvl_json_get_double_array(k, "a", a8, 8, &n8, "esc", &err), NVL_OK);
+        TEST_CHECK(n8 == 8 && isnan(a8[0]) && isnan(a8[7]), "8 NaNs read (%d)", n8);
+        cJSON_Delete(k);
+    }
     TEST_EQ_INT(nvl_json_opt_int(j, "s", 7, &i, "cfg", &err), NVL_ERR_CONFIG);
     TEST_CHECK(nvl_json_obj(j, "o") != NULL && nvl_json_obj(j, "a") == NULL, "obj getter");
     cJSON_Delete(j);

@@ -26,8 +26,12 @@ static size_t put_python_literals(char *out, const char *s, size_t len) {
         const char c = s[i];
         if (in_str) {
             PUT(&c, 1);
-            if (c == '\\' && i + 1 < len) PUT(&s[++i], 1);
-            else if (c == '"') in_str = 0;
+            if (c == '\\' && i + 1 < len) {
+                i++; /* (not inside PUT: its source is evaluated only when writing) */
+                PUT(&s[i], 1);
+            } else if (c == '"') {
+                in_str = 0;
+            }
         } else if (c == 'I' && len - i >= 8 && !memcmp(s + i, "Infinity", 8)) {
             PUT("1e999", 5);
             i += 7;
