@@ -209,9 +209,10 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
             }
             vision_model_free(vm);
             kern_backend_free(cpu);
-            fprintf(out, "  RADIO ViT: width %lld, depth %lld, mlp %lld, %lld prefix tokens, "
+            fprintf(out, "  RADIO ViT: width %lld, depth %lld, %lld heads, mlp %lld, LayerNorm eps %g, %lld prefix tokens, "
                          "position grid %lldx%lld\n",
-                    (long long)vc.vit_width, (long long)vc.vit_depth, (long long)vc.vit_mlp_dim,
+                    (long long)vc.vit_width, (long long)vc.vit_depth, (long long)vc.vit_heads, (long long)vc.vit_mlp_dim,
+                    vc.vit_ln_eps,
                     (long long)vc.vit_num_prefix, (long long)vc.vit_pos_grid,
                     (long long)vc.vit_pos_grid);
             fprintf(out, "  tiles: %lldx%lld px, patch %lld, up to %lld tiles%s, pixel shuffle %s "

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/json_util.h"
@@ -42,9 +43,89 @@ static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, co
     return NVL_OK;
 }
 
+/* timm's ViT sizes by name (timm vision_transformer.py: vit_base 768 x 12, 12 heads; vit_large
+ * 1024 x 24, 16; vit_huge 1280 x 32, 16), the names RADIO's remote code builds from
+ * (vision_config.args.model, "vit_huge_patch16_224" for C-RADIOv2-H, model.md §3) */
+static const struct {
+    const char *name;
+    int64_t width, depth, heads;
+} k_timm_vits[] = {{"vit_base_", 768, 12, 12}, {"vit_large_", 1024, 24, 16}, {"vit_huge_", 1280, 32, 16}};
+
+static nvl_status opt_positive(const cJSON *obj, const char *key, int64_t *out, const char *what, nvl_err *err) {
+    CHECK(nvl_json_opt_int(obj, key, 0, out, what, err));
+    if (*out < 0 || (*out == 0 && cJSON_GetObjectItemCaseSensitive(obj, key)))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.%s is %lld, expected > 0", what, key, (long long)*out);
+    return NVL_OK;
+}
+
+/* vision_config: what it declares about the ViT (vision_vl_config's cfg_* fields) */
+static nvl_status read_vision_config(vision_vl_config *vc, const cJSON *v, const char *what, nvl_err *err) {
+    vc->vit_ln_eps = 1e-6;
+    if (!v) return NVL_OK;
+    if (!cJSON_IsObject(v)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config is not an object", what);
+    int64_t inter = 0, ncls = 0, nreg = 0;
+    double ratio = 0;
+    CHECK(opt_positive(v, "hidden_size", &vc->cfg_width, what, err));
+    CHECK(opt_positive(v, "num_hidden_layers", &vc->cfg_depth, what, err));
+    CHECK(opt_positive(v, "num_attention_heads", &vc->vit_heads, what, err));
+    CHECK(opt_positive(v, "intermediate_size", &inter, what, err));
+    CHECK(opt_positive(v, "patch_size", &vc->cfg_patch, what, err));
+    CHECK(nvl_json_opt_int(v, "num_cls_tokens", -1, &ncls, what, err));
+    CHECK(nvl_json_opt_int(v, "num_registers", -1, &nreg, what, err));
+    CHECK(nvl_json_opt_double(v, "mlp_ratio", 0.0, &ratio, what, err));
+    CHECK(nvl_json_opt_double(v, "layer_norm_eps", 1e-6, &vc->vit_ln_eps, what, err));
+    if (cJSON_GetObjectItemCaseSensitive(v, "hidden_size")) snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.hidden_size");
+    if (cJSON_GetObjectItemCaseSensitive(v, "num_hidden_layers"))
+        snprintf(vc->cfg_depth_key, sizeof vc->cfg_depth_key, "vision_config.num_hidden_layers");
+    if (!(vc->vit_ln_eps > 0 && vc->vit_ln_eps < 1)) /* (NaN too) */
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.layer_norm_eps is %g, expected in (0, 1)", what,
+                           vc->vit_ln_eps);
+    if (ncls >= 0 && nreg >= 0) vc->cfg_prefix = ncls + nreg;
+    if (ratio != 0 && !(ratio > 0 && ratio <= 64))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.mlp_ratio is %g, expected in (0, 64]", what, ratio);
+    vc->cfg_mlp_dim = inter ? inter : (ratio > 0 && vc->cfg_width ? (int64_t)llround(ratio * (double)vc->cfg_width) : 0);
+    /* the ops RADIO-H runs and nothing else: exact-erf GELU, a plain MLP */
+    const char *act = NULL;
+    CHECK(nvl_json_opt_string(v, "hidden_act", "gelu", &act, what, err));
+    if (strcmp(act, "gelu"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: vision_config.hidden_act is '%s'; nanovl runs RADIO's 'gelu' (exact erf) only",
+                           what, act);
+    int swiglu = 0;
+    CHECK(nvl_json_opt_bool(v, "use_swiglu_ffn", 0, &swiglu, what, err));
+    if (swiglu)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: vision_config.use_swiglu_ffn is true; nanovl runs RADIO-H's plain MLP only", what);
+    /* the remote code's spelling: a timm name; explicit fields above win where both are given */
+    const cJSON *args = nvl_json_obj(v, "args");
+    const cJSON *name = args ? cJSON_GetObjectItemCaseSensitive(args, "model") : NULL;
+    if (!cJSON_IsString(name)) return NVL_OK;
+    const char *n = name->valuestring, *pp = strstr(n, "_patch");
+    if (pp && pp[6] >= '0' && pp[6] <= '9') {
+        const long long patch = strtoll(pp + 6, NULL, 10);
+        if (vc->cfg_patch && vc->cfg_patch != patch)
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.patch_size is %lld but args.model '%s' says patch %lld",
+                               what, (long long)vc->cfg_patch, n, patch);
+        vc->cfg_patch = patch;
+    }
+    for (size_t i = 0; i < sizeof k_timm_vits / sizeof k_timm_vits[0]; i++) {
+        if (!strstr(n, k_timm_vits[i].name)) continue;
+        if (!vc->cfg_width) {
+            vc->cfg_width = k_timm_vits[i].width;
+            snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.args.model");
+        }
+        if (!vc->cfg_depth) {
+            vc->cfg_depth = k_timm_vits[i].depth;
+            snprintf(vc->cfg_depth_key, sizeof vc->cfg_depth_key, "vision_config.args.model");
+        }
+        if (!vc->vit_heads) vc->vit_heads = k_timm_vits[i].heads;
+        break;
+    }
+    return NVL_OK;
+}
+
 nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, const char *what,
                                       nvl_err *err) {
     memset(vc, 0, sizeof *vc);
+    CHECK(read_vision_config(vc, nvl_json_obj(root, "vision_config"), what, err));
     CHECK(nvl_json_opt_int(root, "force_image_size", 512, &vc->image_size, what, err));
     CHECK(nvl_json_opt_int(root, "patch_size", 16, &vc->patch_size, what, err));
     CHECK(nvl_json_opt_double(root, "downsample_ratio", 0.5, &vc->downsample_ratio, what, err));
@@ -87,6 +168,9 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, c
     if (!(vc->video_pruning_rate >= 0.0 && vc->video_pruning_rate < 1.0))
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: video_pruning_rate is %g, expected [0, 1)",
                            what, vc->video_pruning_rate);
+    if (vc->cfg_patch && vc->cfg_patch != vc->patch_size)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config says patch %lld but patch_size is %lld", what,
+                           (long long)vc->cfg_patch, (long long)vc->patch_size);
     for (int i = 0; i < 3; i++)
         if (!(vc->norm_std[i] > 0))
             return nvl_err_set(err, NVL_ERR_CONFIG, "%s: norm_std[%d] is %g, expected > 0", what, i,
@@ -147,5 +231,30 @@ nvl_status vision_vit_shape_from_checkpoint(vision_vl_config *vc, const nvl_chec
     vc->vit_depth = depth;
     CHECK(need(ck, VIT "blocks.0.mlp.fc1.weight", 2, &fc1, err));
     vc->vit_mlp_dim = fc1->shape[0];
+    /* what vision_config declares must be what the tensors hold (a config that names another
+       ViT is another model, or a wrong file beside these weights) */
+    if (vc->cfg_width && vc->cfg_width != vc->vit_width)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "config %s says width %lld but the patch embedder has width %lld",
+                           vc->cfg_width_key, (long long)vc->cfg_width, (long long)vc->vit_width);
+    if (vc->cfg_depth && vc->cfg_depth != depth)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "config %s says %lld blocks but the checkpoint has %lld (" VIT "blocks.N)",
+                           vc->cfg_depth_key, (long long)vc->cfg_depth, (long long)depth);
+    if (vc->cfg_mlp_dim && vc->cfg_mlp_dim != vc->vit_mlp_dim)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "config vision_config.intermediate_size (or mlp_ratio x hidden_size) is %lld but " VIT
+                           "blocks.0.mlp.fc1.weight has %lld rows",
+                           (long long)vc->cfg_mlp_dim, (long long)vc->vit_mlp_dim);
+    if (vc->cfg_prefix && vc->cfg_prefix != vc->vit_num_prefix)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "config vision_config.num_cls_tokens + num_registers is %lld but " VIT
+                           "patch_generator.cls_token.token has %lld rows",
+                           (long long)vc->cfg_prefix, (long long)vc->vit_num_prefix);
+    if (vc->vit_heads && vc->vit_width % vc->vit_heads)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "config vision_config: %lld attention heads do not divide the width %lld",
+                           (long long)vc->vit_heads, (long long)vc->vit_width);
+    const nvl_st_entry *fc = nvl_checkpoint_find(ck, "mlp1.1.weight");
+    if (vc->projector_hidden_size && fc && fc->n_dims == 2 && fc->shape[0] != vc->projector_hidden_size)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "config projector_hidden_size is %lld but mlp1.1.weight has %lld rows",
+                           (long long)vc->projector_hidden_size, (long long)fc->shape[0]);
     return NVL_OK;
 }

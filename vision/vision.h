@@ -35,6 +35,15 @@ typedef struct vision_vl_config {
     int64_t vit_hidden_size;   /* 1280 (config) */
     int64_t projector_hidden_size; /* 20480 */
     char img_context_token[32], img_start_token[32], img_end_token[32];
+    /* vision_config as declared (0 where absent), checked against the tensor shapes by
+     * vision_vit_shape_from_checkpoint. Two spellings exist: transformers' RadioConfig
+     * (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size or mlp_ratio,
+     * num_cls_tokens + num_registers, layer_norm_eps, hidden_act) and the RADIO remote code's
+     * (args.model, a timm name such as "vit_huge_patch16_224": width, depth, heads, patch). */
+    int64_t vit_heads;         /* num_attention_heads, else from args.model (16 for vit_huge) */
+    int64_t cfg_width, cfg_depth, cfg_mlp_dim, cfg_prefix, cfg_patch;
+    char cfg_width_key[48], cfg_depth_key[48];   /* where cfg_width / cfg_depth came from */
+    double vit_ln_eps;         /* vision_config.layer_norm_eps, 1e-6 (RADIO's timm LayerNorm) */
     /* From tensor shapes (vision_vit_shape_from_checkpoint): */
     int64_t vit_width;         /* embedder.weight rows */
     int64_t vit_depth;         /* number of blocks */
@@ -43,12 +52,15 @@ typedef struct vision_vl_config {
     int64_t vit_mlp_dim;       /* fc1 rows */
 } vision_vl_config;
 
-/* Reads the top-level VL fields; every value the spec fixes is checked (ps_version v2, patch
- * 16, ratio 0.5) and a mismatch is NVL_ERR_CONFIG naming the key, got and expected. */
+/* Reads the top-level VL fields and vision_config; every value the spec fixes is checked
+ * (ps_version v2, ratio 0.5, hidden_act gelu, eps in (0, 1)) and a mismatch is NVL_ERR_CONFIG
+ * naming the key, got and expected. */
 nvl_status vision_vl_config_from_json(vision_vl_config *vc, const struct cJSON *root,
                                       const char *what, nvl_err *err);
-/* Fills the vit_* fields from `vision_model.radio_model.model.*` tensor shapes.
- * @return NVL_ERR_NOT_FOUND / NVL_ERR_SHAPE naming the tensor. */
+/* Fills the vit_* fields from `vision_model.radio_model.model.*` tensor shapes and checks
+ * them against what vision_config declares (and projector_hidden_size against mlp1.1.weight).
+ * @return NVL_ERR_NOT_FOUND / NVL_ERR_SHAPE naming the tensor; NVL_ERR_CONFIG naming the
+ *         config key whose value the tensors contradict. */
 nvl_status vision_vit_shape_from_checkpoint(vision_vl_config *vc, const nvl_checkpoint *ck,
                                             nvl_err *err);
 

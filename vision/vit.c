@@ -88,19 +88,6 @@ static void resize_bilinear(float *dst, int64_t dh, int64_t dw, const float *src
     }
 }
 
-static int64_t heads_from_config(const cJSON *root) {
-    const cJSON *v = nvl_json_obj(root, "vision_config");
-    const cJSON *h = v ? cJSON_GetObjectItemCaseSensitive(v, "num_attention_heads") : NULL;
-    if (cJSON_IsNumber(h)) return (int64_t)h->valuedouble;
-    const cJSON *args = v ? nvl_json_obj(v, "args") : NULL;
-    const cJSON *name = args ? cJSON_GetObjectItemCaseSensitive(args, "model") : NULL;
-    if (cJSON_IsString(name)) {
-        if (strstr(name->valuestring, "vit_huge") || strstr(name->valuestring, "vit_large")) return 16;
-        if (strstr(name->valuestring, "vit_base")) return 12;
-    }
-    return 0;
-}
-
 /* v as a tensor of dtype stores it (round to nearest even), for comparing a stored value with
  * the config at the stored precision */
 static float round_to_dtype(float v, nvl_dtype dt) {
@@ -138,7 +125,7 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
     }
     if (st == NVL_OK) st = vision_vit_shape_from_checkpoint(&m->vc, m->ck, err);
     if (st != NVL_OK) goto fail;
-    m->H = heads_from_config(root);
+    m->H = m->vc.vit_heads;
     m->W = m->vc.vit_width;
     m->F = m->vc.vit_mlp_dim;
     m->K = m->vc.vit_num_prefix;
@@ -328,14 +315,14 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
             /* x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x)))) */
-            TRY(kern_layernorm(be, &a, &x, &b->n1w, &b->n1b, 1e-6f, err));
+            TRY(kern_layernorm(be, &a, &x, &b->n1w, &b->n1b, (float)m->vc.vit_ln_eps, err));
             TRY(kern_matmul(be, &y3, &a, &b->qkv_w, err));
             TRY(kern_bias_act(be, &qkv, &y3, &b->qkv_b, KERN_ACT_NONE, err));
             TRY(kern_attention_full(be, &a, &qkv, nb, m->H, err));
             TRY(kern_matmul(be, &yw, &a, &b->proj_w, err));
             TRY(kern_bias_act(be, &hw, &yw, &b->proj_b, KERN_ACT_NONE, err));
             TRY(kern_add(be, &x, &x, &hw, err));
-            TRY(kern_layernorm(be, &a, &x, &b->n2w, &b->n2b, 1e-6f, err));
+            TRY(kern_layernorm(be, &a, &x, &b->n2w, &b->n2b, (float)m->vc.vit_ln_eps, err));
             TRY(kern_matmul(be, &yf, &a, &b->fc1_w, err));
             if (bf16) { /* fc1's output rounds, then the GELU of it rounds */
                 TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_NONE, err));

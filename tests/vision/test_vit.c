@@ -3,6 +3,8 @@
  * 4x4 grid and 8 prefix tokens dropped. Tolerance: f32 on both sides, different summation orders
  * (BLAS, SDPA vs our loops) over 768-wide patch projections and 3 blocks: atol 1e-4, rtol 1e-3,
  * NMSE <= 1e-9. Broken checkpoints (missing tensor, wrong shape) are refused by name. */
+#include <unistd.h>
+
 #include "base/alloc.h"
 #include "base/mapped_file.h"
 #include "base/safetensors.h"
@@ -53,6 +55,34 @@ static void write_variant(const char *dir, const char *drop, const char *grow, c
     st_writer_save(&w, p, NULL);
     st_writer_free(&w);
     nvl_checkpoint_close(ck);
+}
+
+/* tiny_radio's weights (linked) under a config.json with `n` textual substitutions, each
+ * {from, to} applied once (test-fails if `from` is absent) */
+static void config_variant(const char *dir, const char *const (*subst)[2], int n) {
+    mkdir(dir, 0755);
+    char p[700], q[700], *cfg = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof p, "%s/config.json", test_data_path("vision/tiny_radio"));
+    nvl_read_file(p, 1 << 20, &cfg, &len, NULL);
+    char *out = malloc(len + 4096);
+    snprintf(out, len + 4096, "%s", cfg ? cfg : "");
+    for (int i = 0; i < n; i++) {
+        char *at = strstr(out, subst[i][0]);
+        TEST_CHECK(at != NULL, "tiny_radio/config.json lacks '%s'", subst[i][0]);
+        if (!at) continue;
+        const size_t fl = strlen(subst[i][0]), tl = strlen(subst[i][1]);
+        memmove(at + tl, at + fl, strlen(at + fl) + 1);
+        memcpy(at, subst[i][1], tl);
+    }
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    test_write_file(p, out, strlen(out));
+    free(out);
+    nvl_free(cfg);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    snprintf(q, sizeof q, "%s/model.safetensors", test_data_path("vision/tiny_radio"));
+    unlink(p);
+    TEST_CHECK(symlink(q, p) == 0, "symlink %s", p);
 }
 
 int main(void) {
@@ -215,6 +245,70 @@ int main(void) {
     write_variant(dir, NULL, NULL, off);
     TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_ERR_CONFIG);
     TEST_CONTAINS(err.msg, "input_conditioner.norm_std[2]");
+    /* vision_config against the tensors (the checkpoint has 3 blocks of width 64, fc1 256 rows,
+     * 8 prefix rows, patch 16; mlp1.1 has 128 rows): a config naming another ViT is refused by key */
+    static const struct {
+        const char *subst[2][2];
+        int n;
+        nvl_status want;
+        const char *msg;
+    } cfgs[] = {
+        {{{"\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4"}}, 1, NVL_ERR_CONFIG,
+         "config vision_config.num_hidden_layers says 4 blocks but the checkpoint has 3"},
+        {{{"\"hidden_size\": 64", "\"hidden_size\": 80"}}, 1, NVL_ERR_CONFIG,
+         "config vision_config.hidden_size says width 80 but the patch embedder has width 64"},
+        /* the remote code's spelling: the timm name's sizes where no explicit field is given */
+        {{{"\"hidden_size\": 64,", ""}, {"vit_tiny_test", "vit_huge_patch16_224"}}, 2, NVL_ERR_CONFIG,
+         "config vision_config.args.model says width 1280 but the patch embedder has width 64"},
+        {{{"vit_tiny_test", "vit_tiny_patch14_test"}}, 1, NVL_ERR_CONFIG,
+         "vision_config.patch_size is 16 but args.model 'vit_tiny_patch14_test' says patch 14"},
+        {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"intermediate_size\": 192"}}, 1, NVL_ERR_CONFIG,
+         "intermediate_size (or mlp_ratio x hidden_size) is 192 but vision_model.radio_model.model.blocks.0.mlp.fc1.weight has 256 rows"},
+        {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"mlp_ratio\": 4.0, \"num_cls_tokens\": 4, \"num_registers\": 4"}},
+         1, NVL_OK, NULL},
+        {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"num_cls_tokens\": 3, \"num_registers\": 7"}}, 1,
+         NVL_ERR_CONFIG, "num_cls_tokens + num_registers is 10 but vision_model.radio_model.model.patch_generator.cls_token.token has 8 rows"},
+        {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 0"}}, 1, NVL_ERR_CONFIG,
+         "vision_config.layer_norm_eps is 0, expected in (0, 1)"},
+        {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"hidden_act\": \"quick_gelu\""}}, 1,
+         NVL_ERR_UNSUPPORTED, "vision_config.hidden_act is 'quick_gelu'"},
+        {{{"\"vit_hidden_size\": 64", "\"vit_hidden_size\": 64, \"projector_hidden_size\": 20480"}}, 1, NVL_ERR_CONFIG,
+         "config projector_hidden_size is 20480 but mlp1.1.weight has 128 rows"},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/cfg%zu", test_tmpdir(), i);
+        config_variant(dir, cfgs[i].subst, cfgs[i].n);
+        err = (nvl_err){0};
+        TEST_EQ_INT(vision_model_init(&m, dir, &err), cfgs[i].want);
+        if (cfgs[i].msg) TEST_CONTAINS(err.msg, cfgs[i].msg);
+        TEST_CHECK((m != NULL) == (cfgs[i].want == NVL_OK), "config case %zu: model returned iff accepted", i);
+        vision_model_free(m);
+        m = NULL;
+    }
+    /* layer_norm_eps is the one the ViT uses: 1e-2 moves the features (every LayerNorm's rsqrt),
+     * 1e-6 written out is the default's bits */
+    {
+        nvl_tensor tl;
+        TEST_EQ_INT(nvl_checkpoint_get(g, "tiles", &tl, &err), NVL_OK);
+        const size_t nf = (size_t)nvl_tensor_numel(&tl) / (3 * 64 * 64) * 16 * 64;
+        float *fa = malloc(nf * sizeof(float)), *fb = malloc(nf * sizeof(float));
+        const char *const epss[2] = {"\"layer_norm_eps\": 1e-6", "\"layer_norm_eps\": 1e-2"};
+        float *outs[2] = {fa, fb};
+        for (int k = 0; k < 2; k++) {
+            const char *const sub[1][2] = {{"\"layer_norm_eps\": 1e-06", epss[k]}};
+            snprintf(dir, sizeof dir, "%s/eps%d", test_tmpdir(), k);
+            config_variant(dir, sub, 1);
+            TEST_EQ_INT(vision_model_init(&m, dir, &err), NVL_OK);
+            if (m) TEST_EQ_INT(vision_encode(m, tl.data, (int)(nvl_tensor_numel(&tl) / (3 * 64 * 64)), outs[k], &err), NVL_OK);
+            vision_model_free(m);
+            m = NULL;
+        }
+        double d = 0, r = 0;
+        for (size_t i = 0; i < nf; i++) d += (double)(fa[i] - fb[i]) * (fa[i] - fb[i]), r += (double)fa[i] * fa[i];
+        TEST_CHECK(d > 1e-6 * r, "layer_norm_eps 1e-2 moved the features by NMSE %.3g only: the config's eps is not used", d / r);
+        free(fa);
+        free(fb);
+    }
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
     return test_report();
