@@ -51,16 +51,22 @@ static char *config_path_for(const char *path) {
     return nvl_strdup(buf);
 }
 
-static void print_quant(FILE *out, const cJSON *root) {
-    const cJSON *q = nvl_json_obj(root, "quantization_config");
-    if (!q) {
-        fprintf(out, "quantization: none\n");
+/* The quantization config as the model reads it (hf_quant_config.json first, as vLLM does; the
+ * headline once came from config.json alone: "none" for a checkpoint quantized by the other file) */
+static void print_quant(FILE *out, const char *cfg_path) {
+    char dir[4096];
+    const char *slash = strrchr(cfg_path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cfg_path) : 1, slash ? cfg_path : ".");
+    llm_quant_config q;
+    nvl_err e = {0};
+    if (llm_quant_config_load(&q, dir, &e) != NVL_OK) {
+        fprintf(out, "quantization: unreadable (below)\n");
         return;
     }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(q, "quant_algo");
-    fprintf(out, "quantization: %s%s%s\n", cJSON_IsString(m) ? m->valuestring : "unknown method",
-            cJSON_IsString(a) ? " " : "", cJSON_IsString(a) ? a->valuestring : "");
+    if (!q.present) fprintf(out, "quantization: none\n");
+    else fprintf(out, "quantization: ModelOpt %s (%s)\n", q.algo[0] ? q.algo : "(no quant_algo)", q.source);
+    if (q.note[0]) fprintf(out, "  warning: %s\n", q.note);
+    llm_quant_config_free(&q);
 }
 
 /* Per Linear kind, the scheme each layer's weight uses (decided per tensor, scales checked). */
@@ -155,7 +161,7 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
                     (long long)count_dtype[t]);
         }
     fprintf(out, "\n");
-    print_quant(out, root);
+    print_quant(out, cfg_path);
 
     /* Language model */
     llm_hparams hp;

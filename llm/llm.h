@@ -328,17 +328,32 @@ kern_backend *llm_model_backend(const llm_model *m);
 // ---------------------------------------------------------------------------
 // ModelOpt FP8 / NVFP4 checkpoints (quant-formats.md; llm/quant.c)
 
+/* One entry of a MIXED_PRECISION config's quantized_layers: module name -> its algorithm */
+typedef struct llm_quant_layer {
+    char *module;          /* e.g. "language_model.backbone.layers.0.mixer.in_proj" */
+    char algo[32];         /* "FP8", "NVFP4", ... */
+    int group_size;        /* 0 if absent */
+} llm_quant_layer;
+
 typedef struct llm_quant_config {
     int present;           /* a ModelOpt config was found */
     char source[64];       /* "hf_quant_config.json" or "config.json quantization_config" */
     char algo[32];         /* quant_algo: "FP8", "NVFP4", "MIXED_PRECISION", ... ("" if absent) */
     char kv_algo[16];      /* kv_cache_quant_algo ("" if none) */
-    int group_size;        /* 16 for NVFP4, 0 if absent */
+    int group_size;        /* 16 for NVFP4, 0 if absent (config.json: the first config_groups
+                              weights.group_size other than 16, else 16 if any) */
     char **exclude;        /* exclude_modules / ignore */
     int n_exclude;
+    llm_quant_layer *layers; /* quantized_layers (MIXED_PRECISION); has_layers: the key was given */
+    int n_layers, has_layers;
+    char note[600];        /* where hf_quant_config.json and config.json's quantization_config
+                              disagree (the first is the one read, as vLLM does); "" if not */
 } llm_quant_config;
 /* Reads dir/hf_quant_config.json, else config.json's quantization_config (quant_method must be
- * "modelopt"); neither: q->present = 0 and NVL_OK. */
+ * "modelopt"); neither: q->present = 0 and NVL_OK. A group_size that is not a positive whole
+ * number, or a quantized_layers that is not an object of {quant_algo, group_size} objects, is
+ * NVL_ERR_CONFIG naming the file and key. When both files carry a config, disagreements (method,
+ * algorithm, exclude list) are described in q->note. */
 nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *err);
 void llm_quant_config_free(llm_quant_config *q);
 /* 1 when the module (a weight name without ".weight") is excluded, by vLLM's rules: exact
@@ -350,7 +365,9 @@ int llm_quant_excluded(const llm_quant_config *q, const char *module);
  * with <module>.weight_scale (F8_E4M3, [n_out, n_in/16]), .weight_scale_2 and .input_scale.
  * Every scale is checked (present, shape, dtype, finite, > 0); errors name the tensor:
  * NVL_ERR_NOT_FOUND, NVL_ERR_SHAPE, NVL_ERR_DTYPE, NVL_ERR_FORMAT (a bad value),
- * NVL_ERR_CONFIG (quantized without a config, or quantized although excluded). */
+ * NVL_ERR_CONFIG (quantized without a config, quantized although excluded, MIXED_PRECISION
+ * without this module in quantized_layers or with another algorithm or group size there, or a
+ * float weight with quantization scales beside it), NVL_ERR_UNSUPPORTED (pre_quant_scale: AWQ). */
 nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, const char *name, int64_t n_out,
                            int64_t n_in, kern_weight *out, nvl_err *err);
 const char *llm_quant_name(kern_quant q);

@@ -144,6 +144,7 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
     if (m->quant.kv_algo[0])
         NVL_LOG_WARN("%s: kv_cache_quant_algo %s is not reproduced: the KV cache is kept in the activation dtype\n", dir,
                      m->quant.kv_algo);
+    if (m->quant.note[0]) NVL_LOG_WARN("%s: %s\n", dir, m->quant.note);
     if (!m->be) {
         if ((st = kern_backend_init_models(&m->be, err)) != NVL_OK) goto fail;
         m->owns_be = 1;

@@ -16,6 +16,8 @@ void llm_quant_config_free(llm_quant_config *q) {
     if (!q) return;
     for (int i = 0; i < q->n_exclude; i++) nvl_free(q->exclude[i]);
     nvl_free(q->exclude);
+    for (int i = 0; i < q->n_layers; i++) nvl_free(q->layers[i].module);
+    nvl_free(q->layers);
     memset(q, 0, sizeof *q);
 }
 
@@ -28,11 +30,8 @@ static nvl_status read_list(llm_quant_config *q, const cJSON *arr, const char *p
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsString(it)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: an entry of %s is not a string", path, key);
-        const size_t l = strlen(it->valuestring);
-        char *s = nvl_malloc(l + 1);
-        if (!s) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-        memcpy(s, it->valuestring, l + 1);
-        q->exclude[q->n_exclude++] = s;
+        if (!(q->exclude[q->n_exclude] = nvl_strdup(it->valuestring))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        q->n_exclude++;
     }
     return NVL_OK;
 }
@@ -41,49 +40,149 @@ static void copy_str(char *dst, size_t cap, const cJSON *v) {
     if (cJSON_IsString(v)) snprintf(dst, cap, "%s", v->valuestring);
 }
 
+/* group_size: absent or null leaves *out; else a positive whole number ("32" as a string, 0 or
+ * 16.5 were taken as absent and the blocks run as 16) */
+static nvl_status read_group_size(const cJSON *gs, const char *path, const char *key, int *out, nvl_err *err) {
+    if (!gs || cJSON_IsNull(gs)) return NVL_OK;
+    if (!cJSON_IsNumber(gs) || !(gs->valuedouble >= 1 && gs->valuedouble <= 65536) || gs->valuedouble != floor(gs->valuedouble)) {
+        char *txt = cJSON_PrintUnformatted(gs);
+        nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is %.40s, expected a positive whole number (16 for NVFP4)", path, key,
+                    txt ? txt : "?");
+        cJSON_free(txt);
+        return NVL_ERR_CONFIG;
+    }
+    *out = (int)gs->valuedouble;
+    return NVL_OK;
+}
+
+/* quantized_layers (MIXED_PRECISION): {"<module>": {"quant_algo": "FP8"|"NVFP4", "group_size": 16}} */
+static nvl_status read_layers(llm_quant_config *q, const cJSON *obj, const char *path, nvl_err *err) {
+    if (!obj || cJSON_IsNull(obj)) return NVL_OK;
+    if (!cJSON_IsObject(obj)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: quantized_layers is not an object", path);
+    q->has_layers = 1;
+    const int n = cJSON_GetArraySize(obj);
+    if (!(q->layers = nvl_calloc((size_t)n + 1, sizeof *q->layers))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(it, "quant_algo");
+        if (!cJSON_IsObject(it) || !cJSON_IsString(a))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: quantized_layers entry '%.200s' has no quant_algo string", path,
+                               it->string ? it->string : "");
+        llm_quant_layer *l = &q->layers[q->n_layers];
+        snprintf(l->algo, sizeof l->algo, "%s", a->valuestring);
+        char key[300];
+        snprintf(key, sizeof key, "quantized_layers '%.200s' group_size", it->string ? it->string : "");
+        nvl_status st = read_group_size(cJSON_GetObjectItemCaseSensitive(it, "group_size"), path, key, &l->group_size, err);
+        if (st != NVL_OK) return st;
+        if (!(l->module = nvl_strdup(it->string ? it->string : ""))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        q->n_layers++;
+    }
+    return NVL_OK;
+}
+
+/* config.json's quantization_config into q (quant_method must be modelopt). group sizes come
+ * from config_groups.*.weights / input_activations. */
+static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const char *path, nvl_err *err) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    q->present = 1;
+    snprintf(q->source, sizeof q->source, "config.json quantization_config");
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "modelopt"))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: quantization method '%s' (nanovl reads ModelOpt checkpoints: "
+                           "quant_method \"modelopt\")", path, m->valuestring);
+    copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"));
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups"), *g;
+    if (!cJSON_IsObject(groups)) groups = NULL;
+    cJSON_ArrayForEach(g, groups) {
+        static const char *const parts[2] = {"weights", "input_activations"};
+        for (int k = 0; k < 2; k++) {
+            char key[200];
+            int gs = 0;
+            snprintf(key, sizeof key, "config_groups.%.64s.%s.group_size", g->string ? g->string : "", parts[k]);
+            nvl_status st = read_group_size(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g, parts[k]),
+                                                                             "group_size"), path, key, &gs, err);
+            if (st != NVL_OK) return st;
+            if (gs && (q->group_size == 0 || q->group_size == 16)) q->group_size = gs;
+        }
+    }
+    nvl_status st = read_list(q, cJSON_GetObjectItemCaseSensitive(qc, "ignore"), path, "ignore", err);
+    if (st == NVL_OK) st = read_layers(q, cJSON_GetObjectItemCaseSensitive(qc, "quantized_layers"), path, err);
+    return st;
+}
+
+/* hf_quant_config.json was read into q; config.json's quantization_config (if any) should say
+ * the same. What differs goes into q->note (vLLM too reads the first and ignores the second). */
+static void compare_with_config_json(llm_quant_config *q, const cJSON *qc) {
+    if (!qc) return;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(qc, "quant_algo");
+    const cJSON *ig = cJSON_GetObjectItemCaseSensitive(qc, "ignore");
+    size_t o = 0;
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "modelopt"))
+        o += (size_t)snprintf(q->note + o, sizeof q->note - o, "quant_method '%.40s'", m->valuestring);
+    if (cJSON_IsString(a) && strcmp(a->valuestring, q->algo) && o < sizeof q->note)
+        o += (size_t)snprintf(q->note + o, sizeof q->note - o, "%squant_algo '%.40s' (hf_quant_config.json: '%s')",
+                              o ? ", " : "", a->valuestring, q->algo);
+    if (cJSON_IsArray(ig) && o < sizeof q->note) {
+        int same = cJSON_GetArraySize(ig) == q->n_exclude, i = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, ig) {
+            if (!same) break;
+            same = cJSON_IsString(it) && !strcmp(it->valuestring, q->exclude[i++]);
+        }
+        if (!same)
+            o += (size_t)snprintf(q->note + o, sizeof q->note - o, "%san ignore list other than exclude_modules", o ? ", " : "");
+    }
+    if (o && o < sizeof q->note)
+        snprintf(q->note + o, sizeof q->note - o, " in config.json's quantization_config; hf_quant_config.json's is used");
+}
+
 nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *err) {
     memset(q, 0, sizeof *q);
-    char path[4096];
-    cJSON *root = NULL;
+    char path[4096], cpath[4096];
+    cJSON *root = NULL, *croot = NULL;
     nvl_err e2 = {0};
     snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
     nvl_status st = nvl_json_load_file(&root, path, NVL_JSON_MAX_BYTES, &e2);
-    if (st == NVL_OK) {
+    if (st != NVL_OK && st != NVL_ERR_NOT_FOUND) return nvl_err_set(err, st, "%s", e2.msg);
+    /* config.json: the config if there is no hf_quant_config.json, else only compared with it */
+    const nvl_status cs = nvl_json_load_file(&croot, cpath, NVL_JSON_MAX_BYTES, root ? &e2 : err);
+    if (cs != NVL_OK && !root) return cs;
+    const cJSON *qc = nvl_json_obj(croot, "quantization_config");
+    if (root) {
         const cJSON *qq = nvl_json_obj(root, "quantization");
         if (!qq) {
-            cJSON_Delete(root);
-            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: no \"quantization\" object", path);
-        }
-        q->present = 1;
-        snprintf(q->source, sizeof q->source, "hf_quant_config.json");
-        copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qq, "quant_algo"));
-        copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qq, "kv_cache_quant_algo"));
-        const cJSON *gs = cJSON_GetObjectItemCaseSensitive(qq, "group_size");
-        q->group_size = cJSON_IsNumber(gs) ? (int)gs->valuedouble : 0;
-        st = read_list(q, cJSON_GetObjectItemCaseSensitive(qq, "exclude_modules"), path, "exclude_modules", err);
-        cJSON_Delete(root);
-        if (st != NVL_OK) llm_quant_config_free(q);
-        return st;
-    }
-    if (st != NVL_ERR_NOT_FOUND) return nvl_err_set(err, st, "%s", e2.msg);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if ((st = nvl_json_load_file(&root, path, NVL_JSON_MAX_BYTES, err)) != NVL_OK) return st;
-    const cJSON *qc = nvl_json_obj(root, "quantization_config");
-    if (qc) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
-        q->present = 1;
-        snprintf(q->source, sizeof q->source, "config.json quantization_config");
-        if (cJSON_IsString(m) && strcmp(m->valuestring, "modelopt")) {
-            st = nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: quantization method '%s' (nanovl reads ModelOpt checkpoints: "
-                             "quant_method \"modelopt\")", path, m->valuestring);
+            st = nvl_err_set(err, NVL_ERR_CONFIG, "%s: no \"quantization\" object", path);
         } else {
-            copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"));
-            st = read_list(q, cJSON_GetObjectItemCaseSensitive(qc, "ignore"), path, "ignore", err);
+            q->present = 1;
+            snprintf(q->source, sizeof q->source, "hf_quant_config.json");
+            copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qq, "quant_algo"));
+            copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qq, "kv_cache_quant_algo"));
+            st = read_group_size(cJSON_GetObjectItemCaseSensitive(qq, "group_size"), path, "group_size", &q->group_size, err);
+            if (st == NVL_OK) st = read_list(q, cJSON_GetObjectItemCaseSensitive(qq, "exclude_modules"), path, "exclude_modules", err);
+            if (st == NVL_OK) st = read_layers(q, cJSON_GetObjectItemCaseSensitive(qq, "quantized_layers"), path, err);
+            if (st == NVL_OK) compare_with_config_json(q, qc);
         }
+    } else if (qc) {
+        st = read_config_json(q, qc, cpath, err);
+    } else {
+        st = NVL_OK;
     }
     cJSON_Delete(root);
+    cJSON_Delete(croot);
     if (st != NVL_OK) llm_quant_config_free(q);
     return st;
+}
+
+/* The quantized_layers entry of a module (also matched with or without "language_model."), or NULL */
+static const llm_quant_layer *find_layer(const llm_quant_config *q, const char *module) {
+    const char *alt = strncmp(module, "language_model.", 15) ? NULL : module + 15;
+    for (int i = 0; i < q->n_layers; i++) {
+        const char *l = q->layers[i].module;
+        if (!strcmp(l, module) || (alt && !strcmp(l, alt)) || (!alt && !strncmp(l, "language_model.", 15) && !strcmp(l + 15, module)))
+            return &q->layers[i];
+    }
+    return NULL;
 }
 
 /* vLLM's is_layer_excluded: exact, substring (also without "language_model."), fnmatch; a
@@ -137,7 +236,24 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     char module[200], sname[240];
     const size_t nl = strlen(e->name);
     snprintf(module, sizeof module, "%.*s", (int)(nl > 7 && !strcmp(e->name + nl - 7, ".weight") ? nl - 7 : nl), e->name);
+    /* AWQ's per-channel pre_quant_scale multiplies the activations first: ignoring it answered
+       with another model, quietly */
+    snprintf(sname, sizeof sname, "%s.pre_quant_scale", module);
+    if (nvl_checkpoint_find(ck, sname))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "tensor '%s': pre-quantization (AWQ / SmoothQuant) scales are not "
+                           "supported; nanovl runs ModelOpt FP8 and NVFP4 without them", sname);
     if (t.dtype == NVL_DTYPE_F32 || t.dtype == NVL_DTYPE_BF16 || t.dtype == NVL_DTYPE_F16) {
+        /* a float weight with a quantized module's scales beside it: the codes cast to float by a
+           conversion that left the scales (they would be ignored: another model), or scales of
+           weights dequantized already. Either way nanovl cannot tell which; refused by name */
+        static const char *const companions[] = {"weight_scale", "weight_scale_2", "input_scale"};
+        for (size_t i = 0; i < sizeof companions / sizeof companions[0]; i++) {
+            snprintf(sname, sizeof sname, "%s.%s", module, companions[i]);
+            if (nvl_checkpoint_find(ck, sname))
+                return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but the quantization scale '%s' is beside it: "
+                                   "quantized codes cast to a float dtype would run as another model (if the weights were "
+                                   "dequantized, remove their scale tensors)", e->name, nvl_dtype_name(t.dtype), sname);
+        }
         snprintf(sname, sizeof sname, "tensor '%s'", e->name);
         nvl_status st = nvl_tensor_check_shape(&t, 2, (int64_t[]){n_out, n_in}, sname, err);
         if (st != NVL_OK) return st;
@@ -159,20 +275,37 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     /* the weights must be what the config says they are (MIXED_PRECISION names each layer's
        algorithm in quantized_layers: either kind) */
     const int mixed = !strcmp(q->algo, "MIXED_PRECISION");
+    int group_size = q->group_size;
+    if (mixed) {
+        const llm_quant_layer *l = find_layer(q, module);
+        if (!l)
+            return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s (quant_algo MIXED_PRECISION) %s module '%s'",
+                               e->name, fp8 ? "FP8" : "NVFP4", q->source,
+                               q->has_layers ? "does not list in quantized_layers the" : "has no quantized_layers for its",
+                               module);
+        if (strcmp(l->algo, fp8 ? "FP8" : "NVFP4"))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s quantized_layers says '%s' for module '%s'%s",
+                               e->name, fp8 ? "FP8 (F8_E4M3)" : "NVFP4 (U8 with E4M3 block scales)", q->source, l->algo, module,
+                               strcmp(l->algo, "FP8") && strcmp(l->algo, "NVFP4") ? " (nanovl reads FP8 and NVFP4 layers)" : "");
+        if (l->group_size) group_size = l->group_size;
+    }
     if (!mixed && strcmp(q->algo, "FP8") && strcmp(q->algo, "NVFP4"))
         return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s has quant_algo '%s' (nanovl reads FP8, NVFP4 and "
                            "MIXED_PRECISION)", e->name, fp8 ? "FP8 (F8_E4M3)" : "NVFP4 (U8)", q->source, q->algo);
     if (!mixed && strcmp(q->algo, fp8 ? "FP8" : "NVFP4"))
         return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is %s but %s says quant_algo '%s'", e->name,
                            fp8 ? "FP8 (F8_E4M3)" : "NVFP4 (U8 with E4M3 block scales)", q->source, q->algo);
-    if (fp4 && q->group_size && q->group_size != 16)
+    if (fp4 && group_size && group_size != 16)
         return nvl_err_set(err, NVL_ERR_CONFIG, "tensor '%s' is NVFP4, whose blocks are 16 along the input, but %s says "
-                           "group_size %d", e->name, q->source, q->group_size);
+                           "group_size %d", e->name, q->source, group_size);
+    if (fp4 && n_in % 16)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "NVFP4 weight '%s': the layer has %lld inputs, not a multiple of the 16-element "
+                           "blocks NVFP4 needs", e->name, (long long)n_in);
     const int64_t want_in = fp8 ? n_in : n_in / 2;
-    if (t.n_dims != 2 || t.shape[0] != n_out || t.shape[1] != want_in || (fp4 && n_in % 16))
-        return nvl_err_set(err, NVL_ERR_SHAPE, "%s weight '%s' has shape [%lld, %lld], expected [%lld, %lld]%s",
-                           fp8 ? "FP8" : "NVFP4", e->name, (long long)t.shape[0], (long long)(t.n_dims > 1 ? t.shape[1] : 0),
-                           (long long)n_out, (long long)want_in, fp4 && n_in % 16 ? " with inputs a multiple of 16" : "");
+    if (t.n_dims != 2 || t.shape[0] != n_out || t.shape[1] != want_in)
+        return nvl_err_set(err, NVL_ERR_SHAPE, "%s weight '%s' has shape [%lld, %lld], expected [%lld, %lld]%s", fp8 ? "FP8" : "NVFP4",
+                           e->name, (long long)t.shape[0], (long long)(t.n_dims > 1 ? t.shape[1] : 0), (long long)n_out,
+                           (long long)want_in, fp4 ? " (two E2M1 codes a byte)" : "");
     kern_weight w = kern_weight_plain(&t, e->name);
     w.n_out = n_out;
     w.n_in = n_in;

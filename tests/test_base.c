@@ -200,15 +200,23 @@ static void test_arena(void) {
 }
 
 static void test_tensor(void) {
-    const char *names[] = {"F32", "F16", "BF16", "F8_E4M3", "U8", "I8", "I32", "I64", "BOOL"};
-    const size_t sizes[] = {4, 2, 2, 1, 1, 1, 4, 8, 1};
-    for (int i = 0; i < 9; i++) {
+    /* every safetensors dtype but the sub-byte ones, so a file holding any of them opens (an F64
+       scale made inspect stop with no report) */
+    const char *names[] = {"F32", "F16", "BF16", "F8_E4M3", "U8", "I8", "I32", "I64", "BOOL", "F64", "F8_E5M2", "I16", "U16", "U32", "U64"};
+    const size_t sizes[] = {4, 2, 2, 1, 1, 1, 4, 8, 1, 8, 1, 2, 2, 4, 8};
+    for (int i = 0; i < 15; i++) {
         nvl_dtype t = nvl_dtype_from_name(names[i]);
         TEST_CHECK(t != NVL_DTYPE_INVALID, "%s unknown", names[i]);
         TEST_EQ_STR(nvl_dtype_name(t), names[i]);
         TEST_EQ_INT(nvl_dtype_size(t), sizes[i]);
     }
-    TEST_EQ_INT(nvl_dtype_from_name("F64"), NVL_DTYPE_INVALID);
+    TEST_EQ_INT(nvl_dtype_from_name("F4"), NVL_DTYPE_INVALID);
+    TEST_CHECK(!nvl_dtype_is_float(NVL_DTYPE_F64), "F64 is known but nothing computes in it");
+    {
+        const double d = -0.375;
+        nvl_tensor t = nvl_tensor_make(NVL_DTYPE_F64, 1, (int64_t[]){1}, (void *)&d);
+        TEST_CHECK(nvl_tensor_get_f32(&t, 0) == -0.375f, "F64 element read as %g", (double)nvl_tensor_get_f32(&t, 0));
+    }
     TEST_EQ_INT(nvl_dtype_from_name("bf16"), NVL_DTYPE_INVALID); /* case matters */
 
     /* bf16: round to nearest even */

@@ -10,6 +10,8 @@
 #include "test_util.h"
 
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *k_cfg_fmt =
     "{%s\"model_type\": \"nemotron_h\", \"architectures\": [\"NemotronHForCausalLM\"], "
@@ -192,11 +194,53 @@ static void test_quantized(void) {
         TEST_EQ_INT(st, NVL_OK);
         TEST_EQ_INT(usable, 1);
         TEST_CONTAINS(out, "quantization config: hf_quant_config.json");
+        TEST_CONTAINS(out, i ? "quantization: ModelOpt NVFP4 (hf_quant_config.json)" : "quantization: ModelOpt FP8 (hf_quant_config.json)");
+        TEST_CHECK(!strstr(out, "warning:"), "the tool's two config files agree: no warning");
         TEST_CONTAINS(out, "lm_head unquantized x1;");
         TEST_CONTAINS(out, want[i]);
         TEST_CONTAINS(out, "problems: none");
         free(out);
     }
+    /* quant/fp8 with config.json's quantization_config removed (the headline read config.json
+     * alone: "quantization: none" for an FP8 checkpoint), then saying NVFP4 (hf_quant_config.json
+     * is read, as vLLM does; the disagreement is said) */
+    nvl_err err = {0};
+    cJSON *cfg = NULL;
+    char src[1024], dir[700], path[1200];
+    snprintf(src, sizeof src, "%s", test_data_path("quant/fp8"));
+    snprintf(path, sizeof path, "%s/config.json", src);
+    TEST_EQ_INT(nvl_json_load_file(&cfg, path, 1 << 20, &err), NVL_OK);
+    for (int k = 0; cfg && k < 2; k++) {
+        snprintf(dir, sizeof dir, "%s/inspect_hfq%d", test_tmpdir(), k);
+        mkdir(dir, 0755);
+        static const char *const files[] = {"model.safetensors", "hf_quant_config.json"};
+        for (int f = 0; f < 2; f++) {
+            char from[1200];
+            snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+            snprintf(from, sizeof from, "%s/%s", src, files[f]);
+            unlink(path);
+            TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+        }
+        if (k == 0) cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+        else {
+            cJSON *qc = cJSON_AddObjectToObject(cfg, "quantization_config");
+            cJSON_AddStringToObject(qc, "quant_method", "modelopt");
+            cJSON_AddStringToObject(qc, "quant_algo", "NVFP4");
+        }
+        char *txt = cJSON_Print(cfg);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        test_write_file(path, txt, strlen(txt));
+        cJSON_free(txt);
+        int usable = 0;
+        nvl_status st;
+        char *out = inspect(dir, &usable, &st);
+        TEST_EQ_INT(usable, 1);
+        TEST_CONTAINS(out, "quantization: ModelOpt FP8 (hf_quant_config.json)");
+        if (k) TEST_CONTAINS(out, "warning: quant_algo 'NVFP4' (hf_quant_config.json: 'FP8') in config.json's quantization_config");
+        else TEST_CHECK(!strstr(out, "warning:"), "config.json without a quantization config: no warning");
+        free(out);
+    }
+    cJSON_Delete(cfg);
 }
 
 /* inspect binds the vision tower and the projector as ask does: vl_tiny with mlp1.3.weight one

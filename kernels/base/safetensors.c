@@ -114,7 +114,7 @@ static nvl_status parse_entry(nvl_safetensors *f, const cJSON *item, nvl_st_entr
     if (e->dtype == NVL_DTYPE_INVALID)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has unknown dtype '%s' (known: F32 F16 BF16 F8_E4M3 "
-                           "U8 I8 I32 I64 BOOL)",
+                           "U8 I8 I32 I64 BOOL F64 F8_E5M2 I16 U16 U32 U64)",
                            w, name, dt->valuestring);
     int nd = cJSON_GetArraySize(sh);
     if (nd > NVL_MAX_DIMS)

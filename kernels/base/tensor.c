@@ -218,6 +218,7 @@ float nvl_tensor_get_f32(const nvl_tensor *t, int64_t i) {
     case NVL_DTYPE_I8: return (float)(int8_t)p[i];
     case NVL_DTYPE_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
     case NVL_DTYPE_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
+    case NVL_DTYPE_F64: { double v; memcpy(&v, p + 8 * i, 8); return (float)v; }
     default: return NAN;
     }
 }

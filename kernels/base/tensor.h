@@ -22,7 +22,9 @@ extern "C" {
 
 #define NVL_MAX_DIMS 8
 
-/* X(enum suffix, safetensors name, size in bytes, is float) */
+/* X(enum suffix, safetensors name, size in bytes, is float). F64, F8_E5M2 and the wider
+ * integers are known so that a file holding them opens (and each such tensor is refused by name
+ * where it is bound); "is float" marks the dtypes nanovl computes with. */
 #define NVL_DTYPE_TABLE(X)      \
     X(F32, "F32", 4, 1)         \
     X(F16, "F16", 2, 1)         \
@@ -32,7 +34,13 @@ extern "C" {
     X(I8, "I8", 1, 0)           \
     X(I32, "I32", 4, 0)         \
     X(I64, "I64", 8, 0)         \
-    X(BOOL, "BOOL", 1, 0)
+    X(BOOL, "BOOL", 1, 0)       \
+    X(F64, "F64", 8, 0)         \
+    X(F8_E5M2, "F8_E5M2", 1, 0) \
+    X(I16, "I16", 2, 0)         \
+    X(U16, "U16", 2, 0)         \
+    X(U32, "U32", 4, 0)         \
+    X(U64, "U64", 8, 0)
 
 typedef enum nvl_dtype {
     NVL_DTYPE_INVALID = 0,

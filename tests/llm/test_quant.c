@@ -172,6 +172,15 @@ typedef enum damage {
     D_WRONG_ALGO,  /* quant_algo of the other format (the weights decide nothing against it) */
     D_GROUP_32,    /* NVFP4 with group_size 32 (its blocks are 16) */
     D_W_NAN,       /* an FP8 weight code that is NaN (0xff): answers differed between backends */
+    D_UPCAST,      /* layer 0's in_proj codes cast to F32, its scales left beside it (ran as another model) */
+    D_PRE_QUANT,   /* an AWQ pre_quant_scale beside layer 0's out_proj (was ignored) */
+    D_GROUP_0,     /* "group_size": 0 (was taken as absent) */
+    D_GROUP_STR,   /* "group_size": "32" (a string: was taken as absent) */
+    D_MIXED,       /* MIXED_PRECISION with quantized_layers naming every quantized module: loads */
+    D_MIXED_MISSING, /* ... without layer 3's modules (they loaded anyway) */
+    D_MIXED_WRONG, /* ... saying the other algorithm for layer 0's in_proj */
+    D_MIXED_GS32,  /* ... group_size 32 for layer 0's in_proj (NVFP4) */
+    D_CG_GS32,     /* no hf_quant_config.json; config.json's config_groups weights say group_size 32 */
 } damage;
 
 /* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
@@ -187,6 +196,8 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
     st_writer_init(&wr);
     void **keep = calloc(4 * (size_t)nvl_checkpoint_count(src) + 4, sizeof(void *));
     int nk = 0;
+    char layers[8192] = "";  /* quantized_layers for the MIXED_PRECISION variants */
+    size_t nl = 0;
     for (int64_t i = 0; i < nvl_checkpoint_count(src); i++) {
         const nvl_st_entry *e = nvl_checkpoint_entry(src, i);
         const int lin = strstr(e->name, "proj.weight") && !strstr(e->name, "q_proj") && !strstr(e->name, "k_proj") &&
@@ -228,12 +239,29 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
             }
             if (d == D_BS_NAN) bs[3] = 0x7f;
         }
+        if (!(d == D_MIXED_MISSING && strstr(mod, "layers.3.")))
+            nl += (size_t)snprintf(layers + nl, sizeof layers - nl, "%s\"%s\": {\"quant_algo\": \"%s\"%s}", nl ? ", " : "", mod,
+                                   (fp8 != (d == D_MIXED_WRONG && !strcmp(mod, "backbone.layers.0.mixer.in_proj"))) ? "FP8" : "NVFP4",
+                                   fp8 ? "" : d == D_MIXED_GS32 && !strcmp(mod, "backbone.layers.0.mixer.in_proj") ? ", \"group_size\": 32"
+                                                                                                             : ", \"group_size\": 16");
+        if (d == D_PRE_QUANT && !strcmp(mod, "backbone.layers.0.mixer.out_proj")) {
+            float *pq = malloc((size_t)K * sizeof(float));
+            for (int64_t k = 0; k < K; k++) pq[k] = 2.0f;
+            snprintf(nm, sizeof nm, "%s.pre_quant_scale", mod);
+            st_writer_add(&wr, nm, "F32", 1, (int64_t[]){K}, pq, (size_t)K * 4);
+            keep[nk++] = pq;
+        }
         keep[nk++] = ws;
         keep[nk++] = is;
         keep[nk++] = ws2;
         keep[nk++] = q;
         keep[nk++] = bs;
-        if (fp8) st_writer_add(&wr, e->name, "F8_E4M3", 2, (int64_t[]){N, K}, q, (size_t)(N * K));
+        if (d == D_UPCAST && !strcmp(mod, "backbone.layers.0.mixer.in_proj")) {
+            float *up = malloc((size_t)(N * K) * sizeof(float));
+            for (int64_t k = 0; k < N * K; k++) up[k] = nvl_f8e4m3_to_f32(q[k]);
+            st_writer_add(&wr, e->name, "F32", 2, (int64_t[]){N, K}, up, (size_t)(N * K) * 4);
+            keep[nk++] = up;
+        } else if (fp8) st_writer_add(&wr, e->name, "F8_E4M3", 2, (int64_t[]){N, K}, q, (size_t)(N * K));
         else st_writer_add(&wr, e->name, "U8", 2, (int64_t[]){N, K / 2}, q, (size_t)(N * K / 2));
         if (!(d == D_MISSING_INPUT && strstr(e->name, "layers.3."))) {
             snprintf(nm, sizeof nm, "%s.input_scale", mod);
@@ -267,14 +295,36 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
     test_write_file(p, cfg, len);
     nvl_free(cfg);
     snprintf(p, sizeof p, "%s/hf_quant_config.json", dir);
-    char hq[512];
+    const int mixed = d == D_MIXED || d == D_MIXED_MISSING || d == D_MIXED_WRONG || d == D_MIXED_GS32;
+    const char *gs = fp8 ? "" : d == D_GROUP_32 ? "\"group_size\": 32, " : d == D_GROUP_0 ? "\"group_size\": 0, "
+                                : d == D_GROUP_STR ? "\"group_size\": \"32\", " : "\"group_size\": 16, ";
+    char hq[9000];
     snprintf(hq, sizeof hq,
              "{\"producer\": {\"name\": \"modelopt\", \"version\": \"0.47.0\"}, \"quantization\": {\"quant_algo\": \"%s\", "
-             "\"kv_cache_quant_algo\": null, %s\"exclude_modules\": [\"lm_head\", \"backbone.embeddings\"%s]}}",
-             (fp8 != (d == D_WRONG_ALGO)) ? "FP8" : "NVFP4", fp8 ? "" : d == D_GROUP_32 ? "\"group_size\": 32, " : "\"group_size\": 16, ",
-             d == D_EXCLUDED ? ", \"backbone.layers.2.mixer.up*\"" : "");
-    if (d == D_NO_CONFIG) unlink(p);
+             "\"kv_cache_quant_algo\": null, %s\"exclude_modules\": [\"lm_head\", \"backbone.embeddings\"%s]%s%s%s}}",
+             mixed ? "MIXED_PRECISION" : (fp8 != (d == D_WRONG_ALGO)) ? "FP8" : "NVFP4", mixed ? "" : gs,
+             d == D_EXCLUDED ? ", \"backbone.layers.2.mixer.up*\"" : "", mixed ? ", \"quantized_layers\": {" : "", mixed ? layers : "",
+             mixed ? "}" : "");
+    if (d == D_NO_CONFIG || d == D_CG_GS32) unlink(p);
     else test_write_file(p, hq, strlen(hq));
+    if (d == D_CG_GS32) { /* the same in config.json's spelling (convert_hf_quant_config_format) */
+        snprintf(p, sizeof p, "%s/config.json", dir);
+        char *c0 = NULL;
+        size_t l0 = 0;
+        nvl_read_file(p, 1 << 20, &c0, &l0, &err);
+        char *end = c0 ? strrchr(c0, '}') : NULL;
+        if (end) {
+            char *c1 = malloc(l0 + 1024);
+            snprintf(c1, l0 + 1024, "%.*s, \"quantization_config\": {\"quant_method\": \"modelopt\", \"quant_algo\": \"NVFP4\", "
+                     "\"config_groups\": {\"group_0\": {\"input_activations\": {\"dynamic\": false, \"num_bits\": 4, \"type\": "
+                     "\"float\", \"group_size\": 16}, \"weights\": {\"dynamic\": false, \"num_bits\": 4, \"type\": \"float\", "
+                     "\"group_size\": 32}, \"targets\": [\"Linear\"]}}, \"ignore\": [\"lm_head\", \"backbone.embeddings\"]}}",
+                     (int)(end - c0), c0);
+            test_write_file(p, c1, strlen(c1));
+            free(c1);
+        }
+        nvl_free(c0);
+    }
 }
 
 static void test_load(void) {
@@ -340,6 +390,17 @@ static void test_load(void) {
         {0, D_GROUP_32, NVL_ERR_CONFIG, "says group_size 32"},
         {1, D_W_NAN, NVL_ERR_FORMAT, "FP8 weight 'backbone.layers.0.mixer.in_proj.weight' holds a NaN code (0xff) at row 2, "
                                      "column 5"},
+        {1, D_UPCAST, NVL_ERR_CONFIG, "tensor 'backbone.layers.0.mixer.in_proj.weight' is F32 but the quantization scale "
+                                      "'backbone.layers.0.mixer.in_proj.weight_scale' is beside it"},
+        {0, D_PRE_QUANT, NVL_ERR_UNSUPPORTED, "tensor 'backbone.layers.0.mixer.out_proj.pre_quant_scale': pre-quantization"},
+        {0, D_GROUP_0, NVL_ERR_CONFIG, "hf_quant_config.json: group_size is 0, expected a positive whole number"},
+        {0, D_GROUP_STR, NVL_ERR_CONFIG, "hf_quant_config.json: group_size is \"32\", expected a positive whole number"},
+        {1, D_MIXED_MISSING, NVL_ERR_CONFIG, "(quant_algo MIXED_PRECISION) does not list in quantized_layers the module "
+                                             "'backbone.layers.3.mixer.in_proj'"},
+        {0, D_MIXED_WRONG, NVL_ERR_CONFIG, "quantized_layers says 'FP8' for module 'backbone.layers.0.mixer.in_proj'"},
+        {0, D_MIXED_GS32, NVL_ERR_CONFIG, "'backbone.layers.0.mixer.in_proj.weight' is NVFP4, whose blocks are 16 along the input, "
+                                          "but hf_quant_config.json says group_size 32"},
+        {0, D_CG_GS32, NVL_ERR_CONFIG, "but config.json quantization_config says group_size 32"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dir, sizeof dir, "%s/bad%zu", test_tmpdir(), i);
@@ -348,6 +409,21 @@ static void test_load(void) {
         TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), bad[i].code);
         TEST_CONTAINS(err.msg, bad[i].msg);
         TEST_CHECK(m == NULL, "model returned for damage %zu", i);
+        llm_model_free(m);
+    }
+    /* MIXED_PRECISION naming each layer's algorithm: loads, every listed Linear quantized */
+    for (int fp8 = 1; fp8 >= 0; fp8--) {
+        snprintf(dir, sizeof dir, "%s/mixed%d", test_tmpdir(), fp8);
+        write_quant_copy(dir, fp8, D_MIXED);
+        llm_model *m = NULL;
+        TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), NVL_OK);
+        if (!m) {
+            fprintf(stderr, "MIXED_PRECISION: %s\n", err.msg);
+            continue;
+        }
+        int counts[3];
+        llm_model_quant_counts(m, counts);
+        TEST_EQ_INT(counts[fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4], 12);
         llm_model_free(m);
     }
 }
