@@ -2,7 +2,10 @@
  * threads (decoding, PDF opening, opening videos and planning their samples), images' and pages'
  * tiles made ahead of the vision stage, videos' frames decoded while RADIO embeds the earlier ones, so that files never stop the other requests' steps; without threads (none
  * could start) the stepping thread reads them inline, one request per turn. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/alloc.h"
 #include "engine_impl.h"
@@ -39,6 +42,29 @@ int engine_media_cancelled(request *rq) {
     return c || engine_flag_set(rq->cb->cancel);
 }
 
+/* A test's knob: NVL_TEST_MEDIA_DELAY="SUBSTRING:MS" holds the reading of a media part whose
+ * path contains SUBSTRING for MS milliseconds without looking at cancellation, as Poppler does
+ * while it renders one heavy page (tests/api/test_serve.c: a cancel answered before such a step
+ * ends). Read once. */
+static char g_delay_pat[256];
+static long g_delay_ms;
+static pthread_once_t g_delay_once = PTHREAD_ONCE_INIT;
+
+static void read_delay_env(void) {
+    const char *v = getenv("NVL_TEST_MEDIA_DELAY");
+    const char *colon = v ? strrchr(v, ':') : NULL;
+    if (!colon || colon == v || (size_t)(colon - v) >= sizeof g_delay_pat) return;
+    snprintf(g_delay_pat, sizeof g_delay_pat, "%.*s", (int)(colon - v), v);
+    g_delay_ms = strtol(colon + 1, NULL, 10);
+}
+
+static void test_media_delay(const api_media *m) {
+    pthread_once(&g_delay_once, read_delay_env);
+    if (g_delay_ms <= 0 || !m->path || !strstr(m->path, g_delay_pat)) return;
+    const struct timespec ts = {g_delay_ms / 1000, (g_delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* Every media part of rq becomes its sources (files read, decoded, PDFs opened, videos
  * sampled). On the media thread, or inline without one: touches only rq and what the engine
  * never changes (tokenizer, configs); no callbacks. */
@@ -49,6 +75,7 @@ void engine_media_read(request *rq) {
         for (int k = 0; k < rq->msgs[m].n_parts && st == NVL_OK; k++) {
             const api_part *pt = &rq->msgs[m].parts[k];
             if (pt->kind == API_PART_MEDIA) {
+                test_media_delay(&pt->media);
                 st = engine_add_media(rq, &pt->media, m, k, &rq->err);
                 rq->media_parts++;
             }

@@ -73,6 +73,7 @@ typedef struct job {
     api_pages *pg;         /* OCR: the page-by-page run */
     api_ask_result res;    /* ask: the answer */
     int ended;             /* the engine is done with it (worker thread only) */
+    double t_cancel;       /* when its client cancelled it (0: not), main thread under the lock */
     nvl_status end_st;
     cJSON *end_ev;         /* the final event */
     char end_msg[NVL_ERR_MSG_MAX];
@@ -572,6 +573,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         for (job *j = s->running; j && !found; j = j->next)
             if (j->cl == cl && !strcmp(j->id, rq.target)) {
                 __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+                if (j->t_cancel == 0) j->t_cancel = now_s();
                 found = 1;
             }
         for (job **pp = &s->head, *prev = NULL; *pp && !found; prev = *pp, pp = &(*pp)->next) {
@@ -971,10 +973,39 @@ static void handle_signals(server *s) {
  * closed; signals are handled; a drained server stops the loop; each client's interest is set
  * (read unless half-closed, write while output waits) and the poll's wait bounded so that the
  * timeouts are checked often enough. */
+/* A running request its client cancelled ends at the engine's next step; a step that cannot be
+ * interrupted (Poppler rendering one heavy page, tens of seconds for a dense vector drawing) held
+ * the answer, the id and the client's --max-per-client share until it ended. Past CANCEL_ANSWER_S
+ * the client is answered "cancelled" and the job detached from it, as for a client gone: the
+ * step ends in the background and its result is dropped. Returns whether a cancel is pending. */
+#define CANCEL_ANSWER_S 1.0
+static int answer_slow_cancels(server *s, double t_now) {
+    int pending = 0;
+    pthread_mutex_lock(&s->mu);
+    for (job *j = s->running; j; j = j->next) {
+        if (!j->cl || j->t_cancel == 0) continue;
+        if (t_now - j->t_cancel < CANCEL_ANSWER_S) {
+            pending = 1;
+            continue;
+        }
+        emit_locked(s, j->cl, error_event(j->id, "cancelled",
+                                          "cancelled; the step it was in (a page being rendered, a file being read) "
+                                          "cannot be interrupted and ends in the background"));
+        slog(s, "%s %s: cancelled, answered before its step ended (it goes on in the background)",
+             api_request_type_name(j->rq.type), j->id);
+        j->cl->n_jobs--;
+        j->cl->n_running--;
+        j->cl = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return pending;
+}
+
 static void serve_tick(evloop *l, void *user) {
     server *s = user;
     const api_server_opts *o = s->o;
     const double t_now = now_s();
+    const int cancel_pending = answer_slow_cancels(s, t_now);
     for (client *c = s->clients, *nx; c; c = nx) {
         nx = c->next;
         if (client_write(s, c) < 0) {
@@ -1019,6 +1050,7 @@ static void serve_tick(evloop *l, void *user) {
     pthread_mutex_unlock(&s->mu);
     int poll_ms = s->draining ? 100 : 1000;
     if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < poll_ms) poll_ms = (int)(o->idle_timeout_s * 250) + 1;
+    if (cancel_pending && poll_ms > 100) poll_ms = 100;
     evloop_set_max_wait(l, poll_ms);
 }
 

@@ -60,7 +60,8 @@ write_figures() { # the bench lines so far (also from an interrupted run)
     echo " \"bench_llm\": \"$(grep -h '^| mid' "$L/bench_llm.log" 2>/dev/null | head -1 | jstr)\","
     echo " \"seqs\": [$(grep -h '^seqs=' "$L/bench_llm_seqs.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"media\": [$(grep -h '^| ' "$L/bench_media.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
-    echo " \"concurrency\": $(json_or_null "$L/bench_conc.json")}"
+    echo " \"concurrency\": $(json_or_null "$L/bench_conc.json"),"
+    echo " \"concurrency_image\": $(json_or_null "$L/bench_conc_image.json")}"
   } >"$OUT/figures.json"
 }
 finish() { # at exit, however it comes: OUT gets the four files, stdout the summary and figures
@@ -291,10 +292,16 @@ elif [ "$have_gpu" = 1 ]; then
       --chunk 2048 --decode 48
   rm -rf /tmp/nanovl-bench-12b-sparse
   if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
-    log "nanovl bench --concurrency on the device (text-only questions; the mid shape in vl_tiny's VL checkpoint)"
+    log "nanovl bench --concurrency on the device (text-only questions, then about an image; the mid shape in vl_tiny's VL checkpoint)"
     if vl=$(run_to 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$L/bench_conc.log"); then
       NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
           >"$L/bench_conc.json" 2>>"$L/bench_conc.log" || { rc=1; log "concurrency: FAILED (bench_conc.log)"; }
+      # questions about an image each (vision batched with other requests' decode steps; the
+      # tiny ViT: the scheduling, not RADIO-H's speed, which bench_vision measures)
+      log "nanovl bench --concurrency 1,16 about an image each"
+      NVL_BACKEND=cuda run_to 120 build-gpu/api/nanovl bench --model "$vl" tests/data/media/made/image.bmp --concurrency 1,16 \
+          --max-tokens 32 --json >"$L/bench_conc_image.json" 2>>"$L/bench_conc.log" ||
+        { rc=1; log "concurrency with images: FAILED (bench_conc.log)"; }
     else rc=1; log "the mid VL checkpoint was not made (bench_conc.log)"; fi
   fi
   if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads

@@ -814,6 +814,48 @@ int main(void) {
         waitpid(s6, &st6, 0);
     }
 
+    /* A cancel answered while its request is in a step nothing interrupts (Poppler rendering one
+     * dense vector page took 42 s; a review's find, 2026-11-30): "cancelled" within about a second
+     * instead of when the step ends, the same id free again at once, other requests served. The
+     * step is simulated: NVL_TEST_MEDIA_DELAY holds the reading of a file named slow-render for
+     * 12 s without looking at cancellation. */
+    {
+        char sock8[120], slowimg[700];
+        snprintf(sock8, sizeof sock8, "%s/nvl-serve8-%d.sock", test_tmpdir(), (int)getpid());
+        snprintf(slowimg, sizeof slowimg, "%s/slow-render.bmp", test_tmpdir());
+        unlink(slowimg);
+        TEST_CHECK(symlink(img, slowimg) == 0, "link %s", slowimg);
+        setenv("NVL_TEST_MEDIA_DELAY", "slow-render:12000", 1);
+        pid_t s8 = start_server(sock8, NULL, NULL);
+        unsetenv("NVL_TEST_MEDIA_DELAY");
+        conn a = {.fd = connect_to(sock8, 60)};
+        TEST_CHECK(a.fd >= 0, "eighth server up");
+        send_line(a.fd, ask_json(req, sizeof req, "slow1", slowimg, 12, NULL));
+        usleep(300000);
+        const double t0 = now();
+        send_line(a.fd, "{\"type\":\"cancel\",\"target\":\"slow1\"}");
+        ev = run_to_end(&a, "slow1", NULL, 0, NULL);
+        const double waited = now() - t0;
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled") && strstr(str(ev, "message"), "in the background"),
+                   "a cancel in an uninterruptible step is answered cancelled (got %s)", ev ? str(ev, "message") : "nothing");
+        TEST_CHECK(waited < 6.0, "answered in %.1f s, before the 12 s step ended", waited);
+        cJSON_Delete(ev);
+        /* the same id at once, and another file: served while the first step still runs */
+        send_line(a.fd, ask_json(req, sizeof req, "slow1", img, 12, NULL));
+        ev = run_to_end(&a, "slow1", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the id is free again and served (got %s)",
+                   ev ? str(ev, "event") : "nothing");
+        TEST_CHECK(now() - t0 < 10.0, "served beside the step still running (%.1f s)", now() - t0);
+        cJSON_Delete(ev);
+        close(a.fd);
+        kill(s8, SIGTERM);
+        int st8 = 0;
+        waitpid(s8, &st8, 0);
+        TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "eighth server exits 0");
+        TEST_CHECK(log_contains("ask slow1: cancelled, answered before its step ended"), "the early answer is logged");
+        unlink(slowimg);
+    }
+
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
      * socket file goes, exit 0. t1 reasons (think on, 1500 tokens at most): long enough that the
      * signal lands while it runs, so t2 is still queued (with 60 tokens t1 could finish first
