@@ -51,13 +51,16 @@ int cmd_media_info(int argc, char **argv) {
             fprintf(stderr, "nanovl media-info: %s\n", err.msg);
             return 1;
         }
-        int n = media_pdf_page_count(pdf);
+        int n = media_pdf_page_count(pdf), bad = 0;
         printf("pages: %d\n", n);
         for (int i = 0; i < n; i++) {
             double w = 0, h = 0;
             char *label = media_pdf_page_label(pdf, i);
-            if (media_pdf_page_size(pdf, i, &w, &h, &err) != NVL_OK) printf("page %d: %s\n", i + 1, err.msg);
-            else {
+            if (media_pdf_page_size(pdf, i, &w, &h, &err) != NVL_OK) { /* listed, and the exit says it (was 0) */
+                printf("page %d: unreadable\n", i + 1);
+                fprintf(stderr, "nanovl media-info: page %d: %s\n", i + 1, err.msg);
+                bad++;
+            } else {
                 char *text = NULL;
                 media_pdf_page_text(pdf, i, &text, NULL);
                 printf("page %d: %.2f x %.2f pt, label %s, text layer %s\n", i + 1, w, h, label ? label : "-",
@@ -67,7 +70,7 @@ int cmd_media_info(int argc, char **argv) {
             nvl_free(label);
         }
         media_pdf_close(pdf);
-        return 0;
+        return bad ? 1 : 0;
     }
     if (k == MEDIA_KIND_VIDEO) {
         media_frames *f = NULL;
@@ -101,7 +104,7 @@ int cmd_media_info(int argc, char **argv) {
 }
 
 static const char *k_render_usage =
-    "usage: nanovl render [--] FILE -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW]\n"
+    "usage: nanovl render -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW] [--] FILE\n"
     "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
     "  DIR/frame-I.png for the sampled frames of a video\n";
 
@@ -113,8 +116,11 @@ int cmd_render(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (opts_done) {
-            if (path) path = NULL, i = argc; /* one file */
-            else path = a;
+            if (path) { /* one file */
+                fprintf(stderr, "nanovl render: one file at a time ('%s' is a second; after '--' every argument is a file)\n", a);
+                return EXIT_USAGE;
+            }
+            path = a;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -133,6 +139,10 @@ int cmd_render(int argc, char **argv) {
             i++;
             if (is_dpi) dpi = d;
             else long_side = (int)d;
+            if (dpi > 0 && long_side > 0) { /* (one of the two was dropped without a word) */
+                fprintf(stderr, "nanovl render: --dpi and --long-side both size the pages: give one\n");
+                return EXIT_USAGE;
+            }
         }
         else if (!strcmp(a, "--password") && i + 1 < argc) password = argv[++i];
         else if (!path && a[0] != '-') path = a;
@@ -142,6 +152,7 @@ int cmd_render(int argc, char **argv) {
             path = NULL, i = argc;
         }
     }
+    if (path && !outdir) fprintf(stderr, "nanovl render: -o DIR is needed (the folder the PNGs are written to)\n");
     if (!path || !outdir) {
         fprintf(stderr, k_render_usage, MEDIA_PDF_DEFAULT_LONG_SIDE);
         return EXIT_USAGE;

@@ -532,19 +532,42 @@ static char *salvage_id(const char *line, size_t n) {
 
 /* With --allow DIR: every media path of the request must resolve inside one of the directories.
  * 1 allowed; 0 outside; -1 the path does not resolve (why says so). */
+static int under_allowed(const server *s, const char *rp) {
+    for (int i = 0; i < s->o->n_allow; i++) {
+        const size_t l = strlen(s->o->allow[i]);
+        if (!strncmp(rp, s->o->allow[i], l) && (rp[l] == '/' || rp[l] == 0 || (l && s->o->allow[i][l - 1] == '/'))) return 1;
+    }
+    return 0;
+}
+
+/* 1: the path resolves inside an --allow directory; 0: outside (forbidden); -1: it cannot be
+ * resolved and its nearest existing ancestor is inside (not_found). A missing path outside is
+ * forbidden too: "not_found" there told a client which paths exist outside (a review's find). */
 static int path_allowed(const server *s, const char *path, char *why, size_t why_n) {
     if (!s->o->n_allow) return 1;
     char *rp = realpath(path, NULL);
-    if (!rp) {
-        snprintf(why, why_n, "%s: %s", path, strerror(errno));
-        return -1;
-    }
+    const int err_no = errno;
     int ok = 0;
-    for (int i = 0; i < s->o->n_allow && !ok; i++) {
-        const size_t l = strlen(s->o->allow[i]);
-        ok = !strncmp(rp, s->o->allow[i], l) && (rp[l] == '/' || rp[l] == 0 || (l && s->o->allow[i][l - 1] == '/'));
+    if (rp) {
+        ok = under_allowed(s, rp);
+    } else { /* the nearest ancestor that resolves decides */
+        char *anc = nvl_strdup(path);
+        char *sl = anc ? strrchr(anc, '/') : NULL;
+        for (int last = !anc; !rp && !last;) {
+            if (!sl || sl == anc) { /* a relative path's ancestor is the working directory; then "/" */
+                rp = realpath(sl ? "/" : ".", NULL);
+                last = 1;
+            } else {
+                *sl = 0;
+                rp = realpath(anc, NULL);
+                sl = strrchr(anc, '/');
+            }
+        }
+        nvl_free(anc);
+        ok = rp && under_allowed(s, rp) ? -1 : 0;
+        if (ok < 0) snprintf(why, why_n, "%s: %s", path, strerror(err_no));
     }
-    if (!ok) snprintf(why, why_n, "%s: outside the directories this server may read (--allow)", path);
+    if (ok == 0) snprintf(why, why_n, "%s: outside the directories this server may read (--allow)", path);
     free(rp);
     return ok;
 }

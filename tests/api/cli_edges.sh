@@ -79,6 +79,16 @@ expect 0 "off for ocr" "$B" ocr --help
 n=$((n + 1)); [ "$("$B" bench --help | grep -c '^  --max-tokens')" = 1 ] || { echo "FAIL: bench --help lists --max-tokens more than once"; fail=$((fail + 1)); }
 expect 0 "rate 0..0.99" "$B" ask --help
 expect 0 "^$T/rd/image.png 24x16" "$B" render "$I" -o "$T/rd/"
+# 9. render's options (a review, 2026-11-30): no -o said nothing but the usage; --dpi beside
+# --long-side was dropped without a word; a second file after "--" got the bare usage
+expect 2 "^nanovl render: -o DIR is needed" "$B" render "$I"
+expect 2 "both size the pages: give one" "$B" render "$I" -o "$T/rd2" --dpi 72 --long-side 100
+expect 2 "one file at a time ('-o' is a second" "$B" render -o "$T/rd2" -- "$I" -o "$T/rd3"
+# media-info on a PDF whose page cannot be read (a CropBox outside the MediaBox: no area): the
+# page listed, the cause on stderr, exit 1 (was 0). No xref table: Poppler rebuilds it
+printf '%%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/CropBox[1000 1000 1200 1200]>>endobj\ntrailer<</Root 1 0 R>>\n%%%%EOF\n' > "$T/crop.pdf"
+expect 1 "page 1: unreadable" "$B" media-info "$T/crop.pdf"
+expect 1 "^nanovl media-info: page 1: .*crop.pdf: damaged PDF: page 1 has size 0 x 0 pt" "$B" media-info "$T/crop.pdf"
 # 8. invalid UTF-8 in the question: the --json line is still valid UTF-8 (U+FFFD for each bad byte)
 q=$(printf 'Wh\377at\376?')
 n=$((n + 1))

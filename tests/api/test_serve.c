@@ -514,6 +514,24 @@ int main(void) {
             ev = run_to_end(&a, "out", NULL, 0, NULL);
             TEST_CHECK(ev && !strcmp(str(ev, "code"), "forbidden"), "a path escaping --allow with .. is forbidden");
             cJSON_Delete(ev);
+            /* a missing path: not_found inside, forbidden outside whether it exists or not (not_found
+               there told a client which paths exist outside; a review's find) */
+            static const struct {
+                const char *rel, *code;
+            } miss[] = {{"/no-such.bmp", "not_found"}, {"/no/such/dir/x.bmp", "not_found"},
+                        {"/../../vl_tiny/no-such.json", "forbidden"}, {"/../../../no/such/dir/x.bmp", "forbidden"}};
+            for (size_t i = 0; i < sizeof miss / sizeof miss[0]; i++) {
+                snprintf(escape, sizeof escape, "%s%s", media_dir, miss[i].rel);
+                send_line(a.fd, ask_json(req, sizeof req, "miss", escape, 4, NULL));
+                ev = run_to_end(&a, "miss", NULL, 0, NULL);
+                TEST_CHECK(ev && !strcmp(str(ev, "code"), miss[i].code), "%s -> %s (got %s)", miss[i].rel, miss[i].code,
+                           ev ? str(ev, "code") : "nothing");
+                cJSON_Delete(ev);
+            }
+            send_line(a.fd, ask_json(req, sizeof req, "miss", "/no-such-top/x.bmp", 4, NULL));
+            ev = run_to_end(&a, "miss", NULL, 0, NULL);
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), "forbidden"), "an absolute missing path outside -> forbidden");
+            cJSON_Delete(ev);
             close(a.fd);
         }
         kill(s2, SIGTERM);
