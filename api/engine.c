@@ -631,6 +631,7 @@ int api_engine_step(api_engine *e) {
             engine_queue_job(e, rq, -1);
         }
     }
+    engine_media_grow(e);
     int inline_reads = 0; /* without media threads: one request's files per turn, inline; text at once */
     for (request *rq = e->live; rq; rq = rq->next)
         if (rq->state == RQ_MEDIA && (!engine_has_media(rq) || !inline_reads++)) {

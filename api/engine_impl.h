@@ -29,7 +29,8 @@
 #define VISION_BATCH 16            /* tiles (of any requests) per RADIO call at most: vision_batch */
 #define KEEP_MAX 4                 /* prefixes kept: a few documents questioned in turn */
 #define MEDIA_THREADS 2            /* files of two requests read at once, beside the steps (the default) */
-#define MEDIA_THREADS_MAX 8        /* api_engine_opts.media_threads at most */
+#define MEDIA_THREADS_MAX 8        /* api_engine_opts.media_threads at most, and the pool's growth */
+#define MEDIA_STUCK_S 2.0          /* a job this long holds its thread: another starts for the queue */
 
 /* What an earlier request left: its prompt up to the end of its last media span, the sources
  * in it (key + layout, no rows) and the LM state there. */
@@ -109,7 +110,8 @@ struct api_engine {
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS_MAX];
     int media_thr_ok;   /* threads running */
-    pthread_mutex_t mmu; /* guards mq, media_stop and each request's media_busy */
+    int media_thr_busy; /* of them, working on a job (under mmu) */
+    pthread_mutex_t mmu; /* guards mq, media_stop, media_thr_busy and each request's media_busy, media_t0 */
     pthread_cond_t mcv;
     request *mq, *mq_tail;
     int media_stop;
@@ -184,6 +186,7 @@ struct request {
     int cancel_req;     /* api_engine_cancel (under e->mu) */
     int cancel_seen;    /* cancel_req as the stepping thread saw it */
     request *media_next;/* the media threads' queue */
+    double media_t0;    /* when a media thread took its job (0: queued or none; under mmu) */
     int job_src;        /* the queued job: -1 read the files, else that source's tiles or frames */
     int media_busy;     /* the media thread owns the request's sources (under e->mmu) */
     int media_abort;    /* the request ended: a media job stops early (under e->mmu) */
@@ -268,6 +271,7 @@ int engine_has_media(const request *rq);
 int engine_media_cancelled(request *rq); /* rq cancelled (any thread; takes e->mu) */
 void engine_media_read(request *rq);   /* rq's files -> sources (media thread or inline) */
 void *engine_media_main(void *arg);    /* a media thread (arg: the engine) */
+int engine_media_grow(api_engine *e);  /* one more media thread if a job holds every one (engine_media.c) */
 void engine_media_stage(request *rq);  /* after the read, on the stepping thread: budget, layouts;
                                           RQ_PREFIX_WAIT when another live request will keep the
                                           same prefix */

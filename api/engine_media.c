@@ -94,6 +94,8 @@ void *engine_media_main(void *arg) {
         request *rq = e->mq;
         e->mq = rq->media_next;
         if (!e->mq) e->mq_tail = NULL;
+        rq->media_t0 = engine_now();
+        e->media_thr_busy++;
         pthread_mutex_unlock(&e->mmu);
         source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
         nvl_status st = NVL_OK;
@@ -108,10 +110,29 @@ void *engine_media_main(void *arg) {
             s->prep = 2;
         }
         rq->media_busy = 0;
+        rq->media_t0 = 0;
+        e->media_thr_busy--;
         pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
     }
     pthread_mutex_unlock(&e->mmu);
     return NULL;
+}
+
+/* Every media thread busy, jobs waiting, and one job held past MEDIA_STUCK_S (Poppler rendering
+ * a dense vector page cannot be interrupted: tens of seconds; two such pages held both threads and
+ * every other request's files waited): one more thread, up to MEDIA_THREADS_MAX. The stepping
+ * thread calls it once a turn. Returns whether a thread was started. */
+int engine_media_grow(api_engine *e) {
+    if (!e->media_thr_ok || e->media_thr_ok >= MEDIA_THREADS_MAX) return 0;
+    const double t = engine_now();
+    pthread_mutex_lock(&e->mmu);
+    int stuck = 0;
+    if (e->mq && e->media_thr_busy >= e->media_thr_ok && !e->media_stop)
+        for (request *rq = e->live; rq && !stuck; rq = rq->next) stuck = rq->media_t0 > 0 && t - rq->media_t0 > MEDIA_STUCK_S;
+    pthread_mutex_unlock(&e->mmu);
+    if (!stuck || pthread_create(&e->media_thr[e->media_thr_ok], NULL, engine_media_main, e) != 0) return 0;
+    e->media_thr_ok++;
+    return 1;
 }
 
 /* A live request further on that will keep the prefix rq would use (the same sources, the same

@@ -846,9 +846,11 @@ int main(void) {
         setenv("NVL_TEST_MEDIA_DELAY", "slow-render:12000", 1);
         pid_t s8 = start_server(sock8, NULL, NULL);
         unsetenv("NVL_TEST_MEDIA_DELAY");
-        conn a = {.fd = connect_to(sock8, 60)};
-        TEST_CHECK(a.fd >= 0, "eighth server up");
+        conn a = {.fd = connect_to(sock8, 60)}, b = {.fd = connect_to(sock8, 10)};
+        TEST_CHECK(a.fd >= 0 && b.fd >= 0, "eighth server up");
+        /* two such steps hold both media threads (another client's slow file too: left running) */
         send_line(a.fd, ask_json(req, sizeof req, "slow1", slowimg, 12, NULL));
+        send_line(b.fd, ask_json(req, sizeof req, "slowB", slowimg, 12, NULL));
         usleep(300000);
         const double t0 = now();
         send_line(a.fd, "{\"type\":\"cancel\",\"target\":\"slow1\"}");
@@ -858,14 +860,19 @@ int main(void) {
                    "a cancel in an uninterruptible step is answered cancelled (got %s)", ev ? str(ev, "message") : "nothing");
         TEST_CHECK(waited < 6.0, "answered in %.1f s, before the 12 s step ended", waited);
         cJSON_Delete(ev);
-        /* the same id at once, and another file: served while the first step still runs */
+        /* the same id at once, and another file: served while both steps still run (a third media
+           thread starts once a job has held its thread 2 s; without it this waited for one to end) */
         send_line(a.fd, ask_json(req, sizeof req, "slow1", img, 12, NULL));
         ev = run_to_end(&a, "slow1", NULL, 0, NULL);
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the id is free again and served (got %s)",
                    ev ? str(ev, "event") : "nothing");
-        TEST_CHECK(now() - t0 < 10.0, "served beside the step still running (%.1f s)", now() - t0);
+        TEST_CHECK(now() - t0 < 10.0, "served beside the steps still running (%.1f s)", now() - t0);
+        cJSON_Delete(ev);
+        ev = run_to_end(&b, "slowB", NULL, 0, NULL); /* and the other client's ends when its step does */
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the other slow request is answered (got %s)", ev ? str(ev, "event") : "nothing");
         cJSON_Delete(ev);
         close(a.fd);
+        close(b.fd);
         kill(s8, SIGTERM);
         int st8 = 0;
         waitpid(s8, &st8, 0);
