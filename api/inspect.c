@@ -104,6 +104,32 @@ static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, co
         }
         counts[k][w.quant]++;
     }
+    /* tensors in the language model's namespace that nothing reads (an adapter's, a bias, a
+       buffer of another variant): said, since the model runs without them */
+    {
+        int64_t n_unread = 0;
+        char names[400] = "";
+        size_t nl = 0;
+        const size_t lp = prefix ? strlen(prefix) : 0, lh = strlen(head);
+        static const char *const companions[] = {".weight_scale", ".weight_scale_2", ".input_scale", ".k_scale", ".v_scale"};
+        for (int64_t i = 0; prefix && i < nvl_checkpoint_count(ck); i++) {
+            const char *nm = nvl_checkpoint_entry(ck, i)->name;
+            if (strncmp(nm, prefix, lp) && !(!strncmp(nm, head, lh) && !strncmp(nm + lh, "lm_head.", 8))) continue;
+            int known = !strcmp(nm + lp, "embedding.weight");
+            for (int64_t k = 0; !known && k < n; k++) known = !strcmp(nm, specs[k].name);
+            const size_t l = strlen(nm);
+            for (size_t c = 0; !known && c < sizeof companions / sizeof companions[0]; c++) {
+                const size_t cl = strlen(companions[c]);
+                known = l > cl && !strcmp(nm + l - cl, companions[c]);
+            }
+            if (known) continue;
+            if (n_unread++ < 3 && nl < sizeof names)
+                nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s'%.100s'", nl ? ", " : "", nm);
+        }
+        if (n_unread)
+            fprintf(out, "  warning: %lld tensor%s of the language model that nanovl does not read: %s%s\n", (long long)n_unread,
+                    n_unread == 1 ? "" : "s", names, n_unread > 3 ? ", ..." : "");
+    }
     fprintf(out, "  linear layers:");
     for (int j = 0; j < 9; j++)
         for (int t = 0; t < 3; t++)

@@ -134,6 +134,16 @@ nvl_status llm_hparams_from_json(llm_hparams *hp, const cJSON *root, const char 
         CHECK(nvl_json_opt_bool(c, "use_conv_bias", 1, &hp->conv_bias, what, err));
     else
         CHECK(nvl_json_get_bool(c, "mamba_conv_bias", &hp->conv_bias, what, err));
+    /* NemotronH's Linear layers have no biases (hf-nh defaults; mlm-sft --disable-bias-linear):
+       a config that says otherwise is another model, whose biases would be left out quietly */
+    static const char *const bias_keys[] = {"attention_bias", "mlp_bias", "use_bias"};
+    for (size_t i = 0; i < sizeof bias_keys / sizeof bias_keys[0]; i++) {
+        int b = 0;
+        CHECK(nvl_json_opt_bool(c, bias_keys[i], 0, &b, what, err));
+        if (b)
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s is true: NemotronH's Linear layers have no biases and "
+                               "nanovl runs none", what, bias_keys[i]);
+    }
     CHECK(nvl_json_opt_double(c, "layer_norm_epsilon", 1e-5, &hp->eps, what, err));
     CHECK(nvl_json_opt_bool(c, "tie_word_embeddings", 0, &hp->tie_embeddings, what, err));
     CHECK(nvl_json_opt_bool(c, "residual_in_fp32", 0, &hp->residual_in_fp32, what, err));

@@ -236,6 +236,11 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
     char module[200], sname[240];
     const size_t nl = strlen(e->name);
     snprintf(module, sizeof module, "%.*s", (int)(nl > 7 && !strcmp(e->name + nl - 7, ".weight") ? nl - 7 : nl), e->name);
+    /* a bias beside a Linear (NemotronH has none; the config's *_bias keys are checked too) */
+    snprintf(sname, sizeof sname, "%s.bias", module);
+    if (nvl_checkpoint_find(ck, sname))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "tensor '%s': NemotronH's Linear layers have no biases and nanovl "
+                           "runs none (it would be left out)", sname);
     /* AWQ's per-channel pre_quant_scale multiplies the activations first: ignoring it answered
        with another model, quietly */
     snprintf(sname, sizeof sname, "%s.pre_quant_scale", module);

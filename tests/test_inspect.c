@@ -22,7 +22,8 @@ static const char *k_cfg_fmt =
     "\"chunk_size\": 8, \"layer_norm_epsilon\": 1e-5, \"time_step_limit\": [0.0, Infinity], "
     "\"tie_word_embeddings\": false%s}";
 
-enum damage { DMG_NONE, DMG_MISSING, DMG_SHAPE, DMG_DTYPE };
+enum damage { DMG_NONE, DMG_MISSING, DMG_SHAPE, DMG_DTYPE, DMG_EXTRA /* damaged_name added, [4] BF16 */ };
+static const char *g_cfg_extra = ""; /* appended to the LM config's fields */
 
 /* Writes config.json + model.safetensors for pattern; vl wraps the LM in a VL config. */
 static void write_ckpt(const char *dir, const char *pattern, int n_layers_cfg, int vl,
@@ -36,7 +37,7 @@ static void write_ckpt(const char *dir, const char *pattern, int n_layers_cfg, i
                  "\"NemotronH_Nano_VL_V2\", \"llm_config\": %s}",
                  inner);
     } else {
-        snprintf(cfg, sizeof cfg, k_cfg_fmt, "", n_layers_cfg, pattern, "");
+        snprintf(cfg, sizeof cfg, k_cfg_fmt, "", n_layers_cfg, pattern, g_cfg_extra);
     }
     snprintf(path, sizeof path, "%s/config.json", dir);
     test_write_file(path, cfg, strlen(cfg));
@@ -72,6 +73,10 @@ static void write_ckpt(const char *dir, const char *pattern, int n_layers_cfg, i
         void *buf = calloc(1, bytes);
         st_writer_add(&w, s.name, dt, s.n_dims, s.shape, buf, bytes);
         free(buf);
+    }
+    if (dmg == DMG_EXTRA) {
+        uint16_t z[4] = {0};
+        st_writer_add(&w, damaged_name, "BF16", 1, (int64_t[]){4}, z, sizeof z);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     st_writer_save(&w, path, NULL);
@@ -116,6 +121,30 @@ static void test_synthetic(void) {
     TEST_EQ_INT(usable, 1);
     TEST_CONTAINS(out, "architecture: NemotronH_Nano_VL_V2");
     TEST_CONTAINS(out, "layers: 3 (1 Mamba-2, 1 attention, 1 MLP)");
+    free(out);
+
+    /* what nanovl would leave out is said: a tensor nothing reads (a warning), a Linear's bias
+     * and a config asking for biases (refused: NemotronH has none) */
+    snprintf(dir, sizeof dir, "%s/extra", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_EXTRA, "backbone.layers.0.mixer.lora_A.weight");
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 1);
+    TEST_CONTAINS(out, "warning: 1 tensor of the language model that nanovl does not read: "
+                       "'backbone.layers.0.mixer.lora_A.weight'");
+    free(out);
+    snprintf(dir, sizeof dir, "%s/bias", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_EXTRA, "backbone.layers.2.mixer.q_proj.bias");
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "problem: tensor 'backbone.layers.2.mixer.q_proj.bias': NemotronH's Linear layers have no biases");
+    free(out);
+    g_cfg_extra = ", \"mlp_bias\": true";
+    snprintf(dir, sizeof dir, "%s/biascfg", test_tmpdir());
+    write_ckpt(dir, "M-*-M", 5, 0, DMG_NONE, NULL);
+    g_cfg_extra = "";
+    out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 0);
+    TEST_CONTAINS(out, "mlp_bias is true: NemotronH's Linear layers have no biases");
     free(out);
 
     snprintf(dir, sizeof dir, "%s/missing", test_tmpdir());
