@@ -74,6 +74,9 @@ typedef struct job {
     api_ask_result res;    /* ask: the answer */
     int ended;             /* the engine is done with it (worker thread only) */
     double t_cancel;       /* when its client cancelled it (0: not), main thread under the lock */
+    int answered;          /* its final event went out already (a cancel answered early, under the
+                              lock): nothing more is sent, its id is free, it still counts against
+                              its client's and the server's limits until it leaves */
     nvl_status end_st;
     cJSON *end_ev;         /* the final event */
     char end_msg[NVL_ERR_MSG_MAX];
@@ -209,7 +212,7 @@ static cJSON *error_event(const char *id, const char *code, const char *msg) {
 /* From the worker: append under the lock and wake the main thread. */
 static void job_emit(server *s, job *j, cJSON *ev) {
     pthread_mutex_lock(&s->mu);
-    if (j->cl) {
+    if (j->cl && !j->answered) {
         emit_locked(s, j->cl, ev);
         if (j->cl->overflow) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
     } else {
@@ -347,11 +350,12 @@ static void reap_jobs(server *s) {
                              j->end_st == NVL_ERR_CANCELLED && __atomic_load_n(&j->cancel, __ATOMIC_RELAXED) ? "cancelled" : j->end_msg);
         }
         pthread_mutex_lock(&s->mu);
-        const int gone = j->cl == NULL;
+        const int gone = j->cl == NULL, answered = j->answered;
         pthread_mutex_unlock(&s->mu);
         slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id,
              j->end_st == NVL_OK ? "done" : api_status_code(j->end_st), j->end_st == NVL_OK ? "" : ": ",
-             j->end_st == NVL_OK ? "" : j->end_msg, gone ? " (client gone)" : "", now_s() - j->t_accept);
+             j->end_st == NVL_OK ? "" : j->end_msg,
+             gone ? " (client gone)" : answered ? " (answered cancelled earlier; result dropped)" : "", now_s() - j->t_accept);
         /* the job leaves the counts in the same locked section that queues its last event: a
            client that reads "done" and sends the same id (or its next request within
            --max-per-client) at once must find it gone, and "status" must count it done */
@@ -367,7 +371,8 @@ static void reap_jobs(server *s) {
             j->cl->n_running--;
         }
         s->n_done++;
-        emit_locked(s, j->cl, ev);
+        if (j->answered) cJSON_Delete(ev);
+        else emit_locked(s, j->cl, ev);
         pthread_mutex_unlock(&s->mu);
         api_pages_free(j->pg);
         nvl_free(j->media);
@@ -594,7 +599,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         int found = 0;
         pthread_mutex_lock(&s->mu);
         for (job *j = s->running; j && !found; j = j->next)
-            if (j->cl == cl && !strcmp(j->id, rq.target)) {
+            if (j->cl == cl && !j->answered && !strcmp(j->id, rq.target)) {
                 __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
                 if (j->t_cancel == 0) j->t_cancel = now_s();
                 found = 1;
@@ -645,11 +650,14 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         snprintf(msg, sizeof msg, "%d requests are already queued; retry later", s->n_queued);
     } else if (!code && cl->n_jobs >= s->o->max_per_client) {
         code = "too_many_requests";
-        snprintf(msg, sizeof msg, "this connection already has %d requests queued or running", cl->n_jobs);
+        int ending = 0;
+        for (job *j = s->running; j; j = j->next) ending += j->cl == cl && j->answered;
+        snprintf(msg, sizeof msg, "this connection already has %d requests queued or running%s", cl->n_jobs,
+                 ending ? " (counting cancelled ones whose uninterruptible step is still ending)" : "");
     }
     if (!code && rq.id) { /* ids must be unique among this client's live requests */
         int dup = 0;
-        for (job *j = s->running; j && !dup; j = j->next) dup = j->cl == cl && !strcmp(j->id, rq.id);
+        for (job *j = s->running; j && !dup; j = j->next) dup = j->cl == cl && !j->answered && !strcmp(j->id, rq.id);
         for (job *j = s->head; j && !dup; j = j->next) dup = j->cl == cl && !strcmp(j->id, rq.id);
         if (dup) {
             code = "duplicate_id";
@@ -1006,7 +1014,7 @@ static int answer_slow_cancels(server *s, double t_now) {
     int pending = 0;
     pthread_mutex_lock(&s->mu);
     for (job *j = s->running; j; j = j->next) {
-        if (!j->cl || j->t_cancel == 0) continue;
+        if (!j->cl || j->answered || j->t_cancel == 0) continue;
         if (t_now - j->t_cancel < CANCEL_ANSWER_S) {
             pending = 1;
             continue;
@@ -1016,9 +1024,8 @@ static int answer_slow_cancels(server *s, double t_now) {
                                           "cannot be interrupted and ends in the background"));
         slog(s, "%s %s: cancelled, answered before its step ended (it goes on in the background)",
              api_request_type_name(j->rq.type), j->id);
-        j->cl->n_jobs--;
-        j->cl->n_running--;
-        j->cl = NULL;
+        j->answered = 1; /* (it keeps its place in --max-per-client and --max-batch: a client
+                            cancelling slow requests in a loop would pile up uncounted work) */
     }
     pthread_mutex_unlock(&s->mu);
     return pending;

@@ -80,6 +80,40 @@ static nvl_status read_layers(llm_quant_config *q, const cJSON *obj, const char 
     return NVL_OK;
 }
 
+/* Older ModelOpt exports name a MIXED_PRECISION config.json's layers only as the targets of its
+ * config_groups (one group per layer format: weights.num_bits 8 = FP8, 4 = NVFP4, and their
+ * group_size); the module names (with a dot: not a class name like "Linear") become layers. */
+static nvl_status layers_from_groups(llm_quant_config *q, const cJSON *groups, const char *path, nvl_err *err) {
+    int n = 0;
+    const cJSON *g, *t;
+    cJSON_ArrayForEach(g, groups) {
+        const cJSON *tg = cJSON_GetObjectItemCaseSensitive(g, "targets");
+        n += cJSON_IsArray(tg) ? cJSON_GetArraySize(tg) : 0;
+    }
+    if (!n || !(q->layers = nvl_calloc((size_t)n, sizeof *q->layers))) return n ? nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path) : NVL_OK;
+    cJSON_ArrayForEach(g, groups) {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights"), *tg = cJSON_GetObjectItemCaseSensitive(g, "targets");
+        const cJSON *bits = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
+        const char *algo = cJSON_IsNumber(bits) && bits->valuedouble == 8 ? "FP8" : cJSON_IsNumber(bits) && bits->valuedouble == 4 ? "NVFP4" : "?";
+        int gs = 0;
+        char key[160];
+        snprintf(key, sizeof key, "config_groups.%.64s.weights.group_size", g->string ? g->string : "");
+        nvl_status st = read_group_size(cJSON_GetObjectItemCaseSensitive(w, "group_size"), path, key, &gs, err);
+        if (st != NVL_OK) return st;
+        if (!cJSON_IsArray(tg)) continue;
+        cJSON_ArrayForEach(t, tg) {
+            if (!cJSON_IsString(t) || !strchr(t->valuestring, '.')) continue;
+            llm_quant_layer *l = &q->layers[q->n_layers];
+            snprintf(l->algo, sizeof l->algo, "%s", algo);
+            l->group_size = gs;
+            if (!(l->module = nvl_strdup(t->valuestring))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+            q->n_layers++;
+            q->has_layers = 1;
+        }
+    }
+    return NVL_OK;
+}
+
 /* config.json's quantization_config into q (quant_method must be modelopt). group sizes come
  * from config_groups.*.weights / input_activations. */
 static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const char *path, nvl_err *err) {
@@ -106,6 +140,8 @@ static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const c
     }
     nvl_status st = read_list(q, cJSON_GetObjectItemCaseSensitive(qc, "ignore"), path, "ignore", err);
     if (st == NVL_OK) st = read_layers(q, cJSON_GetObjectItemCaseSensitive(qc, "quantized_layers"), path, err);
+    if (st == NVL_OK && !q->has_layers && !strcmp(q->algo, "MIXED_PRECISION") && groups)
+        st = layers_from_groups(q, groups, path, err);
     return st;
 }
 

@@ -52,8 +52,9 @@ static const struct {
 } k_timm_vits[] = {{"vit_base_", 768, 12, 12}, {"vit_large_", 1024, 24, 16}, {"vit_huge_", 1280, 32, 16}};
 
 static nvl_status opt_positive(const cJSON *obj, const char *key, int64_t *out, const char *what, nvl_err *err) {
-    CHECK(nvl_json_opt_int(obj, key, 0, out, what, err));
-    if (*out < 0 || (*out == 0 && cJSON_GetObjectItemCaseSensitive(obj, key)))
+    CHECK(nvl_json_opt_int(obj, key, 0, out, what, err)); /* (absent or null: 0, not checked) */
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (*out < 0 || (*out == 0 && v && !cJSON_IsNull(v)))
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.%s is %lld, expected > 0", what, key, (long long)*out);
     return NVL_OK;
 }
@@ -74,8 +75,8 @@ static nvl_status read_vision_config(vision_vl_config *vc, const cJSON *v, const
     CHECK(nvl_json_opt_int(v, "num_registers", -1, &nreg, what, err));
     CHECK(nvl_json_opt_double(v, "mlp_ratio", 0.0, &ratio, what, err));
     CHECK(nvl_json_opt_double(v, "layer_norm_eps", 1e-6, &vc->vit_ln_eps, what, err));
-    if (cJSON_GetObjectItemCaseSensitive(v, "hidden_size")) snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.hidden_size");
-    if (cJSON_GetObjectItemCaseSensitive(v, "num_hidden_layers"))
+    if (vc->cfg_width) snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.hidden_size");
+    if (vc->cfg_depth)
         snprintf(vc->cfg_depth_key, sizeof vc->cfg_depth_key, "vision_config.num_hidden_layers");
     if (!(vc->vit_ln_eps > 0 && vc->vit_ln_eps < 1)) /* (NaN too) */
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.layer_norm_eps is %g, expected in (0, 1)", what,

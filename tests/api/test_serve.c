@@ -878,6 +878,28 @@ int main(void) {
         waitpid(s8, &st8, 0);
         TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "eighth server exits 0");
         TEST_CHECK(log_contains("ask slow1: cancelled, answered before its step ended"), "the early answer is logged");
+        TEST_CHECK(log_contains("(answered cancelled earlier; result dropped)"), "and the step's end");
+        /* the answered job keeps its client's share until its step ends (a review: with the share
+           freed, cancelling slow requests in a loop piled up work that no limit counted) */
+        setenv("NVL_TEST_MEDIA_DELAY", "slow-render:6000", 1);
+        pid_t s9 = start_server(sock8, "--max-per-client", "1");
+        unsetenv("NVL_TEST_MEDIA_DELAY");
+        conn m = {.fd = connect_to(sock8, 60)};
+        send_line(m.fd, ask_json(req, sizeof req, "s1", slowimg, 12, NULL));
+        usleep(300000);
+        send_line(m.fd, "{\"type\":\"cancel\",\"target\":\"s1\"}");
+        ev = run_to_end(&m, "s1", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled"), "--max-per-client 1: the cancel is answered");
+        cJSON_Delete(ev);
+        send_line(m.fd, ask_json(req, sizeof req, "s2", img, 12, NULL));
+        ev = run_to_end(&m, "s2", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_many_requests") && strstr(str(ev, "message"), "still ending"),
+                   "the next request waits for the step's end (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        close(m.fd);
+        kill(s9, SIGTERM);
+        waitpid(s9, &st8, 0);
+        TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "ninth server exits 0");
         unlink(slowimg);
     }
 

@@ -181,6 +181,8 @@ typedef enum damage {
     D_MIXED_WRONG, /* ... saying the other algorithm for layer 0's in_proj */
     D_MIXED_GS32,  /* ... group_size 32 for layer 0's in_proj (NVFP4) */
     D_CG_GS32,     /* no hf_quant_config.json; config.json's config_groups weights say group_size 32 */
+    D_MIXED_CG,    /* MIXED_PRECISION in config.json only, layers named by config_groups targets
+                      (older ModelOpt): loads (every layer was refused as unlisted) */
 } damage;
 
 /* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
@@ -196,8 +198,8 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
     st_writer_init(&wr);
     void **keep = calloc(4 * (size_t)nvl_checkpoint_count(src) + 4, sizeof(void *));
     int nk = 0;
-    char layers[8192] = "";  /* quantized_layers for the MIXED_PRECISION variants */
-    size_t nl = 0;
+    char layers[8192] = "", targets[4096] = "";  /* quantized_layers / config_groups targets (MIXED_PRECISION) */
+    size_t nl = 0, nt = 0;
     for (int64_t i = 0; i < nvl_checkpoint_count(src); i++) {
         const nvl_st_entry *e = nvl_checkpoint_entry(src, i);
         const int lin = strstr(e->name, "proj.weight") && !strstr(e->name, "q_proj") && !strstr(e->name, "k_proj") &&
@@ -239,6 +241,7 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
             }
             if (d == D_BS_NAN) bs[3] = 0x7f;
         }
+        nt += (size_t)snprintf(targets + nt, sizeof targets - nt, "%s\"%s\"", nt ? ", " : "", mod);
         if (!(d == D_MIXED_MISSING && strstr(mod, "layers.3.")))
             nl += (size_t)snprintf(layers + nl, sizeof layers - nl, "%s\"%s\": {\"quant_algo\": \"%s\"%s}", nl ? ", " : "", mod,
                                    (fp8 != (d == D_MIXED_WRONG && !strcmp(mod, "backbone.layers.0.mixer.in_proj"))) ? "FP8" : "NVFP4",
@@ -305,8 +308,26 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
              mixed ? "MIXED_PRECISION" : (fp8 != (d == D_WRONG_ALGO)) ? "FP8" : "NVFP4", mixed ? "" : gs,
              d == D_EXCLUDED ? ", \"backbone.layers.2.mixer.up*\"" : "", mixed ? ", \"quantized_layers\": {" : "", mixed ? layers : "",
              mixed ? "}" : "");
-    if (d == D_NO_CONFIG || d == D_CG_GS32) unlink(p);
+    if (d == D_NO_CONFIG || d == D_CG_GS32 || d == D_MIXED_CG) unlink(p);
     else test_write_file(p, hq, strlen(hq));
+    if (d == D_MIXED_CG) {
+        snprintf(p, sizeof p, "%s/config.json", dir);
+        char *c0 = NULL;
+        size_t l0 = 0;
+        nvl_read_file(p, 1 << 20, &c0, &l0, &err);
+        char *end = c0 ? strrchr(c0, '}') : NULL;
+        if (end) {
+            const size_t cap = l0 + sizeof targets + 1024;
+            char *c1 = malloc(cap);
+            snprintf(c1, cap, "%.*s, \"quantization_config\": {\"quant_method\": \"modelopt\", \"quant_algo\": \"MIXED_PRECISION\", "
+                     "\"config_groups\": {\"group_0\": {\"weights\": {\"dynamic\": false, \"num_bits\": %d, \"type\": \"float\"%s}, "
+                     "\"targets\": [%s]}}, \"ignore\": [\"lm_head\", \"backbone.embeddings\"]}}",
+                     (int)(end - c0), c0, fp8 ? 8 : 4, fp8 ? "" : ", \"group_size\": 16", targets);
+            test_write_file(p, c1, strlen(c1));
+            free(c1);
+        }
+        nvl_free(c0);
+    }
     if (d == D_CG_GS32) { /* the same in config.json's spelling (convert_hf_quant_config_format) */
         snprintf(p, sizeof p, "%s/config.json", dir);
         char *c0 = NULL;
@@ -412,13 +433,14 @@ static void test_load(void) {
         llm_model_free(m);
     }
     /* MIXED_PRECISION naming each layer's algorithm: loads, every listed Linear quantized */
-    for (int fp8 = 1; fp8 >= 0; fp8--) {
-        snprintf(dir, sizeof dir, "%s/mixed%d", test_tmpdir(), fp8);
-        write_quant_copy(dir, fp8, D_MIXED);
+    for (int v = 0; v < 4; v++) { /* quantized_layers (hf_quant_config.json); config_groups targets (config.json) */
+        const int fp8 = v & 1;
+        snprintf(dir, sizeof dir, "%s/mixed%d", test_tmpdir(), v);
+        write_quant_copy(dir, fp8, v < 2 ? D_MIXED : D_MIXED_CG);
         llm_model *m = NULL;
         TEST_EQ_INT(llm_model_init(&m, dir, NULL, &err), NVL_OK);
         if (!m) {
-            fprintf(stderr, "MIXED_PRECISION: %s\n", err.msg);
+            fprintf(stderr, "MIXED_PRECISION (%d): %s\n", v, err.msg);
             continue;
         }
         int counts[3];

@@ -268,6 +268,9 @@ int main(void) {
          1, NVL_OK, NULL},
         {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"num_cls_tokens\": 3, \"num_registers\": 7"}}, 1,
          NVL_ERR_CONFIG, "num_cls_tokens + num_registers is 10 but vision_model.radio_model.model.patch_generator.cls_token.token has 8 rows"},
+        /* null is absent (exports write null for unset fields) */
+        {{{"\"hidden_size\": 64", "\"hidden_size\": null"}, {"\"num_hidden_layers\": 3", "\"num_hidden_layers\": null"}}, 2,
+         NVL_OK, NULL},
         {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 0"}}, 1, NVL_ERR_CONFIG,
          "vision_config.layer_norm_eps is 0, expected in (0, 1)"},
         {{{"\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-06, \"hidden_act\": \"quick_gelu\""}}, 1,
