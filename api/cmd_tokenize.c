@@ -83,12 +83,20 @@ int cmd_tokenize(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto done;
         }
-        size_t tl = 0;
+        size_t tl = 0, cl = 0;
+        char *clean = NULL;
         if (llm_tokenizer_decode(tok, ids, n, &text, &tl, &err) != NVL_OK) {
             fprintf(stderr, "nanovl tokenize: %s\n", err.msg);
             goto done;
         }
-        fwrite(text, 1, tl, stdout);
+        /* text, as tokenizers' decode gives it: bytes that are not UTF-8 (a token ending mid
+           character) become U+FFFD (they were written raw) */
+        if (llm_utf8_sanitize(text, tl, &clean, &cl) != NVL_OK) {
+            fprintf(stderr, "nanovl tokenize: out of memory\n");
+            goto done;
+        }
+        fwrite(clean, 1, cl, stdout);
+        nvl_free(clean);
         rc = 0;
     } else if (chat) {
         if (nvl_json_parse(&root, in, len, "stdin", &err) != NVL_OK ||

@@ -129,6 +129,14 @@ char *nvl_strndup(const char *s, size_t n) {
 
 char *nvl_strdup(const char *s) { return nvl_strndup(s, SIZE_MAX); }
 
+char *nvl_memdup0(const void *s, size_t n) {
+    char *d = n < SIZE_MAX ? nvl_malloc(n + 1) : NULL;
+    if (!d) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
 void nvl_freep(void *pp) {
     void **p = (void **)pp;
     nvl_free(*p);

@@ -25,6 +25,9 @@ void *nvl_realloc(void *p, size_t n);
 void *nvl_aligned_alloc(size_t alignment, size_t n);
 char *nvl_strdup(const char *s);
 char *nvl_strndup(const char *s, size_t n);
+/* n bytes of s exactly (NUL bytes included) and a terminating NUL: for text with a length,
+ * where nvl_strndup would stop at an embedded NUL (the tokenizer read past its copy). */
+char *nvl_memdup0(const void *s, size_t n);
 void nvl_free(void *p);
 /* Frees *pp and sets it to NULL. pp is a pointer to any object pointer (void ** by convention). */
 void nvl_freep(void *pp);

@@ -174,7 +174,7 @@ nvl_status llm_utf8_nfc(const char *s, size_t len, char **out, size_t *out_len) 
     size_t i = 0;
     while (i < len && (unsigned char)s[i] < 0x80) i++;
     if (i == len) {
-        *out = nvl_strndup(s, len);
+        *out = nvl_memdup0(s, len); /* (NUL bytes included) */
         *out_len = len;
         return *out ? NVL_OK : NVL_ERR_NOMEM;
     }

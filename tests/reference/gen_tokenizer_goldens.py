@@ -8,11 +8,12 @@
    decode(encode(x)) == x, into tests/data/tokenizer/goldens.json.
 Invalid UTF-8 inputs are stored as raw bytes; the reference sees bytes.decode("utf-8", "replace").
 
-    tests/reference/.venv/bin/python tests/reference/gen_tokenizer_goldens.py
+    tests/reference/.venv/bin/python tests/reference/gen_tokenizer_goldens.py [--keep-tokenizer]
 """
 import glob
 import json
 import os
+import sys
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -41,7 +42,11 @@ CORPUS = [
     "https://example.com/path?q=1&r=two#frag user@example.org", "   ", "", "a", "\u00e9\u0301", "Ω≈ç√∫˜µ≤≥÷ ™ © ®",
 ]
 BYTES = [b"invalid \xff\xfe bytes", b"truncated \xe2\x82", b"overlong \xc0\xaf and surrogate \xed\xa0\x80 end",
-         b"\xf0\x9f\x98", b"ok \xe2\x82\xac euro"]
+         b"\xf0\x9f\x98", b"ok \xe2\x82\xac euro",
+         # NUL bytes are text: nanovl's copy stopped at the first one and read past it (a fuzz's find)
+         b"a\x00b", b"\x00<image>\x00", b"caf\xc3\xa9 \x00 na\xc3\xafve\x00" + b"b" * 300,
+         # long words: many merges with equal ranks in flight (nanovl's merge order follows a heap)
+         b"ab" * 1000, ("x" + "\u306e" * 300 + "totals" * 40).encode()]
 
 
 def train_tiny():
@@ -66,7 +71,11 @@ def train_tiny():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    tiny = train_tiny()
+    # --keep-tokenizer: encode with the committed nemotron_tiny/tokenizer.json (which this script
+    # trained) instead of training again: training reads ../shared/spec/*.md, which have changed
+    # since, and vl_tiny carries a copy of that tokenizer
+    keep = "--keep-tokenizer" in sys.argv
+    tiny = Tokenizer.from_file(os.path.join(OUT, "nemotron_tiny", "tokenizer.json")) if keep else train_tiny()
     toks = {"nemotron_tiny": ("tests/data/tokenizer/nemotron_tiny/tokenizer.json", tiny)}
     for name in ("qwen3", "gpt-oss"):
         p = os.path.join(SHARED, "tokenizers", name, "tokenizer.json")
