@@ -124,6 +124,14 @@ static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const c
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: quantization method '%s' (nanovl reads ModelOpt checkpoints: "
                            "quant_method \"modelopt\")", path, m->valuestring);
     copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"));
+    /* the KV cache's scheme, spelled kv_cache_scheme {num_bits, type} here (so that it is said
+       not to be applied, as hf_quant_config.json's kv_cache_quant_algo is) */
+    copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_quant_algo"));
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_scheme");
+    if (!q->kv_algo[0] && cJSON_IsObject(kv)) {
+        const cJSON *kb = cJSON_GetObjectItemCaseSensitive(kv, "num_bits");
+        snprintf(q->kv_algo, sizeof q->kv_algo, "%s", cJSON_IsNumber(kb) && kb->valuedouble == 8 ? "FP8" : cJSON_IsNumber(kb) && kb->valuedouble == 4 ? "NVFP4" : "(a scheme)");
+    }
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups"), *g;
     if (!cJSON_IsObject(groups)) groups = NULL;
     cJSON_ArrayForEach(g, groups) {

@@ -239,11 +239,11 @@ static void test_quantized(void) {
     snprintf(src, sizeof src, "%s", test_data_path("quant/fp8"));
     snprintf(path, sizeof path, "%s/config.json", src);
     TEST_EQ_INT(nvl_json_load_file(&cfg, path, 1 << 20, &err), NVL_OK);
-    for (int k = 0; cfg && k < 2; k++) {
+    for (int k = 0; cfg && k < 3; k++) {
         snprintf(dir, sizeof dir, "%s/inspect_hfq%d", test_tmpdir(), k);
         mkdir(dir, 0755);
         static const char *const files[] = {"model.safetensors", "hf_quant_config.json"};
-        for (int f = 0; f < 2; f++) {
+        for (int f = 0; f < (k == 2 ? 1 : 2); f++) { /* k = 2: config.json alone */
             char from[1200];
             snprintf(path, sizeof path, "%s/%s", dir, files[f]);
             snprintf(from, sizeof from, "%s/%s", src, files[f]);
@@ -251,7 +251,15 @@ static void test_quantized(void) {
             TEST_CHECK(symlink(from, path) == 0, "link %s", path);
         }
         if (k == 0) cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
-        else {
+        else if (k == 2) { /* its KV-cache scheme is said not to be applied, as hf_quant_config.json's is */
+            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+            cJSON *qc = cJSON_AddObjectToObject(cfg, "quantization_config");
+            cJSON_AddStringToObject(qc, "quant_method", "modelopt");
+            cJSON_AddStringToObject(qc, "quant_algo", "FP8");
+            cJSON *kv = cJSON_AddObjectToObject(qc, "kv_cache_scheme");
+            cJSON_AddNumberToObject(kv, "num_bits", 8);
+            cJSON_AddStringToObject(kv, "type", "float");
+        } else {
             cJSON *qc = cJSON_AddObjectToObject(cfg, "quantization_config");
             cJSON_AddStringToObject(qc, "quant_method", "modelopt");
             cJSON_AddStringToObject(qc, "quant_algo", "NVFP4");
@@ -264,8 +272,10 @@ static void test_quantized(void) {
         nvl_status st;
         char *out = inspect(dir, &usable, &st);
         TEST_EQ_INT(usable, 1);
-        TEST_CONTAINS(out, "quantization: ModelOpt FP8 (hf_quant_config.json)");
-        if (k) TEST_CONTAINS(out, "warning: quant_algo 'NVFP4' (hf_quant_config.json: 'FP8') in config.json's quantization_config");
+        TEST_CONTAINS(out, k == 2 ? "quantization: ModelOpt FP8 (config.json quantization_config)"
+                                  : "quantization: ModelOpt FP8 (hf_quant_config.json)");
+        if (k == 1) TEST_CONTAINS(out, "warning: quant_algo 'NVFP4' (hf_quant_config.json: 'FP8') in config.json's quantization_config");
+        else if (k == 2) TEST_CONTAINS(out, "KV cache FP8 (not applied");
         else TEST_CHECK(!strstr(out, "warning:"), "config.json without a quantization config: no warning");
         free(out);
     }
