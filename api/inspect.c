@@ -53,13 +53,18 @@ static char *config_path_for(const char *path) {
 
 /* The quantization config as the model reads it (hf_quant_config.json first, as vLLM does; the
  * headline once came from config.json alone: "none" for a checkpoint quantized by the other file) */
-static void print_quant(FILE *out, const char *cfg_path) {
+/* The quantization config of the folder config.json sits in. */
+static nvl_status load_quant(const char *cfg_path, llm_quant_config *q, nvl_err *e) {
     char dir[4096];
     const char *slash = strrchr(cfg_path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cfg_path) : 1, slash ? cfg_path : ".");
+    return llm_quant_config_load(q, dir, e);
+}
+
+static void print_quant(FILE *out, const char *cfg_path) {
     llm_quant_config q;
     nvl_err e = {0};
-    if (llm_quant_config_load(&q, dir, &e) != NVL_OK) {
+    if (load_quant(cfg_path, &q, &e) != NVL_OK) {
         fprintf(out, "quantization: unreadable (below)\n");
         return;
     }
@@ -71,12 +76,9 @@ static void print_quant(FILE *out, const char *cfg_path) {
 
 /* Per Linear kind, the scheme each layer's weight uses (decided per tensor, scales checked). */
 static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, const llm_hparams *hp, const char *cfg_path) {
-    char dir[4096];
-    const char *slash = strrchr(cfg_path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cfg_path) : 1, slash ? cfg_path : ".");
     llm_quant_config q;
     nvl_err e = {0};
-    if (llm_quant_config_load(&q, dir, &e) != NVL_OK) {
+    if (load_quant(cfg_path, &q, &e) != NVL_OK) {
         on_problem(pr, e.code, e.msg);
         return 0;
     }

@@ -125,27 +125,26 @@ static void test_synthetic(void) {
 
     /* what nanovl would leave out is said: a tensor nothing reads (a warning), a Linear's bias
      * and a config asking for biases (refused: NemotronH has none) */
-    snprintf(dir, sizeof dir, "%s/extra", test_tmpdir());
-    write_ckpt(dir, "M-*-M", 5, 0, DMG_EXTRA, "backbone.layers.0.mixer.lora_A.weight");
-    out = inspect(dir, &usable, &st);
-    TEST_EQ_INT(usable, 1);
-    TEST_CONTAINS(out, "warning: 1 tensor of the language model that nanovl does not read: "
-                       "'backbone.layers.0.mixer.lora_A.weight'");
-    free(out);
-    snprintf(dir, sizeof dir, "%s/bias", test_tmpdir());
-    write_ckpt(dir, "M-*-M", 5, 0, DMG_EXTRA, "backbone.layers.2.mixer.q_proj.bias");
-    out = inspect(dir, &usable, &st);
-    TEST_EQ_INT(usable, 0);
-    TEST_CONTAINS(out, "problem: tensor 'backbone.layers.2.mixer.q_proj.bias': NemotronH's Linear layers have no biases");
-    free(out);
-    g_cfg_extra = ", \"mlp_bias\": true";
-    snprintf(dir, sizeof dir, "%s/biascfg", test_tmpdir());
-    write_ckpt(dir, "M-*-M", 5, 0, DMG_NONE, NULL);
-    g_cfg_extra = "";
-    out = inspect(dir, &usable, &st);
-    TEST_EQ_INT(usable, 0);
-    TEST_CONTAINS(out, "mlp_bias is true: NemotronH's Linear layers have no biases");
-    free(out);
+    static const struct {
+        const char *extra_tensor, *cfg_extra, *want;
+        int usable;
+    } leftout[] = {
+        {"backbone.layers.0.mixer.lora_A.weight", "",
+         "warning: 1 tensor of the language model that nanovl does not read: 'backbone.layers.0.mixer.lora_A.weight'", 1},
+        {"backbone.layers.2.mixer.q_proj.bias", "",
+         "problem: tensor 'backbone.layers.2.mixer.q_proj.bias': NemotronH's Linear layers have no biases", 0},
+        {NULL, ", \"mlp_bias\": true", "mlp_bias is true: NemotronH's Linear layers have no biases", 0},
+    };
+    for (size_t i = 0; i < sizeof leftout / sizeof leftout[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/leftout%zu", test_tmpdir(), i);
+        g_cfg_extra = leftout[i].cfg_extra;
+        write_ckpt(dir, "M-*-M", 5, 0, leftout[i].extra_tensor ? DMG_EXTRA : DMG_NONE, leftout[i].extra_tensor);
+        g_cfg_extra = "";
+        out = inspect(dir, &usable, &st);
+        TEST_EQ_INT(usable, leftout[i].usable);
+        TEST_CONTAINS(out, leftout[i].want);
+        free(out);
+    }
 
     snprintf(dir, sizeof dir, "%s/missing", test_tmpdir());
     write_ckpt(dir, "M-*-M", 5, 0, DMG_MISSING, "backbone.layers.2.mixer.q_proj.weight");

@@ -63,6 +63,14 @@ static pid_t start_server_with(const char *sock, const char *const *extra, long 
     return pid;
 }
 
+/* SIGTERM to a server started above; it must exit 0 (the orderly drain). */
+static void stop_server(pid_t pid, const char *which) {
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    TEST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s server exits 0 (status %d)", which, st);
+}
+
 /* One connection's read buffer. */
 typedef struct conn {
     int fd;
@@ -534,10 +542,7 @@ int main(void) {
             cJSON_Delete(ev);
             close(a.fd);
         }
-        kill(s2, SIGTERM);
-        int st2 = 0;
-        waitpid(s2, &st2, 0);
-        TEST_CHECK(WIFEXITED(st2) && WEXITSTATUS(st2) == 0, "second server exits 0");
+        stop_server(s2, "second");
     }
 
     /* issue 17: a FIFO or a device named by a request is refused at once (the worker never
@@ -663,10 +668,7 @@ int main(void) {
         close(idle.fd);
         close(slow.fd);
         close(good.fd);
-        kill(s3, SIGTERM);
-        int st3 = 0;
-        waitpid(s3, &st3, 0);
-        TEST_CHECK(WIFEXITED(st3) && WEXITSTATUS(st3) == 0, "third server exits 0");
+        stop_server(s3, "third");
     }
 
     /* A review's faults (2026-11-30), each kept fixed:
@@ -873,10 +875,7 @@ int main(void) {
         cJSON_Delete(ev);
         close(a.fd);
         close(b.fd);
-        kill(s8, SIGTERM);
-        int st8 = 0;
-        waitpid(s8, &st8, 0);
-        TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "eighth server exits 0");
+        stop_server(s8, "eighth");
         TEST_CHECK(log_contains("ask slow1: cancelled, answered before its step ended"), "the early answer is logged");
         TEST_CHECK(log_contains("(answered cancelled earlier; result dropped)"), "and the step's end");
         /* the answered job keeps its client's share until its step ends (a review: with the share
@@ -897,9 +896,7 @@ int main(void) {
                    "the next request waits for the step's end (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
         close(m.fd);
-        kill(s9, SIGTERM);
-        waitpid(s9, &st8, 0);
-        TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "ninth server exits 0");
+        stop_server(s9, "ninth");
         unlink(slowimg);
     }
 

@@ -185,6 +185,25 @@ typedef enum damage {
                       (older ModelOpt): loads (every layer was refused as unlisted) */
 } damage;
 
+/* Appends "quantization_config": qc (JSON text) to dir/config.json's object. */
+static void add_quantization_config(const char *dir, const char *qc) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    char *c0 = NULL;
+    size_t l0 = 0;
+    nvl_read_file(p, 1 << 20, &c0, &l0, NULL);
+    char *end = c0 ? strrchr(c0, '}') : NULL;
+    TEST_CHECK(end != NULL, "%s holds an object", p);
+    if (end) {
+        const size_t cap = l0 + strlen(qc) + 64;
+        char *c1 = malloc(cap);
+        snprintf(c1, cap, "%.*s, \"quantization_config\": %s}", (int)(end - c0), c0, qc);
+        test_write_file(p, c1, strlen(c1));
+        free(c1);
+    }
+    nvl_free(c0);
+}
+
 /* Writes dir/{config.json, hf_quant_config.json, model.safetensors}: cfgA with every Mamba and
  * MLP Linear quantized (fp8 or nvfp4), attention and lm_head left as they are. */
 static void write_quant_copy(const char *dir, int fp8, damage d) {
@@ -311,41 +330,17 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
     if (d == D_NO_CONFIG || d == D_CG_GS32 || d == D_MIXED_CG) unlink(p);
     else test_write_file(p, hq, strlen(hq));
     if (d == D_MIXED_CG) {
-        snprintf(p, sizeof p, "%s/config.json", dir);
-        char *c0 = NULL;
-        size_t l0 = 0;
-        nvl_read_file(p, 1 << 20, &c0, &l0, &err);
-        char *end = c0 ? strrchr(c0, '}') : NULL;
-        if (end) {
-            const size_t cap = l0 + sizeof targets + 1024;
-            char *c1 = malloc(cap);
-            snprintf(c1, cap, "%.*s, \"quantization_config\": {\"quant_method\": \"modelopt\", \"quant_algo\": \"MIXED_PRECISION\", "
-                     "\"config_groups\": {\"group_0\": {\"weights\": {\"dynamic\": false, \"num_bits\": %d, \"type\": \"float\"%s}, "
-                     "\"targets\": [%s]}}, \"ignore\": [\"lm_head\", \"backbone.embeddings\"]}}",
-                     (int)(end - c0), c0, fp8 ? 8 : 4, fp8 ? "" : ", \"group_size\": 16", targets);
-            test_write_file(p, c1, strlen(c1));
-            free(c1);
-        }
-        nvl_free(c0);
+        char qc[5000];
+        snprintf(qc, sizeof qc, "{\"quant_method\": \"modelopt\", \"quant_algo\": \"MIXED_PRECISION\", \"config_groups\": {\"group_0\": "
+                 "{\"weights\": {\"dynamic\": false, \"num_bits\": %d, \"type\": \"float\"%s}, \"targets\": [%s]}}, \"ignore\": "
+                 "[\"lm_head\", \"backbone.embeddings\"]}", fp8 ? 8 : 4, fp8 ? "" : ", \"group_size\": 16", targets);
+        add_quantization_config(dir, qc);
     }
-    if (d == D_CG_GS32) { /* the same in config.json's spelling (convert_hf_quant_config_format) */
-        snprintf(p, sizeof p, "%s/config.json", dir);
-        char *c0 = NULL;
-        size_t l0 = 0;
-        nvl_read_file(p, 1 << 20, &c0, &l0, &err);
-        char *end = c0 ? strrchr(c0, '}') : NULL;
-        if (end) {
-            char *c1 = malloc(l0 + 1024);
-            snprintf(c1, l0 + 1024, "%.*s, \"quantization_config\": {\"quant_method\": \"modelopt\", \"quant_algo\": \"NVFP4\", "
-                     "\"config_groups\": {\"group_0\": {\"input_activations\": {\"dynamic\": false, \"num_bits\": 4, \"type\": "
-                     "\"float\", \"group_size\": 16}, \"weights\": {\"dynamic\": false, \"num_bits\": 4, \"type\": \"float\", "
-                     "\"group_size\": 32}, \"targets\": [\"Linear\"]}}, \"ignore\": [\"lm_head\", \"backbone.embeddings\"]}}",
-                     (int)(end - c0), c0);
-            test_write_file(p, c1, strlen(c1));
-            free(c1);
-        }
-        nvl_free(c0);
-    }
+    if (d == D_CG_GS32) /* the same in config.json's spelling (convert_hf_quant_config_format) */
+        add_quantization_config(dir, "{\"quant_method\": \"modelopt\", \"quant_algo\": \"NVFP4\", \"config_groups\": {\"group_0\": "
+                                     "{\"input_activations\": {\"dynamic\": false, \"num_bits\": 4, \"type\": \"float\", \"group_size\": 16}, "
+                                     "\"weights\": {\"dynamic\": false, \"num_bits\": 4, \"type\": \"float\", \"group_size\": 32}, "
+                                     "\"targets\": [\"Linear\"]}}, \"ignore\": [\"lm_head\", \"backbone.embeddings\"]}");
 }
 
 static void test_load(void) {
