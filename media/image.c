@@ -205,10 +205,11 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                            media_kind_name(k));
     nvl_status st;
 #ifdef NVL_HAVE_WEBP
-    /* FFmpeg 5.1 aborts the process (an assertion in avcodec) on some damaged lossless WebP, even
-     * ones libwebp decodes: lossless (VP8L) stills are decoded by libwebp itself (their pixels are
-     * exact ARGB, the same from either decoder), and any still WebP must at least parse in libwebp
-     * before FFmpeg sees it. Lossy stills keep FFmpeg's conversion, as before. */
+    /* Still WebP is decoded by libwebp, as Pillow (the reference processors' decoder) does:
+     * lossless (VP8L) pixels are exact ARGB; lossy ones are libwebp's own YUV->RGB (fancy
+     * upsampling). FFmpeg's conversion of lossy WebP differed from Pillow's by up to 126 levels at
+     * sharp chroma edges (a differential test against Pillow found it), and FFmpeg 5.1 aborts the
+     * process (an assertion in avcodec) on some damaged lossless WebP that libwebp decodes. */
     if (k == MEDIA_KIND_WEBP) {
         WebPBitstreamFeatures f;
         if (WebPGetFeatures(buf, len, &f) != VP8_STATUS_OK)
@@ -221,21 +222,31 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                                f.height, (long long)f.width * f.height, (long long)lim->max_pixels);
         {
             int w = 0, h = 0;
-            uint8_t *px = WebPDecodeRGB(buf, len, &w, &h);
+            uint8_t *px = WebPDecodeRGBA(buf, len, &w, &h);
             if (!px) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
-            if (f.format == 2) { /* lossless */
-                media_image *im = NULL;
-                st = media_image_new(&im, w, h, err);
-                if (st == NVL_OK) memcpy(im->rgb, px, (size_t)w * (size_t)h * 3);
-                WebPFree(px);
-                if (st != NVL_OK) return st;
-                *out = im;
-                goto decoded;
+            /* alpha composited on white, as for every format (lossless alpha was dropped) */
+            media_image *im = NULL;
+            st = media_image_new(&im, w, h, err);
+            for (size_t i = 0; st == NVL_OK && i < (size_t)w * (size_t)h; i++) {
+                const unsigned a = px[4 * i + 3];
+                for (int c = 0; c < 3; c++)
+                    im->rgb[3 * i + c] = (uint8_t)((px[4 * i + c] * a + 255u * (255u - a) + 127u) / 255u);
             }
             WebPFree(px);
+            if (st != NVL_OK) return st;
+            *out = im;
+            goto decoded;
         }
     }
 #endif
+    /* JPEG inside TIFF (Compression 6 or 7): FFmpeg 5.1 decoded one to a black image, without an
+       error (a differential test against Pillow found it) */
+    if (k == MEDIA_KIND_TIFF) {
+        const long comp = media_tiff_ifd0_value(buf, len, 259);
+        if (comp == 6 || comp == 7)
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: JPEG-compressed TIFF (compression %ld; "
+                               "convert it to JPEG or PNG)", name, comp);
+    }
     switch (k) {
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;

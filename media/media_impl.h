@@ -14,6 +14,8 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
 /* Orientation (1..8) of the EXIF/TIFF tag 274 in a TIFF structure (optionally "Exif\0\0"-prefixed);
  * 1 when absent or unreadable. */
 int media_tiff_orientation(const uint8_t *tiff, size_t n);
+/* The SHORT or LONG value of tag in a TIFF's (or EXIF block's) first IFD, -1 if absent or unreadable. */
+long media_tiff_ifd0_value(const uint8_t *tiff, size_t n, unsigned tag);
 /* Orientation the file of kind k declares (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0); 1 if none. */
 int media_file_orientation(enum media_kind k, const uint8_t *buf, size_t len);
 /* Applies orientation o (2..8, as Pillow's exif_transpose) to *img, replacing it; 1 is a no-op. */

@@ -17,24 +17,28 @@ static uint32_t rd32(const uint8_t *q, int le) {
               : (((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | (uint32_t)q[3]);
 }
 
-int media_tiff_orientation(const uint8_t *t, size_t n) {
+long media_tiff_ifd0_value(const uint8_t *t, size_t n, unsigned tag) {
     if (n >= 6 && !memcmp(t, "Exif\0\0", 6)) t += 6, n -= 6; /* some writers keep the APP1 prefix */
-    if (n < 8) return 1;
+    if (n < 8) return -1;
     const int le = t[0] == 'I' && t[1] == 'I';
-    if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
-    if (rd16(t + 2, le) != 42) return 1; /* classic TIFF only (BigTIFF: 43) */
+    if (!le && !(t[0] == 'M' && t[1] == 'M')) return -1;
+    if (rd16(t + 2, le) != 42) return -1; /* classic TIFF only (BigTIFF: 43) */
     const uint32_t ifd = rd32(t + 4, le);
-    if (ifd < 8 || (size_t)ifd + 2 > n) return 1;
+    if (ifd < 8 || (size_t)ifd + 2 > n) return -1;
     const uint32_t cnt = rd16(t + ifd, le);
     for (uint32_t e = 0; e < cnt; e++) {
         const size_t off = (size_t)ifd + 2 + (size_t)e * 12;
-        if (off + 12 > n) return 1;
-        if (rd16(t + off, le) != 0x0112) continue;
+        if (off + 12 > n) return -1;
+        if (rd16(t + off, le) != tag) continue;
         const uint32_t type = rd16(t + off + 2, le);
-        uint32_t v = type == 3 ? rd16(t + off + 8, le) : type == 4 ? rd32(t + off + 8, le) : 0; /* SHORT or LONG */
-        return v >= 1 && v <= 8 ? (int)v : 1;
+        return type == 3 ? (long)rd16(t + off + 8, le) : type == 4 ? (long)rd32(t + off + 8, le) : -1; /* SHORT or LONG */
     }
-    return 1;
+    return -1;
+}
+
+int media_tiff_orientation(const uint8_t *t, size_t n) {
+    const long v = media_tiff_ifd0_value(t, n, 0x0112);
+    return v >= 1 && v <= 8 ? (int)v : 1;
 }
 
 static int jpeg_orientation(const uint8_t *b, size_t n) {

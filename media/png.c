@@ -68,8 +68,9 @@ nvl_status media_decode_png(const uint8_t *buf, size_t len, const char *name, co
     for (size_t at = 8; at + 8 <= len;) {
         const uint32_t n = (uint32_t)buf[at] << 24 | (uint32_t)buf[at + 1] << 16 | (uint32_t)buf[at + 2] << 8 | buf[at + 3];
         if ((uint64_t)n + 12 > (uint64_t)(len - at)) {
-            st = nvl_err_set(err, NVL_ERR_TRUNCATED, "%s: PNG: chunk %.4s at byte %zu declares %u bytes, the file has %zu "
-                             "left", name, (const char *)buf + at + 4, at, n, len - at - 8);
+            st = nvl_err_set(err, NVL_ERR_TRUNCATED, "%s: PNG: chunk %.4s at byte %zu declares %u bytes of data and a 4-byte "
+                             "CRC, the file has %zu bytes left after its header (truncated)", name, (const char *)buf + at + 4, at,
+                             n, len - at - 8);
             goto done;
         }
         if (!memcmp(buf + at + 4, "IDAT", 4)) break;

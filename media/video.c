@@ -182,14 +182,21 @@ static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, si
     return st == NVL_OK ? av_in_open_decoder(in, name, err) : st;
 }
 
+/* How a still image's samples are read (frame_to_rgb; video frames: 0) */
+enum { STILL = 1,             /* gray and RGB samples are full range (a 16-bit gray TIFF was
+                                 stretched as if 16..235 were its black and white) */
+       STILL_NO_ALPHA = 2 };  /* the 4th byte is not alpha (a 32-bit BI_RGB BMP: Pillow and
+                                 Windows ignore it; FFmpeg reads it as alpha) */
+
 /* Converts the current frame to RGB (alpha composited on white), applying rotation. */
-static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const media_limits *lim,
+static nvl_status frame_to_rgb(av_in *in, int rotate, int still, const char *name, const media_limits *lim,
                                media_image **out, nvl_err *err) {
     AVFrame *f = in->frame;
     nvl_status st = media_check_pixels(name, f->width, f->height, lim, err);
     if (st != NVL_OK) return st;
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
-    const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA);
+    const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA) && !(still & STILL_NO_ALPHA);
+    const int yuv = desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB) && desc->nb_components >= 3;
     in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
                                    has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
     if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
@@ -203,8 +210,8 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, const char *name, const me
     int cs = f->colorspace;
     if (cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RESERVED) cs = SWS_CS_DEFAULT;
     const int *coef = sws_getCoefficients(cs);
-    sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG, sws_getCoefficients(SWS_CS_DEFAULT), 1,
-                             0, 1 << 16, 1 << 16);
+    sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG || (still && !yuv),
+                             sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
     const int ch = has_alpha ? 4 : 3;
     /* The destination rows are padded as FFmpeg pads its own frames: libswscale's SIMD
      * YUV->RGB converters write whole groups of 8 (or 16) pixels and, when a row of exactly
@@ -282,7 +289,13 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
         int draining = 0, r = next_frame(&in, &draining);
         if (r < 0) st = r == AVERROR_EOF ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: no image in the file", name)
                                          : av_fail(err, name, "cannot decode", r);
-        else st = frame_to_rgb(&in, stream_rotation(in.st), name, lim, out, err);
+        else {
+            /* a BMP's 32-bit BI_RGB pixels: BGRX (a BITMAPINFOHEADER or later, of 40 bytes or
+               more at 14: biBitCount at 28, biCompression at 30) */
+            const int bgrx = len >= 34 && buf[0] == 'B' && buf[1] == 'M' && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
+                             (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
+            st = frame_to_rgb(&in, stream_rotation(in.st), STILL | (bgrx ? STILL_NO_ALPHA : 0), name, lim, out, err);
+        }
     }
     av_in_close(&in);
     return st;
@@ -599,7 +612,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         while (v->k < v->n && v->want[v->k] < v->cur) v->k++; /* a wanted index with no frame of its own: skip */
         if (v->k < v->n && v->want[v->k] == v->cur) {
             media_image *img = NULL;
-            st = frame_to_rgb(&v->in, v->rotate, v->name, &v->lim, &img, err);
+            st = frame_to_rgb(&v->in, v->rotate, 0, v->name, &v->lim, &img, err);
             av_frame_unref(v->in.frame);
             if (st != NVL_OK) {
                 v->ended = 1;

@@ -1,7 +1,8 @@
 /* Edge cases of issue 16 on small committed inputs (tests/reference/gen_media_edges.py ->
  * tests/data/media/edges/ and edges_goldens.json), each against an independent tool:
  * - columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP at widths that are not multiples of
- *   16 (WebP also odd): the first frame equals ffmpeg's own rgb24 conversion
+ *   16 (WebP also odd): the first frame equals ffmpeg's own rgb24 conversion (the WebP stills:
+ *   Pillow's decode, libwebp's, which nanovl uses too)
  *   (`ffmpeg -i F -f rawvideo -pix_fmt rgb24 -`, bicubic) pixel for pixel, checked column by column,
  *   exactly (0 levels: same libswscale, same flags);
  * - vfr: variable-frame-rate clips (gaps, accelerating spacing; MP4 and Matroska, B-frames):
@@ -101,7 +102,7 @@ static void test_columns(void) {
         n++;
     }
     TEST_CHECK(n >= 10, "only %d column cases ran", n);
-    printf("columns: %d clips and stills compared column by column with ffmpeg's conversion\n", n);
+    printf("columns: %d clips and stills compared column by column with ffmpeg's conversion (stills: Pillow's)\n", n);
 }
 
 static void test_vfr(void) {
@@ -288,6 +289,49 @@ static void test_orient(void) {
     TEST_CHECK(n == 32, "%d orientation cases ran, expected 8 x 4 formats", n);
 }
 
+/* Stills a differential test against Pillow found decoded wrong (gen_media_edges.py "decode"):
+ * lossless WebP alpha dropped, lossy WebP through FFmpeg's YUV->RGB (up to 126 levels off),
+ * gray TIFF stretched as limited range, a 32-bit BI_RGB BMP's 4th byte taken as alpha, JPEG in
+ * TIFF decoded black. Exact against Pillow, but the 16-bit gray TIFF: 1 level (swscale rounds
+ * v/257 where the reference keeps the high byte). */
+static void test_decode(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "decode"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const cJSON *refuse = cJSON_GetObjectItemCaseSensitive(e, "refuse");
+        const int tol = cJSON_GetObjectItemCaseSensitive(e, "tol")->valueint;
+        nvl_err err = {0};
+        media_image *img = NULL;
+        const nvl_status st = media_decode_image_file(edge_path(file), NULL, &img, &err);
+        n++;
+        if (cJSON_IsString(refuse)) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, refuse->valuestring) && strstr(err.msg, file),
+                       "%s: refused as '%s', naming the file (got %d: %s)", file, refuse->valuestring, st, err.msg);
+            media_image_free(img);
+            continue;
+        }
+        const int w = cJSON_GetObjectItemCaseSensitive(e, "width")->valueint;
+        const int h = cJSON_GetObjectItemCaseSensitive(e, "height")->valueint;
+        const cJSON *px = cJSON_GetObjectItemCaseSensitive(e, "pixels");
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (!img) continue;
+        TEST_CHECK(img->width == w && img->height == h, "%s: %dx%d, Pillow %dx%d", file, img->width, img->height, w, h);
+        if (img->width == w && img->height == h && cJSON_GetArraySize(px) == w * h * 3) {
+            int bad = 0, worst = 0;
+            for (int i = 0; i < w * h * 3; i++) {
+                const int d = abs((int)img->rgb[i] - cJSON_GetArrayItem(px, i)->valueint);
+                bad += d > tol;
+                worst = d > worst ? d : worst;
+            }
+            TEST_CHECK(bad == 0, "%s: %d of %d samples differ from Pillow's by more than %d (worst %d)", file, bad, w * h * 3,
+                       tol, worst);
+        }
+        media_image_free(img);
+    }
+    TEST_CHECK(n == 8, "%d decode cases ran, expected 8", n);
+}
+
 static void test_sampling(void) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "sampling"), *e;
     int n = 0;
@@ -336,6 +380,7 @@ int main(void) {
     }
     int64_t live0 = nvl_alloc_count();
     test_columns();
+    test_decode();
     test_vfr();
     test_avif();
     test_orient();

@@ -7,7 +7,8 @@ columns: 4:2:0 video (H.264, H.265, VP9) and lossy WebP whose width is not a mul
   widths too for WebP, written by Pillow; odd sizes in AVIF below), testsrc2 content so every column
   differs. Reference: ffmpeg's own conversion of the first frame, `ffmpeg -i F -frames:v 1 -f
   rawvideo -pix_fmt rgb24 -` (its auto-inserted scaler runs with flags 0 = bicubic, as nanovl
-  does; -sws_flags does not reach it), stored raw as F.rgb (height x width x 3 bytes).
+  does; -sws_flags does not reach it), stored raw as F.rgb (height x width x 3 bytes); for the
+  WebP stills Pillow's decode (libwebp), as the reference processors read images (webp_refs).
 vfr: variable-frame-rate clips (x264 with B-frames): bursts separated by gaps (Matroska) and
   accelerating frame spacing (MP4). Reference: ffprobe's per-frame presentation times
   (best_effort_timestamp_time, less the stream's start_time) and the container's duration; the
@@ -24,6 +25,8 @@ orient: a 7x5 image with every orientation 1-8 declared as the format defines it
 sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* header call cannot
   classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
+decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
+  range, 32-bit BI_RGB BMP, JPEG-in-TIFF), written by Pillow; reference = Pillow's decode.
 field: references for ../shared/media/field/MANIFEST.tsv in the schema of goldens.json (read by
   test_media.c's manifest test): images = Pillow (exif_transpose, gen_media_goldens.to_rgb8)
   sha256, except AVIF = ffmpeg's own rgb24 conversion (checked here to be within 8 levels of
@@ -75,8 +78,11 @@ def columns(gold):
                 cmd += ["-x265-params", "log-level=error"]
             cmd += [path]
             run(*cmd)
-        raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
-                  "-pix_fmt", "rgb24", "-")
+        if ext == "webp":  # still WebP: Pillow's decode (libwebp), what the reference processors see
+            raw = np.asarray(Image.open(path).convert("RGB")).tobytes()
+        else:
+            raw = run("ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                      "-pix_fmt", "rgb24", "-")
         pw, ph = ffprobe_size(path)
         assert len(raw) == pw * ph * 3, (name, len(raw), pw, ph)
         assert (pw, ph) == (w, h), (name, pw, ph)
@@ -84,6 +90,62 @@ def columns(gold):
         out.append({"file": name, "kind": "image" if ext == "webp" else "video", "width": pw, "height": ph,
                     "made_with": " ".join(cmd[:-1] + [name])})
     gold["columns"] = out
+
+
+def decode(gold):
+    """Stills whose decoding a differential test against Pillow found wrong (2026-11-30), written by
+    Pillow; reference = Pillow's exif_transpose + gen_media_goldens.to_rgb8 (alpha on white, 16-bit
+    samples by their high byte), tol = the levels nanovl may differ by, refuse = a message part
+    where nanovl must refuse the file."""
+    from gen_media_goldens import to_rgb8
+    from PIL import ImageOps
+    y, x = np.mgrid[0:12, 0:20]
+    rgb = np.stack([x * 12, y * 20, (x * 7 + y * 13) % 256], -1).astype(np.uint8)
+    alpha = np.full((12, 20), 128, np.uint8)
+    alpha[:, :3] = 0  # fully transparent columns: white
+    alpha[:, -3:] = 255
+    cases = []
+
+    def add(name, save, tol=0, refuse=None):
+        path = os.path.join(EDGES, name)
+        save(path)
+        e = {"file": name, "tol": tol}
+        if refuse:
+            e["refuse"] = refuse
+        else:
+            ref = to_rgb8(ImageOps.exif_transpose(Image.open(path)))
+            e.update(width=ref.shape[1], height=ref.shape[0], pixels=ref.reshape(-1).tolist())
+        cases.append(e)
+
+    rgba = Image.fromarray(np.dstack([rgb, alpha]))
+    # lossless WebP's alpha was dropped (libwebp decoded it as RGB); lossy WebP was FFmpeg's YUV->RGB
+    add("dec_webp_lossless_alpha.webp", lambda p: rgba.save(p, lossless=True))
+    add("dec_webp_lossy_alpha.webp", lambda p: rgba.save(p, lossless=False, quality=90))
+    add("dec_webp_lossy.webp", lambda p: Image.fromarray(rgb).save(p, lossless=False, quality=90))
+    # gray TIFFs were stretched as limited range (16-235); 16-bit: swscale rounds v/257 where the
+    # reference keeps the high byte: 1 level
+    g16 = (x * 3000 + y * 900).astype(np.uint16)
+    add("dec_tiff_gray16.tif", lambda p: Image.fromarray(g16).save(p), tol=1)
+    add("dec_tiff_la.tif", lambda p: Image.fromarray(np.dstack([rgb[..., 1], alpha])).convert("LA").save(p))
+    add("dec_tiff_gray8.tif", lambda p: Image.fromarray(rgb[..., 0]).save(p))
+    # a 32-bit BI_RGB BMP (Pillow writes RGBA so): its 4th byte is not alpha
+    add("dec_bmp32_bgrx.bmp", lambda p: rgba.save(p))
+    # JPEG inside TIFF came out black without an error
+    add("dec_tiff_jpeg.tif", lambda p: Image.fromarray(rgb).save(p, compression="jpeg"), refuse="JPEG-compressed TIFF")
+    gold["decode"] = cases
+
+
+def webp_refs(gold):
+    """The still WebP entries of "columns" again, their reference from Pillow (libwebp) instead of
+    ffmpeg's conversion, which differed from it by up to 126 levels at chroma edges; the files
+    themselves are not written again (the clips beside them stay as they are)."""
+    for e in gold["columns"]:
+        if e["kind"] != "image":
+            continue
+        path = os.path.join(EDGES, e["file"])
+        ref = np.asarray(Image.open(path).convert("RGB"))
+        assert ref.shape == (e["height"], e["width"], 3), e["file"]
+        open(path + ".rgb", "wb").write(ref.tobytes())
 
 
 def probe_times(path):
@@ -253,7 +315,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling, field):
+    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
