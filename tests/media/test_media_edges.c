@@ -329,7 +329,7 @@ static void test_decode(void) {
         }
         media_image_free(img);
     }
-    TEST_CHECK(n == 8, "%d decode cases ran, expected 8", n);
+    TEST_CHECK(n == 13, "%d decode cases ran, expected 13", n);
 }
 
 static void test_sampling(void) {

@@ -132,6 +132,29 @@ def decode(gold):
     add("dec_bmp32_bgrx.bmp", lambda p: rgba.save(p))
     # JPEG inside TIFF came out black without an error
     add("dec_tiff_jpeg.tif", lambda p: Image.fromarray(rgb).save(p, compression="jpeg"), refuse="JPEG-compressed TIFF")
+    # orientation in XMP only (Pillow's getexif() reads it where the EXIF has none): was ignored
+    def xmp(o, element=False):
+        v = f"<tiff:Orientation>{o}</tiff:Orientation>" if element else f'tiff:Orientation="{o}"'
+        return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                f'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" {"" if element else v}>'
+                f'{v if element else ""}</rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+    im = Image.fromarray(rgb)
+    add("dec_xmp_o6.jpg", lambda p: im.save(p, quality=95, xmp=xmp(6)), tol=0)
+    add("dec_xmp_o5_element.jpg", lambda p: im.save(p, quality=95, xmp=xmp(5, element=True)))
+    ex1 = Image.Exif()
+    ex1[274] = 1
+    add("dec_exif1_xmp6.jpg", lambda p: im.save(p, quality=95, exif=ex1.tobytes(), xmp=xmp(6)))  # EXIF's 1 wins
+    def png_xmp(p):
+        from PIL import PngImagePlugin
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp(8).decode())
+        im.save(p, pnginfo=info)
+    add("dec_xmp_o8.png", png_xmp)
+    add("dec_xmp_o3.webp", lambda p: im.save(p, lossless=True, xmp=xmp(3)))
+    for e in cases[-5:]:  # each must really carry what it claims for Pillow
+        src = Image.open(os.path.join(EDGES, e["file"]))
+        want = 1 if e["file"].startswith("dec_exif1") else int(e["file"].split("_o")[1][0])
+        assert src.getexif().get(274) == want, (e["file"], src.getexif().get(274))
     gold["decode"] = cases
 
 
