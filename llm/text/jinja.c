@@ -433,6 +433,31 @@ static int line_at(const char *s, size_t pos) {
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+/* Python's whitespace (str.isspace, and re's \s that jinja2's "-" control strips with): the code
+ * points of category Zs or bidirectional class WS, B or S. strip(), split() and "-" trimmed ASCII
+ * whitespace only, so a no-break or ideographic space around a message stayed (a differential
+ * fuzz against jinja2 found it). */
+static int py_space_cp(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+/* Bytes of the whitespace code point that starts at s[i] (0: none) */
+static size_t py_space_at(const char *s, size_t n, size_t i) {
+    const unsigned char *u = (const unsigned char *)s + i;
+    if (i >= n) return 0;
+    if (u[0] < 0x80) return py_space_cp(u[0]) ? 1 : 0;
+    if (u[0] == 0xC2 && i + 1 < n) return u[1] == 0x85 || u[1] == 0xA0 ? 2 : 0;
+    if ((u[0] == 0xE1 || u[0] == 0xE2 || u[0] == 0xE3) && i + 2 < n && (u[1] & 0xC0) == 0x80 && (u[2] & 0xC0) == 0x80)
+        return py_space_cp((uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F)) ? 3 : 0;
+    return 0;
+}
+/* Bytes of the whitespace code point that ends just before s[i] (0: none) */
+static size_t py_space_before(const char *s, size_t i) {
+    for (size_t k = 1; k <= 3 && k <= i; k++)
+        if (py_space_at(s, i, i - k) == k) return k;
+    return 0;
+}
+
 /* Tokens inside a tag from *p up to its closing delimiter (close = '}' for }}, '%' for %}).
  * Returns the position after the delimiter; *minus: the tag ended with '-'. */
 static size_t lex_tag(lexer *L, const char *s, size_t n, size_t p, char close, int *minus) {
@@ -447,7 +472,7 @@ static size_t lex_tag(lexer *L, const char *s, size_t n, size_t p, char close, i
             return p + 3;
         }
         if (s[p] == '+' && p + 2 < n && s[p + 1] == close && s[p + 2] == '}') {
-            *minus = 0;
+            *minus = -1; /* "+%}": no trim_blocks after it */
             return p + 3;
         }
         if (s[p] == close && p + 1 < n && s[p + 1] == '}') {
@@ -575,7 +600,7 @@ static void lex(lexer *L, const char *s, size_t n) {
         }
         if (!kind) k = n;
         size_t ts = pos, te = k;
-        if (strip_next == 2) while (ts < te && is_ws(s[ts])) ts++;
+        if (strip_next == 2) for (size_t w; ts < te && (w = py_space_at(s, te, ts)) > 0;) ts += w;
         else if (strip_next == 1) {
             if (ts < te && s[ts] == '\n') ts++;
             else if (ts + 1 < te && s[ts] == '\r' && s[ts + 1] == '\n') ts += 2;
@@ -583,7 +608,7 @@ static void lex(lexer *L, const char *s, size_t n) {
         strip_next = 0;
         const char mod = kind && k + 2 < n ? s[k + 2] : 0;
         if (kind && mod == '-') {
-            while (te > ts && is_ws(s[te - 1])) te--;
+            for (size_t w; te > ts && (w = py_space_before(s, te)) > 0 && te - w >= ts;) te -= w;
         } else if (kind && (kind == '%' || kind == '#') && mod != '+') {
             /* lstrip_blocks: spaces and tabs between a line start and a block or comment tag */
             size_t q = k;
@@ -631,9 +656,10 @@ static void lex(lexer *L, const char *s, size_t n) {
                     }
                 if (!end) fail(J, NVL_ERR_FORMAT, line_at(s, k), "raw without endraw");
                 size_t rs = r, re = e2;
-                if (rminus) while (rs < re && is_ws(s[rs])) rs++;
-                else if (rs < re && s[rs] == '\n') rs++;
-                if (e2 + 2 < n && s[e2 + 2] == '-') while (re > rs && is_ws(s[re - 1])) re--;
+                if (rminus) /* (without "-" the newline after {% raw %} stays, as in jinja2) */
+                    for (size_t w; rs < re && (w = py_space_at(s, re, rs)) > 0;) rs += w;
+                if (e2 + 2 < n && s[e2 + 2] == '-')
+                    for (size_t w; re > rs && (w = py_space_before(s, re)) > 0 && re - w >= rs;) re -= w;
                 if (re > rs) push_tok(L, (token){.t = T_TEXT, .s = s + rs, .n = re - rs, .line = line_at(s, rs)});
                 size_t x = e2 + 2;
                 while (x + 1 < n && !(s[x] == '%' && s[x + 1] == '}')) x++;
@@ -646,7 +672,7 @@ static void lex(lexer *L, const char *s, size_t n) {
         int minus = 0;
         pos = lex_tag(L, s, n, p, kind == '{' ? '}' : '%', &minus);
         push_tok(L, (token){.t = kind == '{' ? T_VAR_END : T_BLOCK_END, .line = line_at(s, pos - 1)});
-        strip_next = minus ? 2 : kind == '%' ? 1 : 0;
+        strip_next = minus > 0 ? 2 : kind == '%' && minus == 0 ? 1 : 0;
     }
     push_tok(L, (token){.t = T_EOF, .line = line_at(s, n)});
 }
@@ -1353,18 +1379,17 @@ static val *getitem(rt *R, val *o, val *k, int line) {
     return &V_UNDEF_V;
 }
 
-static int is_strip_char(const char *chars, size_t cn, const char *s, size_t i) {
-    if (!chars) return is_ws(s[i]);
-    return memchr(chars, s[i], cn) != NULL;
-}
-
 static val *strip(rt *R, val *v, int left, int right, val *chars) {
-    size_t cn = 0;
     const char *cs = chars && chars->t == V_STR ? chars->s : NULL;
-    if (cs) cn = chars->n;
+    const size_t cn = cs ? chars->n : 0;
     size_t a = 0, b = v->n;
-    if (left) while (a < b && is_strip_char(cs, cn, v->s, a)) a++;
-    if (right) while (b > a && is_strip_char(cs, cn, v->s, b - 1)) b--;
+    if (cs) { /* (the characters given: single bytes, as before) */
+        if (left) while (a < b && memchr(cs, v->s[a], cn)) a++;
+        if (right) while (b > a && memchr(cs, v->s[b - 1], cn)) b--;
+    } else {
+        if (left) for (size_t w; a < b && (w = py_space_at(v->s, b, a)) > 0;) a += w;
+        if (right) for (size_t w; b > a && (w = py_space_before(v->s, b)) > 0 && b - w >= a;) b -= w;
+    }
     return mk_strn(R->J, v->s + a, b - a);
 }
 
@@ -1407,13 +1432,14 @@ static val *call_method(rt *R, scope *S, val *o, const char *m, node *call, val 
                 size_t i = 0;
                 long long parts = 0;
                 while (i < o->n) {
-                    while (i < o->n && is_ws(o->s[i])) i++;
+                    for (size_t w; i < o->n && (w = py_space_at(o->s, o->n, i)) > 0;) i += w;
                     if (i >= o->n) break;
                     size_t j = i;
                     if (maxs >= 0 && parts == maxs) j = o->n;
-                    else while (j < o->n && !is_ws(o->s[j])) j++;
+                    else while (j < o->n && !py_space_at(o->s, o->n, j)) j++;
                     size_t e = j;
-                    if (maxs >= 0 && parts == maxs) while (e > i && is_ws(o->s[e - 1])) e--;
+                    if (maxs >= 0 && parts == maxs)
+                        for (size_t w; e > i && (w = py_space_before(o->s, e)) > 0 && e - w >= i;) e -= w;
                     list_push(J, l, mk_strn(J, o->s + i, e - i));
                     parts++;
                     i = j;
@@ -1678,7 +1704,20 @@ static val *apply_filter(rt *R, scope *S, const char *f, val *v, node *call, val
         const char *s = as_str(R, v, &n);
         return mk_strn(J, s, n);
     }
-    if (!strcmp(f, "upper") || !strcmp(f, "lower") || !strcmp(f, "title") || !strcmp(f, "capitalize")) {
+    if (!strcmp(f, "title")) { /* jinja2's do_title, not str.title: words start after runs of -, whitespace, ( { [ < */
+        size_t n;
+        const char *s = as_str(R, v, &n);
+        char *d = jstrndup(J, s, n);
+        int start = 1;
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char c = (unsigned char)d[i];
+            const int sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_space_at(s, n, i);
+            if (!sep) d[i] = (char)(start ? toupper(c) : tolower(c));
+            start = sep;
+        }
+        return mk_strn(J, d, n);
+    }
+    if (!strcmp(f, "upper") || !strcmp(f, "lower") || !strcmp(f, "capitalize")) {
         size_t n;
         const char *s = as_str(R, v, &n);
         val tmp = {.t = V_STR, .s = s, .n = n};
@@ -1703,17 +1742,22 @@ static val *apply_filter(rt *R, scope *S, const char *f, val *v, node *call, val
         tojson(J, &b, v, indent, 0, is, ks, line);
         return mk_strn(J, b.p ? b.p : "", b.n);
     }
-    if (!strcmp(f, "int")) {
-        if (v->t == V_INT || v->t == V_BOOL) return mk_int(J, v->i);
-        if (v->t == V_FLOAT) return mk_int(J, (long long)v->f);
-        if (v->t == V_STR) return mk_int(J, strtoll(jstrndup(J, v->s, v->n), NULL, 10));
-        return mk_int(J, 0);
-    }
-    if (!strcmp(f, "float")) {
-        if (v->t == V_INT || v->t == V_BOOL) return mk_float(J, (double)v->i);
-        if (v->t == V_FLOAT) return v;
-        if (v->t == V_STR) return mk_float(J, strtod(jstrndup(J, v->s, v->n), NULL));
-        return mk_float(J, 0);
+    if (!strcmp(f, "int") || !strcmp(f, "float")) { /* jinja2's do_int / do_float: the default where it is no number */
+        const int to_int = f[0] == 'i';
+        val *def = arg(call, args, nargs, 0, "default", R, S);
+        if (v->t == V_INT || v->t == V_BOOL) return to_int ? mk_int(J, v->i) : mk_float(J, (double)v->i);
+        if (v->t == V_FLOAT) return to_int ? mk_int(J, (long long)v->f) : v;
+        if (v->t == V_STR) {
+            char *z = jstrndup(J, v->s, v->n), *end = NULL;
+            const size_t lead = strspn(z, " \t\n\r\f\v");
+            const long long iv = strtoll(z + lead, &end, 10);
+            if (end != z + lead && end[strspn(end, " \t\n\r\f\v")] == 0) return to_int ? mk_int(J, iv) : mk_float(J, (double)iv);
+            const double dv = strtod(z + lead, &end);
+            if (end != z + lead && end[strspn(end, " \t\n\r\f\v")] == 0 && isfinite(dv))
+                return to_int ? mk_int(J, (long long)dv) : mk_float(J, dv);
+        }
+        if (def) return def;
+        return to_int ? mk_int(J, 0) : mk_float(J, 0);
     }
     if (!strcmp(f, "abs")) {
         if (v->t == V_INT) {
@@ -1938,8 +1982,26 @@ static val *arith(rt *R, const char *op, val *a, val *b, int line) {
         if (y == 0) fail(J, NVL_ERR_INVALID_ARG, line, "division by zero");
         return mk_float(J, x / y);
     }
-    if (!strcmp(op, "//")) return mk_float(J, floor(x / y));
-    if (!strcmp(op, "%")) return mk_float(J, x - floor(x / y) * y);
+    if (!strcmp(op, "//") || !strcmp(op, "%")) { /* Python's float divmod (floatobject.c): fmod, then floored */
+        if (y == 0) fail(J, NVL_ERR_INVALID_ARG, line, "division by zero");
+        double mod = fmod(x, y), div = (x - mod) / y;
+        if (mod != 0) {
+            if ((y < 0) != (mod < 0)) {
+                mod += y;
+                div -= 1.0;
+            }
+        } else {
+            mod = copysign(0.0, y);
+        }
+        double fl = 0;
+        if (div != 0) {
+            fl = floor(div);
+            if (div - fl > 0.5) fl += 1.0;
+        } else {
+            fl = copysign(0.0, x / y);
+        }
+        return mk_float(J, op[0] == '%' ? mod : fl);
+    }
     if (!strcmp(op, "**")) return mk_float(J, pow(x, y));
     fail(J, NVL_ERR_UNSUPPORTED, line, "operator %s", op);
     return NULL;
@@ -2157,13 +2219,17 @@ static void exec_body(rt *R, scope *S, node *body) {
                 if (x->d) exec_body(R, S, x->d);
                 break;
             }
-            scope *ls = push_scope(R, S);
             val *loop = mk(J, V_DICT);
-            dict_set(J, ls->vars, "loop", 4, loop);
             for (int k = 0; k < items->len; k++) {
                 const int L = items->len;
+                /* a scope per iteration: what the body sets does not reach the next one (jinja2;
+                   it carried over, a differential fuzz's find) */
+                scope *ls = push_scope(R, S);
+                dict_set(J, ls->vars, "loop", 4, loop);
                 dict_set(J, loop, "index", 5, mk_int(J, k + 1));
                 dict_set(J, loop, "index0", 6, mk_int(J, k));
+                dict_set(J, loop, "depth", 5, mk_int(J, 1)); /* (no recursive loops: always the first level) */
+                dict_set(J, loop, "depth0", 6, mk_int(J, 0));
                 dict_set(J, loop, "revindex", 8, mk_int(J, L - k));
                 dict_set(J, loop, "revindex0", 9, mk_int(J, L - k - 1));
                 dict_set(J, loop, "first", 5, mk_bool(k == 0));
@@ -2223,8 +2289,22 @@ nvl_status llm_jinja_render(const char *tmpl, size_t n, const cJSON *ctx, char *
     J.err = err;
     nvl_status st = NVL_OK;
     if (setjmp(J.fail) == 0) {
+        /* jinja2's lexer first: every \r\n and \r becomes \n (newline_sequence), and one trailing
+           newline of the template is dropped (keep_trailing_newline off, as transformers renders) */
+        char *src = jalloc(&J, n + 1);
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (tmpl[i] == '\r') {
+                src[m++] = '\n';
+                if (i + 1 < n && tmpl[i + 1] == '\n') i++;
+            } else {
+                src[m++] = tmpl[i];
+            }
+        }
+        if (m && src[m - 1] == '\n') m--;
+        src[m] = 0;
         lexer L = {.J = &J};
-        lex(&L, tmpl, n);
+        lex(&L, src, m);
         parser P = {.J = &J, .t = L.tk, .i = 0};
         const char *w = NULL;
         node *root = p_body(&P, NULL, &w);

@@ -39,6 +39,9 @@ NANO_MSGS = [
     [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens? /no_think"}]}],
     [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "<think>\nhmm\n</think>\nA1"},
      {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare. /think"}]}],
+    # Unicode whitespace around messages: str.strip() removes it (nanovl's stripped ASCII only)
+    [{"role": "system", "content": "\u3000Be brief.\u00a0"}, {"role": "user", "content": "\u00a0hi\u2028"},
+     {"role": "assistant", "content": "\u3000"}, {"role": "user", "content": "again\u2003"}],
 ]
 
 TOOLS = [{"type": "function", "function": {"name": "get_total", "description": "Sum of an invoice",
@@ -109,6 +112,19 @@ FEATURES = [
      "{% if a == 1 %}one{% elif a == 2 %}two{% else %}other{% endif %}|{{ raise is defined }}",
      {}),
     ("raise", "{% if messages | length == 0 %}{{ raise_exception('No messages!') }}{% endif %}ok", {"messages": []}),
+    # what a differential fuzz against jinja2 found (2026-11-30): a set in a loop body reaching the
+    # next iteration; title (jinja2's filter, not str.title); int/float defaults; loop.depth;
+    # float % and //; "+%}"; "-" and strip/split over Unicode whitespace; the newline after
+    # {% raw %}; \r\n and \r in the template; its trailing newline
+    ("fuzz_finds",
+     "{% set a = 0 %}{% for i in [1, 2, 3] %}{{ a }}{% set a = i %}{% endfor %}{{ a }}|"
+     "{% set ns = namespace(c=0) %}{% for i in [1, 2, 3] %}{% set c = ns.c %}{% set ns.c = c + 1 %}{% endfor %}{{ ns.c }}|"
+     "{{ '<think>r</think>ans' | title }} {{ 'a-b(c d[e' | title }} {{ 'hello world'.title() }}|"
+     "{{ 'abc' | int(5) }} {{ 'x' | float(1.5) }} {{ '3.7' | int }} {{ ' 12 ' | int }} {{ '' | int(-1) }}|"
+     "{% for x in [1, 2] %}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}|"
+     "{{ 100 % 0.1 }} {{ -7.5 // 2 }} {{ 7.5 % -2 }} {{ 5.0 // 0.3 }}|"
+     "{% set v = 1 +%}\n\n{{ v }}|x\u3000 {{- 1 -}} \u3000y|{{ '\u00a0hi\u3000'.strip() }}|{{ 'a\u2003b c\u00a0d'.split() }}|"
+     "{{ '\u3000t\u2028' | trim }}|{% raw %}\n{{ x }}{% endraw %}|a\r\nb{{ 1 }}\r\nc\rd\n", {}),
     # str.find counts characters, not bytes (a survivor of scripts/mutate.py: no case had
     # non-ASCII text before the match)
     ("find_unicode", "{{ 'héllo wörld'.find('l') }} {{ 'héllo wörld'.find('w') }} {{ '中文中'.find('中', 1) if false else '中文中'.find('文') }}"
