@@ -220,3 +220,12 @@ void cli_on_progress(const api_progress *pr, void *user) {
         break;
     }
 }
+
+void cli_force_exit_on_second_signal(const char *cmd) {
+    static const char a[] = "\nnanovl ", b[] = ": interrupted again: exiting now (the work in progress is left unfinished)\n";
+    ssize_t r = write(2, a, sizeof a - 1);
+    r = write(2, cmd, strlen(cmd));
+    r = write(2, b, sizeof b - 1);
+    (void)r;
+    _exit(130);
+}

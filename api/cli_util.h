@@ -50,4 +50,10 @@ struct api_progress;
 void cli_on_progress(const struct api_progress *pr, void *user);
 double cli_now(void);
 
+/* From a SIGINT/SIGTERM handler on a second signal: a step nothing interrupts (Poppler rendering
+ * a dense page, tens of seconds) held the orderly cancel, and SIGINT/SIGTERM were ignored until it
+ * ended. Says so on stderr (async-signal-safe) and _exit(130) at once; what the first signal
+ * would have finished is left as it is. */
+void cli_force_exit_on_second_signal(const char *cmd);
+
 #endif // API_CLI_UTIL_H

@@ -48,7 +48,7 @@ static const char *k_usage =
     "  --retry-failed        redo jobs whose earlier result is an error (their error lines are\n"
     "                        removed first: one final line per id)\n"
     "exit: 0 every job of the shard ok; 1 one failed (in this run or recorded earlier); 2 usage;\n"
-    "      130 interrupted (SIGINT/SIGTERM once jobs run; rerun to resume)\n"
+    "      130 interrupted (SIGINT/SIGTERM once jobs run; rerun to resume; a second signal exits at once)\n"
     "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
     "job lines: {\"id\": \"a\", \"files\": [\"x.pdf\"], \"question\": \"...\", \"params\": {...}}\n"
     "           {\"id\": \"b\", \"type\": \"ocr\", \"files\": [\"scan.pdf\"]}   (docs/api.md)\n"
@@ -58,6 +58,7 @@ static volatile sig_atomic_t g_stop;
 static volatile int g_cancel;
 static void on_signal(int sig) {
     (void)sig;
+    if (g_stop) cli_force_exit_on_second_signal("batch");
     g_stop = 1;
     g_cancel = 1;
 }

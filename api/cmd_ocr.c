@@ -29,13 +29,14 @@ static const char *k_usage =
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
     "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
-    "      the page being written is marked incomplete)\n";
+    "      the page being written is marked incomplete; a second signal exits at once)\n";
 
 /* SIGINT / SIGTERM while pages run: the run is cancelled (api_callbacks.cancel), a page cut
  * short is marked so in the output, exit 130. */
 static volatile int g_ocr_cancel;
 static void on_signal(int sig) {
     (void)sig;
+    if (g_ocr_cancel) cli_force_exit_on_second_signal("ocr");
     g_ocr_cancel = 1;
 }
 

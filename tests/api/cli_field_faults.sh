@@ -202,6 +202,25 @@ if [ "$ocr_rc" != 130 ] || ! tail -2 "$T/int.md" | grep -q "<!-- interrupted: th
    ! grep -q "interrupted with [12] pages* begun; the last is incomplete" "$T/int.err"; then
     echo "FAIL: ocr interrupted: exit $ocr_rc (want 130), the page marked"; tail -c 300 "$T/int.md"; cat "$T/int.err"; fail=$((fail + 1))
 fi
+# a second SIGINT while a step nothing interrupts holds the first (Poppler rendering a dense page;
+# simulated: NVL_TEST_MEDIA_DELAY holds reading a file named slow-x for 30 s): exit 130 at once
+# (both signals were ignored until the step ended; a review's find)
+n=$((n + 1))
+cp "$I" "$T/slow-x.bmp"
+t_int=$(date +%s)
+NVL_TEST_MEDIA_DELAY="slow-x:30000" "$B" ocr --model "$M" "$T/slow-x.bmp" --max-tokens 2 --no-progress -o "$T/int2.md" \
+    2>"$T/int2.err" &
+ocr_pid=$!
+sleep 1
+kill -INT $ocr_pid
+sleep 0.5
+kill -INT $ocr_pid
+wait $ocr_pid
+ocr_rc=$?
+if [ "$ocr_rc" != 130 ] || [ $(($(date +%s) - t_int)) -ge 20 ] || ! grep -q "interrupted again: exiting now" "$T/int2.err"; then
+    echo "FAIL: ocr interrupted twice in a held step: exit $ocr_rc after $(($(date +%s) - t_int)) s"; cat "$T/int2.err"
+    fail=$((fail + 1))
+fi
 # progress on a terminal redrew over the answer streamed to the same terminal ("\r", erase line):
 # the screen (carriage returns and erases applied) must hold the answer as a pipe gets it
 if command -v script >/dev/null 2>&1 && timeout 10 script -qc "echo pty-ok" /dev/null 2>/dev/null </dev/null | grep -q pty-ok; then
