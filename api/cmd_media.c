@@ -58,7 +58,7 @@ int cmd_media_info(int argc, char **argv) {
             char *label = media_pdf_page_label(pdf, i);
             if (media_pdf_page_size(pdf, i, &w, &h, &err) != NVL_OK) { /* listed, and the exit says it (was 0) */
                 printf("page %d: unreadable\n", i + 1);
-                fprintf(stderr, "nanovl media-info: page %d: %s\n", i + 1, err.msg);
+                fprintf(stderr, "nanovl media-info: %s\n", err.msg); /* (the message names the page) */
                 bad++;
             } else {
                 char *text = NULL;

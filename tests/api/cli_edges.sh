@@ -88,7 +88,7 @@ expect 2 "one file at a time ('-o' is a second" "$B" render -o "$T/rd2" -- "$I" 
 # page listed, the cause on stderr, exit 1 (was 0). No xref table: Poppler rebuilds it
 printf '%%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/CropBox[1000 1000 1200 1200]>>endobj\ntrailer<</Root 1 0 R>>\n%%%%EOF\n' > "$T/crop.pdf"
 expect 1 "page 1: unreadable" "$B" media-info "$T/crop.pdf"
-expect 1 "^nanovl media-info: page 1: .*crop.pdf: damaged PDF: page 1 has size 0 x 0 pt" "$B" media-info "$T/crop.pdf"
+expect 1 "^nanovl media-info: .*crop.pdf: damaged PDF: page 1 has size 0 x 0 pt" "$B" media-info "$T/crop.pdf"
 # 8. invalid UTF-8 in the question: the --json line is still valid UTF-8 (U+FFFD for each bad byte)
 q=$(printf 'Wh\377at\376?')
 n=$((n + 1))
