@@ -110,8 +110,7 @@ struct api_engine {
      * long video does not stop the other requests' steps (requests without media skip them) */
     pthread_t media_thr[MEDIA_THREADS_MAX];
     int media_thr_ok;   /* threads running */
-    int media_thr_busy; /* of them, working on a job (under mmu) */
-    pthread_mutex_t mmu; /* guards mq, media_stop, media_thr_busy and each request's media_busy, media_t0 */
+    pthread_mutex_t mmu; /* guards mq, media_stop and each request's media_busy, media_t0 */
     pthread_cond_t mcv;
     request *mq, *mq_tail;
     int media_stop;

@@ -95,7 +95,6 @@ void *engine_media_main(void *arg) {
         e->mq = rq->media_next;
         if (!e->mq) e->mq_tail = NULL;
         rq->media_t0 = engine_now();
-        e->media_thr_busy++;
         pthread_mutex_unlock(&e->mmu);
         source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
         nvl_status st = NVL_OK;
@@ -111,7 +110,6 @@ void *engine_media_main(void *arg) {
         }
         rq->media_busy = 0;
         rq->media_t0 = 0;
-        e->media_thr_busy--;
         pthread_cond_broadcast(&e->mcv); /* a step may be waiting for it */
     }
     pthread_mutex_unlock(&e->mmu);
@@ -126,9 +124,12 @@ int engine_media_grow(api_engine *e) {
     if (!e->media_thr_ok || e->media_thr_ok >= MEDIA_THREADS_MAX) return 0;
     const double t = engine_now();
     pthread_mutex_lock(&e->mmu);
-    int stuck = 0;
-    if (e->mq && e->media_thr_busy >= e->media_thr_ok && !e->media_stop)
-        for (request *rq = e->live; rq && !stuck; rq = rq->next) stuck = rq->media_t0 > 0 && t - rq->media_t0 > MEDIA_STUCK_S;
+    int busy = 0, stuck = 0; /* (a thread at work holds one live request's media_t0) */
+    for (request *rq = e->live; e->mq && !e->media_stop && rq; rq = rq->next) {
+        busy += rq->media_t0 > 0;
+        stuck |= rq->media_t0 > 0 && t - rq->media_t0 > MEDIA_STUCK_S;
+    }
+    stuck &= busy >= e->media_thr_ok;
     pthread_mutex_unlock(&e->mmu);
     if (!stuck || pthread_create(&e->media_thr[e->media_thr_ok], NULL, engine_media_main, e) != 0) return 0;
     e->media_thr_ok++;

@@ -53,39 +53,25 @@ static char *config_path_for(const char *path) {
 
 /* The quantization config as the model reads it (hf_quant_config.json first, as vLLM does; the
  * headline once came from config.json alone: "none" for a checkpoint quantized by the other file) */
-/* The quantization config of the folder config.json sits in. */
-static nvl_status load_quant(const char *cfg_path, llm_quant_config *q, nvl_err *e) {
-    char dir[4096];
-    const char *slash = strrchr(cfg_path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - cfg_path) : 1, slash ? cfg_path : ".");
-    return llm_quant_config_load(q, dir, e);
-}
-
-static void print_quant(FILE *out, const char *cfg_path) {
-    llm_quant_config q;
-    nvl_err e = {0};
-    if (load_quant(cfg_path, &q, &e) != NVL_OK) {
-        fprintf(out, "quantization: unreadable (below)\n");
-        return;
-    }
-    if (!q.present) fprintf(out, "quantization: none\n");
-    else fprintf(out, "quantization: ModelOpt %s (%s)\n", q.algo[0] ? q.algo : "(no quant_algo)", q.source);
-    if (q.note[0]) fprintf(out, "  warning: %s\n", q.note);
-    llm_quant_config_free(&q);
+static void print_quant(FILE *out, const llm_quant_config *q, nvl_status qst) {
+    if (qst != NVL_OK) fprintf(out, "quantization: unreadable (below)\n");
+    else if (!q->present) fprintf(out, "quantization: none\n");
+    else fprintf(out, "quantization: ModelOpt %s (%s)\n", q->algo[0] ? q->algo : "(no quant_algo)", q->source);
+    if (qst == NVL_OK && q->note[0]) fprintf(out, "  warning: %s\n", q->note);
 }
 
 /* Per Linear kind, the scheme each layer's weight uses (decided per tensor, scales checked). */
-static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, const llm_hparams *hp, const char *cfg_path) {
-    llm_quant_config q;
-    nvl_err e = {0};
-    if (load_quant(cfg_path, &q, &e) != NVL_OK) {
-        on_problem(pr, e.code, e.msg);
+static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, const llm_hparams *hp, const llm_quant_config *q,
+                           nvl_status qst, const nvl_err *qerr) {
+    if (qst != NVL_OK) {
+        on_problem(pr, qerr->code, qerr->msg);
         return 0;
     }
-    if (q.present)
-        fprintf(out, "  quantization config: %s, quant_algo %s, %d excluded module pattern%s%s%s%s\n", q.source,
-                q.algo[0] ? q.algo : "(none)", q.n_exclude, q.n_exclude == 1 ? "" : "s", q.kv_algo[0] ? ", KV cache " : "",
-                q.kv_algo, q.kv_algo[0] ? " (not applied: nanovl keeps the KV cache in the activation dtype)" : "");
+    nvl_err e = {0};
+    if (q->present)
+        fprintf(out, "  quantization config: %s, quant_algo %s, %d excluded module pattern%s%s%s%s\n", q->source,
+                q->algo[0] ? q->algo : "(none)", q->n_exclude, q->n_exclude == 1 ? "" : "s", q->kv_algo[0] ? ", KV cache " : "",
+                q->kv_algo, q->kv_algo[0] ? " (not applied: nanovl keeps the KV cache in the activation dtype)" : "");
     const char *head = "";
     const char *prefix = llm_tensor_prefix(ck, &head);
     const int64_t n = prefix ? llm_tensor_table(hp, prefix, head, NULL, 0) : 0;
@@ -99,7 +85,7 @@ static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, co
             if (strstr(specs[i].name, kinds[j])) k = j;
         if (k < 0 || specs[i].n_dims != 2 || !nvl_checkpoint_find(ck, specs[i].name)) continue;
         kern_weight w;
-        if (llm_bind_linear(ck, &q, specs[i].name, specs[i].shape[0], specs[i].shape[1], &w, &e) != NVL_OK) {
+        if (llm_bind_linear(ck, q, specs[i].name, specs[i].shape[0], specs[i].shape[1], &w, &e) != NVL_OK) {
             on_problem(pr, e.code, e.msg);
             ok = 0;
             continue;
@@ -140,7 +126,6 @@ static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, co
                         counts[j][t]);
     fprintf(out, "\n");
     nvl_free(specs);
-    llm_quant_config_free(&q);
     return ok;
 }
 
@@ -148,6 +133,7 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     *usable = 0;
     nvl_checkpoint *ck = NULL;
     cJSON *root = NULL;
+    llm_quant_config q = {0}; /* read once: the headline and the per-layer check */
     char *cfg_path = config_path_for(path);
     if (!cfg_path) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
     nvl_status st = nvl_checkpoint_open(&ck, path, err);
@@ -189,7 +175,9 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
                     (long long)count_dtype[t]);
         }
     fprintf(out, "\n");
-    print_quant(out, cfg_path);
+    nvl_err qerr = {0};
+    const nvl_status qst = llm_quant_config_load(&q, dir, &qerr);
+    print_quant(out, &q, qst);
 
     /* Language model */
     llm_hparams hp;
@@ -214,7 +202,7 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         nvl_status cs = llm_check_tensors(ck, &hp, on_problem, &pr, &n_exp, &n_bound, NULL);
         fprintf(out, "  tensors: expected %lld, bound %lld\n", (long long)n_exp, (long long)n_bound);
         lm_ok = cs == NVL_OK;
-        if (lm_ok) lm_ok = inspect_linears(out, &pr, ck, &hp, cfg_path);
+        if (lm_ok) lm_ok = inspect_linears(out, &pr, ck, &hp, &q, qst, &qerr);
     }
 
     /* Vision tower: declared by a vision_config or by vision tensors */
@@ -300,6 +288,7 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     *usable = lm_ok && vis_ok;
     st = NVL_OK;
 done:
+    llm_quant_config_free(&q);
     cJSON_Delete(root);
     nvl_checkpoint_close(ck);
     nvl_free(cfg_path);

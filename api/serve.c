@@ -535,8 +535,7 @@ static char *salvage_id(const char *line, size_t n) {
     return out;
 }
 
-/* With --allow DIR: every media path of the request must resolve inside one of the directories.
- * 1 allowed; 0 outside; -1 the path does not resolve (why says so). */
+/* Whether a resolved path lies inside one of the --allow directories. */
 static int under_allowed(const server *s, const char *rp) {
     for (int i = 0; i < s->o->n_allow; i++) {
         const size_t l = strlen(s->o->allow[i]);
@@ -545,9 +544,24 @@ static int under_allowed(const server *s, const char *rp) {
     return 0;
 }
 
-/* 1: the path resolves inside an --allow directory; 0: outside (forbidden); -1: it cannot be
- * resolved and its nearest existing ancestor is inside (not_found). A missing path outside is
- * forbidden too: "not_found" there told a client which paths exist outside (a review's find). */
+/* realpath() of the nearest ancestor of path that exists: its directories from the deepest up,
+ * then "/" (absolute) or the working directory (relative); NULL if none resolves. */
+static char *resolve_ancestor(const char *path) {
+    char *anc = nvl_strdup(path), *rp = NULL;
+    if (!anc) return NULL;
+    for (char *sl; !rp && (sl = strrchr(anc, '/')) != NULL && sl != anc;) {
+        *sl = 0;
+        rp = realpath(anc, NULL);
+    }
+    if (!rp) rp = realpath(anc[0] == '/' ? "/" : ".", NULL);
+    nvl_free(anc);
+    return rp;
+}
+
+/* With --allow DIR, each media path of a request: 1 it resolves inside an allowed directory;
+ * 0 outside (forbidden); -1 it does not resolve and its nearest existing ancestor is inside
+ * (not_found; why says so). A missing path outside is forbidden too: "not_found" there told a
+ * client which paths exist outside (a review's find). */
 static int path_allowed(const server *s, const char *path, char *why, size_t why_n) {
     if (!s->o->n_allow) return 1;
     char *rp = realpath(path, NULL);
@@ -555,20 +569,8 @@ static int path_allowed(const server *s, const char *path, char *why, size_t why
     int ok = 0;
     if (rp) {
         ok = under_allowed(s, rp);
-    } else { /* the nearest ancestor that resolves decides */
-        char *anc = nvl_strdup(path);
-        char *sl = anc ? strrchr(anc, '/') : NULL;
-        for (int last = !anc; !rp && !last;) {
-            if (!sl || sl == anc) { /* a relative path's ancestor is the working directory; then "/" */
-                rp = realpath(sl ? "/" : ".", NULL);
-                last = 1;
-            } else {
-                *sl = 0;
-                rp = realpath(anc, NULL);
-                sl = strrchr(anc, '/');
-            }
-        }
-        nvl_free(anc);
+    } else {
+        rp = resolve_ancestor(path);
         ok = rp && under_allowed(s, rp) ? -1 : 0;
         if (ok < 0) snprintf(why, why_n, "%s: %s", path, strerror(err_no));
     }
@@ -999,16 +1001,12 @@ static void handle_signals(server *s) {
     }
 }
 
-/* Before each poll: events appended by the worker since the last poll go out; half-closed
- * clients with nothing left, idle connections and unfinished lines past --idle-timeout are
- * closed; signals are handled; a drained server stops the loop; each client's interest is set
- * (read unless half-closed, write while output waits) and the poll's wait bounded so that the
- * timeouts are checked often enough. */
 /* A running request its client cancelled ends at the engine's next step; a step that cannot be
  * interrupted (Poppler rendering one heavy page, tens of seconds for a dense vector drawing) held
- * the answer, the id and the client's --max-per-client share until it ended. Past CANCEL_ANSWER_S
- * the client is answered "cancelled" and the job detached from it, as for a client gone: the
- * step ends in the background and its result is dropped. Returns whether a cancel is pending. */
+ * the answer and the id until it ended. Past CANCEL_ANSWER_S the client is answered "cancelled"
+ * and the job marked answered: it sends nothing more and its id is free, but it keeps its place
+ * in --max-per-client and --max-batch until the step ends and its result is dropped. Returns
+ * whether a cancel is still pending. */
 #define CANCEL_ANSWER_S 1.0
 static int answer_slow_cancels(server *s, double t_now) {
     int pending = 0;
@@ -1031,6 +1029,11 @@ static int answer_slow_cancels(server *s, double t_now) {
     return pending;
 }
 
+/* Before each poll: events appended by the worker since the last poll go out; half-closed
+ * clients with nothing left, idle connections and unfinished lines past --idle-timeout are
+ * closed; signals are handled; a drained server stops the loop; each client's interest is set
+ * (read unless half-closed, write while output waits) and the poll's wait bounded so that the
+ * timeouts are checked often enough. */
 static void serve_tick(evloop *l, void *user) {
     server *s = user;
     const api_server_opts *o = s->o;

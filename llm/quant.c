@@ -55,6 +55,24 @@ static nvl_status read_group_size(const cJSON *gs, const char *path, const char 
     return NVL_OK;
 }
 
+/* One more entry of q->layers (room made by the caller) */
+static nvl_status add_layer(llm_quant_config *q, const char *module, const char *algo, int group_size, const char *path,
+                            nvl_err *err) {
+    llm_quant_layer *l = &q->layers[q->n_layers];
+    snprintf(l->algo, sizeof l->algo, "%s", algo);
+    l->group_size = group_size;
+    if (!(l->module = nvl_strdup(module))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    q->n_layers++;
+    q->has_layers = 1;
+    return NVL_OK;
+}
+
+/* The format a config.json scheme object ({num_bits: 8 | 4, type: "float"}) names */
+static const char *bits_algo(const cJSON *scheme) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(scheme, "num_bits");
+    return cJSON_IsNumber(b) && b->valuedouble == 8 ? "FP8" : cJSON_IsNumber(b) && b->valuedouble == 4 ? "NVFP4" : "?";
+}
+
 /* quantized_layers (MIXED_PRECISION): {"<module>": {"quant_algo": "FP8"|"NVFP4", "group_size": 16}} */
 static nvl_status read_layers(llm_quant_config *q, const cJSON *obj, const char *path, nvl_err *err) {
     if (!obj || cJSON_IsNull(obj)) return NVL_OK;
@@ -68,14 +86,12 @@ static nvl_status read_layers(llm_quant_config *q, const cJSON *obj, const char 
         if (!cJSON_IsObject(it) || !cJSON_IsString(a))
             return nvl_err_set(err, NVL_ERR_CONFIG, "%s: quantized_layers entry '%.200s' has no quant_algo string", path,
                                it->string ? it->string : "");
-        llm_quant_layer *l = &q->layers[q->n_layers];
-        snprintf(l->algo, sizeof l->algo, "%s", a->valuestring);
         char key[300];
+        int gs = 0;
         snprintf(key, sizeof key, "quantized_layers '%.200s' group_size", it->string ? it->string : "");
-        nvl_status st = read_group_size(cJSON_GetObjectItemCaseSensitive(it, "group_size"), path, key, &l->group_size, err);
+        nvl_status st = read_group_size(cJSON_GetObjectItemCaseSensitive(it, "group_size"), path, key, &gs, err);
+        if (st == NVL_OK) st = add_layer(q, it->string ? it->string : "", a->valuestring, gs, path, err);
         if (st != NVL_OK) return st;
-        if (!(l->module = nvl_strdup(it->string ? it->string : ""))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-        q->n_layers++;
     }
     return NVL_OK;
 }
@@ -93,8 +109,6 @@ static nvl_status layers_from_groups(llm_quant_config *q, const cJSON *groups, c
     if (!n || !(q->layers = nvl_calloc((size_t)n, sizeof *q->layers))) return n ? nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path) : NVL_OK;
     cJSON_ArrayForEach(g, groups) {
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights"), *tg = cJSON_GetObjectItemCaseSensitive(g, "targets");
-        const cJSON *bits = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
-        const char *algo = cJSON_IsNumber(bits) && bits->valuedouble == 8 ? "FP8" : cJSON_IsNumber(bits) && bits->valuedouble == 4 ? "NVFP4" : "?";
         int gs = 0;
         char key[160];
         snprintf(key, sizeof key, "config_groups.%.64s.weights.group_size", g->string ? g->string : "");
@@ -102,13 +116,8 @@ static nvl_status layers_from_groups(llm_quant_config *q, const cJSON *groups, c
         if (st != NVL_OK) return st;
         if (!cJSON_IsArray(tg)) continue;
         cJSON_ArrayForEach(t, tg) {
-            if (!cJSON_IsString(t) || !strchr(t->valuestring, '.')) continue;
-            llm_quant_layer *l = &q->layers[q->n_layers];
-            snprintf(l->algo, sizeof l->algo, "%s", algo);
-            l->group_size = gs;
-            if (!(l->module = nvl_strdup(t->valuestring))) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-            q->n_layers++;
-            q->has_layers = 1;
+            if (cJSON_IsString(t) && strchr(t->valuestring, '.') && (st = add_layer(q, t->valuestring, bits_algo(w), gs, path, err)) != NVL_OK)
+                return st;
         }
     }
     return NVL_OK;
@@ -128,10 +137,7 @@ static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const c
        not to be applied, as hf_quant_config.json's kv_cache_quant_algo is) */
     copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_quant_algo"));
     const cJSON *kv = cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_scheme");
-    if (!q->kv_algo[0] && cJSON_IsObject(kv)) {
-        const cJSON *kb = cJSON_GetObjectItemCaseSensitive(kv, "num_bits");
-        snprintf(q->kv_algo, sizeof q->kv_algo, "%s", cJSON_IsNumber(kb) && kb->valuedouble == 8 ? "FP8" : cJSON_IsNumber(kb) && kb->valuedouble == 4 ? "NVFP4" : "(a scheme)");
-    }
+    if (!q->kv_algo[0] && cJSON_IsObject(kv)) snprintf(q->kv_algo, sizeof q->kv_algo, "%s", bits_algo(kv));
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups"), *g;
     if (!cJSON_IsObject(groups)) groups = NULL;
     cJSON_ArrayForEach(g, groups) {
@@ -218,14 +224,13 @@ nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *
     return st;
 }
 
-/* The quantized_layers entry of a module (also matched with or without "language_model."), or NULL */
+/* A module name without the VL checkpoint's "language_model." */
+static const char *lm_name(const char *m) { return strncmp(m, "language_model.", 15) ? m : m + 15; }
+
+/* The quantized_layers entry of a module (matched with or without "language_model."), or NULL */
 static const llm_quant_layer *find_layer(const llm_quant_config *q, const char *module) {
-    const char *alt = strncmp(module, "language_model.", 15) ? NULL : module + 15;
-    for (int i = 0; i < q->n_layers; i++) {
-        const char *l = q->layers[i].module;
-        if (!strcmp(l, module) || (alt && !strcmp(l, alt)) || (!alt && !strncmp(l, "language_model.", 15) && !strcmp(l + 15, module)))
-            return &q->layers[i];
-    }
+    for (int i = 0; i < q->n_layers; i++)
+        if (!strcmp(lm_name(q->layers[i].module), lm_name(module))) return &q->layers[i];
     return NULL;
 }
 

@@ -251,7 +251,14 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_AVIF: st = media_decode_avif(buf, len, name, lim, out, err); break;
-    default: st = media_decode_ffmpeg_still(buf, len, name, lim, out, err); break;
+    default: {
+        /* a BMP's 32-bit BI_RGB pixels are BGRX (a BITMAPINFOHEADER or later, 40 bytes or more at
+           14: biBitCount at 28, biCompression at 30) */
+        const int bgrx = k == MEDIA_KIND_BMP && len >= 34 && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
+                         (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
+        st = media_decode_ffmpeg_still(buf, len, name, lim, bgrx, out, err);
+        break;
+    }
     }
     if (st != NVL_OK) return st;
 #ifdef NVL_HAVE_WEBP

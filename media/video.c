@@ -280,8 +280,8 @@ static int next_frame(av_in *in, int *draining) {
     }
 }
 
-nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
-                                     const media_limits *lim, media_image **out, nvl_err *err) {
+nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                     int opaque, media_image **out, nvl_err *err) {
     *out = NULL;
     av_in in;
     nvl_status st = av_in_open(&in, NULL, buf, len, name, err);
@@ -289,13 +289,7 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
         int draining = 0, r = next_frame(&in, &draining);
         if (r < 0) st = r == AVERROR_EOF ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: no image in the file", name)
                                          : av_fail(err, name, "cannot decode", r);
-        else {
-            /* a BMP's 32-bit BI_RGB pixels: BGRX (a BITMAPINFOHEADER or later, of 40 bytes or
-               more at 14: biBitCount at 28, biCompression at 30) */
-            const int bgrx = len >= 34 && buf[0] == 'B' && buf[1] == 'M' && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
-                             (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
-            st = frame_to_rgb(&in, stream_rotation(in.st), STILL | (bgrx ? STILL_NO_ALPHA : 0), name, lim, out, err);
-        }
+        else st = frame_to_rgb(&in, stream_rotation(in.st), STILL | (opaque ? STILL_NO_ALPHA : 0), name, lim, out, err);
     }
     av_in_close(&in);
     return st;
@@ -336,7 +330,7 @@ nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, c
     if (has_bytes(meta, meta_len, "grid"))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "%s: unsupported image format: AVIF made of a grid of tiles (convert it to PNG or JPEG)", name);
-    return media_decode_ffmpeg_still(buf, len, name, lim, out, err);
+    return media_decode_ffmpeg_still(buf, len, name, lim, 0, out, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -677,9 +671,9 @@ nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, c
     *out = NULL;
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: AVIF needs FFmpeg, which is not built into this nanovl", name);
 }
-nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name,
-                                     const media_limits *lim, media_image **out, nvl_err *err) {
-    (void)buf, (void)len, (void)lim;
+nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                     int opaque, media_image **out, nvl_err *err) {
+    (void)buf, (void)len, (void)lim, (void)opaque;
     *out = NULL;
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: this format needs FFmpeg, which is not built into this nanovl", name);
 }
