@@ -457,6 +457,15 @@ static size_t py_space_before(const char *s, size_t i) {
         if (py_space_at(s, i, i - k) == k) return k;
     return 0;
 }
+/* s[a, b) without its leading / trailing whitespace: the new a / the new b */
+static size_t skip_space(const char *s, size_t a, size_t b) {
+    for (size_t w; a < b && (w = py_space_at(s, b, a)) > 0;) a += w;
+    return a;
+}
+static size_t back_space(const char *s, size_t a, size_t b) {
+    for (size_t w; b > a && (w = py_space_before(s, b)) > 0 && b - w >= a;) b -= w;
+    return b;
+}
 
 /* Tokens inside a tag from *p up to its closing delimiter (close = '}' for }}, '%' for %}).
  * Returns the position after the delimiter; *minus: the tag ended with '-'. */
@@ -600,15 +609,12 @@ static void lex(lexer *L, const char *s, size_t n) {
         }
         if (!kind) k = n;
         size_t ts = pos, te = k;
-        if (strip_next == 2) for (size_t w; ts < te && (w = py_space_at(s, te, ts)) > 0;) ts += w;
-        else if (strip_next == 1) {
-            if (ts < te && s[ts] == '\n') ts++;
-            else if (ts + 1 < te && s[ts] == '\r' && s[ts + 1] == '\n') ts += 2;
-        }
+        if (strip_next == 2) ts = skip_space(s, ts, te);
+        else if (strip_next == 1 && ts < te && s[ts] == '\n') ts++; /* (\r\n became \n before lexing) */
         strip_next = 0;
         const char mod = kind && k + 2 < n ? s[k + 2] : 0;
         if (kind && mod == '-') {
-            for (size_t w; te > ts && (w = py_space_before(s, te)) > 0 && te - w >= ts;) te -= w;
+            te = back_space(s, ts, te);
         } else if (kind && (kind == '%' || kind == '#') && mod != '+') {
             /* lstrip_blocks: spaces and tabs between a line start and a block or comment tag */
             size_t q = k;
@@ -656,10 +662,8 @@ static void lex(lexer *L, const char *s, size_t n) {
                     }
                 if (!end) fail(J, NVL_ERR_FORMAT, line_at(s, k), "raw without endraw");
                 size_t rs = r, re = e2;
-                if (rminus) /* (without "-" the newline after {% raw %} stays, as in jinja2) */
-                    for (size_t w; rs < re && (w = py_space_at(s, re, rs)) > 0;) rs += w;
-                if (e2 + 2 < n && s[e2 + 2] == '-')
-                    for (size_t w; re > rs && (w = py_space_before(s, re)) > 0 && re - w >= rs;) re -= w;
+                if (rminus) rs = skip_space(s, rs, re); /* (without "-" the newline after {% raw %} stays, as in jinja2) */
+                if (e2 + 2 < n && s[e2 + 2] == '-') re = back_space(s, rs, re);
                 if (re > rs) push_tok(L, (token){.t = T_TEXT, .s = s + rs, .n = re - rs, .line = line_at(s, rs)});
                 size_t x = e2 + 2;
                 while (x + 1 < n && !(s[x] == '%' && s[x + 1] == '}')) x++;
@@ -1387,8 +1391,8 @@ static val *strip(rt *R, val *v, int left, int right, val *chars) {
         if (left) while (a < b && memchr(cs, v->s[a], cn)) a++;
         if (right) while (b > a && memchr(cs, v->s[b - 1], cn)) b--;
     } else {
-        if (left) for (size_t w; a < b && (w = py_space_at(v->s, b, a)) > 0;) a += w;
-        if (right) for (size_t w; b > a && (w = py_space_before(v->s, b)) > 0 && b - w >= a;) b -= w;
+        if (left) a = skip_space(v->s, a, b);
+        if (right) b = back_space(v->s, a, b);
     }
     return mk_strn(R->J, v->s + a, b - a);
 }
@@ -1432,15 +1436,12 @@ static val *call_method(rt *R, scope *S, val *o, const char *m, node *call, val 
                 size_t i = 0;
                 long long parts = 0;
                 while (i < o->n) {
-                    for (size_t w; i < o->n && (w = py_space_at(o->s, o->n, i)) > 0;) i += w;
+                    i = skip_space(o->s, i, o->n);
                     if (i >= o->n) break;
                     size_t j = i;
                     if (maxs >= 0 && parts == maxs) j = o->n;
                     else while (j < o->n && !py_space_at(o->s, o->n, j)) j++;
-                    size_t e = j;
-                    if (maxs >= 0 && parts == maxs)
-                        for (size_t w; e > i && (w = py_space_before(o->s, e)) > 0 && e - w >= i;) e -= w;
-                    list_push(J, l, mk_strn(J, o->s + i, e - i));
+                    list_push(J, l, mk_strn(J, o->s + i, j - i)); /* (the remainder keeps its trailing spaces, as in Python) */
                     parts++;
                     i = j;
                 }
@@ -2220,6 +2221,8 @@ static void exec_body(rt *R, scope *S, node *body) {
                 break;
             }
             val *loop = mk(J, V_DICT);
+            dict_set(J, loop, "depth", 5, mk_int(J, 1)); /* (no recursive loops: always the first level) */
+            dict_set(J, loop, "depth0", 6, mk_int(J, 0));
             for (int k = 0; k < items->len; k++) {
                 const int L = items->len;
                 /* a scope per iteration: what the body sets does not reach the next one (jinja2;
@@ -2228,8 +2231,6 @@ static void exec_body(rt *R, scope *S, node *body) {
                 dict_set(J, ls->vars, "loop", 4, loop);
                 dict_set(J, loop, "index", 5, mk_int(J, k + 1));
                 dict_set(J, loop, "index0", 6, mk_int(J, k));
-                dict_set(J, loop, "depth", 5, mk_int(J, 1)); /* (no recursive loops: always the first level) */
-                dict_set(J, loop, "depth0", 6, mk_int(J, 0));
                 dict_set(J, loop, "revindex", 8, mk_int(J, L - k));
                 dict_set(J, loop, "revindex0", 9, mk_int(J, L - k - 1));
                 dict_set(J, loop, "first", 5, mk_bool(k == 0));

@@ -124,7 +124,7 @@ FEATURES = [
      "{% for x in [1, 2] %}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}|"
      "{{ 100 % 0.1 }} {{ -7.5 // 2 }} {{ 7.5 % -2 }} {{ 5.0 // 0.3 }}|"
      "{% set v = 1 +%}\n\n{{ v }}|x\u3000 {{- 1 -}} \u3000y|{{ '\u00a0hi\u3000'.strip() }}|{{ 'a\u2003b c\u00a0d'.split() }}|"
-     "{{ '\u3000t\u2028' | trim }}|{% raw %}\n{{ x }}{% endraw %}|a\r\nb{{ 1 }}\r\nc\rd\n", {}),
+     "{{ '\u3000t\u2028' | trim }}|{{ ' a  b  '.split(none, 1) }}|{% raw %}\n{{ x }}{% endraw %}|a\r\nb{{ 1 }}\r\nc\rd\n", {}),
     # str.find counts characters, not bytes (a survivor of scripts/mutate.py: no case had
     # non-ASCII text before the match)
     ("find_unicode", "{{ 'héllo wörld'.find('l') }} {{ 'héllo wörld'.find('w') }} {{ '中文中'.find('中', 1) if false else '中文中'.find('文') }}"
