@@ -75,9 +75,8 @@ static nvl_status read_vision_config(vision_vl_config *vc, const cJSON *v, const
     CHECK(nvl_json_opt_int(v, "num_registers", -1, &nreg, what, err));
     CHECK(nvl_json_opt_double(v, "mlp_ratio", 0.0, &ratio, what, err));
     CHECK(nvl_json_opt_double(v, "layer_norm_eps", 1e-6, &vc->vit_ln_eps, what, err));
-    if (vc->cfg_width) snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.hidden_size");
-    if (vc->cfg_depth)
-        snprintf(vc->cfg_depth_key, sizeof vc->cfg_depth_key, "vision_config.num_hidden_layers");
+    vc->cfg_width_key = "vision_config.hidden_size";
+    vc->cfg_depth_key = "vision_config.num_hidden_layers";
     if (!(vc->vit_ln_eps > 0 && vc->vit_ln_eps < 1)) /* (NaN too) */
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.layer_norm_eps is %g, expected in (0, 1)", what,
                            vc->vit_ln_eps);
@@ -109,14 +108,8 @@ static nvl_status read_vision_config(vision_vl_config *vc, const cJSON *v, const
     }
     for (size_t i = 0; i < sizeof k_timm_vits / sizeof k_timm_vits[0]; i++) {
         if (!strstr(n, k_timm_vits[i].name)) continue;
-        if (!vc->cfg_width) {
-            vc->cfg_width = k_timm_vits[i].width;
-            snprintf(vc->cfg_width_key, sizeof vc->cfg_width_key, "vision_config.args.model");
-        }
-        if (!vc->cfg_depth) {
-            vc->cfg_depth = k_timm_vits[i].depth;
-            snprintf(vc->cfg_depth_key, sizeof vc->cfg_depth_key, "vision_config.args.model");
-        }
+        if (!vc->cfg_width) vc->cfg_width = k_timm_vits[i].width, vc->cfg_width_key = "vision_config.args.model";
+        if (!vc->cfg_depth) vc->cfg_depth = k_timm_vits[i].depth, vc->cfg_depth_key = "vision_config.args.model";
         if (!vc->vit_heads) vc->vit_heads = k_timm_vits[i].heads;
         break;
     }

@@ -42,7 +42,7 @@ typedef struct vision_vl_config {
      * (args.model, a timm name such as "vit_huge_patch16_224": width, depth, heads, patch). */
     int64_t vit_heads;         /* num_attention_heads, else from args.model (16 for vit_huge) */
     int64_t cfg_width, cfg_depth, cfg_mlp_dim, cfg_prefix, cfg_patch;
-    char cfg_width_key[48], cfg_depth_key[48];   /* where cfg_width / cfg_depth came from */
+    const char *cfg_width_key, *cfg_depth_key;  /* where cfg_width / cfg_depth came from (literals) */
     double vit_ln_eps;         /* vision_config.layer_norm_eps, 1e-6 (RADIO's timm LayerNorm) */
     /* From tensor shapes (vision_vit_shape_from_checkpoint): */
     int64_t vit_width;         /* embedder.weight rows */

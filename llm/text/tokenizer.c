@@ -859,10 +859,15 @@ static bpe_cand heap_pop(bpe_cand *h, size_t *n) {
  * A symbol keeps its first position when it absorbs its right neighbour, so positions keep
  * their order; a popped candidate is stale when its left symbol is gone or the pair at its
  * position now has another rank (ranks name their pair uniquely). */
+#define BPE_STACK 128 /* symbols merged in stack buffers (a word's usual size: no allocation per word) */
 static int bpe_merge(const llm_tokenizer *t, int32_t *sym, size_t ns) {
-    uint32_t *nxt = nvl_malloc(ns * sizeof *nxt), *prv = nvl_malloc(ns * sizeof *prv);
-    bpe_cand *heap = nvl_malloc(2 * ns * sizeof *heap); /* ns - 1 pairs, then at most 2 per merge */
-    uint8_t *dead = nvl_calloc(ns, 1);
+    uint32_t nxt_s[BPE_STACK], prv_s[BPE_STACK];
+    bpe_cand heap_s[2 * BPE_STACK];
+    uint8_t dead_s[BPE_STACK] = {0};
+    const int small = ns <= BPE_STACK;
+    uint32_t *nxt = small ? nxt_s : nvl_malloc(ns * sizeof *nxt), *prv = small ? prv_s : nvl_malloc(ns * sizeof *prv);
+    bpe_cand *heap = small ? heap_s : nvl_malloc(2 * ns * sizeof *heap); /* ns - 1 pairs, then at most 2 per merge */
+    uint8_t *dead = small ? dead_s : nvl_calloc(ns, 1);
     int ok = nxt && prv && heap && dead;
     size_t nh = 0;
     for (size_t i = 0; ok && i < ns; i++) {
@@ -888,10 +893,12 @@ static int bpe_merge(const llm_tokenizer *t, int32_t *sym, size_t ns) {
     for (size_t i = 0; ok && i < ns; i++)
         if (!dead[i]) sym[k++] = sym[i];
     for (; ok && k < ns; k++) sym[k] = -1; /* (compacted: the tail emits nothing) */
-    nvl_free(nxt);
-    nvl_free(prv);
-    nvl_free(heap);
-    nvl_free(dead);
+    if (!small) {
+        nvl_free(nxt);
+        nvl_free(prv);
+        nvl_free(heap);
+        nvl_free(dead);
+    }
     return ok;
 }
 
