@@ -1369,6 +1369,21 @@ constexpr int GV_ROWS = 4;
 /* activation rows per warp: NVFP4 keeps 4 (with 8 it spilled 164 bytes at 2 blocks per SM; with
    4, 60 bytes, which L1 holds: to measure against 1 block per SM and no spills) */
 __host__ __device__ constexpr int gv_qm(int nvfp4) { return nvfp4 ? 4 : QM; }
+/* A GEMV warp's end: each of its first mn activation rows' R per-lane sums reduced across the
+ * warp, scaled, and stored by lane 0 at y[m0 + m, n0 + r] (outputs past N skipped) */
+template <int MM, int R>
+__device__ __forceinline__ void gemv_store(V2 y, const float (&acc)[MM][R], int mn, int64_t m0, int64_t n0, int64_t N,
+                                           float scale, int lane) {
+#pragma unroll
+    for (int m = 0; m < MM; m++) {
+        if (m >= mn) break;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const float a = warp_reduce_sum(acc[m][r]);
+            if (lane == 0 && n0 + r < N) st(y.p, (m0 + m) * y.ld + n0 + r, a * scale, y.dt);
+        }
+    }
+}
 template <int NVFP4>
 __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
                                                          float wscale, int64_t K, int64_t M) {
@@ -1440,21 +1455,11 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
             }
         }
     }
-#pragma unroll
-    for (int m = 0; m < QMV; m++) {
-        if (m >= mn) break;
-#pragma unroll
-        for (int r = 0; r < GV_ROWS; r++) {
-            const float a = warp_reduce_sum(acc[m][r]);
-            if (lane == 0 && n0 + r < N) st(y.p, (m0 + m) * y.ld + n0 + r, a * wscale, y.dt);
-        }
-    }
+    gemv_store(y, acc, mn, m0, n0, N, wscale, lane);
 }
 
-/* A kernel switch (README's NVL_CUDA_FLASH / _SSD / _GEMV): off only when the variable is "0";
- * each op reads it once (a function-local static). */
 /* A kernel switch (NVL_CUDA_FLASH and the like): "0" off, "1" on, else def (kern_env_check has
- * refused any other value before a command runs). */
+ * refused any other value before a command runs); each op reads it once (a function-local static). */
 static int kernel_switch(const char *name, int def) {
     const char *e = getenv(name);
     return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] == '1' : def;
@@ -1766,15 +1771,7 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_b
                 for (int i = 0; i < 8; i++) acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
         }
     }
-#pragma unroll
-    for (int m = 0; m < GVB_M; m++) {
-        if (m >= M) break;
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const float a = warp_reduce_sum(acc[m][r]);
-            if (lane == 0 && n0 + r < N) st(y.p, m * y.ld + n0 + r, a, y.dt);
-        }
-    }
+    gemv_store(y, acc, M, 0, n0, N, 1.0f, lane); /* (x 1.0f: exact) */
 }
 
 nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
