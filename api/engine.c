@@ -427,14 +427,7 @@ void engine_prefill_done(request *rq) {
         rq->src[i].rows = NULL;
     }
     memcpy(res->first_logits, rq->logits, (size_t)V * sizeof(float));
-    int64_t n_bad = 0; /* NaN or infinite logits: weights or scales that overflow (or a backend fault); an
-                          answer drawn from them would be noise presented as one */
-    for (int64_t i = 0; i < V; i++) n_bad += !isfinite(rq->logits[i]);
-    if (n_bad) {
-        nvl_err_set(&rq->err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
-                    "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow (nanovl inspect "
-                    "checks the scales)",
-                    (long long)n_bad, (long long)V);
+    if (llm_logits_check_finite(rq->logits, V, &rq->err) != NVL_OK) { /* an answer drawn from them would be noise */
         engine_fail(rq, NVL_ERR_CONFIG, NULL);
         return;
     }

@@ -13,6 +13,15 @@ llm_generate_params llm_generate_params_default(void) {
     return p;
 }
 
+nvl_status llm_logits_check_finite(const float *logits, int64_t n_vocab, nvl_err *err) {
+    int64_t n_bad = 0;
+    for (int64_t i = 0; i < n_vocab; i++) n_bad += !isfinite(logits[i]);
+    if (!n_bad) return NVL_OK;
+    return nvl_err_set(err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
+                       "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow (nanovl "
+                       "inspect checks the scales)", (long long)n_bad, (long long)n_vocab);
+}
+
 nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
                         const llm_generate_params *p, int32_t *out, int64_t cap, int64_t *n_out,
                         nvl_err *err) {
@@ -21,14 +30,7 @@ nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_promp
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: empty prompt and empty context", __func__);
     nvl_status st = llm_prefill(ctx, prompt, n_prompt, NULL, NULL, err);
     if (st != NVL_OK) return st;
-    /* NaN or infinite logits (a NaN weight, a scale that overflows, a backend fault) sample as id
-       0 and answered "<unk><unk>" with success: refused, as the engine refuses them */
-    int64_t n_bad = 0;
-    for (int64_t i = 0; i < ctx->m->hp.n_vocab; i++) n_bad += !isfinite(ctx->logits[i]);
-    if (n_bad)
-        return nvl_err_set(err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
-                           "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow",
-                           (long long)n_bad, (long long)ctx->m->hp.n_vocab);
+    if ((st = llm_logits_check_finite(ctx->logits, ctx->m->hp.n_vocab, err)) != NVL_OK) return st;
     llm_sampler *smp = NULL;
     if ((st = llm_sampler_init(&smp, ctx->m->hp.n_vocab, &p->sampler, err)) != NVL_OK) return st;
     for (int64_t k = 0; k < p->max_tokens && k < cap; k++) {

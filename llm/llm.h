@@ -409,9 +409,14 @@ typedef struct llm_generate_params {
 } llm_generate_params;
 llm_generate_params llm_generate_params_default(void);
 
+/* NVL_ERR_CONFIG naming how many of the n_vocab logits are NaN or infinite (a NaN weight, a
+ * scale that overflows, a backend fault: they would sample id 0 and answer "<unk>" with
+ * success), else NVL_OK. The generation loop and the engine check the logits after a prompt. */
+nvl_status llm_logits_check_finite(const float *logits, int64_t n_vocab, nvl_err *err);
 /* Prefills prompt (may be empty when the context already holds it) and generates up to
  * max_tokens tokens into out (capacity cap). *n_out gets the count. Stops at a stop id
- * (included in out), max_tokens, or cancellation (NVL_ERR_CANCELLED). */
+ * (included in out), max_tokens, or cancellation (NVL_ERR_CANCELLED); non-finite logits after
+ * the prompt are NVL_ERR_CONFIG (llm_logits_check_finite). */
 nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
                         const llm_generate_params *p, int32_t *out, int64_t cap, int64_t *n_out,
                         nvl_err *err);
