@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "backend.h"
 #include "base/status.h"
@@ -54,6 +55,9 @@ static const char *k_usage =
     "options:\n"
     "  -h, --help         this text\n"
     "  -V, --version      version and build features\n"
+    "  --page-timeout S   seconds one PDF page may take to render (default 120; 0: no limit)\n"
+    "  --page-memory MB   memory one PDF page may take to render, beside its pixels (default 2048;\n"
+    "                     0: no limit); pages render in a process of their own, stopped past either\n"
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
@@ -161,7 +165,28 @@ static const struct command {
     {"help", cmd_help},
 };
 
+/* --page-timeout S / --page-memory MB anywhere after the command (every command that renders PDF
+ * pages honours them): the sandbox's bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
+static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
+    for (int a = 2; a < *argc && strcmp(argv[a], "--");) { /* after "--" every argument is a file */
+        const int t = !strcmp(argv[a], "--page-timeout"), m = !strcmp(argv[a], "--page-memory");
+        if (!t && !m) {
+            a++;
+            continue;
+        }
+        double d = 0;
+        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, t ? 86400 : 1 << 24, 0, &d))
+            return EXIT_USAGE;
+        if (t) sb->timeout_s = d;
+        else sb->max_mb = d;
+        for (int b = a; b + 2 <= *argc; b++) argv[b] = argv[b + 2]; /* argv[argc] is NULL */
+        *argc -= 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    media_pdf_worker_main(argc, argv); /* the PDF renderer: this executable started again (media.h) */
     if (argc < 2) {
         fprintf(stderr, k_usage, NANOVL_VERSION);
         return EXIT_USAGE;
@@ -196,6 +221,11 @@ int main(int argc, char **argv) {
         for (int b = a; b + used <= argc; b++) argv[b] = argv[b + used]; /* argv[argc] is NULL */
         argc -= used;
     }
+    /* PDF pages render in a process of their own, bounded in time and memory */
+    media_pdf_sandbox sb = media_pdf_sandbox_default();
+    sb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
+    if (sandbox_options(&argc, argv, &sb)) return EXIT_USAGE;
+    media_pdf_set_sandbox(&sb);
     /* every documented environment variable is checked before any command runs; NVL_THREADS applies */
     nvl_err env_err = {0};
     if (kern_env_check(&env_err) != NVL_OK || api_env_check(&env_err) != NVL_OK) {

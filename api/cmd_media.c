@@ -106,7 +106,8 @@ int cmd_media_info(int argc, char **argv) {
 static const char *k_render_usage =
     "usage: nanovl render -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW] [--] FILE\n"
     "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
-    "  DIR/frame-I.png for the sampled frames of a video\n";
+    "  DIR/frame-I.png for the sampled frames of a video\n"
+    "  --page-timeout S --page-memory MB   bounds on rendering one page (default 120 s, 2048 MiB)\n";
 
 int cmd_render(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;

@@ -103,6 +103,9 @@ media_video_params engine_video_params(const api_ask_params *p) {
     return vp;
 }
 
+/* media_pdf's cancel callback: the request's cancel (any thread) */
+static int pdf_cancelled(void *rq) { return engine_media_cancelled(rq); }
+
 nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err) {
     const api_ask_params *p = rq->p;
     const char *name = m->name ? m->name : m->path ? m->path : "bytes";
@@ -136,6 +139,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
             goto out;
         }
         rq->pdfs[rq->n_pdfs++] = pdf;
+        media_pdf_set_cancel(pdf, pdf_cancelled, rq); /* a cancel stops a page in the renderer */
         int *pages = NULL, np_ = 0;
         st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
         for (int i = 0; i < np_ && st == NVL_OK; i++) {

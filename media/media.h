@@ -129,11 +129,42 @@ nvl_status media_pdf_page_size(const media_pdf *pdf, int page, double *w_pt, dou
 /* Page label ("iii", "7") or NULL; nvl_malloc'ed. */
 char *media_pdf_page_label(const media_pdf *pdf, int page);
 /* Renders 0-based page at dpi (> 0) or to long_side pixels (when dpi <= 0; 0 = default),
- * white background. */
-nvl_status media_pdf_render(const media_pdf *pdf, int page, double dpi, int long_side,
+ * white background. @return NVL_ERR_LIMIT above media_limits.max_pixels or the sandbox's
+ * memory; NVL_ERR_TIMEOUT past its time; NVL_ERR_CANCELLED; NVL_ERR_FORMAT for a damaged page
+ * (or one that crashed the renderer), each naming the file and the page. */
+nvl_status media_pdf_render(media_pdf *pdf, int page, double dpi, int long_side,
                             media_image **out, nvl_err *err);
 /* The page's text layer (UTF-8, possibly empty). *text nvl_malloc'ed. */
 nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_err *err);
+
+/* Where, and within what bounds, pages render. Poppler can spend minutes or gigabytes on a
+ * hostile page of a few KB (an image declared 30000x30000 is allocated whole; 50,000 clipped
+ * glyphs), and a crash in it would end the caller (a server and every request in it). With exe
+ * set, each open document's pages render one at a time in a process of its own, "the renderer":
+ * exe started as `exe MEDIA_PDF_WORKER_ARG` (an executable whose main calls
+ * media_pdf_worker_main first), started at the first render, killed when a page passes
+ * timeout_s or max_mb or its document's cancel callback fires, started again for the next page.
+ * Sizes, labels and the text layer are still read in this process. When the renderer cannot
+ * start, pages render in this process with a warning (nvl_log). */
+typedef struct media_pdf_sandbox {
+    const char *exe;  /* NULL: pages render in this process, unbounded (the default) */
+    double timeout_s; /* wall-clock seconds one page may take; <= 0: none. Default 120 */
+    double max_mb;    /* MiB the renderer may hold resident besides the page's own pixels (7 bytes
+                         a pixel: cairo's ARGB surface and the RGB copy); <= 0: none. Default 2048 */
+} media_pdf_sandbox;
+#define MEDIA_PDF_WORKER_ARG "--pdf-render-worker"
+media_pdf_sandbox media_pdf_sandbox_default(void);
+/* Process-wide (copied, exe too); set it before pages render, from one thread. A renderer is
+ * kept started ahead for the next document once pages have rendered; setting the sandbox again
+ * (exe NULL, say) ends it. */
+void media_pdf_set_sandbox(const media_pdf_sandbox *sb);
+media_pdf_sandbox media_pdf_get_sandbox(void);
+/* The renderer's entry: when argv[1] is MEDIA_PDF_WORKER_ARG, serves render requests on fd 3 and
+ * ends the process (never returns); otherwise returns at once. Call it first in main(). */
+void media_pdf_worker_main(int argc, char **argv);
+/* A callback the renderer's wait polls (every 50 ms) to stop the page: media_pdf_render then
+ * returns NVL_ERR_CANCELLED. Pages rendered in this process are not interruptible. */
+void media_pdf_set_cancel(media_pdf *pdf, int (*cancelled)(void *ctx), void *ctx);
 
 /* Pages of pdf selected by spec (see media_parse_page_range), refused with NVL_ERR_LIMIT when
  * more than the open's media_limits.max_pages. */

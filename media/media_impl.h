@@ -33,4 +33,49 @@ int media_ffmpeg_decodes_av1(void); /* 1 when FFmpeg has an AV1 decoder */
  * byte is read). *fd_out is blocking again; close it. *size: the size at open (may be NULL). */
 nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd_out, size_t *size, nvl_err *err);
 
+// ---------------------------------------------------------------------------
+// Helper processes (proc.c): the running executable started again as `exe arg`, talking over a
+// socket pair that is its fd MEDIA_PROC_FD (stdin /dev/null, stdout joined to stderr).
+
+#include <sys/types.h>
+
+#define MEDIA_PROC_FD 3
+
+typedef struct media_proc {
+    pid_t pid; /* 0: none */
+    int fd;    /* the parent's end; -1: none */
+} media_proc;
+
+/* What ended a wait. */
+enum media_proc_end {
+    MEDIA_PROC_OK = 0,
+    MEDIA_PROC_GONE,      /* the helper closed its end or died (media_proc_death says how) */
+    MEDIA_PROC_TIMEOUT,   /* bounds->deadline passed */
+    MEDIA_PROC_CANCELLED, /* bounds->cancelled returned nonzero */
+    MEDIA_PROC_MEMORY,    /* the helper's resident memory passed bounds->max_rss */
+};
+
+typedef struct media_proc_bounds {
+    double deadline;             /* media_proc_now() seconds; <= 0: none */
+    size_t max_rss;              /* bytes; 0: none */
+    int (*cancelled)(void *ctx); /* polled every 50 ms; NULL: none */
+    void *ctx;
+} media_proc_bounds;
+
+double media_proc_now(void); /* CLOCK_MONOTONIC seconds */
+/* Starts exe arg with the socket pair. NVL_ERR_IO naming exe when it cannot. */
+nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err);
+/* SIGKILL (if still running), reap, close; p is then empty. Safe on an empty p. */
+void media_proc_kill(media_proc *p);
+enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n);
+/* Reads exactly n bytes, waiting within bounds (NULL: none). On anything but MEDIA_PROC_OK the
+ * helper's state is unknown: kill it. */
+enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *bounds);
+/* After MEDIA_PROC_GONE: reaps the helper and describes its end ("crashed (signal 11,
+ * Segmentation fault)") in buf. */
+const char *media_proc_death(media_proc *p, char *buf, size_t cap);
+/* The helper's blocking reads and writes of exactly n bytes on fd: 1, or 0 at end of file/error. */
+int media_proc_read_full(int fd, void *buf, size_t n);
+int media_proc_write_full(int fd, const void *buf, size_t n);
+
 #endif // MEDIA_MEDIA_IMPL_H

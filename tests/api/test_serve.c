@@ -23,6 +23,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "media/hostile_pdf.h"
 #include "sock_util.h"
 #include "test_util.h"
 
@@ -898,6 +899,43 @@ int main(void) {
         close(m.fd);
         stop_server(s9, "ninth");
         unlink(slowimg);
+    }
+
+    /* Hostile PDF pages (hostile_pdf.h) in the PDF renderer: one whose image needs gigabytes is
+     * refused by the page memory bound (the server used 3.5 GB for it before), a slow one is
+     * really stopped by a cancel (its step ends: no early answer is needed), and the document's
+     * ordinary pages are served after both, from the same server. */
+    {
+        char sock10[120], hpdf[700];
+        snprintf(sock10, sizeof sock10, "%s/nvl-serve10-%d.sock", test_tmpdir(), (int)getpid());
+        snprintf(hpdf, sizeof hpdf, "%s/hostile-%d.pdf", test_tmpdir(), (int)getpid());
+        TEST_CHECK(hostile_pdf_write(hpdf), "wrote %s", hpdf);
+        pid_t s10 = start_server(sock10, "--page-memory", "256");
+        conn h = {.fd = connect_to(sock10, 60)};
+        TEST_CHECK(h.fd >= 0, "tenth server up");
+        send_line(h.fd, ask_json(req, sizeof req, "huge", hpdf, 4, ",\"pages\":\"2\""));
+        ev = run_to_end(&h, "huge", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "page 2 needed more than"),
+                   "a page needing gigabytes is refused (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        send_line(h.fd, ask_json(req, sizeof req, "slowpage", hpdf, 4, ",\"pages\":\"3\""));
+        usleep(500000);
+        const double t0 = now();
+        send_line(h.fd, "{\"type\":\"cancel\",\"target\":\"slowpage\"}");
+        ev = run_to_end(&h, "slowpage", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled"), "the slow page is cancelled (got %s)", ev ? str(ev, "code") : "nothing");
+        TEST_CHECK(now() - t0 < 3.0, "cancelled in %.1f s", now() - t0);
+        cJSON_Delete(ev);
+        send_line(h.fd, ask_json(req, sizeof req, "fine", hpdf, 4, ",\"pages\":\"1,4\""));
+        ev = run_to_end(&h, "fine", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the ordinary pages are served (got %s: %s)",
+                   ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        close(h.fd);
+        stop_server(s10, "tenth");
+        TEST_CHECK(!log_contains("ask slowpage: cancelled, answered before its step ended"),
+                   "the renderer was stopped: the step ended with the cancel");
+        unlink(hpdf);
     }
 
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the

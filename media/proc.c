@@ -1,0 +1,175 @@
+/* A helper process for work a hostile file can make unbounded (media_impl.h, media_proc): the
+ * running executable started again with one argument, talking over a socket pair on its fd 3.
+ * The parent waits with poll() in MEDIA_PROC_TICK_S slices and, between slices, checks a
+ * deadline, a cancel callback and the helper's resident memory (/proc/PID/statm), killing it
+ * (SIGKILL) when one is passed: the time and memory a page can take are then bounded, and a
+ * crash in the library it runs (Poppler) ends the helper, not the caller.
+ * Anchors: Chromium's and pdf.js-in-Firefox's separate renderer processes; the protocol is ours. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "media_impl.h"
+
+extern char **environ;
+
+#define MEDIA_PROC_TICK_MS 50
+
+double media_proc_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err) {
+    p->pid = 0;
+    p->fd = -1;
+    int sv[2];
+    /* both ends close-on-exec: a helper started at the same time by another thread must not hold
+       this one's ends (the parent would then not see this helper's end of file); the dup2 onto fd 3
+       below gives the child its end without the flag */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return nvl_err_set(err, NVL_ERR_IO, "cannot start %s %s: socketpair: %s", exe, arg, strerror(errno));
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], MEDIA_PROC_FD);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO); /* stray prints go to stderr */
+    sigset_t none, dflt;
+    sigemptyset(&none);
+    sigemptyset(&dflt);
+    sigaddset(&dflt, SIGTERM);
+    sigaddset(&dflt, SIGSEGV);
+    sigaddset(&dflt, SIGABRT);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dflt);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *argv[] = {(char *)exe, (char *)arg, NULL};
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(sv[1]);
+    if (rc != 0) {
+        close(sv[0]);
+        return nvl_err_set(err, NVL_ERR_IO, "cannot start %s %s: %s", exe, arg, strerror(rc));
+    }
+    p->pid = pid;
+    p->fd = sv[0];
+    return NVL_OK;
+}
+
+void media_proc_kill(media_proc *p) {
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    if (p->fd >= 0) close(p->fd);
+    p->pid = 0;
+    p->fd = -1;
+}
+
+/* Resident bytes of pid, 0 if unknown. */
+static size_t proc_rss(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long size = 0, res = 0;
+    const int n = fscanf(f, "%lu %lu", &size, &res);
+    fclose(f);
+    return n == 2 ? (size_t)res * (size_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
+    const char *b = buf;
+    while (n) {
+        const ssize_t k = send(p->fd, b, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return MEDIA_PROC_GONE;
+        b += k;
+        n -= (size_t)k;
+    }
+    return MEDIA_PROC_OK;
+}
+
+enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *b) {
+    char *d = buf;
+    while (n) {
+        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+        const int r = poll(&pf, 1, MEDIA_PROC_TICK_MS);
+        if (r < 0 && errno != EINTR) return MEDIA_PROC_GONE;
+        if (r > 0) {
+            const ssize_t k = recv(p->fd, d, n, MSG_DONTWAIT);
+            if (k == 0) return MEDIA_PROC_GONE;
+            if (k < 0) {
+                if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+                return MEDIA_PROC_GONE;
+            }
+            d += k;
+            n -= (size_t)k;
+            continue; /* data flowing: the bounds are checked when a poll waits */
+        }
+        if (!b) continue;
+        if (b->cancelled && b->cancelled(b->ctx)) return MEDIA_PROC_CANCELLED;
+        if (b->deadline > 0 && media_proc_now() > b->deadline) return MEDIA_PROC_TIMEOUT;
+        if (b->max_rss > 0 && proc_rss(p->pid) > b->max_rss) return MEDIA_PROC_MEMORY;
+    }
+    return MEDIA_PROC_OK;
+}
+
+const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
+    int ws = 0;
+    pid_t r = -1;
+    if (p->pid > 0)
+        while ((r = waitpid(p->pid, &ws, 0)) < 0 && errno == EINTR) {}
+    if (r > 0 && r == p->pid) {
+        p->pid = 0; /* reaped: media_proc_kill must not signal a reused id */
+        if (WIFSIGNALED(ws))
+            snprintf(buf, cap, "crashed (signal %d, %s)", WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+        else if (WIFEXITED(ws))
+            snprintf(buf, cap, "exited with status %d", WEXITSTATUS(ws));
+        else
+            snprintf(buf, cap, "ended");
+    } else {
+        snprintf(buf, cap, "ended");
+    }
+    return buf;
+}
+
+// ---------------------------------------------------------------------------
+// The helper's side
+
+int media_proc_read_full(int fd, void *buf, size_t n) {
+    char *d = buf;
+    while (n) {
+        const ssize_t k = read(fd, d, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return 0;
+        d += k;
+        n -= (size_t)k;
+    }
+    return 1;
+}
+
+int media_proc_write_full(int fd, const void *buf, size_t n) {
+    const char *b = buf;
+    while (n) {
+        const ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return 0;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 1;
+}

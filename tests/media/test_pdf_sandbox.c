@@ -1,0 +1,241 @@
+/* PDF pages in the renderer process (media.h, media_pdf_sandbox): a hostile page is stopped by
+ * its memory or time bound, a cancel or a crash, with an error naming the file and the page; the
+ * document's other pages still render, bit-equal to rendering in this process; nothing leaks and
+ * no child is left. This test binary is its own renderer (main calls media_pdf_worker_main).
+ * The PDF is hostile_pdf.h's. `test_pdf_sandbox --write PATH` writes it for the CLI tests. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "media.h"
+#include "hostile_pdf.h"
+#include "test_util.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int same_image(const media_image *a, const media_image *b) {
+    if (!a || !b || a->width != b->width || a->height != b->height) return 0;
+    for (int y = 0; y < a->height; y++)
+        if (memcmp(a->rgb + (size_t)y * a->stride, b->rgb + (size_t)y * b->stride, (size_t)a->width * 3)) return 0;
+    return 1;
+}
+
+static void set_sandbox(const char *exe, double timeout_s, double max_mb) {
+    media_pdf_sandbox sb = media_pdf_sandbox_default();
+    sb.exe = exe;
+    sb.timeout_s = timeout_s;
+    sb.max_mb = max_mb;
+    media_pdf_set_sandbox(&sb);
+}
+
+static volatile int g_cancel;
+static int cancelled(void *ctx) { return *(volatile int *)ctx; }
+static void *cancel_later(void *arg) {
+    (void)arg;
+    const struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    g_cancel = 1;
+    return NULL;
+}
+
+/* Warnings logged (the fallback to rendering in this process says so). */
+static int g_fallbacks;
+static void on_log(enum nvl_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level <= NVL_LOG_LEVEL_WARN && strstr(msg, "pages render in this process")) g_fallbacks++;
+    fputs(msg, stderr);
+}
+
+/* SIGKILL to every child of this process (the spare renderer started ahead): as the kernel's
+ * OOM killer or an operator might. Returns how many. */
+static int kill_children(void) {
+    DIR *d = opendir("/proc");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        char p[300], buf[512];
+        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f) continue;
+        const size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        const char *rp = strrchr(buf, ')'); /* "pid (comm) state ppid ..." */
+        int ppid = 0;
+        char state = 0;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == (int)getpid() && state != 'Z') {
+            kill(atoi(de->d_name), SIGKILL);
+            n++;
+        }
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* No child left behind (every renderer reaped). */
+static int children_left(void) {
+    const pid_t r = waitpid(-1, NULL, WNOHANG);
+    return !(r < 0 && errno == ECHILD);
+}
+
+int main(int argc, char **argv) {
+    media_pdf_worker_main(argc, argv); /* the renderer (this binary started again) */
+    if (argc == 3 && !strcmp(argv[1], "--write")) return hostile_pdf_write(argv[2]) ? 0 : 1;
+    media_pdf *probe = NULL;
+    nvl_err err = {0};
+    char dir[] = "/tmp/nvl_sandbox_XXXXXX";
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/hostile.pdf", dir);
+    if (!hostile_pdf_write(path)) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return 1;
+    }
+    if (media_pdf_open(&probe, path, NULL, NULL, &err) == NVL_ERR_UNSUPPORTED) {
+        remove(path);
+        rmdir(dir);
+        test_skip("PDF support is not built in");
+    }
+    media_pdf_close(probe);
+    const int64_t live0 = nvl_alloc_count();
+    nvl_log_set(on_log, NULL);
+
+    /* the references: pages 1 and 4 rendered in this process */
+    set_sandbox(NULL, 0, 0);
+    media_pdf *pdf = NULL;
+    media_image *ref1 = NULL, *ref4 = NULL, *img = NULL;
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    TEST_CHECK(media_pdf_page_count(pdf) == 4, "pages %d", media_pdf_page_count(pdf));
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &ref1, &err) == NVL_OK, "in process, page 1: %s", err.msg);
+    TEST_CHECK(media_pdf_render(pdf, 3, 0, 400, &ref4, &err) == NVL_OK, "in process, page 4: %s", err.msg);
+    media_pdf_close(pdf);
+    /* the pages are not blank (a renderer returning white would pass the comparisons below) */
+    int red = 0;
+    for (int i = 0; ref1 && i < ref1->width * ref1->height; i++)
+        red += ref1->rgb[3 * i] == 255 && ref1->rgb[3 * i + 1] == 0 && ref1->rgb[3 * i + 2] == 0;
+    TEST_CHECK(red > 1000, "page 1 has %d red pixels", red);
+
+    /* through the renderer: 256 MiB is far above an ordinary page's needs (about 30 MB resident) and
+       far below the 30000 x 30000 image's 3.4 GB; 60 s, far above the time it takes to get there */
+    set_sandbox("/proc/self/exe", 60, 256);
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "renderer, page 1: %s", err.msg);
+    TEST_CHECK(same_image(img, ref1), "renderer, page 1: differs from rendering in this process");
+    media_image_free(img), img = NULL;
+
+    double t0 = now_s();
+    nvl_status st = media_pdf_render(pdf, 1, 0, 400, &img, &err);
+    double dt = now_s() - t0;
+    TEST_CHECK(st == NVL_ERR_LIMIT && !img, "huge image: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CONTAINS(err.msg, "hostile.pdf: page 2 needed more than");
+    TEST_CONTAINS(err.msg, "page memory limit, 256 MiB");
+    TEST_CHECK(dt < 30, "huge image: stopped after %.1f s", dt);
+
+    TEST_CHECK(media_pdf_render(pdf, 3, 0, 400, &img, &err) == NVL_OK, "renderer after a stop, page 4: %s", err.msg);
+    TEST_CHECK(same_image(img, ref4), "renderer after a stop, page 4: differs from rendering in this process");
+    media_image_free(img), img = NULL;
+
+    set_sandbox("/proc/self/exe", 1.0, 256); /* the page takes seconds */
+    t0 = now_s();
+    st = media_pdf_render(pdf, 2, 0, 400, &img, &err);
+    dt = now_s() - t0;
+    TEST_CHECK(st == NVL_ERR_TIMEOUT && !img, "slow page: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CONTAINS(err.msg, "hostile.pdf: page 3 took longer than 1 s to render");
+    TEST_CHECK(dt >= 1.0 && dt < 10, "slow page: stopped after %.2f s (bound 1 s)", dt);
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "renderer after a timeout, page 1: %s", err.msg);
+    TEST_CHECK(same_image(img, ref1), "renderer after a timeout, page 1: differs");
+    media_image_free(img), img = NULL;
+
+    /* a cancel stops the page without a time limit */
+    set_sandbox("/proc/self/exe", 0, 0);
+    g_cancel = 0;
+    media_pdf_set_cancel(pdf, cancelled, (void *)&g_cancel);
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, NULL);
+    t0 = now_s();
+    st = media_pdf_render(pdf, 2, 0, 400, &img, &err);
+    dt = now_s() - t0;
+    pthread_join(th, NULL);
+    TEST_CHECK(st == NVL_ERR_CANCELLED && !img, "cancelled page: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CONTAINS(err.msg, "hostile.pdf: page 3: rendering cancelled");
+    TEST_CHECK(dt < 5, "cancelled page: stopped after %.2f s (cancel at 0.3 s)", dt);
+    g_cancel = 0;
+
+    /* a renderer that dies (Poppler crashing on a page): this test's knob aborts it on page 4 */
+    setenv("NVL_TEST_RENDERER_ABORT_PAGE", "4", 1);
+    media_pdf_close(pdf);
+    set_sandbox("/proc/self/exe", 0, 0); /* the spare renderer ended: the next starts with the knob */
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
+    TEST_CHECK(st == NVL_ERR_FORMAT && !img, "crashed renderer: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CONTAINS(err.msg, "hostile.pdf: damaged PDF: page 4 could not be rendered: the renderer crashed (signal 6");
+    unsetenv("NVL_TEST_RENDERER_ABORT_PAGE");
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "renderer after a crash, page 1: %s", err.msg);
+    TEST_CHECK(same_image(img, ref1), "renderer after a crash, page 1: differs");
+    media_image_free(img), img = NULL;
+    media_pdf_close(pdf);
+    /* the spare renderer killed from outside: the next document starts a new one (no fallback) */
+    TEST_CHECK(kill_children() == 1, "one spare renderer waits for the next document");
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    TEST_CHECK(media_pdf_render(pdf, 3, 0, 400, &img, &err) == NVL_OK, "after the spare was killed: %s", err.msg);
+    TEST_CHECK(same_image(img, ref4), "after the spare was killed, page 4: differs");
+    media_image_free(img), img = NULL;
+    media_pdf_close(pdf);
+    TEST_CHECK(g_fallbacks == 0, "%d renders fell back to this process", g_fallbacks);
+    set_sandbox(NULL, 0, 0); /* ends the spare */
+    TEST_CHECK(!children_left(), "a renderer was left after close");
+
+    /* an executable that is not a renderer: the page renders in this process */
+    set_sandbox("/bin/true", 1.0, 1024);
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "fallback, page 1: %s", err.msg);
+    TEST_CHECK(same_image(img, ref1), "fallback, page 1: differs");
+    TEST_CHECK(g_fallbacks == 1, "the fallback is logged (%d)", g_fallbacks);
+    media_image_free(img), img = NULL;
+    media_pdf_close(pdf);
+    set_sandbox(NULL, 0, 0);
+
+    /* an encrypted document: the renderer opens it with the password */
+    const char *enc = test_shared_path("media/pdf/libreoffice-writer-password.pdf");
+    if (enc) {
+        media_image *a = NULL;
+        set_sandbox(NULL, 0, 0);
+        TEST_CHECK(media_pdf_open(&pdf, enc, "openpassword", NULL, &err) == NVL_OK, "encrypted: %s", err.msg);
+        TEST_CHECK(media_pdf_render(pdf, 0, 0, 300, &a, &err) == NVL_OK, "encrypted, in process: %s", err.msg);
+        media_pdf_close(pdf);
+        set_sandbox("/proc/self/exe", 60, 1024);
+        TEST_CHECK(media_pdf_open(&pdf, enc, "openpassword", NULL, &err) == NVL_OK, "encrypted: %s", err.msg);
+        TEST_CHECK(media_pdf_render(pdf, 0, 0, 300, &img, &err) == NVL_OK, "encrypted, renderer: %s", err.msg);
+        TEST_CHECK(same_image(img, a), "encrypted: the renderer's page differs");
+        media_image_free(img), img = NULL;
+        media_image_free(a);
+        media_pdf_close(pdf);
+        set_sandbox(NULL, 0, 0); /* ends the spare */
+    } else {
+        printf("note: ../shared/media absent: the encrypted-document case was not run\n");
+    }
+    TEST_CHECK(!children_left(), "a renderer was left after close");
+
+    media_image_free(ref1);
+    media_image_free(ref4);
+    TEST_CHECK(nvl_alloc_count() == live0, "allocations live: %lld, before %lld", (long long)nvl_alloc_count(),
+               (long long)live0);
+    remove(path);
+    rmdir(dir);
+    return test_report();
+}
