@@ -3,18 +3,26 @@
  * nvl_err message; POPPLER_ERROR_ENCRYPTED becomes NVL_ERR_ENCRYPTED.
  * Files are opened with poppler_document_new_from_file: new_from_bytes crashes in poppler-glib
  * 22.12 when given a wrong password for some encrypted files (shared/media MANIFEST).
- * Pages render in this process, or, with a sandbox set (media_pdf_set_sandbox), in a renderer
- * process per open document (one page at a time; proc.c), started on the first render and
- * started again after it was stopped. Protocol on the renderer's fd 3, host byte order (both ends
- * are this executable): it says PDF_HELLO; the parent sends pdf_req messages (PDF_OPEN followed by
- * the path and password bytes, PDF_RENDER); each is answered by a pdf_rep, its message bytes, and
- * for a rendered page H * W * 3 RGB bytes. */
+ *
+ * Where Poppler runs. Without a sandbox (media_pdf_set_sandbox) in this process. With one, every
+ * Poppler call for a document runs in a process of its own, "the renderer" (proc.c): opening,
+ * sizes, labels, text and pages, each bounded by the sandbox's time and memory and by the
+ * document's cancel callback. A renderer stopped (or crashed) is started again for the next call.
+ * If it cannot start at all the document is opened in this process, with a warning.
+ * Protocol on the renderer's fd 3, host byte order (both ends are this executable): the renderer
+ * says PDF_HELLO; the parent sends a pdf_req (PDF_OPEN is followed by the path and password bytes);
+ * each is answered by a pdf_rep and its message bytes, then on success the op's payload:
+ *   PDF_OPEN   int32 page count
+ *   PDF_SIZE   two doubles, width and height in points
+ *   PDF_LABEL  uint32 length (PDF_NONE: no label) and the bytes
+ *   PDF_TEXT   uint32 length and the bytes
+ *   PDF_RENDER height * width * 3 RGB bytes */
 #include <math.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -53,30 +61,28 @@ void media_pdf_set_sandbox(const media_pdf_sandbox *sb) {
 media_pdf_sandbox media_pdf_get_sandbox(void) { return g_sandbox.sb; }
 
 struct media_pdf {
-    PopplerDocument *doc;
+    PopplerDocument *doc; /* opened in this process; NULL: through the renderer */
     char *name;
-    char *password; /* the renderer opens the file again */
+    char *password; /* the renderer opens the file again after a stop */
     int has_password;
     int n_pages;
     media_limits lim;
-    pthread_mutex_t mu; /* one page at a time through the renderer */
+    pthread_mutex_t mu; /* one call at a time: Poppler's document, the renderer's socket */
     media_proc proc;
     int (*cancelled)(void *ctx);
     void *cancel_ctx;
 };
 
-nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
-                          const media_limits *lim, nvl_err *err) {
+// ---------------------------------------------------------------------------
+// Poppler, wherever it runs (this process or the renderer): the same calls, the same messages
+
+static nvl_status doc_open(const char *path, const char *password, PopplerDocument **out, int *n_pages, nvl_err *err) {
     *out = NULL;
-    media_limits d = media_limits_default();
-    if (!lim) lim = &d;
-    /* size cap and readability first, with our own messages */
-    nvl_status st = media_check_file(path, lim, err);
-    if (st != NVL_OK) return st;
     GError *gerr = NULL;
     char *abs = g_canonicalize_filename(path, NULL);
     char *uri = g_filename_to_uri(abs, NULL, &gerr);
     g_free(abs);
+    nvl_status st;
     if (!uri) {
         st = nvl_err_set(err, NVL_ERR_IO, "%s: %s", path, gerr ? gerr->message : "bad path");
         g_clear_error(&gerr);
@@ -100,83 +106,52 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
         g_object_unref(doc);
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: it has no pages", path);
     }
-    media_pdf *pdf = nvl_calloc(1, sizeof *pdf);
-    if (pdf) pdf->name = nvl_strdup(path);
-    if (pdf && password) pdf->password = nvl_strdup(password);
-    if (!pdf || !pdf->name || (password && !pdf->password)) {
-        g_object_unref(doc);
-        if (pdf) nvl_free(pdf->name);
-        nvl_free(pdf);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-    }
-    pdf->has_password = password != NULL;
-    pthread_mutex_init(&pdf->mu, NULL);
-    pdf->proc.fd = -1;
-    pdf->doc = doc;
-    pdf->n_pages = n;
-    pdf->lim = *lim;
-    *out = pdf;
+    *out = doc;
+    *n_pages = n;
     return NVL_OK;
 }
 
-void media_pdf_close(media_pdf *pdf) {
-    if (!pdf) return;
-    media_proc_kill(&pdf->proc);
-    pthread_mutex_destroy(&pdf->mu);
-    g_object_unref(pdf->doc);
-    nvl_free(pdf->name);
-    if (pdf->password) { /* not left in freed memory */
-        volatile char *v = pdf->password;
-        for (size_t i = 0; v[i]; i++) v[i] = 0;
-        nvl_free(pdf->password);
-    }
-    nvl_free(pdf);
-}
-
-void media_pdf_set_cancel(media_pdf *pdf, int (*cancelled)(void *ctx), void *ctx) {
-    pdf->cancelled = cancelled;
-    pdf->cancel_ctx = ctx;
-}
-
-int media_pdf_page_count(const media_pdf *pdf) { return pdf->n_pages; }
-
-static nvl_status get_page(const media_pdf *pdf, int page, PopplerPage **out, nvl_err *err) {
-    *out = NULL;
-    if (page < 0 || page >= pdf->n_pages)
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: page %d does not exist (the document has %d)",
-                           pdf->name, page + 1, pdf->n_pages);
-    *out = poppler_document_get_page(pdf->doc, page);
-    if (!*out) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d cannot be read", pdf->name, page + 1);
+static nvl_status doc_page(PopplerDocument *doc, const char *name, int page, PopplerPage **out, nvl_err *err) {
+    *out = poppler_document_get_page(doc, page);
+    if (!*out) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d cannot be read", name, page + 1);
     return NVL_OK;
 }
 
-nvl_status media_pdf_page_size(const media_pdf *pdf, int page, double *w, double *h, nvl_err *err) {
+static nvl_status doc_page_size(PopplerDocument *doc, const char *name, int page, double *w, double *h, nvl_err *err) {
     PopplerPage *p = NULL;
-    nvl_status st = get_page(pdf, page, &p, err);
+    nvl_status st = doc_page(doc, name, page, &p, err);
     if (st != NVL_OK) return st;
     poppler_page_get_size(p, w, h);
     g_object_unref(p);
-    if (!(*w > 0 && *h > 0 && isfinite(*w) && isfinite(*h)))
-        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d has size %g x %g pt", pdf->name,
-                           page + 1, *w, *h);
     return NVL_OK;
 }
 
-char *media_pdf_page_label(const media_pdf *pdf, int page) {
-    PopplerPage *p = NULL;
-    if (get_page(pdf, page, &p, NULL) != NVL_OK) return NULL;
+/* The label, g_malloc'ed, or NULL. */
+static gchar *doc_page_label(PopplerDocument *doc, int page) {
+    PopplerPage *p = poppler_document_get_page(doc, page);
+    if (!p) return NULL;
     gchar *l = poppler_page_get_label(p);
     g_object_unref(p);
-    char *r = l ? nvl_strdup(l) : NULL;
-    g_free(l);
-    return r;
+    return l;
+}
+
+/* The text layer, g_malloc'ed (possibly empty). */
+static nvl_status doc_page_text(PopplerDocument *doc, const char *name, int page, gchar **text, nvl_err *err) {
+    PopplerPage *p = NULL;
+    nvl_status st = doc_page(doc, name, page, &p, err);
+    if (st != NVL_OK) return st;
+    *text = poppler_page_get_text(p);
+    g_object_unref(p);
+    if (!*text) *text = g_strdup("");
+    return NVL_OK;
 }
 
 /* Renders 0-based page of doc at scale into rgb (H rows of W * 3 bytes) on white. */
 static nvl_status render_rgb(PopplerDocument *doc, const char *name, int page, int W, int H, double scale,
                              uint8_t *rgb, nvl_err *err) {
-    PopplerPage *p = poppler_document_get_page(doc, page);
-    if (!p) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d cannot be read", name, page + 1);
+    PopplerPage *p = NULL;
+    nvl_status st = doc_page(doc, name, page, &p, err);
+    if (st != NVL_OK) return st;
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, W, H);
     if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
         cairo_surface_destroy(surf);
@@ -210,15 +185,16 @@ static nvl_status render_rgb(PopplerDocument *doc, const char *name, int page, i
 // The renderer process
 
 #define PDF_HELLO 0x6e766c70u /* "nvlp" */
-enum { PDF_OPEN = 1, PDF_RENDER = 2 };
-#define PDF_NO_PASSWORD 0xffffffffu
-#define PDF_START_S 30.0 /* seconds the renderer may take to start and open the document */
+enum { PDF_OPEN = 1, PDF_SIZE, PDF_LABEL, PDF_TEXT, PDF_RENDER };
+#define PDF_NONE 0xffffffffu   /* no password; no label */
+#define PDF_START_S 30.0       /* seconds the renderer may take to start */
+#define PDF_MAX_STRING (1u << 30) /* a text layer or label longer than this is refused */
 
 typedef struct pdf_req {
     uint32_t op;
     int32_t page, width, height;
     double scale;
-    uint32_t path_len, password_len; /* PDF_OPEN; password_len PDF_NO_PASSWORD: none */
+    uint32_t path_len, password_len; /* PDF_OPEN; password_len PDF_NONE: none */
 } pdf_req;
 
 typedef struct pdf_rep {
@@ -231,6 +207,11 @@ static int reply(int fd, nvl_status st, const char *msg) {
     return media_proc_write_full(fd, &r, sizeof r) && media_proc_write_full(fd, msg, r.msg_len);
 }
 
+static int reply_string(int fd, const char *s) {
+    const uint32_t n = s ? (uint32_t)strlen(s) : PDF_NONE;
+    return media_proc_write_full(fd, &n, sizeof n) && (!s || media_proc_write_full(fd, s, n));
+}
+
 /* Ends the renderer when the parent's end closes, even in the middle of a page. */
 static void *watch_parent(void *arg) {
     (void)arg;
@@ -239,6 +220,66 @@ static void *watch_parent(void *arg) {
         if (poll(&pf, 1, -1) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) _exit(0);
     }
     return NULL;
+}
+
+/* One request; 0 ends the renderer (the parent gone, or a request not of this protocol). */
+static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *n_pages, char **path) {
+    nvl_err e = {0};
+    nvl_status st = NVL_OK;
+    if (q->op == PDF_OPEN) {
+        if (*doc || !q->path_len || q->path_len > 65536 || (q->password_len != PDF_NONE && q->password_len > 65536))
+            return 0;
+        *path = malloc(q->path_len + 1);
+        char *pw = q->password_len != PDF_NONE ? malloc(q->password_len + 1) : NULL;
+        if (!*path || (q->password_len != PDF_NONE && !pw)) return 0;
+        if (!media_proc_read_full(fd, *path, q->path_len) || (pw && !media_proc_read_full(fd, pw, q->password_len)))
+            return 0;
+        (*path)[q->path_len] = 0;
+        if (pw) pw[q->password_len] = 0;
+        st = doc_open(*path, pw, doc, n_pages, &e);
+        free(pw);
+        const int32_t n = *n_pages;
+        return reply(fd, st, e.msg) && (st != NVL_OK || media_proc_write_full(fd, &n, sizeof n));
+    }
+    if (!*doc || q->page < 0 || q->page >= *n_pages) return 0;
+    /* a test's knob (tests/media/test_pdf_sandbox.c): the renderer dies on this 1-based page, as it
+       would where Poppler crashes */
+    const char *die = getenv("NVL_TEST_RENDERER_ABORT_PAGE");
+    if (die && atoi(die) == q->page + 1) raise(SIGABRT);
+    switch (q->op) {
+    case PDF_SIZE: {
+        double wh[2] = {0, 0};
+        st = doc_page_size(*doc, *path, q->page, &wh[0], &wh[1], &e);
+        return reply(fd, st, e.msg) && (st != NVL_OK || media_proc_write_full(fd, wh, sizeof wh));
+    }
+    case PDF_LABEL: {
+        gchar *l = doc_page_label(*doc, q->page);
+        const int ok = reply(fd, NVL_OK, "") && reply_string(fd, l);
+        g_free(l);
+        return ok;
+    }
+    case PDF_TEXT: {
+        gchar *t = NULL;
+        st = doc_page_text(*doc, *path, q->page, &t, &e);
+        if (st == NVL_OK && strlen(t) >= PDF_MAX_STRING)
+            st = nvl_err_set(&e, NVL_ERR_LIMIT, "%s: page %d: its text layer is over 1 GiB", *path, q->page + 1);
+        const int ok = reply(fd, st, e.msg) && (st != NVL_OK || reply_string(fd, t));
+        g_free(t);
+        return ok;
+    }
+    case PDF_RENDER: {
+        if (q->width <= 0 || q->height <= 0) return 0;
+        const size_t n = (size_t)q->width * (size_t)q->height * 3;
+        uint8_t *rgb = malloc(n);
+        st = rgb ? render_rgb(*doc, *path, q->page, q->width, q->height, q->scale, rgb, &e)
+                 : nvl_err_set(&e, NVL_ERR_NOMEM, "%s: cannot allocate a %dx%d page", *path, q->width, q->height);
+        const int ok = reply(fd, st, e.msg) && (st != NVL_OK || media_proc_write_full(fd, rgb, n));
+        free(rgb);
+        return ok;
+    }
+    default:
+        return 0;
+    }
 }
 
 static int worker_serve(void) {
@@ -250,7 +291,7 @@ static int worker_serve(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
-    /* descriptors another thread of the parent opened without close-on-exec (client sockets) */
+    /* descriptors another thread of the parent opened without close-on-exec */
     if (close_range(MEDIA_PROC_FD + 1, ~0u, 0) != 0) {
         const long mx = sysconf(_SC_OPEN_MAX);
         for (long i = MEDIA_PROC_FD + 1; i < (mx > 0 && mx < 65536 ? mx : 65536); i++) close((int)i);
@@ -260,48 +301,11 @@ static int worker_serve(void) {
     const uint32_t hello = PDF_HELLO;
     if (!media_proc_write_full(fd, &hello, sizeof hello)) return 0;
     PopplerDocument *doc = NULL;
+    int n_pages = 0;
     char *path = NULL;
     for (;;) {
         pdf_req q;
-        if (!media_proc_read_full(fd, &q, sizeof q)) return 0;
-        nvl_err e = {0};
-        if (q.op == PDF_OPEN && !doc && q.path_len > 0 && q.path_len < 65536 &&
-            (q.password_len == PDF_NO_PASSWORD || q.password_len < 65536)) {
-            path = malloc(q.path_len + 1);
-            char *pw = q.password_len != PDF_NO_PASSWORD ? malloc(q.password_len + 1) : NULL;
-            if (!path || (q.password_len != PDF_NO_PASSWORD && !pw)) return 4;
-            if (!media_proc_read_full(fd, path, q.path_len) || (pw && !media_proc_read_full(fd, pw, q.password_len)))
-                return 0;
-            path[q.path_len] = 0;
-            if (pw) pw[q.password_len] = 0;
-            GError *gerr = NULL;
-            char *abs = g_canonicalize_filename(path, NULL);
-            char *uri = g_filename_to_uri(abs, NULL, &gerr);
-            g_free(abs);
-            if (uri) doc = poppler_document_new_from_file(uri, pw, &gerr);
-            g_free(uri);
-            free(pw);
-            nvl_status st = NVL_OK;
-            if (!doc)
-                st = nvl_err_set(&e, NVL_ERR_FORMAT, "%s: damaged PDF: the renderer cannot open it: %s", path,
-                                 gerr ? gerr->message : "cannot open");
-            g_clear_error(&gerr);
-            if (!reply(fd, st, e.msg)) return 0;
-        } else if (q.op == PDF_RENDER && doc && q.width > 0 && q.height > 0 && q.page >= 0) {
-            /* a test's knob (tests/media/test_pdf_sandbox.c): the renderer dies on this 1-based page,
-               as it would where Poppler crashes */
-            const char *die = getenv("NVL_TEST_RENDERER_ABORT_PAGE");
-            if (die && atoi(die) == q.page + 1) raise(SIGABRT);
-            const size_t n = (size_t)q.width * (size_t)q.height * 3;
-            uint8_t *rgb = malloc(n);
-            nvl_status st = rgb ? render_rgb(doc, path, q.page, q.width, q.height, q.scale, rgb, &e)
-                                : nvl_err_set(&e, NVL_ERR_NOMEM, "%s: cannot allocate a %dx%d page", path, q.width,
-                                              q.height);
-            if (!reply(fd, st, e.msg) || (st == NVL_OK && !media_proc_write_full(fd, rgb, n))) return 0;
-            free(rgb);
-        } else {
-            return 5; /* not this protocol: the parent sees the renderer end */
-        }
+        if (!media_proc_read_full(fd, &q, sizeof q) || !worker_request(fd, &q, &doc, &n_pages, &path)) return 0;
     }
 }
 
@@ -310,50 +314,48 @@ void media_pdf_worker_main(int argc, char **argv) {
     _exit(worker_serve()); /* _exit: no atexit handlers or leak reports in the renderer */
 }
 
-/* Error for a wait that did not end in MEDIA_PROC_OK; the renderer is killed. */
-static nvl_status renderer_failed(media_pdf *pdf, int page, enum media_proc_end why, size_t max_rss, nvl_err *err) {
-    char how[128];
+// ---------------------------------------------------------------------------
+// The parent's side
+
+/* What a call was for, in its errors. */
+static void call_what(const pdf_req *q, char *buf, size_t cap) {
+    if (q->op == PDF_OPEN) snprintf(buf, cap, "opening it");
+    else snprintf(buf, cap, "%s page %d", q->op == PDF_RENDER ? "rendering" : "reading", q->page + 1);
+}
+
+/* Error for a call whose wait did not end in MEDIA_PROC_OK; the renderer is killed (started again
+ * by the next call). */
+static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_proc_end why, size_t max_rss,
+                                  nvl_err *err) {
+    char how[128], what[64];
+    call_what(q, what, sizeof what);
     nvl_status st;
     const media_pdf_sandbox *sb = &g_sandbox.sb;
     switch (why) {
     case MEDIA_PROC_TIMEOUT:
-        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: page %d took longer than %g s to render; stopped (the page time "
-                         "limit; a hostile or extremely complex page)", pdf->name, page + 1, sb->timeout_s);
+        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the page time limit; a "
+                         "hostile or extremely complex page)", pdf->name, what, sb->timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
-        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d needed more than %.0f MiB of memory to render; stopped "
-                         "(the page memory limit, %g MiB beside the page's pixels; a PDF can declare images far "
-                         "larger than its page)", pdf->name, page + 1, (double)max_rss / 1048576.0, sb->max_mb);
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %.0f MiB of memory; stopped (the page memory "
+                         "limit, %g MiB beside the page's pixels; a PDF can declare images far larger than its page)",
+                         pdf->name, what, (double)max_rss / 1048576.0, sb->max_mb);
         break;
     case MEDIA_PROC_CANCELLED:
-        st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: page %d: rendering cancelled", pdf->name, page + 1);
+        st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: %s: cancelled", pdf->name, what);
         break;
     default:
-        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d could not be rendered: the renderer %s",
-                         pdf->name, page + 1, media_proc_death(&pdf->proc, how, sizeof how));
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what,
+                         media_proc_death(&pdf->proc, how, sizeof how));
         break;
     }
     media_proc_kill(&pdf->proc);
     return st;
 }
 
-/* Reads a pdf_rep and its message; a failed one becomes *err (as the renderer worded it). */
-static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b, nvl_status *st, nvl_err *err) {
-    pdf_rep r;
-    enum media_proc_end end = media_proc_read(&pdf->proc, &r, sizeof r, b);
-    if (end != MEDIA_PROC_OK) return end;
-    char msg[NVL_ERR_MSG_MAX];
-    if (r.msg_len >= sizeof msg) return MEDIA_PROC_GONE;
-    if ((end = media_proc_read(&pdf->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
-    msg[r.msg_len] = 0;
-    *st = (nvl_status)r.status;
-    if (*st != NVL_OK) nvl_err_set(err, *st, "%s", msg);
-    return MEDIA_PROC_OK;
-}
-
 /* One renderer started ahead, for the next document: its libraries load (about 75 ms for this
- * executable's 150 shared libraries on a 2-core VM) while the current page renders, so only the
- * first document of a process waits for a start. Each document still gets a process of its own. */
+ * executable's 150 shared libraries on a 2-core VM) while the current document is read, so only
+ * the first document of a process waits for a start. Each document gets a process of its own. */
 static pthread_mutex_t g_spare_mu = PTHREAD_MUTEX_INITIALIZER;
 static media_proc g_spare = {.pid = 0, .fd = -1};
 
@@ -363,14 +365,25 @@ static void spare_drop(void) {
     pthread_mutex_unlock(&g_spare_mu);
 }
 
-/* A renderer for a document: the spare, or one started now; then a new spare. */
+/* A renderer that said hello: the spare, or one started now (twice: the spare may have been
+ * ended from outside); then a new spare. */
 static nvl_status renderer_take(media_proc *p, nvl_err *err) {
     pthread_mutex_lock(&g_spare_mu);
     *p = g_spare;
     g_spare.pid = 0;
     g_spare.fd = -1;
     pthread_mutex_unlock(&g_spare_mu);
-    if (!p->pid && media_proc_spawn(p, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, err) != NVL_OK) return NVL_ERR_IO;
+    const media_proc_bounds start = {.deadline = media_proc_now() + PDF_START_S};
+    nvl_status st = NVL_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!p->pid && (st = media_proc_spawn(p, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, err)) != NVL_OK) break;
+        uint32_t hello = 0;
+        if (media_proc_read(p, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == PDF_HELLO) break;
+        media_proc_kill(p);
+        st = nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the PDF renderer", g_sandbox.sb.exe,
+                         MEDIA_PDF_WORKER_ARG);
+    }
+    if (st != NVL_OK) return st;
     media_proc next;
     if (media_proc_spawn(&next, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, NULL) == NVL_OK) {
         pthread_mutex_lock(&g_spare_mu);
@@ -385,82 +398,227 @@ static nvl_status renderer_take(media_proc *p, nvl_err *err) {
     return NVL_OK;
 }
 
-/* Starts the renderer and has it open the document. *fallback = 1 when it could not start (the
- * page then renders in this process, with a warning). */
-static nvl_status renderer_start(media_pdf *pdf, int *fallback, nvl_err *err) {
+/* The sandbox's bounds for one call; max_rss counts the page's pixels (W x H) on top. */
+static media_proc_bounds call_bounds(const media_pdf *pdf, size_t pixels) {
     const media_pdf_sandbox *sb = &g_sandbox.sb;
-    nvl_err e = {0};
-    if (renderer_take(&pdf->proc, &e) != NVL_OK) {
-        NVL_LOG_WARN("%s: pages render in this process: %s\n", pdf->name, e.msg);
-        *fallback = 1;
-        return NVL_OK;
-    }
-    const media_proc_bounds start = {.deadline = media_proc_now() + PDF_START_S};
-    uint32_t hello = 0;
-    if (media_proc_read(&pdf->proc, &hello, sizeof hello, &start) != MEDIA_PROC_OK || hello != PDF_HELLO) {
-        media_proc_kill(&pdf->proc); /* the spare may have been ended from outside: a new one once */
-        if (media_proc_spawn(&pdf->proc, sb->exe, MEDIA_PDF_WORKER_ARG, NULL) == NVL_OK &&
-            media_proc_read(&pdf->proc, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == PDF_HELLO)
-            goto started;
-        NVL_LOG_WARN("%s: pages render in this process: %s %s did not start as the PDF renderer\n", pdf->name,
-                     sb->exe, MEDIA_PDF_WORKER_ARG);
-        media_proc_kill(&pdf->proc);
-        *fallback = 1;
-        return NVL_OK;
-    }
-started:;
+    media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
+                           .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + 7 * pixels : 0,
+                           .cancelled = pdf->cancelled, .ctx = pdf->cancel_ctx};
+    return b;
+}
+
+/* Reads a pdf_rep and its message; a failed one becomes *st / *err (as the renderer worded it). */
+static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b, nvl_status *st, nvl_err *err) {
+    pdf_rep r;
+    enum media_proc_end end = media_proc_read(&pdf->proc, &r, sizeof r, b);
+    if (end != MEDIA_PROC_OK) return end;
+    char msg[NVL_ERR_MSG_MAX];
+    if (r.msg_len >= sizeof msg) return MEDIA_PROC_GONE;
+    if ((end = media_proc_read(&pdf->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
+    msg[r.msg_len] = 0;
+    *st = (nvl_status)r.status;
+    if (*st != NVL_OK) nvl_err_set(err, *st, "%s", msg);
+    return MEDIA_PROC_OK;
+}
+
+/* Starts the document's renderer (pdf->mu held) and has it open the document; *n_pages its count.
+ * *no_renderer = 1 when no renderer could start (may be NULL). */
+static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, nvl_err *err) {
+    nvl_status st = renderer_take(&pdf->proc, err);
+    if (no_renderer) *no_renderer = st != NVL_OK;
+    if (st != NVL_OK) return st;
     const size_t pl = strlen(pdf->name), wl = pdf->has_password ? strlen(pdf->password) : 0;
-    pdf_req q = {.op = PDF_OPEN, .path_len = (uint32_t)pl,
-                 .password_len = pdf->has_password ? (uint32_t)wl : PDF_NO_PASSWORD};
-    nvl_status st = NVL_OK;
+    const pdf_req q = {.op = PDF_OPEN, .path_len = (uint32_t)pl,
+                       .password_len = pdf->has_password ? (uint32_t)wl : PDF_NONE};
     enum media_proc_end end = media_proc_write(&pdf->proc, &q, sizeof q);
     if (end == MEDIA_PROC_OK) end = media_proc_write(&pdf->proc, pdf->name, pl);
     if (end == MEDIA_PROC_OK && wl) end = media_proc_write(&pdf->proc, pdf->password, wl);
-    const media_proc_bounds b = {.deadline = media_proc_now() + PDF_START_S, .cancelled = pdf->cancelled,
-                                 .ctx = pdf->cancel_ctx};
+    const media_proc_bounds b = call_bounds(pdf, 0);
+    int32_t n = 0;
     if (end == MEDIA_PROC_OK) end = read_reply(pdf, &b, &st, err);
-    if (end != MEDIA_PROC_OK) {
-        char how[128];
-        st = end == MEDIA_PROC_CANCELLED
-                 ? nvl_err_set(err, NVL_ERR_CANCELLED, "%s: rendering cancelled", pdf->name)
-                 : nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: the renderer could not open it: it %s", pdf->name,
-                               end == MEDIA_PROC_TIMEOUT ? "took too long" : media_proc_death(&pdf->proc, how, sizeof how));
-    }
+    if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&pdf->proc, &n, sizeof n, &b);
+    if (end != MEDIA_PROC_OK) return renderer_failed(pdf, &q, end, b.max_rss, err);
     if (st != NVL_OK) media_proc_kill(&pdf->proc);
+    *n_pages = n;
     return st;
 }
 
-/* A page through the renderer (started if it is not running), within the sandbox's bounds. */
-static nvl_status render_in_renderer(media_pdf *pdf, int page, int W, int H, double scale, media_image **out,
-                                     int *fallback, nvl_err *err) {
-    const media_pdf_sandbox *sb = &g_sandbox.sb;
-    pthread_mutex_lock(&pdf->mu);
+/* Sends q to the document's renderer (started again if it was stopped) and reads the reply's
+ * header within b. pdf->mu held. *end: how the wait ended (the renderer is then killed and *err
+ * says why); otherwise the renderer's status. */
+static nvl_status renderer_call(media_pdf *pdf, const pdf_req *q, const media_proc_bounds *b, nvl_err *err) {
+    for (int attempt = 0;; attempt++) {
+        if (!pdf->proc.pid) {
+            int n = 0;
+            nvl_status st = renderer_open(pdf, &n, NULL, err);
+            if (st != NVL_OK) return st;
+            if (n != pdf->n_pages) {
+                media_proc_kill(&pdf->proc);
+                return nvl_err_set(err, NVL_ERR_IO, "%s: the file changed while it was read (%d pages, now %d)",
+                                   pdf->name, pdf->n_pages, n);
+            }
+        }
+        if (media_proc_write(&pdf->proc, q, sizeof *q) == MEDIA_PROC_OK) break;
+        media_proc_kill(&pdf->proc); /* it ended while idle (killed from outside): once more */
+        if (attempt) return renderer_failed(pdf, q, MEDIA_PROC_GONE, 0, err);
+    }
     nvl_status st = NVL_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!pdf->proc.pid && ((st = renderer_start(pdf, fallback, err)) != NVL_OK || *fallback)) break;
-        const pdf_req q = {.op = PDF_RENDER, .page = page, .width = W, .height = H, .scale = scale};
-        if (media_proc_write(&pdf->proc, &q, sizeof q) != MEDIA_PROC_OK) {
-            media_proc_kill(&pdf->proc); /* it ended while idle (killed from outside): once more */
-            continue;
+    const enum media_proc_end end = read_reply(pdf, b, &st, err);
+    return end == MEDIA_PROC_OK ? st : renderer_failed(pdf, q, end, b->max_rss, err);
+}
+
+/* A string payload (nvl_malloc'ed; NULL for PDF_NONE) after a successful reply. */
+static nvl_status renderer_string(media_pdf *pdf, const pdf_req *q, const media_proc_bounds *b, char **out,
+                                  nvl_err *err) {
+    *out = NULL;
+    uint32_t n = 0;
+    enum media_proc_end end = media_proc_read(&pdf->proc, &n, sizeof n, b);
+    if (end == MEDIA_PROC_OK && n == PDF_NONE) return NVL_OK;
+    if (end == MEDIA_PROC_OK && n >= PDF_MAX_STRING) end = MEDIA_PROC_GONE;
+    if (end == MEDIA_PROC_OK && !(*out = nvl_malloc((size_t)n + 1))) {
+        media_proc_kill(&pdf->proc);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);
+    }
+    if (end == MEDIA_PROC_OK) end = media_proc_read(&pdf->proc, *out, n, b);
+    if (end != MEDIA_PROC_OK) {
+        nvl_freep(out);
+        return renderer_failed(pdf, q, end, b->max_rss, err);
+    }
+    (*out)[n] = 0;
+    return NVL_OK;
+}
+
+nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
+                          const media_limits *lim, nvl_err *err) {
+    *out = NULL;
+    media_limits d = media_limits_default();
+    if (!lim) lim = &d;
+    /* size cap and readability first, with our own messages */
+    nvl_status st = media_check_file(path, lim, err);
+    if (st != NVL_OK) return st;
+    media_pdf *pdf = nvl_calloc(1, sizeof *pdf);
+    if (pdf) pdf->name = nvl_strdup(path);
+    if (pdf && password) pdf->password = nvl_strdup(password);
+    if (!pdf || !pdf->name || (password && !pdf->password)) {
+        if (pdf) nvl_free(pdf->name);
+        nvl_free(pdf);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    pdf->has_password = password != NULL;
+    pthread_mutex_init(&pdf->mu, NULL);
+    pdf->proc.fd = -1;
+    pdf->lim = *lim;
+    int no_renderer = 1;
+    if (g_sandbox.sb.exe) {
+        nvl_err e = {0};
+        st = renderer_open(pdf, &pdf->n_pages, &no_renderer, &e);
+        if (no_renderer) NVL_LOG_WARN("%s: PDF pages are read in this process: %s\n", path, e.msg);
+        else if (st != NVL_OK && err) *err = e;
+    }
+    if (no_renderer) st = doc_open(path, password, &pdf->doc, &pdf->n_pages, err);
+    if (st != NVL_OK) {
+        media_pdf_close(pdf);
+        return st;
+    }
+    *out = pdf;
+    return NVL_OK;
+}
+
+void media_pdf_close(media_pdf *pdf) {
+    if (!pdf) return;
+    media_proc_kill(&pdf->proc);
+    pthread_mutex_destroy(&pdf->mu);
+    if (pdf->doc) g_object_unref(pdf->doc);
+    nvl_free(pdf->name);
+    if (pdf->password) { /* not left in freed memory */
+        volatile char *v = pdf->password;
+        for (size_t i = 0; v[i]; i++) v[i] = 0;
+        nvl_free(pdf->password);
+    }
+    nvl_free(pdf);
+}
+
+void media_pdf_set_cancel(media_pdf *pdf, int (*cancelled)(void *ctx), void *ctx) {
+    pdf->cancelled = cancelled;
+    pdf->cancel_ctx = ctx;
+}
+
+int media_pdf_page_count(const media_pdf *pdf) { return pdf->n_pages; }
+
+static nvl_status check_page(const media_pdf *pdf, int page, nvl_err *err) {
+    if (page < 0 || page >= pdf->n_pages)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: page %d does not exist (the document has %d)",
+                           pdf->name, page + 1, pdf->n_pages);
+    return NVL_OK;
+}
+
+/* The document's mutable state (lock, renderer) behind the const of the read-only calls */
+static media_pdf *unconst(const media_pdf *pdf) { return (media_pdf *)pdf; }
+
+nvl_status media_pdf_page_size(const media_pdf *cpdf, int page, double *w, double *h, nvl_err *err) {
+    media_pdf *pdf = unconst(cpdf);
+    nvl_status st = check_page(pdf, page, err);
+    if (st != NVL_OK) return st;
+    pthread_mutex_lock(&pdf->mu);
+    if (pdf->doc) {
+        st = doc_page_size(pdf->doc, pdf->name, page, w, h, err);
+    } else {
+        const pdf_req q = {.op = PDF_SIZE, .page = page};
+        const media_proc_bounds b = call_bounds(pdf, 0);
+        double wh[2] = {0, 0};
+        if ((st = renderer_call(pdf, &q, &b, err)) == NVL_OK) {
+            const enum media_proc_end end = media_proc_read(&pdf->proc, wh, sizeof wh, &b);
+            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, b.max_rss, err);
         }
-        const size_t pixels = (size_t)W * (size_t)H;
-        const size_t max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + 7 * pixels : 0;
-        const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
-                                     .max_rss = max_rss, .cancelled = pdf->cancelled, .ctx = pdf->cancel_ctx};
-        enum media_proc_end end = read_reply(pdf, &b, &st, err);
-        media_image *img = NULL;
-        if (end == MEDIA_PROC_OK && st == NVL_OK && (st = media_image_new(&img, W, H, err)) == NVL_OK)
-            end = media_proc_read(&pdf->proc, img->rgb, pixels * 3, &b);
-        if (end != MEDIA_PROC_OK) {
-            media_image_free(img);
-            st = renderer_failed(pdf, page, end, max_rss, err);
-        } else if (st == NVL_OK) {
-            img->index = page;
-            *out = img;
-        } else if (st == NVL_ERR_NOMEM) {
-            media_proc_kill(&pdf->proc); /* the renderer's pixels would follow; start afresh */
+        *w = wh[0];
+        *h = wh[1];
+    }
+    pthread_mutex_unlock(&pdf->mu);
+    if (st != NVL_OK) return st;
+    if (!(*w > 0 && *h > 0 && isfinite(*w) && isfinite(*h)))
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: page %d has size %g x %g pt", pdf->name,
+                           page + 1, *w, *h);
+    return NVL_OK;
+}
+
+char *media_pdf_page_label(const media_pdf *cpdf, int page) {
+    media_pdf *pdf = unconst(cpdf);
+    if (check_page(pdf, page, NULL) != NVL_OK) return NULL;
+    char *r = NULL;
+    pthread_mutex_lock(&pdf->mu);
+    if (pdf->doc) {
+        gchar *l = doc_page_label(pdf->doc, page);
+        r = l ? nvl_strdup(l) : NULL;
+        g_free(l);
+    } else {
+        const pdf_req q = {.op = PDF_LABEL, .page = page};
+        const media_proc_bounds b = call_bounds(pdf, 0);
+        nvl_err e = {0};
+        if (renderer_call(pdf, &q, &b, &e) == NVL_OK) renderer_string(pdf, &q, &b, &r, &e);
+    }
+    pthread_mutex_unlock(&pdf->mu);
+    return r;
+}
+
+nvl_status media_pdf_page_text(const media_pdf *cpdf, int page, char **text, nvl_err *err) {
+    media_pdf *pdf = unconst(cpdf);
+    *text = NULL;
+    nvl_status st = check_page(pdf, page, err);
+    if (st != NVL_OK) return st;
+    pthread_mutex_lock(&pdf->mu);
+    if (pdf->doc) {
+        gchar *t = NULL;
+        if ((st = doc_page_text(pdf->doc, pdf->name, page, &t, err)) == NVL_OK) {
+            *text = nvl_strdup(t);
+            if (!*text) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);
         }
-        break;
+        g_free(t);
+    } else {
+        const pdf_req q = {.op = PDF_TEXT, .page = page};
+        const media_proc_bounds b = call_bounds(pdf, 0);
+        if ((st = renderer_call(pdf, &q, &b, err)) == NVL_OK) st = renderer_string(pdf, &q, &b, text, err);
+        if (st == NVL_OK && !*text) *text = nvl_strdup(""); /* (the renderer sends a string) */
+        if (st == NVL_OK && !*text) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);
     }
     pthread_mutex_unlock(&pdf->mu);
     return st;
@@ -487,15 +645,19 @@ nvl_status media_pdf_render(media_pdf *pdf, int page, double dpi, int long_side,
                            page + 1, fw, fh, *why ? ": " : "", why, dpi > 0 ? "a lower DPI" : "a smaller long side");
     }
     const int W = (int)fw, H = (int)fh;
-    if (g_sandbox.sb.exe) {
-        int fallback = 0;
-        st = render_in_renderer(pdf, page, W, H, scale, out, &fallback, err);
-        if (!fallback) return st;
-    }
     media_image *img = NULL;
     if ((st = media_image_new(&img, W, H, err)) != NVL_OK) return st;
     pthread_mutex_lock(&pdf->mu);
-    st = render_rgb(pdf->doc, pdf->name, page, W, H, scale, img->rgb, err);
+    if (pdf->doc) {
+        st = render_rgb(pdf->doc, pdf->name, page, W, H, scale, img->rgb, err);
+    } else {
+        const pdf_req q = {.op = PDF_RENDER, .page = page, .width = W, .height = H, .scale = scale};
+        const media_proc_bounds b = call_bounds(pdf, (size_t)W * (size_t)H);
+        if ((st = renderer_call(pdf, &q, &b, err)) == NVL_OK) {
+            const enum media_proc_end end = media_proc_read(&pdf->proc, img->rgb, (size_t)W * (size_t)H * 3, &b);
+            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, b.max_rss, err);
+        }
+    }
     pthread_mutex_unlock(&pdf->mu);
     if (st != NVL_OK) {
         media_image_free(img);
@@ -517,18 +679,6 @@ nvl_status media_pdf_select_pages(const media_pdf *pdf, const char *spec, int **
     }
     if (st == NVL_ERR_INVALID_ARG && err) nvl_err_prefix(err, "%s", pdf->name);
     return st;
-}
-
-nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_err *err) {
-    *text = NULL;
-    PopplerPage *p = NULL;
-    nvl_status st = get_page(pdf, page, &p, err);
-    if (st != NVL_OK) return st;
-    gchar *t = poppler_page_get_text(p);
-    g_object_unref(p);
-    *text = nvl_strdup(t ? t : "");
-    g_free(t);
-    return *text ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);
 }
 
 #else

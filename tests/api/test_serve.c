@@ -915,7 +915,7 @@ int main(void) {
         TEST_CHECK(h.fd >= 0, "tenth server up");
         send_line(h.fd, ask_json(req, sizeof req, "huge", hpdf, 4, ",\"pages\":\"2\""));
         ev = run_to_end(&h, "huge", NULL, 0, NULL);
-        TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "page 2 needed more than"),
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "rendering page 2 needed more than"),
                    "a page needing gigabytes is refused (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
         send_line(h.fd, ask_json(req, sizeof req, "slowpage", hpdf, 4, ",\"pages\":\"3\""));

@@ -5,6 +5,7 @@
  * The PDF is hostile_pdf.h's. `test_pdf_sandbox --write PATH` writes it for the CLI tests. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -55,7 +56,7 @@ static void *cancel_later(void *arg) {
 static int g_fallbacks;
 static void on_log(enum nvl_log_level level, const char *msg, void *user) {
     (void)user;
-    if (level <= NVL_LOG_LEVEL_WARN && strstr(msg, "pages render in this process")) g_fallbacks++;
+    if (level <= NVL_LOG_LEVEL_WARN && strstr(msg, "PDF pages are read in this process")) g_fallbacks++;
     fputs(msg, stderr);
 }
 
@@ -142,7 +143,7 @@ int main(int argc, char **argv) {
     nvl_status st = media_pdf_render(pdf, 1, 0, 400, &img, &err);
     double dt = now_s() - t0;
     TEST_CHECK(st == NVL_ERR_LIMIT && !img, "huge image: %s (%s)", nvl_status_name(st), err.msg);
-    TEST_CONTAINS(err.msg, "hostile.pdf: page 2 needed more than");
+    TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 2 needed more than");
     TEST_CONTAINS(err.msg, "page memory limit, 256 MiB");
     TEST_CHECK(dt < 30, "huge image: stopped after %.1f s", dt);
 
@@ -155,7 +156,7 @@ int main(int argc, char **argv) {
     st = media_pdf_render(pdf, 2, 0, 400, &img, &err);
     dt = now_s() - t0;
     TEST_CHECK(st == NVL_ERR_TIMEOUT && !img, "slow page: %s (%s)", nvl_status_name(st), err.msg);
-    TEST_CONTAINS(err.msg, "hostile.pdf: page 3 took longer than 1 s to render");
+    TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 3 took longer than 1 s; stopped");
     TEST_CHECK(dt >= 1.0 && dt < 10, "slow page: stopped after %.2f s (bound 1 s)", dt);
     TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "renderer after a timeout, page 1: %s", err.msg);
     TEST_CHECK(same_image(img, ref1), "renderer after a timeout, page 1: differs");
@@ -172,7 +173,7 @@ int main(int argc, char **argv) {
     dt = now_s() - t0;
     pthread_join(th, NULL);
     TEST_CHECK(st == NVL_ERR_CANCELLED && !img, "cancelled page: %s (%s)", nvl_status_name(st), err.msg);
-    TEST_CONTAINS(err.msg, "hostile.pdf: page 3: rendering cancelled");
+    TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 3: cancelled");
     TEST_CHECK(dt < 5, "cancelled page: stopped after %.2f s (cancel at 0.3 s)", dt);
     g_cancel = 0;
 
@@ -183,7 +184,7 @@ int main(int argc, char **argv) {
     TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
     st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
     TEST_CHECK(st == NVL_ERR_FORMAT && !img, "crashed renderer: %s (%s)", nvl_status_name(st), err.msg);
-    TEST_CONTAINS(err.msg, "hostile.pdf: damaged PDF: page 4 could not be rendered: the renderer crashed (signal 6");
+    TEST_CONTAINS(err.msg, "hostile.pdf: damaged PDF: reading page 4 failed: the renderer crashed (signal 6");
     unsetenv("NVL_TEST_RENDERER_ABORT_PAGE");
     TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "renderer after a crash, page 1: %s", err.msg);
     TEST_CHECK(same_image(img, ref1), "renderer after a crash, page 1: differs");
@@ -225,9 +226,46 @@ int main(int argc, char **argv) {
         media_image_free(img), img = NULL;
         media_image_free(a);
         media_pdf_close(pdf);
+        /* opening through the renderer: its refusals as in this process */
+        st = media_pdf_open(&pdf, enc, NULL, NULL, &err);
+        TEST_CHECK(st == NVL_ERR_ENCRYPTED && !pdf, "encrypted without a password: %s", nvl_status_name(st));
+        TEST_CONTAINS(err.msg, "libreoffice-writer-password.pdf: PDF is encrypted: a password is needed");
+        st = media_pdf_open(&pdf, enc, "wrong\n\x01", NULL, &err);
+        TEST_CHECK(st == NVL_ERR_ENCRYPTED && !pdf, "encrypted with a wrong password: %s", nvl_status_name(st));
+        TEST_CONTAINS(err.msg, "PDF is encrypted: wrong password");
         set_sandbox(NULL, 0, 0); /* ends the spare */
     } else {
         printf("note: ../shared/media absent: the encrypted-document case was not run\n");
+    }
+    /* sizes, labels and the text layer through the renderer equal this process's (a real
+       five-page A4 document with text: 595 x 842 pt within a point) */
+    const char *mp = test_shared_path("media/pdf/multi_page.pdf");
+    if (mp) {
+        media_pdf *in = NULL;
+        set_sandbox(NULL, 0, 0);
+        TEST_CHECK(media_pdf_open(&in, mp, NULL, NULL, &err) == NVL_OK, "multi_page: %s", err.msg);
+        set_sandbox("/proc/self/exe", 60, 1024);
+        TEST_CHECK(media_pdf_open(&pdf, mp, NULL, NULL, &err) == NVL_OK, "multi_page, renderer: %s", err.msg);
+        TEST_CHECK(in && pdf && media_pdf_page_count(pdf) == 5 && media_pdf_page_count(in) == 5, "five pages");
+        for (int p = 0; in && pdf && p < 5; p++) {
+            double w0 = 0, h0 = 0, w1 = 0, h1 = 0;
+            TEST_CHECK(media_pdf_page_size(in, p, &w0, &h0, &err) == NVL_OK, "size: %s", err.msg);
+            TEST_CHECK(media_pdf_page_size(pdf, p, &w1, &h1, &err) == NVL_OK, "size, renderer: %s", err.msg);
+            TEST_CHECK(w0 == w1 && h0 == h1 && fabs(w1 - 595.28) < 1 && fabs(h1 - 841.89) < 1,
+                       "page %d: %g x %g, renderer %g x %g", p + 1, w0, h0, w1, h1);
+            char *x0 = NULL, *x1 = NULL, *l0 = media_pdf_page_label(in, p), *l1 = media_pdf_page_label(pdf, p);
+            TEST_CHECK(media_pdf_page_text(in, p, &x0, &err) == NVL_OK, "text: %s", err.msg);
+            TEST_CHECK(media_pdf_page_text(pdf, p, &x1, &err) == NVL_OK, "text, renderer: %s", err.msg);
+            TEST_CHECK(x0 && x1 && strlen(x1) > 20 && !strcmp(x0, x1), "page %d: the text layers differ", p + 1);
+            TEST_CHECK((!l0 && !l1) || (l0 && l1 && !strcmp(l0, l1)), "page %d: labels %s / %s", p + 1, l0 ? l0 : "-",
+                       l1 ? l1 : "-");
+            nvl_free(x0), nvl_free(x1), nvl_free(l0), nvl_free(l1);
+        }
+        st = media_pdf_page_size(pdf, 5, &(double){0}, &(double){0}, &err);
+        TEST_CHECK(st == NVL_ERR_INVALID_ARG, "page 6 of 5: %s", nvl_status_name(st));
+        media_pdf_close(in);
+        media_pdf_close(pdf);
+        set_sandbox(NULL, 0, 0);
     }
     TEST_CHECK(!children_left(), "a renderer was left after close");
 
