@@ -140,26 +140,27 @@ nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_
 /* Where, and within what bounds, pages render. Poppler can spend minutes or gigabytes on a
  * hostile page of a few KB (an image declared 30000x30000 is allocated whole; 50,000 clipped
  * glyphs), and a crash in it would end the caller (a server and every request in it). With exe
- * set, each open document's pages render one at a time in a process of its own, "the renderer":
- * exe started as `exe MEDIA_PDF_WORKER_ARG` (an executable whose main calls
- * media_pdf_worker_main first), started at the first render, killed when a page passes
- * timeout_s or max_mb or its document's cancel callback fires, started again for the next page.
- * Sizes, labels and the text layer are still read in this process. When the renderer cannot
- * start, pages render in this process with a warning (nvl_log). */
+ * set, every Poppler call of an open document (opening, sizes, labels, text, pages; one at a
+ * time) runs in a process of its own, "the renderer": exe started as `exe MEDIA_PDF_WORKER_ARG`
+ * (an executable whose main calls media_pdf_worker_main first), started at open, killed when a
+ * call passes timeout_s or max_mb or the document's cancel callback fires, started again for the
+ * next call. When no renderer can start, the document is read in this process with a warning
+ * (nvl_log). */
 typedef struct media_pdf_sandbox {
-    const char *exe;  /* NULL: pages render in this process, unbounded (the default) */
-    double timeout_s; /* wall-clock seconds one page may take; <= 0: none. Default 120 */
+    const char *exe;  /* NULL: Poppler runs in this process, unbounded (the default) */
+    double timeout_s; /* wall-clock seconds one call (a page, its text, the opening) may take;
+                         <= 0: none. Default 120 */
     double max_mb;    /* MiB the renderer may hold resident besides the page's own pixels (7 bytes
                          a pixel: cairo's ARGB surface and the RGB copy); <= 0: none. Default 2048 */
 } media_pdf_sandbox;
 #define MEDIA_PDF_WORKER_ARG "--pdf-render-worker"
 media_pdf_sandbox media_pdf_sandbox_default(void);
-/* Process-wide (copied, exe too); set it before pages render, from one thread. A renderer is
- * kept started ahead for the next document once pages have rendered; setting the sandbox again
- * (exe NULL, say) ends it. */
+/* Process-wide (copied, exe too); set it before documents open, from one thread. A renderer is
+ * kept started ahead for the next document once one has opened; setting the sandbox again (exe
+ * NULL, say) ends it. */
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb);
 media_pdf_sandbox media_pdf_get_sandbox(void);
-/* The renderer's entry: when argv[1] is MEDIA_PDF_WORKER_ARG, serves render requests on fd 3 and
+/* The renderer's entry: when argv[1] is MEDIA_PDF_WORKER_ARG, serves the parent's calls on fd 3 and
  * ends the process (never returns); otherwise returns at once. Call it first in main(). */
 void media_pdf_worker_main(int argc, char **argv);
 /* A callback the renderer's wait polls (every 50 ms) to stop the page: media_pdf_render then

@@ -74,6 +74,10 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
 /* After MEDIA_PROC_GONE: reaps the helper and describes its end ("crashed (signal 11,
  * Segmentation fault)") in buf. */
 const char *media_proc_death(media_proc *p, char *buf, size_t cap);
+/* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
+enum media_proc_end media_proc_send_fd(media_proc *p, int fd);
+/* The helper's side: the descriptor of the next byte on sock (close-on-exec), or -1. */
+int media_proc_recv_fd(int sock);
 /* The helper's blocking reads and writes of exactly n bytes on fd: 1, or 0 at end of file/error. */
 int media_proc_read_full(int fd, void *buf, size_t n);
 int media_proc_write_full(int fd, const void *buf, size_t n);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -69,6 +70,9 @@ struct media_pdf {
     media_limits lim;
     pthread_mutex_t mu; /* one call at a time: Poppler's document, the renderer's socket */
     media_proc proc;
+    int fd;             /* the file, opened here: the renderer reads it through this descriptor */
+    struct media_pdf *lru_prev, *lru_next; /* among the documents with a renderer (g_live) */
+    int listed;
     int (*cancelled)(void *ctx);
     void *cancel_ctx;
 };
@@ -76,10 +80,12 @@ struct media_pdf {
 // ---------------------------------------------------------------------------
 // Poppler, wherever it runs (this process or the renderer): the same calls, the same messages
 
-static nvl_status doc_open(const char *path, const char *password, PopplerDocument **out, int *n_pages, nvl_err *err) {
+/* Opens file (a path, or /proc/self/fd/N in the renderer); errors name path. */
+static nvl_status doc_open(const char *file, const char *path, const char *password, PopplerDocument **out,
+                           int *n_pages, nvl_err *err) {
     *out = NULL;
     GError *gerr = NULL;
-    char *abs = g_canonicalize_filename(path, NULL);
+    char *abs = g_canonicalize_filename(file, NULL);
     char *uri = g_filename_to_uri(abs, NULL, &gerr);
     g_free(abs);
     nvl_status st;
@@ -236,7 +242,11 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
             return 0;
         (*path)[q->path_len] = 0;
         if (pw) pw[q->password_len] = 0;
-        st = doc_open(*path, pw, doc, n_pages, &e);
+        const int file_fd = media_proc_recv_fd(fd); /* the parent's open file (it sends it after the path) */
+        char file[64];
+        snprintf(file, sizeof file, "/proc/self/fd/%d", file_fd);
+        st = file_fd >= 0 ? doc_open(file, *path, pw, doc, n_pages, &e)
+                          : nvl_err_set(&e, NVL_ERR_IO, "%s: the renderer did not receive the file", *path);
         free(pw);
         const int32_t n = *n_pages;
         return reply(fd, st, e.msg) && (st != NVL_OK || media_proc_write_full(fd, &n, sizeof n));
@@ -291,6 +301,7 @@ static int worker_serve(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
+    prctl(PR_SET_NAME, "nanovl-pdf", 0, 0, 0); /* its name in ps and top (else "exe") */
     /* descriptors another thread of the parent opened without close-on-exec */
     if (close_range(MEDIA_PROC_FD + 1, ~0u, 0) != 0) {
         const long mx = sysconf(_SC_OPEN_MAX);
@@ -323,8 +334,65 @@ static void call_what(const pdf_req *q, char *buf, size_t cap) {
     else snprintf(buf, cap, "%s page %d", q->op == PDF_RENDER ? "rendering" : "reading", q->page + 1);
 }
 
-/* Error for a call whose wait did not end in MEDIA_PROC_OK; the renderer is killed (started again
- * by the next call). */
+/* Documents with a running renderer, least recently used first (g_live_mu). At most
+ * PDF_MAX_RENDERERS run: a request naming 60 PDFs held 60 renderers of about 32 MB each until it
+ * ended, though its pages render one at a time. Starting one more stops the least recently used
+ * idle one (its document starts a renderer again if it is read again). Lock order: a document's
+ * mu, then g_live_mu; other documents' mu only by trylock. */
+#define PDF_MAX_RENDERERS 8
+static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static media_pdf *g_live_head, *g_live_tail;
+static int g_n_live;
+
+static void live_unlink(media_pdf *pdf) {
+    if (!pdf->listed) return;
+    if (pdf->lru_prev) pdf->lru_prev->lru_next = pdf->lru_next;
+    else g_live_head = pdf->lru_next;
+    if (pdf->lru_next) pdf->lru_next->lru_prev = pdf->lru_prev;
+    else g_live_tail = pdf->lru_prev;
+    pdf->lru_prev = pdf->lru_next = NULL;
+    pdf->listed = 0;
+    g_n_live--;
+}
+
+/* pdf (its mu held) was used now: the end of the list. */
+static void live_touch(media_pdf *pdf) {
+    pthread_mutex_lock(&g_live_mu);
+    live_unlink(pdf);
+    pdf->lru_prev = g_live_tail;
+    if (g_live_tail) g_live_tail->lru_next = pdf;
+    else g_live_head = pdf;
+    g_live_tail = pdf;
+    pdf->listed = 1;
+    g_n_live++;
+    pthread_mutex_unlock(&g_live_mu);
+}
+
+/* Stops pdf's renderer (its mu held). */
+static void renderer_stop(media_pdf *pdf) {
+    media_proc_kill(&pdf->proc);
+    pthread_mutex_lock(&g_live_mu);
+    live_unlink(pdf);
+    pthread_mutex_unlock(&g_live_mu);
+}
+
+/* Before pdf (its mu held) starts a renderer: idle ones stopped down to PDF_MAX_RENDERERS - 1. */
+static void live_make_room(media_pdf *pdf) {
+    pthread_mutex_lock(&g_live_mu);
+    for (media_pdf *q = g_live_head; q && g_n_live >= PDF_MAX_RENDERERS;) {
+        media_pdf *next = q->lru_next;
+        if (q != pdf && pthread_mutex_trylock(&q->mu) == 0) { /* idle: no call in flight */
+            media_proc_kill(&q->proc);
+            live_unlink(q);
+            pthread_mutex_unlock(&q->mu);
+        }
+        q = next;
+    }
+    pthread_mutex_unlock(&g_live_mu);
+}
+
+/* Error for a call whose wait did not end in MEDIA_PROC_OK; the renderer is stopped (started
+ * again by the next call). */
 static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_proc_end why, size_t max_rss,
                                   nvl_err *err) {
     char how[128], what[64];
@@ -345,11 +413,13 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
         st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: %s: cancelled", pdf->name, what);
         break;
     default:
-        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what,
-                         media_proc_death(&pdf->proc, how, sizeof how));
+        media_proc_death(&pdf->proc, how, sizeof how);
+        st = strstr(how, "signal 9")
+                 ? nvl_err_set(err, NVL_ERR_IO, "%s: %s failed: the PDF renderer %s", pdf->name, what, how)
+                 : nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what, how);
         break;
     }
-    media_proc_kill(&pdf->proc);
+    renderer_stop(pdf);
     return st;
 }
 
@@ -365,18 +435,21 @@ static void spare_drop(void) {
     pthread_mutex_unlock(&g_spare_mu);
 }
 
-/* A renderer that said hello: the spare, or one started now (twice: the spare may have been
- * ended from outside); then a new spare. */
-static nvl_status renderer_take(media_proc *p, nvl_err *err) {
-    pthread_mutex_lock(&g_spare_mu);
-    *p = g_spare;
-    g_spare.pid = 0;
-    g_spare.fd = -1;
-    pthread_mutex_unlock(&g_spare_mu);
-    const media_proc_bounds start = {.deadline = media_proc_now() + PDF_START_S};
+/* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
+static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
+    p->pid = 0;
+    p->fd = -1;
+    if (use_spare) {
+        pthread_mutex_lock(&g_spare_mu);
+        *p = g_spare;
+        g_spare.pid = 0;
+        g_spare.fd = -1;
+        pthread_mutex_unlock(&g_spare_mu);
+    }
     nvl_status st = NVL_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < 2; attempt++) { /* a spare stopped from outside: a new one */
         if (!p->pid && (st = media_proc_spawn(p, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, err)) != NVL_OK) break;
+        const media_proc_bounds start = {.deadline = media_proc_now() + PDF_START_S};
         uint32_t hello = 0;
         if (media_proc_read(p, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == PDF_HELLO) break;
         media_proc_kill(p);
@@ -421,31 +494,44 @@ static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b
     return MEDIA_PROC_OK;
 }
 
-/* Starts the document's renderer (pdf->mu held) and has it open the document; *n_pages its count.
- * *no_renderer = 1 when no renderer could start (may be NULL). */
+/* Starts the document's renderer (pdf->mu held) and has it open the document (the path for its
+ * messages, the password, then the open file itself); *n_pages its count. *no_renderer = 1 when
+ * no renderer could start (may be NULL). A taken spare that turns out to have ended (it said hello
+ * before it was killed) is replaced by a new renderer once. */
 static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, nvl_err *err) {
-    nvl_status st = renderer_take(&pdf->proc, err);
-    if (no_renderer) *no_renderer = st != NVL_OK;
-    if (st != NVL_OK) return st;
     const size_t pl = strlen(pdf->name), wl = pdf->has_password ? strlen(pdf->password) : 0;
     const pdf_req q = {.op = PDF_OPEN, .path_len = (uint32_t)pl,
                        .password_len = pdf->has_password ? (uint32_t)wl : PDF_NONE};
-    enum media_proc_end end = media_proc_write(&pdf->proc, &q, sizeof q);
-    if (end == MEDIA_PROC_OK) end = media_proc_write(&pdf->proc, pdf->name, pl);
-    if (end == MEDIA_PROC_OK && wl) end = media_proc_write(&pdf->proc, pdf->password, wl);
-    const media_proc_bounds b = call_bounds(pdf, 0);
-    int32_t n = 0;
-    if (end == MEDIA_PROC_OK) end = read_reply(pdf, &b, &st, err);
-    if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&pdf->proc, &n, sizeof n, &b);
-    if (end != MEDIA_PROC_OK) return renderer_failed(pdf, &q, end, b.max_rss, err);
-    if (st != NVL_OK) media_proc_kill(&pdf->proc);
-    *n_pages = n;
-    return st;
+    live_make_room(pdf);
+    for (int attempt = 0;; attempt++) {
+        nvl_status st = renderer_take(&pdf->proc, attempt == 0, err);
+        if (no_renderer) *no_renderer = st != NVL_OK;
+        if (st != NVL_OK) return st;
+        enum media_proc_end end = media_proc_write(&pdf->proc, &q, sizeof q);
+        if (end == MEDIA_PROC_OK) end = media_proc_write(&pdf->proc, pdf->name, pl);
+        if (end == MEDIA_PROC_OK && wl) end = media_proc_write(&pdf->proc, pdf->password, wl);
+        if (end == MEDIA_PROC_OK) end = media_proc_send_fd(&pdf->proc, pdf->fd);
+        const media_proc_bounds b = call_bounds(pdf, 0);
+        int32_t n = 0;
+        if (end == MEDIA_PROC_OK) end = read_reply(pdf, &b, &st, err);
+        if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&pdf->proc, &n, sizeof n, &b);
+        if (end == MEDIA_PROC_GONE && attempt == 0) {
+            media_proc_kill(&pdf->proc);
+            continue;
+        }
+        if (end != MEDIA_PROC_OK) return renderer_failed(pdf, &q, end, b.max_rss, err);
+        if (st != NVL_OK) {
+            media_proc_kill(&pdf->proc);
+            return st;
+        }
+        live_touch(pdf);
+        *n_pages = n;
+        return NVL_OK;
+    }
 }
 
 /* Sends q to the document's renderer (started again if it was stopped) and reads the reply's
- * header within b. pdf->mu held. *end: how the wait ended (the renderer is then killed and *err
- * says why); otherwise the renderer's status. */
+ * header within b. pdf->mu held. A wait that ends otherwise stops the renderer; *err says why. */
 static nvl_status renderer_call(media_pdf *pdf, const pdf_req *q, const media_proc_bounds *b, nvl_err *err) {
     for (int attempt = 0;; attempt++) {
         if (!pdf->proc.pid) {
@@ -453,14 +539,16 @@ static nvl_status renderer_call(media_pdf *pdf, const pdf_req *q, const media_pr
             nvl_status st = renderer_open(pdf, &n, NULL, err);
             if (st != NVL_OK) return st;
             if (n != pdf->n_pages) {
-                media_proc_kill(&pdf->proc);
+                renderer_stop(pdf);
                 return nvl_err_set(err, NVL_ERR_IO, "%s: the file changed while it was read (%d pages, now %d)",
                                    pdf->name, pdf->n_pages, n);
             }
+        } else {
+            live_touch(pdf);
         }
         if (media_proc_write(&pdf->proc, q, sizeof *q) == MEDIA_PROC_OK) break;
-        media_proc_kill(&pdf->proc); /* it ended while idle (killed from outside): once more */
         if (attempt) return renderer_failed(pdf, q, MEDIA_PROC_GONE, 0, err);
+        renderer_stop(pdf); /* it ended while idle (killed from outside): once more */
     }
     nvl_status st = NVL_OK;
     const enum media_proc_end end = read_reply(pdf, b, &st, err);
@@ -476,7 +564,7 @@ static nvl_status renderer_string(media_pdf *pdf, const pdf_req *q, const media_
     if (end == MEDIA_PROC_OK && n == PDF_NONE) return NVL_OK;
     if (end == MEDIA_PROC_OK && n >= PDF_MAX_STRING) end = MEDIA_PROC_GONE;
     if (end == MEDIA_PROC_OK && !(*out = nvl_malloc((size_t)n + 1))) {
-        media_proc_kill(&pdf->proc);
+        renderer_stop(pdf);
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);
     }
     if (end == MEDIA_PROC_OK) end = media_proc_read(&pdf->proc, *out, n, b);
@@ -493,13 +581,16 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     *out = NULL;
     media_limits d = media_limits_default();
     if (!lim) lim = &d;
-    /* size cap and readability first, with our own messages */
-    nvl_status st = media_check_file(path, lim, err);
+    /* size cap and readability first, with our own messages; the renderer reads this descriptor
+       (so /dev/stdin and /dev/fd/N work, and it reads the file that was checked) */
+    int fd = -1;
+    nvl_status st = media_open_regular(path, lim, &fd, NULL, err);
     if (st != NVL_OK) return st;
     media_pdf *pdf = nvl_calloc(1, sizeof *pdf);
     if (pdf) pdf->name = nvl_strdup(path);
     if (pdf && password) pdf->password = nvl_strdup(password);
     if (!pdf || !pdf->name || (password && !pdf->password)) {
+        close(fd);
         if (pdf) nvl_free(pdf->name);
         nvl_free(pdf);
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
@@ -507,15 +598,18 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     pdf->has_password = password != NULL;
     pthread_mutex_init(&pdf->mu, NULL);
     pdf->proc.fd = -1;
+    pdf->fd = fd;
     pdf->lim = *lim;
     int no_renderer = 1;
     if (g_sandbox.sb.exe) {
         nvl_err e = {0};
+        pthread_mutex_lock(&pdf->mu);
         st = renderer_open(pdf, &pdf->n_pages, &no_renderer, &e);
+        pthread_mutex_unlock(&pdf->mu);
         if (no_renderer) NVL_LOG_WARN("%s: PDF pages are read in this process: %s\n", path, e.msg);
         else if (st != NVL_OK && err) *err = e;
     }
-    if (no_renderer) st = doc_open(path, password, &pdf->doc, &pdf->n_pages, err);
+    if (no_renderer) st = doc_open(path, path, password, &pdf->doc, &pdf->n_pages, err);
     if (st != NVL_OK) {
         media_pdf_close(pdf);
         return st;
@@ -526,9 +620,12 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
 
 void media_pdf_close(media_pdf *pdf) {
     if (!pdf) return;
-    media_proc_kill(&pdf->proc);
+    pthread_mutex_lock(&pdf->mu); /* (another document's start may be stopping this renderer) */
+    renderer_stop(pdf);
+    pthread_mutex_unlock(&pdf->mu);
     pthread_mutex_destroy(&pdf->mu);
     if (pdf->doc) g_object_unref(pdf->doc);
+    if (pdf->fd >= 0) close(pdf->fd);
     nvl_free(pdf->name);
     if (pdf->password) { /* not left in freed memory */
         volatile char *v = pdf->password;

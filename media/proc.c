@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,7 +55,7 @@ nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &dflt);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {(char *)exe, (char *)arg, NULL};
+    char *argv[] = {"nanovl", (char *)arg, NULL}; /* ps shows "nanovl --pdf-render-worker" */
     pid_t pid = 0;
     const int rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -135,7 +136,9 @@ const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
         while ((r = waitpid(p->pid, &ws, 0)) < 0 && errno == EINTR) {}
     if (r > 0 && r == p->pid) {
         p->pid = 0; /* reaped: media_proc_kill must not signal a reused id */
-        if (WIFSIGNALED(ws))
+        if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL) /* not a signal a crash raises */
+            snprintf(buf, cap, "was killed (signal 9: by the system's out-of-memory killer, or by hand)");
+        else if (WIFSIGNALED(ws))
             snprintf(buf, cap, "crashed (signal %d, %s)", WTERMSIG(ws), strsignal(WTERMSIG(ws)));
         else if (WIFEXITED(ws))
             snprintf(buf, cap, "exited with status %d", WEXITSTATUS(ws));
@@ -172,4 +175,44 @@ int media_proc_write_full(int fd, const void *buf, size_t n) {
         n -= (size_t)k;
     }
     return 1;
+}
+
+enum media_proc_end media_proc_send_fd(media_proc *p, int fd) {
+    char byte = 'F';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t k;
+    while ((k = sendmsg(p->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    return k == 1 ? MEDIA_PROC_OK : MEDIA_PROC_GONE;
+}
+
+int media_proc_recv_fd(int sock) {
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    ssize_t k;
+    while ((k = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
+    if (k != 1) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            return fd;
+        }
+    return -1;
 }

@@ -910,7 +910,7 @@ int main(void) {
         snprintf(sock10, sizeof sock10, "%s/nvl-serve10-%d.sock", test_tmpdir(), (int)getpid());
         snprintf(hpdf, sizeof hpdf, "%s/hostile-%d.pdf", test_tmpdir(), (int)getpid());
         TEST_CHECK(hostile_pdf_write(hpdf), "wrote %s", hpdf);
-        pid_t s10 = start_server(sock10, "--page-memory", "256");
+        pid_t s10 = start_server(sock10, "--page-memory", "1024"); /* page 3 under ASan: over 256 */
         conn h = {.fd = connect_to(sock10, 60)};
         TEST_CHECK(h.fd >= 0, "tenth server up");
         send_line(h.fd, ask_json(req, sizeof req, "huge", hpdf, 4, ",\"pages\":\"2\""));

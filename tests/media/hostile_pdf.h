@@ -2,7 +2,8 @@
  *   page 1, 4: filled shapes (ordinary pages; page 1 has a red rectangle, page 4 a green triangle)
  *   page 2:    an image XObject declared 30000 x 30000 with 96 bytes of data (Poppler allocates it
  *              whole: 3.5 GB resident unbounded, 7.8 s here)
- *   page 3:    400 strokes with a 0.01 pt dash (cairo takes seconds: about 7 s on this 2-core VM)
+ *   page 3:    4000 strokes with a 0.01 pt dash (cairo takes tens of seconds; 400 took 1.5-7 s on
+ *              this 2-core VM, too close to the 2 s bounds the tests set)
  * Each rendering to a long side of a few hundred pixels. */
 #ifndef TESTS_MEDIA_HOSTILE_PDF_H
 #define TESTS_MEDIA_HOSTILE_PDF_H
@@ -53,10 +54,10 @@ static int hostile_pdf_write(const char *path) {
     stream_obj(f, off, 7, "", p2, strlen(p2));
     const char *line = "[0.01] 0 d 1 w 0 0 m 612 792 l 612 0 l 0 792 l S\n";
     const size_t ll = strlen(line);
-    char *p3 = malloc(400 * ll + 1);
+    char *p3 = malloc(4000 * ll + 1);
     if (!p3) return fclose(f), 0;
-    for (int k = 0; k < 400; k++) memcpy(p3 + (size_t)k * ll, line, ll);
-    stream_obj(f, off, 8, "", p3, 400 * ll);
+    for (int k = 0; k < 4000; k++) memcpy(p3 + (size_t)k * ll, line, ll);
+    stream_obj(f, off, 8, "", p3, 4000 * ll);
     free(p3);
     const char *p4 = "0 0.6 0 rg 100 500 m 500 500 l 300 150 l h f";
     stream_obj(f, off, 9, "", p4, strlen(p4));
