@@ -38,6 +38,14 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* Peak RSS of the largest ended child: the PDF renderers (media.h), which read PDFs in a process
+ * of their own; 0 when none ran. */
+static double renderer_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
 typedef struct stats {
     double media, vision, prefill, gen;
     double first_token, total; /* wall clock from the call: the stages overlap (a video's frames are
@@ -214,10 +222,11 @@ static int bench_concurrency(const char *model, const char *file, const char *li
         cJSON_AddNumberToObject(out, "max_tokens", (double)p.max_tokens);
         cJSON_AddItemToObject(out, "concurrency", rows);
         cJSON_AddNumberToObject(out, "peak_rss_mb", peak_rss_mb());
+        cJSON_AddNumberToObject(out, "pdf_renderer_peak_rss_mb", renderer_peak_rss_mb());
         api_json_line(stdout, out);
     } else {
         cJSON_Delete(rows);
-        if (rc == 0) printf("peak RSS %.0f MiB\n", peak_rss_mb());
+        if (rc == 0) printf("peak RSS %.0f MiB (PDF renderer %.0f MiB)\n", peak_rss_mb(), renderer_peak_rss_mb());
     }
     api_engine_close(e);
     return rc;
@@ -343,6 +352,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.total);
             cJSON_AddNumberToObject(o, "cold_total_s", cold.total / n);
             cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
+            cJSON_AddNumberToObject(o, "pdf_renderer_peak_rss_mb", renderer_peak_rss_mb());
             if (on_device) cJSON_AddNumberToObject(o, "device_used_mb", (double)dused / (1024.0 * 1024.0));
             api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
@@ -355,7 +365,9 @@ int cmd_bench(int argc, char **argv) {
             printf("first token    %.3f s  (from the call: media, vision and prefill, which may overlap)\n", cold.first_token / n);
             printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.total, cold.total / n);
-            printf("peak RSS       %.0f MiB\n", peak_rss_mb());
+            printf("peak RSS       %.0f MiB", peak_rss_mb());
+            if (renderer_peak_rss_mb() > 0) printf(" (the PDF renderer's process: %.0f MiB)", renderer_peak_rss_mb());
+            printf("\n");
             if (on_device)
                 printf("device memory  %.0f MiB in use of %.0f\n", (double)dused / (1024.0 * 1024.0),
                        (double)dtotal / (1024.0 * 1024.0));

@@ -5,7 +5,8 @@
  *
  *   bench_media PDF VIDEO      (e.g. ../shared/media/pdf/multi_page.pdf
  *                                    ../shared/media/video/long_180p_av1.mp4)
- * Reports wall time of open + render of every page (median of 3), of one full sampling
+ * Reports wall time of open + render of every page (median of 3; in this process and through the
+ * PDF renderer process, media.h media_pdf_sandbox), of one full sampling
  * call (median of 3), of tiling the first page and every sampled frame (median of 3), plus peak
  * RSS. */
 #include "bench_util.h"
@@ -39,35 +40,47 @@ static double tile_time(const media_image *img, int max_tiles, int *n) {
 }
 
 
+/* Open + render of every page of path (s); *tile_s the tiling of page 1 when tile_s. */
+static double pdf_time(const char *path, int *pages, int *w, int *h, double *tile_s, int *page_tiles) {
+    nvl_err err = {0};
+    const double a = bench_now();
+    media_pdf *pdf = NULL;
+    if (media_pdf_open(&pdf, path, NULL, NULL, &err) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    *pages = media_pdf_page_count(pdf);
+    for (int i = 0; i < *pages; i++) {
+        media_image *img = NULL;
+        if (media_pdf_render(pdf, i, 0, 0, &img, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            exit(1);
+        }
+        *w = img->width, *h = img->height;
+        if (i == 0 && tile_s) *tile_s = tile_time(img, 12, page_tiles);
+        media_image_free(img);
+    }
+    media_pdf_close(pdf);
+    return bench_now() - a;
+}
+
 int main(int argc, char **argv) {
+    media_pdf_worker_main(argc, argv); /* this binary is its own PDF renderer */
     if (argc != 3) {
         fprintf(stderr, "usage: bench_media PDF VIDEO\n");
         return 2;
     }
     nvl_err err = {0};
-    double tp[3], tv[3], tt[3], tf[3];
+    double tp[3], ts[3], tv[3], tt[3], tf[3];
     int pages = 0, frames = 0, w = 0, h = 0, page_tiles = 0, fw = 0, fh = 0;
     for (int r = 0; r < 3; r++) {
+        media_pdf_sandbox sb = media_pdf_sandbox_default();
+        media_pdf_set_sandbox(&sb); /* in this process */
+        tp[r] = pdf_time(argv[1], &pages, &w, &h, &tt[r], &page_tiles);
+        sb.exe = "/proc/self/exe"; /* through the renderer process, as nanovl reads PDFs */
+        media_pdf_set_sandbox(&sb);
+        ts[r] = pdf_time(argv[1], &pages, &w, &h, NULL, NULL);
         double a = bench_now();
-        media_pdf *pdf = NULL;
-        if (media_pdf_open(&pdf, argv[1], NULL, NULL, &err) != NVL_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            return 1;
-        }
-        pages = media_pdf_page_count(pdf);
-        for (int i = 0; i < pages; i++) {
-            media_image *img = NULL;
-            if (media_pdf_render(pdf, i, 0, 0, &img, &err) != NVL_OK) {
-                fprintf(stderr, "%s\n", err.msg);
-                return 1;
-            }
-            w = img->width, h = img->height;
-            if (i == 0) tt[r] = tile_time(img, 12, &page_tiles);
-            media_image_free(img);
-        }
-        media_pdf_close(pdf);
-        tp[r] = bench_now() - a;
-        a = bench_now();
         media_frames *f = NULL;
         if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
@@ -84,6 +97,7 @@ int main(int argc, char **argv) {
         media_frames_free(f);
     }
     qsort(tp, 3, sizeof *tp, bench_cmp_double);
+    qsort(ts, 3, sizeof *ts, bench_cmp_double);
     qsort(tv, 3, sizeof *tv, bench_cmp_double);
     qsort(tt, 3, sizeof *tt, bench_cmp_double);
     qsort(tf, 3, sizeof *tf, bench_cmp_double);
@@ -95,6 +109,8 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     printf("| PDF %s: %d pages at %dx%d (default long side %d) | %.3f s | %.1f pages/s |\n", argv[1], pages, w, h,
            MEDIA_PDF_DEFAULT_LONG_SIDE, tp[1], pages / tp[1]);
+    printf("| the same through the PDF renderer process (started ahead after the first run) | %.3f s | %.1f pages/s |\n",
+           ts[1], pages / ts[1]);
     printf("| video %s: %d frames sampled (2 fps, max 128) | %.3f s | %.1f frames/s |\n", argv[2], frames, tv[1],
            frames / tv[1]);
     printf("| tiling page 1 (%dx%d) into %d tiles of 512, %d thread(s) | %.3f s | %.1f pages/s |\n", w, h, page_tiles,

@@ -53,6 +53,7 @@ enum media_proc_end {
     MEDIA_PROC_TIMEOUT,   /* bounds->deadline passed */
     MEDIA_PROC_CANCELLED, /* bounds->cancelled returned nonzero */
     MEDIA_PROC_MEMORY,    /* the helper's resident memory passed bounds->max_rss */
+    MEDIA_PROC_BAD,       /* the helper broke the protocol (set by callers that check what it sent) */
 };
 
 typedef struct media_proc_bounds {
@@ -71,8 +72,8 @@ enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n);
 /* Reads exactly n bytes, waiting within bounds (NULL: none). On anything but MEDIA_PROC_OK the
  * helper's state is unknown: kill it. */
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *bounds);
-/* After MEDIA_PROC_GONE: reaps the helper and describes its end ("crashed (signal 11,
- * Segmentation fault)") in buf. */
+/* After MEDIA_PROC_GONE: reaps the helper (waiting up to a second for it to end after closing its
+ * end, then killing it) and describes its end ("crashed (signal 11, Segmentation fault)") in buf. */
 const char *media_proc_death(media_proc *p, char *buf, size_t cap);
 /* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);

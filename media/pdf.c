@@ -256,6 +256,13 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
        would where Poppler crashes */
     const char *die = getenv("NVL_TEST_RENDERER_ABORT_PAGE");
     if (die && atoi(die) == q->page + 1) raise(SIGABRT);
+    /* and this knob: it answers with a malformed length and waits for more, as a renderer taken
+       over through a Poppler bug might */
+    const char *bad = getenv("NVL_TEST_RENDERER_BAD_PAGE");
+    if (bad && atoi(bad) == q->page + 1) {
+        const pdf_rep r = {.status = NVL_ERR_FORMAT, .msg_len = 0xffffff00u};
+        return media_proc_write_full(fd, &r, sizeof r);
+    }
     switch (q->op) {
     case PDF_SIZE: {
         double wh[2] = {0, 0};
@@ -335,10 +342,12 @@ static void call_what(const pdf_req *q, char *buf, size_t cap) {
 }
 
 /* Documents with a running renderer, least recently used first (g_live_mu). At most
- * PDF_MAX_RENDERERS run: a request naming 60 PDFs held 60 renderers of about 32 MB each until it
- * ended, though its pages render one at a time. Starting one more stops the least recently used
- * idle one (its document starts a renderer again if it is read again). Lock order: a document's
- * mu, then g_live_mu; other documents' mu only by trylock. */
+ * PDF_MAX_RENDERERS are kept between calls: a request naming 60 PDFs held 60 renderers of about
+ * 32 MB each until it ended, though its pages render one at a time. Starting one more stops the
+ * least recently used idle ones (their documents start a renderer again if read again); renderers
+ * in a call are not stopped, so while more than that many calls run at once (one per thread
+ * reading PDFs) there is one per call. Lock order: a document's mu, then g_live_mu; other
+ * documents' mu only by trylock. */
 #define PDF_MAX_RENDERERS 8
 static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
 static media_pdf *g_live_head, *g_live_tail;
@@ -411,6 +420,10 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
         break;
     case MEDIA_PROC_CANCELLED:
         st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: %s: cancelled", pdf->name, what);
+        break;
+    case MEDIA_PROC_BAD: /* a renderer Poppler's bug may control: its answer is not believed */
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer's answer was malformed",
+                         pdf->name, what);
         break;
     default:
         media_proc_death(&pdf->proc, how, sizeof how);
@@ -486,7 +499,7 @@ static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b
     enum media_proc_end end = media_proc_read(&pdf->proc, &r, sizeof r, b);
     if (end != MEDIA_PROC_OK) return end;
     char msg[NVL_ERR_MSG_MAX];
-    if (r.msg_len >= sizeof msg) return MEDIA_PROC_GONE;
+    if (r.msg_len >= sizeof msg) return MEDIA_PROC_BAD;
     if ((end = media_proc_read(&pdf->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
     msg[r.msg_len] = 0;
     *st = (nvl_status)r.status;
@@ -515,6 +528,7 @@ static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, 
         int32_t n = 0;
         if (end == MEDIA_PROC_OK) end = read_reply(pdf, &b, &st, err);
         if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&pdf->proc, &n, sizeof n, &b);
+        if (end == MEDIA_PROC_OK && st == NVL_OK && n <= 0) end = MEDIA_PROC_BAD;
         if (end == MEDIA_PROC_GONE && attempt == 0) {
             media_proc_kill(&pdf->proc);
             continue;
@@ -562,7 +576,7 @@ static nvl_status renderer_string(media_pdf *pdf, const pdf_req *q, const media_
     uint32_t n = 0;
     enum media_proc_end end = media_proc_read(&pdf->proc, &n, sizeof n, b);
     if (end == MEDIA_PROC_OK && n == PDF_NONE) return NVL_OK;
-    if (end == MEDIA_PROC_OK && n >= PDF_MAX_STRING) end = MEDIA_PROC_GONE;
+    if (end == MEDIA_PROC_OK && n >= PDF_MAX_STRING) end = MEDIA_PROC_BAD;
     if (end == MEDIA_PROC_OK && !(*out = nvl_malloc((size_t)n + 1))) {
         renderer_stop(pdf);
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", pdf->name);

@@ -132,8 +132,17 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
 const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
     int ws = 0;
     pid_t r = -1;
-    if (p->pid > 0)
+    /* its end closed, it is ending: a second at most (a helper that closed its end and lives on, or
+       one that broke the protocol, is killed; nothing waits on it for ever) */
+    for (int i = 0; p->pid > 0 && i < 100; i++) {
+        if ((r = waitpid(p->pid, &ws, WNOHANG)) != 0) break;
+        const struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (p->pid > 0 && r == 0) {
+        kill(p->pid, SIGKILL);
         while ((r = waitpid(p->pid, &ws, 0)) < 0 && errno == EINTR) {}
+    }
     if (r > 0 && r == p->pid) {
         p->pid = 0; /* reaped: media_proc_kill must not signal a reused id */
         if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL) /* not a signal a crash raises */

@@ -191,6 +191,23 @@ int main(int argc, char **argv) {
     TEST_CHECK(same_image(img, ref1), "renderer after a crash, page 1: differs");
     media_image_free(img), img = NULL;
     media_pdf_close(pdf);
+    /* a renderer that breaks the protocol (a malformed length) and waits: the call fails at once,
+       the renderer is killed (no wait for it to end), the next call starts a new one */
+    setenv("NVL_TEST_RENDERER_BAD_PAGE", "4", 1);
+    set_sandbox("/proc/self/exe", 0, 0); /* the spare ended: the next starts with the knob */
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    t0 = now_s();
+    st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
+    dt = now_s() - t0;
+    TEST_CHECK(st == NVL_ERR_FORMAT && !img, "malformed answer: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CONTAINS(err.msg, "hostile.pdf: damaged PDF: reading page 4 failed: the renderer's answer was malformed");
+    TEST_CHECK(dt < 5, "malformed answer: %.2f s", dt);
+    unsetenv("NVL_TEST_RENDERER_BAD_PAGE");
+    TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "after a malformed answer, page 1: %s", err.msg);
+    TEST_CHECK(same_image(img, ref1), "after a malformed answer, page 1: differs");
+    media_image_free(img), img = NULL;
+    media_pdf_close(pdf);
+
     /* the spare renderer killed from outside after it said hello (its hello still readable): the
        next document starts a new one (it failed as a damaged PDF; no fallback either) */
     for (int i = 0; i < 100 && renderers(0) < 1; i++) nanosleep(&(struct timespec){0, 20000000L}, NULL);
