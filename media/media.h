@@ -156,9 +156,11 @@ typedef struct media_pdf_sandbox {
 #define MEDIA_PDF_WORKER_ARG "--pdf-render-worker"
 media_pdf_sandbox media_pdf_sandbox_default(void);
 /* Process-wide (copied, exe too); set it before documents open, from one thread. A renderer is
- * kept started ahead for the next document once one has opened; setting the sandbox again (exe
- * NULL, say) ends it. */
+ * kept started ahead for the next document once one has opened (ended when another exe is set,
+ * or by media_pdf_sandbox_end_spare). */
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb);
+/* Ends (kills and reaps) the renderer started ahead, if any; the next document starts another. */
+void media_pdf_sandbox_end_spare(void);
 media_pdf_sandbox media_pdf_get_sandbox(void);
 /* The renderer's entry: when argv[1] is MEDIA_PDF_WORKER_ARG, serves the parent's calls on fd 3 and
  * ends the process (never returns); otherwise returns at once. Call it first in main(). */

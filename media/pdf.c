@@ -49,7 +49,7 @@ media_pdf_sandbox media_pdf_sandbox_default(void) {
 static void spare_drop(void);
 
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb) {
-    spare_drop(); /* started for the earlier executable and bounds */
+    if (sb->exe && g_sandbox.sb.exe && strcmp(sb->exe, g_sandbox.sb.exe)) spare_drop(); /* another executable's */
     g_sandbox.sb = *sb;
     if (sb->exe && strlen(sb->exe) < sizeof g_sandbox.exe) {
         memcpy(g_sandbox.exe, sb->exe, strlen(sb->exe) + 1);
@@ -448,6 +448,8 @@ static void spare_drop(void) {
     pthread_mutex_unlock(&g_spare_mu);
 }
 
+void media_pdf_sandbox_end_spare(void) { spare_drop(); }
+
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
 static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
     p->pid = 0;
@@ -810,6 +812,7 @@ void media_pdf_worker_main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], MEDIA_PDF_WORKER_ARG)) _exit(5);
 }
 void media_pdf_set_cancel(media_pdf *pdf, int (*cancelled)(void *ctx), void *ctx) { (void)pdf, (void)cancelled, (void)ctx; }
+void media_pdf_sandbox_end_spare(void) {}
 nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
                           const media_limits *lim, nvl_err *err) {
     (void)password, (void)lim;

@@ -40,6 +40,7 @@ static void set_sandbox(const char *exe, double timeout_s, double max_mb) {
     sb.timeout_s = timeout_s;
     sb.max_mb = max_mb;
     media_pdf_set_sandbox(&sb);
+    if (!exe) media_pdf_sandbox_end_spare(); /* (so that no child is left to count) */
 }
 
 static volatile int g_cancel;
@@ -181,7 +182,8 @@ int main(int argc, char **argv) {
     /* a renderer that dies (Poppler crashing on a page): this test's knob aborts it on page 4 */
     setenv("NVL_TEST_RENDERER_ABORT_PAGE", "4", 1);
     media_pdf_close(pdf);
-    set_sandbox("/proc/self/exe", 0, 0); /* the spare renderer ended: the next starts with the knob */
+    set_sandbox("/proc/self/exe", 0, 0);
+    media_pdf_sandbox_end_spare(); /* the next renderer starts with the knob in its environment */
     TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
     st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
     TEST_CHECK(st == NVL_ERR_FORMAT && !img, "crashed renderer: %s (%s)", nvl_status_name(st), err.msg);
@@ -194,7 +196,8 @@ int main(int argc, char **argv) {
     /* a renderer that breaks the protocol (a malformed length) and waits: the call fails at once,
        the renderer is killed (no wait for it to end), the next call starts a new one */
     setenv("NVL_TEST_RENDERER_BAD_PAGE", "4", 1);
-    set_sandbox("/proc/self/exe", 0, 0); /* the spare ended: the next starts with the knob */
+    set_sandbox("/proc/self/exe", 0, 0);
+    media_pdf_sandbox_end_spare(); /* the next renderer starts with the knob in its environment */
     TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
     t0 = now_s();
     st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
