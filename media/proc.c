@@ -186,38 +186,48 @@ int media_proc_write_full(int fd, const void *buf, size_t n) {
     return 1;
 }
 
-enum media_proc_end media_proc_send_fd(media_proc *p, int fd) {
-    char byte = 'F';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+/* One byte carrying one descriptor (SCM_RIGHTS). */
+typedef struct fd_msg {
+    char byte;
+    struct iovec iov;
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
     } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    struct msghdr m;
+} fd_msg;
+
+static void fd_msg_init(fd_msg *f) {
+    memset(f, 0, sizeof *f);
+    f->byte = 'F';
+    f->iov.iov_base = &f->byte;
+    f->iov.iov_len = 1;
+    f->m.msg_iov = &f->iov;
+    f->m.msg_iovlen = 1;
+    f->m.msg_control = f->u.buf;
+    f->m.msg_controllen = sizeof f->u.buf;
+}
+
+enum media_proc_end media_proc_send_fd(media_proc *p, int fd) {
+    fd_msg f;
+    fd_msg_init(&f);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&f.m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &fd, sizeof fd);
     ssize_t k;
-    while ((k = sendmsg(p->fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    while ((k = sendmsg(p->fd, &f.m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
     return k == 1 ? MEDIA_PROC_OK : MEDIA_PROC_GONE;
 }
 
 int media_proc_recv_fd(int sock) {
-    char byte = 0;
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    fd_msg f;
+    fd_msg_init(&f);
     ssize_t k;
-    while ((k = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
+    while ((k = recvmsg(sock, &f.m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
     if (k != 1) return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&f.m); c; c = CMSG_NXTHDR(&f.m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
             int fd;
             memcpy(&fd, CMSG_DATA(c), sizeof fd);
