@@ -116,6 +116,13 @@ static int cmd_version(int argc, char **argv) {
            media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
            media_supports(MEDIA_KIND_PDF) ? "yes" : "no",
            media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
+    if (media_supports(MEDIA_KIND_PDF)) {
+        const media_pdf_sandbox sb = media_pdf_get_sandbox();
+        char t[32] = "no time limit", m[32] = "no memory limit";
+        if (sb.timeout_s > 0) snprintf(t, sizeof t, "%g s", sb.timeout_s);
+        if (sb.max_mb > 0) snprintf(m, sizeof m, "%g MiB", sb.max_mb);
+        printf("pdf: read in a process of its own per document, nanovl-pdf (a page: %s, %s)\n", t, m);
+    }
     return 0;
 }
 
