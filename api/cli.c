@@ -56,8 +56,9 @@ static const char *k_usage =
     "  -h, --help         this text\n"
     "  -V, --version      version and build features\n"
     "  --page-timeout S   seconds one PDF page may take to render (default 120; 0: no limit)\n"
-    "  --page-memory MB   memory one PDF page may take to render, beside its pixels (default 2048;\n"
-    "                     0: no limit); pages render in a process of their own, stopped past either\n"
+    "  --page-memory MIB  memory (MiB) one PDF page may take to render besides its pixels (default\n"
+    "                     2048; 0: no limit); PDFs are read in a process of their own, nanovl-pdf,\n"
+    "                     and a page past either limit fails with its error\n"
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
@@ -172,7 +173,7 @@ static const struct command {
     {"help", cmd_help},
 };
 
-/* --page-timeout S / --page-memory MB anywhere after the command (every command that renders PDF
+/* --page-timeout S / --page-memory MIB anywhere after the command (every command that renders PDF
  * pages honours them): the sandbox's bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
 static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
     for (int a = 2; a < *argc && strcmp(argv[a], "--");) { /* after "--" every argument is a file */
@@ -182,7 +183,7 @@ static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
             continue;
         }
         double d = 0;
-        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, t ? 86400 : 1 << 24, 0, &d))
+        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, t ? 86400 : 999999, 0, &d))
             return EXIT_USAGE;
         if (t) sb->timeout_s = d;
         else sb->max_mb = d;

@@ -71,8 +71,9 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
 const char *const cli_ask_options_help =
     "  --pages 1-3,7         PDF pages (default all)     --dpi D | --long-side N   PDF render size\n"
     "  --password PW         opens encrypted PDFs\n"
-    "  --page-timeout S --page-memory MB   bounds on rendering one PDF page (default 120 s, 2048 MiB;\n"
-    "                        0 = none): past either the page fails with its error, the rest go on\n"
+    "  --page-timeout S --page-memory MIB   bounds on rendering one PDF page (default 120 s, 2048 MiB\n"
+    "                        besides its pixels; 0 = none): past either that page fails with its error\n"
+    "                        (ask fails; with --per-page, ocr and batch the other pages and jobs go on)\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
     "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
     "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench);\n"

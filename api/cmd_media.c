@@ -107,7 +107,8 @@ static const char *k_render_usage =
     "usage: nanovl render -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW] [--] FILE\n"
     "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
     "  DIR/frame-I.png for the sampled frames of a video\n"
-    "  --page-timeout S --page-memory MB   bounds on rendering one page (default 120 s, 2048 MiB)\n";
+    "  --page-timeout S --page-memory MIB   bounds on rendering one page (default 120 s, 2048 MiB\n"
+    "  besides its pixels; 0 = none): a page past either is not written and the command exits 1\n";
 
 int cmd_render(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;

@@ -34,7 +34,7 @@ static const char *k_usage =
     "                            no request running, or leaves a request line unfinished for S\n"
     "                            seconds (default 300; 0 = never)\n"
     "  --page-timeout S          seconds one PDF page may take to render (default 120; 0 = none)\n"
-    "  --page-memory MB          memory one PDF page may take to render besides its pixels\n"
+    "  --page-memory MIB         memory one PDF page may take to render besides its pixels\n"
     "                            (default 2048; 0 = none): pages render in a process of their own,\n"
     "                            stopped past either bound or by a cancel\n"
     "  --quiet                   no request log on stderr\n"

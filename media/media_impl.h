@@ -73,7 +73,9 @@ enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n);
  * helper's state is unknown: kill it. */
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *bounds);
 /* After MEDIA_PROC_GONE: reaps the helper (waiting up to a second for it to end after closing its
- * end, then killing it) and describes its end ("crashed (signal 11, Segmentation fault)") in buf. */
+ * end, then killing it) and describes its end in buf: "crashed (signal 11, Segmentation fault)"
+ * for the signals a fault raises; "was killed (signal 9: ...)"; "was stopped from outside (signal
+ * N, ...)" for other signals; "exited with status N"; "ended". */
 const char *media_proc_death(media_proc *p, char *buf, size_t cap);
 /* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);

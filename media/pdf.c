@@ -301,7 +301,9 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
 
 static int worker_serve(void) {
     const int fd = MEDIA_PROC_FD;
-    /* the terminal's ^C reaches the whole process group: the parent decides when to stop a page */
+    /* the terminal's ^C, and a service manager's SIGTERM, reach the whole process group: the parent
+       decides when to stop a page (a serve being stopped finishes its running request) */
+    signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
@@ -414,9 +416,10 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
                          "hostile or extremely complex page)", pdf->name, what, sb->timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
-        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %.0f MiB of memory; stopped (the page memory "
-                         "limit, %g MiB beside the page's pixels; a PDF can declare images far larger than its page)",
-                         pdf->name, what, (double)max_rss / 1048576.0, sb->max_mb);
+        (void)max_rss;
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory besides the page's pixels (the "
+                         "page memory limit); stopped (a PDF can declare images far larger than its page)", pdf->name,
+                         what, sb->max_mb);
         break;
     case MEDIA_PROC_CANCELLED:
         st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: %s: cancelled", pdf->name, what);
@@ -427,9 +430,9 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
         break;
     default:
         media_proc_death(&pdf->proc, how, sizeof how);
-        st = strstr(how, "signal 9")
-                 ? nvl_err_set(err, NVL_ERR_IO, "%s: %s failed: the PDF renderer %s", pdf->name, what, how)
-                 : nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what, how);
+        st = strstr(how, "crashed")
+                 ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what, how)
+                 : nvl_err_set(err, NVL_ERR_IO, "%s: %s failed: the PDF renderer %s", pdf->name, what, how);
         break;
     }
     renderer_stop(pdf);
@@ -622,7 +625,9 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
         pthread_mutex_lock(&pdf->mu);
         st = renderer_open(pdf, &pdf->n_pages, &no_renderer, &e);
         pthread_mutex_unlock(&pdf->mu);
-        if (no_renderer) NVL_LOG_WARN("%s: PDF pages are read in this process: %s\n", path, e.msg);
+        if (no_renderer)
+            NVL_LOG_WARN("%s: PDF pages are read in this process, WITHOUT the page time and memory limits: the PDF "
+                         "renderer could not start (%s)\n", path, e.msg);
         else if (st != NVL_OK && err) *err = e;
     }
     if (no_renderer) st = doc_open(path, path, password, &pdf->doc, &pdf->n_pages, err);

@@ -145,10 +145,14 @@ const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
     }
     if (r > 0 && r == p->pid) {
         p->pid = 0; /* reaped: media_proc_kill must not signal a reused id */
-        if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL) /* not a signal a crash raises */
+        const int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
+        if (sig == SIGKILL) /* not a signal a crash raises */
             snprintf(buf, cap, "was killed (signal 9: by the system's out-of-memory killer, or by hand)");
-        else if (WIFSIGNALED(ws))
-            snprintf(buf, cap, "crashed (signal %d, %s)", WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+        else if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGABRT || sig == SIGTRAP ||
+                 sig == SIGSYS)
+            snprintf(buf, cap, "crashed (signal %d, %s)", sig, strsignal(sig));
+        else if (sig)
+            snprintf(buf, cap, "was stopped from outside (signal %d, %s)", sig, strsignal(sig));
         else if (WIFEXITED(ws))
             snprintf(buf, cap, "exited with status %d", WEXITSTATUS(ws));
         else
