@@ -37,6 +37,7 @@
 #include "backend.h"
 #include "base/alloc.h"
 #include "evloop.h"
+#include "media.h"
 #include "wire.h"
 
 api_server_opts api_server_opts_default(void) {
@@ -517,6 +518,12 @@ static void status_reply(server *s, client *cl, const char *id) {
     cJSON_AddNumberToObject(ev, "completed", (double)s->n_done);
     cJSON_AddBoolToObject(ev, "draining", s->draining);
     if (s->worker_threads > 0) cJSON_AddNumberToObject(ev, "threads", s->worker_threads);
+    if (media_supports(MEDIA_KIND_PDF)) { /* the PDF renderer processes and their bounds (media.h) */
+        const media_pdf_sandbox sb = media_pdf_get_sandbox();
+        cJSON_AddNumberToObject(ev, "pdf_renderers", media_pdf_renderers());
+        cJSON_AddNumberToObject(ev, "page_timeout_s", sb.timeout_s > 0 ? sb.timeout_s : 0);
+        cJSON_AddNumberToObject(ev, "page_memory_mib", sb.max_mb > 0 ? sb.max_mb : 0);
+    }
     emit_locked(s, cl, ev);
     pthread_mutex_unlock(&s->mu);
 }

@@ -453,6 +453,16 @@ static void spare_drop(void) {
 
 void media_pdf_sandbox_end_spare(void) { spare_drop(); }
 
+int media_pdf_renderers(void) {
+    pthread_mutex_lock(&g_live_mu);
+    int n = g_n_live;
+    pthread_mutex_unlock(&g_live_mu);
+    pthread_mutex_lock(&g_spare_mu);
+    n += g_spare.pid > 0;
+    pthread_mutex_unlock(&g_spare_mu);
+    return n;
+}
+
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
 static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
     p->pid = 0;
@@ -818,6 +828,7 @@ void media_pdf_worker_main(int argc, char **argv) {
 }
 void media_pdf_set_cancel(media_pdf *pdf, int (*cancelled)(void *ctx), void *ctx) { (void)pdf, (void)cancelled, (void)ctx; }
 void media_pdf_sandbox_end_spare(void) {}
+int media_pdf_renderers(void) { return 0; }
 nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
                           const media_limits *lim, nvl_err *err) {
     (void)password, (void)lim;

@@ -913,6 +913,13 @@ int main(void) {
         pid_t s10 = start_server(sock10, "--page-memory", "1024"); /* page 3 under ASan: over 256 */
         conn h = {.fd = connect_to(sock10, 60)};
         TEST_CHECK(h.fd >= 0, "tenth server up");
+        send_line(h.fd, "{\"type\":\"status\",\"id\":\"st10\"}");
+        ev = next_event(&h, 10);
+        TEST_CHECK(ev && num(ev, "page_memory_mib") == 1024 && num(ev, "page_timeout_s") == 120 &&
+                       num(ev, "pdf_renderers") == 0,
+                   "status: the page bounds and no renderer yet (%g MiB, %g s, %g renderers)", ev ? num(ev, "page_memory_mib") : -1,
+                   ev ? num(ev, "page_timeout_s") : -1, ev ? num(ev, "pdf_renderers") : -1);
+        cJSON_Delete(ev);
         send_line(h.fd, ask_json(req, sizeof req, "huge", hpdf, 4, ",\"pages\":\"2\""));
         ev = run_to_end(&h, "huge", NULL, 0, NULL);
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "rendering page 2 needed more than"),
@@ -931,6 +938,15 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the ordinary pages are served (got %s: %s)",
                    ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
+        double renderers = -1; /* the request's document is closed as its request is freed: soon after done */
+        for (int i = 0; i < 20 && renderers != 1; i++) {
+            if (i) usleep(100000);
+            send_line(h.fd, "{\"type\":\"status\",\"id\":\"st11\"}");
+            ev = next_event(&h, 10);
+            renderers = ev ? num(ev, "pdf_renderers") : -1;
+            cJSON_Delete(ev);
+        }
+        TEST_CHECK(renderers == 1, "status after the requests: the spare renderer only (%g)", renderers);
         close(h.fd);
         stop_server(s10, "tenth");
         TEST_CHECK(!log_contains("ask slowpage: cancelled, answered before its step ended"),
