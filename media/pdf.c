@@ -8,10 +8,14 @@
  * Poppler call for a document runs in a process of its own, "the renderer" (proc.c): opening,
  * sizes, labels, text and pages, each bounded by the sandbox's time and memory and by the
  * document's cancel callback. A renderer stopped (or crashed) is started again for the next call.
- * If it cannot start at all the document is opened in this process, with a warning.
+ * If it cannot start at all the document is opened in this process, with a warning. Renderers
+ * are named nanovl-pdf, one is started ahead for the next document (g_spare), and at most
+ * PDF_MAX_RENDERERS are kept between calls (g_live).
  * Protocol on the renderer's fd 3, host byte order (both ends are this executable): the renderer
- * says PDF_HELLO; the parent sends a pdf_req (PDF_OPEN is followed by the path and password bytes);
- * each is answered by a pdf_rep and its message bytes, then on success the op's payload:
+ * says PDF_HELLO; the parent sends a pdf_req (PDF_OPEN is followed by the path and password bytes,
+ * then one byte carrying the parent's open descriptor of the file, which the renderer opens as
+ * /proc/self/fd/N); each is answered by a pdf_rep and its message bytes, then on success the op's
+ * payload:
  *   PDF_OPEN   int32 page count
  *   PDF_SIZE   two doubles, width and height in points
  *   PDF_LABEL  uint32 length (PDF_NONE: no label) and the bytes
