@@ -931,7 +931,7 @@ int main(void) {
         send_line(h.fd, "{\"type\":\"cancel\",\"target\":\"slowpage\"}");
         ev = run_to_end(&h, "slowpage", NULL, 0, NULL);
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled"), "the slow page is cancelled (got %s)", ev ? str(ev, "code") : "nothing");
-        TEST_CHECK(now() - t0 < 3.0, "cancelled in %.1f s", now() - t0);
+        TEST_CHECK(now() - t0 < 5.0, "cancelled in %.1f s (the page takes 17 s)", now() - t0);
         cJSON_Delete(ev);
         send_line(h.fd, ask_json(req, sizeof req, "fine", hpdf, 4, ",\"pages\":\"1,4\""));
         ev = run_to_end(&h, "fine", NULL, 0, NULL);
