@@ -59,7 +59,7 @@ enum media_proc_end {
 typedef struct media_proc_bounds {
     double deadline;             /* media_proc_now() seconds; <= 0: none */
     size_t max_rss;              /* bytes; 0: none */
-    int (*cancelled)(void *ctx); /* polled every 50 ms; NULL: none */
+    int (*cancelled)(void *ctx); /* polled every 50 ms (as the other bounds, bytes coming or not); NULL: none */
     void *ctx;
 } media_proc_bounds;
 

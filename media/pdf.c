@@ -290,6 +290,17 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
     }
     case PDF_RENDER: {
         if (q->width <= 0 || q->height <= 0) return 0;
+        /* a third knob: the page's pixels trickle, a byte every 10 ms (the parent's time bound must
+           hold while bytes keep coming) */
+        const char *trickle = getenv("NVL_TEST_RENDERER_TRICKLE_PAGE");
+        if (trickle && atoi(trickle) == q->page + 1) {
+            if (!reply(fd, NVL_OK, "")) return 0;
+            for (;;) {
+                const struct timespec ts = {0, 10 * 1000000L};
+                nanosleep(&ts, NULL);
+                if (!media_proc_write_full(fd, "", 1)) return 0;
+            }
+        }
         const size_t n = (size_t)q->width * (size_t)q->height * 3;
         uint8_t *rgb = malloc(n);
         st = rgb ? render_rgb(*doc, *path, q->page, q->width, q->height, q->scale, rgb, &e)

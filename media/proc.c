@@ -106,6 +106,8 @@ enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
 
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *b) {
     char *d = buf;
+    double next_check = 0; /* the bounds every MEDIA_PROC_TICK_MS, data flowing or not (a helper
+                              trickling bytes would otherwise never be checked) */
     while (n) {
         struct pollfd pf = {.fd = p->fd, .events = POLLIN};
         const int r = poll(&pf, 1, MEDIA_PROC_TICK_MS);
@@ -113,17 +115,18 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
         if (r > 0) {
             const ssize_t k = recv(p->fd, d, n, MSG_DONTWAIT);
             if (k == 0) return MEDIA_PROC_GONE;
-            if (k < 0) {
-                if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-                return MEDIA_PROC_GONE;
+            if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return MEDIA_PROC_GONE;
+            if (k > 0) {
+                d += k;
+                n -= (size_t)k;
             }
-            d += k;
-            n -= (size_t)k;
-            continue; /* data flowing: the bounds are checked when a poll waits */
         }
-        if (!b) continue;
+        if (!b || !n) continue;
+        const double t = media_proc_now();
+        if (t < next_check) continue;
+        next_check = t + MEDIA_PROC_TICK_MS * 1e-3;
         if (b->cancelled && b->cancelled(b->ctx)) return MEDIA_PROC_CANCELLED;
-        if (b->deadline > 0 && media_proc_now() > b->deadline) return MEDIA_PROC_TIMEOUT;
+        if (b->deadline > 0 && t > b->deadline) return MEDIA_PROC_TIMEOUT;
         if (b->max_rss > 0 && proc_rss(p->pid) > b->max_rss) return MEDIA_PROC_MEMORY;
     }
     return MEDIA_PROC_OK;

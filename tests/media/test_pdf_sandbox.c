@@ -207,6 +207,19 @@ int main(int argc, char **argv) {
     media_image_free(img), img = NULL;
     media_pdf_close(pdf);
 
+    /* a renderer whose pixels trickle (a byte every 10 ms): the time bound holds while bytes come */
+    setenv("NVL_TEST_RENDERER_TRICKLE_PAGE", "1", 1);
+    set_sandbox("/proc/self/exe", 1.0, 0);
+    media_pdf_sandbox_end_spare(); /* the next renderer starts with the knob in its environment */
+    TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+    t0 = now_s();
+    st = media_pdf_render(pdf, 0, 0, 400, &img, &err);
+    dt = now_s() - t0;
+    TEST_CHECK(st == NVL_ERR_TIMEOUT && !img, "trickling pixels: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CHECK(dt >= 1.0 && dt < 5, "trickling pixels: stopped after %.2f s (bound 1 s)", dt);
+    unsetenv("NVL_TEST_RENDERER_TRICKLE_PAGE");
+    media_pdf_close(pdf);
+
     /* a renderer that breaks the protocol (a malformed length) and waits: the call fails at once,
        the renderer is killed (no wait for it to end), the next call starts a new one */
     setenv("NVL_TEST_RENDERER_BAD_PAGE", "4", 1);
