@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "media.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "serve.h"
@@ -36,7 +37,8 @@ static const char *k_usage =
     "  --page-timeout S          seconds one PDF page may take to render (default 120; 0 = none)\n"
     "  --page-memory MIB         memory one PDF page may take to render besides its pixels\n"
     "                            (default 2048; 0 = none): pages render in a process of their own,\n"
-    "                            stopped past either bound or by a cancel\n"
+    "                            stopped past either bound or by a cancel (a PDF is refused when\n"
+    "                            no renderer process can start)\n"
     "  --quiet                   no request log on stderr\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
@@ -47,6 +49,11 @@ static void ready(const char *path, void *user) {
 }
 
 int cmd_serve(int argc, char **argv) {
+    /* a server does not read a PDF without the renderer's bounds: a request is refused instead
+       (io_error) when no renderer process can start (a process limit reached) */
+    media_pdf_sandbox sb = media_pdf_get_sandbox();
+    sb.strict = 1;
+    media_pdf_set_sandbox(&sb);
     const char *model = getenv("NANOVL_MODEL");
     api_server_opts o = api_server_opts_default();
     api_engine_opts eo = api_engine_opts_default(); /* max_batch as the server's */

@@ -145,13 +145,15 @@ nvl_status media_pdf_page_text(const media_pdf *pdf, int page, char **text, nvl_
  * (an executable whose main calls media_pdf_worker_main first), started at open, killed when a
  * call passes timeout_s or max_mb or the document's cancel callback fires, started again for the
  * next call. When no renderer can start, the document is read in this process with a warning
- * (nvl_log). */
+ * (nvl_log), or refused (strict). */
 typedef struct media_pdf_sandbox {
     const char *exe;  /* NULL: Poppler runs in this process, unbounded (the default) */
     double timeout_s; /* wall-clock seconds one call (a page, its text, the opening) may take;
                          <= 0: none. Default 120 */
     double max_mb;    /* MiB the renderer may hold resident besides the page's own pixels (7 bytes
                          a pixel: cairo's ARGB surface and the RGB copy); <= 0: none. Default 2048 */
+    int strict;       /* 1: a document whose renderer cannot start is refused (NVL_ERR_IO naming the
+                         cause) instead of read in this process without the bounds. Default 0 */
 } media_pdf_sandbox;
 #define MEDIA_PDF_WORKER_ARG "--pdf-render-worker"
 media_pdf_sandbox media_pdf_sandbox_default(void);

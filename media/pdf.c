@@ -650,10 +650,16 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
         pthread_mutex_lock(&pdf->mu);
         st = renderer_open(pdf, &pdf->n_pages, &no_renderer, &e);
         pthread_mutex_unlock(&pdf->mu);
-        if (no_renderer)
+        if (no_renderer && g_sandbox.sb.strict) {
+            st = nvl_err_set(err, NVL_ERR_IO, "%s: the PDF renderer could not start (%s); not read without its "
+                             "limits", path, e.msg);
+            no_renderer = 0;
+        } else if (no_renderer) {
             NVL_LOG_WARN("%s: PDF pages are read in this process, WITHOUT the page time and memory limits: the PDF "
                          "renderer could not start (%s)\n", path, e.msg);
-        else if (st != NVL_OK && err) *err = e;
+        } else if (st != NVL_OK && err) {
+            *err = e;
+        }
     }
     if (no_renderer) st = doc_open(path, path, password, &pdf->doc, &pdf->n_pages, err);
     if (st != NVL_OK) {

@@ -297,6 +297,18 @@ int main(int argc, char **argv) {
     TEST_CHECK(g_fallbacks == 1, "the fallback is logged (%d)", g_fallbacks);
     media_image_free(img), img = NULL;
     media_pdf_close(pdf);
+    /* strict (serve): refused instead, naming the cause */
+    {
+        media_pdf_sandbox sb = media_pdf_get_sandbox();
+        sb.strict = 1;
+        media_pdf_set_sandbox(&sb);
+        pdf = NULL;
+        st = media_pdf_open(&pdf, path, NULL, NULL, &err);
+        TEST_CHECK(st == NVL_ERR_IO && !pdf, "strict, no renderer: %s", nvl_status_name(st));
+        TEST_CONTAINS(err.msg, "hostile.pdf: the PDF renderer could not start (/bin/true --pdf-render-worker did not "
+                               "start as the PDF renderer); not read without its limits");
+        TEST_CHECK(g_fallbacks == 1, "strict: no fallback (%d)", g_fallbacks);
+    }
     set_sandbox(NULL, 0, 0);
 
     /* an encrypted document: the renderer opens it with the password */
