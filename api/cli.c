@@ -173,6 +173,12 @@ static const struct command {
     {"help", cmd_help},
 };
 
+/* Removes argv[a .. a+n-1] (argv[*argc] is NULL and moves with the rest). */
+static void argv_remove(int *argc, char **argv, int a, int n) {
+    for (int b = a; b + n <= *argc; b++) argv[b] = argv[b + n];
+    *argc -= n;
+}
+
 /* --page-timeout S / --page-memory MIB anywhere after the command (every command that renders PDF
  * pages honours them): the sandbox's bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
 static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
@@ -187,8 +193,7 @@ static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
             return EXIT_USAGE;
         if (t) sb->timeout_s = d;
         else sb->max_mb = d;
-        for (int b = a; b + 2 <= *argc; b++) argv[b] = argv[b + 2]; /* argv[argc] is NULL */
-        *argc -= 2;
+        argv_remove(argc, argv, a, 2);
     }
     return 0;
 }
@@ -226,8 +231,7 @@ int main(int argc, char **argv) {
             return EXIT_USAGE;
         }
         setenv("NVL_BACKEND", v, 1);
-        for (int b = a; b + used <= argc; b++) argv[b] = argv[b + used]; /* argv[argc] is NULL */
-        argc -= used;
+        argv_remove(&argc, argv, a, used);
     }
     /* PDF pages render in a process of their own, bounded in time and memory */
     media_pdf_sandbox sb = media_pdf_sandbox_default();

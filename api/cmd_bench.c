@@ -366,7 +366,8 @@ int cmd_bench(int argc, char **argv) {
             printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.total, cold.total / n);
             printf("peak RSS       %.0f MiB", peak_rss_mb());
-            if (renderer_peak_rss_mb() > 0) printf(" (the PDF renderer's process: %.0f MiB)", renderer_peak_rss_mb());
+            const double rr = renderer_peak_rss_mb();
+            if (rr > 0) printf(" (the PDF renderer's process: %.0f MiB)", rr);
             printf("\n");
             if (on_device)
                 printf("device memory  %.0f MiB in use of %.0f\n", (double)dused / (1024.0 * 1024.0),

@@ -76,7 +76,7 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
  * end, then killing it) and describes its end in buf: "crashed (signal 11, Segmentation fault)"
  * for the signals a fault raises; "was killed (signal 9: ...)"; "was stopped from outside (signal
  * N, ...)" for other signals; "exited with status N"; "ended". */
-const char *media_proc_death(media_proc *p, char *buf, size_t cap);
+int media_proc_death(media_proc *p, char *buf, size_t cap); /* 1: a fault signal ended it */
 /* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);
 /* The helper's side: the descriptor of the next byte on sock (close-on-exec), or -1. */

@@ -50,10 +50,10 @@ media_pdf_sandbox media_pdf_sandbox_default(void) {
     return d;
 }
 
-static void spare_drop(void);
 
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb) {
-    if (sb->exe && g_sandbox.sb.exe && strcmp(sb->exe, g_sandbox.sb.exe)) spare_drop(); /* another executable's */
+    if (sb->exe && g_sandbox.sb.exe && strcmp(sb->exe, g_sandbox.sb.exe))
+        media_pdf_sandbox_end_spare(); /* another executable's */
     g_sandbox.sb = *sb;
     if (sb->exe && strlen(sb->exe) < sizeof g_sandbox.exe) {
         memcpy(g_sandbox.exe, sb->exe, strlen(sb->exe) + 1);
@@ -68,8 +68,7 @@ media_pdf_sandbox media_pdf_get_sandbox(void) { return g_sandbox.sb; }
 struct media_pdf {
     PopplerDocument *doc; /* opened in this process; NULL: through the renderer */
     char *name;
-    char *password; /* the renderer opens the file again after a stop */
-    int has_password;
+    char *password; /* the renderer opens the file again after a stop; NULL: none */
     int n_pages;
     media_limits lim;
     pthread_mutex_t mu; /* one call at a time: Poppler's document, the renderer's socket */
@@ -419,8 +418,7 @@ static void live_make_room(media_pdf *pdf) {
 
 /* Error for a call whose wait did not end in MEDIA_PROC_OK; the renderer is stopped (started
  * again by the next call). */
-static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_proc_end why, size_t max_rss,
-                                  nvl_err *err) {
+static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_proc_end why, nvl_err *err) {
     char how[128], what[64];
     call_what(q, what, sizeof what);
     nvl_status st;
@@ -431,7 +429,6 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
                          "hostile or extremely complex page)", pdf->name, what, sb->timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
-        (void)max_rss;
         st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory besides the page's pixels (the "
                          "page memory limit); stopped (a PDF can declare images far larger than its page)", pdf->name,
                          what, sb->max_mb);
@@ -444,8 +441,7 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
                          pdf->name, what);
         break;
     default:
-        media_proc_death(&pdf->proc, how, sizeof how);
-        st = strstr(how, "crashed")
+        st = media_proc_death(&pdf->proc, how, sizeof how)
                  ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged PDF: %s failed: the renderer %s", pdf->name, what, how)
                  : nvl_err_set(err, NVL_ERR_IO, "%s: %s failed: the PDF renderer %s", pdf->name, what, how);
         break;
@@ -460,13 +456,11 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
 static pthread_mutex_t g_spare_mu = PTHREAD_MUTEX_INITIALIZER;
 static media_proc g_spare = {.pid = 0, .fd = -1};
 
-static void spare_drop(void) {
+void media_pdf_sandbox_end_spare(void) {
     pthread_mutex_lock(&g_spare_mu);
     media_proc_kill(&g_spare);
     pthread_mutex_unlock(&g_spare_mu);
 }
-
-void media_pdf_sandbox_end_spare(void) { spare_drop(); }
 
 int media_pdf_renderers(void) {
     pthread_mutex_lock(&g_live_mu);
@@ -542,9 +536,9 @@ static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b
  * no renderer could start (may be NULL). A taken spare that turns out to have ended (it said hello
  * before it was killed) is replaced by a new renderer once. */
 static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, nvl_err *err) {
-    const size_t pl = strlen(pdf->name), wl = pdf->has_password ? strlen(pdf->password) : 0;
+    const size_t pl = strlen(pdf->name), wl = pdf->password ? strlen(pdf->password) : 0;
     const pdf_req q = {.op = PDF_OPEN, .path_len = (uint32_t)pl,
-                       .password_len = pdf->has_password ? (uint32_t)wl : PDF_NONE};
+                       .password_len = pdf->password ? (uint32_t)wl : PDF_NONE};
     live_make_room(pdf);
     for (int attempt = 0;; attempt++) {
         nvl_status st = renderer_take(&pdf->proc, attempt == 0, err);
@@ -563,7 +557,7 @@ static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, 
             media_proc_kill(&pdf->proc);
             continue;
         }
-        if (end != MEDIA_PROC_OK) return renderer_failed(pdf, &q, end, b.max_rss, err);
+        if (end != MEDIA_PROC_OK) return renderer_failed(pdf, &q, end, err);
         if (st != NVL_OK) {
             media_proc_kill(&pdf->proc);
             return st;
@@ -591,12 +585,12 @@ static nvl_status renderer_call(media_pdf *pdf, const pdf_req *q, const media_pr
             live_touch(pdf);
         }
         if (media_proc_write(&pdf->proc, q, sizeof *q) == MEDIA_PROC_OK) break;
-        if (attempt) return renderer_failed(pdf, q, MEDIA_PROC_GONE, 0, err);
+        if (attempt) return renderer_failed(pdf, q, MEDIA_PROC_GONE, err);
         renderer_stop(pdf); /* it ended while idle (killed from outside): once more */
     }
     nvl_status st = NVL_OK;
     const enum media_proc_end end = read_reply(pdf, b, &st, err);
-    return end == MEDIA_PROC_OK ? st : renderer_failed(pdf, q, end, b->max_rss, err);
+    return end == MEDIA_PROC_OK ? st : renderer_failed(pdf, q, end, err);
 }
 
 /* A string payload (nvl_malloc'ed; NULL for PDF_NONE) after a successful reply. */
@@ -614,7 +608,7 @@ static nvl_status renderer_string(media_pdf *pdf, const pdf_req *q, const media_
     if (end == MEDIA_PROC_OK) end = media_proc_read(&pdf->proc, *out, n, b);
     if (end != MEDIA_PROC_OK) {
         nvl_freep(out);
-        return renderer_failed(pdf, q, end, b->max_rss, err);
+        return renderer_failed(pdf, q, end, err);
     }
     (*out)[n] = 0;
     return NVL_OK;
@@ -639,7 +633,6 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
         nvl_free(pdf);
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
     }
-    pdf->has_password = password != NULL;
     pthread_mutex_init(&pdf->mu, NULL);
     pdf->proc.fd = -1;
     pdf->fd = fd;
@@ -717,7 +710,7 @@ nvl_status media_pdf_page_size(const media_pdf *cpdf, int page, double *w, doubl
         double wh[2] = {0, 0};
         if ((st = renderer_call(pdf, &q, &b, err)) == NVL_OK) {
             const enum media_proc_end end = media_proc_read(&pdf->proc, wh, sizeof wh, &b);
-            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, b.max_rss, err);
+            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, err);
         }
         *w = wh[0];
         *h = wh[1];
@@ -804,7 +797,7 @@ nvl_status media_pdf_render(media_pdf *pdf, int page, double dpi, int long_side,
         const media_proc_bounds b = call_bounds(pdf, (size_t)W * (size_t)H);
         if ((st = renderer_call(pdf, &q, &b, err)) == NVL_OK) {
             const enum media_proc_end end = media_proc_read(&pdf->proc, img->rgb, (size_t)W * (size_t)H * 3, &b);
-            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, b.max_rss, err);
+            if (end != MEDIA_PROC_OK) st = renderer_failed(pdf, &q, end, err);
         }
     }
     pthread_mutex_unlock(&pdf->mu);

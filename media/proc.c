@@ -93,15 +93,7 @@ static size_t proc_rss(pid_t pid) {
 }
 
 enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
-    const char *b = buf;
-    while (n) {
-        const ssize_t k = send(p->fd, b, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return MEDIA_PROC_GONE;
-        b += k;
-        n -= (size_t)k;
-    }
-    return MEDIA_PROC_OK;
+    return media_proc_write_full(p->fd, buf, n) ? MEDIA_PROC_OK : MEDIA_PROC_GONE;
 }
 
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *b) {
@@ -132,9 +124,10 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
     return MEDIA_PROC_OK;
 }
 
-const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
+int media_proc_death(media_proc *p, char *buf, size_t cap) {
     int ws = 0;
     pid_t r = -1;
+    int fault = 0;
     /* its end closed, it is ending: a second at most (a helper that closed its end and lives on, or
        one that broke the protocol, is killed; nothing waits on it for ever) */
     for (int i = 0; p->pid > 0 && i < 100; i++) {
@@ -152,9 +145,10 @@ const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
         if (sig == SIGKILL) /* not a signal a crash raises */
             snprintf(buf, cap, "was killed (signal 9: by the system's out-of-memory killer, or by hand)");
         else if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGABRT || sig == SIGTRAP ||
-                 sig == SIGSYS)
+                 sig == SIGSYS) {
             snprintf(buf, cap, "crashed (signal %d, %s)", sig, strsignal(sig));
-        else if (sig)
+            fault = 1;
+        } else if (sig)
             snprintf(buf, cap, "was stopped from outside (signal %d, %s)", sig, strsignal(sig));
         else if (WIFEXITED(ws))
             snprintf(buf, cap, "exited with status %d", WEXITSTATUS(ws));
@@ -163,7 +157,7 @@ const char *media_proc_death(media_proc *p, char *buf, size_t cap) {
     } else {
         snprintf(buf, cap, "ended");
     }
-    return buf;
+    return fault;
 }
 
 // ---------------------------------------------------------------------------
