@@ -103,8 +103,8 @@ media_video_params engine_video_params(const api_ask_params *p) {
     return vp;
 }
 
-/* media_pdf's cancel callback: the request's cancel (any thread) */
-static int pdf_cancelled(void *rq) { return engine_media_cancelled(rq); }
+/* media_pdf's and media_video's cancel callback: the request's cancel (any thread) */
+static int media_cancelled(void *rq) { return engine_media_cancelled(rq); }
 
 nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err) {
     const api_ask_params *p = rq->p;
@@ -139,7 +139,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
             goto out;
         }
         rq->pdfs[rq->n_pdfs++] = pdf;
-        media_pdf_set_cancel(pdf, pdf_cancelled, rq); /* a cancel stops a page in the renderer */
+        media_pdf_set_cancel(pdf, media_cancelled, rq); /* a cancel stops a page in the renderer */
         int *pages = NULL, np_ = 0;
         st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
         for (int i = 0; i < np_ && st == NVL_OK; i++) {
@@ -179,7 +179,9 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         if (!s->base_key) st = nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
         /* the sample is planned now (the budget needs the number of frames); the frames are
          * decoded in the vision stage, a few ahead of RADIO (engine_video_decode) */
-        const media_video_params vp = engine_video_params(p);
+        media_video_params vp = engine_video_params(p);
+        vp.cancelled = media_cancelled; /* a cancel stops the packet scan and the decoding between frames */
+        vp.cancel_ctx = rq;
         /* (the message names the file: a path's own name, bytes' label put in for their
            temporary file's at out) */
         if (st == NVL_OK) st = media_video_open(path, &vp, NULL, &s->video, err);

@@ -189,6 +189,11 @@ typedef struct media_video_params {
     double fps;       /* sampling rate, default 2 */
     int max_frames;   /* default 128 (also capped by media_limits.max_frames) */
     double start, end;/* seconds; end <= 0 = to the end */
+    /* NULL, or asked (from the calling thread) between decoded frames and while the file is read
+     * (FFmpeg's interrupt callback); once it returns nonzero, media_video_open / media_video_next
+     * / media_video_sample stop with NVL_ERR_CANCELLED "NAME: cancelled" and the video has ended */
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
 } media_video_params;
 media_video_params media_video_params_default(void);
 

@@ -61,6 +61,7 @@ static nvl_status av_status(int e) {
 }
 
 static nvl_status av_fail(nvl_err *err, const char *name, const char *what, int e) {
+    if (e == AVERROR_EXIT) return nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", name); /* (av_interrupt) */
     char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
     av_strerror(e, buf, sizeof buf);
     /* a decoder that meets damaged data may answer with any errno (libdav1d gives ENOSPC: "No
@@ -83,7 +84,24 @@ typedef struct av_in {
     AVIOContext *avio;
     const uint8_t *mem;
     size_t mem_len, mem_pos;
+    struct av_cancel *cancel; /* NULL: none */
 } av_in;
+
+/* A caller's cancel (media_video_params.cancelled), also FFmpeg's interrupt callback: its
+ * blocking reads (avformat_open_input, av_read_frame: each buffer refill) fail once it returns
+ * nonzero. A demuxer may report that failure as the end of the file (mov does), so fired
+ * remembers it: an interrupted read is never taken for the end. */
+typedef struct av_cancel {
+    int (*cancelled)(void *ctx);
+    void *ctx;
+    int fired;
+} av_cancel;
+
+static int av_cancelled(av_cancel *c) {
+    if (c && !c->fired && c->cancelled && c->cancelled(c->ctx)) c->fired = 1;
+    return c && c->fired;
+}
+static int av_interrupt(void *opaque) { return av_cancelled(opaque); }
 
 static void av_in_close(av_in *in) {
     sws_freeContext(in->sws);
@@ -117,27 +135,36 @@ static int64_t mem_seek(void *opaque, int64_t off, int whence) {
 }
 
 /* Opens a file (path) or a memory buffer (mem) and finds its best video stream and a decoder for
- * it (in->codec); the decoder itself is opened by av_in_open_decoder. */
+ * it (in->codec); the decoder itself is opened by av_in_open_decoder. cancel (NULL: none) must
+ * outlive in: FFmpeg's reads of the file answer AVERROR_EXIT once it says so. */
 static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
-                                     nvl_err *err) {
+                                     av_cancel *cancel, nvl_err *err) {
     memset(in, 0, sizeof *in);
     av_log_set_level(AV_LOG_QUIET);
     int e;
+    if (!(in->fmt = avformat_alloc_context())) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+    if (cancel && cancel->cancelled) {
+        in->cancel = cancel;
+        in->fmt->interrupt_callback.callback = av_interrupt;
+        in->fmt->interrupt_callback.opaque = cancel;
+    }
     if (mem) {
         in->mem = mem;
         in->mem_len = len;
         uint8_t *b = av_malloc(65536);
-        in->fmt = avformat_alloc_context();
         in->avio = b ? avio_alloc_context(b, 65536, 0, in, mem_read, NULL, mem_seek) : NULL;
-        if (!in->fmt || !in->avio) {
-            if (!in->avio) av_free(b);
+        if (!in->avio) {
+            av_free(b);
             return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
         }
         in->fmt->pb = in->avio;
         in->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     }
-    if ((e = avformat_open_input(&in->fmt, path, NULL, NULL)) < 0) return av_fail(err, name, "cannot open", e);
-    if ((e = avformat_find_stream_info(in->fmt, NULL)) < 0) return av_fail(err, name, "cannot read stream info", e);
+    if ((e = avformat_open_input(&in->fmt, path, NULL, NULL)) < 0)
+        return av_fail(err, name, "cannot open", av_cancelled(cancel) ? AVERROR_EXIT : e);
+    e = avformat_find_stream_info(in->fmt, NULL);
+    if (av_cancelled(cancel)) return av_fail(err, name, "cannot read stream info", AVERROR_EXIT);
+    if (e < 0) return av_fail(err, name, "cannot read stream info", e);
     const AVCodec *codec = NULL;
     in->stream = av_find_best_stream(in->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (in->stream == AVERROR_STREAM_NOT_FOUND)
@@ -178,7 +205,7 @@ static nvl_status av_in_open_decoder(av_in *in, const char *name, nvl_err *err) 
 /* Opens a file (path) or a memory buffer (mem) and its best video stream's decoder. */
 static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
                              nvl_err *err) {
-    nvl_status st = av_in_open_demuxer(in, path, mem, len, name, err);
+    nvl_status st = av_in_open_demuxer(in, path, mem, len, name, NULL, err);
     return st == NVL_OK ? av_in_open_decoder(in, name, err) : st;
 }
 
@@ -264,6 +291,7 @@ static int next_frame(av_in *in, int *draining) {
         if (r != AVERROR(EAGAIN)) return r;
         if (*draining) return AVERROR_EOF;
         r = av_read_frame(in->fmt, in->pkt);
+        if (r < 0 && (r == AVERROR_EXIT || av_cancelled(in->cancel))) return AVERROR_EXIT; /* not the end */
         if (r < 0) {
             *draining = 1;
             avcodec_send_packet(in->dec, NULL);
@@ -354,7 +382,8 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     int64_t *t = NULL, *d = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
     int all_pts = 1, all_dts = 1;
     int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
-    while (av_read_frame(in->fmt, in->pkt) >= 0) {
+    int r;
+    while ((r = av_read_frame(in->fmt, in->pkt)) >= 0) {
         *n_packets += in->pkt->stream_index == in->stream; /* (discarded ones too: the index counts them) */
         if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) {
             const int64_t p = in->pkt->pts, q = in->pkt->dts, dur = in->pkt->duration > 0 ? in->pkt->duration : nominal;
@@ -384,6 +413,11 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
             }
         }
         av_packet_unref(in->pkt);
+    }
+    if (r == AVERROR_EXIT || av_cancelled(in->cancel)) { /* cancelled (a long file's every packet is read here) */
+        nvl_free(t);
+        nvl_free(d);
+        return av_fail(err, name, "reading the frame times", AVERROR_EXIT);
     }
     *n = k;
     if (!all_pts && all_dts && k > 0) {
@@ -422,6 +456,7 @@ static int64_t nearest_frame(const int64_t *t, int64_t n, int64_t v) {
 
 struct media_video {
     av_in in;
+    av_cancel cancel;    /* media_video_params.cancelled, read by av_interrupt while in is open */
     int open;            /* in holds an open input */
     char *name;          /* for messages */
     media_limits lim;
@@ -443,7 +478,7 @@ static nvl_status video_rewind(media_video *v, nvl_err *err) {
     av_in_close(&v->in);
     memset(&v->in, 0, sizeof v->in);
     v->open = 0;
-    nvl_status st = av_in_open_demuxer(&v->in, v->name, NULL, 0, v->name, err);
+    nvl_status st = av_in_open_demuxer(&v->in, v->name, NULL, 0, v->name, &v->cancel, err);
     v->open = 1;
     v->draining = 0;
     v->cur = -1;
@@ -484,7 +519,8 @@ nvl_status media_video_open(const char *path, const media_video_params *params, 
     v->lim = *lim;
     v->cur = -1;
     v->seeked_k = -1;
-    st = av_in_open_demuxer(&v->in, path, NULL, 0, path, err); /* the decoder at the first frame */
+    v->cancel = (av_cancel){p.cancelled, p.cancel_ctx, 0};
+    st = av_in_open_demuxer(&v->in, path, NULL, 0, path, &v->cancel, err); /* the decoder at the first frame */
     v->open = 1;
     if (st != NVL_OK) goto fail;
     AVRational fr = av_guess_frame_rate(v->in.fmt, v->in.st, NULL);
@@ -565,6 +601,11 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     nvl_status st = NVL_OK;
     int just_sought = 0;
     while (v->k < v->n) {
+        if (av_cancelled(&v->cancel)) { /* between decoded frames: a wanted frame may lie thousands
+                                           of frames past its keyframe (a screen recording) */
+            v->ended = 1;
+            return nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", v->name);
+        }
         if (!v->no_seek && v->want[v->k] - v->cur > seek_min_gap() && v->cur >= 0 && v->seeked_k != v->k) {
             v->seeked_k = v->k;
             int64_t ts = v->pts ? v->pts[v->want[v->k]] : v->t0 + (int64_t)floor((double)v->want[v->k] / v->native / v->tb);

@@ -622,6 +622,82 @@ static void test_video_stream(void) {
     }
 }
 
+/* A cancel (media_video_params.cancelled) stops the packet scan of media_video_open and the
+ * decoding inside media_video_next: NVL_ERR_CANCELLED naming the file, no frame, the video ended
+ * (an interrupted read taken for the end of the file would end the sample early, silently). */
+typedef struct {
+    int calls, at; /* asked so far; cancelled once calls reaches at (0: never) */
+} cancel_count;
+static int count_cancel(void *ctx) {
+    cancel_count *c = ctx;
+    c->calls++;
+    return c->at > 0 && c->calls >= c->at;
+}
+
+static void test_video_cancel(void) {
+    const char *sp = test_shared_path("media/video/long_180p_av1.mp4");
+    if (!sp) {
+        fprintf(stderr, "skip: ../shared/media/video/long_180p_av1.mp4 is absent\n");
+        return;
+    }
+    char p[1024];
+    snprintf(p, sizeof p, "%s", sp);
+    nvl_err err = {0};
+    cancel_count c = {0};
+    media_video_params vp = media_video_params_default();
+    vp.max_frames = 2; /* frames 0 and 21765: the second ~320 frames past its keyframe */
+    vp.cancelled = count_cancel;
+    vp.cancel_ctx = &c;
+    media_video *v = NULL;
+    TEST_EQ_INT(media_video_open(p, &vp, NULL, &v, &err), NVL_OK);
+    const int n_open = c.calls;
+    /* 956635 bytes read through in 32 KiB refills, each asking */
+    TEST_CHECK(n_open >= 20, "media_video_open asked the cancel %d times while reading the file", n_open);
+    media_image *fr = NULL;
+    TEST_EQ_INT(media_video_next(v, &fr, &err), NVL_OK);
+    TEST_CHECK(fr && fr->index == 0, "the first frame (%lld)", fr ? (long long)fr->index : -1LL);
+    media_image_free(fr);
+    const int n1 = c.calls;
+    TEST_EQ_INT(media_video_next(v, &fr, &err), NVL_OK);
+    TEST_CHECK(fr && fr->index == 21765, "the last frame (%lld)", fr ? (long long)fr->index : -1LL);
+    media_image_free(fr);
+    const int n2 = c.calls - n1;
+    TEST_CHECK(n2 >= 100, "decoding to the last frame asked %d times (once a frame at least)", n2);
+    media_video_close(v);
+    /* cancelled in the packet scan, and at its last question (the reopening after it) */
+    const int ats[] = {n_open / 2, n_open};
+    for (int i = 0; i < 2; i++) {
+        c = (cancel_count){0, ats[i]};
+        v = (media_video *)1;
+        const nvl_status st = media_video_open(p, &vp, NULL, &v, &err);
+        TEST_CHECK(st == NVL_ERR_CANCELLED && v == NULL && strstr(err.msg, "long_180p_av1.mp4: cancelled"),
+                   "open cancelled at %d: %d %s", ats[i], (int)st, st == NVL_OK ? "" : err.msg);
+        if (st == NVL_OK) media_video_close(v);
+        TEST_CHECK(c.calls <= ats[i] + 1, "and asked no more (%d, cancelled at %d)", c.calls, ats[i]);
+    }
+    /* cancelled a few frames into the decoding of the last frame */
+    c = (cancel_count){0};
+    TEST_EQ_INT(media_video_open(p, &vp, NULL, &v, &err), NVL_OK);
+    TEST_EQ_INT(media_video_next(v, &fr, &err), NVL_OK);
+    media_image_free(fr);
+    c.at = c.calls + 5;
+    fr = (media_image *)1;
+    const nvl_status st = media_video_next(v, &fr, &err);
+    TEST_CHECK(st == NVL_ERR_CANCELLED && fr == NULL && strstr(err.msg, "long_180p_av1.mp4: cancelled"),
+               "next cancelled mid-decoding: %d %s", (int)st, st == NVL_OK ? "" : err.msg);
+    if (st == NVL_OK) media_image_free(fr);
+    TEST_CHECK(c.calls - n1 < n2 / 2, "stopped after %d of the %d questions", c.calls - n1, n2);
+    fr = (media_image *)1;
+    TEST_CHECK(media_video_next(v, &fr, &err) == NVL_OK && fr == NULL, "the video has ended");
+    media_video_close(v);
+    /* media_video_sample: the error, no frames */
+    c = (cancel_count){0, n1 + 5};
+    media_frames *f = (media_frames *)1;
+    const nvl_status sst = media_video_sample(p, &vp, NULL, &f, &err);
+    TEST_CHECK(sst == NVL_ERR_CANCELLED && f == NULL, "a cancelled sample: %d, no frames", (int)sst);
+    if (sst == NVL_OK) media_frames_free(f);
+}
+
 int main(void) {
     nvl_err err = {0};
     if (nvl_json_load_file(&g_gold, test_data_path("media/goldens.json"), 1 << 22, &err) != NVL_OK) {
@@ -642,6 +718,7 @@ int main(void) {
     test_limits();
     test_limits_exact();
     test_video_stream();
+    test_video_cancel();
     test_manifest("", 80);
     test_manifest("field/", 8);
     TEST_EQ_INT(nvl_alloc_count(), live0);
