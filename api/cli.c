@@ -59,6 +59,10 @@ static const char *k_usage =
     "  --page-memory MIB  memory (MiB) one PDF page may take to render besides its pixels (default\n"
     "                     2048; 0: no limit); PDFs are read in a process of their own, nanovl-pdf,\n"
     "                     and a page past either limit fails with its error\n"
+    "  --video-timeout S  seconds a video may take to read its frame times, or to decode up to\n"
+    "                     its next sampled frame (default 120; 0: no limit)\n"
+    "  --video-memory MIB memory (MiB) a video's decoder may hold (default 4096; 0: no limit);\n"
+    "                     each video is decoded in a process of its own, nanovl-video\n"
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
@@ -124,6 +128,13 @@ static int cmd_version(int argc, char **argv) {
         if (sb.max_mb > 0) snprintf(m, sizeof m, "%g MiB", sb.max_mb);
         printf("pdf: read in a process of its own per document, nanovl-pdf (a page: %s, %s)\n", t, m);
     }
+    if (media_supports(MEDIA_KIND_VIDEO)) {
+        const media_video_sandbox sb = media_video_get_sandbox();
+        char t[32] = "no time limit", m[32] = "no memory limit";
+        if (sb.timeout_s > 0) snprintf(t, sizeof t, "%g s a step", sb.timeout_s);
+        if (sb.max_mb > 0) snprintf(m, sizeof m, "%g MiB", sb.max_mb);
+        printf("video: decoded in a process of its own per video, nanovl-video (%s, %s)\n", t, m);
+    }
     return 0;
 }
 
@@ -179,20 +190,23 @@ static void argv_remove(int *argc, char **argv, int a, int n) {
     *argc -= n;
 }
 
-/* --page-timeout S / --page-memory MIB anywhere after the command (every command that renders PDF
- * pages honours them): the sandbox's bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
-static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
+/* --page-timeout S / --page-memory MIB (every command that renders PDF pages honours them) and
+ * --video-timeout S / --video-memory MIB (every command that decodes videos) anywhere after the
+ * command: the sandboxes' bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
+static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb, media_video_sandbox *vsb) {
     for (int a = 2; a < *argc && strcmp(argv[a], "--");) { /* after "--" every argument is a file */
-        const int t = !strcmp(argv[a], "--page-timeout"), m = !strcmp(argv[a], "--page-memory");
-        if (!t && !m) {
+        double *to = !strcmp(argv[a], "--page-timeout")    ? &sb->timeout_s
+                     : !strcmp(argv[a], "--page-memory")   ? &sb->max_mb
+                     : !strcmp(argv[a], "--video-timeout") ? &vsb->timeout_s
+                     : !strcmp(argv[a], "--video-memory")  ? &vsb->max_mb
+                                                           : NULL;
+        if (!to) {
             a++;
             continue;
         }
-        double d = 0;
-        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, t ? 86400 : 999999, 0, &d))
+        const int is_time = to == &sb->timeout_s || to == &vsb->timeout_s;
+        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, is_time ? 86400 : 999999, 0, to))
             return EXIT_USAGE;
-        if (t) sb->timeout_s = d;
-        else sb->max_mb = d;
         argv_remove(argc, argv, a, 2);
     }
     return 0;
@@ -200,6 +214,7 @@ static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb) {
 
 int main(int argc, char **argv) {
     media_pdf_worker_main(argc, argv); /* the PDF renderer: this executable started again (media.h) */
+    media_video_worker_main(argc, argv); /* the video decoder: the same */
     if (argc < 2) {
         fprintf(stderr, k_usage, NANOVL_VERSION);
         return EXIT_USAGE;
@@ -233,11 +248,13 @@ int main(int argc, char **argv) {
         setenv("NVL_BACKEND", v, 1);
         argv_remove(&argc, argv, a, used);
     }
-    /* PDF pages render in a process of their own, bounded in time and memory */
+    /* PDF pages render, and videos decode, in processes of their own, bounded in time and memory */
     media_pdf_sandbox sb = media_pdf_sandbox_default();
-    sb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
-    if (sandbox_options(&argc, argv, &sb)) return EXIT_USAGE;
+    media_video_sandbox vsb = media_video_sandbox_default();
+    sb.exe = vsb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
+    if (sandbox_options(&argc, argv, &sb, &vsb)) return EXIT_USAGE;
     media_pdf_set_sandbox(&sb);
+    media_video_set_sandbox(&vsb);
     /* every documented environment variable is checked before any command runs; NVL_THREADS applies */
     nvl_err env_err = {0};
     if (kern_env_check(&env_err) != NVL_OK || api_env_check(&env_err) != NVL_OK) {

@@ -39,6 +39,10 @@ static const char *k_usage =
     "                            (default 2048; 0 = none): pages render in a process of their own,\n"
     "                            stopped past either bound or by a cancel (a PDF is refused when\n"
     "                            no renderer process can start)\n"
+    "  --video-timeout S         seconds a video may take to read its frame times or to decode up\n"
+    "                            to its next sampled frame (default 120; 0 = none)\n"
+    "  --video-memory MIB        memory a video's decoder process may hold (default 4096; 0 =\n"
+    "                            none; a video is refused when no decoder process can start)\n"
     "  --quiet                   no request log on stderr\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
@@ -54,6 +58,9 @@ int cmd_serve(int argc, char **argv) {
     media_pdf_sandbox sb = media_pdf_get_sandbox();
     sb.strict = 1;
     media_pdf_set_sandbox(&sb);
+    media_video_sandbox vsb = media_video_get_sandbox(); /* nor a video without the decoder's */
+    vsb.strict = 1;
+    media_video_set_sandbox(&vsb);
     const char *model = getenv("NANOVL_MODEL");
     api_server_opts o = api_server_opts_default();
     api_engine_opts eo = api_engine_opts_default(); /* max_batch as the server's */

@@ -524,6 +524,12 @@ static void status_reply(server *s, client *cl, const char *id) {
         cJSON_AddNumberToObject(ev, "page_timeout_s", sb.timeout_s > 0 ? sb.timeout_s : 0);
         cJSON_AddNumberToObject(ev, "page_memory_mib", sb.max_mb > 0 ? sb.max_mb : 0);
     }
+    if (media_supports(MEDIA_KIND_VIDEO)) { /* the video decoder processes and their bounds */
+        const media_video_sandbox vsb = media_video_get_sandbox();
+        cJSON_AddNumberToObject(ev, "video_decoders", media_video_decoders());
+        cJSON_AddNumberToObject(ev, "video_timeout_s", vsb.timeout_s > 0 ? vsb.timeout_s : 0);
+        cJSON_AddNumberToObject(ev, "video_memory_mib", vsb.max_mb > 0 ? vsb.max_mb : 0);
+    }
     emit_locked(s, cl, ev);
     pthread_mutex_unlock(&s->mu);
 }

@@ -7,7 +7,8 @@
  *                                    ../shared/media/video/long_180p_av1.mp4)
  * Reports wall time of open + render of every page (median of 3; in this process and through the
  * PDF renderer process, media.h media_pdf_sandbox), of one full sampling
- * call (median of 3), of tiling the first page and every sampled frame (median of 3), plus peak
+ * call (median of 3; in this process and through the video decoder process, media_video_sandbox),
+ * of tiling the first page and every sampled frame (median of 3), plus peak
  * RSS. */
 #include "bench_util.h"
 #include <stdio.h>
@@ -66,12 +67,13 @@ static double pdf_time(const char *path, int *pages, int *w, int *h, double *til
 
 int main(int argc, char **argv) {
     media_pdf_worker_main(argc, argv); /* this binary is its own PDF renderer */
+    media_video_worker_main(argc, argv); /* and video decoder */
     if (argc != 3) {
         fprintf(stderr, "usage: bench_media PDF VIDEO\n");
         return 2;
     }
     nvl_err err = {0};
-    double tp[3], ts[3], tv[3], tt[3], tf[3];
+    double tp[3], ts[3], tv[3], tvd[3], tt[3], tf[3];
     int pages = 0, frames = 0, w = 0, h = 0, page_tiles = 0, fw = 0, fh = 0;
     for (int r = 0; r < 3; r++) {
         media_pdf_sandbox sb = media_pdf_sandbox_default();
@@ -80,8 +82,20 @@ int main(int argc, char **argv) {
         sb.exe = "/proc/self/exe"; /* through the renderer process, as nanovl reads PDFs */
         media_pdf_set_sandbox(&sb);
         ts[r] = pdf_time(argv[1], &pages, &w, &h, NULL, NULL);
+        media_video_sandbox vsb = media_video_sandbox_default();
+        vsb.exe = "/proc/self/exe"; /* through the decoder process, as nanovl decodes videos */
+        media_video_set_sandbox(&vsb);
         double a = bench_now();
         media_frames *f = NULL;
+        if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        tvd[r] = bench_now() - a;
+        media_frames_free(f);
+        vsb.exe = NULL; /* in this process */
+        media_video_set_sandbox(&vsb);
+        a = bench_now();
         if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
@@ -99,6 +113,7 @@ int main(int argc, char **argv) {
     qsort(tp, 3, sizeof *tp, bench_cmp_double);
     qsort(ts, 3, sizeof *ts, bench_cmp_double);
     qsort(tv, 3, sizeof *tv, bench_cmp_double);
+    qsort(tvd, 3, sizeof *tvd, bench_cmp_double);
     qsort(tt, 3, sizeof *tt, bench_cmp_double);
     qsort(tf, 3, sizeof *tf, bench_cmp_double);
     int threads = 1;
@@ -113,6 +128,7 @@ int main(int argc, char **argv) {
            ts[1], pages / ts[1]);
     printf("| video %s: %d frames sampled (2 fps, max 128) | %.3f s | %.1f frames/s |\n", argv[2], frames, tv[1],
            frames / tv[1]);
+    printf("| the same through the video decoder process | %.3f s | %.1f frames/s |\n", tvd[1], frames / tvd[1]);
     printf("| tiling page 1 (%dx%d) into %d tiles of 512, %d thread(s) | %.3f s | %.1f pages/s |\n", w, h, page_tiles,
            threads, tt[1], 1.0 / tt[1]);
     printf("| tiling %d frames (%dx%d) into one tile each, %d thread(s) | %.3f s | %.1f frames/s |\n", frames, fw, fh,

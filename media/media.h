@@ -197,6 +197,34 @@ typedef struct media_video_params {
 } media_video_params;
 media_video_params media_video_params_default(void);
 
+/* Where, and within what bounds, videos are decoded. A hostile stream of a few KB can declare
+ * frames of 100 megapixels (a 22 KB H.264 file of 9984x9984 frames took 1.4 GB to decode), and a
+ * crash in FFmpeg would end the caller (a server and every request in it). With exe set, each
+ * video opened by media_video_open is read and decoded in a process of its own, "the decoder":
+ * exe started as `exe MEDIA_VIDEO_WORKER_ARG` (an executable whose main calls
+ * media_video_worker_main first), started at open, ended with the video; each step (the open's
+ * read of the frame times, then each media_video_next) is bounded by timeout_s, max_mb and the
+ * params' cancel callback, and one past a bound stops the decoder and ends the video with its
+ * error (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT, NVL_ERR_CANCELLED; a crash: NVL_ERR_FORMAT "damaged
+ * video"). When no decoder can start, the video is decoded in this process with a warning
+ * (nvl_log), or refused (strict). Frames are bit-equal either way. */
+typedef struct media_video_sandbox {
+    const char *exe;  /* NULL: decoded in this process, unbounded (the default) */
+    double timeout_s; /* wall-clock seconds one step may take; <= 0: none. Default 120 */
+    double max_mb;    /* MiB the decoder may hold resident; <= 0: none. Default 4096 */
+    int strict;       /* 1: a video whose decoder cannot start is refused (NVL_ERR_IO). Default 0 */
+} media_video_sandbox;
+#define MEDIA_VIDEO_WORKER_ARG "--video-decode-worker"
+media_video_sandbox media_video_sandbox_default(void);
+/* Process-wide (copied, exe too); set it before videos open, from one thread. */
+void media_video_set_sandbox(const media_video_sandbox *sb);
+media_video_sandbox media_video_get_sandbox(void);
+/* Decoder processes running now (one per open video that has frames left). */
+int media_video_decoders(void);
+/* The decoder's entry: when argv[1] is MEDIA_VIDEO_WORKER_ARG, decodes the parent's video on fd 3
+ * and ends the process (never returns); otherwise returns at once. Call it first in main(). */
+void media_video_worker_main(int argc, char **argv);
+
 typedef struct media_frames {
     media_image **frames;   /* n frames, each with timestamp (seconds) and source index */
     int n;

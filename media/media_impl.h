@@ -81,6 +81,11 @@ int media_proc_death(media_proc *p, char *buf, size_t cap); /* 1: a fault signal
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);
 /* The helper's side: the descriptor of the next byte on sock (close-on-exec), or -1. */
 int media_proc_recv_fd(int sock);
+/* The helper's start (its main, before any work): ignores the signals a terminal or service
+ * manager sends the process group, no core dumps, named `name` in ps/top, descriptors past fd 3
+ * closed, a thread that _exits when the parent's end closes; then says hello on fd 3. 1, or 0 when
+ * that failed (the helper should exit). */
+int media_proc_worker_begin(const char *name, uint32_t hello);
 /* The helper's blocking reads and writes of exactly n bytes on fd: 1, or 0 at end of file/error. */
 int media_proc_read_full(int fd, void *buf, size_t n);
 int media_proc_write_full(int fd, const void *buf, size_t n);

@@ -22,14 +22,11 @@
  *   PDF_TEXT   uint32 length and the bytes
  *   PDF_RENDER height * width * 3 RGB bytes */
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -221,16 +218,6 @@ static int reply_string(int fd, const char *s) {
     return media_proc_write_full(fd, &n, sizeof n) && (!s || media_proc_write_full(fd, s, n));
 }
 
-/* Ends the renderer when the parent's end closes, even in the middle of a page. */
-static void *watch_parent(void *arg) {
-    (void)arg;
-    for (;;) {
-        struct pollfd pf = {.fd = MEDIA_PROC_FD, .events = POLLRDHUP};
-        if (poll(&pf, 1, -1) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) _exit(0);
-    }
-    return NULL;
-}
-
 /* One request; 0 ends the renderer (the parent gone, or a request not of this protocol). */
 static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *n_pages, char **path) {
     nvl_err e = {0};
@@ -315,25 +302,7 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
 
 static int worker_serve(void) {
     const int fd = MEDIA_PROC_FD;
-    /* the terminal's ^C, and a service manager's SIGTERM, reach the whole process group: the parent
-       decides when to stop a page (a serve being stopped finishes its running request) */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    const struct rlimit nocore = {0, 0};
-    setrlimit(RLIMIT_CORE, &nocore);
-    prctl(PR_SET_NAME, "nanovl-pdf", 0, 0, 0); /* its name in ps and top (else "exe") */
-    /* descriptors another thread of the parent opened without close-on-exec */
-    if (close_range(MEDIA_PROC_FD + 1, ~0u, 0) != 0) {
-        const long mx = sysconf(_SC_OPEN_MAX);
-        for (long i = MEDIA_PROC_FD + 1; i < (mx > 0 && mx < 65536 ? mx : 65536); i++) close((int)i);
-    }
-    pthread_t th;
-    if (pthread_create(&th, NULL, watch_parent, NULL) != 0) return 3;
-    const uint32_t hello = PDF_HELLO;
-    if (!media_proc_write_full(fd, &hello, sizeof hello)) return 0;
+    if (!media_proc_worker_begin("nanovl-pdf", PDF_HELLO)) return 0;
     PopplerDocument *doc = NULL;
     int n_pages = 0;
     char *path = NULL;

@@ -8,10 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -235,4 +239,35 @@ int media_proc_recv_fd(int sock) {
             return fd;
         }
     return -1;
+}
+
+/* Ends the helper when the parent's end closes, even in the middle of its work. */
+static void *watch_parent(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct pollfd pf = {.fd = MEDIA_PROC_FD, .events = POLLRDHUP};
+        if (poll(&pf, 1, -1) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) _exit(0);
+    }
+    return NULL;
+}
+
+int media_proc_worker_begin(const char *name, uint32_t hello) {
+    /* the terminal's ^C, and a service manager's SIGTERM, reach the whole process group: the parent
+       decides when to stop the helper (a serve being stopped finishes its running request) */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    const struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    prctl(PR_SET_NAME, name, 0, 0, 0); /* its name in ps and top (else "exe") */
+    /* descriptors another thread of the parent opened without close-on-exec */
+    if (close_range(MEDIA_PROC_FD + 1, ~0u, 0) != 0) {
+        const long mx = sysconf(_SC_OPEN_MAX);
+        for (long i = MEDIA_PROC_FD + 1; i < (mx > 0 && mx < 65536 ? mx : 65536); i++) close((int)i);
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, watch_parent, NULL) != 0) return 0;
+    return media_proc_write_full(MEDIA_PROC_FD, &hello, sizeof hello);
 }

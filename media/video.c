@@ -11,9 +11,13 @@
  * AVERROR codes become nvl_status: AVERROR_INVALIDDATA -> NVL_ERR_FORMAT, ENOMEM -> NVL_ERR_NOMEM,
  * ENOENT -> NVL_ERR_NOT_FOUND, AVERROR_DECODER_NOT_FOUND -> NVL_ERR_UNSUPPORTED. */
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -459,6 +463,15 @@ struct media_video {
     av_cancel cancel;    /* media_video_params.cancelled, read by av_interrupt while in is open */
     int open;            /* in holds an open input */
     char *name;          /* for messages */
+    char *file;          /* what is opened (the name, or the decoder process's /proc/self/fd/N) */
+    /* decoded in a decoder process (media_video_sandbox): these, info and want; nothing above */
+    int remote;
+    int counted;         /* proc is counted in g_n_decoders */
+    media_proc proc;     /* pid 0 once it has ended */
+    int fd;              /* the file, passed to the decoder process; -1: none */
+    double *want_t;      /* the planned frames' times */
+    double timeout_s, max_mb;
+    media_video_params params; /* (to start its decoder again) */
     media_limits lim;
     media_video_info info;
     int64_t *want, *pts; /* wanted frame indices (n of them), the frames' presentation times */
@@ -478,19 +491,25 @@ static nvl_status video_rewind(media_video *v, nvl_err *err) {
     av_in_close(&v->in);
     memset(&v->in, 0, sizeof v->in);
     v->open = 0;
-    nvl_status st = av_in_open_demuxer(&v->in, v->name, NULL, 0, v->name, &v->cancel, err);
+    nvl_status st = av_in_open_demuxer(&v->in, v->file, NULL, 0, v->name, &v->cancel, err);
     v->open = 1;
     v->draining = 0;
     v->cur = -1;
     return st;
 }
 
+static void decoder_stop(media_video *v);
+
 void media_video_close(media_video *v) {
     if (!v) return;
     if (v->open) av_in_close(&v->in);
+    if (v->remote) decoder_stop(v);
+    if (v->fd >= 0) close(v->fd);
     nvl_free(v->want);
+    nvl_free(v->want_t);
     nvl_free(v->pts);
     nvl_free(v->name);
+    nvl_free(v->file);
     nvl_free(v);
 }
 
@@ -499,28 +518,42 @@ static double video_frame_t(const media_video *v, int64_t i) {
     return v->pts ? (double)(v->pts[i] - v->t0) * v->tb : (double)i / v->native;
 }
 
-nvl_status media_video_open(const char *path, const media_video_params *params, const media_limits *lim,
-                            media_video **out, nvl_err *err) {
+/* A handle with its name (and file) copied, fd -1; NULL when out of memory. */
+static media_video *video_new(const char *file, const char *name) {
+    media_video *v = nvl_calloc(1, sizeof *v);
+    if (!v) return NULL;
+    v->fd = -1;
+    v->proc.fd = -1;
+    v->name = nvl_strdup(name);
+    v->file = nvl_strdup(file);
+    if (!v->name || !v->file) {
+        media_video_close(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* media_video_open in this process: file is what FFmpeg opens, name what messages say. */
+static nvl_status video_open_local(const char *file, const char *name, const media_video_params *params,
+                                   const media_limits *lim, media_video **out, nvl_err *err) {
     *out = NULL;
+    const char *path = name;
     media_video_params p = params ? *params : media_video_params_default();
     media_limits dl = media_limits_default();
     if (!lim) lim = &dl;
     if (!(p.fps > 0) || p.max_frames < 1)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: fps %g and max_frames %d must be positive", path, p.fps, p.max_frames);
     if (p.max_frames > lim->max_frames) p.max_frames = lim->max_frames;
-    nvl_status st = media_check_file(path, lim, err); /* size cap, readable */
+    nvl_status st = media_check_file(file, lim, err); /* size cap, readable (the decoder process: the
+                                                          parent checked it by name) */
     if (st != NVL_OK) return st;
-    media_video *v = nvl_calloc(1, sizeof *v);
-    if (!v || !(v->name = nvl_malloc(strlen(path) + 1))) {
-        nvl_free(v);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(v->name, path, strlen(path) + 1);
+    media_video *v = video_new(file, name);
+    if (!v) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
     v->lim = *lim;
     v->cur = -1;
     v->seeked_k = -1;
     v->cancel = (av_cancel){p.cancelled, p.cancel_ctx, 0};
-    st = av_in_open_demuxer(&v->in, path, NULL, 0, path, &v->cancel, err); /* the decoder at the first frame */
+    st = av_in_open_demuxer(&v->in, file, NULL, 0, path, &v->cancel, err); /* the decoder at the first frame */
     v->open = 1;
     if (st != NVL_OK) goto fail;
     AVRational fr = av_guess_frame_rate(v->in.fmt, v->in.st, NULL);
@@ -586,18 +619,417 @@ fail:
     return st;
 }
 
+// ---------------------------------------------------------------------------
+// The decoder process (media_video_sandbox): the same open and next, in `exe --video-decode-worker`.
+// Protocol on its fd 3 (proc.c), host byte order (both ends are this executable): it says
+// VIDEO_HELLO; the parent sends a vid_open, the name's bytes and one byte carrying the file's
+// descriptor; each request is answered by a vid_rep and its message bytes, then on success:
+//   VIDEO_OPEN  a vid_info, then n_planned (int64 index, double time) pairs
+//   VIDEO_NEXT  a vid_frame, then (when present) height rows of width * 3 RGB bytes
+// The decoder decodes one video and ends with it (its parent kills it at the video's end, on an
+// error, past a bound or on a cancel; a decoder is never restarted mid-video).
+
+#define VIDEO_HELLO 0x6e766c76u /* "nvlv" */
+#define VIDEO_START_S 30.0      /* seconds the decoder may take to start */
+#define VIDEO_KEEP_DECODERS 8   /* running decoders beyond which a video's is stopped after its open */
+enum { VIDEO_OPEN = 1, VIDEO_NEXT = 2 };
+
+typedef struct vid_open {
+    uint32_t op, name_len;
+    double fps, start, end;
+    int32_t max_frames, lim_max_frames;
+    uint64_t max_file_bytes;
+    int64_t max_pixels;
+} vid_open;
+
+typedef struct vid_rep {
+    int32_t status; /* nvl_status */
+    uint32_t msg_len;
+} vid_rep;
+
+typedef struct vid_info {
+    int32_t n_planned;
+    double native_fps, duration;
+    int64_t total_frames, listed_frames;
+} vid_info;
+
+typedef struct vid_frame {
+    int32_t present, width, height;
+    int64_t index;
+    double timestamp;
+} vid_frame;
+
+static struct {
+    media_video_sandbox sb;
+    char exe[4096];
+} g_vsandbox = {.sb = {.exe = NULL, .timeout_s = 120, .max_mb = 4096}};
+static int g_n_decoders; /* running decoder processes (atomic) */
+
+media_video_sandbox media_video_sandbox_default(void) {
+    media_video_sandbox sb = {.exe = NULL, .timeout_s = 120, .max_mb = 4096, .strict = 0};
+    return sb;
+}
+
+void media_video_set_sandbox(const media_video_sandbox *sb) {
+    char exe[sizeof g_vsandbox.exe]; /* (sb->exe may be g_vsandbox.exe itself: a get, changed, set) */
+    snprintf(exe, sizeof exe, "%s", sb && sb->exe ? sb->exe : "");
+    g_vsandbox.sb = sb ? *sb : media_video_sandbox_default();
+    if (sb && sb->exe) {
+        memcpy(g_vsandbox.exe, exe, sizeof exe);
+        g_vsandbox.sb.exe = g_vsandbox.exe;
+    }
+}
+
+media_video_sandbox media_video_get_sandbox(void) { return g_vsandbox.sb; }
+
+int media_video_decoders(void) { return __atomic_load_n(&g_n_decoders, __ATOMIC_RELAXED); }
+
+static int vreply(int fd, nvl_status st, const char *msg) {
+    vid_rep r = {.status = st, .msg_len = st == NVL_OK ? 0 : (uint32_t)strlen(msg)};
+    return media_proc_write_full(fd, &r, sizeof r) && media_proc_write_full(fd, msg, r.msg_len);
+}
+
+/* A test's knob: the decoder answers its Nth VIDEO_NEXT (1-based) by aborting (as where FFmpeg
+ * crashes) or by never answering (as a decoder stuck in a hostile stream). Read each time. */
+static int knob_is(const char *var, int n) {
+    const char *e = getenv(var);
+    return e && atoi(e) == n;
+}
+
+static int worker_video(void) {
+    const int fd = MEDIA_PROC_FD;
+    if (!media_proc_worker_begin("nanovl-video", VIDEO_HELLO)) return 0;
+    vid_open q;
+    if (!media_proc_read_full(fd, &q, sizeof q) || q.op != VIDEO_OPEN || !q.name_len || q.name_len > 65536) return 0;
+    char *name = malloc(q.name_len + 1);
+    if (!name || !media_proc_read_full(fd, name, q.name_len)) return 0;
+    name[q.name_len] = 0;
+    const int file_fd = media_proc_recv_fd(fd); /* the parent's open file (it sends it after the name) */
+    char file[64];
+    snprintf(file, sizeof file, "/proc/self/fd/%d", file_fd);
+    media_video_params p = media_video_params_default();
+    p.fps = q.fps;
+    p.start = q.start;
+    p.end = q.end;
+    p.max_frames = q.max_frames;
+    media_limits lim = media_limits_default();
+    lim.max_file_bytes = (size_t)q.max_file_bytes;
+    lim.max_pixels = q.max_pixels;
+    lim.max_frames = q.lim_max_frames;
+    nvl_err e = {0};
+    media_video *v = NULL;
+    nvl_status st = file_fd >= 0 ? video_open_local(file, name, &p, &lim, &v, &e)
+                                 : nvl_err_set(&e, NVL_ERR_IO, "%s: the video decoder did not receive the file", name);
+    if (!vreply(fd, st, e.msg)) return 0;
+    if (st != NVL_OK) return 0;
+    const media_video_info *in = media_video_get_info(v);
+    const vid_info vi = {.n_planned = in->n_planned, .native_fps = in->native_fps, .duration = in->duration,
+                         .total_frames = in->total_frames, .listed_frames = in->listed_frames};
+    if (!media_proc_write_full(fd, &vi, sizeof vi)) return 0;
+    for (int k = 0; k < in->n_planned; k++) {
+        int64_t idx = 0;
+        double t = 0;
+        media_video_planned(v, k, &idx, &t);
+        if (!media_proc_write_full(fd, &idx, sizeof idx) || !media_proc_write_full(fd, &t, sizeof t)) return 0;
+    }
+    for (int n_next = 1;; n_next++) {
+        uint32_t op = 0;
+        if (!media_proc_read_full(fd, &op, sizeof op) || op != VIDEO_NEXT) return 0;
+        if (knob_is("NVL_TEST_VIDEO_ABORT_FRAME", n_next)) raise(SIGABRT);
+        while (knob_is("NVL_TEST_VIDEO_HANG_FRAME", n_next)) {
+            const struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+        }
+        media_image *fr = NULL;
+        st = media_video_next(v, &fr, &e);
+        if (!vreply(fd, st, e.msg)) return 0;
+        if (st != NVL_OK) return 0;
+        const vid_frame f = {.present = fr != NULL, .width = fr ? fr->width : 0, .height = fr ? fr->height : 0,
+                             .index = fr ? fr->index : 0, .timestamp = fr ? fr->timestamp : 0};
+        int ok = media_proc_write_full(fd, &f, sizeof f);
+        for (int y = 0; ok && fr && y < fr->height; y++)
+            ok = media_proc_write_full(fd, fr->rgb + (size_t)y * fr->stride, (size_t)fr->width * 3);
+        media_image_free(fr);
+        if (!ok) return 0;
+    }
+}
+
+void media_video_worker_main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], MEDIA_VIDEO_WORKER_ARG)) return;
+    _exit(worker_video()); /* _exit: no atexit handlers or leak reports in the decoder */
+}
+
+static void decoder_stop(media_video *v) {
+    media_proc_kill(&v->proc);
+    if (v->counted) __atomic_sub_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
+    v->counted = 0;
+}
+
+/* What a step was, in its errors: opening, or the next planned frame. */
+static void step_what(const media_video *v, char *buf, size_t cap) {
+    if (!v->want) snprintf(buf, cap, "reading its frame times");
+    else if (v->k < v->n) snprintf(buf, cap, "decoding frame %lld (%.3f s)", (long long)v->want[v->k], v->want_t[v->k]);
+    else snprintf(buf, cap, "decoding past its last sampled frame");
+}
+
+/* Error for a step whose wait did not end in MEDIA_PROC_OK; the decoder is stopped and the video
+ * has ended. */
+static nvl_status decoder_failed(media_video *v, enum media_proc_end why, nvl_err *err) {
+    char how[128], what[96];
+    step_what(v, what, sizeof what);
+    nvl_status st;
+    switch (why) {
+    case MEDIA_PROC_TIMEOUT:
+        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the video time limit: a "
+                         "hostile stream, or a sampled frame very far past its keyframe)", v->name, what, v->timeout_s);
+        break;
+    case MEDIA_PROC_MEMORY:
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory (the video memory limit); "
+                         "stopped (a stream can declare frames of up to 100 megapixels)", v->name, what, v->max_mb);
+        break;
+    case MEDIA_PROC_CANCELLED:
+        st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", v->name);
+        break;
+    case MEDIA_PROC_BAD:
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged video: %s failed: the decoder's answer was malformed",
+                         v->name, what);
+        break;
+    default:
+        st = media_proc_death(&v->proc, how, sizeof how)
+                 ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged video: %s failed: the decoder %s", v->name, what, how)
+                 : nvl_err_set(err, NVL_ERR_IO, "%s: %s failed: the video decoder %s", v->name, what, how);
+        break;
+    }
+    decoder_stop(v);
+    v->ended = 1;
+    return st;
+}
+
+static media_proc_bounds step_bounds(const media_video *v) {
+    const media_proc_bounds b = {.deadline = v->timeout_s > 0 ? media_proc_now() + v->timeout_s : 0,
+                                 .max_rss = v->max_mb > 0 ? (size_t)(v->max_mb * 1048576.0) : 0,
+                                 .cancelled = v->cancel.cancelled, .ctx = v->cancel.ctx};
+    return b;
+}
+
+/* A vid_rep and its message; a failed one becomes *st / *err (as the decoder worded it). */
+static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b, nvl_status *st, nvl_err *err) {
+    vid_rep r;
+    enum media_proc_end end = media_proc_read(&v->proc, &r, sizeof r, b);
+    if (end != MEDIA_PROC_OK) return end;
+    char msg[NVL_ERR_MSG_MAX];
+    if (r.msg_len >= sizeof msg || (r.status == NVL_OK && r.msg_len)) return MEDIA_PROC_BAD;
+    if ((end = media_proc_read(&v->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
+    msg[r.msg_len] = 0;
+    *st = (nvl_status)r.status;
+    if (*st != NVL_OK) nvl_err_set(err, *st, "%s", msg);
+    return MEDIA_PROC_OK;
+}
+
+/* Starts a decoder (hello read within VIDEO_START_S). NVL_ERR_IO when none can start. */
+static nvl_status decoder_start(media_video *v, nvl_err *err) {
+    nvl_status st = media_proc_spawn(&v->proc, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, err);
+    if (st != NVL_OK) return st;
+    __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
+    v->counted = 1;
+    const media_proc_bounds start = {.deadline = media_proc_now() + VIDEO_START_S};
+    uint32_t hello = 0;
+    if (media_proc_read(&v->proc, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == VIDEO_HELLO) return NVL_OK;
+    decoder_stop(v);
+    return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the video decoder", g_vsandbox.sb.exe,
+                       MEDIA_VIDEO_WORKER_ARG);
+}
+
+/* Starts v's decoder and has it open the video (the name, then the descriptor). The first time
+ * (v->want NULL) the plan and the stream's facts are read into v; started again (before the
+ * first frame) the decoder must plan the same frames. *no_decoder = 1 when none could start. */
+static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
+    nvl_status st = decoder_start(v, err);
+    *no_decoder = st != NVL_OK;
+    if (st != NVL_OK) return st;
+    const media_video_params *p = &v->params;
+    const size_t nl = strlen(v->name);
+    const vid_open q = {.op = VIDEO_OPEN, .name_len = (uint32_t)nl, .fps = p->fps, .start = p->start, .end = p->end,
+                        .max_frames = p->max_frames, .lim_max_frames = v->lim.max_frames,
+                        .max_file_bytes = (uint64_t)v->lim.max_file_bytes, .max_pixels = v->lim.max_pixels};
+    enum media_proc_end end = media_proc_write(&v->proc, &q, sizeof q);
+    if (end == MEDIA_PROC_OK) end = media_proc_write(&v->proc, v->name, nl);
+    if (end == MEDIA_PROC_OK) end = media_proc_send_fd(&v->proc, v->fd);
+    const media_proc_bounds b = step_bounds(v);
+    vid_info vi = {0};
+    if (end == MEDIA_PROC_OK) end = read_vrep(v, &b, &st, err);
+    if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&v->proc, &vi, sizeof vi, &b);
+    if (end == MEDIA_PROC_OK && st == NVL_OK &&
+        (vi.n_planned < 1 || vi.n_planned > p->max_frames || vi.total_frames < vi.n_planned || !(vi.native_fps > 0)))
+        end = MEDIA_PROC_BAD;
+    int64_t *want = NULL;
+    double *want_t = NULL;
+    if (end == MEDIA_PROC_OK && st == NVL_OK) {
+        want = nvl_malloc((size_t)vi.n_planned * sizeof *want);
+        want_t = nvl_malloc((size_t)vi.n_planned * sizeof *want_t);
+        if (!want || !want_t) st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", v->name);
+        for (int k = 0; st == NVL_OK && end == MEDIA_PROC_OK && k < vi.n_planned; k++) {
+            end = media_proc_read(&v->proc, &want[k], sizeof want[k], &b);
+            if (end == MEDIA_PROC_OK) end = media_proc_read(&v->proc, &want_t[k], sizeof want_t[k], &b);
+            if (end == MEDIA_PROC_OK && (want[k] < 0 || want[k] >= vi.total_frames || (k && want[k] <= want[k - 1])))
+                end = MEDIA_PROC_BAD;
+        }
+    }
+    if (end != MEDIA_PROC_OK) st = decoder_failed(v, end, err); /* (v->want NULL: "reading its frame times") */
+    else if (st == NVL_OK && v->want && (vi.n_planned != v->n || memcmp(want, v->want, (size_t)v->n * sizeof *want)))
+        st = nvl_err_set(err, NVL_ERR_IO, "%s: the file changed while it was read (its frames planned again differ)",
+                         v->name);
+    if (st == NVL_OK && !v->want) {
+        v->want = want;
+        v->want_t = want_t;
+        want = NULL;
+        want_t = NULL;
+        v->n = vi.n_planned;
+        v->info.n_planned = vi.n_planned;
+        v->info.native_fps = vi.native_fps;
+        v->info.duration = vi.duration;
+        v->info.total_frames = vi.total_frames;
+        v->info.listed_frames = vi.listed_frames;
+    }
+    nvl_free(want);
+    nvl_free(want_t);
+    if (st != NVL_OK) {
+        decoder_stop(v);
+        v->ended = 1;
+    }
+    return st;
+}
+
+/* media_video_open through a decoder process. *no_decoder = 1 when none could start (then
+ * nothing was read and *out is NULL). Beyond VIDEO_KEEP_DECODERS running, the decoder is stopped
+ * once the plan is read and started again at the video's first media_video_next (reading the
+ * frame times again): a request naming 200 videos held 200 decoders. */
+static nvl_status video_open_remote(const char *path, const media_video_params *params, const media_limits *lim,
+                                    media_video **out, int *no_decoder, nvl_err *err) {
+    *out = NULL;
+    *no_decoder = 0;
+    media_video_params p = params ? *params : media_video_params_default();
+    media_limits dl = media_limits_default();
+    if (!lim) lim = &dl;
+    if (!(p.fps > 0) || p.max_frames < 1)
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: fps %g and max_frames %d must be positive", path, p.fps, p.max_frames);
+    if (p.max_frames > lim->max_frames) p.max_frames = lim->max_frames;
+    int fd = -1; /* size cap, a regular file (the decoder reads this descriptor: /dev/stdin works) */
+    nvl_status st = media_open_regular(path, lim, &fd, NULL, err);
+    if (st != NVL_OK) return st;
+    media_video *v = video_new(path, path);
+    if (!v) {
+        close(fd);
+        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    v->fd = fd;
+    v->remote = 1;
+    v->lim = *lim;
+    v->params = p;
+    v->cancel = (av_cancel){p.cancelled, p.cancel_ctx, 0};
+    v->timeout_s = g_vsandbox.sb.timeout_s;
+    v->max_mb = g_vsandbox.sb.max_mb;
+    if ((st = decoder_open(v, no_decoder, err)) != NVL_OK) {
+        media_video_close(v);
+        return st;
+    }
+    if (media_video_decoders() > VIDEO_KEEP_DECODERS) decoder_stop(v);
+    *out = v;
+    return NVL_OK;
+}
+
+/* media_video_next through the decoder. The frame it sends must be one of the plan's, in order,
+ * within the pixel limit. */
+static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err) {
+    if (!v->counted) { /* stopped after its open (VIDEO_KEEP_DECODERS): started again here, at the
+                          first frame (a decoder ends only with its video otherwise) */
+        int no_decoder = 0;
+        nvl_status st = v->k == 0 ? decoder_open(v, &no_decoder, err)
+                                  : nvl_err_set(err, NVL_ERR_INTERNAL, "%s: the video decoder ended mid-video", v->name);
+        if (st != NVL_OK) return st;
+    }
+    const media_proc_bounds b = step_bounds(v);
+    const uint32_t op = VIDEO_NEXT;
+    nvl_status st = NVL_OK;
+    vid_frame f = {0};
+    enum media_proc_end end = media_proc_write(&v->proc, &op, sizeof op);
+    if (end == MEDIA_PROC_OK) end = read_vrep(v, &b, &st, err);
+    if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&v->proc, &f, sizeof f, &b);
+    if (end == MEDIA_PROC_OK && st != NVL_OK) { /* the decoder's own error (damaged data): the video has ended */
+        decoder_stop(v);
+        v->ended = 1;
+        return st;
+    }
+    int64_t k = v->k;
+    if (end == MEDIA_PROC_OK && f.present) {
+        while (k < v->n && v->want[k] < f.index) k++; /* (a planned frame a variable rate's gap skipped) */
+        if (f.width <= 0 || f.height <= 0 || (int64_t)f.width * f.height > v->lim.max_pixels || k >= v->n ||
+            v->want[k] != f.index)
+            end = MEDIA_PROC_BAD;
+    }
+    media_image *img = NULL;
+    if (end == MEDIA_PROC_OK && f.present && (st = media_image_new(&img, f.width, f.height, err)) != NVL_OK) {
+        decoder_stop(v);
+        v->ended = 1;
+        return st;
+    }
+    for (int y = 0; end == MEDIA_PROC_OK && img && y < f.height; y++)
+        end = media_proc_read(&v->proc, img->rgb + (size_t)y * img->stride, (size_t)f.width * 3, &b);
+    if (end != MEDIA_PROC_OK) {
+        media_image_free(img);
+        return decoder_failed(v, end, err);
+    }
+    if (!img) { /* the end: the decoder is no longer needed */
+        decoder_stop(v);
+        v->ended = 1;
+        return NVL_OK;
+    }
+    img->index = f.index;
+    img->timestamp = f.timestamp;
+    v->k = k + 1;
+    if (!v->delivered++) {
+        v->info.width = img->width;
+        v->info.height = img->height;
+    }
+    *out = img;
+    return NVL_OK;
+}
+
+nvl_status media_video_open(const char *path, const media_video_params *params, const media_limits *lim,
+                            media_video **out, nvl_err *err) {
+    *out = NULL;
+    if (g_vsandbox.sb.exe) {
+        nvl_err e = {0};
+        int no_decoder = 0;
+        nvl_status st = video_open_remote(path, params, lim, out, &no_decoder, &e);
+        if (!no_decoder) {
+            if (st != NVL_OK && err) *err = e;
+            return st;
+        }
+        if (g_vsandbox.sb.strict)
+            return nvl_err_set(err, NVL_ERR_IO, "%s: the video decoder process could not start (%s); not decoded "
+                               "without its limits", path, e.msg);
+        NVL_LOG_WARN("%s: the video is decoded in this process, WITHOUT the video time and memory limits: the "
+                     "decoder process could not start (%s)\n", path, e.msg);
+    }
+    return video_open_local(path, path, params, lim, out, err);
+}
+
 const media_video_info *media_video_get_info(const media_video *v) { return &v->info; }
 
 int media_video_planned(const media_video *v, int k, int64_t *index, double *timestamp) {
     if (k < 0 || k >= v->n) return 0;
     *index = v->want[k];
-    *timestamp = video_frame_t(v, v->want[k]);
+    *timestamp = v->remote ? v->want_t[k] : video_frame_t(v, v->want[k]);
     return 1;
 }
+
+static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err);
 
 nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     *out = NULL;
     if (v->ended) return NVL_OK;
+    if (v->remote) return decoder_next(v, out, err);
     nvl_status st = NVL_OK;
     int just_sought = 0;
     while (v->k < v->n) {
@@ -744,4 +1176,12 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     return NVL_OK;
 }
 void media_video_close(media_video *v) { (void)v; }
+media_video_sandbox media_video_sandbox_default(void) {
+    media_video_sandbox sb = {.exe = NULL, .timeout_s = 120, .max_mb = 4096, .strict = 0};
+    return sb;
+}
+void media_video_set_sandbox(const media_video_sandbox *sb) { (void)sb; }
+media_video_sandbox media_video_get_sandbox(void) { return media_video_sandbox_default(); }
+int media_video_decoders(void) { return 0; }
+void media_video_worker_main(int argc, char **argv) { (void)argc, (void)argv; }
 #endif

@@ -954,6 +954,41 @@ int main(void) {
         unlink(hpdf);
     }
 
+    /* A video whose frames need gigabytes to decode (huge_frames.mp4: 9984x9984) is refused by the
+     * decoder process's memory bound; the server goes on, an ordinary video is answered, status
+     * shows the bounds and no decoder left. */
+    {
+        char sock11[120];
+        snprintf(sock11, sizeof sock11, "%s/nvl-serve11-%d.sock", test_tmpdir(), (int)getpid());
+        static const char *const vopts[] = {"--video-memory", "512", "--video-timeout", "60", NULL};
+        pid_t s11 = start_server_with(sock11, vopts, 0);
+        conn h = {.fd = connect_to(sock11, 60)};
+        TEST_CHECK(h.fd >= 0, "eleventh server up");
+        snprintf(req, sizeof req, "{\"v\":1,\"id\":\"hv\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
+                 test_data_path("media/made/huge_frames.mp4"));
+        send_line(h.fd, req);
+        ev = run_to_end(&h, "hv", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "huge_frames.mp4: ") &&
+                       strstr(str(ev, "message"), "needed more than 512 MiB"),
+                   "huge frames refused (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        snprintf(req, sizeof req, "{\"v\":1,\"id\":\"cv\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
+                 test_data_path("media/made/clip_2s.mp4"));
+        send_line(h.fd, req);
+        ev = run_to_end(&h, "cv", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "an ordinary video is answered (got %s: %s)",
+                   ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        send_line(h.fd, "{\"type\":\"status\",\"id\":\"st12\"}");
+        ev = next_event(&h, 10);
+        TEST_CHECK(ev && num(ev, "video_memory_mib") == 512 && num(ev, "video_timeout_s") == 60 && num(ev, "video_decoders") == 0,
+                   "status: the video bounds, no decoder left (%g MiB, %g s, %g decoders)", ev ? num(ev, "video_memory_mib") : -1,
+                   ev ? num(ev, "video_timeout_s") : -1, ev ? num(ev, "video_decoders") : -1);
+        cJSON_Delete(ev);
+        close(h.fd);
+        stop_server(s11, "eleventh");
+    }
+
     /* SIGTERM: the running request finishes, a queued one is answered shutting_down, the
      * socket file goes, exit 0. t1 reasons (think on, 1500 tokens at most): long enough that the
      * signal lands while it runs, so t2 is still queued (with 60 tokens t1 could finish first
