@@ -38,9 +38,9 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Peak RSS of the largest ended child: the PDF renderers (media.h), which read PDFs in a process
- * of their own; 0 when none ran. */
-static double renderer_peak_rss_mb(void) {
+/* Peak RSS of the largest ended child: the media helpers (media.h: the PDF renderers and the video
+ * decoders), which read PDFs and decode videos in processes of their own; 0 when none ran. */
+static double helper_peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
     return (double)ru.ru_maxrss / 1024.0;
@@ -222,11 +222,11 @@ static int bench_concurrency(const char *model, const char *file, const char *li
         cJSON_AddNumberToObject(out, "max_tokens", (double)p.max_tokens);
         cJSON_AddItemToObject(out, "concurrency", rows);
         cJSON_AddNumberToObject(out, "peak_rss_mb", peak_rss_mb());
-        cJSON_AddNumberToObject(out, "pdf_renderer_peak_rss_mb", renderer_peak_rss_mb());
+        cJSON_AddNumberToObject(out, "media_helper_peak_rss_mb", helper_peak_rss_mb());
         api_json_line(stdout, out);
     } else {
         cJSON_Delete(rows);
-        if (rc == 0) printf("peak RSS %.0f MiB (PDF renderer %.0f MiB)\n", peak_rss_mb(), renderer_peak_rss_mb());
+        if (rc == 0) printf("peak RSS %.0f MiB (PDF renderer / video decoder %.0f MiB)\n", peak_rss_mb(), helper_peak_rss_mb());
     }
     api_engine_close(e);
     return rc;
@@ -352,7 +352,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "kept_prefix_total_s", warm.total);
             cJSON_AddNumberToObject(o, "cold_total_s", cold.total / n);
             cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
-            cJSON_AddNumberToObject(o, "pdf_renderer_peak_rss_mb", renderer_peak_rss_mb());
+            cJSON_AddNumberToObject(o, "media_helper_peak_rss_mb", helper_peak_rss_mb());
             if (on_device) cJSON_AddNumberToObject(o, "device_used_mb", (double)dused / (1024.0 * 1024.0));
             api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
@@ -366,8 +366,8 @@ int cmd_bench(int argc, char **argv) {
             printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.total, cold.total / n);
             printf("peak RSS       %.0f MiB", peak_rss_mb());
-            const double rr = renderer_peak_rss_mb();
-            if (rr > 0) printf(" (the PDF renderer's process: %.0f MiB)", rr);
+            const double rr = helper_peak_rss_mb();
+            if (rr > 0) printf(" (the largest PDF renderer or video decoder process: %.0f MiB)", rr);
             printf("\n");
             if (on_device)
                 printf("device memory  %.0f MiB in use of %.0f\n", (double)dused / (1024.0 * 1024.0),
