@@ -203,9 +203,9 @@ media_video_params media_video_params_default(void);
  * video opened by media_video_open is read and decoded in a process of its own, "the decoder":
  * exe started as `exe MEDIA_VIDEO_WORKER_ARG` (an executable whose main calls
  * media_video_worker_main first), started at open, ended with the video; each step (the open's
- * read of the frame times, then each media_video_next) is bounded by timeout_s, max_mb and the
- * params' cancel callback, and one past a bound stops the decoder and ends the video with its
- * error (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT, NVL_ERR_CANCELLED; a crash: NVL_ERR_FORMAT "damaged
+ * read of the frame times, then each media_video_next) is bounded by timeout_s, max_mb (its
+ * resident memory, sampled every 50 ms) and the params' cancel callback, and one past a bound
+ * stops the decoder and ends the video with its error (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT, NVL_ERR_CANCELLED; a crash: NVL_ERR_FORMAT "damaged
  * video"). When no decoder can start, the video is decoded in this process with a warning
  * (nvl_log), or refused (strict). Frames are bit-equal either way. */
 typedef struct media_video_sandbox {
@@ -219,7 +219,9 @@ media_video_sandbox media_video_sandbox_default(void);
 /* Process-wide (copied, exe too); set it before videos open, from one thread. */
 void media_video_set_sandbox(const media_video_sandbox *sb);
 media_video_sandbox media_video_get_sandbox(void);
-/* Decoder processes running now (one per open video that has frames left). */
+/* Decoder processes running now: one per open video with frames left, except that beyond 8 a
+ * newly opened video's decoder (and its descriptor) is stopped once it has planned the frames and
+ * started again, reading the frame times again, at its first media_video_next. */
 int media_video_decoders(void);
 /* The decoder's entry: when argv[1] is MEDIA_VIDEO_WORKER_ARG, decodes the parent's video on fd 3
  * and ends the process (never returns); otherwise returns at once. Call it first in main(). */

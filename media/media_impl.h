@@ -90,4 +90,35 @@ int media_proc_worker_begin(const char *name, uint32_t hello);
 int media_proc_read_full(int fd, void *buf, size_t n);
 int media_proc_write_full(int fd, const void *buf, size_t n);
 
+// ---------------------------------------------------------------------------
+// The video decoder's protocol (video.c; tests/media/fake_video_decoder.c speaks it too)
+
+#define VIDEO_HELLO 0x6e766c76u /* "nvlv" */
+enum { VIDEO_OPEN = 1, VIDEO_NEXT = 2 };
+
+typedef struct vid_open {
+    uint32_t op, name_len;
+    double fps, start, end;
+    int32_t max_frames, lim_max_frames;
+    uint64_t max_file_bytes;
+    int64_t max_pixels;
+} vid_open;
+
+typedef struct vid_rep {
+    int32_t status; /* nvl_status */
+    uint32_t msg_len;
+} vid_rep;
+
+typedef struct vid_info {
+    int32_t n_planned;
+    double native_fps, duration;
+    int64_t total_frames, listed_frames;
+} vid_info;
+
+typedef struct vid_frame {
+    int32_t present, width, height;
+    int64_t index;
+    double timestamp;
+} vid_frame;
+
 #endif // MEDIA_MEDIA_IMPL_H

@@ -472,6 +472,8 @@ struct media_video {
     double *want_t;      /* the planned frames' times */
     double timeout_s, max_mb;
     media_video_params params; /* (to start its decoder again) */
+    int reopening;       /* the decoder started again is reading the frame times (for messages) */
+    media_video *local;  /* no decoder could start again: decoded in this process from here */
     media_limits lim;
     media_video_info info;
     int64_t *want, *pts; /* wanted frame indices (n of them), the frames' presentation times */
@@ -504,6 +506,7 @@ void media_video_close(media_video *v) {
     if (!v) return;
     if (v->open) av_in_close(&v->in);
     if (v->remote) decoder_stop(v);
+    media_video_close(v->local);
     if (v->fd >= 0) close(v->fd);
     nvl_free(v->want);
     nvl_free(v->want_t);
@@ -629,35 +632,8 @@ fail:
 // The decoder decodes one video and ends with it (its parent kills it at the video's end, on an
 // error, past a bound or on a cancel; a decoder is never restarted mid-video).
 
-#define VIDEO_HELLO 0x6e766c76u /* "nvlv" */
-#define VIDEO_START_S 30.0      /* seconds the decoder may take to start */
-#define VIDEO_KEEP_DECODERS 8   /* running decoders beyond which a video's is stopped after its open */
-enum { VIDEO_OPEN = 1, VIDEO_NEXT = 2 };
-
-typedef struct vid_open {
-    uint32_t op, name_len;
-    double fps, start, end;
-    int32_t max_frames, lim_max_frames;
-    uint64_t max_file_bytes;
-    int64_t max_pixels;
-} vid_open;
-
-typedef struct vid_rep {
-    int32_t status; /* nvl_status */
-    uint32_t msg_len;
-} vid_rep;
-
-typedef struct vid_info {
-    int32_t n_planned;
-    double native_fps, duration;
-    int64_t total_frames, listed_frames;
-} vid_info;
-
-typedef struct vid_frame {
-    int32_t present, width, height;
-    int64_t index;
-    double timestamp;
-} vid_frame;
+#define VIDEO_START_S 30.0    /* seconds the decoder may take to start */
+#define VIDEO_KEEP_DECODERS 8 /* running decoders beyond which a video's is stopped after its open */
 
 static struct {
     media_video_sandbox sb;
@@ -771,6 +747,7 @@ static void decoder_stop(media_video *v) {
 /* What a step was, in its errors: opening, or the next planned frame. */
 static void step_what(const media_video *v, char *buf, size_t cap) {
     if (!v->want) snprintf(buf, cap, "reading its frame times");
+    else if (v->reopening) snprintf(buf, cap, "reading its frame times again");
     else if (v->k < v->n) snprintf(buf, cap, "decoding frame %lld (%.3f s)", (long long)v->want[v->k], v->want_t[v->k]);
     else snprintf(buf, cap, "decoding past its last sampled frame");
 }
@@ -788,7 +765,7 @@ static nvl_status decoder_failed(media_video *v, enum media_proc_end why, nvl_er
         break;
     case MEDIA_PROC_MEMORY:
         st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory (the video memory limit); "
-                         "stopped (a stream can declare frames of up to 100 megapixels)", v->name, what, v->max_mb);
+                         "stopped", v->name, what, v->max_mb);
         break;
     case MEDIA_PROC_CANCELLED:
         st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", v->name);
@@ -824,8 +801,19 @@ static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b,
     if (r.msg_len >= sizeof msg || (r.status == NVL_OK && r.msg_len)) return MEDIA_PROC_BAD;
     if ((end = media_proc_read(&v->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
     msg[r.msg_len] = 0;
+    /* what decoding can fail with (a decoder taken over through an FFmpeg bug must not answer
+       "internal_error" or "busy" for it), its message about this file */
+    switch (r.status) {
+    case NVL_OK: case NVL_ERR_FORMAT: case NVL_ERR_UNSUPPORTED: case NVL_ERR_NOMEM: case NVL_ERR_NOT_FOUND:
+    case NVL_ERR_IO: case NVL_ERR_LIMIT: case NVL_ERR_INVALID_ARG:
+        break;
+    default:
+        return MEDIA_PROC_BAD;
+    }
     *st = (nvl_status)r.status;
-    if (*st != NVL_OK) nvl_err_set(err, *st, "%s", msg);
+    const size_t nl = strlen(v->name);
+    if (*st != NVL_OK && !strncmp(msg, v->name, nl) && msg[nl] == ':') nvl_err_set(err, *st, "%s", msg);
+    else if (*st != NVL_OK) nvl_err_set(err, *st, "%s: %s", v->name, msg);
     return MEDIA_PROC_OK;
 }
 
@@ -863,7 +851,8 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
     if (end == MEDIA_PROC_OK) end = read_vrep(v, &b, &st, err);
     if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&v->proc, &vi, sizeof vi, &b);
     if (end == MEDIA_PROC_OK && st == NVL_OK &&
-        (vi.n_planned < 1 || vi.n_planned > p->max_frames || vi.total_frames < vi.n_planned || !(vi.native_fps > 0)))
+        (vi.n_planned < 1 || vi.n_planned > p->max_frames || vi.total_frames < vi.n_planned || vi.listed_frames < 0 ||
+         !(vi.native_fps > 0 && isfinite(vi.native_fps)) || !(vi.duration >= 0 && isfinite(vi.duration))))
         end = MEDIA_PROC_BAD;
     int64_t *want = NULL;
     double *want_t = NULL;
@@ -874,12 +863,15 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
         for (int k = 0; st == NVL_OK && end == MEDIA_PROC_OK && k < vi.n_planned; k++) {
             end = media_proc_read(&v->proc, &want[k], sizeof want[k], &b);
             if (end == MEDIA_PROC_OK) end = media_proc_read(&v->proc, &want_t[k], sizeof want_t[k], &b);
-            if (end == MEDIA_PROC_OK && (want[k] < 0 || want[k] >= vi.total_frames || (k && want[k] <= want[k - 1])))
+            if (end == MEDIA_PROC_OK && (want[k] < 0 || want[k] >= vi.total_frames || (k && want[k] <= want[k - 1]) ||
+                                         !isfinite(want_t[k]) || (k && want_t[k] < want_t[k - 1])))
                 end = MEDIA_PROC_BAD;
         }
     }
     if (end != MEDIA_PROC_OK) st = decoder_failed(v, end, err); /* (v->want NULL: "reading its frame times") */
-    else if (st == NVL_OK && v->want && (vi.n_planned != v->n || memcmp(want, v->want, (size_t)v->n * sizeof *want)))
+    else if (st == NVL_OK && v->want &&
+             (vi.n_planned != v->n || memcmp(want, v->want, (size_t)v->n * sizeof *want) ||
+              memcmp(want_t, v->want_t, (size_t)v->n * sizeof *want_t)))
         st = nvl_err_set(err, NVL_ERR_IO, "%s: the file changed while it was read (its frames planned again differ)",
                          v->name);
     if (st == NVL_OK && !v->want) {
@@ -936,20 +928,70 @@ static nvl_status video_open_remote(const char *path, const media_video_params *
         media_video_close(v);
         return st;
     }
-    if (media_video_decoders() > VIDEO_KEEP_DECODERS) decoder_stop(v);
+    if (media_video_decoders() > VIDEO_KEEP_DECODERS) { /* (its descriptor too: a request naming a
+                                                             thousand videos held a thousand) */
+        decoder_stop(v);
+        close(v->fd);
+        v->fd = -1;
+    }
     *out = v;
     return NVL_OK;
+}
+
+/* A video whose decoder was stopped after its open (VIDEO_KEEP_DECODERS): the file opened again by
+ * name and a decoder started for it, which must plan the same frames. Where none can start: in
+ * this process from here (v->local, with the warning), or refused (strict). */
+static nvl_status decoder_reopen(media_video *v, nvl_err *err) {
+    if (v->fd < 0) {
+        nvl_status st = media_open_regular(v->name, &v->lim, &v->fd, NULL, err);
+        if (st != NVL_OK) {
+            v->ended = 1;
+            return st;
+        }
+    }
+    nvl_err e = {0};
+    int no_decoder = 0;
+    v->reopening = 1;
+    nvl_status st = decoder_open(v, &no_decoder, &e);
+    v->reopening = 0;
+    if (!no_decoder) {
+        if (st != NVL_OK && err) *err = e;
+        return st;
+    }
+    v->ended = 1; /* (the remote side's; v->local carries on) */
+    if (g_vsandbox.sb.strict)
+        return nvl_err_set(err, NVL_ERR_IO, "%s: the video decoder process could not start again (%s); not decoded "
+                           "without its limits", v->name, e.msg);
+    NVL_LOG_WARN("%s: the video is decoded in this process, WITHOUT the video time and memory limits: the "
+                 "decoder process could not start again (%s)\n", v->name, e.msg);
+    media_video_params p = v->params;
+    p.cancelled = v->cancel.cancelled;
+    p.cancel_ctx = v->cancel.ctx;
+    st = video_open_local(v->name, v->name, &p, &v->lim, &v->local, err);
+    if (st == NVL_OK && (v->local->n != v->n || memcmp(v->local->want, v->want, (size_t)v->n * sizeof *v->want))) {
+        media_video_close(v->local);
+        v->local = NULL;
+        st = nvl_err_set(err, NVL_ERR_IO, "%s: the file changed while it was read (its frames planned again differ)",
+                         v->name);
+    }
+    if (st == NVL_OK) v->ended = 0;
+    return st;
 }
 
 /* media_video_next through the decoder. The frame it sends must be one of the plan's, in order,
  * within the pixel limit. */
 static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err) {
-    if (!v->counted) { /* stopped after its open (VIDEO_KEEP_DECODERS): started again here, at the
-                          first frame (a decoder ends only with its video otherwise) */
-        int no_decoder = 0;
-        nvl_status st = v->k == 0 ? decoder_open(v, &no_decoder, err)
+    if (!v->counted && !v->local) { /* stopped after its open (VIDEO_KEEP_DECODERS): started again
+                                       here, at the first frame (a decoder ends only with its video) */
+        nvl_status st = v->k == 0 ? decoder_reopen(v, err)
                                   : nvl_err_set(err, NVL_ERR_INTERNAL, "%s: the video decoder ended mid-video", v->name);
         if (st != NVL_OK) return st;
+    }
+    if (v->local) { /* (no decoder could start again) */
+        const nvl_status st = media_video_next(v->local, out, err);
+        v->info.width = v->local->info.width;
+        v->info.height = v->local->info.height;
+        return st;
     }
     const media_proc_bounds b = step_bounds(v);
     const uint32_t op = VIDEO_NEXT;
@@ -967,8 +1009,10 @@ static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err) 
     if (end == MEDIA_PROC_OK && f.present) {
         while (k < v->n && v->want[k] < f.index) k++; /* (a planned frame a variable rate's gap skipped) */
         if (f.width <= 0 || f.height <= 0 || (int64_t)f.width * f.height > v->lim.max_pixels || k >= v->n ||
-            v->want[k] != f.index)
+            v->want[k] != f.index || !isfinite(f.timestamp))
             end = MEDIA_PROC_BAD;
+    } else if (end == MEDIA_PROC_OK && !v->delivered) { /* (its own next says "no frame could be decoded") */
+        end = MEDIA_PROC_BAD;
     }
     media_image *img = NULL;
     if (end == MEDIA_PROC_OK && f.present && (st = media_image_new(&img, f.width, f.height, err)) != NVL_OK) {

@@ -151,6 +151,70 @@ int main(int argc, char **argv) {
         media_frames_free(ref);
     }
 
+    {   /* a decoder that lies is not believed: each lie is "malformed" (or its error kept to the
+           statuses decoding can have, naming the file), the video ends, nothing is left */
+        static const struct { const char *mode, *want; nvl_status st; } lies[] = {
+            {"badstatus", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"nomsgname", "clip_2s.mp4: cannot read stream info: made up", NVL_ERR_FORMAT},
+            {"hugemsg", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"nanfps", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"inffps", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"nantime", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"backtime", "the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"zeroframes", "decoding frame 0 (0.000 s) failed: the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"offplan", "decoding frame 0 (0.000 s) failed: the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"nanstamp", "decoding frame 0 (0.000 s) failed: the decoder's answer was malformed", NVL_ERR_FORMAT},
+            {"bigframe", "decoding frame 0 (0.000 s) failed: the decoder's answer was malformed", NVL_ERR_FORMAT},
+        };
+        set_sandbox(FAKE_VIDEO_DECODER, 10, 4096, 1);
+        for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+            setenv("FAKE_MODE", lies[i].mode, 1);
+            media_frames *lf = (media_frames *)1;
+            const nvl_status ls = media_video_sample(clip, NULL, NULL, &lf, &err);
+            TEST_CHECK(ls == lies[i].st && !lf && strstr(err.msg, lies[i].want) && strstr(err.msg, "clip_2s.mp4: "),
+                       "a decoder that lies (%s): %d %s", lies[i].mode, (int)ls, ls == NVL_OK ? "" : err.msg);
+            if (ls == NVL_OK) media_frames_free(lf);
+            TEST_CHECK(media_video_decoders() == 0, "%s: no decoder left", lies[i].mode);
+        }
+        setenv("FAKE_MODE", "", 1); /* the honest fake: two 2x2 gray frames */
+        media_frames *lf = NULL;
+        TEST_EQ_INT(media_video_sample(clip, NULL, NULL, &lf, &err), NVL_OK);
+        TEST_CHECK(lf && lf->n == 2 && lf->frames[1]->index == 1 && lf->frames[0]->rgb[0] == 128,
+                   "the fake's honest answer is taken (%d frames)", lf ? lf->n : -1);
+        media_frames_free(lf);
+        unsetenv("FAKE_MODE");
+    }
+    {   /* videos stopped after their open whose decoder cannot start again: decoded in this
+           process with the warning (the CLI), or refused naming the file (strict: serve) */
+        for (int strict = 0; strict < 2; strict++) {
+            set_sandbox("/proc/self/exe", 60, 4096, strict);
+            media_video *vs[10] = {0};
+            for (int i = 0; i < 10; i++) TEST_EQ_INT(media_video_open(clip, NULL, NULL, &vs[i], &err), NVL_OK);
+            set_sandbox("/bin/true", 60, 4096, strict);
+            g_fallbacks = 0;
+            media_image *fr = NULL;
+            const nvl_status rs = vs[9] ? media_video_next(vs[9], &fr, &err) : NVL_ERR_INTERNAL;
+            if (!strict)
+                TEST_CHECK(rs == NVL_OK && fr && fr->index == 0 && g_fallbacks == 1,
+                           "not strict: the stopped video decoded here (%d, %d warnings: %s)", (int)rs, g_fallbacks,
+                           rs == NVL_OK ? "" : err.msg);
+            else
+                TEST_CHECK(rs == NVL_ERR_IO && strstr(err.msg, "clip_2s.mp4: the video decoder process could not start again"),
+                           "strict: refused naming the file (%d %s)", (int)rs, err.msg);
+            int n_rest = fr != NULL;
+            media_image_free(fr);
+            while (!strict && vs[9] && media_video_next(vs[9], &fr, &err) == NVL_OK && fr) {
+                n_rest++;
+                media_image_free(fr);
+            }
+            if (!strict) TEST_CHECK(n_rest == 4, "all 4 frames (%d)", n_rest);
+            TEST_CHECK(vs[0] && media_video_next(vs[0], &fr, &err) == NVL_OK && fr, "a kept decoder goes on");
+            media_image_free(fr);
+            for (int i = 0; i < 10; i++) media_video_close(vs[i]);
+            TEST_CHECK(media_video_decoders() == 0, "none left");
+        }
+    }
+
     /* 2. memory: a 22 KB stream of 9984x9984 frames, stopped at 256 MiB; the next video decodes */
     set_sandbox("/proc/self/exe", 60, 256, 1);
     media_frames *f = NULL;
