@@ -25,7 +25,8 @@ n=$((n + 1)); [ -s "$T/r/page-1.png" ] && [ -s "$T/r/page-4.png" ] && [ ! -e "$T
 # ask: refused naming the page; ocr: every page answered or marked with its error, exit 1
 expect_fixed 1 "h.pdf: rendering page 2 needed more than" "$B" ask --model "$M" "$T/h.pdf" --pages 2 "What?" --max-tokens 2 $MEM
 expect 1 "<!-- error: \(timeout\|limit_exceeded\): $T/h.pdf: rendering page 3 " "$B" ocr --model "$M" "$T/h.pdf" --max-tokens 2 --page-memory 512 $TIME
-n=$((n + 1)); grep -q "<!-- page 4: " "$T/out" && grep -q "<!-- error: limit_exceeded: .*rendering page 2 needed more than" "$T/out" || {
+# (page 2 passes 512 MiB in about 1 s, but on a loaded machine under ASan the 2 s bound may come first)
+n=$((n + 1)); grep -q "<!-- page 4: " "$T/out" && grep -q "<!-- error: \(limit_exceeded\|timeout\): .*rendering page 2 \(needed more than\|took longer\)" "$T/out" || {
     echo "FAIL: ocr did not go on past the refused pages:"; sed 's/^/    /' "$T/out" | head -20; fail=$((fail + 1)); }
 # batch: the job records the error; the next job runs
 printf '{"id":"a","files":["%s"],"question":"What?","params":{"pages":"2","max_tokens":2}}\n{"id":"b","files":["%s"],"question":"What?","params":{"pages":"1","max_tokens":2}}\n' \
