@@ -630,7 +630,8 @@ fail:
 //   VIDEO_OPEN  a vid_info, then n_planned (int64 index, double time) pairs
 //   VIDEO_NEXT  a vid_frame, then (when present) height rows of width * 3 RGB bytes
 // The decoder decodes one video and ends with it (its parent kills it at the video's end, on an
-// error, past a bound or on a cancel; a decoder is never restarted mid-video).
+// error, past a bound or on a cancel; a decoder is never restarted mid-video: one stopped under
+// VIDEO_KEEP_DECODERS right after its open is started again before the first frame).
 
 #define VIDEO_START_S 30.0    /* seconds the decoder may take to start */
 #define VIDEO_KEEP_DECODERS 8 /* running decoders beyond which a video's is stopped after its open */
