@@ -117,8 +117,8 @@ static int cmd_version(int argc, char **argv) {
     }
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("cpu kernels: %s\n", kern_cpu_kernels());
-    printf("media: jpeg %s, png %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
-           media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
+    printf("media: jpeg %s, png %s, heif %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
+           media_supports(MEDIA_KIND_PNG) ? "yes" : "no", media_supports(MEDIA_KIND_HEIF) ? "yes" : "no",
            media_supports(MEDIA_KIND_PDF) ? "yes" : "no",
            media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
     if (media_supports(MEDIA_KIND_PDF)) {

@@ -1,5 +1,6 @@
 # Dependency probes. Required: cJSON, Oniguruma. Optional (AUTO|ON|OFF): OpenMP, CUDA, Poppler
-# glib + cairo (PDF), libjpeg-turbo (JPEG), libpng (PNG), FFmpeg (video and other still formats).
+# glib + cairo (PDF), libjpeg-turbo (JPEG), libpng (PNG), libheif (HEIF), FFmpeg (video and other
+# still formats).
 # Each optional dependency sets NANOVL_HAVE_<X> and a one-line reason for the summary.
 find_package(PkgConfig REQUIRED)
 
@@ -46,6 +47,12 @@ if(NOT NANOVL_WEBP STREQUAL "OFF")
   pkg_check_modules(WEBP IMPORTED_TARGET libwebp)
 endif()
 nanovl_resolve(WEBP WEBP_FOUND "libwebp ${WEBP_VERSION}")
+
+# libheif (Debian's libheif-dev, with libde265): HEIF/HEIC stills, the iPhone's photos
+if(NOT NANOVL_HEIF STREQUAL "OFF")
+  pkg_check_modules(HEIF IMPORTED_TARGET libheif)
+endif()
+nanovl_resolve(HEIF HEIF_FOUND "libheif ${HEIF_VERSION}")
 
 if(NOT NANOVL_VIDEO STREQUAL "OFF")
   pkg_check_modules(FFMPEG IMPORTED_TARGET libavformat libavcodec libavutil libswscale)

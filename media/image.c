@@ -192,10 +192,7 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format", name);
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: is a %s, not a still image", name, media_kind_name(k));
-    if (k == MEDIA_KIND_HEIF)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
-                           "%s: unsupported image format: HEIF/HEIC still image (this nanovl has no HEIF decoder; "
-                           "convert it to JPEG or PNG)", name);
+    if (k == MEDIA_KIND_HEIF) return media_decode_heif(buf, len, name, lim, out, err); /* (its own orientation) */
     if (k == MEDIA_KIND_AVIF && !media_supports(k))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "%s: unsupported image format: AVIF still image (this nanovl has no AV1 decoder; "

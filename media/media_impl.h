@@ -27,6 +27,10 @@ nvl_status media_orient(media_image **img, int o, nvl_err *err);
 nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
                              media_image **out, nvl_err *err);
 int media_ffmpeg_decodes_av1(void); /* 1 when FFmpeg has an AV1 decoder */
+/* HEIF/HEIC stills through libheif (heif.c); media_heif_supported: 1 when built with it. */
+nvl_status media_decode_heif(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                             media_image **out, nvl_err *err);
+int media_heif_supported(void);
 
 /* Opens path for reading only when it is a regular file (a FIFO, socket, device or directory is
  * refused before it is opened, so nothing blocks) within lim->max_file_bytes (checked before any

@@ -96,6 +96,7 @@ int media_supports(enum media_kind k) {
     case MEDIA_KIND_VIDEO: return 1;
     case MEDIA_KIND_AVIF: return media_ffmpeg_decodes_av1();
 #endif
+    case MEDIA_KIND_HEIF: return media_heif_supported();
     default: return 0;
     }
 }

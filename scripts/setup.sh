@@ -12,6 +12,7 @@ PACKAGES=(
   libdnnl-dev                                                # oneDNN: many-row BF16 matmuls (AMX / AVX512-BF16)
   libpoppler-glib-dev libcairo2-dev                          # PDF
   libturbojpeg0-dev libpng-dev libwebp-dev                   # JPEG, PNG, WebP check
+  libheif-dev                                                # HEIF/HEIC photos (libheif, libde265)
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev # video and other still formats
   clang libclang-rt-14-dev                                   # libFuzzer harnesses, sanitizers
   poppler-utils ffmpeg                                       # pdfinfo/pdftoppm/ffprobe for checks

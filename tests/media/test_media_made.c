@@ -81,6 +81,75 @@ int main(void) {
     }
     cJSON_Delete(root);
 
+    /* HEIF/HEIC stills (tests/reference/gen_heif.py: pillow-heif wrote them and its decode is the
+     * reference): 8-bit with odd sizes, alpha composited on white, 10-bit read at 8 bits. Both
+     * decode the HEVC bitstream exactly (libde265); the YUV->RGB conversion is libheif's, a newer
+     * one in pillow-heif's wheel (1.23) than Debian's (1.15). 8-bit: within 1 level, mean under
+     * 0.1 (measured 1 and 0.018-0.028); 10-bit read at 8 bits: the two versions reduce the depth
+     * differently (no shift or rounding of pillow-heif's own 10-bit RGB gives its 8-bit one), so
+     * within 2 levels, mean under 0.7 (measured 2 and 0.59). NVL_TEST_VERBOSE prints them. */
+    if (media_supports(MEDIA_KIND_HEIF)) {
+        cJSON *hg = NULL;
+        if (nvl_json_load_file(&hg, test_data_path("media/heif_goldens.json"), 1 << 22, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        const cJSON *hfiles = cJSON_GetObjectItemCaseSensitive(hg, "files");
+        const char *heics[] = {"photo.heic", "alpha.heic", "deep.heic"};
+        for (int i = 0; i < 3; i++) {
+            char rel[128];
+            snprintf(rel, sizeof rel, "media/made/%s", heics[i]);
+            const cJSON *hf = cJSON_GetObjectItemCaseSensitive(hfiles, heics[i]);
+            const cJSON *px = cJSON_GetObjectItemCaseSensitive(hf, "pixels");
+            media_image *img = NULL;
+            nvl_status st = media_decode_image_file(test_data_path(rel), NULL, &img, &err);
+            TEST_CHECK(st == NVL_OK, "%s: %s", heics[i], st == NVL_OK ? "" : err.msg);
+            if (!img) continue;
+            const int gw = cJSON_GetObjectItemCaseSensitive(hf, "width")->valueint,
+                      gh = cJSON_GetObjectItemCaseSensitive(hf, "height")->valueint;
+            TEST_CHECK(img->width == gw && img->height == gh, "%s: %dx%d, pillow-heif %dx%d", heics[i], img->width,
+                       img->height, gw, gh);
+            int maxd = 0, n = 0;
+            double sum = 0;
+            const cJSON *v = px ? px->child : NULL;
+            for (int y = 0; img->width == gw && img->height == gh && y < gh; y++)
+                for (int x = 0; x < 3 * gw && v; x++, v = v->next, n++) {
+                    const int d = abs((int)img->rgb[(size_t)y * img->stride + (size_t)x] - v->valueint);
+                    maxd = d > maxd ? d : maxd;
+                    sum += d;
+                }
+            const int deep = i == 2, bound = deep ? 2 : 1;
+            const double mean_bound = deep ? 0.7 : 0.1;
+            TEST_CHECK(n == 3 * gw * gh && maxd <= bound && sum / n < mean_bound, "%s: %d samples within %d level(s) of "
+                       "pillow-heif's, mean under %g (max %d, mean %.4f)", heics[i], n, bound, mean_bound, maxd,
+                       n ? sum / n : 0.0);
+            if (getenv("NVL_TEST_VERBOSE"))
+                fprintf(stderr, "%s: max %d, mean %.4f over %d samples\n", heics[i], maxd, n ? sum / n : 0.0, n);
+            media_image_free(img);
+        }
+        cJSON_Delete(hg);
+        /* damaged: cut short, and its boxes' sizes broken: refused naming the file, nothing leaks */
+        uint8_t *hb = NULL;
+        size_t hl = 0;
+        TEST_EQ_INT(media_read_file(test_data_path("media/made/photo.heic"), NULL, &hb, &hl, &err), NVL_OK);
+        media_image *bad = NULL;
+        nvl_status bst = hb ? media_decode_image(hb, hl / 3, "cut.heic", NULL, &bad, &err) : NVL_ERR_IO;
+        TEST_CHECK(bst == NVL_ERR_FORMAT && !bad && strstr(err.msg, "cut.heic: damaged HEIF: "), "a HEIC cut short: %d %s",
+                   (int)bst, err.msg);
+        for (size_t i = 32; hb && i < hl && i < 400; i += 7) hb[i] ^= 0x5a; /* (the boxes after ftyp) */
+        bst = hb ? media_decode_image(hb, hl, "broken.heic", NULL, &bad, &err) : NVL_ERR_IO;
+        TEST_CHECK(bst != NVL_OK && !bad && strstr(err.msg, "broken.heic: "), "a HEIC with broken boxes: %d %s", (int)bst,
+                   err.msg);
+        media_image_free(bad);
+        nvl_free(hb);
+        /* a limit below its size: refused before decoding */
+        media_limits hl2 = media_limits_default();
+        hl2.max_pixels = 63 * 47 - 1;
+        TEST_EQ_INT(media_decode_image_file(test_data_path("media/made/photo.heic"), &hl2, &bad, &err), NVL_ERR_LIMIT);
+    } else {
+        fprintf(stderr, "(HEIF support is not built in: the HEIC checks skipped)\n");
+    }
+
     /* Containers without an index and a file cut short (tests/reference/gen_video_containers.py:
      * frame times from PyAV): H.264 with B-frames in MPEG-TS (a seek to the start time landed
      * past the first keyframe: no frame, or a GOP lost) and MPEG-2 in MPEG-PS (packets with a
