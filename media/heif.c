@@ -2,7 +2,8 @@
  * image, with the file's transformations (irot, imir, clap) applied as libheif and pillow-heif (the
  * reference) apply them; an EXIF orientation inside a HEIF is not applied again (the HEIF spec:
  * the transformation properties govern). Converted to 8-bit RGB by libheif; alpha composited on
- * white as for every format. Sizes are checked against media_limits.max_pixels before decoding.
+ * white as for every format (premultiplied alpha as such). The shown and the coded sizes are
+ * checked against media_limits.max_pixels before decoding.
  * Errors: NVL_ERR_FORMAT "damaged HEIF" (libheif's words after it), NVL_ERR_UNSUPPORTED for what
  * libheif cannot decode (an AVIF-coded or other codec image, a feature it lacks), NVL_ERR_LIMIT. */
 #include <pthread.h>
@@ -49,9 +50,18 @@ nvl_status media_decode_heif(const uint8_t *buf, size_t len, const char *name, c
         st = heif_fail(err, name, "its primary image", e);
         goto done;
     }
-    const int64_t w = heif_image_handle_get_width(h), hh = heif_image_handle_get_height(h);
+    /* the size shown (after clap's cropping) and the size decoded (ispe: a grid or a coded image
+       cropped small is decoded whole), both within the limit before anything is decoded */
+    const int64_t w = heif_image_handle_get_width(h), hh = heif_image_handle_get_height(h),
+                  iw = heif_image_handle_get_ispe_width(h), ih = heif_image_handle_get_ispe_height(h);
+    if (w <= 0 || hh <= 0) {
+        st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged HEIF: its primary image is %lldx%lld", name, (long long)w,
+                         (long long)hh);
+        goto done;
+    }
     if ((st = media_check_pixels(name, w, hh, lim, err)) != NVL_OK) goto done;
-    const int alpha = heif_image_handle_has_alpha_channel(h);
+    if ((iw > 0 || ih > 0) && (st = media_check_pixels(name, iw, ih, lim, err)) != NVL_OK) goto done;
+    const int alpha = heif_image_handle_has_alpha_channel(h), premultiplied = alpha && heif_image_handle_is_premultiplied_alpha(h);
     e = heif_decode_image(h, &img, heif_colorspace_RGB, alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB,
                           NULL);
     if (e.code != heif_error_Ok) {
@@ -78,7 +88,12 @@ nvl_status media_decode_heif(const uint8_t *buf, size_t len, const char *name, c
         }
         for (int x = 0; x < W; x++) { /* alpha composited on white, rounded as the other formats */
             const unsigned a = s[n * x + 3];
-            for (int c = 0; c < 3; c++) d[3 * x + c] = (uint8_t)((s[n * x + c] * a + 255u * (255u - a) + 127u) / 255u);
+            for (int c = 0; c < 3; c++) {
+                const unsigned v = s[n * x + c];
+                /* premultiplied samples (libheif gives them as stored) already carry a: + 255 - a */
+                d[3 * x + c] = premultiplied ? (uint8_t)(v + 255u - a > 255u ? 255u : v + 255u - a)
+                                             : (uint8_t)((v * a + 255u * (255u - a) + 127u) / 255u);
+            }
         }
     }
     *out = im;

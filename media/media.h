@@ -95,9 +95,10 @@ nvl_status media_decode_image_file(const char *path, const media_limits *lim, me
 /* Decodes a still image (JPEG, PNG; GIF first frame, WebP, BMP, TIFF through FFmpeg), format
  * sniffed from the bytes. AVIF stills decode through FFmpeg's AV1 decoder when this build has
  * one (a single coded item; grid and alpha AVIF are refused as unsupported); HEIF/HEIC stills
- * are refused as unsupported. The orientation the file declares is applied as Pillow's
- * exif_transpose does (EXIF in JPEG APP1, PNG eXIf, WebP EXIF; the TIFF Orientation tag) and
- * recorded in img->orientation; alpha is composited on white;
+ * through libheif when built with it (heif.c: its primary image with its irot/imir/clap applied,
+ * as pillow-heif does; img->orientation stays 0), else refused as unsupported. The orientation
+ * the file declares is applied as Pillow's exif_transpose does (EXIF in JPEG APP1, PNG eXIf, WebP
+ * EXIF; the TIFF Orientation tag) and recorded in img->orientation; alpha is composited on white;
  * 16-bit samples keep their high byte; gray, palette and CMYK become RGB. name labels errors.
  * @return NVL_OK; NVL_ERR_FORMAT / NVL_ERR_TRUNCATED for damaged data; NVL_ERR_UNSUPPORTED for
  * an unknown format, a compiled-out library or 12-bit JPEG; NVL_ERR_LIMIT. */

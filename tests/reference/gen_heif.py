@@ -4,9 +4,11 @@ HEIF:
 - photo.heic: 63x47 RGB (odd sizes: 4:2:0 chroma at the edges), a gradient with noise, quality 90;
 - alpha.heic: 32x24 RGBA, alpha varying over the image;
 - deep.heic: 40x30 at 10 bits (saved from a 16-bit image), read at 8 bits as pillow-heif does
-  (options.CONVERT_HDR_TO_8BIT, its default).
+  (options.CONVERT_HDR_TO_8BIT, its default);
+- premult.heic: 32x24 with premultiplied alpha (mode RGBa, 4:4:4, quality 100).
 Reference = pillow-heif's decode (transformations applied), as RGB; alpha composited on white
-with nanovl's rounding for every format: (c*a + 255*(255-a) + 127) // 255.
+with nanovl's rounding for every format: (c*a + 255*(255-a) + 127) // 255, and for premultiplied
+samples (which pillow-heif gives as stored, mode RGBa) min(255, c + 255 - a).
 Writes tests/data/media/made/*.heic and tests/data/media/heif_goldens.json.
 
     tests/reference/.venv/bin/python tests/reference/gen_heif.py
@@ -26,7 +28,10 @@ MADE = os.path.join(OUT, "made")
 def reference(path):
     h = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
     a = np.asarray(h.to_pillow())
-    if a.ndim == 3 and a.shape[2] == 4:
+    if h.mode == "RGBa":
+        rgb, al = a[..., :3].astype(np.int32), a[..., 3:].astype(np.int32)
+        a = np.minimum(rgb + 255 - al, 255).astype(np.uint8)
+    elif a.ndim == 3 and a.shape[2] == 4:
         rgb, al = a[..., :3].astype(np.uint32), a[..., 3:].astype(np.uint32)
         a = ((rgb * al + 255 * (255 - al) + 127) // 255).astype(np.uint8)
     return np.ascontiguousarray(a[..., :3]), h.info.get("bit_depth", 8) if hasattr(h, "info") else 8
@@ -46,8 +51,13 @@ def main():
     deep = np.stack([x * 1600, y * 2100, (x + y) * 900], -1).astype(np.uint16)
     hf = pillow_heif.from_bytes(mode="RGB;16", size=(40, 30), data=deep.tobytes())
     hf.save(os.path.join(MADE, "deep.heic"), quality=90)
+    c = rgba[..., :3].astype(np.uint32)
+    al = rgba[..., 3:].astype(np.uint32)
+    premult = np.dstack([(c * al // 255).astype(np.uint8), rgba[..., 3:]])
+    pillow_heif.from_bytes(mode="RGBa", size=(32, 24), data=premult.tobytes()).save(
+        os.path.join(MADE, "premult.heic"), quality=100, chroma=444)
     gold = {}
-    for f in ("photo.heic", "alpha.heic", "deep.heic"):
+    for f in ("photo.heic", "alpha.heic", "deep.heic", "premult.heic"):
         ref, _ = reference(os.path.join(MADE, f))
         info = pillow_heif.open_heif(os.path.join(MADE, f), convert_hdr_to_8bit=False)
         gold[f] = {"width": ref.shape[1], "height": ref.shape[0], "bit_depth": info.info.get("bit_depth", 8),
