@@ -94,6 +94,15 @@ static int cmd_help(int argc, char **argv) {
     return 0;
 }
 
+/* One helper process's line of `nanovl version`: head, then "T UNIT, M MiB)" or "no time limit" /
+ * "no memory limit" for a bound <= 0. */
+static void print_bounds(const char *head, const char *unit, double timeout_s, double max_mb) {
+    char t[48] = "no time limit", m[32] = "no memory limit";
+    if (timeout_s > 0) snprintf(t, sizeof t, "%g %s", timeout_s, unit);
+    if (max_mb > 0) snprintf(m, sizeof m, "%g MiB", max_mb);
+    printf("%s%s, %s)\n", head, t, m);
+}
+
 static int cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
@@ -123,17 +132,12 @@ static int cmd_version(int argc, char **argv) {
            media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
     if (media_supports(MEDIA_KIND_PDF)) {
         const media_pdf_sandbox sb = media_pdf_get_sandbox();
-        char t[32] = "no time limit", m[32] = "no memory limit";
-        if (sb.timeout_s > 0) snprintf(t, sizeof t, "%g s", sb.timeout_s);
-        if (sb.max_mb > 0) snprintf(m, sizeof m, "%g MiB", sb.max_mb);
-        printf("pdf: read in a process of its own per document, nanovl-pdf (a page: %s, %s)\n", t, m);
+        print_bounds("pdf: read in a process of its own per document, nanovl-pdf (a page: ", "s", sb.timeout_s, sb.max_mb);
     }
     if (media_supports(MEDIA_KIND_VIDEO)) {
         const media_video_sandbox sb = media_video_get_sandbox();
-        char t[32] = "no time limit", m[32] = "no memory limit";
-        if (sb.timeout_s > 0) snprintf(t, sizeof t, "%g s a step", sb.timeout_s);
-        if (sb.max_mb > 0) snprintf(m, sizeof m, "%g MiB", sb.max_mb);
-        printf("video: decoded in a process of its own per video, nanovl-video (%s, %s)\n", t, m);
+        print_bounds("video: decoded in a process of its own per video, nanovl-video (", "s a step", sb.timeout_s,
+                     sb.max_mb);
     }
     return 0;
 }

@@ -53,7 +53,8 @@ void media_pdf_set_sandbox(const media_pdf_sandbox *sb) {
         media_pdf_sandbox_end_spare(); /* another executable's */
     g_sandbox.sb = *sb;
     if (sb->exe && strlen(sb->exe) < sizeof g_sandbox.exe) {
-        memcpy(g_sandbox.exe, sb->exe, strlen(sb->exe) + 1);
+        if (sb->exe != g_sandbox.exe) /* (a get, changed, set passes the copy itself: memcpy onto itself) */
+            memcpy(g_sandbox.exe, sb->exe, strlen(sb->exe) + 1);
         g_sandbox.sb.exe = g_sandbox.exe;
     } else {
         g_sandbox.sb.exe = NULL;

@@ -18,14 +18,9 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "media.h"
+#include "helper_test.h"
 #include "hostile_pdf.h"
 #include "test_util.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int same_image(const media_image *a, const media_image *b) {
     if (!a || !b || a->width != b->width || a->height != b->height) return 0;
@@ -41,16 +36,6 @@ static void set_sandbox(const char *exe, double timeout_s, double max_mb) {
     sb.max_mb = max_mb;
     media_pdf_set_sandbox(&sb);
     if (!exe) media_pdf_sandbox_end_spare(); /* (so that no child is left to count) */
-}
-
-static volatile int g_cancel;
-static int cancelled(void *ctx) { return *(volatile int *)ctx; }
-static void *cancel_later(void *arg) {
-    (void)arg;
-    const struct timespec ts = {0, 300 * 1000000L};
-    nanosleep(&ts, NULL);
-    g_cancel = 1;
-    return NULL;
 }
 
 /* Warnings logged (the fallback to rendering in this process says so). */
@@ -85,12 +70,6 @@ static int renderers(int sig) {
     }
     if (d) closedir(d);
     return n;
-}
-
-/* No child left behind (every renderer reaped). */
-static int children_left(void) {
-    const pid_t r = waitpid(-1, NULL, WNOHANG);
-    return !(r < 0 && errno == ECHILD);
 }
 
 int main(int argc, char **argv) {

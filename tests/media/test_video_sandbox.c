@@ -17,13 +17,8 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "media.h"
+#include "helper_test.h"
 #include "test_util.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void set_sandbox(const char *exe, double timeout_s, double max_mb, int strict) {
     media_video_sandbox sb = media_video_sandbox_default();
@@ -32,21 +27,6 @@ static void set_sandbox(const char *exe, double timeout_s, double max_mb, int st
     sb.max_mb = max_mb;
     sb.strict = strict;
     media_video_set_sandbox(&sb);
-}
-
-static int no_child(void) {
-    const pid_t r = waitpid(-1, NULL, WNOHANG);
-    return r < 0 && errno == ECHILD;
-}
-
-static volatile int g_cancel;
-static int cancelled(void *ctx) { return *(volatile int *)ctx; }
-static void *cancel_later(void *arg) {
-    (void)arg;
-    const struct timespec ts = {0, 300 * 1000000L};
-    nanosleep(&ts, NULL);
-    g_cancel = 1;
-    return NULL;
 }
 
 static int g_fallbacks;
@@ -299,7 +279,7 @@ int main(int argc, char **argv) {
     TEST_CHECK(!v && media_video_decoders() == 0, "no handle, no decoder (%p, %d)", (void *)v, media_video_decoders());
 
     set_sandbox(NULL, 0, 0, 0);
-    TEST_CHECK(no_child(), "no child process is left");
+    TEST_CHECK(!children_left(), "no child process is left");
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_log_set(NULL, NULL);
     return test_report();
