@@ -63,6 +63,11 @@ static const char *k_usage =
     "                     its next sampled frame (default 120; 0: no limit)\n"
     "  --video-memory MIB memory (MiB) a video's decoder may hold (default 4096; 0: no limit);\n"
     "                     each video is decoded in a process of its own, nanovl-video\n"
+    "  --image-timeout S  seconds a still image (JPEG, PNG, WebP, HEIF, ...) may take to decode\n"
+    "                     (default 60; 0: no limit)\n"
+    "  --image-memory MIB memory (MiB) an image's decoder may hold besides the image's bytes\n"
+    "                     (default 4096; 0: no limit); each image is decoded in a process of its\n"
+    "                     own, nanovl-image\n"
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
@@ -139,6 +144,11 @@ static int cmd_version(int argc, char **argv) {
         print_bounds("video: decoded in a process of its own per video, nanovl-video (", "s a step", sb.timeout_s,
                      sb.max_mb);
     }
+    {
+        const media_image_sandbox sb = media_image_get_sandbox();
+        print_bounds("images: decoded in a process of their own per image, nanovl-image (", "s", sb.timeout_s,
+                     sb.max_mb);
+    }
     return 0;
 }
 
@@ -194,21 +204,25 @@ static void argv_remove(int *argc, char **argv, int a, int n) {
     *argc -= n;
 }
 
-/* --page-timeout S / --page-memory MIB (every command that renders PDF pages honours them) and
- * --video-timeout S / --video-memory MIB (every command that decodes videos) anywhere after the
- * command: the sandboxes' bounds. Removed from argv. 0 on success, else EXIT_USAGE. */
-static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb, media_video_sandbox *vsb) {
+/* --page-timeout S / --page-memory MIB (every command that renders PDF pages honours them),
+ * --video-timeout S / --video-memory MIB (every command that decodes videos) and --image-timeout
+ * S / --image-memory MIB (still images) anywhere after the command: the sandboxes' bounds.
+ * Removed from argv. 0 on success, else EXIT_USAGE. */
+static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb, media_video_sandbox *vsb,
+                           media_image_sandbox *isb) {
     for (int a = 2; a < *argc && strcmp(argv[a], "--");) { /* after "--" every argument is a file */
         double *to = !strcmp(argv[a], "--page-timeout")    ? &sb->timeout_s
                      : !strcmp(argv[a], "--page-memory")   ? &sb->max_mb
                      : !strcmp(argv[a], "--video-timeout") ? &vsb->timeout_s
                      : !strcmp(argv[a], "--video-memory")  ? &vsb->max_mb
+                     : !strcmp(argv[a], "--image-timeout") ? &isb->timeout_s
+                     : !strcmp(argv[a], "--image-memory")  ? &isb->max_mb
                                                            : NULL;
         if (!to) {
             a++;
             continue;
         }
-        const int is_time = to == &sb->timeout_s || to == &vsb->timeout_s;
+        const int is_time = to == &sb->timeout_s || to == &vsb->timeout_s || to == &isb->timeout_s;
         if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, is_time ? 86400 : 999999, 0, to))
             return EXIT_USAGE;
         argv_remove(argc, argv, a, 2);
@@ -219,6 +233,7 @@ static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb, media_
 int main(int argc, char **argv) {
     media_pdf_worker_main(argc, argv); /* the PDF renderer: this executable started again (media.h) */
     media_video_worker_main(argc, argv); /* the video decoder: the same */
+    media_image_worker_main(argc, argv); /* the image decoder: the same */
     if (argc < 2) {
         fprintf(stderr, k_usage, NANOVL_VERSION);
         return EXIT_USAGE;
@@ -252,13 +267,16 @@ int main(int argc, char **argv) {
         setenv("NVL_BACKEND", v, 1);
         argv_remove(&argc, argv, a, used);
     }
-    /* PDF pages render, and videos decode, in processes of their own, bounded in time and memory */
+    /* PDF pages render, and videos and images decode, in processes of their own, bounded in time
+       and memory */
     media_pdf_sandbox sb = media_pdf_sandbox_default();
     media_video_sandbox vsb = media_video_sandbox_default();
-    sb.exe = vsb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
-    if (sandbox_options(&argc, argv, &sb, &vsb)) return EXIT_USAGE;
+    media_image_sandbox isb = media_image_sandbox_default();
+    sb.exe = vsb.exe = isb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
+    if (sandbox_options(&argc, argv, &sb, &vsb, &isb)) return EXIT_USAGE;
     media_pdf_set_sandbox(&sb);
     media_video_set_sandbox(&vsb);
+    media_image_set_sandbox(&isb);
     /* every documented environment variable is checked before any command runs; NVL_THREADS applies */
     nvl_err env_err = {0};
     if (kern_env_check(&env_err) != NVL_OK || api_env_check(&env_err) != NVL_OK) {

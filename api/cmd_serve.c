@@ -43,6 +43,10 @@ static const char *k_usage =
     "                            to its next sampled frame (default 120; 0 = none)\n"
     "  --video-memory MIB        memory a video's decoder process may hold (default 4096; 0 =\n"
     "                            none; a video is refused when no decoder process can start)\n"
+    "  --image-timeout S         seconds a still image may take to decode (default 60; 0 = none)\n"
+    "  --image-memory MIB        memory an image's decoder process may hold besides the image's\n"
+    "                            bytes (default 4096; 0 = none; an image is refused when no decoder\n"
+    "                            process can start)\n"
     "  --quiet                   no request log on stderr\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
@@ -61,6 +65,9 @@ int cmd_serve(int argc, char **argv) {
     media_video_sandbox vsb = media_video_get_sandbox(); /* nor a video without the decoder's */
     vsb.strict = 1;
     media_video_set_sandbox(&vsb);
+    media_image_sandbox isb = media_image_get_sandbox(); /* nor an image without its decoder's */
+    isb.strict = 1;
+    media_image_set_sandbox(&isb);
     const char *model = getenv("NANOVL_MODEL");
     api_server_opts o = api_server_opts_default();
     api_engine_opts eo = api_engine_opts_default(); /* max_batch as the server's */

@@ -197,8 +197,14 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         s->name = name;
         s->msg = msg;
         s->part = part;
-        st = m->path ? media_decode_image_file(m->path, NULL, &s->img, err)
-                     : media_decode_image(m->data, m->size, name, NULL, &s->img, err);
+        /* (a cancel stops the image decoder process) */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        st = m->path ? media_read_file(m->path, NULL, &buf, &len, err) : NVL_OK;
+        if (st == NVL_OK)
+            st = media_decode_image_cancellable(m->path ? buf : m->data, m->path ? len : m->size, m->path ? m->path : name,
+                                                NULL, media_cancelled, rq, &s->img, err);
+        nvl_free(buf);
         if (st == NVL_OK) {
             s->w = s->img->width;
             s->h = s->img->height;

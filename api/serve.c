@@ -530,6 +530,12 @@ static void status_reply(server *s, client *cl, const char *id) {
         cJSON_AddNumberToObject(ev, "video_timeout_s", vsb.timeout_s > 0 ? vsb.timeout_s : 0);
         cJSON_AddNumberToObject(ev, "video_memory_mib", vsb.max_mb > 0 ? vsb.max_mb : 0);
     }
+    { /* the image decoder processes and their bounds */
+        const media_image_sandbox isb = media_image_get_sandbox();
+        cJSON_AddNumberToObject(ev, "image_decoders", media_image_decoders());
+        cJSON_AddNumberToObject(ev, "image_timeout_s", isb.timeout_s > 0 ? isb.timeout_s : 0);
+        cJSON_AddNumberToObject(ev, "image_memory_mib", isb.max_mb > 0 ? isb.max_mb : 0);
+    }
     emit_locked(s, cl, ev);
     pthread_mutex_unlock(&s->mu);
 }

@@ -3,13 +3,15 @@
  * both (the antialiased bicubic resize to 512-pixel tiles, model.md §5.2: a page at 12 tiles +
  * thumbnail, each frame at one tile) with the threads OpenMP gives it (OMP_NUM_THREADS).
  *
- *   bench_media PDF VIDEO      (e.g. ../shared/media/pdf/multi_page.pdf
- *                                    ../shared/media/video/long_180p_av1.mp4)
+ *   bench_media PDF VIDEO [IMAGE] (e.g. ../shared/media/pdf/multi_page.pdf
+ *                                    ../shared/media/video/long_180p_av1.mp4
+ *                                    ../shared/media/image/tokyo.jpg)
  * Reports wall time of open + render of every page (median of 3; in this process and through the
  * PDF renderer process, media.h media_pdf_sandbox), of one full sampling
  * call (median of 3; in this process and through the video decoder process, media_video_sandbox),
- * of tiling the first page and every sampled frame (median of 3), plus peak
- * RSS. */
+ * of tiling the first page and every sampled frame (median of 3), of decoding IMAGE (median of 15;
+ * in this process and through the image decoder process, media_image_sandbox: back to back, and
+ * with 200 ms between images as the vision encoder's work would leave), plus peak RSS. */
 #include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +67,61 @@ static double pdf_time(const char *path, int *pages, int *w, int *h, double *til
     return bench_now() - a;
 }
 
+/* Median time (s) of decoding buf 15 times, with pause_s between decodes (not timed). */
+static double image_time(const uint8_t *buf, size_t len, const char *name, double pause_s, int *w, int *h) {
+    double t[15];
+    for (int r = 0; r < 15; r++) {
+        if (pause_s > 0) {
+            const struct timespec ts = {0, (long)(pause_s * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        nvl_err err = {0};
+        media_image *img = NULL;
+        const double a = bench_now();
+        if (media_decode_image(buf, len, name, NULL, &img, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            exit(1);
+        }
+        t[r] = bench_now() - a;
+        *w = img->width, *h = img->height;
+        media_image_free(img);
+    }
+    qsort(t, 15, sizeof *t, bench_cmp_double);
+    return t[7];
+}
+
+/* The still image both ways (media_image_sandbox). */
+static void image_times(const char *path) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    nvl_err err = {0};
+    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    int w = 0, h = 0;
+    media_image_sandbox sb = media_image_sandbox_default();
+    media_image_set_sandbox(&sb); /* in this process */
+    const double here = image_time(buf, len, path, 0, &w, &h);
+    sb.exe = "/proc/self/exe"; /* through the decoder process, as nanovl decodes images */
+    media_image_set_sandbox(&sb);
+    const double b2b = image_time(buf, len, path, 0, &w, &h);
+    const double paced = image_time(buf, len, path, 0.2, &w, &h);
+    media_image_sandbox_end_spare();
+    printf("| image %s (%dx%d, %zu bytes) decoded | %.1f ms | %.1f images/s |\n", path, w, h, len, here * 1e3, 1 / here);
+    printf("| the same through the image decoder process, back to back | %.1f ms | %.1f images/s |\n", b2b * 1e3,
+           1 / b2b);
+    printf("| the same, 200 ms between images (the decoder started ahead is ready) | %.1f ms | %.1f images/s |\n",
+           paced * 1e3, 1 / paced);
+    nvl_free(buf);
+}
+
 int main(int argc, char **argv) {
     media_pdf_worker_main(argc, argv); /* this binary is its own PDF renderer */
     media_video_worker_main(argc, argv); /* and video decoder */
-    if (argc != 3) {
-        fprintf(stderr, "usage: bench_media PDF VIDEO\n");
+    media_image_worker_main(argc, argv); /* and image decoder */
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: bench_media PDF VIDEO [IMAGE]\n");
         return 2;
     }
     nvl_err err = {0};
@@ -133,6 +185,7 @@ int main(int argc, char **argv) {
            threads, tt[1], 1.0 / tt[1]);
     printf("| tiling %d frames (%dx%d) into one tile each, %d thread(s) | %.3f s | %.1f frames/s |\n", frames, fw, fh,
            threads, tf[1], frames / tf[1]);
+    if (argc == 4) image_times(argv[3]);
     printf("peak RSS %.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
     return 0;
 }

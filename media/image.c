@@ -177,12 +177,10 @@ nvl_status media_decode_image_file(const char *path, const media_limits *lim, me
     return st;
 }
 
-nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
-                              const media_limits *lim, media_image **out, nvl_err *err) {
-    *out = NULL;
-    if (!name) name = "<image>";
-    media_limits d = media_limits_default();
-    if (!lim) lim = &d;
+/* The checks made from the first bytes (size cap, format, built-in support), before any decoder
+ * runs (here or in the image decoder). NVL_OK: *kind is a still image this build decodes. */
+static nvl_status image_precheck(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                 enum media_kind *kind, nvl_err *err) {
     if (len > lim->max_file_bytes)
         return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %zu bytes exceeds the limit of %zu", name, len,
                            lim->max_file_bytes);
@@ -192,7 +190,8 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format", name);
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: is a %s, not a still image", name, media_kind_name(k));
-    if (k == MEDIA_KIND_HEIF) return media_decode_heif(buf, len, name, lim, out, err); /* (its own orientation) */
+    if (k == MEDIA_KIND_HEIF && !media_heif_supported()) /* (its words) */
+        return media_decode_heif(buf, len, name, lim, &(media_image *){NULL}, err);
     if (k == MEDIA_KIND_AVIF && !media_supports(k))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "%s: unsupported image format: AVIF still image (this nanovl has no AV1 decoder; "
@@ -200,7 +199,34 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
     if (!media_supports(k))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %s support is not built into this nanovl", name,
                            media_kind_name(k));
-    nvl_status st;
+    *kind = k;
+    return NVL_OK;
+}
+
+nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
+                              const media_limits *lim, media_image **out, nvl_err *err) {
+    return media_decode_image_cancellable(buf, len, name, lim, NULL, NULL, out, err);
+}
+
+nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                          int (*cancelled)(void *ctx), void *ctx, media_image **out, nvl_err *err) {
+    *out = NULL;
+    if (!name) name = "<image>";
+    media_limits d = media_limits_default();
+    if (!lim) lim = &d;
+    enum media_kind k = MEDIA_KIND_UNKNOWN;
+    nvl_status st = image_precheck(buf, len, name, lim, &k, err);
+    if (st != NVL_OK) return st;
+    return media_decode_image_sandboxed(buf, len, name, lim, cancelled, ctx, out, err); /* (here when it is not set) */
+}
+
+nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *name,
+                                    const media_limits *lim, media_image **out, nvl_err *err) {
+    *out = NULL;
+    enum media_kind k = MEDIA_KIND_UNKNOWN;
+    nvl_status st = image_precheck(buf, len, name, lim, &k, err);
+    if (st != NVL_OK) return st;
+    if (k == MEDIA_KIND_HEIF) return media_decode_heif(buf, len, name, lim, out, err); /* (its own orientation) */
 #ifdef NVL_HAVE_WEBP
     /* Still WebP is decoded by libwebp, as Pillow (the reference processors' decoder) does:
      * lossless (VP8L) pixels are exact ARGB; lossy ones are libwebp's own YUV->RGB (fancy

@@ -105,6 +105,46 @@ nvl_status media_decode_image_file(const char *path, const media_limits *lim, me
 nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                               const media_limits *lim, media_image **out, nvl_err *err);
 
+/* Where, and within what bounds, still images are decoded. The decoders (libjpeg-turbo, libpng,
+ * libwebp, libheif with libde265, FFmpeg's GIF/TIFF/BMP/AVIF) run on whatever bytes a request
+ * brings, and a crash in one would end the caller (a server and every request in it). With exe
+ * set, media_decode_image (and media_decode_image_file) hands each image that passed the checks
+ * made from its first bytes (size cap, format, built-in support) to a process of its own, "the
+ * image decoder": exe started as `exe MEDIA_IMAGE_WORKER_ARG` (an executable whose main calls
+ * media_image_worker_main first), which decodes that one image and ends; one is started ahead for
+ * the next image. Past timeout_s or max_mb the decoder is killed and the image fails
+ * (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT); a crash: NVL_ERR_FORMAT "damaged image: the decoder crashed
+ * (signal N, ...)". Pixels, orientation and the decoders' own errors are those of this process.
+ * When no decoder can start, the image is decoded in this process with a warning (nvl_log), or
+ * refused (strict: NVL_ERR_IO). */
+typedef struct media_image_sandbox {
+    const char *exe;  /* NULL: decoded in this process, unbounded (the default) */
+    double timeout_s; /* wall-clock seconds an image may take; <= 0: none. Default 60 */
+    double max_mb;    /* MiB the decoder may hold resident besides the image's bytes (sampled
+                         every 50 ms; a 100-megapixel image takes about 700 MiB); <= 0: none.
+                         Default 4096 */
+    int strict;       /* 1: refused when no decoder can start. Default 0 */
+} media_image_sandbox;
+#define MEDIA_IMAGE_WORKER_ARG "--image-decode-worker"
+media_image_sandbox media_image_sandbox_default(void);
+/* Process-wide (copied, exe too); set it before images are decoded, from one thread. */
+void media_image_set_sandbox(const media_image_sandbox *sb);
+media_image_sandbox media_image_get_sandbox(void);
+/* Decoder processes running now: those decoding and the one started ahead. */
+int media_image_decoders(void);
+/* Ends (kills and reaps) the decoder started ahead, if any. */
+void media_image_sandbox_end_spare(void);
+/* The decoder's entry: when argv[1] is MEDIA_IMAGE_WORKER_ARG, decodes the image the parent sends
+ * on fd 3 and ends the process (never returns); otherwise returns at once. Call it first in main(). */
+void media_image_worker_main(int argc, char **argv);
+
+/* media_decode_image with a cancel callback (NULL: none), polled every 50 ms while the image
+ * decoder process works (media_image_sandbox); once it returns nonzero the decoder is stopped and
+ * the image fails with NVL_ERR_CANCELLED "NAME: cancelled". An image decoded in this process (no
+ * sandbox) is not interrupted. */
+nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                          int (*cancelled)(void *ctx), void *ctx, media_image **out, nvl_err *err);
+
 /* Writes img as an 8-bit RGB PNG (libpng). */
 nvl_status media_image_write_png(const media_image *img, const char *path, nvl_err *err);
 

@@ -41,6 +41,7 @@ nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd
 // Helper processes (proc.c): the running executable started again as `exe arg`, talking over a
 // socket pair that is its fd MEDIA_PROC_FD (stdin /dev/null, stdout joined to stderr).
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #define MEDIA_PROC_FD 3
@@ -81,6 +82,22 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
  * for the signals a fault raises; "was killed (signal 9: ...)"; "was stopped from outside (signal
  * N, ...)" for other signals; "exited with status N"; "ended". */
 int media_proc_death(media_proc *p, char *buf, size_t cap); /* 1: a fault signal ended it */
+/* One helper started ahead for the next job (its libraries load, about 65-75 ms for this
+ * executable, while the current job runs): MEDIA_PROC_SPARE_INIT. Whoever changes the executable
+ * ends the spare (media_proc_spare_end). */
+typedef struct media_proc_spare {
+    pthread_mutex_t mu;
+    media_proc p;
+} media_proc_spare;
+#define MEDIA_PROC_SPARE_INIT {PTHREAD_MUTEX_INITIALIZER, {0, -1}}
+#define MEDIA_PROC_START_S 30.0 /* seconds a helper may take to start (say hello) */
+/* A helper running `exe arg` that said hello within MEDIA_PROC_START_S: s's spare (when use_spare
+ * and it runs exe arg), else one started now (a spare that ended unseen is replaced once); then a
+ * new spare is started. NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's. */
+nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
+                           int use_spare, media_proc *p, nvl_err *err);
+void media_proc_spare_end(media_proc_spare *s);     /* kills and reaps the spare, if any */
+int media_proc_spare_running(media_proc_spare *s);  /* 1 when a spare is started */
 /* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);
 /* The helper's side: the descriptor of the next byte on sock (close-on-exec), or -1. */
@@ -93,6 +110,32 @@ int media_proc_worker_begin(const char *name, uint32_t hello);
 /* The helper's blocking reads and writes of exactly n bytes on fd: 1, or 0 at end of file/error. */
 int media_proc_read_full(int fd, void *buf, size_t n);
 int media_proc_write_full(int fd, const void *buf, size_t n);
+
+// ---------------------------------------------------------------------------
+// Still images: media_decode_image's checks made, decoded here (image.c) or by the image decoder
+// process when its sandbox is set (image_proc.c, which falls back to the former).
+
+#define IMAGE_HELLO 0x6e766c69u /* "nvli" */
+/* The image decoder's protocol (image_proc.c; tests/media/test_image_sandbox.c's lying decoder
+ * speaks it too): IMAGE_HELLO; then an img_req, the name's bytes and the image's bytes; answered
+ * by an img_rep and its message bytes, then on success an img_out and the RGB rows. */
+typedef struct img_req {
+    uint32_t name_len, pad;
+    uint64_t len; /* the image's bytes */
+    uint64_t max_file_bytes;
+    int64_t max_pixels;
+} img_req;
+typedef struct img_rep {
+    int32_t status; /* nvl_status */
+    uint32_t msg_len;
+} img_rep;
+typedef struct img_out {
+    int32_t width, height, orientation;
+} img_out;
+nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                    media_image **out, nvl_err *err);
+nvl_status media_decode_image_sandboxed(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                        int (*cancelled)(void *ctx), void *ctx, media_image **out, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // The video decoder's protocol (video.c; tests/media/fake_video_decoder.c speaks it too)

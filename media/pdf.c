@@ -194,7 +194,6 @@ static nvl_status render_rgb(PopplerDocument *doc, const char *name, int page, i
 #define PDF_HELLO 0x6e766c70u /* "nvlp" */
 enum { PDF_OPEN = 1, PDF_SIZE, PDF_LABEL, PDF_TEXT, PDF_RENDER };
 #define PDF_NONE 0xffffffffu   /* no password; no label */
-#define PDF_START_S 30.0       /* seconds the renderer may take to start */
 #define PDF_MAX_STRING (1u << 30) /* a text layer or label longer than this is refused */
 
 typedef struct pdf_req {
@@ -423,59 +422,21 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
 /* One renderer started ahead, for the next document: its libraries load (about 75 ms for this
  * executable's 150 shared libraries on a 2-core VM) while the current document is read, so only
  * the first document of a process waits for a start. Each document gets a process of its own. */
-static pthread_mutex_t g_spare_mu = PTHREAD_MUTEX_INITIALIZER;
-static media_proc g_spare = {.pid = 0, .fd = -1};
+static media_proc_spare g_spare = MEDIA_PROC_SPARE_INIT;
 
-void media_pdf_sandbox_end_spare(void) {
-    pthread_mutex_lock(&g_spare_mu);
-    media_proc_kill(&g_spare);
-    pthread_mutex_unlock(&g_spare_mu);
-}
+void media_pdf_sandbox_end_spare(void) { media_proc_spare_end(&g_spare); }
 
 int media_pdf_renderers(void) {
     pthread_mutex_lock(&g_live_mu);
-    int n = g_n_live;
+    const int n = g_n_live;
     pthread_mutex_unlock(&g_live_mu);
-    pthread_mutex_lock(&g_spare_mu);
-    n += g_spare.pid > 0;
-    pthread_mutex_unlock(&g_spare_mu);
-    return n;
+    return n + media_proc_spare_running(&g_spare);
 }
 
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
 static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
-    p->pid = 0;
-    p->fd = -1;
-    if (use_spare) {
-        pthread_mutex_lock(&g_spare_mu);
-        *p = g_spare;
-        g_spare.pid = 0;
-        g_spare.fd = -1;
-        pthread_mutex_unlock(&g_spare_mu);
-    }
-    nvl_status st = NVL_OK;
-    for (int attempt = 0; attempt < 2; attempt++) { /* a spare stopped from outside: a new one */
-        if (!p->pid && (st = media_proc_spawn(p, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, err)) != NVL_OK) break;
-        const media_proc_bounds start = {.deadline = media_proc_now() + PDF_START_S};
-        uint32_t hello = 0;
-        if (media_proc_read(p, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == PDF_HELLO) break;
-        media_proc_kill(p);
-        st = nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the PDF renderer", g_sandbox.sb.exe,
-                         MEDIA_PDF_WORKER_ARG);
-    }
-    if (st != NVL_OK) return st;
-    media_proc next;
-    if (media_proc_spawn(&next, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, NULL) == NVL_OK) {
-        pthread_mutex_lock(&g_spare_mu);
-        if (!g_spare.pid) {
-            g_spare = next;
-            next.pid = 0;
-            next.fd = -1;
-        }
-        pthread_mutex_unlock(&g_spare_mu);
-        media_proc_kill(&next); /* another thread's spare came first */
-    }
-    return NVL_OK;
+    return media_proc_take(&g_spare, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, PDF_HELLO, "PDF renderer", use_spare, p,
+                           err);
 }
 
 /* The sandbox's bounds for one call; max_rss counts the page's pixels (W x H) on top. */

@@ -164,6 +164,60 @@ int media_proc_death(media_proc *p, char *buf, size_t cap) {
     return fault;
 }
 
+/* A helper that said hello (media_proc_take). */
+static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, uint32_t hello, const char *what,
+                             nvl_err *err) {
+    const media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
+    uint32_t h = 0;
+    if (media_proc_read(p, &h, sizeof h, &start) == MEDIA_PROC_OK && h == hello) return NVL_OK;
+    media_proc_kill(p);
+    return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the %s", exe, arg, what);
+}
+
+nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
+                           int use_spare, media_proc *p, nvl_err *err) {
+    p->pid = 0;
+    p->fd = -1;
+    if (use_spare) {
+        pthread_mutex_lock(&s->mu);
+        *p = s->p;
+        s->p.pid = 0;
+        s->p.fd = -1;
+        pthread_mutex_unlock(&s->mu);
+    }
+    nvl_status st = NVL_OK;
+    for (int attempt = 0; attempt < 2; attempt++) { /* a spare stopped from outside: a new one */
+        if (!p->pid && (st = media_proc_spawn(p, exe, arg, err)) != NVL_OK) break;
+        if ((st = proc_hello(p, exe, arg, hello, what, err)) == NVL_OK) break;
+    }
+    if (st != NVL_OK) return st;
+    media_proc next;
+    if (media_proc_spawn(&next, exe, arg, NULL) == NVL_OK) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->p.pid) {
+            s->p = next;
+            next.pid = 0;
+            next.fd = -1;
+        }
+        pthread_mutex_unlock(&s->mu);
+        media_proc_kill(&next); /* another thread's spare came first */
+    }
+    return NVL_OK;
+}
+
+void media_proc_spare_end(media_proc_spare *s) {
+    pthread_mutex_lock(&s->mu);
+    media_proc_kill(&s->p);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int media_proc_spare_running(media_proc_spare *s) {
+    pthread_mutex_lock(&s->mu);
+    const int n = s->p.pid > 0;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 // ---------------------------------------------------------------------------
 // The helper's side
 

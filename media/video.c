@@ -651,7 +651,6 @@ fail:
 // error, past a bound or on a cancel; a decoder is never restarted mid-video: one stopped under
 // VIDEO_KEEP_DECODERS right after its open is started again before the first frame).
 
-#define VIDEO_START_S 30.0    /* seconds the decoder may take to start */
 #define VIDEO_KEEP_DECODERS 8 /* running decoders beyond which a video's is stopped after its open */
 
 static struct {
@@ -829,13 +828,13 @@ static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b,
     return MEDIA_PROC_OK;
 }
 
-/* Starts a decoder (hello read within VIDEO_START_S). NVL_ERR_IO when none can start. */
+/* Starts a decoder (hello read within MEDIA_PROC_START_S). NVL_ERR_IO when none can start. */
 static nvl_status decoder_start(media_video *v, nvl_err *err) {
     nvl_status st = media_proc_spawn(&v->proc, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, err);
     if (st != NVL_OK) return st;
     __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
     v->counted = 1;
-    const media_proc_bounds start = {.deadline = media_proc_now() + VIDEO_START_S};
+    const media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
     uint32_t hello = 0;
     if (media_proc_read(&v->proc, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == VIDEO_HELLO) return NVL_OK;
     decoder_stop(v);

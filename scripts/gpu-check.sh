@@ -307,6 +307,7 @@ elif [ "$have_gpu" = 1 ]; then
   if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads
     log "bench_media on the GPU machine's CPUs (a PDF's pages, 128 frames of 720p, their tiling)"
     run_to 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
+        tests/data/media/pdf_ref/amt_handbook_sample.page1.png \
         >"$L/bench_media.log" 2>&1 || { rc=1; log "bench_media FAILED"; }
   fi
   # FP8 prefill through cuBLASLt's FP8 tensor cores (opt-in, NVL_CUDA_FP8_LT=1) beside the

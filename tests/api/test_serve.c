@@ -23,7 +23,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/alloc.h"
 #include "media/hostile_pdf.h"
+#include "media.h"
 #include "sock_util.h"
 #include "test_util.h"
 
@@ -960,8 +962,10 @@ int main(void) {
     {
         char sock11[120];
         snprintf(sock11, sizeof sock11, "%s/nvl-serve11-%d.sock", test_tmpdir(), (int)getpid());
-        static const char *const vopts[] = {"--video-memory", "512", "--video-timeout", "60", NULL};
+        static const char *const vopts[] = {"--video-memory", "512", "--video-timeout", "60", "--image-memory", "200", NULL};
+        setenv("NVL_TEST_IMAGE_ABORT", "crash_me", 1); /* (the server's image decoders crash on crash_me*) */
         pid_t s11 = start_server_with(sock11, vopts, 0);
+        unsetenv("NVL_TEST_IMAGE_ABORT");
         conn h = {.fd = connect_to(sock11, 60)};
         TEST_CHECK(h.fd >= 0, "eleventh server up");
         snprintf(req, sizeof req, "{\"v\":1,\"id\":\"hv\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
@@ -979,11 +983,55 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "an ordinary video is answered (got %s: %s)",
                    ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
+        /* still images likewise (the image decoder process): a 3 KB WebP of 9000x9000 pixels is
+           refused by --image-memory, a decoder's crash fails that request only */
+        snprintf(req, sizeof req, "{\"v\":1,\"id\":\"hi\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
+                 test_data_path("media/made/huge_image.webp"));
+        send_line(h.fd, req);
+        ev = run_to_end(&h, "hi", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "huge_image.webp: decoding "
+                                                                              "the image needed more than 200 MiB"),
+                   "a huge image refused (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        char crash[200];
+        snprintf(crash, sizeof crash, "%s/crash_me-%d.bmp", test_tmpdir(), (int)getpid());
+        {
+            uint8_t *b = NULL;
+            size_t bl = 0;
+            nvl_err e = {0};
+            TEST_CHECK(media_read_file(test_data_path("media/made/image.bmp"), NULL, &b, &bl, &e) == NVL_OK &&
+                           test_write_file(crash, b, bl),
+                       "wrote %s", crash);
+            nvl_free(b);
+        }
+        snprintf(req, sizeof req, "{\"v\":1,\"id\":\"ci\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
+                 crash);
+        send_line(h.fd, req);
+        ev = run_to_end(&h, "ci", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_format") && strstr(str(ev, "message"), "damaged image: the decoder "
+                                                                          "crashed (signal 6"),
+                   "a decoder's crash fails that request (got %s: %s)", ev ? str(ev, "code") : "nothing",
+                   ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        unlink(crash);
+        snprintf(req, sizeof req, "{\"v\":1,\"id\":\"oi\",\"files\":[\"%s\"],\"question\":\"What?\",\"params\":{\"max_tokens\":2}}",
+                 test_data_path("media/made/image.bmp"));
+        send_line(h.fd, req);
+        ev = run_to_end(&h, "oi", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "an ordinary image is answered (got %s: %s)",
+                   ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
         send_line(h.fd, "{\"type\":\"status\",\"id\":\"st12\"}");
         ev = next_event(&h, 10);
         TEST_CHECK(ev && num(ev, "video_memory_mib") == 512 && num(ev, "video_timeout_s") == 60 && num(ev, "video_decoders") == 0,
                    "status: the video bounds, no decoder left (%g MiB, %g s, %g decoders)", ev ? num(ev, "video_memory_mib") : -1,
                    ev ? num(ev, "video_timeout_s") : -1, ev ? num(ev, "video_decoders") : -1);
+        /* (the one image decoder left is the one started ahead for the next image) */
+        TEST_CHECK(ev && num(ev, "image_memory_mib") == 200 && num(ev, "image_timeout_s") == 60 &&
+                       num(ev, "image_decoders") >= 0 && num(ev, "image_decoders") <= 1,
+                   "status: the image bounds, none left decoding (%g MiB, %g s, %g decoders)",
+                   ev ? num(ev, "image_memory_mib") : -1, ev ? num(ev, "image_timeout_s") : -1,
+                   ev ? num(ev, "image_decoders") : -1);
         cJSON_Delete(ev);
         close(h.fd);
         stop_server(s11, "eleventh");

@@ -1,0 +1,280 @@
+/* Still images in the image decoder process (media.h, media_image_sandbox): pixels, size,
+ * orientation and the decoders' errors (word for word) equal decoding in this process, for every
+ * committed still, the shared corpus's, the fuzz regressions and each file cut in half; a hostile
+ * image is stopped by the memory bound (huge_image.webp: 3 KB, 9000x9000, ~570 MB to decode), a
+ * stuck decoder by the time bound or a cancel, a crash is that image's error and the next image decodes; a
+ * decoder that lies is believed in nothing; where no decoder can start the image is decoded here
+ * with a warning, or refused (strict); nothing leaks and no child is left. This test binary is its
+ * own decoder (main calls media_image_worker_main), and with FAKE_IMAGE_MODE set a lying one. */
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "media.h"
+#include "media_impl.h"
+#include "helper_test.h"
+#include "test_util.h"
+
+static void set_sandbox(const char *exe, double timeout_s, double max_mb, int strict) {
+    media_image_sandbox sb = media_image_sandbox_default();
+    sb.exe = exe;
+    sb.timeout_s = timeout_s;
+    sb.max_mb = max_mb;
+    sb.strict = strict;
+    media_image_set_sandbox(&sb);
+}
+
+static int g_fallbacks;
+static void on_log(enum nvl_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level <= NVL_LOG_LEVEL_WARN && strstr(msg, "the image is decoded in this process, WITHOUT")) g_fallbacks++;
+}
+
+static int g_compared, g_failed_both;
+
+/* buf decoded in this process and through the decoder: the same status and words, or the same
+ * image (size, orientation, every pixel). */
+static void same_both_ways(const char *name, const uint8_t *buf, size_t len) {
+    nvl_err e1 = {0}, e2 = {0};
+    media_image *a = NULL, *b = NULL;
+    set_sandbox(NULL, 0, 0, 0);
+    const nvl_status s1 = media_decode_image(buf, len, name, NULL, &a, &e1);
+    set_sandbox("/proc/self/exe", 60, 4096, 1);
+    const nvl_status s2 = media_decode_image(buf, len, name, NULL, &b, &e2);
+    TEST_CHECK(s1 == s2, "%s: the same status here and through the decoder (%d, %d: %s / %s)", name, (int)s1, (int)s2,
+               e1.msg, e2.msg);
+    if (s1 != NVL_OK || s2 != NVL_OK) {
+        TEST_CHECK(!strcmp(e1.msg, e2.msg), "%s: the same error: '%s' / '%s'", name, e1.msg, e2.msg);
+        g_failed_both++;
+    } else {
+        int same = a->width == b->width && a->height == b->height && a->orientation == b->orientation;
+        for (int r = 0; same && r < a->height; r++)
+            same = !memcmp(a->rgb + (size_t)r * a->stride, b->rgb + (size_t)r * b->stride, (size_t)a->width * 3);
+        TEST_CHECK(same, "%s: %dx%d (orientation %d) through the decoder equals %dx%d (%d) decoded here", name,
+                   b->width, b->height, b->orientation, a->width, a->height, a->orientation);
+    }
+    g_compared++;
+    media_image_free(a);
+    media_image_free(b);
+}
+
+/* Every still image in dir (by its bytes), whole and cut in half. */
+static void same_in_dir(const char *dir) {
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d) return;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        nvl_err e = {0};
+        if (media_read_file(path, NULL, &buf, &len, &e) != NVL_OK) continue;
+        const enum media_kind k = media_sniff(buf, len);
+        if (k != MEDIA_KIND_UNKNOWN && k != MEDIA_KIND_PDF && k != MEDIA_KIND_VIDEO && strcmp(de->d_name, "huge_image.webp")) {
+            same_both_ways(path, buf, len);
+            char cut[1100];
+            snprintf(cut, sizeof cut, "%s (cut in half)", path);
+            same_both_ways(cut, buf, len / 2 > 16 ? len / 2 : len);
+        }
+        nvl_free(buf);
+    }
+    closedir(d);
+}
+
+// ---------------------------------------------------------------------------
+// A decoder that lies (FAKE_IMAGE_MODE): it reads the request and answers one way it must not.
+
+static int fake_decoder(const char *mode) {
+    const int fd = MEDIA_PROC_FD;
+    if (!media_proc_worker_begin("nanovl-fake", IMAGE_HELLO)) return 0;
+    img_req q;
+    if (!media_proc_read_full(fd, &q, sizeof q)) return 0;
+    char *skip = malloc(q.name_len + q.len);
+    if (!skip || !media_proc_read_full(fd, skip, q.name_len + q.len)) return 0;
+    img_rep r = {.status = NVL_OK, .msg_len = 0};
+    img_out o = {.width = 4, .height = 2, .orientation = 0};
+    const char *msg = "";
+    if (!strcmp(mode, "busy")) r.status = NVL_ERR_BUSY, msg = "the GPU is busy, try again";
+    else if (!strcmp(mode, "internal")) r.status = NVL_ERR_INTERNAL, msg = "whatever";
+    else if (!strcmp(mode, "ok_with_message")) msg = "fine";
+    else if (!strcmp(mode, "error_without_message")) r.status = NVL_ERR_FORMAT;
+    else if (!strcmp(mode, "long_message")) r.status = NVL_ERR_FORMAT, r.msg_len = 1u << 30;
+    else if (!strcmp(mode, "over_pixel_limit")) o.width = 46341, o.height = 46341;
+    else if (!strcmp(mode, "zero_size")) o.width = 0;
+    else if (!strcmp(mode, "negative_size")) o.height = -2;
+    else if (!strcmp(mode, "orientation_9")) o.orientation = 9;
+    else if (!strcmp(mode, "orientation_1")) o.orientation = 1;
+    else if (!strcmp(mode, "short_pixels")) o.width = 1000, o.height = 1000;
+    else if (!strcmp(mode, "unnamed_error")) r.status = NVL_ERR_FORMAT, msg = "bad Huffman table";
+    if (!r.msg_len) r.msg_len = (uint32_t)strlen(msg);
+    if (!media_proc_write_full(fd, &r, sizeof r) || !media_proc_write_full(fd, msg, strlen(msg))) return 0;
+    if (r.status != NVL_OK) return 0;
+    uint8_t px[24] = {0};
+    /* (short_pixels: 24 bytes of 3 million, then the end) */
+    return media_proc_write_full(fd, &o, sizeof o) && media_proc_write_full(fd, px, sizeof px);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], MEDIA_IMAGE_WORKER_ARG) && getenv("FAKE_IMAGE_MODE"))
+        _exit(fake_decoder(getenv("FAKE_IMAGE_MODE")));
+    media_image_worker_main(argc, argv); /* the decoder (this binary started again) */
+    const int64_t live0 = nvl_alloc_count();
+    nvl_log_set(on_log, NULL);
+    nvl_err err = {0};
+    media_image *img = NULL;
+
+    /* 1. the same both ways: the committed stills, the edge cases, the fuzz regressions, the shared
+          corpus (skipped where absent), each whole and cut in half */
+    same_in_dir(test_data_path("media/made"));
+    same_in_dir(test_data_path("media/edges"));
+    same_in_dir(test_data_path("media/fuzz-regressions"));
+    const char *shared = test_shared_path("media/image");
+    if (shared) {
+        same_in_dir(shared);
+        same_in_dir(test_shared_path("media/malformed"));
+        same_in_dir(test_shared_path("media/field"));
+    } else {
+        printf("# ../shared/media is absent: its stills are not compared (the committed ones are)\n");
+    }
+    TEST_CHECK(g_compared >= 60 && g_failed_both >= 10, "compared %d decodes (%d failing both ways alike)", g_compared,
+               g_failed_both);
+
+    /* 2. the checks made from the first bytes run here, no decoder started for them */
+    set_sandbox("/proc/self/exe", 60, 4096, 1);
+    media_image_sandbox_end_spare();
+    TEST_EQ_INT(media_decode_image((const uint8_t *)"hello world, not an image", 25, "text.txt", NULL, &img, &err),
+                NVL_ERR_UNSUPPORTED);
+    {
+        const int n = media_image_decoders();
+        TEST_CHECK(n == 0, "an unknown format starts no decoder (%d running)", n);
+    }
+
+    /* 3. the memory bound: huge_image.webp (3 KB, 9000x9000) needs ~570 MB; at 200 MiB it is
+          stopped, naming the file; without the bound it decodes (the limit is what stopped it) */
+    uint8_t *huge = NULL;
+    size_t huge_len = 0;
+    TEST_EQ_INT(media_read_file(test_data_path("media/made/huge_image.webp"), NULL, &huge, &huge_len, &err), NVL_OK);
+    set_sandbox("/proc/self/exe", 60, 200, 1);
+    nvl_status st = media_decode_image(huge, huge_len, "huge_image.webp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_ERR_LIMIT && strstr(err.msg, "huge_image.webp: decoding the image needed more than 200 MiB"),
+               "the memory bound stops a 9000x9000 image (%d: %s)", (int)st, err.msg);
+    set_sandbox("/proc/self/exe", 60, 0, 1);
+    st = media_decode_image(huge, huge_len, "huge_image.webp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_OK && img && img->width == 9000 && img->height == 9000 && img->rgb[0] == 0x32 &&
+                   img->rgb[1] == 0x65 && img->rgb[2] == 0x99, /* (ffmpeg's 0x336699 went through YUV: its own
+                                                                    decoder reads 32 65 99 too) */
+               "without the bound it decodes (%d: %s)", (int)st, err.msg);
+    media_image_free(img);
+    img = NULL;
+    nvl_free(huge);
+
+    /* 4. the time bound: a decoder that never answers (the knob hangs images named *stuck*) */
+    uint8_t *photo = NULL;
+    size_t photo_len = 0;
+    TEST_EQ_INT(media_read_file(test_data_path("media/made/image.bmp"), NULL, &photo, &photo_len, &err), NVL_OK);
+    setenv("NVL_TEST_IMAGE_HANG", "stuck", 1);
+    setenv("NVL_TEST_IMAGE_ABORT", "crashing", 1);
+    media_image_sandbox_end_spare(); /* (a spare started before the knobs has the old environment) */
+    set_sandbox("/proc/self/exe", 1, 4096, 1);
+    double t0 = now_s();
+    st = media_decode_image(photo, photo_len, "stuck.bmp", NULL, &img, &err);
+    double dt = now_s() - t0;
+    TEST_CHECK(st == NVL_ERR_TIMEOUT && strstr(err.msg, "stuck.bmp: decoding the image took longer than 1 s") && dt < 5,
+               "the time bound stops a stuck decoder after %.2f s (%d: %s)", dt, (int)st, err.msg);
+
+    /* 4b. a cancel stops it (raised from another thread after 0.3 s; the time bound is 60 s) */
+    set_sandbox("/proc/self/exe", 60, 4096, 1);
+    g_cancel = 0;
+    pthread_t th;
+    TEST_CHECK(pthread_create(&th, NULL, cancel_later, NULL) == 0, "cancel thread");
+    t0 = now_s();
+    st = media_decode_image_cancellable(photo, photo_len, "stuck.bmp", NULL, cancelled, (void *)&g_cancel, &img, &err);
+    dt = now_s() - t0;
+    pthread_join(th, NULL);
+    TEST_CHECK(st == NVL_ERR_CANCELLED && !strcmp(err.msg, "stuck.bmp: cancelled") && dt < 3,
+               "a cancel stops the decoder after %.2f s (%d: %s)", dt, (int)st, err.msg);
+    set_sandbox("/proc/self/exe", 1, 4096, 1);
+
+    /* 5. a crash is that image's error; the next image decodes */
+    st = media_decode_image(photo, photo_len, "crashing.bmp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_ERR_FORMAT && strstr(err.msg, "crashing.bmp: damaged image: the decoder crashed (signal 6"),
+               "a crash is a damaged image (%d: %s)", (int)st, err.msg);
+    st = media_decode_image(photo, photo_len, "image.bmp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_OK && img, "the next image decodes (%d: %s)", (int)st, err.msg);
+    media_image_free(img);
+    img = NULL;
+    {
+        const int n = media_image_decoders();
+        TEST_CHECK(n == 1, "one decoder started ahead, none left decoding (%d)", n);
+    }
+    unsetenv("NVL_TEST_IMAGE_HANG");
+    unsetenv("NVL_TEST_IMAGE_ABORT");
+
+    /* 6. a decoder that lies: nothing it says is believed */
+    static const struct {
+        const char *mode;
+        nvl_status st;
+        const char *words;
+    } lies[] = {
+        {"busy", NVL_ERR_FORMAT, "image.bmp: damaged image: the decoder's answer was malformed"},
+        {"internal", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"ok_with_message", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"error_without_message", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"long_message", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"over_pixel_limit", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"zero_size", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"negative_size", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"orientation_9", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"orientation_1", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"short_pixels", NVL_ERR_IO, "image.bmp: the image decoder exited with status 1"},
+        {"unnamed_error", NVL_ERR_FORMAT, "image.bmp: bad Huffman table"},
+    };
+    set_sandbox("/proc/self/exe", 10, 4096, 1);
+    for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+        setenv("FAKE_IMAGE_MODE", lies[i].mode, 1);
+        media_image_sandbox_end_spare();
+        img = NULL;
+        st = media_decode_image(photo, photo_len, "image.bmp", NULL, &img, &err);
+        TEST_CHECK(st == lies[i].st && !img && strstr(err.msg, lies[i].words), "a decoder lying (%s) is not believed: %d: %s",
+                   lies[i].mode, (int)st, err.msg);
+        media_image_free(img);
+        img = NULL;
+    }
+    unsetenv("FAKE_IMAGE_MODE");
+    media_image_sandbox_end_spare();
+
+    /* 7. no decoder can start: decoded here with the warning; strict: refused naming why */
+    set_sandbox("/nonexistent/nanovl", 60, 4096, 0);
+    g_fallbacks = 0;
+    st = media_decode_image(photo, photo_len, "image.bmp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_OK && img && g_fallbacks == 1, "no decoder: decoded here with one warning (%d, %d warnings)",
+               (int)st, g_fallbacks);
+    media_image_free(img);
+    img = NULL;
+    set_sandbox("/nonexistent/nanovl", 60, 4096, 1);
+    st = media_decode_image(photo, photo_len, "image.bmp", NULL, &img, &err);
+    TEST_CHECK(st == NVL_ERR_IO && strstr(err.msg, "image.bmp: no image decoder process could start") && !img,
+               "strict: refused (%d: %s)", (int)st, err.msg);
+    nvl_free(photo);
+
+    /* 8. a file through media_decode_image_file takes the same way */
+    set_sandbox("/proc/self/exe", 60, 4096, 1);
+    st = media_decode_image_file(test_data_path("media/made/photo.heic"), NULL, &img, &err);
+    TEST_CHECK(media_supports(MEDIA_KIND_HEIF) ? st == NVL_OK && img->width == 63 && img->height == 47
+                                               : st == NVL_ERR_UNSUPPORTED,
+               "a HEIC file through the decoder (%d: %s)", (int)st, err.msg);
+    media_image_free(img);
+
+    set_sandbox(NULL, 0, 0, 0); /* ends the spare */
+    TEST_CHECK(media_image_decoders() == 0, "no decoder left running (%d)", media_image_decoders());
+    TEST_CHECK(!children_left(), "every decoder process reaped");
+    TEST_CHECK(nvl_alloc_count() == live0, "no allocation leaked (%lld live)", (long long)(nvl_alloc_count() - live0));
+    return test_report();
+}
