@@ -211,7 +211,7 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
 nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
                                           int (*cancelled)(void *ctx), void *ctx, media_image **out, nvl_err *err) {
     *out = NULL;
-    if (!name) name = "<image>";
+    if (!name || !*name) name = "<image>"; /* (an API request's "name": "" too) */
     media_limits d = media_limits_default();
     if (!lim) lim = &d;
     enum media_kind k = MEDIA_KIND_UNKNOWN;

@@ -181,8 +181,8 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
     const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
                                  .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
                                  .cancelled = cancelled, .ctx = ctx};
-    if (end == MEDIA_PROC_OK) end = media_proc_write(&p, name, nl);
-    if (end == MEDIA_PROC_OK) end = media_proc_write(&p, buf, len);
+    if (end == MEDIA_PROC_OK) end = media_proc_send(&p, name, nl, &b);
+    if (end == MEDIA_PROC_OK) end = media_proc_send(&p, buf, len, &b); /* (bounded: a decoder may stop reading) */
     if (end == MEDIA_PROC_OK) end = read_rep(&p, name, &b, &st, err);
     img_out o = {0};
     if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&p, &o, sizeof o, &b);
@@ -191,10 +191,14 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
          o.orientation == 1 || o.orientation > 8))
         end = MEDIA_PROC_BAD;
     media_image *img = NULL;
-    if (end == MEDIA_PROC_OK && st == NVL_OK && (st = media_image_new(&img, o.width, o.height, err)) == NVL_OK)
-        end = media_proc_read(&p, img->rgb, img->stride * (size_t)img->height, &b); /* (contiguous rows) */
+    if (end == MEDIA_PROC_OK && st == NVL_OK) {
+        if ((st = media_image_new(&img, o.width, o.height, err)) == NVL_OK)
+            end = media_proc_read(&p, img->rgb, img->stride * (size_t)img->height, &b); /* (contiguous rows) */
+        else
+            nvl_err_set(err, st, "%s: out of memory for its %dx%d pixels", name, o.width, o.height);
+    }
     if (end != MEDIA_PROC_OK) st = image_failed(&p, name, end, sb->timeout_s, sb->max_mb, err);
-    media_proc_kill(&p); /* (its work is done: it ends with its image) */
+    media_proc_release(&p); /* (its work is done: it ends with its image; reaped later) */
     __atomic_sub_fetch(&g_n_working, 1, __ATOMIC_RELAXED);
     if (st != NVL_OK) {
         media_image_free(img);
@@ -209,6 +213,8 @@ nvl_status media_decode_image_sandboxed(const uint8_t *buf, size_t len, const ch
                                         int (*cancelled)(void *ctx), void *ctx, media_image **out, nvl_err *err) {
     const media_image_sandbox sb = g_isandbox.sb;
     if (!sb.exe) return media_decode_image_local(buf, len, name, lim, out, err);
+    if (cancelled && cancelled(ctx)) return nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", name); /* (no decoder
+                                                                                                  for it) */
     nvl_err e = {0};
     int no_decoder = 0;
     const nvl_status st = decode_remote(buf, len, name, lim, &sb, cancelled, ctx, &no_decoder, out, &e);

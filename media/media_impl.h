@@ -73,7 +73,15 @@ double media_proc_now(void); /* CLOCK_MONOTONIC seconds */
 nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err);
 /* SIGKILL (if still running), reap, close; p is then empty. Safe on an empty p. */
 void media_proc_kill(media_proc *p);
+/* media_proc_kill without the wait: SIGKILL, close, and the helper reaped later (by the next
+ * media_proc_take or media_proc_reap; a process's teardown takes 5-12 ms). p is then empty. */
+void media_proc_release(media_proc *p);
+/* Reaps released helpers that have ended; all of them, waiting, when wait. */
+void media_proc_reap(int wait);
 enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n);
+/* Writes exactly n bytes, waiting within bounds (NULL: none) as media_proc_read does: a helper
+ * that stops reading (stopped, wedged) cannot hold the caller past them. */
+enum media_proc_end media_proc_send(media_proc *p, const void *buf, size_t n, const media_proc_bounds *bounds);
 /* Reads exactly n bytes, waiting within bounds (NULL: none). On anything but MEDIA_PROC_OK the
  * helper's state is unknown: kill it. */
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *bounds);
@@ -96,7 +104,8 @@ typedef struct media_proc_spare {
  * new spare is started. NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's. */
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
                            int use_spare, media_proc *p, nvl_err *err);
-void media_proc_spare_end(media_proc_spare *s);     /* kills and reaps the spare, if any */
+void media_proc_spare_end(media_proc_spare *s);     /* kills and reaps the spare, if any (and
+                                                       every released helper: media_proc_reap(1)) */
 int media_proc_spare_running(media_proc_spare *s);  /* 1 when a spare is started */
 /* Passes descriptor fd to the helper (one byte carrying it, SCM_RIGHTS). */
 enum media_proc_end media_proc_send_fd(media_proc *p, int fd);

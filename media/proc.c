@@ -84,6 +84,44 @@ void media_proc_kill(media_proc *p) {
     p->fd = -1;
 }
 
+/* Helpers killed by media_proc_release, reaped later (the kernel's teardown of a process took 5-12
+ * ms, which a caller waiting in waitpid paid for every image). */
+#define REAP_MAX 64
+static pthread_mutex_t g_reap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t g_reap[REAP_MAX];
+static int g_n_reap;
+
+/* Reaps the released helpers that have ended (all of them, waiting, when wait). g_reap_mu held. */
+static void reap_locked(int wait) {
+    int k = 0;
+    for (int i = 0; i < g_n_reap; i++) {
+        pid_t r;
+        while ((r = waitpid(g_reap[i], NULL, wait ? 0 : WNOHANG)) < 0 && errno == EINTR) {}
+        if (r == 0) g_reap[k++] = g_reap[i]; /* (r < 0: ECHILD, reaped elsewhere) */
+    }
+    g_n_reap = k;
+}
+
+void media_proc_reap(int wait) {
+    pthread_mutex_lock(&g_reap_mu);
+    reap_locked(wait);
+    pthread_mutex_unlock(&g_reap_mu);
+}
+
+void media_proc_release(media_proc *p) {
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        pthread_mutex_lock(&g_reap_mu);
+        reap_locked(0);
+        if (g_n_reap == REAP_MAX) reap_locked(1); /* (64 killed helpers still ending: wait for them) */
+        g_reap[g_n_reap++] = p->pid;
+        pthread_mutex_unlock(&g_reap_mu);
+    }
+    if (p->fd >= 0) close(p->fd);
+    p->pid = 0;
+    p->fd = -1;
+}
+
 /* Resident bytes of pid, 0 if unknown. */
 static size_t proc_rss(pid_t pid) {
     char path[64];
@@ -98,6 +136,40 @@ static size_t proc_rss(pid_t pid) {
 
 enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
     return media_proc_write_full(p->fd, buf, n) ? MEDIA_PROC_OK : MEDIA_PROC_GONE;
+}
+
+/* The bounds' verdict at time t (media_proc_read's and media_proc_send's checks). */
+static enum media_proc_end bounds_check(const media_proc *p, const media_proc_bounds *b, double t) {
+    if (b->cancelled && b->cancelled(b->ctx)) return MEDIA_PROC_CANCELLED;
+    if (b->deadline > 0 && t > b->deadline) return MEDIA_PROC_TIMEOUT;
+    if (b->max_rss > 0 && proc_rss(p->pid) > b->max_rss) return MEDIA_PROC_MEMORY;
+    return MEDIA_PROC_OK;
+}
+
+enum media_proc_end media_proc_send(media_proc *p, const void *buf, size_t n, const media_proc_bounds *b) {
+    const char *d = buf;
+    double next_check = 0;
+    while (n) {
+        struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
+        const int r = poll(&pf, 1, MEDIA_PROC_TICK_MS);
+        if (r < 0 && errno != EINTR) return MEDIA_PROC_GONE;
+        if (r > 0) {
+            if (pf.revents & (POLLHUP | POLLERR | POLLNVAL)) return MEDIA_PROC_GONE;
+            const ssize_t k = send(p->fd, d, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return MEDIA_PROC_GONE;
+            if (k > 0) {
+                d += k;
+                n -= (size_t)k;
+            }
+        }
+        if (!b || !n) continue;
+        const double t = media_proc_now();
+        if (t < next_check) continue;
+        next_check = t + MEDIA_PROC_TICK_MS * 1e-3;
+        const enum media_proc_end end = bounds_check(p, b, t);
+        if (end != MEDIA_PROC_OK) return end;
+    }
+    return MEDIA_PROC_OK;
 }
 
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *b) {
@@ -121,9 +193,8 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
         const double t = media_proc_now();
         if (t < next_check) continue;
         next_check = t + MEDIA_PROC_TICK_MS * 1e-3;
-        if (b->cancelled && b->cancelled(b->ctx)) return MEDIA_PROC_CANCELLED;
-        if (b->deadline > 0 && t > b->deadline) return MEDIA_PROC_TIMEOUT;
-        if (b->max_rss > 0 && proc_rss(p->pid) > b->max_rss) return MEDIA_PROC_MEMORY;
+        const enum media_proc_end end = bounds_check(p, b, t);
+        if (end != MEDIA_PROC_OK) return end;
     }
     return MEDIA_PROC_OK;
 }
@@ -178,6 +249,7 @@ nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg
                            int use_spare, media_proc *p, nvl_err *err) {
     p->pid = 0;
     p->fd = -1;
+    media_proc_reap(0);
     if (use_spare) {
         pthread_mutex_lock(&s->mu);
         *p = s->p;
@@ -209,6 +281,7 @@ void media_proc_spare_end(media_proc_spare *s) {
     pthread_mutex_lock(&s->mu);
     media_proc_kill(&s->p);
     pthread_mutex_unlock(&s->mu);
+    media_proc_reap(1);
 }
 
 int media_proc_spare_running(media_proc_spare *s) {

@@ -9,7 +9,7 @@ B=$1 M=$2 D=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
-H=$D/huge_image.webp I=$D/image.bmp
+H=$D/huge_image.webp I=$D/../edges/orient_1.png
 MEM="--image-memory 200"
 R="huge_image.webp: decoding the image needed more than 200 MiB of memory (the image memory limit)"
 expect_fixed 1 "$R" "$B" media-info "$H" $MEM
@@ -23,13 +23,13 @@ printf '{"id":"a","files":["%s"],"question":"What?","params":{"max_tokens":2}}\n
 n=$((n + 1)); grep -q '"id":"a".*"code":"limit_exceeded".*needed more than 200 MiB' "$T/res.jsonl" && grep -q '"id":"b".*"answer"' "$T/res.jsonl" || {
     echo "FAIL: batch:"; sed 's/^/    /' "$T/res.jsonl" "$T/out" | head -10; fail=$((fail + 1)); }
 # a crash in the decoder: that image's error, exit 1, nothing else dies
-cp "$I" "$T/crash_me.bmp"
-expect_fixed 1 "crash_me.bmp: damaged image: the decoder crashed (signal 6, Aborted)" \
-    env NVL_TEST_IMAGE_ABORT=crash_me "$B" media-info "$T/crash_me.bmp"
+cp "$I" "$T/crash_me.png"
+expect_fixed 1 "crash_me.png: damaged image: the decoder crashed (signal 6, Aborted)" \
+    env NVL_TEST_IMAGE_ABORT=crash_me "$B" media-info "$T/crash_me.png"
 # the time bound
-cp "$I" "$T/stuck.bmp"
-expect_fixed 1 "stuck.bmp: decoding the image took longer than 0.5 s" \
-    env NVL_TEST_IMAGE_HANG=stuck "$B" media-info "$T/stuck.bmp" --image-timeout 0.5
+cp "$I" "$T/stuck.png"
+expect_fixed 1 "stuck.png: decoding the image took longer than 0.5 s" \
+    env NVL_TEST_IMAGE_HANG=stuck "$B" media-info "$T/stuck.png" --image-timeout 0.5
 # an image read from a descriptor
 expect_fixed 0 "image: " sh -c "'$B' media-info /dev/stdin < '$I'"
 # bad values
