@@ -38,9 +38,11 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Peak RSS of the largest ended child: the media helpers (media.h: the PDF renderers and the video
- * decoders), which read PDFs and decode videos in processes of their own; 0 when none ran. */
+/* Peak RSS of the largest ended child: the media helpers (media.h: the PDF renderers, the video
+ * and image decoders), which read PDFs and decode videos and images in processes of their own; 0
+ * when none ran. The image decoders are reaped lazily: ended here first. */
 static double helper_peak_rss_mb(void) {
+    media_image_sandbox_end_spare(); /* (reaps the image decoders done with too; the next starts anew) */
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
     return (double)ru.ru_maxrss / 1024.0;
