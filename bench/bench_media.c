@@ -9,7 +9,8 @@
  * Reports wall time of open + render of every page (median of 3; in this process and through the
  * PDF renderer process, media.h media_pdf_sandbox), of one full sampling
  * call (median of 3; in this process and through the video decoder process, media_video_sandbox),
- * of tiling the first page and every sampled frame (median of 3), of decoding IMAGE (median of 15;
+ * of tiling the first page and every sampled frame (median of 3), of opening VIDEO (median of 7,
+ * both ways, 200 ms apart), of decoding IMAGE (median of 15;
  * in this process and through the image decoder process, media_image_sandbox: back to back, and
  * with 200 ms between images as the vision encoder's work would leave), plus peak RSS. */
 #include "bench_util.h"
@@ -88,6 +89,27 @@ static double image_time(const uint8_t *buf, size_t len, const char *name, doubl
     }
     qsort(t, 15, sizeof *t, bench_cmp_double);
     return t[7];
+}
+
+/* Median time (s) of 7 media_video_open + close of path (the frame times read, the plan made), 200
+ * ms apart (not timed): with a decoder process, the one started ahead is then ready. */
+static double video_open_time(const char *path) {
+    double t[7];
+    for (int r = 0; r < 7; r++) {
+        const struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+        nvl_err err = {0};
+        media_video *v = NULL;
+        const double a = bench_now();
+        if (media_video_open(path, NULL, NULL, &v, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            exit(1);
+        }
+        t[r] = bench_now() - a;
+        media_video_close(v);
+    }
+    qsort(t, 7, sizeof *t, bench_cmp_double);
+    return t[3];
 }
 
 /* The still image both ways (media_image_sandbox). */
@@ -185,6 +207,18 @@ int main(int argc, char **argv) {
            threads, tt[1], 1.0 / tt[1]);
     printf("| tiling %d frames (%dx%d) into one tile each, %d thread(s) | %.3f s | %.1f frames/s |\n", frames, fw, fh,
            threads, tf[1], frames / tf[1]);
+    {
+        media_video_sandbox vsb = media_video_sandbox_default();
+        media_video_set_sandbox(&vsb); /* in this process */
+        const double here = video_open_time(argv[2]);
+        vsb.exe = "/proc/self/exe";
+        media_video_set_sandbox(&vsb);
+        const double remote = video_open_time(argv[2]);
+        media_video_sandbox_end_spare();
+        printf("| opening the video (its frame times read, the frames planned) | %.1f ms | |\n", here * 1e3);
+        printf("| the same through the video decoder process (one started ahead, 200 ms between) | %.1f ms | |\n",
+               remote * 1e3);
+    }
     if (argc == 4) image_times(argv[3]);
     printf("peak RSS %.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
     return 0;

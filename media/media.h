@@ -243,7 +243,7 @@ media_video_params media_video_params_default(void);
  * crash in FFmpeg would end the caller (a server and every request in it). With exe set, each
  * video opened by media_video_open is read and decoded in a process of its own, "the decoder":
  * exe started as `exe MEDIA_VIDEO_WORKER_ARG` (an executable whose main calls
- * media_video_worker_main first), started at open, ended with the video; each step (the open's
+ * media_video_worker_main first), started at open (one is started ahead), ended with the video; each step (the open's
  * read of the frame times, then each media_video_next) is bounded by timeout_s, max_mb (its
  * resident memory, sampled every 50 ms) and the params' cancel callback, and one past a bound
  * stops the decoder and ends the video with its error (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT, NVL_ERR_CANCELLED; a crash: NVL_ERR_FORMAT "damaged
@@ -257,8 +257,11 @@ typedef struct media_video_sandbox {
 } media_video_sandbox;
 #define MEDIA_VIDEO_WORKER_ARG "--video-decode-worker"
 media_video_sandbox media_video_sandbox_default(void);
-/* Process-wide (copied, exe too); set it before videos open, from one thread. */
+/* Process-wide (copied, exe too); set it before videos open, from one thread. A decoder is kept
+ * started ahead for the next video once one has opened (ended when another exe is set, or by
+ * media_video_sandbox_end_spare; it is not counted by media_video_decoders). */
 void media_video_set_sandbox(const media_video_sandbox *sb);
+void media_video_sandbox_end_spare(void);
 media_video_sandbox media_video_get_sandbox(void);
 /* Decoder processes running now: one per open video with frames left, except that beyond 8 a
  * newly opened video's decoder (and its descriptor) is stopped once it has planned the frames and

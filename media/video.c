@@ -660,7 +660,15 @@ static struct {
 static int g_n_decoders; /* running decoder processes (atomic) */
 
 
+/* One decoder started ahead for the next video (its libraries load, ~65 ms, while this one is
+ * read); each video gets a process of its own. */
+static media_proc_spare g_vspare = MEDIA_PROC_SPARE_INIT;
+
+void media_video_sandbox_end_spare(void) { media_proc_spare_end(&g_vspare); }
+
 void media_video_set_sandbox(const media_video_sandbox *sb) {
+    if (!sb || !sb->exe || !g_vsandbox.sb.exe || strcmp(sb->exe, g_vsandbox.sb.exe))
+        media_proc_spare_end(&g_vspare); /* another executable's */
     g_vsandbox.sb = sb ? *sb : media_video_sandbox_default();
     if (sb && sb->exe) {
         if (sb->exe != g_vsandbox.exe) /* (a get, changed, set passes the copy itself) */
@@ -828,33 +836,37 @@ static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b,
     return MEDIA_PROC_OK;
 }
 
-/* Starts a decoder (hello read within MEDIA_PROC_START_S). NVL_ERR_IO when none can start. */
-static nvl_status decoder_start(media_video *v, nvl_err *err) {
-    nvl_status st = media_proc_spawn(&v->proc, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, err);
+/* A decoder that said hello (within MEDIA_PROC_START_S): the one started ahead (when use_spare),
+ * else one started now. NVL_ERR_IO when none can start. */
+static nvl_status decoder_start(media_video *v, int use_spare, nvl_err *err) {
+    nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder",
+                                    use_spare, &v->proc, err);
     if (st != NVL_OK) return st;
     __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
     v->counted = 1;
-    const media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
-    uint32_t hello = 0;
-    if (media_proc_read(&v->proc, &hello, sizeof hello, &start) == MEDIA_PROC_OK && hello == VIDEO_HELLO) return NVL_OK;
-    decoder_stop(v);
-    return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the video decoder", g_vsandbox.sb.exe,
-                       MEDIA_VIDEO_WORKER_ARG);
+    return NVL_OK;
 }
 
 /* Starts v's decoder and has it open the video (the name, then the descriptor). The first time
  * (v->want NULL) the plan and the stream's facts are read into v; started again (before the
  * first frame) the decoder must plan the same frames. *no_decoder = 1 when none could start. */
 static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
-    nvl_status st = decoder_start(v, err);
-    *no_decoder = st != NVL_OK;
-    if (st != NVL_OK) return st;
     const media_video_params *p = &v->params;
     const size_t nl = strlen(v->name);
     const vid_open q = {.op = VIDEO_OPEN, .name_len = (uint32_t)nl, .fps = p->fps, .start = p->start, .end = p->end,
                         .max_frames = p->max_frames, .lim_max_frames = v->lim.max_frames,
                         .max_file_bytes = (uint64_t)v->lim.max_file_bytes, .max_pixels = v->lim.max_pixels};
-    enum media_proc_end end = media_proc_write(&v->proc, &q, sizeof q);
+    nvl_status st = NVL_OK;
+    enum media_proc_end end = MEDIA_PROC_GONE;
+    for (int attempt = 0; attempt < 2 && end == MEDIA_PROC_GONE; attempt++) {
+        /* a spare that ended unseen (it said hello before it was killed) fails its first write:
+           once more with one started now */
+        if (attempt) decoder_stop(v);
+        st = decoder_start(v, attempt == 0, err);
+        *no_decoder = st != NVL_OK;
+        if (st != NVL_OK) return st;
+        end = media_proc_write(&v->proc, &q, sizeof q);
+    }
     if (end == MEDIA_PROC_OK) end = media_proc_write(&v->proc, v->name, nl);
     if (end == MEDIA_PROC_OK) end = media_proc_send_fd(&v->proc, v->fd);
     const media_proc_bounds b = step_bounds(v);
@@ -1233,6 +1245,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
 }
 void media_video_close(media_video *v) { (void)v; }
 void media_video_set_sandbox(const media_video_sandbox *sb) { (void)sb; }
+void media_video_sandbox_end_spare(void) {}
 media_video_sandbox media_video_get_sandbox(void) { return media_video_sandbox_default(); }
 int media_video_decoders(void) { return 0; }
 void media_video_worker_main(int argc, char **argv) { (void)argc, (void)argv; }

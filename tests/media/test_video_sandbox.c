@@ -149,6 +149,7 @@ int main(int argc, char **argv) {
         set_sandbox(FAKE_VIDEO_DECODER, 10, 4096, 1);
         for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
             setenv("FAKE_MODE", lies[i].mode, 1);
+            media_video_sandbox_end_spare(); /* (one started ahead has the environment of its start) */
             media_frames *lf = (media_frames *)1;
             const nvl_status ls = media_video_sample(clip, NULL, NULL, &lf, &err);
             TEST_CHECK(ls == lies[i].st && !lf && strstr(err.msg, lies[i].want) && strstr(err.msg, "clip_2s.mp4: "),
@@ -157,6 +158,7 @@ int main(int argc, char **argv) {
             TEST_CHECK(media_video_decoders() == 0, "%s: no decoder left", lies[i].mode);
         }
         setenv("FAKE_MODE", "", 1); /* the honest fake: two 2x2 gray frames */
+        media_video_sandbox_end_spare();
         media_frames *lf = NULL;
         TEST_EQ_INT(media_video_sample(clip, NULL, NULL, &lf, &err), NVL_OK);
         TEST_CHECK(lf && lf->n == 2 && lf->frames[1]->index == 1 && lf->frames[0]->rgb[0] == 128,
@@ -211,6 +213,7 @@ int main(int argc, char **argv) {
     /* 3. time: a decoder that never answers its second frame is stopped after 1 s; the first came */
     set_sandbox("/proc/self/exe", 1, 4096, 1);
     setenv("NVL_TEST_VIDEO_HANG_FRAME", "2", 1);
+    media_video_sandbox_end_spare();
     media_video *v = NULL;
     media_image *fr = NULL;
     TEST_EQ_INT(media_video_open(clip, NULL, NULL, &v, &err), NVL_OK);
@@ -251,11 +254,14 @@ int main(int argc, char **argv) {
         media_video_close(v);
     }
     unsetenv("NVL_TEST_VIDEO_HANG_FRAME");
+    media_video_sandbox_end_spare();
     /* 5. a crash in the decoder: that video's error, a damaged video; the next decodes */
     set_sandbox("/proc/self/exe", 60, 4096, 1);
     setenv("NVL_TEST_VIDEO_ABORT_FRAME", "1", 1);
+    media_video_sandbox_end_spare();
     st = media_video_sample(clip, NULL, NULL, &f, &err);
     unsetenv("NVL_TEST_VIDEO_ABORT_FRAME");
+    media_video_sandbox_end_spare();
     TEST_CHECK(st == NVL_ERR_FORMAT && strstr(err.msg, "clip_2s.mp4: damaged video: decoding frame 0 (0.000 s) failed: "
                                                        "the decoder crashed (signal 6"),
                "a crash is the video's error: %d %s", (int)st, err.msg);
