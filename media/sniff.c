@@ -11,7 +11,8 @@
 static int brand_is(const uint8_t *b, const char *s) { return !memcmp(b, s, 4); }
 
 /* An ISO-BMFF file from its ftyp box (b[4..8) = "ftyp"): a still image when its major brand is
- * an image brand (avif, heic, heix, heim, heis, mif1, miaf), an image sequence or movie (video)
+ * an image brand (avif, heic, heix, heim, heis, mif1, miaf), or a generic one (isom, mp42) with an
+ * image brand among the compatible ones and a 'meta' box next; an image sequence or movie (video)
  * otherwise. mif1/miaf say only "an image file": the codec brand among the compatible brands
  * (avif, or heic/heix/...) decides between AVIF and HEIF. */
 static enum media_kind sniff_ftyp(const uint8_t *b, size_t n) {
@@ -23,11 +24,17 @@ static enum media_kind sniff_ftyp(const uint8_t *b, size_t n) {
     if (brand_is(major, "avif")) return MEDIA_KIND_AVIF;
     if (brand_is(major, "heic") || brand_is(major, "heix") || brand_is(major, "heim") || brand_is(major, "heis"))
         return MEDIA_KIND_HEIF;
-    if (brand_is(major, "mif1") || brand_is(major, "miaf")) {
-        int avif = 0;
-        for (size_t i = 16; i + 4 <= box; i += 4) avif |= brand_is(b + i, "avif");
-        return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
+    int avif = 0, image = 0;
+    for (size_t i = 16; i + 4 <= box; i += 4) {
+        avif |= brand_is(b + i, "avif");
+        image |= brand_is(b + i, "mif1") || brand_is(b + i, "miaf") || brand_is(b + i, "heic") || brand_is(b + i, "heix");
     }
+    if (brand_is(major, "mif1") || brand_is(major, "miaf")) return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
+    /* a generic major brand (isom, mp42, ...) over an image file: an image brand among the compatible
+       ones and the file's items ('meta') straight after the ftyp box, where a movie has its 'moov',
+       'mdat' or 'free' (such HEIC files, from some cameras and converters, were read as videos:
+       FFmpeg found no track) */
+    if (image && box + 8 <= n && !memcmp(b + box + 4, "meta", 4)) return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
     return MEDIA_KIND_VIDEO;
 }
 

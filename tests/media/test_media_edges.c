@@ -245,6 +245,26 @@ static void test_avif(void) {
             media_image_free(img);
         }
     }
+    /* a generic major brand (isom, mp42) over an image file: an image brand among the compatible
+       ones and 'meta' straight after ftyp is a still; 'moov' there, or no image brand, a movie */
+    {
+        static const struct { const char *box, *next; enum media_kind k; } generic[] = {
+            {"ftypisom\0\0\0\0mif1heicmiaf", "meta", MEDIA_KIND_HEIF}, {"ftypmp42\0\0\0\0mif1heicmiaf", "meta", MEDIA_KIND_HEIF},
+            {"ftypisom\0\0\0\0mif1avifmiaf", "meta", MEDIA_KIND_AVIF}, {"ftypisom\0\0\0\0mif1heicmiaf", "moov", MEDIA_KIND_VIDEO},
+            {"ftypisom\0\0\0\0isomiso2mp41", "meta", MEDIA_KIND_VIDEO}, {"ftypmsf1\0\0\0\0msf1mif1heic", "meta", MEDIA_KIND_VIDEO},
+        };
+        for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++) {
+            uint8_t b[64] = {0};
+            const size_t box = 4 + 4 + 4 + 4 + 12;
+            b[3] = (uint8_t)box;
+            memcpy(b + 4, generic[i].box, box - 4);
+            b[box + 3] = 36;
+            memcpy(b + box + 4, generic[i].next, 4);
+            const enum media_kind k = media_sniff(b, sizeof b);
+            TEST_CHECK(k == generic[i].k, "ftyp %.8s... then %s: %s, expected %s", generic[i].box + 4, generic[i].next,
+                       media_kind_name(k), media_kind_name(generic[i].k));
+        }
+    }
     /* containers FFmpeg reads that were refused as unknown: FLV, Y4M, NUT, Blu-ray M2TS (TS packets
        of 192 bytes, a 4-byte timecode before each sync byte); an MP3's ID3 header stays unknown */
     {

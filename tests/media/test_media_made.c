@@ -134,6 +134,20 @@ int main(void) {
         size_t hl = 0;
         TEST_EQ_INT(media_read_file(test_data_path("media/made/photo.heic"), NULL, &hb, &hl, &err), NVL_OK);
         media_image *bad = NULL;
+        /* the same file under the major brand isom (some cameras' and converters' HEIC): the same
+           image (it was taken for a video: FFmpeg "Invalid data") */
+        if (hb && hl > 12) {
+            media_image *a = NULL, *b = NULL;
+            nvl_status sa = media_decode_image(hb, hl, "photo.heic", NULL, &a, &err);
+            memcpy(hb + 8, "isom", 4);
+            nvl_status sb = media_decode_image(hb, hl, "isom.heic", NULL, &b, &err);
+            memcpy(hb + 8, "heic", 4);
+            TEST_CHECK(sa == NVL_OK && sb == NVL_OK && a->width == b->width && a->height == b->height &&
+                           !memcmp(a->rgb, b->rgb, a->stride * (size_t)a->height),
+                       "a HEIC under the major brand isom: the same image (%d, %d: %s)", (int)sa, (int)sb, err.msg);
+            media_image_free(a);
+            media_image_free(b);
+        }
         nvl_status bst = hb ? media_decode_image(hb, hl / 3, "cut.heic", NULL, &bad, &err) : NVL_ERR_IO;
         TEST_CHECK(bst == NVL_ERR_FORMAT && !bad && strstr(err.msg, "cut.heic: damaged HEIF: "), "a HEIC cut short: %d %s",
                    (int)bst, err.msg);
