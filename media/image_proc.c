@@ -8,8 +8,8 @@
  * first image of a process waits for a start (~65 ms).
  * Protocol on the decoder's fd 3, host byte order (both ends are this executable): it says
  * IMAGE_HELLO; the parent sends an img_req, the name's bytes and the image's bytes; it answers an
- * img_rep and its message bytes, then on success an img_out and height rows of width * 3 RGB
- * bytes. Its answers are checked (status, message, size within the pixel limit, orientation). */
+ * img_rep, its message bytes and its log messages (logged again here, through this process's log
+ * callback and level), then on success an img_out and height rows of width * 3 RGB bytes. Its answers are checked (status, message, size within the pixel limit, orientation). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +64,23 @@ static int knob_names(const char *var, const char *name) {
     return e && *e && strstr(name, e);
 }
 
+/* The decoder's log messages (errors and warnings: "JPEG decoded with a warning: Premature end of
+ * JPEG file"), sent with its answer and logged again by the caller, through its own log callback
+ * and level; a message that would overflow IMAGE_WARN_MAX is dropped. */
+typedef struct warn_buf {
+    char text[IMAGE_WARN_MAX];
+    size_t n;
+} warn_buf;
+
+static void collect_warning(enum nvl_log_level level, const char *msg, void *user) {
+    warn_buf *w = user;
+    const size_t n = strlen(msg);
+    if (level > NVL_LOG_LEVEL_WARN || w->n + n + 2 > sizeof w->text) return;
+    w->text[w->n++] = (char)level;
+    memcpy(w->text + w->n, msg, n + 1);
+    w->n += n + 1;
+}
+
 static int worker_image(void) {
     const int fd = MEDIA_PROC_FD;
     if (!media_proc_worker_begin("nanovl-image", IMAGE_HELLO)) return 0;
@@ -85,10 +102,13 @@ static int worker_image(void) {
     lim.max_pixels = q.max_pixels;
     nvl_err e = {0};
     media_image *img = NULL;
+    static warn_buf wb;
+    nvl_log_set(collect_warning, &wb);
     const nvl_status st = media_decode_image_local(buf, q.len, name, &lim, &img, &e);
     free(buf);
-    const img_rep r = {.status = st, .msg_len = st == NVL_OK ? 0 : (uint32_t)strlen(e.msg)};
-    if (!media_proc_write_full(fd, &r, sizeof r) || !media_proc_write_full(fd, e.msg, r.msg_len) || st != NVL_OK)
+    const img_rep r = {.status = st, .msg_len = st == NVL_OK ? 0 : (uint32_t)strlen(e.msg), .warn_len = (uint32_t)wb.n};
+    if (!media_proc_write_full(fd, &r, sizeof r) || !media_proc_write_full(fd, e.msg, r.msg_len) ||
+        !media_proc_write_full(fd, wb.text, wb.n) || st != NVL_OK)
         return 0;
     const img_out o = {.width = img->width, .height = img->height, .orientation = img->orientation};
     /* (one write: media_image_new's rows are contiguous) */
@@ -131,16 +151,38 @@ static nvl_status image_failed(media_proc *p, const char *name, enum media_proc_
     return st;
 }
 
-/* An img_rep and its message; a failed one becomes *st / *err (the message made to name the image). */
+/* Logs the decoder's messages (warn_buf's records) here: each made to name the image, its control
+ * characters shown as '?'. 0 when they are malformed (a level other than error or warn, a record
+ * without its end). */
+static int relog_warnings(const char *name, char *w, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const int level = w[i++];
+        char *text = w + i, *end = memchr(text, 0, n - i);
+        if ((level != NVL_LOG_LEVEL_ERROR && level != NVL_LOG_LEVEL_WARN) || !end) return 0;
+        for (char *c = text; c < end; c++)
+            if ((unsigned char)*c < 0x20 && !(*c == '\n' && c + 1 == end)) *c = '?';
+        const size_t nl = strlen(name);
+        if (!strncmp(text, name, nl) && text[nl] == ':') nvl_log((enum nvl_log_level)level, "%s", text);
+        else nvl_log((enum nvl_log_level)level, "%s: %s", name, text);
+        i = (size_t)(end - w) + 1;
+    }
+    return 1;
+}
+
+/* An img_rep, its message and its warnings (logged here); a failed one becomes *st / *err (the
+ * message made to name the image). */
 static enum media_proc_end read_rep(media_proc *p, const char *name, const media_proc_bounds *b, nvl_status *st,
                                     nvl_err *err) {
     img_rep r;
     enum media_proc_end end = media_proc_read(p, &r, sizeof r, b);
     if (end != MEDIA_PROC_OK) return end;
-    char msg[NVL_ERR_MSG_MAX];
-    if (r.msg_len >= sizeof msg || (r.status == NVL_OK) != (r.msg_len == 0)) return MEDIA_PROC_BAD;
+    char msg[NVL_ERR_MSG_MAX], warn[IMAGE_WARN_MAX];
+    if (r.msg_len >= sizeof msg || (r.status == NVL_OK) != (r.msg_len == 0) || r.warn_len > sizeof warn)
+        return MEDIA_PROC_BAD;
     if ((end = media_proc_read(p, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
     msg[r.msg_len] = 0;
+    if ((end = media_proc_read(p, warn, r.warn_len, b)) != MEDIA_PROC_OK) return end;
+    if (!relog_warnings(name, warn, r.warn_len)) return MEDIA_PROC_BAD;
     switch (r.status) { /* what decoding can fail with: a decoder taken over must not answer "busy" */
     case NVL_OK: case NVL_ERR_FORMAT: case NVL_ERR_TRUNCATED: case NVL_ERR_UNSUPPORTED: case NVL_ERR_NOMEM:
     case NVL_ERR_LIMIT: case NVL_ERR_IO: case NVL_ERR_NOT_FOUND: case NVL_ERR_INVALID_ARG: /* (as in this process) */
@@ -164,23 +206,31 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
     const size_t nl = strlen(name) > 65536 ? 65536 : strlen(name);
     const img_req q = {.name_len = (uint32_t)nl, .len = len, .max_file_bytes = (uint64_t)lim->max_file_bytes,
                        .max_pixels = lim->max_pixels};
+    /* the bounds, from the decoder's start: its time; its memory besides the image's bytes, which
+       it holds whole; the cancel */
+    const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
+                                 .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
+                                 .cancelled = cancelled, .ctx = ctx};
     enum media_proc_end end = MEDIA_PROC_GONE;
     for (int attempt = 0; attempt < 2 && end == MEDIA_PROC_GONE; attempt++) {
         /* a taken spare that ended unseen (it said hello before it was killed) fails its first
            write: once more with a new one */
-        if ((st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder",
-                                  attempt == 0, &p, err)) != NVL_OK) {
+        nvl_err e = {0};
+        st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", attempt == 0, &b,
+                             &p, &e);
+        if (st == NVL_ERR_TIMEOUT) /* (its start took the time: a machine out of processes or memory) */
+            return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit: %s)",
+                               name, sb->timeout_s, e.msg);
+        if (st == NVL_ERR_CANCELLED) return nvl_err_set(err, st, "%s: cancelled", name);
+        if (st != NVL_OK) {
             *no_decoder = 1;
+            if (err) *err = e;
             return st;
         }
         end = media_proc_write(&p, &q, sizeof q);
         if (end != MEDIA_PROC_OK) media_proc_kill(&p);
     }
     __atomic_add_fetch(&g_n_working, 1, __ATOMIC_RELAXED);
-    /* the bounds: its time; its memory besides the image's bytes, which it holds whole; the cancel */
-    const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
-                                 .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
-                                 .cancelled = cancelled, .ctx = ctx};
     if (end == MEDIA_PROC_OK) end = media_proc_send(&p, name, nl, &b);
     if (end == MEDIA_PROC_OK) end = media_proc_send(&p, buf, len, &b); /* (bounded: a decoder may stop reading) */
     if (end == MEDIA_PROC_OK) end = read_rep(&p, name, &b, &st, err);

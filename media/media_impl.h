@@ -99,11 +99,14 @@ typedef struct media_proc_spare {
 } media_proc_spare;
 #define MEDIA_PROC_SPARE_INIT {PTHREAD_MUTEX_INITIALIZER, {0, -1}}
 #define MEDIA_PROC_START_S 30.0 /* seconds a helper may take to start (say hello) */
-/* A helper running `exe arg` that said hello within MEDIA_PROC_START_S: s's spare (when use_spare
- * and it runs exe arg), else one started now (a spare that ended unseen is replaced once); then a
- * new spare is started. NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's. */
+/* A helper running `exe arg` that said hello within MEDIA_PROC_START_S: s's spare (when use_spare),
+ * else one started now (a spare that ended unseen is replaced once); then a new spare is started.
+ * b (NULL: none): the caller's deadline and cancel bound the wait for the hello too.
+ * NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's; NVL_ERR_TIMEOUT or
+ * NVL_ERR_CANCELLED when b's deadline or cancel ended the wait (the message does not name the
+ * caller's input: prefix it). */
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
-                           int use_spare, media_proc *p, nvl_err *err);
+                           int use_spare, const media_proc_bounds *b, media_proc *p, nvl_err *err);
 void media_proc_spare_end(media_proc_spare *s);     /* kills and reaps the spare, if any (and
                                                        every released helper: media_proc_reap(1)) */
 int media_proc_spare_running(media_proc_spare *s);  /* 1 when a spare is started */
@@ -127,7 +130,7 @@ int media_proc_write_full(int fd, const void *buf, size_t n);
 #define IMAGE_HELLO 0x6e766c69u /* "nvli" */
 /* The image decoder's protocol (image_proc.c; tests/media/test_image_sandbox.c's lying decoder
  * speaks it too): IMAGE_HELLO; then an img_req, the name's bytes and the image's bytes; answered
- * by an img_rep and its message bytes, then on success an img_out and the RGB rows. */
+ * by an img_rep, its message bytes and its warnings, then on success an img_out and the RGB rows. */
 typedef struct img_req {
     uint32_t name_len, pad;
     uint64_t len; /* the image's bytes */
@@ -137,7 +140,10 @@ typedef struct img_req {
 typedef struct img_rep {
     int32_t status; /* nvl_status */
     uint32_t msg_len;
+    uint32_t warn_len; /* after the message: the decoder's log messages, each a level byte (error or
+                          warn) and its text with a NUL; at most IMAGE_WARN_MAX bytes */
 } img_rep;
+#define IMAGE_WARN_MAX 4096
 typedef struct img_out {
     int32_t width, height, orientation;
 } img_out;

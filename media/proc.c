@@ -235,18 +235,27 @@ int media_proc_death(media_proc *p, char *buf, size_t cap) {
     return fault;
 }
 
-/* A helper that said hello (media_proc_take). */
+/* A helper that said hello within MEDIA_PROC_START_S (and the caller's bounds b, may be NULL). */
 static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, uint32_t hello, const char *what,
-                             nvl_err *err) {
-    const media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
+                             const media_proc_bounds *b, nvl_err *err) {
+    media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
+    if (b) {
+        start.cancelled = b->cancelled;
+        start.ctx = b->ctx;
+        if (b->deadline > 0 && b->deadline < start.deadline) start.deadline = b->deadline;
+    }
     uint32_t h = 0;
-    if (media_proc_read(p, &h, sizeof h, &start) == MEDIA_PROC_OK && h == hello) return NVL_OK;
+    const enum media_proc_end end = media_proc_read(p, &h, sizeof h, &start);
+    if (end == MEDIA_PROC_OK && h == hello) return NVL_OK;
     media_proc_kill(p);
+    if (end == MEDIA_PROC_CANCELLED) return nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled while the %s started", what);
+    if (end == MEDIA_PROC_TIMEOUT && b && b->deadline > 0 && media_proc_now() >= b->deadline)
+        return nvl_err_set(err, NVL_ERR_TIMEOUT, "the time limit passed while the %s started", what);
     return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the %s", exe, arg, what);
 }
 
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
-                           int use_spare, media_proc *p, nvl_err *err) {
+                           int use_spare, const media_proc_bounds *b, media_proc *p, nvl_err *err) {
     p->pid = 0;
     p->fd = -1;
     media_proc_reap(0);
@@ -260,7 +269,9 @@ nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg
     nvl_status st = NVL_OK;
     for (int attempt = 0; attempt < 2; attempt++) { /* a spare stopped from outside: a new one */
         if (!p->pid && (st = media_proc_spawn(p, exe, arg, err)) != NVL_OK) break;
-        if ((st = proc_hello(p, exe, arg, hello, what, err)) == NVL_OK) break;
+        if ((st = proc_hello(p, exe, arg, hello, what, b, err)) == NVL_OK || st == NVL_ERR_CANCELLED ||
+            st == NVL_ERR_TIMEOUT)
+            break;
     }
     if (st != NVL_OK) return st;
     media_proc next;

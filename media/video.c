@@ -840,7 +840,7 @@ static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b,
  * else one started now. NVL_ERR_IO when none can start. */
 static nvl_status decoder_start(media_video *v, int use_spare, nvl_err *err) {
     nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder",
-                                    use_spare, &v->proc, err);
+                                    use_spare, NULL, &v->proc, err);
     if (st != NVL_OK) return st;
     __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
     v->counted = 1;

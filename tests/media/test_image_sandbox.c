@@ -30,22 +30,28 @@ static void set_sandbox(const char *exe, double timeout_s, double max_mb, int st
     media_image_set_sandbox(&sb);
 }
 
-static int g_fallbacks;
+static int g_fallbacks, g_warnings;
+static char g_last_warning[2048];
 static void on_log(enum nvl_log_level level, const char *msg, void *user) {
     (void)user;
     if (level <= NVL_LOG_LEVEL_WARN && strstr(msg, "the image is decoded in this process, WITHOUT")) g_fallbacks++;
+    else if (level <= NVL_LOG_LEVEL_WARN) { /* a decoder's own (through this callback either way) */
+        g_warnings++;
+        snprintf(g_last_warning, sizeof g_last_warning, "%s", msg);
+    }
 }
 
-/* The pid of the one running child of this process named comm (its /proc/PID/stat), 0 if none
- * or several (a decoder killed after its image may still be ending). */
+/* The pid of the one child of this process named comm that is not ending (its /proc/PID/stat:
+ * state not Z/X; no SIGKILL pending), 0 if none or several: a decoder killed after its image may
+ * still be ending (not yet a zombie); the caller waits until only the one started ahead is left. */
 static pid_t child_named(const char *comm) {
     DIR *d = opendir("/proc");
     pid_t found = 0;
-    int running = 0;
+    int candidates = 0;
     for (struct dirent *de; d && (de = readdir(d));) {
         const long pid = strtol(de->d_name, NULL, 10);
         if (pid <= 0) continue;
-        char path[64], line[512];
+        char path[64], line[1024];
         snprintf(path, sizeof path, "/proc/%ld/stat", pid);
         FILE *f = fopen(path, "r");
         if (!f) continue;
@@ -54,29 +60,50 @@ static pid_t child_named(const char *comm) {
         line[n] = 0;
         char *open = strchr(line, '('), *close = strrchr(line, ')');
         if (!open || !close || close < open) continue;
+        if ((size_t)(close - open - 1) != strlen(comm) || strncmp(open + 1, comm, strlen(comm))) continue;
+        char state = 0; /* (the fields after the name: state, ppid) */
         long ppid = 0;
-        char state = 0;
-        if (sscanf(close + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long)getpid() || state == 'Z') continue;
-        if ((size_t)(close - open - 1) == strlen(comm) && !strncmp(open + 1, comm, strlen(comm))) {
-            found = (pid_t)pid;
-            running++;
+        if (sscanf(close + 1, " %c %ld", &state, &ppid) != 2 || ppid != (long)getpid() || state == 'Z' || state == 'X')
+            continue;
+        /* killed and ending: SIGKILL pending (bit 9 of SigPnd / ShdPnd in /proc/PID/status) */
+        int killed = 0;
+        snprintf(path, sizeof path, "/proc/%ld/status", pid);
+        if ((f = fopen(path, "r"))) {
+            char l[256];
+            while (fgets(l, sizeof l, f))
+                if (!strncmp(l, "SigPnd:", 7) || !strncmp(l, "ShdPnd:", 7)) killed |= (strtoull(l + 7, NULL, 16) >> 8) & 1;
+            fclose(f);
         }
+        if (killed) continue;
+        found = (pid_t)pid;
+        candidates++;
     }
     if (d) closedir(d);
-    return running == 1 ? found : 0;
+    return candidates == 1 ? found : 0;
 }
 
-static int g_compared, g_failed_both;
+static int g_compared, g_failed_both, g_warned_both;
 
 /* buf decoded in this process and through the decoder: the same status and words, or the same
  * image (size, orientation, every pixel). */
 static void same_both_ways(const char *name, const uint8_t *buf, size_t len) {
     nvl_err e1 = {0}, e2 = {0};
     media_image *a = NULL, *b = NULL;
+    char w1[2048];
     set_sandbox(NULL, 0, 0, 0);
+    g_warnings = 0;
+    g_last_warning[0] = 0;
     const nvl_status s1 = media_decode_image(buf, len, name, NULL, &a, &e1);
+    const int n1 = g_warnings;
+    snprintf(w1, sizeof w1, "%s", g_last_warning);
     set_sandbox("/proc/self/exe", 60, 4096, 1);
+    g_warnings = 0;
+    g_last_warning[0] = 0;
     const nvl_status s2 = media_decode_image(buf, len, name, NULL, &b, &e2);
+    /* the decoders' warnings reach this process's log callback, word for word */
+    TEST_CHECK(n1 == g_warnings && !strcmp(w1, g_last_warning), "%s: the same warnings (%d: '%s' / %d: '%s')", name, n1,
+               w1, g_warnings, g_last_warning);
+    g_warned_both += n1 > 0 && n1 == g_warnings;
     TEST_CHECK(s1 == s2, "%s: the same status here and through the decoder (%d, %d: %s / %s)", name, (int)s1, (int)s2,
                e1.msg, e2.msg);
     if (s1 != NVL_OK || s2 != NVL_OK) {
@@ -123,6 +150,11 @@ static void same_in_dir(const char *dir) {
 
 static int fake_decoder(const char *mode) {
     const int fd = MEDIA_PROC_FD;
+    if (!strcmp(mode, "no_hello")) { /* a decoder that never starts (a machine out of memory, swapping) */
+        const struct timespec ts = {60, 0};
+        nanosleep(&ts, NULL);
+        return 0;
+    }
     if (!media_proc_worker_begin("nanovl-fake", IMAGE_HELLO)) return 0;
     img_req q;
     if (!media_proc_read_full(fd, &q, sizeof q)) return 0;
@@ -143,8 +175,18 @@ static int fake_decoder(const char *mode) {
     else if (!strcmp(mode, "orientation_1")) o.orientation = 1;
     else if (!strcmp(mode, "short_pixels")) o.width = 1000, o.height = 1000;
     else if (!strcmp(mode, "unnamed_error")) r.status = NVL_ERR_FORMAT, msg = "bad Huffman table";
+    /* its log messages: a level byte, the text, a NUL */
+    char warn[64] = {0};
+    size_t wl = 0;
+    if (!strcmp(mode, "warning_unnamed")) memcpy(warn, "\1odd marker\x1b[31m\n", wl = 18);
+    else if (!strcmp(mode, "warning_level")) memcpy(warn, "\3debug\n", wl = 8);
+    else if (!strcmp(mode, "warning_unended")) memcpy(warn, "\1no end", wl = 7);
+    else if (!strcmp(mode, "warning_long")) r.warn_len = 1u << 20;
     if (!r.msg_len) r.msg_len = (uint32_t)strlen(msg);
-    if (!media_proc_write_full(fd, &r, sizeof r) || !media_proc_write_full(fd, msg, strlen(msg))) return 0;
+    if (!r.warn_len) r.warn_len = (uint32_t)wl;
+    if (!media_proc_write_full(fd, &r, sizeof r) || !media_proc_write_full(fd, msg, strlen(msg)) ||
+        !media_proc_write_full(fd, warn, wl))
+        return 0;
     if (r.status != NVL_OK) return 0;
     uint8_t px[24] = {0};
     /* (short_pixels: 24 bytes of 3 million, then the end) */
@@ -174,8 +216,9 @@ int main(int argc, char **argv) {
     } else {
         printf("# ../shared/media is absent: its stills are not compared (the committed ones are)\n");
     }
-    TEST_CHECK(g_compared >= 60 && g_failed_both >= 10, "compared %d decodes (%d failing both ways alike)", g_compared,
-               g_failed_both);
+    TEST_CHECK(g_compared >= 60 && g_failed_both >= 10 && g_warned_both >= 2,
+               "compared %d decodes (%d failing both ways alike, %d with the same warnings)", g_compared, g_failed_both,
+               g_warned_both);
 
     /* 2. the checks made from the first bytes run here, no decoder started for them */
     set_sandbox("/proc/self/exe", 60, 4096, 1);
@@ -263,7 +306,11 @@ int main(int argc, char **argv) {
         st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err); /* (a spare starts) */
         media_image_free(img);
         img = NULL;
-        pid_t spare = 0; /* (named once it runs the decoder's start: a moment after it was spawned) */
+        /* (named once it runs the decoder's start, a moment after it was spawned, just before its
+           hello: it is given 300 ms more; stopped before its hello, the start is bounded as well) */
+        const struct timespec pause = {0, 300 * 1000000L};
+        nanosleep(&pause, NULL);
+        pid_t spare = 0;
         for (int i = 0; i < 500 && !(spare = child_named("nanovl-image")); i++) {
             const struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
@@ -318,6 +365,9 @@ int main(int argc, char **argv) {
         {"orientation_1", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
         {"short_pixels", NVL_ERR_IO, "image.png: the image decoder exited with status 1"},
         {"unnamed_error", NVL_ERR_FORMAT, "image.png: bad Huffman table"},
+        {"warning_level", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"warning_unended", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
+        {"warning_long", NVL_ERR_FORMAT, "the decoder's answer was malformed"},
     };
     set_sandbox("/proc/self/exe", 10, 4096, 1);
     for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
@@ -330,6 +380,40 @@ int main(int argc, char **argv) {
         media_image_free(img);
         img = NULL;
     }
+    /* a decoder that never says hello: the image's time bound and cancel hold while it starts */
+    setenv("FAKE_IMAGE_MODE", "no_hello", 1);
+    media_image_sandbox_end_spare();
+    set_sandbox("/proc/self/exe", 1, 4096, 1);
+    double t1 = now_s();
+    st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err);
+    double dt1 = now_s() - t1;
+    TEST_CHECK(st == NVL_ERR_TIMEOUT && !img && strstr(err.msg, "image.png: decoding the image took longer than 1 s") &&
+                   strstr(err.msg, "while the image decoder started") && dt1 < 4,
+               "a decoder that never starts: the time bound after %.2f s (%d: %s)", dt1, (int)st, err.msg);
+    set_sandbox("/proc/self/exe", 60, 4096, 1);
+    g_cancel = 0;
+    pthread_t th2;
+    TEST_CHECK(pthread_create(&th2, NULL, cancel_later, NULL) == 0, "cancel thread");
+    t1 = now_s();
+    st = media_decode_image_cancellable(photo, photo_len, "image.png", NULL, cancelled, (void *)&g_cancel, &img, &err);
+    dt1 = now_s() - t1;
+    pthread_join(th2, NULL);
+    TEST_CHECK(st == NVL_ERR_CANCELLED && !img && !strcmp(err.msg, "image.png: cancelled") && dt1 < 4,
+               "a decoder that never starts: the cancel after %.2f s (%d: %s)", dt1, (int)st, err.msg);
+    set_sandbox("/proc/self/exe", 10, 4096, 1);
+
+    /* a warning not naming the image is made to, its control characters shown as '?' (and the
+       honest fake's 4x2 image taken) */
+    setenv("FAKE_IMAGE_MODE", "warning_unnamed", 1);
+    media_image_sandbox_end_spare();
+    g_warnings = 0;
+    st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err);
+    TEST_CHECK(st == NVL_OK && img && img->width == 4 && g_warnings == 1 &&
+                   !strcmp(g_last_warning, "image.png: odd marker?[31m\n"),
+               "a decoder's warning made to name the image, escapes neutralised (%d: %d '%s')", (int)st, g_warnings,
+               g_last_warning);
+    media_image_free(img);
+    img = NULL;
     unsetenv("FAKE_IMAGE_MODE");
     media_image_sandbox_end_spare();
 
