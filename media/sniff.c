@@ -12,7 +12,8 @@ static int brand_is(const uint8_t *b, const char *s) { return !memcmp(b, s, 4); 
 
 /* An ISO-BMFF file from its ftyp box (b[4..8) = "ftyp"): a still image when its major brand is
  * an image brand (avif, heic, heix, heim, heis, mif1, miaf), or a generic one (isom, mp42) with an
- * image brand among the compatible ones and a 'meta' box next; an image sequence or movie (video)
+ * image brand and no sequence brand (msf1, avis, hevc, hevx) among the compatible ones and a
+ * 'meta' box next; an image sequence or movie (video)
  * otherwise. mif1/miaf say only "an image file": the codec brand among the compatible brands
  * (avif, or heic/heix/...) decides between AVIF and HEIF. */
 static enum media_kind sniff_ftyp(const uint8_t *b, size_t n) {
@@ -24,17 +25,20 @@ static enum media_kind sniff_ftyp(const uint8_t *b, size_t n) {
     if (brand_is(major, "avif")) return MEDIA_KIND_AVIF;
     if (brand_is(major, "heic") || brand_is(major, "heix") || brand_is(major, "heim") || brand_is(major, "heis"))
         return MEDIA_KIND_HEIF;
-    int avif = 0, image = 0;
+    int avif = 0, image = 0, sequence = 0;
     for (size_t i = 16; i + 4 <= box; i += 4) {
         avif |= brand_is(b + i, "avif");
         image |= brand_is(b + i, "mif1") || brand_is(b + i, "miaf") || brand_is(b + i, "heic") || brand_is(b + i, "heix");
+        sequence |= brand_is(b + i, "msf1") || brand_is(b + i, "avis") || brand_is(b + i, "hevc") || brand_is(b + i, "hevx");
     }
     if (brand_is(major, "mif1") || brand_is(major, "miaf")) return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
     /* a generic major brand (isom, mp42, ...) over an image file: an image brand among the compatible
        ones and the file's items ('meta') straight after the ftyp box, where a movie has its 'moov',
        'mdat' or 'free' (such HEIC files, from some cameras and converters, were read as videos:
        FFmpeg found no track) */
-    if (image && box + 8 <= n && !memcmp(b + box + 4, "meta", 4)) return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
+    if (image && !sequence && box + 8 <= n && !memcmp(b + box + 4, "meta", 4)) /* (a sequence brand: a movie
+                                                                                   with an image item, e.g. a cover) */
+        return avif ? MEDIA_KIND_AVIF : MEDIA_KIND_HEIF;
     return MEDIA_KIND_VIDEO;
 }
 

@@ -252,6 +252,8 @@ static void test_avif(void) {
             {"ftypisom\0\0\0\0mif1heicmiaf", "meta", MEDIA_KIND_HEIF}, {"ftypmp42\0\0\0\0mif1heicmiaf", "meta", MEDIA_KIND_HEIF},
             {"ftypisom\0\0\0\0mif1avifmiaf", "meta", MEDIA_KIND_AVIF}, {"ftypisom\0\0\0\0mif1heicmiaf", "moov", MEDIA_KIND_VIDEO},
             {"ftypisom\0\0\0\0isomiso2mp41", "meta", MEDIA_KIND_VIDEO}, {"ftypmsf1\0\0\0\0msf1mif1heic", "meta", MEDIA_KIND_VIDEO},
+            /* a movie with an image item (a cover: MP4Box -add-image writes meta before moov) */
+            {"ftypisom\0\0\0\0mif1msf1heic", "meta", MEDIA_KIND_VIDEO}, {"ftypmp42\0\0\0\0mif1heicavis", "meta", MEDIA_KIND_VIDEO},
         };
         for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++) {
             uint8_t b[64] = {0};
