@@ -68,48 +68,54 @@ static double pdf_time(const char *path, int *pages, int *w, int *h, double *til
     return bench_now() - a;
 }
 
-/* Median time (s) of decoding buf 15 times, with pause_s between decodes (not timed). */
-static double image_time(const uint8_t *buf, size_t len, const char *name, double pause_s, int *w, int *h) {
+/* Median of runs (at most 15) timings by once (seconds of one run), pause_s apart (not timed). */
+static double median_time(int runs, double pause_s, double (*once)(void *ctx), void *ctx) {
     double t[15];
-    for (int r = 0; r < 15; r++) {
+    for (int r = 0; r < runs; r++) {
         if (pause_s > 0) {
             const struct timespec ts = {0, (long)(pause_s * 1e9)};
             nanosleep(&ts, NULL);
         }
-        nvl_err err = {0};
-        media_image *img = NULL;
-        const double a = bench_now();
-        if (media_decode_image(buf, len, name, NULL, &img, &err) != NVL_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            exit(1);
-        }
-        t[r] = bench_now() - a;
-        *w = img->width, *h = img->height;
-        media_image_free(img);
+        t[r] = once(ctx);
     }
-    qsort(t, 15, sizeof *t, bench_cmp_double);
-    return t[7];
+    qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
+    return t[runs / 2];
 }
 
-/* Median time (s) of 7 media_video_open + close of path (the frame times read, the plan made), 200
- * ms apart (not timed): with a decoder process, the one started ahead is then ready. */
-static double video_open_time(const char *path) {
-    double t[7];
-    for (int r = 0; r < 7; r++) {
-        const struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-        nvl_err err = {0};
-        media_video *v = NULL;
-        const double a = bench_now();
-        if (media_video_open(path, NULL, NULL, &v, &err) != NVL_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            exit(1);
-        }
-        t[r] = bench_now() - a;
-        media_video_close(v);
-    }
-    qsort(t, 7, sizeof *t, bench_cmp_double);
-    return t[3];
+static void fail_exit(const nvl_err *err) {
+    fprintf(stderr, "%s\n", err->msg);
+    exit(1);
+}
+
+typedef struct image_job {
+    const uint8_t *buf;
+    size_t len;
+    const char *name;
+    int w, h;
+} image_job;
+
+/* One media_decode_image of the job's bytes (s). */
+static double image_once(void *ctx) {
+    image_job *j = ctx;
+    nvl_err err = {0};
+    media_image *img = NULL;
+    const double a = bench_now();
+    if (media_decode_image(j->buf, j->len, j->name, NULL, &img, &err) != NVL_OK) fail_exit(&err);
+    const double s = bench_now() - a;
+    j->w = img->width, j->h = img->height;
+    media_image_free(img);
+    return s;
+}
+
+/* One media_video_open + close of the path ctx (the frame times read, the plan made; s). */
+static double video_open_once(void *ctx) {
+    nvl_err err = {0};
+    media_video *v = NULL;
+    const double a = bench_now();
+    if (media_video_open(ctx, NULL, NULL, &v, &err) != NVL_OK) fail_exit(&err);
+    const double s = bench_now() - a;
+    media_video_close(v);
+    return s;
 }
 
 /* The still image both ways (media_image_sandbox). */
@@ -117,20 +123,18 @@ static void image_times(const char *path) {
     uint8_t *buf = NULL;
     size_t len = 0;
     nvl_err err = {0};
-    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    int w = 0, h = 0;
+    if (media_read_file(path, NULL, &buf, &len, &err) != NVL_OK) fail_exit(&err);
+    image_job j = {.buf = buf, .len = len, .name = path};
     media_image_sandbox sb = media_image_sandbox_default();
     media_image_set_sandbox(&sb); /* in this process */
-    const double here = image_time(buf, len, path, 0, &w, &h);
+    const double here = median_time(15, 0, image_once, &j);
     sb.exe = "/proc/self/exe"; /* through the decoder process, as nanovl decodes images */
     media_image_set_sandbox(&sb);
-    const double b2b = image_time(buf, len, path, 0, &w, &h);
-    const double paced = image_time(buf, len, path, 0.2, &w, &h);
+    const double b2b = median_time(15, 0, image_once, &j);
+    const double paced = median_time(15, 0.2, image_once, &j);
     media_image_sandbox_end_spare();
-    printf("| image %s (%dx%d, %zu bytes) decoded | %.1f ms | %.1f images/s |\n", path, w, h, len, here * 1e3, 1 / here);
+    printf("| image %s (%dx%d, %zu bytes) decoded | %.1f ms | %.1f images/s |\n", path, j.w, j.h, len, here * 1e3,
+           1 / here);
     printf("| the same through the image decoder process, back to back | %.1f ms | %.1f images/s |\n", b2b * 1e3,
            1 / b2b);
     printf("| the same, 200 ms between images (the decoder started ahead is ready) | %.1f ms | %.1f images/s |\n",
@@ -210,10 +214,10 @@ int main(int argc, char **argv) {
     {
         media_video_sandbox vsb = media_video_sandbox_default();
         media_video_set_sandbox(&vsb); /* in this process */
-        const double here = video_open_time(argv[2]);
+        const double here = median_time(7, 0.2, video_open_once, argv[2]);
         vsb.exe = "/proc/self/exe";
         media_video_set_sandbox(&vsb);
-        const double remote = video_open_time(argv[2]);
+        const double remote = median_time(7, 0.2, video_open_once, argv[2]);
         media_video_sandbox_end_spare();
         printf("| opening the video (its frame times read, the frames planned) | %.1f ms | |\n", here * 1e3);
         printf("| the same through the video decoder process (one started ahead, 200 ms between) | %.1f ms | |\n",

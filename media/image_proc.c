@@ -37,16 +37,10 @@ static media_proc_spare g_ispare = MEDIA_PROC_SPARE_INIT;
 static int g_n_working; /* decoders decoding now (atomic) */
 
 void media_image_set_sandbox(const media_image_sandbox *sb) {
-    const char *old = g_isandbox.sb.exe;
-    if (!sb || !sb->exe || !old || strcmp(sb->exe, old)) media_proc_spare_end(&g_ispare); /* another executable's */
+    const char *exe = media_proc_set_exe(&g_ispare, g_isandbox.exe, sizeof g_isandbox.exe, g_isandbox.sb.exe,
+                                         sb ? sb->exe : NULL);
     g_isandbox.sb = sb ? *sb : media_image_sandbox_default();
-    if (sb && sb->exe && strlen(sb->exe) < sizeof g_isandbox.exe) {
-        if (sb->exe != g_isandbox.exe) /* (a get, changed, set passes the copy itself) */
-            memcpy(g_isandbox.exe, sb->exe, strlen(sb->exe) + 1);
-        g_isandbox.sb.exe = g_isandbox.exe;
-    } else {
-        g_isandbox.sb.exe = NULL;
-    }
+    g_isandbox.sb.exe = exe;
 }
 
 media_image_sandbox media_image_get_sandbox(void) { return g_isandbox.sb; }
@@ -161,8 +155,7 @@ static int relog_warnings(const char *name, char *w, size_t n) {
         if ((level != NVL_LOG_LEVEL_ERROR && level != NVL_LOG_LEVEL_WARN) || !end) return 0;
         for (char *c = text; c < end; c++)
             if ((unsigned char)*c < 0x20 && !(*c == '\n' && c + 1 == end)) *c = '?';
-        const size_t nl = strlen(name);
-        if (!strncmp(text, name, nl) && text[nl] == ':') nvl_log((enum nvl_log_level)level, "%s", text);
+        if (media_proc_names(text, name)) nvl_log((enum nvl_log_level)level, "%s", text);
         else nvl_log((enum nvl_log_level)level, "%s: %s", name, text);
         i = (size_t)(end - w) + 1;
     }
@@ -183,16 +176,9 @@ static enum media_proc_end read_rep(media_proc *p, const char *name, const media
     msg[r.msg_len] = 0;
     if ((end = media_proc_read(p, warn, r.warn_len, b)) != MEDIA_PROC_OK) return end;
     if (!relog_warnings(name, warn, r.warn_len)) return MEDIA_PROC_BAD;
-    switch (r.status) { /* what decoding can fail with: a decoder taken over must not answer "busy" */
-    case NVL_OK: case NVL_ERR_FORMAT: case NVL_ERR_TRUNCATED: case NVL_ERR_UNSUPPORTED: case NVL_ERR_NOMEM:
-    case NVL_ERR_LIMIT: case NVL_ERR_IO: case NVL_ERR_NOT_FOUND: case NVL_ERR_INVALID_ARG: /* (as in this process) */
-        break;
-    default:
-        return MEDIA_PROC_BAD;
-    }
+    if (!media_proc_decoding_status(r.status)) return MEDIA_PROC_BAD;
     *st = (nvl_status)r.status;
-    const size_t nl = strlen(name);
-    if (*st != NVL_OK && !strncmp(msg, name, nl) && msg[nl] == ':') nvl_err_set(err, *st, "%s", msg);
+    if (*st != NVL_OK && media_proc_names(msg, name)) nvl_err_set(err, *st, "%s", msg);
     else if (*st != NVL_OK) nvl_err_set(err, *st, "%s: %s", name, msg);
     return MEDIA_PROC_OK;
 }
@@ -202,7 +188,6 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
                                 const media_image_sandbox *sb, int (*cancelled)(void *ctx), void *ctx,
                                 int *no_decoder, media_image **out, nvl_err *err) {
     media_proc p;
-    nvl_status st = NVL_OK;
     const size_t nl = strlen(name) > 65536 ? 65536 : strlen(name);
     const img_req q = {.name_len = (uint32_t)nl, .len = len, .max_file_bytes = (uint64_t)lim->max_file_bytes,
                        .max_pixels = lim->max_pixels};
@@ -211,27 +196,20 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
     const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
                                  .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
                                  .cancelled = cancelled, .ctx = ctx};
-    enum media_proc_end end = MEDIA_PROC_GONE;
-    for (int attempt = 0; attempt < 2 && end == MEDIA_PROC_GONE; attempt++) {
-        /* a taken spare that ended unseen (it said hello before it was killed) fails its first
-           write: once more with a new one */
-        nvl_err e = {0};
-        st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", attempt == 0, &b,
-                             &p, &e);
-        if (st == NVL_ERR_TIMEOUT) /* (its start took the time: a machine out of processes or memory) */
-            return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit: %s)",
-                               name, sb->timeout_s, e.msg);
-        if (st == NVL_ERR_CANCELLED) return nvl_err_set(err, st, "%s: cancelled", name);
-        if (st != NVL_OK) {
-            *no_decoder = 1;
-            if (err) *err = e;
-            return st;
-        }
-        end = media_proc_write(&p, &q, sizeof q);
-        if (end != MEDIA_PROC_OK) media_proc_kill(&p);
+    nvl_err e = {0}; /* the decoder started ahead, or one started now, given q */
+    nvl_status st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", 1, &q, sizeof q, &b,
+                         &p, &e);
+    if (st == NVL_ERR_TIMEOUT) /* (its start took the time: a machine out of processes or memory) */
+        return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit: %s)",
+                           name, sb->timeout_s, e.msg);
+    if (st == NVL_ERR_CANCELLED) return nvl_err_set(err, st, "%s: cancelled", name);
+    if (st != NVL_OK) {
+        *no_decoder = 1;
+        if (err) *err = e;
+        return st;
     }
     __atomic_add_fetch(&g_n_working, 1, __ATOMIC_RELAXED);
-    if (end == MEDIA_PROC_OK) end = media_proc_send(&p, name, nl, &b);
+    enum media_proc_end end = media_proc_send(&p, name, nl, &b);
     if (end == MEDIA_PROC_OK) end = media_proc_send(&p, buf, len, &b); /* (bounded: a decoder may stop reading) */
     if (end == MEDIA_PROC_OK) end = read_rep(&p, name, &b, &st, err);
     img_out o = {0};

@@ -199,8 +199,8 @@ typedef struct media_pdf_sandbox {
 #define MEDIA_PDF_WORKER_ARG "--pdf-render-worker"
 media_pdf_sandbox media_pdf_sandbox_default(void);
 /* Process-wide (copied, exe too); set it before documents open, from one thread. A renderer is
- * kept started ahead for the next document once one has opened (ended when another exe is set,
- * or by media_pdf_sandbox_end_spare). */
+ * kept started ahead for the next document once one has opened (ended when another exe, or none,
+ * is set, or by media_pdf_sandbox_end_spare). */
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb);
 /* Ends (kills and reaps) the renderer started ahead, if any; the next document starts another. */
 void media_pdf_sandbox_end_spare(void);
@@ -258,8 +258,8 @@ typedef struct media_video_sandbox {
 #define MEDIA_VIDEO_WORKER_ARG "--video-decode-worker"
 media_video_sandbox media_video_sandbox_default(void);
 /* Process-wide (copied, exe too); set it before videos open, from one thread. A decoder is kept
- * started ahead for the next video once one has opened (ended when another exe is set, or by
- * media_video_sandbox_end_spare; it is not counted by media_video_decoders). */
+ * started ahead for the next video once one has opened (ended when another exe, or none, is set,
+ * or by media_video_sandbox_end_spare; it is not counted by media_video_decoders). */
 void media_video_set_sandbox(const media_video_sandbox *sb);
 void media_video_sandbox_end_spare(void);
 media_video_sandbox media_video_get_sandbox(void);

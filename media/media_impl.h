@@ -99,14 +99,24 @@ typedef struct media_proc_spare {
 } media_proc_spare;
 #define MEDIA_PROC_SPARE_INIT {PTHREAD_MUTEX_INITIALIZER, {0, -1}}
 #define MEDIA_PROC_START_S 30.0 /* seconds a helper may take to start (say hello) */
-/* A helper running `exe arg` that said hello within MEDIA_PROC_START_S: s's spare (when use_spare),
- * else one started now (a spare that ended unseen is replaced once); then a new spare is started.
+/* A helper running `exe arg` that said hello within MEDIA_PROC_START_S and took first (first_n
+ * bytes written; NULL: nothing): s's spare (when use_spare), else one started now (a spare that
+ * ended unseen, before or after its hello, is replaced once); then a new spare is started.
  * b (NULL: none): the caller's deadline and cancel bound the wait for the hello too.
  * NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's; NVL_ERR_TIMEOUT or
  * NVL_ERR_CANCELLED when b's deadline or cancel ended the wait (the message does not name the
  * caller's input: prefix it). */
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
-                           int use_spare, const media_proc_bounds *b, media_proc *p, nvl_err *err);
+                           int use_spare, const void *first, size_t first_n, const media_proc_bounds *b,
+                           media_proc *p, nvl_err *err);
+/* A sandbox's setter: exe (NULL: none) copied into buf (cap bytes) and returned, NULL when it is
+ * NULL or does not fit; s's spare ended when the executable changes from cur or goes. */
+const char *media_proc_set_exe(media_proc_spare *s, char *buf, size_t cap, const char *cur, const char *exe);
+/* 1 when a helper's answer may carry status (what decoding a file can fail with: a helper taken
+ * over through a library bug must not answer "busy" or "internal error"). */
+int media_proc_decoding_status(int32_t status);
+/* 1 when msg begins "NAME:" (a helper's message that names the input already). */
+int media_proc_names(const char *msg, const char *name);
 void media_proc_spare_end(media_proc_spare *s);     /* kills and reaps the spare, if any (and
                                                        every released helper: media_proc_reap(1)) */
 int media_proc_spare_running(media_proc_spare *s);  /* 1 when a spare is started */

@@ -48,17 +48,15 @@ media_pdf_sandbox media_pdf_sandbox_default(void) {
 }
 
 
+/* One renderer started ahead, for the next document: its libraries load (about 75 ms for this
+ * executable's 150 shared libraries on a 2-core VM) while the current document is read, so only
+ * the first document of a process waits for a start. Each document gets a process of its own. */
+static media_proc_spare g_spare = MEDIA_PROC_SPARE_INIT;
+
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb) {
-    if (sb->exe && g_sandbox.sb.exe && strcmp(sb->exe, g_sandbox.sb.exe))
-        media_pdf_sandbox_end_spare(); /* another executable's */
+    const char *exe = media_proc_set_exe(&g_spare, g_sandbox.exe, sizeof g_sandbox.exe, g_sandbox.sb.exe, sb->exe);
     g_sandbox.sb = *sb;
-    if (sb->exe && strlen(sb->exe) < sizeof g_sandbox.exe) {
-        if (sb->exe != g_sandbox.exe) /* (a get, changed, set passes the copy itself: memcpy onto itself) */
-            memcpy(g_sandbox.exe, sb->exe, strlen(sb->exe) + 1);
-        g_sandbox.sb.exe = g_sandbox.exe;
-    } else {
-        g_sandbox.sb.exe = NULL;
-    }
+    g_sandbox.sb.exe = exe;
 }
 
 media_pdf_sandbox media_pdf_get_sandbox(void) { return g_sandbox.sb; }
@@ -419,11 +417,6 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
     return st;
 }
 
-/* One renderer started ahead, for the next document: its libraries load (about 75 ms for this
- * executable's 150 shared libraries on a 2-core VM) while the current document is read, so only
- * the first document of a process waits for a start. Each document gets a process of its own. */
-static media_proc_spare g_spare = MEDIA_PROC_SPARE_INIT;
-
 void media_pdf_sandbox_end_spare(void) { media_proc_spare_end(&g_spare); }
 
 int media_pdf_renderers(void) {
@@ -436,7 +429,7 @@ int media_pdf_renderers(void) {
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
 static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
     return media_proc_take(&g_spare, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, PDF_HELLO, "PDF renderer", use_spare, NULL,
-                           p, err);
+                           0, NULL, p, err);
 }
 
 /* The sandbox's bounds for one call; max_rss counts the page's pixels (W x H) on top. */

@@ -134,11 +134,7 @@ static size_t proc_rss(pid_t pid) {
     return n == 2 ? (size_t)res * (size_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
-enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
-    return media_proc_write_full(p->fd, buf, n) ? MEDIA_PROC_OK : MEDIA_PROC_GONE;
-}
-
-/* The bounds' verdict at time t (media_proc_read's and media_proc_send's checks). */
+/* The bounds' verdict at time t. */
 static enum media_proc_end bounds_check(const media_proc *p, const media_proc_bounds *b, double t) {
     if (b->cancelled && b->cancelled(b->ctx)) return MEDIA_PROC_CANCELLED;
     if (b->deadline > 0 && t > b->deadline) return MEDIA_PROC_TIMEOUT;
@@ -146,16 +142,19 @@ static enum media_proc_end bounds_check(const media_proc *p, const media_proc_bo
     return MEDIA_PROC_OK;
 }
 
-enum media_proc_end media_proc_send(media_proc *p, const void *buf, size_t n, const media_proc_bounds *b) {
-    const char *d = buf;
+/* Moves exactly n bytes to (out) or from the helper, waiting in MEDIA_PROC_TICK_MS polls and
+ * checking the bounds (NULL: none) every tick, data flowing or not (a helper trickling bytes, or
+ * one that stopped reading, would otherwise never be checked). */
+static enum media_proc_end proc_io(media_proc *p, char *d, size_t n, const media_proc_bounds *b, int out) {
     double next_check = 0;
     while (n) {
-        struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
+        struct pollfd pf = {.fd = p->fd, .events = out ? POLLOUT : POLLIN};
         const int r = poll(&pf, 1, MEDIA_PROC_TICK_MS);
         if (r < 0 && errno != EINTR) return MEDIA_PROC_GONE;
         if (r > 0) {
-            if (pf.revents & (POLLHUP | POLLERR | POLLNVAL)) return MEDIA_PROC_GONE;
-            const ssize_t k = send(p->fd, d, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (out && (pf.revents & (POLLHUP | POLLERR | POLLNVAL))) return MEDIA_PROC_GONE;
+            const ssize_t k = out ? send(p->fd, d, n, MSG_DONTWAIT | MSG_NOSIGNAL) : recv(p->fd, d, n, MSG_DONTWAIT);
+            if (k == 0 && !out) return MEDIA_PROC_GONE;
             if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return MEDIA_PROC_GONE;
             if (k > 0) {
                 d += k;
@@ -172,31 +171,16 @@ enum media_proc_end media_proc_send(media_proc *p, const void *buf, size_t n, co
     return MEDIA_PROC_OK;
 }
 
+enum media_proc_end media_proc_write(media_proc *p, const void *buf, size_t n) {
+    return proc_io(p, (char *)buf, n, NULL, 1);
+}
+
+enum media_proc_end media_proc_send(media_proc *p, const void *buf, size_t n, const media_proc_bounds *b) {
+    return proc_io(p, (char *)buf, n, b, 1);
+}
+
 enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const media_proc_bounds *b) {
-    char *d = buf;
-    double next_check = 0; /* the bounds every MEDIA_PROC_TICK_MS, data flowing or not (a helper
-                              trickling bytes would otherwise never be checked) */
-    while (n) {
-        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-        const int r = poll(&pf, 1, MEDIA_PROC_TICK_MS);
-        if (r < 0 && errno != EINTR) return MEDIA_PROC_GONE;
-        if (r > 0) {
-            const ssize_t k = recv(p->fd, d, n, MSG_DONTWAIT);
-            if (k == 0) return MEDIA_PROC_GONE;
-            if (k < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return MEDIA_PROC_GONE;
-            if (k > 0) {
-                d += k;
-                n -= (size_t)k;
-            }
-        }
-        if (!b || !n) continue;
-        const double t = media_proc_now();
-        if (t < next_check) continue;
-        next_check = t + MEDIA_PROC_TICK_MS * 1e-3;
-        const enum media_proc_end end = bounds_check(p, b, t);
-        if (end != MEDIA_PROC_OK) return end;
-    }
-    return MEDIA_PROC_OK;
+    return proc_io(p, buf, n, b, 0);
 }
 
 int media_proc_death(media_proc *p, char *buf, size_t cap) {
@@ -255,7 +239,8 @@ static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, ui
 }
 
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
-                           int use_spare, const media_proc_bounds *b, media_proc *p, nvl_err *err) {
+                           int use_spare, const void *first, size_t first_n, const media_proc_bounds *b,
+                           media_proc *p, nvl_err *err) {
     p->pid = 0;
     p->fd = -1;
     media_proc_reap(0);
@@ -267,11 +252,16 @@ nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg
         pthread_mutex_unlock(&s->mu);
     }
     nvl_status st = NVL_OK;
-    for (int attempt = 0; attempt < 2; attempt++) { /* a spare stopped from outside: a new one */
+    /* a spare stopped from outside (before its hello, or after it: its end then refuses the first
+       request) is replaced once by one started now */
+    for (int attempt = 0; attempt < 2; attempt++) {
         if (!p->pid && (st = media_proc_spawn(p, exe, arg, err)) != NVL_OK) break;
-        if ((st = proc_hello(p, exe, arg, hello, what, b, err)) == NVL_OK || st == NVL_ERR_CANCELLED ||
-            st == NVL_ERR_TIMEOUT)
-            break;
+        st = proc_hello(p, exe, arg, hello, what, b, err);
+        if (st == NVL_ERR_CANCELLED || st == NVL_ERR_TIMEOUT) break;
+        if (st != NVL_OK) continue;
+        if (!first || media_proc_write(p, first, first_n) == MEDIA_PROC_OK) break;
+        media_proc_kill(p);
+        st = nvl_err_set(err, NVL_ERR_IO, "%s %s ended before the %s was given its work", exe, arg, what);
     }
     if (st != NVL_OK) return st;
     media_proc next;
@@ -286,6 +276,28 @@ nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg
         media_proc_kill(&next); /* another thread's spare came first */
     }
     return NVL_OK;
+}
+
+const char *media_proc_set_exe(media_proc_spare *s, char *buf, size_t cap, const char *cur, const char *exe) {
+    if (!exe || !cur || strcmp(exe, cur)) media_proc_spare_end(s); /* another executable's, or none now */
+    if (!exe || strlen(exe) >= cap) return NULL;
+    if (exe != buf) memcpy(buf, exe, strlen(exe) + 1); /* (a get, changed, set passes the copy itself) */
+    return buf;
+}
+
+int media_proc_decoding_status(int32_t status) {
+    switch (status) {
+    case NVL_OK: case NVL_ERR_FORMAT: case NVL_ERR_TRUNCATED: case NVL_ERR_UNSUPPORTED: case NVL_ERR_NOMEM:
+    case NVL_ERR_LIMIT: case NVL_ERR_IO: case NVL_ERR_NOT_FOUND: case NVL_ERR_INVALID_ARG:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int media_proc_names(const char *msg, const char *name) {
+    const size_t nl = strlen(name);
+    return !strncmp(msg, name, nl) && msg[nl] == ':';
 }
 
 void media_proc_spare_end(media_proc_spare *s) {

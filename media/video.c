@@ -667,14 +667,10 @@ static media_proc_spare g_vspare = MEDIA_PROC_SPARE_INIT;
 void media_video_sandbox_end_spare(void) { media_proc_spare_end(&g_vspare); }
 
 void media_video_set_sandbox(const media_video_sandbox *sb) {
-    if (!sb || !sb->exe || !g_vsandbox.sb.exe || strcmp(sb->exe, g_vsandbox.sb.exe))
-        media_proc_spare_end(&g_vspare); /* another executable's */
+    const char *exe = media_proc_set_exe(&g_vspare, g_vsandbox.exe, sizeof g_vsandbox.exe, g_vsandbox.sb.exe,
+                                         sb ? sb->exe : NULL);
     g_vsandbox.sb = sb ? *sb : media_video_sandbox_default();
-    if (sb && sb->exe) {
-        if (sb->exe != g_vsandbox.exe) /* (a get, changed, set passes the copy itself) */
-            snprintf(g_vsandbox.exe, sizeof g_vsandbox.exe, "%s", sb->exe);
-        g_vsandbox.sb.exe = g_vsandbox.exe;
-    }
+    g_vsandbox.sb.exe = exe;
 }
 
 media_video_sandbox media_video_get_sandbox(void) { return g_vsandbox.sb; }
@@ -820,31 +816,11 @@ static enum media_proc_end read_vrep(media_video *v, const media_proc_bounds *b,
     if (r.msg_len >= sizeof msg || (r.status == NVL_OK && r.msg_len)) return MEDIA_PROC_BAD;
     if ((end = media_proc_read(&v->proc, msg, r.msg_len, b)) != MEDIA_PROC_OK) return end;
     msg[r.msg_len] = 0;
-    /* what decoding can fail with (a decoder taken over through an FFmpeg bug must not answer
-       "internal_error" or "busy" for it), its message about this file */
-    switch (r.status) {
-    case NVL_OK: case NVL_ERR_FORMAT: case NVL_ERR_UNSUPPORTED: case NVL_ERR_NOMEM: case NVL_ERR_NOT_FOUND:
-    case NVL_ERR_IO: case NVL_ERR_LIMIT: case NVL_ERR_INVALID_ARG:
-        break;
-    default:
-        return MEDIA_PROC_BAD;
-    }
+    if (!media_proc_decoding_status(r.status)) return MEDIA_PROC_BAD; /* its message about this file: */
     *st = (nvl_status)r.status;
-    const size_t nl = strlen(v->name);
-    if (*st != NVL_OK && !strncmp(msg, v->name, nl) && msg[nl] == ':') nvl_err_set(err, *st, "%s", msg);
+    if (*st != NVL_OK && media_proc_names(msg, v->name)) nvl_err_set(err, *st, "%s", msg);
     else if (*st != NVL_OK) nvl_err_set(err, *st, "%s: %s", v->name, msg);
     return MEDIA_PROC_OK;
-}
-
-/* A decoder that said hello (within MEDIA_PROC_START_S): the one started ahead (when use_spare),
- * else one started now. NVL_ERR_IO when none can start. */
-static nvl_status decoder_start(media_video *v, int use_spare, nvl_err *err) {
-    nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder",
-                                    use_spare, NULL, &v->proc, err);
-    if (st != NVL_OK) return st;
-    __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
-    v->counted = 1;
-    return NVL_OK;
 }
 
 /* Starts v's decoder and has it open the video (the name, then the descriptor). The first time
@@ -856,18 +832,14 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
     const vid_open q = {.op = VIDEO_OPEN, .name_len = (uint32_t)nl, .fps = p->fps, .start = p->start, .end = p->end,
                         .max_frames = p->max_frames, .lim_max_frames = v->lim.max_frames,
                         .max_file_bytes = (uint64_t)v->lim.max_file_bytes, .max_pixels = v->lim.max_pixels};
-    nvl_status st = NVL_OK;
-    enum media_proc_end end = MEDIA_PROC_GONE;
-    for (int attempt = 0; attempt < 2 && end == MEDIA_PROC_GONE; attempt++) {
-        /* a spare that ended unseen (it said hello before it was killed) fails its first write:
-           once more with one started now */
-        if (attempt) decoder_stop(v);
-        st = decoder_start(v, attempt == 0, err);
-        *no_decoder = st != NVL_OK;
-        if (st != NVL_OK) return st;
-        end = media_proc_write(&v->proc, &q, sizeof q);
-    }
-    if (end == MEDIA_PROC_OK) end = media_proc_write(&v->proc, v->name, nl);
+    /* the decoder started ahead, or one started now, given q */
+    nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder", 1,
+                                    &q, sizeof q, NULL, &v->proc, err);
+    *no_decoder = st != NVL_OK;
+    if (st != NVL_OK) return st;
+    __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
+    v->counted = 1;
+    enum media_proc_end end = media_proc_write(&v->proc, v->name, nl);
     if (end == MEDIA_PROC_OK) end = media_proc_send_fd(&v->proc, v->fd);
     const media_proc_bounds b = step_bounds(v);
     vid_info vi = {0};

@@ -82,6 +82,17 @@ static pid_t child_named(const char *comm) {
     return candidates == 1 ? found : 0;
 }
 
+/* The image decoder started ahead, 0 if none shows within 5 s. (It is named once it runs the
+ * decoder's start, a moment after it was spawned, just before its hello: it is given 300 ms more;
+ * stopped before its hello, its start is bounded as well.) */
+static pid_t the_spare(void) {
+    const struct timespec pause = {0, 300 * 1000000L}, tick = {0, 10 * 1000000L};
+    nanosleep(&pause, NULL);
+    pid_t spare = 0;
+    for (int i = 0; i < 500 && !(spare = child_named("nanovl-image")); i++) nanosleep(&tick, NULL);
+    return spare;
+}
+
 static int g_compared, g_failed_both, g_warned_both;
 
 /* buf decoded in this process and through the decoder: the same status and words, or the same
@@ -306,15 +317,7 @@ int main(int argc, char **argv) {
         st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err); /* (a spare starts) */
         media_image_free(img);
         img = NULL;
-        /* (named once it runs the decoder's start, a moment after it was spawned, just before its
-           hello: it is given 300 ms more; stopped before its hello, the start is bounded as well) */
-        const struct timespec pause = {0, 300 * 1000000L};
-        nanosleep(&pause, NULL);
-        pid_t spare = 0;
-        for (int i = 0; i < 500 && !(spare = child_named("nanovl-image")); i++) {
-            const struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        const pid_t spare = the_spare();
         TEST_CHECK(spare > 0 && kill(spare, SIGSTOP) == 0, "the spare decoder (%d) stopped", (int)spare);
         t0 = now_s();
         st = media_decode_image(nb, nlen, "noise.png", NULL, &img, &err);
@@ -325,6 +328,24 @@ int main(int argc, char **argv) {
         media_image_free(img);
         img = NULL;
         nvl_free(nb);
+    }
+
+    /* 4c'. a spare killed after its hello (its hello still waits in the socket): its end refuses the
+           request, and one started now decodes the image (strict: no fallback) */
+    {
+        set_sandbox("/proc/self/exe", 60, 4096, 1);
+        st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err); /* (a spare starts) */
+        media_image_free(img);
+        img = NULL;
+        const pid_t spare = the_spare();
+        TEST_CHECK(spare > 0 && kill(spare, SIGKILL) == 0, "the spare decoder (%d) killed", (int)spare);
+        const struct timespec pause = {0, 300 * 1000000L};
+        nanosleep(&pause, NULL);
+        st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err);
+        TEST_CHECK(st == NVL_OK && img && img->width == 7, "a spare killed after its hello is replaced (%d: %s)", (int)st,
+                   err.msg);
+        media_image_free(img);
+        img = NULL;
     }
 
     /* 4d. an empty name is "<image>" both ways (an API request may send "name": "") */
