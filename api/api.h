@@ -109,6 +109,11 @@ typedef struct api_ask_params {
     int64_t max_tokens; /* default 1024 */
     int64_t max_context;/* prompt + answer token budget; 0: the checkpoint's */
     int no_cache;       /* 1: neither use nor keep the prefix state */
+    int skip_bad_pages; /* 1: a PDF page that cannot be read (damaged, or past the renderer's time or
+                           memory bound: NVL_ERR_FORMAT, _TRUNCATED, _TIMEOUT, _LIMIT, _UNSUPPORTED) is
+                           left out of the prompt, said through on_notice and listed in
+                           res.skipped, instead of failing the request. The request still fails when
+                           every selected page of one of its PDFs was left out (that page's error) */
     llm_sampler_params sampler;
 } api_ask_params;
 api_ask_params api_ask_params_default(void);
@@ -164,6 +169,14 @@ typedef struct api_callbacks {
     void *done_user;       /* on_done's user (NULL: user) */
 } api_callbacks;
 
+/* A PDF page left out of the prompt (api_ask_params.skip_bad_pages). */
+typedef struct api_skipped_page {
+    char *name;               /* the file's label */
+    int page;                 /* 1-based */
+    nvl_status st;            /* why (NVL_ERR_FORMAT, ...) */
+    char *message;            /* the page's error, naming the file and the page */
+} api_skipped_page;
+
 /* One image of the prompt (an image file, a PDF page) or one video. */
 typedef struct api_media_record {
     char *name;               /* the file's label */
@@ -189,10 +202,11 @@ typedef struct api_ask_result {
     int max_tiles;                           /* tiles per image actually allowed */
     int64_t n_planned;                       /* prompt tokens the budget planner counted at max_tiles:
                                                 n_prompt exactly for images and pages, an upper
-                                                bound with videos (frames sampled later); 0
-                                                without media */
+                                                bound with videos (frames sampled later) or pages
+                                                left out; 0 without media */
     char *notice;                            /* what the engine changed to fit (or NULL) */
     api_media_record *media; int n_media;
+    api_skipped_page *skipped; int n_skipped; /* pages left out (skip_bad_pages), in the order found */
     double t_media, t_vision, t_prefill, t_generate; /* seconds per stage */
     double t_wait;                           /* seconds waiting for another request with the same media
                                                 and text before them to keep its prefix (then restored

@@ -74,6 +74,9 @@ const char *const cli_ask_options_help =
     "  --page-timeout S --page-memory MIB   bounds on rendering one PDF page (default 120 s, 2048 MiB\n"
     "                        besides its pixels; 0 = none): past either that page fails with its error\n"
     "                        (ask fails; with --per-page, ocr and batch the other pages and jobs go on)\n"
+    "  --skip-bad-pages      a PDF page that cannot be read (damaged, or past --page-timeout or\n"
+    "                        --page-memory) is left out of the question, with a note, instead of\n"
+    "                        failing it; still an error when no page of a document can be read\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
     "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
     "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench);\n"
@@ -123,6 +126,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     if (!strcmp(a, "--think")) { p->think = 1; return 1; }
     if (!strcmp(a, "--no-think")) { p->think = 0; return 1; }
     if (!strcmp(a, "--no-cache")) { p->no_cache = 1; return 1; }
+    if (!strcmp(a, "--skip-bad-pages")) { p->skip_bad_pages = 1; return 1; }
     if (!strcmp(a, "--password")) {
         if (!v) { fprintf(stderr, "nanovl %s: --password needs a value\n", cmd); return -1; }
         p->password = v;

@@ -57,10 +57,18 @@ void api_ask_result_free(api_ask_result *r) {
         nvl_free(r->media[i].frame_ts);
     }
     nvl_free(r->media);
+    for (int i = 0; i < r->n_skipped; i++) {
+        nvl_free(r->skipped[i].name);
+        nvl_free(r->skipped[i].message);
+    }
+    nvl_free(r->skipped);
     memset(r, 0, sizeof *r);
 }
 
-void api_engine_forget(api_engine *e) { engine_kept_clear(e); }
+void api_engine_forget(api_engine *e) {
+    engine_kept_clear(e);
+    engine_bad_pages_clear(e);
+}
 
 int64_t api_engine_n_vocab(const api_engine *e) { return llm_model_hparams(e->lm)->n_vocab; }
 
@@ -144,6 +152,7 @@ void api_engine_close(api_engine *e) {
         for (int i = 0; i < e->media_thr_ok; i++) pthread_join(e->media_thr[i], NULL);
     }
     engine_kept_clear(e);
+    engine_bad_pages_clear(e);
     llm_workspace_free(e->ws);
     llm_cache_free(e->cache);
     llm_model_free(e->lm);

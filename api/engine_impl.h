@@ -55,6 +55,16 @@ typedef struct kept_prefix {
     size_t text_len;
 } kept_prefix;
 
+/* A page a request with skip_bad_pages left out in the vision stage, remembered so that later
+ * (and waiting) requests with the option leave it out without rendering it again: their sources
+ * then match the kept prefix of the document read without it. */
+#define BAD_PAGES_MAX 64
+typedef struct bad_page {
+    char *key;      /* the source's base_key (file identity, page, render size) */
+    nvl_status st;
+    char *message;
+} bad_page;
+
 typedef struct request request;
 
 /* A blocking caller's view of its request's end (api_engine_run). */
@@ -85,6 +95,8 @@ struct api_engine {
     int64_t frame_sep_tokens; /* tokens of a long "\nFrame N sampled at S seconds: " (budget bound) */
     kept_prefix kp[KEEP_MAX];
     int n_kp;
+    bad_page bad[BAD_PAGES_MAX]; /* oldest first; the stepping thread's */
+    int n_bad;
     uint64_t tick, next_kid;
     size_t keep_cap;    /* bytes of kept state at most (NANOVL_KEEP_MB, default 4096) */
     /* scheduler */
@@ -162,6 +174,8 @@ typedef struct source {
     nvl_status prep_st;
     nvl_err prep_err;
     double t_media;     /* rendering time not yet counted in the result (timings_s.media) */
+    int skipped;        /* a page left out (skip_bad_pages): finished without rows, recorded in
+                           res->skipped; removed from the sources when vision ends */
 } source;
 
 enum rq_state { RQ_QUEUED = 0, RQ_MEDIA, RQ_MEDIA_WAIT, RQ_PREFIX_WAIT, RQ_VISION, RQ_PROMPT, RQ_PREFILL, RQ_DECODE, RQ_FINISHED };
@@ -212,6 +226,9 @@ struct request {
     int64_t budget;     /* context budget */
     int mt;             /* tiles per image */
     int no_kept;        /* the kept prefix did not apply: do not look again */
+    int *skip_pdf;      /* (res->n_skipped) the open PDF (rq->pdfs index) of each page left out */
+    int n_skip_said;    /* pages left out already said through on_notice */
+    int n_skip_live;    /* sources marked skipped and not yet removed */
     char *pfx_text;     /* the rendered conversation up to its last media marker (engine_prefix_text) */
     size_t pfx_len;
     int pfx_failed;     /* it could not be rendered: this request neither waits nor is waited for */
@@ -294,6 +311,28 @@ void engine_source_label(const source *s, char *label, size_t n);
 void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name);
 int engine_is_tmp(const request *rq, const char *path);
 void engine_sources_free(request *rq);
+/* With skip_bad_pages, a page whose reading failed with st (err its message) is recorded in
+ * rq->res->skipped and 1 returned (the caller leaves the page out); 0 when the request must fail
+ * instead (the option off, not a PDF page, or an error that is not the page's own: cancelled,
+ * out of memory, the renderer not starting). Any thread that owns rq's sources. */
+int engine_skip_page(request *rq, const source *s, nvl_status st, const nvl_err *err);
+/* The stepping thread's memory of pages left out in the vision stage (e->bad): s's failure
+ * remembered (the oldest forgotten beyond BAD_PAGES_MAX), and all of it forgotten (engine close,
+ * api_engine_forget). */
+void engine_bad_page_remember(api_engine *e, const source *s, nvl_status st, const nvl_err *err);
+void engine_bad_pages_clear(api_engine *e);
+/* Before the vision stage (media stage, prefix wait), with skip_bad_pages: rq's pages remembered
+ * as bad left out and dropped without rendering them (engine_drop_skipped's status). */
+nvl_status engine_skip_known(request *rq, nvl_err *err);
+/* 1 when a's and b's sources, those left out excepted, have the same keys in the same order. */
+int engine_same_sources(const request *a, const request *b);
+/* On the stepping thread, once the sources left out are dropped (the vision stage's end): the pages
+ * left out and not yet said, through on_notice. */
+void engine_skip_notices(request *rq);
+/* When vision has ended: the sources left out removed (their vision buffers freed), so the prompt,
+ * the media records and a kept prefix see only the pages read. NVL_ERR_* (the first left-out
+ * page's error) when every selected page of one PDF was left out. */
+nvl_status engine_drop_skipped(request *rq, nvl_err *err);
 /* The conversation rendered up to the end of its last media marker (cached in rq->pfx_text; *len
  * its bytes): two requests whose sources have the same keys and whose texts here are equal have
  * the same prompt ids up to their kept prefix P. NULL when rq has no media or it cannot be

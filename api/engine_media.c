@@ -151,15 +151,13 @@ static request *prefix_leader(request *rq) {
     size_t nl = 0, ol = 0;
     const char *mine = NULL;
     for (request *o = e->live; o; o = o->next) {
-        if (o == rq || o->p->no_cache || o->hit || o->n_src != rq->n_src) continue;
+        if (o == rq || o->p->no_cache || o->hit) continue;
         /* keys are set from the media stage on; a prefilling request parks once it reaches P; one
            waiting itself is followed only when older (so no two requests wait for each other) */
         const int before_park = (o->state == RQ_PREFIX_WAIT && o->id < rq->id) || o->state == RQ_VISION ||
                                 o->state == RQ_PROMPT || (o->state == RQ_PREFILL && o->keep);
-        int same = before_park;
-        for (int i = 0; same && i < rq->n_src; i++)
-            same = rq->src[i].key && o->src[i].key && !strcmp(rq->src[i].key, o->src[i].key);
-        if (!same) continue;
+        /* (pages o left out count as not there: rq leaves them out too, engine_skip_known) */
+        if (!before_park || !engine_same_sources(rq, o)) continue;
         if (!mine && !(mine = engine_prefix_text(rq, &nl))) return NULL;
         const char *theirs = engine_prefix_text(o, &ol);
         if (theirs && ol == nl && !memcmp(theirs, mine, nl)) return o;
@@ -184,6 +182,10 @@ void engine_media_stage(request *rq) {
             engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
         }
     nvl_status st = rq->media_st;
+    if (st == NVL_OK && rq->res->n_skipped > 0) /* pages whose size could not be read, left out: */
+        st = engine_drop_skipped(rq, &rq->err); /* fails at once when a PDF has no page left (said
+                                                   when the vision stage ends: vision_advance) */
+    if (st == NVL_OK) st = engine_skip_known(rq, &rq->err); /* pages earlier requests left out */
     for (int i = 0; st == NVL_OK && i < rq->n_src; i++) { /* a video cut short is answered on what it holds, said */
         const source *s = &rq->src[i];
         if (s->is_video && s->frames_listed > 0) {
@@ -208,6 +210,11 @@ void engine_media_stage(request *rq) {
 }
 
 void engine_prefix_wait_stage(request *rq) {
+    nvl_status st = engine_skip_known(rq, &rq->err); /* the request waited for left a page out: so does rq */
+    if (st != NVL_OK) {
+        engine_fail(rq, st, NULL);
+        return;
+    }
     if (prefix_leader(rq)) return;
     rq->res->t_wait = engine_now() - rq->t_wait0;
     sources_from_kept(rq);

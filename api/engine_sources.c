@@ -152,7 +152,13 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
             s->msg = msg;
             s->part = part;
             double wpt = 0, hpt = 0;
-            if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) break;
+            if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) {
+                if (!m->path) engine_unname_tmp(err, path, name);
+                if (!engine_skip_page(rq, s, st, err)) break;
+                rq->n_src--; /* (the last source, nothing of it allocated yet) */
+                st = NVL_OK;
+                continue;
+            }
             if (p->dpi > 0) {
                 s->w = wpt * p->dpi / 72.0;
                 s->h = hpt * p->dpi / 72.0;
@@ -367,6 +373,7 @@ static nvl_status render_conversation(request *rq, const api_message *msgs, int 
             }
             for (; si < rq->n_src && rq->src[si].msg == m && rq->src[si].part == k; si++) {
                 const source *s = &rq->src[si];
+                if (s->skipped) continue; /* (only before engine_drop_skipped: no layout is asked then) */
                 parts[np++].kind = s->is_video ? LLM_PART_VIDEO : LLM_PART_IMAGE;
                 if (layout)
                     layout[si] = (llm_media_layout){.kind = s->is_video ? LLM_MEDIA_VIDEO : LLM_MEDIA_IMAGE,
@@ -414,14 +421,15 @@ const char *engine_prefix_text(request *rq, size_t *len) {
         char *text = NULL;
         size_t tl = 0, end = 0;
         nvl_err err = {0};
-        int found = 0;
-        if (rq->n_src > 0 && render_conversation(rq, rq->msgs, rq->n_msgs, NULL, &text, &tl, &err) == NVL_OK)
-            for (size_t i = 0; i + 7 <= tl && found < rq->n_src; i++) /* escaped user text holds no marker */
+        int found = 0, n = 0;
+        for (int i = 0; i < rq->n_src; i++) n += !rq->src[i].skipped;
+        if (n > 0 && render_conversation(rq, rq->msgs, rq->n_msgs, NULL, &text, &tl, &err) == NVL_OK)
+            for (size_t i = 0; i + 7 <= tl && found < n; i++) /* escaped user text holds no marker */
                 if (text[i] == '<' && (!memcmp(text + i, "<image>", 7) || !memcmp(text + i, "<video>", 7))) {
                     found++;
                     end = i + 7;
                 }
-        if (found == rq->n_src && found > 0) {
+        if (found == n && found > 0) {
             rq->pfx_text = text;
             rq->pfx_len = end;
         } else {
@@ -531,7 +539,142 @@ nvl_status engine_plan_budget(request *rq, nvl_err *err) {
     return NVL_OK;
 }
 
+// ---------------------------------------------------------------------------
+// Pages left out (api_ask_params.skip_bad_pages)
+
+int engine_skip_page(request *rq, const source *s, nvl_status st, const nvl_err *err) {
+    if (!rq->p->skip_bad_pages || s->page < 0 || s->pdf < 0) return 0;
+    if (st != NVL_ERR_FORMAT && st != NVL_ERR_TRUNCATED && st != NVL_ERR_TIMEOUT && st != NVL_ERR_LIMIT &&
+        st != NVL_ERR_UNSUPPORTED)
+        return 0; /* not the page's own fault: the request fails as without the option */
+    api_ask_result *r = rq->res;
+    api_skipped_page *ns = nvl_realloc(r->skipped, (size_t)(r->n_skipped + 1) * sizeof *ns);
+    if (!ns) return 0;
+    r->skipped = ns;
+    int *np = nvl_realloc(rq->skip_pdf, (size_t)(r->n_skipped + 1) * sizeof *np);
+    if (!np) return 0;
+    rq->skip_pdf = np;
+    api_skipped_page *k = &r->skipped[r->n_skipped];
+    k->name = engine_strdup(s->name);
+    k->message = engine_strdup(err && err->msg[0] ? err->msg : nvl_status_str(st));
+    if (!k->name || !k->message) {
+        nvl_free(k->name);
+        nvl_free(k->message);
+        return 0;
+    }
+    k->page = s->page + 1;
+    k->st = st;
+    rq->skip_pdf[r->n_skipped++] = s->pdf;
+    return 1;
+}
+
+void engine_bad_page_remember(api_engine *e, const source *s, nvl_status st, const nvl_err *err) {
+    if (!s->base_key) return;
+    for (int i = 0; i < e->n_bad; i++)
+        if (!strcmp(e->bad[i].key, s->base_key)) return;
+    char *key = engine_strdup(s->base_key), *msg = engine_strdup(err && err->msg[0] ? err->msg : nvl_status_str(st));
+    if (!key || !msg) {
+        nvl_free(key);
+        nvl_free(msg);
+        return; /* (only a later request's rendering it again is lost) */
+    }
+    if (e->n_bad == BAD_PAGES_MAX) { /* the oldest forgotten */
+        nvl_free(e->bad[0].key);
+        nvl_free(e->bad[0].message);
+        memmove(&e->bad[0], &e->bad[1], (size_t)(BAD_PAGES_MAX - 1) * sizeof e->bad[0]);
+        e->n_bad--;
+    }
+    e->bad[e->n_bad++] = (bad_page){.key = key, .st = st, .message = msg};
+}
+
+void engine_bad_pages_clear(api_engine *e) {
+    for (int i = 0; i < e->n_bad; i++) {
+        nvl_free(e->bad[i].key);
+        nvl_free(e->bad[i].message);
+    }
+    e->n_bad = 0;
+}
+
+nvl_status engine_skip_known(request *rq, nvl_err *err) {
+    api_engine *e = rq->e;
+    if (!rq->p->skip_bad_pages || e->n_bad == 0) return NVL_OK;
+    int any = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        if (s->skipped || s->started || s->from_kept || s->page < 0 || !s->base_key) continue;
+        for (int b = 0; b < e->n_bad; b++) {
+            if (strcmp(e->bad[b].key, s->base_key)) continue;
+            nvl_err be = {0};
+            snprintf(be.msg, sizeof be.msg, "%s", e->bad[b].message);
+            if (engine_skip_page(rq, s, e->bad[b].st, &be)) {
+                s->skipped = 1;
+                s->finished = 1;
+                any = 1;
+            }
+            break;
+        }
+    }
+    return any ? engine_drop_skipped(rq, err) : NVL_OK;
+}
+
+int engine_same_sources(const request *a, const request *b) {
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < a->n_src && a->src[i].skipped) i++;
+        while (j < b->n_src && b->src[j].skipped) j++;
+        if (i == a->n_src || j == b->n_src) return i == a->n_src && j == b->n_src;
+        if (!a->src[i].key || !b->src[j].key || strcmp(a->src[i].key, b->src[j].key)) return 0;
+        i++, j++;
+    }
+}
+
+void engine_skip_notices(request *rq) {
+    const api_ask_result *r = rq->res;
+    for (; rq->n_skip_said < r->n_skipped; rq->n_skip_said++) {
+        const api_skipped_page *k = &r->skipped[rq->n_skip_said];
+        char msg[NVL_ERR_MSG_MAX + 32];
+        snprintf(msg, sizeof msg, "page left out: %s", k->message); /* (the message names the file and the page) */
+        engine_notice(rq, msg);
+    }
+}
+
+nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
+    const api_ask_result *r = rq->res;
+    for (int i = 0; i < r->n_skipped; i++) { /* a PDF none of whose selected pages could be read */
+        int read = 0;
+        for (int j = 0; j < rq->n_src && !read; j++) read = rq->src[j].pdf == rq->skip_pdf[i] && !rq->src[j].skipped;
+        if (read) continue;
+        int others = 0;
+        for (int j = 0; j < r->n_skipped; j++) others += j != i && rq->skip_pdf[j] == rq->skip_pdf[i];
+        nvl_err_set(err, r->skipped[i].st, "%s", r->skipped[i].message);
+        const size_t n = strlen(err->msg);
+        if (others && n < sizeof err->msg)
+            snprintf(err->msg + n, sizeof err->msg - n, " (no page of the document could be read: %d other page%s failed too)",
+                     others, others == 1 ? "" : "s");
+        return r->skipped[i].st;
+    }
+    int k = 0;
+    for (int i = 0; i < rq->n_src; i++) {
+        source *s = &rq->src[i];
+        if (!s->skipped) {
+            if (k != i) rq->src[k] = *s;
+            k++;
+            continue;
+        }
+        media_image_free(s->img);
+        nvl_free(s->base_key);
+        nvl_free(s->key);
+        engine_vision_reset_source(rq->e, s);
+    }
+    rq->n_src = k;
+    rq->n_skip_live = 0;
+    nvl_freep(&rq->pfx_text); /* rendered with the pages left out: again without them */
+    rq->pfx_failed = 0;
+    return NVL_OK;
+}
+
 void engine_sources_free(request *rq) {
+    nvl_freep(&rq->skip_pdf);
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
         media_image_free(s->img);

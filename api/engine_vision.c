@@ -252,8 +252,38 @@ static int vision_advance(request *rq) {
         else break;
     }
     if (rq->vis_next < rq->n_src) return 0;
+    if (rq->n_skip_live > 0 || rq->n_skip_said < rq->res->n_skipped) {
+        /* pages left out: removed once no media thread holds the sources, then said (not before:
+           a request none of whose pages of a document could be read fails with the page's error) */
+        api_engine *e = rq->e;
+        pthread_mutex_lock(&e->mmu);
+        const int busy = rq->media_busy;
+        pthread_mutex_unlock(&e->mmu);
+        if (busy) return 0;
+        nvl_err er = {0};
+        nvl_status st = engine_drop_skipped(rq, &er);
+        if (st != NVL_OK) {
+            engine_fail(rq, st, &er);
+            return 1;
+        }
+        engine_skip_notices(rq);
+    }
     rq->res->t_vision = engine_now() - rq->t_vision0;
     rq->state = RQ_PROMPT;
+    return 1;
+}
+
+/* s, whose tiles could not be made (st, err), is left out when the request allows it (a PDF page
+ * with skip_bad_pages: engine_skip_page); 1 then, 0 when the request must fail. */
+static int leave_out(request *rq, source *s, nvl_status st, const nvl_err *err) {
+    if (!engine_skip_page(rq, s, st, err)) return 0;
+    s->skipped = 1;
+    s->finished = 1;
+    nvl_freep(&s->tiles);
+    rq->n_skip_live++;
+    nvl_freep(&rq->pfx_text); /* a request waiting for this one compares its text without the page */
+    rq->pfx_failed = 0;
+    engine_bad_page_remember(rq->e, s, st, err);
     return 1;
 }
 
@@ -296,9 +326,17 @@ int engine_vision_turn(api_engine *e) {
                     }
                     if ((st = s->prep_st) != NVL_OK) { /* prep == 2: made, or why not */
                         er = s->prep_err;
+                        if (leave_out(rq, s, st, &er)) {
+                            st = NVL_OK;
+                            continue;
+                        }
                         break;
                     }
                 } else if ((st = engine_vision_start(rq, s, &er)) != NVL_OK) {
+                    if (leave_out(rq, s, st, &er)) {
+                        st = NVL_OK;
+                        continue;
+                    }
                     break;
                 }
                 s->started = 1;
@@ -346,7 +384,7 @@ int engine_vision_turn(api_engine *e) {
         pthread_mutex_unlock(&e->mmu);
         for (int si = rq->vis_next; st == NVL_OK && e->media_thr_ok && !busy_now && si < rq->n_src; si++) {
             source *s = &rq->src[si];
-            if (s->from_kept || s->started || s->is_video) continue;
+            if (s->from_kept || s->started || s->finished || s->is_video) continue;
             if (s->prep == 0) engine_queue_job(e, rq, si);
             break;
         }

@@ -163,6 +163,19 @@ cJSON *api_result_to_json(const api_ask_result *r) {
         cJSON_AddNumberToObject(x, "image_tokens", (double)mr->image_tokens);
         cJSON_AddBoolToObject(x, "cached", mr->cached);
     }
+    if (r->n_skipped > 0) { /* pages left out (skip_bad_pages) */
+        cJSON *sk = cJSON_AddArrayToObject(o, "skipped_pages");
+        for (int i = 0; sk && i < r->n_skipped; i++) {
+            const api_skipped_page *k = &r->skipped[i];
+            cJSON *x = cJSON_CreateObject();
+            if (!x) break;
+            cJSON_AddItemToArray(sk, x);
+            cJSON_AddStringToObject(x, "name", k->name ? k->name : "");
+            cJSON_AddNumberToObject(x, "page", k->page);
+            cJSON_AddStringToObject(x, "code", api_status_code(k->st));
+            cJSON_AddStringToObject(x, "message", k->message ? k->message : "");
+        }
+    }
     if (r->notice) cJSON_AddStringToObject(o, "notice", r->notice);
     return o;
 }
@@ -345,7 +358,7 @@ static int is_int(const char *cast) { return strcmp(cast, "double") && strcmp(ca
 static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *where, nvl_err *err) {
     static const char *const keys[] = {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "think",
                                        "max_tiles", "pages", "dpi", "long_side", "fps", "max_frames", "evs",
-                                       "max_context", "no_cache", "password", NULL};
+                                       "max_context", "no_cache", "password", "skip_bad_pages", NULL};
     if (!cJSON_IsObject(o)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: expected an object", where);
     nvl_status st = check_keys(o, keys, where, err);
     if (st != NVL_OK) return st;
@@ -376,6 +389,10 @@ static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *wh
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "no_cache"))) {
         if (!cJSON_IsBool(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.no_cache: expected true or false", where);
         p->no_cache = cJSON_IsTrue(x);
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "skip_bad_pages"))) {
+        if (!cJSON_IsBool(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.skip_bad_pages: expected true or false", where);
+        p->skip_bad_pages = cJSON_IsTrue(x);
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "pages"))) {
         if (!cJSON_IsString(x)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.pages: expected a string like \"1-3,7\"", where);

@@ -28,12 +28,39 @@ expect 1 "<!-- error: \(timeout\|limit_exceeded\): $T/h.pdf: rendering page 3 " 
 # (page 2 passes 512 MiB in about 1 s, but on a loaded machine under ASan the 2 s bound may come first)
 n=$((n + 1)); grep -q "<!-- page 4: " "$T/out" && grep -q "<!-- error: \(limit_exceeded\|timeout\): .*rendering page 2 \(needed more than\|took longer\)" "$T/out" || {
     echo "FAIL: ocr did not go on past the refused pages:"; sed 's/^/    /' "$T/out" | head -20; fail=$((fail + 1)); }
+# ask --skip-bad-pages: pages 2 and 3 left out with a note each; the answer is the one about pages
+# 1 and 4 (the same prompt, the same greedy text), and --json lists them under skipped_pages
+"$B" ask --model "$M" "$T/h.pdf" "What?" --max-tokens 4 --json --skip-bad-pages $MEM --page-timeout 2 > "$T/skip.json" 2> "$T/skip.err" </dev/null
+rc=$?
+"$B" ask --model "$M" "$T/h.pdf" "What?" --max-tokens 4 --json --pages 1,4 > "$T/p14.json" 2>&1 </dev/null
+n=$((n + 1)); [ $rc = 0 ] && grep -q "note: page left out: $T/h.pdf: rendering page 2 needed more than 512 MiB" "$T/skip.err" &&
+    grep -q "note: page left out: $T/h.pdf: rendering page 3 took longer than 2 s" "$T/skip.err" || {
+    echo "FAIL: ask --skip-bad-pages (exit $rc):"; sed 's/^/    /' "$T/skip.err" | head -5; fail=$((fail + 1)); }
+field() { # "answer":"...", "usage":{...}, "media":[...] of a one-line JSON
+    case $1 in usage) p='"usage":{[^}]*}' ;; media) p='"media":\[[^]]*\]' ;; *) p="\"$1\":\"[^\"]*\"" ;; esac
+    grep -o "$p" "$2"; }
+n=$((n + 1)); for f in answer reasoning usage media; do
+    [ -n "$(field $f "$T/p14.json")" ] && [ "$(field $f "$T/skip.json")" = "$(field $f "$T/p14.json")" ] || {
+        echo "FAIL: ask --skip-bad-pages: \"$f\" differs from --pages 1,4:"; field $f "$T/skip.json"; field $f "$T/p14.json"
+        fail=$((fail + 1)); break; }
+done
+n=$((n + 1)); grep -q '"skipped_pages":\[{"name":"[^"]*h.pdf","page":2,"code":"limit_exceeded","message":"[^"]*rendering page 2 needed more than 512 MiB[^"]*"},{"name":"[^"]*h.pdf","page":3,"code":"timeout",' "$T/skip.json" || {
+    echo "FAIL: ask --skip-bad-pages --json: skipped_pages"; head -c 2000 "$T/skip.json"; fail=$((fail + 1)); }
+# every selected page bad: the page's error, as without the option
+expect_fixed 1 "h.pdf: rendering page 2 needed more than" "$B" ask --model "$M" "$T/h.pdf" --pages 2 "What?" --max-tokens 2 --skip-bad-pages $MEM
+expect_fixed 1 "(no page of the document could be read: 1 other page failed too)" "$B" ask --model "$M" "$T/h.pdf" --pages 2,3 "What?" --max-tokens 2 --skip-bad-pages $MEM --page-timeout 2
+n=$((n + 1)); grep -q "note: page left out" "$T/out" && { echo "FAIL: a page said left out before the request failed"; fail=$((fail + 1)); }
 # batch: the job records the error; the next job runs
 printf '{"id":"a","files":["%s"],"question":"What?","params":{"pages":"2","max_tokens":2}}\n{"id":"b","files":["%s"],"question":"What?","params":{"pages":"1","max_tokens":2}}\n' \
     "$T/h.pdf" "$T/h.pdf" > "$T/jobs.jsonl"
 "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" $MEM > "$T/out" 2>&1 </dev/null
 n=$((n + 1)); grep -q '"id":"a".*rendering page 2 needed more than' "$T/res.jsonl" && grep -q '"id":"b".*"answer"' "$T/res.jsonl" || {
     echo "FAIL: batch:"; sed 's/^/    /' "$T/res.jsonl" "$T/out" | head -10; fail=$((fail + 1)); }
+# a batch job with skip_bad_pages: answered, the page listed
+printf '{"id":"c","files":["%s"],"question":"What?","params":{"pages":"1-2","max_tokens":2,"skip_bad_pages":true}}\n' "$T/h.pdf" > "$T/jobs2.jsonl"
+"$B" batch --model "$M" "$T/jobs2.jsonl" --out "$T/res2.jsonl" $MEM > "$T/out" 2>&1 </dev/null
+n=$((n + 1)); grep -q '"id":"c".*"answer".*"skipped_pages":\[{"name":"[^"]*h.pdf","page":2,"code":"limit_exceeded"' "$T/res2.jsonl" || {
+    echo "FAIL: batch with skip_bad_pages:"; sed 's/^/    /' "$T/res2.jsonl" "$T/out" | head -10; fail=$((fail + 1)); }
 # a file named by a descriptor: the renderer reads the one nanovl opened
 expect_fixed 0 "page-1.png 310x400" sh -c "'$B' render /dev/stdin --pages 1 -o '$T/r' --long-side 400 < '$T/h.pdf'"
 # no limit given: the default bounds (2048 MiB, 120 s) still stop the 3.5 GB page

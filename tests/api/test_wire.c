@@ -67,6 +67,18 @@ int main(void) {
             if (st == NVL_OK) api_request_free(&rq);
         }
     }
+    { /* skip_bad_pages: a boolean, off unless given */
+        api_request rq;
+        nvl_err err = {0};
+        TEST_EQ_INT(parse_param("max_tokens", "3", &rq, &err), NVL_OK);
+        TEST_EQ_INT(rq.params.skip_bad_pages, 0);
+        api_request_free(&rq);
+        TEST_EQ_INT(parse_param("skip_bad_pages", "true", &rq, &err), NVL_OK);
+        TEST_EQ_INT(rq.params.skip_bad_pages, 1);
+        api_request_free(&rq);
+        TEST_EQ_INT(parse_param("skip_bad_pages", "1", &rq, &err), NVL_ERR_INVALID_ARG);
+        TEST_CONTAINS(err.msg, "skip_bad_pages: expected true or false");
+    }
     /* requests refused by name (field faults: an ocr request's question was read as one more
        input; \u0000 cut strings short, so two ids became one) */
     static const struct { const char *line, *want; } refused[] = {
