@@ -59,10 +59,14 @@ typedef struct kept_prefix {
  * (and waiting) requests with the option leave it out without rendering it again: their sources
  * then match the kept prefix of the document read without it. */
 #define BAD_PAGES_MAX 64
+#define BAD_PAGE_TTL_S 600.0 /* remembered this long: a time or memory bound passed on a loaded host
+                                may not pass again (the page is then rendered again) */
 typedef struct bad_page {
     char *key;      /* the source's base_key (file identity, page, render size) */
     nvl_status st;
     char *message;
+    char *name;     /* the label its message names (another request's label is put in its place) */
+    double t;       /* engine_now() when remembered */
 } bad_page;
 
 typedef struct request request;
@@ -303,8 +307,11 @@ void engine_park_prefix(request *rq);  /* the state at rq->P kept for later requ
 
 /* engine_sources.c */
 nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, nvl_err *err);
-/* Lowers rq->mt until the prompt fits rq->budget (notice), or fails with NVL_ERR_LIMIT. */
-nvl_status engine_plan_budget(request *rq, nvl_err *err);
+/* Lowers rq->mt until the prompt fits rq->budget (a notice unless quiet), or fails with
+ * NVL_ERR_LIMIT; sets the sources' keys (at rq->mt). */
+nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err);
+/* 1 when rq (with skip_bad_pages) has a page engine_skip_known would leave out. */
+int engine_known_bad(const request *rq);
 nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
                                nvl_err *err);
 void engine_source_label(const source *s, char *label, size_t n);
@@ -329,10 +336,17 @@ int engine_same_sources(const request *a, const request *b);
 /* On the stepping thread, once the sources left out are dropped (the vision stage's end): the pages
  * left out and not yet said, through on_notice. */
 void engine_skip_notices(request *rq);
+/* NVL_ERR_* (the first left-out page's error, with the number of the others) when every selected
+ * page of one of rq's PDFs was left out; NVL_OK otherwise. */
+nvl_status engine_skip_check(const request *rq, nvl_err *err);
 /* When vision has ended: the sources left out removed (their vision buffers freed), so the prompt,
- * the media records and a kept prefix see only the pages read. NVL_ERR_* (the first left-out
- * page's error) when every selected page of one PDF was left out. */
+ * the media records and a kept prefix see only the pages read. engine_skip_check's error first. */
 nvl_status engine_drop_skipped(request *rq, nvl_err *err);
+/* After pages were left out in the vision stage of a request whose tiles per image had been
+ * lowered to fit the context: the budget planned again without them. 1 when the tiles per image
+ * went up (the notice says so; the images' and pages' vision must run again: their vision state is
+ * reset), 0 when unchanged, -1 on error (*err). */
+int engine_replan_after_skip(request *rq, nvl_err *err);
 /* The conversation rendered up to the end of its last media marker (cached in rq->pfx_text; *len
  * its bytes): two requests whose sources have the same keys and whose texts here are equal have
  * the same prompt ids up to their kept prefix P. NULL when rq has no media or it cannot be

@@ -185,7 +185,13 @@ void engine_media_stage(request *rq) {
     if (st == NVL_OK && rq->res->n_skipped > 0) /* pages whose size could not be read, left out: */
         st = engine_drop_skipped(rq, &rq->err); /* fails at once when a PDF has no page left (said
                                                    when the vision stage ends: vision_advance) */
-    if (st == NVL_OK) st = engine_skip_known(rq, &rq->err); /* pages earlier requests left out */
+    /* pages earlier requests left out: left out here too, unless a kept prefix holds them read (its
+       keys need a plan: one without notice first) */
+    if (st == NVL_OK && engine_known_bad(rq)) {
+        rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
+        nvl_err pe = {0};
+        if (engine_plan_budget(rq, 1, &pe) != NVL_OK || engine_kept_find(e, rq) < 0) st = engine_skip_known(rq, &rq->err);
+    }
     for (int i = 0; st == NVL_OK && i < rq->n_src; i++) { /* a video cut short is answered on what it holds, said */
         const source *s = &rq->src[i];
         if (s->is_video && s->frames_listed > 0) {
@@ -196,7 +202,7 @@ void engine_media_stage(request *rq) {
         }
     }
     rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
-    if (st == NVL_OK) st = engine_plan_budget(rq, &rq->err);
+    if (st == NVL_OK) st = engine_plan_budget(rq, 0, &rq->err);
     if (st != NVL_OK) {
         engine_fail(rq, st, NULL);
         return;
@@ -210,7 +216,8 @@ void engine_media_stage(request *rq) {
 }
 
 void engine_prefix_wait_stage(request *rq) {
-    nvl_status st = engine_skip_known(rq, &rq->err); /* the request waited for left a page out: so does rq */
+    /* the request waited for left a page out: so does rq (unless a kept prefix holds it read) */
+    nvl_status st = engine_kept_find(rq->e, rq) < 0 ? engine_skip_known(rq, &rq->err) : NVL_OK;
     if (st != NVL_OK) {
         engine_fail(rq, st, NULL);
         return;

@@ -477,7 +477,7 @@ nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char *
 /* The context budget (engine_impl.h): the text (rendered without media), the media at max_tiles,
  * the answer; max_tiles lowered until they fit, with a notice; NVL_ERR_LIMIT when one tile per
  * image does not fit either. Sets rq->mt and res->n_planned, res->max_tiles. */
-nvl_status engine_plan_budget(request *rq, nvl_err *err) {
+nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err) {
     const api_ask_params *p = rq->p;
     api_ask_result *res = rq->res;
     const int64_t budget = rq->budget;
@@ -522,7 +522,7 @@ nvl_status engine_plan_budget(request *rq, nvl_err *err) {
                                       (long long)(at_mt - text_tokens), mt, (long long)text_tokens, (long long)p->max_tokens,
                                       (long long)(at_mt + p->max_tokens), (long long)budget, fit,
                                       (long long)(at_fit - text_tokens));
-            engine_notice(rq, msg);
+            if (!quiet) engine_notice(rq, msg);
             nvl_free(msg);
             mt = fit;
             at_mt = at_fit;
@@ -533,6 +533,7 @@ nvl_status engine_plan_budget(request *rq, nvl_err *err) {
     rq->mt = mt;
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
+        nvl_free(s->key);
         s->key = s->is_video ? engine_strdup(s->base_key) : engine_printf("%s:t%d", s->base_key, mt);
         if (!s->key) return nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
     }
@@ -568,36 +569,41 @@ int engine_skip_page(request *rq, const source *s, nvl_status st, const nvl_err 
     return 1;
 }
 
+/* e->bad[i] forgotten (the later ones move down). */
+static void bad_forget(api_engine *e, int i) {
+    nvl_free(e->bad[i].key);
+    nvl_free(e->bad[i].message);
+    nvl_free(e->bad[i].name);
+    memmove(&e->bad[i], &e->bad[i + 1], (size_t)(e->n_bad - i - 1) * sizeof e->bad[0]);
+    e->n_bad--;
+}
+
 void engine_bad_page_remember(api_engine *e, const source *s, nvl_status st, const nvl_err *err) {
     if (!s->base_key) return;
     for (int i = 0; i < e->n_bad; i++)
         if (!strcmp(e->bad[i].key, s->base_key)) return;
     char *key = engine_strdup(s->base_key), *msg = engine_strdup(err && err->msg[0] ? err->msg : nvl_status_str(st));
-    if (!key || !msg) {
+    char *name = engine_strdup(s->name);
+    if (!key || !msg || !name) {
         nvl_free(key);
         nvl_free(msg);
+        nvl_free(name);
         return; /* (only a later request's rendering it again is lost) */
     }
-    if (e->n_bad == BAD_PAGES_MAX) { /* the oldest forgotten */
-        nvl_free(e->bad[0].key);
-        nvl_free(e->bad[0].message);
-        memmove(&e->bad[0], &e->bad[1], (size_t)(BAD_PAGES_MAX - 1) * sizeof e->bad[0]);
-        e->n_bad--;
-    }
-    e->bad[e->n_bad++] = (bad_page){.key = key, .st = st, .message = msg};
+    if (e->n_bad == BAD_PAGES_MAX) bad_forget(e, 0); /* the oldest */
+    e->bad[e->n_bad++] = (bad_page){.key = key, .st = st, .message = msg, .name = name, .t = engine_now()};
 }
 
 void engine_bad_pages_clear(api_engine *e) {
-    for (int i = 0; i < e->n_bad; i++) {
-        nvl_free(e->bad[i].key);
-        nvl_free(e->bad[i].message);
-    }
-    e->n_bad = 0;
+    while (e->n_bad > 0) bad_forget(e, e->n_bad - 1);
 }
 
 nvl_status engine_skip_known(request *rq, nvl_err *err) {
     api_engine *e = rq->e;
     if (!rq->p->skip_bad_pages || e->n_bad == 0) return NVL_OK;
+    const double now = engine_now();
+    for (int b = e->n_bad - 1; b >= 0; b--)
+        if (now - e->bad[b].t > BAD_PAGE_TTL_S) bad_forget(e, b);
     int any = 0;
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
@@ -605,7 +611,12 @@ nvl_status engine_skip_known(request *rq, nvl_err *err) {
         for (int b = 0; b < e->n_bad; b++) {
             if (strcmp(e->bad[b].key, s->base_key)) continue;
             nvl_err be = {0};
-            snprintf(be.msg, sizeof be.msg, "%s", e->bad[b].message);
+            const char *m = e->bad[b].message;
+            const size_t nl = strlen(e->bad[b].name);
+            if (strcmp(e->bad[b].name, s->name) && !strncmp(m, e->bad[b].name, nl) && m[nl] == ':')
+                snprintf(be.msg, sizeof be.msg, "%s%s", s->name, m + nl); /* (this request's label) */
+            else
+                snprintf(be.msg, sizeof be.msg, "%s", m);
             if (engine_skip_page(rq, s, e->bad[b].st, &be)) {
                 s->skipped = 1;
                 s->finished = 1;
@@ -615,6 +626,14 @@ nvl_status engine_skip_known(request *rq, nvl_err *err) {
         }
     }
     return any ? engine_drop_skipped(rq, err) : NVL_OK;
+}
+
+int engine_known_bad(const request *rq) {
+    const api_engine *e = rq->e;
+    for (int i = 0; rq->p->skip_bad_pages && i < rq->n_src; i++)
+        for (int b = 0; rq->src[i].base_key && !rq->src[i].skipped && b < e->n_bad; b++)
+            if (!strcmp(e->bad[b].key, rq->src[i].base_key) && engine_now() - e->bad[b].t <= BAD_PAGE_TTL_S) return 1;
+    return 0;
 }
 
 int engine_same_sources(const request *a, const request *b) {
@@ -638,7 +657,7 @@ void engine_skip_notices(request *rq) {
     }
 }
 
-nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
+nvl_status engine_skip_check(const request *rq, nvl_err *err) {
     const api_ask_result *r = rq->res;
     for (int i = 0; i < r->n_skipped; i++) { /* a PDF none of whose selected pages could be read */
         int read = 0;
@@ -653,6 +672,12 @@ nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
                      others, others == 1 ? "" : "s");
         return r->skipped[i].st;
     }
+    return NVL_OK;
+}
+
+nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
+    const nvl_status st = engine_skip_check(rq, err);
+    if (st != NVL_OK) return st;
     int k = 0;
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
@@ -671,6 +696,22 @@ nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
     nvl_freep(&rq->pfx_text); /* rendered with the pages left out: again without them */
     rq->pfx_failed = 0;
     return NVL_OK;
+}
+
+int engine_replan_after_skip(request *rq, nvl_err *err) {
+    const int asked = rq->p->max_tiles > 0 ? rq->p->max_tiles : (int)vision_model_config(rq->e->vm)->max_num_tiles;
+    const int before = rq->mt;
+    if (before >= asked) return 0;
+    if (engine_plan_budget(rq, 1, err) != NVL_OK) return -1;
+    if (rq->mt == before) return 0;
+    char msg[256];
+    snprintf(msg, sizeof msg, "with pages left out the media fit at %d tile(s) per image (not %d): their vision runs again",
+             rq->mt, before);
+    engine_notice(rq, msg);
+    for (int i = 0; i < rq->n_src; i++)
+        if (!rq->src[i].is_video) engine_vision_reset_source(rq->e, &rq->src[i]); /* (a video's frames: 1 tile each) */
+    rq->vis_next = 0;
+    return 1;
 }
 
 void engine_sources_free(request *rq) {

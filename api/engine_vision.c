@@ -260,6 +260,7 @@ static int vision_advance(request *rq) {
         const int busy = rq->media_busy;
         pthread_mutex_unlock(&e->mmu);
         if (busy) return 0;
+        const int in_vision = rq->n_skip_live > 0;
         nvl_err er = {0};
         nvl_status st = engine_drop_skipped(rq, &er);
         if (st != NVL_OK) {
@@ -267,24 +268,36 @@ static int vision_advance(request *rq) {
             return 1;
         }
         engine_skip_notices(rq);
+        /* tiles lowered to fit pages that are no longer there: planned again (and the vision of
+           the images and pages run again when they go up), so the answer is the one the pages
+           read would get alone */
+        const int again = in_vision ? engine_replan_after_skip(rq, &er) : 0;
+        if (again < 0) {
+            engine_fail(rq, er.code ? er.code : NVL_ERR_NOMEM, &er);
+            return 1;
+        }
+        if (again) return 0;
     }
     rq->res->t_vision = engine_now() - rq->t_vision0;
     rq->state = RQ_PROMPT;
     return 1;
 }
 
-/* s, whose tiles could not be made (st, err), is left out when the request allows it (a PDF page
- * with skip_bad_pages: engine_skip_page); 1 then, 0 when the request must fail. */
-static int leave_out(request *rq, source *s, nvl_status st, const nvl_err *err) {
-    if (!engine_skip_page(rq, s, st, err)) return 0;
+/* s, whose tiles could not be made (st, *err), is left out when the request allows it (a PDF page
+ * with skip_bad_pages: engine_skip_page): NVL_OK then; otherwise the status the request fails with
+ * (*err its message): st, or at once when no page of s's document is left (engine_skip_check). */
+static nvl_status leave_out(request *rq, source *s, nvl_status st, nvl_err *err) {
+    if (!engine_skip_page(rq, s, st, err)) return st;
     s->skipped = 1;
     s->finished = 1;
     nvl_freep(&s->tiles);
+    rq->res->t_media += s->t_media; /* (its rendering took that long) */
+    s->t_media = 0;
     rq->n_skip_live++;
     nvl_freep(&rq->pfx_text); /* a request waiting for this one compares its text without the page */
     rq->pfx_failed = 0;
     engine_bad_page_remember(rq->e, s, st, err);
-    return 1;
+    return engine_skip_check(rq, err);
 }
 
 typedef struct vis_unit {
@@ -326,17 +339,11 @@ int engine_vision_turn(api_engine *e) {
                     }
                     if ((st = s->prep_st) != NVL_OK) { /* prep == 2: made, or why not */
                         er = s->prep_err;
-                        if (leave_out(rq, s, st, &er)) {
-                            st = NVL_OK;
-                            continue;
-                        }
+                        if ((st = leave_out(rq, s, st, &er)) == NVL_OK) continue;
                         break;
                     }
                 } else if ((st = engine_vision_start(rq, s, &er)) != NVL_OK) {
-                    if (leave_out(rq, s, st, &er)) {
-                        st = NVL_OK;
-                        continue;
-                    }
+                    if ((st = leave_out(rq, s, st, &er)) == NVL_OK) continue;
                     break;
                 }
                 s->started = 1;

@@ -16,7 +16,11 @@
  *   5. two such requests submitted together: the second waits for the first, leaves the page out
  *      as the first did, and reuses its state (vision and prefill once); both answer as the page
  *      alone;
- *   6. the result's JSON lists the page under "skipped_pages"; nothing leaks.
+ *   6. the result's JSON lists the page under "skipped_pages"; nothing leaks;
+ *   7. tiles lowered to fit both pages are planned again without the one left out (the answer is
+ *      still the other page's alone); the left-out page's rendering time is counted; a kept
+ *      prefix holding the page read wins over the memory of it; a remembered message names this
+ *      request's label; a request with a document left without pages fails at once.
  * Bounds: ids exactly (the same prompt through the same steps). */
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +65,7 @@ static int same_ids(const int32_t *a, int64_t na, const int32_t *b, int64_t nb) 
 }
 
 static char g_pdf[1024];
+static int64_t g_max_context; /* ask's max_context (0: the checkpoint's) */
 
 /* One question about the PDF (pages: NULL all). */
 static nvl_status ask(api_engine *e, const char *pages, int skip, int no_cache, api_ask_result *r, nvl_err *err) {
@@ -70,6 +75,7 @@ static nvl_status ask(api_engine *e, const char *pages, int skip, int no_cache, 
     p.max_tokens = 6;
     p.skip_bad_pages = skip;
     p.no_cache = no_cache;
+    p.max_context = g_max_context;
     api_callbacks cb = {.on_notice = on_notice, .on_progress = on_progress};
     g_notices = g_vision = 0;
     g_notice[0] = 0;
@@ -145,8 +151,24 @@ int main(int argc, char **argv) {
     TEST_EQ_INT(ask(e, NULL, 0, 1, &r, &err), NVL_ERR_TIMEOUT);
     TEST_CONTAINS(err.msg, "two_pages.pdf: rendering page 2 took longer than 1 s");
     api_ask_result_free(&r);
-    nvl_status st = ask(e, NULL, 1, 0, &r, &err);
+    /* a context that holds page 1 alone at 12 tiles, not both pages: the tiles are lowered for the
+       two pages, then planned again without page 2 (back to 12: page 1's vision runs again), so
+       the answer is still page 1's alone */
+    g_max_context = r1.n_prompt + 6;
+    nvl_status st = ask(e, NULL, 1, 1, &r, &err);
+    TEST_CHECK(st == NVL_OK && r.max_tiles == 12, "page 2 left out of a tight context: %s (%s), %d tiles",
+               nvl_status_name(st), err.msg, r.max_tiles);
+    if (st == NVL_OK) check_as("page 2 left out of a tight context", &r, &r1);
+    TEST_CHECK(r.notice && strstr(r.notice, "using at most") && strstr(r.notice, "with pages left out the media fit at 12 "
+                                                                                 "tile(s) per image (not "),
+               "notices: %s", r.notice ? r.notice : "(none)");
+    TEST_EQ_INT(g_notices, 3);
+    api_ask_result_free(&r);
+    g_max_context = 0;
+    api_engine_forget(e);
+    st = ask(e, NULL, 1, 0, &r, &err);
     TEST_CHECK(st == NVL_OK, "page 2 left out: %s (%s)", nvl_status_name(st), err.msg);
+    TEST_CHECK(r.t_media >= 1.0, "its rendering time counted: %.3f s (1 s bound)", r.t_media);
     if (st == NVL_OK) {
         check_as("page 2 left out in the vision stage", &r, &r1);
         TEST_CHECK(r.n_skipped == 1 && r.skipped[0].page == 2 && r.skipped[0].st == NVL_ERR_TIMEOUT,
@@ -192,6 +214,17 @@ int main(int argc, char **argv) {
     /* without the option the page is rendered again (and fails) */
     TEST_EQ_INT(ask(e, NULL, 0, 0, &r, &err), NVL_ERR_TIMEOUT);
     api_ask_result_free(&r);
+    /* the page renders again (its trouble was passing): once a kept prefix holds both pages read,
+       a question with the option takes it, the remembered page notwithstanding */
+    unsetenv("NVL_TEST_RENDERER_TRICKLE_PAGE");
+    set_sandbox(60);
+    TEST_EQ_INT(ask(e, NULL, 0, 0, &r, &err), NVL_OK);
+    api_ask_result_free(&r);
+    st = ask(e, NULL, 1, 0, &r, &err);
+    TEST_CHECK(st == NVL_OK && r.n_skipped == 0 && r.n_media == 2 && r.n_cached > 0,
+               "the kept prefix with both pages wins over the memory: %s, %d skipped, %d media, %lld cached",
+               nvl_status_name(st), r.n_skipped, r.n_media, (long long)r.n_cached);
+    api_ask_result_free(&r);
     /* and without the kept state, page 1 left out: as page 2 alone (the knob changes what the file
        does: what was remembered about it is forgotten) */
     api_engine_forget(e);
@@ -220,7 +253,26 @@ int main(int argc, char **argv) {
         p.skip_bad_pages = 1;
         memset(&r, 0, sizeof r);
         TEST_EQ_INT(api_engine_run(e, &msg, 1, &p, NULL, &r, &err), NVL_ERR_TIMEOUT);
+        /* (page 1 remembered from the request above, under another label: its message names this one's) */
+        TEST_CONTAINS(err.msg, "second: rendering page 1 took longer than 1 s");
+        api_ask_result_free(&r);
+    }
+    { /* the document with no page read comes first: the request fails as soon as its page is left
+         out, before the other document's page is embedded (no vision event) */
+        api_engine_forget(e);
+        api_part parts[] = {{API_PART_MEDIA, .media = {.path = g_pdf, .pages = "1"}},
+                            {API_PART_MEDIA, .media = {.path = g_pdf, .pages = "2"}},
+                            {API_PART_TEXT, .text = "Compare."}};
+        api_message msg = {"user", parts, 3};
+        api_ask_params p = api_ask_params_default();
+        p.max_tokens = 4;
+        p.skip_bad_pages = 1;
+        api_callbacks cb = {.on_progress = on_progress};
+        g_vision = 0;
+        memset(&r, 0, sizeof r);
+        TEST_EQ_INT(api_engine_run(e, &msg, 1, &p, &cb, &r, &err), NVL_ERR_TIMEOUT);
         TEST_CONTAINS(err.msg, "two_pages.pdf: rendering page 1 took longer than 1 s");
+        TEST_EQ_INT(g_vision, 0);
         api_ask_result_free(&r);
     }
     unsetenv("NVL_TEST_RENDERER_TRICKLE_PAGE");
