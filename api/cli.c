@@ -146,7 +146,7 @@ static int cmd_version(int argc, char **argv) {
     }
     {
         const media_image_sandbox sb = media_image_get_sandbox();
-        print_bounds("images: decoded in a process of their own per image, nanovl-image, forked from nanovl-imagezyg (", "s", sb.timeout_s,
+        print_bounds("images: decoded in a process of their own per image, nanovl-image (", "s", sb.timeout_s,
                      sb.max_mb);
     }
     return 0;

@@ -4,9 +4,8 @@
  * damaged lossless WebP: image.c) would end the caller, a server and every request in it. With the
  * sandbox set, media_decode_image hands each image's bytes to `exe --image-decode-worker`, bounded
  * in time and resident memory (proc.c), and takes back the RGB pixels; the decoder decodes one
- * image and ends. Each decoder is a fork of the zygote (`exe --image-decode-zygote`, started at the
- * first image: media_zygote), so only the first image of a process waits for the executable's
- * start (~70 ms); the others for a fork (~5 ms). Without a zygote one decoder is started ahead.
+ * image and ends. One decoder is started ahead for the next image (media_proc_take), so only the
+ * first image of a process waits for a start (~65 ms).
  * Protocol on the decoder's fd 3, host byte order (both ends are this executable): it says
  * IMAGE_HELLO; the parent sends an img_req, the name's bytes and the image's bytes; it answers an
  * img_rep, its message bytes and its log messages (logged again here, through this process's log
@@ -34,12 +33,10 @@ static struct {
     media_image_sandbox sb;
     char exe[4096];
 } g_isandbox = {.sb = IMAGE_SANDBOX_DEFAULT};
-static media_proc_spare g_ispare = MEDIA_PROC_SPARE_INIT; /* (used when no zygote can start) */
-static media_zygote g_izyg = MEDIA_ZYGOTE_INIT(MEDIA_IMAGE_ZYGOTE_ARG, IMAGE_ZYGOTE_HELLO);
+static media_proc_spare g_ispare = MEDIA_PROC_SPARE_INIT;
 static int g_n_working; /* decoders decoding now (atomic) */
 
 void media_image_set_sandbox(const media_image_sandbox *sb) {
-    if (!sb || !sb->exe || !g_isandbox.sb.exe || strcmp(sb->exe, g_isandbox.sb.exe)) media_zygote_end(&g_izyg);
     const char *exe = media_proc_set_exe(&g_ispare, g_isandbox.exe, sizeof g_isandbox.exe, g_isandbox.sb.exe,
                                          sb ? sb->exe : NULL);
     g_isandbox.sb = sb ? *sb : media_image_sandbox_default();
@@ -49,14 +46,10 @@ void media_image_set_sandbox(const media_image_sandbox *sb) {
 media_image_sandbox media_image_get_sandbox(void) { return g_isandbox.sb; }
 
 int media_image_decoders(void) {
-    return __atomic_load_n(&g_n_working, __ATOMIC_RELAXED) + media_proc_spare_running(&g_ispare) +
-           media_zygote_running(&g_izyg);
+    return __atomic_load_n(&g_n_working, __ATOMIC_RELAXED) + media_proc_spare_running(&g_ispare);
 }
 
-void media_image_sandbox_end_spare(void) {
-    media_zygote_end(&g_izyg);
-    media_proc_spare_end(&g_ispare);
-}
+void media_image_sandbox_end_spare(void) { media_proc_spare_end(&g_ispare); }
 
 /* A test's knob: the decoder aborts (as where a library crashes) or never answers (as one stuck
  * in a hostile file) when the image's name contains the variable's value. Read each time. */
@@ -118,7 +111,6 @@ static int worker_image(void) {
 }
 
 void media_image_worker_main(int argc, char **argv) {
-    media_zygote_main(argc, argv, MEDIA_IMAGE_ZYGOTE_ARG, "nanovl-imagezyg", IMAGE_ZYGOTE_HELLO, worker_image);
     if (argc < 2 || strcmp(argv[1], MEDIA_IMAGE_WORKER_ARG)) return;
     _exit(worker_image()); /* _exit: no atexit handlers or leak reports in the decoder */
 }
@@ -205,8 +197,8 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
                                  .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
                                  .cancelled = cancelled, .ctx = ctx};
     nvl_err e = {0}; /* the decoder started ahead, or one started now, given q */
-    nvl_status st = media_proc_take(&g_ispare, &g_izyg, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", 1,
-                                    &q, sizeof q, &b, &p, &e);
+    nvl_status st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", 1, &q, sizeof q, &b,
+                         &p, &e);
     if (st == NVL_ERR_TIMEOUT) /* (its start took the time: a machine out of processes or memory) */
         return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit: %s)",
                            name, sb->timeout_s, e.msg);

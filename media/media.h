@@ -111,11 +111,8 @@ nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
  * set, media_decode_image (and media_decode_image_file) hands each image that passed the checks
  * made from its first bytes (size cap, format, built-in support) to a process of its own, "the
  * image decoder": exe started as `exe MEDIA_IMAGE_WORKER_ARG` (an executable whose main calls
- * media_image_worker_main first), which decodes that one image and ends. Each decoder is a fork of
- * "the zygote", `exe --image-decode-zygote` started once (the libraries loaded; it never sees an
- * image): a fresh process for every image in ~5 ms instead of ~70 ms (media_impl.h,
- * media_zygote); where the zygote cannot start, decoders are started as `exe` one ahead of the next
- * image. Past timeout_s or max_mb the decoder is killed and the image fails
+ * media_image_worker_main first), which decodes that one image and ends; one is started ahead for
+ * the next image. Past timeout_s or max_mb the decoder is killed and the image fails
  * (NVL_ERR_TIMEOUT, NVL_ERR_LIMIT); a crash: NVL_ERR_FORMAT "damaged image: the decoder crashed
  * (signal N, ...)". Pixels, orientation and the decoders' own errors are those of this process.
  * When no decoder can start, the image is decoded in this process with a warning (nvl_log), or
@@ -133,11 +130,9 @@ media_image_sandbox media_image_sandbox_default(void);
 /* Process-wide (copied, exe too); set it before images are decoded, from one thread. */
 void media_image_set_sandbox(const media_image_sandbox *sb);
 media_image_sandbox media_image_get_sandbox(void);
-/* Decoder processes running now: those decoding, the zygote, and the one started ahead (without a
- * zygote). */
+/* Decoder processes running now: those decoding and the one started ahead. */
 int media_image_decoders(void);
-/* Ends (kills and reaps) the zygote and the decoder started ahead, if any (the next image starts
- * them again, with this process's environment then). */
+/* Ends (kills and reaps) the decoder started ahead, if any. */
 void media_image_sandbox_end_spare(void);
 /* The decoder's entry: when argv[1] is MEDIA_IMAGE_WORKER_ARG, decodes the image the parent sends
  * on fd 3 and ends the process (never returns); otherwise returns at once. Call it first in main(). */

@@ -46,14 +46,9 @@ nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd
 
 #define MEDIA_PROC_FD 3
 
-struct media_zygote;
 typedef struct media_proc {
     pid_t pid; /* 0: none */
     int fd;    /* the parent's end; -1: none */
-    struct media_zygote *zyg; /* NULL: this process's child; else forked by that zygote, which
-                                 reaps it when told (media_proc_kill / _release / _death) */
-    int pidfd; /* (with zyg) a pidfd of the helper (signals reach it, never a reused id); -1: none */
-    unsigned zgen; /* (with zyg) the zygote's gen when it forked the helper */
 } media_proc;
 
 /* What ended a wait. */
@@ -102,44 +97,18 @@ typedef struct media_proc_spare {
     pthread_mutex_t mu;
     media_proc p;
 } media_proc_spare;
-#define MEDIA_PROC_SPARE_INIT {PTHREAD_MUTEX_INITIALIZER, {0, -1, NULL, -1, 0}}
+#define MEDIA_PROC_SPARE_INIT {PTHREAD_MUTEX_INITIALIZER, {0, -1}}
 #define MEDIA_PROC_START_S 30.0 /* seconds a helper may take to start (say hello) */
-/* A fork server, "the zygote": `exe zarg` started once (its libraries loaded, ~70 ms for this
- * executable), that forks a helper for each job (~1 ms) and never touches a job's data itself, so
- * every job still runs in a fresh process (Chromium's and Android's zygote). Its protocol, on its fd
- * 3: it says hello; the parent sends ZYG_FORK with the new helper's end of a socket pair (which
- * becomes the helper's fd 3: the helper then runs as one started as `exe arg`), ZYG_REAP (kill and
- * reap a helper, no answer) or ZYG_STATUS (reap a helper that closed its end, waiting a second at
- * most before killing it; answers its wait status). It reaps only when told, so a helper's id is
- * never reused while the parent may signal it. It ends when the parent's end closes.
- * MEDIA_ZYGOTE_INIT(zarg, hello, name). */
-typedef struct media_zygote {
-    pthread_mutex_t mu;  /* one exchange at a time */
-    media_proc z;        /* the zygote (this process's child); pid 0: not started */
-    const char *arg;     /* its argument */
-    uint32_t hello;
-    int down;            /* it could not start: helpers are started as before (media_proc_take) until
-                            media_zygote_end */
-    unsigned gen;        /* which zygote: bumped when one ends (its helpers are then no longer its) */
-} media_zygote;
-#define MEDIA_ZYGOTE_INIT(zarg, zhello) {PTHREAD_MUTEX_INITIALIZER, {0, -1, NULL, -1, 0}, zarg, zhello, 0, 1}
-/* Ends (kills and reaps) the zygote, if any; the next helper starts another. */
-void media_zygote_end(media_zygote *z);
-int media_zygote_running(media_zygote *z); /* 1 when started */
-/* The zygote's side: when argv[1] is zarg, serves forks (each child runs worker() and _exits with
- * its value) and never returns; otherwise returns at once. name: its name in ps/top. */
-void media_zygote_main(int argc, char **argv, const char *zarg, const char *name, uint32_t hello, int (*worker)(void));
 /* A helper running `exe arg` that said hello within MEDIA_PROC_START_S and took first (first_n
- * bytes written; NULL: nothing): forked by zyg (when not NULL; started first if needed, again once
- * if it ended), else s's spare (when use_spare), else one started now (a spare that ended unseen,
- * before or after its hello, is replaced once); then, without a zygote, a new spare is started.
- * b (NULL: none): the caller's deadline and cancel bound the wait for the hello (and the fork) too.
+ * bytes written; NULL: nothing): s's spare (when use_spare), else one started now (a spare that
+ * ended unseen, before or after its hello, is replaced once); then a new spare is started.
+ * b (NULL: none): the caller's deadline and cancel bound the wait for the hello too.
  * NVL_ERR_IO "EXE ARG did not start as the WHAT" / media_proc_spawn's; NVL_ERR_TIMEOUT or
  * NVL_ERR_CANCELLED when b's deadline or cancel ended the wait (the message does not name the
  * caller's input: prefix it). */
-nvl_status media_proc_take(media_proc_spare *s, media_zygote *zyg, const char *exe, const char *arg, uint32_t hello,
-                           const char *what, int use_spare, const void *first, size_t first_n,
-                           const media_proc_bounds *b, media_proc *p, nvl_err *err);
+nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
+                           int use_spare, const void *first, size_t first_n, const media_proc_bounds *b,
+                           media_proc *p, nvl_err *err);
 /* A sandbox's setter: exe (NULL: none) copied into buf (cap bytes) and returned, NULL when it is
  * NULL or does not fit; s's spare ended when the executable changes from cur or goes. */
 const char *media_proc_set_exe(media_proc_spare *s, char *buf, size_t cap, const char *cur, const char *exe);
@@ -169,8 +138,6 @@ int media_proc_write_full(int fd, const void *buf, size_t n);
 // process when its sandbox is set (image_proc.c, which falls back to the former).
 
 #define IMAGE_HELLO 0x6e766c69u /* "nvli" */
-#define IMAGE_ZYGOTE_HELLO 0x6e767a69u /* "nvzi": the image decoders' zygote (media_zygote) */
-#define MEDIA_IMAGE_ZYGOTE_ARG "--image-decode-zygote"
 /* The image decoder's protocol (image_proc.c; tests/media/test_image_sandbox.c's lying decoder
  * speaks it too): IMAGE_HELLO; then an img_req, the name's bytes and the image's bytes; answered
  * by an img_rep, its message bytes and its warnings, then on success an img_out and the RGB rows. */

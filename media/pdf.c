@@ -428,7 +428,7 @@ int media_pdf_renderers(void) {
 
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
 static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
-    return media_proc_take(&g_spare, NULL, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, PDF_HELLO, "PDF renderer", use_spare, NULL,
+    return media_proc_take(&g_spare, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, PDF_HELLO, "PDF renderer", use_spare, NULL,
                            0, NULL, p, err);
 }
 

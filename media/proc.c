@@ -17,7 +17,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,8 +37,6 @@ double media_proc_now(void) {
 nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err) {
     p->pid = 0;
     p->fd = -1;
-    p->zyg = NULL;
-    p->pidfd = -1;
     int sv[2];
     /* both ends close-on-exec: a helper started at the same time by another thread must not hold
        this one's ends (the parent would then not see this helper's end of file); the dup2 onto fd 3
@@ -77,13 +74,7 @@ nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl
     return NVL_OK;
 }
 
-static void zygote_let_go(media_proc *p);
-
 void media_proc_kill(media_proc *p) {
-    if (p->zyg) {
-        zygote_let_go(p); /* (its zygote kills and reaps it) */
-        return;
-    }
     if (p->pid > 0) {
         kill(p->pid, SIGKILL);
         while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
@@ -118,10 +109,6 @@ void media_proc_reap(int wait) {
 }
 
 void media_proc_release(media_proc *p) {
-    if (p->zyg) {
-        zygote_let_go(p);
-        return;
-    }
     if (p->pid > 0) {
         kill(p->pid, SIGKILL);
         pthread_mutex_lock(&g_reap_mu);
@@ -196,34 +183,23 @@ enum media_proc_end media_proc_read(media_proc *p, void *buf, size_t n, const me
     return proc_io(p, buf, n, b, 0);
 }
 
-/* Reaps pid, a child that closed its end and is ending: a second at most (a helper that closed its
- * end and lives on, or one that broke the protocol, is killed; nothing waits on it for ever).
- * pid, or -1 (*ws its wait status). */
-static pid_t reap_ending(pid_t pid, int *ws) {
-    pid_t r = -1;
-    for (int i = 0; pid > 0 && i < 100; i++) {
-        if ((r = waitpid(pid, ws, WNOHANG)) != 0) break;
-        const struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (pid > 0 && r == 0) {
-        kill(pid, SIGKILL);
-        while ((r = waitpid(pid, ws, 0)) < 0 && errno == EINTR) {}
-    }
-    return r;
-}
-
-static int zygote_status(media_proc *p, int *ws);
-
 int media_proc_death(media_proc *p, char *buf, size_t cap) {
     int ws = 0;
     pid_t r = -1;
     int fault = 0;
-    if (p->zyg) r = zygote_status(p, &ws) ? p->pid : -1; /* its zygote reaps it and says how it ended */
-    else r = reap_ending(p->pid, &ws);
+    /* its end closed, it is ending: a second at most (a helper that closed its end and lives on, or
+       one that broke the protocol, is killed; nothing waits on it for ever) */
+    for (int i = 0; p->pid > 0 && i < 100; i++) {
+        if ((r = waitpid(p->pid, &ws, WNOHANG)) != 0) break;
+        const struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (p->pid > 0 && r == 0) {
+        kill(p->pid, SIGKILL);
+        while ((r = waitpid(p->pid, &ws, 0)) < 0 && errno == EINTR) {}
+    }
     if (r > 0 && r == p->pid) {
         p->pid = 0; /* reaped: media_proc_kill must not signal a reused id */
-        if (p->zyg) zygote_let_go(p); /* (only its descriptors go) */
         const int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
         if (sig == SIGKILL) /* not a signal a crash raises */
             snprintf(buf, cap, "was killed (signal 9: by the system's out-of-memory killer, or by hand)");
@@ -262,28 +238,12 @@ static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, ui
     return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the %s", exe, arg, what);
 }
 
-static nvl_status zygote_fork(media_zygote *z, const char *exe, const media_proc_bounds *b, media_proc *p, nvl_err *err);
-
-nvl_status media_proc_take(media_proc_spare *s, media_zygote *zyg, const char *exe, const char *arg, uint32_t hello,
-                           const char *what, int use_spare, const void *first, size_t first_n,
-                           const media_proc_bounds *b, media_proc *p, nvl_err *err) {
+nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
+                           int use_spare, const void *first, size_t first_n, const media_proc_bounds *b,
+                           media_proc *p, nvl_err *err) {
     p->pid = 0;
     p->fd = -1;
-    p->zyg = NULL;
-    p->pidfd = -1;
     media_proc_reap(0);
-    if (zyg) { /* a fork of the zygote: a fresh process without loading the libraries again */
-        nvl_status st = zygote_fork(zyg, exe, b, p, err);
-        if (st == NVL_OK) {
-            st = proc_hello(p, exe, arg, hello, what, b, err);
-            if (st == NVL_OK && first && media_proc_write(p, first, first_n) != MEDIA_PROC_OK) {
-                media_proc_kill(p);
-                st = nvl_err_set(err, NVL_ERR_IO, "%s %s ended before the %s was given its work", exe, arg, what);
-            }
-        }
-        if (st == NVL_OK || st == NVL_ERR_CANCELLED || st == NVL_ERR_TIMEOUT) return st;
-        /* no zygote (or a fork that did not start): a helper started the usual way */
-    }
     if (use_spare) {
         pthread_mutex_lock(&s->mu);
         *p = s->p;
@@ -304,7 +264,6 @@ nvl_status media_proc_take(media_proc_spare *s, media_zygote *zyg, const char *e
         st = nvl_err_set(err, NVL_ERR_IO, "%s %s ended before the %s was given its work", exe, arg, what);
     }
     if (st != NVL_OK) return st;
-    if (zyg && !zyg->down) return NVL_OK; /* (a fork that failed once: the zygote forks the next) */
     media_proc next;
     if (media_proc_spawn(&next, exe, arg, NULL) == NVL_OK) {
         pthread_mutex_lock(&s->mu);
@@ -317,245 +276,6 @@ nvl_status media_proc_take(media_proc_spare *s, media_zygote *zyg, const char *e
         media_proc_kill(&next); /* another thread's spare came first */
     }
     return NVL_OK;
-}
-
-// ---------------------------------------------------------------------------
-// The zygote (media_impl.h, media_zygote)
-
-enum { ZYG_FORK = 1, ZYG_REAP = 2, ZYG_STATUS = 3 };
-typedef struct zyg_req {
-    uint32_t op;
-    int32_t pid; /* ZYG_REAP, ZYG_STATUS */
-} zyg_req;
-typedef struct zyg_rep {
-    int32_t pid; /* ZYG_FORK: the helper's; 0 when fork failed */
-    int32_t ok;  /* ZYG_STATUS: 1 when reaped (ws is its wait status) */
-    int32_t ws;
-} zyg_rep;
-#define ZYG_EXCHANGE_S 5.0 /* seconds an answer may take (ZYG_STATUS waits a second at most) */
-
-static int pidfd_open_(pid_t pid) {
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    return -1;
-#endif
-}
-
-/* z's zygote killed and reaped (z->mu held): the next fork starts another; its helpers are no
- * longer its (gen). */
-static void zygote_stop_locked(media_zygote *z) {
-    media_proc_kill(&z->z);
-    z->gen++;
-}
-
-/* Sends q (and, for a fork, fd) to z's zygote and reads its answer (r NULL: none), within b's
- * cancel and deadline and ZYG_EXCHANGE_S; z->mu held. On anything but MEDIA_PROC_OK the zygote is
- * stopped. */
-static enum media_proc_end zygote_exchange(media_zygote *z, const zyg_req *q, int fd, zyg_rep *r,
-                                           const media_proc_bounds *b) {
-    media_proc_bounds zb = {.deadline = media_proc_now() + ZYG_EXCHANGE_S};
-    if (b) {
-        zb.cancelled = b->cancelled;
-        zb.ctx = b->ctx;
-        if (b->deadline > 0 && b->deadline < zb.deadline) zb.deadline = b->deadline;
-    }
-    enum media_proc_end end = media_proc_send(&z->z, q, sizeof *q, &zb);
-    if (end == MEDIA_PROC_OK && fd >= 0) end = media_proc_send_fd(&z->z, fd);
-    if (end == MEDIA_PROC_OK && r) end = media_proc_read(&z->z, r, sizeof *r, &zb);
-    if (end != MEDIA_PROC_OK) zygote_stop_locked(z);
-    return end;
-}
-
-static nvl_status zygote_fork(media_zygote *z, const char *exe, const media_proc_bounds *b, media_proc *p, nvl_err *err) {
-    nvl_status st = NVL_OK;
-    pthread_mutex_lock(&z->mu);
-    for (int attempt = 0; attempt < 2; attempt++) { /* a zygote that ended unseen is started again once */
-        if (z->down) {
-            st = nvl_err_set(err, NVL_ERR_IO, "%s %s could not start", exe, z->arg);
-            break;
-        }
-        if (!z->z.pid) {
-            st = media_proc_spawn(&z->z, exe, z->arg, err);
-            if (st == NVL_OK) st = proc_hello(&z->z, exe, z->arg, z->hello, "zygote", b, err);
-            if (st == NVL_ERR_CANCELLED || st == NVL_ERR_TIMEOUT) break; /* (the caller's bounds: not its fault) */
-            if (st != NVL_OK) {
-                z->down = 1;
-                break;
-            }
-        }
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-            st = nvl_err_set(err, NVL_ERR_IO, "cannot start a helper: socketpair: %s", strerror(errno));
-            break;
-        }
-        const zyg_req q = {.op = ZYG_FORK};
-        zyg_rep r = {0};
-        const enum media_proc_end end = zygote_exchange(z, &q, sv[1], &r, b);
-        close(sv[1]);
-        if (end == MEDIA_PROC_OK && r.pid > 0) {
-            p->pid = r.pid;
-            p->fd = sv[0];
-            p->zyg = z;
-            p->zgen = z->gen;
-            p->pidfd = pidfd_open_(r.pid); /* (the helper waits for its first request: it is alive) */
-            pthread_mutex_unlock(&z->mu);
-            return NVL_OK;
-        }
-        close(sv[0]);
-        if (end == MEDIA_PROC_OK) { /* (fork failed: out of processes or memory) */
-            st = nvl_err_set(err, NVL_ERR_IO, "%s %s could not fork a helper", exe, z->arg);
-            break;
-        }
-        if (end == MEDIA_PROC_CANCELLED) {
-            st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled while a helper started");
-            break;
-        }
-        if (end == MEDIA_PROC_TIMEOUT && b && b->deadline > 0 && media_proc_now() >= b->deadline) {
-            st = nvl_err_set(err, NVL_ERR_TIMEOUT, "the time limit passed while a helper started");
-            break;
-        }
-        st = nvl_err_set(err, NVL_ERR_IO, "%s %s stopped answering", exe, z->arg);
-    }
-    pthread_mutex_unlock(&z->mu);
-    return st;
-}
-
-/* p (a helper of a zygote) killed unless already reaped (pid 0), its zygote told to reap it, its
- * descriptors closed; p is then empty. */
-static void zygote_let_go(media_proc *p) {
-    media_zygote *z = p->zyg;
-    if (p->pid > 0) {
-        pthread_mutex_lock(&z->mu);
-        const int mine = z->z.pid > 0 && z->gen == p->zgen;
-#ifdef SYS_pidfd_send_signal
-        if (p->pidfd >= 0) syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
-        else
-#endif
-            if (mine) /* (not reaped yet: its id is still its own) */
-            kill(p->pid, SIGKILL);
-        if (mine) {
-            const zyg_req q = {.op = ZYG_REAP, .pid = p->pid};
-            zygote_exchange(z, &q, -1, NULL, NULL);
-        }
-        pthread_mutex_unlock(&z->mu);
-    }
-    if (p->pidfd >= 0) close(p->pidfd);
-    if (p->fd >= 0) close(p->fd);
-    p->pid = 0;
-    p->fd = -1;
-    p->pidfd = -1;
-    p->zyg = NULL;
-}
-
-/* p's wait status from its zygote (which reaps it: a second at most, then kills it). 1 when
- * known; 0 when the zygote is not p's any more or did not answer. */
-static int zygote_status(media_proc *p, int *ws) {
-    media_zygote *z = p->zyg;
-    pthread_mutex_lock(&z->mu);
-    int ok = 0;
-    if (z->z.pid > 0 && z->gen == p->zgen) {
-        const zyg_req q = {.op = ZYG_STATUS, .pid = p->pid};
-        zyg_rep r = {0};
-        if (zygote_exchange(z, &q, -1, &r, NULL) == MEDIA_PROC_OK && r.ok && r.pid == p->pid) {
-            *ws = r.ws;
-            ok = 1;
-        }
-    }
-    pthread_mutex_unlock(&z->mu);
-    return ok;
-}
-
-void media_zygote_end(media_zygote *z) {
-    pthread_mutex_lock(&z->mu);
-    if (z->z.pid) { /* its end closed: it reaps its last helpers and exits (a second at most, then
-                       killed), so their resource use (RUSAGE_CHILDREN) reaches this process */
-        close(z->z.fd);
-        z->z.fd = -1;
-        int ws = 0;
-        reap_ending(z->z.pid, &ws);
-        z->z.pid = 0;
-        z->gen++;
-    }
-    z->down = 0;
-    pthread_mutex_unlock(&z->mu);
-}
-
-int media_zygote_running(media_zygote *z) {
-    pthread_mutex_lock(&z->mu);
-    const int n = z->z.pid > 0;
-    pthread_mutex_unlock(&z->mu);
-    return n;
-}
-
-static void helper_signals(void);
-
-void media_zygote_main(int argc, char **argv, const char *zarg, const char *name, uint32_t hello, int (*worker)(void)) {
-    if (argc < 2 || strcmp(argv[1], zarg)) return;
-    const int fd = MEDIA_PROC_FD;
-    helper_signals();
-    prctl(PR_SET_NAME, name, 0, 0, 0);
-    /* one thread (fork copies only the caller: no lock of another thread is ever held in a
-       helper); no watcher thread: the poll below sees the parent's end close */
-    if (!media_proc_write_full(fd, &hello, sizeof hello)) _exit(0);
-    pid_t pend[256]; /* helpers killed, to reap (ZYG_REAP) */
-    int np = 0;
-    /* at the parent's end: the killed helpers reaped first (their resource use then reaches the
-       parent with this process's) */
-#define ZYG_EXIT()                                                                               \
-    do {                                                                                         \
-        while (np > 0) while (waitpid(pend[--np], NULL, 0) < 0 && errno == EINTR) {}             \
-        _exit(0);                                                                                \
-    } while (0)
-    for (;;) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        const int r = poll(&pf, 1, np ? 20 : -1);
-        for (int i = 0; i < np;) {
-            if (waitpid(pend[i], NULL, WNOHANG) != 0) pend[i] = pend[--np]; /* (reaped, or not a child) */
-            else i++;
-        }
-        if (r < 0 && errno != EINTR) ZYG_EXIT();
-        if (r <= 0) continue;
-        if (!(pf.revents & POLLIN)) ZYG_EXIT(); /* the parent's end closed */
-        zyg_req q;
-        if (!media_proc_read_full(fd, &q, sizeof q)) ZYG_EXIT();
-        zyg_rep rep = {0};
-        switch (q.op) {
-        case ZYG_FORK: {
-            const int cfd = media_proc_recv_fd(fd);
-            if (cfd >= 0) {
-                const pid_t pid = fork();
-                if (pid == 0) { /* the helper: cfd becomes its fd 3 (the zygote's own end goes) */
-                    if (dup2(cfd, MEDIA_PROC_FD) < 0) _exit(1);
-                    if (cfd != MEDIA_PROC_FD) close(cfd);
-                    _exit(worker());
-                }
-                close(cfd);
-                rep.pid = pid > 0 ? pid : 0;
-            }
-            if (!media_proc_write_full(fd, &rep, sizeof rep)) ZYG_EXIT();
-            break;
-        }
-        case ZYG_REAP:
-            if (q.pid <= 0) ZYG_EXIT();
-            if (np == (int)(sizeof pend / sizeof pend[0])) while (waitpid(pend[--np], NULL, 0) < 0 && errno == EINTR) {}
-            pend[np++] = q.pid;
-            break;
-        case ZYG_STATUS: {
-            if (q.pid <= 0) ZYG_EXIT();
-            int ws = 0;
-            rep.pid = q.pid;
-            rep.ok = reap_ending(q.pid, &ws) == q.pid;
-            rep.ws = ws;
-            if (!media_proc_write_full(fd, &rep, sizeof rep)) ZYG_EXIT();
-            break;
-        }
-        default:
-            ZYG_EXIT();
-        }
-    }
-#undef ZYG_EXIT
 }
 
 const char *media_proc_set_exe(media_proc_spare *s, char *buf, size_t cap, const char *cur, const char *exe) {
@@ -681,11 +401,9 @@ static void *watch_parent(void *arg) {
     return NULL;
 }
 
-/* A helper's (and a zygote's) start: the terminal's ^C, and a service manager's SIGTERM, reach the
- * whole process group: the parent decides when to stop the helper (a serve being stopped finishes
- * its running request); no core dumps; descriptors another thread of the parent opened without
- * close-on-exec closed. */
-static void helper_signals(void) {
+int media_proc_worker_begin(const char *name, uint32_t hello) {
+    /* the terminal's ^C, and a service manager's SIGTERM, reach the whole process group: the parent
+       decides when to stop the helper (a serve being stopped finishes its running request) */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
@@ -693,15 +411,12 @@ static void helper_signals(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
+    prctl(PR_SET_NAME, name, 0, 0, 0); /* its name in ps and top (else "exe") */
+    /* descriptors another thread of the parent opened without close-on-exec */
     if (close_range(MEDIA_PROC_FD + 1, ~0u, 0) != 0) {
         const long mx = sysconf(_SC_OPEN_MAX);
         for (long i = MEDIA_PROC_FD + 1; i < (mx > 0 && mx < 65536 ? mx : 65536); i++) close((int)i);
     }
-}
-
-int media_proc_worker_begin(const char *name, uint32_t hello) {
-    helper_signals();
-    prctl(PR_SET_NAME, name, 0, 0, 0); /* its name in ps and top (else "exe") */
     pthread_t th;
     if (pthread_create(&th, NULL, watch_parent, NULL) != 0) return 0;
     return media_proc_write_full(MEDIA_PROC_FD, &hello, sizeof hello);

@@ -833,7 +833,7 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
                         .max_frames = p->max_frames, .lim_max_frames = v->lim.max_frames,
                         .max_file_bytes = (uint64_t)v->lim.max_file_bytes, .max_pixels = v->lim.max_pixels};
     /* the decoder started ahead, or one started now, given q */
-    nvl_status st = media_proc_take(&g_vspare, NULL, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder", 1,
+    nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder", 1,
                                     &q, sizeof q, NULL, &v->proc, err);
     *no_decoder = st != NVL_OK;
     if (st != NVL_OK) return st;
