@@ -426,10 +426,11 @@ int media_pdf_renderers(void) {
     return n + media_proc_spare_running(&g_spare);
 }
 
-/* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare. */
-static nvl_status renderer_take(media_proc *p, int use_spare, nvl_err *err) {
+/* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare.
+ * b: the call's deadline and cancel bound the start too. */
+static nvl_status renderer_take(media_proc *p, int use_spare, const media_proc_bounds *b, nvl_err *err) {
     return media_proc_take(&g_spare, g_sandbox.sb.exe, MEDIA_PDF_WORKER_ARG, PDF_HELLO, "PDF renderer", use_spare, NULL,
-                           0, NULL, p, err);
+                           0, b, p, err);
 }
 
 /* The sandbox's bounds for one call; max_rss counts the page's pixels (W x H) on top. */
@@ -458,21 +459,24 @@ static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b
 /* Starts the document's renderer (pdf->mu held) and has it open the document (the path for its
  * messages, the password, then the open file itself); *n_pages its count. *no_renderer = 1 when
  * no renderer could start (may be NULL). A taken spare that turns out to have ended (it said hello
- * before it was killed) is replaced by a new renderer once. */
-static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, nvl_err *err) {
+ * before it was killed) is replaced by a new renderer once. cb: the call's bounds (NULL: the
+ * opening's own, call_bounds), which its start counts in too. */
+static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, const media_proc_bounds *cb,
+                                nvl_err *err) {
     const size_t pl = strlen(pdf->name), wl = pdf->password ? strlen(pdf->password) : 0;
     const pdf_req q = {.op = PDF_OPEN, .path_len = (uint32_t)pl,
                        .password_len = pdf->password ? (uint32_t)wl : PDF_NONE};
     live_make_room(pdf);
+    const media_proc_bounds own = call_bounds(pdf, 0), b = cb ? *cb : own;
     for (int attempt = 0;; attempt++) {
-        nvl_status st = renderer_take(&pdf->proc, attempt == 0, err);
-        if (no_renderer) *no_renderer = st != NVL_OK;
+        nvl_status st = renderer_take(&pdf->proc, attempt == 0, &b, err);
+        if (no_renderer) *no_renderer = st != NVL_OK && st != NVL_ERR_TIMEOUT && st != NVL_ERR_CANCELLED;
+        if (st == NVL_ERR_TIMEOUT || st == NVL_ERR_CANCELLED) nvl_err_prefix(err, "%s", pdf->name);
         if (st != NVL_OK) return st;
         enum media_proc_end end = media_proc_write(&pdf->proc, &q, sizeof q);
         if (end == MEDIA_PROC_OK) end = media_proc_write(&pdf->proc, pdf->name, pl);
         if (end == MEDIA_PROC_OK && wl) end = media_proc_write(&pdf->proc, pdf->password, wl);
         if (end == MEDIA_PROC_OK) end = media_proc_send_fd(&pdf->proc, pdf->fd);
-        const media_proc_bounds b = call_bounds(pdf, 0);
         int32_t n = 0;
         if (end == MEDIA_PROC_OK) end = read_reply(pdf, &b, &st, err);
         if (end == MEDIA_PROC_OK && st == NVL_OK) end = media_proc_read(&pdf->proc, &n, sizeof n, &b);
@@ -498,7 +502,7 @@ static nvl_status renderer_call(media_pdf *pdf, const pdf_req *q, const media_pr
     for (int attempt = 0;; attempt++) {
         if (!pdf->proc.pid) {
             int n = 0;
-            nvl_status st = renderer_open(pdf, &n, NULL, err);
+            nvl_status st = renderer_open(pdf, &n, NULL, b, err);
             if (st != NVL_OK) return st;
             if (n != pdf->n_pages) {
                 renderer_stop(pdf);
@@ -565,7 +569,7 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     if (g_sandbox.sb.exe) {
         nvl_err e = {0};
         pthread_mutex_lock(&pdf->mu);
-        st = renderer_open(pdf, &pdf->n_pages, &no_renderer, &e);
+        st = renderer_open(pdf, &pdf->n_pages, &no_renderer, NULL, &e);
         pthread_mutex_unlock(&pdf->mu);
         if (no_renderer && g_sandbox.sb.strict) {
             st = nvl_err_set(err, NVL_ERR_IO, "%s: the PDF renderer could not start (%s); not read without its "

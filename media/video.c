@@ -832,10 +832,13 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
     const vid_open q = {.op = VIDEO_OPEN, .name_len = (uint32_t)nl, .fps = p->fps, .start = p->start, .end = p->end,
                         .max_frames = p->max_frames, .lim_max_frames = v->lim.max_frames,
                         .max_file_bytes = (uint64_t)v->lim.max_file_bytes, .max_pixels = v->lim.max_pixels};
-    /* the decoder started ahead, or one started now, given q */
+    /* the decoder started ahead, or one started now, given q; its start within the step's time
+       and the cancel (a machine out of processes or memory holds no video past them) */
+    const media_proc_bounds b0 = step_bounds(v);
     nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder", 1,
-                                    &q, sizeof q, NULL, &v->proc, err);
-    *no_decoder = st != NVL_OK;
+                                    &q, sizeof q, &b0, &v->proc, err);
+    *no_decoder = st != NVL_OK && st != NVL_ERR_TIMEOUT && st != NVL_ERR_CANCELLED;
+    if (st == NVL_ERR_TIMEOUT || st == NVL_ERR_CANCELLED) nvl_err_prefix(err, "%s", v->name);
     if (st != NVL_OK) return st;
     __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
     v->counted = 1;

@@ -73,6 +73,11 @@ static int renderers(int sig) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], MEDIA_PDF_WORKER_ARG) && getenv("FAKE_RENDERER_NO_HELLO")) {
+        const struct timespec ts = {60, 0}; /* a renderer that never starts (a machine out of memory) */
+        nanosleep(&ts, NULL);
+        return 0;
+    }
     media_pdf_worker_main(argc, argv); /* the renderer (this binary started again) */
     if (argc == 3 && !strcmp(argv[1], "--write")) return hostile_pdf_write(argv[2]) ? 0 : 1;
     media_pdf *probe = NULL;
@@ -230,6 +235,23 @@ int main(int argc, char **argv) {
     TEST_CHECK(g_fallbacks == 0, "%d renders fell back to this process", g_fallbacks);
     set_sandbox(NULL, 0, 0); /* ends the spare */
     TEST_CHECK(!children_left(), "a renderer was left after close");
+
+    /* a renderer that never says hello: the page time bound holds while it starts (not the 30 s a
+       start may take), and the document is not read in this process instead */
+    setenv("FAKE_RENDERER_NO_HELLO", "1", 1);
+    set_sandbox("/proc/self/exe", 1.0, 1024);
+    media_pdf_sandbox_end_spare();
+    {
+        g_fallbacks = 0;
+        const double t1 = now_s();
+        nvl_status st1 = media_pdf_open(&pdf, path, NULL, NULL, &err);
+        const double dt1 = now_s() - t1;
+        TEST_CHECK(st1 == NVL_ERR_TIMEOUT && !pdf && strstr(err.msg, "hostile.pdf: the time limit passed while the PDF "
+                                                                     "renderer started") && dt1 < 5 && g_fallbacks == 0,
+                   "a renderer that never starts: %d %s after %.2f s (%d fallbacks)", (int)st1, err.msg, dt1, g_fallbacks);
+    }
+    unsetenv("FAKE_RENDERER_NO_HELLO");
+    set_sandbox(NULL, 0, 0);
 
     /* a file named by a descriptor (/dev/fd/N, as /dev/stdin): the renderer reads the descriptor
        this process opened, not the name (it has no such descriptor) */

@@ -68,6 +68,11 @@ static void same_both_ways(const char *label, const char *path, double fps) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], MEDIA_VIDEO_WORKER_ARG) && getenv("FAKE_DECODER_NO_HELLO")) {
+        const struct timespec ts = {60, 0}; /* a decoder that never starts (a machine out of memory) */
+        nanosleep(&ts, NULL);
+        return 0;
+    }
     media_video_worker_main(argc, argv); /* the decoder (this binary started again) */
     if (!media_supports(MEDIA_KIND_VIDEO)) test_skip("video support is not built in");
     const int64_t live0 = nvl_alloc_count();
@@ -268,6 +273,22 @@ int main(int argc, char **argv) {
     TEST_CHECK(!f, "no frames");
     TEST_EQ_INT(media_video_sample(clip, NULL, NULL, &f, &err), NVL_OK);
     media_frames_free(f);
+    /* 5b. a decoder that never says hello: the video's time bound holds while it starts (not the
+           30 s a start may take), strict or not (it is not a decoder that could not start) */
+    setenv("FAKE_DECODER_NO_HELLO", "1", 1);
+    media_video_sandbox_end_spare();
+    for (int strict = 0; strict < 2; strict++) {
+        set_sandbox("/proc/self/exe", 1, 4096, strict);
+        g_fallbacks = 0;
+        const double t0 = now_s();
+        st = media_video_open(clip, NULL, NULL, &v, &err);
+        const double dt = now_s() - t0;
+        TEST_CHECK(st == NVL_ERR_TIMEOUT && !v && strstr(err.msg, "clip_2s.mp4: the time limit passed while the video decoder "
+                                                                  "started") && dt < 5 && g_fallbacks == 0,
+                   "a decoder that never starts (strict %d): %d %s after %.2f s", strict, (int)st, err.msg, dt);
+    }
+    unsetenv("FAKE_DECODER_NO_HELLO");
+    media_video_sandbox_end_spare();
     /* 6. no decoder can start: decoded here with a warning, or refused (strict: a server) */
     set_sandbox("/bin/true", 60, 4096, 0);
     g_fallbacks = 0;
