@@ -940,6 +940,27 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the ordinary pages are served (got %s: %s)",
                    ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
+        /* skip_bad_pages: page 2 is left out with a notice event, listed in done.skipped_pages,
+           and page 1 answered */
+        send_line(h.fd, ask_json(req, sizeof req, "skip", hpdf, 4, ",\"pages\":\"1-2\",\"skip_bad_pages\":true"));
+        int notices = 0;
+        for (;;) {
+            ev = next_event(&h, 60);
+            if (!ev || (!strcmp(str(ev, "id"), "skip") && (!strcmp(str(ev, "event"), "done") || !strcmp(str(ev, "event"), "error"))))
+                break;
+            notices += !strcmp(str(ev, "id"), "skip") && !strcmp(str(ev, "event"), "notice") &&
+                       strstr(str(ev, "message"), "page left out: ") && strstr(str(ev, "message"), "rendering page 2 needed more than");
+            cJSON_Delete(ev);
+        }
+        {
+            const cJSON *sk = ev ? cJSON_GetObjectItemCaseSensitive(ev, "skipped_pages") : NULL;
+            const cJSON *k0 = cJSON_GetArrayItem(sk, 0), *media = ev ? cJSON_GetObjectItemCaseSensitive(ev, "media") : NULL;
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && notices == 1 && cJSON_GetArraySize(sk) == 1 &&
+                           num(k0, "page") == 2 && !strcmp(str(k0, "code"), "limit_exceeded") && cJSON_GetArraySize(media) == 1,
+                       "skip_bad_pages over the socket: %s, %d notice(s), %d skipped, %d media (%s)", ev ? str(ev, "event") : "nothing",
+                       notices, cJSON_GetArraySize(sk), cJSON_GetArraySize(media), ev ? str(ev, "message") : "");
+        }
+        cJSON_Delete(ev);
         double renderers = -1; /* the request's document is closed as its request is freed: soon after done */
         for (int i = 0; i < 20 && renderers != 1; i++) {
             if (i) usleep(100000);
