@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,6 +27,10 @@ static const char *k_usage =
     "  --prompt TEXT         the instruction given with each page\n"
     "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
     "                        each page is written whole, in order, when it ends\n"
+    "  --resume              with -o: go on from where an interrupted run writing OUT stopped (its\n"
+    "                        progress is kept in OUT.progress, removed when the run ends): the\n"
+    "                        pages done are kept, the one cut short is done again; the same files,\n"
+    "                        model and options are required\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
@@ -48,8 +54,97 @@ typedef struct ocr_ctx {
     int text_started;
     int page_open; /* a page's marker is written and its end not yet (streaming) */
     int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
+    FILE *progress;  /* -o: OUT.progress, a line "U index offset" after each page written (or NULL) */
     cli_progress prog;
 } ocr_ctx;
+
+// ---------------------------------------------------------------------------
+// Resuming (--resume): OUT.progress holds a first line naming what the run was asked (the
+// fingerprint of the model, the options that change the text and each file's path, size and
+// modification time), then "U index offset" for each page (unit) written whole: its index in the
+// run and OUT's size after it. A resumed run truncates OUT to the last recorded size (a page cut
+// short, its "interrupted" mark, a torn line go) and starts at the next index.
+
+static uint64_t fnv1a_str(uint64_t h, const char *s) {
+    for (; s && *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull; /* (a separator: "ab","c" differs from "a","bc") */
+}
+
+/* The run's fingerprint: what the output's text depends on. */
+static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
+                                const char *const *files, int n_files) {
+    char buf[512];
+    uint64_t h = 1469598103934665603ull;
+    h = fnv1a_str(h, model);
+    h = fnv1a_str(h, prompt);
+    h = fnv1a_str(h, p->pages ? p->pages : "");
+    snprintf(buf, sizeof buf, "%d %.17g %d %d %lld %d %.9g %.9g %d %.9g %llu %lld", json, p->dpi, p->long_side, p->max_tiles,
+             (long long)p->max_tokens, p->think, (double)p->sampler.temperature, (double)p->sampler.top_p,
+             p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed, (long long)p->max_context);
+    h = fnv1a_str(h, buf);
+    for (int f = 0; f < n_files; f++) {
+        struct stat sb;
+        h = fnv1a_str(h, files[f]);
+        if (stat(files[f], &sb) == 0)
+            snprintf(buf, sizeof buf, "%lld %lld.%09ld", (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+                     (long)sb.st_mtim.tv_nsec);
+        else
+            snprintf(buf, sizeof buf, "?");
+        h = fnv1a_str(h, buf);
+    }
+    return h;
+}
+
+/* OUT.progress read: 1 with *units done and OUT's *size after them (0 and 0: none yet); 0 when
+ * absent (errno ENOENT); -1 when it names another run (its fingerprint differs) or is malformed. */
+static int progress_read(const char *path, uint64_t fp, int *units, long *size) {
+    *units = 0;
+    *size = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long got = 0;
+    int ok = fgets(line, sizeof line, f) && sscanf(line, "nanovl ocr progress 1 %llx", &got) == 1 && got == fp;
+    while (ok && fgets(line, sizeof line, f)) {
+        int idx = 0;
+        long off = 0;
+        if (!strchr(line, '\n') || sscanf(line, "U %d %ld", &idx, &off) != 2) break; /* (a torn last line) */
+        if (idx != *units || off < *size) {
+            ok = 0;
+            break;
+        }
+        *units = idx + 1;
+        *size = off;
+    }
+    fclose(f);
+    return ok ? 1 : -1;
+}
+
+/* A fresh OUT.progress with the run's fingerprint and the units already done (written aside, then
+ * renamed over the old one). NULL on failure (errno). */
+static FILE *progress_start(const char *path, uint64_t fp, int units, long size) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return NULL;
+    fprintf(f, "nanovl ocr progress 1 %016llx\n", (unsigned long long)fp);
+    if (units > 0) fprintf(f, "U %d %ld\n", units - 1, size);
+    if (fflush(f) != 0 || rename(tmp, path) != 0) {
+        const int e = errno;
+        fclose(f);
+        unlink(tmp);
+        errno = e;
+        return NULL;
+    }
+    return f;
+}
+
+/* After page index was written whole: its end recorded. */
+static void progress_note(ocr_ctx *c, int index) {
+    if (!c->progress || c->write_errno) return;
+    fprintf(c->progress, "U %d %ld\n", index, ftell(c->out));
+    fflush(c->progress);
+}
 
 /* Flushes the output; non-zero once a write to it has failed (a full disk, a closed pipe). */
 static int out_failed(ocr_ctx *c) {
@@ -97,7 +192,6 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
 
 static int on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
     ocr_ctx *c = user;
-    (void)index;
     (void)n_total;
     c->page_open = 0;
     if (!c->json) {
@@ -111,13 +205,14 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     } else {
         api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
     }
-    return out_failed(c);
+    const int failed = out_failed(c);
+    progress_note(c, index);
+    return failed;
 }
 
 static int on_page_error(int index, int n_total, const char *name, int page, nvl_status st, const char *msg, void *user) {
     (void)n_total;
     ocr_ctx *c = user;
-    (void)index;
     c->page_open = 0;
     cli_progress_clear(&c->prog);
     fprintf(stderr, "nanovl ocr: %s\n", msg);
@@ -133,13 +228,17 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         fputs(" -->\n\n", c->out);
         cli_progress_wrote(&c->prog, c->out, "\n", 1);
     }
-    return out_failed(c);
+    const int failed = out_failed(c);
+    progress_note(c, index);
+    return failed;
 }
 
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
-    int force_progress = -1, rc = 0, parallel = 1;
+    int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0;
+    char prog_path[4200] = "";
+    long resume_size = 0;
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
@@ -168,6 +267,7 @@ int cmd_ocr(int argc, char **argv) {
             parallel = (int)d;
             i++;
         }
+        else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--progress")) force_progress = 1;
         else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
@@ -181,6 +281,39 @@ int cmd_ocr(int argc, char **argv) {
                 cli_ask_options_help);
         rc = EXIT_USAGE;
         goto out;
+    }
+    if (resume && !out_path) {
+        fprintf(stderr, "nanovl ocr: --resume needs -o FILE (the output to go on writing)\n");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    uint64_t fp = 0;
+    if (out_path) {
+        snprintf(prog_path, sizeof prog_path, "%s.progress", out_path);
+        fp = run_fingerprint(model, prompt, &p, c.json, files, n_files);
+    }
+    if (resume) {
+        struct stat sb;
+        const int have_out = stat(out_path, &sb) == 0 && sb.st_size > 0;
+        const int r = progress_read(prog_path, fp, &skip, &resume_size);
+        if (r < 0) {
+            fprintf(stderr, "nanovl ocr: --resume: %s was written for other files, model or options (or %s is damaged); "
+                            "run without --resume to start again\n", out_path, prog_path);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (r == 0 && have_out) {
+            fprintf(stderr, "nanovl ocr: --resume: %s has no progress record (%s): the run that wrote it ended; "
+                            "nothing to do\n", out_path, prog_path);
+            goto out;
+        }
+        if (r > 0 && (!have_out ? resume_size > 0 : (long)sb.st_size < resume_size)) {
+            fprintf(stderr, "nanovl ocr: --resume: %s is shorter than its progress record says (%lld < %ld bytes): it was "
+                            "changed; run without --resume to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
+                    resume_size);
+            rc = 1;
+            goto out;
+        }
     }
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
@@ -200,12 +333,23 @@ int cmd_ocr(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto out;
         }
-    if (out_path && !(c.out = fopen(out_path, "w"))) {
+    if (out_path && skip > 0) { /* resumed: OUT up to the pages done, then on from there */
+        if ((c.out = fopen(out_path, "r+")) && (ftruncate(fileno(c.out), resume_size) != 0 || fseek(c.out, 0, SEEK_END) != 0)) {
+            fclose(c.out);
+            c.out = NULL;
+        }
+    } else if (out_path) {
+        c.out = fopen(out_path, "w");
+    }
+    if (out_path && !c.out) {
         fprintf(stderr, "nanovl ocr: cannot write '%s': %s\n", out_path, strerror(errno));
         api_engine_close(e);
         rc = 1;
         goto out;
     }
+    if (out_path && !(c.progress = progress_start(prog_path, fp, skip, resume_size)))
+        fprintf(stderr, "nanovl ocr: warning: cannot write %s (%s): this run cannot be resumed\n", prog_path, strerror(errno));
+    if (skip > 0) fprintf(stderr, "nanovl ocr: resuming %s after %d page%s done\n", out_path, skip, skip == 1 ? "" : "s");
     api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
     struct sigaction sa, old_term, old_int;
     memset(&sa, 0, sizeof sa);
@@ -218,11 +362,15 @@ int cmd_ocr(int argc, char **argv) {
         for (int f = 0; f < n_files; f++) media[f].path = files[f];
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
-                             .cb = &cb, .user = &c, .window = parallel};
+                             .cb = &cb, .user = &c, .window = parallel, .skip = skip};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
             if (!c.write_errno && !g_ocr_cancel) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: said below) */
             rc = 1;
+        } else if (c.progress && !c.write_errno && !g_ocr_cancel) { /* every page written: nothing to resume */
+            fclose(c.progress);
+            c.progress = NULL;
+            unlink(prog_path);
         }
         if (n_failed) rc = 1;
         cli_progress_clear(&c.prog);
@@ -236,6 +384,7 @@ int cmd_ocr(int argc, char **argv) {
         rc = 130;
     }
     nvl_free(media);
+    if (c.progress) fclose(c.progress);
     (void)out_failed(&c);
     if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {

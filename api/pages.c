@@ -225,10 +225,17 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
         }
         nvl_free(pages);
     }
+    if (st == NVL_OK && (h->skip < 0 || h->skip > pg->n_units))
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: %d pages done before, of %d", h->skip, pg->n_units);
     if (st != NVL_OK) {
         api_pages_free(pg);
         return st;
     }
+    for (int i = 0; i < h->skip; i++) { /* done by an earlier run */
+        nvl_freep(&pg->units[i].msg_err);
+        pg->units[i].state = U_REPORTED;
+    }
+    pg->next_submit = pg->next_report = h->skip;
     *out = pg;
     pump(pg); /* the first pages go in (or the run ends at once: nothing to do, or stopped) */
     return NVL_OK;

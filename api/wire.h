@@ -112,6 +112,9 @@ typedef struct api_pages_hooks {
        one unit), and its prefill is kept from one to the next */
     const char *const *prompts;
     int n_prompts;
+    /* the first `skip` units (in the order they are reported) are taken as done by an earlier run
+       (ocr --resume): neither run nor reported; index and n_total still count them */
+    int skip;
 } api_pages_hooks;
 /* Blocking: start, then step the engine until the run ends. */
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,

@@ -1,0 +1,80 @@
+#!/bin/sh
+# `nanovl ocr -o OUT --resume`: a run killed (SIGKILL, the worst case: nothing flushed at its end)
+# after its first page, or interrupted (SIGINT: the page cut short is marked so), goes on from
+# where it stopped, and OUT ends byte for byte as an uninterrupted run's (Markdown, --json, and
+# resumed with --parallel 2: the same text); the progress record goes when the run ends; resuming
+# a finished OUT does nothing; other options or a changed file are refused and OUT is left as it
+# was; OUT shorter than its record is refused; --resume without -o is a usage error.
+# The pages of the PDF are held 3 s each as they are read (NVL_TEST_MEDIA_DELAY), so the run is
+# killed while its second page is being read.
+# usage: cli_ocr_resume.sh NANOVL MODEL_DIR IMAGE PDF
+B=$1 M=$2 I=$3 P=$4
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/expect.sh"
+cp "$I" "$T/image.bmp" && cp "$P" "$T/doc.pdf" || exit 1
+I="$T/image.bmp" P="$T/doc.pdf"
+# (no function: expect runs its command under timeout, and a killed background job must be nanovl)
+OCR="$B ocr --model $M $I $P --max-tokens 8 --no-progress"
+
+# kill_after_first OUT [ocr options]: runs ocr with the PDF held, kills it (-9) once page 1 is recorded
+kill_after_first() {
+    out=$1
+    shift
+    NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$out" "$@" 2>/dev/null &
+    pid=$!
+    i=0
+    while [ $i -lt 200 ] && ! grep -q "^U 0 " "$out.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
+
+$OCR -o "$T/full.md" 2>/dev/null || { echo "FAIL: the uninterrupted run"; exit 1; }
+$OCR --json -o "$T/full.jsonl" 2>/dev/null || { echo "FAIL: the uninterrupted --json run"; exit 1; }
+n=$((n + 1)); [ ! -e "$T/full.md.progress" ] || { echo "FAIL: a finished run left its progress record"; fail=$((fail + 1)); }
+
+# killed after the image: the resumed run ends as the uninterrupted one
+kill_after_first "$T/a.md"
+n=$((n + 1)); [ -s "$T/a.md" ] && ! cmp -s "$T/a.md" "$T/full.md" || { echo "FAIL: the killed run is not cut short"; fail=$((fail + 1)); }
+expect_fixed 0 "resuming $T/a.md after 1 page done" $OCR -o "$T/a.md" --resume
+n=$((n + 1)); cmp -s "$T/a.md" "$T/full.md" && [ ! -e "$T/a.md.progress" ] || {
+    echo "FAIL: resumed Markdown differs from the uninterrupted run:"; diff "$T/a.md" "$T/full.md" | head -10; fail=$((fail + 1)); }
+# the same with --json, and a Markdown run resumed with --parallel 2
+kill_after_first "$T/a.jsonl" --json
+expect_fixed 0 "resuming $T/a.jsonl after 1 page done" $OCR --json -o "$T/a.jsonl" --resume
+n=$((n + 1)); sed 's/"timings_s":{[^}]*}//' "$T/a.jsonl" > "$T/x" && sed 's/"timings_s":{[^}]*}//' "$T/full.jsonl" > "$T/y" && cmp -s "$T/x" "$T/y" || {
+    echo "FAIL: resumed --json differs:"; diff "$T/x" "$T/y" | head -6; fail=$((fail + 1)); }
+kill_after_first "$T/b.md"
+expect_fixed 0 "resuming $T/b.md after 1 page done" $OCR -o "$T/b.md" --resume --parallel 2
+n=$((n + 1)); cmp -s "$T/b.md" "$T/full.md" || { echo "FAIL: resumed with --parallel 2 differs"; fail=$((fail + 1)); }
+
+# interrupted (SIGINT): the page cut short is marked so, then resumed away
+NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$T/c.md" 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 200 ] && ! grep -q "^U 0 " "$T/c.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+rc=$?
+n=$((n + 1)); [ $rc = 130 ] && grep -q "interrupted: this page is incomplete" "$T/c.md" || {
+    echo "FAIL: SIGINT: exit $rc, $(tail -c 200 "$T/c.md")"; fail=$((fail + 1)); }
+expect_fixed 0 "resuming $T/c.md after 1 page done" $OCR -o "$T/c.md" --resume
+n=$((n + 1)); cmp -s "$T/c.md" "$T/full.md" || { echo "FAIL: resumed after SIGINT differs"; diff "$T/c.md" "$T/full.md" | head; fail=$((fail + 1)); }
+
+# a finished OUT: nothing to do, untouched
+cp "$T/full.md" "$T/d.md"
+expect_fixed 0 "has no progress record" $OCR -o "$T/d.md" --resume
+n=$((n + 1)); cmp -s "$T/d.md" "$T/full.md" || { echo "FAIL: a finished OUT was changed"; fail=$((fail + 1)); }
+# other options, or a file changed since: refused, OUT and its record left as they were
+kill_after_first "$T/e.md"
+cp "$T/e.md" "$T/e.before"
+expect_fixed 2 "was written for other files, model or options" $OCR -o "$T/e.md" --resume --max-tiles 2
+touch -d "2001-01-01" "$P"
+expect_fixed 2 "was written for other files, model or options" $OCR -o "$T/e.md" --resume
+n=$((n + 1)); cmp -s "$T/e.md" "$T/e.before" && [ -s "$T/e.md.progress" ] || { echo "FAIL: a refused resume changed OUT"; fail=$((fail + 1)); }
+# OUT cut shorter than its record says: refused
+kill_after_first "$T/f.md"
+: > "$T/f.md"
+expect_fixed 1 "is shorter than its progress record says" $OCR -o "$T/f.md" --resume
+expect_fixed 2 "--resume needs -o FILE" $OCR --resume
+expect_report
