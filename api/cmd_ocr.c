@@ -139,9 +139,11 @@ static FILE *progress_start(const char *path, uint64_t fp, int units, long size)
     return f;
 }
 
-/* After page index was written whole: its end recorded. */
+/* After page index was written whole: its end recorded, once on disk (so that after a power cut
+ * the record never claims text that was lost; the record itself may lag: pages done again). */
 static void progress_note(ocr_ctx *c, int index) {
     if (!c->progress || c->write_errno) return;
+    (void)fsync(fileno(c->out)); /* (out_failed flushed it) */
     fprintf(c->progress, "U %d %ld\n", index, ftell(c->out));
     fflush(c->progress);
 }
