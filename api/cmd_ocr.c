@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "base/alloc.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "media.h"
 #include "wire.h"
 
 static const char *k_usage =
@@ -27,10 +29,10 @@ static const char *k_usage =
     "  --prompt TEXT         the instruction given with each page\n"
     "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
     "                        each page is written whole, in order, when it ends\n"
-    "  --resume              with -o: go on from where an interrupted run writing OUT stopped (its\n"
-    "                        progress is kept in OUT.progress, removed when the run ends): the\n"
-    "                        pages done are kept, the one cut short is done again; the same files,\n"
-    "                        model and options are required\n"
+    "  --resume              with -o: a run that can be resumed (its progress kept in OUT.progress):\n"
+    "                        the same command again after an interruption (^C, kill, reboot) keeps\n"
+    "                        the pages done and goes on from the one cut short; the same files,\n"
+    "                        model and options are required; a finished run is left as it is\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
@@ -54,82 +56,163 @@ typedef struct ocr_ctx {
     int text_started;
     int page_open; /* a page's marker is written and its end not yet (streaming) */
     int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
-    FILE *progress;  /* -o: OUT.progress, a line "U index offset" after each page written (or NULL) */
+    FILE *progress;  /* --resume: OUT.progress, a line after each page written (or NULL) */
+    struct ocr_resume *rs; /* what an earlier run recorded (--resume) */
     cli_progress prog;
 } ocr_ctx;
 
 // ---------------------------------------------------------------------------
-// Resuming (--resume): OUT.progress holds a first line naming what the run was asked (the
-// fingerprint of the model, the options that change the text and each file's path, size and
-// modification time), then "U index offset" for each page (unit) written whole: its index in the
-// run and OUT's size after it. A resumed run truncates OUT to the last recorded size (a page cut
-// short, its "interrupted" mark, a torn line go) and starts at the next index.
+// Resuming (--resume). The run keeps OUT.progress: a first line with the fingerprint of what the
+// text depends on (the model's files, the options, each input's real path, size and modification
+// time, the page and image bounds), then for each page (unit) written whole "U index offset ok
+// page name-hash": its index, OUT's size after it (once synced), whether it was read or failed,
+// and which page of which file it was; "END failed" when the run ended. A resumed run checks that
+// its inputs give the same pages first (an input that opened then and fails now, or the reverse,
+// gives other pages), then truncates OUT to the last recorded page (a page cut short, its
+// "interrupted" mark, a torn line go) and goes on from the next; the failed pages recorded count
+// in its exit status. Written only with --resume (a run that may be resumed is started so).
+
+typedef struct ocr_resume {
+    const char *out_path;
+    char path[4200];  /* OUT.progress */
+    uint64_t fp;
+    int n_done;       /* units recorded */
+    int n_failed;     /* of them, failed */
+    long size;        /* OUT's size after them */
+    int ended;        /* "END" read: the run that wrote it ended */
+    int *page;        /* (n_done) each unit's page (1-based; 0: an image, or an input that failed whole) */
+    uint64_t *name;   /* (n_done) the hash of its file's name */
+    unsigned char *bad; /* (n_done) 1: it failed (its error is in OUT) */
+    int mismatch;     /* the unit where the inputs now differ, + 1 (0: none) */
+} ocr_resume;
 
 static uint64_t fnv1a_str(uint64_t h, const char *s) {
     for (; s && *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
     return (h ^ 0xff) * 1099511628211ull; /* (a separator: "ab","c" differs from "a","bc") */
 }
 
+/* path's real path, size and modification time into h (the path as given when it cannot be
+ * resolved) */
+static uint64_t fnv1a_file(uint64_t h, const char *path) {
+    char buf[96];
+    struct stat sb;
+    char *rp = realpath(path, NULL);
+    h = fnv1a_str(h, rp ? rp : path);
+    free(rp);
+    if (stat(path, &sb) == 0)
+        snprintf(buf, sizeof buf, "%lld %lld.%09ld", (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
+    else
+        snprintf(buf, sizeof buf, "?");
+    return fnv1a_str(h, buf);
+}
+
+static int strcmp_ptr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 /* The run's fingerprint: what the output's text depends on. */
 static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
                                 const char *const *files, int n_files) {
     char buf[512];
     uint64_t h = 1469598103934665603ull;
-    h = fnv1a_str(h, model);
+    h = fnv1a_file(h, model);
+    DIR *d = opendir(model); /* the checkpoint's files (weights replaced in place count) */
+    char **names = NULL;
+    int n = 0, cap = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.') continue;
+        if (n == cap) {
+            char **nn = nvl_realloc(names, (size_t)(cap = cap ? cap * 2 : 16) * sizeof *nn);
+            if (!nn) break;
+            names = nn;
+        }
+        if (!(names[n] = nvl_strdup(de->d_name))) break;
+        n++;
+    }
+    if (d) closedir(d);
+    qsort(names, (size_t)n, sizeof *names, strcmp_ptr);
+    for (int k = 0; k < n; k++) {
+        char fpth[4200];
+        snprintf(fpth, sizeof fpth, "%s/%s", model, names[k]);
+        h = fnv1a_file(h, fpth);
+        nvl_free(names[k]);
+    }
+    nvl_free(names);
     h = fnv1a_str(h, prompt);
     h = fnv1a_str(h, p->pages ? p->pages : "");
-    snprintf(buf, sizeof buf, "%d %.17g %d %d %lld %d %.9g %.9g %d %.9g %llu %lld", json, p->dpi, p->long_side, p->max_tiles,
-             (long long)p->max_tokens, p->think, (double)p->sampler.temperature, (double)p->sampler.top_p,
-             p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed, (long long)p->max_context);
+    snprintf(buf, sizeof buf, "%d %.17g %d %d %lld %d %lld", json, p->dpi, p->long_side, p->max_tiles, (long long)p->max_tokens,
+             p->think, (long long)p->max_context);
     h = fnv1a_str(h, buf);
-    for (int f = 0; f < n_files; f++) {
-        struct stat sb;
-        h = fnv1a_str(h, files[f]);
-        if (stat(files[f], &sb) == 0)
-            snprintf(buf, sizeof buf, "%lld %lld.%09ld", (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
-                     (long)sb.st_mtim.tv_nsec);
-        else
-            snprintf(buf, sizeof buf, "?");
+    if (p->sampler.temperature > 0) { /* (greedy, the default, reads none of them) */
+        snprintf(buf, sizeof buf, "%.9g %.9g %d %.9g %llu", (double)p->sampler.temperature, (double)p->sampler.top_p,
+                 p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
         h = fnv1a_str(h, buf);
     }
+    const media_pdf_sandbox ps = media_pdf_get_sandbox(); /* (which pages fail) */
+    const media_image_sandbox is = media_image_get_sandbox();
+    snprintf(buf, sizeof buf, "%.9g %.9g %.9g %.9g", ps.timeout_s, ps.max_mb, is.timeout_s, is.max_mb);
+    h = fnv1a_str(h, buf);
+    for (int f = 0; f < n_files; f++) h = fnv1a_file(h, files[f]);
     return h;
 }
 
-/* OUT.progress read: 1 with *units done and OUT's *size after them (0 and 0: none yet); 0 when
- * absent (errno ENOENT); -1 when it names another run (its fingerprint differs) or is malformed. */
-static int progress_read(const char *path, uint64_t fp, int *units, long *size) {
-    *units = 0;
-    *size = 0;
-    FILE *f = fopen(path, "r");
+/* OUT.progress read into r: 1 when read; 0 when absent; -1 when it names another run (its
+ * fingerprint differs) or is malformed. A torn last line is ignored. */
+static int progress_read(ocr_resume *r) {
+    FILE *f = fopen(r->path, "r");
     if (!f) return 0;
     char line[256];
     unsigned long long got = 0;
-    int ok = fgets(line, sizeof line, f) && sscanf(line, "nanovl ocr progress 1 %llx", &got) == 1 && got == fp;
+    int ok = fgets(line, sizeof line, f) && sscanf(line, "nanovl ocr progress 2 %llx", &got) == 1 && got == r->fp;
+    int cap = 0;
     while (ok && fgets(line, sizeof line, f)) {
-        int idx = 0;
+        if (!strchr(line, '\n')) break; /* (a torn last line) */
+        int idx = 0, good = 0, page = 0, failed = 0;
         long off = 0;
-        if (!strchr(line, '\n') || sscanf(line, "U %d %ld", &idx, &off) != 2) break; /* (a torn last line) */
-        if (idx != *units || off < *size) {
+        unsigned long long nh = 0;
+        if (sscanf(line, "END %d", &failed) == 1) {
+            r->ended = 1;
+            break;
+        }
+        if (sscanf(line, "U %d %ld %d %d %llx", &idx, &off, &good, &page, &nh) != 5 || idx != r->n_done || off < r->size) {
             ok = 0;
             break;
         }
-        *units = idx + 1;
-        *size = off;
+        if (r->n_done == cap) {
+            cap = cap ? cap * 2 : 64;
+            int *np = nvl_realloc(r->page, (size_t)cap * sizeof *np);
+            if (np) r->page = np;
+            uint64_t *nn = nvl_realloc(r->name, (size_t)cap * sizeof *nn);
+            if (nn) r->name = nn;
+            unsigned char *nb = nvl_realloc(r->bad, (size_t)cap);
+            if (nb) r->bad = nb;
+            if (!np || !nn || !nb) {
+                ok = 0;
+                break;
+            }
+        }
+        r->page[r->n_done] = page;
+        r->name[r->n_done] = nh;
+        r->bad[r->n_done] = !good;
+        r->n_failed += !good;
+        r->n_done++;
+        r->size = off;
     }
     fclose(f);
     return ok ? 1 : -1;
 }
 
-/* A fresh OUT.progress with the run's fingerprint and the units already done (written aside, then
+/* A fresh OUT.progress holding r's fingerprint and its first n_done units (written aside, then
  * renamed over the old one). NULL on failure (errno). */
-static FILE *progress_start(const char *path, uint64_t fp, int units, long size) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+static FILE *progress_start(const ocr_resume *r, const ocr_resume *done) {
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", r->path);
     FILE *f = fopen(tmp, "w");
     if (!f) return NULL;
-    fprintf(f, "nanovl ocr progress 1 %016llx\n", (unsigned long long)fp);
-    if (units > 0) fprintf(f, "U %d %ld\n", units - 1, size);
-    if (fflush(f) != 0 || rename(tmp, path) != 0) {
+    fprintf(f, "nanovl ocr progress 2 %016llx\n", (unsigned long long)r->fp);
+    /* (their offsets are not kept: only the last one's matters, and it is OUT's size now) */
+    for (int i = 0; done && i < done->n_done; i++)
+        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == done->n_done ? done->size : 0L, !done->bad[i], done->page[i],
+                (unsigned long long)done->name[i]);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || rename(tmp, r->path) != 0) {
         const int e = errno;
         fclose(f);
         unlink(tmp);
@@ -139,12 +222,38 @@ static FILE *progress_start(const char *path, uint64_t fp, int units, long size)
     return f;
 }
 
-/* After page index was written whole: its end recorded, once on disk (so that after a power cut
- * the record never claims text that was lost; the record itself may lag: pages done again). */
-static void progress_note(ocr_ctx *c, int index) {
+/* api_pages_hooks.skip_check: the run's unit index is the one recorded; at the last recorded one
+ * OUT is cut back to the pages done and the record started again (without a torn line). */
+static int ocr_skip_check(int index, const char *name, int page, void *user) {
+    ocr_ctx *c = user;
+    ocr_resume *r = c->rs;
+    if (r->page[index] != page || r->name[index] != fnv1a_str(1469598103934665603ull, name)) {
+        r->mismatch = index + 1;
+        return 1;
+    }
+    if (index + 1 < r->n_done) return 0;
+    if (fflush(c->out) != 0 || ftruncate(fileno(c->out), r->size) != 0 || fseek(c->out, 0, SEEK_END) != 0) {
+        c->write_errno = errno ? errno : EIO;
+        return 1;
+    }
+    if (!(c->progress = progress_start(r, r))) {
+        c->write_errno = errno ? errno : EIO;
+        return 1;
+    }
+    return 0;
+}
+
+/* After page index (of file name, 1-based page, 0 for an image) was written whole: its end
+ * recorded, once it is on disk (after a power cut the record never claims text that was lost;
+ * the record itself may lag: pages done again). A failed sync is the output's write error. */
+static void progress_note(ocr_ctx *c, int index, int good, const char *name, int page) {
     if (!c->progress || c->write_errno) return;
-    (void)fsync(fileno(c->out)); /* (out_failed flushed it) */
-    fprintf(c->progress, "U %d %ld\n", index, ftell(c->out));
+    if (fsync(fileno(c->out)) != 0 && errno != EINVAL && errno != EROFS) { /* (out_failed flushed it) */
+        c->write_errno = errno;
+        return;
+    }
+    fprintf(c->progress, "U %d %ld %d %d %016llx\n", index, ftell(c->out), good, page,
+            (unsigned long long)fnv1a_str(1469598103934665603ull, name));
     fflush(c->progress);
 }
 
@@ -208,7 +317,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
         api_json_line(c->out, api_page_to_json(name, page, r, "text") /* serve and batch say "text" */);
     }
     const int failed = out_failed(c);
-    progress_note(c, index);
+    progress_note(c, index, 1, name, page);
     return failed;
 }
 
@@ -231,7 +340,7 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         cli_progress_wrote(&c->prog, c->out, "\n", 1);
     }
     const int failed = out_failed(c);
-    progress_note(c, index);
+    progress_note(c, index, 0, name, page);
     return failed;
 }
 
@@ -239,8 +348,7 @@ int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
     int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0;
-    char prog_path[4200] = "";
-    long resume_size = 0;
+    ocr_resume rs = {0};
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
@@ -289,33 +397,45 @@ int cmd_ocr(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto out;
     }
-    uint64_t fp = 0;
-    if (out_path) {
-        snprintf(prog_path, sizeof prog_path, "%s.progress", out_path);
-        fp = run_fingerprint(model, prompt, &p, c.json, files, n_files);
-    }
     if (resume) {
+        rs.out_path = out_path;
+        snprintf(rs.path, sizeof rs.path, "%s.progress", out_path);
+        rs.fp = run_fingerprint(model, prompt, &p, c.json, files, n_files);
         struct stat sb;
-        const int have_out = stat(out_path, &sb) == 0 && sb.st_size > 0;
-        const int r = progress_read(prog_path, fp, &skip, &resume_size);
+        const int exists = stat(out_path, &sb) == 0, have_out = exists && sb.st_size > 0;
+        if (exists && !S_ISREG(sb.st_mode)) {
+            fprintf(stderr, "nanovl ocr: --resume needs -o to name a regular file ('%s' is not one)\n", out_path);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        const int r = progress_read(&rs);
         if (r < 0) {
             fprintf(stderr, "nanovl ocr: --resume: %s was written for other files, model or options (or %s is damaged); "
-                            "run without --resume to start again\n", out_path, prog_path);
+                            "run without --resume to start again\n", out_path, rs.path);
             rc = EXIT_USAGE;
             goto out;
         }
         if (r == 0 && have_out) {
-            fprintf(stderr, "nanovl ocr: --resume: %s has no progress record (%s): the run that wrote it ended; "
-                            "nothing to do\n", out_path, prog_path);
-            goto out;
-        }
-        if (r > 0 && (!have_out ? resume_size > 0 : (long)sb.st_size < resume_size)) {
-            fprintf(stderr, "nanovl ocr: --resume: %s is shorter than its progress record says (%lld < %ld bytes): it was "
-                            "changed; run without --resume to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
-                    resume_size);
+            fprintf(stderr, "nanovl ocr: --resume: %s has no progress record (%s): it was not written by nanovl ocr "
+                            "--resume; run without --resume to write it again\n", out_path, rs.path);
             rc = 1;
             goto out;
         }
+        if (r > 0 && rs.ended) {
+            fprintf(stderr, "nanovl ocr: %s is complete (%d page%s, %d failed): nothing to do\n", out_path, rs.n_done,
+                    rs.n_done == 1 ? "" : "s", rs.n_failed);
+            rc = rs.n_failed ? 1 : 0;
+            goto out;
+        }
+        if (r > 0 && rs.n_done > 0 && (!have_out || (long)sb.st_size < rs.size)) {
+            fprintf(stderr, "nanovl ocr: --resume: %s is shorter than its progress record says (%lld < %ld bytes): it was "
+                            "changed; run without --resume to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
+                    rs.size);
+            rc = 1;
+            goto out;
+        }
+        skip = rs.n_done;
+        c.rs = &rs;
     }
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
@@ -335,13 +455,15 @@ int cmd_ocr(int argc, char **argv) {
             rc = EXIT_USAGE;
             goto out;
         }
-    if (out_path && skip > 0) { /* resumed: OUT up to the pages done, then on from there */
-        if ((c.out = fopen(out_path, "r+")) && (ftruncate(fileno(c.out), resume_size) != 0 || fseek(c.out, 0, SEEK_END) != 0)) {
-            fclose(c.out);
-            c.out = NULL;
-        }
+    if (out_path && skip > 0) { /* resumed: cut back to the pages done once they match (ocr_skip_check) */
+        c.out = fopen(out_path, "r+");
     } else if (out_path) {
         c.out = fopen(out_path, "w");
+        if (c.out && !resume) { /* (a record of another run of this OUT no longer holds) */
+            char stale[4200];
+            snprintf(stale, sizeof stale, "%s.progress", out_path);
+            unlink(stale);
+        }
     }
     if (out_path && !c.out) {
         fprintf(stderr, "nanovl ocr: cannot write '%s': %s\n", out_path, strerror(errno));
@@ -349,8 +471,12 @@ int cmd_ocr(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    if (out_path && !(c.progress = progress_start(prog_path, fp, skip, resume_size)))
-        fprintf(stderr, "nanovl ocr: warning: cannot write %s (%s): this run cannot be resumed\n", prog_path, strerror(errno));
+    if (resume && skip == 0 && !(c.progress = progress_start(&rs, NULL))) {
+        fprintf(stderr, "nanovl ocr: --resume: cannot keep the progress record %s: %s\n", rs.path, strerror(errno));
+        api_engine_close(e);
+        rc = 1;
+        goto out;
+    }
     if (skip > 0) fprintf(stderr, "nanovl ocr: resuming %s after %d page%s done\n", out_path, skip, skip == 1 ? "" : "s");
     api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
     struct sigaction sa, old_term, old_int;
@@ -364,17 +490,24 @@ int cmd_ocr(int argc, char **argv) {
         for (int f = 0; f < n_files; f++) media[f].path = files[f];
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
-                             .cb = &cb, .user = &c, .window = parallel, .skip = skip};
+                             .cb = &cb, .user = &c, .window = parallel, .skip = skip,
+                             .skip_check = skip > 0 ? ocr_skip_check : NULL};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
-            if (!c.write_errno && !g_ocr_cancel) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: said below) */
-            rc = 1;
-        } else if (c.progress && !c.write_errno && !g_ocr_cancel) { /* every page written: nothing to resume */
-            fclose(c.progress);
-            c.progress = NULL;
-            unlink(prog_path);
+            if (rs.mismatch) {
+                fprintf(stderr, "nanovl ocr: --resume: the inputs now give other pages than the run that wrote %s (its page "
+                                "%d differs: a file that opened then fails now, or the reverse); run without --resume to "
+                                "start again\n", out_path, rs.mismatch);
+                rc = EXIT_USAGE;
+            } else {
+                if (!c.write_errno && !g_ocr_cancel) fprintf(stderr, "nanovl ocr: %s\n", err.msg); /* (else: said below) */
+                rc = 1;
+            }
+        } else if (c.progress && !c.write_errno && !g_ocr_cancel) { /* every page written: the run ended */
+            fprintf(c.progress, "END %d\n", n_failed + rs.n_failed);
+            fflush(c.progress);
         }
-        if (n_failed) rc = 1;
+        if (n_failed || rs.n_failed) rc = rc ? rc : 1; /* (pages that failed before count too) */
         cli_progress_clear(&c.prog);
     } else rc = 1;
     sigaction(SIGTERM, &old_term, NULL);
@@ -396,6 +529,9 @@ int cmd_ocr(int argc, char **argv) {
     }
     api_engine_close(e);
 out:
+    nvl_free(rs.page);
+    nvl_free(rs.name);
+    nvl_free(rs.bad);
     nvl_free(files);
     return rc;
 }

@@ -226,7 +226,14 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
         nvl_free(pages);
     }
     if (st == NVL_OK && (h->skip < 0 || h->skip > pg->n_units))
-        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: %d pages done before, of %d", h->skip, pg->n_units);
+        st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: %d pages were done before, and the inputs now give %d", h->skip,
+                         pg->n_units);
+    for (int i = 0; st == NVL_OK && h->skip_check && i < h->skip; i++) {
+        const unit *u = &pg->units[i];
+        if (h->skip_check(i, pg->local[u->m].name, u->page >= 0 ? u->page + 1 : 0, h->user))
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: the inputs now give other pages than the run being resumed "
+                             "(from its page %d of %d on)", i + 1, h->skip);
+    }
     if (st != NVL_OK) {
         api_pages_free(pg);
         return st;
@@ -292,6 +299,10 @@ static int rw_error(int index, int n_total, const char *name, int page, nvl_stat
     const run_wait *w = user;
     return w->user_h->on_page_error(index, n_total, name, page, st, msg, w->user_h->user);
 }
+static int rw_skip_check(int index, const char *name, int page, void *user) {
+    const run_wait *w = user;
+    return w->user_h->skip_check(index, name, page, w->user_h->user);
+}
 
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *p,
                          const api_pages_hooks *h, int *n_failed, nvl_err *err) {
@@ -300,6 +311,7 @@ nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, con
     hw.on_page_start = h->on_page_start ? rw_start : NULL;
     hw.on_page = h->on_page ? rw_page : NULL;
     hw.on_page_error = h->on_page_error ? rw_error : NULL;
+    hw.skip_check = h->skip_check ? rw_skip_check : NULL;
     hw.on_finish = run_finish;
     hw.user = &w;
     api_pages *pg = NULL;

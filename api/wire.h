@@ -113,8 +113,12 @@ typedef struct api_pages_hooks {
     const char *const *prompts;
     int n_prompts;
     /* the first `skip` units (in the order they are reported) are taken as done by an earlier run
-       (ocr --resume): neither run nor reported; index and n_total still count them */
+       (ocr --resume): neither run nor reported; index and n_total still count them. skip_check
+       (may be NULL) is called for each of them once the inputs are listed, in order (page 1-based;
+       0 for an image or an input that failed as a whole): non-zero refuses the run
+       (NVL_ERR_INVALID_ARG, nothing run or reported) */
     int skip;
+    int (*skip_check)(int index, const char *name, int page, void *user);
 } api_pages_hooks;
 /* Blocking: start, then step the engine until the run ends. */
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,

@@ -1,14 +1,15 @@
 #!/bin/sh
-# `nanovl ocr -o OUT --resume`: a run killed (SIGKILL, the worst case: nothing flushed at its end)
-# after its first page, or interrupted (SIGINT: the page cut short is marked so), goes on from
-# where it stopped, and OUT ends byte for byte as an uninterrupted run's (Markdown, --json, and
-# resumed with --parallel 2: the same text); the progress record goes when the run ends; resuming
-# a finished OUT does nothing; other options or a changed file are refused and OUT is left as it
-# was; OUT shorter than its record is refused; --resume without -o is a usage error.
-# The pages of the PDF are held 3 s each as they are read (NVL_TEST_MEDIA_DELAY), so the run is
-# killed while its second page is being read.
-# usage: cli_ocr_resume.sh NANOVL MODEL_DIR IMAGE PDF
-B=$1 M=$2 I=$3 P=$4
+# `nanovl ocr -o OUT --resume`: a run started with --resume and killed (SIGKILL, the worst case:
+# nothing flushed at its end) after its first page, or interrupted (SIGINT: the page cut short is
+# marked so), goes on from where it stopped when run again, and OUT ends byte for byte as an
+# uninterrupted run's (Markdown, --json, and resumed with --parallel 2: the same text). Resuming a
+# finished run does nothing (its exit status kept); an OUT with no record, other options, a
+# changed file, or inputs that now give other pages (an encrypted PDF opened then, not now) are
+# refused and OUT is left as it was; OUT shorter than its record is refused; --resume without -o
+# is a usage error. The pages of the PDF are held 3 s each as they are read
+# (NVL_TEST_MEDIA_DELAY), so the run is killed while its second page is being read.
+# usage: cli_ocr_resume.sh NANOVL MODEL_DIR IMAGE PDF [SHARED_MEDIA_DIR]
+B=$1 M=$2 I=$3 P=$4 S=$5
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
@@ -21,7 +22,7 @@ OCR="$B ocr --model $M $I $P --max-tokens 8 --no-progress"
 kill_after_first() {
     out=$1
     shift
-    NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$out" "$@" 2>/dev/null &
+    NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$out" --resume "$@" 2>/dev/null &
     pid=$!
     i=0
     while [ $i -lt 200 ] && ! grep -q "^U 0 " "$out.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
@@ -31,13 +32,13 @@ kill_after_first() {
 
 $OCR -o "$T/full.md" 2>/dev/null || { echo "FAIL: the uninterrupted run"; exit 1; }
 $OCR --json -o "$T/full.jsonl" 2>/dev/null || { echo "FAIL: the uninterrupted --json run"; exit 1; }
-n=$((n + 1)); [ ! -e "$T/full.md.progress" ] || { echo "FAIL: a finished run left its progress record"; fail=$((fail + 1)); }
+n=$((n + 1)); [ ! -e "$T/full.md.progress" ] || { echo "FAIL: a run without --resume kept a progress record"; fail=$((fail + 1)); }
 
 # killed after the image: the resumed run ends as the uninterrupted one
 kill_after_first "$T/a.md"
 n=$((n + 1)); [ -s "$T/a.md" ] && ! cmp -s "$T/a.md" "$T/full.md" || { echo "FAIL: the killed run is not cut short"; fail=$((fail + 1)); }
 expect_fixed 0 "resuming $T/a.md after 1 page done" $OCR -o "$T/a.md" --resume
-n=$((n + 1)); cmp -s "$T/a.md" "$T/full.md" && [ ! -e "$T/a.md.progress" ] || {
+n=$((n + 1)); cmp -s "$T/a.md" "$T/full.md" && grep -q "^END 0$" "$T/a.md.progress" || {
     echo "FAIL: resumed Markdown differs from the uninterrupted run:"; diff "$T/a.md" "$T/full.md" | head -10; fail=$((fail + 1)); }
 # the same with --json, and a Markdown run resumed with --parallel 2
 kill_after_first "$T/a.jsonl" --json
@@ -49,7 +50,7 @@ expect_fixed 0 "resuming $T/b.md after 1 page done" $OCR -o "$T/b.md" --resume -
 n=$((n + 1)); cmp -s "$T/b.md" "$T/full.md" || { echo "FAIL: resumed with --parallel 2 differs"; fail=$((fail + 1)); }
 
 # interrupted (SIGINT): the page cut short is marked so, then resumed away
-NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$T/c.md" 2>/dev/null &
+NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$T/c.md" --resume 2>/dev/null &
 pid=$!
 i=0
 while [ $i -lt 200 ] && ! grep -q "^U 0 " "$T/c.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
@@ -61,10 +62,26 @@ n=$((n + 1)); [ $rc = 130 ] && grep -q "interrupted: this page is incomplete" "$
 expect_fixed 0 "resuming $T/c.md after 1 page done" $OCR -o "$T/c.md" --resume
 n=$((n + 1)); cmp -s "$T/c.md" "$T/full.md" || { echo "FAIL: resumed after SIGINT differs"; diff "$T/c.md" "$T/full.md" | head; fail=$((fail + 1)); }
 
-# a finished OUT: nothing to do, untouched
+# a finished run: nothing to do, untouched; an OUT with no record (not written with --resume): refused
+expect_fixed 0 "$T/a.md is complete (3 pages, 0 failed): nothing to do" $OCR -o "$T/a.md" --resume
+n=$((n + 1)); cmp -s "$T/a.md" "$T/full.md" || { echo "FAIL: a finished OUT was changed"; fail=$((fail + 1)); }
 cp "$T/full.md" "$T/d.md"
-expect_fixed 0 "has no progress record" $OCR -o "$T/d.md" --resume
-n=$((n + 1)); cmp -s "$T/d.md" "$T/full.md" || { echo "FAIL: a finished OUT was changed"; fail=$((fail + 1)); }
+expect_fixed 1 "has no progress record ($T/d.md.progress): it was not written by nanovl ocr --resume" $OCR -o "$T/d.md" --resume
+n=$((n + 1)); cmp -s "$T/d.md" "$T/full.md" || { echo "FAIL: an OUT without a record was changed"; fail=$((fail + 1)); }
+# a failure recorded before (a file that cannot be read, first) keeps the exit status 1 when the
+# rest is resumed, and when a finished run is resumed
+NVL_TEST_MEDIA_DELAY="doc.pdf:3000" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress \
+    -o "$T/h.md" --resume 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 200 ] && ! grep -q "^U 1 " "$T/h.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+expect_fixed 1 "resuming $T/h.md after 2 pages done" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
+expect_fixed 1 "$T/h.md is complete (4 pages, 1 failed): nothing to do" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
+# a plain run over an OUT resumed before drops that run's record
+$OCR -o "$T/a.md" 2>/dev/null
+n=$((n + 1)); [ ! -e "$T/a.md.progress" ] || { echo "FAIL: a plain run left another run's record"; fail=$((fail + 1)); }
 # other options, or a file changed since: refused, OUT and its record left as they were
 kill_after_first "$T/e.md"
 cp "$T/e.md" "$T/e.before"
@@ -77,4 +94,23 @@ kill_after_first "$T/f.md"
 : > "$T/f.md"
 expect_fixed 1 "is shorter than its progress record says" $OCR -o "$T/f.md" --resume
 expect_fixed 2 "--resume needs -o FILE" $OCR --resume
+# inputs that now give other pages: an encrypted PDF opened with its password, then resumed
+# without it (it fails as a whole: one unit where its pages were); refused, OUT untouched
+E=$S/pdf/libreoffice-writer-password.pdf
+if [ -n "$S" ] && [ -f "$E" ]; then
+    cp "$E" "$T/secret.pdf"
+    NVL_TEST_MEDIA_DELAY="image.bmp:3000" "$B" ocr --model "$M" "$T/secret.pdf" "$I" --max-tokens 8 --no-progress \
+        --password openpassword -o "$T/g.md" --resume 2>/dev/null &
+    pid=$!
+    i=0
+    while [ $i -lt 200 ] && ! grep -q "^U 0 " "$T/g.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    cp "$T/g.md" "$T/g.before"
+    expect_fixed 2 "the inputs now give other pages than the run that wrote $T/g.md (its page 1 differs" \
+        "$B" ocr --model "$M" "$T/secret.pdf" "$I" --max-tokens 8 --no-progress -o "$T/g.md" --resume
+    n=$((n + 1)); cmp -s "$T/g.md" "$T/g.before" || { echo "FAIL: a refused resume (other pages) changed OUT"; fail=$((fail + 1)); }
+else
+    echo "(../shared/media is absent: the encrypted PDF's check is skipped)"
+fi
 expect_report
