@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +58,7 @@ typedef struct ocr_ctx {
     int text_started;
     int page_open; /* a page's marker is written and its end not yet (streaming) */
     int write_errno; /* a write to the output failed (errno; then every hook stops the run) */
+    int progress_errno; /* a write to OUT.progress failed (the run goes on; it cannot be resumed) */
     FILE *progress;  /* --resume: OUT.progress, a line after each page written (or NULL) */
     struct ocr_resume *rs; /* what an earlier run recorded (--resume) */
     cli_progress prog;
@@ -128,7 +131,7 @@ static uint64_t run_fingerprint(const char *model, const char *prompt, const api
         n++;
     }
     if (d) closedir(d);
-    qsort(names, (size_t)n, sizeof *names, strcmp_ptr);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, strcmp_ptr);
     for (int k = 0; k < n; k++) {
         char fpth[4200];
         snprintf(fpth, sizeof fpth, "%s/%s", model, names[k]);
@@ -252,9 +255,10 @@ static void progress_note(ocr_ctx *c, int index, int good, const char *name, int
         c->write_errno = errno;
         return;
     }
-    fprintf(c->progress, "U %d %ld %d %d %016llx\n", index, ftell(c->out), good, page,
-            (unsigned long long)fnv1a_str(1469598103934665603ull, name));
-    fflush(c->progress);
+    if (fprintf(c->progress, "U %d %ld %d %d %016llx\n", index, ftell(c->out), good, page,
+                (unsigned long long)fnv1a_str(1469598103934665603ull, name)) < 0 ||
+        fflush(c->progress) != 0)
+        c->progress_errno = errno ? errno : EIO;
 }
 
 /* Flushes the output; non-zero once a write to it has failed (a full disk, a closed pipe). */
@@ -347,7 +351,7 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
-    int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0;
+    int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0, lock_fd = -1;
     ocr_resume rs = {0};
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
@@ -400,6 +404,14 @@ int cmd_ocr(int argc, char **argv) {
     if (resume) {
         rs.out_path = out_path;
         snprintf(rs.path, sizeof rs.path, "%s.progress", out_path);
+        /* one run on OUT at a time (another cutting it back under a running one would tear it); the
+           lock is held until this process ends */
+        lock_fd = open(out_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            fprintf(stderr, "nanovl ocr: --resume: another nanovl ocr is writing %s\n", out_path);
+            rc = 1;
+            goto out;
+        }
         rs.fp = run_fingerprint(model, prompt, &p, c.json, files, n_files);
         struct stat sb;
         const int exists = stat(out_path, &sb) == 0, have_out = exists && sb.st_size > 0;
@@ -421,17 +433,17 @@ int cmd_ocr(int argc, char **argv) {
             rc = 1;
             goto out;
         }
-        if (r > 0 && rs.ended) {
-            fprintf(stderr, "nanovl ocr: %s is complete (%d page%s, %d failed): nothing to do\n", out_path, rs.n_done,
-                    rs.n_done == 1 ? "" : "s", rs.n_failed);
-            rc = rs.n_failed ? 1 : 0;
-            goto out;
-        }
-        if (r > 0 && rs.n_done > 0 && (!have_out || (long)sb.st_size < rs.size)) {
+        if (r > 0 && (!have_out ? rs.size > 0 : (long)sb.st_size < rs.size)) {
             fprintf(stderr, "nanovl ocr: --resume: %s is shorter than its progress record says (%lld < %ld bytes): it was "
                             "changed; run without --resume to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
                     rs.size);
             rc = 1;
+            goto out;
+        }
+        if (r > 0 && rs.ended) {
+            fprintf(stderr, "nanovl ocr: %s is complete (%d page%s, %d failed): nothing to do\n", out_path, rs.n_done,
+                    rs.n_done == 1 ? "" : "s", rs.n_failed);
+            rc = rs.n_failed ? 1 : 0;
             goto out;
         }
         skip = rs.n_done;
@@ -473,6 +485,7 @@ int cmd_ocr(int argc, char **argv) {
     }
     if (resume && skip == 0 && !(c.progress = progress_start(&rs, NULL))) {
         fprintf(stderr, "nanovl ocr: --resume: cannot keep the progress record %s: %s\n", rs.path, strerror(errno));
+        fclose(c.out);
         api_engine_close(e);
         rc = 1;
         goto out;
@@ -494,7 +507,8 @@ int cmd_ocr(int argc, char **argv) {
                              .skip_check = skip > 0 ? ocr_skip_check : NULL};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
-            if (rs.mismatch) {
+            if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
+                if (!rs.mismatch) rs.mismatch = 1; /* (fewer pages than were done) */
                 fprintf(stderr, "nanovl ocr: --resume: the inputs now give other pages than the run that wrote %s (its page "
                                 "%d differs: a file that opened then fails now, or the reverse); run without --resume to "
                                 "start again\n", out_path, rs.mismatch);
@@ -504,8 +518,8 @@ int cmd_ocr(int argc, char **argv) {
                 rc = 1;
             }
         } else if (c.progress && !c.write_errno && !g_ocr_cancel) { /* every page written: the run ended */
-            fprintf(c.progress, "END %d\n", n_failed + rs.n_failed);
-            fflush(c.progress);
+            if (fprintf(c.progress, "END %d\n", n_failed + rs.n_failed) < 0 || fflush(c.progress) != 0)
+                c.progress_errno = errno ? errno : EIO;
         }
         if (n_failed || rs.n_failed) rc = rc ? rc : 1; /* (pages that failed before count too) */
         cli_progress_clear(&c.prog);
@@ -519,7 +533,10 @@ int cmd_ocr(int argc, char **argv) {
         rc = 130;
     }
     nvl_free(media);
-    if (c.progress) fclose(c.progress);
+    if (c.progress && fclose(c.progress) != 0 && !c.progress_errno) c.progress_errno = errno ? errno : EIO;
+    if (c.progress_errno)
+        fprintf(stderr, "nanovl ocr: warning: cannot write %s: %s (a --resume may do pages again, or refuse)\n", rs.path,
+                strerror(c.progress_errno));
     (void)out_failed(&c);
     if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {
@@ -529,6 +546,7 @@ int cmd_ocr(int argc, char **argv) {
     }
     api_engine_close(e);
 out:
+    if (lock_fd >= 0) close(lock_fd);
     nvl_free(rs.page);
     nvl_free(rs.name);
     nvl_free(rs.bad);

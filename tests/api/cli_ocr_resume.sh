@@ -79,6 +79,17 @@ kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 expect_fixed 1 "resuming $T/h.md after 2 pages done" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
 expect_fixed 1 "$T/h.md is complete (4 pages, 1 failed): nothing to do" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
+# a finished run's OUT emptied since: refused, not called complete
+cp "$T/a.md" "$T/k.md" && cp "$T/a.md.progress" "$T/k.md.progress" && : > "$T/k.md"
+expect_fixed 1 "$T/k.md is shorter than its progress record says (0 < " $OCR -o "$T/k.md" --resume
+# one run on OUT at a time: a second --resume while the first runs is refused, the first goes on
+NVL_TEST_MEDIA_DELAY="doc.pdf:3000" $OCR -o "$T/l.md" --resume 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 200 ] && ! grep -q "^U 0 " "$T/l.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+expect_fixed 1 "another nanovl ocr is writing $T/l.md" $OCR -o "$T/l.md" --resume
+wait $pid
+n=$((n + 1)); cmp -s "$T/l.md" "$T/full.md" || { echo "FAIL: the first run's OUT was changed by the refused one"; fail=$((fail + 1)); }
 # a plain run over an OUT resumed before drops that run's record
 $OCR -o "$T/a.md" 2>/dev/null
 n=$((n + 1)); [ ! -e "$T/a.md.progress" ] || { echo "FAIL: a plain run left another run's record"; fail=$((fail + 1)); }
