@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "media.h"
@@ -75,85 +76,75 @@ typedef struct ocr_ctx {
 // "interrupted" mark, a torn line go) and goes on from the next; the failed pages recorded count
 // in its exit status. Written only with --resume (a run that may be resumed is started so).
 
+typedef struct ocr_unit {
+    int page;         /* 1-based; 0: an image, or an input that failed whole */
+    int bad;          /* it failed (its error is in OUT) */
+    uint64_t name;    /* name_hash of its file's name */
+} ocr_unit;
+
 typedef struct ocr_resume {
-    const char *out_path;
     char path[4200];  /* OUT.progress */
     uint64_t fp;
     int n_done;       /* units recorded */
     int n_failed;     /* of them, failed */
     long size;        /* OUT's size after them */
     int ended;        /* "END" read: the run that wrote it ended */
-    int *page;        /* (n_done) each unit's page (1-based; 0: an image, or an input that failed whole) */
-    uint64_t *name;   /* (n_done) the hash of its file's name */
-    unsigned char *bad; /* (n_done) 1: it failed (its error is in OUT) */
+    ocr_unit *unit;   /* (n_done) */
     int mismatch;     /* the unit where the inputs now differ, + 1 (0: none) */
 } ocr_resume;
 
-static uint64_t fnv1a_str(uint64_t h, const char *s) {
-    for (; s && *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull; /* (a separator: "ab","c" differs from "a","bc") */
+/* h continued over s and its terminating NUL (a separator: "ab","c" differs from "a","bc") */
+static uint64_t hash_field(uint64_t h, const char *s) {
+    if (!s) s = "";
+    return nvl_fnv1a(h, s, strlen(s) + 1);
 }
+
+static uint64_t name_hash(const char *name) { return nvl_fnv1a_str(NVL_FNV1A_INIT, name); }
 
 /* path's real path, size and modification time into h (the path as given when it cannot be
  * resolved) */
-static uint64_t fnv1a_file(uint64_t h, const char *path) {
+static uint64_t hash_file(uint64_t h, const char *path) {
     char buf[96];
     struct stat sb;
     char *rp = realpath(path, NULL);
-    h = fnv1a_str(h, rp ? rp : path);
+    h = hash_field(h, rp ? rp : path);
     free(rp);
     if (stat(path, &sb) == 0)
         snprintf(buf, sizeof buf, "%lld %lld.%09ld", (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
     else
         snprintf(buf, sizeof buf, "?");
-    return fnv1a_str(h, buf);
+    return hash_field(h, buf);
 }
-
-static int strcmp_ptr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* The run's fingerprint: what the output's text depends on. */
 static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
                                 const char *const *files, int n_files) {
     char buf[512];
-    uint64_t h = 1469598103934665603ull;
-    h = fnv1a_file(h, model);
-    DIR *d = opendir(model); /* the checkpoint's files (weights replaced in place count) */
-    char **names = NULL;
-    int n = 0, cap = 0;
+    uint64_t h = hash_file(NVL_FNV1A_INIT, model), files_sum = 0;
+    DIR *d = opendir(model); /* the checkpoint's files (weights replaced in place count), in any order */
     for (struct dirent *de; d && (de = readdir(d));) {
         if (de->d_name[0] == '.') continue;
-        if (n == cap) {
-            char **nn = nvl_realloc(names, (size_t)(cap = cap ? cap * 2 : 16) * sizeof *nn);
-            if (!nn) break;
-            names = nn;
-        }
-        if (!(names[n] = nvl_strdup(de->d_name))) break;
-        n++;
+        char fpth[4200];
+        snprintf(fpth, sizeof fpth, "%s/%s", model, de->d_name);
+        files_sum += hash_file(NVL_FNV1A_INIT, fpth);
     }
     if (d) closedir(d);
-    if (n > 1) qsort(names, (size_t)n, sizeof *names, strcmp_ptr);
-    for (int k = 0; k < n; k++) {
-        char fpth[4200];
-        snprintf(fpth, sizeof fpth, "%s/%s", model, names[k]);
-        h = fnv1a_file(h, fpth);
-        nvl_free(names[k]);
-    }
-    nvl_free(names);
-    h = fnv1a_str(h, prompt);
-    h = fnv1a_str(h, p->pages ? p->pages : "");
+    h = nvl_fnv1a(h, &files_sum, sizeof files_sum);
+    h = hash_field(h, prompt);
+    h = hash_field(h, p->pages);
     snprintf(buf, sizeof buf, "%d %.17g %d %d %lld %d %lld", json, p->dpi, p->long_side, p->max_tiles, (long long)p->max_tokens,
              p->think, (long long)p->max_context);
-    h = fnv1a_str(h, buf);
+    h = hash_field(h, buf);
     if (p->sampler.temperature > 0) { /* (greedy, the default, reads none of them) */
         snprintf(buf, sizeof buf, "%.9g %.9g %d %.9g %llu", (double)p->sampler.temperature, (double)p->sampler.top_p,
                  p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
-        h = fnv1a_str(h, buf);
+        h = hash_field(h, buf);
     }
     const media_pdf_sandbox ps = media_pdf_get_sandbox(); /* (which pages fail) */
     const media_image_sandbox is = media_image_get_sandbox();
     snprintf(buf, sizeof buf, "%.9g %.9g %.9g %.9g", ps.timeout_s, ps.max_mb, is.timeout_s, is.max_mb);
-    h = fnv1a_str(h, buf);
-    for (int f = 0; f < n_files; f++) h = fnv1a_file(h, files[f]);
+    h = hash_field(h, buf);
+    for (int f = 0; f < n_files; f++) h = hash_file(h, files[f]);
     return h;
 }
 
@@ -180,21 +171,14 @@ static int progress_read(ocr_resume *r) {
             break;
         }
         if (r->n_done == cap) {
-            cap = cap ? cap * 2 : 64;
-            int *np = nvl_realloc(r->page, (size_t)cap * sizeof *np);
-            if (np) r->page = np;
-            uint64_t *nn = nvl_realloc(r->name, (size_t)cap * sizeof *nn);
-            if (nn) r->name = nn;
-            unsigned char *nb = nvl_realloc(r->bad, (size_t)cap);
-            if (nb) r->bad = nb;
-            if (!np || !nn || !nb) {
+            ocr_unit *nu = nvl_realloc(r->unit, (size_t)(cap = cap ? cap * 2 : 64) * sizeof *nu);
+            if (!nu) {
                 ok = 0;
                 break;
             }
+            r->unit = nu;
         }
-        r->page[r->n_done] = page;
-        r->name[r->n_done] = nh;
-        r->bad[r->n_done] = !good;
+        r->unit[r->n_done] = (ocr_unit){.page = page, .bad = !good, .name = nh};
         r->n_failed += !good;
         r->n_done++;
         r->size = off;
@@ -203,18 +187,18 @@ static int progress_read(ocr_resume *r) {
     return ok ? 1 : -1;
 }
 
-/* A fresh OUT.progress holding r's fingerprint and its first n_done units (written aside, then
- * renamed over the old one). NULL on failure (errno). */
-static FILE *progress_start(const ocr_resume *r, const ocr_resume *done) {
+/* A fresh OUT.progress holding r's fingerprint and, when keep, the units r read from the old one
+ * (written aside, then renamed over it). NULL on failure (errno). */
+static FILE *progress_start(const ocr_resume *r, int keep) {
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", r->path);
     FILE *f = fopen(tmp, "w");
     if (!f) return NULL;
     fprintf(f, "nanovl ocr progress 2 %016llx\n", (unsigned long long)r->fp);
     /* (their offsets are not kept: only the last one's matters, and it is OUT's size now) */
-    for (int i = 0; done && i < done->n_done; i++)
-        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == done->n_done ? done->size : 0L, !done->bad[i], done->page[i],
-                (unsigned long long)done->name[i]);
+    for (int i = 0; keep && i < r->n_done; i++)
+        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == r->n_done ? r->size : 0L, !r->unit[i].bad, r->unit[i].page,
+                (unsigned long long)r->unit[i].name);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0 || rename(tmp, r->path) != 0) {
         const int e = errno;
         fclose(f);
@@ -230,7 +214,7 @@ static FILE *progress_start(const ocr_resume *r, const ocr_resume *done) {
 static int ocr_skip_check(int index, const char *name, int page, void *user) {
     ocr_ctx *c = user;
     ocr_resume *r = c->rs;
-    if (r->page[index] != page || r->name[index] != fnv1a_str(1469598103934665603ull, name)) {
+    if (r->unit[index].page != page || r->unit[index].name != name_hash(name)) {
         r->mismatch = index + 1;
         return 1;
     }
@@ -239,7 +223,7 @@ static int ocr_skip_check(int index, const char *name, int page, void *user) {
         c->write_errno = errno ? errno : EIO;
         return 1;
     }
-    if (!(c->progress = progress_start(r, r))) {
+    if (!(c->progress = progress_start(r, 1))) {
         c->write_errno = errno ? errno : EIO;
         return 1;
     }
@@ -256,7 +240,7 @@ static void progress_note(ocr_ctx *c, int index, int good, const char *name, int
         return;
     }
     if (fprintf(c->progress, "U %d %ld %d %d %016llx\n", index, ftell(c->out), good, page,
-                (unsigned long long)fnv1a_str(1469598103934665603ull, name)) < 0 ||
+                (unsigned long long)name_hash(name)) < 0 ||
         fflush(c->progress) != 0)
         c->progress_errno = errno ? errno : EIO;
 }
@@ -401,9 +385,8 @@ int cmd_ocr(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto out;
     }
+    if (out_path) snprintf(rs.path, sizeof rs.path, "%s.progress", out_path);
     if (resume) {
-        rs.out_path = out_path;
-        snprintf(rs.path, sizeof rs.path, "%s.progress", out_path);
         /* one run on OUT at a time (another cutting it back under a running one would tear it); the
            lock is held until this process ends */
         lock_fd = open(out_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -471,11 +454,7 @@ int cmd_ocr(int argc, char **argv) {
         c.out = fopen(out_path, "r+");
     } else if (out_path) {
         c.out = fopen(out_path, "w");
-        if (c.out && !resume) { /* (a record of another run of this OUT no longer holds) */
-            char stale[4200];
-            snprintf(stale, sizeof stale, "%s.progress", out_path);
-            unlink(stale);
-        }
+        if (c.out && !resume) unlink(rs.path); /* (a record of another run of this OUT no longer holds) */
     }
     if (out_path && !c.out) {
         fprintf(stderr, "nanovl ocr: cannot write '%s': %s\n", out_path, strerror(errno));
@@ -483,7 +462,7 @@ int cmd_ocr(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    if (resume && skip == 0 && !(c.progress = progress_start(&rs, NULL))) {
+    if (resume && skip == 0 && !(c.progress = progress_start(&rs, 0))) {
         fprintf(stderr, "nanovl ocr: --resume: cannot keep the progress record %s: %s\n", rs.path, strerror(errno));
         fclose(c.out);
         api_engine_close(e);
@@ -547,9 +526,7 @@ int cmd_ocr(int argc, char **argv) {
     api_engine_close(e);
 out:
     if (lock_fd >= 0) close(lock_fd);
-    nvl_free(rs.page);
-    nvl_free(rs.name);
-    nvl_free(rs.bad);
+    nvl_free(rs.unit);
     nvl_free(files);
     return rc;
 }

@@ -232,7 +232,6 @@ struct request {
     int no_kept;        /* the kept prefix did not apply: do not look again */
     int *skip_pdf;      /* (res->n_skipped) the open PDF (rq->pdfs index) of each page left out */
     int n_skip_said;    /* pages left out already said through on_notice */
-    int n_skip_live;    /* sources marked skipped and not yet removed */
     char *pfx_text;     /* the rendered conversation up to its last media marker (engine_prefix_text) */
     size_t pfx_len;
     int pfx_failed;     /* it could not be rendered: this request neither waits nor is waited for */

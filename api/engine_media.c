@@ -182,13 +182,13 @@ void engine_media_stage(request *rq) {
             engine_progress(rq, API_STAGE_MEDIA, pt->media.name ? pt->media.name : pt->media.path, n, 0, rq->t_start);
         }
     nvl_status st = rq->media_st;
+    rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
     if (st == NVL_OK && rq->res->n_skipped > 0) /* pages whose size could not be read, left out: */
         st = engine_drop_skipped(rq, &rq->err); /* fails at once when a PDF has no page left (said
                                                    when the vision stage ends: vision_advance) */
     /* pages earlier requests left out: left out here too, unless a kept prefix holds them read (its
        keys need a plan: one without notice first) */
     if (st == NVL_OK && engine_known_bad(rq)) {
-        rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
         nvl_err pe = {0};
         if (engine_plan_budget(rq, 1, &pe) != NVL_OK || engine_kept_find(e, rq) < 0) st = engine_skip_known(rq, &rq->err);
     }
@@ -201,7 +201,6 @@ void engine_media_stage(request *rq) {
             engine_notice(rq, msg);
         }
     }
-    rq->budget = rq->p->max_context > 0 ? rq->p->max_context : api_engine_max_context(e);
     if (st == NVL_OK) st = engine_plan_budget(rq, 0, &rq->err);
     if (st != NVL_OK) {
         engine_fail(rq, st, NULL);

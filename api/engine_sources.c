@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "engine_impl.h"
 #include "wire.h"
 
@@ -32,12 +33,6 @@ static source *new_source(request *rq, nvl_err *err) {
     return s;
 }
 
-static uint64_t fnv1a(const uint8_t *d, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 1099511628211ull;
-    return h;
-}
-
 /* The identity of a media's bytes: path + size + mtime, or a hash of inline bytes. */
 static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
     *out = NULL;
@@ -50,7 +45,7 @@ static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
                        (long)sb.st_mtim.tv_nsec);
         free(rp);
     } else {
-        *out = engine_printf("b:%016llx:%zu", (unsigned long long)fnv1a(m->data, m->size), m->size);
+        *out = engine_printf("b:%016llx:%zu", (unsigned long long)nvl_fnv1a(NVL_FNV1A_INIT, m->data, m->size), m->size);
     }
     return *out ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "engine: out of memory");
 }
@@ -598,6 +593,14 @@ void engine_bad_pages_clear(api_engine *e) {
     while (e->n_bad > 0) bad_forget(e, e->n_bad - 1);
 }
 
+/* The remembered bad page s is (not expired), or NULL; only PDF pages not yet read are looked up. */
+static const bad_page *bad_of(const api_engine *e, const source *s, double now) {
+    if (s->skipped || s->started || s->from_kept || s->page < 0 || !s->base_key) return NULL;
+    for (int b = 0; b < e->n_bad; b++)
+        if (!strcmp(e->bad[b].key, s->base_key)) return now - e->bad[b].t <= BAD_PAGE_TTL_S ? &e->bad[b] : NULL;
+    return NULL;
+}
+
 nvl_status engine_skip_known(request *rq, nvl_err *err) {
     api_engine *e = rq->e;
     if (!rq->p->skip_bad_pages || e->n_bad == 0) return NVL_OK;
@@ -607,32 +610,27 @@ nvl_status engine_skip_known(request *rq, nvl_err *err) {
     int any = 0;
     for (int i = 0; i < rq->n_src; i++) {
         source *s = &rq->src[i];
-        if (s->skipped || s->started || s->from_kept || s->page < 0 || !s->base_key) continue;
-        for (int b = 0; b < e->n_bad; b++) {
-            if (strcmp(e->bad[b].key, s->base_key)) continue;
-            nvl_err be = {0};
-            const char *m = e->bad[b].message;
-            const size_t nl = strlen(e->bad[b].name);
-            if (strcmp(e->bad[b].name, s->name) && !strncmp(m, e->bad[b].name, nl) && m[nl] == ':')
-                snprintf(be.msg, sizeof be.msg, "%s%s", s->name, m + nl); /* (this request's label) */
-            else
-                snprintf(be.msg, sizeof be.msg, "%s", m);
-            if (engine_skip_page(rq, s, e->bad[b].st, &be)) {
-                s->skipped = 1;
-                s->finished = 1;
-                any = 1;
-            }
-            break;
+        const bad_page *bp = bad_of(e, s, now);
+        if (!bp) continue;
+        nvl_err be = {0};
+        const size_t nl = strlen(bp->name);
+        if (strcmp(bp->name, s->name) && !strncmp(bp->message, bp->name, nl) && bp->message[nl] == ':')
+            snprintf(be.msg, sizeof be.msg, "%s%s", s->name, bp->message + nl); /* (this request's label) */
+        else
+            snprintf(be.msg, sizeof be.msg, "%s", bp->message);
+        if (engine_skip_page(rq, s, bp->st, &be)) {
+            s->skipped = 1;
+            s->finished = 1;
+            any = 1;
         }
     }
     return any ? engine_drop_skipped(rq, err) : NVL_OK;
 }
 
 int engine_known_bad(const request *rq) {
-    const api_engine *e = rq->e;
+    const double now = engine_now();
     for (int i = 0; rq->p->skip_bad_pages && i < rq->n_src; i++)
-        for (int b = 0; rq->src[i].base_key && !rq->src[i].skipped && b < e->n_bad; b++)
-            if (!strcmp(e->bad[b].key, rq->src[i].base_key) && engine_now() - e->bad[b].t <= BAD_PAGE_TTL_S) return 1;
+        if (bad_of(rq->e, &rq->src[i], now)) return 1;
     return 0;
 }
 
@@ -692,7 +690,6 @@ nvl_status engine_drop_skipped(request *rq, nvl_err *err) {
         engine_vision_reset_source(rq->e, s);
     }
     rq->n_src = k;
-    rq->n_skip_live = 0;
     nvl_freep(&rq->pfx_text); /* rendered with the pages left out: again without them */
     rq->pfx_failed = 0;
     return NVL_OK;

@@ -252,7 +252,9 @@ static int vision_advance(request *rq) {
         else break;
     }
     if (rq->vis_next < rq->n_src) return 0;
-    if (rq->n_skip_live > 0 || rq->n_skip_said < rq->res->n_skipped) {
+    int in_vision = 0; /* pages left out in this stage (those of the media stage are gone already) */
+    for (int i = 0; i < rq->n_src && !in_vision; i++) in_vision = rq->src[i].skipped;
+    if (in_vision || rq->n_skip_said < rq->res->n_skipped) {
         /* pages left out: removed once no media thread holds the sources, then said (not before:
            a request none of whose pages of a document could be read fails with the page's error) */
         api_engine *e = rq->e;
@@ -260,7 +262,6 @@ static int vision_advance(request *rq) {
         const int busy = rq->media_busy;
         pthread_mutex_unlock(&e->mmu);
         if (busy) return 0;
-        const int in_vision = rq->n_skip_live > 0;
         nvl_err er = {0};
         nvl_status st = engine_drop_skipped(rq, &er);
         if (st != NVL_OK) {
@@ -293,7 +294,6 @@ static nvl_status leave_out(request *rq, source *s, nvl_status st, nvl_err *err)
     nvl_freep(&s->tiles);
     rq->res->t_media += s->t_media; /* (its rendering took that long) */
     s->t_media = 0;
-    rq->n_skip_live++;
     nvl_freep(&rq->pfx_text); /* a request waiting for this one compares its text without the page */
     rq->pfx_failed = 0;
     engine_bad_page_remember(rq->e, s, st, err);

@@ -114,6 +114,15 @@ const char *api_status_code(nvl_status st) {
     return "internal_error";
 }
 
+/* A new object appended to arr, with its "name" (NULL when out of memory). */
+static cJSON *named_item(cJSON *arr, const char *name) {
+    cJSON *x = cJSON_CreateObject();
+    if (!x) return NULL;
+    cJSON_AddItemToArray(arr, x);
+    cJSON_AddStringToObject(x, "name", name ? name : "");
+    return x;
+}
+
 cJSON *api_result_to_json(const api_ask_result *r) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -142,10 +151,8 @@ cJSON *api_result_to_json(const api_ask_result *r) {
     cJSON *m = cJSON_AddArrayToObject(o, "media");
     for (int i = 0; m && i < r->n_media; i++) {
         const api_media_record *mr = &r->media[i];
-        cJSON *x = cJSON_CreateObject();
+        cJSON *x = named_item(m, mr->name);
         if (!x) break;
-        cJSON_AddItemToArray(m, x);
-        cJSON_AddStringToObject(x, "name", mr->name ? mr->name : "");
         if (mr->is_video) {
             cJSON_AddStringToObject(x, "kind", "video");
             cJSON_AddNumberToObject(x, "frames", mr->n_frames);
@@ -167,10 +174,8 @@ cJSON *api_result_to_json(const api_ask_result *r) {
         cJSON *sk = cJSON_AddArrayToObject(o, "skipped_pages");
         for (int i = 0; sk && i < r->n_skipped; i++) {
             const api_skipped_page *k = &r->skipped[i];
-            cJSON *x = cJSON_CreateObject();
+            cJSON *x = named_item(sk, k->name);
             if (!x) break;
-            cJSON_AddItemToArray(sk, x);
-            cJSON_AddStringToObject(x, "name", k->name ? k->name : "");
             cJSON_AddNumberToObject(x, "page", k->page);
             cJSON_AddStringToObject(x, "code", api_status_code(k->st));
             cJSON_AddStringToObject(x, "message", k->message ? k->message : "");

@@ -109,6 +109,12 @@ typedef struct media_proc_spare {
 nvl_status media_proc_take(media_proc_spare *s, const char *exe, const char *arg, uint32_t hello, const char *what,
                            int use_spare, const void *first, size_t first_n, const media_proc_bounds *b,
                            media_proc *p, nvl_err *err);
+/* After media_proc_take returned st: 1 when no helper could start (the caller may read the file
+ * in this process, or refuse it); 0 when it started, or the caller's own bounds (deadline,
+ * cancel) ended its start: the file's error then. */
+static inline int media_proc_none_started(nvl_status st) {
+    return st != NVL_OK && st != NVL_ERR_TIMEOUT && st != NVL_ERR_CANCELLED;
+}
 /* A sandbox's setter: exe (NULL: none) copied into buf (cap bytes) and returned, NULL when it is
  * NULL or does not fit; s's spare ended when the executable changes from cur or goes. */
 const char *media_proc_set_exe(media_proc_spare *s, char *buf, size_t cap, const char *cur, const char *exe);

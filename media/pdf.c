@@ -470,8 +470,8 @@ static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, 
     const media_proc_bounds own = call_bounds(pdf, 0), b = cb ? *cb : own;
     for (int attempt = 0;; attempt++) {
         nvl_status st = renderer_take(&pdf->proc, attempt == 0, &b, err);
-        if (no_renderer) *no_renderer = st != NVL_OK && st != NVL_ERR_TIMEOUT && st != NVL_ERR_CANCELLED;
-        if (st == NVL_ERR_TIMEOUT || st == NVL_ERR_CANCELLED) nvl_err_prefix(err, "%s", pdf->name);
+        if (no_renderer) *no_renderer = media_proc_none_started(st);
+        if (st != NVL_OK && !media_proc_none_started(st)) nvl_err_prefix(err, "%s", pdf->name);
         if (st != NVL_OK) return st;
         enum media_proc_end end = media_proc_write(&pdf->proc, &q, sizeof q);
         if (end == MEDIA_PROC_OK) end = media_proc_write(&pdf->proc, pdf->name, pl);

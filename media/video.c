@@ -837,8 +837,8 @@ static nvl_status decoder_open(media_video *v, int *no_decoder, nvl_err *err) {
     const media_proc_bounds b0 = step_bounds(v);
     nvl_status st = media_proc_take(&g_vspare, g_vsandbox.sb.exe, MEDIA_VIDEO_WORKER_ARG, VIDEO_HELLO, "video decoder", 1,
                                     &q, sizeof q, &b0, &v->proc, err);
-    *no_decoder = st != NVL_OK && st != NVL_ERR_TIMEOUT && st != NVL_ERR_CANCELLED;
-    if (st == NVL_ERR_TIMEOUT || st == NVL_ERR_CANCELLED) nvl_err_prefix(err, "%s", v->name);
+    *no_decoder = media_proc_none_started(st);
+    if (st != NVL_OK && !*no_decoder) nvl_err_prefix(err, "%s", v->name);
     if (st != NVL_OK) return st;
     __atomic_add_fetch(&g_n_decoders, 1, __ATOMIC_RELAXED);
     v->counted = 1;

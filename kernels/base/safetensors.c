@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "hash.h"
 #include "json_util.h"
 #include "mapped_file.h"
 
@@ -28,11 +29,7 @@ typedef struct name_index {
     size_t cap;     /* power of two */
 } name_index;
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t fnv1a(const char *s) { return nvl_fnv1a_str(NVL_FNV1A_INIT, s); }
 
 static int index_init(name_index *ix, int64_t n) {
     size_t cap = 16;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "base/json_util.h"
 #include "base/mapped_file.h"
 #include "tokenizer.h"
@@ -25,12 +26,9 @@ typedef struct str_map {
     size_t cap;
 } str_map;
 
-/* FNV-1a; hash_cont continues a hash over more bytes (hash of a concatenation). */
-static uint64_t hash_cont(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
-static uint64_t hash_bytes(const char *s, size_t n) { return hash_cont(1469598103934665603ULL, s, n); }
+/* FNV-1a (base/hash.h); hash_cont continues a hash over more bytes (hash of a concatenation). */
+static uint64_t hash_cont(uint64_t h, const char *s, size_t n) { return nvl_fnv1a(h, s, n); }
+static uint64_t hash_bytes(const char *s, size_t n) { return nvl_fnv1a(NVL_FNV1A_INIT, s, n); }
 
 typedef struct pair_slot {
     uint64_t key; /* (a << 32) | b, UINT64_MAX empty */

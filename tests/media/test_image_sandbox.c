@@ -156,6 +156,20 @@ static void same_in_dir(const char *dir) {
     closedir(d);
 }
 
+/* buf decoded with a cancel raised from another thread after 300 ms (cancel_later); *dt the
+ * seconds it took. */
+static nvl_status decode_cancelled_later(const uint8_t *buf, size_t len, const char *name, media_image **img, nvl_err *err,
+                                         double *dt) {
+    g_cancel = 0;
+    pthread_t th;
+    TEST_CHECK(pthread_create(&th, NULL, cancel_later, NULL) == 0, "cancel thread");
+    const double t0 = now_s();
+    const nvl_status st = media_decode_image_cancellable(buf, len, name, NULL, cancelled, (void *)&g_cancel, img, err);
+    *dt = now_s() - t0;
+    pthread_join(th, NULL);
+    return st;
+}
+
 // ---------------------------------------------------------------------------
 // A decoder that lies (FAKE_IMAGE_MODE): it reads the request and answers one way it must not.
 
@@ -280,13 +294,7 @@ int main(int argc, char **argv) {
 
     /* 4b. a cancel stops it (raised from another thread after 0.3 s; the time bound is 60 s) */
     set_sandbox("/proc/self/exe", 60, 4096, 1);
-    g_cancel = 0;
-    pthread_t th;
-    TEST_CHECK(pthread_create(&th, NULL, cancel_later, NULL) == 0, "cancel thread");
-    t0 = now_s();
-    st = media_decode_image_cancellable(photo, photo_len, "stuck.png", NULL, cancelled, (void *)&g_cancel, &img, &err);
-    dt = now_s() - t0;
-    pthread_join(th, NULL);
+    st = decode_cancelled_later(photo, photo_len, "stuck.png", &img, &err, &dt);
     TEST_CHECK(st == NVL_ERR_CANCELLED && !strcmp(err.msg, "stuck.png: cancelled") && dt < 3,
                "a cancel stops the decoder after %.2f s (%d: %s)", dt, (int)st, err.msg);
     {
@@ -412,13 +420,7 @@ int main(int argc, char **argv) {
                    strstr(err.msg, "while the image decoder started") && dt1 < 4,
                "a decoder that never starts: the time bound after %.2f s (%d: %s)", dt1, (int)st, err.msg);
     set_sandbox("/proc/self/exe", 60, 4096, 1);
-    g_cancel = 0;
-    pthread_t th2;
-    TEST_CHECK(pthread_create(&th2, NULL, cancel_later, NULL) == 0, "cancel thread");
-    t1 = now_s();
-    st = media_decode_image_cancellable(photo, photo_len, "image.png", NULL, cancelled, (void *)&g_cancel, &img, &err);
-    dt1 = now_s() - t1;
-    pthread_join(th2, NULL);
+    st = decode_cancelled_later(photo, photo_len, "image.png", &img, &err, &dt1);
     TEST_CHECK(st == NVL_ERR_CANCELLED && !img && !strcmp(err.msg, "image.png: cancelled") && dt1 < 4,
                "a decoder that never starts: the cancel after %.2f s (%d: %s)", dt1, (int)st, err.msg);
     set_sandbox("/proc/self/exe", 10, 4096, 1);
