@@ -33,7 +33,9 @@ n=$((n + 1)); grep -q "<!-- page 4: " "$T/out" && grep -q "<!-- error: \(limit_e
 "$B" ask --model "$M" "$T/h.pdf" "What?" --max-tokens 4 --json --skip-bad-pages $MEM --page-timeout 2 > "$T/skip.json" 2> "$T/skip.err" </dev/null
 rc=$?
 "$B" ask --model "$M" "$T/h.pdf" "What?" --max-tokens 4 --json --pages 1,4 > "$T/p14.json" 2>&1 </dev/null
-n=$((n + 1)); [ $rc = 0 ] && grep -q "note: page left out: $T/h.pdf: rendering page 2 needed more than 512 MiB" "$T/skip.err" &&
+# (page 2 passes 512 MiB in about 1 s, but on a loaded machine under ASan the 2 s bound may come
+# first: either bound leaves it out)
+n=$((n + 1)); [ $rc = 0 ] && grep -q "note: page left out: $T/h.pdf: rendering page 2 \(needed more than 512 MiB\|took longer than 2 s\)" "$T/skip.err" &&
     grep -q "note: page left out: $T/h.pdf: rendering page 3 took longer than 2 s" "$T/skip.err" || {
     echo "FAIL: ask --skip-bad-pages (exit $rc):"; sed 's/^/    /' "$T/skip.err" | head -5; fail=$((fail + 1)); }
 field() { # "answer":"...", "usage":{...}, "media":[...] of a one-line JSON
@@ -44,7 +46,7 @@ n=$((n + 1)); for f in answer reasoning usage media; do
         echo "FAIL: ask --skip-bad-pages: \"$f\" differs from --pages 1,4:"; field $f "$T/skip.json"; field $f "$T/p14.json"
         fail=$((fail + 1)); break; }
 done
-n=$((n + 1)); grep -q '"skipped_pages":\[{"name":"[^"]*h.pdf","page":2,"code":"limit_exceeded","message":"[^"]*rendering page 2 needed more than 512 MiB[^"]*"},{"name":"[^"]*h.pdf","page":3,"code":"timeout",' "$T/skip.json" || {
+n=$((n + 1)); grep -q '"skipped_pages":\[{"name":"[^"]*h.pdf","page":2,"code":"\(limit_exceeded\|timeout\)","message":"[^"]*rendering page 2 \(needed more than 512 MiB\|took longer than 2 s\)[^"]*"},{"name":"[^"]*h.pdf","page":3,"code":"timeout",' "$T/skip.json" || {
     echo "FAIL: ask --skip-bad-pages --json: skipped_pages"; head -c 2000 "$T/skip.json"; fail=$((fail + 1)); }
 # every selected page bad: the page's error, as without the option
 expect_fixed 1 "h.pdf: rendering page 2 needed more than" "$B" ask --model "$M" "$T/h.pdf" --pages 2 "What?" --max-tokens 2 --skip-bad-pages $MEM
