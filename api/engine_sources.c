@@ -129,12 +129,12 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         }
         rq->pdfs = np;
         media_pdf *pdf = NULL;
-        if ((st = media_pdf_open(&pdf, path, m->password ? m->password : p->password, NULL, err)) != NVL_OK) {
+        if ((st = media_pdf_open_cancellable(&pdf, path, m->password ? m->password : p->password, NULL, media_cancelled, rq,
+                                             err)) != NVL_OK) {
             api_password_hint(st, err);
             goto out;
         }
-        rq->pdfs[rq->n_pdfs++] = pdf;
-        media_pdf_set_cancel(pdf, media_cancelled, rq); /* a cancel stops a page in the renderer */
+        rq->pdfs[rq->n_pdfs++] = pdf; /* (a cancel stops its opening and each page in the renderer) */
         int *pages = NULL, np_ = 0;
         st = media_pdf_select_pages(pdf, m->pages ? m->pages : p->pages, &pages, &np_, err);
         for (int i = 0; i < np_ && st == NVL_OK; i++) {

@@ -145,9 +145,13 @@ static void pump(api_pages *pg) {
     }
 }
 
-nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
-                           const api_pages_hooks *h, api_pages **out, nvl_err *err) {
+/* media_pdf's cancel callback while the inputs are listed: the run's cancel flag */
+static int plan_cancelled(void *flag) { return __atomic_load_n((const volatile int *)flag, __ATOMIC_RELAXED) != 0; }
+
+nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
+                          const api_pages_hooks *h, api_pages **out, nvl_err *err) {
     *out = NULL;
+    volatile int *cancel = h->cb ? h->cb->cancel : NULL;
     api_pages *pg = nvl_calloc(1, sizeof *pg);
     if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     pg->e = e;
@@ -166,6 +170,10 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
     nvl_status st = pg->tmp && pg->local ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     int cap = 0;
     for (int m = 0; m < n_media && st == NVL_OK; m++) {
+        if (cancel && plan_cancelled((void *)cancel)) {
+            st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
+            break;
+        }
         pg->local[m] = media[m];
         const char *name = media[m].name ? media[m].name : media[m].path ? media[m].path : "bytes";
         pg->local[m].name = name;
@@ -193,8 +201,16 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
             media_limits lim = media_limits_default();
             lim.max_pages = 1 << 30;
             if (s2 == NVL_OK && path &&
-                (s2 = media_pdf_open(&pdf, path, media[m].password ? media[m].password : pg->p.password, &lim, &e2)) != NVL_OK)
+                (s2 = media_pdf_open_cancellable(&pdf, path, media[m].password ? media[m].password : pg->p.password, &lim,
+                                                 cancel ? plan_cancelled : NULL, (void *)cancel, &e2)) != NVL_OK)
                 api_password_hint(s2, &e2);
+            /* a cancel is the run's end, not this input's failure */
+            if (s2 == NVL_ERR_CANCELLED && cancel && plan_cancelled((void *)cancel)) {
+                nvl_free(pages);
+                media_pdf_close(pdf);
+                st = nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled");
+                break;
+            }
             if (s2 == NVL_OK && pdf)
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
             if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
@@ -225,7 +241,18 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
         }
         nvl_free(pages);
     }
-    if (st == NVL_OK && (h->skip < 0 || h->skip > pg->n_units))
+    if (st != NVL_OK) {
+        api_pages_free(pg);
+        return st;
+    }
+    *out = pg;
+    return NVL_OK;
+}
+
+nvl_status api_pages_begin(api_pages *pg, nvl_err *err) {
+    const api_pages_hooks *h = &pg->h;
+    nvl_status st = NVL_OK;
+    if (h->skip < 0 || h->skip > pg->n_units)
         st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: %d pages were done before, and the inputs now give %d", h->skip,
                          pg->n_units);
     for (int i = 0; st == NVL_OK && h->skip_check && i < h->skip; i++) {
@@ -234,18 +261,24 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
             st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "ocr: the inputs now give other pages than the run being resumed "
                              "(from its page %d of %d on)", i + 1, h->skip);
     }
-    if (st != NVL_OK) {
-        api_pages_free(pg);
-        return st;
-    }
+    if (st != NVL_OK) return st;
     for (int i = 0; i < h->skip; i++) { /* done by an earlier run */
         nvl_freep(&pg->units[i].msg_err);
         pg->units[i].state = U_REPORTED;
     }
     pg->next_submit = pg->next_report = h->skip;
-    *out = pg;
     pump(pg); /* the first pages go in (or the run ends at once: nothing to do, or stopped) */
     return NVL_OK;
+}
+
+nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
+                           const api_pages_hooks *h, api_pages **out, nvl_err *err) {
+    nvl_status st = api_pages_plan(e, media, n_media, prompt, pp, h, out, err);
+    if (st == NVL_OK && (st = api_pages_begin(*out, err)) != NVL_OK) {
+        api_pages_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 int api_pages_finished(const api_pages *pg) { return pg->finished; }

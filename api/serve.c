@@ -72,6 +72,14 @@ typedef struct job {
     api_ask_params ocr_p;  /* OCR: the request's parameters as OCR runs them */
     api_media *media;      /* OCR: the inputs */
     api_pages *pg;         /* OCR: the page-by-page run */
+    api_callbacks ocr_cb;  /* OCR: the callbacks and hooks its run keeps (the plan thread reads them) */
+    api_pages_hooks ocr_h;
+    pthread_t plan_thr;    /* OCR: lists the pages off the worker thread (opening PDFs may take up to
+                              --page-timeout each; the worker steps every client's requests) */
+    int planning;          /* the plan thread was started and is not joined yet (worker thread) */
+    int planned;           /* the plan thread is done (under the lock) */
+    nvl_status plan_st;
+    nvl_err plan_err;
     api_ask_result res;    /* ask: the answer */
     int ended;             /* the engine is done with it (worker thread only) */
     double t_cancel;       /* when its client cancelled it (0: not), main thread under the lock */
@@ -302,7 +310,30 @@ static void w_on_finish(nvl_status st, int n_failed, const char *msg, void *user
     if (st == NVL_OK && (j->end_ev = event(j->id, "done"))) cJSON_AddNumberToObject(j->end_ev, "failed_pages", n_failed);
 }
 
-/* Hands a job to the engine (worker thread, lock not held). */
+/* An OCR job's pages listed (its own thread; nothing of the engine touched), then handed back to
+ * the worker, which begins the run (begin_planned). */
+static void *plan_main(void *arg) {
+    job *j = arg;
+    nvl_err err = {0};
+    const nvl_status st = api_pages_plan(j->s->e, j->media, j->rq.msgs[0].n_parts, j->rq.prompt, &j->ocr_p, &j->ocr_h,
+                                         &j->pg, &err);
+    pthread_mutex_lock(&j->s->mu);
+    j->plan_st = st;
+    j->plan_err = err;
+    j->planned = 1;
+    pthread_cond_signal(&j->s->cv);
+    pthread_mutex_unlock(&j->s->mu);
+    return NULL;
+}
+
+static void job_failed(job *j, nvl_status st, const char *msg) {
+    j->ended = 1;
+    j->end_st = st;
+    snprintf(j->end_msg, sizeof j->end_msg, "%s", msg);
+}
+
+/* Hands a job to the engine (worker thread, lock not held); an OCR job's pages are listed on a
+ * thread of its own first. */
 static void start_job(server *s, job *j) {
     api_callbacks cb = {.on_text = w_on_text, .on_progress = w_on_progress, .on_notice = w_on_notice, .user = j,
                         .cancel = &j->cancel, .on_done = w_on_done};
@@ -317,21 +348,45 @@ static void start_job(server *s, job *j) {
             st = nvl_err_set(&err, NVL_ERR_NOMEM, "out of memory");
         } else {
             for (int i = 0; i < n_media; i++) j->media[i] = j->rq.msgs[0].parts[i].media;
-            cb.on_text = NULL; /* pages come whole in "page" events */
-            cb.on_done = NULL;
+            j->ocr_cb = cb;
+            j->ocr_cb.on_text = NULL; /* pages come whole in "page" events */
+            j->ocr_cb.on_done = NULL;
             /* pages come whole, in order, so several may run at once (4: a long document does not
              * take every place from the other clients' requests) */
-            api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
-                                 .cb = &cb, .user = j, .window = 4};
-            st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
+            j->ocr_h = (api_pages_hooks){.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
+                                         .cb = &j->ocr_cb, .user = j, .window = 4};
+            if (pthread_create(&j->plan_thr, NULL, plan_main, j) == 0) {
+                j->planning = 1;
+                return;
+            }
+            st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &j->ocr_h, &j->pg, &err);
         }
     } else {
         st = api_engine_submit(s->e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &j->res, NULL, &err);
     }
-    if (st != NVL_OK) {
-        j->ended = 1;
-        j->end_st = st;
-        snprintf(j->end_msg, sizeof j->end_msg, "%s", err.msg);
+    if (st != NVL_OK) job_failed(j, st, err.msg);
+}
+
+/* OCR jobs whose pages are listed begin their runs (worker thread, lock not held). Returns how
+ * many still list theirs. */
+static int begin_planned(server *s) {
+    int n_planning = 0;
+    for (;;) {
+        job *j = NULL;
+        n_planning = 0;
+        pthread_mutex_lock(&s->mu);
+        for (job *r = s->running; r; r = r->next)
+            if (r->planning && r->planned) j = r;
+            else n_planning += r->planning;
+        pthread_mutex_unlock(&s->mu);
+        if (!j) return n_planning;
+        pthread_join(j->plan_thr, NULL);
+        j->planning = 0;
+        nvl_err err = {0};
+        nvl_status st = j->plan_st;
+        if (st == NVL_OK) st = api_pages_begin(j->pg, &err);
+        else err = j->plan_err;
+        if (st != NVL_OK) job_failed(j, st, err.msg);
     }
 }
 
@@ -438,10 +493,19 @@ static void *worker_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&s->mu);
+        const int n_planning = begin_planned(s);
         reap_jobs(s); /* a job can end as it starts (an input that cannot be read) */
-        if (api_engine_pending(s->e) > 0) api_engine_step(s->e);
+        const int stepped = api_engine_pending(s->e) > 0;
+        if (stepped) api_engine_step(s->e);
         reap_jobs(s);
         pthread_mutex_lock(&s->mu);
+        /* nothing to step but pages being listed: wait for a plan thread, a new job or the stop */
+        if (!stepped && n_planning > 0 && n_planning == s->n_running && !s->stop_worker &&
+            !(s->head && s->n_running < max_batch)) {
+            int ready = 0;
+            for (job *r = s->running; r; r = r->next) ready |= r->planned && r->planning;
+            if (!ready) pthread_cond_wait(&s->cv, &s->mu);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -1058,6 +1122,7 @@ static void serve_tick(evloop *l, void *user) {
     const api_server_opts *o = s->o;
     const double t_now = now_s();
     const int cancel_pending = answer_slow_cancels(s, t_now);
+    media_helpers_reap(); /* decoders killed after the last file, ended since */
     for (client *c = s->clients, *nx; c; c = nx) {
         nx = c->next;
         if (client_write(s, c) < 0) {

@@ -132,6 +132,16 @@ nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, con
 typedef struct api_pages api_pages;
 nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt,
                            const api_ask_params *p, const api_pages_hooks *h, api_pages **out, nvl_err *err);
+/* api_pages_start in two halves, for a caller whose stepping thread must not wait on files:
+ * api_pages_plan lists the pages (each input sniffed, each PDF opened in its renderer and its
+ * pages selected: up to --page-timeout an input), on any thread, touching no engine state; a
+ * cancel (h->cb->cancel) is seen between inputs and stops a PDF being opened: NVL_ERR_CANCELLED
+ * "cancelled", nothing allocated. api_pages_begin then checks h->skip and submits the first
+ * pages, on the stepping thread (on_finish may run inside it); on an error the run is not
+ * started and pg is still to be freed. */
+nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                          const api_ask_params *p, const api_pages_hooks *h, api_pages **out, nvl_err *err);
+nvl_status api_pages_begin(api_pages *pg, nvl_err *err);
 int api_pages_finished(const api_pages *pg);
 /* Stops submitting and cancels the running pages (from the stepping thread). */
 void api_pages_cancel(api_pages *pg);

@@ -134,6 +134,10 @@ media_image_sandbox media_image_get_sandbox(void);
 int media_image_decoders(void);
 /* Ends (kills and reaps) the decoder started ahead, if any. */
 void media_image_sandbox_end_spare(void);
+/* Reaps the helper processes (PDF renderers, video and image decoders) killed earlier that have
+ * ended since; never waits. A killed helper is otherwise reaped by the next file's helper, so a
+ * server idle after its last file would keep it a zombie: `serve` calls this on its tick. */
+void media_helpers_reap(void);
 /* The decoder's entry: when argv[1] is MEDIA_IMAGE_WORKER_ARG, decodes the image the parent sends
  * on fd 3 and ends the process (never returns); otherwise returns at once. Call it first in main(). */
 void media_image_worker_main(int argc, char **argv);
@@ -162,6 +166,11 @@ typedef struct media_pdf media_pdf;
  * NVL_ERR_FORMAT for a damaged file or one without pages. */
 nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
                           const media_limits *lim, nvl_err *err);
+/* The same, its opening (in the renderer: up to the sandbox's timeout_s) stopped once
+ * cancelled(ctx) returns nonzero: NVL_ERR_CANCELLED "PATH: opening: cancelled". The callback
+ * stays the document's, as media_pdf_set_cancel would set it. cancelled may be NULL. */
+nvl_status media_pdf_open_cancellable(media_pdf **out, const char *path, const char *password, const media_limits *lim,
+                                      int (*cancelled)(void *ctx), void *ctx, nvl_err *err);
 void media_pdf_close(media_pdf *pdf);
 int media_pdf_page_count(const media_pdf *pdf);
 /* Page size in points after /Rotate. */

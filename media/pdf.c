@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -230,6 +231,17 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
             return 0;
         (*path)[q->path_len] = 0;
         if (pw) pw[q->password_len] = 0;
+        /* a test's knob (tests/api/test_serve_ocr_open.c): NVL_TEST_RENDERER_SLOW_OPEN="SUBSTRING:MS"
+           makes opening a document whose path holds SUBSTRING take MS ms more, as Poppler
+           rebuilding the cross-reference table of a large damaged file does */
+        const char *slow = getenv("NVL_TEST_RENDERER_SLOW_OPEN"), *colon = slow ? strrchr(slow, ':') : NULL;
+        if (colon && colon > slow) {
+            char pat[256];
+            snprintf(pat, sizeof pat, "%.*s", (int)(colon - slow), slow);
+            const long ms = atol(colon + 1);
+            const struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            if (ms > 0 && strstr(*path, pat)) nanosleep(&ts, NULL);
+        }
         const int file_fd = media_proc_recv_fd(fd); /* the parent's open file (it sends it after the path) */
         char file[64];
         snprintf(file, sizeof file, "/proc/self/fd/%d", file_fd);
@@ -544,6 +556,11 @@ static nvl_status renderer_string(media_pdf *pdf, const pdf_req *q, const media_
 
 nvl_status media_pdf_open(media_pdf **out, const char *path, const char *password,
                           const media_limits *lim, nvl_err *err) {
+    return media_pdf_open_cancellable(out, path, password, lim, NULL, NULL, err);
+}
+
+nvl_status media_pdf_open_cancellable(media_pdf **out, const char *path, const char *password, const media_limits *lim,
+                                      int (*cancelled)(void *ctx), void *ctx, nvl_err *err) {
     *out = NULL;
     media_limits d = media_limits_default();
     if (!lim) lim = &d;
@@ -562,6 +579,8 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
         return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
     }
     pthread_mutex_init(&pdf->mu, NULL);
+    pdf->cancelled = cancelled;
+    pdf->cancel_ctx = ctx;
     pdf->proc.fd = -1;
     pdf->fd = fd;
     pdf->lim = *lim;
@@ -776,6 +795,11 @@ nvl_status media_pdf_open(media_pdf **out, const char *path, const char *passwor
     (void)password, (void)lim;
     *out = NULL;
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: PDF support is not built into this nanovl", path);
+}
+nvl_status media_pdf_open_cancellable(media_pdf **out, const char *path, const char *password, const media_limits *lim,
+                                      int (*cancelled)(void *ctx), void *ctx, nvl_err *err) {
+    (void)cancelled, (void)ctx;
+    return media_pdf_open(out, path, password, lim, err);
 }
 void media_pdf_close(media_pdf *pdf) { (void)pdf; }
 int media_pdf_page_count(const media_pdf *pdf) { (void)pdf; return 0; }

@@ -108,6 +108,8 @@ void media_proc_reap(int wait) {
     pthread_mutex_unlock(&g_reap_mu);
 }
 
+void media_helpers_reap(void) { media_proc_reap(0); }
+
 void media_proc_release(media_proc *p) {
     if (p->pid > 0) {
         kill(p->pid, SIGKILL);

@@ -12,10 +12,12 @@
  *   - a status request.
  * After round 1 (everything allocated once, every kind of helper started) the server's open
  * descriptors, child processes, threads and resident memory are taken; after the last round,
- * once the server is idle, they must be back there: descriptors and children exactly (a leak of
- * one per failing request would be ROUNDS-1 over), no zombie child, the threads equal, and the
+ * once the server is idle, they must be back there: descriptors and children at most as many (round
+ * 1's may include a decoder still ending; a leak of one per failing request would be 30 over), no zombie child, the threads at most the
+ * engine's bounded media-thread growth over (a thread per request would be about 50), and the
  * resident memory within SOAK_RSS_SLACK_MIB (kept prefixes and malloc's arenas may settle
- * higher once; a leak of a decoded frame, a page or a slot per request would pass it).
+ * higher once; a leak of a decoded frame, a page or a slot per request would pass it; not under
+ * AddressSanitizer, whose quarantine keeps freed memory resident).
  * Then the first question is asked again and must give round 1's answer, and SIGTERM must end
  * the server with status 0 (under AddressSanitizer that includes LeakSanitizer's exit check). */
 #include <ctype.h>
@@ -38,6 +40,7 @@
 #define ROUNDS 5
 #define SOAK_RSS_SLACK_MIB 24
 #define MAX_IDS 8
+#define SOAK_MEDIA_THREADS_GROWTH 6 /* api/engine_impl.h: MEDIA_THREADS_MAX - MEDIA_THREADS */
 
 static char g_sock[100], g_log[512], g_tmp[512];
 
@@ -414,17 +417,46 @@ int main(void) {
                 u.children, u.zombies, u.threads, u.rss_kib);
     }
     const usage end = settle(srv, &base);
-    TEST_CHECK(end.fds == base.fds, "open descriptors %d after %d rounds, %d after the first", end.fds, ROUNDS, base.fds);
-    TEST_CHECK(end.children == base.children, "children %d after %d rounds, %d after the first", end.children, ROUNDS,
+    TEST_CHECK(end.fds <= base.fds, "open descriptors %d after %d rounds, %d after the first", end.fds, ROUNDS, base.fds);
+    TEST_CHECK(end.children <= base.children, "children %d after %d rounds, %d after the first", end.children, ROUNDS,
                base.children);
     TEST_CHECK(end.zombies == 0, "no zombie child (%d)", end.zombies);
-    TEST_CHECK(end.threads == base.threads, "threads %d after %d rounds, %d after the first", end.threads, ROUNDS,
-               base.threads);
+    /* the engine adds a media thread when one file holds each for 2 s (a slow build under load),
+       6 at most beyond its 2: that is not per request */
+    TEST_CHECK(end.threads <= base.threads + SOAK_MEDIA_THREADS_GROWTH, "threads %d after %d rounds, %d after the first",
+               end.threads, ROUNDS, base.threads);
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer holds freed blocks in its quarantine (256 MiB): the resident memory grows
+       by what the rounds freed (about 9 MiB a round here); LeakSanitizer's check at exit is the
+       bound there */
+    fprintf(stderr, "resident memory not bounded under AddressSanitizer (its quarantine); grew %ld KiB\n",
+            end.rss_kib - base.rss_kib);
+#else
     TEST_CHECK(end.rss_kib - base.rss_kib <= SOAK_RSS_SLACK_MIB * 1024, "resident memory grew %ld KiB over %d rounds (bound %d MiB)",
                end.rss_kib - base.rss_kib, ROUNDS - 1, SOAK_RSS_SLACK_MIB);
+#endif
     /* still serving, and the same as at first */
     round_of(1, image_b64, again, sizeof again);
     TEST_CHECK(!strcmp(first, again), "the first question answered the same after the soak ('%s' vs '%s')", first, again);
+    /* an image last, then idle: its decoder, killed once done, is reaped without a next file */
+    {
+        conn *c = calloc(1, sizeof *c);
+        c->fd = connect_to(g_sock, 10);
+        char line[2048], media[600];
+        snprintf(media, sizeof media, "\"path\":\"%s\"", test_data_path("media/made/image.bmp"));
+        send_line(c->fd, ask_line(line, sizeof line, "last", "image", media, "Last one?", 3));
+        expect(c, "last", "done");
+        TEST_CHECK(pump(c, 1, 60), "the last image question ended");
+        close(c->fd);
+        free(c);
+        int children = 0, zombies = 0;
+        for (int i = 0; i < 30; i++) { /* up to 3 s: the server's tick runs at least every second */
+            usleep(100000);
+            count_children(srv, &children, &zombies);
+            if (!zombies && i >= 15) break;
+        }
+        TEST_CHECK(zombies == 0, "no zombie child while idle after an image (%d)", zombies);
+    }
     kill(srv, SIGTERM);
     int st = 0;
     waitpid(srv, &st, 0);
