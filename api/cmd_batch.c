@@ -501,12 +501,12 @@ int cmd_batch(int argc, char **argv) {
         }
         if (!S_ISREG(jobs_sb.st_mode)) {
             fprintf(stderr, "nanovl batch: %s: the jobs file is not a regular file\n", jobs_path);
-            return 1;
+            return EXIT_USAGE; /* (as ocr -o with --resume: what was named cannot be used this way) */
         }
         if (stat(out_path, &out_sb) == 0) {
             if (!S_ISREG(out_sb.st_mode)) {
                 fprintf(stderr, "nanovl batch: %s: --out is not a regular file\n", out_path);
-                return 1;
+                return EXIT_USAGE;
             }
             if (out_sb.st_dev == jobs_sb.st_dev && out_sb.st_ino == jobs_sb.st_ino) {
                 fprintf(stderr, "nanovl batch: --out %s is the jobs file %s; results need their own file\n", out_path,

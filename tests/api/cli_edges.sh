@@ -19,7 +19,9 @@ expect 1 "fifo' is a FIFO" "$B" ocr --model "$M" "$T/fifo" --max-tokens 2
 printf '{"id":"f","files":["%s"],"question":"?"}\n' "$T/fifo" > "$T/jobs.jsonl"
 expect 1 "shard 0/1: 1 jobs, 0 already done, 0 ok, 1 failed" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" --no-progress
 n=$((n + 1)); grep -q '"code":"io_error","message":"[^"]*fifo'"'"' is a FIFO' "$T/res.jsonl" || { echo "FAIL: batch FIFO job result"; cat "$T/res.jsonl"; fail=$((fail + 1)); }
-expect 1 "jobs file is not a regular file" "$B" batch --model "$M" "$T/fifo" --out "$T/res2.jsonl"
+expect 2 "jobs file is not a regular file" "$B" batch --model "$M" "$T/fifo" --out "$T/res2.jsonl"
+expect 2 "out is not a regular file" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/fifo"
+expect 1 "no-such-jobs.jsonl: No such file" "$B" batch --model "$M" "$T/no-such-jobs.jsonl" --out "$T/res3.jsonl"
 # 10. --out is the jobs file (or a link to it): refused, the jobs file untouched
 cp "$T/jobs.jsonl" "$T/keep.jsonl"
 expect 2 "is the jobs file" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/jobs.jsonl"
