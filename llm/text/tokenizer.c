@@ -3,6 +3,7 @@
  * regex splits, ByteLevel) -> BPE merges by rank -> ids. */
 #include <cjson/cJSON.h>
 #include <oniguruma.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "base/alloc.h"
 #include "base/hash.h"
 #include "base/json_util.h"
+#include "base/log.h"
 #include "base/mapped_file.h"
 #include "tokenizer.h"
 #include "tokenizer_json.h"
@@ -555,6 +557,26 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, tok_lists *L, c
     return NVL_OK;
 }
 
+/* The general-category properties as the reference's Oniguruma has them (its Unicode tables are
+ * newer than the system's: tests/reference/gen_onig_props.py), defined once, process-wide, under
+ * their own names: Oniguruma looks a user property up before its built-in one, so \p{L},
+ * \p{Lu}, \p{N}, \p{M}, ... in every pattern, inside classes and negated too, match these. A
+ * property that cannot be defined keeps the system's table (a warning says which). */
+#include "unicode_props.inc"
+
+static pthread_once_t g_onig_once = PTHREAD_ONCE_INIT;
+
+static void onig_setup(void) {
+    for (size_t i = 0; i < sizeof nvl_props / sizeof nvl_props[0]; i++) {
+        const int r = onig_unicode_define_user_property(nvl_props[i].name, nvl_props[i].ranges);
+        if (r != ONIG_NORMAL)
+            NVL_LOG_WARN("tokenizer: \\p{%s} keeps the system Oniguruma's Unicode tables (defining it failed: %d)\n",
+                         nvl_props[i].name, r);
+    }
+    OnigEncoding enc = ONIG_ENCODING_UTF8;
+    onig_initialize(&enc, 1);
+}
+
 nvl_status llm_tokenizer_load(llm_tokenizer **out, const char *path, nvl_err *err) {
     *out = NULL;
     char file[4096];
@@ -563,12 +585,7 @@ nvl_status llm_tokenizer_load(llm_tokenizer **out, const char *path, nvl_err *er
         snprintf(file, sizeof file, "%s/tokenizer.json", path);
     else
         snprintf(file, sizeof file, "%s", path);
-    static int onig_ready = 0;
-    if (!onig_ready) {
-        OnigEncoding enc = ONIG_ENCODING_UTF8;
-        onig_initialize(&enc, 1);
-        onig_ready = 1;
-    }
+    pthread_once(&g_onig_once, onig_setup);
     char *text = NULL;
     size_t len = 0;
     nvl_status st = nvl_read_file(file, (size_t)256 << 20, &text, &len, err);
