@@ -122,6 +122,8 @@ struct server {
     int n_queued;
     job *running;          /* in the engine (list through next) */
     int n_running;
+    int n_planning;        /* OCR plan threads listing inputs now, at most PLAN_THREADS (under mu) */
+    pthread_cond_t plan_cv;
     int stop_worker;
     client *clients;
     int n_clients;
@@ -310,14 +312,35 @@ static void w_on_finish(nvl_status st, int n_failed, const char *msg, void *user
     if (st == NVL_OK && (j->end_ev = event(j->id, "done"))) cJSON_AddNumberToObject(j->end_ev, "failed_pages", n_failed);
 }
 
+/* OCR requests listing their inputs at once: each PDF opens in a renderer that may take
+ * --page-memory, as the engine's two media threads' pages may; the others wait their turn (a
+ * cancel, seen within 50 ms, ends the wait and the listing at once). */
+#define PLAN_THREADS 2
+
 /* An OCR job's pages listed (its own thread; nothing of the engine touched), then handed back to
  * the worker, which begins the run (begin_planned). */
 static void *plan_main(void *arg) {
     job *j = arg;
+    server *s = j->s;
+    pthread_mutex_lock(&s->mu);
+    while (s->n_planning >= PLAN_THREADS && !__atomic_load_n(&j->cancel, __ATOMIC_RELAXED)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->plan_cv, &s->mu, &ts);
+    }
+    s->n_planning++;
+    pthread_mutex_unlock(&s->mu);
     nvl_err err = {0};
-    const nvl_status st = api_pages_plan(j->s->e, j->media, j->rq.msgs[0].n_parts, j->rq.prompt, &j->ocr_p, &j->ocr_h,
+    const nvl_status st = api_pages_plan(s->e, j->media, j->rq.msgs[0].n_parts, j->rq.prompt, &j->ocr_p, &j->ocr_h,
                                          &j->pg, &err);
-    pthread_mutex_lock(&j->s->mu);
+    pthread_mutex_lock(&s->mu);
+    s->n_planning--;
+    pthread_cond_signal(&s->plan_cv);
     j->plan_st = st;
     j->plan_err = err;
     j->planned = 1;
@@ -1206,6 +1229,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     evloop_set_before_sleep(s.loop, serve_tick, &s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
+    pthread_cond_init(&s.plan_cv, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -1250,5 +1274,6 @@ out_socket:
     g_sigpipe[0] = g_sigpipe[1] = -1;
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
+    pthread_cond_destroy(&s.plan_cv);
     return st;
 }

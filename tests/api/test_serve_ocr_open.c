@@ -11,9 +11,13 @@
  *   - a cancel while such a document opens stops the opening: the request ends "cancelled" with
  *     no "cannot be interrupted" note (that note comes when a step does not stop within 1 s);
  *   - a question sent while an OCR document opens is answered within 2.5 s, not after it
- *     (--max-batch 2), and that OCR request then reads its two pages;
+ *     and that OCR request then reads its two pages;
  *   - a question about such a document (its opening in the engine's media stage): a cancel
- *     stops the opening there too. */
+ *     stops the opening there too;
+ *   - four OCR requests of such documents at once (--max-batch 8) open at most two at a time
+ *     (each renderer may take --page-memory): no more than 3 renderer processes (two opening,
+ *     the spare started ahead) in the first 2.7 s, and all four read their pages. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -65,6 +69,30 @@ static int readable(conn *c) {
     return poll(&pf, 1, 0) > 0;
 }
 
+/* Children of pid named nanovl-pdf (the PDF renderers), from /proc/N/stat. */
+static int renderers(pid_t pid) {
+    DIR *d = opendir("/proc");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9') continue;
+        char p[300], buf[512];
+        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f) continue;
+        const size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        const char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+        int ppid = 0;
+        char state = 0;
+        if (!lp || !rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || ppid != (int)pid || state == 'Z') continue;
+        n += rp - lp - 1 == 10 && !strncmp(lp + 1, "nanovl-pdf", 10);
+    }
+    closedir(d);
+    return n;
+}
+
 static void ask_long(conn *c, const char *id, const char *img) {
     char line[1024];
     snprintf(line, sizeof line,
@@ -96,7 +124,7 @@ int main(void) {
         int fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) dup2(fd, 2);
         setenv("NVL_TEST_RENDERER_SLOW_OPEN", "slow-open:3000", 1);
-        execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", g_sock, "--max-batch", "2",
+        execl(NANOVL_BIN, "nanovl", "serve", "--model", test_data_path("vl_tiny"), "--socket", g_sock, "--max-batch", "8",
               (char *)NULL);
         _exit(127);
     }
@@ -246,6 +274,30 @@ int main(void) {
         cJSON_Delete(e2);
     }
     TEST_CHECK(q2_end, "q2 ended");
+
+    /* 5: at most two OCR requests' documents open at once */
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "p%d", i);
+        ocr(&b, id, slow_pdf);
+    }
+    int max_renderers = 0, p_pages = 0, p_done = 0;
+    const double t5 = now();
+    while (p_done < 4 && now() - t5 < 120) {
+        /* the first 2.7 s: the documents open (3 s each) and no page has started yet (the pages'
+           own openings, on the engine's media threads, come after) */
+        const int n = now() - t5 < 2.7 ? renderers(srv) : 0;
+        if (n > max_renderers) max_renderers = n;
+        cJSON *e2 = next_event(&b, 0.1);
+        if (!e2) continue;
+        p_pages += !strcmp(str(e2, "event"), "page") && !cJSON_GetObjectItemCaseSensitive(e2, "error");
+        p_done += !strcmp(str(e2, "event"), "done") || !strcmp(str(e2, "event"), "error");
+        cJSON_Delete(e2);
+    }
+    TEST_CHECK(p_done == 4 && p_pages == 8, "four OCR requests of slow documents ended (%d) with their 8 pages (%d)", p_done,
+               p_pages);
+    TEST_CHECK(max_renderers <= 3, "PDF renderers while four OCR requests' documents opened: at most %d (two opening, one spare)",
+               max_renderers);
     close(a.fd);
     close(b.fd);
     close(c.fd);
