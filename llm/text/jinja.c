@@ -2053,6 +2053,28 @@ static val **eval_args(rt *R, scope *S, node *x) {
     return args;
 }
 
+/* An undefined value that says what was missing, in jinja2's words (Undefined._undefined_message):
+ * "'dict object' has no attribute 'x'" for a name, "list object has no element 5" for an index;
+ * its s holds the message (raised when an attribute or item of it is read). */
+static val *undefined_of(jctx *J, const val *o, const val *name) {
+    static const char *const types[] = {"Undefined", "None", "bool object", "int object", "float object", "str object",
+                                        "list object", "dict object", "Macro object", "function object"};
+    const char *type = o->t == V_LIST && o->tuple ? "tuple object" : types[o->t];
+    sbuf b = {0};
+    if (name->t == V_STR) {
+        sb_puts(J, &b, "'");
+        sb_puts(J, &b, type);
+        sb_puts(J, &b, "' has no attribute ");
+    } else {
+        sb_puts(J, &b, type);
+        sb_puts(J, &b, " has no element ");
+    }
+    repr(J, &b, name);
+    val *u = mk(J, V_UNDEF);
+    u->s = b.p;
+    return u;
+}
+
 static val *eval(rt *R, scope *S, node *x) {
     jctx *J = R->J;
     switch (x->k) {
@@ -2067,11 +2089,31 @@ static val *eval(rt *R, scope *S, node *x) {
                     f->s = fns[i];
                     return f;
                 }
+            sbuf b = {0};
+            sb_puts(J, &b, "'");
+            sb_put(J, &b, x->s, x->n);
+            sb_puts(J, &b, "' is undefined");
+            val *u = mk(J, V_UNDEF);
+            u->s = b.p;
+            return u;
         }
         return v;
     }
-    case E_ATTR: return getattr_v(R, eval(R, S, x->a), x->s, strlen(x->s));
-    case E_INDEX: return getitem(R, eval(R, S, x->a), eval(R, S, x->b), x->line);
+    /* an attribute or item of an undefined value raises, as jinja2's default Undefined does
+       (printing it or testing it with `is defined` does not), with jinja2's words for how it
+       came to be undefined */
+    case E_ATTR: {
+        val *o = eval(R, S, x->a);
+        if (o->t == V_UNDEF) fail(J, NVL_ERR_INVALID_ARG, x->line, "%s", o->s ? o->s : "undefined value");
+        val *v = getattr_v(R, o, x->s, strlen(x->s));
+        return v->t == V_UNDEF ? undefined_of(J, o, &(val){.t = V_STR, .s = x->s, .n = strlen(x->s)}) : v;
+    }
+    case E_INDEX: {
+        val *o = eval(R, S, x->a);
+        if (o->t == V_UNDEF) fail(J, NVL_ERR_INVALID_ARG, x->line, "%s", o->s ? o->s : "undefined value");
+        val *k = eval(R, S, x->b), *v = getitem(R, o, k, x->line);
+        return v->t == V_UNDEF ? undefined_of(J, o, k) : v;
+    }
     case E_SLICE: {
         val *o = eval(R, S, x->a);
         val *lo = x->b ? eval(R, S, x->b) : NULL, *hi = x->c ? eval(R, S, x->c) : NULL, *st = x->d ? eval(R, S, x->d) : NULL;

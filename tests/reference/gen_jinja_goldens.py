@@ -129,6 +129,15 @@ FEATURES = [
     # non-ASCII text before the match)
     ("find_unicode", "{{ 'héllo wörld'.find('l') }} {{ 'héllo wörld'.find('w') }} {{ '中文中'.find('中', 1) if false else '中文中'.find('文') }}"
      " {{ 'héllo'.count('l') }} {{ 'abc'.find('z') }} {{ m.find('ö') }}", {"m": "wörld"}),
+    # an undefined value prints empty and tests as undefined, but an attribute or item of it
+    # raises (jinja2's default Undefined): a template reading messages[0].role of no messages
+    # fails rather than rendering a prompt without its first turn
+    ("undefined_ok", "[{{ nope }}|{{ nope is defined }}|{{ m.nope is defined }}|{{ n.x }}|{{ m['nope'] is defined }}|"
+     "{{ nope | default('d') }}|{{ xs[5] is defined }}]", {"m": {"a": 1}, "n": None, "xs": [1]}),
+    ("undefined_attr", "{{ messages[0].role }}", {"messages": []}),
+    ("undefined_attr_test", "{% if m.nope.deeper is defined %}x{% endif %}", {"m": {"a": 1}}),
+    ("undefined_item", "{{ nope[0] }}", {}),
+    ("undefined_method", "{{ m.nope.startswith('a') }}", {"m": {"a": 1}}),
 ]
 
 
