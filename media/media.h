@@ -213,7 +213,7 @@ media_pdf_sandbox media_pdf_sandbox_default(void);
 void media_pdf_set_sandbox(const media_pdf_sandbox *sb);
 /* Ends (kills and reaps) the renderer started ahead, if any; the next document starts another. */
 void media_pdf_sandbox_end_spare(void);
-/* Renderer processes running now: the open documents' and the one started ahead. */
+/* Renderer processes running now: the open documents', those opening one, and the one started ahead. */
 int media_pdf_renderers(void);
 media_pdf_sandbox media_pdf_get_sandbox(void);
 /* The renderer's entry: when argv[1] is MEDIA_PDF_WORKER_ARG, serves the parent's calls on fd 3 and

@@ -347,6 +347,7 @@ static void call_what(const pdf_req *q, char *buf, size_t cap) {
 static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
 static media_pdf *g_live_head, *g_live_tail;
 static int g_n_live;
+static int g_n_opening; /* renderers opening a document, not yet listed (atomic) */
 
 static void live_unlink(media_pdf *pdf) {
     if (!pdf->listed) return;
@@ -435,7 +436,7 @@ int media_pdf_renderers(void) {
     pthread_mutex_lock(&g_live_mu);
     const int n = g_n_live;
     pthread_mutex_unlock(&g_live_mu);
-    return n + media_proc_spare_running(&g_spare);
+    return n + __atomic_load_n(&g_n_opening, __ATOMIC_RELAXED) + media_proc_spare_running(&g_spare);
 }
 
 /* A renderer that said hello: the spare (when use_spare), else one started now; then a new spare.
@@ -473,6 +474,8 @@ static enum media_proc_end read_reply(media_pdf *pdf, const media_proc_bounds *b
  * no renderer could start (may be NULL). A taken spare that turns out to have ended (it said hello
  * before it was killed) is replaced by a new renderer once. cb: the call's bounds (NULL: the
  * opening's own, call_bounds), which its start counts in too. */
+static nvl_status renderer_open_call(media_pdf *pdf, int *n_pages, int *no_renderer, const pdf_req *qp, size_t pl,
+                                     size_t wl, const media_proc_bounds *bp, nvl_err *err);
 static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, const media_proc_bounds *cb,
                                 nvl_err *err) {
     const size_t pl = strlen(pdf->name), wl = pdf->password ? strlen(pdf->password) : 0;
@@ -480,6 +483,17 @@ static nvl_status renderer_open(media_pdf *pdf, int *n_pages, int *no_renderer, 
                        .password_len = pdf->password ? (uint32_t)wl : PDF_NONE};
     live_make_room(pdf);
     const media_proc_bounds own = call_bounds(pdf, 0), b = cb ? *cb : own;
+    __atomic_add_fetch(&g_n_opening, 1, __ATOMIC_RELAXED); /* (counted by media_pdf_renderers) */
+    const nvl_status st = renderer_open_call(pdf, n_pages, no_renderer, &q, pl, wl, &b, err);
+    __atomic_sub_fetch(&g_n_opening, 1, __ATOMIC_RELAXED);
+    return st;
+}
+
+/* renderer_open's attempts (the first with the spare, a second if it had ended). */
+static nvl_status renderer_open_call(media_pdf *pdf, int *n_pages, int *no_renderer, const pdf_req *qp, size_t pl,
+                                     size_t wl, const media_proc_bounds *bp, nvl_err *err) {
+    const pdf_req q = *qp;
+    const media_proc_bounds b = *bp;
     for (int attempt = 0;; attempt++) {
         nvl_status st = renderer_take(&pdf->proc, attempt == 0, &b, err);
         if (no_renderer) *no_renderer = media_proc_none_started(st);

@@ -16,7 +16,8 @@
  *     stops the opening there too;
  *   - four OCR requests of such documents at once (--max-batch 8) open at most two at a time
  *     (each renderer may take --page-memory): no more than 3 renderer processes (two opening,
- *     the spare started ahead) in the first 2.7 s, and all four read their pages. */
+ *     the spare started ahead) in the first 2.7 s, status's pdf_renderers counts those opening,
+ *     and all four read their pages. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -281,9 +282,18 @@ int main(void) {
         snprintf(id, sizeof id, "p%d", i);
         ocr(&b, id, slow_pdf);
     }
-    int max_renderers = 0, p_pages = 0, p_done = 0;
+    int max_renderers = 0, p_pages = 0, p_done = 0, status_sent = 0;
+    double status_renderers = -1;
     const double t5 = now();
     while (p_done < 4 && now() - t5 < 120) {
+        if (!status_sent && now() - t5 > 1.5) { /* two documents opening: status counts their renderers */
+            send_line(c.fd, "{\"v\":1,\"id\":\"st\",\"type\":\"status\"}");
+            cJSON *st_ev = next_event(&c, 10);
+            const cJSON *pr = st_ev ? cJSON_GetObjectItemCaseSensitive(st_ev, "pdf_renderers") : NULL;
+            status_renderers = cJSON_IsNumber(pr) ? pr->valuedouble : -1;
+            cJSON_Delete(st_ev);
+            status_sent = 1;
+        }
         /* the first 2.7 s: the documents open (3 s each) and no page has started yet (the pages'
            own openings, on the engine's media threads, come after) */
         const int n = now() - t5 < 2.7 ? renderers(srv) : 0;
@@ -296,6 +306,8 @@ int main(void) {
     }
     TEST_CHECK(p_done == 4 && p_pages == 8, "four OCR requests of slow documents ended (%d) with their 8 pages (%d)", p_done,
                p_pages);
+    TEST_CHECK(status_renderers >= 2, "status counts the renderers opening documents: pdf_renderers %g 1.5 s into their "
+               "3 s openings (two opening, and the spare)", status_renderers);
     TEST_CHECK(max_renderers <= 3, "PDF renderers while four OCR requests' documents opened: at most %d (two opening, one spare)",
                max_renderers);
     close(a.fd);
