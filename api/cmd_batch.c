@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -260,6 +261,7 @@ typedef struct job {
     api_media *media;
     api_ask_params ocr_p;
     api_pages *pg;
+    api_pages_planner *planner; /* ocr, --parallel > 1: its pages being listed off the stepping loop */
     api_ask_result res;
     uint64_t id;
     nvl_status st;
@@ -380,6 +382,11 @@ static void start_job(api_engine *e, job *j, const api_ask_params *base, int ocr
         j->pages = cJSON_CreateArray();
         api_pages_hooks h = {.on_page = ocr_page, .on_page_error = ocr_page_error, .on_finish = job_on_finish,
                              .cb = &cb, .user = j};
+        /* with other jobs in flight, its files are opened off the loop that steps them (a PDF's
+           opening held every job's steps: tens of ms a file, seconds for a large damaged one) */
+        if (j->b->parallel > 1 && api_pages_plan_async(e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, NULL, NULL,
+                                                       &j->planner, &err) == NVL_OK)
+            return;
         st = api_pages_start(e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
         if (st != NVL_OK) job_end(j, st, 0, err.msg);
         return;
@@ -735,6 +742,21 @@ int cmd_batch(int argc, char **argv) {
             start_job(e, j, &base, ocr_tokens_default, &prog);
             if (parallel > 1) par_show(&b, 1, j->L->id, "starting");
         }
+        /* ocr jobs whose pages are listed begin (stopped at once when the batch is stopping) */
+        int n_planning = 0;
+        for (int s = 0; slots && s < parallel; s++) {
+            job *j = &slots[s];
+            if (!j->live || !j->planner) continue;
+            if (!api_pages_planned(j->planner)) {
+                n_planning++;
+                continue;
+            }
+            nvl_err e2 = {0};
+            const nvl_status st = api_pages_plan_finish(j->planner, &j->pg, &e2);
+            j->planner = NULL;
+            if (st != NVL_OK) job_end(j, st, 0, e2.msg);
+            else if (halt || g_stop) job_cancel(e, j);
+        }
         /* the jobs that ended: their lines, one whole append each */
         for (int s = 0; slots && s < parallel; s++) {
             job *j = &slots[s];
@@ -773,11 +795,18 @@ int cmd_batch(int argc, char **argv) {
             if (halt || g_stop || next >= n_lines) break;
             continue;
         }
+        if (n_planning && api_engine_pending(e) == 0) { /* only listings under way: wait for them */
+            const struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         api_engine_step(e);
         if (api_engine_pending(e) == 0) {
-            /* nothing is left in the engine: every job in flight has ended (its callbacks ran) */
+            /* nothing is left in the engine: every job in flight has ended (its callbacks ran), but
+               those still listing their pages */
             for (int s = 0; s < parallel; s++)
-                if (slots[s].live && !slots[s].ended) job_end(&slots[s], NVL_ERR_INTERNAL, 0, "the engine dropped the job");
+                if (slots[s].live && !slots[s].ended && !slots[s].planner)
+                    job_end(&slots[s], NVL_ERR_INTERNAL, 0, "the engine dropped the job");
         }
     }
     nvl_free(slots);

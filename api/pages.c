@@ -2,8 +2,10 @@
  * progress knows the total; an input that cannot be read fails as a whole and the others go
  * on), then submitted to the engine as separate requests, up to `window` at once, and reported
  * strictly in page order whatever order they end in. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -160,6 +162,7 @@ nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, co
        the next (its units follow each other) */
     if (h->n_prompts <= 1) pg->p.no_cache = 1;
     pg->h = *h;
+    pg->h.cb = h->cb ? &pg->cb : NULL; /* (h->cb need not outlive the listing) */
     if (h->cb) pg->cb = *h->cb;
     pg->cb.on_done = NULL;
     pg->prompt = prompt;
@@ -278,6 +281,96 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
         api_pages_free(*out);
         *out = NULL;
     }
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Listing on a thread of its own (api_pages_plan_async)
+
+struct api_pages_planner {
+    api_engine *e;
+    const api_media *media;
+    int n_media;
+    const char *prompt;
+    api_ask_params p;
+    api_pages_hooks h; /* h.cb points at cb */
+    api_callbacks cb;
+    void (*on_planned)(void *user);
+    void *user;
+    pthread_t thr;
+    int done; /* (atomic) */
+    api_pages *pg;
+    nvl_status st;
+    nvl_err err;
+};
+
+/* Planners listing inputs at once, process-wide: each PDF opens in a renderer that may take its
+ * --page-memory, as each of the engine's two media threads' pages may; the others wait their turn
+ * (a cancel, seen within 50 ms, ends the wait, and the listing then ends at once). */
+#define PLANNERS_AT_ONCE 2
+static pthread_mutex_t g_plan_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_plan_cv = PTHREAD_COND_INITIALIZER;
+static int g_n_planning;
+
+static void *planner_main(void *arg) {
+    api_pages_planner *pl = arg;
+    volatile int *cancel = pl->cb.cancel;
+    pthread_mutex_lock(&g_plan_mu);
+    while (g_n_planning >= PLANNERS_AT_ONCE && !(cancel && plan_cancelled((void *)cancel))) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g_plan_cv, &g_plan_mu, &ts);
+    }
+    g_n_planning++;
+    pthread_mutex_unlock(&g_plan_mu);
+    pl->st = api_pages_plan(pl->e, pl->media, pl->n_media, pl->prompt, &pl->p, &pl->h, &pl->pg, &pl->err);
+    pthread_mutex_lock(&g_plan_mu);
+    g_n_planning--;
+    pthread_cond_signal(&g_plan_cv);
+    pthread_mutex_unlock(&g_plan_mu);
+    __atomic_store_n(&pl->done, 1, __ATOMIC_RELEASE);
+    if (pl->on_planned) pl->on_planned(pl->user);
+    return NULL;
+}
+
+nvl_status api_pages_plan_async(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                                const api_ask_params *p, const api_pages_hooks *h, void (*on_planned)(void *user),
+                                void *user, api_pages_planner **out, nvl_err *err) {
+    *out = NULL;
+    api_pages_planner *pl = nvl_calloc(1, sizeof *pl);
+    if (!pl) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
+    *pl = (api_pages_planner){.e = e, .media = media, .n_media = n_media, .prompt = prompt, .p = *p, .h = *h,
+                              .on_planned = on_planned, .user = user};
+    if (h->cb) {
+        pl->cb = *h->cb;
+        pl->h.cb = &pl->cb;
+    }
+    if (pthread_create(&pl->thr, NULL, planner_main, pl) != 0) {
+        nvl_free(pl);
+        return nvl_err_set(err, NVL_ERR_IO, "ocr: cannot start a thread to list the inputs");
+    }
+    *out = pl;
+    return NVL_OK;
+}
+
+int api_pages_planned(const api_pages_planner *pl) { return __atomic_load_n(&pl->done, __ATOMIC_ACQUIRE); }
+
+nvl_status api_pages_plan_finish(api_pages_planner *pl, api_pages **out, nvl_err *err) {
+    *out = NULL;
+    pthread_join(pl->thr, NULL);
+    nvl_status st = pl->st;
+    if (st == NVL_OK) {
+        *out = pl->pg;
+        st = api_pages_begin(pl->pg, err);
+    } else if (err) {
+        *err = pl->err;
+    }
+    nvl_free(pl);
     return st;
 }
 

@@ -72,14 +72,10 @@ typedef struct job {
     api_ask_params ocr_p;  /* OCR: the request's parameters as OCR runs them */
     api_media *media;      /* OCR: the inputs */
     api_pages *pg;         /* OCR: the page-by-page run */
-    api_callbacks ocr_cb;  /* OCR: the callbacks and hooks its run keeps (the plan thread reads them) */
-    api_pages_hooks ocr_h;
-    pthread_t plan_thr;    /* OCR: lists the pages off the worker thread (opening PDFs may take up to
-                              --page-timeout each; the worker steps every client's requests) */
-    int planning;          /* the plan thread was started and is not joined yet (worker thread) */
-    int planned;           /* the plan thread is done (under the lock) */
-    nvl_status plan_st;
-    nvl_err plan_err;
+    api_pages_planner *planner; /* OCR: lists the pages off the worker thread (opening PDFs may take
+                              up to --page-timeout each; the worker steps every client's requests);
+                              NULL once begun (worker thread) */
+    int planned;           /* its listing is done (under the lock) */
     api_ask_result res;    /* ask: the answer */
     int ended;             /* the engine is done with it (worker thread only) */
     double t_cancel;       /* when its client cancelled it (0: not), main thread under the lock */
@@ -122,8 +118,6 @@ struct server {
     int n_queued;
     job *running;          /* in the engine (list through next) */
     int n_running;
-    int n_planning;        /* OCR plan threads listing inputs now, at most PLAN_THREADS (under mu) */
-    pthread_cond_t plan_cv;
     int stop_worker;
     client *clients;
     int n_clients;
@@ -312,41 +306,13 @@ static void w_on_finish(nvl_status st, int n_failed, const char *msg, void *user
     if (st == NVL_OK && (j->end_ev = event(j->id, "done"))) cJSON_AddNumberToObject(j->end_ev, "failed_pages", n_failed);
 }
 
-/* OCR requests listing their inputs at once: each PDF opens in a renderer that may take
- * --page-memory, as the engine's two media threads' pages may; the others wait their turn (a
- * cancel, seen within 50 ms, ends the wait and the listing at once). */
-#define PLAN_THREADS 2
-
-/* An OCR job's pages listed (its own thread; nothing of the engine touched), then handed back to
- * the worker, which begins the run (begin_planned). */
-static void *plan_main(void *arg) {
-    job *j = arg;
-    server *s = j->s;
-    pthread_mutex_lock(&s->mu);
-    while (s->n_planning >= PLAN_THREADS && !__atomic_load_n(&j->cancel, __ATOMIC_RELAXED)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->plan_cv, &s->mu, &ts);
-    }
-    s->n_planning++;
-    pthread_mutex_unlock(&s->mu);
-    nvl_err err = {0};
-    const nvl_status st = api_pages_plan(s->e, j->media, j->rq.msgs[0].n_parts, j->rq.prompt, &j->ocr_p, &j->ocr_h,
-                                         &j->pg, &err);
-    pthread_mutex_lock(&s->mu);
-    s->n_planning--;
-    pthread_cond_signal(&s->plan_cv);
-    j->plan_st = st;
-    j->plan_err = err;
+/* An OCR job's pages are listed (api_pages_plan_async's thread): the worker begins its run. */
+static void on_planned(void *user) {
+    job *j = user;
+    pthread_mutex_lock(&j->s->mu);
     j->planned = 1;
     pthread_cond_signal(&j->s->cv);
     pthread_mutex_unlock(&j->s->mu);
-    return NULL;
 }
 
 static void job_failed(job *j, nvl_status st, const char *msg) {
@@ -371,18 +337,16 @@ static void start_job(server *s, job *j) {
             st = nvl_err_set(&err, NVL_ERR_NOMEM, "out of memory");
         } else {
             for (int i = 0; i < n_media; i++) j->media[i] = j->rq.msgs[0].parts[i].media;
-            j->ocr_cb = cb;
-            j->ocr_cb.on_text = NULL; /* pages come whole in "page" events */
-            j->ocr_cb.on_done = NULL;
+            cb.on_text = NULL; /* pages come whole in "page" events */
+            cb.on_done = NULL;
             /* pages come whole, in order, so several may run at once (4: a long document does not
              * take every place from the other clients' requests) */
-            j->ocr_h = (api_pages_hooks){.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
-                                         .cb = &j->ocr_cb, .user = j, .window = 4};
-            if (pthread_create(&j->plan_thr, NULL, plan_main, j) == 0) {
-                j->planning = 1;
+            const api_pages_hooks h = {.on_page = w_on_page, .on_page_error = w_on_page_error, .on_finish = w_on_finish,
+                                       .cb = &cb, .user = j, .window = 4};
+            if (api_pages_plan_async(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, on_planned, j, &j->planner,
+                                     &err) == NVL_OK)
                 return;
-            }
-            st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &j->ocr_h, &j->pg, &err);
+            st = api_pages_start(s->e, j->media, n_media, j->rq.prompt, &j->ocr_p, &h, &j->pg, &err);
         }
     } else {
         st = api_engine_submit(s->e, j->rq.msgs, j->rq.n_msgs, &j->rq.params, &cb, &j->res, NULL, &err);
@@ -399,16 +363,13 @@ static int begin_planned(server *s) {
         n_planning = 0;
         pthread_mutex_lock(&s->mu);
         for (job *r = s->running; r; r = r->next)
-            if (r->planning && r->planned) j = r;
-            else n_planning += r->planning;
+            if (r->planner && r->planned) j = r;
+            else n_planning += r->planner != NULL;
         pthread_mutex_unlock(&s->mu);
         if (!j) return n_planning;
-        pthread_join(j->plan_thr, NULL);
-        j->planning = 0;
         nvl_err err = {0};
-        nvl_status st = j->plan_st;
-        if (st == NVL_OK) st = api_pages_begin(j->pg, &err);
-        else err = j->plan_err;
+        const nvl_status st = api_pages_plan_finish(j->planner, &j->pg, &err);
+        j->planner = NULL;
         if (st != NVL_OK) job_failed(j, st, err.msg);
     }
 }
@@ -526,7 +487,7 @@ static void *worker_main(void *arg) {
         if (!stepped && n_planning > 0 && n_planning == s->n_running && !s->stop_worker &&
             !(s->head && s->n_running < max_batch)) {
             int ready = 0;
-            for (job *r = s->running; r; r = r->next) ready |= r->planned && r->planning;
+            for (job *r = s->running; r; r = r->next) ready |= r->planned && r->planner;
             if (!ready) pthread_cond_wait(&s->cv, &s->mu);
         }
     }
@@ -1229,7 +1190,6 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     evloop_set_before_sleep(s.loop, serve_tick, &s);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
-    pthread_cond_init(&s.plan_cv, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -1274,6 +1234,5 @@ out_socket:
     g_sigpipe[0] = g_sigpipe[1] = -1;
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
-    pthread_cond_destroy(&s.plan_cv);
     return st;
 }

@@ -142,6 +142,20 @@ nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, c
 nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, const char *prompt,
                           const api_ask_params *p, const api_pages_hooks *h, api_pages **out, nvl_err *err);
 nvl_status api_pages_begin(api_pages *pg, nvl_err *err);
+/* Both halves for a stepping thread that must not wait: api_pages_plan on a thread of its own
+ * (at most two list at once in the process; the others wait their turn, a cancel ending the
+ * wait), then on_planned(user) from that thread (may be NULL: poll api_pages_planned). The
+ * stepping thread then calls api_pages_plan_finish, which joins the thread, frees the planner
+ * and begins the run: *out is the run (to free with api_pages_free, also when the beginning
+ * failed), NULL when the listing failed. A thread that cannot start: NVL_ERR_IO, nothing started
+ * (list them with api_pages_start). h, *h->cb and p are copied; media and prompt must outlive the
+ * run. */
+typedef struct api_pages_planner api_pages_planner;
+nvl_status api_pages_plan_async(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                                const api_ask_params *p, const api_pages_hooks *h, void (*on_planned)(void *user),
+                                void *user, api_pages_planner **out, nvl_err *err);
+int api_pages_planned(const api_pages_planner *pl);
+nvl_status api_pages_plan_finish(api_pages_planner *pl, api_pages **out, nvl_err *err);
 int api_pages_finished(const api_pages *pg);
 /* Stops submitting and cancels the running pages (from the stepping thread). */
 void api_pages_cancel(api_pages *pg);

@@ -1,0 +1,43 @@
+#!/bin/sh
+# `nanovl batch --parallel 2`: an ocr job's files are opened off the loop that steps the other
+# jobs. The renderer's knob NVL_TEST_RENDERER_SLOW_OPEN makes opening a document whose path holds
+# "slow-open" take 10 s (its listing, then its page's own opening). The manifest lists that ocr
+# job first, then a short question: before, the loop opened the document itself, so the
+# question's line came 10 s after the start at the earliest; now it must come within 7 s of the
+# start, model loading included (a liveness check with a wide margin, read from when the line
+# appears). Both answer: the ocr job its page, the question equal to the same question alone.
+# usage: cli_batch_ocr_open.sh NANOVL MODEL_DIR PDF
+B=$1 M=$2 P=$3
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+fail=0 n=0
+cp "$P" "$T/slow-open.pdf" || exit 1
+printf '{"id":"o","type":"ocr","files":["%s"],"params":{"max_tokens":3,"pages":"1"}}\n' "$T/slow-open.pdf" > "$T/jobs.jsonl"
+printf '{"id":"q","question":"What is the capital of France?","params":{"max_tokens":6,"think":false}}\n' >> "$T/jobs.jsonl"
+NVL_TEST_RENDERER_SLOW_OPEN="slow-open:10000" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" --parallel 2 \
+  --no-progress 2> "$T/log" &
+pid=$!
+tq="" to="" t=0
+while [ $t -lt 1200 ] && kill -0 $pid 2>/dev/null; do # (tenths of a second, 120 s at most)
+  [ -z "$tq" ] && grep -q '"id":"q"' "$T/res.jsonl" 2>/dev/null && tq=$t
+  [ -z "$to" ] && grep -q '"id":"o"' "$T/res.jsonl" 2>/dev/null && to=$t
+  sleep 0.1
+  t=$((t + 1))
+done
+[ -z "$tq" ] && grep -q '"id":"q"' "$T/res.jsonl" 2>/dev/null && tq=$t
+[ -z "$to" ] && grep -q '"id":"o"' "$T/res.jsonl" 2>/dev/null && to=$t
+wait $pid
+rc=$?
+n=$((n + 1)); [ $rc = 0 ] || { echo "FAIL: batch exit $rc"; cat "$T/log"; fail=$((fail + 1)); }
+n=$((n + 1)); if [ -n "$tq" ] && [ -n "$to" ] && [ "$tq" -lt 70 ]; then :; else
+  echo "FAIL: the question's line came at ${tq:-never}, the ocr job's at ${to:-never} (tenths of a second from the start): the question waited for the opening"
+  fail=$((fail + 1)); fi
+n=$((n + 1)); grep '"id":"o"' "$T/res.jsonl" | grep -q '"status":"ok"' && [ "$(grep '"id":"o"' "$T/res.jsonl" | grep -o '"page":[0-9]' | wc -l)" = 1 ] ||
+  { echo "FAIL: the ocr job's line"; grep '"id":"o"' "$T/res.jsonl"; fail=$((fail + 1)); }
+# the question alone
+sed -n 2p "$T/jobs.jsonl" > "$T/q.jsonl"
+"$B" batch --model "$M" "$T/q.jsonl" --out "$T/q_res.jsonl" --no-progress 2>/dev/null
+a1=$(grep -o '"answer":"[^"]*"' "$T/res.jsonl" | head -1) a2=$(grep -o '"answer":"[^"]*"' "$T/q_res.jsonl" | head -1)
+n=$((n + 1)); [ -n "$a1" ] && [ "$a1" = "$a2" ] || { echo "FAIL: the question's answer '$a1', alone '$a2'"; fail=$((fail + 1)); }
+echo "cli_batch_ocr_open: $((n - fail)) of $n checks passed (question at ${tq}, ocr job at ${to} tenths)"
+[ $fail = 0 ]
