@@ -214,7 +214,11 @@ void cli_on_progress(const api_progress *pr, void *user) {
     const int always = (int)pr->stage + 1 != p->last_stage;
     p->last_stage = (int)pr->stage + 1;
     switch (pr->stage) {
-    case API_STAGE_MEDIA: cli_progress_show(p, always, "reading %s", what); break;
+    case API_STAGE_MEDIA: /* (a total: page by page work listing its inputs' pages) */
+        if (pr->total > 0) cli_progress_show(p, always, "listing pages: %s (%lld/%lld)", what, (long long)pr->done + 1,
+                                             (long long)pr->total);
+        else cli_progress_show(p, always, "reading %s", what);
+        break;
     case API_STAGE_VISION:
         cli_progress_show(p, always, "vision: %s (%lld/%lld) %.1f s", what, (long long)pr->done, (long long)pr->total, pr->elapsed_s);
         break;

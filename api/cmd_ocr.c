@@ -284,6 +284,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     c->n_started++;
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
     if (c->json || c->whole) return;
+    cli_progress_clear(&c->prog); /* (the inputs' listing may be on the line) */
     marker(c, name, page);
     c->page_open = 1;
     (void)out_failed(c); /* (the page's first text stops the run) */

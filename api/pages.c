@@ -150,10 +150,21 @@ static void pump(api_pages *pg) {
 /* media_pdf's cancel callback while the inputs are listed: the run's cancel flag */
 static int plan_cancelled(void *flag) { return __atomic_load_n((const volatile int *)flag, __ATOMIC_RELAXED) != 0; }
 
-nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
-                          const api_pages_hooks *h, api_pages **out, nvl_err *err) {
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* api_pages_plan; report: each input's listing is told to h->cb->on_progress (stage media, done
+ * of total inputs), on the caller's thread (api_pages_start: the CLI's progress line) */
+static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media, const char *prompt,
+                              const api_ask_params *pp, const api_pages_hooks *h, int report, api_pages **out,
+                              nvl_err *err) {
     *out = NULL;
     volatile int *cancel = h->cb ? h->cb->cancel : NULL;
+    const int tell = report && h->cb && h->cb->on_progress;
+    const double t0 = mono_now();
     api_pages *pg = nvl_calloc(1, sizeof *pg);
     if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     pg->e = e;
@@ -180,6 +191,11 @@ nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, co
         pg->local[m] = media[m];
         const char *name = media[m].name ? media[m].name : media[m].path ? media[m].path : "bytes";
         pg->local[m].name = name;
+        if (tell) {
+            const api_progress pr = {.stage = API_STAGE_MEDIA, .item = name, .done = m, .total = n_media,
+                                     .elapsed_s = mono_now() - t0};
+            h->cb->on_progress(&pr, h->cb->user);
+        }
         enum media_kind k;
         nvl_status s2 = NVL_OK;
         nvl_err e2 = {0};
@@ -252,6 +268,11 @@ nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, co
     return NVL_OK;
 }
 
+nvl_status api_pages_plan(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
+                          const api_pages_hooks *h, api_pages **out, nvl_err *err) {
+    return plan_inputs(e, media, n_media, prompt, pp, h, 0, out, err);
+}
+
 nvl_status api_pages_begin(api_pages *pg, nvl_err *err) {
     const api_pages_hooks *h = &pg->h;
     nvl_status st = NVL_OK;
@@ -276,7 +297,7 @@ nvl_status api_pages_begin(api_pages *pg, nvl_err *err) {
 
 nvl_status api_pages_start(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *pp,
                            const api_pages_hooks *h, api_pages **out, nvl_err *err) {
-    nvl_status st = api_pages_plan(e, media, n_media, prompt, pp, h, out, err);
+    nvl_status st = plan_inputs(e, media, n_media, prompt, pp, h, 1, out, err);
     if (st == NVL_OK && (st = api_pages_begin(*out, err)) != NVL_OK) {
         api_pages_free(*out);
         *out = NULL;

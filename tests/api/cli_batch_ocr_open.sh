@@ -6,6 +6,7 @@
 # question's line came 10 s after the start at the earliest; now it must come within 7 s of the
 # start, model loading included (a liveness check with a wide margin, read from when the line
 # appears). Both answer: the ocr job its page, the question equal to the same question alone.
+# Also: `ocr` of several files shows which one's pages it is listing on its progress line.
 # usage: cli_batch_ocr_open.sh NANOVL MODEL_DIR PDF
 B=$1 M=$2 P=$3
 T=$(mktemp -d) || exit 1
@@ -39,5 +40,10 @@ sed -n 2p "$T/jobs.jsonl" > "$T/q.jsonl"
 "$B" batch --model "$M" "$T/q.jsonl" --out "$T/q_res.jsonl" --no-progress 2>/dev/null
 a1=$(grep -o '"answer":"[^"]*"' "$T/res.jsonl" | head -1) a2=$(grep -o '"answer":"[^"]*"' "$T/q_res.jsonl" | head -1)
 n=$((n + 1)); [ -n "$a1" ] && [ "$a1" = "$a2" ] || { echo "FAIL: the question's answer '$a1', alone '$a2'"; fail=$((fail + 1)); }
+# ocr of several files says, on its progress line, which one's pages it is listing
+cp "$P" "$T/second.pdf" || exit 1
+"$B" ocr --model "$M" "$T/slow-open.pdf" "$T/second.pdf" --pages 1 --max-tokens 2 -o "$T/o.md" --progress 2> "$T/progress"
+n=$((n + 1)); tr '\r' '\n' < "$T/progress" | grep -q "listing pages: $T/[a-z-]*.pdf ([12]/2)" ||
+  { echo "FAIL: no 'listing pages' progress"; tr '\r' '\n' < "$T/progress" | head -5; fail=$((fail + 1)); }
 echo "cli_batch_ocr_open: $((n - fail)) of $n checks passed (question at ${tq}, ocr job at ${to} tenths)"
 [ $fail = 0 ]
