@@ -788,6 +788,7 @@ int cmd_batch(int argc, char **argv) {
             if (parallel > 1) par_show(&b, 1, NULL, "");
         }
         if ((g_stop || halt) && !cancelled_all) {
+            g_cancel = 1; /* (ends the listings under way, which have no run to cancel yet) */
             for (int s = 0; slots && s < parallel; s++) job_cancel(e, &slots[s]);
             cancelled_all = 1;
         }

@@ -2116,6 +2116,7 @@ static val *eval(rt *R, scope *S, node *x) {
     }
     case E_SLICE: {
         val *o = eval(R, S, x->a);
+        if (o->t == V_UNDEF) fail(J, NVL_ERR_INVALID_ARG, x->line, "%s", o->s ? o->s : "undefined value");
         val *lo = x->b ? eval(R, S, x->b) : NULL, *hi = x->c ? eval(R, S, x->c) : NULL, *st = x->d ? eval(R, S, x->d) : NULL;
         long long a, b, step;
         if (o->t == V_LIST) {

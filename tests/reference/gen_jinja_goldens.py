@@ -138,6 +138,7 @@ FEATURES = [
     ("undefined_attr_test", "{% if m.nope.deeper is defined %}x{% endif %}", {"m": {"a": 1}}),
     ("undefined_item", "{{ nope[0] }}", {}),
     ("undefined_method", "{{ m.nope.startswith('a') }}", {"m": {"a": 1}}),
+    ("undefined_slice", "{{ nope[1:] }}", {}),
 ]
 
 
