@@ -60,5 +60,5 @@ cp "$P" "$T/second.pdf" || exit 1
 "$B" ocr --model "$M" "$T/slow-open.pdf" "$T/second.pdf" --pages 1 --max-tokens 2 -o "$T/o.md" --progress 2> "$T/progress"
 n=$((n + 1)); tr '\r' '\n' < "$T/progress" | grep -q "listing pages: $T/[a-z-]*.pdf ([12]/2)" ||
   { echo "FAIL: no 'listing pages' progress"; tr '\r' '\n' < "$T/progress" | head -5; fail=$((fail + 1)); }
-echo "cli_batch_ocr_open: $((n - fail)) of $n checks passed (question at ${tq}, ocr job at ${to} tenths)"
+echo "cli_batch_ocr_open: $((n - fail)) of $n checks passed (question at ${tq}, ocr job at ${to} tenths; the failed write stopped the batch in ${ms} ms)"
 [ $fail = 0 ]
