@@ -24,8 +24,10 @@ from tokenizers import Regex, pre_tokenizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "llm", "text", "unicode_props.inc")
-# general categories and their groups (at most 20 user properties in all: Oniguruma's limit)
-PROPS = ["L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "S"]
+# general categories and their groups as tokenizer patterns write them (at most 20 user properties in
+# all: Oniguruma's limit; the other subcategories, long names such as \p{Letter} and other
+# spellings keep the system's Unicode 14 tables)
+PROPS = ["L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "S", "C", "Cn", "Z", "Zs"]
 
 CPS = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 TEXT = "".join(chr(c) for c in CPS)
