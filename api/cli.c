@@ -4,6 +4,7 @@
  * Subcommands live in one table below; each is a function taking (argc, argv) after its name.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,10 @@ int main(int argc, char **argv) {
     media_pdf_worker_main(argc, argv); /* the PDF renderer: this executable started again (media.h) */
     media_video_worker_main(argc, argv); /* the video decoder: the same */
     media_image_worker_main(argc, argv); /* the image decoder: the same */
+    /* past a file size limit (ulimit -f) a write fails (EFBIG) and the command says so, naming
+       the file, rather than ending on SIGXFSZ without a word (batch and ocr --resume keep what
+       was written whole) */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fprintf(stderr, k_usage, NANOVL_VERSION);
         return EXIT_USAGE;

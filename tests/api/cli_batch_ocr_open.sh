@@ -6,8 +6,9 @@
 # question's line came 10 s after the start at the earliest; now it must come within 7 s of the
 # start, model loading included (a liveness check with a wide margin, read from when the line
 # appears). Both answer: the ocr job its page, the question equal to the same question alone.
-# Also: a write failure stops the batch at once though ocr jobs are listing their documents, and
-# `ocr` of several files shows which one's pages it is listing on its progress line.
+# Also: a write failure (a file size limit) stops the batch at once, with a message, though ocr
+# jobs are listing their documents; `ocr -o` past that limit exits 1 naming the file; and `ocr`
+# of several files shows which one's pages it is listing on its progress line.
 # usage: cli_batch_ocr_open.sh NANOVL MODEL_DIR PDF
 B=$1 M=$2 P=$3
 T=$(mktemp -d) || exit 1
@@ -41,8 +42,9 @@ sed -n 2p "$T/jobs.jsonl" > "$T/q.jsonl"
 "$B" batch --model "$M" "$T/q.jsonl" --out "$T/q_res.jsonl" --no-progress 2>/dev/null
 a1=$(grep -o '"answer":"[^"]*"' "$T/res.jsonl" | head -1) a2=$(grep -o '"answer":"[^"]*"' "$T/q_res.jsonl" | head -1)
 n=$((n + 1)); [ -n "$a1" ] && [ "$a1" = "$a2" ] || { echo "FAIL: the question's answer '$a1', alone '$a2'"; fail=$((fail + 1)); }
-# a write that fails (a file size limit: EFBIG, SIGXFSZ ignored) stops the batch at once though
-# six ocr jobs are listing slow documents (3 s each, two at a time: 9 s if they were waited for)
+# a write that fails (a file size limit: EFBIG; nanovl ignores SIGXFSZ, which would end it without
+# a word) stops the batch at once, with a message, though six ocr jobs are listing slow documents
+# (3 s each, two at a time: 9 s if they were waited for)
 pad=$(printf '%0440d' 0)
 printf '{"id":"zz","line":99,"status":"ok","pad":"%s"}\n' "$pad" > "$T/full.jsonl"
 sed -n 2p "$T/jobs.jsonl" > "$T/jobs7.jsonl"
@@ -50,13 +52,19 @@ for i in 1 2 3 4 5 6; do
   printf '{"id":"o%d","type":"ocr","files":["%s"],"params":{"max_tokens":3,"pages":"1"}}\n' $i "$T/slow-open.pdf" >> "$T/jobs7.jsonl"
 done
 t0=$(date +%s%N)
-(trap '' XFSZ; ulimit -f 1; NVL_TEST_RENDERER_SLOW_OPEN="slow-open:3000" exec "$B" batch --model "$M" "$T/jobs7.jsonl" \
+(ulimit -f 1; NVL_TEST_RENDERER_SLOW_OPEN="slow-open:3000" exec "$B" batch --model "$M" "$T/jobs7.jsonl" \
   --out "$T/full.jsonl" --parallel 7 --no-progress > "$T/log7" 2>&1)
 rc=$? ms=$((($(date +%s%N) - t0) / 1000000))
 n=$((n + 1)); [ $rc = 1 ] && grep -q "write failed" "$T/log7" && [ $ms -lt 2500 ] ||
   { echo "FAIL: a failed write with jobs listing: exit $rc after $ms ms (want 1, under 2500)"; cat "$T/log7"; fail=$((fail + 1)); }
-# ocr of several files says, on its progress line, which one's pages it is listing
+# ocr -o past a file size limit: exit 1 naming the file, not killed by SIGXFSZ
 cp "$P" "$T/second.pdf" || exit 1
+(ulimit -f 1; exec "$B" ocr --model "$M" "$T/second.pdf" "$T/second.pdf" "$T/second.pdf" --max-tokens 40 -o "$T/big.md" \
+  --no-progress > "$T/log8" 2>&1)
+rc=$?
+n=$((n + 1)); [ $rc = 1 ] && grep -q "big.md.*File too large" "$T/log8" ||
+  { echo "FAIL: ocr -o past a file size limit: exit $rc"; cat "$T/log8"; fail=$((fail + 1)); }
+# ocr of several files says, on its progress line, which one's pages it is listing
 "$B" ocr --model "$M" "$T/slow-open.pdf" "$T/second.pdf" --pages 1 --max-tokens 2 -o "$T/o.md" --progress 2> "$T/progress"
 n=$((n + 1)); tr '\r' '\n' < "$T/progress" | grep -q "listing pages: $T/[a-z-]*.pdf ([12]/2)" ||
   { echo "FAIL: no 'listing pages' progress"; tr '\r' '\n' < "$T/progress" | head -5; fail=$((fail + 1)); }
