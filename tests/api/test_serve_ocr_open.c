@@ -18,7 +18,6 @@
  *     (each renderer may take --page-memory): no more than 3 renderer processes (two opening,
  *     the spare started ahead) in the first 2.7 s, status's pdf_renderers counts those opening,
  *     and all four read their pages. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,33 +35,8 @@
 
 static char g_sock[100], g_log[512];
 
-typedef struct conn {
-    int fd;
-    char buf[1 << 16];
-    size_t n;
-} conn;
-
-/* The next event, or NULL after timeout_s. */
-static cJSON *next_event(conn *c, double timeout_s) {
-    const double t0 = now();
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->n);
-        if (nl) {
-            cJSON *ev = cJSON_ParseWithLength(c->buf, (size_t)(nl - c->buf));
-            const size_t used = (size_t)(nl - c->buf) + 1;
-            memmove(c->buf, c->buf + used, c->n - used);
-            c->n -= used;
-            return ev;
-        }
-        const double left = timeout_s - (now() - t0);
-        if (left <= 0) return NULL;
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;
-        ssize_t r = read(c->fd, c->buf + c->n, sizeof c->buf - c->n);
-        if (r <= 0) return NULL;
-        c->n += (size_t)r;
-    }
-}
+typedef sock_conn conn;
+#define next_event sock_next_event
 
 static int readable(conn *c) {
     if (memchr(c->buf, '\n', c->n)) return 1;
@@ -70,29 +44,8 @@ static int readable(conn *c) {
     return poll(&pf, 1, 0) > 0;
 }
 
-/* Children of pid named nanovl-pdf (the PDF renderers), from /proc/N/stat. */
-static int renderers(pid_t pid) {
-    DIR *d = opendir("/proc");
-    if (!d) return -1;
-    int n = 0;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (de->d_name[0] < '1' || de->d_name[0] > '9') continue;
-        char p[300], buf[512];
-        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(p, "r");
-        if (!f) continue;
-        const size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        const char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-        int ppid = 0;
-        char state = 0;
-        if (!lp || !rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || ppid != (int)pid || state == 'Z') continue;
-        n += rp - lp - 1 == 10 && !strncmp(lp + 1, "nanovl-pdf", 10);
-    }
-    closedir(d);
-    return n;
-}
+/* Children of pid named nanovl-pdf (the PDF renderers) that are alive. */
+static int renderers(pid_t pid) { return sock_children(pid, "nanovl-pdf", NULL); }
 
 static void ask_long(conn *c, const char *id, const char *img) {
     char line[1024];

@@ -20,7 +20,6 @@
  * AddressSanitizer, whose quarantine keeps freed memory resident).
  * Then the first question is asked again and must give round 1's answer, and SIGTERM must end
  * the server with status 0 (under AddressSanitizer that includes LeakSanitizer's exit check). */
-#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -62,30 +61,6 @@ static int count_fds(pid_t pid) {
     return n;
 }
 
-/* Children of pid (and how many are zombies), from each /proc/N/stat's state and ppid. */
-static void count_children(pid_t pid, int *children, int *zombies) {
-    *children = *zombies = 0;
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    for (struct dirent *de; (de = readdir(d));) {
-        if (!isdigit((unsigned char)de->d_name[0])) continue;
-        char p[300], buf[512];
-        snprintf(p, sizeof p, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(p, "r");
-        if (!f) continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-        char state = 0;
-        int ppid = 0;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || ppid != (int)pid) continue;
-        (*children)++;
-        *zombies += state == 'Z';
-    }
-    closedir(d);
-}
-
 static long status_field(pid_t pid, const char *key) {
     char p[64], line[256];
     snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
@@ -104,7 +79,8 @@ static long status_field(pid_t pid, const char *key) {
 
 static usage take_usage(pid_t pid) {
     usage u = {.fds = count_fds(pid), .threads = (int)status_field(pid, "Threads"), .rss_kib = status_field(pid, "VmRSS")};
-    count_children(pid, &u.children, &u.zombies);
+    u.children = sock_children(pid, NULL, &u.zombies);
+    u.children += u.zombies; /* (children in all, the zombies among them) */
     return u;
 }
 
@@ -449,10 +425,10 @@ int main(void) {
         TEST_CHECK(pump(c, 1, 60), "the last image question ended");
         close(c->fd);
         free(c);
-        int children = 0, zombies = 0;
+        int zombies = 0;
         for (int i = 0; i < 30; i++) { /* up to 3 s: the server's tick runs at least every second */
             usleep(100000);
-            count_children(srv, &children, &zombies);
+            sock_children(srv, NULL, &zombies);
             if (!zombies && i >= 15) break;
         }
         TEST_CHECK(zombies == 0, "no zombie child while idle after an image (%d)", zombies);
