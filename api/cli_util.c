@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 
 char *cli_read_stdin(size_t *len) {
     size_t cap = 4096, n = 0;
@@ -168,12 +169,6 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
 // ---------------------------------------------------------------------------
 // Progress
 
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void cli_progress_init(cli_progress *p, int force) {
     memset(p, 0, sizeof *p);
     p->on = force >= 0 ? force : isatty(STDERR_FILENO);
@@ -188,7 +183,7 @@ void cli_progress_wrote(cli_progress *p, FILE *f, const char *s, size_t n) {
 
 void cli_progress_show(cli_progress *p, int always, const char *fmt, ...) {
     if (!p->on || p->midline) return;
-    const double t = cli_now();
+    const double t = nvl_now();
     if (!always && t - p->last < 0.1) return;
     p->last = t;
     char line[256];

@@ -48,7 +48,6 @@ void cli_progress_clear(cli_progress *p);
 /* An api_callbacks.on_progress that draws api_progress on a cli_progress (user). */
 struct api_progress;
 void cli_on_progress(const struct api_progress *pr, void *user);
-double cli_now(void);
 
 /* From a SIGINT/SIGTERM handler on a second signal: a step nothing interrupts (Poppler rendering
  * a dense page, tens of seconds) held the orderly cancel, and SIGINT/SIGTERM were ignored until it

@@ -38,6 +38,7 @@
 #include "commands.h"
 #include "base/json_util.h"
 #include "wire.h"
+#include "base/clock.h"
 
 static const char *k_usage =
     "usage: nanovl batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [options]\n"
@@ -290,7 +291,7 @@ static void fmt_dur(char *b, size_t n, double s) {
 /* --parallel N > 1: jobs done of the total with ETA, how many run, and the stage of the job
  * that reported last (redrawn at most ten times a second). */
 static void par_show(batch_run *b, int always, const char *id, const char *what) {
-    const double el = cli_now() - b->t0;
+    const double el = nvl_now() - b->t0;
     char eta[16];
     fmt_dur(eta, sizeof eta, b->n_run ? el / b->n_run * (b->todo - b->n_run) : -1);
     snprintf(b->prog->prefix, sizeof b->prog->prefix, "[%d/%d done %d%% ETA %s, %d running] ", b->n_run, b->todo,
@@ -345,7 +346,7 @@ static void job_on_finish(nvl_status st, int n_failed, const char *msg, void *us
 static void start_job(api_engine *e, job *j, const api_ask_params *base, int ocr_tokens_default, cli_progress *prog) {
     nvl_err err = {0};
     nvl_status st = api_request_parse_with(j->L->text, j->L->len, base, &j->rq, &err);
-    j->tj = cli_now();
+    j->tj = nvl_now();
     j->have_rq = st == NVL_OK;
     j->parse_failed = st != NVL_OK;
     if (st == NVL_OK && (j->rq.type == API_REQ_CANCEL || j->rq.type == API_REQ_STATUS)) {
@@ -437,7 +438,7 @@ static nvl_status job_result(job *j) {
         cJSON_DeleteItemFromObject(o, "status");
         set_error(o, st, j->parse_failed, j->msg);
     }
-    cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((cli_now() - j->tj) * 1000) / 1000);
+    cJSON_AddNumberToObject(o, "elapsed_s", (double)(long)((nvl_now() - j->tj) * 1000) / 1000);
     return st;
 }
 
@@ -682,7 +683,7 @@ int cmd_batch(int argc, char **argv) {
     nvl_err err = {0};
     api_engine *e = NULL;
     int n_ok = 0, n_fail = 0, n_run = 0;
-    double t0 = cli_now();
+    double t0 = nvl_now();
     if (n_mine - n_skip > 0) {
         cli_progress_show(&prog, 1, "loading %s", model);
         api_engine_opts eo = api_engine_opts_default();
@@ -700,7 +701,7 @@ int cmd_batch(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
-    t0 = cli_now();
+    t0 = nvl_now();
     batch_run b = {.prog = &prog, .parallel = parallel, .todo = n_mine - n_skip, .t0 = t0};
     job *slots = nvl_calloc((size_t)parallel, sizeof *slots);
     if (!slots) {
@@ -723,7 +724,7 @@ int cmd_batch(int argc, char **argv) {
             j->L = &lines[next++];
             j->b = &b;
             if (parallel == 1) {
-                const double el = cli_now() - t0;
+                const double el = nvl_now() - t0;
                 char eta[16];
                 fmt_dur(eta, sizeof eta, n_run ? el / n_run * (b.todo - n_run) : -1);
                 snprintf(prog.prefix, sizeof prog.prefix, "[%d/%d %d%% ETA %s] %.20s: ", n_run + 1, b.todo,
@@ -816,7 +817,7 @@ int cmd_batch(int argc, char **argv) {
     cli_progress_clear(&prog);
     {
         char el[32];
-        fmt_dur(el, sizeof el, cli_now() - t0);
+        fmt_dur(el, sizeof el, nvl_now() - t0);
         char prev[96] = "";
         if (n_prev_fail)
             snprintf(prev, sizeof prev, " (%d of them failed: --retry-failed redoes them)", n_prev_fail);

@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "media.h"
 #include "wire.h"
+#include "base/clock.h"
 
 static const char *k_usage =
     "usage: nanovl bench [--model DIR] [FILE] [--runs N] [--max-tokens N] [--json] [options]\n"
@@ -70,7 +71,7 @@ static void add(stats *s, const api_ask_result *r) {
 static int first_token_at(int32_t tok, const float *logits, void *user) {
     (void)tok, (void)logits;
     double *t = user;
-    if (*t == 0) *t = cli_now();
+    if (*t == 0) *t = nvl_now();
     return 0;
 }
 
@@ -91,13 +92,13 @@ typedef struct conc_req {
 static int conc_on_token(int32_t tok, const float *logits, void *user) {
     (void)tok, (void)logits;
     conc_req *r = user;
-    if (!r->n_tok++) r->t_first = cli_now();
+    if (!r->n_tok++) r->t_first = nvl_now();
     return 0;
 }
 
 static void conc_on_done(nvl_status st, const char *msg, void *user) {
     conc_req *r = user;
-    r->t_done = cli_now();
+    r->t_done = nvl_now();
     r->st = st;
     snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
 }
@@ -129,12 +130,12 @@ static int bench_concurrency(const char *model, const char *file, const char *li
     api_engine_opts o = api_engine_opts_default();
     o.max_batch = max_c;
     api_engine *e = NULL;
-    const double t0 = cli_now();
+    const double t0 = nvl_now();
     if (api_engine_open_with(&e, model, &o, &err) != NVL_OK) {
         fprintf(stderr, "nanovl bench: %s: %s\n", model, err.msg);
         return 1;
     }
-    const double t_load = cli_now() - t0;
+    const double t_load = nvl_now() - t0;
     api_ask_params p = *p0;
     p.no_cache = 1;
     p.think = 0;
@@ -157,7 +158,7 @@ static int bench_concurrency(const char *model, const char *file, const char *li
             rc = 1;
             break;
         }
-        const double ts = cli_now();
+        const double ts = nvl_now();
         for (int i = 0; i < C && rc == 0; i++) {
             conc_req *r = &rq[i];
             snprintf(r->question, sizeof r->question, "Question %d: describe %s in detail.", i + 1,
@@ -167,7 +168,7 @@ static int bench_concurrency(const char *model, const char *file, const char *li
             r->parts[np++] = (api_part){.kind = API_PART_TEXT, .text = r->question};
             r->msg_ = (api_message){"user", r->parts, np};
             api_callbacks cb = {.on_token = conc_on_token, .on_done = conc_on_done, .user = r};
-            r->t_submit = cli_now();
+            r->t_submit = nvl_now();
             if (api_engine_submit(e, &r->msg_, 1, &p, &cb, &r->res, NULL, &err) != NVL_OK) {
                 fprintf(stderr, "nanovl bench: %s\n", err.msg);
                 rc = 1;
@@ -175,7 +176,7 @@ static int bench_concurrency(const char *model, const char *file, const char *li
         }
         while (api_engine_step(e) > 0) {
         }
-        const double wall = cli_now() - ts;
+        const double wall = nvl_now() - ts;
         int64_t tokens = 0;
         for (int i = 0; i < C; i++) {
             if (rq[i].st != NVL_OK && rc == 0) {
@@ -292,14 +293,14 @@ int cmd_bench(int argc, char **argv) {
         }
         file = tmp;
     }
-    const double t0 = cli_now();
+    const double t0 = nvl_now();
     api_engine *e = NULL;
     if (api_engine_open(&e, model, &err) != NVL_OK) {
         fprintf(stderr, "nanovl bench: %s: %s\n", model, err.msg);
         if (tmp[0]) unlink(tmp);
         return 1;
     }
-    const double t_load = cli_now() - t0;
+    const double t_load = nvl_now() - t0;
     const char *files[] = {file};
     double t_first = 0;
     const char *backend = "cpu";
@@ -310,7 +311,7 @@ int cmd_bench(int argc, char **argv) {
         q.no_cache = r < runs - 1; /* the last cold run keeps its prefix; the extra run reuses it */
         api_ask_result res;
         t_first = 0;
-        const double tc = cli_now();
+        const double tc = nvl_now();
         if (api_engine_ask(e, files, 1, "Describe this document in detail.", &q, first_token_at, &t_first, &res, &err) != NVL_OK) {
             fprintf(stderr, "nanovl bench: %s\n", err.msg);
             rc = 1;
@@ -319,7 +320,7 @@ int cmd_bench(int argc, char **argv) {
         stats *sr = r < runs ? &cold : &warm;
         add(sr, &res);
         sr->first_token += t_first - tc;
-        sr->total += cli_now() - tc;
+        sr->total += nvl_now() - tc;
         if (res.backend) backend = res.backend;
         if (!json)
             fprintf(stderr, "run %d%s: vision %.3f s, prefill %.3f s (%lld tokens, %lld reused), %lld tokens in %.3f s\n", r + 1,

@@ -25,6 +25,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "engine_impl.h"
+#include "base/clock.h"
 
 const char *api_stage_name(enum api_stage s) {
     static const char *names[] = {"media", "vision", "prefill", "generate"};
@@ -296,12 +297,6 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     return NVL_OK;
 }
 
-double engine_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 char *engine_strdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = nvl_malloc(n);
@@ -329,7 +324,7 @@ int engine_cancelled(const request *rq) { return rq->cancel_seen || engine_flag_
 
 void engine_progress(const request *rq, enum api_stage st, const char *item, int64_t done, int64_t total, double t0) {
     if (!rq->cb->on_progress) return;
-    api_progress pr = {st, item, done, total, engine_now() - t0};
+    api_progress pr = {st, item, done, total, nvl_now() - t0};
     rq->cb->on_progress(&pr, rq->cb->user);
 }
 
@@ -389,7 +384,7 @@ nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, con
     res->backend = kern_backend_name(e->be);
     rq->waiter = w;
     rq->slot = -1;
-    rq->t_start = engine_now();
+    rq->t_start = nvl_now();
     pthread_mutex_lock(&e->mu);
     rq->id = e->next_id++;
     if (e->queue_tail) e->queue_tail->next = rq;
@@ -426,7 +421,7 @@ void engine_prefill_done(request *rq) {
     api_engine *e = rq->e;
     api_ask_result *res = rq->res;
     const int64_t V = llm_model_hparams(e->lm)->n_vocab;
-    res->t_prefill = engine_now() - rq->t_prefill0;
+    res->t_prefill = nvl_now() - rq->t_prefill0;
     nvl_free(rq->rowp);
     nvl_free(rq->mask);
     rq->rowp = NULL;
@@ -446,7 +441,7 @@ void engine_prefill_done(request *rq) {
         return;
     }
     rq->state = RQ_DECODE;
-    rq->t_gen0 = engine_now();
+    rq->t_gen0 = nvl_now();
     engine_gen_init(rq);
     engine_gen_token(rq, llm_sampler_sample(rq->smp, rq->logits), rq->logits);
 }

@@ -6,6 +6,7 @@
 
 #include "base/alloc.h"
 #include "engine_impl.h"
+#include "base/clock.h"
 
 void engine_gen_init(request *rq) {
     gen_state *g = &rq->g;
@@ -13,7 +14,7 @@ void engine_gen_init(request *rq) {
     g->rq = rq;
     llm_detok_init(&g->detok, rq->e->tok);
     g->reasoning = rq->think_on;
-    g->t0 = engine_now();
+    g->t0 = nvl_now();
 }
 
 void engine_gen_free(request *rq) {
@@ -105,7 +106,7 @@ void engine_gen_finish(request *rq) {
         size_t tn = llm_detok_flush(&g->detok, tail, sizeof tail);
         if (tn) gen_emit(g, tail, tn);
     }
-    res->t_generate = engine_now() - rq->t_gen0;
+    res->t_generate = nvl_now() - rq->t_gen0;
     engine_progress(rq, API_STAGE_GENERATE, NULL, res->n_ids, 0, rq->t_gen0);
     if (g->oom && rq->st == NVL_OK) rq->st = nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory for the answer");
     int stopped = 0;

@@ -20,6 +20,7 @@
 #include "tokenizer.h"
 #include "tokenreduce.h"
 #include "vision.h"
+#include "base/clock.h"
 
 #define DEFAULT_MAX_CONTEXT 131072 /* model.md §2: trained context when the config is silent */
 #define PREFILL_CHUNK 256          /* tokens of one request in one step on the CPU (llm_context's n_chunk) */
@@ -66,7 +67,7 @@ typedef struct bad_page {
     nvl_status st;
     char *message;
     char *name;     /* the label its message names (another request's label is put in its place) */
-    double t;       /* engine_now() when remembered */
+    double t;       /* nvl_now() when remembered */
 } bad_page;
 
 typedef struct request request;
@@ -266,7 +267,6 @@ struct request {
 /* engine.c */
 nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, const api_ask_params *p,
                          const api_callbacks *cb, api_ask_result *res, uint64_t *id, engine_waiter *w, nvl_err *err);
-double engine_now(void);
 /* A video frame's timestamp as the model is shown it (engine_vision.c; model.md §6.3), from the
  * frame's index and presentation time. */
 double engine_frame_ts(double native_fps, int64_t index, double timestamp);

@@ -9,6 +9,7 @@
 
 #include "base/alloc.h"
 #include "engine_impl.h"
+#include "base/clock.h"
 
 int engine_has_media(const request *rq) {
     for (int m = 0; m < rq->n_msgs; m++)
@@ -70,7 +71,7 @@ static void test_media_delay(const api_media *m) {
  * never changes (tokenizer, configs); no callbacks. */
 void engine_media_read(request *rq) {
     nvl_status st = NVL_OK;
-    const double t0 = engine_now();
+    const double t0 = nvl_now();
     for (int m = 0; m < rq->n_msgs && st == NVL_OK; m++)
         for (int k = 0; k < rq->msgs[m].n_parts && st == NVL_OK; k++) {
             const api_part *pt = &rq->msgs[m].parts[k];
@@ -81,7 +82,7 @@ void engine_media_read(request *rq) {
             }
             if (st == NVL_OK && engine_media_cancelled(rq)) st = nvl_err_set(&rq->err, NVL_ERR_CANCELLED, "cancelled");
         }
-    rq->res->t_media = engine_now() - t0;
+    rq->res->t_media = nvl_now() - t0;
     rq->media_st = st;
 }
 
@@ -94,7 +95,7 @@ void *engine_media_main(void *arg) {
         request *rq = e->mq;
         e->mq = rq->media_next;
         if (!e->mq) e->mq_tail = NULL;
-        rq->media_t0 = engine_now();
+        rq->media_t0 = nvl_now();
         pthread_mutex_unlock(&e->mmu);
         source *s = rq->job_src >= 0 ? &rq->src[rq->job_src] : NULL;
         nvl_status st = NVL_OK;
@@ -122,7 +123,7 @@ void *engine_media_main(void *arg) {
  * thread calls it once a turn. Returns whether a thread was started. */
 int engine_media_grow(api_engine *e) {
     if (!e->media_thr_ok || e->media_thr_ok >= MEDIA_THREADS_MAX) return 0;
-    const double t = engine_now();
+    const double t = nvl_now();
     pthread_mutex_lock(&e->mmu);
     int busy = 0, stuck = 0; /* (a thread at work holds one live request's media_t0) */
     for (request *rq = e->live; e->mq && !e->media_stop && rq; rq = rq->next) {
@@ -207,7 +208,7 @@ void engine_media_stage(request *rq) {
         return;
     }
     if (engine_kept_find(e, rq) < 0 && prefix_leader(rq)) {
-        rq->t_wait0 = engine_now();
+        rq->t_wait0 = nvl_now();
         rq->state = RQ_PREFIX_WAIT;
         return;
     }
@@ -222,7 +223,7 @@ void engine_prefix_wait_stage(request *rq) {
         return;
     }
     if (prefix_leader(rq)) return;
-    rq->res->t_wait = engine_now() - rq->t_wait0;
+    rq->res->t_wait = nvl_now() - rq->t_wait0;
     sources_from_kept(rq);
 }
 
@@ -250,6 +251,6 @@ static void sources_from_kept(request *rq) {
         }
     }
     rq->vis_next = 0;
-    rq->t_vision0 = engine_now();
+    rq->t_vision0 = nvl_now();
     rq->state = RQ_VISION;
 }

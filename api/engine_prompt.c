@@ -7,6 +7,7 @@
 
 #include "base/alloc.h"
 #include "engine_impl.h"
+#include "base/clock.h"
 
 static void kept_free(api_engine *e, kept_prefix *k) {
     for (int i = 0; i < k->n_src; i++) {
@@ -214,7 +215,7 @@ void engine_prompt_stage(request *rq) {
         engine_fail(rq, nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory"), NULL);
         return;
     }
-    rq->t_prefill0 = engine_now();
+    rq->t_prefill0 = nvl_now();
     if (rq->hit) { /* the parked slot continues as this request's */
         kept_prefix *k = &e->kp[kept_index(e, rq->kid)];
         if ((st = llm_seq_copy(e->cache, rq->slot, k->slot, &rq->err)) != NVL_OK) {

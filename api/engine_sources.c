@@ -14,6 +14,7 @@
 #include "base/hash.h"
 #include "engine_impl.h"
 #include "wire.h"
+#include "base/clock.h"
 
 static source *new_source(request *rq, nvl_err *err) {
     if (rq->n_src == rq->cap_src) {
@@ -586,7 +587,7 @@ void engine_bad_page_remember(api_engine *e, const source *s, nvl_status st, con
         return; /* (only a later request's rendering it again is lost) */
     }
     if (e->n_bad == BAD_PAGES_MAX) bad_forget(e, 0); /* the oldest */
-    e->bad[e->n_bad++] = (bad_page){.key = key, .st = st, .message = msg, .name = name, .t = engine_now()};
+    e->bad[e->n_bad++] = (bad_page){.key = key, .st = st, .message = msg, .name = name, .t = nvl_now()};
 }
 
 void engine_bad_pages_clear(api_engine *e) {
@@ -604,7 +605,7 @@ static const bad_page *bad_of(const api_engine *e, const source *s, double now) 
 nvl_status engine_skip_known(request *rq, nvl_err *err) {
     api_engine *e = rq->e;
     if (!rq->p->skip_bad_pages || e->n_bad == 0) return NVL_OK;
-    const double now = engine_now();
+    const double now = nvl_now();
     for (int b = e->n_bad - 1; b >= 0; b--)
         if (now - e->bad[b].t > BAD_PAGE_TTL_S) bad_forget(e, b);
     int any = 0;
@@ -628,7 +629,7 @@ nvl_status engine_skip_known(request *rq, nvl_err *err) {
 }
 
 int engine_known_bad(const request *rq) {
-    const double now = engine_now();
+    const double now = nvl_now();
     for (int i = 0; rq->p->skip_bad_pages && i < rq->n_src; i++)
         if (bad_of(rq->e, &rq->src[i], now)) return 1;
     return 0;

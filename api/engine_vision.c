@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "engine_impl.h"
+#include "base/clock.h"
 
 /* Bytes of one RGB8 tile (S, S, 3). */
 static size_t tile_bytes(const api_engine *e) {
@@ -62,7 +63,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     const vision_vl_config *vc = vision_model_config(e->vm);
     const int64_t Q = rows_per_tile(e);
     nvl_status st = NVL_OK;
-    s->t0 = engine_now();
+    s->t0 = nvl_now();
     s->units_done = 0;
     if (s->is_video) {
         /* opened (its sample planned) with the media, untouched while a kept prefix was to spare
@@ -84,9 +85,9 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
     } else {
         media_image *img = s->img, *page = NULL;
         if (s->pdf >= 0) {
-            const double tm = engine_now();
+            const double tm = nvl_now();
             st = media_pdf_render(rq->pdfs[s->pdf], s->page, rq->p->dpi, rq->p->long_side, &page, err);
-            s->t_media += engine_now() - tm;
+            s->t_media += nvl_now() - tm;
             if (st != NVL_OK) {
                 if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
                 return st;
@@ -112,7 +113,7 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
         const int i = s->frames_ready, room = s->units_done + s->ring_n - i, end = s->video_end;
         pthread_mutex_unlock(&e->mmu);
         if (room <= 0 || end) return NVL_OK;
-        const double t0 = engine_now();
+        const double t0 = nvl_now();
         media_image *fr = NULL;
         nvl_status st = i < s->n_planned ? media_video_next(s->video, &fr, err) : NVL_OK;
         if (st == NVL_OK && fr) { /* one tile per frame, no thumbnail */
@@ -130,7 +131,7 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
         }
         if (st != NVL_OK) video_name_error(rq, s, err);
         pthread_mutex_lock(&e->mmu);
-        s->t_decode += engine_now() - t0;
+        s->t_decode += nvl_now() - t0;
         if (st == NVL_OK) {
             if (fr) s->frames_ready = i + 1;
             else s->video_end = 1;
@@ -279,7 +280,7 @@ static int vision_advance(request *rq) {
         }
         if (again) return 0;
     }
-    rq->res->t_vision = engine_now() - rq->t_vision0;
+    rq->res->t_vision = nvl_now() - rq->t_vision0;
     rq->state = RQ_PROMPT;
     return 1;
 }

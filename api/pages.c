@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "media.h"
 #include "wire.h"
+#include "base/clock.h"
 
 enum unit_state { U_WAIT = 0, U_RUNNING, U_ENDED, U_REPORTED };
 
@@ -150,12 +151,6 @@ static void pump(api_pages *pg) {
 /* media_pdf's cancel callback while the inputs are listed: the run's cancel flag */
 static int plan_cancelled(void *flag) { return __atomic_load_n((const volatile int *)flag, __ATOMIC_RELAXED) != 0; }
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* api_pages_plan; report: each input's listing is told to h->cb->on_progress (stage media, done
  * of total inputs), on the caller's thread (api_pages_start: the CLI's progress line) */
 static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media, const char *prompt,
@@ -164,7 +159,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
     *out = NULL;
     volatile int *cancel = h->cb ? h->cb->cancel : NULL;
     const int tell = report && h->cb && h->cb->on_progress;
-    const double t0 = mono_now();
+    const double t0 = nvl_now();
     api_pages *pg = nvl_calloc(1, sizeof *pg);
     if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     pg->e = e;
@@ -193,7 +188,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
         pg->local[m].name = name;
         if (tell) {
             const api_progress pr = {.stage = API_STAGE_MEDIA, .item = name, .done = m, .total = n_media,
-                                     .elapsed_s = mono_now() - t0};
+                                     .elapsed_s = nvl_now() - t0};
             h->cb->on_progress(&pr, h->cb->user);
         }
         enum media_kind k;

@@ -39,6 +39,7 @@
 #include "evloop.h"
 #include "media.h"
 #include "wire.h"
+#include "base/clock.h"
 
 api_server_opts api_server_opts_default(void) {
     api_server_opts o;
@@ -164,12 +165,6 @@ static void slog(const server *s, const char *fmt, ...) {
     va_end(ap);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void wake(server *s) {
     evloop_wake(s->loop); /* a pipe write: any thread */
 }
@@ -249,7 +244,7 @@ static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
 
 static void w_on_progress(const api_progress *p, void *user) {
     job *j = user;
-    const double t = now_s();
+    const double t = nvl_now();
     if (t - j->last_progress < 0.2 && p->stage == API_STAGE_GENERATE) return;
     j->last_progress = t;
     cJSON *ev = event(j->id, "progress");
@@ -395,7 +390,7 @@ static void reap_jobs(server *s) {
         slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id,
              j->end_st == NVL_OK ? "done" : api_status_code(j->end_st), j->end_st == NVL_OK ? "" : ": ",
              j->end_st == NVL_OK ? "" : j->end_msg,
-             gone ? " (client gone)" : answered ? " (answered cancelled earlier; result dropped)" : "", now_s() - j->t_accept);
+             gone ? " (client gone)" : answered ? " (answered cancelled earlier; result dropped)" : "", nvl_now() - j->t_accept);
         /* the job leaves the counts in the same locked section that queues its last event: a
            client that reads "done" and sends the same id (or its next request within
            --max-per-client) at once must find it gone, and "status" must count it done */
@@ -463,7 +458,7 @@ static void *worker_main(void *arg) {
             s->n_running++;
             if (j->cl) {
                 j->cl->n_running++;
-                j->cl->t_last_start = now_s();
+                j->cl->t_last_start = nvl_now();
             }
             pthread_mutex_unlock(&s->mu);
             start_job(s, j);
@@ -543,7 +538,7 @@ static void reply(server *s, client *cl, cJSON *ev) {
 
 static int rate_ok(server *s, client *cl) {
     if (s->o->rate_per_min <= 0) return 1;
-    const double t = now_s(), burst = fmax(1.0, s->o->rate_per_min / 10.0);
+    const double t = nvl_now(), burst = fmax(1.0, s->o->rate_per_min / 10.0);
     cl->tokens = fmin(burst, cl->tokens + (t - cl->t_tokens) * s->o->rate_per_min / 60.0);
     cl->t_tokens = t;
     if (cl->tokens < 1.0) return 0;
@@ -670,7 +665,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         for (job *j = s->running; j && !found; j = j->next)
             if (j->cl == cl && !j->answered && !strcmp(j->id, rq.target)) {
                 __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
-                if (j->t_cancel == 0) j->t_cancel = now_s();
+                if (j->t_cancel == 0) j->t_cancel = nvl_now();
                 found = 1;
             }
         for (job **pp = &s->head, *prev = NULL; *pp && !found; prev = *pp, pp = &(*pp)->next) {
@@ -754,7 +749,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     memcpy(j->id, id, strlen(id) + 1);
     j->rq = rq;
     j->cl = cl;
-    j->t_accept = now_s();
+    j->t_accept = nvl_now();
     if (s->tail) s->tail->next = j;
     else s->head = j;
     s->tail = j;
@@ -785,7 +780,7 @@ static int client_read(server *s, client *cl) {
             return 1;
         }
         if (r < 0) return -1;
-        cl->t_active = now_s();
+        cl->t_active = nvl_now();
         if (!cl->n_in && !cl->discarding) cl->t_line = cl->t_active;
         size_t off = 0;
         while (off < (size_t)r) {
@@ -838,7 +833,7 @@ static int client_write(server *s, client *cl) {
         if (w <= 0) rc = -1;
         else {
             cl->out_off += (size_t)w;
-            cl->t_active = now_s();
+            cl->t_active = nvl_now();
         }
     }
     if (cl->out_off == cl->out.n) {
@@ -972,8 +967,8 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
             close(s->spare_fd);
             cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
             no_fd = 1;
-            if (now_s() - s->t_emfile_log > 10) {
-                s->t_emfile_log = now_s();
+            if (nvl_now() - s->t_emfile_log > 10) {
+                s->t_emfile_log = nvl_now();
                 slog(s, "out of file descriptors (ulimit -n) with %d connections: new ones are answered busy", s->n_clients);
             }
         }
@@ -998,7 +993,7 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
         c->fd = cfd;
         c->serial = ++s->serial;
         c->tokens = fmax(1.0, o->rate_per_min / 10.0);
-        c->t_tokens = now_s();
+        c->t_tokens = nvl_now();
         c->t_active = c->t_line = c->t_tokens;
         pthread_mutex_lock(&s->mu);
         c->next = s->clients;
@@ -1040,7 +1035,7 @@ static void handle_signals(server *s) {
     s->handled_signals = (int)g_signals;
     if (!s->draining) {
         s->draining = 1;
-        s->drain_t0 = now_s();
+        s->drain_t0 = nvl_now();
         slog(s, "signal: finishing the running requests, then exiting (a second signal cancels them)");
         evloop_del(s->loop, s->lfd);
         close(s->lfd);
@@ -1104,7 +1099,7 @@ static int answer_slow_cancels(server *s, double t_now) {
 static void serve_tick(evloop *l, void *user) {
     server *s = user;
     const api_server_opts *o = s->o;
-    const double t_now = now_s();
+    const double t_now = nvl_now();
     const int cancel_pending = answer_slow_cancels(s, t_now);
     media_helpers_reap(); /* decoders killed after the last file, ended since */
     for (client *c = s->clients, *nx; c; c = nx) {
@@ -1140,7 +1135,7 @@ static void serve_tick(evloop *l, void *user) {
         pthread_mutex_unlock(&s->mu);
         int pending = 0;
         for (client *c = s->clients; c; c = c->next) pending |= c->out.n > c->out_off;
-        if (idle && (!pending || now_s() - s->drain_t0 > 30)) {
+        if (idle && (!pending || nvl_now() - s->drain_t0 > 30)) {
             evloop_stop(l);
             return;
         }

@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "cpu/cpu_ops.h"
+#include "base/clock.h"
 
 int kern_cuda_built(void) {
 #ifdef NVL_HAVE_CUDA
@@ -295,12 +296,6 @@ struct kern_prof {
     double t0; /* the host clock at the open op's start (a backend without marks) */
 };
 
-static double prof_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
 /* Reads the pending marks' times (waiting for the device) into their keys; keep = 0 drops them. */
 static void prof_resolve(kern_backend *be, int keep) {
     struct kern_prof *p = be->prof;
@@ -332,7 +327,7 @@ int kern_backend_profiling(const kern_backend *be) { return be && be->prof; }
 
 void *kern_prof_begin(kern_backend *be) {
     if (be->iface->mark) return be->iface->mark(be);
-    be->prof->t0 = prof_now_ms();
+    be->prof->t0 = 1e3 * nvl_now();
     return be->prof; /* (a token that is not NULL) */
 }
 
@@ -357,7 +352,7 @@ void kern_prof_end(kern_backend *be, void *token, const char *op, const char *ke
         p->n_keys++;
     }
     if (!be->iface->mark) {
-        const double ms = prof_now_ms() - p->t0;
+        const double ms = 1e3 * nvl_now() - p->t0;
         if (ki < p->n_keys) {
             p->keys[ki].calls++;
             p->keys[ki].ms += ms;

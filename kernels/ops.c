@@ -8,6 +8,7 @@
 
 #include "backend_impl.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 
 /* The CPU holds narrower float activations widened to f32 (kernels/ops.h). */
 static int widens(const kern_backend *be, nvl_dtype dtype) {
@@ -138,8 +139,8 @@ nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int6
     /* progress on a terminal for uploads that take a while (quiet in pipes) */
     const int show = need > ((size_t)1 << 30) && isatty(STDERR_FILENO);
     size_t done = 0;
-    struct timespec t0, tl = {0, 0}, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = nvl_now();
+    double tl = 0;
     for (int64_t i = 0; i < n; i++) {
         const size_t b = tensors[i]->data && tensors[i]->device == NVL_DEVICE_HOST ? nvl_tensor_nbytes(tensors[i]) : 0;
         nvl_status st = be->iface->ops->place_weight(be, tensors[i], err);
@@ -148,9 +149,7 @@ nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int6
             return nvl_err_prefix(err, "uploading the weights (%lld of %lld placed)", (long long)i, (long long)n), st;
         }
         done += b;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        const double el = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
-        const double since = (double)(now.tv_sec - tl.tv_sec) + 1e-9 * (double)(now.tv_nsec - tl.tv_nsec);
+        const double now = nvl_now(), el = now - t0, since = now - tl;
         if (show && (since > 0.2 || i + 1 == n)) {
             fprintf(stderr, "\r\033[Kuploading weights to %s: %.1f / %.1f GiB, %.1f GB/s", be->description,
                     (double)done / (1 << 30), (double)need / (1 << 30), el > 0 ? (double)done / el / 1e9 : 0.0);

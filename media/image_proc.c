@@ -20,6 +20,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "media_impl.h"
+#include "base/clock.h"
 
 /* media.h's defaults: in this process; 60 s an image; 4096 MiB besides its bytes */
 #define IMAGE_SANDBOX_DEFAULT {.exe = NULL, .timeout_s = 60, .max_mb = 4096, .strict = 0}
@@ -193,7 +194,7 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
                        .max_pixels = lim->max_pixels};
     /* the bounds, from the decoder's start: its time; its memory besides the image's bytes, which
        it holds whole; the cancel */
-    const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
+    const media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? nvl_now() + sb->timeout_s : 0,
                                  .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + len : 0,
                                  .cancelled = cancelled, .ctx = ctx};
     nvl_err e = {0}; /* the decoder started ahead, or one started now, given q */

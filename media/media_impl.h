@@ -3,6 +3,7 @@
 #define MEDIA_MEDIA_IMPL_H
 
 #include "media.h"
+#include "base/clock.h"
 
 nvl_status media_check_pixels(const char *name, int64_t w, int64_t h, const media_limits *lim, nvl_err *err);
 nvl_status media_decode_jpeg(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
@@ -62,13 +63,12 @@ enum media_proc_end {
 };
 
 typedef struct media_proc_bounds {
-    double deadline;             /* media_proc_now() seconds; <= 0: none */
+    double deadline;             /* nvl_now() seconds; <= 0: none */
     size_t max_rss;              /* bytes; 0: none */
     int (*cancelled)(void *ctx); /* polled every 50 ms (as the other bounds, bytes coming or not); NULL: none */
     void *ctx;
 } media_proc_bounds;
 
-double media_proc_now(void); /* CLOCK_MONOTONIC seconds */
 /* Starts exe arg with the socket pair. NVL_ERR_IO naming exe when it cannot. */
 nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err);
 /* SIGKILL (if still running), reap, close; p is then empty. Safe on an empty p. */

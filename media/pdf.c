@@ -33,6 +33,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "media_impl.h"
+#include "base/clock.h"
 
 #ifdef NVL_HAVE_PDF
 #include <cairo.h>
@@ -449,7 +450,7 @@ static nvl_status renderer_take(media_proc *p, int use_spare, const media_proc_b
 /* The sandbox's bounds for one call; max_rss counts the page's pixels (W x H) on top. */
 static media_proc_bounds call_bounds(const media_pdf *pdf, size_t pixels) {
     const media_pdf_sandbox *sb = &g_sandbox.sb;
-    media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? media_proc_now() + sb->timeout_s : 0,
+    media_proc_bounds b = {.deadline = sb->timeout_s > 0 ? nvl_now() + sb->timeout_s : 0,
                            .max_rss = sb->max_mb > 0 ? (size_t)(sb->max_mb * 1048576.0) + 7 * pixels : 0,
                            .cancelled = pdf->cancelled, .ctx = pdf->cancel_ctx};
     return b;

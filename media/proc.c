@@ -23,16 +23,11 @@
 #include <unistd.h>
 
 #include "media_impl.h"
+#include "base/clock.h"
 
 extern char **environ;
 
 #define MEDIA_PROC_TICK_MS 50
-
-double media_proc_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl_err *err) {
     p->pid = 0;
@@ -164,7 +159,7 @@ static enum media_proc_end proc_io(media_proc *p, char *d, size_t n, const media
             }
         }
         if (!b || !n) continue;
-        const double t = media_proc_now();
+        const double t = nvl_now();
         if (t < next_check) continue;
         next_check = t + MEDIA_PROC_TICK_MS * 1e-3;
         const enum media_proc_end end = bounds_check(p, b, t);
@@ -224,7 +219,7 @@ int media_proc_death(media_proc *p, char *buf, size_t cap) {
 /* A helper that said hello within MEDIA_PROC_START_S (and the caller's bounds b, may be NULL). */
 static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, uint32_t hello, const char *what,
                              const media_proc_bounds *b, nvl_err *err) {
-    media_proc_bounds start = {.deadline = media_proc_now() + MEDIA_PROC_START_S};
+    media_proc_bounds start = {.deadline = nvl_now() + MEDIA_PROC_START_S};
     if (b) {
         start.cancelled = b->cancelled;
         start.ctx = b->ctx;
@@ -235,7 +230,7 @@ static nvl_status proc_hello(media_proc *p, const char *exe, const char *arg, ui
     if (end == MEDIA_PROC_OK && h == hello) return NVL_OK;
     media_proc_kill(p);
     if (end == MEDIA_PROC_CANCELLED) return nvl_err_set(err, NVL_ERR_CANCELLED, "cancelled while the %s started", what);
-    if (end == MEDIA_PROC_TIMEOUT && b && b->deadline > 0 && media_proc_now() >= b->deadline)
+    if (end == MEDIA_PROC_TIMEOUT && b && b->deadline > 0 && nvl_now() >= b->deadline)
         return nvl_err_set(err, NVL_ERR_TIMEOUT, "the time limit passed while the %s started", what);
     return nvl_err_set(err, NVL_ERR_IO, "%s %s did not start as the %s", exe, arg, what);
 }

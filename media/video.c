@@ -22,6 +22,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "media_impl.h"
+#include "base/clock.h"
 
 media_video_params media_video_params_default(void) {
     media_video_params p = {.fps = 2.0, .max_frames = 128, .start = 0.0, .end = 0.0};
@@ -801,7 +802,7 @@ static nvl_status decoder_failed(media_video *v, enum media_proc_end why, nvl_er
 }
 
 static media_proc_bounds step_bounds(const media_video *v) {
-    const media_proc_bounds b = {.deadline = v->timeout_s > 0 ? media_proc_now() + v->timeout_s : 0,
+    const media_proc_bounds b = {.deadline = v->timeout_s > 0 ? nvl_now() + v->timeout_s : 0,
                                  .max_rss = v->max_mb > 0 ? (size_t)(v->max_mb * 1048576.0) : 0,
                                  .cancelled = v->cancel.cancelled, .ctx = v->cancel.ctx};
     return b;

@@ -1,5 +1,5 @@
 /* Shared by the tests of the media helper processes (test_pdf_sandbox, test_video_sandbox;
- * header-only): a clock, a cancel flag raised from another thread after 300 ms, and whether any
+ * header-only): a cancel flag raised from another thread after 300 ms, and whether any
  * child is left unreaped. */
 #ifndef TESTS_MEDIA_HELPER_TEST_H
 #define TESTS_MEDIA_HELPER_TEST_H
@@ -7,12 +7,6 @@
 #include <errno.h>
 #include <sys/wait.h>
 #include <time.h>
-
-static inline double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static volatile int g_cancel;
 /* A media cancel callback reading the flag ctx points at (&g_cancel). */

@@ -20,6 +20,7 @@
 #include "media_impl.h"
 #include "helper_test.h"
 #include "test_util.h"
+#include "base/clock.h"
 
 static void set_sandbox(const char *exe, double timeout_s, double max_mb, int strict) {
     media_image_sandbox sb = media_image_sandbox_default();
@@ -163,9 +164,9 @@ static nvl_status decode_cancelled_later(const uint8_t *buf, size_t len, const c
     g_cancel = 0;
     pthread_t th;
     TEST_CHECK(pthread_create(&th, NULL, cancel_later, NULL) == 0, "cancel thread");
-    const double t0 = now_s();
+    const double t0 = nvl_now();
     const nvl_status st = media_decode_image_cancellable(buf, len, name, NULL, cancelled, (void *)&g_cancel, img, err);
-    *dt = now_s() - t0;
+    *dt = nvl_now() - t0;
     pthread_join(th, NULL);
     return st;
 }
@@ -286,9 +287,9 @@ int main(int argc, char **argv) {
     setenv("NVL_TEST_IMAGE_ABORT", "crashing", 1);
     media_image_sandbox_end_spare(); /* (a spare started before the knobs has the old environment) */
     set_sandbox("/proc/self/exe", 1, 4096, 1);
-    double t0 = now_s();
+    double t0 = nvl_now();
     st = media_decode_image(photo, photo_len, "stuck.png", NULL, &img, &err);
-    double dt = now_s() - t0;
+    double dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_TIMEOUT && strstr(err.msg, "stuck.png: decoding the image took longer than 1 s") && dt < 5,
                "the time bound stops a stuck decoder after %.2f s (%d: %s)", dt, (int)st, err.msg);
 
@@ -327,9 +328,9 @@ int main(int argc, char **argv) {
         img = NULL;
         const pid_t spare = the_spare();
         TEST_CHECK(spare > 0 && kill(spare, SIGSTOP) == 0, "the spare decoder (%d) stopped", (int)spare);
-        t0 = now_s();
+        t0 = nvl_now();
         st = media_decode_image(nb, nlen, "noise.png", NULL, &img, &err);
-        dt = now_s() - t0;
+        dt = nvl_now() - t0;
         TEST_CHECK(st == NVL_ERR_TIMEOUT && strstr(err.msg, "noise.png: decoding the image took longer than 1 s") && dt < 4,
                    "a decoder that stops reading %zu bytes is stopped by the time bound after %.2f s (%d: %s)", nlen, dt,
                    (int)st, err.msg);
@@ -413,9 +414,9 @@ int main(int argc, char **argv) {
     setenv("FAKE_IMAGE_MODE", "no_hello", 1);
     media_image_sandbox_end_spare();
     set_sandbox("/proc/self/exe", 1, 4096, 1);
-    double t1 = now_s();
+    double t1 = nvl_now();
     st = media_decode_image(photo, photo_len, "image.png", NULL, &img, &err);
-    double dt1 = now_s() - t1;
+    double dt1 = nvl_now() - t1;
     TEST_CHECK(st == NVL_ERR_TIMEOUT && !img && strstr(err.msg, "image.png: decoding the image took longer than 1 s") &&
                    strstr(err.msg, "while the image decoder started") && dt1 < 4,
                "a decoder that never starts: the time bound after %.2f s (%d: %s)", dt1, (int)st, err.msg);

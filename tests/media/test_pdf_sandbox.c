@@ -21,6 +21,7 @@
 #include "helper_test.h"
 #include "hostile_pdf.h"
 #include "test_util.h"
+#include "base/clock.h"
 
 static int same_image(const media_image *a, const media_image *b) {
     if (!a || !b || a->width != b->width || a->height != b->height) return 0;
@@ -125,9 +126,9 @@ int main(int argc, char **argv) {
     TEST_CHECK(same_image(img, ref1), "renderer, page 1: differs from rendering in this process");
     media_image_free(img), img = NULL;
 
-    double t0 = now_s();
+    double t0 = nvl_now();
     nvl_status st = media_pdf_render(pdf, 1, 0, 400, &img, &err);
-    double dt = now_s() - t0;
+    double dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_LIMIT && !img, "huge image: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 2 needed more than");
     TEST_CONTAINS(err.msg, "page 2 needed more than 256 MiB of memory besides the page's pixels (the page memory limit)");
@@ -138,9 +139,9 @@ int main(int argc, char **argv) {
     media_image_free(img), img = NULL;
 
     set_sandbox("/proc/self/exe", 1.0, 0); /* the page takes seconds (and under ASan over 256 MiB) */
-    t0 = now_s();
+    t0 = nvl_now();
     st = media_pdf_render(pdf, 2, 0, 400, &img, &err);
-    dt = now_s() - t0;
+    dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_TIMEOUT && !img, "slow page: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 3 took longer than 1 s; stopped");
     TEST_CHECK(dt >= 1.0 && dt < 10, "slow page: stopped after %.2f s (bound 1 s)", dt);
@@ -154,9 +155,9 @@ int main(int argc, char **argv) {
     media_pdf_set_cancel(pdf, cancelled, (void *)&g_cancel);
     pthread_t th;
     pthread_create(&th, NULL, cancel_later, NULL);
-    t0 = now_s();
+    t0 = nvl_now();
     st = media_pdf_render(pdf, 2, 0, 400, &img, &err);
-    dt = now_s() - t0;
+    dt = nvl_now() - t0;
     pthread_join(th, NULL);
     TEST_CHECK(st == NVL_ERR_CANCELLED && !img, "cancelled page: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 3: cancelled");
@@ -197,9 +198,9 @@ int main(int argc, char **argv) {
     media_pdf_sandbox_end_spare(); /* the next renderer starts with the knob in its environment */
     TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
     set_sandbox("/proc/self/exe", 1.0, 0);
-    t0 = now_s();
+    t0 = nvl_now();
     st = media_pdf_render(pdf, 0, 0, 400, &img, &err);
-    dt = now_s() - t0;
+    dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_TIMEOUT && !img, "trickling pixels: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CHECK(dt >= 1.0 && dt < 5, "trickling pixels: stopped after %.2f s (bound 1 s)", dt);
     unsetenv("NVL_TEST_RENDERER_TRICKLE_PAGE");
@@ -211,9 +212,9 @@ int main(int argc, char **argv) {
     set_sandbox("/proc/self/exe", 0, 0);
     media_pdf_sandbox_end_spare(); /* the next renderer starts with the knob in its environment */
     TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
-    t0 = now_s();
+    t0 = nvl_now();
     st = media_pdf_render(pdf, 3, 0, 400, &img, &err);
-    dt = now_s() - t0;
+    dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_FORMAT && !img, "malformed answer: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CONTAINS(err.msg, "hostile.pdf: damaged PDF: reading page 4 failed: the renderer's answer was malformed");
     TEST_CHECK(dt < 5, "malformed answer: %.2f s", dt);
@@ -244,9 +245,9 @@ int main(int argc, char **argv) {
     media_pdf_sandbox_end_spare();
     {
         g_fallbacks = 0;
-        const double t1 = now_s();
+        const double t1 = nvl_now();
         nvl_status st1 = media_pdf_open(&pdf, path, NULL, NULL, &err);
-        const double dt1 = now_s() - t1;
+        const double dt1 = nvl_now() - t1;
         TEST_CHECK(st1 == NVL_ERR_TIMEOUT && !pdf && strstr(err.msg, "hostile.pdf: the time limit passed while the PDF "
                                                                      "renderer started") && dt1 < 5 && g_fallbacks == 0,
                    "a renderer that never starts: %d %s after %.2f s (%d fallbacks)", (int)st1, err.msg, dt1, g_fallbacks);
