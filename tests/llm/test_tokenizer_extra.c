@@ -13,16 +13,9 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "ids_json.h"
 #include "test_util.h"
 #include "tokenizer.h"
-
-static int ids_equal(const int32_t *a, int64_t na, const cJSON *b) {
-    if (na != cJSON_GetArraySize(b)) return 0;
-    int64_t i = 0;
-    for (const cJSON *x = b->child; x; x = x->next, i++)
-        if (a[i] != (int32_t)x->valuedouble) return 0;
-    return 1;
-}
 
 int main(void) {
     nvl_err err = {0};
