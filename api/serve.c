@@ -76,7 +76,6 @@ typedef struct job {
     api_pages_planner *planner; /* OCR: lists the pages off the worker thread (opening PDFs may take
                               up to --page-timeout each; the worker steps every client's requests);
                               NULL once begun (worker thread) */
-    int planned;           /* its listing is done (under the lock) */
     api_ask_result res;    /* ask: the answer */
     int ended;             /* the engine is done with it (worker thread only) */
     double t_cancel;       /* when its client cancelled it (0: not), main thread under the lock */
@@ -301,11 +300,12 @@ static void w_on_finish(nvl_status st, int n_failed, const char *msg, void *user
     if (st == NVL_OK && (j->end_ev = event(j->id, "done"))) cJSON_AddNumberToObject(j->end_ev, "failed_pages", n_failed);
 }
 
-/* An OCR job's pages are listed (api_pages_plan_async's thread): the worker begins its run. */
+/* An OCR job's pages are listed (api_pages_plan_async's thread, after api_pages_planned says so):
+ * the worker, perhaps waiting for it, begins its run. The signal under the lock cannot be lost:
+ * the worker looks at api_pages_planned under it before it waits. */
 static void on_planned(void *user) {
     job *j = user;
     pthread_mutex_lock(&j->s->mu);
-    j->planned = 1;
     pthread_cond_signal(&j->s->cv);
     pthread_mutex_unlock(&j->s->mu);
 }
@@ -358,7 +358,7 @@ static int begin_planned(server *s) {
         n_planning = 0;
         pthread_mutex_lock(&s->mu);
         for (job *r = s->running; r; r = r->next)
-            if (r->planner && r->planned) j = r;
+            if (r->planner && api_pages_planned(r->planner)) j = r;
             else n_planning += r->planner != NULL;
         pthread_mutex_unlock(&s->mu);
         if (!j) return n_planning;
@@ -482,7 +482,7 @@ static void *worker_main(void *arg) {
         if (!stepped && n_planning > 0 && n_planning == s->n_running && !s->stop_worker &&
             !(s->head && s->n_running < max_batch)) {
             int ready = 0;
-            for (job *r = s->running; r; r = r->next) ready |= r->planned && r->planner;
+            for (job *r = s->running; r; r = r->next) ready |= r->planner && api_pages_planned(r->planner);
             if (!ready) pthread_cond_wait(&s->cv, &s->mu);
         }
     }
