@@ -1,6 +1,9 @@
 /* `nanovl ask [--model DIR] FILE... "question"`: the main job. Streams the answer as it is
  * generated; several questions (-q) about the same files reuse the files' prefill; --per-page
- * answers the question for each page separately; --json prints one object per answer. */
+ * answers the question for each page separately; --chat holds a conversation about the files, a
+ * question per line of stdin; --json prints one object per answer. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,10 @@ static const char *k_usage_head =
     "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill);\n"
     "                        \"-\" reads it from stdin\n"
     "  --per-page            answer for each PDF page and image separately (long documents)\n"
+    "  -i, --chat            a conversation about the files: a question per line of stdin, each\n"
+    "                        answered seeing the earlier questions and answers (the files' prefill\n"
+    "                        runs once); every argument is a file, -q gives opening questions;\n"
+    "                        /reset starts again, /exit or end of input ends; ^C stops an answer\n"
     "  --system TEXT         a system message\n"
     "  --show-reasoning      print the <think> part too (default: the answer only)\n"
     "  --json                one JSON object per answer: answer, reasoning, usage, media, timings\n"
@@ -164,10 +171,262 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     return 0;
 }
 
+// ---------------------------------------------------------------------------
+// --chat: a conversation about the files, a question per line of stdin
+
+#define CHAT_MAX_LINE (1 << 20) /* bytes of one question (a stray binary on stdin is not a question) */
+
+/* SIGINT during an answer stops it (api_callbacks.cancel) and the conversation goes on; SIGINT at
+ * the prompt, or SIGTERM, ends it (exit 130); a second signal while an answer is being stopped
+ * exits at once (a step nothing interrupts: cli_force_exit_on_second_signal). */
+static volatile sig_atomic_t g_chat_answering, g_chat_quit;
+static volatile int g_chat_cancel;
+static void chat_on_signal(int sig) {
+    if (g_chat_cancel) cli_force_exit_on_second_signal("ask");
+    if (sig != SIGINT || !g_chat_answering) g_chat_quit = 1;
+    if (g_chat_answering) g_chat_cancel = 1;
+}
+
+/* One line of stdin into *line (no newline, no CR before it). Returns 1 with a line, 0 at the end
+ * of input, -1 when a signal ended the read (g_chat_quit) or a read failed, 2 for a line longer
+ * than CHAT_MAX_LINE (read to its end and dropped). */
+static int chat_read_line(char **line, size_t *cap) {
+    size_t n = 0;
+    int c, too_long = 0;
+    for (;;) {
+        errno = 0;
+        c = getc(stdin);
+        if (c == EOF) {
+            if (ferror(stdin) || g_chat_quit) return -1;
+            if (n == 0 && !too_long) return 0;
+            break; /* a last line without a newline */
+        }
+        if (c == '\n') break;
+        if (too_long) continue;
+        if (n + 2 > *cap) {
+            if (n + 2 > CHAT_MAX_LINE) {
+                too_long = 1;
+                continue;
+            }
+            size_t nc = *cap ? *cap * 2 : 256;
+            char *nl = nvl_realloc(*line, nc);
+            if (!nl) return -1;
+            *line = nl;
+            *cap = nc;
+        }
+        (*line)[n++] = (char)c;
+    }
+    if (too_long) return 2;
+    while (n && (*line)[n - 1] == '\r') n--;
+    (*line)[n] = 0;
+    return 1;
+}
+
+/* The conversation so far: turns[0] the first question, then answer, question, ... (n odd while a
+ * question waits for its answer). */
+typedef struct chat_hist {
+    char **turns;
+    int n, cap;
+} chat_hist;
+
+static int chat_push(chat_hist *h, const char *text) {
+    if (h->n == h->cap) {
+        int nc = h->cap ? h->cap * 2 : 8;
+        char **nt = nvl_realloc(h->turns, (size_t)nc * sizeof *nt);
+        if (!nt) return -1;
+        h->turns = nt;
+        h->cap = nc;
+    }
+    size_t len = strlen(text) + 1;
+    char *d = nvl_malloc(len);
+    if (!d) return -1;
+    memcpy(d, text, len);
+    h->turns[h->n++] = d;
+    return 0;
+}
+
+static void chat_clear(chat_hist *h) {
+    for (int i = 0; i < h->n; i++) nvl_free(h->turns[i]);
+    h->n = 0;
+}
+
+/* Asks h's last question (h->n odd) with the conversation before it: the system message (if any),
+ * the files with the first question, then each answer and question in turn (api_message roles
+ * "assistant" and "user": the chat template drops the earlier answers' reasoning, so only their
+ * text is kept). On success the answer joins h; a failed or stopped answer leaves h without its
+ * question. Returns 0 answered, 1 failed or stopped. */
+static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const api_ask_params *p, api_part *files,
+                     int n_files, const char *system, chat_hist *h, int turn, int verbose) {
+    const int n_msgs = (system ? 1 : 0) + h->n;
+    api_message *msgs = nvl_calloc((size_t)n_msgs, sizeof *msgs);
+    api_part *texts = nvl_calloc((size_t)h->n + 1, sizeof *texts);
+    api_part *first = nvl_calloc((size_t)n_files + 1, sizeof *first);
+    const char *question = h->turns[h->n - 1];
+    int rc = 1;
+    if (!msgs || !texts || !first) {
+        fprintf(stderr, "nanovl ask: out of memory\n");
+        goto done;
+    }
+    int m = 0;
+    if (system) {
+        texts[h->n] = (api_part){.kind = API_PART_TEXT, .text = system};
+        msgs[m++] = (api_message){"system", &texts[h->n], 1};
+    }
+    memcpy(first, files, (size_t)n_files * sizeof *first);
+    first[n_files] = (api_part){.kind = API_PART_TEXT, .text = h->turns[0]};
+    msgs[m++] = (api_message){"user", first, n_files + 1};
+    for (int t = 1; t < h->n; t++) {
+        texts[t] = (api_part){.kind = API_PART_TEXT, .text = h->turns[t]};
+        msgs[m++] = (api_message){t % 2 ? "assistant" : "user", &texts[t], 1};
+    }
+    const int echo = !o->json && !isatty(STDIN_FILENO); /* questions from a pipe: a transcript */
+    if (echo) {
+        printf("%sQ: %s\n", turn > 1 ? "\n" : "", question);
+        fflush(stdout);
+        o->prefix = "A: ";
+    }
+    o->answer_started = 0;
+    o->in_reasoning_shown = 0;
+    api_ask_result r;
+    nvl_err err = {0};
+    g_chat_cancel = 0;
+    g_chat_answering = 1;
+    nvl_status st = api_engine_run(e, msgs, n_msgs, p, cb, &r, &err);
+    g_chat_answering = 0;
+    cli_progress_clear(&o->prog);
+    const int stopped = st == NVL_OK && r.finish_reason && !strcmp(r.finish_reason, "cancelled");
+    if (st != NVL_OK) {
+        fprintf(stderr, "%snanovl ask: %s\n", o->answer_started && !o->json ? "\n" : "",
+                st == NVL_ERR_CANCELLED ? "the answer was stopped" : err.msg);
+        o->prog.midline = 0;
+        o->prefix = NULL;
+        if (o->json) {
+            cJSON *jo = cJSON_CreateObject();
+            if (jo) {
+                cJSON_AddStringToObject(jo, "question", question);
+                cJSON_AddNumberToObject(jo, "turn", turn);
+            }
+            cJSON *je = jo ? cJSON_AddObjectToObject(jo, "error") : NULL;
+            if (je) {
+                cJSON_AddStringToObject(je, "code", api_status_code(st));
+                cJSON_AddStringToObject(je, "message", err.msg);
+            }
+            api_json_line(stdout, jo);
+        }
+        if (st == NVL_ERR_LIMIT && strstr(err.msg, "context budget"))
+            fprintf(stderr, "nanovl ask: /reset starts the conversation again (the files stay read)\n");
+        api_ask_result_free(&r);
+        goto done;
+    }
+    if (o->json) {
+        cJSON *jo = api_result_to_json(&r);
+        if (jo) {
+            cJSON_AddStringToObject(jo, "question", question);
+            cJSON_AddNumberToObject(jo, "turn", turn);
+            api_json_line(stdout, jo);
+        }
+    } else {
+        if (o->prefix) fputs(o->prefix, stdout); /* an empty answer */
+        o->prefix = NULL;
+        if (o->show_reasoning && o->in_reasoning_shown == 1) fputs("\n</think>\n", stdout);
+        fputs("\n", stdout);
+        fflush(stdout);
+        cli_progress_wrote(&o->prog, stdout, "\n", 1);
+    }
+    if (stopped) fprintf(stderr, "nanovl ask: the answer was stopped; it is left out of the conversation\n");
+    if (verbose) print_verbose(&r);
+    if (!stopped && chat_push(h, r.answer ? r.answer : "") == 0) rc = 0;
+    else if (!stopped) fprintf(stderr, "nanovl ask: out of memory\n");
+    api_ask_result_free(&r);
+done:
+    if (rc) nvl_free(h->turns[--h->n]); /* the question leaves with its failed answer */
+    nvl_free(msgs);
+    nvl_free(texts);
+    nvl_free(first);
+    return rc;
+}
+
+/* The conversation: the opening questions (qs), then a question per line of stdin until its end,
+ * /exit or /quit, or a signal. Returns the exit status: 0 every question answered, 1 one failed
+ * or was stopped, 130 ended by a signal. */
+static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const api_ask_params *p, api_part *files,
+                    int n_files, const char *system, const char **qs, int n_q, int verbose) {
+    api_callbacks cb = *cb0;
+    cb.cancel = &g_chat_cancel;
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = chat_on_signal; /* no SA_RESTART: a signal at the prompt ends the read */
+    sigemptyset(&sa.sa_mask);
+    g_chat_quit = g_chat_answering = 0;
+    g_chat_cancel = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    const int tty = isatty(STDIN_FILENO);
+    chat_hist h = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0, turn = 0, qi = 0;
+    if (tty && !o->json)
+        fprintf(stderr, "a conversation about %d file%s: a question per line; /reset starts again, /exit or ^D ends, "
+                        "^C stops an answer\n", n_files, n_files == 1 ? "" : "s");
+    while (!g_chat_quit) {
+        const char *q;
+        if (qi < n_q) {
+            q = qs[qi++];
+        } else {
+            if (tty) {
+                fputs(turn ? "\n> " : "> ", stderr);
+                fflush(stderr);
+            }
+            const int got = chat_read_line(&line, &cap);
+            if (got == 0 || got < 0) {
+                if (tty) fputs("\n", stderr);
+                if (got < 0 && !g_chat_quit) {
+                    fprintf(stderr, "nanovl ask: reading the question: %s\n", strerror(errno ? errno : EIO));
+                    rc = 1;
+                }
+                break;
+            }
+            if (got == 2) {
+                fprintf(stderr, "nanovl ask: a question of more than %d bytes was left out\n", CHAT_MAX_LINE);
+                rc = 1;
+                continue;
+            }
+            q = line;
+            while (*q == ' ' || *q == '\t') q++;
+            if (!*q) continue;
+            if (!strcmp(q, "/exit") || !strcmp(q, "/quit")) break;
+            if (!strcmp(q, "/reset")) {
+                chat_clear(&h);
+                if (tty) fprintf(stderr, "(a new conversation about the same files)\n");
+                continue;
+            }
+            if (!strcmp(q, "/help")) {
+                fprintf(stderr, "a question per line; /reset starts the conversation again (the files stay read); "
+                                "/exit, /quit or end of input ends; ^C stops an answer, at the prompt it ends\n");
+                continue;
+            }
+        }
+        if (chat_push(&h, q) != 0) {
+            fprintf(stderr, "nanovl ask: out of memory\n");
+            rc = 1;
+            break;
+        }
+        if (chat_turn(e, o, &cb, p, files, n_files, system, &h, ++turn, verbose) != 0) rc = 1;
+    }
+    if (g_chat_quit) rc = 130;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    chat_clear(&h);
+    nvl_free(h.turns);
+    nvl_free(line);
+    return rc;
+}
+
 int cmd_ask(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *system = NULL;
     api_ask_params p = api_ask_params_default();
-    int verbose = 0, per_page = 0, force_progress = -1;
+    int verbose = 0, per_page = 0, chat = 0, force_progress = -1;
     ask_out o = {0};
     const char **pos = nvl_calloc((size_t)argc + 1, sizeof *pos), **qs = nvl_calloc((size_t)argc + 1, sizeof *qs);
     int n_pos = 0, n_q = 0, rc = 0;
@@ -191,6 +450,7 @@ int cmd_ask(int argc, char **argv) {
         if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) qs[n_q++] = argv[++i];
         else if (!strcmp(a, "--system") && v) system = argv[++i];
         else if (!strcmp(a, "--per-page")) per_page = 1;
+        else if (!strcmp(a, "-i") || !strcmp(a, "--chat")) chat = 1;
         else if (!strcmp(a, "--show-reasoning")) o.show_reasoning = 1;
         else if (!strcmp(a, "--json")) o.json = 1;
         else if (!strcmp(a, "--verbose")) verbose = 1;
@@ -202,7 +462,24 @@ int cmd_ask(int argc, char **argv) {
             goto out;
         } else pos[n_pos++] = a;
     }
-    if (n_q == 0 && n_pos > 0) { /* the last positional is the question, unless it names a file */
+    if (chat) { /* every argument is a file; the questions come from stdin (opening ones with -q) */
+        const char *why = per_page ? "--chat and --per-page cannot be used together" : NULL;
+        for (int q = 0; q < n_q && !why; q++)
+            if (!strcmp(qs[q], "-")) why = "with --chat the questions come from stdin: -q - cannot read one more";
+        if (why) fprintf(stderr, "nanovl ask: %s\n", why);
+        struct stat sb;
+        for (int f = 0; f < n_pos && !why; f++)
+            if (stat(pos[f], &sb) != 0) {
+                fprintf(stderr, "nanovl ask: %s: %s (with --chat every argument is a file; give an opening question with -q)\n",
+                        pos[f], strerror(errno));
+                why = "";
+            }
+        if (why) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (n_q == 0 && n_pos > 0 && !chat) { /* the last positional is the question, unless it names a file */
         struct stat sb;
         if (stat(pos[n_pos - 1], &sb) == 0) {
             fprintf(stderr,
@@ -227,9 +504,9 @@ int cmd_ask(int argc, char **argv) {
             }
             qs[q] = stdin_q;
         }
-    if (!model || n_q < 1 || (per_page && n_pos < 1)) {
+    if (!model || (n_q < 1 && !chat) || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
-        else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n");
+        else if (n_q < 1) fprintf(stderr, "nanovl ask: no question (or --chat: questions from stdin)\n");
         else fprintf(stderr, "nanovl ask: --per-page needs files\n");
         fprintf(stderr, "%s%s", k_usage_head, cli_ask_options_help);
         rc = EXIT_USAGE;
@@ -270,6 +547,10 @@ int cmd_ask(int argc, char **argv) {
     for (int f = 0; f < n_pos; f++) {
         parts[f].kind = API_PART_MEDIA;
         parts[f].media.path = pos[f];
+    }
+    if (chat) {
+        rc = chat_run(e, &o, &cb, &p, parts, n_pos, system, qs, n_q, verbose);
+        n_q = 0; /* (asked in the conversation) */
     }
     for (int q = 0; q < n_q; q++) {
         parts[n_pos] = (api_part){.kind = API_PART_TEXT, .text = qs[q]};

@@ -1,0 +1,132 @@
+#!/bin/sh
+# `nanovl ask --chat`: a conversation about files, a question per line of stdin.
+# - Each turn's answer equals the same conversation asked at once (a batch job whose "messages"
+#   are the files with the first question, the earlier answers as "assistant" turns, then the
+#   question): prompt tokens and answer; the files' prefill is reused from turn 2 on (cached
+#   tokens > 0); turn 1 equals a plain `ask`.
+# - /reset starts again (the turn after it equals turn 1); blank lines are skipped; /help says
+#   the commands; /exit ends (no question after it is answered); a transcript (Q: / A:) in a pipe.
+# - A failed turn (past the context budget) and a line over 1 MiB are left out of the
+#   conversation (the next answer equals the conversation without them), exit 1.
+# - SIGINT during an answer stops it and the conversation goes on; SIGINT at the prompt ends it
+#   (130); a second SIGINT while a step nothing interrupts holds the first exits at once (130).
+# - Usage errors (exit 2): --per-page, -q -, an argument that is not a file.
+# - On a terminal (util-linux `script`, when present): the "> " prompt and the banner on stderr.
+# usage: cli_ask_chat.sh NANOVL MODEL_DIR IMAGE
+B=$1 M=$2 I=$3
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/expect.sh"
+check() { # DESCRIPTION CONDITION...
+    d=$1
+    shift
+    n=$((n + 1))
+    "$@" || { echo "FAIL: $d"; fail=$((fail + 1)); }
+}
+field() { # FILE LINE KEY: the raw JSON value of "KEY" (a string with its quotes and escapes, or a number)
+    sed -n "${2}p" "$1" | sed -n 's/.*"'"$3"'":\("\([^"\\]\|\\.\)*"\|[-0-9.e]*\).*/\1/p'
+}
+A="--model $M --max-tokens 12 --no-think --no-progress"
+
+# 1. two turns and a reset, in JSON
+printf 'What is in the picture?\n\n   \nWhat colour is it?\n/reset\nWhat is in the picture?\n' > "$T/q1"
+timeout 120 "$B" ask $A --json --chat "$I" < "$T/q1" > "$T/chat.jsonl" 2> "$T/chat.err"
+rc=$?
+check "chat exits 0 (got $rc: $(head -3 "$T/chat.err"))" [ "$rc" = 0 ]
+check "three answers (blank lines skipped)" [ "$(wc -l < "$T/chat.jsonl")" = 3 ]
+check "turn numbers 1 2 3" [ "$(field "$T/chat.jsonl" 1 turn)$(field "$T/chat.jsonl" 2 turn)$(field "$T/chat.jsonl" 3 turn)" = 123 ]
+timeout 120 "$B" ask $A --json "$I" "What is in the picture?" > "$T/one.jsonl" 2>&1 < /dev/null
+check "turn 1 = a plain ask" [ -n "$(field "$T/one.jsonl" 1 answer)" -a "$(field "$T/chat.jsonl" 1 answer)" = "$(field "$T/one.jsonl" 1 answer)" ]
+check "turn 1 prompt tokens = a plain ask's" [ "$(field "$T/chat.jsonl" 1 prompt_tokens)" = "$(field "$T/one.jsonl" 1 prompt_tokens)" ]
+a1=$(field "$T/chat.jsonl" 1 answer)
+printf '{"id":"t2","messages":[{"role":"user","content":[{"type":"image","path":"%s"},{"type":"text","text":"What is in the picture?"}]},{"role":"assistant","content":%s},{"role":"user","content":"What colour is it?"}],"params":{"max_tokens":12,"think":false}}\n' "$I" "$a1" > "$T/jobs.jsonl"
+timeout 120 "$B" batch --model "$M" --no-progress "$T/jobs.jsonl" --out "$T/res.jsonl" > /dev/null 2>&1 < /dev/null
+check "turn 2 = the conversation asked at once (answer)" [ -n "$(field "$T/res.jsonl" 1 answer)" -a "$(field "$T/chat.jsonl" 2 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
+check "turn 2 = the conversation asked at once (prompt tokens)" [ "$(field "$T/chat.jsonl" 2 prompt_tokens)" = "$(field "$T/res.jsonl" 1 prompt_tokens)" ]
+check "turn 2 prompt longer than turn 1's" [ "$(field "$T/chat.jsonl" 2 prompt_tokens)" -gt "$(field "$T/chat.jsonl" 1 prompt_tokens)" ]
+check "turn 2 reuses the files' prefill" [ "$(field "$T/chat.jsonl" 2 cached_prompt_tokens)" -gt 0 ]
+check "after /reset the turn equals turn 1" [ "$(field "$T/chat.jsonl" 3 answer)" = "$a1" -a "$(field "$T/chat.jsonl" 3 prompt_tokens)" = "$(field "$T/chat.jsonl" 1 prompt_tokens)" ]
+
+# 2. the transcript in a pipe; /help; /exit ends
+printf 'What is in the picture?\n/help\nWhat colour is it?\n/exit\nNever asked?\n' > "$T/q2"
+timeout 120 "$B" ask $A --chat "$I" < "$T/q2" > "$T/chat.txt" 2> "$T/chat2.err"
+rc=$?
+check "transcript exits 0 (got $rc)" [ "$rc" = 0 ]
+check "transcript: Q and A lines" [ "$(grep -c '^Q: ' "$T/chat.txt")" = 2 -a "$(grep -c '^A: ' "$T/chat.txt")" = 2 ]
+check "/exit: nothing after it asked" sh -c "! grep -q 'Never asked' '$T/chat.txt'"
+check "/help says the commands" grep -q "/reset starts the conversation again" "$T/chat2.err"
+
+# 3. a turn past the context budget, and a line over 1 MiB, are left out of the conversation
+long=$(awk 'BEGIN { for (i = 0; i < 600; i++) printf "word%d ", i }')
+{ echo "What is in the picture?"; echo "$long"; head -c 1100000 /dev/zero | tr '\0' 'x'; echo; echo "What colour is it?"; } > "$T/q3"
+timeout 120 "$B" ask $A --json --max-context 400 --chat "$I" < "$T/q3" > "$T/chat3.jsonl" 2> "$T/chat3.err"
+rc=$?
+check "a failed turn: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "the failed turn names the budget and /reset" grep -q "context budget" "$T/chat3.err"
+check "the failed turn's /reset hint" grep -q "/reset starts the conversation again" "$T/chat3.err"
+check "the long line is left out, said so" grep -q "a question of more than 1048576 bytes was left out" "$T/chat3.err"
+check "the failed turn's JSON error" [ "$(field "$T/chat3.jsonl" 2 code)" = '"limit_exceeded"' ]
+check "the last turn as if the failed ones had not been" [ "$(field "$T/chat3.jsonl" 3 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
+
+# 4. usage errors
+expect 2 "cannot be used together" "$B" ask $A --chat --per-page "$I"
+expect 2 "questions come from stdin" "$B" ask $A --chat -q - "$I"
+expect 2 "no-such.png: No such file.*every argument is a file" "$B" ask $A --chat "$I" "$T/no-such.png"
+printf 'What colour is it?\n' > "$T/q4"
+timeout 120 "$B" ask $A --json --chat -q "What is in the picture?" "$I" < "$T/q4" > "$T/chat4.jsonl" 2>&1
+check "-q gives the opening question" [ "$(field "$T/chat4.jsonl" 2 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
+
+# 5. signals. SIGINT while the first answer's file is read (held 1.5 s by the test knob, which
+# nothing interrupts): that answer stops, the next question is answered
+mkfifo "$T/in" || exit 1
+NVL_TEST_MEDIA_DELAY="$(basename "$I"):1500" "$B" ask $A --json --chat "$I" < "$T/in" > "$T/sig.jsonl" 2> "$T/sig.err" &
+pid=$!
+exec 3> "$T/in"
+echo "What is in the picture?" >&3
+sleep 0.5
+kill -INT $pid
+echo "What is in the picture?" >&3
+exec 3>&-
+wait $pid
+rc=$?
+check "SIGINT stops an answer: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "SIGINT: the answer was stopped" grep -q "the answer was stopped" "$T/sig.err"
+check "SIGINT: the next question answered as turn 1" [ "$(field "$T/sig.jsonl" 2 answer)" = "$a1" ]
+# SIGINT at the prompt ends the conversation
+NVL_TEST_MEDIA_DELAY= "$B" ask $A --chat "$I" < "$T/in" > /dev/null 2> "$T/sig2.err" &
+pid=$!
+exec 3> "$T/in"
+sleep 1
+kill -INT $pid
+i=0
+while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+exec 3>&-
+wait $pid
+rc=$?
+check "SIGINT at the prompt: exit 130 (got $rc)" [ "$rc" = 130 ]
+# a second SIGINT while the first waits for a step nothing interrupts (a 4 s read): exit at once
+NVL_TEST_MEDIA_DELAY="$(basename "$I"):4000" "$B" ask $A --chat "$I" < "$T/in" > /dev/null 2> "$T/sig3.err" &
+pid=$!
+exec 3> "$T/in"
+echo "What is in the picture?" >&3
+sleep 1
+kill -INT $pid
+sleep 0.3
+kill -INT $pid
+i=0
+while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+exec 3>&-
+wait $pid
+rc=$?
+check "a second SIGINT exits at once: 130 within 1 s (got $rc after $i ticks)" [ "$rc" = 130 -a $i -lt 10 ]
+
+# 6. on a terminal: the banner and the prompt on stderr
+if command -v script > /dev/null 2>&1; then
+    printf 'What is in the picture?\n/exit\n' > "$T/q6"
+    timeout 120 script -qec "'$B' ask $A --chat '$I' 2> '$T/tty.err'" /dev/null < "$T/q6" > "$T/tty.out" 2>&1
+    check "terminal: banner" grep -q "a conversation about 1 file" "$T/tty.err"
+    check "terminal: prompt" grep -q "> " "$T/tty.err"
+else
+    echo "note: no util-linux script; the terminal checks are skipped"
+fi
+expect_report
