@@ -203,6 +203,47 @@ static nvl_status image_precheck(const uint8_t *buf, size_t len, const char *nam
     return NVL_OK;
 }
 
+/* Where a GIF's first frame is smaller than its logical screen, what lies outside it. FFmpeg fills
+ * it with the global palette's background colour (or transparent where the first frame declares a
+ * transparent index); Pillow (the reference processors' decoder) ignores the background index: its
+ * canvas starts as the transparent index when the first frame's graphic control extension declares
+ * one, index 0 otherwise, so that area is the first frame's palette's (local, else global) colour 0,
+ * black without a palette (a differential test against Pillow found it). Repaints img outside the
+ * first frame with Pillow's colour; white (alpha composited on white) for the transparent index.
+ * Left as FFmpeg made it when the header cannot be read or the frame reaches past the screen (Pillow
+ * then grows the image, FFmpeg clips the frame: not matched). */
+static void gif_fill_outside_first_frame(const uint8_t *b, size_t n, media_image *img) {
+    if (n < 13) return;
+    const int sw = b[6] | b[7] << 8, sh = b[8] | b[9] << 8;
+    if (sw != img->width || sh != img->height) return;
+    const uint8_t *global = b[10] & 0x80 ? b + 13 : NULL;
+    size_t i = 13 + (global ? 3u << ((b[10] & 7) + 1) : 0);
+    int transparent = 0;
+    while (i < n) {
+        if (b[i] == 0x21 && i + 1 < n) { /* extension: label, then sub-blocks until an empty one */
+            const int gce = b[i + 1] == 0xF9;
+            i += 2;
+            if (gce && i + 4 < n && b[i] >= 4) transparent |= b[i + 1] & 1; /* (Pillow: any before the frame) */
+            while (i < n && b[i]) i += 1u + b[i];
+            i++;
+        } else if (b[i] == 0x2C && i + 10 <= n) { /* the first image descriptor */
+            const int x0 = b[i + 1] | b[i + 2] << 8, y0 = b[i + 3] | b[i + 4] << 8;
+            const int x1 = x0 + (b[i + 5] | b[i + 6] << 8), y1 = y0 + (b[i + 7] | b[i + 8] << 8);
+            const uint8_t *pal = b[i + 9] & 0x80 ? (i + 13 <= n ? b + i + 10 : NULL) : global;
+            if (x1 > sw || y1 > sh || (b[i + 9] & 0x80 && !pal)) return;
+            uint8_t c[3] = {0, 0, 0};
+            if (transparent) memset(c, 255, 3);
+            else if (pal) memcpy(c, pal, 3);
+            for (int y = 0; y < sh; y++)
+                for (int x = 0; x < sw; x++)
+                    if (y < y0 || y >= y1 || x < x0 || x >= x1) memcpy(img->rgb + (size_t)y * img->stride + (size_t)x * 3, c, 3);
+            return;
+        } else {
+            return; /* the trailer, or bytes that are not a block */
+        }
+    }
+}
+
 nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                               const media_limits *lim, media_image **out, nvl_err *err) {
     return media_decode_image_cancellable(buf, len, name, lim, NULL, NULL, out, err);
@@ -280,6 +321,7 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
         const int bgrx = k == MEDIA_KIND_BMP && len >= 34 && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
                          (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
         st = media_decode_ffmpeg_still(buf, len, name, lim, bgrx, out, err);
+        if (st == NVL_OK && k == MEDIA_KIND_GIF) gif_fill_outside_first_frame(buf, len, *out);
         break;
     }
     }

@@ -228,6 +228,21 @@ enum { STILL = 1,             /* gray and RGB samples are full range (a 16-bit g
        STILL_NO_ALPHA = 2 };  /* the 4th byte is not alpha (a 32-bit BI_RGB BMP: Pillow and
                                  Windows ignore it; FFmpeg reads it as alpha) */
 
+/* Whether a still's frame has 16-bit gray or RGB samples (TIFF's gray16, ya16, rgb48, rgba64, gbrp16,
+ * either byte order): those are converted here by each sample's high byte, as Pillow's unpackers
+ * read 16-bit RGB ("RGB;16L", "RGB;16B": the high byte) and as nanovl reads 16-bit gray (PNG through
+ * libpng's png_set_strip_16 too). swscale rounds v/257 to the nearest level instead: 1 level
+ * above Pillow on about half the samples (a differential test against Pillow found it). */
+static int still_16bit(const AVPixFmtDescriptor *d) {
+    if (!d || (d->flags & (AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BITSTREAM | AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_FLOAT)) ||
+        d->log2_chroma_w || d->log2_chroma_h || d->nb_components < 1 || d->nb_components > 4)
+        return 0;
+    if (!(d->flags & AV_PIX_FMT_FLAG_RGB) && d->nb_components > 2) return 0; /* YUV: swscale's matrix */
+    for (int c = 0; c < d->nb_components; c++)
+        if (d->comp[c].depth != 16) return 0;
+    return 1;
+}
+
 /* Converts the current frame to RGB (alpha composited on white), applying rotation. */
 static nvl_status frame_to_rgb(av_in *in, int rotate, int still, const char *name, const media_limits *lim,
                                media_image **out, nvl_err *err) {
@@ -237,10 +252,12 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, int still, const char *nam
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
     const int has_alpha = desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA) && !(still & STILL_NO_ALPHA);
     const int yuv = desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB) && desc->nb_components >= 3;
-    in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
-                                   has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
-    if (!in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
-                                     av_get_pix_fmt_name(f->format));
+    const int deep = still && still_16bit(desc);
+    if (!deep)
+        in->sws = sws_getCachedContext(in->sws, f->width, f->height, f->format, f->width, f->height,
+                                       has_alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
+    if (!deep && !in->sws) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", name,
+                                              av_get_pix_fmt_name(f->format));
     /* Scaler flags: bicubic, what FFmpeg's own conversion uses (the ffmpeg CLI's auto-inserted
      * scaler passes flags 0, which libswscale takes as bicubic; -sws_flags does not reach it).
      * They matter where libswscale has no direct converter (odd sizes, 4:4:4, 10-bit): there
@@ -250,8 +267,9 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, int still, const char *nam
     int cs = f->colorspace;
     if (cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RESERVED) cs = SWS_CS_DEFAULT;
     const int *coef = sws_getCoefficients(cs);
-    sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG || (still && !yuv),
-                             sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
+    if (!deep)
+        sws_setColorspaceDetails(in->sws, coef, f->color_range == AVCOL_RANGE_JPEG || (still && !yuv),
+                                 sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
     const int ch = has_alpha ? 4 : 3;
     /* The destination rows are padded as FFmpeg pads its own frames: libswscale's SIMD
      * YUV->RGB converters write whole groups of 8 (or 16) pixels and, when a row of exactly
@@ -263,7 +281,27 @@ static nvl_status frame_to_rgb(av_in *in, int rotate, int still, const char *nam
     if (!tmp) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
     uint8_t *dst[4] = {tmp, NULL, NULL, NULL};
     int dst_ls[4] = {(int)ls, 0, 0, 0};
-    sws_scale(in->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_ls);
+    if (deep) { /* each sample's high byte (still_16bit), in sws_scale's layout */
+        const int nc = desc->nb_components, gray = nc < 3;
+        uint16_t *line = nvl_malloc((size_t)f->width * (size_t)nc * sizeof *line);
+        if (!line) {
+            nvl_free(tmp);
+            return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
+        }
+        for (int y = 0; y < f->height; y++) {
+            for (int c = 0; c < nc; c++)
+                av_read_image_line2(line + (size_t)c * (size_t)f->width, (const uint8_t **)f->data, f->linesize, desc, 0, y,
+                                    c, f->width, 0, 2);
+            for (int x = 0; x < f->width; x++) {
+                uint8_t *d = tmp + (size_t)y * ls + (size_t)x * (size_t)ch;
+                for (int c = 0; c < 3; c++) d[c] = (uint8_t)(line[(size_t)(gray ? 0 : c) * (size_t)f->width + x] >> 8);
+                if (ch == 4) d[3] = (uint8_t)(line[(size_t)(gray ? 1 : 3) * (size_t)f->width + x] >> 8);
+            }
+        }
+        nvl_free(line);
+    } else {
+        sws_scale(in->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_ls);
+    }
     const int W = f->width, H = f->height, swap = rotate == 90 || rotate == 270;
     media_image *img = NULL;
     if ((st = media_image_new(&img, swap ? H : W, swap ? W : H, err)) != NVL_OK) {

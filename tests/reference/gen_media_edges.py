@@ -26,7 +26,9 @@ sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* h
   classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
-  range, 32-bit BI_RGB BMP, JPEG-in-TIFF), written by Pillow; reference = Pillow's decode.
+  range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
+  frame), written by Pillow (16-bit RGB TIFF and PNG by tiff16/png16, a small-frame GIF's header
+  patched: Pillow writes neither); reference = Pillow's decode.
 field: references for ../shared/media/field/MANIFEST.tsv in the schema of goldens.json (read by
   test_media.c's manifest test): images = Pillow (exif_transpose, gen_media_goldens.to_rgb8)
   sha256, except AVIF = ffmpeg's own rgb24 conversion (checked here to be within 8 levels of
@@ -92,6 +94,68 @@ def columns(gold):
     gold["columns"] = out
 
 
+def tiff16(path, a, bo="<"):
+    """An uncompressed 16-bit gray (2-D a), RGB or RGBA (unassociated alpha) TIFF, byte order bo."""
+    import struct
+    h, w = a.shape[:2]
+    spp = 1 if a.ndim == 2 else a.shape[2]
+    data = a.astype(bo + "u2").tobytes()
+    ents = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, spp, 16), (259, 3, 1, 1), (262, 3, 1, 2 if spp >= 3 else 1),
+            (273, 4, 1, 0), (277, 3, 1, spp), (278, 3, 1, h), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    if spp == 4:
+        ents.append((338, 3, 1, 2))
+    bps_at = 8 + 2 + 12 * len(ents) + 4
+    data_at = bps_at + (2 * spp if spp > 1 else 0)
+    out = (b"II*\0" if bo == "<" else b"MM\0*") + struct.pack(bo + "IH", 8, len(ents))
+    for tag, typ, cnt, val in ents:
+        val = bps_at if tag == 258 and spp > 1 else data_at if tag == 273 else val
+        v = struct.pack(bo + "HH", val, 0) if typ == 3 and cnt == 1 else struct.pack(bo + "I", val)
+        out += struct.pack(bo + "HHI", tag, typ, cnt) + v
+    out += b"\0\0\0\0" + (struct.pack(bo + "H" * spp, *([16] * spp)) if spp > 1 else b"")
+    assert len(out) == data_at
+    open(path, "wb").write(out + data)
+
+
+def png16(path, a):
+    """A 16-bit RGB or RGBA PNG (colour type 2 or 6), filter 0 on every row."""
+    import struct
+    import zlib
+    h, w, c = a.shape
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) +
+                           chunk(b"IEND", b""))
+
+
+def gif_small(transparency=None, background=0, local=False):
+    """A 12x8 GIF whose only frame is 6x4 at (3, 2): Pillow's GIF of the 6x4 frame (16 colours),
+    the logical screen and the frame's offset patched; local: its palette moved from the global
+    table to the frame's local one."""
+    import io
+    import struct
+    y, x = np.mgrid[0:4, 0:6]
+    im = Image.fromarray(((x + y * 6) % 16).astype(np.uint8), "P")
+    im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91 + 40) % 256, (255 - i * 13) % 256)])
+    b = io.BytesIO()
+    im.save(b, "GIF", background=background, **({} if transparency is None else {"transparency": transparency}))
+    d = bytearray(b.getvalue())
+    assert d[10] & 0x80
+    ptab = 3 << ((d[10] & 7) + 1)
+    d[6:10] = struct.pack("<HH", 12, 8)
+    i = d.index(b"\x2c", 13 + ptab)
+    assert struct.unpack("<HHHH", d[i + 1:i + 9]) == (0, 0, 6, 4)
+    d[i + 1:i + 5] = struct.pack("<HH", 3, 2)
+    if local:
+        pal = d[13:13 + ptab]
+        d[i + 9] = 0x80 | (d[10] & 7)
+        d[i + 10:i + 10] = pal
+        d[10] &= 0x7F
+        del d[13:13 + ptab]
+    return bytes(d)
+
+
 def decode(gold):
     """Stills whose decoding a differential test against Pillow found wrong (2026-11-30), written by
     Pillow; reference = Pillow's exif_transpose + gen_media_goldens.to_rgb8 (alpha on white, 16-bit
@@ -125,7 +189,7 @@ def decode(gold):
     # gray TIFFs were stretched as limited range (16-235); 16-bit: swscale rounds v/257 where the
     # reference keeps the high byte: 1 level
     g16 = (x * 3000 + y * 900).astype(np.uint16)
-    add("dec_tiff_gray16.tif", lambda p: Image.fromarray(g16).save(p), tol=1)
+    add("dec_tiff_gray16.tif", lambda p: Image.fromarray(g16).save(p))
     add("dec_tiff_la.tif", lambda p: Image.fromarray(np.dstack([rgb[..., 1], alpha])).convert("LA").save(p))
     add("dec_tiff_gray8.tif", lambda p: Image.fromarray(rgb[..., 0]).save(p))
     # a 32-bit BI_RGB BMP (Pillow writes RGBA so): its 4th byte is not alpha
@@ -155,6 +219,35 @@ def decode(gold):
         src = Image.open(os.path.join(EDGES, e["file"]))
         want = 1 if e["file"].startswith("dec_exif1") else int(e["file"].split("_o")[1][0])
         assert src.getexif().get(274) == want, (e["file"], src.getexif().get(274))
+    # 16-bit samples through FFmpeg (TIFF) were rounded by swscale (v/257 to nearest) where Pillow
+    # takes the high byte: 1 level. Pillow writes no 16-bit RGB TIFF or PNG: tiff16/png16 write
+    # them uncompressed (Pillow still makes the reference). 16-bit PNG goes through libpng.
+    rgb16 = (np.stack([x * 3000 + y * 77, y * 5000 + x * 131, (x * 7 + y * 13) * 257 + 128], -1) % 65536).astype(np.uint16)
+    a16 = np.where(alpha == 128, 0x80FF, alpha.astype(np.uint16) * 257).astype(np.uint16)  # 128's high byte, not 128*257
+    add("dec_tiff_rgb16.tif", lambda p: tiff16(p, rgb16))
+    add("dec_tiff_rgb16_be.tif", lambda p: tiff16(p, rgb16, ">"))
+    add("dec_tiff_rgba16.tif", lambda p: tiff16(p, np.dstack([rgb16, a16])))
+    add("dec_tiff_gray16_be.tif", lambda p: tiff16(p, rgb16[..., 2], ">"))
+    add("dec_png_rgb16.png", lambda p: png16(p, rgb16))
+    add("dec_png_rgba16.png", lambda p: png16(p, np.dstack([rgb16, a16])))
+    add("dec_png_gray16.png", lambda p: Image.fromarray(rgb16[..., 1]).save(p))
+    for e in cases[-7:]:
+        src = Image.open(os.path.join(EDGES, e["file"]))
+        assert src.mode in ("RGB", "RGBA", "I;16", "I;16B", "I"), (e["file"], src.mode)
+        raw = rgb16 if src.mode in ("RGB", "RGBA") else None
+        if raw is not None:  # Pillow's unpackers keep the high byte: the reference is not v/257 rounded
+            assert (np.asarray(src)[..., :3] == (raw >> 8)).all(), e["file"]
+    # GIF whose first frame (6x4 at 3,2) is smaller than its logical screen (12x8): FFmpeg filled
+    # the rest with the background index's colour (transparent with a transparent index, or
+    # without a global palette); Pillow with the transparent index, else index 0 of the frame's
+    # palette. Written by Pillow, the screen size and frame offset patched in.
+    add("dec_gif_small_bg5.gif", lambda p: open(p, "wb").write(gif_small(background=5)))
+    add("dec_gif_small_bg0.gif", lambda p: open(p, "wb").write(gif_small(background=0)))
+    add("dec_gif_small_tr3_bg5.gif", lambda p: open(p, "wb").write(gif_small(transparency=3, background=5)))
+    add("dec_gif_small_local.gif", lambda p: open(p, "wb").write(gif_small(background=5, local=True)))
+    for e in cases[-4:]:
+        src = Image.open(os.path.join(EDGES, e["file"]))
+        assert src.size == (12, 8) and src.mode == "P", (e["file"], src.size, src.mode)
     gold["decode"] = cases
 
 
