@@ -1,6 +1,7 @@
 #!/bin/sh
 # The nanovl CLI on the sample media: one question, several questions about one document (its
-# vision and prefill run once), page by page, OCR, a chart, a video. Each command is printed first.
+# vision and prefill run once), a conversation, page by page, OCR, a chart, a video. Each
+# command is printed first.
 #
 #   samples/cli/run.sh MODEL_DIR [nanovl options...]
 #   samples/cli/run.sh ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16
@@ -8,7 +9,7 @@
 #
 # NANOVL picks the binary (default: build/api/nanovl, else nanovl on PATH). Exit 1 if a command fails.
 set -u
-[ $# -ge 1 ] || { sed -n '2,9p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,10p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 NANOVL=${NANOVL:-$root/build/api/nanovl}
@@ -25,6 +26,10 @@ show ask "$m/invoice.pdf" "What is the total due on this invoice?" "$@"
 # the second and third reuse the document's prefill (usage.cached_prompt_tokens)
 show ask "$m/invoice.pdf" -q "What is the invoice number?" -q "Who signed it, and in what role?" \
   -q "When is payment due?" --json "$@"
+# a conversation about the document: a question per line of stdin, each answered seeing the
+# earlier questions and answers (run it on a terminal and type them; /exit or ^D ends)
+printf 'What is the total due?\nAnd how much of it is tax?\n' |
+  show ask --chat "$m/invoice.pdf" "$@"
 # page by page (long documents): one answer per page, a marker before each
 show ask --per-page "$m/invoice.pdf" "What is on this page?" "$@"
 # a scanned page to Markdown
