@@ -5,11 +5,18 @@
     python3 nanovl_client.py --socket /run/nanovl.sock --ocr scan.pdf --pages 1-3
     python3 nanovl_client.py --socket /run/nanovl.sock --inline photo.jpg "Describe it."
     python3 nanovl_client.py --socket /run/nanovl.sock --events chart.png "Which quarter is best?"
+    python3 nanovl_client.py --socket /run/nanovl.sock --chat report.pdf    # questions on stdin
 
 Files go as absolute paths (the server resolves relative ones against its own working
 directory), or with --inline as base64 bytes. Streams the answer to stdout as it is generated,
 progress to stderr, and exits 1 on an error event (printing its code and message). Ctrl-C
 cancels the request on the server (exit 130); a second Ctrl-C leaves at once.
+
+--chat holds a conversation: every argument is a file, the questions come one per line of stdin,
+and each request carries the conversation so far as "messages" (the files with the first
+question, then each answer as an "assistant" turn and the next question), as `nanovl ask --chat`
+does: the server keeps no conversation, and reuses the files' vision and prefill. Ctrl-C cancels
+the answer being written and the conversation goes on; at the prompt it ends it (exit 130).
 """
 import argparse
 import base64
@@ -40,9 +47,12 @@ def main():
     ap.add_argument("--max-tokens", type=positive_int)
     ap.add_argument("--no-think", action="store_true")
     ap.add_argument("--events", action="store_true", help="print every event line of the request as sent")
+    ap.add_argument("--chat", action="store_true", help="a conversation: FILE... then questions on stdin")
     ap.add_argument("args", nargs="+", help="FILE... [question]")
     a = ap.parse_args()
-    files, question = (a.args, None) if a.ocr else (a.args[:-1], a.args[-1])
+    if a.chat and a.ocr:
+        ap.error("--chat asks questions; --ocr asks none")
+    files, question = (a.args, None) if a.ocr or a.chat else (a.args[:-1], a.args[-1])
 
     def media(path):
         if a.inline:
@@ -60,29 +70,62 @@ def main():
         params["max_tokens"] = a.max_tokens
     if a.no_think:
         params["think"] = False
-    rid = str(uuid.uuid4())
-    req = {"v": 1, "id": rid, "params": params}
-    if a.ocr:
-        req.update(type="ocr", files=[media(p) for p in files])
-    else:
-        req["messages"] = [{"role": "user", "content": [media(p) for p in files] + [{"type": "text", "text": question}]}]
-
     # Ctrl-C raises KeyboardInterrupt even where SIGINT came ignored (a background job of sh)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(a.socket)
-    s.sendall((json.dumps(req) + "\n").encode())
     f = s.makefile("rb")
+    if a.chat:
+        return chat(s, f, [media(p) for p in files], params, a.events)
+    req = {"v": 1, "id": str(uuid.uuid4()), "params": params}
+    if a.ocr:
+        req.update(type="ocr", files=[media(p) for p in files])
+    else:
+        req["messages"] = [{"role": "user", "content": [media(p) for p in files] + [{"type": "text", "text": question}]}]
+    rc, _ = ask(s, f, req, a.ocr, a.events)
+    return rc
+
+
+def ask(s, f, req, ocr, events):
+    """Sends req and streams its events: (exit status, its done event or None); Ctrl-C cancels it."""
+    s.sendall((json.dumps(req) + "\n").encode())
     try:
-        return read_events(s, f, rid, a.ocr, a.events)
+        return read_events(s, f, req["id"], ocr, events)
     except KeyboardInterrupt:  # Ctrl-C: cancel on the server, then wait for its answer
         print("\ncancelling (Ctrl-C again to leave at once)", file=sys.stderr)
-        s.sendall((json.dumps({"v": 1, "type": "cancel", "target": rid}) + "\n").encode())
+        s.sendall((json.dumps({"v": 1, "type": "cancel", "target": req["id"]}) + "\n").encode())
         try:
-            rc = read_events(s, f, rid, a.ocr, a.events)
+            rc, done = read_events(s, f, req["id"], ocr, events)
         except KeyboardInterrupt:
+            return 130, None
+        return (130 if rc == 1 else rc), done
+
+
+def chat(s, f, files, params, events):
+    """A question per line of stdin, each sent with the conversation before it (see the top)."""
+    history, rc = [], 0
+    while True:
+        if sys.stdin.isatty():
+            print("> ", end="", file=sys.stderr, flush=True)
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:  # at the prompt: the conversation ends
+            print(file=sys.stderr)
             return 130
-        return 130 if rc == 1 else rc
+        if not line:
+            return rc
+        q = line.strip()
+        if not q:
+            continue
+        # the files go with the first question only; earlier answers as the assistant's turns
+        turn = {"role": "user", "content": ([*files, {"type": "text", "text": q}] if not history else q)}
+        req = {"v": 1, "id": str(uuid.uuid4()), "params": params, "messages": history + [turn]}
+        r, done = ask(s, f, req, False, events)
+        if r == 0 and done is not None and done.get("finish_reason") != "cancelled":
+            history += [turn, {"role": "assistant", "content": done.get("answer") or ""}]
+        else:
+            rc = 1  # a failed or cancelled turn is left out of the conversation
+        print(file=sys.stderr if events else sys.stdout)
 
 
 def read_events(s, f, rid, ocr, events=False):
@@ -114,12 +157,12 @@ def read_events(s, f, rid, ocr, events=False):
                 u = ev.get("usage", {})
                 print(f"\n[done: {u.get('prompt_tokens', '-')} prompt tokens, {u.get('completion_tokens', '-')} generated]",
                       file=sys.stderr)
-            return 0
+            return 0, ev
         elif kind == "error":
             print(f"\nerror: {ev['code']}: {ev['message']}", file=sys.stderr)
-            return 1
+            return 1, None
     print("error: the server closed the connection", file=sys.stderr)
-    return 1
+    sys.exit(1)
 
 
 if __name__ == "__main__":

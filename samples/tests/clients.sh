@@ -3,7 +3,8 @@
 # directory than the client's, and one client asking about the sample media by relative names (so
 # only absolute paths or bytes work). Checks exit codes and the events: one accepted and one done
 # per request, the done's values (tokens generated, prompt tokens equal by path and by bytes), OCR
-# page markers, and Ctrl-C cancelling a running request (exit 130, error "cancelled").
+# page markers, Ctrl-C cancelling a running request (exit 130, error "cancelled"), and (python) a
+# conversation equal to `nanovl ask --chat`'s.
 # usage: clients.sh c|python|socat NANOVL MODEL_DIR SAMPLES_DIR [C_CLIENT]
 # Exit 77 (skipped) without python3 or socat for those clients.
 kind=$1 B=$2 M=$3 S=$4 CC=${5:-}
@@ -89,6 +90,26 @@ for f in "$T/fifo" "$T"; do
   if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "not a regular file" "$T/bad"; then echo "ok   --inline $f refused (exit $rc)"
   else echo "FAIL --inline $f: exit $rc"; sed 's/^/  | /' "$T/bad"; fail=1; fi
 done
+# python: a conversation (--chat), a question per line of stdin: each turn carries the earlier ones
+# (the second's prompt is longer and reuses the files' prefill), and its answers equal those of
+# `nanovl ask --chat` on the same questions
+if [ "$kind" = python ]; then
+  printf 'What is the total due?\n\nAnd how much of it is tax?\n' > "$T/qs"
+  timeout 60 $pfx "$client" --socket "$T/s.sock" --chat --events --max-tokens 4 --no-think invoice.pdf < "$T/qs" > "$T/chat" 2> "$T/err"
+  rc_is "chat invoice.pdf" $? 0
+  check "two done events" "$T/chat" '"event":"done",' 2
+  grep '"event":"done"' "$T/chat" | sed -n 2p > "$T/done2"
+  check "the second reuses the document's prefill" "$T/done2" '"cached_prompt_tokens":[1-9]' 1
+  answers() { sed -n 's/.*"answer":\("\([^"\\]\|\\.\)*"\).*/\1/p' "$1"; }
+  p1=$(grep '"event":"done"' "$T/chat" | sed -n '1s/.*"prompt_tokens":\([0-9]*\).*/\1/p')
+  p2=$(grep '"event":"done"' "$T/chat" | sed -n '2s/.*"prompt_tokens":\([0-9]*\).*/\1/p')
+  if [ -n "$p1" ] && [ -n "$p2" ] && [ "$p2" -gt "$p1" ]; then echo "ok   the second turn carries the first ($p1 -> $p2 prompt tokens)"
+  else echo "FAIL the second turn's prompt: $p1 -> $p2 tokens"; fail=1; fi
+  timeout 60 "$B" ask --model "$M" --chat --json --max-tokens 4 --no-think --no-progress invoice.pdf < "$T/qs" > "$T/cli" 2> "$T/err"
+  rc_is "nanovl ask --chat" $? 0
+  if [ "$(answers "$T/chat")" = "$(answers "$T/cli")" ] && [ "$(answers "$T/cli" | wc -l)" = 2 ]; then echo "ok   the socket's conversation = ask --chat's"
+  else echo "FAIL the socket's conversation differs from ask --chat's"; answers "$T/chat"; answers "$T/cli"; fail=1; fi
+fi
 # the server is still there and idle
 timeout 60 $pfx "$client" --socket "$T/s.sock" --events --max-tokens 2 --no-think scan.jpg "What is this?" > "$T/ev" 2> "$T/err"
 rc_is "ask after the cancel" $? 0
