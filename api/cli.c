@@ -4,6 +4,7 @@
  * Subcommands live in one table below; each is a function taking (argc, argv) after its name.
  */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,9 @@ static const char *k_usage =
     "  --image-memory MIB memory (MiB) an image's decoder may hold besides the image's bytes\n"
     "                     (default 4096; 0: no limit); each image is decoded in a process of its\n"
     "                     own, nanovl-image\n"
+    "  --max-megapixels MP  pixels an image, a rendered PDF page or a video frame may have, in\n"
+    "                     millions (default 100; Pillow refuses above 179): a larger one fails\n"
+    "                     with its size (limit_exceeded); a decoded pixel takes 3 bytes\n"
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
@@ -207,24 +211,29 @@ static void argv_remove(int *argc, char **argv, int a, int n) {
 
 /* --page-timeout S / --page-memory MIB (every command that renders PDF pages honours them),
  * --video-timeout S / --video-memory MIB (every command that decodes videos) and --image-timeout
- * S / --image-memory MIB (still images) anywhere after the command: the sandboxes' bounds.
- * Removed from argv. 0 on success, else EXIT_USAGE. */
+ * S / --image-memory MIB (still images) anywhere after the command: the sandboxes' bounds; and
+ * --max-megapixels MP (*mp, 0 when absent): the pixels of one image, page or frame. Removed from
+ * argv. 0 on success, else EXIT_USAGE. */
 static int sandbox_options(int *argc, char **argv, media_pdf_sandbox *sb, media_video_sandbox *vsb,
-                           media_image_sandbox *isb) {
+                           media_image_sandbox *isb, double *mp) {
+    *mp = 0;
     for (int a = 2; a < *argc && strcmp(argv[a], "--");) { /* after "--" every argument is a file */
-        double *to = !strcmp(argv[a], "--page-timeout")    ? &sb->timeout_s
-                     : !strcmp(argv[a], "--page-memory")   ? &sb->max_mb
-                     : !strcmp(argv[a], "--video-timeout") ? &vsb->timeout_s
-                     : !strcmp(argv[a], "--video-memory")  ? &vsb->max_mb
-                     : !strcmp(argv[a], "--image-timeout") ? &isb->timeout_s
-                     : !strcmp(argv[a], "--image-memory")  ? &isb->max_mb
-                                                           : NULL;
+        double *to = !strcmp(argv[a], "--page-timeout")      ? &sb->timeout_s
+                     : !strcmp(argv[a], "--page-memory")     ? &sb->max_mb
+                     : !strcmp(argv[a], "--video-timeout")   ? &vsb->timeout_s
+                     : !strcmp(argv[a], "--video-memory")    ? &vsb->max_mb
+                     : !strcmp(argv[a], "--image-timeout")   ? &isb->timeout_s
+                     : !strcmp(argv[a], "--image-memory")    ? &isb->max_mb
+                     : !strcmp(argv[a], "--max-megapixels")  ? mp
+                                                             : NULL;
         if (!to) {
             a++;
             continue;
         }
         const int is_time = to == &sb->timeout_s || to == &vsb->timeout_s || to == &isb->timeout_s;
-        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, 0, is_time ? 86400 : 999999, 0, to))
+        /* megapixels: 0.001 (a 1000-pixel image) to 100000 (past any decoder's own bound) */
+        if (!cli_num_option(argv[1], argv[a], a + 1 < *argc ? argv[a + 1] : NULL, to == mp ? 0.001 : 0,
+                            to == mp ? 100000 : is_time ? 86400 : 999999, 0, to))
             return EXIT_USAGE;
         argv_remove(argc, argv, a, 2);
     }
@@ -278,7 +287,9 @@ int main(int argc, char **argv) {
     media_video_sandbox vsb = media_video_sandbox_default();
     media_image_sandbox isb = media_image_sandbox_default();
     sb.exe = vsb.exe = isb.exe = "/proc/self/exe"; /* this executable, even if its file was replaced since it started */
-    if (sandbox_options(&argc, argv, &sb, &vsb, &isb)) return EXIT_USAGE;
+    double max_mp = 0;
+    if (sandbox_options(&argc, argv, &sb, &vsb, &isb, &max_mp)) return EXIT_USAGE;
+    if (max_mp > 0) media_set_default_max_pixels((int64_t)llround(max_mp * 1e6));
     media_pdf_set_sandbox(&sb);
     media_video_set_sandbox(&vsb);
     media_image_set_sandbox(&isb);

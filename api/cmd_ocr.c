@@ -144,6 +144,8 @@ static uint64_t run_fingerprint(const char *model, const char *prompt, const api
     const media_image_sandbox is = media_image_get_sandbox();
     snprintf(buf, sizeof buf, "%.9g %.9g %.9g %.9g", ps.timeout_s, ps.max_mb, is.timeout_s, is.max_mb);
     h = hash_field(h, buf);
+    const int64_t mp = media_limits_default().max_pixels; /* (which images fail; the default hashes as before) */
+    if (mp != MEDIA_DEFAULT_MAX_PIXELS) h = nvl_fnv1a(h, &mp, sizeof mp);
     for (int f = 0; f < n_files; f++) h = hash_file(h, files[f]);
     return h;
 }

@@ -579,6 +579,7 @@ static void status_reply(server *s, client *cl, const char *id) {
         cJSON_AddNumberToObject(ev, "image_timeout_s", isb.timeout_s > 0 ? isb.timeout_s : 0);
         cJSON_AddNumberToObject(ev, "image_memory_mib", isb.max_mb > 0 ? isb.max_mb : 0);
     }
+    cJSON_AddNumberToObject(ev, "max_megapixels", (double)media_limits_default().max_pixels / 1e6); /* (--max-megapixels) */
     emit_locked(s, cl, ev);
     pthread_mutex_unlock(&s->mu);
 }

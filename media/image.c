@@ -15,11 +15,17 @@
 #include <webp/decode.h>
 #endif
 
+static int64_t g_max_pixels = MEDIA_DEFAULT_MAX_PIXELS; /* media_set_default_max_pixels */
+
+void media_set_default_max_pixels(int64_t n) {
+    __atomic_store_n(&g_max_pixels, n > 0 ? n : MEDIA_DEFAULT_MAX_PIXELS, __ATOMIC_RELAXED);
+}
+
 media_limits media_limits_default(void) {
     /* max_frames: the API's own bound on a request's max_frames (whose default, 128, is the
        model's recipe), not a second, silent one: the LM's context refuses what does not fit */
-    media_limits l = {.max_file_bytes = (size_t)1 << 30, .max_pixels = 100000000, .max_pages = 500,
-                      .max_frames = 100000};
+    media_limits l = {.max_file_bytes = (size_t)1 << 30, .max_pixels = __atomic_load_n(&g_max_pixels, __ATOMIC_RELAXED),
+                      .max_pages = 500, .max_frames = 100000};
     return l;
 }
 
@@ -53,9 +59,9 @@ nvl_status media_check_pixels(const char *name, int64_t w, int64_t h, const medi
     if (w <= 0 || h <= 0)
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: image size %lldx%lld is empty", name, (long long)w,
                            (long long)h);
-    if (w * h > lim->max_pixels)
-        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %lldx%lld = %lld pixels exceeds the limit of %lld",
-                           name, (long long)w, (long long)h, (long long)(w * h), (long long)lim->max_pixels);
+    if (w > INT64_MAX / h || w * h > lim->max_pixels) /* (the CLI's --max-megapixels sets the default) */
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %lldx%lld = %.0f pixels exceeds the limit of %lld (--max-megapixels)",
+                           name, (long long)w, (long long)h, (double)w * (double)h, (long long)lim->max_pixels);
     return NVL_OK;
 }
 
@@ -281,9 +287,7 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
         if (f.has_animation) /* (FFmpeg 5.1's decoder reads no animation: it said "no image in the file") */
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: animated WebP (convert it to a "
                                "video, or a frame of it to PNG)", name);
-        if ((int64_t)f.width * f.height > lim->max_pixels)
-            return nvl_err_set(err, NVL_ERR_LIMIT, "%s: %dx%d = %lld pixels exceeds the limit of %lld", name, f.width,
-                               f.height, (long long)f.width * f.height, (long long)lim->max_pixels);
+        if ((st = media_check_pixels(name, f.width, f.height, lim, err)) != NVL_OK) return st;
         {
             int w = 0, h = 0;
             uint8_t *px = WebPDecodeRGBA(buf, len, &w, &h);

@@ -73,12 +73,19 @@ void media_image_free(media_image *img); /* NULL-tolerant */
 /* Caps applied to every input; each exceeded cap is NVL_ERR_LIMIT naming the input. */
 typedef struct media_limits {
     size_t max_file_bytes;  /* default 1 GiB */
-    int64_t max_pixels;     /* per decoded image or rendered page, default 100 M */
+    int64_t max_pixels;     /* per decoded image, rendered page or video frame, default 100 M
+                               (media_set_default_max_pixels) */
     int max_pages;          /* pages rendered from one PDF per request, default 500 */
     int max_frames;         /* frames kept from one video, default 100000 (the request's
                                media_video_params.max_frames, default 128, is what limits) */
 } media_limits;
 media_limits media_limits_default(void);
+#define MEDIA_DEFAULT_MAX_PIXELS 100000000 /* 100 megapixels: a decoded image is 3 bytes a pixel here */
+/* Sets media_limits_default()'s max_pixels for this process (the CLI's --max-megapixels, for
+ * every command, serve included); n <= 0 restores MEDIA_DEFAULT_MAX_PIXELS. The image and video
+ * decoders' processes are sent the caller's limit with each request. Pillow, which the model's
+ * reference preprocessing decodes with, refuses above 2 x 89,478,485 pixels. */
+void media_set_default_max_pixels(int64_t n);
 
 /* Reads a regular file into memory under lim->max_file_bytes (checked before reading; FIFOs,
  * sockets, devices and directories are refused unopened). *buf freed with nvl_free(). */

@@ -99,4 +99,30 @@ rc=$?
 if [ $rc != 0 ] || ! iconv -f UTF-8 -t UTF-8 "$T/j" >/dev/null 2>&1 || ! grep -q "\"question\":\"Wh$(printf '\357\277\275')at$(printf '\357\277\275')?\"" "$T/j"; then
     echo "FAIL: ask --json with invalid UTF-8 (exit $rc):"; head -c 600 "$T/j"; fail=$((fail + 1))
 fi
+# 14. --max-megapixels (every command): an image, a rendered page or a video frame above it fails
+# with its size and the flag's name; raised, the same input is read (the image decoder's process
+# gets the caller's limit). A PDF page rendered to a 1.5-megapixel PNG is the large image.
+PDF="$(dirname "$I")/two_pages.pdf" V="$(dirname "$I")/clip_2s.mp4"
+if "$B" render "$PDF" --pages 1 --long-side 1400 -o "$T/mp/" > /dev/null 2>&1; then
+    big="$T/mp/page-1.png"  # 1082x1400 = 1514800 pixels
+    expect 1 "1082x1400 = 1514800 pixels exceeds the limit of 1500000 (--max-megapixels)" \
+        "$B" ask --model "$M" --max-tokens 2 --max-megapixels 1.5 "$big" "What is it?"
+    expect 0 '"image_tokens"' "$B" ask --model "$M" --max-tokens 2 --json --max-megapixels 1.52 "$big" "What is it?"
+    expect 0 "^image: 1082x1400" "$B" media-info "$big"
+    expect 1 "exceeds the limit of 1000000" "$B" media-info --max-megapixels 1 "$big"
+    expect 1 "page 1 would render at 1082x1400 pixels.*(--max-megapixels)" "$B" render "$PDF" --pages 1 --long-side 1400 -o "$T/mp2" --max-megapixels 1
+    expect 1 "96x64 = 6144 pixels exceeds the limit of 6000" "$B" ask --model "$M" --max-tokens 2 --max-megapixels 0.006 "$V" "What happens?"
+    expect 2 "max-megapixels needs a number in 0.001..100000" "$B" ask --model "$M" --max-megapixels 0 "$big" "What?"
+else
+    echo "note: no PDF support; the --max-megapixels checks are skipped"
+fi
+# raised above the default (100 megapixels): a 10050x10000 JPEG (ffmpeg's, 0.6 MB) is refused by
+# default and read with --max-megapixels 101 (in the image decoder's process)
+if command -v ffmpeg > /dev/null 2>&1 &&
+    ffmpeg -hide_banner -loglevel error -y -f lavfi -i "color=c=gray:s=10050x10000" -frames:v 1 "$T/huge.jpg" < /dev/null; then
+    expect 1 "10050x10000 = 100500000 pixels exceeds the limit of 100000000 (--max-megapixels)" "$B" media-info "$T/huge.jpg"
+    expect 0 "^image: 10050x10000" "$B" media-info --max-megapixels 101 "$T/huge.jpg"
+else
+    echo "note: no ffmpeg; the check above the default --max-megapixels is skipped"
+fi
 expect_report
