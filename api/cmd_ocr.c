@@ -2,7 +2,9 @@
  * each page. Reasoning is off; each page is a separate pass, so long documents never exceed the
  * context. A page that fails is reported (stderr and a marker comment) and the rest goes on.
  * With --parallel N, N pages are read together (one engine, their decode steps batched); each
- * page is then written whole when it ends, still in page order (no streaming within a page). */
+ * page is then written whole when it ends, still in page order (no streaming within a page).
+ * With --out-dir DIR each input gets its own file, DIR/NAME.md, written aside and renamed into
+ * place when its last page is done (one model load for a folder of documents). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +30,10 @@ static const char *k_usage =
     "usage: nanovl ocr [--model DIR] FILE... [-o OUT.md] [options]\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  -o, --out FILE        write the Markdown there (default stdout)\n"
+    "  --out-dir DIR         a file per input instead: DIR/NAME.md (NAME: the input's name without\n"
+    "                        its extension; .jsonl with --json), each written whole when its last\n"
+    "                        page is done (DIR is made if missing); with --resume the inputs whose\n"
+    "                        file is in DIR already are not read again\n"
     "  --json                one JSON object per page: file, page, text (the markdown), usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
     "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
@@ -62,8 +68,146 @@ typedef struct ocr_ctx {
     int progress_errno; /* a write to OUT.progress failed (the run goes on; it cannot be resumed) */
     FILE *progress;  /* --resume: OUT.progress, a line after each page written (or NULL) */
     struct ocr_resume *rs; /* what an earlier run recorded (--resume) */
+    struct ocr_dir *dir;   /* --out-dir (or NULL) */
     cli_progress prog;
 } ocr_ctx;
+
+// ---------------------------------------------------------------------------
+// --out-dir: a file per input. Pages come in order, so an input's pages are written one after
+// another: the first write of a page of another input ends the file being written (synced, then
+// renamed from DIR/.NAME.md.part to DIR/NAME.md: a file in DIR is always whole) and starts its own.
+
+typedef struct ocr_dir {
+    const char *path;   /* DIR */
+    const char **in;    /* (n) the inputs, as given */
+    char **out;         /* (n) DIR/NAME.md or .jsonl */
+    int *failed;        /* (n) pages of the input that failed */
+    int n;
+    int cur;            /* the input being written, or -1 */
+    char part[4400];    /* its file until it is whole */
+    int n_written;      /* files made whole */
+} ocr_dir;
+
+/* DIR/NAME.EXT for input path: its last component without the extension (".hidden" keeps its name). */
+static char *dir_out_name(const char *dir, const char *path, const char *ext) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    const char *dot = strrchr(b, '.');
+    const size_t stem = dot && dot > b ? (size_t)(dot - b) : strlen(b);
+    const size_t n = strlen(dir) + stem + strlen(ext) + 3;
+    char *o = nvl_malloc(n);
+    if (o) snprintf(o, n, "%s/%.*s%s", dir, (int)stem, b, ext);
+    return o;
+}
+
+/* Ends the file being written: synced and renamed into place. Non-zero on a write error (errno in
+ * c->write_errno); the part is removed then. */
+static int dir_finish(ocr_ctx *c) {
+    ocr_dir *d = c->dir;
+    if (d->cur < 0) return 0;
+    int bad = fflush(c->out) != 0 || ferror(c->out) || (fsync(fileno(c->out)) != 0 && errno != EINVAL && errno != EROFS);
+    if (bad && !c->write_errno) c->write_errno = errno ? errno : EIO;
+    if (fclose(c->out) != 0 && !bad) {
+        bad = 1;
+        if (!c->write_errno) c->write_errno = errno ? errno : EIO;
+    }
+    c->out = NULL;
+    if (!bad && rename(d->part, d->out[d->cur]) != 0) {
+        bad = 1;
+        if (!c->write_errno) c->write_errno = errno ? errno : EIO;
+    }
+    if (bad) unlink(d->part);
+    else d->n_written++;
+    d->cur = -1;
+    return bad;
+}
+
+/* Before a page of input name is written: its file is the one open (ending another's). Non-zero
+ * on a write error. */
+static int dir_switch(ocr_ctx *c, const char *name) {
+    ocr_dir *d = c->dir;
+    if (!d || c->write_errno) return c->write_errno != 0;
+    int f = 0;
+    while (f < d->n && strcmp(d->in[f], name)) f++;
+    if (f == d->n) f = d->cur; /* (not one of ours: cannot happen; written where the last one went) */
+    if (f == d->cur && c->out) return 0;
+    if (dir_finish(c)) return 1;
+    const char *slash = strrchr(d->out[f], '/');
+    snprintf(d->part, sizeof d->part, "%s/.%s.part", d->path, slash ? slash + 1 : d->out[f]);
+    if (!(c->out = fopen(d->part, "w"))) {
+        c->write_errno = errno ? errno : EIO;
+        return 1;
+    }
+    d->cur = f;
+    return 0;
+}
+
+/* Sets d up for the inputs files (*n_files): DIR made if missing, an output name per input (two
+ * inputs with one name, or an output that is an input, refused); with resume the inputs whose
+ * file is in DIR already are taken out of files (*n_files lowered; 0: nothing to do, said).
+ * Returns 0, 1 (DIR cannot be made) or EXIT_USAGE, having said why. */
+static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int resume) {
+    struct stat sb;
+    if (stat(d->path, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "nanovl ocr: --out-dir '%s' is not a directory\n", d->path);
+        return EXIT_USAGE;
+    }
+    if (stat(d->path, &sb) != 0 && mkdir(d->path, 0777) != 0) {
+        fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s\n", d->path, strerror(errno));
+        return 1;
+    }
+    const int n = *n_files;
+    d->in = files;
+    d->out = nvl_calloc((size_t)n, sizeof *d->out);
+    d->failed = nvl_calloc((size_t)n, sizeof *d->failed);
+    if (!d->out || !d->failed) return 1;
+    d->n = n;
+    for (int f = 0; f < n; f++)
+        if (!(d->out[f] = dir_out_name(d->path, files[f], json ? ".jsonl" : ".md"))) return 1;
+    for (int f = 0; f < n; f++)
+        for (int g = 0; g < n; g++) {
+            if (g > f && !strcmp(d->out[f], d->out[g])) {
+                fprintf(stderr, "nanovl ocr: --out-dir: '%s' and '%s' would both be written to %s (rename one, or read "
+                                "them in two runs)\n", files[f], files[g], d->out[f]);
+                return EXIT_USAGE;
+            }
+            if (cli_same_file(d->out[f], files[g])) {
+                fprintf(stderr, "nanovl ocr: --out-dir: the output %s is the input '%s'\n", d->out[f], files[g]);
+                return EXIT_USAGE;
+            }
+        }
+    if (!resume) return 0;
+    int k = 0;
+    for (int f = 0; f < n; f++) {
+        if (stat(d->out[f], &sb) == 0) { /* (only whole files are renamed into DIR) */
+            nvl_free(d->out[f]);
+            continue;
+        }
+        files[k] = files[f];
+        d->out[k++] = d->out[f];
+    }
+    if (k < n)
+        fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s\n", n - k, n, n == 1 ? "" : "s",
+                n - k == 1 ? "is" : "are", d->path, k ? "; reading the others" : ": nothing to do");
+    d->n = *n_files = k;
+    return 0;
+}
+
+/* After the run: how many files were written, and which inputs had pages that failed. */
+static void dir_report(const ocr_dir *d) {
+    int n_bad = 0;
+    for (int f = 0; f < d->n; f++) n_bad += d->failed[f] > 0;
+    fprintf(stderr, "nanovl ocr: %d file%s written to %s", d->n_written, d->n_written == 1 ? "" : "s", d->path);
+    for (int f = 0, said = 0; f < d->n && n_bad; f++) {
+        if (!d->failed[f]) continue;
+        if (said == 5) {
+            fprintf(stderr, ", ...");
+            break;
+        }
+        fprintf(stderr, "%s%s (%d failed)", said++ ? ", " : "; pages failed in ", d->in[f], d->failed[f]);
+    }
+    fprintf(stderr, n_bad ? " (their errors are in their files; remove a file to read its input again with --resume)\n" : "\n");
+}
 
 // ---------------------------------------------------------------------------
 // Resuming (--resume). The run keeps OUT.progress: a first line with the fingerprint of what the
@@ -249,6 +393,7 @@ static void progress_note(ocr_ctx *c, int index, int good, const char *name, int
 
 /* Flushes the output; non-zero once a write to it has failed (a full disk, a closed pipe). */
 static int out_failed(ocr_ctx *c) {
+    if (!c->out) return c->write_errno != 0; /* (--out-dir before its first file) */
     if (!c->write_errno && (fflush(c->out) != 0 || ferror(c->out))) c->write_errno = errno ? errno : EIO;
     return c->write_errno != 0;
 }
@@ -287,6 +432,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
     if (c->json || c->whole) return;
     cli_progress_clear(&c->prog); /* (the inputs' listing may be on the line) */
+    if (dir_switch(c, name)) return; /* (the page's first text stops the run) */
     marker(c, name, page);
     c->page_open = 1;
     (void)out_failed(c); /* (the page's first text stops the run) */
@@ -296,6 +442,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     ocr_ctx *c = user;
     (void)n_total;
     c->page_open = 0;
+    if (dir_switch(c, name)) return 1;
     if (!c->json) {
         if (c->whole) { /* the page as streaming would have written it */
             cli_progress_clear(&c->prog);
@@ -318,6 +465,8 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     c->page_open = 0;
     cli_progress_clear(&c->prog);
     fprintf(stderr, "nanovl ocr: %s\n", msg);
+    if (dir_switch(c, name)) return 1;
+    if (c->dir) c->dir->failed[c->dir->cur]++;
     if (c->json) {
         api_json_line(c->out, api_page_error_to_json(name, page, st, msg));
     } else {
@@ -340,6 +489,7 @@ int cmd_ocr(int argc, char **argv) {
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
     int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0, lock_fd = -1;
     ocr_resume rs = {0};
+    ocr_dir dir = {.cur = -1};
     ocr_ctx c = {.out = stdout};
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
@@ -357,6 +507,7 @@ int cmd_ocr(int argc, char **argv) {
         if (k < 0) { rc = EXIT_USAGE; goto out; }
         if (k > 0) continue;
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
+        else if (!strcmp(a, "--out-dir") && v) dir.path = argv[++i];
         else if (!strcmp(a, "--prompt") && v) prompt = argv[++i];
         else if (!strcmp(a, "--json")) c.json = 1;
         else if (!strcmp(a, "--parallel") && v) {
@@ -383,10 +534,29 @@ int cmd_ocr(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto out;
     }
-    if (resume && !out_path) {
-        fprintf(stderr, "nanovl ocr: --resume needs -o FILE (the output to go on writing)\n");
+    if (dir.path && out_path) {
+        fprintf(stderr, "nanovl ocr: -o writes one file, --out-dir a file per input: give one of them\n");
         rc = EXIT_USAGE;
         goto out;
+    }
+    if (resume && !out_path && !dir.path) {
+        fprintf(stderr, "nanovl ocr: --resume needs -o FILE (the output to go on writing) or --out-dir DIR\n");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (dir.path) {
+        rc = dir_plan(&dir, files, &n_files, c.json, resume);
+        if (rc != 0 || n_files == 0) goto out; /* (nothing left to read: said) */
+        /* one run on DIR at a time (two would write the same part files); held until the end */
+        lock_fd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            fprintf(stderr, "nanovl ocr: another nanovl ocr is writing to %s\n", dir.path);
+            rc = 1;
+            goto out;
+        }
+        c.dir = &dir;
+        c.out = NULL;
+        resume = 0; /* (the files in DIR are the record) */
     }
     if (out_path) snprintf(rs.path, sizeof rs.path, "%s.progress", out_path);
     if (resume) {
@@ -474,6 +644,7 @@ int cmd_ocr(int argc, char **argv) {
     }
     if (skip > 0) fprintf(stderr, "nanovl ocr: resuming %s after %d page%s done\n", out_path, skip, skip == 1 ? "" : "s");
     api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
+    int api_stopped = 0; /* the run ended before its last page (cancelled, a write error, out of memory) */
     struct sigaction sa, old_term, old_int;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -489,6 +660,7 @@ int cmd_ocr(int argc, char **argv) {
                              .skip_check = skip > 0 ? ocr_skip_check : NULL};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
+            api_stopped = 1;
             if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
                 if (!rs.mismatch) rs.mismatch = 1; /* (fewer pages than were done) */
                 fprintf(stderr, "nanovl ocr: --resume: the inputs now give other pages than the run that wrote %s (its page "
@@ -505,11 +677,27 @@ int cmd_ocr(int argc, char **argv) {
         }
         if (n_failed || rs.n_failed) rc = rc ? rc : 1; /* (pages that failed before count too) */
         cli_progress_clear(&c.prog);
-    } else rc = 1;
+    } else {
+        rc = 1;
+        api_stopped = 1;
+    }
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
+    if (c.dir) { /* the last file made whole if its input was read to the end; else left out */
+        if (!g_ocr_cancel && !c.write_errno && rc != EXIT_USAGE && dir.cur >= 0 && !api_stopped) {
+            if (dir_finish(&c)) rc = 1;
+        } else if (dir.cur >= 0) {
+            if (c.out) fclose(c.out);
+            c.out = NULL;
+            unlink(dir.part);
+            if (!c.write_errno)
+                fprintf(stderr, "nanovl ocr: %s was not finished: left out of %s\n", dir.in[dir.cur], dir.path);
+            dir.cur = -1;
+        }
+        dir_report(&dir);
+    }
     if (g_ocr_cancel) { /* the page being streamed is cut short: said where it is, not left to look whole */
-        if (c.page_open && !c.write_errno) fputs("\n\n<!-- interrupted: this page is incomplete -->\n", c.out);
+        if (c.page_open && !c.write_errno && c.out) fputs("\n\n<!-- interrupted: this page is incomplete -->\n", c.out);
         fprintf(stderr, "nanovl ocr: interrupted with %d page%s begun%s\n", c.n_started, c.n_started == 1 ? "" : "s",
                 c.page_open ? "; the last is incomplete (marked so in the output)" : "");
         rc = 130;
@@ -520,16 +708,19 @@ int cmd_ocr(int argc, char **argv) {
         fprintf(stderr, "nanovl ocr: warning: cannot write %s: %s (a --resume may do pages again, or refuse)\n", rs.path,
                 strerror(c.progress_errno));
     (void)out_failed(&c);
-    if (c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
+    if (c.out && c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {
-        fprintf(stderr, "nanovl ocr: cannot write %s: %s (the run stopped there)\n", out_path ? out_path : "the output",
-                strerror(c.write_errno));
+        fprintf(stderr, "nanovl ocr: cannot write %s: %s (the run stopped there)\n",
+                out_path ? out_path : c.dir ? (dir.part[0] ? dir.part : dir.path) : "the output", strerror(c.write_errno));
         rc = 1;
     }
     api_engine_close(e);
 out:
     if (lock_fd >= 0) close(lock_fd);
     nvl_free(rs.unit);
+    for (int f = 0; dir.out && f < dir.n; f++) nvl_free(dir.out[f]);
+    nvl_free(dir.out);
+    nvl_free(dir.failed);
     nvl_free(files);
     return rc;
 }
