@@ -16,6 +16,7 @@
 #include "base/alloc.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "media.h"
 #include "wire.h"
 
 static const char *k_usage_head =
@@ -28,9 +29,10 @@ static const char *k_usage_head =
     "                        \"-\" reads it from stdin\n"
     "  --per-page            answer for each PDF page and image separately (long documents)\n"
     "  -i, --chat            a conversation about the files: a question per line of stdin, each\n"
-    "                        answered seeing the earlier questions and answers (the files' prefill\n"
+    "                        answered seeing the earlier questions and answers (the files' vision\n"
     "                        runs once); every argument is a file, -q gives opening questions;\n"
-    "                        /reset starts again, /exit or end of input ends; ^C stops an answer\n"
+    "                        /reset starts again, /help, /exit, /quit or end of input ends; ^C stops\n"
+    "                        an answer, at the prompt it ends (exit 130); exit 1 if a turn failed\n"
     "  --system TEXT         a system message\n"
     "  --show-reasoning      print the <think> part too (default: the answer only)\n"
     "  --json                one JSON object per answer: answer, reasoning, usage, media, timings\n"
@@ -180,19 +182,22 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
  * the prompt, or SIGTERM, ends it (exit 130); a second signal while an answer is being stopped
  * exits at once (a step nothing interrupts: cli_force_exit_on_second_signal). */
 static volatile sig_atomic_t g_chat_answering, g_chat_quit;
-static volatile int g_chat_cancel;
+/* api_callbacks.cancel is a volatile int *: sig_atomic_t is int here, so the handler may write it */
+_Static_assert(_Generic((sig_atomic_t)0, int: 1, default: 0), "sig_atomic_t is int");
+static volatile sig_atomic_t g_chat_cancel;
 static void chat_on_signal(int sig) {
-    if (g_chat_cancel) cli_force_exit_on_second_signal("ask");
+    if (g_chat_answering && g_chat_cancel) cli_force_exit_on_second_signal("ask");
     if (sig != SIGINT || !g_chat_answering) g_chat_quit = 1;
     if (g_chat_answering) g_chat_cancel = 1;
 }
 
-/* One line of stdin into *line (no newline, no CR before it). Returns 1 with a line, 0 at the end
- * of input, -1 when a signal ended the read (g_chat_quit) or a read failed, 2 for a line longer
- * than CHAT_MAX_LINE (read to its end and dropped). */
+/* One line of stdin into *line (no newline; trailing blanks and CRs dropped). Returns 1 with a
+ * line, 0 at the end of input, -1 when a signal ended the read (g_chat_quit) or a read failed, 2
+ * for a line longer than CHAT_MAX_LINE bytes, 3 for one holding a NUL byte (each read to its end
+ * and dropped: binary bytes are not a question). */
 static int chat_read_line(char **line, size_t *cap) {
     size_t n = 0;
-    int c, too_long = 0;
+    int c, too_long = 0, nul = 0;
     for (;;) {
         errno = 0;
         c = getc(stdin);
@@ -202,13 +207,15 @@ static int chat_read_line(char **line, size_t *cap) {
             break; /* a last line without a newline */
         }
         if (c == '\n') break;
+        nul |= c == 0;
         if (too_long) continue;
-        if (n + 2 > *cap) {
-            if (n + 2 > CHAT_MAX_LINE) {
-                too_long = 1;
-                continue;
-            }
+        if (n == CHAT_MAX_LINE) {
+            too_long = 1;
+            continue;
+        }
+        if (n + 2 > *cap) { /* (room for the byte and the terminating NUL) */
             size_t nc = *cap ? *cap * 2 : 256;
+            if (nc > CHAT_MAX_LINE + 1) nc = CHAT_MAX_LINE + 1;
             char *nl = nvl_realloc(*line, nc);
             if (!nl) return -1;
             *line = nl;
@@ -217,7 +224,8 @@ static int chat_read_line(char **line, size_t *cap) {
         (*line)[n++] = (char)c;
     }
     if (too_long) return 2;
-    while (n && (*line)[n - 1] == '\r') n--;
+    if (nul) return 3;
+    while (n && ((*line)[n - 1] == '\r' || (*line)[n - 1] == ' ' || (*line)[n - 1] == '\t')) n--;
     (*line)[n] = 0;
     return 1;
 }
@@ -291,12 +299,14 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
     nvl_err err = {0};
     g_chat_cancel = 0;
     g_chat_answering = 1;
+    if (g_chat_quit) g_chat_cancel = 1; /* (a signal between the line's reading and here) */
     nvl_status st = api_engine_run(e, msgs, n_msgs, p, cb, &r, &err);
     g_chat_answering = 0;
+    g_chat_cancel = 0; /* (a signal at the prompt now ends the conversation, as it should) */
     cli_progress_clear(&o->prog);
     const int stopped = st == NVL_OK && r.finish_reason && !strcmp(r.finish_reason, "cancelled");
     if (st != NVL_OK) {
-        fprintf(stderr, "%snanovl ask: %s\n", o->answer_started && !o->json ? "\n" : "",
+        fprintf(stderr, "%snanovl ask: %s\n", (o->answer_started && !o->json) || (st == NVL_ERR_CANCELLED && isatty(STDIN_FILENO)) ? "\n" : "",
                 st == NVL_ERR_CANCELLED ? "the answer was stopped" : err.msg);
         o->prog.midline = 0;
         o->prefix = NULL;
@@ -313,7 +323,7 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
             }
             api_json_line(stdout, jo);
         }
-        if (st == NVL_ERR_LIMIT && strstr(err.msg, "context budget"))
+        if (st == NVL_ERR_LIMIT && strstr(err.msg, "context budget") && h->n > 1) /* (with earlier turns to drop) */
             fprintf(stderr, "nanovl ask: /reset starts the conversation again (the files stay read)\n");
         api_ask_result_free(&r);
         goto done;
@@ -365,7 +375,7 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
     chat_hist h = {0};
     char *line = NULL;
     size_t cap = 0;
-    int rc = 0, turn = 0, qi = 0;
+    int rc = 0, turn = 0, qi = 0, gap = 0; /* gap: an answer since the last prompt (a blank line before it) */
     if (tty && !o->json)
         fprintf(stderr, "a conversation about %d file%s: a question per line; /reset starts again, /exit or ^D ends, "
                         "^C stops an answer\n", n_files, n_files == 1 ? "" : "s");
@@ -373,11 +383,13 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
         const char *q;
         if (qi < n_q) {
             q = qs[qi++];
+            if (tty && !o->json) fprintf(stderr, "%s> %s\n", gap ? "\n" : "", q); /* (as if typed) */
         } else {
             if (tty) {
-                fputs(turn ? "\n> " : "> ", stderr);
+                fputs(gap ? "\n> " : "> ", stderr);
                 fflush(stderr);
             }
+            gap = 0;
             const int got = chat_read_line(&line, &cap);
             if (got == 0 || got < 0) {
                 if (tty) fputs("\n", stderr);
@@ -387,8 +399,9 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
                 }
                 break;
             }
-            if (got == 2) {
-                fprintf(stderr, "nanovl ask: a question of more than %d bytes was left out\n", CHAT_MAX_LINE);
+            if (got >= 2) {
+                if (got == 2) fprintf(stderr, "nanovl ask: a question of more than %d bytes was left out\n", CHAT_MAX_LINE);
+                else fprintf(stderr, "nanovl ask: a line holding a NUL byte was left out (binary data is not a question)\n");
                 rc = 1;
                 continue;
             }
@@ -403,7 +416,7 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
             }
             if (!strcmp(q, "/help")) {
                 fprintf(stderr, "a question per line; /reset starts the conversation again (the files stay read); "
-                                "/exit, /quit or end of input ends; ^C stops an answer, at the prompt it ends\n");
+                                "/exit, /quit or end of input ends; ^C stops an answer, at the prompt it ends (exit 130)\n");
                 continue;
             }
         }
@@ -413,6 +426,7 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
             break;
         }
         if (chat_turn(e, o, &cb, p, files, n_files, system, &h, ++turn, verbose) != 0) rc = 1;
+        gap = 1;
     }
     if (g_chat_quit) rc = 130;
     sigaction(SIGINT, &old_int, NULL);
@@ -467,13 +481,15 @@ int cmd_ask(int argc, char **argv) {
         for (int q = 0; q < n_q && !why; q++)
             if (!strcmp(qs[q], "-")) why = "with --chat the questions come from stdin: -q - cannot read one more";
         if (why) fprintf(stderr, "nanovl ask: %s\n", why);
-        struct stat sb;
-        for (int f = 0; f < n_pos && !why; f++)
-            if (stat(pos[f], &sb) != 0) {
-                fprintf(stderr, "nanovl ask: %s: %s (with --chat every argument is a file; give an opening question with -q)\n",
-                        pos[f], strerror(errno));
+        for (int f = 0; f < n_pos && !why; f++) { /* (each turn would fail on it: said once, now) */
+            nvl_err fe = {0};
+            const nvl_status fst = media_check_file(pos[f], NULL, &fe);
+            if (fst != NVL_OK) {
+                fprintf(stderr, "nanovl ask: %s%s\n", fe.msg,
+                        fst == NVL_ERR_NOT_FOUND ? " (with --chat every argument is a file; give an opening question with -q)" : "");
                 why = "";
             }
+        }
         if (why) {
             rc = EXIT_USAGE;
             goto out;

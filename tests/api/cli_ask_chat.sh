@@ -6,10 +6,11 @@
 #   tokens > 0); turn 1 equals a plain `ask`.
 # - /reset starts again (the turn after it equals turn 1); blank lines are skipped; /help says
 #   the commands; /exit ends (no question after it is answered); a transcript (Q: / A:) in a pipe.
-# - A failed turn (past the context budget) and a line over 1 MiB are left out of the
-#   conversation (the next answer equals the conversation without them), exit 1.
+# - A failed turn (past the context budget), a line over 1 MiB and one holding a NUL are left out
+#   of the conversation (the next answer equals the conversation without them), exit 1; commands
+#   and questions lose trailing blanks; no /reset hint on a first turn.
 # - SIGINT during an answer stops it and the conversation goes on; SIGINT at the prompt ends it
-#   (130); a second SIGINT while a step nothing interrupts holds the first exits at once (130).
+#   (130, also right after a stopped answer); a second SIGINT while a step nothing interrupts holds the first exits at once (130).
 # - Usage errors (exit 2): --per-page, -q -, an argument that is not a file.
 # - On a terminal (util-linux `script`, when present): the "> " prompt and the banner on stderr.
 # usage: cli_ask_chat.sh NANOVL MODEL_DIR IMAGE
@@ -29,7 +30,7 @@ field() { # FILE LINE KEY: the raw JSON value of "KEY" (a string with its quotes
 A="--model $M --max-tokens 12 --no-think --no-progress"
 
 # 1. two turns and a reset, in JSON
-printf 'What is in the picture?\n\n   \nWhat colour is it?\n/reset\nWhat is in the picture?\n' > "$T/q1"
+printf 'What is in the picture?\n\n   \nWhat colour is it?  \t\n/reset \t\nWhat is in the picture?\n' > "$T/q1"
 timeout 120 "$B" ask $A --json --chat "$I" < "$T/q1" > "$T/chat.jsonl" 2> "$T/chat.err"
 rc=$?
 check "chat exits 0 (got $rc: $(head -3 "$T/chat.err"))" [ "$rc" = 0 ]
@@ -48,7 +49,7 @@ check "turn 2 reuses the files' prefill" [ "$(field "$T/chat.jsonl" 2 cached_pro
 check "after /reset the turn equals turn 1" [ "$(field "$T/chat.jsonl" 3 answer)" = "$a1" -a "$(field "$T/chat.jsonl" 3 prompt_tokens)" = "$(field "$T/chat.jsonl" 1 prompt_tokens)" ]
 
 # 2. the transcript in a pipe; /help; /exit ends
-printf 'What is in the picture?\n/help\nWhat colour is it?\n/exit\nNever asked?\n' > "$T/q2"
+printf 'What is in the picture?\n/help\nWhat colour is it?\n  /exit  \nNever asked?\n' > "$T/q2"
 timeout 120 "$B" ask $A --chat "$I" < "$T/q2" > "$T/chat.txt" 2> "$T/chat2.err"
 rc=$?
 check "transcript exits 0 (got $rc)" [ "$rc" = 0 ]
@@ -58,20 +59,29 @@ check "/help says the commands" grep -q "/reset starts the conversation again" "
 
 # 3. a turn past the context budget, and a line over 1 MiB, are left out of the conversation
 long=$(awk 'BEGIN { for (i = 0; i < 600; i++) printf "word%d ", i }')
-{ echo "What is in the picture?"; echo "$long"; head -c 1100000 /dev/zero | tr '\0' 'x'; echo; echo "What colour is it?"; } > "$T/q3"
+{ echo "What is in the picture?"; echo "$long"; head -c 1048577 /dev/zero | tr '\0' 'x'; echo; printf 'a NUL\0byte\n'; echo "What colour is it?"; } > "$T/q3"
 timeout 120 "$B" ask $A --json --max-context 400 --chat "$I" < "$T/q3" > "$T/chat3.jsonl" 2> "$T/chat3.err"
 rc=$?
 check "a failed turn: exit 1 (got $rc)" [ "$rc" = 1 ]
 check "the failed turn names the budget and /reset" grep -q "context budget" "$T/chat3.err"
 check "the failed turn's /reset hint" grep -q "/reset starts the conversation again" "$T/chat3.err"
 check "the long line is left out, said so" grep -q "a question of more than 1048576 bytes was left out" "$T/chat3.err"
+check "the NUL line is left out, said so" grep -q "a line holding a NUL byte was left out" "$T/chat3.err"
+# a line of exactly 1 MiB is a question (past the budget here: failed, not left out); no /reset
+# hint on a first turn (there is nothing to reset)
+{ head -c 1048576 /dev/zero | tr '\0' 'x'; echo; } > "$T/q5"
+timeout 120 "$B" ask $A --max-context 400 --chat "$I" < "$T/q5" > /dev/null 2> "$T/chat5.err"
+check "1 MiB exactly: asked (the budget's error)" grep -q "context budget" "$T/chat5.err"
+check "1 MiB exactly: not left out" sh -c "! grep -q 'left out' '$T/chat5.err'"
+check "no /reset hint on a first turn" sh -c "! grep -q '/reset starts' '$T/chat5.err'"
 check "the failed turn's JSON error" [ "$(field "$T/chat3.jsonl" 2 code)" = '"limit_exceeded"' ]
 check "the last turn as if the failed ones had not been" [ "$(field "$T/chat3.jsonl" 3 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
 
 # 4. usage errors
 expect 2 "cannot be used together" "$B" ask $A --chat --per-page "$I"
 expect 2 "questions come from stdin" "$B" ask $A --chat -q - "$I"
-expect 2 "no-such.png: No such file.*every argument is a file" "$B" ask $A --chat "$I" "$T/no-such.png"
+expect 2 "no-such.png': No such file.*every argument is a file" "$B" ask $A --chat "$I" "$T/no-such.png"
+expect 2 "is a directory; media must be regular files" "$B" ask $A --chat "$I" "$T"
 printf 'What colour is it?\n' > "$T/q4"
 timeout 120 "$B" ask $A --json --chat -q "What is in the picture?" "$I" < "$T/q4" > "$T/chat4.jsonl" 2>&1
 check "-q gives the opening question" [ "$(field "$T/chat4.jsonl" 2 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
@@ -86,12 +96,38 @@ echo "What is in the picture?" >&3
 sleep 0.5
 kill -INT $pid
 echo "What is in the picture?" >&3
+i=0
+while [ "$(wc -l < "$T/sig.jsonl")" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.2
+kill -INT $pid  # at the prompt, after a stopped answer: the conversation ends (130)
+i=0
+while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 exec 3>&-
 wait $pid
 rc=$?
-check "SIGINT stops an answer: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "SIGINT stops an answer, then ends at the prompt: exit 130 (got $rc)" [ "$rc" = 130 ]
 check "SIGINT: the answer was stopped" grep -q "the answer was stopped" "$T/sig.err"
+check "SIGINT at the prompt after a stopped answer: not taken for a second signal" sh -c "! grep -q 'interrupted again' '$T/sig.err'"
 check "SIGINT: the next question answered as turn 1" [ "$(field "$T/sig.jsonl" 2 answer)" = "$a1" ]
+# SIGINT at the prompt right after a stopped answer ends the conversation (130), as any SIGINT at
+# the prompt: it is not taken for a second signal during that answer
+NVL_TEST_MEDIA_DELAY="$(basename "$I"):1500" "$B" ask $A --chat "$I" < "$T/in" > /dev/null 2> "$T/sig4.err" &
+pid=$!
+exec 3> "$T/in"
+echo "What is in the picture?" >&3
+sleep 0.5
+kill -INT $pid
+i=0
+while ! grep -q "the answer was stopped" "$T/sig4.err" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.2
+kill -INT $pid
+i=0
+while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+exec 3>&-
+wait $pid
+rc=$?
+check "SIGINT at the prompt after a stopped answer: exit 130 (got $rc)" [ "$rc" = 130 ]
+check "SIGINT at the prompt after a stopped answer: no second-signal exit" sh -c "! grep -q 'interrupted again' '$T/sig4.err'"
 # SIGINT at the prompt ends the conversation
 NVL_TEST_MEDIA_DELAY= "$B" ask $A --chat "$I" < "$T/in" > /dev/null 2> "$T/sig2.err" &
 pid=$!
@@ -123,8 +159,9 @@ check "a second SIGINT exits at once: 130 within 1 s (got $rc after $i ticks)" [
 # 6. on a terminal: the banner and the prompt on stderr
 if command -v script > /dev/null 2>&1; then
     printf 'What is in the picture?\n/exit\n' > "$T/q6"
-    timeout 120 script -qec "'$B' ask $A --chat '$I' 2> '$T/tty.err'" /dev/null < "$T/q6" > "$T/tty.out" 2>&1
+    timeout 120 script -qec "'$B' ask $A --chat -q 'An opening question?' '$I' 2> '$T/tty.err'" /dev/null < "$T/q6" > "$T/tty.out" 2>&1
     check "terminal: banner" grep -q "a conversation about 1 file" "$T/tty.err"
+    check "terminal: the opening question shown as typed" grep -q "^> An opening question?" "$T/tty.err"
     check "terminal: prompt" grep -q "> " "$T/tty.err"
 else
     echo "note: no util-linux script; the terminal checks are skipped"
