@@ -522,7 +522,7 @@ int cmd_ask(int argc, char **argv) {
         }
     if (!model || (n_q < 1 && !chat) || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
-        else if (n_q < 1) fprintf(stderr, "nanovl ask: no question (or --chat: questions from stdin)\n");
+        else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n"); /* (the usage below names --chat) */
         else fprintf(stderr, "nanovl ask: --per-page needs files\n");
         fprintf(stderr, "%s%s", k_usage_head, cli_ask_options_help);
         rc = EXIT_USAGE;

@@ -32,8 +32,8 @@ static const char *k_usage =
     "  -o, --out FILE        write the Markdown there (default stdout)\n"
     "  --out-dir DIR         a file per input instead: DIR/NAME.md (NAME: the input's name without\n"
     "                        its extension; .jsonl with --json), each written whole when its last\n"
-    "                        page is done (DIR is made if missing); with --resume the inputs whose\n"
-    "                        file is in DIR already are not read again\n"
+    "                        page is done (DIR is made if missing); an input none of whose pages\n"
+    "                        could be read gets no file\n"
     "  --json                one JSON object per page: file, page, text (the markdown), usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
     "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
@@ -41,19 +41,29 @@ static const char *k_usage =
     "  --resume              with -o: a run that can be resumed (its progress kept in OUT.progress):\n"
     "                        the same command again after an interruption (^C, kill, reboot) keeps\n"
     "                        the pages done and goes on from the one cut short; the same files,\n"
-    "                        model and options are required; a finished run is left as it is\n"
+    "                        model and options are required; a finished run is left as it is.\n"
+    "                        With --out-dir: the inputs whose file is in DIR, newer than the input,\n"
+    "                        are not read again (the same model and options are required)\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
     "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
-    "      the page being written is marked incomplete; a second signal exits at once)\n";
+    "      the page being written is marked incomplete, with --out-dir its file left out; a second\n"
+    "      signal exits at once)\n";
 
 /* SIGINT / SIGTERM while pages run: the run is cancelled (api_callbacks.cancel), a page cut
  * short is marked so in the output, exit 130. */
 static volatile int g_ocr_cancel;
+/* --out-dir: the part being written, for the second signal's exit to remove (g_part_ok: the path
+ * is whole) */
+static char g_part[4400];
+static volatile sig_atomic_t g_part_ok;
 static void on_signal(int sig) {
     (void)sig;
-    if (g_ocr_cancel) cli_force_exit_on_second_signal("ocr");
+    if (g_ocr_cancel) {
+        if (g_part_ok) unlink(g_part); /* (--out-dir: the unfinished file never stays; unlink is async-signal-safe) */
+        cli_force_exit_on_second_signal("ocr");
+    }
     g_ocr_cancel = 1;
 }
 
@@ -69,55 +79,76 @@ typedef struct ocr_ctx {
     FILE *progress;  /* --resume: OUT.progress, a line after each page written (or NULL) */
     struct ocr_resume *rs; /* what an earlier run recorded (--resume) */
     struct ocr_dir *dir;   /* --out-dir (or NULL) */
+    unsigned char *started; /* (n_started_cap) units whose on_page_start ran: an image's error gets
+                               its marker in whole mode as when streaming */
+    int n_started_cap;
     cli_progress prog;
 } ocr_ctx;
 
 // ---------------------------------------------------------------------------
 // --out-dir: a file per input. Pages come in order, so an input's pages are written one after
-// another: the first write of a page of another input ends the file being written (synced, then
-// renamed from DIR/.NAME.md.part to DIR/NAME.md: a file in DIR is always whole) and starts its own.
+// another: the first write of a page of another input ends the file being written and starts its
+// own. A file is written under a temporary name in DIR (mkstemp: always a new file, never through
+// a link planted there, and short whatever the input's name), synced, then renamed to DIR/NAME.md:
+// a file in DIR is always whole. An input none of whose pages could be read gets no file (its
+// errors are on stderr), so that --resume reads it again. DIR/.nanovl-ocr records the model and
+// options the files were written with (--resume refuses others).
+
+#define DIR_RECORD ".nanovl-ocr"
+#define DIR_TEMP ".nanovl-ocr-part-"
 
 typedef struct ocr_dir {
     const char *path;   /* DIR */
     const char **in;    /* (n) the inputs, as given */
     char **out;         /* (n) DIR/NAME.md or .jsonl */
-    int *failed;        /* (n) pages of the input that failed */
+    int *failed, *read; /* (n) pages of the input that failed, that were read */
     int n;
     int cur;            /* the input being written, or -1 */
-    char part[4400];    /* its file until it is whole */
+    char part[4400];    /* its file until it is whole (DIR/.nanovl-ocr-part-XXXXXX) */
+    const char *bad;    /* the file a write failed on (for the message) */
+    mode_t mode;        /* the files' mode: 0666 less the umask (mkstemp makes 0600) */
     int n_written;      /* files made whole */
 } ocr_dir;
 
-/* DIR/NAME.EXT for input path: its last component without the extension (".hidden" keeps its name). */
+/* DIR/NAME.EXT for input path: its last component (trailing slashes dropped) without the extension
+ * (".hidden" keeps its name). */
 static char *dir_out_name(const char *dir, const char *path, const char *ext) {
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    const char *dot = strrchr(b, '.');
-    const size_t stem = dot && dot > b ? (size_t)(dot - b) : strlen(b);
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    const char *b = path;
+    for (size_t k = 0; k < len; k++)
+        if (path[k] == '/' && k + 1 < len) b = path + k + 1;
+    const size_t blen = len - (size_t)(b - path);
+    const char *dot = NULL;
+    for (size_t k = 1; k < blen; k++)
+        if (b[k] == '.') dot = b + k;
+    const size_t stem = dot ? (size_t)(dot - b) : blen;
     const size_t n = strlen(dir) + stem + strlen(ext) + 3;
     char *o = nvl_malloc(n);
     if (o) snprintf(o, n, "%s/%.*s%s", dir, (int)stem, b, ext);
     return o;
 }
 
-/* Ends the file being written: synced and renamed into place. Non-zero on a write error (errno in
- * c->write_errno); the part is removed then. */
+/* Ends the file being written: synced and renamed into place, or removed when none of its
+ * input's pages could be read. Non-zero on a write error (c->write_errno; d->bad names the file);
+ * the part is removed then. */
 static int dir_finish(ocr_ctx *c) {
     ocr_dir *d = c->dir;
     if (d->cur < 0) return 0;
+    errno = 0;
     int bad = fflush(c->out) != 0 || ferror(c->out) || (fsync(fileno(c->out)) != 0 && errno != EINVAL && errno != EROFS);
-    if (bad && !c->write_errno) c->write_errno = errno ? errno : EIO;
-    if (fclose(c->out) != 0 && !bad) {
-        bad = 1;
-        if (!c->write_errno) c->write_errno = errno ? errno : EIO;
-    }
+    if (fclose(c->out) != 0) bad = 1;
     c->out = NULL;
-    if (!bad && rename(d->part, d->out[d->cur]) != 0) {
+    if (bad) d->bad = d->in[d->cur];
+    const int keep = !bad && d->read[d->cur] > 0;
+    if (keep && rename(d->part, d->out[d->cur]) != 0) {
         bad = 1;
-        if (!c->write_errno) c->write_errno = errno ? errno : EIO;
+        d->bad = d->out[d->cur];
     }
-    if (bad) unlink(d->part);
-    else d->n_written++;
+    if (bad && !c->write_errno) c->write_errno = errno ? errno : EIO;
+    g_part_ok = 0;
+    if (!keep || bad) unlink(d->part);
+    d->n_written += keep && !bad;
     d->cur = -1;
     return bad;
 }
@@ -129,38 +160,77 @@ static int dir_switch(ocr_ctx *c, const char *name) {
     if (!d || c->write_errno) return c->write_errno != 0;
     int f = 0;
     while (f < d->n && strcmp(d->in[f], name)) f++;
-    if (f == d->n) f = d->cur; /* (not one of ours: cannot happen; written where the last one went) */
+    if (f == d->n) f = d->cur >= 0 ? d->cur : 0; /* (not one of ours: cannot happen) */
     if (f == d->cur && c->out) return 0;
     if (dir_finish(c)) return 1;
-    const char *slash = strrchr(d->out[f], '/');
-    snprintf(d->part, sizeof d->part, "%s/.%s.part", d->path, slash ? slash + 1 : d->out[f]);
-    if (!(c->out = fopen(d->part, "w"))) {
+    snprintf(d->part, sizeof d->part, "%s/" DIR_TEMP "XXXXXX", d->path);
+    g_part_ok = 0;
+    const int fd = mkstemp(d->part);
+    if (fd >= 0) {
+        memcpy(g_part, d->part, sizeof g_part);
+        g_part_ok = 1;
+    }
+    if (fd < 0 || fchmod(fd, d->mode) != 0 || !(c->out = fdopen(fd, "w"))) {
         c->write_errno = errno ? errno : EIO;
+        d->bad = d->path;
+        if (fd >= 0) {
+            close(fd);
+            unlink(d->part);
+            g_part_ok = 0;
+        }
         return 1;
     }
     d->cur = f;
     return 0;
 }
 
-/* Sets d up for the inputs files (*n_files): DIR made if missing, an output name per input (two
- * inputs with one name, or an output that is an input, refused); with resume the inputs whose
- * file is in DIR already are taken out of files (*n_files lowered; 0: nothing to do, said).
- * Returns 0, 1 (DIR cannot be made) or EXIT_USAGE, having said why. */
-static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int resume) {
+/* Sets d up for the inputs files (*n_files) written with fingerprint fp: DIR made if missing and
+ * checked writable, an output name per input (two inputs with one name, or an output that is an
+ * input, refused); parts a killed run left removed (lock_fd: DIR, locked here, for the caller to
+ * close). With resume the inputs whose file is in DIR already, not older than the input, are taken
+ * out of files (*n_files lowered; 0: nothing to do, said); DIR's record must hold fp. Returns 0,
+ * 1 (DIR cannot be made or written, another run holds it) or EXIT_USAGE, having said why. */
+static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int resume, uint64_t fp, int *lock_fd) {
     struct stat sb;
+    if (!*d->path) {
+        fprintf(stderr, "nanovl ocr: --out-dir needs a folder's name\n");
+        return EXIT_USAGE;
+    }
     if (stat(d->path, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "nanovl ocr: --out-dir '%s' is not a directory\n", d->path);
         return EXIT_USAGE;
     }
     if (stat(d->path, &sb) != 0 && mkdir(d->path, 0777) != 0) {
-        fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s\n", d->path, strerror(errno));
+        fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(errno),
+                lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode) ? " (it is a symbolic link to nothing)" : "");
         return 1;
     }
+    /* one run on DIR at a time (two would remove each other's parts); held until the process ends */
+    if ((*lock_fd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (*lock_fd >= 0) fprintf(stderr, "nanovl ocr: another nanovl ocr is writing to %s\n", d->path);
+        else fprintf(stderr, "nanovl ocr: cannot open the folder '%s': %s\n", d->path, strerror(errno));
+        return 1;
+    }
+    DIR *dd = opendir(d->path); /* parts a killed run left (no other run writes here now) */
+    for (struct dirent *de; dd && (de = readdir(dd));)
+        if (!strncmp(de->d_name, DIR_TEMP, strlen(DIR_TEMP)) && strlen(de->d_name) == strlen(DIR_TEMP) + 6) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s/%s", d->path, de->d_name);
+            unlink(p);
+        }
+    if (dd) closedir(dd);
+    const mode_t um = umask(0);
+    umask(um);
+    d->mode = 0666 & ~um;
+    char rec[4400], line[128];
+    snprintf(rec, sizeof rec, "%s/" DIR_RECORD, d->path);
+    snprintf(line, sizeof line, "nanovl ocr out-dir 1 %016llx\n", (unsigned long long)fp);
     const int n = *n_files;
     d->in = files;
-    d->out = nvl_calloc((size_t)n, sizeof *d->out);
-    d->failed = nvl_calloc((size_t)n, sizeof *d->failed);
-    if (!d->out || !d->failed) return 1;
+    d->out = nvl_calloc((size_t)n + 1, sizeof *d->out);
+    d->failed = nvl_calloc((size_t)n + 1, sizeof *d->failed);
+    d->read = nvl_calloc((size_t)n + 1, sizeof *d->read);
+    if (!d->out || !d->failed || !d->read) return 1;
     d->n = n;
     for (int f = 0; f < n; f++)
         if (!(d->out[f] = dir_out_name(d->path, files[f], json ? ".jsonl" : ".md"))) return 1;
@@ -176,37 +246,73 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
                 return EXIT_USAGE;
             }
         }
-    if (!resume) return 0;
-    int k = 0;
-    for (int f = 0; f < n; f++) {
-        if (stat(d->out[f], &sb) == 0) { /* (only whole files are renamed into DIR) */
-            nvl_free(d->out[f]);
-            continue;
+    int k = n;
+    if (resume) {
+        FILE *rf = fopen(rec, "r");
+        char got[128] = "";
+        if (rf) {
+            if (!fgets(got, sizeof got, rf)) got[0] = 0;
+            fclose(rf);
         }
-        files[k] = files[f];
-        d->out[k++] = d->out[f];
+        int any = 0;
+        for (int f = 0; f < n && !any; f++) any = stat(d->out[f], &sb) == 0;
+        if (any && strcmp(got, line)) {
+            fprintf(stderr, "nanovl ocr: --resume: the files in %s were written %s; run without --resume to write them "
+                            "again\n", d->path, rf ? "with another model or other options" : "by another program (no "
+                            DIR_RECORD " record)");
+            return EXIT_USAGE;
+        }
+        k = 0;
+        for (int f = 0; f < n; f++) {
+            struct stat si;
+            /* done: a whole file (only those are renamed into DIR), not older than its input */
+            if (stat(d->out[f], &sb) == 0 && S_ISREG(sb.st_mode) && stat(files[f], &si) == 0 &&
+                (sb.st_mtim.tv_sec > si.st_mtim.tv_sec ||
+                 (sb.st_mtim.tv_sec == si.st_mtim.tv_sec && sb.st_mtim.tv_nsec >= si.st_mtim.tv_nsec))) {
+                nvl_free(d->out[f]);
+                continue;
+            }
+            files[k] = files[f];
+            d->out[k++] = d->out[f];
+        }
+        if (k < n)
+            fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s\n", n - k, n, n == 1 ? "" : "s",
+                    n - k == 1 ? "is" : "are", d->path, k ? "; reading the others" : ": nothing to do");
     }
-    if (k < n)
-        fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s\n", n - k, n, n == 1 ? "" : "s",
-                n - k == 1 ? "is" : "are", d->path, k ? "; reading the others" : ": nothing to do");
     d->n = *n_files = k;
+    if (k == 0) return 0;
+    /* the record, which also proves DIR writable before the model loads */
+    char tmp[4500];
+    snprintf(tmp, sizeof tmp, "%s/" DIR_TEMP "XXXXXX", d->path);
+    const int fd = mkstemp(tmp);
+    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fchmod(fd, d->mode) != 0 || fsync(fd) != 0 ||
+        close(fd) != 0 || rename(tmp, rec) != 0) {
+        fprintf(stderr, "nanovl ocr: cannot write in %s: %s\n", d->path, strerror(errno ? errno : EIO));
+        if (fd >= 0) unlink(tmp);
+        return 1;
+    }
     return 0;
 }
 
-/* After the run: how many files were written, and which inputs had pages that failed. */
+/* After the run: the files written, the inputs that got none, those whose pages failed in part. */
 static void dir_report(const ocr_dir *d) {
-    int n_bad = 0;
-    for (int f = 0; f < d->n; f++) n_bad += d->failed[f] > 0;
     fprintf(stderr, "nanovl ocr: %d file%s written to %s", d->n_written, d->n_written == 1 ? "" : "s", d->path);
-    for (int f = 0, said = 0; f < d->n && n_bad; f++) {
-        if (!d->failed[f]) continue;
-        if (said == 5) {
-            fprintf(stderr, ", ...");
-            break;
+    for (int pass = 0; pass < 2; pass++) { /* unread inputs (no file), then files with failed pages */
+        int said = 0;
+        for (int f = 0; f < d->n; f++) {
+            if (!d->failed[f] || (pass == 0) != (d->read[f] == 0)) continue;
+            if (said == 5) {
+                fputs(", ...", stderr);
+                break;
+            }
+            if (!said++) fputs(pass ? "; pages failed in " : "; could not be read (no file): ", stderr);
+            else fputs(", ", stderr);
+            if (pass) fprintf(stderr, "%s (%d of %d)", d->in[f], d->failed[f], d->failed[f] + d->read[f]);
+            else fputs(d->in[f], stderr);
         }
-        fprintf(stderr, "%s%s (%d failed)", said++ ? ", " : "; pages failed in ", d->in[f], d->failed[f]);
+        if (said && pass) fputs(" (their errors are in their files)", stderr);
     }
-    fprintf(stderr, n_bad ? " (their errors are in their files; remove a file to read its input again with --resume)\n" : "\n");
+    fputs("\n", stderr);
 }
 
 // ---------------------------------------------------------------------------
@@ -401,6 +507,7 @@ static int out_failed(ocr_ctx *c) {
 static int on_text(const char *s, size_t n, int reasoning, void *user) {
     ocr_ctx *c = user;
     if (c->json || c->whole || reasoning) return 0;
+    if (!c->out) return 1; /* (--out-dir: its file could not be made; the run stops) */
     if (!c->text_started) {
         while (n && (*s == '\n' || *s == ' ')) {
             s++;
@@ -430,6 +537,8 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
     c->text_started = 0;
     c->n_started++;
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
+    if (!c->started && n_total > 0 && (c->started = nvl_calloc((size_t)n_total, 1))) c->n_started_cap = n_total;
+    if (index >= 0 && index < c->n_started_cap) c->started[index] = 1;
     if (c->json || c->whole) return;
     cli_progress_clear(&c->prog); /* (the inputs' listing may be on the line) */
     if (dir_switch(c, name)) return; /* (the page's first text stops the run) */
@@ -443,6 +552,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
     (void)n_total;
     c->page_open = 0;
     if (dir_switch(c, name)) return 1;
+    if (c->dir) c->dir->read[c->dir->cur]++;
     if (!c->json) {
         if (c->whole) { /* the page as streaming would have written it */
             cli_progress_clear(&c->prog);
@@ -471,8 +581,8 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         api_json_line(c->out, api_page_error_to_json(name, page, st, msg));
     } else {
         /* a page's error under its marker, as streaming writes it (an input that failed as a whole,
-           page 0, has none there: its error names it) */
-        if (c->whole && page > 0) marker(c, name, page);
+           never started, has none there: its error names it) */
+        if (c->whole && (page > 0 || (index >= 0 && index < c->n_started_cap && c->started[index]))) marker(c, name, page);
         /* "--" cannot appear inside an HTML comment */
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
         for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
@@ -545,15 +655,8 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     if (dir.path) {
-        rc = dir_plan(&dir, files, &n_files, c.json, resume);
+        rc = dir_plan(&dir, files, &n_files, c.json, resume, run_fingerprint(model, prompt, &p, c.json, NULL, 0), &lock_fd);
         if (rc != 0 || n_files == 0) goto out; /* (nothing left to read: said) */
-        /* one run on DIR at a time (two would write the same part files); held until the end */
-        lock_fd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-            fprintf(stderr, "nanovl ocr: another nanovl ocr is writing to %s\n", dir.path);
-            rc = 1;
-            goto out;
-        }
         c.dir = &dir;
         c.out = NULL;
         resume = 0; /* (the files in DIR are the record) */
@@ -689,6 +792,7 @@ int cmd_ocr(int argc, char **argv) {
         } else if (dir.cur >= 0) {
             if (c.out) fclose(c.out);
             c.out = NULL;
+            g_part_ok = 0;
             unlink(dir.part);
             if (!c.write_errno)
                 fprintf(stderr, "nanovl ocr: %s was not finished: left out of %s\n", dir.in[dir.cur], dir.path);
@@ -699,7 +803,7 @@ int cmd_ocr(int argc, char **argv) {
     if (g_ocr_cancel) { /* the page being streamed is cut short: said where it is, not left to look whole */
         if (c.page_open && !c.write_errno && c.out) fputs("\n\n<!-- interrupted: this page is incomplete -->\n", c.out);
         fprintf(stderr, "nanovl ocr: interrupted with %d page%s begun%s\n", c.n_started, c.n_started == 1 ? "" : "s",
-                c.page_open ? "; the last is incomplete (marked so in the output)" : "");
+                c.dir ? "" : c.page_open ? "; the last is incomplete (marked so in the output)" : "");
         rc = 130;
     }
     nvl_free(media);
@@ -711,7 +815,7 @@ int cmd_ocr(int argc, char **argv) {
     if (c.out && c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {
         fprintf(stderr, "nanovl ocr: cannot write %s: %s (the run stopped there)\n",
-                out_path ? out_path : c.dir ? (dir.part[0] ? dir.part : dir.path) : "the output", strerror(c.write_errno));
+                out_path ? out_path : c.dir ? (dir.bad ? dir.bad : dir.path) : "the output", strerror(c.write_errno));
         rc = 1;
     }
     api_engine_close(e);
@@ -721,6 +825,8 @@ out:
     for (int f = 0; dir.out && f < dir.n; f++) nvl_free(dir.out[f]);
     nvl_free(dir.out);
     nvl_free(dir.failed);
+    nvl_free(dir.read);
+    nvl_free(c.started);
     nvl_free(files);
     return rc;
 }

@@ -1,24 +1,21 @@
 #!/bin/sh
 # `nanovl ocr --out-dir DIR`: a file per input, DIR/NAME.md (.jsonl with --json), in one run.
 # - Each file equals `nanovl ocr INPUT` run alone on that input (Markdown streamed, --parallel 2,
-#   --json); an input that cannot be read gets its error in its file, is named in the summary,
-#   and the exit status is 1.
-# - --resume reads only the inputs whose file is not in DIR (a removed file is made again, equal).
-# - SIGINT: the files done stay, the one being written is left out (no part file), exit 130; a
-#   second run on DIR meanwhile is refused.
+#   --json); an input none of whose pages can be read gets no file and is named in the summary,
+#   and the exit status is 1. A long input name (the temporary file's name is short) works.
+# - --resume reads only the inputs whose file is not in DIR or is older than the input (a removed
+#   file is made again, equal); other options are refused; parts a killed run left are removed.
+# - SIGINT: the files done stay, the one being written is left out (no part file), exit 130; so
+#   with a second SIGINT's immediate exit; a second run on DIR meanwhile is refused.
+# - A file that cannot be put in place (a folder with its name) fails the run (exit 1) naming it.
 # - Refused (exit 2): -o beside it, two inputs with one name, DIR a regular file, an output that is
-#   an input.
+#   an input, an empty DIR name.
+# - ocr -o --parallel 2: a failed image's error under its marker, as streamed.
 # usage: cli_ocr_out_dir.sh NANOVL MODEL_DIR MEDIA_DIR (tests/data/media/made)
 B=$1 M=$2 MD=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
-check() { # DESCRIPTION CONDITION...
-    d=$1
-    shift
-    n=$((n + 1))
-    "$@" || { echo "FAIL: $d"; fail=$((fail + 1)); }
-}
 A="--model $M --max-tokens 6 --no-progress"
 I="$MD/image.bmp" P="$MD/two_pages.pdf"
 printf '%%PDF-1.4\nnot really a PDF\n' > "$T/broken.pdf"
@@ -32,13 +29,12 @@ timeout 120 "$B" ocr $A "$P" "$I" "$T/broken.pdf" --out-dir "$T/o1" > "$T/stdout
 rc=$?
 check "exit 1 with an unreadable input (got $rc)" [ "$rc" = 1 ]
 check "nothing on stdout" [ ! -s "$T/stdout" ]
-check "three files, no part left" [ "$(ls -A "$T/o1" | tr '\n' ' ')" = "broken.md image.md two_pages.md " ]
+check "two files and the record, no part left" [ "$(ls -A "$T/o1" | tr '\n' ' ')" = ".nanovl-ocr image.md two_pages.md " ]
 check "two_pages.md = the PDF read alone" cmp -s "$T/o1/two_pages.md" "$T/alone-two_pages.pdf.md"
 check "image.md = the image read alone" cmp -s "$T/o1/image.md" "$T/alone-image.bmp.md"
-check "broken.md = the broken PDF read alone (its error)" cmp -s "$T/o1/broken.md" "$T/alone-broken.pdf.md"
-check "broken.md holds the error" grep -q "<!-- error: bad_format" "$T/o1/broken.md"
+check "the broken PDF's error on stderr" grep -q "broken.pdf: damaged PDF" "$T/err"
 check "the PDF's two pages" [ "$(grep -c '^<!-- page [12]: ' "$T/o1/two_pages.md")" = 2 ]
-check "the summary names the failed input" grep -q "3 files written to $T/o1; pages failed in $T/broken.pdf (1 failed)" "$T/err"
+check "the summary names the unread input" grep -q "2 files written to $T/o1; could not be read (no file): $T/broken.pdf$" "$T/err"
 timeout 120 "$B" ocr $A --parallel 2 "$P" "$I" --out-dir "$T/par" > /dev/null 2>&1 < /dev/null
 check "--parallel 2: the same files" sh -c "cmp -s '$T/par/two_pages.md' '$T/alone-two_pages.pdf.md' && cmp -s '$T/par/image.md' '$T/alone-image.bmp.md'"
 timeout 120 "$B" ocr $A --json "$P" "$I" --out-dir "$T/js" > /dev/null 2>&1 < /dev/null
@@ -47,14 +43,21 @@ a=$(untimed "$T/js/two_pages.jsonl" "$T/js/image.jsonl") b=$(untimed "$T/alone-t
 check "--json: NAME.jsonl, equal to each input alone (but the timings)" [ -n "$a" -a "$a" = "$b" ]
 check "--json: a line per page" [ "$(wc -l < "$T/js/two_pages.jsonl")" = 2 ]
 
-# 2. --resume: only the inputs whose file is missing are read
+# 2. --resume: only the inputs whose file is missing (or older than the input) are read; the
+# broken PDF, which got no file, is read again (and fails again)
 rm "$T/o1/image.md"
-cp "$T/o1/two_pages.md" "$T/keep.md"
 echo "kept" >> "$T/o1/two_pages.md"  # (a file in DIR is not read again, so not rewritten)
-expect 0 "2 of 3 inputs are in $T/o1 already; reading the others" "$B" ocr $A "$P" "$I" "$T/broken.pdf" --out-dir "$T/o1" --resume
+touch "$T/o1/.nanovl-ocr-part-Ab12Cd"  # (a part a killed run left)
+expect 1 "1 of 3 inputs is in $T/o1 already; reading the others" "$B" ocr $A "$P" "$I" "$T/broken.pdf" --out-dir "$T/o1" --resume
 check "--resume: image.md made again, equal" cmp -s "$T/o1/image.md" "$T/alone-image.bmp.md"
 check "--resume: two_pages.md not touched" sh -c "tail -1 '$T/o1/two_pages.md' | grep -qx kept"
-expect 0 "3 of 3 inputs are in $T/o1 already: nothing to do" "$B" ocr $A "$P" "$I" "$T/broken.pdf" --out-dir "$T/o1" --resume
+check "--resume: the killed run's part removed" [ ! -e "$T/o1/.nanovl-ocr-part-Ab12Cd" ]
+cp "$I" "$T/pic.bmp"
+expect 0 "1 file written" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
+sleep 0.05; touch "$T/pic.bmp"  # (changed since its file was written)
+expect 0 "1 file written" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
+expect 0 "1 of 1 input is in $T/o1 already: nothing to do" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
+expect 2 "were written with another model or other options" "$B" ocr $A --max-tokens 7 "$T/pic.bmp" --out-dir "$T/o1" --resume
 
 # 3. refusals
 expect 2 "give one of them" "$B" ocr $A "$P" -o "$T/x.md" --out-dir "$T/o2"
@@ -62,6 +65,7 @@ mkdir -p "$T/sub" && cp "$I" "$T/sub/two_pages.bmp"
 expect 2 "would both be written to $T/o3/two_pages.md" "$B" ocr $A "$P" "$T/sub/two_pages.bmp" --out-dir "$T/o3"
 touch "$T/file"
 expect 2 "--out-dir '$T/file' is not a directory" "$B" ocr $A "$P" --out-dir "$T/file"
+expect 2 "--out-dir needs a folder's name" "$B" ocr $A "$P" --out-dir ""
 cp "$I" "$T/sub/pic.md"
 expect 2 "the output $T/sub/pic.md is the input" "$B" ocr $A "$T/sub/pic.md" --out-dir "$T/sub"
 
@@ -79,6 +83,37 @@ wait $pid
 rc=$?
 check "SIGINT: exit 130 (got $rc)" [ "$rc" = 130 ]
 check "SIGINT: the first input's file stays, whole" cmp -s "$T/int/two_pages.md" "$T/alone-two_pages.pdf.md"
-check "SIGINT: nothing else in DIR (no part file)" [ "$(ls -A "$T/int" | tr '\n' ' ')" = "two_pages.md " ]
+check "SIGINT: nothing else in DIR (no part file)" [ "$(ls -A "$T/int" | tr '\n' ' ')" = ".nanovl-ocr two_pages.md " ]
 check "SIGINT: the summary" grep -q "1 file written to $T/int" "$T/int.err"
+# a second SIGINT during a step nothing interrupts exits at once, and leaves no part either
+NVL_TEST_MEDIA_DELAY="slow.bmp:4000" "$B" ocr $A "$P" "$T/slow.bmp" --out-dir "$T/int2" > /dev/null 2> "$T/int2.err" < /dev/null &
+pid=$!
+i=0
+while [ ! -f "$T/int2/two_pages.md" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+sleep 0.5
+kill -INT $pid
+sleep 0.2
+kill -INT $pid
+wait_gone $pid
+wait $pid
+rc=$?
+check "a second SIGINT: exit 130 at once (got $rc after $i ticks)" [ "$rc" = 130 -a $i -lt 10 ]
+check "a second SIGINT: no part file left" [ "$(ls -A "$T/int2" | tr '\n' ' ')" = ".nanovl-ocr two_pages.md " ]
+
+# 5. a file that cannot be put in place (a folder has its name): exit 1 naming it, no crash, and
+# the run stops there (the next input is not written)
+mkdir -p "$T/o5/image.md/sub"
+expect 1 "cannot write $T/o5/image.md: " "$B" ocr $A "$I" "$P" --out-dir "$T/o5"
+check "the rename's failure: nothing else written, no part" [ "$(ls -A "$T/o5" | tr '\n' ' ')" = ".nanovl-ocr image.md " ]
+# a name as long as a file name may be (its temporary name is short)
+L=$(printf 'x%.0s' $(seq 247))
+cp "$I" "$T/$L.bmp"
+expect 0 "1 file written" "$B" ocr $A "$T/$L.bmp" --out-dir "$T/o6"
+check "the long name's file" grep -q "^<!-- image: $T/$L.bmp -->" "$T/o6/$L.md"
+
+# 6. ocr -o with --parallel 2: a failed image's error comes under its marker, as streamed
+head -c 100 "$I" > "$T/bad.bmp"
+timeout 120 "$B" ocr $A "$T/bad.bmp" "$P" > "$T/s1.md" 2> /dev/null < /dev/null
+timeout 120 "$B" ocr $A --parallel 2 "$T/bad.bmp" "$P" > "$T/s2.md" 2> /dev/null < /dev/null
+check "--parallel 2 = streamed, a failed image's marker included" sh -c "cmp -s '$T/s1.md' '$T/s2.md' && grep -q '^<!-- image: $T/bad.bmp -->' '$T/s2.md'"
 expect_report
