@@ -446,7 +446,7 @@ static double read_bandwidth_gbs(void) {
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
     double best = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = bench_now(), sum = 0;
+        double t0 = nvl_now(), sum = 0;
         /* 16 independent accumulators per thread so the loop vectorises and is bound by memory,
          * not by the latency of one add chain */
 #pragma omp parallel for reduction(+ : sum) schedule(static)
@@ -457,7 +457,7 @@ static double read_bandwidth_gbs(void) {
                 for (int j = 0; j < 16; j++) acc[j] += p[i + j];
             for (int j = 0; j < 16; j++) sum += acc[j];
         }
-        double dt = bench_now() - t0;
+        double dt = nvl_now() - t0;
         if (sum < 0) printf("impossible\n");
         double gbs = (double)(n * sizeof *a) / dt / 1e9;
         if (gbs > best) best = gbs;
@@ -503,7 +503,7 @@ static int bench_seqs(const llm_model *m, int S, int n_prompt, int n_decode) {
     double *step = malloc((size_t)n_decode * sizeof *step);
     int rc = 0;
     for (int i = 0; i < S; i++) llm_seq_alloc(c, &slot[i], &err);
-    double t0 = bench_now();
+    double t0 = nvl_now();
     for (int i = 0; i < S && !rc; i++) {
         for (int k = 0; k < n_prompt; k++) prompt[k] = (int32_t)(((k + 31 * i) * 7919) % V);
         for (int64_t k = 0; k < n_prompt && !rc; k += chunk) {
@@ -514,13 +514,13 @@ static int bench_seqs(const llm_model *m, int S, int n_prompt, int n_decode) {
         }
         tok[i] = argmax(logits + i * V, V);
     }
-    const double t_prefill = bench_now() - t0;
+    const double t_prefill = nvl_now() - t0;
     for (int r = 0; r < n_decode && !rc; r++) {
         for (int i = 0; i < S; i++)
             bs[i] = (llm_batch_seq){.slot = slot[i], .tokens = &tok[i], .n = 1, .logits = LLM_LOGITS_LAST, .out = logits + i * V};
-        double a = bench_now();
+        double a = nvl_now();
         rc = llm_step(ws, c, bs, S, &err) != NVL_OK;
-        step[r] = bench_now() - a;
+        step[r] = nvl_now() - a;
         for (int i = 0; i < S; i++) tok[i] = argmax(logits + i * V, V);
     }
     if (rc) fprintf(stderr, "seqs=%d: %s\n", S, err.msg);
@@ -605,12 +605,12 @@ int main(int argc, char **argv) {
     }
     nvl_err err = {0};
     llm_model *m = NULL;
-    const double t_load0 = bench_now();
+    const double t_load0 = nvl_now();
     if (llm_model_init(&m, dir, NULL, &err) != NVL_OK) {
         fprintf(stderr, "load: %s\n", err.msg);
         return 1;
     }
-    const double t_load = bench_now() - t_load0;
+    const double t_load = nvl_now() - t_load0;
     const llm_hparams *hp = llm_model_hparams(m);
     kern_backend *be = llm_model_backend(m);
     const int device = kern_backend_kind_of(be) != KERN_BACKEND_KIND_CPU;
@@ -680,12 +680,12 @@ int main(int argc, char **argv) {
         kern_backend_profile(be, 0);
         kern_backend_profile(be, 1);
     }
-    double t0 = bench_now();
+    double t0 = nvl_now();
     if (llm_prefill(ctx, prompt, n_prompt, NULL, NULL, &err) != NVL_OK) {
         fprintf(stderr, "prefill: %s\n", err.msg);
         return 1;
     }
-    double t_prefill = bench_now() - t0;
+    double t_prefill = nvl_now() - t0;
     char plabel[96];
     snprintf(plabel, sizeof plabel, "prefill of %d tokens in chunks of %d", n_prompt, n_chunk);
     kern_backend_profile_report(be, stderr, plabel); /* (NVL_PROFILE_OPS=1: the ops' times, on stderr) */
@@ -706,9 +706,9 @@ int main(int argc, char **argv) {
     int tok = argmax(llm_logits(ctx), hp->n_vocab);
     double *step = malloc((size_t)n_decode * sizeof *step);
     for (int i = 0; i < n_decode; i++) {
-        double a = bench_now();
+        double a = nvl_now();
         llm_decode(ctx, tok, &err);
-        step[i] = bench_now() - a;
+        step[i] = nvl_now() - a;
         tok = argmax(llm_logits(ctx), hp->n_vocab);
     }
     snprintf(plabel, sizeof plabel, "%d decode steps at a context of %d", n_decode, n_prompt + n_fill);

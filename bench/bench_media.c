@@ -32,13 +32,13 @@ static double tile_time(const media_image *img, int max_tiles, int *n) {
     vision_vl_config vc = {.image_size = 512, .use_thumbnail = 1, .max_num_tiles = 12};
     nvl_err err = {0};
     uint8_t *t = NULL;
-    const double a = bench_now();
+    const double a = nvl_now();
     if (vision_make_tiles_rgb8(img->rgb, img->width, img->height, img->stride, &vc, max_tiles, &t, n, NULL, NULL, &err) !=
         NVL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         exit(1);
     }
-    const double s = bench_now() - a;
+    const double s = nvl_now() - a;
     nvl_free(t);
     return s;
 }
@@ -47,7 +47,7 @@ static double tile_time(const media_image *img, int max_tiles, int *n) {
 /* Open + render of every page of path (s); *tile_s the tiling of page 1 when tile_s. */
 static double pdf_time(const char *path, int *pages, int *w, int *h, double *tile_s, int *page_tiles) {
     nvl_err err = {0};
-    const double a = bench_now();
+    const double a = nvl_now();
     media_pdf *pdf = NULL;
     if (media_pdf_open(&pdf, path, NULL, NULL, &err) != NVL_OK) {
         fprintf(stderr, "%s\n", err.msg);
@@ -65,7 +65,7 @@ static double pdf_time(const char *path, int *pages, int *w, int *h, double *til
         media_image_free(img);
     }
     media_pdf_close(pdf);
-    return bench_now() - a;
+    return nvl_now() - a;
 }
 
 /* Median of runs (at most 15) timings by once (seconds of one run), pause_s apart (not timed). */
@@ -99,9 +99,9 @@ static double image_once(void *ctx) {
     image_job *j = ctx;
     nvl_err err = {0};
     media_image *img = NULL;
-    const double a = bench_now();
+    const double a = nvl_now();
     if (media_decode_image(j->buf, j->len, j->name, NULL, &img, &err) != NVL_OK) fail_exit(&err);
-    const double s = bench_now() - a;
+    const double s = nvl_now() - a;
     j->w = img->width, j->h = img->height;
     media_image_free(img);
     return s;
@@ -111,9 +111,9 @@ static double image_once(void *ctx) {
 static double video_open_once(void *ctx) {
     nvl_err err = {0};
     media_video *v = NULL;
-    const double a = bench_now();
+    const double a = nvl_now();
     if (media_video_open(ctx, NULL, NULL, &v, &err) != NVL_OK) fail_exit(&err);
-    const double s = bench_now() - a;
+    const double s = nvl_now() - a;
     media_video_close(v);
     return s;
 }
@@ -163,22 +163,22 @@ int main(int argc, char **argv) {
         media_video_sandbox vsb = media_video_sandbox_default();
         vsb.exe = "/proc/self/exe"; /* through the decoder process, as nanovl decodes videos */
         media_video_set_sandbox(&vsb);
-        double a = bench_now();
+        double a = nvl_now();
         media_frames *f = NULL;
         if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        tvd[r] = bench_now() - a;
+        tvd[r] = nvl_now() - a;
         media_frames_free(f);
         vsb.exe = NULL; /* in this process */
         media_video_set_sandbox(&vsb);
-        a = bench_now();
+        a = nvl_now();
         if (media_video_sample(argv[2], NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        tv[r] = bench_now() - a;
+        tv[r] = nvl_now() - a;
         frames = f->n;
         fw = f->width, fh = f->height;
         tf[r] = 0;

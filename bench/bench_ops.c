@@ -95,9 +95,9 @@ static double time_op(const char *what, op_fn fn, void *ctx, int runs) {
     double *t = malloc((size_t)runs * sizeof *t);
     if (!t) die("host allocation", NULL);
     for (int r = 0; r < runs; r++) {
-        const double t0 = bench_now();
+        const double t0 = nvl_now();
         if (fn(ctx, &err) != NVL_OK || kern_synchronize(g_be, &err) != NVL_OK) die(what, &err);
-        t[r] = bench_now() - t0;
+        t[r] = nvl_now() - t0;
     }
     qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
     const double med = t[runs / 2];

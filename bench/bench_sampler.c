@@ -43,9 +43,9 @@ int main(int argc, char **argv) {
         }
         const int N = 50;
         long acc = 0;
-        const double t0 = bench_now();
+        const double t0 = nvl_now();
         for (int i = 0; i < N; i++) acc += llm_sampler_sample(s, l);
-        printf("| %s | V %lld | %.3f ms/token | (ids sum %ld) |\n", cfg[c].name, (long long)V, (bench_now() - t0) / N * 1e3, acc);
+        printf("| %s | V %lld | %.3f ms/token | (ids sum %ld) |\n", cfg[c].name, (long long)V, (nvl_now() - t0) / N * 1e3, acc);
         llm_sampler_free(s);
     }
     nvl_free(l);

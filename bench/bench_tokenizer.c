@@ -50,16 +50,16 @@ int main(int argc, char **argv) {
     int64_t n_ids = 0;
     for (int r = 0; r < 3; r++) {
         llm_tokenizer *t = NULL;
-        double a = bench_now();
+        double a = nvl_now();
         if (llm_tokenizer_load(&t, argv[1], &err) != NVL_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        tl[r] = bench_now() - a;
+        tl[r] = nvl_now() - a;
         int32_t *ids = NULL;
-        a = bench_now();
+        a = nvl_now();
         llm_tokenizer_encode(t, text, len, &ids, &n_ids, &err);
-        te[r] = bench_now() - a;
+        te[r] = nvl_now() - a;
         nvl_free(ids);
         llm_tokenizer_free(t);
     }

@@ -2,14 +2,7 @@
 #ifndef BENCH_BENCH_UTIL_H
 #define BENCH_BENCH_UTIL_H
 
-#include <time.h>
-
-/* Monotonic wall time in seconds. */
-static inline double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/clock.h" /* nvl_now(): monotonic seconds */
 
 /* qsort comparator for doubles (medians). */
 static inline int bench_cmp_double(const void *a, const void *b) {

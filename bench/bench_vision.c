@@ -117,12 +117,12 @@ int main(int argc, char **argv) {
     uint8_t *t8 = malloc((size_t)n_tiles * 3 * S * S);
     for (size_t i = 0; i < (size_t)n_tiles * 3 * S * S; i++) t8[i] = (uint8_t)((i * 2654435761u) >> 13);
     if (device && vision_encode_rgb8(m, t8, 1, feat, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    double t0 = bench_now();
+    double t0 = nvl_now();
     if ((device ? vision_encode_rgb8(m, t8, n_tiles, feat, &err) : vision_encode(m, tiles, n_tiles, feat, &err)) != NVL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    double dt = bench_now() - t0;
+    double dt = nvl_now() - t0;
     free(t8);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -18,12 +18,6 @@ B=$1 M=$2 I=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
-check() { # DESCRIPTION CONDITION...
-    d=$1
-    shift
-    n=$((n + 1))
-    "$@" || { echo "FAIL: $d"; fail=$((fail + 1)); }
-}
 field() { # FILE LINE KEY: the raw JSON value of "KEY" (a string with its quotes and escapes, or a number)
     sed -n "${2}p" "$1" | sed -n 's/.*"'"$3"'":\("\([^"\\]\|\\.\)*"\|[-0-9.e]*\).*/\1/p'
 }
@@ -100,8 +94,7 @@ i=0
 while [ "$(wc -l < "$T/sig.jsonl")" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 sleep 0.2
 kill -INT $pid  # at the prompt, after a stopped answer: the conversation ends (130)
-i=0
-while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+wait_gone $pid
 exec 3>&-
 wait $pid
 rc=$?
@@ -121,8 +114,7 @@ i=0
 while ! grep -q "the answer was stopped" "$T/sig4.err" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 sleep 0.2
 kill -INT $pid
-i=0
-while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+wait_gone $pid
 exec 3>&-
 wait $pid
 rc=$?
@@ -134,8 +126,7 @@ pid=$!
 exec 3> "$T/in"
 sleep 1
 kill -INT $pid
-i=0
-while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+wait_gone $pid
 exec 3>&-
 wait $pid
 rc=$?
@@ -149,8 +140,7 @@ sleep 1
 kill -INT $pid
 sleep 0.3
 kill -INT $pid
-i=0
-while kill -0 $pid 2> /dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+wait_gone $pid
 exec 3>&-
 wait $pid
 rc=$?

@@ -1,6 +1,6 @@
-/* Helpers of the socket tests (test_serve, test_serve_concurrent), header-only: a monotonic
- * clock, connecting to a Unix socket with retries, sending one request line (newline added),
- * and a string field of an event. */
+/* Helpers of the socket tests (test_serve, test_serve_concurrent), header-only: connecting to a
+ * Unix socket with retries, sending one request line (newline added), and a string field of an
+ * event (nvl_now, base/clock.h, is their clock). */
 #ifndef TESTS_API_SOCK_UTIL_H
 #define TESTS_API_SOCK_UTIL_H
 
@@ -17,22 +17,18 @@
 
 #include <cjson/cJSON.h>
 
-static inline double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/clock.h"
 
 /* A connected fd, retrying while the server comes up; -1 after timeout seconds. */
 static inline int connect_to(const char *sock, double timeout) {
-    const double t0 = now();
+    const double t0 = nvl_now();
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
         struct sockaddr_un a = {.sun_family = AF_UNIX};
         snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
         if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
         close(fd);
-        if (now() - t0 > timeout) return -1;
+        if (nvl_now() - t0 > timeout) return -1;
         usleep(20000);
     }
 }
@@ -91,7 +87,7 @@ typedef struct sock_conn {
 } sock_conn;
 
 static inline cJSON *sock_next_event(sock_conn *c, double timeout_s) {
-    const double t0 = now();
+    const double t0 = nvl_now();
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->n);
         if (nl) {
@@ -101,7 +97,7 @@ static inline cJSON *sock_next_event(sock_conn *c, double timeout_s) {
             c->n -= used;
             return ev;
         }
-        const double left = timeout_s - (now() - t0);
+        const double left = timeout_s - (nvl_now() - t0);
         if (left <= 0) return NULL;
         struct pollfd pf = {c->fd, POLLIN, 0};
         if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;

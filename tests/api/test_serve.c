@@ -102,7 +102,7 @@ static int utf8_valid(const unsigned char *s, size_t n) {
 
 /* The next event (parsed; every line must be valid UTF-8 JSON), or NULL after timeout / EOF. */
 static cJSON *next_event(conn *c, double timeout) {
-    const double t0 = now();
+    const double t0 = nvl_now();
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->n);
         if (nl) {
@@ -114,7 +114,7 @@ static cJSON *next_event(conn *c, double timeout) {
             if (!ev) TEST_CHECK(0, "server sent a line that is not JSON");
             return ev;
         }
-        double left = timeout - (now() - t0);
+        double left = timeout - (nvl_now() - t0);
         if (left <= 0) return NULL;
         struct pollfd pf = {c->fd, POLLIN, 0};
         if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;
@@ -441,9 +441,9 @@ int main(void) {
         int small = 4096;
         setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
         send_line(slow, ask_json(req, sizeof req, "slow", img, 100000, ",\"max_context\":131072"));
-        const double t0 = now();
+        const double t0 = nvl_now();
         int dropped = 0;
-        while (!dropped && now() - t0 < 60) {
+        while (!dropped && nvl_now() - t0 < 60) {
             send_line(c.fd, "{\"type\":\"status\",\"id\":\"ping\"}");
             ev = next_event(&c, 5);
             TEST_CHECK(ev != NULL, "status answered while a client does not read");
@@ -644,7 +644,7 @@ int main(void) {
         conn slow = {.fd = connect_to(sock3, 10)};
         conn good = {.fd = connect_to(sock3, 10)};
         TEST_CHECK(idle.fd >= 0 && slow.fd >= 0 && good.fd >= 0, "third server up");
-        const double t0 = now();
+        const double t0 = nvl_now();
         TEST_CHECK(send(slow.fd, "{", 1, MSG_NOSIGNAL) == 1, "started a line");
         int slow_closed = 0;
         for (int i = 0; i < 40 && !slow_closed; i++) { /* a byte every 0.1 s, never a newline */
@@ -661,7 +661,7 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "timeout") && strstr(str(ev, "message"), "unfinished"),
                    "an unfinished line is closed with timeout (got %s)", ev ? str(ev, "message") : "nothing");
         cJSON_Delete(ev);
-        TEST_CHECK(now() - t0 < 3.5, "closed within a few timeouts (%.1f s)", now() - t0);
+        TEST_CHECK(nvl_now() - t0 < 3.5, "closed within a few timeouts (%.1f s)", nvl_now() - t0);
         ev = next_event(&idle, 5);
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "timeout") && strstr(str(ev, "message"), "idle"), "an idle connection gets timeout");
         cJSON_Delete(ev);
@@ -747,17 +747,17 @@ int main(void) {
         }
         cJSON_Delete(ev);
         kill(s4, SIGTERM);
-        const double td = now();
+        const double td = nvl_now();
         double t_eof = -1, t_long = -1; /* both watched at once: q[1]'s end of file, q[0]'s done */
-        while (now() - td < 60 && (t_eof < 0 || t_long < 0)) {
+        while (nvl_now() - td < 60 && (t_eof < 0 || t_long < 0)) {
             struct pollfd pf = {q[1].fd, POLLIN, 0};
             if (t_eof < 0 && poll(&pf, 1, 0) > 0) {
                 char b[4096];
-                if (read(q[1].fd, b, sizeof b) <= 0) t_eof = now() - td;
+                if (read(q[1].fd, b, sizeof b) <= 0) t_eof = nvl_now() - td;
             }
             if (t_long < 0) {
                 ev = next_event(&q[0], 0.005);
-                if (ev && !strcmp(str(ev, "event"), "done")) t_long = now() - td;
+                if (ev && !strcmp(str(ev, "event"), "done")) t_long = nvl_now() - td;
                 cJSON_Delete(ev);
             }
         }
@@ -822,7 +822,7 @@ int main(void) {
         for (int k = 0; k < 40; k++)
             if (fds[k] >= 0) close(fds[k]);
         int served = 0; /* (until the server has seen the 40 go, a new one may still find no descriptor) */
-        for (const double ta = now(); !served && now() - ta < 10;) {
+        for (const double ta = nvl_now(); !served && nvl_now() - ta < 10;) {
             conn after = {.fd = connect_to(sock4, 10)};
             send_line(after.fd, "{\"type\":\"status\",\"id\":\"after\"}");
             ev = next_event(&after, 10);
@@ -857,10 +857,10 @@ int main(void) {
         send_line(a.fd, ask_json(req, sizeof req, "slow1", slowimg, 12, NULL));
         send_line(b.fd, ask_json(req, sizeof req, "slowB", slowimg, 12, NULL));
         usleep(300000);
-        const double t0 = now();
+        const double t0 = nvl_now();
         send_line(a.fd, "{\"type\":\"cancel\",\"target\":\"slow1\"}");
         ev = run_to_end(&a, "slow1", NULL, 0, NULL);
-        const double waited = now() - t0;
+        const double waited = nvl_now() - t0;
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled") && strstr(str(ev, "message"), "in the background"),
                    "a cancel in an uninterruptible step is answered cancelled (got %s)", ev ? str(ev, "message") : "nothing");
         TEST_CHECK(waited < 6.0, "answered in %.1f s, before the 12 s step ended", waited);
@@ -871,7 +871,7 @@ int main(void) {
         ev = run_to_end(&a, "slow1", NULL, 0, NULL);
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the id is free again and served (got %s)",
                    ev ? str(ev, "event") : "nothing");
-        TEST_CHECK(now() - t0 < 10.0, "served beside the steps still running (%.1f s)", now() - t0);
+        TEST_CHECK(nvl_now() - t0 < 10.0, "served beside the steps still running (%.1f s)", nvl_now() - t0);
         cJSON_Delete(ev);
         ev = run_to_end(&b, "slowB", NULL, 0, NULL); /* and the other client's ends when its step does */
         TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "the other slow request is answered (got %s)", ev ? str(ev, "event") : "nothing");
@@ -929,11 +929,11 @@ int main(void) {
         cJSON_Delete(ev);
         send_line(h.fd, ask_json(req, sizeof req, "slowpage", hpdf, 4, ",\"pages\":\"3\""));
         usleep(500000);
-        const double t0 = now();
+        const double t0 = nvl_now();
         send_line(h.fd, "{\"type\":\"cancel\",\"target\":\"slowpage\"}");
         ev = run_to_end(&h, "slowpage", NULL, 0, NULL);
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "cancelled"), "the slow page is cancelled (got %s)", ev ? str(ev, "code") : "nothing");
-        TEST_CHECK(now() - t0 < 5.0, "cancelled in %.1f s (the page takes 17 s)", now() - t0);
+        TEST_CHECK(nvl_now() - t0 < 5.0, "cancelled in %.1f s (the page takes 17 s)", nvl_now() - t0);
         cJSON_Delete(ev);
         send_line(h.fd, ask_json(req, sizeof req, "fine", hpdf, 4, ",\"pages\":\"1,4\""));
         ev = run_to_end(&h, "fine", NULL, 0, NULL);

@@ -143,8 +143,8 @@ int main(void) {
             request_json(line, sizeof line, i, img);
             send_line(c.fd, line);
             int closed = 0;
-            const double t0 = now();
-            while (!ref[i].done && !ref[i].errors && !closed && now() - t0 < 60) {
+            const double t0 = nvl_now();
+            while (!ref[i].done && !ref[i].errors && !closed && nvl_now() - t0 < 60) {
                 cJSON *ev = take_line(&c, 1000, &closed);
                 if (ev && id_index(ev) == i) absorb(&ref[i], ev);
                 cJSON_Delete(ev);
@@ -165,7 +165,7 @@ int main(void) {
         conn st = {.fd = connect_to(g_sock, 10)};
         send_line(st.fd, "{\"v\":1,\"id\":\"s\",\"type\":\"status\"}");
         int closed = 0, seen = 0;
-        for (const double t0 = now(); !seen && !closed && now() - t0 < 30;) {
+        for (const double t0 = nvl_now(); !seen && !closed && nvl_now() - t0 < 30;) {
             cJSON *ev = take_line(&st, 1000, &closed);
             if (ev && !strcmp(str(ev, "event"), "status")) {
                 /* never more than --max-batch in the engine (how many are in yet depends on timing) */
@@ -181,7 +181,7 @@ int main(void) {
         close(st.fd);
     }
     int left = N;
-    for (const double t0 = now(); left > 0 && now() - t0 < 120;) {
+    for (const double t0 = nvl_now(); left > 0 && nvl_now() - t0 < 120;) {
         struct pollfd pf[N];
         for (int i = 0; i < N; i++) pf[i] = (struct pollfd){cs[i].fd, POLLIN, 0};
         if (poll(pf, N, 1000) <= 0) continue;
@@ -230,7 +230,7 @@ int main(void) {
             send_line(cs[i].fd, line);
         }
         int cancelled_sent = 0, left6 = 6;
-        for (const double t0 = now(); left6 > 0 && now() - t0 < 120;) {
+        for (const double t0 = nvl_now(); left6 > 0 && nvl_now() - t0 < 120;) {
             struct pollfd pf[6];
             for (int i = 0; i < 6; i++) pf[i] = (struct pollfd){cs[i].fd, POLLIN, 0};
             if (poll(pf, 6, 1000) <= 0) continue;
@@ -286,7 +286,7 @@ int main(void) {
             send_line(a.fd, line);
         }
         int closed = 0, started = 0;
-        for (const double t0 = now(); !started && !closed && now() - t0 < 30;) { /* A's first runs */
+        for (const double t0 = nvl_now(); !started && !closed && nvl_now() - t0 < 30;) { /* A's first runs */
             cJSON *ev = take_line(&a, 1000, &closed);
             if (ev && !strcmp(str(ev, "event"), "token")) started = 1;
             if (ev && !strcmp(str(ev, "event"), "done")) fair[n_done++] = id_index(ev);
@@ -295,7 +295,7 @@ int main(void) {
         b.fd = connect_to(sock2, 10);
         send_line(b.fd, "{\"v\":1,\"id\":\"r4\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello?\"}],"
                         "\"params\":{\"max_tokens\":8,\"think\":false,\"no_cache\":true}}");
-        for (const double t0 = now(); n_done < 5 && now() - t0 < 60;) {
+        for (const double t0 = nvl_now(); n_done < 5 && nvl_now() - t0 < 60;) {
             struct pollfd pf[2] = {{a.fd, POLLIN, 0}, {b.fd, POLLIN, 0}};
             if (poll(pf, 2, 1000) <= 0) continue;
             for (int k = 0; k < 2; k++) {

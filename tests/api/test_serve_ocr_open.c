@@ -94,14 +94,14 @@ int main(void) {
     ask_long(&a, "long", img);
     int a_tokens = 0, a_during = 0, ocr_sent = 0, ocr_opening = 0, pages = 0, ocr_done = 0, a_ended = 0;
     double t_last_token = 0, max_gap = 0; /* the longest silence of the answer while the document opened */
-    const double t0 = now();
-    while (!ocr_done && now() - t0 < 120) {
+    const double t0 = nvl_now();
+    while (!ocr_done && nvl_now() - t0 < 120) {
         if (readable(&b)) {
             cJSON *ev = next_event(&b, 1);
             const char *e = ev ? str(ev, "event") : "";
             if (!strcmp(e, "accepted")) {
                 ocr_opening = 1;
-                t_last_token = now();
+                t_last_token = nvl_now();
             }
             if (!strcmp(e, "page")) {
                 ocr_opening = 0;
@@ -127,7 +127,7 @@ int main(void) {
             a_tokens++;
             a_during += ocr_opening;
             if (ocr_opening) {
-                const double t = now();
+                const double t = nvl_now();
                 if (t - t_last_token > max_gap) max_gap = t - t_last_token;
                 t_last_token = t;
             }
@@ -159,7 +159,7 @@ int main(void) {
     cJSON_Delete(ev);
     usleep(500000); /* the opening under way (a cancel before it is seen between inputs) */
     send_line(b.fd, "{\"v\":1,\"type\":\"cancel\",\"target\":\"o2\"}");
-    const double t_c = now();
+    const double t_c = nvl_now();
     int o2_end = 0;
     for (cJSON *e2; !o2_end && (e2 = next_event(&b, 30));) {
         if (!strcmp(str(e2, "id"), "o2") && !strcmp(str(e2, "event"), "error")) {
@@ -173,7 +173,7 @@ int main(void) {
         }
         cJSON_Delete(e2);
     }
-    TEST_CHECK(o2_end, "o2 ended (%.2f s after its cancel)", now() - t_c);
+    TEST_CHECK(o2_end, "o2 ended (%.2f s after its cancel)", nvl_now() - t_c);
 
     /* 3: a question is not held behind a document opening; that OCR request then reads it */
     ocr(&b, "o3", slow_pdf);
@@ -185,7 +185,7 @@ int main(void) {
              "{\"v\":1,\"id\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"path\":\"%s\"},"
              "{\"type\":\"text\",\"text\":\"Read it.\"}]}],\"params\":{\"max_tokens\":4,\"think\":false}}",
              img);
-    const double t_q = now();
+    const double t_q = nvl_now();
     send_line(c.fd, line);
     int q_done = 0;
     for (cJSON *e2; !q_done && (e2 = next_event(&c, 60));) {
@@ -196,7 +196,7 @@ int main(void) {
         }
         cJSON_Delete(e2);
     }
-    const double q_s = now() - t_q;
+    const double q_s = nvl_now() - t_q;
     TEST_CHECK(q_done == 1 && q_s < 2.5, "a question sent while an OCR document opens is answered in %.2f s (the opening "
                "takes 3 s)", q_s);
     int o3_pages = 0, o3_done = 0;
@@ -237,9 +237,9 @@ int main(void) {
     }
     int max_renderers = 0, p_pages = 0, p_done = 0, status_sent = 0;
     double status_renderers = -1;
-    const double t5 = now();
-    while (p_done < 4 && now() - t5 < 120) {
-        if (!status_sent && now() - t5 > 1.5) { /* two documents opening: status counts their renderers */
+    const double t5 = nvl_now();
+    while (p_done < 4 && nvl_now() - t5 < 120) {
+        if (!status_sent && nvl_now() - t5 > 1.5) { /* two documents opening: status counts their renderers */
             send_line(c.fd, "{\"v\":1,\"id\":\"st\",\"type\":\"status\"}");
             cJSON *st_ev = next_event(&c, 10);
             const cJSON *pr = st_ev ? cJSON_GetObjectItemCaseSensitive(st_ev, "pdf_renderers") : NULL;
@@ -249,7 +249,7 @@ int main(void) {
         }
         /* the first 2.7 s: the documents open (3 s each) and no page has started yet (the pages'
            own openings, on the engine's media threads, come after) */
-        const int n = now() - t5 < 2.7 ? renderers(srv) : 0;
+        const int n = nvl_now() - t5 < 2.7 ? renderers(srv) : 0;
         if (n > max_renderers) max_renderers = n;
         cJSON *e2 = next_event(&b, 0.1);
         if (!e2) continue;

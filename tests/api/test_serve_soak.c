@@ -154,7 +154,7 @@ static void on_event(conn *c, const cJSON *ev) {
 
 /* Reads every connection until each has its ends (or timeout_s passes). */
 static int pump(conn *cs, int n, double timeout_s) {
-    const double t0 = now();
+    const double t0 = nvl_now();
     for (;;) {
         int all = 1;
         struct pollfd pf[16];
@@ -166,7 +166,7 @@ static int pump(conn *cs, int n, double timeout_s) {
             map[np++] = i;
         }
         if (all) return 1;
-        if (now() - t0 > timeout_s) return 0;
+        if (nvl_now() - t0 > timeout_s) return 0;
         if (poll(pf, (nfds_t)np, 200) <= 0) continue;
         for (int k = 0; k < np; k++) {
             if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -293,9 +293,9 @@ static void round_of(int r, const char *b64_image, char *first_answer, size_t ca
     expect(&cs[5], "st", "");
     /* the status event is its own kind: count any event for "st" as its end */
     {
-        const double t0 = now();
+        const double t0 = nvl_now();
         int got = 0;
-        while (!got && now() - t0 < 30) {
+        while (!got && nvl_now() - t0 < 30) {
             struct pollfd pf = {cs[5].fd, POLLIN, 0};
             if (poll(&pf, 1, 200) <= 0) continue;
             ssize_t k = read(cs[5].fd, cs[5].buf + cs[5].n, sizeof cs[5].buf - cs[5].n);
@@ -328,8 +328,8 @@ static void round_of(int r, const char *b64_image, char *first_answer, size_t ca
  * (decoders that ended are reaped a little later); returns the usage then. */
 static usage settle(pid_t srv, const usage *base) {
     usage u = take_usage(srv);
-    const double t0 = now();
-    while (now() - t0 < 20 && (u.children > base->children || u.fds > base->fds || u.zombies || u.threads > base->threads)) {
+    const double t0 = nvl_now();
+    while (nvl_now() - t0 < 20 && (u.children > base->children || u.fds > base->fds || u.zombies || u.threads > base->threads)) {
         usleep(100000);
         u = take_usage(srv);
     }
