@@ -171,7 +171,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
     pg->h.cb = h->cb ? &pg->cb : NULL; /* (h->cb need not outlive the listing) */
     if (h->cb) pg->cb = *h->cb;
     pg->cb.on_done = NULL;
-    pg->prompt = prompt;
+    pg->prompt = prompt ? prompt : API_OCR_PROMPT; /* (an ocr request without "prompt": serve, batch) */
     pg->n_media = n_media;
     pg->window = h->window > 0 ? h->window : 1;
     pg->tmp = nvl_calloc((size_t)n_media + 1, sizeof *pg->tmp);

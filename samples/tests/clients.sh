@@ -66,6 +66,10 @@ rc_is "ocr invoice.pdf scan.jpg" $? 0
 check "page markers" "$T/ocr" "^<!-- page [12]: $S/media/invoice.pdf -->$" 2
 check "image marker" "$T/ocr" "^<!-- image: $S/media/scan.jpg -->$" 1
 check "no failed pages" "$T/err" '^\[done: 0 failed pages\]$' 1
+# the server's OCR is nanovl ocr's: the same instruction per page, the same Markdown
+timeout 60 "$B" ocr --model "$M" --max-tokens 3 --no-progress "$S/media/invoice.pdf" "$S/media/scan.jpg" > "$T/ocr_cli" 2> /dev/null < /dev/null
+if cmp -s "$T/ocr" "$T/ocr_cli"; then echo "ok   the server's OCR = nanovl ocr's"
+else echo "FAIL the server's OCR differs from nanovl ocr's"; diff "$T/ocr" "$T/ocr_cli" | head -5; fail=1; fi
 # Ctrl-C while a long request runs (24 pages, about 2 s here): cancelled on the server, exit 130
 $pfx "$client" --socket "$T/s.sock" --max-tokens 4 invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf \
   invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf "Summarize." > "$T/cout" 2> "$T/cerr" &
