@@ -34,6 +34,8 @@ static const char *k_usage =
     "                     the JSON API on a Unix socket (docs/api.md)\n"
     "  batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [--shard i/N]\n"
     "                     one job per line, one result per line; resumable\n"
+    "  jobs (-q QUESTION | --ocr) FILE... > JOBS.jsonl\n"
+    "                     a jobs file for batch: one job per file\n"
     "  bench [--model DIR] [FILE]\n"
     "                     end-to-end speed: load, vision tiles/s, prefill and decode tokens/s,\n"
     "                     the kept prefix, peak RSS\n"
@@ -192,6 +194,7 @@ static const struct command {
     {"ocr", cmd_ocr},
     {"serve", cmd_serve},
     {"batch", cmd_batch},
+    {"jobs", cmd_jobs},
     {"bench", cmd_bench},
     {"inspect", cmd_inspect},
     {"generate", cmd_generate},

@@ -36,6 +36,7 @@
 #include "base/alloc.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "media.h"
 #include "base/json_util.h"
 #include "wire.h"
 #include "base/clock.h"
@@ -832,5 +833,100 @@ out:
     close(fd);
     nvl_free(lines);
     nvl_free(jobs);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// `nanovl jobs`: a jobs file for batch from files
+
+static const char *k_jobs_usage =
+    "usage: nanovl jobs (-q QUESTION | --ocr) [--pages R] [--] FILE... > JOBS.jsonl\n"
+    "  one batch job line per file: {\"id\": FILE as given, \"files\": [its absolute path],\n"
+    "  \"question\": QUESTION} (or \"type\": \"ocr\"), --pages R as the job's params; for\n"
+    "  `nanovl batch JOBS.jsonl --out RESULTS.jsonl`, whose options are the jobs' defaults.\n"
+    "  Every FILE must be a readable regular file (exit 1 naming those that are not, no line\n"
+    "  written); a FILE given twice is refused (ids must be unique)\n";
+
+int cmd_jobs(int argc, char **argv) {
+    const char *question = NULL, *pages = NULL;
+    int ocr = 0, opts_done = 0, n = 0, rc = 0;
+    const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
+    char **abs = nvl_calloc((size_t)argc + 1, sizeof *abs);
+    if (!files || !abs) {
+        fprintf(stderr, "nanovl jobs: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (opts_done) files[n++] = a;
+        else if (!strcmp(a, "--")) opts_done = 1;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_jobs_usage, stdout);
+            goto out;
+        } else if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) question = argv[++i];
+        else if (!strcmp(a, "--pages") && v) pages = argv[++i];
+        else if (!strcmp(a, "--ocr")) ocr = 1;
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "nanovl jobs: unknown or incomplete option '%s'\n%s", a, k_jobs_usage);
+            rc = EXIT_USAGE;
+            goto out;
+        } else files[n++] = a;
+    }
+    if (!!question == ocr || n == 0) {
+        fprintf(stderr, "nanovl jobs: %s\n%s",
+                n == 0 ? "no files" : ocr ? "--ocr jobs ask no question: give -q or --ocr" : "give -q QUESTION or --ocr",
+                k_jobs_usage);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (pages) { /* its syntax checked now (as for a document of up to a million pages): every job would fail */
+        int *sel = NULL, n_sel = 0;
+        nvl_err pe = {0};
+        if (!*pages || media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) != NVL_OK) {
+            fprintf(stderr, "nanovl jobs: --pages '%s': %s\n", pages, *pages ? pe.msg : "empty");
+            rc = EXIT_USAGE;
+        }
+        nvl_free(sel);
+        if (rc) goto out;
+    }
+    for (int f = 0; f < n; f++) { /* every file readable, each once */
+        nvl_err fe = {0};
+        if (media_check_file(files[f], NULL, &fe) != NVL_OK) {
+            fprintf(stderr, "nanovl jobs: %s\n", fe.msg);
+            rc = 1;
+            continue;
+        }
+        if (!(abs[f] = realpath(files[f], NULL))) {
+            fprintf(stderr, "nanovl jobs: %s: %s\n", files[f], strerror(errno));
+            rc = 1;
+            continue;
+        }
+        for (int g = 0; g < f; g++)
+            if (abs[g] && !strcmp(files[g], files[f])) {
+                fprintf(stderr, "nanovl jobs: '%s' is given twice (a job's id is its name: ids must be unique)\n", files[f]);
+                rc = EXIT_USAGE;
+            }
+    }
+    if (rc) goto out;
+    for (int f = 0; f < n; f++) {
+        cJSON *o = cJSON_CreateObject(), *fl = NULL, *s = NULL;
+        if (!o || !cJSON_AddStringToObject(o, "id", files[f]) ||
+            (ocr ? !cJSON_AddStringToObject(o, "type", "ocr") : !cJSON_AddStringToObject(o, "question", question)) ||
+            !(fl = cJSON_AddArrayToObject(o, "files")) || !(s = cJSON_CreateString(abs[f])) || !cJSON_AddItemToArray(fl, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(o);
+            fprintf(stderr, "nanovl jobs: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+        cJSON *pp = pages ? cJSON_AddObjectToObject(o, "params") : NULL;
+        if (pp) cJSON_AddStringToObject(pp, "pages", pages);
+        api_json_line(stdout, o); /* (frees o; invalid UTF-8 in a name becomes U+FFFD, as every line we write) */
+    }
+out:
+    for (int f = 0; abs && f < n; f++) free(abs[f]);
+    nvl_free(abs);
+    nvl_free(files);
     return rc;
 }

@@ -15,6 +15,7 @@ int cmd_ask(int argc, char **argv);
 int cmd_ocr(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_jobs(int argc, char **argv); /* cmd_batch.c */
 int cmd_bench(int argc, char **argv);
 
 #endif // API_COMMANDS_H
