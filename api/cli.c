@@ -56,7 +56,7 @@ static const char *k_usage =
     "  version            print the version and what this build supports\n"
     "  help               this text\n"
     "\n"
-    "options:\n"
+    "options (the bounds below, --max-megapixels and --backend go before or after the command):\n"
     "  -h, --help         this text\n"
     "  -V, --version      version and build features\n"
     "  --page-timeout S   seconds one PDF page may take to render (default 120; 0: no limit)\n"
@@ -78,7 +78,7 @@ static const char *k_usage =
     "\n"
     "examples:\n"
     "  nanovl ask --model ~/models/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 report.pdf \"What is the total?\"\n"
-    "  nanovl ask --model tests/data/vl_tiny tests/data/media/made/image.bmp \"What is this?\" --max-tokens 8\n"
+    "  nanovl ask --model tests/data/vl_tiny tests/data/media/made/image.bmp \"What is this?\" --max-tokens 8 --no-think\n"
     "  nanovl ask report.pdf -q \"What is the total?\" -q \"Who signed it?\"\n"
     "  nanovl ocr scan.pdf -o scan.md\n"
     "  nanovl serve --socket /run/nanovl.sock\n"
@@ -138,10 +138,11 @@ static int cmd_version(int argc, char **argv) {
     }
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("cpu kernels: %s\n", kern_cpu_kernels());
-    printf("media: jpeg %s, png %s, heif %s, pdf %s, video %s\n", media_supports(MEDIA_KIND_JPEG) ? "yes" : "no",
-           media_supports(MEDIA_KIND_PNG) ? "yes" : "no", media_supports(MEDIA_KIND_HEIF) ? "yes" : "no",
-           media_supports(MEDIA_KIND_PDF) ? "yes" : "no",
-           media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
+    printf("media: jpeg %s, png %s, webp %s, heif %s, gif/bmp/tiff %s, avif %s, pdf %s, video %s\n",
+           media_supports(MEDIA_KIND_JPEG) ? "yes" : "no", media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
+           media_supports(MEDIA_KIND_WEBP) ? "yes" : "no", media_supports(MEDIA_KIND_HEIF) ? "yes" : "no",
+           media_supports(MEDIA_KIND_TIFF) ? "yes" : "no", media_supports(MEDIA_KIND_AVIF) ? "yes" : "no",
+           media_supports(MEDIA_KIND_PDF) ? "yes" : "no", media_supports(MEDIA_KIND_VIDEO) ? "yes" : "no");
     if (media_supports(MEDIA_KIND_PDF)) {
         const media_pdf_sandbox sb = media_pdf_get_sandbox();
         print_bounds("pdf: read in a process of its own per document, nanovl-pdf (a page: ", "s", sb.timeout_s, sb.max_mb);
@@ -254,6 +255,25 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, k_usage, NANOVL_VERSION);
         return EXIT_USAGE;
+    }
+    /* the global options may come before the command too (nanovl --backend cpu ask ...): moved
+       just after it, where they are read */
+    static const char *const k_global[] = {"--backend", "--page-timeout", "--page-memory", "--video-timeout",
+                                           "--video-memory", "--image-timeout", "--image-memory", "--max-megapixels",
+                                           NULL};
+    int lead = 1; /* argv[1 .. lead-1]: global options and their values */
+    for (;;) {
+        int known = 0;
+        for (int g = 0; k_global[g] && lead < argc; g++)
+            if (!strcmp(argv[lead], k_global[g])) known = 2;
+        if (lead < argc && !strncmp(argv[lead], "--backend=", 10)) known = 1;
+        if (!known || lead + known > argc) break;
+        lead += known;
+    }
+    if (lead > 1 && lead < argc) { /* argv[lead] is the command: argv = prog, command, options, rest */
+        char *c = argv[lead];
+        memmove(argv + 2, argv + 1, (size_t)(lead - 1) * sizeof *argv);
+        argv[1] = c;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);

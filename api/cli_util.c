@@ -86,7 +86,9 @@ const char *const cli_ask_options_help =
     "  --max-tokens N        per answer (default 1024; ocr 4096 per page; bench 64 per run)\n"
     "  --temperature T --top-p P --top-k K --min-p P --seed S   sampling (default greedy)\n"
     "  --max-context N       token budget for prompt + answer (default: the checkpoint's)\n"
-    "  --no-cache            neither reuse nor keep the state after the media (each run computes all)\n";
+    "  --no-cache            neither reuse nor keep the state after the media (each run computes all)\n"
+    "  --backend, --max-megapixels, --page-timeout, --page-memory, --image-timeout, --image-memory,\n"
+    "  --video-timeout, --video-memory: every command's (nanovl --help)\n";
 
 int cli_num(const char *v, double lo, double hi, int integer, double *out) {
     if (!v) return 0;
@@ -147,8 +149,15 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
         if (!cli_num_option(cmd, a, v, k[j].lo, k[j].hi, k[j].integer, &d)) return -1;
         (*i)++;
         switch (j) {
-        case 0: p->dpi = d; break;
-        case 1: p->long_side = (int)d; break;
+        case 0:
+        case 1:
+            if (j == 0 ? p->long_side > 0 : p->dpi > 0) { /* (as render says; dpi would win) */
+                fprintf(stderr, "nanovl %s: --dpi and --long-side both size the pages: give one\n", cmd);
+                return -1;
+            }
+            if (j == 0) p->dpi = d;
+            else p->long_side = (int)d;
+            break;
         case 2: p->max_tiles = (int)d; break;
         case 3: p->fps = d; break;
         case 4: p->max_frames = (int)d; break;

@@ -184,6 +184,19 @@ static int dir_switch(ocr_ctx *c, const char *name) {
     return 0;
 }
 
+/* mkdir -p path (0777 less the umask): 0, or -1 with errno. */
+static int mkdir_parents(const char *path) {
+    char p[4400];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return errno = ENAMETOOLONG, -1;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return mkdir(p, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 /* Sets d up for the inputs files (*n_files) written with fingerprint fp: DIR made if missing and
  * checked writable, an output name per input (two inputs with one name, or an output that is an
  * input, refused); parts a killed run left removed (lock_fd: DIR, locked here, for the caller to
@@ -200,7 +213,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         fprintf(stderr, "nanovl ocr: --out-dir '%s' is not a directory\n", d->path);
         return EXIT_USAGE;
     }
-    if (stat(d->path, &sb) != 0 && mkdir(d->path, 0777) != 0) {
+    if (stat(d->path, &sb) != 0 && mkdir_parents(d->path) != 0) {
         fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(errno),
                 lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode) ? " (it is a symbolic link to nothing)" : "");
         return 1;
@@ -527,9 +540,23 @@ static void on_progress(const api_progress *pr, void *user) {
     cli_on_progress(pr, &c->prog);
 }
 
+/* text inside an HTML comment: it may not hold "-->", "--!>" or "<!--" (HTML's comment rule; a
+ * plain "--", as in a flag's name, may stay) */
+static void comment_text(FILE *f, const char *t) {
+    for (const char *m = t; *m; m++) {
+        const size_t k = (size_t)(m - t);
+        const int ends = *m == '>' && ((k >= 2 && !strncmp(m - 2, "--", 2)) || (k >= 3 && !strncmp(m - 3, "--!", 3)));
+        if (ends) fputs("&gt;", f);
+        else if (*m == '<' && !strncmp(m, "<!--", 4)) fputs("&lt;", f);
+        else fputc(*m, f);
+    }
+}
+
 static void marker(ocr_ctx *c, const char *name, int page) {
-    if (page) fprintf(c->out, "<!-- page %d: %s -->\n\n", page, name);
-    else fprintf(c->out, "<!-- image: %s -->\n\n", name);
+    if (page) fprintf(c->out, "<!-- page %d: ", page);
+    else fputs("<!-- image: ", c->out);
+    comment_text(c->out, name);
+    fputs(" -->\n\n", c->out);
 }
 
 static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
@@ -583,9 +610,8 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
         /* a page's error under its marker, as streaming writes it (an input that failed as a whole,
            never started, has none there: its error names it) */
         if (c->whole && (page > 0 || (index >= 0 && index < c->n_started_cap && c->started[index]))) marker(c, name, page);
-        /* "--" cannot appear inside an HTML comment */
         fprintf(c->out, "<!-- error: %s: ", api_status_code(st));
-        for (const char *m = msg; *m; m++) fputc(m[0] == '-' && m[1] == '-' ? '_' : m[0], c->out);
+        comment_text(c->out, msg);
         fputs(" -->\n\n", c->out);
         cli_progress_wrote(&c->prog, c->out, "\n", 1);
     }

@@ -108,7 +108,9 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
     if (st != NVL_OK) return st;
     const llm_prompt *pr = &rq->prompt;
     if (pr->n + rq->p->max_tokens > rq->budget)
-        return nvl_err_set(err, NVL_ERR_LIMIT, "the prompt has %lld tokens; with max_tokens %lld it exceeds the context budget of %lld",
+        return nvl_err_set(err, NVL_ERR_LIMIT, "the prompt has %lld tokens; with max_tokens %lld it exceeds the context budget of %lld "
+                           "(shorten the text, lower --max-tokens / max_tokens, or raise --max-context / max_context up to "
+                           "the checkpoint's)",
                            (long long)pr->n, (long long)rq->p->max_tokens, (long long)rq->budget);
     rq->P = pr->n_spans ? pr->spans[pr->n_spans - 1].start + pr->spans[pr->n_spans - 1].count + 1 : 0;
     const int ki = engine_kept_find(e, rq);

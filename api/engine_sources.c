@@ -506,11 +506,15 @@ nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err) {
                 for (int i = 0; i < rq->n_src; i++) images |= !rq->src[i].is_video;
                 describe_media(rq, what, sizeof what, advice, sizeof advice);
                 const int64_t least = (mt > 1 ? at_t : at_mt) - text_tokens;
+                /* the text the larger part: that is what to shorten (a long question, conversation) */
+                const int text_first = text_tokens >= least || 2 * text_tokens > budget;
                 return nvl_err_set(err, NVL_ERR_LIMIT,
                                    "the media (%s) need at least %lld tokens%s (plus %lld of text and %lld to answer), "
-                                   "more than the context budget of %lld: %s",
+                                   "more than the context budget of %lld: %s%s",
                                    what, (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
-                                   (long long)p->max_tokens, (long long)budget, advice);
+                                   (long long)p->max_tokens, (long long)budget,
+                                   text_first ? "shorten the text (the question, the system message, earlier turns), " : "",
+                                   advice);
             }
             char *msg = engine_printf("the media need %lld tokens at %d tiles per image; with %lld of text and %lld to answer "
                                       "that is %lld, more than the context budget of %lld: using at most %d tile(s) per "

@@ -145,7 +145,8 @@ cJSON *api_result_to_json(const api_ask_result *r) {
         cJSON_AddNumberToObject(t, "vision", round(r->t_vision * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "prefill", round(r->t_prefill * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "generation", round(r->t_generate * 1e4) / 1e4);
-        cJSON_AddNumberToObject(t, "tokens_per_s", r->t_generate > 0 ? round((double)r->n_ids / r->t_generate * 100) / 100 : 0);
+        /* (one token: sampled from the prefill's logits, no decode step to time: 0) */
+        cJSON_AddNumberToObject(t, "tokens_per_s", r->t_generate > 0 && r->n_ids > 1 ? round((double)r->n_ids / r->t_generate * 100) / 100 : 0);
         cJSON_AddStringToObject(t, "backend", r->backend ? r->backend : "cpu");
     }
     cJSON *m = cJSON_AddArrayToObject(o, "media");
@@ -379,8 +380,14 @@ static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *wh
     NUM("min_p", 0, 1, p->sampler.min_p, float);
     NUM("seed", 0, 9007199254740992.0, p->sampler.seed, uint64_t);
     NUM("max_tiles", 1, 12, p->max_tiles, int);
+    /* both size the pages (dpi would win): one or the other; either overrides the other's default
+       (batch: the command line's) */
+    if (cJSON_GetObjectItemCaseSensitive(o, "dpi") && cJSON_GetObjectItemCaseSensitive(o, "long_side"))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: dpi and long_side both size the pages: give one", where);
     NUM("dpi", 1, 1200, p->dpi, double);
+    if (!isnan(v)) p->long_side = 0;
     NUM("long_side", 16, 16384, p->long_side, int);
+    if (!isnan(v)) p->dpi = 0;
     NUM("fps", 0.01, 240, p->fps, double);
     NUM("max_frames", 1, 100000, p->max_frames, int);
     NUM("evs", 0, 0.99, p->evs, double);

@@ -260,7 +260,7 @@ nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
     if (v && !strcmp(v, "cuda")) { /* asked for: the CUDA ops (first versions, see kernels/cuda/ops_cuda.cu) */
         const char *why = NULL;
         if (kern_cuda_device_count(&why) <= 0)
-            return nvl_err_set(err, NVL_ERR_NO_DEVICE, "NVL_BACKEND=cuda: no CUDA device (%s)", why ? why : "none found");
+            return nvl_err_set(err, NVL_ERR_NO_DEVICE, "--backend cuda (NVL_BACKEND=cuda): no CUDA device (%s)", why ? why : "none found");
         return kern_backend_init(out, "cuda", err);
     }
     if (v && *v && strcmp(v, "cpu") && strcmp(v, "auto"))

@@ -216,11 +216,11 @@ static void send_all(int fd, const char *p, size_t n) {
   }
 }
 
-static void usage(void) {
+static void usage(int asked) { /* asked (-h, --help): stdout, exit 0; else a usage error */
   fputs("usage: nanovl_client --socket PATH [--ocr] [--inline] [--pages R] [--max-tokens N]\n"
         "                     [--no-think] [--events] FILE... [QUESTION]\n"
-        "  the question is the last argument (none with --ocr); Ctrl-C cancels the request\n", stderr);
-  exit(2);
+        "  the question is the last argument (none with --ocr); Ctrl-C cancels the request\n", asked ? stdout : stderr);
+  exit(asked ? 0 : 2);
 }
 
 static void add_media(buf *req, const char *path, int inline_bytes) {
@@ -271,11 +271,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--inline")) inline_bytes = 1;
     else if (!strcmp(a, "--no-think")) no_think = 1;
     else if (!strcmp(a, "--events")) events = 1;
-    else if (!strcmp(a, "-h") || !strcmp(a, "--help") || (a[0] == '-' && a[1] == '-')) usage();
+    else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(1);
+    else if (a[0] == '-' && a[1] == '-') usage(0);
     else args[nargs++] = argv[i];
   }
   int nfiles = ocr ? nargs : nargs - 1;
-  if (!sock || nfiles < 1) usage();
+  if (!sock || nfiles < 1) usage(0);
 
   char id[64];
   snprintf(id, sizeof id, "c-%ld", (long)getpid());
@@ -377,8 +378,9 @@ int main(int argc, char **argv) {
           buf stage = {0}, item = {0}, done = {0}, total = {0};
           json_get(line, "stage", &stage), json_get(line, "item", &item);
           json_get(line, "done", &done), json_get(line, "total", &total);
-          fprintf(stderr, "\r[%s] %s %s/%s", stage.p ? stage.p : "", item.p ? item.p : "", done.p ? done.p : "",
-                  total.p ? total.p : "");
+          const int known = total.p && strcmp(total.p, "0") != 0; /* (total 0: not known yet) */
+          fprintf(stderr, "\r[%s] %s %s%s%s", stage.p ? stage.p : "", item.p ? item.p : "", done.p ? done.p : "",
+                  known ? "/" : "", known ? total.p : "");
           free(stage.p), free(item.p), free(done.p), free(total.p);
         } else if (!strcmp(v.p, "notice")) {
           if (json_get(line, "message", &w) == 1) fprintf(stderr, "\nnote: %s\n", w.p);

@@ -15,8 +15,9 @@ cancels the request on the server (exit 130); a second Ctrl-C leaves at once.
 --chat holds a conversation: every argument is a file, the questions come one per line of stdin,
 and each request carries the conversation so far as "messages" (the files with the first
 question, then each answer as an "assistant" turn and the next question), as `nanovl ask --chat`
-does: the server keeps no conversation, and reuses the files' vision and prefill. Ctrl-C cancels
-the answer being written and the conversation goes on; at the prompt it ends it (exit 130).
+does: the server keeps no conversation, and reuses the files' vision and prefill. /reset starts
+again, /exit or /quit ends, /help lists these. Ctrl-C cancels the answer being written and the
+conversation goes on; at the prompt it ends it (exit 130).
 """
 import argparse
 import base64
@@ -117,6 +118,16 @@ def chat(s, f, files, params, events):
         q = line.strip()
         if not q:
             continue
+        if q in ("/exit", "/quit"):  # the commands of `nanovl ask --chat`
+            return rc
+        if q == "/reset":
+            history = []
+            print("(a new conversation about the same files)", file=sys.stderr)
+            continue
+        if q == "/help":
+            print("a question per line; /reset starts the conversation again; /exit, /quit or end of input "
+                  "ends; Ctrl-C cancels an answer, at the prompt it ends", file=sys.stderr)
+            continue
         # the files go with the first question only; earlier answers as the assistant's turns
         turn = {"role": "user", "content": ([*files, {"type": "text", "text": q}] if not history else q)}
         req = {"v": 1, "id": str(uuid.uuid4()), "params": params, "messages": history + [turn]}
@@ -140,8 +151,9 @@ def read_events(s, f, rid, ocr, events=False):
         if kind == "token" and not ev.get("reasoning") and not events:
             sys.stdout.write(ev["text"])
             sys.stdout.flush()
-        elif kind == "progress":
-            print(f"\r[{ev['stage']}] {ev.get('item', '')} {ev['done']}/{ev['total']}", end="", file=sys.stderr)
+        elif kind == "progress":  # (total 0: not known yet)
+            count = f"{ev['done']}/{ev['total']}" if ev.get("total") else f"{ev['done']}"
+            print(f"\r[{ev['stage']}] {ev.get('item', '')} {count}", end="", file=sys.stderr)
         elif kind == "notice":
             print(f"\nnote: {ev['message']}", file=sys.stderr)
         elif kind == "page":

@@ -125,4 +125,15 @@ if command -v ffmpeg > /dev/null 2>&1 &&
 else
     echo "note: no ffmpeg; the check above the default --max-megapixels is skipped"
 fi
+# 15. the global options before the command too; --dpi beside --long-side refused as render does
+# (ask, ocr, and a request's params), not one of them dropped; one token: no decode rate
+expect 0 "^nanovl " "$B" --backend cpu version
+expect 0 "^image: 24x16" "$B" --max-megapixels 0.001 --page-timeout 5 media-info "$I"
+expect 2 "max-megapixels needs a number in 0.001..100000" "$B" --max-megapixels 0.0003 media-info "$I"
+expect 2 "--dpi and --long-side both size the pages: give one" "$B" ask --model "$M" --dpi 72 --long-side 100 "$I" "?"
+expect 2 "--dpi and --long-side both size the pages: give one" "$B" ocr --model "$M" --long-side 100 --dpi 72 "$I"
+printf '{"id":"both","files":["%s"],"question":"?","params":{"dpi":72,"long_side":100}}\n' "$I" > "$T/both.jsonl"
+"$B" batch --model "$M" "$T/both.jsonl" --out "$T/both_res.jsonl" --no-progress > /dev/null 2>&1
+check "a job's params with dpi and long_side: refused" grep -q "dpi and long_side both size the pages" "$T/both_res.jsonl"
+expect 0 '"tokens_per_s":0,' "$B" ask --model "$M" --max-tokens 1 --json "$I" "?"
 expect_report

@@ -111,6 +111,14 @@ cp "$I" "$T/$L.bmp"
 expect 0 "1 file written" "$B" ocr $A "$T/$L.bmp" --out-dir "$T/o6"
 check "the long name's file" grep -q "^<!-- image: $T/$L.bmp -->" "$T/o6/$L.md"
 
+# a DIR whose parents are missing is made with them; an error comment keeps a flag's "--"
+expect 1 "0 files written to $T/deep/er/dir" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/deep/er/dir"
+timeout 60 "$B" ocr $A --max-megapixels 0.001 --pages 1 "$P" > "$T/mp.md" 2> /dev/null < /dev/null
+cp "$I" "$T/x-->y.bmp" && head -c 50 "$I" > "$T/x-->y.bmp"  # (a damaged image whose name would end the comment)
+timeout 60 "$B" ocr $A "$T/x-->y.bmp" > "$T/cm.md" 2> /dev/null < /dev/null
+check "a '-->' in a marker and an error comment is escaped" sh -c "[ \"\$(grep -c 'x--&gt;y.bmp' '$T/cm.md')\" = 2 ] && [ \"\$(grep -o -- '-->' '$T/cm.md' | wc -l)\" = 2 ]"
+check "the error comment names --max-megapixels as typed" grep -q "exceeds the limit of 1000 (--max-megapixels) (ask for a smaller long side) -->" "$T/mp.md"
+
 # 6. ocr -o with --parallel 2: a failed image's error comes under its marker, as streamed
 head -c 100 "$I" > "$T/bad.bmp"
 timeout 120 "$B" ocr $A "$T/bad.bmp" "$P" > "$T/s1.md" 2> /dev/null < /dev/null
