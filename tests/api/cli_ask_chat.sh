@@ -18,9 +18,6 @@ B=$1 M=$2 I=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
-field() { # FILE LINE KEY: the raw JSON value of "KEY" (a string with its quotes and escapes, or a number)
-    sed -n "${2}p" "$1" | sed -n 's/.*"'"$3"'":\("\([^"\\]\|\\.\)*"\|[-0-9.e]*\).*/\1/p'
-}
 A="--model $M --max-tokens 12 --no-think --no-progress"
 
 # 1. two turns and a reset, in JSON
@@ -29,18 +26,18 @@ timeout 120 "$B" ask $A --json --chat "$I" < "$T/q1" > "$T/chat.jsonl" 2> "$T/ch
 rc=$?
 check "chat exits 0 (got $rc: $(head -3 "$T/chat.err"))" [ "$rc" = 0 ]
 check "three answers (blank lines skipped)" [ "$(wc -l < "$T/chat.jsonl")" = 3 ]
-check "turn numbers 1 2 3" [ "$(field "$T/chat.jsonl" 1 turn)$(field "$T/chat.jsonl" 2 turn)$(field "$T/chat.jsonl" 3 turn)" = 123 ]
+check "turn numbers 1 2 3" [ "$(json_value "$T/chat.jsonl" 1 turn)$(json_value "$T/chat.jsonl" 2 turn)$(json_value "$T/chat.jsonl" 3 turn)" = 123 ]
 timeout 120 "$B" ask $A --json "$I" "What is in the picture?" > "$T/one.jsonl" 2>&1 < /dev/null
-check "turn 1 = a plain ask" [ -n "$(field "$T/one.jsonl" 1 answer)" -a "$(field "$T/chat.jsonl" 1 answer)" = "$(field "$T/one.jsonl" 1 answer)" ]
-check "turn 1 prompt tokens = a plain ask's" [ "$(field "$T/chat.jsonl" 1 prompt_tokens)" = "$(field "$T/one.jsonl" 1 prompt_tokens)" ]
-a1=$(field "$T/chat.jsonl" 1 answer)
+check "turn 1 = a plain ask" [ -n "$(json_value "$T/one.jsonl" 1 answer)" -a "$(json_value "$T/chat.jsonl" 1 answer)" = "$(json_value "$T/one.jsonl" 1 answer)" ]
+check "turn 1 prompt tokens = a plain ask's" [ "$(json_value "$T/chat.jsonl" 1 prompt_tokens)" = "$(json_value "$T/one.jsonl" 1 prompt_tokens)" ]
+a1=$(json_value "$T/chat.jsonl" 1 answer)
 printf '{"id":"t2","messages":[{"role":"user","content":[{"type":"image","path":"%s"},{"type":"text","text":"What is in the picture?"}]},{"role":"assistant","content":%s},{"role":"user","content":"What colour is it?"}],"params":{"max_tokens":12,"think":false}}\n' "$I" "$a1" > "$T/jobs.jsonl"
 timeout 120 "$B" batch --model "$M" --no-progress "$T/jobs.jsonl" --out "$T/res.jsonl" > /dev/null 2>&1 < /dev/null
-check "turn 2 = the conversation asked at once (answer)" [ -n "$(field "$T/res.jsonl" 1 answer)" -a "$(field "$T/chat.jsonl" 2 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
-check "turn 2 = the conversation asked at once (prompt tokens)" [ "$(field "$T/chat.jsonl" 2 prompt_tokens)" = "$(field "$T/res.jsonl" 1 prompt_tokens)" ]
-check "turn 2 prompt longer than turn 1's" [ "$(field "$T/chat.jsonl" 2 prompt_tokens)" -gt "$(field "$T/chat.jsonl" 1 prompt_tokens)" ]
-check "turn 2 reuses the files' prefill" [ "$(field "$T/chat.jsonl" 2 cached_prompt_tokens)" -gt 0 ]
-check "after /reset the turn equals turn 1" [ "$(field "$T/chat.jsonl" 3 answer)" = "$a1" -a "$(field "$T/chat.jsonl" 3 prompt_tokens)" = "$(field "$T/chat.jsonl" 1 prompt_tokens)" ]
+check "turn 2 = the conversation asked at once (answer)" [ -n "$(json_value "$T/res.jsonl" 1 answer)" -a "$(json_value "$T/chat.jsonl" 2 answer)" = "$(json_value "$T/res.jsonl" 1 answer)" ]
+check "turn 2 = the conversation asked at once (prompt tokens)" [ "$(json_value "$T/chat.jsonl" 2 prompt_tokens)" = "$(json_value "$T/res.jsonl" 1 prompt_tokens)" ]
+check "turn 2 prompt longer than turn 1's" [ "$(json_value "$T/chat.jsonl" 2 prompt_tokens)" -gt "$(json_value "$T/chat.jsonl" 1 prompt_tokens)" ]
+check "turn 2 reuses the files' prefill" [ "$(json_value "$T/chat.jsonl" 2 cached_prompt_tokens)" -gt 0 ]
+check "after /reset the turn equals turn 1" [ "$(json_value "$T/chat.jsonl" 3 answer)" = "$a1" -a "$(json_value "$T/chat.jsonl" 3 prompt_tokens)" = "$(json_value "$T/chat.jsonl" 1 prompt_tokens)" ]
 
 # 2. the transcript in a pipe; /help; /exit ends
 printf 'What is in the picture?\n/help\nWhat colour is it?\n  /exit  \nNever asked?\n' > "$T/q2"
@@ -68,8 +65,8 @@ timeout 120 "$B" ask $A --max-context 400 --chat "$I" < "$T/q5" > /dev/null 2> "
 check "1 MiB exactly: asked (the budget's error)" grep -q "context budget" "$T/chat5.err"
 check "1 MiB exactly: not left out" sh -c "! grep -q 'left out' '$T/chat5.err'"
 check "no /reset hint on a first turn" sh -c "! grep -q '/reset starts' '$T/chat5.err'"
-check "the failed turn's JSON error" [ "$(field "$T/chat3.jsonl" 2 code)" = '"limit_exceeded"' ]
-check "the last turn as if the failed ones had not been" [ "$(field "$T/chat3.jsonl" 3 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
+check "the failed turn's JSON error" [ "$(json_value "$T/chat3.jsonl" 2 code)" = '"limit_exceeded"' ]
+check "the last turn as if the failed ones had not been" [ "$(json_value "$T/chat3.jsonl" 3 answer)" = "$(json_value "$T/res.jsonl" 1 answer)" ]
 
 # 4. usage errors
 expect 2 "cannot be used together" "$B" ask $A --chat --per-page "$I"
@@ -78,7 +75,7 @@ expect 2 "no-such.png': No such file.*every argument is a file" "$B" ask $A --ch
 expect 2 "is a directory; media must be regular files" "$B" ask $A --chat "$I" "$T"
 printf 'What colour is it?\n' > "$T/q4"
 timeout 120 "$B" ask $A --json --chat -q "What is in the picture?" "$I" < "$T/q4" > "$T/chat4.jsonl" 2>&1
-check "-q gives the opening question" [ "$(field "$T/chat4.jsonl" 2 answer)" = "$(field "$T/res.jsonl" 1 answer)" ]
+check "-q gives the opening question" [ "$(json_value "$T/chat4.jsonl" 2 answer)" = "$(json_value "$T/res.jsonl" 1 answer)" ]
 
 # 5. signals. SIGINT while the first answer's file is read (held 1.5 s by the test knob, which
 # nothing interrupts): that answer stops, the next question is answered
@@ -101,7 +98,7 @@ rc=$?
 check "SIGINT stops an answer, then ends at the prompt: exit 130 (got $rc)" [ "$rc" = 130 ]
 check "SIGINT: the answer was stopped" grep -q "the answer was stopped" "$T/sig.err"
 check "SIGINT at the prompt after a stopped answer: not taken for a second signal" sh -c "! grep -q 'interrupted again' '$T/sig.err'"
-check "SIGINT: the next question answered as turn 1" [ "$(field "$T/sig.jsonl" 2 answer)" = "$a1" ]
+check "SIGINT: the next question answered as turn 1" [ "$(json_value "$T/sig.jsonl" 2 answer)" = "$a1" ]
 # SIGINT at the prompt right after a stopped answer ends the conversation (130), as any SIGINT at
 # the prompt: it is not taken for a second signal during that answer
 NVL_TEST_MEDIA_DELAY="$(basename "$I"):1500" "$B" ask $A --chat "$I" < "$T/in" > /dev/null 2> "$T/sig4.err" &

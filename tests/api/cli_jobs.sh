@@ -9,9 +9,6 @@ B=$1 M=$2 MD=$3
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
-field() { # FILE LINE KEY: the raw JSON value of "KEY" (a string with its quotes and escapes, or a number)
-    sed -n "${2}p" "$1" | sed -n 's/.*"'"$3"'":\("\([^"\\]\|\\.\)*"\|[-0-9.e]*\).*/\1/p'
-}
 I="$MD/image.bmp" P="$MD/two_pages.pdf" Q='What is "shown" here?'
 odd="$T/$(printf 'a "b"\nc-\303\251.bmp')"
 cp "$I" "$odd"
@@ -23,8 +20,8 @@ check "the id is the name as given, the file its absolute path" grep -q "^{\"id\
 timeout 120 "$B" batch --model "$M" --max-tokens 6 --no-think --no-progress "$T/jobs.jsonl" --out "$T/res.jsonl" > /dev/null 2> "$T/berr" < /dev/null
 check "batch over them: exit 0 ($(tail -1 "$T/berr"))" [ $? = 0 ]
 timeout 120 "$B" ask --model "$M" --max-tokens 6 --no-think --json "$I" "$Q" > "$T/ask.jsonl" 2> /dev/null < /dev/null
-check "the job's answer = ask's" [ -n "$(field "$T/ask.jsonl" 1 answer)" -a "$(field "$T/res.jsonl" 1 answer)" = "$(field "$T/ask.jsonl" 1 answer)" ]
-check "the job's prompt tokens = ask's" [ "$(field "$T/res.jsonl" 1 prompt_tokens)" = "$(field "$T/ask.jsonl" 1 prompt_tokens)" ]
+check "the job's answer = ask's" [ -n "$(json_value "$T/ask.jsonl" 1 answer)" -a "$(json_value "$T/res.jsonl" 1 answer)" = "$(json_value "$T/ask.jsonl" 1 answer)" ]
+check "the job's prompt tokens = ask's" [ "$(json_value "$T/res.jsonl" 1 prompt_tokens)" = "$(json_value "$T/ask.jsonl" 1 prompt_tokens)" ]
 check "the odd name: its job ran, under its id" sh -c "sed -n 2p '$T/res.jsonl' | grep -q '\"status\":\"ok\"' && sed -n 2p '$T/res.jsonl' | grep -qF '\"id\":\"$T/a \\\"b\\\"\\nc-'"
 
 # 2. OCR with --pages
@@ -32,7 +29,7 @@ check "the odd name: its job ran, under its id" sh -c "sed -n 2p '$T/res.jsonl' 
 check "ocr job line" grep -q "^{\"id\":\"$P\",\"type\":\"ocr\",\"files\":\\[\"$P\"\\],\"params\":{\"pages\":\"2\"}}\$" "$T/ocr.jsonl"
 timeout 120 "$B" batch --model "$M" --max-tokens 6 --no-progress "$T/ocr.jsonl" --out "$T/ores.jsonl" > /dev/null 2>&1 < /dev/null
 timeout 120 "$B" ocr --model "$M" --max-tokens 6 --no-progress --json --pages 2 "$P" > "$T/ocr_alone.jsonl" 2> /dev/null < /dev/null
-check "the OCR job's page 2 text = ocr's" [ -n "$(field "$T/ocr_alone.jsonl" 1 text)" -a "$(field "$T/ores.jsonl" 1 text)" = "$(field "$T/ocr_alone.jsonl" 1 text)" ]
+check "the OCR job's page 2 text = ocr's" [ -n "$(json_value "$T/ocr_alone.jsonl" 1 text)" -a "$(json_value "$T/ores.jsonl" 1 text)" = "$(json_value "$T/ocr_alone.jsonl" 1 text)" ]
 
 # 3. refusals: nothing written
 expect 1 "cannot open '$T/none.png'" "$B" jobs -q "$Q" "$I" "$T/none.png"

@@ -3,6 +3,8 @@
 #   expect_fixed RC STRING CMD...   the same with a fixed string
 #   check DESCRIPTION CMD...        CMD (a test: [ ... ], cmp -s, grep -q ...) succeeds
 #   wait_gone PID [TICKS]           waits up to TICKS x 0.1 s (default 50) for PID to end; $i ticks
+#   json_value FILE LINE KEY        the raw JSON value of "KEY" on line LINE of FILE (a string with
+#                                   its quotes and escapes, or a number), its first occurrence
 #   expect_report                   prints the count, returns 0 when nothing failed
 # CMD runs with stdin closed and under EXPECT_TIMEOUT seconds (default 60; exit 124 = a hang).
 # Scripts count their own extra checks with n=$((n + 1)) and fail=$((fail + 1)).
@@ -25,6 +27,9 @@ check() {
     shift
     n=$((n + 1))
     "$@" || { echo "FAIL: $d"; fail=$((fail + 1)); }
+}
+json_value() {
+    sed -n "${2}p" "$1" | sed -n 's/.*"'"$3"'":\("\([^"\\]\|\\.\)*"\|[-0-9.e]*\).*/\1/p'
 }
 wait_gone() {
     i=0
