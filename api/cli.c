@@ -274,12 +274,20 @@ int main(int argc, char **argv) {
         char *c = argv[lead];
         memmove(argv + 2, argv + 1, (size_t)(lead - 1) * sizeof *argv);
         argv[1] = c;
+    } else if (lead > 1 || (argc == 2 && !strncmp(argv[1], "--", 2) && strcmp(argv[1], "--help") && strcmp(argv[1], "--version"))) {
+        int global = lead > 1; /* (a global option alone, or with its value missing) */
+        for (int g = 0; k_global[g] && !global; g++) global = !strcmp(argv[1], k_global[g]) || !strncmp(argv[1], "--backend=", 10);
+        if (global) {
+            fprintf(stderr, "nanovl: %s: %s (try 'nanovl --help')\n", argv[1],
+                    lead > 1 ? "no command after the options" : "needs a value, then a command");
+            return EXIT_USAGE;
+        }
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);
     /* --backend X anywhere after the command: NVL_BACKEND=X for this run (every command that loads
        a model takes its backend from there); removed before the command parses its options */
-    for (int a = 2; a < argc;) {
+    for (int a = 2; a < argc && strcmp(argv[a], "--");) { /* (after "--" every argument is a file) */
         const char *v = NULL;
         int used = 0;
         if (!strcmp(argv[a], "--backend")) {

@@ -226,6 +226,10 @@ static int chat_read_line(char **line, size_t *cap) {
     }
     if (too_long) return 2;
     if (nul) return 3;
+    if (!*line) { /* (an empty line: nothing was stored yet) */
+        if (!(*line = nvl_malloc(256))) return -1;
+        *cap = 256;
+    }
     while (n && ((*line)[n - 1] == '\r' || (*line)[n - 1] == ' ' || (*line)[n - 1] == '\t')) n--;
     (*line)[n] = 0;
     return 1;

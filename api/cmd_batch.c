@@ -902,10 +902,19 @@ int cmd_jobs(int argc, char **argv) {
             rc = 1;
             continue;
         }
+        size_t fl = 0;
+        char *fixed = api_utf8_fix(abs[f], strlen(abs[f]), &fl);
+        if (!fixed || strcmp(fixed, abs[f])) { /* (a JSON line holds UTF-8: the path could not be named) */
+            fprintf(stderr, "nanovl jobs: %s: the path is not valid UTF-8, which a jobs line cannot hold (rename it)\n",
+                    files[f]);
+            rc = 1;
+        }
+        nvl_free(fixed);
         for (int g = 0; g < f; g++)
             if (abs[g] && !strcmp(files[g], files[f])) {
                 fprintf(stderr, "nanovl jobs: '%s' is given twice (a job's id is its name: ids must be unique)\n", files[f]);
                 rc = EXIT_USAGE;
+                break;
             }
     }
     if (rc) goto out;

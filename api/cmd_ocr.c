@@ -91,8 +91,9 @@ typedef struct ocr_ctx {
 // own. A file is written under a temporary name in DIR (mkstemp: always a new file, never through
 // a link planted there, and short whatever the input's name), synced, then renamed to DIR/NAME.md:
 // a file in DIR is always whole. An input none of whose pages could be read gets no file (its
-// errors are on stderr), so that --resume reads it again. DIR/.nanovl-ocr records the model and
-// options the files were written with (--resume refuses others).
+// errors are on stderr), so that --resume reads it again. DIR/.nanovl-ocr records, for each file,
+// the fingerprint of the model and options it was written with (a line "FP NAME" appended before
+// the file is renamed into place): --resume refuses a file written with others.
 
 #define DIR_RECORD ".nanovl-ocr"
 #define DIR_TEMP ".nanovl-ocr-part-"
@@ -107,6 +108,8 @@ typedef struct ocr_dir {
     char part[4400];    /* its file until it is whole (DIR/.nanovl-ocr-part-XXXXXX) */
     const char *bad;    /* the file a write failed on (for the message) */
     mode_t mode;        /* the files' mode: 0666 less the umask (mkstemp makes 0600) */
+    char record[4400];  /* DIR/.nanovl-ocr */
+    uint64_t fp;        /* the run's fingerprint (model and options) */
     int n_written;      /* files made whole */
 } ocr_dir;
 
@@ -141,7 +144,18 @@ static int dir_finish(ocr_ctx *c) {
     c->out = NULL;
     if (bad) d->bad = d->in[d->cur];
     const int keep = !bad && d->read[d->cur] > 0;
-    if (keep && rename(d->part, d->out[d->cur]) != 0) {
+    if (keep) { /* its record line first (a crash between the two leaves a line without its file) */
+        const char *slash = strrchr(d->out[d->cur], '/');
+        char line[4500];
+        const int ll = snprintf(line, sizeof line, "%016llx %s\n", (unsigned long long)d->fp, slash ? slash + 1 : d->out[d->cur]);
+        const int rf = open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode);
+        if (rf < 0 || write(rf, line, (size_t)ll) != ll || fsync(rf) != 0) {
+            bad = 1;
+            d->bad = d->record;
+        }
+        if (rf >= 0) close(rf);
+    }
+    if (keep && !bad && rename(d->part, d->out[d->cur]) != 0) {
         bad = 1;
         d->bad = d->out[d->cur];
     }
@@ -235,9 +249,8 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     const mode_t um = umask(0);
     umask(um);
     d->mode = 0666 & ~um;
-    char rec[4400], line[128];
-    snprintf(rec, sizeof rec, "%s/" DIR_RECORD, d->path);
-    snprintf(line, sizeof line, "nanovl ocr out-dir 1 %016llx\n", (unsigned long long)fp);
+    snprintf(d->record, sizeof d->record, "%s/" DIR_RECORD, d->path);
+    d->fp = fp;
     const int n = *n_files;
     d->in = files;
     d->out = nvl_calloc((size_t)n + 1, sizeof *d->out);
@@ -260,20 +273,27 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
             }
         }
     int k = n;
-    if (resume) {
-        FILE *rf = fopen(rec, "r");
-        char got[128] = "";
-        if (rf) {
-            if (!fgets(got, sizeof got, rf)) got[0] = 0;
-            fclose(rf);
-        }
-        int any = 0;
-        for (int f = 0; f < n && !any; f++) any = stat(d->out[f], &sb) == 0;
-        if (any && strcmp(got, line)) {
-            fprintf(stderr, "nanovl ocr: --resume: the files in %s were written %s; run without --resume to write them "
-                            "again\n", d->path, rf ? "with another model or other options" : "by another program (no "
-                            DIR_RECORD " record)");
-            return EXIT_USAGE;
+    if (resume) { /* a file in DIR must have been written with this run's model and options */
+        for (int f = 0; f < n; f++) {
+            if (stat(d->out[f], &sb) != 0) continue;
+            const char *base = strrchr(d->out[f], '/') + 1;
+            unsigned long long got = 0;
+            int known = 0;
+            FILE *rf = fopen(d->record, "r");
+            char line[4500];
+            while (rf && fgets(line, sizeof line, rf)) { /* (the last line for the name wins; a torn one is none) */
+                char *sp = strchr(line, ' '), *nl = strchr(line, '\n');
+                if (!sp || !nl) continue;
+                *nl = 0;
+                if (!strcmp(sp + 1, base) && sscanf(line, "%llx", &got) == 1) known = 1;
+            }
+            if (rf) fclose(rf);
+            if (!known || got != (unsigned long long)fp) {
+                fprintf(stderr, "nanovl ocr: --resume: %s was written %s; run without --resume to write it again (or "
+                                "remove it)\n", d->out[f], known ? "with another model or other options" :
+                                "by another program (it is not in " DIR_RECORD ")");
+                return EXIT_USAGE;
+            }
         }
         k = 0;
         for (int f = 0; f < n; f++) {
@@ -294,16 +314,19 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     }
     d->n = *n_files = k;
     if (k == 0) return 0;
-    /* the record, which also proves DIR writable before the model loads */
+    /* DIR writable, before the model loads: a part made and removed, the record opened */
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s/" DIR_TEMP "XXXXXX", d->path);
     const int fd = mkstemp(tmp);
-    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fchmod(fd, d->mode) != 0 || fsync(fd) != 0 ||
-        close(fd) != 0 || rename(tmp, rec) != 0) {
+    const int rf = fd >= 0 ? open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode) : -1;
+    if (fd < 0 || rf < 0) {
         fprintf(stderr, "nanovl ocr: cannot write in %s: %s\n", d->path, strerror(errno ? errno : EIO));
-        if (fd >= 0) unlink(tmp);
+        if (fd >= 0) close(fd), unlink(tmp);
         return 1;
     }
+    close(rf);
+    close(fd);
+    unlink(tmp);
     return 0;
 }
 
@@ -620,6 +643,14 @@ static int on_page_error(int index, int n_total, const char *name, int page, nvl
     return failed;
 }
 
+/* api_pages_hooks.on_input_done (--out-dir): the input's last page is written: its file is made
+ * whole now (an interrupt after this keeps it). Non-zero on a write error. */
+static int on_input_done(const char *name, void *user) {
+    ocr_ctx *c = user;
+    if (!c->dir || c->dir->cur < 0 || strcmp(c->dir->in[c->dir->cur], name)) return c->write_errno != 0;
+    return dir_finish(c);
+}
+
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
@@ -786,7 +817,7 @@ int cmd_ocr(int argc, char **argv) {
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
                              .cb = &cb, .user = &c, .window = parallel, .skip = skip,
-                             .skip_check = skip > 0 ? ocr_skip_check : NULL};
+                             .skip_check = skip > 0 ? ocr_skip_check : NULL, .on_input_done = c.dir ? on_input_done : NULL};
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
             api_stopped = 1;

@@ -328,7 +328,8 @@ static void describe_media(const request *rq, char *what, size_t nw, char *advic
         o += (size_t)snprintf(advice + o, na - o, "ask about fewer pages (--pages / pages) or page by page (ask --per-page; "
                               "nanovl ocr / type \"ocr\" for a document's text), ");
     if (n_img && o < na) o += (size_t)snprintf(advice + o, na - o, "send fewer images, ");
-    if (o < na) snprintf(advice + o, na - o, "or lower --max-tokens / max_tokens");
+    if (o < na) snprintf(advice + o, na - o, "lower --max-tokens / max_tokens, or raise --max-context / max_context up to "
+                                             "the checkpoint's");
 }
 
 

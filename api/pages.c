@@ -99,6 +99,10 @@ static void report(api_pages *pg, unit *u, int index) {
     nvl_free(u->msg_err);
     u->msg_err = NULL;
     u->state = U_REPORTED;
+    /* the input's last unit reported (units of an input follow each other) */
+    if (!pg->stopped && pg->h.on_input_done && (index + 1 == pg->n_units || pg->units[index + 1].m != u->m) &&
+        pg->h.on_input_done(name, pg->h.user))
+        stop(pg, NVL_ERR_CANCELLED, "ocr: stopped");
 }
 
 /* Reports what ended in order, submits what the window allows, and ends the run when nothing
@@ -445,6 +449,10 @@ static int rw_skip_check(int index, const char *name, int page, void *user) {
     const run_wait *w = user;
     return w->user_h->skip_check(index, name, page, w->user_h->user);
 }
+static int rw_input_done(const char *name, void *user) {
+    const run_wait *w = user;
+    return w->user_h->on_input_done(name, w->user_h->user);
+}
 
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt, const api_ask_params *p,
                          const api_pages_hooks *h, int *n_failed, nvl_err *err) {
@@ -454,6 +462,7 @@ nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, con
     hw.on_page = h->on_page ? rw_page : NULL;
     hw.on_page_error = h->on_page_error ? rw_error : NULL;
     hw.skip_check = h->skip_check ? rw_skip_check : NULL;
+    hw.on_input_done = h->on_input_done ? rw_input_done : NULL;
     hw.on_finish = run_finish;
     hw.user = &w;
     api_pages *pg = NULL;

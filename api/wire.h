@@ -119,6 +119,9 @@ typedef struct api_pages_hooks {
        (NVL_ERR_INVALID_ARG, nothing run or reported) */
     int skip;
     int (*skip_check)(int index, const char *name, int page, void *user);
+    /* (may be NULL) after the last page of an input is reported (on_page / on_page_error), with
+       the input's name; non-zero stops the run (ocr --out-dir: its file is made whole there) */
+    int (*on_input_done)(const char *name, void *user);
 } api_pages_hooks;
 /* Blocking: start, then step the engine until the run ends. */
 nvl_status api_pages_run(api_engine *e, const api_media *media, int n_media, const char *prompt,

@@ -21,7 +21,7 @@ trap 'rm -rf "$T"' EXIT
 A="--model $M --max-tokens 12 --no-think --no-progress"
 
 # 1. two turns and a reset, in JSON
-printf 'What is in the picture?\n\n   \nWhat colour is it?  \t\n/reset \t\nWhat is in the picture?\n' > "$T/q1"
+printf '\nWhat is in the picture?\n\n   \nWhat colour is it?  \t\n/reset \t\nWhat is in the picture?\n' > "$T/q1"  # (an empty first line crashed)
 timeout 120 "$B" ask $A --json --chat "$I" < "$T/q1" > "$T/chat.jsonl" 2> "$T/chat.err"
 rc=$?
 check "chat exits 0 (got $rc: $(head -3 "$T/chat.err"))" [ "$rc" = 0 ]

@@ -37,6 +37,8 @@ expect 1 "cannot open '$T/none.png'" "$B" jobs -q "$Q" "$I" "$T/none.png"
 check "a missing file: no line written" [ ! -s "$T/partial" ]
 expect 1 "'$T' is a directory" "$B" jobs -q "$Q" "$T"
 expect 2 "is given twice" "$B" jobs -q "$Q" "$I" "$I"
+cp "$I" "$T/$(printf 'bad\377name.bmp')"
+expect 1 "the path is not valid UTF-8" "$B" jobs -q "$Q" "$T/$(printf 'bad\377name.bmp')"
 expect 2 "give -q QUESTION or --ocr" "$B" jobs "$I"
 expect 2 "--ocr jobs ask no question" "$B" jobs --ocr -q "$Q" "$I"
 expect 2 "--pages '3-x'" "$B" jobs --ocr --pages 3-x "$P"

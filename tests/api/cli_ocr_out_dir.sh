@@ -57,7 +57,13 @@ expect 0 "1 file written" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
 sleep 0.05; touch "$T/pic.bmp"  # (changed since its file was written)
 expect 0 "1 file written" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
 expect 0 "1 of 1 input is in $T/o1 already: nothing to do" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
-expect 2 "were written with another model or other options" "$B" ocr $A --max-tokens 7 "$T/pic.bmp" --out-dir "$T/o1" --resume
+expect 2 "pic.md was written with another model or other options" "$B" ocr $A --max-tokens 7 "$T/pic.bmp" --out-dir "$T/o1" --resume
+# each file's own options are recorded: a later run with other ones does not vouch for it
+expect 0 "1 file written" "$B" ocr $A --prompt "Say X." "$P" --out-dir "$T/o7"
+expect 0 "1 file written" "$B" ocr $A "$I" --out-dir "$T/o7"
+expect 2 "two_pages.md was written with another model or other options" "$B" ocr $A "$P" "$I" --out-dir "$T/o7" --resume
+echo "stray" > "$T/o7/stray.md" && cp "$I" "$T/stray.bmp"
+expect 2 "stray.md was written by another program" "$B" ocr $A "$T/stray.bmp" --out-dir "$T/o7" --resume
 
 # 3. refusals
 expect 2 "give one of them" "$B" ocr $A "$P" -o "$T/x.md" --out-dir "$T/o2"
@@ -85,6 +91,15 @@ check "SIGINT: exit 130 (got $rc)" [ "$rc" = 130 ]
 check "SIGINT: the first input's file stays, whole" cmp -s "$T/int/two_pages.md" "$T/alone-two_pages.pdf.md"
 check "SIGINT: nothing else in DIR (no part file)" [ "$(ls -A "$T/int" | tr '\n' ' ')" = ".nanovl-ocr two_pages.md " ]
 check "SIGINT: the summary" grep -q "1 file written to $T/int" "$T/int.err"
+# with --parallel 2 too: the PDF's file is made whole once its last page is written, not when the
+# next input's first page comes (a SIGINT while that one is read kept nothing)
+NVL_TEST_MEDIA_DELAY="slow.bmp:6000" "$B" ocr $A --parallel 2 "$P" "$T/slow.bmp" --out-dir "$T/intp" > /dev/null 2> /dev/null < /dev/null &
+pid=$!
+i=0
+while [ ! -f "$T/intp/two_pages.md" ] && [ $i -lt 60 ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+check "--parallel 2, SIGINT: the PDF's file kept, whole" cmp -s "$T/intp/two_pages.md" "$T/alone-two_pages.pdf.md"
 # a second SIGINT during a step nothing interrupts exits at once, and leaves no part either
 NVL_TEST_MEDIA_DELAY="slow.bmp:4000" "$B" ocr $A "$P" "$T/slow.bmp" --out-dir "$T/int2" > /dev/null 2> "$T/int2.err" < /dev/null &
 pid=$!
