@@ -214,6 +214,10 @@ typedef struct api_ask_result {
     const char *backend;                     /* the backend the models ran on: "cpu" or "cuda" (static) */
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);
+/* The decode rate, tokens/s: (n_ids - 1) / t_generate, since the first token is drawn from the
+ * prefill's logits when t_generate starts and each later one costs a decode step (the count
+ * llama.cpp's "eval time ... runs" uses). 0 with fewer than two tokens or no time. */
+double api_decode_tokens_per_s(const api_ask_result *r);
 
 /* Checks the environment variables the api reads (NANOVL_KEEP_MB); an error names the variable and
  * its value. nanovl calls it, with kern_env_check, before any command runs. */

@@ -111,7 +111,7 @@ static void print_verbose(const api_ask_result *r) {
     fprintf(stderr, "prompt %lld tokens (%lld image, %lld reused), %lld generated; media %.3f s, prefix wait %.3f s, "
                     "vision %.3f s, prefill %.3f s, generation %.3f s (%.1f tokens/s)\n",
             (long long)r->n_prompt, (long long)r->n_image_tokens, (long long)r->n_cached, (long long)r->n_ids, r->t_media,
-            r->t_wait, r->t_vision, r->t_prefill, r->t_generate, r->t_generate > 0 ? (double)r->n_ids / r->t_generate : 0.0);
+            r->t_wait, r->t_vision, r->t_prefill, r->t_generate, api_decode_tokens_per_s(r));
 }
 
 typedef struct page_ctx {

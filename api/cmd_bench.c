@@ -53,7 +53,7 @@ typedef struct stats {
     double media, vision, prefill, gen;
     double first_token, total; /* wall clock from the call: the stages overlap (a video's frames are
                                   decoded while RADIO embeds the earlier ones), so they do not add up */
-    int64_t tiles, prompt, cached, gen_tokens;
+    int64_t tiles, prompt, cached, gen_tokens, decode_steps; /* decode_steps: tokens after each run's first */
 } stats;
 
 static void add(stats *s, const api_ask_result *r) {
@@ -65,6 +65,7 @@ static void add(stats *s, const api_ask_result *r) {
     s->prompt += r->n_prompt;
     s->cached += r->n_cached;
     s->gen_tokens += r->n_ids;
+    s->decode_steps += r->n_ids > 1 ? r->n_ids - 1 : 0; /* (the first token comes from the prefill) */
 }
 
 /* on_token: the time of the first token into *(double *)user. */
@@ -332,7 +333,7 @@ int cmd_bench(int argc, char **argv) {
         const double n = runs;
         const double vis_tps = cold.vision > 0 ? (double)cold.tiles / cold.vision : 0;
         const double pre_tps = cold.prefill > 0 ? (double)(cold.prompt - cold.cached) / cold.prefill : 0;
-        const double dec_tps = cold.gen > 0 ? (double)cold.gen_tokens / cold.gen : 0;
+        const double dec_tps = cold.gen > 0 ? (double)cold.decode_steps / cold.gen : 0;
         size_t dused = 0, dtotal = 0; /* a device's memory in use (the CPU backend has none to report) */
         const int on_device = api_engine_device_memory(e, &dused, &dtotal, NULL) == NVL_OK;
         if (json) {
@@ -366,7 +367,8 @@ int cmd_bench(int argc, char **argv) {
             printf("vision         %.3f s  (%.2f tiles/s)\n", cold.vision / n, vis_tps);
             printf("prefill        %.3f s  (%.1f tokens/s)\n", cold.prefill / n, pre_tps);
             printf("first token    %.3f s  (from the call: media, vision and prefill, which may overlap)\n", cold.first_token / n);
-            printf("decode         %.1f tokens/s (%lld tokens over %d runs)\n", dec_tps, (long long)cold.gen_tokens, runs);
+            printf("decode         %.1f tokens/s (%lld tokens over %d runs: %lld decode steps)\n", dec_tps, (long long)cold.gen_tokens,
+                   runs, (long long)cold.decode_steps);
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.total, cold.total / n);
             printf("peak RSS       %.0f MiB", peak_rss_mb());
             const double rr = helper_peak_rss_mb();

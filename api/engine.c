@@ -44,6 +44,10 @@ api_ask_params api_ask_params_default(void) {
     return p;
 }
 
+double api_decode_tokens_per_s(const api_ask_result *r) {
+    return r->n_ids > 1 && r->t_generate > 0 ? (double)(r->n_ids - 1) / r->t_generate : 0.0;
+}
+
 void api_ask_result_free(api_ask_result *r) {
     if (!r) return;
     nvl_free(r->prompt_ids);

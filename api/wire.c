@@ -146,7 +146,7 @@ cJSON *api_result_to_json(const api_ask_result *r) {
         cJSON_AddNumberToObject(t, "prefill", round(r->t_prefill * 1e4) / 1e4);
         cJSON_AddNumberToObject(t, "generation", round(r->t_generate * 1e4) / 1e4);
         /* (one token: sampled from the prefill's logits, no decode step to time: 0) */
-        cJSON_AddNumberToObject(t, "tokens_per_s", r->t_generate > 0 && r->n_ids > 1 ? round((double)r->n_ids / r->t_generate * 100) / 100 : 0);
+        cJSON_AddNumberToObject(t, "tokens_per_s", round(api_decode_tokens_per_s(r) * 100) / 100);
         cJSON_AddStringToObject(t, "backend", r->backend ? r->backend : "cpu");
     }
     cJSON *m = cJSON_AddArrayToObject(o, "media");

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cJSON.h>
+
+#include "api.h"
 #include "base/alloc.h"
 #include "wire.h"
 #include "test_util.h"
@@ -104,6 +107,19 @@ int main(void) {
             const char *q = rq.n_msgs == 1 && rq.msgs[0].n_parts == 1 ? rq.msgs[0].parts[0].text : NULL;
             TEST_CHECK(q && !strcmp(q, "a\\u0000 b"), "question kept: '%s'", q ? q : "(none)");
             api_request_free(&rq);
+        }
+    }
+    { /* timings_s.tokens_per_s: the decode rate, tokens after the prefill's first over the decode time */
+        static const struct { int64_t n; double t, want; } rate[] = {{5, 2.0, 2.0}, {2, 0.5, 2.0}, {1, 0.25, 0}, {0, 0, 0}, {3, 0, 0}};
+        for (size_t i = 0; i < sizeof rate / sizeof rate[0]; i++) {
+            api_ask_result r = {.n_ids = rate[i].n, .t_generate = rate[i].t, .finish_reason = "stop", .backend = "cpu"};
+            cJSON *o = api_result_to_json(&r);
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "timings_s");
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, "tokens_per_s");
+            TEST_CHECK(cJSON_IsNumber(v) && v->valuedouble == rate[i].want, "%lld tokens in %g s: tokens_per_s %g, want %g",
+                       (long long)rate[i].n, rate[i].t, cJSON_IsNumber(v) ? v->valuedouble : -1, rate[i].want);
+            TEST_CHECK(api_decode_tokens_per_s(&r) == rate[i].want, "api_decode_tokens_per_s %g", api_decode_tokens_per_s(&r));
+            cJSON_Delete(o);
         }
     }
     return test_report();
