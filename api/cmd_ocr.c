@@ -44,6 +44,11 @@ static const char *k_usage =
     "                        model and options are required; a finished run is left as it is.\n"
     "                        With --out-dir: the inputs whose file is in DIR, newer than the input,\n"
     "                        are not read again (the same model and options are required)\n"
+    "  --retry-failed        --resume, and what failed is read again (say with a longer\n"
+    "                        --page-timeout: the limits may differ from the first run's): with -o\n"
+    "                        the run goes on from the first page that failed (the pages after it\n"
+    "                        are read again too); with --out-dir the inputs whose files hold pages\n"
+    "                        that failed are read again whole\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
@@ -92,8 +97,10 @@ typedef struct ocr_ctx {
 // a link planted there, and short whatever the input's name), synced, then renamed to DIR/NAME.md:
 // a file in DIR is always whole. An input none of whose pages could be read gets no file (its
 // errors are on stderr), so that --resume reads it again. DIR/.nanovl-ocr records, for each file,
-// the fingerprint of the model and options it was written with (a line "FP NAME" appended before
-// the file is renamed into place): --resume refuses a file written with others.
+// the fingerprint of the model and options it was written with and how many of its pages failed
+// (a line "FP NAME", or "FP/FAILED NAME" with pages that failed, appended before the file is
+// renamed into place): --resume refuses a file written with others, and --retry-failed reads
+// again the inputs whose files hold failed pages.
 
 #define DIR_RECORD ".nanovl-ocr"
 #define DIR_TEMP ".nanovl-ocr-part-"
@@ -147,7 +154,10 @@ static int dir_finish(ocr_ctx *c) {
     if (keep) { /* its record line first (a crash between the two leaves a line without its file) */
         const char *slash = strrchr(d->out[d->cur], '/');
         char line[4500];
-        const int ll = snprintf(line, sizeof line, "%016llx %s\n", (unsigned long long)d->fp, slash ? slash + 1 : d->out[d->cur]);
+        char nf[16] = "";
+        if (d->failed[d->cur]) snprintf(nf, sizeof nf, "/%d", d->failed[d->cur]);
+        const int ll = snprintf(line, sizeof line, "%016llx%s %s\n", (unsigned long long)d->fp, nf,
+                                slash ? slash + 1 : d->out[d->cur]);
         const int rf = open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode);
         if (rf < 0 || write(rf, line, (size_t)ll) != ll || fsync(rf) != 0) {
             bad = 1;
@@ -215,9 +225,12 @@ static int mkdir_parents(const char *path) {
  * checked writable, an output name per input (two inputs with one name, or an output that is an
  * input, refused); parts a killed run left removed (lock_fd: DIR, locked here, for the caller to
  * close). With resume the inputs whose file is in DIR already, not older than the input, are taken
- * out of files (*n_files lowered; 0: nothing to do, said); DIR's record must hold fp. Returns 0,
- * 1 (DIR cannot be made or written, another run holds it) or EXIT_USAGE, having said why. */
-static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int resume, uint64_t fp, int *lock_fd) {
+ * out of files (*n_files lowered; 0: nothing to do, said), but with retry not those whose record
+ * says pages failed; DIR's record must hold fp. Returns 0, 1 (DIR cannot be made or written,
+ * another run holds it; or, nothing left to do, pages failed in the files kept) or EXIT_USAGE,
+ * having said why. */
+static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int resume, int retry, uint64_t fp,
+                    int *lock_fd) {
     struct stat sb;
     if (!*d->path) {
         fprintf(stderr, "nanovl ocr: --out-dir needs a folder's name\n");
@@ -272,9 +285,10 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
                 return EXIT_USAGE;
             }
         }
-    int k = n;
+    int k = n, n_kept_failed = 0, n_retried = 0;
     if (resume) { /* a file in DIR must have been written with this run's model and options */
         for (int f = 0; f < n; f++) {
+            d->failed[f] = 0;
             if (stat(d->out[f], &sb) != 0) continue;
             const char *base = strrchr(d->out[f], '/') + 1;
             unsigned long long got = 0;
@@ -282,10 +296,13 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
             FILE *rf = fopen(d->record, "r");
             char line[4500];
             while (rf && fgets(line, sizeof line, rf)) { /* (the last line for the name wins; a torn one is none) */
-                char *sp = strchr(line, ' '), *nl = strchr(line, '\n');
+                char *sp = strchr(line, ' '), *nl = strchr(line, '\n'), *sl = strchr(line, '/');
                 if (!sp || !nl) continue;
                 *nl = 0;
-                if (!strcmp(sp + 1, base) && sscanf(line, "%llx", &got) == 1) known = 1;
+                if (!strcmp(sp + 1, base) && sscanf(line, "%llx", &got) == 1) {
+                    known = 1;
+                    d->failed[f] = sl && sl < sp ? atoi(sl + 1) : 0; /* (pages that failed in it; kept for below) */
+                }
             }
             if (rf) fclose(rf);
             if (!known || got != (unsigned long long)fp) {
@@ -302,15 +319,32 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
             if (stat(d->out[f], &sb) == 0 && S_ISREG(sb.st_mode) && stat(files[f], &si) == 0 &&
                 (sb.st_mtim.tv_sec > si.st_mtim.tv_sec ||
                  (sb.st_mtim.tv_sec == si.st_mtim.tv_sec && sb.st_mtim.tv_nsec >= si.st_mtim.tv_nsec))) {
-                nvl_free(d->out[f]);
-                continue;
+                if (!(retry && d->failed[f] > 0)) {
+                    n_kept_failed += d->failed[f] > 0;
+                    nvl_free(d->out[f]);
+                    continue;
+                }
+                n_retried++;
             }
             files[k] = files[f];
             d->out[k++] = d->out[f];
         }
-        if (k < n)
-            fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s\n", n - k, n, n == 1 ? "" : "s",
-                    n - k == 1 ? "is" : "are", d->path, k ? "; reading the others" : ": nothing to do");
+        for (int f = 0; f < n; f++) d->failed[f] = 0; /* (counts of this run from here) */
+        if (k < n) {
+            char kept[160] = "";
+            if (n_kept_failed)
+                snprintf(kept, sizeof kept, " (pages failed in %d of them: --retry-failed reads %s again)", n_kept_failed,
+                         n_kept_failed == 1 ? "it" : "them");
+            fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s%s\n", n - k, n, n == 1 ? "" : "s",
+                    n - k == 1 ? "is" : "are", d->path, kept, k ? "; reading the others" : ": nothing to do");
+        }
+        if (n_retried)
+            fprintf(stderr, "nanovl ocr: --retry-failed: reading %d input%s again whose file%s pages that failed\n",
+                    n_retried, n_retried == 1 ? "" : "s", n_retried == 1 ? " holds" : "s hold");
+    }
+    if (k == 0 && n_kept_failed) { /* nothing to do, but not all was read: as a finished -o run with failures */
+        d->n = *n_files = 0;
+        return 1;
     }
     d->n = *n_files = k;
     if (k == 0) return 0;
@@ -360,11 +394,14 @@ static void dir_report(const ocr_dir *d) {
 // its inputs give the same pages first (an input that opened then and fails now, or the reverse,
 // gives other pages), then truncates OUT to the last recorded page (a page cut short, its
 // "interrupted" mark, a torn line go) and goes on from the next; the failed pages recorded count
-// in its exit status. Written only with --resume (a run that may be resumed is started so).
+// in its exit status. With --retry-failed the record is cut back before its first failed page
+// first (to the end of the page before it). Written only with --resume (a run that may be resumed
+// is started so).
 
 typedef struct ocr_unit {
     int page;         /* 1-based; 0: an image, or an input that failed whole */
     int bad;          /* it failed (its error is in OUT) */
+    long end;         /* OUT's size after it (0: not known, a record an older nanovl cut back) */
     uint64_t name;    /* name_hash of its file's name */
 } ocr_unit;
 
@@ -402,7 +439,7 @@ static uint64_t hash_file(uint64_t h, const char *path) {
     return hash_field(h, buf);
 }
 
-/* The run's fingerprint: what the output's text depends on. */
+/* The run's fingerprint: what the text of a page read depends on. */
 static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
                                 const char *const *files, int n_files) {
     char buf[512];
@@ -426,12 +463,9 @@ static uint64_t run_fingerprint(const char *model, const char *prompt, const api
                  p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
         h = hash_field(h, buf);
     }
-    const media_pdf_sandbox ps = media_pdf_get_sandbox(); /* (which pages fail) */
-    const media_image_sandbox is = media_image_get_sandbox();
-    snprintf(buf, sizeof buf, "%.9g %.9g %.9g %.9g", ps.timeout_s, ps.max_mb, is.timeout_s, is.max_mb);
-    h = hash_field(h, buf);
-    const int64_t mp = media_limits_default().max_pixels; /* (which images fail; the default hashes as before) */
-    if (mp != MEDIA_DEFAULT_MAX_PIXELS) h = nvl_fnv1a(h, &mp, sizeof mp);
+    /* (the limits -- --page-timeout, --page-memory, --image-timeout, --max-megapixels -- are not in
+       it: they decide which pages fail, never a page's text, and a failed page is recorded as
+       such; a resumed run whose inputs now give other pages is refused by its page check) */
     for (int f = 0; f < n_files; f++) h = hash_file(h, files[f]);
     return h;
 }
@@ -466,7 +500,7 @@ static int progress_read(ocr_resume *r) {
             }
             r->unit = nu;
         }
-        r->unit[r->n_done] = (ocr_unit){.page = page, .bad = !good, .name = nh};
+        r->unit[r->n_done] = (ocr_unit){.page = page, .bad = !good, .end = off, .name = nh};
         r->n_failed += !good;
         r->n_done++;
         r->size = off;
@@ -483,10 +517,10 @@ static FILE *progress_start(const ocr_resume *r, int keep) {
     FILE *f = fopen(tmp, "w");
     if (!f) return NULL;
     fprintf(f, "nanovl ocr progress 2 %016llx\n", (unsigned long long)r->fp);
-    /* (their offsets are not kept: only the last one's matters, and it is OUT's size now) */
+    /* (their offsets kept: --retry-failed cuts OUT back to the page before the first that failed) */
     for (int i = 0; keep && i < r->n_done; i++)
-        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == r->n_done ? r->size : 0L, !r->unit[i].bad, r->unit[i].page,
-                (unsigned long long)r->unit[i].name);
+        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == r->n_done ? r->size : r->unit[i].end, !r->unit[i].bad,
+                r->unit[i].page, (unsigned long long)r->unit[i].name);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0 || rename(tmp, r->path) != 0) {
         const int e = errno;
         fclose(f);
@@ -654,7 +688,7 @@ static int on_input_done(const char *name, void *user) {
 int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
-    int force_progress = -1, rc = 0, parallel = 1, resume = 0, skip = 0, lock_fd = -1;
+    int force_progress = -1, rc = 0, parallel = 1, resume = 0, retry = 0, skip = 0, lock_fd = -1;
     ocr_resume rs = {0};
     ocr_dir dir = {.cur = -1};
     ocr_ctx c = {.out = stdout};
@@ -687,6 +721,7 @@ int cmd_ocr(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--retry-failed")) resume = retry = 1;
         else if (!strcmp(a, "--progress")) force_progress = 1;
         else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
@@ -707,12 +742,14 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     if (resume && !out_path && !dir.path) {
-        fprintf(stderr, "nanovl ocr: --resume needs -o FILE (the output to go on writing) or --out-dir DIR\n");
+        fprintf(stderr, "nanovl ocr: %s needs -o FILE (the output to go on writing) or --out-dir DIR\n",
+                retry ? "--retry-failed" : "--resume");
         rc = EXIT_USAGE;
         goto out;
     }
     if (dir.path) {
-        rc = dir_plan(&dir, files, &n_files, c.json, resume, run_fingerprint(model, prompt, &p, c.json, NULL, 0), &lock_fd);
+        rc = dir_plan(&dir, files, &n_files, c.json, resume, retry, run_fingerprint(model, prompt, &p, c.json, NULL, 0),
+                      &lock_fd);
         if (rc != 0 || n_files == 0) goto out; /* (nothing left to read: said) */
         c.dir = &dir;
         c.out = NULL;
@@ -756,9 +793,19 @@ int cmd_ocr(int argc, char **argv) {
             rc = 1;
             goto out;
         }
+        if (r > 0 && retry && rs.n_failed) { /* cut back to the last page with a known end before the first failed */
+            int k = 0;
+            while (!rs.unit[k].bad) k++;
+            while (k > 0 && rs.unit[k - 1].end <= 0) k--;
+            fprintf(stderr, "nanovl ocr: --retry-failed: %d page%s in %s failed; reading again from the run's page %d "
+                            "of %d\n", rs.n_failed, rs.n_failed == 1 ? "" : "s", out_path, k + 1, rs.n_done);
+            rs.n_done = k;
+            rs.size = k ? rs.unit[k - 1].end : 0;
+            rs.n_failed = rs.ended = 0;
+        }
         if (r > 0 && rs.ended) {
-            fprintf(stderr, "nanovl ocr: %s is complete (%d page%s, %d failed): nothing to do\n", out_path, rs.n_done,
-                    rs.n_done == 1 ? "" : "s", rs.n_failed);
+            fprintf(stderr, "nanovl ocr: %s is complete (%d page%s, %d failed): nothing to do%s\n", out_path, rs.n_done,
+                    rs.n_done == 1 ? "" : "s", rs.n_failed, rs.n_failed ? " (--retry-failed reads them again)" : "");
             rc = rs.n_failed ? 1 : 0;
             goto out;
         }

@@ -5,6 +5,7 @@
 #   and the exit status is 1. A long input name (the temporary file's name is short) works.
 # - --resume reads only the inputs whose file is not in DIR or is older than the input (a removed
 #   file is made again, equal); other options are refused; parts a killed run left are removed.
+#   --retry-failed reads again the inputs whose files hold failed pages (not the others).
 # - SIGINT: the files done stay, the one being written is left out (no part file), exit 130; so
 #   with a second SIGINT's immediate exit; a second run on DIR meanwhile is refused.
 # - A file that cannot be put in place (a folder with its name) fails the run (exit 1) naming it.
@@ -64,6 +65,20 @@ expect 0 "1 file written" "$B" ocr $A "$I" --out-dir "$T/o7"
 expect 2 "two_pages.md was written with another model or other options" "$B" ocr $A "$P" "$I" --out-dir "$T/o7" --resume
 echo "stray" > "$T/o7/stray.md" && cp "$I" "$T/stray.bmp"
 expect 2 "stray.md was written by another program" "$B" ocr $A "$T/stray.bmp" --out-dir "$T/o7" --resume
+# --retry-failed: a file holding a page that failed (its renderer crashed) is kept by --resume,
+# which says so and exits 1, and read again whole by --retry-failed (then equal to the input
+# read alone); the limits are not part of the options a file is written with
+NVL_TEST_RENDERER_ABORT_PAGE=2 timeout 120 "$B" ocr $A "$P" "$I" --out-dir "$T/o8" > /dev/null 2> "$T/err8" < /dev/null
+check "a page failed: exit 1, the file written, the failure recorded" sh -c "grep -q 'pages failed in $P (1 of 2)' '$T/err8' && grep -q '^[0-9a-f]*/1 two_pages.md$' '$T/o8/.nanovl-ocr'"
+expect 1 "2 of 2 inputs are in $T/o8 already (pages failed in 1 of them: --retry-failed reads it again): nothing to do" \
+    "$B" ocr $A "$P" "$I" --out-dir "$T/o8" --resume
+cp "$T/o8/image.md" "$T/o8-image.before" && sleep 0.05
+expect 0 "--retry-failed: reading 1 input again whose file holds pages that failed" "$B" ocr $A "$P" "$I" --out-dir "$T/o8" \
+    --retry-failed --page-timeout 100
+check "--retry-failed: two_pages.md now = the PDF read alone" cmp -s "$T/o8/two_pages.md" "$T/alone-two_pages.pdf.md"
+check "--retry-failed: image.md (no failure) not written again" sh -c "[ ! '$T/o8/image.md' -nt '$T/o8-image.before' ]"
+expect 0 "2 of 2 inputs are in $T/o8 already: nothing to do" "$B" ocr $A "$P" "$I" --out-dir "$T/o8" --retry-failed
+expect 2 "--retry-failed needs -o FILE" "$B" ocr $A "$P" --retry-failed
 
 # 3. refusals
 expect 2 "give one of them" "$B" ocr $A "$P" -o "$T/x.md" --out-dir "$T/o2"

@@ -6,7 +6,8 @@
 # finished run does nothing (its exit status kept); an OUT with no record, other options, a
 # changed file, or inputs that now give other pages (an encrypted PDF opened then, not now) are
 # refused and OUT is left as it was; OUT shorter than its record is refused; --resume without -o
-# is a usage error. The pages of the PDF are held 3 s each as they are read
+# is a usage error. --retry-failed reads again from the first page that failed (a renderer crash,
+# or a limit since raised). The pages of the PDF are held 3 s each as they are read
 # (NVL_TEST_MEDIA_DELAY), so the run is killed while its second page is being read.
 # usage: cli_ocr_resume.sh NANOVL MODEL_DIR IMAGE PDF [SHARED_MEDIA_DIR]
 B=$1 M=$2 I=$3 P=$4 S=$5
@@ -79,6 +80,26 @@ kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 expect_fixed 1 "resuming $T/h.md after 2 pages done" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
 expect_fixed 1 "$T/h.md is complete (4 pages, 1 failed): nothing to do" "$B" ocr --model "$M" "$T/missing.pdf" "$I" "$P" --max-tokens 8 --no-progress -o "$T/h.md" --resume
+# --retry-failed: the PDF's first page failed (its renderer crashed) and the run was killed after
+# it, then resumed (the record written again, the image's end kept): the finished run says how to
+# read it again; --retry-failed goes on from that page, the image kept; OUT then equals a run
+# without failures
+NVL_TEST_RENDERER_ABORT_PAGE=1 NVL_TEST_MEDIA_DELAY="doc.pdf:2000" $OCR -o "$T/r.md" --resume 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q "^U 1 " "$T/r.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+check "the PDF's page 1 recorded as failed" grep -q "^U 1 [0-9]* 0 1 " "$T/r.md.progress"
+expect_fixed 1 "resuming $T/r.md after 2 pages done" $OCR -o "$T/r.md" --resume
+expect_fixed 1 "$T/r.md is complete (3 pages, 1 failed): nothing to do (--retry-failed reads them again)" $OCR -o "$T/r.md" --resume
+expect_fixed 0 "--retry-failed: 1 page in $T/r.md failed; reading again from the run's page 2 of 3" $OCR -o "$T/r.md" --retry-failed
+expect_fixed 0 "$T/r.md is complete (3 pages, 0 failed): nothing to do" $OCR -o "$T/r.md" --retry-failed
+check "--retry-failed: OUT = the uninterrupted run" cmp -s "$T/r.md" "$T/full.md"
+# the limits may differ: pages past --max-megapixels failed, read again without it
+expect_fixed 1 "exceeds the limit of 1000 (--max-megapixels)" $OCR --max-megapixels 0.001 -o "$T/m.md" --resume
+expect_fixed 0 "--retry-failed: 2 pages in $T/m.md failed; reading again from the run's page 2 of 3" $OCR -o "$T/m.md" --retry-failed
+check "--retry-failed after other limits: OUT = the uninterrupted run" cmp -s "$T/m.md" "$T/full.md"
 # a finished run's OUT emptied since: refused, not called complete
 cp "$T/a.md" "$T/k.md" && cp "$T/a.md.progress" "$T/k.md.progress" && : > "$T/k.md"
 expect_fixed 1 "$T/k.md is shorter than its progress record says (0 < " $OCR -o "$T/k.md" --resume
