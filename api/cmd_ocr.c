@@ -97,10 +97,13 @@ typedef struct ocr_ctx {
 // a link planted there, and short whatever the input's name), synced, then renamed to DIR/NAME.md:
 // a file in DIR is always whole. An input none of whose pages could be read gets no file (its
 // errors are on stderr), so that --resume reads it again. DIR/.nanovl-ocr records, for each file,
-// the fingerprint of the model and options it was written with and how many of its pages failed
-// (a line "FP NAME", or "FP/FAILED NAME" with pages that failed, appended before the file is
-// renamed into place): --resume refuses a file written with others, and --retry-failed reads
-// again the inputs whose files hold failed pages.
+// the fingerprint of the model and options it was written with, the input it was read from (a
+// hash of its real path) and how many of its pages failed: a line "FP:IN NAME", or "FP:IN/FAILED
+// NAME" with pages that failed (NAME with "\\" and newlines escaped as "\\\\" and "\\n"), appended
+// before the file is renamed into place. --resume refuses a file written with other options or
+// from another input (one of the same name in another folder), and --retry-failed reads again the
+// inputs whose files hold failed pages. (A line without ":IN", from an earlier nanovl, vouches for
+// any input.)
 
 #define DIR_RECORD ".nanovl-ocr"
 #define DIR_TEMP ".nanovl-ocr-part-"
@@ -117,8 +120,27 @@ typedef struct ocr_dir {
     mode_t mode;        /* the files' mode: 0666 less the umask (mkstemp makes 0600) */
     char record[4400];  /* DIR/.nanovl-ocr */
     uint64_t fp;        /* the run's fingerprint (model and options) */
+    uint64_t *in_id;    /* (n) input_id of each input */
     int n_written;      /* files made whole */
 } ocr_dir;
+
+/* Which input a file was read from: a hash of its real path (the path as given if it cannot be
+ * resolved). */
+static uint64_t input_id(const char *path) {
+    char *rp = realpath(path, NULL);
+    const uint64_t h = nvl_fnv1a_str(NVL_FNV1A_INIT, rp ? rp : path);
+    free(rp);
+    return h;
+}
+
+/* name with '\\' and '\n' escaped into out (size >= 2 * strlen(name) + 1), as DIR's record holds it */
+static void record_name(char *out, const char *name) {
+    for (; *name; name++) {
+        if (*name == '\\' || *name == '\n') *out++ = '\\';
+        *out++ = *name == '\n' ? 'n' : *name;
+    }
+    *out = 0;
+}
 
 /* DIR/NAME.EXT for input path: its last component (trailing slashes dropped) without the extension
  * (".hidden" keeps its name). */
@@ -153,11 +175,12 @@ static int dir_finish(ocr_ctx *c) {
     const int keep = !bad && d->read[d->cur] > 0;
     if (keep) { /* its record line first (a crash between the two leaves a line without its file) */
         const char *slash = strrchr(d->out[d->cur], '/');
-        char line[4500];
+        char line[9000], esc[8800];
         char nf[16] = "";
         if (d->failed[d->cur]) snprintf(nf, sizeof nf, "/%d", d->failed[d->cur]);
-        const int ll = snprintf(line, sizeof line, "%016llx%s %s\n", (unsigned long long)d->fp, nf,
-                                slash ? slash + 1 : d->out[d->cur]);
+        record_name(esc, slash ? slash + 1 : d->out[d->cur]);
+        const int ll = snprintf(line, sizeof line, "%016llx:%016llx%s %s\n", (unsigned long long)d->fp,
+                                (unsigned long long)d->in_id[d->cur], nf, esc);
         const int rf = open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode);
         if (rf < 0 || write(rf, line, (size_t)ll) != ll || fsync(rf) != 0) {
             bad = 1;
@@ -208,6 +231,61 @@ static int dir_switch(ocr_ctx *c, const char *name) {
     return 0;
 }
 
+/* DIR's record, read once: a line per file written (see above). */
+typedef struct record_entry {
+    uint64_t fp, in, name_hash;
+    int has_in, failed;
+    char *name; /* escaped, as in the record */
+} record_entry;
+typedef struct dir_record {
+    record_entry *e;
+    int n;
+} dir_record;
+
+static void record_free(dir_record *r) {
+    for (int i = 0; i < r->n; i++) nvl_free(r->e[i].name);
+    nvl_free(r->e);
+    *r = (dir_record){0};
+}
+
+/* path's lines into r (none when it does not exist; a torn or malformed line is skipped): 0, or -1
+ * with errno (it cannot be read: a folder, no permission; out of memory). */
+static int record_read(const char *path, dir_record *r) {
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? 0 : -1;
+    char line[9000];
+    int cap = 0;
+    errno = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *sp = strchr(line, ' '), *nl = strchr(line, '\n');
+        if (!sp || !nl) continue;
+        *nl = 0;
+        unsigned long long fp = 0, in = 0;
+        const int k = sscanf(line, "%llx:%llx", &fp, &in);
+        if (k < 1) continue;
+        const char *sl = strchr(line, '/');
+        if (r->n == cap) {
+            record_entry *ne = nvl_realloc(r->e, (size_t)(cap = cap ? cap * 2 : 64) * sizeof *ne);
+            if (!ne) goto fail;
+            r->e = ne;
+        }
+        record_entry *e = &r->e[r->n];
+        *e = (record_entry){.fp = fp, .in = in, .has_in = k == 2, .failed = sl && sl < sp ? atoi(sl + 1) : 0,
+                            .name = nvl_strdup(sp + 1), .name_hash = nvl_fnv1a_str(NVL_FNV1A_INIT, sp + 1)};
+        if (!e->name) goto fail;
+        r->n++;
+    }
+    if (ferror(f)) goto fail;
+    fclose(f);
+    return 0;
+fail:;
+    const int e = errno ? errno : EIO;
+    fclose(f);
+    record_free(r);
+    errno = e;
+    return -1;
+}
+
 /* mkdir -p path (0777 less the umask): 0, or -1 with errno. */
 static int mkdir_parents(const char *path) {
     char p[4400];
@@ -241,8 +319,10 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         return EXIT_USAGE;
     }
     if (stat(d->path, &sb) != 0 && mkdir_parents(d->path) != 0) {
-        fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(errno),
-                lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode) ? " (it is a symbolic link to nothing)" : "");
+        const int e = errno; /* (before lstat) */
+        const int dangling = lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode);
+        fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(e),
+                dangling ? " (it is a symbolic link to nothing)" : "");
         return 1;
     }
     /* one run on DIR at a time (two would remove each other's parts); held until the process ends */
@@ -269,7 +349,9 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     d->out = nvl_calloc((size_t)n + 1, sizeof *d->out);
     d->failed = nvl_calloc((size_t)n + 1, sizeof *d->failed);
     d->read = nvl_calloc((size_t)n + 1, sizeof *d->read);
-    if (!d->out || !d->failed || !d->read) return 1;
+    d->in_id = nvl_calloc((size_t)n + 1, sizeof *d->in_id);
+    if (!d->out || !d->failed || !d->read || !d->in_id) return 1;
+    for (int f = 0; f < n; f++) d->in_id[f] = input_id(files[f]);
     d->n = n;
     for (int f = 0; f < n; f++)
         if (!(d->out[f] = dir_out_name(d->path, files[f], json ? ".jsonl" : ".md"))) return 1;
@@ -286,32 +368,35 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
             }
         }
     int k = n, n_kept_failed = 0, n_retried = 0;
-    if (resume) { /* a file in DIR must have been written with this run's model and options */
+    if (resume) { /* a file in DIR must have been written from its input with this run's model and options */
+        dir_record rec = {0};
+        if (record_read(d->record, &rec) != 0) {
+            fprintf(stderr, "nanovl ocr: --resume: cannot read %s: %s\n", d->record, strerror(errno ? errno : EIO));
+            return 1;
+        }
         for (int f = 0; f < n; f++) {
             d->failed[f] = 0;
             if (stat(d->out[f], &sb) != 0) continue;
-            const char *base = strrchr(d->out[f], '/') + 1;
-            unsigned long long got = 0;
-            int known = 0;
-            FILE *rf = fopen(d->record, "r");
-            char line[4500];
-            while (rf && fgets(line, sizeof line, rf)) { /* (the last line for the name wins; a torn one is none) */
-                char *sp = strchr(line, ' '), *nl = strchr(line, '\n'), *sl = strchr(line, '/');
-                if (!sp || !nl) continue;
-                *nl = 0;
-                if (!strcmp(sp + 1, base) && sscanf(line, "%llx", &got) == 1) {
-                    known = 1;
-                    d->failed[f] = sl && sl < sp ? atoi(sl + 1) : 0; /* (pages that failed in it; kept for below) */
-                }
-            }
-            if (rf) fclose(rf);
-            if (!known || got != (unsigned long long)fp) {
-                fprintf(stderr, "nanovl ocr: --resume: %s was written %s; run without --resume to write it again (or "
-                                "remove it)\n", d->out[f], known ? "with another model or other options" :
-                                "by another program (it is not in " DIR_RECORD ")");
+            char base[8800];
+            record_name(base, strrchr(d->out[f], '/') + 1);
+            const uint64_t bh = nvl_fnv1a_str(NVL_FNV1A_INIT, base);
+            const record_entry *r = NULL; /* the last line for the name wins */
+            for (int j = rec.n - 1; j >= 0 && !r; j--)
+                if (rec.e[j].name_hash == bh && !strcmp(rec.e[j].name, base)) r = &rec.e[j];
+            const char *why = !r                                 ? "by another program (it is not in " DIR_RECORD ")"
+                              : r->fp != fp                      ? "with another model or other options"
+                              : r->has_in && r->in != d->in_id[f] ? "from another input"
+                                                                  : NULL;
+            if (r) d->failed[f] = r->failed; /* (pages that failed in it; kept for below) */
+            if (why) {
+                fprintf(stderr, "nanovl ocr: --resume: %s was written %s%s%s%s; run without --resume to write it again (or "
+                                "remove it)\n", d->out[f], why, r && r->fp == fp ? " than '" : "",
+                        r && r->fp == fp ? files[f] : "", r && r->fp == fp ? "'" : "");
+                record_free(&rec);
                 return EXIT_USAGE;
             }
         }
+        record_free(&rec);
         k = 0;
         for (int f = 0; f < n; f++) {
             struct stat si;
@@ -327,6 +412,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
                 n_retried++;
             }
             files[k] = files[f];
+            d->in_id[k] = d->in_id[f];
             d->out[k++] = d->out[f];
         }
         for (int f = 0; f < n; f++) d->failed[f] = 0; /* (counts of this run from here) */
@@ -354,7 +440,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     const int fd = mkstemp(tmp);
     const int rf = fd >= 0 ? open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode) : -1;
     if (fd < 0 || rf < 0) {
-        fprintf(stderr, "nanovl ocr: cannot write in %s: %s\n", d->path, strerror(errno ? errno : EIO));
+        fprintf(stderr, "nanovl ocr: cannot write %s: %s\n", fd < 0 ? d->path : d->record, strerror(errno ? errno : EIO));
         if (fd >= 0) close(fd), unlink(tmp);
         return 1;
     }
@@ -930,6 +1016,7 @@ out:
     nvl_free(dir.out);
     nvl_free(dir.failed);
     nvl_free(dir.read);
+    nvl_free(dir.in_id);
     nvl_free(c.started);
     nvl_free(files);
     return rc;

@@ -5,7 +5,8 @@
 #   and the exit status is 1. A long input name (the temporary file's name is short) works.
 # - --resume reads only the inputs whose file is not in DIR or is older than the input (a removed
 #   file is made again, equal); other options are refused; parts a killed run left are removed.
-#   --retry-failed reads again the inputs whose files hold failed pages (not the others).
+#   --retry-failed reads again the inputs whose files hold failed pages (not the others). A file
+#   from another input of the same name is refused; a name with a newline is resumed.
 # - SIGINT: the files done stay, the one being written is left out (no part file), exit 130; so
 #   with a second SIGINT's immediate exit; a second run on DIR meanwhile is refused.
 # - A file that cannot be put in place (a folder with its name) fails the run (exit 1) naming it.
@@ -53,6 +54,7 @@ expect 1 "1 of 3 inputs is in $T/o1 already; reading the others" "$B" ocr $A "$P
 check "--resume: image.md made again, equal" cmp -s "$T/o1/image.md" "$T/alone-image.bmp.md"
 check "--resume: two_pages.md not touched" sh -c "tail -1 '$T/o1/two_pages.md' | grep -qx kept"
 check "--resume: the killed run's part removed" [ ! -e "$T/o1/.nanovl-ocr-part-Ab12Cd" ]
+expect 1 "2 of 3 inputs are in $T/o1 already; reading the others" "$B" ocr $A "$P" "$I" "$T/broken.pdf" --out-dir "$T/o1" --resume
 cp "$I" "$T/pic.bmp"
 expect 0 "1 file written" "$B" ocr $A "$T/pic.bmp" --out-dir "$T/o1" --resume
 sleep 0.05; touch "$T/pic.bmp"  # (changed since its file was written)
@@ -69,7 +71,7 @@ expect 2 "stray.md was written by another program" "$B" ocr $A "$T/stray.bmp" --
 # which says so and exits 1, and read again whole by --retry-failed (then equal to the input
 # read alone); the limits are not part of the options a file is written with
 NVL_TEST_RENDERER_ABORT_PAGE=2 timeout 120 "$B" ocr $A "$P" "$I" --out-dir "$T/o8" > /dev/null 2> "$T/err8" < /dev/null
-check "a page failed: exit 1, the file written, the failure recorded" sh -c "grep -q 'pages failed in $P (1 of 2)' '$T/err8' && grep -q '^[0-9a-f]*/1 two_pages.md$' '$T/o8/.nanovl-ocr'"
+check "a page failed: exit 1, the file written, the failure recorded" sh -c "grep -q 'pages failed in $P (1 of 2)' '$T/err8' && grep -q '^[0-9a-f]*:[0-9a-f]*/1 two_pages.md$' '$T/o8/.nanovl-ocr'"
 expect 1 "2 of 2 inputs are in $T/o8 already (pages failed in 1 of them: --retry-failed reads it again): nothing to do" \
     "$B" ocr $A "$P" "$I" --out-dir "$T/o8" --resume
 cp "$T/o8/image.md" "$T/o8-image.before" && sleep 0.05
@@ -79,6 +81,25 @@ check "--retry-failed: two_pages.md now = the PDF read alone" cmp -s "$T/o8/two_
 check "--retry-failed: image.md (no failure) not written again" sh -c "[ ! '$T/o8/image.md' -nt '$T/o8-image.before' ]"
 expect 0 "2 of 2 inputs are in $T/o8 already: nothing to do" "$B" ocr $A "$P" "$I" --out-dir "$T/o8" --retry-failed
 expect 2 "--retry-failed needs -o FILE" "$B" ocr $A "$P" --retry-failed
+# the record names each file's input: one of the same name from another folder is not taken for
+# it (refused, named); a name with a newline is recorded escaped and resumed
+mkdir -p "$T/da" "$T/db" && cp "$P" "$T/da/scan.pdf" && cp "$I" "$T/db/scan.bmp" && touch -d 2020-01-01 "$T/db/scan.bmp"
+expect 0 "1 file written" "$B" ocr $A "$T/da/scan.pdf" --out-dir "$T/o9"
+expect 2 "scan.md was written from another input than '$T/db/scan.bmp'; run without --resume" \
+    "$B" ocr $A "$T/db/scan.bmp" --out-dir "$T/o9" --resume
+nl="$T/a
+b.bmp"
+cp "$I" "$nl"
+expect 0 "1 file written" "$B" ocr $A "$nl" --out-dir "$T/o9"
+expect 0 "1 of 1 input is in $T/o9 already: nothing to do" "$B" ocr $A "$nl" --out-dir "$T/o9" --resume
+# a record that cannot be read or written is named (not DIR)
+mkdir -p "$T/o10/.nanovl-ocr"
+expect 1 "cannot write $T/o10/.nanovl-ocr: Is a directory" "$B" ocr $A "$I" --out-dir "$T/o10"
+expect 1 "cannot read $T/o10/.nanovl-ocr: Is a directory" "$B" ocr $A "$I" --out-dir "$T/o10" --resume
+if [ -d /sys/kernel ]; then  # (mkdir there fails, not with ENOENT: the cause is kept, not lstat's)
+    "$B" ocr $A "$I" --out-dir /sys/kernel/nanovl-test/x > /dev/null 2> "$T/err10"
+    check "a folder that cannot be made: mkdir's cause" sh -c "grep -q 'cannot make the folder' '$T/err10' && ! grep -q 'No such file' '$T/err10'"
+fi
 
 # 3. refusals
 expect 2 "give one of them" "$B" ocr $A "$P" -o "$T/x.md" --out-dir "$T/o2"
