@@ -2,11 +2,13 @@
  * generated; several questions (-q) about the same files reuse the files' prefill; --per-page
  * answers the question for each page separately; --chat holds a conversation about the files, a
  * question per line of stdin; --json prints one object per answer. */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +35,7 @@ static const char *k_usage_head =
     "                        runs once); every argument is a file, -q gives opening questions;\n"
     "                        /reset starts again, /help lists these, /exit, /quit or end of input\n"
     "                        ends; ^C stops an answer, at the prompt it ends (exit 130); exit 1 if\n"
-    "                        a turn failed\n"
+    "                        a turn failed (a file that cannot be read ends the conversation)\n"
     "  --system TEXT         a system message\n"
     "  --show-reasoning      print the <think> part too (default: the answer only)\n"
     "  --json                one JSON object per answer: answer, reasoning, usage, media, timings\n"
@@ -267,7 +269,8 @@ static void chat_clear(chat_hist *h) {
  * the files with the first question, then each answer and question in turn (api_message roles
  * "assistant" and "user": the chat template drops the earlier answers' reasoning, so only their
  * text is kept). On success the answer joins h; a failed or stopped answer leaves h without its
- * question. Returns 0 answered, 1 failed or stopped. */
+ * question. Returns 0 answered, 1 failed or stopped, 2 failed on the files themselves (a file that
+ * cannot be read, decoded or opened, past a decoder's limit: every later turn would fail so). */
 static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const api_ask_params *p, api_part *files,
                      int n_files, const char *system, chat_hist *h, int turn, int verbose) {
     const int n_msgs = (system ? 1 : 0) + h->n;
@@ -330,6 +333,10 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
         }
         if (st == NVL_ERR_LIMIT && strstr(err.msg, "context budget") && h->n > 1) /* (with earlier turns to drop) */
             fprintf(stderr, "nanovl ask: /reset starts the conversation again (the files stay read)\n");
+        const int budget = st == NVL_ERR_LIMIT && (strstr(err.msg, "context budget") || strstr(err.msg, "--seq-mem"));
+        if (st == NVL_ERR_FORMAT || st == NVL_ERR_TRUNCATED || st == NVL_ERR_UNSUPPORTED || st == NVL_ERR_IO ||
+            st == NVL_ERR_NOT_FOUND || st == NVL_ERR_ENCRYPTED || st == NVL_ERR_TIMEOUT || (st == NVL_ERR_LIMIT && !budget))
+            rc = 2;
         api_ask_result_free(&r);
         goto done;
     }
@@ -355,10 +362,32 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
     api_ask_result_free(&r);
 done:
     if (rc) nvl_free(h->turns[--h->n]); /* the question leaves with its failed answer */
+    if (rc == 2) fprintf(stderr, "nanovl ask: the conversation ends: its files cannot be read\n");
     nvl_free(msgs);
     nvl_free(texts);
     nvl_free(first);
     return rc;
+}
+
+typedef enum chat_cmd { CHAT_QUESTION, CHAT_EXIT, CHAT_RESET, CHAT_HELP, CHAT_UNKNOWN, CHAT_ARGS } chat_cmd;
+
+/* What a line of the conversation is (its leading blanks dropped): a command when it begins with
+ * '/' and a word of letters (any case: "/RESET") followed by a blank or the end (CHAT_ARGS: a
+ * known one with more after it; CHAT_UNKNOWN: not one of ours, "/foo", rather than a question
+ * sent by a typo). Anything else -- "/etc/hosts holds what?" -- is a question. */
+static chat_cmd chat_command(const char *line) {
+    if (line[0] != '/') return CHAT_QUESTION;
+    size_t w = 1;
+    while (isalpha((unsigned char)line[w])) w++;
+    if (w == 1 || (line[w] && line[w] != ' ' && line[w] != '\t')) return CHAT_QUESTION;
+    static const struct { const char *name; chat_cmd cmd; } k[] = {
+        {"/exit", CHAT_EXIT}, {"/quit", CHAT_EXIT}, {"/reset", CHAT_RESET}, {"/help", CHAT_HELP}};
+    chat_cmd cmd = CHAT_UNKNOWN;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (strlen(k[i].name) == w && !strncasecmp(line, k[i].name, w)) cmd = k[i].cmd;
+    const char *rest = line + w;
+    while (*rest == ' ' || *rest == '\t') rest++;
+    return *rest && cmd != CHAT_UNKNOWN ? CHAT_ARGS : cmd;
 }
 
 /* The conversation: the opening questions (qs), then a question per line of stdin until its end,
@@ -413,15 +442,27 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
             q = line;
             while (*q == ' ' || *q == '\t') q++;
             if (!*q) continue;
-            if (!strcmp(q, "/exit") || !strcmp(q, "/quit")) break;
-            if (!strcmp(q, "/reset")) {
+            const chat_cmd cmd = chat_command(q);
+            if (cmd == CHAT_EXIT) break;
+            if (cmd == CHAT_RESET) {
                 chat_clear(&h);
                 if (tty) fprintf(stderr, "(a new conversation about the same files)\n");
                 continue;
             }
-            if (!strcmp(q, "/help")) {
+            if (cmd == CHAT_HELP) {
                 fprintf(stderr, "a question per line; /reset starts the conversation again (the files stay read); "
                                 "/exit, /quit or end of input ends; ^C stops an answer, at the prompt it ends (exit 130)\n");
+                continue;
+            }
+            if (cmd == CHAT_UNKNOWN) {
+                size_t w = strcspn(q, " \t");
+                fprintf(stderr, "nanovl ask: %.*s is not a command (/help lists them; to ask a question that begins so, "
+                                "put a word before it)\n", (int)(w > 64 ? 64 : w), q);
+                continue;
+            }
+            if (cmd == CHAT_ARGS) {
+                size_t w = strcspn(q, " \t");
+                fprintf(stderr, "nanovl ask: %.*s takes nothing after it\n", (int)w, q);
                 continue;
             }
         }
@@ -430,7 +471,9 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
             rc = 1;
             break;
         }
-        if (chat_turn(e, o, &cb, p, files, n_files, system, &h, ++turn, verbose) != 0) rc = 1;
+        const int tr = chat_turn(e, o, &cb, p, files, n_files, system, &h, ++turn, verbose);
+        if (tr != 0) rc = 1;
+        if (tr == 2) break;
         gap = 1;
     }
     if (g_chat_quit) rc = 130;

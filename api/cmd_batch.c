@@ -864,7 +864,15 @@ int cmd_jobs(int argc, char **argv) {
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_jobs_usage, stdout);
             goto out;
-        } else if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) question = argv[++i];
+        } else if ((!strcmp(a, "-q") || !strcmp(a, "--question")) && v) {
+            if (question) { /* (ids are the files' names: two questions would give each id twice) */
+                fprintf(stderr, "nanovl jobs: -q is given twice: a jobs file asks one question of each file (write a "
+                                "jobs file per question)\n");
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            question = argv[++i];
+        }
         else if (!strcmp(a, "--pages") && v) pages = argv[++i];
         else if (!strcmp(a, "--ocr")) ocr = 1;
         else if (a[0] == '-' && a[1]) {
@@ -879,6 +887,19 @@ int cmd_jobs(int argc, char **argv) {
                 k_jobs_usage);
         rc = EXIT_USAGE;
         goto out;
+    }
+    if (question) { /* a question batch would ask as given: empty (an unset shell variable) or not UTF-8 refused */
+        size_t ql = 0;
+        const char *q = question;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+        char *fixed = api_utf8_fix(question, strlen(question), &ql);
+        const char *bad = !*q ? "is empty" : !fixed ? NULL : strcmp(fixed, question) ? "is not valid UTF-8 (a jobs line holds UTF-8)" : NULL;
+        nvl_free(fixed);
+        if (bad || !fixed) {
+            fprintf(stderr, "nanovl jobs: the question %s\n", bad ? bad : "could not be copied: out of memory");
+            rc = bad ? EXIT_USAGE : 1;
+            goto out;
+        }
     }
     if (pages) { /* its syntax checked now (as for a document of up to a million pages): every job would fail */
         int *sel = NULL, n_sel = 0;

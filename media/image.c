@@ -393,6 +393,9 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             if (a < 1 || b > n_pages || a > n_pages) {
                 nvl_free(out);
                 nvl_free(seen);
+                if (a < 1) /* (whatever the document: said without its page count) */
+                    return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s': pages are numbered from 1 (%ld is none)",
+                                       spec, a);
                 if (open_end)
                     return nvl_err_set(err, NVL_ERR_INVALID_ARG,
                                        "page range '%s': %ld- starts past the document's pages 1-%d (it has %d page%s)", spec,

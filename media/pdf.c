@@ -743,10 +743,13 @@ nvl_status media_pdf_render(media_pdf *pdf, int page, double dpi, int long_side,
     if (fh < 1) fh = 1;
     nvl_err e2 = {0};
     if (fw > 1e6 || fh > 1e6 || media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, &e2) != NVL_OK) {
-        const size_t nl = strlen(pdf->name); /* e2 says "name: WxH = N pixels exceeds ...": the page goes in */
-        const char *why = !strncmp(e2.msg, pdf->name, nl) && !strncmp(e2.msg + nl, ": ", 2) ? e2.msg + nl + 2 : e2.msg;
-        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels%s%s (ask for %s)", pdf->name,
-                           page + 1, fw, fh, *why ? ": " : "", why, dpi > 0 ? "a lower DPI" : "a smaller long side");
+        if (fw > 1e6 || fh > 1e6)
+            return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels, past a side of 1000000 "
+                               "(ask for %s)", pdf->name, page + 1, fw, fh, dpi > 0 ? "a lower DPI" : "a smaller long side");
+        /* (e2's "WxH = N pixels" said once, with the page) */
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f = %.0f pixels, which exceeds the limit "
+                           "of %lld (--max-megapixels) (ask for %s)", pdf->name, page + 1, fw, fh, fw * fh,
+                           (long long)pdf->lim.max_pixels, dpi > 0 ? "a lower DPI" : "a smaller long side");
     }
     const int W = (int)fw, H = (int)fh;
     media_image *img = NULL;

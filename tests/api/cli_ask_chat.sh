@@ -6,6 +6,8 @@
 #   tokens > 0); turn 1 equals a plain `ask`.
 # - /reset starts again (the turn after it equals turn 1); blank lines are skipped; /help says
 #   the commands; /exit ends (no question after it is answered); a transcript (Q: / A:) in a pipe.
+#   Commands in any case; "/foo" and "/exit please" are said, not asked; "/etc/hosts ..." is asked.
+# - A file that cannot be decoded ends the conversation at its first turn (exit 1).
 # - A failed turn (past the context budget), a line over 1 MiB and one holding a NUL are left out
 #   of the conversation (the next answer equals the conversation without them), exit 1; commands
 #   and questions lose trailing blanks; no /reset hint on a first turn.
@@ -47,6 +49,23 @@ check "transcript exits 0 (got $rc)" [ "$rc" = 0 ]
 check "transcript: Q and A lines" [ "$(grep -c '^Q: ' "$T/chat.txt")" = 2 -a "$(grep -c '^A: ' "$T/chat.txt")" = 2 ]
 check "/exit: nothing after it asked" sh -c "! grep -q 'Never asked' '$T/chat.txt'"
 check "/help says the commands" grep -q "/reset starts the conversation again" "$T/chat2.err"
+# commands in any case; a mistyped one is said, not asked; a path is a question; a command with
+# more after it is said
+printf 'What is in the picture?\n/foo bar\n/exit please\n/RESET\n/etc/hosts holds what?\n/Quit\nNever asked?\n' > "$T/q6"
+timeout 120 "$B" ask $A --chat "$I" < "$T/q6" > "$T/chat6.txt" 2> "$T/chat6.err"
+rc=$?
+check "commands: exit 0 (got $rc)" [ "$rc" = 0 ]
+check "/foo is said not to be a command" grep -q "^nanovl ask: /foo is not a command (/help lists them" "$T/chat6.err"
+check "/exit please: said, not asked, not the end" sh -c "grep -q '^nanovl ask: /exit takes nothing after it' '$T/chat6.err' && grep -q '^Q: /etc/hosts holds what?' '$T/chat6.txt'"
+check "only the two questions asked (/RESET, /Quit are commands)" [ "$(grep -c '^Q: ' "$T/chat6.txt")" = 2 ]
+# a file that cannot be decoded: the conversation ends at its first turn (each would fail), exit 1
+head -c 100 "$I" > "$T/bad.bmp"
+printf 'What is it?\nAnd now?\n' > "$T/q7"
+timeout 120 "$B" ask $A --chat "$T/bad.bmp" < "$T/q7" > "$T/chat7.txt" 2> "$T/chat7.err"
+rc=$?
+check "an unreadable file: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "an unreadable file: the conversation ends, said" grep -q "the conversation ends: its files cannot be read" "$T/chat7.err"
+check "an unreadable file: one question tried" [ "$(grep -c '^Q: ' "$T/chat7.txt")" = 1 ]
 
 # 3. a turn past the context budget, and a line over 1 MiB, are left out of the conversation
 long=$(awk 'BEGIN { for (i = 0; i < 600; i++) printf "word%d ", i }')

@@ -110,7 +110,7 @@ if "$B" render "$PDF" --pages 1 --long-side 1400 -o "$T/mp/" > /dev/null 2>&1; t
     expect 0 '"image_tokens"' "$B" ask --model "$M" --max-tokens 2 --json --max-megapixels 1.52 "$big" "What is it?"
     expect 0 "^image: 1082x1400" "$B" media-info "$big"
     expect 1 "exceeds the limit of 1000000" "$B" media-info --max-megapixels 1 "$big"
-    expect 1 "page 1 would render at 1082x1400 pixels.*(--max-megapixels)" "$B" render "$PDF" --pages 1 --long-side 1400 -o "$T/mp2" --max-megapixels 1
+    expect 1 "page 1 would render at 1082x1400 = 1514800 pixels, which exceeds the limit of 1000000 (--max-megapixels) (ask for a smaller long side)" "$B" render "$PDF" --pages 1 --long-side 1400 -o "$T/mp2" --max-megapixels 1
     expect 1 "96x64 = 6144 pixels exceeds the limit of 6000" "$B" ask --model "$M" --max-tokens 2 --max-megapixels 0.006 "$V" "What happens?"
     expect 2 "max-megapixels needs a number in 0.001..100000" "$B" ask --model "$M" --max-megapixels 0 "$big" "What?"
 else

@@ -2,7 +2,8 @@
 # `nanovl jobs`: a batch jobs file from files. Its lines run through `nanovl batch` as the same
 # question asked with `nanovl ask` (answer and prompt tokens) and the same pages read with
 # `nanovl ocr --json`; a name with quotes, a newline and non-ASCII is a valid id; missing,
-# non-regular and repeated files, a bad --pages, no or both of -q / --ocr are refused with
+# non-regular and repeated files, a bad --pages (page 0 said so, with no made-up page count), no
+# or both of -q / --ocr, -q twice, an empty or blank question and one not in UTF-8 are refused with
 # nothing written.
 # usage: cli_jobs.sh NANOVL MODEL_DIR MEDIA_DIR (tests/data/media/made)
 B=$1 M=$2 MD=$3
@@ -42,5 +43,10 @@ expect 1 "the path is not valid UTF-8" "$B" jobs -q "$Q" "$T/$(printf 'bad\377na
 expect 2 "give -q QUESTION or --ocr" "$B" jobs "$I"
 expect 2 "--ocr jobs ask no question" "$B" jobs --ocr -q "$Q" "$I"
 expect 2 "--pages '3-x'" "$B" jobs --ocr --pages 3-x "$P"
+expect 2 "--pages '0': page range '0': pages are numbered from 1 (0 is none)" "$B" jobs --ocr --pages 0 "$P"
+expect 2 "-q is given twice: a jobs file asks one question of each file" "$B" jobs -q "$Q" -q "Why?" "$I"
+expect 2 "the question is empty" "$B" jobs -q "" "$I"
+expect 2 "the question is empty" "$B" jobs -q " 	" "$I"
+expect 2 "the question is not valid UTF-8" "$B" jobs -q "$(printf 'caf\351?')" "$I"
 expect 0 "^usage: nanovl jobs" "$B" jobs --help
 expect_report

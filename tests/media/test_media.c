@@ -372,6 +372,9 @@ static void test_page_ranges(void) {
     TEST_CHECK(n == 2 && p[0] == 1 && p[1] == 0, "duplicates removed in order");
     nvl_free(p);
     TEST_EQ_INT(media_parse_page_range("0", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page range '0': pages are numbered from 1 (0 is none)");
+    TEST_EQ_INT(media_parse_page_range("0-2", 1000000, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "pages are numbered from 1 (0 is none)");
     TEST_EQ_INT(media_parse_page_range("4", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "outside the document's pages 1-3");
     /* ranges reaching past the end are refused naming the page count, never clamped (issue 16
