@@ -23,6 +23,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -118,13 +119,22 @@ def chat(s, f, files, params, events):
         q = line.strip()
         if not q:
             continue
-        if q in ("/exit", "/quit"):  # the commands of `nanovl ask --chat`
+        word, rest = (re.split(r"[ \t]+", q, maxsplit=1) + [""])[:2]
+        cmd = word.lower() if re.fullmatch(r"/[A-Za-z]+", word) else None  # the commands of `nanovl ask --chat`
+        if cmd and cmd not in ("/exit", "/quit", "/reset", "/help"):
+            print(f"{word} is not a command (/help lists them; to ask a question that begins so, put a word "
+                  "before it)", file=sys.stderr)
+            continue
+        if cmd and rest.strip():
+            print(f"{word} takes nothing after it", file=sys.stderr)
+            continue
+        if cmd in ("/exit", "/quit"):
             return rc
-        if q == "/reset":
+        if cmd == "/reset":
             history = []
             print("(a new conversation about the same files)", file=sys.stderr)
             continue
-        if q == "/help":
+        if cmd == "/help":
             print("a question per line; /reset starts the conversation again; /exit, /quit or end of input "
                   "ends; Ctrl-C cancels an answer, at the prompt it ends", file=sys.stderr)
             continue

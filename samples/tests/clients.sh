@@ -113,9 +113,9 @@ if [ "$kind" = python ]; then
   rc_is "nanovl ask --chat" $? 0
   if [ "$(answers "$T/chat")" = "$(answers "$T/cli")" ] && [ "$(answers "$T/cli" | wc -l)" = 2 ]; then echo "ok   the socket's conversation = ask --chat's"
   else echo "FAIL the socket's conversation differs from ask --chat's"; answers "$T/chat"; answers "$T/cli"; fail=1; fi
-  # ask --chat's commands: /reset starts again (the question then answered as the first), /help
-  # is not a question, /exit ends (nothing after it asked)
-  printf 'What is the total due?\n/reset \n/help\nWhat is the total due?\n/exit\nNever asked?\n' > "$T/qs2"
+  # ask --chat's commands, in any case: /reset starts again (the question then answered as the
+  # first), /help and a mistyped /foo are not questions, /exit ends (nothing after it asked)
+  printf 'What is the total due?\n/RESET \n/help\n/foo\nWhat is the total due?\n/exit now\n/Exit\nNever asked?\n' > "$T/qs2"
   timeout 60 $pfx "$client" --socket "$T/s.sock" --chat --events --max-tokens 4 --no-think invoice.pdf < "$T/qs2" > "$T/chat2" 2> "$T/err2"
   rc_is "chat with commands" $? 0
   check "two turns (commands are not questions)" "$T/chat2" '"event":"done",' 2
@@ -123,6 +123,8 @@ if [ "$kind" = python ]; then
   if [ -n "$a1" ] && [ "$a1" = "$a2" ] && [ "$a1" = "$(answers "$T/chat" | sed -n 1p)" ]; then echo "ok   /reset: the question answered as the first"
   else echo "FAIL /reset: '$a1' '$a2'"; fail=1; fi
   check "/help lists the commands" "$T/err2" '/reset starts the conversation again' 1
+  check "/foo: not a command, not asked" "$T/err2" '^/foo is not a command' 1
+  check "/exit now: said, not the end" "$T/err2" '^/exit takes nothing after it' 1
 fi
 # the server is still there and idle
 timeout 60 $pfx "$client" --socket "$T/s.sock" --events --max-tokens 2 --no-think scan.jpg "What is this?" > "$T/ev" 2> "$T/err"
