@@ -6,7 +6,9 @@
  * With --out-dir DIR each input gets its own file, DIR/NAME.md, written aside and renamed into
  * place when its last page is done (one model load for a folder of documents). */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,14 +49,27 @@ static const char *k_usage =
     "  --retry-failed        --resume, and what failed is read again (say with a longer\n"
     "                        --page-timeout: the limits may differ from the first run's): with -o\n"
     "                        the run goes on from the first page that failed (the pages after it\n"
-    "                        are read again too); with --out-dir the inputs whose files hold pages\n"
-    "                        that failed are read again whole\n"
+    "                        are read again too; the files must be unchanged, as for --resume);\n"
+    "                        with --out-dir the inputs whose files hold pages that failed are read\n"
+    "                        again whole (a changed input is read again by --resume already)\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options\n"
     "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
     "      the page being written is marked incomplete, with --out-dir its file left out; a second\n"
     "      signal exits at once)\n";
+
+/* The option a resumed run was asked with ("--resume" or "--retry-failed"), for its messages. */
+static const char *g_resume_opt = "--resume";
+
+/* "nanovl ocr: --resume: " (or --retry-failed) and fmt's message on stderr */
+static void resume_say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nanovl ocr: %s: ", g_resume_opt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
 
 /* SIGINT / SIGTERM while pages run: the run is cancelled (api_callbacks.cancel), a page cut
  * short is marked so in the output, exit 130. */
@@ -122,6 +137,8 @@ typedef struct ocr_dir {
     uint64_t fp;        /* the run's fingerprint (model and options) */
     uint64_t *in_id;    /* (n) input_id of each input */
     int n_written;      /* files made whole */
+    int kept_failed;    /* --resume: files kept (not read again) that hold failed pages */
+    unsigned char *retried; /* (n) --retry-failed: the input's earlier file is in DIR (kept if none is read) */
 } ocr_dir;
 
 /* Which input a file was read from: a hash of its real path (the path as given if it cannot be
@@ -248,6 +265,18 @@ static void record_free(dir_record *r) {
     *r = (dir_record){0};
 }
 
+/* 16 lowercase or uppercase hex digits at s into *v: 1, or 0 */
+static int hex16(const char *s, unsigned long long *v) {
+    *v = 0;
+    for (int i = 0; i < 16; i++) {
+        const char c = s[i];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        *v = *v << 4 | (unsigned)d;
+    }
+    return 1;
+}
+
 /* path's lines into r (none when it does not exist; a torn or malformed line is skipped): 0, or -1
  * with errno (it cannot be read: a folder, no permission; out of memory). */
 static int record_read(const char *path, dir_record *r) {
@@ -260,17 +289,30 @@ static int record_read(const char *path, dir_record *r) {
         char *sp = strchr(line, ' '), *nl = strchr(line, '\n');
         if (!sp || !nl) continue;
         *nl = 0;
+        /* "FP[:IN][/FAILED]": 16 hex digits each, FAILED decimal; anything else is not a record line */
         unsigned long long fp = 0, in = 0;
-        const int k = sscanf(line, "%llx:%llx", &fp, &in);
-        if (k < 1) continue;
-        const char *sl = strchr(line, '/');
+        int k = 0, failed = 0;
+        const char *t = line;
+        if (!hex16(t, &fp)) continue;
+        t += 16, k = 1;
+        if (*t == ':') {
+            if (!hex16(t + 1, &in)) continue;
+            t += 17, k = 2;
+        }
+        if (*t == '/') {
+            char *end = NULL;
+            const long v = strtol(t + 1, &end, 10);
+            if (end == t + 1 || v < 0 || v > INT_MAX || !(t[1] >= '0' && t[1] <= '9')) continue;
+            failed = (int)v, t = end;
+        }
+        if (t != sp) continue;
         if (r->n == cap) {
             record_entry *ne = nvl_realloc(r->e, (size_t)(cap = cap ? cap * 2 : 64) * sizeof *ne);
             if (!ne) goto fail;
             r->e = ne;
         }
         record_entry *e = &r->e[r->n];
-        *e = (record_entry){.fp = fp, .in = in, .has_in = k == 2, .failed = sl && sl < sp ? atoi(sl + 1) : 0,
+        *e = (record_entry){.fp = fp, .in = in, .has_in = k == 2, .failed = failed,
                             .name = nvl_strdup(sp + 1), .name_hash = nvl_fnv1a_str(NVL_FNV1A_INIT, sp + 1)};
         if (!e->name) goto fail;
         r->n++;
@@ -350,7 +392,8 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     d->failed = nvl_calloc((size_t)n + 1, sizeof *d->failed);
     d->read = nvl_calloc((size_t)n + 1, sizeof *d->read);
     d->in_id = nvl_calloc((size_t)n + 1, sizeof *d->in_id);
-    if (!d->out || !d->failed || !d->read || !d->in_id) return 1;
+    d->retried = nvl_calloc((size_t)n + 1, 1);
+    if (!d->out || !d->failed || !d->read || !d->in_id || !d->retried) return 1;
     for (int f = 0; f < n; f++) d->in_id[f] = input_id(files[f]);
     d->n = n;
     for (int f = 0; f < n; f++)
@@ -371,27 +414,30 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     if (resume) { /* a file in DIR must have been written from its input with this run's model and options */
         dir_record rec = {0};
         if (record_read(d->record, &rec) != 0) {
-            fprintf(stderr, "nanovl ocr: --resume: cannot read %s: %s\n", d->record, strerror(errno ? errno : EIO));
+            resume_say("cannot read %s: %s\n", d->record, strerror(errno ? errno : EIO));
             return 1;
         }
         for (int f = 0; f < n; f++) {
             d->failed[f] = 0;
             if (stat(d->out[f], &sb) != 0) continue;
             char base[8800];
-            record_name(base, strrchr(d->out[f], '/') + 1);
-            const uint64_t bh = nvl_fnv1a_str(NVL_FNV1A_INIT, base);
+            const char *raw = strrchr(d->out[f], '/') + 1; /* (as a line without ":IN", from an earlier nanovl, has it) */
+            record_name(base, raw);
+            const uint64_t bh = nvl_fnv1a_str(NVL_FNV1A_INIT, base), rh = nvl_fnv1a_str(NVL_FNV1A_INIT, raw);
             const record_entry *r = NULL; /* the last line for the name wins */
             for (int j = rec.n - 1; j >= 0 && !r; j--)
-                if (rec.e[j].name_hash == bh && !strcmp(rec.e[j].name, base)) r = &rec.e[j];
+                if (rec.e[j].has_in ? rec.e[j].name_hash == bh && !strcmp(rec.e[j].name, base)
+                                    : rec.e[j].name_hash == rh && !strcmp(rec.e[j].name, raw))
+                    r = &rec.e[j];
             const char *why = !r                                 ? "by another program (it is not in " DIR_RECORD ")"
                               : r->fp != fp                      ? "with another model or other options"
                               : r->has_in && r->in != d->in_id[f] ? "from another input"
                                                                   : NULL;
             if (r) d->failed[f] = r->failed; /* (pages that failed in it; kept for below) */
             if (why) {
-                fprintf(stderr, "nanovl ocr: --resume: %s was written %s%s%s%s; run without --resume to write it again (or "
-                                "remove it)\n", d->out[f], why, r && r->fp == fp ? " than '" : "",
-                        r && r->fp == fp ? files[f] : "", r && r->fp == fp ? "'" : "");
+                resume_say("%s was written %s%s%s%s; run without %s to write it again (or remove it)\n", d->out[f], why,
+                           r && r->fp == fp ? " than '" : "", r && r->fp == fp ? files[f] : "", r && r->fp == fp ? "'" : "",
+                           g_resume_opt);
                 record_free(&rec);
                 return EXIT_USAGE;
             }
@@ -412,6 +458,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
                 n_retried++;
             }
             files[k] = files[f];
+            d->retried[k] = retry && d->failed[f] > 0 && stat(d->out[f], &sb) == 0;
             d->in_id[k] = d->in_id[f];
             d->out[k++] = d->out[f];
         }
@@ -421,14 +468,15 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
             if (n_kept_failed)
                 snprintf(kept, sizeof kept, " (pages failed in %d of them: --retry-failed reads %s again)", n_kept_failed,
                          n_kept_failed == 1 ? "it" : "them");
-            fprintf(stderr, "nanovl ocr: --resume: %d of %d input%s %s in %s already%s%s\n", n - k, n, n == 1 ? "" : "s",
+            resume_say("%d of %d input%s %s in %s already%s%s\n", n - k, n, n == 1 ? "" : "s",
                     n - k == 1 ? "is" : "are", d->path, kept, k ? "; reading the others" : ": nothing to do");
         }
         if (n_retried)
             fprintf(stderr, "nanovl ocr: --retry-failed: reading %d input%s again whose file%s pages that failed\n",
                     n_retried, n_retried == 1 ? "" : "s", n_retried == 1 ? " holds" : "s hold");
     }
-    if (k == 0 && n_kept_failed) { /* nothing to do, but not all was read: as a finished -o run with failures */
+    d->kept_failed = n_kept_failed; /* (the exit status is 1 then: as a finished -o run with failures) */
+    if (k == 0 && n_kept_failed) {
         d->n = *n_files = 0;
         return 1;
     }
@@ -464,7 +512,7 @@ static void dir_report(const ocr_dir *d) {
             if (!said++) fputs(pass ? "; pages failed in " : "; could not be read (no file): ", stderr);
             else fputs(", ", stderr);
             if (pass) fprintf(stderr, "%s (%d of %d)", d->in[f], d->failed[f], d->failed[f] + d->read[f]);
-            else fputs(d->in[f], stderr);
+            else fprintf(stderr, "%s%s", d->in[f], d->retried[f] ? " (its earlier file kept)" : "");
         }
         if (said && pass) fputs(" (their errors are in their files)", stderr);
     }
@@ -775,6 +823,7 @@ int cmd_ocr(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *out_path = NULL, *prompt = API_OCR_PROMPT;
     api_ask_params p = api_ocr_params(NULL, 0); /* options below override */
     int force_progress = -1, rc = 0, parallel = 1, resume = 0, retry = 0, skip = 0, lock_fd = -1;
+    g_resume_opt = "--resume";
     ocr_resume rs = {0};
     ocr_dir dir = {.cur = -1};
     ocr_ctx c = {.out = stdout};
@@ -807,7 +856,10 @@ int cmd_ocr(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "--retry-failed")) resume = retry = 1;
+        else if (!strcmp(a, "--retry-failed")) {
+            resume = retry = 1;
+            g_resume_opt = "--retry-failed";
+        }
         else if (!strcmp(a, "--progress")) force_progress = 1;
         else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
@@ -847,7 +899,7 @@ int cmd_ocr(int argc, char **argv) {
            lock is held until this process ends */
         lock_fd = open(out_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-            fprintf(stderr, "nanovl ocr: --resume: another nanovl ocr is writing %s\n", out_path);
+            resume_say("another nanovl ocr is writing %s\n", out_path);
             rc = 1;
             goto out;
         }
@@ -855,26 +907,26 @@ int cmd_ocr(int argc, char **argv) {
         struct stat sb;
         const int exists = stat(out_path, &sb) == 0, have_out = exists && sb.st_size > 0;
         if (exists && !S_ISREG(sb.st_mode)) {
-            fprintf(stderr, "nanovl ocr: --resume needs -o to name a regular file ('%s' is not one)\n", out_path);
+            fprintf(stderr, "nanovl ocr: %s needs -o to name a regular file ('%s' is not one)\n", g_resume_opt, out_path);
             rc = EXIT_USAGE;
             goto out;
         }
         const int r = progress_read(&rs);
         if (r < 0) {
-            fprintf(stderr, "nanovl ocr: --resume: %s was written for other files, model or options (or %s is damaged); "
-                            "run without --resume to start again\n", out_path, rs.path);
+            resume_say("%s was written for other files, model or options (or %s is damaged); "
+                            "run without it to start again\n", out_path, rs.path);
             rc = EXIT_USAGE;
             goto out;
         }
         if (r == 0 && have_out) {
-            fprintf(stderr, "nanovl ocr: --resume: %s has no progress record (%s): it was not written by nanovl ocr "
-                            "--resume; run without --resume to write it again\n", out_path, rs.path);
+            resume_say("%s has no progress record (%s): it was not written by nanovl ocr "
+                            "--resume; run without it to write it again\n", out_path, rs.path);
             rc = 1;
             goto out;
         }
         if (r > 0 && (!have_out ? rs.size > 0 : (long)sb.st_size < rs.size)) {
-            fprintf(stderr, "nanovl ocr: --resume: %s is shorter than its progress record says (%lld < %ld bytes): it was "
-                            "changed; run without --resume to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
+            resume_say("%s is shorter than its progress record says (%lld < %ld bytes): it was "
+                            "changed; run without it to start again\n", out_path, have_out ? (long long)sb.st_size : 0LL,
                     rs.size);
             rc = 1;
             goto out;
@@ -929,7 +981,7 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     if (resume && skip == 0 && !(c.progress = progress_start(&rs, 0))) {
-        fprintf(stderr, "nanovl ocr: --resume: cannot keep the progress record %s: %s\n", rs.path, strerror(errno));
+        resume_say("cannot keep the progress record %s: %s\n", rs.path, strerror(errno));
         fclose(c.out);
         api_engine_close(e);
         rc = 1;
@@ -956,8 +1008,8 @@ int cmd_ocr(int argc, char **argv) {
             api_stopped = 1;
             if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
                 if (!rs.mismatch) rs.mismatch = 1; /* (fewer pages than were done) */
-                fprintf(stderr, "nanovl ocr: --resume: the inputs now give other pages than the run that wrote %s (its page "
-                                "%d differs: a file that opened then fails now, or the reverse); run without --resume to "
+                resume_say("the inputs now give other pages than the run that wrote %s (its page "
+                                "%d differs: a file that opened then fails now, or the reverse); run without it to "
                                 "start again\n", out_path, rs.mismatch);
                 rc = EXIT_USAGE;
             } else {
@@ -989,6 +1041,7 @@ int cmd_ocr(int argc, char **argv) {
             dir.cur = -1;
         }
         dir_report(&dir);
+        if (dir.kept_failed && rc == 0) rc = 1; /* (files kept that hold failed pages: not all was read) */
     }
     if (g_ocr_cancel) { /* the page being streamed is cut short: said where it is, not left to look whole */
         if (c.page_open && !c.write_errno && c.out) fputs("\n\n<!-- interrupted: this page is incomplete -->\n", c.out);
@@ -1017,6 +1070,7 @@ out:
     nvl_free(dir.failed);
     nvl_free(dir.read);
     nvl_free(dir.in_id);
+    nvl_free(dir.retried);
     nvl_free(c.started);
     nvl_free(files);
     return rc;

@@ -81,11 +81,28 @@ check "--retry-failed: two_pages.md now = the PDF read alone" cmp -s "$T/o8/two_
 check "--retry-failed: image.md (no failure) not written again" sh -c "[ ! '$T/o8/image.md' -nt '$T/o8-image.before' ]"
 expect 0 "2 of 2 inputs are in $T/o8 already: nothing to do" "$B" ocr $A "$P" "$I" --out-dir "$T/o8" --retry-failed
 expect 2 "--retry-failed needs -o FILE" "$B" ocr $A "$P" --retry-failed
+# files kept that hold failed pages make the exit status 1 though other inputs were read; a retry
+# that reads none of an input's pages keeps its earlier file (said so)
+NVL_TEST_RENDERER_ABORT_PAGE=2 timeout 120 "$B" ocr $A "$P" --out-dir "$T/o11" > /dev/null 2>&1 < /dev/null
+cp "$I" "$T/pic2.bmp"
+expect 1 "1 of 2 inputs is in $T/o11 already (pages failed in 1 of them" "$B" ocr $A "$P" "$T/pic2.bmp" --out-dir "$T/o11" --resume
+cp "$T/o11/two_pages.md" "$T/o11-before"
+expect 1 "could not be read (no file): $P (its earlier file kept)" "$B" --max-megapixels 0.001 ocr $A "$P" --out-dir "$T/o11" --retry-failed
+check "a retry that read nothing keeps the earlier file" cmp -s "$T/o11/two_pages.md" "$T/o11-before"
+# a line an earlier nanovl wrote ("FP NAME", the name as it is) vouches for its file; a malformed
+# one ("FP:xyz") for none
+cp "$I" "$T/$(printf 'back\\slash.bmp')"
+expect 0 "1 file written" "$B" ocr $A "$T/$(printf 'back\\slash.bmp')" --out-dir "$T/o12"
+fp=$(head -c 16 "$T/o12/.nanovl-ocr")
+printf '%s %s\n' "$fp" "$(printf 'back\\slash.md')" > "$T/o12/.nanovl-ocr"
+expect 0 "1 of 1 input is in $T/o12 already: nothing to do" "$B" ocr $A "$T/$(printf 'back\\slash.bmp')" --out-dir "$T/o12" --resume
+printf '%s:xyz/abc %s\n' "$fp" "$(printf 'back\\slash.md')" > "$T/o12/.nanovl-ocr"
+expect 2 "was written by another program" "$B" ocr $A "$T/$(printf 'back\\slash.bmp')" --out-dir "$T/o12" --resume
 # the record names each file's input: one of the same name from another folder is not taken for
 # it (refused, named); a name with a newline is recorded escaped and resumed
 mkdir -p "$T/da" "$T/db" && cp "$P" "$T/da/scan.pdf" && cp "$I" "$T/db/scan.bmp" && touch -d 2020-01-01 "$T/db/scan.bmp"
 expect 0 "1 file written" "$B" ocr $A "$T/da/scan.pdf" --out-dir "$T/o9"
-expect 2 "scan.md was written from another input than '$T/db/scan.bmp'; run without --resume" \
+expect 2 "scan.md was written from another input than '$T/db/scan.bmp'; run without --resume to write it again (or remove it)" \
     "$B" ocr $A "$T/db/scan.bmp" --out-dir "$T/o9" --resume
 nl="$T/a
 b.bmp"

@@ -68,6 +68,7 @@ expect_fixed 0 "$T/a.md is complete (3 pages, 0 failed): nothing to do" $OCR -o 
 n=$((n + 1)); cmp -s "$T/a.md" "$T/full.md" || { echo "FAIL: a finished OUT was changed"; fail=$((fail + 1)); }
 cp "$T/full.md" "$T/d.md"
 expect_fixed 1 "has no progress record ($T/d.md.progress): it was not written by nanovl ocr --resume" $OCR -o "$T/d.md" --resume
+expect_fixed 1 "nanovl ocr: --retry-failed: $T/d.md has no progress record" $OCR -o "$T/d.md" --retry-failed
 n=$((n + 1)); cmp -s "$T/d.md" "$T/full.md" || { echo "FAIL: an OUT without a record was changed"; fail=$((fail + 1)); }
 # a failure recorded before (a file that cannot be read, first) keeps the exit status 1 when the
 # rest is resumed, and when a finished run is resumed
