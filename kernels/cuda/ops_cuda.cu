@@ -1330,9 +1330,15 @@ __global__ void k_matmul_quant(V2 y, const float *xq, const uint8_t *w, const ui
 // every E4M3 value), else from the bits: the magnitude's exponent and mantissa placed under an f32
 // exponent of 2^-127 and scaled by 2^120 (exact; the E4M3 subnormals become f32 subnormals first),
 // NaN for S.1111.111 as qr_e4m3_to_f32.
+// (The bit path needs f32 subnormals kept: -ftz=true or --use_fast_math would zero the E4M3
+// subnormals. sm_89 and later convert in hardware, which has no such dependence.)
 __device__ __forceinline__ float e4m3_bits_f32(uint32_t b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    return __half2float(__half(__nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)(b & 0xffu), __NV_E4M3)));
+#else
     const float f = __int_as_float((int)(((b & 0x7fu) << 20) | ((b & 0x80u) << 24))) * 0x1p120f;
     return (b & 0x7fu) == 0x7fu ? __int_as_float(0x7fc00000) : f;
+#endif
 }
 __device__ __forceinline__ void e4m3x2_f32(uint32_t two, float &lo, float &hi) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
@@ -1533,6 +1539,7 @@ uint32_t align_upto256(const void *p) {
  * enqueue, so a plan is never replaced while a call uses it. */
 struct lt_plan {
     int used, ok;
+    int dev; /* the device the plan's algorithm was chosen for (two backends may run on two GPUs) */
     int64_t M, N, K, ldc;
     cudaDataType_t yt;
     uint32_t al_a, al_b, al_c;
@@ -1557,9 +1564,11 @@ void lt_plan_release(lt_plan *p) {
 /* The plan for this call (made on a miss), under g_lt_mu; NULL when one cannot be made. */
 lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64_t ldc, cudaDataType_t yt, uint32_t al_a,
                      uint32_t al_b, uint32_t al_c, uint64_t wsb) {
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess) return NULL;
     for (int i = 0; i < LT_PLANS; i++) {
         lt_plan *p = &g_lt_plans[i];
-        if (p->used && p->M == M && p->N == N && p->K == K && p->ldc == ldc && p->yt == yt && p->al_a == al_a &&
+        if (p->used && p->dev == dev && p->M == M && p->N == N && p->K == K && p->ldc == ldc && p->yt == yt && p->al_a == al_a &&
             p->al_b == al_b && p->al_c == al_c && p->wsb == wsb)
             return p;
     }
@@ -1602,7 +1611,7 @@ lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64
     p->used = 1;
     p->ok = cs == CUBLAS_STATUS_SUCCESS && n_heur > 0;
     if (p->ok) p->algo = heur.algo;
-    p->M = M, p->N = N, p->K = K, p->ldc = ldc, p->yt = yt, p->al_a = al_a, p->al_b = al_b, p->al_c = al_c, p->wsb = wsb;
+    p->dev = dev, p->M = M, p->N = N, p->K = K, p->ldc = ldc, p->yt = yt, p->al_a = al_a, p->al_b = al_b, p->al_c = al_c, p->wsb = wsb;
     return p;
 }
 
@@ -1805,6 +1814,9 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
                                   (int)yv.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         DONE();
     }
+    if ((M + TILE - 1) / TILE > 65535 || (N + TILE - 1) / TILE > 0x7fffffffLL) /* (grid y's limit) */
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows of %s x %s weights: more than the tiled kernel's %d",
+                           __func__, (long long)M, nvl_dtype_name(x->dtype), nvl_dtype_name(w->w.dtype), 65535 * TILE);
     dim3 grid((unsigned)((N + TILE - 1) / TILE), (unsigned)((M + TILE - 1) / TILE)), block(TILE, TILE);
     k_matmul_tiled<<<grid, block, 0, kern_cuda_stream(be)>>>(yv, xv, w->w.data, wdt, K);
     DONE();

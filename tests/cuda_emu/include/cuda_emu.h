@@ -103,6 +103,7 @@ extern "C" {
 #endif
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
