@@ -29,6 +29,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* t inside an HTML comment on stdout, as nanovl ocr writes it: a '>' that would end the comment
+ * (after "--" or "--!") as &gt;, a '<' that would open one ("<!--") as &lt; */
+static void comment_text(const char *t) {
+  for (const char *m = t; *m; m++) {
+    const size_t k = (size_t)(m - t);
+    if (*m == '>' && ((k >= 2 && !strncmp(m - 2, "--", 2)) || (k >= 3 && !strncmp(m - 3, "--!", 3)))) fputs("&gt;", stdout);
+    else if (*m == '<' && !strncmp(m, "<!--", 4)) fputs("&lt;", stdout);
+    else putchar(*m);
+  }
+}
+
 /* ---- a growable string ------------------------------------------------------------------ */
 
 typedef struct { char *p; size_t n, cap; } buf;
@@ -389,8 +400,10 @@ int main(int argc, char **argv) {
             buf file = {0}, page = {0};
             json_get(line, "file", &file);
             int pg = json_get(line, "page", &page) == 2;
-            if (pg) printf("<!-- page %s: %s -->\n\n", page.p, file.p ? file.p : ""); /* as nanovl ocr marks them */
-            else printf("<!-- image: %s -->\n\n", file.p ? file.p : "");
+            if (pg) printf("<!-- page %s: ", page.p); /* as nanovl ocr marks them */
+            else fputs("<!-- image: ", stdout);
+            comment_text(file.p ? file.p : "");
+            fputs(" -->\n\n", stdout);
             if (json_get(line, "text", &w) == 1) printf("%s\n\n", w.p);
             fflush(stdout);
             free(file.p), free(page.p);

@@ -149,6 +149,20 @@ def chat(s, f, files, params, events):
         print(file=sys.stderr if events else sys.stdout)
 
 
+def comment_text(t):
+    """t inside an HTML comment, as nanovl ocr writes it: a '>' that would end the comment (after
+    "--" or "--!") as &gt;, a '<' that would open one ("<!--") as &lt;."""
+    out = []
+    for k, ch in enumerate(t):
+        if ch == ">" and (t[max(0, k - 2):k] == "--" or t[max(0, k - 3):k] == "--!"):
+            out.append("&gt;")
+        elif ch == "<" and t.startswith("<!--", k):
+            out.append("&lt;")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def read_events(s, f, rid, ocr, events=False):
     for line in f:  # one JSON event per line
         ev = json.loads(line)
@@ -169,7 +183,7 @@ def read_events(s, f, rid, ocr, events=False):
         elif kind == "page":
             if not events:
                 where = f"page {ev['page']}" if "page" in ev else "image"  # as nanovl ocr marks them
-                print(f"<!-- {where}: {ev['file']} -->\n\n{ev.get('text', '')}\n")
+                print(f"<!-- {where}: {comment_text(ev['file'])} -->\n\n{ev.get('text', '')}\n")
             if "error" in ev:
                 print(f"page error: {ev['error']['code']}: {ev['error']['message']}", file=sys.stderr)
         elif kind == "done":

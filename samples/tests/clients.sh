@@ -70,6 +70,12 @@ check "no failed pages" "$T/err" '^\[done: 0 failed pages\]$' 1
 timeout 60 "$B" ocr --model "$M" --max-tokens 3 --no-progress "$S/media/invoice.pdf" "$S/media/scan.jpg" > "$T/ocr_cli" 2> /dev/null < /dev/null
 if cmp -s "$T/ocr" "$T/ocr_cli"; then echo "ok   the server's OCR = nanovl ocr's"
 else echo "FAIL the server's OCR differs from nanovl ocr's"; diff "$T/ocr" "$T/ocr_cli" | head -5; fail=1; fi
+# a name that would end or open an HTML comment ("-->", "<!--") is escaped in its marker as nanovl ocr does
+cp "$S/media/scan.jpg" "$T/a-->b<!--c--!>.jpg"
+timeout 60 $pfx "$client" --socket "$T/s.sock" --ocr --max-tokens 3 "$T/a-->b<!--c--!>.jpg" > "$T/ocr2" 2> "$T/err"
+timeout 60 "$B" ocr --model "$M" --max-tokens 3 --no-progress "$T/a-->b<!--c--!>.jpg" > "$T/ocr2_cli" 2> /dev/null < /dev/null
+if cmp -s "$T/ocr2" "$T/ocr2_cli" && grep -q -- '-&gt;b&lt;!--c--!&gt;' "$T/ocr2"; then echo "ok   a name with --> and <!--: escaped as nanovl ocr does"
+else echo "FAIL a name with --> differs from nanovl ocr's"; diff "$T/ocr2" "$T/ocr2_cli" | head -5; fail=1; fi
 # Ctrl-C while a long request runs (24 pages, about 2 s here): cancelled on the server, exit 130
 $pfx "$client" --socket "$T/s.sock" --max-tokens 4 invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf \
   invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf invoice.pdf "Summarize." > "$T/cout" 2> "$T/cerr" &
