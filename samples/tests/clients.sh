@@ -3,7 +3,7 @@
 # directory than the client's, and one client asking about the sample media by relative names (so
 # only absolute paths or bytes work). Checks exit codes and the events: one accepted and one done
 # per request, the done's values (tokens generated, prompt tokens equal by path and by bytes), OCR
-# page markers, Ctrl-C cancelling a running request (exit 130, error "cancelled"), and (python) a
+# page markers, Ctrl-C cancelling a running request (exit 130, error "cancelled"), and (python, c) a
 # conversation equal to `nanovl ask --chat`'s.
 # usage: clients.sh c|python|socat NANOVL MODEL_DIR SAMPLES_DIR [C_CLIENT]
 # Exit 77 (skipped) without python3 or socat for those clients.
@@ -100,10 +100,10 @@ for f in "$T/fifo" "$T"; do
   if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "not a regular file" "$T/bad"; then echo "ok   --inline $f refused (exit $rc)"
   else echo "FAIL --inline $f: exit $rc"; sed 's/^/  | /' "$T/bad"; fail=1; fi
 done
-# python: a conversation (--chat), a question per line of stdin: each turn carries the earlier ones
+# python and c: a conversation (--chat), a question per line of stdin: each turn carries the earlier ones
 # (the second's prompt is longer and reuses the files' prefill), and its answers equal those of
 # `nanovl ask --chat` on the same questions
-if [ "$kind" = python ]; then
+if [ "$kind" = python ] || [ "$kind" = c ]; then
   printf 'What is the total due?\n\nAnd how much of it is tax?\n' > "$T/qs"
   timeout 60 $pfx "$client" --socket "$T/s.sock" --chat --events --max-tokens 4 --no-think invoice.pdf < "$T/qs" > "$T/chat" 2> "$T/err"
   rc_is "chat invoice.pdf" $? 0
