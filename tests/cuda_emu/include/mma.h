@@ -90,12 +90,31 @@ namespace detail {
 /* NVL_CUDA_EMU_MMA=rz: every add of the accumulation rounded toward zero instead of to nearest, a
  * pessimistic stand-in for a tensor core's adder (which need not round to nearest; NVIDIA does
  * not document it): the GPU tests' bounds must hold for both */
+/* NVL_CUDA_EMU_MMA: 0 (unset) f32 adds to nearest; 1 "rz": every add rounded toward zero; 2
+ * "align": the tensor-core model of Fasi, Higham, Mikaitis and Pranesh ("Numerical behavior of
+ * NVIDIA tensor cores", PeerJ CS 2021) for A100-class bf16/f16 MMA with f32 output, which later
+ * measurements carry to Hopper: the 16 exact products and the accumulator aligned to the largest
+ * of them and cut (toward zero) to 3 bits below its f32 ulp, summed, the sum cut to f32. */
 inline int mma_rz() {
     static const int rz = [] {
         const char *e = getenv("NVL_CUDA_EMU_MMA");
-        return e && !strcmp(e, "rz");
+        return !e ? 0 : !strcmp(e, "rz") ? 1 : !strcmp(e, "align") ? 2 : 0;
     }();
     return rz;
+}
+/* "align": c + sum of p[0..15] as the model above computes it */
+inline float sum_align(float c, const double *p) {
+    double big = fabs((double)c);
+    for (int k = 0; k < 16; k++) big = fabs(p[k]) > big ? fabs(p[k]) : big;
+    if (big == 0.0) return c;
+    int e2;
+    frexp(big, &e2); /* big = 1.f x 2^(e2 - 1) */
+    const double q = ldexp(1.0, e2 - 1 - 23 - 3);
+    double s = trunc((double)c / q) * q; /* (every term a multiple of q: the sum is exact in double) */
+    for (int k = 0; k < 16; k++) s += trunc(p[k] / q) * q;
+    float f = (float)s;
+    if (fabs((double)f) > fabs(s)) f = nextafterf(f, 0.0f);
+    return f;
 }
 inline float add_rz(float x, float y) {
     const double s = (double)x + (double)y; /* exact: a bf16 product has 16 significant bits */
@@ -114,6 +133,12 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
     for (int r = 0; r < 16; r++)
         for (int n = 0; n < 16; n++) {
             float s = c.x[r * 16 + n];
+            if (rz == 2) {
+                double p[16];
+                for (int k = 0; k < 16; k++) p[k] = (double)detail::to_f(a.x[r * 16 + k]) * detail::to_f(b.x[k * 16 + n]);
+                out[r * 16 + n] = detail::sum_align(s, p);
+                continue;
+            }
             for (int k = 0; k < 16; k++) {
                 const float p = detail::to_f(a.x[r * 16 + k]) * detail::to_f(b.x[k * 16 + n]);
                 s = rz ? detail::add_rz(s, p) : s + p;
