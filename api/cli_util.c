@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,80 @@ char *cli_read_stdin(size_t *len) {
     b[n] = 0;
     if (len) *len = n;
     return b;
+}
+
+int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
+    static const uint8_t *g_data;
+    static size_t g_size;
+    if (g_data) {
+        *data = g_data, *size = g_size;
+        return 1;
+    }
+    if (isatty(STDIN_FILENO)) {
+        fprintf(stderr, "nanovl %s: '-' reads the file from stdin, which is a terminal (pipe a file into it: "
+                        "cat scan.pdf | nanovl %s ... -)\n", cmd, cmd);
+        return 0;
+    }
+    struct stat sb;
+    int fd = STDIN_FILENO, own = 0;
+    if (fstat(fd, &sb) != 0) {
+        fprintf(stderr, "nanovl %s: cannot read stdin: %s\n", cmd, strerror(errno));
+        return 0;
+    }
+    if (!S_ISREG(sb.st_mode)) { /* a pipe or socket: copied to a private file first */
+        const char *dir = getenv("TMPDIR");
+        if (!dir || !*dir) dir = "/tmp";
+        char tpl[4200];
+        snprintf(tpl, sizeof tpl, "%s/nanovl-stdin-XXXXXX", dir);
+        fd = mkstemp(tpl);
+        if (fd < 0) {
+            fprintf(stderr, "nanovl %s: cannot copy stdin: cannot create a temporary file in %s: %s\n", cmd, dir,
+                    strerror(errno));
+            return 0;
+        }
+        unlink(tpl); /* (gone with the process, however it ends) */
+        own = 1;
+        char buf[1 << 16];
+        for (;;) {
+            ssize_t r = read(STDIN_FILENO, buf, sizeof buf);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) {
+                fprintf(stderr, "nanovl %s: cannot read stdin: %s\n", cmd, strerror(errno));
+                close(fd);
+                return 0;
+            }
+            if (r == 0) break;
+            for (ssize_t o = 0; o < r;) {
+                ssize_t w = write(fd, buf + o, (size_t)(r - o));
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) {
+                    fprintf(stderr, "nanovl %s: cannot copy stdin to %s: %s\n", cmd, dir, strerror(w < 0 ? errno : ENOSPC));
+                    close(fd);
+                    return 0;
+                }
+                o += w;
+            }
+        }
+        if (fstat(fd, &sb) != 0) {
+            fprintf(stderr, "nanovl %s: cannot copy stdin: %s\n", cmd, strerror(errno));
+            close(fd);
+            return 0;
+        }
+    }
+    if (sb.st_size == 0) {
+        fprintf(stderr, "nanovl %s: '-': stdin is empty (no file was piped into it)\n", cmd);
+        if (own) close(fd);
+        return 0;
+    }
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (own) close(fd); /* (the mapping keeps the file) */
+    if (m == MAP_FAILED) {
+        fprintf(stderr, "nanovl %s: cannot map stdin: %s\n", cmd, strerror(errno));
+        return 0;
+    }
+    g_data = m, g_size = (size_t)sb.st_size;
+    *data = g_data, *size = g_size;
+    return 1;
 }
 
 int cli_same_file(const char *a, const char *b) {

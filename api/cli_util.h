@@ -8,6 +8,12 @@
 
 /* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL on OOM. */
 char *cli_read_stdin(size_t *len);
+/* The media file named "-": stdin's bytes, read once per process (every "-" gets the same).
+ * Stdin that is a regular file (a redirect) is mapped as it is; a pipe is copied to an unlinked
+ * temporary file in $TMPDIR (else /tmp) first and that is mapped, so a large video costs disk,
+ * not memory. Returns 1 with *data and *size, or 0 having said why on stderr ("nanovl CMD: ...":
+ * stdin is a terminal, empty, cannot be read, no room for its copy). */
+int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size);
 /* 1 when paths a and b name the same existing file (device and inode: links and ./ forms too). */
 int cli_same_file(const char *a, const char *b);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */

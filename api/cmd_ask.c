@@ -25,7 +25,8 @@ static const char *k_usage_head =
     "usage: nanovl ask [--model DIR] FILE... \"question\" [options]\n"
     "       nanovl ask [--model DIR] FILE... -q \"question 1\" -q \"question 2\" [options]\n"
     "  the question is the last argument (it must not name a file) or -q; \"--\" ends the options,\n"
-    "  so that a file or question may begin with '-'\n"
+    "  so that a file or question may begin with '-'; the file \"-\" is read from stdin\n"
+    "  (cat scan.pdf | nanovl ask - \"question\"; named \"-\" in the output)\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
     "  -q, --question Q      a question (repeatable: later questions reuse the files' prefill);\n"
     "                        \"-\" reads it from stdin\n"
@@ -528,6 +529,8 @@ int cmd_ask(int argc, char **argv) {
         const char *why = per_page ? "--chat and --per-page cannot be used together" : NULL;
         for (int q = 0; q < n_q && !why; q++)
             if (!strcmp(qs[q], "-")) why = "with --chat the questions come from stdin: -q - cannot read one more";
+        for (int f = 0; f < n_pos && !why; f++)
+            if (!strcmp(pos[f], "-")) why = "stdin holds the questions with --chat, so it cannot also hold the file '-' (name the file)";
         if (why) fprintf(stderr, "nanovl ask: %s\n", why);
         for (int f = 0; f < n_pos && !why; f++) { /* (each turn would fail on it: said once, now) */
             nvl_err fe = {0};
@@ -555,6 +558,13 @@ int cmd_ask(int argc, char **argv) {
         qs[n_q++] = pos[--n_pos];
     }
     for (int q = 0; q < n_q; q++)
+        for (int f = 0; f < n_pos && !strcmp(qs[q], "-"); f++)
+            if (!strcmp(pos[f], "-")) {
+                fprintf(stderr, "nanovl ask: stdin holds the question (-q -), so it cannot also hold the file '-' (name the file)\n");
+                rc = EXIT_USAGE;
+                goto out;
+            }
+    for (int q = 0; q < n_q; q++)
         if (!strcmp(qs[q], "-")) {
             if (!stdin_q) {
                 size_t len = 0;
@@ -568,6 +578,15 @@ int cmd_ask(int argc, char **argv) {
             }
             qs[q] = stdin_q;
         }
+    const uint8_t *stdin_data = NULL; /* the file "-": stdin's bytes */
+    size_t stdin_size = 0;
+    for (int f = 0; f < n_pos && !stdin_data; f++) {
+        if (strcmp(pos[f], "-")) continue;
+        if (!cli_stdin_media("ask", &stdin_data, &stdin_size)) {
+            rc = 1;
+            goto out;
+        }
+    }
     if (!model || (n_q < 1 && !chat) || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
         else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n"); /* (the usage below names --chat) */
@@ -591,7 +610,8 @@ int cmd_ask(int argc, char **argv) {
     if (per_page) {
         api_media *media = nvl_calloc((size_t)n_pos, sizeof *media);
         if (!media) { rc = 1; goto close; }
-        for (int f = 0; f < n_pos; f++) media[f].path = pos[f];
+        for (int f = 0; f < n_pos; f++)
+            media[f] = strcmp(pos[f], "-") ? (api_media){.path = pos[f]} : (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
         /* each page asked every question in turn, its prefill kept between them */
         page_ctx pc = {.o = &o, .qs = qs, .n_q = n_q, .verbose = verbose, .started = -1};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
@@ -610,7 +630,8 @@ int cmd_ask(int argc, char **argv) {
     if (!parts) { rc = 1; goto close; }
     for (int f = 0; f < n_pos; f++) {
         parts[f].kind = API_PART_MEDIA;
-        parts[f].media.path = pos[f];
+        if (strcmp(pos[f], "-")) parts[f].media.path = pos[f];
+        else parts[f].media = (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
     }
     if (chat) {
         rc = chat_run(e, &o, &cb, &p, parts, n_pos, system, qs, n_q, verbose);

@@ -54,7 +54,7 @@ static const char *k_usage =
     "                        again whole (a changed input is read again by --resume already)\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
-    "  \"--\" ends the options\n"
+    "  \"--\" ends the options; the file \"-\" is read from stdin (cat scan.pdf | nanovl ocr -)\n"
     "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
     "      the page being written is marked incomplete, with --out-dir its file left out; a second\n"
     "      signal exits at once)\n";
@@ -885,6 +885,21 @@ int cmd_ocr(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto out;
     }
+    const uint8_t *stdin_data = NULL; /* the file "-": stdin's bytes */
+    size_t stdin_size = 0;
+    for (int f = 0; f < n_files && !stdin_data; f++) {
+        if (strcmp(files[f], "-")) continue;
+        if (dir.path || resume) {
+            fprintf(stderr, "nanovl ocr: '-' (stdin) cannot be %s (name the file)\n",
+                    dir.path ? "given a file of its own in --out-dir" : "read again by a resumed run");
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (!cli_stdin_media("ocr", &stdin_data, &stdin_size)) {
+            rc = 1;
+            goto out;
+        }
+    }
     if (dir.path) {
         rc = dir_plan(&dir, files, &n_files, c.json, resume, retry, run_fingerprint(model, prompt, &p, c.json, NULL, 0),
                       &lock_fd);
@@ -998,7 +1013,9 @@ int cmd_ocr(int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
     if (media) {
-        for (int f = 0; f < n_files; f++) media[f].path = files[f];
+        for (int f = 0; f < n_files; f++)
+            media[f] = strcmp(files[f], "-") ? (api_media){.path = files[f]}
+                                             : (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
                              .cb = &cb, .user = &c, .window = parallel, .skip = skip,

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Edges of the CLI (issue 17): non-regular files refused without hanging or reading them, a
 # missing question, "--", NaN / infinite / fractional numbers, per-command --help, invalid UTF-8
-# in --json output, render paths, batch --out = the jobs file.
+# in --json output, render paths, batch --out = the jobs file; the file "-" read from stdin (a pipe
+# or a redirect) as the file itself.
 # usage: cli_edges.sh NANOVL MODEL_DIR IMAGE
 B=$1 M=$2 I=$3
 T=$(mktemp -d) || exit 1
@@ -136,4 +137,26 @@ printf '{"id":"both","files":["%s"],"question":"?","params":{"dpi":72,"long_side
 "$B" batch --model "$M" "$T/both.jsonl" --out "$T/both_res.jsonl" --no-progress > /dev/null 2>&1
 check "a job's params with dpi and long_side: refused" grep -q "dpi and long_side both size the pages" "$T/both_res.jsonl"
 expect 0 '"tokens_per_s":0,' "$B" ask --model "$M" --max-tokens 1 --json "$I" "?"
+# the file "-" is stdin (a pipe, or a redirect): read as the file itself, named "-"
+PDF="$(dirname "$I")/two_pages.pdf" V="$(dirname "$I")/clip_2s.mp4"
+timeout 120 "$B" ocr --model "$M" --max-tokens 4 --no-progress "$PDF" 2> /dev/null < /dev/null | sed "s|: $PDF -->|: - -->|" > "$T/ocr_named.md"
+cat "$PDF" | timeout 120 "$B" ocr --model "$M" --max-tokens 4 --no-progress - > "$T/ocr_pipe.md" 2> /dev/null
+timeout 120 "$B" ocr --model "$M" --max-tokens 4 --no-progress - < "$PDF" > "$T/ocr_redir.md" 2> /dev/null
+check "ocr - (a pipe) = ocr FILE, named '-'" sh -c "[ -s '$T/ocr_pipe.md' ] && grep -q '^<!-- page 2: - -->' '$T/ocr_pipe.md' && cmp -s '$T/ocr_pipe.md' '$T/ocr_named.md'"
+check "ocr - (a redirect) = ocr FILE" cmp -s "$T/ocr_redir.md" "$T/ocr_named.md"
+for f in "$I" "$V"; do
+    timeout 120 "$B" ask --model "$M" --max-tokens 4 --no-think --json "$f" "What is it?" > "$T/ask_named.json" 2> /dev/null < /dev/null
+    cat "$f" | timeout 120 "$B" ask --model "$M" --max-tokens 4 --no-think --json - "What is it?" > "$T/ask_pipe.json" 2> /dev/null
+    a=$(json_value "$T/ask_named.json" 1 prompt_tokens) b=$(json_value "$T/ask_pipe.json" 1 prompt_tokens)
+    check "ask - = ask FILE ($(basename "$f")): prompt tokens ($a, $b)" [ -n "$a" -a "$a" = "$b" ]
+    c=$(json_value "$T/ask_named.json" 1 answer) d=$(json_value "$T/ask_pipe.json" 1 answer)
+    check "ask - = ask FILE ($(basename "$f")): answer ($c)" [ -n "$c" -a "$c" != '""' -a "$c" = "$d" ]
+done
+head -c 200 "$PDF" > "$T/cut.pdf"
+expect 1 "^nanovl ask: -: " sh -c "cat '$T/cut.pdf' | '$B' ask --model '$M' --max-tokens 2 - 'What?'"
+expect 1 "'-': stdin is empty" "$B" ask --model "$M" --max-tokens 2 - "What?"
+expect 2 "stdin holds the questions with --chat, so it cannot also hold the file '-'" "$B" ask --model "$M" --chat -
+expect 2 "stdin holds the question (-q -), so it cannot also hold the file '-'" "$B" ask --model "$M" -q - -
+expect 2 "'-' (stdin) cannot be given a file of its own in --out-dir" "$B" ocr --model "$M" - --out-dir "$T/od"
+expect 2 "'-' (stdin) cannot be read again by a resumed run" "$B" ocr --model "$M" - -o "$T/o.md" --resume
 expect_report
