@@ -56,7 +56,8 @@ int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
         fprintf(stderr, "nanovl %s: cannot read stdin: %s\n", cmd, strerror(errno));
         return 0;
     }
-    if (!S_ISREG(sb.st_mode)) { /* a pipe or socket: copied to a private file first */
+    const off_t at = S_ISREG(sb.st_mode) ? lseek(fd, 0, SEEK_CUR) : 0;
+    if (!S_ISREG(sb.st_mode) || at != 0) { /* a pipe or socket (or a file read part way): copied from here */
         const char *dir = getenv("TMPDIR");
         if (!dir || !*dir) dir = "/tmp";
         char tpl[4200];

@@ -560,7 +560,8 @@ int cmd_ask(int argc, char **argv) {
     for (int q = 0; q < n_q; q++)
         for (int f = 0; f < n_pos && !strcmp(qs[q], "-"); f++)
             if (!strcmp(pos[f], "-")) {
-                fprintf(stderr, "nanovl ask: stdin holds the question (-q -), so it cannot also hold the file '-' (name the file)\n");
+                fprintf(stderr, "nanovl ask: stdin holds the question ('-'), so it cannot also hold the file '-' (name the "
+                                "file)\n");
                 rc = EXIT_USAGE;
                 goto out;
             }
@@ -573,6 +574,18 @@ int cmd_ask(int argc, char **argv) {
                 if (!stdin_q || !len) {
                     fprintf(stderr, "nanovl ask: the question on stdin is empty\n");
                     rc = EXIT_USAGE; /* (stdin_q is freed at out) */
+                    goto out;
+                }
+                /* a file piped in with the question forgotten (cat scan.pdf | nanovl ask -): not a question */
+                size_t fl = 0;
+                char *fixed = memchr(stdin_q, 0, len) ? NULL : api_utf8_fix(stdin_q, len, &fl);
+                const int text = fixed && fl == len && !memcmp(fixed, stdin_q, len);
+                nvl_free(fixed);
+                if (!text) {
+                    fprintf(stderr, "nanovl ask: the question on stdin is not text (%s); to ask about a file on stdin, "
+                                    "give the question after it: nanovl ask - \"question\"\n",
+                            memchr(stdin_q, 0, len) ? "it holds a NUL byte" : "it is not valid UTF-8");
+                    rc = EXIT_USAGE;
                     goto out;
                 }
             }

@@ -12,6 +12,7 @@
 #include "media.h"
 #include "wire.h"
 #include "base/clock.h"
+#include "engine_impl.h"
 
 enum unit_state { U_WAIT = 0, U_RUNNING, U_ENDED, U_REPORTED };
 
@@ -231,7 +232,11 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
             }
             if (s2 == NVL_OK && pdf)
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
-            if (s2 != NVL_OK && !media[m].path) nvl_err_prefix(&e2, "%s", name);
+            if (s2 != NVL_OK && !media[m].path) { /* named as the bytes are, not by their private copy */
+                if (pg->tmp[m] && strstr(e2.msg, pg->tmp[m])) engine_unname_tmp(&e2, pg->tmp[m], name);
+                else if (strncmp(e2.msg, name, strlen(name)) || strncmp(e2.msg + strlen(name), ": ", 2))
+                    nvl_err_prefix(&e2, "%s", name);
+            }
             media_pdf_close(pdf);
         }
         /* an input that fails as a whole is one unit, already ended, reported in its place among

@@ -155,8 +155,18 @@ done
 head -c 200 "$PDF" > "$T/cut.pdf"
 expect 1 "^nanovl ask: -: " sh -c "cat '$T/cut.pdf' | '$B' ask --model '$M' --max-tokens 2 - 'What?'"
 expect 1 "'-': stdin is empty" "$B" ask --model "$M" --max-tokens 2 - "What?"
+# a file piped in with the question forgotten: refused, not asked as a question
+expect 2 "the question on stdin is not text (it holds a NUL byte); to ask about a file on stdin" sh -c "cat '$I' | '$B' ask --model '$M' -"
+expect 2 "stdin holds the question ('-'), so it cannot also hold the file '-'" sh -c "cat '$I' | '$B' ask --model '$M' - -"
+# a damaged PDF through stdin under ocr: named '-', not by its private copy
+expect 1 "^nanovl ocr: -: damaged PDF" sh -c "cat '$T/cut.pdf' | '$B' ocr --model '$M' --max-tokens 2 -"
+# a redirect read part way: the file from where stdin stands, as a pipe would give it
+{ printf 'JUNK'; cat "$I"; } > "$T/junk_then_image"
+{ head -c 4 > /dev/null; timeout 120 "$B" ask --model "$M" --max-tokens 4 --no-think --json - "What is it?" > "$T/ask_at.json" 2> /dev/null; } < "$T/junk_then_image"
+timeout 120 "$B" ask --model "$M" --max-tokens 4 --no-think --json "$I" "What is it?" > "$T/ask_named.json" 2> /dev/null < /dev/null
+check "a redirect read part way: the image after the junk" [ -n "$(json_value "$T/ask_at.json" 1 answer)" -a "$(json_value "$T/ask_at.json" 1 answer)" = "$(json_value "$T/ask_named.json" 1 answer)" ]
 expect 2 "stdin holds the questions with --chat, so it cannot also hold the file '-'" "$B" ask --model "$M" --chat -
-expect 2 "stdin holds the question (-q -), so it cannot also hold the file '-'" "$B" ask --model "$M" -q - -
+expect 2 "stdin holds the question ('-'), so it cannot also hold the file '-'" "$B" ask --model "$M" -q - -
 expect 2 "'-' (stdin) cannot be given a file of its own in --out-dir" "$B" ocr --model "$M" - --out-dir "$T/od"
 expect 2 "'-' (stdin) cannot be read again by a resumed run" "$B" ocr --model "$M" - -o "$T/o.md" --resume
 expect_report
