@@ -577,14 +577,11 @@ int cmd_ask(int argc, char **argv) {
                     goto out;
                 }
                 /* a file piped in with the question forgotten (cat scan.pdf | nanovl ask -): not a question */
-                size_t fl = 0;
-                char *fixed = memchr(stdin_q, 0, len) ? NULL : api_utf8_fix(stdin_q, len, &fl);
-                const int text = fixed && fl == len && !memcmp(fixed, stdin_q, len);
-                nvl_free(fixed);
-                if (!text) {
+                const int nul = memchr(stdin_q, 0, len) != NULL;
+                if (nul || !api_utf8_valid(stdin_q, len)) {
                     fprintf(stderr, "nanovl ask: the question on stdin is not text (%s); to ask about a file on stdin, "
                                     "give the question after it: nanovl ask - \"question\"\n",
-                            memchr(stdin_q, 0, len) ? "it holds a NUL byte" : "it is not valid UTF-8");
+                            nul ? "it holds a NUL byte" : "it is not valid UTF-8");
                     rc = EXIT_USAGE;
                     goto out;
                 }

@@ -889,15 +889,12 @@ int cmd_jobs(int argc, char **argv) {
         goto out;
     }
     if (question) { /* a question batch would ask as given: empty (an unset shell variable) or not UTF-8 refused */
-        size_t ql = 0;
         const char *q = question;
         while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-        char *fixed = api_utf8_fix(question, strlen(question), &ql);
-        const char *bad = !*q ? "is empty" : !fixed ? NULL : strcmp(fixed, question) ? "is not valid UTF-8 (a jobs line holds UTF-8)" : NULL;
-        nvl_free(fixed);
-        if (bad || !fixed) {
-            fprintf(stderr, "nanovl jobs: the question %s\n", bad ? bad : "could not be copied: out of memory");
-            rc = bad ? EXIT_USAGE : 1;
+        const char *bad = !*q ? "is empty" : !api_utf8_valid(question, strlen(question)) ? "is not valid UTF-8 (a jobs line holds UTF-8)" : NULL;
+        if (bad) {
+            fprintf(stderr, "nanovl jobs: the question %s\n", bad);
+            rc = EXIT_USAGE;
             goto out;
         }
     }
@@ -923,14 +920,11 @@ int cmd_jobs(int argc, char **argv) {
             rc = 1;
             continue;
         }
-        size_t fl = 0;
-        char *fixed = api_utf8_fix(abs[f], strlen(abs[f]), &fl);
-        if (!fixed || strcmp(fixed, abs[f])) { /* (a JSON line holds UTF-8: the path could not be named) */
+        if (!api_utf8_valid(abs[f], strlen(abs[f]))) { /* (a JSON line holds UTF-8: the path could not be named) */
             fprintf(stderr, "nanovl jobs: %s: the path is not valid UTF-8, which a jobs line cannot hold (rename it)\n",
                     files[f]);
             rc = 1;
         }
-        nvl_free(fixed);
         for (int g = 0; g < f; g++)
             if (abs[g] && !strcmp(files[g], files[f])) {
                 fprintf(stderr, "nanovl jobs: '%s' is given twice (a job's id is its name: ids must be unique)\n", files[f]);

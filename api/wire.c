@@ -240,6 +240,15 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     return len;
 }
 
+int api_utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
 char *api_utf8_fix(const char *s, size_t n, size_t *out_len) {
     size_t bad = 0;
     for (size_t i = 0; i < n;) {

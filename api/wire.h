@@ -61,6 +61,8 @@ struct cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, 
  * nvl_malloc'ed, *out_len its length; NULL on OOM). api_json_print: cJSON_PrintUnformatted, so
  * repaired (nvl_free it). */
 char *api_utf8_fix(const char *s, size_t n, size_t *out_len);
+/* 1 when the n bytes of s are valid UTF-8 (what api_utf8_fix would leave as they are), else 0. */
+int api_utf8_valid(const char *s, size_t n);
 char *api_json_print(const struct cJSON *o, size_t *len);
 /* Moves every member of from into to (from is deleted); returns to. Either may be NULL. */
 struct cJSON *api_json_merge(struct cJSON *to, struct cJSON *from);
