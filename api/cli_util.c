@@ -38,7 +38,8 @@ char *cli_read_stdin(size_t *len) {
     return b;
 }
 
-int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
+/* stdin's bytes for cli_media_args: 1 with *data and *size, or 0 having said why */
+static int stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
     static const uint8_t *g_data;
     static size_t g_size;
     if (g_data) {
@@ -111,6 +112,28 @@ int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
     g_data = m, g_size = (size_t)sb.st_size;
     *data = g_data, *size = g_size;
     return 1;
+}
+
+api_media *cli_media_args(const char *cmd, const char *const *args, int n) {
+    api_media *m = nvl_calloc((size_t)n + 1, sizeof *m);
+    if (!m) {
+        fprintf(stderr, "nanovl %s: out of memory\n", cmd);
+        return NULL;
+    }
+    for (int f = 0; f < n; f++) {
+        if (strcmp(args[f], "-")) {
+            m[f] = (api_media){.path = args[f]};
+            continue;
+        }
+        const uint8_t *data = NULL;
+        size_t size = 0;
+        if (!stdin_media(cmd, &data, &size)) {
+            nvl_free(m);
+            return NULL;
+        }
+        m[f] = (api_media){.data = data, .size = size, .name = "-"};
+    }
+    return m;
 }
 
 int cli_same_file(const char *a, const char *b) {

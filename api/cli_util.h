@@ -8,12 +8,14 @@
 
 /* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL on OOM. */
 char *cli_read_stdin(size_t *len);
-/* The media file named "-": stdin's bytes, read once per process (every "-" gets the same).
- * Stdin that is a regular file (a redirect) is mapped as it is; a pipe is copied to an unlinked
+/* The media of file arguments args[0..n): each a path, or for "-" stdin's bytes named "-", read
+ * once per process (every "-" gets the same). Stdin that is a regular file (a redirect) is mapped
+ * from where it stands (as it is when that is its start); a pipe is copied to an unlinked
  * temporary file in $TMPDIR (else /tmp) first and that is mapped, so a large video costs disk,
- * not memory. Returns 1 with *data and *size, or 0 having said why on stderr ("nanovl CMD: ...":
- * stdin is a terminal, empty, cannot be read, no room for its copy). */
-int cli_stdin_media(const char *cmd, const uint8_t **data, size_t *size);
+ * not memory. Returns an nvl_malloc'ed array (n + 1), or NULL having said why on stderr ("nanovl
+ * CMD: ...": stdin is a terminal, empty, cannot be read, no room for its copy; out of memory). */
+struct api_media;
+struct api_media *cli_media_args(const char *cmd, const char *const *args, int n);
 /* 1 when paths a and b name the same existing file (device and inode: links and ./ forms too). */
 int cli_same_file(const char *a, const char *b);
 /* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */

@@ -494,6 +494,7 @@ int cmd_ask(int argc, char **argv) {
     const char **pos = nvl_calloc((size_t)argc + 1, sizeof *pos), **qs = nvl_calloc((size_t)argc + 1, sizeof *qs);
     int n_pos = 0, n_q = 0, rc = 0;
     char *stdin_q = NULL; /* "-": the question is read from stdin */
+    api_media *media = NULL; /* (n_pos) the files' media */
     if (!pos || !qs) return 1;
     int opts_done = 0; /* after "--" every argument is a file or the question */
     for (int i = 0; i < argc; i++) {
@@ -588,14 +589,9 @@ int cmd_ask(int argc, char **argv) {
             }
             qs[q] = stdin_q;
         }
-    const uint8_t *stdin_data = NULL; /* the file "-": stdin's bytes */
-    size_t stdin_size = 0;
-    for (int f = 0; f < n_pos && !stdin_data; f++) {
-        if (strcmp(pos[f], "-")) continue;
-        if (!cli_stdin_media("ask", &stdin_data, &stdin_size)) {
-            rc = 1;
-            goto out;
-        }
+    if (!(media = cli_media_args("ask", pos, n_pos))) { /* (the file "-": stdin's bytes, read now) */
+        rc = 1;
+        goto out;
     }
     if (!model || (n_q < 1 && !chat) || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
@@ -618,10 +614,6 @@ int cmd_ask(int argc, char **argv) {
     cli_progress_clear(&o.prog);
     api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .on_notice = on_notice, .user = &o};
     if (per_page) {
-        api_media *media = nvl_calloc((size_t)n_pos, sizeof *media);
-        if (!media) { rc = 1; goto close; }
-        for (int f = 0; f < n_pos; f++)
-            media[f] = strcmp(pos[f], "-") ? (api_media){.path = pos[f]} : (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
         /* each page asked every question in turn, its prefill kept between them */
         page_ctx pc = {.o = &o, .qs = qs, .n_q = n_q, .verbose = verbose, .started = -1};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
@@ -633,15 +625,13 @@ int cmd_ask(int argc, char **argv) {
             rc = 1;
         }
         if (n_failed) rc = 1;
-        nvl_free(media);
         goto close;
     }
     api_part *parts = nvl_calloc((size_t)n_pos + 1, sizeof *parts);
     if (!parts) { rc = 1; goto close; }
     for (int f = 0; f < n_pos; f++) {
         parts[f].kind = API_PART_MEDIA;
-        if (strcmp(pos[f], "-")) parts[f].media.path = pos[f];
-        else parts[f].media = (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
+        parts[f].media = media[f];
     }
     if (chat) {
         rc = chat_run(e, &o, &cb, &p, parts, n_pos, system, qs, n_q, verbose);
@@ -696,6 +686,7 @@ int cmd_ask(int argc, char **argv) {
 close:
     api_engine_close(e);
 out:
+    nvl_free(media);
     nvl_free(stdin_q);
     nvl_free(pos);
     nvl_free(qs);

@@ -138,7 +138,7 @@ typedef struct ocr_dir {
     uint64_t *in_id;    /* (n) input_id of each input */
     int n_written;      /* files made whole */
     int kept_failed;    /* --resume: files kept (not read again) that hold failed pages */
-    unsigned char *retried; /* (n) --retry-failed: the input's earlier file is in DIR (kept if none is read) */
+    unsigned char *had_file; /* (n) the input's file was in DIR before the run (kept if none of its pages is read) */
 } ocr_dir;
 
 /* Which input a file was read from: a hash of its real path (the path as given if it cannot be
@@ -392,12 +392,14 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     d->failed = nvl_calloc((size_t)n + 1, sizeof *d->failed);
     d->read = nvl_calloc((size_t)n + 1, sizeof *d->read);
     d->in_id = nvl_calloc((size_t)n + 1, sizeof *d->in_id);
-    d->retried = nvl_calloc((size_t)n + 1, 1);
-    if (!d->out || !d->failed || !d->read || !d->in_id || !d->retried) return 1;
+    d->had_file = nvl_calloc((size_t)n + 1, 1);
+    if (!d->out || !d->failed || !d->read || !d->in_id || !d->had_file) return 1;
     for (int f = 0; f < n; f++) d->in_id[f] = input_id(files[f]);
     d->n = n;
-    for (int f = 0; f < n; f++)
+    for (int f = 0; f < n; f++) {
         if (!(d->out[f] = dir_out_name(d->path, files[f], json ? ".jsonl" : ".md"))) return 1;
+        d->had_file[f] = stat(d->out[f], &sb) == 0 && S_ISREG(sb.st_mode);
+    }
     for (int f = 0; f < n; f++)
         for (int g = 0; g < n; g++) {
             if (g > f && !strcmp(d->out[f], d->out[g])) {
@@ -419,7 +421,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         }
         for (int f = 0; f < n; f++) {
             d->failed[f] = 0;
-            if (stat(d->out[f], &sb) != 0) continue;
+            if (!d->had_file[f]) continue;
             char base[8800];
             const char *raw = strrchr(d->out[f], '/') + 1; /* (as a line without ":IN", from an earlier nanovl, has it) */
             record_name(base, raw);
@@ -447,7 +449,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         for (int f = 0; f < n; f++) {
             struct stat si;
             /* done: a whole file (only those are renamed into DIR), not older than its input */
-            if (stat(d->out[f], &sb) == 0 && S_ISREG(sb.st_mode) && stat(files[f], &si) == 0 &&
+            if (d->had_file[f] && stat(d->out[f], &sb) == 0 && stat(files[f], &si) == 0 &&
                 (sb.st_mtim.tv_sec > si.st_mtim.tv_sec ||
                  (sb.st_mtim.tv_sec == si.st_mtim.tv_sec && sb.st_mtim.tv_nsec >= si.st_mtim.tv_nsec))) {
                 if (!(retry && d->failed[f] > 0)) {
@@ -458,7 +460,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
                 n_retried++;
             }
             files[k] = files[f];
-            d->retried[k] = retry && d->failed[f] > 0 && stat(d->out[f], &sb) == 0;
+            d->had_file[k] = d->had_file[f];
             d->in_id[k] = d->in_id[f];
             d->out[k++] = d->out[f];
         }
@@ -512,7 +514,7 @@ static void dir_report(const ocr_dir *d) {
             if (!said++) fputs(pass ? "; pages failed in " : "; could not be read (no file): ", stderr);
             else fputs(", ", stderr);
             if (pass) fprintf(stderr, "%s (%d of %d)", d->in[f], d->failed[f], d->failed[f] + d->read[f]);
-            else fprintf(stderr, "%s%s", d->in[f], d->retried[f] ? " (its earlier file kept)" : "");
+            else fprintf(stderr, "%s%s", d->in[f], d->had_file[f] ? " (its earlier file kept)" : "");
         }
         if (said && pass) fputs(" (their errors are in their files)", stderr);
     }
@@ -827,6 +829,7 @@ int cmd_ocr(int argc, char **argv) {
     ocr_resume rs = {0};
     ocr_dir dir = {.cur = -1};
     ocr_ctx c = {.out = stdout};
+    api_media *media = NULL; /* (n_files) the inputs' media */
     const char **files = nvl_calloc((size_t)argc + 1, sizeof *files);
     int n_files = 0;
     if (!files) return 1;
@@ -880,26 +883,17 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     if (resume && !out_path && !dir.path) {
-        fprintf(stderr, "nanovl ocr: %s needs -o FILE (the output to go on writing) or --out-dir DIR\n",
-                retry ? "--retry-failed" : "--resume");
+        fprintf(stderr, "nanovl ocr: %s needs -o FILE (the output to go on writing) or --out-dir DIR\n", g_resume_opt);
         rc = EXIT_USAGE;
         goto out;
     }
-    const uint8_t *stdin_data = NULL; /* the file "-": stdin's bytes */
-    size_t stdin_size = 0;
-    for (int f = 0; f < n_files && !stdin_data; f++) {
-        if (strcmp(files[f], "-")) continue;
-        if (dir.path || resume) {
+    for (int f = 0; f < n_files && (dir.path || resume); f++)
+        if (!strcmp(files[f], "-")) {
             fprintf(stderr, "nanovl ocr: '-' (stdin) cannot be %s (name the file)\n",
                     dir.path ? "given a file of its own in --out-dir" : "read again by a resumed run");
             rc = EXIT_USAGE;
             goto out;
         }
-        if (!cli_stdin_media("ocr", &stdin_data, &stdin_size)) {
-            rc = 1;
-            goto out;
-        }
-    }
     if (dir.path) {
         rc = dir_plan(&dir, files, &n_files, c.json, resume, retry, run_fingerprint(model, prompt, &p, c.json, NULL, 0),
                       &lock_fd);
@@ -965,6 +959,11 @@ int cmd_ocr(int argc, char **argv) {
         skip = rs.n_done;
         c.rs = &rs;
     }
+    /* (the file "-": stdin's bytes, read before the model loads; after dir_plan, which drops done inputs) */
+    if (!(media = cli_media_args("ocr", files, n_files))) {
+        rc = 1;
+        goto out;
+    }
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;
@@ -1003,7 +1002,6 @@ int cmd_ocr(int argc, char **argv) {
         goto out;
     }
     if (skip > 0) fprintf(stderr, "nanovl ocr: resuming %s after %d page%s done\n", out_path, skip, skip == 1 ? "" : "s");
-    api_media *media = nvl_calloc((size_t)n_files, sizeof *media);
     int api_stopped = 0; /* the run ended before its last page (cancelled, a write error, out of memory) */
     struct sigaction sa, old_term, old_int;
     memset(&sa, 0, sizeof sa);
@@ -1012,10 +1010,7 @@ int cmd_ocr(int argc, char **argv) {
     g_ocr_cancel = 0;
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
-    if (media) {
-        for (int f = 0; f < n_files; f++)
-            media[f] = strcmp(files[f], "-") ? (api_media){.path = files[f]}
-                                             : (api_media){.data = stdin_data, .size = stdin_size, .name = "-"};
+    {
         api_callbacks cb = {.on_text = on_text, .on_progress = on_progress, .user = &c, .cancel = &g_ocr_cancel};
         api_pages_hooks h = {.on_page_start = on_page_start, .on_page = on_page, .on_page_error = on_page_error,
                              .cb = &cb, .user = &c, .window = parallel, .skip = skip,
@@ -1039,9 +1034,6 @@ int cmd_ocr(int argc, char **argv) {
         }
         if (n_failed || rs.n_failed) rc = rc ? rc : 1; /* (pages that failed before count too) */
         cli_progress_clear(&c.prog);
-    } else {
-        rc = 1;
-        api_stopped = 1;
     }
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
@@ -1066,7 +1058,6 @@ int cmd_ocr(int argc, char **argv) {
                 c.dir ? "" : c.page_open ? "; the last is incomplete (marked so in the output)" : "");
         rc = 130;
     }
-    nvl_free(media);
     if (c.progress && fclose(c.progress) != 0 && !c.progress_errno) c.progress_errno = errno ? errno : EIO;
     if (c.progress_errno)
         fprintf(stderr, "nanovl ocr: warning: cannot write %s: %s (a --resume may do pages again, or refuse)\n", rs.path,
@@ -1087,8 +1078,9 @@ out:
     nvl_free(dir.failed);
     nvl_free(dir.read);
     nvl_free(dir.in_id);
-    nvl_free(dir.retried);
+    nvl_free(dir.had_file);
     nvl_free(c.started);
+    nvl_free(media);
     nvl_free(files);
     return rc;
 }
