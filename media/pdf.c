@@ -741,16 +741,15 @@ nvl_status media_pdf_render(media_pdf *pdf, int page, double dpi, int long_side,
     double fw = ceil(w * scale - 1e-6), fh = ceil(h * scale - 1e-6);
     if (fw < 1) fw = 1;
     if (fh < 1) fh = 1;
-    nvl_err e2 = {0};
-    if (fw > 1e6 || fh > 1e6 || media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, &e2) != NVL_OK) {
-        if (fw > 1e6 || fh > 1e6)
-            return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels, past a side of 1000000 "
-                               "(ask for %s)", pdf->name, page + 1, fw, fh, dpi > 0 ? "a lower DPI" : "a smaller long side");
-        /* (e2's "WxH = N pixels" said once, with the page) */
+    const char *ask_for = dpi > 0 ? "a lower DPI" : "a smaller long side";
+    if (fw > 1e6 || fh > 1e6)
+        return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f pixels, past a side of 1000000 (ask for %s)",
+                           pdf->name, page + 1, fw, fh, ask_for);
+    nvl_err e2 = {0}; /* (its "name: WxH = N pixels" said here once, with the page) */
+    if (media_check_pixels(pdf->name, (int64_t)fw, (int64_t)fh, &pdf->lim, &e2) != NVL_OK)
         return nvl_err_set(err, NVL_ERR_LIMIT, "%s: page %d would render at %.0fx%.0f = %.0f pixels, which exceeds the limit "
                            "of %lld (--max-megapixels) (ask for %s)", pdf->name, page + 1, fw, fh, fw * fh,
-                           (long long)pdf->lim.max_pixels, dpi > 0 ? "a lower DPI" : "a smaller long side");
-    }
+                           (long long)pdf->lim.max_pixels, ask_for);
     const int W = (int)fw, H = (int)fh;
     media_image *img = NULL;
     if ((st = media_image_new(&img, W, H, err)) != NVL_OK) return st;
