@@ -196,6 +196,9 @@ typedef struct api_ask_result {
     float *first_logits;                     /* (n_vocab) logits after the prompt */
     char *answer;                            /* text after </think> (or all, reasoning off) */
     char *reasoning;                         /* the <think> part; NULL with reasoning off */
+    size_t answer_len, reasoning_len;        /* their bytes: the text may hold NUL bytes (a token
+                                                that decodes to 0x00), so read it by length
+                                                (api_answer_len) */
     const char *finish_reason;               /* "stop", "length", "cancelled" */
     int64_t n_image_tokens;                  /* <image> positions filled with vision rows */
     int64_t n_cached;                        /* prompt tokens restored from the prefix state */
@@ -214,6 +217,10 @@ typedef struct api_ask_result {
     const char *backend;                     /* the backend the models ran on: "cpu" or "cuda" (static) */
 } api_ask_result;
 void api_ask_result_free(api_ask_result *r);
+/* The bytes of r->answer (NUL bytes included): answer_len, or strlen(answer) for a result made by
+ * hand with answer_len 0; 0 without an answer. api_reasoning_len: the same for reasoning. */
+size_t api_answer_len(const api_ask_result *r);
+size_t api_reasoning_len(const api_ask_result *r);
 /* The decode rate, tokens/s: (n_ids - 1) / t_generate, since the first token is drawn from the
  * prefill's logits when t_generate starts and each later one costs a decode step (the count
  * llama.cpp's "eval time ... runs" uses). 0 with fewer than two tokens or no time. */

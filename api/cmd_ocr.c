@@ -777,7 +777,7 @@ static int on_page(int index, int n_total, const char *name, int page, const api
         if (c->whole) { /* the page as streaming would have written it */
             cli_progress_clear(&c->prog);
             marker(c, name, page);
-            fputs(r->answer ? r->answer : "", c->out);
+            if (r->answer) fwrite(r->answer, 1, api_answer_len(r), c->out); /* (NUL bytes too, as streamed) */
         }
         fputs("\n\n", c->out);
         cli_progress_wrote(&c->prog, c->out, "\n", 1);

@@ -48,6 +48,14 @@ double api_decode_tokens_per_s(const api_ask_result *r) {
     return r->n_ids > 1 && r->t_generate > 0 ? (double)(r->n_ids - 1) / r->t_generate : 0.0;
 }
 
+size_t api_answer_len(const api_ask_result *r) {
+    return !r->answer ? 0 : r->answer_len ? r->answer_len : strlen(r->answer);
+}
+
+size_t api_reasoning_len(const api_ask_result *r) {
+    return !r->reasoning ? 0 : r->reasoning_len ? r->reasoning_len : strlen(r->reasoning);
+}
+
 void api_ask_result_free(api_ask_result *r) {
     if (!r) return;
     nvl_free(r->prompt_ids);

@@ -98,6 +98,15 @@ int engine_gen_token(request *rq, int32_t tok, const float *logits) {
     return 0;
 }
 
+/* n bytes of s (NUL bytes kept) and a NUL after them; NULL on OOM. */
+static char *gen_dup(const char *s, size_t n) {
+    char *d = nvl_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
 void engine_gen_finish(request *rq) {
     api_ask_result *res = rq->res;
     gen_state *g = &rq->g;
@@ -117,9 +126,14 @@ void engine_gen_finish(request *rq) {
                                                      : "stop";
     /* the answer without leading blank space (the model writes "</think>\n\n") */
     const char *a = g->buf[0] ? g->buf[0] : "";
-    while (*a == '\n' || *a == ' ') a++;
-    res->answer = engine_strdup(a);
-    if (rq->think_on) res->reasoning = engine_strdup(g->buf[1] ? g->buf[1] : "");
+    size_t an = g->n[0];
+    while (an && (*a == '\n' || *a == ' ')) a++, an--;
+    res->answer = gen_dup(a, an);
+    res->answer_len = an;
+    if (rq->think_on) {
+        res->reasoning = gen_dup(g->buf[1] ? g->buf[1] : "", g->n[1]);
+        res->reasoning_len = g->n[1];
+    }
     if ((!res->answer || (rq->think_on && !res->reasoning)) && (rq->st == NVL_OK || rq->st == NVL_ERR_CANCELLED))
         rq->st = nvl_err_set(&rq->err, NVL_ERR_NOMEM, "engine: out of memory");
     res->prompt_ids = rq->prompt.ids;

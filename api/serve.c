@@ -232,7 +232,7 @@ static int w_on_text(const char *t, size_t n, int reasoning, void *user) {
         if (z) {
             memcpy(z, t, n);
             z[n] = 0;
-            cJSON_AddStringToObject(ev, "text", z);
+            cJSON_AddItemToObject(ev, "text", api_json_text(z, n)); /* (a NUL byte as \u0000) */
             nvl_free(z);
         }
         cJSON_AddBoolToObject(ev, "reasoning", reasoning);

@@ -82,6 +82,15 @@ void api_buf_free(api_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+cJSON *api_json_text(const char *s, size_t n) {
+    if (!memchr(s, 0, n)) return cJSON_CreateString(s); /* (s is NUL-terminated after its n bytes) */
+    api_buf b = {0};
+    api_buf_json_str(&b, s, n);
+    cJSON *o = b.oom ? NULL : cJSON_CreateRaw(b.p);
+    api_buf_free(&b);
+    return o;
+}
+
 // ---------------------------------------------------------------------------
 // Status codes and results
 
@@ -126,8 +135,8 @@ static cJSON *named_item(cJSON *arr, const char *name) {
 cJSON *api_result_to_json(const api_ask_result *r) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "answer", r->answer ? r->answer : "");
-    if (r->reasoning) cJSON_AddStringToObject(o, "reasoning", r->reasoning);
+    cJSON_AddItemToObject(o, "answer", api_json_text(r->answer ? r->answer : "", api_answer_len(r)));
+    if (r->reasoning) cJSON_AddItemToObject(o, "reasoning", api_json_text(r->reasoning, api_reasoning_len(r)));
     else cJSON_AddNullToObject(o, "reasoning");
     cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
@@ -196,7 +205,7 @@ cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, con
     }
     cJSON_AddStringToObject(o, "file", name);
     if (page) cJSON_AddNumberToObject(o, "page", page);
-    cJSON_AddStringToObject(o, text_key, r->answer ? r->answer : "");
+    cJSON_AddItemToObject(o, text_key, api_json_text(r->answer ? r->answer : "", api_answer_len(r)));
     cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
     cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
     cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");

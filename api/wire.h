@@ -66,13 +66,19 @@ int api_utf8_valid(const char *s, size_t n);
 char *api_json_print(const struct cJSON *o, size_t *len);
 /* Moves every member of from into to (from is deleted); returns to. Either may be NULL. */
 struct cJSON *api_json_merge(struct cJSON *to, struct cJSON *from);
+/* A JSON string of the n bytes of s, NUL bytes included (a model may write one): a plain cJSON
+ * string when s has none, else a raw item holding the escaped text ("\u0000"), which prints the
+ * same way (its valuestring is then the JSON text, quotes included). NULL on OOM. */
+struct cJSON *api_json_text(const char *s, size_t n);
 /* Prints a JSON object as one line on f (repaired as above) and deletes it. */
 void api_json_line(FILE *f, struct cJSON *o);
 
 /* Base64 (RFC 4648, padding optional, no whitespace) into *out (nvl_malloc'ed). */
 nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err);
 
-/* Escapes s as a JSON string (with quotes) onto buf; returns the new length or (size_t)-1 on OOM. */
+/* A growable byte buffer (NUL-terminated after its n bytes); oom set when it could not grow, and
+ * later puts do nothing. api_buf_json_str appends the n bytes of s as a JSON string, quotes
+ * included (NUL and other control bytes as \u00XX). */
 typedef struct api_buf {
     char *p;
     size_t n, cap;

@@ -169,4 +169,14 @@ expect 2 "stdin holds the questions with --chat, so it cannot also hold the file
 expect 2 "stdin holds the question ('-'), so it cannot also hold the file '-'" "$B" ask --model "$M" -q - -
 expect 2 "'-' (stdin) cannot be given a file of its own in --out-dir" "$B" ocr --model "$M" - --out-dir "$T/od"
 expect 2 "'-' (stdin) cannot be read again by a resumed run" "$B" ocr --model "$M" - -o "$T/o.md" --resume
+# a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
+# seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
+# as "\u0000" in JSON (it was cut there) and as the byte itself in plain text
+NUL_ASK="--max-tokens 100 --no-think --temperature 100 --seed 27"
+timeout 120 "$B" ask --model "$M" $NUL_ASK --json "$I" "Hi" > "$T/nul.json" 2> /dev/null < /dev/null
+a=$(json_value "$T/nul.json" 1 answer)
+check "a NUL byte in the answer: \\u0000 with the text after it in --json ($a)" sh -c 'case "$1" in *"\u0000"?*\") exit 0 ;; esac; exit 1' - "$a"
+timeout 120 "$B" ask --model "$M" $NUL_ASK "$I" "Hi" > "$T/nul.txt" 2> /dev/null < /dev/null
+check "a NUL byte in the answer: the byte, and the text after it, in plain text" \
+    sh -c '[ "$(tr -cd "\000" < "$1" | wc -c)" -ge 1 ] && [ "$(tr "\n\000" "\001\n" < "$1" | tail -n +2 | wc -c)" -gt 1 ]' - "$T/nul.txt"
 expect_report

@@ -122,5 +122,29 @@ int main(void) {
             cJSON_Delete(o);
         }
     }
+    { /* a NUL byte in the model's text: "\u0000" and the text after it, in the answer, the reasoning and
+         a page record (the text was cut at the NUL); a result made by hand (answer_len 0) by strlen */
+        char ans[] = "a\0b\"c", why[] = "x\0y";
+        api_ask_result r = {.answer = ans, .answer_len = 5, .reasoning = why, .reasoning_len = 3, .finish_reason = "stop"};
+        cJSON *o = api_result_to_json(&r), *pg = api_page_to_json("f.pdf", 2, &r, "text");
+        char *js = o ? api_json_print(o, NULL) : NULL, *jp = pg ? api_json_print(pg, NULL) : NULL;
+        TEST_CHECK(js && strstr(js, "\"answer\":\"a\\u0000b\\\"c\"") && strstr(js, "\"reasoning\":\"x\\u0000y\""),
+                   "answer and reasoning with NUL: %s", js ? js : "(none)");
+        TEST_CHECK(jp && strstr(jp, "\"text\":\"a\\u0000b\\\"c\""), "page record with NUL: %s", jp ? jp : "(none)");
+        cJSON *back = js ? cJSON_Parse(js) : NULL; /* valid JSON, read back as another parser would */
+        TEST_CHECK(back && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(back, "answer")), "printed JSON parses");
+        cJSON_Delete(back);
+        nvl_free(js);
+        nvl_free(jp);
+        cJSON_Delete(o);
+        cJSON_Delete(pg);
+        api_ask_result h = {.answer = ans + 2, .finish_reason = "stop"};
+        TEST_CHECK(api_answer_len(&h) == 3 && api_reasoning_len(&h) == 0, "by hand: %zu %zu", api_answer_len(&h), api_reasoning_len(&h));
+        o = api_result_to_json(&h);
+        js = o ? api_json_print(o, NULL) : NULL;
+        TEST_CHECK(js && strstr(js, "\"answer\":\"b\\\"c\""), "by hand: %s", js ? js : "(none)");
+        nvl_free(js);
+        cJSON_Delete(o);
+    }
     return test_report();
 }
