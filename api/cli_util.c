@@ -38,12 +38,17 @@ char *cli_read_stdin(size_t *len) {
     return b;
 }
 
-/* stdin's bytes for cli_media_args: 1 with *data and *size, or 0 having said why */
-static int stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
+/* stdin as a file for cli_media_args: 1 with *path (stdin itself when it is a file read from its
+ * start, else an unlinked copy of what it holds from here), or 0 having said why. The engine opens
+ * it through /proc/self/fd (its descriptor is kept open): nothing is copied again, and errors name
+ * the media '-' (its name). Without /proc the bytes are mapped instead (*data, *size; *path NULL),
+ * and the engine copies a PDF or video to a file of its own. */
+static int stdin_media(const char *cmd, const char **path, const uint8_t **data, size_t *size) {
+    static char g_path[64];
     static const uint8_t *g_data;
     static size_t g_size;
-    if (g_data) {
-        *data = g_data, *size = g_size;
+    if (g_path[0] || g_data) {
+        *path = g_path[0] ? g_path : NULL, *data = g_data, *size = g_size;
         return 1;
     }
     if (isatty(STDIN_FILENO)) {
@@ -103,6 +108,13 @@ static int stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
         if (own) close(fd);
         return 0;
     }
+    snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", fd);
+    struct stat sp;
+    if (stat(g_path, &sp) == 0 && sp.st_dev == sb.st_dev && sp.st_ino == sb.st_ino && access(g_path, R_OK) == 0) {
+        *path = g_path, *data = NULL, *size = 0; /* (fd stays open: the file the path opens) */
+        return 1;
+    }
+    g_path[0] = 0; /* no /proc: the bytes, mapped */
     void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (own) close(fd); /* (the mapping keeps the file) */
     if (m == MAP_FAILED) {
@@ -110,7 +122,7 @@ static int stdin_media(const char *cmd, const uint8_t **data, size_t *size) {
         return 0;
     }
     g_data = m, g_size = (size_t)sb.st_size;
-    *data = g_data, *size = g_size;
+    *path = NULL, *data = g_data, *size = g_size;
     return 1;
 }
 
@@ -125,13 +137,14 @@ api_media *cli_media_args(const char *cmd, const char *const *args, int n) {
             m[f] = (api_media){.path = args[f]};
             continue;
         }
+        const char *path = NULL;
         const uint8_t *data = NULL;
         size_t size = 0;
-        if (!stdin_media(cmd, &data, &size)) {
+        if (!stdin_media(cmd, &path, &data, &size)) {
             nvl_free(m);
             return NULL;
         }
-        m[f] = (api_media){.data = data, .size = size, .name = "-"};
+        m[f] = (api_media){.path = path, .data = path ? NULL : data, .size = size, .name = "-"};
     }
     return m;
 }

@@ -8,12 +8,14 @@
 
 /* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL on OOM. */
 char *cli_read_stdin(size_t *len);
-/* The media of file arguments args[0..n): each a path, or for "-" stdin's bytes named "-", read
- * once per process (every "-" gets the same). Stdin that is a regular file (a redirect) is mapped
- * from where it stands (as it is when that is its start); a pipe is copied to an unlinked
- * temporary file in $TMPDIR (else /tmp) first and that is mapped, so a large video costs disk,
- * not memory. Returns an nvl_malloc'ed array (n + 1), or NULL having said why on stderr ("nanovl
- * CMD: ...": stdin is a terminal, empty, cannot be read, no room for its copy; out of memory). */
+/* The media of file arguments args[0..n): each a path, or for "-" stdin as a file named "-", read
+ * once per process (every "-" gets the same). Stdin that is a regular file (a redirect) read from
+ * its start is given as itself; a pipe (or a file read part way) is copied, from where it stands,
+ * to an unlinked temporary file in $TMPDIR (else /tmp), so a large video costs disk, not memory.
+ * Either is opened by the engine through its /proc/self/fd path (errors name '-'), so nothing is
+ * copied twice; without /proc it is given as mapped bytes. Returns an nvl_malloc'ed array (n + 1),
+ * or NULL having said why on stderr ("nanovl CMD: ...": stdin is a terminal, empty, cannot be read,
+ * no room for its copy; out of memory). */
 struct api_media;
 struct api_media *cli_media_args(const char *cmd, const char *const *args, int n);
 /* 1 when paths a and b name the same existing file (device and inode: links and ./ forms too). */

@@ -65,8 +65,9 @@ static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **pat
     return NVL_OK;
 }
 
-/* An error about a private temporary file names the media part instead (its name, or "bytes"):
- * every occurrence of the temporary path is replaced; the name is prefixed when absent. */
+/* An error about a private temporary file (or a path given a name of its own) names the media
+ * part instead (its name, or "bytes"): every occurrence of the path is replaced; a message without
+ * it is left as it is. */
 void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
     if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return;
     char out[sizeof err->msg];
@@ -109,14 +110,20 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
     enum media_kind k;
     nvl_status st;
     if (m->path) {
-        if ((st = media_sniff_file(m->path, &k, err)) != NVL_OK) return st;
+        if ((st = media_sniff_file(m->path, &k, err)) != NVL_OK) {
+            if (strcmp(m->path, name)) engine_unname_tmp(err, m->path, name);
+            return st;
+        }
     } else {
         k = media_sniff(m->data, m->size);
     }
     if (k == MEDIA_KIND_UNKNOWN)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
     char *id = NULL;
-    if ((st = media_identity(m, &id, err)) != NVL_OK) return st;
+    if ((st = media_identity(m, &id, err)) != NVL_OK) {
+        if (m->path && strcmp(m->path, name)) engine_unname_tmp(err, m->path, name);
+        return st;
+    }
     const char *path = m->path;
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO) {
         if (!path) st = bytes_to_tmp(rq, m, &path, err);
@@ -149,7 +156,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
             s->part = part;
             double wpt = 0, hpt = 0;
             if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) {
-                if (!m->path) engine_unname_tmp(err, path, name);
+                if (strcmp(path, name)) engine_unname_tmp(err, path, name);
                 if (!engine_skip_page(rq, s, st, err)) break;
                 rq->n_src--; /* (the last source, nothing of it allocated yet) */
                 st = NVL_OK;
@@ -215,7 +222,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         }
     }
 out:
-    if (st != NVL_OK && !m->path && path) engine_unname_tmp(err, path, name);
+    if (st != NVL_OK && path && strcmp(path, name)) engine_unname_tmp(err, path, name); /* (bytes' copy, or a named path) */
     nvl_free(id);
     return st;
 }

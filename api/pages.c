@@ -201,6 +201,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
         nvl_err e2 = {0};
         if (media[m].path) s2 = media_sniff_file(media[m].path, &k, &e2);
         else k = media_sniff(media[m].data, media[m].size);
+        if (s2 != NVL_OK && strcmp(media[m].path, name)) engine_unname_tmp(&e2, media[m].path, name);
         int *pages = NULL, np = 1;
         if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
             s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);
@@ -232,8 +233,10 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
             }
             if (s2 == NVL_OK && pdf)
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
-            if (s2 != NVL_OK && !media[m].path) { /* named as the bytes are, not by their private copy */
+            if (s2 != NVL_OK && (!media[m].path || strcmp(media[m].path, name))) { /* named as the bytes (or the
+                                                                                     named path) are, not by a path */
                 if (pg->tmp[m] && strstr(e2.msg, pg->tmp[m])) engine_unname_tmp(&e2, pg->tmp[m], name);
+                else if (media[m].path && strstr(e2.msg, media[m].path)) engine_unname_tmp(&e2, media[m].path, name);
                 else if (strncmp(e2.msg, name, strlen(name)) || strncmp(e2.msg + strlen(name), ": ", 2))
                     nvl_err_prefix(&e2, "%s", name);
             }

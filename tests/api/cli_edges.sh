@@ -169,6 +169,33 @@ expect 2 "stdin holds the questions with --chat, so it cannot also hold the file
 expect 2 "stdin holds the question ('-'), so it cannot also hold the file '-'" "$B" ask --model "$M" -q - -
 expect 2 "'-' (stdin) cannot be given a file of its own in --out-dir" "$B" ocr --model "$M" - --out-dir "$T/od"
 expect 2 "'-' (stdin) cannot be read again by a resumed run" "$B" ocr --model "$M" - -o "$T/o.md" --resume
+# the file '-' is copied once at most: a pipe to the CLI's unlinked copy (nanovl-stdin-*), a redirect
+# not at all; the engine (ask) and the page planner (ocr) open it through /proc/self/fd instead of
+# writing a PDF or video to a temporary file of their own (nanovl-XXXXXX, which held the copy
+# again). Opening is held 2 s (the renderer's test knob) while the folder is watched.
+mkdir "$T/tmpd"
+for how in "ask pipe" "ask redirect" "ocr pipe" "ocr redirect"; do
+    set -- $how
+    if [ "$1" = ask ]; then set -- "$@" --no-think - "What?"; else set -- "$@" -; fi
+    c=$1 w=$2
+    shift 2
+    if [ "$w" = pipe ]; then
+        (cat "$PDF" | TMPDIR="$T/tmpd" NVL_TEST_RENDERER_SLOW_OPEN="/:2000" timeout 120 "$B" "$c" --model "$M" --max-tokens 2 --no-progress "$@" > "$T/once.out" 2>&1; echo "rc=$?" >> "$T/once.out") &
+    else
+        (TMPDIR="$T/tmpd" NVL_TEST_RENDERER_SLOW_OPEN="/:2000" timeout 120 "$B" "$c" --model "$M" --max-tokens 2 --no-progress "$@" < "$PDF" > "$T/once.out" 2>&1; echo "rc=$?" >> "$T/once.out") &
+    fi
+    p=$! seen=
+    while kill -0 $p 2> /dev/null; do
+        for f in "$T/tmpd"/*; do
+            [ -e "$f" ] || continue
+            case "$f" in */nanovl-stdin-*) [ "$w" = pipe ] && continue ;; esac
+            case "$seen " in *" $f "*) ;; *) seen="$seen $f" ;; esac
+        done
+        sleep 0.05
+    done
+    wait $p
+    check "$c of a PDF on stdin ($w): copied once at most (seen:$seen), answered ($(tail -n 1 "$T/once.out"))" [ -z "$seen" -a "$(tail -n 1 "$T/once.out")" = rc=0 ]
+done
 # a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
 # seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
 # as "\u0000" in JSON (it was cut there) and as the byte itself in plain text
