@@ -43,13 +43,16 @@ static const char *k_usage =
     "  --resume              with -o: a run that can be resumed (its progress kept in OUT.progress):\n"
     "                        the same command again after an interruption (^C, kill, reboot) keeps\n"
     "                        the pages done and goes on from the one cut short; the same files,\n"
-    "                        model and options are required; a finished run is left as it is.\n"
+    "                        model and options are required, and the files of the pages kept\n"
+    "                        unchanged (one not read yet may change); a finished run is left\n"
+    "                        as it is.\n"
     "                        With --out-dir: the inputs whose file is in DIR, newer than the input,\n"
     "                        are not read again (the same model and options are required)\n"
     "  --retry-failed        --resume, and what failed is read again (say with a longer\n"
     "                        --page-timeout: the limits may differ from the first run's): with -o\n"
     "                        the run goes on from the first page that failed (the pages after it\n"
-    "                        are read again too; the files must be unchanged, as for --resume);\n"
+    "                        are read again too, from their files as they are now: a damaged input\n"
+    "                        may have been replaced; those of the pages kept must be unchanged);\n"
     "                        with --out-dir the inputs whose files hold pages that failed are read\n"
     "                        again whole (a changed input is read again by --resume already)\n"
     "  --progress | --no-progress   progress on stderr (default: when stderr is a terminal)\n"
@@ -522,23 +525,26 @@ static void dir_report(const ocr_dir *d) {
 }
 
 // ---------------------------------------------------------------------------
-// Resuming (--resume). The run keeps OUT.progress: a first line with the fingerprint of what the
-// text depends on (the model's files, the options, each input's real path, size and modification
-// time, the page and image bounds), then for each page (unit) written whole "U index offset ok
-// page name-hash": its index, OUT's size after it (once synced), whether it was read or failed,
-// and which page of which file it was; "END failed" when the run ended. A resumed run checks that
-// its inputs give the same pages first (an input that opened then and fails now, or the reverse,
-// gives other pages), then truncates OUT to the last recorded page (a page cut short, its
-// "interrupted" mark, a torn line go) and goes on from the next; the failed pages recorded count
-// in its exit status. With --retry-failed the record is cut back before its first failed page
-// first (to the end of the page before it). Written only with --resume (a run that may be resumed
-// is started so).
+// Resuming (--resume). The run keeps OUT.progress: a first line "nanovl ocr progress 3 FP" with
+// the fingerprint of what the text depends on (the model's files, the options, the inputs' real
+// paths), then for each page (unit) written whole "U index offset ok page name-hash stamp": its
+// index, OUT's size after it (once synced), whether it was read or failed, which page of which
+// file it was, and that file's stamp when it was read (a hash of its real path, size and
+// modification time); "END failed" when the run ended. A resumed run checks that its inputs give
+// the same pages first (an input that opened then and fails now, or the reverse, gives other
+// pages) and that the file of each page kept is unchanged, then truncates OUT to the last recorded
+// page (a page cut short, its "interrupted" mark, a torn line go) and goes on from the next; the
+// failed pages recorded count in its exit status. With --retry-failed the record is cut back
+// before its first failed page first (to the end of the page before it), so an input fixed since
+// (a damaged PDF replaced) is read again as it is now. Written only with --resume (a run that may
+// be resumed is started so). A record of another version (an earlier nanovl's) is refused as such.
 
 typedef struct ocr_unit {
     int page;         /* 1-based; 0: an image, or an input that failed whole */
     int bad;          /* it failed (its error is in OUT) */
     long end;         /* OUT's size after it (0: not known, a record an older nanovl cut back) */
     uint64_t name;    /* name_hash of its file's name */
+    uint64_t stamp;   /* input_stamp of its file when it was read */
 } ocr_unit;
 
 typedef struct ocr_resume {
@@ -550,6 +556,11 @@ typedef struct ocr_resume {
     int ended;        /* "END" read: the run that wrote it ended */
     ocr_unit *unit;   /* (n_done) */
     int mismatch;     /* the unit where the inputs now differ, + 1 (0: none) */
+    int changed;      /* the unit whose file changed since it was read, + 1 (0: none) */
+    int version;      /* the record's version (an earlier nanovl wrote 2) */
+    const char *const *files; /* (n_files) the inputs, as given */
+    uint64_t *stamp;  /* (n_files) input_stamp of each, taken before any is read */
+    int n_files;
 } ocr_resume;
 
 /* h continued over s and its terminating NUL (a separator: "ab","c" differs from "a","bc") */
@@ -575,7 +586,21 @@ static uint64_t hash_file(uint64_t h, const char *path) {
     return hash_field(h, buf);
 }
 
-/* The run's fingerprint: what the text of a page read depends on. */
+/* An input's stamp: its real path, size and modification time (0 is never one). */
+static uint64_t input_stamp(const char *path) {
+    const uint64_t h = hash_file(NVL_FNV1A_INIT, path);
+    return h ? h : 1;
+}
+
+/* The stamp r took of the input named name (a file argument, as given); 0 when none is. */
+static uint64_t stamp_of(const ocr_resume *r, const char *name) {
+    for (int f = 0; f < r->n_files; f++)
+        if (!strcmp(r->files[f], name)) return r->stamp[f];
+    return 0;
+}
+
+/* The run's fingerprint: what the text of a page read depends on (the inputs by their real paths:
+ * their sizes and times are in the stamps of the pages read from them). */
 static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
                                 const char *const *files, int n_files) {
     char buf[512];
@@ -602,29 +627,32 @@ static uint64_t run_fingerprint(const char *model, const char *prompt, const api
     /* (the limits -- --page-timeout, --page-memory, --image-timeout, --max-megapixels -- are not in
        it: they decide which pages fail, never a page's text, and a failed page is recorded as
        such; a resumed run whose inputs now give other pages is refused by its page check) */
-    for (int f = 0; f < n_files; f++) h = hash_file(h, files[f]);
+    for (int f = 0; f < n_files; f++) h = nvl_fnv1a(h, (uint64_t[]){input_id(files[f])}, 8);
     return h;
 }
 
 /* OUT.progress read into r: 1 when read; 0 when absent; -1 when it names another run (its
- * fingerprint differs) or is malformed. A torn last line is ignored. */
+ * fingerprint differs), is of another version (r->version) or is malformed. A torn last line is
+ * ignored. */
 static int progress_read(ocr_resume *r) {
     FILE *f = fopen(r->path, "r");
     if (!f) return 0;
     char line[256];
     unsigned long long got = 0;
-    int ok = fgets(line, sizeof line, f) && sscanf(line, "nanovl ocr progress 2 %llx", &got) == 1 && got == r->fp;
+    int ok = fgets(line, sizeof line, f) && sscanf(line, "nanovl ocr progress %d %llx", &r->version, &got) == 2 &&
+             r->version == 3 && got == r->fp;
     int cap = 0;
     while (ok && fgets(line, sizeof line, f)) {
         if (!strchr(line, '\n')) break; /* (a torn last line) */
         int idx = 0, good = 0, page = 0, failed = 0;
         long off = 0;
-        unsigned long long nh = 0;
+        unsigned long long nh = 0, stamp = 0;
         if (sscanf(line, "END %d", &failed) == 1) {
             r->ended = 1;
             break;
         }
-        if (sscanf(line, "U %d %ld %d %d %llx", &idx, &off, &good, &page, &nh) != 5 || idx != r->n_done || off < r->size) {
+        if (sscanf(line, "U %d %ld %d %d %llx %llx", &idx, &off, &good, &page, &nh, &stamp) != 6 || !stamp ||
+            idx != r->n_done || off < r->size) {
             ok = 0;
             break;
         }
@@ -636,7 +664,7 @@ static int progress_read(ocr_resume *r) {
             }
             r->unit = nu;
         }
-        r->unit[r->n_done] = (ocr_unit){.page = page, .bad = !good, .end = off, .name = nh};
+        r->unit[r->n_done] = (ocr_unit){.page = page, .bad = !good, .end = off, .name = nh, .stamp = stamp};
         r->n_failed += !good;
         r->n_done++;
         r->size = off;
@@ -652,11 +680,11 @@ static FILE *progress_start(const ocr_resume *r, int keep) {
     snprintf(tmp, sizeof tmp, "%s.tmp", r->path);
     FILE *f = fopen(tmp, "w");
     if (!f) return NULL;
-    fprintf(f, "nanovl ocr progress 2 %016llx\n", (unsigned long long)r->fp);
+    fprintf(f, "nanovl ocr progress 3 %016llx\n", (unsigned long long)r->fp);
     /* (their offsets kept: --retry-failed cuts OUT back to the page before the first that failed) */
     for (int i = 0; keep && i < r->n_done; i++)
-        fprintf(f, "U %d %ld %d %d %016llx\n", i, i + 1 == r->n_done ? r->size : r->unit[i].end, !r->unit[i].bad,
-                r->unit[i].page, (unsigned long long)r->unit[i].name);
+        fprintf(f, "U %d %ld %d %d %016llx %016llx\n", i, i + 1 == r->n_done ? r->size : r->unit[i].end, !r->unit[i].bad,
+                r->unit[i].page, (unsigned long long)r->unit[i].name, (unsigned long long)r->unit[i].stamp);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0 || rename(tmp, r->path) != 0) {
         const int e = errno;
         fclose(f);
@@ -674,6 +702,10 @@ static int ocr_skip_check(int index, const char *name, int page, void *user) {
     ocr_resume *r = c->rs;
     if (r->unit[index].page != page || r->unit[index].name != name_hash(name)) {
         r->mismatch = index + 1;
+        return 1;
+    }
+    if (r->unit[index].stamp != stamp_of(r, name)) { /* its text is the old file's */
+        r->changed = index + 1;
         return 1;
     }
     if (index + 1 < r->n_done) return 0;
@@ -697,8 +729,9 @@ static void progress_note(ocr_ctx *c, int index, int good, const char *name, int
         c->write_errno = errno;
         return;
     }
-    if (fprintf(c->progress, "U %d %ld %d %d %016llx\n", index, ftell(c->out), good, page,
-                (unsigned long long)name_hash(name)) < 0 ||
+    const uint64_t st = stamp_of(c->rs, name);
+    if (fprintf(c->progress, "U %d %ld %d %d %016llx %016llx\n", index, ftell(c->out), good, page,
+                (unsigned long long)name_hash(name), (unsigned long long)(st ? st : 1)) < 0 ||
         fflush(c->progress) != 0)
         c->progress_errno = errno ? errno : EIO;
 }
@@ -913,6 +946,14 @@ int cmd_ocr(int argc, char **argv) {
             goto out;
         }
         rs.fp = run_fingerprint(model, prompt, &p, c.json, files, n_files);
+        rs.files = files;
+        rs.n_files = n_files;
+        if (!(rs.stamp = nvl_calloc((size_t)n_files + 1, sizeof *rs.stamp))) {
+            fprintf(stderr, "nanovl ocr: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+        for (int f = 0; f < n_files; f++) rs.stamp[f] = input_stamp(files[f]); /* (before any is read) */
         struct stat sb;
         const int exists = stat(out_path, &sb) == 0, have_out = exists && sb.st_size > 0;
         if (exists && !S_ISREG(sb.st_mode)) {
@@ -921,6 +962,13 @@ int cmd_ocr(int argc, char **argv) {
             goto out;
         }
         const int r = progress_read(&rs);
+        if (r < 0 && rs.version != 3 && rs.version > 0) {
+            resume_say("%s's progress record %s is of another version (%d; this nanovl writes 3): it was "
+                       "written by another nanovl; run without %s to start again\n", out_path, rs.path, rs.version,
+                       g_resume_opt);
+            rc = EXIT_USAGE;
+            goto out;
+        }
         if (r < 0) {
             resume_say("%s was written for other files, model or options (or %s is damaged); "
                             "run without it to start again\n", out_path, rs.path);
@@ -1018,7 +1066,17 @@ int cmd_ocr(int argc, char **argv) {
         int n_failed = 0;
         if (api_pages_run(e, media, n_files, prompt, &p, &h, &n_failed, &err) != NVL_OK) {
             api_stopped = 1;
-            if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
+            if (rs.changed) {
+                const ocr_unit *u = &rs.unit[rs.changed - 1];
+                const char *nm = "?";
+                for (int f = 0; f < n_files; f++)
+                    if (name_hash(files[f]) == u->name) nm = files[f];
+                char pg[32] = "";
+                if (u->page) snprintf(pg, sizeof pg, "page %d of ", u->page);
+                resume_say("%s%s changed since it was read into %s (the run's page %d: its size or time differ); "
+                           "run without %s to start again\n", pg, nm, out_path, rs.changed, g_resume_opt);
+                rc = EXIT_USAGE;
+            } else if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
                 if (!rs.mismatch) rs.mismatch = 1; /* (fewer pages than were done) */
                 resume_say("the inputs now give other pages than the run that wrote %s (its page "
                                 "%d differs: a file that opened then fails now, or the reverse); run without it to "
@@ -1073,6 +1131,7 @@ int cmd_ocr(int argc, char **argv) {
 out:
     if (lock_fd >= 0) close(lock_fd);
     nvl_free(rs.unit);
+    nvl_free(rs.stamp);
     for (int f = 0; dir.out && f < dir.n; f++) nvl_free(dir.out[f]);
     nvl_free(dir.out);
     nvl_free(dir.failed);

@@ -4,10 +4,11 @@
 # marked so), goes on from where it stopped when run again, and OUT ends byte for byte as an
 # uninterrupted run's (Markdown, --json, and resumed with --parallel 2: the same text). Resuming a
 # finished run does nothing (its exit status kept); an OUT with no record, other options, a
-# changed file, or inputs that now give other pages (an encrypted PDF opened then, not now) are
-# refused and OUT is left as it was; OUT shorter than its record is refused; --resume without -o
+# file changed since it was read, a record of another version, or inputs that now give other
+# pages (an encrypted PDF opened then, not now) are refused and OUT is left as it was (a file not
+# yet read may change); OUT shorter than its record is refused; --resume without -o
 # is a usage error. --retry-failed reads again from the first page that failed (a renderer crash,
-# or a limit since raised). The pages of the PDF are held 3 s each as they are read
+# a limit since raised, or a damaged input since replaced). The pages of the PDF are held 3 s each as they are read
 # (NVL_TEST_MEDIA_DELAY), so the run is killed while its second page is being read.
 # usage: cli_ocr_resume.sh NANOVL MODEL_DIR IMAGE PDF [SHARED_MEDIA_DIR]
 B=$1 M=$2 I=$3 P=$4 S=$5
@@ -115,13 +116,34 @@ n=$((n + 1)); cmp -s "$T/l.md" "$T/full.md" || { echo "FAIL: the first run's OUT
 # a plain run over an OUT resumed before drops that run's record
 $OCR -o "$T/a.md" 2>/dev/null
 n=$((n + 1)); [ ! -e "$T/a.md.progress" ] || { echo "FAIL: a plain run left another run's record"; fail=$((fail + 1)); }
-# other options, or a file changed since: refused, OUT and its record left as they were
+# other options, or a file read since changed: refused, OUT and its record left as they were; a
+# file not yet read may change (the image was read, the PDF not)
 kill_after_first "$T/e.md"
-cp "$T/e.md" "$T/e.before"
+cp "$T/e.md" "$T/e.before" && cp "$T/e.md.progress" "$T/e2.md.progress" && cp "$T/e.md" "$T/e2.md"
 expect_fixed 2 "was written for other files, model or options" $OCR -o "$T/e.md" --resume --max-tiles 2
 touch -d "2001-01-01" "$P"
-expect_fixed 2 "was written for other files, model or options" $OCR -o "$T/e.md" --resume
+touch -d "2001-01-01" "$I"
+expect_fixed 2 "--resume: $I changed since it was read into $T/e.md (the run's page 1: its size or time differ); run without --resume to start again" $OCR -o "$T/e.md" --resume
 n=$((n + 1)); cmp -s "$T/e.md" "$T/e.before" && [ -s "$T/e.md.progress" ] || { echo "FAIL: a refused resume changed OUT"; fail=$((fail + 1)); }
+kill_after_first "$T/e3.md"
+touch -d "2002-01-01" "$P"
+expect_fixed 0 "resuming $T/e3.md after 1 page done" $OCR -o "$T/e3.md" --resume
+check "a file not yet read changed: resumed, OUT = the uninterrupted run" cmp -s "$T/e3.md" "$T/full.md"
+# a record of another version (an earlier nanovl wrote 2, without the files' stamps): refused as such
+sed -i '1s/progress 3 /progress 2 /' "$T/e2.md.progress"
+expect_fixed 2 "--resume: $T/e2.md's progress record $T/e2.md.progress is of another version (2; this nanovl writes 3)" $OCR -o "$T/e2.md" --resume
+# --retry-failed after the input that failed was fixed: the PDF was damaged (it failed whole), then
+# replaced by the good one: read again as it is now, OUT = the uninterrupted run; a file kept
+# (the image, read before the first failure) that changed since refuses it
+cp "$P" "$T/good.pdf" && head -c 300 "$T/good.pdf" > "$P"
+expect_fixed 1 "damaged PDF" $OCR -o "$T/x.md" --resume
+cp "$T/x.md" "$T/y.md" && cp "$T/x.md.progress" "$T/y.md.progress"
+cp "$T/good.pdf" "$P"
+expect_fixed 1 "$T/x.md is complete (2 pages, 1 failed): nothing to do (--retry-failed reads them again)" $OCR -o "$T/x.md" --resume
+expect_fixed 0 "--retry-failed: 1 page in $T/x.md failed; reading again from the run's page 2 of 2" $OCR -o "$T/x.md" --retry-failed
+check "--retry-failed after the damaged input was fixed: OUT = the uninterrupted run" cmp -s "$T/x.md" "$T/full.md"
+touch -d "2003-01-01" "$I"
+expect_fixed 2 "--retry-failed: $I changed since it was read into $T/y.md (the run's page 1" $OCR -o "$T/y.md" --retry-failed
 # OUT cut shorter than its record says: refused
 kill_after_first "$T/f.md"
 : > "$T/f.md"
