@@ -314,7 +314,7 @@ int engine_known_bad(const request *rq);
 nvl_status engine_build_prompt(request *rq, const api_message *msgs, int n_msgs, llm_prompt *prompt, int *think_on,
                                nvl_err *err);
 void engine_source_label(const source *s, char *label, size_t n);
-void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name);
+int engine_unname_tmp(nvl_err *err, const char *tmp, const char *name);
 int engine_is_tmp(const request *rq, const char *path);
 void engine_sources_free(request *rq);
 /* With skip_bad_pages, a page whose reading failed with st (err its message) is recorded in

@@ -65,16 +65,24 @@ static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **pat
     return NVL_OK;
 }
 
+/* 1 when the lt bytes at c in msg are a whole word: at the start or after a space, quote or
+ * parenthesis, and at the end or before a colon, space, quote, comma or parenthesis */
+static int whole_path_at(const char *msg, const char *c, size_t lt) {
+    return (c == msg || strchr(" '\"(", c[-1])) && (!c[lt] || strchr(":'\" ,)", c[lt]));
+}
+
 /* An error about a private temporary file (or a path given a name of its own) names the media
- * part instead (its name, or "bytes"): every occurrence of the path is replaced; a message without
- * it is left as it is. */
-void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
-    if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return;
+ * part instead (its name, or "bytes"): every occurrence of the path as a whole word is replaced
+ * (a path "a" is not a part of "damaged"); a message without it is left as it is. 1 when one was. */
+int engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
+    if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return 0;
+    int n = 0;
     char out[sizeof err->msg];
     size_t o = 0;
     const size_t lt = strlen(tmp), ln = strlen(name);
     for (const char *c = err->msg; *c && o + 1 < sizeof out;) {
-        if (!strncmp(c, tmp, lt)) {
+        if (!strncmp(c, tmp, lt) && whole_path_at(err->msg, c, lt)) {
+            n++;
             size_t k = ln < sizeof out - 1 - o ? ln : sizeof out - 1 - o;
             memcpy(out + o, name, k);
             o += k;
@@ -85,6 +93,7 @@ void engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
     }
     out[o] = '\0';
     memcpy(err->msg, out, o + 1);
+    return n > 0;
 }
 
 int engine_is_tmp(const request *rq, const char *path) {

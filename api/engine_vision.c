@@ -54,8 +54,7 @@ double engine_frame_ts(double native_fps, int64_t index, double timestamp) {
 static void video_name_error(request *rq, const source *s, nvl_err *err) {
     if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
     else if (s->path != s->name && strcmp(s->path, s->name)) { /* a path with a name of its own */
-        if (strstr(err->msg, s->path)) engine_unname_tmp(err, s->path, s->name);
-        else nvl_err_prefix(err, "%s", s->name);
+        if (!engine_unname_tmp(err, s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
     }
 }
 

@@ -235,9 +235,9 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
                 s2 = media_pdf_select_pages(pdf, media[m].pages ? media[m].pages : pg->p.pages, &pages, &np, &e2);
             if (s2 != NVL_OK && (!media[m].path || strcmp(media[m].path, name))) { /* named as the bytes (or the
                                                                                      named path) are, not by a path */
-                if (pg->tmp[m] && strstr(e2.msg, pg->tmp[m])) engine_unname_tmp(&e2, pg->tmp[m], name);
-                else if (media[m].path && strstr(e2.msg, media[m].path)) engine_unname_tmp(&e2, media[m].path, name);
-                else if (strncmp(e2.msg, name, strlen(name)) || strncmp(e2.msg + strlen(name), ": ", 2))
+                int named = pg->tmp[m] && engine_unname_tmp(&e2, pg->tmp[m], name);
+                if (!named && media[m].path) named = engine_unname_tmp(&e2, media[m].path, name);
+                if (!named && (strncmp(e2.msg, name, strlen(name)) || strncmp(e2.msg + strlen(name), ": ", 2)))
                     nvl_err_prefix(&e2, "%s", name);
             }
             media_pdf_close(pdf);

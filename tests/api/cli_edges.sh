@@ -196,6 +196,14 @@ for how in "ask pipe" "ask redirect" "ocr pipe" "ocr redirect"; do
     wait $p
     check "$c of a PDF on stdin ($w): copied once at most (seen:$seen), answered ($(tail -n 1 "$T/once.out"))" [ -z "$seen" -a "$(tail -n 1 "$T/once.out")" = rc=0 ]
 done
+# a media path given a name of its own (batch and serve: {"path", "name"}): errors name it, the
+# path replaced where it stands as a word only (a path "a" once turned "damaged" into "ddoc.pdfm...")
+head -c 3000 "$PDF" > "$T/a"
+printf '%s\n' '{"id":"x","files":[{"path":"a","name":"doc.pdf"}],"question":"Hi","params":{"max_tokens":2}}' \
+    '{"id":"z","type":"ocr","files":[{"path":"a","name":"doc.pdf"}],"params":{"max_tokens":2}}' > "$T/named.jsonl"
+(cd "$T" && timeout 120 "$B" batch --model "$M" named.jsonl --out named.res --no-progress > /dev/null 2>&1)
+check "a path with a name of its own: its errors say 'doc.pdf: damaged PDF: PDF document is damaged' ($(grep -o '"message":"[^"]*"' "$T/named.res" | head -n 1))" \
+    sh -c '[ "$(grep -c "\"message\":\"doc.pdf: damaged PDF: PDF document is damaged\"" "$1")" = 2 ]' - "$T/named.res"
 # a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
 # seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
 # as "\u0000" in JSON (it was cut there) and as the byte itself in plain text
