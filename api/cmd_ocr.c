@@ -557,6 +557,7 @@ typedef struct ocr_resume {
     ocr_unit *unit;   /* (n_done) */
     int mismatch;     /* the unit where the inputs now differ, + 1 (0: none) */
     int changed;      /* the unit whose file changed since it was read, + 1 (0: none) */
+    int renamed;      /* at mismatch a file starts that is named otherwise than the recorded one */
     int version;      /* the record's version (an earlier nanovl wrote 2) */
     const char *const *files; /* (n_files) the inputs, as given */
     uint64_t *stamp;  /* (n_files) input_stamp of each, taken before any is read */
@@ -702,6 +703,8 @@ static int ocr_skip_check(int index, const char *name, int page, void *user) {
     ocr_resume *r = c->rs;
     if (r->unit[index].page != page || r->unit[index].name != name_hash(name)) {
         r->mismatch = index + 1;
+        r->renamed = r->unit[index].page == page && r->unit[index].name != name_hash(name) &&
+                     (index == 0 || r->unit[index - 1].name != r->unit[index].name); /* (a file's first page) */
         return 1;
     }
     if (r->unit[index].stamp != stamp_of(r, name)) { /* its text is the old file's */
@@ -1075,6 +1078,11 @@ int cmd_ocr(int argc, char **argv) {
                 if (u->page) snprintf(pg, sizeof pg, "page %d of ", u->page);
                 resume_say("%s%s changed since it was read into %s (the run's page %d: its size or time differ); "
                            "run without %s to start again\n", pg, nm, out_path, rs.changed, g_resume_opt);
+                rc = EXIT_USAGE;
+            } else if (rs.renamed) {
+                resume_say("the run that wrote %s read its page %d from a file named otherwise (the names are "
+                           "written into %s: give the files as that run did, or run without %s to start again)\n",
+                           out_path, rs.mismatch, out_path, g_resume_opt);
                 rc = EXIT_USAGE;
             } else if (rs.mismatch || (skip > 0 && err.code == NVL_ERR_INVALID_ARG && !c.write_errno)) {
                 if (!rs.mismatch) rs.mismatch = 1; /* (fewer pages than were done) */

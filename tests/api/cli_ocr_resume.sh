@@ -129,6 +129,11 @@ kill_after_first "$T/e3.md"
 touch -d "2002-01-01" "$P"
 expect_fixed 0 "resuming $T/e3.md after 1 page done" $OCR -o "$T/e3.md" --resume
 check "a file not yet read changed: resumed, OUT = the uninterrupted run" cmp -s "$T/e3.md" "$T/full.md"
+# the same files named otherwise (resumed from their folder, by relative names): the names are
+# written into OUT, so refused, and said so (not "other pages")
+kill_after_first "$T/e4.md"
+expect_fixed 2 "--resume: the run that wrote e4.md read its page 1 from a file named otherwise (the names are written into e4.md" \
+    sh -c "cd '$T' && exec '$B' ocr --model '$M' image.bmp doc.pdf --max-tokens 8 --no-progress -o e4.md --resume"
 # a record of another version (an earlier nanovl wrote 2, without the files' stamps): refused as such
 sed -i '1s/progress 3 /progress 2 /' "$T/e2.md.progress"
 expect_fixed 2 "--resume: $T/e2.md's progress record $T/e2.md.progress is of another version (2; this nanovl writes 3)" $OCR -o "$T/e2.md" --resume
