@@ -600,8 +600,21 @@ static uint64_t stamp_of(const ocr_resume *r, const char *name) {
     return 0;
 }
 
-/* The run's fingerprint: what the text of a page read depends on (the inputs by their real paths:
- * their sizes and times are in the stamps of the pages read from them). */
+/* Where an input is: its folder's real path and its own name (a symlink as itself, not what it
+ * points to), so "a.pdf" and "/dir/a.pdf" are one input, and a link may be repointed */
+static uint64_t input_where(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+    char *rp = realpath(dir, NULL);
+    uint64_t h = hash_field(NVL_FNV1A_INIT, rp ? rp : dir);
+    free(rp);
+    return hash_field(h, slash ? slash + 1 : path);
+}
+
+/* The run's fingerprint: what the text of a page read depends on (the inputs by where they are:
+ * the files they are now, with their sizes and times, are in the stamps of the pages read from
+ * them, so a symlink may point elsewhere before it is read). */
 static uint64_t run_fingerprint(const char *model, const char *prompt, const api_ask_params *p, int json,
                                 const char *const *files, int n_files) {
     char buf[512];
@@ -628,7 +641,7 @@ static uint64_t run_fingerprint(const char *model, const char *prompt, const api
     /* (the limits -- --page-timeout, --page-memory, --image-timeout, --max-megapixels -- are not in
        it: they decide which pages fail, never a page's text, and a failed page is recorded as
        such; a resumed run whose inputs now give other pages is refused by its page check) */
-    for (int f = 0; f < n_files; f++) h = nvl_fnv1a(h, (uint64_t[]){input_id(files[f])}, 8);
+    for (int f = 0; f < n_files; f++) h = nvl_fnv1a(h, (uint64_t[]){input_where(files[f])}, 8);
     return h;
 }
 

@@ -129,6 +129,17 @@ kill_after_first "$T/e3.md"
 touch -d "2002-01-01" "$P"
 expect_fixed 0 "resuming $T/e3.md after 1 page done" $OCR -o "$T/e3.md" --resume
 check "a file not yet read changed: resumed, OUT = the uninterrupted run" cmp -s "$T/e3.md" "$T/full.md"
+# an input that is a symlink repointed before it is read: resumed (its pages are read from the
+# file it names now); the one it names when its pages are kept must not change
+ln -s doc.pdf "$T/link.pdf" && cp "$P" "$T/doc2.pdf" || exit 1
+NVL_TEST_MEDIA_DELAY="link.pdf:3000" "$B" ocr --model "$M" "$I" "$T/link.pdf" --max-tokens 8 --no-progress -o "$T/s.md" --resume 2>/dev/null &
+pid=$!
+i=0
+while [ $i -lt 200 ] && ! grep -q "^U 0 " "$T/s.md.progress" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+ln -sf doc2.pdf "$T/link.pdf"
+expect_fixed 0 "resuming $T/s.md after 1 page done" "$B" ocr --model "$M" "$I" "$T/link.pdf" --max-tokens 8 --no-progress -o "$T/s.md" --resume
 # the same files named otherwise (resumed from their folder, by relative names): the names are
 # written into OUT, so refused, and said so (not "other pages")
 kill_after_first "$T/e4.md"
