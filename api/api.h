@@ -275,8 +275,12 @@ nvl_status api_engine_ask(api_engine *e, const char *const *files, int n_files, 
 const struct llm_tokenizer *api_engine_tokenizer(const api_engine *e);
 
 /* Writes bytes to a private temporary file ($TMPDIR or /tmp, mode 0600) for the readers that
- * take paths (PDF, video). *path is nvl_malloc'ed; unlink and free it when done. */
+ * take paths (PDF, video). The file is unlinked at once and *path is "/proc/self/fd/N", its open
+ * descriptor (so nothing is left behind however the process ends); where /proc is missing, the
+ * named file. *path is nvl_malloc'ed: give it to api_tmp_release when done (closes or unlinks,
+ * and frees). */
 nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err);
+void api_tmp_release(char *path);
 
 /* OCR's parameters from a request's: reasoning off, and max_tokens 4096 per page unless the
  * request set it (max_tokens_given). One place for serve, batch and `nanovl ocr`. */

@@ -114,7 +114,7 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
-    char *buf = nvl_malloc((size_t)sb.st_size + 1);
+    char *buf = nvl_malloc((size_t)sb.st_size + 2);
     if (!buf) return -1;
     ssize_t got = pread(*fd, buf, (size_t)sb.st_size, 0);
     if (got != sb.st_size) {
@@ -124,6 +124,17 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
     buf[got] = 0;
     size_t keep = (size_t)got;
     while (keep > 0 && buf[keep - 1] != '\n') keep--;
+    if (keep < (size_t)got) { /* a whole result line that only lacks its newline (cut just before it) is kept */
+        cJSON *r = cJSON_ParseWithLength(buf + keep, (size_t)got - keep);
+        const int whole = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "id")) &&
+                          cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "status"));
+        cJSON_Delete(r);
+        if (whole && pwrite(*fd, "\n", 1, got) == 1) {
+            buf[got++] = '\n';
+            buf[got] = 0;
+            keep = (size_t)got;
+        }
+    }
     if (keep < (size_t)got) {
         fprintf(stderr, "nanovl batch: %s: dropping a torn last line (%zu bytes) from an interrupted run\n", path,
                 (size_t)got - keep);

@@ -3,6 +3,7 @@
  * per image are lowered until the prompt fits the context budget; the conversation is rendered
  * with the sources' layouts and tokenized. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,7 +464,7 @@ nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char *
     char *tpl = nvl_malloc(l);
     if (!tpl) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
     snprintf(tpl, l, "%s/nanovl-XXXXXX", dir);
-    int fd = mkstemp(tpl); /* 0600 */
+    int fd = mkostemp(tpl, O_CLOEXEC); /* 0600 */
     if (fd < 0) {
         nvl_status st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot create a temporary file in %s: %s", name, dir, strerror(errno));
         nvl_free(tpl);
@@ -482,9 +483,30 @@ nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char *
         }
         off += (size_t)w;
     }
+    /* unlinked at once and read through its descriptor, so that nothing is left behind however the
+       process ends (kill -9, the OOM killer); the named file only where /proc is missing */
+    char proc[40];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    struct stat sp, sf;
+    char *pp = NULL;
+    if (stat(proc, &sp) == 0 && fstat(fd, &sf) == 0 && sp.st_dev == sf.st_dev && sp.st_ino == sf.st_ino &&
+        (pp = nvl_malloc(strlen(proc) + 1))) {
+        memcpy(pp, proc, strlen(proc) + 1);
+        unlink(tpl);
+        nvl_free(tpl);
+        *path = pp;
+        return NVL_OK;
+    }
     close(fd);
     *path = tpl;
     return NVL_OK;
+}
+
+void api_tmp_release(char *path) {
+    if (!path) return;
+    if (!strncmp(path, "/proc/self/fd/", 14)) close(atoi(path + 14));
+    else unlink(path);
+    nvl_free(path);
 }
 
 /* The context budget (engine_impl.h): the text (rendered without media), the media at max_tiles,
@@ -753,10 +775,7 @@ void engine_sources_free(request *rq) {
     nvl_free(rq->pdfs);
     rq->pdfs = NULL;
     rq->n_pdfs = 0;
-    for (int i = 0; i < rq->n_tmp; i++) {
-        unlink(rq->tmp[i]);
-        nvl_free(rq->tmp[i]);
-    }
+    for (int i = 0; i < rq->n_tmp; i++) api_tmp_release(rq->tmp[i]);
     nvl_free(rq->tmp);
     rq->tmp = NULL;
     rq->n_tmp = 0;

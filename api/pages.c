@@ -413,10 +413,7 @@ void api_pages_free(api_pages *pg) {
         nvl_free(pg->units[i].msg_err);
     }
     for (int m = 0; pg->tmp && m < pg->n_media; m++)
-        if (pg->tmp[m]) {
-            unlink(pg->tmp[m]);
-            nvl_free(pg->tmp[m]);
-        }
+        api_tmp_release(pg->tmp[m]);
     nvl_free(pg->tmp);
     nvl_free(pg->local);
     nvl_free(pg->units);

@@ -729,20 +729,20 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
             snprintf(msg, sizeof msg, "a request with this id is already queued or running");
         }
     }
+    char gen[32]; /* (a request without an id gets one here, refused or not: its error names it) */
+    snprintf(gen, sizeof gen, "req-%llu", (unsigned long long)++s->req_serial);
+    const char *id = rq.id ? rq.id : gen;
     if (code) {
-        emit_locked(s, cl, error_event(rq.id, code, msg));
+        emit_locked(s, cl, error_event(id, code, msg));
         pthread_mutex_unlock(&s->mu);
         api_request_free(&rq);
         return;
     }
     job *j = nvl_calloc(1, sizeof *j);
-    char gen[32];
-    snprintf(gen, sizeof gen, "req-%llu", (unsigned long long)++s->req_serial);
-    const char *id = rq.id ? rq.id : gen;
     if (j) j->id = nvl_malloc(strlen(id) + 1);
     if (!j || !j->id) {
         if (j) nvl_free(j);
-        emit_locked(s, cl, error_event(rq.id, "out_of_memory", "out of memory"));
+        emit_locked(s, cl, error_event(id, "out_of_memory", "out of memory"));
         pthread_mutex_unlock(&s->mu);
         api_request_free(&rq);
         return;
@@ -861,6 +861,8 @@ static nvl_status open_socket(server *s, const char *path, nvl_err *err) {
     memcpy(a.sun_path, path, strlen(path) + 1);
     struct stat sb;
     if (lstat(path, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return nvl_err_set(err, NVL_ERR_BUSY, "%s: is a symbolic link; not replacing it (give the socket's own path)", path);
         if (!S_ISSOCK(sb.st_mode)) return nvl_err_set(err, NVL_ERR_BUSY, "%s: exists and is not a socket; not replacing it", path);
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe < 0) return nvl_err_set(err, NVL_ERR_IO, "socket: %s", strerror(errno));

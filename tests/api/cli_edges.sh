@@ -196,6 +196,23 @@ for how in "ask pipe" "ask redirect" "ocr pipe" "ocr redirect"; do
     wait $p
     check "$c of a PDF on stdin ($w): copied once at most (seen:$seen), answered ($(tail -n 1 "$T/once.out"))" [ -z "$seen" -a "$(tail -n 1 "$T/once.out")" = rc=0 ]
 done
+# a PDF sent as bytes (a job's base64 "data") is written to a temporary file that is unlinked at
+# once (read through /proc/self/fd): a run killed (-9) while it is open leaves nothing in TMPDIR
+# (the named copy stayed behind before). Opening is held (the renderer's test knob), the kill comes
+# once the process holds the copy.
+mkdir "$T/tmpd2"
+b64=$(base64 -w0 "$PDF")
+printf '{"id":"d","files":[{"type":"pdf","data":"%s","name":"sent.pdf"}],"question":"Hi","params":{"max_tokens":2}}\n' "$b64" > "$T/data.jsonl"
+TMPDIR="$T/tmpd2" NVL_TEST_RENDERER_SLOW_OPEN="/:5000" "$B" batch --model "$M" "$T/data.jsonl" --out "$T/data.res" --no-progress > /dev/null 2>&1 &
+p=$! i=0 held=
+while [ $i -lt 200 ] && [ -z "$held" ]; do
+    held=$(ls "$T/tmpd2" 2> /dev/null; for f in /proc/$p/fd/*; do readlink "$f" 2> /dev/null; done | grep "tmpd2/nanovl-")
+    sleep 0.05
+    i=$((i + 1))
+done
+kill -9 $p 2> /dev/null
+wait $p 2> /dev/null
+check "bytes' temporary file held ($held), then nothing left after kill -9 ($(ls "$T/tmpd2"))" sh -c '[ -n "$1" ] && [ -z "$(ls -A "$2")" ]' - "$held" "$T/tmpd2"
 # a media path given a name of its own (batch and serve: {"path", "name"}): errors name it, the
 # path replaced where it stands as a word only (a path "a" once turned "damaged" into "ddoc.pdfm...")
 head -c 3000 "$PDF" > "$T/a"
@@ -204,6 +221,11 @@ printf '%s\n' '{"id":"x","files":[{"path":"a","name":"doc.pdf"}],"question":"Hi"
 (cd "$T" && timeout 120 "$B" batch --model "$M" named.jsonl --out named.res --no-progress > /dev/null 2>&1)
 check "a path with a name of its own: its errors say 'doc.pdf: damaged PDF: PDF document is damaged' ($(grep -o '"message":"[^"]*"' "$T/named.res" | head -n 1))" \
     sh -c '[ "$(grep -c "\"message\":\"doc.pdf: damaged PDF: PDF document is damaged\"" "$1")" = 2 ]' - "$T/named.res"
+# serve --socket at a path that is not a socket: refused and left alone; a symbolic link is said to be one
+ln -s "$T/no-such-socket" "$T/sock-link" && : > "$T/sock-file"
+expect 1 "sock-link: is a symbolic link; not replacing it" "$B" serve --model "$M" --socket "$T/sock-link"
+expect 1 "sock-file: exists and is not a socket; not replacing it" "$B" serve --model "$M" --socket "$T/sock-file"
+check "the link and the file are left as they were" sh -c '[ -L "$1" ] && [ -f "$2" ] && [ ! -s "$2" ]' - "$T/sock-link" "$T/sock-file"
 # a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
 # seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
 # as "\u0000" in JSON (it was cut there) and as the byte itself in plain text

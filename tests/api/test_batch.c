@@ -214,7 +214,9 @@ int main(void) {
 
     /* a last line that is complete JSON but lacks its newline (the write stopped just before
      * it): cut after the third line's JSON, so four jobs remain; the rerun must not glue the next
-     * result onto that line: every id once, every line whole */
+     * result onto that line: every id once, every line whole; and the line is kept as it was (its
+     * newline added), not dropped as torn with its job run again */
+    char third_line[8192] = "";
     {
         long sz = file_size(out);
         FILE *a = fopen(out, "r");
@@ -231,6 +233,7 @@ int main(void) {
             while (start > all && start[-1] != '\n') start--;
             third = cJSON_ParseWithLength(start, (size_t)(cut - 1 - start));
             TEST_CHECK(third != NULL, "the third line is complete JSON without its newline");
+            if ((size_t)(cut - start) < sizeof third_line) memcpy(third_line, start, (size_t)(cut - start)); /* (with its \n) */
             cJSON_Delete(third);
             TEST_CHECK(truncate(out, (off_t)(cut - 1 - all)) == 0, "cut the newline of the third line");
         }
@@ -240,6 +243,14 @@ int main(void) {
         TEST_CHECK(!r.torn && r.n == 7, "after a last line without newline: %d whole lines, torn %d", r.n, r.torn);
         for (int i = 0; i < 7; i++) TEST_CHECK(count_id(&r, ids[i]) == 1, "job %s once after a last line without newline", ids[i]);
         unload(&r);
+        FILE *a2 = fopen(out, "r");
+        char *after = malloc((size_t)file_size(out) + 1);
+        size_t n2 = a2 && after ? fread(after, 1, (size_t)file_size(out), a2) : 0;
+        if (after) after[n2] = 0;
+        if (a2) fclose(a2);
+        TEST_CHECK(third_line[0] && after && strstr(after, third_line), "the whole line without its newline kept as it was: %.80s",
+                   third_line);
+        free(after);
     }
 
     /* --retry-failed redoes only the failures, and each id keeps one final line: the earlier

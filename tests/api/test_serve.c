@@ -898,6 +898,14 @@ int main(void) {
         TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_many_requests") && strstr(str(ev, "message"), "still ending"),
                    "the next request waits for the step's end (got %s: %s)", ev ? str(ev, "code") : "nothing", ev ? str(ev, "message") : "");
         cJSON_Delete(ev);
+        /* one without an id, refused the same way, is named by the id it was given (it said null) */
+        snprintf(req, sizeof req, "{\"files\":[\"%s\"],\"question\":\"q\",\"params\":{\"max_tokens\":2}}", img);
+        send_line(m.fd, req);
+        while ((ev = next_event(&m, 30)) && strcmp(str(ev, "event"), "error")) cJSON_Delete(ev);
+        TEST_CHECK(ev && !strcmp(str(ev, "code"), "too_many_requests") && !strncmp(str(ev, "id"), "req-", 4),
+                   "a refused request without an id: its error has a req-N id (got %s, id %s)", ev ? str(ev, "code") : "nothing",
+                   ev ? str(ev, "id") : "");
+        cJSON_Delete(ev);
         close(m.fd);
         stop_server(s9, "ninth");
         unlink(slowimg);
