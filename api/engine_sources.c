@@ -2,6 +2,7 @@
  * a PDF page, a video) each with a key naming exactly what its vision rows depend on; the tiles
  * per image are lowered until the prompt fits the context budget; the conversation is rendered
  * with the sources' layouts and tokenized. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -66,23 +67,28 @@ static nvl_status bytes_to_tmp(request *rq, const api_media *m, const char **pat
     return NVL_OK;
 }
 
-/* 1 when the lt bytes at c in msg are a whole word: at the start or after a space, quote or
- * parenthesis, and at the end or before a colon, space, quote, comma or parenthesis */
+/* 1 when the lt bytes at c in msg stand as a path does in a message: at the start or after a
+ * space, quote or parenthesis, and at the end or before a colon, quote, comma or parenthesis
+ * ("PATH: ...", "'PATH'"; not before a space: a path "a" is not the word in "is a directory") */
 static int whole_path_at(const char *msg, const char *c, size_t lt) {
-    return (c == msg || strchr(" '\"(", c[-1])) && (!c[lt] || strchr(":'\" ,)", c[lt]));
+    return (c == msg || strchr(" '\"(", c[-1])) && (!c[lt] || strchr(":'\",)", c[lt]));
 }
 
 /* An error about a private temporary file (or a path given a name of its own) names the media
- * part instead (its name, or "bytes"): every occurrence of the path as a whole word is replaced
- * (a path "a" is not a part of "damaged"); a message without it is left as it is. 1 when one was. */
+ * part instead (its name, or "bytes"): every occurrence of the temporary path is replaced, and of
+ * a given path where it stands as a path (a path "a" is not a part of "damaged"); a message
+ * without it is left as it is. 1 when one was. */
 int engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
     if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return 0;
     int n = 0;
     char out[sizeof err->msg];
     size_t o = 0;
     const size_t lt = strlen(tmp), ln = strlen(name);
+    /* our own (a temporary file's, a descriptor's) cannot be a word of the message: wherever it is,
+       unless more of a longer one follows ("/proc/self/fd/1" in ".../12") */
+    const int own = !strncmp(tmp, "/proc/self/fd/", 14) || strstr(tmp, "/nanovl-");
     for (const char *c = err->msg; *c && o + 1 < sizeof out;) {
-        if (!strncmp(c, tmp, lt) && whole_path_at(err->msg, c, lt)) {
+        if (!strncmp(c, tmp, lt) && (own ? !isalnum((unsigned char)c[lt]) : whole_path_at(err->msg, c, lt))) {
             n++;
             size_t k = ln < sizeof out - 1 - o ? ln : sizeof out - 1 - o;
             memcpy(out + o, name, k);

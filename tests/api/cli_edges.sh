@@ -221,6 +221,11 @@ printf '%s\n' '{"id":"x","files":[{"path":"a","name":"doc.pdf"}],"question":"Hi"
 (cd "$T" && timeout 120 "$B" batch --model "$M" named.jsonl --out named.res --no-progress > /dev/null 2>&1)
 check "a path with a name of its own: its errors say 'doc.pdf: damaged PDF: PDF document is damaged' ($(grep -o '"message":"[^"]*"' "$T/named.res" | head -n 1))" \
     sh -c '[ "$(grep -c "\"message\":\"doc.pdf: damaged PDF: PDF document is damaged\"" "$1")" = 2 ]' - "$T/named.res"
+mkdir "$T/named-dir" "$T/named-dir/a"
+printf '%s\n' '{"id":"x","files":[{"path":"a","name":"doc.pdf"}],"question":"Hi","params":{"max_tokens":2}}' > "$T/named-dir/j.jsonl"
+(cd "$T/named-dir" && timeout 120 "$B" batch --model "$M" j.jsonl --out r.jsonl --no-progress > /dev/null 2>&1)
+check "a path 'a' that is a folder: \"'doc.pdf' is a directory\", the word 'a' kept ($(grep -o '"message":"[^"]*"' "$T/named-dir/r.jsonl"))" \
+    grep -q "\"message\":\"'doc.pdf' is a directory; media must be regular files\"" "$T/named-dir/r.jsonl"
 # serve --socket at a path that is not a socket: refused and left alone; a symbolic link is said to be one
 ln -s "$T/no-such-socket" "$T/sock-link" && : > "$T/sock-file"
 expect 1 "sock-link: is a symbolic link; not replacing it" "$B" serve --model "$M" --socket "$T/sock-link"
