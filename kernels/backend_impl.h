@@ -59,6 +59,8 @@ struct kern_ops_i {
                               const uint8_t *mask, int64_t n_rows, nvl_err *err);
     /* (optional) place one weight tensor in backend memory, updating t; NULL: left in place */
     nvl_status (*place_weight)(kern_backend *be, nvl_tensor *t, nvl_err *err);
+    /* (optional) kern_matmul_invariant_rows; NULL: 0 (no bound: the step does not split its rows) */
+    int64_t (*matmul_invariant_rows)(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype);
 };
 
 struct kern_backend_i {

@@ -232,6 +232,11 @@ static nvl_status chk_seqs(const char *op, const kern_seq *seqs, int n_seq, int6
 // ---------------------------------------------------------------------------
 // Entry points
 
+int64_t kern_matmul_invariant_rows(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype) {
+    if (!be || !be->iface->ops || !be->iface->ops->matmul_invariant_rows) return 0;
+    return be->iface->ops->matmul_invariant_rows(be, w, x_dtype);
+}
+
 nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
     if (w->w.n_dims != 2 || !nvl_tensor_is_contiguous(&w->w))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight %s must be a contiguous 2-D tensor", __func__,

@@ -124,6 +124,17 @@ nvl_status kern_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, c
 
 /* y (T, N) = x (T, K) @ W^T, f32 accumulation; y rounded to its dtype. y must not alias x. */
 nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err);
+/* Batch invariance of kern_matmul for x of dtype x_dtype by w: R >= 1 when any row's result is the
+ * same bit for bit in every call of at most R rows (and a call of more rows gives a row what the
+ * same call gives it: deterministic for a given row count); INT64_MAX: any number of rows. So a
+ * step that runs its short sequences together in calls of at most R rows, and each longer one in
+ * a call of its own, gives every sequence what it gets alone (llm_step does: sampled answers then
+ * do not depend on the company, docs/api.md). 0: no such bound (a device backend, whose GEMM
+ * library picks its algorithm per shape; the step then runs all its rows in one call). The CPU:
+ * 31 for f32 and BF16 weights on the register-tile path (the packed GEMM and oneDNN from 32
+ * rows), 4 for FP8 / NVFP4 with AVX-512 (the fused rows), INT64_MAX where one path serves every
+ * row count (AVX2 tiles, scalar). */
+int64_t kern_matmul_invariant_rows(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype);
 
 /* RMSNorm (NemotronHRMSNorm / the projector's): y = (w * (x * rsqrt(mean(x^2) + eps))), the
  * statistics in f32, then rounded to y's dtype. x, y (T, C); w (C). In place allowed. */

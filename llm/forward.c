@@ -153,6 +153,45 @@ void llm_workspace_graph_stats(const llm_workspace *ws, llm_graph_stats *out) { 
 // ---------------------------------------------------------------------------
 // Blocks. Each mixer reads h (T, C) and writes its output back into h.
 
+/* y = x @ w^T over the step's rows so that every sequence gets what it gets alone, bit for bit
+ * (sampled answers then do not depend on the company; docs/api.md): where the backend's matmul is
+ * batch-invariant up to R rows (kern_matmul_invariant_rows; the CPU), sequences of at most R rows
+ * go together in calls of at most R rows (decode rows, short prompt slices: one call as before
+ * while they fit) and each longer one in a call of its own, as it runs alone; elsewhere (R 0: a
+ * device) all rows in one call. The sequences' rows follow each other from row 0 (llm_step). */
+static nvl_status step_mm(llm_workspace *ws, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, const kern_seq *sq,
+                          int ns, nvl_err *err) {
+    kern_backend *be = ws->be;
+    const int64_t T = x->shape[0];
+    const int64_t R = ns > 1 ? kern_matmul_invariant_rows(be, w, x->dtype) : 0;
+    if (R <= 0 || R >= T) return kern_matmul(be, y, x, w, err);
+    int64_t r0 = 0, run = 0; /* the run of short sequences gathered: rows [r0, r0 + run) */
+    for (int i = 0; i <= ns; i++) {
+        const int64_t n = i < ns ? sq[i].n_rows : 0;
+        if (run > 0 && (i == ns || n > R || run + n > R)) { /* the run so far, in one call */
+            nvl_tensor yr = kern_rows(y, r0, run), xr = kern_rows(x, r0, run);
+            TRY(kern_matmul(be, &yr, &xr, w, err));
+            r0 += run;
+            run = 0;
+        }
+        if (i == ns) break;
+        if (sq[i].row0 != r0 + run)
+            return nvl_err_set(err, NVL_ERR_INTERNAL, "%s: sequence %d's rows start at %lld, not after the ones before (%lld)",
+                               __func__, i, (long long)sq[i].row0, (long long)(r0 + run));
+        if (n > R) { /* a long prompt slice: alone, as it runs alone */
+            nvl_tensor yr = kern_rows(y, r0, n), xr = kern_rows(x, r0, n);
+            TRY(kern_matmul(be, &yr, &xr, w, err));
+            r0 += n;
+        } else {
+            run += n;
+        }
+    }
+    if (r0 != T)
+        return nvl_err_set(err, NVL_ERR_INTERNAL, "%s: the sequences hold %lld of the step's %lld rows", __func__, (long long)r0,
+                           (long long)T);
+    return NVL_OK;
+}
+
 /* Mamba-2 mixer: in_proj split (z | xBC | dt), causal conv + SiLU, softplus(dt + dt_bias),
  * selective scan, grouped gated RMSNorm (gate first), out_proj. */
 static nvl_status mamba2(llm_workspace *ws, llm_cache *c, const llm_layer *L, int il, int64_t T, const kern_seq *sq,
@@ -163,7 +202,7 @@ static nvl_status mamba2(llm_workspace *ws, llm_cache *c, const llm_layer *L, in
     const int64_t DI = hp->d_inner, Cc = hp->conv_dim, DP = hp->d_in_proj;
     nvl_tensor h = kern_rows(&ws->h, 0, T);
     nvl_tensor zx = kern_act(be, ws->m->act, 2, (int64_t[]){T, DP}, ws->big.data); /* (T, DP) */
-    TRY(kern_matmul(be, &zx, &h, &L->in_proj, err));
+    TRY(step_mm(ws, &zx, &h, &L->in_proj, sq, ns, err));
     nvl_tensor z = kern_cols(&zx, 0, DI), xbc = kern_cols(&zx, DI, Cc), dtr = kern_cols(&zx, DI + Cc, H);
     nvl_tensor cv = kern_rows(&ws->conv, 0, T), dt = kern_rows(&ws->dt, 0, T);
     TRY(kern_conv1d_causal(be, &cv, &xbc, &L->conv_w, L->conv_b.data ? &L->conv_b : NULL, &c->conv[il], sq, ns, err));
@@ -177,7 +216,7 @@ static nvl_status mamba2(llm_workspace *ws, llm_cache *c, const llm_layer *L, in
     nvl_tensor yn = kern_cols(&ws->yn, 0, DI);
     yn = kern_rows(&yn, 0, T);
     TRY(kern_rmsnorm_gated(be, &yn, &ys, &z, &L->ssm_norm, G, (float)hp->eps, sq, ns, err));
-    return kern_matmul(be, &h, &yn, &L->out_proj, err);
+    return step_mm(ws, &h, &yn, &L->out_proj, sq, ns, err);
 }
 
 /* Attention: q, k, v projections, no positional encoding, k and v into the slot's KV rows,
@@ -193,24 +232,24 @@ static nvl_status attention(llm_workspace *ws, llm_cache *c, const llm_layer *L,
     nvl_tensor q = kern_act(be, ws->m->act, 2, (int64_t[]){T, QD}, base);
     nvl_tensor k = kern_act(be, ws->m->act, 2, (int64_t[]){T, KD}, base + (size_t)(T * QD) * es);
     nvl_tensor v = kern_act(be, ws->m->act, 2, (int64_t[]){T, KD}, base + (size_t)(T * (QD + KD)) * es);
-    TRY(kern_matmul(be, &q, &h, &L->wq, err));
-    TRY(kern_matmul(be, &k, &h, &L->wk, err));
-    TRY(kern_matmul(be, &v, &h, &L->wv, err));
+    TRY(step_mm(ws, &q, &h, &L->wq, sq, ns, err));
+    TRY(step_mm(ws, &k, &h, &L->wk, sq, ns, err));
+    TRY(step_mm(ws, &v, &h, &L->wv, sq, ns, err));
     TRY(kern_kv_write(be, &c->k[il], &c->v[il], &k, &v, sq, ns, err));
     nvl_tensor o = kern_cols(&ws->yn, 0, QD);
     o = kern_rows(&o, 0, T);
     TRY(kern_attention_causal(be, &o, &q, &c->k[il], &c->v[il], hp->n_head, hp->n_head_kv, sq, ns, err));
-    return kern_matmul(be, &h, &o, &L->wo, err);
+    return step_mm(ws, &h, &o, &L->wo, sq, ns, err);
 }
 
 /* MLP: down(relu(up(x))^2) */
-static nvl_status mlp(llm_workspace *ws, const llm_layer *L, int64_t T, nvl_err *err) {
+static nvl_status mlp(llm_workspace *ws, const llm_layer *L, int64_t T, const kern_seq *sq, int ns, nvl_err *err) {
     kern_backend *be = ws->be;
     nvl_tensor h = kern_rows(&ws->h, 0, T);
     nvl_tensor u = kern_act(be, ws->m->act, 2, (int64_t[]){T, ws->m->hp.n_ff}, ws->big.data);
-    TRY(kern_matmul(be, &u, &h, &L->up, err));
+    TRY(step_mm(ws, &u, &h, &L->up, sq, ns, err));
     TRY(kern_bias_act(be, &u, &u, NULL, KERN_ACT_RELU2, err));
-    return kern_matmul(be, &h, &u, &L->down, err);
+    return step_mm(ws, &h, &u, &L->down, sq, ns, err);
 }
 
 // ---------------------------------------------------------------------------
@@ -222,8 +261,11 @@ static nvl_status logits_out(llm_workspace *ws, const int64_t *rows, float *cons
                              nvl_err *err) {
     kern_backend *be = ws->be;
     const llm_model *m = ws->m;
-    for (int64_t b0 = 0; b0 < n; b0 += LLM_LOGIT_BLOCK) {
-        const int64_t nb = n - b0 < LLM_LOGIT_BLOCK ? n - b0 : LLM_LOGIT_BLOCK;
+    /* (in blocks the matmul is batch-invariant over: a row's logits are those it gets alone) */
+    const int64_t R = kern_matmul_invariant_rows(be, &m->lm_head, ws->lrows.dtype);
+    const int64_t blk = R > 0 && R < LLM_LOGIT_BLOCK ? R : LLM_LOGIT_BLOCK;
+    for (int64_t b0 = 0; b0 < n; b0 += blk) {
+        const int64_t nb = n - b0 < blk ? n - b0 : blk;
         nvl_tensor lr = kern_rows(&ws->lrows, 0, nb), lg = kern_rows(&ws->logits, 0, nb);
         for (int64_t i = 0; i < nb; i++) {
             nvl_tensor src = kern_rows(&ws->x, rows[b0 + i], 1), d = kern_rows(&lr, i, 1);
@@ -266,7 +308,7 @@ static nvl_status step_body(llm_workspace *ws, llm_cache *c, int64_t T, int n_se
         switch ((enum llm_layer_kind)L->kind) {
         case LLM_LAYER_KIND_MAMBA2: TRY(mamba2(ws, c, L, il, T, sq, n_seq, err)); break;
         case LLM_LAYER_KIND_ATTN: TRY(attention(ws, c, L, il, T, sq, n_seq, err)); break;
-        case LLM_LAYER_KIND_MLP: TRY(mlp(ws, L, T, err)); break;
+        case LLM_LAYER_KIND_MLP: TRY(mlp(ws, L, T, sq, n_seq, err)); break;
         default:
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "layer %d has kind '%c', which this model does not run", il,
                                L->kind);

@@ -27,6 +27,12 @@ int kern_cpu_has_avx2(void);
 
 /* y[M,N] = x[M,K] @ w[N,K]^T, f32 accumulate. w dtype F32, BF16 or F16. */
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err);
+/* The rows up to which kern_cpu_matmul is batch-invariant (kernels/ops.h
+ * kern_matmul_invariant_rows): MM_PACKED_MIN_ROWS - 1 where the packed GEMM takes over, else
+ * INT64_MAX (one path for every row count). kern_cpu_quant_invariant_rows: the same for
+ * kern_cpu_matmul_quant (its fused rows with AVX-512, else INT64_MAX). */
+int64_t kern_cpu_matmul_invariant_rows(void);
+int64_t kern_cpu_quant_invariant_rows(void);
 /* BF16 weights x bf16-valued x (BF16 activations): exact bf16 products, f32 sums (matmul_bf16.c).
  * x (M, K) with row stride ldx floats, y (M, N) dense. 1 when it ran, 0 when this CPU cannot (or
  * NVL_CPU_KERNEL asks for a kernel without BF16 dot products, or memory ran out) and the caller

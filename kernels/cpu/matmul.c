@@ -339,6 +339,11 @@ static tile_kernels kernels(void) {
 
 const char *kern_cpu_matmul_kernel(void) { return kernels().name; }
 
+int64_t kern_cpu_matmul_invariant_rows(void) {
+    const tile_kernels kk = kernels();
+    return kk.t4 && kk.tm ? MM_PACKED_MIN_ROWS - 1 : INT64_MAX; /* (no tm: the tiles, or the blocked loop, for every M) */
+}
+
 nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_t M, nvl_err *err) {
     if (w->n_dims != 2)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight must be 2-D", __func__);

@@ -727,8 +727,23 @@ static nvl_status cpu_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_te
     return NVL_OK;
 }
 
+/* kern_matmul_invariant_rows: the path cpu_matmul takes for one row and for many, and where it
+ * changes (kernels/cpu/cpu_ops.h: each path's rows are bit-identical below its switch) */
+static int64_t cpu_matmul_invariant_rows(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype) {
+    (void)be;
+    if (w->quant != KERN_QUANT_NONE) return kern_cpu_quant_invariant_rows();
+    const int64_t f32 = kern_cpu_matmul_invariant_rows();
+    if (x_dtype != NVL_DTYPE_BF16 || w->w.dtype != NVL_DTYPE_BF16) return f32;
+    const kern_bf16_path one = kern_cpu_bf16_path(1), many = kern_cpu_bf16_path(KERN_DNNL_MIN_ROWS);
+    if (one == KERN_BF16_DNNL) return 1; /* oneDNN for every row count (NVL_CPU_KERNEL=dnnl): no bound known */
+    const int64_t below = one == KERN_BF16_OWN ? INT64_MAX : f32; /* (NONE: the f32 path) */
+    if (one == many) return below;
+    return below < KERN_DNNL_MIN_ROWS - 1 ? below : KERN_DNNL_MIN_ROWS - 1;
+}
+
 const struct kern_ops_i kern_cpu_ops = {
     .matmul = cpu_matmul,
+    .matmul_invariant_rows = cpu_matmul_invariant_rows,
     .rmsnorm = cpu_rmsnorm,
     .rmsnorm_gated = cpu_rmsnorm_gated,
     .layernorm = cpu_layernorm,

@@ -189,6 +189,10 @@ static int use_avx512(void) {
 #endif
 }
 
+int64_t kern_cpu_quant_invariant_rows(void) {
+    return use_avx512() ? QUANT_FUSED_ROWS : INT64_MAX; /* (without: the widened row and a scalar dot for every M) */
+}
+
 // ---------------------------------------------------------------------------
 
 nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_weight *w, int64_t M, nvl_err *err) {
