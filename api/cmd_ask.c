@@ -198,7 +198,8 @@ static void chat_on_signal(int sig) {
 /* One line of stdin into *line (no newline; trailing blanks and CRs dropped). Returns 1 with a
  * line, 0 at the end of input, -1 when a signal ended the read (g_chat_quit) or a read failed, 2
  * for a line longer than CHAT_MAX_LINE bytes, 3 for one holding a NUL byte (each read to its end
- * and dropped: binary bytes are not a question). */
+ * and dropped: binary bytes are not a question; *line then holds its first CHAT_MAX_LINE bytes, or
+ * its bytes up to the NUL, terminated). */
 static int chat_read_line(char **line, size_t *cap) {
     size_t n = 0;
     int c, too_long = 0, nul = 0;
@@ -227,6 +228,7 @@ static int chat_read_line(char **line, size_t *cap) {
         }
         (*line)[n++] = (char)c;
     }
+    if ((too_long || nul) && *line) (*line)[n] = 0; /* (what was kept of it, for a --json record) */
     if (too_long) return 2;
     if (nul) return 3;
     if (!*line) { /* (an empty line: nothing was stored yet) */
@@ -435,8 +437,25 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
                 break;
             }
             if (got >= 2) {
-                if (got == 2) fprintf(stderr, "nanovl ask: a question of more than %d bytes was left out\n", CHAT_MAX_LINE);
-                else fprintf(stderr, "nanovl ask: a line holding a NUL byte was left out (binary data is not a question)\n");
+                char msg[160];
+                if (got == 2) snprintf(msg, sizeof msg, "a question of more than %d bytes was left out", CHAT_MAX_LINE);
+                else snprintf(msg, sizeof msg, "a line holding a NUL byte was left out (binary data is not a question)");
+                fprintf(stderr, "nanovl ask: %s\n", msg);
+                if (o->json) { /* its record, as a failed question's: the line's start, its turn */
+                    cJSON *jo = cJSON_CreateObject();
+                    if (jo) {
+                        char head[204];
+                        snprintf(head, sizeof head, "%.200s", line ? line : "");
+                        cJSON_AddStringToObject(jo, "question", head);
+                        cJSON_AddNumberToObject(jo, "turn", ++turn);
+                        cJSON *je = cJSON_AddObjectToObject(jo, "error");
+                        if (je) {
+                            cJSON_AddStringToObject(je, "code", api_status_code(got == 2 ? NVL_ERR_LIMIT : NVL_ERR_INVALID_ARG));
+                            cJSON_AddStringToObject(je, "message", msg);
+                        }
+                    }
+                    api_json_line(stdout, jo);
+                }
                 rc = 1;
                 continue;
             }

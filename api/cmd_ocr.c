@@ -59,8 +59,10 @@ static const char *k_usage =
     "  reasoning is off for ocr (--think turns it on); max tokens per page default 4096;\n"
     "  \"--\" ends the options; the file \"-\" is read from stdin (cat scan.pdf | nanovl ocr -)\n"
     "exit: 0 every page done; 1 a page or file failed; 2 usage; 130 interrupted (SIGINT/SIGTERM:\n"
-    "      the page being written is marked incomplete, with --out-dir its file left out; a second\n"
-    "      signal exits at once)\n";
+    "      Markdown written as it comes marks the page being written incomplete; with --parallel or\n"
+    "      --json only whole pages are written, in order, so the pages after one still running are\n"
+    "      left out (--resume reads them again); with --out-dir the input's file is left out; a\n"
+    "      second signal exits at once)\n";
 
 /* The option a resumed run was asked with ("--resume" or "--retry-failed"), for its messages. */
 static const char *g_resume_opt = "--resume";
@@ -926,6 +928,11 @@ int cmd_ocr(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto out;
     }
+    if (out_path && !*out_path) { /* (as --out-dir "" is) */
+        fprintf(stderr, "nanovl ocr: -o needs a file's name\n");
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (dir.path && out_path) {
         fprintf(stderr, "nanovl ocr: -o writes one file, --out-dir a file per input: give one of them\n");
         rc = EXIT_USAGE;
@@ -955,6 +962,8 @@ int cmd_ocr(int argc, char **argv) {
     if (resume) {
         /* one run on OUT at a time (another cutting it back under a running one would tear it); the
            lock is held until this process ends */
+        struct stat sb0;
+        const int existed = lstat(out_path, &sb0) == 0; /* (before the lock's open may make it) */
         lock_fd = open(out_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
             resume_say("another nanovl ocr is writing %s\n", out_path);
@@ -994,6 +1003,14 @@ int cmd_ocr(int argc, char **argv) {
         if (r == 0 && have_out) {
             resume_say("%s has no progress record (%s): it was not written by nanovl ocr "
                             "--resume; run without it to write it again\n", out_path, rs.path);
+            rc = 1;
+            goto out;
+        }
+        if (r > 0 && !existed && rs.size > 0) { /* removed since (the lock's open made an empty one: gone again) */
+            struct stat sl;
+            if (lock_fd >= 0 && fstat(lock_fd, &sl) == 0 && sl.st_size == 0) unlink(out_path);
+            resume_say("%s is missing, and its progress record %s says %ld bytes of it were written; run without "
+                       "%s to start again (or remove %s)\n", out_path, rs.path, rs.size, g_resume_opt, rs.path);
             rc = 1;
             goto out;
         }

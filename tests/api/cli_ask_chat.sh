@@ -85,7 +85,10 @@ check "1 MiB exactly: asked (the budget's error)" grep -q "context budget" "$T/c
 check "1 MiB exactly: not left out" sh -c "! grep -q 'left out' '$T/chat5.err'"
 check "no /reset hint on a first turn" sh -c "! grep -q '/reset starts' '$T/chat5.err'"
 check "the failed turn's JSON error" [ "$(json_value "$T/chat3.jsonl" 2 code)" = '"limit_exceeded"' ]
-check "the last turn as if the failed ones had not been" [ "$(json_value "$T/chat3.jsonl" 3 answer)" = "$(json_value "$T/res.jsonl" 1 answer)" ]
+l3="$(json_value "$T/chat3.jsonl" 3 turn) $(json_value "$T/chat3.jsonl" 3 code)" l4="$(json_value "$T/chat3.jsonl" 4 turn) $(json_value "$T/chat3.jsonl" 4 code)"
+check "the long line's JSON record: its turn, limit_exceeded, left out ($l3)" sh -c '[ "$2" = "3 \"limit_exceeded\"" ] && sed -n 3p "$1" | grep -q "\"question\":\"xxxx.*bytes was left out"' - "$T/chat3.jsonl" "$l3"
+check "the NUL line's JSON record: its turn, invalid_argument, the line up to the NUL ($l4)" sh -c '[ "$2" = "4 \"invalid_argument\"" ] && sed -n 4p "$1" | grep -q "\"question\":\"a NUL\""' - "$T/chat3.jsonl" "$l4"
+check "the last turn as if the failed ones had not been" [ "$(json_value "$T/chat3.jsonl" 5 answer)" = "$(json_value "$T/res.jsonl" 1 answer)" ]
 
 # 4. usage errors
 expect 2 "cannot be used together" "$B" ask $A --chat --per-page "$I"

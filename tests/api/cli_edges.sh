@@ -231,6 +231,9 @@ ln -s "$T/no-such-socket" "$T/sock-link" && : > "$T/sock-file"
 expect 1 "sock-link: is a symbolic link; not replacing it" "$B" serve --model "$M" --socket "$T/sock-link"
 expect 1 "sock-file: exists and is not a socket; not replacing it" "$B" serve --model "$M" --socket "$T/sock-file"
 check "the link and the file are left as they were" sh -c '[ -L "$1" ] && [ -f "$2" ] && [ ! -s "$2" ]' - "$T/sock-link" "$T/sock-file"
+# an empty output name is a usage error, for -o as for --out-dir
+expect 2 "nanovl ocr: -o needs a file's name" "$B" ocr --model "$M" "$I" -o ""
+expect 2 "nanovl ocr: --out-dir needs a folder's name" "$B" ocr --model "$M" "$I" --out-dir ""
 # a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
 # seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
 # as "\u0000" in JSON (it was cut there) and as the byte itself in plain text

@@ -164,6 +164,11 @@ expect_fixed 2 "--retry-failed: $I changed since it was read into $T/y.md (the r
 kill_after_first "$T/f.md"
 : > "$T/f.md"
 expect_fixed 1 "is shorter than its progress record says" $OCR -o "$T/f.md" --resume
+# OUT removed since: said so, and not made again (an empty one was left)
+kill_after_first "$T/f2.md"
+rm -f "$T/f2.md"
+expect_fixed 1 "--resume: $T/f2.md is missing, and its progress record $T/f2.md.progress says" $OCR -o "$T/f2.md" --resume
+check "a missing OUT is not made by the refused resume" [ ! -e "$T/f2.md" ]
 expect_fixed 2 "--resume needs -o FILE" $OCR --resume
 # inputs that now give other pages: an encrypted PDF opened with its password, then resumed
 # without it (it fails as a whole: one unit where its pages were); refused, OUT untouched
