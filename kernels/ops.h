@@ -131,9 +131,9 @@ nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, con
  * a call of its own, gives every sequence what it gets alone (llm_step does: sampled answers then
  * do not depend on the company, docs/api.md). 0: no such bound (a device backend, whose GEMM
  * library picks its algorithm per shape; the step then runs all its rows in one call). The CPU:
- * 31 for f32 and BF16 weights on the register-tile path (the packed GEMM and oneDNN from 32
- * rows), 4 for FP8 / NVFP4 with AVX-512 (the fused rows), INT64_MAX where one path serves every
- * row count (AVX2 tiles, scalar). */
+ * 31 for f32 and BF16 weights on the register tiles (AVX-512 or AVX2; the packed GEMM and
+ * oneDNN from 32 rows), 4 for FP8 / NVFP4 with AVX-512 (the fused rows), INT64_MAX where one
+ * path serves every row count (the scalar loop; the own AVX512-BF16 kernel without oneDNN). */
 int64_t kern_matmul_invariant_rows(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype);
 
 /* RMSNorm (NemotronHRMSNorm / the projector's): y = (w * (x * rsqrt(mean(x^2) + eps))), the

@@ -319,7 +319,15 @@ static nvl_status step_body(llm_workspace *ws, llm_cache *c, int64_t T, int n_se
         nvl_tensor xl = kern_rows(&ws->x, 0, logit_rows), hl = kern_rows(&ws->h, 0, logit_rows);
         nvl_tensor lg = kern_rows(&ws->glogits, 0, logit_rows);
         TRY(kern_rmsnorm(be, &hl, &xl, &m->norm_f, (float)hp->eps, err));
-        TRY(kern_matmul(be, &lg, &hl, &m->lm_head, err));
+        /* (in calls the matmul is batch-invariant over, as logits_out: the CPU running the graph
+           form eagerly, NVL_CUDA_GRAPHS=pad; a device answers 0: one call, captured as before) */
+        const int64_t R = kern_matmul_invariant_rows(be, &m->lm_head, hl.dtype);
+        const int64_t blk = R > 0 && R < logit_rows ? R : logit_rows;
+        for (int64_t r0 = 0; r0 < logit_rows; r0 += blk) {
+            const int64_t nb = logit_rows - r0 < blk ? logit_rows - r0 : blk;
+            nvl_tensor lgb = kern_rows(&lg, r0, nb), hlb = kern_rows(&hl, r0, nb);
+            TRY(kern_matmul(be, &lgb, &hlb, &m->lm_head, err));
+        }
     }
     return NVL_OK;
 }

@@ -92,14 +92,19 @@ static void compare(const char *what, const float *got, const float *ref, int64_
  * in two chunks (8 then 5) so its second chunk shares a step with the others' first decode.
  * mode 1: the same with a fourth sequence prefilling 40 rows in each of the first two steps
  * (64 and 47 rows: past the register tiles), its last logits checked against filler_ref.
+ * mode 2: the fourth prefills 20 rows (short): step 1's 44 rows go in two runs of short
+ * sequences (24, then 20: a run cut where the next would pass 31 rows).
  * graphs: the workspace's graph mode (modes 0 only); keep (may be NULL): every logits row each
  * sequence got, (NDEC+1, V) per sequence, as ref is laid out. */
-#define FILL 40
+#define FILL 40 /* the filler's rows per slice in mode 1 (a long slice, a call of its own) */
+#define FILL2 20 /* in mode 2 (short: 24 + 20 rows, two runs of short sequences in one step) */
+static int g_fill;         /* this mode's */
 static float *g_filler_ref; /* (2, V): the filler's last logits after each of its two slices, prefilled alone */
 
-static void make_filler(int32_t *pad, int64_t V) { make_prompt(pad, 2 * FILL, 9, V); }
+static void make_filler(int32_t *pad, int64_t V) { make_prompt(pad, 2 * g_fill, 9, V); }
 
-static void run_filler_alone(const llm_model *m) {
+static void run_filler_alone(const llm_model *m, int fill) {
+    g_fill = fill;
     const int64_t V = llm_model_hparams(m)->n_vocab;
     nvl_err err = {0};
     llm_context_params cp = llm_context_params_default();
@@ -109,7 +114,7 @@ static void run_filler_alone(const llm_model *m) {
     int32_t pad[2 * FILL];
     make_filler(pad, V);
     for (int k = 0; k < 2; k++) {
-        TEST_EQ_INT(llm_prefill(ctx, pad + k * FILL, FILL, NULL, NULL, &err), NVL_OK);
+        TEST_EQ_INT(llm_prefill(ctx, pad + k * fill, fill, NULL, NULL, &err), NVL_OK);
         memcpy(g_filler_ref + k * V, llm_logits(ctx), (size_t)V * sizeof(float));
     }
     llm_context_free(ctx);
@@ -137,13 +142,13 @@ static void run_batched_g(const llm_model *m, const char *cfg, int mode, float *
         {.slot = k_slot[0], .tokens = p[0], .n = k_len[0], .logits = LLM_LOGITS_LAST, .out = lg},
         {.slot = k_slot[1], .tokens = p[1], .n = k_len[1], .logits = LLM_LOGITS_LAST, .out = lg + V},
         {.slot = k_slot[2], .tokens = p[2], .n = 8, .logits = LLM_LOGITS_NONE, .out = NULL},
-        {.slot = 3, .tokens = pad, .n = FILL, .logits = LLM_LOGITS_LAST, .out = lg + NSEQ * V},
+        {.slot = 3, .tokens = pad, .n = g_fill, .logits = LLM_LOGITS_LAST, .out = lg + NSEQ * V},
     };
     TEST_EQ_INT(llm_step(ws, c, b1, mode ? 4 : 3, &err), NVL_OK);
     const int exact = 1; /* (on the CPU; compare() takes the bounds on a device) */
     char what[160];
     if (mode) {
-        snprintf(what, sizeof what, "%s mode 1: the filler's %d-row slice in a 64-row step", cfg, FILL);
+        snprintf(what, sizeof what, "%s mode %d: the filler's %d-row slice in a %d-row step", cfg, mode, g_fill, 24 + g_fill);
         compare(what, lg + NSEQ * V, g_filler_ref, V, exact);
     }
     for (int s = 0; s < 2; s++) {
@@ -158,11 +163,11 @@ static void run_batched_g(const llm_model *m, const char *cfg, int mode, float *
         {.slot = k_slot[0], .tokens = &tok[0], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg},
         {.slot = k_slot[1], .tokens = &tok[1], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg + V},
         {.slot = k_slot[2], .tokens = p[2] + 8, .n = k_len[2] - 8, .logits = LLM_LOGITS_LAST, .out = lg + 2 * V},
-        {.slot = 3, .tokens = pad + FILL, .n = FILL, .logits = LLM_LOGITS_LAST, .out = lg + NSEQ * V},
+        {.slot = 3, .tokens = pad + g_fill, .n = g_fill, .logits = LLM_LOGITS_LAST, .out = lg + NSEQ * V},
     };
     TEST_EQ_INT(llm_step(ws, c, b2, mode ? 4 : 3, &err), NVL_OK); /* (mode 1: decode rows beside a 40-row slice) */
     if (mode) {
-        snprintf(what, sizeof what, "%s mode 1: the filler's second slice beside decode rows", cfg);
+        snprintf(what, sizeof what, "%s mode %d: the filler's second slice beside decode rows", cfg, mode);
         compare(what, lg + NSEQ * V, g_filler_ref + V, V, exact);
     }
     snprintf(what, sizeof what, "%s mode %d: seq 2 prompt logits (second chunk in a mixed step)", cfg, mode);
@@ -471,9 +476,11 @@ static void run_cfg(const char *cfg) {
         run_alone(m, s, ref[s], ids[s]);
     }
     g_filler_ref = malloc((size_t)(2 * V) * sizeof(float));
-    run_filler_alone(m);
     run_batched(m, cfg, 0, ref, ids);
+    run_filler_alone(m, FILL);
     run_batched(m, cfg, 1, ref, ids);
+    run_filler_alone(m, FILL2);
+    run_batched(m, cfg, 2, ref, ids);
     free(g_filler_ref);
     run_graphs(m, cfg, ref, ids);
     run_argmax(m, cfg, ids, LLM_GRAPHS_OFF);
