@@ -286,6 +286,57 @@ static void run_graphs(const llm_model *m, const char *cfg, float *ref[NSEQ], in
     }
 }
 
+/* A wide decode step in graph form (PAD: the CPU runs it eagerly): WIDE sequences, each prefilled
+ * alone, decode one token together in a bucket of 40 rows, past the register tiles; the bucket's
+ * lm_head runs in calls of < 32 rows (forward.c step_body), so each sequence's logits equal its
+ * own decode run alone bit for bit on the CPU (one 40-row call summed them in another order). */
+#define WIDE 33
+static void run_graphs_wide(const llm_model *m, const char *cfg) {
+    const int64_t V = llm_model_hparams(m)->n_vocab;
+    nvl_err err = {0};
+    float *ref = malloc((size_t)(WIDE * V) * sizeof(float)), *lg = malloc((size_t)(WIDE * V) * sizeof(float));
+    int32_t p[WIDE][2], tok[WIDE];
+    for (int s = 0; s < WIDE; s++) { /* alone: prefill 2 tokens, decode its greedy one */
+        make_prompt(p[s], 2, s + 3, V);
+        llm_context_params cp = llm_context_params_default();
+        cp.n_ctx = 8;
+        llm_context *ctx = NULL;
+        TEST_EQ_INT(llm_context_init(&ctx, m, &cp, &err), NVL_OK);
+        TEST_EQ_INT(llm_prefill(ctx, p[s], 2, NULL, NULL, &err), NVL_OK);
+        tok[s] = argmax(llm_logits(ctx), V);
+        TEST_EQ_INT(llm_decode(ctx, tok[s], &err), NVL_OK);
+        memcpy(ref + s * V, llm_logits(ctx), (size_t)V * sizeof(float));
+        llm_context_free(ctx);
+    }
+    llm_cache *c = NULL;
+    llm_workspace *ws = NULL;
+    TEST_EQ_INT(llm_cache_init(&c, m, WIDE, 8, &err), NVL_OK);
+    TEST_EQ_INT(llm_workspace_init(&ws, m, 64, LLM_SSM_MODE_AUTO, &err), NVL_OK);
+    TEST_EQ_INT(llm_workspace_set_graphs(ws, LLM_GRAPHS_PAD, &err), NVL_OK);
+    llm_batch_seq b[WIDE];
+    int slot[WIDE];
+    for (int s = 0; s < WIDE; s++) {
+        TEST_EQ_INT(llm_seq_alloc(c, &slot[s], &err), NVL_OK);
+        llm_batch_seq one = {.slot = slot[s], .tokens = p[s], .n = 2, .logits = LLM_LOGITS_NONE};
+        TEST_EQ_INT(llm_step(ws, c, &one, 1, &err), NVL_OK);
+        b[s] = (llm_batch_seq){.slot = slot[s], .tokens = &tok[s], .n = 1, .logits = LLM_LOGITS_LAST, .out = lg + s * V};
+    }
+    TEST_EQ_INT(llm_step(ws, c, b, WIDE, &err), NVL_OK);
+    llm_graph_stats gs;
+    llm_workspace_graph_stats(ws, &gs);
+    TEST_EQ_INT(gs.graph_form_steps, 1);
+    TEST_EQ_INT(gs.padded_rows, llm_decode_bucket(WIDE, 64) - WIDE); /* (a bucket of 40 rows) */
+    char what[128];
+    for (int s = 0; s < WIDE; s++) {
+        snprintf(what, sizeof what, "%s: seq %d of %d decoding in a %d-row bucket", cfg, s, WIDE, llm_decode_bucket(WIDE, 64));
+        compare(what, lg + s * V, ref + s * V, V, 1);
+    }
+    llm_workspace_free(ws);
+    llm_cache_free(c);
+    free(ref);
+    free(lg);
+}
+
 /* Greedy ids from the backend (llm_batch_seq.argmax, kern_argmax_rows): the three sequences
  * prefilled together, then decoded together with only argmax wanted (no logits cross to the
  * host; seq 0 also asks for its logits, whose argmax must be the id), in graph mode g: the ids
@@ -483,6 +534,7 @@ static void run_cfg(const char *cfg) {
     run_batched(m, cfg, 2, ref, ids);
     free(g_filler_ref);
     run_graphs(m, cfg, ref, ids);
+    run_graphs_wide(m, cfg);
     run_argmax(m, cfg, ids, LLM_GRAPHS_OFF);
     run_argmax(m, cfg, ids, LLM_GRAPHS_PAD);
     run_copy(m, cfg, ref[1], ids[1]);
