@@ -59,11 +59,13 @@ int cmd_embed(int argc, char **argv) {
         return EXIT_USAGE;
     }
     nvl_dump_set_dir(outdir ? outdir : nvl_dump_dir() ? nvl_dump_dir() : "nanovl-embed");
+    int made = 0; /* this run made the folder (removed again if it fails before writing into it) */
     { /* the folder must be writable before the work starts */
         const char *d = nvl_dump_dir();
         struct stat sb;
         int e = 0;
-        if (mkdir(d, 0755) != 0 && errno != EEXIST) e = errno;
+        if (mkdir(d, 0755) == 0) made = 1;
+        else if (errno != EEXIST) e = errno;
         else if (stat(d, &sb) != 0) e = errno;
         else if (!S_ISDIR(sb.st_mode)) e = ENOTDIR;
         else if (access(d, W_OK) != 0) e = errno;
@@ -174,5 +176,6 @@ done:
     media_frames_free(frames);
     nvl_checkpoint_close(ck);
     vision_model_free(vm);
+    if (rc && made) rmdir(nvl_dump_dir()); /* (only when nothing was written into it) */
     return rc;
 }

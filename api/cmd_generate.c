@@ -139,6 +139,13 @@ int cmd_generate(int argc, char **argv) {
         size_t len = 0;
         char *in = prompt ? NULL : cli_read_stdin(&len);
         const char *user_text = prompt ? prompt : (in ? in : "");
+        if (!*user_text) { /* (the chat template would wrap nothing: a mistake, not a question) */
+            fprintf(stderr, "nanovl generate: the prompt is empty (%s; give --prompt TEXT, --ids, or text on stdin)\n",
+                    prompt ? "--prompt \"\"" : "stdin was empty");
+            nvl_free(in);
+            llm_tokenizer_free(tok);
+            return EXIT_USAGE;
+        }
         char *rendered = NULL;
         size_t rl = 0;
         nvl_status st;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "cli_util.h"
@@ -161,7 +162,11 @@ int cmd_render(int argc, char **argv) {
     }
     /* "out/" and "out" name the same directory: no "out//page-2.png" */
     const char *sep = outdir[0] && outdir[strlen(outdir) - 1] == '/' ? "" : "/";
-    mkdir(outdir, 0755);
+    struct stat so;
+    if (!*outdir || (stat(outdir, &so) == 0 && !S_ISDIR(so.st_mode))) {
+        fprintf(stderr, "nanovl render: -o '%s' is not a folder\n", outdir);
+        return EXIT_USAGE;
+    }
     nvl_err err = {0};
     enum media_kind k;
     char out[4096];
@@ -170,6 +175,13 @@ int cmd_render(int argc, char **argv) {
         fprintf(stderr, "nanovl render: %s\n", err.msg);
         return 1;
     }
+    if (pages && k != MEDIA_KIND_PDF) {
+        fprintf(stderr, "nanovl render: --pages selects PDF pages, and '%s' is %s\n", path,
+                k == MEDIA_KIND_VIDEO ? "a video (its frames are sampled at 2 fps)" : "an image");
+        return EXIT_USAGE;
+    }
+    /* the folder is made once the input is known to give something (a failed run leaves none) */
+    const int made = mkdir(outdir, 0755) == 0;
     if (k == MEDIA_KIND_PDF) {
         media_pdf *pdf = NULL;
         int *list = NULL, n = 0;
@@ -177,6 +189,7 @@ int cmd_render(int argc, char **argv) {
             media_pdf_select_pages(pdf, pages, &list, &n, &err) != NVL_OK) {
             fprintf(stderr, "nanovl render: %s\n", err.msg);
             media_pdf_close(pdf);
+            if (made) rmdir(outdir);
             return 1;
         }
         for (int i = 0; i < n; i++) {
@@ -193,12 +206,14 @@ int cmd_render(int argc, char **argv) {
         }
         nvl_free(list);
         media_pdf_close(pdf);
+        if (rc && made) rmdir(outdir); /* (only when nothing was written into it) */
         return rc;
     }
     if (k == MEDIA_KIND_VIDEO) {
         media_frames *f = NULL;
         if (media_video_sample(path, NULL, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "nanovl render: %s\n", err.msg);
+            if (made) rmdir(outdir);
             return 1;
         }
         for (int i = 0; i < f->n && rc == 0; i++) {
@@ -211,6 +226,7 @@ int cmd_render(int argc, char **argv) {
             }
         }
         media_frames_free(f);
+        if (rc && made) rmdir(outdir);
         return rc;
     }
     media_image *img = NULL;
@@ -222,5 +238,6 @@ int cmd_render(int argc, char **argv) {
         printf("%s %dx%d\n", out, img->width, img->height);
     }
     media_image_free(img);
+    if (rc && made) rmdir(outdir);
     return rc;
 }

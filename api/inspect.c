@@ -198,11 +198,17 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         fprintf(out, "  mamba-2: %lld heads x %lld, state %lld, groups %lld, conv %lld, chunk %lld\n",
                 (long long)hp.ssm_n_head, (long long)hp.ssm_head_dim, (long long)hp.d_state,
                 (long long)hp.n_group, (long long)hp.d_conv, (long long)hp.chunk_size);
+        int32_t eos[16];
+        int n_eos = 0;
+        nvl_err eg = {0};
+        const int gen_ok = llm_generation_config_eos(dir, hp.n_vocab, eos, 16, &n_eos, &eg) == NVL_OK;
+        if (!gen_ok) on_problem(&pr, eg.code, eg.msg); /* (the model would not load: unusable) */
         int64_t n_exp = 0, n_bound = 0;
         nvl_status cs = llm_check_tensors(ck, &hp, on_problem, &pr, &n_exp, &n_bound, NULL);
         fprintf(out, "  tensors: expected %lld, bound %lld\n", (long long)n_exp, (long long)n_bound);
         lm_ok = cs == NVL_OK;
         if (lm_ok) lm_ok = inspect_linears(out, &pr, ck, &hp, &q, qst, &qerr);
+        lm_ok = lm_ok && gen_ok;
     }
 
     /* Vision tower: declared by a vision_config or by vision tensors */

@@ -146,6 +146,11 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
                           nvl_err *err);
 void llm_model_free(llm_model *m);
 const llm_hparams *llm_model_hparams(const llm_model *m);
+/* generation_config.json's eos_token_id (an integer or a list) in dir, each checked to be an id
+ * of an n_vocab-token vocabulary: up to cap of them into ids (*n). An absent file gives none
+ * (NVL_OK); NVL_ERR_CONFIG names the file and the bad value. llm_model_init reads it so; inspect
+ * reports it. */
+nvl_status llm_generation_config_eos(const char *dir, int64_t n_vocab, int32_t *ids, int cap, int *n, nvl_err *err);
 /* Stop token ids from generation_config.json (eos_token_id, int or list) and config.json;
  * returns the count written (at most cap). */
 int llm_model_stop_ids(const llm_model *m, int32_t *ids, int cap);

@@ -31,8 +31,8 @@ static void add_stop(llm_model *m, int64_t id) {
     if (m->n_stop < (int)(sizeof m->stop_ids / sizeof m->stop_ids[0])) m->stop_ids[m->n_stop++] = (int32_t)id;
 }
 
-/* generation_config.json eos_token_id: an int or a list; absent file is fine. */
-static nvl_status read_generation_config(llm_model *m, const char *dir, nvl_err *err) {
+nvl_status llm_generation_config_eos(const char *dir, int64_t n_vocab, int32_t *ids, int cap, int *n, nvl_err *err) {
+    *n = 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
     cJSON *g = NULL;
@@ -54,18 +54,27 @@ static nvl_status read_generation_config(llm_model *m, const char *dir, nvl_err 
     const cJSON *it = cJSON_IsArray(e) ? e->child : e;
     for (; it && !cJSON_IsNull(it); it = cJSON_IsArray(e) ? it->next : NULL) {
         const double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
-        if (!cJSON_IsNumber(it) || !(v >= 0 && v < (double)m->hp.n_vocab) || v != floor(v)) {
+        if (!cJSON_IsNumber(it) || !(v >= 0 && v < (double)n_vocab) || v != floor(v)) {
             char buf[64];
-            if (cJSON_IsNumber(it)) snprintf(buf, sizeof buf, "%g", v);
+            if (cJSON_IsNumber(it)) snprintf(buf, sizeof buf, "%.17g", v); /* (99999999, not 1e+08) */
             else snprintf(buf, sizeof buf, "a %s", cJSON_IsString(it) ? "string" : "non-number");
             cJSON_Delete(g);
             return nvl_err_set(err, NVL_ERR_CONFIG, "%s: eos_token_id %s is not a token id of the %lld-token vocabulary",
-                               path, buf, (long long)m->hp.n_vocab);
+                               path, buf, (long long)n_vocab);
         }
-        add_stop(m, (int64_t)v);
+        if (*n < cap) ids[(*n)++] = (int32_t)v;
     }
     cJSON_Delete(g);
     return NVL_OK;
+}
+
+/* generation_config.json eos_token_id: an int or a list; absent file is fine. */
+static nvl_status read_generation_config(llm_model *m, const char *dir, nvl_err *err) {
+    int32_t ids[16];
+    int n = 0;
+    const nvl_status st = llm_generation_config_eos(dir, m->hp.n_vocab, ids, 16, &n, err);
+    for (int i = 0; st == NVL_OK && i < n; i++) add_stop(m, ids[i]);
+    return st;
 }
 
 static nvl_status bind(const llm_model *m, const char *name, nvl_tensor *out, nvl_err *err) {

@@ -40,6 +40,17 @@ static void copy_str(char *dst, size_t cap, const cJSON *v) {
     if (cJSON_IsString(v)) snprintf(dst, cap, "%s", v->valuestring);
 }
 
+/* A string field into dst: absent or null leaves it; any other type is refused, named (a number
+ * read as '' said "quant_algo ''" far from the cause) */
+static nvl_status read_str(char *dst, size_t cap, const cJSON *v, const char *path, const char *key, nvl_err *err) {
+    if (!v || cJSON_IsNull(v)) return NVL_OK;
+    if (!cJSON_IsString(v))
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is %s, expected a string", path, key,
+                           cJSON_IsNumber(v) ? "a number" : cJSON_IsBool(v) ? "a boolean" : cJSON_IsArray(v) ? "an array" : "an object");
+    copy_str(dst, cap, v);
+    return NVL_OK;
+}
+
 /* group_size: absent or null leaves *out; else a positive whole number ("32" as a string, 0 or
  * 16.5 were taken as absent and the blocks run as 16) */
 static nvl_status read_group_size(const cJSON *gs, const char *path, const char *key, int *out, nvl_err *err) {
@@ -132,10 +143,14 @@ static nvl_status read_config_json(llm_quant_config *q, const cJSON *qc, const c
     if (cJSON_IsString(m) && strcmp(m->valuestring, "modelopt"))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: quantization method '%s' (nanovl reads ModelOpt checkpoints: "
                            "quant_method \"modelopt\")", path, m->valuestring);
-    copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"));
+    nvl_status rs = read_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qc, "quant_algo"), path,
+                             "quantization_config.quant_algo", err);
+    if (rs != NVL_OK) return rs;
     /* the KV cache's scheme, spelled kv_cache_scheme {num_bits, type} here (so that it is said
        not to be applied, as hf_quant_config.json's kv_cache_quant_algo is) */
-    copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_quant_algo"));
+    rs = read_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_quant_algo"), path,
+                  "quantization_config.kv_cache_quant_algo", err);
+    if (rs != NVL_OK) return rs;
     const cJSON *kv = cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_scheme");
     if (!q->kv_algo[0] && cJSON_IsObject(kv)) snprintf(q->kv_algo, sizeof q->kv_algo, "%s", bits_algo(kv));
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups"), *g;
@@ -206,9 +221,13 @@ nvl_status llm_quant_config_load(llm_quant_config *q, const char *dir, nvl_err *
         } else {
             q->present = 1;
             snprintf(q->source, sizeof q->source, "hf_quant_config.json");
-            copy_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qq, "quant_algo"));
-            copy_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qq, "kv_cache_quant_algo"));
-            st = read_group_size(cJSON_GetObjectItemCaseSensitive(qq, "group_size"), path, "group_size", &q->group_size, err);
+            st = read_str(q->algo, sizeof q->algo, cJSON_GetObjectItemCaseSensitive(qq, "quant_algo"), path,
+                          "quantization.quant_algo", err);
+            if (st == NVL_OK)
+                st = read_str(q->kv_algo, sizeof q->kv_algo, cJSON_GetObjectItemCaseSensitive(qq, "kv_cache_quant_algo"), path,
+                              "quantization.kv_cache_quant_algo", err);
+            if (st == NVL_OK)
+                st = read_group_size(cJSON_GetObjectItemCaseSensitive(qq, "group_size"), path, "group_size", &q->group_size, err);
             if (st == NVL_OK) st = read_list(q, cJSON_GetObjectItemCaseSensitive(qq, "exclude_modules"), path, "exclude_modules", err);
             if (st == NVL_OK) st = read_layers(q, cJSON_GetObjectItemCaseSensitive(qq, "quantized_layers"), path, err);
             if (st == NVL_OK) compare_with_config_json(q, qc);

@@ -234,6 +234,26 @@ check "the link and the file are left as they were" sh -c '[ -L "$1" ] && [ -f "
 # an empty output name is a usage error, for -o as for --out-dir
 expect 2 "nanovl ocr: -o needs a file's name" "$B" ocr --model "$M" "$I" -o ""
 expect 2 "nanovl ocr: --out-dir needs a folder's name" "$B" ocr --model "$M" "$I" --out-dir ""
+# generate, render, embed and inspect edges (a review, 2026-12-02): an empty prompt is refused; render
+# --pages on a video is refused; -o at a file is refused before any work; a failed render or embed
+# leaves no folder it made; inspect reports a bad generation_config.json (what generate refuses,
+# the id printed whole) and a non-string quant_algo by name
+expect 2 "the prompt is empty (stdin was empty" sh -c "'$B' generate --model '$M' --max-tokens 2 < /dev/null"
+expect 2 "the prompt is empty (--prompt \"\"" "$B" generate --model "$M" --max-tokens 2 --prompt ""
+expect 2 "--pages selects PDF pages, and '$V' is a video" "$B" render "$V" -o "$T/rv" --pages 1
+: > "$T/rfile"
+expect 2 "-o '$T/rfile' is not a folder" "$B" render "$PDF" -o "$T/rfile"
+expect 1 "3-5 is outside the document's pages 1-2" "$B" render "$PDF" -o "$T/rbad" --pages 3-5
+echo "1 2" > "$T/not-media"
+expect 1 "not a recognised image, PDF or video format" "$B" embed --model "$M" "$T/not-media" -o "$T/ebad"
+check "failed render and embed leave no folder they made" sh -c '[ ! -e "$1/rv" ] && [ ! -e "$1/rbad" ] && [ ! -e "$1/ebad" ]' - "$T"
+cp -r "$M" "$T/gencfg" && echo '{"eos_token_id": [99999999]}' > "$T/gencfg/generation_config.json"
+expect 1 "generation_config.json: eos_token_id 99999999 is not a token id of the" "$B" inspect "$T/gencfg"
+QD="$(dirname "$M")/quant_vl/fp8"
+if [ -d "$QD" ]; then
+    cp -r "$QD" "$T/qalgo" && sed -i 's/"quant_algo": *"FP8"/"quant_algo": 5/' "$T/qalgo/hf_quant_config.json"
+    expect 1 "hf_quant_config.json: quantization.quant_algo is a number, expected a string" "$B" inspect "$T/qalgo"
+fi
 # a NUL byte in the model's text (the byte-level token 'Ā' decodes to 0x00; at this temperature
 # seed 27 draws it between tokens 50 and 100, on every CPU kernel): the answer goes on after it,
 # as "\u0000" in JSON (it was cut there) and as the byte itself in plain text
