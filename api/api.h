@@ -281,6 +281,11 @@ const struct llm_tokenizer *api_engine_tokenizer(const api_engine *e);
  * and frees). */
 nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char **path, nvl_err *err);
 void api_tmp_release(char *path);
+/* A path that opens what the open descriptor fd holds ("/proc/self/fd/N": an unlinked file too),
+ * into out (cap bytes, API_FD_PATH_MAX will do): 1 when it does (it names fd's file and can be
+ * read), else 0 (no /proc) with out "". */
+#define API_FD_PATH_MAX 40
+int api_fd_path(int fd, char *out, size_t cap);
 
 /* OCR's parameters from a request's: reasoning off, and max_tokens 4096 per page unless the
  * request set it (max_tokens_given). One place for serve, batch and `nanovl ocr`. */

@@ -44,7 +44,7 @@ char *cli_read_stdin(size_t *len) {
  * the media '-' (its name). Without /proc the bytes are mapped instead (*data, *size; *path NULL),
  * and the engine copies a PDF or video to a file of its own. */
 static int stdin_media(const char *cmd, const char **path, const uint8_t **data, size_t *size) {
-    static char g_path[64];
+    static char g_path[API_FD_PATH_MAX];
     static const uint8_t *g_data;
     static size_t g_size;
     if (g_path[0] || g_data) {
@@ -108,13 +108,11 @@ static int stdin_media(const char *cmd, const char **path, const uint8_t **data,
         if (own) close(fd);
         return 0;
     }
-    snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", fd);
-    struct stat sp;
-    if (stat(g_path, &sp) == 0 && sp.st_dev == sb.st_dev && sp.st_ino == sb.st_ino && access(g_path, R_OK) == 0) {
+    if (api_fd_path(fd, g_path, sizeof g_path)) {
         *path = g_path, *data = NULL, *size = 0; /* (fd stays open: the file the path opens) */
         return 1;
     }
-    g_path[0] = 0; /* no /proc: the bytes, mapped */
+    /* (no /proc: the bytes, mapped; g_path is "") */
     void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (own) close(fd); /* (the mapping keeps the file) */
     if (m == MAP_FAILED) {

@@ -111,6 +111,70 @@ static const char *k_render_usage =
     "  --page-timeout S --page-memory MIB   bounds on rendering one page (default 120 s, 2048 MiB\n"
     "  besides its pixels; 0 = none): a page past either is not written and the command exits 1\n";
 
+/* The PNGs of path (of kind k) into outdir, which exists; 0, or 1 having said why (what was
+ * written stays). */
+static int render_into(const char *path, enum media_kind k, const char *outdir, const char *pages, const char *password,
+                       double dpi, int long_side) {
+    /* "out/" and "out" name the same directory: no "out//page-2.png" */
+    const char *sep = outdir[0] && outdir[strlen(outdir) - 1] == '/' ? "" : "/";
+    nvl_err err = {0};
+    char out[4096];
+    int rc = 0;
+    if (k == MEDIA_KIND_PDF) {
+        media_pdf *pdf = NULL;
+        int *list = NULL, n = 0;
+        if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK ||
+            media_pdf_select_pages(pdf, pages, &list, &n, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl render: %s\n", err.msg);
+            media_pdf_close(pdf);
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            media_image *img = NULL;
+            snprintf(out, sizeof out, "%s%spage-%d.png", outdir, sep, list[i] + 1);
+            if (media_pdf_render(pdf, list[i], dpi, long_side, &img, &err) != NVL_OK ||
+                media_image_write_png(img, out, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl render: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("%s %dx%d\n", out, img->width, img->height);
+            }
+            media_image_free(img);
+        }
+        nvl_free(list);
+        media_pdf_close(pdf);
+        return rc;
+    }
+    if (k == MEDIA_KIND_VIDEO) {
+        media_frames *f = NULL;
+        if (media_video_sample(path, NULL, NULL, &f, &err) != NVL_OK) {
+            fprintf(stderr, "nanovl render: %s\n", err.msg);
+            return 1;
+        }
+        for (int i = 0; i < f->n && rc == 0; i++) {
+            snprintf(out, sizeof out, "%s%sframe-%lld.png", outdir, sep, (long long)f->frames[i]->index);
+            if (media_image_write_png(f->frames[i], out, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl render: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("%s %.3fs\n", out, f->frames[i]->timestamp);
+            }
+        }
+        media_frames_free(f);
+        return rc;
+    }
+    media_image *img = NULL;
+    snprintf(out, sizeof out, "%s%simage.png", outdir, sep);
+    if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK || media_image_write_png(img, out, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl render: %s\n", err.msg);
+        rc = 1;
+    } else {
+        printf("%s %dx%d\n", out, img->width, img->height);
+    }
+    media_image_free(img);
+    return rc;
+}
+
 int cmd_render(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;
     double dpi = 0;
@@ -160,8 +224,6 @@ int cmd_render(int argc, char **argv) {
         fprintf(stderr, k_render_usage, MEDIA_PDF_DEFAULT_LONG_SIDE);
         return EXIT_USAGE;
     }
-    /* "out/" and "out" name the same directory: no "out//page-2.png" */
-    const char *sep = outdir[0] && outdir[strlen(outdir) - 1] == '/' ? "" : "/";
     struct stat so;
     if (!*outdir || (stat(outdir, &so) == 0 && !S_ISDIR(so.st_mode))) {
         fprintf(stderr, "nanovl render: -o '%s' is not a folder\n", outdir);
@@ -169,8 +231,6 @@ int cmd_render(int argc, char **argv) {
     }
     nvl_err err = {0};
     enum media_kind k;
-    char out[4096];
-    int rc = 0;
     if (media_sniff_file(path, &k, &err) != NVL_OK) {
         fprintf(stderr, "nanovl render: %s\n", err.msg);
         return 1;
@@ -182,62 +242,7 @@ int cmd_render(int argc, char **argv) {
     }
     /* the folder is made once the input is known to give something (a failed run leaves none) */
     const int made = mkdir(outdir, 0755) == 0;
-    if (k == MEDIA_KIND_PDF) {
-        media_pdf *pdf = NULL;
-        int *list = NULL, n = 0;
-        if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK ||
-            media_pdf_select_pages(pdf, pages, &list, &n, &err) != NVL_OK) {
-            fprintf(stderr, "nanovl render: %s\n", err.msg);
-            media_pdf_close(pdf);
-            if (made) rmdir(outdir);
-            return 1;
-        }
-        for (int i = 0; i < n; i++) {
-            media_image *img = NULL;
-            snprintf(out, sizeof out, "%s%spage-%d.png", outdir, sep, list[i] + 1);
-            if (media_pdf_render(pdf, list[i], dpi, long_side, &img, &err) != NVL_OK ||
-                media_image_write_png(img, out, &err) != NVL_OK) {
-                fprintf(stderr, "nanovl render: %s\n", err.msg);
-                rc = 1;
-            } else {
-                printf("%s %dx%d\n", out, img->width, img->height);
-            }
-            media_image_free(img);
-        }
-        nvl_free(list);
-        media_pdf_close(pdf);
-        if (rc && made) rmdir(outdir); /* (only when nothing was written into it) */
-        return rc;
-    }
-    if (k == MEDIA_KIND_VIDEO) {
-        media_frames *f = NULL;
-        if (media_video_sample(path, NULL, NULL, &f, &err) != NVL_OK) {
-            fprintf(stderr, "nanovl render: %s\n", err.msg);
-            if (made) rmdir(outdir);
-            return 1;
-        }
-        for (int i = 0; i < f->n && rc == 0; i++) {
-            snprintf(out, sizeof out, "%s%sframe-%lld.png", outdir, sep, (long long)f->frames[i]->index);
-            if (media_image_write_png(f->frames[i], out, &err) != NVL_OK) {
-                fprintf(stderr, "nanovl render: %s\n", err.msg);
-                rc = 1;
-            } else {
-                printf("%s %.3fs\n", out, f->frames[i]->timestamp);
-            }
-        }
-        media_frames_free(f);
-        if (rc && made) rmdir(outdir);
-        return rc;
-    }
-    media_image *img = NULL;
-    snprintf(out, sizeof out, "%s%simage.png", outdir, sep);
-    if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK || media_image_write_png(img, out, &err) != NVL_OK) {
-        fprintf(stderr, "nanovl render: %s\n", err.msg);
-        rc = 1;
-    } else {
-        printf("%s %dx%d\n", out, img->width, img->height);
-    }
-    media_image_free(img);
-    if (rc && made) rmdir(outdir);
+    const int rc = render_into(path, k, outdir, pages, password, dpi, long_side);
+    if (rc && made) rmdir(outdir); /* (only when nothing was written into it) */
     return rc;
 }

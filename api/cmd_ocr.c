@@ -559,6 +559,7 @@ typedef struct ocr_resume {
     ocr_unit *unit;   /* (n_done) */
     int mismatch;     /* the unit where the inputs now differ, + 1 (0: none) */
     int changed;      /* the unit whose file changed since it was read, + 1 (0: none) */
+    const char *changed_name; /* that file, as given */
     int renamed;      /* at mismatch a file starts that is named otherwise than the recorded one */
     int version;      /* the record's version (an earlier nanovl wrote 2) */
     const char *const *files; /* (n_files) the inputs, as given */
@@ -724,6 +725,7 @@ static int ocr_skip_check(int index, const char *name, int page, void *user) {
     }
     if (r->unit[index].stamp != stamp_of(r, name)) { /* its text is the old file's */
         r->changed = index + 1;
+        r->changed_name = name;
         return 1;
     }
     if (index + 1 < r->n_done) return 0;
@@ -1101,13 +1103,10 @@ int cmd_ocr(int argc, char **argv) {
             api_stopped = 1;
             if (rs.changed) {
                 const ocr_unit *u = &rs.unit[rs.changed - 1];
-                const char *nm = "?";
-                for (int f = 0; f < n_files; f++)
-                    if (name_hash(files[f]) == u->name) nm = files[f];
                 char pg[32] = "";
                 if (u->page) snprintf(pg, sizeof pg, "page %d of ", u->page);
                 resume_say("%s%s changed since it was read into %s (the run's page %d: its size or time differ); "
-                           "run without %s to start again\n", pg, nm, out_path, rs.changed, g_resume_opt);
+                           "run without %s to start again\n", pg, rs.changed_name, out_path, rs.changed, g_resume_opt);
                 rc = EXIT_USAGE;
             } else if (rs.renamed) {
                 resume_say("the run that wrote %s read its page %d from a file named otherwise (the names are "

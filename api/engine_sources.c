@@ -77,9 +77,9 @@ static int whole_path_at(const char *msg, const char *c, size_t lt) {
 /* An error about a private temporary file (or a path given a name of its own) names the media
  * part instead (its name, or "bytes"): every occurrence of the temporary path is replaced, and of
  * a given path where it stands as a path (a path "a" is not a part of "damaged"); a message
- * without it is left as it is. 1 when one was. */
+ * without it, or a path that is its own name, is left as it is. 1 when one was replaced. */
 int engine_unname_tmp(nvl_err *err, const char *tmp, const char *name) {
-    if (!err || !tmp || !*tmp || !strstr(err->msg, tmp)) return 0;
+    if (!err || !tmp || !*tmp || !strcmp(tmp, name) || !strstr(err->msg, tmp)) return 0;
     int n = 0;
     char out[sizeof err->msg];
     size_t o = 0;
@@ -127,7 +127,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
     nvl_status st;
     if (m->path) {
         if ((st = media_sniff_file(m->path, &k, err)) != NVL_OK) {
-            if (strcmp(m->path, name)) engine_unname_tmp(err, m->path, name);
+            engine_unname_tmp(err, m->path, name);
             return st;
         }
     } else {
@@ -137,7 +137,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
     char *id = NULL;
     if ((st = media_identity(m, &id, err)) != NVL_OK) {
-        if (m->path && strcmp(m->path, name)) engine_unname_tmp(err, m->path, name);
+        engine_unname_tmp(err, m->path, name);
         return st;
     }
     const char *path = m->path;
@@ -172,7 +172,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
             s->part = part;
             double wpt = 0, hpt = 0;
             if ((st = media_pdf_page_size(pdf, pages[i], &wpt, &hpt, err)) != NVL_OK) {
-                if (strcmp(path, name)) engine_unname_tmp(err, path, name);
+                engine_unname_tmp(err, path, name);
                 if (!engine_skip_page(rq, s, st, err)) break;
                 rq->n_src--; /* (the last source, nothing of it allocated yet) */
                 st = NVL_OK;
@@ -238,7 +238,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         }
     }
 out:
-    if (st != NVL_OK && path && strcmp(path, name)) engine_unname_tmp(err, path, name); /* (bytes' copy, or a named path) */
+    if (st != NVL_OK) engine_unname_tmp(err, path, name); /* (bytes' copy, or a named path) */
     nvl_free(id);
     return st;
 }
@@ -491,12 +491,9 @@ nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char *
     }
     /* unlinked at once and read through its descriptor, so that nothing is left behind however the
        process ends (kill -9, the OOM killer); the named file only where /proc is missing */
-    char proc[40];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    struct stat sp, sf;
+    char proc[API_FD_PATH_MAX];
     char *pp = NULL;
-    if (stat(proc, &sp) == 0 && fstat(fd, &sf) == 0 && sp.st_dev == sf.st_dev && sp.st_ino == sf.st_ino &&
-        (pp = nvl_malloc(strlen(proc) + 1))) {
+    if (api_fd_path(fd, proc, sizeof proc) && (pp = nvl_malloc(strlen(proc) + 1))) {
         memcpy(pp, proc, strlen(proc) + 1);
         unlink(tpl);
         nvl_free(tpl);
@@ -506,6 +503,17 @@ nvl_status api_bytes_to_tmp(const void *data, size_t n, const char *name, char *
     close(fd);
     *path = tpl;
     return NVL_OK;
+}
+
+int api_fd_path(int fd, char *out, size_t cap) {
+    struct stat sp, sf;
+    const int n = snprintf(out, cap, "/proc/self/fd/%d", fd);
+    if (n < 0 || (size_t)n >= cap || fstat(fd, &sf) != 0 || stat(out, &sp) != 0 || sp.st_dev != sf.st_dev ||
+        sp.st_ino != sf.st_ino || access(out, R_OK) != 0) {
+        if (cap) out[0] = 0;
+        return 0;
+    }
+    return 1;
 }
 
 void api_tmp_release(char *path) {

@@ -52,10 +52,9 @@ double engine_frame_ts(double native_fps, int64_t index, double timestamp) {
 
 /* A video's error named after the media (its temporary file's name replaced). */
 static void video_name_error(request *rq, const source *s, nvl_err *err) {
-    if (engine_is_tmp(rq, s->path)) engine_unname_tmp(err, s->path, s->name);
-    else if (s->path != s->name && strcmp(s->path, s->name)) { /* a path with a name of its own */
-        if (!engine_unname_tmp(err, s->path, s->name)) nvl_err_prefix(err, "%s", s->name);
-    }
+    /* (a path with a name of its own that the message does not hold: the name before it) */
+    if (!engine_unname_tmp(err, s->path, s->name) && !engine_is_tmp(rq, s->path) && strcmp(s->path, s->name))
+        nvl_err_prefix(err, "%s", s->name);
 }
 
 /* An image's tiles (a PDF page rendered first), or a video's buffers. Time spent reading files
@@ -91,7 +90,7 @@ nvl_status engine_vision_start(request *rq, source *s, nvl_err *err) {
             st = media_pdf_render(rq->pdfs[s->pdf], s->page, rq->p->dpi, rq->p->long_side, &page, err);
             s->t_media += nvl_now() - tm;
             if (st != NVL_OK) {
-                if (strcmp(s->path, s->name)) engine_unname_tmp(err, s->path, s->name); /* (bytes' copy, a named path) */
+                engine_unname_tmp(err, s->path, s->name); /* (bytes' copy, a named path) */
                 return st;
             }
             img = page;

@@ -201,7 +201,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
         nvl_err e2 = {0};
         if (media[m].path) s2 = media_sniff_file(media[m].path, &k, &e2);
         else k = media_sniff(media[m].data, media[m].size);
-        if (s2 != NVL_OK && strcmp(media[m].path, name)) engine_unname_tmp(&e2, media[m].path, name);
+        if (s2 != NVL_OK) engine_unname_tmp(&e2, media[m].path, name);
         int *pages = NULL, np = 1;
         if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
             s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);

@@ -205,7 +205,7 @@ cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, con
     }
     cJSON_AddStringToObject(o, "file", name);
     if (page) cJSON_AddNumberToObject(o, "page", page);
-    cJSON_AddItemToObject(o, text_key, api_json_text(r->answer ? r->answer : "", api_answer_len(r)));
+    cJSON_AddItemToObject(o, text_key, cJSON_DetachItemFromObject(res, "answer")); /* (made once, above) */
     cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
     cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
     cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");

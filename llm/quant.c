@@ -36,10 +36,6 @@ static nvl_status read_list(llm_quant_config *q, const cJSON *arr, const char *p
     return NVL_OK;
 }
 
-static void copy_str(char *dst, size_t cap, const cJSON *v) {
-    if (cJSON_IsString(v)) snprintf(dst, cap, "%s", v->valuestring);
-}
-
 /* A string field into dst: absent or null leaves it; any other type is refused, named (a number
  * read as '' said "quant_algo ''" far from the cause) */
 static nvl_status read_str(char *dst, size_t cap, const cJSON *v, const char *path, const char *key, nvl_err *err) {
@@ -47,7 +43,7 @@ static nvl_status read_str(char *dst, size_t cap, const cJSON *v, const char *pa
     if (!cJSON_IsString(v))
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is %s, expected a string", path, key,
                            cJSON_IsNumber(v) ? "a number" : cJSON_IsBool(v) ? "a boolean" : cJSON_IsArray(v) ? "an array" : "an object");
-    copy_str(dst, cap, v);
+    snprintf(dst, cap, "%s", v->valuestring);
     return NVL_OK;
 }
 
