@@ -17,6 +17,14 @@ static const char *k_info_usage =
     "  format, PDF pages (sizes, labels, text layer), video frames sampled at 2 fps, image size;\n"
     "  FILE must be a regular file (\"--\" ends the options)\n";
 
+/* The kind of the file at path into *k: 1, or 0 having said why ("nanovl CMD: ..."). */
+static int sniff_or_say(const char *cmd, const char *path, enum media_kind *k) {
+    nvl_err err = {0};
+    if (media_sniff_file(path, k, &err) == NVL_OK) return 1;
+    fprintf(stderr, "nanovl %s: %s\n", cmd, err.msg);
+    return 0;
+}
+
 int cmd_media_info(int argc, char **argv) {
     const char *path = NULL, *password = NULL;
     int opts_done = 0;
@@ -39,12 +47,9 @@ int cmd_media_info(int argc, char **argv) {
         fputs(k_info_usage, stderr);
         return EXIT_USAGE;
     }
-    nvl_err err = {0};
     enum media_kind k;
-    if (media_sniff_file(path, &k, &err) != NVL_OK) {
-        fprintf(stderr, "nanovl media-info: %s\n", err.msg);
-        return 1;
-    }
+    if (!sniff_or_say("media-info", path, &k)) return 1;
+    nvl_err err = {0};
     printf("file: %s\nformat: %s\n", path, media_kind_name(k));
     if (k == MEDIA_KIND_PDF) {
         media_pdf *pdf = NULL;
@@ -229,12 +234,8 @@ int cmd_render(int argc, char **argv) {
         fprintf(stderr, "nanovl render: -o '%s' is not a folder\n", outdir);
         return EXIT_USAGE;
     }
-    nvl_err err = {0};
     enum media_kind k;
-    if (media_sniff_file(path, &k, &err) != NVL_OK) {
-        fprintf(stderr, "nanovl render: %s\n", err.msg);
-        return 1;
-    }
+    if (!sniff_or_say("render", path, &k)) return 1;
     if (pages && k != MEDIA_KIND_PDF) {
         fprintf(stderr, "nanovl render: --pages selects PDF pages, and '%s' is %s\n", path,
                 k == MEDIA_KIND_VIDEO ? "a video (its frames are sampled at 2 fps)" : "an image");
