@@ -287,8 +287,9 @@ void api_tmp_release(char *path);
 #define API_FD_PATH_MAX 40
 int api_fd_path(int fd, char *out, size_t cap);
 
-/* OCR's parameters from a request's: reasoning off, and max_tokens 4096 per page unless the
- * request set it (max_tokens_given). One place for serve, batch and `nanovl ocr`. */
+/* OCR's parameters from a request's: reasoning off unless the request set `think` (base->think
+ * 0 or 1, not -1), and max_tokens 4096 per page unless the request set it (max_tokens_given). One
+ * place for serve, batch and `nanovl ocr`. */
 api_ask_params api_ocr_params(const api_ask_params *base, int max_tokens_given);
 
 /* Protocol and result JSON shared by `serve`, `batch` and `ask --json` (api/wire.c). */

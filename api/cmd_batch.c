@@ -457,13 +457,16 @@ static nvl_status job_result(job *j) {
 int cmd_batch(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *jobs_path = NULL, *out_path = NULL;
     api_ask_params base = api_ask_params_default();
-    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, parallel = 1, rc = 0;
+    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, parallel = 1, rc = 0, max_tokens_given = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int k = cli_ask_option(argc, argv, &i, &base, &model, "batch", k_usage);
         if (k == 2) return 0;
         if (k < 0) return EXIT_USAGE;
-        if (k > 0) continue;
+        if (k > 0) {
+            if (!strcmp(a, "--max-tokens")) max_tokens_given = 1; /* (OCR jobs: 4096 a page unless given) */
+            continue;
+        }
         if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--shard") && v) {
             /* (strtol with its range checked: sscanf's %d wraps 4294967297 to 1) */
@@ -508,7 +511,7 @@ int cmd_batch(int argc, char **argv) {
         fputs(cli_ask_options_help, stderr);
         return EXIT_USAGE;
     }
-    const int ocr_tokens_default = base.max_tokens == api_ask_params_default().max_tokens;
+    const int ocr_tokens_default = !max_tokens_given;
     /* the manifest: jobs of this shard, ids unique across the whole manifest */
     size_t jl = 0;
     char *jobs = NULL;

@@ -797,7 +797,7 @@ void engine_sources_free(request *rq) {
 
 api_ask_params api_ocr_params(const api_ask_params *base, int max_tokens_given) {
     api_ask_params p = base ? *base : api_ask_params_default();
-    p.think = 0;
+    if (p.think < 0) p.think = 0; /* (reasoning only where asked for) */
     if (!max_tokens_given) p.max_tokens = 4096;
     return p;
 }

@@ -209,6 +209,8 @@ cJSON *api_page_to_json(const char *name, int page, const api_ask_result *r, con
     cJSON_AddItemToObject(o, "usage", cJSON_DetachItemFromObject(res, "usage"));
     cJSON_AddItemToObject(o, "timings_s", cJSON_DetachItemFromObject(res, "timings_s"));
     cJSON_AddStringToObject(o, "finish_reason", r->finish_reason ? r->finish_reason : "stop");
+    if (r->reasoning) /* (with think on only: pages read without reasoning keep their fields) */
+        cJSON_AddItemToObject(o, "reasoning", cJSON_DetachItemFromObject(res, "reasoning"));
     cJSON_Delete(res);
     return o;
 }

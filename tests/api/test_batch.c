@@ -436,5 +436,40 @@ int main(void) {
         TEST_EQ_INT(run(jobs, out, NULL, NULL), 1);
         close(fd);
     }
+    /* OCR jobs: 4096 tokens a page unless --max-tokens is given, 1024 (the ask default) included
+       (a review: an explicit 1024 was taken for the default); reasoning only where a job sets
+       think, and then in the page record (it was forced off: serve and batch answered otherwise
+       than ocr --think). testorig.jpg runs past 4096 greedy tokens with this checkpoint. */
+    const char *jpg = test_shared_path("media/image/testorig.jpg");
+    if (jpg) {
+        char o3[320], o4[320];
+        snprintf(o3, sizeof o3, "%s/ocr1024.jsonl", g_dir);
+        snprintf(o4, sizeof o4, "%s/ocr4096.jsonl", g_dir);
+        f = fopen(jobs, "w");
+        fprintf(f, "{\"id\":\"o\",\"type\":\"ocr\",\"files\":[\"%s\"]}\n", jpg);
+        fprintf(f, "{\"id\":\"t\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"think\":true,\"max_tokens\":30}}\n", img);
+        fclose(f);
+        TEST_EQ_INT(run(jobs, o3, "--max-tokens", "1024"), 0);
+        TEST_EQ_INT(run(jobs, o4, NULL, NULL), 0);
+        results a, b;
+        load(o3, &a);
+        load(o4, &b);
+        const cJSON *pa = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(find(&a, "o"), "pages"), 0);
+        const cJSON *pb = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(find(&b, "o"), "pages"), 0);
+        const cJSON *pt = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(find(&b, "t"), "pages"), 0);
+        const cJSON *ua = cJSON_GetObjectItemCaseSensitive(pa, "usage"), *ub = cJSON_GetObjectItemCaseSensitive(pb, "usage");
+        const cJSON *ut = cJSON_GetObjectItemCaseSensitive(pt, "usage");
+        TEST_CHECK(ua && ub && ut, "page records with usage");
+        if (ua && ub && ut) {
+            TEST_EQ_INT((int64_t)cJSON_GetObjectItemCaseSensitive(ua, "completion_tokens")->valuedouble, 1024);
+            TEST_EQ_INT((int64_t)cJSON_GetObjectItemCaseSensitive(ub, "completion_tokens")->valuedouble, 4096);
+            TEST_EQ_INT((int64_t)cJSON_GetObjectItemCaseSensitive(ut, "completion_tokens")->valuedouble, 30);
+        }
+        const cJSON *rt = cJSON_GetObjectItemCaseSensitive(pt, "reasoning");
+        TEST_CHECK(cJSON_IsString(rt) && rt->valuestring[0], "an OCR job with think set: the page's reasoning");
+        TEST_CHECK(!cJSON_GetObjectItemCaseSensitive(pb, "reasoning"), "an OCR job without think: no reasoning");
+        unload(&a);
+        unload(&b);
+    }
     return test_report();
 }
