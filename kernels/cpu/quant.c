@@ -9,9 +9,27 @@
  *          (codes two per byte, the even k in the low nibble)
  *   y = x_q @ W^T in f32 (the dequantized weight values are exactly torch's; only the order of
  *   the f32 sums differs from torch's GEMM).
- * The weights stay as stored: each thread widens one weight row at a time into an f32 row
- * (L1/L2-resident) and dots it with every quantized x row of the block, so a decode step reads
- * 1 byte per FP8 weight and 0.5 + 1/16 per NVFP4 weight from memory. */
+ * Few rows (decode, QUANT_FUSED_ROWS or fewer): the weights stay as stored, their codes decoded
+ * in registers and used at once, so a decode step reads 1 byte per FP8 weight and 0.5 + 1/16 per
+ * NVFP4 weight from memory.
+ *
+ * More rows (prefill chunks, from QUANT_GEMM_MIN_ROWS): both factors as exact bf16 values with the
+ * per-tensor scales taken out, through the BF16 GEMMs (AVX512-BF16 or oneDNN; without them the f32
+ * GEMM, whose f32 products of two bf16 values are exact too), the CUDA backend's form
+ * (ops_cuda.cu, 4. and 5.):
+ *   FP8:   x' = e4m3 value of x / input_scale,  W' = e4m3 value of the code,
+ *          y = (x' @ W'^T) * input_scale * weight_scale
+ *   NVFP4: x' = e2m1(x / s) * e4m3(s / gs) per 16-block (s as above),  W' = e2m1 * e4m3(block),
+ *          y = (x' @ W'^T) * input_scale * weight_scale_2
+ * Exact: an E4M3 value has at most 4 significant bits, an E2M1 one 2, so x' and W' fit bf16's 8
+ * (and its range), and each product is exact in f32. So only roundings move: the per-tensor scales
+ * multiply each finished sum once instead of every factor (as the fused rows already do for the
+ * weight's), a change of the same order as the order of the f32 sums. The one block this cannot
+ * write: s below 1e-5 falls back to 1 (x' = e2m1(x), not a multiple of gs); when such a block holds
+ * a nonzero value (|x| > 0.25 where the block's amax is below ~2.3e-6 of the calibrated amax) the
+ * call takes the widened rows instead, which compute the quantizer's values literally. The weight
+ * is dequantized a panel of rows at a time (QUANT_PANEL_BYTES of bf16, a multiple of 256 rows, so
+ * oneDNN's weight blocks fall where they would for the whole weight). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +44,8 @@
 #endif
 
 #define QUANT_ROWS 32 /* x rows per block: a weight row is widened once per block */
+#define QUANT_FUSED_ROWS 4 /* up to here (AVX-512) the codes are decoded in registers, no row stored */
+#define QUANT_GEMM_MIN_ROWS 5 /* from here the exact bf16 factors through the GEMMs (the header) */
 
 static const float k_e2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
                                  -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
@@ -47,17 +67,30 @@ void kern_cpu_quant_fp8_act(float *xq, const float *x, int64_t n, float input_sc
     for (int64_t i = 0; i < n; i++) xq[i] = g_e4m3[nvl_f32_to_e4m3_sat(x[i] / input_scale)] * input_scale;
 }
 
+/* One 16-block of an NVFP4 activation row: q[i] = e2m1(x[i] / s) with ModelOpt's dynamic block
+ * scale s = e4m3(min(amax / (6 gs), 448)) * gs, 1 when that is below 1e-5. Returns s; *e4 is the
+ * E4M3 value of s / gs, 0 when s fell back to 1. */
+static float nvfp4_block(float *q, const float *x, float gs, float *e4) {
+    float amax = 0.0f;
+    for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float r = amax / (6.0f * gs);
+    if (r > 448.0f) r = 448.0f;
+    *e4 = g_e4m3[nvl_f32_to_e4m3_sat(r)];
+    float s = *e4 * gs;
+    if (s < 1e-5f) {
+        s = 1.0f;
+        *e4 = 0.0f;
+    }
+    for (int i = 0; i < 16; i++) q[i] = nvl_e2m1_quantize(x[i] / s);
+    return s;
+}
+
 void kern_cpu_quant_nvfp4_act(float *xq, const float *x, int64_t n, float input_scale) {
-    const float six_gs = 6.0f * input_scale;
     e4m3_table_init();
+    float q[16], e4;
     for (int64_t b = 0; b + 16 <= n; b += 16) {
-        float amax = 0.0f;
-        for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[b + i]));
-        float r = amax / six_gs;
-        if (r > 448.0f) r = 448.0f;
-        float s = g_e4m3[nvl_f32_to_e4m3_sat(r)] * input_scale;
-        if (s < 1e-5f) s = 1.0f;
-        for (int i = 0; i < 16; i++) xq[b + i] = nvl_e2m1_quantize(x[b + i] / s) * s;
+        const float s = nvfp4_block(q, x + b, input_scale, &e4);
+        for (int i = 0; i < 16; i++) xq[b + i] = q[i] * s;
     }
 }
 
@@ -125,7 +158,6 @@ __attribute__((target("avx512f"))) static void nvfp4_row_avx512(float *dst, cons
 /* Few rows of x (decode, small steps): the codes are decoded in registers and used at once, no
  * f32 row is stored. The per-tensor scale (FP8 weight_scale, NVFP4 weight_scale_2) multiplies
  * the finished sum instead of every weight: one rounding moved, as a change of summation order. */
-#define QUANT_FUSED_ROWS 4
 __attribute__((target("avx512f,avx2,f16c"))) static void fp8_rows_fused(float *y, int64_t ldy, const float *xq, int64_t M,
                                                                          const uint8_t *src, int64_t K, float scale) {
     __m512 acc[QUANT_FUSED_ROWS];
@@ -190,7 +222,121 @@ static int use_avx512(void) {
 }
 
 int64_t kern_cpu_quant_invariant_rows(void) {
-    return use_avx512() ? QUANT_FUSED_ROWS : INT64_MAX; /* (without: the widened row and a scalar dot for every M) */
+    /* below: the fused rows (AVX-512) or the widened rows; from QUANT_GEMM_MIN_ROWS the GEMMs */
+    return use_avx512() && QUANT_FUSED_ROWS < QUANT_GEMM_MIN_ROWS - 1 ? QUANT_FUSED_ROWS : QUANT_GEMM_MIN_ROWS - 1;
+}
+
+// ---------------------------------------------------------------------------
+// Many rows: exact bf16 factors through the BF16 (or f32) GEMMs
+
+/* bf16 bits of a value that is exactly bf16 (the low half of its f32 bits is zero) */
+static inline uint16_t bf16_bits_exact(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+#ifdef QUANT_X86
+/* The 16-element steps of factor_rows' row; returns the k reached. */
+__attribute__((target("avx512f,avx2,f16c"))) static int64_t factor_row_avx512(uint16_t *d, const uint8_t *src,
+                                                                              const uint8_t *bsr, int64_t K, int fp8) {
+    const __m512 table = _mm512_loadu_ps(k_e2m1), two8 = _mm512_set1_ps(256.0f);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m512 v = fp8 ? _mm512_mul_ps(fp8_16(src + k), two8)
+                             : _mm512_mul_ps(nvfp4_16(src + k / 2, table), _mm512_set1_ps(g_e4m3[bsr[k / 16]]));
+        _mm256_storeu_si256((__m256i *)(d + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)));
+    }
+    return k;
+}
+#endif
+
+/* Weight rows n0 .. n0 + nr as bf16 factors W' (nr, K): FP8 the codes' E4M3 values, NVFP4
+ * e2m1 * e4m3(block scale). */
+static void factor_rows(uint16_t *dst, const struct kern_weight *w, int64_t n0, int64_t nr, int avx) {
+    const int64_t K = w->n_in;
+    const int fp8 = w->quant == KERN_QUANT_FP8;
+    const uint8_t *wb = w->w.data, *bs = w->block_scale.data;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < nr; n++) {
+        uint16_t *d = dst + n * K;
+        const uint8_t *src = wb + (size_t)(n0 + n) * (size_t)(fp8 ? K : K / 2);
+        const uint8_t *bsr = fp8 ? NULL : bs + (size_t)(n0 + n) * (size_t)(K / 16);
+        int64_t k = 0;
+#ifdef QUANT_X86
+        if (avx) k = factor_row_avx512(d, src, bsr, K, fp8);
+#else
+        (void)avx;
+#endif
+        for (; k < K; k++) {
+            const float v = fp8 ? g_e4m3[src[k]]
+                                : k_e2m1[k % 2 ? src[k / 2] >> 4 : src[k / 2] & 15] * g_e4m3[bsr[k / 16]];
+            d[k] = bf16_bits_exact(v);
+        }
+    }
+}
+
+/* x' (M, K) f32 holding bf16 values. 0 when an NVFP4 block fell back to scale 1 with a nonzero
+ * value (x' cannot hold it; the caller takes the widened rows). */
+static int factor_acts(float *xf, const float *x, const struct kern_weight *w, int64_t M) {
+    const int64_t K = w->n_in;
+    const float is = w->input_scale;
+    int ok = 1;
+    if (w->quant == KERN_QUANT_FP8) {
+#pragma omp parallel for schedule(static) if (M * K > 65536)
+        for (int64_t i = 0; i < M * K; i++) xf[i] = g_e4m3[nvl_f32_to_e4m3_sat(x[i] / is)];
+        return 1;
+    }
+#pragma omp parallel for schedule(static) if (M * K > 65536) reduction(& : ok)
+    for (int64_t m = 0; m < M; m++) {
+        float q[16], e4;
+        for (int64_t b = 0; b < K; b += 16) {
+            nvfp4_block(q, x + m * K + b, is, &e4);
+            for (int i = 0; i < 16; i++) {
+                xf[m * K + b + i] = q[i] * e4; /* exact: 2 x 4 significant bits */
+                if (e4 == 0.0f && q[i] != 0.0f) ok = 0;
+            }
+        }
+    }
+    return ok;
+}
+
+#define QUANT_PANEL_BYTES ((size_t)16 << 20) /* bf16 weight factors dequantized at a time */
+
+/* The GEMM path: 1 when it ran, 0 when the caller must take the widened rows (an NVFP4 block x'
+ * cannot hold, or memory); *st the error of a run that failed. */
+static int matmul_quant_gemm(float *y, const float *x, const struct kern_weight *w, int64_t M, int avx, nvl_status *st,
+                             nvl_err *err) {
+    const int64_t N = w->n_out, K = w->n_in;
+    int64_t np = (int64_t)(QUANT_PANEL_BYTES / ((size_t)K * 2)) & ~(int64_t)255;
+    if (np < 256) np = 256;
+    if (np > N) np = N;
+    float *xf = nvl_aligned_alloc(64, (size_t)(M * K) * sizeof(float) + 64);
+    uint16_t *wf = nvl_aligned_alloc(64, (size_t)(np * K) * sizeof(uint16_t) + 64);
+    float *yp = np < N ? nvl_aligned_alloc(64, (size_t)(M * np) * sizeof(float) + 64) : y;
+    int done = 0;
+    if (!xf || !wf || !yp || !factor_acts(xf, x, w, M)) goto out;
+    const int bf16 = kern_cpu_bf16_path(M) != KERN_BF16_NONE;
+    for (int64_t n0 = 0; n0 < N; n0 += np) {
+        const int64_t nr = N - n0 < np ? N - n0 : np;
+        factor_rows(wf, w, n0, nr, avx);
+        const nvl_tensor wt = nvl_tensor_make(NVL_DTYPE_BF16, 2, (int64_t[]){nr, K}, wf);
+        if (!(bf16 && kern_cpu_matmul_bf16_ld(yp, xf, K, &wt, M)) && (*st = kern_cpu_matmul(yp, xf, &wt, M, err)) != NVL_OK)
+            goto out;
+        if (yp != y)
+#pragma omp parallel for schedule(static) if (M * nr > 65536)
+            for (int64_t m = 0; m < M; m++) memcpy(y + m * N + n0, yp + m * nr, (size_t)nr * sizeof(float));
+    }
+    /* the per-tensor scales once per sum, in the order the widened rows apply them */
+    const float sx = w->input_scale, sw = w->weight_scale;
+#pragma omp parallel for schedule(static) if (M * N > 65536)
+    for (int64_t i = 0; i < M * N; i++) y[i] = y[i] * sx * sw;
+    done = 1;
+out:
+    nvl_free(xf);
+    nvl_free(wf);
+    if (yp != y) nvl_free(yp);
+    return done;
 }
 
 // ---------------------------------------------------------------------------
@@ -204,6 +350,12 @@ nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_wei
         return nvl_err_set(err, NVL_ERR_SHAPE, "%s: NVFP4 weight '%s' has %lld inputs, not a multiple of 16", __func__,
                            w->name ? w->name : "?", (long long)K);
     e4m3_table_init();
+    const int avx = use_avx512();
+    if (M >= QUANT_GEMM_MIN_ROWS) {
+        nvl_status st = NVL_OK;
+        if (matmul_quant_gemm(y, x, w, M, avx, &st, err)) return NVL_OK;
+        if (st != NVL_OK) return st;
+    }
     float *xq = nvl_aligned_alloc(64, (size_t)(M * K) * sizeof(float) + 64);
     if (!xq) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %lld x %lld activations", __func__,
                                 (long long)M, (long long)K);
@@ -211,7 +363,6 @@ nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_wei
         if (fp8) kern_cpu_quant_fp8_act(xq + m * K, x + m * K, K, w->input_scale);
         else kern_cpu_quant_nvfp4_act(xq + m * K, x + m * K, K, w->input_scale);
     }
-    const int avx = use_avx512();
     const uint8_t *wb = w->w.data;
     const uint8_t *bs = w->block_scale.data;
     const size_t row_bytes = fp8 ? (size_t)K : (size_t)K / 2;

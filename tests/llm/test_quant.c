@@ -72,8 +72,9 @@ static qweight make_q(int fp8, int64_t N, int64_t K, uint64_t *rng) {
     return q;
 }
 
-/* The formulas of quant-formats.md, literally, in double where they do not round. */
-static void oracle(double *y, const float *x, const qweight *q, int fp8, int64_t M, int64_t N, int64_t K) {
+/* The formulas of quant-formats.md, literally, in double where they do not round; mag[i] the
+ * sum of |x_q w| of output i (for the bound of any f32 summation order). */
+static void oracle(double *y, double *mag, const float *x, const qweight *q, int fp8, int64_t M, int64_t N, int64_t K) {
     float *xq = malloc((size_t)K * sizeof(float));
     for (int64_t m = 0; m < M; m++) {
         const float *xr = x + m * K;
@@ -90,7 +91,7 @@ static void oracle(double *y, const float *x, const qweight *q, int fp8, int64_t
             }
         }
         for (int64_t n = 0; n < N; n++) {
-            double acc = 0;
+            double acc = 0, am = 0;
             for (int64_t k = 0; k < K; k++) {
                 float w;
                 if (fp8) w = nvl_f8e4m3_to_f32(q->w[n * K + k]) * q->ws;
@@ -99,8 +100,10 @@ static void oracle(double *y, const float *x, const qweight *q, int fp8, int64_t
                     w = k_e2m1[k % 2 ? c >> 4 : c & 15] * nvl_f8e4m3_to_f32(q->bs[n * (K / 16) + k / 16]) * q->ws;
                 }
                 acc += (double)xq[k] * (double)w;
+                am += fabs((double)xq[k] * (double)w);
             }
             y[m * N + n] = acc;
+            mag[m * N + n] = am;
         }
     }
     free(xq);
@@ -111,21 +114,32 @@ static void test_matmul_quant(void) {
     nvl_err err = {0};
     TEST_EQ_INT(kern_backend_init(&be, "cpu", &err), NVL_OK);
     uint64_t rng = 0xfeed;
+    /* Rows: up to 4 the fused rows, from 5 the exact bf16 factors through the GEMMs (quant.c; 6 the
+     * own AVX512-BF16 kernel, 37 and 40 oneDNN where the build and CPU have them). K 8192: the 16
+     * MiB weight panel holds 1024 rows, so N 1100 takes two panels, the second of 76 rows. is:
+     * an NVFP4 input_scale of 100 lets a block whose scale falls back to 1 hold nonzero values
+     * (|x| > 0.25, amax below 6 * 100 * 2^-10), which the GEMM factors cannot: the widened rows. */
     const struct {
         int fp8;
         int64_t M, N, K;
-    } cases[] = {{1, 1, 7, 64}, {1, 3, 33, 48}, {1, 40, 20, 96}, {0, 1, 9, 64}, {0, 5, 17, 32}, {0, 37, 12, 96}};
+        float is;
+    } cases[] = {{1, 1, 7, 64, 0},     {1, 3, 33, 48, 0},     {1, 40, 20, 96, 0},  {0, 1, 9, 64, 0},
+                 {0, 5, 17, 32, 0},    {0, 37, 12, 96, 0},    {1, 6, 1100, 8192, 0}, {0, 6, 1100, 8192, 0},
+                 {0, 8, 24, 64, 100.0f}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int fp8 = cases[c].fp8;
         const int64_t M = cases[c].M, N = cases[c].N, K = cases[c].K;
         qweight q = make_q(fp8, N, K, &rng);
+        if (cases[c].is > 0) q.is = cases[c].is;
         float *x = malloc((size_t)(M * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
-        double *yo = malloc((size_t)(M * N) * sizeof(double));
+        double *yo = malloc((size_t)(M * N) * sizeof(double)), *mag = malloc((size_t)(M * N) * sizeof(double));
         float *yr = malloc((size_t)(M * N) * sizeof(float));
         for (int64_t i = 0; i < M * K; i++) x[i] = 2.0f * test_rng_uniform(&rng) * (i % 13 == 0 ? 4.0f : 1.0f);
         if (!fp8)
             for (int64_t k = 16; k < 32 && k < K; k++) x[k] = 0.0f; /* an all-zero activation block: scale 1 */
-        oracle(yo, x, &q, fp8, M, N, K);
+        if (cases[c].is > 0) /* row 1's second block: amax 0.4 (its scale falls back to 1), e2m1 0.5 */
+            for (int64_t k = 16; k < 32; k++) x[K + k] = k % 2 ? 0.4f : -0.3f;
+        oracle(yo, mag, x, &q, fp8, M, N, K);
         for (int64_t i = 0; i < M * N; i++) yr[i] = (float)yo[i];
         nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q.w)
                             : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q.w);
@@ -142,7 +156,9 @@ static void test_matmul_quant(void) {
         char what[96];
         snprintf(what, sizeof what, "%s matmul M=%lld N=%lld K=%lld", fp8 ? "FP8" : "NVFP4", (long long)M, (long long)N,
                  (long long)K);
-        test_compare_f32(what, y, yr, (size_t)(M * N), 1e-5, 1e-5, 1e-11);
+        /* f32 sums in any order are within (K - 1) u sum|x_q w| of the exact sum; + 4 u for the
+           roundings of the products and of the scales (applied per factor or per sum) */
+        test_compare_f32_mag(what, y, yr, mag, (size_t)(M * N), 1e-5, 1e-5, (double)(K + 4) * 0x1p-24, 1e-11);
         /* BF16 output: the same values rounded on store */
         nvl_tensor yb = kern_act(be, NVL_DTYPE_BF16, 2, (int64_t[]){M, N}, y);
         TEST_EQ_INT(kern_matmul(be, &yb, &xt, &w, &err), NVL_OK);
@@ -157,6 +173,7 @@ static void test_matmul_quant(void) {
         free(x);
         free(y);
         free(yo);
+        free(mag);
         free(yr);
     }
     kern_backend_free(be);
