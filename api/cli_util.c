@@ -16,10 +16,13 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 
-char *cli_read_stdin(size_t *len) {
+char *cli_read_stdin(const char *cmd, size_t *len) {
     size_t cap = 4096, n = 0;
     char *b = nvl_malloc(cap);
-    if (!b) return NULL;
+    if (!b) {
+        fprintf(stderr, "nanovl %s: stdin: out of memory\n", cmd);
+        return NULL;
+    }
     size_t r;
     while ((r = fread(b + n, 1, cap - n - 1, stdin)) > 0) {
         n += r;
@@ -27,11 +30,17 @@ char *cli_read_stdin(size_t *len) {
             char *nb = nvl_realloc(b, cap * 2);
             if (!nb) {
                 nvl_free(b);
+                fprintf(stderr, "nanovl %s: stdin: out of memory after %zu bytes\n", cmd, n);
                 return NULL;
             }
             b = nb;
             cap *= 2;
         }
+    }
+    if (ferror(stdin)) { /* (a directory, a closed descriptor: not an empty input) */
+        fprintf(stderr, "nanovl %s: stdin cannot be read: %s\n", cmd, strerror(errno));
+        nvl_free(b);
+        return NULL;
     }
     b[n] = 0;
     if (len) *len = n;
@@ -152,18 +161,24 @@ int cli_same_file(const char *a, const char *b) {
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
+static int id_sep(char c) { return c == ' ' || c == ',' || c == '\n' || c == '\t' || c == '\r'; }
+
+int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, const char **bad) {
     int64_t cap = 64;
     *n = 0;
+    *bad = NULL;
     *ids = nvl_malloc((size_t)cap * sizeof **ids);
     if (!*ids) return 0;
     while (*s) {
-        while (*s == ' ' || *s == ',' || *s == '\n' || *s == '\t' || *s == '\r') s++;
+        while (id_sep(*s)) s++;
         if (!*s) break;
         char *end = NULL;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > INT32_MAX) return 0;
+        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && !id_sep(*end))) {
+            *bad = s;
+            return 0;
+        }
         if (*n == cap) {
             cap *= 2;
             int32_t *nb = nvl_realloc(*ids, (size_t)cap * sizeof **ids);
@@ -174,6 +189,17 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n) {
         s = end;
     }
     return 1;
+}
+
+void cli_say_bad_id(const char *cmd, const char *what, const char *bad) {
+    if (!bad) {
+        fprintf(stderr, "nanovl %s: out of memory for the ids\n", cmd);
+        return;
+    }
+    int n = 0;
+    while (bad[n] && !id_sep(bad[n]) && n < 40) n++;
+    fprintf(stderr, "nanovl %s: %s: '%.*s%s' is not a token id (whole numbers 0 to 2147483647, separated by spaces or commas)\n",
+            cmd, what, n, bad, bad[n] && !id_sep(bad[n]) ? "..." : "");
 }
 
 // ---------------------------------------------------------------------------

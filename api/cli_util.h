@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL on OOM. */
-char *cli_read_stdin(size_t *len);
+/* Reads all of stdin into an nvl_malloc'ed NUL-terminated buffer (*len bytes). NULL having said
+ * why on stderr ("nanovl CMD: stdin: ..."): a read error (a directory, a closed descriptor) or
+ * out of memory. */
+char *cli_read_stdin(const char *cmd, size_t *len);
 /* The media of file arguments args[0..n): each a path, or for "-" stdin as a file named "-", read
  * once per process (every "-" gets the same). Stdin that is a regular file (a redirect) read from
  * its start is given as itself; a pipe (or a file read part way) is copied, from where it stands,
@@ -20,8 +22,11 @@ struct api_media;
 struct api_media *cli_media_args(const char *cmd, const char *const *args, int n);
 /* 1 when paths a and b name the same existing file (device and inode: links and ./ forms too). */
 int cli_same_file(const char *a, const char *b);
-/* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array. 0 on a bad token. */
-int cli_parse_ids(const char *s, int32_t **ids, int64_t *n);
+/* Parses "1 2, 3" (spaces, commas, newlines) into an nvl_malloc'ed array of token ids
+ * 0..INT32_MAX. 0 on a bad token, with *bad at it (NULL when memory ran out); cli_say_bad_id
+ * prints "nanovl CMD: WHAT: 'TOKEN' is not a token id (...)" for it. */
+int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, const char **bad);
+void cli_say_bad_id(const char *cmd, const char *what, const char *bad);
 
 /* Parses a whole number string v within lo..hi (NaN and infinities refused; integer: no
  * fraction): 1 and *out, else 0. cli_num_option prints "nanovl CMD: OPT needs ..." on failure. */

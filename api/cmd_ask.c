@@ -589,9 +589,13 @@ int cmd_ask(int argc, char **argv) {
         if (!strcmp(qs[q], "-")) {
             if (!stdin_q) {
                 size_t len = 0;
-                stdin_q = cli_read_stdin(&len);
-                while (stdin_q && len && (stdin_q[len - 1] == '\n' || stdin_q[len - 1] == '\r')) stdin_q[--len] = 0;
-                if (!stdin_q || !len) {
+                stdin_q = cli_read_stdin("ask", &len);
+                if (!stdin_q) {
+                    rc = 1;
+                    goto out;
+                }
+                while (len && (stdin_q[len - 1] == '\n' || stdin_q[len - 1] == '\r')) stdin_q[--len] = 0;
+                if (!len) {
                     fprintf(stderr, "nanovl ask: the question on stdin is empty\n");
                     rc = EXIT_USAGE; /* (stdin_q is freed at out) */
                     goto out;

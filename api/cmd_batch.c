@@ -922,22 +922,36 @@ int cmd_jobs(int argc, char **argv) {
         nvl_free(sel);
         if (rc) goto out;
     }
-    for (int f = 0; f < n; f++) { /* every file readable, each once */
+    struct stat out_sb; /* stdout, when it is a file: `nanovl jobs --ocr * > jobs.jsonl` lists it */
+    const int out_file = fstat(STDOUT_FILENO, &out_sb) == 0 && S_ISREG(out_sb.st_mode);
+    for (int f = 0; f < n; f++) { /* every file readable, non-empty, not stdout, each once; a usage error (2) wins */
         nvl_err fe = {0};
+        struct stat sb;
+        const int fail = rc == EXIT_USAGE ? EXIT_USAGE : 1;
         if (media_check_file(files[f], NULL, &fe) != NVL_OK) {
             fprintf(stderr, "nanovl jobs: %s\n", fe.msg);
-            rc = 1;
+            rc = fail;
+            continue;
+        }
+        if (stat(files[f], &sb) == 0 && out_file && sb.st_dev == out_sb.st_dev && sb.st_ino == out_sb.st_ino) {
+            fprintf(stderr, "nanovl jobs: '%s' is the jobs file being written (stdout): leave it out\n", files[f]);
+            rc = EXIT_USAGE;
+            continue;
+        }
+        if (stat(files[f], &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0) { /* (as batch would find it) */
+            fprintf(stderr, "nanovl jobs: %s: the file is empty\n", files[f]);
+            rc = fail;
             continue;
         }
         if (!(abs[f] = realpath(files[f], NULL))) {
             fprintf(stderr, "nanovl jobs: %s: %s\n", files[f], strerror(errno));
-            rc = 1;
+            rc = fail;
             continue;
         }
         if (!api_utf8_valid(abs[f], strlen(abs[f]))) { /* (a JSON line holds UTF-8: the path could not be named) */
             fprintf(stderr, "nanovl jobs: %s: the path is not valid UTF-8, which a jobs line cannot hold (rename it)\n",
                     files[f]);
-            rc = 1;
+            rc = fail;
         }
         for (int g = 0; g < f; g++)
             if (abs[g] && !strcmp(files[g], files[f])) {

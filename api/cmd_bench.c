@@ -9,6 +9,7 @@
  * of wall time, and per request the time to its first token and to its whole answer (median and
  * worst), side by side in one run; speed-up against the first count. Greedy, reasoning off, no
  * kept prefix. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,11 +117,15 @@ static double median(double *v, int n) {
 
 static int bench_concurrency(const char *model, const char *file, const char *list, const api_ask_params *p0, int json) {
     int counts[16], n_counts = 0, max_c = 0;
-    for (const char *c = list; *c && n_counts < 16;) {
+    for (const char *c = list; *c || n_counts == 0;) {
         char *end = NULL;
         const long v = strtol(c, &end, 10);
-        if (end == c || v < 1 || v > 256 || (*end && *end != ',')) {
+        if (end == c || v < 1 || v > 256 || (*end && *end != ',') || (*end == ',' && !end[1])) {
             fprintf(stderr, "nanovl bench: --concurrency needs counts 1..256 separated by commas, got '%s'\n", list);
+            return EXIT_USAGE;
+        }
+        if (n_counts == 16) {
+            fprintf(stderr, "nanovl bench: --concurrency takes at most 16 counts, got '%s'\n", list);
             return EXIT_USAGE;
         }
         counts[n_counts++] = (int)v;
@@ -241,10 +246,26 @@ int cmd_bench(int argc, char **argv) {
     api_ask_params p = api_ask_params_default();
     p.max_tokens = 64;
     p.think = 0;
-    int runs = 2, json = 0;
+    int runs = 2, json = 0, opts_done = 0;
     const char *concurrency = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!opts_done && !strcmp(a, "-")) {
+            fprintf(stderr, "nanovl bench: FILE is a path (bench does not read stdin; '-- -' names a file '-')\n");
+            return EXIT_USAGE;
+        }
+        if (opts_done || a[0] != '-') {
+            if (file) {
+                fprintf(stderr, "nanovl bench: one file at a time ('%s' is a second)\n%s", a, k_usage);
+                return EXIT_USAGE;
+            }
+            file = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            opts_done = 1;
+            continue;
+        }
         int k = cli_ask_option(argc, argv, &i, &p, &model, "bench", k_usage);
         if (k == 2) return 0;
         if (k < 0) return EXIT_USAGE;
@@ -257,7 +278,6 @@ int cmd_bench(int argc, char **argv) {
         }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--concurrency") && v) concurrency = argv[++i];
-        else if (a[0] != '-' && !file) file = a;
         else {
             fprintf(stderr, "nanovl bench: unknown or incomplete option '%s'\n%s", a, k_usage);
             return EXIT_USAGE;
@@ -269,7 +289,8 @@ int cmd_bench(int argc, char **argv) {
     }
     if (concurrency) return bench_concurrency(model, file, concurrency, &p, json);
     nvl_err err = {0};
-    char tmp[4096] = "";
+    char tmp[4096] = "", tmp_proc[API_FD_PATH_MAX] = "";
+    int tmp_fd = -1;
     if (!file) { /* a synthetic portrait page: gradients and dark "text" bars */
         media_image *img = NULL;
         if (media_image_new(&img, 1536, 2048, &err) != NVL_OK) {
@@ -284,21 +305,36 @@ int cmd_bench(int argc, char **argv) {
                 px[1] = bar ? 20 : (uint8_t)(235 + (y * 20) / img->height);
                 px[2] = bar ? 30 : 240;
             }
+        /* a new file of its own (mkstemps: never through a name planted in a shared TMPDIR),
+           unlinked at once where /proc gives it a path (nothing left behind by a signal) */
         const char *td = getenv("TMPDIR");
-        snprintf(tmp, sizeof tmp, "%s/nanovl-bench-%d.png", td && *td ? td : "/tmp", (int)getpid());
-        nvl_status st = media_image_write_png(img, tmp, &err);
+        snprintf(tmp, sizeof tmp, "%s/nanovl-bench-XXXXXX.png", td && *td ? td : "/tmp");
+        tmp_fd = mkstemps(tmp, 4);
+        if (tmp_fd < 0) {
+            fprintf(stderr, "nanovl bench: cannot make the synthetic page's file %s: %s\n", tmp, strerror(errno));
+            media_image_free(img);
+            return 1;
+        }
+        if (api_fd_path(tmp_fd, tmp_proc, sizeof tmp_proc)) {
+            unlink(tmp);
+            tmp[0] = 0;
+        }
+        nvl_status st = media_image_write_png(img, tmp_proc[0] ? tmp_proc : tmp, &err);
         media_image_free(img);
         if (st != NVL_OK) {
             fprintf(stderr, "nanovl bench: %s\n", err.msg);
+            if (tmp[0]) unlink(tmp);
+            close(tmp_fd);
             return 1;
         }
-        file = tmp;
+        file = tmp_proc[0] ? tmp_proc : tmp;
     }
     const double t0 = nvl_now();
     api_engine *e = NULL;
     if (api_engine_open(&e, model, &err) != NVL_OK) {
         fprintf(stderr, "nanovl bench: %s: %s\n", model, err.msg);
         if (tmp[0]) unlink(tmp);
+        if (tmp_fd >= 0) close(tmp_fd);
         return 1;
     }
     const double t_load = nvl_now() - t0;
@@ -339,7 +375,7 @@ int cmd_bench(int argc, char **argv) {
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", model);
-            cJSON_AddStringToObject(o, "file", tmp[0] ? "synthetic 1536x2048 page" : file);
+            cJSON_AddStringToObject(o, "file", tmp_fd >= 0 ? "synthetic 1536x2048 page" : file);
             cJSON_AddStringToObject(o, "backend", backend);
             cJSON_AddNumberToObject(o, "load_s", t_load);
             cJSON_AddNumberToObject(o, "runs", runs);
@@ -361,7 +397,7 @@ int cmd_bench(int argc, char **argv) {
             api_json_line(stdout, o); /* valid UTF-8 whatever the file name */
         } else {
             printf("model          %s (loaded in %.2f s, backend %s)\n", model, t_load, backend);
-            printf("input          %s: %.0f tiles/frames, %.0f prompt tokens\n", tmp[0] ? "synthetic 1536x2048 page" : file,
+            printf("input          %s: %.0f tiles/frames, %.0f prompt tokens\n", tmp_fd >= 0 ? "synthetic 1536x2048 page" : file,
                    (double)cold.tiles / n, (double)cold.prompt / n);
             printf("media          %.3f s\n", cold.media / n);
             printf("vision         %.3f s  (%.2f tiles/s)\n", cold.vision / n, vis_tps);
@@ -381,5 +417,6 @@ int cmd_bench(int argc, char **argv) {
     }
     api_engine_close(e);
     if (tmp[0]) unlink(tmp);
+    if (tmp_fd >= 0) close(tmp_fd);
     return rc;
 }

@@ -113,14 +113,22 @@ int cmd_generate(int argc, char **argv) {
     nvl_err err = {0};
     if (ids_arg) {
         char *text = NULL;
+        size_t tl = 0;
         if (!strcmp(ids_arg, "-")) {
-            text = cli_read_stdin(NULL);
-            ids_arg = text ? text : "";
+            if (!(text = cli_read_stdin("generate", &tl))) return 1;
+            if (memchr(text, 0, tl)) {
+                fprintf(stderr, "nanovl generate: --ids -: stdin holds a NUL byte (ids are text: 1 2 3)\n");
+                nvl_free(text);
+                return EXIT_USAGE;
+            }
+            ids_arg = text;
         }
-        int ok = cli_parse_ids(ids_arg, &ids, &n_ids) && n_ids > 0;
+        const char *bad = NULL;
+        const int parsed = cli_parse_ids(ids_arg, &ids, &n_ids, &bad);
+        if (!parsed) cli_say_bad_id("generate", "--ids", bad);
+        else if (n_ids == 0) fprintf(stderr, "nanovl generate: --ids holds no ids\n");
         nvl_free(text);
-        if (!ok) {
-            fprintf(stderr, "nanovl generate: --ids must be non-negative integers separated by spaces or commas\n");
+        if (!parsed || n_ids == 0) {
             nvl_free(ids);
             return EXIT_USAGE;
         }
@@ -137,7 +145,11 @@ int cmd_generate(int argc, char **argv) {
     }
     if (!ids_arg) {
         size_t len = 0;
-        char *in = prompt ? NULL : cli_read_stdin(&len);
+        char *in = prompt ? NULL : cli_read_stdin("generate", &len);
+        if (!prompt && !in) {
+            llm_tokenizer_free(tok);
+            return 1;
+        }
         const char *user_text = prompt ? prompt : (in ? in : "");
         if (!*user_text) { /* (the chat template would wrap nothing: a mistake, not a question) */
             fprintf(stderr, "nanovl generate: the prompt is empty (%s; give --prompt TEXT, --ids, or text on stdin)\n",

@@ -37,7 +37,8 @@ int cmd_media_info(int argc, char **argv) {
         else if (!opts_done && !strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
         else if (!path && (opts_done || argv[i][0] != '-')) path = argv[i];
         else {
-            if (!opts_done && argv[i][0] == '-') fprintf(stderr, "nanovl media-info: unknown option '%s'\n", argv[i]);
+            if (!opts_done && !strcmp(argv[i], "--password")) fprintf(stderr, "nanovl media-info: --password needs a value\n");
+            else if (!opts_done && argv[i][0] == '-') fprintf(stderr, "nanovl media-info: unknown option '%s'\n", argv[i]);
             else fprintf(stderr, "nanovl media-info: one file at a time ('%s' is a second)\n", argv[i]);
             fputs(k_info_usage, stderr);
             return EXIT_USAGE;

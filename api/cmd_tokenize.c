@@ -12,6 +12,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "tokenizer.h"
+#include "wire.h"
 
 static const char *k_usage =
     "usage: nanovl tokenize (--model DIR | --tokenizer FILE) [--decode | --chat [--ids]] < input\n"
@@ -50,13 +51,22 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-generation-prompt")) co.add_generation_prompt = 0;
         else if (!strcmp(argv[i], "--think")) co.think = 1;
         else if (!strcmp(argv[i], "--no-think")) co.think = 0;
-        else {
+        else if (!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) {
+            fprintf(stderr, "nanovl tokenize: %s needs a value\n%s", argv[i], k_usage);
+            return EXIT_USAGE;
+        } else {
             fprintf(stderr, "nanovl tokenize: unknown argument '%s'\n%s", argv[i], k_usage);
             return EXIT_USAGE;
         }
     }
-    if (!path || (decode && chat)) {
-        fputs(k_usage, stderr);
+    const char *clash = decode && chat ? "--decode and --chat are two modes: one at a time"
+                        : want_ids && !chat ? "--ids goes with --chat (text -> ids is the default mode)"
+                        : add_special && (decode || chat) ? "--special goes with the default mode (text -> ids)"
+                        : (native || !co.add_generation_prompt || co.think >= 0) && !chat
+                            ? "--native, --no-generation-prompt, --think and --no-think go with --chat"
+                            : NULL;
+    if (!path || clash) {
+        fprintf(stderr, "%s%s%s%s", clash ? "nanovl tokenize: " : "", clash ? clash : "", clash ? "\n" : "", k_usage);
         return EXIT_USAGE;
     }
     nvl_err err = {0};
@@ -66,7 +76,7 @@ int cmd_tokenize(int argc, char **argv) {
         return 1;
     }
     size_t len = 0;
-    char *in = cli_read_stdin(&len);
+    char *in = cli_read_stdin("tokenize", &len);
     int rc = 1;
     int32_t *ids = NULL;
     int64_t n = 0;
@@ -78,8 +88,14 @@ int cmd_tokenize(int argc, char **argv) {
     int n_owned = 0;
     if (!in) goto done;
     if (decode) {
-        if (!cli_parse_ids(in, &ids, &n)) {
-            fprintf(stderr, "nanovl tokenize --decode: stdin must hold non-negative integer ids\n");
+        const char *bad = NULL;
+        if (memchr(in, 0, len)) {
+            fprintf(stderr, "nanovl tokenize --decode: stdin holds a NUL byte (ids are text: 1 2 3)\n");
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if (!cli_parse_ids(in, &ids, &n, &bad)) {
+            cli_say_bad_id("tokenize --decode", "stdin", bad);
             rc = EXIT_USAGE;
             goto done;
         }
@@ -102,6 +118,11 @@ int cmd_tokenize(int argc, char **argv) {
         if (nvl_json_parse(&root, in, len, "stdin", &err) != NVL_OK ||
             llm_chat_messages_from_json(root, &msgs, &nm, &err) != NVL_OK) {
             fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+            goto done;
+        }
+        if (api_json_has_nul(in, len)) { /* (cJSON's strings end at one: the rest of the text was lost) */
+            fprintf(stderr, "nanovl tokenize --chat: stdin: a string holds a NUL character (\\u0000 or a raw 0 byte), "
+                            "which no message may (ask and serve refuse it too)\n");
             goto done;
         }
         /* message text is plain text, as nanovl ask reads it: typed markers and special tokens

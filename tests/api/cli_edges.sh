@@ -55,6 +55,38 @@ expect 2 "needs an integer" "$B" serve --model "$M" --socket "$T/s" --max-batch 
 expect 2 "needs a finite" "$B" serve --model "$M" --socket "$T/s" --seq-mem nan
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 1,x
 expect 2 "counts 1..256 separated by commas" "$B" bench --model "$M" --concurrency 0
+# (a review: '' ran with no counts and blamed the model's max_batch; a 17th count was dropped)
+expect 2 "counts 1..256 separated by commas, got ''" "$B" bench --model "$M" --concurrency ""
+expect 2 "counts 1..256 separated by commas, got '1,'" "$B" bench --model "$M" --concurrency 1,
+expect 2 "at most 16 counts" "$B" bench --model "$M" --concurrency 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2
+expect 2 "one file at a time ('$I' is a second)" "$B" bench --model "$M" "$I" "$I"
+expect 2 "bench does not read stdin" "$B" bench --model "$M" -
+# bench's synthetic page: a file of its own (mkstemps), unlinked at once (a review: a fixed name
+# $TMPDIR/nanovl-bench-PID.png was written through a link planted there, and left by a signal)
+mkdir -p "$T/btmp"
+p0=$(sh -c 'echo $$') # (the pids after the 1000 ln processes: bench's among them, pids allowing)
+for i in $(seq 1 1000); do ln -s "$T/victim" "$T/btmp/nanovl-bench-$((p0 + 1000 + i)).png"; done
+TMPDIR="$T/btmp" timeout 120 "$B" bench --model "$M" --runs 1 --max-tokens 2 > "$T/bench.out" 2>&1 < /dev/null
+check "bench on its synthetic page: exit 0 ($(tail -1 "$T/bench.out"))" [ $? = 0 ]
+check "bench wrote through no planted link" [ ! -e "$T/victim" ]
+check "bench left no file in TMPDIR" [ "$(find "$T/btmp" -type f | wc -l)" = 0 ]
+rm -f "$T"/btmp/*
+TMPDIR="$T/btmp" timeout -s INT 1 "$B" bench --model "$M" --runs 100000 --max-tokens 64 > /dev/null 2>&1 < /dev/null
+check "bench stopped by SIGINT left no file in TMPDIR" [ "$(find "$T/btmp" -type f | wc -l)" = 0 ]
+# tokenize / generate on bad input (a review): a stdin that cannot be read is not empty text; a
+# NUL byte does not end the ids or a message quietly; a bad id is named; flags of another mode
+expect 1 "stdin cannot be read: Is a directory" sh -c '"$1" tokenize --model "$2" < "$3"' sh "$B" "$M" "$T"
+expect 1 "stdin cannot be read: Bad file descriptor" sh -c '"$1" tokenize --model "$2" --decode <&-' sh "$B" "$M"
+expect 2 "stdin holds a NUL byte" sh -c 'printf "70\0 99" | "$1" tokenize --model "$2" --decode' sh "$B" "$M"
+expect 1 "a string holds a NUL character" sh -c 'printf "%s" "[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]" | "$1" tokenize --model "$2" --chat' sh "$B" "$M"
+expect 2 "'2147483648' is not a token id" sh -c 'echo "1 2147483648" | "$1" tokenize --model "$2" --decode' sh "$B" "$M"
+expect 2 "'12abc' is not a token id" sh -c 'echo "12abc" | "$1" tokenize --model "$2" --decode' sh "$B" "$M"
+expect 2 "--ids: 'x2' is not a token id" "$B" generate --model "$M" --ids "1 x2"
+expect 2 "--model needs a value" "$B" tokenize --model
+expect 2 "--decode and --chat are two modes" "$B" tokenize --model "$M" --decode --chat
+expect 2 "--ids goes with --chat" "$B" tokenize --model "$M" --ids
+expect 2 "--special goes with the default mode" "$B" tokenize --model "$M" --decode --special
+expect 2 "--password needs a value" "$B" media-info "$I" --password
 # render a video: every sampled frame written as a PNG with its time
 V2="$(dirname "$I")/clip_2s.mp4"
 expect 0 "frame-0.png 0.000s" "$B" render "$V2" -o "$T/fr/"

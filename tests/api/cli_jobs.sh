@@ -38,6 +38,13 @@ expect 1 "cannot open '$T/none.png'" "$B" jobs -q "$Q" "$I" "$T/none.png"
 check "a missing file: no line written" [ ! -s "$T/partial" ]
 expect 1 "'$T' is a directory" "$B" jobs -q "$Q" "$T"
 expect 2 "is given twice" "$B" jobs -q "$Q" "$I" "$I"
+# (a review) an empty file (batch would fail its job), and the jobs file itself as stdout
+# (`nanovl jobs --ocr * > jobs.jsonl` listed it); a usage error wins whatever the order
+: > "$T/empty.png"
+expect 1 "empty.png: the file is empty" "$B" jobs -q "$Q" "$T/empty.png"
+expect 2 "is the jobs file being written (stdout)" sh -c '"$1" jobs --ocr "$2" "$3/self.jsonl" > "$3/self.jsonl"' sh "$B" "$I" "$T"
+expect 2 "is given twice" "$B" jobs -q "$Q" "$I" "$I" "$T/none.png"
+expect 2 "is given twice" "$B" jobs -q "$Q" "$T/none.png" "$I" "$I"
 cp "$I" "$T/$(printf 'bad\377name.bmp')"
 expect 1 "the path is not valid UTF-8" "$B" jobs -q "$Q" "$T/$(printf 'bad\377name.bmp')"
 expect 2 "give -q QUESTION or --ocr" "$B" jobs "$I"
