@@ -114,6 +114,8 @@ typedef struct api_ask_params {
                            left out of the prompt, said through on_notice and listed in
                            res.skipped, instead of failing the request. The request still fails when
                            every selected page of one of its PDFs was left out (that page's error) */
+    int ocr_page;       /* 1: one page of an OCR run (api_pages sets it): messages speak of the page and
+                           give OCR's remedies */
     llm_sampler_params sampler;
 } api_ask_params;
 api_ask_params api_ask_params_default(void);

@@ -215,6 +215,7 @@ const char *const cli_ask_options_help =
     "  --skip-bad-pages      a PDF page that cannot be read (damaged, or past --page-timeout or\n"
     "                        --page-memory) is left out of the question, with a note, instead of\n"
     "                        failing it; still an error when no page of a document can be read\n"
+    "                        (questions only: ocr reads each page alone, and batch's ocr jobs too)\n"
     "  --max-tiles N         tiles per image, 1..12      --fps F --max-frames N     video sampling\n"
     "  --evs Q               video token pruning rate 0..0.99 (default: the checkpoint's)\n"
     "  --think | --no-think  reasoning on or off (default: on for ask and batch, off for ocr and bench);\n"

@@ -366,7 +366,13 @@ static void start_job(api_engine *e, job *j, const api_ask_params *base, int ocr
                          api_request_type_name(j->rq.type));
         j->parse_failed = 1;
     }
-    if (st != NVL_OK) {
+    if (st != NVL_OK) { /* its type as the line says it, where it says one batch runs (every line has one) */
+        cJSON *root = j->rq.type == API_REQ_CANCEL || j->rq.type == API_REQ_STATUS ? NULL
+                                                                                   : cJSON_ParseWithLength(j->L->text, j->L->len);
+        const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "type") : NULL;
+        if (cJSON_IsObject(root) && (!t || (cJSON_IsString(t) && (!strcmp(t->valuestring, "ask") || !strcmp(t->valuestring, "ocr")))))
+            cJSON_AddStringToObject(j->o, "type", t ? t->valuestring : "ask");
+        cJSON_Delete(root);
         job_end(j, st, 0, err.msg);
         return;
     }

@@ -51,7 +51,14 @@ int cmd_media_info(int argc, char **argv) {
     enum media_kind k;
     if (!sniff_or_say("media-info", path, &k)) return 1;
     nvl_err err = {0};
-    printf("file: %s\nformat: %s\n", path, media_kind_name(k));
+    fputs("file: ", stdout); /* (control characters escaped: a newline in the name would split the line) */
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\\') fputs("\\\\", stdout);
+        else if (*c < 0x20 || *c == 0x7f) printf("\\x%02x", *c);
+        else putchar(*c);
+    }
+    printf("\nformat: %s\n", media_kind_name(k));
     if (k == MEDIA_KIND_PDF) {
         media_pdf *pdf = NULL;
         if (media_pdf_open(&pdf, path, password, NULL, &err) != NVL_OK) {

@@ -898,6 +898,12 @@ int cmd_ocr(int argc, char **argv) {
         int k = cli_ask_option(argc, argv, &i, &p, &model, "ocr", k_usage);
         if (k == 2) goto out;
         if (k < 0) { rc = EXIT_USAGE; goto out; }
+        if (k > 0 && p.skip_bad_pages) { /* (taken, it would do nothing) */
+            fprintf(stderr, "nanovl ocr: --skip-bad-pages is for questions: ocr reads each page alone (a page that "
+                            "cannot be read fails alone, marked in the output, and the others go on)\n");
+            rc = EXIT_USAGE;
+            goto out;
+        }
         if (k > 0) continue;
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) out_path = argv[++i];
         else if (!strcmp(a, "--out-dir") && v) dir.path = argv[++i];

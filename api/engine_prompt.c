@@ -109,9 +109,10 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
     const llm_prompt *pr = &rq->prompt;
     if (pr->n + rq->p->max_tokens > rq->budget)
         return nvl_err_set(err, NVL_ERR_LIMIT, "the prompt has %lld tokens; with max_tokens %lld it exceeds the context budget of %lld "
-                           "(shorten the text, lower --max-tokens / max_tokens, or raise --max-context / max_context up to "
-                           "the checkpoint's)",
-                           (long long)pr->n, (long long)rq->p->max_tokens, (long long)rq->budget);
+                           "(%slower --max-tokens / max_tokens, or raise --max-context / max_context: the checkpoint's "
+                           "context is %lld tokens)",
+                           (long long)pr->n, (long long)rq->p->max_tokens, (long long)rq->budget,
+                           rq->p->ocr_page ? "" : "shorten the text, ", (long long)api_engine_max_context(e));
     rq->P = pr->n_spans ? pr->spans[pr->n_spans - 1].start + pr->spans[pr->n_spans - 1].count + 1 : 0;
     const int ki = engine_kept_find(e, rq);
     rq->hit = ki >= 0 && e->kp[ki].slot >= 0 && e->kp[ki].logits && rq->P > 0 && e->kp[ki].n == rq->P && rq->P <= pr->n &&

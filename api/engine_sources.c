@@ -319,8 +319,16 @@ static nvl_status planned_tokens(request *rq, const api_message *msgs, int n_msg
     return NVL_OK;
 }
 
-/* "2 images, 3 PDF pages and 1 video of 240 frames" and the advice that fits those media. */
+/* "2 images, 3 PDF pages and 1 video of 240 frames" and the advice that fits those media (an OCR
+ * page: "FILE page N", and OCR's remedies). */
 static void describe_media(const request *rq, char *what, size_t nw, char *advice, size_t na) {
+    const long long ctx = (long long)api_engine_max_context(rq->e);
+    if (rq->p->ocr_page && rq->n_src == 1) {
+        engine_source_label(&rq->src[0], what, nw);
+        snprintf(advice, na, "lower --max-tokens / max_tokens, or raise --max-context / max_context (the checkpoint's "
+                             "context: %lld tokens)", ctx);
+        return;
+    }
     int n_img = 0, n_page = 0, n_vid = 0;
     long long frames = 0;
     for (int i = 0; i < rq->n_src; i++) {
@@ -351,8 +359,8 @@ static void describe_media(const request *rq, char *what, size_t nw, char *advic
         o += (size_t)snprintf(advice + o, na - o, "ask about fewer pages (--pages / pages) or page by page (ask --per-page; "
                               "nanovl ocr / type \"ocr\" for a document's text), ");
     if (n_img && o < na) o += (size_t)snprintf(advice + o, na - o, "send fewer images, ");
-    if (o < na) snprintf(advice + o, na - o, "lower --max-tokens / max_tokens, or raise --max-context / max_context up to "
-                                             "the checkpoint's");
+    if (o < na) snprintf(advice + o, na - o, "lower --max-tokens / max_tokens, or raise --max-context / max_context (the "
+                                             "checkpoint's context: %lld tokens)", ctx);
 }
 
 
@@ -560,12 +568,13 @@ nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err) {
                 describe_media(rq, what, sizeof what, advice, sizeof advice);
                 const int64_t least = (mt > 1 ? at_t : at_mt) - text_tokens;
                 /* the text the larger part: that is what to shorten (a long question, conversation) */
-                const int text_first = text_tokens >= least || 2 * text_tokens > budget;
+                const int text_first = !p->ocr_page && (text_tokens >= least || 2 * text_tokens > budget);
                 return nvl_err_set(err, NVL_ERR_LIMIT,
-                                   "the media (%s) need at least %lld tokens%s (plus %lld of text and %lld to answer), "
+                                   "%s%s%s need%s at least %lld tokens%s (plus %lld of %s and %lld to answer), "
                                    "more than the context budget of %lld: %s%s",
-                                   what, (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
-                                   (long long)p->max_tokens, (long long)budget,
+                                   p->ocr_page ? "" : "the media (", what, p->ocr_page ? "" : ")", p->ocr_page ? "s" : "",
+                                   (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
+                                   p->ocr_page ? "the OCR prompt" : "text", (long long)p->max_tokens, (long long)budget,
                                    text_first ? "shorten the text (the question, the system message, earlier turns), " : "",
                                    advice);
             }

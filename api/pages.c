@@ -169,6 +169,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
     if (!pg) return nvl_err_set(err, NVL_ERR_NOMEM, "ocr: out of memory");
     pg->e = e;
     pg->p = *pp;
+    pg->p.ocr_page = 1; /* (its messages speak of the page) */
     /* each page asked about once: nothing to keep; with several prompts its prefill is kept for
        the next (its units follow each other) */
     if (h->n_prompts <= 1) pg->p.no_cache = 1;

@@ -314,22 +314,36 @@ static int b64v(unsigned char c) {
     return -1;
 }
 
+static int b64_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 nvl_status api_base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len, nvl_err *err) {
     *out = NULL;
     *out_len = 0;
-    while (n > 0 && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return nvl_err_set(err, NVL_ERR_FORMAT, "base64: %zu characters cannot be base64", n);
-    uint8_t *o = nvl_malloc(n / 4 * 3 + 3);
-    if (!o) return nvl_err_set(err, NVL_ERR_NOMEM, "base64: out of memory for %zu bytes", n / 4 * 3);
+    /* padding and white space at the end; white space within (lines wrapped at 76, as base64(1)
+       and MIME write them) is skipped; a character outside the alphabets is named first */
+    while (n > 0 && (s[n - 1] == '=' || b64_space(s[n - 1]))) n--;
+    size_t sig = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b64_space(s[i])) continue;
+        if (b64v((unsigned char)s[i]) < 0) {
+            const unsigned char c = (unsigned char)s[i];
+            if (c >= 0x20 && c < 0x7f)
+                return nvl_err_set(err, NVL_ERR_FORMAT, "base64: '%c' at offset %zu is not a base64 character%s", c, i,
+                                   c == '=' ? " (padding ends the data)" : "");
+            return nvl_err_set(err, NVL_ERR_FORMAT, "base64: byte 0x%02x at offset %zu is not a base64 character", c, i);
+        }
+        sig++;
+    }
+    if (sig % 4 == 1) return nvl_err_set(err, NVL_ERR_FORMAT, "base64: %zu characters cannot be base64 (one too many or "
+                                         "three too few: cut short?)", sig);
+    uint8_t *o = nvl_malloc(sig / 4 * 3 + 3);
+    if (!o) return nvl_err_set(err, NVL_ERR_NOMEM, "base64: out of memory for %zu bytes", sig / 4 * 3);
     size_t k = 0;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
+        if (b64_space(s[i])) continue;
         int v = b64v((unsigned char)s[i]);
-        if (v < 0) {
-            nvl_free(o);
-            return nvl_err_set(err, NVL_ERR_FORMAT, "base64: invalid character at offset %zu", i);
-        }
         acc = (acc << 6) | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
@@ -465,7 +479,7 @@ static nvl_status parse_media(api_request *rq, const cJSON *o, api_media *m, con
     const cJSON *pw = cJSON_GetObjectItemCaseSensitive(o, "password");
     if (pw && !cJSON_IsString(pw)) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.password: expected a string", where);
     memset(m, 0, sizeof *m);
-    m->name = name ? name->valuestring : NULL;
+    m->name = name && name->valuestring[0] ? name->valuestring : NULL; /* ("": as absent; it named nothing in errors) */
     m->pages = pages ? pages->valuestring : NULL;
     m->password = pw ? pw->valuestring : NULL;
     if (path) {
@@ -611,6 +625,12 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
         }
         if (rq->type == API_REQ_OCR && nf == 0) {
             st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request: an ocr request needs \"files\"");
+            goto fail;
+        }
+        if (rq->type == API_REQ_OCR && /* (taken, it would do nothing; batch's --skip-bad-pages is for its questions) */
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "params"), "skip_bad_pages"))) {
+            st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.params.skip_bad_pages: an ocr request reads each page "
+                             "alone (a page that cannot be read fails alone, the others go on): the option is for questions");
             goto fail;
         }
         if (rq->type == API_REQ_OCR && question) { /* (else it would be read as one more input) */

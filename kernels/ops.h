@@ -132,7 +132,7 @@ nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, con
  * do not depend on the company, docs/api.md). 0: no such bound (a device backend, whose GEMM
  * library picks its algorithm per shape; the step then runs all its rows in one call). The CPU:
  * 31 for f32 and BF16 weights on the register tiles (AVX-512 or AVX2; the packed GEMM and
- * oneDNN from 32 rows), 4 for FP8 / NVFP4 with AVX-512 (the fused rows), INT64_MAX where one
+ * oneDNN from 32 rows), 4 for FP8 / NVFP4 (the fused or widened rows; from 5 the GEMMs), INT64_MAX where one
  * path serves every row count (the scalar loop; the own AVX512-BF16 kernel without oneDNN). */
 int64_t kern_matmul_invariant_rows(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype);
 

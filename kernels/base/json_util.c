@@ -62,6 +62,29 @@ static size_t trailing_at(const char *text, size_t len, const char *end) {
     return i;
 }
 
+/* The nesting depth at byte `at` of JSON text (brackets outside strings): cJSON stops at
+ * CJSON_NESTING_LIMIT levels, which is not a syntax error to report as one. */
+static int depth_at(const char *text, size_t at) {
+    int d = 0, in_str = 0;
+    for (size_t i = 0; i < at; i++) {
+        const char c = text[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') in_str = 1;
+        else if (c == '[' || c == '{') d++;
+        else if (c == ']' || c == '}') d--;
+    }
+    return d;
+}
+
+static nvl_status parse_failed(const char *what, const char *text, size_t off, nvl_err *err) {
+    if (depth_at(text, off) >= CJSON_NESTING_LIMIT)
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: JSON nested deeper than %d levels at byte %zu", what,
+                           CJSON_NESTING_LIMIT, off);
+    return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
+}
+
 nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err) {
     *out = NULL;
@@ -70,9 +93,7 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
          * 30 MB tokenizer.json files) */
         const char *end = NULL;
         cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-        if (!j)
-            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what,
-                               end ? (size_t)(end - text) : (size_t)0);
+        if (!j) return parse_failed(what, text, end ? (size_t)(end - text) : (size_t)0, err);
         const size_t at = trailing_at(text, len, end);
         if (at < len) {
             cJSON_Delete(j);
@@ -87,9 +108,9 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(buf, &end, 0);
     if (!j) {
-        size_t off = end ? (size_t)(end - buf) : 0;
+        const nvl_status st = parse_failed(what, buf, end ? (size_t)(end - buf) : 0, err);
         nvl_free(buf);
-        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
+        return st;
     }
     const size_t blen = strlen(buf), at = trailing_at(buf, blen, end);
     nvl_free(buf);

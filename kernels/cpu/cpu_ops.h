@@ -30,7 +30,8 @@ nvl_status kern_cpu_matmul(float *y, const float *x, const nvl_tensor *w, int64_
 /* The rows up to which kern_cpu_matmul is batch-invariant (kernels/ops.h
  * kern_matmul_invariant_rows): MM_PACKED_MIN_ROWS - 1 where the packed GEMM takes over, else
  * INT64_MAX (one path for every row count). kern_cpu_quant_invariant_rows: the same for
- * kern_cpu_matmul_quant (its fused rows with AVX-512, else INT64_MAX). */
+ * kern_cpu_matmul_quant: 4 (up to 4 rows the fused rows with AVX-512, else the widened rows; from 5
+ * the exact bf16 factors through the GEMMs, quant.c). */
 int64_t kern_cpu_matmul_invariant_rows(void);
 int64_t kern_cpu_quant_invariant_rows(void);
 /* BF16 weights x bf16-valued x (BF16 activations): exact bf16 products, f32 sums (matmul_bf16.c).

@@ -87,6 +87,8 @@ expect 2 "--decode and --chat are two modes" "$B" tokenize --model "$M" --decode
 expect 2 "--ids goes with --chat" "$B" tokenize --model "$M" --ids
 expect 2 "--special goes with the default mode" "$B" tokenize --model "$M" --decode --special
 expect 2 "--password needs a value" "$B" media-info "$I" --password
+cp "$I" "$T/$(printf 'nl\nname.bmp')"
+expect_fixed 0 "file: $T/nl\\nname.bmp" "$B" media-info "$T/$(printf 'nl\nname.bmp')"
 # render a video: every sampled frame written as a PNG with its time
 V2="$(dirname "$I")/clip_2s.mp4"
 expect 0 "frame-0.png 0.000s" "$B" render "$V2" -o "$T/fr/"
@@ -100,6 +102,12 @@ if "$B" ocr --model "$M" "$P2" "$I" --max-tokens 6 > "$T/o1.md" 2>/dev/null &&
     echo "FAIL: ocr --parallel 3 differs from one page at a time"; diff "$T/o1.md" "$T/o3.md" | head -5; fail=$((fail + 1))
 fi
 expect 2 "needs an integer" "$B" ocr --model "$M" "$P2" --parallel 0
+# (a review) ocr reads each page alone: --skip-bad-pages was taken and did nothing; a page that
+# does not fit the context is named, with OCR's remedies (it was told to shorten its question)
+expect 2 "ocr: --skip-bad-pages is for questions" "$B" ocr --model "$M" "$P2" --skip-bad-pages
+expect 1 "two_pages.pdf page 1 needs at least [0-9]* tokens at 1 tile per image (plus [0-9]* of the OCR prompt and 12 to answer), more than the context budget of 60: lower --max-tokens / max_tokens, or raise --max-context / max_context (the checkpoint's context: [0-9]* tokens)" \
+    "$B" ocr --model "$M" "$P2" --max-tokens 12 --max-context 60
+check "the OCR page's message gives no question's advice" sh -c "! grep -q 'shorten the text' '$T/out'"
 # no model: every command that loads one says so (usage, exit 2), NANOVL_MODEL unset
 expect 2 "no model" env -u NANOVL_MODEL "$B" ask "$I" "What?"
 expect 2 "no model" env -u NANOVL_MODEL "$B" ocr "$I"

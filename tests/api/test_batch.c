@@ -448,9 +448,11 @@ int main(void) {
         f = fopen(jobs, "w");
         fprintf(f, "{\"id\":\"o\",\"type\":\"ocr\",\"files\":[\"%s\"]}\n", jpg);
         fprintf(f, "{\"id\":\"t\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"think\":true,\"max_tokens\":30}}\n", img);
+        /* a job refused as a bad request keeps its type in its line (a review: it had none) */
+        fprintf(f, "{\"id\":\"b\",\"type\":\"ocr\",\"files\":[{\"type\":\"image\",\"data\":\"***\"}]}\n");
         fclose(f);
-        TEST_EQ_INT(run(jobs, o3, "--max-tokens", "1024"), 0);
-        TEST_EQ_INT(run(jobs, o4, NULL, NULL), 0);
+        TEST_EQ_INT(run(jobs, o3, "--max-tokens", "1024"), 1);
+        TEST_EQ_INT(run(jobs, o4, NULL, NULL), 1);
         results a, b;
         load(o3, &a);
         load(o4, &b);
@@ -468,6 +470,8 @@ int main(void) {
         const cJSON *rt = cJSON_GetObjectItemCaseSensitive(pt, "reasoning");
         TEST_CHECK(cJSON_IsString(rt) && rt->valuestring[0], "an OCR job with think set: the page's reasoning");
         TEST_CHECK(!cJSON_GetObjectItemCaseSensitive(pb, "reasoning"), "an OCR job without think: no reasoning");
+        const cJSON *jb = find(&b, "b"), *tb = jb ? cJSON_GetObjectItemCaseSensitive(jb, "type") : NULL;
+        TEST_CHECK(cJSON_IsString(tb) && !strcmp(tb->valuestring, "ocr"), "a refused job's line keeps its type");
         unload(&a);
         unload(&b);
     }

@@ -146,5 +146,63 @@ int main(void) {
         nvl_free(js);
         cJSON_Delete(o);
     }
+    /* base64 (a review): lines wrapped as base64(1) writes them decode as the unwrapped text; a
+       character outside the alphabet is named (it was 'N characters cannot be base64' whenever the
+       count was also off) */
+    {
+        static const char plain[] = "Hello, nanovl! 0123456789 abcdefghij";
+        static const char flat[] = "SGVsbG8sIG5hbm92bCEgMDEyMzQ1Njc4OSBhYmNkZWZnaGlq";
+        static const char wrapped[] = "SGVsbG8sIG5hbm92bCEg\nMDEyMzQ1Njc4OSBh\r\nYmNkZWZnaGlq\n";
+        uint8_t *b = NULL;
+        size_t bn = 0;
+        nvl_err e = {0};
+        TEST_EQ_INT(api_base64_decode(flat, strlen(flat), &b, &bn, &e), NVL_OK);
+        TEST_CHECK(b && bn == strlen(plain) && !memcmp(b, plain, bn), "flat base64 decodes");
+        nvl_free(b);
+        b = NULL;
+        TEST_EQ_INT(api_base64_decode(wrapped, strlen(wrapped), &b, &bn, &e), NVL_OK);
+        TEST_CHECK(b && bn == strlen(plain) && !memcmp(b, plain, bn), "wrapped base64 decodes to the same bytes");
+        nvl_free(b);
+        b = NULL;
+        TEST_EQ_INT(api_base64_decode("SGVs=bG8s", 9, &b, &bn, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "'=' at offset 4 is not a base64 character"), "padding within: %s", e.msg);
+        TEST_EQ_INT(api_base64_decode("SGVsb*8", 7, &b, &bn, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "'*' at offset 5"), "a bad character named before the count: %s", e.msg);
+        TEST_EQ_INT(api_base64_decode("SGVsb", 5, &b, &bn, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "5 characters cannot be base64"), "a count that cannot be: %s", e.msg);
+    }
+    /* JSON nested past cJSON's limit is said as such (it was 'invalid JSON near byte 1000') */
+    {
+        char deep[2100];
+        size_t k = 0;
+        for (int i = 0; i < 1001; i++) deep[k++] = '[';
+        for (int i = 0; i < 1001; i++) deep[k++] = ']';
+        api_request rq;
+        nvl_err e = {0};
+        TEST_EQ_INT(api_request_parse(deep, k, &rq, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "request: JSON nested deeper than 1000 levels"), "%s", e.msg);
+        TEST_EQ_INT(api_request_parse("{\"v\":1,,}", 9, &rq, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "request: invalid JSON near byte"), "%s", e.msg);
+    }
+    /* an ocr request refuses skip_bad_pages: true (each page is read alone; it was taken and did
+       nothing); batch's command-line default does not make its ocr jobs fail */
+    {
+        static const char ocr_skip[] = "{\"type\":\"ocr\",\"files\":[\"/x.pdf\"],\"params\":{\"skip_bad_pages\":true}}";
+        static const char ocr_plain[] = "{\"type\":\"ocr\",\"files\":[\"/x.pdf\"]}";
+        api_request rq;
+        nvl_err e = {0};
+        TEST_EQ_INT(api_request_parse(ocr_skip, strlen(ocr_skip), &rq, &e), NVL_ERR_INVALID_ARG);
+        TEST_CHECK(strstr(e.msg, "request.params.skip_bad_pages: an ocr request reads each page alone"), "%s", e.msg);
+        api_ask_params base = api_ask_params_default();
+        base.skip_bad_pages = 1;
+        TEST_EQ_INT(api_request_parse_with(ocr_plain, strlen(ocr_plain), &base, &rq, &e), NVL_OK);
+        api_request_free(&rq);
+        /* a media part's empty name is no name (errors said '": not an image ...'; now "bytes") */
+        static const char noname[] = "{\"files\":[{\"type\":\"image\",\"data\":\"SGVsbG8=\",\"name\":\"\"}],\"question\":\"q\"}";
+        TEST_EQ_INT(api_request_parse(noname, strlen(noname), &rq, &e), NVL_OK);
+        TEST_CHECK(rq.n_msgs == 1 && rq.msgs[0].parts[0].kind == API_PART_MEDIA && rq.msgs[0].parts[0].media.name && !strcmp(rq.msgs[0].parts[0].media.name, "bytes"),
+                   "an empty name is taken as none (bytes)");
+        api_request_free(&rq);
+    }
     return test_report();
 }
