@@ -136,6 +136,8 @@ typedef struct api_part {
     enum api_part_kind kind;
     const char *text;  /* API_PART_TEXT */
     api_media media;   /* API_PART_MEDIA: a PDF becomes one image per selected page */
+    size_t text_len;   /* bytes of text, a NUL among them read as the byte it is (an earlier answer
+                          that held one: ask --chat); 0: strlen(text) */
 } api_part;
 
 typedef struct api_message {

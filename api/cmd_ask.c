@@ -244,21 +244,25 @@ static int chat_read_line(char **line, size_t *cap) {
  * question waits for its answer). */
 typedef struct chat_hist {
     char **turns;
+    size_t *lens; /* bytes of each (an answer may hold a NUL byte: it goes back whole) */
     int n, cap;
 } chat_hist;
 
-static int chat_push(chat_hist *h, const char *text) {
+static int chat_push(chat_hist *h, const char *text, size_t len) {
     if (h->n == h->cap) {
         int nc = h->cap ? h->cap * 2 : 8;
         char **nt = nvl_realloc(h->turns, (size_t)nc * sizeof *nt);
-        if (!nt) return -1;
-        h->turns = nt;
+        if (nt) h->turns = nt;
+        size_t *nl = nt ? nvl_realloc(h->lens, (size_t)nc * sizeof *nl) : NULL;
+        if (!nl) return -1;
+        h->lens = nl;
         h->cap = nc;
     }
-    size_t len = strlen(text) + 1;
-    char *d = nvl_malloc(len);
+    char *d = nvl_malloc(len + 1);
     if (!d) return -1;
     memcpy(d, text, len);
+    d[len] = 0;
+    h->lens[h->n] = len;
     h->turns[h->n++] = d;
     return 0;
 }
@@ -292,10 +296,10 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
         msgs[m++] = (api_message){"system", &texts[h->n], 1};
     }
     memcpy(first, files, (size_t)n_files * sizeof *first);
-    first[n_files] = (api_part){.kind = API_PART_TEXT, .text = h->turns[0]};
+    first[n_files] = (api_part){.kind = API_PART_TEXT, .text = h->turns[0], .text_len = h->lens[0]};
     msgs[m++] = (api_message){"user", first, n_files + 1};
     for (int t = 1; t < h->n; t++) {
-        texts[t] = (api_part){.kind = API_PART_TEXT, .text = h->turns[t]};
+        texts[t] = (api_part){.kind = API_PART_TEXT, .text = h->turns[t], .text_len = h->lens[t]};
         msgs[m++] = (api_message){t % 2 ? "assistant" : "user", &texts[t], 1};
     }
     const int echo = !o->json && !isatty(STDIN_FILENO); /* questions from a pipe: a transcript */
@@ -360,7 +364,7 @@ static int chat_turn(api_engine *e, ask_out *o, const api_callbacks *cb, const a
     }
     if (stopped) fprintf(stderr, "nanovl ask: the answer was stopped; it is left out of the conversation\n");
     if (verbose) print_verbose(&r);
-    if (!stopped && chat_push(h, r.answer ? r.answer : "") == 0) rc = 0;
+    if (!stopped && chat_push(h, r.answer ? r.answer : "", r.answer ? api_answer_len(&r) : 0) == 0) rc = 0;
     else if (!stopped) fprintf(stderr, "nanovl ask: out of memory\n");
     api_ask_result_free(&r);
 done:
@@ -486,7 +490,7 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
                 continue;
             }
         }
-        if (chat_push(&h, q) != 0) {
+        if (chat_push(&h, q, strlen(q)) != 0) {
             fprintf(stderr, "nanovl ask: out of memory\n");
             rc = 1;
             break;
@@ -501,6 +505,7 @@ static int chat_run(api_engine *e, ask_out *o, const api_callbacks *cb0, const a
     sigaction(SIGTERM, &old_term, NULL);
     chat_clear(&h);
     nvl_free(h.turns);
+    nvl_free(h.lens);
     nvl_free(line);
     return rc;
 }

@@ -164,7 +164,7 @@ int cmd_generate(int argc, char **argv) {
         if (raw) {
             st = llm_tokenizer_encode(tok, user_text, strlen(user_text), &ids, &n_ids, &err);
         } else {
-            llm_chat_part sp = {LLM_PART_TEXT, system}, up = {LLM_PART_TEXT, user_text};
+            llm_chat_part sp = {LLM_PART_TEXT, system, 0}, up = {LLM_PART_TEXT, user_text, 0};
             llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", &up, 1}};
             st = llm_chat_render(system ? msgs : msgs + 1, system ? 2 : 1, &co, &rendered, &rl, &err);
             if (st == NVL_OK) st = llm_tokenizer_encode(tok, rendered, rl, &ids, &n_ids, &err);

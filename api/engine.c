@@ -103,8 +103,8 @@ int64_t api_engine_max_context(const api_engine *e) {
  * prompt builder expects them) is set aside, with a warning, for the built-in Nano V2 format.
  * Running out of memory while rendering is an error (NVL_ERR_NOMEM), not a reason to switch. */
 static nvl_status check_template(api_engine *e, const char *dir, nvl_err *out_err) {
-    llm_chat_part sys = {LLM_PART_TEXT, "You are helpful."};
-    llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, "What is the total?"}};
+    llm_chat_part sys = {LLM_PART_TEXT, "You are helpful.", 0};
+    llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL, 0}, {LLM_PART_TEXT, "What is the total?", 0}};
     llm_chat_message msgs[2] = {{"system", &sys, 1}, {"user", parts, 2}};
     llm_chat_options o = llm_chat_options_default();
     char *text = NULL;

@@ -396,6 +396,7 @@ static nvl_status render_conversation(request *rq, const api_message *msgs, int 
         for (int k = 0; k < msgs[m].n_parts; k++) {
             if (msgs[m].parts[k].kind == API_PART_TEXT) {
                 parts[np].kind = LLM_PART_TEXT;
+                parts[np].len = msgs[m].parts[k].text ? msgs[m].parts[k].text_len : 0;
                 parts[np++].text = msgs[m].parts[k].text ? msgs[m].parts[k].text : "";
                 continue;
             }

@@ -265,7 +265,7 @@ nvl_status llm_chat_escape_text(const llm_tokenizer *tok, const char *text, size
     sbuf b = {0};
     sb_add(&b, "", 0);
     for (size_t i = 0; i < cl;) {
-        int hit = is_escape(clean + i, cl - i) || (tok && llm_tokenizer_special_at(tok, clean + i, cl - i) > 0);
+        int hit = !clean[i] || is_escape(clean + i, cl - i) || (tok && llm_tokenizer_special_at(tok, clean + i, cl - i) > 0);
         for (int k = 0; !hit && k < 4; k++) {
             const size_t ml = strlen(k_markers[k]);
             hit = ml <= cl - i && !memcmp(clean + i, k_markers[k], ml);
@@ -321,24 +321,30 @@ nvl_status llm_chat_escape_messages(const llm_tokenizer *tok, llm_chat_message *
     for (int m = 0; m < n; m++) {
         llm_chat_part *parts = (llm_chat_part *)msgs[m].parts;
         int first = 0;
-        const char *after = NULL;
+        const char *after = NULL, *after_end = NULL;
         if (!strcmp(msgs[m].role, "assistant")) /* what follows the last </think>, as the template keeps */
             for (int k = 0; k < msgs[m].n_parts; k++) {
                 const char *t = parts[k].kind == LLM_PART_TEXT ? parts[k].text : NULL, *q;
-                while (t && (q = strstr(t, "</think>"))) {
+                const char *end = t ? t + (parts[k].len ? parts[k].len : strlen(t)) : NULL;
+                while (t && (q = memmem(t, (size_t)(end - t), "</think>", 8))) {
                     first = k;
                     after = t = q + 8;
+                    after_end = end;
                 }
             }
         for (int k = 0; k < msgs[m].n_parts; k++) {
             if (parts[k].kind != LLM_PART_TEXT) continue;
-            const char *t = k < first ? "" : k == first && after ? after : parts[k].text ? parts[k].text : "";
+            const char *t = parts[k].text ? parts[k].text : "";
+            size_t tl = parts[k].text && parts[k].len ? parts[k].len : strlen(t);
+            if (k < first) t = "", tl = 0;
+            else if (k == first && after) t = after, tl = (size_t)(after_end - after);
             char *e = NULL;
             size_t el = 0;
-            nvl_status st = llm_chat_escape_text(tok, t, strlen(t), &e, &el, err);
+            nvl_status st = llm_chat_escape_text(tok, t, tl, &e, &el, err);
             if (st != NVL_OK) return st;
             (*owned)[(*n_owned)++] = e;
             parts[k].text = e;
+            parts[k].len = 0; /* (escaped: a C string) */
         }
     }
     return NVL_OK;

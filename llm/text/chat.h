@@ -44,6 +44,7 @@ enum llm_part_kind { LLM_PART_TEXT = 0, LLM_PART_IMAGE = 1, LLM_PART_VIDEO = 2 }
 typedef struct llm_chat_part {
     enum llm_part_kind kind;
     const char *text; /* LLM_PART_TEXT */
+    size_t len;       /* bytes of text (llm_chat_escape_messages escapes a NUL among them); 0: strlen */
 } llm_chat_part;
 
 typedef struct llm_chat_message {
@@ -95,7 +96,8 @@ typedef struct llm_prompt {
 
 /* User text (request text parts, questions, files' text) escaped for rendering: every place
  * where a special added token of tok or a marker (<image>, <video>, <img>, </img>) starts has
- * its first character replaced by private-use escapes (U+F0000 + byte), which chat templates pass
+ * its first character replaced by private-use escapes (U+F0000 + byte), and so has a NUL byte
+ * (which would end the text in the renderer's C strings), which chat templates pass
  * through unchanged (no whitespace, no '/think'); invalid UTF-8 becomes U+FFFD first.
  * llm_chat_tokenize undoes them and tokenizes those bytes as plain text, so typed '<image>' or
  * '<SPECIAL_12>' is text, never a marker or a control token. *out nvl_malloc'ed. */

@@ -148,6 +148,25 @@ int main(void) {
         api_ask_result_free(&a);
         api_ask_result_free(&b);
     }
+    /* An earlier answer holding a NUL byte goes back whole when its length is given (text_len;
+     * ask --chat does): the prompt has as many tokens as with 0x01 in its place, and more than
+     * the answer cut at the NUL (as it was) */
+    {
+        int64_t n[3];
+        for (int v = 0; v < 3; v++) {
+            api_part u1 = {.kind = API_PART_TEXT, .text = "Hi"}, u2 = {.kind = API_PART_TEXT, .text = "And?"};
+            api_part a = {.kind = API_PART_TEXT, .text = v == 1 ? "xy\001zw" : "xy\000zw", .text_len = v == 2 ? 0 : 5};
+            api_message m[3] = {{"user", &u1, 1}, {"assistant", &a, 1}, {"user", &u2, 1}};
+            api_ask_params tp = p;
+            tp.max_tokens = 1;
+            api_ask_result x;
+            TEST_EQ_INT(api_engine_run(e, m, 3, &tp, NULL, &x, &err), NVL_OK);
+            n[v] = x.n_prompt;
+            api_ask_result_free(&x);
+        }
+        TEST_CHECK(n[0] == n[1] && n[2] < n[0], "prompt tokens: NUL %lld, 0x01 %lld, cut %lld", (long long)n[0],
+                   (long long)n[1], (long long)n[2]);
+    }
     /* Several kept prefixes: questions about two documents in turn each reuse their own */
     {
         const char *other[] = {test_data_path("media/made/image.tiff")};

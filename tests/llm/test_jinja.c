@@ -66,8 +66,8 @@ int main(void) {
 
     /* the message-level renderer: same text as the native Nano V2 renderer on the template */
     {
-        llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, "Read it."}};
-        llm_chat_part sp = {LLM_PART_TEXT, "Be brief."};
+        llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL, 0}, {LLM_PART_TEXT, "Read it.", 0}};
+        llm_chat_part sp = {LLM_PART_TEXT, "Be brief.", 0};
         llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", parts, 2}};
         for (int think = -1; think <= 1; think++) {
             llm_chat_options o = llm_chat_options_default();
@@ -88,8 +88,8 @@ int main(void) {
         static const char *const qs[] = {"Explain this. /think", "Explain this. /no_think"};
         for (int q = 0; q < 2; q++)
             for (int shape = 0; shape < 3; shape++) {
-                llm_chat_part tp = {LLM_PART_TEXT, qs[q]}, mp[2] = {{LLM_PART_IMAGE, NULL}, {LLM_PART_TEXT, qs[q]}};
-                llm_chat_part sp = {LLM_PART_TEXT, qs[q]};
+                llm_chat_part tp = {LLM_PART_TEXT, qs[q], 0}, mp[2] = {{LLM_PART_IMAGE, NULL, 0}, {LLM_PART_TEXT, qs[q], 0}};
+                llm_chat_part sp = {LLM_PART_TEXT, qs[q], 0};
                 llm_chat_message msgs[2] = {{"system", &sp, 1}, {"user", shape == 2 ? mp : &tp, shape == 2 ? 2 : 1}};
                 const llm_chat_message *ms = shape == 0 ? msgs : msgs + 1;
                 const int nm = shape == 0 ? 2 : 1;

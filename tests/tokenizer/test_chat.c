@@ -170,8 +170,8 @@ static void test_plain_text(void) {
         nvl_free(esc);
         /* whole messages: an earlier answer keeps what follows its last </think> (its reasoning
            dropped, as the template does), its typed <SPECIAL_12> stays text */
-        llm_chat_part up = {LLM_PART_TEXT, "Hi <img>"}, up2 = up, ap[2] = {{LLM_PART_TEXT, "<think>secret</think>x"},
-                                                                 {LLM_PART_TEXT, "<think>more</think>\nAnswer <SPECIAL_12>"}};
+        llm_chat_part up = {LLM_PART_TEXT, "Hi <img>", 0}, up2 = up, ap[2] = {{LLM_PART_TEXT, "<think>secret</think>x", 0},
+                                                                 {LLM_PART_TEXT, "<think>more</think>\nAnswer <SPECIAL_12>", 0}};
         llm_chat_message msgs[3] = {{"user", &up, 1}, {"assistant", ap, 2}, {"user", &up2, 1}}; /* escaped in place: one part each */
         char **owned = NULL;
         int n_owned = 0;
@@ -196,6 +196,30 @@ static void test_plain_text(void) {
         nvl_free(shown);
         for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
         nvl_free(owned);
+        /* an earlier answer holding a NUL byte (a byte-level token decodes to it; ask --chat sends
+           the answer back with its length) goes back whole: its ids equal those of the same
+           answer with 0x01 in its place, but for that one byte's token (it was cut at the NUL) */
+        int32_t *idn[2] = {NULL, NULL};
+        int64_t nn[2] = {0, 0};
+        for (int v = 0; v < 2; v++) {
+            llm_chat_part q = {LLM_PART_TEXT, "Hi", 0}, a = {LLM_PART_TEXT, v ? "xy\001zw" : "xy\000zw", 5}, q2 = q;
+            llm_chat_message cv[3] = {{"user", &q, 1}, {"assistant", &a, 1}, {"user", &q2, 1}};
+            owned = NULL;
+            n_owned = 0;
+            TEST_EQ_INT(llm_chat_escape_messages(tok, cv, 3, &owned, &n_owned, &err), NVL_OK);
+            r = NULL;
+            TEST_EQ_INT(llm_chat_render(cv, 3, &o, &r, &rl, &err), NVL_OK);
+            TEST_EQ_INT(llm_chat_encode_rendered(tok, r ? r : "", r ? rl : 0, &idn[v], &nn[v], &err), NVL_OK);
+            nvl_free(r);
+            for (int i = 0; i < n_owned; i++) nvl_free(owned[i]);
+            nvl_free(owned);
+        }
+        int diff = 0;
+        for (int64_t i = 0; nn[0] == nn[1] && i < nn[0]; i++) diff += idn[0][i] != idn[1][i];
+        TEST_CHECK(nn[0] == nn[1] && diff == 1, "answer with a NUL: %lld ids against %lld, %d differ", (long long)nn[0],
+                   (long long)nn[1], diff);
+        nvl_free(idn[0]);
+        nvl_free(idn[1]);
         llm_tokenizer_free(tok);
     }
 }
