@@ -331,6 +331,12 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
+    if (!strcmp(cmd, "help") && argc > 2) /* `nanovl help ask`: that command's help */
+        for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
+            if (!strcmp(argv[2], k_commands[i].name) && strcmp(argv[2], "help") && strcmp(argv[2], "version")) {
+                char *h[] = {(char *)"--help", NULL};
+                return k_commands[i].fn(1, h);
+            }
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {
             /* every subcommand prints its own usage for -h / --help; version and help print this */

@@ -842,8 +842,9 @@ int cmd_batch(int argc, char **argv) {
         char prev[96] = "";
         if (n_prev_fail)
             snprintf(prev, sizeof prev, " (%d of them failed: --retry-failed redoes them)", n_prev_fail);
-        fprintf(stderr, "nanovl batch: shard %d/%d: %d jobs, %d already done%s, %d ok, %d failed%s in %s -> %s\n", shard,
-                n_shards, n_mine, n_skip, prev, n_ok, n_fail, g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
+        fprintf(stderr, "nanovl batch: shard %d/%d: %d job%s, %d already done%s, %d ok, %d failed%s in %s -> %s\n", shard,
+                n_shards, n_mine, n_mine == 1 ? "" : "s", n_skip, prev, n_ok, n_fail,
+                g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
     }
     if (n_fail || n_prev_fail) rc = 1; /* every failure of the shard's jobs, this run's or recorded */
     if (g_stop) rc = 130;

@@ -167,7 +167,9 @@ int cmd_embed(int argc, char **argv) {
                 nvl_dump_failures());
         goto done;
     }
-    printf("intermediates: %s/index.json\n", nvl_dump_dir());
+    const char *dd = nvl_dump_dir();
+    const size_t dl = strlen(dd);
+    printf("intermediates: %s%sindex.json\n", dd, dl && dd[dl - 1] == '/' ? "" : "/"); /* (-o out/: not out//) */
     rc = 0;
 done:
     nvl_free(tiles);

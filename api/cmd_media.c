@@ -93,12 +93,12 @@ int cmd_media_info(int argc, char **argv) {
             fprintf(stderr, "nanovl media-info: %s\n", err.msg);
             return 1;
         }
-        printf("video: %dx%d, %lld frames, %.3f fps, %.3f s\n", f->width, f->height, (long long)f->total_frames,
-               f->native_fps, f->duration);
+        printf("video: %dx%d, %lld frame%s, %.3f fps, %.3f s\n", f->width, f->height, (long long)f->total_frames,
+               f->total_frames == 1 ? "" : "s", f->native_fps, f->duration);
         if (f->listed_frames > 0)
             printf("cut short: the index lists %lld frames; %lld could be read\n", (long long)f->listed_frames,
                    (long long)f->total_frames);
-        printf("sampled at %.1f fps: %d frames:", p.fps, f->n);
+        printf("sampled at %.1f fps: %d frame%s:", p.fps, f->n, f->n == 1 ? "" : "s");
         for (int i = 0; i < f->n; i++) printf(" %lld@%.3fs", (long long)f->frames[i]->index, f->frames[i]->timestamp);
         printf("\n");
         media_frames_free(f);

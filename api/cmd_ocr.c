@@ -63,7 +63,9 @@ static const char *k_usage =
     "      Markdown written as it comes marks the page being written incomplete; with --parallel or\n"
     "      --json only whole pages are written, in order, so the pages after one still running are\n"
     "      left out (--resume reads them again); with --out-dir the input's file is left out; a\n"
-    "      second signal exits at once)\n";
+    "      second signal exits at once)\n"
+    "of the shared options below, --skip-bad-pages and the video ones (--fps, --max-frames, --evs)\n"
+    "are for questions: ocr reads images and PDF pages, each page alone\n";
 
 /* The option a resumed run was asked with ("--resume" or "--retry-failed"), for its messages. */
 static const char *g_resume_opt = "--resume";

@@ -48,6 +48,7 @@ static const char *k_usage =
     "                            bytes (default 4096; 0 = none; an image is refused when no decoder\n"
     "                            process can start)\n"
     "  --quiet                   no request log on stderr\n"
+    "  --backend, --max-megapixels: every command's (nanovl --help)\n"
     "Protocol: newline-delimited JSON, see docs/api.md. SIGTERM finishes the running request,\n"
     "answers queued ones with \"shutting_down\" and exits.\n";
 

@@ -15,7 +15,7 @@
 #include "wire.h"
 
 static const char *k_usage =
-    "usage: nanovl tokenize (--model DIR | --tokenizer FILE) [--decode | --chat [--ids]] < input\n"
+    "usage: nanovl tokenize (--model DIR | --tokenizer FILE|DIR) [--decode | --chat [--ids]] < input\n"
     "  (default)          text on stdin -> token ids, one line, space-separated\n"
     "  --special          add the file's special tokens (post_processor, e.g. BOS), as HF tokenizer(text)\n"
     "  --decode           ids on stdin -> text (special tokens included)\n"

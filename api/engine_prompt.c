@@ -112,7 +112,8 @@ static nvl_status prompt_build(request *rq, nvl_err *err) {
                            "(%slower --max-tokens / max_tokens, or raise --max-context / max_context: the checkpoint's "
                            "context is %lld tokens)",
                            (long long)pr->n, (long long)rq->p->max_tokens, (long long)rq->budget,
-                           rq->p->ocr_page ? "" : "shorten the text, ", (long long)api_engine_max_context(e));
+                           rq->p->ocr_page ? "shorten the OCR prompt (--prompt / prompt), " : "shorten the text, ",
+                           (long long)api_engine_max_context(e));
     rq->P = pr->n_spans ? pr->spans[pr->n_spans - 1].start + pr->spans[pr->n_spans - 1].count + 1 : 0;
     const int ki = engine_kept_find(e, rq);
     rq->hit = ki >= 0 && e->kp[ki].slot >= 0 && e->kp[ki].logits && rq->P > 0 && e->kp[ki].n == rq->P && rq->P <= pr->n &&

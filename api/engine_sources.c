@@ -569,14 +569,16 @@ nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err) {
                 describe_media(rq, what, sizeof what, advice, sizeof advice);
                 const int64_t least = (mt > 1 ? at_t : at_mt) - text_tokens;
                 /* the text the larger part: that is what to shorten (a long question, conversation) */
-                const int text_first = !p->ocr_page && (text_tokens >= least || 2 * text_tokens > budget);
+                const int text_first = text_tokens >= least || 2 * text_tokens > budget;
                 return nvl_err_set(err, NVL_ERR_LIMIT,
                                    "%s%s%s need%s at least %lld tokens%s (plus %lld of %s and %lld to answer), "
                                    "more than the context budget of %lld: %s%s",
                                    p->ocr_page ? "" : "the media (", what, p->ocr_page ? "" : ")", p->ocr_page ? "s" : "",
                                    (long long)least, images ? " at 1 tile per image" : "", (long long)text_tokens,
                                    p->ocr_page ? "the OCR prompt" : "text", (long long)p->max_tokens, (long long)budget,
-                                   text_first ? "shorten the text (the question, the system message, earlier turns), " : "",
+                                   !text_first ? ""
+                                   : p->ocr_page ? "shorten the OCR prompt (--prompt / prompt), "
+                                                 : "shorten the text (the question, the system message, earlier turns), ",
                                    advice);
             }
             char *msg = engine_printf("the media need %lld tokens at %d tiles per image; with %lld of text and %lld to answer "

@@ -78,8 +78,9 @@ static int depth_at(const char *text, size_t at) {
     return d;
 }
 
-static nvl_status parse_failed(const char *what, const char *text, size_t off, nvl_err *err) {
-    if (depth_at(text, off) >= CJSON_NESTING_LIMIT)
+static nvl_status parse_failed(const char *what, const char *text, size_t len, size_t off, nvl_err *err) {
+    /* (cJSON stops at the bracket that would open level LIMIT + 1; any other error there is one) */
+    if (off < len && (text[off] == '[' || text[off] == '{') && depth_at(text, off) >= CJSON_NESTING_LIMIT)
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: JSON nested deeper than %d levels at byte %zu", what,
                            CJSON_NESTING_LIMIT, off);
     return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
@@ -93,7 +94,7 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
          * 30 MB tokenizer.json files) */
         const char *end = NULL;
         cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-        if (!j) return parse_failed(what, text, end ? (size_t)(end - text) : (size_t)0, err);
+        if (!j) return parse_failed(what, text, len, end ? (size_t)(end - text) : (size_t)0, err);
         const size_t at = trailing_at(text, len, end);
         if (at < len) {
             cJSON_Delete(j);
@@ -108,7 +109,7 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(buf, &end, 0);
     if (!j) {
-        const nvl_status st = parse_failed(what, buf, end ? (size_t)(end - buf) : 0, err);
+        const nvl_status st = parse_failed(what, buf, strlen(buf), end ? (size_t)(end - buf) : 0, err);
         nvl_free(buf);
         return st;
     }

@@ -146,7 +146,8 @@ def chat(s, f, files, params, events):
             history += [turn, {"role": "assistant", "content": done.get("answer") or ""}]
         else:
             rc = 1  # a failed or cancelled turn is left out of the conversation
-        print(file=sys.stderr if events else sys.stdout)
+        if events:
+            print(file=sys.stderr)
 
 
 def comment_text(t):
@@ -187,6 +188,9 @@ def read_events(s, f, rid, ocr, events=False):
             if "error" in ev:
                 print(f"page error: {ev['error']['code']}: {ev['error']['message']}", file=sys.stderr)
         elif kind == "done":
+            if not events and not ocr:  # the answer's line ends (as the C client and nanovl ask end it)
+                sys.stdout.write("\n")
+                sys.stdout.flush()
             if ocr:
                 print(f"\n[done: {ev.get('failed_pages', 0)} failed pages]", file=sys.stderr)
             else:

@@ -18,7 +18,7 @@ expect 1 "fifo' is a FIFO" "$B" render "$T/fifo" -o "$T/r"
 expect 1 "fifo' is a FIFO" "$B" ask --model "$M" "$T/fifo" "What is it?" --max-tokens 2
 expect 1 "fifo' is a FIFO" "$B" ocr --model "$M" "$T/fifo" --max-tokens 2
 printf '{"id":"f","files":["%s"],"question":"?"}\n' "$T/fifo" > "$T/jobs.jsonl"
-expect 1 "shard 0/1: 1 jobs, 0 already done, 0 ok, 1 failed" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" --no-progress
+expect 1 "shard 0/1: 1 job, 0 already done, 0 ok, 1 failed" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/res.jsonl" --no-progress
 n=$((n + 1)); grep -q '"code":"io_error","message":"[^"]*fifo'"'"' is a FIFO' "$T/res.jsonl" || { echo "FAIL: batch FIFO job result"; cat "$T/res.jsonl"; fail=$((fail + 1)); }
 expect 2 "jobs file is not a regular file" "$B" batch --model "$M" "$T/fifo" --out "$T/res2.jsonl"
 expect 2 "out is not a regular file" "$B" batch --model "$M" "$T/jobs.jsonl" --out "$T/fifo"
@@ -87,6 +87,10 @@ expect 2 "--decode and --chat are two modes" "$B" tokenize --model "$M" --decode
 expect 2 "--ids goes with --chat" "$B" tokenize --model "$M" --ids
 expect 2 "--special goes with the default mode" "$B" tokenize --model "$M" --decode --special
 expect 2 "--password needs a value" "$B" media-info "$I" --password
+# (a walk through the README) `nanovl help CMD` is CMD's help; embed -o DIR/ names DIR/index.json
+expect 0 "^usage: nanovl ask" "$B" help ask
+expect 0 "^usage: nanovl serve" "$B" help serve
+expect_fixed 0 "intermediates: $T/emb/index.json" "$B" embed --model "$M" "$I" -o "$T/emb/"
 cp "$I" "$T/$(printf 'nl\nname.bmp')"
 expect_fixed 0 "file: $T/nl\\nname.bmp" "$B" media-info "$T/$(printf 'nl\nname.bmp')"
 # render a video: every sampled frame written as a PNG with its time
@@ -105,9 +109,12 @@ expect 2 "needs an integer" "$B" ocr --model "$M" "$P2" --parallel 0
 # (a review) ocr reads each page alone: --skip-bad-pages was taken and did nothing; a page that
 # does not fit the context is named, with OCR's remedies (it was told to shorten its question)
 expect 2 "ocr: --skip-bad-pages is for questions" "$B" ocr --model "$M" "$P2" --skip-bad-pages
-expect 1 "two_pages.pdf page 1 needs at least [0-9]* tokens at 1 tile per image (plus [0-9]* of the OCR prompt and 12 to answer), more than the context budget of 60: lower --max-tokens / max_tokens, or raise --max-context / max_context (the checkpoint's context: [0-9]* tokens)" \
+expect 1 "two_pages.pdf page 1 needs at least [0-9]* tokens at 1 tile per image (plus [0-9]* of the OCR prompt and 12 to answer), more than the context budget of 60: shorten the OCR prompt (--prompt / prompt), lower --max-tokens / max_tokens, or raise --max-context / max_context (the checkpoint's context: [0-9]* tokens)" \
     "$B" ocr --model "$M" "$P2" --max-tokens 12 --max-context 60
 check "the OCR page's message gives no question's advice" sh -c "! grep -q 'shorten the text' '$T/out'"
+long_prompt=$(for i in $(seq 1 300); do printf 'word '; done)
+expect 1 "more than the context budget of 200: shorten the OCR prompt (--prompt / prompt), lower --max-tokens" \
+    "$B" ocr --model "$M" "$I" --max-tokens 12 --max-context 200 --prompt "$long_prompt"
 # no model: every command that loads one says so (usage, exit 2), NANOVL_MODEL unset
 expect 2 "no model" env -u NANOVL_MODEL "$B" ask "$I" "What?"
 expect 2 "no model" env -u NANOVL_MODEL "$B" ocr "$I"

@@ -162,7 +162,7 @@ expect 1 "has 2 hard links; --retry-failed rewrites it under one name" "$B" batc
 printf '{"id":"h1","question":"q","params":{"max_tokens":1}}\n' > "$T/hk.jsonl"
 expect 0 "1 ok" "$B" batch --model "$M" "$T/hk.jsonl" --out "$T/hk.res" --no-progress
 ln "$T/hk.res" "$T/hk2.res"
-expect 0 "1 jobs, 1 already done, 0 ok, 0 failed" "$B" batch --model "$M" "$T/hk.jsonl" --out "$T/hk.res" --no-progress --retry-failed
+expect 0 "1 job, 1 already done, 0 ok, 0 failed" "$B" batch --model "$M" "$T/hk.jsonl" --out "$T/hk.res" --no-progress --retry-failed
 # several questions with the reasoning shown: "A: " before the <think> block (it came inside it)
 expect 0 "^A: <think>" "$B" ask --model "$M" "$I" -q "Hi?" -q "Bye?" --show-reasoning --max-tokens 6 --no-progress
 printf '{"id":"g1","question":"q","params":{"max_tokens":1}}\n{"id":"g2","question":"r","params":{"max_tokens":1}}\n' > "$T/g.jsonl"

@@ -181,6 +181,12 @@ int main(void) {
         nvl_err e = {0};
         TEST_EQ_INT(api_request_parse(deep, k, &rq, &e), NVL_ERR_FORMAT);
         TEST_CHECK(strstr(e.msg, "request: JSON nested deeper than 1000 levels"), "%s", e.msg);
+        k = 0; /* 1000 levels are allowed: a syntax error there is one (a review) */
+        for (int i = 0; i < 1000; i++) deep[k++] = '[';
+        deep[k++] = 'x';
+        for (int i = 0; i < 1000; i++) deep[k++] = ']';
+        TEST_EQ_INT(api_request_parse(deep, k, &rq, &e), NVL_ERR_FORMAT);
+        TEST_CHECK(strstr(e.msg, "request: invalid JSON near byte 1000"), "%s", e.msg);
         TEST_EQ_INT(api_request_parse("{\"v\":1,,}", 9, &rq, &e), NVL_ERR_FORMAT);
         TEST_CHECK(strstr(e.msg, "request: invalid JSON near byte"), "%s", e.msg);
     }
