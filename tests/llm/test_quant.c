@@ -176,6 +176,45 @@ static void test_matmul_quant(void) {
         free(mag);
         free(yr);
     }
+    /* Batch invariance of the fused rows (kern_matmul_invariant_rows: 4): each row of a call of
+     * 2-4 rows equals, bit for bit, the row alone (decode steps of several sequences give each its
+     * answer alone). K 100 (FP8: four-accumulator steps, a 16-step, a scalar tail) and 96 (NVFP4). */
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        const int64_t N = 21, K = fp8 ? 100 : 96, M = 4;
+        qweight q = make_q(fp8, N, K, &rng);
+        float *x = malloc((size_t)(M * K) * sizeof(float)), *yall = malloc((size_t)(M * N) * sizeof(float));
+        float *y1 = malloc((size_t)N * sizeof(float));
+        for (int64_t i = 0; i < M * K; i++) x[i] = 3.0f * test_rng_uniform(&rng);
+        nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q.w)
+                            : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q.w);
+        kern_weight w = kern_weight_plain(&wt, "inv.weight");
+        w.n_out = N;
+        w.n_in = K;
+        w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+        w.weight_scale = q.ws;
+        w.input_scale = q.is;
+        if (!fp8) w.block_scale = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, q.bs);
+        TEST_CHECK(kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32) >= M, "invariant rows %lld",
+                   (long long)kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32));
+        for (int64_t rows = 2; rows <= M; rows++) {
+            nvl_tensor xt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, K}, x);
+            nvl_tensor yt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, N}, yall);
+            TEST_EQ_INT(kern_matmul(be, &yt, &xt, &w, &err), NVL_OK);
+            int same = 1;
+            for (int64_t r = 0; r < rows; r++) {
+                nvl_tensor x1 = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){1, K}, x + r * K);
+                nvl_tensor y1t = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){1, N}, y1);
+                TEST_EQ_INT(kern_matmul(be, &y1t, &x1, &w, &err), NVL_OK);
+                same &= !memcmp(y1, yall + r * N, (size_t)N * sizeof(float));
+            }
+            TEST_CHECK(same, "%s: each of %lld rows equals the row alone", fp8 ? "FP8" : "NVFP4", (long long)rows);
+        }
+        free(q.w);
+        free(q.bs);
+        free(x);
+        free(yall);
+        free(y1);
+    }
     kern_backend_free(be);
 }
 
