@@ -13,9 +13,24 @@
 #include "media.h"
 
 static const char *k_info_usage =
-    "usage: nanovl media-info [--password PW] [--] FILE\n"
-    "  format, PDF pages (sizes, labels, text layer), video frames sampled at 2 fps, image size;\n"
+    "usage: nanovl media-info [--password PW] [--fps F] [--max-frames N] [--] FILE\n"
+    "  format, PDF pages (sizes, labels, text layer), video frames sampled as ask samples them\n"
+    "  (--fps, default 2; --max-frames, default 128), image size;\n"
     "  FILE must be a regular file (\"--\" ends the options)\n";
+
+/* --fps F / --max-frames N (ask's ranges) into *vp: 1 taken (*i moved past the value), 0 not one
+ * of them, -1 a bad value (said). */
+static int video_option(const char *cmd, int argc, char **argv, int *i, media_video_params *vp) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    const int fps = !strcmp(a, "--fps");
+    if (!fps && strcmp(a, "--max-frames")) return 0;
+    double d;
+    if (!cli_num_option(cmd, a, v, fps ? 0.01 : 1, fps ? 240 : 100000, !fps, &d)) return -1;
+    if (fps) vp->fps = d;
+    else vp->max_frames = (int)d;
+    (*i)++;
+    return 1;
+}
 
 /* The kind of the file at path into *k: 1, or 0 having said why ("nanovl CMD: ..."). */
 static int sniff_or_say(const char *cmd, const char *path, enum media_kind *k) {
@@ -27,11 +42,18 @@ static int sniff_or_say(const char *cmd, const char *path, enum media_kind *k) {
 
 int cmd_media_info(int argc, char **argv) {
     const char *path = NULL, *password = NULL;
-    int opts_done = 0;
+    int opts_done = 0, video_opts = 0;
+    media_video_params vp = media_video_params_default();
     for (int i = 0; i < argc; i++) {
         if (!opts_done && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
             fputs(k_info_usage, stdout);
             return 0;
+        }
+        const int vo = opts_done ? 0 : video_option("media-info", argc, argv, &i, &vp);
+        if (vo < 0) return EXIT_USAGE;
+        if (vo > 0) {
+            video_opts = 1;
+            continue;
         }
         if (!opts_done && !strcmp(argv[i], "--")) opts_done = 1;
         else if (!opts_done && !strcmp(argv[i], "--password") && i + 1 < argc) password = argv[++i];
@@ -50,6 +72,10 @@ int cmd_media_info(int argc, char **argv) {
     }
     enum media_kind k;
     if (!sniff_or_say("media-info", path, &k)) return 1;
+    if (video_opts && k != MEDIA_KIND_VIDEO) {
+        fprintf(stderr, "nanovl media-info: --fps and --max-frames sample videos, and '%s' is not one\n", path);
+        return EXIT_USAGE;
+    }
     nvl_err err = {0};
     fputs("file: ", stdout); /* (control characters escaped: a newline in the name would split the line) */
     for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
@@ -88,7 +114,7 @@ int cmd_media_info(int argc, char **argv) {
     }
     if (k == MEDIA_KIND_VIDEO) {
         media_frames *f = NULL;
-        media_video_params p = media_video_params_default();
+        const media_video_params p = vp;
         if (media_video_sample(path, &p, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "nanovl media-info: %s\n", err.msg);
             return 1;
@@ -118,15 +144,18 @@ int cmd_media_info(int argc, char **argv) {
 }
 
 static const char *k_render_usage =
-    "usage: nanovl render -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW] [--] FILE\n"
+    "usage: nanovl render -o DIR [--pages 1-3,7] [--dpi D | --long-side N] [--password PW]\n"
+    "                     [--fps F] [--max-frames N] [--] FILE\n"
     "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
-    "  DIR/frame-I.png for the sampled frames of a video\n"
+    "  DIR/frame-I.png for the frames of a video, sampled as ask samples them (--fps, default 2;\n"
+    "  --max-frames, default 128)\n"
     "  --page-timeout S --page-memory MIB   bounds on rendering one page (default 120 s, 2048 MiB\n"
     "  besides its pixels; 0 = none): a page past either is not written and the command exits 1\n";
 
 /* The PNGs of path (of kind k) into outdir, which exists; 0, or 1 having said why (what was
  * written stays). */
 static int render_into(const char *path, enum media_kind k, const char *outdir, const char *pages, const char *password,
+                       const media_video_params *vp,
                        double dpi, int long_side) {
     /* "out/" and "out" name the same directory: no "out//page-2.png" */
     const char *sep = outdir[0] && outdir[strlen(outdir) - 1] == '/' ? "" : "/";
@@ -160,7 +189,7 @@ static int render_into(const char *path, enum media_kind k, const char *outdir, 
     }
     if (k == MEDIA_KIND_VIDEO) {
         media_frames *f = NULL;
-        if (media_video_sample(path, NULL, NULL, &f, &err) != NVL_OK) {
+        if (media_video_sample(path, vp, NULL, &f, &err) != NVL_OK) {
             fprintf(stderr, "nanovl render: %s\n", err.msg);
             return 1;
         }
@@ -192,9 +221,16 @@ int cmd_render(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *pages = NULL, *password = NULL;
     double dpi = 0;
     int long_side = 0;
-    int opts_done = 0;
+    int opts_done = 0, video_opts = 0;
+    media_video_params vp = media_video_params_default();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        const int vo = opts_done ? 0 : video_option("render", argc, argv, &i, &vp);
+        if (vo < 0) return EXIT_USAGE;
+        if (vo > 0) {
+            video_opts = 1;
+            continue;
+        }
         if (opts_done) {
             if (path) { /* one file */
                 fprintf(stderr, "nanovl render: one file at a time ('%s' is a second; after '--' every argument is a file)\n", a);
@@ -244,6 +280,10 @@ int cmd_render(int argc, char **argv) {
     }
     enum media_kind k;
     if (!sniff_or_say("render", path, &k)) return 1;
+    if (video_opts && k != MEDIA_KIND_VIDEO) {
+        fprintf(stderr, "nanovl render: --fps and --max-frames sample videos, and '%s' is not one\n", path);
+        return EXIT_USAGE;
+    }
     if (pages && k != MEDIA_KIND_PDF) {
         fprintf(stderr, "nanovl render: --pages selects PDF pages, and '%s' is %s\n", path,
                 k == MEDIA_KIND_VIDEO ? "a video (its frames are sampled at 2 fps)" : "an image");
@@ -251,7 +291,7 @@ int cmd_render(int argc, char **argv) {
     }
     /* the folder is made once the input is known to give something (a failed run leaves none) */
     const int made = mkdir(outdir, 0755) == 0;
-    const int rc = render_into(path, k, outdir, pages, password, dpi, long_side);
+    const int rc = render_into(path, k, outdir, pages, password, &vp, dpi, long_side);
     if (rc && made) rmdir(outdir); /* (only when nothing was written into it) */
     return rc;
 }

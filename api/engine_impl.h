@@ -146,6 +146,8 @@ typedef struct source {
     int n_planned;      /* video: the frames its sample plans (an upper bound of those decoded) */
     int64_t frames_bound; /* video: its frames' tokens as planned (engine_sources.c; 0: not yet) */
     double native_fps;  /* video: nominal frame rate (frame timestamps) */
+    int ts_real;        /* video: 1 when a planned frame lies more than half a frame from index / fps
+                           (a variable rate): every frame is shown its real time (engine_frame_ts) */
     int64_t frames_read, frames_listed; /* video: frames readable, and listed by its index (more: cut short) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */
@@ -269,7 +271,7 @@ nvl_status engine_submit(api_engine *e, const api_message *msgs, int n_msgs, con
                          const api_callbacks *cb, api_ask_result *res, uint64_t *id, engine_waiter *w, nvl_err *err);
 /* A video frame's timestamp as the model is shown it (engine_vision.c; model.md §6.3), from the
  * frame's index and presentation time. */
-double engine_frame_ts(double native_fps, int64_t index, double timestamp);
+double engine_frame_ts(double native_fps, int64_t index, double timestamp, int real);
 char *engine_strdup(const char *s);
 char *engine_printf(const char *fmt, ...) NVL_PRINTF(1, 2);
 int engine_cancelled(const request *rq);

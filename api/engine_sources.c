@@ -213,6 +213,10 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         if (st == NVL_OK) {
             s->n_planned = media_video_get_info(s->video)->n_planned;
             s->native_fps = media_video_get_info(s->video)->native_fps;
+            int64_t idx = 0;
+            double t = 0;
+            for (int f = 0; f < s->n_planned && !s->ts_real && media_video_planned(s->video, f, &idx, &t); f++)
+                s->ts_real = !(s->native_fps > 0) || fabs(t - (double)idx / s->native_fps) > 0.5 / s->native_fps;
             s->frames_read = media_video_get_info(s->video)->total_frames;
             s->frames_listed = media_video_get_info(s->video)->listed_frames;
         }
@@ -278,7 +282,7 @@ static int64_t video_frames_bound(const request *rq, source *s) {
     double t = 0;
     for (; s->video && k < F && media_video_planned(s->video, (int)k, &idx, &t); k++) {
         char buf[128];
-        const double ts = engine_frame_ts(s->native_fps, idx, t);
+        const double ts = engine_frame_ts(s->native_fps, idx, t, s->ts_real);
         const int len = llm_chat_frame_sep(buf, sizeof buf, (int)k, &ts);
         int32_t *ids = NULL;
         int64_t n = 0;

@@ -40,13 +40,15 @@ static nvl_tensor rows_tensor(const api_engine *e, void *buf, int64_t n) {
     return kern_act(e->be, e->row_dtype, 2, (int64_t[]){n, e->proj.out}, buf);
 }
 
-/* The frame's timestamp as the model was shown it (model.md §6.3): frame_index *
- * int(1000 / native_fps) / 1000 for a constant-rate clip; where the frame's presentation time is
- * more than half a frame from index / fps (variable frame rate), its real time in ms. */
-double engine_frame_ts(double native_fps, int64_t index, double timestamp) {
-    const double nominal = (double)index / native_fps;
-    if (native_fps > 0 && fabs(timestamp - nominal) <= 0.5 / native_fps)
-        return (double)index * (double)(int)(1000.0 / native_fps) / 1000.0;
+/* The frame's timestamp as the model was shown it (../shared/spec/model.md §6.3, vLLM's
+ * calculate_timestamps): frame_index * int(1000 / native_fps) / 1000 for a constant-rate clip
+ * (the ms per frame truncated first, so a 29.97 fps clip's times run 1 % slow, as vLLM shows
+ * them); for a video with a variable rate (real != 0: some planned frame lies more than half a
+ * frame from index / fps, engine_sources.c), every frame's presentation time in ms, so the times
+ * keep their order (one rule per frame mixed the two scales: a frame could come before the one
+ * ahead of it). */
+double engine_frame_ts(double native_fps, int64_t index, double timestamp, int real) {
+    if (!real && native_fps > 0) return (double)index * (double)(int)(1000.0 / native_fps) / 1000.0;
     return floor(timestamp * 1000.0 + 0.5) / 1000.0;
 }
 
@@ -123,7 +125,7 @@ nvl_status engine_video_decode(request *rq, source *s, nvl_err *err) {
             st = vision_make_tiles_rgb8(fr->rgb, fr->width, fr->height, fr->stride, vc, 1, &t, &nt, NULL, NULL, err);
             if (st == NVL_OK) memcpy(s->ring + (size_t)(i % s->ring_n) * tile, t, tile);
             nvl_free(t);
-            s->ts[i] = engine_frame_ts(s->native_fps, fr->index, fr->timestamp);
+            s->ts[i] = engine_frame_ts(s->native_fps, fr->index, fr->timestamp, s->ts_real);
         }
         media_image_free(fr);
         if (st != NVL_OK || !fr) { /* the end, or an error: the decoder is no longer needed */

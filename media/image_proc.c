@@ -124,11 +124,11 @@ static nvl_status image_failed(media_proc *p, const char *name, enum media_proc_
     switch (why) {
     case MEDIA_PROC_TIMEOUT:
         st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: decoding the image took longer than %g s; stopped (the image time "
-                         "limit: a hostile or damaged file)", name, timeout_s);
+                         "limit, --image-timeout: a hostile or damaged file)", name, timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
-        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: decoding the image needed more than %g MiB of memory (the image "
-                         "memory limit); stopped", name, max_mb);
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: decoding the image needed more than %g MiB of memory (the image memory limit, "
+                         "--image-memory); stopped", name, max_mb);
         break;
     case MEDIA_PROC_CANCELLED:
         st = nvl_err_set(err, NVL_ERR_CANCELLED, "%s: cancelled", name);
@@ -201,7 +201,7 @@ static nvl_status decode_remote(const uint8_t *buf, size_t len, const char *name
     nvl_status st = media_proc_take(&g_ispare, sb->exe, MEDIA_IMAGE_WORKER_ARG, IMAGE_HELLO, "image decoder", 1, &q, sizeof q, &b,
                          &p, &e);
     if (st == NVL_ERR_TIMEOUT) /* (its start took the time: a machine out of processes or memory) */
-        return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit: %s)",
+        return nvl_err_set(err, st, "%s: decoding the image took longer than %g s; stopped (the image time limit, --image-timeout: %s)",
                            name, sb->timeout_s, e.msg);
     if (st == NVL_ERR_CANCELLED) return nvl_err_set(err, st, "%s: cancelled", name);
     if (st != NVL_OK) {

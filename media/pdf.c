@@ -406,12 +406,12 @@ static nvl_status renderer_failed(media_pdf *pdf, const pdf_req *q, enum media_p
     const media_pdf_sandbox *sb = &g_sandbox.sb;
     switch (why) {
     case MEDIA_PROC_TIMEOUT:
-        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the page time limit; a "
+        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the page time limit, --page-timeout; a "
                          "hostile or extremely complex page)", pdf->name, what, sb->timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
         st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory besides the page's pixels (the "
-                         "page memory limit); stopped (a PDF can declare images far larger than its page)", pdf->name,
+                         "page memory limit, --page-memory); stopped (a PDF can declare images far larger than its page)", pdf->name,
                          what, sb->max_mb);
         break;
     case MEDIA_PROC_CANCELLED:

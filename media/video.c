@@ -180,9 +180,12 @@ static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t 
     if (e < 0) return av_fail(err, name, "cannot read stream info", e);
     const AVCodec *codec = NULL;
     in->stream = av_find_best_stream(in->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
-    if (in->stream == AVERROR_STREAM_NOT_FOUND)
-        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no video stream (the container has %u stream%s)", name,
-                           in->fmt->nb_streams, in->fmt->nb_streams == 1 ? "" : "s");
+    if (in->stream == AVERROR_STREAM_NOT_FOUND) /* streams, none of them video (audio only): not what nanovl reads;
+                                                   none at all: a damaged container */
+        return nvl_err_set(err, in->fmt->nb_streams ? NVL_ERR_UNSUPPORTED : NVL_ERR_FORMAT,
+                           "%s: no video stream (the container has %u stream%s%s)", name, in->fmt->nb_streams,
+                           in->fmt->nb_streams == 1 ? "" : "s",
+                           in->fmt->nb_streams && in->fmt->streams[0]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO ? ": audio" : "");
     if (in->stream < 0 || !codec) {
         const AVStream *s0 = in->stream >= 0 ? in->fmt->streams[in->stream] : NULL;
         /* a stream whose codec could not be told (its header cut off: a truncated .mov) is
@@ -814,11 +817,11 @@ static nvl_status decoder_failed(media_video *v, enum media_proc_end why, nvl_er
     nvl_status st;
     switch (why) {
     case MEDIA_PROC_TIMEOUT:
-        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the video time limit: a "
+        st = nvl_err_set(err, NVL_ERR_TIMEOUT, "%s: %s took longer than %g s; stopped (the video time limit, --video-timeout: a "
                          "hostile stream, or a sampled frame very far past its keyframe)", v->name, what, v->timeout_s);
         break;
     case MEDIA_PROC_MEMORY:
-        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory (the video memory limit); "
+        st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: %s needed more than %g MiB of memory (the video memory limit, --video-memory); "
                          "stopped", v->name, what, v->max_mb);
         break;
     case MEDIA_PROC_CANCELLED:
@@ -1152,6 +1155,9 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         }
         just_sought = 0;
         if (r == AVERROR_EOF) break;
+        /* a file cut short ends in a packet cut short: the frame it began is not there (the
+           answer covers the frames before it, as the notice says); not a damaged file */
+        if (r == AVERROR_INVALIDDATA && v->info.listed_frames > 0) break;
         if (r < 0) {
             v->ended = 1;
             return av_fail(err, v->name, "cannot decode", r);

@@ -11,7 +11,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
 H=$D/huge_image.webp I=$D/../edges/orient_1.png
 MEM="--image-memory 200"
-R="huge_image.webp: decoding the image needed more than 200 MiB of memory (the image memory limit)"
+R="huge_image.webp: decoding the image needed more than 200 MiB of memory (the image memory limit, --image-memory)"
 expect_fixed 1 "$R" "$B" media-info "$H" $MEM
 expect_fixed 1 "$R" "$B" ask --model "$M" "$H" "What?" --max-tokens 2 $MEM
 # the same question about an ordinary image: answered through the decoder

@@ -13,7 +13,7 @@ trap 'rm -rf "$T"' EXIT
 # (and under ASan also passes 256 MiB in 0.5 s): each is checked with the other bound out of reach
 MEM="--page-memory 512 --page-timeout 60" TIME="--page-timeout 2"
 expect_fixed 1 "h.pdf: rendering page 2 needed more than" "$B" render "$T/h.pdf" --pages 2 -o "$T/r" --long-side 400 $MEM
-expect_fixed 1 "needed more than 512 MiB of memory besides the page's pixels (the page memory limit)" "$B" render "$T/h.pdf" --pages 2 -o "$T/r" --long-side 400 $MEM
+expect_fixed 1 "needed more than 512 MiB of memory besides the page's pixels (the page memory limit, --page-memory)" "$B" render "$T/h.pdf" --pages 2 -o "$T/r" --long-side 400 $MEM
 expect_fixed 1 "h.pdf: rendering page 3 took longer than 2 s" "$B" render "$T/h.pdf" --pages 3 -o "$T/r" --long-side 400 $TIME
 expect_fixed 0 "page-4.png 310x400" "$B" render "$T/h.pdf" --pages 1,4 -o "$T/r" --long-side 400 $MEM
 n=$((n + 1)); [ -s "$T/r/page-1.png" ] && [ -s "$T/r/page-4.png" ] || { echo "FAIL: pages 1 and 4 not written"; fail=$((fail + 1)); }

@@ -12,7 +12,7 @@ H=$D/huge_frames.mp4 C=$D/clip_2s.mp4
 MEM="--video-memory 512"
 # (the limit is passed decoding frame 0, or already in the open's probe of the stream: under ASan)
 R="huge_frames.mp4: \(decoding frame 0 (0.000 s)\|reading its frame times\) needed more than 512 MiB"
-expect 1 "$R of memory (the video memory limit)" "$B" media-info "$H" $MEM
+expect 1 "$R of memory (the video memory limit, --video-memory)" "$B" media-info "$H" $MEM
 expect 1 "$R" "$B" ask --model "$M" "$H" "What?" --max-tokens 2 $MEM
 # the same question about the ordinary clip: answered through the decoder
 expect_fixed 0 '"frames":4,' "$B" ask --model "$M" "$C" "What?" --max-tokens 2 --json $MEM

@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
     double dt = nvl_now() - t0;
     TEST_CHECK(st == NVL_ERR_LIMIT && !img, "huge image: %s (%s)", nvl_status_name(st), err.msg);
     TEST_CONTAINS(err.msg, "hostile.pdf: rendering page 2 needed more than");
-    TEST_CONTAINS(err.msg, "page 2 needed more than 256 MiB of memory besides the page's pixels (the page memory limit)");
+    TEST_CONTAINS(err.msg, "page 2 needed more than 256 MiB of memory besides the page's pixels (the page memory limit, --page-memory)");
     TEST_CHECK(dt < 30, "huge image: stopped after %.1f s", dt);
 
     TEST_CHECK(media_pdf_render(pdf, 3, 0, 400, &img, &err) == NVL_OK, "renderer after a stop, page 4: %s", err.msg);

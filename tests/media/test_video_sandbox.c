@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
     media_frames *f = NULL;
     nvl_status st = media_video_sample(test_data_path("media/made/huge_frames.mp4"), NULL, NULL, &f, &err);
     TEST_CHECK(st == NVL_ERR_LIMIT && strstr(err.msg, "huge_frames.mp4: ") &&
-                   strstr(err.msg, "needed more than 256 MiB of memory (the video memory limit)"),
+                   strstr(err.msg, "needed more than 256 MiB of memory (the video memory limit, --video-memory)"),
                "huge frames stopped by the memory bound: %d %s", (int)st, err.msg);
     media_frames_free(f);
     TEST_CHECK(media_video_decoders() == 0, "its decoder is gone");
