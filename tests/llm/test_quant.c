@@ -109,6 +109,20 @@ static void oracle(double *y, double *mag, const float *x, const qweight *q, int
     free(xq);
 }
 
+/* q as the op's weight descriptor (N outputs, K inputs): codes, scales, NVFP4 block scales. */
+static kern_weight qweight_op(const qweight *q, int fp8, int64_t N, int64_t K, const char *name) {
+    const nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q->w)
+                              : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q->w);
+    kern_weight w = kern_weight_plain(&wt, name);
+    w.n_out = N;
+    w.n_in = K;
+    w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
+    w.weight_scale = q->ws;
+    w.input_scale = q->is;
+    if (!fp8) w.block_scale = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, q->bs);
+    return w;
+}
+
 static void test_matmul_quant(void) {
     kern_backend *be = NULL;
     nvl_err err = {0};
@@ -141,15 +155,7 @@ static void test_matmul_quant(void) {
             for (int64_t k = 16; k < 32; k++) x[K + k] = k % 2 ? 0.4f : -0.3f;
         oracle(yo, mag, x, &q, fp8, M, N, K);
         for (int64_t i = 0; i < M * N; i++) yr[i] = (float)yo[i];
-        nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q.w)
-                            : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q.w);
-        kern_weight w = kern_weight_plain(&wt, "test.weight");
-        w.n_out = N;
-        w.n_in = K;
-        w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
-        w.weight_scale = q.ws;
-        w.input_scale = q.is;
-        if (!fp8) w.block_scale = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, q.bs);
+        kern_weight w = qweight_op(&q, fp8, N, K, "test.weight");
         nvl_tensor xt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){M, K}, x);
         nvl_tensor yt = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){M, N}, y);
         TEST_EQ_INT(kern_matmul(be, &yt, &xt, &w, &err), NVL_OK);
@@ -185,15 +191,7 @@ static void test_matmul_quant(void) {
         float *x = malloc((size_t)(M * K) * sizeof(float)), *yall = malloc((size_t)(M * N) * sizeof(float));
         float *y1 = malloc((size_t)N * sizeof(float));
         for (int64_t i = 0; i < M * K; i++) x[i] = 3.0f * test_rng_uniform(&rng);
-        nvl_tensor wt = fp8 ? nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K}, q.w)
-                            : nvl_tensor_make(NVL_DTYPE_U8, 2, (int64_t[]){N, K / 2}, q.w);
-        kern_weight w = kern_weight_plain(&wt, "inv.weight");
-        w.n_out = N;
-        w.n_in = K;
-        w.quant = fp8 ? KERN_QUANT_FP8 : KERN_QUANT_NVFP4;
-        w.weight_scale = q.ws;
-        w.input_scale = q.is;
-        if (!fp8) w.block_scale = nvl_tensor_make(NVL_DTYPE_F8_E4M3, 2, (int64_t[]){N, K / 16}, q.bs);
+        kern_weight w = qweight_op(&q, fp8, N, K, "inv.weight");
         TEST_CHECK(kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32) >= M, "invariant rows %lld",
                    (long long)kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32));
         for (int64_t rows = 2; rows <= M; rows++) {
