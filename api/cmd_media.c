@@ -112,23 +112,41 @@ int cmd_media_info(int argc, char **argv) {
         media_pdf_close(pdf);
         return bad ? 1 : 0;
     }
-    if (k == MEDIA_KIND_VIDEO) {
-        media_frames *f = NULL;
-        const media_video_params p = vp;
-        if (media_video_sample(path, &p, NULL, &f, &err) != NVL_OK) {
+    if (k == MEDIA_KIND_VIDEO) { /* frame by frame, keeping only their indices and times (a sample of
+                                    100000 frames held whole took gigabytes) */
+        media_video *v = NULL;
+        if (media_video_open(path, &vp, NULL, &v, &err) != NVL_OK) {
             fprintf(stderr, "nanovl media-info: %s\n", err.msg);
             return 1;
         }
-        printf("video: %dx%d, %lld frame%s, %.3f fps, %.3f s\n", f->width, f->height, (long long)f->total_frames,
-               f->total_frames == 1 ? "" : "s", f->native_fps, f->duration);
-        if (f->listed_frames > 0)
-            printf("cut short: the index lists %lld frames; %lld could be read\n", (long long)f->listed_frames,
-                   (long long)f->total_frames);
-        printf("sampled at %.1f fps: %d frame%s:", p.fps, f->n, f->n == 1 ? "" : "s");
-        for (int i = 0; i < f->n; i++) printf(" %lld@%.3fs", (long long)f->frames[i]->index, f->frames[i]->timestamp);
-        printf("\n");
-        media_frames_free(f);
-        return 0;
+        const media_video_info *vi = media_video_get_info(v);
+        int64_t *idx = nvl_malloc((size_t)(vi->n_planned > 0 ? vi->n_planned : 1) * sizeof *idx);
+        double *ts = nvl_malloc((size_t)(vi->n_planned > 0 ? vi->n_planned : 1) * sizeof *ts);
+        int n = 0, w = 0, h = 0;
+        nvl_status st = idx && ts ? NVL_OK : nvl_err_set(&err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        for (media_image *fr = NULL; st == NVL_OK && n < vi->n_planned && (st = media_video_next(v, &fr, &err)) == NVL_OK && fr;) {
+            idx[n] = fr->index;
+            ts[n++] = fr->timestamp;
+            if (!w) w = fr->width, h = fr->height;
+            media_image_free(fr);
+            fr = NULL;
+        }
+        if (st == NVL_OK) {
+            printf("video: %dx%d, %lld frame%s, %.3f fps, %.3f s\n", w, h, (long long)vi->total_frames,
+                   vi->total_frames == 1 ? "" : "s", vi->native_fps, vi->duration);
+            if (vi->listed_frames > 0)
+                printf("cut short: the index lists %lld frames; %lld could be read\n", (long long)vi->listed_frames,
+                       (long long)vi->total_frames);
+            printf("sampled at %.1f fps: %d frame%s:", vp.fps, n, n == 1 ? "" : "s");
+            for (int i = 0; i < n; i++) printf(" %lld@%.3fs", (long long)idx[i], ts[i]);
+            printf("\n");
+        } else {
+            fprintf(stderr, "nanovl media-info: %s\n", err.msg);
+        }
+        nvl_free(idx);
+        nvl_free(ts);
+        media_video_close(v);
+        return st == NVL_OK ? 0 : 1;
     }
     media_image *img = NULL;
     if (media_decode_image_file(path, NULL, &img, &err) != NVL_OK) {
@@ -187,22 +205,31 @@ static int render_into(const char *path, enum media_kind k, const char *outdir, 
         media_pdf_close(pdf);
         return rc;
     }
-    if (k == MEDIA_KIND_VIDEO) {
-        media_frames *f = NULL;
-        if (media_video_sample(path, vp, NULL, &f, &err) != NVL_OK) {
+    if (k == MEDIA_KIND_VIDEO) { /* each frame written as it is decoded (not the whole sample held) */
+        media_video *v = NULL;
+        if (media_video_open(path, vp, NULL, &v, &err) != NVL_OK) {
             fprintf(stderr, "nanovl render: %s\n", err.msg);
             return 1;
         }
-        for (int i = 0; i < f->n && rc == 0; i++) {
-            snprintf(out, sizeof out, "%s%sframe-%lld.png", outdir, sep, (long long)f->frames[i]->index);
-            if (media_image_write_png(f->frames[i], out, &err) != NVL_OK) {
+        const int planned = media_video_get_info(v)->n_planned;
+        for (int i = 0; i < planned && rc == 0; i++) {
+            media_image *fr = NULL;
+            if (media_video_next(v, &fr, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl render: %s\n", err.msg);
+                rc = 1;
+                break;
+            }
+            if (!fr) break;
+            snprintf(out, sizeof out, "%s%sframe-%lld.png", outdir, sep, (long long)fr->index);
+            if (media_image_write_png(fr, out, &err) != NVL_OK) {
                 fprintf(stderr, "nanovl render: %s\n", err.msg);
                 rc = 1;
             } else {
-                printf("%s %.3fs\n", out, f->frames[i]->timestamp);
+                printf("%s %.3fs\n", out, fr->timestamp);
             }
+            media_image_free(fr);
         }
-        media_frames_free(f);
+        media_video_close(v);
         return rc;
     }
     media_image *img = NULL;

@@ -188,6 +188,15 @@ if command -v ffmpeg > /dev/null 2>&1 &&
     for pc in 50 70 93; do
         head -c $((sz * pc / 100)) "$T/v10.mp4" > "$T/vcut$pc.mp4"
         expect 0 "^cut short: the index lists 100 frames" "$B" media-info "$T/vcut$pc.mp4"
+        # sampled at the clip's own rate, the last frame FFmpeg decodes from the cut file is the
+        # last sampled (the decoder still held it when the cut packet failed: a review, dropped)
+        if command -v ffprobe > /dev/null 2>&1; then
+            want=$(ffprobe -v error -select_streams v -show_entries frame=pts_time -of csv=p=0 "$T/vcut$pc.mp4" 2> /dev/null |
+                   tr -d , | sort -n | tail -1)
+            got=$("$B" media-info --fps 10 --max-frames 1000 "$T/vcut$pc.mp4" 2> /dev/null | sed -n 's/.*@\([0-9.]*\)s$/\1/p')
+            check "cut at $pc %: the last sampled frame ($got s) is FFmpeg's last decoded one ($want s)" \
+                awk -v a="$got" -v b="$want" 'BEGIN { exit !(a != "" && a - b < 0.0005 && b - a < 0.0005) }'
+        fi
     done
     expect 0 "the file is cut short: its index lists 100 frames, [0-9]* could be read; the answer covers those" \
         "$B" ask --model "$M" --max-tokens 2 "$T/vcut70.mp4" "What happens?"
