@@ -58,7 +58,7 @@ expect 1 "a page number past any document (it has 2 pages)" "$B" ask --model "$M
 expect 1 "empty.mp4: the file is empty" "$B" ask --model "$M" "$T/empty.mp4" "What?"
 expect 1 "empty.mp4: the file is empty" "$B" media-info "$T/empty.mp4"
 expect 2 "unknown option '--bogus'" "$B" media-info --bogus "$I"
-expect 2 "unknown or incomplete option '--fps'" "$B" render "$I" --fps 2 -o "$T/r"
+expect 2 "--fps and --max-frames sample videos, and '$I' is not one" "$B" render "$I" --fps 2 -o "$T/r"
 expect 1 "image.png': No such file or directory" "$B" render "$I" -o "$T/no/such/dir"
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 8
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 7777
