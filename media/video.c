@@ -532,7 +532,7 @@ struct media_video {
                          keyframe more than SEEK_MIN_GAP frames before it is sought forever */
     double tb, native, t_end;
     int rotate, draining, delivered, ended;
-    int cut_errors; /* decoding errors seen at the end of a file cut short (a few are its last packet) */
+    int cut_errors; /* decoding errors passed over in a file cut short, in all (its cut packet's; at most 16) */
     int no_seek;         /* a seek overshot its wanted frame (MPEG-TS/PS seek by bytes, not to
                             keyframes): decoded through from the start since */
 };
@@ -1159,7 +1159,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         /* a file cut short ends in a packet cut short: the frame it began is not there, but the
            decoder still holds frames decoded before it (reordering, threads): go on, to the end
            of the stream and its drain (the answer covers what was read, as the notice says); a
-           damaged file otherwise, and past a few such errors in a row */
+           damaged file otherwise, and past 16 such errors in the whole file */
         if (r == AVERROR_INVALIDDATA && v->info.listed_frames > 0 && ++v->cut_errors <= 16) continue;
         if (r < 0) {
             v->ended = 1;

@@ -163,6 +163,7 @@ __attribute__((target("avx512f"))) static void nvfp4_row_avx512(float *dst, cons
  * (half the read bandwidth). A row's sums are the same whatever M is (batch invariance). M is a
  * constant in each instance (the switch below), so the accumulators stay in registers. */
 #define FUSED_ACC 4
+_Static_assert(FUSED_ACC == 4, "the fused rows' final sums add exactly four accumulators");
 __attribute__((always_inline, target("avx512f,avx2,f16c"))) static inline void
 fp8_fused_m(float *y, int64_t ldy, const float *xq, const int M, const uint8_t *src, int64_t K, float scale) {
     __m512 acc[QUANT_FUSED_ROWS][FUSED_ACC];
