@@ -922,7 +922,16 @@ int cmd_jobs(int argc, char **argv) {
     if (pages) { /* its syntax checked now (as for a document of up to a million pages): every job would fail */
         int *sel = NULL, n_sel = 0;
         nvl_err pe = {0};
-        if (!*pages || media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) != NVL_OK) {
+        for (const char *c = pages; *c && !pe.msg[0]; c++) /* (no document here: no page count to name) */
+            if (*c >= '0' && *c <= '9' && (c == pages || c[-1] < '0' || c[-1] > '9')) {
+                errno = 0;
+                char *e = NULL;
+                const long pn = strtol(c, &e, 10);
+                if (errno || pn > 1000000)
+                    snprintf(pe.msg, sizeof pe.msg, "page numbers go up to 1000000 in a jobs file (%.*s is past it)",
+                             (int)(e - c > 24 ? 24 : e - c), c);
+            }
+        if (!*pages || pe.msg[0] || media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) != NVL_OK) {
             fprintf(stderr, "nanovl jobs: --pages '%s': %s\n", pages, *pages ? pe.msg : "empty");
             rc = EXIT_USAGE;
         }
