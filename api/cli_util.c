@@ -2,6 +2,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,7 +78,7 @@ static int stdin_media(const char *cmd, const char **path, const uint8_t **data,
         if (!dir || !*dir) dir = "/tmp";
         char tpl[4200];
         snprintf(tpl, sizeof tpl, "%s/nanovl-stdin-XXXXXX", dir);
-        fd = mkstemp(tpl);
+        fd = mkostemp(tpl, O_CLOEXEC);
         if (fd < 0) {
             fprintf(stderr, "nanovl %s: cannot copy stdin: cannot create a temporary file in %s: %s\n", cmd, dir,
                     strerror(errno));

@@ -189,7 +189,7 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
         int nfd = -1;
         if (tmp) {
             snprintf(tmp, l, "%s.tmp-XXXXXX", target);
-            nfd = mkstemp(tmp);
+            nfd = mkostemp(tmp, O_CLOEXEC); /* (a child must not hold the lock: a helper outlived the run) */
         }
         rc = -1;
         if (nfd >= 0) {

@@ -10,6 +10,7 @@
  * worst), side by side in one run; speed-up against the first count. Greedy, reasoning off, no
  * kept prefix. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,7 +310,7 @@ int cmd_bench(int argc, char **argv) {
            unlinked at once where /proc gives it a path (nothing left behind by a signal) */
         const char *td = getenv("TMPDIR");
         snprintf(tmp, sizeof tmp, "%s/nanovl-bench-XXXXXX.png", td && *td ? td : "/tmp");
-        tmp_fd = mkstemps(tmp, 4);
+        tmp_fd = mkostemps(tmp, 4, O_CLOEXEC);
         if (tmp_fd < 0) {
             fprintf(stderr, "nanovl bench: cannot make the synthetic page's file %s: %s\n", tmp, strerror(errno));
             media_image_free(img);

@@ -237,7 +237,7 @@ static int dir_switch(ocr_ctx *c, const char *name) {
     if (dir_finish(c)) return 1;
     snprintf(d->part, sizeof d->part, "%s/" DIR_TEMP "XXXXXX", d->path);
     g_part_ok = 0;
-    const int fd = mkstemp(d->part);
+    const int fd = mkostemp(d->part, O_CLOEXEC);
     if (fd >= 0) {
         memcpy(g_part, d->part, sizeof g_part);
         g_part_ok = 1;
@@ -495,7 +495,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
     /* DIR writable, before the model loads: a part made and removed, the record opened */
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s/" DIR_TEMP "XXXXXX", d->path);
-    const int fd = mkstemp(tmp);
+    const int fd = mkostemp(tmp, O_CLOEXEC);
     const int rf = fd >= 0 ? open(d->record, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, d->mode) : -1;
     if (fd < 0 || rf < 0) {
         fprintf(stderr, "nanovl ocr: cannot write %s: %s\n", fd < 0 ? d->path : d->record, strerror(errno ? errno : EIO));
@@ -1075,9 +1075,9 @@ int cmd_ocr(int argc, char **argv) {
             goto out;
         }
     if (out_path && skip > 0) { /* resumed: cut back to the pages done once they match (ocr_skip_check) */
-        c.out = fopen(out_path, "r+");
+        c.out = fopen(out_path, "r+e");
     } else if (out_path) {
-        c.out = fopen(out_path, "w");
+        c.out = fopen(out_path, "we");
         if (c.out && !resume) unlink(rs.path); /* (a record of another run of this OUT no longer holds) */
     }
     if (out_path && !c.out) {
