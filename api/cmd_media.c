@@ -32,11 +32,18 @@ static int video_option(const char *cmd, int argc, char **argv, int *i, media_vi
     return 1;
 }
 
-/* The kind of the file at path into *k: 1, or 0 having said why ("nanovl CMD: ..."). */
-static int sniff_or_say(const char *cmd, const char *path, enum media_kind *k) {
+/* The kind of the file at path into *k: 0, or the exit code having said why ("nanovl CMD: ..."):
+ * 1 not a file of a kind nanovl reads, EXIT_USAGE video options (video_opts) for another kind. */
+static int kind_or_say(const char *cmd, const char *path, int video_opts, enum media_kind *k) {
     nvl_err err = {0};
-    if (media_sniff_file(path, k, &err) == NVL_OK) return 1;
-    fprintf(stderr, "nanovl %s: %s\n", cmd, err.msg);
+    if (media_sniff_file(path, k, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (video_opts && *k != MEDIA_KIND_VIDEO) {
+        fprintf(stderr, "nanovl %s: --fps and --max-frames sample videos, and '%s' is not one\n", cmd, path);
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -71,11 +78,8 @@ int cmd_media_info(int argc, char **argv) {
         return EXIT_USAGE;
     }
     enum media_kind k;
-    if (!sniff_or_say("media-info", path, &k)) return 1;
-    if (video_opts && k != MEDIA_KIND_VIDEO) {
-        fprintf(stderr, "nanovl media-info: --fps and --max-frames sample videos, and '%s' is not one\n", path);
-        return EXIT_USAGE;
-    }
+    const int krc = kind_or_say("media-info", path, video_opts, &k);
+    if (krc) return krc;
     nvl_err err = {0};
     fputs("file: ", stdout); /* (control characters escaped: a newline in the name would split the line) */
     for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
@@ -306,14 +310,11 @@ int cmd_render(int argc, char **argv) {
         return EXIT_USAGE;
     }
     enum media_kind k;
-    if (!sniff_or_say("render", path, &k)) return 1;
-    if (video_opts && k != MEDIA_KIND_VIDEO) {
-        fprintf(stderr, "nanovl render: --fps and --max-frames sample videos, and '%s' is not one\n", path);
-        return EXIT_USAGE;
-    }
+    const int krc = kind_or_say("render", path, video_opts, &k);
+    if (krc) return krc;
     if (pages && k != MEDIA_KIND_PDF) {
         fprintf(stderr, "nanovl render: --pages selects PDF pages, and '%s' is %s\n", path,
-                k == MEDIA_KIND_VIDEO ? "a video (its frames are sampled at 2 fps)" : "an image");
+                k == MEDIA_KIND_VIDEO ? "a video (its frames are chosen by --fps and --max-frames)" : "an image");
         return EXIT_USAGE;
     }
     /* the folder is made once the input is known to give something (a failed run leaves none) */
