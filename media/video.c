@@ -98,6 +98,13 @@ typedef struct av_in {
     const uint8_t *mem;
     size_t mem_len, mem_pos;
     struct av_cancel *cancel; /* NULL: none */
+    /* a container whose timestamps may restart or jump (AVFMT_TS_DISCONT: MPEG-TS, -PS; pieces
+       joined end to end, `cat a.ts b.ts`): the video packets' times made continuous as read */
+    int ts_disc;             /* the format may jump */
+    int64_t ts_offset;       /* added to the stream's packet times from here */
+    int64_t ts_last;         /* the last packet's corrected decode time plus its duration; AV_NOPTS_VALUE: none yet */
+    int64_t ts_jumps;        /* jumps corrected so far */
+    int64_t ts_nominal;      /* one nominal frame, the duration of a packet that states none */
 } av_in;
 
 /* A caller's cancel (media_video_params.cancelled), also FFmpeg's interrupt callback: its
@@ -200,6 +207,11 @@ static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t 
     }
     in->st = in->fmt->streams[in->stream];
     in->codec = codec;
+    in->ts_disc = !!(in->fmt->iformat->flags & AVFMT_TS_DISCONT);
+    in->ts_last = AV_NOPTS_VALUE;
+    AVRational fr = av_guess_frame_rate(in->fmt, in->st, NULL);
+    in->ts_nominal = fr.num > 0 && fr.den > 0 ? av_rescale_q(1, av_inv_q(fr), in->st->time_base) : 0;
+    if (in->ts_nominal < 1) in->ts_nominal = 1;
     in->frame = av_frame_alloc();
     in->pkt = av_packet_alloc();
     if (!in->frame || !in->pkt) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", name);
@@ -338,6 +350,38 @@ static int stream_rotation(const AVStream *st) {
     return d;
 }
 
+/* A video packet's times on one continuous timeline (in->ts_disc formats only). As FFmpeg's own
+ * command line does for such formats (fftools ts_discontinuity_detect, with its default
+ * -dts_delta_threshold of 10 s): a decode time more than 0.1 s before the previous packet's, or
+ * more than 10 s after it, starts a new piece, shifted to follow the previous packet (the time it
+ * ended: its decode time plus its duration, or one nominal frame). pts and dts move together, so
+ * the reorder delay is kept; the decoder passes the shifted times on to its frames. The same
+ * packets read in the same order get the same times (frame_times, then the decoding pass; a
+ * rewind starts over). Times in the stream's time base. */
+static void packet_continuous_ts(av_in *in) {
+    AVPacket *p = in->pkt;
+    if (!in->ts_disc || p->stream_index != in->stream) return;
+    int64_t t = p->dts != AV_NOPTS_VALUE ? p->dts : p->pts;
+    if (t == AV_NOPTS_VALUE) return;
+    t += in->ts_offset;
+    const AVRational tb = in->st->time_base;
+    if (in->ts_last != AV_NOPTS_VALUE) {
+        const int64_t back = av_rescale_q(AV_TIME_BASE / 10, AV_TIME_BASE_Q, tb),
+                      ahead = av_rescale_q(10LL * AV_TIME_BASE, AV_TIME_BASE_Q, tb);
+        if (t + back < in->ts_last || t > in->ts_last + ahead) {
+            const int64_t delta = in->ts_last - t;
+            in->ts_offset += delta;
+            t += delta;
+            in->ts_jumps++;
+        }
+    }
+    if (in->ts_offset) {
+        if (p->pts != AV_NOPTS_VALUE) p->pts += in->ts_offset;
+        if (p->dts != AV_NOPTS_VALUE) p->dts += in->ts_offset;
+    }
+    in->ts_last = t + (p->duration > 0 ? p->duration : in->ts_nominal);
+}
+
 /* Feeds packets until the decoder yields a frame (0), or the stream ends (AVERROR_EOF). */
 static int next_frame(av_in *in, int *draining) {
     for (;;) {
@@ -352,6 +396,7 @@ static int next_frame(av_in *in, int *draining) {
             continue;
         }
         if (in->pkt->stream_index == in->stream) {
+            packet_continuous_ts(in);
             int s = avcodec_send_packet(in->dec, in->pkt);
             if (s < 0 && s != AVERROR(EAGAIN) && s != AVERROR_INVALIDDATA) {
                 av_packet_unref(in->pkt);
@@ -439,6 +484,7 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     int r;
     while ((r = av_read_frame(in->fmt, in->pkt)) >= 0) {
         *n_packets += in->pkt->stream_index == in->stream; /* (discarded ones too: the index counts them) */
+        packet_continuous_ts(in);
         if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) {
             const int64_t p = in->pkt->pts, q = in->pkt->dts, dur = in->pkt->duration > 0 ? in->pkt->duration : nominal;
             if (k == cap) {
@@ -628,6 +674,9 @@ static nvl_status video_open_local(const char *file, const char *name, const med
     }
     int64_t pts_end = 0, n_packets = 0;
     if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, err)) != NVL_OK) goto fail;
+    /* pieces joined end to end: a seek goes by the file's own (restarting) times, which the
+       continuous ones cannot be mapped back to; decoded through instead */
+    if (v->in.ts_jumps > 0) v->no_seek = 1;
     if ((st = video_rewind(v, err)) != NVL_OK) goto fail; /* (not a seek to the start: see there) */
     if (v->total <= 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);

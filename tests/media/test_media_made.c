@@ -215,6 +215,75 @@ int main(void) {
         media_frames_free(fv);
     }
     unsetenv("NVL_VIDEO_SEEK_GAP");
+    /* Each of those files joined to itself end to end (`cat a.ts a.ts`: an HLS download's pieces
+     * joined; the second piece's times start over): refused before as "no frame could be decoded"
+     * (repeated times collided). Now one continuous timeline, as FFmpeg's command line makes it:
+     * twice the frames, the second piece's frame i the first piece's frame i, shown one piece's
+     * duration later; every frame at the native rate, then the 2 fps sample (once more with seeks
+     * asked for every 5 frames: the sampler decodes through instead) equal to those frames. */
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) setenv("NVL_VIDEO_SEEK_GAP", "5", 1);
+        char rel[128], joined[512];
+        snprintf(rel, sizeof rel, "media/made/%s", vids[i % 2]);
+        snprintf(joined, sizeof joined, "%s/joined-%s", test_tmpdir(), vids[i % 2]);
+        uint8_t *b = NULL;
+        size_t bl = 0;
+        if (media_read_file(test_data_path(rel), NULL, &b, &bl, &err) != NVL_OK) {
+            TEST_CHECK(0, "%s", err.msg);
+            continue;
+        }
+        uint8_t *b2 = nvl_malloc(2 * bl);
+        memcpy(b2, b, bl);
+        memcpy(b2 + bl, b, bl);
+        TEST_CHECK(test_write_file(joined, b2, 2 * bl), "%s written", joined);
+        nvl_free(b);
+        nvl_free(b2);
+        media_frames *one = NULL, *all = NULL, *s2 = NULL;
+        media_video_params vp = media_video_params_default();
+        vp.fps = 25, vp.max_frames = 1000;
+        nvl_status st = media_video_sample(test_data_path(rel), &vp, NULL, &one, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", rel, err.msg);
+        st = media_video_sample(joined, &vp, NULL, &all, &err);
+        TEST_CHECK(st == NVL_OK, "%s joined to itself, every frame: %s", vids[i % 2], st == NVL_OK ? "" : err.msg);
+        st = media_video_sample(joined, NULL, NULL, &s2, &err);
+        TEST_CHECK(st == NVL_OK, "%s joined to itself at 2 fps: %s", vids[i % 2], st == NVL_OK ? "" : err.msg);
+        if (one && all && s2) {
+            const int F = one->n;
+            TEST_CHECK(F == one->total_frames && all->total_frames == 2 * F && all->n == 2 * F,
+                       "%s joined: %lld frames, %d sampled at the native rate (one piece: %d)", vids[i % 2],
+                       (long long)all->total_frames, all->n, F);
+            int same = all->n == 2 * F, mono = 1;
+            for (int k = 0; same && k < 2 * F; k++) {
+                const media_image *a = all->frames[k], *o = one->frames[k % F];
+                const double want_t = o->timestamp + (k >= F ? one->duration : 0.0);
+                same = a->index == k && fabs(a->timestamp - want_t) < 1e-3 && a->width == o->width &&
+                       a->height == o->height;
+                for (int y = 0; same && y < a->height; y++)
+                    same = !memcmp(a->rgb + (size_t)y * a->stride, o->rgb + (size_t)y * o->stride, (size_t)a->width * 3);
+                if (!same)
+                    fprintf(stderr, "%s joined: frame %d (index %lld at %.3f s) is not piece frame %d at %.3f s\n",
+                            vids[i % 2], k, (long long)a->index, a->timestamp, k % F, want_t);
+                if (k > 0 && !(a->timestamp > all->frames[k - 1]->timestamp)) mono = 0;
+            }
+            TEST_CHECK(same && mono, "%s joined: both pieces' frames in order, the second %.3f s later", vids[i % 2],
+                       one->duration);
+            TEST_CHECK(fabs(all->duration - 2 * one->duration) < 1e-3, "%s joined lasts %.3f s (one piece %.3f)",
+                       vids[i % 2], all->duration, one->duration);
+            int ok2 = s2->n == (int)floor(all->duration * 2 + 1e-9); /* (media.h's n: under 128 and the frames here) */
+            for (int k = 0; ok2 && k < s2->n; k++) {
+                const media_image *a = s2->frames[k], *r = all->frames[s2->frames[k]->index];
+                ok2 = fabs(a->timestamp - r->timestamp) < 1e-9 && !memcmp(a->rgb, r->rgb, (size_t)a->stride * a->height);
+            }
+            TEST_CHECK(ok2 && s2->n > 0 && s2->frames[s2->n - 1]->index >= F,
+                       "%s joined at 2 fps: %d frames, the last index %lld, each the native-rate frame of its index",
+                       vids[i % 2], s2->n, s2->n ? (long long)s2->frames[s2->n - 1]->index : -1LL);
+        }
+        media_frames_free(one);
+        media_frames_free(all);
+        media_frames_free(s2);
+        remove(joined);
+    }
+    unsetenv("NVL_VIDEO_SEEK_GAP");
     {
         media_frames *fv = NULL;
         nvl_status st = media_video_sample(test_data_path("media/made/cut_short.mp4"), NULL, NULL, &fv, &err);
