@@ -53,15 +53,12 @@ void media_frames_free(media_frames *f) {
 
 #define SEEK_MIN_GAP 300 /* frames: below this, decoding through is cheaper than a seek */
 
-/* SEEK_MIN_GAP, or NVL_VIDEO_SEEK_GAP (a test's knob: seeks within short files); read once. */
+/* SEEK_MIN_GAP, or NVL_VIDEO_SEEK_GAP (a test's knob: seeks within short files). Read each time:
+ * a test sets it between videos (cached by the first video, the tests' seeking passes did not seek). */
 static int64_t seek_min_gap(void) {
-    static int64_t gap = 0;
-    if (!gap) {
-        const char *e = getenv("NVL_VIDEO_SEEK_GAP");
-        const long g = e && *e ? strtol(e, NULL, 10) : 0;
-        gap = g > 0 ? g : SEEK_MIN_GAP;
-    }
-    return gap;
+    const char *e = getenv("NVL_VIDEO_SEEK_GAP");
+    const long g = e && *e ? strtol(e, NULL, 10) : 0;
+    return g > 0 ? g : SEEK_MIN_GAP;
 }
 
 static nvl_status av_status(int e) {
@@ -352,8 +349,8 @@ static int stream_rotation(const AVStream *st) {
 
 /* A video packet's times on one continuous timeline (in->ts_disc formats only). As FFmpeg's own
  * command line does for such formats (fftools ts_discontinuity_detect, with its default
- * -dts_delta_threshold of 10 s): a decode time more than 0.1 s before the previous packet's, or
- * more than 10 s after it, starts a new piece, shifted to follow the previous packet (the time it
+ * -dts_delta_threshold of 10 s): a decode time more than 0.1 s before the previous packet's end,
+ * or more than 10 s after it, starts a new piece, shifted to follow the previous packet (the time it
  * ended: its decode time plus its duration, or one nominal frame). pts and dts move together, so
  * the reorder delay is kept; the decoder passes the shifted times on to its frames. The same
  * packets read in the same order get the same times (frame_times, then the decoding pass; a
@@ -361,9 +358,11 @@ static int stream_rotation(const AVStream *st) {
 static void packet_continuous_ts(av_in *in) {
     AVPacket *p = in->pkt;
     if (!in->ts_disc || p->stream_index != in->stream) return;
-    int64_t t = p->dts != AV_NOPTS_VALUE ? p->dts : p->pts;
-    if (t == AV_NOPTS_VALUE) return;
-    t += in->ts_offset;
+    if (p->dts == AV_NOPTS_VALUE) { /* (decode times only: presentation times go back with B-frames) */
+        if (p->pts != AV_NOPTS_VALUE) p->pts += in->ts_offset;
+        return;
+    }
+    int64_t t = p->dts + in->ts_offset;
     const AVRational tb = in->st->time_base;
     if (in->ts_last != AV_NOPTS_VALUE) {
         const int64_t back = av_rescale_q(AV_TIME_BASE / 10, AV_TIME_BASE_Q, tb),
@@ -581,6 +580,8 @@ struct media_video {
     int cut_errors; /* decoding errors passed over in a file cut short, in all (its cut packet's; at most 16) */
     int no_seek;         /* a seek overshot its wanted frame (MPEG-TS/PS seek by bytes, not to
                             keyframes): decoded through from the start since */
+    int ts_continuous;   /* the frame times were made continuous (av_in.ts_disc, jumps found):
+                            each decoding pass from the start does the same, and never seeks */
 };
 
 /* The input again from its first byte (the demuxer reopened; the decoder opened at the next
@@ -592,6 +593,7 @@ static nvl_status video_rewind(media_video *v, nvl_err *err) {
     v->open = 0;
     nvl_status st = av_in_open_demuxer(&v->in, v->file, NULL, 0, v->name, &v->cancel, err);
     v->open = 1;
+    v->in.ts_disc = v->ts_continuous; /* (frame_times found jumps: the same correction, from the start) */
     v->draining = 0;
     v->cur = -1;
     return st;
@@ -675,8 +677,12 @@ static nvl_status video_open_local(const char *file, const char *name, const med
     int64_t pts_end = 0, n_packets = 0;
     if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, err)) != NVL_OK) goto fail;
     /* pieces joined end to end: a seek goes by the file's own (restarting) times, which the
-       continuous ones cannot be mapped back to; decoded through instead */
-    if (v->in.ts_jumps > 0) v->no_seek = 1;
+       continuous ones cannot be mapped back to; decoded through instead. Without a jump the
+       decoding pass leaves the times alone (after a seek the first packet read follows no
+       packet before it: a seek of 13 s looked like a jump past 10 s, and every frame after it
+       was taken 13 s early; a review) */
+    v->ts_continuous = v->in.ts_jumps > 0;
+    if (v->ts_continuous) v->no_seek = 1;
     if ((st = video_rewind(v, err)) != NVL_OK) goto fail; /* (not a seek to the start: see there) */
     if (v->total <= 0) {
         st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: the video stream has no frames", path);

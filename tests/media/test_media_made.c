@@ -284,6 +284,51 @@ int main(void) {
         remove(joined);
     }
     unsetenv("NVL_VIDEO_SEEK_GAP");
+    /* A 32 s TS (tests/reference/gen_long_gop_ts.sh: 128 frames at 4 fps, ffprobe's times): every
+     * frame, at ffprobe's times; then samples of 3 and 6 frames with a seek wherever the next is 5
+     * frames ahead: 16 s seeks (past the 10 s a jump in the times is taken at: the first packet
+     * after such a seek was once moved to follow the one before the seek, and the frames after it
+     * were taken 16 s early) and 5 s ones, each frame the one of its index. */
+    {
+        cJSON *lg = NULL;
+        if (nvl_json_load_file(&lg, test_data_path("media/long_gop_ts.json"), 1 << 20, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        const cJSON *pt = cJSON_GetObjectItemCaseSensitive(lg, "pts_time");
+        const int nf = cJSON_GetObjectItemCaseSensitive(lg, "frames")->valueint;
+        media_frames *all = NULL;
+        media_video_params vp = media_video_params_default();
+        vp.fps = 4, vp.max_frames = 1000;
+        nvl_status st = media_video_sample(test_data_path("media/made/long_gop.ts"), &vp, NULL, &all, &err);
+        TEST_CHECK(st == NVL_OK && all && all->n == nf && cJSON_GetArraySize(pt) == nf,
+                   "long_gop.ts, every frame: %d of ffprobe's %d (%s)", all ? all->n : -1, nf, st == NVL_OK ? "" : err.msg);
+        int times = all && all->n == nf;
+        for (int k = 0; times && k < nf; k++)
+            times = fabs(all->frames[k]->timestamp -
+                         (cJSON_GetArrayItem(pt, k)->valuedouble - cJSON_GetArrayItem(pt, 0)->valuedouble)) < 1e-3;
+        TEST_CHECK(times, "long_gop.ts: each frame at ffprobe's time");
+        setenv("NVL_VIDEO_SEEK_GAP", "5", 1);
+        for (int mf = 3; times && mf <= 6; mf += 3) {
+            media_frames *s3 = NULL;
+            vp.fps = 2, vp.max_frames = mf;
+            st = media_video_sample(test_data_path("media/made/long_gop.ts"), &vp, NULL, &s3, &err);
+            int same = st == NVL_OK && s3->n == mf;
+            for (int k = 0; same && k < s3->n; k++) {
+                const media_image *a = s3->frames[k], *r = all->frames[a->index];
+                same = a->index >= 0 && a->index < nf && fabs(a->timestamp - r->timestamp) < 1e-9 &&
+                       !memcmp(a->rgb, r->rgb, (size_t)a->stride * (size_t)a->height);
+                if (!same) fprintf(stderr, "long_gop.ts, %d frames with seeks: frame %d (index %lld) is not that frame\n", mf,
+                                   k, (long long)a->index);
+            }
+            TEST_CHECK(same, "long_gop.ts, %d frames with seeks between them: each the frame of its index (%s)", mf,
+                       st == NVL_OK ? "" : err.msg);
+            media_frames_free(s3);
+        }
+        unsetenv("NVL_VIDEO_SEEK_GAP");
+        media_frames_free(all);
+        cJSON_Delete(lg);
+    }
     {
         media_frames *fv = NULL;
         nvl_status st = media_video_sample(test_data_path("media/made/cut_short.mp4"), NULL, NULL, &fv, &err);
