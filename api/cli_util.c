@@ -242,9 +242,21 @@ int cli_num(const char *v, double lo, double hi, int integer, double *out) {
 
 int cli_num_option(const char *cmd, const char *opt, const char *v, double lo, double hi, int integer, double *out) {
     if (cli_num(v, lo, hi, integer, out)) return 1;
-    fprintf(stderr, "nanovl %s: %s needs %s in %g..%g%s%s\n", cmd, opt, integer ? "an integer" : "a number", lo, hi,
+    fprintf(stderr, "nanovl %s: %s needs %s in %.16g..%.16g%s%s\n", cmd, opt, integer ? "an integer" : "a number", lo, hi,
             v ? ", got " : "", v ? v : "");
     return 0;
+}
+
+void cli_sampling_note(const char *cmd, const llm_sampler_params *s) {
+    if (s->temperature > 0) return;
+    char opts[64] = "";
+    if (s->top_k > 0) strcat(opts, ", --top-k");
+    if (s->top_p < 1) strcat(opts, ", --top-p");
+    if (s->min_p > 0) strcat(opts, ", --min-p");
+    if (s->seed != 0) strcat(opts, ", --seed");
+    if (opts[0])
+        fprintf(stderr, "nanovl %s: note: %s only shape%s sampling, which --temperature above 0 turns on; at "
+                "temperature 0 (the default) decoding is greedy\n", cmd, opts + 2, strchr(opts + 2, ',') ? "" : "s");
 }
 
 int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char **model, const char *cmd,
@@ -263,7 +275,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     static const struct { const char *name; double lo, hi; int integer; } k[] = {
         {"--dpi", 1, 1200, 0}, {"--long-side", 16, 16384, 1}, {"--max-tiles", 1, 12, 1}, {"--fps", 0.01, 240, 0},
         {"--max-frames", 1, 100000, 1}, {"--evs", 0, 0.99, 0}, {"--max-tokens", 1, 1e9, 1}, {"--temperature", 0, 100, 0},
-        {"--top-p", 0, 1, 0}, {"--top-k", 0, 1e9, 1}, {"--seed", 0, 1.8e19, 1}, {"--max-context", 16, 1e9, 1},
+        {"--top-p", 0, 1, 0}, {"--top-k", 0, 1e9, 1}, {"--seed", 0, NVL_SEED_MAX, 1}, {"--max-context", 16, 1e9, 1},
         {"--min-p", 0, 1, 0}};
     if (!strcmp(a, "--think")) { p->think = 1; return 1; }
     if (!strcmp(a, "--no-think")) { p->think = 0; return 1; }
@@ -304,7 +316,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
         case 7: p->sampler.temperature = (float)d; break;
         case 8: p->sampler.top_p = (float)d; break;
         case 9: p->sampler.top_k = (int)d; break;
-        case 10: p->sampler.seed = strtoull(v, NULL, 10); break;
+        case 10: p->sampler.seed = (uint64_t)d; break; /* (exact below 2^53; '1e3' is 1000) */
         case 11: p->max_context = (int64_t)d; break;
         case 12: p->sampler.min_p = (float)d; break;
         }

@@ -42,6 +42,11 @@ int cli_ask_option(int argc, char **argv, int *i, struct api_ask_params *p, cons
                    const char *usage);
 /* The help lines for those options. */
 extern const char *const cli_ask_options_help;
+/* Says on stderr (a note; the command goes on) when sampling options were given that greedy
+ * decoding ignores: top_k > 0, top_p < 1, min_p > 0 or a seed with temperature 0 (the default),
+ * as transformers warns when do_sample is off. */
+struct llm_sampler_params;
+void cli_sampling_note(const char *cmd, const struct llm_sampler_params *s);
 
 /* Progress on stderr when it is a terminal (or forced), quiet otherwise: one line redrawn at
  * most ten times a second, cleared before other output. */

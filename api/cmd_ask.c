@@ -621,6 +621,7 @@ int cmd_ask(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    cli_sampling_note("ask", &p.sampler);
     if (!model || (n_q < 1 && !chat) || (per_page && n_pos < 1)) {
         if (!model) fprintf(stderr, "nanovl ask: no model: pass --model DIR or set NANOVL_MODEL\n");
         else if (n_q < 1) fprintf(stderr, "nanovl ask: no question\n"); /* (the usage below names --chat) */

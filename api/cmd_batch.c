@@ -865,8 +865,10 @@ static const char *k_jobs_usage =
     "  one batch job line per file: {\"id\": FILE as given, \"files\": [its absolute path],\n"
     "  \"question\": QUESTION} (or \"type\": \"ocr\"), --pages R as the job's params; for\n"
     "  `nanovl batch JOBS.jsonl --out RESULTS.jsonl`, whose options are the jobs' defaults.\n"
-    "  Every FILE must be a readable regular file (exit 1 naming those that are not, no line\n"
-    "  written); a FILE given twice is refused (ids must be unique)\n";
+    "  Every FILE must be a readable, non-empty regular file (exit 1 naming those that are\n"
+    "  not, no line written: such a job could only fail); a FILE given twice is refused (ids\n"
+    "  must be unique). Files whose contents are bad (a damaged image) get their lines, and\n"
+    "  fail in batch, each on its own\n";
 
 int cmd_jobs(int argc, char **argv) {
     const char *question = NULL, *pages = NULL;

@@ -82,7 +82,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--top-k")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1e9, 1, &d)) return EXIT_USAGE; gp.sampler.top_k = (int)d; }
         else if (!strcmp(a, "--top-p")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1, 0, &d)) return EXIT_USAGE; gp.sampler.top_p = (float)d; }
         else if (!strcmp(a, "--min-p")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1, 0, &d)) return EXIT_USAGE; gp.sampler.min_p = (float)d; }
-        else if (!strcmp(a, "--seed")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, 1.8e19, 1, &d)) return EXIT_USAGE; gp.sampler.seed = strtoull(v, NULL, 10); }
+        else if (!strcmp(a, "--seed")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 0, NVL_SEED_MAX, 1, &d)) return EXIT_USAGE; gp.sampler.seed = (uint64_t)d; }
         else if (!strcmp(a, "--dump-logits")) { NEED_VALUE(); dump = v; }
         else if (!strcmp(a, "--ctx")) { NEED_VALUE(); if (!cli_num_option("generate", a, v, 1, 1e9, 1, &d)) return EXIT_USAGE; n_ctx = (int64_t)d; }
         else if (!strcmp(a, "--print-ids")) print_ids = 1;
@@ -98,6 +98,7 @@ int cmd_generate(int argc, char **argv) {
         }
 #undef NEED_VALUE
     }
+    cli_sampling_note("generate", &gp.sampler);
     if (!model || gp.max_tokens <= 0 || (ids_arg && prompt)) {
         fputs(k_usage, stderr);
         return EXIT_USAGE;

@@ -933,6 +933,7 @@ int cmd_ocr(int argc, char **argv) {
             goto out;
         } else files[n_files++] = a;
     }
+    cli_sampling_note("ocr", &p.sampler);
     if (!model || n_files < 1) {
         fprintf(stderr, "%s%s%s", !model ? "nanovl ocr: no model: pass --model DIR or set NANOVL_MODEL\n" : "", k_usage,
                 cli_ask_options_help);

@@ -386,7 +386,7 @@ static nvl_status get_num(const cJSON *o, const char *k, double lo, double hi, i
     if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected a finite number", where, k);
     if (!(x->valuedouble >= lo && x->valuedouble <= hi))
-        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: %g is outside %g..%g", where, k, x->valuedouble, lo, hi);
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: %.16g is outside %.16g..%.16g", where, k, x->valuedouble, lo, hi);
     if (integer && x->valuedouble != floor(x->valuedouble))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s.%s: expected an integer, got %g", where, k, x->valuedouble);
     *v = x->valuedouble;
@@ -412,7 +412,7 @@ static nvl_status parse_params(const cJSON *o, api_ask_params *p, const char *wh
     NUM("top_p", 0, 1, p->sampler.top_p, float);
     NUM("top_k", 0, 1e9, p->sampler.top_k, int);
     NUM("min_p", 0, 1, p->sampler.min_p, float);
-    NUM("seed", 0, 9007199254740992.0, p->sampler.seed, uint64_t);
+    NUM("seed", 0, NVL_SEED_MAX, p->sampler.seed, uint64_t);
     NUM("max_tiles", 1, 12, p->max_tiles, int);
     /* both size the pages (dpi would win): one or the other; either overrides the other's default
        (batch: the command line's) */

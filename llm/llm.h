@@ -387,7 +387,7 @@ typedef struct llm_sampler_params {
     float top_p;       /* 1 = off; 0: the most probable token only (the prefix always holds one, as
                           transformers' TopPLogitsWarper keeps min_tokens_to_keep = 1) */
     float min_p;       /* 0 = off: drop tokens with p < min_p * p_max */
-    uint64_t seed;
+    uint64_t seed;       /* 0 .. NVL_SEED_MAX where a user gives it (CLI, requests, jobs) */
 } llm_sampler_params;
 llm_sampler_params llm_sampler_params_default(void);
 
@@ -395,6 +395,11 @@ typedef struct llm_sampler llm_sampler;
 nvl_status llm_sampler_init(llm_sampler **out, int64_t n_vocab, const llm_sampler_params *p,
                             nvl_err *err);
 void llm_sampler_free(llm_sampler *s);
+/* The largest seed a user can give: 2^53 - 1, so that every accepted seed is exact in JSON (a
+ * double; 9007199254740993 reads as ...992) and the CLI, requests and jobs files take the same
+ * range; a larger one is refused, not rounded. */
+#define NVL_SEED_MAX 9007199254740991.0
+
 /* Picks a token from logits (n_vocab). Deterministic for a given seed and call sequence. */
 int32_t llm_sampler_sample(llm_sampler *s, const float *logits);
 

@@ -42,6 +42,17 @@ for o in "--fps nan" "--evs nan" "--dpi nan" "--temperature nan" "--top-p nan" "
     expect 2 "$1 needs" "$B" ask --model "$M" "$I" "?" "$1" "$2"
 done
 expect 2 "needs an integer" "$B" ocr --model "$M" "$I" --max-tiles 2.5
+# seeds: 0..2^53 - 1 everywhere, as requests and jobs files take them (JSON's doubles round above;
+# the CLI took up to 1.8e19 and named no exact bound); '1e3' is 1000 (it was read as 1)
+expect 2 "seed needs an integer in 0..9007199254740991, got 9007199254740992" "$B" ask --model "$M" "$I" "?" --seed 9007199254740992
+expect 2 "seed needs an integer in 0..9007199254740991, got 18000000000000000000" "$B" batch --model "$M" "$T/keep.jsonl" --out "$T/x.jsonl" --seed 18000000000000000000
+expect 2 "seed needs an integer in 0..9007199254740991" "$B" generate --model "$M" --ids "1 2" --seed 1e16
+# sampling options at temperature 0 (greedy): a note, the command goes on (they were silently ignored)
+expect 0 "note: --top-k, --seed only shape sampling, which --temperature above 0 turns on" "$B" ask --model "$M" "$I" "?" --max-tokens 2 --top-k 3 --seed 5
+S1=$("$B" generate --model "$M" --ids "1 2 3" --max-tokens 6 --temperature 1.5 --seed 1e3 2>&1)
+S2=$("$B" generate --model "$M" --ids "1 2 3" --max-tokens 6 --temperature 1.5 --seed 1000 2>&1)
+S3=$("$B" generate --model "$M" --ids "1 2 3" --max-tokens 6 --temperature 1.5 --seed 1 2>&1)
+check "--seed 1e3 is seed 1000, not 1 ('$S1' / '$S2' / '$S3')" test -n "$S1" -a "$S1" = "$S2" -a "$S1" != "$S3"
 expect 2 "needs an integer" "$B" batch --model "$M" "$T/keep.jsonl" --out "$T/x.jsonl" --max-frames 1.5
 expect 2 "needs a number" "$B" render "$I" -o "$T/r" --dpi nan
 expect 2 "needs an integer" "$B" render "$I" -o "$T/r" --long-side 100.5
