@@ -11,7 +11,9 @@
  *   the f32 sums differs from torch's GEMM).
  * Few rows (decode, QUANT_FUSED_ROWS or fewer): the weights stay as stored, their codes decoded
  * in registers and used at once, so a decode step reads 1 byte per FP8 weight and 0.5 + 1/16 per
- * NVFP4 weight from memory.
+ * NVFP4 weight from memory. With AVX512-BF16 the codes become the exact bf16 factors below and
+ * meet x' in vdpbf16ps (fp8_rows_bf16, nvfp4_rows_bf16); without it (or NVL_CPU_KERNEL=avx512)
+ * they are widened to f32 and meet the quantized-dequantized x in FMAs.
  *
  * More rows (prefill chunks, from QUANT_GEMM_MIN_ROWS): both factors as exact bf16 values with the
  * per-tensor scales taken out, through the BF16 GEMMs (AVX512-BF16 or oneDNN; without them the f32
@@ -236,6 +238,142 @@ __attribute__((target("avx512f"))) static void nvfp4_rows_fused(float *y, int64_
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define QUANT_BF16DP 1
+/* Decode rows (up to QUANT_FUSED_ROWS) on CPUs with AVX512-BF16: the GEMM path's exact bf16
+ * factors (the header: x' the activation's quantized value with the per-tensor input scale taken
+ * out, W' the weight's code value) through vdpbf16ps, the weight codes turned into bf16 in
+ * registers: 32 FP8 codes by two 64-entry table lookups (vpermt2w) on the 7 magnitude bits and
+ * the sign bit moved over; 32 NVFP4 codes (16 bytes) by one 32-entry lookup (vpermw) of both
+ * nibbles of each byte, its 16-bit halves indexed by c | c << 12 (the table holds the 16 values
+ * twice, so the low half's stray bit 4 selects nothing). A pair's two products are exact in f32
+ * (the factors have at most 4 + 4 significant bits); vdpbf16ps rounds each sum as it adds (the
+ * GEMM path's own kernel does the same). NVFP4: the dot products of one 32-step hold two 16-blocks
+ * (lanes 0-7, 8-15), multiplied by their block scales (E4M3 codes through the f16 placement,
+ * times 2^-8: exact) as they are added to the sums. The per-tensor scales multiply each finished
+ * sum: (sum * input_scale) * weight_scale, as the GEMM path. Versus the f32 fused rows this halves
+ * the instructions per weight (the conversion bounded those: 60 % / 45 % of the read bandwidth).
+ * A row's sums do not depend on the rows beside it. */
+#define QBF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,avx2,f16c")))
+static uint16_t g_e2m1_bf16[32] __attribute__((aligned(64)));  /* nibble -> bf16 bits, twice */
+static uint16_t g_fp8_bf16[128] __attribute__((aligned(64))); /* magnitude code -> bf16 bits */
+static int g_qbf16_ready;
+static void qbf16_tables_init(void) {
+    if (g_qbf16_ready) return; /* benign race: every thread writes the same values */
+    for (int c = 0; c < 128; c++) {
+        const float v = g_e4m3[c]; /* (0x7f is NaN: the loader refuses NaN codes) */
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        g_fp8_bf16[c] = (uint16_t)(u >> 16);
+    }
+    for (int c = 0; c < 32; c++) {
+        uint32_t u;
+        memcpy(&u, &k_e2m1[c & 15], sizeof u);
+        g_e2m1_bf16[c] = (uint16_t)(u >> 16);
+    }
+    g_qbf16_ready = 1;
+}
+
+/* 32 NVFP4 codes (16 bytes, the even k in the low nibble) as bf16 E2M1 values, in k order */
+QBF16_TARGET static inline __m512i nvfp4_32_bf16(const uint8_t *codes, __m512i table) {
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes));
+    return _mm512_permutexvar_epi16(_mm512_or_si512(c, _mm512_slli_epi32(c, 12)), table);
+}
+
+/* 32 FP8 codes as bf16 values (exact) */
+QBF16_TARGET static inline __m512i fp8_32_bf16(const uint8_t *src, __m512i t0, __m512i t1, __m512i t2, __m512i t3) {
+    const __m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)src));
+    const __m512i lo = _mm512_permutex2var_epi16(t0, c, t1), hi = _mm512_permutex2var_epi16(t2, c, t3);
+    const __m512i mag = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(c, _mm512_set1_epi16(0x40)), lo, hi);
+    return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(c, 8), _mm512_set1_epi16((short)0x8000), 0xF8);
+}
+QBF16_TARGET static inline void fp8_bf16_m(float *y, int64_t ldy, const uint16_t *xb, const int M, const uint8_t *src,
+                                           int64_t K, float is, float ws) {
+    const __m512i t0 = _mm512_load_si512(g_fp8_bf16), t1 = _mm512_load_si512(g_fp8_bf16 + 32),
+                  t2 = _mm512_load_si512(g_fp8_bf16 + 64), t3 = _mm512_load_si512(g_fp8_bf16 + 96);
+    __m512 acc[QUANT_FUSED_ROWS][FUSED_ACC];
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < FUSED_ACC; j++) acc[m][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 * FUSED_ACC <= K; k += 32 * FUSED_ACC)
+        for (int j = 0; j < FUSED_ACC; j++) {
+            const __m512bh w = (__m512bh)fp8_32_bf16(src + k + 32 * j, t0, t1, t2, t3);
+            for (int m = 0; m < M; m++)
+                acc[m][j] = _mm512_dpbf16_ps(acc[m][j], (__m512bh)_mm512_loadu_si512((const void *)(xb + m * K + k + 32 * j)), w);
+        }
+    for (; k + 32 <= K; k += 32) {
+        const __m512bh w = (__m512bh)fp8_32_bf16(src + k, t0, t1, t2, t3);
+        for (int m = 0; m < M; m++)
+            acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_loadu_si512((const void *)(xb + m * K + k)), w);
+    }
+    for (int m = 0; m < M; m++) {
+        float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3])));
+        for (int64_t kk = k; kk < K; kk++) t += nvl_bf16_to_f32(xb[m * K + kk]) * g_e4m3[src[kk]];
+        y[m * ldy] = t * is * ws;
+    }
+}
+
+QBF16_TARGET static inline void nvfp4_bf16_m(float *y, int64_t ldy, const uint16_t *xb, const int M, const uint8_t *codes,
+                                             const uint8_t *bscale, int64_t K, float is, float ws2) {
+    const __m512i table = _mm512_load_si512(g_e2m1_bf16);
+    __m512 acc[QUANT_FUSED_ROWS][FUSED_ACC];
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < FUSED_ACC; j++) acc[m][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    /* 256 weights (16 blocks) a step: their block scales converted at once, two a 32-step */
+    for (; k + 256 <= K; k += 256) {
+        const __m512 sc = fp8_16(bscale + k / 16); /* block scales * 2^-8 */
+        for (int j = 0; j < 8; j++) {
+            const __m512bh w = (__m512bh)nvfp4_32_bf16(codes + (k + 32 * j) / 2, table);
+            const __m512 s2 = _mm512_permutexvar_ps(
+                _mm512_set_epi32(2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1,
+                                 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j), sc);
+            for (int m = 0; m < M; m++) {
+                const __m512 d = _mm512_dpbf16_ps(_mm512_setzero_ps(),
+                                                  (__m512bh)_mm512_loadu_si512((const void *)(xb + m * K + k + 32 * j)), w);
+                acc[m][j % FUSED_ACC] = _mm512_fmadd_ps(d, s2, acc[m][j % FUSED_ACC]);
+            }
+        }
+    }
+    float tail[QUANT_FUSED_ROWS] = {0};
+    for (; k < K; k += 16) { /* the last blocks, one at a time */
+        const float bs = g_e4m3[bscale[k / 16]];
+        for (int m = 0; m < M; m++) {
+            float t = 0.0f;
+            for (int i = 0; i < 16; i++) {
+                const uint8_t c = codes[(k + i) / 2];
+                t += nvl_bf16_to_f32(xb[m * K + k + i]) * k_e2m1[i % 2 ? c >> 4 : c & 15];
+            }
+            tail[m] += t * bs;
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        const float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3])));
+        y[m * ldy] = (t * 256.0f + tail[m]) * is * ws2;
+    }
+}
+
+QBF16_TARGET static void fp8_rows_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t M, const uint8_t *src, int64_t K,
+                                       float is, float ws) {
+    switch (M) {
+    case 1: fp8_bf16_m(y, ldy, xb, 1, src, K, is, ws); break;
+    case 2: fp8_bf16_m(y, ldy, xb, 2, src, K, is, ws); break;
+    case 3: fp8_bf16_m(y, ldy, xb, 3, src, K, is, ws); break;
+    default: fp8_bf16_m(y, ldy, xb, 4, src, K, is, ws); break;
+    }
+}
+
+QBF16_TARGET static void nvfp4_rows_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t M, const uint8_t *codes,
+                                         const uint8_t *bscale, int64_t K, float is, float ws2) {
+    switch (M) {
+    case 1: nvfp4_bf16_m(y, ldy, xb, 1, codes, bscale, K, is, ws2); break;
+    case 2: nvfp4_bf16_m(y, ldy, xb, 2, codes, bscale, K, is, ws2); break;
+    case 3: nvfp4_bf16_m(y, ldy, xb, 3, codes, bscale, K, is, ws2); break;
+    default: nvfp4_bf16_m(y, ldy, xb, 4, codes, bscale, K, is, ws2); break;
+    }
+}
+#endif
+
 __attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, int64_t K) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int64_t k = 0;
@@ -324,6 +462,21 @@ static void factor_rows(uint16_t *dst, const struct kern_weight *w, int64_t n0, 
     }
 }
 
+/* One row of NVFP4 x' (K values, bf16-exact): e2m1(x / s) * e4m3(s / gs) per 16-block. 0 when a
+ * block fell back to scale 1 with a nonzero value (x' cannot hold it). */
+static int nvfp4_factor_row(float *xf, const float *x, int64_t K, float is) {
+    int ok = 1;
+    float q[16], e4;
+    for (int64_t b = 0; b < K; b += 16) {
+        nvfp4_block(q, x + b, is, &e4);
+        for (int i = 0; i < 16; i++) {
+            xf[b + i] = q[i] * e4; /* exact: 2 x 4 significant bits */
+            if (e4 == 0.0f && q[i] != 0.0f) ok = 0;
+        }
+    }
+    return ok;
+}
+
 /* x' (M, K) f32 holding bf16 values. 0 when an NVFP4 block fell back to scale 1 with a nonzero
  * value (x' cannot hold it; the caller takes the widened rows). */
 static int factor_acts(float *xf, const float *x, const struct kern_weight *w, int64_t M) {
@@ -336,18 +489,69 @@ static int factor_acts(float *xf, const float *x, const struct kern_weight *w, i
         return 1;
     }
 #pragma omp parallel for schedule(static) if (M * K > 65536) reduction(& : ok)
-    for (int64_t m = 0; m < M; m++) {
-        float q[16], e4;
-        for (int64_t b = 0; b < K; b += 16) {
-            nvfp4_block(q, x + m * K + b, is, &e4);
-            for (int i = 0; i < 16; i++) {
-                xf[m * K + b + i] = q[i] * e4; /* exact: 2 x 4 significant bits */
-                if (e4 == 0.0f && q[i] != 0.0f) ok = 0;
-            }
-        }
-    }
+    for (int64_t m = 0; m < M; m++) ok &= nvfp4_factor_row(xf + m * K, x + m * K, K, is);
     return ok;
 }
+
+static nvl_status matmul_quant_rows(float *y, const float *x, const struct kern_weight *w, int64_t M, int avx,
+                                    nvl_err *err);
+#ifdef QUANT_BF16DP
+
+/* Up to QUANT_FUSED_ROWS rows through fp8_rows_bf16 / nvfp4_rows_bf16. A row with an NVFP4 block
+ * that x' cannot hold (factor_acts) takes matmul_quant_rows alone; the other rows' results are
+ * the same either way (a row's sums do not depend on the rows beside it). */
+static nvl_status matmul_quant_fused_bf16(float *y, const float *x, const struct kern_weight *w, int64_t M, int avx,
+                                          nvl_err *err) {
+    const int64_t N = w->n_out, K = w->n_in;
+    const int fp8 = w->quant == KERN_QUANT_FP8;
+    qbf16_tables_init();
+    uint16_t *xb = nvl_aligned_alloc(64, (size_t)(M * K) * sizeof(uint16_t) + 64);
+    float *xf = nvl_aligned_alloc(64, (size_t)K * sizeof(float) + 64);
+    float *yg = NULL;
+    nvl_status st = NVL_OK;
+    if (!xb || !xf) {
+        st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %lld x %lld activations", __func__, (long long)M,
+                         (long long)K);
+        goto out;
+    }
+    int64_t rows[QUANT_FUSED_ROWS], G = 0;
+    for (int64_t m = 0; m < M; m++) {
+        int ok = 1;
+        if (fp8)
+            for (int64_t k = 0; k < K; k++) xf[k] = g_e4m3[nvl_f32_to_e4m3_sat(x[m * K + k] / w->input_scale)];
+        else ok = nvfp4_factor_row(xf, x + m * K, K, w->input_scale);
+        if (!ok) continue;
+        for (int64_t k = 0; k < K; k++) xb[G * K + k] = bf16_bits_exact(xf[k]);
+        rows[G++] = m;
+    }
+    if (G > 0) {
+        yg = G == M ? y : nvl_aligned_alloc(64, (size_t)(G * N) * sizeof(float) + 64);
+        if (!yg) {
+            st = nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %lld outputs", __func__, (long long)(G * N));
+            goto out;
+        }
+        const uint8_t *wb = w->w.data, *bs = w->block_scale.data;
+        const size_t row_bytes = fp8 ? (size_t)K : (size_t)K / 2;
+#pragma omp parallel for schedule(static) if (N * K > 32768)
+        for (int64_t n = 0; n < N; n++) {
+            if (fp8) fp8_rows_bf16(yg + n, N, xb, G, wb + (size_t)n * row_bytes, K, w->input_scale, w->weight_scale);
+            else nvfp4_rows_bf16(yg + n, N, xb, G, wb + (size_t)n * row_bytes, bs + (size_t)n * (size_t)(K / 16), K,
+                                 w->input_scale, w->weight_scale);
+        }
+        if (yg != y)
+            for (int64_t g = 0; g < G; g++) memcpy(y + rows[g] * N, yg + g * N, (size_t)N * sizeof(float));
+    }
+    for (int64_t m = 0, g = 0; m < M && st == NVL_OK; m++) {
+        if (g < G && rows[g] == m) g++;
+        else st = matmul_quant_rows(y + m * N, x + m * K, w, 1, avx, err);
+    }
+out:
+    nvl_free(xb);
+    nvl_free(xf);
+    if (yg != y) nvl_free(yg);
+    return st;
+}
+#endif
 
 #define QUANT_PANEL_BYTES ((size_t)16 << 20) /* bf16 weight factors dequantized at a time */
 
@@ -390,7 +594,7 @@ out:
 // ---------------------------------------------------------------------------
 
 nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_weight *w, int64_t M, nvl_err *err) {
-    const int64_t N = w->n_out, K = w->n_in;
+    const int64_t K = w->n_in;
     const int fp8 = w->quant == KERN_QUANT_FP8;
     if (!fp8 && w->quant != KERN_QUANT_NVFP4)
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: weight '%s' is not quantized", __func__, w->name ? w->name : "?");
@@ -404,6 +608,18 @@ nvl_status kern_cpu_matmul_quant(float *y, const float *x, const struct kern_wei
         if (matmul_quant_gemm(y, x, w, M, avx, &st, err)) return NVL_OK;
         if (st != NVL_OK) return st;
     }
+#ifdef QUANT_BF16DP
+    if (avx && M <= QUANT_FUSED_ROWS && kern_cpu_has_bf16dp()) return matmul_quant_fused_bf16(y, x, w, M, avx, err);
+#endif
+    return matmul_quant_rows(y, x, w, M, avx, err);
+}
+
+/* The rows of x with their activations quantized-dequantized in f32: up to QUANT_FUSED_ROWS the
+ * fused rows (AVX-512), else each weight row widened to f32 once per QUANT_ROWS rows. */
+static nvl_status matmul_quant_rows(float *y, const float *x, const struct kern_weight *w, int64_t M, int avx,
+                                    nvl_err *err) {
+    const int64_t N = w->n_out, K = w->n_in;
+    const int fp8 = w->quant == KERN_QUANT_FP8;
     float *xq = nvl_aligned_alloc(64, (size_t)(M * K) * sizeof(float) + 64);
     if (!xq) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory for %lld x %lld activations", __func__,
                                 (long long)M, (long long)K);

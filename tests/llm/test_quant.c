@@ -139,7 +139,11 @@ static void test_matmul_quant(void) {
         float is;
     } cases[] = {{1, 1, 7, 64, 0},     {1, 3, 33, 48, 0},     {1, 40, 20, 96, 0},  {0, 1, 9, 64, 0},
                  {0, 5, 17, 32, 0},    {0, 37, 12, 96, 0},    {1, 6, 1100, 8192, 0}, {0, 6, 1100, 8192, 0},
-                 {0, 8, 24, 64, 100.0f}};
+                 {0, 8, 24, 64, 100.0f},
+                 /* decode rows long enough for the AVX512-BF16 steps (FP8: 128 and 32 k a step, a
+                    tail of 8; NVFP4: 256 a step, two tail blocks), and 3 rows of which row 1
+                    has the fallback block (it alone takes the f32 rows) */
+                 {1, 2, 19, 424, 0},  {0, 4, 19, 544, 0},  {0, 3, 24, 288, 100.0f}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int fp8 = cases[c].fp8;
         const int64_t M = cases[c].M, N = cases[c].N, K = cases[c].K;
@@ -184,13 +188,20 @@ static void test_matmul_quant(void) {
     }
     /* Batch invariance of the fused rows (kern_matmul_invariant_rows: 4): each row of a call of
      * 2-4 rows equals, bit for bit, the row alone (decode steps of several sequences give each its
-     * answer alone). K 100 (FP8: four-accumulator steps, a 16-step, a scalar tail) and 96 (NVFP4). */
-    for (int fp8 = 0; fp8 < 2; fp8++) {
-        const int64_t N = 21, K = fp8 ? 100 : 96, M = 4;
+     * answer alone). K 300 (FP8: the f32 rows' 64-steps, 16-steps and a tail; the BF16 rows'
+     * 128-steps, a 32-step and a tail) and 288 (NVFP4: a 256-step and two tail blocks); then NVFP4
+     * with row 1 holding a block whose scale falls back to 1 (that row alone takes the f32 rows). */
+    for (int v = 0; v < 3; v++) {
+        const int fp8 = v == 1;
+        const int64_t N = 21, K = fp8 ? 300 : 288, M = 4;
         qweight q = make_q(fp8, N, K, &rng);
         float *x = malloc((size_t)(M * K) * sizeof(float)), *yall = malloc((size_t)(M * N) * sizeof(float));
         float *y1 = malloc((size_t)N * sizeof(float));
         for (int64_t i = 0; i < M * K; i++) x[i] = 3.0f * test_rng_uniform(&rng);
+        if (v == 2) {
+            q.is = 100.0f;
+            for (int64_t k = 16; k < 32; k++) x[K + k] = k % 2 ? 0.4f : -0.3f;
+        }
         kern_weight w = qweight_op(&q, fp8, N, K, "inv.weight");
         TEST_CHECK(kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32) >= M, "invariant rows %lld",
                    (long long)kern_matmul_invariant_rows(be, &w, NVL_DTYPE_F32));
@@ -205,7 +216,8 @@ static void test_matmul_quant(void) {
                 TEST_EQ_INT(kern_matmul(be, &y1t, &x1, &w, &err), NVL_OK);
                 same &= !memcmp(y1, yall + r * N, (size_t)N * sizeof(float));
             }
-            TEST_CHECK(same, "%s: each of %lld rows equals the row alone", fp8 ? "FP8" : "NVFP4", (long long)rows);
+            TEST_CHECK(same, "%s: each of %lld rows equals the row alone", v == 1 ? "FP8" : v ? "NVFP4, a fallback row" : "NVFP4",
+                       (long long)rows);
         }
         free(q.w);
         free(q.bs);
@@ -607,6 +619,15 @@ static void test_golden(const char *fmt) {
 
 int main(void) {
     int64_t live0 = nvl_alloc_count();
+    { /* NVL_CPU_KERNEL=avx512 (test_quant_avx512: the f32 fused rows) on a CPU without AVX-512 */
+        kern_backend *be = NULL;
+        nvl_err err = {0};
+        if (kern_backend_init(&be, "cpu", &err) == NVL_ERR_UNSUPPORTED) {
+            test_skip("%s", err.msg);
+            return 77;
+        }
+        kern_backend_free(be);
+    }
     test_golden("quant/fp8");
     test_golden("quant/nvfp4");
     test_roundings();
