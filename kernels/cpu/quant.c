@@ -56,9 +56,10 @@ static const float k_e2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
 static float g_e4m3[256];
 static int g_e4m3_ready;
 static void e4m3_table_init(void) {
-    if (g_e4m3_ready) return; /* benign race: every thread writes the same values */
+    if (__atomic_load_n(&g_e4m3_ready, __ATOMIC_ACQUIRE)) return; /* (threads that race write the same values; the
+                                                                     flag is set after the table, release/acquire) */
     for (int c = 0; c < 256; c++) g_e4m3[c] = nvl_f8e4m3_to_f32((uint8_t)c);
-    g_e4m3_ready = 1;
+    __atomic_store_n(&g_e4m3_ready, 1, __ATOMIC_RELEASE);
 }
 
 // ---------------------------------------------------------------------------
@@ -259,7 +260,7 @@ static uint16_t g_e2m1_bf16[32] __attribute__((aligned(64)));  /* nibble -> bf16
 static uint16_t g_fp8_bf16[128] __attribute__((aligned(64))); /* magnitude code -> bf16 bits */
 static int g_qbf16_ready;
 static void qbf16_tables_init(void) {
-    if (g_qbf16_ready) return; /* benign race: every thread writes the same values */
+    if (__atomic_load_n(&g_qbf16_ready, __ATOMIC_ACQUIRE)) return; /* (as e4m3_table_init) */
     for (int c = 0; c < 128; c++) {
         const float v = g_e4m3[c]; /* (0x7f is NaN: the loader refuses NaN codes) */
         uint32_t u;
@@ -271,7 +272,7 @@ static void qbf16_tables_init(void) {
         memcpy(&u, &k_e2m1[c & 15], sizeof u);
         g_e2m1_bf16[c] = (uint16_t)(u >> 16);
     }
-    g_qbf16_ready = 1;
+    __atomic_store_n(&g_qbf16_ready, 1, __ATOMIC_RELEASE);
 }
 
 /* 32 NVFP4 codes (16 bytes, the even k in the low nibble) as bf16 E2M1 values, in k order */
