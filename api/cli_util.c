@@ -16,6 +16,7 @@
 #include "api.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "media.h"
 
 char *cli_read_stdin(const char *cmd, size_t *len) {
     size_t cap = 4096, n = 0;
@@ -87,6 +88,9 @@ static int stdin_media(const char *cmd, const char **path, const uint8_t **data,
         unlink(tpl); /* (gone with the process, however it ends) */
         own = 1;
         char buf[1 << 16];
+        const size_t cap = media_limits_default().max_file_bytes; /* (what the media would refuse: stop there,
+                                                                     not fill the disk with a stream first) */
+        size_t copied = 0;
         for (;;) {
             ssize_t r = read(STDIN_FILENO, buf, sizeof buf);
             if (r < 0 && errno == EINTR) continue;
@@ -96,6 +100,12 @@ static int stdin_media(const char *cmd, const char **path, const uint8_t **data,
                 return 0;
             }
             if (r == 0) break;
+            if ((copied += (size_t)r) > cap) {
+                fprintf(stderr, "nanovl %s: '-': stdin holds more than the limit of %zu bytes for one file; stopped "
+                                "reading it\n", cmd, cap);
+                close(fd);
+                return 0;
+            }
             for (ssize_t o = 0; o < r;) {
                 ssize_t w = write(fd, buf + o, (size_t)(r - o));
                 if (w < 0 && errno == EINTR) continue;

@@ -47,6 +47,18 @@ static int kind_or_say(const char *cmd, const char *path, int video_opts, enum m
     return 0;
 }
 
+/* s on stdout with control characters escaped (\n, \\, \xNN, \u0080-\u009f): a newline in a file name or a page
+ * label would split the line, and a crafted label could forge "page N:" lines. */
+static void put_escaped(const char *s) {
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\\') fputs("\\\\", stdout);
+        else if (*c < 0x20 || *c == 0x7f) printf("\\x%02x", *c);
+        else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) printf("\\u%04x", *++c); /* C1 controls (U+0080-009F) */
+        else putchar(*c);
+    }
+}
+
 int cmd_media_info(int argc, char **argv) {
     const char *path = NULL, *password = NULL;
     int opts_done = 0, video_opts = 0;
@@ -81,13 +93,8 @@ int cmd_media_info(int argc, char **argv) {
     const int krc = kind_or_say("media-info", path, video_opts, &k);
     if (krc) return krc;
     nvl_err err = {0};
-    fputs("file: ", stdout); /* (control characters escaped: a newline in the name would split the line) */
-    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
-        if (*c == '\n') fputs("\\n", stdout);
-        else if (*c == '\\') fputs("\\\\", stdout);
-        else if (*c < 0x20 || *c == 0x7f) printf("\\x%02x", *c);
-        else putchar(*c);
-    }
+    fputs("file: ", stdout);
+    put_escaped(path);
     printf("\nformat: %s\n", media_kind_name(k));
     if (k == MEDIA_KIND_PDF) {
         media_pdf *pdf = NULL;
@@ -107,8 +114,9 @@ int cmd_media_info(int argc, char **argv) {
             } else {
                 char *text = NULL;
                 media_pdf_page_text(pdf, i, &text, NULL);
-                printf("page %d: %.2f x %.2f pt, label %s, text layer %s\n", i + 1, w, h, label ? label : "-",
-                       text && text[strspn(text, " \t\r\n\f")] ? "yes" : "no");
+                printf("page %d: %.2f x %.2f pt, label ", i + 1, w, h);
+                put_escaped(label ? label : "-"); /* (the document's own text) */
+                printf(", text layer %s\n", text && text[strspn(text, " \t\r\n\f")] ? "yes" : "no");
                 nvl_free(text);
             }
             nvl_free(label);

@@ -153,39 +153,62 @@ static nvl_status doc_page_text(PopplerDocument *doc, const char *name, int page
     return NVL_OK;
 }
 
-/* Renders 0-based page of doc at scale into rgb (H rows of W * 3 bytes) on white. */
+/* cairo's image surfaces are at most this many pixels a side (pixman's limit, cairo-image-surface.c
+ * MAX_IMAGE_SIZE): a page past it is rendered in blocks (a 612 x 14400 pt page at 200 dpi, 1700 x
+ * 40000, was refused as "cannot allocate" where pdftoppm renders it). A page within it is one
+ * surface, as before: poppler scales embedded images for the surface it draws on, so blocks of a
+ * page with images differ from one surface by a few levels near their seams (up to 81 on a CMYK
+ * image page, in 0.2 % of its pixels, blocks of 3,947 rows) while vector fills and text match. */
+#define PDF_CAIRO_MAX_SIDE 32767
+
+/* Renders 0-based page of doc at scale into rgb (H rows of W * 3 bytes) on white: one surface, or
+ * blocks of at most PDF_CAIRO_MAX_SIDE a side, each a surface translated to its place (the same
+ * device-space geometry; poppler draws the whole page into each, clipped). */
 static nvl_status render_rgb(PopplerDocument *doc, const char *name, int page, int W, int H, double scale,
                              uint8_t *rgb, nvl_err *err) {
     PopplerPage *p = NULL;
     nvl_status st = doc_page(doc, name, page, &p, err);
     if (st != NVL_OK) return st;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, W, H);
-    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surf);
-        g_object_unref(p);
-        return nvl_err_set(err, NVL_ERR_NOMEM, "%s: cannot allocate a %dx%d page", name, W, H);
-    }
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_scale(cr, scale, scale);
-    poppler_page_render(p, cr);
-    cairo_destroy(cr);
-    cairo_surface_flush(surf);
-    g_object_unref(p);
-    const uint8_t *src = cairo_image_surface_get_data(surf);
-    const int sstride = cairo_image_surface_get_stride(surf);
-    for (int y = 0; y < H; y++) {
-        const uint32_t *row = (const uint32_t *)(src + (size_t)y * (size_t)sstride);
-        uint8_t *d = rgb + (size_t)y * (size_t)W * 3;
-        for (int x = 0; x < W; x++) { /* opaque after the white fill: no un-premultiply */
-            d[3 * x + 0] = (uint8_t)(row[x] >> 16);
-            d[3 * x + 1] = (uint8_t)(row[x] >> 8);
-            d[3 * x + 2] = (uint8_t)row[x];
+    const int bw = W < PDF_CAIRO_MAX_SIDE ? W : PDF_CAIRO_MAX_SIDE, bh = H < PDF_CAIRO_MAX_SIDE ? H : PDF_CAIRO_MAX_SIDE;
+    for (int y0 = 0; y0 < H && st == NVL_OK; y0 += bh) {
+        const int h = H - y0 < bh ? H - y0 : bh;
+        for (int x0 = 0; x0 < W && st == NVL_OK; x0 += bw) {
+            const int w = W - x0 < bw ? W - x0 : bw;
+            cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
+            const cairo_status_t cs = cairo_surface_status(surf);
+            if (cs != CAIRO_STATUS_SUCCESS) {
+                st = cs == CAIRO_STATUS_NO_MEMORY
+                         ? nvl_err_set(err, NVL_ERR_NOMEM, "%s: page %d: cannot allocate a %dx%d block of its %dx%d pixels",
+                                       name, page + 1, w, h, W, H)
+                         : nvl_err_set(err, NVL_ERR_INTERNAL, "%s: page %d: cairo cannot make a %dx%d surface (%s)", name,
+                                       page + 1, w, h, cairo_status_to_string(cs));
+                cairo_surface_destroy(surf);
+                break;
+            }
+            cairo_t *cr = cairo_create(surf);
+            cairo_set_source_rgb(cr, 1, 1, 1);
+            cairo_paint(cr);
+            cairo_translate(cr, -x0, -y0);
+            cairo_scale(cr, scale, scale);
+            poppler_page_render(p, cr);
+            cairo_destroy(cr);
+            cairo_surface_flush(surf);
+            const uint8_t *src = cairo_image_surface_get_data(surf);
+            const int sstride = cairo_image_surface_get_stride(surf);
+            for (int y = 0; y < h; y++) {
+                const uint32_t *row = (const uint32_t *)(src + (size_t)y * (size_t)sstride);
+                uint8_t *d = rgb + ((size_t)(y0 + y) * (size_t)W + (size_t)x0) * 3;
+                for (int x = 0; x < w; x++) { /* opaque after the white fill: no un-premultiply */
+                    d[3 * x + 0] = (uint8_t)(row[x] >> 16);
+                    d[3 * x + 1] = (uint8_t)(row[x] >> 8);
+                    d[3 * x + 2] = (uint8_t)row[x];
+                }
+            }
+            cairo_surface_destroy(surf);
         }
     }
-    cairo_surface_destroy(surf);
-    return NVL_OK;
+    g_object_unref(p);
+    return st;
 }
 
 // ---------------------------------------------------------------------------

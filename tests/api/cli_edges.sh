@@ -104,6 +104,11 @@ expect 0 "^usage: nanovl serve" "$B" help serve
 expect_fixed 0 "intermediates: $T/emb/index.json" "$B" embed --model "$M" "$I" -o "$T/emb/"
 cp "$I" "$T/$(printf 'nl\nname.bmp')"
 expect_fixed 0 "file: $T/nl\\nname.bmp" "$B" media-info "$T/$(printf 'nl\nname.bmp')"
+# a page label is the document's text: escaped like a name (a label holding a newline forged a
+# "page 9:" line); the PDF has no xref table (poppler rebuilds it)
+printf '%%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R /PageLabels << /Nums [0 << /P (x\\npage 9: forged) >>] >> >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%%%EOF\n' > "$T/label.pdf"
+expect_fixed 0 'page 1: 200.00 x 100.00 pt, label x\npage 9: forged, text layer no' "$B" media-info "$T/label.pdf"
+check "a label's newline does not start a line" sh -c "! '$B' media-info '$T/label.pdf' | grep -q '^page 9'"
 # media-info and render sample a video as ask does at any --fps / --max-frames (a review: they
 # took neither, so ask at other settings could not be checked against them)
 expect 0 "sampled at 5.0 fps: 3 frames: 0@0.000s 9@0.900s 19@1.900s" "$B" media-info --fps 5 --max-frames 3 "$(dirname "$I")/clip_2s.mp4"
@@ -256,6 +261,9 @@ done
 head -c 200 "$PDF" > "$T/cut.pdf"
 expect 1 "^nanovl ask: -: " sh -c "cat '$T/cut.pdf' | '$B' ask --model '$M' --max-tokens 2 - 'What?'"
 expect 1 "'-': stdin is empty" "$B" ask --model "$M" --max-tokens 2 - "What?"
+# an endless stream is not copied past the media's file limit (1 GiB) before being refused (it
+# filled $TMPDIR: 2.8 GB in 6 s, and growing)
+expect 1 "'-': stdin holds more than the limit of 1073741824 bytes for one file; stopped reading it" sh -c "cat /dev/zero | '$B' ask --model '$M' --max-tokens 2 - 'What?'"
 # a file piped in with the question forgotten: refused, not asked as a question
 expect 2 "the question on stdin is not text (it holds a NUL byte); to ask about a file on stdin" sh -c "cat '$I' | '$B' ask --model '$M' -"
 expect 2 "stdin holds the question ('-'), so it cannot also hold the file '-'" sh -c "cat '$I' | '$B' ask --model '$M' - -"

@@ -71,4 +71,28 @@ static int hostile_pdf_write(const char *path) {
     return fclose(f) == 0;
 }
 
+/* Two pages past cairo's 32767-pixel side at 72 dpi (1 pt = 1 pixel), each with three fills at
+ * whole points, so every pixel's colour follows from the page's geometry: page 1 is 40 x 36000 pt
+ * (blue rows 0-9, red rows 32760-32774 across the 32767 boundary, green rows 35990-35999, the
+ * rest white); page 2 is 36000 x 40 pt with the same in columns. (pdftoppm -r 72 renders both so.) */
+static int long_pages_pdf_write(const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    long off[6];
+    fprintf(f, "%%PDF-1.4\n");
+    obj(f, off, 0, "<< /Type /Catalog /Pages 2 0 R >>", NULL, 0);
+    obj(f, off, 1, "<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>", NULL, 0);
+    obj(f, off, 2, "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 40 36000] /Contents 5 0 R >>", NULL, 0);
+    obj(f, off, 3, "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 36000 40] /Contents 6 0 R >>", NULL, 0);
+    const char *tall = "0 0 1 rg 0 35990 40 10 re f 1 0 0 rg 0 3225 40 15 re f 0 1 0 rg 0 0 40 10 re f";
+    stream_obj(f, off, 4, "", tall, strlen(tall));
+    const char *wide = "0 0 1 rg 0 0 10 40 re f 1 0 0 rg 32760 0 15 40 re f 0 1 0 rg 35990 0 10 40 re f";
+    stream_obj(f, off, 5, "", wide, strlen(wide));
+    const long x = ftell(f);
+    fprintf(f, "xref\n0 7\n0000000000 65535 f \n");
+    for (int i = 0; i < 6; i++) fprintf(f, "%010ld 00000 n \n", off[i]);
+    fprintf(f, "trailer\n<< /Size 7 /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", x);
+    return fclose(f) == 0;
+}
+
 #endif // TESTS_MEDIA_HOSTILE_PDF_H

@@ -372,6 +372,47 @@ int main(int argc, char **argv) {
     }
     TEST_CHECK(!children_left(), "a renderer was left after close");
 
+    { /* pages past cairo's 32767-pixel side render in blocks, in this process and in the renderer:
+         each pixel as the page's fills put it (long_pages_pdf_write), across the block seams */
+        char lp[300];
+        snprintf(lp, sizeof lp, "%s/long.pdf", dir);
+        TEST_CHECK(long_pages_pdf_write(lp), "cannot write %s", lp);
+        static const struct {
+            int at;
+            uint8_t r, g, b;
+        } k_along[] = {{0, 0, 0, 255},       {9, 0, 0, 255},       {10, 255, 255, 255},  {32759, 255, 255, 255},
+                       {32760, 255, 0, 0},   {32766, 255, 0, 0},   {32767, 255, 0, 0},   {32774, 255, 0, 0},
+                       {32775, 255, 255, 255}, {35989, 255, 255, 255}, {35990, 0, 255, 0}, {35999, 0, 255, 0}};
+        for (int sandboxed = 0; sandboxed < 2; sandboxed++) {
+            set_sandbox(sandboxed ? "/proc/self/exe" : NULL, 60, 0);
+            TEST_CHECK(media_pdf_open(&pdf, lp, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+            for (int p = 0; pdf && p < 2; p++) {
+                st = media_pdf_render(pdf, p, 72, 0, &img, &err);
+                TEST_CHECK(st == NVL_OK, "long page %d (%s): %s", p + 1, sandboxed ? "renderer" : "in process", err.msg);
+                if (st != NVL_OK) continue;
+                TEST_CHECK(img->width == (p ? 36000 : 40) && img->height == (p ? 40 : 36000), "long page %d: %dx%d", p + 1,
+                           img->width, img->height);
+                int bad = 0, first = -1;
+                for (size_t i = 0; i < sizeof k_along / sizeof k_along[0]; i++)
+                    for (int across = 0; across < 40; across += 13) {
+                        const int x = p ? k_along[i].at : across, y = p ? across : k_along[i].at;
+                        const uint8_t *px = img->rgb + (size_t)y * img->stride + (size_t)x * 3;
+                        if (px[0] != k_along[i].r || px[1] != k_along[i].g || px[2] != k_along[i].b) {
+                            bad++;
+                            if (first < 0) first = k_along[i].at;
+                        }
+                    }
+                TEST_CHECK(bad == 0, "long page %d (%s): %d pixels off, first at %d", p + 1,
+                           sandboxed ? "renderer" : "in process", bad, first);
+                media_image_free(img), img = NULL;
+            }
+            media_pdf_close(pdf);
+            pdf = NULL;
+        }
+        set_sandbox(NULL, 0, 0);
+        remove(lp);
+    }
+
     media_image_free(ref1);
     media_image_free(ref4);
     TEST_CHECK(nvl_alloc_count() == live0, "allocations live: %lld, before %lld", (long long)nvl_alloc_count(),
