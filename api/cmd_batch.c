@@ -12,6 +12,12 @@
  *   its own --out file. A lock on the out file refuses a second writer.
  * - --retry-failed removes the earlier error lines of the jobs it redoes (the kept lines are
  *   written to a temporary file renamed over the results), so each id has one final line.
+ * - Each result line carries the job's "fingerprint": a hash of its job line, the checkpoint and
+ *   the shared options (batch_run_fp). A rerun whose job has another fingerprint than its recorded
+ *   line (the checkpoint, --max-tokens or the job's question changed) is refused, naming the first
+ *   such job, unless --redo-changed, which removes those lines as --retry-failed does and runs the
+ *   jobs again (a review: a run resumed with --max-tokens 128 after 32 jobs at 8 kept both). A
+ *   line without one (an earlier nanovl's) vouches for its job.
  * - The jobs file and --out must be regular files, and not the same file.
  * - --parallel N keeps up to N jobs in flight on one engine (max_batch N): jobs start in
  *   manifest order as slots free, each line is written when its job ends (so with N > 1 in the
@@ -19,6 +25,7 @@
  *   130). Before the model is loaded they end the process as usual (nothing is done yet).
  * - Progress with ETA on a terminal (N > 1: jobs done of the total, how many run); a one-line
  *   summary on stderr at the end. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -40,6 +47,7 @@
 #include "base/json_util.h"
 #include "wire.h"
 #include "base/clock.h"
+#include "base/hash.h"
 
 static const char *k_usage =
     "usage: nanovl batch [--model DIR] JOBS.jsonl --out RESULTS.jsonl [options]\n"
@@ -50,6 +58,9 @@ static const char *k_usage =
     "                        result lines come in the order jobs end, not the manifest's\n"
     "  --retry-failed        redo jobs whose earlier result is an error (their error lines are\n"
     "                        removed first: one final line per id)\n"
+    "  --redo-changed        redo jobs answered with another checkpoint, other options or another\n"
+    "                        job line (their lines are removed first); without it such a rerun is\n"
+    "                        refused, so that one results file holds one run's answers\n"
     "exit: 0 every job of the shard ok; 1 one failed (in this run or recorded earlier); 2 usage;\n"
     "      130 interrupted (SIGINT/SIGTERM once jobs run; rerun to resume; a second signal exits at once)\n"
     "  --progress | --no-progress   progress with ETA on stderr (default: when a terminal)\n"
@@ -102,15 +113,73 @@ static void done_free(done_set *d) {
     nvl_free(d->ids);
 }
 
+/* This run's jobs of the shard: their ids (as the results file holds them) with their
+ * fingerprints, sorted by id. */
+typedef struct job_fp {
+    const char *id;
+    char fp[17]; /* 16 hex digits */
+} job_fp;
+
+static int cmp_job_fp(const void *a, const void *b) { return strcmp(((const job_fp *)a)->id, ((const job_fp *)b)->id); }
+
+/* The fingerprint of id among the n sorted jobs, or NULL when it is not one of them. */
+static const char *job_fp_of(const job_fp *fps, int n, const char *id) {
+    const job_fp key = {.id = id};
+    const job_fp *f = n ? bsearch(&key, fps, (size_t)n, sizeof *fps, cmp_job_fp) : NULL;
+    return f ? f->fp : NULL;
+}
+
+static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a_str(h, s ? s : "\x01"), "", 1); }
+
+/* What a job's answer depends on besides its own line: the checkpoint -- every file's name and
+ * size, and the bytes of those under 64 MiB (config, tokenizer, chat template); the weights by
+ * their sizes, so that a copy of the checkpoint on another node or path is the same one (a
+ * different fine-tune of the same shapes is not told apart) -- and the shared options that shape
+ * an answer (not --parallel, --no-cache, --password or the limits, which decide only whether a job
+ * fails, and a failure is recorded as one). */
+static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr_tokens_default) {
+    uint64_t files = 0;
+    DIR *d = opendir(model);
+    for (struct dirent *de; d && (de = readdir(d));) { /* in any order: a sum of per-file hashes */
+        if (de->d_name[0] == '.') continue;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", model, de->d_name);
+        struct stat sb;
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        uint64_t h = fp_field(NVL_FNV1A_INIT, de->d_name);
+        h = nvl_fnv1a(h, &(int64_t){(int64_t)sb.st_size}, sizeof(int64_t));
+        FILE *f = sb.st_size < ((off_t)64 << 20) ? fopen(path, "rb") : NULL;
+        char buf[1 << 16];
+        for (size_t r; f && (r = fread(buf, 1, sizeof buf, f)) > 0;) h = nvl_fnv1a(h, buf, r);
+        if (f) fclose(f);
+        files += h;
+    }
+    if (d) closedir(d);
+    uint64_t h = nvl_fnv1a(NVL_FNV1A_INIT, &files, sizeof files);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%d %s %.17g %d %.17g %d %.17g %d %lld %lld %d %d", p->max_tiles, p->pages ? p->pages : "-",
+             p->dpi, p->long_side, p->fps, p->max_frames, p->evs, p->think, (long long)p->max_tokens,
+             (long long)p->max_context, p->skip_bad_pages, ocr_tokens_default);
+    h = fp_field(h, buf);
+    if (p->sampler.temperature > 0) { /* (greedy, the default, reads none of them) */
+        snprintf(buf, sizeof buf, "%.9g %.9g %d %.9g %llu", (double)p->sampler.temperature, (double)p->sampler.top_p,
+                 p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
+        h = fp_field(h, buf);
+    }
+    return h;
+}
+
 /* Reads the results so far: drops a torn last line, collects finished ids (done; those whose
  * line says an error: failed, those that say ok: ok), warns about lines within that are not
- * result lines (their jobs, having no other, run again). With retry_failed, the error lines of
- * jobs in mine (this run's jobs) are removed from the file, so that each id keeps one final
- * line: the kept lines go to a temporary file beside it (locked, synced; beside the file a
- * symbolic link names) that is renamed over it, and *fd becomes that file. Returns -1 with errno
- * on a read or write failure, -2 after its own message. */
-static int load_results(int *fd, const char *path, int retry_failed, const done_set *mine, done_set *done, done_set *failed,
-                        done_set *ok_set) {
+ * result lines (their jobs, having no other, run again). A line of one of this run's jobs (mine,
+ * n_mine of them) whose fingerprint differs from the job's is changed: with redo_changed it is
+ * removed, else the run is refused (-3, said). With retry_failed, the error lines of this run's
+ * jobs are removed too, so that each id keeps one final line: the kept lines go to a temporary
+ * file beside it (locked, synced; beside the file a symbolic link names) that is renamed over it,
+ * and *fd becomes that file. Returns -1 with errno on a read or write failure, -2 after its own
+ * message. */
+static int load_results(int *fd, const char *path, int retry_failed, int redo_changed, const job_fp *mine, int n_mine,
+                        done_set *done, done_set *failed, done_set *ok_set) {
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
@@ -143,10 +212,12 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
             return -1;
         }
     }
-    char *kept = retry_failed ? nvl_malloc(keep + 1) : NULL;
+    const int rewrite = retry_failed || redo_changed;
+    char *kept = rewrite ? nvl_malloc(keep + 1) : NULL;
     size_t n_kept = 0;
-    int n_dropped = 0;
-    if (retry_failed && !kept) {
+    int n_dropped = 0, n_failed_dropped = 0, n_changed = 0, changed_line = 0;
+    char changed_id[3 * 256 + 1] = "";
+    if (rewrite && !kept) {
         nvl_free(buf);
         return -1;
     }
@@ -161,11 +232,22 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
         if (!cJSON_IsString(id) || !cJSON_IsString(status))
             fprintf(stderr, "nanovl batch: %s: line %d is not a result line (left as it is; a job without another line "
                             "runs again)\n", path, lineno);
-        if (cJSON_IsString(id) && cJSON_IsString(status) && (!retry_failed || ok)) done_add(done, id->valuestring);
-        if (cJSON_IsString(id) && cJSON_IsString(status)) done_add(ok ? ok_set : failed, id->valuestring);
-        if (retry_failed) {
-            if (!ok && cJSON_IsString(id) && done_has(mine, id->valuestring)) n_dropped++; /* redone below */
-            else {
+        const int result = cJSON_IsString(id) && cJSON_IsString(status);
+        const char *now = result ? job_fp_of(mine, n_mine, id->valuestring) : NULL;
+        const cJSON *was = r ? cJSON_GetObjectItemCaseSensitive(r, "fingerprint") : NULL;
+        const int changed = now && cJSON_IsString(was) && strcmp(was->valuestring, now) != 0;
+        const int redo = now && ((retry_failed && !ok) || (redo_changed && changed));
+        if (changed && !redo && n_changed++ == 0) { /* (a failed one --retry-failed redoes anyway is not) */
+            snprintf(changed_id, sizeof changed_id, "%s", id->valuestring);
+            changed_line = lineno;
+        }
+        if (result && !redo) done_add(done, id->valuestring);
+        if (result) done_add(ok ? ok_set : failed, id->valuestring);
+        if (rewrite) {
+            if (redo) { /* redone below */
+                n_dropped++;
+                n_failed_dropped += !ok;
+            } else {
                 memcpy(kept + n_kept, line, (size_t)(nl - line) + 1);
                 n_kept += (size_t)(nl - line) + 1;
             }
@@ -174,10 +256,18 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
         line = nl + 1;
     }
     nvl_free(buf);
+    if (n_changed) {
+        fprintf(stderr, "nanovl batch: %s: %d of this run's jobs %s answered there with another checkpoint, other "
+                        "options or another job line (the first: '%s', line %d there); rerun with the same ones, give "
+                        "another --out, or --redo-changed to answer them again\n", path, n_changed,
+                n_changed == 1 ? "was" : "were", changed_id, changed_line);
+        nvl_free(kept);
+        return -3;
+    }
     int rc = 0;
     if (n_dropped && sb.st_nlink > 1) { /* a rename would leave the other names on the old lines */
-        fprintf(stderr, "nanovl batch: %s has %lu hard links; --retry-failed rewrites it under one name (give it a file "
-                        "of its own)\n", path, (unsigned long)sb.st_nlink);
+        fprintf(stderr, "nanovl batch: %s has %lu hard links; %s rewrites it under one name (give it a file "
+                        "of its own)\n", path, (unsigned long)sb.st_nlink, retry_failed ? "--retry-failed" : "--redo-changed");
         n_dropped = 0;
         rc = -2;
     }
@@ -207,8 +297,12 @@ static int load_results(int *fd, const char *path, int retry_failed, const done_
                 close(*fd);
                 *fd = nfd;
                 rc = 0;
-                fprintf(stderr, "nanovl batch: %s: removed %d earlier error line%s to redo (--retry-failed)\n", path,
-                        n_dropped, n_dropped == 1 ? "" : "s");
+                if (n_failed_dropped)
+                    fprintf(stderr, "nanovl batch: %s: removed %d earlier error line%s to redo (--retry-failed)\n", path,
+                            n_failed_dropped, n_failed_dropped == 1 ? "" : "s");
+                if (n_dropped > n_failed_dropped)
+                    fprintf(stderr, "nanovl batch: %s: removed %d earlier line%s of changed jobs to redo (--redo-changed)\n",
+                            path, n_dropped - n_failed_dropped, n_dropped - n_failed_dropped == 1 ? "" : "s");
             } else {
                 close(nfd);
                 unlink(tmp);
@@ -258,6 +352,7 @@ typedef struct batch_line {
     char *text;
     size_t len;
     int lineno;
+    char fp[17]; /* the job's fingerprint (batch_run_fp and its line), 16 hex digits */
     char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
 } batch_line;
 
@@ -463,7 +558,7 @@ static nvl_status job_result(job *j) {
 int cmd_batch(int argc, char **argv) {
     const char *model = getenv("NANOVL_MODEL"), *jobs_path = NULL, *out_path = NULL;
     api_ask_params base = api_ask_params_default();
-    int shard = 0, n_shards = 1, retry_failed = 0, force_progress = -1, parallel = 1, rc = 0, max_tokens_given = 0;
+    int shard = 0, n_shards = 1, retry_failed = 0, redo_changed = 0, force_progress = -1, parallel = 1, rc = 0, max_tokens_given = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int k = cli_ask_option(argc, argv, &i, &base, &model, "batch", k_usage);
@@ -498,6 +593,7 @@ int cmd_batch(int argc, char **argv) {
             }
             i++;
         } else if (!strcmp(a, "--retry-failed")) retry_failed = 1;
+        else if (!strcmp(a, "--redo-changed")) redo_changed = 1;
         else if (!strcmp(a, "--progress")) force_progress = 1;
         else if (!strcmp(a, "--no-progress")) force_progress = 0;
         else if (a[0] == '-' && a[1]) {
@@ -670,12 +766,22 @@ int cmd_batch(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    done_set done = {0}, mine = {0}, failed = {0}, ok_set = {0};
-    for (int i = 0; i < n_lines; i++)
-        if (i % n_shards == shard) done_add(&mine, lines[i].id);
-    done_sort(&mine);
-    const int lr = load_results(&fd, out_path, retry_failed, &mine, &done, &failed, &ok_set);
-    done_free(&mine);
+    done_set done = {0}, failed = {0}, ok_set = {0};
+    const uint64_t run_fp = batch_run_fp(model, &base, !max_tokens_given);
+    job_fp *mine = nvl_calloc((size_t)n_lines + 1, sizeof *mine);
+    int n_mine_fp = 0;
+    for (int i = 0; mine && i < n_lines; i++) {
+        snprintf(lines[i].fp, sizeof lines[i].fp, "%016llx",
+                 (unsigned long long)nvl_fnv1a(run_fp, lines[i].text, lines[i].len));
+        if (i % n_shards == shard) {
+            mine[n_mine_fp].id = lines[i].id;
+            memcpy(mine[n_mine_fp++].fp, lines[i].fp, sizeof lines[i].fp);
+        }
+    }
+    if (mine) qsort(mine, (size_t)n_mine_fp, sizeof *mine, cmp_job_fp);
+    const int lr = mine ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, &done, &failed, &ok_set)
+                        : (errno = ENOMEM, -1);
+    nvl_free(mine);
     if (lr != 0) {
         if (lr == -1) fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
         close(fd);
@@ -684,7 +790,7 @@ int cmd_batch(int argc, char **argv) {
         done_free(&ok_set);
         nvl_free(lines);
         nvl_free(jobs);
-        return 1;
+        return lr == -3 ? EXIT_USAGE : 1;
     }
     done_sort(&done);
     done_sort(&failed);
@@ -760,6 +866,7 @@ int cmd_batch(int argc, char **argv) {
             }
             cJSON_AddStringToObject(j->o, "id", j->L->id);
             cJSON_AddNumberToObject(j->o, "line", j->L->lineno);
+            cJSON_AddStringToObject(j->o, "fingerprint", j->L->fp);
             b.n_live++;
             start_job(e, j, &base, ocr_tokens_default, &prog);
             if (parallel > 1) par_show(&b, 1, j->L->id, "starting");

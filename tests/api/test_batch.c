@@ -22,6 +22,8 @@
 #include "test_util.h"
 
 static char g_dir[256];
+static const char *g_model; /* the checkpoint (NULL: tests/data/vl_tiny) */
+static const char *g_extra; /* one more argument after a1 a2 (NULL: none) */
 
 static pid_t spawn(const char *jobs, const char *out, const char *a1, const char *a2) {
     pid_t pid = fork();
@@ -30,8 +32,13 @@ static pid_t spawn(const char *jobs, const char *out, const char *a1, const char
         snprintf(log, sizeof log, "%s/batch.log", g_dir);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) dup2(fd, 2);
-        execl(NANOVL_BIN, "nanovl", "batch", "--model", test_data_path("vl_tiny"), jobs, "--out", out, "--no-progress",
-              a1 ? a1 : (char *)NULL, a2, (char *)NULL);
+        const char *argv[12] = {"nanovl", "batch", "--model", g_model ? g_model : test_data_path("vl_tiny"), jobs, "--out",
+                                out, "--no-progress"};
+        int n = 8;
+        if (a1) argv[n++] = a1;
+        if (a1 && a2) argv[n++] = a2;
+        if (g_extra) argv[n++] = g_extra;
+        execv(NANOVL_BIN, (char *const *)argv);
         _exit(127);
     }
     return pid;
@@ -119,6 +126,28 @@ static int utf8_file_valid(const char *path) {
         i += len;
     }
     return 1;
+}
+
+/* The whole file, malloc'ed (NULL when it cannot be read). */
+static char *read_all(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    size_t n = 0, cap = 0, r;
+    char chunk[4096];
+    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (n + r + 1 > cap) {
+            cap = (n + r + 1) * 2;
+            char *nb = realloc(b, cap);
+            if (!nb) break;
+            b = nb;
+        }
+        memcpy(b + n, chunk, r);
+        n += r;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
 }
 
 static long file_size(const char *p) {
@@ -474,6 +503,92 @@ int main(void) {
         TEST_CHECK(cJSON_IsString(tb) && !strcmp(tb->valuestring, "ocr"), "a refused job's line keeps its type");
         unload(&a);
         unload(&b);
+    }
+
+    /* a rerun is the same run or is refused: each line's fingerprint (its job line, the checkpoint,
+       the shared options) against the job's now (a review: a run resumed with --max-tokens 128 after
+       32 jobs at 8 mixed both in one file, as did a job whose question was edited) */
+    {
+        char fj[320], fo[320], fo2[320], logp[320], copy[320], cmd[1200];
+        snprintf(fj, sizeof fj, "%s/fp_jobs.jsonl", g_dir);
+        snprintf(fo, sizeof fo, "%s/fp.jsonl", g_dir);
+        snprintf(fo2, sizeof fo2, "%s/fp_alone.jsonl", g_dir);
+        snprintf(logp, sizeof logp, "%s/batch.log", g_dir);
+        snprintf(copy, sizeof copy, "%s/model copy", g_dir);
+        f = fopen(fj, "w");
+        fprintf(f, "{\"id\":\"a\",\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
+        fprintf(f, "{\"id\":\"b\",\"files\":[\"%s\"],\"question\":\"What colour is it?\"}\n", img);
+        fclose(f);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
+        results r0, r1;
+        load(fo, &r0);
+        TEST_EQ_INT(r0.n, 2);
+        const cJSON *fa = cJSON_GetObjectItemCaseSensitive(find(&r0, "a"), "fingerprint");
+        const cJSON *fb = cJSON_GetObjectItemCaseSensitive(find(&r0, "b"), "fingerprint");
+        TEST_CHECK(cJSON_IsString(fa) && cJSON_IsString(fb) && strlen(fa->valuestring) == 16 &&
+                       strcmp(fa->valuestring, fb->valuestring) != 0,
+                   "each line has its job's fingerprint");
+        const long sz = file_size(fo);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0); /* the same run: both done, nothing redone */
+        TEST_CHECK(file_size(fo) == sz, "the same run again: the file unchanged (%ld, was %ld)", file_size(fo), sz);
+        /* the checkpoint copied to another path (another node's disk) is the same checkpoint */
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", test_data_path("vl_tiny"), copy);
+        TEST_CHECK(system(cmd) == 0, "%s", cmd);
+        g_model = copy;
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
+        TEST_CHECK(file_size(fo) == sz, "the checkpoint at another path: nothing redone");
+        /* ... but one file of it changed is another checkpoint */
+        snprintf(cmd, sizeof cmd, "printf ' ' >> '%s/generation_config.json'", copy);
+        TEST_CHECK(system(cmd) == 0, "%s", cmd);
+        unlink(logp);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 2);
+        TEST_CHECK(file_size(fo) == sz, "another checkpoint: refused, the file unchanged");
+        g_model = NULL;
+        /* other options: refused, the file unchanged, the message naming the first job */
+        unlink(logp);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "5"), 2);
+        TEST_CHECK(file_size(fo) == sz, "other options: the file unchanged");
+        char *log = read_all(logp);
+        TEST_CONTAINS(log ? log : "", "2 of this run's jobs were answered there with another checkpoint, other options or "
+                                      "another job line (the first: 'a', line 1 there); rerun with the same ones, give "
+                                      "another --out, or --redo-changed to answer them again");
+        free(log);
+        /* an edited job line: refused; --redo-changed redoes that job alone, as a run of it alone */
+        f = fopen(fj, "w");
+        fprintf(f, "{\"id\":\"a\",\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
+        fprintf(f, "{\"id\":\"b\",\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
+        fclose(f);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 2);
+        TEST_CHECK(file_size(fo) == sz, "an edited job: the file unchanged");
+        g_extra = "--redo-changed";
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
+        g_extra = NULL;
+        TEST_EQ_INT(run(fj, fo2, "--max-tokens", "3"), 0);
+        load(fo, &r1);
+        results r2;
+        load(fo2, &r2);
+        TEST_CHECK(r1.n == 2 && count_id(&r1, "a") == 1 && count_id(&r1, "b") == 1, "one line per id after --redo-changed (%d)",
+                   r1.n);
+        char *la = cJSON_PrintUnformatted(find(&r0, "a")), *la1 = cJSON_PrintUnformatted(find(&r1, "a"));
+        TEST_CHECK(la && la1 && !strcmp(la, la1), "the unchanged job's line kept as it was");
+        free(la), free(la1);
+        const cJSON *b1 = find(&r1, "b"), *b2 = find(&r2, "b");
+        const cJSON *ans1 = cJSON_GetObjectItemCaseSensitive(b1, "answer"), *ans2 = cJSON_GetObjectItemCaseSensitive(b2, "answer");
+        TEST_CHECK(cJSON_IsString(ans1) && cJSON_IsString(ans2) && !strcmp(ans1->valuestring, ans2->valuestring),
+                   "the redone job answered as the edited job alone");
+        const cJSON *f1 = cJSON_GetObjectItemCaseSensitive(b1, "fingerprint"), *f2 = cJSON_GetObjectItemCaseSensitive(b2, "fingerprint");
+        TEST_CHECK(cJSON_IsString(f1) && cJSON_IsString(f2) && !strcmp(f1->valuestring, f2->valuestring) &&
+                       strcmp(f1->valuestring, fb->valuestring) != 0,
+                   "the redone line has the edited job's fingerprint");
+        unload(&r0);
+        unload(&r1);
+        unload(&r2);
+        /* a line without a fingerprint (an earlier nanovl's) vouches for its job */
+        snprintf(cmd, sizeof cmd, "sed -i 's/\"fingerprint\":\"[0-9a-f]*\",//' '%s'", fo);
+        TEST_CHECK(system(cmd) == 0, "%s", cmd);
+        const long sz2 = file_size(fo);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "5"), 0);
+        TEST_CHECK(file_size(fo) == sz2, "lines without a fingerprint: taken as done");
     }
     return test_report();
 }
