@@ -60,6 +60,8 @@ typedef struct client client;
 
 typedef struct server server;
 
+#define CANCEL_SHUTDOWN 2 /* job.cancel: a second signal ended it (1: its client, or a client gone) */
+
 typedef struct job {
     struct job *next;      /* queue, then the running list */
     client *cl;            /* NULL once the client is gone (under the lock) */
@@ -381,8 +383,12 @@ static void reap_jobs(server *s) {
         j->end_ev = NULL;
         if (j->end_st != NVL_OK) {
             cJSON_Delete(ev);
+            const int why = j->end_st == NVL_ERR_CANCELLED ? __atomic_load_n(&j->cancel, __ATOMIC_RELAXED) : 0;
             ev = error_event(j->id, api_status_code(j->end_st),
-                             j->end_st == NVL_ERR_CANCELLED && __atomic_load_n(&j->cancel, __ATOMIC_RELAXED) ? "cancelled" : j->end_msg);
+                             why == CANCEL_SHUTDOWN ? "cancelled: the server is shutting down (a second signal); retry on "
+                                                      "another server"
+                             : why ? "cancelled"
+                                   : j->end_msg);
         }
         pthread_mutex_lock(&s->mu);
         const int gone = j->cl == NULL, answered = j->answered;
@@ -1061,7 +1067,7 @@ static void handle_signals(server *s) {
         pthread_mutex_unlock(&s->mu);
     } else {
         pthread_mutex_lock(&s->mu);
-        for (job *j = s->running; j; j = j->next) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+        for (job *j = s->running; j; j = j->next) __atomic_store_n(&j->cancel, CANCEL_SHUTDOWN, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&s->mu);
     }
 }

@@ -1098,6 +1098,39 @@ int main(void) {
     TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server exit 0 after SIGTERM");
     TEST_CHECK(access(g_sock, F_OK) != 0, "socket file removed");
     close(c.fd);
+
+    { /* a second signal cancels the running request, and its error says why (it said "cancelled") */
+        char sock8[100];
+        snprintf(sock8, sizeof sock8, "%s/nvl-serve8-%d.sock", test_tmpdir(), (int)getpid());
+        pid_t s8 = start_server(sock8, NULL, NULL);
+        conn c8 = {.fd = connect_to(sock8, 60)};
+        send_line(c8.fd, ask_json(req, sizeof req, "t8", img, 100000, ",\"no_cache\":true,\"max_context\":131072"));
+        for (;;) {
+            ev = next_event(&c8, 30);
+            if (!ev || !strcmp(str(ev, "event"), "token") || !strcmp(str(ev, "event"), "error")) break;
+            cJSON_Delete(ev);
+        }
+        cJSON_Delete(ev);
+        kill(s8, SIGTERM);
+        usleep(100000);
+        kill(s8, SIGTERM);
+        int cancelled = 0;
+        for (int i = 0; i < 200000 && !cancelled; i++) {
+            ev = next_event(&c8, 30);
+            if (!ev) break;
+            cancelled = !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "cancelled") &&
+                        strstr(str(ev, "message"), "the server is shutting down (a second signal)");
+            const int other_end = !cancelled && (!strcmp(str(ev, "event"), "done") || !strcmp(str(ev, "event"), "error"));
+            if (other_end) fprintf(stderr, "t8 ended otherwise: %s %s\n", str(ev, "event"), str(ev, "message"));
+            cJSON_Delete(ev);
+            if (other_end) break;
+        }
+        TEST_CHECK(cancelled, "a second signal: the running request's error says the server is shutting down");
+        int st8 = 0;
+        waitpid(s8, &st8, 0);
+        TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "a second signal: exit 0 (status %d)", st8);
+        close(c8.fd);
+    }
     const int rc = test_report();
     if (rc == 0) unlink(g_log);
     else fprintf(stderr, "server log: %s\n", g_log);

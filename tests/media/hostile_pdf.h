@@ -75,7 +75,7 @@ static int hostile_pdf_write(const char *path) {
  * whole points, so every pixel's colour follows from the page's geometry: page 1 is 40 x 36000 pt
  * (blue rows 0-9, red rows 32760-32774 across the 32767 boundary, green rows 35990-35999, the
  * rest white); page 2 is 36000 x 40 pt with the same in columns. (pdftoppm -r 72 renders both so.) */
-static int long_pages_pdf_write(const char *path) {
+static inline int long_pages_pdf_write(const char *path) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     long off[6];
