@@ -571,10 +571,15 @@ nvl_status engine_plan_budget(request *rq, int quiet, nvl_err *err) {
         llm_prompt_free(&prompt);
         /* the media's share: the whole prompt as the builder emits it at t tiles, less the text */
         int64_t at_mt = 0, at_t = 0, at_fit = 0;
-        if ((st = planned_tokens(rq, rq->msgs, rq->n_msgs, mt, &at_mt, err)) != NVL_OK) return st;
+        /* the text and the answer alone past the budget: no tile count fits, and only 1 tile per
+           image is planned (for the message); each plan renders and tokenizes the whole
+           conversation, 13 of them took 20 s for a 10 MB question beside an image (a review) */
+        const int text_over = text_tokens + p->max_tokens > budget;
+        if ((st = planned_tokens(rq, rq->msgs, rq->n_msgs, text_over ? 1 : mt, &at_mt, err)) != NVL_OK) return st;
+        if (text_over) at_t = at_mt;
         if (at_mt + p->max_tokens > budget) {
             int fit = 0;
-            for (int t = mt - 1; t >= 1 && !fit; t--) {
+            for (int t = mt - 1; t >= 1 && !fit && !text_over; t--) {
                 if ((st = planned_tokens(rq, rq->msgs, rq->n_msgs, t, &at_t, err)) != NVL_OK) return st;
                 if (at_t + p->max_tokens <= budget) {
                     fit = t;
