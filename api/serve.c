@@ -1065,6 +1065,13 @@ static void handle_signals(server *s) {
         }
         s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
+        for (client *c = s->clients; c; c = c->next) /* a request line half sent: said, not closed on in
+                                                         silence (a review) */
+            if (!c->rd_closed && (c->n_in > 0 || c->discarding)) {
+                reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
+                                                               "sent was not read (retry on another server)"));
+                client_write(s, c); /* best effort: the socket does not block */
+            }
     } else {
         pthread_mutex_lock(&s->mu);
         for (job *j = s->running; j; j = j->next) __atomic_store_n(&j->cancel, CANCEL_SHUTDOWN, __ATOMIC_RELAXED);

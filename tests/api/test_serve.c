@@ -1131,6 +1131,25 @@ int main(void) {
         TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "a second signal: exit 0 (status %d)", st8);
         close(c8.fd);
     }
+    { /* a request line half sent at SIGTERM: answered shutting_down, not closed on in silence */
+        char sock9[100];
+        snprintf(sock9, sizeof sock9, "%s/nvl-serve9-%d.sock", test_tmpdir(), (int)getpid());
+        pid_t s9 = start_server(sock9, NULL, NULL);
+        conn c9 = {.fd = connect_to(sock9, 60)};
+        const char *half = "{\"id\":\"half\",\"question\":\"wh";
+        TEST_CHECK(write(c9.fd, half, strlen(half)) == (ssize_t)strlen(half), "half a line sent");
+        usleep(300000);
+        kill(s9, SIGTERM);
+        ev = next_event(&c9, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "shutting_down") &&
+                       strstr(str(ev, "message"), "the request line being sent was not read"),
+                   "a half-sent line at SIGTERM: %s %s", ev ? str(ev, "code") : "(no event)", ev ? str(ev, "message") : "");
+        cJSON_Delete(ev);
+        int st9 = 0;
+        waitpid(s9, &st9, 0);
+        TEST_CHECK(WIFEXITED(st9) && WEXITSTATUS(st9) == 0, "a half-sent line at SIGTERM: exit 0 (status %d)", st9);
+        close(c9.fd);
+    }
     const int rc = test_report();
     if (rc == 0) unlink(g_log);
     else fprintf(stderr, "server log: %s\n", g_log);
