@@ -37,12 +37,30 @@ static void stream_obj(FILE *f, long *off, int i, const char *dict_extra, const 
     obj(f, off, i, h, data, n);
 }
 
-static int hostile_pdf_write(const char *path) {
+/* The xref table of the n objects at offsets off and the trailer (object 1 the catalog); closes f.
+ * 1 when written. */
+static inline int pdf_finish(FILE *f, const long *off, int n) {
+    const long x = ftell(f);
+    fprintf(f, "xref\n0 %d\n0000000000 65535 f \n", n + 1);
+    for (int i = 0; i < n; i++) fprintf(f, "%010ld 00000 n \n", off[i]);
+    fprintf(f, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", n + 1, x);
+    return fclose(f) == 0;
+}
+
+/* A new PDF at path with its header and catalog (object 1, its pages object 2); NULL if it cannot
+ * be made. */
+static inline FILE *pdf_start(const char *path, long *off) {
     FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    long off[12];
+    if (!f) return NULL;
     fprintf(f, "%%PDF-1.4\n");
     obj(f, off, 0, "<< /Type /Catalog /Pages 2 0 R >>", NULL, 0);
+    return f;
+}
+
+static int hostile_pdf_write(const char *path) {
+    long off[12];
+    FILE *f = pdf_start(path, off);
+    if (!f) return 0;
     obj(f, off, 1, "<< /Type /Pages /Kids [3 0 R 4 0 R 5 0 R 6 0 R] /Count 4 >>", NULL, 0);
     page_obj(f, off, 2, 7, "");
     page_obj(f, off, 3, 8, "/XObject << /Im0 11 0 R >>");
@@ -64,11 +82,7 @@ static int hostile_pdf_write(const char *path) {
     static const char img[96] = {0};
     stream_obj(f, off, 10, "/Type /XObject /Subtype /Image /Width 30000 /Height 30000 /ColorSpace /DeviceRGB "
                            "/BitsPerComponent 8 ", img, sizeof img);
-    const long x = ftell(f);
-    fprintf(f, "xref\n0 12\n0000000000 65535 f \n");
-    for (int i = 0; i < 11; i++) fprintf(f, "%010ld 00000 n \n", off[i]);
-    fprintf(f, "trailer\n<< /Size 12 /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", x);
-    return fclose(f) == 0;
+    return pdf_finish(f, off, 11);
 }
 
 /* Two pages past cairo's 32767-pixel side at 72 dpi (1 pt = 1 pixel), each with three fills at
@@ -76,11 +90,9 @@ static int hostile_pdf_write(const char *path) {
  * (blue rows 0-9, red rows 32760-32774 across the 32767 boundary, green rows 35990-35999, the
  * rest white); page 2 is 36000 x 40 pt with the same in columns. (pdftoppm -r 72 renders both so.) */
 static inline int long_pages_pdf_write(const char *path) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
     long off[6];
-    fprintf(f, "%%PDF-1.4\n");
-    obj(f, off, 0, "<< /Type /Catalog /Pages 2 0 R >>", NULL, 0);
+    FILE *f = pdf_start(path, off);
+    if (!f) return 0;
     obj(f, off, 1, "<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>", NULL, 0);
     obj(f, off, 2, "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 40 36000] /Contents 5 0 R >>", NULL, 0);
     obj(f, off, 3, "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 36000 40] /Contents 6 0 R >>", NULL, 0);
@@ -88,11 +100,7 @@ static inline int long_pages_pdf_write(const char *path) {
     stream_obj(f, off, 4, "", tall, strlen(tall));
     const char *wide = "0 0 1 rg 0 0 10 40 re f 1 0 0 rg 32760 0 15 40 re f 0 1 0 rg 35990 0 10 40 re f";
     stream_obj(f, off, 5, "", wide, strlen(wide));
-    const long x = ftell(f);
-    fprintf(f, "xref\n0 7\n0000000000 65535 f \n");
-    for (int i = 0; i < 6; i++) fprintf(f, "%010ld 00000 n \n", off[i]);
-    fprintf(f, "trailer\n<< /Size 7 /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", x);
-    return fclose(f) == 0;
+    return pdf_finish(f, off, 6);
 }
 
 #endif // TESTS_MEDIA_HOSTILE_PDF_H
