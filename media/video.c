@@ -582,6 +582,9 @@ struct media_video {
                             keyframes): decoded through from the start since */
     int ts_continuous;   /* the frame times were made continuous (av_in.ts_disc, jumps found):
                             each decoding pass from the start does the same, and never seeks */
+    int cfr;             /* every frame time is within one time-base tick of a constant rate: frame i
+                            is at t_first + i / native (video_constant_rate) */
+    double t_first;      /* (cfr) the first frame's time, seconds from t0 */
 };
 
 /* The input again from its first byte (the demuxer reopened; the decoder opened at the next
@@ -617,7 +620,22 @@ void media_video_close(media_video *v) {
 
 /* time of frame i (seconds from the stream's start) */
 static double video_frame_t(const media_video *v, int64_t i) {
+    if (v->cfr) return v->t_first + (double)i / v->native;
     return v->pts ? (double)(v->pts[i] - v->t0) * v->tb : (double)i / v->native;
+}
+
+/* Whether the frame times are a constant rate at v->native, each within one tick of the time base
+ * (containers that keep times in milliseconds -- Matroska, WebM, MP4 with timescale 1000 -- round
+ * 60 fps to 0, 17, 33, 50 ms ...). Planned on those rounded times, a 3 s 60 fps WebM lasted 2.999 s
+ * and got 5 frames where vLLM's loader (frame count / fps, model.md 6.1) takes 6, and at 30 fps
+ * linspace's whole-number picks fell one frame early (a review). A frame rate of less than 4 ticks
+ * a frame is not judged (the rounding would pass for any rate). */
+static int video_constant_rate(const media_video *v) {
+    if (!v->pts || v->total < 2 || !(v->native > 0) || 1.0 / v->native < 4 * v->tb) return 0;
+    const double tol = v->tb * (1 + 1e-6) + 1e-12;
+    for (int64_t i = 0; i < v->total; i++)
+        if (fabs((double)(v->pts[i] - v->pts[0]) * v->tb - (double)i / v->native) > tol) return 0;
+    return 1;
 }
 
 /* A handle with its name (and file) copied, fd -1; NULL when out of memory. */
@@ -692,6 +710,10 @@ static nvl_status video_open_local(const char *file, const char *name, const med
     v->tb = av_q2d(v->in.st->time_base);
     v->t0 = v->in.st->start_time != AV_NOPTS_VALUE ? v->in.st->start_time : v->pts ? v->pts[0] : 0;
     v->t_end = v->pts ? (double)(pts_end - v->t0) * v->tb : (double)total / v->native;
+    if ((v->cfr = video_constant_rate(v))) { /* (a packet's own duration was rounded too) */
+        v->t_first = (double)(v->pts[0] - v->t0) * v->tb;
+        v->t_end = v->t_first + (double)total / v->native;
+    }
     v->info.native_fps = v->native;
     v->info.total_frames = total;
     v->info.listed_frames = v->in.st->nb_frames > n_packets ? v->in.st->nb_frames : 0;

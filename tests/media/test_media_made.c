@@ -329,6 +329,41 @@ int main(void) {
         media_frames_free(all);
         cJSON_Delete(lg);
     }
+    /* Constant rates in millisecond times (tests/reference/gen_ms_timebase.sh: .mkv at 60 and 30 fps):
+     * the frames vLLM's loader samples (frame count / rate, linspace truncated), each at index / rate,
+     * the duration frames / rate (planned on the rounded times: 5 frames of the 60 fps clip, and at
+     * 30 fps frames one early) */
+    {
+        cJSON *ms = NULL;
+        if (nvl_json_load_file(&ms, test_data_path("media/ms_timebase.json"), 1 << 20, &err) != NVL_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        const cJSON *v = NULL;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(ms, "videos")) {
+            const char *file = cJSON_GetObjectItemCaseSensitive(v, "file")->valuestring;
+            const cJSON *want = cJSON_GetObjectItemCaseSensitive(v, "indices");
+            const int frames = cJSON_GetObjectItemCaseSensitive(v, "frames")->valueint;
+            int num = 0, den = 1;
+            sscanf(cJSON_GetObjectItemCaseSensitive(v, "rate")->valuestring, "%d/%d", &num, &den);
+            char rel[128];
+            snprintf(rel, sizeof rel, "media/%s", file);
+            media_frames *fr = NULL;
+            nvl_status st = media_video_sample(test_data_path(rel), NULL, NULL, &fr, &err);
+            int same = st == NVL_OK && fr->n == cJSON_GetArraySize(want);
+            for (int k = 0; same && k < fr->n; k++)
+                same = fr->frames[k]->index == cJSON_GetArrayItem(want, k)->valueint &&
+                       fabs(fr->frames[k]->timestamp - (double)fr->frames[k]->index * den / num) < 1e-9;
+            TEST_CHECK(same, "%s: %d frames sampled, vLLM's loader takes %d (%s)", file, fr ? fr->n : -1,
+                       cJSON_GetArraySize(want), st == NVL_OK ? "" : err.msg);
+            for (int k = 0; !same && fr && k < fr->n; k++) fprintf(stderr, "  %lld", (long long)fr->frames[k]->index);
+            if (fr) TEST_CHECK(fr->total_frames == frames && fabs(fr->duration - (double)frames * den / num) < 1e-9,
+                               "%s: %lld frames, %.6f s (ffprobe: %d frames at %d/%d)", file, (long long)fr->total_frames,
+                               fr->duration, frames, num, den);
+            media_frames_free(fr);
+        }
+        cJSON_Delete(ms);
+    }
     {
         media_frames *fv = NULL;
         nvl_status st = media_video_sample(test_data_path("media/made/cut_short.mp4"), NULL, NULL, &fv, &err);
