@@ -120,6 +120,11 @@ typedef struct job_fp {
     char fp[17]; /* 16 hex digits */
 } job_fp;
 
+static int cmp_u32(const void *a, const void *b) {
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int cmp_job_fp(const void *a, const void *b) { return strcmp(((const job_fp *)a)->id, ((const job_fp *)b)->id); }
 
 /* The fingerprint of id among the n sorted jobs, or NULL when it is not one of them. */
@@ -134,10 +139,13 @@ static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a
 /* What a job's answer depends on besides its own line: the checkpoint -- every file's name and
  * size, and the bytes of those under 64 MiB (config, tokenizer, chat template); the weights by
  * their sizes, so that a copy of the checkpoint on another node or path is the same one (a
- * different fine-tune of the same shapes is not told apart) -- and the shared options that shape
- * an answer (not --parallel, --no-cache, --password or the limits, which decide only whether a job
- * fails, and a failure is recorded as one). */
-static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr_tokens_default) {
+ * different fine-tune of the same shapes is not told apart); the jobs and results files left out
+ * where they lie in its folder -- and the shared options that shape an answer (not --parallel,
+ * --no-cache or --password; the page bounds -- --page-timeout, --page-memory, --max-megapixels --
+ * only with --skip-bad-pages, which they then decide the pages of; otherwise they decide only
+ * whether a job fails, and a failure is recorded as one). */
+static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr_tokens_default, const struct stat *jobs,
+                             const struct stat *out) {
     uint64_t files = 0;
     DIR *d = opendir(model);
     for (struct dirent *de; d && (de = readdir(d));) { /* in any order: a sum of per-file hashes */
@@ -146,6 +154,8 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
         snprintf(path, sizeof path, "%s/%s", model, de->d_name);
         struct stat sb;
         if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if ((sb.st_dev == jobs->st_dev && sb.st_ino == jobs->st_ino) || (sb.st_dev == out->st_dev && sb.st_ino == out->st_ino))
+            continue; /* (the jobs and results files kept in the checkpoint's folder: --model .) */
         uint64_t h = fp_field(NVL_FNV1A_INIT, de->d_name);
         h = nvl_fnv1a(h, &(int64_t){(int64_t)sb.st_size}, sizeof(int64_t));
         FILE *f = sb.st_size < ((off_t)64 << 20) ? fopen(path, "rb") : NULL;
@@ -166,6 +176,11 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
                  p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
         h = fp_field(h, buf);
     }
+    if (p->skip_bad_pages) { /* the page bounds then decide which pages an answer saw (a review) */
+        const media_pdf_sandbox sb = media_pdf_get_sandbox();
+        snprintf(buf, sizeof buf, "%.17g %.17g %lld", sb.timeout_s, sb.max_mb, (long long)media_limits_default().max_pixels);
+        h = fp_field(h, buf);
+    }
     return h;
 }
 
@@ -179,7 +194,8 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
  * and *fd becomes that file. Returns -1 with errno on a read or write failure, -2 after its own
  * message. */
 static int load_results(int *fd, const char *path, int retry_failed, int redo_changed, const job_fp *mine, int n_mine,
-                        done_set *done, done_set *failed, done_set *ok_set) {
+                        const unsigned char *idless, int n_idless, const uint32_t *hashes, int n_hashes, done_set *done,
+                        done_set *failed, done_set *ok_set) {
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
@@ -235,8 +251,19 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         const int result = cJSON_IsString(id) && cJSON_IsString(status);
         const char *now = result ? job_fp_of(mine, n_mine, id->valuestring) : NULL;
         const cJSON *was = r ? cJSON_GetObjectItemCaseSensitive(r, "fingerprint") : NULL;
-        const int changed = now && cJSON_IsString(was) && strcmp(was->valuestring, now) != 0;
-        const int redo = now && ((retry_failed && !ok) || (redo_changed && changed));
+        int changed = now && cJSON_IsString(was) && strcmp(was->valuestring, now) != 0;
+        if (result && !now) { /* a job without an id edited: its line's old id (line-N-HASH) is no job now, line
+                                 N still holds a job without an id, and no such job has that text (one that
+                                 has was moved: it runs again under its new line, as docs/api.md says); a
+                                 review: both answers were kept */
+            int ln = 0, used = 0;
+            unsigned hsh = 0;
+            if (sscanf(id->valuestring, "line-%d-%8x%n", &ln, &hsh, &used) == 2 && !id->valuestring[used] && ln > 0 &&
+                ln < n_idless && idless[ln] &&
+                !(n_hashes && bsearch(&(uint32_t){hsh}, hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32)))
+                changed = 1;
+        }
+        const int redo = (now && retry_failed && !ok) || (redo_changed && changed);
         if (changed && !redo && n_changed++ == 0) { /* (a failed one --retry-failed redoes anyway is not) */
             snprintf(changed_id, sizeof changed_id, "%s", id->valuestring);
             changed_line = lineno;
@@ -246,7 +273,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         if (rewrite) {
             if (redo) { /* redone below */
                 n_dropped++;
-                n_failed_dropped += !ok;
+                n_failed_dropped += retry_failed && !ok;
             } else {
                 memcpy(kept + n_kept, line, (size_t)(nl - line) + 1);
                 n_kept += (size_t)(nl - line) + 1;
@@ -267,7 +294,9 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
     int rc = 0;
     if (n_dropped && sb.st_nlink > 1) { /* a rename would leave the other names on the old lines */
         fprintf(stderr, "nanovl batch: %s has %lu hard links; %s rewrites it under one name (give it a file "
-                        "of its own)\n", path, (unsigned long)sb.st_nlink, retry_failed ? "--retry-failed" : "--redo-changed");
+                        "of its own)\n", path, (unsigned long)sb.st_nlink,
+                n_failed_dropped == n_dropped ? "--retry-failed" : n_failed_dropped ? "--retry-failed with --redo-changed"
+                                                                                     : "--redo-changed");
         n_dropped = 0;
         rc = -2;
     }
@@ -353,6 +382,8 @@ typedef struct batch_line {
     size_t len;
     int lineno;
     char fp[17]; /* the job's fingerprint (batch_run_fp and its line), 16 hex digits */
+    int idless;  /* the line has no id: id is line-N-HASH */
+    uint32_t hash; /* (idless) HASH: FNV-1a of the trimmed line */
     char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
 } batch_line;
 
@@ -704,12 +735,15 @@ int cmd_batch(int argc, char **argv) {
             /* the id as the results file will hold it (invalid UTF-8 bytes as U+FFFD), so that a
              * rerun finds it there */
             char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;
+            L->idless = 0;
             if (fixed && strlen(fixed) < sizeof L->id) snprintf(L->id, sizeof L->id, "%s", fixed);
-            else { /* no id: its line and its text (FNV-1a of the trimmed line), so that a job moved
+            else {
+                L->idless = 1; /* no id: its line and its text (FNV-1a of the trimmed line), so that a job moved
                       or edited between runs is a new job, never one that takes another's result */
                 uint32_t hsh = 2166136261u;
                 for (size_t i = 0; i < L->len; i++) hsh = (hsh ^ (uint8_t)L->text[i]) * 16777619u;
                 snprintf(L->id, sizeof L->id, "line-%d-%08x", lineno, (unsigned)hsh);
+                L->hash = hsh;
             }
             nvl_free(fixed);
             cJSON_Delete(r);
@@ -767,7 +801,9 @@ int cmd_batch(int argc, char **argv) {
         }
     }
     done_set done = {0}, failed = {0}, ok_set = {0};
-    const uint64_t run_fp = batch_run_fp(model, &base, !max_tokens_given);
+    struct stat out_now = {0};
+    fstat(fd, &out_now);
+    const uint64_t run_fp = batch_run_fp(model, &base, !max_tokens_given, &jobs_sb, &out_now);
     job_fp *mine = nvl_calloc((size_t)n_lines + 1, sizeof *mine);
     int n_mine_fp = 0;
     for (int i = 0; mine && i < n_lines; i++) {
@@ -779,9 +815,22 @@ int cmd_batch(int argc, char **argv) {
         }
     }
     if (mine) qsort(mine, (size_t)n_mine_fp, sizeof *mine, cmp_job_fp);
-    const int lr = mine ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, &done, &failed, &ok_set)
-                        : (errno = ENOMEM, -1);
+    const int n_idless = n_lines ? lines[n_lines - 1].lineno + 1 : 1; /* the shard's lines without an id, by number */
+    unsigned char *idless = nvl_calloc((size_t)n_idless, 1);
+    uint32_t *hashes = nvl_calloc((size_t)n_lines + 1, sizeof *hashes);
+    int n_hashes = 0;
+    for (int i = 0; idless && hashes && i < n_lines; i++)
+        if (lines[i].idless) {
+            hashes[n_hashes++] = lines[i].hash;
+            if (i % n_shards == shard) idless[lines[i].lineno] = 1;
+        }
+    if (hashes) qsort(hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32);
+    const int lr = mine && idless && hashes ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, idless,
+                                                           n_idless, hashes, n_hashes, &done, &failed, &ok_set)
+                                            : (errno = ENOMEM, -1);
     nvl_free(mine);
+    nvl_free(idless);
+    nvl_free(hashes);
     if (lr != 0) {
         if (lr == -1) fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
         close(fd);

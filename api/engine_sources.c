@@ -422,9 +422,12 @@ static nvl_status render_conversation(request *rq, const api_message *msgs, int 
     co.think = rq->p->think;
     st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, text, tl, err)
                           : llm_chat_render(cm, n_msgs, &co, text, tl, err);
-    if (st == NVL_ERR_LIMIT) { /* the template's memory cap (512 MiB): only text tens of MB long reaches it,
-                                  far past any context; said as the budget it is (a review: a 60 MB question
-                                  was told "chat template: the template needs more than 512 MiB") */
+    if (st == NVL_ERR_LIMIT && err && (strstr(err->msg, "needs more than 512 MiB") || strstr(err->msg, "the output passed"))) {
+        /* the template's memory bounds (512 MiB in all, 64 MiB a string): a conversation of
+           megabytes reaches them, far past any context, before its tokens are counted; said as
+           the text to shorten (a review: a 60 MB question was told "chat template: the template
+           needs more than 512 MiB"). A template's other limits (steps, nesting, ranges, integer
+           overflow) keep their own message. */
         size_t bytes = 0;
         for (int m = 0; m < n_msgs; m++)
             for (int k = 0; k < cm[m].n_parts; k++) {
@@ -432,10 +435,11 @@ static nvl_status render_conversation(request *rq, const api_message *msgs, int 
                 bytes += q->kind != LLM_PART_TEXT || !q->text ? 0 : q->len ? q->len : strlen(q->text);
             }
         char why[200];
-        snprintf(why, sizeof why, "%.199s", err ? err->msg : "");
-        st = nvl_err_set(err, NVL_ERR_LIMIT, "the conversation's %zu bytes of text are far more than the context budget "
-                         "of %lld tokens (%s): shorten the text (the checkpoint's context is %lld tokens)", bytes,
-                         (long long)rq->budget, why, (long long)api_engine_max_context(e));
+        snprintf(why, sizeof why, "%.199s", err->msg);
+        if (bytes >= ((size_t)1 << 20))
+            st = nvl_err_set(err, NVL_ERR_LIMIT, "the conversation's %zu bytes of text are too large to render (%s), far "
+                             "past the context budget of %lld tokens: shorten the text (the checkpoint's context is %lld "
+                             "tokens)", bytes, why, (long long)rq->budget, (long long)api_engine_max_context(e));
     }
 done:
     nvl_free(cm);

@@ -589,6 +589,56 @@ int main(void) {
         const long sz2 = file_size(fo);
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "5"), 0);
         TEST_CHECK(file_size(fo) == sz2, "lines without a fingerprint: taken as done");
+
+        /* the page bounds shape answers only with --skip-bad-pages (which pages are left out) */
+        char fo3[320];
+        snprintf(fo3, sizeof fo3, "%s/fp_bounds.jsonl", g_dir);
+        g_extra = "--skip-bad-pages";
+        TEST_EQ_INT(run(fj, fo3, "--max-megapixels", "50"), 0);
+        TEST_EQ_INT(run(fj, fo3, "--max-megapixels", "50"), 0);
+        TEST_EQ_INT(run(fj, fo3, "--max-megapixels", "60"), 2);
+        g_extra = NULL;
+        snprintf(fo3, sizeof fo3, "%s/fp_bounds2.jsonl", g_dir);
+        TEST_EQ_INT(run(fj, fo3, "--max-megapixels", "50"), 0);
+        TEST_EQ_INT(run(fj, fo3, "--max-megapixels", "60"), 0); /* (without it they decide only failures) */
+
+        /* a job without an id edited (its id, line-N-HASH, changes with its text): refused, and
+           --redo-changed leaves one line for it (both answers were kept); moved, it runs again
+           (cli_field_faults) */
+        char nj[320], no[320];
+        snprintf(nj, sizeof nj, "%s/fp_noid.jsonl", g_dir);
+        snprintf(no, sizeof no, "%s/fp_noid.out", g_dir);
+        f = fopen(nj, "w");
+        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
+        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What colour is it?\"}\n", img);
+        fclose(f);
+        TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
+        f = fopen(nj, "w");
+        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
+        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
+        fclose(f);
+        unlink(logp);
+        TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 2);
+        log = read_all(logp);
+        TEST_CONTAINS(log ? log : "", "1 of this run's jobs was answered there with another checkpoint, other options or "
+                                      "another job line (the first: 'line-2-");
+        free(log);
+        g_extra = "--redo-changed";
+        unlink(logp);
+        TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
+        g_extra = NULL;
+        log = read_all(logp);
+        TEST_CONTAINS(log ? log : "", "removed 1 earlier line of changed jobs to redo (--redo-changed)");
+        TEST_CHECK(!log || !strstr(log, "--retry-failed"), "--redo-changed alone credits no --retry-failed: %s", log ? log : "");
+        free(log);
+        results rn;
+        load(no, &rn);
+        int line2 = 0;
+        for (int k = 0; k < rn.n; k++)
+            line2 += (int)cJSON_GetObjectItemCaseSensitive(rn.line[k], "line")->valuedouble == 2;
+        TEST_CHECK(rn.n == 2 && line2 == 1, "the edited job without an id: one line for line 2 (%d lines, %d for line 2)",
+                   rn.n, line2);
+        unload(&rn);
     }
     return test_report();
 }
