@@ -987,6 +987,12 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
                                   : "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
             ssize_t w = send(cfd, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
+            /* what the client already sent is read first: closed with unread bytes, a Unix socket
+               gives its peer ECONNRESET after the event instead of an end of file (a review saw a
+               refused client's read fail once) */
+            char junk[4096];
+            for (int k = 0; k < 16 && recv(cfd, junk, sizeof junk, MSG_DONTWAIT) > 0; k++) {
+            }
             close(cfd);
             cfd = -2; /* refused: the next one */
         }

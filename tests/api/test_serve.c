@@ -1131,6 +1131,33 @@ int main(void) {
         TEST_CHECK(WIFEXITED(st8) && WEXITSTATUS(st8) == 0, "a second signal: exit 0 (status %d)", st8);
         close(c8.fd);
     }
+    { /* a client past --max-clients that has sent its request: "busy", then an end of file (the server
+         closed with the request unread, and the client's read failed with ECONNRESET after the event) */
+        char sock10[100];
+        snprintf(sock10, sizeof sock10, "%s/nvl-serve10-%d.sock", test_tmpdir(), (int)getpid());
+        const char *opts10[] = {"--max-clients", "1", NULL};
+        pid_t s10 = start_server_with(sock10, opts10, 0);
+        int hold = connect_to(sock10, 60);
+        usleep(200000);
+        int clean = 0;
+        for (int k = 0; k < 5; k++) {
+            int fd = connect_to(sock10, 10);
+            send_line(fd, "{\"type\":\"status\",\"id\":\"late\"}");
+            usleep(50000);
+            char buf[4096];
+            size_t got = 0;
+            ssize_t r;
+            while ((r = read(fd, buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)r;
+            buf[got] = 0;
+            clean += r == 0 && strstr(buf, "\"code\":\"busy\"") != NULL;
+            close(fd);
+        }
+        TEST_CHECK(clean == 5, "past --max-clients: busy, then an end of file (%d of 5)", clean);
+        close(hold);
+        kill(s10, SIGTERM);
+        int st10 = 0;
+        waitpid(s10, &st10, 0);
+    }
     { /* a request line half sent at SIGTERM: answered shutting_down, not closed on in silence */
         char sock9[100];
         snprintf(sock9, sizeof sock9, "%s/nvl-serve9-%d.sock", test_tmpdir(), (int)getpid());
