@@ -136,14 +136,14 @@ static const char *job_fp_of(const job_fp *fps, int n, const char *id) {
 
 static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a_str(h, s ? s : "\x01"), "", 1); }
 
-/* What a job's answer depends on besides its own line: the checkpoint -- every file's name and
+/* What every job's answer depends on besides its own line: the checkpoint -- every file's name and
  * size, and the bytes of those under 64 MiB (config, tokenizer, chat template); the weights by
  * their sizes, so that a copy of the checkpoint on another node or path is the same one (a
  * different fine-tune of the same shapes is not told apart); the jobs and results files left out
  * where they lie in its folder -- and the shared options that shape an answer (not --parallel,
  * --no-cache or --password; the page bounds -- --page-timeout, --page-memory, --max-megapixels --
- * only with --skip-bad-pages, which they then decide the pages of; otherwise they decide only
- * whether a job fails, and a failure is recorded as one). */
+ * only for a job that skips bad pages, job_fp_make; otherwise they decide only whether a job
+ * fails, and a failure is recorded as one). */
 static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr_tokens_default, const struct stat *jobs,
                              const struct stat *out) {
     uint64_t files = 0;
@@ -167,22 +167,18 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
     if (d) closedir(d);
     uint64_t h = nvl_fnv1a(NVL_FNV1A_INIT, &files, sizeof files);
     char buf[512];
-    snprintf(buf, sizeof buf, "%d %s %.17g %d %.17g %d %.17g %d %lld %lld %d %d", p->max_tiles, p->pages ? p->pages : "-",
+    snprintf(buf, sizeof buf, "%d %s %.17g %d %.17g %d %.17g %d %lld %lld %d", p->max_tiles, p->pages ? p->pages : "-",
              p->dpi, p->long_side, p->fps, p->max_frames, p->evs, p->think, (long long)p->max_tokens,
-             (long long)p->max_context, p->skip_bad_pages, ocr_tokens_default);
+             (long long)p->max_context, ocr_tokens_default); /* (skip_bad_pages: per job, job_fp_make) */
     h = fp_field(h, buf);
     if (p->sampler.temperature > 0) { /* (greedy, the default, reads none of them) */
         snprintf(buf, sizeof buf, "%.9g %.9g %d %.9g %llu", (double)p->sampler.temperature, (double)p->sampler.top_p,
                  p->sampler.top_k, (double)p->sampler.min_p, (unsigned long long)p->sampler.seed);
         h = fp_field(h, buf);
     }
-    if (p->skip_bad_pages) { /* the page bounds then decide which pages an answer saw (a review) */
-        const media_pdf_sandbox sb = media_pdf_get_sandbox();
-        snprintf(buf, sizeof buf, "%.17g %.17g %lld", sb.timeout_s, sb.max_mb, (long long)media_limits_default().max_pixels);
-        h = fp_field(h, buf);
-    }
     return h;
 }
+
 
 /* Reads the results so far: drops a torn last line, collects finished ids (done; those whose
  * line says an error: failed, those that say ok: ok), warns about lines within that are not
@@ -194,8 +190,8 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
  * and *fd becomes that file. Returns -1 with errno on a read or write failure, -2 after its own
  * message. */
 static int load_results(int *fd, const char *path, int retry_failed, int redo_changed, const job_fp *mine, int n_mine,
-                        const unsigned char *idless, int n_idless, const uint32_t *hashes, int n_hashes, done_set *done,
-                        done_set *failed, done_set *ok_set) {
+                        const unsigned char *idless, const uint32_t *line_hash, int n_idless, const uint32_t *hashes,
+                        int n_hashes, done_set *done, done_set *failed, done_set *ok_set) {
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
@@ -237,6 +233,31 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         nvl_free(buf);
         return -1;
     }
+    /* the texts of the jobs without an id already answered (the HASH of each line-N-HASH id; the
+       writer puts the id first): a job now at a line whose text was answered before was moved */
+    uint32_t *old_h = NULL;
+    int n_old = 0, cap_old = 0;
+    for (char *line = buf; line < buf + keep;) {
+        char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
+        int ln = 0;
+        unsigned hsh = 0;
+        if (sscanf(line, "{\"id\":\"line-%d-%8x\"", &ln, &hsh) == 2) {
+            if (n_old == cap_old) {
+                cap_old = cap_old ? 2 * cap_old : 64;
+                uint32_t *no = nvl_realloc(old_h, (size_t)cap_old * sizeof *no);
+                if (!no) {
+                    nvl_free(old_h);
+                    nvl_free(kept);
+                    nvl_free(buf);
+                    return -1;
+                }
+                old_h = no;
+            }
+            old_h[n_old++] = hsh;
+        }
+        line = nl + 1;
+    }
+    if (n_old) qsort(old_h, (size_t)n_old, sizeof *old_h, cmp_u32);
     int lineno = 0;
     for (char *line = buf; line < buf + keep;) {
         char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
@@ -252,15 +273,17 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         const char *now = result ? job_fp_of(mine, n_mine, id->valuestring) : NULL;
         const cJSON *was = r ? cJSON_GetObjectItemCaseSensitive(r, "fingerprint") : NULL;
         int changed = now && cJSON_IsString(was) && strcmp(was->valuestring, now) != 0;
-        if (result && !now) { /* a job without an id edited: its line's old id (line-N-HASH) is no job now, line
-                                 N still holds a job without an id, and no such job has that text (one that
-                                 has was moved: it runs again under its new line, as docs/api.md says); a
-                                 review: both answers were kept */
+        if (result && !now) { /* a job without an id edited: its line's old id (line-N-HASH) is no job now, no
+                                 job without an id has its text (else it was moved, and runs again under its
+                                 new line, as docs/api.md says), and line N holds a job without an id whose
+                                 text was never answered (else that one was moved there, and this one
+                                 deleted); a review: both answers were kept */
             int ln = 0, used = 0;
             unsigned hsh = 0;
             if (sscanf(id->valuestring, "line-%d-%8x%n", &ln, &hsh, &used) == 2 && !id->valuestring[used] && ln > 0 &&
                 ln < n_idless && idless[ln] &&
-                !(n_hashes && bsearch(&(uint32_t){hsh}, hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32)))
+                !(n_hashes && bsearch(&(uint32_t){hsh}, hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32)) &&
+                !(n_old && bsearch(&line_hash[ln], old_h, (size_t)n_old, sizeof *old_h, cmp_u32)))
                 changed = 1;
         }
         const int redo = (now && retry_failed && !ok) || (redo_changed && changed);
@@ -283,6 +306,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         line = nl + 1;
     }
     nvl_free(buf);
+    nvl_free(old_h);
     if (n_changed) {
         fprintf(stderr, "nanovl batch: %s: %d of this run's jobs %s answered there with another checkpoint, other "
                         "options or another job line (the first: '%s', line %d there); rerun with the same ones, give "
@@ -384,8 +408,24 @@ typedef struct batch_line {
     char fp[17]; /* the job's fingerprint (batch_run_fp and its line), 16 hex digits */
     int idless;  /* the line has no id: id is line-N-HASH */
     uint32_t hash; /* (idless) HASH: FNV-1a of the trimmed line */
+    int skip;    /* the job skips bad pages (its params' skip_bad_pages, else --skip-bad-pages) */
     char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
 } batch_line;
+
+/* A job's fingerprint: run (batch_run_fp), its line's bytes, and, when the job skips bad pages
+ * (its params' skip_bad_pages, else the command line's), the page bounds, which then decide
+ * which pages its answer saw (a review). */
+static uint64_t job_fp_make(uint64_t run, const batch_line *L) {
+    uint64_t h = nvl_fnv1a(run, L->text, L->len);
+    char buf[128] = "skips no bad pages";
+    if (L->skip) {
+        const media_pdf_sandbox sb = media_pdf_get_sandbox();
+        snprintf(buf, sizeof buf, "skips bad pages: %.17g %.17g %lld", sb.timeout_s, sb.max_mb,
+                 (long long)media_limits_default().max_pixels);
+    }
+    h = fp_field(h, buf);
+    return h;
+}
 
 /* One job in flight: its request (whose strings the engine reads until it ends), its result
  * object, and how it ended (set from the engine's callbacks on this, the stepping thread). */
@@ -732,6 +772,10 @@ int cmd_batch(int argc, char **argv) {
             if (api_json_has_nul(L->text, L->len) || nvl_json_parse(&r, L->text, L->len, "job", &ie) != NVL_OK) r = NULL;
             const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
             if (id && cJSON_IsString(id) && strlen(id->valuestring) > 256) id = NULL; /* (refused by the parser too) */
+            const cJSON *sk = r ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "params"),
+                                                                   "skip_bad_pages")
+                                : NULL;
+            L->skip = cJSON_IsBool(sk) ? cJSON_IsTrue(sk) : base.skip_bad_pages;
             /* the id as the results file will hold it (invalid UTF-8 bytes as U+FFFD), so that a
              * rerun finds it there */
             char *fixed = cJSON_IsString(id) ? api_utf8_fix(id->valuestring, strlen(id->valuestring), NULL) : NULL;
@@ -807,8 +851,7 @@ int cmd_batch(int argc, char **argv) {
     job_fp *mine = nvl_calloc((size_t)n_lines + 1, sizeof *mine);
     int n_mine_fp = 0;
     for (int i = 0; mine && i < n_lines; i++) {
-        snprintf(lines[i].fp, sizeof lines[i].fp, "%016llx",
-                 (unsigned long long)nvl_fnv1a(run_fp, lines[i].text, lines[i].len));
+        snprintf(lines[i].fp, sizeof lines[i].fp, "%016llx", (unsigned long long)job_fp_make(run_fp, &lines[i]));
         if (i % n_shards == shard) {
             mine[n_mine_fp].id = lines[i].id;
             memcpy(mine[n_mine_fp++].fp, lines[i].fp, sizeof lines[i].fp);
@@ -817,19 +860,23 @@ int cmd_batch(int argc, char **argv) {
     if (mine) qsort(mine, (size_t)n_mine_fp, sizeof *mine, cmp_job_fp);
     const int n_idless = n_lines ? lines[n_lines - 1].lineno + 1 : 1; /* the shard's lines without an id, by number */
     unsigned char *idless = nvl_calloc((size_t)n_idless, 1);
+    uint32_t *line_hash = nvl_calloc((size_t)n_idless, sizeof *line_hash);
     uint32_t *hashes = nvl_calloc((size_t)n_lines + 1, sizeof *hashes);
     int n_hashes = 0;
-    for (int i = 0; idless && hashes && i < n_lines; i++)
+    for (int i = 0; idless && line_hash && hashes && i < n_lines; i++)
         if (lines[i].idless) {
             hashes[n_hashes++] = lines[i].hash;
+            line_hash[lines[i].lineno] = lines[i].hash;
             if (i % n_shards == shard) idless[lines[i].lineno] = 1;
         }
     if (hashes) qsort(hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32);
-    const int lr = mine && idless && hashes ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, idless,
-                                                           n_idless, hashes, n_hashes, &done, &failed, &ok_set)
-                                            : (errno = ENOMEM, -1);
+    const int lr = mine && idless && line_hash && hashes
+                       ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, idless, line_hash, n_idless,
+                                      hashes, n_hashes, &done, &failed, &ok_set)
+                       : (errno = ENOMEM, -1);
     nvl_free(mine);
     nvl_free(idless);
+    nvl_free(line_hash);
     nvl_free(hashes);
     if (lr != 0) {
         if (lr == -1) fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));

@@ -746,8 +746,14 @@ static nvl_status video_open_local(const char *file, const char *name, const med
     }
     int64_t nw = 0;
     for (int64_t i = 0, j = first; i < n; i++) {
-        const double T = n == 1 ? w0 : i == n - 1 ? w1 : w0 + (double)i * ((w1 - w0) / (double)(n - 1));
-        while (j < last && video_frame_t(v, j + 1) <= T + 1e-6) j++;
+        if (v->cfr) { /* the index rule itself, as numpy.linspace(first, last, n).astype(int) computes it
+                         (i * step + start, truncated; the last one last): 114.99999999999999 is 114
+                         (linspace(0, 230, 15)), which the times' 1e-6 s slack below took for 115 (a review) */
+            j = n == 1 ? first : i == n - 1 ? last : (int64_t)((double)i * ((double)(last - first) / (double)(n - 1)) + (double)first);
+        } else {
+            const double T = n == 1 ? w0 : i == n - 1 ? w1 : w0 + (double)i * ((w1 - w0) / (double)(n - 1));
+            while (j < last && video_frame_t(v, j + 1) <= T + 1e-6) j++;
+        }
         if (nw == 0 || v->want[nw - 1] != j) v->want[nw++] = j;
     }
     v->n = nw;

@@ -639,6 +639,34 @@ int main(void) {
         TEST_CHECK(rn.n == 2 && line2 == 1, "the edited job without an id: one line for line 2 (%d lines, %d for line 2)",
                    rn.n, line2);
         unload(&rn);
+        /* ... but one deleted, the next moved up into its line: the moved one runs again, nothing is
+           refused or removed (it was refused, and --redo-changed removed the deleted job's answer) */
+        f = fopen(nj, "w");
+        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
+        fclose(f);
+        const long szn = file_size(no);
+        TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
+        load(no, &rn);
+        TEST_CHECK(rn.n == 3 && file_size(no) > szn, "a job without an id moved up a line: run again, the lines kept (%d)", rn.n);
+        unload(&rn);
+
+        /* a job's own skip_bad_pages takes the page bounds into its fingerprint, as --skip-bad-pages
+           does; a job's skip_bad_pages false leaves them out */
+        f = fopen(nj, "w");
+        fprintf(f, "{\"id\":\"s\",\"files\":[\"%s\"],\"question\":\"?\",\"params\":{\"skip_bad_pages\":true}}\n", img);
+        fprintf(f, "{\"id\":\"n\",\"files\":[\"%s\"],\"question\":\"?\",\"params\":{\"skip_bad_pages\":false}}\n", img);
+        fclose(f);
+        snprintf(no, sizeof no, "%s/fp_skip.out", g_dir);
+        TEST_EQ_INT(run(nj, no, "--max-megapixels", "50"), 0);
+        unlink(logp);
+        TEST_EQ_INT(run(nj, no, "--max-megapixels", "60"), 2);
+        log = read_all(logp);
+        TEST_CONTAINS(log ? log : "", "1 of this run's jobs was answered there with another checkpoint, other options or "
+                                      "another job line (the first: 's'");
+        free(log);
+        g_extra = "--skip-bad-pages";
+        TEST_EQ_INT(run(nj, no, "--max-megapixels", "50"), 0); /* ('n' still says false) */
+        g_extra = NULL;
     }
     return test_report();
 }
