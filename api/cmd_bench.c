@@ -41,14 +41,14 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Peak RSS of the largest ended child: the media helpers (media.h: the PDF renderers, the video
- * and image decoders), which read PDFs and decode videos and images in processes of their own; 0
- * when none ran. The image decoders are reaped lazily: ended here first. */
+/* Peak RSS of the largest media helper (media.h: the PDF renderers, the video and image decoders,
+ * which read PDFs and decode videos and images in processes of their own), each read before it
+ * was stopped; 0 when none ran. The spare image decoder is ended here first. (getrusage's
+ * RUSAGE_CHILDREN gave this process's own peak: posix_spawn credits a child with its parent's
+ * peak at the start; a review.) */
 static double helper_peak_rss_mb(void) {
-    media_image_sandbox_end_spare(); /* (reaps the image decoders done with too; the next starts anew) */
-    struct rusage ru;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
+    media_image_sandbox_end_spare();
+    return (double)media_helpers_peak_rss() / (1024.0 * 1024.0);
 }
 
 typedef struct stats {
@@ -236,7 +236,7 @@ static int bench_concurrency(const char *model, const char *file, const char *li
         api_json_line(stdout, out);
     } else {
         cJSON_Delete(rows);
-        if (rc == 0) printf("peak RSS %.0f MiB (PDF renderer / video decoder %.0f MiB)\n", peak_rss_mb(), helper_peak_rss_mb());
+        if (rc == 0) printf("peak RSS %.0f MiB (PDF renderer / video or image decoder %.0f MiB)\n", peak_rss_mb(), helper_peak_rss_mb());
     }
     api_engine_close(e);
     return rc;
@@ -409,7 +409,7 @@ int cmd_bench(int argc, char **argv) {
             printf("question again %.3f s with the kept prefix, %.3f s without\n", warm.total, cold.total / n);
             printf("peak RSS       %.0f MiB", peak_rss_mb());
             const double rr = helper_peak_rss_mb();
-            if (rr > 0) printf(" (the largest PDF renderer or video decoder process: %.0f MiB)", rr);
+            if (rr > 0) printf(" (the largest PDF renderer, video or image decoder process: %.0f MiB)", rr);
             printf("\n");
             if (on_device)
                 printf("device memory  %.0f MiB in use of %.0f\n", (double)dused / (1024.0 * 1024.0),

@@ -145,6 +145,11 @@ void media_image_sandbox_end_spare(void);
  * ended since; never waits. A killed helper is otherwise reaped by the next file's helper, so a
  * server idle after its last file would keep it a zombie: `serve` calls this on its tick. */
 void media_helpers_reap(void);
+/* The largest peak resident memory (VmHWM, bytes) of the helper processes (PDF renderers, video
+ * and image decoders) ended so far, each read just before it is stopped; 0 when none was. (Not
+ * getrusage's RUSAGE_CHILDREN: a helper started by posix_spawn is credited with this process's
+ * peak at its start.) */
+size_t media_helpers_peak_rss(void);
 /* The decoder's entry: when argv[1] is MEDIA_IMAGE_WORKER_ARG, decodes the image the parent sends
  * on fd 3 and ends the process (never returns); otherwise returns at once. Call it first in main(). */
 void media_image_worker_main(int argc, char **argv);

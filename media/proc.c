@@ -69,8 +69,29 @@ nvl_status media_proc_spawn(media_proc *p, const char *exe, const char *arg, nvl
     return NVL_OK;
 }
 
+static size_t g_helpers_hwm; /* media_helpers_peak_rss (atomic max) */
+
+/* Notes pid's peak resident memory (its VmHWM) in g_helpers_hwm. */
+static void note_peak_rss(pid_t pid) {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    unsigned long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) break;
+    fclose(f);
+    const size_t b = (size_t)kb * 1024;
+    size_t cur = __atomic_load_n(&g_helpers_hwm, __ATOMIC_RELAXED);
+    while (b > cur && !__atomic_compare_exchange_n(&g_helpers_hwm, &cur, b, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+size_t media_helpers_peak_rss(void) { return __atomic_load_n(&g_helpers_hwm, __ATOMIC_RELAXED); }
+
 void media_proc_kill(media_proc *p) {
     if (p->pid > 0) {
+        note_peak_rss(p->pid);
         kill(p->pid, SIGKILL);
         while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
     }
@@ -107,6 +128,7 @@ void media_helpers_reap(void) { media_proc_reap(0); }
 
 void media_proc_release(media_proc *p) {
     if (p->pid > 0) {
+        note_peak_rss(p->pid);
         kill(p->pid, SIGKILL);
         pthread_mutex_lock(&g_reap_mu);
         reap_locked(0);

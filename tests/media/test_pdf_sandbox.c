@@ -372,6 +372,23 @@ int main(int argc, char **argv) {
     }
     TEST_CHECK(!children_left(), "a renderer was left after close");
 
+    { /* the renderers' peak memory, read before each is stopped: a renderer's own, not this
+         process's (getrusage credited a posix_spawn'ed child with its parent's peak at the start) */
+        const size_t big = (size_t)400 << 20;
+        char *ballast = malloc(big);
+        if (ballast) memset(ballast, 1, big); /* (resident in this process before the renderer starts) */
+        set_sandbox("/proc/self/exe", 60, 0);
+        TEST_CHECK(media_pdf_open(&pdf, path, NULL, NULL, &err) == NVL_OK, "open: %s", err.msg);
+        TEST_CHECK(media_pdf_render(pdf, 0, 0, 400, &img, &err) == NVL_OK, "render: %s", err.msg);
+        media_image_free(img), img = NULL;
+        media_pdf_close(pdf);
+        pdf = NULL;
+        set_sandbox(NULL, 0, 0);
+        const size_t peak = media_helpers_peak_rss();
+        TEST_CHECK(peak > ((size_t)1 << 20) && peak < ((size_t)300 << 20),
+                   "a renderer's peak: %zu MiB (this process holds 400 MiB more)", peak >> 20);
+        free(ballast);
+    }
     { /* pages past cairo's 32767-pixel side render in blocks, in this process and in the renderer:
          each pixel as the page's fills put it (long_pages_pdf_write), across the block seams */
         char lp[300];
