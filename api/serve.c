@@ -158,12 +158,21 @@ static void slog(const server *s, const char *fmt, ...) {
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s nanovl serve: ", ts);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    /* one line per entry: a client's id, path or question may hold a newline (it would forge a
+       line) or terminal escapes; those are written as \xNN */
+    char out[4 * sizeof line];
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)line; *c && o + 5 < sizeof out; c++) {
+        if (*c < 0x20 || *c == 0x7f) o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02x", *c);
+        else out[o++] = (char)*c;
+    }
+    out[o] = 0;
+    fprintf(stderr, "%s nanovl serve: %s\n", ts, out);
 }
 
 static void wake(server *s) {
@@ -668,6 +677,7 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         char *id = salvage_id(line, n);
         const char *code = api_request_error_code(st);
         reply(s, cl, error_event(id, code, err.msg));
+        slog(s, "request %s: refused, %s: %s", id ? id : "(no id)", code, err.msg); /* (docs: every request logged) */
         nvl_free(id);
         return;
     }
@@ -751,6 +761,8 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     if (code) {
         emit_locked(s, cl, error_event(id, code, msg));
         pthread_mutex_unlock(&s->mu);
+        slog(s, "%s %s: refused, %s: %s", api_request_type_name(rq.type), id, code, msg); /* (a blocked --allow
+                                                                                              path, a full queue) */
         api_request_free(&rq);
         return;
     }
