@@ -65,7 +65,7 @@ static const char *k_usage =
     "      left out (--resume reads them again); with --out-dir the input's file is left out; a\n"
     "      second signal exits at once)\n"
     "of the shared options below, --skip-bad-pages and the video ones (--fps, --max-frames, --evs)\n"
-    "are for questions: ocr reads images and PDF pages, each page alone\n";
+    "are for questions (refused here): ocr reads images and PDF pages, each page alone\n";
 
 /* The option a resumed run was asked with ("--resume" or "--retry-failed"), for its messages. */
 static const char *g_resume_opt = "--resume";
@@ -903,6 +903,11 @@ int cmd_ocr(int argc, char **argv) {
         if (k > 0 && p.skip_bad_pages) { /* (taken, it would do nothing) */
             fprintf(stderr, "nanovl ocr: --skip-bad-pages is for questions: ocr reads each page alone (a page that "
                             "cannot be read fails alone, marked in the output, and the others go on)\n");
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (k > 0 && (!strcmp(a, "--fps") || !strcmp(a, "--max-frames") || !strcmp(a, "--evs"))) { /* (likewise) */
+            fprintf(stderr, "nanovl ocr: %s samples videos, which ocr does not read (it reads images and PDF pages)\n", a);
             rc = EXIT_USAGE;
             goto out;
         }

@@ -131,6 +131,8 @@ expect 2 "needs an integer" "$B" ocr --model "$M" "$P2" --parallel 0
 # (a review) ocr reads each page alone: --skip-bad-pages was taken and did nothing; a page that
 # does not fit the context is named, with OCR's remedies (it was told to shorten its question)
 expect 2 "ocr: --skip-bad-pages is for questions" "$B" ocr --model "$M" "$P2" --skip-bad-pages
+expect 2 "ocr: --fps samples videos, which ocr does not read" "$B" ocr --model "$M" "$P2" --fps 3
+expect 2 "ocr: --evs samples videos, which ocr does not read" "$B" ocr --model "$M" "$P2" --evs 0.5
 expect 1 "two_pages.pdf page 1 needs at least [0-9]* tokens at 1 tile per image (plus [0-9]* of the OCR prompt and 12 to answer), more than the context budget of 60: shorten the OCR prompt (--prompt / prompt), lower --max-tokens / max_tokens, or raise --max-context / max_context (the checkpoint's context: [0-9]* tokens)" \
     "$B" ocr --model "$M" "$P2" --max-tokens 12 --max-context 60
 check "the OCR page's message gives no question's advice" sh -c "! grep -q 'shorten the text' '$T/out'"
