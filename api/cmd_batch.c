@@ -233,15 +233,19 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         nvl_free(buf);
         return -1;
     }
-    /* the texts of the jobs without an id already answered (the HASH of each line-N-HASH id; the
-       writer puts the id first): a job now at a line whose text was answered before was moved */
+    /* the texts of the jobs without an id answered at lines they are no longer at (the HASH of
+       each line-N-HASH id that is no job now; the writer puts the id first): a job now at a line
+       whose text was answered elsewhere before was moved there */
     uint32_t *old_h = NULL;
     int n_old = 0, cap_old = 0;
     for (char *line = buf; line < buf + keep;) {
         char *nl = memchr(line, '\n', (size_t)(buf + keep - line));
         int ln = 0;
         unsigned hsh = 0;
-        if (sscanf(line, "{\"id\":\"line-%d-%8x\"", &ln, &hsh) == 2) {
+        char oid[64];
+        if (sscanf(line, "{\"id\":\"line-%d-%8x\"", &ln, &hsh) == 2 &&
+            (snprintf(oid, sizeof oid, "line-%d-%08x", ln, hsh), !job_fp_of(mine, n_mine, oid))) {
+            /* (only a line that is no job now: one still a job's has not moved; a review) */
             if (n_old == cap_old) {
                 cap_old = cap_old ? 2 * cap_old : 64;
                 uint32_t *no = nvl_realloc(old_h, (size_t)cap_old * sizeof *no);

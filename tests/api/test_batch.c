@@ -649,6 +649,19 @@ int main(void) {
         load(no, &rn);
         TEST_CHECK(rn.n == 3 && file_size(no) > szn, "a job without an id moved up a line: run again, the lines kept (%d)", rn.n);
         unload(&rn);
+        /* ... and one edited to another job's text that job still holds its line with: an edit,
+           refused (it was taken for a move, the old answer kept beside the new) */
+        char nj2[320], no2[320];
+        snprintf(nj2, sizeof nj2, "%s/fp_abc.jsonl", g_dir);
+        snprintf(no2, sizeof no2, "%s/fp_abc.out", g_dir);
+        const char *qs3[3][3] = {{"A?", "B?", "C?"}, {"C?", "B?", "C?"}};
+        for (int round = 0; round < 2; round++) {
+            f = fopen(nj2, "w");
+            for (int k = 0; k < 3; k++)
+                fprintf(f, "{\"files\":[\"%s\"],\"question\":\"%s\",\"params\":{\"max_tokens\":1}}\n", img, qs3[round][k]);
+            fclose(f);
+            TEST_EQ_INT(run(nj2, no2, NULL, NULL), round ? 2 : 0);
+        }
 
         /* a job's own skip_bad_pages takes the page bounds into its fingerprint, as --skip-bad-pages
            does; a job's skip_bad_pages false leaves them out */

@@ -305,6 +305,10 @@ int main(void) {
     TEST_CHECK(log_contains("request (no id): refused, bad_json: "), "a refused request is logged");
     TEST_CHECK(log_contains("request x\\x0aforged log line: refused, bad_request: "), "a refusal's id escaped in the log");
     TEST_CHECK(!log_contains("\nforged log line"), "no forged log line");
+    send_line(c.fd, "{\"id\":\"y\\u0085nel\",\"question\":\"hi\",\"params\":{\"max_tiles\":1.5}}");
+    ev = next_event(&c, 10);
+    cJSON_Delete(ev);
+    TEST_CHECK(log_contains("request y\\u0085nel: refused"), "a C1 control (NEL) in an id escaped in the log");
     send_line(c.fd, "{\"id\":\"unk\",\"question\":\"hi\",\"params\":{\"max_token\":3}}");
     ev = next_event(&c, 10);
     TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && !strcmp(str(ev, "id"), "unk") &&
