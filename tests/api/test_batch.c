@@ -128,6 +128,36 @@ static int utf8_file_valid(const char *path) {
     return 1;
 }
 
+/* A jobs file of n ask jobs about img: job k asks qs[k], with id ids[k] (ids NULL: none) and the
+ * params object params (NULL: none). */
+static void write_asks(const char *path, const char *img, const char *const *ids, const char *const *qs, int n,
+                       const char *params) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    for (int k = 0; k < n; k++) {
+        fprintf(f, "{");
+        if (ids) fprintf(f, "\"id\":\"%s\",", ids[k]);
+        fprintf(f, "\"files\":[\"%s\"],\"question\":\"%s\"", img, qs[k]);
+        if (params) fprintf(f, ",\"params\":%s", params);
+        fprintf(f, "}\n");
+    }
+    fclose(f);
+}
+
+static char *read_all(const char *p);
+
+/* batch on jobs into out with a1 a2 is refused as a changed run (exit 2), its message holding
+ * what (the count and the first job); batch.log holds that run's stderr alone. */
+static void expect_changed(const char *jobs, const char *out, const char *a1, const char *a2, const char *what) {
+    char logp[320];
+    snprintf(logp, sizeof logp, "%s/batch.log", g_dir);
+    unlink(logp);
+    TEST_EQ_INT(run(jobs, out, a1, a2), 2);
+    char *log = read_all(logp);
+    TEST_CONTAINS(log ? log : "", what);
+    free(log);
+}
+
 /* The whole file, malloc'ed (NULL when it cannot be read). */
 static char *read_all(const char *p) {
     FILE *f = fopen(p, "rb");
@@ -515,10 +545,8 @@ int main(void) {
         snprintf(fo2, sizeof fo2, "%s/fp_alone.jsonl", g_dir);
         snprintf(logp, sizeof logp, "%s/batch.log", g_dir);
         snprintf(copy, sizeof copy, "%s/model copy", g_dir);
-        f = fopen(fj, "w");
-        fprintf(f, "{\"id\":\"a\",\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
-        fprintf(f, "{\"id\":\"b\",\"files\":[\"%s\"],\"question\":\"What colour is it?\"}\n", img);
-        fclose(f);
+        static const char *const ab[] = {"a", "b"};
+        write_asks(fj, img, ab, (const char *const[]){"What is this?", "What colour is it?"}, 2, NULL);
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
         results r0, r1;
         load(fo, &r0);
@@ -545,19 +573,13 @@ int main(void) {
         TEST_CHECK(file_size(fo) == sz, "another checkpoint: refused, the file unchanged");
         g_model = NULL;
         /* other options: refused, the file unchanged, the message naming the first job */
-        unlink(logp);
-        TEST_EQ_INT(run(fj, fo, "--max-tokens", "5"), 2);
+        expect_changed(fj, fo, "--max-tokens", "5",
+                       "2 of this run's jobs were answered there with another checkpoint, other options or another job "
+                       "line (the first: 'a', line 1 there); rerun with the same ones, give another --out, or "
+                       "--redo-changed to answer them again");
         TEST_CHECK(file_size(fo) == sz, "other options: the file unchanged");
-        char *log = read_all(logp);
-        TEST_CONTAINS(log ? log : "", "2 of this run's jobs were answered there with another checkpoint, other options or "
-                                      "another job line (the first: 'a', line 1 there); rerun with the same ones, give "
-                                      "another --out, or --redo-changed to answer them again");
-        free(log);
         /* an edited job line: refused; --redo-changed redoes that job alone, as a run of it alone */
-        f = fopen(fj, "w");
-        fprintf(f, "{\"id\":\"a\",\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
-        fprintf(f, "{\"id\":\"b\",\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
-        fclose(f);
+        write_asks(fj, img, ab, (const char *const[]){"What is this?", "What shape is it?"}, 2, NULL);
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 2);
         TEST_CHECK(file_size(fo) == sz, "an edited job: the file unchanged");
         g_extra = "--redo-changed";
@@ -608,26 +630,16 @@ int main(void) {
         char nj[320], no[320];
         snprintf(nj, sizeof nj, "%s/fp_noid.jsonl", g_dir);
         snprintf(no, sizeof no, "%s/fp_noid.out", g_dir);
-        f = fopen(nj, "w");
-        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
-        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What colour is it?\"}\n", img);
-        fclose(f);
+        write_asks(nj, img, NULL, (const char *const[]){"What is this?", "What colour is it?"}, 2, NULL);
         TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
-        f = fopen(nj, "w");
-        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What is this?\"}\n", img);
-        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
-        fclose(f);
-        unlink(logp);
-        TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 2);
-        log = read_all(logp);
-        TEST_CONTAINS(log ? log : "", "1 of this run's jobs was answered there with another checkpoint, other options or "
-                                      "another job line (the first: 'line-2-");
-        free(log);
+        write_asks(nj, img, NULL, (const char *const[]){"What is this?", "What shape is it?"}, 2, NULL);
+        expect_changed(nj, no, "--max-tokens", "2", "1 of this run's jobs was answered there with another checkpoint, "
+                                                    "other options or another job line (the first: 'line-2-");
         g_extra = "--redo-changed";
         unlink(logp);
         TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
         g_extra = NULL;
-        log = read_all(logp);
+        char *log = read_all(logp);
         TEST_CONTAINS(log ? log : "", "removed 1 earlier line of changed jobs to redo (--redo-changed)");
         TEST_CHECK(!log || !strstr(log, "--retry-failed"), "--redo-changed alone credits no --retry-failed: %s", log ? log : "");
         free(log);
@@ -641,9 +653,7 @@ int main(void) {
         unload(&rn);
         /* ... but one deleted, the next moved up into its line: the moved one runs again, nothing is
            refused or removed (it was refused, and --redo-changed removed the deleted job's answer) */
-        f = fopen(nj, "w");
-        fprintf(f, "{\"files\":[\"%s\"],\"question\":\"What shape is it?\"}\n", img);
-        fclose(f);
+        write_asks(nj, img, NULL, (const char *const[]){"What shape is it?"}, 1, NULL);
         const long szn = file_size(no);
         TEST_EQ_INT(run(nj, no, "--max-tokens", "2"), 0);
         load(no, &rn);
@@ -656,10 +666,7 @@ int main(void) {
         snprintf(no2, sizeof no2, "%s/fp_abc.out", g_dir);
         const char *qs3[3][3] = {{"A?", "B?", "C?"}, {"C?", "B?", "C?"}};
         for (int round = 0; round < 2; round++) {
-            f = fopen(nj2, "w");
-            for (int k = 0; k < 3; k++)
-                fprintf(f, "{\"files\":[\"%s\"],\"question\":\"%s\",\"params\":{\"max_tokens\":1}}\n", img, qs3[round][k]);
-            fclose(f);
+            write_asks(nj2, img, NULL, qs3[round], 3, "{\"max_tokens\":1}");
             TEST_EQ_INT(run(nj2, no2, NULL, NULL), round ? 2 : 0);
         }
 
@@ -671,12 +678,8 @@ int main(void) {
         fclose(f);
         snprintf(no, sizeof no, "%s/fp_skip.out", g_dir);
         TEST_EQ_INT(run(nj, no, "--max-megapixels", "50"), 0);
-        unlink(logp);
-        TEST_EQ_INT(run(nj, no, "--max-megapixels", "60"), 2);
-        log = read_all(logp);
-        TEST_CONTAINS(log ? log : "", "1 of this run's jobs was answered there with another checkpoint, other options or "
-                                      "another job line (the first: 's'");
-        free(log);
+        expect_changed(nj, no, "--max-megapixels", "60", "1 of this run's jobs was answered there with another checkpoint, "
+                                                          "other options or another job line (the first: 's'");
         g_extra = "--skip-bad-pages";
         TEST_EQ_INT(run(nj, no, "--max-megapixels", "50"), 0); /* ('n' still says false) */
         g_extra = NULL;
