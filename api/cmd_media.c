@@ -11,6 +11,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "media.h"
+#include "wire.h"
 
 static const char *k_info_usage =
     "usage: nanovl media-info [--password PW] [--fps F] [--max-frames N] [--] FILE\n"
@@ -47,16 +48,13 @@ static int kind_or_say(const char *cmd, const char *path, int video_opts, enum m
     return 0;
 }
 
-/* s on stdout with control characters escaped (\n, \\, \xNN, \u0080-\u009f): a newline in a file name or a page
- * label would split the line, and a crafted label could forge "page N:" lines. */
+/* s on stdout as one line of text (api_buf_line_text): a newline in a file name or a page label
+ * would split the line, and a crafted label could forge "page N:" lines. */
 static void put_escaped(const char *s) {
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '\n') fputs("\\n", stdout);
-        else if (*c == '\\') fputs("\\\\", stdout);
-        else if (*c < 0x20 || *c == 0x7f) printf("\\x%02x", *c);
-        else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) printf("\\u%04x", *++c); /* C1 controls (U+0080-009F) */
-        else putchar(*c);
-    }
+    api_buf b = {0};
+    api_buf_line_text(&b, s, 1);
+    if (b.n) fwrite(b.p, 1, b.n, stdout);
+    api_buf_free(&b);
 }
 
 int cmd_media_info(int argc, char **argv) {

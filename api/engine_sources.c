@@ -422,7 +422,7 @@ static nvl_status render_conversation(request *rq, const api_message *msgs, int 
     co.think = rq->p->think;
     st = e->chat_template ? llm_chat_render_template(e->chat_template, cm, n_msgs, &co, e->special, text, tl, err)
                           : llm_chat_render(cm, n_msgs, &co, text, tl, err);
-    if (st == NVL_ERR_LIMIT && err && (strstr(err->msg, "needs more than 512 MiB") || strstr(err->msg, "the output passed"))) {
+    if (st == NVL_ERR_LIMIT && llm_chat_failed_on_size(err)) {
         /* the template's memory bounds (512 MiB in all, 64 MiB a string): a conversation of
            megabytes reaches them, far past any context, before its tokens are counted; said as
            the text to shorten (a review: a 60 MB question was told "chat template: the template

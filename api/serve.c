@@ -164,21 +164,11 @@ static void slog(const server *s, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     /* one line per entry: a client's id, path or question may hold a newline (it would forge a
-       line) or terminal escapes; those are written as \xNN, C1 controls and U+2028/9 as \uXXXX */
-    char out[4 * sizeof line];
-    size_t o = 0;
-    for (const unsigned char *c = (const unsigned char *)line; *c && o + 5 < sizeof out; c++) {
-        if (*c < 0x20 || *c == 0x7f) o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02x", *c);
-        else if ((*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) || (*c == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9))) {
-            /* C1 controls (NEL, CSI) and the line and paragraph separators: lines to some readers */
-            const unsigned cp = *c == 0xc2 ? c[1] : 0x2000u + (c[2] - 0x80u);
-            o += (size_t)snprintf(out + o, sizeof out - o, "\\u%04x", cp);
-            c += *c == 0xc2 ? 1 : 2;
-        } else
-            out[o++] = (char)*c;
-    }
-    out[o] = 0;
-    fprintf(stderr, "%s nanovl serve: %s\n", ts, out);
+       line) or terminal escapes (api_buf_line_text) */
+    api_buf b = {0};
+    api_buf_line_text(&b, line, 0);
+    fprintf(stderr, "%s nanovl serve: %s\n", ts, b.p ? b.p : "");
+    api_buf_free(&b);
 }
 
 static void wake(server *s) {

@@ -577,6 +577,8 @@ static char *without_switches(const char *t) {
     return b.s;
 }
 
+int llm_chat_failed_on_size(const nvl_err *err) { return llm_jinja_failed_on_size(err); }
+
 nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *msgs, int n, const llm_chat_options *opts,
                                     const cJSON *special, char **out, size_t *len, nvl_err *err) {
     llm_chat_options o = opts ? *opts : llm_chat_options_default();

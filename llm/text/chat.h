@@ -145,6 +145,10 @@ nvl_status llm_chat_render_template(const char *tmpl, const llm_chat_message *ms
                                     const llm_chat_options *opts, const struct cJSON *special,
                                     char **out, size_t *len, nvl_err *err);
 
+/* Whether err is llm_chat_render_template's failure on the template's memory bounds, which the
+ * conversation's size decides, not the template (llm_jinja_failed_on_size). */
+int llm_chat_failed_on_size(const nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,9 @@ typedef struct jctx {
 
 #define JINJA_MAX_STEPS 20000000LL
 #define JINJA_MAX_STRING (64u << 20)
+/* The messages of the two memory bounds (llm_jinja_failed_on_size reads them) */
+#define JINJA_MSG_POOL "the template needs more than 512 MiB"
+#define JINJA_MSG_STRING "a string or the output passed"
 
 static void fail(jctx *J, nvl_status st, int line, const char *fmt, ...) NVL_PRINTF(4, 5);
 static void fail(jctx *J, nvl_status st, int line, const char *fmt, ...) {
@@ -59,7 +62,7 @@ static void *jalloc(jctx *J, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!J->chunks || J->chunks->used + n > J->chunks->cap) {
         size_t cap = n > 60000 ? n : 60000;
-        if (J->pooled + cap > (512u << 20)) fail(J, NVL_ERR_LIMIT, 0, "the template needs more than 512 MiB");
+        if (J->pooled + cap > (512u << 20)) fail(J, NVL_ERR_LIMIT, 0, JINJA_MSG_POOL);
         J->pooled += cap;
         chunk *c = nvl_malloc(sizeof *c + cap);
         if (!c) fail(J, NVL_ERR_NOMEM, 0, "out of memory");
@@ -89,7 +92,7 @@ typedef struct sbuf {
 } sbuf;
 
 static void sb_put(jctx *J, sbuf *b, const char *s, size_t n) {
-    if (b->n + n > JINJA_MAX_STRING) fail(J, NVL_ERR_LIMIT, 0, "a string or the output passed %u bytes", JINJA_MAX_STRING);
+    if (b->n + n > JINJA_MAX_STRING) fail(J, NVL_ERR_LIMIT, 0, JINJA_MSG_STRING " %u bytes", JINJA_MAX_STRING);
     if (b->n + n + 1 > b->cap) {
         size_t nc = (b->cap ? b->cap * 2 : 256) + n;
         char *np = jalloc(J, nc);
@@ -2323,6 +2326,10 @@ static void exec_body(rt *R, scope *S, node *body) {
         }
     }
     J->depth--;
+}
+
+int llm_jinja_failed_on_size(const nvl_err *err) {
+    return err && err->code == NVL_ERR_LIMIT && (strstr(err->msg, JINJA_MSG_POOL) || strstr(err->msg, JINJA_MSG_STRING));
 }
 
 nvl_status llm_jinja_render(const char *tmpl, size_t n, const cJSON *ctx, char **out, size_t *len, nvl_err *err) {

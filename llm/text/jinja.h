@@ -36,6 +36,11 @@ struct cJSON;
 nvl_status llm_jinja_render(const char *tmpl, size_t n, const struct cJSON *ctx, char **out, size_t *len,
                             nvl_err *err);
 
+/* Whether err is llm_jinja_render's failure on its memory bounds (NVL_ERR_LIMIT: 512 MiB of values
+ * in all, 64 MiB in one string or the output), which the size of the input decides, not the
+ * template: its other limits (steps, nesting, ranges, integer overflow) are the template's. */
+int llm_jinja_failed_on_size(const nvl_err *err);
+
 #ifdef __cplusplus
 }
 #endif
