@@ -113,6 +113,17 @@ static void done_free(done_set *d) {
     nvl_free(d->ids);
 }
 
+typedef struct batch_line {
+    char *text;
+    size_t len;
+    int lineno;
+    char fp[17]; /* the job's fingerprint (batch_run_fp and its line), 16 hex digits */
+    int idless;  /* the line has no id: id is line-N-HASH */
+    uint32_t hash; /* (idless) HASH: FNV-1a of the trimmed line */
+    int skip;    /* the job skips bad pages (its params' skip_bad_pages, else --skip-bad-pages) */
+    char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
+} batch_line;
+
 /* This run's jobs of the shard: their ids (as the results file holds them) with their
  * fingerprints, sorted by id. */
 typedef struct job_fp {
@@ -132,6 +143,24 @@ static const char *job_fp_of(const job_fp *fps, int n, const char *id) {
     const job_fp key = {.id = id};
     const job_fp *f = n ? bsearch(&key, fps, (size_t)n, sizeof *fps, cmp_job_fp) : NULL;
     return f ? f->fp : NULL;
+}
+
+/* What load_results checks the results file against: this run's jobs of the shard by id, with
+ * their fingerprints (sorted by id); the shard's jobs without an id by line number (NULL where a
+ * line holds none); the texts (HASH) of every job without an id, sorted. */
+typedef struct run_jobs {
+    job_fp *mine;
+    int n_mine;
+    const batch_line **idless_at;
+    int n_at;
+    uint32_t *hashes;
+    int n_hashes;
+} run_jobs;
+
+static void run_jobs_free(run_jobs *rj) {
+    nvl_free(rj->mine);
+    nvl_free(rj->idless_at);
+    nvl_free(rj->hashes);
 }
 
 static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a_str(h, s ? s : "\x01"), "", 1); }
@@ -179,19 +208,54 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
     return h;
 }
 
+/* A job's fingerprint: run (batch_run_fp), its line's bytes, and, when the job skips bad pages
+ * (its params' skip_bad_pages, else the command line's), the page bounds, which then decide
+ * which pages its answer saw (a review). */
+static uint64_t job_fp_make(uint64_t run, const batch_line *L) {
+    uint64_t h = nvl_fnv1a(run, L->text, L->len);
+    char buf[128] = "skips no bad pages";
+    if (L->skip) {
+        const media_pdf_sandbox sb = media_pdf_get_sandbox();
+        snprintf(buf, sizeof buf, "skips bad pages: %.17g %.17g %lld", sb.timeout_s, sb.max_mb,
+                 (long long)media_limits_default().max_pixels);
+    }
+    h = fp_field(h, buf);
+    return h;
+}
+
+/* Sets each line's fingerprint (run and job_fp_make) and fills rj for the shard's jobs. 0 when
+ * out of memory. */
+static int run_jobs_make(run_jobs *rj, batch_line *lines, int n_lines, int shard, int n_shards, uint64_t run) {
+    rj->n_at = n_lines ? lines[n_lines - 1].lineno + 1 : 1;
+    rj->mine = nvl_calloc((size_t)n_lines + 1, sizeof *rj->mine);
+    rj->idless_at = nvl_calloc((size_t)rj->n_at, sizeof *rj->idless_at);
+    rj->hashes = nvl_calloc((size_t)n_lines + 1, sizeof *rj->hashes);
+    if (!rj->mine || !rj->idless_at || !rj->hashes) return 0;
+    for (int i = 0; i < n_lines; i++) {
+        batch_line *L = &lines[i];
+        snprintf(L->fp, sizeof L->fp, "%016llx", (unsigned long long)job_fp_make(run, L));
+        if (L->idless) rj->hashes[rj->n_hashes++] = L->hash;
+        if (i % n_shards != shard) continue;
+        rj->mine[rj->n_mine].id = L->id;
+        memcpy(rj->mine[rj->n_mine++].fp, L->fp, sizeof L->fp);
+        if (L->idless) rj->idless_at[L->lineno] = L;
+    }
+    qsort(rj->mine, (size_t)rj->n_mine, sizeof *rj->mine, cmp_job_fp);
+    qsort(rj->hashes, (size_t)rj->n_hashes, sizeof *rj->hashes, cmp_u32);
+    return 1;
+}
 
 /* Reads the results so far: drops a torn last line, collects finished ids (done; those whose
  * line says an error: failed, those that say ok: ok), warns about lines within that are not
- * result lines (their jobs, having no other, run again). A line of one of this run's jobs (mine,
- * n_mine of them) whose fingerprint differs from the job's is changed: with redo_changed it is
+ * result lines (their jobs, having no other, run again). A line of one of this run's jobs (rj)
+ * whose fingerprint differs from the job's is changed: with redo_changed it is
  * removed, else the run is refused (-3, said). With retry_failed, the error lines of this run's
  * jobs are removed too, so that each id keeps one final line: the kept lines go to a temporary
  * file beside it (locked, synced; beside the file a symbolic link names) that is renamed over it,
  * and *fd becomes that file. Returns -1 with errno on a read or write failure, -2 after its own
  * message. */
-static int load_results(int *fd, const char *path, int retry_failed, int redo_changed, const job_fp *mine, int n_mine,
-                        const unsigned char *idless, const uint32_t *line_hash, int n_idless, const uint32_t *hashes,
-                        int n_hashes, done_set *done, done_set *failed, done_set *ok_set) {
+static int load_results(int *fd, const char *path, int retry_failed, int redo_changed, const run_jobs *rj, done_set *done,
+                        done_set *failed, done_set *ok_set) {
     struct stat sb;
     if (fstat(*fd, &sb) != 0) return -1;
     if (sb.st_size == 0) return 0;
@@ -244,7 +308,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
         unsigned hsh = 0;
         char oid[64];
         if (sscanf(line, "{\"id\":\"line-%d-%8x\"", &ln, &hsh) == 2 &&
-            (snprintf(oid, sizeof oid, "line-%d-%08x", ln, hsh), !job_fp_of(mine, n_mine, oid))) {
+            (snprintf(oid, sizeof oid, "line-%d-%08x", ln, hsh), !job_fp_of(rj->mine, rj->n_mine, oid))) {
             /* (only a line that is no job now: one still a job's has not moved; a review) */
             if (n_old == cap_old) {
                 cap_old = cap_old ? 2 * cap_old : 64;
@@ -274,7 +338,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
             fprintf(stderr, "nanovl batch: %s: line %d is not a result line (left as it is; a job without another line "
                             "runs again)\n", path, lineno);
         const int result = cJSON_IsString(id) && cJSON_IsString(status);
-        const char *now = result ? job_fp_of(mine, n_mine, id->valuestring) : NULL;
+        const char *now = result ? job_fp_of(rj->mine, rj->n_mine, id->valuestring) : NULL;
         const cJSON *was = r ? cJSON_GetObjectItemCaseSensitive(r, "fingerprint") : NULL;
         int changed = now && cJSON_IsString(was) && strcmp(was->valuestring, now) != 0;
         if (result && !now) { /* a job without an id edited: its line's old id (line-N-HASH) is no job now, no
@@ -285,9 +349,9 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
             int ln = 0, used = 0;
             unsigned hsh = 0;
             if (sscanf(id->valuestring, "line-%d-%8x%n", &ln, &hsh, &used) == 2 && !id->valuestring[used] && ln > 0 &&
-                ln < n_idless && idless[ln] &&
-                !(n_hashes && bsearch(&(uint32_t){hsh}, hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32)) &&
-                !(n_old && bsearch(&line_hash[ln], old_h, (size_t)n_old, sizeof *old_h, cmp_u32)))
+                ln < rj->n_at && rj->idless_at[ln] &&
+                !(rj->n_hashes && bsearch(&(uint32_t){hsh}, rj->hashes, (size_t)rj->n_hashes, sizeof *rj->hashes, cmp_u32)) &&
+                !(n_old && bsearch(&rj->idless_at[ln]->hash, old_h, (size_t)n_old, sizeof *old_h, cmp_u32)))
                 changed = 1;
         }
         const int redo = (now && retry_failed && !ok) || (redo_changed && changed);
@@ -403,32 +467,6 @@ static void set_error(cJSON *o, nvl_status st, int parse_failed, const char *msg
         cJSON_AddStringToObject(e, "code", parse_failed ? api_request_error_code(st) : api_status_code(st));
         cJSON_AddStringToObject(e, "message", msg);
     }
-}
-
-typedef struct batch_line {
-    char *text;
-    size_t len;
-    int lineno;
-    char fp[17]; /* the job's fingerprint (batch_run_fp and its line), 16 hex digits */
-    int idless;  /* the line has no id: id is line-N-HASH */
-    uint32_t hash; /* (idless) HASH: FNV-1a of the trimmed line */
-    int skip;    /* the job skips bad pages (its params' skip_bad_pages, else --skip-bad-pages) */
-    char id[3 * 256 + 1]; /* an id of up to 256 bytes, each invalid byte as U+FFFD (3 bytes) */
-} batch_line;
-
-/* A job's fingerprint: run (batch_run_fp), its line's bytes, and, when the job skips bad pages
- * (its params' skip_bad_pages, else the command line's), the page bounds, which then decide
- * which pages its answer saw (a review). */
-static uint64_t job_fp_make(uint64_t run, const batch_line *L) {
-    uint64_t h = nvl_fnv1a(run, L->text, L->len);
-    char buf[128] = "skips no bad pages";
-    if (L->skip) {
-        const media_pdf_sandbox sb = media_pdf_get_sandbox();
-        snprintf(buf, sizeof buf, "skips bad pages: %.17g %.17g %lld", sb.timeout_s, sb.max_mb,
-                 (long long)media_limits_default().max_pixels);
-    }
-    h = fp_field(h, buf);
-    return h;
 }
 
 /* One job in flight: its request (whose strings the engine reads until it ends), its result
@@ -852,36 +890,11 @@ int cmd_batch(int argc, char **argv) {
     struct stat out_now = {0};
     fstat(fd, &out_now);
     const uint64_t run_fp = batch_run_fp(model, &base, !max_tokens_given, &jobs_sb, &out_now);
-    job_fp *mine = nvl_calloc((size_t)n_lines + 1, sizeof *mine);
-    int n_mine_fp = 0;
-    for (int i = 0; mine && i < n_lines; i++) {
-        snprintf(lines[i].fp, sizeof lines[i].fp, "%016llx", (unsigned long long)job_fp_make(run_fp, &lines[i]));
-        if (i % n_shards == shard) {
-            mine[n_mine_fp].id = lines[i].id;
-            memcpy(mine[n_mine_fp++].fp, lines[i].fp, sizeof lines[i].fp);
-        }
-    }
-    if (mine) qsort(mine, (size_t)n_mine_fp, sizeof *mine, cmp_job_fp);
-    const int n_idless = n_lines ? lines[n_lines - 1].lineno + 1 : 1; /* the shard's lines without an id, by number */
-    unsigned char *idless = nvl_calloc((size_t)n_idless, 1);
-    uint32_t *line_hash = nvl_calloc((size_t)n_idless, sizeof *line_hash);
-    uint32_t *hashes = nvl_calloc((size_t)n_lines + 1, sizeof *hashes);
-    int n_hashes = 0;
-    for (int i = 0; idless && line_hash && hashes && i < n_lines; i++)
-        if (lines[i].idless) {
-            hashes[n_hashes++] = lines[i].hash;
-            line_hash[lines[i].lineno] = lines[i].hash;
-            if (i % n_shards == shard) idless[lines[i].lineno] = 1;
-        }
-    if (hashes) qsort(hashes, (size_t)n_hashes, sizeof *hashes, cmp_u32);
-    const int lr = mine && idless && line_hash && hashes
-                       ? load_results(&fd, out_path, retry_failed, redo_changed, mine, n_mine_fp, idless, line_hash, n_idless,
-                                      hashes, n_hashes, &done, &failed, &ok_set)
+    run_jobs rj = {0};
+    const int lr = run_jobs_make(&rj, lines, n_lines, shard, n_shards, run_fp)
+                       ? load_results(&fd, out_path, retry_failed, redo_changed, &rj, &done, &failed, &ok_set)
                        : (errno = ENOMEM, -1);
-    nvl_free(mine);
-    nvl_free(idless);
-    nvl_free(line_hash);
-    nvl_free(hashes);
+    run_jobs_free(&rj);
     if (lr != 0) {
         if (lr == -1) fprintf(stderr, "nanovl batch: %s: cannot read the earlier results: %s\n", out_path, strerror(errno));
         close(fd);
