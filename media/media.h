@@ -306,8 +306,11 @@ typedef struct media_frames {
  * the end of the last frame, gaps of a variable frame rate included): n = max(1, min(max_frames,
  * frames, floor(duration * fps))) times at linspace(first, last frame's time, n), each taking
  * the frame on screen then (the last presented at or before it), a frame taken once, so a gap
- * can yield fewer than n frames. At a constant rate this is model.md §6.1 (vLLM's loader):
- * idx = linspace(0, total-1, n) truncated. Restricted to frames presented in [start, end).
+ * can yield fewer than n frames. At a constant rate (every frame time within one time-base tick
+ * of index / native_fps: millisecond containers round them) the times are index / native_fps, the
+ * duration total / native_fps, and the frames model.md §6.1's (vLLM's loader): idx =
+ * numpy.linspace(0, total-1, n) truncated, computed as numpy does. Restricted to frames
+ * presented in [start, end).
  * Each frame's timestamp is its presentation time (seconds from the stream's start), its index
  * its position in presentation order. Rotation side data is honoured. Memory is bounded by the
  * kept frames (plus 8 bytes of time per frame of the stream). */
