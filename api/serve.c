@@ -69,6 +69,7 @@ typedef struct job {
     api_request rq;
     volatile int cancel;
     int running;
+    int sim_taken;         /* picked in queue_position's replay */
     double t_accept;
     double last_progress;
     server *s;
@@ -95,17 +96,27 @@ struct client {
     char *in;              /* bytes read, not yet a full line */
     size_t n_in, cap_in;
     int discarding;        /* dropping an oversize line up to its newline */
+    char *held;            /* bytes read but not yet split into lines: reading stopped at a line
+                              whose answer left the client backlogged (client_backlogged) */
+    size_t n_held, held_off;
     api_buf out;           /* event lines not yet written (under the lock) */
     size_t out_off;
+    double t_out;          /* when its unsent output last shrank or appeared (under the lock) */
     int overflow;          /* output passed the limit: drop the client */
     int rd_closed;         /* the client shut down its writing side: answer, then close */
     int n_jobs;            /* queued + running */
     int n_running;         /* running (fair admission) */
     double t_last_start;   /* when its last request started (0: never) */
+    int sim_running;       /* n_running and t_last_start as queue_position replays the picks */
+    double sim_last_start;
     double t_active;       /* last byte read or written */
     double t_line;         /* when the unfinished line (n_in > 0 or discarding) began */
     double tokens;         /* rate limit bucket */
     double t_tokens;
+    double t_log;          /* refusals logged: the second they were counted in, how many, and how
+                              many more went unlogged (log_refusal) */
+    int n_log;
+    int64_t n_log_skipped;
     client *next;
 };
 
@@ -136,6 +147,9 @@ struct server {
     int worker_threads; /* the CPU threads the worker's ops use (NVL_THREADS applied there) */
 };
 
+#define REFUSALS_LOGGED_PER_S 20 /* log_refusal */
+#define BACKLOG_BYTES (256u << 10) /* client_backlogged */
+
 static volatile sig_atomic_t g_signals;
 static int g_sigpipe[2] = {-1, -1};
 
@@ -150,8 +164,7 @@ static void on_signal(int sig) {
     }
 }
 
-static void slog(const server *s, const char *fmt, ...) NVL_PRINTF(2, 3);
-static void slog(const server *s, const char *fmt, ...) {
+static void vslog(const server *s, const char *fmt, va_list ap) {
     if (s->o->quiet) return;
     char ts[32];
     time_t t = time(NULL);
@@ -159,16 +172,51 @@ static void slog(const server *s, const char *fmt, ...) {
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     /* one line per entry: a client's id, path or question may hold a newline (it would forge a
        line) or terminal escapes (api_buf_line_text) */
     api_buf b = {0};
     api_buf_line_text(&b, line, 0);
     fprintf(stderr, "%s nanovl serve: %s\n", ts, b.p ? b.p : "");
     api_buf_free(&b);
+}
+
+static void slog(const server *s, const char *fmt, ...) NVL_PRINTF(2, 3);
+static void slog(const server *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vslog(s, fmt, ap);
+    va_end(ap);
+}
+
+/* The count of a connection's refusals left out of the log, logged (and reset) when there is one. */
+static void log_refusals_skipped(server *s, client *cl) {
+    if (cl->n_log_skipped > 0)
+        slog(s, "%lld more request lines refused on this connection were not logged (at most %d a second are)",
+             (long long)cl->n_log_skipped, REFUSALS_LOGGED_PER_S);
+    cl->n_log_skipped = 0;
+}
+
+/* Logs a refused request line, at most REFUSALS_LOGGED_PER_S in each second per connection: one
+ * client sending junk in a loop wrote 20-30 MB of log a second (a review). The others are
+ * counted, and the count is logged before the next refusal logged or when the connection ends. */
+static void log_refusal(server *s, client *cl, const char *fmt, ...) NVL_PRINTF(3, 4);
+static void log_refusal(server *s, client *cl, const char *fmt, ...) {
+    const double t = floor(nvl_now());
+    if (t != cl->t_log) {
+        cl->t_log = t;
+        cl->n_log = 0;
+    }
+    if (cl->n_log >= REFUSALS_LOGGED_PER_S) {
+        cl->n_log_skipped++;
+        return;
+    }
+    cl->n_log++;
+    log_refusals_skipped(s, cl);
+    va_list ap;
+    va_start(ap, fmt);
+    vslog(s, fmt, ap);
+    va_end(ap);
 }
 
 static void wake(server *s) {
@@ -190,6 +238,7 @@ static void emit_locked(server *s, client *cl, cJSON *ev) {
         cl->overflow = 1;
         return;
     }
+    if (cl->out.n == cl->out_off) cl->t_out = nvl_now(); /* (the stall clock of serve_tick) */
     api_buf_put(&cl->out, line, n);
     api_buf_put(&cl->out, "\n", 1);
     nvl_free(line);
@@ -432,14 +481,18 @@ static void reap_jobs(server *s) {
 
 /* The queued job to run next (under the lock), round robin between clients: the client with the
  * fewest requests running, then the one whose last request started longest ago (or never), then
- * the oldest job. */
-static job *pick_job(server *s, job **prev_out) {
+ * the oldest job. With sim, the same choice on each client's sim_running / sim_last_start, among
+ * the jobs not sim_taken (queue_position). */
+static job *pick_job_rule(server *s, job **prev_out, int sim) {
     job *best = NULL, *best_prev = NULL, *prev = NULL;
     for (job *j = s->head; j; prev = j, j = j->next) {
+        if (sim && j->sim_taken) continue;
         int better = !best;
         if (!better && j->cl && best->cl && j->cl != best->cl) {
             const client *a = j->cl, *b = best->cl;
-            better = a->n_running < b->n_running || (a->n_running == b->n_running && a->t_last_start < b->t_last_start);
+            const int ra = sim ? a->sim_running : a->n_running, rb = sim ? b->sim_running : b->n_running;
+            const double ta = sim ? a->sim_last_start : a->t_last_start, tb = sim ? b->sim_last_start : b->t_last_start;
+            better = ra < rb || (ra == rb && ta < tb);
         }
         if (better) {
             best = j;
@@ -448,6 +501,33 @@ static job *pick_job(server *s, job **prev_out) {
     }
     *prev_out = best_prev;
     return best;
+}
+
+static job *pick_job(server *s, job **prev_out) { return pick_job_rule(s, prev_out, 0); }
+
+/* me's place in line (under the lock): 0 when a free place takes it now, else k when it is the k-th
+ * to start as places free up. The worker's picks are replayed on the queue as it stands, no
+ * request ending or arriving meanwhile: counting every request queued ahead told a client behind
+ * another's four queued requests it was fourth, when it started second (a review). At most
+ * --max-queue picks of --max-queue jobs. */
+static int queue_position(server *s, const job *me) {
+    for (client *c = s->clients; c; c = c->next) {
+        c->sim_running = c->n_running;
+        c->sim_last_start = c->t_last_start;
+    }
+    for (job *j = s->head; j; j = j->next) j->sim_taken = 0;
+    int ahead = 0;
+    double t = nvl_now();
+    for (job *prev, *j; (j = pick_job_rule(s, &prev, 1)) != NULL && j != me; ahead++) {
+        j->sim_taken = 1;
+        if (j->cl) {
+            j->cl->sim_running++;
+            j->cl->sim_last_start = t += 1e-6; /* (each start later than the one before) */
+        }
+    }
+    const int mb = s->o->max_batch > 0 ? s->o->max_batch : 1;
+    const int free_places = mb > s->n_running ? mb - s->n_running : 0;
+    return ahead + 1 > free_places ? ahead + 1 - free_places : 0;
 }
 
 static void *worker_main(void *arg) {
@@ -546,7 +626,9 @@ static void client_drop(server *s, client *cl) {
     s->n_clients--;
     evloop_del(s->loop, cl->fd);
     close_drained(cl->fd);
+    log_refusals_skipped(s, cl);
     nvl_free(cl->in);
+    nvl_free(cl->held);
     api_buf_free(&cl->out);
     nvl_free(cl);
 }
@@ -673,7 +755,8 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
         char *id = salvage_id(line, n);
         const char *code = api_request_error_code(st);
         reply(s, cl, error_event(id, code, err.msg));
-        slog(s, "request %s: refused, %s: %s", id ? id : "(no id)", code, err.msg); /* (docs: every request logged) */
+        log_refusal(s, cl, "request %s: refused, %s: %s", id ? id : "(no id)", code, err.msg); /* (docs: every
+                                                                                                  request logged) */
         nvl_free(id);
         return;
     }
@@ -757,8 +840,8 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     if (code) {
         emit_locked(s, cl, error_event(id, code, msg));
         pthread_mutex_unlock(&s->mu);
-        slog(s, "%s %s: refused, %s: %s", api_request_type_name(rq.type), id, code, msg); /* (a blocked --allow
-                                                                                              path, a full queue) */
+        log_refusal(s, cl, "%s %s: refused, %s: %s", api_request_type_name(rq.type), id, code, msg); /* (a blocked
+                                                                                                  --allow path) */
         api_request_free(&rq);
         return;
     }
@@ -781,69 +864,117 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     s->n_queued++;
     cl->n_jobs++;
     cJSON *ev = event(j->id, "accepted");
-    /* requests that must start before it once places are free: those queued ahead, less the
-       places free now (the worker takes them at its next turn) */
-    const int mb = s->o->max_batch > 0 ? s->o->max_batch : 1;
-    const int free_places = mb > s->n_running ? mb - s->n_running : 0;
-    if (ev) cJSON_AddNumberToObject(ev, "queue_position", s->n_queued > free_places ? s->n_queued - free_places : 0);
+    if (ev) cJSON_AddNumberToObject(ev, "queue_position", queue_position(s, j));
     emit_locked(s, cl, ev);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Reads what is there; returns 0 to keep the client, 1 at end of input, -1 on error. */
-static int client_read(server *s, client *cl) {
-    char buf[65536];
-    for (;;) {
-        ssize_t r = read(cl->fd, buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-        if (r == 0) { /* end of input ends the last line, even without its newline */
-            if (cl->n_in && !cl->discarding) handle_line(s, cl, cl->in, cl->n_in);
-            cl->n_in = 0;
-            cl->discarding = 0;
-            return 1;
+/* Whether BACKLOG_BYTES (or half of --max-pending-output, if less) of the client's events wait to
+ * be sent: its request lines are then left unread until it reads. A client that sent requests
+ * without reading the answers (statuses, refusals, in a loop) kept the main thread in its read
+ * loop: no other client was accepted or written to, signals went unanswered (a review). */
+static int client_backlogged(server *s, client *cl) {
+    const size_t lim = s->o->max_pending_output / 2 < BACKLOG_BYTES ? s->o->max_pending_output / 2 : BACKLOG_BYTES;
+    pthread_mutex_lock(&s->mu);
+    const int b = cl->out.n - cl->out_off >= lim;
+    pthread_mutex_unlock(&s->mu);
+    return b;
+}
+
+/* Splits bytes read into request lines and handles each, stopping after a line whose answer left
+ * the client backlogged; returns the bytes taken (n unless it stopped), or (size_t)-1 when out of
+ * memory. */
+static size_t client_feed(server *s, client *cl, const char *buf, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        const char *nl = memchr(buf + off, '\n', n - off);
+        const size_t take = nl ? (size_t)(nl - (buf + off)) : n - off;
+        if (cl->discarding) {
+            if (nl) cl->discarding = 0;
+            off += take + (nl ? 1 : 0);
+            continue;
         }
-        if (r < 0) return -1;
-        cl->t_active = nvl_now();
-        if (!cl->n_in && !cl->discarding) cl->t_line = cl->t_active;
-        size_t off = 0;
-        while (off < (size_t)r) {
-            const char *nl = memchr(buf + off, '\n', (size_t)r - off);
-            const size_t take = nl ? (size_t)(nl - (buf + off)) : (size_t)r - off;
-            if (cl->discarding) {
-                if (nl) cl->discarding = 0;
-                off += take + (nl ? 1 : 0);
-                continue;
-            }
-            if (cl->n_in + take > s->o->max_request_bytes) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "a request line is longer than the limit of %zu bytes", s->o->max_request_bytes);
-                reply(s, cl, error_event(NULL, "too_large", msg));
-                cl->n_in = 0;
-                cl->discarding = !nl;
-                off += take + (nl ? 1 : 0);
-                continue;
-            }
+        if (cl->n_in + take > s->o->max_request_bytes) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "a request line is longer than the limit of %zu bytes", s->o->max_request_bytes);
+            reply(s, cl, error_event(NULL, "too_large", msg));
+            cl->n_in = 0;
+            cl->discarding = !nl;
+            off += take + (nl ? 1 : 0);
+        } else {
             if (cl->n_in + take + 1 > cl->cap_in) {
                 size_t nc = cl->cap_in ? cl->cap_in * 2 : 4096;
                 while (nc < cl->n_in + take + 1) nc *= 2;
                 char *ni = nvl_realloc(cl->in, nc);
-                if (!ni) return -1;
+                if (!ni) return (size_t)-1;
                 cl->in = ni;
                 cl->cap_in = nc;
             }
             memcpy(cl->in + cl->n_in, buf + off, take);
             cl->n_in += take;
             off += take;
-            if (nl) {
-                off++;
-                handle_line(s, cl, cl->in, cl->n_in);
-                cl->n_in = 0;
-                cl->t_line = cl->t_active; /* the next line starts now */
-            }
+            if (!nl) continue;
+            off++;
+            handle_line(s, cl, cl->in, cl->n_in);
+            cl->n_in = 0;
+            cl->t_line = cl->t_active; /* the next line starts now */
         }
+        if (cl->cap_in > (1u << 20) && cl->n_in == 0) { /* a long line's buffer is not kept for the small
+                                                           ones after it (64 clients x 64 MiB) */
+            nvl_free(cl->in);
+            cl->in = NULL;
+            cl->cap_in = 0;
+        }
+        if (client_backlogged(s, cl)) break;
     }
+    return off;
+}
+
+/* Handles the lines read and held back, as far as the client's backlog allows; returns 0, or -1
+ * when out of memory. Held bytes left mean the client is not read. */
+static int client_feed_held(server *s, client *cl) {
+    if (cl->held_off == cl->n_held || client_backlogged(s, cl)) return 0;
+    const size_t k = client_feed(s, cl, cl->held + cl->held_off, cl->n_held - cl->held_off);
+    if (k == (size_t)-1) return -1;
+    cl->held_off += k;
+    if (cl->held_off == cl->n_held) {
+        nvl_free(cl->held);
+        cl->held = NULL;
+        cl->n_held = cl->held_off = 0;
+    }
+    return 0;
+}
+
+/* Reads once (up to 64 KiB: one client cannot hold the main thread) after the held lines, unless
+ * the client is backlogged; returns 0 to keep the client, 1 at end of input, -1 on error. */
+static int client_read(server *s, client *cl) {
+    if (client_feed_held(s, cl) < 0) return -1;
+    if (cl->n_held || client_backlogged(s, cl)) return 0;
+    char buf[65536];
+    ssize_t r;
+    do r = read(cl->fd, buf, sizeof buf);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (r < 0) return -1;
+    if (r == 0) { /* end of input ends the last line, even without its newline */
+        if (cl->n_in && !cl->discarding) handle_line(s, cl, cl->in, cl->n_in);
+        cl->n_in = 0;
+        cl->discarding = 0;
+        return 1;
+    }
+    cl->t_active = nvl_now();
+    if (!cl->n_in && !cl->discarding) cl->t_line = cl->t_active;
+    const size_t k = client_feed(s, cl, buf, (size_t)r);
+    if (k == (size_t)-1) return -1;
+    if (k < (size_t)r) { /* backlogged: the rest waits */
+        cl->held = nvl_malloc((size_t)r - k);
+        if (!cl->held) return -1;
+        memcpy(cl->held, buf + k, (size_t)r - k);
+        cl->n_held = (size_t)r - k;
+        cl->held_off = 0;
+    }
+    return 0;
 }
 
 /* Writes what can be written; returns -1 to drop the client. */
@@ -858,7 +989,7 @@ static int client_write(server *s, client *cl) {
         if (w <= 0) rc = -1;
         else {
             cl->out_off += (size_t)w;
-            cl->t_active = nvl_now();
+            cl->t_active = cl->t_out = nvl_now();
         }
     }
     if (cl->out_off == cl->out.n) {
@@ -1083,6 +1214,11 @@ static void handle_signals(server *s) {
         }
         s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
+        for (client *c = s->clients; c; c = c->next) {
+            /* what clients sent and was not read yet: whole lines are refused "shutting_down" (a
+               line half sent, unread at the signal, was closed on in silence: a review) */
+            if (!c->rd_closed && client_read(s, c) > 0) c->rd_closed = 1;
+        }
         for (client *c = s->clients; c; c = c->next) /* a request line half sent: said, not closed on in
                                                          silence (a review) */
             if (!c->rd_closed && (c->n_in > 0 || c->discarding)) {
@@ -1138,15 +1274,22 @@ static void serve_tick(evloop *l, void *user) {
     media_helpers_reap(); /* decoders killed after the last file, ended since */
     for (client *c = s->clients, *nx; c; c = nx) {
         nx = c->next;
-        if (client_write(s, c) < 0) {
+        if (client_write(s, c) < 0 || client_feed_held(s, c) < 0) {
             client_drop_logged(s, c);
             continue;
         }
         pthread_mutex_lock(&s->mu);
-        const int quiet = c->n_jobs == 0 && c->out.n == c->out_off;
+        const int unsent = c->out.n > c->out_off, quiet = c->n_jobs == 0 && !unsent && !c->n_held;
+        const double t_out = c->t_out;
         pthread_mutex_unlock(&s->mu);
         int drop = (c->rd_closed || s->draining) && quiet; /* draining: nothing more will come for it */
-        if (!drop && o->idle_timeout_s > 0) {
+        if (!drop && o->idle_timeout_s > 0 && unsent && t_now - t_out > o->idle_timeout_s) {
+            /* (not told: it does not read) a client reading nothing held its place for ever, below
+               --max-pending-output (a review: 8 such clients took every --max-clients place) */
+            slog(s, "closing a connection: the client read none of its events for more than %g s (--idle-timeout)",
+                 o->idle_timeout_s);
+            drop = 1;
+        } else if (!drop && o->idle_timeout_s > 0) {
             const int partial = c->n_in > 0 || c->discarding;
             const char *why = partial && t_now - c->t_line > o->idle_timeout_s ? "a request line was left unfinished"
                               : !partial && quiet && t_now - c->t_active > o->idle_timeout_s ? "the connection was idle"
@@ -1174,10 +1317,12 @@ static void serve_tick(evloop *l, void *user) {
             return;
         }
     }
-    pthread_mutex_lock(&s->mu);
-    for (client *c = s->clients; c; c = c->next)
-        evloop_set_mask(l, c->fd, (c->rd_closed ? 0 : EVLOOP_READ) | (c->out.n > c->out_off || c->overflow ? EVLOOP_WRITE : 0));
-    pthread_mutex_unlock(&s->mu);
+    for (client *c = s->clients; c; c = c->next) { /* (a backlogged client is read once it reads) */
+        const int rd = !c->rd_closed && !c->n_held && !client_backlogged(s, c);
+        pthread_mutex_lock(&s->mu);
+        evloop_set_mask(l, c->fd, (rd ? EVLOOP_READ : 0) | (c->out.n > c->out_off || c->overflow ? EVLOOP_WRITE : 0));
+        pthread_mutex_unlock(&s->mu);
+    }
     int poll_ms = s->draining ? 100 : 1000;
     if (o->idle_timeout_s > 0 && o->idle_timeout_s * 250 < poll_ms) poll_ms = (int)(o->idle_timeout_s * 250) + 1;
     if (cancel_pending && poll_ms > 100) poll_ms = 100;

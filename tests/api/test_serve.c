@@ -1173,20 +1173,112 @@ int main(void) {
         char sock9[100];
         snprintf(sock9, sizeof sock9, "%s/nvl-serve9-%d.sock", test_tmpdir(), (int)getpid());
         pid_t s9 = start_server(sock9, NULL, NULL);
-        conn c9 = {.fd = connect_to(sock9, 60)};
+        conn c9 = {.fd = connect_to(sock9, 60)}, c9b = {.fd = connect_to(sock9, 60)};
+        send_line(c9b.fd, "{\"type\":\"status\"}"); /* (accepted: the listening socket closes at the signal) */
+        cJSON_Delete(next_event(&c9b, 10));
         const char *half = "{\"id\":\"half\",\"question\":\"wh";
         TEST_CHECK(write(c9.fd, half, strlen(half)) == (ssize_t)strlen(half), "half a line sent");
         usleep(300000);
+        /* the other sends its half line as the signal goes: unread when it is handled */
+        TEST_CHECK(write(c9b.fd, half, strlen(half)) == (ssize_t)strlen(half), "half a line sent");
         kill(s9, SIGTERM);
-        ev = next_event(&c9, 10);
-        TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "shutting_down") &&
-                       strstr(str(ev, "message"), "the request line being sent was not read"),
-                   "a half-sent line at SIGTERM: %s %s", ev ? str(ev, "code") : "(no event)", ev ? str(ev, "message") : "");
-        cJSON_Delete(ev);
+        for (int k = 0; k < 2; k++) {
+            ev = next_event(k ? &c9b : &c9, 10);
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "error") && !strcmp(str(ev, "code"), "shutting_down") &&
+                           strstr(str(ev, "message"), "the request line being sent was not read"),
+                       "a half-sent line at SIGTERM (%s): %s %s", k ? "unread then" : "read before", ev ? str(ev, "code") : "(no event)",
+                       ev ? str(ev, "message") : "");
+            cJSON_Delete(ev);
+        }
+        close(c9b.fd);
         int st9 = 0;
         waitpid(s9, &st9, 0);
         TEST_CHECK(WIFEXITED(st9) && WEXITSTATUS(st9) == 0, "a half-sent line at SIGTERM: exit 0 (status %d)", st9);
         close(c9.fd);
+    }
+    { /* A review's faults (2026-12-03), each kept fixed:
+       *   - a client sending lines (junk, statuses) faster than their answers went out, never
+       *     reading, held the main thread in its read loop: no other client was accepted or
+       *     answered, SIGTERM went unanswered; now it is read no further until it reads;
+       *   - each refused line was logged (20-30 MB of log a second); now 20 a second at most per
+       *     connection, the others counted;
+       *   - a client reading none of its events escaped --idle-timeout while they waited;
+       *   - queue_position counted every request queued ahead, not the round robin's order. */
+        char sock11[100];
+        snprintf(sock11, sizeof sock11, "%s/nvl-serve11-%d.sock", test_tmpdir(), (int)getpid());
+        const char *opts11[] = {"--idle-timeout", "2", "--rate", "0", "--max-batch", "1", NULL};
+        pid_t s11 = start_server_with(sock11, opts11, 0);
+        int ffd = connect_to(sock11, 60);
+        TEST_CHECK(ffd >= 0, "eleventh server up");
+        pid_t flooder = fork();
+        if (flooder == 0) { /* junk lines for 8 s, blocking writes, never a read */
+            static char junk[65536];
+            for (size_t i = 0; i < sizeof junk; i += 2) junk[i] = 'x', junk[i + 1] = '\n';
+            const double tf = nvl_now();
+            while (nvl_now() - tf < 8)
+                if (send(ffd, junk, sizeof junk, MSG_NOSIGNAL) < 0) _exit(3); /* dropped */
+            _exit(0);
+        }
+        close(ffd);
+        usleep(300000);
+        int answered = 0;
+        for (int k = 0; k < 5; k++) { /* new clients are accepted and answered meanwhile */
+            conn o = {.fd = connect_to(sock11, 2)};
+            if (o.fd >= 0) send_line(o.fd, "{\"type\":\"status\",\"id\":\"other\"}");
+            ev = o.fd >= 0 ? next_event(&o, 2) : NULL;
+            answered += ev && !strcmp(str(ev, "event"), "status");
+            cJSON_Delete(ev);
+            if (o.fd >= 0) close(o.fd);
+            usleep(100000);
+        }
+        TEST_CHECK(answered == 5, "while a client floods lines it does not read, other clients are answered (%d of 5)", answered);
+        int fst = 0;
+        waitpid(flooder, &fst, 0);
+        TEST_CHECK(WIFEXITED(fst) && WEXITSTATUS(fst) == 3,
+                   "the flooding client, reading nothing, is closed within its 8 s (--idle-timeout 2; status %d)", fst);
+        TEST_CHECK(log_contains("read none of its events for more than 2 s"), "its closing is logged");
+        TEST_CHECK(log_contains("more request lines refused on this connection were not logged"),
+                   "its refusals past 20 a second are counted in one log line");
+        FILE *lf = fopen(g_log, "r");
+        long n_refused = 0;
+        char line[4096];
+        while (lf && fgets(line, sizeof line, lf)) n_refused += strstr(line, "refused, bad_json") != NULL;
+        if (lf) fclose(lf);
+        TEST_CHECK(n_refused > 0 && n_refused <= 20 * 12, "refused lines logged: %ld (at most 20 a second)", n_refused);
+        /* queue_position by the round robin: a starts a0 and queues a1-a3; b's request starts next */
+        conn a = {.fd = connect_to(sock11, 10)}, b = {.fd = connect_to(sock11, 10)};
+        for (int k = 0; k < 4; k++) {
+            char id[8];
+            snprintf(id, sizeof id, "a%d", k);
+            send_line(a.fd, ask_json(req, sizeof req, id, img, 1500, ",\"no_cache\":true"));
+        }
+        int pos_a3 = -1;
+        for (int seen = 0; seen < 4;) {
+            ev = next_event(&a, 30);
+            if (!ev) break;
+            if (!strcmp(str(ev, "event"), "accepted")) {
+                seen++;
+                if (!strcmp(str(ev, "id"), "a3")) pos_a3 = (int)num(ev, "queue_position");
+            }
+            cJSON_Delete(ev);
+        }
+        TEST_CHECK(pos_a3 == 3, "--max-batch 1, a's fourth request: queue_position 3 (got %d)", pos_a3);
+        send_line(b.fd, "{\"id\":\"b0\",\"question\":\"Hi?\",\"params\":{\"max_tokens\":2}}");
+        ev = next_event(&b, 10);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "accepted") && num(ev, "queue_position") == 1,
+                   "b's one request, behind a's running one and before a's queued three: queue_position 1 (got %g)",
+                   ev ? num(ev, "queue_position") : -1.0);
+        cJSON_Delete(ev);
+        for (int k = 0; k < 4; k++) {
+            snprintf(req, sizeof req, "{\"type\":\"cancel\",\"target\":\"a%d\"}", k);
+            send_line(a.fd, req);
+        }
+        ev = run_to_end(&b, "b0", NULL, 0, NULL);
+        TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "b's request is answered");
+        cJSON_Delete(ev);
+        close(a.fd);
+        close(b.fd);
+        stop_server(s11, "eleventh");
     }
     const int rc = test_report();
     if (rc == 0) unlink(g_log);
