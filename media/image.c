@@ -314,6 +314,11 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
         if (comp == 6 || comp == 7)
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: JPEG-compressed TIFF (compression %ld; "
                                "convert it to JPEG or PNG)", name, comp);
+        /* a tiled TIFF (TileWidth, tag 322) came out black, without an error, whatever its
+           compression: FFmpeg 5.1 reads tiles only in DNG (a differential test against Pillow) */
+        if (media_tiff_ifd0_value(buf, len, 322) >= 0)
+            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: tiled TIFF (its pixels are stored in "
+                               "tiles, which this nanovl's TIFF decoder does not read; convert it to PNG)", name);
     }
     switch (k) {
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;

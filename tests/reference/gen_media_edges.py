@@ -25,6 +25,7 @@ orient: a 7x5 image with every orientation 1-8 declared as the format defines it
 sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* header call cannot
   classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
+tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them black).
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
   frame), written by Pillow (16-bit RGB TIFF and PNG by tiff16/png16, a small-frame GIF's header
@@ -251,6 +252,27 @@ def decode(gold):
     gold["decode"] = cases
 
 
+def tiled(gold):
+    """Tiled TIFFs (TileWidth, tag 322), written by ImageMagick's convert (Pillow writes strips):
+    FFmpeg 5.1 decoded them black without an error (a differential test against Pillow, 2026-12-03),
+    so nanovl must refuse them. Pillow is checked to see the tiles and to decode the pixels written.
+    Replaces the dec_tiff_tiled* entries of "decode"; the others stay as they are."""
+    y, x = np.mgrid[0:12, 0:20]
+    rgb = np.stack([x * 12, y * 20, (x * 7 + y * 13) % 256], -1).astype(np.uint8)
+    ppm = os.path.join(EDGES, "tiled_src.ppm")
+    Image.fromarray(rgb).save(ppm)
+    cases = []
+    for name, extra in (("dec_tiff_tiled.tif", []), ("dec_tiff_tiled_lzw.tif", ["-compress", "lzw"])):
+        path = os.path.join(EDGES, name)
+        run("convert", ppm, "-define", "tiff:tile-geometry=16x16", *extra, path)
+        im = Image.open(path)
+        assert 322 in im.tag_v2 and im.tag_v2[322] == 16, (name, dict(im.tag_v2))
+        assert (np.asarray(im.convert("RGB")) == rgb).all(), name
+        cases.append({"file": name, "tol": 0, "refuse": "tiled TIFF"})
+    os.remove(ppm)
+    gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_tiff_tiled")] + cases
+
+
 def webp_refs(gold):
     """The still WebP entries of "columns" again, their reference from Pillow (libwebp) instead of
     ffmpeg's conversion, which differed from it by up to 126 levels at chroma edges; the files
@@ -431,7 +453,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode):
+    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
