@@ -1,14 +1,21 @@
 /* Orientation as the file defines it, applied as Pillow's ImageOps.exif_transpose does:
  * the EXIF/TIFF Orientation tag (274, 0x0112) of IFD0, found in
- *   JPEG: APP1 "Exif\0\0" segment;  PNG: eXIf chunk;  WebP: RIFF "EXIF" chunk;
+ *   JPEG: APP1 "Exif\0\0" segment;  PNG: eXIf chunk, else a "Raw profile type exif" text chunk
+ *   (ImageMagick's and exiftool's older form, as Pillow reads it);  WebP: RIFF "EXIF" chunk;
  *   TIFF: the file's own first IFD.
  * Where the EXIF has no Orientation, XMP's tiff:Orientation is read (JPEG APP1 XMP, PNG iTXt
  * "XML:com.adobe.xmp", WebP "XMP " chunk), as Pillow's getexif() does.
  * Values 2..8 are applied (2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
  * 7 transverse, 8 rotate 90 counter-clockwise); 1, absent or unreadable leaves the image as is.
  * Every read is bounds-checked: metadata is untrusted input. */
+#include <stdint.h>
 #include <string.h>
 
+#ifdef NVL_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+#include "base/alloc.h"
 #include "media_impl.h"
 
 static uint32_t rd16(const uint8_t *q, int le) {
@@ -85,15 +92,99 @@ static int jpeg_orientation(const uint8_t *b, size_t n) {
     return pick_orientation(exif, xmp);
 }
 
+#define RAW_EXIF_MAX (64u << 10) /* bytes of a raw profile's EXIF read: IFD0 comes first */
+
+/* The Orientation in ImageMagick's and exiftool's PNG text form of EXIF (before the eXIf chunk),
+ * "Raw profile type exif": "\nexif\n<length>\n" then hex digits over lines. Pillow's getexif()
+ * reads it where there is no eXIf chunk: bytes.fromhex of the lines after the third (whitespace
+ * between bytes allowed, anything else is no EXIF). -1 when there is none. */
+static long raw_profile_orientation(const uint8_t *t, size_t n) {
+    size_t i = 0;
+    for (int nl = 0; nl < 3 && i < n; i++) nl += t[i] == '\n';
+    uint8_t *exif = nvl_malloc(RAW_EXIF_MAX);
+    if (!exif) return -1;
+    size_t m = 0;
+    int bad = 0;
+    for (int hi = -1; i < n && m < RAW_EXIF_MAX && !bad; i++) {
+        const uint8_t c = t[i];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0) {
+            bad = hi >= 0 || !(c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f');
+            continue;
+        }
+        if (hi < 0) hi = v;
+        else {
+            exif[m++] = (uint8_t)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    const long o = bad ? -1 : media_tiff_ifd0_value(exif, m, 0x0112);
+    nvl_free(exif);
+    return o;
+}
+
+/* The text of a zTXt or compressed iTXt (zlib), its first cap bytes at most, into out; its length
+ * or 0 (damaged, or no zlib in this build). */
+static size_t png_inflate(const uint8_t *z, size_t n, uint8_t *out, size_t cap) {
+#ifdef NVL_HAVE_ZLIB
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) return 0;
+    zs.next_in = (Bytef *)(uintptr_t)z;
+    zs.avail_in = n > UINT32_MAX ? UINT32_MAX : (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    const int r = inflate(&zs, Z_SYNC_FLUSH);
+    const size_t got = r == Z_OK || r == Z_STREAM_END || r == Z_BUF_ERROR ? cap - zs.avail_out : 0;
+    inflateEnd(&zs);
+    return got;
+#else
+    (void)z, (void)n, (void)out, (void)cap;
+    return 0;
+#endif
+}
+
+/* A tEXt / zTXt / iTXt chunk keyed "Raw profile type exif": its orientation (-1: none), else -2
+ * when the chunk is another. */
+static long png_text_raw_exif(const uint8_t *type, const uint8_t *d, size_t len) {
+    static const char key[] = "Raw profile type exif"; /* (and its NUL) */
+    const int text = !memcmp(type, "tEXt", 4), ztxt = !memcmp(type, "zTXt", 4), itxt = !memcmp(type, "iTXt", 4);
+    if (!(text || ztxt || itxt) || len < sizeof key || memcmp(d, key, sizeof key)) return -2;
+    size_t p = sizeof key;
+    int compressed = ztxt;
+    if (ztxt) p++; /* the method byte (0: zlib) */
+    if (itxt) { /* compression flag, method, language NUL, translated keyword NUL */
+        if (p + 2 > len) return -1;
+        compressed = d[p] != 0;
+        p += 2;
+        for (int z = 0; z < 2 && p < len; z++) p += strnlen((const char *)d + p, len - p) + 1;
+    }
+    if (p > len) return -1;
+    if (!compressed) return raw_profile_orientation(d + p, len - p);
+    const size_t cap = 2 * RAW_EXIF_MAX + 64; /* (the hex of RAW_EXIF_MAX bytes and the header) */
+    uint8_t *txt = nvl_malloc(cap);
+    if (!txt) return -1;
+    const size_t m = png_inflate(d + p, len - p, txt, cap);
+    const long o = m ? raw_profile_orientation(txt, m) : -1;
+    nvl_free(txt);
+    return o;
+}
+
 static int png_orientation(const uint8_t *b, size_t n) {
     static const char xmp_key[] = "XML:com.adobe.xmp"; /* an iTXt keyword (and its NUL) */
     size_t i = 8;
-    long exif = -1, xmp = -1;
+    long exif = -1, xmp = -1, raw = -1;
+    int seen_exif = 0;
     while (i + 12 <= n) {
         const size_t len = rd32(b + i, 0);
         if (len > n - i - 12) break;
         const uint8_t *d = b + i + 8;
-        if (!memcmp(b + i + 4, "eXIf", 4) && exif < 0) exif = media_tiff_ifd0_value(d, len, 0x0112);
+        if (!memcmp(b + i + 4, "eXIf", 4) && !seen_exif) {
+            exif = media_tiff_ifd0_value(d, len, 0x0112);
+            seen_exif = 1;
+        }
+        const long r = png_text_raw_exif(b + i + 4, d, len);
+        if (r != -2) raw = r; /* (Pillow's info: the last chunk of a keyword wins) */
         /* iTXt: keyword NUL, compression flag (0: the text as is), method, language NUL, translated NUL, text */
         if (!memcmp(b + i + 4, "iTXt", 4) && xmp < 0 && len > sizeof xmp_key + 2 && !memcmp(d, xmp_key, sizeof xmp_key) &&
             d[sizeof xmp_key] == 0) {
@@ -104,7 +195,7 @@ static int png_orientation(const uint8_t *b, size_t n) {
         if (!memcmp(b + i + 4, "IEND", 4)) break;
         i += 12 + len;
     }
-    return pick_orientation(exif, xmp);
+    return pick_orientation(seen_exif ? exif : raw, xmp);
 }
 
 static int webp_orientation(const uint8_t *b, size_t n) {

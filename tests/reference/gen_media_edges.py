@@ -26,6 +26,7 @@ sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* h
   classify (Y 3x1, 4x2, 3x2, 1x3; Y 2x1 with Cb 1x2 and Cr 1x1; chroma finer than luma), made
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
 tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them black).
+rawexif: PNG EXIF in "Raw profile type exif" text chunks (zTXt, tEXt, iTXt), as Pillow reads it.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
   frame), written by Pillow (16-bit RGB TIFF and PNG by tiff16/png16, a small-frame GIF's header
@@ -273,6 +274,51 @@ def tiled(gold):
     gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_tiff_tiled")] + cases
 
 
+def rawexif(gold):
+    """PNG EXIF in a "Raw profile type exif" text chunk (ImageMagick's and exiftool's form before
+    eXIf; Pillow's getexif() reads it where there is no eXIf chunk) was not applied (a differential
+    test against Pillow, 2026-12-03). Written by Pillow's PngInfo in each chunk type (zTXt, tEXt,
+    compressed iTXt), one with the APP1 "Exif\\0\\0" prefix, one beside an eXIf chunk (which wins);
+    reference = Pillow's exif_transpose + gen_media_goldens.to_rgb8. Replaces the dec_png_raw*
+    entries of "decode"."""
+    from gen_media_goldens import to_rgb8
+    from PIL import ImageOps, PngImagePlugin
+    y, x = np.mgrid[0:12, 0:20]
+    im = Image.fromarray(np.stack([x * 12, y * 20, (x * 7 + y * 13) % 256], -1).astype(np.uint8))
+
+    def profile(o, prefix=b""):  # (Exif.tobytes() starts with the APP1 prefix: the others go without)
+        ex = Image.Exif()
+        ex[274] = o
+        data = ex.tobytes()
+        assert data.startswith(b"Exif\x00\x00")
+        h = (prefix + data[6:]).hex()
+        return "\nexif\n%8d\n" % (len(h) // 2) + "\n".join(h[i:i + 72] for i in range(0, len(h), 72)) + "\n"
+
+    cases = []
+    for name, o, how, prefix, exif_chunk in (("dec_png_rawz_o6.png", 6, "z", b"", None),
+                                             ("dec_png_rawt_o3.png", 3, "t", b"", None),
+                                             ("dec_png_rawi_o8.png", 8, "i", b"", None),
+                                             ("dec_png_rawz_prefix_o5.png", 5, "z", b"Exif\x00\x00", None),
+                                             ("dec_png_rawz_o6_exif1.png", 6, "z", b"", 1)):
+        path = os.path.join(EDGES, name)
+        info = PngImagePlugin.PngInfo()
+        if how == "i":
+            info.add_itxt("Raw profile type exif", profile(o, prefix), zip=True)
+        else:
+            info.add_text("Raw profile type exif", profile(o, prefix), zip=how == "z")
+        kw = {}
+        if exif_chunk is not None:
+            ex = Image.Exif()
+            ex[274] = exif_chunk
+            kw["exif"] = ex.tobytes()
+        im.save(path, pnginfo=info, **kw)
+        src = Image.open(path)
+        assert src.getexif().get(274) == (exif_chunk if exif_chunk is not None else o), name
+        ref = to_rgb8(ImageOps.exif_transpose(Image.open(path)))
+        cases.append({"file": name, "tol": 0, "width": ref.shape[1], "height": ref.shape[0], "pixels": ref.reshape(-1).tolist()})
+    gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_png_raw")] + cases
+
+
 def webp_refs(gold):
     """The still WebP entries of "columns" again, their reference from Pillow (libwebp) instead of
     ffmpeg's conversion, which differed from it by up to 126 levels at chroma edges; the files
@@ -453,7 +499,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled):
+    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
