@@ -67,7 +67,9 @@ static nvl_status read_all(int fd, uint8_t **out, size_t *len, size_t max_bytes,
 
 nvl_status nvl_mapped_file_open(nvl_mapped_file **out, const char *path, nvl_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO is refused below, not waited on (a checkpoint's model.safetensors that
+       was a FIFO hung generate; one linked to /dev/zero was read until memory ran out: a review) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return open_error(err, "cannot open", path, errno);
     struct stat stt;
     if (fstat(fd, &stt) != 0) {
@@ -75,9 +77,12 @@ nvl_status nvl_mapped_file_open(nvl_mapped_file **out, const char *path, nvl_err
         close(fd);
         return open_error(err, "cannot stat", path, e);
     }
-    if (S_ISDIR(stt.st_mode)) {
+    if (!S_ISREG(stt.st_mode)) {
         close(fd);
-        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a directory, expected a file", path);
+        return nvl_err_set(err, NVL_ERR_IO, "'%s' is a %s, expected a regular file", path,
+                           S_ISDIR(stt.st_mode) ? "directory" : S_ISFIFO(stt.st_mode) ? "FIFO"
+                           : S_ISCHR(stt.st_mode) ? "character device" : S_ISSOCK(stt.st_mode) ? "socket"
+                           : S_ISBLK(stt.st_mode) ? "block device" : "special file");
     }
     nvl_mapped_file *f = nvl_calloc(1, sizeof *f);
     char *p = nvl_strdup(path);
@@ -89,19 +94,17 @@ nvl_status nvl_mapped_file_open(nvl_mapped_file **out, const char *path, nvl_err
     }
     f->path = p;
     nvl_status st = NVL_OK;
-    if (S_ISREG(stt.st_mode)) {
-        f->size = (size_t)stt.st_size;
-        if (f->size > 0) {
-            void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (m != MAP_FAILED) {
-                f->data = m;
-                f->mapped = 1;
-            } else {
-                st = read_all(fd, &f->data, &f->size, SIZE_MAX / 2, path, err);
-            }
+    f->size = (size_t)stt.st_size;
+    if (f->size > 0) {
+        void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            f->data = m;
+            f->mapped = 1;
+        } else {
+            const int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            st = read_all(fd, &f->data, &f->size, f->size + 1, path, err); /* (+1: read_all stops at a full buffer of max_bytes) */
         }
-    } else {
-        st = read_all(fd, &f->data, &f->size, SIZE_MAX / 2, path, err);
     }
     close(fd);
     if (st != NVL_OK) {

@@ -6,7 +6,8 @@
  *   const uint8_t *p = nvl_mapped_file_data(f); size_t n = nvl_mapped_file_size(f);
  *   nvl_mapped_file_close(f);
  *
- * When mmap is not possible (a pipe, a special file) the file is read into memory instead.
+ * Regular files only: a FIFO, a device (/dev/zero) or a socket is refused, neither waited on nor
+ * read without end. When mmap fails the file's st_size bytes are read into memory instead.
  * A zero-length file opens with data() == NULL and size() == 0.
  */
 #ifndef KERNELS_BASE_MAPPED_FILE_H
@@ -23,7 +24,8 @@ extern "C" {
 
 typedef struct nvl_mapped_file nvl_mapped_file;
 
-/* @return NVL_OK; NVL_ERR_NOT_FOUND when path does not exist; NVL_ERR_IO otherwise. */
+/* @return NVL_OK; NVL_ERR_NOT_FOUND when path does not exist; NVL_ERR_IO otherwise (a directory,
+ * FIFO, device or socket: "'PATH' is a KIND, expected a regular file"). */
 nvl_status nvl_mapped_file_open(nvl_mapped_file **out, const char *path, nvl_err *err);
 void nvl_mapped_file_close(nvl_mapped_file *f); /* NULL-tolerant */
 /* Valid until nvl_mapped_file_close(). Do not free. */

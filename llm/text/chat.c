@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/alloc.h"
 #include "base/json_util.h"
@@ -503,14 +504,12 @@ nvl_status llm_chat_template_load(const char *dir, char **tmpl, cJSON **special,
     nvl_status st;
     cJSON *cfg = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        fclose(f);
-        if ((st = nvl_json_load_file(&cfg, path, 64u << 20, err)) != NVL_OK) return st;
-    }
+    /* (whether each file is there: stat, not fopen, which waits for a writer on a FIFO; the reads
+       refuse what is not a file: a tokenizer_config.json that was a FIFO hung ask, a review) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (st = nvl_json_load_file(&cfg, path, 64u << 20, err)) != NVL_OK) return st;
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    if ((f = fopen(path, "rb"))) {
-        fclose(f);
+    if (stat(path, &sb) == 0) {
         char *buf = NULL;
         size_t n = 0;
         if ((st = nvl_read_file(path, 16u << 20, &buf, &n, err)) != NVL_OK) {

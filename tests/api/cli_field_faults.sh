@@ -191,6 +191,21 @@ expect 1 "config.json' is a FIFO, expected a file" "$B" inspect "$T/ckfifo"
 rm "$T/ckfifo/config.json" && ln -s "$M/config.json" "$T/ckfifo/config.json"
 rm "$T/ckfifo/tokenizer.json" && mkfifo "$T/ckfifo/tokenizer.json"
 expect 1 "tokenizer.json' is a FIFO, expected a file" "$B" ask --model "$T/ckfifo" "$I" "What?" --max-tokens 1
+rm "$T/ckfifo/tokenizer.json" && ln -s "$M/tokenizer.json" "$T/ckfifo/tokenizer.json"
+# (a review, 2026-12-03) tokenizer_config.json as a FIFO hung ask (its presence was probed by an
+# open); a single-file checkpoint whose model.safetensors is a FIFO hung, one linked to /dev/zero
+# (and inspect /dev/zero) was read until memory ran out (12 GB in 60 s)
+rm "$T/ckfifo/tokenizer_config.json" && mkfifo "$T/ckfifo/tokenizer_config.json"
+EXPECT_TIMEOUT=20 expect 1 "tokenizer_config.json' is a FIFO, expected a file" "$B" ask --model "$T/ckfifo" "$I" "What?" --max-tokens 1
+rm "$T/ckfifo/tokenizer_config.json" && ln -s "$M/tokenizer_config.json" "$T/ckfifo/tokenizer_config.json"
+mkdir "$T/onefile"
+cp "$(dirname "$M")/tiny_nemotron_h/config.json" "$T/onefile/"
+mkfifo "$T/onefile/model.safetensors"
+EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a FIFO, expected a regular file" "$B" generate --model "$T/onefile" --ids "1 2" --max-tokens 1
+EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a FIFO, expected a regular file" "$B" inspect "$T/onefile"
+rm "$T/onefile/model.safetensors" && ln -s /dev/zero "$T/onefile/model.safetensors"
+EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a character device, expected a regular file" "$B" generate --model "$T/onefile" --ids "1 2" --max-tokens 1
+EXPECT_TIMEOUT=20 expect 1 "'/dev/zero' is a character device, expected a regular file" "$B" inspect /dev/zero
 # generation_config.json's eos_token_id outside the vocabulary (never stops; 1e308 cast to an int
 # is undefined) or not an object: refused naming the file
 rm "$T/ckfifo/tokenizer.json" && ln -s "$M/tokenizer.json" "$T/ckfifo/tokenizer.json"
