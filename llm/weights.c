@@ -1,6 +1,7 @@
 /* The NemotronH tensor table: the only place that knows Hugging Face spellings of LM tensors
  * (model.md §2.6, §12.2). Shapes outermost-first, Linear weights (out, in). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -165,10 +166,31 @@ nvl_status llm_check_tensors(const nvl_checkpoint *ck, const llm_hparams *hp, ll
         }
     }
     nvl_free(specs);
-    if (first != NVL_OK && err) {
-        char tail[96];
-        snprintf(tail, sizeof tail, " (expected %lld tensors, bound %lld)", (long long)*n_expected,
-                 (long long)*n_bound);
+    /* tensors of a layer past the config's last: a layer pattern cut short (2 of a checkpoint's 8
+       layers) ran a shorter model with no error, its answers changed (a review) */
+    const size_t lp = strlen(prefix);
+    long past = -1;
+    const char *past_name = NULL;
+    for (int64_t i = 0; i < nvl_checkpoint_count(ck); i++) {
+        const char *nm = nvl_checkpoint_entry(ck, i)->name;
+        if (strncmp(nm, prefix, lp) || strncmp(nm + lp, "layers.", 7)) continue;
+        char *end = NULL;
+        const long l = strtol(nm + lp + 7, &end, 10);
+        if (end && *end == '.' && l >= hp->n_layer && l > past) past = l, past_name = nm;
+    }
+    if (past >= 0) {
+        snprintf(msg, sizeof msg, "the checkpoint has tensors of layer %ld ('%.200s') but config.json's layer pattern "
+                 "has %lld layers: the config does not describe these weights", past, past_name, (long long)hp->n_layer);
+        if (fn) fn(user, NVL_ERR_CONFIG, msg);
+        if (first == NVL_OK) {
+            first = NVL_ERR_CONFIG;
+            nvl_err_set(err, NVL_ERR_CONFIG, "%s", msg);
+        }
+    }
+    if (first != NVL_OK && first != NVL_ERR_CONFIG && err) {
+        char tail[128];
+        snprintf(tail, sizeof tail, " (%lld of the %lld tensors the config asks for are as expected)", (long long)*n_bound,
+                 (long long)*n_expected);
         size_t l = strlen(err->msg);
         snprintf(err->msg + l, sizeof err->msg - l, "%s", tail);
     }

@@ -206,6 +206,15 @@ EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a FIFO, expected a regular fil
 rm "$T/onefile/model.safetensors" && ln -s /dev/zero "$T/onefile/model.safetensors"
 EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a character device, expected a regular file" "$B" generate --model "$T/onefile" --ids "1 2" --max-tokens 1
 EXPECT_TIMEOUT=20 expect 1 "'/dev/zero' is a character device, expected a regular file" "$B" inspect /dev/zero
+# a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
+mkdir "$T/short"
+for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
+rm "$T/short/config.json"
+sed '/"layers_block_type": \[/,/\]/c\  "layers_block_type": ["linear_attention", "mlp"],' \
+    "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/short/config.json"
+check "the layer pattern is cut to 2" grep -q '"layers_block_type": \["linear_attention", "mlp"\],' "$T/short/config.json"
+expect 1 "the checkpoint has tensors of layer 7 ('backbone.layers.7." "$B" generate --model "$T/short" --ids "1 2" --max-tokens 1
+expect 1 "config.json's layer pattern has 2 layers: the config does not describe these weights" "$B" inspect "$T/short"
 # generation_config.json's eos_token_id outside the vocabulary (never stops; 1e308 cast to an int
 # is undefined) or not an object: refused naming the file
 rm "$T/ckfifo/tokenizer.json" && ln -s "$M/tokenizer.json" "$T/ckfifo/tokenizer.json"
