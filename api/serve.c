@@ -104,6 +104,7 @@ struct client {
     double t_out;          /* when its unsent output last shrank or appeared (under the lock) */
     int overflow;          /* output passed the limit: drop the client */
     int rd_closed;         /* the client shut down its writing side: answer, then close */
+    int half_told;         /* told at the signal that its half-sent line was not read */
     int n_jobs;            /* queued + running */
     int n_running;         /* running (fair admission) */
     double t_last_start;   /* when its last request started (0: never) */
@@ -149,6 +150,8 @@ struct server {
 
 #define REFUSALS_LOGGED_PER_S 20 /* log_refusal */
 #define BACKLOG_BYTES (256u << 10) /* client_backlogged */
+#define SEND_PIECE 4096u /* client_write */
+#define QUEUE_REPLAY_MAX 512 /* queue_position */
 
 static volatile sig_atomic_t g_signals;
 static int g_sigpipe[2] = {-1, -1};
@@ -508,9 +511,14 @@ static job *pick_job(server *s, job **prev_out) { return pick_job_rule(s, prev_o
 /* me's place in line (under the lock): 0 when a free place takes it now, else k when it is the k-th
  * to start as places free up. The worker's picks are replayed on the queue as it stands, no
  * request ending or arriving meanwhile: counting every request queued ahead told a client behind
- * another's four queued requests it was fourth, when it started second (a review). At most
- * --max-queue picks of --max-queue jobs. */
+ * another's four queued requests it was fourth, when it started second (a review). With more than
+ * QUEUE_REPLAY_MAX queued (--max-queue raised) the replay, picks of scans of the queue under the
+ * lock, took seconds: the queue's length is given instead, a bound. */
 static int queue_position(server *s, const job *me) {
+    const int mb = s->o->max_batch > 0 ? s->o->max_batch : 1;
+    const int free_places = mb > s->n_running ? mb - s->n_running : 0;
+    if (s->n_queued > QUEUE_REPLAY_MAX) /* (the replay is quadratic: past it, the queue's length, a bound) */
+        return s->n_queued > free_places ? s->n_queued - free_places : 0;
     for (client *c = s->clients; c; c = c->next) {
         c->sim_running = c->n_running;
         c->sim_last_start = c->t_last_start;
@@ -525,8 +533,6 @@ static int queue_position(server *s, const job *me) {
             j->cl->sim_last_start = t += 1e-6; /* (each start later than the one before) */
         }
     }
-    const int mb = s->o->max_batch > 0 ? s->o->max_batch : 1;
-    const int free_places = mb > s->n_running ? mb - s->n_running : 0;
     return ahead + 1 > free_places ? ahead + 1 - free_places : 0;
 }
 
@@ -983,7 +989,11 @@ static int client_write(server *s, client *cl) {
     int rc = 0;
     if (cl->overflow) rc = -1;
     while (rc == 0 && cl->out_off < cl->out.n) {
-        ssize_t w = send(cl->fd, cl->out.p + cl->out_off, cl->out.n - cl->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* in pieces of SEND_PIECE: a Unix socket frees its sender's space when the reader has read
+           a whole sent piece, so the stall rule of serve_tick sees a slow reader's progress (one
+           send of 200 KiB, read at 1 KB/s, looked like no reading at all: a review) */
+        const size_t piece = cl->out.n - cl->out_off < SEND_PIECE ? cl->out.n - cl->out_off : SEND_PIECE;
+        ssize_t w = send(cl->fd, cl->out.p + cl->out_off, piece, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (w <= 0) rc = -1;
@@ -1222,6 +1232,7 @@ static void handle_signals(server *s) {
         for (client *c = s->clients; c; c = c->next) /* a request line half sent: said, not closed on in
                                                          silence (a review) */
             if (!c->rd_closed && (c->n_in > 0 || c->discarding)) {
+                c->half_told = 1;
                 reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
                                                                "sent was not read (retry on another server)"));
                 client_write(s, c); /* best effort: the socket does not block */
@@ -1283,10 +1294,17 @@ static void serve_tick(evloop *l, void *user) {
         const double t_out = c->t_out;
         pthread_mutex_unlock(&s->mu);
         int drop = (c->rd_closed || s->draining) && quiet; /* draining: nothing more will come for it */
+        if (drop && s->draining && !c->rd_closed && !c->half_told && (c->n_in > 0 || c->discarding)) {
+            /* a line half sent behind lines held back at the signal (handle_signals saw none) */
+            reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
+                                                           "sent was not read (retry on another server)"));
+            client_write(s, c); /* best effort: the socket does not block */
+        }
+        if (c->n_log_skipped && floor(t_now) != c->t_log) log_refusals_skipped(s, c); /* (not only at its close) */
         if (!drop && o->idle_timeout_s > 0 && unsent && t_now - t_out > o->idle_timeout_s) {
             /* (not told: it does not read) a client reading nothing held its place for ever, below
                --max-pending-output (a review: 8 such clients took every --max-clients place) */
-            slog(s, "closing a connection: the client read none of its events for more than %g s (--idle-timeout)",
+            slog(s, "closing a connection: the client read under 4 KiB of its events in %g s (--idle-timeout)",
                  o->idle_timeout_s);
             drop = 1;
         } else if (!drop && o->idle_timeout_s > 0) {
