@@ -99,6 +99,18 @@ static const char *k_usage =
     "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";
 
+/* rc, or 1 when what was written to stdout did not reach it (a full disk, /dev/full, a closed
+ * pipe): a run that thought it succeeded failed (one that failed has said why already). `--help`
+ * and `-V` answered 0 into /dev/full, `help` and `version` 1 (a review). */
+static int output_checked(const char *cmd, int rc) {
+    errno = 0;
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "nanovl %s: cannot write the output: %s\n", cmd, errno ? strerror(errno) : "write error");
+        rc = 1;
+    }
+    return rc;
+}
+
 static int cmd_help(int argc, char **argv) {
     (void)argc;
     (void)argv;
@@ -284,7 +296,7 @@ int main(int argc, char **argv) {
         }
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cmd_help(0, NULL);
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return output_checked("--help", cmd_help(0, NULL));
     /* --backend X anywhere after the command: NVL_BACKEND=X for this run (every command that loads
        a model takes its backend from there); removed before the command parses its options */
     for (int a = 2; a < argc && strcmp(argv[a], "--");) { /* (after "--" every argument is a file) */
@@ -330,12 +342,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nanovl: %s\n", env_err.msg);
         return EXIT_USAGE;
     }
-    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return cmd_version(0, NULL);
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) return output_checked("--version", cmd_version(0, NULL));
     if (!strcmp(cmd, "help") && argc > 2) /* `nanovl help ask`: that command's help */
         for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
             if (!strcmp(argv[2], k_commands[i].name) && strcmp(argv[2], "help") && strcmp(argv[2], "version")) {
                 char *h[] = {(char *)"--help", NULL};
-                return k_commands[i].fn(1, h);
+                return output_checked("help", k_commands[i].fn(1, h));
             }
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(cmd, k_commands[i].name)) {
@@ -343,16 +355,7 @@ int main(int argc, char **argv) {
             const int own_help = strcmp(cmd, "version") && strcmp(cmd, "help");
             for (int a = 2; a < argc && !own_help; a++)
                 if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) return cmd_help(0, NULL);
-            int rc = k_commands[i].fn(argc - 2, argv + 2);
-            /* what the command wrote to stdout must have reached it (a full disk, /dev/full, a
-               closed pipe): otherwise a run that thought it succeeded failed (one that failed
-               has said why already) */
-            errno = 0;
-            if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
-                fprintf(stderr, "nanovl %s: cannot write the output: %s\n", cmd, errno ? strerror(errno) : "write error");
-                rc = 1;
-            }
-            return rc;
+            return output_checked(cmd, k_commands[i].fn(argc - 2, argv + 2));
         }
     fprintf(stderr, "nanovl: unknown command '%s' (try 'nanovl --help')\n", cmd);
     return EXIT_USAGE;

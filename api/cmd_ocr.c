@@ -1062,6 +1062,26 @@ int cmd_ocr(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    if (out_path && skip == 0) { /* none of the inputs opens: OUT is not emptied for a run that reads
+                                    nothing (a typo in the file name replaced a finished OUT with an
+                                    error comment: a review) */
+        int readable = 0;
+        for (int f = 0; f < n_files && !readable; f++) {
+            const int fd = strcmp(files[f], "-") ? open(files[f], O_RDONLY | O_CLOEXEC | O_NONBLOCK) : STDIN_FILENO;
+            readable = fd >= 0;
+            if (fd > STDIN_FILENO) close(fd);
+        }
+        if (!readable && n_files > 0) {
+            for (int f = 0; f < n_files; f++) {
+                const int fd = open(files[f], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+                fprintf(stderr, "nanovl ocr: cannot open '%s': %s\n", files[f], strerror(errno));
+                if (fd >= 0) close(fd);
+            }
+            fprintf(stderr, "nanovl ocr: no input could be opened: '%s' is left as it was\n", out_path);
+            rc = 1;
+            goto out;
+        }
+    }
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;

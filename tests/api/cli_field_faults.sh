@@ -35,6 +35,10 @@ if [ -w /dev/full ]; then
     expect 1 "cannot write the output: No space left" sh -c "'$B' ocr --model '$M' '$P2' --max-tokens 8 > /dev/full"
     expect 1 "nanovl ask: cannot write the output" sh -c "'$B' ask --model '$M' '$I' 'What?' --max-tokens 2 > /dev/full"
     expect 1 "nanovl inspect: cannot write the output" sh -c "'$B' inspect '$M' > /dev/full"
+    # --help and -V exited 0 into /dev/full where help and version exited 1 (a review)
+    for a in --help -V help version "help ask" "ocr --help"; do
+        expect 1 "cannot write the output" sh -c "'$B' $a > /dev/full"
+    done
 else
     echo "(no writable /dev/full here: the full-disk cases skipped)"
 fi
@@ -206,6 +210,13 @@ EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a FIFO, expected a regular fil
 rm "$T/onefile/model.safetensors" && ln -s /dev/zero "$T/onefile/model.safetensors"
 EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a character device, expected a regular file" "$B" generate --model "$T/onefile" --ids "1 2" --max-tokens 1
 EXPECT_TIMEOUT=20 expect 1 "'/dev/zero' is a character device, expected a regular file" "$B" inspect /dev/zero
+# ocr -o: a run whose inputs none opens leaves OUT as it was (a typo in the file name replaced a
+# finished OUT with an error comment: a review); one input that opens writes OUT as before
+printf 'precious\n' > "$T/keep.md"
+expect 1 "no input could be opened: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$T/nonexistent.pdf" -o "$T/keep.md"
+check "ocr -o: OUT untouched when no input opens" grep -qx precious "$T/keep.md"
+expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$I" --max-tokens 2 -o "$T/keep.md"
+check "ocr -o: OUT written when one input opens" grep -q "error: not_found" "$T/keep.md"
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
 mkdir "$T/short"
 for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
