@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -123,7 +125,8 @@ done:
 }
 static void on_write_error(png_structp p, png_const_charp msg) {
     png_src *s = png_get_error_ptr(p);
-    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    const int e = errno; /* (libpng's "Write Error" after fwrite failed: say why) */
+    snprintf(s->msg, sizeof s->msg, "%s%s%s", msg, e ? ": " : "", e ? strerror(e) : "");
     longjmp(s->jb, 1);
 }
 
@@ -142,6 +145,7 @@ nvl_status media_image_write_png(const media_image *img, const char *path, nvl_e
         st = nvl_err_set(err, NVL_ERR_IO, "%s: writing PNG: %s", path, src.msg);
         goto done;
     }
+    errno = 0;
     png_init_io(p, fp);
     png_set_IHDR(p, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -150,7 +154,11 @@ nvl_status media_image_write_png(const media_image *img, const char *path, nvl_e
     png_write_end(p, NULL);
 done:
     png_destroy_write_struct(&p, &info);
-    if (fclose(fp) != 0 && st == NVL_OK) st = nvl_err_set(err, NVL_ERR_IO, "%s: write failed", path);
+    if (fclose(fp) != 0 && st == NVL_OK) st = nvl_err_set(err, NVL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (st != NVL_OK) { /* not a truncated PNG that looks real (a full disk: a review) */
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(path);
+    }
     return st;
 }
 #else

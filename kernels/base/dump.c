@@ -1,10 +1,12 @@
 /* NANOVL_DUMP_DIR intermediates: raw files and a JSON index rewritten after every tensor. */
 #include "dump.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -44,12 +46,17 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
     snprintf(path, sizeof path, "%s/%s.bin", dir, name);
     size_t n = nvl_dtype_size(dtype);
     for (int i = 0; i < n_dims; i++) n *= (size_t)shape[i];
+    /* a file that could not be written whole is removed and left out of index.json (a full disk
+       left truncated .bin files and an empty index.json that looked real: a review) */
     FILE *f = fopen(path, "wb");
     int bad = !f || fwrite(data, 1, n, f) != n;
-    if (f && fclose(f) != 0) bad = 1;
+    int e = bad ? errno : 0;
+    if (f && fclose(f) != 0 && !bad) bad = 1, e = errno;
     if (bad) {
-        NVL_LOG_WARN("dump: cannot write %s\n", path);
+        NVL_LOG_WARN("dump: cannot write %s: %s\n", path, e ? strerror(e) : "write error");
+        if (f) unlink(path);
         g_failed++;
+        return;
     }
     int k = 0;
     while (k < g_n && strcmp(g_index[k].name, name)) k++;
@@ -61,9 +68,12 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
     g_index[k].dtype = dtype;
     g_index[k].n_dims = n_dims;
     for (int i = 0; i < n_dims && i < NVL_MAX_DIMS; i++) g_index[k].shape[i] = shape[i];
+    char tmp[1420]; /* (written beside, then renamed: a failed rewrite keeps the index before it) */
     snprintf(path, sizeof path, "%s/index.json", dir);
-    f = fopen(path, "w");
+    snprintf(tmp, sizeof tmp, "%s/index.json.tmp", dir);
+    f = fopen(tmp, "w");
     if (!f) {
+        NVL_LOG_WARN("dump: cannot write %s: %s\n", tmp, strerror(errno));
         g_failed++;
         return;
     }
@@ -75,5 +85,10 @@ void nvl_dump(const char *name, nvl_dtype dtype, int n_dims, const int64_t *shap
         fprintf(f, "]}%s\n", i + 1 < g_n ? "," : "");
     }
     fprintf(f, "]}\n");
-    if (ferror(f) | fclose(f)) g_failed++;
+    const int werr = ferror(f) | (fclose(f) != 0);
+    if (werr || rename(tmp, path) != 0) {
+        NVL_LOG_WARN("dump: cannot write %s: %s\n", path, errno ? strerror(errno) : "write error");
+        unlink(tmp);
+        g_failed++;
+    }
 }

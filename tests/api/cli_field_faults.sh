@@ -210,6 +210,15 @@ EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a FIFO, expected a regular fil
 rm "$T/onefile/model.safetensors" && ln -s /dev/zero "$T/onefile/model.safetensors"
 EXPECT_TIMEOUT=20 expect 1 "model.safetensors' is a character device, expected a regular file" "$B" generate --model "$T/onefile" --ids "1 2" --max-tokens 1
 EXPECT_TIMEOUT=20 expect 1 "'/dev/zero' is a character device, expected a regular file" "$B" inspect /dev/zero
+# render / embed past the file size limit (as a full disk): exit 1, the error's cause named, no
+# truncated page-N.png / NAME.bin left looking real, no empty index.json (a review)
+expect 1 "page-1.png: writing PNG: Write Error: File too large" \
+    sh -c "ulimit -f 40; trap '' XFSZ; '$B' render '$P2' -o '$T/fz-r' --pages 1-2"
+check "render past the limit leaves no partial page" sh -c "! ls '$T/fz-r'/*.png 2>/dev/null | grep -q ."
+expect 1 "dump: cannot write .*tiles.bin: File too large" \
+    sh -c "ulimit -f 20; trap '' XFSZ; '$B' embed --model '$M' '$I' -o '$T/fz-e'"
+check "embed past the limit leaves no partial tensor or empty index" \
+    sh -c "! ls '$T/fz-e'/*.bin 2>/dev/null | grep -q . && ! [ -e '$T/fz-e/index.json' ]"
 # ocr -o: a run whose inputs none opens leaves OUT as it was (a typo in the file name replaced a
 # finished OUT with an error comment: a review); one input that opens writes OUT as before
 printf 'precious\n' > "$T/keep.md"
