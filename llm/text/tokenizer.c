@@ -422,17 +422,32 @@ static nvl_status load_json(llm_tokenizer *t, const cJSON *root, tok_lists *L, c
 
     if (!L->ok && (st = lists_from_json(L, vocab, merges, what, err)) != NVL_OK) return st;
     /* id space */
-    int64_t max_id = -1;
+    int64_t max_id = -1, n_entries = (int64_t)L->n_vocab;
+    const char *max_name = NULL;
     const cJSON *it;
     for (size_t i = 0; i < L->n_vocab; i++)
-        if (L->vocab_id[i] > max_id) max_id = L->vocab_id[i];
+        if (L->vocab_id[i] > max_id) max_id = L->vocab_id[i], max_name = L->vocab[i].s;
     if (cJSON_IsArray(added))
         cJSON_ArrayForEach(it, added) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
             if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8)
                 return nvl_err_set(err, NVL_ERR_CONFIG, "%s: an added_tokens entry has no valid 'id'", what);
-            if ((int64_t)id->valuedouble > max_id) max_id = (int64_t)id->valuedouble;
+            n_entries++;
+            if ((int64_t)id->valuedouble > max_id) {
+                max_id = (int64_t)id->valuedouble;
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+                max_name = cJSON_IsString(c) ? c->valuestring : "(an added token)";
+            }
         }
+    /* the id space is allocated per id (about 40 bytes each with the string map): one id of 99999999
+       among 1536 entries took 8.6 GB before any check (a review). A tokenizer's ids run nearly
+       dense up to its model's vocabulary (padded to a multiple of 64 or 128 at most); 4 times the
+       entries, plus 4096, is far past any published one. */
+    if (max_id >= 4 * n_entries + 4096)
+        return nvl_err_set(err, NVL_ERR_CONFIG,
+                           "%s: token '%.60s' has id %lld, past 4 x the %lld entries + 4096: the ids of a tokenizer run "
+                           "nearly dense (a damaged file?)", what, max_name ? max_name : "", (long long)max_id,
+                           (long long)n_entries);
     t->n_tokens = max_id + 1;
     t->tokens = nvl_calloc((size_t)t->n_tokens + 1, sizeof *t->tokens);
     t->is_added = nvl_calloc((size_t)t->n_tokens + 1, 1);

@@ -226,6 +226,13 @@ expect 1 "no input could be opened: '.*keep.md' is left as it was" "$B" ocr --mo
 check "ocr -o: OUT untouched when no input opens" grep -qx precious "$T/keep.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$I" --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT written when one input opens" grep -q "error: not_found" "$T/keep.md"
+# one vocabulary id near the 1e8 cap: the id space was allocated first (8.6 GB), now refused
+mkdir "$T/bigid"
+for f in "$M"/*; do ln -s "$f" "$T/bigid/$(basename "$f")"; done
+rm "$T/bigid/tokenizer.json"
+sed 's/"<SPECIAL_5>": *5\b/"<SPECIAL_5>": 99999999/' "$M/tokenizer.json" > "$T/bigid/tokenizer.json"
+check "the id was replaced" grep -q '"<SPECIAL_5>": 99999999' "$T/bigid/tokenizer.json"
+expect 1 "token '<SPECIAL_5>' has id 99999999, past 4 x the" "$B" generate --model "$T/bigid" --ids "1 2" --max-tokens 1
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
 mkdir "$T/short"
 for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
