@@ -177,9 +177,20 @@ nvl_status llm_hparams_from_json(llm_hparams *hp, const cJSON *root, const char 
                                tsl_key, n);
         hp->dt_min = v[0];
         hp->dt_max = isnan(v[1]) ? INFINITY : v[1];
+        if (!(hp->dt_min >= 0) || !(hp->dt_min <= hp->dt_max)) /* (NaN or reversed: accepted, a review) */
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is [%g, %g], expected [min, max] with 0 <= min <= max",
+                               what, tsl_key, v[0], v[1]);
     }
 
     CHECK(positive(hp->n_vocab, "vocab_size", what, err));
+    { /* special ids: -1 (none) or a token of the vocabulary (eos_token_id -7 was taken: a review) */
+        static const char *const keys[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+        const int64_t ids[] = {hp->bos_id, hp->eos_id, hp->pad_id};
+        for (int i = 0; i < 3; i++)
+            if (ids[i] < -1 || ids[i] >= hp->n_vocab)
+                return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s is %lld, expected a token id of the %lld-token vocabulary",
+                                   what, keys[i], (long long)ids[i], (long long)hp->n_vocab);
+    }
     CHECK(positive(hp->n_embd, "hidden_size", what, err));
     CHECK(positive(hp->d_conv, "conv_kernel", what, err));
     CHECK(positive(hp->chunk_size, "chunk_size", what, err));

@@ -233,6 +233,14 @@ rm "$T/bigid/tokenizer.json"
 sed 's/"<SPECIAL_5>": *5\b/"<SPECIAL_5>": 99999999/' "$M/tokenizer.json" > "$T/bigid/tokenizer.json"
 check "the id was replaced" grep -q '"<SPECIAL_5>": 99999999' "$T/bigid/tokenizer.json"
 expect 1 "token '<SPECIAL_5>' has id 99999999, past 4 x the" "$B" generate --model "$T/bigid" --ids "1 2" --max-tokens 1
+# config values that were taken unchecked: eos_token_id -7, time_step_limit reversed
+mkdir "$T/cfgval"
+for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/cfgval/$(basename "$f")"; done
+rm "$T/cfgval/config.json"
+sed 's/"eos_token_id": 2,/"eos_token_id": -7,/' "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/cfgval/config.json"
+expect 1 "eos_token_id is -7, expected a token id of the" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
+sed '/"time_step_limit": \[/,/^  \]/c\  "time_step_limit": [5.0, 1.0],' "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/cfgval/config.json"
+expect 1 "time_step_limit is \[5, 1\], expected \[min, max\]" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
 mkdir "$T/short"
 for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
