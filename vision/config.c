@@ -39,7 +39,13 @@ static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, co
     CHECK(nvl_json_get_double_array(c, key, v, 3, &n, what, err));
     if (n != 3)
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s has %d values, expected 3", what, key, n);
-    for (int i = 0; i < 3; i++) out[i] = (float)v[i];
+    for (int i = 0; i < 3; i++) { /* (a NaN mean was reported by the kernel's name at the first image: a review) */
+        const int is_std = strstr(key, "std") != NULL;
+        if (!isfinite(v[i]) || (is_std && !(v[i] > 0)))
+            return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s[%d] is %g, expected a finite number%s", what, key, i, v[i],
+                               is_std ? " > 0" : "");
+        out[i] = (float)v[i];
+    }
     return NVL_OK;
 }
 

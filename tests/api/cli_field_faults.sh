@@ -241,6 +241,14 @@ sed 's/"eos_token_id": 2,/"eos_token_id": -7,/' "$(dirname "$M")/tiny_nemotron_h
 expect 1 "eos_token_id is -7, expected a token id of the" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
 sed '/"time_step_limit": \[/,/^  \]/c\  "time_step_limit": [5.0, 1.0],' "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/cfgval/config.json"
 expect 1 "time_step_limit is \[5, 1\], expected \[min, max\]" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
+# vision norm_mean / norm_std that are not finite (std not > 0): refused naming the key, not by
+# the normalisation kernel's name at the first image
+mkdir "$T/vnorm"
+for f in "$M"/*; do ln -s "$f" "$T/vnorm/$(basename "$f")"; done
+rm "$T/vnorm/config.json"
+sed 's/^    0\.48145466,$/    1e999,/' "$M/config.json" > "$T/vnorm/config.json"
+check "norm_mean[0] was replaced" grep -q '^    1e999,$' "$T/vnorm/config.json"
+expect 1 "norm_mean\[0\] is inf, expected a finite number" "$B" inspect "$T/vnorm"
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
 mkdir "$T/short"
 for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
