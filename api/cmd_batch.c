@@ -922,7 +922,7 @@ int cmd_batch(int argc, char **argv) {
     cli_progress_init(&prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;
-    int n_ok = 0, n_fail = 0, n_run = 0;
+    int n_ok = 0, n_fail = 0, n_run = 0, n_unwritten = 0;
     double t0 = nvl_now();
     if (n_mine - n_skip > 0) {
         cli_progress_show(&prog, 1, "loading %s", model);
@@ -1013,6 +1013,7 @@ int cmd_batch(int argc, char **argv) {
             if (write_line(fd, j->o) != 0) {
                 cli_progress_clear(&prog);
                 fprintf(stderr, "nanovl batch: %s: write failed: %s\n", out_path, strerror(errno));
+                n_unwritten++; /* (counted nowhere in the summary before: a review) */
                 job_free(j);
                 rc = 1;
                 halt = 1;
@@ -1062,8 +1063,12 @@ int cmd_batch(int argc, char **argv) {
         char prev[96] = "";
         if (n_prev_fail)
             snprintf(prev, sizeof prev, " (%d of them failed: --retry-failed redoes them)", n_prev_fail);
-        fprintf(stderr, "nanovl batch: shard %d/%d: %d job%s, %d already done%s, %d ok, %d failed%s in %s -> %s\n", shard,
-                n_shards, n_mine, n_mine == 1 ? "" : "s", n_skip, prev, n_ok, n_fail,
+        char lost[80] = "";
+        if (n_unwritten)
+            snprintf(lost, sizeof lost, ", %d answered but not written (a rerun redoes %s)", n_unwritten,
+                     n_unwritten == 1 ? "it" : "them");
+        fprintf(stderr, "nanovl batch: shard %d/%d: %d job%s, %d already done%s, %d ok, %d failed%s%s in %s -> %s\n", shard,
+                n_shards, n_mine, n_mine == 1 ? "" : "s", n_skip, prev, n_ok, n_fail, lost,
                 g_stop ? ", interrupted (rerun to resume)" : "", el, out_path);
     }
     if (n_fail || n_prev_fail) rc = 1; /* every failure of the shard's jobs, this run's or recorded */

@@ -219,6 +219,12 @@ expect 1 "dump: cannot write .*tiles.bin: File too large" \
     sh -c "ulimit -f 20; trap '' XFSZ; '$B' embed --model '$M' '$I' -o '$T/fz-e'"
 check "embed past the limit leaves no partial tensor or empty index" \
     sh -c "! ls '$T/fz-e'/*.bin 2>/dev/null | grep -q . && ! [ -e '$T/fz-e/index.json' ]"
+# batch past the file size limit: the answered job lost to the failed write is counted in the
+# summary (it was counted nowhere: "1 job, 0 ok, 0 failed")
+printf '{"id":"a","files":["%s"],"question":"hi","params":{"max_tokens":2}}\n' "$I" > "$T/fz-jobs.jsonl"
+# (the limit in a subshell: its messages go through a pipe to a cat without it)
+expect 0 "0 ok, 0 failed, 1 answered but not written (a rerun redoes it)" \
+    sh -c "(ulimit -f 0; trap '' XFSZ; '$B' batch --model '$M' '$T/fz-jobs.jsonl' --out '$T/fz-res.jsonl') 2>&1 | cat"
 # ocr -o: a run whose inputs none opens leaves OUT as it was (a typo in the file name replaced a
 # finished OUT with an error comment: a review); one input that opens writes OUT as before
 printf 'precious\n' > "$T/keep.md"
