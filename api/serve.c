@@ -104,7 +104,7 @@ struct client {
     double t_out;          /* when its unsent output last shrank or appeared (under the lock) */
     int overflow;          /* output passed the limit: drop the client */
     int rd_closed;         /* the client shut down its writing side: answer, then close */
-    int half_told;         /* told at the signal that its half-sent line was not read */
+    int half_told;         /* told its half-sent line was not read (tell_half_line) */
     int n_jobs;            /* queued + running */
     int n_running;         /* running (fair admission) */
     double t_last_start;   /* when its last request started (0: never) */
@@ -1171,6 +1171,16 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
     }
 }
 
+/* Draining: a client with a request line half sent is told it was not read, once; it was closed on
+ * in silence (a review), also when the line came after lines held back at the signal. */
+static void tell_half_line(server *s, client *c) {
+    if (c->rd_closed || c->half_told || !(c->n_in > 0 || c->discarding)) return;
+    c->half_told = 1;
+    reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
+                                                   "sent was not read (retry on another server)"));
+    client_write(s, c); /* best effort: the socket does not block */
+}
+
 /* Drops a client, saying so when it is for not reading its events. */
 static void client_drop_logged(server *s, client *c) {
     pthread_mutex_lock(&s->mu);
@@ -1229,14 +1239,7 @@ static void handle_signals(server *s) {
                line half sent, unread at the signal, was closed on in silence: a review) */
             if (!c->rd_closed && client_read(s, c) > 0) c->rd_closed = 1;
         }
-        for (client *c = s->clients; c; c = c->next) /* a request line half sent: said, not closed on in
-                                                         silence (a review) */
-            if (!c->rd_closed && (c->n_in > 0 || c->discarding)) {
-                c->half_told = 1;
-                reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
-                                                               "sent was not read (retry on another server)"));
-                client_write(s, c); /* best effort: the socket does not block */
-            }
+        for (client *c = s->clients; c; c = c->next) tell_half_line(s, c);
     } else {
         pthread_mutex_lock(&s->mu);
         for (job *j = s->running; j; j = j->next) __atomic_store_n(&j->cancel, CANCEL_SHUTDOWN, __ATOMIC_RELAXED);
@@ -1294,12 +1297,7 @@ static void serve_tick(evloop *l, void *user) {
         const double t_out = c->t_out;
         pthread_mutex_unlock(&s->mu);
         int drop = (c->rd_closed || s->draining) && quiet; /* draining: nothing more will come for it */
-        if (drop && s->draining && !c->rd_closed && !c->half_told && (c->n_in > 0 || c->discarding)) {
-            /* a line half sent behind lines held back at the signal (handle_signals saw none) */
-            reply(s, c, error_event(NULL, "shutting_down", "the server is shutting down; the request line being "
-                                                           "sent was not read (retry on another server)"));
-            client_write(s, c); /* best effort: the socket does not block */
-        }
+        if (drop && s->draining) tell_half_line(s, c); /* (one behind lines held back at the signal) */
         if (c->n_log_skipped && floor(t_now) != c->t_log) log_refusals_skipped(s, c); /* (not only at its close) */
         if (!drop && o->idle_timeout_s > 0 && unsent && t_now - t_out > o->idle_timeout_s) {
             /* (not told: it does not read) a client reading nothing held its place for ever, below

@@ -28,7 +28,7 @@ static nvl_status copy_str(char *dst, size_t cap, const cJSON *c, const char *ke
     return NVL_OK;
 }
 
-static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, const float def[3],
+static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, const float def[3], int positive,
                                const char *what, nvl_err *err) {
     if (!cJSON_GetObjectItemCaseSensitive(c, key)) {
         memcpy(out, def, 3 * sizeof(float));
@@ -40,10 +40,9 @@ static nvl_status read_triplet(float out[3], const cJSON *c, const char *key, co
     if (n != 3)
         return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s has %d values, expected 3", what, key, n);
     for (int i = 0; i < 3; i++) { /* (a NaN mean was reported by the kernel's name at the first image: a review) */
-        const int is_std = strstr(key, "std") != NULL;
-        if (!isfinite(v[i]) || (is_std && !(v[i] > 0)))
+        if (!isfinite(v[i]) || (positive && !(v[i] > 0)))
             return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s[%d] is %g, expected a finite number%s", what, key, i, v[i],
-                               is_std ? " > 0" : "");
+                               positive ? " > 0" : "");
         out[i] = (float)v[i];
     }
     return NVL_OK;
@@ -132,8 +131,8 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, c
     CHECK(copy_str(vc->ps_version, sizeof vc->ps_version, root, "ps_version", "v2", what, err));
     CHECK(nvl_json_opt_bool(root, "use_thumbnail", 1, &vc->use_thumbnail, what, err));
     CHECK(nvl_json_opt_int(root, "max_num_tiles", 12, &vc->max_num_tiles, what, err));
-    CHECK(read_triplet(vc->norm_mean, root, "norm_mean", k_clip_mean, what, err));
-    CHECK(read_triplet(vc->norm_std, root, "norm_std", k_clip_std, what, err));
+    CHECK(read_triplet(vc->norm_mean, root, "norm_mean", k_clip_mean, 0, what, err));
+    CHECK(read_triplet(vc->norm_std, root, "norm_std", k_clip_std, 1, what, err));
     CHECK(nvl_json_opt_double(root, "video_pruning_rate", 0.0, &vc->video_pruning_rate, what, err));
     CHECK(nvl_json_opt_int(root, "vit_hidden_size", 0, &vc->vit_hidden_size, what, err));
     CHECK(nvl_json_opt_int(root, "projector_hidden_size", 0, &vc->projector_hidden_size, what, err));

@@ -14,6 +14,10 @@ B=$1 M=$2 I=$3 S=$4
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/expect.sh"
+# DST: a checkpoint folder whose files are links to SRC's (a test replaces the ones it damages)
+linked_copy() {
+    mkdir "$2" && for f in "$1"/*; do ln -s "$f" "$2/$(basename "$f")"; done
+}
 P2=$(dirname "$I")/two_pages.pdf
 # an empty question on stdin: refused (exit 2), not a crash (134)
 expect 2 "the question on stdin is empty" "$B" ask --model "$M" -q -
@@ -55,7 +59,7 @@ printf '[{"role":"bogus","content":"hello there"}]' > "$T/chat.json"
 expect 1 "message 0 has role 'bogus'" sh -c "'$B' tokenize --model '$M' --chat < '$T/chat.json'"
 # a tokenizer whose <image> is only a vocabulary entry, not an added token (split as text):
 # refused at load, a problem in inspect (it answered, with every prompt wrong)
-mkdir "$T/split" && for f in "$M"/*; do ln -s "$f" "$T/split/"; done
+linked_copy "$M" "$T/split"
 rm "$T/split/tokenizer.json"
 # (the added_tokens array emptied: from its opening line to the "]," closing it)
 awk '/^  "added_tokens": \[/ { print "  \"added_tokens\": [],"; skip = 1; next } skip && /^  \],/ { skip = 0; next } !skip' \
@@ -188,8 +192,7 @@ printf '{"id":"o1","type":"ocr","files":["%s","%s/gone.png"],"params":{"max_toke
 expect 1 "o1 (line 1): 1 of 2 pages or files failed (see pages); the first: .*gone.png" \
     "$B" batch --model "$M" "$T/o.jsonl" --out "$T/o.res" --no-progress
 # a checkpoint's JSON file that is a FIFO hung every command (opening it waited for a writer)
-mkdir "$T/ckfifo"
-for f in "$M"/*; do ln -s "$f" "$T/ckfifo/$(basename "$f")"; done
+linked_copy "$M" "$T/ckfifo"
 rm "$T/ckfifo/config.json" && mkfifo "$T/ckfifo/config.json"
 expect 1 "config.json' is a FIFO, expected a file" "$B" inspect "$T/ckfifo"
 rm "$T/ckfifo/config.json" && ln -s "$M/config.json" "$T/ckfifo/config.json"
@@ -233,15 +236,13 @@ check "ocr -o: OUT untouched when no input opens" grep -qx precious "$T/keep.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$I" --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT written when one input opens" grep -q "error: not_found" "$T/keep.md"
 # one vocabulary id near the 1e8 cap: the id space was allocated first (8.6 GB), now refused
-mkdir "$T/bigid"
-for f in "$M"/*; do ln -s "$f" "$T/bigid/$(basename "$f")"; done
+linked_copy "$M" "$T/bigid"
 rm "$T/bigid/tokenizer.json"
 sed 's/"<SPECIAL_5>": *5\b/"<SPECIAL_5>": 99999999/' "$M/tokenizer.json" > "$T/bigid/tokenizer.json"
 check "the id was replaced" grep -q '"<SPECIAL_5>": 99999999' "$T/bigid/tokenizer.json"
 expect 1 "token '<SPECIAL_5>' has id 99999999, past 4 x the" "$B" generate --model "$T/bigid" --ids "1 2" --max-tokens 1
 # config values that were taken unchecked: eos_token_id -7, time_step_limit reversed
-mkdir "$T/cfgval"
-for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/cfgval/$(basename "$f")"; done
+linked_copy "$(dirname "$M")/tiny_nemotron_h" "$T/cfgval"
 rm "$T/cfgval/config.json"
 sed 's/"eos_token_id": 2,/"eos_token_id": -7,/' "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/cfgval/config.json"
 expect 1 "eos_token_id is -7, expected a token id of the" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
@@ -249,15 +250,13 @@ sed '/"time_step_limit": \[/,/^  \]/c\  "time_step_limit": [5.0, 1.0],' "$(dirna
 expect 1 "time_step_limit is \[5, 1\], expected \[min, max\]" "$B" generate --model "$T/cfgval" --ids "1 2" --max-tokens 1
 # vision norm_mean / norm_std that are not finite (std not > 0): refused naming the key, not by
 # the normalisation kernel's name at the first image
-mkdir "$T/vnorm"
-for f in "$M"/*; do ln -s "$f" "$T/vnorm/$(basename "$f")"; done
+linked_copy "$M" "$T/vnorm"
 rm "$T/vnorm/config.json"
 sed 's/^    0\.48145466,$/    1e999,/' "$M/config.json" > "$T/vnorm/config.json"
 check "norm_mean[0] was replaced" grep -q '^    1e999,$' "$T/vnorm/config.json"
 expect 1 "norm_mean\[0\] is inf, expected a finite number" "$B" inspect "$T/vnorm"
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
-mkdir "$T/short"
-for f in "$(dirname "$M")"/tiny_nemotron_h/*; do ln -s "$f" "$T/short/$(basename "$f")"; done
+linked_copy "$(dirname "$M")/tiny_nemotron_h" "$T/short"
 rm "$T/short/config.json"
 sed '/"layers_block_type": \[/,/\]/c\  "layers_block_type": ["linear_attention", "mlp"],' \
     "$(dirname "$M")/tiny_nemotron_h/config.json" > "$T/short/config.json"
