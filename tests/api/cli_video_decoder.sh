@@ -24,8 +24,11 @@ n=$((n + 1)); grep -q '"id":"a".*"code":"limit_exceeded".*needed more than 512 M
     echo "FAIL: batch:"; sed 's/^/    /' "$T/res.jsonl" "$T/out" | head -10; fail=$((fail + 1)); }
 # a file named by a descriptor: the decoder reads the one nanovl opened
 expect_fixed 0 "sampled at 2.0 fps: 4 frames" sh -c "'$B' media-info /dev/stdin < '$C'"
-# the time bound (0.2 s: the huge frames' stream information alone takes longer)
-expect_fixed 1 "huge_frames.mp4: reading its frame times took longer than 0.2 s" "$B" media-info "$H" --video-timeout 0.2
+# the time bound (0.2 s: the huge frames' stream information alone takes longer; on a loaded
+# machine under ASan the bound can pass while the decoder process is still starting, which is
+# the same bound told at its earlier step: seen once in a clean-clone CI)
+expect 1 "huge_frames.mp4: \(reading its frame times took longer than 0.2 s\|the time limit passed while the video decoder started\)" \
+    "$B" media-info "$H" --video-timeout 0.2
 # bad values
 expect_fixed 2 "--video-timeout needs a number in 0..86400, got soon" "$B" media-info "$C" --video-timeout soon
 expect_fixed 2 "--video-memory needs a number in 0..999999" "$B" ask --model "$M" "$C" "What?" --video-memory -1
