@@ -31,7 +31,8 @@
 static const char *k_usage =
     "usage: nanovl ocr [--model DIR] FILE... [-o OUT.md] [options]\n"
     "  --model DIR           checkpoint directory (default $NANOVL_MODEL)\n"
-    "  -o, --out FILE        write the Markdown there (default stdout)\n"
+    "  -o, --out FILE        write the Markdown there (default stdout); emptied when the first page\n"
+    "                        begins (a run that begins none leaves it as it was)\n"
     "  --out-dir DIR         a file per input instead: DIR/NAME.md (NAME: the input's name without\n"
     "                        its extension; .jsonl with --json), each written whole when its last\n"
     "                        page is done (DIR is made if missing); an input none of whose pages\n"
@@ -111,6 +112,16 @@ typedef struct ocr_ctx {
                                its marker in whole mode as when streaming */
     int n_started_cap;
     cli_progress prog;
+    /* -o without --resume: OUT is emptied only when the run's first page begins. Until then the
+       output (errors of inputs that failed as a whole) waits in memory (out = a memstream); a run
+       that begins no page (a bad --pages range, an encrypted PDF, interrupted early) leaves OUT as
+       it was, as one none of whose inputs opens does. */
+    FILE *held_out;         /* OUT, opened (not emptied) while out is the memstream; else NULL */
+    char *early;            /* the memstream's bytes */
+    size_t early_len;
+    int out_made;           /* OUT did not exist before the run (removed if no page begins) */
+    const char *out_path;
+    const char *stale_record; /* OUT.progress of an earlier run: no longer holds once OUT is emptied */
 } ocr_ctx;
 
 // ---------------------------------------------------------------------------
@@ -766,6 +777,41 @@ static int out_failed(ocr_ctx *c) {
     return c->write_errno != 0;
 }
 
+/* -o: the run's first page begins: OUT is emptied and takes what waited in memory. */
+static void out_commit(ocr_ctx *c) {
+    if (!c->held_out) return;
+    FILE *out = c->held_out;
+    c->held_out = NULL;
+    const int early_bad = fflush(c->out) != 0 || ferror(c->out);
+    struct stat st;
+    int e = 0;
+    if (early_bad) e = ENOMEM;
+    else if (fstat(fileno(out), &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fileno(out), 0) != 0) e = errno;
+    else if (c->early_len && fwrite(c->early, 1, c->early_len, out) != c->early_len) e = errno ? errno : EIO;
+    fclose(c->out);
+    free(c->early); /* (open_memstream's buffer: the C library's) */
+    c->early = NULL;
+    c->out = out;
+    c->prog.text_tty = -1; /* (asked again of OUT itself) */
+    if (c->stale_record) unlink(c->stale_record);
+    if (e && !c->write_errno) c->write_errno = e;
+}
+
+/* -o: the run ends without a page begun: OUT is left as it was (removed if the run made it). */
+static void out_discard(ocr_ctx *c) {
+    if (!c->held_out) return;
+    fclose(c->out);
+    free(c->early);
+    c->early = NULL;
+    fclose(c->held_out);
+    c->held_out = NULL;
+    c->out = NULL;
+    if (c->out_made) unlink(c->out_path);
+    if (!c->write_errno)
+        fprintf(stderr, "nanovl ocr: no page was read: '%s' %s\n", c->out_path,
+                c->out_made ? "was not made" : "is left as it was");
+}
+
 static int on_text(const char *s, size_t n, int reasoning, void *user) {
     ocr_ctx *c = user;
     if (c->json || c->whole || reasoning) return 0;
@@ -810,6 +856,7 @@ static void marker(ocr_ctx *c, const char *name, int page) {
 
 static void on_page_start(int index, int n_total, const char *name, int page, void *user) {
     ocr_ctx *c = user;
+    out_commit(c);
     c->text_started = 0;
     c->n_started++;
     snprintf(c->prog.prefix, sizeof c->prog.prefix, "[%d/%d] ", index + 1, n_total);
@@ -826,6 +873,7 @@ static void on_page_start(int index, int n_total, const char *name, int page, vo
 static int on_page(int index, int n_total, const char *name, int page, const api_ask_result *r, void *user) {
     ocr_ctx *c = user;
     (void)n_total;
+    out_commit(c); /* (after on_page_start: done there) */
     c->page_open = 0;
     if (dir_switch(c, name)) return 1;
     if (c->dir) c->dir->read[c->dir->cur]++;
@@ -1102,9 +1150,22 @@ int cmd_ocr(int argc, char **argv) {
         }
     if (out_path && skip > 0) { /* resumed: cut back to the pages done once they match (ocr_skip_check) */
         c.out = fopen(out_path, "r+e");
-    } else if (out_path) {
+    } else if (out_path && resume) {
         c.out = fopen(out_path, "we");
-        if (c.out && !resume) unlink(rs.path); /* (a record of another run of this OUT no longer holds) */
+    } else if (out_path) { /* opened now (a path that cannot be written stops the run before it reads), emptied
+                              at the first page (out_commit) */
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        c.out_made = fd >= 0;
+        if (fd < 0 && errno == EEXIST) fd = open(out_path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0 && !(c.held_out = fdopen(fd, "w"))) close(fd);
+        c.out_path = out_path;
+        c.stale_record = rs.path; /* (a record of another run of this OUT no longer holds once it is emptied) */
+        if (c.held_out && !(c.out = open_memstream(&c.early, &c.early_len))) {
+            fclose(c.held_out);
+            c.held_out = NULL;
+            if (c.out_made) unlink(out_path);
+        }
+        if (!c.held_out) c.out = NULL;
     }
     if (out_path && !c.out) {
         fprintf(stderr, "nanovl ocr: cannot write '%s': %s\n", out_path, strerror(errno));
@@ -1192,6 +1253,7 @@ int cmd_ocr(int argc, char **argv) {
     if (c.progress_errno)
         fprintf(stderr, "nanovl ocr: warning: cannot write %s: %s (a --resume may do pages again, or refuse)\n", rs.path,
                 strerror(c.progress_errno));
+    out_discard(&c); /* (no page begun: OUT as it was) */
     (void)out_failed(&c);
     if (c.out && c.out != stdout && fclose(c.out) != 0 && !c.write_errno) c.write_errno = errno ? errno : EIO;
     if (c.write_errno) {

@@ -235,6 +235,16 @@ expect 1 "no input could be opened: '.*keep.md' is left as it was" "$B" ocr --mo
 check "ocr -o: OUT untouched when no input opens" grep -qx precious "$T/keep.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$I" --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT written when one input opens" grep -q "error: not_found" "$T/keep.md"
+# ... nor for a run that opens its inputs but begins no page (a --pages range past the document):
+# OUT kept, or not made when it was not there; the first page begun writes it whole, the error of
+# an input that failed before it included
+printf 'precious\n' > "$T/keep.md"
+expect 1 "no page was read: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$P2" --pages 9 -o "$T/keep.md"
+check "ocr -o: OUT untouched when no page begins" grep -qx precious "$T/keep.md"
+expect 1 "no page was read: '.*made.md' was not made" "$B" ocr --model "$M" "$P2" --pages 9 --json -o "$T/made.md"
+check "ocr -o: OUT not made when no page begins" test ! -e "$T/made.md"
+expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$P2" --pages 2 --max-tokens 2 -o "$T/keep.md"
+check "ocr -o: OUT holds the early error then the page" sh -c "! grep -q precious '$T/keep.md' && head -1 '$T/keep.md' | grep -q 'error: not_found' && grep -q '^<!-- page 2: ' '$T/keep.md'"
 # one vocabulary id near the 1e8 cap: the id space was allocated first (8.6 GB), now refused
 linked_copy "$M" "$T/bigid"
 rm "$T/bigid/tokenizer.json"
@@ -360,6 +370,9 @@ if [ -d "$S" ]; then
         expect 1 "wrong password" "$B" ask --model "$M" "$E" "What?" --max-tokens 1 --password nope
         expect 0 '"pdf_page"' "$B" ask --model "$M" "$E" "What?" --max-tokens 1 --password openpassword --json
         expect 0 "^<!-- page 1: " "$B" ocr --model "$M" "$E" --max-tokens 2 --password openpassword
+        printf 'precious\n' > "$T/keep.md" # (an encrypted PDF without its password begins no page)
+        expect 1 "no page was read: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$E" -o "$T/keep.md"
+        check "ocr -o: OUT untouched by an encrypted PDF" grep -qx precious "$T/keep.md"
         # batch: in params, and a media part's own (which wins over a wrong one in params)
         printf '{"id":"a","files":["%s"],"question":"?","params":{"password":"openpassword","max_tokens":1}}\n' "$E" > "$T/jobs.jsonl"
         printf '{"id":"b","files":[{"type":"pdf","path":"%s","password":"openpassword"}],"question":"?","params":{"password":"x","max_tokens":1}}\n' "$E" >> "$T/jobs.jsonl"
