@@ -150,7 +150,7 @@ static int cmd_version(int argc, char **argv) {
     }
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("cpu kernels: %s\n", kern_cpu_kernels());
-    printf("media: jpeg %s, png %s, webp %s, heif %s, gif/bmp/tiff %s, avif %s, pdf %s, video %s\n",
+    printf("media: jpeg %s, png %s, webp %s, heif %s, gif/bmp/tiff/pnm %s, avif %s, pdf %s, video %s\n",
            media_supports(MEDIA_KIND_JPEG) ? "yes" : "no", media_supports(MEDIA_KIND_PNG) ? "yes" : "no",
            media_supports(MEDIA_KIND_WEBP) ? "yes" : "no", media_supports(MEDIA_KIND_HEIF) ? "yes" : "no",
            media_supports(MEDIA_KIND_TIFF) ? "yes" : "no", media_supports(MEDIA_KIND_AVIF) ? "yes" : "no",

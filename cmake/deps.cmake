@@ -44,7 +44,8 @@ endif()
 nanovl_resolve(PNG PNG_FOUND "libpng ${PNG_VERSION}")
 
 if(NOT NANOVL_WEBP STREQUAL "OFF")
-  pkg_check_modules(WEBP IMPORTED_TARGET libwebp)
+  # libwebpdemux (in libwebp-dev too): an animated WebP's first frame, as Pillow opens it
+  pkg_check_modules(WEBP IMPORTED_TARGET libwebp libwebpdemux)
 endif()
 nanovl_resolve(WEBP WEBP_FOUND "libwebp ${WEBP_VERSION}")
 

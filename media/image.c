@@ -13,6 +13,7 @@
 
 #ifdef NVL_HAVE_WEBP
 #include <webp/decode.h>
+#include <webp/demux.h>
 #endif
 
 static int64_t g_max_pixels = MEDIA_DEFAULT_MAX_PIXELS; /* media_set_default_max_pixels */
@@ -267,6 +268,49 @@ nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const 
     return media_decode_image_sandboxed(buf, len, name, lim, cancelled, ctx, out, err); /* (here when it is not set) */
 }
 
+/* A binary PGM/PPM (P5, P6) whose maxval is not 255 or 65535 has its samples scaled to the full
+ * range by FFmpeg, whose 8-bit and 16-bit scale factors (rounded up) carry the brightest value past
+ * the top for some maxvals (FFmpeg 5.1: 25 of 1..254, e.g. 254, and most of 32768..65534): white
+ * came out black (a differential test against Pillow). So this FFmpeg is asked first: a 1 x 1
+ * picture of the file's type and maxval holding the maxval must come out white, or the file is
+ * refused. Plain (ASCII) files scale otherwise and are not affected. */
+static nvl_status pnm_check_maxval(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                   nvl_err *err) {
+    if (len < 3 || (buf[1] != '5' && buf[1] != '6')) return NVL_OK;
+    long v[3] = {0};
+    size_t i = 2;
+    for (int f = 0; f < 3; f++) { /* width, height, maxval: each after whitespace and '#' comments */
+        for (;;) {
+            while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r')) i++;
+            if (i < len && buf[i] == '#')
+                while (i < len && buf[i] != '\n' && buf[i] != '\r') i++;
+            else break;
+        }
+        if (i >= len || buf[i] < '0' || buf[i] > '9') return NVL_OK; /* (a damaged header: FFmpeg says it) */
+        while (i < len && buf[i] >= '0' && buf[i] <= '9' && v[f] < 1000000) v[f] = v[f] * 10 + (buf[i++] - '0');
+    }
+    const long maxval = v[2];
+    if (maxval < 1 || maxval > 65535 || maxval == 255 || maxval == 65535) return NVL_OK;
+    const int ch = buf[1] == '6' ? 3 : 1, wide = maxval > 255;
+    uint8_t probe[32];
+    int n = snprintf((char *)probe, sizeof probe, "P%c\n1 1\n%ld\n", buf[1], maxval);
+    for (int c = 0; c < ch; c++) {
+        if (wide) probe[n++] = (uint8_t)(maxval >> 8);
+        probe[n++] = (uint8_t)(maxval & 255);
+    }
+    media_image *im = NULL;
+    nvl_err e2 = {0};
+    int white = media_decode_ffmpeg_still(probe, (size_t)n, name, lim, 0, &im, &e2) == NVL_OK && im->width == 1 &&
+                im->height == 1;
+    for (int c = 0; white && c < 3; c++) white = im->rgb[c] == 255;
+    media_image_free(im);
+    if (!white)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: binary P%c Netpbm with maxval %ld (this "
+                           "nanovl's FFmpeg decodes its brightest samples wrong; convert it to PNG, or to maxval 255)",
+                           name, buf[1], maxval);
+    return NVL_OK;
+}
+
 nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *name,
                                     const media_limits *lim, media_image **out, nvl_err *err) {
     *out = NULL;
@@ -284,14 +328,36 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
         WebPBitstreamFeatures f;
         if (WebPGetFeatures(buf, len, &f) != VP8_STATUS_OK)
             return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot read its header)", name);
-        if (f.has_animation) /* (FFmpeg 5.1's decoder reads no animation: it said "no image in the file") */
-            return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: animated WebP (convert it to a "
-                               "video, or a frame of it to PNG)", name);
         if ((st = media_check_pixels(name, f.width, f.height, lim, err)) != NVL_OK) return st;
         {
+            /* an animated WebP is its first frame on the canvas, as Pillow opens it (libwebp's
+               animation decoder: the canvas transparent outside the frame) */
             int w = 0, h = 0;
-            uint8_t *px = WebPDecodeRGBA(buf, len, &w, &h);
-            if (!px) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
+            uint8_t *px = NULL;
+            WebPAnimDecoder *anim = NULL;
+            if (f.has_animation) {
+                WebPAnimDecoderOptions o;
+                WebPAnimInfo info;
+                int ts = 0;
+                if (!WebPAnimDecoderOptionsInit(&o))
+                    return nvl_err_set(err, NVL_ERR_INTERNAL, "%s: libwebp's animation decoder does not match its header", name);
+                o.color_mode = MODE_RGBA;
+                o.use_threads = 0;
+                const WebPData data = {buf, len};
+                if (!(anim = WebPAnimDecoderNew(&data, &o)) || !WebPAnimDecoderGetInfo(anim, &info)) {
+                    WebPAnimDecoderDelete(anim);
+                    return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged animated WebP (libwebp cannot read its frames)", name);
+                }
+                w = (int)info.canvas_width, h = (int)info.canvas_height;
+                if ((st = media_check_pixels(name, w, h, lim, err)) != NVL_OK || !WebPAnimDecoderGetNext(anim, &px, &ts)) {
+                    WebPAnimDecoderDelete(anim);
+                    return st != NVL_OK ? st
+                                        : nvl_err_set(err, NVL_ERR_FORMAT,
+                                                      "%s: damaged animated WebP (libwebp cannot decode its first frame)", name);
+                }
+            } else if (!(px = WebPDecodeRGBA(buf, len, &w, &h))) {
+                return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
+            }
             /* alpha composited on white, as for every format (lossless alpha was dropped) */
             media_image *im = NULL;
             st = media_image_new(&im, w, h, err);
@@ -300,7 +366,8 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
                 for (int c = 0; c < 3; c++)
                     im->rgb[3 * i + c] = (uint8_t)((px[4 * i + c] * a + 255u * (255u - a) + 127u) / 255u);
             }
-            WebPFree(px);
+            if (anim) WebPAnimDecoderDelete(anim); /* (px is its canvas) */
+            else WebPFree(px);
             if (st != NVL_OK) return st;
             *out = im;
             goto decoded;
@@ -320,6 +387,7 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: tiled TIFF (its pixels are stored in "
                                "tiles, which this nanovl's TIFF decoder does not read; convert it to PNG)", name);
     }
+    if (k == MEDIA_KIND_PNM && (st = pnm_check_maxval(buf, len, name, lim, err)) != NVL_OK) return st;
     switch (k) {
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;

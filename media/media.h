@@ -37,6 +37,7 @@ enum media_kind {
     MEDIA_KIND_VIDEO, /* a container FFmpeg opens: MP4/MOV, Matroska/WebM, AVI, MPEG-TS, ... */
     MEDIA_KIND_AVIF,  /* AVIF still image (ISO-BMFF brand avif; image sequences 'avis' are video) */
     MEDIA_KIND_HEIF,  /* HEIF/HEIC still image (brands heic, heix, mif1, ...): libheif (heif.c) */
+    MEDIA_KIND_PNM,   /* Netpbm PBM/PGM/PPM, plain or binary (P1-P6; scanimage's default): FFmpeg */
 };
 
 /* Format from the first bytes (at least 16 should be given when the file has them; ISO-BMFF

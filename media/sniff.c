@@ -69,6 +69,10 @@ enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 4 && !memcmp(b, "FLV\x01", 4)) return MEDIA_KIND_VIDEO;             /* Flash video */
     if (n >= 10 && !memcmp(b, "YUV4MPEG2 ", 10)) return MEDIA_KIND_VIDEO;        /* Y4M (raw frames) */
     if (n >= 24 && !memcmp(b, "nut/multimedia container", 24)) return MEDIA_KIND_VIDEO; /* NUT */
+    /* Netpbm: "P1".."P6" then whitespace or a comment (the formats Pillow reads; PAM's P7 is not one) */
+    if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' &&
+        (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r' || b[2] == '#'))
+        return MEDIA_KIND_PNM;
     return MEDIA_KIND_UNKNOWN;
 }
 
@@ -84,6 +88,7 @@ const char *media_kind_name(enum media_kind k) {
     case MEDIA_KIND_VIDEO: return "video";
     case MEDIA_KIND_AVIF: return "avif";
     case MEDIA_KIND_HEIF: return "heif";
+    case MEDIA_KIND_PNM: return "pnm";
     default: return "unknown";
     }
 }
@@ -104,6 +109,7 @@ int media_supports(enum media_kind k) {
     case MEDIA_KIND_WEBP:
     case MEDIA_KIND_BMP:
     case MEDIA_KIND_TIFF:
+    case MEDIA_KIND_PNM:
     case MEDIA_KIND_VIDEO: return 1;
     case MEDIA_KIND_AVIF: return media_ffmpeg_decodes_av1();
 #endif

@@ -245,6 +245,13 @@ expect 1 "no page was read: '.*made.md' was not made" "$B" ocr --model "$M" "$P2
 check "ocr -o: OUT not made when no page begins" test ! -e "$T/made.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$P2" --pages 2 --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT holds the early error then the page" sh -c "! grep -q precious '$T/keep.md' && head -1 '$T/keep.md' | grep -q 'error: not_found' && grep -q '^<!-- page 2: ' '$T/keep.md'"
+# Netpbm (scanimage's default) and an animated WebP are read through the image decoder's process
+# (they were 'not a recognised image' and 'unsupported'); a maxval FFmpeg scales to black is refused
+ED=$(dirname "$I")/../edges
+expect 0 "format: pnm" "$B" media-info "$ED/dec_pnm_p5_16.pgm"
+expect 0 '"prompt_tokens":' "$B" ask --model "$M" "$ED/dec_pnm_p1.pbm" "What?" --max-tokens 1 --json
+expect 0 '"prompt_tokens":' "$B" ask --model "$M" "$ED/dec_webp_anim_lossy.webp" "What?" --max-tokens 1 --json
+expect 1 "binary P5 Netpbm with maxval 254" "$B" ask --model "$M" "$ED/dec_pnm_p5_254.pgm" "What?" --max-tokens 1
 # one vocabulary id near the 1e8 cap: the id space was allocated first (8.6 GB), now refused
 linked_copy "$M" "$T/bigid"
 rm "$T/bigid/tokenizer.json"

@@ -324,7 +324,9 @@ static void test_orient(void) {
  * byte (16-bit PNG, through libpng, alongside), a GIF's screen outside its smaller first frame
  * filled with the background index's colour where Pillow has the transparent index or index 0,
  * tiled TIFFs decoded black (now refused), PNG EXIF in a "Raw profile type exif" text chunk not
- * applied. Exact against Pillow. */
+ * applied; Netpbm (P1-P6) not read, a binary maxval FFmpeg wraps to black refused; animated WebP
+ * refused where Pillow opens its first frame. Exact against Pillow, within 1 where FFmpeg scales
+ * a maxval other than 255 or 65535 (the case's tol). */
 static void test_decode(void) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "decode"), *e;
     int n = 0;
@@ -360,7 +362,15 @@ static void test_decode(void) {
         }
         media_image_free(img);
     }
-    TEST_CHECK(n == 31, "%d decode cases ran, expected 31", n);
+    TEST_CHECK(n == 45, "%d decode cases ran, expected 45", n);
+    /* Netpbm's magic: P1-P6 then whitespace or a comment (PAM's P7 and other text are not it) */
+    const struct { const char *head; enum media_kind k; } pnm[] = {
+        {"P1 ", MEDIA_KIND_PNM}, {"P4\n", MEDIA_KIND_PNM}, {"P6#", MEDIA_KIND_PNM}, {"P3\r\n", MEDIA_KIND_PNM},
+        {"P5\t", MEDIA_KIND_PNM}, {"P7\n", MEDIA_KIND_UNKNOWN}, {"P0 ", MEDIA_KIND_UNKNOWN}, {"P6x", MEDIA_KIND_UNKNOWN},
+        {"Pf\n", MEDIA_KIND_UNKNOWN}};
+    for (size_t i = 0; i < sizeof pnm / sizeof pnm[0]; i++)
+        TEST_CHECK(media_sniff((const uint8_t *)pnm[i].head, strlen(pnm[i].head)) == pnm[i].k, "'%s' sniffed as %s",
+                   pnm[i].head, media_kind_name(media_sniff((const uint8_t *)pnm[i].head, strlen(pnm[i].head))));
 }
 
 static void test_sampling(void) {

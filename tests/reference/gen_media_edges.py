@@ -27,6 +27,7 @@ sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* h
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
 tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them black).
 rawexif: PNG EXIF in "Raw profile type exif" text chunks (zTXt, tEXt, iTXt), as Pillow reads it.
+netpbm: PBM/PGM/PPM (P1-P6, maxvals 1..65535) and animated WebP (its first frame), as Pillow reads them.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
   frame), written by Pillow (16-bit RGB TIFF and PNG by tiff16/png16, a small-frame GIF's header
@@ -319,6 +320,75 @@ def rawexif(gold):
     gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_png_raw")] + cases
 
 
+def netpbm(gold):
+    """Netpbm stills (PBM/PGM/PPM, P1-P6: scanimage's default output), which nanovl did not read
+    (2026-12-04), and animated WebP, which it refused where Pillow opens its first frame. P4-P6 and
+    the WebPs are written by Pillow, the plain P1-P3 and the odd maxvals by hand (Pillow writes
+    neither); reference = Pillow's decode through gen_media_goldens.to_rgb8 (16-bit gray by its
+    high byte). tol 1 where FFmpeg scales a maxval other than 255 (v * 255 / maxval: Pillow floors
+    or rounds, FFmpeg's fixed-point factor rounds up). A binary maxval whose brightest value FFmpeg
+    5.1 wraps to black (254) must be refused. Replaces the dec_pnm* and dec_webp_anim* entries of
+    "decode"."""
+    from gen_media_goldens import to_rgb8
+    y, x = np.mgrid[0:5, 0:7]
+    rgb = np.stack([x * 36, y * 60, (x * 7 + y * 13) % 256], -1).astype(np.uint8)
+    rgb[0, 0] = 255  # the brightest value is where FFmpeg's scaling went wrong
+    cases = []
+
+    def add(name, write, tol=0, refuse=None, mode=None):
+        path = os.path.join(EDGES, name)
+        write(path)
+        e = {"file": name, "tol": tol}
+        if refuse:
+            e["refuse"] = refuse
+        else:
+            src = Image.open(path)
+            assert mode is None or src.mode == mode, (name, src.mode)
+            ref = to_rgb8(src)
+            e.update(width=ref.shape[1], height=ref.shape[0], pixels=ref.reshape(-1).tolist())
+        cases.append(e)
+
+    def raw(magic, maxval, a, plain=False):
+        h, w = a.shape[:2]
+        head = f"{magic}\n# nanovl test\n{w} {h}\n" + (f"{maxval}\n" if maxval else "")
+        if plain:
+            body = "\n".join(" ".join(str(int(v)) for v in row.reshape(-1)) for row in a).encode() + b"\n"
+        else:
+            body = a.astype(">u2" if maxval > 255 else "u1").tobytes()
+        return lambda p: open(p, "wb").write(head.encode() + body)
+
+    add("dec_pnm_p6.ppm", lambda p: Image.fromarray(rgb).save(p), mode="RGB")
+    add("dec_pnm_p5.pgm", lambda p: Image.fromarray(rgb[..., 1]).save(p), mode="L")
+    add("dec_pnm_p4.pbm", lambda p: Image.fromarray(rgb[..., 0] > 100).save(p), mode="1")
+    add("dec_pnm_p3.ppm", raw("P3", 255, rgb, plain=True), mode="RGB")
+    add("dec_pnm_p2_15.pgm", raw("P2", 15, rgb[..., 1] >> 4, plain=True), mode="L")
+    add("dec_pnm_p1.pbm", raw("P1", 0, (rgb[..., 0] > 100).astype(np.uint8), plain=True), mode="1")
+    add("dec_pnm_p6_100.ppm", raw("P6", 100, rgb.astype(np.uint16) * 100 // 255), tol=1, mode="RGB")
+    g16 = (x * 9000 + y * 900 + 3).astype(np.uint16)
+    g16[0, 0] = 65535
+    add("dec_pnm_p5_16.pgm", raw("P5", 65535, g16), mode="I")
+    add("dec_pnm_p5_4095.pgm", raw("P5", 4095, g16 >> 4), tol=1, mode="I")
+    add("dec_pnm_p6_16.ppm", raw("P6", 65535, rgb.astype(np.uint16) * 257), mode="RGB")
+    add("dec_pnm_p5_254.pgm", raw("P5", 254, rgb[..., 1].astype(np.uint16) * 254 // 255), refuse="maxval 254")
+    # animated WebP: the first frame (lossless, lossy, with alpha); Pillow checked to see 3 frames
+    yy, xx = np.mgrid[0:12, 0:20]
+    frames = [np.stack([xx * 12 + k * 40, yy * 20, (xx * 7 + yy * 13 + k * 50) % 256], -1).astype(np.uint8) for k in range(3)]
+    alpha = np.full((12, 20), 128, np.uint8)
+    alpha[:, :3] = 0
+    alpha[:, -3:] = 255
+
+    def anim(ims, **kw):
+        return lambda p: ims[0].save(p, save_all=True, append_images=ims[1:], duration=100, loop=0, **kw)
+    add("dec_webp_anim.webp", anim([Image.fromarray(f) for f in frames], lossless=True))
+    add("dec_webp_anim_lossy.webp", anim([Image.fromarray(f) for f in frames], lossless=False, quality=90))
+    add("dec_webp_anim_alpha.webp", anim([Image.fromarray(np.dstack([f, alpha])) for f in frames], lossless=True))
+    for e in cases[-3:]:
+        src = Image.open(os.path.join(EDGES, e["file"]))
+        assert src.n_frames == 3 and src.is_animated, (e["file"], src.n_frames)
+    gold["decode"] = [e for e in gold.get("decode", [])
+                      if not e["file"].startswith(("dec_pnm", "dec_webp_anim"))] + cases
+
+
 def webp_refs(gold):
     """The still WebP entries of "columns" again, their reference from Pillow (libwebp) instead of
     ffmpeg's conversion, which differed from it by up to 126 levels at chroma edges; the files
@@ -499,7 +569,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif):
+    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)

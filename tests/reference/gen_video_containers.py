@@ -6,7 +6,8 @@ ffmpeg CLI, with references from ffprobe (every frame decoded: its presentation 
   mixed with the presentation times mapped frames to the wrong index (the first ones lost);
 - cut_short.mp4: an MP4 with its index first (+faststart) cut to half its bytes: the index lists
   75 frames, 2 can be read;
-- anim.webp: an animated WebP of two 24x16 frames (Pillow), which FFmpeg 5.1 cannot decode.
+- anim.webp: an animated WebP of two 24x16 frames (Pillow), which FFmpeg 5.1 cannot decode
+  (nanovl reads its first frame with libwebp's animation decoder, as Pillow does).
 The golden for each: the frames' presentation times (seconds from the first), and the sample
 media.h's rule takes at 2 fps (n = max(1, min(max_frames, frames, floor(duration * fps))) times
 spread evenly from the first to the last frame's time, each taking the frame on screen then).
