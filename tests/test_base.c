@@ -333,6 +333,30 @@ static void test_json(void) {
     TEST_EQ_INT(nvl_json_parse(&j, nan_two, strlen(nan_two), "line", &err), NVL_ERR_FORMAT);
     TEST_EQ_INT(nvl_json_parse(&j, ws, strlen(ws), "line", &err), NVL_OK);
     cJSON_Delete(j);
+    /* a file with a key twice in one object is refused naming it (cJSON found the first, Python's
+       json keeps the last): nested, in an array, in a large (sorted) object; the same key in two
+       objects is fine */
+    char path[512];
+    snprintf(path, sizeof path, "%s/dup.json", test_tmpdir());
+    const char *files[][2] = {
+        {"{\"a\": 1, \"o\": {\"k\": 1}, \"p\": {\"k\": 2}}", ""},
+        {"{\"a\": 1, \"b\": 2, \"a\": 3}", "'a'"},
+        {"{\"x\": {\"y\": [{\"z\": 1, \"z\": NaN}]}}", "'z'"},
+        {"{\"k00\":0,\"k01\":0,\"k02\":0,\"k03\":0,\"k04\":0,\"k05\":0,\"k06\":0,\"k07\":0,\"k08\":0,\"k09\":0,"
+         "\"k10\":0,\"k11\":0,\"k12\":0,\"k13\":0,\"k14\":0,\"k15\":0,\"k16\":0,\"k07\":1}", "'k07'"},
+    };
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        test_write_file(path, files[f][0], strlen(files[f][0]));
+        const nvl_status st = nvl_json_load_file(&j, path, 1 << 20, &err);
+        if (!*files[f][1]) {
+            TEST_CHECK(st == NVL_OK && j, "file %zu: %s", f, err.msg);
+        } else {
+            TEST_CHECK(st == NVL_ERR_CONFIG && !j && strstr(err.msg, files[f][1]) && strstr(err.msg, "appears twice") &&
+                           strstr(err.msg, "dup.json"), "file %zu: %d %s", f, st, err.msg);
+        }
+        cJSON_Delete(j);
+        j = NULL;
+    }
 }
 
 static void test_mapped_file(void) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/json_util.h"
@@ -134,8 +135,18 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, c
     CHECK(read_triplet(vc->norm_mean, root, "norm_mean", k_clip_mean, 0, what, err));
     CHECK(read_triplet(vc->norm_std, root, "norm_std", k_clip_std, 1, what, err));
     CHECK(nvl_json_opt_double(root, "video_pruning_rate", 0.0, &vc->video_pruning_rate, what, err));
-    CHECK(nvl_json_opt_int(root, "vit_hidden_size", 0, &vc->vit_hidden_size, what, err));
-    CHECK(nvl_json_opt_int(root, "projector_hidden_size", 0, &vc->projector_hidden_size, what, err));
+    /* (absent: 0, the sizes then the tensors' alone; given, they must be sizes: transformers builds
+       its layers from them, and 0 or -5 would fail there) */
+    CHECK(nvl_json_opt_int(root, "vit_hidden_size", INT64_MIN, &vc->vit_hidden_size, what, err));
+    CHECK(nvl_json_opt_int(root, "projector_hidden_size", INT64_MIN, &vc->projector_hidden_size, what, err));
+    if (vc->vit_hidden_size == INT64_MIN) vc->vit_hidden_size = 0;
+    else if (vc->vit_hidden_size <= 0)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vit_hidden_size is %lld; it must be a positive size", what,
+                           (long long)vc->vit_hidden_size);
+    if (vc->projector_hidden_size == INT64_MIN) vc->projector_hidden_size = 0;
+    else if (vc->projector_hidden_size <= 0)
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: projector_hidden_size is %lld; it must be a positive size", what,
+                           (long long)vc->projector_hidden_size);
     CHECK(copy_str(vc->img_context_token, sizeof vc->img_context_token, root, "img_context_token",
                    "<image>", what, err));
     CHECK(copy_str(vc->img_start_token, sizeof vc->img_start_token, root, "img_start_token",

@@ -123,6 +123,38 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
     return NVL_OK;
 }
 
+static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* A key that appears twice in one object of v (the first found), "" when none, NULL when out of
+ * memory. Small objects pairwise, larger ones sorted. */
+static const char *dup_key(const cJSON *v) {
+    if (!cJSON_IsArray(v) && !cJSON_IsObject(v)) return "";
+    size_t n = 0;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        const char *d = dup_key(c);
+        if (!d || *d) return d;
+        n++;
+    }
+    if (!cJSON_IsObject(v) || n < 2) return "";
+    if (n <= 16) {
+        for (const cJSON *a = v->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
+        return "";
+    }
+    const char **k = nvl_malloc(n * sizeof *k);
+    if (!k) return NULL;
+    size_t m = 0;
+    for (const cJSON *c = v->child; c; c = c->next)
+        if (c->string) k[m++] = c->string;
+    qsort(k, m, sizeof *k, cmp_key);
+    const char *d = "";
+    for (size_t i = 1; i < m && !*d; i++)
+        if (!strcmp(k[i - 1], k[i])) d = k[i];
+    nvl_free(k);
+    return d;
+}
+
 nvl_status nvl_json_load_file(cJSON **out, const char *path, size_t max_bytes, nvl_err *err) {
     char *text = NULL;
     size_t len = 0;
@@ -131,6 +163,18 @@ nvl_status nvl_json_load_file(cJSON **out, const char *path, size_t max_bytes, n
     if (st != NVL_OK) return st;
     st = nvl_json_parse(out, text, len, path, err);
     nvl_free(text);
+    if (st != NVL_OK) return st;
+    /* a key given twice: cJSON finds the first, Python's json (transformers, the reference) keeps the
+       last, so the two would read different checkpoints (a review) */
+    const char *d = dup_key(*out);
+    if (!d || *d) {
+        st = d ? nvl_err_set(err, NVL_ERR_CONFIG,
+                             "%s: key '%s' appears twice in one object (Python's json reads the last, so which is "
+                             "meant is unclear: keep one)", path, d)
+               : nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", path);
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
     return st;
 }
 

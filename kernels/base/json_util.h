@@ -33,6 +33,9 @@ struct cJSON;
  * NVL_ERR_FORMAT (with the byte offset). */
 nvl_status nvl_json_parse(struct cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err);
+/* Reads and parses a JSON file of at most max_bytes (a config, an index). A key given twice in
+ * one object is refused (NVL_ERR_CONFIG naming it): cJSON's getters find the first, Python's json
+ * keeps the last. @return NVL_OK, the errors of nvl_read_file, NVL_ERR_FORMAT, NVL_ERR_CONFIG. */
 nvl_status nvl_json_load_file(struct cJSON **out, const char *path, size_t max_bytes, nvl_err *err);
 
 /* Required getters: NVL_ERR_CONFIG when the key is missing or has the wrong type. */

@@ -272,6 +272,13 @@ rm "$T/vnorm/config.json"
 sed 's/^    0\.48145466,$/    1e999,/' "$M/config.json" > "$T/vnorm/config.json"
 check "norm_mean[0] was replaced" grep -q '^    1e999,$' "$T/vnorm/config.json"
 expect 1 "norm_mean\[0\] is inf, expected a finite number" "$B" inspect "$T/vnorm"
+# projector_hidden_size 0 (transformers cannot build the layer) was taken as absent; a key twice
+# in one object (cJSON read the first, Python's json the last) was taken as the first
+sed 's/"projector_hidden_size": 128,/"projector_hidden_size": 0,/' "$M/config.json" > "$T/vnorm/config.json"
+expect 1 "projector_hidden_size is 0; it must be a positive size" "$B" inspect "$T/vnorm"
+sed 's/"vit_hidden_size": 64,/"vit_hidden_size": 64, "vit_hidden_size": 32,/' "$M/config.json" > "$T/vnorm/config.json"
+expect 1 "config.json: key 'vit_hidden_size' appears twice in one object" "$B" inspect "$T/vnorm"
+expect 1 "config.json: key 'vit_hidden_size' appears twice in one object" "$B" ask --model "$T/vnorm" "$I" "What?" --max-tokens 1
 # a layer pattern cut short (2 of the checkpoint's 8 layers) ran a shorter model without a word
 linked_copy "$(dirname "$M")/tiny_nemotron_h" "$T/short"
 rm "$T/short/config.json"
