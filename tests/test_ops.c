@@ -328,6 +328,9 @@ static void test_matmul_quant(void) {
         {0, 70, 256, 40, 3, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.0017f, 0.00390625f, 0},
         {1, 66, 96, 40, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 1}, /* N % 16: FP8 as bf16 factors */
         {1, 11, 50, 12, 1, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.013f, 0.03125f, 1}, /* K % 4 != 0: byte loads */
+        /* N 300: the dequantized weight in chunks of rows where NVL_TEST_QUANT_CHUNK_ROWS is 128 (3) */
+        {0, 65, 128, 300, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0021f, 0.0078125f, 0},
+        {1, 66, 96, 300, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 0},
     };
     kern_backend *cpu = NULL;
     nvl_err err = {0};

@@ -103,6 +103,12 @@ static cuda_ctx *ctx_of(const kern_backend *be) {
 static void cuda_free_be(kern_backend *be) {
     cuda_ctx *c = ctx_of(be);
     if (c) {
+        if (c->capturing && c->stream) { /* (a capture left open: ended and dropped before its stream goes) */
+            cudaGraph_t g = NULL;
+            if (cudaStreamEndCapture(c->stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+            (void)cudaGetLastError();
+            c->capturing = 0;
+        }
         if (c->stream) cudaStreamSynchronize(c->stream);
         if (c->cublas) cublasDestroy(c->cublas);
         if (c->cublas_ws) cudaFree(c->cublas_ws);
@@ -253,10 +259,11 @@ extern "C" nvl_status kern_cuda_step_tables(kern_backend *be, const kern_seq *se
     const size_t R = (size_t)n_rows, off_rowseq = al256((size_t)n_seq * sizeof(kern_seq)),
                  off_ids = off_rowseq + al256(R * 4), off_mask = off_ids + al256(R * 4), off_dec = off_mask + al256(R),
                  total = off_dec + al256(R) + 256;
-    tb->valid = 0;
-    if (c->capturing)
+    if (c->capturing) /* (before the tables are marked unset: the capture's ops still read the valid ones, so the
+                         error is this one, not every later op's) */
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "kern_step_tables: called during a graph capture (set the tables "
                            "before capture_begin)");
+    tb->valid = 0;
     if (total > tb->cap) {
         size_t cap = tb->cap ? tb->cap : (size_t)64 << 10;
         while (cap < total) cap *= 2;

@@ -1524,6 +1524,22 @@ constexpr int64_t QUANT_DEQ_GEMM_MIN_ROWS = 64; // from here the dequantized bf1
                                                 // dequantization's ~4.5 (NVFP4) to 5 (FP8) weight sizes
 constexpr size_t QUANT_W_CHUNK_BYTES = (size_t)64 << 20; // bf16 weight rows dequantized at a time
 
+/* Weight rows dequantized per chunk by the quantized GEMM: QUANT_W_CHUNK_BYTES of bf16, a multiple
+ * of 128 rows, so that each chunk's output columns start 256-byte aligned (6553 rows at K 5120 left
+ * the later chunks' outputs 2-byte aligned, off cuBLAS's fast kernels: a review). Tests set
+ * NVL_TEST_QUANT_CHUNK_ROWS to run several chunks at small shapes. */
+static int64_t quant_chunk_rows(int64_t K) {
+    static int64_t test_rows = -1; /* (read once; every thread reads the same value) */
+    if (test_rows < 0) {
+        const char *e = getenv("NVL_TEST_QUANT_CHUNK_ROWS");
+        const long long v = e ? atoll(e) : 0;
+        test_rows = v > 0 ? (int64_t)v : 0;
+    }
+    if (test_rows > 0) return test_rows;
+    const int64_t nc = (int64_t)(QUANT_W_CHUNK_BYTES / ((size_t)K * 2)) / 128 * 128;
+    return nc < 128 ? 128 : nc;
+}
+
 /* The largest power of two (at most 256) that divides a device address. */
 uint32_t align_upto256(const void *p) {
     uint32_t a = 256;
@@ -1652,8 +1668,7 @@ nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w,
 nvl_status matmul_quant_gemm(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, nvl_err *err) {
     const int nvfp4 = w->quant == KERN_QUANT_NVFP4;
     const int64_t M = xv->rows, N = w->n_out, K = w->n_in;
-    int64_t nc = (int64_t)(QUANT_W_CHUNK_BYTES / ((size_t)K * 2));
-    if (nc < 16) nc = 16;
+    int64_t nc = quant_chunk_rows(K);
     if (nc > N) nc = N;
     const size_t xb = ((size_t)(M * K) * 2 + 255) & ~(size_t)255;
     char *sc = (char *)kern_cuda_scratch(be, xb + (size_t)(nc * K) * 2, err);
