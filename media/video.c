@@ -471,12 +471,13 @@ static int cmp_i64(const void *a, const void *b) {
  * leaves *pts NULL: times are then frame index / nominal rate. Leaves the input at its end (the
  * caller reopens it: video_rewind). */
 static nvl_status frame_times(av_in *in, double native, const char *name, int64_t **pts, int64_t *n, int64_t *end,
-                              int64_t *n_packets, nvl_err *err) {
+                              int64_t *n_packets, int64_t *n_lead, nvl_err *err) {
     *pts = NULL;
     *n = 0;
     *end = 0;
     *n_packets = 0;
-    int64_t cap = 0, k = 0, last_end = INT64_MIN, last_end_dts = INT64_MIN;
+    *n_lead = 0;
+    int64_t cap = 0, k = 0, last_end = INT64_MIN, last_end_dts = INT64_MIN, first_key = -1;
     int64_t *t = NULL, *d = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
     int all_pts = 1, all_dts = 1;
     int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
@@ -498,6 +499,7 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
                 }
                 d = nd, cap = nc;
             }
+            if (first_key < 0 && (in->pkt->flags & AV_PKT_FLAG_KEY)) first_key = k;
             t[k] = p;
             d[k++] = q;
             if (p == AV_NOPTS_VALUE) all_pts = 0;
@@ -517,6 +519,22 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
         nvl_free(t);
         nvl_free(d);
         return av_fail(err, name, "reading the frame times", AVERROR_EXIT);
+    }
+    if (first_key > 0) {
+        /* packets before the first keyframe (a recording begun, or a .ts cut, within a GOP): their
+           references are not in the file, so no decoder makes frames of them (FFmpeg's command
+           line starts at the keyframe). Counted, they took sampled times, lost as the frames never
+           came: a cut .ts gave 2 frames of the 4 the rule asks. (No packet marked a keyframe: all
+           kept.) */
+        k -= first_key;
+        memmove(t, t + first_key, (size_t)k * sizeof *t);
+        memmove(d, d + first_key, (size_t)k * sizeof *d);
+        min_pts = min_dts = INT64_MAX;
+        for (int64_t i = 0; i < k; i++) {
+            if (t[i] != AV_NOPTS_VALUE && t[i] < min_pts) min_pts = t[i];
+            if (d[i] != AV_NOPTS_VALUE && d[i] < min_dts) min_dts = d[i];
+        }
+        *n_lead = first_key;
     }
     *n = k;
     if (!all_pts && all_dts && k > 0) {
@@ -585,6 +603,8 @@ struct media_video {
     int cfr;             /* every frame time is within one time-base tick of a constant rate: frame i
                             is at t_first + i / native (video_constant_rate) */
     double t_first;      /* (cfr) the first frame's time, seconds from t0 */
+    int64_t n_lead;      /* packets before the first keyframe, not frames of it (frame_times): a frame a
+                            decoder still makes of them, earlier than the first, is passed over */
 };
 
 /* The input again from its first byte (the demuxer reopened; the decoder opened at the next
@@ -693,7 +713,8 @@ static nvl_status video_open_local(const char *file, const char *name, const med
         goto fail;
     }
     int64_t pts_end = 0, n_packets = 0;
-    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, err)) != NVL_OK) goto fail;
+    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, &v->n_lead, err)) != NVL_OK)
+        goto fail;
     /* pieces joined end to end: a seek goes by the file's own (restarting) times, which the
        continuous ones cannot be mapped back to; decoded through instead. Without a jump the
        decoding pass leaves the times alone (after a seek the first packet read follows no
@@ -1248,8 +1269,20 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
             v->ended = 1;
             return av_fail(err, v->name, "cannot decode", r);
         }
-        if (v->pts && fp != AV_NOPTS_VALUE) v->cur = nearest_frame(v->pts, v->total, fp);
-        else v->cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - v->t0) * v->tb * v->native) : v->cur + 1;
+        if (v->pts && fp != AV_NOPTS_VALUE && v->n_lead > 0 && fp < v->pts[0]) { /* (made of a packet before
+                                                                                    the first keyframe) */
+            av_frame_unref(v->in.frame);
+            continue;
+        }
+        if (v->pts && fp != AV_NOPTS_VALUE) {
+            int64_t i = nearest_frame(v->pts, v->total, fp);
+            /* frames sharing one time (a muxer's rounding: the last two of an MP4, a Matroska's
+               milliseconds) take its indices in turn, as they come out: each was the first of
+               them, so the last frame could never be taken */
+            if (v->cur >= i && v->cur + 1 < v->total && v->pts[v->cur] == v->pts[i] && v->pts[v->cur + 1] == v->pts[i])
+                i = v->cur + 1;
+            v->cur = i;
+        } else v->cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - v->t0) * v->tb * v->native) : v->cur + 1;
         while (v->k < v->n && v->want[v->k] < v->cur) v->k++; /* a wanted index with no frame of its own: skip */
         if (v->k < v->n && v->want[v->k] == v->cur) {
             media_image *img = NULL;

@@ -8,7 +8,9 @@
  * - vfr: variable-frame-rate clips (gaps, accelerating spacing; MP4 and Matroska, B-frames):
  *   frame count, the true duration (the container's, not count / nominal rate), and at 2 fps the
  *   sampled frames and their timestamps equal the rule applied to ffprobe's per-frame times
- *   (1 ms); at 30 fps every kept frame's timestamp is its ffprobe time;
+ *   (1 ms); at 30 fps every kept frame's timestamp is its ffprobe time; also frames sharing a
+ *   time (the later one was never taken: a clip's last frame lost) and an MPEG-TS cut within its
+ *   first GOP (its packets before the first keyframe were counted as frames);
  * - avif: AVIF stills (brand avif, and mif1 + avif) are images, not one-frame videos: sizes equal
  *   Pillow's, pixels equal ffmpeg's own rgb24 conversion exactly and Pillow's (libavif's own
  *   YUV->RGB) within 8 levels, mean under 2; an AVIF with alpha and HEIF/HEIC stills are refused

@@ -27,6 +27,7 @@ sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* h
   by cjpeg (libjpeg-turbo-progs) from a PPM; reference = Pillow's RGB decode, stored raw as F.rgb.
 tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them black).
 rawexif: PNG EXIF in "Raw profile type exif" text chunks (zTXt, tEXt, iTXt), as Pillow reads it.
+vfr_cut: frames sharing a time, and an MPEG-TS cut within its first GOP (more "vfr" entries).
 netpbm: PBM/PGM/PPM (P1-P6, maxvals 1..65535) and animated WebP (its first frame), as Pillow reads them.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
@@ -436,6 +437,51 @@ def vfr(gold):
     gold["vfr"] = out
 
 
+def vfr_cut(gold):
+    """More "vfr" entries (a review, 2026-12-04): frames sharing a time (the last two; two pairs in the
+    middle), which nanovl mapped to the first of them so the later one was never taken, and an MPEG-TS
+    cut within its first GOP, whose packets before the first keyframe nanovl counted as frames (they
+    took sampled times no frame came for). Reference: ffprobe's decoded frames' times and the
+    sampling rule over the window from the first decoded frame to the container's end. Replaces the
+    vfrcut_* entries of "vfr"."""
+    out = []
+    src = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "50"]
+    for name, expr in (("vfrcut_duplast.mkv", "if(eq(N,49),48,N)"), ("vfrcut_dupmid.mkv", "if(eq(N,20)+eq(N,29),N-1,N)"),
+                       ("vfrcut_duplast.mp4", "if(eq(N,49),48,N)")):
+        path = os.path.join(EDGES, name)
+        cmd = ["ffmpeg", "-v", "error", "-y", *src, "-vf", f"setpts='{expr}/25/TB'", "-fps_mode", "passthrough",
+               "-bf", "0", "-pix_fmt", "yuv420p", "-c:v", "libx264", path]
+        run(*cmd)
+        out.append((name, path, " ".join(cmd[:-1] + [name])))
+    full = os.path.join(EDGES, "vfrcut_full.ts")
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "100",
+           "-g", "50", "-bf", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-f", "mpegts", full]
+    run(*cmd)
+    data = open(full, "rb").read()
+    os.remove(full)
+    cut = len(data) * 3 // 10 // 188 * 188  # whole TS packets, within the first GOP (frames 0-49)
+    path = os.path.join(EDGES, "vfrcut_midgop.ts")
+    open(path, "wb").write(data[cut:])
+    out.append(("vfrcut_midgop.ts", path, " ".join(cmd[:-1]) + f" F.ts; the bytes from {cut} on"))
+    entries = []
+    for name, path, made in out:
+        times, duration = probe_times(path)
+        if duration <= times[-1]:  # (an MPEG-TS's format duration is guessed from its bit rate: 0.52 s
+            # here; the end of its last packet instead, as the packets say)
+            j = json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                               "packet=pts_time,duration_time:stream=start_time", "-of", "json", path))
+            t0 = float(j["streams"][0]["start_time"])
+            duration = max(float(q["pts_time"]) + float(q.get("duration_time", 0.04)) for q in j["packets"]) - t0
+        picks = sample_rule(times, duration - times[0])
+        entries.append({"file": name, "frames": len(times), "duration": duration, "times": times,
+                        "sampled_indices": picks, "sampled_times": [times[i] for i in picks], "made_with": made})
+    for e in entries[:2]:  # (the MP4 muxer moves a shared time a tick on; setpts' N/25 also rounds frame 29 onto 28's time: a shared time of its own)
+        assert len(set(e["times"])) < len(e["times"]), ("no shared time", e["file"])
+        assert "duplast" not in e["file"] or e["times"][-1] - e["times"][-2] < 1e-3, ("last two", e["file"], e["times"][-2:])
+    assert entries[3]["frames"] == 50 and entries[3]["times"][0] > 0.2, ("first GOP cut", entries[3]["times"][:3])
+    gold["vfr"] = [e for e in gold.get("vfr", []) if not e["file"].startswith("vfrcut_")] + entries
+
+
 def avif(gold):
     out = []
     for name, w, h, mode in (("still_70x40.avif", 70, 40, "RGB"), ("still_33x17.avif", 33, 17, "RGB"),
@@ -569,7 +615,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
+    for sec in (columns, vfr, vfr_cut, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
