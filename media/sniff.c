@@ -69,6 +69,18 @@ enum media_kind media_sniff(const uint8_t *b, size_t n) {
     if (n >= 4 && !memcmp(b, "FLV\x01", 4)) return MEDIA_KIND_VIDEO;             /* Flash video */
     if (n >= 10 && !memcmp(b, "YUV4MPEG2 ", 10)) return MEDIA_KIND_VIDEO;        /* Y4M (raw frames) */
     if (n >= 24 && !memcmp(b, "nut/multimedia container", 24)) return MEDIA_KIND_VIDEO; /* NUT */
+    if (n >= 16 && !memcmp(b, "\x30\x26\xB2\x75\x8E\x66\xCF\x11\xA6\xD9\x00\xAA\x00\x62\xCE\x6C", 16))
+        return MEDIA_KIND_VIDEO;                                                  /* ASF (WMV) */
+    if (n >= 32 && !memcmp(b, "DKIF", 4)) return MEDIA_KIND_VIDEO;               /* IVF (VP8/VP9/AV1) */
+    if (n >= 14 && !memcmp(b, "\x06\x0E\x2B\x34\x02\x05\x01\x01\x0D\x01\x02\x01\x01", 13))
+        return MEDIA_KIND_VIDEO;                                                  /* MXF (a partition pack) */
+    /* raw H.264 / HEVC (Annex B, as cameras and `-f h264` write them): a 4-byte start code, then an
+       H.264 SPS, AUD or SEI NAL, or an HEVC VPS, AUD or SEI (layer 0, temporal id 1) */
+    if (n >= 6 && !b[0] && !b[1] && !b[2] && b[3] == 1) {
+        const int h264 = b[4] & 0x1F, hevc = (b[4] >> 1) & 0x3F;
+        if (!(b[4] & 0x80) && (h264 == 7 || h264 == 9 || h264 == 6)) return MEDIA_KIND_VIDEO;
+        if (!(b[4] & 0x81) && b[5] == 0x01 && (hevc == 32 || hevc == 35 || hevc == 39)) return MEDIA_KIND_VIDEO;
+    }
     /* Netpbm: "P1".."P6" then whitespace or a comment (the formats Pillow reads; PAM's P7 is not one) */
     if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' &&
         (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r' || b[2] == '#'))

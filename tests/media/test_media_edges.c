@@ -153,6 +153,47 @@ static void test_vfr(void) {
     TEST_CHECK(n >= 2, "only %d VFR clips ran", n);
 }
 
+/* Raw H.264 / HEVC streams (Annex B, no container: gen_media_edges.py "containers") were not
+ * recognised: each is a video whose frame count is ffprobe's count of decoded frames, its samples
+ * the first and last (no times: frame index / the demuxer's rate). */
+static void test_raw_streams(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "raw_streams"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int frames = cJSON_GetObjectItemCaseSensitive(e, "frames")->valueint;
+        nvl_err err = {0};
+        enum media_kind k = MEDIA_KIND_UNKNOWN;
+        TEST_CHECK(media_sniff_file(edge_path(file), &k, &err) == NVL_OK && k == MEDIA_KIND_VIDEO, "%s: sniffed as %s",
+                   file, media_kind_name(k));
+        media_frames *f = NULL;
+        nvl_status st = media_video_sample(edge_path(file), NULL, NULL, &f, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (f) {
+            TEST_CHECK(f->total_frames == frames, "%s: %lld frames, ffprobe decodes %d", file, (long long)f->total_frames,
+                       frames);
+            TEST_CHECK(f->n >= 2 && f->frames[0]->index == 0 && f->frames[f->n - 1]->index == frames - 1,
+                       "%s: %d samples, from frame %lld to %lld", file, f->n, f->n ? (long long)f->frames[0]->index : -1LL,
+                       f->n ? (long long)f->frames[f->n - 1]->index : -1LL);
+        }
+        media_frames_free(f);
+        n++;
+    }
+    TEST_CHECK(n == 2, "%d raw streams ran, expected 2", n);
+    /* the containers' magic: ASF, IVF, MXF; an Annex B start code before an H.264 SPS or an HEVC VPS,
+       but not before other bytes */
+    const struct { const char *head; size_t len; enum media_kind k; } mg[] = {
+        {"\x30\x26\xB2\x75\x8E\x66\xCF\x11\xA6\xD9\x00\xAA\x00\x62\xCE\x6C", 16, MEDIA_KIND_VIDEO},
+        {"DKIF\0\0\x20\0VP90\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32, MEDIA_KIND_VIDEO},
+        {"\x06\x0E\x2B\x34\x02\x05\x01\x01\x0D\x01\x02\x01\x01\x02", 14, MEDIA_KIND_VIDEO},
+        {"\0\0\0\x01\x67\x64", 6, MEDIA_KIND_VIDEO}, {"\0\0\0\x01\x40\x01", 6, MEDIA_KIND_VIDEO},
+        {"\0\0\0\x01\xE7\x64", 6, MEDIA_KIND_UNKNOWN}, {"\0\0\0\x01\x41\x9a", 6, MEDIA_KIND_UNKNOWN},
+    };
+    for (size_t i = 0; i < sizeof mg / sizeof mg[0]; i++)
+        TEST_CHECK(media_sniff((const uint8_t *)mg[i].head, mg[i].len) == mg[i].k, "magic %zu sniffed as %s", i,
+                   media_kind_name(media_sniff((const uint8_t *)mg[i].head, mg[i].len)));
+}
+
 static void test_avif(void) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "avif"), *e;
     int n = 0;
@@ -425,6 +466,7 @@ int main(void) {
     test_columns();
     test_decode();
     test_vfr();
+    test_raw_streams();
     test_avif();
     test_orient();
     test_sampling();

@@ -28,6 +28,7 @@ sampling: baseline and progressive JPEGs with sampling factors TurboJPEG's tj* h
 tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them black).
 rawexif: PNG EXIF in "Raw profile type exif" text chunks (zTXt, tEXt, iTXt), as Pillow reads it.
 vfr_cut: frames sharing a time, and an MPEG-TS cut within its first GOP (more "vfr" entries).
+containers: WMV, IVF, MXF clips ("vfr" entries) and raw H.264 / HEVC streams ("raw_streams").
 netpbm: PBM/PGM/PPM (P1-P6, maxvals 1..65535) and animated WebP (its first frame), as Pillow reads them.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
@@ -482,6 +483,34 @@ def vfr_cut(gold):
     gold["vfr"] = [e for e in gold.get("vfr", []) if not e["file"].startswith("vfrcut_")] + entries
 
 
+def containers(gold):
+    """Containers nanovl did not recognise (a review, 2026-12-04, found them read by ffmpeg and
+    called 'not a recognised image, PDF or video format'): WMV (ASF), IVF (VP9), MXF (MPEG-2), and
+    raw H.264 / HEVC streams. The first three become "vfr" entries (ffprobe's frame times, the
+    sampling rule); the raw ones, which carry no times, "raw_streams" entries: ffprobe's count of
+    decoded frames. Replaces the cont_* entries of both."""
+    src = ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "30", "-pix_fmt", "yuv420p"]
+    entries, raw = [], []
+    for name, codec in (("cont_clip.wmv", ["-c:v", "wmv2"]), ("cont_clip.ivf", ["-c:v", "libvpx-vp9"]),
+                        ("cont_clip.mxf", ["-c:v", "mpeg2video", "-pix_fmt", "yuv422p"]),
+                        ("cont_clip.h264", ["-c:v", "libx264", "-f", "h264"]), ("cont_clip.hevc", ["-c:v", "libx265", "-f", "hevc"])):
+        path = os.path.join(EDGES, name)
+        cmd = ["ffmpeg", "-v", "error", "-y", *src, *codec, path]
+        run(*cmd)
+        made = " ".join(cmd[:-1] + [name])
+        if name.endswith((".h264", ".hevc")):
+            n = int(json.loads(run("ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                                   "stream=nb_read_frames", "-of", "json", path))["streams"][0]["nb_read_frames"])
+            raw.append({"file": name, "frames": n, "made_with": made})
+            continue
+        times, duration = probe_times(path)
+        picks = sample_rule(times, duration - times[0])
+        entries.append({"file": name, "frames": len(times), "duration": duration, "times": times,
+                        "sampled_indices": picks, "sampled_times": [times[i] for i in picks], "made_with": made})
+    gold["vfr"] = [e for e in gold.get("vfr", []) if not e["file"].startswith("cont_")] + entries
+    gold["raw_streams"] = [e for e in gold.get("raw_streams", []) if not e["file"].startswith("cont_")] + raw
+
+
 def avif(gold):
     out = []
     for name, w, h, mode in (("still_70x40.avif", 70, 40, "RGB"), ("still_33x17.avif", 33, 17, "RGB"),
@@ -615,7 +644,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, vfr_cut, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
+    for sec in (columns, vfr, vfr_cut, containers, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
