@@ -471,7 +471,8 @@ static int cmp_i64(const void *a, const void *b) {
  * leaves *pts NULL: times are then frame index / nominal rate. Leaves the input at its end (the
  * caller reopens it: video_rewind). */
 static nvl_status frame_times(av_in *in, double native, const char *name, int64_t **pts, int64_t *n, int64_t *end,
-                              int64_t *n_packets, int64_t *n_lead, nvl_err *err) {
+                              int64_t *n_packets, int64_t *n_lead, int *cut, nvl_err *err) {
+    *cut = 0;
     *pts = NULL;
     *n = 0;
     *end = 0;
@@ -482,8 +483,11 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     int all_pts = 1, all_dts = 1;
     int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
     int r;
+    int last_corrupt = 0, own_corrupt = 0; /* the last packet read (any stream's; the video's own) was read short */
     while ((r = av_read_frame(in->fmt, in->pkt)) >= 0) {
         *n_packets += in->pkt->stream_index == in->stream; /* (discarded ones too: the index counts them) */
+        last_corrupt = (in->pkt->flags & AV_PKT_FLAG_CORRUPT) != 0;
+        if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) own_corrupt = last_corrupt;
         packet_continuous_ts(in);
         if (in->pkt->stream_index == in->stream && !(in->pkt->flags & AV_PKT_FLAG_DISCARD)) {
             const int64_t p = in->pkt->pts, q = in->pkt->dts, dur = in->pkt->duration > 0 ? in->pkt->duration : nominal;
@@ -520,6 +524,9 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
         nvl_free(d);
         return av_fail(err, name, "reading the frame times", AVERROR_EXIT);
     }
+    /* cut short: the packets end in one read short (the demuxer marks it corrupt) or in an error
+       (a fragmented MP4's last fragment, an FLV's last tag: neither has an index to tell) */
+    *cut = last_corrupt || r != AVERROR_EOF || own_corrupt;
     if (first_key > 0) {
         /* packets before the first keyframe (a recording begun, or a .ts cut, within a GOP): their
            references are not in the file, so no decoder makes frames of them (FFmpeg's command
@@ -603,6 +610,10 @@ struct media_video {
     int cfr;             /* every frame time is within one time-base tick of a constant rate: frame i
                             is at t_first + i / native (video_constant_rate) */
     double t_first;      /* (cfr) the first frame's time, seconds from t0 */
+    int cut_short;       /* the packets end cut short (frame_times): the decoding errors of the cut pass over */
+    AVFrame *held;       /* the last frame decoded and not taken, since the last one taken (held_idx): taken
+                            in place of the planned frames the stream ends before (its last packet cut) */
+    int64_t held_idx, held_fp, taken_idx; /* (held_fp: its time; taken_idx: the last frame taken, -1 none) */
     int64_t n_lead;      /* packets before the first keyframe, not frames of it (frame_times): a frame a
                             decoder still makes of them, earlier than the first, is passed over */
 };
@@ -627,6 +638,7 @@ static void decoder_stop(media_video *v);
 void media_video_close(media_video *v) {
     if (!v) return;
     if (v->open) av_in_close(&v->in);
+    av_frame_free(&v->held);
     if (v->remote) decoder_stop(v);
     media_video_close(v->local);
     if (v->fd >= 0) close(v->fd);
@@ -664,6 +676,7 @@ static media_video *video_new(const char *file, const char *name) {
     if (!v) return NULL;
     v->fd = -1;
     v->proc.fd = -1;
+    v->held_idx = v->taken_idx = -1;
     v->name = nvl_strdup(name);
     v->file = nvl_strdup(file);
     if (!v->name || !v->file) {
@@ -713,7 +726,8 @@ static nvl_status video_open_local(const char *file, const char *name, const med
         goto fail;
     }
     int64_t pts_end = 0, n_packets = 0;
-    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, &v->n_lead, err)) != NVL_OK)
+    if ((st = frame_times(&v->in, v->native, path, &v->pts, &v->total, &pts_end, &n_packets, &v->n_lead, &v->cut_short,
+                          err)) != NVL_OK)
         goto fail;
     /* pieces joined end to end: a seek goes by the file's own (restarting) times, which the
        continuous ones cannot be mapped back to; decoded through instead. Without a jump the
@@ -1151,9 +1165,13 @@ static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err) 
     int64_t k = v->k;
     if (end == MEDIA_PROC_OK && f.present) {
         while (k < v->n && v->want[k] < f.index) k++; /* (a planned frame a variable rate's gap skipped) */
+        /* (a file cut short: its last frame, before the planned ones it ends without, in their place) */
+        const int held = k < v->n && f.index < v->want[k] && f.index > v->taken_idx;
         if (f.width <= 0 || f.height <= 0 || (int64_t)f.width * f.height > v->lim.max_pixels || k >= v->n ||
-            v->want[k] != f.index || !isfinite(f.timestamp))
+            (v->want[k] != f.index && !held) || !isfinite(f.timestamp))
             end = MEDIA_PROC_BAD;
+        else if (held)
+            k = v->n - 1;
     } else if (end == MEDIA_PROC_OK && !v->delivered) { /* (its own next says "no frame could be decoded") */
         end = MEDIA_PROC_BAD;
     }
@@ -1176,6 +1194,7 @@ static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err) 
     }
     img->index = f.index;
     img->timestamp = f.timestamp;
+    v->taken_idx = f.index;
     v->k = k + 1;
     if (!v->delivered++) {
         v->info.width = img->width;
@@ -1215,6 +1234,32 @@ int media_video_planned(const media_video *v, int k, int64_t *index, double *tim
 }
 
 static nvl_status decoder_next(media_video *v, media_image **out, nvl_err *err);
+
+/* The decoded frame in v->in.frame, index v->cur (fp: its time, for a stream without a frame list),
+ * converted and handed out as the next planned frame. */
+static nvl_status take_frame(media_video *v, int64_t fp, media_image **out, nvl_err *err) {
+    media_image *img = NULL;
+    nvl_status st = frame_to_rgb(&v->in, v->rotate, 0, v->name, &v->lim, &img, err);
+    av_frame_unref(v->in.frame);
+    if (st != NVL_OK) {
+        v->ended = 1;
+        return st;
+    }
+    img->index = v->cur;
+    img->timestamp = v->pts ? video_frame_t(v, v->cur)
+                     : fp != AV_NOPTS_VALUE ? (double)(fp - v->t0) * v->tb : (double)v->cur / v->native;
+    v->k++;
+    while (v->k < v->n && v->want[v->k] == v->cur) v->k++;
+    v->taken_idx = v->cur;
+    if (v->held) av_frame_unref(v->held);
+    v->held_idx = -1;
+    if (!v->delivered++) {
+        v->info.width = img->width;
+        v->info.height = img->height;
+    }
+    *out = img;
+    return NVL_OK;
+}
 
 nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
     *out = NULL;
@@ -1264,7 +1309,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
            decoder still holds frames decoded before it (reordering, threads): go on, to the end
            of the stream and its drain (the answer covers what was read, as the notice says); a
            damaged file otherwise, and past 16 such errors in the whole file */
-        if (r == AVERROR_INVALIDDATA && v->info.listed_frames > 0 && ++v->cut_errors <= 16) continue;
+        if (r == AVERROR_INVALIDDATA && (v->info.listed_frames > 0 || v->cut_short) && ++v->cut_errors <= 16) continue;
         if (r < 0) {
             v->ended = 1;
             return av_fail(err, v->name, "cannot decode", r);
@@ -1285,26 +1330,27 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
         } else v->cur = fp != AV_NOPTS_VALUE ? (int64_t)llround((double)(fp - v->t0) * v->tb * v->native) : v->cur + 1;
         while (v->k < v->n && v->want[v->k] < v->cur) v->k++; /* a wanted index with no frame of its own: skip */
         if (v->k < v->n && v->want[v->k] == v->cur) {
-            media_image *img = NULL;
-            st = frame_to_rgb(&v->in, v->rotate, 0, v->name, &v->lim, &img, err);
-            av_frame_unref(v->in.frame);
-            if (st != NVL_OK) {
-                v->ended = 1;
-                return st;
-            }
-            img->index = v->cur;
-            img->timestamp = v->pts ? video_frame_t(v, v->cur)
-                             : fp != AV_NOPTS_VALUE ? (double)(fp - v->t0) * v->tb : (double)v->cur / v->native;
-            v->k++;
-            while (v->k < v->n && v->want[v->k] == v->cur) v->k++;
-            if (!v->delivered++) {
-                v->info.width = img->width;
-                v->info.height = img->height;
-            }
-            *out = img;
-            return NVL_OK;
+            return take_frame(v, fp, out, err);
         }
+        if (v->cut_short && v->cur > v->taken_idx && (v->held || (v->held = av_frame_alloc()))) {
+            av_frame_unref(v->held); /* (kept: the stream may end before the next planned frame) */
+            av_frame_move_ref(v->held, v->in.frame);
+            v->held_idx = v->cur;
+            v->held_fp = fp;
+        } else {
+            av_frame_unref(v->in.frame);
+        }
+    }
+    if (v->k < v->n && v->held_idx > v->taken_idx && v->held_idx >= 0) {
+        /* a file cut short whose last planned frames never came (the cut packet makes none): the
+           last frame it holds is taken in their place, so the answer covers the video to its cut
+           (it lost the end: ft.mp4 cut at 20000 bytes gave 1 of its 2 planned frames) */
         av_frame_unref(v->in.frame);
+        av_frame_move_ref(v->in.frame, v->held);
+        v->cur = v->held_idx;
+        v->held_idx = -1;
+        v->k = v->n - 1;
+        return take_frame(v, v->held_fp, out, err);
     }
     v->ended = 1;
     if (v->delivered == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: no frame could be decoded", v->name);

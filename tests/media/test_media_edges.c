@@ -27,6 +27,7 @@
 #include "base/json_util.h"
 #include "base/mapped_file.h"
 #include "media.h"
+#include "sha256.h"
 #include "test_util.h"
 
 static cJSON *g_gold;
@@ -192,6 +193,46 @@ static void test_raw_streams(void) {
     for (size_t i = 0; i < sizeof mg / sizeof mg[0]; i++)
         TEST_CHECK(media_sniff((const uint8_t *)mg[i].head, mg[i].len) == mg[i].k, "magic %zu sniffed as %s", i,
                    media_kind_name(media_sniff((const uint8_t *)mg[i].head, mg[i].len)));
+}
+
+/* Files cut mid-packet without an index to say so (gen_media_edges.py "cut": a fragmented MP4, an
+ * FLV) were refused ("cannot decode: Invalid data"); and the cut packet, which makes no frame, was
+ * a planned frame that never came (the video's end lost). At 25 fps (every frame planned) the
+ * frames delivered are ffmpeg's decoded ones, the last of them ffmpeg's last frame, exactly. */
+static void test_cut(void) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g_gold, "cut"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *file = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
+        const int frames = cJSON_GetObjectItemCaseSensitive(e, "decoded_frames")->valueint;
+        const char *sha = cJSON_GetObjectItemCaseSensitive(e, "last_rgb_sha256")->valuestring;
+        nvl_err err = {0};
+        media_frames *f = NULL;
+        media_video_params vp = media_video_params_default();
+        vp.fps = 5; /* (planned: the cut packet last, the frame before it not: it must be taken in its place) */
+        nvl_status st = media_video_sample(edge_path(file), &vp, NULL, &f, &err);
+        TEST_CHECK(st == NVL_OK, "%s: %s", file, err.msg);
+        if (f) {
+            const media_image *last = f->n ? f->frames[f->n - 1] : NULL;
+            char hex[65] = "";
+            if (last) sha256_hex(last->rgb, (size_t)last->width * (size_t)last->height * 3, hex);
+            TEST_CHECK(last && !strcmp(hex, sha) && last->index == frames - 1,
+                       "%s: the last frame (%lld) is not ffmpeg's last (%d)", file, last ? (long long)last->index : -1LL,
+                       frames - 1);
+        }
+        media_frames_free(f);
+        f = NULL;
+        vp.fps = 25; /* every frame: as many as ffmpeg decodes, none twice */
+        st = media_video_sample(edge_path(file), &vp, NULL, &f, &err);
+        TEST_CHECK(st == NVL_OK && f && f->n >= frames - 1 && f->n <= frames, "%s at 25 fps: %d frames, ffmpeg %d (%s)",
+                   file, f ? f->n : -1, frames, st == NVL_OK ? "" : err.msg);
+        for (int i = 1; f && i < f->n; i++)
+            TEST_CHECK(f->frames[i]->index > f->frames[i - 1]->index, "%s: frame %lld taken twice", file,
+                       (long long)f->frames[i]->index);
+        media_frames_free(f);
+        n++;
+    }
+    TEST_CHECK(n == 2, "%d cut files ran, expected 2", n);
 }
 
 static void test_avif(void) {
@@ -467,6 +508,7 @@ int main(void) {
     test_decode();
     test_vfr();
     test_raw_streams();
+    test_cut();
     test_avif();
     test_orient();
     test_sampling();

@@ -29,6 +29,7 @@ tiled: tiled TIFFs (ImageMagick), which nanovl must refuse (FFmpeg decoded them 
 rawexif: PNG EXIF in "Raw profile type exif" text chunks (zTXt, tEXt, iTXt), as Pillow reads it.
 vfr_cut: frames sharing a time, and an MPEG-TS cut within its first GOP (more "vfr" entries).
 containers: WMV, IVF, MXF clips ("vfr" entries) and raw H.264 / HEVC streams ("raw_streams").
+cut: a fragmented MP4 and an FLV cut mid-packet (no index says so): ffmpeg's frame count, last frame.
 netpbm: PBM/PGM/PPM (P1-P6, maxvals 1..65535) and animated WebP (its first frame), as Pillow reads them.
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
@@ -511,6 +512,34 @@ def containers(gold):
     gold["raw_streams"] = [e for e in gold.get("raw_streams", []) if not e["file"].startswith("cont_")] + raw
 
 
+def cut(gold):
+    """Files cut short without an index to say so (a review, 2026-12-04): a fragmented MP4 (an
+    interrupted screen or stream recording) and an FLV, each cut mid-packet. nanovl refused both
+    ("cannot decode: Invalid data"), and a cut file lost its last planned frame (the cut packet
+    makes none). Reference: ffmpeg's decode of the cut file (-fps_mode passthrough): its frame
+    count and the sha256 of its last frame (rgb24), which must be the last frame sampled."""
+    import hashlib
+    out = []
+    for name, fmt, keep in (("cut_frag.mp4", ["-movflags", "frag_keyframe+empty_moov", "-g", "15"], 0.55),
+                            ("cut_clip.flv", ["-g", "15"], 0.6)):
+        full = os.path.join(EDGES, "full_" + name)
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "60",
+               "-pix_fmt", "yuv420p", "-c:v", "libx264", "-bf", "0", *fmt, full]
+        run(*cmd)
+        data = open(full, "rb").read()
+        os.remove(full)
+        path = os.path.join(EDGES, name)
+        open(path, "wb").write(data[:int(len(data) * keep)])
+        raw = subprocess.run(["ffmpeg", "-v", "quiet", "-i", path, "-fps_mode", "passthrough", "-f", "rawvideo",
+                              "-pix_fmt", "rgb24", "-"], capture_output=True).stdout
+        n = len(raw) // (64 * 48 * 3)
+        assert 10 < n < 60, (name, n)
+        out.append({"file": name, "decoded_frames": n, "width": 64, "height": 48,
+                    "last_rgb_sha256": hashlib.sha256(raw[(n - 1) * 64 * 48 * 3:]).hexdigest(),
+                    "made_with": " ".join(cmd[:-1]) + f" F; its first {keep:.0%} of bytes"})
+    gold["cut"] = out
+
+
 def avif(gold):
     out = []
     for name, w, h, mode in (("still_70x40.avif", 70, 40, "RGB"), ("still_33x17.avif", 33, 17, "RGB"),
@@ -644,7 +673,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, vfr_cut, containers, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
+    for sec in (columns, vfr, vfr_cut, containers, cut, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
