@@ -122,6 +122,7 @@ typedef struct ocr_ctx {
     int out_made;           /* OUT did not exist before the run (removed if no page begins) */
     const char *out_path;
     const char *stale_record; /* OUT.progress of an earlier run: no longer holds once OUT is emptied */
+    char made_target[PATH_MAX + 256]; /* OUT a link the run made its file through: that file (else "") */
 } ocr_ctx;
 
 // ---------------------------------------------------------------------------
@@ -806,7 +807,7 @@ static void out_discard(ocr_ctx *c) {
     fclose(c->held_out);
     c->held_out = NULL;
     c->out = NULL;
-    if (c->out_made) unlink(c->out_path);
+    if (c->out_made) unlink(c->made_target[0] ? c->made_target : c->out_path);
     if (!c->write_errno)
         fprintf(stderr, "nanovl ocr: no page was read: '%s' %s\n", c->out_path,
                 c->out_made ? "was not made" : "is left as it was");
@@ -1157,6 +1158,18 @@ int cmd_ocr(int argc, char **argv) {
         int fd = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         c.out_made = fd >= 0;
         if (fd < 0 && errno == EEXIST) fd = open(out_path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) { /* a link to a file not there yet (O_EXCL refuses any link): made
+                                            through it, as "w" does; the file it names is removed if unused */
+            char to[PATH_MAX];
+            const ssize_t n = readlink(out_path, to, sizeof to - 1);
+            if (n > 0 && (fd = open(out_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666)) >= 0) {
+                to[n] = 0;
+                const char *slash = strrchr(out_path, '/');
+                if (to[0] == '/' || !slash) snprintf(c.made_target, sizeof c.made_target, "%s", to);
+                else snprintf(c.made_target, sizeof c.made_target, "%.*s/%s", (int)(slash - out_path), out_path, to);
+                c.out_made = 1;
+            }
+        }
         if (fd >= 0 && !(c.held_out = fdopen(fd, "w"))) close(fd);
         c.out_path = out_path;
         c.stale_record = rs.path; /* (a record of another run of this OUT no longer holds once it is emptied) */

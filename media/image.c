@@ -275,8 +275,8 @@ nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const 
  * picture of the file's type and maxval holding the maxval must come out white, or the file is
  * refused. Plain (ASCII) files scale otherwise and are not affected. */
 static nvl_status pnm_check_maxval(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
-                                   nvl_err *err) {
-    if (len < 3 || (buf[1] != '5' && buf[1] != '6')) return NVL_OK;
+                                   nvl_err *err) { /* (and a header's numbers: Pillow refuses what FFmpeg took) */
+    if (len < 3 || buf[1] == '1' || buf[1] == '4') return NVL_OK; /* (bitmaps: no maxval) */
     long v[3] = {0};
     size_t i = 2;
     for (int f = 0; f < 3; f++) { /* width, height, maxval: each after whitespace and '#' comments */
@@ -286,11 +286,16 @@ static nvl_status pnm_check_maxval(const uint8_t *buf, size_t len, const char *n
                 while (i < len && buf[i] != '\n' && buf[i] != '\r') i++;
             else break;
         }
-        if (i >= len || buf[i] < '0' || buf[i] > '9') return NVL_OK; /* (a damaged header: FFmpeg says it) */
+        if (i >= len || buf[i] < '0' || buf[i] > '9') /* (FFmpeg took a maxval of -5 as an 8-bit image) */
+            return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged Netpbm header: its %s is %s", name,
+                               f == 0 ? "width" : f == 1 ? "height" : "maxval", i >= len ? "missing" : "not a number");
         while (i < len && buf[i] >= '0' && buf[i] <= '9' && v[f] < 1000000) v[f] = v[f] * 10 + (buf[i++] - '0');
     }
     const long maxval = v[2];
-    if (maxval < 1 || maxval > 65535 || maxval == 255 || maxval == 65535) return NVL_OK;
+    if (maxval < 1 || maxval > 65535) /* (FFmpeg decoded 0 and 65536 as 8-bit images; Pillow refuses them) */
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged Netpbm header: maxval %ld (it must be 1..65535)", name,
+                           maxval);
+    if (maxval == 255 || maxval == 65535 || buf[1] == '2' || buf[1] == '3') return NVL_OK;
     const int ch = buf[1] == '6' ? 3 : 1, wide = maxval > 255;
     uint8_t probe[32];
     int n = snprintf((char *)probe, sizeof probe, "P%c\n1 1\n%ld\n", buf[1], maxval);

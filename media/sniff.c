@@ -81,9 +81,9 @@ enum media_kind media_sniff(const uint8_t *b, size_t n) {
         if (!(b[4] & 0x80) && (h264 == 7 || h264 == 9 || h264 == 6)) return MEDIA_KIND_VIDEO;
         if (!(b[4] & 0x81) && b[5] == 0x01 && (hevc == 32 || hevc == 35 || hevc == 39)) return MEDIA_KIND_VIDEO;
     }
-    /* Netpbm: "P1".."P6" then whitespace or a comment (the formats Pillow reads; PAM's P7 is not one) */
+    /* Netpbm: "P1".."P6" then whitespace (as Pillow reads them; PAM's P7 is not one) */
     if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' &&
-        (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r' || b[2] == '#'))
+        (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r'))
         return MEDIA_KIND_PNM;
     return MEDIA_KIND_UNKNOWN;
 }

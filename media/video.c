@@ -155,7 +155,7 @@ static int64_t mem_seek(void *opaque, int64_t off, int whence) {
  * it (in->codec); the decoder itself is opened by av_in_open_decoder. cancel (NULL: none) must
  * outlive in: FFmpeg's reads of the file answer AVERROR_EXIT once it says so. */
 static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
-                                     av_cancel *cancel, nvl_err *err) {
+                                     av_cancel *cancel, const AVInputFormat *ifmt, nvl_err *err) {
     memset(in, 0, sizeof *in);
     av_log_set_level(AV_LOG_QUIET);
     int e;
@@ -177,7 +177,7 @@ static nvl_status av_in_open_demuxer(av_in *in, const char *path, const uint8_t 
         in->fmt->pb = in->avio;
         in->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     }
-    if ((e = avformat_open_input(&in->fmt, path, NULL, NULL)) < 0)
+    if ((e = avformat_open_input(&in->fmt, path, ifmt, NULL)) < 0)
         return av_fail(err, name, "cannot open", av_cancelled(cancel) ? AVERROR_EXIT : e);
     e = avformat_find_stream_info(in->fmt, NULL);
     if (av_cancelled(cancel)) return av_fail(err, name, "cannot read stream info", AVERROR_EXIT);
@@ -229,8 +229,8 @@ static nvl_status av_in_open_decoder(av_in *in, const char *name, nvl_err *err) 
 
 /* Opens a file (path) or a memory buffer (mem) and its best video stream's decoder. */
 static nvl_status av_in_open(av_in *in, const char *path, const uint8_t *mem, size_t len, const char *name,
-                             nvl_err *err) {
-    nvl_status st = av_in_open_demuxer(in, path, mem, len, name, NULL, err);
+                             const AVInputFormat *ifmt, nvl_err *err) {
+    nvl_status st = av_in_open_demuxer(in, path, mem, len, name, NULL, ifmt, err);
     return st == NVL_OK ? av_in_open_decoder(in, name, err) : st;
 }
 
@@ -410,7 +410,13 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
                                      int opaque, media_image **out, nvl_err *err) {
     *out = NULL;
     av_in in;
-    nvl_status st = av_in_open(&in, NULL, buf, len, name, err);
+    /* Netpbm: its demuxer named (FFmpeg's probe of bytes without a file name wants a newline right
+       after the magic: "P5 7 5 255\n", a valid header, was 'Invalid data') */
+    const AVInputFormat *ifmt = NULL;
+    if (len >= 2 && buf[0] == 'P' && buf[1] >= '1' && buf[1] <= '6')
+        ifmt = av_find_input_format(buf[1] == '1' || buf[1] == '4' ? "pbm_pipe" : buf[1] == '2' || buf[1] == '5' ? "pgm_pipe"
+                                                                                                                 : "ppm_pipe");
+    nvl_status st = av_in_open(&in, NULL, buf, len, name, ifmt, err);
     if (st == NVL_OK) {
         int draining = 0, r = next_frame(&in, &draining);
         if (r < 0) st = r == AVERROR_EOF ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: no image in the file", name)
@@ -484,6 +490,7 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
     int r;
     int last_corrupt = 0, own_corrupt = 0; /* the last packet read (any stream's; the video's own) was read short */
+    int64_t prev_end = INT64_MIN, prev_end_dts = INT64_MIN;
     while ((r = av_read_frame(in->fmt, in->pkt)) >= 0) {
         *n_packets += in->pkt->stream_index == in->stream; /* (discarded ones too: the index counts them) */
         last_corrupt = (in->pkt->flags & AV_PKT_FLAG_CORRUPT) != 0;
@@ -506,6 +513,7 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
             if (first_key < 0 && (in->pkt->flags & AV_PKT_FLAG_KEY)) first_key = k;
             t[k] = p;
             d[k++] = q;
+            prev_end = last_end, prev_end_dts = last_end_dts; /* (undone if this packet is dropped as cut) */
             if (p == AV_NOPTS_VALUE) all_pts = 0;
             else {
                 min_pts = p < min_pts ? p : min_pts;
@@ -527,6 +535,21 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     /* cut short: the packets end in one read short (the demuxer marks it corrupt) or in an error
        (a fragmented MP4's last fragment, an FLV's last tag: neither has an index to tell) */
     *cut = last_corrupt || r != AVERROR_EOF || own_corrupt;
+    if (own_corrupt && k > 1) {
+        /* the video's last packet, read short, is not a frame of the file: it makes none (H.264,
+           HEVC, VP9: ffmpeg's command line gets nothing of it), and counted, it stretched the
+           sampled span past the frames there are (a B-frame's time, or the planned end, then had
+           no frame). (An H.263 one may still make a partial frame: it is then not planned.) */
+        k--;
+        last_end = prev_end, last_end_dts = prev_end_dts;
+        if (t[k] == min_pts || d[k] == min_dts) { /* (the earliest time was its own: found again) */
+            min_pts = min_dts = INT64_MAX;
+            for (int64_t i = 0; i < k; i++) {
+                if (t[i] != AV_NOPTS_VALUE && t[i] < min_pts) min_pts = t[i];
+                if (d[i] != AV_NOPTS_VALUE && d[i] < min_dts) min_dts = d[i];
+            }
+        }
+    }
     if (first_key > 0) {
         /* packets before the first keyframe (a recording begun, or a .ts cut, within a GOP): their
            references are not in the file, so no decoder makes frames of them (FFmpeg's command
@@ -625,7 +648,7 @@ static nvl_status video_rewind(media_video *v, nvl_err *err) {
     av_in_close(&v->in);
     memset(&v->in, 0, sizeof v->in);
     v->open = 0;
-    nvl_status st = av_in_open_demuxer(&v->in, v->file, NULL, 0, v->name, &v->cancel, err);
+    nvl_status st = av_in_open_demuxer(&v->in, v->file, NULL, 0, v->name, &v->cancel, NULL, err);
     v->open = 1;
     v->in.ts_disc = v->ts_continuous; /* (frame_times found jumps: the same correction, from the start) */
     v->draining = 0;
@@ -716,7 +739,7 @@ static nvl_status video_open_local(const char *file, const char *name, const med
     v->cur = -1;
     v->seeked_k = -1;
     v->cancel = (av_cancel){p.cancelled, p.cancel_ctx, 0};
-    st = av_in_open_demuxer(&v->in, file, NULL, 0, path, &v->cancel, err); /* the decoder at the first frame */
+    st = av_in_open_demuxer(&v->in, file, NULL, 0, path, &v->cancel, NULL, err); /* the decoder at the first frame */
     v->open = 1;
     if (st != NVL_OK) goto fail;
     AVRational fr = av_guess_frame_rate(v->in.fmt, v->in.st, NULL);

@@ -340,6 +340,7 @@ static void test_json(void) {
     snprintf(path, sizeof path, "%s/dup.json", test_tmpdir());
     const char *files[][2] = {
         {"{\"a\": 1, \"o\": {\"k\": 1}, \"p\": {\"k\": 2}}", ""},
+        {"{\"x\\u0000a\": 1, \"x\\u0000b\": 2}", ""}, /* (distinct keys cJSON cuts at the NUL alike) */
         {"{\"a\": 1, \"b\": 2, \"a\": 3}", "'a'"},
         {"{\"x\": {\"y\": [{\"z\": 1, \"z\": NaN}]}}", "'z'"},
         {"{\"k00\":0,\"k01\":0,\"k02\":0,\"k03\":0,\"k04\":0,\"k05\":0,\"k06\":0,\"k07\":0,\"k08\":0,\"k09\":0,"

@@ -162,8 +162,10 @@ nvl_status nvl_json_load_file(cJSON **out, const char *path, size_t max_bytes, n
     nvl_status st = nvl_read_file(path, max_bytes, &text, &len, err);
     if (st != NVL_OK) return st;
     st = nvl_json_parse(out, text, len, path, err);
+    /* (cJSON cuts a key at an escaped NUL: "x\u0000a" and "x\u0000b" would look alike) */
+    const int nul_key = memmem(text, len, "\\u0000", 6) != NULL;
     nvl_free(text);
-    if (st != NVL_OK) return st;
+    if (st != NVL_OK || nul_key) return st;
     /* a key given twice: cJSON finds the first, Python's json (transformers, the reference) keeps the
        last, so the two would read different checkpoints (a review) */
     const char *d = dup_key(*out);

@@ -88,6 +88,11 @@ if [ "$(sed -n 2p "$T/ocr.jsonl" | grep -c 'none.png.*"code":"not_found"')" != 1
    ! sed -n 4p "$T/ocr.jsonl" | grep -q '"page":2,'; then
     echo "FAIL: ocr order:"; cut -c1-120 "$T/ocr.jsonl"; fail=$((fail + 1))
 fi
+# a file of no known format fails as a whole, before it begins: its error stands alone (it was
+# begun as an image, '<!-- image: notes.txt -->' above its error)
+printf 'meeting notes\n' > "$T/notes.txt"
+timeout 60 "$B" ocr --model "$M" "$T/notes.txt" "$I" --max-tokens 2 > "$T/notes.md" 2>/dev/null
+check "ocr: an unrecognised file has no image marker" sh -c "! grep -q 'image: .*notes.txt' '$T/notes.md' && head -1 '$T/notes.md' | grep -q 'error: unsupported: .*notes.txt: not an image, PDF or video'"
 # an input refused as a whole is never run: a video first (ocr reads no videos) was refused, then
 # answered anyway under an image marker; with --parallel 2 the same Markdown as one at a time
 VE=$(dirname "$I")/../edges/cols_x264_98x16.mp4
@@ -245,6 +250,17 @@ expect 1 "no page was read: '.*made.md' was not made" "$B" ocr --model "$M" "$P2
 check "ocr -o: OUT not made when no page begins" test ! -e "$T/made.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$P2" --pages 2 --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT holds the early error then the page" sh -c "! grep -q precious '$T/keep.md' && head -1 '$T/keep.md' | grep -q 'error: not_found' && grep -q '^<!-- page 2: ' '$T/keep.md'"
+# OUT a link to a file not there yet: made through the link (O_EXCL refused every link), and when
+# no page begins, that file is removed and the link left as it was
+ln -s dang-target.md "$T/dang.md"
+check "ocr -o into a dangling link: exit 0" timeout 60 "$B" ocr --model "$M" "$I" --max-tokens 2 -o "$T/dang.md"
+check "ocr -o: a dangling link's file is written" grep -q '^<!-- image: ' "$T/dang-target.md"
+rm "$T/dang-target.md"
+expect 1 "no page was read: '.*dang.md' was not made" "$B" ocr --model "$M" "$P2" --pages 9 -o "$T/dang.md"
+check "ocr -o: the link's file is not left" sh -c "test ! -e '$T/dang-target.md' && test -L '$T/dang.md'"
+printf 'precious\n' > "$T/keep.md" # (a file of no known format begins no page either)
+expect 1 "no page was read: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$T/notes.txt" -o "$T/keep.md"
+check "ocr -o: OUT untouched by an unrecognised file" grep -qx precious "$T/keep.md"
 # Netpbm (scanimage's default) and an animated WebP are read through the image decoder's process
 # (they were 'not a recognised image' and 'unsupported'); a maxval FFmpeg scales to black is refused
 ED=$(dirname "$I")/../edges

@@ -373,6 +373,14 @@ def netpbm(gold):
     add("dec_pnm_p5_4095.pgm", raw("P5", 4095, g16 >> 4), tol=1, mode="I")
     add("dec_pnm_p6_16.ppm", raw("P6", 65535, rgb.astype(np.uint16) * 257), mode="RGB")
     add("dec_pnm_p5_254.pgm", raw("P5", 254, rgb[..., 1].astype(np.uint16) * 254 // 255), refuse="maxval 254")
+    # a header on one line, and a comment on the magic's line (FFmpeg's probe of bytes wanted a
+    # newline there: 'Invalid data'); maxvals Pillow refuses (FFmpeg took them as 8-bit images)
+    def hdr(head, a):
+        return lambda p: open(p, "wb").write(head + a.astype("u1").tobytes())
+    add("dec_pnm_oneline.pgm", hdr(b"P5 7 5 255\n", rgb[..., 2]), mode="L")
+    add("dec_pnm_comment.ppm", hdr(b"P6 # made by hand\n7 5\n255\n", rgb), mode="RGB")
+    add("dec_pnm_maxval0.pgm", hdr(b"P5\n7 5\n0\n", rgb[..., 2]), refuse="maxval 0")
+    add("dec_pnm_maxvalneg.pgm", hdr(b"P5\n7 5\n-5\n", rgb[..., 2]), refuse="maxval is not a number")
     # animated WebP: the first frame (lossless, lossy, with alpha); Pillow checked to see 3 frames
     yy, xx = np.mgrid[0:12, 0:20]
     frames = [np.stack([xx * 12 + k * 40, yy * 20, (xx * 7 + yy * 13 + k * 50) % 256], -1).astype(np.uint8) for k in range(3)]
