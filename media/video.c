@@ -79,6 +79,10 @@ static nvl_status av_fail(nvl_err *err, const char *name, const char *what, int 
     if (av_status(e) == NVL_ERR_FORMAT && e < 0 && e > -4096 && !strcmp(what, "cannot decode")) /* (not opening) */
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: %s: the data is damaged or not what its stream says (the decoder "
                            "answered: %s)", name, what, buf);
+    if (e == AVERROR_INVALIDDATA && !strcmp(what, "cannot open")) /* (its first bytes looked like a format FFmpeg
+                                                                      reads: "Invalid data" alone said little) */
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: cannot open: damaged, or not the image or video its first bytes "
+                           "suggest (FFmpeg: %s)", name, buf);
     return nvl_err_set(err, av_status(e), "%s: %s: %s", name, what, buf);
 }
 

@@ -268,6 +268,9 @@ expect 0 "format: pnm" "$B" media-info "$ED/dec_pnm_p5_16.pgm"
 expect 0 '"prompt_tokens":' "$B" ask --model "$M" "$ED/dec_pnm_p1.pbm" "What?" --max-tokens 1 --json
 expect 0 '"prompt_tokens":' "$B" ask --model "$M" "$ED/dec_webp_anim_lossy.webp" "What?" --max-tokens 1 --json
 expect 1 "binary P5 Netpbm with maxval 254" "$B" ask --model "$M" "$ED/dec_pnm_p5_254.pgm" "What?" --max-tokens 1
+# a file that merely begins like a raw H.264 stream: said so, not FFmpeg's 'Invalid data' alone
+printf '\000\000\000\001\147 meeting notes' > "$T/fake.h264"
+expect 1 "fake.h264: cannot open: damaged, or not the image or video its first bytes suggest" "$B" media-info "$T/fake.h264"
 # one vocabulary id near the 1e8 cap: the id space was allocated first (8.6 GB), now refused
 linked_copy "$M" "$T/bigid"
 rm "$T/bigid/tokenizer.json"
