@@ -162,6 +162,25 @@ def gif_small(transparency=None, background=0, local=False):
     return bytes(d)
 
 
+def decode_case(cases, name, write, tol=0, refuse=None, mode=None):
+    """A "decode" entry: write(path) makes EDGES/name; reference = Pillow's exif_transpose +
+    gen_media_goldens.to_rgb8 (mode: what Pillow must open it as), or refuse = a message part
+    where nanovl must refuse it; tol = the levels nanovl may differ by."""
+    from gen_media_goldens import to_rgb8
+    from PIL import ImageOps
+    path = os.path.join(EDGES, name)
+    write(path)
+    e = {"file": name, "tol": tol}
+    if refuse:
+        e["refuse"] = refuse
+    else:
+        src = Image.open(path)
+        assert mode is None or src.mode == mode, (name, src.mode)
+        ref = to_rgb8(ImageOps.exif_transpose(src))
+        e.update(width=ref.shape[1], height=ref.shape[0], pixels=ref.reshape(-1).tolist())
+    cases.append(e)
+
+
 def decode(gold):
     """Stills whose decoding a differential test against Pillow found wrong (2026-11-30), written by
     Pillow; reference = Pillow's exif_transpose + gen_media_goldens.to_rgb8 (alpha on white, 16-bit
@@ -177,15 +196,7 @@ def decode(gold):
     cases = []
 
     def add(name, save, tol=0, refuse=None):
-        path = os.path.join(EDGES, name)
-        save(path)
-        e = {"file": name, "tol": tol}
-        if refuse:
-            e["refuse"] = refuse
-        else:
-            ref = to_rgb8(ImageOps.exif_transpose(Image.open(path)))
-            e.update(width=ref.shape[1], height=ref.shape[0], pixels=ref.reshape(-1).tolist())
-        cases.append(e)
+        decode_case(cases, name, save, tol, refuse)
 
     rgba = Image.fromarray(np.dstack([rgb, alpha]))
     # lossless WebP's alpha was dropped (libwebp decoded it as RGB); lossy WebP was FFmpeg's YUV->RGB
@@ -339,17 +350,7 @@ def netpbm(gold):
     cases = []
 
     def add(name, write, tol=0, refuse=None, mode=None):
-        path = os.path.join(EDGES, name)
-        write(path)
-        e = {"file": name, "tol": tol}
-        if refuse:
-            e["refuse"] = refuse
-        else:
-            src = Image.open(path)
-            assert mode is None or src.mode == mode, (name, src.mode)
-            ref = to_rgb8(src)
-            e.update(width=ref.shape[1], height=ref.shape[0], pixels=ref.reshape(-1).tolist())
-        cases.append(e)
+        decode_case(cases, name, write, tol, refuse, mode)
 
     def raw(magic, maxval, a, plain=False):
         h, w = a.shape[:2]
