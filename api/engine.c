@@ -98,11 +98,8 @@ int64_t api_engine_max_context(const api_engine *e) {
     return t > 0 ? t : DEFAULT_MAX_CONTEXT;
 }
 
-/* The checkpoint's chat template must render a probe conversation with one image marker and the
- * question; a template nanovl cannot interpret (or one that does not place media where the
- * prompt builder expects them) is set aside, with a warning, for the built-in Nano V2 format.
- * Running out of memory while rendering is an error (NVL_ERR_NOMEM), not a reason to switch. */
-static nvl_status check_template(api_engine *e, const char *dir, nvl_err *out_err) {
+/* (engine_impl.h) */
+nvl_status api_chat_template_probe(const char *tmpl, const cJSON *special, char *why, size_t cap, nvl_err *out_err) {
     llm_chat_part sys = {LLM_PART_TEXT, "You are helpful.", 0};
     llm_chat_part parts[2] = {{LLM_PART_IMAGE, NULL, 0}, {LLM_PART_TEXT, "What is the total?", 0}};
     llm_chat_message msgs[2] = {{"system", &sys, 1}, {"user", parts, 2}};
@@ -110,28 +107,36 @@ static nvl_status check_template(api_engine *e, const char *dir, nvl_err *out_er
     char *text = NULL;
     size_t len = 0;
     nvl_err err = {0};
-    nvl_status st = llm_chat_render_template(e->chat_template, msgs, 2, &o, e->special, &text, &len, &err);
-    const char *why = NULL;
-    char buf[NVL_ERR_MSG_MAX + 64];
+    why[0] = 0;
+    nvl_status st = llm_chat_render_template(tmpl, msgs, 2, &o, special, &text, &len, &err);
     if (st == NVL_ERR_NOMEM) { /* not the template's fault: opening fails, it does not change format */
         nvl_free(text);
-        return nvl_err_set(out_err, st, "%s: %s", dir, err.msg);
+        return nvl_err_set(out_err, st, "%s", err.msg);
     }
     if (st != NVL_OK) {
-        snprintf(buf, sizeof buf, "%s", err.msg);
-        why = buf;
+        snprintf(why, cap, "%s", err.msg);
     } else {
         const char *first = strstr(text, "<image>");
-        if (!first || strstr(first + 7, "<image>")) why = "it does not render an image part as one <image> marker";
-        else if (!strstr(text, "What is the total?")) why = "it does not render the question";
+        if (!first || strstr(first + 7, "<image>")) snprintf(why, cap, "it does not render an image part as one <image> marker");
+        else if (!strstr(text, "What is the total?")) snprintf(why, cap, "it does not render the question");
     }
-    if (why) {
+    nvl_free(text);
+    return NVL_OK;
+}
+
+/* The checkpoint's chat template set aside, with a warning, when api_chat_template_probe finds it
+ * unusable. */
+static nvl_status check_template(api_engine *e, const char *dir, nvl_err *out_err) {
+    char why[NVL_ERR_MSG_MAX + 64];
+    nvl_err err = {0};
+    if (api_chat_template_probe(e->chat_template, e->special, why, sizeof why, &err) != NVL_OK)
+        return nvl_err_set(out_err, err.code, "%s: %s", dir, err.msg);
+    if (why[0]) {
         NVL_LOG_WARN("%s: the checkpoint's chat template is not used (%s); prompts use nanovl's built-in Nemotron Nano "
                      "V2 format\n", dir, why);
         nvl_free(e->chat_template);
         e->chat_template = NULL;
     }
-    nvl_free(text);
     return NVL_OK;
 }
 

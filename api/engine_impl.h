@@ -379,4 +379,12 @@ int engine_gen_token(request *rq, int32_t tok, const float *logits);
 void engine_gen_finish(request *rq);
 void engine_gen_free(request *rq);
 
+/* Whether the checkpoint's chat template tmpl (special: its named tokens, may be NULL) renders a
+ * probe conversation (a system turn, a user turn of an image and a question) with one <image>
+ * marker and the question. NVL_OK with why[0] == 0: usable; NVL_OK with a reason in why (cap
+ * bytes): a template nanovl cannot interpret, or one that does not place media where the prompt
+ * builder expects them, which the engine sets aside, with a warning, for the built-in Nano V2
+ * format (inspect says so). NVL_ERR_NOMEM while rendering: an error, not a reason to switch. */
+nvl_status api_chat_template_probe(const char *tmpl, const struct cJSON *special, char *why, size_t cap, nvl_err *err);
+
 #endif // API_ENGINE_IMPL_H

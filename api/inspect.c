@@ -11,6 +11,7 @@
 #include "base/json_util.h"
 #include "base/safetensors.h"
 #include "llm.h"
+#include "engine_impl.h"
 #include "tokenizer.h"
 #include "tokenreduce.h"
 #include "vision.h"
@@ -269,6 +270,31 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
                     has_vision ? ", the prompt format's special tokens whole" : "");
         }
         llm_tokenizer_free(tok);
+    }
+    /* the chat template (chat_template.jinja, else tokenizer_config.json's), loaded and probed as
+       the engine does: ask, ocr, batch and serve refused a tokenizer_config.json inspect never read
+       (a review), and set a template aside that inspect did not mention */
+    {
+        char *tmpl = NULL;
+        cJSON *special = NULL;
+        nvl_err e5 = {0};
+        char why[NVL_ERR_MSG_MAX + 64] = "";
+        nvl_status cs = llm_chat_template_load(dir, &tmpl, &special, &e5);
+        if (cs == NVL_OK && tmpl) cs = api_chat_template_probe(tmpl, special, why, sizeof why, &e5);
+        if (cs != NVL_OK) { /* (the engine refuses to open: unusable) */
+            fprintf(out, "chat template:\n");
+            on_problem(&pr, e5.code, e5.msg);
+            vis_ok = 0;
+        } else if (!tmpl) {
+            fprintf(out, "chat template: none in the checkpoint (nanovl's built-in Nemotron Nano V2 format)\n");
+        } else if (why[0]) {
+            fprintf(out, "chat template: the checkpoint's is not used (%s); prompts use nanovl's built-in Nemotron "
+                         "Nano V2 format\n", why);
+        } else {
+            fprintf(out, "chat template: the checkpoint's\n");
+        }
+        nvl_free(tmpl);
+        cJSON_Delete(special);
     }
     /* where the models would run (NVL_BACKEND / --backend), and on a device whether they fit */
     {

@@ -33,6 +33,14 @@ mkdir -p "$T/mt" && cp "$M"/* "$T/mt/"
 printf '%s\n' "s/\"chat_template\": *\"/\"chat_template\": \"{%- for m in messages -%}{%- if 'BOOM' in (m['content']|string) -%}{%- for i in range(2000000) -%}{%- endfor -%}{%- endif -%}{%- endfor -%}/" > "$T/boom.sed"
 sed -i -f "$T/boom.sed" "$T/mt/tokenizer_config.json"
 expect 1 "nanovl ask: chat template line 1: range too long$" "$B" ask --model "$T/mt" --max-tokens 2 "$I" "hi BOOM"
+# inspect reads the chat template as the engine does (it never read tokenizer_config.json): the
+# checkpoint's is named, one the engine sets aside is said so, and one that cannot be read is a problem
+expect 0 "^chat template: the checkpoint's$" "$B" inspect "$M"
+printf '%s\n' 's/"chat_template": *"/"chat_template": "{{ messages[0].nothere.x }}/' > "$T/bad.sed"
+mkdir -p "$T/mt2" && cp "$M"/* "$T/mt2/" && sed -i -f "$T/bad.sed" "$T/mt2/tokenizer_config.json"
+expect 0 "^chat template: the checkpoint's is not used (.*); prompts use nanovl's built-in" "$B" inspect "$T/mt2"
+printf '{"chat_template": 7}' > "$T/mt2/tokenizer_config.json"
+expect 1 "problem: .*tokenizer_config.json: chat_template: expected a string or a list" "$B" inspect "$T/mt2"
 # output that cannot be written: exit 1 naming the cause; ocr stops there
 if [ -w /dev/full ]; then
     expect 1 "cannot write /dev/full: No space left on device" "$B" ocr --model "$M" "$P2" --max-tokens 8 -o /dev/full
