@@ -399,7 +399,9 @@ __device__ __forceinline__ void mma_parts(nvcuda::wmma::fragment<nvcuda::wmma::a
 // the CPU twin's (kern_ssm_scan: prefill output is f32, the state f32). With two parts the 12B
 // head's y was off by up to 2e-5 on values near 1 on the emulator (NMSE 4e-12, against 7e-14 for
 // the CPU's chunked form); with three, as the CPU. Shared memory: 227 KiB at P 80, N 128 (Hopper's limit:
-// larger heads take the recurrence). Rows past the sequence's end in the last chunk are zeros
+// larger heads take the recurrence). That is 231,936 of the H200's 232,448 opt-in bytes: 512 to spare,
+// so k_ssm_chunked must keep no static __shared__ (any would send the 12B's full head to the pb 16
+// split, or to the recurrence, without a word: a review). Rows past the sequence's end in the last chunk are zeros
 // (dt 0: they add nothing and do not decay the state).
 constexpr int SSD_Q = 64, SSD_WARPS = 8;
 constexpr int64_t SSD_MIN_ROWS = 32; /* shorter sequences: the recurrence */
