@@ -798,6 +798,11 @@ static void out_commit(ocr_ctx *c) {
     if (e && !c->write_errno) c->write_errno = e;
 }
 
+/* -o: the file the run made for OUT removed (nothing when OUT was there before). */
+static void out_unmake(const ocr_ctx *c) {
+    if (c->out_made) unlink(c->made_target[0] ? c->made_target : c->out_path);
+}
+
 /* -o: the run ends without a page begun: OUT is left as it was (removed if the run made it). */
 static void out_discard(ocr_ctx *c) {
     if (!c->held_out) return;
@@ -807,7 +812,7 @@ static void out_discard(ocr_ctx *c) {
     fclose(c->held_out);
     c->held_out = NULL;
     c->out = NULL;
-    if (c->out_made) unlink(c->made_target[0] ? c->made_target : c->out_path);
+    out_unmake(c);
     if (!c->write_errno)
         fprintf(stderr, "nanovl ocr: no page was read: '%s' %s\n", c->out_path,
                 c->out_made ? "was not made" : "is left as it was");
@@ -1111,26 +1116,6 @@ int cmd_ocr(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    if (out_path && skip == 0) { /* none of the inputs opens: OUT is not emptied for a run that reads
-                                    nothing (a typo in the file name replaced a finished OUT with an
-                                    error comment: a review) */
-        int readable = 0;
-        for (int f = 0; f < n_files && !readable; f++) {
-            const int fd = strcmp(files[f], "-") ? open(files[f], O_RDONLY | O_CLOEXEC | O_NONBLOCK) : STDIN_FILENO;
-            readable = fd >= 0;
-            if (fd > STDIN_FILENO) close(fd);
-        }
-        if (!readable && n_files > 0) {
-            for (int f = 0; f < n_files; f++) {
-                const int fd = open(files[f], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-                fprintf(stderr, "nanovl ocr: cannot open '%s': %s\n", files[f], strerror(errno));
-                if (fd >= 0) close(fd);
-            }
-            fprintf(stderr, "nanovl ocr: no input could be opened: '%s' is left as it was\n", out_path);
-            rc = 1;
-            goto out;
-        }
-    }
     cli_progress_init(&c.prog, force_progress);
     nvl_err err = {0};
     api_engine *e = NULL;
@@ -1170,13 +1155,13 @@ int cmd_ocr(int argc, char **argv) {
                 c.out_made = 1;
             }
         }
-        if (fd >= 0 && !(c.held_out = fdopen(fd, "w"))) close(fd);
         c.out_path = out_path;
         c.stale_record = rs.path; /* (a record of another run of this OUT no longer holds once it is emptied) */
+        if (fd >= 0 && !(c.held_out = fdopen(fd, "w"))) close(fd);
         if (c.held_out && !(c.out = open_memstream(&c.early, &c.early_len))) {
             fclose(c.held_out);
             c.held_out = NULL;
-            if (c.out_made) unlink(out_path);
+            out_unmake(&c);
         }
         if (!c.held_out) c.out = NULL;
     }

@@ -268,14 +268,22 @@ nvl_status media_decode_image_cancellable(const uint8_t *buf, size_t len, const 
     return media_decode_image_sandboxed(buf, len, name, lim, cancelled, ctx, out, err); /* (here when it is not set) */
 }
 
+/* FFmpeg's Netpbm demuxer for the magic P1..P6 (named: its probe of bytes without a file name
+ * wants a newline right after the magic, and "P5 7 5 255\n", a valid header, was 'Invalid data') */
+static const char *pnm_demuxer(uint8_t magic) {
+    return magic == '1' || magic == '4' ? "pbm_pipe" : magic == '2' || magic == '5' ? "pgm_pipe" : "ppm_pipe";
+}
+
 /* A binary PGM/PPM (P5, P6) whose maxval is not 255 or 65535 has its samples scaled to the full
  * range by FFmpeg, whose 8-bit and 16-bit scale factors (rounded up) carry the brightest value past
  * the top for some maxvals (FFmpeg 5.1: 25 of 1..254, e.g. 254, and most of 32768..65534): white
  * came out black (a differential test against Pillow). So this FFmpeg is asked first: a 1 x 1
  * picture of the file's type and maxval holding the maxval must come out white, or the file is
- * refused. Plain (ASCII) files scale otherwise and are not affected. */
-static nvl_status pnm_check_maxval(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
-                                   nvl_err *err) { /* (and a header's numbers: Pillow refuses what FFmpeg took) */
+ * refused. Plain (ASCII) files scale otherwise and are not affected.
+ * The header's numbers are checked too: Pillow refuses a maxval of 0, 65536 or -5, which FFmpeg
+ * took as 8-bit images. */
+static nvl_status pnm_check_header(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
+                                   nvl_err *err) {
     if (len < 3 || buf[1] == '1' || buf[1] == '4') return NVL_OK; /* (bitmaps: no maxval) */
     long v[3] = {0};
     size_t i = 2;
@@ -305,7 +313,8 @@ static nvl_status pnm_check_maxval(const uint8_t *buf, size_t len, const char *n
     }
     media_image *im = NULL;
     nvl_err e2 = {0};
-    int white = media_decode_ffmpeg_still(probe, (size_t)n, name, lim, 0, &im, &e2) == NVL_OK && im->width == 1 &&
+    int white = media_decode_ffmpeg_still(probe, (size_t)n, name, lim, 0, pnm_demuxer(buf[1]), &im, &e2) == NVL_OK &&
+                im->width == 1 &&
                 im->height == 1;
     for (int c = 0; white && c < 3; c++) white = im->rgb[c] == 255;
     media_image_free(im);
@@ -353,12 +362,11 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
                     WebPAnimDecoderDelete(anim);
                     return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged animated WebP (libwebp cannot read its frames)", name);
                 }
-                w = (int)info.canvas_width, h = (int)info.canvas_height;
-                if ((st = media_check_pixels(name, w, h, lim, err)) != NVL_OK || !WebPAnimDecoderGetNext(anim, &px, &ts)) {
+                w = (int)info.canvas_width, h = (int)info.canvas_height; /* (f's size, checked above) */
+                if (!WebPAnimDecoderGetNext(anim, &px, &ts)) {
                     WebPAnimDecoderDelete(anim);
-                    return st != NVL_OK ? st
-                                        : nvl_err_set(err, NVL_ERR_FORMAT,
-                                                      "%s: damaged animated WebP (libwebp cannot decode its first frame)", name);
+                    return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged animated WebP (libwebp cannot decode its first frame)",
+                                       name);
                 }
             } else if (!(px = WebPDecodeRGBA(buf, len, &w, &h))) {
                 return nvl_err_set(err, NVL_ERR_FORMAT, "%s: damaged WebP (libwebp cannot decode it)", name);
@@ -392,7 +400,7 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
             return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: tiled TIFF (its pixels are stored in "
                                "tiles, which this nanovl's TIFF decoder does not read; convert it to PNG)", name);
     }
-    if (k == MEDIA_KIND_PNM && (st = pnm_check_maxval(buf, len, name, lim, err)) != NVL_OK) return st;
+    if (k == MEDIA_KIND_PNM && (st = pnm_check_header(buf, len, name, lim, err)) != NVL_OK) return st;
     switch (k) {
     case MEDIA_KIND_JPEG: st = media_decode_jpeg(buf, len, name, lim, out, err); break;
     case MEDIA_KIND_PNG: st = media_decode_png(buf, len, name, lim, out, err); break;
@@ -402,7 +410,7 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
            14: biBitCount at 28, biCompression at 30) */
         const int bgrx = k == MEDIA_KIND_BMP && len >= 34 && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
                          (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
-        st = media_decode_ffmpeg_still(buf, len, name, lim, bgrx, out, err);
+        st = media_decode_ffmpeg_still(buf, len, name, lim, bgrx, k == MEDIA_KIND_PNM ? pnm_demuxer(buf[1]) : NULL, out, err);
         if (st == NVL_OK && k == MEDIA_KIND_GIF) gif_fill_outside_first_frame(buf, len, *out);
         break;
     }

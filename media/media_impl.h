@@ -11,9 +11,10 @@ nvl_status media_decode_jpeg(const uint8_t *buf, size_t len, const char *name, c
 nvl_status media_decode_png(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
                             media_image **out, nvl_err *err);
 /* A still through FFmpeg; opaque: the samples' 4th byte is not alpha (a 32-bit BI_RGB BMP:
- * Pillow and Windows ignore it, FFmpeg reads it as alpha). */
+ * Pillow and Windows ignore it, FFmpeg reads it as alpha); demuxer: FFmpeg's name of the one to
+ * use (NULL: FFmpeg probes the bytes). */
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
-                                     int opaque, media_image **out, nvl_err *err);
+                                     int opaque, const char *demuxer, media_image **out, nvl_err *err);
 /* Orientation (1..8) of the EXIF/TIFF tag 274 in a TIFF structure (optionally "Exif\0\0"-prefixed);
  * 1 when absent or unreadable. */
 int media_tiff_orientation(const uint8_t *tiff, size_t n);

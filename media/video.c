@@ -411,16 +411,10 @@ static int next_frame(av_in *in, int *draining) {
 }
 
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
-                                     int opaque, media_image **out, nvl_err *err) {
+                                     int opaque, const char *demuxer, media_image **out, nvl_err *err) {
     *out = NULL;
     av_in in;
-    /* Netpbm: its demuxer named (FFmpeg's probe of bytes without a file name wants a newline right
-       after the magic: "P5 7 5 255\n", a valid header, was 'Invalid data') */
-    const AVInputFormat *ifmt = NULL;
-    if (len >= 2 && buf[0] == 'P' && buf[1] >= '1' && buf[1] <= '6')
-        ifmt = av_find_input_format(buf[1] == '1' || buf[1] == '4' ? "pbm_pipe" : buf[1] == '2' || buf[1] == '5' ? "pgm_pipe"
-                                                                                                                 : "ppm_pipe");
-    nvl_status st = av_in_open(&in, NULL, buf, len, name, ifmt, err);
+    nvl_status st = av_in_open(&in, NULL, buf, len, name, demuxer ? av_find_input_format(demuxer) : NULL, err);
     if (st == NVL_OK) {
         int draining = 0, r = next_frame(&in, &draining);
         if (r < 0) st = r == AVERROR_EOF ? nvl_err_set(err, NVL_ERR_FORMAT, "%s: no image in the file", name)
@@ -466,7 +460,7 @@ nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, c
     if (has_bytes(meta, meta_len, "grid"))
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED,
                            "%s: unsupported image format: AVIF made of a grid of tiles (convert it to PNG or JPEG)", name);
-    return media_decode_ffmpeg_still(buf, len, name, lim, 0, out, err);
+    return media_decode_ffmpeg_still(buf, len, name, lim, 0, NULL, out, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -491,7 +485,6 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
     int64_t cap = 0, k = 0, last_end = INT64_MIN, last_end_dts = INT64_MIN, first_key = -1;
     int64_t *t = NULL, *d = NULL, nominal = (int64_t)llround(1.0 / native / av_q2d(in->st->time_base));
     int all_pts = 1, all_dts = 1;
-    int64_t min_pts = INT64_MAX, min_dts = INT64_MAX;
     int r;
     int last_corrupt = 0, own_corrupt = 0; /* the last packet read (any stream's; the video's own) was read short */
     int64_t prev_end = INT64_MIN, prev_end_dts = INT64_MIN;
@@ -519,15 +512,9 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
             d[k++] = q;
             prev_end = last_end, prev_end_dts = last_end_dts; /* (undone if this packet is dropped as cut) */
             if (p == AV_NOPTS_VALUE) all_pts = 0;
-            else {
-                min_pts = p < min_pts ? p : min_pts;
-                if (p + dur > last_end) last_end = p + dur;
-            }
+            else if (p + dur > last_end) last_end = p + dur;
             if (q == AV_NOPTS_VALUE) all_dts = 0;
-            else {
-                min_dts = q < min_dts ? q : min_dts;
-                if (q + dur > last_end_dts) last_end_dts = q + dur;
-            }
+            else if (q + dur > last_end_dts) last_end_dts = q + dur;
         }
         av_packet_unref(in->pkt);
     }
@@ -546,13 +533,6 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
            no frame). (An H.263 one may still make a partial frame: it is then not planned.) */
         k--;
         last_end = prev_end, last_end_dts = prev_end_dts;
-        if (t[k] == min_pts || d[k] == min_dts) { /* (the earliest time was its own: found again) */
-            min_pts = min_dts = INT64_MAX;
-            for (int64_t i = 0; i < k; i++) {
-                if (t[i] != AV_NOPTS_VALUE && t[i] < min_pts) min_pts = t[i];
-                if (d[i] != AV_NOPTS_VALUE && d[i] < min_dts) min_dts = d[i];
-            }
-        }
     }
     if (first_key > 0) {
         /* packets before the first keyframe (a recording begun, or a .ts cut, within a GOP): their
@@ -563,15 +543,15 @@ static nvl_status frame_times(av_in *in, double native, const char *name, int64_
         k -= first_key;
         memmove(t, t + first_key, (size_t)k * sizeof *t);
         memmove(d, d + first_key, (size_t)k * sizeof *d);
-        min_pts = min_dts = INT64_MAX;
-        for (int64_t i = 0; i < k; i++) {
-            if (t[i] != AV_NOPTS_VALUE && t[i] < min_pts) min_pts = t[i];
-            if (d[i] != AV_NOPTS_VALUE && d[i] < min_dts) min_dts = d[i];
-        }
         *n_lead = first_key;
     }
     *n = k;
     if (!all_pts && all_dts && k > 0) {
+        int64_t min_pts = INT64_MAX, min_dts = INT64_MAX; /* (of the packets kept) */
+        for (int64_t i = 0; i < k; i++) {
+            if (t[i] != AV_NOPTS_VALUE && t[i] < min_pts) min_pts = t[i];
+            if (d[i] < min_dts) min_dts = d[i];
+        }
         /* packets without a presentation time (MPEG-PS gives one every few frames): the decode
            times, uniform in decode order, shifted by the reorder delay (the first presentation
            time less the first decode time) are the presentation times (dts + pts mixed in one
@@ -1368,7 +1348,7 @@ nvl_status media_video_next(media_video *v, media_image **out, nvl_err *err) {
             av_frame_unref(v->in.frame);
         }
     }
-    if (v->k < v->n && v->held_idx > v->taken_idx && v->held_idx >= 0) {
+    if (v->k < v->n && v->held_idx > v->taken_idx) { /* (held_idx -1: none) */
         /* a file cut short whose last planned frames never came (the cut packet makes none): the
            last frame it holds is taken in their place, so the answer covers the video to its cut
            (it lost the end: ft.mp4 cut at 20000 bytes gave 1 of its 2 planned frames) */
@@ -1425,8 +1405,8 @@ nvl_status media_decode_avif(const uint8_t *buf, size_t len, const char *name, c
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: unsupported image format: AVIF needs FFmpeg, which is not built into this nanovl", name);
 }
 nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char *name, const media_limits *lim,
-                                     int opaque, media_image **out, nvl_err *err) {
-    (void)buf, (void)len, (void)lim, (void)opaque;
+                                     int opaque, const char *demuxer, media_image **out, nvl_err *err) {
+    (void)buf, (void)len, (void)lim, (void)opaque, (void)demuxer;
     *out = NULL;
     return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: this format needs FFmpeg, which is not built into this nanovl", name);
 }

@@ -334,8 +334,7 @@ static void test_json(void) {
     TEST_EQ_INT(nvl_json_parse(&j, ws, strlen(ws), "line", &err), NVL_OK);
     cJSON_Delete(j);
     /* a file with a key twice in one object is refused naming it (cJSON found the first, Python's
-       json keeps the last): nested, in an array, in a large (sorted) object; the same key in two
-       objects is fine */
+       json keeps the last): nested, in an array, among 17 keys; the same key in two objects is fine */
     char path[512];
     snprintf(path, sizeof path, "%s/dup.json", test_tmpdir());
     const char *files[][2] = {

@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "base/json_util.h"
@@ -57,11 +56,13 @@ static const struct {
     int64_t width, depth, heads;
 } k_timm_vits[] = {{"vit_base_", 768, 12, 12}, {"vit_large_", 1024, 24, 16}, {"vit_huge_", 1280, 32, 16}};
 
-static nvl_status opt_positive(const cJSON *obj, const char *key, int64_t *out, const char *what, nvl_err *err) {
+/* obj[key] (in: the object's name and a dot, for messages): absent or null 0, else it must be > 0 */
+static nvl_status opt_positive(const cJSON *obj, const char *in, const char *key, int64_t *out, const char *what,
+                               nvl_err *err) {
     CHECK(nvl_json_opt_int(obj, key, 0, out, what, err)); /* (absent or null: 0, not checked) */
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (*out < 0 || (*out == 0 && v && !cJSON_IsNull(v)))
-        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config.%s is %lld, expected > 0", what, key, (long long)*out);
+        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: %s%s is %lld, expected > 0", what, in, key, (long long)*out);
     return NVL_OK;
 }
 
@@ -72,11 +73,11 @@ static nvl_status read_vision_config(vision_vl_config *vc, const cJSON *v, const
     if (!cJSON_IsObject(v)) return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vision_config is not an object", what);
     int64_t inter = 0, ncls = 0, nreg = 0;
     double ratio = 0;
-    CHECK(opt_positive(v, "hidden_size", &vc->cfg_width, what, err));
-    CHECK(opt_positive(v, "num_hidden_layers", &vc->cfg_depth, what, err));
-    CHECK(opt_positive(v, "num_attention_heads", &vc->vit_heads, what, err));
-    CHECK(opt_positive(v, "intermediate_size", &inter, what, err));
-    CHECK(opt_positive(v, "patch_size", &vc->cfg_patch, what, err));
+    CHECK(opt_positive(v, "vision_config.", "hidden_size", &vc->cfg_width, what, err));
+    CHECK(opt_positive(v, "vision_config.", "num_hidden_layers", &vc->cfg_depth, what, err));
+    CHECK(opt_positive(v, "vision_config.", "num_attention_heads", &vc->vit_heads, what, err));
+    CHECK(opt_positive(v, "vision_config.", "intermediate_size", &inter, what, err));
+    CHECK(opt_positive(v, "vision_config.", "patch_size", &vc->cfg_patch, what, err));
     CHECK(nvl_json_opt_int(v, "num_cls_tokens", -1, &ncls, what, err));
     CHECK(nvl_json_opt_int(v, "num_registers", -1, &nreg, what, err));
     CHECK(nvl_json_opt_double(v, "mlp_ratio", 0.0, &ratio, what, err));
@@ -137,16 +138,8 @@ nvl_status vision_vl_config_from_json(vision_vl_config *vc, const cJSON *root, c
     CHECK(nvl_json_opt_double(root, "video_pruning_rate", 0.0, &vc->video_pruning_rate, what, err));
     /* (absent: 0, the sizes then the tensors' alone; given, they must be sizes: transformers builds
        its layers from them, and 0 or -5 would fail there) */
-    CHECK(nvl_json_opt_int(root, "vit_hidden_size", INT64_MIN, &vc->vit_hidden_size, what, err));
-    CHECK(nvl_json_opt_int(root, "projector_hidden_size", INT64_MIN, &vc->projector_hidden_size, what, err));
-    if (vc->vit_hidden_size == INT64_MIN) vc->vit_hidden_size = 0;
-    else if (vc->vit_hidden_size <= 0)
-        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: vit_hidden_size is %lld; it must be a positive size", what,
-                           (long long)vc->vit_hidden_size);
-    if (vc->projector_hidden_size == INT64_MIN) vc->projector_hidden_size = 0;
-    else if (vc->projector_hidden_size <= 0)
-        return nvl_err_set(err, NVL_ERR_CONFIG, "%s: projector_hidden_size is %lld; it must be a positive size", what,
-                           (long long)vc->projector_hidden_size);
+    CHECK(opt_positive(root, "", "vit_hidden_size", &vc->vit_hidden_size, what, err));
+    CHECK(opt_positive(root, "", "projector_hidden_size", &vc->projector_hidden_size, what, err));
     CHECK(copy_str(vc->img_context_token, sizeof vc->img_context_token, root, "img_context_token",
                    "<image>", what, err));
     CHECK(copy_str(vc->img_start_token, sizeof vc->img_start_token, root, "img_start_token",

@@ -126,7 +126,7 @@ nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char 
 static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* A key that appears twice in one object of v (the first found), "" when none, NULL when out of
- * memory. Small objects pairwise, larger ones sorted. */
+ * memory (each object's keys sorted). */
 static const char *dup_key(const cJSON *v) {
     if (!cJSON_IsArray(v) && !cJSON_IsObject(v)) return "";
     size_t n = 0;
@@ -136,12 +136,6 @@ static const char *dup_key(const cJSON *v) {
         n++;
     }
     if (!cJSON_IsObject(v) || n < 2) return "";
-    if (n <= 16) {
-        for (const cJSON *a = v->child; a; a = a->next)
-            for (const cJSON *b = a->next; b; b = b->next)
-                if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
-        return "";
-    }
     const char **k = nvl_malloc(n * sizeof *k);
     if (!k) return NULL;
     size_t m = 0;

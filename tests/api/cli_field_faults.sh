@@ -244,7 +244,8 @@ expect 0 "0 ok, 0 failed, 1 answered but not written (a rerun redoes it)" \
 # ocr -o: a run whose inputs none opens leaves OUT as it was (a typo in the file name replaced a
 # finished OUT with an error comment: a review); one input that opens writes OUT as before
 printf 'precious\n' > "$T/keep.md"
-expect 1 "no input could be opened: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$T/nonexistent.pdf" -o "$T/keep.md"
+expect 1 "no page was read: '.*keep.md' is left as it was" "$B" ocr --model "$M" "$T/nonexistent.pdf" -o "$T/keep.md"
+check "ocr -o: the input that cannot be opened is named" grep -q "cannot open '.*nonexistent.pdf': No such file or directory" "$T/out"
 check "ocr -o: OUT untouched when no input opens" grep -qx precious "$T/keep.md"
 expect 1 "" "$B" ocr --model "$M" "$T/nonexistent.pdf" "$I" --max-tokens 2 -o "$T/keep.md"
 check "ocr -o: OUT written when one input opens" grep -q "error: not_found" "$T/keep.md"
@@ -302,7 +303,7 @@ expect 1 "norm_mean\[0\] is inf, expected a finite number" "$B" inspect "$T/vnor
 # projector_hidden_size 0 (transformers cannot build the layer) was taken as absent; a key twice
 # in one object (cJSON read the first, Python's json the last) was taken as the first
 sed 's/"projector_hidden_size": 128,/"projector_hidden_size": 0,/' "$M/config.json" > "$T/vnorm/config.json"
-expect 1 "projector_hidden_size is 0; it must be a positive size" "$B" inspect "$T/vnorm"
+expect 1 "projector_hidden_size is 0, expected > 0" "$B" inspect "$T/vnorm"
 sed 's/"vit_hidden_size": 64,/"vit_hidden_size": 64, "vit_hidden_size": 32,/' "$M/config.json" > "$T/vnorm/config.json"
 expect 1 "config.json: key 'vit_hidden_size' appears twice in one object" "$B" inspect "$T/vnorm"
 expect 1 "config.json: key 'vit_hidden_size' appears twice in one object" "$B" ask --model "$T/vnorm" "$I" "What?" --max-tokens 1
