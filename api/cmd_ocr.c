@@ -35,8 +35,8 @@ static const char *k_usage =
     "                        begins (a run that begins none leaves it as it was)\n"
     "  --out-dir DIR         a file per input instead: DIR/NAME.md (NAME: the input's name without\n"
     "                        its extension; .jsonl with --json), each written whole when its last\n"
-    "                        page is done (DIR is made if missing); an input none of whose pages\n"
-    "                        could be read gets no file\n"
+    "                        page is done (DIR is made if missing, and not kept when no file is\n"
+    "                        written); an input none of whose pages could be read gets no file\n"
     "  --json                one JSON object per page: file, page, text (the markdown), usage, timings\n"
     "  --prompt TEXT         the instruction given with each page\n"
     "  --parallel N          pages read together (default 1, 1..64): faster on long documents;\n"
@@ -159,6 +159,7 @@ typedef struct ocr_dir {
     int n_written;      /* files made whole */
     int kept_failed;    /* --resume: files kept (not read again) that hold failed pages */
     unsigned char *had_file; /* (n) the input's file was in DIR before the run (kept if none of its pages is read) */
+    int made;           /* folders of DIR's path this run made (the last ones): removed if no file is written */
 } ocr_dir;
 
 /* Which input a file was read from: a hash of its real path (the path as given if it cannot be
@@ -348,17 +349,40 @@ fail:;
     return -1;
 }
 
-/* mkdir -p path (0777 less the umask): 0, or -1 with errno. */
-static int mkdir_parents(const char *path) {
+/* mkdir -p path (0777 less the umask): 0, or -1 with errno; *made: how many folders it made (the
+ * last components of path). */
+static int mkdir_parents(const char *path, int *made) {
     char p[4400];
+    *made = 0;
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return errno = ENAMETOOLONG, -1;
     for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
+        if (*s != '/' || s[-1] == '/') continue;
         *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
+        if (mkdir(p, 0777) == 0) ++*made;
+        else if (errno != EEXIST) return -1;
         *s = '/';
     }
-    return mkdir(p, 0777) != 0 && errno != EEXIST ? -1 : 0;
+    if (mkdir(p, 0777) == 0) ++*made;
+    else if (errno != EEXIST) return -1;
+    return 0;
+}
+
+/* The folders of path mkdir_parents made (made of them, the last), emptied of an empty record:
+ * a run that wrote no file leaves no folder (as -o OUT is not made when no page begins). */
+static void rmdir_made(const char *path, const char *record, int made) {
+    struct stat sb;
+    if (made <= 0) return;
+    if (stat(record, &sb) == 0 && sb.st_size == 0) unlink(record);
+    char p[4400];
+    snprintf(p, sizeof p, "%s", path);
+    for (int i = 0; i < made; i++) {
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/') p[--n] = 0; /* ("out/": the folder "out") */
+        if (rmdir(p) != 0) return;                   /* (not empty: something else is there now) */
+        char *s = strrchr(p, '/');
+        if (!s || s == p) return;
+        *s = 0;
+    }
 }
 
 /* Sets d up for the inputs files (*n_files) written with fingerprint fp: DIR made if missing and
@@ -380,7 +404,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         fprintf(stderr, "nanovl ocr: --out-dir '%s' is not a directory\n", d->path);
         return EXIT_USAGE;
     }
-    if (stat(d->path, &sb) != 0 && mkdir_parents(d->path) != 0) {
+    if (stat(d->path, &sb) != 0 && mkdir_parents(d->path, &d->made) != 0) {
         const int e = errno; /* (before lstat) */
         const int dangling = lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode);
         fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(e),
@@ -522,7 +546,12 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
 
 /* After the run: the files written, the inputs that got none, those whose pages failed in part. */
 static void dir_report(const ocr_dir *d) {
-    fprintf(stderr, "nanovl ocr: %d file%s written to %s", d->n_written, d->n_written == 1 ? "" : "s", d->path);
+    if (d->n_written == 0 && d->made < 0) { /* (the folder this run made is gone again) */
+        struct stat sb;
+        fprintf(stderr, "nanovl ocr: no file written%s", stat(d->path, &sb) != 0 ? "; the folder was not kept" : "");
+    } else {
+        fprintf(stderr, "nanovl ocr: %d file%s written to %s", d->n_written, d->n_written == 1 ? "" : "s", d->path);
+    }
     for (int pass = 0; pass < 2; pass++) { /* unread inputs (no file), then files with failed pages */
         int said = 0;
         for (int f = 0; f < d->n; f++) {
@@ -1238,6 +1267,7 @@ int cmd_ocr(int argc, char **argv) {
                 fprintf(stderr, "nanovl ocr: %s was not finished: left out of %s\n", dir.in[dir.cur], dir.path);
             dir.cur = -1;
         }
+        if (dir.n_written == 0) rmdir_made(dir.path, dir.record, dir.made), dir.made = -dir.made;
         dir_report(&dir);
         if (dir.kept_failed && rc == 0) rc = 1; /* (files kept that hold failed pages: not all was read) */
     }
@@ -1261,6 +1291,7 @@ int cmd_ocr(int argc, char **argv) {
     }
     api_engine_close(e);
 out:
+    if (dir.path && dir.n_written == 0 && dir.made > 0) rmdir_made(dir.path, dir.record, dir.made);
     if (lock_fd >= 0) close(lock_fd);
     nvl_free(rs.unit);
     nvl_free(rs.stamp);

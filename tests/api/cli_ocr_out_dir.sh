@@ -181,8 +181,14 @@ cp "$I" "$T/$L.bmp"
 expect 0 "1 file written" "$B" ocr $A "$T/$L.bmp" --out-dir "$T/o6"
 check "the long name's file" grep -q "^<!-- image: $T/$L.bmp -->" "$T/o6/$L.md"
 
-# a DIR whose parents are missing is made with them; an error comment keeps a flag's "--"
-expect 1 "0 files written to $T/deep/er/dir" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/deep/er/dir"
+# a DIR whose parents are missing is made with them; when no file is written the folders the run
+# made are removed again (as -o OUT is not made when no page begins), not those that were there;
+# an error comment keeps a flag's "--"
+expect 0 "1 file written to $T/made/er/dir/" "$B" ocr $A "$I" --out-dir "$T/made/er/dir/"
+check "the folders made with their file" [ -f "$T/made/er/dir/image.md" ]
+mkdir "$T/deep"
+expect 1 "no file written; the folder was not kept; could not be read (no file): $P" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/deep/er/dir/"
+check "the folders the run made are gone, the one there before is kept" sh -c "[ -d '$T/deep' ] && [ -z \"\$(ls -A '$T/deep')\" ]"
 timeout 60 "$B" ocr $A --max-megapixels 0.001 --pages 1 "$P" > "$T/mp.md" 2> /dev/null < /dev/null
 cp "$I" "$T/x-->y.bmp" && head -c 50 "$I" > "$T/x-->y.bmp"  # (a damaged image whose name would end the comment)
 timeout 60 "$B" ocr $A "$T/x-->y.bmp" > "$T/cm.md" 2> /dev/null < /dev/null
