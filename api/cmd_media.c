@@ -176,7 +176,8 @@ static const char *k_render_usage =
     "                     [--fps F] [--max-frames N] [--] FILE\n"
     "  writes DIR/page-N.png for PDFs (default long side %d px), DIR/image.png for images,\n"
     "  DIR/frame-I.png for the frames of a video, sampled as ask samples them (--fps, default 2;\n"
-    "  --max-frames, default 128)\n"
+    "  --max-frames, default 128); files of those names in DIR are replaced, other files there\n"
+    "  (an earlier run's pages or frames) are left as they are: each file written is listed\n"
     "  --page-timeout S --page-memory MIB   bounds on rendering one page (default 120 s, 2048 MiB\n"
     "  besides its pixels; 0 = none): a page past either is not written and the command exits 1\n";
 
