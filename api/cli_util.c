@@ -174,6 +174,24 @@ int cli_same_file(const char *a, const char *b) {
 
 static int id_sep(char c) { return c == ' ' || c == ',' || c == '\n' || c == '\t' || c == '\r'; }
 
+int cli_check_pages(const char *cmd, const char *pages) {
+    int *sel = NULL, n_sel = 0;
+    nvl_err pe = {0};
+    for (const char *c = pages; *c && !pe.msg[0]; c++) /* (no document here: no page count to name) */
+        if (*c >= '0' && *c <= '9' && (c == pages || c[-1] < '0' || c[-1] > '9')) {
+            errno = 0;
+            char *e = NULL;
+            const long pn = strtol(c, &e, 10);
+            if (errno || pn > 1000000)
+                snprintf(pe.msg, sizeof pe.msg, "page numbers go up to 1000000 (%.*s is past it)",
+                         (int)(e - c > 24 ? 24 : e - c), c);
+        }
+    const int ok = *pages && !pe.msg[0] && media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) == NVL_OK;
+    nvl_free(sel);
+    if (!ok) fprintf(stderr, "nanovl %s: --pages '%s': %s\n", cmd, pages, *pages ? pe.msg : "empty");
+    return ok;
+}
+
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, const char **bad) {
     int64_t cap = 64;
     *n = 0;
@@ -299,6 +317,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     }
     if (!strcmp(a, "--pages")) {
         if (!v) { fprintf(stderr, "nanovl %s: --pages needs a value like 1-3,7\n", cmd); return -1; }
+        if (!cli_check_pages(cmd, v)) return -1;
         p->pages = v;
         (*i)++;
         return 1;

@@ -152,6 +152,7 @@ typedef struct run_jobs {
     job_fp *mine;
     int n_mine;
     const batch_line **idless_at;
+    unsigned char *id_at; /* (n_at) the line holds a job of the shard with an id */
     int n_at;
     uint32_t *hashes;
     int n_hashes;
@@ -160,16 +161,19 @@ typedef struct run_jobs {
 static void run_jobs_free(run_jobs *rj) {
     nvl_free(rj->mine);
     nvl_free(rj->idless_at);
+    nvl_free(rj->id_at);
     nvl_free(rj->hashes);
 }
 
 static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a_str(h, s ? s : "\x01"), "", 1); }
 
-/* What every job's answer depends on besides its own line: the checkpoint -- every file's name and
- * size, and the bytes of those under 64 MiB (config, tokenizer, chat template); the weights by
- * their sizes, so that a copy of the checkpoint on another node or path is the same one (a
- * different fine-tune of the same shapes is not told apart); the jobs and results files left out
- * where they lie in its folder -- and the shared options that shape an answer (not --parallel,
+/* What every job's answer depends on besides its own line: the checkpoint -- the name and size of
+ * each of its files (*.json, *.safetensors, *.jinja: what nanovl reads), and the bytes of those
+ * under 64 MiB (config, tokenizer, chat template); the weights by their sizes, so that a copy of
+ * the checkpoint on another node or path is the same one (a different fine-tune of the same shapes
+ * is not told apart); other files in its folder (another shard's results, a log: they changed the
+ * checkpoint, a review) and the jobs and results files where they lie in it left out -- and the
+ * shared options that shape an answer (not --parallel,
  * --no-cache or --password; the page bounds -- --page-timeout, --page-memory, --max-megapixels --
  * only for a job that skips bad pages, job_fp_make; otherwise they decide only whether a job
  * fails, and a failure is recorded as one). */
@@ -179,6 +183,11 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
     DIR *d = opendir(model);
     for (struct dirent *de; d && (de = readdir(d));) { /* in any order: a sum of per-file hashes */
         if (de->d_name[0] == '.') continue;
+        const size_t nl = strlen(de->d_name);
+        const int ours = (nl > 5 && !strcmp(de->d_name + nl - 5, ".json")) ||
+                         (nl > 12 && !strcmp(de->d_name + nl - 12, ".safetensors")) ||
+                         (nl > 6 && !strcmp(de->d_name + nl - 6, ".jinja"));
+        if (!ours) continue;
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", model, de->d_name);
         struct stat sb;
@@ -229,8 +238,9 @@ static int run_jobs_make(run_jobs *rj, batch_line *lines, int n_lines, int shard
     rj->n_at = n_lines ? lines[n_lines - 1].lineno + 1 : 1;
     rj->mine = nvl_calloc((size_t)n_lines + 1, sizeof *rj->mine);
     rj->idless_at = nvl_calloc((size_t)rj->n_at, sizeof *rj->idless_at);
+    rj->id_at = nvl_calloc((size_t)rj->n_at, sizeof *rj->id_at);
     rj->hashes = nvl_calloc((size_t)n_lines + 1, sizeof *rj->hashes);
-    if (!rj->mine || !rj->idless_at || !rj->hashes) return 0;
+    if (!rj->mine || !rj->idless_at || !rj->id_at || !rj->hashes) return 0;
     for (int i = 0; i < n_lines; i++) {
         batch_line *L = &lines[i];
         snprintf(L->fp, sizeof L->fp, "%016llx", (unsigned long long)job_fp_make(run, L));
@@ -239,6 +249,7 @@ static int run_jobs_make(run_jobs *rj, batch_line *lines, int n_lines, int shard
         rj->mine[rj->n_mine].id = L->id;
         memcpy(rj->mine[rj->n_mine++].fp, L->fp, sizeof L->fp);
         if (L->idless) rj->idless_at[L->lineno] = L;
+        else rj->id_at[L->lineno] = 1;
     }
     qsort(rj->mine, (size_t)rj->n_mine, sizeof *rj->mine, cmp_job_fp);
     qsort(rj->hashes, (size_t)rj->n_hashes, sizeof *rj->hashes, cmp_u32);
@@ -291,7 +302,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
     const int rewrite = retry_failed || redo_changed;
     char *kept = rewrite ? nvl_malloc(keep + 1) : NULL;
     size_t n_kept = 0;
-    int n_dropped = 0, n_failed_dropped = 0, n_changed = 0, changed_line = 0;
+    int n_dropped = 0, n_failed_dropped = 0, n_changed = 0, n_changed_failed = 0, changed_line = 0;
     char changed_id[3 * 256 + 1] = "";
     if (rewrite && !kept) {
         nvl_free(buf);
@@ -349,16 +360,23 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
             int ln = 0, used = 0;
             unsigned hsh = 0;
             if (sscanf(id->valuestring, "line-%d-%8x%n", &ln, &hsh, &used) == 2 && !id->valuestring[used] && ln > 0 &&
-                ln < rj->n_at && rj->idless_at[ln] &&
-                !(rj->n_hashes && bsearch(&(uint32_t){hsh}, rj->hashes, (size_t)rj->n_hashes, sizeof *rj->hashes, cmp_u32)) &&
-                !(n_old && bsearch(&rj->idless_at[ln]->hash, old_h, (size_t)n_old, sizeof *old_h, cmp_u32)))
-                changed = 1;
+                ln < rj->n_at &&
+                !(rj->n_hashes && bsearch(&(uint32_t){hsh}, rj->hashes, (size_t)rj->n_hashes, sizeof *rj->hashes, cmp_u32))) {
+                if (rj->idless_at[ln] && !(n_old && bsearch(&rj->idless_at[ln]->hash, old_h, (size_t)n_old, sizeof *old_h, cmp_u32)))
+                    changed = 1;
+                /* a line that could not be read (no id could be taken from it: bad JSON, nested too
+                   deep) fixed since into a job with an id: its error line is that job's, answered
+                   now under its id (kept, the results held two lines for it; a review) */
+                else if (!ok && rj->id_at[ln])
+                    changed = 1;
+            }
         }
-        const int redo = (now && retry_failed && !ok) || (redo_changed && changed);
+        const int redo = (now && retry_failed && !ok) || (redo_changed && changed) || (retry_failed && changed && !ok);
         if (changed && !redo && n_changed++ == 0) { /* (a failed one --retry-failed redoes anyway is not) */
             snprintf(changed_id, sizeof changed_id, "%s", id->valuestring);
             changed_line = lineno;
         }
+        if (changed && !redo && !ok) n_changed_failed++;
         if (result && !redo) done_add(done, id->valuestring);
         if (result) done_add(ok ? ok_set : failed, id->valuestring);
         if (rewrite) {
@@ -378,8 +396,9 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
     if (n_changed) {
         fprintf(stderr, "nanovl batch: %s: %d of this run's jobs %s answered there with another checkpoint, other "
                         "options or another job line (the first: '%s', line %d there); rerun with the same ones, give "
-                        "another --out, or --redo-changed to answer them again\n", path, n_changed,
-                n_changed == 1 ? "was" : "were", changed_id, changed_line);
+                        "another --out, or %s to answer them again\n", path, n_changed,
+                n_changed == 1 ? "was" : "were", changed_id, changed_line,
+                n_changed_failed == n_changed ? "--retry-failed (each of them failed) or --redo-changed" : "--redo-changed");
         nvl_free(kept);
         return -3;
     }
@@ -1146,24 +1165,9 @@ int cmd_jobs(int argc, char **argv) {
             goto out;
         }
     }
-    if (pages) { /* its syntax checked now (as for a document of up to a million pages): every job would fail */
-        int *sel = NULL, n_sel = 0;
-        nvl_err pe = {0};
-        for (const char *c = pages; *c && !pe.msg[0]; c++) /* (no document here: no page count to name) */
-            if (*c >= '0' && *c <= '9' && (c == pages || c[-1] < '0' || c[-1] > '9')) {
-                errno = 0;
-                char *e = NULL;
-                const long pn = strtol(c, &e, 10);
-                if (errno || pn > 1000000)
-                    snprintf(pe.msg, sizeof pe.msg, "page numbers go up to 1000000 in a jobs file (%.*s is past it)",
-                             (int)(e - c > 24 ? 24 : e - c), c);
-            }
-        if (!*pages || pe.msg[0] || media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) != NVL_OK) {
-            fprintf(stderr, "nanovl jobs: --pages '%s': %s\n", pages, *pages ? pe.msg : "empty");
-            rc = EXIT_USAGE;
-        }
-        nvl_free(sel);
-        if (rc) goto out;
+    if (pages && !cli_check_pages("jobs", pages)) { /* (every job would fail) */
+        rc = EXIT_USAGE;
+        goto out;
     }
     struct stat out_sb; /* stdout, when it is a file: `nanovl jobs --ocr * > jobs.jsonl` lists it */
     const int out_file = fstat(STDOUT_FILENO, &out_sb) == 0 && S_ISREG(out_sb.st_mode);

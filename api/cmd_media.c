@@ -283,7 +283,10 @@ int cmd_render(int argc, char **argv) {
         }
         if (!strcmp(a, "--")) opts_done = 1;
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) outdir = argv[++i];
-        else if (!strcmp(a, "--pages") && i + 1 < argc) pages = argv[++i];
+        else if (!strcmp(a, "--pages") && i + 1 < argc) {
+            if (!cli_check_pages("render", argv[i + 1])) return EXIT_USAGE;
+            pages = argv[++i];
+        }
         else if (!strcmp(a, "--dpi") || !strcmp(a, "--long-side")) {
             const int is_dpi = !strcmp(a, "--dpi");
             double d;
@@ -326,6 +329,16 @@ int cmd_render(int argc, char **argv) {
     }
     /* the folder is made once the input is known to give something (a failed run leaves none) */
     const int made = mkdir(outdir, 0755) == 0;
+    if (!made && errno != EEXIST) { /* (each page was rendered, then failed to be written; a review) */
+        fprintf(stderr, "nanovl render: cannot make the folder '%s': %s\n", outdir, strerror(errno));
+        return 1;
+    }
+    if (strlen(outdir) > 4000) { /* (the names were cut short, each page written over the last; a review) */
+        fprintf(stderr, "nanovl render: -o '%.40s...': the folder's name is too long (%zu bytes; at most 4000)\n",
+                outdir, strlen(outdir));
+        if (made) rmdir(outdir);
+        return 1;
+    }
     const int rc = render_into(path, k, outdir, pages, password, &vp, dpi, long_side);
     if (rc && made) rmdir(outdir); /* (only when nothing was written into it) */
     return rc;

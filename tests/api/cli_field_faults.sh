@@ -79,14 +79,20 @@ expect 0 "tokenizer: [0-9]* ids, the prompt format's special tokens whole" "$B" 
 # option of media-info / render, a folder render cannot make, a socket mode that is not octal
 P2C="$T/two.pdf"
 cp "$P2" "$P2C"
-expect 1 "3-1 runs backwards (write 1-3)" "$B" ask --model "$M" "$P2C" "What?" --pages 3-1
-expect 1 "a page number past any document (it has 2 pages)" "$B" ask --model "$M" "$P2C" "What?" --pages 99999999999999999999
+expect 2 "--pages '3-1': page range '3-1': 3-1 runs backwards (write 1-3)" "$B" ask --model "$M" "$P2C" "What?" --pages 3-1
+expect 2 "--pages '99999999999999999999': page numbers go up to 1000000 (99999999999999999999 is past it)" "$B" ask --model "$M" "$P2C" "What?" --pages 99999999999999999999
+expect 1 "page 3 is outside the document's pages 1-2" "$B" ask --model "$M" "$P2C" "What?" --pages 3
 : > "$T/empty.mp4"
 expect 1 "empty.mp4: the file is empty" "$B" ask --model "$M" "$T/empty.mp4" "What?"
 expect 1 "empty.mp4: the file is empty" "$B" media-info "$T/empty.mp4"
 expect 2 "unknown option '--bogus'" "$B" media-info --bogus "$I"
 expect 2 "--fps and --max-frames sample videos, and '$I' is not one" "$B" render "$I" --fps 2 -o "$T/r"
-expect 1 "image.png': No such file or directory" "$B" render "$I" -o "$T/no/such/dir"
+expect 1 "nanovl render: cannot make the folder '$T/no/such/dir': No such file or directory" "$B" render "$I" -o "$T/no/such/dir"
+# a folder name near PATH_MAX: refused (the page names were cut short, each written over the last)
+LD=$T; seg=$(printf 'd%.0s' $(seq 200)); while [ ${#LD} -lt 3900 ]; do LD=$LD/$seg; done
+mkdir -p "$LD" && LD=$LD/$(printf 'e%.0s' $(seq $((4089 - ${#LD} - 1)))) && mkdir "$LD"
+expect 1 "the folder's name is too long (4089 bytes; at most 4000)" "$B" render "$P2" -o "$LD" --long-side 64
+check "nothing written in the long-named folder" [ -z "$(ls -A "$LD")" ]
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 8
 expect 2 "needs octal permissions 1..777" "$B" serve --model "$M" --socket "$T/s.sock" --socket-mode 7777
 # ocr: a file that fails as a whole is reported in its place among the pages (it came first)
@@ -426,4 +432,23 @@ if [ -d "$S" ]; then
 else
     echo "(no shared media at $S: the video and encrypted-PDF cases skipped)"
 fi
+# a review of batch (2026-12-03):
+# - a bad --pages is refused before any job runs (it failed every PDF job, each on its own, and
+#   the fixed rerun was then refused as "another options"; an image-only run took it silently)
+printf '{"id":"p","files":["%s"],"type":"ocr"}\n' "$P2" > "$T/pg.jsonl"
+expect 2 "nanovl batch: --pages '1-3x': page range '1-3x' is not like '1-3,7,10-'" \
+    "$B" batch --model "$M" "$T/pg.jsonl" --out "$T/pg.out" --pages 1-3x --no-progress
+check "batch --pages 1-3x: no results file made" [ ! -e "$T/pg.out" ]
+expect 2 "nanovl ask: --pages 'abc': page range 'abc' is not like" "$B" ask --model "$M" "$I" "What?" --pages abc
+expect 2 "nanovl render: --pages '0': " "$B" render "$P2" -o "$T/r0" --pages 0
+# - a job line that could not be read (bad JSON: its error line is line-1-HASH), fixed since into
+#   a job with an id: the rerun is refused as an edited job, and --retry-failed answers it under its
+#   id and removes the old error line (it was left beside the answer: three lines for two jobs)
+printf '{"id":"x","files":["%s"],"question":"q",}\n{"id":"y","files":["%s"],"question":"q2"}\n' "$I" "$I" > "$T/fx.jsonl"
+expect 1 "2 jobs, 0 already done, 1 ok, 1 failed" "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress
+sed -i 's/,}$/}/' "$T/fx.jsonl"
+expect 2 "answered there with another checkpoint, other options or another job line (the first: 'line-1-[0-9a-f]*', line 1 there); rerun with the same ones, give another --out, or --retry-failed (each of them failed) or --redo-changed" \
+    "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress
+expect 0 "2 jobs, 1 already done, 1 ok, 0 failed" "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress --retry-failed
+check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report

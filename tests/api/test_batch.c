@@ -565,6 +565,11 @@ int main(void) {
         g_model = copy;
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
         TEST_CHECK(file_size(fo) == sz, "the checkpoint at another path: nothing redone");
+        /* other files in its folder (another shard's results, a log) are not the checkpoint */
+        snprintf(cmd, sizeof cmd, "echo x > '%s/r1.out' && echo y > '%s/run.log' && mkdir '%s/embed'", copy, copy, copy);
+        TEST_CHECK(system(cmd) == 0, "%s", cmd);
+        TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
+        TEST_CHECK(file_size(fo) == sz, "stray files beside the checkpoint: nothing redone");
         /* ... but one file of it changed is another checkpoint */
         snprintf(cmd, sizeof cmd, "printf ' ' >> '%s/generation_config.json'", copy);
         TEST_CHECK(system(cmd) == 0, "%s", cmd);
