@@ -44,7 +44,7 @@ int engine_media_cancelled(request *rq) {
 }
 
 /* A test's knob: NVL_TEST_MEDIA_DELAY="SUBSTRING:MS" holds the reading of a media part whose
- * path contains SUBSTRING for MS milliseconds without looking at cancellation, as Poppler does
+ * path (or name: serve reads a file through its descriptor) contains SUBSTRING for MS milliseconds without looking at cancellation, as Poppler does
  * while it renders one heavy page (tests/api/test_serve.c: a cancel answered before such a step
  * ends). Read once. */
 static char g_delay_pat[256];
@@ -61,7 +61,7 @@ static void read_delay_env(void) {
 
 static void test_media_delay(const api_media *m) {
     pthread_once(&g_delay_once, read_delay_env);
-    if (g_delay_ms <= 0 || !m->path || !strstr(m->path, g_delay_pat)) return;
+    if (g_delay_ms <= 0 || !m->path || (!strstr(m->path, g_delay_pat) && !(m->name && strstr(m->name, g_delay_pat)))) return;
     const struct timespec ts = {g_delay_ms / 1000, (g_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }

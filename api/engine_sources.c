@@ -231,7 +231,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         size_t len = 0;
         st = m->path ? media_read_file(m->path, NULL, &buf, &len, err) : NVL_OK;
         if (st == NVL_OK)
-            st = media_decode_image_cancellable(m->path ? buf : m->data, m->path ? len : m->size, m->path ? m->path : name,
+            st = media_decode_image_cancellable(m->path ? buf : m->data, m->path ? len : m->size, name,
                                                 NULL, media_cancelled, rq, &s->img, err);
         nvl_free(buf);
         if (st == NVL_OK) {

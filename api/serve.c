@@ -88,6 +88,9 @@ typedef struct job {
     nvl_status end_st;
     cJSON *end_ev;         /* the final event */
     char end_msg[NVL_ERR_MSG_MAX];
+    const char *fail_code; /* the error's code when no status names it ("forbidden"), or NULL */
+    char **pins;           /* (n_pins) "/proc/self/fd/N" of each media file opened when the job began */
+    int n_pins;
 } job;
 
 struct client {
@@ -375,6 +378,63 @@ static void job_failed(job *j, nvl_status st, const char *msg) {
     snprintf(j->end_msg, sizeof j->end_msg, "%s", msg);
 }
 
+static int under_allowed(const server *s, const char *rp);
+
+static void job_unpin(job *j) {
+    for (int i = 0; i < j->n_pins; i++) api_tmp_release(j->pins[i]); /* (closes N) */
+    nvl_free(j->pins);
+    j->pins = NULL;
+    j->n_pins = 0;
+}
+
+/* Each media file of the job is opened as it begins, and read through that descriptor
+ * ("/proc/self/fd/N", the part named by its path as given): every page of an OCR request comes
+ * from the one file, though it is replaced or removed meanwhile (each page opened the path again:
+ * a replaced PDF's later pages came from the new one); and --allow is checked on the file opened,
+ * not on a path resolved earlier (a symbolic link swapped between the check and the open read a
+ * file outside; a review). A path that cannot be opened is left to the engine's own message, but
+ * with --allow it fails here (the engine would open the path again). 0, or an error in err. */
+static nvl_status job_pin(const server *s, job *j, nvl_err *err) {
+    int n = 0;
+    for (int m = 0; m < j->rq.n_msgs; m++)
+        for (int k = 0; k < j->rq.msgs[m].n_parts; k++) n += j->rq.msgs[m].parts[k].kind == API_PART_MEDIA;
+    if (!n) return NVL_OK;
+    j->pins = nvl_calloc((size_t)n, sizeof *j->pins);
+    if (!j->pins) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+    for (int m = 0; m < j->rq.n_msgs; m++)
+        for (int k = 0; k < j->rq.msgs[m].n_parts; k++) {
+            api_media *md = &((api_part *)j->rq.msgs[m].parts)[k].media;
+            if (j->rq.msgs[m].parts[k].kind != API_PART_MEDIA || !md->path) continue;
+            const int fd = open(md->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+            if (fd < 0) {
+                if (!s->o->n_allow) continue;
+                const int e = errno;
+                return nvl_err_set(err, e == ENOENT || e == ENOTDIR ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "%s: %s", md->path,
+                                   strerror(e));
+            }
+            char proc[API_FD_PATH_MAX];
+            if (!api_fd_path(fd, proc, sizeof proc) || !(j->pins[j->n_pins] = nvl_strdup(proc))) {
+                close(fd);
+                if (!s->o->n_allow) continue; /* (no /proc: read by its path, as before) */
+                return nvl_err_set(err, NVL_ERR_IO, "%s: cannot hold the file open through /proc/self/fd", md->path);
+            }
+            j->n_pins++;
+            if (s->o->n_allow) { /* where the file opened lies (not where its path led a moment ago) */
+                char where[PATH_MAX + 1];
+                const ssize_t l = readlink(proc, where, sizeof where - 1);
+                if (l > 0) where[l] = 0;
+                if (l <= 0 || where[0] != '/' || !under_allowed(s, where)) {
+                    j->fail_code = "forbidden";
+                    return nvl_err_set(err, NVL_ERR_IO, "%s: outside the directories this server may read (--allow)",
+                                       md->path);
+                }
+            }
+            if (!md->name) md->name = md->path;
+            md->path = j->pins[j->n_pins - 1];
+        }
+    return NVL_OK;
+}
+
 /* Hands a job to the engine (worker thread, lock not held); an OCR job's pages are listed on a
  * thread of its own first. */
 static void start_job(server *s, job *j) {
@@ -383,6 +443,10 @@ static void start_job(server *s, job *j) {
     nvl_err err = {0};
     nvl_status st;
     j->s = s;
+    if ((st = job_pin(s, j, &err)) != NVL_OK) {
+        job_failed(j, st, err.msg);
+        return;
+    }
     if (j->rq.type == API_REQ_OCR) {
         j->ocr_p = api_ocr_params(&j->rq.params, api_request_has_param(&j->rq, "max_tokens"));
         const int n_media = j->rq.msgs[0].n_parts;
@@ -441,7 +505,7 @@ static void reap_jobs(server *s) {
         if (j->end_st != NVL_OK) {
             cJSON_Delete(ev);
             const int why = j->end_st == NVL_ERR_CANCELLED ? __atomic_load_n(&j->cancel, __ATOMIC_RELAXED) : 0;
-            ev = error_event(j->id, api_status_code(j->end_st),
+            ev = error_event(j->id, j->fail_code && !why ? j->fail_code : api_status_code(j->end_st),
                              why == CANCEL_SHUTDOWN ? "cancelled: the server is shutting down (a second signal); retry on "
                                                       "another server"
                              : why ? "cancelled"
@@ -451,7 +515,8 @@ static void reap_jobs(server *s) {
         const int gone = j->cl == NULL, answered = j->answered;
         pthread_mutex_unlock(&s->mu);
         slog(s, "%s %s: %s%s%s%s (%.2f s)", api_request_type_name(j->rq.type), j->id,
-             j->end_st == NVL_OK ? "done" : api_status_code(j->end_st), j->end_st == NVL_OK ? "" : ": ",
+             j->end_st == NVL_OK ? "done" : j->fail_code ? j->fail_code : api_status_code(j->end_st),
+             j->end_st == NVL_OK ? "" : ": ",
              j->end_st == NVL_OK ? "" : j->end_msg,
              gone ? " (client gone)" : answered ? " (answered cancelled earlier; result dropped)" : "", nvl_now() - j->t_accept);
         /* the job leaves the counts in the same locked section that queues its last event: a
@@ -474,6 +539,7 @@ static void reap_jobs(server *s) {
         pthread_mutex_unlock(&s->mu);
         api_pages_free(j->pg);
         nvl_free(j->media);
+        job_unpin(j);
         api_ask_result_free(&j->res);
         api_request_free(&j->rq);
         nvl_free(j->id);

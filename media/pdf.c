@@ -255,8 +255,12 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
             return 0;
         (*path)[q->path_len] = 0;
         if (pw) pw[q->password_len] = 0;
+        const int file_fd = media_proc_recv_fd(fd); /* the parent's open file (it sends it after the path) */
+        char file[64];
+        snprintf(file, sizeof file, "/proc/self/fd/%d", file_fd);
         /* a test's knob (tests/api/test_serve_ocr_open.c): NVL_TEST_RENDERER_SLOW_OPEN="SUBSTRING:MS"
-           makes opening a document whose path holds SUBSTRING take MS ms more, as Poppler
+           makes opening a document whose path (or the file it was opened from: a server reads files
+           through their descriptors) holds SUBSTRING take MS ms more, as Poppler
            rebuilding the cross-reference table of a large damaged file does */
         const char *slow = getenv("NVL_TEST_RENDERER_SLOW_OPEN"), *colon = slow ? strrchr(slow, ':') : NULL;
         if (colon && colon > slow) {
@@ -264,11 +268,11 @@ static int worker_request(int fd, const pdf_req *q, PopplerDocument **doc, int *
             snprintf(pat, sizeof pat, "%.*s", (int)(colon - slow), slow);
             const long ms = atol(colon + 1);
             const struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-            if (ms > 0 && strstr(*path, pat)) nanosleep(&ts, NULL);
+            char real[4096] = "";
+            const ssize_t rl = file_fd >= 0 ? readlink(file, real, sizeof real - 1) : -1;
+            if (rl > 0) real[rl] = 0;
+            if (ms > 0 && (strstr(*path, pat) || strstr(real, pat))) nanosleep(&ts, NULL);
         }
-        const int file_fd = media_proc_recv_fd(fd); /* the parent's open file (it sends it after the path) */
-        char file[64];
-        snprintf(file, sizeof file, "/proc/self/fd/%d", file_fd);
         st = file_fd >= 0 ? doc_open(file, *path, pw, doc, n_pages, &e)
                           : nvl_err_set(&e, NVL_ERR_IO, "%s: the renderer did not receive the file", *path);
         free(pw);

@@ -558,6 +558,83 @@ int main(void) {
         }
         stop_server(s2, "second");
     }
+    /* --allow is checked on the file opened, which the request then reads (a review, 2026-12-03:
+     * the path was checked when the request came, and opened again when it ran, so a symbolic link
+     * swapped between the two read a file outside). Here the link is swapped while the request
+     * runs (NVL_TEST_MEDIA_DELAY holds it 2 s after it began): it must read the file it opened, the
+     * image inside, not the two-page PDF outside. */
+    {
+        char sock2[120], dir[700], inside[800], link[800], tmp[800];
+        snprintf(sock2, sizeof sock2, "%s/nvl-serve2b-%d.sock", test_tmpdir(), (int)getpid());
+        snprintf(dir, sizeof dir, "%s/nvl-allow-%d", test_tmpdir(), (int)getpid());
+        snprintf(inside, sizeof inside, "%s/in.bmp", dir);
+        snprintf(link, sizeof link, "%s/race-slow.bmp", dir);
+        snprintf(tmp, sizeof tmp, "%s/race-slow.tmp", dir);
+        char cp[1800];
+        snprintf(cp, sizeof cp, "cp '%s' '%s'", img, inside);
+        TEST_CHECK(mkdir(dir, 0700) == 0 && system(cp) == 0 && symlink(inside, link) == 0, "made %s", dir);
+        setenv("NVL_TEST_MEDIA_DELAY", "race-slow:2000", 1);
+        pid_t s2 = start_server(sock2, "--allow", dir);
+        unsetenv("NVL_TEST_MEDIA_DELAY");
+        conn a = {.fd = connect_to(sock2, 60)};
+        TEST_CHECK(a.fd >= 0, "the --allow server is up");
+        if (a.fd >= 0) {
+            send_line(a.fd, ask_json(req, sizeof req, "race", link, 2, NULL));
+            usleep(700000); /* (the request began: its file is open, its reading held) */
+            TEST_CHECK(symlink(test_data_path("media/made/two_pages.pdf"), tmp) == 0 && rename(tmp, link) == 0,
+                       "the link swapped to a file outside");
+            ev = run_to_end(&a, "race", NULL, 0, NULL);
+            const cJSON *media = ev ? cJSON_GetObjectItemCaseSensitive(ev, "media") : NULL;
+            TEST_CHECK(ev && !strcmp(str(ev, "event"), "done") && cJSON_GetArraySize(media) == 1 &&
+                           !cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(media, 0), "page"),
+                       "the file opened inside was read, not the one outside the link names now (got %s %s, %d media)",
+                       ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "", cJSON_GetArraySize(media));
+            TEST_CHECK(media && !strcmp(str(cJSON_GetArrayItem(media, 0), "name"), link),
+                       "the media is named by the path the request gave (%s)", media ? str(cJSON_GetArrayItem(media, 0), "name") : "");
+            cJSON_Delete(ev);
+            /* once swapped, the path is outside: refused as before */
+            send_line(a.fd, ask_json(req, sizeof req, "race2", link, 2, NULL));
+            ev = run_to_end(&a, "race2", NULL, 0, NULL);
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), "forbidden"), "the swapped link is forbidden (got %s)", ev ? str(ev, "code") : "nothing");
+            cJSON_Delete(ev);
+            /* every page of an OCR request comes from the file opened when it began: the PDF
+               replaced by an image after its first page (each page opened the path again: the
+               second failed, or came from the new file) */
+            char rpdf[760], cp2[2600];
+            snprintf(rpdf, sizeof rpdf, "%s/race-slow.pdf", dir);
+            snprintf(cp, sizeof cp, "cp '%s' '%s'", test_data_path("media/made/two_pages.pdf"), rpdf);
+            TEST_CHECK(system(cp) == 0, "%s", cp);
+            snprintf(req, sizeof req, "{\"id\":\"ocr-swap\",\"type\":\"ocr\",\"files\":[\"%s\",\"%s\",\"%s\"],\"params\":{\"max_tokens\":2}}",
+                     rpdf, rpdf, rpdf); /* (six pages: four run at once, the rest after the swap) */
+            send_line(a.fd, req);
+            int pages_ok = 0, swapped = 0, failed = -1;
+            double first_tokens = 0;
+            for (int i = 0; i < 40 && (ev = next_event(&a, 60));) {
+                const char *e = str(ev, "event");
+                if (!strcmp(e, "page")) {
+                    /* (a page of the PDF: as many image tokens as its first page; the image has fewer) */
+                    const double it = num(cJSON_GetObjectItemCaseSensitive(ev, "usage"), "image_tokens");
+                    if (!swapped) first_tokens = it;
+                    pages_ok += !cJSON_GetObjectItemCaseSensitive(ev, "error") && it > 0 && it == first_tokens;
+                    if (!swapped++) { /* (the second page is held 2 s by the knob) */
+                        snprintf(cp2, sizeof cp2, "cp '%s' '%s.tmp' && mv '%s.tmp' '%s'", inside, rpdf, rpdf, rpdf);
+                        TEST_CHECK(system(cp2) == 0, "%s", cp2);
+                    }
+                }
+                const int end = !strcmp(e, "done") || !strcmp(e, "error");
+                if (!strcmp(e, "done")) failed = (int)num(ev, "failed_pages");
+                cJSON_Delete(ev);
+                if (end) break;
+                i++;
+            }
+            TEST_CHECK(pages_ok == 6 && failed == 0, "every page read from the PDF opened, though replaced after the first (%d, failed %d)",
+                       pages_ok, failed);
+            unlink(rpdf);
+            close(a.fd);
+        }
+        stop_server(s2, "allow-race");
+        unlink(link), unlink(inside), rmdir(dir);
+    }
 
     /* issue 17: a FIFO or a device named by a request is refused at once (the worker never
      * blocks on it); the connection and the server go on */
