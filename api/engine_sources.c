@@ -36,7 +36,8 @@ static source *new_source(request *rq, nvl_err *err) {
     return s;
 }
 
-/* The identity of a media's bytes: path + size + mtime, or a hash of inline bytes. */
+/* The identity of a media's bytes: real path, size, modification time, device, inode and change
+ * time; or a hash of inline bytes. */
 static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
     *out = NULL;
     if (m->path) {
@@ -44,8 +45,12 @@ static nvl_status media_identity(const api_media *m, char **out, nvl_err *err) {
         if (stat(m->path, &sb) != 0)
             return nvl_err_set(err, errno == ENOENT ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "%s: %s", m->path, strerror(errno));
         char *rp = realpath(m->path, NULL);
-        *out = engine_printf("f:%s:%lld:%lld.%09ld", rp ? rp : m->path, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
-                       (long)sb.st_mtim.tv_nsec);
+        /* (the inode and its change time too: a file rewritten with its size and modification time
+           kept -- cp -p, rsync -t, an archive unpacked -- got the earlier file's kept state and
+           answer; a review) */
+        *out = engine_printf("f:%s:%lld:%lld.%09ld:%llu:%llu:%lld.%09ld", rp ? rp : m->path, (long long)sb.st_size,
+                             (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec, (unsigned long long)sb.st_dev,
+                             (unsigned long long)sb.st_ino, (long long)sb.st_ctim.tv_sec, (long)sb.st_ctim.tv_nsec);
         free(rp);
     } else {
         *out = engine_printf("b:%016llx:%zu", (unsigned long long)nvl_fnv1a(NVL_FNV1A_INIT, m->data, m->size), m->size);

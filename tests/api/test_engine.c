@@ -7,6 +7,8 @@
  * error. */
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,6 +149,37 @@ int main(void) {
         TEST_CHECK(eq, "answers with and without the kept prefix differ");
         api_ask_result_free(&a);
         api_ask_result_free(&b);
+    }
+    /* A file rewritten in place with other pixels but its size and modification time kept (cp -p,
+     * rsync -t, an archive unpacked again) is another file: its kept state is not reused (it was:
+     * the earlier picture's answer; a review) */
+    {
+        char cpy[1100];
+        snprintf(cpy, sizeof cpy, "%s/nvl-engine-same-%d.bmp", test_tmpdir(), (int)getpid());
+        size_t n = 0;
+        uint8_t *b = malloc(1 << 20);
+        FILE *src = fopen(img_path, "rb");
+        if (b && src) n = fread(b, 1, 1 << 20, src);
+        if (src) fclose(src);
+        TEST_CHECK(b && n > 200 && test_write_file(cpy, b, n), "copied %s", cpy);
+        const char *cf[] = {cpy};
+        api_ask_result a, c;
+        TEST_EQ_INT(api_engine_ask(e, cf, 1, "What is in this picture?", &p, NULL, NULL, &a, &err), NVL_OK);
+        struct stat sb;
+        TEST_CHECK(stat(cpy, &sb) == 0, "stat %s", cpy);
+        for (size_t i = n - 150; b && i < n; i++) b[i] ^= 0xff; /* (pixels, the header kept) */
+        FILE *f = b ? fopen(cpy, "r+b") : NULL;
+        TEST_CHECK(f && fwrite(b, 1, n, f) == n && fclose(f) == 0, "rewrote %s in place", cpy);
+        const struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+        TEST_CHECK(utimensat(AT_FDCWD, cpy, ts, 0) == 0, "its modification time put back");
+        TEST_EQ_INT(api_engine_ask(e, cf, 1, "What is in this picture?", &p, NULL, NULL, &c, &err), NVL_OK);
+        TEST_CHECK(c.n_media == 1 && c.media[0].cached == 0 && c.n_cached == 0,
+                   "the rewritten file is read again, not taken from the kept state (cached %d, %lld tokens)",
+                   c.n_media ? c.media[0].cached : -1, (long long)c.n_cached);
+        api_ask_result_free(&a);
+        api_ask_result_free(&c);
+        free(b);
+        unlink(cpy);
     }
     /* An earlier answer holding a NUL byte goes back whole when its length is given (text_len;
      * ask --chat does): the prompt has as many tokens as with 0x01 in its place, and more than
