@@ -549,12 +549,26 @@ static int forward_turn(api_engine *e) {
      * few), then every token taken in order */
     int32_t drawn[256];
     int n_sampled = 0;
+    const int64_t V = llm_model_hparams(e->lm)->n_vocab;
     for (int i = 0; i < n_decode; i++) n_sampled += !sq[i].argmax;
 #pragma omp parallel for schedule(dynamic, 1) if (n_sampled > 1)
-    for (int i = 0; i < n_decode; i++)
-        drawn[i] = sq[i].argmax ? who[i]->greedy_tok /* the same id llm_sampler's greedy rule picks */
-                                : llm_sampler_sample(who[i]->smp, who[i]->logits);
-    for (int i = 0; i < n_decode; i++) engine_gen_token(who[i], drawn[i], sq[i].argmax ? NULL : who[i]->logits);
+    for (int i = 0; i < n_decode; i++) { /* (logits that are not finite: -1, the request fails below) */
+        if (sq[i].argmax) drawn[i] = who[i]->greedy_tok; /* the same id llm_sampler's greedy rule picks, or -1 */
+        else {
+            nvl_err ef = {0};
+            drawn[i] = llm_logits_check_finite_at(who[i]->logits, V, 1, &ef) == NVL_OK
+                           ? llm_sampler_sample(who[i]->smp, who[i]->logits) : -1;
+        }
+    }
+    for (int i = 0; i < n_decode; i++) {
+        if (drawn[i] < 0) { /* a NaN or an overflow reached the logits mid-answer: each id after it was 0 (a review) */
+            nvl_err ef = {0};
+            engine_fail(who[i], llm_logits_check_finite_at(sq[i].argmax ? NULL : who[i]->logits, V, who[i]->res->n_ids, &ef),
+                        &ef);
+            continue;
+        }
+        engine_gen_token(who[i], drawn[i], sq[i].argmax ? NULL : who[i]->logits);
+    }
     return n;
 }
 

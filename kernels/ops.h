@@ -171,8 +171,10 @@ nvl_status kern_bias_act(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, c
 
 /* Greedy decoding on the backend: ids[r] (host) = the index of the largest value of row r of
  * x (R, V), exactly llm_sampler's greedy rule: the first index of the maximum; NaN values never
- * win, except that a NaN at index 0 gives 0 (the sequential loop's answer). Copies R ids to the
- * host instead of R x V values (a device: one small copy, one synchronisation). */
+ * win. -1 where that rule's pick is not finite: a NaN at index 0 (the sequential loop's pick), a
+ * row of NaN, an infinite maximum (logits a NaN or an overflow reached: the caller stops, as
+ * llm_logits_check_finite has it stop after the prompt). Copies R ids to the host instead of
+ * R x V values (a device: one small copy, one synchronisation). */
 nvl_status kern_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err);
 
 /* Copies x into y converting dtype (rounded to y's), same shape; views allowed. */

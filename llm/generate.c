@@ -14,12 +14,22 @@ llm_generate_params llm_generate_params_default(void) {
 }
 
 nvl_status llm_logits_check_finite(const float *logits, int64_t n_vocab, nvl_err *err) {
+    return llm_logits_check_finite_at(logits, n_vocab, 0, err);
+}
+
+nvl_status llm_logits_check_finite_at(const float *logits, int64_t n_vocab, int64_t n_generated, nvl_err *err) {
     int64_t n_bad = 0;
-    for (int64_t i = 0; i < n_vocab; i++) n_bad += !isfinite(logits[i]);
-    if (!n_bad) return NVL_OK;
-    return nvl_err_set(err, NVL_ERR_CONFIG, "the model's logits after the prompt are not finite (%lld of %lld NaN or "
-                       "infinite): the checkpoint's weights hold NaN or infinite values, or its scales overflow (nanovl "
-                       "inspect checks the scales)", (long long)n_bad, (long long)n_vocab);
+    if (logits)
+        for (int64_t i = 0; i < n_vocab; i++) n_bad += !isfinite(logits[i]);
+    if (logits && !n_bad) return NVL_OK;
+    char after[96] = "";
+    if (n_generated > 0) snprintf(after, sizeof after, " and %lld generated token%s", (long long)n_generated,
+                                  n_generated == 1 ? "" : "s");
+    char count[64] = "";
+    if (logits) snprintf(count, sizeof count, " (%lld of %lld NaN or infinite)", (long long)n_bad, (long long)n_vocab);
+    return nvl_err_set(err, NVL_ERR_CONFIG, "the model's logits after the prompt%s are not finite%s: the checkpoint's "
+                       "weights hold NaN or infinite values, or its scales overflow (nanovl inspect checks the scales)",
+                       after, count);
 }
 
 nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
@@ -50,6 +60,9 @@ nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_promp
         for (int i = 0; i < p->n_stop; i++) stop |= p->stop_ids[i] == tok;
         if (stop || k + 1 == p->max_tokens || k + 1 == cap) break;
         if ((st = llm_decode(ctx, tok, err)) != NVL_OK) break;
+        /* (a NaN a generated token's embedding or a state reached: each id after it was 0, said
+           nowhere; a review) */
+        if ((st = llm_logits_check_finite_at(ctx->logits, ctx->m->hp.n_vocab, k + 1, err)) != NVL_OK) break;
     }
     llm_sampler_free(smp);
     return st;

@@ -421,12 +421,16 @@ llm_generate_params llm_generate_params_default(void);
 
 /* NVL_ERR_CONFIG naming how many of the n_vocab logits are NaN or infinite (a NaN weight, a
  * scale that overflows, a backend fault: they would sample id 0 and answer "<unk>" with
- * success), else NVL_OK. The generation loop and the engine check the logits after a prompt. */
+ * success), else NVL_OK. The generation loop and the engine check the logits after a prompt
+ * and after each generated token. */
 nvl_status llm_logits_check_finite(const float *logits, int64_t n_vocab, nvl_err *err);
+/* The same after n_generated tokens of the answer (said so in the message); logits NULL: a
+ * greedy step's id found on the backend was -1 (kern_argmax_rows: its row not finite). */
+nvl_status llm_logits_check_finite_at(const float *logits, int64_t n_vocab, int64_t n_generated, nvl_err *err);
 /* Prefills prompt (may be empty when the context already holds it) and generates up to
  * max_tokens tokens into out (capacity cap). *n_out gets the count. Stops at a stop id
  * (included in out), max_tokens, or cancellation (NVL_ERR_CANCELLED); non-finite logits after
- * the prompt are NVL_ERR_CONFIG (llm_logits_check_finite). */
+ * the prompt, or after any token generated, are NVL_ERR_CONFIG (llm_logits_check_finite_at). */
 nvl_status llm_generate(llm_context *ctx, const int32_t *prompt, int64_t n_prompt,
                         const llm_generate_params *p, int32_t *out, int64_t cap, int64_t *n_out,
                         nvl_err *err);

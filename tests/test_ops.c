@@ -1274,22 +1274,25 @@ static void test_normalize_rgb8(void) {
 }
 
 /* Greedy argmax per row against llm_sampler's sequential rule (first index of the maximum; NaN
- * never wins; NaN at index 0 gives 0): ties planted (the later copy must lose), NaNs, a row of
- * -inf, a NaN first, values spread over a long row (V = 5003: not a multiple of any block). */
+ * never wins), -1 where its pick is not finite (NaN at index 0, a row of -inf, an infinite
+ * maximum): ties planted (the later copy must lose), NaNs, a row of -inf, a NaN first, +inf,
+ * values spread over a long row (V = 5003: not a multiple of any block). */
 static void test_argmax_rows(void) {
     static const nvl_dtype dts[] = {NVL_DTYPE_F32, NVL_DTYPE_BF16};
-    const int64_t R = 7, V = 5003;
+    const int64_t R = 8, V = 5003;
     for (size_t c = 0; c < 2; c++) {
         float *xh = rand_f((size_t)(R * V), -4, 4);
-        float *r0 = xh, *r1 = xh + V, *r2 = xh + 2 * V, *r3 = xh + 3 * V, *r4 = xh + 4 * V, *r5 = xh + 5 * V;
+        float *r0 = xh, *r1 = xh + V, *r2 = xh + 2 * V, *r3 = xh + 3 * V, *r4 = xh + 4 * V, *r5 = xh + 5 * V,
+              *r7 = xh + 7 * V;
         r0[4001] = 9.0f, r0[17] = 9.0f;              /* tie: 17 wins */
         r1[2] = NAN, r1[3000] = 8.0f, r1[4999] = NAN; /* NaN elsewhere: ignored */
         for (int64_t j = 0; j < V; j++) r2[j] = -INFINITY;
-        r3[0] = NAN, r3[10] = 100.0f;                /* NaN first: 0 */
+        r3[0] = NAN, r3[10] = 100.0f;                /* NaN first: -1 (the loop's pick is NaN) */
         r4[V - 1] = 50.0f;                           /* the last element */
         r5[0] = 50.0f, r5[V - 1] = 50.0f;            /* tie with index 0 */
+        r7[77] = INFINITY;                           /* an overflow: -1 */
         nvl_tensor x = act2(dts[c], R, V, xh);       /* xh rounded to the dtype in place */
-        int32_t got[7], ref[7];
+        int32_t got[8], ref[8];
         nvl_err err = {0};
         if (!ran("argmax_rows", kern_argmax_rows(g_be, got, &x, &err), &err)) return;
         for (int64_t r = 0; r < R; r++) {
@@ -1297,9 +1300,10 @@ static void test_argmax_rows(void) {
             int32_t b = 0;
             for (int64_t i = 1; i < V; i++)
                 if (v[i] > v[b]) b = (int32_t)i;
-            ref[r] = b;
+            ref[r] = isfinite(v[b]) ? b : -1;
         }
-        TEST_CHECK(ref[0] == 17 && ref[1] == 3000 && ref[2] == 0 && ref[3] == 0 && ref[4] == V - 1 && ref[5] == 0,
+        TEST_CHECK(ref[0] == 17 && ref[1] == 3000 && ref[2] == -1 && ref[3] == -1 && ref[4] == V - 1 && ref[5] == 0 &&
+                       ref[6] >= 0 && ref[7] == -1,
                    "argmax oracle plants");
         for (int64_t r = 0; r < R; r++)
             TEST_CHECK(got[r] == ref[r], "argmax_rows case %zu (%s) row %lld: %d, expected %d", c, dn(dts[c]), (long long)r,

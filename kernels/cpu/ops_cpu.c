@@ -683,7 +683,7 @@ static nvl_status cpu_normalize_rgb8(kern_backend *be, nvl_tensor *y, const nvl_
     return NVL_OK;
 }
 
-/* llm_sampler's greedy loop, row by row */
+/* llm_sampler's greedy loop, row by row; -1 where the maximum it picks is not finite */
 static nvl_status cpu_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nvl_err *err) {
     nvl_status st;
     if ((st = need_f32(__func__, "x", x, err)) != NVL_OK) return st;
@@ -694,7 +694,7 @@ static nvl_status cpu_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tens
         int32_t best = 0;
         for (int64_t i = 1; i < V; i++)
             if (v[i] > v[best]) best = (int32_t)i;
-        ids[r] = best;
+        ids[r] = isfinite(v[best]) ? best : -1;
     }
     return NVL_OK;
 }

@@ -1909,7 +1909,8 @@ nvl_status c_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err 
 
 /* greedy: one block per row; (value, index) pairs where a candidate wins on a larger value or an
    equal value at a lower index (so the first index of the maximum), NaN never (x > v and x == v
-   are both false); a NaN at index 0 answers 0, as llm_sampler's sequential loop does */
+   are both false); a NaN at index 0 (which the sequential loop would pick), a row of NaN or a
+   maximum that is infinite answers -1 (kern_argmax_rows) */
 __device__ __forceinline__ void am_take(float &v, int &i, float x, int j) {
     if (x > v || (x == v && j < i)) v = x, i = j;
 }
@@ -1931,7 +1932,7 @@ __global__ void k_argmax_rows(int32_t *ids, V2 x) {
     if (threadIdx.x == 0) {
         for (int k = 1; k < (int)(blockDim.x / WARP_SIZE); k++) am_take(v, i, sv[k], si[k]);
         const float x0 = x.cols > 0 ? ld(x.p, r * x.ld, x.dt) : 0.f;
-        ids[r] = (x0 != x0 || i == 0x7fffffff) ? 0 : i;
+        ids[r] = (x0 != x0 || i == 0x7fffffff || !isfinite(v)) ? -1 : i;
     }
 }
 

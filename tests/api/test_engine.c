@@ -19,27 +19,27 @@
 #include "llm.h"
 #include "test_util.h"
 
-/* A checkpoint whose final norm holds +inf: the logits are NaN/inf, and the request fails saying
- * so (it answered "<unk><unk>..." with success). The copy links every file of vl_tiny but the
- * shard holding the weight, which it copies and patches. */
-static void test_nonfinite(const char *img) {
+/* dir (under the test's temporary folder): a copy of vl_tiny whose files are links but the
+ * shard holding tensor, copied with the float v written at each of its n elements at[] (F32).
+ * 0 when it could not be made (said). */
+static int patched_copy(char *dir, size_t cap, const char *name, const char *tensor, const int64_t *at, int n, float v) {
     static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
                                         "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
                                         "model-00002-of-00002.safetensors"};
-    char dir[600], src[1200], dst[1200];
-    snprintf(dir, sizeof dir, "%s/inf_ckpt", test_tmpdir());
+    char src[1200], dst[1200];
+    snprintf(dir, cap, "%s/%s", test_tmpdir(), name);
     mkdir(dir, 0755);
     nvl_err err = {0};
     nvl_checkpoint *ck = NULL;
     TEST_EQ_INT(nvl_checkpoint_open(&ck, test_data_path("vl_tiny"), &err), NVL_OK);
-    const nvl_st_entry *w = ck ? nvl_checkpoint_find(ck, "language_model.backbone.norm_f.weight") : NULL;
-    TEST_CHECK(w && w->dtype == NVL_DTYPE_F32, "vl_tiny has an F32 language_model.backbone.norm_f.weight");
+    const nvl_st_entry *w = ck ? nvl_checkpoint_find(ck, tensor) : NULL;
+    TEST_CHECK(w && w->dtype == NVL_DTYPE_F32, "vl_tiny has an F32 %s", tensor);
     if (!w) {
         nvl_checkpoint_close(ck);
-        return;
+        return 0;
     }
     const char *shard = w->shard == 0 ? files[5] : files[6];
-    const uint64_t begin = w->begin;
+    const uint64_t begin = w->begin, bytes = w->end - w->begin;
     nvl_checkpoint_close(ck);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(src, sizeof src, "%s/%s", test_data_path("vl_tiny"), files[i]);
@@ -50,16 +50,28 @@ static void test_nonfinite(const char *img) {
             continue;
         }
         char *b = NULL;
-        size_t n = 0;
-        TEST_EQ_INT(nvl_read_file(src, (size_t)1 << 30, &b, &n, &err), NVL_OK);
-        if (!b) return;
+        size_t nb = 0;
+        TEST_EQ_INT(nvl_read_file(src, (size_t)1 << 30, &b, &nb, &err), NVL_OK);
+        if (!b) return 0;
         uint64_t hl = 0;
         memcpy(&hl, b, 8); /* the header's length (little-endian, as this machine) */
-        const float inf = 1.0f / 0.0f;
-        memcpy(b + 8 + hl + begin, &inf, 4);
-        TEST_CHECK(test_write_file(dst, b, n), "write %s", dst);
+        for (int k = 0; k < n; k++)
+            if ((uint64_t)at[k] * 4 < bytes) memcpy(b + 8 + hl + begin + (uint64_t)at[k] * 4, &v, 4);
+        TEST_CHECK(test_write_file(dst, b, nb), "write %s", dst);
         nvl_free(b);
     }
+    return 1;
+}
+
+/* A checkpoint whose final norm holds +inf: the logits are NaN/inf, and the request fails saying
+ * so (it answered "<unk><unk>..." with success). The copy links every file of vl_tiny but the
+ * shard holding the weight, which it copies and patches. */
+static void test_nonfinite(const char *img) {
+    char dir[600];
+    nvl_err err = {0};
+    if (!patched_copy(dir, sizeof dir, "inf_ckpt", "language_model.backbone.norm_f.weight", (const int64_t[]){0}, 1,
+                      1.0f / 0.0f))
+        return;
     api_engine *e = NULL;
     TEST_EQ_INT(api_engine_open(&e, dir, &err), NVL_OK);
     if (!e) return;
@@ -85,6 +97,99 @@ static void test_nonfinite(const char *img) {
         TEST_EQ_INT(llm_generate(ctx, ids, 3, &gp, out, 4, &n_out, &err), NVL_ERR_CONFIG);
         TEST_CONTAINS(err.msg, "logits after the prompt are not finite");
         TEST_EQ_INT(n_out, 0);
+    } else {
+        TEST_CHECK(0, "the language model of the patched checkpoint: %s", err.msg);
+    }
+    llm_context_free(ctx);
+    llm_model_free(m);
+}
+
+/* A NaN reached only by a generated token (in the embedding row of a token the answer holds,
+ * not the prompt): every step's logits are checked, not only the prompt's. The answer's ids
+ * were 0 ("<unk>") from there on, with success (a review). The engine's greedy step (its argmax
+ * on the backend: -1 for a row that is not finite) and sampled step, and the language model
+ * alone (nanovl generate), each fail saying after how many generated tokens. */
+static void test_nonfinite_decode(const char *img) {
+    nvl_err err = {0};
+    api_engine *e = NULL;
+    TEST_EQ_INT(api_engine_open(&e, test_data_path("vl_tiny"), &err), NVL_OK);
+    if (!e) return;
+    int64_t H = 0; /* the embedding's width, from its shape */
+    {
+        nvl_checkpoint *ck = NULL;
+        if (nvl_checkpoint_open(&ck, test_data_path("vl_tiny"), &err) == NVL_OK) {
+            const nvl_st_entry *w = nvl_checkpoint_find(ck, "language_model.backbone.embeddings.weight");
+            if (w && w->n_dims == 2) H = w->shape[1];
+            nvl_checkpoint_close(ck);
+        }
+    }
+    TEST_CHECK(H > 0 && H <= 512, "the embedding's width (%lld)", (long long)H);
+    const char *f1[] = {img};
+    api_ask_params p = api_ask_params_default();
+    p.max_tokens = 6;
+    api_ask_result r;
+    TEST_EQ_INT(api_engine_ask(e, f1, 1, "What is in this picture?", &p, NULL, NULL, &r, &err), NVL_OK);
+    api_engine_close(e);
+    /* the first answer id seen neither in the prompt nor earlier in the answer, not the last */
+    int k = -1;
+    for (int64_t i = 0; k < 0 && i + 1 < r.n_ids; i++) {
+        int seen = 0;
+        for (int64_t j = 0; j < r.n_prompt && !seen; j++) seen = r.prompt_ids[j] == r.ids[i];
+        for (int64_t j = 0; j < i && !seen; j++) seen = r.ids[j] == r.ids[i];
+        if (!seen) k = (int)i;
+    }
+    TEST_CHECK(k >= 0, "an answer id new to the prompt (%lld ids)", (long long)r.n_ids);
+    int64_t row[512];
+    const int32_t tok = k >= 0 ? r.ids[k] : 0;
+    for (int64_t c = 0; c < H && c < 512; c++) row[c] = (int64_t)tok * H + c;
+    api_ask_result_free(&r);
+    char dir[600];
+    if (k < 0 || !patched_copy(dir, sizeof dir, "nan_decode_ckpt", "language_model.backbone.embeddings.weight", row,
+                               (int)(H < 512 ? H : 512), 0.0f / 0.0f))
+        return;
+    TEST_EQ_INT(api_engine_open(&e, dir, &err), NVL_OK);
+    if (!e) return;
+    char want[160];
+    snprintf(want, sizeof want, "logits after the prompt and %d generated token%s are not finite", k + 1, k ? "s" : "");
+    for (int sampled = 0; sampled < 2; sampled++) {
+        api_ask_params q = p;
+        if (sampled) q.sampler.temperature = 1e-4f, q.sampler.seed = 1; /* (as greedy, through the sampler) */
+        TEST_EQ_INT(api_engine_ask(e, f1, 1, "What is in this picture?", &q, NULL, NULL, &r, &err), NVL_ERR_CONFIG);
+        TEST_CHECK(strstr(err.msg, want) != NULL, "%s: '%s' (wanted '%s')", sampled ? "sampled" : "greedy", err.msg, want);
+        api_ask_result_free(&r);
+    }
+    api_engine_close(e);
+    /* the language model alone: its greedy answer to 1 2 3, a NaN in the row of its first new id */
+    llm_model *m = NULL;
+    llm_context *ctx = NULL;
+    llm_context_params cp = llm_context_params_default();
+    cp.n_ctx = 64;
+    const int32_t ids[3] = {1, 2, 3};
+    int32_t out[8];
+    int64_t n_out = 0;
+    llm_generate_params gp = llm_generate_params_default();
+    gp.max_tokens = 6;
+    if (llm_model_init(&m, test_data_path("vl_tiny"), NULL, &err) == NVL_OK && llm_context_init(&ctx, m, &cp, &err) == NVL_OK)
+        TEST_EQ_INT(llm_generate(ctx, ids, 3, &gp, out, 8, &n_out, &err), NVL_OK);
+    llm_context_free(ctx);
+    llm_model_free(m);
+    ctx = NULL, m = NULL;
+    k = -1;
+    for (int64_t i = 0; k < 0 && i + 1 < n_out; i++) {
+        int seen = out[i] == 1 || out[i] == 2 || out[i] == 3;
+        for (int64_t j = 0; j < i && !seen; j++) seen = out[j] == out[i];
+        if (!seen) k = (int)i;
+    }
+    TEST_CHECK(k >= 0, "a generated id new to the prompt (%lld ids)", (long long)n_out);
+    for (int64_t c = 0; k >= 0 && c < H && c < 512; c++) row[c] = (int64_t)out[k] * H + c;
+    if (k < 0 || !patched_copy(dir, sizeof dir, "nan_decode_lm", "language_model.backbone.embeddings.weight", row,
+                               (int)(H < 512 ? H : 512), 0.0f / 0.0f))
+        return;
+    snprintf(want, sizeof want, "logits after the prompt and %d generated token%s are not finite", k + 1, k ? "s" : "");
+    if (llm_model_init(&m, dir, NULL, &err) == NVL_OK && llm_context_init(&ctx, m, &cp, &err) == NVL_OK) {
+        TEST_EQ_INT(llm_generate(ctx, ids, 3, &gp, out, 8, &n_out, &err), NVL_ERR_CONFIG);
+        TEST_CHECK(strstr(err.msg, want) != NULL, "generate: '%s' (wanted '%s')", err.msg, want);
+        TEST_EQ_INT(n_out, k + 1);
     } else {
         TEST_CHECK(0, "the language model of the patched checkpoint: %s", err.msg);
     }
@@ -418,5 +523,6 @@ int main(void) {
     TEST_EQ_INT(nvl_alloc_count(), live0);
     nvl_checkpoint_close(g);
     test_nonfinite(img_path);
+    test_nonfinite_decode(img_path);
     return test_report();
 }
