@@ -195,6 +195,37 @@ static void test_damaged(void) {
                  "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
                  -1, data, 24);
     expect_fail(tmp("overlap.safetensors"), NVL_ERR_FORMAT, "overlap");
+    /* a header that is not UTF-8, a tensor without a name (a review: both were taken) */
+    st_write_raw(tmp("utf8.safetensors"), "{\"a\xff\xfe\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1,
+                 data, 4);
+    expect_fail(tmp("utf8.safetensors"), NVL_ERR_FORMAT, "header is not valid UTF-8 (byte 3 of its");
+    st_write_raw(tmp("utf8s.safetensors"), "{\"a\xed\xa0\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1,
+                 data, 4); /* (a surrogate) */
+    expect_fail(tmp("utf8s.safetensors"), NVL_ERR_FORMAT, "header is not valid UTF-8 (byte 3 of its");
+    st_write_raw(tmp("utf8ok.safetensors"), "{\"caf\xc3\xa9 \xf0\x9f\x98\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                 -1, data, 4);
+    {
+        nvl_safetensors *ok = NULL;
+        nvl_err e2 = {0};
+        TEST_EQ_INT(nvl_safetensors_open(&ok, tmp("utf8ok.safetensors"), &e2), NVL_OK);
+        nvl_safetensors_close(ok);
+    }
+    st_write_raw(tmp("noname.safetensors"), "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1, data, 4);
+    expect_fail(tmp("noname.safetensors"), NVL_ERR_FORMAT, "a tensor has an empty name");
+    /* ... with an empty tensor between them in begin order (it hid the overlap: a review) */
+    st_write_raw(tmp("overlap0.safetensors"),
+                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                 "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+                 -1, data, 24);
+    expect_fail(tmp("overlap0.safetensors"), NVL_ERR_FORMAT, "tensors 'a' [0, 16) and 'b' [8, 24) overlap");
+    /* ... and a tensor inside a longer one, past its neighbour that does not overlap it */
+    st_write_raw(tmp("overlap2.safetensors"),
+                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+                 "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]}}",
+                 -1, data, 24);
+    expect_fail(tmp("overlap2.safetensors"), NVL_ERR_FORMAT, "tensors 'a' [0, 24) and 'b' [4, 8) overlap");
     /* numel mismatch */
     st_write_raw(tmp("numel.safetensors"),
                  "{\"a\":{\"dtype\":\"BF16\",\"shape\":[3,4],\"data_offsets\":[0,16]}}", -1, data,

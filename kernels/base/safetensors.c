@@ -183,6 +183,30 @@ static nvl_status parse_metadata(nvl_safetensors *f, const cJSON *meta, nvl_err 
     return NVL_OK;
 }
 
+/* The offset of the first byte of s[0..n) that is not part of well-formed UTF-8 (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF), or n. */
+static size_t utf8_bad_at(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const uint8_t c = s[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) k = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) k = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) k = 3, cp = c & 0x07;
+        else return i;
+        if (i + k >= n) return i;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return i;
+            cp = cp << 6 | (s[i + j] & 0x3F);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += k + 1;
+    }
+    return n;
+}
+
 static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
     const char *w = f->what;
     if (f->len < 8)
@@ -205,6 +229,11 @@ static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
     uint64_t data_len = f->len - 8 - hlen;
     const uint8_t *data = f->bytes + 8 + hlen;
 
+    /* the format's header is UTF-8 JSON: a tensor named by other bytes was taken (a review) */
+    const size_t bad = utf8_bad_at(f->bytes + 8, (size_t)hlen);
+    if (bad < hlen)
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: header is not valid UTF-8 (byte %zu of its %llu)", w, bad,
+                           (unsigned long long)hlen);
     cJSON *root = NULL;
     nvl_status st = nvl_json_parse(&root, (const char *)f->bytes + 8, (size_t)hlen, w, err);
     if (st == NVL_ERR_FORMAT) {
@@ -234,6 +263,10 @@ static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
             if ((st = parse_metadata(f, item, err)) != NVL_OK) goto fail;
             continue;
         }
+        if (!item->string[0]) {
+            st = nvl_err_set(err, NVL_ERR_FORMAT, "%s: a tensor has an empty name", w);
+            goto fail;
+        }
         nvl_st_entry *e = &f->entries[f->n];
         e->name = nvl_strdup(item->string);
         if (!e->name) {
@@ -250,15 +283,20 @@ static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
         sorted[f->n - 1] = e;
     }
     qsort(sorted, (size_t)f->n, sizeof *sorted, cmp_begin);
-    for (int64_t i = 1; i < f->n; i++) {
-        const nvl_st_entry *a = sorted[i - 1], *b = sorted[i];
-        if (b->begin < a->end && b->end > b->begin) {
+    /* each non-empty tensor against the one ending last before it (not only its neighbour: an empty
+       tensor between two overlapping ones hid the overlap; a review) */
+    const nvl_st_entry *a = NULL;
+    for (int64_t i = 0; i < f->n; i++) {
+        const nvl_st_entry *b = sorted[i];
+        if (b->end == b->begin) continue;
+        if (a && b->begin < a->end) {
             st = nvl_err_set(err, NVL_ERR_FORMAT,
                              "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", w,
                              a->name, (unsigned long long)a->begin, (unsigned long long)a->end,
                              b->name, (unsigned long long)b->begin, (unsigned long long)b->end);
             goto fail;
         }
+        if (!a || b->end > a->end) a = b;
     }
     st = NVL_OK;
 fail:
