@@ -760,9 +760,13 @@ static void status_reply(server *s, client *cl, const char *id) {
 }
 
 /* The id of a request that failed to parse, when the line is a JSON object with a string id. */
-static char *salvage_id(const char *line, size_t n) {
+static char *salvage_id(const char *line, size_t n, int *ask_or_ocr) {
     cJSON *r = cJSON_ParseWithLength(line, n);
     const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+    const cJSON *type = r ? cJSON_GetObjectItemCaseSensitive(r, "type") : NULL;
+    /* an object read whole whose type is ask (the default) or ocr: a request of those, refused */
+    *ask_or_ocr = cJSON_IsObject(r) && (!type || (cJSON_IsString(type) && (!strcmp(type->valuestring, "ask") ||
+                                                                           !strcmp(type->valuestring, "ocr"))));
     char *out = NULL;
     if (cJSON_IsString(id) && strlen(id->valuestring) <= 256) {
         size_t l = strlen(id->valuestring) + 1;
@@ -824,7 +828,13 @@ static void handle_line(server *s, client *cl, const char *line, size_t n) {
     nvl_err err = {0};
     nvl_status st = api_request_parse(line, n, &rq, &err);
     if (st != NVL_OK) {
-        char *id = salvage_id(line, n);
+        int ask_or_ocr = 0;
+        char *id = salvage_id(line, n, &ask_or_ocr);
+        if (!id && ask_or_ocr && (id = nvl_malloc(32))) { /* (docs: an ask or ocr without an id is req-N, refused too) */
+            pthread_mutex_lock(&s->mu);
+            snprintf(id, 32, "req-%llu", (unsigned long long)++s->req_serial);
+            pthread_mutex_unlock(&s->mu);
+        }
         const char *code = api_request_error_code(st);
         reply(s, cl, error_event(id, code, err.msg));
         log_refusal(s, cl, "request %s: refused, %s: %s", id ? id : "(no id)", code, err.msg); /* (docs: every

@@ -223,7 +223,7 @@ int main(void) {
         TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "second server on a live socket exits 1");
     }
 
-    char req[2048], answer[8192];
+    char req[4096], answer[8192];
     cJSON *ev;
     /* status */
     send_line(c.fd, "{\"type\":\"status\",\"id\":\"st\"}");
@@ -314,6 +314,28 @@ int main(void) {
     TEST_CHECK(ev && !strcmp(str(ev, "code"), "bad_request") && !strcmp(str(ev, "id"), "unk") &&
                    strstr(str(ev, "message"), "max_token"), "unknown field named");
     cJSON_Delete(ev);
+    /* refused without an id: an ask or ocr is named req-N as the docs say (it was null); a status
+       or cancel, and a line that is not JSON, stay null */
+    {
+        static const struct {
+            const char *line, *code;
+            int req;
+        } rf[] = {{"{\"question\":\"hi\",\"bogus\":1}", "bad_request", 1},
+                  {"{\"type\":\"ocr\",\"files\":[],\"params\":{\"max_tiles\":99}}", "bad_request", 1},
+                  {"{\"v\":2,\"question\":\"hi\"}", "unsupported_version", 1},
+                  {"{\"type\":\"status\",\"bogus\":1}", "bad_request", 0},
+                  {"{not json", "bad_json", 0}};
+        for (size_t i = 0; i < sizeof rf / sizeof rf[0]; i++) {
+            send_line(c.fd, rf[i].line);
+            ev = next_event(&c, 10);
+            const cJSON *idj = ev ? cJSON_GetObjectItemCaseSensitive(ev, "id") : NULL;
+            TEST_CHECK(ev && !strcmp(str(ev, "code"), rf[i].code) &&
+                           (rf[i].req ? cJSON_IsString(idj) && !strncmp(idj->valuestring, "req-", 4) : cJSON_IsNull(idj)),
+                       "%s -> %s, id %s (got %s, id %s)", rf[i].line, rf[i].code, rf[i].req ? "req-N" : "null",
+                       ev ? str(ev, "code") : "nothing", cJSON_IsString(idj) ? idj->valuestring : "null");
+            cJSON_Delete(ev);
+        }
+    }
     {
         char *big = malloc(300000);
         memset(big, 'x', 299990);
@@ -570,7 +592,7 @@ int main(void) {
         snprintf(inside, sizeof inside, "%s/in.bmp", dir);
         snprintf(link, sizeof link, "%s/race-slow.bmp", dir);
         snprintf(tmp, sizeof tmp, "%s/race-slow.tmp", dir);
-        char cp[1800];
+        char cp[3400];
         snprintf(cp, sizeof cp, "cp '%s' '%s'", img, inside);
         TEST_CHECK(mkdir(dir, 0700) == 0 && system(cp) == 0 && symlink(inside, link) == 0, "made %s", dir);
         setenv("NVL_TEST_MEDIA_DELAY", "race-slow:2000", 1);
@@ -600,7 +622,7 @@ int main(void) {
             /* every page of an OCR request comes from the file opened when it began: the PDF
                replaced by an image after its first page (each page opened the path again: the
                second failed, or came from the new file) */
-            char rpdf[760], cp2[2600];
+            char rpdf[760], cp2[3400];
             snprintf(rpdf, sizeof rpdf, "%s/race-slow.pdf", dir);
             snprintf(cp, sizeof cp, "cp '%s' '%s'", test_data_path("media/made/two_pages.pdf"), rpdf);
             TEST_CHECK(system(cp) == 0, "%s", cp);
