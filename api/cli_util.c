@@ -174,20 +174,39 @@ int cli_same_file(const char *a, const char *b) {
 
 static int id_sep(char c) { return c == ' ' || c == ',' || c == '\n' || c == '\t' || c == '\r'; }
 
-int cli_check_pages(const char *cmd, const char *pages) {
+int cli_check_pages(const char *cmd, const char *pages, int cap) {
     int *sel = NULL, n_sel = 0;
     nvl_err pe = {0};
-    for (const char *c = pages; *c && !pe.msg[0]; c++) /* (no document here: no page count to name) */
-        if (*c >= '0' && *c <= '9' && (c == pages || c[-1] < '0' || c[-1] > '9')) {
-            errno = 0;
-            char *e = NULL;
-            const long pn = strtol(c, &e, 10);
-            if (errno || pn > 1000000)
+    /* each number past 1000000 refused (cap: a jobs file, no document to name its page count), or
+       else read as 1000000 (the document, once open, names its own count) */
+    char *clamped = nvl_malloc(strlen(pages) + 1), *o = clamped;
+    for (const char *c = pages; clamped && *c;) {
+        if (*c < '0' || *c > '9') {
+            *o++ = *c++;
+            continue;
+        }
+        const char *e = c;
+        while (*e >= '0' && *e <= '9') e++;
+        errno = 0;
+        const long pn = strtol(c, NULL, 10);
+        if (errno || pn > 1000000) {
+            if (cap && !pe.msg[0])
                 snprintf(pe.msg, sizeof pe.msg, "page numbers go up to 1000000 (%.*s is past it)",
                          (int)(e - c > 24 ? 24 : e - c), c);
+            memcpy(o, "1000000", 7), o += 7;
+        } else {
+            memcpy(o, c, (size_t)(e - c)), o += e - c;
         }
-    const int ok = *pages && !pe.msg[0] && media_parse_page_range(pages, 1000000, &sel, &n_sel, &pe) == NVL_OK;
+        c = e;
+    }
+    if (!clamped) {
+        fprintf(stderr, "nanovl %s: out of memory\n", cmd);
+        return 0;
+    }
+    *o = 0;
+    const int ok = *pages && !pe.msg[0] && media_parse_page_range(clamped, 1000000, &sel, &n_sel, &pe) == NVL_OK;
     nvl_free(sel);
+    nvl_free(clamped);
     if (!ok) fprintf(stderr, "nanovl %s: --pages '%s': %s\n", cmd, pages, *pages ? pe.msg : "empty");
     return ok;
 }
@@ -317,7 +336,7 @@ int cli_ask_option(int argc, char **argv, int *i, api_ask_params *p, const char 
     }
     if (!strcmp(a, "--pages")) {
         if (!v) { fprintf(stderr, "nanovl %s: --pages needs a value like 1-3,7\n", cmd); return -1; }
-        if (!cli_check_pages(cmd, v)) return -1;
+        if (!cli_check_pages(cmd, v, 0)) return -1;
         p->pages = v;
         (*i)++;
         return 1;

@@ -33,10 +33,12 @@ void cli_say_bad_id(const char *cmd, const char *what, const char *bad);
 int cli_num(const char *v, double lo, double hi, int integer, double *out);
 int cli_num_option(const char *cmd, const char *opt, const char *v, double lo, double hi, int integer, double *out);
 
-/* --pages R's syntax ("1-3,7,10-"; page numbers 1..1000000), checked before any document is
- * open: 1, or 0 having printed "nanovl CMD: --pages 'R': why" (a bad range failed every PDF in
- * a run, each on its own, and an image-only run took it without a word). */
-int cli_check_pages(const char *cmd, const char *pages);
+/* --pages R's syntax ("1-3,7,10-": from 1, not backwards), checked before any document is open:
+ * 1, or 0 having printed "nanovl CMD: --pages 'R': why" (a bad range failed every PDF in a run,
+ * each on its own, and an image-only run took it without a word). With cap a page number past
+ * 1000000 is refused too (a jobs file: no document to name its count); without, the document
+ * says so when it opens. */
+int cli_check_pages(const char *cmd, const char *pages, int cap);
 
 /* Options shared by ask, ocr, batch and bench: --model, -h/--help (prints usage and the shared
  * options' help on stdout) and the model-side parameters. Consumes argv[*i] (and its value)

@@ -1165,7 +1165,7 @@ int cmd_jobs(int argc, char **argv) {
             goto out;
         }
     }
-    if (pages && !cli_check_pages("jobs", pages)) { /* (every job would fail) */
+    if (pages && !cli_check_pages("jobs", pages, 1)) { /* (every job would fail) */
         rc = EXIT_USAGE;
         goto out;
     }

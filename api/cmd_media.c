@@ -284,7 +284,7 @@ int cmd_render(int argc, char **argv) {
         if (!strcmp(a, "--")) opts_done = 1;
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc) outdir = argv[++i];
         else if (!strcmp(a, "--pages") && i + 1 < argc) {
-            if (!cli_check_pages("render", argv[i + 1])) return EXIT_USAGE;
+            if (!cli_check_pages("render", argv[i + 1], 0)) return EXIT_USAGE;
             pages = argv[++i];
         }
         else if (!strcmp(a, "--dpi") || !strcmp(a, "--long-side")) {

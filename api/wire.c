@@ -597,6 +597,22 @@ nvl_status api_request_parse_with(const char *text, size_t len, const api_ask_pa
             goto fail;
         }
     }
+    { /* a field of another type of request is refused, as an unknown one is (an ask's "prompt", a
+         status's "files" ran without a word; a review). The fields each type takes: */
+        static const char *const of[4] = {[API_REQ_ASK] = " v id type messages files question params ",
+                                          [API_REQ_OCR] = " v id type messages files question prompt params ",
+                                          [API_REQ_CANCEL] = " v id type target ",
+                                          [API_REQ_STATUS] = " v id type "};
+        for (const cJSON *c = r->child; c; c = c->next) {
+            char key[64];
+            snprintf(key, sizeof key, " %.60s ", c->string);
+            if (!strstr(of[rq->type], key)) {
+                st = nvl_err_set(err, NVL_ERR_INVALID_ARG, "request.%s: %s %s request takes no \"%s\"", c->string,
+                                 rq->type == API_REQ_ASK || rq->type == API_REQ_OCR ? "an" : "a", api_request_type_name(rq->type), c->string);
+                goto fail;
+            }
+        }
+    }
     if (rq->type == API_REQ_CANCEL) {
         x = cJSON_GetObjectItemCaseSensitive(r, "target");
         if (!cJSON_IsString(x)) {

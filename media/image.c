@@ -458,6 +458,7 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
                 s++;
                 if (*s == ',' || *s == 0) b = n_pages, open_end = 1;
                 else {
+                    if (*s < '0' || *s > '9') goto bad; /* ("1--2" read -2: "runs backwards (write -2-1)") */
                     errno = 0;
                     b = strtol(s, &end, 10);
                     if (end == s) goto bad;
@@ -470,6 +471,12 @@ nvl_status media_parse_page_range(const char *spec, int n_pages, int **pages, in
             else if (*s) goto bad;
             /* a range reaching past the last page is refused, never clamped: the user asked for pages
                that do not exist, and silently using fewer would hide it */
+            if (a >= 1 && b < 1 && !open_end) { /* ("1-0" said "write 0-1") */
+                nvl_free(out);
+                nvl_free(seen);
+                return nvl_err_set(err, NVL_ERR_INVALID_ARG, "page range '%s': pages are numbered from 1 (%ld is none)",
+                                   spec, b);
+            }
             if (a >= 1 && b < a && !open_end) {
                 nvl_free(out);
                 nvl_free(seen);

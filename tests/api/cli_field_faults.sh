@@ -80,7 +80,7 @@ expect 0 "tokenizer: [0-9]* ids, the prompt format's special tokens whole" "$B" 
 P2C="$T/two.pdf"
 cp "$P2" "$P2C"
 expect 2 "--pages '3-1': page range '3-1': 3-1 runs backwards (write 1-3)" "$B" ask --model "$M" "$P2C" "What?" --pages 3-1
-expect 2 "--pages '99999999999999999999': page numbers go up to 1000000 (99999999999999999999 is past it)" "$B" ask --model "$M" "$P2C" "What?" --pages 99999999999999999999
+expect 1 "a page number past any document (it has 2 pages)" "$B" ask --model "$M" "$P2C" "What?" --pages 99999999999999999999
 expect 1 "page 3 is outside the document's pages 1-2" "$B" ask --model "$M" "$P2C" "What?" --pages 3
 : > "$T/empty.mp4"
 expect 1 "empty.mp4: the file is empty" "$B" ask --model "$M" "$T/empty.mp4" "What?"

@@ -324,7 +324,12 @@ int main(void) {
                   {"{\"type\":\"ocr\",\"files\":[],\"params\":{\"max_tiles\":99}}", "bad_request", 1},
                   {"{\"v\":2,\"question\":\"hi\"}", "unsupported_version", 1},
                   {"{\"type\":\"status\",\"bogus\":1}", "bad_request", 0},
-                  {"{not json", "bad_json", 0}};
+                  {"{not json", "bad_json", 0},
+                  /* a field of another type of request (it passed without a word; a review) */
+                  {"{\"question\":\"hi\",\"prompt\":\"p\"}", "bad_request", 1},
+                  {"{\"question\":\"hi\",\"target\":\"zz\"}", "bad_request", 1},
+                  {"{\"type\":\"status\",\"files\":[]}", "bad_request", 0},
+                  {"{\"type\":\"cancel\",\"target\":\"x\",\"question\":\"q\"}", "bad_request", 0}};
         for (size_t i = 0; i < sizeof rf / sizeof rf[0]; i++) {
             send_line(c.fd, rf[i].line);
             ev = next_event(&c, 10);
@@ -333,6 +338,9 @@ int main(void) {
                            (rf[i].req ? cJSON_IsString(idj) && !strncmp(idj->valuestring, "req-", 4) : cJSON_IsNull(idj)),
                        "%s -> %s, id %s (got %s, id %s)", rf[i].line, rf[i].code, rf[i].req ? "req-N" : "null",
                        ev ? str(ev, "code") : "nothing", cJSON_IsString(idj) ? idj->valuestring : "null");
+            if (i >= 5)
+                TEST_CHECK(ev && strstr(str(ev, "message"), "request takes no \""), "%s: named as another type's field (%s)",
+                           rf[i].line, ev ? str(ev, "message") : "");
             cJSON_Delete(ev);
         }
     }

@@ -397,6 +397,14 @@ static void test_page_ranges(void) {
     TEST_EQ_INT(media_parse_page_range("1-x", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_EQ_INT(media_parse_page_range("3-1", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "3-1 runs backwards (write 1-3)");
+    /* a second number with a sign, or 0: not "backwards" with a suggestion that is no range
+       ("write -2-1", "write 0-1"; a review) */
+    TEST_EQ_INT(media_parse_page_range("1--2", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page range '1--2' is not like '1-3,7,10-'");
+    TEST_EQ_INT(media_parse_page_range("1-+2", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "is not like");
+    TEST_EQ_INT(media_parse_page_range("1-0", 3, &p, &n, &err), NVL_ERR_INVALID_ARG);
+    TEST_CONTAINS(err.msg, "page range '1-0': pages are numbered from 1 (0 is none)");
     /* an open range starting past the end: not "backwards" (no end was written), not empty */
     TEST_EQ_INT(media_parse_page_range("5-", 2, &p, &n, &err), NVL_ERR_INVALID_ARG);
     TEST_CONTAINS(err.msg, "page range '5-': 5- starts past the document's pages 1-2 (it has 2 pages)");
