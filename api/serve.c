@@ -387,52 +387,76 @@ static void job_unpin(job *j) {
     j->n_pins = 0;
 }
 
-/* Each media file of the job is opened as it begins, and read through that descriptor
- * ("/proc/self/fd/N", the part named by its path as given): every page of an OCR request comes
- * from the one file, though it is replaced or removed meanwhile (each page opened the path again:
- * a replaced PDF's later pages came from the new one); and --allow is checked on the file opened,
- * not on a path resolved earlier (a symbolic link swapped between the check and the open read a
- * file outside; a review). A path that cannot be opened is left to the engine's own message, but
- * with --allow it fails here (the engine would open the path again). 0, or an error in err. */
+/* The files a job holds open at most (one per distinct path; a request naming a thousand files
+ * ran out of descriptors). */
+#define JOB_MAX_PINS 64
+
+/* The media files of an OCR job, and of every job under --allow, are opened as it begins and
+ * read through that descriptor ("/proc/self/fd/N", the part named by its path as given): every
+ * page of an OCR request comes from the one file, though it is replaced or removed meanwhile (each
+ * page opened the path again: a replaced PDF's later pages came from the new one); and --allow is
+ * checked on the file opened, not on a path resolved earlier (a symbolic link swapped between the
+ * check and the open read a file outside; a review). Only regular files are opened (a FIFO's
+ * writer was released by the open). A path named twice is opened once; past JOB_MAX_PINS distinct
+ * files an OCR job reads the rest by path, and a job under --allow is refused. Without --allow
+ * a path that cannot be opened is left to the engine's own message; with it, it fails here (the
+ * engine would open the path again). 0, or an error in err. */
 static nvl_status job_pin(const server *s, job *j, nvl_err *err) {
+    const int allow = s->o->n_allow > 0;
+    if (!allow && j->rq.type != API_REQ_OCR) return NVL_OK; /* (an ask reads each file once) */
     int n = 0;
     for (int m = 0; m < j->rq.n_msgs; m++)
         for (int k = 0; k < j->rq.msgs[m].n_parts; k++) n += j->rq.msgs[m].parts[k].kind == API_PART_MEDIA;
     if (!n) return NVL_OK;
-    j->pins = nvl_calloc((size_t)n, sizeof *j->pins);
-    if (!j->pins) return nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
-    for (int m = 0; m < j->rq.n_msgs; m++)
-        for (int k = 0; k < j->rq.msgs[m].n_parts; k++) {
+    j->pins = nvl_calloc((size_t)(n < JOB_MAX_PINS ? n : JOB_MAX_PINS), sizeof *j->pins);
+    const char **given = nvl_calloc((size_t)(n < JOB_MAX_PINS ? n : JOB_MAX_PINS), sizeof *given);
+    nvl_status st = j->pins && given ? NVL_OK : nvl_err_set(err, NVL_ERR_NOMEM, "out of memory");
+    for (int m = 0; m < j->rq.n_msgs && st == NVL_OK; m++)
+        for (int k = 0; k < j->rq.msgs[m].n_parts && st == NVL_OK; k++) {
             api_media *md = &((api_part *)j->rq.msgs[m].parts)[k].media;
             if (j->rq.msgs[m].parts[k].kind != API_PART_MEDIA || !md->path) continue;
-            const int fd = open(md->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-            if (fd < 0) {
-                if (!s->o->n_allow) continue;
-                const int e = errno;
-                return nvl_err_set(err, e == ENOENT || e == ENOTDIR ? NVL_ERR_NOT_FOUND : NVL_ERR_IO, "%s: %s", md->path,
-                                   strerror(e));
-            }
-            char proc[API_FD_PATH_MAX];
-            if (!api_fd_path(fd, proc, sizeof proc) || !(j->pins[j->n_pins] = nvl_strdup(proc))) {
-                close(fd);
-                if (!s->o->n_allow) continue; /* (no /proc: read by its path, as before) */
-                return nvl_err_set(err, NVL_ERR_IO, "%s: cannot hold the file open through /proc/self/fd", md->path);
-            }
-            j->n_pins++;
-            if (s->o->n_allow) { /* where the file opened lies (not where its path led a moment ago) */
-                char where[PATH_MAX + 1];
-                const ssize_t l = readlink(proc, where, sizeof where - 1);
-                if (l > 0) where[l] = 0;
-                if (l <= 0 || where[0] != '/' || !under_allowed(s, where)) {
-                    j->fail_code = "forbidden";
-                    return nvl_err_set(err, NVL_ERR_IO, "%s: outside the directories this server may read (--allow)",
-                                       md->path);
+            int p = 0;
+            while (p < j->n_pins && strcmp(given[p], md->path)) p++;
+            if (p == j->n_pins) { /* a path not opened yet */
+                if (j->n_pins == JOB_MAX_PINS) {
+                    if (!allow) continue;
+                    j->fail_code = "limit_exceeded";
+                    st = nvl_err_set(err, NVL_ERR_LIMIT, "%s: a request names more than %d different files, the most "
+                                     "one request may hold open under --allow", md->path, JOB_MAX_PINS);
+                    break;
+                }
+                int fd = -1;
+                nvl_err e2 = {0};
+                if (media_open_regular(md->path, NULL, &fd, NULL, &e2) != NVL_OK) {
+                    if (!allow) continue;
+                    st = nvl_err_set(err, e2.code ? e2.code : NVL_ERR_IO, "%s", e2.msg);
+                    break;
+                }
+                char proc[API_FD_PATH_MAX];
+                if (!api_fd_path(fd, proc, sizeof proc) || !(j->pins[j->n_pins] = nvl_strdup(proc))) {
+                    close(fd);
+                    if (!allow) continue; /* (no /proc: read by its path, as before) */
+                    st = nvl_err_set(err, NVL_ERR_IO, "%s: cannot hold the file open through /proc/self/fd", md->path);
+                    break;
+                }
+                given[j->n_pins++] = md->path;
+                if (allow) { /* where the file opened lies (not where its path led a moment ago) */
+                    char where[PATH_MAX + 1];
+                    const ssize_t l = readlink(proc, where, sizeof where - 1);
+                    if (l > 0) where[l] = 0;
+                    if (l <= 0 || where[0] != '/' || !under_allowed(s, where)) {
+                        j->fail_code = "forbidden";
+                        st = nvl_err_set(err, NVL_ERR_IO, "%s: outside the directories this server may read (--allow)",
+                                         md->path);
+                        break;
+                    }
                 }
             }
             if (!md->name) md->name = md->path;
-            md->path = j->pins[j->n_pins - 1];
+            md->path = j->pins[p];
         }
-    return NVL_OK;
+    nvl_free(given);
+    return st;
 }
 
 /* Hands a job to the engine (worker thread, lock not held); an OCR job's pages are listed on a

@@ -93,6 +93,12 @@ void media_set_default_max_pixels(int64_t n);
 nvl_status media_read_file(const char *path, const media_limits *lim, uint8_t **buf, size_t *len,
                            nvl_err *err);
 
+/* Opens path for reading when it is a regular file within lim->max_file_bytes (NULL: the
+ * defaults): stat first, so that nothing else is ever opened (a FIFO's writer would be released,
+ * a device's open has effects), then fstat on what was opened. *fd_out (close-on-exec, blocking)
+ * and *size (may be NULL); else an error naming the file, nothing open. */
+nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd_out, size_t *size, nvl_err *err);
+
 /* Checks that path is a readable regular file within lim->max_file_bytes, without reading it.
  * @return NVL_OK, NVL_ERR_NOT_FOUND, NVL_ERR_IO or NVL_ERR_LIMIT naming the file. */
 nvl_status media_check_file(const char *path, const media_limits *lim, nvl_err *err);

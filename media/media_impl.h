@@ -34,10 +34,7 @@ nvl_status media_decode_heif(const uint8_t *buf, size_t len, const char *name, c
                              media_image **out, nvl_err *err);
 int media_heif_supported(void);
 
-/* Opens path for reading only when it is a regular file (a FIFO, socket, device or directory is
- * refused before it is opened, so nothing blocks) within lim->max_file_bytes (checked before any
- * byte is read). *fd_out is blocking again; close it. *size: the size at open (may be NULL). */
-nvl_status media_open_regular(const char *path, const media_limits *lim, int *fd_out, size_t *size, nvl_err *err);
+/* media_open_regular: in media.h */
 
 // ---------------------------------------------------------------------------
 // Helper processes (proc.c): the running executable started again as `exe arg`, talking over a

@@ -223,7 +223,7 @@ int main(void) {
         TEST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "second server on a live socket exits 1");
     }
 
-    char req[4096], answer[8192];
+    char req[65536], answer[8192];
     cJSON *ev;
     /* status */
     send_line(c.fd, "{\"type\":\"status\",\"id\":\"st\"}");
@@ -660,6 +660,59 @@ int main(void) {
             TEST_CHECK(pages_ok == 6 && failed == 0, "every page read from the PDF opened, though replaced after the first (%d, failed %d)",
                        pages_ok, failed);
             unlink(rpdf);
+            /* a path named many times is opened once (a thousand parts ran out of descriptors);
+               more than 64 different files are refused under --allow, named */
+            {
+                size_t o = (size_t)snprintf(req, sizeof req, "{\"id\":\"many\",\"files\":[");
+                for (int i = 0; i < 100; i++) o += (size_t)snprintf(req + o, sizeof req - o, "%s\"%s\"", i ? "," : "", inside);
+                snprintf(req + o, sizeof req - o, "],\"question\":\"q\",\"params\":{\"max_tokens\":1,\"max_tiles\":1}}");
+                send_line(a.fd, req);
+                ev = run_to_end(&a, "many", NULL, 0, NULL);
+                TEST_CHECK(ev && !strcmp(str(ev, "event"), "done"), "one file named 100 times (got %s %s)",
+                           ev ? str(ev, "event") : "nothing", ev ? str(ev, "message") : "");
+                cJSON_Delete(ev);
+                char lk[900];
+                o = (size_t)snprintf(req, sizeof req, "{\"id\":\"many2\",\"files\":[");
+                for (int i = 0; i < 65; i++) {
+                    snprintf(lk, sizeof lk, "%s/l%d.bmp", dir, i);
+                    if (symlink(inside, lk) != 0) break;
+                    o += (size_t)snprintf(req + o, sizeof req - o, "%s\"%s\"", i ? "," : "", lk);
+                }
+                snprintf(req + o, sizeof req - o, "],\"question\":\"q\",\"params\":{\"max_tokens\":1,\"max_tiles\":1}}");
+                send_line(a.fd, req);
+                ev = run_to_end(&a, "many2", NULL, 0, NULL);
+                TEST_CHECK(ev && !strcmp(str(ev, "code"), "limit_exceeded") && strstr(str(ev, "message"), "more than 64 different files"),
+                           "65 different files under --allow: refused (got %s %s)", ev ? str(ev, "code") : "nothing",
+                           ev ? str(ev, "message") : "");
+                cJSON_Delete(ev);
+                for (int i = 0; i < 65; i++) snprintf(lk, sizeof lk, "%s/l%d.bmp", dir, i), unlink(lk);
+            }
+            /* a FIFO is refused unopened (an open released its writer, whose data was read away) */
+            char fifo[800];
+            snprintf(fifo, sizeof fifo, "%s/f.pipe", dir);
+            TEST_CHECK(mkfifo(fifo, 0600) == 0, "made %s", fifo);
+            pid_t wr = fork();
+            if (wr == 0) {
+                int fd = open(fifo, O_WRONLY); /* (blocks until a reader opens it) */
+                _exit(fd >= 0 ? 3 : 4);
+            }
+            snprintf(req, sizeof req, "{\"id\":\"fifo\",\"type\":\"ocr\",\"files\":[\"%s\"],\"params\":{\"max_tokens\":1}}", fifo);
+            send_line(a.fd, req);
+            int fifo_err = 0;
+            for (int i = 0; i < 10 && (ev = next_event(&a, 30)); i++) {
+                char *txt = cJSON_PrintUnformatted(ev);
+                fifo_err |= txt && strstr(txt, "is a FIFO") != NULL;
+                free(txt);
+                const int end = !strcmp(str(ev, "event"), "done") || !strcmp(str(ev, "event"), "error");
+                cJSON_Delete(ev);
+                if (end) break;
+            }
+            usleep(200000);
+            int wst = 0;
+            TEST_CHECK(fifo_err && waitpid(wr, &wst, WNOHANG) == 0, "the FIFO refused and never opened (its writer still waits)");
+            kill(wr, SIGKILL);
+            waitpid(wr, &wst, 0);
+            unlink(fifo);
             close(a.fd);
         }
         stop_server(s2, "allow-race");
