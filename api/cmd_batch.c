@@ -168,7 +168,7 @@ static void run_jobs_free(run_jobs *rj) {
 static uint64_t fp_field(uint64_t h, const char *s) { return nvl_fnv1a(nvl_fnv1a_str(h, s ? s : "\x01"), "", 1); }
 
 /* What every job's answer depends on besides its own line: the checkpoint -- the name and size of
- * each of its files (*.json, *.safetensors, *.jinja: what nanovl reads), and the bytes of those
+ * each of its files (the JSON files nanovl reads by name, *.safetensors, *.jinja), and the bytes of those
  * under 64 MiB (config, tokenizer, chat template); the weights by their sizes, so that a copy of
  * the checkpoint on another node or path is the same one (a different fine-tune of the same shapes
  * is not told apart); other files in its folder (another shard's results, a log: they changed the
@@ -183,10 +183,13 @@ static uint64_t batch_run_fp(const char *model, const api_ask_params *p, int ocr
     DIR *d = opendir(model);
     for (struct dirent *de; d && (de = readdir(d));) { /* in any order: a sum of per-file hashes */
         if (de->d_name[0] == '.') continue;
+        static const char *const read_json[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                                "tokenizer_config.json", "hf_quant_config.json", NULL};
         const size_t nl = strlen(de->d_name);
-        const int ours = (nl > 5 && !strcmp(de->d_name + nl - 5, ".json")) ||
-                         (nl > 12 && !strcmp(de->d_name + nl - 12, ".safetensors")) ||
-                         (nl > 6 && !strcmp(de->d_name + nl - 6, ".jinja"));
+        int ours = (nl > 12 && !strcmp(de->d_name + nl - 12, ".safetensors")) ||
+                   (nl > 23 && !strcmp(de->d_name + nl - 23, ".safetensors.index.json")) ||
+                   (nl > 6 && !strcmp(de->d_name + nl - 6, ".jinja")); /* (a shard "other.json" of results is not) */
+        for (int r = 0; !ours && read_json[r]; r++) ours = !strcmp(de->d_name, read_json[r]);
         if (!ours) continue;
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", model, de->d_name);

@@ -159,7 +159,10 @@ typedef struct ocr_dir {
     int n_written;      /* files made whole */
     int kept_failed;    /* --resume: files kept (not read again) that hold failed pages */
     unsigned char *had_file; /* (n) the input's file was in DIR before the run (kept if none of its pages is read) */
-    int made;           /* folders of DIR's path this run made (the last ones): removed if no file is written */
+    char **made;        /* (n_made) the folders of DIR's path this run made, as spelled, outermost first:
+                           removed if no file is written */
+    int n_made;
+    int removed;        /* rmdir_made ran */
 } ocr_dir;
 
 /* Which input a file was read from: a hash of its real path (the path as given if it cannot be
@@ -349,40 +352,36 @@ fail:;
     return -1;
 }
 
-/* mkdir -p path (0777 less the umask): 0, or -1 with errno; *made: how many folders it made (the
- * last components of path). */
-static int mkdir_parents(const char *path, int *made) {
+/* mkdir -p path (0777 less the umask): 0, or -1 with errno; the folders it made are added to
+ * d->made as spelled (each a prefix of path: "a/n1/../keep" made "a/n1", not "a/keep"). */
+static int mkdir_parents(const char *path, ocr_dir *d) {
     char p[4400];
-    *made = 0;
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return errno = ENAMETOOLONG, -1;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/' || s[-1] == '/') continue;
-        *s = 0;
-        if (mkdir(p, 0777) == 0) ++*made;
-        else if (errno != EEXIST) return -1;
-        *s = '/';
+    const size_t n = strlen(p);
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && (p[i] != '/' || p[i - 1] == '/')) continue;
+        const char c = p[i];
+        p[i] = 0;
+        if (mkdir(p, 0777) == 0) {
+            char **nm = nvl_realloc(d->made, (size_t)(d->n_made + 1) * sizeof *nm);
+            if (nm) d->made = nm;
+            if (nm && (nm[d->n_made] = nvl_strdup(p))) d->n_made++;
+        } else if (errno != EEXIST) {
+            return -1;
+        }
+        p[i] = c;
     }
-    if (mkdir(p, 0777) == 0) ++*made;
-    else if (errno != EEXIST) return -1;
     return 0;
 }
 
-/* The folders of path mkdir_parents made (made of them, the last), emptied of an empty record:
- * a run that wrote no file leaves no folder (as -o OUT is not made when no page begins). */
-static void rmdir_made(const char *path, const char *record, int made) {
+/* The folders mkdir_parents made, innermost first, DIR emptied of an empty record first: a run
+ * that wrote no file leaves no folder (as -o OUT is not made when no page begins). A folder not
+ * empty now (something else put there) stays, and those outside it. */
+static void rmdir_made(ocr_dir *d) {
     struct stat sb;
-    if (made <= 0) return;
-    if (stat(record, &sb) == 0 && sb.st_size == 0) unlink(record);
-    char p[4400];
-    snprintf(p, sizeof p, "%s", path);
-    for (int i = 0; i < made; i++) {
-        size_t n = strlen(p);
-        while (n > 1 && p[n - 1] == '/') p[--n] = 0; /* ("out/": the folder "out") */
-        if (rmdir(p) != 0) return;                   /* (not empty: something else is there now) */
-        char *s = strrchr(p, '/');
-        if (!s || s == p) return;
-        *s = 0;
-    }
+    if (d->n_made > 0 && d->record[0] && stat(d->record, &sb) == 0 && sb.st_size == 0) unlink(d->record);
+    for (int i = d->n_made - 1; i >= 0; i--)
+        if (rmdir(d->made[i]) != 0) break;
 }
 
 /* Sets d up for the inputs files (*n_files) written with fingerprint fp: DIR made if missing and
@@ -404,7 +403,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
         fprintf(stderr, "nanovl ocr: --out-dir '%s' is not a directory\n", d->path);
         return EXIT_USAGE;
     }
-    if (stat(d->path, &sb) != 0 && mkdir_parents(d->path, &d->made) != 0) {
+    if (stat(d->path, &sb) != 0 && mkdir_parents(d->path, d) != 0) {
         const int e = errno; /* (before lstat) */
         const int dangling = lstat(d->path, &sb) == 0 && S_ISLNK(sb.st_mode);
         fprintf(stderr, "nanovl ocr: cannot make the folder '%s': %s%s\n", d->path, strerror(e),
@@ -546,7 +545,7 @@ static int dir_plan(ocr_dir *d, const char **files, int *n_files, int json, int 
 
 /* After the run: the files written, the inputs that got none, those whose pages failed in part. */
 static void dir_report(const ocr_dir *d) {
-    if (d->n_written == 0 && d->made < 0) { /* (the folder this run made is gone again) */
+    if (d->n_written == 0 && d->removed) { /* (the folder this run made is gone again) */
         struct stat sb;
         fprintf(stderr, "nanovl ocr: no file written%s", stat(d->path, &sb) != 0 ? "; the folder was not kept" : "");
     } else {
@@ -1267,7 +1266,7 @@ int cmd_ocr(int argc, char **argv) {
                 fprintf(stderr, "nanovl ocr: %s was not finished: left out of %s\n", dir.in[dir.cur], dir.path);
             dir.cur = -1;
         }
-        if (dir.n_written == 0) rmdir_made(dir.path, dir.record, dir.made), dir.made = -dir.made;
+        if (dir.n_written == 0 && dir.n_made) rmdir_made(&dir), dir.removed = 1;
         dir_report(&dir);
         if (dir.kept_failed && rc == 0) rc = 1; /* (files kept that hold failed pages: not all was read) */
     }
@@ -1291,7 +1290,9 @@ int cmd_ocr(int argc, char **argv) {
     }
     api_engine_close(e);
 out:
-    if (dir.path && dir.n_written == 0 && dir.made > 0) rmdir_made(dir.path, dir.record, dir.made);
+    if (dir.path && dir.n_written == 0 && dir.n_made && !dir.removed) rmdir_made(&dir);
+    for (int i = 0; i < dir.n_made; i++) nvl_free(dir.made[i]);
+    nvl_free(dir.made);
     if (lock_fd >= 0) close(lock_fd);
     nvl_free(rs.unit);
     nvl_free(rs.stamp);

@@ -189,6 +189,12 @@ check "the folders made with their file" [ -f "$T/made/er/dir/image.md" ]
 mkdir "$T/deep"
 expect 1 "no file written; the folder was not kept; could not be read (no file): $P" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/deep/er/dir/"
 check "the folders the run made are gone, the one there before is kept" sh -c "[ -d '$T/deep' ] && [ -z \"\$(ls -A '$T/deep')\" ]"
+# ... told apart by what was made, not by counting back along the name ("n1/../keep" made n1, not keep)
+mkdir -p "$T/dd/keep"
+expect 1 "no file written" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/dd/n1/../keep"
+check "'..' in DIR: the empty folder that was there kept, the one made removed" sh -c "[ -d '$T/dd/keep' ] && [ ! -e '$T/dd/n1' ]"
+expect 1 "no file written" "$B" ocr $A --max-megapixels 0.001 "$P" --out-dir "$T/dd/t2/./z/../w"
+check "'.' and '..' in DIR: every folder made removed" sh -c "[ \"\$(ls -A '$T/dd')\" = keep ]"
 timeout 60 "$B" ocr $A --max-megapixels 0.001 --pages 1 "$P" > "$T/mp.md" 2> /dev/null < /dev/null
 cp "$I" "$T/x-->y.bmp" && head -c 50 "$I" > "$T/x-->y.bmp"  # (a damaged image whose name would end the comment)
 timeout 60 "$B" ocr $A "$T/x-->y.bmp" > "$T/cm.md" 2> /dev/null < /dev/null

@@ -539,7 +539,7 @@ int main(void) {
        the shared options) against the job's now (a review: a run resumed with --max-tokens 128 after
        32 jobs at 8 mixed both in one file, as did a job whose question was edited) */
     {
-        char fj[320], fo[320], fo2[320], logp[320], copy[320], cmd[1200];
+        char fj[320], fo[320], fo2[320], logp[320], copy[320], cmd[2000];
         snprintf(fj, sizeof fj, "%s/fp_jobs.jsonl", g_dir);
         snprintf(fo, sizeof fo, "%s/fp.jsonl", g_dir);
         snprintf(fo2, sizeof fo2, "%s/fp_alone.jsonl", g_dir);
@@ -566,7 +566,8 @@ int main(void) {
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
         TEST_CHECK(file_size(fo) == sz, "the checkpoint at another path: nothing redone");
         /* other files in its folder (another shard's results, a log) are not the checkpoint */
-        snprintf(cmd, sizeof cmd, "echo x > '%s/r1.out' && echo y > '%s/run.log' && mkdir '%s/embed'", copy, copy, copy);
+        snprintf(cmd, sizeof cmd, "echo x > '%s/r1.out' && echo y > '%s/run.log' && echo z > '%s/other.json' && mkdir '%s/embed'",
+                 copy, copy, copy, copy);
         TEST_CHECK(system(cmd) == 0, "%s", cmd);
         TEST_EQ_INT(run(fj, fo, "--max-tokens", "3"), 0);
         TEST_CHECK(file_size(fo) == sz, "stray files beside the checkpoint: nothing redone");
