@@ -17,13 +17,17 @@
 #include "vision.h"
 
 static const char *k_usage =
-    "usage: nanovl embed --model DIR FILE [-o DIR] [--max-tiles N] [--page P] [--fps F] [--max-frames N] [--evs Q]\n"
+    "usage: nanovl embed --model DIR FILE [-o DIR] [--max-tiles N] [--page P] [--password PW]\n"
+    "                    [--fps F] [--max-frames N] [--evs Q]\n"
     "  writes tiles, vit_features, pixel_shuffle, projector (and evs_keep for videos) as raw\n"
-    "  little-endian files with index.json into -o DIR (default: $NANOVL_DUMP_DIR, else ./nanovl-embed)\n";
+    "  little-endian files with index.json into -o DIR (default: $NANOVL_DUMP_DIR, else ./nanovl-embed)\n"
+    "  --max-tiles for images and PDF pages, --page and --password for PDFs, --fps, --max-frames and\n"
+    "  --evs for videos (an option the file has no use for is refused)\n";
 
 int cmd_embed(int argc, char **argv) {
-    const char *model = getenv("NANOVL_MODEL"), *file = NULL, *outdir = NULL;
+    const char *model = getenv("NANOVL_MODEL"), *file = NULL, *outdir = NULL, *password = NULL;
     int max_tiles = 0, page = 1;
+    const char *given[5] = {NULL}; /* the sizing options given: --max-tiles, --page, --fps, --max-frames, --evs */
     double evs = -1;
     media_video_params vp = media_video_params_default();
     for (int i = 0; i < argc; i++)
@@ -35,6 +39,7 @@ int cmd_embed(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) outdir = argv[++i];
+        else if (!strcmp(a, "--password") && v) password = argv[++i];
         else if (!strcmp(a, "--max-tiles") || !strcmp(a, "--page") || !strcmp(a, "--fps") || !strcmp(a, "--max-frames") ||
                  !strcmp(a, "--evs")) {
             const int j = !strcmp(a, "--max-tiles") ? 0 : !strcmp(a, "--page") ? 1 : !strcmp(a, "--fps") ? 2 : !strcmp(a, "--max-frames") ? 3 : 4;
@@ -42,6 +47,7 @@ int cmd_embed(int argc, char **argv) {
             double d;
             if (!cli_num_option("embed", a, v, lo[j], hi[j], j != 2 && j != 4, &d)) return EXIT_USAGE;
             i++;
+            given[j] = a;
             if (j == 0) max_tiles = (int)d;
             else if (j == 1) page = (int)d;
             else if (j == 2) vp.fps = d;
@@ -57,6 +63,25 @@ int cmd_embed(int argc, char **argv) {
     if (!model || !file) {
         fputs(k_usage, stderr);
         return EXIT_USAGE;
+    }
+    nvl_err err = {0};
+    enum media_kind kind;
+    if (media_sniff_file(file, &kind, &err) != NVL_OK) {
+        fprintf(stderr, "nanovl embed: %s\n", err.msg);
+        return 1;
+    }
+    { /* an option the file has no use for is refused (it was dropped without a word; render refuses them) */
+        const int video = kind == MEDIA_KIND_VIDEO, pdf = kind == MEDIA_KIND_PDF;
+        const char *bad = video ? (given[0] ? given[0] : given[1] ? given[1] : password ? "--password" : NULL)
+                                : given[2] ? given[2] : given[3] ? given[3] : given[4] ? given[4]
+                                : !pdf && given[1] ? given[1] : !pdf && password ? "--password" : NULL;
+        if (bad) {
+            fprintf(stderr, "nanovl embed: %s is not for '%s', %s\n", bad, file,
+                    video ? "a video (its frames are one tile each, chosen by --fps and --max-frames)"
+                    : pdf ? "a PDF (--fps, --max-frames and --evs sample videos)"
+                          : "an image (--page and --password are for PDFs, --fps, --max-frames and --evs for videos)");
+            return EXIT_USAGE;
+        }
     }
     nvl_dump_set_dir(outdir ? outdir : nvl_dump_dir() ? nvl_dump_dir() : "nanovl-embed");
     int made = 0; /* this run made the folder (removed again if it fails before writing into it) */
@@ -75,7 +100,6 @@ int cmd_embed(int argc, char **argv) {
             return 1;
         }
     }
-    nvl_err err = {0};
     vision_model *vm = NULL;
     nvl_checkpoint *ck = NULL;
     tokred_projector pr;
@@ -90,11 +114,6 @@ int cmd_embed(int argc, char **argv) {
     }
     const vision_vl_config *vc = vision_model_config(vm);
     if (max_tiles <= 0) max_tiles = (int)vc->max_num_tiles;
-    enum media_kind kind;
-    if (media_sniff_file(file, &kind, &err) != NVL_OK) {
-        fprintf(stderr, "nanovl embed: %s\n", err.msg);
-        goto done;
-    }
     const int64_t S = vc->image_size, G = vision_model_grid(vm), Q = (G / 2) * (G / 2);
     if (kind == MEDIA_KIND_VIDEO) {
         if (media_video_sample(file, &vp, NULL, &frames, &err) != NVL_OK) {
@@ -118,9 +137,10 @@ int cmd_embed(int argc, char **argv) {
     } else {
         if (kind == MEDIA_KIND_PDF) {
             media_pdf *pdf = NULL;
-            if (media_pdf_open(&pdf, file, NULL, NULL, &err) != NVL_OK ||
+            if (media_pdf_open(&pdf, file, password, NULL, &err) != NVL_OK ||
                 media_pdf_render(pdf, page - 1, 0, 0, &img, &err) != NVL_OK) {
-                fprintf(stderr, "nanovl embed: %s\n", err.msg);
+                fprintf(stderr, "nanovl embed: %s%s\n", err.msg,
+                        err.code == NVL_ERR_ENCRYPTED && !password ? " (give it with --password)" : "");
                 media_pdf_close(pdf);
                 goto done;
             }

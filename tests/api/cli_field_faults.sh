@@ -450,5 +450,16 @@ sed -i 's/,}$/}/' "$T/fx.jsonl"
 expect 2 "answered there with another checkpoint, other options or another job line (the first: 'line-1-[0-9a-f]*', line 1 there); rerun with the same ones, give another --out, or --retry-failed (each of them failed) or --redo-changed" \
     "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress
 expect 0 "2 jobs, 1 already done, 1 ok, 0 failed" "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress --retry-failed
+# - embed: an option the file has no use for is refused (it was dropped), an encrypted PDF's password
+#   is taken (embed could not read one at all)
+expect 2 "nanovl embed: --fps is not for '$I', an image" "$B" embed --model "$M" "$I" -o "$T/emb-x" --fps 3
+expect 2 "nanovl embed: --page is not for '$I', an image" "$B" embed --model "$M" "$I" -o "$T/emb-x" --page 7
+expect 2 "nanovl embed: --evs is not for '$P2', a PDF" "$B" embed --model "$M" "$P2" -o "$T/emb-x" --evs 0.5
+check "embed refusing an option made no folder" [ ! -e "$T/emb-x" ]
+E2=$S/pdf/libreoffice-writer-password.pdf
+if [ -f "$E2" ]; then
+    expect 1 "a password is needed (give it with --password" "$B" embed --model "$M" "$E2" -o "$T/emb-e"
+    expect 0 "intermediates: " "$B" embed --model "$M" "$E2" -o "$T/emb-e" --password openpassword
+fi
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report
