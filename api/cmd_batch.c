@@ -425,6 +425,7 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
             nfd = mkostemp(tmp, O_CLOEXEC); /* (a child must not hold the lock: a helper outlived the run) */
         }
         rc = -1;
+        int werr = nfd >= 0 ? 0 : errno;
         if (nfd >= 0) {
             size_t off = 0;
             while (off < n_kept) {
@@ -447,9 +448,15 @@ static int load_results(int *fd, const char *path, int retry_failed, int redo_ch
                     fprintf(stderr, "nanovl batch: %s: removed %d earlier line%s of changed jobs to redo (--redo-changed)\n",
                             path, n_dropped - n_failed_dropped, n_dropped - n_failed_dropped == 1 ? "" : "s");
             } else {
+                werr = errno ? errno : EIO;
                 close(nfd);
                 unlink(tmp);
             }
+        }
+        if (rc) { /* (it said "cannot read the earlier results", which had been read; a review) */
+            fprintf(stderr, "nanovl batch: %s: cannot rewrite it without the lines to redo (through a temporary file "
+                            "beside %s): %s\n", path, target, strerror(werr ? werr : EIO));
+            rc = -2;
         }
         nvl_free(tmp);
         free(real); /* (realpath's malloc) */
@@ -884,7 +891,11 @@ int cmd_batch(int argc, char **argv) {
             }
         nvl_free(ids);
     }
-    int fd = open(out_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* made here (not there before): removed again if the run ends without a line in it (a bad
+       --model left an empty results file; a review) */
+    int fd = open(out_path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    const int made_out = fd >= 0;
+    if (fd < 0 && errno == EEXIST) fd = open(out_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "nanovl batch: %s: %s\n", out_path, strerror(errno));
         nvl_free(lines);
@@ -1098,6 +1109,8 @@ int cmd_batch(int argc, char **argv) {
 out:
     api_engine_close(e);
     done_free(&done);
+    struct stat end_sb;
+    if (made_out && rc != 0 && fstat(fd, &end_sb) == 0 && end_sb.st_size == 0) unlink(out_path);
     close(fd);
     nvl_free(lines);
     nvl_free(jobs);
@@ -1206,6 +1219,11 @@ int cmd_jobs(int argc, char **argv) {
         for (int g = 0; g < f; g++)
             if (abs[g] && !strcmp(files[g], files[f])) {
                 fprintf(stderr, "nanovl jobs: '%s' is given twice (a job's id is its name: ids must be unique)\n", files[f]);
+                rc = EXIT_USAGE;
+                break;
+            } else if (abs[g] && !strcmp(abs[g], abs[f])) { /* (two names of one file: its job ran twice; a review) */
+                fprintf(stderr, "nanovl jobs: '%s' and '%s' are the same file (%s): it is given twice\n", files[g], files[f],
+                        abs[f]);
                 rc = EXIT_USAGE;
                 break;
             }

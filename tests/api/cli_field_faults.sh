@@ -439,6 +439,9 @@ printf '{"id":"p","files":["%s"],"type":"ocr"}\n' "$P2" > "$T/pg.jsonl"
 expect 2 "nanovl batch: --pages '1-3x': page range '1-3x' is not like '1-3,7,10-'" \
     "$B" batch --model "$M" "$T/pg.jsonl" --out "$T/pg.out" --pages 1-3x --no-progress
 check "batch --pages 1-3x: no results file made" [ ! -e "$T/pg.out" ]
+# - a run that fails before its first line (a model that is not there) leaves no results file it made
+expect 1 "nanovl batch: $T/no-model: cannot open" "$B" batch --model "$T/no-model" "$T/pg.jsonl" --out "$T/pg2.out" --no-progress
+check "batch with a bad --model: no results file made" [ ! -e "$T/pg2.out" ]
 expect 2 "nanovl ask: --pages 'abc': page range 'abc' is not like" "$B" ask --model "$M" "$I" "What?" --pages abc
 expect 2 "nanovl render: --pages '0': " "$B" render "$P2" -o "$T/r0" --pages 0
 # - a job line that could not be read (bad JSON: its error line is line-1-HASH), fixed since into

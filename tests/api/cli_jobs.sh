@@ -38,6 +38,9 @@ expect 1 "cannot open '$T/none.png'" "$B" jobs -q "$Q" "$I" "$T/none.png"
 check "a missing file: no line written" [ ! -s "$T/partial" ]
 expect 1 "'$T' is a directory" "$B" jobs -q "$Q" "$T"
 expect 2 "is given twice" "$B" jobs -q "$Q" "$I" "$I"
+# ... under two names (its job ran twice; a review)
+ln -s "$I" "$T/other-name.png"
+expect 2 "'$I' and '$T/other-name.png' are the same file (.*): it is given twice" "$B" jobs -q "$Q" "$I" "$T/other-name.png"
 # (a review) an empty file (batch would fail its job), and the jobs file itself as stdout
 # (`nanovl jobs --ocr * > jobs.jsonl` listed it); a usage error wins whatever the order
 : > "$T/empty.png"
