@@ -77,17 +77,24 @@ void api_buf_json_str(api_buf *b, const char *s, size_t n) {
     api_buf_put(b, "\"", 1);
 }
 
+static size_t utf8_seq(const unsigned char *s, size_t n);
+
 void api_buf_line_text(api_buf *b, const char *s, int named) {
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (named && *c == '\n') api_buf_put(b, "\\n", 2);
+        /* (n 4: the terminator ends a sequence cut short, as a byte that is no continuation) */
+        if (*c >= 0x80 && !utf8_seq(c, 4)) api_buf_printf(b, "\\x%02x", *c); /* (not UTF-8: a log line kept raw bytes) */
+        else if (named && *c == '\n') api_buf_put(b, "\\n", 2);
         else if (named && *c == '\\') api_buf_put(b, "\\\\", 2);
         else if (*c < 0x20 || *c == 0x7f) api_buf_printf(b, "\\x%02x", *c);
         else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) api_buf_printf(b, "\\u%04x", *++c);
         else if (*c == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) {
             api_buf_printf(b, "\\u%04x", 0x2000u + (c[2] - 0x80u));
             c += 2;
-        } else
-            api_buf_put(b, (const char *)c, 1);
+        } else { /* a byte, or a whole UTF-8 sequence (its continuation bytes are not stray ones) */
+            const size_t k = *c >= 0x80 ? utf8_seq(c, 4) : 1;
+            api_buf_put(b, (const char *)c, k);
+            c += k - 1;
+        }
     }
 }
 

@@ -87,10 +87,11 @@ typedef struct api_buf {
 void api_buf_put(api_buf *b, const char *s, size_t n);
 void api_buf_printf(api_buf *b, const char *fmt, ...);
 void api_buf_json_str(api_buf *b, const char *s, size_t n);
-/* Appends s (NUL-terminated) for one line of a log or a listing: control bytes as \xNN (with
- * named: a newline as \n and a backslash as \\, so the text reads back unambiguously), C1
- * controls and U+2028 / U+2029 (line breaks to some readers) as \uXXXX; the rest, UTF-8
- * included, as it is. A newline in a name, label or id would otherwise start a forged line. */
+/* Appends s (NUL-terminated) for one line of a log or a listing: control bytes and bytes that
+ * are not UTF-8 as \xNN (with named: a newline as \n and a backslash as \\, so the text reads
+ * back unambiguously), C1 controls and U+2028 / U+2029 (line breaks to some readers) as \uXXXX;
+ * the rest, UTF-8 included, as it is. A newline in a name, label or id would otherwise start a
+ * forged line. */
 void api_buf_line_text(api_buf *b, const char *s, int named);
 void api_buf_free(api_buf *b);
 

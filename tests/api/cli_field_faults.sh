@@ -453,6 +453,15 @@ sed -i 's/,}$/}/' "$T/fx.jsonl"
 expect 2 "answered there with another checkpoint, other options or another job line (the first: 'line-1-[0-9a-f]*', line 1 there); rerun with the same ones, give another --out, or --retry-failed (each of them failed) or --redo-changed" \
     "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress
 expect 0 "2 jobs, 1 already done, 1 ok, 0 failed" "$B" batch --model "$M" "$T/fx.jsonl" --out "$T/fx.out" --max-tokens 2 --no-progress --retry-failed
+# - more images than the context budget holds at 1 tile each are refused before any is decoded
+#   (20,000 images were decoded for minutes first): named as such, with the count
+expect 1 "the media [(]20 images or PDFs[)] need at least [0-9]* tokens at 1 tile per image [(]plus 2 to answer[)], more than the context budget of 64: send fewer images or PDFs" \
+    "$B" ask --model "$M" $(for i in $(seq 20); do printf '%s ' "$I"; done) "What?" --max-context 64 --max-tokens 2
+# - a name that is not UTF-8 is escaped in a listing, as control bytes are (the bytes went out raw)
+cp "$I" "$T/$(printf 'bad\377name').bmp"
+expect_fixed 0 "file: $T/bad\xffname.bmp" "$B" media-info "$T/$(printf 'bad\377name').bmp"
+cp "$I" "$T/café ✓ 😀.bmp" # (UTF-8 as it is)
+expect_fixed 0 "file: $T/café ✓ 😀.bmp" "$B" media-info "$T/café ✓ 😀.bmp"
 # - embed: an option the file has no use for is refused (it was dropped), an encrypted PDF's password
 #   is taken (embed could not read one at all)
 expect 2 "nanovl embed: --fps is not for '$I', an image" "$B" embed --model "$M" "$I" -o "$T/emb-x" --fps 3
