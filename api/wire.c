@@ -77,12 +77,10 @@ void api_buf_json_str(api_buf *b, const char *s, size_t n) {
     api_buf_put(b, "\"", 1);
 }
 
-static size_t utf8_seq(const unsigned char *s, size_t n);
-
 void api_buf_line_text(api_buf *b, const char *s, int named) {
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         /* (n 4: the terminator ends a sequence cut short, as a byte that is no continuation) */
-        if (*c >= 0x80 && !utf8_seq(c, 4)) api_buf_printf(b, "\\x%02x", *c); /* (not UTF-8: a log line kept raw bytes) */
+        if (*c >= 0x80 && !nvl_utf8_seq(c, 4)) api_buf_printf(b, "\\x%02x", *c); /* (not UTF-8: a log line kept raw bytes) */
         else if (named && *c == '\n') api_buf_put(b, "\\n", 2);
         else if (named && *c == '\\') api_buf_put(b, "\\\\", 2);
         else if (*c < 0x20 || *c == 0x7f) api_buf_printf(b, "\\x%02x", *c);
@@ -91,7 +89,7 @@ void api_buf_line_text(api_buf *b, const char *s, int named) {
             api_buf_printf(b, "\\u%04x", 0x2000u + (c[2] - 0x80u));
             c += 2;
         } else { /* a byte, or a whole UTF-8 sequence (its continuation bytes are not stray ones) */
-            const size_t k = *c >= 0x80 ? utf8_seq(c, 4) : 1;
+            const size_t k = *c >= 0x80 ? nvl_utf8_seq(c, 4) : 1;
             api_buf_put(b, (const char *)c, k);
             c += k - 1;
         }
@@ -249,42 +247,12 @@ cJSON *api_page_error_to_json(const char *name, int page, nvl_status st, const c
     return o;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when it is not one: no overlong
- * forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    const unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
-int api_utf8_valid(const char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        const size_t l = utf8_seq((const unsigned char *)s + i, n - i);
-        if (!l) return 0;
-        i += l;
-    }
-    return 1;
-}
+int api_utf8_valid(const char *s, size_t n) { return nvl_utf8_bad_at(s, n) == n; }
 
 char *api_utf8_fix(const char *s, size_t n, size_t *out_len) {
     size_t bad = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t l = nvl_utf8_seq((const unsigned char *)s + i, n - i);
         if (!l) bad++, l = 1;
         i += l;
     }
@@ -292,7 +260,7 @@ char *api_utf8_fix(const char *s, size_t n, size_t *out_len) {
     if (!o) return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t l = nvl_utf8_seq((const unsigned char *)s + i, n - i);
         if (!l) {
             memcpy(o + k, "\xEF\xBF\xBD", 3);
             k += 3;

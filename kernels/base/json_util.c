@@ -1,4 +1,5 @@
-/* cJSON wrappers: parsing with Python's Infinity/NaN literals, typed getters with messages. */
+/* cJSON wrappers: parsing with Python's Infinity/NaN literals, typed getters with messages; the
+ * UTF-8 check JSON text and safetensors headers share. */
 #include "json_util.h"
 
 #include <cjson/cJSON.h>
@@ -8,6 +9,37 @@
 
 #include "alloc.h"
 #include "mapped_file.h"
+
+size_t nvl_utf8_seq(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+size_t nvl_utf8_bad_at(const void *s, size_t n) {
+    const unsigned char *b = s;
+    for (size_t i = 0; i < n;) {
+        const size_t l = nvl_utf8_seq(b + i, n - i);
+        if (!l) return i;
+        i += l;
+    }
+    return n;
+}
 
 /* Writes text to out (out NULL: only counts), replacing the bare literals Infinity / NaN
  * (outside strings) with values cJSON understands: 1e999 (strtod gives +inf) and

@@ -27,6 +27,13 @@ struct cJSON;
 
 #define NVL_JSON_MAX_BYTES ((size_t)64 << 20) /* config/index/tokenizer files above this are refused */
 
+/* The length of the well-formed UTF-8 sequence at s (n bytes left: 1..4), or 0 where it is not
+ * one (a stray byte, an overlong form, a surrogate, past U+10FFFF, cut short). A NUL ends a
+ * sequence as any byte that is no continuation, so n may exceed a C string's end. */
+size_t nvl_utf8_seq(const unsigned char *s, size_t n);
+/* The offset of the first byte of s[0..n) not in a well-formed UTF-8 sequence, or n. */
+size_t nvl_utf8_bad_at(const void *s, size_t n);
+
 /* Parses len bytes (need not be NUL-terminated) holding one JSON value, white space around it
  * (anything else after it, e.g. a second object on a request line, is an error, not ignored).
  * what names the input in messages. *out is freed with cJSON_Delete(). @return NVL_OK or

@@ -183,30 +183,6 @@ static nvl_status parse_metadata(nvl_safetensors *f, const cJSON *meta, nvl_err 
     return NVL_OK;
 }
 
-/* The offset of the first byte of s[0..n) that is not part of well-formed UTF-8 (RFC 3629: no
- * overlong forms, surrogates or code points past U+10FFFF), or n. */
-static size_t utf8_bad_at(const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        const uint8_t c = s[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xC2 && c <= 0xDF) k = 1, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) k = 2, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) k = 3, cp = c & 0x07;
-        else return i;
-        if (i + k >= n) return i;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return i;
-            cp = cp << 6 | (s[i + j] & 0x3F);
-        }
-        if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return i;
-        i += k + 1;
-    }
-    return n;
-}
-
 static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
     const char *w = f->what;
     if (f->len < 8)
@@ -230,7 +206,7 @@ static nvl_status parse_file(nvl_safetensors *f, nvl_err *err) {
     const uint8_t *data = f->bytes + 8 + hlen;
 
     /* the format's header is UTF-8 JSON: a tensor named by other bytes was taken (a review) */
-    const size_t bad = utf8_bad_at(f->bytes + 8, (size_t)hlen);
+    const size_t bad = nvl_utf8_bad_at(f->bytes + 8, (size_t)hlen);
     if (bad < hlen)
         return nvl_err_set(err, NVL_ERR_FORMAT, "%s: header is not valid UTF-8 (byte %zu of its %llu)", w, bad,
                            (unsigned long long)hlen);
