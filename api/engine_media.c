@@ -44,9 +44,9 @@ int engine_media_cancelled(request *rq) {
 }
 
 /* A test's knob: NVL_TEST_MEDIA_DELAY="SUBSTRING:MS" holds the reading of a media part whose
- * path (or name: serve reads a file through its descriptor) contains SUBSTRING for MS milliseconds without looking at cancellation, as Poppler does
- * while it renders one heavy page (tests/api/test_serve.c: a cancel answered before such a step
- * ends). Read once. */
+ * path (or name: serve reads a file through its descriptor) contains SUBSTRING for MS
+ * milliseconds without looking at cancellation, as Poppler does while it renders one heavy page
+ * (tests/api/test_serve.c: a cancel answered before such a step ends). Read once. */
 static char g_delay_pat[256];
 static long g_delay_ms;
 static pthread_once_t g_delay_once = PTHREAD_ONCE_INIT;
