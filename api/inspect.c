@@ -61,6 +61,12 @@ static void print_quant(FILE *out, const llm_quant_config *q, nvl_status qst) {
     if (qst == NVL_OK && q->note[0]) fprintf(out, "  warning: %s\n", q->note);
 }
 
+static int counts_quantized(int counts[][3]) {
+    int n = 0;
+    for (int j = 0; j < 9; j++) n += counts[j][KERN_QUANT_FP8] + counts[j][KERN_QUANT_NVFP4];
+    return n;
+}
+
 /* Per Linear kind, the scheme each layer's weight uses (decided per tensor, scales checked). */
 static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, const llm_hparams *hp, const llm_quant_config *q,
                            nvl_status qst, const nvl_err *qerr) {
@@ -119,6 +125,9 @@ static int inspect_linears(FILE *out, problems *pr, const nvl_checkpoint *ck, co
             fprintf(out, "  warning: %lld tensor%s of the language model that nanovl does not read: %s%s\n", (long long)n_unread,
                     n_unread == 1 ? "" : "s", names, n_unread > 3 ? ", ..." : "");
     }
+    if (q->present && ok && !counts_quantized(counts))
+        fprintf(out, "  warning: %s says quant_algo %s but no linear layer is quantized: the config is stale (the model "
+                "runs unquantized)\n", q->source, q->algo[0] ? q->algo : "(none)");
     fprintf(out, "  linear layers:");
     for (int j = 0; j < 9; j++)
         for (int t = 0; t < 3; t++)

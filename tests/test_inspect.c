@@ -10,6 +10,7 @@
 #include "test_util.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -279,6 +280,39 @@ static void test_quantized(void) {
         free(out);
     }
     cJSON_Delete(cfg);
+    /* an unquantized checkpoint with a stale hf_quant_config.json beside it: the headline said
+     * "ModelOpt FP8" while every Linear was listed unquantized, without a word */
+    const char *plain = test_data_path("tiny_nemotron_h");
+    struct stat sb;
+    if (stat(plain, &sb) != 0) {
+        printf("tiny_nemotron_h not present in tests/data: stale-config case skipped\n");
+        return;
+    }
+    snprintf(dir, sizeof dir, "%s/inspect_stale_quant", test_tmpdir());
+    mkdir(dir, 0755);
+    DIR *d = opendir(plain);
+    TEST_CHECK(d != NULL, "open %s", plain);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.') continue;
+        char from[1200];
+        snprintf(from, sizeof from, "%s/%s", plain, de->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+        TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+    }
+    if (d) closedir(d);
+    char from[1200];
+    snprintf(from, sizeof from, "%s/hf_quant_config.json", src);
+    snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
+    unlink(path);
+    TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+    int usable = 0;
+    nvl_status st;
+    char *out = inspect(dir, &usable, &st);
+    TEST_EQ_INT(usable, 1);
+    TEST_CONTAINS(out, "quantization: ModelOpt FP8 (hf_quant_config.json)");
+    TEST_CONTAINS(out, "warning: hf_quant_config.json says quant_algo FP8 but no linear layer is quantized: the config is stale");
+    free(out);
 }
 
 /* inspect binds the vision tower and the projector as ask does: vl_tiny with mlp1.3.weight one
