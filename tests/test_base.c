@@ -333,6 +333,31 @@ static void test_json(void) {
     TEST_EQ_INT(nvl_json_parse(&j, nan_two, strlen(nan_two), "line", &err), NVL_ERR_FORMAT);
     TEST_EQ_INT(nvl_json_parse(&j, ws, strlen(ws), "line", &err), NVL_OK);
     cJSON_Delete(j);
+    /* numbers Python's json refuses and cJSON read ("max_tokens": 01 was 1), and half surrogate
+       pairs (cJSON: "invalid JSON near byte N"): refused naming what and where; the grammar's
+       edges and a whole pair (an emoji) still read, as do digits inside strings and keys */
+    {
+        static const char *const cases[][2] = {
+            {"{\"n\": 01}", "byte 6: the number '01' has a leading zero"},
+            {"[1, -00]", "byte 4: the number '-00' has a leading zero"},
+            {"{\"t\": 1.}", "byte 6: the number '1.' has no digit after its decimal point"},
+            {"[1.e5]", "byte 1: the number '1.e5' has no digit after its decimal point"},
+            {"[2E+]", "byte 1: the number '2E+' has an exponent without digits"},
+            {"{\"q\": \"a\\ud800b\"}", "byte 8: the escape '\\ud800' is the first half of a UTF-16 surrogate pair"},
+            {"{\"q\": \"\\udc00\"}", "byte 7: the escape '\\udc00' is the second half"},
+            {"[NaN, 01]", "byte 6: the number '01' has a leading zero"}, /* (the Python-literal path) */
+            {"[0, -0, 0.5, -0.0e-0, 10, 1E9, 9e+1, -Infinity]", NULL},
+            {"{\"k01\": \"01 1. \\\"02\", \"e\": \"\\ud83d\\ude00\"}", NULL},
+        };
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            cJSON *k = NULL;
+            const nvl_status want = cases[c][1] ? NVL_ERR_FORMAT : NVL_OK;
+            TEST_CHECK(nvl_json_parse(&k, cases[c][0], strlen(cases[c][0]), "line", &err) == want, "%s: %s", cases[c][0],
+                       want ? "refused" : err.msg);
+            if (cases[c][1]) TEST_CONTAINS(err.msg, cases[c][1]);
+            cJSON_Delete(k);
+        }
+    }
     /* a file with a key twice in one object is refused naming it (cJSON found the first, Python's
        json keeps the last): nested, in an array, among 17 keys; the same key in two objects is fine */
     char path[512];

@@ -110,6 +110,89 @@ static int depth_at(const char *text, size_t at) {
     return d;
 }
 
+static int hex4(const char *s, size_t avail, unsigned *out) {
+    if (avail < 4) return 0;
+    unsigned v = 0;
+    for (int k = 0; k < 4; k++) {
+        const char c = s[k];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 1;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The first place where text breaks JSON's grammar (RFC 8259) in a way cJSON lets through or
+ * reports vaguely: a number with a leading zero ("01", "-00"), a decimal point without a digit
+ * after it ("1.", "1.e5") or an exponent without digits, all of which Python's json (the
+ * references') refuses and cJSON read as numbers; and a \u escape that is half of a UTF-16
+ * surrogate pair, which cJSON refuses as "invalid JSON". Returns the byte offset, or len when
+ * there is none; *why says what. Strings are followed from their quotes, escapes skipped whole. */
+static size_t strict_at(const char *t, size_t len, const char **why) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char c = t[i];
+        if (in_str) {
+            if (c == '"') in_str = 0;
+            else if (c == '\\' && i + 1 < len) {
+                unsigned u, v;
+                if (t[i + 1] == 'u' && hex4(t + i + 2, len - i - 2, &u)) {
+                    if (u >= 0xD800 && u <= 0xDBFF) {
+                        if (i + 11 < len && t[i + 6] == '\\' && t[i + 7] == 'u' && hex4(t + i + 8, len - i - 8, &v) &&
+                            v >= 0xDC00 && v <= 0xDFFF) {
+                            i += 11;
+                            continue;
+                        }
+                        *why = "is the first half of a UTF-16 surrogate pair without its second (\\udc00-\\udfff)";
+                        return i;
+                    }
+                    if (u >= 0xDC00 && u <= 0xDFFF) {
+                        *why = "is the second half of a UTF-16 surrogate pair without its first (\\ud800-\\udbff)";
+                        return i;
+                    }
+                    i += 5;
+                    continue;
+                }
+                i++; /* the escaped character (a quote or a backslash among them) */
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+            continue;
+        }
+        if (c != '-' && !is_digit(c)) continue;
+        if (i && (t[i - 1] == '_' || ((t[i - 1] | 32) >= 'a' && (t[i - 1] | 32) <= 'z'))) continue; /* (not a number token) */
+        size_t j = i + (c == '-');
+        if (j + 1 < len && t[j] == '0' && is_digit(t[j + 1])) {
+            *why = "has a leading zero, which JSON does not allow";
+            return i;
+        }
+        while (j < len && is_digit(t[j])) j++;
+        if (j < len && t[j] == '.') {
+            if (++j >= len || !is_digit(t[j])) {
+                *why = "has no digit after its decimal point, which JSON requires";
+                return i;
+            }
+            while (j < len && is_digit(t[j])) j++;
+        }
+        if (j < len && (t[j] == 'e' || t[j] == 'E')) {
+            j++;
+            if (j < len && (t[j] == '+' || t[j] == '-')) j++;
+            if (j >= len || !is_digit(t[j])) {
+                *why = "has an exponent without digits";
+                return i;
+            }
+            while (j < len && is_digit(t[j])) j++;
+        }
+        if (j > i) i = j - 1;
+    }
+    return len;
+}
+
 static nvl_status parse_failed(const char *what, const char *text, size_t len, size_t off, nvl_err *err) {
     /* (cJSON stops at the bracket that would open level LIMIT + 1; any other error there is one) */
     if (off < len && (text[off] == '[' || text[off] == '{') && depth_at(text, off) >= CJSON_NESTING_LIMIT)
@@ -121,6 +204,16 @@ static nvl_status parse_failed(const char *what, const char *text, size_t len, s
 nvl_status nvl_json_parse(cJSON **out, const char *text, size_t len, const char *what,
                           nvl_err *err) {
     *out = NULL;
+    const char *why = NULL;
+    const size_t bad_at = strict_at(text, len, &why);
+    if (bad_at < len) {
+        size_t n = 0; /* the number or the escape, as written (at most 24 bytes) */
+        if (text[bad_at] == '\\') n = 6;
+        else
+            while (bad_at + n < len && n < 24 && (is_digit(text[bad_at + n]) || strchr("+-.eE", text[bad_at + n]))) n++;
+        return nvl_err_set(err, NVL_ERR_FORMAT, "%s: invalid JSON at byte %zu: %s'%.*s' %s", what, bad_at,
+                           text[bad_at] == '\\' ? "the escape " : "the number ", (int)n, text + bad_at, why);
+    }
     if (!memmem(text, len, "Infinity", 8) && !memmem(text, len, "NaN", 3)) {
         /* no Python literals anywhere: parse in place (the common case, and the fast one for
          * 30 MB tokenizer.json files) */
