@@ -35,12 +35,22 @@ typedef struct jctx {
     jmp_buf fail;
     nvl_err *err;
     nvl_status st;
-    int depth;
+    int depth;       /* statement bodies being run (macros, loops, ifs) */
+    int edepth;      /* expressions being evaluated, one inside another */
+    int vdepth;      /* lists and dicts being printed or compared, one inside another */
     long long steps; /* statements and loop iterations run: a template cannot run away */
     size_t pooled;   /* bytes held by the pool */
 } jctx;
 
 #define JINJA_MAX_STEPS 20000000LL
+/* Bounds on recursion, each far beyond any real chat template, so that a template (which comes with
+ * the checkpoint) cannot overflow the C stack of the thread that renders it (serve's worker): an
+ * expression nested in the source (parentheses, `not not`, `- -`), an expression tree (a chain of
+ * 20,000 `+` or `|filter` evaluated 20,000 frames deep and crashed), and a value (a list built
+ * inside itself in a loop) */
+#define JINJA_MAX_PARSE_DEPTH 200
+#define JINJA_MAX_EVAL_DEPTH 1000
+#define JINJA_MAX_VALUE_DEPTH 500
 #define JINJA_MAX_STRING (64u << 20)
 /* The messages of the two memory bounds (llm_jinja_failed_on_size reads them) */
 #define JINJA_MSG_POOL "the template needs more than 512 MiB"
@@ -269,6 +279,11 @@ static void str_of(jctx *J, sbuf *b, const val *v) {
     }
 }
 
+static void value_deeper(jctx *J, int line) {
+    if (++J->vdepth > JINJA_MAX_VALUE_DEPTH)
+        fail(J, NVL_ERR_LIMIT, line, "a list or dict nested deeper than %d levels (printed or compared)", JINJA_MAX_VALUE_DEPTH);
+}
+
 static void repr(jctx *J, sbuf *b, const val *v) {
     if (v->t == V_STR) {
         int has_sq = memchr(v->s, '\'', v->n) != NULL, has_dq = memchr(v->s, '"', v->n) != NULL;
@@ -287,13 +302,16 @@ static void repr(jctx *J, sbuf *b, const val *v) {
         }
         sb_put(J, b, &q, 1);
     } else if (v->t == V_LIST) {
+        value_deeper(J, 0);
         sb_puts(J, b, v->tuple ? "(" : "[");
         for (int i = 0; i < v->len; i++) {
             if (i) sb_puts(J, b, ", ");
             repr(J, b, v->a[i]);
         }
         sb_puts(J, b, v->tuple ? (v->len == 1 ? ",)" : ")") : "]");
+        J->vdepth--;
     } else if (v->t == V_DICT) {
+        value_deeper(J, 0);
         sb_puts(J, b, "{");
         for (int i = 0; i < v->len; i++) {
             if (i) sb_puts(J, b, ", ");
@@ -303,6 +321,7 @@ static void repr(jctx *J, sbuf *b, const val *v) {
             repr(J, b, v->a[i]);
         }
         sb_puts(J, b, "}");
+        J->vdepth--;
     } else if (v->t == V_UNDEF) {
         sb_puts(J, b, "Undefined");
     } else if (v->t == V_MACRO || v->t == V_FUNC) {
@@ -342,6 +361,8 @@ static void tojson(jctx *J, sbuf *b, const val *v, int indent, int level, const 
         return;
     case V_LIST: case V_DICT: {
         const int is_list = v->t == V_LIST;
+        if (level >= JINJA_MAX_VALUE_DEPTH)
+            fail(J, NVL_ERR_LIMIT, line, "tojson: a list or dict nested deeper than %d levels", JINJA_MAX_VALUE_DEPTH);
         sb_puts(J, b, is_list ? "[" : "{");
         if (v->len == 0) {
             sb_puts(J, b, is_list ? "]" : "}");
@@ -371,7 +392,7 @@ static void tojson(jctx *J, sbuf *b, const val *v, int indent, int level, const 
     }
 }
 
-static int veq(const val *a, const val *b) {
+static int veq(jctx *J, const val *a, const val *b) {
     const int an = a->t == V_INT || a->t == V_BOOL || a->t == V_FLOAT, bn = b->t == V_INT || b->t == V_BOOL || b->t == V_FLOAT;
     if (an && bn) {
         double x = a->t == V_FLOAT ? a->f : (double)a->i, y = b->t == V_FLOAT ? b->f : (double)b->i;
@@ -383,15 +404,19 @@ static int veq(const val *a, const val *b) {
     case V_STR: return a->n == b->n && !memcmp(a->s, b->s, a->n);
     case V_LIST:
         if (a->len != b->len) return 0;
+        value_deeper(J, 0);
         for (int i = 0; i < a->len; i++)
-            if (!veq(a->a[i], b->a[i])) return 0;
+            if (!veq(J, a->a[i], b->a[i])) return J->vdepth--, 0;
+        J->vdepth--;
         return 1;
     case V_DICT:
         if (a->len != b->len) return 0;
+        value_deeper(J, 0);
         for (int i = 0; i < a->len; i++) {
             const val *o = dict_get(b, a->k[i], a->kn[i]);
-            if (!o || !veq(a->a[i], o)) return 0;
+            if (!o || !veq(J, a->a[i], o)) return J->vdepth--, 0;
         }
+        J->vdepth--;
         return 1;
     default: return a == b;
     }
@@ -415,6 +440,8 @@ typedef struct lexer {
     jctx *J;
     token *tk;
     int n, cap;
+    size_t line_pos; /* line_at's last answer: the line of line_pos (counting on from it keeps lexing */
+    int line;        /* linear; from the start each time, 200,000 tokens took 16 s) */
 } lexer;
 
 static void push_tok(lexer *L, token t) {
@@ -428,10 +455,16 @@ static void push_tok(lexer *L, token t) {
     L->tk[L->n++] = t;
 }
 
-static int line_at(const char *s, size_t pos) {
-    int l = 1;
-    for (size_t i = 0; i < pos; i++) l += s[i] == '\n';
-    return l;
+/* The 1-based line of byte pos of s, counted on from the last position asked for when it is not
+ * behind it */
+static int line_at(lexer *L, const char *s, size_t pos) {
+    if (!L->line || pos < L->line_pos) {
+        L->line = 1;
+        L->line_pos = 0;
+    }
+    for (size_t i = L->line_pos; i < pos; i++) L->line += s[i] == '\n';
+    L->line_pos = pos;
+    return L->line;
 }
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
@@ -476,8 +509,8 @@ static size_t lex_tag(lexer *L, const char *s, size_t n, size_t p, char close, i
     jctx *J = L->J;
     for (;;) {
         while (p < n && is_ws(s[p])) p++;
-        if (p >= n) fail(J, NVL_ERR_FORMAT, line_at(s, p), "unclosed tag");
-        const int line = line_at(s, p);
+        if (p >= n) fail(J, NVL_ERR_FORMAT, line_at(L, s, p), "unclosed tag");
+        const int line = line_at(L, s, p);
         /* the end: [-]}} or [-]%} */
         if (s[p] == '-' && p + 2 < n + 0 && s[p + 1] == close && s[p + 2] == '}') {
             *minus = 1;
@@ -624,7 +657,7 @@ static void lex(lexer *L, const char *s, size_t n) {
             while (q > 0 && (s[q - 1] == ' ' || s[q - 1] == '\t')) q--;
             if (q == 0 || s[q - 1] == '\n') te = q > ts ? q : ts;
         }
-        if (te > ts) push_tok(L, (token){.t = T_TEXT, .s = s + ts, .n = te - ts, .line = line_at(s, ts)});
+        if (te > ts) push_tok(L, (token){.t = T_TEXT, .s = s + ts, .n = te - ts, .line = line_at(L, s, ts)});
         if (!kind) break;
         size_t p = k + 2 + (mod == '-' || mod == '+' ? 1 : 0);
         if (kind == '#') {
@@ -634,7 +667,7 @@ static void lex(lexer *L, const char *s, size_t n) {
                     e = s + q;
                     break;
                 }
-            if (!e) fail(J, NVL_ERR_FORMAT, line_at(s, k), "unclosed comment");
+            if (!e) fail(J, NVL_ERR_FORMAT, line_at(L, s, k), "unclosed comment");
             const int minus = e > s + p && e[-1] == '-';
             pos = (size_t)(e - s) + 2;
             strip_next = minus ? 2 : 1;
@@ -648,7 +681,7 @@ static void lex(lexer *L, const char *s, size_t n) {
                 size_t r = q + 3;
                 while (r < n && is_ws(s[r])) r++;
                 if (r < n && s[r] == '-') r++;
-                if (r + 1 >= n || s[r] != '%' || s[r + 1] != '}') fail(J, NVL_ERR_FORMAT, line_at(s, k), "bad raw tag");
+                if (r + 1 >= n || s[r] != '%' || s[r + 1] != '}') fail(J, NVL_ERR_FORMAT, line_at(L, s, k), "bad raw tag");
                 const int rminus = s[r - 1] == '-';
                 r += 2;
                 const char *end = NULL;
@@ -663,11 +696,11 @@ static void lex(lexer *L, const char *s, size_t n) {
                             break;
                         }
                     }
-                if (!end) fail(J, NVL_ERR_FORMAT, line_at(s, k), "raw without endraw");
+                if (!end) fail(J, NVL_ERR_FORMAT, line_at(L, s, k), "raw without endraw");
                 size_t rs = r, re = e2;
                 if (rminus) rs = skip_space(s, rs, re); /* (without "-" the newline after {% raw %} stays, as in jinja2) */
                 if (e2 + 2 < n && s[e2 + 2] == '-') re = back_space(s, rs, re);
-                if (re > rs) push_tok(L, (token){.t = T_TEXT, .s = s + rs, .n = re - rs, .line = line_at(s, rs)});
+                if (re > rs) push_tok(L, (token){.t = T_TEXT, .s = s + rs, .n = re - rs, .line = line_at(L, s, rs)});
                 size_t x = e2 + 2;
                 while (x + 1 < n && !(s[x] == '%' && s[x + 1] == '}')) x++;
                 strip_next = s[x - 1] == '-' ? 2 : 1;
@@ -675,13 +708,13 @@ static void lex(lexer *L, const char *s, size_t n) {
                 continue;
             }
         }
-        push_tok(L, (token){.t = kind == '{' ? T_VAR_BEGIN : T_BLOCK_BEGIN, .line = line_at(s, k)});
+        push_tok(L, (token){.t = kind == '{' ? T_VAR_BEGIN : T_BLOCK_BEGIN, .line = line_at(L, s, k)});
         int minus = 0;
         pos = lex_tag(L, s, n, p, kind == '{' ? '}' : '%', &minus);
-        push_tok(L, (token){.t = kind == '{' ? T_VAR_END : T_BLOCK_END, .line = line_at(s, pos - 1)});
+        push_tok(L, (token){.t = kind == '{' ? T_VAR_END : T_BLOCK_END, .line = line_at(L, s, pos - 1)});
         strip_next = minus > 0 ? 2 : kind == '%' && minus == 0 ? 1 : 0;
     }
-    push_tok(L, (token){.t = T_EOF, .line = line_at(s, n)});
+    push_tok(L, (token){.t = T_EOF, .line = line_at(L, s, n)});
 }
 
 // ---------------------------------------------------------------------------
@@ -711,7 +744,15 @@ typedef struct parser {
     jctx *J;
     token *t;
     int i;
+    int depth; /* p_expr / p_unary / p_not calls open, one inside another */
 } parser;
+
+static void parse_deeper(parser *P);
+
+static void parse_deeper(parser *P) {
+    if (++P->depth > JINJA_MAX_PARSE_DEPTH)
+        fail(P->J, NVL_ERR_LIMIT, P->t[P->i].line, "an expression nested deeper than %d levels", JINJA_MAX_PARSE_DEPTH);
+}
 
 static node *nn(parser *P, enum nk k, int line) {
     node *x = jalloc(P->J, sizeof *x);
@@ -961,7 +1002,9 @@ static node *p_unary(parser *P, int with_filter) {
     if (is_op(t, "-") || is_op(t, "+")) {
         P->i++;
         x = nn(P, is_op(t, "-") ? E_NEG : E_POS, t->line);
+        parse_deeper(P);
         x->a = p_unary(P, 0);
+        P->depth--;
     } else {
         x = p_postfix(P, p_primary(P));
     }
@@ -1046,7 +1089,9 @@ static node *p_not(parser *P) {
     if (is_name(cur(P), "not")) {
         node *x = nn(P, E_NOT, cur(P)->line);
         P->i++;
+        parse_deeper(P);
         x->a = p_not(P);
+        P->depth--;
         return x;
     }
     return p_compare(P);
@@ -1066,6 +1111,7 @@ static node *p_chain(parser *P, const char *kw, enum nk k, node *(*next)(parser 
 static node *p_and(parser *P) { return p_chain(P, "and", E_AND, p_not); }
 static node *p_or(parser *P) { return p_chain(P, "or", E_OR, p_and); }
 static node *p_expr(parser *P) {
+    parse_deeper(P);
     node *x = p_or(P);
     while (is_name(cur(P), "if")) {
         node *c = nn(P, E_COND, cur(P)->line);
@@ -1078,6 +1124,7 @@ static node *p_expr(parser *P) {
         }
         x = c;
     }
+    P->depth--;
     return x;
 }
 
@@ -1651,8 +1698,8 @@ static int apply_test(rt *R, scope *S, const char *name, val *v, node *call, val
         if (v->t != V_INT) fail(R->J, NVL_ERR_INVALID_ARG, line, "%s test on a %s", name, type_name(v));
         return (v->i % 2 == 0) == (name[0] == 'e');
     }
-    if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "sameas")) return nargs && veq(v, args[0]);
-    if (!strcmp(name, "ne")) return nargs && !veq(v, args[0]);
+    if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "sameas")) return nargs && veq(R->J, v, args[0]);
+    if (!strcmp(name, "ne")) return nargs && !veq(R->J, v, args[0]);
     static const char *const cmp[][2] = {{"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}, {"lessthan", "<"},
                                          {"greaterthan", ">"}, {NULL, NULL}};
     for (int i = 0; cmp[i][0]; i++)
@@ -1671,7 +1718,7 @@ static int apply_test(rt *R, scope *S, const char *name, val *v, node *call, val
         val *c = args[0];
         if (c->t == V_LIST) {
             for (int i = 0; i < c->len; i++)
-                if (veq(v, c->a[i])) return 1;
+                if (veq(R->J, v, c->a[i])) return 1;
             return 0;
         }
         if (c->t == V_DICT) return v->t == V_STR && dict_get(c, v->s, v->n);
@@ -1851,7 +1898,7 @@ static val *apply_filter(rt *R, scope *S, const char *f, val *v, node *call, val
         val *l = mk(J, V_LIST);
         for (int i = 0; i < v->len; i++) {
             int dup = 0;
-            for (int j = 0; j < l->len && !dup; j++) dup = veq(v->a[i], l->a[j]);
+            for (int j = 0; j < l->len && !dup; j++) dup = veq(R->J, v->a[i], l->a[j]);
             if (!dup) list_push(J, l, v->a[i]);
         }
         return l;
@@ -2020,7 +2067,7 @@ static int contains(rt *R, val *c, val *v, int line) {
     }
     if (c->t == V_LIST) {
         for (int i = 0; i < c->len; i++)
-            if (veq(v, c->a[i])) return 1;
+            if (veq(R->J, v, c->a[i])) return 1;
         return 0;
     }
     if (c->t == V_DICT) return v->t == V_STR && dict_get(c, v->s, v->n) != NULL;
@@ -2030,8 +2077,8 @@ static int contains(rt *R, val *c, val *v, int line) {
 }
 
 static int compare(rt *R, const char *op, val *a, val *b, int line) {
-    if (!strcmp(op, "==")) return veq(a, b);
-    if (!strcmp(op, "!=")) return !veq(a, b);
+    if (!strcmp(op, "==")) return veq(R->J, a, b);
+    if (!strcmp(op, "!=")) return !veq(R->J, a, b);
     if (!strcmp(op, "in")) return contains(R, b, a, line);
     if (!strcmp(op, "notin")) return !contains(R, b, a, line);
     int c;
@@ -2078,7 +2125,19 @@ static val *undefined_of(jctx *J, const val *o, const val *name) {
     return u;
 }
 
+static val *eval_node(rt *R, scope *S, node *x);
+
+/* eval_node, counting how deep: a chain like 1+1+...+1 is a tree as deep as it is long */
 static val *eval(rt *R, scope *S, node *x) {
+    if (++R->J->edepth > JINJA_MAX_EVAL_DEPTH)
+        fail(R->J, NVL_ERR_LIMIT, x->line, "an expression nested deeper than %d levels (a chain of operators, filters or "
+             "subscripts that long counts as deep)", JINJA_MAX_EVAL_DEPTH);
+    val *v = eval_node(R, S, x);
+    R->J->edepth--;
+    return v;
+}
+
+static val *eval_node(rt *R, scope *S, node *x) {
     jctx *J = R->J;
     switch (x->k) {
     case E_LIT: return x->v;

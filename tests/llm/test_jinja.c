@@ -8,6 +8,7 @@
  * SmolVLM's default). Renderings must be byte-identical; where jinja2 raised,
  * nanovl must fail with the template's message. Also: syntax errors and unsupported constructs
  * are errors naming the line and the construct, and the loader finds a checkpoint's template. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,100 @@
 #include "chat.h"
 #include "jinja.h"
 #include "test_util.h"
+
+/* Text of n copies of unit between head and tail (malloc'ed). */
+static char *repeat(const char *head, const char *unit, int n, const char *mid, const char *unit2, const char *tail) {
+    const size_t hl = strlen(head), ul = strlen(unit), ml = strlen(mid), u2 = strlen(unit2), tl = strlen(tail);
+    char *t = malloc(hl + (ul + u2) * (size_t)n + ml + tl + 1), *o = t;
+    memcpy(o, head, hl), o += hl;
+    for (int i = 0; i < n; i++) memcpy(o, unit, ul), o += ul;
+    memcpy(o, mid, ml), o += ml;
+    for (int i = 0; i < n; i++) memcpy(o, unit2, u2), o += u2;
+    memcpy(o, tail, tl), o += tl;
+    *o = 0;
+    return t;
+}
+
+typedef struct {
+    const char *text;
+    nvl_status st;
+    char *out;
+    nvl_err err;
+} render_job;
+
+static void *render_main(void *arg) {
+    render_job *j = arg;
+    j->st = llm_jinja_render(j->text, strlen(j->text), NULL, &j->out, NULL, &j->err);
+    return NULL;
+}
+
+/* Renders text on a thread with a 1 MiB stack (a quarter of what serve's worker gets at the
+ * smallest): within the bounds it must fit, past them it must fail, not overflow. */
+static nvl_status render_small_stack(const char *text, char **out, nvl_err *err) {
+    render_job j = {.text = text};
+    pthread_attr_t a;
+    pthread_t th;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 1 << 20);
+    if (pthread_create(&th, &a, render_main, &j) != 0) {
+        pthread_attr_destroy(&a);
+        return nvl_err_set(err, NVL_ERR_IO, "pthread_create failed");
+    }
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&a);
+    *out = j.out;
+    *err = j.err;
+    return j.st;
+}
+
+/* A template comes with the checkpoint and is rendered on serve's worker thread: deep nesting
+ * must be an error naming it, never a stack overflow (a chain of 20,000 '+' crashed `ask` and
+ * `tokenize --chat`, a review; so did 20,000 filters, subscripts or parentheses, 100,000 'not'
+ * or unary minus, and a list nested in itself by a loop when printed or compared). */
+static void test_depth_bounds(nvl_err *err) {
+    static const struct { const char *head, *unit, *mid, *unit2, *tail; int n; const char *msg; } deep[] = {
+        {"{{ 1", "+1", "", "", " }}", 20000, "an expression nested deeper than 1000 levels"},
+        {"{{ 'a'", "~'a'", "", "", " }}", 200000, "an expression nested deeper than 1000 levels"},
+        {"{{ 'a'", "|upper", "", "", " }}", 20000, "an expression nested deeper than 1000 levels"},
+        {"{{ [[1]]", "[0]", "", "", " }}", 20000, "an expression nested deeper than 1000 levels"},
+        {"{{ ", "(", "1", ")", " }}", 20000, "an expression nested deeper than 200 levels"},
+        {"{{ ", "[", "1", "]", " }}", 100000, "an expression nested deeper than 200 levels"},
+        {"{{ ", "not ", "1", "", " }}", 100000, "an expression nested deeper than 200 levels"},
+        {"{{ ", "- ", "1", "", " }}", 100000, "an expression nested deeper than 200 levels"},
+        {"{{ 1", " if 1 else 1", "", "", " }}", 20000, "an expression nested deeper than 200 levels"},
+        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+         "", "", 0, "a list or dict nested deeper than 500 levels"},
+        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x == ns.x }}",
+         "", "", 0, "a list or dict nested deeper than 500 levels"},
+        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = {'k': ns.x} %}{% endfor %}{{ ns.x | tojson }}",
+         "", "", 0, "tojson: a list or dict nested deeper than 500 levels"},
+    };
+    for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
+        char *t = repeat(deep[i].head, deep[i].unit, deep[i].n, deep[i].mid, deep[i].unit2, deep[i].tail), *out = NULL;
+        const nvl_status st = render_small_stack(t, &out, err);
+        TEST_CHECK(st == NVL_ERR_LIMIT, "case %zu refused (%s)", i, st ? err->msg : "rendered");
+        if (st) TEST_CONTAINS(err->msg, deep[i].msg);
+        nvl_free(out);
+        free(t);
+    }
+    /* just within each bound: rendered, on the same small stack */
+    static const struct { const char *head, *unit, *mid, *unit2, *tail; int n; const char *want; } ok[] = {
+        {"{{ 1", "+1", "", "", " }}", 990, "991"},
+        {"{{ 'a'", "|upper", "", "", " | length }}", 990, "1"},
+        {"{{ ", "(", "1", ")", " }}", 190, "1"},
+        {"{{ ", "not ", "1", "", " }}", 190, "True"},
+        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "490) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x == ns.x }} "
+         "{{ ns.x | tojson | length }} {{ (ns.x | string)[488:493] }}", "", "", 0, "True 981 [[1]]"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *t = repeat(ok[i].head, ok[i].unit, ok[i].n, ok[i].mid, ok[i].unit2, ok[i].tail), *out = NULL;
+        const nvl_status st = render_small_stack(t, &out, err);
+        TEST_CHECK(st == NVL_OK && out && !strcmp(out, ok[i].want), "within bounds %zu -> '%s' (want '%s'; %s)", i,
+                   out ? out : "", ok[i].want, st == NVL_OK ? "ok" : err->msg);
+        nvl_free(out);
+        free(t);
+    }
+}
 
 int main(void) {
     nvl_err err = {0};
@@ -161,6 +256,7 @@ int main(void) {
             nvl_free(out);
         }
     }
+    test_depth_bounds(&err);
     nvl_free(nano);
     nvl_free(qwen);
     cJSON_Delete(nano_sp);
