@@ -159,10 +159,8 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
         m->owns_be = 1;
     }
     int64_t n_exp = 0, n_bound = 0;
-    if ((st = llm_check_tensors(m->ck, &m->hp, NULL, NULL, &n_exp, &n_bound, err)) != NVL_OK) {
-        nvl_err_prefix(err, "%s", dir);
-        goto fail;
-    }
+    if ((st = llm_check_tensors(m->ck, &m->hp, NULL, NULL, &n_exp, &n_bound, err)) != NVL_OK)
+        goto fail; /* (its callers name dir, as for every other error here: it was said twice) */
     const llm_hparams *hp = &m->hp;
     const char *head = "";
     const char *prefix = llm_tensor_prefix(m->ck, &head);

@@ -419,10 +419,12 @@ nvl_status llm_bind_linear(const nvl_checkpoint *ck, const llm_quant_config *q, 
         if (bs.dtype != NVL_DTYPE_F8_E4M3)
             return nvl_err_set(err, NVL_ERR_DTYPE, "block-scale tensor '%s' has dtype %s, expected F8_E4M3", sname,
                                nvl_dtype_name(bs.dtype));
-        if (bs.n_dims != 2 || bs.shape[0] != n_out || bs.shape[1] != n_in / 16)
-            return nvl_err_set(err, NVL_ERR_SHAPE, "block-scale tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
-                               sname, (long long)bs.shape[0], (long long)(bs.n_dims > 1 ? bs.shape[1] : 0),
-                               (long long)n_out, (long long)(n_in / 16));
+        if (bs.n_dims != 2 || bs.shape[0] != n_out || bs.shape[1] != n_in / 16) {
+            char got[128]; /* (as it is: a 1-D tensor was shown with a second dimension of 0) */
+            nvl_shape_str(got, sizeof got, bs.n_dims, bs.shape);
+            return nvl_err_set(err, NVL_ERR_SHAPE, "block-scale tensor '%s' has shape %s, expected [%lld, %lld] (one scale "
+                               "per 16 inputs)", sname, got, (long long)n_out, (long long)(n_in / 16));
+        }
         const uint8_t *b = bs.data;
         for (int64_t i = 0; i < n_out * (n_in / 16); i++)
             if ((b[i] & 0x7f) == 0x7f || (b[i] & 0x7f) == 0 || (b[i] & 0x80))

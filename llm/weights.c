@@ -144,17 +144,22 @@ nvl_status llm_check_tensors(const nvl_checkpoint *ck, const llm_hparams *hp, ll
             if (!s->required) continue;
             code = NVL_ERR_NOT_FOUND;
             snprintf(msg, sizeof msg, "missing tensor '%s'", s->name);
+        } else if (!dtype_ok(e, s)) { /* (before the shape: an I8 NVFP4 weight was said to have the wrong shape) */
+            code = NVL_ERR_DTYPE;
+            snprintf(msg, sizeof msg, "tensor '%s' has dtype %s, expected F32, BF16 or F16%s",
+                     s->name, nvl_dtype_name(e->dtype),
+                     s->n_dims == 2 ? " (or F8_E4M3 / U8 when quantized)" : "");
         } else if (!shape_ok(e, s)) {
             char got[128], want[128];
             nvl_shape_str(got, sizeof got, e->n_dims, e->shape);
             nvl_shape_str(want, sizeof want, s->n_dims, s->shape);
             code = NVL_ERR_SHAPE;
-            snprintf(msg, sizeof msg, "tensor '%s' has shape %s, expected %s", s->name, got, want);
-        } else if (!dtype_ok(e, s)) {
-            code = NVL_ERR_DTYPE;
-            snprintf(msg, sizeof msg, "tensor '%s' has dtype %s, expected F32, BF16 or F16%s",
-                     s->name, nvl_dtype_name(e->dtype),
-                     s->n_dims == 2 ? " (or F8_E4M3 / U8 when quantized)" : "");
+            if (e->dtype == NVL_DTYPE_U8 && s->n_dims == 2) /* NVFP4 packs two codes a byte along the input */
+                snprintf(msg, sizeof msg, "tensor '%s' (NVFP4, U8) has shape %s, expected [%lld, %lld] (the layer's %s "
+                         "packed two E2M1 codes a byte)", s->name, got, (long long)s->shape[0], (long long)(s->shape[1] / 2),
+                         want);
+            else
+                snprintf(msg, sizeof msg, "tensor '%s' has shape %s, expected %s", s->name, got, want);
         } else {
             if (s->required) (*n_bound)++;
             continue;

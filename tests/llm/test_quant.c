@@ -249,6 +249,9 @@ typedef enum damage {
     D_CG_GS32,     /* no hf_quant_config.json; config.json's config_groups weights say group_size 32 */
     D_MIXED_CG,    /* MIXED_PRECISION in config.json only, layers named by config_groups targets
                       (older ModelOpt): loads (every layer was refused as unlisted) */
+    D_BS_1D,       /* NVFP4 block scales as one dimension of the right count (shown as [n, 0]) */
+    D_W_I8,        /* NVFP4 codes as I8 (said to have the wrong shape) */
+    D_W_ODD,       /* NVFP4 codes one byte short a row (the shape expected was the unpacked one) */
 } damage;
 
 /* Appends "quantization_config": qc (JSON text) to dir/config.json's object. */
@@ -350,7 +353,10 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
             st_writer_add(&wr, e->name, "F32", 2, (int64_t[]){N, K}, up, (size_t)(N * K) * 4);
             keep[nk++] = up;
         } else if (fp8) st_writer_add(&wr, e->name, "F8_E4M3", 2, (int64_t[]){N, K}, q, (size_t)(N * K));
-        else st_writer_add(&wr, e->name, "U8", 2, (int64_t[]){N, K / 2}, q, (size_t)(N * K / 2));
+        else {
+            const int64_t cols = K / 2 - (d == D_W_ODD);
+            st_writer_add(&wr, e->name, d == D_W_I8 ? "I8" : "U8", 2, (int64_t[]){N, cols}, q, (size_t)(N * cols));
+        }
         if (!(d == D_MISSING_INPUT && strstr(e->name, "layers.3."))) {
             snprintf(nm, sizeof nm, "%s.input_scale", mod);
             st_writer_add(&wr, nm, "F32", 0, NULL, is, 4);
@@ -363,8 +369,10 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
             st_writer_add(&wr, nm, "F32", 0, NULL, ws2, 4);
             snprintf(nm, sizeof nm, "%s.weight_scale", mod);
             const int64_t rows = d == D_BS_SHAPE ? N - 1 : N;
-            st_writer_add(&wr, nm, d == D_BS_DTYPE ? "U8" : "F8_E4M3", 2, (int64_t[]){rows, K / 16}, bs,
-                          (size_t)(rows * K / 16));
+            if (d == D_BS_1D) st_writer_add(&wr, nm, "F8_E4M3", 1, (int64_t[]){N * K / 16}, bs, (size_t)(N * K / 16));
+            else
+                st_writer_add(&wr, nm, d == D_BS_DTYPE ? "U8" : "F8_E4M3", 2, (int64_t[]){rows, K / 16}, bs,
+                              (size_t)(rows * K / 16));
         }
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -483,6 +491,12 @@ static void test_load(void) {
         {0, D_MIXED_GS32, NVL_ERR_CONFIG, "'backbone.layers.0.mixer.in_proj.weight' is NVFP4, whose blocks are 16 along the input, "
                                           "but hf_quant_config.json says group_size 32"},
         {0, D_CG_GS32, NVL_ERR_CONFIG, "but config.json quantization_config says group_size 32"},
+        {0, D_BS_1D, NVL_ERR_SHAPE, "block-scale tensor 'backbone.layers.0.mixer.in_proj.weight_scale' has shape [800], expected "
+                                    "[200, 4]"},
+        {0, D_W_I8, NVL_ERR_DTYPE, "tensor 'backbone.layers.0.mixer.in_proj.weight' has dtype I8, expected F32, BF16 or F16 (or "
+                                   "F8_E4M3 / U8 when quantized)"},
+        {0, D_W_ODD, NVL_ERR_SHAPE, "tensor 'backbone.layers.0.mixer.in_proj.weight' (NVFP4, U8) has shape [200, 31], expected "
+                                    "[200, 32] (the layer's [200, 64] packed two E2M1 codes a byte)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(dir, sizeof dir, "%s/bad%zu", test_tmpdir(), i);
