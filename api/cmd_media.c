@@ -168,6 +168,13 @@ int cmd_media_info(int argc, char **argv) {
     else
         printf("image: %dx%d\n", img->width, img->height);
     media_image_free(img);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (media_read_file(path, NULL, &buf, &len, &err) == NVL_OK) { /* (an animation was not said: its first frame is read) */
+        const int64_t frames = media_image_frames(buf, len);
+        if (frames > 1) printf("animated: %lld frames; the model sees the first, as Pillow opens the file\n", (long long)frames);
+    }
+    nvl_free(buf);
     return 0;
 }
 

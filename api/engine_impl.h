@@ -149,6 +149,7 @@ typedef struct source {
     int ts_real;        /* video: 1 when a planned frame lies more than half a frame from index / fps
                            (a variable rate): every frame is shown its real time (engine_frame_ts) */
     int64_t frames_read, frames_listed; /* video: frames readable, and listed by its index (more: cut short) */
+    int64_t image_frames;               /* image: frames in the file (> 1: animated; the first is seen) */
     double w, h;        /* size in pixels as the tiler will see it (images, pages) */
     char *base_key;     /* what the rows depend on, without max_tiles */
     int msg, part;      /* where the media part stands */

@@ -228,6 +228,12 @@ void engine_media_stage(request *rq) {
                      "answer covers those", s->name, (long long)s->frames_listed, (long long)s->frames_read);
             engine_notice(rq, msg);
         }
+        if (!s->is_video && s->image_frames > 1) { /* (Pillow's first frame, as the reference processors see it) */
+            char msg[NVL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s: an animated image of %lld frames: the model sees its first frame, as Pillow opens "
+                     "it (to ask about the animation, convert it to a video)", s->name, (long long)s->image_frames);
+            engine_notice(rq, msg);
+        }
     }
     if (st == NVL_OK) st = engine_plan_budget(rq, 0, &rq->err);
     if (st != NVL_OK) {

@@ -235,6 +235,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
         uint8_t *buf = NULL;
         size_t len = 0;
         st = m->path ? media_read_file(m->path, NULL, &buf, &len, err) : NVL_OK;
+        if (st == NVL_OK) s->image_frames = media_image_frames(m->path ? buf : m->data, m->path ? len : m->size);
         if (st == NVL_OK)
             st = media_decode_image_cancellable(m->path ? buf : m->data, m->path ? len : m->size, name,
                                                 NULL, media_cancelled, rq, &s->img, err);

@@ -52,6 +52,11 @@ nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *er
 const char *media_kind_name(enum media_kind k); /* "jpeg", "png", "pdf", ... "unknown" */
 /* Whether this build can decode k (its library was found at configure time). */
 int media_supports(enum media_kind k);
+/* Frames an image file holds: an animated GIF's image descriptors, an APNG's acTL num_frames, an
+ * animated WebP's ANMF chunks; 1 for every other file (and for one whose structure stops being
+ * readable before a second frame). The decoders give the first frame only, as Pillow opens these
+ * files for the reference processors, so callers say when more were left. */
+int64_t media_image_frames(const uint8_t *buf, size_t len);
 
 // ---------------------------------------------------------------------------
 // Images and limits

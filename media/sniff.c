@@ -154,3 +154,56 @@ nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *er
     *kind = media_sniff(head, n);
     return NVL_OK;
 }
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* GIF (89a): image descriptors (0x2C) counted along the block structure, extensions' sub-blocks
+ * and each frame's table and data skipped, up to the trailer (0x3B) or the end of the bytes. */
+static int64_t gif_frames(const uint8_t *b, size_t n) {
+    if (n < 13) return 1;
+    size_t i = 13 + (b[10] & 0x80 ? 3u << ((b[10] & 7) + 1) : 0);
+    int64_t frames = 0;
+    while (i < n && b[i] != 0x3B) {
+        if (b[i] == 0x21) { /* extension: label, then sub-blocks until an empty one */
+            i += 2;
+        } else if (b[i] == 0x2C && i + 10 <= n) { /* image descriptor, local table, LZW code size */
+            frames++;
+            const uint8_t f = b[i + 9];
+            i += 10 + (f & 0x80 ? 3u << ((f & 7) + 1) : 0) + 1;
+        } else {
+            break; /* bytes that are not a block: what was counted stands */
+        }
+        while (i < n && b[i]) i += 1u + b[i];
+        i++;
+    }
+    return frames > 0 ? frames : 1;
+}
+
+int64_t media_image_frames(const uint8_t *b, size_t n) {
+    switch (media_sniff(b, n)) {
+    case MEDIA_KIND_GIF: return gif_frames(b, n);
+    case MEDIA_KIND_PNG: /* APNG: acTL's num_frames, which comes before the first IDAT */
+        for (size_t i = 8; i + 12 <= n;) {
+            const uint32_t len = be32(b + i);
+            if (!memcmp(b + i + 4, "IDAT", 4) || len > n - i - 12) break;
+            if (!memcmp(b + i + 4, "acTL", 4) && len >= 8) {
+                const uint32_t f = be32(b + i + 8);
+                return f > 1 && f < (1u << 31) ? (int64_t)f : 1;
+            }
+            i += 12u + len;
+        }
+        return 1;
+    case MEDIA_KIND_WEBP: { /* animated (VP8X): its ANMF chunks */
+        int64_t frames = 0;
+        for (size_t i = 12; i + 8 <= n;) {
+            const uint32_t len = le32(b + i + 4);
+            if (!memcmp(b + i, "ANMF", 4)) frames++;
+            if (len > n - i - 8) break;
+            i += 8u + len + (len & 1);
+        }
+        return frames > 1 ? frames : 1;
+    }
+    default: return 1;
+    }
+}

@@ -473,5 +473,13 @@ if [ -f "$E2" ]; then
     expect 1 "a password is needed (give it with --password" "$B" embed --model "$M" "$E2" -o "$T/emb-e"
     expect 0 "intermediates: " "$B" embed --model "$M" "$E2" -o "$T/emb-e" --password openpassword
 fi
+# - an animated image: the model sees its first frame (as Pillow opens it), and says so (it was
+#   left without a word); media-info counts its frames (Pillow's n_frames: anim_frames.json)
+A=$(dirname "$I")/anim3.gif
+expect 0 "^animated: 3 frames; the model sees the first, as Pillow opens the file$" "$B" media-info "$A"
+expect 0 '"notice":"[^"]*anim3.gif: an animated image of 3 frames: the model sees its first frame' \
+    "$B" ask --json --model "$M" "$A" "What?" --max-tokens 2
+expect 0 "note: .*anim.apng: an animated image of 3 frames" "$B" ask --model "$M" "$(dirname "$I")/anim.apng" "What?" --max-tokens 2
+check "a still image has no such notice" sh -c "! '$B' ask --json --model '$M' '$I' 'What?' --max-tokens 2 2>&1 | grep -q animated"
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report

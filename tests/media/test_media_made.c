@@ -16,6 +16,38 @@
 #include "media.h"
 #include "test_util.h"
 
+/* Frames in an animated GIF, APNG or WebP as Pillow counts them (n_frames:
+ * tests/reference/gen_anim_frames.py), 1 for stills: the first frame is what the model sees, and
+ * an animation was left without a word (a review). Each animation cut before its second frame
+ * counts 1, and cut anywhere it neither crashes nor counts more than whole. */
+static void test_anim_frames(void) {
+    nvl_err err = {0};
+    cJSON *root = NULL;
+    if (nvl_json_load_file(&root, test_data_path("media/anim_frames.json"), 1 << 20, &err) != NVL_OK) {
+        TEST_CHECK(0, "%s", err.msg);
+        return;
+    }
+    const cJSON *nf = cJSON_GetObjectItemCaseSensitive(root, "n_frames");
+    int n = 0, animated = 0;
+    for (const cJSON *f = nf ? nf->child : NULL; f; f = f->next, n++) {
+        char rel[300];
+        snprintf(rel, sizeof rel, "media/%s", f->string);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        TEST_EQ_INT(media_read_file(test_data_path(rel), NULL, &buf, &len, &err), NVL_OK);
+        const int64_t got = buf ? media_image_frames(buf, len) : -1;
+        TEST_CHECK(got == f->valueint, "%s: %lld frames, Pillow counts %d", f->string, (long long)got, f->valueint);
+        animated += f->valueint > 1;
+        for (size_t cut = 0; buf && f->valueint > 1 && cut < len; cut += 1 + cut / 16) {
+            const int64_t c = media_image_frames(buf, cut);
+            TEST_CHECK(c >= 1 && c <= f->valueint, "%s cut at %zu: %lld frames", f->string, cut, (long long)c);
+        }
+        nvl_free(buf);
+    }
+    TEST_CHECK(n >= 8 && animated >= 5, "%d files, %d animated, in anim_frames.json", n, animated);
+    cJSON_Delete(root);
+}
+
 int main(void) {
     nvl_err err = {0};
     cJSON *root = NULL;
@@ -389,5 +421,6 @@ int main(void) {
         media_image_free(im);
     }
     cJSON_Delete(root);
+    test_anim_frames();
     return test_report();
 }
