@@ -38,6 +38,7 @@ typedef struct jctx {
     int depth;       /* statement bodies being run (macros, loops, ifs) */
     int edepth;      /* expressions being evaluated, one inside another */
     int vdepth;      /* lists and dicts being printed or compared, one inside another */
+    int line;        /* the line of the expression evaluated last (for errors that have no node) */
     long long steps; /* statements and loop iterations run: a template cannot run away */
     size_t pooled;   /* bytes held by the pool */
 } jctx;
@@ -281,7 +282,7 @@ static void str_of(jctx *J, sbuf *b, const val *v) {
 
 static void value_deeper(jctx *J, int line) {
     if (++J->vdepth > JINJA_MAX_VALUE_DEPTH)
-        fail(J, NVL_ERR_LIMIT, line, "a list or dict nested deeper than %d levels (printed or compared)", JINJA_MAX_VALUE_DEPTH);
+        fail(J, NVL_ERR_LIMIT, line > 0 ? line : J->line, "a list or dict nested deeper than %d levels (printed or compared)", JINJA_MAX_VALUE_DEPTH);
 }
 
 static void repr(jctx *J, sbuf *b, const val *v) {
@@ -744,7 +745,8 @@ typedef struct parser {
     jctx *J;
     token *t;
     int i;
-    int depth; /* p_expr / p_unary / p_not calls open, one inside another */
+    int depth;  /* p_expr / p_unary / p_not calls open, one inside another */
+    int blocks; /* statements open, one inside another */
 } parser;
 
 static void parse_deeper(parser *P);
@@ -1308,7 +1310,11 @@ static node *p_body(parser *P, const char *const *ends, const char **which) {
                     return body;
                 }
             P->i++;
+            if (++P->blocks > JINJA_MAX_PARSE_DEPTH) /* (p_statement and p_body recurse: 100,000 nested ifs crashed) */
+                fail(P->J, NVL_ERR_LIMIT, nm->line, "blocks ({%% if %%}, {%% for %%}, ...) nested deeper than %d levels",
+                     JINJA_MAX_PARSE_DEPTH);
             add_item(P, body, p_statement(P));
+            P->blocks--;
         } else {
             fail(P->J, NVL_ERR_FORMAT, t->line, "unexpected token");
         }
@@ -2132,6 +2138,7 @@ static val *eval(rt *R, scope *S, node *x) {
     if (++R->J->edepth > JINJA_MAX_EVAL_DEPTH)
         fail(R->J, NVL_ERR_LIMIT, x->line, "an expression nested deeper than %d levels (a chain of operators, filters or "
              "subscripts that long counts as deep)", JINJA_MAX_EVAL_DEPTH);
+    R->J->line = x->line;
     val *v = eval_node(R, S, x);
     R->J->edepth--;
     return v;

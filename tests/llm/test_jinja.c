@@ -81,8 +81,10 @@ static void test_depth_bounds(nvl_err *err) {
         {"{{ ", "not ", "1", "", " }}", 100000, "an expression nested deeper than 200 levels"},
         {"{{ ", "- ", "1", "", " }}", 100000, "an expression nested deeper than 200 levels"},
         {"{{ 1", " if 1 else 1", "", "", " }}", 20000, "an expression nested deeper than 200 levels"},
-        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
-         "", "", 0, "a list or dict nested deeper than 500 levels"},
+        {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = [ns.x] %}{% endfor %}\n{{ ns.x }}",
+         "", "", 0, "line 2: a list or dict nested deeper than 500 levels"}, /* (the line: it had none) */
+        {"", "{% if true %}", "x", "{% endif %}", "", 100000, "blocks ({% if %}, {% for %}, ...) nested deeper than 200 levels"},
+        {"", "{% for i in [1] %}", "x", "{% endfor %}", "", 20000, "blocks ({% if %}, {% for %}, ...) nested deeper than 200 levels"},
         {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x == ns.x }}",
          "", "", 0, "a list or dict nested deeper than 500 levels"},
         {"{% set ns = namespace(x=1) %}{% for i in range(", "", "100000) %}{% set ns.x = {'k': ns.x} %}{% endfor %}{{ ns.x | tojson }}",
@@ -102,6 +104,7 @@ static void test_depth_bounds(nvl_err *err) {
         {"{{ 'a'", "|upper", "", "", " | length }}", 990, "1"},
         {"{{ ", "(", "1", ")", " }}", 190, "1"},
         {"{{ ", "not ", "1", "", " }}", 190, "True"},
+        {"", "{% if true %}", "x", "{% endif %}", "", 190, "x"},
         {"{% set ns = namespace(x=1) %}{% for i in range(", "", "490) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x == ns.x }} "
          "{{ ns.x | tojson | length }} {{ (ns.x | string)[488:493] }}", "", "", 0, "True 981 [[1]]"},
     };
