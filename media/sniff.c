@@ -172,7 +172,8 @@ static int64_t gif_frames(const uint8_t *b, size_t n) {
             const uint8_t f = b[i + 9];
             i += 10 + (f & 0x80 ? 3u << ((f & 7) + 1) : 0) + 1;
         } else {
-            break; /* bytes that are not a block: what was counted stands */
+            i++; /* a byte that begins no block: skipped, as Pillow's reader skips it */
+            continue;
         }
         while (i < n && b[i]) i += 1u + b[i];
         i++;
@@ -183,17 +184,27 @@ static int64_t gif_frames(const uint8_t *b, size_t n) {
 int64_t media_image_frames(const uint8_t *b, size_t n) {
     switch (media_sniff(b, n)) {
     case MEDIA_KIND_GIF: return gif_frames(b, n);
-    case MEDIA_KIND_PNG: /* APNG: acTL's num_frames, which comes before the first IDAT */
+    case MEDIA_KIND_PNG: { /* APNG: acTL's num_frames (before the first IDAT), as Pillow reads it:
+                              one more when the default image (IDAT) comes before any fcTL, since
+                              it is then not one of the animation's frames; a second acTL makes
+                              the file a still */
+        int64_t frames = 0;
+        int fctl = 0;
         for (size_t i = 8; i + 12 <= n;) {
             const uint32_t len = be32(b + i);
-            if (!memcmp(b + i + 4, "IDAT", 4) || len > n - i - 12) break;
+            if (len > n - i - 12) break;
+            if (!memcmp(b + i + 4, "IDAT", 4)) return frames > 0 ? frames + !fctl : 1;
+            if (!memcmp(b + i + 4, "fcTL", 4)) fctl = 1;
             if (!memcmp(b + i + 4, "acTL", 4) && len >= 8) {
+                if (frames) return 1;
                 const uint32_t f = be32(b + i + 8);
-                return f > 1 && f < (1u << 31) ? (int64_t)f : 1;
+                frames = f > 0 && f <= (1u << 31) ? (int64_t)f : 0;
+                if (!frames) return 1;
             }
             i += 12u + len;
         }
-        return 1;
+        return frames > 1 ? frames : 1;
+    }
     case MEDIA_KIND_WEBP: { /* animated (VP8X): its ANMF chunks */
         int64_t frames = 0;
         for (size_t i = 12; i + 8 <= n;) {
