@@ -237,9 +237,9 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
         int qc[3];
         llm_model_quant_counts(m, qc);
         if (!qc[KERN_QUANT_FP8] && !qc[KERN_QUANT_NVFP4])
-            NVL_LOG_WARN("%s: %s says quant_algo %s but no linear layer is quantized (every weight is %s): the config is "
-                         "stale; the model runs unquantized\n", dir, m->quant.source, m->quant.algo[0] ? m->quant.algo : "(none)",
-                         nvl_dtype_name(m->emb.dtype));
+            NVL_LOG_WARN("%s: %s says quant_algo %s but no linear layer is quantized (every Linear weight is a float "
+                         "dtype): the config is stale; the model runs unquantized\n", dir, m->quant.source,
+                         m->quant.algo[0] ? m->quant.algo : "(none)");
     }
     const int bf16 = p.emulate_bf16 < 0 ? (m->emb.dtype == NVL_DTYPE_BF16) : p.emulate_bf16;
     m->act = bf16 ? NVL_DTYPE_BF16 : NVL_DTYPE_F32;

@@ -148,7 +148,7 @@ nvl_status llm_check_tensors(const nvl_checkpoint *ck, const llm_hparams *hp, ll
             code = NVL_ERR_DTYPE;
             snprintf(msg, sizeof msg, "tensor '%s' has dtype %s, expected F32, BF16 or F16%s",
                      s->name, nvl_dtype_name(e->dtype),
-                     s->n_dims == 2 ? " (or F8_E4M3 / U8 when quantized)" : "");
+                     s->n_dims == 2 && !strstr(s->name, "embedding") ? " (or F8_E4M3 / U8 when quantized)" : "");
         } else if (!shape_ok(e, s)) {
             char got[128], want[128];
             nvl_shape_str(got, sizeof got, e->n_dims, e->shape);

@@ -252,6 +252,7 @@ typedef enum damage {
     D_BS_1D,       /* NVFP4 block scales as one dimension of the right count (shown as [n, 0]) */
     D_W_I8,        /* NVFP4 codes as I8 (said to have the wrong shape) */
     D_W_ODD,       /* NVFP4 codes one byte short a row (the shape expected was the unpacked one) */
+    D_EMB_U8,      /* the embedding table as U8 (the message offered U8 "when quantized", which it never is) */
 } damage;
 
 /* Appends "quantization_config": qc (JSON text) to dir/config.json's object. */
@@ -293,7 +294,10 @@ static void write_quant_copy(const char *dir, int fp8, damage d) {
         const int lin = strstr(e->name, "proj.weight") && !strstr(e->name, "q_proj") && !strstr(e->name, "k_proj") &&
                         !strstr(e->name, "v_proj") && !strstr(e->name, "o_proj");
         if (!lin) {
-            st_writer_add(&wr, e->name, nvl_dtype_name(e->dtype), e->n_dims, e->shape, e->data, e->end - e->begin);
+            const int emb_u8 = d == D_EMB_U8 && strstr(e->name, "embeddings.weight");
+            const int64_t eshape[2] = {e->shape[0], e->n_dims > 1 ? e->shape[1] * 4 : 0}; /* (its bytes as U8) */
+            st_writer_add(&wr, e->name, emb_u8 ? "U8" : nvl_dtype_name(e->dtype), e->n_dims, emb_u8 ? eshape : e->shape,
+                          e->data, e->end - e->begin);
             continue;
         }
         const int64_t N = e->shape[0], K = e->shape[1];
@@ -495,6 +499,7 @@ static void test_load(void) {
                                     "[200, 4]"},
         {0, D_W_I8, NVL_ERR_DTYPE, "tensor 'backbone.layers.0.mixer.in_proj.weight' has dtype I8, expected F32, BF16 or F16 (or "
                                    "F8_E4M3 / U8 when quantized)"},
+        {0, D_EMB_U8, NVL_ERR_DTYPE, "tensor 'backbone.embeddings.weight' has dtype U8, expected F32, BF16 or F16 (59 of"},
         {0, D_W_ODD, NVL_ERR_SHAPE, "tensor 'backbone.layers.0.mixer.in_proj.weight' (NVFP4, U8) has shape [200, 31], expected "
                                     "[200, 32] (the layer's [200, 64] packed two E2M1 codes a byte)"},
     };
