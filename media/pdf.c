@@ -96,6 +96,16 @@ static nvl_status doc_open(const char *file, const char *path, const char *passw
         return st;
     }
     PopplerDocument *doc = poppler_document_new_from_file(uri, password, &gerr);
+    if (!doc && password && *password && gerr && gerr->domain == POPPLER_ERROR && gerr->code == POPPLER_ERROR_ENCRYPTED) {
+        /* a password that does not open it, for a file that needs none (an owner password only,
+           its user password empty): opened without. One --password, or one request's, is given
+           for every file of a run, and such a PDF beside the protected one failed as "wrong
+           password" (a review) */
+        GError *g2 = NULL;
+        doc = poppler_document_new_from_file(uri, NULL, &g2);
+        if (doc) g_clear_error(&gerr);
+        g_clear_error(&g2);
+    }
     g_free(uri);
     if (!doc) {
         int enc = gerr && gerr->domain == POPPLER_ERROR && gerr->code == POPPLER_ERROR_ENCRYPTED;

@@ -481,5 +481,13 @@ expect 0 '"notice":"[^"]*anim3.gif: an animated image of 3 frames: the model see
     "$B" ask --json --model "$M" "$A" "What?" --max-tokens 2
 expect 0 "note: .*anim.apng: an animated image of 3 frames" "$B" ask --model "$M" "$(dirname "$I")/anim.apng" "What?" --max-tokens 2
 check "a still image has no such notice" sh -c "! '$B' ask --json --model '$M' '$I' 'What?' --max-tokens 2 2>&1 | grep -q animated"
+# - a PDF that needs no password (an owner password only) opens whatever password the run was given
+#   for another file (it failed as "wrong password"); a protected one beside it still takes it
+O=$(dirname "$I")/owner_only.pdf
+expect 0 "^pages: 2$" "$B" media-info --password wrong "$O"
+if [ -f "$E2" ]; then
+    expect 0 'owner_only.pdf","kind":"pdf_page","page":2' "$B" ask --json --model "$M" --password openpassword "$E2" "$O" "What?" --max-tokens 2
+    expect 1 "libreoffice-writer-password.pdf: PDF is encrypted: wrong password" "$B" ask --model "$M" --password wrong "$O" "$E2" "What?" --max-tokens 2
+fi
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report
