@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -145,6 +146,7 @@ struct server {
     ino_t sock_ino;
     int sock_known;
     int spare_fd;       /* a descriptor held back: freed to accept and refuse a client when none is left */
+    int max_conns;      /* --max-clients, or fewer where the open-file limit is low (raise_fd_limit) */
     double t_emfile_log;/* when running out of descriptors was last logged */
     int handled_signals;
     int64_t n_done, n_failed;
@@ -1190,12 +1192,23 @@ static void raise_fd_limit(server *s) {
     } else {
         n_open = 16;
     }
+    /* connections take at most half of what is left: the other half is the requests' (the media
+       files a job holds open, the decoders' and renderer's pipes, temporary files). With every
+       descriptor open to a client, requests failed with "Too many open files" (a review, ulimit -n
+       40), though the server had warned only of busy connections */
     const rlim_t reserve = (rlim_t)n_open + 8;
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)s->o->max_clients + reserve > rl.rlim_cur)
-        slog(s, "--max-clients %d with an open-file limit of %llu (ulimit -n), %d open already: past about %llu "
-                "connections new ones are answered busy",
-             s->o->max_clients, (unsigned long long)rl.rlim_cur, n_open,
-             (unsigned long long)(rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0));
+    s->max_conns = s->o->max_clients;
+    if (rl.rlim_cur != RLIM_INFINITY) {
+        const rlim_t left = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+        const int cap = left / 2 > 0 ? (int)(left / 2 < (rlim_t)INT_MAX ? left / 2 : INT_MAX) : 1;
+        if (cap < s->max_conns) {
+            s->max_conns = cap;
+            slog(s, "--max-clients %d with an open-file limit of %llu (ulimit -n), %d open already: at most %d "
+                    "connections, so that half of the %llu descriptors left stay for the requests' files%s",
+                 s->o->max_clients, (unsigned long long)rl.rlim_cur, n_open, cap, (unsigned long long)left,
+                 left < 64 ? "; too few for requests of many files or pages: raise the limit (ulimit -n 1024)" : "");
+        }
+    }
 }
 
 static void set_nonblock(int fd) {
@@ -1240,7 +1253,7 @@ static void on_listen(evloop *l, int fd, int mask, void *user) {
                 slog(s, "out of file descriptors (ulimit -n) with %d connections: new ones are answered busy", s->n_clients);
             }
         }
-        if (cfd >= 0 && (no_fd || s->n_clients >= o->max_clients)) {
+        if (cfd >= 0 && (no_fd || s->n_clients >= s->max_conns)) {
             const char *m = no_fd ? "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"the server has no file "
                                     "descriptor left for a connection\"}\n"
                                   : "{\"v\":1,\"id\":null,\"event\":\"error\",\"code\":\"busy\",\"message\":\"too many connections\"}\n";
@@ -1452,6 +1465,7 @@ nvl_status api_serve(api_engine *e, const api_server_opts *o, nvl_err *err) {
     s.e = e;
     s.lfd = -1;
     s.spare_fd = -1;
+    s.max_conns = o->max_clients; /* (lowered by raise_fd_limit where the open-file limit is low) */
     nvl_status st = evloop_new(&s.loop, err);
     if (st != NVL_OK) return st;
     if (pipe(g_sigpipe) != 0) {
