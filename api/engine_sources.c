@@ -138,8 +138,7 @@ nvl_status engine_add_media(request *rq, const api_media *m, int msg, int part, 
     } else {
         k = media_sniff(m->data, m->size);
     }
-    if (k == MEDIA_KIND_UNKNOWN)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
+    if (k == MEDIA_KIND_UNKNOWN) return media_err_unrecognised(name, m->data, m->size, m->path, err);
     char *id = NULL;
     if ((st = media_identity(m, &id, err)) != NVL_OK) {
         engine_unname_tmp(err, m->path, name);

@@ -206,7 +206,7 @@ static nvl_status plan_inputs(api_engine *e, const api_media *media, int n_media
         int *pages = NULL, np = 1;
         if (s2 == NVL_OK && k == MEDIA_KIND_UNKNOWN) /* (failed as a whole, never begun: it was begun as an image,
                                                        "<!-- image: notes.txt -->" before its error) */
-            s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: not an image, PDF or video that nanovl recognises", name);
+            s2 = media_err_unrecognised(name, media[m].data, media[m].size, media[m].path, &e2);
         if (s2 == NVL_OK && k == MEDIA_KIND_VIDEO)
             s2 = nvl_err_set(&e2, NVL_ERR_UNSUPPORTED, "%s: page-by-page work (ocr, --per-page) reads images and PDF pages, not videos", name);
         if (s2 == NVL_OK && k == MEDIA_KIND_PDF) {

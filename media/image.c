@@ -193,8 +193,7 @@ static nvl_status image_precheck(const uint8_t *buf, size_t len, const char *nam
                            lim->max_file_bytes);
     if (len == 0) return nvl_err_set(err, NVL_ERR_FORMAT, "%s: the file is empty", name);
     enum media_kind k = media_sniff(buf, len);
-    if (k == MEDIA_KIND_UNKNOWN)
-        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format", name);
+    if (k == MEDIA_KIND_UNKNOWN) return media_err_unrecognised(name, buf, len, NULL, err);
     if (k == MEDIA_KIND_PDF || k == MEDIA_KIND_VIDEO)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: is a %s, not a still image", name, media_kind_name(k));
     if (k == MEDIA_KIND_HEIF && !media_heif_supported()) /* (its words) */

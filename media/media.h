@@ -57,6 +57,10 @@ int media_supports(enum media_kind k);
  * readable before a second frame). The decoders give the first frame only, as Pillow opens these
  * files for the reference processors, so callers say when more were left. */
 int64_t media_image_frames(const uint8_t *buf, size_t len);
+/* The error for a file of no kind media_sniff knows (NVL_ERR_UNSUPPORTED naming name), saying
+ * where a PDF header lies when one is past the first 1024 bytes (looked for in buf[0..len), or
+ * when buf is NULL in the first 64 MiB of the file at path). */
+nvl_status media_err_unrecognised(const char *name, const uint8_t *buf, size_t len, const char *path, nvl_err *err);
 
 // ---------------------------------------------------------------------------
 // Images and limits

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "media.h"
 #include "media_impl.h"
 
@@ -217,4 +218,40 @@ int64_t media_image_frames(const uint8_t *b, size_t n) {
     }
     default: return 1;
     }
+}
+
+nvl_status media_err_unrecognised(const char *name, const uint8_t *buf, size_t len, const char *path, nvl_err *err) {
+    /* a PDF header past the first 1024 bytes, where PDF readers look for it (the PDF reference's
+       implementation note: Acrobat's limit), is said: 1 MiB of other bytes before a PDF, which
+       Poppler's tools open, was "not a recognised format" without a word more (a review) */
+    int64_t at = -1;
+    if (buf) {
+        const uint8_t *p = len > 1024 ? memmem(buf + 1024, len - 1024, "%PDF-", 5) : NULL;
+        if (p) at = (int64_t)(p - buf);
+    } else if (path) { /* the first 64 MiB, in pieces overlapping by 4 bytes */
+        int fd = -1;
+        nvl_err e2 = {0};
+        static const size_t piece = 1u << 20;
+        uint8_t *b = media_open_regular(path, NULL, &fd, NULL, &e2) == NVL_OK ? nvl_malloc(piece + 4) : NULL;
+        size_t keep = 0;
+        int64_t base = 0; /* the file offset of b[0] */
+        while (b && at < 0 && base < (64 << 20)) {
+            ssize_t r = read(fd, b + keep, piece);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            const size_t have = keep + (size_t)r;
+            const uint8_t *p = memmem(b, have, "%PDF-", 5);
+            if (p && base + (p - b) >= 1024) at = base + (int64_t)(p - b);
+            keep = have < 4 ? have : 4;
+            memmove(b, b + have - keep, keep);
+            base += (int64_t)(have - keep);
+        }
+        nvl_free(b);
+        if (fd >= 0) close(fd);
+    }
+    if (at >= 0)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format: a PDF header (%%PDF-) "
+                           "is at byte %lld, past the first 1024 bytes where a PDF's must be (remove what comes before "
+                           "it)", name, (long long)at);
+    return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: not a recognised image, PDF or video format", name);
 }

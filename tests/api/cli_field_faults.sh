@@ -106,7 +106,7 @@ fi
 # begun as an image, '<!-- image: notes.txt -->' above its error)
 printf 'meeting notes\n' > "$T/notes.txt"
 timeout 60 "$B" ocr --model "$M" "$T/notes.txt" "$I" --max-tokens 2 > "$T/notes.md" 2>/dev/null
-check "ocr: an unrecognised file has no image marker" sh -c "! grep -q 'image: .*notes.txt' '$T/notes.md' && head -1 '$T/notes.md' | grep -q 'error: unsupported: .*notes.txt: not an image, PDF or video'"
+check "ocr: an unrecognised file has no image marker" sh -c "! grep -q 'image: .*notes.txt' '$T/notes.md' && head -1 '$T/notes.md' | grep -q 'error: unsupported: .*notes.txt: not a recognised image, PDF or video format'"
 # an input refused as a whole is never run: a video first (ocr reads no videos) was refused, then
 # answered anyway under an image marker; with --parallel 2 the same Markdown as one at a time
 VE=$(dirname "$I")/../edges/cols_x264_98x16.mp4
@@ -489,5 +489,12 @@ if [ -f "$E2" ]; then
     expect 0 'owner_only.pdf","kind":"pdf_page","page":2' "$B" ask --json --model "$M" --password openpassword "$E2" "$O" "What?" --max-tokens 2
     expect 1 "libreoffice-writer-password.pdf: PDF is encrypted: wrong password" "$B" ask --model "$M" --password wrong "$O" "$E2" "What?" --max-tokens 2
 fi
+# - a PDF after 1 MiB of other bytes: its header is past where a PDF's must be, and said where (it was
+#   "not a recognised format" alone), by media-info, ask and ocr
+head -c 1048576 /dev/zero > "$T/late.pdf" && cat "$P2" >> "$T/late.pdf"
+for c in "media-info" "ask --model $M --max-tokens 2" "ocr --model $M --max-tokens 2"; do
+    expect 1 "late.pdf: not a recognised image, PDF or video format: a PDF header (%PDF-) is at byte 1048576, past the first 1024 bytes" \
+        sh -c "'$B' $c '$T/late.pdf' $(case $c in ask*) echo What;; esac)"
+done
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report
