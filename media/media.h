@@ -205,6 +205,7 @@ int media_pdf_page_count(const media_pdf *pdf);
 nvl_status media_pdf_page_size(const media_pdf *pdf, int page, double *w_pt, double *h_pt,
                                nvl_err *err);
 /* Page label ("iii", "7") or NULL; nvl_malloc'ed. */
+#define MEDIA_PDF_LABEL_MAX 200 /* bytes of a page label kept; a longer one ends in "..." */
 char *media_pdf_page_label(const media_pdf *pdf, int page);
 /* Renders 0-based page at dpi (> 0) or to long_side pixels (when dpi <= 0; 0 = default),
  * white background. @return NVL_ERR_LIMIT above media_limits.max_pixels or the sandbox's

@@ -149,6 +149,14 @@ static gchar *doc_page_label(PopplerDocument *doc, int page) {
     if (!p) return NULL;
     gchar *l = poppler_page_get_label(p);
     g_object_unref(p);
+    /* at most MEDIA_PDF_LABEL_MAX bytes, cut where a UTF-8 character begins, "..." after: a
+       label of 100,000 characters (a prefix, or /S /a numbering past a million) was printed
+       whole on one line (a review) */
+    if (l && strlen(l) > MEDIA_PDF_LABEL_MAX) {
+        size_t n = MEDIA_PDF_LABEL_MAX;
+        while (n > 0 && ((unsigned char)l[n] & 0xC0) == 0x80) n--;
+        memcpy(l + n, "...", 4);
+    }
     return l;
 }
 

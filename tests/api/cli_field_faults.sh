@@ -496,5 +496,12 @@ for c in "media-info" "ask --model $M --max-tokens 2" "ocr --model $M --max-toke
     expect 1 "late.pdf: not a recognised image, PDF or video format: a PDF header (%PDF-) is at byte 1048576, past the first 1024 bytes" \
         sh -c "'$B' $c '$T/late.pdf' $(case $c in ask*) echo What;; esac)"
 done
+# - a page label of 301 bytes is shown as its first 199 (the 200th begins an "é") and "..." (labels
+#   of 100,000 characters were printed whole); a short one as it is (pypdf's labels: long_labels.json)
+L=$(dirname "$I")/long_labels.pdf
+X199=$(printf 'x%.0s' $(seq 199))
+expect_fixed 0 "page 1: 612.00 x 792.00 pt, label $X199..., text layer no" "$B" media-info "$L"
+expect_fixed 0 "page 2: 612.00 x 792.00 pt, label B-1, text layer no" "$B" media-info "$L"
+check "the long label is cut, not printed whole" sh -c "! '$B' media-info '$L' | grep -q yyy"
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report
