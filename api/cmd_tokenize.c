@@ -157,12 +157,18 @@ int cmd_tokenize(int argc, char **argv) {
             goto done;
         }
         if (want_ids) {
-            if (llm_chat_encode_rendered(tok, text, tl, &ids, &n, &err) != NVL_OK) goto done;
+            if (llm_chat_encode_rendered(tok, text, tl, &ids, &n, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg); /* (it exited 1 without a word) */
+                goto done;
+            }
             print_ids(ids, n);
         } else {
             char *shown = NULL;
             size_t sl = 0;
-            if (llm_chat_unescape(text, tl, &shown, &sl, &err) != NVL_OK) goto done;
+            if (llm_chat_unescape(text, tl, &shown, &sl, &err) != NVL_OK) {
+                fprintf(stderr, "nanovl tokenize --chat: %s\n", err.msg);
+                goto done;
+            }
             fwrite(shown, 1, sl, stdout);
             nvl_free(shown);
         }

@@ -503,5 +503,22 @@ X199=$(printf 'x%.0s' $(seq 199))
 expect_fixed 0 "page 1: 612.00 x 792.00 pt, label $X199..., text layer no" "$B" media-info "$L"
 expect_fixed 0 "page 2: 612.00 x 792.00 pt, label B-1, text layer no" "$B" media-info "$L"
 check "the long label is cut, not printed whole" sh -c "! '$B' media-info '$L' | grep -q yyy"
+# - tokenize --chat out of memory at every allocation in turn (NVL_FAIL_ALLOC_AFTER=k): each run that
+#   fails says why on stderr and none crashes (--chat --ids exited 1 without a word: a review)
+printf '[{"role":"user","content":[{"type":"image"},{"type":"text","text":"Hello there"}]}]' > "$T/oomchat.json"
+oom_silent=0 oom_crash=0 oom_failed=0
+for ids in "" --ids; do
+    k=0
+    while [ $k -le 300 ]; do
+        NVL_FAIL_ALLOC_AFTER=$k "$B" tokenize --model "$M" --chat $ids < "$T/oomchat.json" > "$T/oom.out" 2> "$T/oom.err"
+        rc=$?
+        [ $rc -ne 0 ] && oom_failed=$((oom_failed + 1))
+        [ $rc -ge 128 ] && oom_crash=$((oom_crash + 1)) && echo "tokenize --chat $ids crashed (rc $rc) at allocation $k"
+        [ $rc -ne 0 ] && [ ! -s "$T/oom.err" ] && oom_silent=$((oom_silent + 1)) && echo "tokenize --chat $ids failed silently at allocation $k"
+        k=$((k + 2))
+    done
+done
+check "the out-of-memory sweep failed runs at all ($oom_failed)" [ $oom_failed -gt 20 ]
+check "no tokenize --chat run out of memory failed without a word ($oom_silent) or crashed ($oom_crash)" [ $oom_silent -eq 0 -a $oom_crash -eq 0 ]
 check "one line per job after --retry-failed" sh -c "[ \"\$(cut -d, -f1 '$T/fx.out' | sort | tr '\n' ' ')\" = '{\"id\":\"x\" {\"id\":\"y\" ' ]"
 expect_report
