@@ -54,10 +54,11 @@ static char *config_path_for(const char *path) {
 
 /* The quantization config as the model reads it (hf_quant_config.json first, as vLLM does; the
  * headline once came from config.json alone: "none" for a checkpoint quantized by the other file) */
-static void print_quant(FILE *out, const llm_quant_config *q, nvl_status qst) {
+static void print_quant(FILE *out, const llm_quant_config *q, nvl_status qst, int any_quantized_dtype) {
     if (qst != NVL_OK) fprintf(out, "quantization: unreadable (below)\n");
     else if (!q->present) fprintf(out, "quantization: none\n");
-    else fprintf(out, "quantization: ModelOpt %s (%s)\n", q->algo[0] ? q->algo : "(no quant_algo)", q->source);
+    else fprintf(out, "quantization: ModelOpt %s (%s)%s\n", q->algo[0] ? q->algo : "(no quant_algo)", q->source,
+                 any_quantized_dtype ? "" : ", but no tensor is stored as F8_E4M3 or packed U8: stale, the model runs unquantized");
     if (qst == NVL_OK && q->note[0]) fprintf(out, "  warning: %s\n", q->note);
 }
 
@@ -187,7 +188,8 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     fprintf(out, "\n");
     nvl_err qerr = {0};
     const nvl_status qst = llm_quant_config_load(&q, dir, &qerr);
-    print_quant(out, &q, qst);
+    /* (a config beside weights that are all float: said in the headline, which named the scheme alone) */
+    print_quant(out, &q, qst, count_dtype[NVL_DTYPE_F8_E4M3] + count_dtype[NVL_DTYPE_U8] > 0);
 
     /* Language model */
     llm_hparams hp;

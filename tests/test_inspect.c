@@ -223,7 +223,7 @@ static void test_quantized(void) {
         TEST_EQ_INT(st, NVL_OK);
         TEST_EQ_INT(usable, 1);
         TEST_CONTAINS(out, "quantization config: hf_quant_config.json");
-        TEST_CONTAINS(out, i ? "quantization: ModelOpt NVFP4 (hf_quant_config.json)" : "quantization: ModelOpt FP8 (hf_quant_config.json)");
+        TEST_CONTAINS(out, i ? "quantization: ModelOpt NVFP4 (hf_quant_config.json)\n" : "quantization: ModelOpt FP8 (hf_quant_config.json)\n");
         TEST_CHECK(!strstr(out, "warning:"), "the tool's two config files agree: no warning");
         TEST_CONTAINS(out, "lm_head unquantized x1;");
         TEST_CONTAINS(out, want[i]);
@@ -310,7 +310,8 @@ static void test_quantized(void) {
     nvl_status st;
     char *out = inspect(dir, &usable, &st);
     TEST_EQ_INT(usable, 1);
-    TEST_CONTAINS(out, "quantization: ModelOpt FP8 (hf_quant_config.json)");
+    TEST_CONTAINS(out, "quantization: ModelOpt FP8 (hf_quant_config.json), but no tensor is stored as F8_E4M3 or packed U8: stale, "
+                       "the model runs unquantized\n");
     TEST_CONTAINS(out, "warning: hf_quant_config.json says quant_algo FP8 but no linear layer is quantized: the config is stale");
     free(out);
 }
