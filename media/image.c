@@ -250,6 +250,51 @@ static void gif_fill_outside_first_frame(const uint8_t *b, size_t n, media_image
     }
 }
 
+/* A GIF with bytes between its blocks that begin none (a writer's stray padding, a damaged
+ * transfer): Pillow (the reference processors' decoder) skips such a byte, FFmpeg stops at it with
+ * 'no image in the file' (a review). Returns a copy without them, NULL when there is none (or no
+ * memory: FFmpeg then reads the file as it is). Walks the header, the global table, then the
+ * extensions (label, sub-blocks), image descriptors (local table, LZW code size, sub-blocks) and the
+ * trailer; a block cut short by the end of the bytes is kept as it is (FFmpeg says so). */
+static uint8_t *gif_without_stray_bytes(const uint8_t *b, size_t n, size_t *out_n) {
+    if (n < 13) return NULL;
+    const size_t head = 13 + (b[10] & 0x80 ? 3u << ((b[10] & 7) + 1) : 0);
+    size_t i = head, stray = 0;
+    uint8_t *o = NULL;
+    size_t on = 0;
+    for (int pass = 0; pass < 2; pass++) { /* 0: count the stray bytes; 1: copy the rest */
+        if (pass == 1) {
+            if (!stray || !(o = nvl_malloc(n - stray))) return NULL;
+            memcpy(o, b, head < n ? head : n);
+            on = head < n ? head : n;
+            i = head;
+        }
+        while (i < n) {
+            const size_t start = i;
+            if (b[i] == 0x3B) { /* the trailer: what follows is not read (as Pillow and FFmpeg) */
+                i = n;
+            } else if (b[i] == 0x21 || (b[i] == 0x2C && i + 10 <= n)) {
+                i += b[i] == 0x21 ? 2 : 10 + (b[i + 9] & 0x80 ? 3u << ((b[i + 9] & 7) + 1) : 0) + 1;
+                while (i < n && b[i]) i += 1u + b[i];
+                i = i < n ? i + 1 : n;
+            } else if (b[i] == 0x2C) { /* a descriptor cut short */
+                i = n;
+            } else {
+                if (pass == 0) stray++;
+                i++;
+                continue;
+            }
+            if (i > n) i = n;
+            if (pass == 1) {
+                memcpy(o + on, b + start, i - start);
+                on += i - start;
+            }
+        }
+    }
+    *out_n = on;
+    return o;
+}
+
 nvl_status media_decode_image(const uint8_t *buf, size_t len, const char *name,
                               const media_limits *lim, media_image **out, nvl_err *err) {
     return media_decode_image_cancellable(buf, len, name, lim, NULL, NULL, out, err);
@@ -409,8 +454,13 @@ nvl_status media_decode_image_local(const uint8_t *buf, size_t len, const char *
            14: biBitCount at 28, biCompression at 30) */
         const int bgrx = k == MEDIA_KIND_BMP && len >= 34 && buf[14] >= 40 && !(buf[15] | buf[16] | buf[17]) &&
                          (buf[28] | buf[29] << 8) == 32 && !(buf[30] | buf[31] | buf[32] | buf[33]);
-        st = media_decode_ffmpeg_still(buf, len, name, lim, bgrx, k == MEDIA_KIND_PNM ? pnm_demuxer(buf[1]) : NULL, out, err);
-        if (st == NVL_OK && k == MEDIA_KIND_GIF) gif_fill_outside_first_frame(buf, len, *out);
+        size_t gn = 0; /* (a GIF without its stray bytes, when it has any) */
+        uint8_t *gif = k == MEDIA_KIND_GIF ? gif_without_stray_bytes(buf, len, &gn) : NULL;
+        const uint8_t *fb = gif ? gif : buf;
+        const size_t fn = gif ? gn : len;
+        st = media_decode_ffmpeg_still(fb, fn, name, lim, bgrx, k == MEDIA_KIND_PNM ? pnm_demuxer(buf[1]) : NULL, out, err);
+        if (st == NVL_OK && k == MEDIA_KIND_GIF) gif_fill_outside_first_frame(fb, fn, *out);
+        nvl_free(gif);
         break;
     }
     }

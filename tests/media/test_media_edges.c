@@ -449,7 +449,7 @@ static void test_decode(void) {
         }
         media_image_free(img);
     }
-    TEST_CHECK(n == 49, "%d decode cases ran, expected 49", n);
+    TEST_CHECK(n == 51, "%d decode cases ran, expected 51", n);
     /* Netpbm's magic: P1-P6 then whitespace (a comment right after it, PAM's P7 and other text are not it) */
     const struct { const char *head; enum media_kind k; } pnm[] = {
         {"P1 ", MEDIA_KIND_PNM}, {"P4\n", MEDIA_KIND_PNM}, {"P6#", MEDIA_KIND_UNKNOWN}, {"P3\r\n", MEDIA_KIND_PNM},

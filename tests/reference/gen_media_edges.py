@@ -31,6 +31,7 @@ vfr_cut: frames sharing a time, and an MPEG-TS cut within its first GOP (more "v
 containers: WMV, IVF, MXF clips ("vfr" entries) and raw H.264 / HEVC streams ("raw_streams").
 cut: a fragmented MP4 and an FLV cut mid-packet (no index says so): ffmpeg's frame count, last frame.
 netpbm: PBM/PGM/PPM (P1-P6, maxvals 1..65535) and animated WebP (its first frame), as Pillow reads them.
+gifstray: GIFs with stray bytes between their blocks, as Pillow reads them (it skips them).
 decode: stills a differential test against Pillow decoded wrong (lossless WebP alpha, gray TIFF
   range, 32-bit BI_RGB BMP, JPEG-in-TIFF, 16-bit TIFF samples, the screen outside a GIF's first
   frame), written by Pillow (16-bit RGB TIFF and PNG by tiff16/png16, a small-frame GIF's header
@@ -332,6 +333,38 @@ def rawexif(gold):
         ref = to_rgb8(ImageOps.exif_transpose(Image.open(path)))
         cases.append({"file": name, "tol": 0, "width": ref.shape[1], "height": ref.shape[0], "pixels": ref.reshape(-1).tolist()})
     gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_png_raw")] + cases
+
+
+def gifstray(gold):
+    """GIFs with bytes between their blocks that begin none (0x00 after the global table, two more
+    before the trailer, one between an extension and the image): Pillow's reader skips such a
+    byte; nanovl said 'no image in the file' (FFmpeg stops there: a review, 2026-12-04). Written by
+    Pillow (a 12x8 image of 16 colours, one with a transparent index so that a graphic control
+    extension comes before the image), the bytes inserted; reference = Pillow's decode, checked to
+    be that of the file without them. Replaces the dec_gif_stray* entries of "decode"."""
+    import io
+    from gen_media_goldens import to_rgb8
+    y, x = np.mgrid[0:8, 0:12]
+    im = Image.fromarray(((x + y * 3) % 16).astype(np.uint8), "P")
+    im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91 + 40) % 256, (255 - i * 13) % 256)])
+    cases = []
+    for name, kw in (("dec_gif_stray.gif", {}), ("dec_gif_stray_gce.gif", {"transparency": 3})):
+        b = io.BytesIO()
+        im.save(b, "GIF", **kw)
+        d = bytes(b.getvalue())
+        head = 13 + (3 << ((d[10] & 7) + 1))
+        assert d[10] & 0x80 and d[-1] == 0x3B
+        i = d.index(b"\x2c", head)  # the image descriptor (after the extensions Pillow writes)
+        if kw:
+            assert d[head] == 0x21 and d[head + 1] == 0xF9, "a graphic control extension first"
+        patched = d[:head] + b"\x00" + d[head:i] + (b"\x07" if kw else b"") + d[i:-1] + b"\x00\xff" + d[-1:]
+        path = os.path.join(EDGES, name)
+        open(path, "wb").write(patched)
+        ref = to_rgb8(Image.open(path))
+        assert (ref == to_rgb8(Image.open(io.BytesIO(d)))).all(), name
+        assert getattr(Image.open(path), "n_frames", 1) == 1, name
+        cases.append({"file": name, "tol": 0, "width": ref.shape[1], "height": ref.shape[0], "pixels": ref.reshape(-1).tolist()})
+    gold["decode"] = [e for e in gold.get("decode", []) if not e["file"].startswith("dec_gif_stray")] + cases
 
 
 def netpbm(gold):
@@ -682,7 +715,7 @@ def main():
     gold = json.load(open(gpath)) if os.path.exists(gpath) else {}
     gold["generator"] = "tests/reference/gen_media_edges.py"
     only = sys.argv[1:]  # names of sections to regenerate (default all)
-    for sec in (columns, vfr, vfr_cut, containers, cut, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm):
+    for sec in (columns, vfr, vfr_cut, containers, cut, avif, orient, sampling, field, webp_refs, decode, tiled, rawexif, netpbm, gifstray):
         if not only or sec.__name__ in only:
             sec(gold)
     json.dump(gold, open(gpath, "w"), indent=1)
