@@ -163,10 +163,33 @@ build_gpu() { # $@: extra cmake arguments
     log "build FAILED (see build.log)"; grep -m20 -E "error" "$L/build.log"; return 1
   fi
 }
+media_diag() { # why the bundle's smoke test failed there (media-diag.log), and an environment it passes in
+  local t=build-gpu/tests/media/test_media_made d="$L/media-diag.log" gdb v
+  {
+    echo "== machine"; grep -m2 -E '^(NAME|VERSION)=' /etc/os-release; ldd --version 2>&1 | head -1
+    grep -m1 'model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*' | tr '\n' ' '; echo
+    echo "== libraries loaded from outside the bundle"; ldd "$t" 2>&1 | grep -v "$mb/media/lib"
+    echo "== the test, line-buffered (last 25 lines)"; run_to 40 stdbuf -oL -eL "$t" 2>&1 | tail -25
+    echo "== LD_DEBUG=files (last 30)"; LD_DEBUG=files run_to 40 "$t" 2>&1 >/dev/null | grep -E 'calling init|file=' | tail -30
+    gdb=$(command -v cuda-gdb || ls /usr/local/cuda/bin/cuda-gdb 2>/dev/null)
+    [ -n "$gdb" ] && { echo "== backtrace ($gdb)"; run_to 60 "$gdb" -batch -ex run -ex bt --args "$t" 2>&1 | grep -v '^\[' | tail -40; }
+  } >"$d" 2>&1
+  # the machine's own plug-ins (GIO modules, fontconfig's files) kept away, the bundle first on the loader's path
+  for v in "GIO_MODULE_DIR=/nonexistent GIO_USE_VFS=local" "LD_LIBRARY_PATH=$mb/media/lib:${LD_LIBRARY_PATH:-}" \
+           "FONTCONFIG_FILE=/dev/null" "GIO_MODULE_DIR=/nonexistent GIO_USE_VFS=local FONTCONFIG_FILE=/dev/null LD_LIBRARY_PATH=$mb/media/lib:${LD_LIBRARY_PATH:-}"; do
+    if run_to 60 env $v "$t" >"$L/media-smoke-env.log" 2>&1; then echo "== passes with: $v" >>"$d"; media_env="$v"; return 0; fi
+    echo "== fails (exit $?) with: $v" >>"$d"
+  done
+  return 1
+}
+media_env=""
 if [ ${#media_flags[@]} -gt 0 ]; then
   # the bundle's libraries: build with them, then a media smoke test (decode images, a video, a PDF)
   if build_gpu "${media_flags[@]}" && run_to 120 build-gpu/tests/media/test_media_made >"$L/media-smoke.log" 2>&1; then
     log "media from the bundle: test_media_made passed"
+  elif [ -x build-gpu/tests/media/test_media_made ] && { media_diag; sed 's/^/  /' "$L/media-diag.log" | head -80 | tee -a "$L/summary.log"; [ -n "$media_env" ]; }; then
+    log "media from the bundle: test_media_made passes with $media_env, set for every test and benchmark (media-diag.log)"
+    for kv in $media_env; do export "${kv?}"; done
   else
     log "media from the bundle FAILED (configure.log / build.log / media-smoke.log): building with PDF and video off"
     cp "$L/configure.log" "$L/configure-media.log" 2>/dev/null; cp "$L/build.log" "$L/build-media.log" 2>/dev/null
@@ -249,11 +272,15 @@ if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   log "GPU_CHECK_QUICK=1: the tests only (no sanitizer run, no benchmarks)"
   [ "$n_fail" -gt 0 ] && memcheck
 elif [ "$have_gpu" = 1 ]; then
+  # GPU_CHECK_ONLY="NAME ..." runs only those benchmark steps (a rerun of what an earlier run
+  # missed): 12b ops ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile
+  want() { [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" $1 "* ]]; }
+  [ -n "${GPU_CHECK_ONLY:-}" ] && log "GPU_CHECK_ONLY: $GPU_CHECK_ONLY"
   early_memcheck=0
-  if [ "$n_fail" -gt 0 ]; then early_memcheck=1; memcheck; fi # a failed test: where the first bad access is
+  if [ "$n_fail" -gt 0 ] && want memcheck; then early_memcheck=1; memcheck; fi # a failed test: where the first bad access is
   # the real 12B shape (sparse synthetic file: zeros, no disk written), #12's figures: prefill of a
   # 3.4K chunk against the measured GEMM rate, decode at 4K of context against the copy bandwidth
-  for q in bf16 fp8 nvfp4; do
+  want 12b && for q in bf16 fp8 nvfp4; do
     log "bench_llm 12B $q on the device (prefill 3400, decode at 4096)"
     bench "bench_12b_$q" 200 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 3400 --chunk 3400 \
         --context 4096 --decode 48
@@ -262,16 +289,20 @@ elif [ "$have_gpu" = 1 ]; then
   # the prefill ops that are not GEMMs at the 12B shapes, a 3400-row chunk, and decode GEMVs in
   # BF16 / FP8 / NVFP4: the tensor-core kernels (flash attention, chunked SSD) and the quantized
   # GEMV, then the simpler ones they replace
-  log "bench_ops 12B: attention and the Mamba scan over 3400 rows, decode GEMVs; new kernels and simple ones"
-  bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
-  NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda \
-      --shape 12b
-  if grep -q "PNG .*ON" "$L/configure.log"; then # time to first token, the published shape end to end
-    log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
+  if want ops; then
+    log "bench_ops 12B: attention and the Mamba scan over 3400 rows, decode GEMVs; new kernels and simple ones"
+    bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+    NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda \
+        --shape 12b
+  fi
+  if grep -q "PNG .*ON" "$L/configure.log" && { want ttft_page || want ttft_video; }; then # time to first token, the published shape end to end
     if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$L/bench_ttft.log"); then
-      NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
-          >"$L/bench_ttft_page.json" 2>>"$L/bench_ttft.log" || { rc=1; log "first token, page: FAILED (bench_ttft.log)"; }
-      if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # 128 frames at 2 fps, EVS 0.7, decoding included
+      if want ttft_page; then
+        log "nanovl bench: a 13-tile page on the 12B shape with RADIO-H (synthetic weights)"
+        NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl12" --runs 2 --max-tokens 16 --json \
+            >"$L/bench_ttft_page.json" 2>>"$L/bench_ttft.log" || { rc=1; log "first token, page: FAILED (bench_ttft.log)"; }
+      fi
+      if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ] && want ttft_video; then # 128 frames at 2 fps, EVS 0.7, decoding included
         log "nanovl bench: a 128-frame 720p video (2 fps, EVS 0.7) on the 12B shape with RADIO-H"
         NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl12" gpu-deps/ttft_video.mp4 --fps 2 \
             --max-frames 128 --evs 0.7 --runs 2 --max-tokens 16 --json >"$L/bench_ttft_video.json" 2>>"$L/bench_ttft.log" ||
@@ -280,18 +311,22 @@ elif [ "$have_gpu" = 1 ]; then
       rm -rf "$vl12"
     else rc=1; log "the 12B VL checkpoint was not made (bench_ttft.log)"; fi
   fi
-  log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
-  for nt in 13 64; do
+  want vision && log "bench_vision RADIO-H on the device (13 tiles: a dense page; 64 tiles)"
+  want vision && for nt in 13 64; do
     bench "bench_vision_$nt" 150 build-gpu/bench/bench_vision --shape h --tiles "$nt"
   done
-  log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
-  bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32
-  bench bench_llm_seqs 150 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16
-  log "bench_llm 12B without decode graphs"
-  NVL_CUDA_GRAPHS=0 bench bench_12b_nographs 200 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
-      --chunk 2048 --decode 48
-  rm -rf /tmp/nanovl-bench-12b-sparse
-  if [ "$media" = 1 ]; then # the scheduler: requests answered together on the device
+  if want mid; then
+    log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
+    bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32
+    bench bench_llm_seqs 150 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16
+  fi
+  if want nographs; then
+    log "bench_llm 12B without decode graphs"
+    NVL_CUDA_GRAPHS=0 bench bench_12b_nographs 200 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 --context 4096 \
+        --chunk 2048 --decode 48
+    rm -rf /tmp/nanovl-bench-12b-sparse
+  fi
+  if [ "$media" = 1 ] && want conc; then # the scheduler: requests answered together on the device
     log "nanovl bench --concurrency on the device (text-only questions, then about an image; the mid shape in vl_tiny's VL checkpoint)"
     if vl=$(run_to 120 build-gpu/bench/bench_llm --shape mid --vl tests/data/vl_tiny 2>>"$L/bench_conc.log"); then
       NVL_BACKEND=cuda run_to 200 build-gpu/api/nanovl bench --model "$vl" --concurrency 1,16,64 --max-tokens 64 --json \
@@ -304,7 +339,7 @@ elif [ "$have_gpu" = 1 ]; then
         { rc=1; log "concurrency with images: FAILED (bench_conc.log)"; }
     else rc=1; log "the mid VL checkpoint was not made (bench_conc.log)"; fi
   fi
-  if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ]; then # the host side of #15: rendering, decoding, tiling threads
+  if [ "$media" = 1 ] && [ -f gpu-deps/ttft_video.mp4 ] && want media; then # the host side of #15: rendering, decoding, tiling threads
     log "bench_media on the GPU machine's CPUs (a PDF's pages, 128 frames of 720p, their tiling)"
     run_to 120 build-gpu/bench/bench_media tests/data/media/made/two_pages.pdf gpu-deps/ttft_video.mp4 \
         tests/data/media/pdf_ref/amt_handbook_sample.page1.png \
@@ -312,19 +347,23 @@ elif [ "$have_gpu" = 1 ]; then
   fi
   # FP8 prefill through cuBLASLt's FP8 tensor cores (opt-in, NVL_CUDA_FP8_LT=1) beside the
   # default (exact bf16 factors) measured above: what the opt-in buys
-  log "bench_llm 12B fp8 with NVL_CUDA_FP8_LT=1 (prefill 3400)"
-  NVL_CUDA_FP8_LT=1 bench bench_12b_fp8lt 150 build-gpu/bench/bench_llm --shape 12b --sparse --quant fp8 --prompt 3400 \
-      --chunk 3400 --context 4096 --decode 8
-  rm -rf "/tmp/nanovl-bench-12b-fp8-sparse" "/tmp/nanovl-bench-12b-sparse"
-  [ "$early_memcheck" = 0 ] && memcheck
+  if want fp8lt; then
+    log "bench_llm 12B fp8 with NVL_CUDA_FP8_LT=1 (prefill 3400)"
+    NVL_CUDA_FP8_LT=1 bench bench_12b_fp8lt 150 build-gpu/bench/bench_llm --shape 12b --sparse --quant fp8 --prompt 3400 \
+        --chunk 3400 --context 4096 --decode 8
+    rm -rf "/tmp/nanovl-bench-12b-fp8-sparse" "/tmp/nanovl-bench-12b-sparse"
+  fi
+  [ "$early_memcheck" = 0 ] && want memcheck && memcheck
   # where a step's time goes, op by op (last: the first thing a short device slot cuts)
-  log "bench_llm 12B profiled: every op's time in a 3.4K prefill and in decode at 4K (events per op, no graphs)"
-  NVL_PROFILE_OPS=1 NVL_CUDA_GRAPHS=0 bench bench_12b_profile 200 build-gpu/bench/bench_llm --shape 12b --sparse \
-      --prompt 3400 --chunk 3400 --context 4096 --decode 16
-  rm -rf /tmp/nanovl-bench-12b-sparse
+  if want profile; then
+    log "bench_llm 12B profiled: every op's time in a 3.4K prefill and in decode at 4K (events per op, no graphs)"
+    NVL_PROFILE_OPS=1 NVL_CUDA_GRAPHS=0 bench bench_12b_profile 200 build-gpu/bench/bench_llm --shape 12b --sparse \
+        --prompt 3400 --chunk 3400 --context 4096 --decode 16
+    rm -rf /tmp/nanovl-bench-12b-sparse
+  fi
   # (into the work folder's summary: finish() copies it over OUT's, and prints it)
   grep -A12 '^profile .*decode steps' "$L/bench_12b_profile.log" 2>/dev/null | sed 's/^/  /' | tee -a "$L/summary.log" || true
-  figures_complete=true
+  [ -z "${GPU_CHECK_ONLY:-}" ] && figures_complete=true
   log "figures: $OUT/figures.json"
 else
   log "device benchmarks: skipped (no device; the gpu tests above skipped themselves)"
