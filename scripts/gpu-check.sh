@@ -164,21 +164,42 @@ build_gpu() { # $@: extra cmake arguments
   fi
 }
 media_diag() { # why the bundle's smoke test failed there (media-diag.log), and an environment it passes in
-  local t=build-gpu/tests/media/test_media_made d="$L/media-diag.log" gdb v
+  local t=build-gpu/tests/media/test_media_made d="$L/media-diag.log" gdb v f x
   {
     echo "== machine"; grep -m2 -E '^(NAME|VERSION)=' /etc/os-release; ldd --version 2>&1 | head -1
     grep -m1 'model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*' | tr '\n' ' '; echo
-    echo "== libraries loaded from outside the bundle"; ldd "$t" 2>&1 | grep -v "$mb/media/lib"
-    echo "== the test, line-buffered (last 25 lines)"; run_to 40 stdbuf -oL -eL "$t" 2>&1 | tail -25
-    echo "== LD_DEBUG=files (last 30)"; LD_DEBUG=files run_to 40 "$t" 2>&1 >/dev/null | grep -E 'calling init|file=' | tail -30
+    echo "== libraries loaded from outside the bundle"; ldd "$t" 2>&1 | grep -v "$mb/media/lib" | grep -v 'vdso\|libc.so\|libm.so\|ld-linux'
+    echo "== each file through nanovl render (exit, last line)"
+    for f in anim.gif lossless.webp image.bmp image.tiff cmyk.jpg cmyk_3x1.jpg rotated.mp4 clip_2s.mp4 two_pages.pdf; do
+      run_to 30 build-gpu/api/nanovl render -o "$L/render" -- "tests/data/media/made/$f" >"$L/render-one.log" 2>&1
+      echo "  $f: exit $? $(tail -1 "$L/render-one.log" | cut -c1-160)"
+    done
+    echo "== the other media tests (exit, last line)"
+    for x in test_media test_media_edges test_image_sandbox test_pdf_sandbox; do
+      run_to 40 "build-gpu/tests/media/$x" >"$L/media-$x.log" 2>&1
+      echo "  $x: exit $? $(grep -m3 'FAIL' "$L/media-$x.log" | cut -c1-200 | tr '\n' ' ') $(tail -1 "$L/media-$x.log" | cut -c1-100)"
+    done
+    echo "== LD_DEBUG=files (last 6)"; LD_DEBUG=files run_to 40 "$t" 2>&1 >/dev/null | grep -E 'calling init|file=' | tail -6
     gdb=$(command -v cuda-gdb || ls /usr/local/cuda/bin/cuda-gdb 2>/dev/null)
-    [ -n "$gdb" ] && { echo "== backtrace ($gdb)"; run_to 60 "$gdb" -batch -ex run -ex bt --args "$t" 2>&1 | grep -v '^\[' | tail -40; }
+    [ -n "$gdb" ] && { echo "== backtrace ($gdb)"; run_to 60 "$gdb" -batch -ex run -ex bt -ex 'info symbol $pc' -ex 'x/3i $pc' \
+      -ex 'info registers rip rsp rbp rdi rsi rdx rcx rax' -ex 'x/40ga $sp' --args "$t" 2>&1 | grep -v '^\[\|^$\|Using host' | tail -60; }
   } >"$d" 2>&1
-  # the machine's own plug-ins (GIO modules, fontconfig's files) kept away, the bundle first on the loader's path
+  if [ "${GPU_CHECK_MEDIA_ASAN:-0}" = 1 ]; then # the smoke test under AddressSanitizer (our code instrumented, the bundle not)
+    echo "== AddressSanitizer" >>"$d"
+    if run_to 60 cmake -G Ninja -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNANOVL_CUDA=OFF \
+         "-DCMAKE_C_FLAGS=-fsanitize=address -fno-omit-frame-pointer" "-DCMAKE_EXE_LINKER_FLAGS=${media_flags[0]#*=} -fsanitize=address" \
+         >"$L/asan-build.log" 2>&1 && run_to 120 cmake --build build-asan -j "$JOBS" --target test_media_made >>"$L/asan-build.log" 2>&1; then
+      ASAN_OPTIONS=detect_leaks=0:fast_unwind_on_fatal=0 run_to 60 build-asan/tests/media/test_media_made >"$L/asan-run.log" 2>&1
+      echo "exit $?" >>"$d"; grep -v '^ *$' "$L/asan-run.log" | grep -A40 -m1 'ERROR\|SEGV' >>"$d"
+    else echo "the ASan build failed: $(grep -m3 error "$L/asan-build.log")" >>"$d"; fi
+  fi
+  # the machine's own plug-ins (GIO modules, fontconfig's files) kept away, the bundle first on the loader's path;
+  # libc's string functions without AVX-512, shadow stacks off
   for v in "GIO_MODULE_DIR=/nonexistent GIO_USE_VFS=local" "LD_LIBRARY_PATH=$mb/media/lib:${LD_LIBRARY_PATH:-}" \
-           "FONTCONFIG_FILE=/dev/null" "GIO_MODULE_DIR=/nonexistent GIO_USE_VFS=local FONTCONFIG_FILE=/dev/null LD_LIBRARY_PATH=$mb/media/lib:${LD_LIBRARY_PATH:-}"; do
+           "FONTCONFIG_FILE=/dev/null" "GLIBC_TUNABLES=glibc.cpu.x86_shstk=off" \
+           "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX2,-ERMS,-FSRM"; do
     if run_to 60 env $v "$t" >"$L/media-smoke-env.log" 2>&1; then echo "== passes with: $v" >>"$d"; media_env="$v"; return 0; fi
-    echo "== fails (exit $?) with: $v" >>"$d"
+    echo "== fails with: $v" >>"$d"
   done
   return 1
 }
@@ -187,11 +208,12 @@ if [ ${#media_flags[@]} -gt 0 ]; then
   # the bundle's libraries: build with them, then a media smoke test (decode images, a video, a PDF)
   if build_gpu "${media_flags[@]}" && run_to 120 build-gpu/tests/media/test_media_made >"$L/media-smoke.log" 2>&1; then
     log "media from the bundle: test_media_made passed"
-  elif [ -x build-gpu/tests/media/test_media_made ] && { media_diag; sed 's/^/  /' "$L/media-diag.log" | head -80 | tee -a "$L/summary.log"; [ -n "$media_env" ]; }; then
+  elif [ -x build-gpu/tests/media/test_media_made ] && { media_diag; sed 's/^/  /' "$L/media-diag.log" | head -170 | tee -a "$L/summary.log"; [ -n "$media_env" ]; }; then
     log "media from the bundle: test_media_made passes with $media_env, set for every test and benchmark (media-diag.log)"
     for kv in $media_env; do export "${kv?}"; done
   else
     log "media from the bundle FAILED (configure.log / build.log / media-smoke.log): building with PDF and video off"
+    [ "${GPU_CHECK_MEDIA_DIAG_ONLY:-0}" = 1 ] && { log "GPU_CHECK_MEDIA_DIAG_ONLY=1: stopping after the diagnosis"; exit 1; }
     cp "$L/configure.log" "$L/configure-media.log" 2>/dev/null; cp "$L/build.log" "$L/build-media.log" 2>/dev/null
     build_gpu -DNANOVL_PDF=OFF -DNANOVL_VIDEO=OFF || exit 1
   fi
