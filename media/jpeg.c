@@ -41,21 +41,31 @@ static nvl_status decode_libjpeg(const uint8_t *buf, size_t len, const char *nam
     struct jpeg_decompress_struct cinfo;
     ljerr je;
     memset(&je, 0, sizeof je);
+    memset(&cinfo, 0, sizeof cinfo); /* (cinfo.mem NULL: jpeg_destroy is a no-op until created) */
     media_image *volatile img = NULL;
     uint8_t *volatile row = NULL;
     volatile nvl_status st = NVL_OK;
+    volatile int created = 0;
     cinfo.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = lj_error_exit;
     je.pub.emit_message = lj_emit;
-    jpeg_create_decompress(&cinfo);
+    /* setjmp before jpeg_create_decompress: creating fails through error_exit too, e.g. "Wrong JPEG
+     * library version: library is 62, caller expects 80" when jpeglib.h / jconfig.h came from
+     * another libjpeg than the one loaded (a device build picked the machine's jconfig.h): a
+     * longjmp to a jmp_buf never set crashed the process */
     if (setjmp(je.jb)) {
         char msg[JMSG_LENGTH_MAX];
         je.pub.format_message((j_common_ptr)&cinfo, msg);
-        if (st == NVL_OK)
+        if (!created)
+            st = nvl_err_set(err, NVL_ERR_INTERNAL, "%s: the JPEG library refused to start: %s (nanovl was built with "
+                             "another libjpeg's jpeglib.h / jconfig.h than the one it loaded)", name, msg);
+        else if (st == NVL_OK)
             st = nvl_err_set(err, strstr(msg, "precision") ? NVL_ERR_UNSUPPORTED : NVL_ERR_FORMAT, "%s: JPEG data: %s%s",
                              name, msg, strstr(msg, "precision") ? " (only 8-bit JPEG is supported)" : "");
         goto done;
     }
+    jpeg_create_decompress(&cinfo);
+    created = 1;
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.data_precision != 8) {

@@ -111,6 +111,10 @@ use_deps() {
   done
   export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export LD_LIBRARY_PATH="$PWD/gpu-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # their multiarch headers before the machine's: jpeglib.h includes jconfig.h, which Debian keeps in
+  # include/x86_64-linux-gnu/, a folder no .pc file names; the H200 image's own (Ubuntu's libjpeg-turbo8,
+  # JPEG_LIB_VERSION 80) was picked instead, and libjpeg 62 refused to start (the first device runs)
+  export CPATH="$PWD/gpu-deps/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
   log "using gpu-deps/ for cJSON and Oniguruma"
 }
 # pkg-config itself (CMake finds every library through it): gpu-deps/'s pkgconf when the machine has none

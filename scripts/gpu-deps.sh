@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares gpu-deps/: the required libraries the GPU machine's image lacks (cJSON, Oniguruma),
 # libpng + libjpeg-turbo (so `nanovl bench` can time a whole page there: its synthetic page is a
-# PNG) and pkgconf (the image may have no pkg-config, which CMake needs to find any of them),
+# PNG), libwebp (WebP as Pillow decodes it: without it FFmpeg's decoder differs by up to 82 levels) and pkgconf (the image may have no pkg-config, which CMake needs to find any of them),
 # unpacked from Debian's packages with dpkg -x (headers, .so, pkg-config files); and
 # gpu-deps/media.tar.xz, this machine's Poppler + cairo + FFmpeg with their headers, the libraries
 # nanovl never calls replaced by stubs (scripts/gpu-media-bundle.py: ~17 MB, so that the tree and
@@ -16,7 +16,7 @@ out="$PWD/gpu-deps"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && apt-get download libcjson-dev libcjson1 libonig-dev libonig5 libpng-dev libpng16-16 zlib1g-dev \
-    libturbojpeg0-dev libturbojpeg0 libjpeg62-turbo-dev libjpeg62-turbo pkgconf-bin libpkgconf3 >/dev/null)
+    libturbojpeg0-dev libturbojpeg0 libjpeg62-turbo-dev libjpeg62-turbo libwebp-dev libwebp7 libwebpdemux2 libwebpmux3 pkgconf-bin libpkgconf3 >/dev/null)
 rm -rf "$out"
 mkdir -p "$out"
 for d in "$tmp"/*.deb; do dpkg -x "$d" "$out"; done
