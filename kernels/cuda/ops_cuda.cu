@@ -1392,105 +1392,8 @@ __device__ __forceinline__ void gemv_store(V2 y, const float (&acc)[MM][R], int 
         }
     }
 }
-/* A lane's chunk c of GV_ROWS weight rows (16 bytes each; zeros past N) and, for NVFP4, the chunk's
- * two block scales per row (bytes 2c and 2c + 1 of the row's scales, as two byte loads: the scale
- * array's alignment is not checked) */
 template <int NVFP4>
-__device__ __forceinline__ void gvq_load(uint4 (&wv)[GV_ROWS], uint32_t (&sv)[GV_ROWS], const uint8_t *w,
-                                         const uint8_t *bs, int64_t n0, int64_t N, int64_t rb, int64_t nblk, int64_t c) {
-#pragma unroll
-    for (int r = 0; r < GV_ROWS; r++) {
-        const bool in = n0 + r < N;
-        wv[r] = in ? *(const uint4 *)(w + (n0 + r) * rb + 16 * c) : make_uint4(0, 0, 0, 0);
-        if (NVFP4) {
-            const uint8_t *sp = bs + (n0 + r) * nblk + 2 * c;
-            sv[r] = in ? (uint32_t)sp[0] | (uint32_t)sp[1] << 8 : 0u;
-        }
-    }
-}
-/* One activation row (a lone decode row; QMV 1, its own registers: 89 FP8, 125 NVFP4, no spills,
- * where the batch form below takes 128 and spills for NVFP4). Each lane's next chunk (weights and
- * scales) is loaded before the current one is summed, so a load's latency hides behind the sums
- * (the first device run: 2.1 TB/s FP8, 0.84 NVFP4, against 3.3 for BF16 on the same shapes). The
- * sums are the batch form's products in the same order. */
-template <int NVFP4, int QMV>
 __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
-                                                         float wscale, int64_t K, int64_t M) {
-    __shared__ float lut[16];
-    if (NVFP4 && threadIdx.x < 16) lut[threadIdx.x] = qr_e2m1_value(threadIdx.x);
-    if (NVFP4) __syncthreads();
-    const int lane = threadIdx.x % WARP_SIZE;
-    const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * GV_ROWS,
-                  m0 = (int64_t)blockIdx.y * QMV, N = y.cols;
-    if (n0 >= N) return; /* whole warps */
-    const int mn = M - m0 < QMV ? (int)(M - m0) : QMV;
-    const int64_t rb = NVFP4 ? K / 2 : K, nch = rb / 16, nblk = K / QBLK; /* bytes of a weight row, its chunks */
-    float acc[QMV][GV_ROWS];
-#pragma unroll
-    for (int m = 0; m < QMV; m++)
-#pragma unroll
-        for (int r = 0; r < GV_ROWS; r++) acc[m][r] = 0.f;
-    uint4 wv[GV_ROWS];
-    uint32_t sv[GV_ROWS] = {};
-    if (lane < nch) gvq_load<NVFP4>(wv, sv, w, bs, n0, N, rb, nblk, lane);
-    for (int64_t c = lane; c < nch; c += WARP_SIZE) {
-        uint4 wn[GV_ROWS];
-        uint32_t sn[GV_ROWS] = {};
-        if (c + WARP_SIZE < nch) gvq_load<NVFP4>(wn, sn, w, bs, n0, N, rb, nblk, c + WARP_SIZE);
-        if (!NVFP4) {
-#pragma unroll
-            for (int m = 0; m < QMV; m++) { /* (compile-time indices keep acc in registers) */
-                if (m >= mn) break;
-                float xf[16];
-                load16(xf, xq + (m0 + m) * K + 16 * c);
-#pragma unroll
-                for (int r = 0; r < GV_ROWS; r++) {
-                    float wf[16];
-                    const uint32_t u[4] = {wv[r].x, wv[r].y, wv[r].z, wv[r].w};
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        e4m3x2_f32(u[q], wf[4 * q], wf[4 * q + 1]);
-                        e4m3x2_f32(u[q] >> 16, wf[4 * q + 2], wf[4 * q + 3]);
-                    }
-#pragma unroll
-                    for (int i = 0; i < 16; i++) acc[m][r] += xf[i] * wf[i];
-                }
-            }
-        } else {
-#pragma unroll
-            for (int hb = 0; hb < 2; hb++) { /* 16-block 2c + hb: bytes 8 hb .. 8 hb + 7 of the chunk */
-                const int64_t blk = 2 * c + hb;
-#pragma unroll
-                for (int m = 0; m < QMV; m++) {
-                    if (m >= mn) break;
-                    float xf[16];
-                    load16(xf, xq + (m0 + m) * K + QBLK * blk);
-#pragma unroll
-                    for (int r = 0; r < GV_ROWS; r++) { /* (the codes decoded per activation row: one for decode) */
-                        const uint32_t u0 = hb ? wv[r].z : wv[r].x, u1 = hb ? wv[r].w : wv[r].y;
-                        float s = 0.f;
-#pragma unroll
-                        for (int j = 0; j < 8; j++) /* low nibble first: element 2 b, then 2 b + 1 */
-                            s += xf[j] * lut[(u0 >> (4 * j)) & 15u];
-#pragma unroll
-                        for (int j = 0; j < 8; j++) s += xf[8 + j] * lut[(u1 >> (4 * j)) & 15u];
-                        acc[m][r] += s * e4m3_bits_f32((sv[r] >> (8 * hb)) & 0xffu);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < GV_ROWS; r++) {
-            wv[r] = wn[r];
-            sv[r] = sn[r];
-        }
-    }
-    gemv_store(y, acc, mn, m0, n0, N, wscale, lane);
-}
-
-/* The batch form (up to gv_qm(NVFP4) activation rows a warp, the codes decoded once for all) */
-template <int NVFP4>
-__global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant_rows(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
                                                          float wscale, int64_t K, int64_t M) {
     __shared__ float lut[16];
     if (NVFP4 && threadIdx.x < 16) lut[threadIdx.x] = qr_e2m1_value(threadIdx.x);
@@ -1831,13 +1734,12 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
     const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
     if (gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL && gy <= 65535) {
-        const uint8_t *wq = (const uint8_t *)w->w.data, *bs = nvfp4 ? (const uint8_t *)w->block_scale.data : nullptr;
-        const dim3 grid((unsigned)gx, M == 1 ? 1u : (unsigned)gy);
-        cudaStream_t st = kern_cuda_stream(be);
-        if (nvfp4 && M == 1) k_gemv_quant<1, 1><<<grid, EW_BLOCK, 0, st>>>(*yv, xq, wq, bs, w->weight_scale, K, M);
-        else if (nvfp4) k_gemv_quant_rows<1><<<grid, EW_BLOCK, 0, st>>>(*yv, xq, wq, bs, w->weight_scale, K, M);
-        else if (M == 1) k_gemv_quant<0, 1><<<grid, EW_BLOCK, 0, st>>>(*yv, xq, wq, bs, w->weight_scale, K, M);
-        else k_gemv_quant_rows<0><<<grid, EW_BLOCK, 0, st>>>(*yv, xq, wq, bs, w->weight_scale, K, M);
+        if (nvfp4)
+            k_gemv_quant<1><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K, M);
+        else
+            k_gemv_quant<0><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)nullptr, w->weight_scale, K, M);
         return kern_cuda_after_launch(be, "c_matmul (quantized GEMV)", err);
     }
     const int64_t bx = (w->n_out + per_block - 1) / per_block;
