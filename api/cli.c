@@ -93,8 +93,9 @@ static const char *k_usage =
     "  nanovl render report.pdf --pages 2 -o out/\n"
     "\n"
     "environment:\n"
-    "  NVL_BACKEND=cpu|cuda|auto   compute backend: the models run on the CPU for cpu and auto, on the GPU\n"
-    "                              for cuda (an error without a device); --backend X on any command sets it\n"
+    "  NVL_BACKEND=cpu|cuda|auto   compute backend: auto (the default) runs the models on the GPU when\n"
+    "                              there is one that holds them, else on the CPU; cpu never uses a device;\n"
+    "                              cuda (an error without a device); --backend X on any command sets it\n"
     "  NVL_THREADS=N               CPU threads, 1..4096 (default: OMP_NUM_THREADS, else all cores)\n"
     "  NANOVL_MODEL=DIR            default for --model\n"
     "  NVL_LOG_LEVEL=error|warn|info|debug\n";

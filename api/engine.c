@@ -218,7 +218,24 @@ nvl_status api_engine_open(api_engine **out, const char *dir, nvl_err *err) {
     return api_engine_open_with(out, dir, &o, err);
 }
 
+static nvl_status engine_open(api_engine **out, const char *dir, const api_engine_opts *opts, int on_cpu, int *auto_device,
+                              nvl_err *err);
+
+/* With the device chosen by auto (NVL_BACKEND unset or auto), a model that does not fit there
+ * (the weights, or the caches and workspaces after them: NVL_ERR_NOMEM) is loaded again on the
+ * CPU, with a warning that says why; NVL_BACKEND=cuda keeps it an error. */
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err) {
+    int auto_device = 0;
+    nvl_status st = engine_open(out, dir, opts, 0, &auto_device, err);
+    if (st == NVL_ERR_NOMEM && auto_device) {
+        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
+        st = engine_open(out, dir, opts, 1, NULL, err);
+    }
+    return st;
+}
+
+static nvl_status engine_open(api_engine **out, const char *dir, const api_engine_opts *opts, int on_cpu, int *auto_device,
+                              nvl_err *err) {
     *out = NULL;
     const api_engine_opts o = opts ? *opts : api_engine_opts_default();
     if (o.max_batch < 1 || o.max_batch > 256)
@@ -245,10 +262,11 @@ nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_eng
     e->opts = o;
     e->next_id = 1;
     nvl_status st;
-    if ((st = kern_backend_init_models(&e->be, err)) != NVL_OK) {
+    if ((st = on_cpu ? kern_backend_init(&e->be, "cpu", err) : kern_backend_init_models(&e->be, err)) != NVL_OK) {
         api_engine_close(e);
         return st;
     }
+    if (auto_device) *auto_device = kern_backend_auto_device(e->be);
     const int cpu = kern_backend_kind_of(e->be) == KERN_BACKEND_KIND_CPU; /* batch sizes by backend */
     e->vision_batch = o.vision_batch > 0 ? o.vision_batch : cpu ? 8 : VISION_BATCH;
     e->video_ahead = o.video_ahead > 0 ? o.video_ahead : 2 * e->vision_batch;

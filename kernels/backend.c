@@ -265,9 +265,22 @@ nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
     }
     if (v && *v && strcmp(v, "cpu") && strcmp(v, "auto"))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_BACKEND='%s': unknown backend (expected cpu, cuda or auto)", v);
-    /* auto: the CPU until the CUDA ops have been checked on a GPU (scripts/gpu-check.sh) */
+    if (v && !strcmp(v, "cpu")) return kern_backend_init(out, "cpu", err);
+    /* auto: the device where the driver reports one (the count goes through libcuda alone: a
+       machine without a driver loads no CUDA library) */
+    if (kern_cuda_built() && kern_cuda_device_count(NULL) > 0) {
+        nvl_err e2 = {0};
+        if (kern_backend_init(out, "cuda", &e2) == NVL_OK) {
+            (*out)->auto_device = 1;
+            return NVL_OK;
+        }
+        NVL_LOG_WARN("a CUDA device is present but its backend did not start (%s): running on the CPU "
+                     "(NVL_BACKEND=cuda makes this an error)\n", e2.msg);
+    }
     return kern_backend_init(out, "cpu", err);
 }
+
+int kern_backend_auto_device(const kern_backend *be) { return be && be->auto_device; }
 
 void kern_backend_free(kern_backend *be) {
     if (!be) return;

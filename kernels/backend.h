@@ -65,11 +65,15 @@ void kern_backend_profile(kern_backend *be, int on); /* (off and on again: start
 int kern_backend_profiling(const kern_backend *be);  /* 1 while on */
 int kern_backend_profile_report(kern_backend *be, FILE *out, const char *label);
 
-/* The backend the models (llm/, vision/, api/engine) run on: the CPU for NVL_BACKEND unset, cpu or
- * auto (the CUDA ops have not been checked on a GPU yet, so a device is used only when asked for);
- * NVL_BACKEND=cuda runs them on the GPU, and without a device it is an error that says why,
- * never a silent CPU run. */
+/* The backend the models (llm/, vision/, api/engine) run on. NVL_BACKEND unset or auto: the GPU
+ * when the driver reports a device and the CUDA backend starts (every GPU test passed on an H200,
+ * bench/RESULTS.md 2026-12-04), else the CPU (a backend that fails to start is a warning);
+ * NVL_BACKEND=cpu: the CPU; NVL_BACKEND=cuda: the GPU, and without a device it is an error that
+ * says why, never a silent CPU run. */
 nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err);
+/* 1 when be is a device that auto chose (NVL_BACKEND unset or auto): a caller whose model does
+ * not fit there (kern_weights_place: NVL_ERR_NOMEM) may load it again on the CPU, saying so. */
+int kern_backend_auto_device(const kern_backend *be);
 
 /* Checks every environment variable the kernels read (NVL_BACKEND, NVL_THREADS, NVL_CPU_KERNEL,
  * NVL_CUDA_SYNC, NVL_CUDA_GRAPHS, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an

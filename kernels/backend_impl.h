@@ -102,6 +102,7 @@ struct kern_backend {
     void *context;       /* backend-private */
     char description[256];
     struct kern_prof *prof; /* the per-op profile (kern_backend_profile); NULL: off */
+    int auto_device;        /* a device chosen by auto (kern_backend_init_models) */
 };
 
 /* kernels/ops.c around every op while profiling (kernels/backend.c): a token, then the op's

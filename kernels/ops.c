@@ -126,16 +126,24 @@ kern_weight kern_weight_plain(const nvl_tensor *w, const char *name) {
     return k;
 }
 
+/* bytes for a message: GiB from 1 GiB, else MiB (a small model's 3 MiB read "0.00 GiB") */
+static const char *mem_str(char buf[32], size_t b) {
+    if (b >= ((size_t)1 << 30)) snprintf(buf, 32, "%.2f GiB", (double)b / (1 << 30));
+    else snprintf(buf, 32, "%.1f MiB", (double)b / (1 << 20));
+    return buf;
+}
+
 nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int64_t n, nvl_err *err) {
     if (!be->iface->ops || !be->iface->ops->place_weight) return NVL_OK; /* stays where it is (the mmap) */
     /* refuse before uploading anything when the set does not fit */
     size_t need = 0, free_b = 0, total_b = 0;
     for (int64_t i = 0; i < n; i++)
         if (tensors[i]->data && tensors[i]->device == NVL_DEVICE_HOST) need += (nvl_tensor_nbytes(tensors[i]) + 255) & ~(size_t)255;
-    if (be->iface->mem_info && be->iface->mem_info(be, &free_b, &total_b) == NVL_OK && need > free_b)
-        return nvl_err_set(err, NVL_ERR_NOMEM,
-                           "the weights need %.2f GiB on %s but %.2f GiB of %.2f GiB are free: nothing was uploaded",
-                           (double)need / (1 << 30), be->description, (double)free_b / (1 << 30), (double)total_b / (1 << 30));
+    if (be->iface->mem_info && be->iface->mem_info(be, &free_b, &total_b) == NVL_OK && need > free_b) {
+        char a[32], f[32], t[32];
+        return nvl_err_set(err, NVL_ERR_NOMEM, "the weights need %s on %s but %s of %s are free: nothing was uploaded",
+                           mem_str(a, need), be->description, mem_str(f, free_b), mem_str(t, total_b));
+    }
     /* progress on a terminal for uploads that take a while (quiet in pipes) */
     const int show = need > ((size_t)1 << 30) && isatty(STDERR_FILENO);
     size_t done = 0;

@@ -126,10 +126,22 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
         cJSON_Delete(cfg);
         return st;
     }
-    if ((st = llm_model_load(out, ck, NULL, dir, params, err)) != NVL_OK) {
+    /* the backend made here, so that a model too large for the device auto chose is loaded again
+       on the CPU (kern_backend_auto_device), with a warning that says why */
+    kern_backend *be = NULL;
+    if ((st = kern_backend_init_models(&be, err)) == NVL_OK &&
+        (st = llm_model_load(out, ck, be, dir, params, err)) == NVL_ERR_NOMEM && kern_backend_auto_device(be)) {
+        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
+        kern_backend_free(be);
+        be = NULL;
+        if ((st = kern_backend_init(&be, "cpu", err)) == NVL_OK) st = llm_model_load(out, ck, be, dir, params, err);
+    }
+    if (st != NVL_OK) {
+        kern_backend_free(be);
         nvl_checkpoint_close(ck);
         return st;
     }
+    (*out)->owns_be = 1;
     (*out)->owns_ck = 1;
     return NVL_OK;
 }

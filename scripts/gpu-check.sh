@@ -29,8 +29,8 @@
 # names the commit in figures.json where the copy has no .git.
 # Without a device it still builds and runs everything that runs without one (the GPU tests
 # exit 77), then exits 77. Exit 0: all passed on a device; 1: something failed, or a GPU test
-# skipped itself on a device. Everything CUDA here had never run on a GPU when it was written:
-# read the first failure first.
+# skipped itself on a device. First run on a device on 2026-12-04 (an H200: every GPU test passed,
+# bench/RESULTS.md); on a failure, read the first one first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-gpu-check-out}}"

@@ -9,6 +9,7 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "base/log.h"
 #include "ops.h"
 #include "vision.h"
 
@@ -99,7 +100,21 @@ static float round_to_dtype(float v, nvl_dtype dt) {
 }
 
 nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) {
-    return vision_model_load(out, NULL, NULL, dir, err);
+    /* (the backend made here: a model too large for the device auto chose is loaded on the CPU) */
+    kern_backend *be = NULL;
+    nvl_status st = kern_backend_init_models(&be, err);
+    if (st == NVL_OK && (st = vision_model_load(out, NULL, be, dir, err)) == NVL_ERR_NOMEM && kern_backend_auto_device(be)) {
+        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
+        kern_backend_free(be);
+        be = NULL;
+        if ((st = kern_backend_init(&be, "cpu", err)) == NVL_OK) st = vision_model_load(out, NULL, be, dir, err);
+    }
+    if (st != NVL_OK) {
+        kern_backend_free(be);
+        return st;
+    }
+    (*out)->owns_be = 1;
+    return NVL_OK;
 }
 
 kern_backend *vision_model_backend(const vision_model *m) { return m->be; }
