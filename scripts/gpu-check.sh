@@ -299,7 +299,7 @@ if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   [ "$n_fail" -gt 0 ] && memcheck
 elif [ "$have_gpu" = 1 ]; then
   # GPU_CHECK_ONLY="NAME ..." runs only those benchmark steps (a rerun of what an earlier run
-  # missed): 12b ops ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile
+  # missed): 12b ops ops_i8 ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile ncu
   want() { [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" $1 "* ]]; }
   [ -n "${GPU_CHECK_ONLY:-}" ] && log "GPU_CHECK_ONLY: $GPU_CHECK_ONLY"
   early_memcheck=0
@@ -312,6 +312,12 @@ elif [ "$have_gpu" = 1 ]; then
         --context 4096 --decode 48
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
+  if want 12b || want ops_i8; then # NVFP4 decode on the direct GEMV (NVL_CUDA_GEMV_I8=0) beside the integer one above
+    log "bench_llm 12B nvfp4 with NVL_CUDA_GEMV_I8=0 (decode on the direct GEMV)"
+    NVL_CUDA_GEMV_I8=0 bench bench_12b_nvfp4_direct 120 build-gpu/bench/bench_llm --shape 12b --sparse --quant nvfp4 \
+        --prompt 128 --chunk 128 --context 4096 --decode 48
+    rm -rf "/tmp/nanovl-bench-12b-nvfp4-sparse" "/tmp/nanovl-bench-12b-sparse"
+  fi
   # the prefill ops that are not GEMMs at the 12B shapes, a 3400-row chunk, and decode GEMVs in
   # BF16 / FP8 / NVFP4: the tensor-core kernels (flash attention, chunked SSD) and the quantized
   # GEMV, then the simpler ones they replace
@@ -320,6 +326,23 @@ elif [ "$have_gpu" = 1 ]; then
     bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
     NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda \
         --shape 12b
+  fi
+  if want ops_i8; then
+    log "bench_ops 12B with NVL_CUDA_GEMV_I8=0 (the NVFP4 decode GEMV on the direct kernel)"
+    NVL_CUDA_GEMV_I8=0 bench bench_ops_i8off 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+  fi
+  if [[ " ${GPU_CHECK_ONLY:-} " == *" ncu "* ]]; then
+    # Nsight Compute over the kernels that bound the figures (decode GEMVs, the chunked SSD scan,
+    # flash attention): speed of light, warp stalls, occupancy; only when named (it replays kernels)
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    if [ -n "$ncu" ]; then
+      log "ncu ($ncu) over bench_ops 12B: k_gemv*, k_ssm_chunked, k_attention_flash"
+      run_to 120 "$ncu" --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
+          --section LaunchStats --section MemoryWorkloadAnalysis -k 'regex:k_gemv|k_ssm_chunked|k_attention_flash' -c 14 \
+          build-gpu/bench/bench_ops --backend cuda --shape 12b --runs 1 >"$L/ncu.log" 2>&1 || log "ncu: exit $? (ncu.log)"
+      grep -E 'Context [0-9]+, Stream|Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread|Stall|Warp Cycles Per Issued|Issued Ipc' \
+          "$L/ncu.log" | head -150 | sed 's/^/  /' | tee -a "$L/summary.log" >/dev/null
+    else log "ncu: not found"; fi
   fi
   if grep -q "PNG .*ON" "$L/configure.log" && { want ttft_page || want ttft_video; }; then # time to first token, the published shape end to end
     if vl12=$(run_to 120 build-gpu/bench/bench_llm --shape 12b --sparse --vl tests/data/vl_tiny --radio-h 2>>"$L/bench_ttft.log"); then

@@ -1466,6 +1466,81 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
     gemv_store(y, acc, mn, m0, n0, N, wscale, lane);
 }
 
+// NVFP4 with one activation row (a lone decode row) in integers: W4A4's products are small
+// integers. The activation of 16-block b is e2m1(x / s_b) * s_b with s_b k_quant_act's block scale
+// (e2m1 values: 0, 0.5, ..., 6), so sum_k xq[k] e2m1(w[k]) = s_b / 4 * sum_k (2 a_k)(2 w_k), the
+// doubled values integers in -12..12 and their sum over a block exact in int32 (dp4a: four signed
+// byte products a time). k_quant_nvfp4_i8 writes the doubled activation codes (K int8) and s_b
+// (K / 16 f32); k_gemv_nvfp4_i8 turns 8 weight nibbles into two words of four doubled values with
+// byte permutes (a table of the 8 magnitudes, one of their negations, a mask from the sign bits)
+// and sums each block with four dp4a: y = weight_scale_2 * sum_b e4m3(bs_b) * (s_b * isum_b / 4).
+// Against the direct kernel (f32 products of xq = fl(e2m1 * s_b)), each block's sum is exact and
+// rounded once: the results agree to f32 rounding. No table in shared memory, about two integer
+// instructions a weight where the direct kernel spends four and a shared-memory load
+// (bench/RESULTS.md 2026-12-04: 0.84 TB/s for NVFP4 against 3.3 for BF16). NVL_CUDA_GEMV_I8=0:
+// the direct kernel (k_gemv_quant).
+__global__ void k_quant_nvfp4_i8(int8_t *codes, float *scales, V2 x, float input_scale) {
+    const int64_t K = x.cols, nb = K / QBLK;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < nb; j += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t k0 = j * QBLK;
+        float amax = 0.0f;
+        for (int t = 0; t < QBLK; t++) amax = fmaxf(amax, fabsf(ld(x.p, k0 + t, x.dt)));
+        const float six_gs = 6.0f * input_scale; // as k_quant_act (and the CPU): one f32 product, then a division
+        float rr = amax / six_gs;
+        if (rr > 448.0f) rr = 448.0f;
+        float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
+        if (s < 1e-5f) s = 1.0f;
+        scales[j] = s;
+        for (int t = 0; t < QBLK; t++) codes[k0 + t] = (int8_t)(2.0f * qr_e2m1_quantize(ld(x.p, k0 + t, x.dt) / s));
+    }
+}
+/* four weight nibbles (the low 16 bits of sel, the first element lowest) as four doubled E2M1
+ * values in signed bytes */
+__device__ __forceinline__ int e2m1x4_i8(uint32_t sel) {
+    const uint32_t m = sel & 0x7777u;
+    const uint32_t pos = __byte_perm(0x03020100u, 0x0C080604u, m);  /* 0 1 2 3 | 4 6 8 12 */
+    const uint32_t neg = __byte_perm(0xFDFEFF00u, 0xF4F8FAFCu, m);  /* their negations */
+    const uint32_t msk = __byte_perm(0u, 0xFFu, (sel >> 1) & 0x4444u); /* 0xff where the sign bit is set */
+    return (int)((pos & ~msk) | (neg & msk));
+}
+__global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *codes, const float *scales, const uint8_t *w,
+                                                          const uint8_t *bs, float wscale, int64_t K) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * GV_ROWS, N = y.cols;
+    if (n0 >= N) return; /* whole warps */
+    const int64_t rb = K / 2, nblk = K / QBLK; /* bytes of a weight row; its blocks */
+    float acc[1][GV_ROWS];
+#pragma unroll
+    for (int r = 0; r < GV_ROWS; r++) acc[0][r] = 0.f;
+    for (int64_t c = lane; c < rb / 16; c += WARP_SIZE) { /* 16 bytes: 32 weights, blocks 2c and 2c + 1 */
+        uint4 wv[GV_ROWS];
+        uint32_t sv[GV_ROWS];
+#pragma unroll
+        for (int r = 0; r < GV_ROWS; r++) {
+            const bool in = n0 + r < N;
+            wv[r] = in ? *(const uint4 *)(w + (n0 + r) * rb + 16 * c) : make_uint4(0, 0, 0, 0);
+            const uint8_t *sp = bs + (n0 + r) * nblk + 2 * c;
+            sv[r] = in ? (uint32_t)sp[0] | (uint32_t)sp[1] << 8 : 0u;
+        }
+        const uint4 a0 = *(const uint4 *)(codes + 32 * c), a1 = *(const uint4 *)(codes + 32 * c + 16);
+        const float s0 = scales[2 * c] * 0.25f, s1 = scales[2 * c + 1] * 0.25f; /* (x 0.25: exact) */
+#pragma unroll
+        for (int r = 0; r < GV_ROWS; r++) {
+            int i0 = __dp4a(e2m1x4_i8(wv[r].x), (int)a0.x, 0);
+            i0 = __dp4a(e2m1x4_i8(wv[r].x >> 16), (int)a0.y, i0);
+            i0 = __dp4a(e2m1x4_i8(wv[r].y), (int)a0.z, i0);
+            i0 = __dp4a(e2m1x4_i8(wv[r].y >> 16), (int)a0.w, i0);
+            int i1 = __dp4a(e2m1x4_i8(wv[r].z), (int)a1.x, 0);
+            i1 = __dp4a(e2m1x4_i8(wv[r].z >> 16), (int)a1.y, i1);
+            i1 = __dp4a(e2m1x4_i8(wv[r].w), (int)a1.z, i1);
+            i1 = __dp4a(e2m1x4_i8(wv[r].w >> 16), (int)a1.w, i1);
+            acc[0][r] += (float)i0 * s0 * e4m3_bits_f32(sv[r] & 0xffu);
+            acc[0][r] += (float)i1 * s1 * e4m3_bits_f32(sv[r] >> 8);
+        }
+    }
+    gemv_store(y, acc, 1, 0, n0, N, wscale, lane);
+}
+
 /* A kernel switch (NVL_CUDA_FLASH and the like): "0" off, "1" on, else def (kern_env_check has
  * refused any other value before a command runs); each op reads it once (a function-local static). */
 static int kernel_switch(const char *name, int def) {
@@ -1723,17 +1798,28 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
     }
     /* (cublasGemmEx has bf16 x bf16 -> bf16 / f32, not -> f16: an F16 y takes the direct kernel) */
     if (M >= QUANT_DEQ_GEMM_MIN_ROWS && yv->dt != DT_F16) return matmul_quant_gemm(be, yv, xv, w, err);
+    /* the GEMV where its loads fit (NVL_CUDA_GEMV=0: never, for comparisons) */
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1), gemv_i8_on = kernel_switch("NVL_CUDA_GEMV_I8", 1);
+    const int64_t per_block = EW_BLOCK / WARP_SIZE, by = (M + QM - 1) / QM;
+    const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
+    const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
+    const int gemv_fits = gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL;
+    if (nvfp4 && M == 1 && gemv_fits && gemv_i8_on) { /* one NVFP4 row: in integers (k_gemv_nvfp4_i8) */
+        int8_t *codes = (int8_t *)kern_cuda_scratch(be, (size_t)K + (size_t)(K / QBLK) * sizeof(float), err);
+        if (!codes) return NVL_ERR_NOMEM;
+        float *scales = (float *)(codes + K); /* (K % 32 == 0: 16-byte aligned) */
+        k_quant_nvfp4_i8<<<grid_for(K / QBLK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(codes, scales, *xv, w->input_scale);
+        CHECK_ST(kern_cuda_after_launch(be, "c_matmul (NVFP4 activation codes)", err));
+        k_gemv_nvfp4_i8<<<dim3((unsigned)gx), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            *yv, codes, scales, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K);
+        return kern_cuda_after_launch(be, "c_matmul (NVFP4 GEMV in integers)", err);
+    }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
     if (!xq) return NVL_ERR_NOMEM;
     const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;
     k_quant_act<<<grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, nvfp4, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
-    const int64_t per_block = EW_BLOCK / WARP_SIZE, by = (M + QM - 1) / QM;
-    /* the GEMV where its loads fit (NVL_CUDA_GEMV=0: never, for comparisons) */
-    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1);
-    const int64_t gx = (w->n_out + per_block * GV_ROWS - 1) / (per_block * GV_ROWS);
-    const int64_t gy = (M + gv_qm(nvfp4) - 1) / gv_qm(nvfp4);
-    if (gemv_on && K % 32 == 0 && ((uintptr_t)w->w.data & 15) == 0 && gx <= 0x7fffffffLL && gy <= 65535) {
+    if (gemv_fits && gy <= 65535) {
         if (nvfp4)
             k_gemv_quant<1><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
                 *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K, M);

@@ -290,6 +290,18 @@ template <typename... P> static inline cudaError_t cudaFuncSetAttribute(void (*k
 #define warpSize 32
 
 static inline void __syncthreads() { emu::sync_threads(); }
+/* prmt.b32 as __byte_perm documents it: byte n of the result is byte (s >> 4n) & 7 of {x, y} */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const uint64_t v = (uint64_t)y << 32 | x;
+    unsigned r = 0;
+    for (int n = 0; n < 4; n++) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7u))) & 0xffu) << (8 * n);
+    return r;
+}
+/* dp4a.s32.s32: c + the sum of the four products of a's and b's signed bytes */
+static inline int __dp4a(int a, int b, int c) {
+    for (int n = 0; n < 4; n++) c += (int)(int8_t)(a >> (8 * n)) * (int)(int8_t)(b >> (8 * n));
+    return c;
+}
 static inline void __syncwarp(unsigned = 0xffffffffu) { (void)emu::shfl_xor(0, 0); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {
     static_assert(sizeof(T) <= 8, "shuffle of a wide type");
