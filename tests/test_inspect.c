@@ -86,6 +86,15 @@ static void write_ckpt(const char *dir, const char *pattern, int n_layers_cfg, i
 }
 
 /* Runs api_inspect and returns its text (malloc'ed). */
+/* dir/name as a symbolic link to from_dir/name (an earlier run's replaced) */
+static void link_in(const char *dir, const char *from_dir, const char *name) {
+    char from[1200], path[1200];
+    snprintf(from, sizeof from, "%s/%s", from_dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path);
+    TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+}
+
 static char *inspect(const char *dir, int *usable, nvl_status *st) {
     char *buf = NULL;
     size_t len = 0;
@@ -243,13 +252,7 @@ static void test_quantized(void) {
         snprintf(dir, sizeof dir, "%s/inspect_hfq%d", test_tmpdir(), k);
         mkdir(dir, 0755);
         static const char *const files[] = {"model.safetensors", "hf_quant_config.json"};
-        for (int f = 0; f < (k == 2 ? 1 : 2); f++) { /* k = 2: config.json alone */
-            char from[1200];
-            snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-            snprintf(from, sizeof from, "%s/%s", src, files[f]);
-            unlink(path);
-            TEST_CHECK(symlink(from, path) == 0, "link %s", path);
-        }
+        for (int f = 0; f < (k == 2 ? 1 : 2); f++) link_in(dir, src, files[f]); /* k = 2: config.json alone */
         if (k == 0) cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
         else if (k == 2) { /* its KV-cache scheme is said not to be applied, as hf_quant_config.json's is */
             cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
@@ -293,19 +296,10 @@ static void test_quantized(void) {
     DIR *d = opendir(plain);
     TEST_CHECK(d != NULL, "open %s", plain);
     for (struct dirent *de; d && (de = readdir(d));) {
-        if (de->d_name[0] == '.') continue;
-        char from[1200];
-        snprintf(from, sizeof from, "%s/%s", plain, de->d_name);
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-        TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+        if (de->d_name[0] != '.') link_in(dir, plain, de->d_name);
     }
     if (d) closedir(d);
-    char from[1200];
-    snprintf(from, sizeof from, "%s/hf_quant_config.json", src);
-    snprintf(path, sizeof path, "%s/hf_quant_config.json", dir);
-    unlink(path);
-    TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+    link_in(dir, src, "hf_quant_config.json");
     int usable = 0;
     nvl_status st;
     char *out = inspect(dir, &usable, &st);
@@ -335,7 +329,7 @@ static void test_projector_shape(void) {
         nvl_checkpoint_close(ck);
         return;
     }
-    char dir[700], path[1200], from[1200];
+    char dir[700], path[1200];
     snprintf(dir, sizeof dir, "%s/inspect_proj", test_tmpdir());
     mkdir(dir, 0755);
     const char *shard_path = nvl_checkpoint_shard_path(ck, p->shard);
@@ -364,11 +358,7 @@ static void test_projector_shape(void) {
                                         "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
                                         "model-00002-of-00002.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        if (!strcmp(files[i], shard_name)) continue;
-        snprintf(from, sizeof from, "%s/%s", srcdir, files[i]);
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-        TEST_CHECK(symlink(from, path) == 0, "link %s", path);
+        if (strcmp(files[i], shard_name)) link_in(dir, srcdir, files[i]);
     }
     int usable = 1;
     nvl_status st;
