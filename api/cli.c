@@ -138,16 +138,19 @@ static int cmd_version(int argc, char **argv) {
     if (kern_cuda_built())
         printf("cuda devices: %d%s%s%s\n", ndev, ndev ? "" : " (", ndev ? "" : (why ? why : "none"),
                ndev ? "" : ")");
+    int dev_ok = 0;
     if (ndev > 0) { /* name the device the cuda backend would run on */
         kern_backend *cb = NULL;
         nvl_err cerr = {0};
-        if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK) printf("cuda device: %s\n", kern_backend_description(cb));
+        if ((dev_ok = kern_backend_init(&cb, "cuda", &cerr) == NVL_OK)) printf("cuda device: %s\n", kern_backend_description(cb));
         else printf("cuda device: unusable (%s)\n", cerr.msg);
         kern_backend_free(cb);
     }
-    {
+    { /* as kern_backend_init_models chooses */
         const char *bv = getenv("NVL_BACKEND");
-        printf("models run on: %s\n", bv && !strcmp(bv, "cuda") ? "cuda (NVL_BACKEND / --backend)" : "cpu");
+        if (bv && (!strcmp(bv, "cuda") || !strcmp(bv, "cpu"))) printf("models run on: %s (NVL_BACKEND / --backend)\n", bv);
+        else if (dev_ok) printf("models run on: cuda (auto: the device above; the CPU for a model that does not fit it)\n");
+        else printf("models run on: cpu (auto: no usable CUDA device)\n");
     }
     printf("cpu threads: %d%s\n", kern_cpu_threads(), getenv("NVL_THREADS") && *getenv("NVL_THREADS") ? " (NVL_THREADS)" : "");
     printf("cpu kernels: %s\n", kern_cpu_kernels());

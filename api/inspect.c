@@ -307,23 +307,30 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         nvl_free(tmpl);
         cJSON_Delete(special);
     }
-    /* where the models would run (NVL_BACKEND / --backend), and on a device whether they fit */
+    /* where the models would run (NVL_BACKEND / --backend, else auto: the device when there is one
+       and the tensors fit it, as kern_backend_init_models and the loaders choose), and whether they fit */
     {
         const char *bv = getenv("NVL_BACKEND");
+        const int asked = bv && !strcmp(bv, "cuda"), cpu = bv && !strcmp(bv, "cpu");
         const double need = (double)nvl_checkpoint_data_bytes(ck) / (1024.0 * 1024.0 * 1024.0);
-        if (bv && !strcmp(bv, "cuda")) {
+        if (asked || (!cpu && kern_cuda_device_count(NULL) > 0)) {
             kern_backend *cb = NULL;
             nvl_err cerr = {0};
             size_t fr = 0, tot = 0;
-            if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK && kern_backend_mem_info(cb, &fr, &tot, NULL) == NVL_OK)
-                fprintf(out, "runs on: %s; %.1f GiB free, the tensors take %.2f GiB%s\n", kern_backend_description(cb),
-                        (double)fr / (1024.0 * 1024.0 * 1024.0), need,
-                        (double)fr / (1024.0 * 1024.0 * 1024.0) < need ? " (they do not fit)" : "");
-            else
+            if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK && kern_backend_mem_info(cb, &fr, &tot, NULL) == NVL_OK) {
+                const int fits = (double)fr / (1024.0 * 1024.0 * 1024.0) >= need, gib = need >= 1.0;
+                fprintf(out, "runs on: %s%s; %.*f %s free, the tensors take %.*f %s%s\n",
+                        asked || fits ? kern_backend_description(cb) : "cpu", asked ? "" : fits ? " (auto)" : " (auto: they do not fit",
+                        gib ? 1 : 0, (double)fr / (gib ? 1024.0 * 1024.0 * 1024.0 : 1024.0 * 1024.0), gib ? "GiB" : "MiB", gib ? 2 : 1,
+                        need * (gib ? 1.0 : 1024.0), gib ? "GiB" : "MiB", fits ? "" : asked ? " (they do not fit)" : ")");
+            } else if (asked) {
                 fprintf(out, "runs on: cuda was asked for, but: %s\n", cerr.msg[0] ? cerr.msg : "the device reports no memory");
+            } else {
+                fprintf(out, "runs on: cpu (auto: the CUDA device is unusable: %s)\n", cerr.msg[0] ? cerr.msg : "no memory reported");
+            }
             kern_backend_free(cb);
         } else {
-            fprintf(out, "runs on: cpu%s\n", kern_cuda_device_count(NULL) > 0 ? " (a CUDA device is present: --backend cuda)" : "");
+            fprintf(out, "runs on: cpu%s\n", cpu ? " (NVL_BACKEND / --backend)" : "");
         }
     }
     if (pr.n == 0) fprintf(out, "problems: none\n");
