@@ -243,6 +243,10 @@ int64_t api_engine_n_vocab(const api_engine *e);
 /* Where the models run on a device: its memory in use (by this process and any other) and in
  * total, bytes. NVL_ERR_UNSUPPORTED on the CPU backend. */
 nvl_status api_engine_device_memory(api_engine *e, size_t *used, size_t *total, nvl_err *err);
+/* Where the models run: kern_backend_name ("cpu" or "cuda") and its description (the device's
+ * name, compute capability and memory; "CPU ..." on the CPU). Static strings of the engine. */
+const char *api_engine_backend_name(const api_engine *e);
+const char *api_engine_backend_description(const api_engine *e);
 /* The context budget a request gets by default (see above). */
 int64_t api_engine_max_context(const api_engine *e);
 /* Drops the kept prefix state. */

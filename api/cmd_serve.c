@@ -178,6 +178,7 @@ int cmd_serve(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    if (!o.quiet) fprintf(stderr, "nanovl serve: the models run on %s\n", api_engine_backend_description(e));
     o.model_name = model;
     o.on_ready = ready;
     o.user = &o;

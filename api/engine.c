@@ -93,6 +93,8 @@ nvl_status api_engine_device_memory(api_engine *e, size_t *used, size_t *total, 
     return st;
 }
 const llm_tokenizer *api_engine_tokenizer(const api_engine *e) { return e->tok; }
+const char *api_engine_backend_name(const api_engine *e) { return kern_backend_name(e->be); }
+const char *api_engine_backend_description(const api_engine *e) { return kern_backend_description(e->be); }
 int64_t api_engine_max_context(const api_engine *e) {
     const int64_t t = llm_model_hparams(e->lm)->n_ctx_train;
     return t > 0 ? t : DEFAULT_MAX_CONTEXT;

@@ -753,6 +753,8 @@ static void status_reply(server *s, client *cl, const char *id) {
     cJSON_AddStringToObject(ev, "version", NANOVL_VERSION);
     cJSON_AddNumberToObject(ev, "protocol", API_PROTOCOL_VERSION);
     if (s->o->model_name) cJSON_AddStringToObject(ev, "model", s->o->model_name);
+    cJSON_AddStringToObject(ev, "backend", api_engine_backend_name(s->e));
+    cJSON_AddStringToObject(ev, "device", api_engine_backend_description(s->e));
     pthread_mutex_lock(&s->mu);
     cJSON_AddNumberToObject(ev, "queued", s->n_queued);
     cJSON_AddBoolToObject(ev, "busy", s->running != NULL);

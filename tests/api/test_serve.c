@@ -231,6 +231,12 @@ int main(void) {
     TEST_CHECK(ev && !strcmp(str(ev, "event"), "status") && num(ev, "protocol") == 1 && num(ev, "v") == 1, "status event");
     TEST_CHECK(ev && num(ev, "threads") == 1, "NVL_THREADS=1 applies to the worker (status threads %g)",
                ev ? num(ev, "threads") : -1.0);
+    { /* where the models run: the backend this process chose, and its description */
+        const char *want = getenv("NVL_BACKEND") && !strcmp(getenv("NVL_BACKEND"), "cuda") ? "cuda" : "cpu";
+        TEST_CHECK(ev && !strcmp(str(ev, "backend"), want), "status backend '%s' (expected %s)", ev ? str(ev, "backend") : "",
+                   want);
+        TEST_CHECK(ev && strlen(str(ev, "device")) > 3, "status device '%s'", ev ? str(ev, "device") : "");
+    }
     cJSON_Delete(ev);
 
     /* one question: accepted, progress, tokens, done; the streamed text is the answer */
