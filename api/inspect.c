@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "base/alloc.h"
 #include "base/json_util.h"
+#include "base/log.h"
 #include "base/safetensors.h"
 #include "llm.h"
 #include "engine_impl.h"
@@ -25,16 +26,6 @@ static void on_problem(void *user, nvl_status code, const char *msg) {
     problems *p = user;
     fprintf(p->out, "  problem: %s [%s]\n", msg, nvl_status_name(code));
     p->n++;
-}
-
-static void human_bytes(char *buf, size_t cap, double b) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (b >= 1024.0 && i < 4) {
-        b /= 1024.0;
-        i++;
-    }
-    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
 static char *config_path_for(const char *path) {
@@ -174,14 +165,14 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
         count_dtype[e->dtype]++;
     }
     char hb[64];
-    human_bytes(hb, sizeof hb, (double)nvl_checkpoint_data_bytes(ck));
+    nvl_human_bytes(hb, sizeof hb, (double)nvl_checkpoint_data_bytes(ck));
     fprintf(out, "files: %d safetensors shard%s, %lld tensors, %s of tensor data\n",
             nvl_checkpoint_n_shards(ck), nvl_checkpoint_n_shards(ck) == 1 ? "" : "s",
             (long long)nvl_checkpoint_count(ck), hb);
     fprintf(out, "bytes by dtype:");
     for (int t = 1; t < NVL_DTYPE_COUNT; t++)
         if (count_dtype[t]) {
-            human_bytes(hb, sizeof hb, (double)by_dtype[t]);
+            nvl_human_bytes(hb, sizeof hb, (double)by_dtype[t]);
             fprintf(out, " %s %s (%lld tensors);", nvl_dtype_name((nvl_dtype)t), hb,
                     (long long)count_dtype[t]);
         }
@@ -312,17 +303,18 @@ nvl_status api_inspect(const char *path, FILE *out, int *usable, nvl_err *err) {
     {
         const char *bv = getenv("NVL_BACKEND");
         const int asked = bv && !strcmp(bv, "cuda"), cpu = bv && !strcmp(bv, "cpu");
-        const double need = (double)nvl_checkpoint_data_bytes(ck) / (1024.0 * 1024.0 * 1024.0);
+        const size_t need = nvl_checkpoint_data_bytes(ck);
         if (asked || (!cpu && kern_cuda_device_count(NULL) > 0)) {
             kern_backend *cb = NULL;
             nvl_err cerr = {0};
             size_t fr = 0, tot = 0;
             if (kern_backend_init(&cb, "cuda", &cerr) == NVL_OK && kern_backend_mem_info(cb, &fr, &tot, NULL) == NVL_OK) {
-                const int fits = (double)fr / (1024.0 * 1024.0 * 1024.0) >= need, gib = need >= 1.0;
-                fprintf(out, "runs on: %s%s; %.*f %s free, the tensors take %.*f %s%s\n",
+                const int fits = fr >= need;
+                char fb[32], nb[32];
+                fprintf(out, "runs on: %s%s; %s free, the tensors take %s%s\n",
                         asked || fits ? kern_backend_description(cb) : "cpu", asked ? "" : fits ? " (auto)" : " (auto: they do not fit",
-                        gib ? 1 : 0, (double)fr / (gib ? 1024.0 * 1024.0 * 1024.0 : 1024.0 * 1024.0), gib ? "GiB" : "MiB", gib ? 2 : 1,
-                        need * (gib ? 1.0 : 1024.0), gib ? "GiB" : "MiB", fits ? "" : asked ? " (they do not fit)" : ")");
+                        nvl_human_bytes(fb, sizeof fb, (double)fr), nvl_human_bytes(nb, sizeof nb, (double)need),
+                        fits ? "" : asked ? " (they do not fit)" : ")");
             } else if (asked) {
                 fprintf(out, "runs on: cuda was asked for, but: %s\n", cerr.msg[0] ? cerr.msg : "the device reports no memory");
             } else {

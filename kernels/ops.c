@@ -9,6 +9,7 @@
 #include "backend_impl.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/log.h"
 
 /* The CPU holds narrower float activations widened to f32 (kernels/ops.h). */
 static int widens(const kern_backend *be, nvl_dtype dtype) {
@@ -126,13 +127,6 @@ kern_weight kern_weight_plain(const nvl_tensor *w, const char *name) {
     return k;
 }
 
-/* bytes for a message: GiB from 1 GiB, else MiB (a small model's 3 MiB read "0.00 GiB") */
-static const char *mem_str(char buf[32], size_t b) {
-    if (b >= ((size_t)1 << 30)) snprintf(buf, 32, "%.2f GiB", (double)b / (1 << 30));
-    else snprintf(buf, 32, "%.1f MiB", (double)b / (1 << 20));
-    return buf;
-}
-
 nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int64_t n, nvl_err *err) {
     if (!be->iface->ops || !be->iface->ops->place_weight) return NVL_OK; /* stays where it is (the mmap) */
     /* refuse before uploading anything when the set does not fit */
@@ -142,7 +136,8 @@ nvl_status kern_weights_place(kern_backend *be, nvl_tensor *const *tensors, int6
     if (be->iface->mem_info && be->iface->mem_info(be, &free_b, &total_b) == NVL_OK && need > free_b) {
         char a[32], f[32], t[32];
         return nvl_err_set(err, NVL_ERR_NOMEM, "the weights need %s on %s but %s of %s are free: nothing was uploaded",
-                           mem_str(a, need), be->description, mem_str(f, free_b), mem_str(t, total_b));
+                           nvl_human_bytes(a, sizeof a, (double)need), be->description,
+                           nvl_human_bytes(f, sizeof f, (double)free_b), nvl_human_bytes(t, sizeof t, (double)total_b));
     }
     /* progress on a terminal for uploads that take a while (quiet in pipes) */
     const int show = need > ((size_t)1 << 30) && isatty(STDERR_FILENO);

@@ -48,3 +48,14 @@ void nvl_log(enum nvl_log_level level, const char *fmt, ...) {
     size_t n = strlen(buf);
     if (n == 0 || buf[n - 1] != '\n') fputc('\n', stderr);
 }
+
+const char *nvl_human_bytes(char *buf, size_t cap, double b) {
+    static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024.0 && i < 4) {
+        b /= 1024.0;
+        i++;
+    }
+    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}

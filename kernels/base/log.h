@@ -38,6 +38,10 @@ void nvl_log(enum nvl_log_level level, const char *fmt, ...) NVL_PRINTF(2, 3);
 #define NVL_LOG_INFO(...) nvl_log(NVL_LOG_LEVEL_INFO, __VA_ARGS__)
 #define NVL_LOG_DEBUG(...) nvl_log(NVL_LOG_LEVEL_DEBUG, __VA_ARGS__)
 
+/* bytes for a message, in the largest binary unit it reaches: "512 B", "2.78 MiB", "23.68 GiB".
+ * Writes buf (cap bytes) and returns it. */
+const char *nvl_human_bytes(char *buf, size_t cap, double bytes);
+
 #ifdef __cplusplus
 }
 #endif
