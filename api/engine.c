@@ -229,10 +229,7 @@ static nvl_status engine_open(api_engine **out, const char *dir, const api_engin
 nvl_status api_engine_open_with(api_engine **out, const char *dir, const api_engine_opts *opts, nvl_err *err) {
     int auto_device = 0;
     nvl_status st = engine_open(out, dir, opts, 0, &auto_device, err);
-    if (st == NVL_ERR_NOMEM && auto_device) {
-        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
-        st = engine_open(out, dir, opts, 1, NULL, err);
-    }
+    if (kern_backend_fall_back_to_cpu(auto_device, st, dir, err)) st = engine_open(out, dir, opts, 1, NULL, err);
     return st;
 }
 

@@ -282,6 +282,12 @@ nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err) {
 
 int kern_backend_auto_device(const kern_backend *be) { return be && be->auto_device; }
 
+int kern_backend_fall_back_to_cpu(int auto_device, nvl_status st, const char *what, const nvl_err *err) {
+    if (!auto_device || st != NVL_ERR_NOMEM) return 0;
+    NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", what, err->msg);
+    return 1;
+}
+
 void kern_backend_free(kern_backend *be) {
     if (!be) return;
     kern_backend_profile(be, 0);

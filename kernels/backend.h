@@ -71,9 +71,13 @@ int kern_backend_profile_report(kern_backend *be, FILE *out, const char *label);
  * NVL_BACKEND=cpu: the CPU; NVL_BACKEND=cuda: the GPU, and without a device it is an error that
  * says why, never a silent CPU run. */
 nvl_status kern_backend_init_models(kern_backend **out, nvl_err *err);
-/* 1 when be is a device that auto chose (NVL_BACKEND unset or auto): a caller whose model does
- * not fit there (kern_weights_place: NVL_ERR_NOMEM) may load it again on the CPU, saying so. */
+/* 1 when be is a device that auto chose (NVL_BACKEND unset or auto). */
 int kern_backend_auto_device(const kern_backend *be);
+/* After loading `what` (a model folder) on a backend ended with st: 1 when that backend was a
+ * device auto chose and st is NVL_ERR_NOMEM (the model does not fit it: kern_weights_place, or the
+ * caches after it), having warned with err's message that it runs on the CPU instead; the caller
+ * then loads it again on a CPU backend. 0 otherwise (NVL_BACKEND=cuda keeps it an error). */
+int kern_backend_fall_back_to_cpu(int auto_device, nvl_status st, const char *what, const nvl_err *err);
 
 /* Checks every environment variable the kernels read (NVL_BACKEND, NVL_THREADS, NVL_CPU_KERNEL,
  * NVL_CUDA_SYNC, NVL_CUDA_GRAPHS, NVL_LOG_LEVEL, NVL_FAIL_ALLOC_AFTER): a value that cannot be honoured is an

@@ -323,9 +323,9 @@ typedef struct llm_batch_seq {
  * vocabulary, a free or repeated slot. On error the slots' contents are undefined. */
 nvl_status llm_step(llm_workspace *ws, llm_cache *c, const llm_batch_seq *seqs, int n_seq, nvl_err *err);
 
-/* The model on a checkpoint the caller opened (one handle per engine) and a backend (NULL: a
- * CPU backend of its own). dir holds config.json / generation_config.json. ck and be must
- * outlive the model. */
+/* The model on a checkpoint the caller opened (one handle per engine) and a backend (not NULL:
+ * llm_model_init makes one, with the CPU fallback of kern_backend_fall_back_to_cpu). dir holds
+ * config.json / generation_config.json. ck and be must outlive the model. */
 nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir,
                           const llm_model_params *params, nvl_err *err);
 kern_backend *llm_model_backend(const llm_model *m);

@@ -129,9 +129,8 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
     /* the backend made here, so that a model too large for the device auto chose is loaded again
        on the CPU (kern_backend_auto_device), with a warning that says why */
     kern_backend *be = NULL;
-    if ((st = kern_backend_init_models(&be, err)) == NVL_OK &&
-        (st = llm_model_load(out, ck, be, dir, params, err)) == NVL_ERR_NOMEM && kern_backend_auto_device(be)) {
-        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
+    if ((st = kern_backend_init_models(&be, err)) == NVL_OK) st = llm_model_load(out, ck, be, dir, params, err);
+    if (kern_backend_fall_back_to_cpu(kern_backend_auto_device(be), st, dir, err)) {
         kern_backend_free(be);
         be = NULL;
         if ((st = kern_backend_init(&be, "cpu", err)) == NVL_OK) st = llm_model_load(out, ck, be, dir, params, err);
@@ -149,6 +148,7 @@ nvl_status llm_model_init(llm_model **out, const char *dir, const llm_model_para
 nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir,
                           const llm_model_params *params, nvl_err *err) {
     *out = NULL;
+    if (!be) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: no backend", __func__);
     llm_model_params p = params ? *params : llm_model_params_default();
     llm_model *m = nvl_calloc(1, sizeof *m);
     if (!m) return nvl_err_set(err, NVL_ERR_NOMEM, "%s: out of memory", __func__);
@@ -166,10 +166,6 @@ nvl_status llm_model_load(llm_model **out, nvl_checkpoint *ck, kern_backend *be,
         NVL_LOG_WARN("%s: kv_cache_quant_algo %s is not reproduced: the KV cache is kept in the activation dtype\n", dir,
                      m->quant.kv_algo);
     if (m->quant.note[0]) NVL_LOG_WARN("%s: %s\n", dir, m->quant.note);
-    if (!m->be) {
-        if ((st = kern_backend_init_models(&m->be, err)) != NVL_OK) goto fail;
-        m->owns_be = 1;
-    }
     int64_t n_exp = 0, n_bound = 0;
     if ((st = llm_check_tensors(m->ck, &m->hp, NULL, NULL, &n_exp, &n_bound, err)) != NVL_OK)
         goto fail; /* (its callers name dir, as for every other error here: it was said twice) */

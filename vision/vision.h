@@ -106,8 +106,8 @@ typedef struct vision_model vision_model;
  * in vision_config.args.model (vit_huge / vit_large -> 16, vit_base -> 12). Every tensor of
  * every block is checked (presence, shape, float dtype) and refused by name. */
 nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err);
-/* The same on a checkpoint the caller opened (one per engine) and a backend (NULL: a CPU backend
- * of its own); ck and be must outlive the model. */
+/* The same on a checkpoint the caller opened (one per engine; NULL: one of its own) and a backend
+ * (not NULL: vision_model_init makes one, with the CPU fallback); ck and be must outlive the model. */
 nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir, nvl_err *err);
 kern_backend *vision_model_backend(const vision_model *m);
 void vision_model_free(vision_model *m);

@@ -9,7 +9,6 @@
 
 #include "base/alloc.h"
 #include "base/json_util.h"
-#include "base/log.h"
 #include "ops.h"
 #include "vision.h"
 
@@ -103,8 +102,8 @@ nvl_status vision_model_init(vision_model **out, const char *dir, nvl_err *err) 
     /* (the backend made here: a model too large for the device auto chose is loaded on the CPU) */
     kern_backend *be = NULL;
     nvl_status st = kern_backend_init_models(&be, err);
-    if (st == NVL_OK && (st = vision_model_load(out, NULL, be, dir, err)) == NVL_ERR_NOMEM && kern_backend_auto_device(be)) {
-        NVL_LOG_WARN("%s: %s; running on the CPU instead (NVL_BACKEND=cpu chooses it at once)\n", dir, err->msg);
+    if (st == NVL_OK) st = vision_model_load(out, NULL, be, dir, err);
+    if (kern_backend_fall_back_to_cpu(kern_backend_auto_device(be), st, dir, err)) {
         kern_backend_free(be);
         be = NULL;
         if ((st = kern_backend_init(&be, "cpu", err)) == NVL_OK) st = vision_model_load(out, NULL, be, dir, err);
@@ -121,6 +120,7 @@ kern_backend *vision_model_backend(const vision_model *m) { return m->be; }
 
 nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backend *be, const char *dir, nvl_err *err) {
     *out = NULL;
+    if (!be) return nvl_err_set(err, NVL_ERR_INVALID_ARG, "vision_model_load: no backend");
     vision_model *m = nvl_calloc(1, sizeof *m);
     if (!m) return nvl_err_set(err, NVL_ERR_NOMEM, "vision: out of memory");
     m->ck = ck;
@@ -133,10 +133,6 @@ nvl_status vision_model_load(vision_model **out, nvl_checkpoint *ck, kern_backen
     if (st == NVL_OK && !m->ck) {
         st = nvl_checkpoint_open(&m->ck, dir, err);
         m->owns_ck = st == NVL_OK;
-    }
-    if (st == NVL_OK && !m->be) {
-        st = kern_backend_init_models(&m->be, err);
-        m->owns_be = st == NVL_OK;
     }
     if (st == NVL_OK) st = vision_vit_shape_from_checkpoint(&m->vc, m->ck, err);
     if (st != NVL_OK) goto fail;
