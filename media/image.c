@@ -223,15 +223,12 @@ static void gif_fill_outside_first_frame(const uint8_t *b, size_t n, media_image
     const int sw = b[6] | b[7] << 8, sh = b[8] | b[9] << 8;
     if (sw != img->width || sh != img->height) return;
     const uint8_t *global = b[10] & 0x80 ? b + 13 : NULL;
-    size_t i = 13 + (global ? 3u << ((b[10] & 7) + 1) : 0);
+    size_t i = media_gif_first_block(b, n);
     int transparent = 0;
     while (i < n) {
-        if (b[i] == 0x21 && i + 1 < n) { /* extension: label, then sub-blocks until an empty one */
-            const int gce = b[i + 1] == 0xF9;
-            i += 2;
-            if (gce && i + 4 < n && b[i] >= 4) transparent |= b[i + 1] & 1; /* (Pillow: any before the frame) */
-            while (i < n && b[i]) i += 1u + b[i];
-            i++;
+        if (b[i] == 0x21 && i + 1 < n) { /* an extension: a graphic control one's transparency flag */
+            if (b[i + 1] == 0xF9 && i + 6 < n && b[i + 2] >= 4) transparent |= b[i + 3] & 1; /* (Pillow: any before the frame) */
+            i = media_gif_block_end(b, n, i);
         } else if (b[i] == 0x2C && i + 10 <= n) { /* the first image descriptor */
             const int x0 = b[i + 1] | b[i + 2] << 8, y0 = b[i + 3] | b[i + 4] << 8;
             const int x1 = x0 + (b[i + 5] | b[i + 6] << 8), y1 = y0 + (b[i + 7] | b[i + 8] << 8);
@@ -257,38 +254,26 @@ static void gif_fill_outside_first_frame(const uint8_t *b, size_t n, media_image
  * extensions (label, sub-blocks), image descriptors (local table, LZW code size, sub-blocks) and the
  * trailer; a block cut short by the end of the bytes is kept as it is (FFmpeg says so). */
 static uint8_t *gif_without_stray_bytes(const uint8_t *b, size_t n, size_t *out_n) {
-    if (n < 13) return NULL;
-    const size_t head = 13 + (b[10] & 0x80 ? 3u << ((b[10] & 7) + 1) : 0);
-    size_t i = head, stray = 0;
+    const size_t head = media_gif_first_block(b, n);
     uint8_t *o = NULL;
-    size_t on = 0;
+    size_t on = 0, stray = 0;
     for (int pass = 0; pass < 2; pass++) { /* 0: count the stray bytes; 1: copy the rest */
         if (pass == 1) {
             if (!stray || !(o = nvl_malloc(n - stray))) return NULL;
-            memcpy(o, b, head < n ? head : n);
-            on = head < n ? head : n;
-            i = head;
+            memcpy(o, b, head);
+            on = head;
         }
-        while (i < n) {
-            const size_t start = i;
-            if (b[i] == 0x3B) { /* the trailer: what follows is not read (as Pillow and FFmpeg) */
-                i = n;
-            } else if (b[i] == 0x21 || (b[i] == 0x2C && i + 10 <= n)) {
-                i += b[i] == 0x21 ? 2 : 10 + (b[i + 9] & 0x80 ? 3u << ((b[i + 9] & 7) + 1) : 0) + 1;
-                while (i < n && b[i]) i += 1u + b[i];
-                i = i < n ? i + 1 : n;
-            } else if (b[i] == 0x2C) { /* a descriptor cut short */
-                i = n;
-            } else {
-                if (pass == 0) stray++;
+        for (size_t i = head; i < n;) {
+            size_t e = media_gif_block_end(b, n, i);
+            if (!e && (b[i] == 0x3B || b[i] == 0x2C)) e = n; /* the trailer or a descriptor cut short: kept with
+                                                               what follows (not read, as Pillow and FFmpeg) */
+            if (!e) { /* a stray byte */
+                stray += pass == 0;
                 i++;
                 continue;
             }
-            if (i > n) i = n;
-            if (pass == 1) {
-                memcpy(o + on, b + start, i - start);
-                on += i - start;
-            }
+            if (pass == 1) memcpy(o + on, b + i, e - i), on += e - i;
+            i = e;
         }
     }
     *out_n = on;

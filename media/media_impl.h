@@ -17,6 +17,12 @@ nvl_status media_decode_ffmpeg_still(const uint8_t *buf, size_t len, const char 
                                      int opaque, const char *demuxer, media_image **out, nvl_err *err);
 /* Orientation (1..8) of the EXIF/TIFF tag 274 in a TIFF structure (optionally "Exif\0\0"-prefixed);
  * 1 when absent or unreadable. */
+/* GIF: the offset of b's first block (after the header and the global colour table; n if past it),
+ * and where the block at b[i] ends: an extension (0x21: its label, then sub-blocks to the empty one)
+ * or an image (0x2C: the 10-byte descriptor, local table, LZW code size, sub-blocks), at most n;
+ * 0 for the trailer (0x3B), a descriptor cut short and a byte that begins no block (sniff.c). */
+size_t media_gif_first_block(const uint8_t *b, size_t n);
+size_t media_gif_block_end(const uint8_t *b, size_t n, size_t i);
 int media_tiff_orientation(const uint8_t *tiff, size_t n);
 /* The SHORT or LONG value of tag in a TIFF's (or EXIF block's) first IFD, -1 if absent or unreadable. */
 long media_tiff_ifd0_value(const uint8_t *tiff, size_t n, unsigned tag);

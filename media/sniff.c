@@ -159,25 +159,29 @@ nvl_status media_sniff_file(const char *path, enum media_kind *kind, nvl_err *er
 static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
-/* GIF (89a): image descriptors (0x2C) counted along the block structure, extensions' sub-blocks
- * and each frame's table and data skipped, up to the trailer (0x3B) or the end of the bytes. */
+size_t media_gif_first_block(const uint8_t *b, size_t n) {
+    if (n < 13) return n;
+    const size_t i = 13 + (b[10] & 0x80 ? 3u << ((b[10] & 7) + 1) : 0);
+    return i < n ? i : n;
+}
+
+size_t media_gif_block_end(const uint8_t *b, size_t n, size_t i) {
+    if (i >= n) return 0;
+    if (b[i] == 0x21) i += 2;                                                          /* extension: label */
+    else if (b[i] == 0x2C && i + 10 <= n) i += 10 + (b[i + 9] & 0x80 ? 3u << ((b[i + 9] & 7) + 1) : 0) + 1; /* image */
+    else return 0;
+    while (i < n && b[i]) i += 1u + b[i]; /* sub-blocks until an empty one */
+    return i < n ? i + 1 : n;
+}
+
+/* GIF (89a): image descriptors (0x2C) counted along the block structure, up to the trailer (0x3B)
+ * or the end of the bytes; a byte that begins no block is skipped, as Pillow's reader skips it. */
 static int64_t gif_frames(const uint8_t *b, size_t n) {
-    if (n < 13) return 1;
-    size_t i = 13 + (b[10] & 0x80 ? 3u << ((b[10] & 7) + 1) : 0);
     int64_t frames = 0;
-    while (i < n && b[i] != 0x3B) {
-        if (b[i] == 0x21) { /* extension: label, then sub-blocks until an empty one */
-            i += 2;
-        } else if (b[i] == 0x2C && i + 10 <= n) { /* image descriptor, local table, LZW code size */
-            frames++;
-            const uint8_t f = b[i + 9];
-            i += 10 + (f & 0x80 ? 3u << ((f & 7) + 1) : 0) + 1;
-        } else {
-            i++; /* a byte that begins no block: skipped, as Pillow's reader skips it */
-            continue;
-        }
-        while (i < n && b[i]) i += 1u + b[i];
-        i++;
+    for (size_t i = media_gif_first_block(b, n); i < n && b[i] != 0x3B;) {
+        const size_t e = media_gif_block_end(b, n, i);
+        frames += e && b[i] == 0x2C;
+        i = e ? e : i + 1;
     }
     return frames > 0 ? frames : 1;
 }
