@@ -1195,6 +1195,18 @@ constexpr int QBLK = 16; // NVFP4 block length along K
 // The roundings: quant_round.cuh (qr_*), ports of the CPU's, checked on the host by
 // tests/test_cuda_round.cu.
 
+// NVFP4 activations: the scale s of row r's 16-block at k0, as the CPU computes it
+// (kern_cpu_quant_nvfp4_act): e4m3(min(amax / (6 input_scale), 448)) * input_scale, 1 below 1e-5
+__device__ float nvfp4_act_block_scale(V2 x, int64_t r, int64_t k0, float input_scale) {
+    float amax = 0.0f;
+    for (int t = 0; t < QBLK; t++) amax = fmaxf(amax, fabsf(ld(x.p, r * x.ld + k0 + t, x.dt)));
+    const float six_gs = 6.0f * input_scale; // as the CPU: one f32 product, then a division
+    float rr = amax / six_gs;
+    if (rr > 448.0f) rr = 448.0f;
+    const float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
+    return s < 1e-5f ? 1.0f : s;
+}
+
 // FP8: one thread per element; NVFP4: one thread per 16-block. xq is (M, K) contiguous f32.
 __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
     const int64_t K = x.cols, per_row = nvfp4 ? K / QBLK : K;
@@ -1206,13 +1218,7 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
             continue;
         }
         const int64_t k0 = j * QBLK;
-        float amax = 0.0f;
-        for (int t = 0; t < QBLK; t++) amax = fmaxf(amax, fabsf(ld(x.p, r * x.ld + k0 + t, x.dt)));
-        const float six_gs = 6.0f * input_scale; // as the CPU: one f32 product, then a division
-        float rr = amax / six_gs;
-        if (rr > 448.0f) rr = 448.0f;
-        float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
-        if (s < 1e-5f) s = 1.0f;
+        const float s = nvfp4_act_block_scale(x, r, k0, input_scale);
         for (int t = 0; t < QBLK; t++) {
             const float v = ld(x.p, r * x.ld + k0 + t, x.dt);
             // __fmul_rn: keep q * s a plain rounded product (nothing to contract here, but explicit)
@@ -1483,13 +1489,7 @@ __global__ void k_quant_nvfp4_i8(int8_t *codes, float *scales, V2 x, float input
     const int64_t K = x.cols, nb = K / QBLK;
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < nb; j += (int64_t)gridDim.x * blockDim.x) {
         const int64_t k0 = j * QBLK;
-        float amax = 0.0f;
-        for (int t = 0; t < QBLK; t++) amax = fmaxf(amax, fabsf(ld(x.p, k0 + t, x.dt)));
-        const float six_gs = 6.0f * input_scale; // as k_quant_act (and the CPU): one f32 product, then a division
-        float rr = amax / six_gs;
-        if (rr > 448.0f) rr = 448.0f;
-        float s = qr_e4m3_to_f32(qr_e4m3_sat(rr)) * input_scale;
-        if (s < 1e-5f) s = 1.0f;
+        const float s = nvfp4_act_block_scale(x, 0, k0, input_scale);
         scales[j] = s;
         for (int t = 0; t < QBLK; t++) codes[k0 + t] = (int8_t)(2.0f * qr_e2m1_quantize(ld(x.p, k0 + t, x.dt) / s));
     }
