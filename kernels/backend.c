@@ -226,10 +226,21 @@ nvl_status kern_env_check(nvl_err *err) {
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
     /* the CUDA kernel switches (ops_cuda.cu reads exactly "0" / "1"): "true" or "on" would pass
        silently as the default */
-    static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_SSD", "NVL_CUDA_GEMV", "NVL_CUDA_GEMV_I8", "NVL_CUDA_FP8_LT", NULL};
+    static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_GEMV", "NVL_CUDA_GEMV_I8", "NVL_CUDA_FP8_LT", NULL};
     for (int i = 0; switches[i]; i++)
         if ((v = getenv(switches[i])) && *v && !one_of(v, bools))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s='%s': expected 0 or 1", switches[i], v);
+    static const char *const ssd[] = {"0", "1", "seq", NULL};
+    if ((v = getenv("NVL_CUDA_SSD")) && *v && !one_of(v, ssd))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SSD='%s': expected 0, 1 or seq", v);
+    if ((v = getenv("NVL_CUDA_SSD_WINDOW")) && *v) {
+        char *end = NULL;
+        errno = 0;
+        long k = strtol(v, &end, 10);
+        if (errno || *end || k < 1)
+            return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SSD_WINDOW='%s': expected a number of chunks (1 or more)",
+                               v);
+    }
     static const char *const graphs[] = {"0", "1", "pad", NULL};
     if ((v = getenv("NVL_CUDA_GRAPHS")) && *v && !one_of(v, graphs))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GRAPHS='%s': expected 0, 1 or pad", v);

@@ -318,6 +318,8 @@ elif [ "$have_gpu" = 1 ]; then
     bench bench_ops_fast 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
     NVL_CUDA_FLASH=0 NVL_CUDA_SSD=0 NVL_CUDA_GEMV=0 bench bench_ops_simple 90 build-gpu/bench/bench_ops --backend cuda \
         --shape 12b
+    # the chunked SSD's one block per head walking its chunks (k_ssm_chunked, before the windows)
+    NVL_CUDA_SSD=seq bench bench_ops_ssdseq 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
   fi
   if want ops_i8; then
     log "bench_ops 12B with NVL_CUDA_GEMV_I8=0 (the NVFP4 decode GEMV on the direct kernel)"
@@ -328,9 +330,9 @@ elif [ "$have_gpu" = 1 ]; then
     # flash attention): speed of light, warp stalls, occupancy; only when named (it replays kernels)
     ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
     if [ -n "$ncu" ]; then
-      log "ncu ($ncu) over bench_ops 12B: k_gemv*, k_ssm_chunked, k_attention_flash"
+      log "ncu ($ncu) over bench_ops 12B: k_gemv*, the chunked SSD's k_ssd_*, k_attention_flash"
       run_to 120 "$ncu" --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
-          --section LaunchStats --section MemoryWorkloadAnalysis -k 'regex:k_gemv|k_ssm_chunked|k_attention_flash' -c 14 \
+          --section LaunchStats --section MemoryWorkloadAnalysis -k 'regex:k_gemv|k_ssd_|k_attention_flash' -c 16 \
           build-gpu/bench/bench_ops --backend cuda --shape 12b --runs 1 >"$L/ncu.log" 2>&1 || log "ncu: exit $? (ncu.log)"
       grep -E 'Context [0-9]+, Stream|Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread|Stall|Warp Cycles Per Issued|Issued Ipc' \
           "$L/ncu.log" | head -150 | sed 's/^/  /' | tee -a "$L/summary.log" >/dev/null

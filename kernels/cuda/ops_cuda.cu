@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cublasLt.h>
@@ -583,6 +584,272 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
     }
     __syncthreads();
     for (int64_t i = tid; i < pb * N; i += nth) Sg[i] = Hf[(i / N) * ldhf + i % N];
+}
+
+
+// The chunked SSD form again, with the chunks apart (kernels.md §1.4, design B: mamba_ssm's
+// chunk_state / state_passing / chunk_scan order): k_ssm_chunked's block walks its head's chunks in
+// order, so a 3,400-row prefill keeps 128 heads x 5 slices of blocks busy for 54 chunks in turn
+// (Nsight Compute: 21 % of the SM, waiting on each chunk's loads). Here three kernels take a window
+// of at most `nw` chunks of the step's long sequences (numbered f0, f0 + 1, ... over the sequences
+// in order, ssd_find_chunk) at once:
+//   1. k_ssd_chunk_state, block (chunk, head): S_c = sum_s e^(L_last - L_s) dt_s x_s B_s^T (P x N,
+//      the W^T B of k_ssm_chunked, W split in three bf16 parts), to `states` [nw][H][P][N] f32, and
+//      e^(L_last) to `decay` [nw][H];
+//   2. k_ssd_state_pass, a thread per (sequence, head, p, n): H = state; for each chunk in order:
+//      states[c] = H (the state the chunk starts from); H = decay_c H + S_c; state = H;
+//   3. k_ssd_chunk_scan, block (chunk, head, slice of pb head columns): y_t = M X + e^(L_t) C_t H^T
+//      + D x_t with H = states[c] in three bf16 parts, one part in shared memory at a time.
+// Every quantity is k_ssm_chunked's, computed the same way (the same cumsum, the same split
+// products, H = decay H + S_c as its state update), so the outputs are its outputs up to the order of
+// the tensor cores' sums (C H^T's parts outer here, inner there). The state of a window's last chunk
+// goes back to the slot, where the next window's pass starts. Memory: nw H P N 4 bytes of op
+// scratch (the 12B model: 5.2 MB a chunk; c_ssm_scan's window keeps it under SSD_WINDOW_BYTES).
+constexpr int SSD_TPW = 4;                                   /* y tiles a warp holds in k_ssd_chunk_scan */
+constexpr size_t SSD_WINDOW_BYTES = (size_t)256 << 20;       /* op scratch for the chunk states */
+/* The f-th chunk (0-based over the chunked sequences: min_rows rows or more and a slot, in the
+   table's order): its sequence and its index there; 0 past the last. */
+__device__ inline int ssd_find_chunk(const kern_seq *seqs, int n_seq, int64_t min_rows, int64_t f, kern_seq *sq,
+                                     int64_t *c) {
+    for (int i = 0; i < n_seq; i++) {
+        const kern_seq s = seqs[i];
+        if (s.n_rows < min_rows || s.slot < 0) continue;
+        const int64_t nc = (s.n_rows + SSD_Q - 1) / SSD_Q;
+        if (f < nc) {
+            *sq = s;
+            *c = f;
+            return 1;
+        }
+        f -= nc;
+    }
+    return 0;
+}
+/* A chunk's rows into shared memory: dt (0 past the sequence's end) and the chunk-local cumsum
+   L_t = a_0 + ... + a_t, a_t = dt_t A_h, in order (k_ssm_chunked's). Ends with a barrier. */
+__device__ inline void ssd_chunk_dt(float *dts, float *lam, V2 dt, int64_t row0, int64_t nv, int64_t h, float Ah) {
+    if (threadIdx.x < SSD_Q) dts[threadIdx.x] = threadIdx.x < nv ? ld(dt.p, (row0 + threadIdx.x) * dt.ld + h, dt.dt) : 0.f;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float a = 0.f;
+        for (int t = 0; t < SSD_Q; t++) lam[t] = a = __fadd_rn(a, __fmul_rn(dts[t], Ah));
+    }
+    __syncthreads();
+}
+struct ssd_state_layout {
+    size_t wh, bb, dtl, total;
+    int ldp, ldn;
+    size_t part_w;
+};
+__host__ __device__ inline ssd_state_layout ssd_state_plan(int64_t P, int64_t N) {
+    ssd_state_layout l;
+    size_t o = 0;
+    l.ldp = (int)P + 8;
+    l.ldn = (int)N + 8;
+    l.wh = ssd_take(&o, (size_t)3 * SSD_Q * l.ldp * 2);
+    l.bb = ssd_take(&o, (size_t)SSD_Q * l.ldn * 2);
+    l.dtl = ssd_take(&o, (size_t)2 * SSD_Q * 4);
+    l.total = o;
+    l.part_w = (size_t)SSD_Q * l.ldp;
+    return l;
+}
+__global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE)
+    k_ssd_chunk_state(float *states, float *decay, V2 x, V2 dt, const float *A, V2 B, int64_t H, int64_t P, int64_t N,
+                      int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows, int64_t f0) {
+    namespace wm = nvcuda::wmma;
+    extern __shared__ __align__(128) float ssd_smem[];
+    char *sm = (char *)ssd_smem;
+    const ssd_state_layout Ly = ssd_state_plan(P, N);
+    __nv_bfloat16 *Wh = (__nv_bfloat16 *)(sm + Ly.wh), *Bb = (__nv_bfloat16 *)(sm + Ly.bb);
+    float *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
+    const int tid = threadIdx.x, nth = blockDim.x, w = tid / WARP_SIZE;
+    const int ldp = Ly.ldp, ldn = Ly.ldn;
+    kern_seq sq;
+    int64_t c;
+    if (!ssd_find_chunk(seqs, n_seq, min_rows, f0 + blockIdx.x, &sq, &c)) return; /* (the grid is exact) */
+    const int64_t h = blockIdx.y, g = h / (H / G), t0 = c * SSD_Q, nv = sq.n_rows - t0 < SSD_Q ? sq.n_rows - t0 : SSD_Q,
+                  row0 = sq.row0 + t0;
+    for (int64_t i = tid; i < SSD_Q * N; i += nth) {
+        const int64_t t = i / N, n = i % N;
+        Bb[t * ldn + n] = __float2bfloat16_rn(t < nv ? ld(B.p, (row0 + t) * B.ld + g * N + n, B.dt) : 0.f);
+    }
+    ssd_chunk_dt(dts, lam, dt, row0, nv, h, A[h]);
+    const float lam_last = lam[SSD_Q - 1];
+    /* W = e^(L_last - L_s) dt_s x_s (x rounded to bf16, as k_ssm_chunked's Xb), split */
+    for (int64_t i = tid; i < SSD_Q * P; i += nth) {
+        const int64_t s2 = i / P, p = i % P;
+        const float xv = __bfloat162float(__float2bfloat16_rn(s2 < nv ? ld(x.p, (row0 + s2) * x.ld + h * P + p, x.dt) : 0.f));
+        const float wv = expf(fminf(lam_last - lam[s2], 0.f)) * dts[s2] * xv;
+        split3_bf16(wv, &Wh[s2 * ldp + p], &Wh[Ly.part_w + s2 * ldp + p], &Wh[2 * Ly.part_w + s2 * ldp + p]);
+    }
+    if (tid == 0) decay[blockIdx.x * H + h] = expf(lam_last);
+    __syncthreads();
+    /* S = W^T B: a 16 x 16 tile (rows pi, state columns nj) per warp turn, straight to the states */
+    float *S = states + ((int64_t)blockIdx.x * H + h) * P * N;
+    const int64_t np = P / 16, nn = N / 16;
+    for (int64_t tile = w; tile < np * nn; tile += SSD_WARPS) {
+        const int64_t pi = tile / nn, nj = tile % nn;
+        wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+        wm::fill_fragment(acc, 0.f);
+        for (int ks = 0; ks < SSD_Q / 16; ks++) /* W^T (p, s) is W[s][p], column-major */
+            mma_parts<wm::col_major, wm::row_major>(acc, Wh + ks * 16 * ldp + pi * 16, ldp, Ly.part_w,
+                                                    Bb + ks * 16 * ldn + nj * 16, ldn, 0, 3);
+        wm::store_matrix_sync(S + pi * 16 * N + nj * 16, acc, (unsigned)N, wm::mem_row_major);
+    }
+}
+__global__ void k_ssd_state_pass(float *state, float *states, const float *decay, int64_t H, int64_t P, int64_t N,
+                                 const kern_seq *seqs, int n_seq, int64_t min_rows, int64_t f0, int64_t nw, int64_t n_long) {
+    const int64_t HPN = H * P * N, total = n_long * HPN;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t j = i / HPN, e = i % HPN, h = e / (P * N);
+        /* the j-th chunked sequence and the number of its first chunk */
+        int64_t fs = 0, k = j;
+        kern_seq sq = {};
+        for (int q = 0; q < n_seq; q++) {
+            const kern_seq s = seqs[q];
+            if (s.n_rows < min_rows || s.slot < 0) continue;
+            if (k-- == 0) {
+                sq = s;
+                break;
+            }
+            fs += (s.n_rows + SSD_Q - 1) / SSD_Q;
+        }
+        const int64_t fe = fs + (sq.n_rows + SSD_Q - 1) / SSD_Q, a = fs > f0 ? fs : f0, b = fe < f0 + nw ? fe : f0 + nw;
+        if (a >= b) continue; /* none of its chunks in this window */
+        float *Sg = state + (int64_t)sq.slot * HPN + e, H0 = *Sg;
+        for (int64_t f = a; f < b; f++) {
+            float *Sc = states + (f - f0) * HPN + e;
+            const float s = *Sc;
+            *Sc = H0;
+            H0 = decay[(f - f0) * H + h] * H0 + s; /* (k_ssm_chunked's dl * Hf + scr) */
+        }
+        *Sg = H0;
+    }
+}
+struct ssd_scan_layout {
+    size_t xb, bb, cb, mh, hp, scr, dtl, total;
+    int ldp, ldn, ldq;
+    size_t part_m;
+};
+__host__ __device__ inline ssd_scan_layout ssd_scan_plan(int64_t pb, int64_t N) {
+    ssd_scan_layout l;
+    size_t o = 0;
+    l.ldp = (int)pb + 8;
+    l.ldn = (int)N + 8;
+    l.ldq = SSD_Q + 8;
+    l.xb = ssd_take(&o, (size_t)SSD_Q * l.ldp * 2);
+    l.bb = ssd_take(&o, (size_t)SSD_Q * l.ldn * 2);
+    l.cb = ssd_take(&o, (size_t)SSD_Q * l.ldn * 2);
+    l.mh = ssd_take(&o, (size_t)3 * SSD_Q * l.ldq * 2);
+    l.hp = ssd_take(&o, (size_t)pb * l.ldn * 2);
+    l.scr = ssd_take(&o, (size_t)SSD_WARPS * 512 * 4);
+    l.dtl = ssd_take(&o, (size_t)2 * SSD_Q * 4);
+    l.total = o;
+    l.part_m = (size_t)SSD_Q * l.ldq;
+    return l;
+}
+__global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE, 2) /* (two blocks an SM: their shared memory fits Hopper's) */
+    k_ssd_chunk_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *Dv, const float *states, int64_t H,
+                     int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int64_t min_rows, int64_t f0,
+                     int64_t pb) {
+    namespace wm = nvcuda::wmma;
+    typedef wm::fragment<wm::accumulator, 16, 16, 16, float> facc;
+    extern __shared__ __align__(128) float ssd_smem[];
+    char *sm = (char *)ssd_smem;
+    const ssd_scan_layout Ly = ssd_scan_plan(pb, N);
+    __nv_bfloat16 *Xb = (__nv_bfloat16 *)(sm + Ly.xb), *Bb = (__nv_bfloat16 *)(sm + Ly.bb),
+                  *Cb = (__nv_bfloat16 *)(sm + Ly.cb), *Mh = (__nv_bfloat16 *)(sm + Ly.mh), *Hp = (__nv_bfloat16 *)(sm + Ly.hp);
+    float *dts = (float *)(sm + Ly.dtl), *lam = dts + SSD_Q;
+    const int tid = threadIdx.x, nth = blockDim.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1,
+              half = lane & 1;
+    float *scr = (float *)(sm + Ly.scr) + w * 512;
+    const int ldn = Ly.ldn, ldp = Ly.ldp, ldq = Ly.ldq;
+    kern_seq sq;
+    int64_t c;
+    if (!ssd_find_chunk(seqs, n_seq, min_rows, f0 + blockIdx.x, &sq, &c)) return; /* (the grid is exact) */
+    const int64_t h = blockIdx.y, g = h / (H / G), p0 = (int64_t)blockIdx.z * pb, np = pb / 16, nn = N / 16,
+                  t0 = c * SSD_Q, nv = sq.n_rows - t0 < SSD_Q ? sq.n_rows - t0 : SSD_Q, row0 = sq.row0 + t0;
+    const float Dh = Dv[h];
+    for (int64_t i = tid; i < SSD_Q * pb; i += nth) {
+        const int64_t t = i / pb, p = i % pb;
+        Xb[t * ldp + p] = __float2bfloat16_rn(t < nv ? ld(x.p, (row0 + t) * x.ld + h * P + p0 + p, x.dt) : 0.f);
+    }
+    for (int64_t i = tid; i < SSD_Q * N; i += nth) {
+        const int64_t t = i / N, n = i % N;
+        Bb[t * ldn + n] = __float2bfloat16_rn(t < nv ? ld(B.p, (row0 + t) * B.ld + g * N + n, B.dt) : 0.f);
+        Cb[t * ldn + n] = __float2bfloat16_rn(t < nv ? ld(C.p, (row0 + t) * C.ld + g * N + n, C.dt) : 0.f);
+    }
+    ssd_chunk_dt(dts, lam, dt, row0, nv, h, A[h]);
+    /* M = (C B^T) masked, decayed and times dt_s, split (k_ssm_chunked's) */
+    for (int tile = w; tile < (SSD_Q / 16) * (SSD_Q / 16); tile += SSD_WARPS) {
+        const int ti = tile / (SSD_Q / 16), tj = tile % (SSD_Q / 16);
+        if (tj <= ti) {
+            facc acc;
+            wm::fill_fragment(acc, 0.f);
+            for (int64_t kn = 0; kn < nn; kn++)
+                mma_parts<wm::row_major, wm::col_major>(acc, Cb + ti * 16 * ldn + kn * 16, ldn, 0,
+                                                        Bb + tj * 16 * ldn + kn * 16, ldn, 0, 1);
+            wm::store_matrix_sync(scr, acc, 16, wm::mem_row_major);
+            __syncwarp();
+        }
+        const int t = ti * 16 + r;
+        for (int i = 0; i < 8; i++) {
+            const int s2 = tj * 16 + 8 * half + i;
+            const float mv = s2 <= t ? scr[r * 16 + 8 * half + i] * expf(fminf(lam[t] - lam[s2], 0.f)) * dts[s2] : 0.f;
+            split3_bf16(mv, &Mh[t * ldq + s2], &Mh[Ly.part_m + t * ldq + s2], &Mh[2 * Ly.part_m + t * ldq + s2]);
+        }
+        __syncwarp(); /* (read before the next tile's store) */
+    }
+    /* C H^T with H the state the chunk starts from: its bf16 parts one at a time in Hp; this warp's
+       y tiles (rows ti, head columns pj) w, w + SSD_WARPS, ... accumulate across the parts */
+    const float *Hs = states + ((int64_t)blockIdx.x * H + h) * P * N + p0 * N;
+    const int64_t n_tiles = (SSD_Q / 16) * np;
+    facc a2[SSD_TPW];
+#pragma unroll
+    for (int j = 0; j < SSD_TPW; j++) wm::fill_fragment(a2[j], 0.f);
+    for (int part = 0; part < 3; part++) {
+        __syncthreads(); /* the previous part's reads (and, at the first, M's and the tiles' writes) */
+        for (int64_t i = tid; i < pb * N; i += nth) {
+            const int64_t p = i / N, n = i % N;
+            __nv_bfloat16 hh, hm, hl;
+            split3_bf16(Hs[p * N + n], &hh, &hm, &hl);
+            Hp[p * ldn + n] = part == 0 ? hh : part == 1 ? hm : hl;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < SSD_TPW; j++) {
+            const int64_t tile = w + (int64_t)j * SSD_WARPS;
+            if (tile >= n_tiles) break;
+            const int64_t ti = tile / np, pj = tile % np;
+            for (int64_t kn = 0; kn < nn; kn++) /* H^T (n, p) is H[p][n], column-major */
+                mma_parts<wm::row_major, wm::col_major>(a2[j], Cb + ti * 16 * ldn + kn * 16, ldn, 0,
+                                                        Hp + pj * 16 * ldn + kn * 16, ldn, 0, 1);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < SSD_TPW; j++) {
+        const int64_t tile = w + (int64_t)j * SSD_WARPS;
+        if (tile >= n_tiles) break;
+        const int64_t ti = tile / np, pj = tile % np;
+        facc a1;
+        wm::fill_fragment(a1, 0.f);
+        for (int64_t kk = 0; kk <= ti; kk++) /* M is zero above the diagonal */
+            mma_parts<wm::row_major, wm::row_major>(a1, Mh + ti * 16 * ldq + kk * 16, ldq, Ly.part_m,
+                                                    Xb + kk * 16 * ldp + pj * 16, ldp, 0, 3);
+        wm::store_matrix_sync(scr, a1, 16, wm::mem_row_major);
+        wm::store_matrix_sync(scr + 256, a2[j], 16, wm::mem_row_major);
+        __syncwarp();
+        const int64_t t = ti * 16 + r;
+        if (t < nv) {
+            const float e = expf(lam[t]);
+            for (int i = 0; i < 8; i++) {
+                const int64_t p = pj * 16 + 8 * half + i;
+                const float v = scr[r * 16 + 8 * half + i] + e * scr[256 + r * 16 + 8 * half + i] +
+                                Dh * __bfloat162float(Xb[t * ldp + p]);
+                st(y.p, (row0 + t) * y.ld + h * P + p0 + p, v, y.dt);
+            }
+        }
+        __syncwarp(); /* (read before the next tile's stores) */
+    }
 }
 
 __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, const kern_seq *seqs, int n_seq,
@@ -2112,56 +2379,106 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     DONE();
 }
 
+/* NVL_CUDA_SSD: 0 the recurrence for every sequence, 1 (the default) the chunked form in windows
+   of chunks (k_ssd_chunk_state / k_ssd_state_pass / k_ssd_chunk_scan), seq the chunked form one
+   block per head walking its chunks (k_ssm_chunked), to compare them (bench_ops). */
+enum { SSD_OFF, SSD_WINDOWS, SSD_SEQUENTIAL };
+static int ssd_choice(void) {
+    const char *e = getenv("NVL_CUDA_SSD");
+    if (e && !strcmp(e, "0")) return SSD_OFF;
+    if (e && !strcmp(e, "seq")) return SSD_SEQUENTIAL;
+    return SSD_WINDOWS; /* (kern_backend_check_env refuses other values) */
+}
+/* Chunks per window: what SSD_WINDOW_BYTES of chunk states hold (at least one), or
+   NVL_CUDA_SSD_WINDOW's count (tests: windows that split a sequence). */
+static int64_t ssd_window_chunks(int64_t H, int64_t P, int64_t N) {
+    const char *e = getenv("NVL_CUDA_SSD_WINDOW");
+    if (e && atoll(e) > 0) return atoll(e);
+    const int64_t per = H * P * N * 4, n = (int64_t)(SSD_WINDOW_BYTES / (size_t)per);
+    return n > 0 ? n : 1;
+}
+
 nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *dt, const nvl_tensor *A,
                       const nvl_tensor *B, const nvl_tensor *C, const nvl_tensor *D, nvl_tensor *state, int64_t n_group,
                       int64_t chunk, kern_scan_mode mode, const kern_seq *seqs, int n_seq, nvl_err *err) {
-    (void)chunk; /* the recurrence for every mode; mode decides the bf16 roundings of decode rows */
+    (void)chunk; /* chunks of SSD_Q rows; mode decides the bf16 roundings of decode rows */
     V2 yv, xv, dv, bv, cv;
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     VIEW(dt, dv, "dt");
     VIEW(B, bv, "B");
     VIEW(C, cv, "C");
-    kern_cuda_tables tb;
-    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err));
-    const kern_seq *ds = tb.seqs;
     const int64_t H = state->shape[1], P = state->shape[2], N = state->shape[3], n = (int64_t)n_seq * H * P * SCAN_LANES;
     if (N > (int64_t)SCAN_LANES * SCAN_NPL)
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: state size %lld > %d", __func__, (long long)N, SCAN_LANES * SCAN_NPL);
-    /* sequences of SSD_MIN_ROWS rows or more to k_ssm_chunked unless the recurrence is asked for,
-       when x, B and C are bf16 and P, N multiples of 16 whose tiles fit the shared memory
-       (NVL_CUDA_SSD=0: never, for comparisons); the rest to the recurrence */
-    static const int ssd_on = kernel_switch("NVL_CUDA_SSD", 1);
-    /* head columns per block: all, or fewer (multiples of 16 dividing P) while the blocks would not
-       fill the device's SMs twice */
-    int64_t n_long = 0;
-    for (int i = 0; i < n_seq; i++) n_long += seqs[i].n_rows >= SSD_MIN_ROWS && seqs[i].slot >= 0;
+    /* sequences of SSD_MIN_ROWS rows or more to the chunked form unless the recurrence is asked
+       for, when x, B and C are bf16 and P, N multiples of 16 whose tiles fit the shared memory; the
+       rest to the recurrence */
+    static const int ssd = ssd_choice();
+    const size_t optin = kern_cuda_smem_optin(be);
+    int64_t n_long = 0, n_chunks = 0;
+    for (int i = 0; i < n_seq; i++)
+        if (seqs[i].n_rows >= SSD_MIN_ROWS && seqs[i].slot >= 0) {
+            n_long++;
+            n_chunks += (seqs[i].n_rows + SSD_Q - 1) / SSD_Q;
+        }
+    /* head columns per block: k_ssm_chunked's all, or fewer (multiples of 16 dividing P) while its
+       blocks would not fill the device's SMs twice; the windows' scan: all (up to SSD_TPW tiles
+       a warp) unless they do not fit the shared memory, then 16 */
     int64_t pb = P;
-    for (int64_t q = P - 16; q >= 16 && n_long * H * (P / pb) < 2 * (int64_t)kern_cuda_sm_count(be); q -= 16)
-        if (P % q == 0) pb = q;
-    size_t ssd_smem = ssd_plan(pb, N).total;
-    if (ssd_smem > kern_cuda_smem_optin(be) && P % 16 == 0) { /* a smaller slice may fit where the whole head does not */
-        pb = 16;
-        ssd_smem = ssd_plan(pb, N).total;
+    size_t smem = 0, smem_state = 0;
+    if (ssd == SSD_SEQUENTIAL) {
+        for (int64_t q = P - 16; q >= 16 && n_long * H * (P / pb) < 2 * (int64_t)kern_cuda_sm_count(be); q -= 16)
+            if (P % q == 0) pb = q;
+        smem = ssd_plan(pb, N).total;
+    } else {
+        if ((SSD_Q / 16) * (P / 16) > SSD_WARPS * SSD_TPW) pb = 16;
+        smem = ssd_scan_plan(pb, N).total;
+        smem_state = ssd_state_plan(P, N).total;
     }
-    int64_t chunk_rows = ssd_on && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 && bv.dt == DT_BF16 &&
-                                 cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && ssd_smem <= kern_cuda_smem_optin(be) &&
-                                 H <= 65535
-                             ? SSD_MIN_ROWS
-                             : 0,
-            n_chunked = 0;
-    for (int i = 0; chunk_rows && i < n_seq; i++) n_chunked += seqs[i].n_rows >= chunk_rows && seqs[i].slot >= 0;
-    if (!n_chunked) chunk_rows = 0;
-    if (n_chunked) {
-        k_ssm_chunked<<<dim3((unsigned)n_chunked, (unsigned)H, (unsigned)(P / pb)), SSD_WARPS * WARP_SIZE, ssd_smem,
-                        kern_cuda_stream(be)>>>(yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data,
-                                                (float *)state->data, H, P, N, n_group, ds, n_seq, chunk_rows, pb);
-        if (n) CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+    if (smem > optin && P % 16 == 0) { /* a smaller slice may fit where the whole head does not */
+        pb = 16;
+        smem = ssd == SSD_SEQUENTIAL ? ssd_plan(pb, N).total : ssd_scan_plan(pb, N).total;
+    }
+    const int chunked = ssd != SSD_OFF && n_long && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 &&
+                        bv.dt == DT_BF16 && cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && smem <= optin &&
+                        smem_state <= optin && H <= 65535 && P / pb <= 65535;
+    const int64_t chunk_rows = chunked ? SSD_MIN_ROWS : 0;
+    const int64_t win = chunked && ssd == SSD_WINDOWS ? ssd_window_chunks(H, P, N) : 0,
+                  nw_max = n_chunks < win ? n_chunks : win;
+    const size_t per_chunk = (size_t)(H * P * N) * 4, states_bytes = (size_t)nw_max * per_chunk,
+                 decay_off = (states_bytes + 255) & ~(size_t)255, extra = win ? decay_off + (size_t)(nw_max * H) * 4 : 0;
+    kern_cuda_tables tb;
+    void *ws = NULL;
+    CHECK_ST(seq_tables(be, __func__, seqs, n_seq, xv.rows, &tb, err, extra, extra ? &ws : NULL));
+    const kern_seq *ds = tb.seqs;
+    cudaStream_t stream = kern_cuda_stream(be);
+    if (chunked && ssd == SSD_SEQUENTIAL) {
+        k_ssm_chunked<<<dim3((unsigned)n_long, (unsigned)H, (unsigned)(P / pb)), SSD_WARPS * WARP_SIZE, smem, stream>>>(
+            yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
+            n_seq, chunk_rows, pb);
+        CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+    } else if (chunked) {
+        float *states = (float *)ws, *decay = (float *)((char *)ws + decay_off);
+        for (int64_t f0 = 0; f0 < n_chunks; f0 += win) {
+            const int64_t nw = n_chunks - f0 < win ? n_chunks - f0 : win;
+            k_ssd_chunk_state<<<dim3((unsigned)nw, (unsigned)H), SSD_WARPS * WARP_SIZE, smem_state, stream>>>(
+                states, decay, xv, dv, (const float *)A->data, bv, H, P, N, n_group, ds, n_seq, chunk_rows, f0);
+            CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+            const int64_t n_pass = n_long * H * P * N;
+            k_ssd_state_pass<<<grid_for(n_pass), EW_BLOCK, 0, stream>>>((float *)state->data, states, decay, H, P, N, ds,
+                                                                        n_seq, chunk_rows, f0, nw, n_long);
+            CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+            k_ssd_chunk_scan<<<dim3((unsigned)nw, (unsigned)H, (unsigned)(P / pb)), SSD_WARPS * WARP_SIZE, smem, stream>>>(
+                yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, states, H, P, N, n_group, ds, n_seq,
+                chunk_rows, f0, pb);
+            CHECK_ST(kern_cuda_after_launch(be, __func__, err));
+        }
     }
     if (n)
-        k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, kern_cuda_stream(be)>>>(
-            yv, xv, dv, (const float *)A->data, bv, cv, (const float *)D->data, (float *)state->data, H, P, N, n_group, ds,
-            n_seq, (int)mode, chunk_rows);
+        k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, stream>>>(yv, xv, dv, (const float *)A->data, bv, cv,
+                                                                   (const float *)D->data, (float *)state->data, H, P, N,
+                                                                   n_group, ds, n_seq, (int)mode, chunk_rows);
     DONE();
 }
 
@@ -2371,6 +2688,8 @@ extern "C" cudaError_t kern_cuda_ops_init(size_t smem_optin) {
     cudaError_t e = cudaFuncSetAttribute(k_attention_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssd_chunk_state, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssd_chunk_scan, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     return e;
 }
 
