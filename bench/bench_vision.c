@@ -117,12 +117,19 @@ int main(int argc, char **argv) {
     uint8_t *t8 = malloc((size_t)n_tiles * 3 * S * S);
     for (size_t i = 0; i < (size_t)n_tiles * 3 * S * S; i++) t8[i] = (uint8_t)((i * 2654435761u) >> 13);
     if (device && vision_encode_rgb8(m, t8, 1, feat, &err) != NVL_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    if (kern_backend_profiling(be)) { /* the warm-up's ops are not the measured ones */
+        kern_backend_profile(be, 0);
+        kern_backend_profile(be, 1);
+    }
     double t0 = nvl_now();
     if ((device ? vision_encode_rgb8(m, t8, n_tiles, feat, &err) : vision_encode(m, tiles, n_tiles, feat, &err)) != NVL_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
     double dt = nvl_now() - t0;
+    char plabel[64];
+    snprintf(plabel, sizeof plabel, "the ViT over %d tiles", n_tiles);
+    kern_backend_profile_report(be, stderr, plabel); /* (NVL_PROFILE_OPS=1: the ops' times, on stderr) */
     free(t8);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -403,9 +403,12 @@ elif [ "$have_gpu" = 1 ]; then
     NVL_PROFILE_OPS=1 NVL_CUDA_GRAPHS=0 bench bench_12b_profile 200 build-gpu/bench/bench_llm --shape 12b --sparse \
         --prompt 3400 --chunk 3400 --context 4096 --decode 16
     rm -rf /tmp/nanovl-bench-12b-sparse
+    log "bench_vision RADIO-H profiled: every op's time over 13 tiles (a page)"
+    NVL_PROFILE_OPS=1 bench bench_vision_profile 90 build-gpu/bench/bench_vision --shape h --tiles 13
   fi
   # (into the work folder's summary: finish() copies it over OUT's, and prints it)
   grep -A12 '^profile .*decode steps' "$L/bench_12b_profile.log" 2>/dev/null | sed 's/^/  /' | tee -a "$L/summary.log" || true
+  grep -A12 '^profile .*the ViT' "$L/bench_vision_profile.log" 2>/dev/null | sed 's/^/  /' | tee -a "$L/summary.log" || true
   [ -z "${GPU_CHECK_ONLY:-}" ] && figures_complete=true
   log "figures: $OUT/figures.json"
 else
