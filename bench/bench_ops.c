@@ -5,7 +5,8 @@
  * reaches them. The figures say what a 12B prefill chunk spends in them (6 attention and 28
  * Mamba layers) beside the BF16 GEMM rate measured in the same run (kern_backend_measure), and
  * for attention the rate of its causal FLOPs (2 T^2 D Hq: Q K^T and P V over the lower
- * triangle). Then a decode GEMV (one activation row, the MLP's up projection 5120 -> 20480) with
+ * triangle); the ViT's attention over the tiles of a page (RADIO-H: 13 tiles of 1032 tokens, 16
+ * heads of 80; its rate of 4 T^2 W FLOPs a tile). Then a decode GEMV (one activation row, the MLP's up projection 5120 -> 20480) with
  * the weight in BF16, FP8 and NVFP4: the weight bytes read per second against the copy rate
  * (the decode bound; NVL_CUDA_GEMV=0 takes the quantized formats' simpler kernel), and the BF16
  * one at each of the model's matmul shapes (k_sweep). Data: uniform random, the same every run. Which kernels run is the backend's
@@ -33,11 +34,14 @@ typedef struct bench_shape {
     int64_t rows;           /* default T */
     int64_t gK, gN;         /* a decode GEMV: x (1, gK) times a weight (gN, gK) */
     int n_attn, n_mamba;    /* layers of the model */
+    int64_t vimg, vT, vH, vW; /* the ViT's attention: images (tiles), tokens per image, heads, width */
+    int vlayers;
 } bench_shape;
 
 static const bench_shape k_shapes[] = {
-    {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 5120, 20480, 6, 28},
-    {"small", 4, 2, 32, 4, 16, 32, 2, 100, 256, 512, 6, 28},
+    /* (the ViT part: RADIO-H over a 13-tile page, 1024 patches + 8 prefix tokens a tile) */
+    {"12b", 40, 8, 128, 128, 80, 128, 8, 3400, 5120, 20480, 6, 28, 13, 1032, 16, 1280, 32},
+    {"small", 4, 2, 32, 4, 16, 32, 2, 100, 256, 512, 6, 28, 2, 70, 2, 64, 2},
 };
 
 /* The BF16 decode GEMV at each matmul shape of the model (K -> N; model.md §2: in_proj 2 d_inner
@@ -119,6 +123,15 @@ typedef struct mm_ctx {
     nvl_tensor y, x;
     kern_weight w;
 } mm_ctx;
+typedef struct vit_ctx {
+    nvl_tensor o, qkv;
+    int64_t n_img, H;
+} vit_ctx;
+static nvl_status run_vit(void *p, nvl_err *err) {
+    vit_ctx *v = p;
+    return kern_attention_full(g_be, &v->o, &v->qkv, v->n_img, v->H, err);
+}
+
 static nvl_status run_mm(void *p, nvl_err *err) {
     mm_ctx *m = p;
     return kern_matmul(g_be, &m->y, &m->x, &m->w, err);
@@ -217,6 +230,13 @@ int main(int argc, char **argv) {
     const double t_att = time_op("attention_causal", run_att, &a, runs);
     const double att_flop = 2.0 * (double)rows * (double)rows * (double)sh->D * (double)sh->Hq;
 
+    /* the ViT's attention (bf16 qkv as its GEMM + bias leaves it, all keys of the tile) */
+    vit_ctx v = {.n_img = sh->vimg, .H = sh->vH};
+    v.qkv = make(bf, 2, (int64_t[]){sh->vimg * sh->vT, 3 * sh->vW}, -1.5f, 1.5f);
+    v.o = make(bf, 2, (int64_t[]){sh->vimg * sh->vT, sh->vW}, 0, 0);
+    const double t_vit = time_op("attention_full", run_vit, &v, runs);
+    const double vit_flop = 4.0 * (double)sh->vimg * (double)sh->vT * (double)sh->vT * (double)sh->vW;
+
     /* the scan: x, B, C as the conv output gives them (bf16), dt in (0.01, 0.6), A < 0 */
     ssm_ctx s = {.G = sh->G, .seq = seq};
     s.x = make(bf, 2, (int64_t[]){rows, sh->H * sh->P}, -1, 1);
@@ -276,6 +296,9 @@ int main(int argc, char **argv) {
            (long long)sh->Hkv, (long long)sh->D, 1e3 * t_att, sh->n_attn, 1e3 * t_att * sh->n_attn, att_flop / t_att * 1e-12);
     printf("| ssm_scan (%lld heads of %lld, N %lld) | %.3f | %d | %.2f | - |\n", (long long)sh->H, (long long)sh->P,
            (long long)sh->N, 1e3 * t_ssm, sh->n_mamba, 1e3 * t_ssm * sh->n_mamba);
+    printf("| ViT attention_full (%lld tiles of %lld tokens, %lld heads of %lld; per tile set) | %.3f | %d | %.2f | %.1f |\n",
+           (long long)sh->vimg, (long long)sh->vT, (long long)sh->vH, (long long)(sh->vW / sh->vH), 1e3 * t_vit, sh->vlayers,
+           1e3 * t_vit * sh->vlayers, vit_flop / t_vit * 1e-12);
     printf("\n| decode GEMV (1 x %lld -> %lld) | ms per call | weight GB/s | of the copy rate |\n|---|---|---|---|\n",
            (long long)sh->gK, (long long)sh->gN);
     for (int k = 0; k < 3; k++) {
@@ -283,17 +306,19 @@ int main(int argc, char **argv) {
         if (have_rates && rates.copy_gbs > 0) snprintf(frac, sizeof frac, "%.0f %%", 100.0 * gbs[k] / rates.copy_gbs);
         printf("| %s | %.4f | %.0f | %s |\n", kinds[k], 1e3 * t_mm[k], gbs[k], frac);
     }
-    printf("\n| BF16 decode GEMV by model shape (K -> N) | ms per call | weight GB/s | of the copy rate |\n|---|---|---|---|\n%s",
-           sweep_rows);
-    const char *gv = getenv("NVL_CUDA_GEMV");
+    printf("\n| BF16 decode GEMV by model shape (K -> N; NVL_CUDA_GEMV_DEPTH=%s) | ms per call | weight GB/s | of the copy rate "
+           "|\n|---|---|---|---|\n%s",
+           getenv("NVL_CUDA_GEMV_DEPTH") ? getenv("NVL_CUDA_GEMV_DEPTH") : "(unset)", sweep_rows);
+    const char *gv = getenv("NVL_CUDA_GEMV"), *gd = getenv("NVL_CUDA_GEMV_DEPTH");
     printf("ops: {\"backend\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"flash\": \"%s\", \"ssd\": \"%s\", "
-           "\"gemv\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
+           "\"gemv\": \"%s\", \"gemv_depth\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
+           "\"vit_attention_ms\": %.4f, \"vit_attention_tflops\": %.2f, "
            "\"gemv_bf16_gbs\": %.1f, \"gemv_fp8_gbs\": %.1f, \"gemv_nvfp4_gbs\": %.1f, \"copy_gbs\": %.1f, "
            "\"gemm_bf16_tflops\": %.1f, \"gemv_bf16_by_shape_gbs\": {%s}}\n",
-           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", 1e3 * t_att,
-           att_flop / t_att * 1e-12, 1e3 * t_ssm, gbs[0], gbs[1], gbs[2], have_rates ? rates.copy_gbs : 0.0,
+           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", gd ? gd : "", 1e3 * t_att,
+           att_flop / t_att * 1e-12, 1e3 * t_ssm, 1e3 * t_vit, vit_flop / t_vit * 1e-12, gbs[0], gbs[1], gbs[2], have_rates ? rates.copy_gbs : 0.0,
            have_rates ? rates.gemm_bf16_tflops : 0.0, sweep_json);
-    nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y,
+    nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &v.qkv, &v.o, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y,
                          &mm[0].x, &mm[0].y, &mm[1].x, &mm[1].y, &mm[2].x, &mm[2].y};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kern_buffer_free(g_be, all[i]->data);
     kern_backend_free(g_be);

@@ -233,6 +233,9 @@ nvl_status kern_env_check(nvl_err *err) {
     static const char *const ssd[] = {"0", "1", "seq", NULL};
     if ((v = getenv("NVL_CUDA_SSD")) && *v && !one_of(v, ssd))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SSD='%s': expected 0, 1 or seq", v);
+    static const char *const depths[] = {"2", "4", "8", NULL};
+    if ((v = getenv("NVL_CUDA_GEMV_DEPTH")) && *v && !one_of(v, depths))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GEMV_DEPTH='%s': expected 2, 4 or 8", v);
     if ((v = getenv("NVL_CUDA_SSD_WINDOW")) && *v) {
         char *end = NULL;
         errno = 0;

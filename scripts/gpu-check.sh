@@ -320,6 +320,9 @@ elif [ "$have_gpu" = 1 ]; then
         --shape 12b
     # the chunked SSD's one block per head walking its chunks (k_ssm_chunked, before the windows)
     NVL_CUDA_SSD=seq bench bench_ops_ssdseq 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+    # the BF16 decode GEMV with 2 and 8 loads in flight a lane (default 4): which one is fastest per shape
+    NVL_CUDA_GEMV_DEPTH=2 bench bench_ops_gemv2 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+    NVL_CUDA_GEMV_DEPTH=8 bench bench_ops_gemv8 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
   fi
   if want ops_i8; then
     log "bench_ops 12B with NVL_CUDA_GEMV_I8=0 (the NVFP4 decode GEMV on the direct kernel)"

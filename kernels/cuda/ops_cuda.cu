@@ -1067,8 +1067,10 @@ __device__ __forceinline__ void fa_scores(float *S, const __nv_bfloat16 *q, size
 // held as fragments across the 16-column slabs of V; each slab's product through the 16 x 16
 // scratch Ow into O, whose layout the kernel chooses (lane 2r + half: row r, columns
 // 8 half .. 8 half + 7 of each slab).
-template <int PARTS>
-__device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bfloat16 *P, size_t p_step,
+// NS: O's slabs (MAX_D / 16 for a head dim known at run time, nd <= NS of them used); LDV: V's row
+// stride in the tile.
+template <int PARTS, int NS = MAX_D / 16, int LDV = FA_LDB>
+__device__ __forceinline__ void fa_pv(float (&O)[NS][8], const __nv_bfloat16 *P, size_t p_step,
                                       const __nv_bfloat16 *Vs, int64_t nd, float *Ow, int r, int half) {
     namespace wm = nvcuda::wmma;
     wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[PARTS][FA_BC / 16];
@@ -1077,14 +1079,14 @@ __device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bflo
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[k][kk], P + k * p_step + kk * 16, FA_LDP);
 #pragma unroll
-    for (int sl = 0; sl < MAX_D / 16; sl++) {
+    for (int sl = 0; sl < NS; sl++) {
         if (sl >= nd) break;
         wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
         wm::fill_fragment(acc, 0.f);
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) {
             wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-            wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
+            wm::load_matrix_sync(b, Vs + kk * 16 * LDV + sl * 16, LDV);
 #pragma unroll
             for (int k = 0; k < PARTS; k++) wm::mma_sync(acc, pa[k][kk], b, acc);
         }
@@ -1284,8 +1286,9 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 }
 
 // The same BF16 form on tensor cores (WMMA), for bf16 qkv and head dims that are multiples of
-// 16 (RADIO-H's 80): block (image, tile of FA_BR query rows, head), warp w rows 16w .. 16w + 15,
-// K and V tiles of FA_BC keys staged by the whole block as in k_attention_flash. Per block of
+// 16 (RADIO-H's 80), a kernel per head dim (ND = D / 16: registers and shared memory sized for
+// it): block (image, tile of FA_BR query rows, head), warp w rows 16w .. 16w + 15, its Q tile held
+// as ND fragments, K and V tiles of FA_BC keys staged by the whole block. Per block of
 // FA_KV_BLOCK keys two passes: the first computes S = Q K^T tile by tile and keeps each row's
 // max of s = S * scale (the block's M_b); the second computes S again (the same products, the
 // same s), e = exp(s - M_b) summed unrounded, p = bf16(e) (the form's rounding, so P is an exact
@@ -1295,56 +1298,106 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // probability near a bf16 tie may round the other way; test_ops allows for that); everything
 // else is the form's arithmetic, the P V sums in another order. Both passes run the same
 // products, so they see the same scores. o = bf16(acc * (1 / l)).
-constexpr size_t FV_SMEM = FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTES + FA_O_BYTES;
-__global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
+// Shared memory (RADIO-H: 53 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
+// and O scratch, whose space first holds the Q tile until its fragments are loaded.
+template <int ND> struct Fv {
+    static constexpr int D = ND * 16, LDB = D + 8; /* bf16 row stride (16-byte multiple, staggers banks) */
+    static constexpr size_t KV = (size_t)FA_BC * LDB * 2, Q = (size_t)FA_BR * LDB * 2,
+                            SCRATCH = FA_S_BYTES + FA_P_BYTES + FA_O_BYTES;
+    static constexpr size_t SMEM = 2 * KV + (Q > SCRATCH ? Q : SCRATCH);
+    static_assert(KV % 128 == 0 && Q % 128 == 0, "shared regions keep the 256-bit alignment WMMA needs");
+};
+template <int ND>
+__global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the blocks an SM their shared memory allows) */
     k_attention_full_flash(V2 o, V2 qkv, int64_t Ti, int64_t H, int64_t n_qt) {
     namespace wm = nvcuda::wmma;
+    constexpr int D = Fv<ND>::D, LDB = Fv<ND>::LDB;
     extern __shared__ __align__(128) float fv_smem[];
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fv_smem, *Ks = Qs + FA_BR * FA_LDB, *Vs = Ks + FA_BC * FA_LDB;
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)fv_smem, *Vs = Ks + FA_BC * LDB;
+    char *scratch = (char *)fv_smem + 2 * Fv<ND>::KV;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)scratch;
     const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, r = lane >> 1, half = lane & 1;
-    float *Sw = (float *)(Vs + FA_BC * FA_LDB) + w * 16 * FA_LDS;
-    __nv_bfloat16 *Pw = (__nv_bfloat16 *)((char *)fv_smem + FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES) + w * 16 * FA_LDP;
-    float *Ow = (float *)((char *)fv_smem + FA_Q_BYTES + 2 * FA_KV_BYTES + FA_S_BYTES + FA_P_BYTES) + w * 256;
+    float *Sw = (float *)scratch + w * 16 * FA_LDS;
+    __nv_bfloat16 *Pw = (__nv_bfloat16 *)(scratch + FA_S_BYTES) + w * 16 * FA_LDP;
+    float *Ow = (float *)(scratch + FA_S_BYTES + FA_P_BYTES) + w * 256;
     const int64_t img = blockIdx.x / n_qt, t0 = (blockIdx.x % n_qt) * FA_BR, hh = blockIdx.y;
-    const int64_t W = o.cols, D = W / H, nd = D / 16, base = img * Ti;
+    const int64_t W = o.cols, base = img * Ti;
     const int64_t nr = Ti - t0 < FA_BR ? Ti - t0 : FA_BR, row = 16 * w + r;
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)qkv.p;
-    for (int64_t i = tid; i < FA_BR * D; i += blockDim.x) {
-        const int64_t rr = i / D, d = i % D;
-        Qs[rr * FA_LDB + d] = rr < nr ? qb[(base + t0 + rr) * qkv.ld + hh * D + d] : __float2bfloat16_rn(0.f);
+    constexpr int VEC = D / 8; /* 16-byte pieces of a head's row */
+    for (int i = tid; i < FA_BR * VEC; i += blockDim.x) {
+        const int rr = i / VEC, c = (i % VEC) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (rr < nr) v = *(const uint4 *)(qb + (base + t0 + rr) * qkv.ld + hh * D + c);
+        *(uint4 *)(Qs + rr * LDB + c) = v;
     }
-    const float scale = 1.0f / sqrtf((float)D);
-    float M = -INFINITY, l = 0.f, acc[MAX_D / 16][8];
+    __syncthreads();
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> qa[ND];
 #pragma unroll
-    for (int sl = 0; sl < MAX_D / 16; sl++)
+    for (int kd = 0; kd < ND; kd++) wm::load_matrix_sync(qa[kd], Qs + 16 * w * LDB + kd * 16, LDB);
+    /* (stage's first barrier: every warp holds its Q before the scratch is written) */
+    const float scale = 1.0f / sqrtf((float)D);
+    float M = -INFINITY, l = 0.f, acc[ND][8];
+#pragma unroll
+    for (int sl = 0; sl < ND; sl++)
 #pragma unroll
         for (int i = 0; i < 8; i++) acc[sl][i] = 0.f;
     /* a key tile into shared memory (K, and V when asked), zeros past the image */
     auto stage = [&](int64_t k0, int with_v) {
         __syncthreads(); /* (the last tile's readers) */
-        const int64_t vec = D / 8;
-        for (int64_t i = tid; i < FA_BC * vec; i += blockDim.x) {
-            const int64_t j = i / vec, c = (i % vec) * 8;
+        for (int i = tid; i < FA_BC * VEC; i += blockDim.x) {
+            const int j = i / VEC, c = (i % VEC) * 8;
             uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
             if (k0 + j < Ti) {
                 const __nv_bfloat16 *src = qb + (base + k0 + j) * qkv.ld + hh * D + c;
                 kv = *(const uint4 *)(src + W);
                 if (with_v) vv = *(const uint4 *)(src + 2 * W);
             }
-            *(uint4 *)(Ks + j * FA_LDB + c) = kv;
-            if (with_v) *(uint4 *)(Vs + j * FA_LDB + c) = vv;
+            *(uint4 *)(Ks + j * LDB + c) = kv;
+            if (with_v) *(uint4 *)(Vs + j * LDB + c) = vv;
         }
         __syncthreads();
     };
+    /* S (the warp's 16 rows x FA_BC keys, stride FA_LDS) = Q K^T, each sum over the head dims in
+       order (fa_scores' products), two 16-key slabs at a time (registers: RADIO-H's kernel keeps
+       four blocks an SM without spilling) */
+    auto scores = [&]() {
+        constexpr int G = 2;
+#pragma unroll
+        for (int j0 = 0; j0 < FA_BC / 16; j0 += G) {
+            wm::fragment<wm::accumulator, 16, 16, 16, float> sc[G];
+#pragma unroll
+            for (int g = 0; g < G; g++) wm::fill_fragment(sc[g], 0.f);
+#pragma unroll
+            for (int kd = 0; kd < ND; kd++)
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> kb;
+                    wm::load_matrix_sync(kb, Ks + (j0 + g) * 16 * LDB + kd * 16, LDB);
+                    wm::mma_sync(sc[g], qa[kd], kb, sc[g]);
+                }
+#pragma unroll
+            for (int g = 0; g < G; g++) wm::store_matrix_sync(Sw + (j0 + g) * 16, sc[g], FA_LDS, wm::mem_row_major);
+        }
+        __syncwarp();
+    };
+    /* lane (r, half) reads and writes keys 32 half .. 32 half + 31 of row r of S and P, 16 bytes at a time */
+    const float4 *Sr = (const float4 *)(Sw + r * FA_LDS + FA_BC / 2 * half);
+    uint4 *Pr = (uint4 *)(Pw + r * FA_LDP + FA_BC / 2 * half);
     for (int64_t j0 = 0; j0 < Ti; j0 += FA_KV_BLOCK) {
         const int64_t j1 = j0 + FA_KV_BLOCK < Ti ? j0 + FA_KV_BLOCK : Ti;
         float bm = -INFINITY;
         for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 1: the block's max */
             stage(k0, 0);
-            fa_scores(Sw, Qs + 16 * w * FA_LDB, 0, 1, Ks, nd);
-            for (int c = 0; c < FA_BC / 2; c++) {
-                const int64_t j = k0 + FA_BC / 2 * half + c;
-                if (j < j1) bm = fmaxf(bm, __fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale));
+            scores();
+            const int nk = (int)(j1 - k0 - FA_BC / 2 * half); /* keys of this lane's half in the block */
+#pragma unroll
+            for (int c4 = 0; c4 < FA_BC / 8; c4++) {
+                const float4 v = Sr[c4];
+                const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    if (4 * c4 + i < nk) bm = fmaxf(bm, __fmul_rn(e[i], scale));
             }
             __syncwarp(); /* (read before the next tile's store) */
         }
@@ -1354,22 +1407,30 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         if (j0 > 0) {
             const float c = expf(M - Mn);
 #pragma unroll
-            for (int sl = 0; sl < MAX_D / 16; sl++)
+            for (int sl = 0; sl < ND; sl++)
 #pragma unroll
                 for (int i = 0; i < 8; i++) acc[sl][i] = __fmul_rn(acc[sl][i], c);
         }
         float bs = 0.f;
         for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 2: p = bf16(e), acc += P V */
             stage(k0, 1);
-            fa_scores(Sw, Qs + 16 * w * FA_LDB, 0, 1, Ks, nd);
-            for (int c = 0; c < FA_BC / 2; c++) {
-                const int64_t j = k0 + FA_BC / 2 * half + c;
-                const float e = j < j1 ? expf(__fmul_rn(Sw[r * FA_LDS + FA_BC / 2 * half + c], scale) - Mn) : 0.f;
-                bs += e;
-                Pw[r * FA_LDP + FA_BC / 2 * half + c] = __float2bfloat16_rn(e);
+            scores();
+            const int nk = (int)(j1 - k0 - FA_BC / 2 * half);
+#pragma unroll
+            for (int c8 = 0; c8 < FA_BC / 16; c8++) {
+                const float4 a = Sr[2 * c8], b = Sr[2 * c8 + 1];
+                const float sv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+                __align__(16) __nv_bfloat16 pv[8];
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    const float e = 8 * c8 + i < nk ? expf(__fmul_rn(sv[i], scale) - Mn) : 0.f;
+                    bs += e;
+                    pv[i] = __float2bfloat16_rn(e);
+                }
+                Pr[c8] = *(const uint4 *)pv;
             }
             __syncwarp();
-            fa_pv<1>(acc, Pw, 0, Vs, nd, Ow, r, half);
+            fa_pv<1, ND, LDB>(acc, Pw, 0, Vs, ND, Ow, r, half);
         }
         l += bs + __shfl_xor_sync(0xffffffffu, bs, 1);
         M = Mn;
@@ -1378,12 +1439,22 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     const float inv = 1.0f / l;
     const int64_t orow = base + t0 + row;
 #pragma unroll
-    for (int sl = 0; sl < MAX_D / 16; sl++) {
-        if (sl >= nd) break;
+    for (int sl = 0; sl < ND; sl++)
 #pragma unroll
         for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, __fmul_rn(acc[sl][i], inv), o.dt);
+}
+/* the kernel and its shared memory for a head dim of 16 nd (1 <= nd <= MAX_D / 16) */
+typedef void (*fv_kernel)(V2, V2, int64_t, int64_t, int64_t);
+static fv_kernel fv_pick(int64_t nd, size_t *smem) {
+    switch (nd) {
+#define FV_CASE(N) \
+    case N: *smem = Fv<N>::SMEM; return k_attention_full_flash<N>;
+        FV_CASE(1) FV_CASE(2) FV_CASE(3) FV_CASE(4) FV_CASE(5) FV_CASE(6) FV_CASE(7) FV_CASE(8)
+#undef FV_CASE
+    default: *smem = 0; return NULL;
     }
 }
+static_assert(MAX_D / 16 == 8, "fv_pick has a kernel for every head dim of 16 nd up to MAX_D");
 
 // ---------------------------------------------------------------------------
 // Matmul: a shared-memory tiled kernel for mixed dtypes (cuBLAS when x and W share a dtype)
@@ -2119,7 +2190,11 @@ __device__ __forceinline__ void bf16x8_f32(uint4 v, float (&f)[8]) {
         f[2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
     }
 }
-template <int R>
+// U: a lane's weight loads issued together before their products (U per row: the latency of
+// one round trip to memory is paid K / (256 U) times a warp; ncu found the kernel waiting on its
+// loads, 85 % of its stalls, with two in flight). The products and their order are the same
+// for every U: each lane sums its chunks in order of k.
+template <int R, int U>
 __global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_bfloat16 *w, int64_t K) {
     const int lane = threadIdx.x % WARP_SIZE;
     const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * R, N = y.cols;
@@ -2131,26 +2206,46 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_b
 #pragma unroll
         for (int r = 0; r < R; r++) acc[m][r] = 0.f;
     const int64_t chunks = K / 8;
-#pragma unroll 2
-    for (int64_t c = lane; c < chunks; c += WARP_SIZE) {
-        float wf[R][8];
+    for (int64_t c0 = lane; c0 < chunks; c0 += U * WARP_SIZE) {
+        uint4 v[U][R];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const uint4 v = n0 + r < N ? *(const uint4 *)(w + (n0 + r) * K + 8 * c) : make_uint4(0, 0, 0, 0);
-            bf16x8_f32(v, wf[r]);
-        }
+        for (int u = 0; u < U; u++)
 #pragma unroll
-        for (int m = 0; m < GVB_M; m++) { /* (compile-time indices keep acc in registers) */
-            if (m >= M) break;
-            float xf[8];
-            bf16x8_f32(*(const uint4 *)((const __nv_bfloat16 *)x.p + m * x.ld + 8 * c), xf);
+            for (int r = 0; r < R; r++) {
+                const int64_t c = c0 + u * WARP_SIZE;
+                v[u][r] = c < chunks && n0 + r < N ? *(const uint4 *)(w + (n0 + r) * K + 8 * c) : make_uint4(0, 0, 0, 0);
+            }
 #pragma unroll
-            for (int r = 0; r < R; r++)
+        for (int u = 0; u < U; u++) {
+            const int64_t c = c0 + u * WARP_SIZE;
+            if (c >= chunks) continue; /* (a lane past K's end) */
+            float wf[R][8];
 #pragma unroll
-                for (int i = 0; i < 8; i++) acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+            for (int r = 0; r < R; r++) bf16x8_f32(v[u][r], wf[r]);
+#pragma unroll
+            for (int m = 0; m < GVB_M; m++) { /* (compile-time indices keep acc in registers) */
+                if (m >= M) break;
+                float xf[8];
+                bf16x8_f32(*(const uint4 *)((const __nv_bfloat16 *)x.p + m * x.ld + 8 * c), xf);
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+            }
         }
     }
     gemv_store(y, acc, M, 0, n0, N, 1.0f, lane); /* (x 1.0f: exact) */
+}
+/* the loads in flight a lane keeps per weight row (NVL_CUDA_GEMV_DEPTH: 2, 4 or 8; default 4) */
+static int gemv_depth(void) {
+    const char *v = getenv("NVL_CUDA_GEMV_DEPTH");
+    return v && !strcmp(v, "2") ? 2 : v && !strcmp(v, "8") ? 8 : 4;
+}
+template <int R>
+static void gemv_bf16_launch(int depth, unsigned blocks, cudaStream_t s, V2 y, V2 x, const __nv_bfloat16 *w, int64_t K) {
+    if (depth == 2) k_gemv_bf16<R, 2><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
+    else if (depth == 8) k_gemv_bf16<R, 8><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
+    else k_gemv_bf16<R, 4><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
 }
 
 nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
@@ -2168,8 +2263,9 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
         const int R = N < 16384 ? 1 : 2; /* output rows per warp */
         const unsigned blocks = (unsigned)((N + R * (EW_BLOCK / WARP_SIZE) - 1) / (R * (EW_BLOCK / WARP_SIZE)));
         const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->w.data;
-        if (R == 1) k_gemv_bf16<1><<<blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, wb, K);
-        else k_gemv_bf16<2><<<blocks, EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, wb, K);
+        static const int depth = gemv_depth();
+        if (R == 1) gemv_bf16_launch<1>(depth, blocks, kern_cuda_stream(be), yv, xv, wb, K);
+        else gemv_bf16_launch<2>(depth, blocks, kern_cuda_stream(be), yv, xv, wb, K);
         DONE();
     }
     /* cublasGemmEx with f32 compute takes bf16 x bf16 -> bf16 / f32, f16 x f16 -> f16 / f32, f32 x f32
@@ -2563,11 +2659,13 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
         return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: %lld rows x %lld heads", __func__, (long long)qv.rows, (long long)n_head);
     const int64_t Ti = qv.rows / n_img, D = ov.cols / n_head, n_qt = (Ti + FA_BR - 1) / FA_BR;
     static const int flash_on = kernel_switch("NVL_CUDA_FLASH", 1);
-    if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && D % 16 == 0 && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
-        flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && FV_SMEM <= kern_cuda_smem_optin(be)) {
+    size_t fv_smem = 0;
+    const fv_kernel fv = D % 16 == 0 ? fv_pick(D / 16, &fv_smem) : NULL;
+    if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && fv && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
+        flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && fv_smem <= kern_cuda_smem_optin(be)) {
         /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */
-        k_attention_full_flash<<<dim3((unsigned)(n_img * n_qt), (unsigned)n_head), FA_WARPS * WARP_SIZE, FV_SMEM,
-                                 kern_cuda_stream(be)>>>(ov, qv, Ti, n_head, n_qt);
+        fv<<<dim3((unsigned)(n_img * n_qt), (unsigned)n_head), FA_WARPS * WARP_SIZE, fv_smem, kern_cuda_stream(be)>>>(
+            ov, qv, Ti, n_head, n_qt);
         DONE();
     }
     if (blocks && ov.dt == DT_BF16) { /* the CPU twin's bf16 form (rounded probabilities per 512-key block) */
@@ -2686,7 +2784,11 @@ nvl_status c_evs_scores(kern_backend *be, nvl_tensor *dis, const nvl_tensor *E, 
 extern "C" cudaError_t kern_cuda_ops_init(size_t smem_optin) {
     const int v = (int)smem_optin;
     cudaError_t e = cudaFuncSetAttribute(k_attention_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(k_attention_full_flash, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    for (int nd = 1; nd <= MAX_D / 16 && e == cudaSuccess; nd++) {
+        size_t need = 0;
+        const fv_kernel fv = fv_pick(nd, &need);
+        e = cudaFuncSetAttribute(fv, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    }
     if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssm_chunked, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssd_chunk_state, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(k_ssd_chunk_scan, cudaFuncAttributeMaxDynamicSharedMemorySize, v);
