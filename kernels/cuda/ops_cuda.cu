@@ -91,6 +91,16 @@ __device__ float block_sum(float v) {
 constexpr int ROW_BLOCK = 256;
 constexpr int EW_BLOCK = 256;
 unsigned grid_for(int64_t n) { return (unsigned)((n + EW_BLOCK - 1) / EW_BLOCK > 65535 * 8 ? 65535 * 8 : (n + EW_BLOCK - 1) / EW_BLOCK); }
+// Element-wise kernels over a (rows, cols) view: thread (blockIdx.x EW_BLOCK + threadIdx.x) takes
+// a column, blockIdx.y rows blockIdx.y, + gridDim.y, ...: no 64-bit division per element (a
+// flat index's i / cols and i % cols cost more instructions than the element's own work).
+dim3 grid_rc(int64_t rows, int64_t cols) {
+    return dim3((unsigned)((cols + EW_BLOCK - 1) / EW_BLOCK), (unsigned)(rows < 65535 ? rows : 65535));
+}
+#define FOR_RC(rows, cols, r, c)                                                                           \
+    const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;                                       \
+    if (c >= (cols)) return;                                                                                \
+    for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
 
 // ---------------------------------------------------------------------------
 // Row-wise kernels
@@ -162,17 +172,11 @@ __global__ void k_layernorm(V2 y, V2 x, const void *w, int wdt, const void *b, i
 }
 
 __global__ void k_add(V2 y, V2 a, V2 b) {
-    const int64_t n = a.rows * a.cols;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t r = i / a.cols, c = i % a.cols;
-        st(y.p, r * y.ld + c, ld(a.p, r * a.ld + c, a.dt) + ld(b.p, (r % b.rows) * b.ld + c, b.dt), y.dt);
-    }
+    FOR_RC(a.rows, a.cols, r, c) st(y.p, r * y.ld + c, ld(a.p, r * a.ld + c, a.dt) + ld(b.p, (r % b.rows) * b.ld + c, b.dt), y.dt);
 }
 
 __global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
-    const int64_t n = x.rows * x.cols;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t r = i / x.cols, c = i % x.cols;
+    FOR_RC(x.rows, x.cols, r, c) {
         float v = ld(x.p, r * x.ld + c, x.dt);
         if (bias) v += ld(bias, c, bdt);
         if (act == KERN_ACT_GELU_ERF) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
@@ -183,17 +187,11 @@ __global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
 }
 
 __global__ void k_copy(V2 y, V2 x) {
-    const int64_t n = x.rows * x.cols;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t r = i / x.cols, c = i % x.cols;
-        st(y.p, r * y.ld + c, ld(x.p, r * x.ld + c, x.dt), y.dt);
-    }
+    FOR_RC(x.rows, x.cols, r, c) st(y.p, r * y.ld + c, ld(x.p, r * x.ld + c, x.dt), y.dt);
 }
 
 __global__ void k_dt_softplus(V2 y, V2 x, const void *bias, int bdt, float lo, float hi) {
-    const int64_t n = x.rows * x.cols;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t r = i / x.cols, h = i % x.cols;
+    FOR_RC(x.rows, x.cols, r, h) {
         float v = rnd(ld(x.p, r * x.ld + h, x.dt) + rnd(ld(bias, h, bdt), y.dt), y.dt);
         v = v > 20.0f ? v : log1pf(expf(v));
         v = rnd(v, y.dt);
@@ -240,34 +238,69 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
 }
 
 // The same conv, parallel over rows (prefill: one sequential thread per channel read and wrote
-// the state through memory at every row). Thread (row, channel) computes its output from the
-// step's inputs and, for the first Kc - 1 rows of a sequence, the slot's state as it was before
-// the step (in(t) = x row t for t >= 0, state[Kc + t] for t < 0); the same sums in the same order
-// as k_conv1d, so the same bits. k_conv1d_state then moves each slot's state to its last Kc
-// inputs (after every output has read the old one: a second launch). Rows of no sequence are left
-// alone; a padding sequence's rows are zeros and its state is not touched.
-constexpr int CONV_MAX_K = 8;
+// the state through memory at every row). Thread (channel c, group of CONV_RG rows) computes
+// each row's output from the step's inputs and, for the first Kc - 1 rows of a sequence, the
+// slot's state as it was before the step (in(t) = x row t for t >= 0, state[Kc + t] for t < 0),
+// its weights and window of the last Kc inputs in registers (one new input a row while the rows
+// follow each other in one sequence); the same sums in the same order as k_conv1d, so the same
+// bits. k_conv1d_state then moves each slot's state to its last Kc inputs (after every output
+// has read the old one: a second launch). Rows of no sequence are left alone; a padding
+// sequence's rows are zeros and its state is not touched.
+constexpr int CONV_MAX_K = 8, CONV_RG = 16;
 __global__ void k_conv1d_rows(V2 y, V2 x, const float *w, const void *bias, int bdt, const float *state, int64_t Kc,
                               const kern_seq *seqs, const int32_t *row_seq) {
-    const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= x.rows * Cc) return;
-    const int64_t r = i / Cc, c = i % Cc;
-    if (row_seq[r] < 0) return;
-    const kern_seq s = seqs[row_seq[r]];
-    if (s.slot < 0) {
-        st(y.p, r * y.ld + c, 0.f, y.dt);
-        return;
+    const int64_t Cc = x.cols, c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (c >= Cc) return;
+    float wk[CONV_MAX_K], win[CONV_MAX_K];
+#pragma unroll
+    for (int k = 0; k < CONV_MAX_K; k++) {
+        wk[k] = k < Kc ? w[c * Kc + k] : 0.f;
+        win[k] = 0.f;
     }
-    const int64_t t = r - s.row0;
-    const float *old = state + ((int64_t)s.slot * Cc + c) * Kc;
-    float u = bias ? ld(bias, c, bdt) : 0.f;
-    for (int64_t k = 0; k < Kc; k++) {
-        const int64_t tau = t - (Kc - 1) + k;
-        const float in = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : old[Kc + tau];
-        u = __fadd_rn(u, __fmul_rn(w[c * Kc + k], in)); /* unfused, as the CPU */
+    const float b0 = bias ? ld(bias, c, bdt) : 0.f;
+    int32_t prev = -1;  /* the sequence of the row before, whose window win holds (-1: none) */
+    int64_t prev_t = 0; /* and that row's index in it */
+    const int64_t r0 = (int64_t)blockIdx.y * CONV_RG;
+    for (int i = 0; i < CONV_RG; i++) {
+        const int64_t r = r0 + i;
+        if (r >= x.rows) break;
+        const int32_t si = row_seq[r];
+        if (si < 0) {
+            prev = -1;
+            continue;
+        }
+        const kern_seq s = seqs[si];
+        if (s.slot < 0) {
+            st(y.p, r * y.ld + c, 0.f, y.dt);
+            prev = -1;
+            continue;
+        }
+        const int64_t t = r - s.row0;
+        if (si == prev && t == prev_t + 1) { /* slide the window by one input */
+            const float in = ld(x.p, r * x.ld + c, x.dt);
+#pragma unroll
+            for (int k = 0; k + 1 < CONV_MAX_K; k++)
+                if (k + 1 < Kc) win[k] = win[k + 1];
+#pragma unroll
+            for (int k = 0; k < CONV_MAX_K; k++)
+                if (k == Kc - 1) win[k] = in;
+        } else { /* a window of its own: the step's rows, the slot's state before them */
+            const float *old = state + ((int64_t)s.slot * Cc + c) * Kc;
+#pragma unroll
+            for (int k = 0; k < CONV_MAX_K; k++) {
+                const int64_t tau = t - (Kc - 1) + k;
+                if (k < Kc) win[k] = tau >= 0 ? ld(x.p, (s.row0 + tau) * x.ld + c, x.dt) : old[Kc + tau];
+            }
+        }
+        prev = si;
+        prev_t = t;
+        float u = b0;
+#pragma unroll
+        for (int k = 0; k < CONV_MAX_K; k++)
+            if (k < Kc) u = __fadd_rn(u, __fmul_rn(wk[k], win[k])); /* unfused, as the CPU */
+        if (y.dt == DT_BF16) u = rb(u);
+        st(y.p, r * y.ld + c, u / (1.0f + expf(-u)), y.dt);
     }
-    if (y.dt == DT_BF16) u = rb(u);
-    st(y.p, r * y.ld + c, u / (1.0f + expf(-u)), y.dt);
 }
 __global__ void k_conv1d_state(V2 x, float *state, int64_t Kc, const kern_seq *seqs, int n_seq) {
     const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
@@ -2331,7 +2364,7 @@ nvl_status c_add(kern_backend *be, nvl_tensor *y, const nvl_tensor *a, const nvl
     VIEW(a, av, "a");
     VIEW(b, bv, "b");
     const int64_t n = av.rows * av.cols;
-    if (n) k_add<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, av, bv);
+    if (n) k_add<<<grid_rc(av.rows, av.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, av, bv);
     DONE();
 }
 
@@ -2342,7 +2375,7 @@ nvl_status c_bias_act(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
     if (n)
-        k_bias_act<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias ? bias->data : NULL,
+        k_bias_act<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias ? bias->data : NULL,
                                                                        bias ? dcode(bias->dtype) : 0, (int)act);
     DONE();
 }
@@ -2352,7 +2385,7 @@ nvl_status c_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err 
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
-    if (n) k_copy<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv);
+    if (n) k_copy<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv);
     DONE();
 }
 
@@ -2406,7 +2439,7 @@ nvl_status c_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, c
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
-    if (n) k_dt_softplus<<<grid_for(n), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias->data, dcode(bias->dtype), lo, hi);
+    if (n) k_dt_softplus<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias->data, dcode(bias->dtype), lo, hi);
     DONE();
 }
 
@@ -2456,9 +2489,11 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     const char *x0 = (const char *)xv.p, *x1 = x0 + (size_t)(xv.rows ? (xv.rows - 1) * xv.ld + xv.cols : 0) * dsize(xv.dt),
                *y0 = (const char *)yv.p, *y1 = y0 + (size_t)(yv.rows ? (yv.rows - 1) * yv.ld + yv.cols : 0) * dsize(yv.dt);
     const int overlap = x0 < y1 && y0 < x1;
-    if (Kc <= CONV_MAX_K && !overlap && (nr + EW_BLOCK - 1) / EW_BLOCK <= 0x7fffffffLL) { /* parallel over rows, then the state */
+    const int64_t row_groups = (xv.rows + CONV_RG - 1) / CONV_RG;
+    if (Kc <= CONV_MAX_K && !overlap && row_groups <= 65535) { /* parallel over rows, then the state */
         if (nr)
-            k_conv1d_rows<<<(unsigned)((nr + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
+            k_conv1d_rows<<<dim3((unsigned)((xv.cols + EW_BLOCK - 1) / EW_BLOCK), (unsigned)row_groups), EW_BLOCK, 0,
+                            kern_cuda_stream(be)>>>(
                 yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0,
                 (const float *)state->data, Kc, ds, tb.row_seq);
         if (n) {
