@@ -290,7 +290,7 @@ if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   [ "$n_fail" -gt 0 ] && memcheck
 elif [ "$have_gpu" = 1 ]; then
   # GPU_CHECK_ONLY="NAME ..." runs only those benchmark steps (a rerun of what an earlier run
-  # missed): 12b ops ops_i8 ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile ncu
+  # missed): 12b pdl ops ops_i8 ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile ncu
   named() { [[ " ${GPU_CHECK_ONLY:-} " == *" $1 "* ]]; }
   want() { [ -z "${GPU_CHECK_ONLY:-}" ] || named "$1"; }
   [ -n "${GPU_CHECK_ONLY:-}" ] && log "GPU_CHECK_ONLY: $GPU_CHECK_ONLY"
@@ -304,6 +304,14 @@ elif [ "$have_gpu" = 1 ]; then
         --context 4096 --decode 48
     rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
   done
+  if want 12b || want pdl; then # decode with programmatic dependent launch (opt-in) beside the default above
+    for q in bf16 nvfp4; do
+      log "bench_llm 12B $q with NVL_CUDA_PDL=1 (decode at 4096)"
+      NVL_CUDA_PDL=1 bench "bench_12b_${q}_pdl" 120 build-gpu/bench/bench_llm --shape 12b --sparse --quant "$q" --prompt 128 \
+          --chunk 128 --context 4096 --decode 48
+      rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
+    done
+  fi
   if want 12b || want ops_i8; then # NVFP4 decode on the direct GEMV (NVL_CUDA_GEMV_I8=0) beside the integer one above
     log "bench_llm 12B nvfp4 with NVL_CUDA_GEMV_I8=0 (decode on the direct GEMV)"
     NVL_CUDA_GEMV_I8=0 bench bench_12b_nvfp4_direct 120 build-gpu/bench/bench_llm --shape 12b --sparse --quant nvfp4 \

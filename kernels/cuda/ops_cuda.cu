@@ -1,7 +1,9 @@
-// The CUDA twins of the ops of kernels/ops.h, first versions: simple kernels that mirror the CPU
-// twins' formulas (kernels/cpu/ops_cpu.c) so tests/test_ops.c --backend cuda can check them,
-// written to be correct before fast. NONE OF THIS HAS RUN ON A GPU YET (no device was lent when it
-// was written); scripts/gpu-check.sh runs the op table test on one.
+// The CUDA twins of the ops of kernels/ops.h: kernels that mirror the CPU twins' formulas
+// (kernels/cpu/ops_cpu.c) so tests/test_ops.c --backend cuda can check them, written to be
+// correct before fast. scripts/gpu-check.sh runs the op table test on a device (it passed on an
+// H200 on 2026-12-04); kernels written since a session without a device ran only on the CUDA
+// emulator (tests/cuda_emu) until the next device run: the README's CUDA section and the session
+// notes name them.
 //
 // Activations on the device are held in their dtype (BF16 as 2-byte bf16, nvl_tensor.widened = 0);
 // every kernel computes in f32 and rounds what it stores to the output dtype (round to nearest
@@ -102,10 +104,63 @@ dim3 grid_rc(int64_t rows, int64_t cols) {
     if (c >= (cols)) return;                                                                                \
     for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)
 
+// Programmatic dependent launch (Hopper; kernels.md §6.6), NVL_CUDA_PDL=1 (default 0): the
+// decode step's kernels are launched with programmatic stream serialization, so a kernel's blocks
+// may start while the kernel before it finishes. Each such kernel first calls pdl_enter(): it
+// waits there until the grid before it has completed and its writes are visible
+// (griddepcontrol.wait), then lets the next grid launch (griddepcontrol.launch_dependents: that
+// one waits in turn). Nothing before pdl_enter() may touch memory another kernel writes; the BF16
+// GEMV issues its first weight loads there (weights are constant). On a device without it, or on
+// the emulator, both are no-ops and launch_pdl a plain launch.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_enter() {
+    pdl_wait();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+int pdl_on(void) {
+    static const int on = [] {
+        const char *e = getenv("NVL_CUDA_PDL");
+        return e && !strcmp(e, "1");
+    }();
+    return on;
+}
+/* launches k on (grid, block, smem, stream) with args, with programmatic stream serialization
+   when NVL_CUDA_PDL=1 (k must begin with pdl_enter(), or with pdl_wait() after loads of
+   constants); a launch error is left for cudaGetLastError (DONE / kern_cuda_after_launch), as a
+   plain launch's is. (No triple angle brackets in comments here: tests/cuda_emu/cu2cpp rewrites
+   them wherever they stand.) */
+template <typename... P, typename... A>
+void launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A... args) {
+#ifndef TESTS_CUDA_EMU_H
+    if (pdl_on()) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        (void)cudaLaunchKernelEx(&cfg, k, (P)args...);
+        return;
+    }
+#endif
+    k<<<grid, block, smem, stream>>>((P)args...);
+}
+
 // ---------------------------------------------------------------------------
 // Row-wise kernels
 
 __global__ void k_rmsnorm(V2 y, V2 x, const void *w, int wdt, float eps) {
+    pdl_enter();
     const int64_t r = blockIdx.x;
     float ss = 0.f;
     for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
@@ -121,6 +176,7 @@ __global__ void k_rmsnorm(V2 y, V2 x, const void *w, int wdt, float eps) {
 // grid (rows, groups): t = x silu(z); t *= rsqrt(mean_group(t^2) + eps); y = w * t (t rounded to
 // bf16 first on rows flagged decode)
 __global__ void k_rmsnorm_gated(V2 y, V2 x, V2 z, const void *w, int wdt, int64_t gs, float eps, const uint8_t *dec) {
+    pdl_enter();
     const int64_t r = blockIdx.x, g = blockIdx.y;
     float ss = 0.f;
     for (int64_t c = threadIdx.x; c < gs; c += blockDim.x) {
@@ -172,10 +228,12 @@ __global__ void k_layernorm(V2 y, V2 x, const void *w, int wdt, const void *b, i
 }
 
 __global__ void k_add(V2 y, V2 a, V2 b) {
+    pdl_enter();
     FOR_RC(a.rows, a.cols, r, c) st(y.p, r * y.ld + c, ld(a.p, r * a.ld + c, a.dt) + ld(b.p, (r % b.rows) * b.ld + c, b.dt), y.dt);
 }
 
 __global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
+    pdl_enter();
     FOR_RC(x.rows, x.cols, r, c) {
         float v = ld(x.p, r * x.ld + c, x.dt);
         if (bias) v += ld(bias, c, bdt);
@@ -187,10 +245,12 @@ __global__ void k_bias_act(V2 y, V2 x, const void *bias, int bdt, int act) {
 }
 
 __global__ void k_copy(V2 y, V2 x) {
+    pdl_enter();
     FOR_RC(x.rows, x.cols, r, c) st(y.p, r * y.ld + c, ld(x.p, r * x.ld + c, x.dt), y.dt);
 }
 
 __global__ void k_dt_softplus(V2 y, V2 x, const void *bias, int bdt, float lo, float hi) {
+    pdl_enter();
     FOR_RC(x.rows, x.cols, r, h) {
         float v = rnd(ld(x.p, r * x.ld + h, x.dt) + rnd(ld(bias, h, bdt), y.dt), y.dt);
         v = v > 20.0f ? v : log1pf(expf(v));
@@ -202,6 +262,7 @@ __global__ void k_dt_softplus(V2 y, V2 x, const void *bias, int bdt, float lo, f
 }
 
 __global__ void k_get_rows(V2 y, V2 table, const int32_t *ids, V2 rows, const uint8_t *mask) {
+    pdl_enter();
     const int64_t t = blockIdx.x;
     const int masked = mask && mask[t];
     for (int64_t c = threadIdx.x; c < y.cols; c += blockDim.x) {
@@ -216,6 +277,7 @@ __global__ void k_get_rows(V2 y, V2 table, const int32_t *ids, V2 rows, const ui
 // one thread per (sequence, channel)
 __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, float *state, int64_t Kc,
                          const kern_seq *seqs, int n_seq) {
+    pdl_enter();
     const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= (int64_t)n_seq * Cc) return;
     const kern_seq s = seqs[i / Cc];
@@ -249,6 +311,7 @@ __global__ void k_conv1d(V2 y, V2 x, const float *w, const void *bias, int bdt, 
 constexpr int CONV_MAX_K = 8, CONV_RG = 16;
 __global__ void k_conv1d_rows(V2 y, V2 x, const float *w, const void *bias, int bdt, const float *state, int64_t Kc,
                               const kern_seq *seqs, const int32_t *row_seq) {
+    pdl_enter();
     const int64_t Cc = x.cols, c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= Cc) return;
     float wk[CONV_MAX_K], win[CONV_MAX_K];
@@ -303,6 +366,7 @@ __global__ void k_conv1d_rows(V2 y, V2 x, const float *w, const void *bias, int 
     }
 }
 __global__ void k_conv1d_state(V2 x, float *state, int64_t Kc, const kern_seq *seqs, int n_seq) {
+    pdl_enter();
     const int64_t Cc = x.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= (int64_t)n_seq * Cc) return;
     const kern_seq s = seqs[i / Cc];
@@ -345,6 +409,7 @@ __device__ __forceinline__ void split3_bf16(float v, __nv_bfloat16 *hi, __nv_bfl
 constexpr int SCAN_LANES = 8, SCAN_NPL = 32;
 __global__ void k_ssm_scan(V2 y, V2 x, V2 dt, const float *A, V2 B, V2 C, const float *D, float *state, int64_t H,
                            int64_t P, int64_t N, int64_t G, const kern_seq *seqs, int n_seq, int mode, int64_t chunk_rows) {
+    pdl_enter();
     const int64_t gi = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / SCAN_LANES;
     const int sub = threadIdx.x % SCAN_LANES;
     if (gi >= (int64_t)n_seq * H * P) return; // whole groups leave together (the total is a multiple of the group)
@@ -887,6 +952,7 @@ __global__ void __launch_bounds__(SSD_WARPS * WARP_SIZE, 2) /* (two blocks an SM
 
 __global__ void k_kv_write(void *kc, void *vc, int cdt, int64_t L, V2 k, V2 v, const kern_seq *seqs, int n_seq,
                            int64_t max_rows) {
+    pdl_enter();
     const int64_t KD = k.cols, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= (int64_t)n_seq * max_rows * KD) return;
     const kern_seq s = seqs[i / (max_rows * KD)];
@@ -995,6 +1061,7 @@ __device__ void attend_block(const float (&q)[ATT_DPL], int64_t D, const void *k
 __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, int cdt, int64_t L, int64_t NH, int64_t NKV,
                                    const kern_seq *seqs, const int32_t *row_seq, int64_t T, int n_split, float *part,
                                    int64_t flash_rows) {
+    pdl_enter();
     const int64_t b = blockIdx.x, r = b / (NH * n_split), hh = (b / n_split) % NH;
     const int s = (int)(b % n_split);
     const int64_t D = q.cols / NH, KD = NKV * D, kvh = hh / (NH / NKV);
@@ -1026,6 +1093,7 @@ __global__ void k_attention_causal(V2 o, V2 q, const void *kc, const void *vc, i
 // of sequences k_attention_flash takes (flash_rows > 0) are its, not this step's splits'.
 __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t D, int n_split, int64_t T,
                                     const kern_seq *seqs, const int32_t *row_seq, int64_t flash_rows) {
+    pdl_enter();
     const int64_t b = blockIdx.x, r = b / NH, hh = b % NH;
     if (r >= T) return;
     if (flash_rows > 0 && row_seq[r] >= 0 && seqs[row_seq[r]].n_rows >= flash_rows) return;
@@ -1393,7 +1461,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
     };
     /* S (the warp's 16 rows x FA_BC keys, stride FA_LDS) = Q K^T, each sum over the head dims in
        order (fa_scores' products), two 16-key slabs at a time (registers: RADIO-H's kernel keeps
-       four blocks an SM without spilling) */
+       four blocks an SM) */
     auto scores = [&]() {
         constexpr int G = 2;
 #pragma unroll
@@ -1453,14 +1521,15 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
             for (int c8 = 0; c8 < FA_BC / 16; c8++) {
                 const float4 a = Sr[2 * c8], b = Sr[2 * c8 + 1];
                 const float sv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-                __align__(16) __nv_bfloat16 pv[8];
+                uint32_t pw[4]; /* (packed in registers: element 2q in the lower half of word q) */
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
                     const float e = 8 * c8 + i < nk ? expf(__fmul_rn(sv[i], scale) - Mn) : 0.f;
                     bs += e;
-                    pv[i] = __float2bfloat16_rn(e);
+                    const uint32_t b16 = __bfloat16_as_ushort(__float2bfloat16_rn(e));
+                    pw[i / 2] = i % 2 ? pw[i / 2] | b16 << 16 : b16;
                 }
-                Pr[c8] = *(const uint4 *)pv;
+                Pr[c8] = make_uint4(pw[0], pw[1], pw[2], pw[3]);
             }
             __syncwarp();
             fa_pv<1, ND, LDB>(acc, Pw, 0, Vs, ND, Ow, r, half);
@@ -1580,6 +1649,7 @@ __device__ float nvfp4_act_block_scale(V2 x, int64_t r, int64_t k0, float input_
 
 // FP8: one thread per element; NVFP4: one thread per 16-block. xq is (M, K) contiguous f32.
 __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
+    pdl_enter();
     const int64_t K = x.cols, per_row = nvfp4 ? K / QBLK : K;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * per_row;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -1772,6 +1842,7 @@ __device__ __forceinline__ void gemv_store(V2 y, const float (&acc)[MM][R], int 
 template <int NVFP4>
 __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *xq, const uint8_t *w, const uint8_t *bs,
                                                          float wscale, int64_t K, int64_t M) {
+    pdl_enter();
     __shared__ float lut[16];
     if (NVFP4 && threadIdx.x < 16) lut[threadIdx.x] = qr_e2m1_value(threadIdx.x);
     if (NVFP4) __syncthreads();
@@ -1857,6 +1928,7 @@ __global__ void __launch_bounds__(EW_BLOCK, 2) k_gemv_quant(V2 y, const float *x
 // (bench/RESULTS.md 2026-12-04: 0.84 TB/s for NVFP4 against 3.3 for BF16). NVL_CUDA_GEMV_I8=0:
 // the direct kernel (k_gemv_quant).
 __global__ void k_quant_nvfp4_i8(int8_t *codes, float *scales, V2 x, float input_scale) {
+    pdl_enter();
     const int64_t K = x.cols, nb = K / QBLK;
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < nb; j += (int64_t)gridDim.x * blockDim.x) {
         const int64_t k0 = j * QBLK;
@@ -1876,6 +1948,7 @@ __device__ __forceinline__ int e2m1x4_i8(uint32_t sel) {
 }
 __global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *codes, const float *scales, const uint8_t *w,
                                                           const uint8_t *bs, float wscale, int64_t K) {
+    pdl_enter();
     const int lane = threadIdx.x % WARP_SIZE;
     const int64_t n0 = ((int64_t)blockIdx.x * (EW_BLOCK / WARP_SIZE) + threadIdx.x / WARP_SIZE) * GV_ROWS, N = y.cols;
     if (n0 >= N) return; /* whole warps */
@@ -2179,24 +2252,25 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
         int8_t *codes = (int8_t *)kern_cuda_scratch(be, (size_t)K + (size_t)(K / QBLK) * sizeof(float), err);
         if (!codes) return NVL_ERR_NOMEM;
         float *scales = (float *)(codes + K); /* (K % 32 == 0: 16-byte aligned) */
-        k_quant_nvfp4_i8<<<grid_for(K / QBLK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(codes, scales, *xv, w->input_scale);
+        launch_pdl(k_quant_nvfp4_i8, grid_for(K / QBLK), EW_BLOCK, 0, kern_cuda_stream(be), codes, scales, *xv,
+            w->input_scale);
         CHECK_ST(kern_cuda_after_launch(be, "c_matmul (NVFP4 activation codes)", err));
-        k_gemv_nvfp4_i8<<<dim3((unsigned)gx), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-            *yv, codes, scales, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K);
+        launch_pdl(k_gemv_nvfp4_i8, dim3((unsigned)gx), EW_BLOCK, 0, kern_cuda_stream(be), *yv, codes, scales,
+            (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K);
         return kern_cuda_after_launch(be, "c_matmul (NVFP4 GEMV in integers)", err);
     }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
     if (!xq) return NVL_ERR_NOMEM;
     const int64_t n_act = nvfp4 ? M * (K / QBLK) : M * K;
-    k_quant_act<<<grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, nvfp4, w->input_scale);
+    launch_pdl(k_quant_act, grid_for(n_act), EW_BLOCK, 0, kern_cuda_stream(be), xq, *xv, nvfp4, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, "c_matmul (activation quantization)", err));
     if (gemv_fits && gy <= 65535) {
         if (nvfp4)
-            k_gemv_quant<1><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K, M);
+            launch_pdl(k_gemv_quant<1>, dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be), *yv, xq,
+                (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K, M);
         else
-            k_gemv_quant<0><<<dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-                *yv, xq, (const uint8_t *)w->w.data, (const uint8_t *)nullptr, w->weight_scale, K, M);
+            launch_pdl(k_gemv_quant<0>, dim3((unsigned)gx, (unsigned)gy), EW_BLOCK, 0, kern_cuda_stream(be), *yv, xq,
+                (const uint8_t *)w->w.data, (const uint8_t *)nullptr, w->weight_scale, K, M);
         return kern_cuda_after_launch(be, "c_matmul (quantized GEMV)", err);
     }
     const int64_t bx = (w->n_out + per_block - 1) / per_block;
@@ -2227,6 +2301,17 @@ __device__ __forceinline__ void bf16x8_f32(uint4 v, float (&f)[8]) {
 // one round trip to memory is paid K / (256 U) times a warp; ncu found the kernel waiting on its
 // loads, 85 % of its stalls, with two in flight). The products and their order are the same
 // for every U: each lane sums its chunks in order of k.
+template <int U, int R>
+__device__ __forceinline__ void gemv_bf16_load(uint4 (&v)[U][R], const __nv_bfloat16 *w, int64_t n0, int64_t N, int64_t K,
+                                               int64_t c0, int64_t chunks) {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int64_t c = c0 + u * WARP_SIZE;
+            v[u][r] = c < chunks && n0 + r < N ? *(const uint4 *)(w + (n0 + r) * K + 8 * c) : make_uint4(0, 0, 0, 0);
+        }
+}
 template <int R, int U>
 __global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_bfloat16 *w, int64_t K) {
     const int lane = threadIdx.x % WARP_SIZE;
@@ -2239,15 +2324,12 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_bf16(V2 y, V2 x, const __nv_b
 #pragma unroll
         for (int r = 0; r < R; r++) acc[m][r] = 0.f;
     const int64_t chunks = K / 8;
+    uint4 v[U][R];
+    gemv_bf16_load(v, w, n0, N, K, lane, chunks); /* the weights are constant: their first loads go
+                                                     out before the grid before ends */
+    pdl_enter();
     for (int64_t c0 = lane; c0 < chunks; c0 += U * WARP_SIZE) {
-        uint4 v[U][R];
-#pragma unroll
-        for (int u = 0; u < U; u++)
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int64_t c = c0 + u * WARP_SIZE;
-                v[u][r] = c < chunks && n0 + r < N ? *(const uint4 *)(w + (n0 + r) * K + 8 * c) : make_uint4(0, 0, 0, 0);
-            }
+        if (c0 != lane) gemv_bf16_load(v, w, n0, N, K, c0, chunks);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = c0 + u * WARP_SIZE;
@@ -2276,9 +2358,9 @@ static int gemv_depth(void) {
 }
 template <int R>
 static void gemv_bf16_launch(int depth, unsigned blocks, cudaStream_t s, V2 y, V2 x, const __nv_bfloat16 *w, int64_t K) {
-    if (depth == 2) k_gemv_bf16<R, 2><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
-    else if (depth == 8) k_gemv_bf16<R, 8><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
-    else k_gemv_bf16<R, 4><<<blocks, EW_BLOCK, 0, s>>>(y, x, w, K);
+    if (depth == 2) launch_pdl(k_gemv_bf16<R, 2>, blocks, EW_BLOCK, 0, s, y, x, w, K);
+    else if (depth == 8) launch_pdl(k_gemv_bf16<R, 8>, blocks, EW_BLOCK, 0, s, y, x, w, K);
+    else launch_pdl(k_gemv_bf16<R, 4>, blocks, EW_BLOCK, 0, s, y, x, w, K);
 }
 
 nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err) {
@@ -2325,7 +2407,8 @@ nvl_status c_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const
     V2 yv, xv;
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
-    if (xv.rows) k_rmsnorm<<<(unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, w->data, dcode(w->dtype), eps);
+    if (xv.rows) launch_pdl(k_rmsnorm, (unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be), yv, xv, w->data,
+        dcode(w->dtype), eps);
     DONE();
 }
 
@@ -2342,8 +2425,8 @@ nvl_status c_rmsnorm_gated(kern_backend *be, nvl_tensor *y, const nvl_tensor *x,
         ddec = tb.dec;
     }
     if (xv.rows)
-        k_rmsnorm_gated<<<dim3((unsigned)xv.rows, (unsigned)n_group), ROW_BLOCK, 0, kern_cuda_stream(be)>>>(
-            yv, xv, zv, w->data, dcode(w->dtype), xv.cols / n_group, eps, ddec);
+        launch_pdl(k_rmsnorm_gated, dim3((unsigned)xv.rows, (unsigned)n_group), ROW_BLOCK, 0, kern_cuda_stream(be), yv,
+            xv, zv, w->data, dcode(w->dtype), xv.cols / n_group, eps, ddec);
     DONE();
 }
 
@@ -2364,7 +2447,7 @@ nvl_status c_add(kern_backend *be, nvl_tensor *y, const nvl_tensor *a, const nvl
     VIEW(a, av, "a");
     VIEW(b, bv, "b");
     const int64_t n = av.rows * av.cols;
-    if (n) k_add<<<grid_rc(av.rows, av.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, av, bv);
+    if (n) launch_pdl(k_add, grid_rc(av.rows, av.cols), EW_BLOCK, 0, kern_cuda_stream(be), yv, av, bv);
     DONE();
 }
 
@@ -2375,8 +2458,8 @@ nvl_status c_bias_act(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
     if (n)
-        k_bias_act<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias ? bias->data : NULL,
-                                                                       bias ? dcode(bias->dtype) : 0, (int)act);
+        launch_pdl(k_bias_act, grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be), yv, xv,
+            bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0, (int)act);
     DONE();
 }
 
@@ -2385,7 +2468,7 @@ nvl_status c_copy(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, nvl_err 
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
-    if (n) k_copy<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv);
+    if (n) launch_pdl(k_copy, grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be), yv, xv);
     DONE();
 }
 
@@ -2397,6 +2480,7 @@ __device__ __forceinline__ void am_take(float &v, int &i, float x, int j) {
     if (x > v || (x == v && j < i)) v = x, i = j;
 }
 __global__ void k_argmax_rows(int32_t *ids, V2 x) {
+    pdl_enter();
     __shared__ float sv[32];
     __shared__ int si[32];
     const int64_t r = blockIdx.x;
@@ -2426,7 +2510,7 @@ nvl_status c_argmax_rows(kern_backend *be, int32_t *ids, const nvl_tensor *x, nv
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s: copies ids to the host, which a graph capture cannot", __func__);
     int32_t *d = (int32_t *)kern_cuda_scratch(be, (size_t)xv.rows * sizeof(int32_t), err);
     if (!d) return NVL_ERR_NOMEM;
-    k_argmax_rows<<<(unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(d, xv);
+    launch_pdl(k_argmax_rows, (unsigned)xv.rows, ROW_BLOCK, 0, kern_cuda_stream(be), d, xv);
     CHECK_ST(kern_cuda_after_launch(be, __func__, err));
     CUDA_CHECK(cudaMemcpyAsync(ids, d, (size_t)xv.rows * sizeof(int32_t), cudaMemcpyDeviceToHost, kern_cuda_stream(be)));
     CUDA_CHECK(cudaStreamSynchronize(kern_cuda_stream(be)));
@@ -2439,7 +2523,8 @@ nvl_status c_dt_softplus(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, c
     VIEW(y, yv, "y");
     VIEW(x, xv, "x");
     const int64_t n = xv.rows * xv.cols;
-    if (n) k_dt_softplus<<<grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, xv, bias->data, dcode(bias->dtype), lo, hi);
+    if (n) launch_pdl(k_dt_softplus, grid_rc(xv.rows, xv.cols), EW_BLOCK, 0, kern_cuda_stream(be), yv, xv, bias->data,
+        dcode(bias->dtype), lo, hi);
     DONE();
 }
 
@@ -2471,7 +2556,7 @@ nvl_status c_get_rows(kern_backend *be, nvl_tensor *y, const nvl_tensor *table, 
         dids = (const int32_t *)d;
         dmask = mask ? (const uint8_t *)(d + (size_t)T * 4) : NULL;
     }
-    if (T) k_get_rows<<<(unsigned)T, ROW_BLOCK, 0, kern_cuda_stream(be)>>>(yv, tv, dids, rv, dmask);
+    if (T) launch_pdl(k_get_rows, (unsigned)T, ROW_BLOCK, 0, kern_cuda_stream(be), yv, tv, dids, rv, dmask);
     DONE();
 }
 
@@ -2492,21 +2577,20 @@ nvl_status c_conv1d(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     const int64_t row_groups = (xv.rows + CONV_RG - 1) / CONV_RG;
     if (Kc <= CONV_MAX_K && !overlap && row_groups <= 65535) { /* parallel over rows, then the state */
         if (nr)
-            k_conv1d_rows<<<dim3((unsigned)((xv.cols + EW_BLOCK - 1) / EW_BLOCK), (unsigned)row_groups), EW_BLOCK, 0,
-                            kern_cuda_stream(be)>>>(
-                yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0,
-                (const float *)state->data, Kc, ds, tb.row_seq);
+            launch_pdl(k_conv1d_rows, dim3((unsigned)((xv.cols + EW_BLOCK - 1) / EW_BLOCK), (unsigned)row_groups),
+                EW_BLOCK, 0, kern_cuda_stream(be), yv, xv, (const float *)w->data, bias ? bias->data : NULL,
+                bias ? dcode(bias->dtype) : 0, (const float *)state->data, Kc, ds, tb.row_seq);
         if (n) {
             CHECK_ST(kern_cuda_after_launch(be, __func__, err));
-            k_conv1d_state<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-                xv, (float *)state->data, Kc, ds, n_seq);
+            launch_pdl(k_conv1d_state, (unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be), xv,
+                (float *)state->data, Kc, ds, n_seq);
         }
         DONE();
     }
     if (n)
-        k_conv1d<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-            yv, xv, (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0, (float *)state->data,
-            Kc, ds, n_seq);
+        launch_pdl(k_conv1d, (unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be), yv, xv,
+            (const float *)w->data, bias ? bias->data : NULL, bias ? dcode(bias->dtype) : 0, (float *)state->data, Kc,
+            ds, n_seq);
     DONE();
 }
 
@@ -2573,7 +2657,9 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
     }
     const int chunked = ssd != SSD_OFF && n_long && mode != KERN_SCAN_RECURRENT && xv.dt == DT_BF16 &&
                         bv.dt == DT_BF16 && cv.dt == DT_BF16 && P % 16 == 0 && N % 16 == 0 && smem <= optin &&
-                        smem_state <= optin && H <= 65535 && P / pb <= 65535;
+                        smem_state <= optin && H <= 65535 && P / pb <= 65535 &&
+                        (ssd == SSD_SEQUENTIAL || (SSD_Q / 16) * (pb / 16) <= SSD_WARPS * SSD_TPW); /* (the
+                        y tiles k_ssd_chunk_scan's warps hold) */
     const int64_t chunk_rows = chunked ? SSD_MIN_ROWS : 0;
     const int64_t win = chunked && ssd == SSD_WINDOWS ? ssd_window_chunks(H, P, N) : 0,
                   nw_max = n_chunks < win ? n_chunks : win;
@@ -2607,9 +2693,8 @@ nvl_status c_ssm_scan(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, cons
         }
     }
     if (n)
-        k_ssm_scan<<<(unsigned)((n + 127) / 128), 128, 0, stream>>>(yv, xv, dv, (const float *)A->data, bv, cv,
-                                                                   (const float *)D->data, (float *)state->data, H, P, N,
-                                                                   n_group, ds, n_seq, (int)mode, chunk_rows);
+        launch_pdl(k_ssm_scan, (unsigned)((n + 127) / 128), 128, 0, stream, yv, xv, dv, (const float *)A->data, bv, cv,
+            (const float *)D->data, (float *)state->data, H, P, N, n_group, ds, n_seq, (int)mode, chunk_rows);
     DONE();
 }
 
@@ -2625,8 +2710,8 @@ nvl_status c_kv_write(kern_backend *be, nvl_tensor *kc, nvl_tensor *vc, const nv
     for (int i = 0; i < n_seq; i++) max_rows = seqs[i].n_rows > max_rows ? seqs[i].n_rows : max_rows;
     const int64_t n = (int64_t)n_seq * max_rows * kv.cols;
     if (n)
-        k_kv_write<<<(unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be)>>>(
-            kc->data, vc->data, dcode(kc->dtype), kc->shape[1], kv, vv, ds, n_seq, max_rows);
+        launch_pdl(k_kv_write, (unsigned)((n + EW_BLOCK - 1) / EW_BLOCK), EW_BLOCK, 0, kern_cuda_stream(be), kc->data,
+            vc->data, dcode(kc->dtype), kc->shape[1], kv, vv, ds, n_seq, max_rows);
     DONE();
 }
 
@@ -2670,13 +2755,13 @@ nvl_status c_attention_causal(kern_backend *be, nvl_tensor *o, const nvl_tensor 
         if (blocks) CHECK_ST(kern_cuda_after_launch(be, __func__, err));
     }
     if (blocks) {
-        k_attention_causal<<<(unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be)>>>(
-            ov, qv, kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T, n_split,
+        launch_pdl(k_attention_causal, (unsigned)blocks, ATT_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), ov, qv,
+            kc->data, vc->data, dcode(kc->dtype), kc->shape[1], n_head, n_head_kv, tb.seqs, tb.row_seq, T, n_split,
             (float *)part, flash_rows);
         if (n_split > 1) {
             CHECK_ST(kern_cuda_after_launch(be, __func__, err));
-            k_attention_combine<<<(unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be)>>>(
-                ov, (const float *)part, n_head, D, n_split, T, tb.seqs, tb.row_seq, flash_rows);
+            launch_pdl(k_attention_combine, (unsigned)(T * n_head), WARP_SIZE * 4, 0, kern_cuda_stream(be), ov,
+                (const float *)part, n_head, D, n_split, T, tb.seqs, tb.row_seq, flash_rows);
         }
     }
     DONE();
