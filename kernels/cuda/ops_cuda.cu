@@ -1168,10 +1168,8 @@ __device__ __forceinline__ void fa_scores(float *S, const __nv_bfloat16 *q, size
 // held as fragments across the 16-column slabs of V; each slab's product through the 16 x 16
 // scratch Ow into O, whose layout the kernel chooses (lane 2r + half: row r, columns
 // 8 half .. 8 half + 7 of each slab).
-// NS: O's slabs (MAX_D / 16 for a head dim known at run time, nd <= NS of them used); LDV: V's row
-// stride in the tile.
-template <int PARTS, int NS = MAX_D / 16, int LDV = FA_LDB>
-__device__ __forceinline__ void fa_pv(float (&O)[NS][8], const __nv_bfloat16 *P, size_t p_step,
+template <int PARTS>
+__device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bfloat16 *P, size_t p_step,
                                       const __nv_bfloat16 *Vs, int64_t nd, float *Ow, int r, int half) {
     namespace wm = nvcuda::wmma;
     wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[PARTS][FA_BC / 16];
@@ -1180,14 +1178,14 @@ __device__ __forceinline__ void fa_pv(float (&O)[NS][8], const __nv_bfloat16 *P,
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[k][kk], P + k * p_step + kk * 16, FA_LDP);
 #pragma unroll
-    for (int sl = 0; sl < NS; sl++) {
+    for (int sl = 0; sl < MAX_D / 16; sl++) {
         if (sl >= nd) break;
         wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
         wm::fill_fragment(acc, 0.f);
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) {
             wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-            wm::load_matrix_sync(b, Vs + kk * 16 * LDV + sl * 16, LDV);
+            wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
 #pragma unroll
             for (int k = 0; k < PARTS; k++) wm::mma_sync(acc, pa[k][kk], b, acc);
         }
@@ -1397,8 +1395,10 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // scores are the CPU's exact bf16 products summed in f32 in another order (on a device by the
 // tensor cores' own adder, which need not round to nearest at each add: a few f32 ulps, so a
 // probability near a bf16 tie may round the other way; test_ops allows for that); everything
-// else is the form's arithmetic, the P V sums in another order. Both passes run the same
-// products, so they see the same scores. o = bf16(acc * (1 / l)).
+// else is the form's arithmetic, the P V sums in another order (acc stays in the tensor cores'
+// accumulators over all key tiles: the CPU sums each 512-key block's P V apart and adds it to
+// the rescaled acc; either is f32 to a few ulps, far below o's bf16 rounding). Both passes run
+// the same products, so they see the same scores. o = bf16(acc * (1 / l)).
 // Shared memory (RADIO-H: 53 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
 // and O scratch, whose space first holds the Q tile until its fragments are loaded.
 template <int ND> struct Fv {
@@ -1438,11 +1438,13 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
     for (int kd = 0; kd < ND; kd++) wm::load_matrix_sync(qa[kd], Qs + 16 * w * LDB + kd * 16, LDB);
     /* (stage's first barrier: every warp holds its Q before the scratch is written) */
     const float scale = 1.0f / sqrtf((float)D);
-    float M = -INFINITY, l = 0.f, acc[ND][8];
+    float M = -INFINITY, l = 0.f;
+    /* acc (the warp's 16 rows x D) in tensor-core accumulators across all key tiles; its rows
+       are rescaled (and finally read) through Ow, a 16 x 16 slab at a time, once per 512-key
+       block: the accumulator's layout is unspecified */
+    wm::fragment<wm::accumulator, 16, 16, 16, float> acc[ND];
 #pragma unroll
-    for (int sl = 0; sl < ND; sl++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[sl][i] = 0.f;
+    for (int sl = 0; sl < ND; sl++) wm::fill_fragment(acc[sl], 0.f);
     /* a key tile into shared memory (K, and V when asked), zeros past the image */
     auto stage = [&](int64_t k0, int with_v) {
         __syncthreads(); /* (the last tile's readers) */
@@ -1508,9 +1510,15 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
         if (j0 > 0) {
             const float c = expf(M - Mn);
 #pragma unroll
-            for (int sl = 0; sl < ND; sl++)
+            for (int sl = 0; sl < ND; sl++) {
+                wm::store_matrix_sync(Ow, acc[sl], 16, wm::mem_row_major);
+                __syncwarp();
 #pragma unroll
-                for (int i = 0; i < 8; i++) acc[sl][i] = __fmul_rn(acc[sl][i], c);
+                for (int i = 0; i < 8; i++) Ow[r * 16 + 8 * half + i] = __fmul_rn(Ow[r * 16 + 8 * half + i], c);
+                __syncwarp();
+                wm::load_matrix_sync(acc[sl], Ow, 16, wm::mem_row_major);
+                __syncwarp(); /* (read before the next slab's store) */
+            }
         }
         float bs = 0.f;
         for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 2: p = bf16(e), acc += P V */
@@ -1532,18 +1540,35 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
                 Pr[c8] = make_uint4(pw[0], pw[1], pw[2], pw[3]);
             }
             __syncwarp();
-            fa_pv<1, ND, LDB>(acc, Pw, 0, Vs, ND, Ow, r, half);
+            /* acc += P V: P's 16 x FA_BC as fragments, each slab of V's columns into its accumulator */
+            wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16];
+#pragma unroll
+            for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[kk], Pw + kk * 16, FA_LDP);
+#pragma unroll
+            for (int sl = 0; sl < ND; sl++)
+#pragma unroll
+                for (int kk = 0; kk < FA_BC / 16; kk++) {
+                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> vb;
+                    wm::load_matrix_sync(vb, Vs + kk * 16 * LDB + sl * 16, LDB);
+                    wm::mma_sync(acc[sl], pa[kk], vb, acc[sl]);
+                }
+            __syncwarp(); /* (P read before the next tile's store) */
         }
         l += bs + __shfl_xor_sync(0xffffffffu, bs, 1);
         M = Mn;
     }
-    if (row >= nr) return;
     const float inv = 1.0f / l;
     const int64_t orow = base + t0 + row;
 #pragma unroll
-    for (int sl = 0; sl < ND; sl++)
+    for (int sl = 0; sl < ND; sl++) {
+        wm::store_matrix_sync(Ow, acc[sl], 16, wm::mem_row_major);
+        __syncwarp();
+        if (row < nr)
 #pragma unroll
-        for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, __fmul_rn(acc[sl][i], inv), o.dt);
+            for (int i = 0; i < 8; i++)
+                st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, __fmul_rn(Ow[r * 16 + 8 * half + i], inv), o.dt);
+        __syncwarp();
+    }
 }
 /* the kernel and its shared memory for a head dim of 16 nd (1 <= nd <= MAX_D / 16) */
 typedef void (*fv_kernel)(V2, V2, int64_t, int64_t, int64_t);
