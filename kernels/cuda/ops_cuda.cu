@@ -1131,9 +1131,10 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
 // P that the CPU twin does not do: test_ops holds it to TOL_F32 and one bf16 ulp; with P in bf16
 // alone it fails). A bf16 q has lo = 0 and skips its second product.
 //
-// O lives in registers in a layout the kernel chooses (lane 2r + h: row r, columns 8h .. 8h + 7
-// of each 16-column slab), never in a WMMA accumulator, whose layout is unspecified: each slab's
-// P V goes through a 16 x 16 scratch tile. Rows of sequences with fewer than flash_rows rows are
+// O stays in the tensor cores' accumulators over all key tiles (P V summed straight into them: O
+// + P V in the tensor cores' order, a few f32 ulps from adding each tile's P V apart); the online
+// softmax's rescale multiplies each element by its row's factor, the row read off a fragment of
+// row numbers (fa_rows_of: the accumulator's layout is unspecified). Rows of sequences with fewer than flash_rows rows are
 // left to k_attention_causal; block x enumerates the tiles of the others in sequence order.
 // Requires D % 16 == 0, D <= MAX_D, a bf16 cache.
 constexpr int FA_BR = 64, FA_BC = 64, FA_WARPS = FA_BR / 16;
@@ -1164,13 +1165,13 @@ __device__ __forceinline__ void fa_scores(float *S, const __nv_bfloat16 *q, size
     }
     __syncwarp();
 }
-// O += P V for the warp's rows: P (16 x FA_BC bf16, stride FA_LDP) in PARTS parts p_step apart,
-// held as fragments across the 16-column slabs of V; each slab's product through the 16 x 16
-// scratch Ow into O, whose layout the kernel chooses (lane 2r + half: row r, columns
-// 8 half .. 8 half + 7 of each slab).
-template <int PARTS>
-__device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bfloat16 *P, size_t p_step,
-                                      const __nv_bfloat16 *Vs, int64_t nd, float *Ow, int r, int half) {
+// acc[sl] += P V's columns 16 sl .. 16 sl + 15 for the warp's 16 rows, sl < nd: P (16 x FA_BC
+// bf16, stride FA_LDP) in PARTS parts p_step apart (their products summed in order), held as
+// fragments across the slabs; V's tile at Vs, row stride LDV.
+typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> fa_acc;
+template <int PARTS, int NS, int LDV>
+__device__ __forceinline__ void fa_pv(fa_acc (&acc)[NS], const __nv_bfloat16 *P, size_t p_step, const __nv_bfloat16 *Vs,
+                                      int64_t nd) {
     namespace wm = nvcuda::wmma;
     wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[PARTS][FA_BC / 16];
 #pragma unroll
@@ -1178,23 +1179,25 @@ __device__ __forceinline__ void fa_pv(float (&O)[MAX_D / 16][8], const __nv_bflo
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[k][kk], P + k * p_step + kk * 16, FA_LDP);
 #pragma unroll
-    for (int sl = 0; sl < MAX_D / 16; sl++) {
+    for (int sl = 0; sl < NS; sl++) {
         if (sl >= nd) break;
-        wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
-        wm::fill_fragment(acc, 0.f);
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) {
             wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
-            wm::load_matrix_sync(b, Vs + kk * 16 * FA_LDB + sl * 16, FA_LDB);
+            wm::load_matrix_sync(b, Vs + kk * 16 * LDV + sl * 16, LDV);
 #pragma unroll
-            for (int k = 0; k < PARTS; k++) wm::mma_sync(acc, pa[k][kk], b, acc);
+            for (int k = 0; k < PARTS; k++) wm::mma_sync(acc[sl], pa[k][kk], b, acc[sl]);
         }
-        wm::store_matrix_sync(Ow, acc, 16, wm::mem_row_major);
-        __syncwarp();
-#pragma unroll
-        for (int i = 0; i < 8; i++) O[sl][i] += Ow[r * 16 + 8 * half + i];
-        __syncwarp(); /* (read before the next slab's store) */
     }
+}
+// The row (0 .. 15) of each element of an accumulator fragment, as a fragment: the guide leaves
+// the layout unspecified, so it is read off a tile of row numbers (Ow: the warp's 16 x 16 f32
+// scratch, free again on return).
+__device__ __forceinline__ void fa_rows_of(fa_acc &rows, float *Ow, int lane) {
+    for (int i = lane; i < 256; i += WARP_SIZE) Ow[i] = (float)(i / 16);
+    __syncwarp();
+    nvcuda::wmma::load_matrix_sync(rows, Ow, 16, nvcuda::wmma::mem_row_major);
+    __syncwarp();
 }
 
 __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
@@ -1244,11 +1247,11 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
     const int64_t bmax = sq.pos0 + t0 + nr - 1;                                      /* of the block's */
     const int64_t n_kt = bmax / FA_BC + 1;
     const size_t cbase = (size_t)sq.slot * (size_t)L * (size_t)KD + (size_t)(kvh * D);
-    float m = -INFINITY, l = 0.f, O[MAX_D / 16][8];
+    float m = -INFINITY, l = 0.f;
+    fa_acc O[MAX_D / 16], rows_of; /* O: the warp's 16 rows x D, in the tensor cores' accumulators */
 #pragma unroll
-    for (int sl = 0; sl < MAX_D / 16; sl++)
-#pragma unroll
-        for (int i = 0; i < 8; i++) O[sl][i] = 0.f;
+    for (int sl = 0; sl < MAX_D / 16; sl++) wm::fill_fragment(O[sl], 0.f);
+    fa_rows_of(rows_of, Ow, lane);
 
     for (int64_t kt = 0; kt < n_kt; kt++) {
         const int64_t k0 = kt * FA_BC;
@@ -1288,20 +1291,28 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         ps += __shfl_xor_sync(0xffffffffu, ps, 1);
         l = l * corr + ps;
         m = mn;
-#pragma unroll
-        for (int sl = 0; sl < MAX_D / 16; sl++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) O[sl][i] *= corr;
+        if (half == 0) Ow[r] = corr; /* O's rows rescaled where they lie: each element by its row's corr */
         __syncwarp();
-        fa_pv<2>(O, Ph, (size_t)(Pl - Ph), Vs, nd, Ow, r, half); /* O += P V */
+#pragma unroll
+        for (int i = 0; i < rows_of.num_elements; i++) {
+            const float c = Ow[(int)rows_of.x[i]];
+#pragma unroll
+            for (int sl = 0; sl < MAX_D / 16; sl++)
+                if (sl < nd) O[sl].x[i] *= c;
+        }
+        fa_pv<2, MAX_D / 16, FA_LDB>(O, Ph, (size_t)(Pl - Ph), Vs, nd); /* O += P V */
+        __syncwarp(); /* (Ow and P read before the next tile writes them) */
     }
-    if (row >= nr) return;
     const int64_t orow = sq.row0 + t0 + row;
 #pragma unroll
     for (int sl = 0; sl < MAX_D / 16; sl++) {
         if (sl >= nd) break;
+        wm::store_matrix_sync(Ow, O[sl], 16, wm::mem_row_major);
+        __syncwarp();
+        if (row < nr)
 #pragma unroll
-        for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, O[sl][i] / l, o.dt);
+            for (int i = 0; i < 8; i++) st(o.p, orow * o.ld + hh * D + sl * 16 + 8 * half + i, Ow[r * 16 + 8 * half + i] / l, o.dt);
+        __syncwarp(); /* (read before the next slab's store) */
     }
 }
 
@@ -1442,7 +1453,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
     /* acc (the warp's 16 rows x D) in tensor-core accumulators across all key tiles; its rows
        are rescaled (and finally read) through Ow, a 16 x 16 slab at a time, once per 512-key
        block: the accumulator's layout is unspecified */
-    wm::fragment<wm::accumulator, 16, 16, 16, float> acc[ND];
+    fa_acc acc[ND];
 #pragma unroll
     for (int sl = 0; sl < ND; sl++) wm::fill_fragment(acc[sl], 0.f);
     /* a key tile into shared memory (K, and V when asked), zeros past the image */
@@ -1540,18 +1551,7 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
                 Pr[c8] = make_uint4(pw[0], pw[1], pw[2], pw[3]);
             }
             __syncwarp();
-            /* acc += P V: P's 16 x FA_BC as fragments, each slab of V's columns into its accumulator */
-            wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[FA_BC / 16];
-#pragma unroll
-            for (int kk = 0; kk < FA_BC / 16; kk++) wm::load_matrix_sync(pa[kk], Pw + kk * 16, FA_LDP);
-#pragma unroll
-            for (int sl = 0; sl < ND; sl++)
-#pragma unroll
-                for (int kk = 0; kk < FA_BC / 16; kk++) {
-                    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> vb;
-                    wm::load_matrix_sync(vb, Vs + kk * 16 * LDB + sl * 16, LDB);
-                    wm::mma_sync(acc[sl], pa[kk], vb, acc[sl]);
-                }
+            fa_pv<1, ND, LDB>(acc, Pw, 0, Vs, ND); /* acc += P V */
             __syncwarp(); /* (P read before the next tile's store) */
         }
         l += bs + __shfl_xor_sync(0xffffffffu, bs, 1);
