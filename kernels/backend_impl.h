@@ -61,6 +61,12 @@ struct kern_ops_i {
     nvl_status (*place_weight)(kern_backend *be, nvl_tensor *t, nvl_err *err);
     /* (optional) kern_matmul_invariant_rows; NULL: 0 (no bound: the step does not split its rows) */
     int64_t (*matmul_invariant_rows)(kern_backend *be, const kern_weight *w, nvl_dtype x_dtype);
+    /* (optional) kern_matmul_bias where matmul_bias_fused says yes (both or neither); NULL: the
+       two ops (kernels/ops.c) */
+    nvl_status (*matmul_bias)(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                              const nvl_tensor *bias, nvl_err *err);
+    int (*matmul_bias_fused)(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                             const nvl_tensor *bias);
 };
 
 struct kern_backend_i {

@@ -273,6 +273,29 @@ nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, con
     DISPATCH_KEY(w->name, matmul, y, x, w, err);
 }
 
+int kern_matmul_bias_fused(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                           const nvl_tensor *bias) {
+    if (!be || !be->iface->ops || !be->iface->ops->matmul_bias || !be->iface->ops->matmul_bias_fused) return 0;
+    if (x->n_dims != 2 || y->n_dims != 2 || bias->n_dims != 1 || x->shape[1] != w->n_in || y->shape[0] != x->shape[0] ||
+        y->shape[1] != w->n_out || bias->shape[0] != w->n_out || !nvl_tensor_is_contiguous(&w->w))
+        return 0;
+    return be->iface->ops->matmul_bias_fused(be, y, x, w, bias);
+}
+
+nvl_status kern_matmul_bias(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                            const nvl_tensor *bias, nvl_err *err) {
+    CHECK(chk2(__func__, "x", x, -1, w->n_in, err));
+    CHECK(chk2(__func__, "y", y, x->shape[0], w->n_out, err));
+    CHECK(chk_vec(__func__, "bias", bias, w->n_out, err));
+    if (kern_matmul_bias_fused(be, y, x, w, bias)) DISPATCH_KEY(w->name, matmul_bias, y, x, w, bias, err);
+    if (y->dtype != NVL_DTYPE_F32 || y->widened)
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight %s: a %s output without a fused bias on backend '%s' (the "
+                           "product would round before the bias is added)", __func__, w->name ? w->name : "",
+                           nvl_dtype_name(y->dtype), be->iface->name);
+    CHECK(kern_matmul(be, y, x, w, err));
+    return kern_bias_act(be, y, y, bias, KERN_ACT_NONE, err);
+}
+
 nvl_status kern_rmsnorm(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const nvl_tensor *w, float eps,
                         nvl_err *err) {
     CHECK(chk2(__func__, "x", x, -1, -1, err));

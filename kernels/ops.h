@@ -124,6 +124,18 @@ nvl_status kern_step_tables(kern_backend *be, const kern_seq *seqs, int n_seq, c
 
 /* y (T, N) = x (T, K) @ W^T, f32 accumulation; y rounded to its dtype. y must not alias x. */
 nvl_status kern_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, nvl_err *err);
+/* y (T, N) = x (T, K) @ W^T + bias (N): the sum in f32, rounded once to y's dtype, as kern_matmul
+ * into an f32 y followed by kern_bias_act (KERN_ACT_NONE) into y (torch's F.linear with a bias;
+ * on CUDA it runs as cuBLASLt's bias epilogue, as torch's addmm does there). Where the backend
+ * fuses the two (kern_matmul_bias_fused: CUDA for BF16 x, W, y and bias) one pass, which saves
+ * the f32 product's round trip through memory; elsewhere the two ops, for which y must be f32
+ * (NVL_ERR_UNSUPPORTED otherwise: a rounded y would round the product before the bias). y must
+ * not alias x. */
+nvl_status kern_matmul_bias(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                            const nvl_tensor *bias, nvl_err *err);
+/* 1 when kern_matmul_bias runs fused for these operands on this backend, else 0. */
+int kern_matmul_bias_fused(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w,
+                           const nvl_tensor *bias);
 /* Batch invariance of kern_matmul for x of dtype x_dtype by w: R >= 1 when any row's result is the
  * same bit for bit in every call of at most R rows (and a call of more rows gives a row what the
  * same call gives it: deterministic for a given row count); INT64_MAX: any number of rows. So a

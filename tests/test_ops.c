@@ -249,6 +249,54 @@ static void test_matmul(void) {
     }
 }
 
+/* y = x W^T + bias, the sum rounded once to y's dtype (kern_matmul_bias). A device fuses BF16 x, W,
+ * y and bias with 16-byte aligned rows (cuBLASLt's bias epilogue: the fused cases must say so);
+ * the rest takes matmul then bias_act, which needs an f32 y, or refuses. The oracle sums in double
+ * and rounds once: a product rounded to bf16 before the bias is added (a double rounding) puts
+ * about a fifth of the elements one ulp off, which the bound's count of non-exact elements
+ * (n / 50) does not allow. */
+static void test_matmul_bias(void) {
+    static const struct { int64_t T, K, N, pad; nvl_dtype xdt, ydt; int fusable; } cs[] = {
+        {37, 64, 48, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 1},
+        {21, 96, 40, 8, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 1}, /* x a column view, rows 16-byte aligned */
+        {9, 48, 24, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0},   /* f32 y: the two ops */
+        {5, 40, 16, 3, NVL_DTYPE_F32, NVL_DTYPE_F32, 0},
+        {6, 40, 16, 3, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0}, /* misaligned rows, bf16 y: refused */
+    };
+    const int device = kern_backend_kind_of(g_be) != KERN_BACKEND_KIND_CPU;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const int64_t T = cs[c].T, K = cs[c].K, N = cs[c].N, Kw = K + cs[c].pad;
+        const nvl_dtype wdt = cs[c].xdt;
+        float *xh = rand_f((size_t)(T * Kw), -1, 1), *wh = rand_f((size_t)(N * K), -0.5f, 0.5f), *bh = rand_f((size_t)N, -2, 2);
+        nvl_tensor xw = act2(cs[c].xdt, T, Kw, xh);
+        nvl_tensor x = kern_cols(&xw, cs[c].pad, K);
+        nvl_tensor W = weight(wdt, N, K, wh);
+        kern_weight kw = kern_weight_plain(&W, "w");
+        nvl_tensor b = act_up(cs[c].ydt, 1, (int64_t[]){N}, bh);
+        nvl_tensor y = out2(cs[c].ydt, T, N);
+        char what[96];
+        snprintf(what, sizeof what, "matmul_bias case %zu (x, w %s, y and bias %s)", c, dn(cs[c].xdt), dn(cs[c].ydt));
+        const int fused = kern_matmul_bias_fused(g_be, &y, &x, &kw, &b);
+        TEST_CHECK(fused == (device && cs[c].fusable), "%s: fused %d on %s", what, fused, kern_backend_name(g_be));
+        nvl_err err = {0};
+        const nvl_status st = kern_matmul_bias(g_be, &y, &x, &kw, &b, &err);
+        if (!fused && cs[c].ydt != NVL_DTYPE_F32) {
+            TEST_CHECK(st == NVL_ERR_UNSUPPORTED && strstr(err.msg, "the product would round before the bias"),
+                       "%s: status %d (%s)", what, (int)st, err.msg);
+            continue;
+        }
+        if (!ran("matmul_bias", st, &err)) return;
+        float *got = down(&y), *ref = hf((size_t)(T * N));
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t n = 0; n < N; n++) {
+                double a = 0;
+                for (int64_t k = 0; k < K; k++) a += (double)xh[t * Kw + cs[c].pad + k] * wh[n * K + k];
+                ref[t * N + n] = rd((double)(float)a + bh[n], cs[c].ydt);
+            }
+        cmp(what, cs[c].ydt, got, ref, (size_t)(T * N));
+    }
+}
+
 /* FP8 and NVFP4 weights (quant-formats.md §1, §2; ops.h kern_weight): random stored codes with
  * valid finite positive scales, placed as stored (kern_weights_place), x a strided view. The
  * oracle follows the formulas literally: activations quantize-dequantized with the base
@@ -1559,6 +1607,7 @@ int main(int argc, char **argv) {
     test_host_rows();
     test_profile();
     test_matmul();
+    test_matmul_bias();
     test_matmul_quant();
     test_rmsnorm();
     test_rmsnorm_gated();

@@ -253,7 +253,7 @@ fail:
  *   tiles cast to bf16; patch embedding (Linear, no bias) -> bf16; + the position table (cast to
  *   bf16 after its f32 resize) -> bf16; per block LayerNorm (f32 statistics) -> bf16;
  *   qkv = Linear(x) + bias -> bf16 once (addmm: the bias joins the f32 accumulator before the one
- *   rounding, so the matmul writes f32 here and kern_bias_act rounds the sum); SDPA -> bf16
+ *   rounding: vit_linear); SDPA -> bf16
  *   (kern_attention_full: kernels/ops.h, kernels/cpu/ops_cpu.c); proj + bias -> bf16;
  *   residual add -> bf16; LayerNorm -> bf16; fc1 + bias -> bf16; GELU(erf) of that bf16 tensor
  *   -> bf16 (a second rounding: torch applies the activation to fc1's bf16 output); fc2 + bias
@@ -264,6 +264,30 @@ fail:
  * and such differences propagate through the residual (tests/vision/test_vit_bf16.c: 2.7 % of
  * values not bit-equal after one block, 38 % after three; bounds there). For F32 the ops and their order are
  * those of the f32 forward, bit for bit. */
+/* A block's Linear with its bias, out = x W^T + bias rounded once to out's dtype (then act: for a
+ * BF16 forward after that rounding, torch's GELU of fc1's bf16 output; for F32 in the same pass).
+ * Fused where the backend runs the bias in its GEMM (a device's BF16: kern_matmul_bias_fused);
+ * else the f32 product into y (out's own memory where an element of it is 4 bytes: in_place),
+ * which kern_bias_act rounds into out. *ybuf: the f32 region for the product where it cannot lie
+ * in place, allocated (y_bytes) on first need and kept for the encode's later passes. */
+static nvl_status vit_linear(kern_backend *be, nvl_tensor *out, const nvl_tensor *x, const kern_weight *w,
+                             const nvl_tensor *bias, kern_act_fn act, int in_place, void **ybuf, size_t y_bytes,
+                             nvl_err *err) {
+    const int round_first = out->dtype != NVL_DTYPE_F32; /* the act of a bf16 sum, not of the f32 one */
+    nvl_status st;
+    if (kern_matmul_bias_fused(be, out, x, w, bias)) {
+        if ((st = kern_matmul_bias(be, out, x, w, bias, err)) != NVL_OK) return st;
+        return act == KERN_ACT_NONE ? NVL_OK : kern_bias_act(be, out, out, NULL, act, err);
+    }
+    if (!in_place && !*ybuf && (st = kern_buffer_alloc(be, y_bytes, ybuf, err)) != NVL_OK)
+        return nvl_err_prefix(err, "vision: a Linear's f32 product"), st;
+    nvl_tensor y = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){out->shape[0], out->shape[1]}, in_place ? out->data : *ybuf);
+    if ((st = kern_matmul(be, &y, x, w, err)) != NVL_OK) return st;
+    if (!round_first) return kern_bias_act(be, out, &y, bias, act, err);
+    if ((st = kern_bias_act(be, out, &y, bias, KERN_ACT_NONE, err)) != NVL_OK) return st;
+    return act == KERN_ACT_NONE ? NVL_OK : kern_bias_act(be, out, out, NULL, act, err);
+}
+
 /* tiles (f32, normalised) or tiles8 (RGB8, normalised here on the backend: kern_normalize_rgb8) */
 static nvl_status encode(const vision_model *m, const float *tiles, const uint8_t *tiles8, int n, float *features,
                          nvl_tensor *fdev, nvl_err *err) {
@@ -273,24 +297,23 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
     const int64_t B = n < per_pass ? n : per_pass; /* tiles per pass */
     const int64_t R = B * T;                                   /* token rows per pass */
     const nvl_dtype dt = m->act;
-    const int bf16 = dt != NVL_DTYPE_F32;
     kern_backend *be = m->be;
     /* one workspace: tiles (B, 3, S, S) f32, x (R, W) residual, h (R, max(F, 3W)), a (R, max(pp, W))
-       in the activation dtype. A matmul followed by a bias writes f32 (the sum before its one
-       rounding): in place where an activation element is 4 bytes (F32, or BF16 widened on the CPU),
-       into h for qkv / proj / fc1 and into a for fc2, and kern_bias_act rounds it where it lies;
-       else (a device's 2-byte BF16) into a separate f32 region y (R, max(F, 3W)). */
+       in the activation dtype. A Linear with a bias (vit_linear) writes its f32 sum before the one
+       rounding in place where an activation element is 4 bytes (F32, or BF16 widened on the CPU):
+       into h for qkv / proj / fc1 and into a for fc2; a device's 2-byte BF16 runs the bias in the
+       GEMM, or else takes a separate f32 region y (R, max(F, 3W)) when first needed. */
     const int64_t hc = F > 3 * W ? F : 3 * W, ac = pp > W ? pp : W;
     const int in_place = kern_act_bytes(be, dt, 1) == sizeof(float);
     const size_t n_tile = (size_t)(B * 3 * S * S) * sizeof(float), n_x = kern_act_bytes(be, dt, R * W);
     const size_t n_h = kern_act_bytes(be, dt, R * hc), n_a = kern_act_bytes(be, dt, R * ac);
-    const size_t n_y = in_place ? 0 : (size_t)(R * hc) * sizeof(float);
+    const size_t n_y = (size_t)(R * hc) * sizeof(float);
     const size_t n_t8 = tiles8 ? ((size_t)(B * 3 * S * S) + 63) & ~(size_t)63 : 0; /* RGB8 tiles before normalising */
-    void *buf = NULL;
-    nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_y + n_t8, &buf, err);
+    void *buf = NULL, *ybuf = NULL;
+    nvl_status st = kern_buffer_alloc(be, n_tile + n_x + n_h + n_a + n_t8, &buf, err);
     if (st != NVL_OK) return nvl_err_prefix(err, "vision: %lld tiles of %lld tokens", (long long)B, (long long)T), st;
-    char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h, *yb = in_place ? hb : ab + n_a;
-    char *t8b = ab + n_a + n_y;
+    char *tb = buf, *xb = tb + n_tile, *hb = xb + n_x, *ab = hb + n_h;
+    char *t8b = ab + n_a;
     for (int64_t t0 = 0; t0 < n; t0 += B) {
         const int64_t nb = (n - t0) < B ? (n - t0) : B, rows = nb * T;
         nvl_tensor tl = kern_act(be, NVL_DTYPE_F32, 4, (int64_t[]){nb, 3, S, S}, tb);
@@ -318,31 +341,18 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
         nvl_tensor qkv = kern_act(be, dt, 2, (int64_t[]){rows, 3 * W}, hb);
         nvl_tensor hw = kern_act(be, dt, 2, (int64_t[]){rows, W}, hb);
         nvl_tensor hf = kern_act(be, dt, 2, (int64_t[]){rows, F}, hb);
-        /* matmul outputs before the bias, f32 (in place: the memory of h, and of a for fc2) */
-        nvl_tensor y3 = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, 3 * W}, yb);
-        nvl_tensor yw = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, yb);
-        nvl_tensor yf = kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, F}, yb);
-        nvl_tensor ya = in_place ? kern_act(be, NVL_DTYPE_F32, 2, (int64_t[]){rows, W}, ab) : yw;
+#define LINEAR(out, x, w, bias, act) vit_linear(be, out, x, w, bias, act, in_place, &ybuf, n_y, err)
         for (int64_t l = 0; l < m->depth; l++) {
             const vit_block *b = &m->blocks[l];
             /* x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x)))) */
             TRY(kern_layernorm(be, &a, &x, &b->n1w, &b->n1b, (float)m->vc.vit_ln_eps, err));
-            TRY(kern_matmul(be, &y3, &a, &b->qkv_w, err));
-            TRY(kern_bias_act(be, &qkv, &y3, &b->qkv_b, KERN_ACT_NONE, err));
+            TRY(LINEAR(&qkv, &a, &b->qkv_w, &b->qkv_b, KERN_ACT_NONE));
             TRY(kern_attention_full(be, &a, &qkv, nb, m->H, err));
-            TRY(kern_matmul(be, &yw, &a, &b->proj_w, err));
-            TRY(kern_bias_act(be, &hw, &yw, &b->proj_b, KERN_ACT_NONE, err));
+            TRY(LINEAR(&hw, &a, &b->proj_w, &b->proj_b, KERN_ACT_NONE));
             TRY(kern_add(be, &x, &x, &hw, err));
             TRY(kern_layernorm(be, &a, &x, &b->n2w, &b->n2b, (float)m->vc.vit_ln_eps, err));
-            TRY(kern_matmul(be, &yf, &a, &b->fc1_w, err));
-            if (bf16) { /* fc1's output rounds, then the GELU of it rounds */
-                TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_NONE, err));
-                TRY(kern_bias_act(be, &hf, &hf, NULL, KERN_ACT_GELU_ERF, err));
-            } else {
-                TRY(kern_bias_act(be, &hf, &yf, &b->fc1_b, KERN_ACT_GELU_ERF, err));
-            }
-            TRY(kern_matmul(be, &ya, &hf, &b->fc2_w, err));
-            TRY(kern_bias_act(be, &a, &ya, &b->fc2_b, KERN_ACT_NONE, err));
+            TRY(LINEAR(&hf, &a, &b->fc1_w, &b->fc1_b, KERN_ACT_GELU_ERF)); /* (bf16: fc1's output rounds, then its GELU) */
+            TRY(LINEAR(&a, &hf, &b->fc2_w, &b->fc2_b, KERN_ACT_NONE));
             TRY(kern_add(be, &x, &x, &a, err));
         }
         for (int64_t t = 0; t < nb; t++) {
@@ -355,7 +365,9 @@ static nvl_status encode(const vision_model *m, const float *tiles, const uint8_
             }
         }
     }
+#undef LINEAR
 done:
+    if (ybuf) kern_buffer_free(be, ybuf);
     kern_buffer_free(be, buf);
     return st;
 }

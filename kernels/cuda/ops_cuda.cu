@@ -2093,7 +2093,8 @@ uint32_t align_upto256(const void *p) {
     return a;
 }
 
-/* cuBLASLt FP8 plans (descriptors, layouts and the heuristic's algorithm) kept per shape: making
+/* cuBLASLt plans (FP8 GEMMs; BF16 GEMMs with the bias epilogue: descriptors, layouts and the
+ * heuristic's algorithm) kept per shape: making
  * them and asking the heuristic costs tens of microseconds on the host, once per GEMM call
  * otherwise (about 250 GEMMs in a prefill step of the 12B model). Keyed by everything the plan
  * depends on; LT_PLANS of them, replaced round robin; a shape cuBLASLt has no algorithm for is
@@ -2102,9 +2103,10 @@ uint32_t align_upto256(const void *p) {
 struct lt_plan {
     int used, ok;
     int dev; /* the device the plan's algorithm was chosen for (two backends may run on two GPUs) */
-    int64_t M, N, K, ldc;
-    cudaDataType_t yt;
-    uint32_t al_a, al_b, al_c;
+    int64_t M, N, K, ldb, ldc;
+    cudaDataType_t at, yt; /* A's and B's type; C's and D's */
+    int bias;              /* the bias epilogue (a bias of D's type, set per call) */
+    uint32_t al_a, al_b, al_c, al_bias;
     uint64_t wsb;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
@@ -2123,15 +2125,19 @@ void lt_plan_release(lt_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* The plan for this call (made on a miss), under g_lt_mu; NULL when one cannot be made. */
-lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64_t ldc, cudaDataType_t yt, uint32_t al_a,
-                     uint32_t al_b, uint32_t al_c, uint64_t wsb) {
+/* The plan for y (M x N, row stride ldc, type yt) = x (M x K, row stride ldb) W^T (W: N x K
+ * contiguous), x and W of type at, with the bias epilogue when bias (a pointer of the alignment
+ * al_bias: the heuristic reads it), made on a miss, under g_lt_mu; NULL when one cannot be made. */
+lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64_t ldb, int64_t ldc, cudaDataType_t at,
+                     cudaDataType_t yt, const void *bias, uint32_t al_a, uint32_t al_b, uint32_t al_c, uint64_t wsb) {
     int dev = -1;
     if (cudaGetDevice(&dev) != cudaSuccess) return NULL;
+    const uint32_t al_bias = bias ? align_upto256(bias) : 0;
     for (int i = 0; i < LT_PLANS; i++) {
         lt_plan *p = &g_lt_plans[i];
-        if (p->used && p->dev == dev && p->M == M && p->N == N && p->K == K && p->ldc == ldc && p->yt == yt && p->al_a == al_a &&
-            p->al_b == al_b && p->al_c == al_c && p->wsb == wsb)
+        if (p->used && p->dev == dev && p->M == M && p->N == N && p->K == K && p->ldb == ldb && p->ldc == ldc && p->at == at &&
+            p->yt == yt && p->bias == !!bias && p->al_bias == al_bias && p->al_a == al_a && p->al_b == al_b && p->al_c == al_c &&
+            p->wsb == wsb)
             return p;
     }
     lt_plan *p = &g_lt_plans[g_lt_next];
@@ -2144,8 +2150,13 @@ lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64
     cublasStatus_t cs = cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)N, K);
-    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_8F_E4M3, (uint64_t)K, (uint64_t)M, K);
+    if (cs == CUBLAS_STATUS_SUCCESS && bias) {
+        const uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+        if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    }
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->la, at, (uint64_t)K, (uint64_t)N, K);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->lb, at, (uint64_t)K, (uint64_t)M, ldb);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatrixLayoutCreate(&p->lc, yt, (uint64_t)N, (uint64_t)M, ldc);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasLtMatmulPreferenceCreate(&pref);
     if (cs == CUBLAS_STATUS_SUCCESS)
@@ -2173,7 +2184,8 @@ lt_plan *lt_plan_get(cublasLtHandle_t lt, int64_t M, int64_t N, int64_t K, int64
     p->used = 1;
     p->ok = cs == CUBLAS_STATUS_SUCCESS && n_heur > 0;
     if (p->ok) p->algo = heur.algo;
-    p->dev = dev, p->M = M, p->N = N, p->K = K, p->ldc = ldc, p->yt = yt, p->al_a = al_a, p->al_b = al_b, p->al_c = al_c, p->wsb = wsb;
+    p->dev = dev, p->M = M, p->N = N, p->K = K, p->ldb = ldb, p->ldc = ldc, p->at = at, p->yt = yt, p->bias = !!bias;
+    p->al_bias = al_bias, p->al_a = al_a, p->al_b = al_b, p->al_c = al_c, p->wsb = wsb;
     return p;
 }
 
@@ -2191,8 +2203,8 @@ nvl_status matmul_fp8_lt(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w,
     cublasLtHandle_t lt = kern_cuda_cublaslt(be, &ws, &wsb);
     nvl_status st = NVL_OK;
     pthread_mutex_lock(&g_lt_mu);
-    lt_plan *p = lt_plan_get(lt, M, N, K, yv->ld, cuda_type(yv->dt), align_upto256(w->w.data), align_upto256(xq),
-                             align_upto256(yv->p), (uint64_t)wsb);
+    lt_plan *p = lt_plan_get(lt, M, N, K, K, yv->ld, CUDA_R_8F_E4M3, cuda_type(yv->dt), NULL, align_upto256(w->w.data),
+                             align_upto256(xq), align_upto256(yv->p), (uint64_t)wsb);
     if (p && p->ok) {
         k_quant_fp8_codes<<<grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be)>>>(xq, *xv, w->input_scale);
         st = kern_cuda_after_launch(be, "c_matmul (FP8 activation codes)", err);
@@ -2425,6 +2437,66 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
                            __func__, (long long)M, nvl_dtype_name(x->dtype), nvl_dtype_name(w->w.dtype), 65535 * TILE);
     dim3 grid((unsigned)((N + TILE - 1) / TILE), (unsigned)((M + TILE - 1) / TILE)), block(TILE, TILE);
     k_matmul_tiled<<<grid, block, 0, kern_cuda_stream(be)>>>(yv, xv, w->w.data, wdt, K);
+    DONE();
+}
+
+/* kern_matmul_bias on cuBLASLt's bias epilogue: BF16 x, W, y and bias on the device, 16-byte
+ * aligned rows; D = x W^T + bias in f32, converted to bf16 once (the epilogue adds the bias
+ * before the conversion: the CPU's matmul into f32, then kern_bias_act). Where it fuses, *p is
+ * its plan (under g_lt_mu, held on return: the caller unlocks); 0 otherwise, unlocked. */
+int matmul_bias_plan(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, const nvl_tensor *bias,
+                     lt_plan **p) {
+    *p = NULL;
+    const nvl_tensor *ts[3] = {y, x, bias};
+    for (int i = 0; i < 3; i++)
+        if (ts[i]->widened || ts[i]->dtype != NVL_DTYPE_BF16 || ((uintptr_t)ts[i]->data & 15)) return 0;
+    if (w->quant != KERN_QUANT_NONE || w->w.dtype != NVL_DTYPE_BF16 || w->w.device != NVL_DEVICE_CUDA ||
+        bias->device != NVL_DEVICE_CUDA || ((uintptr_t)w->w.data & 15) || x->n_dims != 2 || y->n_dims != 2 ||
+        x->stride[0] % 8 || y->stride[0] % 8 || w->n_in % 8 || x->shape[0] < 1)
+        return 0;
+    void *ws = NULL;
+    size_t wsb = 0;
+    cublasLtHandle_t lt = kern_cuda_cublaslt(be, &ws, &wsb);
+    pthread_mutex_lock(&g_lt_mu);
+    lt_plan *pl = lt_plan_get(lt, x->shape[0], w->n_out, w->n_in, x->stride[0], y->stride[0], CUDA_R_16BF, CUDA_R_16BF,
+                              bias->data, align_upto256(w->w.data), align_upto256(x->data), align_upto256(y->data), (uint64_t)wsb);
+    if (!pl || !pl->ok) {
+        pthread_mutex_unlock(&g_lt_mu);
+        return 0;
+    }
+    *p = pl;
+    return 1;
+}
+
+int c_matmul_bias_fused(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, const nvl_tensor *bias) {
+    lt_plan *p;
+    if (!matmul_bias_plan(be, y, x, w, bias, &p)) return 0;
+    pthread_mutex_unlock(&g_lt_mu);
+    return 1;
+}
+
+nvl_status c_matmul_bias(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, const nvl_tensor *bias,
+                         nvl_err *err) {
+    lt_plan *p;
+    if (!matmul_bias_plan(be, y, x, w, bias, &p))
+        return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight %s: %s x %s -> %s with a %s bias: no fused GEMM on CUDA", __func__,
+                           w->name ? w->name : "", nvl_dtype_name(x->dtype), nvl_dtype_name(w->w.dtype), nvl_dtype_name(y->dtype),
+                           nvl_dtype_name(bias->dtype));
+    EMU_CHECK_DEVICE_PTR(__func__, "x", x->data);
+    EMU_CHECK_DEVICE_PTR(__func__, "y", y->data);
+    void *ws = NULL;
+    size_t wsb = 0;
+    cublasLtHandle_t lt = kern_cuda_cublaslt(be, &ws, &wsb);
+    const float one = 1.0f, zero = 0.0f;
+    const void *bp = bias->data;
+    cublasStatus_t cs = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp);
+    if (cs == CUBLAS_STATUS_SUCCESS)
+        cs = cublasLtMatmul(lt, p->op, &one, w->w.data, p->la, x->data, p->lb, &zero, y->data, p->lc, y->data, p->lc, &p->algo,
+                            ws, wsb, kern_cuda_stream(be));
+    pthread_mutex_unlock(&g_lt_mu);
+    if (cs != CUBLAS_STATUS_SUCCESS)
+        return nvl_err_set(err, NVL_ERR_DEVICE, "%s: weight %s: cuBLASLt matmul with the bias epilogue: status %d", __func__,
+                           w->name ? w->name : "", (int)cs);
     DONE();
 }
 
@@ -2944,4 +3016,5 @@ extern "C" const struct kern_ops_i kern_cuda_ops = {
     c_matmul,  c_rmsnorm,  c_rmsnorm_gated, c_layernorm, c_add,     c_bias_act,         c_copy, c_argmax_rows,
     c_dt_softplus, c_get_rows, c_conv1d, c_ssm_scan, c_kv_write, c_attention_causal, c_attention_full,
     c_patchify, c_pixel_shuffle, c_evs_scores, c_normalize_rgb8, kern_cuda_step_tables, kern_cuda_place_weight,
+    NULL /* matmul_invariant_rows */, c_matmul_bias, c_matmul_bias_fused,
 };

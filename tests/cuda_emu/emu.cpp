@@ -633,6 +633,9 @@ struct cublasLtContext {
 };
 struct cublasLtMatmulDescOpaque {
     int ta, tb;
+    uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    const void *bias = nullptr;
+    int32_t bias_t = -1; /* -1: D's type */
 };
 struct cublasLtMatrixLayoutOpaque {
     cudaDataType_t t;
@@ -656,10 +659,11 @@ static void stv(void *p, cudaDataType_t t, size_t i, float v) {
     else if (t == CUDA_R_16F) ((__half *)p)[i] = __float2half_rn(v);
     else ((float *)p)[i] = v;
 }
-/* C (m x n, column-major) = alpha op(A) op(B) + beta C in f32 */
+/* D (m x n, column-major) = alpha op(A) op(B) + beta C (+ bias[i], of type ct: the bias epilogue)
+   in f32, then converted to ct */
 static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, cudaDataType_t at, int64_t lda,
                  const void *B, cudaDataType_t bt, int64_t ldb, float beta, const void *C, void *D, cudaDataType_t ct,
-                 int64_t ldc) {
+                 int64_t ldc, const void *bias = nullptr) {
 #pragma omp parallel for schedule(static) if ((int64_t)m * n * k > (1 << 22))
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
@@ -671,6 +675,7 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A
             }
             float v = alpha * acc;
             if (beta != 0.0f) v += beta * ldv(C, ct, (size_t)i + (size_t)j * (size_t)ldc);
+            if (bias) v += ldv(bias, ct, (size_t)i);
             stv(D, ct, (size_t)i + (size_t)j * (size_t)ldc, v);
         }
 }
@@ -774,8 +779,18 @@ cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
 }
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *v,
                                               size_t n) {
+    if (a == CUBLASLT_MATMUL_DESC_BIAS_POINTER) {
+        if (n != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&d->bias, v, sizeof(void *));
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = *(const int32_t *)v;
+    if (a == CUBLASLT_MATMUL_DESC_EPILOGUE) {
+        const uint32_t e = *(const uint32_t *)v;
+        if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS) return CUBLAS_STATUS_NOT_SUPPORTED;
+        d->epilogue = e;
+    } else if (a == CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE) d->bias_t = *(const int32_t *)v;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = *(const int32_t *)v;
     else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = *(const int32_t *)v;
     else return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
@@ -821,6 +836,10 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
     /* FP8 on Hopper: "TN" only (A transposed, B not), K a multiple of 16 */
     if ((a->t == CUDA_R_8F_E4M3 || b->t == CUDA_R_8F_E4M3) && (!d->ta || d->tb || k % 16)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (want < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    /* the bias epilogue: a bias of D's type (the default), bf16 / f16 / f32 operands */
+    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS &&
+        ((d->bias_t != -1 && d->bias_t != (int32_t)c->t) || a->t == CUDA_R_8F_E4M3 || b->t == CUDA_R_8F_E4M3))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     memset(res, 0, sizeof *res);
     res->state = CUBLAS_STATUS_SUCCESS;
     *n_res = 1;
@@ -842,10 +861,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         fprintf(stderr, "cuda emulator: cublasLtMatmul %c%c m %d n %d k %d types %d %d -> %d, ld %lld %lld %lld, alpha %g\n",
                 ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, (int)at, (int)bt, (int)ct, (long long)lda, (long long)ldb,
                 (long long)ldd, al);
+    const void *bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS ? d->bias : nullptr;
+    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS &&
+        (!bias || (d->bias_t != -1 && d->bias_t != (int32_t)ct) || at == CUDA_R_8F_E4M3 || bt == CUDA_R_8F_E4M3))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    emu::check_device_ptr("cublasLtMatmul", "the bias", bias);
     if (at == CUDA_R_8F_E4M3 && bt == CUDA_R_8F_E4M3 && fp8acc_model())
         emu::submit(s, [=]() { gemm_fp8(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, D, ct, ldd); });
     else
-        emu::submit(s, [=]() { gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, D, ct, ldd); });
+        emu::submit(s, [=]() { gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, D, ct, ldd, bias); });
     return CUBLAS_STATUS_SUCCESS;
 }
 } // extern "C"
