@@ -369,6 +369,8 @@ elif [ "$have_gpu" = 1 ]; then
   want vision && for nt in 13 64; do
     bench "bench_vision_$nt" 150 build-gpu/bench/bench_vision --shape h --tiles "$nt"
   done
+  # the Linear layers' bias in a kernel of its own after an f32 GEMM (the form before the epilogue)
+  want vision && NVL_CUDA_LT_BIAS=0 bench bench_vision_13_ltbias0 120 build-gpu/bench/bench_vision --shape h --tiles 13
   if want mid; then
     log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
     bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32

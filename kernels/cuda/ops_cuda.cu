@@ -2469,6 +2469,8 @@ int matmul_bias_plan(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x,
 }
 
 int c_matmul_bias_fused(kern_backend *be, const nvl_tensor *y, const nvl_tensor *x, const kern_weight *w, const nvl_tensor *bias) {
+    static const int on = kernel_switch("NVL_CUDA_LT_BIAS", 1); /* 0: the GEMM into f32, then the bias kernel */
+    if (!on) return 0;
     lt_plan *p;
     if (!matmul_bias_plan(be, y, x, w, bias, &p)) return 0;
     pthread_mutex_unlock(&g_lt_mu);
