@@ -1198,6 +1198,15 @@ static void test_attention_causal_long(void) {
        20-row prefill the flash kernel takes: the combine must leave its rows alone */
     const kern_seq mixed[2] = {{1, 1, 0, 1, 5}, {2, 0, 1, 20, 0}};
     attention_steps("mixed", cs, 3, 200, pre, 2, 75, mixed, 2, 21);
+    /* 16 query rows over 2,000 keys, the deep end of a long prefill (32 key tiles; also under
+       the truncating-adder model, test_ops_emu_mmaalign). Note: a form that carries O through the
+       tensor cores' adder across all tiles passes here too (tried: that model cuts 3 bits below
+       an f32 ulp, too little to show over 250 products); the flash kernel sums each tile's P V
+       apart because the adder's error has one sign on devices (Fasi et al. 2021), not because
+       this case would catch it */
+    static const att_case deep[] = {{NVL_DTYPE_BF16, NVL_DTYPE_F32, 1, 1, 16}, {NVL_DTYPE_BF16, NVL_DTYPE_F32, 2, 1, 128}};
+    const kern_seq far_pre[1] = {{0, 0, 0, 1990, 0}}, far_now[1] = {{0, 0, 0, 16, 1990}};
+    attention_steps("deep", deep, 2, 2048, far_pre, 1, 1990, far_now, 1, 16);
 }
 
 // ---------------------------------------------------------------------------

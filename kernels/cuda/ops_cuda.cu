@@ -1131,10 +1131,10 @@ __global__ void k_attention_combine(V2 o, const float *part, int64_t NH, int64_t
 // P that the CPU twin does not do: test_ops holds it to TOL_F32 and one bf16 ulp; with P in bf16
 // alone it fails). A bf16 q has lo = 0 and skips its second product.
 //
-// O stays in the tensor cores' accumulators over all key tiles (P V summed straight into them: O
-// + P V in the tensor cores' order, a few f32 ulps from adding each tile's P V apart); the online
-// softmax's rescale multiplies each element by its row's factor, the row read off a fragment of
-// row numbers (fa_rows_of: the accumulator's layout is unspecified). Rows of sequences with fewer than flash_rows rows are
+// O lives in accumulator fragments (no trip through shared memory per tile); each tile's P V is
+// summed from zero and added as O = O corr + P V, element by element in f32 (fa_pv with factors:
+// the arithmetic of the form before, O in registers), each element's factor its row's, the row
+// read off a fragment of row numbers (fa_rows_of: the accumulator's layout is unspecified). Rows of sequences with fewer than flash_rows rows are
 // left to k_attention_causal; block x enumerates the tiles of the others in sequence order.
 // Requires D % 16 == 0, D <= MAX_D, a bf16 cache.
 constexpr int FA_BR = 64, FA_BC = 64, FA_WARPS = FA_BR / 16;
@@ -1167,11 +1167,16 @@ __device__ __forceinline__ void fa_scores(float *S, const __nv_bfloat16 *q, size
 }
 // acc[sl] += P V's columns 16 sl .. 16 sl + 15 for the warp's 16 rows, sl < nd: P (16 x FA_BC
 // bf16, stride FA_LDP) in PARTS parts p_step apart (their products summed in order), held as
-// fragments across the slabs; V's tile at Vs, row stride LDV.
+// fragments across the slabs; V's tile at Vs, row stride LDV. With cf (the factor of each
+// fragment element, as rows_of maps them): acc = acc * cf + (this tile's P V, summed from zero),
+// each element rounded to nearest in f32, so the tensor cores' adder (which truncates: Fasi et
+// al. 2021; its error has one sign) carries a sum over one tile's products only, not over a
+// whole sequence; without, acc is their accumulator across tiles (its one-sided error grows with
+// the keys summed: fine for the ViT's 1,032, not for a long prefill).
 typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> fa_acc;
 template <int PARTS, int NS, int LDV>
 __device__ __forceinline__ void fa_pv(fa_acc (&acc)[NS], const __nv_bfloat16 *P, size_t p_step, const __nv_bfloat16 *Vs,
-                                      int64_t nd) {
+                                      int64_t nd, const float *cf = nullptr) {
     namespace wm = nvcuda::wmma;
     wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> pa[PARTS][FA_BC / 16];
 #pragma unroll
@@ -1181,13 +1186,19 @@ __device__ __forceinline__ void fa_pv(fa_acc (&acc)[NS], const __nv_bfloat16 *P,
 #pragma unroll
     for (int sl = 0; sl < NS; sl++) {
         if (sl >= nd) break;
+        fa_acc t;
+        if (cf) wm::fill_fragment(t, 0.f);
+        fa_acc &d = cf ? t : acc[sl];
 #pragma unroll
         for (int kk = 0; kk < FA_BC / 16; kk++) {
             wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> b;
             wm::load_matrix_sync(b, Vs + kk * 16 * LDV + sl * 16, LDV);
 #pragma unroll
-            for (int k = 0; k < PARTS; k++) wm::mma_sync(acc[sl], pa[k][kk], b, acc[sl]);
+            for (int k = 0; k < PARTS; k++) wm::mma_sync(d, pa[k][kk], b, d);
         }
+        if (cf)
+#pragma unroll
+            for (int i = 0; i < t.num_elements; i++) acc[sl].x[i] = __fadd_rn(__fmul_rn(acc[sl].x[i], cf[i]), t.x[i]);
     }
 }
 // The row (0 .. 15) of each element of an accumulator fragment, as a fragment: the guide leaves
@@ -1293,14 +1304,10 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE)
         m = mn;
         if (half == 0) Ow[r] = corr; /* O's rows rescaled where they lie: each element by its row's corr */
         __syncwarp();
+        float cf[rows_of.num_elements];
 #pragma unroll
-        for (int i = 0; i < rows_of.num_elements; i++) {
-            const float c = Ow[(int)rows_of.x[i]];
-#pragma unroll
-            for (int sl = 0; sl < MAX_D / 16; sl++)
-                if (sl < nd) O[sl].x[i] *= c;
-        }
-        fa_pv<2, MAX_D / 16, FA_LDB>(O, Ph, (size_t)(Pl - Ph), Vs, nd); /* O += P V */
+        for (int i = 0; i < rows_of.num_elements; i++) cf[i] = Ow[(int)rows_of.x[i]];
+        fa_pv<2, MAX_D / 16, FA_LDB>(O, Ph, (size_t)(Pl - Ph), Vs, nd, cf); /* O = O corr + P V */
         __syncwarp(); /* (Ow and P read before the next tile writes them) */
     }
     const int64_t orow = sq.row0 + t0 + row;
@@ -1407,10 +1414,11 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // tensor cores' own adder, which need not round to nearest at each add: a few f32 ulps, so a
 // probability near a bf16 tie may round the other way; test_ops allows for that); everything
 // else is the form's arithmetic, the P V sums in another order (acc stays in the tensor cores'
-// accumulators over all key tiles: the CPU sums each 512-key block's P V apart and adds it to
-// the rescaled acc; either is f32 to a few ulps, far below o's bf16 rounding). Both passes run
-// the same products, so they see the same scores. o = bf16(acc * (1 / l)).
-// Shared memory (RADIO-H: 53 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
+// accumulators over all key tiles, Ti / 16 chained products of 16: 65 for RADIO-H's 1,032
+// tokens, whose truncating adds leave about 1e-5 of the sums' magnitude, far below o's bf16
+// rounding; the CPU sums each 512-key block's P V apart and adds it to the rescaled acc). Both
+// passes run the same products, so they see the same scores. o = bf16(acc * (1 / l)).
+// Shared memory (RADIO-H: 52 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
 // and O scratch, whose space first holds the Q tile until its fragments are loaded.
 template <int ND> struct Fv {
     static constexpr int D = ND * 16, LDB = D + 8; /* bf16 row stride (16-byte multiple, staggers banks) */
