@@ -290,7 +290,7 @@ if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   [ "$n_fail" -gt 0 ] && memcheck
 elif [ "$have_gpu" = 1 ]; then
   # GPU_CHECK_ONLY="NAME ..." runs only those benchmark steps (a rerun of what an earlier run
-  # missed): 12b pdl ops ops_i8 ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile ncu
+  # missed): 12b pdl mma ops ops_i8 ttft_page ttft_video vision mid nographs conc media fp8lt memcheck profile ncu
   named() { [[ " ${GPU_CHECK_ONLY:-} " == *" $1 "* ]]; }
   want() { [ -z "${GPU_CHECK_ONLY:-}" ] || named "$1"; }
   [ -n "${GPU_CHECK_ONLY:-}" ] && log "GPU_CHECK_ONLY: $GPU_CHECK_ONLY"
@@ -311,6 +311,12 @@ elif [ "$have_gpu" = 1 ]; then
           --chunk 128 --context 4096 --decode 48
       rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
     done
+  fi
+  if want 12b || want mma; then # FP8 decode on the CUDA-core GEMV (NVL_CUDA_GEMV_MMA=0) beside the tensor-core one above
+    log "bench_llm 12B fp8 with NVL_CUDA_GEMV_MMA=0 (decode on the CUDA-core GEMV)"
+    NVL_CUDA_GEMV_MMA=0 bench bench_12b_fp8_nomma 120 build-gpu/bench/bench_llm --shape 12b --sparse --quant fp8 \
+        --prompt 128 --chunk 128 --context 4096 --decode 48
+    rm -rf "/tmp/nanovl-bench-12b-fp8-sparse" "/tmp/nanovl-bench-12b-sparse"
   fi
   if want 12b || want ops_i8; then # NVFP4 decode on the direct GEMV (NVL_CUDA_GEMV_I8=0) beside the integer one above
     log "bench_llm 12B nvfp4 with NVL_CUDA_GEMV_I8=0 (decode on the direct GEMV)"

@@ -370,6 +370,12 @@ static void test_matmul_quant(void) {
          * look-ahead off by one passed every other case); N 9: a warp's last rows past N */
         {1, 1, 5120, 9, 0, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 1},
         {0, 1, 5120, 9, 0, NVL_DTYPE_F32, NVL_DTYPE_BF16, 0.00031f, 0.0009f, 1},
+        /* FP8 on the device's tensor-core GEMV (k_gemv_fp8_mma: up to 8 rows, K % 64 == 0): all 8
+         * of B's columns; 19 steps of 64 (its 8 warps' last round half full); N 40 and 17: a
+         * block's second 8 rows past N */
+        {1, 8, 1216, 40, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0071f, 0.0213f, 1},
+        {1, 5, 192, 33, 16, NVL_DTYPE_F32, NVL_DTYPE_F32, 0.013f, 0.03125f, 1},
+        {1, 3, 1216, 17, 8, NVL_DTYPE_BF16, NVL_DTYPE_F32, 0.0019f, 0.0117f, 0},
         /* >= 16 rows: the device's tensor-core paths (cuBLASLt FP8; from 64 rows NVFP4, and FP8
          * where cuBLASLt declines, as exact bf16 factors) */
         {1, 64, 256, 48, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, 0.0071f, 0.0213f, 1}, /* 64 rows: bf16 factors, or cuBLASLt */

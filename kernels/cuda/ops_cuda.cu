@@ -1703,6 +1703,7 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
 
 // FP8 codes of x / input_scale, (M, K) contiguous (the CPU's rounding: saturate at 448, ties to even)
 __global__ void k_quant_fp8_codes(uint8_t *xq, V2 x, float input_scale) {
+    pdl_enter();
     const int64_t K = x.cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
         xq[i] = qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale);
@@ -2018,6 +2019,106 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *
     gemv_store(y, acc, 1, 0, n0, N, wscale, lane);
 }
 
+// FP8 decode rows on the tensor cores (NVL_CUDA_GEMV_MMA=1, the default; 0: k_gemv_quant). The
+// CUDA-core GEMV spends about three instructions a weight (two conversions and the FMA of each
+// activation row): at 5120 -> 20480 it read 3.1 TB/s of the H200's 4.8, waiting on its loads with
+// 128 registers (bench/RESULTS.md, run 6). W8A8's products are products of two E4M3 values, and
+// every E4M3 value is an f16: here k_quant_fp8_codes writes the activation codes a_k =
+// e4m3(x_k / input_scale) (M x K bytes) and mma.sync m16n8k16 (f16 in, f32 sums) multiplies 16
+// weight rows (A) by up to 8 activation rows (B's 8 columns) 16 k at a time, the codes widened by
+// cvt (two a conversion); y = (sum_k a_k w_k) input_scale weight_scale. The products are exact
+// (4 significant bits each); the CPU twin sums fl(a_k input_scale) w_k in f32 instead: the same
+// sum to f32 rounding, as the NVFP4 integer GEMV's. Four products of a 64-k step chain through the
+// accumulator (the tensor cores' own adder, emulated by NVL_CUDA_EMU_MMA), each step's sum then
+// added to the lane's f32 total.
+// Layout: a block of GVM_WARPS warps takes 16 output rows; its warps split K in steps of 64 (warp
+// w: steps w, w + GVM_WARPS, ..); lane l (g = l / 4, t = l % 4) loads 16 bytes at k = 64 s + 16 t
+// of weight rows g and g + 8 and of activation row g. The fragment's k order is free as long as A
+// and B follow the same one: at sub-step j the lane's A pairs (rows g, g + 8; k slots 2t, 2t + 1
+// and 2t + 8, 2t + 9) take its bytes 4j, 4j + 1 and 4j + 2, 4j + 3, and its B pairs (column g) the
+// same bytes of the activation row, so each weight meets its own activation. The warps' totals
+// meet in shared memory, summed in the order of the warps. Needs K % 64 == 0, 16-byte aligned
+// weight rows (the host checks).
+constexpr int GVM_WARPS = 8, GVM_M = 8, GVM_U = 2; /* warps a block; activation rows; steps in flight a lane */
+/* two E4M3 codes (the low 16 bits, the first in the lower byte) as an f16 pair (the first in the
+   lower half): exact, every E4M3 value is an f16 */
+__device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t two) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(two & 0xffffu), __NV_E4M3);
+    return (uint32_t)h.x | (uint32_t)h.y << 16;
+#else
+    const __half lo = __float2half_rn(qr_e4m3_to_f32((uint8_t)(two & 0xffu))),
+                 hi = __float2half_rn(qr_e4m3_to_f32((uint8_t)((two >> 8) & 0xffu)));
+    uint16_t l, h;
+    memcpy(&l, &lo, 2);
+    memcpy(&h, &hi, 2);
+    return (uint32_t)l | (uint32_t)h << 16;
+#endif
+}
+/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (fragments as the PTX
+   ISA lays them out; tests/cuda_emu/include/mma.h spells the layout out and emulates it) */
+__device__ __forceinline__ void mma_16816_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(TESTS_CUDA_EMU_H)
+    emu::mma_m16n8k16_f16(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* (built for sm_90: never here) */
+#endif
+}
+__global__ void __launch_bounds__(GVM_WARPS * WARP_SIZE) k_gemv_fp8_mma(V2 y, const uint8_t *codes, const uint8_t *w,
+                                                                       float input_scale, float wscale, int64_t K, int M) {
+    __shared__ float red[GVM_WARPS - 1][WARP_SIZE][4];
+    pdl_enter();
+    const int lane = threadIdx.x % WARP_SIZE, wp = threadIdx.x / WARP_SIZE, g = lane >> 2, t = lane & 3;
+    const int64_t N = y.cols, n0 = (int64_t)blockIdx.x * 16, steps = K / 64;
+    const bool ra = n0 + g < N, rb = n0 + g + 8 < N, ca = g < M; /* (rows past N, columns past M: zeros) */
+    const uint8_t *wa = w + (ra ? n0 + g : 0) * K + 16 * t, *wb = w + (rb ? n0 + g + 8 : 0) * K + 16 * t,
+                  *xa = codes + (ca ? g : 0) * K + 16 * t;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t s0 = wp; s0 < steps; s0 += GVM_WARPS * GVM_U) {
+        uint4 va[GVM_U], vb[GVM_U], vx[GVM_U];
+#pragma unroll
+        for (int u = 0; u < GVM_U; u++) {
+            const int64_t s = s0 + (int64_t)u * GVM_WARPS, o = 64 * s;
+            const bool in = s < steps;
+            va[u] = in && ra ? *(const uint4 *)(wa + o) : make_uint4(0, 0, 0, 0);
+            vb[u] = in && rb ? *(const uint4 *)(wb + o) : make_uint4(0, 0, 0, 0);
+            vx[u] = in && ca ? *(const uint4 *)(xa + o) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < GVM_U; u++) {
+            if (s0 + (int64_t)u * GVM_WARPS >= steps) break; /* (the same for the whole warp) */
+            const uint32_t wA[4] = {va[u].x, va[u].y, va[u].z, va[u].w}, wB[4] = {vb[u].x, vb[u].y, vb[u].z, vb[u].w},
+                           xX[4] = {vx[u].x, vx[u].y, vx[u].z, vx[u].w};
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t a[4] = {e4m3x2_h2(wA[j]), e4m3x2_h2(wB[j]), e4m3x2_h2(wA[j] >> 16), e4m3x2_h2(wB[j] >> 16)};
+                const uint32_t b[2] = {e4m3x2_h2(xX[j]), e4m3x2_h2(xX[j] >> 16)};
+                mma_16816_f16(d, a, b);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[i] += d[i];
+        }
+    }
+    if (wp > 0)
+#pragma unroll
+        for (int i = 0; i < 4; i++) red[wp - 1][lane][i] = acc[i];
+    __syncthreads();
+    if (wp != 0) return;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        for (int q = 0; q < GVM_WARPS - 1; q++) acc[i] += red[q][lane][i];
+        const int64_t r = n0 + g + 8 * (i / 2);
+        const int m = 2 * t + i % 2; /* (D's element i: row g + 8 (i / 2), column 2t + i % 2) */
+        if (r < N && m < M) st(y.p, m * y.ld + r, acc[i] * input_scale * wscale, y.dt);
+    }
+}
+
 /* A kernel switch (NVL_CUDA_FLASH and the like): "0" off, "1" on, else def (kern_env_check has
  * refused any other value before a command runs); each op reads it once (a function-local static). */
 static int kernel_switch(const char *name, int def) {
@@ -2303,6 +2404,18 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
         launch_pdl(k_gemv_nvfp4_i8, dim3((unsigned)gx), EW_BLOCK, 0, kern_cuda_stream(be), *yv, codes, scales,
             (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K);
         return kern_cuda_after_launch(be, "c_matmul (NVFP4 GEMV in integers)", err);
+    }
+    /* FP8 rows on the tensor cores (k_gemv_fp8_mma; NVL_CUDA_GEMV_MMA=0: the CUDA-core GEMV below) */
+    static const int gemv_mma_on = kernel_switch("NVL_CUDA_GEMV_MMA", 1);
+    if (!nvfp4 && M <= GVM_M && gemv_on && gemv_mma_on && K % 64 == 0 && ((uintptr_t)w->w.data & 15) == 0 &&
+        (w->n_out + 15) / 16 <= 0x7fffffffLL) {
+        uint8_t *codes = (uint8_t *)kern_cuda_scratch(be, (size_t)(M * K), err);
+        if (!codes) return NVL_ERR_NOMEM;
+        launch_pdl(k_quant_fp8_codes, grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be), codes, *xv, w->input_scale);
+        CHECK_ST(kern_cuda_after_launch(be, "c_matmul (FP8 activation codes)", err));
+        launch_pdl(k_gemv_fp8_mma, dim3((unsigned)((w->n_out + 15) / 16)), GVM_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), *yv,
+            (const uint8_t *)codes, (const uint8_t *)w->w.data, w->input_scale, w->weight_scale, K, (int)M);
+        return kern_cuda_after_launch(be, "c_matmul (FP8 GEMV on the tensor cores)", err);
     }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
     if (!xq) return NVL_ERR_NOMEM;

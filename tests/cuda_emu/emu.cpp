@@ -111,6 +111,7 @@ struct fiber {
 struct block_run {
     std::vector<fiber> f;
     std::vector<uint64_t> xbuf; /* two slots a thread (warp exchanges) */
+    std::vector<uint64_t> gbuf; /* two slots of GATHER_WORDS a thread (warp_gather) */
     void *sched_sp;
     const void *sched_lo; /* the scheduler's stack, as ASan reported it (a fiber switches back to it) */
     size_t sched_size;
@@ -192,6 +193,24 @@ uint64_t shfl_xor(uint64_t v, int lane_mask) {
     return b->xbuf[2 * (size_t)p + g];
 }
 
+/* Every lane's n bytes (n <= 8 GATHER_WORDS) into all[lane * n ..], a warp-wide exchange like a
+ * shuffle (the same generation count: the two kinds may interleave): what a warp-collective
+ * instruction (mma.sync) sees of the 32 lanes' registers. Every lane of the warp must come. */
+void warp_gather(const void *mine, size_t n, void *all) {
+    block_run *b = g_block;
+    const int t = b->cur_i, nt = (int)b->f.size();
+    if (n > 8 * GATHER_WORDS) emu_fatal("warp_gather: too many bytes a lane");
+    const unsigned k = b->f[t].gen++, g = k & 1u;
+    memcpy(&b->gbuf[(2 * (size_t)t + g) * GATHER_WORDS], mine, n);
+    yield_as(F_WARP);
+    const int lo = t & ~31;
+    for (int l = 0; l < 32; l++) {
+        const int p = lo + l;
+        if (p >= nt || b->f[(size_t)p].gen <= k) emu_fatal("a warp-collective operation with a lane that exited or never reached it");
+        memcpy((char *)all + (size_t)l * n, &b->gbuf[(2 * (size_t)p + g) * GATHER_WORDS], n);
+    }
+}
+
 /* The schedule. A block's warps run one at a time, each as far as it can go (through its warp
  * exchanges) before the next starts, and the lanes of a warp one at a time up to their next
  * exchange. So a warp runs ahead of the others to the barrier, as a device may let it: a missing
@@ -213,6 +232,7 @@ static void run_block_fibers(dim3 g, dim3 bd, uint3 bid, const std::function<voi
     block_run b;
     b.f.resize((size_t)n);
     b.xbuf.assign(2 * (size_t)n, 0);
+    b.gbuf.assign(2 * (size_t)n * GATHER_WORDS, 0);
     b.body = &body;
     if (g_stacks.size() < (size_t)n * STACK) g_stacks.resize((size_t)n * STACK);
     block_run *saved = g_block;

@@ -238,6 +238,8 @@ struct thread_ctx {
 extern thread_local thread_ctx *cur;
 void sync_threads();                           /* __syncthreads */
 uint64_t shfl_xor(uint64_t v, int lane_mask);  /* a warp exchange of 8-byte slots */
+constexpr size_t GATHER_WORDS = 4;             /* warp_gather's 8-byte words a lane */
+void warp_gather(const void *mine, size_t n, void *all); /* every lane's n bytes, lane by lane */
 void *dyn_smem();                              /* the launch's dynamic shared memory */
 /* Runs a grid: body() once per thread, a block's threads as fibers. */
 void run_grid(dim3 g, dim3 b, size_t smem, const std::function<void()> &body);

@@ -151,4 +151,54 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
 } // namespace wmma
 } // namespace nvcuda
 
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (PTX ISA, "Matrix Fragments for mma.m16n8k16
+ * with floating point type"), d = a b + d for the warp: lane l (group g = l / 4, t = l % 4) holds
+ * A (16 x 16, f16 pairs, the lower half the lower column) a[0] = (g, 2t .. 2t+1), a[1] = (g + 8,
+ * 2t ..), a[2] = (g, 2t + 8 ..), a[3] = (g + 8, 2t + 8 ..); B (16 x 8) b[0] = (k 2t .. 2t+1, n g),
+ * b[1] = (k 2t + 8 .., n g); C and D (16 x 8, f32) d[i] = (g + 8 (i / 2), 2t + i % 2). The lanes'
+ * registers are gathered (emu::warp_gather) and each lane computes its four sums, the products
+ * in order of k with the accumulation NVL_CUDA_EMU_MMA chooses (as mma_sync above). */
+namespace emu {
+inline void mma_m16n8k16_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]}, all[32][6];
+    warp_gather(mine, sizeof mine, all);
+    auto h = [](uint32_t reg, int hi) {
+        __half v;
+        v.x = (uint16_t)(hi ? reg >> 16 : reg & 0xffffu);
+        return __half2float(v);
+    };
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l / 4, t = l % 4;
+        for (int e = 0; e < 2; e++) {
+            A[g][2 * t + e] = h(all[l][0], e);
+            A[g + 8][2 * t + e] = h(all[l][1], e);
+            A[g][2 * t + 8 + e] = h(all[l][2], e);
+            A[g + 8][2 * t + 8 + e] = h(all[l][3], e);
+            B[2 * t + e][g] = h(all[l][4], e);
+            B[2 * t + 8 + e][g] = h(all[l][5], e);
+        }
+    }
+    const int lane = nvcuda::wmma::detail::lane(), g = lane / 4, t = lane % 4;
+    const int rz = nvcuda::wmma::detail::mma_rz();
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        const int r = g + 8 * (i / 2), c = 2 * t + i % 2;
+        float s = d[i];
+        if (rz == 2) {
+            double p[16];
+            for (int k = 0; k < 16; k++) p[k] = (double)A[r][k] * B[k][c];
+            out[i] = nvcuda::wmma::detail::sum_align(s, p);
+            continue;
+        }
+        for (int k = 0; k < 16; k++) {
+            const float p = A[r][k] * B[k][c]; /* (exact: 11-bit significands) */
+            s = rz ? nvcuda::wmma::detail::add_rz(s, p) : s + p;
+        }
+        out[i] = s;
+    }
+    for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+} // namespace emu
+
 #endif
