@@ -226,11 +226,14 @@ nvl_status kern_env_check(nvl_err *err) {
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SYNC='%s': expected 0 or 1", v);
     /* the CUDA kernel switches (ops_cuda.cu reads exactly "0" / "1"): "true" or "on" would pass
        silently as the default */
-    static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_GEMV", "NVL_CUDA_GEMV_I8", "NVL_CUDA_GEMV_MMA", "NVL_CUDA_FP8_LT",
+    static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_GEMV", "NVL_CUDA_GEMV_I8", "NVL_CUDA_FP8_LT",
                                            "NVL_CUDA_PDL", "NVL_CUDA_LT_BIAS", NULL};
     for (int i = 0; switches[i]; i++)
         if ((v = getenv(switches[i])) && *v && !one_of(v, bools))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s='%s': expected 0 or 1", switches[i], v);
+    static const char *const mma[] = {"0", "1", "all", NULL};
+    if ((v = getenv("NVL_CUDA_GEMV_MMA")) && *v && !one_of(v, mma))
+        return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_GEMV_MMA='%s': expected 0, 1 or all", v);
     static const char *const ssd[] = {"0", "1", "seq", NULL};
     if ((v = getenv("NVL_CUDA_SSD")) && *v && !one_of(v, ssd))
         return nvl_err_set(err, NVL_ERR_INVALID_ARG, "NVL_CUDA_SSD='%s': expected 0, 1 or seq", v);

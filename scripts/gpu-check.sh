@@ -58,7 +58,7 @@ write_figures() { # the bench lines so far (also from an interrupted run)
     echo " \"first_token_video\": $(json_or_null "$L/bench_ttft_video.json"),"
     echo " \"vision\": [$(cat "$L"/bench_vision_*.log 2>/dev/null | grep '^| RADIO' | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"bench_llm\": \"$(grep -h '^| mid' "$L/bench_llm.log" 2>/dev/null | head -1 | jstr)\","
-    echo " \"seqs\": [$(grep -h '^seqs=' "$L/bench_llm_seqs.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
+    echo " \"seqs\": [$(for f in "$L/bench_llm_seqs.log" "$L"/bench_12b_seqs_mma*.log; do [ -f "$f" ] && grep -h '^seqs=' "$f" | sed "s/^/$(basename "$f" .log) /"; done | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"media\": [$(grep -h '^| ' "$L/bench_media.log" 2>/dev/null | jstr | sed 's/.*/"&"/' | paste -sd, -)],"
     echo " \"concurrency\": $(json_or_null "$L/bench_conc.json"),"
     echo " \"concurrency_image\": $(json_or_null "$L/bench_conc_image.json")}"
@@ -312,7 +312,18 @@ elif [ "$have_gpu" = 1 ]; then
       rm -rf "/tmp/nanovl-bench-12b-$q-sparse" "/tmp/nanovl-bench-12b-sparse"
     done
   fi
-  if want 12b || want mma; then # FP8 decode on the CUDA-core GEMV (NVL_CUDA_GEMV_MMA=0) beside the tensor-core one above
+  if want 12b || want mma; then # 8 sequences decoding together at the 12B shape (the rows on the tensor-core GEMVs), then
+    # without them (NVL_CUDA_GEMV_MMA=0: the CUDA-core GEMVs); and FP8 at one row the same two ways
+    for mm in 1 0; do
+      log "bench_llm 12B bf16, 1 and 8 sequences, NVL_CUDA_GEMV_MMA=$mm"
+      NVL_CUDA_GEMV_MMA=$mm bench "bench_12b_seqs_mma$mm" 120 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 64 \
+          --decode 16 --seqs 1,8
+    done
+    rm -rf "/tmp/nanovl-bench-12b-sparse"
+    log "bench_llm 12B bf16 with NVL_CUDA_GEMV_MMA=all (one decode row on the tensor-core GEMV)"
+    NVL_CUDA_GEMV_MMA=all bench bench_12b_bf16_mmaall 120 build-gpu/bench/bench_llm --shape 12b --sparse --prompt 128 \
+        --chunk 128 --context 4096 --decode 48
+    rm -rf "/tmp/nanovl-bench-12b-sparse"
     log "bench_llm 12B fp8 with NVL_CUDA_GEMV_MMA=0 (decode on the CUDA-core GEMV)"
     NVL_CUDA_GEMV_MMA=0 bench bench_12b_fp8_nomma 120 build-gpu/bench/bench_llm --shape 12b --sparse --quant fp8 \
         --prompt 128 --chunk 128 --context 4096 --decode 48
@@ -337,6 +348,8 @@ elif [ "$have_gpu" = 1 ]; then
     # the BF16 decode GEMV with 2 and 8 loads in flight a lane (default 4): which one is fastest per shape
     NVL_CUDA_GEMV_DEPTH=2 bench bench_ops_gemv2 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
     NVL_CUDA_GEMV_DEPTH=8 bench bench_ops_gemv8 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+    # the BF16 one-row GEMVs on the tensor cores (k_gemv_mma) against k_gemv_bf16 above, shape by shape
+    NVL_CUDA_GEMV_MMA=all bench bench_ops_mmaall 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
   fi
   if want ops_i8; then
     log "bench_ops 12B with NVL_CUDA_GEMV_I8=0 (the NVFP4 decode GEMV on the direct kernel)"
@@ -380,7 +393,8 @@ elif [ "$have_gpu" = 1 ]; then
   if want mid; then
     log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
     bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32
-    bench bench_llm_seqs 150 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,16
+    # (4 and 8 sequences: the decode rows on the tensor-core GEMV; 16: cuBLAS)
+    bench bench_llm_seqs 150 build-gpu/bench/bench_llm --shape mid --prompt 32 --decode 16 --seqs 1,4,8,16
   fi
   if want nographs; then
     log "bench_llm 12B without decode graphs"

@@ -217,12 +217,16 @@ static void test_matmul(void) {
            f32 x f32 -> bf16, so the device must take another path for that one */
         {4, 48, 20, 0, NVL_DTYPE_F32, NVL_DTYPE_F32, NVL_DTYPE_BF16},
         {6, 40, 16, 3, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
-        /* the device's BF16 decode GEMV (up to 8 rows, K % 8, 16-byte aligned rows): one row at the
-           LLM's K; 8 rows from an aligned column view; 2 output rows per warp from N = 16384 with a
-           partial last block; 9 rows and a misaligned view go to cuBLAS */
+        /* the device's BF16 decode GEMVs (16-byte aligned rows): one row (k_gemv_bf16, K % 8) at the
+           LLM's K, and with 2 output rows per warp from N = 16384 with a partial last block; 2 to 8
+           rows on the tensor cores (k_gemv_mma, K % 32; NVL_CUDA_GEMV_MMA=0: k_gemv_bf16): 8 rows
+           from an aligned column view, N 16400 (a block's second 8 rows past N), 65 steps of 64
+           bytes (the warps' last round part full); 9 rows and a misaligned view go to cuBLAS */
         {1, 5120, 24, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
+        {1, 96, 16400, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
         {8, 64, 40, 8, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
         {3, 96, 16400, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
+        {5, 2080, 40, 8, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
         {9, 64, 24, 0, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_BF16},
         {2, 64, 24, 4, NVL_DTYPE_BF16, NVL_DTYPE_BF16, NVL_DTYPE_F32},
     };

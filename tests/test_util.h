@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,18 +81,47 @@ static inline const char *test_shared_path(const char *rel) {
     return stat(b, &s) == 0 ? b : NULL;
 }
 
-/* A fresh temporary directory (removed by the OS' tmp cleaning; tests delete what they write). */
+/* test_tmpdir's directory and the process that made it (a forked child's exit leaves it alone) */
+static char g_test_tmpdir[256];
+static pid_t g_test_tmpdir_pid;
+static inline int test_tmpdir_open_up(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)f;
+    if (flag == FTW_D || flag == FTW_DNR) chmod(p, (st->st_mode & 07777) | 0700); /* (a test's chmod 000) */
+    return 0;
+}
+static inline int test_tmpdir_rm(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)f;
+    if (flag == FTW_DP) rmdir(p);
+    else unlink(p);
+    return 0;
+}
+/* At exit: the directory removed when every check passed and NVL_TEST_KEEP_TMP is unset; else
+ * kept, and its path said, for a look at what the failing test wrote. */
+static inline void test_tmpdir_cleanup(void) {
+    if (!g_test_tmpdir[0] || getpid() != g_test_tmpdir_pid) return;
+    const char *keep = getenv("NVL_TEST_KEEP_TMP");
+    if (g_test_fail || (keep && *keep && strcmp(keep, "0"))) {
+        fprintf(stderr, "test files kept in %s\n", g_test_tmpdir);
+        return;
+    }
+    nftw(g_test_tmpdir, test_tmpdir_open_up, 16, FTW_PHYS);
+    nftw(g_test_tmpdir, test_tmpdir_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh temporary directory, removed with what is in it when the test exits having passed (kept
+ * after a failure, or with NVL_TEST_KEEP_TMP=1: test_tmpdir_cleanup). */
 static inline const char *test_tmpdir(void) {
-    static char dir[256];
-    if (!dir[0]) {
+    if (!g_test_tmpdir[0]) {
         const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/nvltest.XXXXXX", t ? t : "/tmp");
-        if (!mkdtemp(dir)) {
+        snprintf(g_test_tmpdir, sizeof g_test_tmpdir, "%s/nvltest.XXXXXX", t ? t : "/tmp");
+        if (!mkdtemp(g_test_tmpdir)) {
             perror("mkdtemp");
             exit(1);
         }
+        g_test_tmpdir_pid = getpid();
+        atexit(test_tmpdir_cleanup);
     }
-    return dir;
+    return g_test_tmpdir;
 }
 
 static inline int test_write_file(const char *path, const void *data, size_t n) {

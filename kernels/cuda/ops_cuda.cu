@@ -1703,10 +1703,17 @@ __global__ void k_quant_act(float *xq, V2 x, int nvfp4, float input_scale) {
 
 // FP8 codes of x / input_scale, (M, K) contiguous (the CPU's rounding: saturate at 448, ties to even)
 __global__ void k_quant_fp8_codes(uint8_t *xq, V2 x, float input_scale) {
-    pdl_enter();
     const int64_t K = x.cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
         xq[i] = qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale);
+}
+
+// The same codes' E4M3 values as f16 (exact: every E4M3 value is an f16), for k_gemv_mma
+__global__ void k_quant_fp8_h(__half *xq, V2 x, float input_scale) {
+    pdl_enter();
+    const int64_t K = x.cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
+        xq[i] = __float2half_rn(qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale)));
 }
 
 // NVFP4 activations as bf16 without the global scale: per 16-block, e2m1(x / s) * e4m3_blk with
@@ -2019,26 +2026,31 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *
     gemv_store(y, acc, 1, 0, n0, N, wscale, lane);
 }
 
-// FP8 decode rows on the tensor cores (NVL_CUDA_GEMV_MMA=1, the default; 0: k_gemv_quant). The
-// CUDA-core GEMV spends about three instructions a weight (two conversions and the FMA of each
-// activation row): at 5120 -> 20480 it read 3.1 TB/s of the H200's 4.8, waiting on its loads with
-// 128 registers (bench/RESULTS.md, run 6). W8A8's products are products of two E4M3 values, and
-// every E4M3 value is an f16: here k_quant_fp8_codes writes the activation codes a_k =
-// e4m3(x_k / input_scale) (M x K bytes) and mma.sync m16n8k16 (f16 in, f32 sums) multiplies 16
-// weight rows (A) by up to 8 activation rows (B's 8 columns) 16 k at a time, the codes widened by
-// cvt (two a conversion); y = (sum_k a_k w_k) input_scale weight_scale. The products are exact
+// Decode rows on the tensor cores (NVL_CUDA_GEMV_MMA=1, the default; 0: the CUDA-core GEMVs):
+// FP8 up to 8 rows, BF16 from 2 to 8 (one row stays on k_gemv_bf16, measured near the copy rate).
+// FP8: the CUDA-core GEMV spends about three instructions a weight (two conversions and the FMA
+// of each activation row): at 5120 -> 20480 it read 3.1 TB/s of the H200's 4.8, waiting on its
+// loads with 128 registers (bench/RESULTS.md, run 6). W8A8's products are products of two E4M3
+// values, and every E4M3 value is an f16: k_quant_fp8_h writes the activations' E4M3 values a_k =
+// e4m3(x_k / input_scale) as f16 (M x K, exact) and mma.sync m16n8k16 (f16 in, f32 sums)
+// multiplies 16 weight rows (A) by up to 8 activation rows (B's 8 columns) 16 k at a time, the
+// weight codes widened by cvt (two a conversion); y = (sum_k a_k w_k) input_scale weight_scale. The products are exact
 // (4 significant bits each); the CPU twin sums fl(a_k input_scale) w_k in f32 instead: the same
-// sum to f32 rounding, as the NVFP4 integer GEMV's. Four products of a 64-k step chain through the
-// accumulator (the tensor cores' own adder, emulated by NVL_CUDA_EMU_MMA), each step's sum then
-// added to the lane's f32 total.
-// Layout: a block of GVM_WARPS warps takes 16 output rows; its warps split K in steps of 64 (warp
-// w: steps w, w + GVM_WARPS, ..); lane l (g = l / 4, t = l % 4) loads 16 bytes at k = 64 s + 16 t
-// of weight rows g and g + 8 and of activation row g. The fragment's k order is free as long as A
-// and B follow the same one: at sub-step j the lane's A pairs (rows g, g + 8; k slots 2t, 2t + 1
-// and 2t + 8, 2t + 9) take its bytes 4j, 4j + 1 and 4j + 2, 4j + 3, and its B pairs (column g) the
-// same bytes of the activation row, so each weight meets its own activation. The warps' totals
-// meet in shared memory, summed in the order of the warps. Needs K % 64 == 0, 16-byte aligned
-// weight rows (the host checks).
+// sum to f32 rounding, as the NVFP4 integer GEMV's. BF16: the stored pairs are the fragments (bf16
+// in, f32 sums), no conversion; k_gemv_bf16's FMAs grow with the rows (8 rows: 8 a weight), these
+// do not. Each 64-byte step's products (4 MMAs FP8, 2 BF16) chain through the accumulator (the
+// tensor cores' own adder, emulated by NVL_CUDA_EMU_MMA), the step's sum then added to the lane's
+// f32 total.
+// Layout: a block of GVM_WARPS warps takes 16 output rows; its warps split each weight row in
+// steps of 64 bytes (warp w: steps w, w + GVM_WARPS, ..); lane l (g = l / 4, t = l % 4) loads the
+// 16 bytes at 64 s + 16 t of weight rows g and g + 8 and the same k of activation row g (16 bytes
+// of BF16, 32 of FP8's f16 values). The
+// fragment's k order is free as long as A and B follow the same one: for each MMA the lane's A
+// pairs (rows g, g + 8; k slots 2t, 2t + 1 and 2t + 8, 2t + 9) take two of its pairs of elements
+// and its B pairs (column g) the same two of the activation row, so each weight meets its own
+// activation. The warps' totals meet in shared memory, summed in the order of the warps. Needs
+// weight rows of a multiple of 64 bytes, 16-byte aligned weights and activation rows (the host
+// checks).
 constexpr int GVM_WARPS = 8, GVM_M = 8, GVM_U = 2; /* warps a block; activation rows; steps in flight a lane */
 /* two E4M3 codes (the low 16 bits, the first in the lower byte) as an f16 pair (the first in the
    lower half): exact, every E4M3 value is an f16 */
@@ -2055,67 +2067,90 @@ __device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t two) {
     return (uint32_t)l | (uint32_t)h << 16;
 #endif
 }
-/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (fragments as the PTX
-   ISA lays them out; tests/cuda_emu/include/mma.h spells the layout out and emulates it) */
-__device__ __forceinline__ void mma_16816_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 (fragments
+   as the PTX ISA lays them out; tests/cuda_emu/include/mma.h spells the layout out and emulates it) */
+template <int BF16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(TESTS_CUDA_EMU_H)
-    emu::mma_m16n8k16_f16(d, a, b);
+    emu::mma_m16n8k16(d, a, b, BF16 != 0);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    if (BF16)
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                     "{%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                     "{%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #elif defined(__CUDA_ARCH__)
     __trap(); /* (built for sm_90: never here) */
 #endif
 }
-__global__ void __launch_bounds__(GVM_WARPS * WARP_SIZE) k_gemv_fp8_mma(V2 y, const uint8_t *codes, const uint8_t *w,
-                                                                       float input_scale, float wscale, int64_t K, int M) {
-    __shared__ float red[GVM_WARPS - 1][WARP_SIZE][4];
+/* BF16 = 0: w FP8 codes, xa0 the activations' f16 values (M x K, xrow = 2K bytes), y = sum scale1
+   scale2; BF16 = 1: w and xa0 bf16 (xrow: an activation row's bytes), y = sum. rb: a weight row's
+   bytes. */
+template <int BF16>
+__global__ void __launch_bounds__(GVM_WARPS * WARP_SIZE) k_gemv_mma(V2 y, const uint8_t *xa0, int64_t xrow, const uint8_t *w,
+                                                                   float scale1, float scale2, int64_t rb, int M) {
+    constexpr int XB = BF16 ? 16 : 32; /* activation bytes a lane and step */
+    __shared__ float4 red[GVM_WARPS - 1][WARP_SIZE];
     pdl_enter();
     const int lane = threadIdx.x % WARP_SIZE, wp = threadIdx.x / WARP_SIZE, g = lane >> 2, t = lane & 3;
-    const int64_t N = y.cols, n0 = (int64_t)blockIdx.x * 16, steps = K / 64;
-    const bool ra = n0 + g < N, rb = n0 + g + 8 < N, ca = g < M; /* (rows past N, columns past M: zeros) */
-    const uint8_t *wa = w + (ra ? n0 + g : 0) * K + 16 * t, *wb = w + (rb ? n0 + g + 8 : 0) * K + 16 * t,
-                  *xa = codes + (ca ? g : 0) * K + 16 * t;
+    const int64_t N = y.cols, n0 = (int64_t)blockIdx.x * 16, steps = rb / 64;
+    const bool ra = n0 + g < N, rbv = n0 + g + 8 < N, ca = g < M; /* (rows past N, columns past M: zeros) */
+    const uint8_t *wa = w + (ra ? n0 + g : 0) * rb + 16 * t, *wb = w + (rbv ? n0 + g + 8 : 0) * rb + 16 * t,
+                  *xa = xa0 + (ca ? g : 0) * xrow + XB * t;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int64_t s0 = wp; s0 < steps; s0 += GVM_WARPS * GVM_U) {
-        uint4 va[GVM_U], vb[GVM_U], vx[GVM_U];
+        uint4 va[GVM_U], vb[GVM_U], vx[GVM_U][2];
 #pragma unroll
         for (int u = 0; u < GVM_U; u++) {
             const int64_t s = s0 + (int64_t)u * GVM_WARPS, o = 64 * s;
             const bool in = s < steps;
             va[u] = in && ra ? *(const uint4 *)(wa + o) : make_uint4(0, 0, 0, 0);
-            vb[u] = in && rb ? *(const uint4 *)(wb + o) : make_uint4(0, 0, 0, 0);
-            vx[u] = in && ca ? *(const uint4 *)(xa + o) : make_uint4(0, 0, 0, 0);
+            vb[u] = in && rbv ? *(const uint4 *)(wb + o) : make_uint4(0, 0, 0, 0);
+            vx[u][0] = in && ca ? *(const uint4 *)(xa + 4 * XB * s) : make_uint4(0, 0, 0, 0);
+            if (!BF16) vx[u][1] = in && ca ? *(const uint4 *)(xa + 4 * XB * s + 16) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int u = 0; u < GVM_U; u++) {
             if (s0 + (int64_t)u * GVM_WARPS >= steps) break; /* (the same for the whole warp) */
             const uint32_t wA[4] = {va[u].x, va[u].y, va[u].z, va[u].w}, wB[4] = {vb[u].x, vb[u].y, vb[u].z, vb[u].w},
-                           xX[4] = {vx[u].x, vx[u].y, vx[u].z, vx[u].w};
+                           xX[8] = {vx[u][0].x, vx[u][0].y, vx[u][0].z, vx[u][0].w,
+                                    BF16 ? 0u : vx[u][1].x, BF16 ? 0u : vx[u][1].y, BF16 ? 0u : vx[u][1].z, BF16 ? 0u : vx[u][1].w};
             float d[4] = {0.f, 0.f, 0.f, 0.f};
+            if (BF16) {
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint32_t a[4] = {e4m3x2_h2(wA[j]), e4m3x2_h2(wB[j]), e4m3x2_h2(wA[j] >> 16), e4m3x2_h2(wB[j] >> 16)};
-                const uint32_t b[2] = {e4m3x2_h2(xX[j]), e4m3x2_h2(xX[j] >> 16)};
-                mma_16816_f16(d, a, b);
+                for (int j = 0; j < 2; j++) { /* elements 4j, 4j + 1 -> slots 2t, 2t + 1; 4j + 2, 4j + 3 -> 2t + 8, 2t + 9 */
+                    const uint32_t a[4] = {wA[2 * j], wB[2 * j], wA[2 * j + 1], wB[2 * j + 1]}, b[2] = {xX[2 * j], xX[2 * j + 1]};
+                    mma_16816<1>(d, a, b);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) { /* bytes 4j, 4j + 1 -> slots 2t, 2t + 1; 4j + 2, 4j + 3 -> 2t + 8, 2t + 9 */
+                    const uint32_t a[4] = {e4m3x2_h2(wA[j]), e4m3x2_h2(wB[j]), e4m3x2_h2(wA[j] >> 16), e4m3x2_h2(wB[j] >> 16)};
+                    const uint32_t b[2] = {xX[2 * j], xX[2 * j + 1]}; /* (f16 values 4j, 4j + 1 | 4j + 2, 4j + 3) */
+                    mma_16816<0>(d, a, b);
+                }
             }
 #pragma unroll
             for (int i = 0; i < 4; i++) acc[i] += d[i];
         }
     }
-    if (wp > 0)
-#pragma unroll
-        for (int i = 0; i < 4; i++) red[wp - 1][lane][i] = acc[i];
+    if (wp > 0) red[wp - 1][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     __syncthreads();
     if (wp != 0) return;
+    for (int q = 0; q < GVM_WARPS - 1; q++) {
+        const float4 o = red[q][lane];
+        acc[0] += o.x, acc[1] += o.y, acc[2] += o.z, acc[3] += o.w;
+    }
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        for (int q = 0; q < GVM_WARPS - 1; q++) acc[i] += red[q][lane][i];
         const int64_t r = n0 + g + 8 * (i / 2);
         const int m = 2 * t + i % 2; /* (D's element i: row g + 8 (i / 2), column 2t + i % 2) */
-        if (r < N && m < M) st(y.p, m * y.ld + r, acc[i] * input_scale * wscale, y.dt);
+        if (r < N && m < M) st(y.p, m * y.ld + r, BF16 ? acc[i] : acc[i] * scale1 * scale2, y.dt);
     }
 }
 
@@ -2124,6 +2159,16 @@ __global__ void __launch_bounds__(GVM_WARPS * WARP_SIZE) k_gemv_fp8_mma(V2 y, co
 static int kernel_switch(const char *name, int def) {
     const char *e = getenv(name);
     return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] == '1' : def;
+}
+
+/* NVL_CUDA_GEMV_MMA: "0" 0 (the CUDA-core GEMVs), "all" 2 (BF16's one row on the tensor cores
+   too), else 1 (the default: FP8 rows and 2 to 8 BF16 rows there) */
+static int gemv_mma_mode(void) {
+    static const int m = [] {
+        const char *e = getenv("NVL_CUDA_GEMV_MMA");
+        return e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
+    }();
+    return m;
 }
 
 cudaDataType cuda_type(int dt) { return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F; }
@@ -2405,16 +2450,15 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
             (const uint8_t *)w->w.data, (const uint8_t *)w->block_scale.data, w->weight_scale, K);
         return kern_cuda_after_launch(be, "c_matmul (NVFP4 GEMV in integers)", err);
     }
-    /* FP8 rows on the tensor cores (k_gemv_fp8_mma; NVL_CUDA_GEMV_MMA=0: the CUDA-core GEMV below) */
-    static const int gemv_mma_on = kernel_switch("NVL_CUDA_GEMV_MMA", 1);
-    if (!nvfp4 && M <= GVM_M && gemv_on && gemv_mma_on && K % 64 == 0 && ((uintptr_t)w->w.data & 15) == 0 &&
+    /* FP8 rows on the tensor cores (k_gemv_mma; NVL_CUDA_GEMV_MMA=0: the CUDA-core GEMV below) */
+    if (!nvfp4 && M <= GVM_M && gemv_on && gemv_mma_mode() && K % 64 == 0 && ((uintptr_t)w->w.data & 15) == 0 &&
         (w->n_out + 15) / 16 <= 0x7fffffffLL) {
-        uint8_t *codes = (uint8_t *)kern_cuda_scratch(be, (size_t)(M * K), err);
-        if (!codes) return NVL_ERR_NOMEM;
-        launch_pdl(k_quant_fp8_codes, grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be), codes, *xv, w->input_scale);
-        CHECK_ST(kern_cuda_after_launch(be, "c_matmul (FP8 activation codes)", err));
-        launch_pdl(k_gemv_fp8_mma, dim3((unsigned)((w->n_out + 15) / 16)), GVM_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), *yv,
-            (const uint8_t *)codes, (const uint8_t *)w->w.data, w->input_scale, w->weight_scale, K, (int)M);
+        __half *xh = (__half *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(__half), err);
+        if (!xh) return NVL_ERR_NOMEM;
+        launch_pdl(k_quant_fp8_h, grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be), xh, *xv, w->input_scale);
+        CHECK_ST(kern_cuda_after_launch(be, "c_matmul (FP8 activations as f16)", err));
+        launch_pdl(k_gemv_mma<0>, dim3((unsigned)((w->n_out + 15) / 16)), GVM_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), *yv,
+            (const uint8_t *)xh, 2 * K, (const uint8_t *)w->w.data, w->input_scale, w->weight_scale, K, (int)M);
         return kern_cuda_after_launch(be, "c_matmul (FP8 GEMV on the tensor cores)", err);
     }
     float *xq = (float *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(float), err);
@@ -2530,7 +2574,15 @@ nvl_status c_matmul(kern_backend *be, nvl_tensor *y, const nvl_tensor *x, const 
     if (wdt < 0) return nvl_err_set(err, NVL_ERR_UNSUPPORTED, "%s: weight dtype %s", __func__, nvl_dtype_name(w->w.dtype));
     const int64_t M = xv.rows, N = w->n_out, K = w->n_in;
     if (M == 0) return NVL_OK;
-    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1);
+    static const int gemv_on = kernel_switch("NVL_CUDA_GEMV", 1), gemv_mma = gemv_mma_mode();
+    /* 2 to 8 rows on the tensor cores (k_gemv_mma; one row: k_gemv_bf16 below, or here too with
+       NVL_CUDA_GEMV_MMA=all, to compare them) */
+    if (gemv_on && gemv_mma && wdt == DT_BF16 && xv.dt == DT_BF16 && M >= (gemv_mma == 2 ? 1 : 2) && M <= GVM_M && K % 32 == 0 &&
+        xv.ld % 8 == 0 && ((uintptr_t)xv.p & 15) == 0 && ((uintptr_t)w->w.data & 15) == 0 && (N + 15) / 16 <= 0x7fffffffLL) {
+        launch_pdl(k_gemv_mma<1>, dim3((unsigned)((N + 15) / 16)), GVM_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), yv,
+            (const uint8_t *)xv.p, xv.ld * 2, (const uint8_t *)w->w.data, 1.0f, 1.0f, 2 * K, (int)M);
+        DONE();
+    }
     if (gemv_on && wdt == DT_BF16 && xv.dt == DT_BF16 && M <= GVB_M && K % 8 == 0 && xv.ld % 8 == 0 &&
         ((uintptr_t)xv.p & 15) == 0 && ((uintptr_t)w->w.data & 15) == 0) {
         const int R = N < 16384 ? 1 : 2; /* output rows per warp */

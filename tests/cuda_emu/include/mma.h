@@ -151,7 +151,7 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
 } // namespace wmma
 } // namespace nvcuda
 
-/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (PTX ISA, "Matrix Fragments for mma.m16n8k16
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (and .bf16.bf16 where bf16; PTX ISA, "Matrix Fragments for mma.m16n8k16
  * with floating point type"), d = a b + d for the warp: lane l (group g = l / 4, t = l % 4) holds
  * A (16 x 16, f16 pairs, the lower half the lower column) a[0] = (g, 2t .. 2t+1), a[1] = (g + 8,
  * 2t ..), a[2] = (g, 2t + 8 ..), a[3] = (g + 8, 2t + 8 ..); B (16 x 8) b[0] = (k 2t .. 2t+1, n g),
@@ -159,12 +159,18 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
  * registers are gathered (emu::warp_gather) and each lane computes its four sums, the products
  * in order of k with the accumulation NVL_CUDA_EMU_MMA chooses (as mma_sync above). */
 namespace emu {
-inline void mma_m16n8k16_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], bool bf16) {
     uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]}, all[32][6];
     warp_gather(mine, sizeof mine, all);
-    auto h = [](uint32_t reg, int hi) {
+    auto h = [bf16](uint32_t reg, int hi) {
+        const uint16_t bits = (uint16_t)(hi ? reg >> 16 : reg & 0xffffu);
+        if (bf16) {
+            __nv_bfloat16 v;
+            v.x = bits;
+            return __bfloat162float(v);
+        }
         __half v;
-        v.x = (uint16_t)(hi ? reg >> 16 : reg & 0xffffu);
+        v.x = bits;
         return __half2float(v);
     };
     float A[16][16], B[16][8];
@@ -192,7 +198,7 @@ inline void mma_m16n8k16_f16(float (&d)[4], const uint32_t (&a)[4], const uint32
             continue;
         }
         for (int k = 0; k < 16; k++) {
-            const float p = A[r][k] * B[k][c]; /* (exact: 11-bit significands) */
+            const float p = A[r][k] * B[k][c]; /* (exact: 11- or 8-bit significands) */
             s = rz ? nvcuda::wmma::detail::add_rz(s, p) : s + p;
         }
         out[i] = s;
