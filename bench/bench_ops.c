@@ -310,13 +310,13 @@ int main(int argc, char **argv) {
            "|\n|---|---|---|---|\n%s",
            getenv("NVL_CUDA_GEMV_DEPTH") ? getenv("NVL_CUDA_GEMV_DEPTH") : "(unset)",
            getenv("NVL_CUDA_GEMV_MMA") ? getenv("NVL_CUDA_GEMV_MMA") : "(unset)", sweep_rows);
-    const char *gv = getenv("NVL_CUDA_GEMV"), *gd = getenv("NVL_CUDA_GEMV_DEPTH"), *gm = getenv("NVL_CUDA_GEMV_MMA");
+    const char *gv = getenv("NVL_CUDA_GEMV"), *gd = getenv("NVL_CUDA_GEMV_DEPTH"), *gm = getenv("NVL_CUDA_GEMV_MMA"), *amm = getenv("NVL_CUDA_ATTN_MMA");
     printf("ops: {\"backend\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"flash\": \"%s\", \"ssd\": \"%s\", "
-           "\"gemv\": \"%s\", \"gemv_depth\": \"%s\", \"gemv_mma\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
+           "\"gemv\": \"%s\", \"gemv_depth\": \"%s\", \"gemv_mma\": \"%s\", \"attn_mma\": \"%s\", \"attention_ms\": %.4f, \"attention_tflops\": %.2f, \"ssm_scan_ms\": %.4f, "
            "\"vit_attention_ms\": %.4f, \"vit_attention_tflops\": %.2f, "
            "\"gemv_bf16_gbs\": %.1f, \"gemv_fp8_gbs\": %.1f, \"gemv_nvfp4_gbs\": %.1f, \"copy_gbs\": %.1f, "
            "\"gemm_bf16_tflops\": %.1f, \"gemv_bf16_by_shape_gbs\": {%s}}\n",
-           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", gd ? gd : "", gm ? gm : "", 1e3 * t_att,
+           backend, sh->name, (long long)rows, fl ? fl : "", ss ? ss : "", gv ? gv : "", gd ? gd : "", gm ? gm : "", amm ? amm : "", 1e3 * t_att,
            att_flop / t_att * 1e-12, 1e3 * t_ssm, 1e3 * t_vit, vit_flop / t_vit * 1e-12, gbs[0], gbs[1], gbs[2], have_rates ? rates.copy_gbs : 0.0,
            have_rates ? rates.gemm_bf16_tflops : 0.0, sweep_json);
     nvl_tensor *all[] = {&a.q, &a.o, &a.kc, &a.vc, &v.qkv, &v.o, &s.x, &s.B, &s.C, &s.dt, &s.A, &s.D, &s.state, &s.y,

@@ -136,15 +136,16 @@ int main(int argc, char **argv) {
     const double gflop = 2.0 * (double)n_tiles * (double)(G * G + 8) * (double)(L * (3 * W * W + W * W + 2 * W * F)) / 1e9 +
                          (double)n_tiles * (double)L * 4.0 * (double)(G * G + 8) * (double)(G * G + 8) * (double)W / 1e9;
     if (device) {
-        const char *lt_bias = getenv("NVL_CUDA_LT_BIAS");
+        const char *lt_bias = getenv("NVL_CUDA_LT_BIAS"), *am = getenv("NVL_CUDA_ATTN_MMA");
         kern_device_rates rates;
         if (kern_backend_measure(be, &rates, &err) != NVL_OK) { fprintf(stderr, "device rates: %s\n", err.msg); return 1; }
         printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %s | %d tiles (RGB8, normalised on the device) | %.1f ms/tile "
-               "| %.1f tiles/s | %.1f TFLOP/s | GEMM %.1f TFLOP/s | %.0f %% | Linear biases %s |\n",
+               "| %.1f tiles/s | %.1f TFLOP/s | GEMM %.1f TFLOP/s | %.0f %% | Linear biases %s | attention on %s |\n",
                real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, kern_backend_description(be),
                n_tiles, 1e3 * dt / n_tiles, n_tiles / dt, gflop / dt / 1e3, rates.gemm_bf16_tflops,
                100.0 * gflop / dt / 1e3 / rates.gemm_bf16_tflops,
-               lt_bias && !strcmp(lt_bias, "0") ? "in a kernel after an f32 GEMM (NVL_CUDA_LT_BIAS=0)" : "in the GEMM's epilogue");
+               lt_bias && !strcmp(lt_bias, "0") ? "in a kernel after an f32 GEMM (NVL_CUDA_LT_BIAS=0)" : "in the GEMM's epilogue",
+               am && !strcmp(am, "0") ? "WMMA (NVL_CUDA_ATTN_MMA=0)" : "mma.sync");
     } else {
         printf("| %s (width %lld, %lld blocks, %lldx%lld tiles) | %d tiles | %.2f s/tile | %.3f tiles/s | %.1f GFLOP/s | peak RSS %.0f MiB | %s |\n",
                real ? "RADIO-H" : "tiny", (long long)W, (long long)L, (long long)S, (long long)S, n_tiles, dt / n_tiles,

@@ -227,7 +227,7 @@ nvl_status kern_env_check(nvl_err *err) {
     /* the CUDA kernel switches (ops_cuda.cu reads exactly "0" / "1"): "true" or "on" would pass
        silently as the default */
     static const char *const switches[] = {"NVL_CUDA_FLASH", "NVL_CUDA_GEMV", "NVL_CUDA_GEMV_I8", "NVL_CUDA_FP8_LT",
-                                           "NVL_CUDA_PDL", "NVL_CUDA_LT_BIAS", NULL};
+                                           "NVL_CUDA_PDL", "NVL_CUDA_LT_BIAS", "NVL_CUDA_ATTN_MMA", NULL};
     for (int i = 0; switches[i]; i++)
         if ((v = getenv(switches[i])) && *v && !one_of(v, bools))
             return nvl_err_set(err, NVL_ERR_INVALID_ARG, "%s='%s': expected 0 or 1", switches[i], v);

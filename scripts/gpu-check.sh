@@ -348,8 +348,9 @@ elif [ "$have_gpu" = 1 ]; then
     # the BF16 decode GEMV with 2 and 8 loads in flight a lane (default 4): which one is fastest per shape
     NVL_CUDA_GEMV_DEPTH=2 bench bench_ops_gemv2 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
     NVL_CUDA_GEMV_DEPTH=8 bench bench_ops_gemv8 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
-    # the BF16 one-row GEMVs on the tensor cores (k_gemv_mma) against k_gemv_bf16 above, shape by shape
-    NVL_CUDA_GEMV_MMA=all bench bench_ops_mmaall 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
+    # the BF16 one-row GEMVs on the tensor cores (k_gemv_mma) against k_gemv_bf16 above, shape by
+    # shape, and the ViT attention on the WMMA kernel (NVL_CUDA_ATTN_MMA=0) against mma.sync above
+    NVL_CUDA_GEMV_MMA=all NVL_CUDA_ATTN_MMA=0 bench bench_ops_mmaall 60 build-gpu/bench/bench_ops --backend cuda --shape 12b
   fi
   if want ops_i8; then
     log "bench_ops 12B with NVL_CUDA_GEMV_I8=0 (the NVFP4 decode GEMV on the direct kernel)"
@@ -390,6 +391,8 @@ elif [ "$have_gpu" = 1 ]; then
   done
   # the Linear layers' bias in a kernel of its own after an f32 GEMM (the form before the epilogue)
   want vision && NVL_CUDA_LT_BIAS=0 bench bench_vision_13_ltbias0 120 build-gpu/bench/bench_vision --shape h --tiles 13
+  # the ViT attention on the WMMA kernel (the form before mma.sync)
+  want vision && NVL_CUDA_ATTN_MMA=0 bench bench_vision_13_attnwmma 120 build-gpu/bench/bench_vision --shape h --tiles 13
   if want mid; then
     log "bench_llm on the device (mid shape, synthetic BF16 weights; 1 and 16 sequences)"
     bench bench_llm 150 build-gpu/bench/bench_llm --shape mid --prompt 128 --decode 32

@@ -1232,7 +1232,10 @@ static void test_attention_full(void) {
         {1, 600, 1, 8, NVL_DTYPE_BF16}, {1, 1100, 2, 16, NVL_DTYPE_BF16},
         /* head dims of 16k: the CUDA tensor-core kernel (query tiles of 64, key tiles of 64 in
            blocks of 512): three images of 70 (tiles cross images), 1100 keys, RADIO-H's 80 */
-        {3, 70, 2, 32, NVL_DTYPE_BF16}, {1, 1100, 1, 16, NVL_DTYPE_BF16}, {1, 600, 1, 80, NVL_DTYPE_BF16}};
+        {3, 70, 2, 32, NVL_DTYPE_BF16}, {1, 1100, 1, 16, NVL_DTYPE_BF16}, {1, 600, 1, 80, NVL_DTYPE_BF16},
+        /* the mma.sync kernel's other head dims (64, 48: 4 and 3 slabs of 16), two images of 130
+           (a query tile past each image's end) and 1030 keys (two 512-key blocks and six more) */
+        {2, 130, 2, 128, NVL_DTYPE_BF16}, {1, 1030, 1, 48, NVL_DTYPE_BF16}};
     const int flash = 1; /* both backends take the bf16 form for a BF16 o */
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         const int64_t n = cs[c].n_img, Ti = cs[c].Ti, H = cs[c].H, W = cs[c].W, D = W / H, R = n * Ti;

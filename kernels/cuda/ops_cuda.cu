@@ -1591,6 +1591,197 @@ static fv_kernel fv_pick(int64_t nd, size_t *smem) {
 }
 static_assert(MAX_D / 16 == 8, "fv_pick has a kernel for every head dim of 16 nd up to MAX_D");
 
+/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 (fragments
+   as the PTX ISA lays them out; tests/cuda_emu/include/mma.h spells the layout out and emulates it) */
+template <int BF16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(TESTS_CUDA_EMU_H)
+    emu::mma_m16n8k16(d, a, b, BF16 != 0);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (BF16)
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                     "{%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                     "{%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* (built for sm_90: never here) */
+#endif
+}
+// The same BF16 form on mma.sync (NVL_CUDA_ATTN_MMA=1, the default for head dims 16 nd, nd <= 5:
+// RADIO-H's 80; 0: k_attention_full_flash above). The WMMA kernel moves every score tile and every
+// P tile through shared memory (store_matrix_sync, then the lanes read their rows): with mma.sync
+// the fragments' layout is the PTX ISA's, so each lane's scores stay in its registers, the row
+// max and sum are taken across the 4 lanes that hold a row (shuffles), and P's bf16 pairs are
+// packed straight into the A fragments of P V (an m16n8 score tile's pairs are an m16n8k16 A
+// fragment's halves: keys 8j + 2t, 8j + 2t + 1 of rows g and g + 8). The arithmetic is the form's
+// and k_attention_full_flash's: s = fl(S scale) with S's sums over the head dims in order of 16, the
+// 512-key block's max from a first pass, l and acc rescaled by exp(M - M_b), e = exp(s - M_b)
+// summed unrounded, p = bf16(e), acc += P V in the tensor cores' accumulators across the key
+// tiles (in order of 16 keys), o = bf16(acc (1 / l)). Block (image, tile of FA_BR query rows,
+// head), warp w rows 16 w .. 16 w + 15 (lane l: g = l / 4 rows g, g + 8; t = l % 4); Q's A
+// fragments read once from memory; per tile of FA_BC keys the block stages K (rows, for Q K^T's B
+// fragments: k = head dim, n = key) and for the second pass V transposed (Vt[d][key], so P V's B
+// fragments are 32-bit reads too). Shared memory: 22.5 KiB at 80.
+template <int ND> struct Fm {
+    static constexpr int D = ND * 16, LDK = D + 8, LDV = FA_BC + 8; /* bf16 strides (4-byte pairs, banks staggered) */
+    static constexpr size_t SMEM = (size_t)FA_BC * LDK * 2 + (size_t)D * LDV * 2;
+};
+template <int ND>
+__global__ void __launch_bounds__(FA_WARPS * WARP_SIZE) k_attention_full_mma(V2 o, V2 qkv, int64_t Ti, int64_t H,
+                                                                             int64_t n_qt) {
+    constexpr int D = Fm<ND>::D, LDK = Fm<ND>::LDK, LDV = Fm<ND>::LDV, NJ = FA_BC / 8, NT = D / 8;
+    extern __shared__ __align__(128) float fm_smem[];
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)fm_smem, *Vt = Ks + FA_BC * LDK;
+    const int tid = threadIdx.x, lane = tid % WARP_SIZE, w = tid / WARP_SIZE, g = lane >> 2, t = lane & 3;
+    const int64_t img = blockIdx.x / n_qt, t0 = (blockIdx.x % n_qt) * FA_BR, hh = blockIdx.y;
+    const int64_t W = o.cols, base = img * Ti, nr = Ti - t0 < FA_BR ? Ti - t0 : FA_BR;
+    const __nv_bfloat16 *qb = (const __nv_bfloat16 *)qkv.p;
+    const int r0 = 16 * w + g, r1 = r0 + 8; /* the lane's two rows in the tile */
+    /* Q's A fragments: (row g, d 16 kd + 2t ..), (row g + 8, ..), (row g, d 16 kd + 8 + 2t ..), (row g + 8, ..) */
+    uint32_t qa[ND][4];
+    {
+        const uint32_t *q0 = (const uint32_t *)(qb + (base + t0 + (r0 < nr ? r0 : 0)) * qkv.ld + hh * D),
+                       *q1 = (const uint32_t *)(qb + (base + t0 + (r1 < nr ? r1 : 0)) * qkv.ld + hh * D);
+#pragma unroll
+        for (int kd = 0; kd < ND; kd++) {
+            qa[kd][0] = r0 < nr ? q0[8 * kd + t] : 0u;
+            qa[kd][1] = r1 < nr ? q1[8 * kd + t] : 0u;
+            qa[kd][2] = r0 < nr ? q0[8 * kd + 4 + t] : 0u;
+            qa[kd][3] = r1 < nr ? q1[8 * kd + 4 + t] : 0u;
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)D);
+    float M[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+    constexpr int VEC = D / 8;
+    auto stage = [&](int64_t k0, int with_v) {
+        __syncthreads(); /* (the last tile's readers) */
+        for (int i = tid; i < FA_BC * VEC; i += blockDim.x) {
+            const int j = i / VEC, c = (i % VEC) * 8;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+            if (k0 + j < Ti) {
+                const __nv_bfloat16 *src = qb + (base + k0 + j) * qkv.ld + hh * D + c;
+                kv = *(const uint4 *)(src + W);
+                if (with_v) vv = *(const uint4 *)(src + 2 * W);
+            }
+            *(uint4 *)(Ks + j * LDK + c) = kv;
+            if (with_v) {
+                const uint32_t vw[4] = {vv.x, vv.y, vv.z, vv.w};
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    __nv_bfloat16 b;
+                    const uint16_t bits = (uint16_t)(vw[e / 2] >> (16 * (e % 2)));
+                    memcpy(&b, &bits, 2);
+                    Vt[(c + e) * LDV + j] = b;
+                }
+            }
+        }
+        __syncthreads();
+    };
+    /* S = Q K^T for the staged tile: S[j] the m16n8 tile of keys 8j .. 8j + 7 */
+    auto scores = [&](float (&S)[NJ][4]) {
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            S[j][0] = S[j][1] = S[j][2] = S[j][3] = 0.f;
+            const uint32_t *kr = (const uint32_t *)(Ks + (8 * j + g) * LDK);
+#pragma unroll
+            for (int kd = 0; kd < ND; kd++) {
+                const uint32_t b[2] = {kr[8 * kd + t], kr[8 * kd + 4 + t]};
+                mma_16816<1>(S[j], qa[kd], b);
+            }
+        }
+    };
+    for (int64_t j0 = 0; j0 < Ti; j0 += FA_KV_BLOCK) {
+        const int64_t j1 = j0 + FA_KV_BLOCK < Ti ? j0 + FA_KV_BLOCK : Ti;
+        float bm[2] = {-INFINITY, -INFINITY};
+        for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 1: the block's max */
+            stage(k0, 0);
+            float S[NJ][4];
+            scores(S);
+#pragma unroll
+            for (int j = 0; j < NJ; j++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    if (k0 + 8 * j + 2 * t + (i & 1) < j1) bm[i / 2] = fmaxf(bm[i / 2], __fmul_rn(S[j][i], scale));
+        }
+        float Mn[2], c[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            bm[h] = fmaxf(bm[h], __shfl_xor_sync(0xffffffffu, bm[h], 1));
+            bm[h] = fmaxf(bm[h], __shfl_xor_sync(0xffffffffu, bm[h], 2));
+            Mn[h] = bm[h] > M[h] ? bm[h] : M[h];
+            if (j0 > 0 && Mn[h] > M[h]) l[h] = __fmul_rn(l[h], expf(M[h] - Mn[h]));
+            c[h] = j0 > 0 ? expf(M[h] - Mn[h]) : 1.f;
+        }
+        if (j0 > 0)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[nt][i] = __fmul_rn(acc[nt][i], c[i / 2]);
+        float bs[2] = {0.f, 0.f};
+        for (int64_t k0 = j0; k0 < j1; k0 += FA_BC) { /* pass 2: p = bf16(e), acc += P V */
+            stage(k0, 1);
+            float S[NJ][4];
+            scores(S);
+            uint32_t pp[NJ][2]; /* tile j's bf16 pairs: rows g ([0]) and g + 8 ([1]) */
+#pragma unroll
+            for (int j = 0; j < NJ; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    uint32_t pr = 0;
+#pragma unroll
+                    for (int e2 = 0; e2 < 2; e2++) {
+                        const float e = k0 + 8 * j + 2 * t + e2 < j1 ? expf(__fmul_rn(S[j][2 * h + e2], scale) - Mn[h]) : 0.f;
+                        bs[h] += e;
+                        pr |= (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(e)) << (16 * e2);
+                    }
+                    pp[j][h] = pr;
+                }
+#pragma unroll
+            for (int i = 0; i < FA_BC / 16; i++) { /* keys 16 i ..: A = tiles 2i (slots 2t ..) and 2i + 1 (2t + 8 ..) */
+                const uint32_t a[4] = {pp[2 * i][0], pp[2 * i][1], pp[2 * i + 1][0], pp[2 * i + 1][1]};
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) { /* B: (keys 16 i + 2t .., d 8 nt + g) from Vt's row */
+                    const uint32_t *vr = (const uint32_t *)(Vt + (8 * nt + g) * LDV + 16 * i);
+                    const uint32_t b[2] = {vr[t], vr[4 + t]};
+                    mma_16816<1>(acc[nt], a, b);
+                }
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            bs[h] += __shfl_xor_sync(0xffffffffu, bs[h], 1);
+            bs[h] += __shfl_xor_sync(0xffffffffu, bs[h], 2);
+            l[h] += bs[h];
+            M[h] = Mn[h];
+        }
+    }
+    const float inv[2] = {1.0f / l[0], 1.0f / l[1]};
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int rr = i < 2 ? r0 : r1;
+            if (rr < nr) st(o.p, (base + t0 + rr) * o.ld + hh * D + 8 * nt + 2 * t + (i & 1), __fmul_rn(acc[nt][i], inv[i / 2]), o.dt);
+        }
+}
+static fv_kernel fm_pick(int64_t nd, size_t *smem) {
+    switch (nd) {
+#define FM_CASE(N) \
+    case N: *smem = Fm<N>::SMEM; return k_attention_full_mma<N>;
+        FM_CASE(1) FM_CASE(2) FM_CASE(3) FM_CASE(4) FM_CASE(5)
+#undef FM_CASE
+    default: *smem = 0; return NULL;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Matmul: a shared-memory tiled kernel for mixed dtypes (cuBLAS when x and W share a dtype)
 
@@ -2065,27 +2256,6 @@ __device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t two) {
     memcpy(&l, &lo, 2);
     memcpy(&h, &hi, 2);
     return (uint32_t)l | (uint32_t)h << 16;
-#endif
-}
-/* d += a b over a warp: mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 (fragments
-   as the PTX ISA lays them out; tests/cuda_emu/include/mma.h spells the layout out and emulates it) */
-template <int BF16>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(TESTS_CUDA_EMU_H)
-    emu::mma_m16n8k16(d, a, b, BF16 != 0);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if (BF16)
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                     "{%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    else
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                     "{%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#elif defined(__CUDA_ARCH__)
-    __trap(); /* (built for sm_90: never here) */
 #endif
 }
 /* BF16 = 0: w FP8 codes, xa0 the activations' f16 values (M x K, xrow = 2K bytes), y = sum scale1
@@ -3052,7 +3222,9 @@ nvl_status c_attention_full(kern_backend *be, nvl_tensor *o, const nvl_tensor *q
     const int64_t Ti = qv.rows / n_img, D = ov.cols / n_head, n_qt = (Ti + FA_BR - 1) / FA_BR;
     static const int flash_on = kernel_switch("NVL_CUDA_FLASH", 1);
     size_t fv_smem = 0;
-    const fv_kernel fv = D % 16 == 0 ? fv_pick(D / 16, &fv_smem) : NULL;
+    static const int attn_mma_on = kernel_switch("NVL_CUDA_ATTN_MMA", 1);
+    fv_kernel fv = D % 16 == 0 && attn_mma_on ? fm_pick(D / 16, &fv_smem) : NULL; /* (mma.sync, else WMMA) */
+    if (!fv && D % 16 == 0) fv = fv_pick(D / 16, &fv_smem);
     if (blocks && Ti > 0 && ov.dt == DT_BF16 && qv.dt == DT_BF16 && fv && qv.ld % 8 == 0 && ((uintptr_t)qv.p & 15) == 0 &&
         flash_on && n_img * n_qt <= 0x7fffffffLL && n_head <= 65535 && fv_smem <= kern_cuda_smem_optin(be)) {
         /* the bf16 form on tensor cores (16-byte rows, the shared memory it needs) */
