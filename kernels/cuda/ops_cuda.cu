@@ -1420,6 +1420,23 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // passes run the same products, so they see the same scores. o = bf16(acc * (1 / l)).
 // Shared memory (RADIO-H: 52 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
 // and O scratch, whose space first holds the Q tile until its fragments are loaded.
+/* The ViT kernels' key tiles: for each 16-byte piece (key j of the tile at k0, head columns c ..
+   c + 7) of K (and V when with_v), read from qkv (bf16, ld elements a row, K at W, V at 2 W; zeros
+   for keys past the image), put(j, c, kv, vv) stores it; the block's threads share the pieces */
+template <int VEC, typename Put>
+__device__ __forceinline__ void vit_stage_kv(const __nv_bfloat16 *qb, int64_t ld, int64_t base, int64_t k0, int64_t Ti,
+                                             int64_t col0, int64_t W, int with_v, Put put) {
+    for (int i = threadIdx.x; i < FA_BC * VEC; i += blockDim.x) {
+        const int j = i / VEC, c = (i % VEC) * 8;
+        uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+        if (k0 + j < Ti) {
+            const __nv_bfloat16 *src = qb + (base + k0 + j) * ld + col0 + c;
+            kv = *(const uint4 *)(src + W);
+            if (with_v) vv = *(const uint4 *)(src + 2 * W);
+        }
+        put(j, c, kv, vv);
+    }
+}
 template <int ND> struct Fv {
     static constexpr int D = ND * 16, LDB = D + 8; /* bf16 row stride (16-byte multiple, staggers banks) */
     static constexpr size_t KV = (size_t)FA_BC * LDB * 2, Q = (size_t)FA_BR * LDB * 2,
@@ -1467,17 +1484,10 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE, ND <= 5 ? 4 : 3) /* (the
     /* a key tile into shared memory (K, and V when asked), zeros past the image */
     auto stage = [&](int64_t k0, int with_v) {
         __syncthreads(); /* (the last tile's readers) */
-        for (int i = tid; i < FA_BC * VEC; i += blockDim.x) {
-            const int j = i / VEC, c = (i % VEC) * 8;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-            if (k0 + j < Ti) {
-                const __nv_bfloat16 *src = qb + (base + k0 + j) * qkv.ld + hh * D + c;
-                kv = *(const uint4 *)(src + W);
-                if (with_v) vv = *(const uint4 *)(src + 2 * W);
-            }
+        vit_stage_kv<VEC>(qb, qkv.ld, base, k0, Ti, hh * D, W, with_v, [&](int j, int c, uint4 kv, uint4 vv) {
             *(uint4 *)(Ks + j * LDB + c) = kv;
             if (with_v) *(uint4 *)(Vs + j * LDB + c) = vv;
-        }
+        });
         __syncthreads();
     };
     /* S (the warp's 16 rows x FA_BC keys, stride FA_LDS) = Q K^T, each sum over the head dims in
@@ -1663,26 +1673,18 @@ __global__ void __launch_bounds__(FA_WARPS * WARP_SIZE) k_attention_full_mma(V2 
     constexpr int VEC = D / 8;
     auto stage = [&](int64_t k0, int with_v) {
         __syncthreads(); /* (the last tile's readers) */
-        for (int i = tid; i < FA_BC * VEC; i += blockDim.x) {
-            const int j = i / VEC, c = (i % VEC) * 8;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-            if (k0 + j < Ti) {
-                const __nv_bfloat16 *src = qb + (base + k0 + j) * qkv.ld + hh * D + c;
-                kv = *(const uint4 *)(src + W);
-                if (with_v) vv = *(const uint4 *)(src + 2 * W);
-            }
+        vit_stage_kv<VEC>(qb, qkv.ld, base, k0, Ti, hh * D, W, with_v, [&](int j, int c, uint4 kv, uint4 vv) {
             *(uint4 *)(Ks + j * LDK + c) = kv;
-            if (with_v) {
-                const uint32_t vw[4] = {vv.x, vv.y, vv.z, vv.w};
+            if (!with_v) return;
+            const uint32_t vw[4] = {vv.x, vv.y, vv.z, vv.w};
 #pragma unroll
-                for (int e = 0; e < 8; e++) {
-                    __nv_bfloat16 b;
-                    const uint16_t bits = (uint16_t)(vw[e / 2] >> (16 * (e % 2)));
-                    memcpy(&b, &bits, 2);
-                    Vt[(c + e) * LDV + j] = b;
-                }
+            for (int e = 0; e < 8; e++) { /* (V transposed: Vt[d][key]) */
+                __nv_bfloat16 b;
+                const uint16_t bits = (uint16_t)(vw[e / 2] >> (16 * (e % 2)));
+                memcpy(&b, &bits, 2);
+                Vt[(c + e) * LDV + j] = b;
             }
-        }
+        });
         __syncthreads();
     };
     /* S = Q K^T for the staged tile: S[j] the m16n8 tile of keys 8j .. 8j + 7 */
