@@ -1402,6 +1402,23 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
     if (d < D) st((char *)o.p + (size_t)(r * o.ld + hh * D) * 2, d, __fmul_rn(acc, 1.0f / l), o.dt);
 }
 
+/* The ViT kernels' key tiles: for each 16-byte piece (key j of the tile at k0, head columns c ..
+   c + 7) of K (and V when with_v), read from qkv (bf16, ld elements a row, K at W, V at 2 W; zeros
+   for keys past the image), put(j, c, kv, vv) stores it; the block's threads share the pieces */
+template <int VEC, typename Put>
+__device__ __forceinline__ void vit_stage_kv(const __nv_bfloat16 *qb, int64_t ld, int64_t base, int64_t k0, int64_t Ti,
+                                             int64_t col0, int64_t W, int with_v, Put put) {
+    for (int i = threadIdx.x; i < FA_BC * VEC; i += blockDim.x) {
+        const int j = i / VEC, c = (i % VEC) * 8;
+        uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+        if (k0 + j < Ti) {
+            const __nv_bfloat16 *src = qb + (base + k0 + j) * ld + col0 + c;
+            kv = *(const uint4 *)(src + W);
+            if (with_v) vv = *(const uint4 *)(src + 2 * W);
+        }
+        put(j, c, kv, vv);
+    }
+}
 // The same BF16 form on tensor cores (WMMA), for bf16 qkv and head dims that are multiples of
 // 16 (RADIO-H's 80), a kernel per head dim (ND = D / 16: registers and shared memory sized for
 // it): block (image, tile of FA_BR query rows, head), warp w rows 16w .. 16w + 15, its Q tile held
@@ -1420,23 +1437,6 @@ __global__ void k_attention_full_bf16p(V2 o, V2 qkv, int64_t Ti, int64_t H) {
 // passes run the same products, so they see the same scores. o = bf16(acc * (1 / l)).
 // Shared memory (RADIO-H: 52 KiB, four blocks an SM): the K and V tiles, then the warps' S, P
 // and O scratch, whose space first holds the Q tile until its fragments are loaded.
-/* The ViT kernels' key tiles: for each 16-byte piece (key j of the tile at k0, head columns c ..
-   c + 7) of K (and V when with_v), read from qkv (bf16, ld elements a row, K at W, V at 2 W; zeros
-   for keys past the image), put(j, c, kv, vv) stores it; the block's threads share the pieces */
-template <int VEC, typename Put>
-__device__ __forceinline__ void vit_stage_kv(const __nv_bfloat16 *qb, int64_t ld, int64_t base, int64_t k0, int64_t Ti,
-                                             int64_t col0, int64_t W, int with_v, Put put) {
-    for (int i = threadIdx.x; i < FA_BC * VEC; i += blockDim.x) {
-        const int j = i / VEC, c = (i % VEC) * 8;
-        uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-        if (k0 + j < Ti) {
-            const __nv_bfloat16 *src = qb + (base + k0 + j) * ld + col0 + c;
-            kv = *(const uint4 *)(src + W);
-            if (with_v) vv = *(const uint4 *)(src + 2 * W);
-        }
-        put(j, c, kv, vv);
-    }
-}
 template <int ND> struct Fv {
     static constexpr int D = ND * 16, LDB = D + 8; /* bf16 row stride (16-byte multiple, staggers banks) */
     static constexpr size_t KV = (size_t)FA_BC * LDB * 2, Q = (size_t)FA_BR * LDB * 2,
@@ -1610,14 +1610,14 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     if (BF16)
         asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                     "{%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+            "{%0, %1, %2, %3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
     else
         asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                     "{%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+            "{%0, %1, %2, %3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #elif defined(__CUDA_ARCH__)
     __trap(); /* (built for sm_90: never here) */
 #endif
@@ -1840,7 +1840,7 @@ __global__ void k_matmul_tiled(V2 y, V2 x, const void *w, int wdt, int64_t K) {
 //      inexact case: a block whose s falls below 1e-5 takes scale 1 on the CPU (x' = e2m1(x)); it
 //      is written as bf16(e2m1(x) / input_scale) here (nonzero only when |x| > 0.25 in a block whose
 //      amax is below ~2.2e-6 of the tensor's calibrated amax).
-//   5. FP8 as exact bf16 factors, the same way (k_quant_fp8_bf16: the E4M3 values of x /
+//   5. FP8 as exact bf16 factors, the same way (k_quant_fp8_vals<__nv_bfloat16>: the E4M3 values of x /
 //      input_scale; k_dequant_fp8_w: the weight rows' E4M3 values; alpha = input_scale *
 //      weight_scale): the default, and where cuBLASLt declines the FP8 shape. Its sums are f32's;
 //      Hopper's FP8 tensor cores (3., NVL_CUDA_FP8_LT=1) keep only ~14 bits within each k-block
@@ -1901,14 +1901,6 @@ __global__ void k_quant_fp8_codes(uint8_t *xq, V2 x, float input_scale) {
         xq[i] = qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale);
 }
 
-// The same codes' E4M3 values as f16 (exact: every E4M3 value is an f16), for k_gemv_mma
-__global__ void k_quant_fp8_h(__half *xq, V2 x, float input_scale) {
-    pdl_enter();
-    const int64_t K = x.cols;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
-        xq[i] = __float2half_rn(qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale)));
-}
-
 // NVFP4 activations as bf16 without the global scale: per 16-block, e2m1(x / s) * e4m3_blk with
 // s = e4m3_blk * input_scale as k_quant_act computes it (exact in bf16; see 4. above)
 __global__ void k_quant_nvfp4_bf16(__nv_bfloat16 *xq, V2 x, float input_scale) {
@@ -1926,10 +1918,14 @@ __global__ void k_quant_nvfp4_bf16(__nv_bfloat16 *xq, V2 x, float input_scale) {
 // NVFP4 weight rows [n0, n0 + nc) as bf16 e2m1 * e4m3(block scale) (exact), (nc, K) contiguous
 // FP8 as exact bf16 factors (5. below): the E4M3 values of x / input_scale (4 significant bits
 // fit bf16's 8; the range too), and the weight rows' E4M3 values n0 .. n0 + nc, (nc, K)
-__global__ void k_quant_fp8_bf16(__nv_bfloat16 *xq, V2 x, float input_scale) {
+// (T = __nv_bfloat16; for k_gemv_mma T = __half: E4M3 values are exact in f16 too)
+__device__ __forceinline__ void to_half_t(__nv_bfloat16 &d, float v) { d = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void to_half_t(__half &d, float v) { d = __float2half_rn(v); }
+template <typename T> __global__ void k_quant_fp8_vals(T *xq, V2 x, float input_scale) {
+    pdl_enter();
     const int64_t K = x.cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < x.rows * K; i += (int64_t)gridDim.x * blockDim.x)
-        xq[i] = __float2bfloat16_rn(qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale)));
+        to_half_t(xq[i], qr_e4m3_to_f32(qr_e4m3_sat(ld(x.p, (i / K) * x.ld + i % K, x.dt) / input_scale)));
 }
 __global__ void k_dequant_fp8_w(__nv_bfloat16 *wd, const uint8_t *w, int64_t n0, int64_t nc, int64_t K) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nc * K; i += (int64_t)gridDim.x * blockDim.x)
@@ -2224,11 +2220,11 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *
 // FP8: the CUDA-core GEMV spends about three instructions a weight (two conversions and the FMA
 // of each activation row): at 5120 -> 20480 it read 3.1 TB/s of the H200's 4.8, waiting on its
 // loads with 128 registers (bench/RESULTS.md, run 6). W8A8's products are products of two E4M3
-// values, and every E4M3 value is an f16: k_quant_fp8_h writes the activations' E4M3 values a_k =
-// e4m3(x_k / input_scale) as f16 (M x K, exact) and mma.sync m16n8k16 (f16 in, f32 sums)
+// values, and every E4M3 value is an f16: k_quant_fp8_vals<__half> writes the activations' E4M3
+// values a_k = e4m3(x_k / input_scale) as f16 (M x K, exact) and mma.sync m16n8k16 (f16 in, f32 sums)
 // multiplies 16 weight rows (A) by up to 8 activation rows (B's 8 columns) 16 k at a time, the
-// weight codes widened by cvt (two a conversion); y = (sum_k a_k w_k) input_scale weight_scale. The products are exact
-// (4 significant bits each); the CPU twin sums fl(a_k input_scale) w_k in f32 instead: the same
+// weight codes widened by cvt (two a conversion); y = (sum_k a_k w_k) input_scale weight_scale.
+// The products are exact (4 significant bits each); the CPU twin sums fl(a_k input_scale) w_k in f32 instead: the same
 // sum to f32 rounding, as the NVFP4 integer GEMV's. BF16: the stored pairs are the fragments (bf16
 // in, f32 sums), no conversion; k_gemv_bf16's FMAs grow with the rows (8 rows: 8 a weight), these
 // do not. Each 64-byte step's products (4 MMAs FP8, 2 BF16) chain through the accumulator (the
@@ -2237,8 +2233,7 @@ __global__ void __launch_bounds__(EW_BLOCK) k_gemv_nvfp4_i8(V2 y, const int8_t *
 // Layout: a block of GVM_WARPS warps takes 16 output rows; its warps split each weight row in
 // steps of 64 bytes (warp w: steps w, w + GVM_WARPS, ..); lane l (g = l / 4, t = l % 4) loads the
 // 16 bytes at 64 s + 16 t of weight rows g and g + 8 and the same k of activation row g (16 bytes
-// of BF16, 32 of FP8's f16 values). The
-// fragment's k order is free as long as A and B follow the same one: for each MMA the lane's A
+// of BF16, 32 of FP8's f16 values). The fragment's k order is free as long as A and B follow the same one: for each MMA the lane's A
 // pairs (rows g, g + 8; k slots 2t, 2t + 1 and 2t + 8, 2t + 9) take two of its pairs of elements
 // and its B pairs (column g) the same two of the activation row, so each weight meets its own
 // activation. The warps' totals meet in shared memory, summed in the order of the warps. Needs
@@ -2560,7 +2555,7 @@ nvl_status matmul_quant_gemm(kern_backend *be, V2 *yv, V2 *xv, const kern_weight
     __nv_bfloat16 *xq = (__nv_bfloat16 *)sc, *wd = (__nv_bfloat16 *)(sc + xb);
     cudaStream_t s = kern_cuda_stream(be);
     if (nvfp4) k_quant_nvfp4_bf16<<<grid_for(M * (K / QBLK)), EW_BLOCK, 0, s>>>(xq, *xv, w->input_scale);
-    else k_quant_fp8_bf16<<<grid_for(M * K), EW_BLOCK, 0, s>>>(xq, *xv, w->input_scale);
+    else k_quant_fp8_vals<__nv_bfloat16><<<grid_for(M * K), EW_BLOCK, 0, s>>>(xq, *xv, w->input_scale);
     CHECK_ST(kern_cuda_after_launch(be, nvfp4 ? "c_matmul (NVFP4 activations)" : "c_matmul (FP8 activations)", err));
     const float alpha = w->input_scale * w->weight_scale, zero = 0.0f;
     const size_t es = dsize(yv->dt);
@@ -2627,7 +2622,7 @@ nvl_status matmul_quant(kern_backend *be, V2 *yv, V2 *xv, const kern_weight *w, 
         (w->n_out + 15) / 16 <= 0x7fffffffLL) {
         __half *xh = (__half *)kern_cuda_scratch(be, (size_t)(M * K) * sizeof(__half), err);
         if (!xh) return NVL_ERR_NOMEM;
-        launch_pdl(k_quant_fp8_h, grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be), xh, *xv, w->input_scale);
+        launch_pdl(k_quant_fp8_vals<__half>, grid_for(M * K), EW_BLOCK, 0, kern_cuda_stream(be), xh, *xv, w->input_scale);
         CHECK_ST(kern_cuda_after_launch(be, "c_matmul (FP8 activations as f16)", err));
         launch_pdl(k_gemv_mma<0>, dim3((unsigned)((w->n_out + 15) / 16)), GVM_WARPS * WARP_SIZE, 0, kern_cuda_stream(be), *yv,
             (const uint8_t *)xh, 2 * K, (const uint8_t *)w->w.data, w->input_scale, w->weight_scale, K, (int)M);

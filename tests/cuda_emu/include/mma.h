@@ -151,8 +151,8 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
 } // namespace wmma
 } // namespace nvcuda
 
-/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (and .bf16.bf16 where bf16; PTX ISA, "Matrix Fragments for mma.m16n8k16
- * with floating point type"), d = a b + d for the warp: lane l (group g = l / 4, t = l % 4) holds
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (and .bf16.bf16 where bf16; PTX ISA,
+ * "Matrix Fragments for mma.m16n8k16 with floating point type"), d = a b + d for the warp: lane l (group g = l / 4, t = l % 4) holds
  * A (16 x 16, f16 pairs, the lower half the lower column) a[0] = (g, 2t .. 2t+1), a[1] = (g + 8,
  * 2t ..), a[2] = (g, 2t + 8 ..), a[3] = (g + 8, 2t + 8 ..); B (16 x 8) b[0] = (k 2t .. 2t+1, n g),
  * b[1] = (k 2t + 8 .., n g); C and D (16 x 8, f32) d[i] = (g + 8 (i / 2), 2t + i % 2). The lanes'
